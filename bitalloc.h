@@ -1,0 +1,12 @@
+/* libbitalloc: the public API. The CLI includes only this header. */
+#ifndef BITALLOC_H
+#define BITALLOC_H
+
+#define BA_VERSION "0.1.0"
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "core/util.h"
+#include "model/model.h"
+
+#endif

@@ -1,0 +1,52 @@
+/* Small shared services: SHA-256, a seeded RNG, whole-file reads, mmap. */
+#ifndef BA_CORE_UTIL_H
+#define BA_CORE_UTIL_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#include "core/error.h"
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+typedef struct {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t buf[64];
+    size_t fill;
+} ba_sha256_t;
+void ba_sha256_init(ba_sha256_t *s);
+void ba_sha256_update(ba_sha256_t *s, const void *data, size_t n);
+void ba_sha256_final(ba_sha256_t *s, uint8_t out[32]);
+/* Lower-case hex digest (65 bytes with NUL). */
+void ba_sha256_hex(const void *data, size_t n, char hex[65]);
+ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err);
+
+/* ---- RNG: xoshiro256** seeded through splitmix64; state is plain data so a
+ * study can store it and resume the exact same stream. ---- */
+typedef struct {
+    uint64_t s[4];
+} ba_rng_t;
+void ba_rng_seed(ba_rng_t *r, uint64_t seed);
+uint64_t ba_rng_next(ba_rng_t *r);
+double ba_rng_uniform(ba_rng_t *r);                /* [0, 1) */
+uint64_t ba_rng_below(ba_rng_t *r, uint64_t n);    /* [0, n), unbiased */
+double ba_rng_normal(ba_rng_t *r);                 /* N(0,1), Box-Muller */
+int ba_rng_rademacher(ba_rng_t *r);                /* -1 or +1 */
+
+/* ---- files ---- */
+/* Reads a whole file (adds a NUL after the data). Caller frees *data. */
+ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err);
+ba_status ba_file_write(const char *path, const void *data, size_t size, ba_error *err);
+/* Read-only mapping of a whole file; ba_file_unmap releases it. */
+typedef struct {
+    void *data;
+    size_t size;
+} ba_mapped_t;
+ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err);
+void ba_file_unmap(ba_mapped_t *m);
+/* Directory part of path ("." when none) into out. */
+void ba_path_dirname(const char *path, char *out, size_t cap);
+/* Monotonic seconds. */
+double ba_now(void);
+
+#endif

@@ -1,0 +1,132 @@
+/* The graph IR every pass runs on: values (tensors by id), nodes in
+ * topological order, quantizable layers (SPEC §2), and the executor.
+ * Loading (onnx.c), folding/shape inference (graph.c) and execution (exec.c)
+ * fill and walk these structures; kernels (ops_*.c) see only a node and tensors. */
+#ifndef BA_MODEL_MODEL_H
+#define BA_MODEL_MODEL_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+/* ONNX AttributeProto.AttributeType numbers. */
+enum { BA_ATTR_FLOAT = 1, BA_ATTR_INT = 2, BA_ATTR_STRING = 3, BA_ATTR_TENSOR = 4,
+       BA_ATTR_GRAPH = 5, BA_ATTR_FLOATS = 6, BA_ATTR_INTS = 7, BA_ATTR_STRINGS = 8 };
+
+typedef struct ba_attr {
+    char *name;
+    int type;        /* BA_ATTR_* */
+    float f;         /* FLOAT */
+    int64_t i;       /* INT */
+    char *s;         /* STRING (NUL-terminated copy) */
+    ba_tensor_t *t;  /* TENSOR */
+    int n;           /* element count of FLOATS / INTS / STRINGS */
+    float *floats;
+    int64_t *ints;
+    char **strings;
+    void *graph;     /* GRAPH: loader-private (If branches) */
+} ba_attr_t;
+
+struct ba_op_def;
+
+typedef struct ba_node {
+    char *name;      /* node name ("" when the file has none: then "<op_type>_<index>") */
+    char *op_type;
+    char *domain;    /* "" for the default domain */
+    int opset;       /* opset version of the node's domain in this model */
+    const struct ba_op_def *def; /* kernel table entry (NULL until resolved) */
+    int nin, nout;
+    int *inputs;     /* value ids; -1 = optional input left out */
+    int *outputs;    /* value ids; -1 = optional output not requested */
+    int nattr;
+    ba_attr_t *attrs;
+} ba_node_t;
+
+typedef struct ba_value {
+    char *name;
+    ba_dtype dtype;            /* BA_DT_UNDEFINED when unknown */
+    int ndim;                  /* -1 when the rank is unknown */
+    int64_t shape[BA_MAX_DIMS];/* -1 for a dimension not known statically */
+    ba_tensor_t *constant;     /* initializer, Constant output or folded value; else NULL */
+    int producer;              /* index of the node making it, -1 for inputs/constants */
+    int is_graph_input;        /* a real graph input (not an initializer) */
+    int is_graph_output;
+    int is_initializer;
+} ba_value_t;
+
+/* A quantizable layer (SPEC §2). */
+typedef struct ba_layer {
+    char *name;        /* initializer name, or Constant output name */
+    int value;         /* value id of that constant (what quant/ replaces) */
+    int node;          /* index of the consuming Conv/ConvTranspose/Gemm/MatMul/Gather node */
+    const char *op;    /* op_type of that node (points into the node) */
+    int ndim;
+    int64_t shape[BA_MAX_DIMS]; /* shape of the constant as stored */
+    int ch_axis;       /* output-channel axis, in the constant's own layout */
+    int64_t params;    /* element count */
+    int64_t macs;      /* multiply-accumulates for one sample */
+} ba_layer_t;
+
+typedef struct ba_model {
+    char *path;
+    char sha256[65];          /* of the model file */
+    uint64_t file_size;
+    int64_t ir_version;
+    int64_t opset;            /* default-domain opset */
+    char *producer;           /* producer_name producer_version */
+    int nvalues;
+    ba_value_t *values;
+    int nnodes;
+    ba_node_t *nodes;         /* topological order, constant-foldable nodes removed */
+    int ninputs;
+    int *inputs;              /* value ids of graph inputs needing data */
+    int noutputs;
+    int *outputs;             /* value ids of graph outputs */
+    int nlayers;
+    ba_layer_t *layers;
+    int64_t other_init_bytes; /* bytes of every non-layer initializer at its stored width (SPEC §4) */
+    void *priv;               /* loader-private */
+} ba_model_t;
+
+typedef struct ba_load_opts {
+    int include_embeddings;   /* Gather embeddings count as layers (--include-embeddings) */
+} ba_load_opts_t;
+
+/* Loads, checks, folds and topologically sorts an ONNX file; finds layers.
+ * Errors: BA_ERR_INPUT for corrupt/hostile files (message names the file),
+ * BA_ERR_UNSUPPORTED listing every unsupported op at once. */
+ba_status ba_model_load(const char *path, const ba_load_opts_t *opts, ba_model_t **out, ba_error *err);
+void ba_model_free(ba_model_t *m);
+int ba_model_find_value(const ba_model_t *m, const char *name); /* -1 when absent */
+
+/* ---- attributes (defaults per the ONNX operator docs are the caller's) ---- */
+const ba_attr_t *ba_node_attr(const ba_node_t *n, const char *name);
+int64_t ba_node_attr_int(const ba_node_t *n, const char *name, int64_t dflt);
+float ba_node_attr_float(const ba_node_t *n, const char *name, float dflt);
+const char *ba_node_attr_string(const ba_node_t *n, const char *name, const char *dflt);
+/* Returns the count (0 when absent) and sets *vals to the attribute's array. */
+int ba_node_attr_ints(const ba_node_t *n, const char *name, const int64_t **vals);
+int ba_node_attr_floats(const ba_node_t *n, const char *name, const float **vals);
+
+/* ---- execution ---- */
+typedef struct ba_run_opts {
+    /* Per value id (array of m->nvalues, or NULL): a tensor to use instead of
+     * the value's constant (quantized weights). Not taken over. */
+    ba_tensor_t *const *overrides;
+    /* Called after each value is computed (node outputs, in order); it may
+     * replace *t (e.g. fake-quantize an activation) or just observe it. */
+    ba_status (*on_value)(void *ctx, const ba_model_t *m, int value_id, ba_tensor_t **t, ba_error *err);
+    void *ctx;
+    /* When non-NULL (array of m->nvalues), every value computed is stored
+     * here with a ref (for backward passes); caller unrefs. */
+    ba_tensor_t **keep;
+} ba_run_opts_t;
+
+/* Runs the graph forward. inputs: one tensor per m->inputs entry (a dynamic
+ * dimension takes the data's size). outputs: one slot per m->outputs entry,
+ * filled with new refs. Intermediate tensors are freed after their last use. */
+ba_status ba_model_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts,
+                       ba_tensor_t **outputs, ba_error *err);
+
+#endif

@@ -1,0 +1,2 @@
+/* Shared helpers for the Criterion suite. */
+#include "tests/helpers.h"

@@ -1,0 +1,56 @@
+/* core/: SHA-256 vectors, RNG determinism, fp16 conversion, tensor views. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "tests/helpers.h"
+
+Test(core, sha256_matches_fips_vectors) {
+    char hex[65];
+    ba_sha256_hex("abc", 3, hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    ba_sha256_hex("", 0, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    ba_sha256_hex(m, strlen(m), hex);
+    cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+Test(core, rng_same_seed_same_stream) {
+    ba_rng_t a, b;
+    ba_rng_seed(&a, 42);
+    ba_rng_seed(&b, 42);
+    for (int i = 0; i < 1000; i++) cr_assert_eq(ba_rng_next(&a), ba_rng_next(&b));
+    ba_rng_seed(&b, 43);
+    cr_assert_neq(ba_rng_next(&a), ba_rng_next(&b));
+    for (int i = 0; i < 1000; i++) cr_assert_lt(ba_rng_below(&a, 7), 7u);
+}
+
+Test(core, fp16_round_trip_and_rounding) {
+    cr_assert_eq(ba_f32_to_f16(1.0f), 0x3c00);
+    cr_assert_eq(ba_f32_to_f16(-2.0f), 0xc000);
+    cr_assert_eq(ba_f32_to_f16(65504.0f), 0x7bff);
+    cr_assert_eq(ba_f32_to_f16(1e6f), 0x7c00);
+    cr_assert_float_eq(ba_f16_to_f32(0x3555), 0.333251953125f, 0);
+    cr_assert_float_eq(ba_f16_to_f32(0x0001), 5.960464477539063e-08f, 0);
+    /* 1 + 2^-11 is a tie between 1 and 1+2^-10: rounds to even (1.0). */
+    cr_assert_eq(ba_f32_to_f16(1.0f + 0x1.0p-11f), 0x3c00);
+    for (uint32_t h = 0; h < 0x7c00; h++) cr_assert_eq(ba_f32_to_f16(ba_f16_to_f32((uint16_t)h)), h);
+}
+
+Test(core, tensor_view_shares_and_refcounts) {
+    ba_error err;
+    int64_t shape[2] = {2, 3};
+    ba_tensor_t *t = ba_tensor_new(BA_DT_F32, 2, shape, &err);
+    cr_assert_not_null(t);
+    ((float *)t->data)[5] = 7.f;
+    int64_t flat[1] = {6};
+    ba_tensor_t *v = ba_tensor_view(t, 1, flat, &err);
+    ba_tensor_unref(t);
+    cr_assert_float_eq(((float *)v->data)[5], 7.f, 0);
+    int64_t bad[1] = {5};
+    cr_assert_null(ba_tensor_view(v, 1, bad, &err));
+    ba_tensor_t *c = ba_tensor_cast(v, BA_DT_I64, &err);
+    cr_assert_eq(((int64_t *)c->data)[5], 7);
+    ba_tensor_unref(c);
+    ba_tensor_unref(v);
+}
