@@ -1,0 +1,52 @@
+/* Output metrics of SPEC §8: accuracy, top-1 agreement, KL(p_fp‖p_q), MSE,
+ * SQNR. Accumulated batch by batch so evaluation memory stays bounded. */
+#ifndef BA_EVAL_METRICS_H
+#define BA_EVAL_METRICS_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+/* Rows of an output already form distributions when they are non-negative
+ * and sum to 1 within this tolerance (SPEC §8). */
+#define BA_METRICS_PROB_TOL 1e-3
+
+typedef struct ba_metrics_acc {
+    int is_prob;        /* -1 undecided, 0 logits (softmax taken), 1 probabilities */
+    int64_t classes;    /* size of the last axis */
+    int64_t rows;       /* rows seen (product of all axes but the last) */
+    double kl_sum;      /* Σ over rows of KL(p_fp‖p_q) */
+    int64_t agree;      /* rows whose argmax matches */
+    double se_sum;      /* Σ (fp − q)² over elements */
+    double sig_sum;     /* Σ fp² over elements */
+    int64_t elems;
+    int64_t labeled;    /* rows with a label */
+    int64_t correct_fp; /* labeled rows where argmax(fp) == label */
+    int64_t correct_q;  /* … argmax(q) == label */
+    int has_q;
+} ba_metrics_acc_t;
+
+typedef struct ba_metrics {
+    int64_t rows;
+    double accuracy_fp; /* NaN when no labels */
+    double accuracy_q;  /* NaN when no labels or no quantized run */
+    double agreement;   /* NaN when no quantized run */
+    double kl;
+    double mse;
+    double sqnr_db;     /* +inf when the outputs are identical */
+} ba_metrics_t;
+
+/* is_prob: 1 when the output is produced by Softmax, 0 when known logits,
+ * -1 to decide from the first batch's rows. */
+void ba_metrics_begin(ba_metrics_acc_t *acc, int is_prob);
+/* fp: float32 output of the FP model; q: the quantized model's (or NULL);
+ * labels: one per row of this batch (or NULL). */
+ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_tensor_t *q,
+                         const int64_t *labels, int64_t nlabels, ba_error *err);
+void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out);
+
+/* log-softmax of one row of n logits into out (stable: max subtracted). */
+void ba_metrics_log_softmax(const float *x, int64_t n, double *out);
+
+#endif

@@ -1,0 +1,54 @@
+/* Private helpers of the heavy kernels (ops_conv.c, ops_pool.c, ops_matmul.c,
+ * ops_norm.c): input checks naming the node, the window geometry shared by
+ * Conv and the pools (strides/dilations/pads/auto_pad/ceil_mode), im2col and col2im. */
+#ifndef BA_MODEL_KERN_CONV_H
+#define BA_MODEL_KERN_CONV_H
+
+#include "model/model.h"
+
+/* Spatial ranks the window kernels handle (1-D, 2-D, 3-D). */
+#define BA_KERN_MAX_SP 3
+
+/* A window geometry normalised to 3 spatial dims: a 1-D op has d and h of
+ * size 1 (kernel 1, stride 1, no pad), so one code path serves all ranks. */
+typedef struct ba_kern_geom {
+    int nsp;                       /* spatial rank as in the model (1..3) */
+    int64_t in[BA_KERN_MAX_SP];    /* input size  (d, h, w) */
+    int64_t k[BA_KERN_MAX_SP];     /* kernel size */
+    int64_t s[BA_KERN_MAX_SP];     /* strides */
+    int64_t dil[BA_KERN_MAX_SP];   /* dilations */
+    int64_t pb[BA_KERN_MAX_SP];    /* padding before */
+    int64_t pe[BA_KERN_MAX_SP];    /* padding after */
+    int64_t out[BA_KERN_MAX_SP];   /* output size */
+} ba_kern_geom_t;
+
+/* Checks that t is present and float32 (what = "input X" etc.). */
+ba_status ba_kern_need_f32(const ba_node_t *node, const ba_tensor_t *t, const char *what, ba_error *err);
+
+/* Reads strides, dilations, pads and auto_pad from node and computes the
+ * output size of a sliding window (Conv, MaxPool, AveragePool, LpPool).
+ * in_sp/k_sp hold nsp sizes. ceil_mode as in the pool ops (0 for Conv). */
+ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp, const int64_t *k_sp,
+                            int ceil_mode, ba_kern_geom_t *g, ba_error *err);
+
+/* Output spatial shape of geometry g into shape[0..nsp). */
+void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
+
+/* im2col of one image x (C, D, H, W) into cols (C*KD*KH*KW, OD*OH*OW);
+ * padded taps read 0. */
+void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols);
+
+/* col2im: adds cols (C*KD*KH*KW, ID*IH*IW) into y (C, OD, OH, OW) where the
+ * roles are transposed (ConvTranspose): g->in is the transposed op's input
+ * (the columns' positions) and g->out the image written. */
+void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, float *y);
+
+/* Expands src (ndim, shape) by numpy broadcasting into dst of (dndim, dshape);
+ * BA_ERR_INPUT naming the node when not broadcastable. */
+ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim, const int64_t *dshape,
+                               float *dst, const char *what, ba_error *err);
+
+/* Normalises a possibly negative axis for rank r; BA_ERR_INPUT when out of range. */
+ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_error *err);
+
+#endif

@@ -1,0 +1,38 @@
+/* Writes quantized ONNX models from the original file: `fakequant` replaces
+ * each layer's weight by Q_b(W); `qdq` stores integer codes and inserts
+ * DequantizeLinear (and QuantizeLinear/DequantizeLinear pairs for
+ * activations). Everything not quantized is kept as it was. */
+#ifndef BA_QUANT_ONNX_WRITE_H
+#define BA_QUANT_ONNX_WRITE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+typedef struct ba_onnx_qweight {
+    const char *name;          /* initializer name, or the output name of a Constant node */
+    int bits;                  /* 2..8 quantized, 16 fp16-rounded, 32 left as it is */
+    const ba_tensor_t *fq;     /* fakequant: float32 Q_b(W) in the stored layout */
+    /* qdq (bits 2..8): */
+    const ba_tensor_t *codes;  /* int32 codes, stored layout */
+    const float *scales;       /* nscales values */
+    const int32_t *zero_points;/* NULL when symmetric */
+    int64_t nscales;
+    int axis;                  /* per-channel axis, -1 for per-tensor */
+    int block_size;            /* > 0: blocked along `axis` (opset >= 21) */
+} ba_onnx_qweight_t;
+
+typedef struct ba_onnx_qact {
+    const char *name;          /* tensor whose consumers read the fake-quantized copy */
+    int bits;                  /* 2..8, unsigned asymmetric */
+    float scale;
+    int32_t zero_point;
+} ba_onnx_qact_t;
+
+ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
+                                  ba_error *err);
+ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
+                            const ba_onnx_qact_t *acts, int nacts, ba_error *err);
+
+#endif
