@@ -1,0 +1,694 @@
+/* SQLite storage of studies, trials, checkpoints and cached sensitivities.
+ * Invariants: WAL journal, a busy timeout so concurrent readers/writers wait
+ * instead of failing, every write in one BEGIN IMMEDIATE transaction that is
+ * retried while the database is busy; --where is parsed into bound
+ * parameters against a whitelist of columns, never pasted into SQL. */
+#include "db/db.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a statement waits on a lock held by another process (ms). */
+#define BA_DB_BUSY_TIMEOUT_MS 30000
+/* Retries of BEGIN IMMEDIATE beyond the busy timeout before giving up. */
+#define BA_DB_BEGIN_RETRIES 20
+
+struct ba_db {
+    sqlite3 *h;
+    char path[4096];
+};
+
+#define SCHEMA_V1 \
+    "CREATE TABLE studies(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL," \
+    " model_path TEXT NOT NULL, model_sha256 TEXT NOT NULL, data_sha256 TEXT NOT NULL DEFAULT ''," \
+    " settings TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running');" \
+    "CREATE TABLE layers(study_id INTEGER NOT NULL REFERENCES studies(id), idx INTEGER NOT NULL," \
+    " name TEXT NOT NULL, op TEXT NOT NULL, params INTEGER NOT NULL, macs INTEGER NOT NULL," \
+    " PRIMARY KEY(study_id, idx));" \
+    "CREATE TABLE trials(id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id)," \
+    " number INTEGER NOT NULL, state TEXT NOT NULL, method TEXT NOT NULL, started TEXT, finished TEXT," \
+    " avg_bits REAL, memory REAL, bops REAL, latency REAL, predicted REAL, kl REAL, mse REAL," \
+    " agreement REAL, accuracy REAL, samples INTEGER, UNIQUE(study_id, number));" \
+    "CREATE TABLE trial_bits(trial_id INTEGER NOT NULL REFERENCES trials(id), layer_idx INTEGER NOT NULL," \
+    " w_bits INTEGER NOT NULL, a_bits INTEGER NOT NULL, PRIMARY KEY(trial_id, layer_idx));" \
+    "CREATE TABLE checkpoints(study_id INTEGER PRIMARY KEY REFERENCES studies(id), updated TEXT NOT NULL," \
+    " state TEXT NOT NULL);" \
+    "CREATE TABLE sensitivity_cache(key TEXT PRIMARY KEY, model_sha256 TEXT NOT NULL, method TEXT NOT NULL," \
+    " created TEXT NOT NULL, payload TEXT NOT NULL);"
+
+static ba_status dberr(ba_db_t *db, ba_error *err, const char *what) {
+    int code = sqlite3_errcode(db->h);
+    ba_status st = BA_ERR_RUNTIME;
+    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) st = BA_ERR_INPUT;
+    if (code == SQLITE_FULL) st = BA_ERR_IO;
+    if (code == SQLITE_READONLY || code == SQLITE_CANTOPEN || code == SQLITE_IOERR) st = BA_ERR_IO;
+    return ba_error_set(err, st, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+}
+
+static void now_iso(char out[32]) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static ba_status exec(ba_db_t *db, const char *sql, ba_error *err) {
+    if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) return dberr(db, err, "query failed");
+    return BA_OK;
+}
+
+static ba_status begin(ba_db_t *db, ba_error *err) {
+    for (int i = 0; i < BA_DB_BEGIN_RETRIES; i++) {
+        int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) return BA_OK;
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) return dberr(db, err, "cannot start a transaction");
+        usleep(50000);
+    }
+    return dberr(db, err, "database stayed busy");
+}
+
+static void rollback(ba_db_t *db) { sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL); }
+
+static ba_status commit(ba_db_t *db, ba_error *err) {
+    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        ba_status st = dberr(db, err, "commit failed");
+        rollback(db);
+        return st;
+    }
+    return BA_OK;
+}
+
+static int64_t pragma_int(ba_db_t *db, const char *sql, int *ok) {
+    sqlite3_stmt *s;
+    int64_t v = 0;
+    *ok = 0;
+    if (sqlite3_prepare_v2(db->h, sql, -1, &s, NULL) != SQLITE_OK) return 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        v = sqlite3_column_int64(s, 0);
+        *ok = 1;
+    }
+    sqlite3_finalize(s);
+    return v;
+}
+
+/* Forward migrations: index i upgrades schema i to i+1. */
+static const char *const MIGRATIONS[] = {SCHEMA_V1};
+
+ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err) {
+    *out = NULL;
+    ba_db_t *db = ba_calloc(1, sizeof *db, err);
+    if (!db) return BA_ERR_NOMEM;
+    snprintf(db->path, sizeof db->path, "%s", path);
+    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
+        ba_status st = ba_error_set(err, create ? BA_ERR_IO : BA_ERR_INPUT, "%s: cannot open database: %s", path,
+                                    db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        sqlite3_close(db->h);
+        free(db);
+        return st;
+    }
+    sqlite3_busy_timeout(db->h, BA_DB_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(db->h, 0);
+    int ok;
+    int64_t app = pragma_int(db, "PRAGMA application_id", &ok);
+    if (!ok) {
+        ba_status st = ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (%s)", path, sqlite3_errmsg(db->h));
+        ba_db_close(db);
+        return st;
+    }
+    int64_t ver = pragma_int(db, "PRAGMA user_version", &ok);
+    int64_t ntables = pragma_int(db, "SELECT count(*) FROM sqlite_master", &ok);
+    if (app != BA_DB_APPLICATION_ID && !(app == 0 && ntables == 0 && ver == 0)) {
+        ba_db_close(db);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (application id %lld)", path, (long long)app);
+    }
+    if (ver > BA_DB_SCHEMA_VERSION) {
+        ba_db_close(db);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: database schema version %lld is newer than this bitalloc's (%d): upgrade bitalloc",
+                            path, (long long)ver, BA_DB_SCHEMA_VERSION);
+    }
+    ba_status st = BA_OK;
+    if (ver < BA_DB_SCHEMA_VERSION) {
+        if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
+            st = dberr(db, err, "cannot enable WAL");
+        if (st == BA_OK) st = begin(db, err);
+        /* Re-read under the write lock: another process may have migrated meanwhile. */
+        if (st == BA_OK) ver = pragma_int(db, "PRAGMA user_version", &ok);
+        for (int64_t v = ver; st == BA_OK && v < BA_DB_SCHEMA_VERSION; v++) st = exec(db, MIGRATIONS[v], err);
+        if (st == BA_OK && ver < BA_DB_SCHEMA_VERSION) {
+            char sql[128];
+            snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d", BA_DB_APPLICATION_ID,
+                     BA_DB_SCHEMA_VERSION);
+            st = exec(db, sql, err);
+        }
+        if (st == BA_OK) st = commit(db, err);
+        else rollback(db);
+    } else if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
+        /* A read-only file keeps its journal mode; reading still works. */
+    }
+    if (st == BA_OK) st = exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", err);
+    if (st != BA_OK) {
+        ba_db_close(db);
+        return st;
+    }
+    *out = db;
+    return BA_OK;
+}
+
+void ba_db_close(ba_db_t *db) {
+    if (!db) return;
+    sqlite3_close(db->h);
+    free(db);
+}
+
+static ba_status prep(ba_db_t *db, const char *sql, sqlite3_stmt **s, ba_error *err) {
+    if (sqlite3_prepare_v2(db->h, sql, -1, s, NULL) != SQLITE_OK) return dberr(db, err, "cannot prepare query");
+    return BA_OK;
+}
+
+static void copy_col(sqlite3_stmt *s, int i, char *dst, size_t cap) {
+    const unsigned char *t = sqlite3_column_text(s, i);
+    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+}
+
+ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_path, const char *model_sha256,
+                             const char *data_sha256, const char *settings_json, const ba_db_layer_t *layers,
+                             int nlayers, int64_t *study_id, ba_error *err) {
+    if (!name[0] || strlen(name) >= 256) return ba_error_set(err, BA_ERR_INPUT, "--study: name must have 1 to 255 characters");
+    BA_TRY(begin(db, err));
+    sqlite3_stmt *s = NULL;
+    char ts[32];
+    now_iso(ts);
+    ba_status st = prep(db, "INSERT INTO studies(name, created, model_path, model_sha256, data_sha256, settings)"
+                            " VALUES(?,?,?,?,?,?)", &s, err);
+    if (st == BA_OK) {
+        sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 2, ts, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 3, model_path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 4, model_sha256, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 5, data_sha256 ? data_sha256 : "", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 6, settings_json ? settings_json : "{}", -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_CONSTRAINT) st = ba_error_set(err, BA_ERR_INPUT, "--study: a study named '%s' already exists in %s", name, db->path);
+        else if (rc != SQLITE_DONE) st = dberr(db, err, "cannot create study");
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    int64_t id = sqlite3_last_insert_rowid(db->h);
+    if (st == BA_OK) st = prep(db, "INSERT INTO layers(study_id, idx, name, op, params, macs) VALUES(?,?,?,?,?,?)", &s, err);
+    for (int i = 0; st == BA_OK && i < nlayers; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, id);
+        sqlite3_bind_int(s, 2, i);
+        sqlite3_bind_text(s, 3, layers[i].name, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 4, layers[i].op, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 5, layers[i].params);
+        sqlite3_bind_int64(s, 6, layers[i].macs);
+        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store layers");
+    }
+    sqlite3_finalize(s);
+    if (st == BA_OK) st = commit(db, err);
+    else rollback(db);
+    if (st == BA_OK && study_id) *study_id = id;
+    return st;
+}
+
+static const char *STUDY_COLS =
+    "SELECT s.id, s.name, s.created, s.model_path, s.model_sha256, s.data_sha256, s.state, s.settings,"
+    " (SELECT count(*) FROM trials t WHERE t.study_id = s.id),"
+    " (SELECT count(*) FROM trials t WHERE t.study_id = s.id AND t.state = 'complete') FROM studies s";
+
+static ba_status read_study(sqlite3_stmt *s, ba_study_info_t *info, ba_error *err) {
+    memset(info, 0, sizeof *info);
+    info->id = sqlite3_column_int64(s, 0);
+    copy_col(s, 1, info->name, sizeof info->name);
+    copy_col(s, 2, info->created, sizeof info->created);
+    copy_col(s, 3, info->model_path, sizeof info->model_path);
+    copy_col(s, 4, info->model_sha256, sizeof info->model_sha256);
+    copy_col(s, 5, info->data_sha256, sizeof info->data_sha256);
+    copy_col(s, 6, info->state, sizeof info->state);
+    const unsigned char *js = sqlite3_column_text(s, 7);
+    info->settings = ba_strdup(js ? (const char *)js : "{}", err);
+    info->ntrials = sqlite3_column_int64(s, 8);
+    info->ncomplete = sqlite3_column_int64(s, 9);
+    return info->settings ? BA_OK : BA_ERR_NOMEM;
+}
+
+ba_status ba_db_study_get(ba_db_t *db, const char *name, ba_study_info_t *info, ba_error *err) {
+    char sql[1024];
+    snprintf(sql, sizeof sql, "%s WHERE s.name = ?", STUDY_COLS);
+    sqlite3_stmt *s;
+    memset(info, 0, sizeof *info);
+    BA_TRY(prep(db, sql, &s, err));
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(s);
+    ba_status st;
+    if (rc == SQLITE_ROW) st = read_study(s, info, err);
+    else if (rc == SQLITE_DONE) st = ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", name, db->path);
+    else st = dberr(db, err, "cannot read study");
+    sqlite3_finalize(s);
+    return st;
+}
+
+void ba_db_study_info_free(ba_study_info_t *info) {
+    if (!info) return;
+    free(info->settings);
+    info->settings = NULL;
+}
+
+ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state, ba_error *err) {
+    BA_TRY(begin(db, err));
+    sqlite3_stmt *s;
+    ba_status st = prep(db, "UPDATE studies SET state = ? WHERE id = ?", &s, err);
+    if (st == BA_OK) {
+        sqlite3_bind_text(s, 1, state, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(s, 2, study_id);
+        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot update study");
+        sqlite3_finalize(s);
+    }
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_error *err) {
+    *out = NULL;
+    *n = 0;
+    char sql[1024];
+    snprintf(sql, sizeof sql, "%s ORDER BY s.id DESC", STUDY_COLS);
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, sql, &s, err));
+    ba_status st = BA_OK;
+    int cap = 0, rc;
+    while (st == BA_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            ba_study_info_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
+            if (!p) { st = BA_ERR_NOMEM; break; }
+            *out = p;
+        }
+        st = read_study(s, &(*out)[*n], err);
+        (*n)++;
+    }
+    if (st == BA_OK && rc != SQLITE_DONE) st = dberr(db, err, "cannot list studies");
+    sqlite3_finalize(s);
+    if (st != BA_OK) {
+        ba_db_studies_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return st;
+}
+
+void ba_db_studies_free(ba_study_info_t *s, int n) {
+    for (int i = 0; s && i < n; i++) free(s[i].settings);
+    free(s);
+}
+
+ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n, ba_error *err) {
+    *names = NULL;
+    *n = 0;
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT name FROM layers WHERE study_id = ? ORDER BY idx", &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    ba_status st = BA_OK;
+    int cap = 0;
+    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = ba_realloc(*names, sizeof(char *) * (size_t)cap, err);
+            if (!p) { st = BA_ERR_NOMEM; break; }
+            *names = p;
+        }
+        (*names)[*n] = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+        if (!(*names)[*n]) st = BA_ERR_NOMEM;
+        else (*n)++;
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+static void bind_real(sqlite3_stmt *s, int i, double v) {
+    if (isnan(v)) sqlite3_bind_null(s, i);
+    else sqlite3_bind_double(s, i, v);
+}
+
+ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json, ba_error *err) {
+    BA_TRY(begin(db, err));
+    sqlite3_stmt *s = NULL;
+    ba_status st = BA_OK;
+    if (t->number <= 0) {
+        st = prep(db, "SELECT coalesce(max(number), 0) + 1 FROM trials WHERE study_id = ?", &s, err);
+        if (st == BA_OK) {
+            sqlite3_bind_int64(s, 1, study_id);
+            if (sqlite3_step(s) == SQLITE_ROW) t->number = sqlite3_column_int64(s, 0);
+            else st = dberr(db, err, "cannot number trial");
+        }
+        sqlite3_finalize(s);
+        s = NULL;
+    }
+    if (!t->started[0]) now_iso(t->started);
+    if (!t->finished[0] && strcmp(t->state, "running") != 0) now_iso(t->finished);
+    if (st == BA_OK)
+        st = prep(db, "INSERT INTO trials(study_id, number, state, method, started, finished, avg_bits, memory, bops,"
+                      " latency, predicted, kl, mse, agreement, accuracy, samples) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  &s, err);
+    if (st == BA_OK) {
+        sqlite3_bind_int64(s, 1, study_id);
+        sqlite3_bind_int64(s, 2, t->number);
+        sqlite3_bind_text(s, 3, t->state, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 4, t->method, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 5, t->started, -1, SQLITE_TRANSIENT);
+        if (t->finished[0]) sqlite3_bind_text(s, 6, t->finished, -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(s, 6);
+        bind_real(s, 7, t->avg_bits);
+        bind_real(s, 8, t->memory);
+        bind_real(s, 9, t->bops);
+        bind_real(s, 10, t->latency);
+        bind_real(s, 11, t->predicted);
+        bind_real(s, 12, t->kl);
+        bind_real(s, 13, t->mse);
+        bind_real(s, 14, t->agreement);
+        bind_real(s, 15, t->accuracy);
+        sqlite3_bind_int64(s, 16, t->samples);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_CONSTRAINT)
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: trial %lld already stored", db->path, (long long)t->number);
+        else if (rc != SQLITE_DONE) st = dberr(db, err, "cannot store trial");
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    int64_t tid = sqlite3_last_insert_rowid(db->h);
+    if (st == BA_OK) st = prep(db, "INSERT INTO trial_bits(trial_id, layer_idx, w_bits, a_bits) VALUES(?,?,?,?)", &s, err);
+    for (int i = 0; st == BA_OK && i < t->nlayers; i++) {
+        sqlite3_reset(s);
+        sqlite3_bind_int64(s, 1, tid);
+        sqlite3_bind_int(s, 2, i);
+        sqlite3_bind_int(s, 3, t->w_bits[i]);
+        sqlite3_bind_int(s, 4, t->a_bits ? t->a_bits[i] : 0);
+        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store trial bits");
+    }
+    sqlite3_finalize(s);
+    s = NULL;
+    if (st == BA_OK && checkpoint_json) {
+        char ts[32];
+        now_iso(ts);
+        st = prep(db, "INSERT OR REPLACE INTO checkpoints(study_id, updated, state) VALUES(?,?,?)", &s, err);
+        if (st == BA_OK) {
+            sqlite3_bind_int64(s, 1, study_id);
+            sqlite3_bind_text(s, 2, ts, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(s, 3, checkpoint_json, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store checkpoint");
+        }
+        sqlite3_finalize(s);
+    }
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_checkpoint_get(ba_db_t *db, int64_t study_id, char **json, ba_error *err) {
+    *json = NULL;
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT state FROM checkpoints WHERE study_id = ?", &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    ba_status st = BA_OK;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *json = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+        if (!*json) st = BA_ERR_NOMEM;
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+void ba_trial_free(ba_trial_t *t) {
+    if (!t) return;
+    free(t->w_bits);
+    free(t->a_bits);
+    t->w_bits = t->a_bits = NULL;
+}
+
+void ba_db_trials_free(ba_trial_t *t, int n) {
+    for (int i = 0; t && i < n; i++) ba_trial_free(&t[i]);
+    free(t);
+}
+
+/* ---- --where: comparisons joined by `and`, against whitelisted columns ---- */
+
+static const char *const WHERE_COLS[] = {"number", "state", "method", "avg_bits", "memory", "bops", "latency",
+                                         "predicted", "kl", "mse", "agreement", "accuracy", "samples", NULL};
+
+static int is_col(const char *s, size_t n) {
+    for (int i = 0; WHERE_COLS[i]; i++)
+        if (strlen(WHERE_COLS[i]) == n && !strncmp(WHERE_COLS[i], s, n)) return 1;
+    return 0;
+}
+
+typedef struct {
+    char col[32];
+    char op[3];
+    int is_text;
+    double num;
+    char text[64];
+} wterm_t;
+
+#define BA_WHERE_MAX_TERMS 16
+
+static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_error *err) {
+    *nterms = 0;
+    const char *p = w;
+    for (;;) {
+        while (isspace((unsigned char)*p)) p++;
+        if (*nterms == BA_WHERE_MAX_TERMS)
+            return ba_error_set(err, BA_ERR_INPUT, "--where: more than %d comparisons", BA_WHERE_MAX_TERMS);
+        wterm_t *t = &terms[*nterms];
+        memset(t, 0, sizeof *t);
+        const char *c0 = p;
+        while (isalnum((unsigned char)*p) || *p == '_') p++;
+        size_t cl = (size_t)(p - c0);
+        if (cl == 0) return ba_error_set(err, BA_ERR_INPUT, "--where: expected a column name at '%s'", c0);
+        if (!is_col(c0, cl))
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--where: unknown column '%.*s' (columns: number state method avg_bits memory bops "
+                                "latency predicted kl mse agreement accuracy samples)",
+                                (int)cl, c0);
+        memcpy(t->col, c0, cl);
+        while (isspace((unsigned char)*p)) p++;
+        static const char *const ops[] = {"<=", ">=", "!=", "==", "<", ">", "=", NULL};
+        int found = 0;
+        for (int i = 0; ops[i]; i++)
+            if (!strncmp(p, ops[i], strlen(ops[i]))) {
+                snprintf(t->op, sizeof t->op, "%s", strcmp(ops[i], "==") ? ops[i] : "=");
+                p += strlen(ops[i]);
+                found = 1;
+                break;
+            }
+        if (!found) return ba_error_set(err, BA_ERR_INPUT, "--where: expected one of < <= > >= = != after '%s'", t->col);
+        while (isspace((unsigned char)*p)) p++;
+        if (*p == '\'' || *p == '"') {
+            char q = *p++;
+            const char *v0 = p;
+            while (*p && *p != q) p++;
+            if (!*p) return ba_error_set(err, BA_ERR_INPUT, "--where: unterminated string");
+            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: string too long");
+            memcpy(t->text, v0, (size_t)(p - v0));
+            t->is_text = 1;
+            p++;
+        } else if (isalpha((unsigned char)*p)) { /* bare word: state=complete */
+            const char *v0 = p;
+            while (isalnum((unsigned char)*p) || *p == '_' || *p == '+') p++;
+            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
+            memcpy(t->text, v0, (size_t)(p - v0));
+            t->is_text = 1;
+        } else {
+            char *end;
+            t->num = strtod(p, &end);
+            if (end == p || !isfinite(t->num))
+                return ba_error_set(err, BA_ERR_INPUT, "--where: expected a number after '%s %s'", t->col, t->op);
+            p = end;
+        }
+        (*nterms)++;
+        while (isspace((unsigned char)*p)) p++;
+        if (!*p) return BA_OK;
+        if (!strncasecmp(p, "and", 3) && (isspace((unsigned char)p[3]))) {
+            p += 3;
+            continue;
+        }
+        return ba_error_set(err, BA_ERR_INPUT, "--where: expected 'and' or the end at '%s'", p);
+    }
+}
+
+ba_status ba_db_where_check(const char *where, ba_error *err) {
+    wterm_t terms[BA_WHERE_MAX_TERMS];
+    int n;
+    return where_parse(where, terms, &n, err);
+}
+
+static ba_status load_bits(ba_db_t *db, int64_t tid, ba_trial_t *t, ba_error *err) {
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT layer_idx, w_bits, a_bits FROM trial_bits WHERE trial_id = ? ORDER BY layer_idx", &s, err));
+    sqlite3_bind_int64(s, 1, tid);
+    ba_status st = BA_OK;
+    int cap = 0;
+    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
+        if (t->nlayers == cap) {
+            cap = cap ? cap * 2 : 16;
+            int *w = ba_realloc(t->w_bits, sizeof(int) * (size_t)cap, err);
+            if (w) t->w_bits = w;
+            int *a = w ? ba_realloc(t->a_bits, sizeof(int) * (size_t)cap, err) : NULL;
+            if (a) t->a_bits = a;
+            if (!w || !a) { st = BA_ERR_NOMEM; break; }
+        }
+        t->w_bits[t->nlayers] = sqlite3_column_int(s, 1);
+        t->a_bits[t->nlayers] = sqlite3_column_int(s, 2);
+        t->nlayers++;
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+static double col_real(sqlite3_stmt *s, int i) {
+    return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
+}
+
+#define TRIAL_COLS \
+    "SELECT id, number, state, method, started, finished, avg_bits, memory, bops, latency, predicted, kl, mse," \
+    " agreement, accuracy, samples FROM trials WHERE study_id = ?"
+
+static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_error *err) {
+    memset(t, 0, sizeof *t);
+    int64_t tid = sqlite3_column_int64(s, 0);
+    t->number = sqlite3_column_int64(s, 1);
+    copy_col(s, 2, t->state, sizeof t->state);
+    copy_col(s, 3, t->method, sizeof t->method);
+    copy_col(s, 4, t->started, sizeof t->started);
+    copy_col(s, 5, t->finished, sizeof t->finished);
+    t->avg_bits = col_real(s, 6);
+    t->memory = col_real(s, 7);
+    t->bops = col_real(s, 8);
+    t->latency = col_real(s, 9);
+    t->predicted = col_real(s, 10);
+    t->kl = col_real(s, 11);
+    t->mse = col_real(s, 12);
+    t->agreement = col_real(s, 13);
+    t->accuracy = col_real(s, 14);
+    t->samples = sqlite3_column_int64(s, 15);
+    return load_bits(db, tid, t, err);
+}
+
+ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
+                             ba_error *err) {
+    *out = NULL;
+    *n = 0;
+    wterm_t terms[BA_WHERE_MAX_TERMS];
+    int nterms = 0;
+    if (q && q->where && q->where[0]) BA_TRY(where_parse(q->where, terms, &nterms, err));
+    char sql[4096];
+    size_t o = (size_t)snprintf(sql, sizeof sql, "%s", TRIAL_COLS);
+    for (int i = 0; i < nterms; i++)
+        o += (size_t)snprintf(sql + o, sizeof sql - o, " AND %s %s ?", terms[i].col, terms[i].op);
+    const char *order = "number";
+    int desc = 0;
+    if (q && q->best) {
+        o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
+        order = NULL;
+        o += (size_t)snprintf(sql + o, sizeof sql - o,
+                              " ORDER BY (kl IS NULL), kl, (predicted IS NULL), predicted, number LIMIT 1");
+    } else {
+        if (q && q->sort && q->sort[0]) {
+            const char *c = q->sort;
+            if (*c == '-') { desc = 1; c++; }
+            if (!is_col(c, strlen(c)))
+                return ba_error_set(err, BA_ERR_INPUT, "--sort: unknown column '%s'", q->sort);
+            order = c;
+        }
+        o += (size_t)snprintf(sql + o, sizeof sql - o, " ORDER BY (%s IS NULL), %s %s, number", order, order,
+                              desc ? "DESC" : "ASC");
+        if (q && q->limit > 0) o += (size_t)snprintf(sql + o, sizeof sql - o, " LIMIT %lld", (long long)q->limit);
+    }
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, sql, &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    for (int i = 0; i < nterms; i++) {
+        if (terms[i].is_text) sqlite3_bind_text(s, 2 + i, terms[i].text, -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_double(s, 2 + i, terms[i].num);
+    }
+    ba_status st = BA_OK;
+    int cap = 0, rc;
+    while (st == BA_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ba_trial_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
+            if (!p) { st = BA_ERR_NOMEM; break; }
+            *out = p;
+        }
+        st = read_trial(db, s, &(*out)[*n], err);
+        (*n)++;
+    }
+    if (st == BA_OK && rc != SQLITE_DONE) st = dberr(db, err, "cannot read trials");
+    sqlite3_finalize(s);
+    if (st != BA_OK) {
+        ba_db_trials_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return st;
+}
+
+ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err) {
+    sqlite3_stmt *s;
+    memset(out, 0, sizeof *out);
+    BA_TRY(prep(db, TRIAL_COLS " AND number = ?", &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    sqlite3_bind_int64(s, 2, number);
+    ba_status st;
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) st = read_trial(db, s, out, err);
+    else if (rc == SQLITE_DONE) st = ba_error_set(err, BA_ERR_INPUT, "--trial: no trial %lld in this study", (long long)number);
+    else st = dberr(db, err, "cannot read trial");
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err) {
+    *payload = NULL;
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT payload FROM sensitivity_cache WHERE key = ?", &s, err));
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    ba_status st = BA_OK;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *payload = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+        if (!*payload) st = BA_ERR_NOMEM;
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256, const char *method,
+                         const char *payload, ba_error *err) {
+    BA_TRY(begin(db, err));
+    sqlite3_stmt *s;
+    char ts[32];
+    now_iso(ts);
+    ba_status st = prep(db, "INSERT OR REPLACE INTO sensitivity_cache(key, model_sha256, method, created, payload)"
+                            " VALUES(?,?,?,?,?)", &s, err);
+    if (st == BA_OK) {
+        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 2, model_sha256, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 3, method, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 4, ts, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(s, 5, payload, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store sensitivity");
+        sqlite3_finalize(s);
+    }
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}

@@ -1,0 +1,107 @@
+/* Studies in SQLite (SPEC §7): the only module that speaks SQL.
+ * The file is the source of truth: each trial is written with its search
+ * checkpoint in one transaction, so a kill at any instant loses no completed
+ * trial and a resume continues from the last committed checkpoint. */
+#ifndef BA_DB_DB_H
+#define BA_DB_DB_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+
+/* PRAGMA application_id of a bitalloc database ("balc"). */
+#define BA_DB_APPLICATION_ID 0x62616c63
+/* Schema version written by this build (PRAGMA user_version). */
+#define BA_DB_SCHEMA_VERSION 1
+
+typedef struct ba_db ba_db_t;
+
+/* Opens (create = 1: creates when absent) and migrates forward. Refuses a
+ * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT). */
+ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err);
+void ba_db_close(ba_db_t *db);
+
+typedef struct ba_study_info {
+    int64_t id;
+    char name[256];
+    char created[32];
+    char model_path[4096];
+    char model_sha256[65];
+    char data_sha256[65];
+    char state[16];          /* running | complete | failed */
+    char *settings;          /* JSON text, caller frees (ba_db_study_info_free) */
+    int64_t ntrials;
+    int64_t ncomplete;
+} ba_study_info_t;
+
+typedef struct ba_db_layer {
+    const char *name;
+    const char *op;
+    int64_t params;
+    int64_t macs;
+} ba_db_layer_t;
+
+/* Creates a study; BA_ERR_INPUT when the name exists. */
+ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_path, const char *model_sha256,
+                             const char *data_sha256, const char *settings_json, const ba_db_layer_t *layers,
+                             int nlayers, int64_t *study_id, ba_error *err);
+/* BA_ERR_INPUT "study 'x' not found" when absent. info->settings allocated. */
+ba_status ba_db_study_get(ba_db_t *db, const char *name, ba_study_info_t *info, ba_error *err);
+void ba_db_study_info_free(ba_study_info_t *info);
+ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state, ba_error *err);
+/* All studies, newest first. *out allocated (free each settings + array with ba_db_studies_free). */
+ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_error *err);
+void ba_db_studies_free(ba_study_info_t *s, int n);
+ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n, ba_error *err);
+
+/* A trial; NaN in a double field = NULL in the DB. */
+typedef struct ba_trial {
+    int64_t number;
+    char state[16];   /* running | complete | failed | pruned */
+    char method[32];
+    char started[32];
+    char finished[32];
+    double avg_bits;
+    double memory;    /* bytes */
+    double bops;
+    double latency;   /* µs */
+    double predicted; /* Σ Ω */
+    double kl, mse, agreement, accuracy;
+    int64_t samples;  /* calibration samples the metrics were measured on */
+    int nlayers;
+    int *w_bits;      /* nlayers */
+    int *a_bits;      /* nlayers, 0 = float */
+} ba_trial_t;
+
+void ba_trial_free(ba_trial_t *t); /* frees w_bits/a_bits */
+
+/* Writes trial t (number assigned as max+1 when t->number <= 0; the number
+ * used is stored back) and, when checkpoint_json is non-NULL, replaces the
+ * study's checkpoint — both in one transaction. */
+ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json, ba_error *err);
+/* The checkpoint JSON (caller frees) or NULL when none. */
+ba_status ba_db_checkpoint_get(ba_db_t *db, int64_t study_id, char **json, ba_error *err);
+
+typedef struct ba_trial_query {
+    const char *where;  /* "avg_bits<=4 and kl<0.01" (NULL = all) */
+    const char *sort;   /* column name, optionally "-kl" for descending; default number */
+    int64_t limit;      /* <= 0: no limit */
+    int best;           /* only the best complete trial (lowest kl, then predicted) */
+} ba_trial_query_t;
+
+/* Complete list in number order unless sorted. *out allocated; free with ba_db_trials_free. */
+ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
+                             ba_error *err);
+void ba_db_trials_free(ba_trial_t *t, int n);
+ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err);
+
+/* Sensitivity cache keyed by a caller-made key (model sha, method, settings, data sha). */
+ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err); /* *payload NULL: miss */
+ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256, const char *method,
+                         const char *payload, ba_error *err);
+
+/* Validates a --where expression (column names, operators, numbers); used by
+ * the query and by the CLI to report errors early. */
+ba_status ba_db_where_check(const char *where, ba_error *err);
+
+#endif

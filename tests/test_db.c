@@ -1,0 +1,336 @@
+/* db/: schema, trials with checkpoints in one transaction, --where as bound
+ * parameters (injection-proof), refusal of foreign/newer files, integrity. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "db/db.h"
+#include "tests/helpers.h"
+
+static char dbpath[256];
+
+static void setup_path(void) {
+    snprintf(dbpath, sizeof dbpath, "/tmp/ba_test_db_%d_%ld.db", (int)getpid(), random());
+    unlink(dbpath);
+}
+
+static void cleanup_path(void) {
+    char p[300];
+    unlink(dbpath);
+    snprintf(p, sizeof p, "%s-wal", dbpath);
+    unlink(p);
+    snprintf(p, sizeof p, "%s-shm", dbpath);
+    unlink(p);
+}
+
+static int integrity_ok(const char *path) {
+    sqlite3 *h;
+    if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 0;
+    sqlite3_stmt *s;
+    int ok = 0;
+    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+        ok = !strcmp((const char *)sqlite3_column_text(s, 0), "ok");
+    sqlite3_finalize(s);
+    sqlite3_close(h);
+    return ok;
+}
+
+static int64_t make_study(ba_db_t *db, const char *name) {
+    ba_db_layer_t layers[2] = {{"conv1.weight", "Conv", 864, 110592}, {"fc.weight", "Gemm", 1280, 1280}};
+    int64_t id = 0;
+    ba_error err;
+    cr_assert_eq(ba_db_study_create(db, name, "net.onnx", "abc", "def", "{\"seed\":0}", layers, 2, &id, &err), BA_OK,
+                 "%s", err.msg);
+    return id;
+}
+
+static void add_trial(ba_db_t *db, int64_t sid, double avg, double kl, int b0, int b1) {
+    int w[2] = {b0, b1}, a[2] = {0, 0};
+    ba_trial_t t = {0};
+    snprintf(t.state, sizeof t.state, "complete");
+    snprintf(t.method, sizeof t.method, "evo");
+    t.avg_bits = avg;
+    t.memory = 1000;
+    t.bops = 1e6;
+    t.latency = NAN;
+    t.predicted = kl * 2;
+    t.kl = kl;
+    t.mse = NAN;
+    t.agreement = 0.99;
+    t.accuracy = NAN;
+    t.nlayers = 2;
+    t.w_bits = w;
+    t.a_bits = a;
+    ba_error err;
+    cr_assert_eq(ba_db_trial_add(db, sid, &t, "{\"generation\":1}", &err), BA_OK, "%s", err.msg);
+}
+
+TestSuite(db, .init = setup_path, .fini = cleanup_path);
+
+Test(db, trials_round_trip_with_numbers_and_bits) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
+    int64_t sid = make_study(db, "s1");
+    add_trial(db, sid, 4.0, 0.02, 4, 4);
+    add_trial(db, sid, 3.5, 0.005, 3, 4);
+    add_trial(db, sid, 5.0, 0.001, 8, 4);
+    ba_trial_t *t;
+    int n;
+    cr_assert_eq(ba_db_trials_query(db, sid, NULL, &t, &n, &err), BA_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(t[0].number, 1);
+    cr_assert_eq(t[2].number, 3);
+    cr_assert_eq(t[1].w_bits[0], 3);
+    cr_assert(isnan(t[0].latency));
+    cr_assert_float_eq(t[1].kl, 0.005, 1e-15);
+    ba_db_trials_free(t, n);
+    char *cp;
+    cr_assert_eq(ba_db_checkpoint_get(db, sid, &cp, &err), BA_OK);
+    cr_assert_str_eq(cp, "{\"generation\":1}");
+    free(cp);
+    ba_db_close(db);
+    cr_assert(integrity_ok(dbpath));
+}
+
+Test(db, where_answers_which_plans_under_4_bits_had_small_kl) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    int64_t sid = make_study(db, "s");
+    add_trial(db, sid, 4.0, 0.02, 4, 4);
+    add_trial(db, sid, 3.5, 0.005, 3, 4);
+    add_trial(db, sid, 3.0, 0.05, 3, 3);
+    add_trial(db, sid, 5.0, 0.001, 8, 4);
+    ba_trial_query_t q = {.where = "avg_bits<=4 and kl<0.01"};
+    ba_trial_t *t;
+    int n;
+    cr_assert_eq(ba_db_trials_query(db, sid, &q, &t, &n, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(t[0].number, 2);
+    ba_db_trials_free(t, n);
+    ba_trial_query_t best = {.best = 1};
+    cr_assert_eq(ba_db_trials_query(db, sid, &best, &t, &n, &err), BA_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(t[0].number, 4);
+    ba_db_trials_free(t, n);
+    ba_trial_query_t sorted = {.sort = "-avg_bits", .limit = 2};
+    cr_assert_eq(ba_db_trials_query(db, sid, &sorted, &t, &n, &err), BA_OK);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(t[0].number, 4);
+    cr_assert_eq(t[1].number, 1);
+    ba_db_trials_free(t, n);
+    ba_db_close(db);
+}
+
+Test(db, where_is_bound_never_pasted_into_sql) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    int64_t sid = make_study(db, "s");
+    add_trial(db, sid, 4.0, 0.02, 4, 4);
+    ba_trial_t *t;
+    int n;
+    const char *attacks[] = {"kl<1; DROP TABLE trials", "kl<1 or 1=1", "kl<1) OR (1=1", "kl<1 --",
+                             "trials.kl<1", "kl<(SELECT 1)", "kl<1 and state='x'' OR ''1''=''1'"};
+    for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
+        ba_trial_query_t q = {.where = attacks[i]};
+        ba_status st = ba_db_trials_query(db, sid, &q, &t, &n, &err);
+        if (st == BA_OK) {
+            cr_assert_eq(n, 0, "'%s' matched rows", attacks[i]);
+            ba_db_trials_free(t, n);
+        } else {
+            cr_assert_eq(st, BA_ERR_INPUT);
+            cr_assert(strstr(err.msg, "--where") != NULL);
+        }
+    }
+    ba_trial_query_t q = {.where = "state='complete' and method=evo"};
+    cr_assert_eq(ba_db_trials_query(db, sid, &q, &t, &n, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    ba_db_trials_free(t, n);
+    ba_db_close(db);
+    cr_assert(integrity_ok(dbpath));
+}
+
+Test(db, unknown_column_and_sort_are_errors) {
+    cr_assert_eq(ba_db_where_check("klx<1", NULL), BA_ERR_INPUT);
+    cr_assert_eq(ba_db_where_check("kl<abc1", NULL), BA_OK); /* bare word: a text comparison */
+    cr_assert_eq(ba_db_where_check("kl<", NULL), BA_ERR_INPUT);
+    cr_assert_eq(ba_db_where_check("kl<1 or kl>2", NULL), BA_ERR_INPUT);
+    cr_assert_eq(ba_db_where_check("avg_bits <= 4 and kl < 0.01", NULL), BA_OK);
+}
+
+Test(db, refuses_a_file_that_is_not_a_bitalloc_db) {
+    FILE *f = fopen(dbpath, "wb");
+    fputs("this is not sqlite at all, just text that is long enough to look like a header..........", f);
+    fclose(f);
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, dbpath) != NULL);
+    /* A valid SQLite file of another application. */
+    unlink(dbpath);
+    sqlite3 *h;
+    sqlite3_open(dbpath, &h);
+    sqlite3_exec(h, "CREATE TABLE other(x)", NULL, NULL, NULL);
+    sqlite3_close(h);
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, "not a bitalloc database") != NULL);
+}
+
+Test(db, refuses_a_newer_schema) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    ba_db_close(db);
+    sqlite3 *h;
+    sqlite3_open(dbpath, &h);
+    sqlite3_exec(h, "PRAGMA user_version=99", NULL, NULL, NULL);
+    sqlite3_close(h);
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, "newer") != NULL, "%s", err.msg);
+}
+
+Test(db, unknown_study_and_trial_are_clear_errors) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    ba_study_info_t info;
+    cr_assert_eq(ba_db_study_get(db, "nope", &info, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, "'nope'") != NULL);
+    int64_t sid = make_study(db, "s");
+    cr_assert_eq(ba_db_study_create(db, "s", "m", "a", "b", "{}", NULL, 0, NULL, &err), BA_ERR_INPUT);
+    ba_trial_t t;
+    cr_assert_eq(ba_db_trial_get(db, sid, 42, &t, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, "42") != NULL);
+    cr_assert_eq(ba_db_study_get(db, "s", &info, &err), BA_OK);
+    cr_assert_str_eq(info.model_sha256, "abc");
+    ba_db_study_info_free(&info);
+    ba_db_close(db);
+}
+
+Test(db, opening_missing_file_without_create_fails) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_neq(ba_db_open("/nonexistent-dir/x.db", 0, &db, &err), BA_OK);
+}
+
+Test(db, sensitivity_cache_hits_after_put) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    char *p;
+    cr_assert_eq(ba_db_sens_get(db, "k1", &p, &err), BA_OK);
+    cr_assert_null(p);
+    cr_assert_eq(ba_db_sens_put(db, "k1", "sha", "hessian", "{\"layers\":[]}", &err), BA_OK);
+    cr_assert_eq(ba_db_sens_get(db, "k1", &p, &err), BA_OK);
+    cr_assert_str_eq(p, "{\"layers\":[]}");
+    free(p);
+    ba_db_close(db);
+}
+
+Test(db, concurrent_writers_on_two_studies_do_not_fail) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    make_study(db, "a");
+    make_study(db, "b");
+    ba_db_close(db);
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            ba_db_t *d;
+            if (ba_db_open(dbpath, 0, &d, NULL) != BA_OK) _exit(2);
+            ba_study_info_t info;
+            if (ba_db_study_get(d, k ? "b" : "a", &info, NULL) != BA_OK) _exit(3);
+            for (int i = 0; i < 60; i++) {
+                int w[2] = {4, 4}, a[2] = {0, 0};
+                ba_trial_t t = {0};
+                snprintf(t.state, sizeof t.state, "complete");
+                snprintf(t.method, sizeof t.method, "evo");
+                t.kl = i;
+                t.latency = t.mse = t.accuracy = NAN;
+                t.nlayers = 2;
+                t.w_bits = w;
+                t.a_bits = a;
+                if (ba_db_trial_add(d, info.id, &t, "{}", NULL) != BA_OK) _exit(4);
+                ba_trial_t *rows;
+                int n;
+                if (ba_db_trials_query(d, info.id, NULL, &rows, &n, NULL) != BA_OK) _exit(5);
+                ba_db_trials_free(rows, n);
+            }
+            ba_db_study_info_free(&info);
+            ba_db_close(d);
+            _exit(0);
+        }
+    }
+    for (int k = 0; k < 2; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d exit %d", k, WEXITSTATUS(status));
+    }
+    cr_assert_eq(ba_db_open(dbpath, 0, &db, &err), BA_OK);
+    ba_study_info_t info;
+    cr_assert_eq(ba_db_study_get(db, "b", &info, &err), BA_OK);
+    cr_assert_eq(info.ntrials, 60);
+    ba_db_study_info_free(&info);
+    ba_db_close(db);
+    cr_assert(integrity_ok(dbpath));
+}
+
+/* A full disk (simulated by a file-size limit) fails the write cleanly: the
+ * error reaches the caller, earlier trials survive, the file stays valid. */
+Test(db, full_disk_fails_cleanly_and_keeps_earlier_trials) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    int64_t sid = make_study(db, "s");
+    add_trial(db, sid, 4.0, 0.02, 4, 4);
+    ba_db_close(db);
+    pid_t kid = fork();
+    if (kid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {64 * 1024, 64 * 1024};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        ba_db_t *d;
+        if (ba_db_open(dbpath, 0, &d, NULL) != BA_OK) _exit(2);
+        static char big[200000];
+        memset(big, 'x', sizeof big - 1);
+        for (int i = 0; i < 50; i++) {
+            int w[2] = {4, 4};
+            ba_trial_t t = {0};
+            snprintf(t.state, sizeof t.state, "complete");
+            snprintf(t.method, sizeof t.method, "evo");
+            t.latency = t.mse = t.accuracy = t.kl = NAN;
+            t.nlayers = 2;
+            t.w_bits = w;
+            ba_error e2;
+            ba_status st = ba_db_trial_add(d, sid, &t, big, &e2);
+            if (st != BA_OK) {
+                ba_db_close(d);
+                _exit(strstr(e2.msg, dbpath) ? 0 : 6);
+            }
+        }
+        _exit(7); /* the limit never bit */
+    }
+    int status;
+    waitpid(kid, &status, 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child exit %d", WEXITSTATUS(status));
+    cr_assert(integrity_ok(dbpath));
+    cr_assert_eq(ba_db_open(dbpath, 0, &db, &err), BA_OK, "%s", err.msg);
+    ba_trial_t *t;
+    int n;
+    cr_assert_eq(ba_db_trials_query(db, sid, NULL, &t, &n, &err), BA_OK);
+    cr_assert_geq(n, 1);
+    cr_assert_float_eq(t[0].kl, 0.02, 1e-12);
+    ba_db_trials_free(t, n);
+    ba_db_close(db);
+}
