@@ -129,6 +129,8 @@ ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double 
 /* ---- config files (config.c) ---- */
 /* Loads a YAML config for cmd into o (paths rebased on the file's folder). */
 ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli_opts *o, ba_error *err);
+/* Writes o as a YAML config that ba_cli_config_load reads back (--print-config). */
+void ba_cli_config_print(const ba_cli_command *cmd, const ba_cli_opts *o, FILE *fp);
 
 /* ---- commands (commands.c) ---- */
 extern const ba_cli_flag ba_cli_global_flags[];

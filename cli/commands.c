@@ -41,6 +41,8 @@ const ba_cli_flag ba_cli_global_flags[] = {
      "read flags from a YAML file (command-line flags win)"},
     {"quiet", 'q', BA_CLI_T_FLAG, 0, NULL, NULL, "print only results and errors"},
     {"verbose", 'v', BA_CLI_T_FLAG, BA_CLI_REPEAT, NULL, NULL, "print more detail (repeat for more)"},
+    {"print-config", 0, BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL,
+     "print the effective flags (config file + command line) as YAML and exit"},
     {"help", 'h', BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL, "show this help and exit"},
     {"version", 0, BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL, "print the version and exit"},
     F_END,

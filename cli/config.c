@@ -145,34 +145,62 @@ static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struc
     return cfg_fail(c, kn, "%s: %s", key, "unsupported value");
 }
 
-/* First collected parser diagnostic as "FILE:LINE:COL: malformed YAML: MSG". */
+/* First collected parser diagnostic as "FILE:LINE:COL: malformed YAML: MSG" (libfyaml
+ * reports collected diagnostics 1-based, unlike fy_mark). */
 static ba_status yaml_error(cfg_ctx *c, struct fy_diag *diag) {
     void *it = NULL;
     struct fy_diag_error *e;
     while ((e = fy_diag_errors_iterate(diag, &it))) {
         if (e->type < FYET_ERROR) continue;
-        return ba_error_set(c->err, BA_ERR_INPUT, "%s:%d:%d: malformed YAML: %s", c->path, e->line + 1,
-                            e->column + 1, e->msg ? e->msg : "parse error");
+        return ba_error_set(c->err, BA_ERR_INPUT, "%s:%d:%d: malformed YAML: %s", c->path, e->line,
+                            e->column, e->msg ? e->msg : "parse error");
     }
     return ba_error_set(c->err, BA_ERR_INPUT, "%s: malformed YAML", c->path);
+}
+
+/* 1 when text holds only blanks and comments (libfyaml builds no document from it). */
+static int only_comments(const char *text) {
+    for (const char *p = text; *p; p++) {
+        if (*p == '#') {
+            while (*p && *p != '\n') p++;
+            if (!*p) break;
+        } else if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli_opts *o, ba_error *err) {
     cfg_ctx c = {.cmd = cmd, .path = path, .o = o, .err = err};
     ba_path_dirname(path, c.dir, sizeof c.dir);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ba_error_set(err, BA_ERR_INPUT, "--config: cannot open '%s'", path);
-    fclose(fp);
+    /* Read the file ourselves: a NUL byte or a blank file must not reach the parser. */
+    uint8_t *text = NULL;
+    size_t size = 0;
+    ba_error rerr;
+    if (ba_file_read(path, &text, &size, &rerr) != BA_OK)
+        return ba_error_set(err, BA_ERR_INPUT, "--config: cannot read '%s'", path);
+    if (memchr(text, '\0', size)) {
+        free(text);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a YAML text file (holds a NUL byte)", path);
+    }
+    if (only_comments((const char *)text)) {
+        free(text);
+        return BA_OK;
+    }
 
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     dcfg.colorize = false;
     struct fy_diag *diag = fy_diag_create(&dcfg);
-    if (!diag) return ba_error_set(err, BA_ERR_NOMEM, "%s: cannot create the YAML diagnostics", path);
+    if (!diag) {
+        free(text);
+        return ba_error_set(err, BA_ERR_NOMEM, "%s: cannot create the YAML diagnostics", path);
+    }
     fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_AUTO | FYPCF_JSON_NONE, .diag = diag};
-    struct fy_document *doc = fy_document_build_from_file(&pcfg, path);
+    struct fy_document *doc = fy_document_build_from_string(&pcfg, (const char *)text, size);
     ba_status st = BA_OK;
     if (!doc) {
         st = yaml_error(&c, diag);
@@ -199,5 +227,52 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
 done:
     if (doc) fy_document_destroy(doc);
     fy_diag_destroy(diag);
+    free(text);
     return st;
+}
+
+static void print_scalar(FILE *fp, const char *s) {
+    fputc('"', fp);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            fprintf(fp, "\\%c", ch);
+        else if (ch < 0x20)
+            fprintf(fp, "\\x%02x", ch);
+        else
+            fputc(ch, fp);
+    }
+    fputc('"', fp);
+}
+
+static void print_entry(const ba_cli_flag *f, const ba_cli_entry *e, FILE *fp) {
+    fprintf(fp, "%s: ", f->name);
+    if (f->type == BA_CLI_T_FLAG && !(f->flags & BA_CLI_REPEAT)) {
+        fputs("true\n", fp);
+        return;
+    }
+    if (!(f->flags & BA_CLI_REPEAT)) {
+        print_scalar(fp, e->vals[e->n - 1]);
+        fputc('\n', fp);
+        return;
+    }
+    fputc('[', fp);
+    for (size_t i = 0; i < e->n; i++) {
+        if (i) fputs(", ", fp);
+        if (f->type == BA_CLI_T_FLAG)
+            fputs("true", fp);
+        else
+            print_scalar(fp, e->vals[i]);
+    }
+    fputs("]\n", fp);
+}
+
+void ba_cli_config_print(const ba_cli_command *cmd, const ba_cli_opts *o, FILE *fp) {
+    fprintf(fp, "# bitalloc %s: effective flags (paths relative to the working directory)\n", cmd->name);
+    const ba_cli_flag *tables[2] = {cmd->flags, ba_cli_global_flags};
+    for (int t = 0; t < 2; t++)
+        for (const ba_cli_flag *f = tables[t]; f && f->name; f++) {
+            const ba_cli_entry *e = ba_cli_find(o, f->name);
+            if (e && e->n && !(f->flags & BA_CLI_NO_CONFIG)) print_entry(f, e, fp);
+        }
 }

@@ -92,22 +92,28 @@ int main(int argc, char **argv) {
     ba_cli_opts_init(&file);
     ba_cli_opts_init(&opts);
     cli.command = cmd->name;
+    int code;
     ba_status st = ba_cli_parse_argv(cmd, nrest, rest, &cli, &err);
     free(rest);
     const char *config = st == BA_OK ? ba_cli_get(&cli, "config") : NULL;
     if (config) st = ba_cli_config_load(cmd, config, &file, &err);
     if (st == BA_OK) st = ba_cli_merge(cmd, &file, &cli, &opts, &err);
+    if (st == BA_OK && ba_cli_has(&opts, "print-config")) {
+        ba_cli_config_print(cmd, &opts, stdout);
+        code = finish(BA_EXIT_OK);
+        goto out;
+    }
     if (st == BA_OK) {
         opts.command = cmd->name;
         st = ba_cli_check_required(cmd, &opts, &err);
     }
-    int code;
     if (st != BA_OK) {
         ba_cli_error("%s", err.msg);
         code = ba_status_exit_code(st);
     } else {
         code = finish(cmd->run(&opts));
     }
+out:
     ba_cli_opts_free(&cli);
     ba_cli_opts_free(&file);
     ba_cli_opts_free(&opts);
