@@ -15,7 +15,7 @@
 #define F_MODEL {"model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file"}
 #define F_DATA(req)                                                                                           \
     {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT | (req), "FILE|NAME=FILE", NULL,                                \
-     "calibration inputs (.npy or .npz; NAME=FILE once per input of a multi-input model)"}
+     "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model)"}
 #define F_LABELS {"labels", 0, BA_CLI_T_PATH, 0, "FILE", NULL, "int64/int32 .npy of class ids"}
 #define F_QUANTIZER                                                                                           \
     {"scheme", 0, BA_CLI_T_CHOICE, 0, "S", "symmetric|asymmetric", "weight quantizer (default: symmetric)"}, \
@@ -40,7 +40,7 @@ const ba_cli_flag ba_cli_global_flags[] = {
     {"config", 0, BA_CLI_T_PATH, BA_CLI_NO_CONFIG, "FILE.yaml", NULL,
      "read flags from a YAML file (command-line flags win)"},
     {"quiet", 'q', BA_CLI_T_FLAG, 0, NULL, NULL, "print only results and errors"},
-    {"verbose", 'v', BA_CLI_T_FLAG, BA_CLI_REPEAT, NULL, NULL, "print more detail (repeat for more)"},
+    {"verbose", 'v', BA_CLI_T_FLAG, BA_CLI_REPEAT, NULL, NULL, "print more detail"},
     {"print-config", 0, BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL,
      "print the effective flags (config file + command line) as YAML and exit"},
     {"help", 'h', BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL, "show this help and exit"},
@@ -83,7 +83,7 @@ static const ba_cli_flag search_flags[] = {
     F_DATA(BA_CLI_REQUIRED),
     F_LABELS,
     {"budget", 0, BA_CLI_T_BUDGET, BA_CLI_REPEAT, "KEY=VALUE", NULL,
-     "avg-bits=4 | memory=3MiB | bops=1.2G | latency=2ms; repeat, all must hold"},
+     "avg-bits=4 | memory=3MiB | bops=1.2G | latency=2ms; all must hold"},
     {"latency-table", 0, BA_CLI_T_PATH, 0, "FILE.csv", NULL, "measured latencies: layer,bits,latency_us"},
     {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
@@ -93,9 +93,9 @@ static const ba_cli_flag search_flags[] = {
     F_SENS_SETTINGS,
     F_QUANTIZER,
     F_BITS,
-    {"pin", 0, BA_CLI_T_PIN, BA_CLI_REPEAT, "GLOB=BITS", NULL, "fix matching layers to BITS (repeatable)"},
-    {"tie", 0, BA_CLI_T_STR, BA_CLI_REPEAT, "GLOB", NULL, "matching layers share one bit-width (repeatable)"},
-    {"sweep", 0, BA_CLI_T_SWEEP, BA_CLI_REPEAT, "KEY=FROM:TO:STEP", NULL,
+    {"pin", 0, BA_CLI_T_PIN, BA_CLI_REPEAT, "GLOB=BITS", NULL, "fix matching layers to BITS"},
+    {"tie", 0, BA_CLI_T_STR, BA_CLI_REPEAT, "GLOB", NULL, "matching layers share one bit-width"},
+    {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL,
      "one ILP per budget value: a Pareto front"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation"},
@@ -228,10 +228,11 @@ static void print_flag(const ba_cli_flag *f, FILE *fp) {
     else
         snprintf(left, sizeof left, "--%s%s%s", f->name, meta ? " " : "", meta ? meta : "");
     const char *req = (f->flags & BA_CLI_REQUIRED) ? " [required]" : "";
+    const char *rep = (f->flags & BA_CLI_REPEAT) ? " (repeatable)" : "";
     if (strlen(left) > HELP_FLAG_COL - 3)
-        fprintf(fp, "  %s\n  %-*s %s%s\n", left, HELP_FLAG_COL - 3, "", f->help, req);
+        fprintf(fp, "  %s\n  %-*s %s%s%s\n", left, HELP_FLAG_COL - 3, "", f->help, rep, req);
     else
-        fprintf(fp, "  %-*s %s%s\n", HELP_FLAG_COL - 3, left, f->help, req);
+        fprintf(fp, "  %-*s %s%s%s\n", HELP_FLAG_COL - 3, left, f->help, rep, req);
 }
 
 void ba_cli_print_command_help(const ba_cli_command *cmd, FILE *fp) {

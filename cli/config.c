@@ -128,6 +128,8 @@ static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struc
     }
     case FYNT_MAPPING: {
         if (!takes_mapping(f)) return cfg_fail(c, kn, "%s: %s", key, "takes a value, not a mapping");
+        if (!(f->flags & BA_CLI_REPEAT) && fy_node_mapping_item_count(vn) != 1)
+            return cfg_fail(c, kn, "%s: %s", key, "takes exactly one KEY: VALUE entry");
         void *it = NULL;
         struct fy_node_pair *p;
         while ((p = fy_node_mapping_iterate(vn, &it))) {
