@@ -348,6 +348,7 @@ Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
         {"seed: [1, 2]\n", "seed: takes one value, not a list"},
         {"seed:\n", "seed: needs a value"},
         {"tol: {a: 1}\n", "tol: takes a value, not a mapping"},
+        {"sweep: {avg-bits: \"3:4:1\", memory: \"1:2:1\"}\n", "sweep: takes exactly one KEY: VALUE entry"},
         {"include-embeddings: maybe\n", "expected true or false"},
         {"- a\n- b\n", "the top level must be a mapping"},
         {"a: &x 4\nbits: *x\n", "unknown key 'a'"},
@@ -476,4 +477,28 @@ Test(cli_format, progress_stays_silent_when_stderr_is_not_a_terminal) {
     cr_expect_eq(p.enabled, isatty(STDERR_FILENO));
     ba_progress_start(&p, "x", 10, 1);
     cr_expect_eq(p.enabled, 0);
+}
+
+/* ---------------------------------------------------------------- docs */
+
+Test(cli, docs_name_every_flag_that_help_prints) {
+    for (int i = 0; COMMANDS[i]; i++) {
+        run_t r = cli(COMMANDS[i], "--help", NULL);
+        char path[512];
+        snprintf(path, sizeof path, "%s/docs/%s.md", BA_SOURCE_DIR, COMMANDS[i]);
+        uint8_t *doc = NULL;
+        size_t size;
+        ba_error err;
+        cr_assert_eq(ba_file_read(path, &doc, &size, &err), BA_OK, "%s", err.msg);
+        for (const char *p = strstr(r.out, "--"); p; p = strstr(p + 2, "--")) {
+            char flag[64];
+            size_t n = 2;
+            while (n < sizeof flag - 1 && (p[n] == '-' || (p[n] >= 'a' && p[n] <= 'z'))) n++;
+            memcpy(flag, p, n);
+            flag[n] = '\0';
+            if (n > 2) cr_expect(strstr((const char *)doc, flag), "docs/%s.md lacks %s", COMMANDS[i], flag);
+        }
+        free(doc);
+        run_free(&r);
+    }
 }
