@@ -5,8 +5,8 @@
 #define BA_CLI_CLI_H
 
 #include <stddef.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bitalloc.h"
 
@@ -44,8 +44,8 @@ enum {
 };
 
 typedef struct {
-    const char *name;    /* long name without "--"; also the config key and the ba_cli_opts key */
-    char short_name;     /* 0 when none */
+    const char *name; /* long name without "--"; also the config key and the ba_cli_opts key */
+    char short_name;  /* 0 when none */
     ba_cli_type type;
     unsigned flags;      /* BA_CLI_* bits */
     const char *metavar; /* shown in help: "FILE", "KEY=VALUE" … */
@@ -73,11 +73,11 @@ typedef ba_status (*ba_cli_check)(const ba_cli_opts *o, ba_error *err);
 
 typedef struct ba_cli_command {
     const char *name;
-    const char *summary;  /* one line for `bitalloc --help` */
-    const char *synopsis; /* SPEC §8 usage line(s) */
+    const char *summary;      /* one line for `bitalloc --help` */
+    const char *synopsis;     /* SPEC §8 usage line(s) */
     const ba_cli_flag *flags; /* terminated by an entry with name == NULL */
     ba_cli_handler run;
-    ba_cli_check check;   /* may be NULL */
+    ba_cli_check check; /* may be NULL */
     const char *example;
 } ba_cli_command;
 

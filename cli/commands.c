@@ -12,28 +12,48 @@
 #define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform"
 
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
-#define F_MODEL {"model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file"}
-#define F_DATA(req)                                                                                           \
-    {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT | (req), "FILE|NAME=FILE", NULL,                                \
-     "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model)"}
-#define F_LABELS {"labels", 0, BA_CLI_T_PATH, 0, "FILE", NULL, "int64/int32 .npy of class ids"}
-#define F_QUANTIZER                                                                                           \
+#define F_MODEL                                                                                              \
+    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file" }
+#define F_DATA(req)                                                                                          \
+    {                                                                                                        \
+        "data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT | (req), "FILE|NAME=FILE", NULL,                             \
+            "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model)"                     \
+    }
+#define F_LABELS                                                                                             \
+    { "labels", 0, BA_CLI_T_PATH, 0, "FILE", NULL, "int64/int32 .npy of class ids" }
+#define F_QUANTIZER                                                                                          \
     {"scheme", 0, BA_CLI_T_CHOICE, 0, "S", "symmetric|asymmetric", "weight quantizer (default: symmetric)"}, \
-        {"granularity", 0, BA_CLI_T_GRAN, 0, "G", NULL,                                                       \
+        {"granularity",                                                                                      \
+         0,                                                                                                  \
+         BA_CLI_T_GRAN,                                                                                      \
+         0,                                                                                                  \
+         "G",                                                                                                \
+         NULL,                                                                                               \
          "per-channel|per-tensor|group:G (default: per-channel)"},                                           \
-        {"clip", 0, BA_CLI_T_CHOICE, 0, "C", "max|mse", "weight clipping range (default: max)"},              \
-        {"act-bits", 0, BA_CLI_T_WIDTH, 0, "B", NULL,                                                         \
-         "quantize activations to B bits, asymmetric per-tensor (default: float)"}
-#define F_SENS_SETTINGS                                                                                       \
-    {"loss", 0, BA_CLI_T_CHOICE, 0, "L", "ce|mse",                                                            \
-     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse)"},                                \
-        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL, "Hutchinson relative tolerance (default: 1e-3)"},            \
-        {"samples", 0, BA_CLI_T_INT, 0, "N", NULL, "at most N Hutchinson probes (default: 200)"},             \
-        {"include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"}
-#define F_BITS {"bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,7,8)"}
-#define F_SEED {"seed", 0, BA_CLI_T_U64, 0, "S", NULL, "random seed (default: 0)"}
-#define F_STUDY(req) {"study", 0, BA_CLI_T_STR, (req), "NAME", NULL, "study name in the database"}
-#define F_END {NULL, 0, 0, 0, NULL, NULL, NULL}
+        {"clip", 0, BA_CLI_T_CHOICE, 0, "C", "max|mse", "weight clipping range (default: max)"}, {           \
+        "act-bits", 0, BA_CLI_T_WIDTH, 0, "B", NULL,                                                         \
+            "quantize activations to B bits, asymmetric per-tensor (default: float)"                         \
+    }
+#define F_SENS_SETTINGS                                                                                      \
+    {"loss",                                                                                                 \
+     0,                                                                                                      \
+     BA_CLI_T_CHOICE,                                                                                        \
+     0,                                                                                                      \
+     "L",                                                                                                    \
+     "ce|mse",                                                                                               \
+     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse)"},                               \
+        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL, "Hutchinson relative tolerance (default: 1e-3)"},           \
+        {"samples", 0, BA_CLI_T_INT, 0, "N", NULL, "at most N Hutchinson probes (default: 200)"}, {          \
+        "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
+    }
+#define F_BITS                                                                                               \
+    { "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,7,8)" }
+#define F_SEED                                                                                               \
+    { "seed", 0, BA_CLI_T_U64, 0, "S", NULL, "random seed (default: 0)" }
+#define F_STUDY(req)                                                                                         \
+    { "study", 0, BA_CLI_T_STR, (req), "NAME", NULL, "study name in the database" }
+#define F_END                                                                                                \
+    { NULL, 0, 0, 0, NULL, NULL, NULL }
 
 const ba_cli_flag ba_cli_global_flags[] = {
     {"db", 0, BA_CLI_T_PATH, 0, "PATH", NULL, "study database (default: $BITALLOC_DB or ./bitalloc.db)"},
@@ -95,8 +115,7 @@ static const ba_cli_flag search_flags[] = {
     F_BITS,
     {"pin", 0, BA_CLI_T_PIN, BA_CLI_REPEAT, "GLOB=BITS", NULL, "fix matching layers to BITS"},
     {"tie", 0, BA_CLI_T_STR, BA_CLI_REPEAT, "GLOB", NULL, "matching layers share one bit-width"},
-    {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL,
-     "one ILP per budget value: a Pareto front"},
+    {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL, "one ILP per budget value: a Pareto front"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation"},
     F_SEED,
@@ -141,7 +160,8 @@ static const ba_cli_flag quantize_flags[] = {
     F_MODEL,
     {"plan", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "PLAN.json", NULL, "plan to apply (bitalloc.plan/1)"},
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.onnx", NULL, "output ONNX file"},
-    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "fakequant|qdq", "fakequant weights or QDQ pairs (default: fakequant)"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "fakequant|qdq",
+     "fakequant weights or QDQ pairs (default: fakequant)"},
     F_END,
 };
 
@@ -176,16 +196,19 @@ const ba_cli_command ba_cli_commands[] = {
      "bitalloc sensitivity net.onnx --data x.npy --method hessian --format json"},
     {"search", "find per-layer bit-widths that meet the budgets (ILP, evolution)",
      "bitalloc search MODEL --data X.npy [--labels Y.npy] --budget KEY=VALUE... [--method M]\n"
-     "                [--sensitivity M] [--study NAME] [--plan-out PLAN.json] [--seed S] [--config FILE.yaml]",
+     "                [--sensitivity M] [--study NAME] [--plan-out PLAN.json] [--seed S] [--config "
+     "FILE.yaml]",
      search_flags, ba_cmd_search, search_check,
      "bitalloc search net.onnx --data x.npy --budget avg-bits=4 --study demo --plan-out plan.json"},
     {"resume", "finish an interrupted study with the same result", "bitalloc resume --study NAME",
      resume_flags, ba_cmd_resume, NULL, "bitalloc resume --study demo"},
-    {"studies", "list the studies in the database", "bitalloc studies [--format table|csv|json]", studies_flags,
-     ba_cmd_studies, NULL, "bitalloc --db runs.db studies --format csv"},
+    {"studies", "list the studies in the database", "bitalloc studies [--format table|csv|json]",
+     studies_flags, ba_cmd_studies, NULL, "bitalloc --db runs.db studies --format csv"},
     {"trials", "list a study's trials (filter, sort, best)",
-     "bitalloc trials --study NAME [--best] [--where EXPR] [--sort KEY] [--limit N] [--format table|csv|json]",
-     trials_flags, ba_cmd_trials, NULL, "bitalloc trials --study demo --where 'avg_bits<=4 and kl<0.01' --sort kl"},
+     "bitalloc trials --study NAME [--best] [--where EXPR] [--sort KEY] [--limit N] [--format "
+     "table|csv|json]",
+     trials_flags, ba_cmd_trials, NULL,
+     "bitalloc trials --study demo --where 'avg_bits<=4 and kl<0.01' --sort kl"},
     {"export", "write a trial as a plan, CSV, HAWQ, ModelOpt, llama.cpp or ONNX",
      "bitalloc export --study NAME [--trial N|best]\n"
      "                --format plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq -o PATH",
@@ -211,8 +234,9 @@ void ba_cli_print_usage(FILE *fp) {
     fprintf(fp, "\nglobal flags (before or after the command):\n");
     for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) {
         char left[64];
-        snprintf(left, sizeof left, "%s%c%s--%s%s%s", f->short_name ? "-" : "", f->short_name ? f->short_name : ' ',
-                 f->short_name ? ", " : "", f->name, f->metavar ? " " : "", f->metavar ? f->metavar : "");
+        snprintf(left, sizeof left, "%s%c%s--%s%s%s", f->short_name ? "-" : "",
+                 f->short_name ? f->short_name : ' ', f->short_name ? ", " : "", f->name,
+                 f->metavar ? " " : "", f->metavar ? f->metavar : "");
         fprintf(fp, "  %-*s %s\n", HELP_FLAG_COL - 3, f->short_name ? left : left + 1, f->help);
     }
     fprintf(fp, "\nRun 'bitalloc COMMAND --help' for a command's flags. Docs: docs/COMMAND.md.\n");
@@ -224,7 +248,8 @@ static void print_flag(const ba_cli_flag *f, FILE *fp) {
     if (f->flags & BA_CLI_POSITIONAL)
         snprintf(left, sizeof left, "%s", f->metavar);
     else if (f->short_name)
-        snprintf(left, sizeof left, "-%c, --%s%s%s", f->short_name, f->name, meta ? " " : "", meta ? meta : "");
+        snprintf(left, sizeof left, "-%c, --%s%s%s", f->short_name, f->name, meta ? " " : "",
+                 meta ? meta : "");
     else
         snprintf(left, sizeof left, "--%s%s%s", f->name, meta ? " " : "", meta ? meta : "");
     const char *req = (f->flags & BA_CLI_REQUIRED) ? " [required]" : "";
@@ -240,8 +265,10 @@ void ba_cli_print_command_help(const ba_cli_command *cmd, FILE *fp) {
     for (const ba_cli_flag *f = cmd->flags; f->name; f++) print_flag(f, fp);
     fprintf(fp, "\nglobal flags:\n");
     for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) print_flag(f, fp);
-    fprintf(fp, "\nexample:\n  %s\n\nexit codes: 0 success, 1 runtime failure, 2 bad usage or input, "
-                "3 infeasible budget\n", cmd->example);
+    fprintf(fp,
+            "\nexample:\n  %s\n\nexit codes: 0 success, 1 runtime failure, 2 bad usage or input, "
+            "3 infeasible budget\n",
+            cmd->example);
 }
 
 void ba_cli_error(const char *fmt, ...) {
@@ -254,6 +281,7 @@ void ba_cli_error(const char *fmt, ...) {
 }
 
 int ba_cli_not_available(const ba_cli_opts *o, const char *issue) {
-    ba_cli_error("%s: not available yet in this build (issue: %s)", o->command ? o->command : "command", issue);
+    ba_cli_error("%s: not available yet in this build (issue: %s)", o->command ? o->command : "command",
+                 issue);
     return BA_EXIT_RUNTIME;
 }

@@ -59,7 +59,8 @@ static ba_status rebase(cfg_ctx *c, const ba_cli_flag *f, const char *v, char *o
         n = snprintf(out, cap, "%s", v);
     else
         n = snprintf(out, cap, "%.*s%s/%s", (int)pre, v, c->dir, file);
-    if (n < 0 || (size_t)n >= cap) return ba_error_set(c->err, BA_ERR_INPUT, "%s: path too long: %s", c->path, v);
+    if (n < 0 || (size_t)n >= cap)
+        return ba_error_set(c->err, BA_ERR_INPUT, "%s: path too long: %s", c->path, v);
     return BA_OK;
 }
 
@@ -94,12 +95,14 @@ static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struc
     const ba_cli_flag *f = ba_cli_flag_find(c->cmd, key);
     if (!f || (f->flags & BA_CLI_NO_CONFIG))
         return cfg_fail(c, kn, "unknown key '%s' (not a flag of 'bitalloc %s')", key, c->cmd->name);
-    if (!vn || fy_node_is_alias(vn)) return cfg_fail(c, kn, "%s: %s", key, vn ? "aliases are not supported" : "needs a value");
+    if (!vn || fy_node_is_alias(vn))
+        return cfg_fail(c, kn, "%s: %s", key, vn ? "aliases are not supported" : "needs a value");
     switch (fy_node_get_type(vn)) {
     case FYNT_SCALAR: {
         const char *v = scalar(vn, buf, sizeof buf);
         if (!v) return cfg_fail(c, vn, "%s: %s", key, "value too long");
-        if (!*v && fy_node_get_style(vn) == FYNS_PLAIN) return cfg_fail(c, kn, "%s: %s", key, "needs a value");
+        if (!*v && fy_node_get_style(vn) == FYNS_PLAIN)
+            return cfg_fail(c, kn, "%s: %s", key, "needs a value");
         if (f->type == BA_CLI_T_FLAG) {
             if (is_false(v)) return BA_OK;
             if (!is_true(v)) return cfg_fail(c, vn, "%s: expected true or false, got '%s'", key, v);
@@ -118,7 +121,8 @@ static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struc
             if (!v) return cfg_fail(c, kn, "%s: %s", key, "list items must be plain values");
             if (is_bits) {
                 size_t jl = strlen(joined);
-                if (jl + strlen(v) + 2 >= sizeof joined) return cfg_fail(c, kn, "%s: %s", key, "list too long");
+                if (jl + strlen(v) + 2 >= sizeof joined)
+                    return cfg_fail(c, kn, "%s: %s", key, "list too long");
                 snprintf(joined + jl, sizeof joined - jl, "%s%s", jl ? "," : "", v);
             } else {
                 BA_TRY(add_value(c, f, item, v));
@@ -154,8 +158,8 @@ static ba_status yaml_error(cfg_ctx *c, struct fy_diag *diag) {
     struct fy_diag_error *e;
     while ((e = fy_diag_errors_iterate(diag, &it))) {
         if (e->type < FYET_ERROR) continue;
-        return ba_error_set(c->err, BA_ERR_INPUT, "%s:%d:%d: malformed YAML: %s", c->path, e->line,
-                            e->column, e->msg ? e->msg : "parse error");
+        return ba_error_set(c->err, BA_ERR_INPUT, "%s:%d:%d: malformed YAML: %s", c->path, e->line, e->column,
+                            e->msg ? e->msg : "parse error");
     }
     return ba_error_set(c->err, BA_ERR_INPUT, "%s: malformed YAML", c->path);
 }
@@ -201,7 +205,8 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
         return ba_error_set(err, BA_ERR_NOMEM, "%s: cannot create the YAML diagnostics", path);
     }
     fy_diag_set_collect_errors(diag, true);
-    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_AUTO | FYPCF_JSON_NONE, .diag = diag};
+    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_AUTO | FYPCF_JSON_NONE,
+                                .diag = diag};
     struct fy_document *doc = fy_document_build_from_string(&pcfg, (const char *)text, size);
     ba_status st = BA_OK;
     if (!doc) {
@@ -211,7 +216,8 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
     struct fy_node *root = fy_document_root(doc);
     if (!root) goto done; /* an empty file sets nothing */
     if (fy_node_get_type(root) != FYNT_MAPPING) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: the top level must be a mapping of flag names to values", path);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: the top level must be a mapping of flag names to values",
+                          path);
         goto done;
     }
     void *it = NULL;

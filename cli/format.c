@@ -16,7 +16,9 @@ struct ba_table {
     ba_align *align;
 };
 
-static char *dup_or_dash(const char *s) { return strdup(s ? s : "-"); }
+static char *dup_or_dash(const char *s) {
+    return strdup(s ? s : "-");
+}
 
 ba_table_t *ba_table_new(size_t ncols, const char *const *headers, const ba_align *align) {
     ba_table_t *t = calloc(1, sizeof *t);
@@ -45,7 +47,9 @@ void ba_table_free(ba_table_t *t) {
     free(t);
 }
 
-size_t ba_table_rows(const ba_table_t *t) { return t->nrows; }
+size_t ba_table_rows(const ba_table_t *t) {
+    return t->nrows;
+}
 
 int ba_table_add(ba_table_t *t, const char *const *cells) {
     if (t->nrows + 2 > t->cap) {
@@ -170,7 +174,8 @@ void ba_csv_row(FILE *fp, size_t n, const char *const *cells) {
 }
 
 void ba_table_print_csv(const ba_table_t *t, FILE *fp) {
-    for (size_t r = 0; r <= t->nrows; r++) ba_csv_row(fp, t->ncols, (const char *const *)t->cells + r * t->ncols);
+    for (size_t r = 0; r <= t->nrows; r++)
+        ba_csv_row(fp, t->ncols, (const char *const *)t->cells + r * t->ncols);
 }
 
 json_t *ba_table_to_json(const ba_table_t *t) {
@@ -194,12 +199,30 @@ json_t *ba_table_to_json(const ba_table_t *t) {
     return arr;
 }
 
+int ba_table_emit(const ba_table_t *t, const char *format, FILE *fp) {
+    if (!format || strcmp(format, "table") == 0) {
+        ba_table_print(t, fp);
+    } else if (strcmp(format, "csv") == 0) {
+        ba_table_print_csv(t, fp);
+    } else if (strcmp(format, "json") == 0) {
+        json_t *j = ba_table_to_json(t);
+        int rc = j ? ba_json_print(fp, j) : -1;
+        json_decref(j);
+        if (rc) return -1;
+    } else {
+        return -1;
+    }
+    return ferror(fp) ? -1 : 0;
+}
+
 int ba_json_print(FILE *fp, const json_t *j) {
     if (json_dumpf(j, fp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0) return -1;
     return fputc('\n', fp) == EOF ? -1 : 0;
 }
 
-json_t *ba_json_real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+json_t *ba_json_real_or_null(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
 
 void ba_fmt_bytes(double bytes, char *buf, size_t cap) {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};

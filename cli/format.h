@@ -28,6 +28,10 @@ void ba_table_print_csv(const ba_table_t *t, FILE *fp);
 /* As JSON: an array of objects keyed by the headers; numeric cells become numbers. */
 json_t *ba_table_to_json(const ba_table_t *t);
 
+/* Prints t as format "table", "csv" or "json" (an array of row objects). Returns 0, or -1
+ * for another format or a failed write. */
+int ba_table_emit(const ba_table_t *t, const char *format, FILE *fp);
+
 /* One CSV field / row, quoted when it holds a comma, quote, CR or LF. */
 void ba_csv_field(FILE *fp, const char *s);
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells);

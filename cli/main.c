@@ -23,7 +23,10 @@ static int find_command(int argc, char **argv, ba_error *err) {
             ba_error_set(err, BA_ERR_INPUT, "%s: unknown flag (see 'bitalloc --help')", a);
             return -1;
         }
-        if (f->type != BA_CLI_T_FLAG && !strchr(a, '=')) i++; /* skip the value */
+        if (f->type != BA_CLI_T_FLAG && !strchr(a, '=') && ++i >= argc) { /* skip the value */
+            ba_error_set(err, BA_ERR_INPUT, "--%s: missing value (%s)", f->name, f->metavar);
+            return -1;
+        }
     }
     return 0;
 }

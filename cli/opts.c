@@ -18,7 +18,9 @@
 
 /* ---------------------------------------------------------------- store */
 
-void ba_cli_opts_init(ba_cli_opts *o) { memset(o, 0, sizeof *o); }
+void ba_cli_opts_init(ba_cli_opts *o) {
+    memset(o, 0, sizeof *o);
+}
 
 static void entry_clear(ba_cli_entry *e) {
     for (size_t i = 0; i < e->n; i++) free(e->vals[i]);
@@ -100,7 +102,9 @@ const char *ba_cli_value(const ba_cli_opts *o, const char *key, size_t i) {
     return e && i < e->n ? e->vals[i] : NULL;
 }
 
-int ba_cli_has(const ba_cli_opts *o, const char *key) { return ba_cli_count(o, key) > 0; }
+int ba_cli_has(const ba_cli_opts *o, const char *key) {
+    return ba_cli_count(o, key) > 0;
+}
 
 int64_t ba_cli_get_int(const ba_cli_opts *o, const char *key, int64_t def) {
     const char *v = ba_cli_get(o, key);
@@ -159,9 +163,13 @@ static int parse_number(const char *s, double *v, const char **suffix) {
     return 1;
 }
 
-static int valid_width(int64_t b) { return (b >= 2 && b <= 8) || b == 16 || b == 32; }
+static int valid_width(int64_t b) {
+    return (b >= 2 && b <= 8) || b == 16 || b == 32;
+}
 
-static int parse_width(const char *s, int64_t *b) { return parse_int(s, b) && valid_width(*b); }
+static int parse_width(const char *s, int64_t *b) {
+    return parse_int(s, b) && valid_width(*b);
+}
 
 static const char *const BUDGET_KEYS[] = {"avg-bits", "memory", "bops", "latency", NULL};
 
@@ -179,10 +187,11 @@ typedef struct {
 static const unit_t MEMORY_UNITS[] = {{"", 1},
                                       {"B", 1},
                                       {"KiB", BA_CLI_KIB},
-                                      {"MiB", BA_CLI_KIB * BA_CLI_KIB},
-                                      {"GiB", BA_CLI_KIB * BA_CLI_KIB * BA_CLI_KIB},
+                                      {"MiB", BA_CLI_KIB *BA_CLI_KIB},
+                                      {"GiB", BA_CLI_KIB *BA_CLI_KIB *BA_CLI_KIB},
                                       {NULL, 0}};
-static const unit_t BOPS_UNITS[] = {{"", 1}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {NULL, 0}};
+static const unit_t BOPS_UNITS[] = {{"", 1},    {"k", 1e3},  {"K", 1e3}, {"M", 1e6},
+                                    {"G", 1e9}, {"T", 1e12}, {NULL, 0}};
 static const unit_t LATENCY_UNITS[] = {{"", 1}, {"us", 1}, {"ms", 1e3}, {NULL, 0}};
 static const unit_t BITS_UNITS[] = {{"", 1}, {NULL, 0}};
 
@@ -222,8 +231,8 @@ static ba_status budget_split(const char *kv, const char *form, char key[16], co
     memcpy(key, kv, kl);
     key[kl] = '\0';
     if (!budget_key_known(key))
-        return ba_error_set(err, BA_ERR_INPUT, "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)",
-                            key);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)", key);
     *rest = eq + 1;
     return BA_OK;
 }
@@ -251,8 +260,7 @@ ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double 
     BA_TRY(budget_value(key, buf[0], from, err));
     BA_TRY(budget_value(key, buf[1], to, err));
     BA_TRY(budget_value(key, buf[2], step, err));
-    if (*from > *to)
-        return ba_error_set(err, BA_ERR_INPUT, "FROM must not exceed TO in '%s'", kv);
+    if (*from > *to) return ba_error_set(err, BA_ERR_INPUT, "FROM must not exceed TO in '%s'", kv);
     if ((*to - *from) / *step > BA_CLI_SWEEP_MAX_POINTS)
         return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", kv, BA_CLI_SWEEP_MAX_POINTS);
     return BA_OK;
@@ -306,8 +314,9 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
     case BA_CLI_T_PATH:
     case BA_CLI_T_HW: return BA_OK;
     case BA_CLI_T_INT:
-        return parse_int(v, &i) ? BA_OK
-                                : ba_error_set(err, BA_ERR_INPUT, "expected a non-negative integer, got '%s'", v);
+        return parse_int(v, &i)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected a non-negative integer, got '%s'", v);
     case BA_CLI_T_U64:
         return parse_u64(v, &u)
                    ? BA_OK
@@ -334,7 +343,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
         const char *eq = strrchr(v, '=');
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);
         if (!parse_width(eq + 1, &i))
-            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32) after '=', got '%s'", v);
+            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32) after '=', got '%s'",
+                                v);
         return BA_OK;
     }
     case BA_CLI_T_DATA: {
@@ -346,8 +356,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
     case BA_CLI_T_GRAN:
         if (strcmp(v, "per-channel") == 0 || strcmp(v, "per-tensor") == 0) return BA_OK;
         if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
-        return ba_error_set(err, BA_ERR_INPUT, "expected per-channel, per-tensor or group:G (G > 0), got '%s'",
-                            v);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "expected per-channel, per-tensor or group:G (G > 0), got '%s'", v);
     case BA_CLI_T_TRIAL:
         return strcmp(v, "best") == 0 || parse_int(v, &i)
                    ? BA_OK
@@ -407,8 +417,8 @@ static ba_status store(const ba_cli_flag *f, const char *v, ba_cli_opts *o, ba_e
 static ba_status store_positional(const ba_cli_command *cmd, const char *v, ba_cli_opts *o, ba_error *err) {
     for (const ba_cli_flag *f = cmd->flags; f && f->name; f++)
         if ((f->flags & BA_CLI_POSITIONAL) && !ba_cli_has(o, f->name)) return store(f, v, o, err);
-    return ba_error_set(err, BA_ERR_INPUT, "%s: unexpected argument '%s' (see 'bitalloc %s --help')", cmd->name,
-                        v, cmd->name);
+    return ba_error_set(err, BA_ERR_INPUT, "%s: unexpected argument '%s' (see 'bitalloc %s --help')",
+                        cmd->name, v, cmd->name);
 }
 
 ba_status ba_cli_parse_argv(const ba_cli_command *cmd, int argc, char **argv, ba_cli_opts *o, ba_error *err) {
@@ -430,15 +440,17 @@ ba_status ba_cli_parse_argv(const ba_cli_command *cmd, int argc, char **argv, ba
             size_t nl = eq ? (size_t)(eq - name) : strlen(name);
             f = flag_lookup(cmd, name, nl, 0);
             if (!f)
-                return ba_error_set(err, BA_ERR_INPUT, "--%.*s: unknown flag for '%s' (see 'bitalloc %s --help')",
-                                    (int)nl, name, cmd->name, cmd->name);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "--%.*s: unknown flag for '%s' (see 'bitalloc %s --help')", (int)nl, name,
+                                    cmd->name, cmd->name);
             if (eq) inline_val = eq + 1;
         } else {
             /* Short flags: "-o FILE", "-oFILE", and bundles of value-less flags ("-vv", "-qv"). */
             f = flag_lookup(cmd, NULL, 0, a[1]);
             if (!f)
-                return ba_error_set(err, BA_ERR_INPUT, "-%c: unknown flag for '%s' (see 'bitalloc %s --help')",
-                                    a[1], cmd->name, cmd->name);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "-%c: unknown flag for '%s' (see 'bitalloc %s --help')", a[1], cmd->name,
+                                    cmd->name);
             if (f->type == BA_CLI_T_FLAG) {
                 for (const char *p = a + 1; *p; p++) {
                     const ba_cli_flag *g = flag_lookup(cmd, NULL, 0, *p);
@@ -496,7 +508,8 @@ ba_status ba_cli_merge(const ba_cli_command *cmd, const ba_cli_opts *file, const
             continue;
         }
         if (ce && ce->n) continue;
-        for (size_t j = 0; j < fe->n && st == BA_OK; j++) st = ba_cli_opts_add(out, fe->key, fe->vals[j], 0, err);
+        for (size_t j = 0; j < fe->n && st == BA_OK; j++)
+            st = ba_cli_opts_add(out, fe->key, fe->vals[j], 0, err);
     }
     for (size_t i = 0; i < cli->n && st == BA_OK; i++)
         for (size_t j = 0; j < cli->e[i].n && st == BA_OK; j++)

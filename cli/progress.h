@@ -21,6 +21,7 @@ void ba_progress_end(ba_progress_t *p);
 /* Adapter for library callbacks shaped (user, done, total); user is a ba_progress_t. */
 void ba_progress_cb(void *user, uint64_t done, uint64_t total);
 /* The text of one line ("search  37/200  18%  0:12 elapsed  ETA 0:53"); pure, for tests. */
-void ba_progress_format(char *buf, size_t cap, const char *label, uint64_t done, uint64_t total, double elapsed);
+void ba_progress_format(char *buf, size_t cap, const char *label, uint64_t done, uint64_t total,
+                        double elapsed);
 
 #endif

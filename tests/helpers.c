@@ -82,7 +82,9 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return remove(path);
 }
 
-void ba_test_rmtree(const char *dir) { nftw(dir, rm_one, BA_TEST_NFTW_FDS, FTW_DEPTH | FTW_PHYS); }
+void ba_test_rmtree(const char *dir) {
+    nftw(dir, rm_one, BA_TEST_NFTW_FDS, FTW_DEPTH | FTW_PHYS);
+}
 
 int ba_test_write_file(const char *path, const char *text) {
     FILE *fp = fopen(path, "wb");

@@ -73,10 +73,34 @@ static const struct {
       "--format table|json|csv", "--loss", "--tol", "--samples", "--include-embeddings", "--scheme",
       "--granularity", "--clip", "--act-bits"}},
     {"search",
-     {"MODEL", "--data", "--labels", "--budget", "--method ilp|evo|ilp+evo|random|uniform", "--sensitivity ",
-      "--sensitivity-file", "--loss", "--tol", "--samples", "--include-embeddings", "--generations",
-      "--offspring", "--seed", "--bits", "--pin", "--tie", "--sweep", "--latency-table", "--hw", "--study",
-      "--plan-out", "--config", "--scheme", "--granularity", "--clip", "--act-bits", "--db"}},
+     {"MODEL",
+      "--data",
+      "--labels",
+      "--budget",
+      "--method ilp|evo|ilp+evo|random|uniform",
+      "--sensitivity ",
+      "--sensitivity-file",
+      "--loss",
+      "--tol",
+      "--samples",
+      "--include-embeddings",
+      "--generations",
+      "--offspring",
+      "--seed",
+      "--bits",
+      "--pin",
+      "--tie",
+      "--sweep",
+      "--latency-table",
+      "--hw",
+      "--study",
+      "--plan-out",
+      "--config",
+      "--scheme",
+      "--granularity",
+      "--clip",
+      "--act-bits",
+      "--db"}},
     {"resume", {"--study"}},
     {"studies", {"--format table|csv|json"}},
     {"trials", {"--study", "--best", "--where", "--sort", "--limit", "--format table|csv|json"}},
@@ -95,7 +119,8 @@ Test(cli, every_command_help_exits_0_and_names_its_spec_flags) {
         for (int j = 0; SPEC_FLAGS[i].flags[j]; j++)
             cr_expect(strstr(r.out, SPEC_FLAGS[i].flags[j]), "%s --help lacks %s", SPEC_FLAGS[i].cmd,
                       SPEC_FLAGS[i].flags[j]);
-        for (int j = 0; j < 4; j++) cr_expect(strstr(r.out, (const char *[]){"--db", "-q", "-v", "--config"}[j]));
+        for (int j = 0; j < 4; j++)
+            cr_expect(strstr(r.out, (const char *[]){"--db", "-q", "-v", "--config"}[j]));
         run_free(&r);
     }
 }
@@ -110,6 +135,9 @@ Test(cli, version_prints_the_version) {
 Test(cli, unknown_command_exits_2_with_one_error_line) {
     run_t r = cli("frobnicate", NULL);
     expect_error(&r, 2, "frobnicate: unknown command");
+    run_free(&r);
+    r = cli("--db", NULL);
+    expect_error(&r, 2, "--db: missing value");
     run_free(&r);
     r = cli(NULL);
     cr_expect_eq(r.status, 2);
@@ -283,8 +311,8 @@ Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
 
 Test(cli, flags_override_the_config_file_key_by_key) {
     cfg_t c = write_cfg(BASE_CFG);
-    run_t r = cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3", "--data",
-                  "x.npy", "--pin", "fc*=4", "--print-config", NULL);
+    run_t r = cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
+                  "--data", "x.npy", "--pin", "fc*=4", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "model: \"other.onnx\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "seed: \"9\"\n"), "%s", r.out);
@@ -395,8 +423,8 @@ Test(cli, demo_config_is_a_complete_search) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "tests/fixtures/digits/cnn_dyn.onnx\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "tests/fixtures/digits/calib_x.npy\"]\n"), "%s", r.out);
-    cr_expect(strstr(r.out, "labels: \"" BA_SOURCE_DIR "/configs/../tests/fixtures/digits/calib_y.npy\""), "%s",
-              r.out);
+    cr_expect(strstr(r.out, "labels: \"" BA_SOURCE_DIR "/configs/../tests/fixtures/digits/calib_y.npy\""),
+              "%s", r.out);
     cr_expect(strstr(r.out, "budget: [\"avg-bits=4\"]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "method: \"ilp+evo\"\nsensitivity: \"hessian\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "seed: \"0\"\nstudy: \"demo\"\nplan-out: "), "%s", r.out);
@@ -424,9 +452,19 @@ Test(cli_format, table_pads_columns_text_left_numbers_right) {
                         "conv1.weight     4  0.002\n"
                         "fc               8      -\n");
     free(s);
+    s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    cr_expect_eq(ba_table_emit(t, "json", fp), 0);
+    cr_expect_eq(ba_table_emit(t, "yaml", fp), -1);
+    fclose(fp);
+    cr_expect(strstr(s, "\"layer\": \"conv1.weight\""), "%s", s);
+    free(s);
     json_t *j = ba_table_to_json(t);
     char *js = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    cr_expect_str_eq(js, "[{\"layer\":\"conv1.weight\",\"bits\":4,\"kl\":0.002},{\"layer\":\"fc\",\"bits\":8,\"kl\":null}]");
+    cr_expect_str_eq(
+        js,
+        "[{\"layer\":\"conv1.weight\",\"bits\":4,\"kl\":0.002},{\"layer\":\"fc\",\"bits\":8,\"kl\":null}]");
     free(js);
     json_decref(j);
     ba_table_free(t);
