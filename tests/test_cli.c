@@ -309,6 +309,25 @@ Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
     ba_test_rmtree(c.dir);
 }
 
+Test(cli, config_rebases_named_inputs_and_hw_paths_only) {
+    cfg_t c = write_cfg("data: {image: x.npy, mask: /abs/m.npy}\nhw: profiles/a100.yaml\nstudy: s/1\n"
+                        "budget: [\"avg-bits=4\"]\n");
+    run_t r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char want[1024];
+    snprintf(want, sizeof want, "data: [\"image=%s/x.npy\", \"mask=/abs/m.npy\"]\n", c.dir);
+    cr_expect(strstr(r.out, want), "%s", r.out);
+    snprintf(want, sizeof want, "hw: \"%s/profiles/a100.yaml\"\n", c.dir);
+    cr_expect(strstr(r.out, want), "%s", r.out);
+    cr_expect(strstr(r.out, "study: \"s/1\"\n"), "%s", r.out);
+    run_free(&r);
+    cr_assert_eq(ba_test_write_file(c.path, "hw: a100\n"), 0);
+    r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    cr_expect(strstr(r.out, "hw: \"a100\"\n"), "%s", r.out);
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
 Test(cli, flags_override_the_config_file_key_by_key) {
     cfg_t c = write_cfg(BASE_CFG);
     run_t r = cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
