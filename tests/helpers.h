@@ -1,7 +1,26 @@
-/* Shared helpers for the Criterion suite. */
+/* Shared helpers for the Criterion suite: run a program and capture its output,
+ * scratch directories, small files. */
 #ifndef BA_TESTS_HELPERS_H
 #define BA_TESTS_HELPERS_H
 
+#include <stddef.h>
+
 #include "bitalloc.h"
+
+/* Runs argv[0] (a path) with argv (NULL-terminated) and the current environment.
+ * *out / *err receive its stdout / stderr as NUL-terminated malloc'd strings (pass NULL
+ * to discard); *status its exit code, or 128 + signal number when a signal ended it.
+ * Returns 0, or -1 when the program could not be started. */
+int ba_test_run(const char *const argv[], char **out, char **err, int *status);
+
+/* Creates a fresh empty directory under $TMPDIR (or /tmp) and writes its path to buf.
+ * Returns 0 or -1. */
+int ba_test_tmpdir(char *buf, size_t cap);
+/* Removes dir and everything in it (does not follow symlinks). */
+void ba_test_rmtree(const char *dir);
+/* Writes text to path (truncating). Returns 0 or -1. */
+int ba_test_write_file(const char *path, const char *text);
+/* Number of '\n'-terminated lines in s. */
+size_t ba_test_count_lines(const char *s);
 
 #endif

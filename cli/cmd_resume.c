@@ -1,0 +1,7 @@
+/* `bitalloc resume`: see docs/resume.md. Waits for the 'search' capability to land in
+ * libbitalloc; until then it says so and exits 1. */
+#include "cli/cli.h"
+
+int ba_cmd_resume(const ba_cli_opts *o) {
+    return ba_cli_not_available(o, "search");
+}

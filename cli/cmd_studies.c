@@ -1,0 +1,7 @@
+/* `bitalloc studies`: see docs/studies.md. Waits for the 'db' capability to land in
+ * libbitalloc; until then it says so and exits 1. */
+#include "cli/cli.h"
+
+int ba_cmd_studies(const ba_cli_opts *o) {
+    return ba_cli_not_available(o, "db");
+}

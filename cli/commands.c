@@ -1,0 +1,287 @@
+/* The command table: each command of SPEC §8 with its flag table (one per command),
+ * its one-line summary and usage, and the help printers built from those tables, so
+ * `--help`, the parser and the config loader can never disagree. */
+#include <stdarg.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+#define HELP_FLAG_COL 30 /* column where a flag's help text starts */
+
+#define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
+#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform"
+
+/* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
+#define F_MODEL                                                                                              \
+    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file" }
+#define F_DATA(req)                                                                                          \
+    {                                                                                                        \
+        "data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT | (req), "FILE|NAME=FILE", NULL,                             \
+            "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model)"                     \
+    }
+#define F_LABELS                                                                                             \
+    { "labels", 0, BA_CLI_T_PATH, 0, "FILE", NULL, "int64/int32 .npy of class ids" }
+#define F_QUANTIZER                                                                                          \
+    {"scheme", 0, BA_CLI_T_CHOICE, 0, "S", "symmetric|asymmetric", "weight quantizer (default: symmetric)"}, \
+        {"granularity",                                                                                      \
+         0,                                                                                                  \
+         BA_CLI_T_GRAN,                                                                                      \
+         0,                                                                                                  \
+         "G",                                                                                                \
+         NULL,                                                                                               \
+         "per-channel|per-tensor|group:G (default: per-channel)"},                                           \
+        {"clip", 0, BA_CLI_T_CHOICE, 0, "C", "max|mse", "weight clipping range (default: max)"}, {           \
+        "act-bits", 0, BA_CLI_T_WIDTH, 0, "B", NULL,                                                         \
+            "quantize activations to B bits, asymmetric per-tensor (default: float)"                         \
+    }
+#define F_SENS_SETTINGS                                                                                      \
+    {"loss",                                                                                                 \
+     0,                                                                                                      \
+     BA_CLI_T_CHOICE,                                                                                        \
+     0,                                                                                                      \
+     "L",                                                                                                    \
+     "ce|mse",                                                                                               \
+     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse)"},                               \
+        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL, "Hutchinson relative tolerance (default: 1e-3)"},           \
+        {"samples", 0, BA_CLI_T_INT, 0, "N", NULL, "at most N Hutchinson probes (default: 200)"}, {          \
+        "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
+    }
+#define F_BITS                                                                                               \
+    { "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,7,8)" }
+#define F_SEED                                                                                               \
+    { "seed", 0, BA_CLI_T_U64, 0, "S", NULL, "random seed (default: 0)" }
+#define F_STUDY(req)                                                                                         \
+    { "study", 0, BA_CLI_T_STR, (req), "NAME", NULL, "study name in the database" }
+#define F_END                                                                                                \
+    { NULL, 0, 0, 0, NULL, NULL, NULL }
+
+const ba_cli_flag ba_cli_global_flags[] = {
+    {"db", 0, BA_CLI_T_PATH, 0, "PATH", NULL, "study database (default: $BITALLOC_DB or ./bitalloc.db)"},
+    {"config", 0, BA_CLI_T_PATH, BA_CLI_NO_CONFIG, "FILE.yaml", NULL,
+     "read flags from a YAML file (command-line flags win)"},
+    {"quiet", 'q', BA_CLI_T_FLAG, 0, NULL, NULL, "print only results and errors"},
+    {"verbose", 'v', BA_CLI_T_FLAG, BA_CLI_REPEAT, NULL, NULL, "print more detail"},
+    {"print-config", 0, BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL,
+     "print the effective flags (config file + command line) as YAML and exit"},
+    {"help", 'h', BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL, "show this help and exit"},
+    {"version", 0, BA_CLI_T_FLAG, BA_CLI_NO_CONFIG, NULL, NULL, "print the version and exit"},
+    F_END,
+};
+
+static const ba_cli_flag inspect_flags[] = {
+    F_MODEL,
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    {"include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "list Gather embeddings as layers too"},
+    F_END,
+};
+
+static const ba_cli_flag eval_flags[] = {
+    F_MODEL,
+    F_DATA(BA_CLI_REQUIRED),
+    F_LABELS,
+    {"plan", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "also evaluate the model quantized by this plan"},
+    {"save-output", 0, BA_CLI_T_PATH, 0, "OUT.npy", NULL, "write the (quantized) model's first output"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag sensitivity_flags[] = {
+    F_MODEL,
+    F_DATA(0),
+    F_LABELS,
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    F_BITS,
+    F_SEED,
+    F_SENS_SETTINGS,
+    F_QUANTIZER,
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json|csv", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag search_flags[] = {
+    F_MODEL,
+    F_DATA(BA_CLI_REQUIRED),
+    F_LABELS,
+    {"budget", 0, BA_CLI_T_BUDGET, BA_CLI_REPEAT, "KEY=VALUE", NULL,
+     "avg-bits=4 | memory=3MiB | bops=1.2G | latency=2ms; all must hold"},
+    {"latency-table", 0, BA_CLI_T_PATH, 0, "FILE.csv", NULL, "measured latencies: layer,bits,latency_us"},
+    {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
+    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
+     "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},
+    F_SENS_SETTINGS,
+    F_QUANTIZER,
+    F_BITS,
+    {"pin", 0, BA_CLI_T_PIN, BA_CLI_REPEAT, "GLOB=BITS", NULL, "fix matching layers to BITS"},
+    {"tie", 0, BA_CLI_T_STR, BA_CLI_REPEAT, "GLOB", NULL, "matching layers share one bit-width"},
+    {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL, "one ILP per budget value: a Pareto front"},
+    {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations"},
+    {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation"},
+    F_SEED,
+    F_STUDY(0),
+    {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag resume_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag studies_flags[] = {
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|csv|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag trials_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"best", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "only the best complete trial"},
+    {"where", 0, BA_CLI_T_STR, 0, "EXPR", NULL, "filter, e.g. 'avg_bits<=4 and kl<0.01'"},
+    {"sort", 0, BA_CLI_T_STR, 0, "KEY", NULL, "sort by a column (e.g. kl, avg_bits, number)"},
+    {"limit", 0, BA_CLI_T_INT, 0, "N", NULL, "print at most N trials"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|csv|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag export_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "which trial (default: best)"},
+    {"format", 0, BA_CLI_T_CHOICE, BA_CLI_REQUIRED, "F",
+     "plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq", "export format"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "PATH", NULL, "output file"},
+    F_END,
+};
+
+static const ba_cli_flag quantize_flags[] = {
+    F_MODEL,
+    {"plan", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "PLAN.json", NULL, "plan to apply (bitalloc.plan/1)"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.onnx", NULL, "output ONNX file"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "fakequant|qdq",
+     "fakequant weights or QDQ pairs (default: fakequant)"},
+    F_END,
+};
+
+/* Data-free estimators need no --data; the others do. */
+static ba_status sensitivity_check(const ba_cli_opts *o, ba_error *err) {
+    const char *m = ba_cli_get_or(o, "method", "hessian");
+    if (strcmp(m, "weight") != 0 && !ba_cli_has(o, "data"))
+        return ba_error_set(err, BA_ERR_INPUT, "--data: required by 'sensitivity --method %s'", m);
+    return BA_OK;
+}
+
+static ba_status search_check(const ba_cli_opts *o, ba_error *err) {
+    if (!ba_cli_has(o, "budget") && !ba_cli_has(o, "sweep"))
+        return ba_error_set(err, BA_ERR_INPUT, "--budget: required by 'search' (or give --sweep)");
+    if (ba_cli_has(o, "sensitivity") && ba_cli_has(o, "sensitivity-file"))
+        return ba_error_set(err, BA_ERR_INPUT, "--sensitivity-file: cannot be combined with --sensitivity");
+    return BA_OK;
+}
+
+const ba_cli_command ba_cli_commands[] = {
+    {"inspect", "list a model's quantizable layers (params, MACs, output-channel axis)",
+     "bitalloc inspect MODEL [--format table|json]", inspect_flags, ba_cmd_inspect, NULL,
+     "bitalloc inspect net.onnx --format json"},
+    {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
+     "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
+     "              [--format table|json]",
+     eval_flags, ba_cmd_eval, NULL, "bitalloc eval net.onnx --data x.npy --labels y.npy --plan plan.json"},
+    {"sensitivity", "per-layer sensitivity and cost table Omega(layer, bits)",
+     "bitalloc sensitivity MODEL --data X.npy [--labels Y.npy] --method M [--bits LIST] [--seed S]\n"
+     "                     [--format table|json|csv]",
+     sensitivity_flags, ba_cmd_sensitivity, sensitivity_check,
+     "bitalloc sensitivity net.onnx --data x.npy --method hessian --format json"},
+    {"search", "find per-layer bit-widths that meet the budgets (ILP, evolution)",
+     "bitalloc search MODEL --data X.npy [--labels Y.npy] --budget KEY=VALUE... [--method M]\n"
+     "                [--sensitivity M] [--study NAME] [--plan-out PLAN.json] [--seed S] [--config "
+     "FILE.yaml]",
+     search_flags, ba_cmd_search, search_check,
+     "bitalloc search net.onnx --data x.npy --budget avg-bits=4 --study demo --plan-out plan.json"},
+    {"resume", "finish an interrupted study with the same result", "bitalloc resume --study NAME",
+     resume_flags, ba_cmd_resume, NULL, "bitalloc resume --study demo"},
+    {"studies", "list the studies in the database", "bitalloc studies [--format table|csv|json]",
+     studies_flags, ba_cmd_studies, NULL, "bitalloc --db runs.db studies --format csv"},
+    {"trials", "list a study's trials (filter, sort, best)",
+     "bitalloc trials --study NAME [--best] [--where EXPR] [--sort KEY] [--limit N] [--format "
+     "table|csv|json]",
+     trials_flags, ba_cmd_trials, NULL,
+     "bitalloc trials --study demo --where 'avg_bits<=4 and kl<0.01' --sort kl"},
+    {"export", "write a trial as a plan, CSV, HAWQ, ModelOpt, llama.cpp or ONNX",
+     "bitalloc export --study NAME [--trial N|best]\n"
+     "                --format plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq -o PATH",
+     export_flags, ba_cmd_export, NULL, "bitalloc export --study demo --format onnx-qdq -o net_q.onnx"},
+    {"quantize", "apply a plan to a model: fake-quantized or QDQ ONNX",
+     "bitalloc quantize MODEL --plan PLAN.json -o OUT.onnx [--format fakequant|qdq]", quantize_flags,
+     ba_cmd_quantize, NULL, "bitalloc quantize net.onnx --plan plan.json -o net_q.onnx --format qdq"},
+};
+const size_t ba_cli_command_count = sizeof ba_cli_commands / sizeof ba_cli_commands[0];
+
+const ba_cli_command *ba_cli_command_find(const char *name) {
+    for (size_t i = 0; i < ba_cli_command_count; i++)
+        if (strcmp(ba_cli_commands[i].name, name) == 0) return &ba_cli_commands[i];
+    return NULL;
+}
+
+void ba_cli_print_usage(FILE *fp) {
+    fprintf(fp, "usage: bitalloc [--db PATH] [-q|-v] COMMAND [ARGS...]\n"
+                "       bitalloc --help | --version\n\n"
+                "Per-layer mixed-precision bit allocation for ONNX models.\n\ncommands:\n");
+    for (size_t i = 0; i < ba_cli_command_count; i++)
+        fprintf(fp, "  %-13s %s\n", ba_cli_commands[i].name, ba_cli_commands[i].summary);
+    fprintf(fp, "\nglobal flags (before or after the command):\n");
+    for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) {
+        char left[64];
+        snprintf(left, sizeof left, "%s%c%s--%s%s%s", f->short_name ? "-" : "",
+                 f->short_name ? f->short_name : ' ', f->short_name ? ", " : "", f->name,
+                 f->metavar ? " " : "", f->metavar ? f->metavar : "");
+        fprintf(fp, "  %-*s %s\n", HELP_FLAG_COL - 3, f->short_name ? left : left + 1, f->help);
+    }
+    fprintf(fp, "\nRun 'bitalloc COMMAND --help' for a command's flags. Docs: docs/COMMAND.md.\n");
+}
+
+static void print_flag(const ba_cli_flag *f, FILE *fp) {
+    char left[96];
+    const char *meta = f->type == BA_CLI_T_CHOICE ? f->choices : f->metavar;
+    if (f->flags & BA_CLI_POSITIONAL)
+        snprintf(left, sizeof left, "%s", f->metavar);
+    else if (f->short_name)
+        snprintf(left, sizeof left, "-%c, --%s%s%s", f->short_name, f->name, meta ? " " : "",
+                 meta ? meta : "");
+    else
+        snprintf(left, sizeof left, "--%s%s%s", f->name, meta ? " " : "", meta ? meta : "");
+    const char *req = (f->flags & BA_CLI_REQUIRED) ? " [required]" : "";
+    const char *rep = (f->flags & BA_CLI_REPEAT) ? " (repeatable)" : "";
+    if (strlen(left) > HELP_FLAG_COL - 3)
+        fprintf(fp, "  %s\n  %-*s %s%s%s\n", left, HELP_FLAG_COL - 3, "", f->help, rep, req);
+    else
+        fprintf(fp, "  %-*s %s%s%s\n", HELP_FLAG_COL - 3, left, f->help, rep, req);
+}
+
+void ba_cli_print_command_help(const ba_cli_command *cmd, FILE *fp) {
+    fprintf(fp, "usage: %s\n\n%s.\n\narguments and flags:\n", cmd->synopsis, cmd->summary);
+    for (const ba_cli_flag *f = cmd->flags; f->name; f++) print_flag(f, fp);
+    fprintf(fp, "\nglobal flags:\n");
+    for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) print_flag(f, fp);
+    fprintf(fp,
+            "\nexample:\n  %s\n\nexit codes: 0 success, 1 runtime failure, 2 bad usage or input, "
+            "3 infeasible budget\n",
+            cmd->example);
+}
+
+void ba_cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("bitalloc: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int ba_cli_not_available(const ba_cli_opts *o, const char *issue) {
+    ba_cli_error("%s: not available yet in this build (issue: %s)", o->command ? o->command : "command",
+                 issue);
+    return BA_EXIT_RUNTIME;
+}

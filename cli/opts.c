@@ -1,0 +1,531 @@
+/* ba_cli_opts: the key -> values store, the per-type value checks, the argv parser
+ * and the config/flag merge. Every value reaching a command went through
+ * ba_cli_check_value, so commands convert values without re-checking them. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* A sweep with more points than this is surely a typo (and would run for days). */
+#define BA_CLI_SWEEP_MAX_POINTS 1000
+/* Relative slack when counting sweep points, so 3:4:0.1 includes 4 despite rounding. */
+#define BA_CLI_SWEEP_EPS 1e-9
+#define BA_CLI_KIB 1024.0
+#define BA_CLI_MAX_AVG_BITS 32.0
+
+/* ---------------------------------------------------------------- store */
+
+void ba_cli_opts_init(ba_cli_opts *o) {
+    memset(o, 0, sizeof *o);
+}
+
+static void entry_clear(ba_cli_entry *e) {
+    for (size_t i = 0; i < e->n; i++) free(e->vals[i]);
+    free(e->vals);
+    e->vals = NULL;
+    e->n = 0;
+}
+
+void ba_cli_opts_free(ba_cli_opts *o) {
+    for (size_t i = 0; i < o->n; i++) {
+        entry_clear(&o->e[i]);
+        free(o->e[i].key);
+    }
+    free(o->e);
+    memset(o, 0, sizeof *o);
+}
+
+static ba_cli_entry *find_mut(ba_cli_opts *o, const char *key) {
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->e[i].key, key) == 0) return &o->e[i];
+    return NULL;
+}
+
+static ba_cli_entry *entry_get(ba_cli_opts *o, const char *key, ba_error *err) {
+    ba_cli_entry *e = find_mut(o, key);
+    if (e) return e;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 16;
+        ba_cli_entry *ne = ba_realloc(o->e, cap * sizeof *ne, err);
+        if (!ne) return NULL;
+        o->e = ne;
+        o->cap = cap;
+    }
+    char *k = ba_strdup(key, err);
+    if (!k) return NULL;
+    e = &o->e[o->n++];
+    memset(e, 0, sizeof *e);
+    e->key = k;
+    return e;
+}
+
+ba_status ba_cli_opts_add(ba_cli_opts *o, const char *key, const char *value, int replace, ba_error *err) {
+    ba_cli_entry *e = entry_get(o, key, err);
+    if (!e) return err ? err->code : BA_ERR_NOMEM;
+    if (replace) entry_clear(e);
+    char *v = ba_strdup(value, err);
+    if (!v) return BA_ERR_NOMEM;
+    char **nv = ba_realloc(e->vals, (e->n + 1) * sizeof *nv, err);
+    if (!nv) {
+        free(v);
+        return BA_ERR_NOMEM;
+    }
+    e->vals = nv;
+    e->vals[e->n++] = v;
+    return BA_OK;
+}
+
+const ba_cli_entry *ba_cli_find(const ba_cli_opts *o, const char *key) {
+    return find_mut((ba_cli_opts *)o, key);
+}
+
+const char *ba_cli_get(const ba_cli_opts *o, const char *key) {
+    const ba_cli_entry *e = ba_cli_find(o, key);
+    return e && e->n ? e->vals[e->n - 1] : NULL;
+}
+
+const char *ba_cli_get_or(const ba_cli_opts *o, const char *key, const char *def) {
+    const char *v = ba_cli_get(o, key);
+    return v ? v : def;
+}
+
+size_t ba_cli_count(const ba_cli_opts *o, const char *key) {
+    const ba_cli_entry *e = ba_cli_find(o, key);
+    return e ? e->n : 0;
+}
+
+const char *ba_cli_value(const ba_cli_opts *o, const char *key, size_t i) {
+    const ba_cli_entry *e = ba_cli_find(o, key);
+    return e && i < e->n ? e->vals[i] : NULL;
+}
+
+int ba_cli_has(const ba_cli_opts *o, const char *key) {
+    return ba_cli_count(o, key) > 0;
+}
+
+int64_t ba_cli_get_int(const ba_cli_opts *o, const char *key, int64_t def) {
+    const char *v = ba_cli_get(o, key);
+    return v ? strtoll(v, NULL, 10) : def;
+}
+
+uint64_t ba_cli_get_u64(const ba_cli_opts *o, const char *key, uint64_t def) {
+    const char *v = ba_cli_get(o, key);
+    return v ? strtoull(v, NULL, 10) : def;
+}
+
+double ba_cli_get_double(const ba_cli_opts *o, const char *key, double def) {
+    const char *v = ba_cli_get(o, key);
+    return v ? strtod(v, NULL) : def;
+}
+
+const char *ba_cli_db_path(const ba_cli_opts *o) {
+    const char *v = ba_cli_get(o, "db");
+    if (v) return v;
+    v = getenv(BA_CLI_DB_ENV);
+    return v && *v ? v : BA_CLI_DEFAULT_DB;
+}
+
+int ba_cli_verbosity(const ba_cli_opts *o) {
+    if (ba_cli_has(o, "quiet")) return -1;
+    return (int)ba_cli_count(o, "verbose");
+}
+
+/* ---------------------------------------------------------------- value checks */
+
+static int parse_u64(const char *s, uint64_t *out) {
+    if (!s || !isdigit((unsigned char)s[0])) return 0;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end) return 0;
+    *out = v;
+    return 1;
+}
+
+static int parse_int(const char *s, int64_t *out) {
+    uint64_t v;
+    if (!parse_u64(s, &v) || v > INT64_MAX) return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
+/* A number followed by an optional suffix; *suffix points into s. */
+static int parse_number(const char *s, double *v, const char **suffix) {
+    if (!s || !*s || isspace((unsigned char)s[0])) return 0;
+    errno = 0;
+    char *end;
+    *v = strtod(s, &end);
+    if (end == s || errno || !isfinite(*v)) return 0;
+    *suffix = end;
+    return 1;
+}
+
+static int valid_width(int64_t b) {
+    return (b >= 2 && b <= 8) || b == 16 || b == 32;
+}
+
+static int parse_width(const char *s, int64_t *b) {
+    return parse_int(s, b) && valid_width(*b);
+}
+
+static const char *const BUDGET_KEYS[] = {"avg-bits", "memory", "bops", "latency", NULL};
+
+static int budget_key_known(const char *k) {
+    for (int i = 0; BUDGET_KEYS[i]; i++)
+        if (strcmp(k, BUDGET_KEYS[i]) == 0) return 1;
+    return 0;
+}
+
+typedef struct {
+    const char *suffix;
+    double mult;
+} unit_t;
+
+static const unit_t MEMORY_UNITS[] = {{"", 1},
+                                      {"B", 1},
+                                      {"KiB", BA_CLI_KIB},
+                                      {"MiB", BA_CLI_KIB *BA_CLI_KIB},
+                                      {"GiB", BA_CLI_KIB *BA_CLI_KIB *BA_CLI_KIB},
+                                      {NULL, 0}};
+static const unit_t BOPS_UNITS[] = {{"", 1},    {"k", 1e3},  {"K", 1e3}, {"M", 1e6},
+                                    {"G", 1e9}, {"T", 1e12}, {NULL, 0}};
+static const unit_t LATENCY_UNITS[] = {{"", 1}, {"us", 1}, {"ms", 1e3}, {NULL, 0}};
+static const unit_t BITS_UNITS[] = {{"", 1}, {NULL, 0}};
+
+static const unit_t *units_for(const char *key, const char **names) {
+    if (strcmp(key, "memory") == 0) return *names = "B, KiB, MiB, GiB", MEMORY_UNITS;
+    if (strcmp(key, "bops") == 0) return *names = "k, M, G, T", BOPS_UNITS;
+    if (strcmp(key, "latency") == 0) return *names = "us, ms", LATENCY_UNITS;
+    return *names = "none", BITS_UNITS;
+}
+
+static ba_status budget_value(const char *key, const char *text, double *out, ba_error *err) {
+    double v;
+    const char *suf, *names;
+    if (!parse_number(text, &v, &suf))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a number, got '%s'", key, text);
+    const unit_t *u = units_for(key, &names);
+    for (; u->suffix; u++)
+        if (strcmp(suf, u->suffix) == 0) break;
+    if (!u->suffix)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: unknown unit '%s' in '%s' (units: %s)", key, suf, text,
+                            names);
+    v *= u->mult;
+    if (!(v > 0)) return ba_error_set(err, BA_ERR_INPUT, "%s: must be positive, got '%s'", key, text);
+    if (strcmp(key, "avg-bits") == 0 && v > BA_CLI_MAX_AVG_BITS)
+        return ba_error_set(err, BA_ERR_INPUT, "avg-bits: must be at most 32, got '%s'", text);
+    *out = v;
+    return BA_OK;
+}
+
+/* Splits "KEY=REST"; key must be a budget key. */
+static ba_status budget_split(const char *kv, const char *form, char key[16], const char **rest,
+                              ba_error *err) {
+    const char *eq = kv ? strchr(kv, '=') : NULL;
+    if (!eq) return ba_error_set(err, BA_ERR_INPUT, "expected %s, got '%s'", form, kv ? kv : "");
+    size_t kl = (size_t)(eq - kv);
+    if (kl == 0 || kl >= 16) return ba_error_set(err, BA_ERR_INPUT, "bad budget key in '%s'", kv);
+    memcpy(key, kv, kl);
+    key[kl] = '\0';
+    if (!budget_key_known(key))
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)", key);
+    *rest = eq + 1;
+    return BA_OK;
+}
+
+ba_status ba_cli_budget_parse(const char *kv, char key[16], double *value, ba_error *err) {
+    const char *rest;
+    BA_TRY(budget_split(kv, "KEY=VALUE", key, &rest, err));
+    return budget_value(key, rest, value, err);
+}
+
+ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double *to, double *step,
+                             ba_error *err) {
+    const char *rest;
+    BA_TRY(budget_split(kv, "KEY=FROM:TO:STEP", key, &rest, err));
+    char buf[3][64];
+    const char *p = rest;
+    for (int i = 0; i < 3; i++) {
+        const char *c = i < 2 ? strchr(p, ':') : p + strlen(p);
+        if (!c || (size_t)(c - p) >= sizeof buf[i] || (i == 2 && strchr(p, ':')))
+            return ba_error_set(err, BA_ERR_INPUT, "expected KEY=FROM:TO:STEP, got '%s'", kv);
+        memcpy(buf[i], p, (size_t)(c - p));
+        buf[i][c - p] = '\0';
+        p = c + 1;
+    }
+    BA_TRY(budget_value(key, buf[0], from, err));
+    BA_TRY(budget_value(key, buf[1], to, err));
+    BA_TRY(budget_value(key, buf[2], step, err));
+    if (*from > *to) return ba_error_set(err, BA_ERR_INPUT, "FROM must not exceed TO in '%s'", kv);
+    if ((*to - *from) / *step > BA_CLI_SWEEP_MAX_POINTS)
+        return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", kv, BA_CLI_SWEEP_MAX_POINTS);
+    return BA_OK;
+}
+
+static int choice_ok(const char *choices, const char *v) {
+    size_t vl = strlen(v);
+    const char *p = choices;
+    while (p && *p) {
+        const char *bar = strchr(p, '|');
+        size_t l = bar ? (size_t)(bar - p) : strlen(p);
+        if (l == vl && strncmp(p, v, l) == 0) return 1;
+        p = bar ? bar + 1 : NULL;
+    }
+    return 0;
+}
+
+static ba_status check_bits_list(const char *v, ba_error *err) {
+    const char *p = v;
+    int seen[33] = {0}, count = 0;
+    for (;;) {
+        const char *c = strchr(p, ',');
+        size_t l = c ? (size_t)(c - p) : strlen(p);
+        char item[16];
+        int64_t b;
+        if (l == 0 || l >= sizeof item) goto bad;
+        memcpy(item, p, l);
+        item[l] = '\0';
+        if (!parse_width(item, &b)) goto bad;
+        if (seen[b]) return ba_error_set(err, BA_ERR_INPUT, "bit-width %s listed twice in '%s'", item, v);
+        seen[b] = 1;
+        count++;
+        if (!c) break;
+        p = c + 1;
+    }
+    return count ? BA_OK : ba_error_set(err, BA_ERR_INPUT, "empty list");
+bad:
+    return ba_error_set(err, BA_ERR_INPUT, "expected a comma list of bit-widths (2-8, 16, 32), got '%s'", v);
+}
+
+static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *err) {
+    uint64_t u;
+    int64_t i;
+    double d;
+    const char *suf;
+    char key[16];
+    if (f->type != BA_CLI_T_FLAG && (!v || !*v)) return ba_error_set(err, BA_ERR_INPUT, "empty value");
+    switch (f->type) {
+    case BA_CLI_T_FLAG:
+    case BA_CLI_T_STR:
+    case BA_CLI_T_PATH:
+    case BA_CLI_T_HW: return BA_OK;
+    case BA_CLI_T_INT:
+        return parse_int(v, &i)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected a non-negative integer, got '%s'", v);
+    case BA_CLI_T_U64:
+        return parse_u64(v, &u)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected an unsigned 64-bit integer, got '%s'", v);
+    case BA_CLI_T_FLOAT:
+        if (!parse_number(v, &d, &suf) || *suf || d < 0)
+            return ba_error_set(err, BA_ERR_INPUT, "expected a non-negative number, got '%s'", v);
+        return BA_OK;
+    case BA_CLI_T_CHOICE:
+        return choice_ok(f->choices, v)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected one of %s, got '%s'", f->choices, v);
+    case BA_CLI_T_WIDTH:
+        return parse_width(v, &i)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32), got '%s'", v);
+    case BA_CLI_T_BITS: return check_bits_list(v, err);
+    case BA_CLI_T_BUDGET: return ba_cli_budget_parse(v, key, &d, err);
+    case BA_CLI_T_SWEEP: {
+        double a, b;
+        return ba_cli_sweep_parse(v, key, &a, &b, &d, err);
+    }
+    case BA_CLI_T_PIN: {
+        const char *eq = strrchr(v, '=');
+        if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);
+        if (!parse_width(eq + 1, &i))
+            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32) after '=', got '%s'",
+                                v);
+        return BA_OK;
+    }
+    case BA_CLI_T_DATA: {
+        const char *eq = strchr(v, '=');
+        if (eq && (eq == v || !eq[1]))
+            return ba_error_set(err, BA_ERR_INPUT, "expected FILE or NAME=FILE, got '%s'", v);
+        return BA_OK;
+    }
+    case BA_CLI_T_GRAN:
+        if (strcmp(v, "per-channel") == 0 || strcmp(v, "per-tensor") == 0) return BA_OK;
+        if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "expected per-channel, per-tensor or group:G (G > 0), got '%s'", v);
+    case BA_CLI_T_TRIAL:
+        return strcmp(v, "best") == 0 || parse_int(v, &i)
+                   ? BA_OK
+                   : ba_error_set(err, BA_ERR_INPUT, "expected a trial number or 'best', got '%s'", v);
+    }
+    return ba_error_set(err, BA_ERR_INPUT, "unknown flag type");
+}
+
+ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *err) {
+    ba_status st = check_value_raw(f, value, err);
+    if (st != BA_OK) {
+        if (f->flags & BA_CLI_POSITIONAL) return ba_error_prefix(err, "%s", f->metavar);
+        return ba_error_prefix(err, "--%s", f->name);
+    }
+    return BA_OK;
+}
+
+size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value) {
+    const char *eq;
+    switch (f->type) {
+    case BA_CLI_T_BUDGET:
+    case BA_CLI_T_SWEEP:
+    case BA_CLI_T_DATA: eq = strchr(value, '='); break;
+    case BA_CLI_T_PIN: eq = strrchr(value, '='); break; /* a glob may hold '=', the bits never do */
+    default: eq = NULL;
+    }
+    return eq ? (size_t)(eq - value) : 0;
+}
+
+/* ---------------------------------------------------------------- argv */
+
+static const ba_cli_flag *table_find(const ba_cli_flag *t, const char *name, size_t nl, char sh) {
+    for (; t && t->name; t++) {
+        if (t->flags & BA_CLI_POSITIONAL) continue;
+        if (sh ? t->short_name == sh : (strlen(t->name) == nl && strncmp(t->name, name, nl) == 0)) return t;
+    }
+    return NULL;
+}
+
+static const ba_cli_flag *flag_lookup(const ba_cli_command *cmd, const char *name, size_t nl, char sh) {
+    const ba_cli_flag *f = table_find(cmd ? cmd->flags : NULL, name, nl, sh);
+    return f ? f : table_find(ba_cli_global_flags, name, nl, sh);
+}
+
+const ba_cli_flag *ba_cli_flag_find(const ba_cli_command *cmd, const char *name) {
+    const ba_cli_flag *t = cmd ? cmd->flags : NULL;
+    for (; t && t->name; t++)
+        if (strcmp(t->name, name) == 0) return t;
+    return flag_lookup(cmd, name, strlen(name), 0);
+}
+
+static ba_status store(const ba_cli_flag *f, const char *v, ba_cli_opts *o, ba_error *err) {
+    BA_TRY(ba_cli_check_value(f, v, err));
+    return ba_cli_opts_add(o, f->name, f->type == BA_CLI_T_FLAG ? "1" : v, !(f->flags & BA_CLI_REPEAT), err);
+}
+
+static ba_status store_positional(const ba_cli_command *cmd, const char *v, ba_cli_opts *o, ba_error *err) {
+    for (const ba_cli_flag *f = cmd->flags; f && f->name; f++)
+        if ((f->flags & BA_CLI_POSITIONAL) && !ba_cli_has(o, f->name)) return store(f, v, o, err);
+    return ba_error_set(err, BA_ERR_INPUT, "%s: unexpected argument '%s' (see 'bitalloc %s --help')",
+                        cmd->name, v, cmd->name);
+}
+
+ba_status ba_cli_parse_argv(const ba_cli_command *cmd, int argc, char **argv, ba_cli_opts *o, ba_error *err) {
+    int only_positional = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_positional || a[0] != '-' || a[1] == '\0') {
+            BA_TRY(store_positional(cmd, a, o, err));
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_positional = 1;
+            continue;
+        }
+        const ba_cli_flag *f;
+        const char *inline_val = NULL;
+        if (a[1] == '-') {
+            const char *name = a + 2, *eq = strchr(name, '=');
+            size_t nl = eq ? (size_t)(eq - name) : strlen(name);
+            f = flag_lookup(cmd, name, nl, 0);
+            if (!f)
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "--%.*s: unknown flag for '%s' (see 'bitalloc %s --help')", (int)nl, name,
+                                    cmd->name, cmd->name);
+            if (eq) inline_val = eq + 1;
+        } else {
+            /* Short flags: "-o FILE", "-oFILE", and bundles of value-less flags ("-vv", "-qv"). */
+            f = flag_lookup(cmd, NULL, 0, a[1]);
+            if (!f)
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "-%c: unknown flag for '%s' (see 'bitalloc %s --help')", a[1], cmd->name,
+                                    cmd->name);
+            if (f->type == BA_CLI_T_FLAG) {
+                for (const char *p = a + 1; *p; p++) {
+                    const ba_cli_flag *g = flag_lookup(cmd, NULL, 0, *p);
+                    if (!g || g->type != BA_CLI_T_FLAG)
+                        return ba_error_set(err, BA_ERR_INPUT, "%s: unknown flag for '%s'", a, cmd->name);
+                    BA_TRY(store(g, "1", o, err));
+                }
+                continue;
+            }
+            if (a[2]) inline_val = a + 2;
+        }
+        if (f->type == BA_CLI_T_FLAG) {
+            if (inline_val) return ba_error_set(err, BA_ERR_INPUT, "--%s: takes no value", f->name);
+            BA_TRY(store(f, "1", o, err));
+            continue;
+        }
+        if (!inline_val) {
+            if (i + 1 >= argc)
+                return ba_error_set(err, BA_ERR_INPUT, "--%s: missing value (%s)", f->name,
+                                    f->metavar ? f->metavar : "VALUE");
+            inline_val = argv[++i];
+        }
+        BA_TRY(store(f, inline_val, o, err));
+    }
+    return BA_OK;
+}
+
+/* ---------------------------------------------------------------- merge */
+
+static int has_same_key(const ba_cli_flag *f, const ba_cli_entry *cli, const char *v) {
+    size_t kl = ba_cli_merge_key(f, v);
+    for (size_t i = 0; i < cli->n; i++)
+        if (ba_cli_merge_key(f, cli->vals[i]) == kl && strncmp(cli->vals[i], v, kl) == 0) return 1;
+    return 0;
+}
+
+ba_status ba_cli_merge(const ba_cli_command *cmd, const ba_cli_opts *file, const ba_cli_opts *cli,
+                       ba_cli_opts *out, ba_error *err) {
+    ba_cli_opts_init(out);
+    out->command = cli->command ? cli->command : file->command;
+    ba_status st = BA_OK;
+    /* Start from the file, dropping what the command line replaces. */
+    for (size_t i = 0; i < file->n && st == BA_OK; i++) {
+        const ba_cli_entry *fe = &file->e[i];
+        const ba_cli_entry *ce = ba_cli_find(cli, fe->key);
+        const ba_cli_flag *f = ba_cli_flag_find(cmd, fe->key);
+        if (ce && ce->n && f && (f->flags & BA_CLI_REPEAT)) {
+            int all_keyed = 1;
+            for (size_t j = 0; j < ce->n; j++)
+                if (!ba_cli_merge_key(f, ce->vals[j])) all_keyed = 0;
+            if (!all_keyed) continue; /* an unkeyed list on the command line replaces the file's list */
+            for (size_t j = 0; j < fe->n && st == BA_OK; j++)
+                if (!ba_cli_merge_key(f, fe->vals[j]) || !has_same_key(f, ce, fe->vals[j]))
+                    st = ba_cli_opts_add(out, fe->key, fe->vals[j], 0, err);
+            continue;
+        }
+        if (ce && ce->n) continue;
+        for (size_t j = 0; j < fe->n && st == BA_OK; j++)
+            st = ba_cli_opts_add(out, fe->key, fe->vals[j], 0, err);
+    }
+    for (size_t i = 0; i < cli->n && st == BA_OK; i++)
+        for (size_t j = 0; j < cli->e[i].n && st == BA_OK; j++)
+            st = ba_cli_opts_add(out, cli->e[i].key, cli->e[i].vals[j], 0, err);
+    if (st != BA_OK) ba_cli_opts_free(out);
+    return st;
+}
+
+ba_status ba_cli_check_required(const ba_cli_command *cmd, const ba_cli_opts *o, ba_error *err) {
+    for (const ba_cli_flag *f = cmd->flags; f && f->name; f++) {
+        if (!(f->flags & BA_CLI_REQUIRED) || ba_cli_has(o, f->name)) continue;
+        if (f->flags & BA_CLI_POSITIONAL)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: missing %s (see 'bitalloc %s --help')", cmd->name,
+                                f->metavar, cmd->name);
+        return ba_error_set(err, BA_ERR_INPUT, "--%s: required by '%s' (see 'bitalloc %s --help')", f->name,
+                            cmd->name, cmd->name);
+    }
+    return cmd->check ? cmd->check(o, err) : BA_OK;
+}

@@ -1,0 +1,561 @@
+/* The bitalloc command line as users and scripts see it (SPEC §8, §10): help for
+ * every command, exit codes and error lines, --config merging; plus the output
+ * helpers of cli/format.c and cli/progress.c, compiled in here since the CLI's own
+ * sources are not part of libbitalloc. */
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/helpers.h"
+
+#include "cli/format.c"
+#include "cli/progress.c"
+
+#define MAX_ARGS 64
+
+typedef struct {
+    char *out, *err;
+    int status;
+} run_t;
+
+/* Runs BA_CLI with the NULL-terminated arguments. */
+static run_t cli(const char *first, ...) {
+    const char *argv[MAX_ARGS] = {BA_CLI};
+    int n = 1;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    run_t r = {0};
+    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
+    return r;
+}
+
+static void run_free(run_t *r) {
+    free(r->out);
+    free(r->err);
+}
+
+/* stderr is exactly one "bitalloc: error: ..." line containing want. */
+static void expect_error(const run_t *r, int code, const char *want) {
+    cr_expect_eq(r->status, code, "exit %d, want %d; stderr: %s", r->status, code, r->err);
+    cr_expect(strncmp(r->err, "bitalloc: error: ", 17) == 0, "stderr: %s", r->err);
+    cr_expect_eq(ba_test_count_lines(r->err), 1, "stderr: %s", r->err);
+    cr_expect(strstr(r->err, want) != NULL, "stderr lacks '%s': %s", want, r->err);
+}
+
+static const char *const COMMANDS[] = {"inspect", "eval",   "sensitivity", "search",   "resume",
+                                       "studies", "trials", "export",      "quantize", NULL};
+
+Test(cli, help_lists_all_nine_commands) {
+    run_t r = cli("--help", NULL);
+    cr_assert_eq(r.status, 0);
+    for (int i = 0; COMMANDS[i]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "\n  %s ", COMMANDS[i]);
+        cr_expect(strstr(r.out, line), "--help lacks %s", COMMANDS[i]);
+    }
+    cr_expect_str_empty(r.err);
+    run_free(&r);
+}
+
+/* The flags SPEC §3-§8 give each command. */
+static const struct {
+    const char *cmd;
+    const char *flags[40];
+} SPEC_FLAGS[] = {
+    {"inspect", {"MODEL", "--format table|json"}},
+    {"eval", {"MODEL", "--data", "--labels", "--plan", "--save-output", "--format table|json"}},
+    {"sensitivity",
+     {"MODEL", "--data", "--labels", "--method hessian|lrp|fisher|act|weight|measured", "--bits", "--seed",
+      "--format table|json|csv", "--loss", "--tol", "--samples", "--include-embeddings", "--scheme",
+      "--granularity", "--clip", "--act-bits"}},
+    {"search",
+     {"MODEL",
+      "--data",
+      "--labels",
+      "--budget",
+      "--method ilp|evo|ilp+evo|random|uniform",
+      "--sensitivity ",
+      "--sensitivity-file",
+      "--loss",
+      "--tol",
+      "--samples",
+      "--include-embeddings",
+      "--generations",
+      "--offspring",
+      "--seed",
+      "--bits",
+      "--pin",
+      "--tie",
+      "--sweep",
+      "--latency-table",
+      "--hw",
+      "--study",
+      "--plan-out",
+      "--config",
+      "--scheme",
+      "--granularity",
+      "--clip",
+      "--act-bits",
+      "--db"}},
+    {"resume", {"--study"}},
+    {"studies", {"--format table|csv|json"}},
+    {"trials", {"--study", "--best", "--where", "--sort", "--limit", "--format table|csv|json"}},
+    {"export",
+     {"--study", "--trial", "--format plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq", "-o, --output"}},
+    {"quantize", {"MODEL", "--plan", "-o, --output", "--format fakequant|qdq"}},
+};
+
+Test(cli, every_command_help_exits_0_and_names_its_spec_flags) {
+    for (size_t i = 0; i < sizeof SPEC_FLAGS / sizeof SPEC_FLAGS[0]; i++) {
+        run_t r = cli(SPEC_FLAGS[i].cmd, "--help", NULL);
+        cr_expect_eq(r.status, 0, "%s --help", SPEC_FLAGS[i].cmd);
+        char usage[64];
+        snprintf(usage, sizeof usage, "usage: bitalloc %s", SPEC_FLAGS[i].cmd);
+        cr_expect(strstr(r.out, usage), "%s --help: %s", SPEC_FLAGS[i].cmd, r.out);
+        for (int j = 0; SPEC_FLAGS[i].flags[j]; j++)
+            cr_expect(strstr(r.out, SPEC_FLAGS[i].flags[j]), "%s --help lacks %s", SPEC_FLAGS[i].cmd,
+                      SPEC_FLAGS[i].flags[j]);
+        for (int j = 0; j < 4; j++)
+            cr_expect(strstr(r.out, (const char *[]){"--db", "-q", "-v", "--config"}[j]));
+        run_free(&r);
+    }
+}
+
+Test(cli, version_prints_the_version) {
+    run_t r = cli("--version", NULL);
+    cr_expect_eq(r.status, 0);
+    cr_expect_str_eq(r.out, "bitalloc " BA_VERSION "\n");
+    run_free(&r);
+}
+
+Test(cli, unknown_command_exits_2_with_one_error_line) {
+    run_t r = cli("frobnicate", NULL);
+    expect_error(&r, 2, "frobnicate: unknown command");
+    run_free(&r);
+    r = cli("--db", NULL);
+    expect_error(&r, 2, "--db: missing value");
+    run_free(&r);
+    r = cli(NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "bitalloc: error: missing COMMAND"));
+    run_free(&r);
+}
+
+Test(cli, unknown_flag_exits_2_naming_the_flag) {
+    run_t r = cli("inspect", "m.onnx", "--frob", NULL);
+    expect_error(&r, 2, "--frob: unknown flag for 'inspect'");
+    run_free(&r);
+    r = cli("--frob", "inspect", NULL);
+    expect_error(&r, 2, "--frob: unknown flag");
+    run_free(&r);
+    r = cli("inspect", "m.onnx", "-x", NULL);
+    expect_error(&r, 2, "-x: unknown flag");
+    run_free(&r);
+}
+
+Test(cli, bad_values_exit_2_naming_the_flag) {
+    static const struct {
+        const char *flag, *value, *want;
+    } cases[] = {
+        {"--seed", "abc", "--seed: expected an unsigned 64-bit integer, got 'abc'"},
+        {"--seed", "-1", "--seed: expected"},
+        {"--budget", "avg-bits", "--budget: expected KEY=VALUE, got 'avg-bits'"},
+        {"--budget", "speed=3", "--budget: unknown budget key 'speed'"},
+        {"--budget", "memory=3MB", "--budget: memory: unknown unit 'MB'"},
+        {"--budget", "avg-bits=0", "--budget: avg-bits: must be positive"},
+        {"--bits", "2,9", "--bits: expected a comma list of bit-widths"},
+        {"--bits", "4,4", "--bits: bit-width 4 listed twice"},
+        {"--method", "annealing", "--method: expected one of ilp|evo|ilp+evo|random|uniform"},
+        {"--sensitivity", "magic", "--sensitivity: expected one of"},
+        {"--granularity", "group:0", "--granularity: expected per-channel, per-tensor or group:G"},
+        {"--pin", "conv1*=9", "--pin: expected a bit-width"},
+        {"--pin", "conv1*", "--pin: expected NAME_GLOB=BITS"},
+        {"--sweep", "avg-bits=6:3:1", "--sweep: FROM must not exceed TO"},
+        {"--sweep", "avg-bits=3:6", "--sweep: expected KEY=FROM:TO:STEP"},
+        {"--sweep", "avg-bits=2:8:0.000001", "--sweep: 'avg-bits=2:8:0.000001' gives more than"},
+        {"--tol", "x", "--tol: expected a non-negative number"},
+        {"--generations", "1.5", "--generations: expected a non-negative integer"},
+        {"--act-bits", "12", "--act-bits: expected a bit-width"},
+        {"--data", "=x.npy", "--data: expected FILE or NAME=FILE"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_t r = cli("search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", cases[i].flag,
+                      cases[i].value, NULL);
+        expect_error(&r, 2, cases[i].want);
+        run_free(&r);
+    }
+    run_t r = cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
+    expect_error(&r, 2, "--trial: expected a trial number or 'best'");
+    run_free(&r);
+}
+
+Test(cli, missing_values_and_required_arguments_exit_2) {
+    run_t r = cli("search", "m.onnx", "--seed", NULL);
+    expect_error(&r, 2, "--seed: missing value");
+    run_free(&r);
+    r = cli("inspect", NULL);
+    expect_error(&r, 2, "inspect: missing MODEL");
+    run_free(&r);
+    r = cli("eval", "m.onnx", NULL);
+    expect_error(&r, 2, "--data: required by 'eval'");
+    run_free(&r);
+    r = cli("search", "m.onnx", "--data", "x.npy", NULL);
+    expect_error(&r, 2, "--budget: required by 'search'");
+    run_free(&r);
+    r = cli("trials", NULL);
+    expect_error(&r, 2, "--study: required by 'trials'");
+    run_free(&r);
+    r = cli("export", "--study", "s", "--format", "plan", NULL);
+    expect_error(&r, 2, "--output: required by 'export'");
+    run_free(&r);
+    r = cli("sensitivity", "m.onnx", "--method", "fisher", NULL);
+    expect_error(&r, 2, "--data: required by 'sensitivity --method fisher'");
+    run_free(&r);
+    r = cli("inspect", "a.onnx", "b.onnx", NULL);
+    expect_error(&r, 2, "unexpected argument 'b.onnx'");
+    run_free(&r);
+    r = cli("studies", "--best", NULL);
+    expect_error(&r, 2, "--best: unknown flag for 'studies'");
+    run_free(&r);
+}
+
+/* Remove a command from this list when its capability lands in libbitalloc. */
+Test(cli, not_landed_commands_exit_1_with_one_line) {
+    static const char *const calls[][8] = {
+        {"inspect", "m.onnx"},
+        {"eval", "m.onnx", "--data", "x.npy"},
+        {"sensitivity", "m.onnx", "--method", "weight"},
+        {"search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4"},
+        {"resume", "--study", "s"},
+        {"studies"},
+        {"trials", "--study", "s"},
+        {"export", "--study", "s", "--format", "hawq", "-o", "x.json"},
+        {"quantize", "m.onnx", "--plan", "p.json", "-o", "q.onnx"},
+    };
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        const char *const *c = calls[i];
+        run_t r = cli(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+        char want[128];
+        snprintf(want, sizeof want, "bitalloc: error: %s: not available yet in this build (issue: ", c[0]);
+        cr_expect_eq(r.status, 1, "%s: exit %d", c[0], r.status);
+        cr_expect(strncmp(r.err, want, strlen(want)) == 0, "%s: %s", c[0], r.err);
+        cr_expect_eq(ba_test_count_lines(r.err), 1, "%s: %s", c[0], r.err);
+        cr_expect_str_empty(r.out);
+        run_free(&r);
+    }
+}
+
+Test(cli, global_flags_work_before_or_after_the_command) {
+    run_t r = cli("--db", "/tmp/x.db", "-q", "studies", NULL);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    run_free(&r);
+    r = cli("studies", "--db=/tmp/x.db", "-vv", "--format", "csv", NULL);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    run_free(&r);
+    r = cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "verbose: [true]"), "%s", r.out);
+    run_free(&r);
+}
+
+/* ---------------------------------------------------------------- --config */
+
+typedef struct {
+    char dir[512];
+    char path[600];
+} cfg_t;
+
+static cfg_t write_cfg(const char *text) {
+    cfg_t c;
+    cr_assert_eq(ba_test_tmpdir(c.dir, sizeof c.dir), 0);
+    snprintf(c.path, sizeof c.path, "%s/run.yaml", c.dir);
+    cr_assert_eq(ba_test_write_file(c.path, text), 0);
+    return c;
+}
+
+static const char *BASE_CFG = "model: net.onnx\n"
+                              "data: [a.npy, b.npy]\n"
+                              "labels: /abs/y.npy\n"
+                              "budget: {avg-bits: 4, memory: 3MiB}\n"
+                              "pin: {\"conv1*\": 8}\n"
+                              "bits: [2, 4, 8]\n"
+                              "seed: 7\n"
+                              "include-embeddings: true\n";
+
+Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
+    cfg_t c = write_cfg(BASE_CFG);
+    run_t r = cli("search", "--config", c.path, "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char want[2048];
+    snprintf(want, sizeof want,
+             "model: \"%s/net.onnx\"\ndata: [\"%s/a.npy\", \"%s/b.npy\"]\nlabels: \"/abs/y.npy\"\n"
+             "budget: [\"avg-bits=4\", \"memory=3MiB\"]\n",
+             c.dir, c.dir, c.dir);
+    cr_expect(strstr(r.out, want), "got:\n%s\nwant:\n%s", r.out, want);
+    cr_expect(strstr(r.out, "bits: \"2,4,8\"\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "pin: [\"conv1*=8\"]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "seed: \"7\"\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "include-embeddings: true\n"), "%s", r.out);
+    run_free(&r);
+    /* The file supplies MODEL, --data and --budget: the command gets past usage checks. */
+    r = cli("search", "--config", c.path, NULL);
+    cr_expect_eq(r.status, 1, "%s", r.err);
+    cr_expect(strstr(r.err, "not available yet"), "%s", r.err);
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, config_rebases_named_inputs_and_hw_paths_only) {
+    cfg_t c = write_cfg("data: {image: x.npy, mask: /abs/m.npy}\nhw: profiles/a100.yaml\nstudy: s/1\n"
+                        "budget: [\"avg-bits=4\"]\n");
+    run_t r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char want[1024];
+    snprintf(want, sizeof want, "data: [\"image=%s/x.npy\", \"mask=/abs/m.npy\"]\n", c.dir);
+    cr_expect(strstr(r.out, want), "%s", r.out);
+    snprintf(want, sizeof want, "hw: \"%s/profiles/a100.yaml\"\n", c.dir);
+    cr_expect(strstr(r.out, want), "%s", r.out);
+    cr_expect(strstr(r.out, "study: \"s/1\"\n"), "%s", r.out);
+    run_free(&r);
+    cr_assert_eq(ba_test_write_file(c.path, "hw: a100\n"), 0);
+    r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    cr_expect(strstr(r.out, "hw: \"a100\"\n"), "%s", r.out);
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, flags_override_the_config_file_key_by_key) {
+    cfg_t c = write_cfg(BASE_CFG);
+    run_t r = cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
+                  "--data", "x.npy", "--pin", "fc*=4", "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "model: \"other.onnx\"\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "seed: \"9\"\n"), "%s", r.out);
+    /* budget: the flag's avg-bits replaces the file's, the file's memory stays. */
+    cr_expect(strstr(r.out, "budget: [\"memory=3MiB\", \"avg-bits=3\"]\n"), "%s", r.out);
+    /* data: an unkeyed list on the command line replaces the file's list. */
+    cr_expect(strstr(r.out, "data: [\"x.npy\"]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "pin: [\"conv1*=8\", \"fc*=4\"]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "labels: \"/abs/y.npy\"\n"), "%s", r.out);
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, printed_config_loads_back_to_the_same_flags) {
+    cfg_t c = write_cfg(BASE_CFG);
+    run_t r = cli("search", "--config", c.path, "--tie", "layer\"1*", "-v", "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char again[700];
+    snprintf(again, sizeof again, "%s/again.yaml", c.dir);
+    cr_assert_eq(ba_test_write_file(again, r.out), 0);
+    run_t r2 = cli("search", "--config", again, "--print-config", NULL);
+    cr_assert_eq(r2.status, 0, "%s", r2.err);
+    cr_expect_str_eq(r2.out, r.out);
+    run_free(&r);
+    run_free(&r2);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, unknown_config_key_exits_2_naming_key_file_and_line) {
+    cfg_t c = write_cfg("seed: 1\nbudgets: {avg-bits: 4}\n");
+    run_t r = cli("search", "m.onnx", "--config", c.path, NULL);
+    char want[700];
+    snprintf(want, sizeof want, "%s:2: unknown key 'budgets'", c.path);
+    expect_error(&r, 2, want);
+    run_free(&r);
+    /* A flag of another command is unknown here too. */
+    cr_assert_eq(ba_test_write_file(c.path, "plan: p.json\n"), 0);
+    r = cli("search", "m.onnx", "--config", c.path, NULL);
+    expect_error(&r, 2, "unknown key 'plan'");
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, malformed_yaml_exits_2_with_the_line) {
+    cfg_t c = write_cfg("seed: 1\nbits: [2, 4]]\nlabels: y.npy\n");
+    run_t r = cli("search", "m.onnx", "--config", c.path, NULL);
+    char want[700];
+    snprintf(want, sizeof want, "%s:2:", c.path);
+    expect_error(&r, 2, want);
+    cr_expect(strstr(r.err, "malformed YAML"), "%s", r.err);
+    run_free(&r);
+    ba_test_rmtree(c.dir);
+}
+
+Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"method: ilp\nseed: abc\n", ":2: --seed: expected an unsigned 64-bit integer"},
+        {"budget: {speed: 3}\n", ":1: --budget: unknown budget key 'speed'"},
+        {"seed: [1, 2]\n", "seed: takes one value, not a list"},
+        {"seed:\n", "seed: needs a value"},
+        {"tol: {a: 1}\n", "tol: takes a value, not a mapping"},
+        {"sweep: {avg-bits: \"3:4:1\", memory: \"1:2:1\"}\n", "sweep: takes exactly one KEY: VALUE entry"},
+        {"include-embeddings: maybe\n", "expected true or false"},
+        {"- a\n- b\n", "the top level must be a mapping"},
+        {"a: &x 4\nbits: *x\n", "unknown key 'a'"},
+        {"bits: &x 4\nact-bits: *x\n", "aliases are not supported"},
+        {"help: true\n", "unknown key 'help'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfg_t c = write_cfg(cases[i].yaml);
+        run_t r = cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        expect_error(&r, 2, cases[i].want);
+        run_free(&r);
+        ba_test_rmtree(c.dir);
+    }
+}
+
+Test(cli, hostile_config_files_give_errors_not_crashes) {
+    char dir[512], path[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/deep.yaml", dir);
+    enum { DEPTH = 100000 };
+    char *deep = malloc(2 * DEPTH + 16);
+    memcpy(deep, "bits: ", 6);
+    memset(deep + 6, '[', DEPTH);
+    memset(deep + 6 + DEPTH, ']', DEPTH);
+    strcpy(deep + 6 + 2 * DEPTH, "\n");
+    cr_assert_eq(ba_test_write_file(path, deep), 0);
+    free(deep);
+    run_t r = cli("search", "--config", path, NULL);
+    expect_error(&r, 2, "deep.yaml");
+    run_free(&r);
+    cr_assert_eq(ba_test_write_file(path, "seed: \"unterminated\n"), 0);
+    r = cli("search", "--config", path, NULL);
+    expect_error(&r, 2, "malformed YAML");
+    run_free(&r);
+    snprintf(path, sizeof path, "%s/missing.yaml", dir);
+    r = cli("search", "--config", path, NULL);
+    expect_error(&r, 2, "--config: cannot read");
+    run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+Test(cli, demo_config_is_a_complete_search) {
+    run_t r = cli("search", "--config", BA_SOURCE_DIR "/configs/demo.yaml", "--print-config", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "tests/fixtures/digits/cnn_dyn.onnx\"\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "tests/fixtures/digits/calib_x.npy\"]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "labels: \"" BA_SOURCE_DIR "/configs/../tests/fixtures/digits/calib_y.npy\""),
+              "%s", r.out);
+    cr_expect(strstr(r.out, "budget: [\"avg-bits=4\"]\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "method: \"ilp+evo\"\nsensitivity: \"hessian\"\n"), "%s", r.out);
+    cr_expect(strstr(r.out, "seed: \"0\"\nstudy: \"demo\"\nplan-out: "), "%s", r.out);
+    run_free(&r);
+}
+
+/* ---------------------------------------------------------------- output helpers */
+
+static char *render(void (*print)(const ba_table_t *, FILE *), const ba_table_t *t) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&buf, &len);
+    print(t, fp);
+    fclose(fp);
+    return buf;
+}
+
+Test(cli_format, table_pads_columns_text_left_numbers_right) {
+    const char *h[] = {"layer", "bits", "kl"};
+    ba_table_t *t = ba_table_new(3, h, NULL);
+    cr_assert_eq(ba_table_addf(t, "%s\t%d\t%.3f", "conv1.weight", 4, 0.0021), 0);
+    cr_assert_eq(ba_table_addf(t, "%s\t%d\t%s", "fc", 8, "-"), 0);
+    char *s = render(ba_table_print, t);
+    cr_expect_str_eq(s, "layer         bits     kl\n"
+                        "conv1.weight     4  0.002\n"
+                        "fc               8      -\n");
+    free(s);
+    s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    cr_expect_eq(ba_table_emit(t, "json", fp), 0);
+    cr_expect_eq(ba_table_emit(t, "yaml", fp), -1);
+    fclose(fp);
+    cr_expect(strstr(s, "\"layer\": \"conv1.weight\""), "%s", s);
+    free(s);
+    json_t *j = ba_table_to_json(t);
+    char *js = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    cr_expect_str_eq(
+        js,
+        "[{\"layer\":\"conv1.weight\",\"bits\":4,\"kl\":0.002},{\"layer\":\"fc\",\"bits\":8,\"kl\":null}]");
+    free(js);
+    json_decref(j);
+    ba_table_free(t);
+}
+
+Test(cli_format, csv_quotes_only_fields_that_need_it) {
+    const char *h[] = {"layer", "note"};
+    ba_table_t *t = ba_table_new(2, h, NULL);
+    const char *row[] = {"a,b", "say \"hi\""};
+    cr_assert_eq(ba_table_add(t, row), 0);
+    const char *row2[] = {"plain", NULL};
+    cr_assert_eq(ba_table_add(t, row2), 0);
+    char *s = render(ba_table_print_csv, t);
+    cr_expect_str_eq(s, "layer,note\n\"a,b\",\"say \"\"hi\"\"\"\nplain,-\n");
+    free(s);
+    ba_table_free(t);
+}
+
+Test(cli_format, human_numbers_and_json_nan) {
+    char b[32];
+    ba_fmt_bytes(3.0 * 1024 * 1024, b, sizeof b);
+    cr_expect_str_eq(b, "3.00 MiB");
+    ba_fmt_bytes(312, b, sizeof b);
+    cr_expect_str_eq(b, "312 B");
+    ba_fmt_count(1.2e9, b, sizeof b);
+    cr_expect_str_eq(b, "1.20G");
+    json_t *n = ba_json_real_or_null(0.0 / 0.0);
+    cr_expect(json_is_null(n));
+    json_decref(n);
+}
+
+Test(cli_format, progress_line_extrapolates_the_eta) {
+    char line[256];
+    ba_progress_format(line, sizeof line, "search", 50, 200, 10.0);
+    cr_expect_str_eq(line, "search  50/200   25%  0:10 elapsed  ETA 0:30");
+    ba_progress_format(line, sizeof line, "hessian", 0, 10, 1.0);
+    cr_expect_str_eq(line, "hessian  0/10    0%  0:01 elapsed  ETA ?");
+    ba_progress_format(line, sizeof line, "evo", 1, 2, 3700.0);
+    cr_expect_str_eq(line, "evo  1/2   50%  1:01:40 elapsed  ETA 1:01:40");
+    ba_progress_format(line, sizeof line, "trials", 7, 0, 5.0);
+    cr_expect_str_eq(line, "trials  7  0:05 elapsed");
+}
+
+Test(cli_format, progress_stays_silent_when_stderr_is_not_a_terminal) {
+    /* Criterion redirects the test's stderr; a TTY check must disable drawing. */
+    ba_progress_t p;
+    ba_progress_start(&p, "x", 10, 0);
+    cr_expect_eq(p.enabled, isatty(STDERR_FILENO));
+    ba_progress_start(&p, "x", 10, 1);
+    cr_expect_eq(p.enabled, 0);
+}
+
+/* ---------------------------------------------------------------- docs */
+
+Test(cli, docs_name_every_flag_that_help_prints) {
+    for (int i = 0; COMMANDS[i]; i++) {
+        run_t r = cli(COMMANDS[i], "--help", NULL);
+        char path[512];
+        snprintf(path, sizeof path, "%s/docs/%s.md", BA_SOURCE_DIR, COMMANDS[i]);
+        uint8_t *doc = NULL;
+        size_t size;
+        ba_error err;
+        cr_assert_eq(ba_file_read(path, &doc, &size, &err), BA_OK, "%s", err.msg);
+        for (const char *p = strstr(r.out, "--"); p; p = strstr(p + 2, "--")) {
+            char flag[64];
+            size_t n = 2;
+            while (n < sizeof flag - 1 && (p[n] == '-' || (p[n] >= 'a' && p[n] <= 'z'))) n++;
+            memcpy(flag, p, n);
+            flag[n] = '\0';
+            if (n > 2) cr_expect(strstr((const char *)doc, flag), "docs/%s.md lacks %s", COMMANDS[i], flag);
+        }
+        free(doc);
+        run_free(&r);
+    }
+}
