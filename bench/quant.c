@@ -14,7 +14,9 @@
 #define BENCH_BITS 4
 #define BENCH_SEED 1234
 
-static double best_of(double a, double b) { return a < b ? a : b; }
+static double best_of(double a, double b) {
+    return a < b ? a : b;
+}
 
 int main(int argc, char **argv) {
     int64_t rows = argc > 2 ? atoll(argv[1]) : DEFAULT_DIM;
@@ -73,11 +75,13 @@ int main(int argc, char **argv) {
         ba_tensor_unref(c);
     }
     const double gb = (double)bytes / 1e9;
-    printf("{\"shape\": [%lld, %lld], \"bits\": %d, \"scheme\": \"symmetric\", \"granularity\": \"per-channel\", "
-           "\"repeats\": %d,\n \"memcpy_gbps\": %.2f, \"rtn_kernel_gbps\": %.2f, \"rtn_api_gbps\": %.2f, \"clone_gbps\": %.2f,\n"
+    printf("{\"shape\": [%lld, %lld], \"bits\": %d, \"scheme\": \"symmetric\", \"granularity\": "
+           "\"per-channel\", "
+           "\"repeats\": %d,\n \"memcpy_gbps\": %.2f, \"rtn_kernel_gbps\": %.2f, \"rtn_api_gbps\": %.2f, "
+           "\"clone_gbps\": %.2f,\n"
            " \"kernel_vs_memcpy\": %.3f, \"api_vs_memcpy\": %.3f, \"api_vs_clone\": %.3f}\n",
-           (long long)rows, (long long)cols, BENCH_BITS, reps, gb / t_copy, gb / t_kernel, gb / t_api, gb / t_fresh,
-           t_copy / t_kernel, t_copy / t_api, t_fresh / t_api);
+           (long long)rows, (long long)cols, BENCH_BITS, reps, gb / t_copy, gb / t_kernel, gb / t_api,
+           gb / t_fresh, t_copy / t_kernel, t_copy / t_api, t_fresh / t_api);
     free(dst);
     free(fq);
     free(scales);

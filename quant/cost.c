@@ -32,14 +32,15 @@ ba_status ba_cost_config(const ba_model_t *m, const int *w_bits, const ba_quant_
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
     if (!cfg) cfg = &dflt;
     if (cfg->act_bits != 0 && !ba_quant_bits_valid(cfg->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)", cfg->act_bits);
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
+                            cfg->act_bits);
     double bit_params = 0.0, params = 0.0, bops = 0.0;
     int64_t memory = m->other_init_bytes;
     for (int i = 0; i < m->nlayers; i++) {
         const ba_layer_t *l = &m->layers[i];
         if (!ba_quant_bits_valid(w_bits[i]))
-            return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (2..8, 16 or 32)", l->name,
-                                w_bits[i]);
+            return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (2..8, 16 or 32)",
+                                l->name, w_bits[i]);
         bit_params += (double)w_bits[i] * (double)l->params;
         params += (double)l->params;
         memory += ba_cost_layer_memory(l, w_bits[i], cfg);

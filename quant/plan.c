@@ -43,7 +43,9 @@ void ba_plan_free(ba_plan_t *p) {
     free(p);
 }
 
-static const char *plan_file(const ba_plan_t *p) { return p->file ? p->file : "plan"; }
+static const char *plan_file(const ba_plan_t *p) {
+    return p->file ? p->file : "plan";
+}
 
 /* ------------------------------------------------------------- reading */
 
@@ -84,8 +86,7 @@ static ba_status field(const char *file, const json_t *obj, const char *where, c
     json_t *v = json_object_get(obj, key);
     *out = NULL;
     const char *dot = where[0] ? "." : "";
-    if (!v)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: %s%s%s: missing field", file, where, dot, key);
+    if (!v) return ba_error_set(err, BA_ERR_INPUT, "%s: %s%s%s: missing field", file, where, dot, key);
     if (json_is_null(v) && nullable) return BA_OK;
     if (!is_kind(v, k))
         return ba_error_set(err, BA_ERR_INPUT, "%s: %s%s%s: expected %s%s, got %s", file, where, dot, key,
@@ -94,8 +95,8 @@ static ba_status field(const char *file, const json_t *obj, const char *where, c
     return BA_OK;
 }
 
-static ba_status str_field(const char *file, const json_t *obj, const char *where, const char *key, int nullable,
-                           char **dst, ba_error *err) {
+static ba_status str_field(const char *file, const json_t *obj, const char *where, const char *key,
+                           int nullable, char **dst, ba_error *err) {
     json_t *v;
     BA_TRY(field(file, obj, where, key, K_STRING, nullable, &v, err));
     *dst = NULL;
@@ -104,21 +105,21 @@ static ba_status str_field(const char *file, const json_t *obj, const char *wher
     return *dst ? BA_OK : BA_ERR_NOMEM;
 }
 
-static ba_status int_field(const char *file, const json_t *obj, const char *where, const char *key, int64_t lo,
-                           int64_t hi, int64_t *dst, ba_error *err) {
+static ba_status int_field(const char *file, const json_t *obj, const char *where, const char *key,
+                           int64_t lo, int64_t hi, int64_t *dst, ba_error *err) {
     json_t *v;
     BA_TRY(field(file, obj, where, key, K_INT, 0, &v, err));
     json_int_t x = json_integer_value(v);
     if (x < lo || x > hi)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: %s%s%s: %lld outside %lld..%lld", file, where, where[0] ? "." : "",
-                            key, (long long)x, (long long)lo, (long long)hi);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: %s%s%s: %lld outside %lld..%lld", file, where,
+                            where[0] ? "." : "", key, (long long)x, (long long)lo, (long long)hi);
     *dst = (int64_t)x;
     return BA_OK;
 }
 
 /* A number or null (NAN). */
-static ba_status num_field(const char *file, const json_t *obj, const char *where, const char *key, int nullable,
-                           double *dst, ba_error *err) {
+static ba_status num_field(const char *file, const json_t *obj, const char *where, const char *key,
+                           int nullable, double *dst, ba_error *err) {
     json_t *v;
     BA_TRY(field(file, obj, where, key, K_NUMBER, nullable, &v, err));
     *dst = v ? json_number_value(v) : NAN;
@@ -127,8 +128,8 @@ static ba_status num_field(const char *file, const json_t *obj, const char *wher
 
 /* Re-labels a config parse error with the file and field. */
 static ba_status cfg_field(const char *file, const json_t *q, const char *key,
-                           ba_status (*parse)(const char *, ba_quant_cfg_t *, ba_error *), ba_quant_cfg_t *cfg,
-                           ba_error *err) {
+                           ba_status (*parse)(const char *, ba_quant_cfg_t *, ba_error *),
+                           ba_quant_cfg_t *cfg, ba_error *err) {
     json_t *v;
     BA_TRY(field(file, q, "quantizer", key, K_STRING, 0, &v, err));
     ba_error perr;
@@ -189,8 +190,8 @@ static ba_status read_search(const char *file, const json_t *s, ba_plan_t *p, ba
         json_t *val;
         json_object_foreach(v, key, val) {
             if (!json_is_number(val))
-                return ba_error_set(err, BA_ERR_INPUT, "%s: search.budgets.%s: expected a number, got %s", file, key,
-                                    json_type_name(val));
+                return ba_error_set(err, BA_ERR_INPUT, "%s: search.budgets.%s: expected a number, got %s",
+                                    file, key, json_type_name(val));
             ba_plan_budget_t *b = &ps->budgets[ps->nbudgets];
             b->key = ba_strdup(key, err);
             if (!b->key) return BA_ERR_NOMEM;
@@ -208,7 +209,8 @@ static ba_status read_search(const char *file, const json_t *s, ba_plan_t *p, ba
 
 static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, ba_error *err) {
     if (!json_is_object(root))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a JSON object, got %s", file, json_type_name(root));
+        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a JSON object, got %s", file,
+                            json_type_name(root));
     json_t *v, *o;
     BA_TRY(field(file, root, "", "format", K_STRING, 0, &v, err));
     if (strcmp(json_string_value(v), BA_PLAN_FORMAT) != 0)
@@ -223,7 +225,8 @@ static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, b
     int hex = 1;
     for (size_t i = 0; i < sl; i++) hex &= isxdigit((unsigned char)sha[i]) != 0;
     if ((sl != SHA256_HEX_LEN && sl != 0) || !hex)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: model.sha256: expected %d hex digits", file, SHA256_HEX_LEN);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: model.sha256: expected %d hex digits", file,
+                            SHA256_HEX_LEN);
     for (size_t i = 0; i <= sl; i++) p->sha256[i] = (char)tolower((unsigned char)sha[i]);
 
     BA_TRY(field(file, root, "", "quantizer", K_OBJECT, 0, &o, err));
@@ -278,8 +281,8 @@ ba_status ba_plan_read(const char *path, ba_plan_t **out, ba_error *err) {
     json_t *root = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &jerr);
     free(data);
     if (!root)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: bad JSON at line %d column %d: %s", path, jerr.line, jerr.column,
-                            jerr.text);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: bad JSON at line %d column %d: %s", path, jerr.line,
+                            jerr.column, jerr.text);
     ba_plan_t *p = ba_calloc(1, sizeof *p, err);
     ba_status st = p ? BA_OK : BA_ERR_NOMEM;
     if (p) {
@@ -340,14 +343,22 @@ static void sb_json(sbuf_t *b, json_t *v, int *bad) {
     free(s);
 }
 
-static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static json_t *bits_or_null(int b) { return b > 0 ? json_integer(b) : json_null(); }
+static json_t *num_or_null(double x) {
+    return isfinite(x) ? json_real(x) : json_null();
+}
+static json_t *str_or_null(const char *s) {
+    return s ? json_string(s) : json_null();
+}
+static json_t *bits_or_null(int b) {
+    return b > 0 ? json_integer(b) : json_null();
+}
 
 /* json_object_set_new that records a NULL value (invalid UTF-8) as bad. */
 static void put(json_t *o, const char *key, json_t *v, int *bad) {
-    if (!v) *bad = 1;
-    else json_object_set_new(o, key, v);
+    if (!v)
+        *bad = 1;
+    else
+        json_object_set_new(o, key, v);
 }
 
 ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
@@ -412,7 +423,8 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         put(o, "trial", s->trial >= 0 ? json_integer(s->trial) : json_null(), &bad);
         put(o, "method", str_or_null(s->method), &bad);
         json_t *bud = json_object();
-        for (int i = 0; i < s->nbudgets; i++) put(bud, s->budgets[i].key, num_or_null(s->budgets[i].value), &bad);
+        for (int i = 0; i < s->nbudgets; i++)
+            put(bud, s->budgets[i].key, num_or_null(s->budgets[i].value), &bad);
         put(o, "budgets", bud, &bad);
         put(o, "seed", s->has_seed ? json_integer(s->seed) : json_null(), &bad);
         sb_json(&b, o, &bad);
@@ -426,7 +438,8 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
     }
     if (bad) {
         free(b.s);
-        return ba_error_set(err, BA_ERR_INPUT, "plan: a name is not valid UTF-8 and cannot be written to JSON");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "plan: a name is not valid UTF-8 and cannot be written to JSON");
     }
     *text = b.s;
     return BA_OK;
@@ -465,15 +478,18 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
     const char *file = plan_file(p);
     const char *mpath = m->path ? m->path : "the model";
     if (check_sha && strcmp(p->sha256, m->sha256) != 0)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "%s: model.sha256 %s does not match %s (sha256 %s): the plan was made for another model "
-                            "file",
-                            file, p->sha256[0] ? p->sha256 : "(empty)", mpath, m->sha256);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: model.sha256 %s does not match %s (sha256 %s): the plan was made for another model "
+            "file",
+            file, p->sha256[0] ? p->sha256 : "(empty)", mpath, m->sha256);
     const int act = p->quantizer.act_bits;
     if (act != 0 && !ba_quant_bits_valid(act))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: %d is not a width (2..8, 16 or 32)", file, act);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: %d is not a width (2..8, 16 or 32)",
+                            file, act);
     if (p->quantizer.granularity == BA_GRAN_GROUP && p->quantizer.group <= 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.granularity: group size must be positive", file);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.granularity: group size must be positive",
+                            file);
     int *seen = ba_calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *seen, err);
     if (!seen) return BA_ERR_NOMEM;
     ba_status st = BA_OK;
@@ -481,19 +497,19 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
         const ba_plan_layer_t *l = &p->layers[i];
         int k = model_layer_index(m, l->name);
         if (k < 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' is not a quantizable layer of %s", file, l->name,
-                              mpath);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' is not a quantizable layer of %s", file,
+                              l->name, mpath);
         else if (seen[k]++)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' appears more than once", file, l->name);
         else if (!ba_quant_bits_valid(l->w_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': w_bits %d is not a width (2..8, 16 or 32)", file,
-                              l->name, l->w_bits);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': w_bits %d is not a width (2..8, 16 or 32)",
+                              file, l->name, l->w_bits);
         else if (l->a_bits != 0 && !ba_quant_bits_valid(l->a_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (2..8, 16 or 32)", file,
-                              l->name, l->a_bits);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (2..8, 16 or 32)",
+                              file, l->name, l->a_bits);
         else if (l->params != m->layers[k].params)
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': params %lld, but %s has %lld", file, l->name,
-                              (long long)l->params, mpath, (long long)m->layers[k].params);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': params %lld, but %s has %lld", file,
+                              l->name, (long long)l->params, mpath, (long long)m->layers[k].params);
     }
     for (int k = 0; k < m->nlayers && st == BA_OK; k++)
         if (!seen[k])
@@ -503,8 +519,8 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
     return st;
 }
 
-ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg, ba_plan_t **out,
-                            ba_error *err) {
+ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
+                            ba_plan_t **out, ba_error *err) {
     *out = NULL;
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
     if (!cfg) cfg = &dflt;
@@ -519,7 +535,8 @@ ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_qua
     p->totals.bops = cost.bops;
     p->totals.latency_us = NAN;
     p->model_path = ba_strdup(m->path ? m->path : "", err);
-    p->layers = p->model_path ? ba_calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *p->layers, err) : NULL;
+    p->layers =
+        p->model_path ? ba_calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *p->layers, err) : NULL;
     if (!p->layers) {
         ba_plan_free(p);
         return BA_ERR_NOMEM;
@@ -551,8 +568,8 @@ ba_status ba_plan_bits(const ba_plan_t *p, const ba_model_t *m, int *bits_out, b
         for (int i = 0; i < p->nlayers && found < 0; i++)
             if (strcmp(p->layers[i].name, m->layers[k].name) == 0) found = i;
         if (found < 0)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' of %s is missing from the plan", plan_file(p),
-                                m->layers[k].name, m->path ? m->path : "the model");
+            return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' of %s is missing from the plan",
+                                plan_file(p), m->layers[k].name, m->path ? m->path : "the model");
         bits_out[k] = p->layers[found].w_bits;
     }
     return BA_OK;
@@ -568,7 +585,8 @@ ba_status ba_plan_set_metrics(ba_plan_t *p, double kl, double agreement, double 
 }
 
 ba_status ba_plan_set_search(ba_plan_t *p, const char *study, int64_t trial, const char *method, int nbudgets,
-                             const char *const *budget_keys, const double *budget_values, int64_t seed, ba_error *err) {
+                             const char *const *budget_keys, const double *budget_values, int64_t seed,
+                             ba_error *err) {
     ba_plan_search_t *s = ba_calloc(1, sizeof *s, err);
     if (!s) return BA_ERR_NOMEM;
     free_search(p->search);

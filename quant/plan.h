@@ -12,13 +12,13 @@
 #define BA_PLAN_FORMAT "bitalloc.plan/1"
 
 typedef struct ba_plan_layer {
-    char *name;     /* the layer (initializer) name */
-    char *node;     /* consuming node */
-    char *op;       /* its op_type */
+    char *name; /* the layer (initializer) name */
+    char *node; /* consuming node */
+    char *op;   /* its op_type */
     int64_t params;
     int64_t macs;
     int w_bits;
-    int a_bits;     /* 0 = null (activations stay float) */
+    int a_bits; /* 0 = null (activations stay float) */
 } ba_plan_layer_t;
 
 typedef struct ba_plan_totals {
@@ -36,24 +36,24 @@ typedef struct ba_plan_metrics {
 } ba_plan_metrics_t;
 
 typedef struct ba_plan_budget {
-    char *key;      /* "avg-bits", "memory", "bops", "latency" */
-    double value;   /* in base units (bits, bytes, BOPs, µs) */
+    char *key;    /* "avg-bits", "memory", "bops", "latency" */
+    double value; /* in base units (bits, bytes, BOPs, µs) */
 } ba_plan_budget_t;
 
 typedef struct ba_plan_search {
-    char *study;    /* NULL = null */
-    int64_t trial;  /* -1 = null */
-    char *method;   /* NULL = null */
+    char *study;   /* NULL = null */
+    int64_t trial; /* -1 = null */
+    char *method;  /* NULL = null */
     int nbudgets;
     ba_plan_budget_t *budgets;
-    int has_seed;   /* 0: "seed": null */
-    int64_t seed;   /* >= 0 (JSON integers are signed 64-bit) */
+    int has_seed; /* 0: "seed": null */
+    int64_t seed; /* >= 0 (JSON integers are signed 64-bit) */
 } ba_plan_search_t;
 
 typedef struct ba_plan {
-    char *file;                 /* where it was read from (for messages); NULL when built */
+    char *file; /* where it was read from (for messages); NULL when built */
     char *model_path;
-    char sha256[65];            /* of the model file; "" when unknown */
+    char sha256[65]; /* of the model file; "" when unknown */
     ba_quant_cfg_t quantizer;
     int nlayers;
     ba_plan_layer_t *layers;
@@ -79,16 +79,17 @@ ba_status ba_plan_validate(const ba_plan_t *plan, const ba_model_t *m, int check
 
 /* A plan for w_bits[l] of each of m's layers; totals through quant/cost.c,
  * a_bits = cfg->act_bits, no metrics, no search info. cfg NULL = defaults. */
-ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg, ba_plan_t **out,
-                            ba_error *err);
+ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
+                            ba_plan_t **out, ba_error *err);
 /* bits_out[l] = the plan's w_bits for each of m's layers (by name). */
 ba_status ba_plan_bits(const ba_plan_t *plan, const ba_model_t *m, int *bits_out, ba_error *err);
 
 /* Attach metrics (NAN = null) and search info (copies the strings; study,
  * method NULL = null; trial < 0 = null; seed < 0 = null). */
 ba_status ba_plan_set_metrics(ba_plan_t *plan, double kl, double agreement, double accuracy, ba_error *err);
-ba_status ba_plan_set_search(ba_plan_t *plan, const char *study, int64_t trial, const char *method, int nbudgets,
-                             const char *const *budget_keys, const double *budget_values, int64_t seed, ba_error *err);
+ba_status ba_plan_set_search(ba_plan_t *plan, const char *study, int64_t trial, const char *method,
+                             int nbudgets, const char *const *budget_keys, const double *budget_values,
+                             int64_t seed, ba_error *err);
 
 void ba_plan_free(ba_plan_t *plan);
 

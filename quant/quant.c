@@ -28,11 +28,13 @@ ba_quant_cfg_t ba_quant_cfg_default(void) {
 /* ---------------------------------------------------------------- names */
 
 ba_status ba_quant_cfg_parse_scheme(const char *s, ba_quant_cfg_t *cfg, ba_error *err) {
-    if (s && strcmp(s, "symmetric") == 0) cfg->scheme = BA_SCHEME_SYMMETRIC;
-    else if (s && strcmp(s, "asymmetric") == 0) cfg->scheme = BA_SCHEME_ASYMMETRIC;
+    if (s && strcmp(s, "symmetric") == 0)
+        cfg->scheme = BA_SCHEME_SYMMETRIC;
+    else if (s && strcmp(s, "asymmetric") == 0)
+        cfg->scheme = BA_SCHEME_ASYMMETRIC;
     else
-        return ba_error_set(err, BA_ERR_INPUT, "--scheme: unknown value '%s' (expected symmetric or asymmetric)",
-                            s ? s : "");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--scheme: unknown value '%s' (expected symmetric or asymmetric)", s ? s : "");
     return BA_OK;
 }
 
@@ -57,37 +59,51 @@ ba_status ba_quant_cfg_parse_granularity(const char *s, ba_quant_cfg_t *cfg, ba_
             cfg->group = (int)v;
             return BA_OK;
         }
-        return ba_error_set(err, BA_ERR_INPUT, "--granularity: '%s': group size must be a positive integer", s);
+        return ba_error_set(err, BA_ERR_INPUT, "--granularity: '%s': group size must be a positive integer",
+                            s);
     }
     return ba_error_set(err, BA_ERR_INPUT,
-                        "--granularity: unknown value '%s' (expected per-channel, per-tensor or group:G)", s ? s : "");
+                        "--granularity: unknown value '%s' (expected per-channel, per-tensor or group:G)",
+                        s ? s : "");
 }
 
 ba_status ba_quant_cfg_parse_clip(const char *s, ba_quant_cfg_t *cfg, ba_error *err) {
-    if (s && strcmp(s, "max") == 0) cfg->clip = BA_CLIP_MAX;
-    else if (s && strcmp(s, "mse") == 0) cfg->clip = BA_CLIP_MSE;
-    else return ba_error_set(err, BA_ERR_INPUT, "--clip: unknown value '%s' (expected max or mse)", s ? s : "");
+    if (s && strcmp(s, "max") == 0)
+        cfg->clip = BA_CLIP_MAX;
+    else if (s && strcmp(s, "mse") == 0)
+        cfg->clip = BA_CLIP_MSE;
+    else
+        return ba_error_set(err, BA_ERR_INPUT, "--clip: unknown value '%s' (expected max or mse)",
+                            s ? s : "");
     return BA_OK;
 }
 
-const char *ba_quant_scheme_name(ba_scheme_t s) { return s == BA_SCHEME_ASYMMETRIC ? "asymmetric" : "symmetric"; }
+const char *ba_quant_scheme_name(ba_scheme_t s) {
+    return s == BA_SCHEME_ASYMMETRIC ? "asymmetric" : "symmetric";
+}
 
-const char *ba_quant_clip_name(ba_clip_t c) { return c == BA_CLIP_MSE ? "mse" : "max"; }
+const char *ba_quant_clip_name(ba_clip_t c) {
+    return c == BA_CLIP_MSE ? "mse" : "max";
+}
 
 const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_t cap) {
-    if (cfg->granularity == BA_GRAN_GROUP) snprintf(buf, cap, "group:%d", cfg->group);
-    else snprintf(buf, cap, "%s", cfg->granularity == BA_GRAN_PER_TENSOR ? "per-tensor" : "per-channel");
+    if (cfg->granularity == BA_GRAN_GROUP)
+        snprintf(buf, cap, "group:%d", cfg->group);
+    else
+        snprintf(buf, cap, "%s", cfg->granularity == BA_GRAN_PER_TENSOR ? "per-tensor" : "per-channel");
     return buf;
 }
 
 int ba_quant_bits_valid(int bits) {
-    return (bits >= BA_QUANT_MIN_BITS && bits <= BA_QUANT_MAX_BITS) || bits == BA_FP16_BITS || bits == BA_FP32_BITS;
+    return (bits >= BA_QUANT_MIN_BITS && bits <= BA_QUANT_MAX_BITS) || bits == BA_FP16_BITS ||
+           bits == BA_FP32_BITS;
 }
 
 /* ------------------------------------------------------------ geometry */
 
 /* Splits shape around ch_axis: outer (before), C, inner (after). */
-static void split_axis(int ndim, const int64_t *shape, int ch_axis, int64_t *outer, int64_t *C, int64_t *inner) {
+static void split_axis(int ndim, const int64_t *shape, int ch_axis, int64_t *outer, int64_t *C,
+                       int64_t *inner) {
     *outer = 1;
     *inner = 1;
     for (int i = 0; i < ch_axis; i++) *outer *= shape[i];
@@ -206,8 +222,9 @@ static ba_status check_int_bits(int bits, ba_error *err) {
     return BA_OK;
 }
 
-ba_status ba_quant_rows_f32(const float *w, int64_t rows, int64_t n, int64_t G, int bits, const ba_quant_cfg_t *cfg,
-                            float *fq, uint8_t *codes, float *scales, uint8_t *zps, ba_error *err) {
+ba_status ba_quant_rows_f32(const float *w, int64_t rows, int64_t n, int64_t G, int bits,
+                            const ba_quant_cfg_t *cfg, float *fq, uint8_t *codes, float *scales, uint8_t *zps,
+                            ba_error *err) {
     BA_TRY(check_int_bits(bits, err));
     if (G <= 0 || G > n) G = n;
     const int64_t ng = n > 0 ? (n + G - 1) / G : 0;
@@ -293,8 +310,8 @@ static ba_status quant_int(const ba_tensor_t *w32, int ch_axis, int bits, const 
     uint8_t *zps = asym ? out->zero_points->data : NULL;
 
     if (outer == 1)
-        return ba_quant_rows_f32(w32->data, C, n, G, bits, cfg, out->fq->data, out->codes->data, out->scales->data,
-                                 zps, err);
+        return ba_quant_rows_f32(w32->data, C, n, G, bits, cfg, out->fq->data, out->codes->data,
+                                 out->scales->data, zps, err);
 
     /* Channel c's elements sit at o*C*inner + c*inner + i for o < outer, i < inner. */
     float *buf = ba_malloc((size_t)n * 2 * sizeof(float) + (size_t)n, err);
@@ -317,12 +334,13 @@ static ba_status quant_int(const ba_tensor_t *w32, int ch_axis, int bits, const 
         }
     }
     free(buf);
-    if (st != BA_OK) ba_error_set(err, st, "weight holds a NaN or infinite value (channel %lld)", (long long)(c - 1));
+    if (st != BA_OK)
+        ba_error_set(err, st, "weight holds a NaN or infinite value (channel %lld)", (long long)(c - 1));
     return st;
 }
 
-ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_quant_cfg_t *cfg, ba_qweight_t *out,
-                          ba_error *err) {
+ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_quant_cfg_t *cfg,
+                          ba_qweight_t *out, ba_error *err) {
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
     if (!cfg) cfg = &dflt;
     memset(out, 0, sizeof *out);
@@ -330,13 +348,15 @@ ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_
     out->cfg = *cfg;
     out->ch_axis = ch_axis;
     if (!ba_quant_bits_valid(bits))
-        return ba_error_set(err, BA_ERR_INPUT, "quantizer: %d bits is not a weight width (2..8, 16 or 32)", bits);
+        return ba_error_set(err, BA_ERR_INPUT, "quantizer: %d bits is not a weight width (2..8, 16 or 32)",
+                            bits);
     if (!ba_dtype_is_float(w->dtype))
         return ba_error_set(err, BA_ERR_INPUT, "quantizer: weight dtype %s is not a float type",
                             ba_dtype_name(w->dtype));
     int needs_axis = cfg->granularity != BA_GRAN_PER_TENSOR && w->ndim > 0 && bits <= BA_QUANT_MAX_BITS;
     if (needs_axis && (ch_axis < 0 || ch_axis >= w->ndim))
-        return ba_error_set(err, BA_ERR_INPUT, "quantizer: channel axis %d outside a rank-%d weight", ch_axis, w->ndim);
+        return ba_error_set(err, BA_ERR_INPUT, "quantizer: channel axis %d outside a rank-%d weight", ch_axis,
+                            w->ndim);
     if (cfg->granularity == BA_GRAN_GROUP && cfg->group <= 0)
         return ba_error_set(err, BA_ERR_INPUT, "quantizer: group size %d must be positive", cfg->group);
 
@@ -406,7 +426,8 @@ ba_status ba_quant_act_apply(ba_tensor_t *t, const ba_act_range_t *r, int bits, 
         return BA_OK;
     }
     if (r->count == 0)
-        return ba_error_set(err, BA_ERR_INPUT, "activation quantizer: no calibration range (no finite value seen)");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "activation quantizer: no calibration range (no finite value seen)");
     grid_t g = grid_asym(r->min, r->max, 1.0, bits);
     const float s = g.scale, lo = g.lo, hi = g.hi;
 #pragma omp simd

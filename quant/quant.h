@@ -33,8 +33,8 @@ ba_status ba_quant_cfg_parse_clip(const char *s, ba_quant_cfg_t *cfg, ba_error *
 int64_t ba_quant_num_scales(int ndim, const int64_t *shape, int ch_axis, const ba_quant_cfg_t *cfg);
 
 /* ---- names (for plans, tables and messages) ---- */
-const char *ba_quant_scheme_name(ba_scheme_t s);  /* "symmetric" / "asymmetric" */
-const char *ba_quant_clip_name(ba_clip_t c);      /* "max" / "mse" */
+const char *ba_quant_scheme_name(ba_scheme_t s); /* "symmetric" / "asymmetric" */
+const char *ba_quant_clip_name(ba_clip_t c);     /* "max" / "mse" */
 /* "per-channel", "per-tensor" or "group:G" into buf; returns buf. */
 const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_t cap);
 /* 1 when bits is a weight width the tool handles: 2..8, 16 (fp16) or 32 (float as is). */
@@ -56,7 +56,7 @@ int ba_quant_bits_valid(int bits);
  * (1.00, 0.99, ..., 0.50), the one with the smallest Σ (Q(w)-w)^2 over the
  * group (summed in double, in element order; first on ties).
  * tests/fixtures/make_quant_refs.py is an independent NumPy copy of these rules. */
-#define BA_QUANT_MSE_STEPS 51   /* r_k = (100 - k) / 100, k = 0..50 */
+#define BA_QUANT_MSE_STEPS 51 /* r_k = (100 - k) / 100, k = 0..50 */
 #define BA_QUANT_MSE_DENOM 100
 
 typedef struct ba_qweight {
@@ -74,8 +74,8 @@ typedef struct ba_qweight {
 /* Quantizes weight w (any float dtype, any rank; ch_axis = output-channel axis,
  * ignored per-tensor) to bits. b = 16: fp16 round trip; b = 32: float32 copy.
  * cfg NULL = defaults. *out is overwritten (free it with ba_qweight_free). */
-ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_quant_cfg_t *cfg, ba_qweight_t *out,
-                          ba_error *err);
+ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_quant_cfg_t *cfg,
+                          ba_qweight_t *out, ba_error *err);
 void ba_qweight_free(ba_qweight_t *q);
 
 /* The kernel under ba_quant_weight for the common layout: rows of n
@@ -83,13 +83,14 @@ void ba_qweight_free(ba_qweight_t *q);
  * (G >= n: one scale per row). fq is (rows, n); codes (rows, n) bytes
  * (int8 bit patterns when symmetric); scales and zps (rows, ceil(n/G)),
  * zps may be NULL when symmetric. No allocation; single-threaded. */
-ba_status ba_quant_rows_f32(const float *w, int64_t rows, int64_t n, int64_t G, int bits, const ba_quant_cfg_t *cfg,
-                            float *fq, uint8_t *codes, float *scales, uint8_t *zps, ba_error *err);
+ba_status ba_quant_rows_f32(const float *w, int64_t rows, int64_t n, int64_t G, int bits,
+                            const ba_quant_cfg_t *cfg, float *fq, uint8_t *codes, float *scales, uint8_t *zps,
+                            ba_error *err);
 
 /* ---- activation fake-quant (asymmetric per-tensor, range widened to include 0) ---- */
 typedef struct ba_act_range {
-    float min, max;   /* over the finite values seen */
-    int64_t count;    /* finite values seen */
+    float min, max; /* over the finite values seen */
+    int64_t count;  /* finite values seen */
 } ba_act_range_t;
 
 void ba_quant_act_range_init(ba_act_range_t *r);

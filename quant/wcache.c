@@ -76,7 +76,9 @@ ba_status ba_wcache_get(ba_wcache_t *c, int layer, int bits, const ba_tensor_t *
                             c->m->nlayers - 1);
     int s = slot_of(bits);
     const ba_layer_t *l = &c->m->layers[layer];
-    if (s < 0) return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (2..8, 16 or 32)", l->name, bits);
+    if (s < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (2..8, 16 or 32)", l->name,
+                            bits);
     ba_tensor_t **dst = &c->slot[(int64_t)layer * WC_SLOTS + s];
     ba_status st = BA_OK;
     pthread_mutex_lock(&c->lock);
@@ -97,4 +99,6 @@ ba_status ba_wcache_overrides(ba_wcache_t *c, const int *bits, ba_tensor_t **ove
     return BA_OK;
 }
 
-int64_t ba_wcache_bytes(const ba_wcache_t *c) { return c->bytes; }
+int64_t ba_wcache_bytes(const ba_wcache_t *c) {
+    return c->bytes;
+}

@@ -102,11 +102,11 @@ Test(plan, from_bits_fills_layers_and_totals_through_cost) {
 
 Test(plan, writes_spec_key_order_one_layer_per_line) {
     char *text = plan_text_with(NULL, NULL);
-    const char *keys[] = {"\"format\"", "\"model\"", "\"path\"", "\"sha256\"", "\"quantizer\"", "\"scheme\"",
-                          "\"granularity\"", "\"clip\"", "\"act_bits\"", "\"layers\"", "\"name\"", "\"node\"",
-                          "\"op\"", "\"params\"", "\"macs\"", "\"w_bits\"", "\"a_bits\"", "\"totals\"",
-                          "\"avg_bits\"", "\"memory_bytes\"", "\"bops\"", "\"latency_us\"", "\"metrics\"",
-                          "\"search\""};
+    const char *keys[] = {"\"format\"", "\"model\"",       "\"path\"",    "\"sha256\"",   "\"quantizer\"",
+                          "\"scheme\"", "\"granularity\"", "\"clip\"",    "\"act_bits\"", "\"layers\"",
+                          "\"name\"",   "\"node\"",        "\"op\"",      "\"params\"",   "\"macs\"",
+                          "\"w_bits\"", "\"a_bits\"",      "\"totals\"",  "\"avg_bits\"", "\"memory_bytes\"",
+                          "\"bops\"",   "\"latency_us\"",  "\"metrics\"", "\"search\""};
     const char *prev = text;
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         const char *at = strstr(prev, keys[i]);
@@ -114,8 +114,9 @@ Test(plan, writes_spec_key_order_one_layer_per_line) {
         prev = at;
     }
     cr_assert(strstr(text, "{\"format\": \"bitalloc.plan/1\",\n"), "%s", text);
-    cr_assert(strstr(text, "\n  {\"name\": \"fc.weight\", \"node\": \"Gemm_1\", \"op\": \"Gemm\", \"params\": 210, "
-                           "\"macs\": 210, \"w_bits\": 8, \"a_bits\": null}"),
+    cr_assert(strstr(text,
+                     "\n  {\"name\": \"fc.weight\", \"node\": \"Gemm_1\", \"op\": \"Gemm\", \"params\": 210, "
+                     "\"macs\": 210, \"w_bits\": 8, \"a_bits\": null}"),
               "%s", text);
     cr_assert(strstr(text, "\"quantizer\": {\"scheme\": \"symmetric\", \"granularity\": \"per-channel\", "
                            "\"clip\": \"max\", \"act_bits\": null}"),
@@ -198,7 +199,8 @@ Test(plan, reads_the_spec_example) {
         "\"macs\": 110592,\n             \"w_bits\": 4, \"a_bits\": null}],\n"
         " \"totals\": {\"avg_bits\": 4.0, \"memory_bytes\": 12345, \"bops\": 1.2e9, \"latency_us\": null},\n"
         " \"metrics\": {\"kl\": 0.0021, \"agreement\": 0.991, \"accuracy\": null},\n"
-        " \"search\": {\"study\": \"s\", \"trial\": 17, \"method\": \"ilp+evo\", \"budgets\": {\"avg-bits\": 4}, "
+        " \"search\": {\"study\": \"s\", \"trial\": 17, \"method\": \"ilp+evo\", \"budgets\": {\"avg-bits\": "
+        "4}, "
         "\"seed\": 0}}\n";
     ba_plan_t *p;
     ba_error err;
@@ -211,7 +213,8 @@ Test(plan, reads_the_spec_example) {
 
 Test(plan, bad_json_and_wrong_types_name_the_field) {
     expect_read_error("\"search\": null}", "\"search\": null", "bad JSON");
-    expect_read_error("\"w_bits\": 8", "\"w_bits\": \"8\"", "layers[1] (fc.weight).w_bits: expected an integer");
+    expect_read_error("\"w_bits\": 8", "\"w_bits\": \"8\"",
+                      "layers[1] (fc.weight).w_bits: expected an integer");
     expect_read_error("\"w_bits\": 8", "\"w_bits\": 8.5", "w_bits: expected an integer");
     expect_read_error("\"params\": 210, ", "", "layers[1] (fc.weight).params: missing field");
     expect_read_error("\"name\": \"fc.weight\"", "\"name\": 3", "layers[1].name: expected a string");
@@ -226,8 +229,8 @@ Test(plan, bad_json_and_wrong_types_name_the_field) {
     expect_read_error("\"metrics\": null", "\"metrics\": [1]", "metrics: expected an object");
     expect_read_error("\"search\": null", "\"search\": {\"study\": 1}", "search.study");
     expect_read_error("\"layers\": [", "\"layers\": [3, ", "layers[0]: expected an object");
-    expect_read_error("\"format\": \"bitalloc.plan/1\",", "\"format\": \"bitalloc.plan/1\", \"format\": \"x\",",
-                      "bad JSON");
+    expect_read_error("\"format\": \"bitalloc.plan/1\",",
+                      "\"format\": \"bitalloc.plan/1\", \"format\": \"x\",", "bad JSON");
 }
 
 Test(plan, unreadable_or_non_object_files_are_errors) {
@@ -250,7 +253,8 @@ static void expect_invalid(const char *from, const char *to, int check_sha, cons
     ba_error err;
     cr_assert_eq(read_text(text, &p, &err), BA_OK, "%s", err.msg);
     ba_model_t *m = qm_new();
-    cr_assert_eq(ba_plan_validate(p, m, check_sha, &err), BA_ERR_INPUT, "%s -> %s should be invalid", from, to);
+    cr_assert_eq(ba_plan_validate(p, m, check_sha, &err), BA_ERR_INPUT, "%s -> %s should be invalid", from,
+                 to);
     cr_assert(strstr(err.msg, "in.json"), "message names the plan file: %s", err.msg);
     cr_assert(strstr(err.msg, needle), "expected '%s' in: %s", needle, err.msg);
     qm_free(m);
@@ -259,8 +263,10 @@ static void expect_invalid(const char *from, const char *to, int check_sha, cons
 }
 
 Test(plan, validate_rejects_unknown_missing_and_duplicate_layers) {
-    expect_invalid("\"name\": \"fc.weight\"", "\"name\": \"fc2.weight\"", 1, "'fc2.weight' is not a quantizable layer");
-    expect_invalid("\"name\": \"fc.weight\"", "\"name\": \"conv1.weight\"", 1, "'conv1.weight' appears more than once");
+    expect_invalid("\"name\": \"fc.weight\"", "\"name\": \"fc2.weight\"", 1,
+                   "'fc2.weight' is not a quantizable layer");
+    expect_invalid("\"name\": \"fc.weight\"", "\"name\": \"conv1.weight\"", 1,
+                   "'conv1.weight' appears more than once");
     /* Drop the last layer line entirely. */
     char *text = plan_text_with(NULL, NULL);
     char *last = strstr(text, ",\n  {\"name\": \"mm.weight\"");
@@ -281,12 +287,12 @@ Test(plan, validate_rejects_unknown_missing_and_duplicate_layers) {
 }
 
 Test(plan, validate_rejects_widths_params_and_sha) {
-    const char *bad_bits[] = {"\"w_bits\": 1", "\"w_bits\": 9", "\"w_bits\": 12", "\"w_bits\": 64", "\"w_bits\": 0",
-                              "\"w_bits\": -4"};
+    const char *bad_bits[] = {"\"w_bits\": 1",  "\"w_bits\": 9", "\"w_bits\": 12",
+                              "\"w_bits\": 64", "\"w_bits\": 0", "\"w_bits\": -4"};
     for (size_t i = 0; i < sizeof bad_bits / sizeof *bad_bits; i++)
         expect_invalid("\"w_bits\": 8", bad_bits[i], 1, "layer 'fc.weight': w_bits");
-    expect_invalid("\"macs\": 210, \"w_bits\": 8, \"a_bits\": null", "\"macs\": 210, \"w_bits\": 8, \"a_bits\": 7000",
-                   1, "a_bits 7000");
+    expect_invalid("\"macs\": 210, \"w_bits\": 8, \"a_bits\": null",
+                   "\"macs\": 210, \"w_bits\": 8, \"a_bits\": 7000", 1, "a_bits 7000");
     expect_invalid("\"act_bits\": null", "\"act_bits\": 12", 1, "quantizer.act_bits");
     expect_invalid("\"params\": 210", "\"params\": 211", 1, "params 211, but net.onnx has 210");
     expect_invalid("\"sha256\": \"0", "\"sha256\": \"f", 1, "does not match net.onnx");

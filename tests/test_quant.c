@@ -73,7 +73,8 @@ static ba_quant_cfg_t cfg_of(const char *scheme, const char *gran, const char *c
 /* First differing element of two byte ranges viewed as elements of esize bytes (-1: equal). */
 static long first_diff(const void *a, const void *b, size_t n, size_t esize) {
     for (size_t i = 0; i < n; i++)
-        if (memcmp((const uint8_t *)a + i * esize, (const uint8_t *)b + i * esize, esize) != 0) return (long)i;
+        if (memcmp((const uint8_t *)a + i * esize, (const uint8_t *)b + i * esize, esize) != 0)
+            return (long)i;
     return -1;
 }
 
@@ -103,13 +104,15 @@ Test(quant, matches_numpy_reference_bit_for_bit) {
         long d = first_diff(q.codes->data, at(&r, json_object_get(c, "codes"), n), n, 1);
         cr_assert_eq(d, -1, "%s: code %ld differs", what, d);
         d = first_diff(q.fq->data, at(&r, json_object_get(c, "fq"), n * 4), n, 4);
-        cr_assert_eq(d, -1, "%s: Q(w)[%ld] = %g, reference %g", what, d, d >= 0 ? ((float *)q.fq->data)[d] : 0.f,
+        cr_assert_eq(d, -1, "%s: Q(w)[%ld] = %g, reference %g", what, d,
+                     d >= 0 ? ((float *)q.fq->data)[d] : 0.f,
                      d >= 0 ? ((const float *)at(&r, json_object_get(c, "fq"), n * 4))[d] : 0.f);
 
         json_t *ss = json_object_get(c, "scales_shape");
         cr_assert_eq(q.scales->ndim, (int)json_array_size(ss), "%s: scales rank", what);
         for (int k = 0; k < q.scales->ndim; k++)
-            cr_assert_eq(q.scales->shape[k], json_integer_value(json_array_get(ss, k)), "%s: scales shape", what);
+            cr_assert_eq(q.scales->shape[k], json_integer_value(json_array_get(ss, k)), "%s: scales shape",
+                         what);
         size_t ns = (size_t)q.scales->numel;
         cr_assert_eq(ns, (size_t)ba_quant_num_scales(w->ndim, w->shape, ax, &cfg), "%s: num_scales", what);
         d = first_diff(q.scales->data, at(&r, json_object_get(c, "scales"), ns * 4), ns, 4);
@@ -198,7 +201,8 @@ Test(quant, group_larger_than_channel_equals_per_channel) {
     refs_t r = load_refs();
     int ax;
     ba_tensor_t *w = ref_tensor(&r, "convT", &ax);
-    ba_quant_cfg_t pc = cfg_of("symmetric", "per-channel", "mse"), gr = cfg_of("symmetric", "group:1000", "mse");
+    ba_quant_cfg_t pc = cfg_of("symmetric", "per-channel", "mse"),
+                   gr = cfg_of("symmetric", "group:1000", "mse");
     ba_qweight_t a, b;
     ba_error err;
     cr_assert_eq(ba_quant_weight(w, ax, 5, &pc, &a, &err), BA_OK);
@@ -335,7 +339,8 @@ Test(quant, activation_range_and_fake_quant_match_reference) {
     json_t *a;
     json_array_foreach(json_object_get(r.man, "act"), i, a) {
         json_t *sh = json_object_get(a, "shape");
-        int64_t shape[2] = {json_integer_value(json_array_get(sh, 0)), json_integer_value(json_array_get(sh, 1))};
+        int64_t shape[2] = {json_integer_value(json_array_get(sh, 0)),
+                            json_integer_value(json_array_get(sh, 1))};
         ba_error err;
         ba_tensor_t *t = ba_tensor_new(BA_DT_F32, 2, shape, &err);
         size_t nb = ba_tensor_nbytes(t);
@@ -375,7 +380,7 @@ Test(quant, activation_apply_needs_a_range) {
     ba_quant_act_range_init(&rg);
     cr_assert_eq(ba_quant_act_apply(t, &rg, 8, &err), BA_ERR_INPUT);
     cr_assert_eq(ba_quant_act_apply(t, &rg, 32, &err), BA_OK, "32 bits needs no range");
-    ((float *)t->data)[0] = 1.0009765625f; /* 1 + 2^-10: exact in fp16 */
+    ((float *)t->data)[0] = 1.0009765625f;  /* 1 + 2^-10: exact in fp16 */
     ((float *)t->data)[1] = 1.00048828125f; /* 1 + 2^-11: tie, rounds to 1 */
     cr_assert_eq(ba_quant_act_apply(t, &rg, 16, &err), BA_OK);
     cr_assert_eq(((float *)t->data)[0], 1.0009765625f);
