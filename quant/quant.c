@@ -9,11 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /* x + 1.5*2^23 - 1.5*2^23 rounds a float32 |x| <= 2^22 to the nearest integer,
  * ties to even, in the default rounding mode; it vectorizes where nearbyintf
  * (a libm call without SSE4.1) does not. Codes are at most 255 in magnitude. */
 #define BA_RINT_MAGIC 12582912.0f
+
+/* The two hot loops get an AVX2 copy picked at load time on x86-64 (same
+ * IEEE float32 operations, wider vectors; no FMA, so results are identical). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define BA_QUANT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define BA_QUANT_CLONES
+#endif
 
 #define BA_QUANT_MIN_BITS 2
 #define BA_QUANT_MAX_BITS 8
@@ -154,7 +163,7 @@ static grid_t grid_asym(float mn, float mx, double r, int bits) {
 }
 
 /* min, max of w; returns 0 when a value is NaN or infinite. */
-static int min_max(const float *w, int64_t n, float *mn_out, float *mx_out) {
+BA_QUANT_CLONES static int min_max(const float *w, int64_t n, float *mn_out, float *mx_out) {
     float mn = 0.0f, mx = 0.0f, bad = 0.0f; /* the range always includes 0 anyway */
 #pragma omp simd reduction(min : mn) reduction(max : mx) reduction(+ : bad)
     for (int64_t i = 0; i < n; i++) {
@@ -170,7 +179,7 @@ static int min_max(const float *w, int64_t n, float *mn_out, float *mx_out) {
 
 /* q = rint(clamp(w / scale, lo, hi)); equal to clamp(rint(w / scale), lo, hi)
  * because lo and hi are integers. */
-static void apply_grid(const float *w, int64_t n, grid_t g, float *fq, uint8_t *codes) {
+BA_QUANT_CLONES static void apply_grid(const float *w, int64_t n, grid_t g, float *fq, uint8_t *codes) {
     const float s = g.scale, lo = g.lo, hi = g.hi, zp = g.zp;
 #pragma omp simd
     for (int64_t i = 0; i < n; i++) {
@@ -258,14 +267,23 @@ void ba_qweight_free(ba_qweight_t *q) {
 
 /* A tensor whose data is left uninitialised: the quantizer writes every
  * element, and skipping ba_tensor_new's zero-fill saves a pass over memory
- * (the allocation is as ba_tensor_new makes it, so unref frees it). */
+ * (unref frees the data with free(), as for ba_tensor_new). */
 #define BA_QUANT_ALIGN 64
+/* Large outputs ask for transparent huge pages: first-touch page faults,
+ * not arithmetic, dominate quantizing a fresh multi-MB weight. */
+#define BA_HUGE_PAGE ((size_t)2 << 20)
 static ba_tensor_t *tensor_uninit(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err) {
     ba_tensor_t *t = ba_tensor_wrap(dt, ndim, shape, NULL, err);
     if (!t) return NULL;
     size_t nb = ba_tensor_nbytes(t);
     size_t alloc = (nb + BA_QUANT_ALIGN - 1) / BA_QUANT_ALIGN * BA_QUANT_ALIGN;
-    t->data = aligned_alloc(BA_QUANT_ALIGN, alloc ? alloc : BA_QUANT_ALIGN);
+    int huge = alloc >= BA_HUGE_PAGE;
+    /* posix_memalign: aligned_alloc wants a size that is a multiple of the alignment. */
+    void *data = NULL;
+    if (posix_memalign(&data, huge ? BA_HUGE_PAGE : BA_QUANT_ALIGN, alloc ? alloc : BA_QUANT_ALIGN) != 0)
+        data = NULL;
+    t->data = data;
+    if (t->data && huge) madvise(t->data, alloc, MADV_HUGEPAGE); /* advisory: failure is harmless */
     if (!t->data) {
         ba_tensor_unref(t);
         ba_error_set(err, BA_ERR_NOMEM, "out of memory: tensor of %zu bytes", nb);
