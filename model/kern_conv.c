@@ -110,7 +110,7 @@ static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64
     *hi = h;
 }
 
-void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols) {
+void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
@@ -118,7 +118,7 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
 #pragma omp parallel for schedule(static) if (rows * P > KERN_OMP_MIN_WORK)
     for (int64_t r = 0; r < rows; r++) {
         int64_t kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / (KW * KH * KD);
-        float *dst = cols + r * P;
+        float *dst = cols + r * ldc;
         const float *xc = x + c * ID * IH * IW;
         int64_t wlo, whi;
         int64_t wbase = kw * g->dil[2] - g->pb[2];

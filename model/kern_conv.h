@@ -34,9 +34,10 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
 /* Output spatial shape of geometry g into shape[0..nsp). */
 void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
 
-/* im2col of one image x (C, D, H, W) into cols (C*KD*KH*KW, OD*OH*OW);
+/* im2col of one image x (C, D, H, W) into cols (C*KD*KH*KW, OD*OH*OW) whose
+ * rows are ldc floats apart (ldc >= OD*OH*OW: several images side by side);
  * padded taps read 0. */
-void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols);
+void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc);
 
 /* col2im: adds cols (C*KD*KH*KW, ID*IH*IW) into y (C, OD, OH, OW) where the
  * roles are transposed (ConvTranspose): g->in is the transposed op's input

@@ -1,6 +1,312 @@
-/* Kernels of the conv family (see model/ops.h). */
+/* Kernels of the conv family (see model/ops.h): Conv and ConvTranspose over
+ * 1-D, 2-D and 3-D images, float32. Conv is im2col + sgemm per image and group
+ * (a 1x1 stride-1 conv multiplies the image directly, a depthwise conv runs a
+ * direct loop); ConvTranspose is sgemm + col2im. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/kern_conv.h"
 #include "model/ops.h"
 
+/* Below this many multiply-adds per image the per-image loop of the depthwise
+ * path is not split across threads. */
+#define CONV_OMP_MIN_WORK 32768
+/* Conv sgemms narrower than this (output pixels) take several images at
+ * once: OpenBLAS sgemm loses most of its speed below a few hundred columns
+ * (7x7 ResNet stages: 7x slower than one wide call, measured). */
+#define CONV_GEMM_MIN_N 1024
+/* Cap on the batched im2col + product workspace (floats, 256 MiB). */
+#define CONV_WS_MAX_FLOATS (64LL * 1024 * 1024)
+/* Widest depthwise kernel the direct path takes (wider ones use im2col). */
+#define DW_MAX_KW 64
+
+static ba_status bad(const ba_node_t *node, const char *what, const ba_tensor_t *t, ba_error *err) {
+    char b[128];
+    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s has shape %s", node->name, node->op_type, what,
+                        ba_shape_str(t->ndim, t->shape, b, sizeof b));
+}
+
+/* Checks the optional bias B of a conv: shape [M]. */
+static ba_status check_bias(const ba_node_t *node, const ba_tensor_t *b, int64_t M, ba_error *err) {
+    if (!b) return BA_OK;
+    BA_TRY(ba_kern_need_f32(node, b, "bias B", err));
+    if (b->ndim != 1 || b->shape[0] != M) return bad(node, "bias B (expected [output channels])", b, err);
+    return BA_OK;
+}
+
+/* y (N, M, P): every plane m starts at bias[m] (or 0). */
+static void fill_bias(float *y, const ba_tensor_t *b, int64_t N, int64_t M, int64_t P) {
+    if (!b) return; /* ba_tensor_new zero-fills */
+    const float *bv = b->data;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t m = 0; m < M; m++) {
+            float *p = y + (n * M + m) * P;
+            for (int64_t i = 0; i < P; i++) p[i] = bv[m];
+        }
+}
+
+/* Depthwise conv (group == C, one input channel per group), 1-D/2-D:
+ * x (N, C, IH, IW), w (M, 1, KH, KW) with M = C * mult, y (N, M, OH, OW)
+ * already holding the bias. Direct loop: the row of taps is a scaled add. */
+static void conv_depthwise(const float *x, const float *w, float *y, int64_t N, int64_t C, int64_t M,
+                           const ba_kern_geom_t *g) {
+    const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
+    const int64_t sh = g->s[1], sw = g->s[2], mult = M / C;
+    int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw (caller: KW <= DW_MAX_KW) */
+    for (int64_t kw = 0; kw < KW; kw++) {
+        int64_t base = kw * g->dil[2] - g->pb[2];
+        int64_t l = base >= 0 ? 0 : (-base + sw - 1) / sw;
+        int64_t h = base < IW ? (IW - 1 - base) / sw + 1 : 0;
+        if (h > OW) h = OW;
+        if (l > h) l = h;
+        plo[kw] = l;
+        phi[kw] = h;
+    }
+#pragma omp parallel for schedule(static) if (N * M * OH * OW * KH * KW > CONV_OMP_MIN_WORK)
+    for (int64_t nm = 0; nm < N * M; nm++) {
+        int64_t n = nm / M, m = nm % M, c = m / mult;
+        const float *xp = x + (n * C + c) * IH * IW;
+        const float *wp = w + m * KH * KW;
+        float *yp = y + nm * OH * OW;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            float *yrow = yp + oh * OW;
+            for (int64_t kh = 0; kh < KH; kh++) {
+                int64_t ih = oh * sh - g->pb[1] + kh * g->dil[1];
+                if (ih < 0 || ih >= IH) continue;
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    const float wv = wp[kh * KW + kw];
+                    const float *xr = xp + ih * IW + kw * g->dil[2] - g->pb[2];
+                    const int64_t l = plo[kw], h = phi[kw];
+                    if (sw == 1) {
+#pragma omp simd
+                        for (int64_t ow = l; ow < h; ow++) yrow[ow] += wv * xr[ow];
+                    } else {
+#pragma omp simd
+                        for (int64_t ow = l; ow < h; ow++) yrow[ow] += wv * xr[ow * sw];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* X (N, C, *in), W (M, C/group, *k), B (M) -> Y (N, M, *out). */
+static ba_status conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                              ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
+    BA_TRY(ba_kern_need_f32(node, X, "input X", err));
+    BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
+    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP) return bad(node, "input X (expected rank 3 to 5)", X, err);
+    if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
+    const int nsp = X->ndim - 2;
+    const int64_t N = X->shape[0], C = X->shape[1], M = W->shape[0], Cg = W->shape[1];
+    const int64_t group = ba_node_attr_int(node, "group", 1);
+    if (group < 1 || Cg * group != C || M % group != 0)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (Conv): %lld input channels, weight %lld per group, %lld outputs and "
+                            "group %lld do not fit",
+                            node->name, (long long)C, (long long)Cg, (long long)M, (long long)group);
+    BA_TRY(check_bias(node, B, M, err));
+    const int64_t *ks = NULL;
+    int nk = ba_node_attr_ints(node, "kernel_shape", &ks);
+    if (nk && nk != nsp) return bad(node, "weight W (kernel_shape attribute rank differs)", W, err);
+    for (int i = 0; i < nk; i++)
+        if (ks[i] != W->shape[2 + i]) return bad(node, "weight W (differs from kernel_shape)", W, err);
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_geom_make(node, nsp, X->shape + 2, W->shape + 2, 0, &g, err));
+
+    int64_t yshape[BA_MAX_DIMS] = {N, M};
+    ba_kern_geom_out_shape(&g, yshape + 2);
+    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, X->ndim, yshape, err);
+    if (!Y) return err ? err->code : BA_ERR_NOMEM;
+    const int64_t Mg = M / group, Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t KK = g.k[0] * g.k[1] * g.k[2], K = Cg * KK;
+    const float *x = X->data, *w = W->data;
+    float *y = Y->data;
+    fill_bias(y, B, N, M, P);
+    if (N == 0 || P == 0 || M == 0) {
+        out[0] = Y;
+        return BA_OK;
+    }
+
+    if (group == C && Cg == 1 && nsp <= 2 && g.k[2] <= DW_MAX_KW) {
+        conv_depthwise(x, w, y, N, C, M, &g);
+        out[0] = Y;
+        return BA_OK;
+    }
+
+    int pointwise = 1;
+    for (int i = 0; i < BA_KERN_MAX_SP; i++)
+        if (g.k[i] != 1 || g.s[i] != 1 || g.pb[i] != 0 || g.pe[i] != 0) pointwise = 0;
+    /* Small images: nb images side by side in one sgemm (OpenBLAS is slow
+     * on a narrow N), the product then added into each image's planes. */
+    int64_t nb = 1;
+    if (P < CONV_GEMM_MIN_N && N > 1) {
+        nb = (CONV_GEMM_MIN_N + P - 1) / P;
+        int64_t cap = CONV_WS_MAX_FLOATS / (K * P + Mg * P);
+        if (nb > cap) nb = cap;
+        if (nb > N) nb = N;
+        if (nb < 1) nb = 1;
+    }
+    float *cols = NULL, *tmp = NULL;
+    if (!pointwise || nb > 1) {
+        cols = ba_malloc((size_t)K * (size_t)(nb * P) * sizeof(float), err);
+        if (cols && nb > 1) tmp = ba_malloc((size_t)Mg * (size_t)(nb * P) * sizeof(float), err);
+        if (!cols || (nb > 1 && !tmp)) {
+            free(cols);
+            ba_tensor_unref(Y);
+            return err ? err->code : BA_ERR_NOMEM;
+        }
+    }
+    const float beta = B ? 1.0f : 0.0f;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        const int64_t nbb = N - n0 < nb ? N - n0 : nb, ld = nbb * P;
+        for (int64_t gi = 0; gi < group; gi++) {
+            const float *wg = w + gi * Mg * K;
+            if (nbb == 1) {
+                const float *xg = x + (n0 * C + gi * Cg) * Pin, *src = xg;
+                if (!pointwise) {
+                    ba_kern_im2col(xg, Cg, &g, cols, P);
+                    src = cols;
+                }
+                /* y_g (Mg, P) = W_g (Mg, K) · cols (K, P) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)P, (int)K, 1.0f, wg, (int)K,
+                            src, (int)P, beta, y + (n0 * M + gi * Mg) * P, (int)P);
+                continue;
+            }
+            for (int64_t j = 0; j < nbb; j++)
+                ba_kern_im2col(x + ((n0 + j) * C + gi * Cg) * Pin, Cg, &g, cols + j * P, ld);
+            /* tmp (Mg, nbb*P) = W_g (Mg, K) · cols (K, nbb*P) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)ld, (int)K, 1.0f, wg, (int)K, cols,
+                        (int)ld, 0.0f, tmp, (int)ld);
+#pragma omp parallel for collapse(2) schedule(static) if (Mg * ld > CONV_OMP_MIN_WORK)
+            for (int64_t j = 0; j < nbb; j++)
+                for (int64_t m = 0; m < Mg; m++) {
+                    float *yr = y + ((n0 + j) * M + gi * Mg + m) * P;
+                    const float *tr = tmp + m * ld + j * P;
+#pragma omp simd
+                    for (int64_t i = 0; i < P; i++) yr[i] += tr[i];
+                }
+        }
+    }
+    free(tmp);
+    free(cols);
+    out[0] = Y;
+    return BA_OK;
+}
+
+/* ConvTranspose geometry (ONNX operator doc): output size from pads, or pads
+ * from output_shape / auto_pad SAME_*. */
+static ba_status convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W, ba_kern_geom_t *g,
+                            ba_error *err) {
+    const int nsp = X->ndim - 2, off = BA_KERN_MAX_SP - nsp;
+    const int64_t *s = NULL, *d = NULL, *p = NULL, *op = NULL, *os = NULL;
+    int ns = ba_node_attr_ints(node, "strides", &s), nd = ba_node_attr_ints(node, "dilations", &d);
+    int np = ba_node_attr_ints(node, "pads", &p), nop = ba_node_attr_ints(node, "output_padding", &op);
+    int nos = ba_node_attr_ints(node, "output_shape", &os);
+    if ((ns && ns != nsp) || (nd && nd != nsp) || (np && np != 2 * nsp) || (nop && nop != nsp) ||
+        (nos && nos != nsp && nos != nsp + 2))
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (ConvTranspose): strides/dilations/pads/output_padding/output_shape do "
+                            "not match %d spatial dims",
+                            node->name, nsp);
+    if (nos == nsp + 2) os += 2; /* some exporters give the full N, C, spatial shape */
+    const char *ap = ba_node_attr_string(node, "auto_pad", "NOTSET");
+    int upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    int valid = strcmp(ap, "VALID") == 0;
+    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0] != '\0')
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): unknown auto_pad '%s'", node->name, ap);
+    memset(g, 0, sizeof *g);
+    g->nsp = nsp;
+    for (int i = 0; i < BA_KERN_MAX_SP; i++) g->in[i] = g->k[i] = g->s[i] = g->dil[i] = g->out[i] = 1;
+    for (int i = 0; i < nsp; i++) {
+        int j = off + i;
+        int64_t si = ns ? s[i] : 1, di = nd ? d[i] : 1, opi = nop ? op[i] : 0, k = W->shape[2 + i];
+        int64_t in = X->shape[2 + i];
+        if (si < 1 || di < 1 || opi < 0 || k < 1 || in < 1 || (np && (p[i] < 0 || p[nsp + i] < 0)))
+            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): bad window on axis %d", node->name, i);
+        int64_t keff = (k - 1) * di + 1, full = si * (in - 1) + opi + keff, o;
+        g->in[j] = in;
+        g->k[j] = k;
+        g->s[j] = si;
+        g->dil[j] = di;
+        if (nos && (upper || lower || !np)) {
+            o = os[i];
+            int64_t total = full - o;
+            g->pb[j] = total < 0 ? 0 : (upper ? total / 2 : total - total / 2);
+        } else if (upper || lower) {
+            o = in * si;
+            int64_t total = full - o;
+            g->pb[j] = total < 0 ? 0 : (upper ? total / 2 : total - total / 2);
+        } else if (nos) { /* explicit pads and an explicit output size */
+            o = os[i];
+            g->pb[j] = p[i];
+        } else {
+            g->pb[j] = (np && !valid) ? p[i] : 0;
+            int64_t pe = (np && !valid) ? p[nsp + i] : 0;
+            o = full - g->pb[j] - pe;
+        }
+        if (o < 1)
+            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): output size %lld on axis %d",
+                                node->name, (long long)o, i);
+        g->out[j] = o;
+        g->pe[j] = full - o - g->pb[j];
+    }
+    return BA_OK;
+}
+
+/* X (N, C, *in), W (C, M/group, *k), B (M) -> Y (N, M, *out). */
+static ba_status convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                               ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
+    BA_TRY(ba_kern_need_f32(node, X, "input X", err));
+    BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
+    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP) return bad(node, "input X (expected rank 3 to 5)", X, err);
+    if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
+    const int64_t N = X->shape[0], C = X->shape[1], group = ba_node_attr_int(node, "group", 1);
+    if (group < 1 || W->shape[0] != C || C % group != 0)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (ConvTranspose): %lld input channels, weight of %lld and group %lld do not fit",
+                            node->name, (long long)C, (long long)W->shape[0], (long long)group);
+    const int64_t Mg = W->shape[1], M = Mg * group, Cg = C / group;
+    BA_TRY(check_bias(node, B, M, err));
+    ba_kern_geom_t g;
+    BA_TRY(convt_geom(node, X, W, &g, err));
+    int64_t yshape[BA_MAX_DIMS] = {N, M};
+    ba_kern_geom_out_shape(&g, yshape + 2);
+    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, X->ndim, yshape, err);
+    if (!Y) return err ? err->code : BA_ERR_NOMEM;
+    const int64_t Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t KK = g.k[0] * g.k[1] * g.k[2], R = Mg * KK;
+    float *y = Y->data;
+    fill_bias(y, B, N, M, P);
+    if (N == 0 || M == 0 || Pin == 0 || Cg == 0) {
+        out[0] = Y;
+        return BA_OK;
+    }
+    float *cols = ba_malloc((size_t)R * (size_t)Pin * sizeof(float), err);
+    if (!cols) {
+        ba_tensor_unref(Y);
+        return err ? err->code : BA_ERR_NOMEM;
+    }
+    const float *x = X->data, *w = W->data;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t gi = 0; gi < group; gi++) {
+            /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)Pin, (int)Cg, 1.0f,
+                        w + gi * Cg * R, (int)R, x + (n * C + gi * Cg) * Pin, (int)Pin, 0.0f, cols, (int)Pin);
+            ba_kern_col2im_add(cols, Mg, &g, y + (n * M + gi * Mg) * P);
+        }
+    free(cols);
+    out[0] = Y;
+    return BA_OK;
+}
+
 const ba_op_def_t ba_ops_conv[] = {
+    {"Conv", conv_forward},
+    {"ConvTranspose", convt_forward},
     {NULL, NULL},
 };

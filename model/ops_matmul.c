@@ -1,6 +1,123 @@
-/* Kernels of the matmul family (see model/ops.h). */
+/* Kernels of the matmul family (see model/ops.h): Gemm (alpha, beta, transA,
+ * transB, C broadcast to (M, N)) and MatMul with numpy semantics (1-D operands,
+ * broadcast batch dims), float32 on OpenBLAS sgemm. */
+#include <cblas.h>
+#include <string.h>
+
+#include "model/kern_conv.h"
 #include "model/ops.h"
 
+static ba_status bad_shapes(const ba_node_t *node, const ba_tensor_t *A, const ba_tensor_t *B, ba_error *err) {
+    char b1[128], b2[128];
+    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): shapes %s and %s do not fit", node->name, node->op_type,
+                        ba_shape_str(A->ndim, A->shape, b1, sizeof b1), ba_shape_str(B->ndim, B->shape, b2, sizeof b2));
+}
+
+/* Y (M, N) = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
+static ba_status gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                              ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL, *C = nin > 2 ? in[2] : NULL;
+    BA_TRY(ba_kern_need_f32(node, A, "input A", err));
+    BA_TRY(ba_kern_need_f32(node, B, "input B", err));
+    if (C) BA_TRY(ba_kern_need_f32(node, C, "input C", err));
+    const float alpha = ba_node_attr_float(node, "alpha", 1.0f), beta = ba_node_attr_float(node, "beta", 1.0f);
+    const int ta = ba_node_attr_int(node, "transA", 0) != 0, tb = ba_node_attr_int(node, "transB", 0) != 0;
+    if (A->ndim != 2 || B->ndim != 2) return bad_shapes(node, A, B, err);
+    const int64_t M = ta ? A->shape[1] : A->shape[0], K = ta ? A->shape[0] : A->shape[1];
+    const int64_t Kb = tb ? B->shape[1] : B->shape[0], N = tb ? B->shape[0] : B->shape[1];
+    if (K != Kb) return bad_shapes(node, A, B, err);
+    int64_t yshape[2] = {M, N};
+    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, 2, yshape, err);
+    if (!Y) return err ? err->code : BA_ERR_NOMEM;
+    float *y = Y->data;
+    float b = 0.0f;
+    if (C && beta != 0.0f) {
+        ba_status st = ba_kern_broadcast_to(node, C, 2, yshape, y, "input C", err);
+        if (st != BA_OK) {
+            ba_tensor_unref(Y);
+            return st;
+        }
+        b = beta;
+    }
+    if (M > 0 && N > 0) {
+        if (K > 0)
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
+                        (int)K, alpha, A->data, (int)A->shape[1], B->data, (int)B->shape[1], b, y, (int)N);
+        else if (b != 1.0f)
+            for (int64_t i = 0; i < M * N; i++) y[i] *= b;
+    }
+    out[0] = Y;
+    return BA_OK;
+}
+
+/* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
+ * row (M dim dropped from the result), a 1-D B a column (N dim dropped). */
+static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                                ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL;
+    BA_TRY(ba_kern_need_f32(node, A, "input A", err));
+    BA_TRY(ba_kern_need_f32(node, B, "input B", err));
+    if (A->ndim < 1 || B->ndim < 1) return bad_shapes(node, A, B, err);
+    const int a1 = A->ndim == 1, b1 = B->ndim == 1;
+    const int64_t M = a1 ? 1 : A->shape[A->ndim - 2], K = A->shape[A->ndim - 1];
+    const int64_t Kb = b1 ? B->shape[0] : B->shape[B->ndim - 2], N = b1 ? 1 : B->shape[B->ndim - 1];
+    if (K != Kb) return bad_shapes(node, A, B, err);
+    /* broadcast batch dims */
+    const int ra = a1 ? 0 : A->ndim - 2, rb = b1 ? 0 : B->ndim - 2, ro = ra > rb ? ra : rb;
+    int64_t oshape[BA_MAX_DIMS], astr[BA_MAX_DIMS], bstr[BA_MAX_DIMS]; /* batch strides in matrices, 0 = broadcast */
+    int64_t as = 1, bs = 1;
+    for (int i = ro - 1; i >= 0; i--) {
+        int ia = i - (ro - ra), ib = i - (ro - rb);
+        int64_t da = ia >= 0 ? A->shape[ia] : 1, db = ib >= 0 ? B->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) return bad_shapes(node, A, B, err);
+        oshape[i] = da == 1 ? db : da;
+        astr[i] = da == 1 ? 0 : as;
+        bstr[i] = db == 1 ? 0 : bs;
+        as *= da;
+        bs *= db;
+    }
+    int ondim = ro;
+    if (!a1) oshape[ondim++] = M;
+    if (!b1) oshape[ondim++] = N;
+    if (ondim > BA_MAX_DIMS) return bad_shapes(node, A, B, err);
+    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, ondim, oshape, err);
+    if (!Y) return err ? err->code : BA_ERR_NOMEM;
+    const float *a = A->data, *b = B->data;
+    float *y = Y->data;
+    const int64_t nbatch = ba_shape_numel(ro, oshape);
+    if (M == 0 || N == 0 || K == 0 || nbatch == 0) {
+        out[0] = Y;
+        return BA_OK;
+    }
+    if (bs == 1 && as == nbatch) {
+        /* B is one matrix: fold A's batch into its rows, one sgemm. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nbatch * M), (int)N, (int)K, 1.0f, a, (int)K, b,
+                    (int)N, 0.0f, y, (int)N);
+        out[0] = Y;
+        return BA_OK;
+    }
+    int64_t idx[BA_MAX_DIMS] = {0}, ao = 0, bo = 0;
+    for (int64_t e = 0; e < nbatch; e++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a + ao * M * K, (int)K,
+                    b + bo * K * N, (int)N, 0.0f, y + e * M * N, (int)N);
+        for (int i = ro - 1; i >= 0; i--) { /* odometer over the output batch */
+            idx[i]++;
+            ao += astr[i];
+            bo += bstr[i];
+            if (idx[i] < oshape[i]) break;
+            ao -= astr[i] * idx[i];
+            bo -= bstr[i] * idx[i];
+            idx[i] = 0;
+        }
+    }
+    out[0] = Y;
+    return BA_OK;
+}
+
 const ba_op_def_t ba_ops_matmul[] = {
+    {"Gemm", gemm_forward},
+    {"MatMul", matmul_forward},
     {NULL, NULL},
 };
