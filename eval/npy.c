@@ -265,7 +265,7 @@ ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_ten
                             "%s: fortran_order=True is not supported (save a C-ordered array: "
                             "np.ascontiguousarray)",
                             what);
-    ba_dtype dt;
+    ba_dtype dt = BA_DT_UNDEFINED;
     BA_TRY(descr_dtype(h.descr, what, &dt, err));
     size_t isz = ba_dtype_size(dt);
     /* Byte count with overflow checks; it must then equal what the file holds. */
@@ -589,7 +589,7 @@ ba_status ba_npz_load_mem(const void *buf, size_t size, const char *what, ba_npz
     const uint8_t *b = buf;
     *out = NULL;
     if (!what) what = "<memory>";
-    uint64_t cd_off, cd_size, count;
+    uint64_t cd_off = 0, cd_size = 0, count = 0;
     BA_TRY(zip_directory(b, size, what, &cd_off, &cd_size, &count, err));
     ba_npz_t *z = ba_calloc(1, sizeof *z, err);
     if (!z) return BA_ERR_NOMEM;
