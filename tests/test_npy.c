@@ -287,6 +287,18 @@ Test(npz, deflated_members_and_data_descriptors_load) {
     ba_npz_free(z);
 }
 
+Test(npz, zip64_extras_and_end_record_load) {
+    ba_error err = {0};
+    ba_npz_t *z = NULL;
+    cr_assert_eq(ba_npz_load(CASES "good_zip64.npz", &z, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(z->count, 2);
+    assert_a23(ba_npz_get(z, "x"));
+    const ba_tensor_t *y = ba_npz_get(z, "y");
+    cr_assert_eq(y->numel, 3);
+    cr_assert(((int64_t *)y->data)[2] == 2);
+    ba_npz_free(z);
+}
+
 Test(npz, bad_local_header_is_an_input_error) { expect_bad(CASES "bad_local_header.npz", "bad local file header"); }
 Test(npz, crc_mismatch_is_an_input_error) { expect_bad(CASES "bad_crc.npz", "CRC-32 mismatch"); }
 Test(npz, unsupported_compression_is_an_input_error) { expect_bad(CASES "bad_bzip2.npz", "compression method 12"); }
