@@ -1,0 +1,86 @@
+# Runs every libFuzzer target for a bounded time; ctest invokes it as
+#   cmake -DSRC=<source dir> -DBIN=<scratch build dir> -DCLANG=<clang> -P run_fuzz.cmake
+# It configures a clang build of the project at BIN (BA_FUZZ=ON, no tests),
+# builds the `ba_fuzzers` target, then runs each tests/fuzz/fuzz_<name>.c target
+# on a scratch copy of tests/fuzz/corpus_<name>/ (the source tree is never
+# written) for BA_FUZZ_SECONDS seconds (env, default 30; 0 = only replay the
+# corpus). Any crash, leak, sanitizer report or timeout fails the test, and the
+# reproducer is left under BIN/fuzz-run/<name>/artifacts/.
+
+foreach(var SRC BIN CLANG)
+  if(NOT DEFINED ${var})
+    message(FATAL_ERROR "run_fuzz.cmake: pass -D${var}=...")
+  endif()
+endforeach()
+
+set(seconds 30)
+if(DEFINED ENV{BA_FUZZ_SECONDS})
+  set(seconds $ENV{BA_FUZZ_SECONDS})
+endif()
+if(NOT seconds MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "BA_FUZZ_SECONDS must be a whole number of seconds, not '${seconds}'")
+endif()
+# A single input running this long is a hang (libFuzzer -timeout, seconds).
+set(per_input_timeout 10)
+# Inputs may not make the process grow past this (libFuzzer -rss_limit_mb).
+set(rss_limit_mb 2048)
+
+execute_process(
+  COMMAND ${CMAKE_COMMAND} -S ${SRC} -B ${BIN} -DCMAKE_C_COMPILER=${CLANG} -DCMAKE_BUILD_TYPE=RelWithDebInfo
+          -DBA_FUZZ=ON -DBA_TESTS=OFF -DBA_SANITIZE=OFF -DBA_WERROR=OFF
+  RESULT_VARIABLE rc OUTPUT_QUIET)
+if(rc)
+  message(FATAL_ERROR "fuzz: configuring the clang build at ${BIN} failed (${rc})")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${BIN} --target ba_fuzzers -j 2 RESULT_VARIABLE rc OUTPUT_QUIET)
+if(rc)
+  message(FATAL_ERROR "fuzz: building the fuzz targets failed (${rc}); rerun `cmake --build ${BIN} --target ba_fuzzers`")
+endif()
+
+file(GLOB sources ${SRC}/tests/fuzz/fuzz_*.c)
+list(SORT sources)
+if(NOT sources)
+  message(FATAL_ERROR "fuzz: no tests/fuzz/fuzz_*.c found under ${SRC}")
+endif()
+set(failed)
+foreach(src ${sources})
+  get_filename_component(target ${src} NAME_WE)
+  string(REGEX REPLACE "^fuzz_" "" name ${target})
+  set(work ${BIN}/fuzz-run/${name})
+  file(REMOVE_RECURSE ${work})
+  file(MAKE_DIRECTORY ${work}/corpus ${work}/artifacts)
+  file(GLOB seeds ${SRC}/tests/fuzz/corpus_${name}/*)
+  if(seeds)
+    file(COPY ${seeds} DESTINATION ${work}/corpus)
+  else()
+    message(STATUS "fuzz ${name}: no seed corpus at tests/fuzz/corpus_${name}/, starting empty")
+  endif()
+  if(seconds EQUAL 0)
+    set(budget -runs=0)
+  else()
+    set(budget -max_total_time=${seconds})
+  endif()
+  execute_process(
+    COMMAND ${BIN}/tests/fuzz/${target} ${budget} -timeout=${per_input_timeout} -rss_limit_mb=${rss_limit_mb}
+            -print_final_stats=1 -artifact_prefix=${work}/artifacts/ ${work}/corpus
+    RESULT_VARIABLE rc OUTPUT_FILE ${work}/fuzz.log ERROR_FILE ${work}/fuzz.log)
+  file(STRINGS ${work}/fuzz.log stats REGEX "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+.*DONE)")
+  string(REPLACE ";" "\n  " stats "${stats}")
+  if(rc)
+    file(STRINGS ${work}/fuzz.log lines)
+    list(LENGTH lines n)
+    math(EXPR from "${n} - 60")
+    if(from LESS 0)
+      set(from 0)
+    endif()
+    list(SUBLIST lines ${from} 60 tail)
+    string(REPLACE ";" "\n" tail "${tail}")
+    message("fuzz ${name}: FAILED (exit ${rc}); log ${work}/fuzz.log, reproducer under ${work}/artifacts/\n${tail}")
+    list(APPEND failed ${name})
+  else()
+    message(STATUS "fuzz ${name}: ok (${seconds} s)\n  ${stats}")
+  endif()
+endforeach()
+if(failed)
+  message(FATAL_ERROR "fuzz: findings in: ${failed}")
+endif()
