@@ -8,5 +8,14 @@
 #include "core/tensor.h"
 #include "core/util.h"
 #include "model/model.h"
+#include "quant/quant.h"
+#include "quant/cost.h"
+#include "quant/plan.h"
+#include "quant/wcache.h"
+#include "quant/onnx_write.h"
+#include "eval/npy.h"
+#include "eval/dataset.h"
+#include "eval/metrics.h"
+#include "db/db.h"
 
 #endif
