@@ -1,6 +1,6 @@
 /* Loader-private glue between onnx.c (protobuf -> IR), graph.c (checks,
  * folding, If inlining, shape inference, layers) and exec.c (executor).
- * Nothing here is public API: only model/*.c include it. */
+ * Nothing here is public API: only the model/ sources include it. */
 #ifndef BA_MODEL_GRAPH_INTERNAL_H
 #define BA_MODEL_GRAPH_INTERNAL_H
 

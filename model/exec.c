@@ -1,0 +1,161 @@
+/* The forward executor: walks the nodes in topological order, calls each
+ * kernel, and frees an intermediate tensor right after its last consumer
+ * (use counts computed per run), so peak memory is the live set, not the sum. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/graph_internal.h"
+#include "model/ops.h"
+
+/* Checks one graph input against the model's declaration; casts float64 data
+ * to float32 when the model wants float32. *use gets a new ref. */
+static ba_status check_input(const ba_model_t *m, const ba_value_t *v, ba_tensor_t *t, ba_tensor_t **use, ba_error *err) {
+    char a[128], b[128];
+    *use = NULL;
+    if (!t) return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': no data given", m->path, v->name);
+    if (v->ndim >= 0 && t->ndim != v->ndim)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data has rank %d %s, model wants rank %d %s", m->path,
+                            v->name, t->ndim, ba_shape_str(t->ndim, t->shape, a, sizeof a), v->ndim,
+                            ba_shape_str(v->ndim, v->shape, b, sizeof b));
+    for (int d = 0; v->ndim >= 0 && d < v->ndim; d++)
+        if (v->shape[d] >= 0 && v->shape[d] != t->shape[d])
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data shape %s does not match the model's %s (dim %d)",
+                                m->path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
+                                ba_shape_str(v->ndim, v->shape, b, sizeof b), d);
+    if (v->dtype != BA_DT_UNDEFINED && t->dtype != v->dtype) {
+        if (v->dtype == BA_DT_F32 && t->dtype == BA_DT_F64) {
+            *use = ba_tensor_cast(t, BA_DT_F32, err);
+            return *use ? BA_OK : err->code;
+        }
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data is %s, model wants %s", m->path, v->name,
+                            ba_dtype_name(t->dtype), ba_dtype_name(v->dtype));
+    }
+    *use = ba_tensor_ref(t);
+    return BA_OK;
+}
+
+ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts, ba_tensor_t **outputs,
+                      ba_error *err) {
+    static const ba_run_opts_t no_opts;
+    if (!opts) opts = &no_opts;
+    for (int k = 0; k < m->noutputs; k++) outputs[k] = NULL;
+    int nv = m->nvalues;
+    ba_tensor_t **vals = ba_calloc((size_t)nv + 1, sizeof(ba_tensor_t *), err);
+    int *uses = ba_calloc((size_t)nv + 1, sizeof(int), err);
+    int maxio = 1;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (m->nodes[i].nin > maxio) maxio = m->nodes[i].nin;
+        if (m->nodes[i].nout > maxio) maxio = m->nodes[i].nout;
+    }
+    ba_tensor_t **in = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
+    ba_tensor_t **out = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
+    ba_status st = BA_OK;
+    if (!vals || !uses || !in || !out) {
+        st = err->code;
+        goto done;
+    }
+    /* Use counts: one per consuming input slot; graph outputs are held to the end. */
+    for (int i = 0; i < m->nnodes; i++)
+        for (int j = 0; j < m->nodes[i].nin; j++)
+            if (m->nodes[i].inputs[j] >= 0) uses[m->nodes[i].inputs[j]]++;
+    for (int k = 0; k < m->noutputs; k++) uses[m->outputs[k]]++;
+    /* Constants (or their overrides) and graph inputs. */
+    for (int v = 0; v < nv; v++) {
+        if (!m->values[v].constant) continue;
+        ba_tensor_t *c = opts->overrides && opts->overrides[v] ? opts->overrides[v] : m->values[v].constant;
+        vals[v] = ba_tensor_ref(c);
+    }
+    for (int k = 0; k < m->ninputs; k++) {
+        int v = m->inputs[k];
+        ba_tensor_unref(vals[v]);
+        vals[v] = NULL;
+        st = check_input(m, &m->values[v], inputs ? inputs[k] : NULL, &vals[v], err);
+        if (st != BA_OK) goto done;
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        if (!n->def || !n->def->forward) {
+            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name, n->op_type);
+            goto done;
+        }
+        for (int j = 0; j < n->nin; j++) {
+            int id = n->inputs[j];
+            in[j] = id >= 0 ? vals[id] : NULL;
+            if (id >= 0 && !in[j]) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): input '%s' has no value", m->path, n->name,
+                                  n->op_type, m->values[id].name);
+                goto done;
+            }
+        }
+        for (int j = 0; j < n->nout; j++) out[j] = NULL;
+        st = n->def->forward(n, in, n->nin, out, n->nout, err);
+        if (st != BA_OK) {
+            for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
+            goto done;
+        }
+        for (int j = 0; j < n->nout; j++) {
+            int id = n->outputs[j];
+            if (id < 0) {
+                ba_tensor_unref(out[j]);
+                continue;
+            }
+            if (!out[j]) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset", m->path, n->name,
+                                  n->op_type, j);
+                for (int q = j + 1; q < n->nout; q++) ba_tensor_unref(out[q]);
+                goto done;
+            }
+            ba_tensor_t *t = out[j];
+            if (opts->on_value) {
+                st = opts->on_value(opts->ctx, m, id, &t, err);
+                if (st != BA_OK) {
+                    ba_tensor_unref(t);
+                    for (int q = j + 1; q < n->nout; q++) ba_tensor_unref(out[q]);
+                    goto done;
+                }
+            }
+            if (opts->keep) {
+                ba_tensor_unref(opts->keep[id]);
+                opts->keep[id] = ba_tensor_ref(t);
+            }
+            ba_tensor_unref(vals[id]);
+            vals[id] = t;
+            if (uses[id] == 0) { /* nobody reads it */
+                ba_tensor_unref(vals[id]);
+                vals[id] = NULL;
+            }
+        }
+        for (int j = 0; j < n->nin; j++) {
+            int id = n->inputs[j];
+            if (id >= 0 && --uses[id] == 0) {
+                ba_tensor_unref(vals[id]);
+                vals[id] = NULL;
+            }
+        }
+    }
+    for (int k = 0; k < m->noutputs; k++) {
+        outputs[k] = ba_tensor_ref(vals[m->outputs[k]]);
+        if (!outputs[k]) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: graph output '%s' was not computed", m->path,
+                              m->values[m->outputs[k]].name);
+            goto done;
+        }
+    }
+done:
+    if (st != BA_OK)
+        for (int k = 0; k < m->noutputs; k++) {
+            ba_tensor_unref(outputs[k]);
+            outputs[k] = NULL;
+        }
+    for (int v = 0; vals && v < nv; v++) ba_tensor_unref(vals[v]);
+    free(vals);
+    free(uses);
+    free(in);
+    free(out);
+    return st;
+}
+
+ba_status ba_model_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts,
+                       ba_tensor_t **outputs, ba_error *err) {
+    return ba_exec_run(m, inputs, opts, outputs, err);
+}

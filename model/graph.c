@@ -1,0 +1,966 @@
+/* Graph passes run once after parsing: reference checks, topological sort,
+ * Constant nodes -> constants, constant folding (kernels run at load time),
+ * If inlining, shape inference, and the quantizable-layer table (SPEC §2).
+ *
+ * Shape inference runs the graph (ba_exec_run) on zero-filled inputs, once
+ * with every dynamic input dimension set to 1 and once set to 2: a dimension
+ * that comes out equal in both runs is static, the others are dynamic (-1).
+ * That needs no per-op shape functions and is exactly what the kernels do.
+ * A node on the path from a layer's weight constant to its consumer
+ * (Identity/Transpose/Reshape) is never folded, so quant/ can override the
+ * constant and the chain recomputes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/graph_internal.h"
+#include "onnx/onnx.pb-c.h"
+#include "model/ops.h"
+
+/* Per-value flag bits in priv->nofold. */
+enum { VF_NOFOLD = 1, VF_CONST_NODE = 2 };
+/* Values of a dynamic input dimension in the two inference runs. */
+enum { INFER_DIM_A = 1, INFER_DIM_B = 2 };
+/* Fold / inline rounds before giving up (each round strictly removes nodes). */
+enum { MAX_ROUNDS = 16 };
+
+/* ---------------- values, nodes, attributes ---------------- */
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+static int rehash(ba_model_priv_t *pv, const ba_model_t *m, int cap, ba_error *err) {
+    int *h = ba_calloc((size_t)cap, sizeof(int), err);
+    if (!h) return 0;
+    for (int i = 0; i < m->nvalues; i++) {
+        uint64_t k = hash_str(m->values[i].name) & (uint64_t)(cap - 1);
+        while (h[k]) k = (k + 1) & (uint64_t)(cap - 1);
+        h[k] = i + 1;
+    }
+    free(pv->hash);
+    pv->hash = h;
+    pv->hash_cap = cap;
+    return 1;
+}
+
+int ba_model_find_value(const ba_model_t *m, const char *name) {
+    const ba_model_priv_t *pv = m->priv;
+    if (pv && pv->hash_cap) {
+        uint64_t k = hash_str(name) & (uint64_t)(pv->hash_cap - 1);
+        while (pv->hash[k]) {
+            int id = pv->hash[k] - 1;
+            if (strcmp(m->values[id].name, name) == 0) return id;
+            k = (k + 1) & (uint64_t)(pv->hash_cap - 1);
+        }
+        return -1;
+    }
+    for (int i = 0; i < m->nvalues; i++)
+        if (strcmp(m->values[i].name, name) == 0) return i;
+    return -1;
+}
+
+int ba_graph_value(ba_model_t *m, const char *name, ba_error *err) {
+    ba_model_priv_t *pv = m->priv;
+    int id = ba_model_find_value(m, name);
+    if (id >= 0) return id;
+    if (m->nvalues == pv->cap_values) {
+        int cap = pv->cap_values ? pv->cap_values * 2 : 64;
+        ba_value_t *nv = ba_realloc(m->values, sizeof(ba_value_t) * (size_t)cap, err);
+        if (!nv) return -1;
+        m->values = nv;
+        unsigned char *nf = ba_realloc(pv->nofold, (size_t)cap, err);
+        if (!nf) return -1;
+        pv->nofold = nf;
+        pv->cap_values = cap;
+    }
+    ba_value_t *v = &m->values[m->nvalues];
+    memset(v, 0, sizeof *v);
+    v->name = ba_strdup(name, err);
+    if (!v->name) return -1;
+    v->ndim = -1;
+    v->producer = -1;
+    pv->nofold[m->nvalues] = 0;
+    m->nvalues++;
+    if ((int64_t)m->nvalues * 2 > pv->hash_cap) {
+        if (!rehash(pv, m, pv->hash_cap ? pv->hash_cap * 2 : 128, err)) return -1;
+    } else {
+        uint64_t k = hash_str(name) & (uint64_t)(pv->hash_cap - 1);
+        while (pv->hash[k]) k = (k + 1) & (uint64_t)(pv->hash_cap - 1);
+        pv->hash[k] = m->nvalues;
+    }
+    return m->nvalues - 1;
+}
+
+int ba_graph_new_node(ba_model_t *m, ba_error *err) {
+    ba_model_priv_t *pv = m->priv;
+    if (m->nnodes == pv->cap_nodes) {
+        int cap = pv->cap_nodes ? pv->cap_nodes * 2 : 32;
+        ba_node_t *nn = ba_realloc(m->nodes, sizeof(ba_node_t) * (size_t)cap, err);
+        if (!nn) return -1;
+        m->nodes = nn;
+        pv->cap_nodes = cap;
+    }
+    memset(&m->nodes[m->nnodes], 0, sizeof(ba_node_t));
+    return m->nnodes++;
+}
+
+void ba_graph_free_node(ba_node_t *n) {
+    free(n->name);
+    free(n->op_type);
+    free(n->domain);
+    free(n->inputs);
+    free(n->outputs);
+    for (int i = 0; i < n->nattr; i++) {
+        ba_attr_t *a = &n->attrs[i];
+        free(a->name);
+        free(a->s);
+        ba_tensor_unref(a->t);
+        free(a->floats);
+        free(a->ints);
+        if (a->strings)
+            for (int j = 0; j < a->n; j++) free(a->strings[j]);
+        free(a->strings);
+    }
+    free(n->attrs);
+    memset(n, 0, sizeof *n);
+}
+
+const ba_attr_t *ba_node_attr(const ba_node_t *n, const char *name) {
+    for (int i = 0; i < n->nattr; i++)
+        if (n->attrs[i].name && strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
+    return NULL;
+}
+
+int64_t ba_node_attr_int(const ba_node_t *n, const char *name, int64_t dflt) {
+    const ba_attr_t *a = ba_node_attr(n, name);
+    if (!a) return dflt;
+    if (a->type == BA_ATTR_INT) return a->i;
+    if (a->type == BA_ATTR_FLOAT) return (int64_t)a->f;
+    return dflt;
+}
+
+float ba_node_attr_float(const ba_node_t *n, const char *name, float dflt) {
+    const ba_attr_t *a = ba_node_attr(n, name);
+    if (!a) return dflt;
+    if (a->type == BA_ATTR_FLOAT) return a->f;
+    if (a->type == BA_ATTR_INT) return (float)a->i;
+    return dflt;
+}
+
+const char *ba_node_attr_string(const ba_node_t *n, const char *name, const char *dflt) {
+    const ba_attr_t *a = ba_node_attr(n, name);
+    return a && a->type == BA_ATTR_STRING && a->s ? a->s : dflt;
+}
+
+int ba_node_attr_ints(const ba_node_t *n, const char *name, const int64_t **vals) {
+    const ba_attr_t *a = ba_node_attr(n, name);
+    *vals = NULL;
+    if (!a || a->type != BA_ATTR_INTS) return 0;
+    *vals = a->ints;
+    return a->n;
+}
+
+int ba_node_attr_floats(const ba_node_t *n, const char *name, const float **vals) {
+    const ba_attr_t *a = ba_node_attr(n, name);
+    *vals = NULL;
+    if (!a || a->type != BA_ATTR_FLOATS) return 0;
+    *vals = a->floats;
+    return a->n;
+}
+
+/* ---------------- helpers ---------------- */
+
+static void set_value_tensor(ba_value_t *v, ba_tensor_t *t) {
+    v->constant = t;
+    v->dtype = t->dtype;
+    v->ndim = t->ndim;
+    memcpy(v->shape, t->shape, sizeof v->shape);
+}
+
+/* Drops nodes marked dead, keeps order, re-derives every value's producer. */
+static void compact(ba_model_t *m, unsigned char *dead) {
+    int k = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        if (dead[i]) {
+            ba_graph_free_node(&m->nodes[i]);
+            continue;
+        }
+        if (k != i) m->nodes[k] = m->nodes[i];
+        k++;
+    }
+    m->nnodes = k;
+    for (int v = 0; v < m->nvalues; v++) m->values[v].producer = -1;
+    for (int i = 0; i < m->nnodes; i++)
+        for (int j = 0; j < m->nodes[i].nout; j++)
+            if (m->nodes[i].outputs[j] >= 0) m->values[m->nodes[i].outputs[j]].producer = i;
+}
+
+/* Constant node -> tensor (value, value_float(s), value_int(s)). */
+static ba_status constant_tensor(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
+    *out = NULL;
+    for (int i = 0; i < n->nattr; i++) {
+        const ba_attr_t *a = &n->attrs[i];
+        int64_t len;
+        if (strcmp(a->name, "value") == 0 && a->t) {
+            *out = ba_tensor_ref(a->t);
+        } else if (strcmp(a->name, "value_float") == 0) {
+            *out = ba_tensor_new(BA_DT_F32, 0, NULL, err);
+            if (*out) ((float *)(*out)->data)[0] = a->f;
+        } else if (strcmp(a->name, "value_int") == 0) {
+            *out = ba_tensor_new(BA_DT_I64, 0, NULL, err);
+            if (*out) ((int64_t *)(*out)->data)[0] = a->i;
+        } else if (strcmp(a->name, "value_floats") == 0) {
+            len = a->n;
+            *out = ba_tensor_new(BA_DT_F32, 1, &len, err);
+            if (*out && len) memcpy((*out)->data, a->floats, sizeof(float) * (size_t)len);
+        } else if (strcmp(a->name, "value_ints") == 0) {
+            len = a->n;
+            *out = ba_tensor_new(BA_DT_I64, 1, &len, err);
+            if (*out && len) memcpy((*out)->data, a->ints, sizeof(int64_t) * (size_t)len);
+        } else {
+            continue;
+        }
+        if (!*out) return err->code;
+        return BA_OK;
+    }
+    return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': Constant without a supported value attribute", m->path,
+                        n->name);
+}
+
+/* Every input is produced by a node, an initializer/constant or a graph input;
+ * every graph output is produced. */
+static ba_status check_refs(const ba_model_t *m, ba_error *err) {
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            int id = n->inputs[j];
+            if (id < 0) continue;
+            const ba_value_t *v = &m->values[id];
+            if (v->producer < 0 && !v->constant && !v->is_graph_input)
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "%s: node '%s' (%s): input '%s' is not produced by any node, initializer or graph input",
+                                    m->path, n->name, n->op_type, v->name);
+        }
+    }
+    for (int k = 0; k < m->noutputs; k++) {
+        const ba_value_t *v = &m->values[m->outputs[k]];
+        if (v->producer < 0 && !v->constant && !v->is_graph_input)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: graph output '%s' is not produced by any node", m->path, v->name);
+    }
+    return BA_OK;
+}
+
+/* Kahn's algorithm, ties in file order; a leftover node is on a cycle. */
+static ba_status topo_sort(ba_model_t *m, ba_error *err) {
+    int n = m->nnodes;
+    if (n == 0) return BA_OK;
+    int *indeg = ba_calloc((size_t)n, sizeof(int), err);
+    int *start = ba_calloc((size_t)n + 1, sizeof(int), err);
+    int *order = ba_calloc((size_t)n, sizeof(int), err);
+    int *adj = NULL;
+    ba_node_t *sorted = NULL;
+    ba_status st = BA_OK;
+    if (!indeg || !start || !order) goto fail;
+    int nedges = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m->nodes[i].nin; j++) {
+            int id = m->nodes[i].inputs[j];
+            if (id >= 0 && m->values[id].producer >= 0) {
+                indeg[i]++;
+                start[m->values[id].producer + 1]++;
+                nedges++;
+            }
+        }
+    for (int i = 0; i < n; i++) start[i + 1] += start[i];
+    adj = ba_calloc((size_t)nedges + 1, sizeof(int), err);
+    if (!adj) goto fail;
+    int *fill = order; /* reuse as write cursors before it holds the order */
+    for (int i = 0; i < n; i++) fill[i] = start[i];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m->nodes[i].nin; j++) {
+            int id = m->nodes[i].inputs[j];
+            if (id >= 0 && m->values[id].producer >= 0) adj[fill[m->values[id].producer]++] = i;
+        }
+    /* A ready queue that keeps file order: min-index first via a simple scan
+     * pointer plus a FIFO (good enough and deterministic). */
+    int head = 0, tail = 0;
+    for (int i = 0; i < n; i++)
+        if (!indeg[i]) order[tail++] = i;
+    while (head < tail) {
+        int u = order[head++];
+        for (int e = start[u]; e < start[u + 1]; e++)
+            if (--indeg[adj[e]] == 0) order[tail++] = adj[e];
+    }
+    if (tail < n) {
+        for (int i = 0; i < n; i++)
+            if (indeg[i]) {
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: the graph has a cycle through node '%s' (%s)", m->path,
+                                  m->nodes[i].name, m->nodes[i].op_type);
+                break;
+            }
+        goto done;
+    }
+    sorted = ba_malloc(sizeof(ba_node_t) * (size_t)((ba_model_priv_t *)m->priv)->cap_nodes, err);
+    if (!sorted) goto fail;
+    for (int i = 0; i < n; i++) sorted[i] = m->nodes[order[i]];
+    free(m->nodes);
+    m->nodes = sorted;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < m->nodes[i].nout; j++)
+            if (m->nodes[i].outputs[j] >= 0) m->values[m->nodes[i].outputs[j]].producer = i;
+    goto done;
+fail:
+    st = err->code;
+done:
+    free(indeg);
+    free(start);
+    free(order);
+    free(adj);
+    return st;
+}
+
+static int is_chain_op(const char *op) {
+    return strcmp(op, "Identity") == 0 || strcmp(op, "Transpose") == 0 || strcmp(op, "Reshape") == 0;
+}
+
+/* Follows a weight input back through Identity/Transpose/Reshape producers.
+ * Returns the root value id (a constant) or -1; chain[] gets the node indices
+ * from the consumer side. */
+static int trace_weight(const ba_model_t *m, int id, int *chain, int *nchain, int cap) {
+    *nchain = 0;
+    while (id >= 0) {
+        const ba_value_t *v = &m->values[id];
+        if (v->producer < 0) return v->constant ? id : -1;
+        const ba_node_t *p = &m->nodes[v->producer];
+        if (!is_chain_op(p->op_type) || p->nin < 1 || *nchain == cap) return -1;
+        chain[(*nchain)++] = v->producer;
+        id = p->inputs[0];
+    }
+    return -1;
+}
+
+enum { MAX_CHAIN = 16 };
+
+/* Which inputs of a node may hold a layer weight (SPEC §2). */
+static int weight_inputs(const ba_model_t *m, const ba_node_t *n, int idx[2]) {
+    const ba_model_priv_t *pv = m->priv;
+    if (n->domain[0]) return 0;
+    if (!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") || !strcmp(n->op_type, "Gemm")) {
+        idx[0] = 1;
+        return n->nin > 1;
+    }
+    if (!strcmp(n->op_type, "MatMul") && n->nin == 2) {
+        idx[0] = 1;
+        idx[1] = 0;
+        return 2;
+    }
+    if (!strcmp(n->op_type, "Gather") && pv->include_embeddings && n->nin >= 1) {
+        idx[0] = 0;
+        return 1;
+    }
+    return 0;
+}
+
+static int root_ok(const ba_value_t *v) { return v->constant && v->constant->ndim >= 2 && ba_dtype_is_float(v->constant->dtype); }
+
+/* Marks the outputs of every chain node between a layer weight and its consumer. */
+static void mark_nofold(ba_model_t *m) {
+    ba_model_priv_t *pv = m->priv;
+    int chain[MAX_CHAIN], nc, idx[2];
+    for (int i = 0; i < m->nnodes; i++) {
+        int k = weight_inputs(m, &m->nodes[i], idx);
+        for (int j = 0; j < k; j++) {
+            int id = m->nodes[i].inputs[idx[j]];
+            int root = trace_weight(m, id, chain, &nc, MAX_CHAIN);
+            if (root < 0 || !root_ok(&m->values[root])) continue;
+            for (int c = 0; c < nc; c++)
+                for (int o = 0; o < m->nodes[chain[c]].nout; o++)
+                    if (m->nodes[chain[c]].outputs[o] >= 0) pv->nofold[m->nodes[chain[c]].outputs[o]] |= VF_NOFOLD;
+            if (!strcmp(m->nodes[i].op_type, "MatMul")) break; /* one weight per MatMul */
+        }
+    }
+}
+
+static int node_nofold(const ba_model_t *m, const ba_node_t *n) {
+    const ba_model_priv_t *pv = m->priv;
+    for (int j = 0; j < n->nout; j++)
+        if (n->outputs[j] >= 0 && (pv->nofold[n->outputs[j]] & VF_NOFOLD)) return 1;
+    return 0;
+}
+
+/* Shape's [start, end) (opset 15) clamped to the rank. */
+static void shape_range(const ba_node_t *n, int r, int *s, int *e) {
+    int64_t a = ba_node_attr_int(n, "start", 0), b = ba_node_attr_int(n, "end", r);
+    if (a < 0) a += r;
+    if (b < 0) b += r;
+    if (a < 0) a = 0;
+    if (b > r) b = r;
+    if (a > r) a = r;
+    if (b < a) b = a;
+    *s = (int)a;
+    *e = (int)b;
+}
+
+/* Shape of a value whose needed dims are statically known -> int64 constant. */
+static ba_status fold_shape(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
+    *out = NULL;
+    if (n->nin < 1 || n->inputs[0] < 0) return BA_OK;
+    const ba_value_t *v = &m->values[n->inputs[0]];
+    if (v->ndim < 0) return BA_OK;
+    int s, e;
+    shape_range(n, v->ndim, &s, &e);
+    for (int d = s; d < e; d++)
+        if (v->shape[d] < 0) return BA_OK;
+    int64_t len = e - s;
+    ba_tensor_t *t = ba_tensor_new(BA_DT_I64, 1, &len, err);
+    if (!t) return err->code;
+    for (int d = s; d < e; d++) ((int64_t *)t->data)[d - s] = v->shape[d];
+    *out = t;
+    return BA_OK;
+}
+
+/* Gather(Shape(x), const idx) where the gathered dims are static, even when
+ * other dims of x are dynamic (x.size(1) with a dynamic batch). */
+static ba_status fold_shape_gather(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
+    *out = NULL;
+    if (n->nin < 2 || n->inputs[0] < 0 || n->inputs[1] < 0) return BA_OK;
+    const ba_value_t *sv = &m->values[n->inputs[0]], *iv = &m->values[n->inputs[1]];
+    if (sv->producer < 0 || !iv->constant || ba_node_attr_int(n, "axis", 0) != 0) return BA_OK;
+    const ba_node_t *sh = &m->nodes[sv->producer];
+    if (strcmp(sh->op_type, "Shape") || sh->nin < 1 || sh->inputs[0] < 0) return BA_OK;
+    const ba_value_t *x = &m->values[sh->inputs[0]];
+    if (x->ndim < 0 || iv->constant->ndim > 1 || !ba_dtype_is_int(iv->constant->dtype)) return BA_OK;
+    int s, e;
+    shape_range(sh, x->ndim, &s, &e);
+    int64_t cnt = iv->constant->numel;
+    for (int64_t k = 0; k < cnt; k++) {
+        int64_t ix = ba_tensor_get_i64(iv->constant, k);
+        if (ix < 0) ix += e - s;
+        if (ix < 0 || ix >= e - s || x->shape[s + ix] < 0) return BA_OK;
+    }
+    ba_tensor_t *t = ba_tensor_new(BA_DT_I64, iv->constant->ndim, iv->constant->shape, err);
+    if (!t) return err->code;
+    for (int64_t k = 0; k < cnt; k++) {
+        int64_t ix = ba_tensor_get_i64(iv->constant, k);
+        if (ix < 0) ix += e - s;
+        ((int64_t *)t->data)[k] = x->shape[s + ix];
+    }
+    *out = t;
+    return BA_OK;
+}
+
+/* One sweep in topological order: every foldable node runs its kernel now and
+ * its outputs become constants. *changed counts folded nodes. */
+static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed, ba_error *err) {
+    unsigned char *dead = ba_calloc((size_t)m->nnodes + 1, 1, err);
+    if (!dead) return err->code;
+    ba_status st = BA_OK;
+    *changed = 0;
+    for (int i = 0; i < m->nnodes && st == BA_OK; i++) {
+        ba_node_t *n = &m->nodes[i];
+        if (n->domain[0] || node_nofold(m, n)) continue;
+        if (only_constant_nodes && strcmp(n->op_type, "Constant")) continue;
+        ba_tensor_t *single = NULL;
+        if (!strcmp(n->op_type, "Constant")) {
+            st = constant_tensor(m, n, &single, err);
+            if (st == BA_OK && n->nout >= 1 && n->outputs[0] >= 0)
+                ((ba_model_priv_t *)m->priv)->nofold[n->outputs[0]] |= VF_CONST_NODE;
+        } else if (!strcmp(n->op_type, "Shape")) {
+            st = fold_shape(m, n, &single, err);
+        } else if (!strcmp(n->op_type, "Gather")) {
+            st = fold_shape_gather(m, n, &single, err);
+        }
+        if (st != BA_OK) break;
+        if (single) {
+            if (n->nout >= 1 && n->outputs[0] >= 0) set_value_tensor(&m->values[n->outputs[0]], single);
+            else ba_tensor_unref(single);
+            dead[i] = 1;
+            (*changed)++;
+            continue;
+        }
+        if (!n->def || !strcmp(n->op_type, "If")) continue;
+        int all_const = 1;
+        for (int j = 0; j < n->nin; j++)
+            if (n->inputs[j] >= 0 && !m->values[n->inputs[j]].constant) all_const = 0;
+        if (!all_const) continue;
+        ba_tensor_t **in = ba_calloc((size_t)n->nin + 1, sizeof(ba_tensor_t *), err);
+        ba_tensor_t **out = ba_calloc((size_t)n->nout + 1, sizeof(ba_tensor_t *), err);
+        if (!in || !out) {
+            free(in);
+            free(out);
+            st = err->code;
+            break;
+        }
+        for (int j = 0; j < n->nin; j++) in[j] = n->inputs[j] >= 0 ? m->values[n->inputs[j]].constant : NULL;
+        st = n->def->forward(n, in, n->nin, out, n->nout, err);
+        if (st == BA_OK) {
+            for (int j = 0; j < n->nout; j++) {
+                if (n->outputs[j] >= 0 && !out[j]) {
+                    st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset", m->path,
+                                      n->name, n->op_type, j);
+                    break;
+                }
+            }
+        } else {
+            ba_error_prefix(err, "%s", m->path);
+        }
+        for (int j = 0; j < n->nout; j++) {
+            if (st == BA_OK && n->outputs[j] >= 0) set_value_tensor(&m->values[n->outputs[j]], out[j]);
+            else ba_tensor_unref(out[j]);
+        }
+        free(in);
+        free(out);
+        if (st == BA_OK) {
+            dead[i] = 1;
+            (*changed)++;
+        }
+    }
+    if (st == BA_OK && *changed) compact(m, dead);
+    free(dead);
+    return st;
+}
+
+/* If nodes whose condition is constant are replaced by the chosen branch's
+ * nodes and an Identity per output. */
+static ba_status inline_ifs(ba_model_t *m, int *changed, ba_error *err) {
+    *changed = 0;
+    int n0 = m->nnodes;
+    unsigned char *dead = NULL;
+    for (int i = 0; i < n0; i++) {
+        if (strcmp(m->nodes[i].op_type, "If") || m->nodes[i].domain[0] || m->nodes[i].nin < 1 ||
+            m->nodes[i].inputs[0] < 0)
+            continue;
+        const ba_tensor_t *c = m->values[m->nodes[i].inputs[0]].constant;
+        if (!c || c->numel < 1) continue;
+        int cond = ba_tensor_get_f64(c, 0) != 0.0;
+        const ba_attr_t *br = ba_node_attr(&m->nodes[i], cond ? "then_branch" : "else_branch");
+        if (!br || br->type != BA_ATTR_GRAPH || !br->graph)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): missing %s", m->path, m->nodes[i].name,
+                                cond ? "then_branch" : "else_branch");
+        const Onnx__GraphProto *g = br->graph;
+        int nout = m->nodes[i].nout;
+        if ((int)g->n_output != nout)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): branch has %zu outputs, node has %d", m->path,
+                                m->nodes[i].name, g->n_output, nout);
+        /* Detach the If's outputs so the Identity nodes can produce them. */
+        int outs[64];
+        if (nout > 64) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: If with %d outputs", m->path, nout);
+        for (int j = 0; j < nout; j++) {
+            outs[j] = m->nodes[i].outputs[j];
+            if (outs[j] >= 0) m->values[outs[j]].producer = -1;
+            m->nodes[i].outputs[j] = -1;
+        }
+        const char *ifname = m->nodes[i].name;
+        char ifn[512];
+        snprintf(ifn, sizeof ifn, "%s", ifname);
+        BA_TRY(ba_onnx_add_subgraph(m, g, err));
+        for (int j = 0; j < nout; j++) {
+            if (outs[j] < 0) continue;
+            const char *bo = g->output[j]->name;
+            if (!bo || !bo[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): unnamed branch output", m->path, ifn);
+            int src = ba_graph_value(m, bo, err);
+            if (src < 0) return err->code;
+            int k = ba_graph_new_node(m, err);
+            if (k < 0) return err->code;
+            ba_node_t *id = &m->nodes[k];
+            char nm[600];
+            snprintf(nm, sizeof nm, "%s/out%d", ifn, j);
+            id->name = ba_strdup(nm, err);
+            id->op_type = ba_strdup("Identity", err);
+            id->domain = ba_strdup("", err);
+            id->inputs = ba_calloc(1, sizeof(int), err);
+            id->outputs = ba_calloc(1, sizeof(int), err);
+            if (!id->name || !id->op_type || !id->domain || !id->inputs || !id->outputs) return err->code;
+            id->opset = (int)m->opset;
+            id->def = ba_op_lookup("Identity", "");
+            id->nin = id->nout = 1;
+            id->inputs[0] = src;
+            id->outputs[0] = outs[j];
+            m->values[outs[j]].producer = k;
+        }
+        if (!dead) {
+            dead = calloc((size_t)m->nnodes + (size_t)n0 + 1024, 1);
+            if (!dead) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+        }
+        dead[i] = 1;
+        (*changed)++;
+        break; /* one per round: node indices above moved */
+    }
+    if (*changed) {
+        for (int i = 0; i < m->nnodes; i++)
+            if (!m->nodes[i].def) m->nodes[i].def = ba_op_lookup(m->nodes[i].op_type, m->nodes[i].domain);
+        compact(m, dead);
+    }
+    free(dead);
+    return BA_OK;
+}
+
+/* All ops without a kernel, listed in one message. */
+static ba_status check_supported(const ba_model_t *m, ba_error *err) {
+    char list[BA_ERROR_MSG_MAX - 256];
+    size_t o = 0;
+    int count = 0;
+    list[0] = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        if (n->def) continue;
+        char item[256];
+        if (!strcmp(n->op_type, "If") && !n->domain[0])
+            snprintf(item, sizeof item, "If (condition not constant)");
+        else
+            snprintf(item, sizeof item, "%s%s%s", n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op_type);
+        /* list each op type once */
+        int seen = 0;
+        for (const char *p = list; (p = strstr(p, item)) != NULL; p++) {
+            size_t L = strlen(item);
+            if ((p == list || p[-1] == ' ') && (p[L] == ',' || p[L] == 0 || p[L] == ' ')) {
+                seen = 1;
+                break;
+            }
+        }
+        if (seen) continue;
+        count++;
+        int w = snprintf(list + o, sizeof list - o, "%s%s (node '%s')", o ? ", " : "", item, n->name);
+        if (w < 0 || (size_t)w >= sizeof list - o) {
+            o = sizeof list - 1;
+            break;
+        }
+        o += (size_t)w;
+    }
+    if (!count) return BA_OK;
+    return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: unsupported op%s: %s", m->path, count > 1 ? "s" : "", list);
+}
+
+/* ---------------- shape inference ---------------- */
+
+typedef struct {
+    int ok;
+    int8_t *ndim;       /* per value, -1 unknown */
+    int64_t *shape;     /* per value, BA_MAX_DIMS each */
+    ba_dtype *dtype;
+} shape_run;
+
+static void shape_run_free(shape_run *r) {
+    free(r->ndim);
+    free(r->shape);
+    free(r->dtype);
+}
+
+static ba_status infer_once(const ba_model_t *m, int64_t dyn, shape_run *r, ba_error *err) {
+    memset(r, 0, sizeof *r);
+    int nv = m->nvalues;
+    r->ndim = ba_malloc((size_t)nv + 1, err);
+    r->shape = ba_calloc((size_t)nv * BA_MAX_DIMS + 1, sizeof(int64_t), err);
+    r->dtype = ba_calloc((size_t)nv + 1, sizeof(ba_dtype), err);
+    ba_tensor_t **in = ba_calloc((size_t)m->ninputs + 1, sizeof(ba_tensor_t *), err);
+    ba_tensor_t **out = ba_calloc((size_t)m->noutputs + 1, sizeof(ba_tensor_t *), err);
+    ba_tensor_t **keep = ba_calloc((size_t)nv + 1, sizeof(ba_tensor_t *), err);
+    ba_status st = BA_OK;
+    if (!r->ndim || !r->shape || !r->dtype || !in || !out || !keep) {
+        st = err->code;
+        goto done;
+    }
+    memset(r->ndim, -1, (size_t)nv);
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        if (v->ndim < 0) goto done; /* rank unknown: no inference (r->ok stays 0) */
+        int64_t shp[BA_MAX_DIMS];
+        for (int d = 0; d < v->ndim; d++) shp[d] = v->shape[d] >= 0 ? v->shape[d] : dyn;
+        in[k] = ba_tensor_new(v->dtype == BA_DT_UNDEFINED ? BA_DT_F32 : v->dtype, v->ndim, shp, err);
+        if (!in[k]) {
+            st = err->code;
+            goto done;
+        }
+    }
+    ba_run_opts_t o = {0};
+    o.keep = keep;
+    st = ba_exec_run(m, in, &o, out, err);
+    if (st != BA_OK) goto done;
+    for (int v = 0; v < nv; v++) {
+        const ba_tensor_t *t = keep[v] ? keep[v] : m->values[v].constant;
+        if (!t) {
+            for (int k = 0; k < m->ninputs; k++)
+                if (m->inputs[k] == v) t = in[k];
+        }
+        if (!t) continue;
+        r->ndim[v] = (int8_t)t->ndim;
+        r->dtype[v] = t->dtype;
+        memcpy(r->shape + (size_t)v * BA_MAX_DIMS, t->shape, sizeof(int64_t) * BA_MAX_DIMS);
+    }
+    r->ok = 1;
+done:
+    for (int k = 0; k < m->ninputs; k++) ba_tensor_unref(in ? in[k] : NULL);
+    for (int k = 0; k < m->noutputs; k++) ba_tensor_unref(out ? out[k] : NULL);
+    for (int v = 0; keep && v < nv; v++) ba_tensor_unref(keep[v]);
+    free(in);
+    free(out);
+    free(keep);
+    return st;
+}
+
+static int has_dynamic_input(const ba_model_t *m) {
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        for (int d = 0; d < v->ndim; d++)
+            if (v->shape[d] < 0) return 1;
+    }
+    return 0;
+}
+
+/* Fills dtype/ndim/shape of every value; r1 (dynamic dims = 1) is kept for macs. */
+static ba_status infer_shapes(ba_model_t *m, shape_run *r1, int *exact, ba_error *err) {
+    shape_run r2 = {0};
+    *exact = 0;
+    BA_TRY(infer_once(m, INFER_DIM_A, r1, err));
+    if (!r1->ok) return BA_OK;
+    int dynamic = has_dynamic_input(m);
+    if (dynamic) {
+        ba_error e2;
+        if (infer_once(m, INFER_DIM_B, &r2, &e2) != BA_OK || !r2.ok) {
+            shape_run_free(&r2);
+            memset(&r2, 0, sizeof r2);
+        }
+    }
+    *exact = !dynamic || r2.ok;
+    for (int v = 0; v < m->nvalues; v++) {
+        ba_value_t *val = &m->values[v];
+        if (val->constant || val->is_graph_input || r1->ndim[v] < 0) continue;
+        val->dtype = r1->dtype[v];
+        val->ndim = r1->ndim[v];
+        for (int d = 0; d < val->ndim; d++) {
+            int64_t a = r1->shape[(size_t)v * BA_MAX_DIMS + d];
+            int same = !dynamic || (r2.ok && r2.ndim[v] == r1->ndim[v] && r2.shape[(size_t)v * BA_MAX_DIMS + d] == a);
+            val->shape[d] = same ? a : -1;
+        }
+    }
+    shape_run_free(&r2);
+    return BA_OK;
+}
+
+/* ---------------- layers ---------------- */
+
+/* Maps an axis of a chain node's output back to its data input (-1 if lost). */
+static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, const shape_run *r) {
+    if (!strcmp(n->op_type, "Identity")) return axis;
+    int in = n->inputs[0], out = n->outputs[0];
+    int rin = m->values[in].ndim;
+    if (!strcmp(n->op_type, "Transpose")) {
+        const int64_t *perm;
+        int np = ba_node_attr_ints(n, "perm", &perm);
+        if (np) return axis < np ? (int)perm[axis] : -1;
+        return rin - 1 - axis; /* default: reversed */
+    }
+    /* Reshape: the axis survives when the element count before it and its size match. */
+    if (!r || !r->ok || out < 0 || r->ndim[out] < 0 || r->ndim[in] < 0) return -1;
+    const int64_t *so = r->shape + (size_t)out * BA_MAX_DIMS, *si = r->shape + (size_t)in * BA_MAX_DIMS;
+    int64_t pre = 1;
+    for (int d = 0; d < axis; d++) pre *= so[d];
+    int64_t p2 = 1;
+    for (int d = 0; d < r->ndim[in]; d++) {
+        if (p2 == pre && si[d] == so[axis]) return d;
+        p2 *= si[d];
+    }
+    return -1;
+}
+
+static const int64_t *run_shape(const shape_run *r, int v, int *nd) {
+    if (!r->ok || v < 0 || r->ndim[v] < 0) {
+        *nd = -1;
+        return NULL;
+    }
+    *nd = r->ndim[v];
+    return r->shape + (size_t)v * BA_MAX_DIMS;
+}
+
+static int64_t numel_of(int nd, const int64_t *s) {
+    int64_t n = 1;
+    for (int d = 0; d < nd; d++) n *= s[d];
+    return n;
+}
+
+static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
+    int chain[MAX_CHAIN], nc, idx[2];
+    int64_t bsz = 1; /* samples in the inference run */
+    if (r->ok && m->ninputs > 0) {
+        int nd;
+        const int64_t *s = run_shape(r, m->inputs[0], &nd);
+        if (nd >= 1 && s[0] > 0) bsz = s[0];
+    }
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        int k = weight_inputs(m, n, idx);
+        for (int j = 0; j < k; j++) {
+            int wid = n->inputs[idx[j]];
+            int root = trace_weight(m, wid, chain, &nc, MAX_CHAIN);
+            if (root < 0 || !root_ok(&m->values[root])) continue;
+            const ba_tensor_t *w = m->values[root].constant;
+            /* consumed weight shape */
+            int cnd;
+            const int64_t *cs = run_shape(r, wid, &cnd);
+            if (nc == 0) {
+                cnd = w->ndim;
+                cs = w->shape;
+            }
+            int ch;
+            const char *op = n->op_type;
+            if (!strcmp(op, "Conv")) ch = 0;
+            else if (!strcmp(op, "ConvTranspose")) ch = 1;
+            else if (!strcmp(op, "Gemm")) ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1;
+            else if (!strcmp(op, "MatMul")) ch = cnd >= 2 ? (idx[j] == 1 ? cnd - 1 : cnd - 2) : w->ndim - 1;
+            else ch = 0; /* Gather: one row per token */
+            for (int c = 0; c < nc && ch >= 0; c++) ch = map_axis_back(m, &m->nodes[chain[c]], ch, r);
+            if (ch < 0 || ch >= w->ndim) ch = !strcmp(op, "MatMul") ? w->ndim - 1 : 0;
+            /* macs for one sample */
+            int64_t macs = 0;
+            int ond, ind;
+            const int64_t *os = run_shape(r, n->outputs[0], &ond);
+            const int64_t *is = run_shape(r, n->inputs[0], &ind);
+            if (!strcmp(op, "Conv") && os && w->shape[0] > 0)
+                macs = numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
+            else if (!strcmp(op, "ConvTranspose") && is && w->shape[0] > 0)
+                macs = numel_of(ind, is) / bsz * (w->numel / w->shape[0]);
+            else if (!strcmp(op, "Gemm") && os && cs && cnd == 2)
+                macs = numel_of(ond, os) / bsz * (ba_node_attr_int(n, "transB", 0) ? cs[1] : cs[0]);
+            else if (!strcmp(op, "MatMul") && os && cs && cnd >= 1)
+                macs = numel_of(ond, os) / bsz * (idx[j] == 1 ? (cnd >= 2 ? cs[cnd - 2] : cs[0]) : cs[cnd - 1]);
+            /* shared weight: one layer, macs summed over its consumers */
+            int found = -1;
+            for (int l = 0; l < m->nlayers; l++)
+                if (m->layers[l].value == root) found = l;
+            if (found >= 0) {
+                m->layers[found].macs += macs;
+            } else {
+                ba_layer_t *nl = ba_realloc(m->layers, sizeof(ba_layer_t) * (size_t)(m->nlayers + 1), err);
+                if (!nl) return err->code;
+                m->layers = nl;
+                ba_layer_t *L = &m->layers[m->nlayers];
+                memset(L, 0, sizeof *L);
+                L->name = ba_strdup(m->values[root].name, err);
+                if (!L->name) return err->code;
+                m->nlayers++;
+                L->value = root;
+                L->node = i;
+                L->op = n->op_type;
+                L->ndim = w->ndim;
+                memcpy(L->shape, w->shape, sizeof L->shape);
+                L->ch_axis = ch;
+                L->params = w->numel;
+                L->macs = macs;
+            }
+            if (!strcmp(op, "MatMul")) break;
+        }
+    }
+    return BA_OK;
+}
+
+/* Removes nodes none of whose outputs is read (e.g. a Shape whose Gathers
+ * folded), walking backwards so whole dead chains go in one pass. */
+static ba_status dead_code(ba_model_t *m, int *removed, ba_error *err) {
+    *removed = 0;
+    int *uses = ba_calloc((size_t)m->nvalues + 1, sizeof(int), err);
+    unsigned char *dead = ba_calloc((size_t)m->nnodes + 1, 1, err);
+    if (!uses || !dead) {
+        free(uses);
+        free(dead);
+        return err->code;
+    }
+    for (int i = 0; i < m->nnodes; i++)
+        for (int j = 0; j < m->nodes[i].nin; j++)
+            if (m->nodes[i].inputs[j] >= 0) uses[m->nodes[i].inputs[j]]++;
+    for (int k = 0; k < m->noutputs; k++) uses[m->outputs[k]]++;
+    for (int i = m->nnodes - 1; i >= 0; i--) {
+        const ba_node_t *n = &m->nodes[i];
+        int live = 0;
+        for (int j = 0; j < n->nout; j++)
+            if (n->outputs[j] >= 0 && uses[n->outputs[j]] > 0) live = 1;
+        if (live) continue;
+        dead[i] = 1;
+        (*removed)++;
+        for (int j = 0; j < n->nin; j++)
+            if (n->inputs[j] >= 0) uses[n->inputs[j]]--;
+    }
+    if (*removed) compact(m, dead);
+    free(uses);
+    free(dead);
+    return BA_OK;
+}
+
+/* ---------------- driver ---------------- */
+
+static ba_status fold_and_inline(ba_model_t *m, ba_error *err) {
+    for (int round = 0; round < MAX_ROUNDS * 64; round++) {
+        int folded = 0, inlined = 0;
+        int removed = 0;
+        BA_TRY(fold_pass(m, 0, &folded, err));
+        BA_TRY(inline_ifs(m, &inlined, err));
+        if (!inlined) BA_TRY(dead_code(m, &removed, err));
+        if (inlined) {
+            BA_TRY(check_refs(m, err));
+            BA_TRY(topo_sort(m, err));
+            BA_TRY(fold_pass(m, 1, &folded, err));
+            mark_nofold(m);
+        }
+        if (!folded && !inlined) return BA_OK;
+    }
+    return ba_error_set(err, BA_ERR_INPUT, "%s: constant folding does not settle", m->path);
+}
+
+ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
+    /* A value listed as input and initializer is a constant with a default. */
+    int k = 0;
+    for (int i = 0; i < m->ninputs; i++) {
+        ba_value_t *v = &m->values[m->inputs[i]];
+        if (v->is_initializer) {
+            v->is_graph_input = 0;
+            continue;
+        }
+        m->inputs[k++] = m->inputs[i];
+    }
+    m->ninputs = k;
+    for (int i = 0; i < m->nnodes; i++) m->nodes[i].def = ba_op_lookup(m->nodes[i].op_type, m->nodes[i].domain);
+    BA_TRY(check_refs(m, err));
+    BA_TRY(topo_sort(m, err));
+    int nconst;
+    /* Constant nodes first: they are the roots that layer chains are traced to. */
+    BA_TRY(fold_pass(m, 1, &nconst, err));
+    mark_nofold(m);
+    BA_TRY(fold_and_inline(m, err));
+    BA_TRY(check_supported(m, err));
+    shape_run r1 = {0};
+    for (int round = 0; round < MAX_ROUNDS; round++) {
+        int exact = 0;
+        shape_run_free(&r1);
+        memset(&r1, 0, sizeof r1);
+        ba_status st = infer_shapes(m, &r1, &exact, err);
+        if (st != BA_OK) {
+            shape_run_free(&r1);
+            return ba_error_prefix(err, "%s: shape check", m->path);
+        }
+        if (!exact) break; /* shapes only approximate: no shape-based folding */
+        int n0 = m->nnodes;
+        ba_status fs = fold_and_inline(m, err);
+        if (fs == BA_OK) fs = check_supported(m, err);
+        if (fs != BA_OK) {
+            shape_run_free(&r1);
+            return fs;
+        }
+        if (m->nnodes == n0) break;
+    }
+    ba_status st = find_layers(m, &r1, err);
+    shape_run_free(&r1);
+    if (st != BA_OK) return st;
+    const ba_model_priv_t *pv = m->priv;
+    m->other_init_bytes = 0;
+    for (int v = 0; v < m->nvalues; v++) {
+        const ba_value_t *val = &m->values[v];
+        if (!val->constant || !(val->is_initializer || (pv->nofold[v] & VF_CONST_NODE))) continue;
+        int is_layer = 0;
+        for (int l = 0; l < m->nlayers; l++)
+            if (m->layers[l].value == v) is_layer = 1;
+        if (!is_layer) m->other_init_bytes += (int64_t)ba_tensor_nbytes(val->constant);
+    }
+    return BA_OK;
+}

@@ -1,0 +1,712 @@
+/* ONNX file -> graph IR. protobuf-c (schema compiled from Debian's onnx.proto)
+ * decodes every message; a small bounds-checked wire walker only splits the
+ * file so that weights are never held twice.
+ *
+ * Memory (DESIGN "weights are read once"): the file is mmap'ed. The ModelProto
+ * is unpacked without its graph; the graph is walked field by field and each
+ * node / value info / initializer is unpacked on its own. An initializer's
+ * raw_data is not handed to protobuf-c (it would copy it): the walker strips
+ * field 9 from the TensorProto, protobuf-c decodes the small rest, and the
+ * bytes are copied once from the mapping into an owned, 64-byte-aligned
+ * tensor; then the pages just read are dropped (madvise DONTNEED). Peak RSS is
+ * therefore about one copy of the weights plus the largest single tensor.
+ * Typed-field tensors (float_data …) and Constant-node tensors are decoded by
+ * protobuf-c and copied, one message at a time. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "model/graph_internal.h"
+#include "onnx/onnx.pb-c.h"
+
+/* Field numbers of onnx.proto that the walker needs. */
+enum { MODEL_GRAPH = 7 };
+enum { GRAPH_NODE = 1, GRAPH_INITIALIZER = 5, GRAPH_SPARSE_INIT = 15, GRAPH_INPUT = 11, GRAPH_OUTPUT = 12,
+       GRAPH_VALUE_INFO = 13 };
+enum { TENSOR_RAW_DATA = 9 };
+enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
+/* Pages dropped after hashing / copying are released in chunks of this size. */
+#define DROP_CHUNK ((size_t)16 << 20)
+
+/* ---------------- wire walker ---------------- */
+
+typedef struct {
+    uint32_t field;
+    int wire;
+    const uint8_t *start;   /* first byte of the key */
+    const uint8_t *payload; /* WIRE_LEN: first byte of the payload */
+    size_t len;             /* WIRE_LEN: payload length */
+    const uint8_t *end;     /* one past the field */
+} wire_field;
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return 0;
+        uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = r;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Reads the field at *p; 1 on success, 0 on a malformed or truncated field. */
+static int next_field(const uint8_t **p, const uint8_t *end, wire_field *f) {
+    f->start = *p;
+    uint64_t key;
+    if (!read_varint(p, end, &key)) return 0;
+    f->field = (uint32_t)(key >> 3);
+    f->wire = (int)(key & 7);
+    if (f->field == 0) return 0;
+    f->payload = NULL;
+    f->len = 0;
+    uint64_t v;
+    switch (f->wire) {
+    case WIRE_VARINT:
+        if (!read_varint(p, end, &v)) return 0;
+        break;
+    case WIRE_I64:
+        if ((size_t)(end - *p) < 8) return 0;
+        *p += 8;
+        break;
+    case WIRE_I32:
+        if ((size_t)(end - *p) < 4) return 0;
+        *p += 4;
+        break;
+    case WIRE_LEN:
+        if (!read_varint(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
+        f->payload = *p;
+        f->len = (size_t)v;
+        *p += v;
+        break;
+    default: return 0; /* groups are not used by onnx.proto */
+    }
+    f->end = *p;
+    return 1;
+}
+
+typedef struct {
+    uint8_t *buf;
+    size_t len, cap;
+} bytes_buf;
+
+static int buf_add(bytes_buf *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *nb = realloc(b->buf, cap);
+        if (!nb) return 0;
+        b->buf = nb;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->buf + b->len, p, n);
+    b->len += n;
+    return 1;
+}
+
+/* Releases the resident pages of [p, p+n) of a read-only private mapping; they
+ * come back from the file if touched again. */
+static void drop_pages(const uint8_t *base, const uint8_t *p, size_t n) {
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0 || !n) return;
+    uintptr_t a = (uintptr_t)p, e = (uintptr_t)p + n;
+    uintptr_t lo = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, hi = e / (uintptr_t)pg * (uintptr_t)pg;
+    if (lo < (uintptr_t)base) lo = (uintptr_t)base;
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+/* ---------------- tensors ---------------- */
+
+static int dtype_supported(int dt) {
+    switch (dt) {
+    case BA_DT_F32: case BA_DT_F16: case BA_DT_F64: case BA_DT_BF16: case BA_DT_I64: case BA_DT_I32:
+    case BA_DT_I16: case BA_DT_U16: case BA_DT_I8: case BA_DT_U8: case BA_DT_BOOL: case BA_DT_U32:
+    case BA_DT_U64: return 1;
+    default: return 0;
+    }
+}
+
+static const char *tname(const Onnx__TensorProto *tp) { return tp->name && tp->name[0] ? tp->name : "(unnamed tensor)"; }
+
+/* Reads an external-data tensor: location relative to the model folder, never
+ * absolute, never with a ".." component, and (after symlinks) inside it. */
+static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, ba_tensor_t *t, ba_error *err) {
+    ba_model_priv_t *pv = m->priv;
+    const char *loc = NULL;
+    int64_t off = 0, len = -1;
+    for (size_t i = 0; i < tp->n_external_data; i++) {
+        const Onnx__StringStringEntryProto *e = tp->external_data[i];
+        if (!e->key || !e->value) continue;
+        char *endp;
+        if (strcmp(e->key, "location") == 0) loc = e->value;
+        else if (strcmp(e->key, "offset") == 0 || strcmp(e->key, "length") == 0) {
+            errno = 0;
+            long long v = strtoll(e->value, &endp, 10);
+            if (errno || *endp || v < 0)
+                return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': bad external-data %s '%s'", m->path, tname(tp),
+                                    e->key, e->value);
+            if (e->key[0] == 'o') off = v;
+            else len = v;
+        }
+    }
+    if (!loc || !loc[0])
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data without a location", m->path, tname(tp));
+    if (loc[0] == '/')
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' is absolute (refused)", m->path,
+                            tname(tp), loc);
+    for (const char *c = loc; *c;) {
+        const char *s = strchr(c, '/');
+        size_t n = s ? (size_t)(s - c) : strlen(c);
+        if (n == 2 && c[0] == '.' && c[1] == '.')
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
+                                m->path, tname(tp), loc);
+        c += n + (s ? 1 : 0);
+        if (!s) break;
+    }
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof full, "%s/%s", pv->dir, loc);
+    char rdir[PATH_MAX], rfile[PATH_MAX];
+    if (!realpath(pv->dir, rdir) || !realpath(full, rfile))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data file '%s' not found", m->path, tname(tp),
+                            full);
+    size_t dl = strlen(rdir);
+    if (strncmp(rfile, rdir, dl) != 0 || (rfile[dl] != '/' && strcmp(rdir, "/") != 0))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
+                            m->path, tname(tp), loc);
+    size_t nb = ba_tensor_nbytes(t);
+    if (len >= 0 && (uint64_t)len != nb)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data length %lld but shape needs %zu bytes",
+                            m->path, tname(tp), (long long)len, nb);
+    int fd = open(rfile, O_RDONLY);
+    if (fd < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': cannot open external data '%s': %s", m->path, tname(tp),
+                            full, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)off > (uint64_t)st.st_size ||
+        nb > (uint64_t)st.st_size - (uint64_t)off) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data '%s' too short for offset %lld + %zu bytes",
+                            m->path, tname(tp), full, (long long)off, nb);
+    }
+    size_t done = 0;
+    while (done < nb) {
+        ssize_t r = pread(fd, (uint8_t *)t->data + done, nb - done, (off_t)(off + (int64_t)done));
+        if (r <= 0) {
+            close(fd);
+            return ba_error_set(err, BA_ERR_IO, "%s: tensor '%s': reading '%s' failed", m->path, tname(tp), full);
+        }
+        done += (size_t)r;
+    }
+    close(fd);
+    return BA_OK;
+}
+
+ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len, int has_raw,
+                         ba_tensor_t **out, ba_error *err) {
+    *out = NULL;
+    int dt = tp->has_data_type ? tp->data_type : 0;
+    if (!dtype_supported(dt))
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': data type %d is not supported", m->path, tname(tp),
+                            dt);
+    if (tp->n_dims > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': rank %zu exceeds %d", m->path, tname(tp), tp->n_dims,
+                            BA_MAX_DIMS);
+    if (tp->segment)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': segmented tensors are not supported", m->path,
+                            tname(tp));
+    int64_t shape[BA_MAX_DIMS];
+    uint64_t numel = 1;
+    const uint64_t max_bytes = (uint64_t)1 << 46; /* 64 TiB: anything larger is a hostile header */
+    for (size_t i = 0; i < tp->n_dims; i++) {
+        if (tp->dims[i] < 0)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': negative dimension %lld", m->path, tname(tp),
+                                (long long)tp->dims[i]);
+        shape[i] = tp->dims[i];
+        if (shape[i] && numel > max_bytes / (uint64_t)shape[i])
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': element count overflows", m->path, tname(tp));
+        numel *= (uint64_t)shape[i];
+    }
+    size_t es = ba_dtype_size((ba_dtype)dt);
+    if (numel > max_bytes / es)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': size overflows", m->path, tname(tp));
+    size_t nb = (size_t)numel * es;
+    int external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    if (!raw && tp->has_raw_data) {
+        raw = tp->raw_data.data;
+        raw_len = tp->raw_data.len;
+        has_raw = 1;
+    }
+    size_t ntyped = 0;
+    const void *typed = NULL;
+    int kind = 0; /* 1 float, 2 int32, 3 int64, 4 double, 5 uint64 */
+    switch (dt) {
+    case BA_DT_F32: ntyped = tp->n_float_data, typed = tp->float_data, kind = 1; break;
+    case BA_DT_F64: ntyped = tp->n_double_data, typed = tp->double_data, kind = 4; break;
+    case BA_DT_I64: ntyped = tp->n_int64_data, typed = tp->int64_data, kind = 3; break;
+    case BA_DT_U32: case BA_DT_U64: ntyped = tp->n_uint64_data, typed = tp->uint64_data, kind = 5; break;
+    default: ntyped = tp->n_int32_data, typed = tp->int32_data, kind = 2; break;
+    }
+    /* Before allocating: the bytes must be there (a hostile header cannot make us allocate). */
+    if (!external) {
+        if (has_raw) {
+            if (raw_len != nb)
+                return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': raw_data holds %zu bytes but shape needs %zu",
+                                    m->path, tname(tp), raw_len, nb);
+        } else if (ntyped != numel) {
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %zu stored values but shape needs %llu", m->path,
+                                tname(tp), ntyped, (unsigned long long)numel);
+        }
+    }
+    ba_tensor_t *t = ba_tensor_new((ba_dtype)dt, (int)tp->n_dims, shape, err);
+    if (!t) return ba_error_prefix(err, "%s: tensor '%s'", m->path, tname(tp));
+    ba_status st = BA_OK;
+    if (external) {
+        st = read_external(m, tp, t, err);
+    } else if (has_raw) {
+        if (nb) memcpy(t->data, raw, nb);
+    } else {
+        for (size_t i = 0; i < numel; i++) {
+            switch (kind) {
+            case 1: ((float *)t->data)[i] = ((const float *)typed)[i]; break;
+            case 3: ((int64_t *)t->data)[i] = ((const int64_t *)typed)[i]; break;
+            case 4: ((double *)t->data)[i] = ((const double *)typed)[i]; break;
+            case 5:
+                if (dt == BA_DT_U32) ((uint32_t *)t->data)[i] = (uint32_t)((const uint64_t *)typed)[i];
+                else ((uint64_t *)t->data)[i] = ((const uint64_t *)typed)[i];
+                break;
+            default: {
+                int32_t v = ((const int32_t *)typed)[i];
+                switch (dt) {
+                case BA_DT_I32: ((int32_t *)t->data)[i] = v; break;
+                case BA_DT_F16: case BA_DT_BF16: case BA_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
+                case BA_DT_I16: ((int16_t *)t->data)[i] = (int16_t)v; break;
+                case BA_DT_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
+                case BA_DT_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
+                default: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+                }
+            }
+            }
+        }
+    }
+    if (st != BA_OK) {
+        ba_tensor_unref(t);
+        return st;
+    }
+    *out = t;
+    return BA_OK;
+}
+
+/* ---------------- nodes, values ---------------- */
+
+static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, int role, ba_error *err) {
+    if (!vi->name || !vi->name[0]) {
+        if (role == GRAPH_VALUE_INFO) return BA_OK;
+        return ba_error_set(err, BA_ERR_INPUT, "%s: graph %s without a name", m->path,
+                            role == GRAPH_INPUT ? "input" : "output");
+    }
+    int id = ba_graph_value(m, vi->name, err);
+    if (id < 0) return err->code;
+    ba_value_t *v = &m->values[id];
+    if (role == GRAPH_INPUT) {
+        if (v->is_graph_input)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: graph input '%s' listed twice", m->path, vi->name);
+        v->is_graph_input = 1;
+    }
+    if (role == GRAPH_OUTPUT) {
+        if (v->is_graph_output)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: graph output '%s' listed twice", m->path, vi->name);
+        v->is_graph_output = 1;
+    }
+    if (role == GRAPH_INPUT || role == GRAPH_OUTPUT) {
+        int **arr = role == GRAPH_INPUT ? &m->inputs : &m->outputs;
+        int *cnt = role == GRAPH_INPUT ? &m->ninputs : &m->noutputs;
+        int *na = ba_realloc(*arr, sizeof(int) * (size_t)(*cnt + 1), err);
+        if (!na) return err->code;
+        *arr = na;
+        na[(*cnt)++] = id;
+    }
+    if (vi->type && vi->type->value_case == ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE && vi->type->tensor_type) {
+        const Onnx__TypeProto__Tensor *tt = vi->type->tensor_type;
+        if (tt->has_elem_type && v->dtype == BA_DT_UNDEFINED) v->dtype = (ba_dtype)tt->elem_type;
+        if (tt->shape && v->ndim < 0) {
+            if (tt->shape->n_dim > BA_MAX_DIMS)
+                return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: value '%s': rank %zu exceeds %d", m->path, vi->name,
+                                    tt->shape->n_dim, BA_MAX_DIMS);
+            v->ndim = (int)tt->shape->n_dim;
+            for (size_t i = 0; i < tt->shape->n_dim; i++) {
+                const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
+                v->shape[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0
+                                  ? d->dim_value
+                                  : -1;
+            }
+        }
+    }
+    return BA_OK;
+}
+
+static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
+                                 int has_raw, ba_error *err) {
+    if (!tp->name || !tp->name[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: initializer without a name", m->path);
+    int id = ba_graph_value(m, tp->name, err);
+    if (id < 0) return err->code;
+    if (m->values[id].is_initializer)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: initializer '%s' defined twice", m->path, tp->name);
+    ba_tensor_t *t;
+    BA_TRY(ba_onnx_tensor(m, tp, raw, raw_len, has_raw, &t, err));
+    ba_value_t *v = &m->values[id];
+    v->constant = t;
+    v->is_initializer = 1;
+    v->dtype = t->dtype;
+    v->ndim = t->ndim;
+    memcpy(v->shape, t->shape, sizeof v->shape);
+    return BA_OK;
+}
+
+static char *dup_bytes(const ProtobufCBinaryData *b, ba_error *err) {
+    char *s = ba_malloc(b->len + 1, err);
+    if (!s) return NULL;
+    if (b->len) memcpy(s, b->data, b->len);
+    s[b->len] = 0;
+    return s;
+}
+
+static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__AttributeProto *ap, ba_attr_t *a,
+                              ba_error *err) {
+    a->name = ba_strdup(ap->name ? ap->name : "", err);
+    if (!a->name) return err->code;
+    if (ap->ref_attr_name && ap->ref_attr_name[0])
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': attribute references are not supported", m->path,
+                            n->name);
+    int type = ap->has_type ? (int)ap->type : 0;
+    if (!type) { /* IR < 2 files leave the type out: infer it from what is set */
+        if (ap->has_f) type = BA_ATTR_FLOAT;
+        else if (ap->has_i) type = BA_ATTR_INT;
+        else if (ap->has_s) type = BA_ATTR_STRING;
+        else if (ap->t) type = BA_ATTR_TENSOR;
+        else if (ap->g) type = BA_ATTR_GRAPH;
+        else if (ap->n_floats) type = BA_ATTR_FLOATS;
+        else if (ap->n_ints) type = BA_ATTR_INTS;
+        else if (ap->n_strings) type = BA_ATTR_STRINGS;
+    }
+    a->type = type;
+    switch (type) {
+    case BA_ATTR_FLOAT: a->f = ap->f; break;
+    case BA_ATTR_INT: a->i = ap->i; break;
+    case BA_ATTR_STRING:
+        a->s = dup_bytes(&ap->s, err);
+        if (!a->s) return err->code;
+        break;
+    case BA_ATTR_TENSOR:
+        if (!ap->t) return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': tensor attribute '%s' is empty", m->path, n->name, a->name);
+        BA_TRY(ba_onnx_tensor(m, ap->t, NULL, 0, 0, &a->t, err));
+        break;
+    case BA_ATTR_GRAPH: a->graph = ap->g; break;
+    case BA_ATTR_FLOATS:
+        a->n = (int)ap->n_floats;
+        if (ap->n_floats > INT_MAX) return ba_error_set(err, BA_ERR_INPUT, "%s: attribute too long", m->path);
+        a->floats = ba_malloc(sizeof(float) * (ap->n_floats + 1), err);
+        if (!a->floats) return err->code;
+        if (ap->n_floats) memcpy(a->floats, ap->floats, sizeof(float) * ap->n_floats);
+        break;
+    case BA_ATTR_INTS:
+        if (ap->n_ints > INT_MAX) return ba_error_set(err, BA_ERR_INPUT, "%s: attribute too long", m->path);
+        a->n = (int)ap->n_ints;
+        a->ints = ba_malloc(sizeof(int64_t) * (ap->n_ints + 1), err);
+        if (!a->ints) return err->code;
+        if (ap->n_ints) memcpy(a->ints, ap->ints, sizeof(int64_t) * ap->n_ints);
+        break;
+    case BA_ATTR_STRINGS:
+        if (ap->n_strings > INT_MAX) return ba_error_set(err, BA_ERR_INPUT, "%s: attribute too long", m->path);
+        a->strings = ba_calloc(ap->n_strings + 1, sizeof(char *), err);
+        if (!a->strings) return err->code;
+        for (size_t i = 0; i < ap->n_strings; i++) {
+            a->strings[i] = dup_bytes(&ap->strings[i], err);
+            if (!a->strings[i]) return err->code;
+            a->n = (int)i + 1;
+        }
+        break;
+    default: break; /* sparse tensors, type protos: kept as untyped, kernels never ask */
+    }
+    return BA_OK;
+}
+
+static int keep_proto(ba_model_t *m, Onnx__NodeProto *np) {
+    ba_model_priv_t *pv = m->priv;
+    if (pv->nprotos == pv->cap_protos) {
+        int cap = pv->cap_protos ? pv->cap_protos * 2 : 8;
+        void **p = realloc(pv->protos, sizeof(void *) * (size_t)cap);
+        if (!p) return 0;
+        pv->protos = p;
+        pv->cap_protos = cap;
+    }
+    pv->protos[pv->nprotos++] = np;
+    return 1;
+}
+
+ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *err) {
+    int idx = ba_graph_new_node(m, err);
+    if (idx < 0) return err->code;
+    ba_node_t *n = &m->nodes[idx];
+    const char *op = np->op_type ? np->op_type : "";
+    if (!op[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: node #%d has no op_type", m->path, idx);
+    n->op_type = ba_strdup(op, err);
+    n->domain = ba_strdup(np->domain && strcmp(np->domain, "ai.onnx") != 0 ? np->domain : "", err);
+    if (np->name && np->name[0]) n->name = ba_strdup(np->name, err);
+    else {
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s_%d", op, idx);
+        n->name = ba_strdup(buf, err);
+    }
+    if (!n->op_type || !n->domain || !n->name) return err->code;
+    n->opset = n->domain[0] ? 1 : (int)m->opset; /* other domains: version not tracked */
+    if (np->n_input > INT_MAX / 2 || np->n_output > INT_MAX / 2 || np->n_attribute > INT_MAX / 2)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': too many inputs/outputs", m->path, n->name);
+    n->inputs = ba_calloc(np->n_input + 1, sizeof(int), err);
+    n->outputs = ba_calloc(np->n_output + 1, sizeof(int), err);
+    n->attrs = ba_calloc(np->n_attribute + 1, sizeof(ba_attr_t), err);
+    if (!n->inputs || !n->outputs || !n->attrs) return err->code;
+    for (size_t i = 0; i < np->n_input; i++) {
+        const char *s = np->input[i];
+        n->inputs[i] = -1;
+        n->nin = (int)i + 1;
+        if (s && s[0]) {
+            int id = ba_graph_value(m, s, err);
+            if (id < 0) return err->code;
+            n = &m->nodes[idx]; /* values array may have moved, nodes not; keep the habit */
+            n->inputs[i] = id;
+        }
+    }
+    for (size_t i = 0; i < np->n_output; i++) {
+        const char *s = np->output[i];
+        n->outputs[i] = -1;
+        n->nout = (int)i + 1;
+        if (s && s[0]) {
+            int id = ba_graph_value(m, s, err);
+            if (id < 0) return err->code;
+            if (m->values[id].producer >= 0 || m->values[id].is_initializer)
+                return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': output '%s' is already produced by %s", m->path,
+                                    n->name, s,
+                                    m->values[id].is_initializer ? "an initializer"
+                                                                 : m->nodes[m->values[id].producer].name);
+            m->values[id].producer = idx;
+            n->outputs[i] = id;
+        }
+    }
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        n->nattr = (int)i + 1;
+        BA_TRY(convert_attr(m, n, np->attribute[i], &n->attrs[i], err));
+    }
+    return BA_OK;
+}
+
+ba_status ba_onnx_add_subgraph(ba_model_t *m, const Onnx__GraphProto *g, ba_error *err) {
+    for (size_t i = 0; i < g->n_initializer; i++) BA_TRY(add_initializer(m, g->initializer[i], NULL, 0, 0, err));
+    for (size_t i = 0; i < g->n_node; i++) BA_TRY(ba_onnx_add_node(m, g->node[i], err));
+    return BA_OK;
+}
+
+/* ---------------- whole file ---------------- */
+
+static ba_status unpack_fail(const ba_model_t *m, const char *what, size_t off, ba_error *err) {
+    return ba_error_set(err, BA_ERR_INPUT, "%s: corrupt or truncated protobuf in %s at byte %zu", m->path, what, off);
+}
+
+/* Walks the GraphProto bytes [p, end): nodes, initializers and value infos are
+ * unpacked one at a time. */
+static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end, ba_error *err) {
+    wire_field f;
+    while (p < end) {
+        if (!next_field(&p, end, &f)) return unpack_fail(m, "graph", (size_t)(p - base), err);
+        if (f.wire != WIRE_LEN) continue;
+        size_t off = (size_t)(f.payload - base);
+        if (f.field == GRAPH_NODE) {
+            Onnx__NodeProto *np = onnx__node_proto__unpack(NULL, f.len, f.payload);
+            if (!np) return unpack_fail(m, "a node", off, err);
+            ba_status st = ba_onnx_add_node(m, np, err);
+            int has_graph = 0;
+            for (size_t i = 0; i < np->n_attribute; i++)
+                if (np->attribute[i]->g || np->attribute[i]->n_graphs) has_graph = 1;
+            if (st == BA_OK && has_graph) {
+                if (!keep_proto(m, np)) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+                else np = NULL;
+            }
+            if (np) onnx__node_proto__free_unpacked(np, NULL);
+            if (st != BA_OK) return st;
+        } else if (f.field == GRAPH_INITIALIZER) {
+            /* Strip raw_data (field 9) so that protobuf-c does not copy the weights. */
+            bytes_buf sk = {0};
+            const uint8_t *q = f.payload, *qe = f.payload + f.len, *raw = NULL;
+            size_t raw_len = 0;
+            int has_raw = 0, ok = 1;
+            wire_field tf;
+            while (q < qe && ok) {
+                if (!next_field(&q, qe, &tf)) {
+                    ok = 0;
+                    break;
+                }
+                if (tf.field == TENSOR_RAW_DATA && tf.wire == WIRE_LEN) {
+                    raw = tf.payload;
+                    raw_len = tf.len;
+                    has_raw = 1;
+                } else if (!buf_add(&sk, tf.start, (size_t)(tf.end - tf.start))) {
+                    free(sk.buf);
+                    return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+                }
+            }
+            if (!ok) {
+                free(sk.buf);
+                return unpack_fail(m, "an initializer", off, err);
+            }
+            static const uint8_t empty[1] = {0};
+            Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, sk.len, sk.buf ? sk.buf : empty);
+            free(sk.buf);
+            if (!tp) return unpack_fail(m, "an initializer", off, err);
+            ba_status st = add_initializer(m, tp, raw, raw_len, has_raw, err);
+            onnx__tensor_proto__free_unpacked(tp, NULL);
+            drop_pages(base, f.payload, f.len);
+            if (st != BA_OK) return st;
+        } else if (f.field == GRAPH_INPUT || f.field == GRAPH_OUTPUT || f.field == GRAPH_VALUE_INFO) {
+            Onnx__ValueInfoProto *vi = onnx__value_info_proto__unpack(NULL, f.len, f.payload);
+            if (!vi) return unpack_fail(m, "a value info", off, err);
+            ba_status st = set_value_info(m, vi, (int)f.field, err);
+            onnx__value_info_proto__free_unpacked(vi, NULL);
+            if (st != BA_OK) return st;
+        } else if (f.field == GRAPH_SPARSE_INIT) {
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: sparse initializers are not supported", m->path);
+        }
+    }
+    return BA_OK;
+}
+
+static ba_status load_mapped(ba_model_t *m, const uint8_t *data, size_t size, ba_error *err) {
+    const uint8_t *p = data, *end = data + size;
+    bytes_buf sk = {0};
+    const uint8_t *graphs[64];
+    size_t glen[64];
+    int ngraph = 0;
+    wire_field f;
+    while (p < end) {
+        if (!next_field(&p, end, &f)) {
+            free(sk.buf);
+            return unpack_fail(m, "the model", (size_t)(p - data), err);
+        }
+        if (f.field == MODEL_GRAPH && f.wire == WIRE_LEN) {
+            if (ngraph == 64) {
+                free(sk.buf);
+                return ba_error_set(err, BA_ERR_INPUT, "%s: too many graph fields", m->path);
+            }
+            graphs[ngraph] = f.payload;
+            glen[ngraph++] = f.len;
+        } else if (!buf_add(&sk, f.start, (size_t)(f.end - f.start))) {
+            free(sk.buf);
+            return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+        }
+    }
+    static const uint8_t empty[1] = {0};
+    Onnx__ModelProto *mp = onnx__model_proto__unpack(NULL, sk.len, sk.buf ? sk.buf : empty);
+    free(sk.buf);
+    if (!mp) return unpack_fail(m, "the model header", 0, err);
+    ba_status st = BA_OK;
+    m->ir_version = mp->has_ir_version ? mp->ir_version : 0;
+    m->opset = -1;
+    char prod[512];
+    snprintf(prod, sizeof prod, "%s%s%s", mp->producer_name ? mp->producer_name : "",
+             mp->producer_version && mp->producer_version[0] ? " " : "", mp->producer_version ? mp->producer_version : "");
+    m->producer = ba_strdup(prod, err);
+    for (size_t i = 0; i < mp->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
+        if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0) m->opset = o->has_version ? o->version : 0;
+    }
+    onnx__model_proto__free_unpacked(mp, NULL);
+    if (!m->producer) return err->code;
+    if (m->opset < 0) m->opset = 1; /* IR 1-2 files had no opset_import: opset 1 */
+    if (!ngraph) return ba_error_set(err, BA_ERR_INPUT, "%s: not an ONNX model (no graph)", m->path);
+    if (m->opset < 9 || m->opset > 21)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: default-domain opset %lld is not supported (9-21)", m->path,
+                            (long long)m->opset);
+    for (int g = 0; g < ngraph && st == BA_OK; g++) st = load_graph(m, data, graphs[g], graphs[g] + glen[g], err);
+    return st;
+}
+
+void ba_model_free(ba_model_t *m) {
+    if (!m) return;
+    for (int i = 0; i < m->nnodes; i++) ba_graph_free_node(&m->nodes[i]);
+    free(m->nodes);
+    for (int i = 0; i < m->nvalues; i++) {
+        free(m->values[i].name);
+        ba_tensor_unref(m->values[i].constant);
+    }
+    free(m->values);
+    for (int i = 0; i < m->nlayers; i++) free(m->layers[i].name);
+    free(m->layers);
+    free(m->inputs);
+    free(m->outputs);
+    free(m->path);
+    free(m->producer);
+    ba_model_priv_t *pv = m->priv;
+    if (pv) {
+        for (int i = 0; i < pv->nprotos; i++) onnx__node_proto__free_unpacked(pv->protos[i], NULL);
+        free(pv->protos);
+        free(pv->hash);
+        free(pv->nofold);
+        free(pv);
+    }
+    free(m);
+}
+
+ba_status ba_model_load(const char *path, const ba_load_opts_t *opts, ba_model_t **out, ba_error *err) {
+    *out = NULL;
+    ba_model_t *m = ba_calloc(1, sizeof *m, err);
+    if (!m) return err->code;
+    ba_model_priv_t *pv = ba_calloc(1, sizeof *pv, err);
+    m->priv = pv;
+    m->path = ba_strdup(path, err);
+    if (!pv || !m->path) {
+        ba_model_free(m);
+        return err->code;
+    }
+    pv->include_embeddings = opts ? opts->include_embeddings : 0;
+    ba_path_dirname(path, pv->dir, sizeof pv->dir);
+    ba_mapped_t map;
+    ba_status st = ba_file_map(path, &map, err);
+    if (st != BA_OK) {
+        ba_model_free(m);
+        return st;
+    }
+    m->file_size = map.size;
+    if (!map.size) {
+        ba_model_free(m);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: empty file", path);
+    }
+    /* Hash in chunks, dropping the pages behind us, so that hashing does not
+     * leave the whole file resident. */
+    ba_sha256_t sh;
+    ba_sha256_init(&sh);
+    for (size_t o = 0; o < map.size; o += DROP_CHUNK) {
+        size_t n = map.size - o < DROP_CHUNK ? map.size - o : DROP_CHUNK;
+        ba_sha256_update(&sh, (const uint8_t *)map.data + o, n);
+        drop_pages(map.data, (const uint8_t *)map.data + o, n);
+    }
+    uint8_t dig[32];
+    ba_sha256_final(&sh, dig);
+    for (int i = 0; i < 32; i++) snprintf(m->sha256 + 2 * i, 3, "%02x", dig[i]);
+    st = load_mapped(m, map.data, map.size, err);
+    ba_file_unmap(&map);
+    if (st == BA_OK) st = ba_graph_finish(m, err);
+    if (st != BA_OK) {
+        ba_model_free(m);
+        return st;
+    }
+    *out = m;
+    return BA_OK;
+}
