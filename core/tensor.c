@@ -54,7 +54,9 @@ int ba_dtype_is_int(ba_dtype dt) {
 
 int64_t ba_shape_numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || __builtin_mul_overflow(n, shape[i], &n)) return -1; /* never a valid count */
+    }
     return n;
 }
 

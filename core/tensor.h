@@ -47,7 +47,7 @@ const char *ba_dtype_name(ba_dtype dt);    /* "float32", "int64", … */
 int ba_dtype_is_float(ba_dtype dt);
 int ba_dtype_is_int(ba_dtype dt);          /* signed or unsigned integer, not bool */
 size_t ba_tensor_nbytes(const ba_tensor_t *t);
-int64_t ba_shape_numel(int ndim, const int64_t *shape);
+int64_t ba_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or a negative dim */
 /* "[1, 3, 32, 32]" into buf. */
 const char *ba_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 

@@ -163,7 +163,8 @@ static ba_status fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin
         if (shape[d] < 0)
             return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): negative dimension %lld", n->name,
                                 (long long)shape[d]);
-        known *= shape[d];
+        if (__builtin_mul_overflow(known, shape[d], &known))
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): shape overflows", n->name);
     }
     if (infer >= 0) {
         if (known == 0 || x->numel % known != 0) {

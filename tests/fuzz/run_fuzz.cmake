@@ -3,7 +3,7 @@
 # It configures a clang build of the project at BIN (BA_FUZZ=ON, no tests),
 # builds the `ba_fuzzers` target, then runs each tests/fuzz/fuzz_<name>.c target
 # on a scratch copy of tests/fuzz/corpus_<name>/ (the source tree is never
-# written) for BA_FUZZ_SECONDS seconds (env, default 30; 0 = only replay the
+# written) for BA_FUZZ_SECONDS seconds (env, default 30, a cap on -runs=BA_FUZZ_RUNS (default 150000) with -seed=1; 0 = only replay the
 # corpus). Any crash, leak, sanitizer report or timeout fails the test, and the
 # reproducer is left under BIN/fuzz-run/<name>/artifacts/.
 
@@ -19,6 +19,10 @@ if(DEFINED ENV{BA_FUZZ_SECONDS})
 endif()
 if(NOT seconds MATCHES "^[0-9]+$")
   message(FATAL_ERROR "BA_FUZZ_SECONDS must be a whole number of seconds, not '${seconds}'")
+endif()
+set(runs 150000)
+if(DEFINED ENV{BA_FUZZ_RUNS})
+  set(runs $ENV{BA_FUZZ_RUNS})
 endif()
 # A single input running this long is a hang (libFuzzer -timeout, seconds).
 set(per_input_timeout 10)
@@ -57,8 +61,13 @@ foreach(src ${sources})
   endif()
   if(seconds EQUAL 0)
     set(budget -runs=0)
-  else()
+  elseif(DEFINED ENV{BA_FUZZ_EXPLORE})
     set(budget -max_total_time=${seconds})
+  else()
+    # The suite's run is reproducible: a fixed seed and a fixed number of
+    # inputs (time only caps it), so CI sees the same inputs every time.
+    # BA_FUZZ_EXPLORE=1 switches to a random seed for exploratory runs.
+    set(budget -seed=1 -runs=${runs} -max_total_time=${seconds})
   endif()
   execute_process(
     COMMAND ${BIN}/tests/fuzz/${target} ${budget} -timeout=${per_input_timeout} -rss_limit_mb=${rss_limit_mb}
