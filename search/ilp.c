@@ -181,6 +181,8 @@ typedef struct {
     double limit[BA_BUDGET_NKINDS];          /* current limits (a sweep changes one) */
     int *start_col;  /* [ngroups] incumbent handed to branch-and-bound, or NULL */
     int start_used;
+    int have_basis;  /* the LP holds a basis from an earlier solve */
+    double *a[BA_BUDGET_NKINDS]; /* [ncols] budget row coefficients as given to GLPK (0 when no row) */
     double *xbuf;    /* [ncols+1] for glp_ios_heur_sol */
 } model_t;
 
@@ -189,6 +191,7 @@ static void model_free(model_t *m) {
     groups_free(&m->g);
     free(m->start_col);
     free(m->xbuf);
+    for (int j = 0; j < BA_BUDGET_NKINDS; j++) free(m->a[j]);
 }
 
 /* Sets budget j's row bound from m->limit[j]. Returns 0 when the limit cannot be
@@ -199,6 +202,9 @@ static int model_set_limit(model_t *m, int j) {
     if (m->budget_row[j]) glp_set_row_bnds(m->lp, m->budget_row[j], GLP_UP, 0.0, (double)(rhs / m->row_scale[j]));
     return 1;
 }
+
+static int model_start_basis(model_t *m);
+static int model_feasible(const model_t *m, const int *choice);
 
 static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
     memset(m, 0, sizeof *m);
@@ -253,12 +259,18 @@ static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
         m->row_scale[j] = amax > 0 ? (double)amax : 1.0;
         m->limit[j] = p->limit[j];
         if (amax == 0) continue; /* every choice gives the same value: no row */
+        if (!(m->a[j] = ba_calloc((size_t)g->ncols, sizeof(double), err))) {
+            free(ind);
+            free(val);
+            goto fail;
+        }
         int n = 0;
         for (int gi = 0; gi < g->ngroups; gi++) {
             long double mn = g->col_coef[j][g->gstart[gi]];
             for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) mn = fminl(mn, g->col_coef[j][c]);
             for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
                 double a = (double)((g->col_coef[j][c] - mn) / amax);
+                m->a[j][c] = a;
                 if (a != 0) ind[++n] = c + 1, val[n] = a;
             }
         }
@@ -271,6 +283,81 @@ static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
 fail:
     model_free(m);
     return err->code;
+}
+
+/* The basis of the problem without budgets: per group its cheapest column basic
+ * (the one-choice row nonbasic), budget rows' slacks basic. Every reduced cost
+ * is then cost - min >= 0, so the basis is dual feasible and the dual simplex
+ * only has to repair the few violated budget rows: a handful of pivots instead
+ * of a cold start over thousands of columns. */
+/* Per group the column minimising cost + λ·Σ_j a_j (scaled rows); returns
+ * whether that choice meets every budget row at its current bound. */
+static int lagrange_pick(const model_t *m, double lam, int *pick) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    double rowv[BA_BUDGET_NKINDS] = {0};
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int best = g->gstart[gi];
+        double bv = INFINITY;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            double v = glp_get_obj_coef(m->lp, c + 1);
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) v += lam * m->a[j][c];
+            if (v < bv) bv = v, best = c;
+        }
+        pick[gi] = best;
+        for (int j = 0; j < p->nbudgets; j++)
+            if (m->budget_row[j]) rowv[j] += m->a[j][best];
+    }
+    for (int j = 0; j < p->nbudgets; j++)
+        if (m->budget_row[j] && rowv[j] > glp_get_row_ub(m->lp, m->budget_row[j])) return 0;
+    return 1;
+}
+
+/* Starting basis: per group one column basic (its one-choice row nonbasic), the
+ * budget rows' slacks basic. The column is the Lagrangian choice for the smallest
+ * λ (bisection) that meets every budget: a primal feasible vertex close to the LP
+ * optimum, so the simplex needs few pivots instead of one or more per group from a
+ * cold start. When no λ meets the budgets, λ = 0: the cheapest columns, a dual
+ * feasible basis (reduced costs cost - min >= 0) for the dual simplex. */
+#define LAGRANGE_SEARCH_STEPS 60
+static int model_start_basis(model_t *m) {
+    const groups_t *g = &m->g;
+    int *pick = malloc((size_t)g->ngroups * sizeof *pick);
+    if (!pick) return GLP_DUALP; /* keep GLPK's basis: slower, still correct */
+    double hi = 1, lo = 0;
+    int found = 0;
+    for (int t = 0; t < LAGRANGE_SEARCH_STEPS && !(found = lagrange_pick(m, hi, pick)); t++) lo = hi, hi *= 4;
+    if (found) {
+        for (int t = 0; t < LAGRANGE_SEARCH_STEPS; t++) {
+            double mid = 0.5 * (lo + hi);
+            if (lagrange_pick(m, mid, pick)) hi = mid;
+            else lo = mid;
+        }
+        lagrange_pick(m, hi, pick);
+    } else {
+        lagrange_pick(m, 0, pick);
+    }
+    int nrows = glp_get_num_rows(m->lp);
+    for (int i = 1; i <= nrows; i++) glp_set_row_stat(m->lp, i, i <= g->ngroups ? GLP_NS : GLP_BS);
+    for (int gi = 0; gi < g->ngroups; gi++)
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            glp_set_col_stat(m->lp, c + 1, c == pick[gi] ? GLP_BS : GLP_NL);
+    /* A feasible Lagrangian choice is also an incumbent for branch-and-bound. */
+    if (found && !m->start_col) {
+        m->start_col = pick;
+        int *choice = malloc((size_t)g->p->nlayers * sizeof *choice);
+        if (choice) {
+            groups_decode(g, pick, choice);
+            if (!model_feasible(m, choice)) free(m->start_col), m->start_col = NULL;
+            free(choice);
+        } else {
+            free(m->start_col), m->start_col = NULL;
+        }
+    } else {
+        free(pick);
+    }
+    return found ? GLP_PRIMAL : GLP_DUAL;
 }
 
 /* Whether choice (pins and ties hold by construction) meets the current limits,
@@ -345,9 +432,12 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
         sp.msg_lev = GLP_MSG_OFF;
         sp.meth = GLP_DUALP;
         sp.tm_lim = left_ms;
+        /* A sweep's next point starts from the last optimal basis (dual feasible: only the rhs changed). */
+        if (!m->have_basis) sp.meth = model_start_basis(m);
+        m->have_basis = 1;
         int rc = glp_simplex(m->lp, &sp);
         if (rc == GLP_EBADB || rc == GLP_ESING || rc == GLP_ECOND) {
-            glp_adv_basis(m->lp, 0);
+            model_start_basis(m);
             rc = glp_simplex(m->lp, &sp);
         }
         if (rc == GLP_ETMLIM) {
@@ -431,7 +521,7 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
             for (int i = 1; i <= cnt; i++) rows[i] = first_cut + i - 1;
             glp_del_rows(m->lp, cnt, rows);
             free(rows);
-            glp_std_basis(m->lp);
+            m->have_basis = 0;
         } else if (st == BA_OK) {
             st = ba_error_set(err, BA_ERR_NOMEM, "out of memory: ILP cut rows");
         }
