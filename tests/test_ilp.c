@@ -265,3 +265,94 @@ Test(ilp, optimum_equals_enumeration_on_random_instances) {
             checked, infeasible, with_pins, with_ties, tie_errors, max_rel);
     cr_assert_geq(checked, 1000);
 }
+
+/* ---- PuLP + CBC reference optima (tests/fixtures/make_ilp_refs.py) ---- */
+#include <jansson.h>
+
+static ba_problem_t *load_ref(const char *name, json_t **root_out) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/ilp_refs/%s.json", BA_FIXTURES, name);
+    json_error_t je;
+    json_t *root = json_load_file(path, 0, &je);
+    cr_assert(root, "%s: %s", path, je.text);
+    json_t *layers = json_object_get(root, "layers");
+    int L = (int)json_array_size(layers), n = 0;
+    const char **names = malloc((size_t)L * sizeof *names);
+    int *ncand = malloc((size_t)L * sizeof *ncand), *bits = malloc((size_t)L * 9 * sizeof *bits);
+    double *cost = malloc((size_t)L * 9 * sizeof *cost), *coef = malloc((size_t)L * 9 * sizeof *coef);
+    for (int l = 0; l < L; l++) {
+        json_t *ly = json_array_get(layers, (size_t)l);
+        names[l] = json_string_value(json_object_get(ly, "name"));
+        json_t *b = json_object_get(ly, "bits"), *c = json_object_get(ly, "cost");
+        ncand[l] = (int)json_array_size(b);
+        for (int k = 0; k < ncand[l]; k++, n++) {
+            bits[n] = (int)json_integer_value(json_array_get(b, (size_t)k));
+            cost[n] = json_real_value(json_array_get(c, (size_t)k));
+        }
+    }
+    ba_problem_t *p;
+    ba_error err;
+    cr_assert_eq(ba_problem_create(L, names, ncand, bits, cost, &p, &err), BA_OK, "%s", err.msg);
+    json_t *budgets = json_object_get(root, "budgets");
+    for (size_t j = 0; j < json_array_size(budgets); j++) {
+        json_t *bu = json_array_get(budgets, j);
+        ba_budget_kind_t kind;
+        cr_assert_eq(ba_budget_kind_parse(json_string_value(json_object_get(bu, "key")), &kind, &err), BA_OK);
+        json_t *cf = json_object_get(bu, "coef");
+        n = 0;
+        for (int l = 0; l < L; l++)
+            for (int k = 0; k < ncand[l]; k++)
+                coef[n++] = json_number_value(json_array_get(json_array_get(cf, (size_t)l), (size_t)k));
+        cr_assert_eq(ba_problem_add_budget(p, kind, json_number_value(json_object_get(bu, "limit")),
+                                           json_number_value(json_object_get(bu, "offset")), coef, &err),
+                     BA_OK, "%s", err.msg);
+    }
+    json_t *pins = json_object_get(root, "pins"), *ties = json_object_get(root, "ties");
+    for (size_t i = 0; i < json_array_size(pins); i++)
+        cr_assert_eq(ba_problem_pin(p, json_string_value(json_array_get(pins, i)), &err), BA_OK, "%s", err.msg);
+    for (size_t i = 0; i < json_array_size(ties); i++)
+        cr_assert_eq(ba_problem_tie(p, json_string_value(json_array_get(ties, i)), &err), BA_OK, "%s", err.msg);
+    free(names), free(ncand), free(bits), free(cost), free(coef);
+    *root_out = root;
+    return p;
+}
+
+Test(ilp, optimum_equals_pulp_cbc_on_fixture_tables) {
+    static const char *const refs[] = {"small_avg_bits",         "medium_two_budgets_pins_ties",
+                                       "layers50_three_budgets", "layers50_latency_ties",
+                                       "layers120_bops",         "infeasible_pins"};
+    double max_rel = 0;
+    for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
+        json_t *root;
+        ba_problem_t *p = load_ref(refs[i], &root);
+        json_t *ref = json_object_get(root, "reference");
+        json_t *obj = json_object_get(ref, "objective");
+        ba_solution_t sol;
+        ba_error err;
+        ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
+        if (json_is_null(obj)) {
+            cr_assert_eq(st, BA_ERR_INFEASIBLE, "%s: CBC says infeasible", refs[i]);
+            cr_assert(strstr(err.msg, "smallest achievable avg-bits"), "%s", err.msg);
+        } else {
+            cr_assert_eq(st, BA_OK, "%s: %s", refs[i], err.msg);
+            cr_assert(sol.optimal);
+            double want = json_number_value(obj);
+            double rel = fabs(sol.objective - want) / fabs(want);
+            if (rel > max_rel) max_rel = rel;
+            cr_assert_leq(rel, OBJ_REL_TOL, "%s: ours %.17g, CBC %.17g", refs[i], sol.objective, want);
+            /* CBC's own choice, checked exactly, is feasible and no better than ours. */
+            json_t *bits = json_object_get(ref, "bits");
+            int *choice = malloc((size_t)p->nlayers * sizeof *choice);
+            for (int l = 0; l < p->nlayers; l++)
+                choice[l] = ba_problem_find(p, l, (int)json_integer_value(json_array_get(bits, (size_t)l)));
+            cr_assert(ba_problem_feasible(p, choice), "%s: CBC's choice breaks a budget", refs[i]);
+            cr_assert_leq(sol.objective, ba_problem_objective(p, choice) * (1 + 1e-12));
+            free(choice);
+            ba_solution_free(&sol);
+        }
+        ba_problem_free(p);
+        json_decref(root);
+    }
+    fprintf(stderr, "ilp: %zu PuLP+CBC fixtures agree, max relative error %.3g\n", sizeof refs / sizeof *refs,
+            max_rel);
+}
