@@ -20,7 +20,7 @@ static const int WIDTHS[] = {2, 3, 4, 5, 6, 8};
 
 typedef struct {
     int L;
-    char names[6][8];
+    char names[6][16];
     int ncand[6];
     int bits[6 * 4];
     double cost[6 * 4];
