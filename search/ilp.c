@@ -1,0 +1,680 @@
+/* The exact ILP on GLPK. Tied layers are merged into one "group" with one
+ * binary per common width (y[g,v]), so ties cost no equality rows and pins
+ * just shrink a group to one column. Rows: Σ_v y[g,v] = 1 per group, one per budget.
+ *
+ * Exactness: GLPK works with tolerances (a budget row may be exceeded by
+ * ~1e-7 relative, an objective difference below ~1e-7 may be ignored). So
+ *  - each column's cost and budget coefficient is shifted by its group's
+ *    minimum (an exact reformulation, constants move to the right-hand side)
+ *    and each row / the objective is scaled to a largest coefficient of 1;
+ *  - every optimum is re-checked in long double against the original tables
+ *    (ba_problem_feasible); a choice that breaks a budget by more than
+ *    BA_BUDGET_REL_EPS is cut off by a no-good row (Σ y over its columns <= G-1,
+ *    which removes that one configuration and nothing else) and the ILP re-solved.
+ * tests/test_ilp.c checks the result against enumeration and against CBC. */
+#include "search/ilp.h"
+
+#include "core/util.h"
+
+#include <float.h>
+#include <stdint.h>
+#include <glpk.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How often an optimum may be cut off for breaking a budget by GLPK's tolerance
+ * before giving up; in practice 0 or 1 cut is needed. */
+#define MAX_NOGOOD_CUTS 1000
+/* tol_obj of glp_iocp: relative slack under which a node's LP bound no longer
+ * counts as better than the incumbent. GLPK's default (1e-7) could hide a better
+ * choice; 1e-10 is still well above double rounding of the scaled objective. */
+#define ILP_TOL_OBJ 1e-10
+
+ba_ilp_opts_t ba_ilp_opts_default(void) {
+    ba_ilp_opts_t o = {.time_limit_s = BA_ILP_DEFAULT_TIME_LIMIT_S};
+    return o;
+}
+
+void ba_solution_free(ba_solution_t *s) {
+    if (!s) return;
+    free(s->choice);
+    free(s->bits);
+    s->choice = s->bits = NULL;
+}
+
+/* ---- groups: tie groups and untied layers ---- */
+
+typedef struct {
+    const ba_problem_t *p;
+    int ngroups;
+    int *group_of;   /* [nlayers] group index */
+    int *gstart;     /* [ngroups+1] columns of group g: gstart[g] .. gstart[g+1]-1 (0-based) */
+    int ncols;
+    int *col_bits;   /* [ncols] width of the column */
+    int *col_group;  /* [ncols] */
+    long double *col_cost;                  /* [ncols] Σ Ω over the group's layers */
+    long double *col_coef[BA_BUDGET_NKINDS]; /* [ncols] Σ A over the group's layers */
+} groups_t;
+
+static void groups_free(groups_t *g) {
+    free(g->group_of);
+    free(g->gstart);
+    free(g->col_bits);
+    free(g->col_group);
+    free(g->col_cost);
+    for (int j = 0; j < BA_BUDGET_NKINDS; j++) free(g->col_coef[j]);
+}
+
+/* Allowed widths of the group rooted at r: its root's candidates present in
+ * every member, and only the pin when a member is pinned. */
+static int in_group(const ba_problem_t *p, int r, int l) { return p->tie[r] < 0 ? l == r : p->tie[l] == r; }
+
+static int group_widths(const ba_problem_t *p, int r, int *w) {
+    int n = 0, pin = 0;
+    for (int k = p->start[r]; k < p->start[r + 1]; k++) w[n++] = p->bits[k];
+    for (int l = r; l < p->nlayers; l++) {
+        if (!in_group(p, r, l)) continue;
+        if (p->pin[l]) pin = p->pin[l];
+        int keep = 0;
+        for (int i = 0; i < n; i++)
+            if (ba_problem_find(p, l, w[i]) >= 0) w[keep++] = w[i];
+        n = keep;
+    }
+    if (pin) {
+        int ok = 0;
+        for (int i = 0; i < n; i++) ok |= w[i] == pin;
+        w[0] = pin;
+        n = ok ? 1 : 0;
+    }
+    return n;
+}
+
+static ba_status groups_build(const ba_problem_t *p, groups_t *g, ba_error *err) {
+    memset(g, 0, sizeof *g);
+    g->p = p;
+    int L = p->nlayers;
+    if (!(g->group_of = ba_malloc((size_t)L * sizeof(int), err)) ||
+        !(g->gstart = ba_malloc(((size_t)L + 1) * sizeof(int), err)) ||
+        !(g->col_bits = ba_malloc((size_t)p->ncand * sizeof(int), err)) ||
+        !(g->col_group = ba_malloc((size_t)p->ncand * sizeof(int), err)) ||
+        !(g->col_cost = ba_calloc((size_t)p->ncand, sizeof(long double), err)))
+        goto fail;
+    for (int j = 0; j < p->nbudgets; j++)
+        if (!(g->col_coef[j] = ba_calloc((size_t)p->ncand, sizeof(long double), err))) goto fail;
+    int c = 0;
+    for (int r = 0; r < L; r++) {
+        if (p->tie[r] >= 0 && p->tie[r] != r) continue; /* not a root */
+        int w[BA_BITS_MAX_CANDIDATES], n = group_widths(p, r, w);
+        if (n == 0) {
+            ba_error_set(err, BA_ERR_INPUT, "layer %s: pins and ties leave no candidate width", p->names[r]);
+            goto fail;
+        }
+        int gi = g->ngroups++;
+        g->gstart[gi] = c;
+        for (int i = 0; i < n; i++) {
+            g->col_bits[c + i] = w[i];
+            g->col_group[c + i] = gi;
+        }
+        for (int l = r; l < L; l++) {
+            if (!in_group(p, r, l)) continue;
+            g->group_of[l] = gi;
+            for (int i = 0; i < n; i++) {
+                int k = p->start[l] + ba_problem_find(p, l, w[i]);
+                g->col_cost[c + i] += p->cost[k];
+                for (int j = 0; j < p->nbudgets; j++) g->col_coef[j][c + i] += p->coef[j][k];
+            }
+        }
+        c += n;
+    }
+    g->gstart[g->ngroups] = c;
+    g->ncols = c;
+    return BA_OK;
+fail:
+    groups_free(g);
+    return err->code;
+}
+
+/* Column chosen per group -> candidate index per layer. */
+static void groups_decode(const groups_t *g, const int *col_of_group, int *choice) {
+    const ba_problem_t *p = g->p;
+    for (int l = 0; l < p->nlayers; l++) choice[l] = ba_problem_find(p, l, g->col_bits[col_of_group[g->group_of[l]]]);
+}
+
+/* Smallest achievable value of budget j: per group the cheapest column. */
+static long double groups_min_budget(const groups_t *g, int j, int *col_of_group) {
+    long double s = g->p->offset[j];
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int best = g->gstart[gi];
+        for (int c = best + 1; c < g->gstart[gi + 1]; c++)
+            if (g->col_coef[j][c] < g->col_coef[j][best]) best = c;
+        s += g->col_coef[j][best];
+        if (col_of_group) col_of_group[gi] = best;
+    }
+    return s;
+}
+
+double ba_problem_min_budget(const ba_problem_t *p, int j, int *choice) {
+    groups_t g;
+    ba_error e;
+    if (ba_problem_check(p, &e) != BA_OK || groups_build(p, &g, &e) != BA_OK) return NAN;
+    int *cog = malloc((size_t)g.ngroups * sizeof *cog);
+    double v = NAN;
+    if (cog) {
+        v = (double)groups_min_budget(&g, j, cog);
+        if (choice) groups_decode(&g, cog, choice);
+    }
+    free(cog);
+    groups_free(&g);
+    return v;
+}
+
+/* ---- the GLPK model ---- */
+
+typedef struct {
+    groups_t g;
+    glp_prob *lp;
+    int budget_row[BA_BUDGET_NKINDS]; /* GLPK row of budget j, 0 when the row is constant */
+    long double row_shift[BA_BUDGET_NKINDS]; /* Σ_g min coef + offset: moved to the rhs */
+    double row_scale[BA_BUDGET_NKINDS];      /* the row is divided by this */
+    double limit[BA_BUDGET_NKINDS];          /* current limits (a sweep changes one) */
+    int *start_col;  /* [ngroups] incumbent handed to branch-and-bound, or NULL */
+    int start_used;
+    int have_basis;  /* the LP holds a basis from an earlier solve */
+    double *a[BA_BUDGET_NKINDS]; /* [ncols] budget row coefficients as given to GLPK (0 when no row) */
+    double *xbuf;    /* [ncols+1] for glp_ios_heur_sol */
+} model_t;
+
+static void model_free(model_t *m) {
+    if (m->lp) glp_delete_prob(m->lp);
+    groups_free(&m->g);
+    free(m->start_col);
+    free(m->xbuf);
+    for (int j = 0; j < BA_BUDGET_NKINDS; j++) free(m->a[j]);
+}
+
+/* Sets budget j's row bound from m->limit[j]. Returns 0 when the limit cannot be
+ * met even by the cheapest column of every group (the row is then left as is). */
+static int model_set_limit(model_t *m, int j) {
+    long double rhs = (long double)m->limit[j] + BA_BUDGET_REL_EPS * fabs(m->limit[j]) - m->row_shift[j];
+    if (rhs < 0) return 0;
+    if (m->budget_row[j]) glp_set_row_bnds(m->lp, m->budget_row[j], GLP_UP, 0.0, (double)(rhs / m->row_scale[j]));
+    return 1;
+}
+
+static int model_start_basis(model_t *m);
+static int model_feasible(const model_t *m, const int *choice);
+
+static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
+    memset(m, 0, sizeof *m);
+    BA_TRY(groups_build(p, &m->g, err));
+    groups_t *g = &m->g;
+    if (!(m->xbuf = ba_calloc((size_t)g->ncols + 1, sizeof *m->xbuf, err))) goto fail;
+    m->lp = glp_create_prob();
+    glp_set_obj_dir(m->lp, GLP_MIN);
+    glp_add_cols(m->lp, g->ncols);
+    /* Objective: cost minus the group's cheapest, scaled to a largest coefficient of 1. */
+    long double omax = 0;
+    double *obj = ba_malloc((size_t)g->ncols * sizeof *obj, err);
+    if (!obj) goto fail;
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        long double mn = g->col_cost[g->gstart[gi]];
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) mn = fminl(mn, g->col_cost[c]);
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            obj[c] = (double)(g->col_cost[c] - mn);
+            if (obj[c] > omax) omax = obj[c];
+        }
+    }
+    for (int c = 0; c < g->ncols; c++) {
+        glp_set_col_kind(m->lp, c + 1, GLP_BV);
+        glp_set_obj_coef(m->lp, c + 1, omax > 0 ? obj[c] / (double)omax : 0.0);
+    }
+    free(obj);
+    /* One-choice rows. */
+    int *ind = ba_malloc(((size_t)g->ncols + 1) * sizeof *ind, err);
+    double *val = ba_malloc(((size_t)g->ncols + 1) * sizeof *val, err);
+    if (!ind || !val) {
+        free(ind);
+        free(val);
+        goto fail;
+    }
+    glp_add_rows(m->lp, g->ngroups);
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int n = 0;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) ind[++n] = c + 1, val[n] = 1.0;
+        glp_set_mat_row(m->lp, gi + 1, n, ind, val);
+        glp_set_row_bnds(m->lp, gi + 1, GLP_FX, 1.0, 1.0);
+    }
+    /* Budget rows: coefficient minus the group's smallest, scaled to a largest of 1. */
+    for (int j = 0; j < p->nbudgets; j++) {
+        long double shift = p->offset[j], amax = 0;
+        for (int gi = 0; gi < g->ngroups; gi++) {
+            long double mn = g->col_coef[j][g->gstart[gi]];
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) mn = fminl(mn, g->col_coef[j][c]);
+            shift += mn;
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) amax = fmaxl(amax, g->col_coef[j][c] - mn);
+        }
+        m->row_shift[j] = shift;
+        m->row_scale[j] = amax > 0 ? (double)amax : 1.0;
+        m->limit[j] = p->limit[j];
+        if (amax == 0) continue; /* every choice gives the same value: no row */
+        if (!(m->a[j] = ba_calloc((size_t)g->ncols, sizeof(double), err))) {
+            free(ind);
+            free(val);
+            goto fail;
+        }
+        int n = 0;
+        for (int gi = 0; gi < g->ngroups; gi++) {
+            long double mn = g->col_coef[j][g->gstart[gi]];
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) mn = fminl(mn, g->col_coef[j][c]);
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+                double a = (double)((g->col_coef[j][c] - mn) / amax);
+                m->a[j][c] = a;
+                if (a != 0) ind[++n] = c + 1, val[n] = a;
+            }
+        }
+        m->budget_row[j] = glp_add_rows(m->lp, 1);
+        glp_set_mat_row(m->lp, m->budget_row[j], n, ind, val);
+    }
+    free(ind);
+    free(val);
+    return BA_OK;
+fail:
+    model_free(m);
+    return err->code;
+}
+
+/* The basis of the problem without budgets: per group its cheapest column basic
+ * (the one-choice row nonbasic), budget rows' slacks basic. Every reduced cost
+ * is then cost - min >= 0, so the basis is dual feasible and the dual simplex
+ * only has to repair the few violated budget rows: a handful of pivots instead
+ * of a cold start over thousands of columns. */
+/* Per group the column minimising cost + λ·Σ_j a_j (scaled rows); returns
+ * whether that choice meets every budget row at its current bound. */
+static int lagrange_pick(const model_t *m, double lam, int *pick) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    double rowv[BA_BUDGET_NKINDS] = {0};
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int best = g->gstart[gi];
+        double bv = INFINITY;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            double v = glp_get_obj_coef(m->lp, c + 1);
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) v += lam * m->a[j][c];
+            if (v < bv) bv = v, best = c;
+        }
+        pick[gi] = best;
+        for (int j = 0; j < p->nbudgets; j++)
+            if (m->budget_row[j]) rowv[j] += m->a[j][best];
+    }
+    for (int j = 0; j < p->nbudgets; j++)
+        if (m->budget_row[j] && rowv[j] > glp_get_row_ub(m->lp, m->budget_row[j])) return 0;
+    return 1;
+}
+
+/* Starting basis: per group one column basic (its one-choice row nonbasic), the
+ * budget rows' slacks basic. The column is the Lagrangian choice for the smallest
+ * λ (bisection) that meets every budget: a primal feasible vertex close to the LP
+ * optimum, so the simplex needs few pivots instead of one or more per group from a
+ * cold start. When no λ meets the budgets, λ = 0: the cheapest columns, a dual
+ * feasible basis (reduced costs cost - min >= 0) for the dual simplex. */
+#define LAGRANGE_SEARCH_STEPS 60
+static int model_start_basis(model_t *m) {
+    const groups_t *g = &m->g;
+    int *pick = malloc((size_t)g->ngroups * sizeof *pick);
+    if (!pick) return GLP_DUALP; /* keep GLPK's basis: slower, still correct */
+    double hi = 1, lo = 0;
+    int found = 0;
+    for (int t = 0; t < LAGRANGE_SEARCH_STEPS && !(found = lagrange_pick(m, hi, pick)); t++) lo = hi, hi *= 4;
+    if (found) {
+        for (int t = 0; t < LAGRANGE_SEARCH_STEPS; t++) {
+            double mid = 0.5 * (lo + hi);
+            if (lagrange_pick(m, mid, pick)) hi = mid;
+            else lo = mid;
+        }
+        lagrange_pick(m, hi, pick);
+    } else {
+        lagrange_pick(m, 0, pick);
+    }
+    int nrows = glp_get_num_rows(m->lp);
+    for (int i = 1; i <= nrows; i++) glp_set_row_stat(m->lp, i, i <= g->ngroups ? GLP_NS : GLP_BS);
+    for (int gi = 0; gi < g->ngroups; gi++)
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            glp_set_col_stat(m->lp, c + 1, c == pick[gi] ? GLP_BS : GLP_NL);
+    /* A feasible Lagrangian choice is also an incumbent for branch-and-bound. */
+    if (found && !m->start_col) {
+        m->start_col = pick;
+        int *choice = malloc((size_t)g->p->nlayers * sizeof *choice);
+        if (choice) {
+            groups_decode(g, pick, choice);
+            if (!model_feasible(m, choice)) free(m->start_col), m->start_col = NULL;
+            free(choice);
+        } else {
+            free(m->start_col), m->start_col = NULL;
+        }
+    } else {
+        free(pick);
+    }
+    return found ? GLP_PRIMAL : GLP_DUAL;
+}
+
+/* Whether choice (pins and ties hold by construction) meets the current limits,
+ * checked in long double on the original tables. */
+static int model_feasible(const model_t *m, const int *choice) {
+    const ba_problem_t *p = m->g.p;
+    for (int j = 0; j < p->nbudgets; j++)
+        if (!ba_budget_holds(ba_problem_budget_value(p, j, choice), m->limit[j])) return 0;
+    return 1;
+}
+
+/* Offers the previous optimum as the first incumbent (GLPK cannot take a start
+ * point directly; its heuristic callback can). */
+static void heur_cb(glp_tree *T, void *info) {
+    model_t *m = info;
+    if (glp_ios_reason(T) != GLP_IHEUR || !m->start_col || m->start_used) return;
+    m->start_used = 1;
+    memset(m->xbuf, 0, ((size_t)m->g.ncols + 1) * sizeof *m->xbuf);
+    for (int gi = 0; gi < m->g.ngroups; gi++) m->xbuf[m->start_col[gi] + 1] = 1.0;
+    glp_ios_heur_sol(T, m->xbuf);
+}
+
+typedef enum { SOLVE_OPTIMAL, SOLVE_TIMEOUT, SOLVE_INFEASIBLE } solve_result_t;
+
+/* Column chosen per group from GLPK's MIP solution. */
+static void read_cols(const model_t *m, int *col_of_group) {
+    for (int gi = 0; gi < m->g.ngroups; gi++) {
+        int best = m->g.gstart[gi];
+        double bv = -1;
+        for (int c = m->g.gstart[gi]; c < m->g.gstart[gi + 1]; c++) {
+            double v = glp_mip_col_val(m->lp, c + 1);
+            if (v > bv) bv = v, best = c;
+        }
+        col_of_group[gi] = best;
+    }
+}
+
+/* Solves with the current limits; start (may be NULL) is a per-group column
+ * choice to try as the first incumbent when it meets the limits. */
+static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *start, int *col_of_group, int *choice,
+                             solve_result_t *res, ba_error *err) {
+    const ba_problem_t *p = m->g.p;
+    for (int j = 0; j < p->nbudgets; j++)
+        if (!model_set_limit(m, j)) {
+            *res = SOLVE_INFEASIBLE;
+            return BA_OK;
+        }
+    double t0 = ba_now();
+    int time_ms = opts->time_limit_s > 0 && opts->time_limit_s < INT32_MAX / 1000 ? (int)(opts->time_limit_s * 1000)
+                                                                                 : INT32_MAX;
+    int first_cut = glp_get_num_rows(m->lp) + 1, ncuts = 0;
+    ba_status st = BA_OK;
+    int *cut_ind = NULL;
+    double *cut_val = NULL;
+    m->start_used = 0;
+    if (start) { /* hand it over only when it meets the current limits */
+        groups_decode(&m->g, start, choice);
+        if (!model_feasible(m, choice)) start = NULL;
+    }
+    if (start) {
+        if (!m->start_col && !(m->start_col = ba_malloc((size_t)m->g.ngroups * sizeof(int), err))) return err->code;
+        memcpy(m->start_col, start, (size_t)m->g.ngroups * sizeof(int));
+    } else if (m->start_col) {
+        free(m->start_col);
+        m->start_col = NULL;
+    }
+    for (;;) {
+        int left_ms = time_ms == INT32_MAX ? INT32_MAX : time_ms - (int)((ba_now() - t0) * 1000);
+        if (left_ms < 1) left_ms = 1;
+        glp_smcp sp;
+        glp_init_smcp(&sp);
+        sp.msg_lev = GLP_MSG_OFF;
+        sp.meth = GLP_DUALP;
+        sp.tm_lim = left_ms;
+        /* A sweep's next point starts from the last optimal basis (dual feasible: only the rhs changed). */
+        if (!m->have_basis) sp.meth = model_start_basis(m);
+        m->have_basis = 1;
+        int rc = glp_simplex(m->lp, &sp);
+        if (rc == GLP_EBADB || rc == GLP_ESING || rc == GLP_ECOND) {
+            model_start_basis(m);
+            rc = glp_simplex(m->lp, &sp);
+        }
+        if (rc == GLP_ETMLIM) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: time limit of %g s reached in the LP relaxation",
+                              opts->time_limit_s);
+            break;
+        }
+        if (rc != 0) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK simplex failed (code %d)", rc);
+            break;
+        }
+        if (glp_get_status(m->lp) == GLP_NOFEAS) {
+            *res = SOLVE_INFEASIBLE;
+            break;
+        }
+        if (glp_get_status(m->lp) != GLP_OPT) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: LP relaxation not solved (GLPK status %d)",
+                              glp_get_status(m->lp));
+            break;
+        }
+        glp_iocp ip;
+        glp_init_iocp(&ip);
+        ip.msg_lev = GLP_MSG_OFF;
+        ip.presolve = GLP_OFF; /* the model is already reduced (ties merged, pins applied), and
+                                  without presolve the callback can hand over a start point */
+        ip.mip_gap = 0.0;
+        ip.tol_obj = ILP_TOL_OBJ;
+        ip.tm_lim = left_ms;
+        ip.cb_func = heur_cb;
+        ip.cb_info = m;
+        rc = glp_intopt(m->lp, &ip);
+        int ms = glp_mip_status(m->lp);
+        if (rc != 0 && rc != GLP_ETMLIM) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK branch-and-bound failed (code %d)", rc);
+            break;
+        }
+        if (ms == GLP_NOFEAS) {
+            *res = SOLVE_INFEASIBLE;
+            break;
+        }
+        if (ms != GLP_OPT && ms != GLP_FEAS) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: time limit of %g s reached before any solution was found",
+                              opts->time_limit_s);
+            break;
+        }
+        read_cols(m, col_of_group);
+        groups_decode(&m->g, col_of_group, choice);
+        if (model_feasible(m, choice)) {
+            *res = ms == GLP_OPT && rc == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
+            break;
+        }
+        /* GLPK accepted a choice that breaks a budget within its tolerance: cut it off. */
+        if (++ncuts > MAX_NOGOOD_CUTS) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK keeps returning choices that break a budget");
+            break;
+        }
+        if (!cut_ind && (!(cut_ind = ba_malloc(((size_t)m->g.ngroups + 1) * sizeof *cut_ind, err)) ||
+                         !(cut_val = ba_malloc(((size_t)m->g.ngroups + 1) * sizeof *cut_val, err)))) {
+            st = err->code;
+            break;
+        }
+        int n = 0;
+        for (int gi = 0; gi < m->g.ngroups; gi++)
+            if (m->g.gstart[gi + 1] - m->g.gstart[gi] > 1) cut_ind[++n] = col_of_group[gi] + 1, cut_val[n] = 1.0;
+        if (n == 0) { /* every group fixed, yet infeasible: it is */
+            *res = SOLVE_INFEASIBLE;
+            break;
+        }
+        int row = glp_add_rows(m->lp, 1);
+        glp_set_mat_row(m->lp, row, n, cut_ind, cut_val);
+        glp_set_row_bnds(m->lp, row, GLP_UP, 0.0, n - 1.0);
+    }
+    free(cut_ind);
+    free(cut_val);
+    /* Cuts hold for these limits only: a sweep's next point may admit those choices. */
+    int nrows = glp_get_num_rows(m->lp);
+    if (nrows >= first_cut) {
+        int cnt = nrows - first_cut + 1;
+        int *rows = malloc(((size_t)cnt + 1) * sizeof *rows);
+        if (rows) {
+            for (int i = 1; i <= cnt; i++) rows[i] = first_cut + i - 1;
+            glp_del_rows(m->lp, cnt, rows);
+            free(rows);
+            m->have_basis = 0;
+        } else if (st == BA_OK) {
+            st = ba_error_set(err, BA_ERR_NOMEM, "out of memory: ILP cut rows");
+        }
+    }
+    return st;
+}
+
+static ba_status fill_solution(const ba_problem_t *p, const int *choice, int optimal, ba_solution_t *out,
+                               ba_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!(out->choice = ba_malloc((size_t)p->nlayers * sizeof(int), err)) ||
+        !(out->bits = ba_malloc((size_t)p->nlayers * sizeof(int), err))) {
+        ba_solution_free(out);
+        return err->code;
+    }
+    memcpy(out->choice, choice, (size_t)p->nlayers * sizeof(int));
+    for (int l = 0; l < p->nlayers; l++) out->bits[l] = p->bits[p->start[l] + choice[l]];
+    out->objective = ba_problem_objective(p, choice);
+    for (int j = 0; j < p->nbudgets; j++) out->budget[j] = ba_problem_budget_value(p, j, choice);
+    out->optimal = optimal;
+    return BA_OK;
+}
+
+/* Message for an infeasible problem (limits as in m->limit). */
+static ba_status infeasible_error(const model_t *m, ba_error *err) {
+    const ba_problem_t *p = m->g.p;
+    char msg[BA_ERROR_MSG_MAX] = "", lim[96], mn[96];
+    size_t len = 0;
+    int alone = 0;
+    for (int j = 0; j < p->nbudgets; j++) {
+        double v = (double)groups_min_budget(&m->g, j, NULL);
+        if (ba_budget_holds(v, m->limit[j])) continue;
+        ba_budget_format(p->kind[j], m->limit[j], lim, sizeof lim);
+        ba_budget_format(p->kind[j], v, mn, sizeof mn);
+        len += (size_t)snprintf(msg + len, sizeof msg - len,
+                                "%sbudget %s=%s cannot be met: the smallest achievable %s is %s", alone ? "; " : "",
+                                ba_budget_key(p->kind[j]), lim, ba_budget_key(p->kind[j]), mn);
+        if (len >= sizeof msg) len = sizeof msg - 1;
+        alone++;
+    }
+    if (!alone) {
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "budgets cannot hold together (");
+        for (int j = 0; j < p->nbudgets && len < sizeof msg; j++) {
+            ba_budget_format(p->kind[j], m->limit[j], lim, sizeof lim);
+            ba_budget_format(p->kind[j], (double)groups_min_budget(&m->g, j, NULL), mn, sizeof mn);
+            len += (size_t)snprintf(msg + len, sizeof msg - len, "%s%s=%s, smallest alone %s", j ? "; " : "",
+                                    ba_budget_key(p->kind[j]), lim, mn);
+        }
+        if (len < sizeof msg) snprintf(msg + len, sizeof msg - len, "); loosen one of them");
+    }
+    int constrained = 0;
+    for (int l = 0; l < p->nlayers; l++) constrained |= p->pin[l] || p->tie[l] >= 0;
+    return ba_error_set(err, BA_ERR_INFEASIBLE, "%s%s", msg,
+                        constrained ? " (under the pins and ties given)" : "");
+}
+
+ba_status ba_ilp_solve(const ba_problem_t *p, const ba_ilp_opts_t *opts, ba_solution_t *out, ba_error *err) {
+    memset(out, 0, sizeof *out);
+    ba_ilp_opts_t dflt = ba_ilp_opts_default();
+    if (!opts) opts = &dflt;
+    BA_TRY(ba_problem_check(p, err));
+    model_t m;
+    BA_TRY(model_build(p, &m, err));
+    ba_status st = BA_OK;
+    int *cols = ba_malloc((size_t)m.g.ngroups * sizeof *cols, err);
+    int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice, err);
+    solve_result_t res = SOLVE_INFEASIBLE;
+    if (!cols || !choice) st = err->code;
+    if (st == BA_OK) st = model_solve(&m, opts, NULL, cols, choice, &res, err);
+    if (st == BA_OK) {
+        if (res == SOLVE_INFEASIBLE) st = infeasible_error(&m, err);
+        else st = fill_solution(p, choice, res == SOLVE_OPTIMAL, out, err);
+    }
+    free(cols);
+    free(choice);
+    model_free(&m);
+    return st;
+}
+
+void ba_sweep_free(ba_sweep_t *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) ba_solution_free(&s->points[i].sol);
+    free(s->points);
+    free(s);
+}
+
+/* A point is on the front when no other feasible point is at least as good in
+ * both Σ Ω and the swept budget and better in one; of several points with the
+ * same configuration only the first (smallest limit) is marked. */
+static void mark_pareto(ba_sweep_t *s) {
+    for (int i = 0; i < s->n; i++) {
+        ba_sweep_point_t *a = &s->points[i];
+        if (!a->feasible) continue;
+        a->pareto = 1;
+        for (int k = 0; k < s->n && a->pareto; k++) {
+            ba_sweep_point_t *b = &s->points[k];
+            if (k == i || !b->feasible) continue;
+            double ao = a->sol.objective, bo = b->sol.objective;
+            double ab = a->sol.budget[s->budget], bb = b->sol.budget[s->budget];
+            if (bo <= ao && bb <= ab && (bo < ao || bb < ab)) a->pareto = 0;
+            else if (bo == ao && bb == ab && k < i) a->pareto = 0;
+        }
+    }
+}
+
+ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, double step, const ba_ilp_opts_t *opts,
+                       ba_sweep_t **out, ba_error *err) {
+    *out = NULL;
+    if (j < 0 || j >= p->nbudgets) return ba_error_set(err, BA_ERR_INPUT, "--sweep: budget index %d out of range", j);
+    ba_budget_sweep_t sw = {.kind = p->kind[j], .from = from, .to = to, .step = step};
+    if (!(step > 0) || !(from > 0) || !(from <= to) || !isfinite(to))
+        return ba_error_set(err, BA_ERR_INPUT, "--sweep %s: needs 0 < FROM <= TO and STEP > 0",
+                            ba_budget_key(p->kind[j]));
+    int npts = ba_budget_sweep_npoints(&sw);
+    if (npts > BA_BUDGET_SWEEP_MAX_POINTS)
+        return ba_error_set(err, BA_ERR_INPUT, "--sweep %s: more than %d points", ba_budget_key(p->kind[j]),
+                            BA_BUDGET_SWEEP_MAX_POINTS);
+    ba_ilp_opts_t dflt = ba_ilp_opts_default();
+    if (!opts) opts = &dflt;
+    BA_TRY(ba_problem_check(p, err));
+    model_t m;
+    BA_TRY(model_build(p, &m, err));
+    ba_status st = BA_OK;
+    ba_sweep_t *s = ba_calloc(1, sizeof *s, err);
+    int *cols = ba_malloc((size_t)m.g.ngroups * sizeof *cols, err);
+    int *prev = ba_malloc((size_t)m.g.ngroups * sizeof *prev, err);
+    int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice, err);
+    if (!s || !cols || !prev || !choice || !(s->points = ba_calloc((size_t)npts, sizeof *s->points, err))) {
+        st = err->code;
+        goto done;
+    }
+    s->budget = j;
+    int have_prev = 0;
+    for (int i = 0; i < npts && st == BA_OK; i++) {
+        ba_sweep_point_t *pt = &s->points[s->n++];
+        pt->limit = from + i * step;
+        m.limit[j] = pt->limit;
+        solve_result_t res;
+        st = model_solve(&m, opts, have_prev ? prev : NULL, cols, choice, &res, err);
+        if (st != BA_OK) break;
+        if (res == SOLVE_INFEASIBLE) continue;
+        pt->feasible = 1;
+        st = fill_solution(p, choice, res == SOLVE_OPTIMAL, &pt->sol, err);
+        memcpy(prev, cols, (size_t)m.g.ngroups * sizeof *prev);
+        have_prev = 1;
+    }
+    if (st == BA_OK) mark_pareto(s);
+done:
+    free(cols);
+    free(prev);
+    free(choice);
+    model_free(&m);
+    if (st != BA_OK) ba_sweep_free(s);
+    else *out = s;
+    return st;
+}
