@@ -1,7 +1,157 @@
-/* `bitalloc export`: see docs/export.md. Waits for the 'quant' capability to land in
- * libbitalloc; until then it says so and exits 1. */
+/* `bitalloc export`: one trial of a study (the best by default) as a file other
+ * tools read (see docs/export.md). The study's model is re-read and must have the
+ * sha256 stored with the study; the output is written to PATH.tmp and renamed,
+ * so nothing but PATH is ever written and a failure leaves no file. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
 #include "cli/cli.h"
+#include "quant/export.h"
+
+typedef struct {
+    ba_db_t *db;
+    ba_study_info_t info;
+    ba_trial_t trial;
+    char **names;
+    int nnames;
+    ba_model_t *model;
+    ba_plan_t *plan;
+} export_ctx_t;
+
+static void ctx_free(export_ctx_t *c) {
+    for (int i = 0; i < c->nnames; i++) free(c->names[i]);
+    free(c->names);
+    ba_plan_free(c->plan);
+    ba_model_free(c->model);
+    ba_trial_free(&c->trial);
+    ba_db_study_info_free(&c->info);
+    ba_db_close(c->db);
+}
+
+/* --trial N, or best (the default): the complete trial with the lowest kl. */
+static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
+    if (which && strcmp(which, "best") != 0) {
+        char *end;
+        long long num = strtoll(which, &end, 10);
+        BA_TRY(ba_db_trial_get(c->db, c->info.id, num, &c->trial, err));
+        return BA_OK;
+    }
+    ba_trial_query_t q = {.best = 1};
+    ba_trial_t *t;
+    int n;
+    BA_TRY(ba_db_trials_query(c->db, c->info.id, &q, &t, &n, err));
+    if (n == 0) {
+        ba_db_trials_free(t, n);
+        return ba_error_set(err, BA_ERR_INPUT, "--trial: study '%s' has no complete trial yet", c->info.name);
+    }
+    c->trial = t[0];
+    t[0].w_bits = t[0].a_bits = NULL; /* moved into c->trial */
+    ba_db_trials_free(t, n);
+    return BA_OK;
+}
+
+/* The study's model, refused when the file changed since the study was made. */
+static ba_status load_model(export_ctx_t *c, const ba_export_settings_t *set, ba_error *err) {
+    const char *path = c->info.model_path;
+    char sha[65];
+    if (ba_sha256_file(path, sha, err) != BA_OK) {
+        char why[BA_ERROR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: cannot read the model of study '%s' (%s)", path,
+                            c->info.name, why);
+    }
+    if (strcmp(sha, c->info.model_sha256) != 0)
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: the model file changed since study '%s' was made (sha256 %.12s…, study has %.12s…)", path,
+            c->info.name, sha, c->info.model_sha256);
+    ba_load_opts_t lo = {.include_embeddings = set->include_embeddings};
+    return ba_model_load(path, &lo, &c->model, err);
+}
+
+static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba_error *err) {
+    const ba_trial_t *t = &c->trial;
+    if (t->nlayers != c->nnames)
+        return ba_error_set(err, BA_ERR_INPUT, "trial %lld of study '%s' has %d layer widths for %d layers",
+                            (long long)t->number, c->info.name, t->nlayers, c->nnames);
+    ba_status st = ba_export_plan_from_named_bits(c->model, (const char *const *)c->names, t->w_bits,
+                                                  t->nlayers, &set->quantizer, &c->plan, err);
+    if (st != BA_OK)
+        return ba_error_prefix(err, "study '%s', trial %lld", c->info.name, (long long)t->number);
+    if (isfinite(t->latency)) c->plan->totals.latency_us = t->latency;
+    BA_TRY(ba_plan_set_metrics(c->plan, t->kl, t->agreement, t->accuracy, err));
+    const char *keys[BA_EXPORT_MAX_BUDGETS];
+    for (int i = 0; i < set->nbudgets; i++) keys[i] = set->budget_keys[i];
+    return ba_plan_set_search(c->plan, c->info.name, t->number, set->method[0] ? set->method : t->method,
+                              set->nbudgets, keys, set->budget_values, set->seed, err);
+}
+
+/* 1 when a and b name the same existing file. */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* The quantized ONNX model. Activation ranges are calibrated again on the
+ * study's data (checked against its stored digest) only for QDQ with
+ * --act-bits: a fakequant file carries weights only. */
+static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, int qdq, const char *out,
+                            ba_error *err) {
+    int *bits = ba_malloc((c->model->nlayers > 0 ? (size_t)c->model->nlayers : 1) * sizeof *bits, err);
+    if (!bits) return BA_ERR_NOMEM;
+    ba_status st = ba_plan_bits(c->plan, c->model, bits, err);
+    ba_act_range_t *ranges = NULL;
+    if (st == BA_OK && qdq && set->quantizer.act_bits > 0)
+        st = ba_export_calibrate(c->model, (const char *const *)set->data, set->ndata, c->info.data_sha256,
+                                 &ranges, err);
+    if (st == BA_OK) st = ba_quant_write_onnx(c->model, bits, &set->quantizer, ranges, qdq, out, err);
+    free(ranges);
+    free(bits);
+    return st;
+}
 
 int ba_cmd_export(const ba_cli_opts *o) {
-    return ba_cli_not_available(o, "quant");
+    const char *fmt_name = ba_cli_get(o, "format");
+    const char *out = ba_cli_get(o, "output");
+    ba_error err;
+    ba_error_clear(&err);
+    export_ctx_t c;
+    memset(&c, 0, sizeof c);
+    ba_export_settings_t set;
+    memset(&set, 0, sizeof set);
+    /* onnx-fakequant / onnx-qdq go through quant/apply.h; the others are text formats. */
+    int onnx = strcmp(fmt_name, "onnx-fakequant") == 0 ? 1 : strcmp(fmt_name, "onnx-qdq") == 0 ? 2 : 0;
+    ba_export_fmt_t fmt = BA_EXPORT_PLAN;
+    ba_status st = onnx ? BA_OK : ba_export_format_parse(fmt_name, &fmt, &err);
+    if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), 0, &c.db, &err);
+    if (st == BA_OK) st = ba_db_study_get(c.db, ba_cli_get(o, "study"), &c.info, &err);
+    if (st == BA_OK) st = pick_trial(&c, ba_cli_get(o, "trial"), &err);
+    if (st == BA_OK) st = ba_db_layer_names(c.db, c.info.id, &c.names, &c.nnames, &err);
+    if (st == BA_OK) {
+        char what[300];
+        snprintf(what, sizeof what, "study '%s': settings", c.info.name);
+        st = ba_export_settings_parse(c.info.settings, what, &set, &err);
+    }
+    /* Replacing the study's own files would lose the study (or the model it checks). */
+    if (st == BA_OK && (same_file(out, ba_cli_db_path(o)) || same_file(out, c.info.model_path)))
+        st = ba_error_set(&err, BA_ERR_INPUT, "--output: %s is the study's %s; choose another path", out,
+                          same_file(out, c.info.model_path) ? "model" : "database");
+    if (st == BA_OK) st = load_model(&c, &set, &err);
+    if (st == BA_OK) st = build_plan(&c, &set, &err);
+    if (st == BA_OK && !onnx) st = ba_export_write(out, c.plan, c.model, fmt, &err);
+    if (st == BA_OK && onnx) st = write_onnx(&c, &set, onnx == 2, out, &err);
+    int code = BA_EXIT_OK;
+    if (st != BA_OK) {
+        ba_cli_error("%s", err.msg);
+        code = ba_status_exit_code(st);
+    } else if (ba_cli_verbosity(o) >= 0) {
+        fprintf(stderr, "bitalloc: wrote %s (%s, trial %lld of study '%s')\n", out, fmt_name,
+                (long long)c.trial.number, c.info.name);
+    }
+    ba_export_settings_free(&set);
+    ctx_free(&c);
+    return code;
 }

@@ -105,6 +105,11 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
     ba_db_t *db = ba_calloc(1, sizeof *db, err);
     if (!db) return BA_ERR_NOMEM;
     snprintf(db->path, sizeof db->path, "%s", path);
+    if (!create && access(path, F_OK) != 0) {
+        /* Reading commands never create a database as a side effect. */
+        free(db);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: no such database (a search creates it; see --db)", path);
+    }
     int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
         ba_status st = ba_error_set(err, create ? BA_ERR_IO : BA_ERR_INPUT, "%s: cannot open database: %s", path,

@@ -84,7 +84,10 @@ static ba_status quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int
         for (int64_t o = 0; o < L.outer; o++)
             for (int64_t k = 0; k < L.inner; k++) {
                 int64_t i = (o * L.ch + c) * L.inner + k;
-                double v = nearbyint(ba_tensor_get_f64(x, i) / sc) + z; /* default FE_TONEAREST: half to even */
+                /* float32 division then round half to even, as ONNX Runtime and
+                 * quant/ compute it: a double division moves values sitting on
+                 * a rounding tie one code away. */
+                double v = (double)nearbyintf((float)ba_tensor_get_f64(x, i) / (float)sc) + z;
                 if (v != v) v = z;
                 v = v < lo ? lo : v > hi ? hi : v;
                 store_q(y, i, v);

@@ -226,15 +226,8 @@ Test(cli, missing_values_and_required_arguments_exit_2) {
 /* Remove a command from this list when its capability lands in libbitalloc. */
 Test(cli, not_landed_commands_exit_1_with_one_line) {
     static const char *const calls[][8] = {
-        {"inspect", "m.onnx"},
-        {"eval", "m.onnx", "--data", "x.npy"},
-        {"sensitivity", "m.onnx", "--method", "weight"},
         {"search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4"},
         {"resume", "--study", "s"},
-        {"studies"},
-        {"trials", "--study", "s"},
-        {"export", "--study", "s", "--format", "hawq", "-o", "x.json"},
-        {"quantize", "m.onnx", "--plan", "p.json", "-o", "q.onnx"},
     };
     for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
         const char *const *c = calls[i];
@@ -250,11 +243,13 @@ Test(cli, not_landed_commands_exit_1_with_one_line) {
 }
 
 Test(cli, global_flags_work_before_or_after_the_command) {
-    run_t r = cli("--db", "/tmp/x.db", "-q", "studies", NULL);
-    cr_expect_eq(r.status, 1, "%s", r.err);
+    /* --db is honoured wherever it stands: the answer names that (absent) database. */
+    static const char *const db = "/nonexistent-dir/x.db";
+    run_t r = cli("--db", db, "-q", "studies", NULL);
+    expect_error(&r, 2, db);
     run_free(&r);
-    r = cli("studies", "--db=/tmp/x.db", "-vv", "--format", "csv", NULL);
-    cr_expect_eq(r.status, 1, "%s", r.err);
+    r = cli("studies", "--db=/nonexistent-dir/x.db", "-vv", "--format", "csv", NULL);
+    expect_error(&r, 2, db);
     run_free(&r);
     r = cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
