@@ -1,0 +1,119 @@
+/* Reverse-mode differentiation over the model IR: losses on a model output,
+ * dL/dW for chosen constants (layer weights), per-sample squared gradients
+ * (empirical Fisher) and Hessian-vector products w.r.t. one or all layers.
+ * Backward kernels live in model/grad_*.c, one table per op family (llm.c
+ * style: each backward accumulates into its input gradients). */
+#ifndef BA_MODEL_GRAD_H
+#define BA_MODEL_GRAD_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+
+/* ---- losses (SPEC §5): all are means over the rows of the chosen output,
+ * rows = every axis but the last (classification scores on the last axis);
+ * MSE is the mean over all elements (torch.nn.functional.mse_loss). ---- */
+typedef enum {
+    BA_LOSS_CE = 1,        /* cross-entropy with labels (one class id per row) */
+    BA_LOSS_CE_ARGMAX = 2, /* cross-entropy on the argmax of reference logits (the FP model's) */
+    BA_LOSS_KL = 3,        /* KL(softmax(ref) ‖ softmax(z)), ref = FP logits */
+    BA_LOSS_MSE = 4,       /* mean (z - ref)^2, ref = FP outputs */
+} ba_loss_kind;
+
+typedef struct ba_loss_spec {
+    ba_loss_kind kind;
+    int output;             /* index into m->outputs (0: the first output) */
+    const int64_t *labels;  /* BA_LOSS_CE: one class id per row (all samples given) */
+    int64_t nlabels;
+    /* BA_LOSS_KL / MSE: reference output, same shape as the output (all samples).
+     * BA_LOSS_CE_ARGMAX: reference logits whose argmax are the labels; NULL =
+     * the model's own output at the unperturbed weights (computed once). */
+    const ba_tensor_t *ref;
+} ba_loss_spec_t;
+
+/* Loss of output z against spec (row range [row0, row0 + rows(z)) of the
+ * labels / ref, so a batch can be a slice of the whole data set). *loss gets
+ * the mean; dz (when non-NULL) gets dL/dz scaled by `scale` (1: the gradient
+ * of the mean). z and dz are float32 of the same shape. */
+ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale, double *loss,
+                       float *dz, ba_error *err);
+
+/* ---- backward kernels ---- */
+/* in/out: the node's forward values (in[i] NULL for an omitted input).
+ * dout[j]: dL/d out[j], NULL when no gradient reaches that output.
+ * need[i]: whether din[i] is wanted. din[i]: accumulated into (+=); a NULL
+ * slot is allocated (zero-filled, shape of in[i]) by the kernel. */
+typedef ba_status (*ba_op_backward_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                       int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                       ba_tensor_t **din, ba_error *err);
+
+typedef struct ba_grad_def {
+    const char *name;            /* ONNX op_type */
+    ba_op_backward_fn backward;  /* NULL: the op passes no gradient (Floor, Sign …) */
+} ba_grad_def_t;
+
+/* Looks op_type up across the grad_*.c tables; NULL when it has no entry
+ * (then a gradient path through it is BA_ERR_UNSUPPORTED). */
+const ba_grad_def_t *ba_grad_lookup(const char *op_type);
+
+/* Helper for kernels: din[i] as a float32 buffer of like's shape, allocated
+ * zero-filled when NULL. NULL (err set) on allocation failure. */
+float *ba_grad_slot(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_error *err);
+
+/* ---- gradients ---- */
+typedef struct ba_grad_opts {
+    /* Per value id (m->nvalues) or NULL: tensors replacing constants (as ba_run_opts_t). */
+    ba_tensor_t *const *overrides;
+    /* When set: instead of the batch gradient, grads_out[k] receives
+     * Σ_i g_i² with g_i = dL_i/dW the gradient of sample i's own loss
+     * (mean over its rows): the empirical Fisher diagonal times N. */
+    int per_sample_sq;
+} ba_grad_opts_t;
+
+/* Runs the model on inputs (one tensor per m->inputs, sample axis first),
+ * evaluates the loss and returns dL/dW for the nreq constants req[] (value
+ * ids of constants, e.g. m->layers[l].value; gradients flow through
+ * Identity/Transpose/Reshape weight chains). grads_out[k]: caller-owned
+ * float array of that constant's element count, overwritten. loss_out may be
+ * NULL. BA_ERR_UNSUPPORTED names every op on the gradient path with no
+ * backward; BA_ERR_INPUT for labels of the wrong length or out of range. */
+ba_status ba_grad_compute(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_grad_opts_t *opts,
+                          const ba_loss_spec_t *loss, int nreq, const int *req, float *const *grads_out,
+                          double *loss_out, ba_error *err);
+
+/* ---- sessions: one forward at the base weights, then any number of
+ * gradients and HVPs reusing it (Hutchinson runs hundreds of probes). ---- */
+typedef struct ba_grad_session ba_grad_session_t;
+
+/* Runs the model forward once, keeping every value; resolves the loss
+ * (CE_ARGMAX labels; length/range checks of labels and ref). overrides as
+ * in ba_grad_opts_t; inputs and overrides must outlive the session. */
+ba_status ba_grad_session_new(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
+                              const ba_loss_spec_t *loss, ba_grad_session_t **out, ba_error *err);
+void ba_grad_session_free(ba_grad_session_t *s); /* NULL-safe */
+double ba_grad_session_loss(const ba_grad_session_t *s); /* loss at the base weights */
+/* Batch gradients at the base weights (as ba_grad_compute). */
+ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, float *const *grads_out,
+                               ba_error *err);
+/* Hv w.r.t. constant `value` at the base weights; only the nodes downstream
+ * of that constant are re-run, so a late layer's HVP is cheap. */
+ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err);
+
+/* Hessian-vector product Hv = ∇²_W L · v w.r.t. the constant `value` (all
+ * other weights fixed), by central differences of exact gradients (see
+ * backward.c for the step and the measured error). v and hv_out have the
+ * constant's element count. overrides as in ba_grad_opts_t (may be NULL). */
+ba_status ba_grad_hvp(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
+                      const ba_loss_spec_t *loss, int value, const float *v, float *hv_out, ba_error *err);
+
+/* Block-diagonal variant for per-layer Hutchinson: for each k,
+ * hv_out[k] = H_kk v[k] exactly (the probe restricted to constant req[k]),
+ * computed with 2·nreq gradient evaluations that share one forward prefix
+ * per layer. Use this rather than one all-layer probe, whose per-layer
+ * products v_kᵀ(Hv)_k carry the cross terms v_kᵀH_kj v_j (zero mean, but
+ * variance that slows Hutchinson's convergence). */
+ba_status ba_grad_hvp_layers(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
+                             const ba_loss_spec_t *loss, int nreq, const int *req, const float *const *v,
+                             float *const *hv_out, ba_error *err);
+
+#endif

@@ -1,0 +1,130 @@
+/* Backward of Conv (1-D to 3-D, groups, dilations, pads): per group and chunk
+ * of images, im2col of X then two sgemm — dW += dY·colsᵀ and
+ * dcols = Wᵀ·dY — and col2im of dcols into dX; dB is the sum of dY. */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/grad_internal.h"
+#include "model/kern_conv.h"
+
+/* As the forward: below this many output pixels per image several images
+ * share one sgemm (OpenBLAS is slow on narrow products). */
+#define GCONV_GEMM_MIN_N 1024
+/* Cap on the workspace of one chunk (floats: cols + dcols + dY gather, 192 MiB). */
+#define GCONV_WS_MAX_FLOATS (48LL * 1024 * 1024)
+/* Below this many floats the col2im runs on one thread. */
+#define GCONV_OMP_MIN_WORK 32768
+
+/* Range [lo, hi) of o with 0 <= o*s + base < n, clipped to [0, count). */
+static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64_t *lo, int64_t *hi) {
+    int64_t l = base >= 0 ? 0 : (-base + s - 1) / s;
+    int64_t h = base < n ? (n - 1 - base) / s + 1 : 0;
+    if (h > count) h = count;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* dx (C, ID, IH, IW) += col2im of dcols (C*KD*KH*KW, OD*OH*OW) whose rows are
+ * ldc floats apart: the adjoint of ba_kern_im2col with the same geometry. */
+static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *dx) {
+    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
+    const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2], K = KD * KH * KW;
+    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
+#pragma omp parallel for schedule(static) if (C * K * OD * OH * OW > GCONV_OMP_MIN_WORK)
+    for (int64_t c = 0; c < C; c++) {
+        float *xc = dx + c * ID * IH * IW;
+        for (int64_t kk = 0; kk < K; kk++) {
+            int64_t kw = kk % KW, kh = (kk / KW) % KH, kd = kk / (KW * KH);
+            const float *src = dcols + (c * K + kk) * ldc;
+            int64_t wbase = kw * g->dil[2] - g->pb[2], lo, hi;
+            valid_range(wbase, g->s[2], IW, OW, &lo, &hi);
+            for (int64_t od = 0; od < OD; od++) {
+                int64_t id = od * g->s[0] - g->pb[0] + kd * g->dil[0];
+                if (id < 0 || id >= ID) continue;
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->dil[1];
+                    if (ih < 0 || ih >= IH) continue;
+                    float *xrow = xc + (id * IH + ih) * IW + wbase;
+                    const float *srow = src + (od * OH + oh) * OW;
+                    const int64_t sw = g->s[2];
+                    for (int64_t ow = lo; ow < hi; ow++) xrow[ow * sw] += srow[ow];
+                }
+            }
+        }
+    }
+}
+
+/* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
+static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    (void)nout;
+    const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
+    const int nsp = X->ndim - 2;
+    const int64_t N = X->shape[0], C = X->shape[1], M = W->shape[0], Cg = W->shape[1];
+    const int64_t group = ba_node_attr_int(n, "group", 1);
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, W->shape + 2, 0, &g, err));
+    const int64_t Mg = M / group, Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t K = Cg * g.k[0] * g.k[1] * g.k[2];
+    const float *dy = dY->data;
+    if (nin > 2 && in[2] && need[2]) { /* dB[m] += Σ_{n,p} dY */
+        float *dB = ba_grad_slot(din, 2, in[2], err);
+        if (!dB) return err->code;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t m = 0; m < M; m++) {
+                const float *r = dy + (i * M + m) * P;
+                double s = 0.0;
+                for (int64_t p = 0; p < P; p++) s += r[p];
+                dB[m] += (float)s;
+            }
+    }
+    float *dX = NULL, *dW = NULL;
+    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
+    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    if ((!dX && !dW) || N == 0 || P == 0 || M == 0 || K == 0) return BA_OK;
+    int64_t nb = 1;
+    if (P < GCONV_GEMM_MIN_N && N > 1) {
+        nb = (GCONV_GEMM_MIN_N + P - 1) / P;
+        int64_t cap = GCONV_WS_MAX_FLOATS / (2 * K * P + Mg * P);
+        if (nb > cap) nb = cap;
+        if (nb > N) nb = N;
+        if (nb < 1) nb = 1;
+    }
+    float *cols = ba_malloc((size_t)(2 * K + Mg) * (size_t)(nb * P) * sizeof(float), err);
+    if (!cols) return err->code;
+    float *dcols = cols + K * nb * P, *dyg = dcols + K * nb * P;
+    const float *x = X->data, *w = W->data;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        const int64_t nbb = N - n0 < nb ? N - n0 : nb, ld = nbb * P;
+        for (int64_t gi = 0; gi < group; gi++) {
+            /* dY of the group, images side by side: (Mg, nbb*P). */
+            for (int64_t j = 0; j < nbb; j++)
+                for (int64_t m = 0; m < Mg; m++)
+                    memcpy(dyg + m * ld + j * P, dy + ((n0 + j) * M + gi * Mg + m) * P, (size_t)P * sizeof(float));
+            if (dW) {
+                for (int64_t j = 0; j < nbb; j++)
+                    ba_kern_im2col(x + ((n0 + j) * C + gi * Cg) * Pin, Cg, &g, cols + j * P, ld);
+                /* dW_g (Mg, K) += dY_g (Mg, ld) · cols^T (ld, K) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)K, (int)ld, 1.0f, dyg, (int)ld, cols,
+                            (int)ld, 1.0f, dW + gi * Mg * K, (int)K);
+            }
+            if (dX) {
+                /* dcols (K, ld) = W_g^T (K, Mg) · dY_g (Mg, ld) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)Mg, 1.0f, w + gi * Mg * K,
+                            (int)K, dyg, (int)ld, 0.0f, dcols, (int)ld);
+                for (int64_t j = 0; j < nbb; j++)
+                    col2im_ld(dcols + j * P, ld, Cg, &g, dX + ((n0 + j) * C + gi * Cg) * Pin);
+            }
+        }
+    }
+    free(cols);
+    return BA_OK;
+}
+
+const ba_grad_def_t ba_grads_conv[] = {
+    {"Conv", conv_backward},
+    {NULL, NULL},
+};

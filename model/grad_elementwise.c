@@ -1,0 +1,342 @@
+/* Backward of the elementwise ops: broadcast arithmetic (Add Sub Mul Div Pow,
+ * Sum Mean Max Min), Where, PRelu and the unary activations. A broadcast
+ * input's gradient is the output-shaped gradient summed over the broadcast
+ * axes (ba_grad_reduce_add). Rounding/comparison ops pass no gradient. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/grad_internal.h"
+
+/* 2/sqrt(pi), the derivative scale of erf. */
+#define TWO_OVER_SQRT_PI 1.1283791670955126
+/* 1/sqrt(2*pi), the standard normal density at 0. */
+#define INV_SQRT_2PI 0.3989422804014327
+/* ONNX defaults: LeakyRelu alpha, Elu alpha, Selu alpha/gamma, HardSigmoid alpha/beta. */
+#define LEAKY_ALPHA 0.01f
+#define ELU_ALPHA 1.0f
+#define SELU_ALPHA 1.67326319217681884765625f
+#define SELU_GAMMA 1.05070102214813232421875f
+#define HSIG_ALPHA 0.2f
+#define HSIG_BETA 0.5f
+
+static int same_shape(const ba_tensor_t *a, int ndim, const int64_t *shape) {
+    return a->ndim == ndim && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
+}
+
+/* Adds the output-shaped gradient t (Y's shape) into din[i] of in[i]'s shape. */
+static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y, const float *t,
+                             float scale, ba_error *err) {
+    float *d = ba_grad_slot(din, i, x, err);
+    if (!d) return err->code;
+    ba_grad_reduce_add(t, Y->ndim, Y->shape, d, x->ndim, x->shape, scale);
+    return BA_OK;
+}
+
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
+
+static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *out,
+                                 ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, int op,
+                                 ba_error *err) {
+    const ba_tensor_t *A = in[0], *B = in[1], *Y = out[0];
+    const float *g = dout[0]->data, *y = Y->data;
+    const int64_t ne = Y->numel;
+    if (op == B_ADD || op == B_SUB) {
+        for (int i = 0; i < 2; i++) {
+            if (!need[i]) continue;
+            float s = (op == B_SUB && i == 1) ? -1.0f : 1.0f;
+            if (s > 0 && same_shape(in[i], Y->ndim, Y->shape)) BA_TRY(ba_grad_pass(din, i, in[i], dout[0], err));
+            else BA_TRY(add_reduced(din, i, in[i], Y, g, s, err));
+        }
+        return BA_OK;
+    }
+    int oa = 0, ob = 0;
+    float *a = ba_grad_bcast_f32(n, A, Y->ndim, Y->shape, &oa, err);
+    float *b = a ? ba_grad_bcast_f32(n, B, Y->ndim, Y->shape, &ob, err) : NULL;
+    float *t = b ? ba_malloc((size_t)ne * sizeof(float) + 1, err) : NULL;
+    ba_status st = t ? BA_OK : err->code;
+    for (int i = 0; i < 2 && st == BA_OK; i++) {
+        if (!need[i]) continue;
+        switch (op) {
+        case B_MUL:
+            for (int64_t e = 0; e < ne; e++) t[e] = g[e] * (i == 0 ? b[e] : a[e]);
+            break;
+        case B_DIV:
+            if (i == 0)
+                for (int64_t e = 0; e < ne; e++) t[e] = g[e] / b[e];
+            else
+                for (int64_t e = 0; e < ne; e++) t[e] = -g[e] * y[e] / b[e];
+            break;
+        default: /* B_POW */
+            if (i == 0)
+                for (int64_t e = 0; e < ne; e++)
+                    t[e] = b[e] == 2.0f ? 2.0f * g[e] * a[e] : g[e] * b[e] * powf(a[e], b[e] - 1.0f);
+            else
+                for (int64_t e = 0; e < ne; e++) t[e] = a[e] > 0.0f ? g[e] * y[e] * logf(a[e]) : 0.0f;
+            break;
+        }
+        st = add_reduced(din, i, in[i], Y, t, 1.0f, err);
+    }
+    if (oa) free(a);
+    if (ob) free(b);
+    free(t);
+    return st;
+}
+
+#define BINARY(name, op)                                                                                          \
+    static ba_status name(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,   \
+                          ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) { \
+        (void)nin;                                                                                                 \
+        (void)nout;                                                                                                \
+        return binary_backward(n, in, out, dout, need, din, op, err);                                             \
+    }
+BINARY(add_backward, B_ADD)
+BINARY(sub_backward, B_SUB)
+BINARY(mul_backward, B_MUL)
+BINARY(div_backward, B_DIV)
+BINARY(pow_backward, B_POW)
+
+/* Sum / Mean of n inputs (broadcast): each gets dY (÷ n for Mean). Max / Min:
+ * the first input equal to the output takes the gradient (PyTorch splits
+ * ties; ties between different inputs are measure-zero in practice). */
+static ba_status variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                   int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                   ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *Y = out[0];
+    const float *g = dout[0]->data, *y = Y->data;
+    const int sel = !strcmp(n->op_type, "Max") || !strcmp(n->op_type, "Min");
+    if (!sel) {
+        float s = !strcmp(n->op_type, "Mean") ? 1.0f / (float)nin : 1.0f;
+        for (int i = 0; i < nin; i++)
+            if (need[i]) BA_TRY(add_reduced(din, i, in[i], Y, g, s, err));
+        return BA_OK;
+    }
+    unsigned char *taken = ba_calloc((size_t)Y->numel + 1, 1, err);
+    float *t = taken ? ba_malloc((size_t)Y->numel * sizeof(float) + 1, err) : NULL;
+    ba_status st = t ? BA_OK : err->code;
+    for (int i = 0; i < nin && st == BA_OK; i++) {
+        int own = 0;
+        float *x = ba_grad_bcast_f32(n, in[i], Y->ndim, Y->shape, &own, err);
+        if (!x) {
+            st = err->code;
+            break;
+        }
+        for (int64_t e = 0; e < Y->numel; e++) {
+            int hit = !taken[e] && x[e] == y[e];
+            t[e] = hit ? g[e] : 0.0f;
+            taken[e] |= hit;
+        }
+        if (own) free(x);
+        if (need[i]) st = add_reduced(din, i, in[i], Y, t, 1.0f, err);
+    }
+    free(taken);
+    free(t);
+    return st;
+}
+
+/* Where(cond, X, Y): X gets dOut where cond, Y where not. */
+static ba_status where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)nin;
+    (void)nout;
+    const ba_tensor_t *Y = out[0];
+    const float *g = dout[0]->data;
+    int oc = 0;
+    float *c = ba_grad_bcast_f32(n, in[0], Y->ndim, Y->shape, &oc, err);
+    float *t = c ? ba_malloc((size_t)Y->numel * sizeof(float) + 1, err) : NULL;
+    ba_status st = t ? BA_OK : err->code;
+    for (int i = 1; i <= 2 && st == BA_OK; i++) {
+        if (!need[i]) continue;
+        for (int64_t e = 0; e < Y->numel; e++) t[e] = ((c[e] != 0.0f) == (i == 1)) ? g[e] : 0.0f;
+        st = add_reduced(din, i, in[i], Y, t, 1.0f, err);
+    }
+    if (oc) free(c);
+    free(t);
+    return st;
+}
+
+/* PRelu: y = x > 0 ? x : slope·x, slope broadcast to x. */
+static ba_status prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)nin;
+    (void)nout;
+    const ba_tensor_t *X = in[0], *Y = out[0];
+    const float *g = dout[0]->data, *x = X->data;
+    int os = 0;
+    float *s = ba_grad_bcast_f32(n, in[1], Y->ndim, Y->shape, &os, err);
+    float *t = s ? ba_malloc((size_t)Y->numel * sizeof(float) + 1, err) : NULL;
+    ba_status st = t ? BA_OK : err->code;
+    if (st == BA_OK && need[0]) {
+        for (int64_t e = 0; e < Y->numel; e++) t[e] = x[e] > 0.0f ? g[e] : g[e] * s[e];
+        st = add_reduced(din, 0, X, Y, t, 1.0f, err);
+    }
+    if (st == BA_OK && need[1]) {
+        for (int64_t e = 0; e < Y->numel; e++) t[e] = x[e] > 0.0f ? 0.0f : g[e] * x[e];
+        st = add_reduced(din, 1, in[1], Y, t, 1.0f, err);
+    }
+    if (os) free(s);
+    free(t);
+    return st;
+}
+
+enum {
+    U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_EXP, U_LOG, U_SQRT, U_ERF, U_NEG, U_ABS, U_RECIP, U_ELU, U_SELU,
+    U_HSIG, U_HSWISH, U_SOFTPLUS, U_GELU, U_SIN, U_COS, U_CLIP
+};
+
+static const struct {
+    const char *name;
+    int op;
+} unary_map[] = {
+    {"Relu", U_RELU},   {"LeakyRelu", U_LEAKY},     {"Sigmoid", U_SIGMOID},   {"Tanh", U_TANH},
+    {"Exp", U_EXP},     {"Log", U_LOG},             {"Sqrt", U_SQRT},         {"Erf", U_ERF},
+    {"Neg", U_NEG},     {"Abs", U_ABS},             {"Reciprocal", U_RECIP},  {"Elu", U_ELU},
+    {"Selu", U_SELU},   {"HardSigmoid", U_HSIG},    {"HardSwish", U_HSWISH},  {"Softplus", U_SOFTPLUS},
+    {"Gelu", U_GELU},   {"Sin", U_SIN},             {"Cos", U_COS},           {"Clip", U_CLIP},
+};
+
+/* dx = g · f'(x) (written with y = f(x) where that is cheaper). */
+static ba_status unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    int op = -1;
+    for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
+        if (!strcmp(unary_map[i].name, n->op_type)) op = unary_map[i].op;
+    const ba_tensor_t *X = in[0];
+    const float *x = X->data, *y = out[0]->data, *g = dout[0]->data;
+    float *d = ba_grad_slot(din, 0, X, err);
+    if (!d) return err->code;
+    const int64_t ne = X->numel;
+    switch (op) {
+    case U_RELU: /* from y: y != 0 iff x > 0, and it also holds for the HVP's frozen-mask forward */
+        for (int64_t e = 0; e < ne; e++) d[e] += y[e] != 0.0f ? g[e] : 0.0f;
+        break;
+    case U_LEAKY: {
+        float a = ba_node_attr_float(n, "alpha", LEAKY_ALPHA);
+        for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : a * g[e];
+        break;
+    }
+    case U_SIGMOID:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * y[e] * (1.0f - y[e]);
+        break;
+    case U_TANH:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (1.0f - y[e] * y[e]);
+        break;
+    case U_EXP:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * y[e];
+        break;
+    case U_LOG:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] / x[e];
+        break;
+    case U_SQRT:
+        for (int64_t e = 0; e < ne; e++) d[e] += 0.5f * g[e] / y[e];
+        break;
+    case U_ERF:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)(TWO_OVER_SQRT_PI * exp(-(double)x[e] * x[e]));
+        break;
+    case U_NEG:
+        for (int64_t e = 0; e < ne; e++) d[e] -= g[e];
+        break;
+    case U_ABS:
+        for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : x[e] < 0.0f ? -g[e] : 0.0f;
+        break;
+    case U_RECIP:
+        for (int64_t e = 0; e < ne; e++) d[e] -= g[e] * y[e] * y[e];
+        break;
+    case U_ELU: {
+        float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+        for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : g[e] * (y[e] + a);
+        break;
+    }
+    case U_SELU: {
+        float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), gm = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? gm * g[e] : g[e] * (y[e] + gm * a);
+        break;
+    }
+    case U_HSIG: {
+        float a = ba_node_attr_float(n, "alpha", HSIG_ALPHA), b = ba_node_attr_float(n, "beta", HSIG_BETA);
+        for (int64_t e = 0; e < ne; e++) {
+            float v = a * x[e] + b;
+            d[e] += v > 0.0f && v < 1.0f ? a * g[e] : 0.0f;
+        }
+        break;
+    }
+    case U_HSWISH: /* y = x·clamp(x/6 + 1/2, 0, 1) */
+        for (int64_t e = 0; e < ne; e++)
+            d[e] += x[e] <= -3.0f ? 0.0f : x[e] >= 3.0f ? g[e] : g[e] * (2.0f * x[e] + 3.0f) / 6.0f;
+        break;
+    case U_SOFTPLUS:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] / (1.0f + expf(-x[e]));
+        break;
+    case U_GELU: {
+        const char *ap = ba_node_attr_string(n, "approximate", "none");
+        if (!strcmp(ap, "tanh")) {
+            const double k = sqrt(2.0 / M_PI), c = 0.044715;
+            for (int64_t e = 0; e < ne; e++) {
+                double v = x[e], u = k * (v + c * v * v * v), th = tanh(u);
+                d[e] += (float)(g[e] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * k * (1.0 + 3.0 * c * v * v)));
+            }
+        } else {
+            for (int64_t e = 0; e < ne; e++) {
+                double v = x[e];
+                d[e] += (float)(g[e] * (0.5 * (1.0 + erf(v / M_SQRT2)) + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
+            }
+        }
+        break;
+    }
+    case U_SIN:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * cosf(x[e]);
+        break;
+    case U_COS:
+        for (int64_t e = 0; e < ne; e++) d[e] -= g[e] * sinf(x[e]);
+        break;
+    case U_CLIP: { /* passes where min <= x <= max (PyTorch's clamp) */
+        float lo = -INFINITY, hi = INFINITY;
+        if (n->opset < 11) {
+            lo = ba_node_attr_float(n, "min", -INFINITY);
+            hi = ba_node_attr_float(n, "max", INFINITY);
+        } else {
+            if (nin > 1 && in[1] && in[1]->numel) lo = (float)ba_tensor_get_f64(in[1], 0);
+            if (nin > 2 && in[2] && in[2]->numel) hi = (float)ba_tensor_get_f64(in[2], 0);
+        }
+        for (int64_t e = 0; e < ne; e++) d[e] += x[e] >= lo && x[e] <= hi ? g[e] : 0.0f;
+        break;
+    }
+    default:
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: no backward for %s", n->name, n->op_type);
+    }
+    return BA_OK;
+}
+
+/* Identity, Dropout (inference), Cast float->float: dx = dy. */
+static ba_status pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)n;
+    (void)nin;
+    (void)out;
+    (void)nout;
+    if (!need[0] || !dout[0]) return BA_OK;
+    return ba_grad_pass(din, 0, in[0], dout[0], err);
+}
+
+const ba_grad_def_t ba_grads_elementwise[] = {
+    {"Add", add_backward},       {"Sub", sub_backward},       {"Mul", mul_backward},
+    {"Div", div_backward},       {"Pow", pow_backward},       {"Sum", variadic_backward},
+    {"Mean", variadic_backward}, {"Max", variadic_backward},  {"Min", variadic_backward},
+    {"Where", where_backward},   {"PRelu", prelu_backward},   {"Relu", unary_backward},
+    {"LeakyRelu", unary_backward}, {"Sigmoid", unary_backward}, {"Tanh", unary_backward},
+    {"Exp", unary_backward},     {"Log", unary_backward},     {"Sqrt", unary_backward},
+    {"Erf", unary_backward},     {"Neg", unary_backward},     {"Abs", unary_backward},
+    {"Reciprocal", unary_backward}, {"Elu", unary_backward},  {"Selu", unary_backward},
+    {"HardSigmoid", unary_backward}, {"HardSwish", unary_backward}, {"Softplus", unary_backward},
+    {"Gelu", unary_backward},    {"Sin", unary_backward},     {"Cos", unary_backward},
+    {"Clip", unary_backward},    {"Identity", pass_backward}, {"Dropout", pass_backward},
+    {"Cast", pass_backward},
+    /* Piecewise-constant or boolean: no gradient. */
+    {"Floor", NULL}, {"Ceil", NULL}, {"Round", NULL}, {"Sign", NULL}, {"Equal", NULL}, {"Less", NULL},
+    {"LessOrEqual", NULL}, {"Greater", NULL}, {"GreaterOrEqual", NULL}, {"Not", NULL}, {"And", NULL},
+    {"Or", NULL}, {"Xor", NULL}, {"IsNaN", NULL}, {"IsInf", NULL},
+    {NULL, NULL},
+};

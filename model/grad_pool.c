@@ -1,0 +1,127 @@
+/* Backward of the pools: GlobalAveragePool / GlobalMaxPool, AveragePool
+ * (same divisor rules as ops_pool.c: count_include_pad, ceil_mode taps past
+ * the end padding never count) and MaxPool (gradient to the first maximum of
+ * each window, as the forward picks it). */
+#include <math.h>
+
+#include "model/grad_internal.h"
+#include "model/kern_conv.h"
+
+/* Valid taps [lo, hi) of a window starting at start on an axis of n elements. */
+static void taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
+    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
+    if (h > k) h = k;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+static int64_t taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe) {
+    int64_t lo, hi;
+    taps(start + pb, dil, k, n + pb + pe, &lo, &hi);
+    return hi - lo;
+}
+
+/* X (N, C, *sp) -> Y (N, C, 1, …): dx = dy / P (avg) or to the first max. */
+static ba_status global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
+    (void)nin;
+    (void)out;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0];
+    const int64_t planes = X->shape[0] * X->shape[1], P = planes ? X->numel / planes : 0;
+    const int avg = n->op_type[6] == 'A'; /* "GlobalAveragePool" vs "GlobalMaxPool" */
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    const float *g = dout[0]->data, *x = X->data;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        if (avg) {
+            const float v = g[pl] / (float)P;
+            for (int64_t p = 0; p < P; p++) dx[pl * P + p] += v;
+        } else {
+            int64_t b = 0;
+            for (int64_t p = 1; p < P; p++)
+                if (x[pl * P + p] > x[pl * P + b]) b = p;
+            if (P) dx[pl * P + b] += g[pl];
+        }
+    }
+    return BA_OK;
+}
+
+static ba_status pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)nin;
+    (void)out;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0];
+    const int nsp = X->ndim - 2, is_max = n->op_type[0] == 'M';
+    const int64_t *ks = NULL;
+    if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name, n->op_type,
+                            nsp);
+    const int ceil_mode = ba_node_attr_int(n, "ceil_mode", 0) != 0;
+    const int include_pad = ba_node_attr_int(n, "count_include_pad", 0) != 0;
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ceil_mode, &g, err));
+    const int64_t ID = g.in[0], IH = g.in[1], IW = g.in[2], OD = g.out[0], OH = g.out[1], OW = g.out[2];
+    const int64_t Pin = ID * IH * IW, P = OD * OH * OW, planes = X->shape[0] * X->shape[1];
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    const float *x = X->data, *gy = dout[0]->data;
+#pragma omp parallel for schedule(static) if (planes * P > 4096)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * Pin;
+        float *dp = dx + pl * Pin;
+        for (int64_t od = 0; od < OD; od++) {
+            int64_t d0 = od * g.s[0] - g.pb[0], dlo, dhi;
+            taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
+            for (int64_t oh = 0; oh < OH; oh++) {
+                int64_t h0 = oh * g.s[1] - g.pb[1], hlo, hhi;
+                taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t w0 = ow * g.s[2] - g.pb[2], wlo, whi;
+                    taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
+                    const float gv = gy[pl * P + (od * OH + oh) * OW + ow];
+                    if (is_max) {
+                        float best = -INFINITY;
+                        int64_t bi = -1;
+                        for (int64_t a = dlo; a < dhi; a++)
+                            for (int64_t b = hlo; b < hhi; b++)
+                                for (int64_t c = wlo; c < whi; c++) {
+                                    int64_t e = ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2];
+                                    if (xp[e] > best || bi < 0) {
+                                        best = xp[e];
+                                        bi = e;
+                                    }
+                                }
+                        if (bi >= 0) dp[bi] += gv;
+                        continue;
+                    }
+                    int64_t cnt = include_pad ? taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
+                                                    taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
+                                                    taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
+                                              : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
+                    if (cnt <= 0) continue;
+                    const float v = gv / (float)cnt;
+                    for (int64_t a = dlo; a < dhi; a++)
+                        for (int64_t b = hlo; b < hhi; b++)
+                            for (int64_t c = wlo; c < whi; c++)
+                                dp[((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2]] += v;
+                }
+            }
+        }
+    }
+    return BA_OK;
+}
+
+const ba_grad_def_t ba_grads_pool[] = {
+    {"GlobalAveragePool", global_backward},
+    {"GlobalMaxPool", global_backward},
+    {"AveragePool", pool_backward},
+    {"MaxPool", pool_backward},
+    {NULL, NULL},
+};

@@ -1,0 +1,254 @@
+/* Backward of the data-movement ops: reshapes (a view of dY, no copy),
+ * Transpose, Concat/Split, Slice (scatter), Gather (scatter-add over the
+ * indices: embeddings) and Expand (sum over the broadcast axes). Shape-only
+ * ops (Shape, Size, ConstantOfShape, Range …) pass no gradient. */
+#include <string.h>
+
+#include "model/grad_internal.h"
+
+static void strides_of(int r, const int64_t *shape, int64_t *st) {
+    int64_t acc = 1;
+    for (int d = r - 1; d >= 0; d--) {
+        st[d] = acc;
+        acc *= shape[d];
+    }
+}
+
+/* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
+static ba_status reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                  int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                  ba_error *err) {
+    (void)n;
+    (void)nin;
+    (void)out;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    return ba_grad_pass(din, 0, in[0], dout[0], err);
+}
+
+/* Y = transpose(X, perm): Y.shape[i] = X.shape[perm[i]]. */
+static ba_status transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                    ba_error *err) {
+    (void)nin;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0], *Y = out[0];
+    const int r = X->ndim;
+    int64_t perm[BA_MAX_DIMS], xst[BA_MAX_DIMS], ys[BA_MAX_DIMS];
+    const int64_t *p = NULL;
+    int np = ba_node_attr_ints(n, "perm", &p);
+    for (int i = 0; i < r; i++) perm[i] = np == r ? p[i] : r - 1 - i;
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    strides_of(r, X->shape, xst);
+    for (int i = 0; i < r; i++) ys[i] = xst[perm[i]]; /* X stride along Y's dim i */
+    const float *g = dout[0]->data;
+    if (r == 0) {
+        dx[0] += g[0];
+        return BA_OK;
+    }
+    const int64_t row = Y->shape[r - 1], rs = ys[r - 1];
+    int64_t idx[BA_MAX_DIMS] = {0}, off = 0;
+    for (int64_t e = 0; e < Y->numel; e += row) {
+        for (int64_t k = 0; k < row; k++) dx[off + k * rs] += g[e + k];
+        for (int i = r - 2; i >= 0; i--) {
+            idx[i]++;
+            off += ys[i];
+            if (idx[i] < Y->shape[i]) break;
+            off -= ys[i] * idx[i];
+            idx[i] = 0;
+        }
+    }
+    return BA_OK;
+}
+
+static int norm_axis(int64_t a, int r) { return (int)(a < 0 ? a + r : a); }
+
+/* Y = concat(X_0 … X_k, axis). */
+static ba_status concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *Y = out[0];
+    const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), Y->ndim);
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < ax; d++) outer *= Y->shape[d];
+    for (int d = ax + 1; d < Y->ndim; d++) inner *= Y->shape[d];
+    const int64_t yrow = Y->shape[ax] * inner;
+    const float *g = dout[0]->data;
+    int64_t off = 0;
+    for (int i = 0; i < nin; i++) {
+        if (!in[i]) continue;
+        const int64_t len = (in[i]->ndim ? in[i]->shape[ax] : 1) * inner;
+        if (need[i]) {
+            float *dx = ba_grad_slot(din, i, in[i], err);
+            if (!dx) return err->code;
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t k = 0; k < len; k++) dx[o * len + k] += g[o * yrow + off + k];
+        }
+        off += len;
+    }
+    return BA_OK;
+}
+
+/* Y_0 … Y_k = split(X, axis): dX is the concat of the dY_j (missing = 0). */
+static ba_status split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
+    (void)nin;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0];
+    const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), X->ndim);
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < ax; d++) outer *= X->shape[d];
+    for (int d = ax + 1; d < X->ndim; d++) inner *= X->shape[d];
+    const int64_t xrow = X->shape[ax] * inner;
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    int64_t off = 0;
+    for (int j = 0; j < nout; j++) {
+        if (!out[j]) continue;
+        const int64_t len = out[j]->shape[ax] * inner;
+        if (dout[j]) {
+            const float *g = dout[j]->data;
+            for (int64_t o = 0; o < outer; o++)
+                for (int64_t k = 0; k < len; k++) dx[o * xrow + off + k] += g[o * len + k];
+        }
+        off += len;
+    }
+    return BA_OK;
+}
+
+/* Slice: the same start/step normalisation as the forward (ONNX Slice-13),
+ * then dY scattered into a zero dX. */
+static ba_status slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0], *Y = out[0];
+    const int r = X->ndim;
+    int64_t starts[BA_MAX_DIMS], axes[BA_MAX_DIMS], steps[BA_MAX_DIMS];
+    int ns = 0, na = 0, nst = 0;
+    if (n->opset < 10) {
+        const int64_t *v;
+        ns = ba_node_attr_ints(n, "starts", &v);
+        for (int i = 0; i < ns && i < BA_MAX_DIMS; i++) starts[i] = v[i];
+        na = ba_node_attr_ints(n, "axes", &v);
+        for (int i = 0; i < na && i < BA_MAX_DIMS; i++) axes[i] = v[i];
+    } else {
+        ns = (int)in[1]->numel;
+        for (int i = 0; i < ns && i < BA_MAX_DIMS; i++) starts[i] = ba_tensor_get_i64(in[1], i);
+        if (nin > 3 && in[3]) {
+            na = (int)in[3]->numel;
+            for (int i = 0; i < na && i < BA_MAX_DIMS; i++) axes[i] = ba_tensor_get_i64(in[3], i);
+        }
+        if (nin > 4 && in[4]) {
+            nst = (int)in[4]->numel;
+            for (int i = 0; i < nst && i < BA_MAX_DIMS; i++) steps[i] = ba_tensor_get_i64(in[4], i);
+        }
+    }
+    if (ns > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Slice): too many starts", n->name);
+    int64_t b[BA_MAX_DIMS], step[BA_MAX_DIMS];
+    for (int d = 0; d < r; d++) {
+        b[d] = 0;
+        step[d] = 1;
+    }
+    for (int i = 0; i < ns; i++) {
+        int a = norm_axis(na ? axes[i] : i, r);
+        int64_t dim = X->shape[a], s = starts[i], k = nst ? steps[i] : 1;
+        if (s < 0) s += dim;
+        if (k > 0) s = s < 0 ? 0 : s > dim ? dim : s;
+        else s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
+        b[a] = Y->shape[a] ? s : 0;
+        step[a] = k;
+    }
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    if (Y->numel == 0) return BA_OK;
+    int64_t xst[BA_MAX_DIMS], st[BA_MAX_DIMS], off0 = 0;
+    strides_of(r, X->shape, xst);
+    for (int d = 0; d < r; d++) {
+        off0 += b[d] * xst[d];
+        st[d] = xst[d] * step[d];
+    }
+    const float *g = dout[0]->data;
+    int64_t idx[BA_MAX_DIMS] = {0}, off = off0;
+    for (int64_t e = 0; e < Y->numel; e++) {
+        dx[off] += g[e];
+        for (int i = r - 1; i >= 0; i--) {
+            idx[i]++;
+            off += st[i];
+            if (idx[i] < Y->shape[i]) break;
+            off -= st[i] * idx[i];
+            idx[i] = 0;
+        }
+    }
+    return BA_OK;
+}
+
+/* Y = gather(X, I, axis): dX[.., I[j], ..] += dY[.., j, ..]. */
+static ba_status gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
+    (void)nin;
+    (void)out;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0], *I = in[1];
+    const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), X->ndim);
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < ax; d++) outer *= X->shape[d];
+    for (int d = ax + 1; d < X->ndim; d++) inner *= X->shape[d];
+    const int64_t dim = X->shape[ax], ni = I->numel;
+    float *dx = ba_grad_slot(din, 0, X, err);
+    if (!dx) return err->code;
+    const float *g = dout[0]->data;
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t j = 0; j < ni; j++) {
+            int64_t k = ba_tensor_get_i64(I, j);
+            if (k < 0) k += dim;
+            if (k < 0 || k >= dim)
+                return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): index %lld out of range", n->name, (long long)k);
+            float *d = dx + (o * dim + k) * inner;
+            const float *s = g + (o * ni + j) * inner;
+            for (int64_t q = 0; q < inner; q++) d[q] += s[q];
+        }
+    return BA_OK;
+}
+
+/* Expand: dX = dY summed over the broadcast axes. */
+static ba_status expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
+    (void)n;
+    (void)nin;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    float *dx = ba_grad_slot(din, 0, in[0], err);
+    if (!dx) return err->code;
+    ba_grad_reduce_add(dout[0]->data, out[0]->ndim, out[0]->shape, dx, in[0]->ndim, in[0]->shape, 1.0f);
+    return BA_OK;
+}
+
+const ba_grad_def_t ba_grads_shape[] = {
+    {"Reshape", reshape_backward},
+    {"Flatten", reshape_backward},
+    {"Squeeze", reshape_backward},
+    {"Unsqueeze", reshape_backward},
+    {"Transpose", transpose_backward},
+    {"Concat", concat_backward},
+    {"Split", split_backward},
+    {"Slice", slice_backward},
+    {"Gather", gather_backward},
+    {"Expand", expand_backward},
+    /* Shapes and index computations: no gradient. */
+    {"Shape", NULL},
+    {"Size", NULL},
+    {"ConstantOfShape", NULL},
+    {"Range", NULL},
+    {"NonZero", NULL},
+    {"EyeLike", NULL},
+    {NULL, NULL},
+};

@@ -1,0 +1,92 @@
+/* Losses of SPEC §5 on one model output, and their gradient dL/dz: cross-
+ * entropy (labels or the FP argmax, resolved to labels by the caller), KL to
+ * FP logits and MSE to FP outputs. Rows = every axis but the last; sums in
+ * double so the mean over thousands of rows keeps float32's precision. */
+#include <math.h>
+#include <string.h>
+
+#include "model/grad.h"
+
+/* log Σ exp(z[c]) of one row, shifted by the max for range safety. */
+static double row_lse(const float *z, int64_t C) {
+    double mx = -INFINITY, s = 0.0;
+    for (int64_t c = 0; c < C; c++)
+        if (z[c] > mx) mx = z[c];
+    if (!isfinite(mx)) return mx;
+    for (int64_t c = 0; c < C; c++) s += exp((double)z[c] - mx);
+    return mx + log(s);
+}
+
+ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale, double *loss,
+                       float *dz, ba_error *err) {
+    char sb[128], rb[128];
+    if (!z || z->dtype != BA_DT_F32)
+        return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
+                            z ? ba_dtype_name(z->dtype) : "missing");
+    const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
+    const float *zv = z->data;
+    double total = 0.0;
+    *loss = 0.0;
+    if (R == 0) return BA_OK;
+    switch (spec->kind) {
+    case BA_LOSS_CE:
+    case BA_LOSS_CE_ARGMAX: {
+        if (C < 2)
+            return ba_error_set(err, BA_ERR_INPUT, "loss: cross-entropy needs >= 2 class scores on the last axis, "
+                                "the output has shape %s", ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
+        if (!spec->labels || spec->nlabels < row0 + R)
+            return ba_error_set(err, BA_ERR_INPUT, "labels: %lld given, the output needs %lld (one per row of %s)",
+                                (long long)spec->nlabels, (long long)(row0 + R),
+                                ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
+        for (int64_t r = 0; r < R; r++) {
+            int64_t y = spec->labels[row0 + r];
+            if (y < 0 || y >= C)
+                return ba_error_set(err, BA_ERR_INPUT, "labels: class id %lld at row %lld is outside [0, %lld)",
+                                    (long long)y, (long long)(row0 + r), (long long)C);
+            const float *zr = zv + r * C;
+            double lse = row_lse(zr, C);
+            total += lse - zr[y];
+            if (dz) {
+                float *g = dz + r * C;
+                for (int64_t c = 0; c < C; c++) g[c] = (float)(scale * exp((double)zr[c] - lse) / (double)R);
+                g[y] -= (float)(scale / (double)R);
+            }
+        }
+        *loss = total / (double)R;
+        return BA_OK;
+    }
+    case BA_LOSS_KL:
+    case BA_LOSS_MSE: {
+        const ba_tensor_t *ref = spec->ref;
+        if (!ref || ref->dtype != BA_DT_F32 || (ref->ndim ? ref->shape[ref->ndim - 1] : 1) != C ||
+            ref->numel < (row0 + R) * C)
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "loss: reference output %s does not cover rows [%lld, %lld) of an output %s (float32)",
+                                ref ? ba_shape_str(ref->ndim, ref->shape, rb, sizeof rb) : "(none)", (long long)row0,
+                                (long long)(row0 + R), ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
+        const float *pv = (const float *)ref->data + row0 * C;
+        if (spec->kind == BA_LOSS_MSE) {
+            const double n = (double)(R * C);
+            for (int64_t i = 0; i < R * C; i++) {
+                double d = (double)zv[i] - pv[i];
+                total += d * d;
+                if (dz) dz[i] = (float)(scale * 2.0 * d / n);
+            }
+            *loss = total / n;
+            return BA_OK;
+        }
+        for (int64_t r = 0; r < R; r++) {
+            const float *zr = zv + r * C, *fr = pv + r * C;
+            double lz = row_lse(zr, C), lf = row_lse(fr, C);
+            for (int64_t c = 0; c < C; c++) {
+                double lp = (double)fr[c] - lf, p = exp(lp), q = exp((double)zr[c] - lz);
+                if (p > 0.0) total += p * (lp - ((double)zr[c] - lz));
+                if (dz) dz[r * C + c] = (float)(scale * (q - p) / (double)R);
+            }
+        }
+        *loss = total / (double)R;
+        return BA_OK;
+    }
+    }
+    return ba_error_set(err, BA_ERR_INPUT, "loss: unknown loss kind %d", (int)spec->kind);
+}
