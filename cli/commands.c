@@ -162,6 +162,8 @@ static const ba_cli_flag quantize_flags[] = {
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.onnx", NULL, "output ONNX file"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "fakequant|qdq",
      "fakequant weights or QDQ pairs (default: fakequant)"},
+    {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT, "FILE|NAME=FILE", NULL,
+     "calibration inputs for activation ranges (plans with act_bits, --format qdq)"},
     F_END,
 };
 

@@ -47,13 +47,15 @@ static ba_status load(wctx_t *c, const char *src, ba_error *err) {
     c->opset = 1;
     for (size_t i = 0; i < c->m->n_opset_import; i++) {
         Onnx__OperatorSetIdProto *o = c->m->opset_import[i];
-        if ((!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx")) && o->has_version) c->opset = o->version;
+        if ((!o->domain || !o->domain[0] || !strcmp(o->domain, "ai.onnx")) && o->has_version)
+            c->opset = o->version;
     }
     return BA_OK;
 }
 
 static void free_external(Onnx__TensorProto *t) {
-    for (size_t i = 0; i < t->n_external_data; i++) onnx__string_string_entry_proto__free_unpacked(t->external_data[i], NULL);
+    for (size_t i = 0; i < t->n_external_data; i++)
+        onnx__string_string_entry_proto__free_unpacked(t->external_data[i], NULL);
     free(t->external_data);
     t->external_data = NULL;
     t->n_external_data = 0;
@@ -63,19 +65,24 @@ static void free_external(Onnx__TensorProto *t) {
 
 /* Reads an external tensor's bytes into raw_data (paths confined to the model's folder). */
 static ba_status inline_external(wctx_t *c, Onnx__TensorProto *t, ba_error *err) {
-    if (!t->has_data_location || t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) return BA_OK;
+    if (!t->has_data_location || t->data_location != ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+        return BA_OK;
     const char *loc = NULL;
     int64_t off = 0, len = -1;
     for (size_t i = 0; i < t->n_external_data; i++) {
         const char *k = t->external_data[i]->key, *v = t->external_data[i]->value;
         if (!k || !v) continue;
-        if (!strcmp(k, "location")) loc = v;
-        else if (!strcmp(k, "offset")) off = strtoll(v, NULL, 10);
-        else if (!strcmp(k, "length")) len = strtoll(v, NULL, 10);
+        if (!strcmp(k, "location"))
+            loc = v;
+        else if (!strcmp(k, "offset"))
+            off = strtoll(v, NULL, 10);
+        else if (!strcmp(k, "length"))
+            len = strtoll(v, NULL, 10);
     }
     if (!loc || loc[0] == '/' || strstr(loc, "..") || off < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data location not inside the model's folder",
-                            c->src, t->name ? t->name : "");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data location not inside the model's folder", c->src,
+                            t->name ? t->name : "");
     char path[8192];
     snprintf(path, sizeof path, "%s/%s", c->dir, loc);
     ba_mapped_t mp;
@@ -111,7 +118,8 @@ static ba_status inline_all_external(wctx_t *c, ba_error *err) {
 }
 
 /* The TensorProto holding a weight: an initializer, or a Constant node's value. */
-static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, size_t *init_idx, size_t *node_idx) {
+static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, size_t *init_idx,
+                                      size_t *node_idx) {
     *init_idx = *node_idx = (size_t)-1;
     for (size_t i = 0; i < g->n_initializer; i++)
         if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) {
@@ -131,11 +139,21 @@ static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, siz
 }
 
 static void clear_data(Onnx__TensorProto *t) {
-    free(t->float_data); t->float_data = NULL; t->n_float_data = 0;
-    free(t->int32_data); t->int32_data = NULL; t->n_int32_data = 0;
-    free(t->int64_data); t->int64_data = NULL; t->n_int64_data = 0;
-    free(t->double_data); t->double_data = NULL; t->n_double_data = 0;
-    free(t->uint64_data); t->uint64_data = NULL; t->n_uint64_data = 0;
+    free(t->float_data);
+    t->float_data = NULL;
+    t->n_float_data = 0;
+    free(t->int32_data);
+    t->int32_data = NULL;
+    t->n_int32_data = 0;
+    free(t->int64_data);
+    t->int64_data = NULL;
+    t->n_int64_data = 0;
+    free(t->double_data);
+    t->double_data = NULL;
+    t->n_double_data = 0;
+    free(t->uint64_data);
+    t->uint64_data = NULL;
+    t->n_uint64_data = 0;
     if (t->has_raw_data) free(t->raw_data.data);
     t->raw_data.data = NULL;
     t->raw_data.len = 0;
@@ -185,9 +203,12 @@ static ba_status write_out(wctx_t *c, const char *dst, ba_error *err) {
 static ba_status check_weight(wctx_t *c, const ba_onnx_qweight_t *w, Onnx__TensorProto **tp, size_t *ii,
                               size_t *ni, ba_error *err) {
     *tp = find_weight(c->m->graph, w->name, ii, ni);
-    if (!*tp) return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': no such initializer or Constant", c->src, w->name);
+    if (!*tp)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': no such initializer or Constant", c->src,
+                            w->name);
     if ((*tp)->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: layer '%s': weight is not float32", c->src, w->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: layer '%s': weight is not float32", c->src,
+                            w->name);
     return BA_OK;
 }
 
@@ -203,7 +224,8 @@ ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onn
         st = check_weight(&c, &w[i], &t, &ii, &ni, err);
         if (st != BA_OK) break;
         if (!w[i].fq || w[i].fq->dtype != BA_DT_F32 || w[i].fq->numel != proto_numel(t)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': quantized weight does not match the model's shape", w[i].name);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "layer '%s': quantized weight does not match the model's shape", w[i].name);
             break;
         }
         st = set_raw(t, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, w[i].fq->data, ba_tensor_nbytes(w[i].fq), err);
@@ -215,10 +237,12 @@ ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onn
 
 /* ---- building new graph pieces ---- */
 
-static char *dupstr(const char *s, ba_error *err) { return ba_strdup(s, err); }
+static char *dupstr(const char *s, ba_error *err) {
+    return ba_strdup(s, err);
+}
 
-static Onnx__TensorProto *new_tensor(const char *name, int32_t dtype, int ndim, const int64_t *dims, const void *bytes,
-                                     size_t nbytes, ba_error *err) {
+static Onnx__TensorProto *new_tensor(const char *name, int32_t dtype, int ndim, const int64_t *dims,
+                                     const void *bytes, size_t nbytes, ba_error *err) {
     Onnx__TensorProto *t = ba_malloc(sizeof *t, err);
     if (!t) return NULL;
     onnx__tensor_proto__init(t);
@@ -266,8 +290,9 @@ static Onnx__AttributeProto *int_attr(const char *name, int64_t v, ba_error *err
 }
 
 /* Inserts a node at position pos of the graph's node list. */
-static ba_status insert_node(Onnx__GraphProto *g, size_t pos, const char *op, const char *name, const char *const *ins,
-                             int nin, const char *out, Onnx__AttributeProto **attrs, int nattr, ba_error *err) {
+static ba_status insert_node(Onnx__GraphProto *g, size_t pos, const char *op, const char *name,
+                             const char *const *ins, int nin, const char *out, Onnx__AttributeProto **attrs,
+                             int nattr, ba_error *err) {
     Onnx__NodeProto *n = ba_malloc(sizeof *n, err);
     if (!n) return BA_ERR_NOMEM;
     onnx__node_proto__init(n);
@@ -313,16 +338,18 @@ static void remove_graph_input(Onnx__GraphProto *g, const char *name) {
         }
 }
 
-/* Packs integer codes into the container dtype: int8/uint8 one per byte,
- * int4/uint4 two per byte with the low nibble first (ONNX). */
-static uint8_t *pack_codes(const int32_t *q, int64_t n, int four, size_t *nbytes, ba_error *err) {
+/* Packs codes (int8 / uint8 bit patterns, as ba_quant_weight makes them) into
+ * the container dtype: one per byte, or int4/uint4 two per byte with the low
+ * nibble first (ONNX). */
+static uint8_t *pack_codes(const uint8_t *q, int64_t n, int four, size_t *nbytes, ba_error *err) {
     *nbytes = four ? (size_t)((n + 1) / 2) : (size_t)n;
     uint8_t *b = ba_calloc(*nbytes ? *nbytes : 1, 1, err);
     if (!b) return NULL;
     for (int64_t i = 0; i < n; i++) {
-        uint8_t v = (uint8_t)(q[i] & (four ? 0xf : 0xff));
-        if (four) b[i / 2] |= (uint8_t)(i % 2 ? v << 4 : v);
-        else b[i] = v;
+        if (four)
+            b[i / 2] |= (uint8_t)(i % 2 ? (q[i] & 0xf) << 4 : (q[i] & 0xf));
+        else
+            b[i] = q[i];
     }
     return b;
 }
@@ -338,20 +365,22 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
         return set_raw(t, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, w->fq->data, ba_tensor_nbytes(w->fq), err);
     }
     if (w->bits < 2 || w->bits > 8 || !w->codes || !w->scales)
-        return ba_error_set(err, BA_ERR_INPUT, "layer '%s': bits %d cannot be written as QDQ", w->name, w->bits);
+        return ba_error_set(err, BA_ERR_INPUT, "layer '%s': bits %d cannot be written as QDQ", w->name,
+                            w->bits);
     int64_t numel = proto_numel(t);
-    if (w->codes->numel != numel || w->codes->dtype != BA_DT_I32)
+    int asym = w->zero_points != NULL;
+    if (w->codes->numel != numel || w->codes->dtype != (asym ? BA_DT_U8 : BA_DT_I8))
         return ba_error_set(err, BA_ERR_INPUT, "layer '%s': codes do not match the weight's shape", w->name);
     if (w->axis >= 0 && c->opset < BA_QDQ_MIN_OPSET_PER_AXIS)
         return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                            "%s: layer '%s': per-channel QDQ needs opset >= %d, the model has opset %lld", c->src,
-                            w->name, BA_QDQ_MIN_OPSET_PER_AXIS, (long long)c->opset);
+                            "%s: layer '%s': per-channel QDQ needs opset >= %d, the model has opset %lld",
+                            c->src, w->name, BA_QDQ_MIN_OPSET_PER_AXIS, (long long)c->opset);
     if (w->block_size > 0 && c->opset < BA_QDQ_MIN_OPSET_INT4)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                            "%s: layer '%s': group granularity in QDQ needs opset >= %d (blocked DequantizeLinear), "
-                            "the model has opset %lld",
-                            c->src, w->name, BA_QDQ_MIN_OPSET_INT4, (long long)c->opset);
-    int asym = w->zero_points != NULL;
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: layer '%s': group granularity in QDQ needs opset >= %d (blocked DequantizeLinear), "
+            "the model has opset %lld",
+            c->src, w->name, BA_QDQ_MIN_OPSET_INT4, (long long)c->opset);
     int four = w->bits <= 4 && c->opset >= BA_QDQ_MIN_OPSET_INT4;
     int32_t dtype = four ? (asym ? BA_DT_U4 : BA_DT_I4) : (asym ? BA_DT_U8 : BA_DT_I8);
 
@@ -375,8 +404,8 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
     snprintf(zname, L, "%s_zero_point", w->name);
     size_t qn, zn;
     qb = pack_codes(w->codes->data, numel, four, &qn, err);
-    int32_t *zp = ba_calloc((size_t)w->nscales, sizeof(int32_t), err);
-    if (zp && asym) memcpy(zp, w->zero_points, sizeof(int32_t) * (size_t)w->nscales);
+    uint8_t *zp = ba_calloc((size_t)w->nscales + 1, 1, err);
+    if (zp && asym) memcpy(zp, w->zero_points, (size_t)w->nscales);
     zb = zp ? pack_codes(zp, w->nscales, four, &zn, err) : NULL;
     free(zp);
     if (!qb || !zb) {
@@ -396,12 +425,15 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
         sdims[0] = w->nscales;
     }
     if (ba_shape_numel(sndim, sdims) != w->nscales) {
-        st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %lld scales do not fit the weight's layout", w->name,
-                          (long long)w->nscales);
+        st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %lld scales do not fit the weight's layout",
+                          w->name, (long long)w->nscales);
         goto done;
     }
     st = add_init(g, new_tensor(qname, dtype, ndim, dims, qb, qn, err), err);
-    if (st == BA_OK) st = add_init(g, new_tensor(sname, BA_DT_F32, sndim, sdims, w->scales, sizeof(float) * (size_t)w->nscales, err), err);
+    if (st == BA_OK)
+        st = add_init(
+            g, new_tensor(sname, BA_DT_F32, sndim, sdims, w->scales, sizeof(float) * (size_t)w->nscales, err),
+            err);
     if (st == BA_OK) st = add_init(g, new_tensor(zname, dtype, sndim, sdims, zb, zn, err), err);
     if (st != BA_OK) goto done;
     /* Drop the float weight: the initializer (and a stale graph input of the
@@ -409,7 +441,8 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
     size_t pos = 0;
     if (ii != (size_t)-1) {
         onnx__tensor_proto__free_unpacked(g->initializer[ii], NULL);
-        memmove(g->initializer + ii, g->initializer + ii + 1, (g->n_initializer - ii - 1) * sizeof *g->initializer);
+        memmove(g->initializer + ii, g->initializer + ii + 1,
+                (g->n_initializer - ii - 1) * sizeof *g->initializer);
         g->n_initializer--;
         remove_graph_input(g, orig);
     } else {
@@ -436,14 +469,62 @@ done:
     return st;
 }
 
+/* Points every consumer of X at Y (the new nodes are inserted afterwards, so
+ * they keep reading X). */
+static ba_status rewire(Onnx__GraphProto *g, const char *x, const char *y, ba_error *err) {
+    for (size_t i = 0; i < g->n_node; i++)
+        for (size_t k = 0; k < g->node[i]->n_input; k++)
+            if (!strcmp(g->node[i]->input[k], x)) {
+                char *s = ba_strdup(y, err);
+                if (!s) return BA_ERR_NOMEM;
+                free(g->node[i]->input[k]);
+                g->node[i]->input[k] = s;
+            }
+    return BA_OK;
+}
+
+/* Position right after X's producer (0 for graph inputs). */
+static size_t after_producer(const Onnx__GraphProto *g, const char *x) {
+    size_t pos = 0;
+    for (size_t i = 0; i < g->n_node; i++)
+        for (size_t k = 0; k < g->node[i]->n_output; k++)
+            if (!strcmp(g->node[i]->output[k], x)) pos = i + 1;
+    return pos;
+}
+
+/* fp16 activations: X -> Cast(float16) -> Cast(float) -> X_fp16, the round
+ * trip ba_quant_act_apply does for 16 bits (Cast rounds to nearest even). */
+static ba_status fp16_act(Onnx__GraphProto *g, const char *x, ba_error *err) {
+    char n_h[4200], n_f[4200], nm[4400];
+    snprintf(n_h, sizeof n_h, "%s_act_half", x);
+    snprintf(n_f, sizeof n_f, "%s_act_fp16", x);
+    BA_TRY(rewire(g, x, n_f, err));
+    size_t pos = after_producer(g, x);
+    Onnx__AttributeProto *to_h = int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16, err);
+    snprintf(nm, sizeof nm, "%s_act_CastHalf", x);
+    const char *in1[1] = {x}, *in2[1] = {n_h};
+    BA_TRY(insert_node(g, pos, "Cast", nm, in1, 1, n_h, &to_h, 1, err));
+    Onnx__AttributeProto *to_f = int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, err);
+    snprintf(nm, sizeof nm, "%s_act_CastFloat", x);
+    return insert_node(g, pos + 1, "Cast", nm, in2, 1, n_f, &to_f, 1, err);
+}
+
 /* Activation pair: X -> Clip(lo,hi) -> QuantizeLinear -> DequantizeLinear -> X_dq,
  * every consumer of X reading X_dq. The Clip keeps codes inside the b-bit
- * range although the container is uint8: lo/hi are the exact ends of the grid. */
+ * range although the container is uint8: lo/hi are the exact ends of the grid,
+ * so round(clip(x)/s) equals ba_quant_act_apply's clamp(round(x/s)). */
 static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *a, ba_error *err) {
     Onnx__GraphProto *g = c->m->graph;
+    for (size_t i = 0; i < g->n_output; i++)
+        if (!strcmp(g->output[i]->name, a->name))
+            return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                "%s: activation '%s' is a graph output; it cannot be rewired", c->src,
+                                a->name);
+    if (a->bits == 32) return BA_OK;
+    if (a->bits == 16) return fp16_act(g, a->name, err);
     if (a->bits < 2 || a->bits > 8 || !(a->scale > 0))
-        return ba_error_set(err, BA_ERR_INPUT, "activation '%s': bits %d / scale %g cannot be written", a->name, a->bits,
-                            (double)a->scale);
+        return ba_error_set(err, BA_ERR_INPUT, "activation '%s': bits %d / scale %g cannot be written",
+                            a->name, a->bits, (double)a->scale);
     int32_t qmax = (1 << a->bits) - 1;
     float lo = (float)(0 - a->zero_point) * a->scale, hi = (float)(qmax - a->zero_point) * a->scale;
     char n_lo[4200], n_hi[4200], n_clip[4200], n_s[4200], n_z[4200], n_q[4200], n_dq[4200];
@@ -455,29 +536,15 @@ static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *a, ba_error *err) {
     snprintf(n_q, sizeof n_q, "%s_act_quantized", a->name);
     snprintf(n_dq, sizeof n_dq, "%s_act_dequantized", a->name);
     uint8_t zp = (uint8_t)a->zero_point;
-    /* Consumers first, so the new nodes themselves keep reading X. */
-    for (size_t i = 0; i < g->n_node; i++)
-        for (size_t k = 0; k < g->node[i]->n_input; k++)
-            if (!strcmp(g->node[i]->input[k], a->name)) {
-                char *s = ba_strdup(n_dq, err);
-                if (!s) return BA_ERR_NOMEM;
-                free(g->node[i]->input[k]);
-                g->node[i]->input[k] = s;
-            }
-    for (size_t i = 0; i < g->n_output; i++)
-        if (!strcmp(g->output[i]->name, a->name))
-            return ba_error_set(err, BA_ERR_INPUT, "activation '%s' is a graph output", a->name);
+    BA_TRY(rewire(g, a->name, n_dq, err));
     BA_TRY(add_init(g, new_tensor(n_lo, BA_DT_F32, 0, NULL, &lo, 4, err), err));
     BA_TRY(add_init(g, new_tensor(n_hi, BA_DT_F32, 0, NULL, &hi, 4, err), err));
     BA_TRY(add_init(g, new_tensor(n_s, BA_DT_F32, 0, NULL, &a->scale, 4, err), err));
     BA_TRY(add_init(g, new_tensor(n_z, BA_DT_U8, 0, NULL, &zp, 1, err), err));
-    /* Insert right after X's producer (or at the top for graph inputs). */
-    size_t pos = 0;
-    for (size_t i = 0; i < g->n_node; i++)
-        for (size_t k = 0; k < g->node[i]->n_output; k++)
-            if (!strcmp(g->node[i]->output[k], a->name)) pos = i + 1;
+    size_t pos = after_producer(g, a->name);
     char nm[4400];
-    const char *clip_in[3] = {a->name, n_lo, n_hi}, *q_in[3] = {n_clip, n_s, n_z}, *dq_in[3] = {n_q, n_s, n_z};
+    const char *clip_in[3] = {a->name, n_lo, n_hi}, *q_in[3] = {n_clip, n_s, n_z},
+               *dq_in[3] = {n_q, n_s, n_z};
     snprintf(nm, sizeof nm, "%s_act_Clip", a->name);
     BA_TRY(insert_node(g, pos, "Clip", nm, clip_in, 3, n_clip, NULL, 0, err));
     snprintf(nm, sizeof nm, "%s_act_QuantizeLinear", a->name);
@@ -492,8 +559,9 @@ ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qwei
     BA_TRY(load(&c, src, err));
     ba_status st = inline_all_external(&c, err);
     if (st == BA_OK && nacts > 0 && c.opset < 11)
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: activation QDQ needs opset >= 11 (Clip inputs), the model has %lld",
-                          src, (long long)c.opset);
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: activation QDQ needs opset >= 11 (Clip inputs), the model has %lld", src,
+                          (long long)c.opset);
     for (int i = 0; st == BA_OK && i < nw; i++) st = qdq_weight(&c, &w[i], err);
     for (int i = 0; st == BA_OK && i < nacts; i++) st = qdq_act(&c, &acts[i], err);
     if (st == BA_OK) st = write_out(&c, dst, err);

@@ -11,22 +11,24 @@
 #include "core/tensor.h"
 
 typedef struct ba_onnx_qweight {
-    const char *name;          /* initializer name, or the output name of a Constant node */
-    int bits;                  /* 2..8 quantized, 16 fp16-rounded, 32 left as it is */
-    const ba_tensor_t *fq;     /* fakequant: float32 Q_b(W) in the stored layout */
+    const char *name;      /* initializer name, or the output name of a Constant node */
+    int bits;              /* 2..8 quantized, 16 fp16-rounded, 32 left as it is */
+    const ba_tensor_t *fq; /* fakequant: float32 Q_b(W) in the stored layout */
     /* qdq (bits 2..8): */
-    const ba_tensor_t *codes;  /* int32 codes, stored layout */
-    const float *scales;       /* nscales values */
-    const int32_t *zero_points;/* NULL when symmetric */
+    const ba_tensor_t *codes;   /* stored layout; int8 (symmetric) or uint8 (asymmetric, zero point added),
+                                   as ba_quant_weight makes them */
+    const float *scales;        /* nscales values, in the order of the scale tensor (see axis) */
+    const uint8_t *zero_points; /* nscales values; NULL when symmetric */
     int64_t nscales;
-    int axis;                  /* per-channel axis, -1 for per-tensor */
-    int block_size;            /* > 0: blocked along `axis` (opset >= 21) */
+    int axis;       /* per-channel axis, or the block axis when block_size > 0; -1 per-tensor */
+    int block_size; /* > 0: blocked along `axis` (opset >= 21); the scale tensor has the
+                       weight's shape with dims[axis] replaced by the block count */
 } ba_onnx_qweight_t;
 
 typedef struct ba_onnx_qact {
-    const char *name;          /* tensor whose consumers read the fake-quantized copy */
-    int bits;                  /* 2..8, unsigned asymmetric */
-    float scale;
+    const char *name; /* tensor whose consumers read the fake-quantized copy */
+    int bits;         /* 2..8: unsigned asymmetric QDQ; 16: Cast to float16 and back */
+    float scale;      /* 2..8 only */
     int32_t zero_point;
 } ba_onnx_qact_t;
 

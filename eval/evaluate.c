@@ -1,0 +1,424 @@
+/* The evaluator: binds dataset inputs to graph inputs, runs the FP model once
+ * and keeps its first output, then scores quantized variants batch by batch
+ * against that cache. A static batch axis (batch-1 exports) is honoured by
+ * passing that many samples at a time, zero-padding the last pass and
+ * dropping the padded rows (samples are independent in inference graphs). */
+#include "eval/evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ba_evaluator {
+    const ba_model_t *m;
+    const ba_dataset_t *ds;
+    int *idx;             /* per model input: dataset index */
+    int64_t n;            /* samples cached */
+    int64_t batch;        /* samples per pass */
+    int64_t static_batch; /* > 0: the inputs' first axis is fixed to this */
+    int64_t *labels;      /* n labels, or NULL */
+    ba_tensor_t *fp;      /* [n, ...] first output of the FP model */
+    int64_t row_elems;    /* elements of one sample's output */
+    int is_prob;
+};
+
+static const char *input_name(const ba_model_t *m, int k) {
+    return m->values[m->inputs[k]].name;
+}
+
+ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
+                       ba_error *err) {
+    *static_batch = 0;
+    int nd = ba_dataset_count(ds);
+    if (m->ninputs == 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: the model has no input that takes data", m->path);
+    if (nd == 1 && !ba_dataset_name(ds, 0)) {
+        if (m->ninputs != 1)
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--data: %s has %d inputs ('%s', …): give --data NAME=FILE.npy for each, or an .npz", m->path,
+                m->ninputs, input_name(m, 0));
+        idx[0] = 0;
+    } else {
+        for (int k = 0; k < m->ninputs; k++) {
+            idx[k] = ba_dataset_find(ds, input_name(m, k));
+            if (idx[k] < 0)
+                return ba_error_set(err, BA_ERR_INPUT, "--data: no data for the model's input '%s'",
+                                    input_name(m, k));
+        }
+        for (int d = 0; d < nd; d++) {
+            int used = 0;
+            for (int k = 0; k < m->ninputs; k++) used |= idx[k] == d;
+            if (!used)
+                return ba_error_set(err, BA_ERR_INPUT, "--data %s: the model has no input named '%s'",
+                                    ba_dataset_path(ds, d),
+                                    ba_dataset_name(ds, d) ? ba_dataset_name(ds, d) : "");
+        }
+    }
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        const ba_tensor_t *t = ba_dataset_tensor(ds, idx[k]);
+        const char *path = ba_dataset_path(ds, idx[k]);
+        char a[160], b[160];
+        if (v->ndim >= 0 && t->ndim != v->ndim)
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--data %s: input '%s': data has shape %s (rank %d), the model wants rank %d %s "
+                "(first axis = samples)",
+                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a), t->ndim, v->ndim,
+                ba_shape_str(v->ndim, v->shape, b, sizeof b));
+        for (int d = 1; v->ndim >= 0 && d < v->ndim; d++)
+            if (v->shape[d] >= 0 && v->shape[d] != t->shape[d])
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "--data %s: input '%s': data shape %s does not match the model's %s (axis %d)", path,
+                    v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
+                    ba_shape_str(v->ndim, v->shape, b, sizeof b), d);
+        if (v->ndim >= 1 && v->shape[0] > 0) {
+            if (*static_batch && *static_batch != v->shape[0])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
+                                    (long long)*static_batch, (long long)v->shape[0]);
+            *static_batch = v->shape[0];
+        }
+        int want_float = v->dtype == BA_DT_F32 || v->dtype == BA_DT_UNDEFINED;
+        if (want_float && t->dtype != BA_DT_F32 && t->dtype != BA_DT_F64)
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--data %s: input '%s': data is %s, the model wants float32", path, v->name,
+                                ba_dtype_name(t->dtype));
+        if (!want_float && v->dtype != t->dtype)
+            return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants %s",
+                                path, v->name, ba_dtype_name(t->dtype), ba_dtype_name(v->dtype));
+    }
+    return BA_OK;
+}
+
+/* Inputs for rows [start, start+count): views of the data, or (static batch
+ * larger than count) a zero-padded copy. ins[k] hold refs. */
+static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
+                              ba_error *err) {
+    const ba_model_t *m = ev->m;
+    for (int k = 0; k < m->ninputs; k++) ins[k] = NULL;
+    for (int k = 0; k < m->ninputs; k++) {
+        ba_tensor_t *v = NULL;
+        BA_TRY(ba_dataset_batch(ev->ds, start, count, ev->idx[k], &v, err));
+        if (ev->static_batch > count) {
+            int64_t shape[BA_MAX_DIMS];
+            memcpy(shape, v->shape, sizeof shape);
+            shape[0] = ev->static_batch;
+            ba_tensor_t *p = ba_tensor_new(v->dtype, v->ndim, shape, err);
+            if (p) memcpy(p->data, v->data, ba_tensor_nbytes(v));
+            ba_tensor_unref(v);
+            if (!p) return err->code;
+            v = p;
+        }
+        ins[k] = v;
+    }
+    return BA_OK;
+}
+
+static void unref_all(ba_tensor_t **t, int n) {
+    for (int i = 0; i < n; i++) {
+        ba_tensor_unref(t[i]);
+        t[i] = NULL;
+    }
+}
+
+/* Rows [0, count) of a batch output as a view (shape[0] = count). */
+static ba_status first_rows(const ba_tensor_t *out, int64_t count, ba_tensor_t **view, ba_error *err) {
+    int64_t shape[BA_MAX_DIMS];
+    memcpy(shape, out->shape, sizeof shape);
+    shape[0] = count;
+    *view = ba_tensor_wrap(BA_DT_F32, out->ndim, shape, out->data, err);
+    return *view ? BA_OK : err->code;
+}
+
+ba_status ba_evaluator_forward(const ba_evaluator_t *ev, int64_t nsamples, int allow_pad,
+                               const ba_run_opts_t *opts, ba_eval_batch_fn on_batch, void *ctx,
+                               ba_error *err) {
+    const ba_model_t *m = ev->m;
+    if (nsamples <= 0 || nsamples > ev->n) nsamples = ev->n;
+    ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
+    if (!ins) return BA_ERR_NOMEM;
+    ba_tensor_t **outs = ins + m->ninputs;
+    ba_status st = BA_OK;
+    for (int64_t start = 0; start < nsamples && st == BA_OK; start += ev->batch) {
+        int64_t count = nsamples - start < ev->batch ? nsamples - start : ev->batch;
+        if (!allow_pad && ev->static_batch > count) break;
+        st = batch_inputs(ev, start, count, ins, err);
+        if (st == BA_OK) st = ba_model_run(m, ins, opts, outs, err);
+        if (st == BA_OK && on_batch) st = on_batch(ctx, ins, outs, start, count, err);
+        unref_all(ins, m->ninputs + m->noutputs);
+    }
+    free(ins);
+    return st;
+}
+
+/* ---- construction: the FP pass ---- */
+
+static ba_status fp_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
+                          int64_t count, ba_error *err) {
+    (void)ins;
+    ba_evaluator_t *ev = vctx;
+    const ba_model_t *m = ev->m;
+    ba_tensor_t *o = outs[0];
+    const char *oname = m->values[m->outputs[0]].name;
+    if (!ba_dtype_is_float(o->dtype))
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: output '%s' is %s; metrics need a float output",
+                            m->path, oname, ba_dtype_name(o->dtype));
+    int64_t rows_expected = ev->static_batch > count ? ev->static_batch : count;
+    if (o->ndim < 1 || o->shape[0] != rows_expected)
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: output '%s' does not keep the sample axis first (a pass of %lld samples gave shape "
+            "%s)",
+            m->path, oname, (long long)rows_expected, ba_shape_str(o->ndim, o->shape, (char[160]){0}, 160));
+    int64_t per = o->numel / o->shape[0];
+    if (!ev->fp) {
+        int64_t shape[BA_MAX_DIMS];
+        memcpy(shape, o->shape, sizeof shape);
+        shape[0] = ev->n;
+        ev->fp = ba_tensor_new(BA_DT_F32, o->ndim, shape, err);
+        if (!ev->fp) return err->code;
+        ev->row_elems = per;
+    } else if (per != ev->row_elems || o->ndim != ev->fp->ndim) {
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: output '%s' changes shape between batches", m->path,
+                            oname);
+    }
+    float *dst = (float *)ev->fp->data + start * per;
+    if (o->dtype == BA_DT_F32) {
+        memcpy(dst, o->data, sizeof(float) * (size_t)(count * per));
+    } else {
+        for (int64_t i = 0; i < count * per; i++) dst[i] = (float)ba_tensor_get_f64(o, i);
+    }
+    return BA_OK;
+}
+
+ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba_eval_opts_t *opts,
+                           ba_evaluator_t **out, ba_error *err) {
+    *out = NULL;
+    ba_eval_opts_t dflt = {0};
+    if (!opts) opts = &dflt;
+    if (m->noutputs < 1) return ba_error_set(err, BA_ERR_INPUT, "%s: the model has no output", m->path);
+    ba_evaluator_t *ev = ba_calloc(1, sizeof *ev, err);
+    if (!ev) return BA_ERR_NOMEM;
+    ev->m = m;
+    ev->ds = ds;
+    ba_status st = BA_OK;
+    ev->idx = ba_calloc((size_t)m->ninputs + 1, sizeof(int), err);
+    if (!ev->idx) st = BA_ERR_NOMEM;
+    if (st == BA_OK) st = ba_eval_bind(m, ds, ev->idx, &ev->static_batch, err);
+    int64_t total = ba_dataset_samples(ds);
+    if (st == BA_OK && total <= 0) st = ba_error_set(err, BA_ERR_INPUT, "--data: no samples");
+    if (st == BA_OK && opts->labels && opts->nlabels != total)
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: %lld labels for %lld samples of --data",
+                          opts->labels_path ? opts->labels_path : "--labels", (long long)opts->nlabels,
+                          (long long)total);
+    if (st != BA_OK) {
+        ba_evaluator_free(ev);
+        return st;
+    }
+    ev->n = opts->max_samples > 0 && opts->max_samples < total ? opts->max_samples : total;
+    ev->batch = ev->static_batch > 0 ? ev->static_batch
+                : opts->batch > 0    ? opts->batch
+                                     : BA_EVAL_DEFAULT_BATCH;
+    if (opts->labels) {
+        ev->labels = ba_malloc(sizeof(int64_t) * (size_t)ev->n, err);
+        if (!ev->labels)
+            st = BA_ERR_NOMEM;
+        else
+            memcpy(ev->labels, opts->labels, sizeof(int64_t) * (size_t)ev->n);
+    }
+    if (st == BA_OK) st = ba_evaluator_forward(ev, ev->n, 1, NULL, fp_batch, ev, err);
+    if (st == BA_OK) {
+        const ba_value_t *ov = &m->values[m->outputs[0]];
+        int prod_softmax = ov->producer >= 0 && !strcmp(m->nodes[ov->producer].op_type, "Softmax");
+        ev->is_prob = -1;
+        if (prod_softmax) ev->is_prob = 1;
+        /* Decide once over every cached row so every run scores the same way. */
+        ba_metrics_acc_t acc;
+        ba_metrics_begin(&acc, ev->is_prob);
+        int64_t classes = ev->fp->ndim ? ev->fp->shape[ev->fp->ndim - 1] : 1;
+        if (ev->labels && ev->row_elems != classes)
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "--labels: the model's output '%s' has %lld class-score rows per sample; labels need one",
+                ov->name, (long long)(classes ? ev->row_elems / classes : 0));
+        if (st == BA_OK) st = ba_metrics_add(&acc, ev->fp, NULL, NULL, 0, err);
+        ev->is_prob = acc.is_prob;
+    }
+    if (st != BA_OK) {
+        ba_evaluator_free(ev);
+        return st;
+    }
+    *out = ev;
+    return BA_OK;
+}
+
+void ba_evaluator_free(ba_evaluator_t *ev) {
+    if (!ev) return;
+    ba_tensor_unref(ev->fp);
+    free(ev->labels);
+    free(ev->idx);
+    free(ev);
+}
+
+int64_t ba_evaluator_samples(const ba_evaluator_t *ev) {
+    return ev->n;
+}
+int64_t ba_evaluator_batch(const ba_evaluator_t *ev) {
+    return ev->batch;
+}
+const ba_tensor_t *ba_evaluator_fp_output(const ba_evaluator_t *ev) {
+    return ev->fp;
+}
+int ba_evaluator_is_prob(const ba_evaluator_t *ev) {
+    return ev->is_prob;
+}
+
+/* Rows [start, start+count) of the FP cache as a view. */
+static ba_tensor_t *fp_rows(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_error *err) {
+    int64_t shape[BA_MAX_DIMS];
+    memcpy(shape, ev->fp->shape, sizeof shape);
+    shape[0] = count;
+    return ba_tensor_wrap(BA_DT_F32, ev->fp->ndim, shape, (float *)ev->fp->data + start * ev->row_elems, err);
+}
+
+ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba_metrics_t *out,
+                                  ba_error *err) {
+    if (nsamples <= 0 || nsamples > ev->n) nsamples = ev->n;
+    ba_metrics_acc_t acc;
+    ba_metrics_begin(&acc, ev->is_prob);
+    ba_tensor_t *v = fp_rows(ev, 0, nsamples, err);
+    if (!v) return err->code;
+    ba_status st = ba_metrics_add(&acc, v, NULL, ev->labels, ev->labels ? nsamples : 0, err);
+    ba_tensor_unref(v);
+    if (st == BA_OK) ba_metrics_finish(&acc, out);
+    return st;
+}
+
+/* ---- quantized runs ---- */
+
+typedef struct {
+    const ba_evaluator_t *ev;
+    const ba_eval_acts_t *acts;
+    ba_metrics_acc_t acc;
+    ba_tensor_t *q_out;
+} run_ctx_t;
+
+/* A value the executor hands over may share memory with another (views,
+ * Identity): fake-quantize a private copy then. */
+static ba_status make_private(ba_tensor_t **t, ba_error *err) {
+    ba_tensor_t *x = *t;
+    if (x->refs == 1 && !x->base && x->owns && x->dtype == BA_DT_F32) return BA_OK;
+    ba_tensor_t *c = x->dtype == BA_DT_F32 ? ba_tensor_clone(x, err) : ba_tensor_cast(x, BA_DT_F32, err);
+    if (!c) return err->code;
+    ba_tensor_unref(x);
+    *t = c;
+    return BA_OK;
+}
+
+static ba_status act_hook(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
+    (void)m;
+    const ba_eval_acts_t *a = vctx;
+    if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
+    BA_TRY(make_private(t, err));
+    return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
+}
+
+static int acts_on(const ba_eval_acts_t *a) {
+    return a && a->act_bits > 0 && a->act_bits != 32 && a->act_ranges;
+}
+
+static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
+                         int64_t count, ba_error *err) {
+    (void)ins;
+    run_ctx_t *c = vctx;
+    const ba_evaluator_t *ev = c->ev;
+    ba_tensor_t *o = outs[0];
+    ba_tensor_t *o32 = NULL;
+    if (o->dtype != BA_DT_F32) {
+        o32 = ba_tensor_cast(o, BA_DT_F32, err);
+        if (!o32) return err->code;
+        o = o32;
+    }
+    int64_t rows_expected = ev->static_batch > count ? ev->static_batch : count;
+    if (o->ndim != ev->fp->ndim || o->shape[0] != rows_expected ||
+        o->numel / rows_expected != ev->row_elems) {
+        ba_tensor_unref(o32);
+        return ba_error_set(err, BA_ERR_RUNTIME,
+                            "%s: the quantized model's output shape differs from the FP model's",
+                            ev->m->path);
+    }
+    ba_tensor_t *qv = NULL, *fv = fp_rows(ev, start, count, err);
+    ba_status st = fv ? first_rows(o, count, &qv, err) : err->code;
+    if (st == BA_OK)
+        st = ba_metrics_add(&c->acc, fv, qv, ev->labels ? ev->labels + start : NULL, ev->labels ? count : 0,
+                            err);
+    if (st == BA_OK && c->q_out)
+        memcpy((float *)c->q_out->data + start * ev->row_elems, qv->data,
+               sizeof(float) * (size_t)(count * ev->row_elems));
+    ba_tensor_unref(qv);
+    ba_tensor_unref(fv);
+    ba_tensor_unref(o32);
+    return st;
+}
+
+ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
+                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           ba_tensor_t **q_out, ba_error *err) {
+    const ba_model_t *m = ev->m;
+    if (nsamples <= 0 || nsamples > ev->n) nsamples = ev->n;
+    if (q_out) *q_out = NULL;
+    if (acts_on(acts) && !ba_quant_bits_valid(acts->act_bits))
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
+                            acts->act_bits);
+    run_ctx_t rc = {.ev = ev, .acts = acts};
+    ba_metrics_begin(&rc.acc, ev->is_prob);
+    if (q_out) {
+        int64_t shape[BA_MAX_DIMS];
+        memcpy(shape, ev->fp->shape, sizeof shape);
+        shape[0] = nsamples;
+        rc.q_out = ba_tensor_new(BA_DT_F32, ev->fp->ndim, shape, err);
+        if (!rc.q_out) return err->code;
+    }
+    ba_run_opts_t opts = {.overrides = overrides};
+    if (acts_on(acts)) {
+        opts.on_value = act_hook;
+        opts.ctx = (void *)acts;
+    }
+    /* Graph inputs that are quantized activations get fake-quantized copies
+     * before the run (the executor's on_value sees node outputs only). */
+    int quant_inputs = 0;
+    for (int k = 0; acts_on(acts) && k < m->ninputs; k++)
+        quant_inputs |= acts->act_ranges[m->inputs[k]].count > 0;
+
+    ba_status st = BA_OK;
+    ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
+    if (!ins) st = BA_ERR_NOMEM;
+    ba_tensor_t **outs = ins ? ins + m->ninputs : NULL;
+    for (int64_t start = 0; st == BA_OK && start < nsamples; start += ev->batch) {
+        int64_t count = nsamples - start < ev->batch ? nsamples - start : ev->batch;
+        st = batch_inputs(ev, start, count, ins, err);
+        for (int k = 0; st == BA_OK && quant_inputs && k < m->ninputs; k++) {
+            const ba_act_range_t *r = &acts->act_ranges[m->inputs[k]];
+            if (r->count <= 0) continue;
+            st = make_private(&ins[k], err);
+            if (st == BA_OK) st = ba_quant_act_apply(ins[k], r, acts->act_bits, err);
+        }
+        if (st == BA_OK) st = ba_model_run(m, ins, &opts, outs, err);
+        if (st == BA_OK) st = q_batch(&rc, ins, outs, start, count, err);
+        unref_all(ins, m->ninputs + m->noutputs);
+    }
+    free(ins);
+    if (st == BA_OK) {
+        ba_metrics_finish(&rc.acc, out);
+        if (q_out)
+            *q_out = rc.q_out;
+        else
+            ba_tensor_unref(rc.q_out);
+    } else {
+        ba_tensor_unref(rc.q_out);
+    }
+    return st;
+}

@@ -1,0 +1,86 @@
+/* Evaluation of a model and of quantized variants of it on a dataset: the FP
+ * model runs once and its first output is cached, so scoring a configuration
+ * (weight overrides + activation fake-quant) is one forward pass per batch
+ * compared against the cache (SPEC §8 metrics). Shared by `eval` and the search. */
+#ifndef BA_EVAL_EVALUATE_H
+#define BA_EVAL_EVALUATE_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "eval/dataset.h"
+#include "eval/metrics.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+/* Samples per forward pass when the model leaves the batch axis dynamic:
+ * large enough for GEMM efficiency, small enough that a zoo model's
+ * activations stay in the tens of MB. */
+#define BA_EVAL_DEFAULT_BATCH 128
+
+typedef struct ba_evaluator ba_evaluator_t;
+
+typedef struct ba_eval_opts {
+    int64_t batch;           /* samples per pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch axis wins) */
+    int64_t max_samples;     /* evaluate the first N samples only; 0 = all */
+    const int64_t *labels;   /* class id per sample (copied), or NULL */
+    int64_t nlabels;         /* must equal the dataset's sample count when labels are given */
+    const char *labels_path; /* for messages ("--labels" when NULL) */
+} ba_eval_opts_t;
+
+/* Maps the model's graph inputs to dataset inputs: idx[k] (k < m->ninputs)
+ * = dataset index feeding m->inputs[k]. Checks names, ranks and per-sample
+ * dimensions; errors (BA_ERR_INPUT) name the input and the data file.
+ * *static_batch = the batch size the model fixes on its inputs' first axis, or 0. */
+ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
+                       ba_error *err);
+
+/* Binds the data, runs the FP model over the samples and caches its first
+ * output. m and ds must outlive the evaluator. */
+ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba_eval_opts_t *opts,
+                           ba_evaluator_t **out, ba_error *err);
+void ba_evaluator_free(ba_evaluator_t *ev); /* NULL-safe */
+
+int64_t ba_evaluator_samples(const ba_evaluator_t *ev); /* samples cached */
+int64_t ba_evaluator_batch(const ba_evaluator_t *ev);
+/* The FP model's first output over the cached samples ([N, ...], float32). Borrowed. */
+const ba_tensor_t *ba_evaluator_fp_output(const ba_evaluator_t *ev);
+/* 1 when the first output already is a class distribution (Softmax), 0 logits. */
+int ba_evaluator_is_prob(const ba_evaluator_t *ev);
+
+/* FP metrics (rows, accuracy_fp; the quantized fields NaN) over the first
+ * nsamples (0 = all cached). */
+ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba_metrics_t *out,
+                                  ba_error *err);
+
+/* Activation fake-quant for a run: act_ranges is an array of m->nvalues;
+ * every value whose range has count > 0 is fake-quantized to act_bits right
+ * after it is computed (graph inputs: before the run), through
+ * ba_quant_act_apply. act_bits 0 or act_ranges NULL = activations stay float. */
+typedef struct ba_eval_acts {
+    int act_bits;
+    const ba_act_range_t *act_ranges;
+} ba_eval_acts_t;
+
+/* Metrics of the model run with overrides (per value id, see ba_run_opts_t;
+ * NULL = none) and acts (NULL = float) against the cached FP outputs, over
+ * the first nsamples (0 = all cached). Reads the evaluator only, so several
+ * threads may call it at once. q_out (optional): the quantized first output
+ * over those samples ([nsamples, ...] float32, caller unrefs). */
+ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
+                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           ba_tensor_t **q_out, ba_error *err);
+
+/* Runs the model over the first nsamples (0 = all cached) with opts and
+ * calls on_batch after each pass with that pass's inputs (rows start ..
+ * start+count of the data; a static batch axis is zero-padded past count
+ * when pad is allowed, else samples that do not fill a whole batch are
+ * skipped) and outputs. For calibration and other observers. */
+typedef ba_status (*ba_eval_batch_fn)(void *ctx, ba_tensor_t *const *inputs, ba_tensor_t *const *outputs,
+                                      int64_t start, int64_t count, ba_error *err);
+ba_status ba_evaluator_forward(const ba_evaluator_t *ev, int64_t nsamples, int allow_pad,
+                               const ba_run_opts_t *opts, ba_eval_batch_fn on_batch, void *ctx,
+                               ba_error *err);
+
+#endif

@@ -1,0 +1,235 @@
+/* Plan application: activation targets and their calibration, and the
+ * quantized ONNX files. The writers get, per layer, the very tensors
+ * ba_quant_weight makes for the evaluation (Q_b(W), codes, scales, zero
+ * points), so a written model computes what `eval --plan` measured. */
+#include "quant/apply.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/onnx_write.h"
+
+/* Weight chains the loader looks through (SPEC §2: Identity/Transpose/Reshape of constants). */
+#define APPLY_MAX_CHAIN 8
+#define APPLY_FP32_BITS 32
+#define APPLY_FP16_BITS 16
+#define APPLY_MAX_INT_BITS 8
+
+static int is_layer_op(const char *op) {
+    return !strcmp(op, "Conv") || !strcmp(op, "ConvTranspose") || !strcmp(op, "Gemm") ||
+           !strcmp(op, "MatMul");
+}
+
+/* 1 when value v is (behind a short Identity/Transpose/Reshape chain) a layer's weight. */
+static int is_layer_weight(const ba_model_t *m, int v) {
+    for (int step = 0; v >= 0 && step <= APPLY_MAX_CHAIN; step++) {
+        for (int l = 0; l < m->nlayers; l++)
+            if (m->layers[l].value == v) return 1;
+        if (m->values[v].constant) return 0;
+        int p = m->values[v].producer;
+        if (p < 0) return 0;
+        const ba_node_t *n = &m->nodes[p];
+        if (strcmp(n->op_type, "Identity") && strcmp(n->op_type, "Transpose") &&
+            strcmp(n->op_type, "Reshape"))
+            return 0;
+        v = n->nin > 0 ? n->inputs[0] : -1;
+    }
+    return 0;
+}
+
+int ba_quant_act_targets(const ba_model_t *m, unsigned char *mark) {
+    memset(mark, 0, (size_t)m->nvalues);
+    int count = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        if (!is_layer_op(n->op_type) || n->nin < 2) continue;
+        int w = -1;
+        if (n->inputs[1] >= 0 && is_layer_weight(m, n->inputs[1]))
+            w = 1;
+        else if (n->inputs[0] >= 0 && is_layer_weight(m, n->inputs[0]))
+            w = 0;
+        if (w < 0) continue;
+        int d = n->inputs[1 - w];
+        if (d < 0 || m->values[d].constant) continue;
+        ba_dtype dt = m->values[d].dtype;
+        if (dt != BA_DT_UNDEFINED && !ba_dtype_is_float(dt)) continue;
+        if (!mark[d]) count++;
+        mark[d] = 1;
+    }
+    return count;
+}
+
+typedef struct {
+    const unsigned char *mark;
+    ba_act_range_t *ranges;
+    const ba_model_t *m;
+} calib_ctx_t;
+
+static ba_status observe(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
+    (void)m;
+    calib_ctx_t *c = vctx;
+    if (!c->mark[v] || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
+    return ba_quant_act_range_update(&c->ranges[v], *t, err);
+}
+
+static ba_status observe_inputs(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
+                                int64_t count, ba_error *err) {
+    (void)outs, (void)start, (void)count;
+    calib_ctx_t *c = vctx;
+    for (int k = 0; k < c->m->ninputs; k++) {
+        int v = c->m->inputs[k];
+        if (c->mark[v] && ba_dtype_is_float(ins[k]->dtype))
+            BA_TRY(ba_quant_act_range_update(&c->ranges[v], ins[k], err));
+    }
+    return BA_OK;
+}
+
+ba_status ba_quant_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m, ba_act_range_t *ranges,
+                                  ba_error *err) {
+    for (int v = 0; v < m->nvalues; v++) ba_quant_act_range_init(&ranges[v]);
+    unsigned char *mark = ba_calloc((size_t)m->nvalues + 1, 1, err);
+    if (!mark) return BA_ERR_NOMEM;
+    ba_quant_act_targets(m, mark);
+    calib_ctx_t c = {mark, ranges, m};
+    ba_run_opts_t opts = {.on_value = observe, .ctx = &c};
+    /* No padding: zero rows would widen the ranges of later activations. */
+    ba_status st = ba_evaluator_forward(ev, 0, 0, &opts, observe_inputs, &c, err);
+    free(mark);
+    return st;
+}
+
+void ba_quant_act_qparams(const ba_act_range_t *r, int bits, float *scale, int32_t *zero_point) {
+    /* Same arithmetic as quant.c's asymmetric grid (quant.h), r = 1; the
+     * QDQ-vs-in-memory tests hold the two together bit for bit. */
+    const int L = (1 << bits) - 1;
+    double lo = (double)(r->min < 0.0f ? r->min : 0.0f);
+    double hi = (double)(r->max > 0.0f ? r->max : 0.0f);
+    float s = (float)((hi - lo) / (double)L);
+    if (!(s > 0.0f)) s = 1.0f;
+    double zp = nearbyint(-lo / (double)s);
+    zp = zp < 0.0 ? 0.0 : zp > (double)L ? (double)L : zp;
+    *scale = s;
+    *zero_point = (int32_t)zp;
+}
+
+/* The single axis other than ch_axis with more than one element, -1 when
+ * there is none, -2 when there are several. */
+static int single_inner_axis(const ba_layer_t *L) {
+    int a = -1;
+    for (int d = 0; d < L->ndim; d++) {
+        if (d == L->ch_axis || L->shape[d] == 1) continue;
+        if (a >= 0) return -2;
+        a = d;
+    }
+    return a;
+}
+
+/* Rows × cols byte/float matrix transposed into dst. */
+static void transpose(const void *src, void *dst, int64_t rows, int64_t cols, size_t esz) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++)
+            memcpy((char *)dst + (size_t)(c * rows + r) * esz,
+                   (const char *)src + (size_t)(r * cols + c) * esz, esz);
+}
+
+/* Fills w (QDQ fields) from q for layer L: the DequantizeLinear layout. */
+static ba_status qdq_layout(const ba_model_t *m, const ba_layer_t *L, ba_qweight_t *q, ba_onnx_qweight_t *w,
+                            void **scratch, ba_error *err) {
+    w->codes = q->codes;
+    w->scales = q->scales->data;
+    w->zero_points = q->zero_points ? q->zero_points->data : NULL;
+    w->nscales = q->scales->numel;
+    w->axis = -1;
+    w->block_size = 0;
+    if (q->cfg.granularity == BA_GRAN_PER_TENSOR || L->ndim == 0) return BA_OK;
+    w->axis = L->ch_axis;
+    if (q->cfg.granularity == BA_GRAN_PER_CHANNEL) return BA_OK;
+    int64_t C = q->scales->shape[0], ng = q->scales->ndim == 2 ? q->scales->shape[1] : 1;
+    if (ng == 1) return BA_OK; /* one group per channel: per-axis */
+    int a = single_inner_axis(L);
+    char sb[160];
+    if (a < 0)
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: layer '%s': group:%d scales run along the flattened axes of a %s weight; blocked "
+            "DequantizeLinear takes blocks along one axis (use per-channel, or the fakequant format)",
+            m->path, L->name, q->cfg.group, ba_shape_str(L->ndim, L->shape, sb, sizeof sb));
+    w->axis = a;
+    w->block_size = (int)q->group_len;
+    if (a > L->ch_axis) return BA_OK; /* scales [C, ng] already in the weight's axis order */
+    /* Block axis before the channel axis: the scale tensor is [ng, C]. */
+    size_t nb = (size_t)(C * ng);
+    char *buf = ba_malloc(nb * sizeof(float) + nb, err);
+    if (!buf) return BA_ERR_NOMEM;
+    transpose(q->scales->data, buf, C, ng, sizeof(float));
+    w->scales = (const float *)buf;
+    if (q->zero_points) {
+        transpose(q->zero_points->data, buf + nb * sizeof(float), C, ng, 1);
+        w->zero_points = (const uint8_t *)(buf + nb * sizeof(float));
+    }
+    *scratch = buf;
+    return BA_OK;
+}
+
+ba_status ba_quant_write_onnx(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
+                              const ba_act_range_t *act_ranges, int qdq, const char *out_path,
+                              ba_error *err) {
+    ba_quant_cfg_t dflt = ba_quant_cfg_default();
+    if (!cfg) cfg = &dflt;
+    int nl = m->nlayers;
+    ba_qweight_t *q = ba_calloc((size_t)nl + 1, sizeof *q, err);
+    ba_onnx_qweight_t *w = ba_calloc((size_t)nl + 1, sizeof *w, err);
+    void **scratch = ba_calloc((size_t)nl + 1, sizeof *scratch, err);
+    ba_onnx_qact_t *acts = NULL;
+    int nw = 0, nacts = 0;
+    ba_status st = q && w && scratch ? BA_OK : BA_ERR_NOMEM;
+    for (int l = 0; st == BA_OK && l < nl; l++) {
+        const ba_layer_t *L = &m->layers[l];
+        int bits = w_bits[l];
+        if (!ba_quant_bits_valid(bits)) {
+            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (2..8, 16 or 32)",
+                              L->name, bits);
+            break;
+        }
+        if (bits == APPLY_FP32_BITS) continue;
+        const ba_tensor_t *c = m->values[L->value].constant;
+        if (!c) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "layer '%s': weight has no constant data", L->name);
+            break;
+        }
+        st = ba_quant_weight(c, L->ch_axis, bits, cfg, &q[l], err);
+        if (st != BA_OK) {
+            ba_error_prefix(err, "layer '%s'", L->name);
+            break;
+        }
+        ba_onnx_qweight_t *x = &w[nw++];
+        x->name = L->name;
+        x->bits = bits;
+        x->fq = q[l].fq;
+        x->axis = -1;
+        if (qdq && bits <= APPLY_MAX_INT_BITS) st = qdq_layout(m, L, &q[l], x, &scratch[l], err);
+    }
+    if (st == BA_OK && qdq && act_ranges && cfg->act_bits > 0 && cfg->act_bits != APPLY_FP32_BITS) {
+        acts = ba_calloc((size_t)m->nvalues + 1, sizeof *acts, err);
+        if (!acts) st = BA_ERR_NOMEM;
+        for (int v = 0; st == BA_OK && v < m->nvalues; v++) {
+            if (act_ranges[v].count <= 0) continue;
+            ba_onnx_qact_t *a = &acts[nacts++];
+            a->name = m->values[v].name;
+            a->bits = cfg->act_bits;
+            if (cfg->act_bits <= APPLY_MAX_INT_BITS)
+                ba_quant_act_qparams(&act_ranges[v], cfg->act_bits, &a->scale, &a->zero_point);
+        }
+    }
+    if (st == BA_OK)
+        st = qdq ? ba_onnx_write_qdq(m->path, out_path, w, nw, acts, nacts, err)
+                 : ba_onnx_write_fakequant(m->path, out_path, w, nw, err);
+    for (int l = 0; q && l < nl; l++) ba_qweight_free(&q[l]);
+    for (int l = 0; scratch && l < nl; l++) free(scratch[l]);
+    free(q);
+    free(w);
+    free(scratch);
+    free(acts);
+    return st;
+}
