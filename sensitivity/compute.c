@@ -1,0 +1,243 @@
+/* ba_sens_compute: checks the inputs every estimator relies on (a layer to
+ * score, finite weights and data, labels that fit), binds the calibration data
+ * to the model's inputs, then dispatches to one estimator file. Also the
+ * data-free `weight` estimator and the ‖Q_b(W)−W‖² helper the others share. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sensitivity/sens_internal.h"
+
+int sens_output_is_prob(const ba_model_t *m) {
+    if (m->noutputs < 1) return 0;
+    int v = m->outputs[0];
+    int p = m->values[v].producer;
+    return p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax");
+}
+
+void sens_progress(sens_ctx_t *c, uint64_t add) {
+    c->work_done += add;
+    if (c->o->progress) c->o->progress(c->o->progress_user, c->work_done, c->work_total);
+}
+
+ba_status ba_sens_weight_error(const ba_model_t *m, int layer, int bits, const ba_quant_cfg_t *cfg,
+                               double *out, ba_error *err) {
+    *out = 0;
+    const ba_layer_t *L = &m->layers[layer];
+    const ba_tensor_t *w = m->values[L->value].constant;
+    if (!w) return ba_error_set(err, BA_ERR_RUNTIME, "layer %s: weight has no constant data", L->name);
+    ba_qweight_t q;
+    ba_status st = ba_quant_weight(w, L->ch_axis, bits, cfg, &q, err);
+    if (st != BA_OK) return ba_error_prefix(err, "layer %s", L->name);
+    const float *fq = q.fq->data;
+    double s = 0;
+    for (int64_t i = 0; i < w->numel; i++) {
+        double d = (double)fq[i] - ba_tensor_get_f64(w, i);
+        s += d * d;
+    }
+    ba_qweight_free(&q);
+    *out = s;
+    return BA_OK;
+}
+
+ba_status sens_weight(sens_ctx_t *c, ba_error *err) {
+    const ba_model_t *m = c->m;
+    c->work_total = (uint64_t)m->nlayers;
+    for (int l = 0; l < m->nlayers; l++) {
+        for (int k = 0; k < c->nbits; k++)
+            BA_TRY(ba_sens_weight_error(m, l, c->bits[k], &c->o->quant, &c->cost[(size_t)l * c->nbits + k],
+                                        err));
+        sens_progress(c, 1);
+    }
+    return BA_OK;
+}
+
+/* ---------------- data binding ---------------- */
+
+static ba_status check_finite_tensor(const ba_tensor_t *t, const char *what, ba_error *err) {
+    if (!ba_dtype_is_float(t->dtype)) return BA_OK;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = ba_tensor_get_f64(t, i);
+        if (!isfinite(v))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: element %lld is %s (sensitivity needs finite values)",
+                                what, (long long)i, isnan(v) ? "NaN" : "infinite");
+    }
+    return BA_OK;
+}
+
+static ba_status bind_data(sens_ctx_t *c, ba_error *err) {
+    const ba_model_t *m = c->m;
+    const ba_dataset_t *ds = c->ds;
+    c->ds_idx = ba_calloc((size_t)(m->ninputs > 0 ? m->ninputs : 1), sizeof(int), err);
+    if (!c->ds_idx) return BA_ERR_NOMEM;
+    for (int k = 0; k < m->ninputs; k++) {
+        const char *name = m->values[m->inputs[k]].name;
+        int idx = ba_dataset_find(ds, name);
+        if (idx < 0 && k == 0 && ba_dataset_count(ds) == 1 && ba_dataset_name(ds, 0) == NULL) idx = 0;
+        if (idx < 0)
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--data: no data for input '%s' of %s (give --data %s=FILE.npy)", name,
+                                m->path, name);
+        c->ds_idx[k] = idx;
+    }
+    int64_t n = ba_dataset_samples(ds);
+    if (c->o->max_data > 0 && c->o->max_data < n) n = c->o->max_data;
+    /* A static batch dimension fixes the run size; otherwise the option. */
+    int64_t batch = c->o->batch > 0 ? c->o->batch : BA_SENS_DEFAULT_BATCH;
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        if (v->ndim >= 1 && v->shape[0] > 0) {
+            batch = v->shape[0];
+            break;
+        }
+    }
+    if (n < batch && batch > 0) {
+        int static_batch = 0;
+        for (int k = 0; k < m->ninputs; k++)
+            if (m->values[m->inputs[k]].ndim >= 1 && m->values[m->inputs[k]].shape[0] > 0) static_batch = 1;
+        if (static_batch)
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--data: %lld samples, fewer than the model's fixed batch size %lld",
+                                (long long)n, (long long)batch);
+        batch = n;
+    }
+    if (n <= 0) return ba_error_set(err, BA_ERR_INPUT, "--data: no samples");
+    c->n = n - n % batch; /* whole batches: a fixed batch size cannot take a short tail */
+    c->batch = batch;
+    for (int i = 0; i < ba_dataset_count(ds); i++)
+        BA_TRY(check_finite_tensor(ba_dataset_tensor(ds, i), ba_dataset_path(ds, i), err));
+    return BA_OK;
+}
+
+ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, ba_tensor_t **inputs,
+                            ba_error *err) {
+    const ba_model_t *m = c->m;
+    for (int k = 0; k < m->ninputs; k++) inputs[k] = NULL;
+    for (int k = 0; k < m->ninputs; k++) {
+        ba_tensor_t *t;
+        ba_status st = ba_dataset_batch(c->ds, start, count, c->ds_idx[k], &t, err);
+        if (st == BA_OK && m->values[m->inputs[k]].dtype == BA_DT_F32 && t->dtype != BA_DT_F32 &&
+            ba_dtype_is_float(t->dtype)) {
+            ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
+            ba_tensor_unref(t);
+            t = f;
+            if (!t) st = err->code;
+        }
+        if (st != BA_OK) {
+            sens_inputs_free(c, inputs);
+            return st;
+        }
+        inputs[k] = t;
+    }
+    return BA_OK;
+}
+
+void sens_inputs_free(const sens_ctx_t *c, ba_tensor_t **inputs) {
+    for (int k = 0; k < c->m->ninputs; k++) {
+        ba_tensor_unref(inputs[k]);
+        inputs[k] = NULL;
+    }
+}
+
+/* Labels must cover the samples used and name classes of the output. */
+static ba_status check_labels(const sens_ctx_t *c, int64_t nlabels, ba_error *err) {
+    const ba_model_t *m = c->m;
+    int64_t total = ba_dataset_samples(c->ds);
+    if (nlabels != total)
+        return ba_error_set(err, BA_ERR_INPUT, "--labels: %lld labels for %lld data samples",
+                            (long long)nlabels, (long long)total);
+    const ba_value_t *ov = &m->values[m->outputs[0]];
+    int64_t classes = ov->ndim >= 1 ? ov->shape[ov->ndim - 1] : -1;
+    for (int64_t i = 0; i < nlabels; i++) {
+        if (c->labels[i] < 0 || (classes > 0 && c->labels[i] >= classes))
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--labels: label %lld of sample %lld is outside 0..%lld (classes of output '%s')",
+                (long long)c->labels[i], (long long)i, (long long)(classes - 1), ov->name);
+    }
+    return BA_OK;
+}
+
+ba_status ba_sens_compute(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
+                          ba_sens_method_t method, const ba_sens_opts_t *opts, ba_sens_table_t **out,
+                          ba_error *err) {
+    *out = NULL;
+    ba_sens_opts_t dflt = ba_sens_opts_default();
+    if (!opts) opts = &dflt;
+    if (m->nlayers == 0)
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: no quantizable layer (constant Conv/ConvTranspose/Gemm/MatMul weight of rank >= 2)",
+            m->path);
+    if (method < BA_SENS_HESSIAN || method > BA_SENS_MEASURED)
+        return ba_error_set(err, BA_ERR_INPUT, "sensitivity: unknown method %d", (int)method);
+    if (!(opts->tol >= 0) || !isfinite(opts->tol))
+        return ba_error_set(err, BA_ERR_INPUT, "--tol: must be a finite number >= 0");
+    if (opts->max_probes < 1 && (method == BA_SENS_HESSIAN))
+        return ba_error_set(err, BA_ERR_INPUT, "--samples: at least 1 probe");
+    for (int l = 0; l < m->nlayers; l++) {
+        const ba_tensor_t *w = m->values[m->layers[l].value].constant;
+        char what[256];
+        snprintf(what, sizeof what, "%s: layer %s", m->path, m->layers[l].name);
+        if (!w) return ba_error_set(err, BA_ERR_INPUT, "%s: weight has no constant data", what);
+        BA_TRY(check_finite_tensor(w, what, err));
+    }
+    sens_ctx_t c;
+    memset(&c, 0, sizeof c);
+    c.m = m;
+    c.ds = ds;
+    c.o = opts;
+    ba_sens_table_t *t = NULL;
+    ba_status st = sens_table_new(m, opts->bits, opts->nbits, ba_sens_method_name(method), &t, err);
+    if (st != BA_OK) return st;
+    memcpy(c.bits, t->bits, sizeof t->bits);
+    c.nbits = t->nbits;
+    c.k_ref = ba_sens_bits_index(t, BA_SENS_REF_BITS);
+    if (c.k_ref < 0) {
+        c.k_ref = c.nbits;
+        c.bits[c.nbits++] = BA_SENS_REF_BITS;
+    }
+    c.cost = ba_calloc((size_t)m->nlayers * (size_t)c.nbits, sizeof(double), err);
+    if (!c.cost) st = BA_ERR_NOMEM;
+    if (st == BA_OK && ba_sens_method_needs_data(method)) {
+        if (!ds)
+            st = ba_error_set(err, BA_ERR_INPUT, "--data: required by the '%s' estimator",
+                              ba_sens_method_name(method));
+        if (st == BA_OK) st = bind_data(&c, err);
+        if (st == BA_OK && labels) {
+            c.labels = labels;
+            st = check_labels(&c, nlabels, err);
+        }
+        if (st == BA_OK) st = ba_wcache_new(m, &opts->quant, &c.wc, err);
+        t->samples = c.n;
+    }
+    if (st == BA_OK) {
+        switch (method) {
+        case BA_SENS_WEIGHT: st = sens_weight(&c, err); break;
+        case BA_SENS_ACT: st = sens_act(&c, err); break;
+        case BA_SENS_MEASURED: st = sens_measured(&c, err); break;
+        case BA_SENS_FISHER: st = sens_fisher(&c, t, err); break;
+        case BA_SENS_HESSIAN: st = sens_hessian(&c, t, err); break;
+        case BA_SENS_LRP: st = sens_lrp(&c, t, err); break;
+        }
+    }
+    if (st == BA_OK && (method == BA_SENS_WEIGHT || method == BA_SENS_ACT || method == BA_SENS_MEASURED))
+        for (int l = 0; l < m->nlayers; l++) {
+            for (int k = 0; k < t->nbits; k++) t->layers[l].cost[k] = c.cost[(size_t)l * c.nbits + k];
+            t->layers[l].score = c.cost[(size_t)l * c.nbits + c.k_ref] / (double)m->layers[l].params;
+        }
+    if (st == BA_OK && c.loss_name) {
+        free(t->loss);
+        t->loss = ba_strdup(c.loss_name, err);
+        if (!t->loss) st = BA_ERR_NOMEM;
+    }
+    ba_wcache_free(c.wc);
+    free(c.cost);
+    free(c.ds_idx);
+    if (st != BA_OK) {
+        ba_sens_table_free(t);
+        return st;
+    }
+    *out = t;
+    return BA_OK;
+}

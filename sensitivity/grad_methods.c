@@ -1,0 +1,306 @@
+/* Estimators that need gradients (model/grad.h): `fisher` (empirical Fisher
+ * diagonal from per-sample squared gradients), `hessian` (Hutchinson trace of
+ * each layer's Hessian block, HAWQ-V2/V3, plus its top eigenvalue by power
+ * iteration). The loss is the mean over the used samples (SPEC §5); a batch's
+ * gradient is weighted by its share of the samples. `lrp` lives in lrp.c. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "model/grad.h"
+#include "sensitivity/sens_internal.h"
+
+/* Hutchinson stops on --tol only after this many probes: the running mean of
+ * the first few probes can agree by chance (PyHessian's loop has the same
+ * rule without a floor; a floor of 8 costs little and avoids 2-probe stops). */
+#define HUTCH_MIN_PROBES 8
+/* Power iteration for the top eigenvalue: at most this many Hessian-vector
+ * products (PyHessian's default maxIter is 100; 20 reach --tol on the test
+ * models), stopping earlier on a relative change below --tol. */
+#define POWER_MAX_ITERS 20
+#define REL_EPS 1e-12 /* guards relative changes of a zero mean */
+
+typedef struct grad_run {
+    sens_ctx_t *c;
+    ba_loss_spec_t spec;
+    ba_sens_loss_t kind; /* resolved CE / MSE */
+    int use_labels;
+    ba_tensor_t **inputs, **outs;
+    int *req; /* layer value ids */
+} grad_run_t;
+
+/* Resolves the loss of SPEC §5: labels -> CE; else CE on the FP argmax when the
+ * output's last axis holds >= 2 class scores, MSE to the FP output otherwise. */
+static ba_status resolve_loss(grad_run_t *g, ba_error *err) {
+    sens_ctx_t *c = g->c;
+    const ba_value_t *ov = &c->m->values[c->m->outputs[0]];
+    int64_t last = ov->ndim >= 1 ? ov->shape[ov->ndim - 1] : -1;
+    ba_sens_loss_t k = c->o->loss;
+    if (k == BA_SENS_LOSS_AUTO) k = (c->labels || last < 0 || last >= 2) ? BA_SENS_LOSS_CE : BA_SENS_LOSS_MSE;
+    if (k == BA_SENS_LOSS_CE && last == 1)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--loss ce: output '%s' has one score per row, not class scores (use --loss mse)",
+                            ov->name);
+    g->kind = k;
+    g->use_labels = k == BA_SENS_LOSS_CE && c->labels;
+    c->loss_name = k == BA_SENS_LOSS_CE ? "ce" : "mse";
+    return BA_OK;
+}
+
+static ba_status grad_run_init(grad_run_t *g, sens_ctx_t *c, ba_error *err) {
+    memset(g, 0, sizeof *g);
+    g->c = c;
+    const ba_model_t *m = c->m;
+    g->inputs = ba_calloc((size_t)m->ninputs + 1, sizeof *g->inputs, err);
+    g->outs = ba_calloc((size_t)m->noutputs + 1, sizeof *g->outs, err);
+    g->req = ba_calloc((size_t)m->nlayers, sizeof *g->req, err);
+    if (!g->inputs || !g->outs || !g->req) return BA_ERR_NOMEM;
+    for (int l = 0; l < m->nlayers; l++) g->req[l] = m->layers[l].value;
+    return resolve_loss(g, err);
+}
+
+static void grad_run_free(grad_run_t *g) {
+    if (!g->c) return;
+    if (g->inputs) sens_inputs_free(g->c, g->inputs);
+    for (int o = 0; g->outs && o < g->c->m->noutputs; o++) ba_tensor_unref(g->outs[o]);
+    free(g->inputs);
+    free(g->outs);
+    free(g->req);
+}
+
+/* Loads batch b and fills the loss spec for it (MSE needs the FP output as reference). */
+static ba_status grad_batch(grad_run_t *g, int64_t b, ba_error *err) {
+    sens_ctx_t *c = g->c;
+    sens_inputs_free(c, g->inputs);
+    for (int o = 0; o < c->m->noutputs; o++) {
+        ba_tensor_unref(g->outs[o]);
+        g->outs[o] = NULL;
+    }
+    int64_t start = b * c->batch;
+    BA_TRY(sens_batch_inputs(c, start, c->batch, g->inputs, err));
+    memset(&g->spec, 0, sizeof g->spec);
+    g->spec.output = 0;
+    if (g->kind == BA_SENS_LOSS_MSE) {
+        g->spec.kind = BA_LOSS_MSE;
+        BA_TRY(ba_model_run(c->m, g->inputs, NULL, g->outs, err));
+        g->spec.ref = g->outs[0];
+    } else if (g->use_labels) {
+        g->spec.kind = BA_LOSS_CE;
+        g->spec.labels = c->labels + start;
+        g->spec.nlabels = c->batch;
+    } else {
+        g->spec.kind = BA_LOSS_CE_ARGMAX;
+    }
+    return BA_OK;
+}
+
+static ba_status weight_errors(sens_ctx_t *c, int l, double *werr, ba_error *err) {
+    for (int k = 0; k < c->nbits; k++)
+        BA_TRY(ba_sens_weight_error(c->m, l, c->bits[k], &c->o->quant, &werr[k], err));
+    return BA_OK;
+}
+
+/* ---------------- fisher ---------------- */
+
+ba_status sens_fisher(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
+    const ba_model_t *m = c->m;
+    int L = m->nlayers;
+    grad_run_t g = {0};
+    float **gs = ba_calloc((size_t)L, sizeof *gs, err);
+    double **fs = ba_calloc((size_t)L, sizeof *fs, err);
+    ba_status st = (gs && fs) ? grad_run_init(&g, c, err) : BA_ERR_NOMEM;
+    for (int l = 0; l < L && st == BA_OK; l++) {
+        gs[l] = ba_malloc((size_t)m->layers[l].params * sizeof(float), err);
+        fs[l] = ba_calloc((size_t)m->layers[l].params, sizeof(double), err);
+        if (!gs[l] || !fs[l]) st = BA_ERR_NOMEM;
+    }
+    int64_t nbatch = c->n / c->batch;
+    c->work_total = (uint64_t)nbatch;
+    ba_grad_opts_t go = {.per_sample_sq = 1};
+    for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
+        st = grad_batch(&g, b, err);
+        if (st == BA_OK) st = ba_grad_compute(m, g.inputs, &go, &g.spec, L, g.req, gs, NULL, err);
+        for (int l = 0; l < L && st == BA_OK; l++)
+            for (int64_t i = 0; i < m->layers[l].params; i++) fs[l][i] += gs[l][i];
+        sens_progress(c, 1);
+    }
+    /* F = Σ_i g_i² / N; Ω(l,b) = Σ F_ii (Q_b(w)_i − w_i)²; s_l = Tr(F_l)/params_l */
+    for (int l = 0; l < L && st == BA_OK; l++) {
+        const ba_tensor_t *w = m->values[m->layers[l].value].constant;
+        double tr = 0;
+        for (int64_t i = 0; i < m->layers[l].params; i++) tr += fs[l][i] / (double)c->n;
+        t->layers[l].score = tr / (double)m->layers[l].params;
+        for (int k = 0; k < t->nbits && st == BA_OK; k++) {
+            ba_qweight_t q;
+            st = ba_quant_weight(w, m->layers[l].ch_axis, t->bits[k], &c->o->quant, &q, err);
+            if (st != BA_OK) break;
+            const float *fq = q.fq->data;
+            double s = 0;
+            for (int64_t i = 0; i < w->numel; i++) {
+                double d = (double)fq[i] - ba_tensor_get_f64(w, i);
+                s += fs[l][i] / (double)c->n * d * d;
+            }
+            t->layers[l].cost[k] = s;
+            ba_qweight_free(&q);
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        if (gs) free(gs[l]);
+        if (fs) free(fs[l]);
+    }
+    free(gs);
+    free(fs);
+    grad_run_free(&g);
+    return st;
+}
+
+/* ---------------- hessian ---------------- */
+
+/* hv[l] = H_ll v[l] of the mean loss over all used samples, for the layers in act[]. */
+static ba_status hvp_all(grad_run_t *g, const int *act, int nact, float *const *v, float **hv, float **tmp,
+                         ba_error *err) {
+    sens_ctx_t *c = g->c;
+    const ba_model_t *m = c->m;
+    int64_t nbatch = c->n / c->batch;
+    int *rq = ba_calloc((size_t)nact + 1, sizeof *rq, err);
+    const float **vv = ba_calloc((size_t)nact + 1, sizeof *vv, err);
+    float **out = ba_calloc((size_t)nact + 1, sizeof *out, err);
+    ba_status st = (rq && vv && out) ? BA_OK : BA_ERR_NOMEM;
+    for (int a = 0; a < nact && st == BA_OK; a++) {
+        int l = act[a];
+        rq[a] = m->layers[l].value;
+        vv[a] = v[l];
+        out[a] = tmp[l];
+        memset(hv[l], 0, (size_t)m->layers[l].params * sizeof(float));
+    }
+    double w = 1.0 / (double)nbatch; /* equal batches: each is 1/nbatch of the mean */
+    for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
+        st = grad_batch(g, b, err);
+        if (st == BA_OK) st = ba_grad_hvp_layers(m, g->inputs, NULL, &g->spec, nact, rq, vv, out, err);
+        for (int a = 0; a < nact && st == BA_OK; a++) {
+            int l = act[a];
+            for (int64_t i = 0; i < m->layers[l].params; i++) hv[l][i] += (float)(w * tmp[l][i]);
+        }
+    }
+    free(rq);
+    free(vv);
+    free(out);
+    return st;
+}
+
+static double dot(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
+    const ba_model_t *m = c->m;
+    int L = m->nlayers;
+    grad_run_t g = {0};
+    float **v = ba_calloc((size_t)L, sizeof *v, err), **hv = ba_calloc((size_t)L, sizeof *hv, err);
+    float **tmp = ba_calloc((size_t)L, sizeof *tmp, err);
+    double *sum = ba_calloc((size_t)L, sizeof *sum, err), *sum2 = ba_calloc((size_t)L, sizeof *sum2, err);
+    double *mean = ba_calloc((size_t)L, sizeof *mean, err), *eig = ba_calloc((size_t)L, sizeof *eig, err);
+    int64_t *np = ba_calloc((size_t)L, sizeof *np, err);
+    int *act = ba_calloc((size_t)L, sizeof *act, err), *done = ba_calloc((size_t)L, sizeof *done, err);
+    ba_status st = (v && hv && tmp && sum && sum2 && mean && eig && np && act && done)
+                       ? grad_run_init(&g, c, err)
+                       : BA_ERR_NOMEM;
+    for (int l = 0; l < L && st == BA_OK; l++) {
+        size_t n = (size_t)m->layers[l].params;
+        if (!(v[l] = ba_malloc(n * sizeof(float), err)) || !(hv[l] = ba_malloc(n * sizeof(float), err)) ||
+            !(tmp[l] = ba_malloc(n * sizeof(float), err)))
+            st = BA_ERR_NOMEM;
+    }
+    ba_rng_t rng;
+    ba_rng_seed(&rng, c->o->seed);
+    int maxp = c->o->max_probes;
+    c->work_total = (uint64_t)(maxp + POWER_MAX_ITERS);
+    for (int p = 0; p < maxp && st == BA_OK; p++) {
+        int nact = 0;
+        /* every layer draws its probe each round, so a layer's probes do not
+         * depend on when the others stop (same seed, same numbers) */
+        for (int l = 0; l < L; l++) {
+            for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
+            if (!done[l]) act[nact++] = l;
+        }
+        if (nact == 0) break;
+        st = hvp_all(&g, act, nact, v, hv, tmp, err);
+        for (int a = 0; a < nact && st == BA_OK; a++) {
+            int l = act[a];
+            double x = dot(v[l], hv[l], m->layers[l].params);
+            double prev = mean[l];
+            sum[l] += x;
+            sum2[l] += x * x;
+            np[l]++;
+            mean[l] = sum[l] / (double)np[l];
+            if (np[l] >= HUTCH_MIN_PROBES && fabs(mean[l] - prev) / (fabs(prev) + REL_EPS) < c->o->tol)
+                done[l] = 1;
+        }
+        sens_progress(c, 1);
+    }
+    /* top eigenvalue of each block by power iteration (all layers together) */
+    for (int l = 0; l < L && st == BA_OK; l++) {
+        double nn = 0;
+        for (int64_t i = 0; i < m->layers[l].params; i++) {
+            v[l][i] = (float)ba_rng_normal(&rng);
+            nn += (double)v[l][i] * v[l][i];
+        }
+        for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)(v[l][i] / sqrt(nn));
+        act[l] = l;
+        done[l] = 0;
+        eig[l] = NAN;
+    }
+    for (int it = 0; it < POWER_MAX_ITERS && st == BA_OK; it++) {
+        int nact = 0;
+        for (int l = 0; l < L; l++)
+            if (!done[l]) act[nact++] = l;
+        if (nact == 0) break;
+        st = hvp_all(&g, act, nact, v, hv, tmp, err);
+        for (int a = 0; a < nact && st == BA_OK; a++) {
+            int l = act[a];
+            double lam = dot(v[l], hv[l], m->layers[l].params);
+            double nrm = sqrt(dot(hv[l], hv[l], m->layers[l].params));
+            if (!isnan(eig[l]) && fabs(lam - eig[l]) / (fabs(eig[l]) + REL_EPS) < c->o->tol) done[l] = 1;
+            eig[l] = lam;
+            if (nrm > 0)
+                for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)(hv[l][i] / nrm);
+            else
+                done[l] = 1;
+        }
+        sens_progress(c, 1);
+    }
+    for (int l = 0; l < L && st == BA_OK; l++) {
+        double P = (double)m->layers[l].params, n = (double)np[l];
+        ba_sens_layer_t *Lr = &t->layers[l];
+        Lr->score = mean[l] / P;
+        Lr->probes = np[l];
+        Lr->top_eig = eig[l];
+        if (np[l] >= 2) {
+            double var = (sum2[l] - sum[l] * sum[l] / n) / (n - 1);
+            Lr->se = sqrt(var > 0 ? var : 0) / sqrt(n) / P;
+        }
+        double werr[BA_SENS_MAX_BITS + 1];
+        st = weight_errors(c, l, werr, err);
+        for (int k = 0; k < t->nbits && st == BA_OK; k++) Lr->cost[k] = Lr->score * werr[k];
+    }
+    for (int l = 0; l < L; l++) {
+        if (v) free(v[l]);
+        if (hv) free(hv[l]);
+        if (tmp) free(tmp[l]);
+    }
+    free(v);
+    free(hv);
+    free(tmp);
+    free(sum);
+    free(sum2);
+    free(mean);
+    free(eig);
+    free(np);
+    free(act);
+    free(done);
+    grad_run_free(&g);
+    return st;
+}

@@ -1,0 +1,68 @@
+/* The `measured` estimator: Ω(l,b) = mean over the calibration rows of
+ * KL(p_fp ‖ p_q) with only layer l quantized to b bits (SPEC §5), through the
+ * weight cache's overrides and eval/metrics' KL; for outputs that are not
+ * class scores (last axis of size 1) the mean squared output error instead,
+ * as the evolutionary search measures (SPEC §6). One FP pass per batch, then
+ * one pass per (layer, width). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "eval/metrics.h"
+#include "sensitivity/sens_internal.h"
+
+ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
+    const ba_model_t *m = c->m;
+    int L = m->nlayers, nb = c->nbits;
+    size_t ncell = (size_t)L * (size_t)nb;
+    ba_metrics_acc_t *acc = ba_calloc(ncell, sizeof *acc, err);
+    ba_tensor_t **inputs = ba_calloc((size_t)m->ninputs + 1, sizeof *inputs, err);
+    ba_tensor_t **fp = ba_calloc((size_t)m->noutputs + 1, sizeof *fp, err);
+    ba_tensor_t **q = ba_calloc((size_t)m->noutputs + 1, sizeof *q, err);
+    ba_tensor_t **ovr = ba_calloc((size_t)m->nvalues + 1, sizeof *ovr, err);
+    int *bits = ba_calloc((size_t)L, sizeof *bits, err);
+    ba_status st = (acc && inputs && fp && q && ovr && bits) ? BA_OK : BA_ERR_NOMEM;
+    int is_prob = sens_output_is_prob(m) ? 1 : -1;
+    for (size_t i = 0; st == BA_OK && i < ncell; i++) ba_metrics_begin(&acc[i], is_prob);
+    int64_t nbatch = c->n / c->batch;
+    c->work_total = (uint64_t)(nbatch * (int64_t)ncell);
+    for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
+        st = sens_batch_inputs(c, b * c->batch, c->batch, inputs, err);
+        if (st == BA_OK) st = ba_model_run(m, inputs, NULL, fp, err);
+        for (int l = 0; l < L && st == BA_OK; l++)
+            for (int k = 0; k < nb && st == BA_OK; k++) {
+                for (int j = 0; j < L; j++) bits[j] = 32;
+                bits[l] = c->bits[k];
+                st = ba_wcache_overrides(c->wc, bits, ovr, err);
+                ba_run_opts_t ro = {.overrides = ovr};
+                if (st == BA_OK) st = ba_model_run(m, inputs, &ro, q, err);
+                if (st == BA_OK) st = ba_metrics_add(&acc[(size_t)l * nb + k], fp[0], q[0], NULL, 0, err);
+                for (int o = 0; o < m->noutputs; o++) {
+                    ba_tensor_unref(q[o]);
+                    q[o] = NULL;
+                }
+                /* reset the layer's slot so the next (l,k) starts from FP weights */
+                ovr[m->layers[l].value] = NULL;
+                sens_progress(c, 1);
+            }
+        for (int o = 0; o < m->noutputs; o++) {
+            ba_tensor_unref(fp[o]);
+            fp[o] = NULL;
+        }
+        sens_inputs_free(c, inputs);
+    }
+    int use_mse = 0;
+    if (st == BA_OK && ncell > 0 && acc[0].classes < 2) use_mse = 1;
+    c->loss_name = use_mse ? "mse" : "kl";
+    for (size_t i = 0; st == BA_OK && i < ncell; i++) {
+        ba_metrics_t r;
+        ba_metrics_finish(&acc[i], &r);
+        c->cost[i] = use_mse ? r.mse : r.kl;
+    }
+    free(acc);
+    free(inputs);
+    free(fp);
+    free(q);
+    free(ovr);
+    free(bits);
+    return st;
+}

@@ -1,0 +1,510 @@
+/* sensitivity/: each estimator against an independent NumPy/PyTorch computation
+ * (tests/fixtures/make_sens_refs.py -> sens_refs/refs.json), the JSON/CSV forms
+ * and --sensitivity-file readers, bad inputs, the DB cache and the CLI command. */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+#define DIG BA_FIXTURES "/digits/"
+#define REFS BA_FIXTURES "/sens_refs/"
+
+static ba_model_t *load_model(const char *path) {
+    ba_error err;
+    ba_model_t *m = NULL;
+    ba_status st = ba_model_load(path, NULL, &m, &err);
+    cr_assert_eq(st, BA_OK, "%s", err.msg);
+    return m;
+}
+
+static ba_dataset_t *load_data(const char *path) {
+    ba_error err;
+    ba_dataset_t *ds = NULL;
+    const char *spec[] = {path};
+    cr_assert_eq(ba_dataset_load(spec, 1, &ds, &err), BA_OK, "%s", err.msg);
+    return ds;
+}
+
+static json_t *refs(void) {
+    json_error_t je;
+    json_t *r = json_load_file(REFS "refs.json", 0, &je);
+    cr_assert(r, "refs.json: %s", je.text);
+    return r;
+}
+
+static ba_sens_table_t *compute(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *lab, int64_t nl,
+                                ba_sens_method_t meth, const ba_sens_opts_t *o) {
+    ba_error err;
+    ba_sens_table_t *t = NULL;
+    ba_status st = ba_sens_compute(m, ds, lab, nl, meth, o, &t, &err);
+    cr_assert_eq(st, BA_OK, "%s", err.msg);
+    return t;
+}
+
+/* Every (layer, bits) of t against ref[layer][bits] within rel·|ref| + abs. */
+static double check_costs(const ba_sens_table_t *t, const json_t *ref, double rel, double abs_tol) {
+    double worst = 0;
+    for (int l = 0; l < t->nlayers; l++) {
+        const json_t *lr = json_object_get(ref, t->layers[l].name);
+        cr_assert(lr, "no reference for layer %s", t->layers[l].name);
+        if (json_object_get(lr, "cost")) lr = json_object_get(lr, "cost");
+        for (int k = 0; k < t->nbits; k++) {
+            char key[8];
+            snprintf(key, sizeof key, "%d", t->bits[k]);
+            double want = json_real_value(json_object_get(lr, key)), got = t->layers[l].cost[k];
+            double e = fabs(got - want) / fabs(want);
+            if (e > worst) worst = e;
+            cr_expect(fabs(got - want) <= rel * fabs(want) + abs_tol, "%s %d bits: %.10g, reference %.10g",
+                      t->layers[l].name, t->bits[k], got, want);
+        }
+    }
+    return worst;
+}
+
+Test(sensitivity, weight_cost_matches_numpy_exactly) {
+    json_t *r = refs();
+    const char *models[][2] = {{DIG "cnn_dyn.onnx", "cnn"}, {DIG "mlp_dyn.onnx", "mlp"}};
+    for (int i = 0; i < 2; i++) {
+        ba_model_t *m = load_model(models[i][0]);
+        ba_sens_table_t *t = compute(m, NULL, NULL, 0, BA_SENS_WEIGHT, NULL);
+        cr_assert_eq(t->nbits, 7);
+        check_costs(t, json_object_get(json_object_get(r, "weight"), models[i][1]), 1e-12, 0);
+        /* score = Ω(l,4)/params */
+        for (int l = 0; l < t->nlayers; l++)
+            cr_expect_float_eq(t->layers[l].score, t->layers[l].cost[2] / (double)t->layers[l].params, 1e-15);
+        cr_expect(isnan(t->layers[0].se));
+        cr_expect_eq(t->samples, 0);
+        ba_sens_table_free(t);
+        ba_model_free(m);
+    }
+    json_decref(r);
+}
+
+Test(sensitivity, act_cost_matches_torch_conv_on_delta_w) {
+    json_t *r = refs();
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x.npy");
+    const json_t *ref = json_object_get(json_object_get(r, "act"), "cnn");
+    ba_sens_opts_t o = ba_sens_opts_default();
+    ba_sens_table_t *t = compute(m, ds, NULL, 0, BA_SENS_ACT, &o); /* Σ = E[x xᵀ] path */
+    double e1 = check_costs(t, ref, 1e-4, 0);
+    o.act_direct = 1; /* the layer's own kernel on ΔW */
+    ba_sens_table_t *d = compute(m, ds, NULL, 0, BA_SENS_ACT, &o);
+    double e2 = check_costs(d, ref, 1e-4, 0);
+    cr_log_info("act: worst relative error %.2e (sigma), %.2e (direct)", e1, e2);
+    cr_expect_eq(t->samples, 512);
+    ba_sens_table_free(t);
+    ba_sens_table_free(d);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    json_decref(r);
+}
+
+Test(sensitivity, act_on_static_batch_model_equals_dynamic) {
+    ba_model_t *ms = load_model(DIG "cnn.onnx"), *md = load_model(DIG "cnn_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x.npy");
+    ba_sens_opts_t o = ba_sens_opts_default();
+    o.max_data = 32;
+    ba_sens_table_t *a = compute(ms, ds, NULL, 0, BA_SENS_ACT, &o),
+                    *b = compute(md, ds, NULL, 0, BA_SENS_ACT, &o);
+    for (int l = 0; l < a->nlayers; l++)
+        for (int k = 0; k < a->nbits; k++)
+            cr_expect(fabs(a->layers[l].cost[k] - b->layers[l].cost[k]) <= 1e-5 * b->layers[l].cost[k]);
+    cr_expect_eq(a->samples, 32);
+    ba_sens_table_free(a);
+    ba_sens_table_free(b);
+    ba_dataset_free(ds);
+    ba_model_free(ms);
+    ba_model_free(md);
+}
+
+Test(sensitivity, measured_kl_matches_pytorch_single_layer_runs) {
+    json_t *r = refs();
+    ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x_flat.npy");
+    ba_sens_table_t *t = compute(m, ds, NULL, 0, BA_SENS_MEASURED, NULL);
+    double e = check_costs(t, json_object_get(json_object_get(r, "measured"), "mlp"), 2e-3, 1e-8);
+    cr_log_info("measured: worst relative error %.2e", e);
+    cr_expect_str_eq(t->loss, "kl");
+    ba_sens_table_free(t);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    json_decref(r);
+}
+
+static int64_t *labels(int64_t *n) {
+    ba_error err;
+    int64_t *y;
+    cr_assert_eq(ba_labels_load(DIG "calib_y.npy", &y, n, &err), BA_OK, "%s", err.msg);
+    return y;
+}
+
+Test(sensitivity, fisher_matches_pytorch_per_sample_gradients) {
+    json_t *r = refs();
+    ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x_flat.npy");
+    int64_t n;
+    int64_t *y = labels(&n);
+    ba_sens_table_t *t = compute(m, ds, y, n, BA_SENS_FISHER, NULL);
+    const json_t *ref = json_object_get(r, "fisher");
+    double e = check_costs(t, ref, 1e-3, 0);
+    for (int l = 0; l < t->nlayers; l++) {
+        double want = json_real_value(json_object_get(json_object_get(ref, t->layers[l].name), "score"));
+        cr_expect(fabs(t->layers[l].score - want) <= 1e-3 * want, "%s: %g vs %g", t->layers[l].name,
+                  t->layers[l].score, want);
+    }
+    cr_log_info("fisher: worst relative error %.2e", e);
+    cr_expect_str_eq(t->loss, "ce");
+    ba_sens_table_free(t);
+    free(y);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    json_decref(r);
+}
+
+Test(sensitivity, hessian_trace_agrees_with_exact_trace_within_its_stderr, .timeout = 300) {
+    json_t *r = refs();
+    ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x_flat.npy");
+    int64_t n;
+    int64_t *y = labels(&n);
+    ba_sens_table_t *t = compute(m, ds, y, n, BA_SENS_HESSIAN, NULL);
+    int l = 2;
+    cr_assert_str_eq(t->layers[l].name, "fc3.weight");
+    double exact = json_real_value(json_object_get(json_object_get(r, "hessian_trace"), "fc3.weight"));
+    double s = t->layers[l].score, se = t->layers[l].se;
+    cr_log_info("hessian fc3: %.5g ± %.2g (%lld probes), exact %.5g", s, se, (long long)t->layers[l].probes,
+                exact);
+    cr_expect(se > 0 && fabs(s - exact) <= 4 * se, "%g ± %g vs exact %g", s, se, exact);
+    cr_expect(t->layers[l].probes >= 8 && t->layers[l].probes <= BA_SENS_DEFAULT_PROBES);
+    cr_expect(t->layers[l].top_eig > 0);
+    double w;
+    ba_error err;
+    cr_assert_eq(ba_sens_weight_error(m, l, 4, NULL, &w, &err), BA_OK);
+    cr_expect_float_eq(t->layers[l].cost[2], s * w, 1e-12 * s * w);
+    ba_sens_table_free(t);
+    free(y);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    json_decref(r);
+}
+
+Test(sensitivity, same_seed_gives_identical_table) {
+    ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x_flat.npy");
+    ba_sens_opts_t o = ba_sens_opts_default();
+    o.max_data = 64;
+    o.max_probes = 6;
+    o.seed = 7;
+    ba_sens_table_t *a = compute(m, ds, NULL, 0, BA_SENS_HESSIAN, &o),
+                    *b = compute(m, ds, NULL, 0, BA_SENS_HESSIAN, &o);
+    o.seed = 8;
+    ba_sens_table_t *c = compute(m, ds, NULL, 0, BA_SENS_HESSIAN, &o);
+    char *ja, *jb, *jc;
+    ba_error err;
+    cr_assert_eq(ba_sens_to_json(a, &ja, &err), BA_OK);
+    cr_assert_eq(ba_sens_to_json(b, &jb, &err), BA_OK);
+    cr_assert_eq(ba_sens_to_json(c, &jc, &err), BA_OK);
+    cr_expect_str_eq(ja, jb);
+    cr_expect_str_neq(ja, jc);
+    free(ja);
+    free(jb);
+    free(jc);
+    ba_sens_table_free(a);
+    ba_sens_table_free(b);
+    ba_sens_table_free(c);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+}
+
+/* ---- text forms ---- */
+
+static ba_sens_table_t *weight_table(const ba_model_t *m) {
+    return compute(m, NULL, NULL, 0, BA_SENS_WEIGHT, NULL);
+}
+
+Test(sensitivity, json_and_csv_round_trip_through_sensitivity_file) {
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    ba_sens_table_t *t = weight_table(m);
+    char dir[512], pj[600], pc[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(pj, sizeof pj, "%s/s.json", dir);
+    snprintf(pc, sizeof pc, "%s/s.csv", dir);
+    ba_error err;
+    FILE *f = fopen(pj, "w");
+    cr_assert_eq(ba_sens_write_json(t, f, &err), BA_OK);
+    fclose(f);
+    f = fopen(pc, "w");
+    cr_assert_eq(ba_sens_write_csv(t, f, &err), BA_OK);
+    fclose(f);
+    for (int which = 0; which < 2; which++) {
+        ba_sens_table_t *r = NULL;
+        cr_assert_eq(ba_sens_read_file(which ? pc : pj, m, NULL, 0, NULL, &r, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(r->nlayers, t->nlayers);
+        for (int l = 0; l < t->nlayers; l++)
+            for (int k = 0; k < t->nbits; k++) cr_expect_eq(r->layers[l].cost[k], t->layers[l].cost[k]);
+        if (!which) {
+            cr_expect_str_eq(r->method, "weight");
+            cr_expect_eq(r->layers[1].score, t->layers[1].score);
+        }
+        ba_sens_table_free(r);
+    }
+    /* a subset of the widths */
+    int bits[] = {3, 8};
+    ba_sens_table_t *r = NULL;
+    cr_assert_eq(ba_sens_read_file(pj, m, bits, 2, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(r->layers[0].cost[1], t->layers[0].cost[6]);
+    ba_sens_table_free(r);
+    ba_test_rmtree(dir);
+    ba_sens_table_free(t);
+    ba_model_free(m);
+}
+
+Test(sensitivity, csv_layer_score_scales_the_weight_error) {
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    char dir[512], p[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/s.csv", dir);
+    ba_test_write_file(
+        p, "layer,score\nonnx::Conv_31,2\nonnx::Conv_34,0.5\n\"conv3.weight\",1e-3\nfc.weight,0\n");
+    ba_error err;
+    ba_sens_table_t *r = NULL;
+    cr_assert_eq(ba_sens_read_file(p, m, NULL, 0, NULL, &r, &err), BA_OK, "%s", err.msg);
+    double w;
+    cr_assert_eq(ba_sens_weight_error(m, 1, 5, NULL, &w, &err), BA_OK);
+    cr_expect_eq(r->layers[1].cost[3], 0.5 * w);
+    cr_expect_eq(r->layers[1].score, 0.5);
+    cr_expect_eq(r->layers[3].cost[0], 0);
+    ba_sens_table_free(r);
+    ba_test_rmtree(dir);
+    ba_model_free(m);
+}
+
+/* Writes text, reads it back, expects BA_ERR_INPUT with every needle in the message. */
+static void expect_file_error(const ba_model_t *m, const char *name, const char *text, const char *n1,
+                              const char *n2) {
+    char dir[512], p[700];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    ba_test_write_file(p, text);
+    ba_error err;
+    ba_sens_table_t *r = NULL;
+    ba_status st = ba_sens_read_file(p, m, NULL, 0, NULL, &r, &err);
+    cr_expect_eq(st, BA_ERR_INPUT, "%s: status %d", text, st);
+    cr_expect(r == NULL);
+    if (st != BA_OK) {
+        cr_expect(strstr(err.msg, name), "message names the file: %s", err.msg);
+        cr_expect(strstr(err.msg, n1), "'%s' not in: %s", n1, err.msg);
+        if (n2) cr_expect(strstr(err.msg, n2), "'%s' not in: %s", n2, err.msg);
+    }
+    ba_sens_table_free(r);
+    ba_test_rmtree(dir);
+}
+
+Test(sensitivity, sensitivity_file_errors_name_file_and_line_or_layer) {
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    expect_file_error(m, "a.csv", "layer,score\nnope,1\n", "line 2", "nope");
+    expect_file_error(m, "b.csv", "layer,score\nonnx::Conv_31,1\nonnx::Conv_34,1\nconv3.weight,1\n",
+                      "fc.weight", "missing");
+    expect_file_error(m, "c.csv", "layer,score\nonnx::Conv_31,abc\n", "line 2", "abc");
+    expect_file_error(m, "d.csv", "layer,score\nonnx::Conv_31,nan\n", "line 2", NULL);
+    expect_file_error(m, "e.csv", "layer,bits,cost\nonnx::Conv_31,2,1\n", "onnx::Conv_31", "3 bits");
+    expect_file_error(m, "f.csv", "name,value\n", "line 1", "header");
+    expect_file_error(m, "g.csv", "layer,score\nonnx::Conv_31,1\nonnx::Conv_31,2\n", "line 3", "twice");
+    expect_file_error(m, "h.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1}}]}",
+                      "fc.weight", "3 bits");
+    expect_file_error(m, "i.json", "{\"layers\": [{\"name\": \"zzz\", \"cost\": {}}]}", "zzz", NULL);
+    expect_file_error(m, "j.json", "{\"layers\": [", "line", NULL);
+    expect_file_error(m, "k.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": \"x\"}}]}",
+                      "fc.weight", "cost.2");
+    ba_model_free(m);
+}
+
+/* ---- bad inputs ---- */
+
+static void expect_compute_error(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *y, int64_t n,
+                                 ba_sens_method_t meth, const char *needle) {
+    ba_error err;
+    ba_sens_table_t *t = NULL;
+    ba_status st = ba_sens_compute(m, ds, y, n, meth, NULL, &t, &err);
+    cr_expect_eq(st, BA_ERR_INPUT, "status %d: %s", st, st ? err.msg : "");
+    cr_expect(t == NULL);
+    if (st != BA_OK) cr_expect(strstr(err.msg, needle), "'%s' not in: %s", needle, err.msg);
+    ba_sens_table_free(t);
+}
+
+Test(sensitivity, bad_inputs_give_clear_errors) {
+    ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x_flat.npy");
+    ba_error err;
+    int64_t *y, n;
+    cr_assert_eq(ba_labels_load(REFS "labels_short.npy", &y, &n, &err), BA_OK);
+    expect_compute_error(m, ds, y, n, BA_SENS_FISHER, "100 labels for 512");
+    free(y);
+    cr_assert_eq(ba_labels_load(REFS "labels_range.npy", &y, &n, &err), BA_OK);
+    expect_compute_error(m, ds, y, n, BA_SENS_HESSIAN, "sample 7");
+    free(y);
+    expect_compute_error(m, NULL, NULL, 0, BA_SENS_ACT, "--data");
+    ba_dataset_t *bad = load_data(REFS "nan_x.npy");
+    expect_compute_error(m, bad, NULL, 0, BA_SENS_ACT, "nan_x.npy");
+    ba_dataset_free(bad);
+    ba_model_t *nl = load_model(REFS "no_layer.onnx");
+    expect_compute_error(nl, NULL, NULL, 0, BA_SENS_WEIGHT, "no quantizable layer");
+    ba_model_free(nl);
+    ba_model_t *nw = load_model(REFS "nan_weight.onnx");
+    expect_compute_error(nw, NULL, NULL, 0, BA_SENS_WEIGHT, "layer w");
+    ba_model_free(nw);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+}
+
+/* ---- cache ---- */
+
+Test(sensitivity, cache_key_depends_on_settings_and_round_trips_through_db) {
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    ba_dataset_t *ds = load_data(DIG "calib_x.npy");
+    ba_sens_opts_t o = ba_sens_opts_default();
+    char k1[65], k2[65], k3[65], k4[65];
+    ba_sens_cache_key(m, ds, NULL, 0, BA_SENS_ACT, &o, k1);
+    ba_sens_cache_key(m, ds, NULL, 0, BA_SENS_ACT, &o, k2);
+    cr_expect_str_eq(k1, k2);
+    ba_sens_cache_key(m, ds, NULL, 0, BA_SENS_MEASURED, &o, k3);
+    cr_expect_str_neq(k1, k3);
+    o.quant.clip = BA_CLIP_MSE;
+    ba_sens_cache_key(m, ds, NULL, 0, BA_SENS_ACT, &o, k4);
+    cr_expect_str_neq(k1, k4);
+    char dir[512], p[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/c.db", dir);
+    ba_error err;
+    ba_db_t *db;
+    cr_assert_eq(ba_db_open(p, 1, &db, &err), BA_OK, "%s", err.msg);
+    ba_sens_table_t *t = weight_table(m), *r = NULL;
+    cr_assert_eq(ba_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK);
+    cr_expect(r == NULL);
+    cr_assert_eq(ba_sens_cache_put(db, k1, m, t, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_assert(r);
+    for (int l = 0; l < t->nlayers; l++) cr_expect_eq(r->layers[l].cost[4], t->layers[l].cost[4]);
+    ba_sens_table_free(r);
+    ba_sens_table_free(t);
+    ba_db_close(db);
+    ba_test_rmtree(dir);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+}
+
+/* ---- CLI ---- */
+
+Test(sensitivity, cli_prints_csv_json_and_uses_the_db_cache) {
+    char dir[512], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    const char *a1[] = {BA_CLI,   "sensitivity", DIG "cnn_dyn.onnx", "--method", "weight",
+                        "--bits", "2,4",         "--format",         "csv",      NULL};
+    char *out = NULL, *errs = NULL;
+    int rc;
+    cr_assert_eq(ba_test_run(a1, &out, &errs, &rc), 0);
+    cr_expect_eq(rc, 0, "%s", errs);
+    cr_expect(strncmp(out, "layer,bits,cost\nonnx::Conv_31,2,", 32) == 0, "%s", out);
+    cr_expect_eq(ba_test_count_lines(out), 9);
+    free(out);
+    free(errs);
+    const char *a2[] = {BA_CLI,
+                        "sensitivity",
+                        DIG "cnn_dyn.onnx",
+                        "--data",
+                        DIG "calib_x.npy",
+                        "--method",
+                        "act",
+                        "--format",
+                        "json",
+                        "--db",
+                        db,
+                        "-v",
+                        NULL};
+    char *o1 = NULL, *o2 = NULL;
+    cr_assert_eq(ba_test_run(a2, &o1, &errs, &rc), 0);
+    cr_expect_eq(rc, 0, "%s", errs);
+    cr_expect(!strstr(errs, "cached"), "%s", errs);
+    free(errs);
+    cr_assert_eq(ba_test_run(a2, &o2, &errs, &rc), 0);
+    cr_expect_eq(rc, 0, "%s", errs);
+    cr_expect(strstr(errs, "cached"), "second run should hit the cache: %s", errs);
+    cr_expect_str_eq(o1, o2);
+    cr_expect(strstr(o1, "\"method\": \"act\""));
+    free(o1);
+    free(o2);
+    free(errs);
+    const char *a3[] = {BA_CLI, "sensitivity", REFS "no_layer.onnx", "--method", "weight", NULL};
+    cr_assert_eq(ba_test_run(a3, NULL, &errs, &rc), 0);
+    cr_expect_eq(rc, 2);
+    cr_expect(strstr(errs, "bitalloc: error: ") && strstr(errs, "no quantizable layer"), "%s", errs);
+    free(errs);
+    ba_test_rmtree(dir);
+}
+
+Test(sensitivity, lrp_scores_match_gradient_times_input_reference) {
+    json_t *r = refs();
+    const char *cases[][3] = {{DIG "cnn_dyn.onnx", DIG "calib_x.npy", "cnn"},
+                              {DIG "mlp_dyn.onnx", DIG "calib_x_flat.npy", "mlp"}};
+    for (int i = 0; i < 2; i++) {
+        ba_model_t *m = load_model(cases[i][0]);
+        ba_dataset_t *ds = load_data(cases[i][1]);
+        ba_sens_table_t *t = compute(m, ds, NULL, 0, BA_SENS_LRP, NULL);
+        const json_t *ref = json_object_get(json_object_get(r, "lrp"), cases[i][2]);
+        double sum = 0;
+        for (int l = 0; l < t->nlayers; l++) {
+            double want = json_real_value(json_object_get(ref, t->layers[l].name));
+            cr_expect(fabs(t->layers[l].score - want) <= 1e-4 * want, "%s: %.8g vs %.8g", t->layers[l].name,
+                      t->layers[l].score, want);
+            sum += t->layers[l].score;
+            double e;
+            ba_error err;
+            cr_assert_eq(ba_sens_weight_error(m, l, 3, NULL, &e, &err), BA_OK);
+            const ba_tensor_t *w = m->values[m->layers[l].value].constant;
+            double wn = 0;
+            for (int64_t j = 0; j < w->numel; j++)
+                wn += ((const float *)w->data)[j] * (double)((const float *)w->data)[j];
+            cr_expect_float_eq(t->layers[l].cost[1], t->layers[l].score * e / wn, 1e-12);
+        }
+        cr_expect_float_eq(sum, 1.0, 1e-12);
+        ba_sens_table_free(t);
+        ba_dataset_free(ds);
+        ba_model_free(m);
+    }
+    json_decref(r);
+}
+
+/* Σ route (grouped/depthwise Conv, MatMul rows of a transformer) against the
+ * direct route (each node's own kernel on ΔW) on real architectures. */
+Test(sensitivity, act_sigma_and_direct_routes_agree_on_zoo_models, .timeout = 120) {
+    const char *models[] = {"mobilenetv2", "vit"};
+    for (int i = 0; i < 2; i++) {
+        char mp[512], xp[512];
+        snprintf(mp, sizeof mp, BA_FIXTURES "/zoo/%s_dyn.onnx", models[i]);
+        snprintf(xp, sizeof xp, BA_FIXTURES "/zoo/%s_x.npy", models[i]);
+        ba_model_t *m = load_model(mp);
+        ba_dataset_t *ds = load_data(xp);
+        ba_sens_opts_t o = ba_sens_opts_default();
+        int bits[] = {3};
+        o.bits = bits;
+        o.nbits = 1;
+        ba_sens_table_t *a = compute(m, ds, NULL, 0, BA_SENS_ACT, &o);
+        o.act_direct = 1;
+        ba_sens_table_t *d = compute(m, ds, NULL, 0, BA_SENS_ACT, &o);
+        for (int l = 0; l < a->nlayers; l++)
+            cr_expect(fabs(a->layers[l].cost[0] - d->layers[l].cost[0]) <=
+                          1e-3 * d->layers[l].cost[0] + 1e-12,
+                      "%s %s: %.8g vs %.8g", models[i], a->layers[l].name, a->layers[l].cost[0],
+                      d->layers[l].cost[0]);
+        ba_sens_table_free(a);
+        ba_sens_table_free(d);
+        ba_dataset_free(ds);
+        ba_model_free(m);
+    }
+}
