@@ -1,7 +1,27 @@
-/* `bitalloc resume`: see docs/resume.md. Waits for the 'search' capability to land in
- * libbitalloc; until then it says so and exits 1. */
+/* `bitalloc resume`: see docs/resume.md. Everything comes from the study in
+ * the database (settings, digests, trials, checkpoint); the result equals an
+ * uninterrupted run's, and a finished study just reports again. */
+#include <stdio.h>
+
 #include "cli/cli.h"
+#include "cli/search_report.h"
 
 int ba_cmd_resume(const ba_cli_opts *o) {
-    return ba_cli_not_available(o, "search");
+    ba_error err = {0};
+    ba_db_t *db = NULL;
+    ba_status st = ba_db_open(ba_cli_db_path(o), 0, &db, &err);
+    ba_run_result_t r = {0};
+    ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
+    ba_run_callbacks_t cb = {ba_search_ui_progress, &ui};
+    if (st == BA_OK) st = ba_run_resume(db, ba_cli_get(o, "study"), &cb, &r, &err);
+    ba_progress_end(&ui.bar);
+    int rc;
+    if (st != BA_OK) {
+        ba_cli_error("%s", err.msg);
+        rc = ba_status_exit_code(st);
+    } else
+        rc = ba_search_report(o, &r, ba_cli_get(o, "plan-out"));
+    ba_run_result_free(&r);
+    ba_db_close(db);
+    return rc;
 }

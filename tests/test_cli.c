@@ -224,24 +224,6 @@ Test(cli, missing_values_and_required_arguments_exit_2) {
 }
 
 /* Remove a command from this list when its capability lands in libbitalloc. */
-Test(cli, not_landed_commands_exit_1_with_one_line) {
-    static const char *const calls[][8] = {
-        {"search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4"},
-        {"resume", "--study", "s"},
-    };
-    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
-        const char *const *c = calls[i];
-        run_t r = cli(c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
-        char want[128];
-        snprintf(want, sizeof want, "bitalloc: error: %s: not available yet in this build (issue: ", c[0]);
-        cr_expect_eq(r.status, 1, "%s: exit %d", c[0], r.status);
-        cr_expect(strncmp(r.err, want, strlen(want)) == 0, "%s: %s", c[0], r.err);
-        cr_expect_eq(ba_test_count_lines(r.err), 1, "%s: %s", c[0], r.err);
-        cr_expect_str_empty(r.out);
-        run_free(&r);
-    }
-}
-
 Test(cli, global_flags_work_before_or_after_the_command) {
     /* --db is honoured wherever it stands: the answer names that (absent) database. */
     static const char *const db = "/nonexistent-dir/x.db";
@@ -298,8 +280,8 @@ Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
     run_free(&r);
     /* The file supplies MODEL, --data and --budget: the command gets past usage checks. */
     r = cli("search", "--config", c.path, NULL);
-    cr_expect_eq(r.status, 1, "%s", r.err);
-    cr_expect(strstr(r.err, "not available yet"), "%s", r.err);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "net.onnx"), "the missing model is named: %s", r.err);
     run_free(&r);
     ba_test_rmtree(c.dir);
 }

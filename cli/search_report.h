@@ -1,0 +1,22 @@
+/* Shared by `search` and `resume`: progress display and the result summary
+ * (table or JSON on stdout), and writing the best plan. */
+#ifndef BA_CLI_SEARCH_REPORT_H
+#define BA_CLI_SEARCH_REPORT_H
+
+#include "cli/cli.h"
+#include "cli/progress.h"
+#include "search/run.h"
+
+typedef struct ba_search_ui {
+    ba_progress_t bar;
+    char label[160];
+    char phase[32];
+    int quiet;
+} ba_search_ui_t;
+
+/* ba_run_callbacks_t.progress with a ba_search_ui_t as user. */
+void ba_search_ui_progress(void *user, const ba_run_progress_t *p);
+/* Writes the plan (plan_out may be NULL), prints the summary; returns the exit code. */
+int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out);
+
+#endif

@@ -1,0 +1,126 @@
+/* Searches on the measured objective (SPEC §6): EvoPress-style evolution with
+ * budget-preserving mutations and multi-fidelity selection, and the `random`,
+ * `uniform` and single-configuration (`ilp`) baselines. Model-free: a caller
+ * supplies the evaluation and the trial store through hooks, so the same code
+ * runs in the product (search/run.c), in tests and in benchmarks.
+ *
+ * Determinism and resume: every random draw comes from one ba_rng_t seeded
+ * with the seed; trial numbers are assigned in a fixed order; each trial is
+ * handed to the store with a checkpoint (JSON) from which the search continues
+ * exactly as if it had never stopped. */
+#ifndef BA_SEARCH_EVO_H
+#define BA_SEARCH_EVO_H
+
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/util.h"
+#include "search/problem.h"
+
+/* Defaults of --generations / --offspring: EvoPress uses ~16 offspring and a
+ * few hundred generations on LLMs; for the small CNNs this tool targets, 30
+ * generations of 16 (≈ 500 candidates, ≈ 100 full-data evaluations' worth of
+ * compute with the fidelity schedule below) reach the enumerated optimum on
+ * the digits MLP (bench/README.md, section "search"). */
+#define BA_EVO_DEFAULT_GENERATIONS 30
+#define BA_EVO_DEFAULT_OFFSPRING 16
+
+/* Multi-fidelity schedule (EvoPress): offspring are first scored on the first
+ * N/BA_EVO_FID0_DIV calibration samples, the best quarter (at least
+ * BA_EVO_KEEP0_MIN) are re-scored on N/BA_EVO_FID1_DIV, and the best
+ * BA_EVO_KEEP1 of those on all N, where they meet the parent (elitism). A stage
+ * never uses fewer than BA_EVO_MIN_STAGE_SAMPLES samples (or all N when there
+ * are fewer); a stage that would use as many samples as the next is skipped. */
+#define BA_EVO_FID0_DIV 8
+#define BA_EVO_FID1_DIV 2
+#define BA_EVO_KEEP0_DIV 4
+#define BA_EVO_KEEP0_MIN 2
+#define BA_EVO_KEEP1 1
+#define BA_EVO_MIN_STAGE_SAMPLES 32
+/* An offspring applies 1..BA_EVO_MAX_SWAPS level swaps (EvoPress samples a
+ * small number of mutations per child). */
+#define BA_EVO_MAX_SWAPS 2
+/* Attempts at drawing an offspring that differs from its parent and siblings. */
+#define BA_EVO_MUTATE_TRIES 64
+
+/* One evaluation: objective = mean KL(p_fp‖p_q) for class outputs, MSE otherwise. */
+typedef struct ba_eval_result {
+    double objective;
+    double kl, mse, agreement, accuracy; /* NaN = unknown */
+    int64_t samples;                     /* calibration samples it was measured on */
+} ba_eval_result_t;
+
+/* A decided trial, as handed to the store. */
+typedef struct ba_search_trial {
+    int64_t number;
+    const char *state;  /* "complete" (full fidelity) or "pruned" (dropped at low fidelity) */
+    const char *method;
+    const int *choice;  /* [nlayers] candidate index within each layer */
+    ba_eval_result_t res;
+} ba_search_trial_t;
+
+typedef struct ba_search_hooks {
+    /* Scores choice on the first nsamples calibration samples (0 = all). */
+    ba_status (*evaluate)(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err);
+    /* Stores t and the checkpoint to continue from after it, atomically. */
+    ba_status (*store)(void *ctx, const ba_search_trial_t *t, const char *checkpoint, ba_error *err);
+    /* After each generation (or baseline step); may be NULL. */
+    void (*progress)(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *best_choice);
+    void *ctx;
+} ba_search_hooks_t;
+
+typedef struct ba_search_opts {
+    const char *method;  /* written into every trial: "ilp+evo", "evo", "random", "uniform", "ilp" */
+    uint64_t seed;
+    int generations;     /* evo; random draws 1 + generations·offspring configurations */
+    int offspring;
+    int64_t nsamples;    /* N: calibration samples of a full-fidelity evaluation */
+} ba_search_opts_t;
+
+typedef struct ba_search_result {
+    int *choice;          /* [nlayers] best configuration found */
+    ba_eval_result_t res; /* its full-fidelity result */
+    int64_t trial;        /* its trial number */
+    int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
+    int64_t nevals;       /* evaluations made by this process (stored results reused on resume are not counted) */
+} ba_search_result_t;
+
+void ba_search_result_free(ba_search_result_t *r);
+
+/* Evolution from seed (a feasible choice): the seed is trial 1 (complete), then
+ * each generation draws `offspring` children of the parent by budget-preserving
+ * mutation, selects through the fidelity schedule and replaces the parent when
+ * a child beats it on all N samples. checkpoint: NULL for a fresh start, else
+ * the text the last store call received. */
+ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o, const ba_search_hooks_t *h,
+                     const char *checkpoint, ba_search_result_t *out, ba_error *err);
+
+/* `random`: 1 + generations·offspring random feasible configurations (ba_search_random_choice),
+ * each a complete trial on all N samples; the best is the result. */
+ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, const ba_search_hooks_t *h,
+                           const char *checkpoint, ba_search_result_t *out, ba_error *err);
+
+/* One configuration evaluated on all N samples as trial 1 (`ilp`, `uniform`). */
+ba_status ba_search_single(const ba_problem_t *p, const int *choice, const ba_search_opts_t *o,
+                           const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
+                           ba_error *err);
+
+/* `uniform`: the widest single width w such that every free layer at w (pinned
+ * layers at their pin) meets every budget. *bits = w. BA_ERR_INFEASIBLE when no width does. */
+ba_status ba_search_uniform_choice(const ba_problem_t *p, int *choice, int *bits, ba_error *err);
+
+/* A random feasible configuration: each free unit (a layer, or a tie group)
+ * takes a uniformly random common width; while a budget is violated a random
+ * unit above its lowest width goes one level down; then, in random order, each
+ * unit goes one level up when the budgets still hold (uses the slack).
+ * Returns 0, or -1 when even the lowest widths break a budget. */
+int ba_search_random_choice(const ba_problem_t *p, ba_rng_t *rng, int *choice);
+
+/* The mutation: 1..BA_EVO_MAX_SWAPS swaps, each moves one unit a level up and
+ * another a level down; then repair (while infeasible, a random unit other
+ * than the ones just raised goes a level down) and fill (in random order,
+ * units not just lowered go a level up while feasible). child is feasible on
+ * return 0; -1 when no feasible child differing from parent was found. */
+int ba_evo_mutate(const ba_problem_t *p, const int *parent, ba_rng_t *rng, int *child);
+
+#endif

@@ -1,0 +1,819 @@
+/* Orchestration of a search study (see run.h): loads the model and data,
+ * gets the cost table (sensitivity cache first), builds the problem, solves
+ * the ILP, then runs the method with the DB as the trial store. A resumed
+ * study takes the same path; what it finds stored (sensitivity, trials,
+ * checkpoint) it reads instead of recomputing. */
+#include "search/run.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+#include "eval/dataset.h"
+#include "eval/evaluate.h"
+#include "model/model.h"
+#include "quant/apply.h"
+#include "quant/cost.h"
+#include "quant/wcache.h"
+#include "search/hw.h"
+
+/* ---- settings ---- */
+
+void ba_run_settings_init(ba_run_settings_t *s) {
+    memset(s, 0, sizeof *s);
+    s->quant = ba_quant_cfg_default();
+    snprintf(s->method, sizeof s->method, "ilp+evo");
+    snprintf(s->sensitivity, sizeof s->sensitivity, "hessian");
+    ba_error e;
+    ba_bits_parse(BA_BITS_DEFAULT, s->bits, &s->nbits, &e);
+    s->generations = BA_EVO_DEFAULT_GENERATIONS;
+    s->offspring = BA_EVO_DEFAULT_OFFSPRING;
+    s->tol = BA_SENS_DEFAULT_TOL;
+    s->probes = BA_SENS_DEFAULT_PROBES;
+    s->loss = BA_SENS_LOSS_AUTO;
+}
+
+void ba_run_settings_free(ba_run_settings_t *s) {
+    free(s->model);
+    for (int i = 0; i < s->ndata; i++) free(s->data[i]);
+    free(s->labels);
+    free(s->sensitivity_file);
+    for (int i = 0; i < s->npins; i++) free(s->pins[i]);
+    for (int i = 0; i < s->nties; i++) free(s->ties[i]);
+    free(s->latency_table);
+    free(s->hw);
+    memset(s, 0, sizeof *s);
+}
+
+ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err) {
+    free(*slot);
+    *slot = NULL;
+    if (!path) return BA_OK;
+    char *abs = realpath(path, NULL);
+    *slot = abs ? abs : ba_strdup(path, err);
+    return *slot ? BA_OK : BA_ERR_NOMEM;
+}
+
+ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_error *err) {
+    if (s->ndata >= BA_RUN_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_RUN_MAX_DATA);
+    const char *eq = strchr(spec, '=');
+    const char *file = eq ? eq + 1 : spec;
+    char *abs = realpath(file, NULL);
+    char *out;
+    if (!abs) out = ba_strdup(spec, err);
+    else {
+        size_t nl = eq ? (size_t)(eq - spec) + 1 : 0;
+        out = ba_malloc(nl + strlen(abs) + 1, err);
+        if (out) {
+            memcpy(out, spec, nl);
+            strcpy(out + nl, abs);
+        }
+        free(abs);
+    }
+    if (!out) return BA_ERR_NOMEM;
+    s->data[s->ndata++] = out;
+    return BA_OK;
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
+
+ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_error *err) {
+    char gran[32];
+    json_t *data = json_array(), *bits = json_array(), *budgets = json_object(), *pins = json_array(),
+           *ties = json_array();
+    for (int i = 0; i < s->ndata; i++) json_array_append_new(data, json_string(s->data[i]));
+    for (int i = 0; i < s->nbits; i++) json_array_append_new(bits, json_integer(s->bits[i]));
+    for (int i = 0; i < s->budgets.n; i++)
+        json_object_set_new(budgets, ba_budget_key(s->budgets.items[i].kind), json_real(s->budgets.items[i].limit));
+    for (int i = 0; i < s->npins; i++) json_array_append_new(pins, json_string(s->pins[i]));
+    for (int i = 0; i < s->nties; i++) json_array_append_new(ties, json_string(s->ties[i]));
+    json_t *sweep = s->has_sweep ? json_pack("{s:s, s:f, s:f, s:f}", "key", ba_budget_key(s->sweep.kind), "from",
+                                             s->sweep.from, "to", s->sweep.to, "step", s->sweep.step)
+                                 : json_null();
+    char seed[24];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
+    json_t *j = json_pack(
+        "{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:o}, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:o, s:o, "
+        "s:o, s:s, s:f, s:i, s:b}",
+        "model", s->model ? s->model : "", "data", data, "labels", str_or_null(s->labels), "quantizer", "scheme",
+        ba_quant_scheme_name(s->quant.scheme), "granularity", ba_quant_granularity_str(&s->quant, gran, sizeof gran),
+        "clip", ba_quant_clip_name(s->quant.clip), "act_bits",
+        s->quant.act_bits ? json_integer(s->quant.act_bits) : json_null(), "budgets", budgets, "method", s->method,
+        "sensitivity", s->sensitivity[0] ? json_string(s->sensitivity) : json_null(), "sensitivity_file",
+        str_or_null(s->sensitivity_file), "sensitivity_file_sha256",
+        s->sensitivity_file ? json_string(s->sensitivity_file_sha256) : json_null(), "bits", bits, "pins", pins, "ties",
+        ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
+        str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
+        s->probes, "include_embeddings", s->include_embeddings);
+    /* The seed is written as a string: a 64-bit unsigned value does not fit JSON integers in every reader. */
+    *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
+    json_decref(j);
+    return *out ? BA_OK : ba_error_set(err, BA_ERR_NOMEM, "study settings: out of memory");
+}
+
+static ba_status dup_str(const json_t *v, char **slot, ba_error *err) {
+    *slot = NULL;
+    if (!v || json_is_null(v)) return BA_OK;
+    if (!json_is_string(v)) return ba_error_set(err, BA_ERR_INPUT, "study settings: expected a string");
+    *slot = ba_strdup(json_string_value(v), err);
+    return *slot ? BA_OK : BA_ERR_NOMEM;
+}
+
+ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_error *err) {
+    ba_run_settings_init(s);
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return ba_error_set(err, BA_ERR_INPUT, "study settings: not JSON (%s)", je.text);
+    }
+    ba_status st = BA_OK;
+#define BAD(what) (st = ba_error_set(err, BA_ERR_INPUT, "study settings: %s", what))
+    const json_t *q = json_object_get(j, "quantizer"), *v;
+    if ((st = dup_str(json_object_get(j, "model"), &s->model, err)) != BA_OK || !s->model) {
+        if (st == BA_OK) BAD("no model");
+        goto done;
+    }
+    v = json_object_get(j, "data");
+    if (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA) {
+        BAD("bad data list");
+        goto done;
+    }
+    for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
+        if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
+    if (st == BA_OK) st = dup_str(json_object_get(j, "labels"), &s->labels, err);
+    if (st == BA_OK && json_is_object(q)) {
+        const char *sc = json_string_value(json_object_get(q, "scheme")),
+                   *gr = json_string_value(json_object_get(q, "granularity")),
+                   *cl = json_string_value(json_object_get(q, "clip"));
+        if (sc) st = ba_quant_cfg_parse_scheme(sc, &s->quant, err);
+        if (st == BA_OK && gr) st = ba_quant_cfg_parse_granularity(gr, &s->quant, err);
+        if (st == BA_OK && cl) st = ba_quant_cfg_parse_clip(cl, &s->quant, err);
+        v = json_object_get(q, "act_bits");
+        if (json_is_integer(v)) s->quant.act_bits = (int)json_integer_value(v);
+    }
+    v = json_object_get(j, "budgets");
+    const char *key;
+    json_t *val;
+    if (st == BA_OK && json_is_object(v)) json_object_foreach((json_t *)v, key, val) {
+            ba_budget_kind_t kind;
+            if (st != BA_OK) break;
+            if ((st = ba_budget_kind_parse(key, &kind, err)) != BA_OK) break;
+            if (!json_is_number(val) || s->budgets.n >= BA_BUDGET_NKINDS) {
+                BAD("bad budget");
+                break;
+            }
+            s->budgets.items[s->budgets.n++] = (ba_budget_t){kind, json_number_value(val)};
+        }
+    if (st != BA_OK) goto done;
+    v = json_object_get(j, "method");
+    if (!json_is_string(v) || strlen(json_string_value(v)) >= sizeof s->method) {
+        BAD("bad method");
+        goto done;
+    }
+    snprintf(s->method, sizeof s->method, "%s", json_string_value(v));
+    v = json_object_get(j, "sensitivity");
+    s->sensitivity[0] = '\0';
+    if (json_is_string(v)) snprintf(s->sensitivity, sizeof s->sensitivity, "%s", json_string_value(v));
+    if ((st = dup_str(json_object_get(j, "sensitivity_file"), &s->sensitivity_file, err)) != BA_OK) goto done;
+    v = json_object_get(j, "sensitivity_file_sha256");
+    if (json_is_string(v)) snprintf(s->sensitivity_file_sha256, sizeof s->sensitivity_file_sha256, "%s", json_string_value(v));
+    v = json_object_get(j, "bits");
+    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > BA_BITS_MAX_CANDIDATES) {
+        BAD("bad bits");
+        goto done;
+    }
+    s->nbits = 0;
+    for (size_t i = 0; i < json_array_size(v); i++) s->bits[s->nbits++] = (int)json_integer_value(json_array_get(v, i));
+    const char *names[2] = {"pins", "ties"};
+    for (int w = 0; w < 2 && st == BA_OK; w++) {
+        v = json_object_get(j, names[w]);
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_RULES && st == BA_OK; i++) {
+            char **slot = w == 0 ? &s->pins[s->npins] : &s->ties[s->nties];
+            if ((st = dup_str(json_array_get(v, i), slot, err)) == BA_OK && *slot) {
+                if (w == 0) s->npins++;
+                else s->nties++;
+            }
+        }
+    }
+    if (st != BA_OK) goto done;
+    v = json_object_get(j, "seed");
+    if (json_is_string(v)) s->seed = strtoull(json_string_value(v), NULL, 10);
+    else if (json_is_integer(v)) s->seed = (uint64_t)json_integer_value(v);
+    v = json_object_get(j, "generations");
+    if (json_is_integer(v)) s->generations = (int)json_integer_value(v);
+    v = json_object_get(j, "offspring");
+    if (json_is_integer(v)) s->offspring = (int)json_integer_value(v);
+    v = json_object_get(j, "sweep");
+    if (json_is_object(v)) {
+        ba_budget_kind_t kind;
+        if ((st = ba_budget_kind_parse(json_string_value(json_object_get(v, "key")) ? json_string_value(json_object_get(v, "key")) : "",
+                                       &kind, err)) != BA_OK)
+            goto done;
+        s->has_sweep = 1;
+        s->sweep = (ba_budget_sweep_t){kind, json_number_value(json_object_get(v, "from")),
+                                       json_number_value(json_object_get(v, "to")),
+                                       json_number_value(json_object_get(v, "step"))};
+    }
+    if ((st = dup_str(json_object_get(j, "latency_table"), &s->latency_table, err)) != BA_OK) goto done;
+    if ((st = dup_str(json_object_get(j, "hw"), &s->hw, err)) != BA_OK) goto done;
+    v = json_object_get(j, "loss");
+    if (json_is_string(v))
+        s->loss = !strcmp(json_string_value(v), "ce") ? BA_SENS_LOSS_CE
+                  : !strcmp(json_string_value(v), "mse") ? BA_SENS_LOSS_MSE
+                                                          : BA_SENS_LOSS_AUTO;
+    v = json_object_get(j, "tol");
+    if (json_is_number(v)) s->tol = json_number_value(v);
+    v = json_object_get(j, "samples");
+    if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
+    s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
+#undef BAD
+done:
+    json_decref(j);
+    if (st != BA_OK) ba_run_settings_free(s);
+    return st;
+}
+
+/* ---- the run ---- */
+
+typedef struct run_ctx {
+    ba_db_t *db;
+    int64_t sid;
+    const ba_run_settings_t *s;
+    const ba_run_callbacks_t *cb;
+    ba_model_t *m;
+    ba_dataset_t *ds;
+    int64_t *labels;
+    int64_t nlabels;
+    ba_problem_t *p;
+    int has_sens;
+    ba_evaluator_t *ev;
+    ba_wcache_t *wc;
+    ba_act_range_t *ranges;
+    ba_eval_acts_t acts;
+    int is_class;
+    int64_t N;
+    ba_tensor_t **overrides; /* [nvalues] */
+    int *wbits, *abits;      /* [nlayers] */
+    int latency_j;           /* index of the latency budget in p, -1 */
+    int zero_costs;          /* validation only: no sensitivity, Ω = 0 */
+} run_ctx_t;
+
+static void choice_bits(const ba_problem_t *p, const int *choice, int *bits) {
+    for (int l = 0; l < p->nlayers; l++) bits[l] = p->bits[p->start[l] + choice[l]];
+}
+
+static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err) {
+    run_ctx_t *c = ctx;
+    choice_bits(c->p, choice, c->wbits);
+    memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
+    BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
+    ba_metrics_t met;
+    BA_TRY(ba_evaluator_run(c->ev, c->overrides, c->s->quant.act_bits ? &c->acts : NULL, nsamples, &met, NULL, err));
+    out->kl = met.kl;
+    out->mse = met.mse;
+    out->agreement = met.agreement;
+    out->accuracy = met.accuracy_q;
+    out->samples = nsamples > 0 ? nsamples : c->N;
+    out->objective = c->is_class ? met.kl : met.mse;
+    if (!isfinite(out->objective))
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: the quantized model's output is not finite", c->m->path);
+    return BA_OK;
+}
+
+static int same_bits(const ba_trial_t *t, const int *bits, int n) {
+    if (t->nlayers != n) return 0;
+    for (int l = 0; l < n; l++)
+        if (t->w_bits[l] != bits[l]) return 0;
+    return 1;
+}
+
+static ba_status store_trial(run_ctx_t *c, int64_t number, const char *state, const char *method, const int *choice,
+                             const ba_eval_result_t *r, const char *checkpoint, ba_error *err) {
+    choice_bits(c->p, choice, c->wbits);
+    ba_cost_t cost;
+    BA_TRY(ba_cost_config(c->m, c->wbits, &c->s->quant, &cost, err));
+    ba_trial_t t = {0};
+    t.number = number;
+    snprintf(t.state, sizeof t.state, "%s", state);
+    snprintf(t.method, sizeof t.method, "%s", method);
+    t.avg_bits = cost.avg_bits;
+    t.memory = (double)cost.memory_bytes;
+    t.bops = cost.bops;
+    t.latency = c->latency_j >= 0 ? ba_problem_budget_value(c->p, c->latency_j, choice) : NAN;
+    t.predicted = c->has_sens ? ba_problem_objective(c->p, choice) : NAN;
+    t.kl = r->kl, t.mse = r->mse, t.agreement = r->agreement, t.accuracy = r->accuracy;
+    t.samples = r->samples;
+    t.nlayers = c->p->nlayers;
+    t.w_bits = c->wbits;
+    t.a_bits = c->abits;
+    ba_status st = ba_db_trial_add(c->db, c->sid, &t, checkpoint, err);
+    if (st != BA_OK) {
+        /* Another process working on the same study may have stored this
+         * trial first; the search is deterministic, so it must be the same one. */
+        ba_trial_t old = {0};
+        ba_error e2;
+        if (ba_db_trial_get(c->db, c->sid, number, &old, &e2) == BA_OK) {
+            int same = same_bits(&old, c->wbits, c->p->nlayers);
+            ba_trial_free(&old);
+            if (same) {
+                ba_error_clear(err);
+                return BA_OK;
+            }
+            return ba_error_set(err, BA_ERR_RUNTIME,
+                                "study: trial %lld is stored with other bit-widths (the study's inputs changed?)",
+                                (long long)number);
+        }
+    }
+    return st;
+}
+
+static ba_status hook_store(void *ctx, const ba_search_trial_t *t, const char *checkpoint, ba_error *err) {
+    return store_trial(ctx, t->number, t->state, t->method, t->choice, &t->res, checkpoint, err);
+}
+
+static double budget_use(const run_ctx_t *c, const int *choice) {
+    return c->p->nbudgets ? ba_problem_budget_value(c->p, 0, choice) / c->p->limit[0] : NAN;
+}
+
+static void hook_progress(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *choice) {
+    run_ctx_t *c = ctx;
+    if (!c->cb || !c->cb->progress) return;
+    ba_run_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
+    c->cb->progress(c->cb->user, &pr);
+}
+
+static void phase(const run_ctx_t *c, const char *name, int64_t done, int64_t total) {
+    if (!c->cb || !c->cb->progress) return;
+    ba_run_progress_t pr = {name, done, total, NAN, NAN};
+    c->cb->progress(c->cb->user, &pr);
+}
+
+static void sens_progress(void *user, uint64_t done, uint64_t total) {
+    phase(user, "sensitivity", (int64_t)done, (int64_t)total);
+}
+
+/* Ω table from the file, the cache, or the estimator (then cached). */
+static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
+    const ba_run_settings_t *s = c->s;
+    int L = c->m->nlayers, nb = s->nbits;
+    *cost = ba_calloc((size_t)L * nb, sizeof **cost, err);
+    if (!*cost) return BA_ERR_NOMEM;
+    if (c->zero_costs || (!s->sensitivity_file && !s->sensitivity[0])) return BA_OK; /* no Ω needed: zeros */
+    c->has_sens = 1;
+    ba_sens_table_t *t = NULL;
+    ba_status st;
+    if (s->sensitivity_file) st = ba_sens_read_file(s->sensitivity_file, c->m, s->bits, nb, &s->quant, &t, err);
+    else {
+        ba_sens_method_t meth;
+        BA_TRY(ba_sens_method_parse(s->sensitivity, &meth, err));
+        ba_sens_opts_t o = ba_sens_opts_default();
+        o.bits = s->bits, o.nbits = nb, o.seed = s->seed, o.tol = s->tol, o.max_probes = s->probes;
+        o.loss = s->loss, o.quant = s->quant;
+        o.progress = sens_progress, o.progress_user = c;
+        char key[65];
+        ba_sens_cache_key(c->m, c->ds, c->labels, c->nlabels, meth, &o, key);
+        st = ba_sens_cache_get(c->db, key, c->m, &o, &t, err);
+        if (st == BA_OK && !t) {
+            st = ba_sens_compute(c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, err);
+            if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
+            /* The cache only saves time: another process may have stored the same key meanwhile. */
+            ba_error e2;
+            if (st == BA_OK) ba_sens_cache_put(c->db, key, c->m, t, &e2);
+        }
+    }
+    for (int l = 0; st == BA_OK && l < L; l++)
+        for (int j = 0; j < nb; j++) {
+            int k = ba_sens_bits_index(t, s->bits[j]);
+            (*cost)[(size_t)l * nb + j] = k >= 0 ? t->layers[l].cost[k] : NAN;
+        }
+    ba_sens_table_free(t);
+    return st;
+}
+
+static ba_status build_problem(run_ctx_t *c, ba_error *err) {
+    const ba_run_settings_t *s = c->s;
+    double *cost = NULL;
+    ba_latency_table_t *lt = NULL;
+    ba_hw_profile_t *hw = NULL;
+    ba_budget_set_t budgets = s->budgets;
+    ba_status st = BA_OK;
+    if (s->has_sweep) {
+        int j = ba_budget_set_find(&budgets, s->sweep.kind);
+        if (j < 0) j = budgets.n++;
+        budgets.items[j] = (ba_budget_t){s->sweep.kind, s->sweep.to};
+    }
+    if (s->latency_table) st = ba_latency_table_load(s->latency_table, &lt, err);
+    if (st == BA_OK && s->hw) st = ba_hw_profile_load(s->hw, &hw, err);
+    if (st == BA_OK) st = cost_table(c, &cost, err);
+    if (st == BA_OK) {
+        ba_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
+                                  .budgets = &budgets, .latency_table = lt, .hw = hw,
+                                  .pins = (const char *const *)s->pins, .npins = s->npins,
+                                  .ties = (const char *const *)s->ties, .nties = s->nties};
+        st = ba_problem_from_model(c->m, &spec, &c->p, err);
+    }
+    c->latency_j = -1;
+    for (int j = 0; st == BA_OK && j < c->p->nbudgets; j++)
+        if (c->p->kind[j] == BA_BUDGET_LATENCY) c->latency_j = j;
+    free(cost);
+    ba_latency_table_free(lt);
+    ba_hw_profile_free(hw);
+    return st;
+}
+
+static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
+    ba_eval_opts_t eo = {0};
+    eo.labels = c->labels, eo.nlabels = c->nlabels, eo.labels_path = c->s->labels;
+    BA_TRY(ba_evaluator_new(c->m, c->ds, &eo, &c->ev, err));
+    c->N = ba_evaluator_samples(c->ev);
+    const ba_tensor_t *fp = ba_evaluator_fp_output(c->ev);
+    /* SPEC §6: KL for class outputs (last axis of ≥ 2 scores), MSE otherwise. */
+    c->is_class = fp->ndim >= 1 && fp->shape[fp->ndim - 1] >= 2;
+    BA_TRY(ba_wcache_new(c->m, &c->s->quant, &c->wc, err));
+    c->overrides = ba_calloc((size_t)c->m->nvalues, sizeof *c->overrides, err);
+    if (!c->overrides) return BA_ERR_NOMEM;
+    if (c->s->quant.act_bits) {
+        c->ranges = ba_calloc((size_t)c->m->nvalues, sizeof *c->ranges, err);
+        if (!c->ranges) return BA_ERR_NOMEM;
+        BA_TRY(ba_quant_calibrate_acts(c->ev, c->m, c->ranges, err));
+        c->acts = (ba_eval_acts_t){c->s->quant.act_bits, c->ranges};
+    }
+    return BA_OK;
+}
+
+static void ctx_free(run_ctx_t *c) {
+    free(c->overrides);
+    free(c->ranges);
+    free(c->wbits);
+    free(c->abits);
+    ba_wcache_free(c->wc);
+    ba_evaluator_free(c->ev);
+    ba_problem_free(c->p);
+    free(c->labels);
+    ba_dataset_free(c->ds);
+    ba_model_free(c->m);
+}
+
+static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
+    const ba_run_settings_t *s = c->s;
+    ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
+    BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
+    BA_TRY(ba_dataset_load((const char *const *)s->data, s->ndata, &c->ds, err));
+    if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
+    c->wbits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->wbits, err);
+    c->abits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->abits, err);
+    if (!c->wbits || !c->abits) return BA_ERR_NOMEM;
+    for (int l = 0; l < c->m->nlayers; l++) c->abits[l] = s->quant.act_bits;
+    return BA_OK;
+}
+
+static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, int64_t trial,
+                           const ba_eval_result_t *r, ba_run_result_t *out, ba_error *err) {
+    const ba_run_settings_t *s = c->s;
+    choice_bits(c->p, choice, c->wbits);
+    BA_TRY(ba_plan_from_bits(c->m, c->wbits, &s->quant, &out->plan, err));
+    if (c->latency_j >= 0) out->plan->totals.latency_us = ba_problem_budget_value(c->p, c->latency_j, choice);
+    BA_TRY(ba_plan_set_metrics(out->plan, r->kl, r->agreement, r->accuracy, err));
+    const char *keys[BA_BUDGET_NKINDS];
+    double vals[BA_BUDGET_NKINDS];
+    for (int i = 0; i < s->budgets.n; i++) {
+        keys[i] = ba_budget_key(s->budgets.items[i].kind);
+        vals[i] = s->budgets.items[i].limit;
+    }
+    /* Plans carry seeds as signed 64-bit JSON integers; a larger seed is recorded as null. */
+    int64_t seed = s->seed <= (uint64_t)INT64_MAX ? (int64_t)s->seed : -1;
+    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, seed, err);
+}
+
+/* The best trial recorded by a finished search's checkpoint. */
+static int64_t checkpoint_best(const char *text) {
+    json_error_t je;
+    json_t *j = json_loads(text, 0, &je);
+    const json_t *b = j ? json_object_get(j, "parent") : NULL;
+    if (!b) b = j ? json_object_get(j, "best") : NULL;
+    int64_t t = json_is_integer(json_object_get(b, "trial")) ? json_integer_value(json_object_get(b, "trial")) : -1;
+    json_decref(j);
+    return t;
+}
+
+static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
+    const ba_run_settings_t *s = c->s;
+    int j = -1;
+    for (int k = 0; k < c->p->nbudgets; k++)
+        if (c->p->kind[k] == s->sweep.kind) j = k;
+    ba_sweep_t *sw = NULL;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    phase(c, "sweep", 0, ba_budget_sweep_npoints(&s->sweep));
+    BA_TRY(ba_ilp_sweep(c->p, j, s->sweep.from, s->sweep.to, s->sweep.step, &io, &sw, err));
+    ba_status st = BA_OK;
+    int L = c->p->nlayers;
+    out->sweep_key = (int)s->sweep.kind;
+    out->sweep = ba_calloc((size_t)sw->n + 1, sizeof *out->sweep, err);
+    if (!out->sweep) st = BA_ERR_NOMEM;
+    int64_t number = 1;
+    for (int i = 0; st == BA_OK && i < sw->n; i++) {
+        const ba_sweep_point_t *pt = &sw->points[i];
+        ba_run_sweep_point_t *o = &out->sweep[out->nsweep++];
+        o->limit = pt->limit, o->feasible = pt->feasible, o->pareto = pt->pareto, o->trial = -1;
+        o->res.objective = o->res.kl = o->res.mse = o->res.agreement = o->res.accuracy = NAN;
+        if (!pt->feasible) continue;
+        o->predicted = pt->sol.objective;
+        memcpy(o->budget, pt->sol.budget, sizeof o->budget);
+        o->bits = ba_malloc((size_t)L * sizeof *o->bits, err);
+        if (!o->bits) {
+            st = BA_ERR_NOMEM;
+            break;
+        }
+        memcpy(o->bits, pt->sol.bits, (size_t)L * sizeof *o->bits);
+        /* Stored already (resume), or the same configuration as an earlier point: reuse. */
+        ba_trial_t old = {0};
+        ba_error e2;
+        int found = 0;
+        if (ba_db_trial_get(c->db, c->sid, number, &old, &e2) == BA_OK) {
+            if (!same_bits(&old, o->bits, L)) st = ba_error_set(err, BA_ERR_RUNTIME, "sweep: trial %lld is stored with other bit-widths", (long long)number);
+            o->res = (ba_eval_result_t){c->is_class ? old.kl : old.mse, old.kl, old.mse, old.agreement, old.accuracy, old.samples};
+            found = 1;
+            ba_trial_free(&old);
+        }
+        for (int k = 0; !found && k < out->nsweep - 1; k++)
+            if (out->sweep[k].bits && !memcmp(out->sweep[k].bits, o->bits, (size_t)L * sizeof *o->bits)) {
+                o->res = out->sweep[k].res;
+                found = 2;
+            }
+        if (st == BA_OK && found != 1) {
+            if (!found) st = hook_eval(c, pt->sol.choice, 0, &o->res, err), out->nevals++;
+            if (st == BA_OK) st = store_trial(c, number, "complete", "ilp", pt->sol.choice, &o->res, NULL, err);
+        }
+        o->trial = number++;
+        phase(c, "sweep", i + 1, sw->n);
+    }
+    out->ntrials = number - 1;
+    out->trial = -1;
+    ba_sweep_free(sw);
+    return st;
+}
+
+static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_run_settings_t *s, int was_complete,
+                           const ba_run_callbacks_t *cb, ba_run_result_t *out, ba_error *err) {
+    double t0 = ba_now();
+    run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1};
+    snprintf(out->study, sizeof out->study, "%s", name);
+    snprintf(out->method, sizeof out->method, "%s", s->has_sweep ? "ilp" : s->method);
+    out->sweep_key = -1;
+    out->trial = -1;
+    out->was_complete = was_complete;
+    ba_search_result_t sr = {0};
+    ba_solution_t sol = {0};
+    int *seed = NULL;
+    char *ck = NULL;
+    ba_status st = load_inputs(&c, err);
+    if (st == BA_OK) st = build_problem(&c, err);
+    if (st == BA_OK) st = ba_db_checkpoint_get(db, sid, &ck, err);
+    if (st == BA_OK && was_complete && ck && !s->has_sweep) {
+        /* A finished study: report its best trial without searching again. */
+        int64_t best = checkpoint_best(ck);
+        ba_trial_t t = {0};
+        st = best > 0 ? ba_db_trial_get(db, sid, best, &t, err)
+                      : ba_error_set(err, BA_ERR_INPUT, "study '%s': finished but its checkpoint names no best trial", name);
+        int *choice = st == BA_OK ? ba_malloc((size_t)c.p->nlayers * sizeof *choice, err) : NULL;
+        if (st == BA_OK && !choice) st = BA_ERR_NOMEM;
+        for (int l = 0; st == BA_OK && l < c.p->nlayers; l++) {
+            choice[l] = t.nlayers == c.p->nlayers ? ba_problem_find(c.p, l, t.w_bits[l]) : -1;
+            if (choice[l] < 0) st = ba_error_set(err, BA_ERR_INPUT, "study '%s': trial %lld does not fit the model", name, (long long)best);
+        }
+        if (st == BA_OK) {
+            ba_eval_result_t r = {NAN, t.kl, t.mse, t.agreement, t.accuracy, t.samples};
+            out->res = r;
+            out->trial = best;
+            st = make_plan(&c, name, choice, best, &r, out, err);
+        }
+        ba_study_info_t info;
+        if (st == BA_OK && ba_db_study_get(db, name, &info, err) == BA_OK) {
+            out->ntrials = info.ntrials;
+            ba_db_study_info_free(&info);
+        }
+        free(choice);
+        ba_trial_free(&t);
+        goto done;
+    }
+    if (st == BA_OK && !s->has_sweep) {
+        phase(&c, "ilp", 0, 1);
+        ba_ilp_opts_t io = ba_ilp_opts_default();
+        st = ba_ilp_solve(c.p, &io, &sol, err);
+    }
+    if (st == BA_OK) {
+        phase(&c, "fp", 0, 1);
+        st = make_evaluator(&c, err);
+    }
+    if (st == BA_OK && s->has_sweep) {
+        st = run_sweep(&c, out, err);
+        goto finish;
+    }
+    ba_search_opts_t so = {.method = s->method, .seed = s->seed, .generations = s->generations,
+                           .offspring = s->offspring, .nsamples = c.N};
+    ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c};
+    if (st == BA_OK) {
+        const char *m = s->method;
+        int L = c.p->nlayers, ubits = 0;
+        seed = ba_malloc((size_t)L * sizeof *seed, err);
+        if (!seed) st = BA_ERR_NOMEM;
+        else if (!strcmp(m, "ilp")) st = ba_search_single(c.p, sol.choice, &so, &h, ck, &sr, err);
+        else if (!strcmp(m, "uniform")) {
+            st = ba_search_uniform_choice(c.p, seed, &ubits, err);
+            if (st == BA_OK) st = ba_search_single(c.p, seed, &so, &h, ck, &sr, err);
+        } else if (!strcmp(m, "random")) st = ba_search_random(c.p, &so, &h, ck, &sr, err);
+        else if (!strcmp(m, "evo") || !strcmp(m, "ilp+evo")) {
+            /* evo alone starts from the widest uniform width (or, when no single width
+             * fits, the ILP's feasible point); ilp+evo from the ILP optimum. */
+            ba_error e2;
+            if (!strcmp(m, "ilp+evo") || ba_search_uniform_choice(c.p, seed, &ubits, &e2) != BA_OK)
+                memcpy(seed, sol.choice, (size_t)L * sizeof *seed);
+            st = ba_evo_run(c.p, seed, &so, &h, ck, &sr, err);
+        } else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform", m);
+    }
+    if (st == BA_OK) {
+        out->trial = sr.trial;
+        out->ntrials = sr.ntrials;
+        out->nevals = sr.nevals;
+        out->res = sr.res;
+        st = make_plan(&c, name, sr.choice, sr.trial, &sr.res, out, err);
+    }
+finish:
+    if (st == BA_OK) st = ba_db_study_set_state(db, sid, "complete", err);
+done:
+    if (st == BA_OK && c.p) {
+        out->nlayers = c.p->nlayers;
+        out->layer_names = ba_calloc((size_t)c.p->nlayers + 1, sizeof *out->layer_names, err);
+        for (int l = 0; out->layer_names && l < c.p->nlayers; l++) out->layer_names[l] = ba_strdup(c.p->names[l], err);
+    }
+    out->seconds = ba_now() - t0;
+    free(ck);
+    free(seed);
+    ba_search_result_free(&sr);
+    ba_solution_free(&sol);
+    ctx_free(&c);
+    return st;
+}
+
+void ba_run_result_free(ba_run_result_t *r) {
+    if (!r) return;
+    ba_plan_free(r->plan);
+    for (int i = 0; r->layer_names && i < r->nlayers; i++) free(r->layer_names[i]);
+    free(r->layer_names);
+    for (int i = 0; i < r->nsweep; i++) free(r->sweep[i].bits);
+    free(r->sweep);
+    memset(r, 0, sizeof *r);
+}
+
+void ba_run_study_name(const char *model, char *out, size_t cap) {
+    const char *base = strrchr(model, '/');
+    base = base ? base + 1 : model;
+    size_t n = strcspn(base, ".");
+    if (n > 64) n = 64;
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y%m%d-%H%M%S", &tm);
+    /* The pid and a clock read tell apart studies started in the same second. */
+    unsigned tag = (unsigned)(((unsigned)getpid() * 2654435761u) ^ (unsigned)(ba_now() * 1e6)) & 0xffffu;
+    snprintf(out, cap, "%.*s-%s-%04x", (int)n, base, ts, tag);
+}
+
+/* Pins, ties, budgets and their feasibility, checked before a study exists so
+ * that bad input leaves none behind (Ω does not matter for that: zeros). */
+static ba_status validate_with(const ba_run_settings_t *s, ba_model_t *m, ba_error *err) {
+    run_ctx_t v = {.s = s, .m = m, .zero_costs = 1, .latency_j = -1};
+    ba_solution_t sol = {0};
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    ba_status st = build_problem(&v, err);
+    if (st == BA_OK && !s->has_sweep) st = ba_ilp_solve(v.p, &io, &sol, err);
+    ba_solution_free(&sol);
+    ba_problem_free(v.p);
+    return st;
+}
+
+ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
+    ba_model_t *m = NULL;
+    ba_dataset_t *ds = NULL;
+    int64_t *labels = NULL, nl = 0;
+    ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
+    ba_status st = ba_model_load(s->model, &lo, &m, err);
+    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
+    if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
+        st = ba_error_set(err, BA_ERR_INPUT, "--labels %s: %lld labels for %lld samples of --data", s->labels,
+                          (long long)nl, (long long)ba_dataset_samples(ds));
+    if (st == BA_OK && s->sensitivity_file) {
+        ba_sens_table_t *t = NULL;
+        st = ba_sens_read_file(s->sensitivity_file, m, s->bits, s->nbits, &s->quant, &t, err);
+        ba_sens_table_free(t);
+    }
+    if (st == BA_OK) st = validate_with(s, m, err);
+    free(labels);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    return st;
+}
+
+ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t *s, const ba_run_callbacks_t *cb,
+                        ba_run_result_t *out, ba_error *err) {
+    memset(out, 0, sizeof *out);
+    char name[256];
+    if (study) snprintf(name, sizeof name, "%s", study);
+    else ba_run_study_name(s->model, name, sizeof name);
+    ba_study_info_t info;
+    ba_error e2;
+    if (ba_db_study_get(db, name, &info, &e2) == BA_OK) {
+        ba_db_study_info_free(&info);
+        return ba_error_set(err, BA_ERR_INPUT, "--study %s: a study of that name exists (continue it with `bitalloc resume --study %s`, or pick another name)", name, name);
+    }
+    /* The study row records the inputs' digests; loading here also validates them before anything is written. */
+    ba_model_t *m = NULL;
+    ba_dataset_t *ds = NULL;
+    ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
+    char *settings = NULL;
+    char data_sha[65] = "";
+    ba_db_layer_t *layers = NULL;
+    ba_status st = ba_model_load(s->model, &lo, &m, err);
+    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
+    if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
+    if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;
+    for (int l = 0; st == BA_OK && l < m->nlayers; l++)
+        layers[l] = (ba_db_layer_t){m->layers[l].name, m->layers[l].op, m->layers[l].params, m->layers[l].macs};
+    if (st == BA_OK) st = validate_with(s, m, err);
+    int64_t sid = 0;
+    if (st == BA_OK)
+        st = ba_db_study_create(db, name, s->model, m->sha256, data_sha, settings, layers, m->nlayers, &sid, err);
+    free(layers);
+    free(settings);
+    ba_dataset_free(ds);
+    ba_model_free(m);
+    if (st != BA_OK) return st;
+    st = run_study(db, sid, name, s, 0, cb, out, err);
+    out->created = 1;
+    if (st != BA_OK && st != BA_ERR_NOMEM) {
+        /* A failed run (infeasible, bad input found late) leaves a failed study, not a running one. */
+        ba_error e3;
+        ba_db_study_set_state(db, sid, "failed", &e3);
+    }
+    return st;
+}
+
+ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t *cb, ba_run_result_t *out,
+                        ba_error *err) {
+    memset(out, 0, sizeof *out);
+    ba_study_info_t info;
+    BA_TRY(ba_db_study_get(db, name, &info, err));
+    ba_run_settings_t s;
+    ba_status st = ba_run_settings_from_json(info.settings, &s, err);
+    if (st != BA_OK) {
+        ba_error_prefix(err, "study '%s'", name);
+        ba_db_study_info_free(&info);
+        return st;
+    }
+    char sha[65];
+    ba_error e2;
+    if (ba_sha256_file(s.model, sha, &e2) != BA_OK)
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: cannot read the model of study '%s' (%s)", s.model, name, e2.msg);
+    else if (strcmp(sha, info.model_sha256) != 0)
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "%s: the model file changed since study '%s' started (sha256 %.12s…, was %.12s…); refusing "
+                          "to resume",
+                          s.model, name, sha, info.model_sha256);
+    if (st == BA_OK) {
+        ba_dataset_t *ds = NULL;
+        if (ba_dataset_load((const char *const *)s.data, s.ndata, &ds, &e2) != BA_OK)
+            st = ba_error_set(err, BA_ERR_INPUT, "study '%s': cannot load its data: %s", name, e2.msg);
+        else {
+            char dsha[65];
+            ba_dataset_sha256(ds, dsha);
+            if (info.data_sha256[0] && strcmp(dsha, info.data_sha256) != 0)
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: the data changed since study '%s' started; refusing to resume",
+                                  s.ndata ? s.data[0] : "--data", name);
+        }
+        ba_dataset_free(ds);
+    }
+    if (st == BA_OK && s.sensitivity_file) {
+        if (ba_sha256_file(s.sensitivity_file, sha, &e2) != BA_OK || strcmp(sha, s.sensitivity_file_sha256) != 0)
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: the sensitivity file changed or is gone since study '%s' started",
+                              s.sensitivity_file, name);
+    }
+    if (st == BA_OK) {
+        int complete = !strcmp(info.state, "complete");
+        if (!strcmp(info.state, "failed")) ba_db_study_set_state(db, info.id, "running", &e2);
+        st = run_study(db, info.id, name, &s, complete, cb, out, err);
+    }
+    ba_run_settings_free(&s);
+    ba_db_study_info_free(&info);
+    return st;
+}

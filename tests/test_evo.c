@@ -1,0 +1,226 @@
+/* search/evo + baselines on synthetic problems with a synthetic objective:
+ * the same seed gives the same trial list, every trial meets the budgets, the
+ * final configuration is never worse than the seed, a checkpoint taken after
+ * any trial resumes to the same list, and the baselines behave as documented. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "search/evo.h"
+#include "search/ilp.h"
+
+#define L 6
+#define MAXT 2000
+
+static const int WIDTHS[] = {2, 3, 4, 8};
+#define NW 4
+static const double PARAMS[L] = {100, 4000, 2500, 800, 50, 9000};
+
+typedef struct {
+    int64_t number;
+    char state[16];
+    int choice[L];
+    double obj;
+    int64_t samples;
+    char *ckpt;
+} rec_t;
+
+typedef struct {
+    const ba_problem_t *p;
+    rec_t t[MAXT];
+    int n;
+    int infeasible;
+    int64_t stop_after; /* store fails (simulated kill) once this many trials are stored; 0 = never */
+} log_t;
+
+/* Objective: a smooth function of the bits, with a little sample-count noise (lower fidelity ≠ full). */
+static ba_status fake_eval(void *ctx, const int *choice, int64_t n, ba_eval_result_t *out, ba_error *err) {
+    (void)err;
+    log_t *lg = ctx;
+    double s = 0;
+    for (int l = 0; l < L; l++) {
+        int b = lg->p->bits[lg->p->start[l] + choice[l]];
+        s += (l + 1) * pow(2.0, -2.0 * b) * (1 + 0.1 * sin(l * b));
+    }
+    if (n > 0) s *= 1 + 0.05 * sin((double)n + s * 1e3);
+    *out = (ba_eval_result_t){s, s, s / 2, 1 - s, NAN, n};
+    return BA_OK;
+}
+
+static ba_status fake_store(void *ctx, const ba_search_trial_t *t, const char *ck, ba_error *err) {
+    log_t *lg = ctx;
+    if (lg->stop_after && lg->n >= lg->stop_after) return ba_error_set(err, BA_ERR_RUNTIME, "killed");
+    cr_assert_lt(lg->n, MAXT);
+    rec_t *r = &lg->t[lg->n++];
+    r->number = t->number;
+    snprintf(r->state, sizeof r->state, "%s", t->state);
+    memcpy(r->choice, t->choice, sizeof r->choice);
+    r->obj = t->res.objective;
+    r->samples = t->res.samples;
+    r->ckpt = ck ? strdup(ck) : NULL;
+    if (!ba_problem_feasible(lg->p, t->choice)) lg->infeasible++;
+    return BA_OK;
+}
+
+static void log_free(log_t *lg) {
+    for (int i = 0; i < lg->n; i++) free(lg->t[i].ckpt);
+    lg->n = 0;
+}
+
+static ba_problem_t *make_problem(double avg_bits) {
+    const char *names[L] = {"a", "b", "c", "d", "e", "f"};
+    int ncand[L], bits[L * NW];
+    double cost[L * NW], coef[L * NW], total = 0;
+    for (int l = 0; l < L; l++) total += PARAMS[l];
+    for (int l = 0; l < L; l++) {
+        ncand[l] = NW;
+        for (int j = 0; j < NW; j++) {
+            bits[l * NW + j] = WIDTHS[j];
+            cost[l * NW + j] = PARAMS[l] * pow(2.0, -2.0 * WIDTHS[j]) * (l + 1);
+            coef[l * NW + j] = WIDTHS[j] * PARAMS[l] / total;
+        }
+    }
+    ba_problem_t *p;
+    ba_error err;
+    cr_assert_eq(ba_problem_create(L, names, ncand, bits, cost, &p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_problem_add_budget(p, BA_BUDGET_AVG_BITS, avg_bits, 0, coef, &err), BA_OK, "%s", err.msg);
+    return p;
+}
+
+static ba_search_opts_t opts(uint64_t seed) {
+    return (ba_search_opts_t){.method = "ilp+evo", .seed = seed, .generations = 12, .offspring = 8, .nsamples = 512};
+}
+
+static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg, ba_search_result_t *res) {
+    ba_solution_t sol;
+    ba_error err;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg};
+    ba_search_opts_t o = opts(seed);
+    ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
+    ba_solution_free(&sol);
+    if (!lg->stop_after) cr_assert_eq(st, BA_OK, "%s", err.msg);
+}
+
+Test(evo, same_seed_gives_the_same_trials_and_every_trial_is_feasible) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a, b, c;
+    a.p = b.p = c.p = p;
+    ba_search_result_t ra, rb, rc;
+    run_evo(p, 7, NULL, &a, &ra);
+    run_evo(p, 7, NULL, &b, &rb);
+    run_evo(p, 8, NULL, &c, &rc);
+    cr_assert_gt(a.n, 12);
+    cr_expect_eq(a.n, b.n);
+    int differs = a.n != c.n;
+    for (int i = 0; i < a.n && i < b.n; i++) {
+        cr_expect_eq(a.t[i].number, i + 1);
+        cr_expect_eq(a.t[i].number, b.t[i].number);
+        cr_expect(memcmp(a.t[i].choice, b.t[i].choice, sizeof a.t[i].choice) == 0, "trial %d", i + 1);
+        cr_expect_eq(a.t[i].obj, b.t[i].obj);
+        if (i < c.n) differs |= memcmp(a.t[i].choice, c.t[i].choice, sizeof a.t[i].choice) != 0;
+    }
+    cr_expect(differs, "another seed should explore differently");
+    cr_expect_eq(a.infeasible, 0);
+    cr_expect_eq(c.infeasible, 0);
+    int pruned = 0;
+    for (int i = 0; i < a.n; i++) pruned += !strcmp(a.t[i].state, "pruned") && a.t[i].samples < 512;
+    cr_expect_gt(pruned, 0, "multi-fidelity: some offspring are pruned at low fidelity");
+    ba_search_result_free(&ra), ba_search_result_free(&rb), ba_search_result_free(&rc);
+    log_free(&a), log_free(&b), log_free(&c);
+    ba_problem_free(p);
+}
+
+Test(evo, final_configuration_is_never_worse_than_the_seed_and_is_the_best_complete_trial) {
+    ba_problem_t *p = make_problem(4.0);
+    static log_t a;
+    a.p = p;
+    ba_search_result_t r;
+    run_evo(p, 1, NULL, &a, &r);
+    cr_expect_str_eq(a.t[0].state, "complete");
+    cr_expect_leq(r.res.objective, a.t[0].obj);
+    for (int i = 0; i < a.n; i++)
+        if (!strcmp(a.t[i].state, "complete")) cr_expect_leq(r.res.objective, a.t[i].obj);
+    cr_expect(ba_problem_feasible(p, r.choice));
+    ba_search_result_free(&r);
+    log_free(&a);
+    ba_problem_free(p);
+}
+
+Test(evo, resuming_from_any_checkpoint_gives_the_uninterrupted_trials) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t full, part, rest;
+    full.p = part.p = rest.p = p;
+    ba_search_result_t rf;
+    run_evo(p, 5, NULL, &full, &rf);
+    for (int k = 1; k < full.n; k += 3) {
+        /* Trials 1..k were stored, then the process died: resume from trial k's checkpoint. */
+        ba_search_result_t rr;
+        rest.n = 0;
+        run_evo(p, 5, full.t[k - 1].ckpt, &rest, &rr);
+        cr_assert_eq(k + rest.n, full.n, "resume after trial %d", k);
+        for (int i = 0; i < rest.n; i++) {
+            cr_expect_eq(rest.t[i].number, full.t[k + i].number);
+            cr_expect(memcmp(rest.t[i].choice, full.t[k + i].choice, sizeof rest.t[i].choice) == 0);
+        }
+        cr_expect_eq(rr.trial, rf.trial);
+        cr_expect(memcmp(rr.choice, rf.choice, L * sizeof(int)) == 0);
+        ba_search_result_free(&rr);
+        log_free(&rest);
+    }
+    ba_search_result_free(&rf);
+    log_free(&full);
+    ba_problem_free(p);
+}
+
+Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitting_width) {
+    ba_problem_t *p = make_problem(4.5);
+    ba_error err;
+    int choice[L], bits = 0;
+    cr_assert_eq(ba_search_uniform_choice(p, choice, &bits, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(bits, 4);
+    for (int l = 0; l < L; l++) cr_expect_eq(p->bits[p->start[l] + choice[l]], 4);
+    static log_t a;
+    a.p = p;
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a};
+    ba_search_opts_t o = opts(3);
+    o.method = "random";
+    ba_search_result_t r;
+    cr_assert_eq(ba_search_random(p, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(a.n, 1 + o.generations * o.offspring);
+    cr_expect_eq(a.infeasible, 0);
+    for (int i = 0; i < a.n; i++) cr_expect_leq(r.res.objective, a.t[i].obj);
+    ba_search_result_free(&r);
+    log_free(&a);
+    ba_problem_free(p);
+    /* Below the smallest width no uniform configuration fits. */
+    p = make_problem(1.5);
+    cr_expect_eq(ba_search_uniform_choice(p, choice, &bits, &err), BA_ERR_INFEASIBLE);
+    ba_problem_free(p);
+}
+
+Test(evo, mutation_keeps_pins_ties_and_budgets) {
+    ba_problem_t *p = make_problem(3.2);
+    ba_error err;
+    cr_assert_eq(ba_problem_pin(p, "a=8", &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_problem_tie(p, "[bc]", &err), BA_OK, "%s", err.msg);
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_rng_t rng;
+    ba_rng_seed(&rng, 11);
+    int child[L], ok = 0;
+    for (int i = 0; i < 500; i++) {
+        if (ba_evo_mutate(p, sol.choice, &rng, child) != 0) continue;
+        ok++;
+        cr_assert(ba_problem_feasible(p, child));
+        cr_expect_eq(p->bits[p->start[0] + child[0]], 8);
+        cr_expect_eq(p->bits[p->start[1] + child[1]], p->bits[p->start[2] + child[2]]);
+    }
+    cr_expect_gt(ok, 100);
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
