@@ -47,7 +47,7 @@
         "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
     }
 #define F_BITS                                                                                               \
-    { "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,7,8)" }
+    { "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,8)" }
 #define F_SEED                                                                                               \
     { "seed", 0, BA_CLI_T_U64, 0, "S", NULL, "random seed (default: 0)" }
 #define F_STUDY(req)                                                                                         \

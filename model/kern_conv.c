@@ -3,11 +3,197 @@
  * col2im and a small broadcasting copy. */
 #include "model/kern_conv.h"
 
+#include <cblas.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Below this many floats an im2col/col2im runs on one thread: the OpenMP
  * fork costs more than the copy (measured on the 2-core build machine). */
 #define KERN_OMP_MIN_WORK 32768
+
+/* An sgemm below this many multiply-adds runs on one thread (~5 us of work:
+ * an OpenMP fork/join costs a few us). */
+#define SGEMM_PAR_MIN_MACS (1LL << 18)
+/* Split granularity of an sgemm across threads: 16 floats = one AVX-512
+ * vector, a multiple of every OpenBLAS sgemm micro-kernel's width. */
+#define SGEMM_SPLIT_ALIGN 16
+
+int ba_kern_threads(int64_t work) {
+    /* omp_get_level, not omp_in_parallel: below even a one-thread region a
+     * new team would be a nested one, whose threads libgomp creates and
+     * destroys on every fork (measured: 400 clones per 13 runs, 8x slower). */
+    if (work <= KERN_OMP_MIN_WORK || omp_get_level() > 0) return 1;
+    return omp_get_max_threads();
+}
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+/* OpenBLAS (pthread build) keeps its own busy-waiting workers; with them at
+ * one thread, every BLAS call runs on the OpenMP thread that makes it. */
+static void blas_single_thread(void) {
+    openblas_set_num_threads(1);
+}
+
+void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    pthread_once(&blas_once, blas_single_thread);
+    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    int nt = M * N * K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
+    /* Split the longer side of C: each thread then repacks the smaller operand. */
+    const int split_n = N >= M;
+    const int64_t len = split_n ? N : M;
+    int64_t chunk = (len + nt - 1) / nt;
+    chunk = (chunk + SGEMM_SPLIT_ALIGN - 1) / SGEMM_SPLIT_ALIGN * SGEMM_SPLIT_ALIGN;
+    if (chunk >= len) nt = 1;
+    if (nt == 1) {
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C,
+                    (int)ldc);
+        return;
+    }
+    const int nchunks = (int)((len + chunk - 1) / chunk);
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int i = 0; i < nchunks; i++) {
+        const int64_t lo = i * chunk, n = len - lo < chunk ? len - lo : chunk;
+        if (split_n) /* C[:, lo:lo+n] = op(A) op(B)[:, lo:lo+n] */
+            cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)n, (int)K, alpha, A, (int)lda,
+                        trans_b ? B + lo * ldb : B + lo, (int)ldb, beta, C + lo, (int)ldc);
+        else /* C[lo:lo+n, :] = op(A)[lo:lo+n, :] op(B) */
+            cblas_sgemm(CblasRowMajor, ta, tb, (int)n, (int)N, (int)K, alpha, trans_a ? A + lo : A + lo * lda,
+                        (int)lda, B, (int)ldb, beta, C + lo * ldc, (int)ldc);
+    }
+}
+
+/* Micro-tile of ba_kern_conv_gemm: CG_MR rows of C by CG_NR columns (two
+ * 16-float vectors), accumulated in 16 registers over the whole K. */
+#define CG_MR 8
+#define CG_NR 32
+#define CG_VEC 16
+#define CG_ALIGN 64 /* panel buffer alignment: one cache line */
+#define CG_ALIAS_FLOATS 256 /* row strides that are multiples of 1 KiB alias in the caches */
+
+#if defined(__x86_64__)
+/* One tile: rows [0, mr) (mr <= CG_MR; missing rows recompute the last one
+ * and are not stored), columns [0, nr) (nr <= CG_NR, masked). */
+__attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                          int64_t lda, const float *B, int64_t ldb,
+                                                          const float *bias, float *C, int64_t ldc) {
+    const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __mmask16 k1 = nr >= CG_NR    ? (__mmask16)0xFFFF
+                         : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
+                                       : (__mmask16)0;
+    const float *a[CG_MR];
+    for (int i = 0; i < CG_MR; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
+#define CG_INIT(i) \
+    __m512 c##i##0 = _mm512_set1_ps(bias ? bias[(i) < mr ? (i) : mr - 1] : 0.0f), c##i##1 = c##i##0;
+    CG_INIT(0) CG_INIT(1) CG_INIT(2) CG_INIT(3) CG_INIT(4) CG_INIT(5) CG_INIT(6) CG_INIT(7)
+#undef CG_INIT
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb), b1 = _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC);
+#define CG_FMA(i)                                      \
+    {                                                  \
+        const __m512 av = _mm512_set1_ps(a[i][k]);     \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);   \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);   \
+    }
+        CG_FMA(0) CG_FMA(1) CG_FMA(2) CG_FMA(3) CG_FMA(4) CG_FMA(5) CG_FMA(6) CG_FMA(7)
+#undef CG_FMA
+    }
+#define CG_STORE(i)                                                       \
+    if ((i) < mr) {                                                       \
+        _mm512_mask_storeu_ps(C + (i) * ldc, k0, c##i##0);                \
+        if (k1) _mm512_mask_storeu_ps(C + (i) * ldc + CG_VEC, k1, c##i##1); \
+    }
+    CG_STORE(0) CG_STORE(1) CG_STORE(2) CG_STORE(3) CG_STORE(4) CG_STORE(5) CG_STORE(6) CG_STORE(7)
+#undef CG_STORE
+}
+
+/* Copies columns [n, n + nr) of B (K rows) into a zero-padded K x CG_NR panel. */
+__attribute__((target("avx512f"))) static void cg_pack(int64_t K, int64_t nr, const float *B, int64_t ldb,
+                                                      float *panel) {
+    const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const __mmask16 k1 = nr >= CG_NR    ? (__mmask16)0xFFFF
+                         : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
+                                       : (__mmask16)0;
+    for (int64_t k = 0; k < K; k++) {
+        _mm512_store_ps(panel + k * CG_NR, _mm512_maskz_loadu_ps(k0, B + k * ldb));
+        _mm512_store_ps(panel + k * CG_NR + CG_VEC, _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC));
+    }
+}
+
+/* Columns [n0, n1) of C, every row block per CG_NR-column panel of B. B is
+ * read in place unless its rows lie a multiple of CG_ALIAS_FLOATS apart:
+ * then they all map to a few cache sets (L2 conflict misses, measured 2x
+ * slower) and each panel is first copied to a contiguous buffer.
+ * Returns 0 when that buffer cannot be allocated. */
+static int cg_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda, const float *B,
+                      int64_t ldb, const float *bias, float *C, int64_t ldc) {
+    float *panel = NULL;
+    if (ldb % CG_ALIAS_FLOATS == 0) {
+        panel = aligned_alloc(CG_ALIGN, (size_t)K * CG_NR * sizeof(float));
+        if (!panel) return 0;
+    }
+    for (int64_t n = n0; n < n1; n += CG_NR) {
+        const int64_t nr = n1 - n < CG_NR ? n1 - n : CG_NR;
+        const float *b = B + n;
+        int64_t lb = ldb;
+        if (panel) {
+            cg_pack(K, nr, B + n, ldb, panel);
+            b = panel;
+            lb = CG_NR;
+        }
+        for (int64_t m = 0; m < M; m += CG_MR)
+            cg_tile(M - m < CG_MR ? M - m : CG_MR, nr, K, A + m * lda, lda, b, lb, bias ? bias + m : NULL,
+                    C + m * ldc + n, ldc);
+    }
+    free(panel);
+    return 1;
+}
+#endif
+
+static int cg_have_avx512(void) {
+#if defined(__x86_64__)
+    static int have = -1; /* benign race: every thread computes the same value */
+    if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    return have;
+#else
+    return 0;
+#endif
+}
+
+void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       const float *bias, float *C, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+#if defined(__x86_64__)
+    if (cg_have_avx512() && K > 0) {
+        const int64_t nblk = (N + CG_NR - 1) / CG_NR;
+        int nt = M * N * K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
+        if (nt > nblk) nt = (int)nblk;
+        int ok = 1;
+        if (nt <= 1) {
+            ok = cg_columns(M, 0, N, K, A, lda, B, ldb, bias, C, ldc);
+        } else {
+            const int64_t per = (nblk + nt - 1) / nt * CG_NR;
+#pragma omp parallel for schedule(static) num_threads(nt) reduction(&& : ok)
+            for (int t = 0; t < nt; t++) {
+                const int64_t lo = t * per, hi = lo + per < N ? lo + per : N;
+                if (lo < hi) ok = cg_columns(M, lo, hi, K, A, lda, B, ldb, bias, C, ldc) && ok;
+            }
+        }
+        if (ok) return;
+        /* out of memory for a panel: the BLAS path below needs none */
+    }
+#endif
+    for (int64_t m = 0; m < M; m++) {
+        const float bv = bias ? bias[m] : 0.0f;
+        for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bv;
+    }
+    ba_kern_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
 
 ba_status ba_kern_need_f32(const ba_node_t *node, const ba_tensor_t *t, const char *what, ba_error *err) {
     if (!t) return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s is missing", node->name, node->op_type, what);
@@ -115,7 +301,8 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
     const int64_t P = OD * OH * OW, rows = C * KD * KH * KW;
-#pragma omp parallel for schedule(static) if (rows * P > KERN_OMP_MIN_WORK)
+    const int nt = ba_kern_threads(rows * P);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t r = 0; r < rows; r++) {
         int64_t kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / (KW * KH * KD);
         float *dst = cols + r * ldc;
@@ -139,7 +326,12 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
                 const float *xrow = xc + (id * IH + ih) * IW + wbase;
                 for (int64_t ow = 0; ow < wlo; ow++) drow[ow] = 0.0f;
                 if (g->s[2] == 1) {
-                    if (whi > wlo) memcpy(drow + wlo, xrow + wlo, (size_t)(whi - wlo) * sizeof(float));
+                    /* rows are short (tens of floats): an inline vector copy beats a memcpy call */
+#pragma omp simd
+                    for (int64_t ow = wlo; ow < whi; ow++) drow[ow] = xrow[ow];
+                } else if (g->s[2] == 2) {
+#pragma omp simd
+                    for (int64_t ow = wlo; ow < whi; ow++) drow[ow] = xrow[2 * ow];
                 } else {
                     const int64_t sw = g->s[2];
                     for (int64_t ow = wlo; ow < whi; ow++) drow[ow] = xrow[ow * sw];
@@ -156,7 +348,8 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
     const int64_t P = ID * IH * IW, K = KD * KH * KW;
     /* One channel per iteration: rows of different channels write disjoint planes. */
-#pragma omp parallel for schedule(static) if (C * K * P > KERN_OMP_MIN_WORK)
+    const int nt = ba_kern_threads(C * K * P);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t c = 0; c < C; c++) {
         float *yc = y + c * OD * OH * OW;
         for (int64_t kk = 0; kk < K; kk++) {

@@ -38,6 +38,9 @@ void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
  * rows are ldc floats apart (ldc >= OD*OH*OW: several images side by side);
  * padded taps read 0. */
 void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc);
+/* Threads a kernel may use for a loop of `work` element operations: 1 below
+ * the fork-worthwhile size or inside a parallel region, else OpenMP's max. */
+int ba_kern_threads(int64_t work);
 
 /* col2im: adds cols (C*KD*KH*KW, ID*IH*IW) into y (C, OD, OH, OW) where the
  * roles are transposed (ConvTranspose): g->in is the transposed op's input
@@ -48,6 +51,26 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
  * BA_ERR_INPUT naming the node when not broadcastable. */
 ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim, const int64_t *dshape,
                                float *dst, const char *what, ba_error *err);
+
+/* C (M, N) = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm's
+ * arguments). The one entry to BLAS for every kernel: OpenBLAS is switched
+ * to one thread (once, process-wide) and the product is split over OpenMP
+ * threads here, so a single thread pool runs the executor (OpenMP workers
+ * spinning beside OpenBLAS's own pthreads made conv 2-10x slower on 2 cores).
+ * Inside an OpenMP parallel region it runs on the calling thread. */
+void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* C (M, N) = A (M, K) · B (K, N) + bias (per row of C, or NULL), row-major
+ * with strides lda/ldb/ldc: the product of a conv (weights · im2col columns).
+ * On CPUs with AVX-512 an own register-tiled kernel reads B in place (no
+ * packing pass, bias in the accumulators); elsewhere bias fill + ba_kern_sgemm.
+ * Splits over OpenMP threads like ba_kern_sgemm. */
+/* Floats to add to a column buffer's row stride so that it is no multiple of
+ * 1 KiB (ba_kern_conv_gemm then reads it in place, without a packing pass). */
+#define BA_KERN_COL_PAD 16
+void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+                       const float *bias, float *C, int64_t ldc);
 
 /* Normalises a possibly negative axis for rank r; BA_ERR_INPUT when out of range. */
 ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_error *err);

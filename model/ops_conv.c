@@ -2,16 +2,13 @@
  * 1-D, 2-D and 3-D images, float32. Conv is im2col + sgemm per image and group
  * (a 1x1 stride-1 conv multiplies the image directly, a depthwise conv runs a
  * direct loop); ConvTranspose is sgemm + col2im. */
-#include <cblas.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/kern_conv.h"
 #include "model/ops.h"
 
-/* Below this many multiply-adds per image the per-image loop of the depthwise
- * path is not split across threads. */
-#define CONV_OMP_MIN_WORK 32768
 /* Conv sgemms narrower than this (output pixels) take several images at
  * once: OpenBLAS sgemm loses most of its speed below a few hundred columns
  * (7x7 ResNet stages: 7x slower than one wide call, measured). */
@@ -63,7 +60,8 @@ static void conv_depthwise(const float *x, const float *w, float *y, int64_t N, 
         plo[kw] = l;
         phi[kw] = h;
     }
-#pragma omp parallel for schedule(static) if (N * M * OH * OW * KH * KW > CONV_OMP_MIN_WORK)
+    const int nt = ba_kern_threads(N * M * OH * OW * KH * KW);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t nm = 0; nm < N * M; nm++) {
         int64_t n = nm / M, m = nm % M, c = m / mult;
         const float *xp = x + (n * C + c) * IH * IW;
@@ -88,6 +86,53 @@ static void conv_depthwise(const float *x, const float *w, float *y, int64_t N, 
                 }
             }
         }
+    }
+}
+
+/* What one chunk of nb images of a grouped conv needs (conv_forward). */
+typedef struct {
+    const float *x, *w;
+    float *y;
+    const ba_kern_geom_t *g;
+    int64_t N, C, M, group, Cg, Mg, K, P, Pin, nb;
+    int pointwise;
+    const float *bias; /* M values or NULL */
+} conv_job_t;
+
+/* Images [ci*nb, ci*nb + nb) of the conv: im2col into ws (cols_n floats of
+ * columns, then the product when nb > 1), sgemm, planes into y. */
+static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n) {
+    const int64_t P = j->P, Mg = j->Mg, K = j->K, Cg = j->Cg, Pin = j->Pin, M = j->M, C = j->C;
+    const int64_t n0 = ci * j->nb, nbb = j->N - n0 < j->nb ? j->N - n0 : j->nb, ld = nbb * P;
+    const int64_t ldcol = ld + BA_KERN_COL_PAD; /* column buffer stride: see ba_kern_conv_gemm */
+    float *cols = ws, *tmp = ws ? ws + cols_n : NULL;
+    for (int64_t gi = 0; gi < j->group; gi++) {
+        const float *wg = j->w + gi * Mg * K;
+        if (nbb == 1) {
+            const float *src = j->x + (n0 * C + gi * Cg) * Pin;
+            if (!j->pointwise) {
+                ba_kern_im2col(src, Cg, j->g, cols, ldcol);
+                src = cols;
+            }
+            /* y_g (Mg, P) = W_g (Mg, K) · cols (K, P) + bias */
+            ba_kern_conv_gemm(Mg, P, K, wg, K, src, j->pointwise ? P : ldcol, j->bias ? j->bias + gi * Mg : NULL,
+                              j->y + (n0 * M + gi * Mg) * P, P);
+            continue;
+        }
+        for (int64_t i = 0; i < nbb; i++)
+            ba_kern_im2col(j->x + ((n0 + i) * C + gi * Cg) * Pin, Cg, j->g, cols + i * P, ldcol);
+        /* tmp (Mg, nbb*P) = W_g (Mg, K) · cols (K, nbb*P) */
+        ba_kern_conv_gemm(Mg, ld, K, wg, K, cols, ldcol, NULL, tmp, ld);
+        const int nt = ba_kern_threads(Mg * ld);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(nt) if (nt > 1)
+        for (int64_t i = 0; i < nbb; i++)
+            for (int64_t m = 0; m < Mg; m++) {
+                float *yr = j->y + ((n0 + i) * M + gi * Mg + m) * P;
+                const float *tr = tmp + m * ld + i * P;
+                const float bv = j->bias ? j->bias[gi * Mg + m] : 0.0f;
+#pragma omp simd
+                for (int64_t q = 0; q < P; q++) yr[q] = tr[q] + bv;
+            }
     }
 }
 
@@ -125,13 +170,13 @@ static ba_status conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     const int64_t KK = g.k[0] * g.k[1] * g.k[2], K = Cg * KK;
     const float *x = X->data, *w = W->data;
     float *y = Y->data;
-    fill_bias(y, B, N, M, P);
     if (N == 0 || P == 0 || M == 0) {
         out[0] = Y;
         return BA_OK;
     }
 
     if (group == C && Cg == 1 && nsp <= 2 && g.k[2] <= DW_MAX_KW) {
+        fill_bias(y, B, N, M, P);
         conv_depthwise(x, w, y, N, C, M, &g);
         out[0] = Y;
         return BA_OK;
@@ -150,49 +195,32 @@ static ba_status conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int
         if (nb > N) nb = N;
         if (nb < 1) nb = 1;
     }
-    float *cols = NULL, *tmp = NULL;
-    if (!pointwise || nb > 1) {
-        cols = ba_malloc((size_t)K * (size_t)(nb * P) * sizeof(float), err);
-        if (cols && nb > 1) tmp = ba_malloc((size_t)Mg * (size_t)(nb * P) * sizeof(float), err);
-        if (!cols || (nb > 1 && !tmp)) {
-            free(cols);
+    /* With a chunk of images for every thread, each thread runs whole chunks
+     * (im2col + sgemm on its own workspace, no sync inside); otherwise the
+     * chunks run in turn and im2col / sgemm split their work. */
+    const int64_t nchunks = (N + nb - 1) / nb;
+    int nthr = ba_kern_threads(N * Mg * group * P * K);
+    if (nchunks < nthr) nthr = 1;
+    const size_t cols_n = !pointwise || nb > 1 ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
+    const size_t tmp_n = nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
+    float *ws = NULL;
+    if (cols_n + tmp_n > 0) {
+        ws = ba_malloc((cols_n + tmp_n) * (size_t)nthr * sizeof(float), err);
+        if (!ws) {
             ba_tensor_unref(Y);
             return err ? err->code : BA_ERR_NOMEM;
         }
     }
-    const float beta = B ? 1.0f : 0.0f;
-    for (int64_t n0 = 0; n0 < N; n0 += nb) {
-        const int64_t nbb = N - n0 < nb ? N - n0 : nb, ld = nbb * P;
-        for (int64_t gi = 0; gi < group; gi++) {
-            const float *wg = w + gi * Mg * K;
-            if (nbb == 1) {
-                const float *xg = x + (n0 * C + gi * Cg) * Pin, *src = xg;
-                if (!pointwise) {
-                    ba_kern_im2col(xg, Cg, &g, cols, P);
-                    src = cols;
-                }
-                /* y_g (Mg, P) = W_g (Mg, K) · cols (K, P) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)P, (int)K, 1.0f, wg, (int)K,
-                            src, (int)P, beta, y + (n0 * M + gi * Mg) * P, (int)P);
-                continue;
-            }
-            for (int64_t j = 0; j < nbb; j++)
-                ba_kern_im2col(x + ((n0 + j) * C + gi * Cg) * Pin, Cg, &g, cols + j * P, ld);
-            /* tmp (Mg, nbb*P) = W_g (Mg, K) · cols (K, nbb*P) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)ld, (int)K, 1.0f, wg, (int)K, cols,
-                        (int)ld, 0.0f, tmp, (int)ld);
-#pragma omp parallel for collapse(2) schedule(static) if (Mg * ld > CONV_OMP_MIN_WORK)
-            for (int64_t j = 0; j < nbb; j++)
-                for (int64_t m = 0; m < Mg; m++) {
-                    float *yr = y + ((n0 + j) * M + gi * Mg + m) * P;
-                    const float *tr = tmp + m * ld + j * P;
-#pragma omp simd
-                    for (int64_t i = 0; i < P; i++) yr[i] += tr[i];
-                }
-        }
+    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, B ? B->data : NULL};
+    if (nthr > 1) {
+#pragma omp parallel for schedule(dynamic) num_threads(nthr)
+        for (int64_t ci = 0; ci < nchunks; ci++)
+            conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n);
+    } else {
+        /* No enclosing region here: im2col and sgemm may fork their own teams. */
+        for (int64_t ci = 0; ci < nchunks; ci++) conv_chunk(&job, ci, ws, cols_n);
     }
-    free(tmp);
-    free(cols);
+    free(ws);
     out[0] = Y;
     return BA_OK;
 }
@@ -296,8 +324,8 @@ static ba_status convt_forward(const ba_node_t *node, ba_tensor_t *const *in, in
     for (int64_t n = 0; n < N; n++)
         for (int64_t gi = 0; gi < group; gi++) {
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)Pin, (int)Cg, 1.0f,
-                        w + gi * Cg * R, (int)R, x + (n * C + gi * Cg) * Pin, (int)Pin, 0.0f, cols, (int)Pin);
+            ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f, cols,
+                          Pin);
             ba_kern_col2im_add(cols, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);

@@ -1,7 +1,6 @@
 /* Kernels of the matmul family (see model/ops.h): Gemm (alpha, beta, transA,
  * transB, C broadcast to (M, N)) and MatMul with numpy semantics (1-D operands,
  * broadcast batch dims), float32 on OpenBLAS sgemm. */
-#include <cblas.h>
 #include <string.h>
 
 #include "model/kern_conv.h"
@@ -42,13 +41,26 @@ static ba_status gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     }
     if (M > 0 && N > 0) {
         if (K > 0)
-            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N,
-                        (int)K, alpha, A->data, (int)A->shape[1], B->data, (int)B->shape[1], b, y, (int)N);
+            ba_kern_sgemm(ta, tb, M, N, K, alpha, A->data, A->shape[1], B->data, B->shape[1], b, y, N);
         else if (b != 1.0f)
             for (int64_t i = 0; i < M * N; i++) y[i] *= b;
     }
     out[0] = Y;
     return BA_OK;
+}
+
+/* Product e of a broadcast batched matmul: y[e] = a[ao] · b[bo], the
+ * matrix offsets found from e's index digits over oshape[0..ro). */
+static void batch_product(const float *a, const float *b, float *y, int64_t e, int ro, const int64_t *oshape,
+                          const int64_t *astr, const int64_t *bstr, int64_t M, int64_t N, int64_t K) {
+    int64_t ao = 0, bo = 0, rem = e;
+    for (int i = ro - 1; i >= 0; i--) {
+        int64_t d = rem % oshape[i];
+        rem /= oshape[i];
+        ao += d * astr[i];
+        bo += d * bstr[i];
+    }
+    ba_kern_sgemm(0, 0, M, N, K, 1.0f, a + ao * M * K, K, b + bo * K * N, N, 0.0f, y + e * M * N, N);
 }
 
 /* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
@@ -93,24 +105,18 @@ static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, i
     }
     if (bs == 1 && as == nbatch) {
         /* B is one matrix: fold A's batch into its rows, one sgemm. */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(nbatch * M), (int)N, (int)K, 1.0f, a, (int)K, b,
-                    (int)N, 0.0f, y, (int)N);
+        ba_kern_sgemm(0, 0, nbatch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
         out[0] = Y;
         return BA_OK;
     }
-    int64_t idx[BA_MAX_DIMS] = {0}, ao = 0, bo = 0;
-    for (int64_t e = 0; e < nbatch; e++) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)M, (int)N, (int)K, 1.0f, a + ao * M * K, (int)K,
-                    b + bo * K * N, (int)N, 0.0f, y + e * M * N, (int)N);
-        for (int i = ro - 1; i >= 0; i--) { /* odometer over the output batch */
-            idx[i]++;
-            ao += astr[i];
-            bo += bstr[i];
-            if (idx[i] < oshape[i]) break;
-            ao -= astr[i] * idx[i];
-            bo -= bstr[i] * idx[i];
-            idx[i] = 0;
-        }
+    /* Many products (attention heads): one per thread at a time, each
+     * single-threaded; otherwise in turn, each split by ba_kern_sgemm. */
+    const int nt = nbatch < 2 ? 1 : ba_kern_threads(nbatch * M * N * K);
+    if (nt > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t e = 0; e < nbatch; e++) batch_product(a, b, y, e, ro, oshape, astr, bstr, M, N, K);
+    } else {
+        for (int64_t e = 0; e < nbatch; e++) batch_product(a, b, y, e, ro, oshape, astr, bstr, M, N, K);
     }
     out[0] = Y;
     return BA_OK;

@@ -13,7 +13,7 @@
 #include "sensitivity/sens_internal.h"
 
 #define JSON_DIGITS 17 /* reals round-trip exactly */
-static const int default_bits[] = {2, 3, 4, 5, 6, 7, 8};
+static const int default_bits[] = {2, 3, 4, 5, 6, 8}; /* = search's BA_BITS_DEFAULT */
 #define NDEFAULT_BITS ((int)(sizeof default_bits / sizeof default_bits[0]))
 
 ba_sens_opts_t ba_sens_opts_default(void) {
