@@ -145,6 +145,9 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
         json_object_set_new(j, "trial", json_integer(r->trial));
         json_object_set_new(j, "trials", json_integer(r->ntrials));
         json_object_set_new(j, "evaluations", json_integer(r->nevals));
+        if (r->search_seconds > 0)
+            json_object_set_new(j, "timing", json_pack("{s:f, s:f}", "search_s", r->search_seconds, "evaluate_s",
+                                                       r->eval_seconds));
         json_object_set_new(j, "resumed_complete", json_boolean(r->was_complete));
         json_object_set_new(j, "plan_out", plan_out ? json_string(plan_out) : json_null());
         json_object_set_new(j, "plan", plan ? plan : json_null());

@@ -104,81 +104,146 @@ void evo_units_apply(const ba_problem_t *p, const evo_units_t *u, const int *lv,
 
 /* ---- mutation ---- */
 
-static int pick(ba_rng_t *rng, const int *ok, int n) {
-    int count = 0;
-    for (int i = 0; i < n; i++) count += ok[i] != 0;
-    if (!count) return -1;
-    int r = (int)ba_rng_below(rng, (uint64_t)count);
-    for (int i = 0; i < n; i++)
-        if (ok[i] && r-- == 0) return i;
-    return -1;
+/* Index i with probability w[i] / Σw over w[i] > 0; -1 when none. */
+static int pick_weighted(ba_rng_t *rng, const double *w, int n) {
+    double tot = 0;
+    for (int i = 0; i < n; i++) tot += w[i] > 0 ? w[i] : 0;
+    if (!(tot > 0)) return -1;
+    double r = ba_rng_uniform(rng) * tot;
+    int last = -1;
+    for (int i = 0; i < n; i++) {
+        if (!(w[i] > 0)) continue;
+        last = i;
+        if ((r -= w[i]) < 0) return i;
+    }
+    return last; /* rounding */
 }
 
-/* One mutation attempt on units u; lv holds the parent's levels on entry, the child's on return 1. */
+/* Budget use of choice: val[j] = budget j's value. */
+static void budget_use(const ba_problem_t *p, const int *choice, double *val) {
+    for (int j = 0; j < p->nbudgets; j++) val[j] = ba_problem_budget_value(p, j, choice);
+}
+
+/* Size of a change of budget use from a to b: the largest relative change over the budgets. */
+static double budget_delta(const ba_problem_t *p, const double *a, const double *b) {
+    double d = 0;
+    for (int j = 0; j < p->nbudgets; j++) {
+        double scale = fabs(p->limit[j]) > 0 ? fabs(p->limit[j]) : 1;
+        double x = fabs(b[j] - a[j]) / scale;
+        if (x > d) d = x;
+    }
+    return d;
+}
+
+/* Weight of a compensating move of budget size d for a primary move of size
+ * want: highest when the two cancel (EvoPress's level switch keeps the budget
+ * use constant; with layers of unequal size only "about equal" is possible). */
+static double match_weight(double d, double want) {
+    return 1.0 / (fabs(d - want) + BA_EVO_MATCH_SLACK * want + 1e-12);
+}
+
+/* Moves unit k from level `from` to `to` in (lv, choice) and returns the budget size of the move. */
+static double move_unit(const ba_problem_t *p, const evo_units_t *u, int *lv, int *choice, int k, int to,
+                        double *use, double *tmp) {
+    evo_units_set(p, u, choice, k, to);
+    lv[k] = to;
+    budget_use(p, choice, tmp);
+    double d = budget_delta(p, use, tmp);
+    memcpy(use, tmp, (size_t)p->nbudgets * sizeof *use);
+    return d;
+}
+
+/* One mutation attempt (EvoPress level switch, budget-preserving): lv holds
+ * the parent's levels on entry, the child's on return 1. Each of 1..MAX_SWAPS
+ * steps moves one random unit a level up or down and compensates with another
+ * unit moving the other way, chosen with a preference for the one whose
+ * budget change best cancels the first (weighted by params for avg-bits,
+ * bytes for memory …). After an up-move the compensation is mandatory (repeated
+ * until the budgets hold); after a down-move it is taken when a raise fits,
+ * else the child keeps the freed budget. Units touched by a step are not
+ * moved back by a later one. */
 static int mutate_once(const ba_problem_t *p, const evo_units_t *u, ba_rng_t *rng, int *lv, int *choice,
-                       unsigned char *raised, unsigned char *lowered, int *ok) {
+                       unsigned char *touched, double *w) {
     int n = u->n;
-    memset(raised, 0, (size_t)n);
-    memset(lowered, 0, (size_t)n);
-    int swaps = 1 + (int)ba_rng_below(rng, BA_EVO_MAX_SWAPS);
-    for (int s = 0; s < swaps; s++) {
-        for (int k = 0; k < n; k++) ok[k] = lv[k] + 1 < u->nw[k];
-        int up = pick(rng, ok, n);
-        if (up < 0) return 0;
-        for (int k = 0; k < n; k++) ok[k] = k != up && lv[k] > 0;
-        int down = pick(rng, ok, n);
-        if (down < 0) return 0;
-        lv[up]++, lv[down]--;
-        raised[up] = 1, lowered[down] = 1;
-    }
+    double use[BA_BUDGET_NKINDS], tmp[BA_BUDGET_NKINDS];
+    memset(touched, 0, (size_t)n);
     evo_units_apply(p, u, lv, choice);
-    /* Repair: unequal layer sizes make a swap change the budgets; step down
-     * random units (not the raised ones, so the mutation keeps its direction). */
-    while (!ba_problem_feasible(p, choice)) {
-        for (int k = 0; k < n; k++) ok[k] = lv[k] > 0 && !raised[k];
-        int k = pick(rng, ok, n);
-        if (k < 0) {
-            for (int i = 0; i < n; i++) ok[i] = lv[i] > 0;
-            k = pick(rng, ok, n);
+    budget_use(p, choice, use);
+    int steps = 1 + (int)ba_rng_below(rng, BA_EVO_MAX_SWAPS);
+    for (int s = 0; s < steps; s++) {
+        for (int k = 0; k < n; k++) w[k] = !touched[k] && u->nw[k] > 1;
+        int k = pick_weighted(rng, w, n);
+        if (k < 0) break;
+        int up = lv[k] == 0 ? 1 : lv[k] + 1 >= u->nw[k] ? 0 : (int)ba_rng_below(rng, 2);
+        double want = move_unit(p, u, lv, choice, k, lv[k] + (up ? 1 : -1), use, tmp);
+        touched[k] = 1;
+        if (up) {
+            /* Compensate: lower other units until the budgets hold. */
+            while (!ba_problem_feasible(p, choice)) {
+                int restoring = 0;
+                for (int d = 0; d < n; d++) {
+                    w[d] = 0;
+                    if (touched[d] || lv[d] == 0) continue;
+                    evo_units_set(p, u, choice, d, lv[d] - 1);
+                    budget_use(p, choice, tmp);
+                    double dd = budget_delta(p, use, tmp);
+                    int ok = ba_problem_feasible(p, choice);
+                    evo_units_set(p, u, choice, d, lv[d]);
+                    if (ok && !restoring) { /* the first unit that restores: forget the others */
+                        restoring = 1;
+                        for (int e = 0; e < d; e++) w[e] = 0;
+                    }
+                    if (ok) w[d] = match_weight(dd, want);
+                    else if (!restoring) w[d] = dd; /* none restores alone yet: free the most first */
+                }
+                int d = pick_weighted(rng, w, n);
+                if (d < 0) return 0;
+                want -= move_unit(p, u, lv, choice, d, lv[d] - 1, use, tmp);
+                if (want < 0) want = 0;
+                touched[d] = 1;
+            }
+        } else if (ba_rng_below(rng, BA_EVO_COMPENSATE_DOWN_OF) < BA_EVO_COMPENSATE_DOWN) {
+            /* Compensate: spend about the freed budget on another unit's raise. */
+            for (int c = 0; c < n; c++) {
+                w[c] = 0;
+                if (touched[c] || lv[c] + 1 >= u->nw[c]) continue;
+                evo_units_set(p, u, choice, c, lv[c] + 1);
+                if (ba_problem_feasible(p, choice)) {
+                    budget_use(p, choice, tmp);
+                    w[c] = match_weight(budget_delta(p, use, tmp), want);
+                }
+                evo_units_set(p, u, choice, c, lv[c]);
+            }
+            int c = pick_weighted(rng, w, n);
+            if (c >= 0) {
+                move_unit(p, u, lv, choice, c, lv[c] + 1, use, tmp);
+                touched[c] = 1;
+            }
         }
-        if (k < 0) return 0;
-        evo_units_set(p, u, choice, k, --lv[k]);
-        lowered[k] = 1;
     }
-    /* Fill: spend slack the swap or the repair freed, one level per unit, in random order. */
-    for (int k = 0; k < n; k++) ok[k] = k;
-    for (int i = n - 1; i > 0; i--) {
-        int j = (int)ba_rng_below(rng, (uint64_t)i + 1), t = ok[i];
-        ok[i] = ok[j], ok[j] = t;
-    }
-    for (int i = 0; i < n; i++) {
-        int k = ok[i];
-        if (lowered[k] || lv[k] + 1 >= u->nw[k]) continue;
-        evo_units_set(p, u, choice, k, lv[k] + 1);
-        if (ba_problem_feasible(p, choice)) lv[k]++;
-        else evo_units_set(p, u, choice, k, lv[k]);
-    }
-    return 1;
+    return ba_problem_feasible(p, choice);
 }
 
 static int mutate_units(const ba_problem_t *p, const evo_units_t *u, const int *parent, ba_rng_t *rng, int *child) {
     int n = u->n, L = p->nlayers, found = 0;
-    int *lv = malloc(((size_t)n + 1) * 2 * sizeof *lv);
-    unsigned char *flags = malloc(2 * (size_t)n + 2);
-    if (!lv || !flags) {
+    int *lv = malloc(((size_t)n + 1) * sizeof *lv);
+    double *w = malloc(((size_t)n + 1) * sizeof *w);
+    unsigned char *touched = malloc((size_t)n + 1);
+    if (!lv || !w || !touched) {
         free(lv);
-        free(flags);
+        free(w);
+        free(touched);
         return -1;
     }
-    int *ok = lv + n + 1;
-    for (int t = 0; t < BA_EVO_MUTATE_TRIES && !found && n >= 2; t++) {
+    for (int t = 0; t < BA_EVO_MUTATE_TRIES && !found && n >= 1; t++) {
         for (int k = 0; k < n; k++) lv[k] = evo_units_level(p, u, parent, k);
         memcpy(child, parent, (size_t)L * sizeof *child);
-        if (!mutate_once(p, u, rng, lv, child, flags, flags + n + 1, ok)) continue;
+        if (!mutate_once(p, u, rng, lv, child, touched, w)) continue;
         found = memcmp(child, parent, (size_t)L * sizeof *child) != 0;
     }
     free(lv);
-    free(flags);
+    free(w);
+    free(touched);
     return found ? 0 : -1;
 }
 
@@ -281,6 +346,11 @@ typedef struct cache_entry {
     ba_eval_result_t res;
 } cache_entry_t;
 
+typedef struct elite {
+    int64_t trial;
+    ba_eval_result_t res;
+} elite_t;
+
 typedef struct evo_state {
     const ba_problem_t *p;
     const ba_search_opts_t *o;
@@ -290,46 +360,67 @@ typedef struct evo_state {
     int64_t gen_first;  /* number of the generation's first trial */
     int64_t next;       /* trials numbered below are stored */
     ba_rng_t rng;       /* at the start of the generation */
-    int *parent;
-    ba_eval_result_t parent_res;
-    int64_t parent_trial;
+    int nelite;         /* elites: the best distinct configurations measured on all N samples, best first */
+    elite_t elite[BA_EVO_ELITES];
+    int *echoice;       /* [BA_EVO_ELITES * L] */
     cache_entry_t *cache;
     int ncache, capcache;
     int64_t nevals;
+    double t_eval;      /* seconds inside the evaluate hook (the rest is bookkeeping) */
 } evo_state_t;
 
+static json_t *elite_json(const evo_state_t *s, int i) {
+    return json_pack("{s:I, s:o, s:o}", "trial", (json_int_t)s->elite[i].trial, "choice",
+                     evo_choice_json(s->echoice + (size_t)i * s->L, s->L), "res", evo_res_json(&s->elite[i].res));
+}
+
+/* "parent" (the best elite) keeps the key earlier readers (run.c's report of a finished study) look up. */
 static json_t *state_json(const evo_state_t *s, int gen, int64_t gen_first, int64_t next, const ba_rng_t *rng,
-                          const int *parent, const ba_eval_result_t *pres, int64_t ptrial, int with_cache) {
-    json_t *cache = json_array();
+                          int with_cache) {
+    json_t *cache = json_array(), *elites = json_array();
     for (int i = 0; with_cache && cache && i < s->ncache; i++)
         json_array_append_new(cache, json_pack("{s:i, s:I, s:o}", "child", s->cache[i].child, "samples",
                                                (json_int_t)s->cache[i].samples, "res", evo_res_json(&s->cache[i].res)));
-    return json_pack("{s:s, s:i, s:I, s:I, s:o, s:{s:I, s:o, s:o}, s:o}", "kind", "evo", "gen", gen, "gen_first",
-                     (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent", "trial",
-                     (json_int_t)ptrial, "choice", evo_choice_json(parent, s->L), "res", evo_res_json(pres), "cache",
-                     cache);
+    for (int i = 1; elites && i < s->nelite; i++) json_array_append_new(elites, elite_json(s, i));
+    return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "kind", "evo", "gen", gen, "gen_first",
+                     (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent",
+                     elite_json(s, 0), "elites", elites, "cache", cache);
+}
+
+static int parse_elite(evo_state_t *s, const json_t *e, int i) {
+    if (!json_is_object(e) || !json_is_integer(json_object_get(e, "trial")) ||
+        evo_choice_parse(json_object_get(e, "choice"), s->echoice + (size_t)i * s->L, s->L) ||
+        evo_res_parse(json_object_get(e, "res"), &s->elite[i].res) ||
+        !ba_problem_feasible(s->p, s->echoice + (size_t)i * s->L))
+        return -1;
+    s->elite[i].trial = json_integer_value(json_object_get(e, "trial"));
+    return 0;
 }
 
 static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
     json_error_t je;
     json_t *j = json_loads(text, 0, &je);
     ba_status st = BA_OK;
-    const json_t *par = j ? json_object_get(j, "parent") : NULL;
     const json_t *cache = j ? json_object_get(j, "cache") : NULL;
-    if (!j || strcmp(json_string_value(json_object_get(j, "kind")) ? json_string_value(json_object_get(j, "kind")) : "",
-                     "evo") != 0 ||
-        !json_is_integer(json_object_get(j, "gen")) || !json_is_integer(json_object_get(j, "next")) ||
-        !json_is_integer(json_object_get(j, "gen_first")) || evo_rng_parse(json_object_get(j, "rng"), &s->rng) ||
-        !json_is_object(par) || evo_choice_parse(json_object_get(par, "choice"), s->parent, s->L) ||
-        evo_res_parse(json_object_get(par, "res"), &s->parent_res) || !json_is_array(cache)) {
+    const json_t *elites = j ? json_object_get(j, "elites") : NULL;
+    const char *kind = j ? json_string_value(json_object_get(j, "kind")) : NULL;
+    if (!j || !kind || strcmp(kind, "evo") != 0 || !json_is_integer(json_object_get(j, "gen")) ||
+        !json_is_integer(json_object_get(j, "next")) || !json_is_integer(json_object_get(j, "gen_first")) ||
+        evo_rng_parse(json_object_get(j, "rng"), &s->rng) || !json_is_array(cache) ||
+        (elites && (!json_is_array(elites) || json_array_size(elites) >= BA_EVO_ELITES))) {
         json_decref(j);
         return evo_bad_checkpoint(err, "not an evolution state");
+    }
+    s->nelite = 0;
+    if (parse_elite(s, json_object_get(j, "parent"), 0)) st = evo_bad_checkpoint(err, "bad or infeasible parent");
+    else s->nelite = 1;
+    for (size_t i = 0; st == BA_OK && elites && i < json_array_size(elites); i++) {
+        if (parse_elite(s, json_array_get(elites, i), s->nelite)) st = evo_bad_checkpoint(err, "bad or infeasible elite");
+        else s->nelite++;
     }
     s->gen = (int)json_integer_value(json_object_get(j, "gen"));
     s->gen_first = json_integer_value(json_object_get(j, "gen_first"));
     s->next = json_integer_value(json_object_get(j, "next"));
-    s->parent_trial = json_integer_value(json_object_get(par, "trial"));
-    if (!ba_problem_feasible(s->p, s->parent)) st = evo_bad_checkpoint(err, "parent configuration breaks the budgets");
     size_t n = json_array_size(cache);
     if (st == BA_OK && n) {
         s->cache = ba_malloc(n * sizeof *s->cache, err);
@@ -359,7 +450,9 @@ static ba_status eval_child(evo_state_t *s, int child, const int *choice, int64_
             *out = s->cache[i].res;
             return BA_OK;
         }
+    double t0 = ba_now();
     BA_TRY(s->h->evaluate(s->h->ctx, choice, samples == s->o->nsamples ? 0 : samples, out, err));
+    s->t_eval += ba_now() - t0;
     out->samples = samples;
     s->nevals++;
     if (s->ncache == s->capcache) {
@@ -389,8 +482,7 @@ static int cmp_int(const void *a, const void *b) {
 static ba_status store_mid(evo_state_t *s, int64_t number, const char *state, const int *choice,
                            const ba_eval_result_t *res, ba_error *err) {
     if (number < s->next) return BA_OK; /* stored before the interruption */
-    char *ck = evo_dump(state_json(s, s->gen, s->gen_first, number + 1, &s->rng, s->parent, &s->parent_res,
-                                   s->parent_trial, 1));
+    char *ck = evo_dump(state_json(s, s->gen, s->gen_first, number + 1, &s->rng, 1));
     if (!ck) return ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
     ba_status st = evo_store(s->h, number, state, s->o->method, choice, res, ck, err);
     free(ck);
@@ -407,6 +499,32 @@ static int fidelity_stages(int64_t N, int64_t *stages) {
     if (s1 < N) stages[n++] = s1;
     stages[n++] = N;
     return n;
+}
+
+/* Survivors of stage sg (of nst) out of nalive for lam offspring. */
+static int stage_keep(int sg, int nst, int lam) {
+    int keep = (lam + BA_EVO_KEEP0_DIV - 1) / BA_EVO_KEEP0_DIV;
+    if (keep < BA_EVO_KEEP0_MIN) keep = BA_EVO_KEEP0_MIN;
+    if (sg == nst - 2 || keep < BA_EVO_KEEP1) keep = BA_EVO_KEEP1; /* the stage before full data */
+    return keep;
+}
+
+/* Inserts a configuration measured on all N samples into the elite pool (best
+ * first; equal objectives: earlier trial first). */
+static void elite_offer(evo_state_t *s, const int *choice, const ba_eval_result_t *res, int64_t trial) {
+    int pos = s->nelite;
+    while (pos > 0 && (res->objective < s->elite[pos - 1].res.objective ||
+                       (res->objective == s->elite[pos - 1].res.objective && trial < s->elite[pos - 1].trial)))
+        pos--;
+    if (pos >= BA_EVO_ELITES) return;
+    int last = s->nelite < BA_EVO_ELITES ? s->nelite : BA_EVO_ELITES - 1;
+    for (int i = last; i > pos; i--) {
+        s->elite[i] = s->elite[i - 1];
+        memcpy(s->echoice + (size_t)i * s->L, s->echoice + (size_t)(i - 1) * s->L, (size_t)s->L * sizeof *choice);
+    }
+    s->elite[pos] = (elite_t){trial, *res};
+    memcpy(s->echoice + (size_t)pos * s->L, choice, (size_t)s->L * sizeof *choice);
+    if (s->nelite < BA_EVO_ELITES) s->nelite++;
 }
 
 /* One generation: returns 1 in *stalled when no offspring could be drawn. */
@@ -427,10 +545,14 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
     for (int i = 0; i < lam; i++) {
         int *c = kids + (size_t)nk * L, got = 0;
         for (int t = 0; t < BA_EVO_MUTATE_TRIES && !got; t++) {
-            if (mutate_units(s->p, u, s->parent, &rng, c) != 0) break;
+            /* Parent: an elite, the better ones more often (min of two uniform draws). */
+            int a = (int)ba_rng_below(&rng, (uint64_t)s->nelite), b = (int)ba_rng_below(&rng, (uint64_t)s->nelite);
+            if (mutate_units(s->p, u, s->echoice + (size_t)(a < b ? a : b) * L, &rng, c) != 0) continue;
             got = 1;
             for (int k = 0; k < nk && got; k++)
                 if (memcmp(kids + (size_t)k * L, c, (size_t)L * sizeof *c) == 0) got = 0;
+            for (int e = 0; e < s->nelite && got; e++)
+                if (memcmp(s->echoice + (size_t)e * L, c, (size_t)L * sizeof *c) == 0) got = 0;
         }
         if (got) nk++;
     }
@@ -444,8 +566,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
     for (int i = 0; i < nk; i++) alive[i] = i;
     int64_t number = s->gen_first;
     for (int sg = 0; sg < nst - 1 && st == BA_OK; sg++) {
-        int keep = sg == 0 && nst == 3 ? (lam + BA_EVO_KEEP0_DIV - 1) / BA_EVO_KEEP0_DIV : BA_EVO_KEEP1;
-        if (sg == 0 && nst == 3 && keep < BA_EVO_KEEP0_MIN) keep = BA_EVO_KEEP0_MIN;
+        int keep = stage_keep(sg, nst, lam);
         if (nalive <= keep) continue; /* nothing to prune: skip the stage */
         for (int i = 0; i < nalive && st == BA_OK; i++)
             st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, stages[sg], &res[alive[i]], err);
@@ -463,18 +584,17 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
     for (int i = 0; i < nalive && st == BA_OK; i++)
         st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, &res[alive[i]], err);
     if (st != BA_OK) goto done;
-    /* Elitism: the parent survives unless a child beats it on all N samples. */
-    int best = -1;
-    for (int i = 0; i < nalive; i++)
-        if (res[alive[i]].objective < s->parent_res.objective &&
-            (best < 0 || res[alive[i]].objective < res[best].objective))
-            best = alive[i];
+    /* The survivors' trials, the last one carrying the next generation's start
+     * (elites updated: elitism on all N samples, so the best never gets worse). */
     int64_t end = number + nalive; /* first trial of the next generation */
-    int *new_parent = best >= 0 ? kids + (size_t)best * L : s->parent;
-    ba_eval_result_t new_res = best >= 0 ? res[best] : s->parent_res;
-    int64_t new_trial = s->parent_trial;
-    for (int i = 0; i < nalive; i++)
-        if (alive[i] == best) new_trial = number + i;
+    evo_state_t nx = *s; /* the next generation's elites, in a buffer of their own */
+    nx.echoice = ba_malloc((size_t)BA_EVO_ELITES * L * sizeof *nx.echoice, err);
+    if (!nx.echoice) {
+        st = BA_ERR_NOMEM;
+        goto done;
+    }
+    memcpy(nx.echoice, s->echoice, (size_t)BA_EVO_ELITES * L * sizeof *nx.echoice);
+    for (int i = 0; i < nalive; i++) elite_offer(&nx, kids + (size_t)alive[i] * L, &res[alive[i]], number + i);
     for (int i = 0; i < nalive && st == BA_OK; i++, number++) {
         const int *c = kids + (size_t)alive[i] * L;
         if (i < nalive - 1) {
@@ -482,7 +602,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
             continue;
         }
         if (number < s->next) break;
-        char *ck = evo_dump(state_json(s, s->gen + 1, end, end, &rng, new_parent, &new_res, new_trial, 0));
+        char *ck = evo_dump(state_json(&nx, s->gen + 1, end, end, &rng, 0));
         if (!ck) {
             st = ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
             break;
@@ -490,14 +610,16 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         st = evo_store(s->h, number, "complete", s->o->method, c, &res[alive[i]], ck, err);
         free(ck);
     }
-    if (st != BA_OK) goto done;
-    memcpy(s->parent, new_parent, (size_t)L * sizeof *s->parent);
-    s->parent_res = new_res;
-    s->parent_trial = new_trial;
-    s->rng = rng;
-    s->gen++;
-    s->gen_first = s->next = end;
-    s->ncache = 0;
+    if (st == BA_OK) {
+        memcpy(s->echoice, nx.echoice, (size_t)BA_EVO_ELITES * L * sizeof *nx.echoice);
+        s->nelite = nx.nelite;
+        memcpy(s->elite, nx.elite, sizeof s->elite);
+        s->rng = rng;
+        s->gen++;
+        s->gen_first = s->next = end;
+        s->ncache = 0;
+    }
+    free(nx.echoice);
 done:
     free(kids);
     free(res);
@@ -511,27 +633,30 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     memset(out, 0, sizeof *out);
     if (o->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
     if (o->nsamples < 1) return ba_error_set(err, BA_ERR_INPUT, "evolution: no calibration samples");
+    double t_start = ba_now();
     evo_units_t u;
     BA_TRY(evo_units_build(p, &u, err));
     evo_state_t s = {.p = p, .o = o, .h = h, .L = p->nlayers};
     ba_status st = BA_OK;
-    s.parent = ba_malloc((size_t)s.L * sizeof *s.parent, err);
-    if (!s.parent) st = BA_ERR_NOMEM;
+    s.echoice = ba_malloc((size_t)BA_EVO_ELITES * s.L * sizeof *s.echoice, err);
+    if (!s.echoice) st = BA_ERR_NOMEM;
     if (st == BA_OK && checkpoint) st = load_state(&s, checkpoint, err);
     else if (st == BA_OK) {
         /* Trial 1: the seed on all N samples. */
         if (!ba_problem_feasible(p, seed))
             st = ba_error_set(err, BA_ERR_INPUT, "evolution: the seed configuration breaks the budgets");
-        memcpy(s.parent, seed, (size_t)s.L * sizeof *seed);
         ba_rng_seed(&s.rng, o->seed);
-        if (st == BA_OK) st = h->evaluate(h->ctx, seed, 0, &s.parent_res, err);
+        ba_eval_result_t r;
+        double t0 = ba_now();
+        if (st == BA_OK) st = h->evaluate(h->ctx, seed, 0, &r, err);
+        s.t_eval += ba_now() - t0;
         if (st == BA_OK) {
-            s.parent_res.samples = o->nsamples;
+            r.samples = o->nsamples;
             s.nevals++;
-            s.parent_trial = 1;
+            elite_offer(&s, seed, &r, 1);
             s.gen_first = s.next = 2;
-            char *ck = evo_dump(state_json(&s, 0, 2, 2, &s.rng, s.parent, &s.parent_res, 1, 0));
-            st = ck ? evo_store(h, 1, "complete", o->method, seed, &s.parent_res, ck, err)
+            char *ck = evo_dump(state_json(&s, 0, 2, 2, &s.rng, 0));
+            st = ck ? evo_store(h, 1, "complete", o->method, seed, &r, ck, err)
                     : ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
             free(ck);
         }
@@ -539,18 +664,21 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     while (st == BA_OK && s.gen < o->generations) {
         int stalled = 0;
         st = generation(&s, &u, &stalled, err);
-        if (st != BA_OK || stalled) break; /* stalled: no configuration differs from the parent under the budgets */
-        if (h->progress) h->progress(h->ctx, s.gen, o->generations, &s.parent_res, s.parent);
+        if (st != BA_OK || stalled) break; /* stalled: no configuration differs from the elites under the budgets */
+        if (h->progress) h->progress(h->ctx, s.gen, o->generations, &s.elite[0].res, s.echoice);
     }
     if (st == BA_OK) {
-        out->choice = s.parent;
-        s.parent = NULL;
-        out->res = s.parent_res;
-        out->trial = s.parent_trial;
+        out->choice = ba_malloc((size_t)s.L * sizeof *out->choice, err);
+        if (!out->choice) st = BA_ERR_NOMEM;
+        else memcpy(out->choice, s.echoice, (size_t)s.L * sizeof *out->choice);
+        out->res = s.elite[0].res;
+        out->trial = s.elite[0].trial;
         out->ntrials = s.next - 1;
         out->nevals = s.nevals;
+        out->eval_seconds = s.t_eval;
+        out->seconds = ba_now() - t_start;
     }
-    free(s.parent);
+    free(s.echoice);
     free(s.cache);
     evo_units_free(&u);
     return st;

@@ -19,27 +19,43 @@
 
 /* Defaults of --generations / --offspring: EvoPress uses ~16 offspring and a
  * few hundred generations on LLMs; for the small CNNs this tool targets, 30
- * generations of 16 (≈ 500 candidates, ≈ 100 full-data evaluations' worth of
- * compute with the fidelity schedule below) reach the enumerated optimum on
- * the digits MLP (bench/README.md, section "search"). */
+ * generations of 16 (≈ 500 candidates, 6 full-data evaluations' worth of
+ * compute per generation with the fidelity schedule below, ≈ 180 in all);
+ * 10 × 8 (3 per generation) already matches or beats 81 random full-data
+ * configurations on the digits models (bench/README.md, section "search"). */
 #define BA_EVO_DEFAULT_GENERATIONS 30
 #define BA_EVO_DEFAULT_OFFSPRING 16
 
 /* Multi-fidelity schedule (EvoPress): offspring are first scored on the first
  * N/BA_EVO_FID0_DIV calibration samples, the best quarter (at least
  * BA_EVO_KEEP0_MIN) are re-scored on N/BA_EVO_FID1_DIV, and the best
- * BA_EVO_KEEP1 of those on all N, where they meet the parent (elitism). A stage
+ * BA_EVO_KEEP1 of those on all N, where they compete with the elites. A stage
  * never uses fewer than BA_EVO_MIN_STAGE_SAMPLES samples (or all N when there
- * are fewer); a stage that would use as many samples as the next is skipped. */
+ * are fewer); a stage that would use as many samples as the next is skipped.
+ * Two survivors at full data (not one): the low-fidelity ranking of children
+ * that differ in a layer or two is noisy, and a second full evaluation per
+ * generation costs 1/6 of a generation with 16 offspring. */
 #define BA_EVO_FID0_DIV 8
 #define BA_EVO_FID1_DIV 2
 #define BA_EVO_KEEP0_DIV 4
 #define BA_EVO_KEEP0_MIN 2
-#define BA_EVO_KEEP1 1
+#define BA_EVO_KEEP1 2
 #define BA_EVO_MIN_STAGE_SAMPLES 32
-/* An offspring applies 1..BA_EVO_MAX_SWAPS level swaps (EvoPress samples a
+/* Elites: the best BA_EVO_ELITES distinct configurations measured on all N
+ * samples; each child mutates one of them (the better ones more often). The
+ * best elite is the result, so it is never worse than the seed. */
+#define BA_EVO_ELITES 4
+/* An offspring applies 1..BA_EVO_MAX_SWAPS level switches (EvoPress samples a
  * small number of mutations per child). */
 #define BA_EVO_MAX_SWAPS 2
+/* A switch's compensating move is drawn with weight 1/(|Δ - Δ0| + SLACK·Δ0),
+ * Δ0 the budget change of the first move: close matches are preferred but
+ * not forced, so unequal layer sizes still leave room to explore. */
+#define BA_EVO_MATCH_SLACK 0.25
+/* After a down-move, a compensating up-move is made with probability
+ * COMPENSATE_DOWN / COMPENSATE_DOWN_OF (else the child keeps the freed budget). */
+#define BA_EVO_COMPENSATE_DOWN 3
+#define BA_EVO_COMPENSATE_DOWN_OF 4
 /* Attempts at drawing an offspring that differs from its parent and siblings. */
 #define BA_EVO_MUTATE_TRIES 64
 
@@ -83,14 +99,17 @@ typedef struct ba_search_result {
     int64_t trial;        /* its trial number */
     int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
     int64_t nevals;       /* evaluations made by this process (stored results reused on resume are not counted) */
+    double seconds;       /* evolution only: wall time of ba_evo_run, and the part of it */
+    double eval_seconds;  /* spent inside the evaluate hook (the rest is the search's own bookkeeping) */
 } ba_search_result_t;
 
 void ba_search_result_free(ba_search_result_t *r);
 
-/* Evolution from seed (a feasible choice): the seed is trial 1 (complete), then
- * each generation draws `offspring` children of the parent by budget-preserving
- * mutation, selects through the fidelity schedule and replaces the parent when
- * a child beats it on all N samples. checkpoint: NULL for a fresh start, else
+/* Evolution from seed (a feasible choice): the seed is trial 1 (complete) and
+ * the first elite, then each generation draws `offspring` distinct children of
+ * the elites by budget-preserving mutation, selects through the fidelity
+ * schedule, and the survivors measured on all N samples join the elites when
+ * they beat the worst one. checkpoint: NULL for a fresh start, else
  * the text the last store call received. */
 ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o, const ba_search_hooks_t *h,
                      const char *checkpoint, ba_search_result_t *out, ba_error *err);
@@ -116,11 +135,12 @@ ba_status ba_search_uniform_choice(const ba_problem_t *p, int *choice, int *bits
  * Returns 0, or -1 when even the lowest widths break a budget. */
 int ba_search_random_choice(const ba_problem_t *p, ba_rng_t *rng, int *choice);
 
-/* The mutation: 1..BA_EVO_MAX_SWAPS swaps, each moves one unit a level up and
- * another a level down; then repair (while infeasible, a random unit other
- * than the ones just raised goes a level down) and fill (in random order,
- * units not just lowered go a level up while feasible). child is feasible on
- * return 0; -1 when no feasible child differing from parent was found. */
+/* The mutation (EvoPress level switch): 1..BA_EVO_MAX_SWAPS steps, each moves
+ * a random unit one level up or down and compensates with other units moving
+ * the other way, preferring those whose budget change best cancels it (after
+ * an up-move until the budgets hold again; after a down-move one raise when
+ * it fits, with probability 3/4). child is feasible on return 0; -1 when no
+ * feasible child differing from parent was found. */
 int ba_evo_mutate(const ba_problem_t *p, const int *parent, ba_rng_t *rng, int *child);
 
 #endif

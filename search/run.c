@@ -643,6 +643,8 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
         out->trial = sr.trial;
         out->ntrials = sr.ntrials;
         out->nevals = sr.nevals;
+        out->search_seconds = sr.seconds;
+        out->eval_seconds = sr.eval_seconds;
         out->res = sr.res;
         st = make_plan(&c, name, sr.choice, sr.trial, &sr.res, out, err);
     }

@@ -99,6 +99,8 @@ typedef struct ba_run_result {
     int nsweep;
     ba_run_sweep_point_t *sweep;
     double seconds;
+    double search_seconds; /* evolution: wall time of the evolution itself, and the part of it */
+    double eval_seconds;   /* in evaluations (forward passes); the rest is mutation, selection, checkpoints, DB */
 } ba_run_result_t;
 
 void ba_run_result_free(ba_run_result_t *r);

@@ -224,3 +224,34 @@ Test(evo, mutation_keeps_pins_ties_and_budgets) {
     ba_solution_free(&sol);
     ba_problem_free(p);
 }
+
+/* EvoPress level switch: a child differs from its parent in a few units and
+ * spends about the parent's budget (the compensating move is matched by size),
+ * instead of drifting to configurations worse by construction. */
+Test(evo, mutation_is_a_small_budget_preserving_level_switch) {
+    ba_problem_t *p = make_problem(3.5);
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_rng_t rng;
+    ba_rng_seed(&rng, 5);
+    int child[L], n = 0, moved = 0, max_moved = 0;
+    double pb = ba_problem_budget_value(p, 0, sol.choice), dsum = 0;
+    for (int i = 0; i < 400; i++) {
+        if (ba_evo_mutate(p, sol.choice, &rng, child) != 0) continue;
+        n++;
+        int m = 0;
+        for (int l = 0; l < L; l++) m += child[l] != sol.choice[l];
+        moved += m;
+        if (m > max_moved) max_moved = m;
+        dsum += fabs(ba_problem_budget_value(p, 0, child) - pb);
+        cr_assert(ba_problem_feasible(p, child));
+    }
+    cr_assert_gt(n, 300);
+    cr_log_info("mean units moved %.2f (max %d), mean |Δavg-bits| %.3f", (double)moved / n, max_moved, dsum / n);
+    cr_expect_leq((double)moved / n, 3.0, "a child moves a few layers, not all of them");
+    cr_expect_leq(dsum / n, 0.6, "a child's budget use stays near its parent's");
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
