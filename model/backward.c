@@ -1,8 +1,10 @@
 /* The reverse executor: one forward keeping every value, the loss and dL/dz,
  * then the nodes in reverse order, each op's backward accumulating into its
- * inputs' gradients (grad_*.c). HVPs are central differences of these exact
- * gradients, re-running only the nodes downstream of the perturbed weight. */
+ * inputs' gradients (grad_*.c). Exact HVPs (forward-over-reverse) live in
+ * grad_hvp.c; the central-difference HVP here is kept as a cross-check. */
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +16,18 @@
 /* Relative step of the HVP's central difference: W ± eps·v with
  * eps = HVP_REL_STEP · rms(W) · sqrt(n)/‖v‖₂, i.e. each weight moves by about
  * HVP_REL_STEP of the tensor's RMS. Truncation error is O(eps²·‖∇³L‖) and
- * float32 rounding of the two gradients O(2^-24·‖g‖/eps); ReLU patterns are
- * frozen at the base point (relu_frozen). Measured worst max-abs-relative
- * error vs PyTorch float64 double backward (tests/test_grad.c,
- * hvp_matches_pytorch_double_backward; MLP / CNN / BN-CNN / ViT / GPT):
+ * float32 rounding of the two gradients O(2^-24·‖g‖/eps); piecewise-linear
+ * ops are frozen at the base point (ba_grad_frozen_forward/_backward).
+ * Measured worst max-abs-relative error vs PyTorch float64 double backward
+ * (MLP / CNN / BN-CNN / ViT / GPT, when this was the HVP method):
  *   1e-3: 7.3e-4 1.8e-4 2.8e-3 4.1e-4 7.8e-4
  *   2e-3: 4.9e-4 5.7e-5 6.0e-4 2.5e-4 5.3e-4
  *   5e-3: 1.7e-4 3.1e-4 5.7e-4 1.5e-4 1.6e-4   <- chosen
  *   1e-2: 9.2e-5 1.1e-3 2.0e-4 6.0e-4 2.4e-4
- * Forward-over-reverse would be exact but needs a tangent rule and a
- * second-order rule per op; central differences reuse the backward kernels
- * and meet the 1e-3 tolerance on every fixture at 2 gradient passes of the
- * sub-graph downstream of the layer. */
+ * The zoo CNNs with saturated softmax outputs show the O(eps²) truncation
+ * (3.5e-2 on mobilenetv2 at 5e-3, tests/test_grad.c); grad_hvp.c's exact
+ * method has none and costs one tangent forward and one backward instead
+ * of two gradient passes. */
 #define HVP_REL_STEP 5e-3
 /* A weight tensor that is all zeros gets this absolute step scale instead. */
 #define HVP_MIN_SCALE 1e-3
@@ -111,6 +113,46 @@ void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float 
     }
 }
 
+/* dst (ndim, shape) = src broadcast, a row (last axis) at a time: a copy
+ * when src runs along it, a fill when src is broadcast along it (the
+ * elementwise odometer of ba_kern_broadcast_to was a fifth of a ViT HVP).
+ * BA_ERR_INPUT (no message) when the shapes do not broadcast. */
+static ba_status broadcast_rows(const ba_tensor_t *src, int ndim, const int64_t *shape, float *dst) {
+    if (src->ndim > ndim || ndim < 1) return BA_ERR_INPUT;
+    int64_t sstride[BA_MAX_DIMS], acc = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        int si = i - (ndim - src->ndim);
+        if (si < 0) {
+            sstride[i] = 0;
+            continue;
+        }
+        if (src->shape[si] == shape[i]) sstride[i] = acc;
+        else if (src->shape[si] == 1) sstride[i] = 0;
+        else return BA_ERR_INPUT;
+        acc *= src->shape[si];
+    }
+    const float *s = src->data;
+    const int64_t row = shape[ndim - 1], rs = sstride[ndim - 1], n = ba_shape_numel(ndim, shape);
+    int64_t idx[BA_MAX_DIMS] = {0}, off = 0;
+    for (int64_t e = 0; e < n; e += row) {
+        float *d = dst + e;
+        if (rs == 1) {
+            memcpy(d, s + off, (size_t)row * sizeof(float));
+        } else {
+            const float v = s[off];
+            for (int64_t k = 0; k < row; k++) d[k] = v;
+        }
+        for (int i = ndim - 2; i >= 0; i--) { /* odometer over the rows */
+            idx[i]++;
+            off += sstride[i];
+            if (idx[i] < shape[i]) break;
+            off -= sstride[i] * idx[i];
+            idx[i] = 0;
+        }
+    }
+    return BA_OK;
+}
+
 float *ba_grad_bcast_f32(const ba_node_t *n, const ba_tensor_t *t, int ndim, const int64_t *shape, int *owned,
                          ba_error *err) {
     *owned = 0;
@@ -124,7 +166,8 @@ float *ba_grad_bcast_f32(const ba_node_t *n, const ba_tensor_t *t, int ndim, con
         src = f;
     }
     float *buf = ba_malloc((size_t)ba_shape_numel(ndim, shape) * sizeof(float) + 1, err);
-    if (buf && ba_kern_broadcast_to(n, src, ndim, shape, buf, "input", err) != BA_OK) {
+    if (buf && broadcast_rows(src, ndim, shape, buf) != BA_OK &&
+        ba_kern_broadcast_to(n, src, ndim, shape, buf, "input", err) != BA_OK) {
         free(buf);
         buf = NULL;
     }
@@ -137,10 +180,9 @@ float *ba_grad_bcast_f32(const ba_node_t *n, const ba_tensor_t *t, int ndim, con
 
 static int is_f32(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
 
-/* Backward from dz (dL/d vals[out_id]) to the constants req[]; gres[k] gets
- * a new ref to dL/d req[k] (NULL when no path reaches it: zero). */
-static ba_status backward_pass(const ba_model_t *m, ba_tensor_t **vals, int out_id, ba_tensor_t *dz, int nreq,
-                               const int *req, ba_tensor_t **gres, ba_error *err) {
+ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, ba_tensor_t *dz, int nreq,
+                           const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook, void *ctx,
+                           ba_error *err) {
     const int nv = m->nvalues;
     ba_status st = BA_OK;
     unsigned char *fwd = ba_calloc((size_t)nv + 1, 2, err), *bwd = fwd ? fwd + nv + 1 : NULL;
@@ -160,6 +202,8 @@ static ba_status backward_pass(const ba_model_t *m, ba_tensor_t **vals, int out_
     ba_tensor_t **out = in + maxio, **dout = in + 2 * maxio, **din = in + 3 * maxio;
     for (int k = 0; k < nreq; k++)
         if (req[k] >= 0 && req[k] < nv && is_f32(vals[req[k]])) fwd[req[k]] = 1;
+    /* keep: every value downstream of a float constant (what an HVP's second-order terms read) */
+    for (int v = 0; keep && v < nv; v++) fwd[v] = m->values[v].constant && is_f32(vals[v]);
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
@@ -231,7 +275,8 @@ static ba_status backward_pass(const ba_model_t *m, ba_tensor_t **vals, int out_
                 grads[n->inputs[j]] = NULL;
             }
         }
-        st = d->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
+        st = hook ? hook(ctx, i, n, in, n->nin, out, n->nout, dout, need, din, err)
+                  : d->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
         for (int j = 0; j < n->nin; j++) {
             if (!need[j] || !din[j]) continue;
             int id = n->inputs[j];
@@ -255,10 +300,17 @@ static ba_status backward_pass(const ba_model_t *m, ba_tensor_t **vals, int out_
     next:
         for (int j = 0; j < n->nout; j++)
             if (n->outputs[j] >= 0) {
-                ba_tensor_unref(grads[n->outputs[j]]);
+                if (keep) keep[n->outputs[j]] = grads[n->outputs[j]];
+                else ba_tensor_unref(grads[n->outputs[j]]);
                 grads[n->outputs[j]] = NULL;
             }
     }
+    for (int v = 0; keep && v < nv; v++) /* constants and inputs: what reached them */
+        if (grads[v]) {
+            ba_tensor_unref(keep[v]);
+            keep[v] = grads[v];
+            grads[v] = NULL;
+        }
     for (int k = 0; k < nreq; k++)
         if (req[k] >= 0 && req[k] < nv) gres[k] = ba_tensor_ref(grads[req[k]]);
 done:
@@ -271,16 +323,6 @@ done:
 }
 
 /* ---- sessions ---- */
-
-struct ba_grad_session {
-    const ba_model_t *m;
-    ba_tensor_t **vals;  /* every value at the base weights (refs) */
-    int out_id;
-    ba_loss_spec_t loss; /* resolved: CE_ARGMAX carries its labels */
-    int64_t *own_labels;
-    int64_t row0;        /* first row of this batch in labels/ref */
-    double base_loss;
-};
 
 static ba_status check_req(const ba_model_t *m, ba_tensor_t **vals, int nreq, const int *req, ba_error *err) {
     for (int k = 0; k < nreq; k++) {
@@ -340,6 +382,20 @@ static void free_vals(const ba_model_t *m, ba_tensor_t **vals) {
     free(vals);
 }
 
+/* Gradient work allocates and frees activation-sized tensors at a high rate
+ * (every HVP re-runs part of the graph). glibc hands blocks above its mmap
+ * threshold back to the kernel on free and trims the heap top above its trim
+ * threshold, so each one came back as fresh pages, faulted and zeroed one by
+ * one: 40% of an HVP-bound ViT run was page faults (perf). Keeping freed
+ * memory in the process up to these sizes removes that; set once, process-wide. */
+#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024)  /* glibc's maximum for this setting */
+#define MALLOC_TRIM_THRESHOLD (512 * 1024 * 1024)
+static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+static void malloc_tune(void) {
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+}
+
 /* Session over a batch whose first row is row0 of the labels / ref. */
 static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                               const ba_loss_spec_t *loss, const int64_t *labels, int64_t nlabels, int64_t row0,
@@ -348,6 +404,7 @@ static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, b
     if (!loss || loss->output < 0 || loss->output >= m->noutputs)
         return ba_error_set(err, BA_ERR_INPUT, "%s: loss on output %d, the model has %d", m->path,
                             loss ? loss->output : -1, m->noutputs);
+    pthread_once(&malloc_once, malloc_tune);
     ba_grad_session_t *s = ba_calloc(1, sizeof *s, err);
     if (!s) return err->code;
     s->m = m;
@@ -425,6 +482,7 @@ ba_status ba_grad_session_new(const ba_model_t *m, ba_tensor_t *const *inputs, b
 
 void ba_grad_session_free(ba_grad_session_t *s) {
     if (!s) return;
+    ba_grad_hvp_session_free(s);
     free_vals(s->m, s->vals);
     free(s->own_labels);
     free(s);
@@ -432,18 +490,30 @@ void ba_grad_session_free(ba_grad_session_t *s) {
 
 double ba_grad_session_loss(const ba_grad_session_t *s) { return s->base_loss; }
 
+int64_t ba_grad_session_bytes(const ba_grad_session_t *s) {
+    int64_t b = 0;
+    for (int v = 0; v < s->m->nvalues; v++)
+        if (s->vals[v] && !s->m->values[v].constant) b += (int64_t)ba_tensor_nbytes(s->vals[v]);
+    return b;
+}
+
 /* Loss gradient on vals' output, then the backward pass to req[]. */
-static ba_status grad_at(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req, ba_tensor_t **gres,
-                         double *loss, ba_error *err) {
+static ba_status grad_at_hook(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req, ba_tensor_t **gres,
+                              double *loss, ba_grad_node_hook hook, ba_error *err) {
     const ba_tensor_t *z = vals[s->out_id];
     ba_tensor_t *dz = ba_tensor_new(BA_DT_F32, z->ndim, z->shape, err);
     if (!dz) return err->code;
     double l;
     ba_status st = ba_loss_eval(&s->loss, z, s->row0, 1.0, &l, dz->data, err);
-    if (st == BA_OK) st = backward_pass(s->m, vals, s->out_id, dz, nreq, req, gres, err);
+    if (st == BA_OK) st = ba_grad_backward(s->m, vals, s->out_id, dz, nreq, req, gres, NULL, hook, s, err);
     if (loss) *loss = l;
     ba_tensor_unref(dz);
     return st;
+}
+
+static ba_status grad_at(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req, ba_tensor_t **gres,
+                         double *loss, ba_error *err) {
+    return grad_at_hook(s, vals, nreq, req, gres, loss, NULL, err);
 }
 
 static void copy_grad(const ba_tensor_t *g, float *dst, int64_t n) {
@@ -465,25 +535,6 @@ ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, f
     return st;
 }
 
-/* Relu with the base point's activation pattern: y = x where x_base > 0.
- * The Hessian autograd defines (and HAWQ/PyHessian use) takes ReLU'' = 0 on
- * the current linear piece; a central difference whose step flips some
- * units would add jump terms of size O(1) whatever the step (measured: 1.8
- * to 59x the true Hv on the digits MLP/CNNs). Freezing the pattern makes the
- * perturbed function that linear piece, so the difference is exact up to
- * the smooth parts' O(eps²). MaxPool/Clip/LeakyRelu are not frozen yet. */
-static ba_status relu_frozen(const ba_node_t *n, const ba_tensor_t *xb, const ba_tensor_t *x, ba_tensor_t **out,
-                             ba_error *err) {
-    if (xb->numel != x->numel || !is_f32(x) || !is_f32(xb)) return n->def->forward(n, (ba_tensor_t *const *)&x, 1, out, 1, err);
-    ba_tensor_t *y = ba_tensor_new(BA_DT_F32, x->ndim, x->shape, err);
-    if (!y) return err->code;
-    const float *a = x->data, *b = xb->data;
-    float *o = y->data;
-    for (int64_t i = 0; i < x->numel; i++) o[i] = b[i] > 0.0f ? a[i] : 0.0f;
-    out[0] = y;
-    return BA_OK;
-}
-
 /* vals_out = base values with constant `value` replaced by w and every node
  * downstream of it re-run (the rest shared with the base by ref). */
 static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, ba_tensor_t **vals_out, ba_error *err) {
@@ -495,7 +546,7 @@ static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, b
         if (m->nodes[i].nin > maxio) maxio = m->nodes[i].nin;
         if (m->nodes[i].nout > maxio) maxio = m->nodes[i].nout;
     }
-    ba_tensor_t **io = ba_calloc((size_t)maxio * 2, sizeof *io, err);
+    ba_tensor_t **io = ba_calloc((size_t)maxio * 4, sizeof *io, err);
     if (!dirty || !io) {
         free(dirty);
         free(io);
@@ -512,10 +563,19 @@ static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, b
         for (int j = 0; j < n->nin; j++) d |= n->inputs[j] >= 0 && dirty[n->inputs[j]];
         if (!d) continue;
         for (int j = 0; j < n->nin; j++) io[j] = n->inputs[j] >= 0 ? vals_out[n->inputs[j]] : NULL;
-        for (int j = 0; j < n->nout; j++) io[maxio + j] = NULL;
-        if (!strcmp(n->op_type, "Relu") && s->vals[n->inputs[0]])
-            st = relu_frozen(n, s->vals[n->inputs[0]], io[0], io + maxio, err);
-        else
+        ba_tensor_t **bin = io + 2 * maxio, **bout = io + 3 * maxio;
+        for (int j = 0; j < n->nin; j++) bin[j] = n->inputs[j] >= 0 ? s->vals[n->inputs[j]] : NULL;
+        for (int j = 0; j < n->nout; j++) {
+            io[maxio + j] = NULL;
+            bout[j] = n->outputs[j] >= 0 ? s->vals[n->outputs[j]] : NULL;
+        }
+        /* Piecewise-linear ops keep the base point's pattern (ReLU mask,
+         * MaxPool argmax, Clip range …): the autograd Hessian takes their
+         * second derivative as 0 on the current piece, while a step that
+         * flips some units adds jump terms of size O(1) whatever the step
+         * (measured: 1.8 to 59x the true Hv on the digits MLP/CNNs with ReLU
+         * unfrozen). Frozen, the difference is exact up to the smooth parts' O(eps²). */
+        if (!ba_grad_frozen_forward(n, bin, bout, io, n->nin, io + maxio, &st, err))
             st = n->def->forward(n, io, n->nin, io + maxio, n->nout, err);
         for (int j = 0; j < n->nout; j++) {
             int id = n->outputs[j];
@@ -547,13 +607,14 @@ static ba_status grad_shifted(ba_grad_session_t *s, int value, const float *v, d
         for (int64_t i = 0; i < W->numel; i++) nw[i] = (float)((double)wv[i] + step * (double)v[i]);
         st = forward_from(s, value, w, vals, err);
     }
-    if (st == BA_OK) st = grad_at(s, vals, 1, &value, g, NULL, err);
+    /* the backward on the frozen pattern too (masks from the base point) */
+    if (st == BA_OK) st = grad_at_hook(s, vals, 1, &value, g, NULL, ba_grad_frozen_backward, err);
     ba_tensor_unref(w);
     if (vals) free_vals(s->m, vals);
     return st;
 }
 
-ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err) {
+ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err) {
     BA_TRY(check_req(s->m, s->vals, 1, &value, err));
     const ba_tensor_t *W = s->vals[value];
     const float *wv = W->data;
@@ -642,7 +703,7 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
             ba_tensor_t *zi = dz ? ba_tensor_wrap(BA_DT_F32, 2, sshape, (float *)z->data + i * rps * C, err) : NULL;
             st = zi ? ba_loss_eval(&full->loss, zi, i * rps, 1.0, &li, (float *)dz->data + i * rps * C, err)
                     : err->code;
-            if (st == BA_OK) st = backward_pass(m, full->vals, full->out_id, dz, nreq, req, g, err);
+            if (st == BA_OK) st = ba_grad_backward(m, full->vals, full->out_id, dz, nreq, req, g, NULL, NULL, NULL, err);
             ba_tensor_unref(zi);
             ba_tensor_unref(dz);
         } else {

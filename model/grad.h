@@ -38,6 +38,12 @@ typedef struct ba_loss_spec {
 ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale, double *loss,
                        float *dz, ba_error *err);
 
+/* Second derivative of the loss in z: htz (when non-NULL) = ∇²_z L · tz and
+ * *quad (when non-NULL) = tzᵀ ∇²_z L tz, for tz of z's shape. CE and KL:
+ * per row (diag p − p pᵀ)/rows with p = softmax(z); MSE: 2/numel · I. */
+ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz, float *htz,
+                      double *quad, ba_error *err);
+
 /* ---- backward kernels ---- */
 /* in/out: the node's forward values (in[i] NULL for an omitted input).
  * dout[j]: dL/d out[j], NULL when no gradient reaches that output.
@@ -95,21 +101,34 @@ double ba_grad_session_loss(const ba_grad_session_t *s); /* loss at the base wei
 /* Batch gradients at the base weights (as ba_grad_compute). */
 ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, float *const *grads_out,
                                ba_error *err);
-/* Hv w.r.t. constant `value` at the base weights; only the nodes downstream
- * of that constant are re-run, so a late layer's HVP is cheap. */
+/* Hv w.r.t. constant `value` at the base weights, exact (forward-over-reverse,
+ * see grad_hvp.c): a tangent forward of the nodes downstream of that
+ * constant, the loss's second derivative, and one backward pass; ReLU masks,
+ * MaxPool argmaxes, Clip ranges … keep the base point's pattern (their
+ * second derivative is 0, as in autograd's double backward). */
 ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err);
+/* vᵀ H v for the same block (Hutchinson's sample). When every op downstream
+ * of the constant is linear in its perturbed inputs on the base pattern
+ * (conv/gemm/matmul with one perturbed operand, ReLU, pools, BN, reshapes,
+ * adds), H = Jᵀ ∇²L J exactly and this needs the tangent forward only;
+ * otherwise it is v · ba_grad_session_hvp. */
+ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, double *vhv, ba_error *err);
+/* The same Hv by central differences of two exact gradients (the previous
+ * method, kept as an independent cross-check): W ± eps·v re-running the
+ * downstream nodes with piecewise-linear ops frozen on the base pattern. */
+ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err);
+/* Bytes held by the session's kept values (to decide whether several can be kept). */
+int64_t ba_grad_session_bytes(const ba_grad_session_t *s);
 
 /* Hessian-vector product Hv = ∇²_W L · v w.r.t. the constant `value` (all
- * other weights fixed), by central differences of exact gradients (see
- * backward.c for the step and the measured error). v and hv_out have the
+ * other weights fixed), as ba_grad_session_hvp. v and hv_out have the
  * constant's element count. overrides as in ba_grad_opts_t (may be NULL). */
 ba_status ba_grad_hvp(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                       const ba_loss_spec_t *loss, int value, const float *v, float *hv_out, ba_error *err);
 
 /* Block-diagonal variant for per-layer Hutchinson: for each k,
  * hv_out[k] = H_kk v[k] exactly (the probe restricted to constant req[k]),
- * computed with 2·nreq gradient evaluations that share one forward prefix
- * per layer. Use this rather than one all-layer probe, whose per-layer
+ * one session (forward) and nreq HVPs. Use this rather than one all-layer probe, whose per-layer
  * products v_kᵀ(Hv)_k carry the cross terms v_kᵀH_kj v_j (zero mean, but
  * variance that slows Hutchinson's convergence). */
 ba_status ba_grad_hvp_layers(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,

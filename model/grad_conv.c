@@ -1,6 +1,7 @@
 /* Backward of Conv (1-D to 3-D, groups, dilations, pads): per group and chunk
  * of images, im2col of X then two sgemm — dW += dY·colsᵀ and
- * dcols = Wᵀ·dY — and col2im of dcols into dX; dB is the sum of dY. */
+ * dcols = Wᵀ·dY — and col2im of dcols into dX; dB is the sum of dY.
+ * Depthwise convs take a direct loop. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,8 @@
 #define GCONV_GEMM_MIN_N 1024
 /* Cap on the workspace of one chunk (floats: cols + dcols + dY gather, 192 MiB). */
 #define GCONV_WS_MAX_FLOATS (48LL * 1024 * 1024)
+/* Widest depthwise kernel of the direct path (as ops_conv.c's forward). */
+#define DW_MAX_KW 64
 /* Below this many floats the col2im runs on one thread. */
 #define GCONV_OMP_MIN_WORK 32768
 
@@ -56,6 +59,48 @@ static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_
     }
 }
 
+/* Depthwise conv (group == C, one input channel per group), 1-D/2-D: the
+ * generic path ran an M=1 sgemm per channel over its im2col, 10x the
+ * forward's cost on MobileNetV2; this is the forward's direct loop turned
+ * around (one channel per thread: its dX plane and dW rows are its own). */
+static void depthwise_backward(const float *x, const float *w, const float *dy, float *dx, float *dw, int64_t N,
+                               int64_t C, int64_t M, const ba_kern_geom_t *g) {
+    const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
+    const int64_t sh = g->s[1], sw = g->s[2], mult = M / C;
+    int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
+    for (int64_t kw = 0; kw < KW; kw++) valid_range(kw * g->dil[2] - g->pb[2], sw, IW, OW, &plo[kw], &phi[kw]);
+    const int nt = ba_kern_threads(N * M * OH * OW * KH * KW);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t m = c * mult; m < (c + 1) * mult; m++)
+            for (int64_t n = 0; n < N; n++) {
+                const float *xp = x + (n * C + c) * IH * IW, *wp = w + m * KH * KW;
+                const float *gp = dy + (n * M + m) * OH * OW;
+                float *dxp = dx ? dx + (n * C + c) * IH * IW : NULL;
+                for (int64_t oh = 0; oh < OH; oh++) {
+                    const float *grow = gp + oh * OW;
+                    for (int64_t kh = 0; kh < KH; kh++) {
+                        int64_t ih = oh * sh - g->pb[1] + kh * g->dil[1];
+                        if (ih < 0 || ih >= IH) continue;
+                        for (int64_t kw = 0; kw < KW; kw++) {
+                            const int64_t off = ih * IW + kw * g->dil[2] - g->pb[2], l = plo[kw], h = phi[kw];
+                            if (dw) {
+                                const float *xr = xp + off;
+                                float acc = 0.0f;
+                                for (int64_t ow = l; ow < h; ow++) acc += grow[ow] * xr[ow * sw];
+                                dw[m * KH * KW + kh * KW + kw] += acc;
+                            }
+                            if (dxp) {
+                                const float wv = wp[kh * KW + kw];
+                                float *dr = dxp + off;
+                                for (int64_t ow = l; ow < h; ow++) dr[ow * sw] += wv * grow[ow];
+                            }
+                        }
+                    }
+                }
+            }
+}
+
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
 static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
@@ -85,6 +130,10 @@ static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
     if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
     if ((!dX && !dW) || N == 0 || P == 0 || M == 0 || K == 0) return BA_OK;
+    if (group == C && Cg == 1 && nsp <= 2 && g.k[2] <= DW_MAX_KW) {
+        depthwise_backward(X->data, W->data, dy, dX, dW, N, C, M, &g);
+        return BA_OK;
+    }
     int64_t nb = 1;
     if (P < GCONV_GEMM_MIN_N && N > 1) {
         nb = (GCONV_GEMM_MIN_N + P - 1) / P;

@@ -24,6 +24,8 @@ static int same_shape(const ba_tensor_t *a, int ndim, const int64_t *shape) {
     return a->ndim == ndim && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
 
+static int is_f32t(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
+
 /* Adds the output-shaped gradient t (Y's shape) into din[i] of in[i]'s shape. */
 static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y, const float *t,
                              float scale, ba_error *err) {
@@ -47,6 +49,17 @@ static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_
             float s = (op == B_SUB && i == 1) ? -1.0f : 1.0f;
             if (s > 0 && same_shape(in[i], Y->ndim, Y->shape)) BA_TRY(ba_grad_pass(din, i, in[i], dout[0], err));
             else BA_TRY(add_reduced(din, i, in[i], Y, g, s, err));
+        }
+        return BA_OK;
+    }
+    if (op == B_MUL && same_shape(A, Y->ndim, Y->shape) && same_shape(B, Y->ndim, Y->shape) && is_f32t(A) &&
+        is_f32t(B)) { /* no broadcast: accumulate g·(other) straight into the slots */
+        for (int i = 0; i < 2; i++) {
+            if (!need[i]) continue;
+            float *d = ba_grad_slot(din, i, in[i], err);
+            if (!d) return err->code;
+            const float *o = in[1 - i]->data;
+            for (int64_t e = 0; e < ne; e++) d[e] += g[e] * o[e];
         }
         return BA_OK;
     }
@@ -234,7 +247,7 @@ static ba_status unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
         for (int64_t e = 0; e < ne; e++) d[e] += 0.5f * g[e] / y[e];
         break;
     case U_ERF:
-        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)(TWO_OVER_SQRT_PI * exp(-(double)x[e] * x[e]));
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
         break;
     case U_NEG:
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e];

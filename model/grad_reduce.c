@@ -42,12 +42,15 @@ static ba_status reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     float *dx = ba_grad_slot(din, 0, X, err);
     if (!dx) return err->code;
     const int64_t ne = X->numel;
-    float *gb = ba_malloc((size_t)ne * 2 * sizeof(float) + 1, err), *yb = gb ? gb + ne : NULL;
-    ba_tensor_t *gw = gb ? ba_tensor_wrap(BA_DT_F32, r, kshape, dout[0]->data, err) : NULL;
-    ba_tensor_t *yw = gw ? ba_tensor_wrap(BA_DT_F32, r, kshape, out[0]->data, err) : NULL;
-    ba_status st = yw ? BA_OK : err->code;
-    if (st == BA_OK) st = ba_kern_broadcast_to(n, gw, r, X->shape, gb, "output gradient", err);
-    if (st == BA_OK) st = ba_kern_broadcast_to(n, yw, r, X->shape, yb, "output", err);
+    /* dY (and Y where the derivative needs it) broadcast back over the reduced axes */
+    const int need_y = strcmp(op, "Sum") && strcmp(op, "Mean") && strcmp(op, "SumSquare");
+    int og = 0, oy = 0;
+    float *gb = NULL, *yb = NULL;
+    ba_tensor_t *gw = ba_tensor_wrap(BA_DT_F32, r, kshape, dout[0]->data, err);
+    ba_tensor_t *yw = gw && need_y ? ba_tensor_wrap(BA_DT_F32, r, kshape, out[0]->data, err) : NULL;
+    ba_status st = gw && (yw || !need_y) ? BA_OK : err->code;
+    if (st == BA_OK && !(gb = ba_grad_bcast_f32(n, gw, r, X->shape, &og, err))) st = err->code;
+    if (st == BA_OK && need_y && !(yb = ba_grad_bcast_f32(n, yw, r, X->shape, &oy, err))) st = err->code;
     const float *x = X->data;
     if (st == BA_OK) {
         if (is_sum)
@@ -69,7 +72,8 @@ static ba_status reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     }
     ba_tensor_unref(gw);
     ba_tensor_unref(yw);
-    free(gb);
+    if (og) free(gb);
+    if (oy) free(yb);
     return st;
 }
 

@@ -1,10 +1,13 @@
 /* Backward of the data-movement ops: reshapes (a view of dY, no copy),
  * Transpose, Concat/Split, Slice (scatter), Gather (scatter-add over the
- * indices: embeddings) and Expand (sum over the broadcast axes). Shape-only
+ * indices: embeddings), Expand (sum over the broadcast axes), Tile, Pad
+ * and nearest Resize (scatter-add through an element map). Shape-only
  * ops (Shape, Size, ConstantOfShape, Range …) pass no gradient. */
+#include <math.h>
 #include <string.h>
 
 #include "model/grad_internal.h"
+#include "model/ops.h"
 
 static void strides_of(int r, const int64_t *shape, int64_t *st) {
     int64_t acc = 1;
@@ -232,6 +235,61 @@ static ba_status expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
+/* Tile, Pad (every mode) and Resize/Upsample in nearest mode copy one input
+ * element (or a pad constant) into each output element. The op's own
+ * forward, run on the input's 1-based element numbers as float64 (exact to
+ * 2^53), gives that map; then dX[src] += dY. 0 marks "no source" (pads). */
+#define MAP_MAX_EXACT 9007199254740992.0 /* 2^53 */
+static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                    ba_error *err) {
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    const ba_tensor_t *X = in[0], *Y = out[0];
+    const int pad = !strcmp(n->op_type, "Pad");
+    if (!pad && strcmp(n->op_type, "Tile") && strcmp(ba_node_attr_string(n, "mode", "nearest"), "nearest"))
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): backward only in mode nearest, not '%s'", n->name,
+                            n->op_type, ba_node_attr_string(n, "mode", "nearest"));
+    if ((double)X->numel >= MAP_MAX_EXACT || nin > 8)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): input too large for the backward", n->name,
+                            n->op_type);
+    if (pad && n->opset < 11) { /* the pad value is an attribute: it must not look like an element number */
+        double cv = ba_node_attr_float(n, "value", 0.0f);
+        if (cv == floor(cv) && cv >= 1.0 && cv <= (double)X->numel)
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (Pad): backward with pad value %g", n->name, cv);
+    }
+    ba_tensor_t *io[8] = {0}, *res[8] = {0}, *idx = ba_tensor_new(BA_DT_F64, X->ndim, X->shape, err), *zero = NULL;
+    if (!idx) return err->code;
+    double *iv = idx->data;
+    for (int64_t e = 0; e < X->numel; e++) iv[e] = (double)(e + 1);
+    for (int j = 0; j < nin; j++) io[j] = in[j];
+    io[0] = idx;
+    ba_status st = BA_OK;
+    if (pad && nin > 2 && in[2]) { /* constant_value input: pads map to 0 */
+        zero = ba_tensor_new(BA_DT_F64, 0, NULL, err);
+        if (!zero) st = err->code;
+        io[2] = zero;
+    }
+    if (st == BA_OK && n->nout > 8) st = ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: too many outputs", n->name);
+    if (st == BA_OK) st = n->def->forward(n, io, nin, res, n->nout, err);
+    const ba_tensor_t *map = res[0];
+    if (st == BA_OK && (!map || map->dtype != BA_DT_F64 || map->numel != Y->numel))
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): no element map for the backward", n->name,
+                          n->op_type);
+    float *dx = st == BA_OK ? ba_grad_slot(din, 0, X, err) : NULL;
+    if (st == BA_OK && !dx) st = err->code;
+    if (st == BA_OK) {
+        const double *mv = map->data;
+        const float *g = dout[0]->data;
+        for (int64_t e = 0; e < Y->numel; e++)
+            if (mv[e] >= 1.0) dx[(int64_t)mv[e] - 1] += g[e];
+    }
+    for (int j = 0; j < n->nout && j < 8; j++) ba_tensor_unref(res[j]);
+    ba_tensor_unref(idx);
+    ba_tensor_unref(zero);
+    return st;
+}
+
 const ba_grad_def_t ba_grads_shape[] = {
     {"Reshape", reshape_backward},
     {"Flatten", reshape_backward},
@@ -243,6 +301,10 @@ const ba_grad_def_t ba_grads_shape[] = {
     {"Slice", slice_backward},
     {"Gather", gather_backward},
     {"Expand", expand_backward},
+    {"Tile", index_map_backward},
+    {"Pad", index_map_backward},
+    {"Resize", index_map_backward},
+    {"Upsample", index_map_backward},
     /* Shapes and index computations: no gradient. */
     {"Shape", NULL},
     {"Size", NULL},

@@ -90,3 +90,38 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
     }
     return ba_error_set(err, BA_ERR_INPUT, "loss: unknown loss kind %d", (int)spec->kind);
 }
+
+ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz, float *htz,
+                      double *quad, ba_error *err) {
+    if (!z || z->dtype != BA_DT_F32)
+        return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
+                            z ? ba_dtype_name(z->dtype) : "missing");
+    const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
+    const float *zv = z->data;
+    double q = 0.0;
+    if (spec->kind == BA_LOSS_MSE) { /* L = Σ (z − ref)² / n: H = 2/n · I */
+        const double s = 2.0 / (double)(R * C);
+        for (int64_t i = 0; i < R * C; i++) {
+            q += s * (double)tz[i] * tz[i];
+            if (htz) htz[i] = (float)(s * tz[i]);
+        }
+    } else { /* CE and KL: per row (diag(p) − p pᵀ)/R with p = softmax(z) */
+        if (C < 1) return ba_error_set(err, BA_ERR_INPUT, "loss: output with an empty last axis");
+        (void)row0; /* the Hessian of CE/KL in z does not depend on the labels / reference */
+        for (int64_t r = 0; r < R; r++) {
+            const float *zr = zv + r * C, *tr = tz + r * C;
+            double lse = row_lse(zr, C), pt = 0.0, ptt = 0.0;
+            for (int64_t c = 0; c < C; c++) {
+                double p = exp((double)zr[c] - lse);
+                pt += p * tr[c];
+                ptt += p * tr[c] * tr[c];
+            }
+            q += (ptt - pt * pt) / (double)R;
+            if (htz)
+                for (int64_t c = 0; c < C; c++)
+                    htz[r * C + c] = (float)(exp((double)zr[c] - lse) * ((double)tr[c] - pt) / (double)R);
+        }
+    }
+    if (quad) *quad = q;
+    return BA_OK;
+}

@@ -735,8 +735,21 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     ba_study_info_t info;
     ba_error e2;
     if (ba_db_study_get(db, name, &info, &e2) == BA_OK) {
+        /* The same search asked again (same settings, so the same inputs and
+         * seed) continues that study, or reports its result when finished —
+         * as Optuna's load_if_exists does; other settings under the name are
+         * refused, so nothing stored is ever mixed with another search. */
+        char *mine = NULL;
+        ba_status st0 = ba_run_settings_to_json(s, &mine, err);
+        int same = st0 == BA_OK && !strcmp(mine, info.settings);
+        free(mine);
         ba_db_study_info_free(&info);
-        return ba_error_set(err, BA_ERR_INPUT, "--study %s: a study of that name exists (continue it with `bitalloc resume --study %s`, or pick another name)", name, name);
+        if (st0 != BA_OK) return st0;
+        if (same) return ba_run_resume(db, name, cb, out, err);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--study %s: a study of that name exists with other settings (continue it with "
+                            "`bitalloc resume --study %s`, or pick another name)",
+                            name, name);
     }
     /* The study row records the inputs' digests; loading here also validates them before anything is written. */
     ba_model_t *m = NULL;

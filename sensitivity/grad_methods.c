@@ -20,6 +20,10 @@
  * models), stopping earlier on a relative change below --tol. */
 #define POWER_MAX_ITERS 20
 #define REL_EPS 1e-12 /* guards relative changes of a zero mean */
+/* The hessian estimator keeps one gradient session (every activation of a
+ * batch) per batch for all its probes when they fit in this many bytes;
+ * otherwise each probe re-runs each batch's forward. */
+#define SESSION_KEEP_BYTES (1LL << 30)
 
 typedef struct grad_run {
     sens_ctx_t *c;
@@ -157,35 +161,108 @@ ba_status sens_fisher(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
 
 /* ---------------- hessian ---------------- */
 
-/* hv[l] = H_ll v[l] of the mean loss over all used samples, for the layers in act[]. */
-static ba_status hvp_all(grad_run_t *g, const int *act, int nact, float *const *v, float **hv, float **tmp,
-                         ba_error *err) {
-    sens_ctx_t *c = g->c;
-    const ba_model_t *m = c->m;
-    int64_t nbatch = c->n / c->batch;
-    int *rq = ba_calloc((size_t)nact + 1, sizeof *rq, err);
-    const float **vv = ba_calloc((size_t)nact + 1, sizeof *vv, err);
-    float **out = ba_calloc((size_t)nact + 1, sizeof *out, err);
-    ba_status st = (rq && vv && out) ? BA_OK : BA_ERR_NOMEM;
-    for (int a = 0; a < nact && st == BA_OK; a++) {
-        int l = act[a];
-        rq[a] = m->layers[l].value;
-        vv[a] = v[l];
-        out[a] = tmp[l];
-        memset(hv[l], 0, (size_t)m->layers[l].params * sizeof(float));
+/* One batch's gradient session with what it reads (inputs, MSE reference). */
+typedef struct batch_sess {
+    ba_tensor_t **inputs, **outs;
+    ba_loss_spec_t spec;
+    ba_grad_session_t *s;
+} batch_sess_t;
+
+typedef struct sess_pool {
+    grad_run_t *g;
+    batch_sess_t *b;
+    int64_t nbatch;
+    int keep; /* -1: not known yet, 1: sessions stay for all probes, 0: rebuilt per use */
+} sess_pool_t;
+
+static void batch_sess_clear(sens_ctx_t *c, batch_sess_t *b) {
+    ba_grad_session_free(b->s);
+    b->s = NULL;
+    if (b->inputs) sens_inputs_free(c, b->inputs);
+    for (int o = 0; b->outs && o < c->m->noutputs; o++) {
+        ba_tensor_unref(b->outs[o]);
+        b->outs[o] = NULL;
     }
-    double w = 1.0 / (double)nbatch; /* equal batches: each is 1/nbatch of the mean */
-    for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
-        st = grad_batch(g, b, err);
-        if (st == BA_OK) st = ba_grad_hvp_layers(m, g->inputs, NULL, &g->spec, nact, rq, vv, out, err);
+}
+
+static void sess_pool_free(sess_pool_t *p) {
+    for (int64_t i = 0; p->b && i < p->nbatch; i++) {
+        batch_sess_clear(p->g->c, &p->b[i]);
+        free(p->b[i].inputs);
+        free(p->b[i].outs);
+    }
+    free(p->b);
+}
+
+/* The session of batch i (built on first use; see SESSION_KEEP_BYTES). */
+static ba_status pool_get(sess_pool_t *p, int64_t i, ba_grad_session_t **out, ba_error *err) {
+    batch_sess_t *b = &p->b[i];
+    if (b->s) {
+        *out = b->s;
+        return BA_OK;
+    }
+    grad_run_t *g = p->g;
+    sens_ctx_t *c = g->c;
+    if (!b->inputs) {
+        b->inputs = ba_calloc((size_t)c->m->ninputs + 1, sizeof *b->inputs, err);
+        b->outs = ba_calloc((size_t)c->m->noutputs + 1, sizeof *b->outs, err);
+        if (!b->inputs || !b->outs) return BA_ERR_NOMEM;
+    }
+    int64_t start = i * c->batch;
+    BA_TRY(sens_batch_inputs(c, start, c->batch, b->inputs, err));
+    memset(&b->spec, 0, sizeof b->spec);
+    if (g->kind == BA_SENS_LOSS_MSE) {
+        b->spec.kind = BA_LOSS_MSE;
+        BA_TRY(ba_model_run(c->m, b->inputs, NULL, b->outs, err));
+        b->spec.ref = b->outs[0];
+    } else if (g->use_labels) {
+        b->spec.kind = BA_LOSS_CE;
+        b->spec.labels = c->labels + start;
+        b->spec.nlabels = c->batch;
+    } else {
+        b->spec.kind = BA_LOSS_CE_ARGMAX;
+    }
+    BA_TRY(ba_grad_session_new(c->m, b->inputs, NULL, &b->spec, &b->s, err));
+    if (p->keep < 0) p->keep = ba_grad_session_bytes(b->s) * p->nbatch <= SESSION_KEEP_BYTES;
+    *out = b->s;
+    return BA_OK;
+}
+
+/* Drops batch i's session unless the pool keeps them. */
+static void pool_release(sess_pool_t *p, int64_t i) {
+    if (!p->keep) batch_sess_clear(p->g->c, &p->b[i]);
+}
+
+/* For the layers in act[]: x[l] = vᵀ H_ll v (Hutchinson's sample) when hv is
+ * NULL, else hv[l] = H_ll v[l]; H of the mean loss over all used samples. */
+static ba_status hvp_all(sess_pool_t *p, const int *act, int nact, float *const *v, double *x, float **hv,
+                         float **tmp, ba_error *err) {
+    sens_ctx_t *c = p->g->c;
+    const ba_model_t *m = c->m;
+    for (int a = 0; a < nact; a++) {
+        int l = act[a];
+        if (hv) memset(hv[l], 0, (size_t)m->layers[l].params * sizeof(float));
+        else x[l] = 0.0;
+    }
+    double w = 1.0 / (double)p->nbatch; /* equal batches: each is 1/nbatch of the mean */
+    ba_status st = BA_OK;
+    for (int64_t b = 0; b < p->nbatch && st == BA_OK; b++) {
+        ba_grad_session_t *s = NULL;
+        st = pool_get(p, b, &s, err);
         for (int a = 0; a < nact && st == BA_OK; a++) {
             int l = act[a];
-            for (int64_t i = 0; i < m->layers[l].params; i++) hv[l][i] += (float)(w * tmp[l][i]);
+            const int value = m->layers[l].value;
+            if (!hv) {
+                double q = 0.0;
+                st = ba_grad_session_vhv(s, value, v[l], &q, err);
+                x[l] += w * q;
+                continue;
+            }
+            st = ba_grad_session_hvp(s, value, v[l], tmp[l], err);
+            for (int64_t i = 0; st == BA_OK && i < m->layers[l].params; i++) hv[l][i] += (float)(w * tmp[l][i]);
         }
+        pool_release(p, b);
     }
-    free(rq);
-    free(vv);
-    free(out);
     return st;
 }
 
@@ -205,7 +282,10 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     double *mean = ba_calloc((size_t)L, sizeof *mean, err), *eig = ba_calloc((size_t)L, sizeof *eig, err);
     int64_t *np = ba_calloc((size_t)L, sizeof *np, err);
     int *act = ba_calloc((size_t)L, sizeof *act, err), *done = ba_calloc((size_t)L, sizeof *done, err);
-    ba_status st = (v && hv && tmp && sum && sum2 && mean && eig && np && act && done)
+    double *xs = ba_calloc((size_t)L, sizeof *xs, err);
+    sess_pool_t pool = {.g = &g, .nbatch = c->n / c->batch, .keep = -1};
+    pool.b = ba_calloc((size_t)pool.nbatch + 1, sizeof *pool.b, err);
+    ba_status st = (v && hv && tmp && sum && sum2 && mean && eig && np && act && done && xs && pool.b)
                        ? grad_run_init(&g, c, err)
                        : BA_ERR_NOMEM;
     for (int l = 0; l < L && st == BA_OK; l++) {
@@ -227,10 +307,10 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
             if (!done[l]) act[nact++] = l;
         }
         if (nact == 0) break;
-        st = hvp_all(&g, act, nact, v, hv, tmp, err);
+        st = hvp_all(&pool, act, nact, v, xs, NULL, NULL, err);
         for (int a = 0; a < nact && st == BA_OK; a++) {
             int l = act[a];
-            double x = dot(v[l], hv[l], m->layers[l].params);
+            double x = xs[l];
             double prev = mean[l];
             sum[l] += x;
             sum2[l] += x * x;
@@ -258,7 +338,7 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
         for (int l = 0; l < L; l++)
             if (!done[l]) act[nact++] = l;
         if (nact == 0) break;
-        st = hvp_all(&g, act, nact, v, hv, tmp, err);
+        st = hvp_all(&pool, act, nact, v, NULL, hv, tmp, err);
         for (int a = 0; a < nact && st == BA_OK; a++) {
             int l = act[a];
             double lam = dot(v[l], hv[l], m->layers[l].params);
@@ -301,6 +381,8 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     free(np);
     free(act);
     free(done);
+    free(xs);
+    if (pool.b) sess_pool_free(&pool);
     grad_run_free(&g);
     return st;
 }

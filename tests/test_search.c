@@ -153,3 +153,20 @@ Test(search, hessian_is_the_default_estimator_of_ilp_evo, .init = setup, .fini =
     cr_assert_eq(ba_test_run(q, &out, &err, &st), 0);
     free(out), free(err);
 }
+
+/* Running the same search again (the README's demo command, twice) continues
+ * or reports that study; the same name with other settings is refused. */
+Test(search, the_same_search_again_reports_its_study_other_settings_are_refused, .init = setup, .fini = teardown,
+     .timeout = 60) {
+    res_t a = search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+    cr_assert_eq(a.status, 0, "%s", a.err);
+    res_t b = search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+    cr_assert_eq(b.status, 0, "%s", b.err);
+    int64_t ta, tb;
+    cr_expect_eq(json_kl(&a, &ta), json_kl(&b, &tb));
+    cr_expect_eq(ta, tb);
+    res_t c = search("--budget", "avg-bits=3", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+    cr_expect_eq(c.status, 2);
+    cr_expect(strstr(c.err, "--study d") && strstr(c.err, "other settings"), "%s", c.err);
+    res_free(&a), res_free(&b), res_free(&c);
+}

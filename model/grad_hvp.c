@@ -1,0 +1,1253 @@
+/* Exact Hessian-vector products by forward-over-reverse: a tangent (JVP)
+ * forward of the nodes downstream of the perturbed constant, the loss's
+ * second derivative, then backward.c's reverse walk with each op's
+ * second-order term added. Piecewise-linear ops stay on the base point's
+ * linear piece (what autograd's double backward differentiates); an op
+ * without a rule here falls back to a local central difference. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/grad_internal.h"
+#include "model/kern_conv.h"
+#include "model/ops.h"
+
+/* Local central difference of an op without a tangent rule: the perturbed
+ * inputs move by this fraction of their RMS. Measured on the opset-17 ViT
+ * (LayerNormalization by this fallback) against the decomposed export's
+ * exact HVP, worst relative error per step: 5e-3: 2.1e-3, 1e-3: 9.0e-5,
+ * 3e-4: 4.4e-5, 1e-4: 9.8e-5 (truncation falls as step², float32 rounding
+ * of the two evaluations grows as 1/step). */
+#define FD_REL_STEP 3e-4
+/* Inputs that are all zero get this absolute step scale instead. */
+#define FD_MIN_SCALE 1e-3
+/* 2/sqrt(pi) and 1/sqrt(2 pi): erf' and the normal density's scale. */
+#define TWO_OVER_SQRT_PI 1.1283791670955126
+#define INV_SQRT_2PI 0.3989422804014327
+/* ONNX attribute defaults (as grad_elementwise.c). */
+#define ELU_ALPHA 1.0f
+#define SELU_ALPHA 1.67326319217681884765625f
+#define SELU_GAMMA 1.05070102214813232421875f
+/* Softmax changed from "coerce to 2-D at axis" to "along axis" in opset 13. */
+#define SOFTMAX_AXIS_OPSET 13
+#define ALL_INPUTS 0xFFFFFFFFu
+/* Cap on the im2col columns a session keeps for the weight tangents of its
+ * convs (bytes); past it a conv re-runs its im2col on every probe. */
+#define COLS_CACHE_BYTES (256LL * 1024 * 1024)
+/* Most inputs/outputs a node may have for the fixed-size slot arrays here. */
+#define MAX_IO 64
+
+typedef enum {
+    R_UNSUPPORTED = 0, /* no backward at all: an error on the gradient path */
+    R_NONE,            /* passes no gradient (Shape, Floor, Equal …): no tangent either */
+    R_LINEAR,          /* jointly linear in its float inputs (mask) */
+    R_BILINEAR,        /* Mul, MatMul; Gemm and Conv (bias: see the FD fallback) */
+    R_UNARY,           /* y = f(x) elementwise: J = diag f'(x); second order f''(x)·tx·g */
+    R_SELECT,          /* MaxPool, GlobalMaxPool, Max, Min: each output picks one input */
+    R_BN,              /* BatchNormalization (inference): linear in X */
+    R_DIV,             /* a / b */
+    R_SOFTMAX,         /* Softmax: J = diag y − y yᵀ, symmetric */
+    R_FD,              /* anything else with a backward: local central difference */
+} rule_kind;
+
+static const struct {
+    const char *op;
+    rule_kind kind;
+    unsigned mask; /* inputs the rule covers; a tangent on another input falls back to R_FD */
+} rules[] = {
+    {"Add", R_LINEAR, ALL_INPUTS},
+    {"Sub", R_LINEAR, ALL_INPUTS},
+    {"Sum", R_LINEAR, ALL_INPUTS},
+    {"Mean", R_LINEAR, ALL_INPUTS},
+    {"Neg", R_LINEAR, 1},
+    {"Identity", R_LINEAR, 1},
+    {"Dropout", R_LINEAR, 1},
+    {"Cast", R_LINEAR, 1},
+    {"Reshape", R_LINEAR, 1},
+    {"Flatten", R_LINEAR, 1},
+    {"Squeeze", R_LINEAR, 1},
+    {"Unsqueeze", R_LINEAR, 1},
+    {"Transpose", R_LINEAR, 1},
+    {"Concat", R_LINEAR, ALL_INPUTS},
+    {"Split", R_LINEAR, 1},
+    {"Slice", R_LINEAR, 1},
+    {"Gather", R_LINEAR, 1},
+    {"Expand", R_LINEAR, 1},
+    {"Tile", R_LINEAR, 1},
+    {"Pad", R_LINEAR, 5},      /* the constant_value input counts as data: its tangent is 0 */
+    {"Resize", R_LINEAR, 1},   /* nearest: a copy (linear mode has no backward) */
+    {"Upsample", R_LINEAR, 1},
+    {"GlobalAveragePool", R_LINEAR, 1},
+    {"AveragePool", R_LINEAR, 1},
+    {"ReduceSum", R_LINEAR, 1},
+    {"ReduceMean", R_LINEAR, 1},
+    {"Where", R_LINEAR, 6},
+    {"Mul", R_BILINEAR, 3},
+    {"MatMul", R_BILINEAR, 3},
+    {"Gemm", R_BILINEAR, 3},
+    {"Conv", R_BILINEAR, 3},
+    {"ConvTranspose", R_BILINEAR, 3},
+    {"Relu", R_UNARY, 1},
+    {"LeakyRelu", R_UNARY, 1},
+    {"Clip", R_UNARY, 1},
+    {"HardSigmoid", R_UNARY, 1},
+    {"Abs", R_UNARY, 1},
+    {"PRelu", R_UNARY, 1},
+    {"Sigmoid", R_UNARY, 1},
+    {"Tanh", R_UNARY, 1},
+    {"Exp", R_UNARY, 1},
+    {"Log", R_UNARY, 1},
+    {"Sqrt", R_UNARY, 1},
+    {"Erf", R_UNARY, 1},
+    {"Reciprocal", R_UNARY, 1},
+    {"Elu", R_UNARY, 1},
+    {"Selu", R_UNARY, 1},
+    {"Softplus", R_UNARY, 1},
+    {"Gelu", R_UNARY, 1},
+    {"Sin", R_UNARY, 1},
+    {"Cos", R_UNARY, 1},
+    {"HardSwish", R_UNARY, 1},
+    {"Pow", R_UNARY, 1},
+    {"MaxPool", R_SELECT, 1},
+    {"GlobalMaxPool", R_SELECT, 1},
+    {"Max", R_SELECT, ALL_INPUTS},
+    {"Min", R_SELECT, ALL_INPUTS},
+    {"BatchNormalization", R_BN, 1},
+    {"Div", R_DIV, 3},
+    {"Softmax", R_SOFTMAX, 1},
+};
+
+/* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
+static int piecewise_linear(const char *op) {
+    static const char *const pl[] = {"Relu", "LeakyRelu", "Clip", "HardSigmoid", "Abs", "PRelu"};
+    for (size_t i = 0; i < sizeof pl / sizeof pl[0]; i++)
+        if (!strcmp(op, pl[i])) return 1;
+    return 0;
+}
+
+static int is_f32(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
+
+/* The rule for node n when the inputs in `tmask` carry tangents. */
+static rule_kind rule_of(const ba_node_t *n, unsigned tmask) {
+    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    if (!d) return R_UNSUPPORTED;
+    if (!d->backward) return R_NONE;
+    /* opset < 11 Pad: the pad value is an attribute, which a tangent must not carry */
+    if (!strcmp(n->op_type, "Pad") && n->opset < 11 && ba_node_attr_float(n, "value", 0.0f) != 0.0f) return R_FD;
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (!strcmp(rules[i].op, n->op_type)) return (tmask & ~rules[i].mask) ? R_FD : rules[i].kind;
+    return R_FD;
+}
+
+/* Inputs covered by n's rule (0 when it has none). */
+static unsigned rule_mask(const char *op) {
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+        if (!strcmp(rules[i].op, op)) return rules[i].mask;
+    return 0;
+}
+
+/* Whether node n has second-order terms (∂ backward / ∂ inputs ≠ 0) with tangents on tmask. */
+static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
+    switch (k) {
+    case R_BILINEAR: return (tmask & 3u) == 3u;
+    case R_UNARY: return !piecewise_linear(n->op_type);
+    case R_DIV: return (tmask & 2u) != 0;
+    case R_SOFTMAX:
+    case R_FD: return 1;
+    default: return 0;
+    }
+}
+
+/* ---- small tensor helpers ---- */
+
+static ba_tensor_t *zeros_like(const ba_tensor_t *t, ba_error *err) {
+    return ba_tensor_new(BA_DT_F32, t->ndim, t->shape, err);
+}
+
+/* A float32 tensor of like's shape whose data the caller overwrites in full
+ * (no zero fill: the tangent kernels below write every element). */
+static ba_tensor_t *new_uninit(const ba_tensor_t *like, ba_error *err) {
+    int64_t one = 1;
+    size_t bytes = ((size_t)like->numel * sizeof(float) + 63) / 64 * 64;
+    void *data = aligned_alloc(64, bytes ? bytes : 64);
+    if (!data) {
+        ba_error_set(err, BA_ERR_NOMEM, "out of memory (%zu bytes)", bytes);
+        return NULL;
+    }
+    ba_tensor_t *t = ba_tensor_wrap(BA_DT_F32, like->ndim, like->ndim ? like->shape : &one, data, err);
+    if (!t) {
+        free(data);
+        return NULL;
+    }
+    t->owns = 1; /* freed with the tensor, as ba_tensor_new's */
+    return t;
+}
+
+/* Whether t may be written in place: held only by the caller, owning its data. */
+static int exclusive(const ba_tensor_t *t) { return t && t->refs == 1 && t->owns && !t->base; }
+
+/* *acc += t (same element count), taking t over when *acc is empty; t is consumed. */
+static ba_status accumulate(ba_tensor_t **acc, ba_tensor_t *t, ba_error *err) {
+    if (!t) return BA_OK;
+    if (!*acc) {
+        *acc = t;
+        return BA_OK;
+    }
+    float *a = ba_grad_slot(acc, 0, t, err); /* copies a shared tensor before writing */
+    if (!a) {
+        ba_tensor_unref(t);
+        return err->code;
+    }
+    const float *b = t->data;
+    for (int64_t e = 0; e < t->numel; e++) a[e] += b[e];
+    ba_tensor_unref(t);
+    return BA_OK;
+}
+
+/* Runs n's forward on in (nin inputs) into out[0..nout). */
+static ba_status run_forward(const ba_node_t *n, ba_tensor_t **in, int nin, ba_tensor_t **out, ba_error *err) {
+    for (int j = 0; j < n->nout; j++) out[j] = NULL;
+    ba_status st = n->def->forward(n, in, nin, out, n->nout, err);
+    if (st != BA_OK)
+        for (int j = 0; j < n->nout; j++) {
+            ba_tensor_unref(out[j]);
+            out[j] = NULL;
+        }
+    return st;
+}
+
+/* Keeps out[j] as tout[j] for the node's used float outputs, drops the rest. */
+static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **tout) {
+    for (int j = 0; j < n->nout; j++) {
+        if (n->outputs[j] >= 0 && is_f32(out[j])) tout[j] = out[j];
+        else ba_tensor_unref(out[j]);
+        out[j] = NULL;
+    }
+}
+
+/* ---- selections on the base point's argmax ---- */
+
+/* Valid taps [lo, hi) of a window starting at start on an axis of n elements (as grad_pool.c). */
+static void taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
+    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
+    if (h > k) h = k;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+/* ty = tx at the first maximum of each window of x (MaxPool's choice). */
+static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX,
+                                 ba_tensor_t **ty, ba_error *err) {
+    const int nsp = X->ndim - 2;
+    const int64_t *ks = NULL;
+    if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name, n->op_type,
+                            nsp);
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ba_node_attr_int(n, "ceil_mode", 0) != 0, &g, err));
+    ba_tensor_t *T = zeros_like(Y, err);
+    if (!T) return err->code;
+    const int64_t IH = g.in[1], IW = g.in[2], ID = g.in[0], OD = g.out[0], OH = g.out[1], OW = g.out[2];
+    const int64_t Pin = ID * IH * IW, P = OD * OH * OW, planes = X->shape[0] * X->shape[1];
+    const float *x = X->data, *tx = TX->data;
+    float *t = T->data;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * Pin, *tp = tx + pl * Pin;
+        for (int64_t od = 0; od < OD; od++) {
+            int64_t d0 = od * g.s[0] - g.pb[0], dlo, dhi;
+            taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
+            for (int64_t oh = 0; oh < OH; oh++) {
+                int64_t h0 = oh * g.s[1] - g.pb[1], hlo, hhi;
+                taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    int64_t w0 = ow * g.s[2] - g.pb[2], wlo, whi;
+                    taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
+                    float best = -INFINITY;
+                    int64_t bi = -1;
+                    for (int64_t a = dlo; a < dhi; a++)
+                        for (int64_t b = hlo; b < hhi; b++)
+                            for (int64_t c = wlo; c < whi; c++) {
+                                int64_t e = ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2];
+                                if (xp[e] > best || bi < 0) {
+                                    best = xp[e];
+                                    bi = e;
+                                }
+                            }
+                    if (bi >= 0) t[pl * P + (od * OH + oh) * OW + ow] = tp[bi];
+                }
+            }
+        }
+    }
+    *ty = T;
+    return BA_OK;
+}
+
+/* GlobalMaxPool: tx at the first maximum of each plane. */
+static ba_status gmaxpool_tangent(const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX, ba_tensor_t **ty,
+                                  ba_error *err) {
+    ba_tensor_t *T = zeros_like(Y, err);
+    if (!T) return err->code;
+    const int64_t planes = X->shape[0] * X->shape[1], P = planes ? X->numel / planes : 0;
+    const float *x = X->data, *tx = TX->data;
+    float *t = T->data;
+    for (int64_t pl = 0; pl < planes && P; pl++) {
+        int64_t b = 0;
+        for (int64_t p = 1; p < P; p++)
+            if (x[pl * P + p] > x[pl * P + b]) b = p;
+        t[pl] = tx[pl * P + b];
+    }
+    *ty = T;
+    return BA_OK;
+}
+
+/* Max / Min of n broadcast inputs: the first input equal to the output wins (as variadic_backward). */
+static ba_status maxmin_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, const ba_tensor_t *Y,
+                                ba_tensor_t *const *tin, ba_tensor_t **ty, ba_error *err) {
+    ba_tensor_t *T = zeros_like(Y, err);
+    unsigned char *taken = T ? ba_calloc((size_t)Y->numel + 1, 1, err) : NULL;
+    ba_status st = taken ? BA_OK : err->code;
+    const float *y = Y->data;
+    float *t = T ? T->data : NULL;
+    for (int i = 0; i < nin && st == BA_OK; i++) {
+        if (!in[i]) continue;
+        int ox = 0, ot = 0;
+        float *x = ba_grad_bcast_f32(n, in[i], Y->ndim, Y->shape, &ox, err);
+        float *tv = x && tin[i] ? ba_grad_bcast_f32(n, tin[i], Y->ndim, Y->shape, &ot, err) : NULL;
+        if (!x || (tin[i] && !tv)) st = err->code;
+        for (int64_t e = 0; st == BA_OK && e < Y->numel; e++)
+            if (!taken[e] && x[e] == y[e]) {
+                taken[e] = 1;
+                t[e] = tv ? tv[e] : 0.0f;
+            }
+        if (ox) free(x);
+        if (ot) free(tv);
+    }
+    free(taken);
+    if (st != BA_OK) {
+        ba_tensor_unref(T);
+        return st;
+    }
+    *ty = T;
+    return BA_OK;
+}
+
+/* ---- the local central difference (ops without a rule) ---- */
+
+/* Step h for inputs in ± h·tin: FD_REL_STEP of the perturbed inputs' RMS per
+ * tangent RMS. 0 when every tangent is zero. */
+static double fd_step(ba_tensor_t *const *in, ba_tensor_t *const *tin, int nin) {
+    double sx = 0.0, st = 0.0;
+    int64_t cnt = 0;
+    for (int j = 0; j < nin; j++) {
+        if (!tin[j]) continue;
+        const float *x = in[j]->data, *t = tin[j]->data;
+        for (int64_t e = 0; e < tin[j]->numel; e++) {
+            sx += (double)x[e] * x[e];
+            st += (double)t[e] * t[e];
+        }
+        cnt += tin[j]->numel;
+    }
+    if (st == 0.0 || cnt == 0) return 0.0;
+    double scale = sqrt(sx / (double)cnt);
+    if (scale == 0.0) scale = FD_MIN_SCALE;
+    return FD_REL_STEP * scale / sqrt(st / (double)cnt);
+}
+
+/* xs[j] = in[j] + h·tin[j] where tin[j] is set, else in[j] (refs). */
+static ba_status fd_inputs(ba_tensor_t *const *in, ba_tensor_t *const *tin, int nin, double h, ba_tensor_t **xs,
+                           ba_error *err) {
+    for (int j = 0; j < nin; j++) xs[j] = NULL;
+    for (int j = 0; j < nin; j++) {
+        if (!tin[j]) {
+            xs[j] = in[j] ? ba_tensor_ref(in[j]) : NULL;
+            continue;
+        }
+        xs[j] = zeros_like(in[j], err);
+        if (!xs[j]) return err->code;
+        const float *x = in[j]->data, *t = tin[j]->data;
+        float *o = xs[j]->data;
+        for (int64_t e = 0; e < in[j]->numel; e++) o[e] = (float)((double)x[e] + h * (double)t[e]);
+    }
+    return BA_OK;
+}
+
+static void unref_all(ba_tensor_t **t, int n) {
+    for (int j = 0; j < n; j++) {
+        ba_tensor_unref(t[j]);
+        t[j] = NULL;
+    }
+}
+
+/* ty = (f(x + h tx) − f(x − h tx)) / 2h. */
+static ba_status fd_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
+                            ba_tensor_t **tout, ba_error *err) {
+    double h = fd_step(in, tin, nin);
+    if (h == 0.0) return BA_OK;
+    ba_tensor_t *xp[MAX_IO] = {0}, *xm[MAX_IO] = {0}, *yp[MAX_IO] = {0}, *ym[MAX_IO] = {0};
+    ba_status st = fd_inputs(in, tin, nin, h, xp, err);
+    if (st == BA_OK) st = fd_inputs(in, tin, nin, -h, xm, err);
+    if (st == BA_OK) st = run_forward(n, xp, nin, yp, err);
+    if (st == BA_OK) st = run_forward(n, xm, nin, ym, err);
+    for (int j = 0; j < n->nout && st == BA_OK; j++) {
+        if (n->outputs[j] < 0 || !is_f32(yp[j]) || !is_f32(ym[j])) continue;
+        ba_tensor_t *t = zeros_like(yp[j], err);
+        if (!t) {
+            st = err->code;
+            break;
+        }
+        const float *a = yp[j]->data, *b = ym[j]->data;
+        float *o = t->data;
+        for (int64_t e = 0; e < t->numel; e++) o[e] = (float)(((double)a[e] - b[e]) / (2.0 * h));
+        tout[j] = t;
+    }
+    unref_all(xp, nin);
+    unref_all(xm, nin);
+    unref_all(yp, n->nout);
+    unref_all(ym, n->nout);
+    return st;
+}
+
+/* ---- tangent rules ---- */
+
+static int same_shape(const ba_tensor_t *a, const ba_tensor_t *b) {
+    return a->ndim == b->ndim && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->ndim);
+}
+
+/* Allocation-free paths for the commonest ops of a CNN's tangent: the
+ * elementwise masks (Relu, Clip, LeakyRelu, HardSigmoid) written over their
+ * input's tangent when it is not needed again, and Add/Sub of same-shaped
+ * operands (a pass-through when only one carries a tangent). Returns 0 when
+ * the node is not one of these cases (node_tangent's rules then apply). */
+static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                        ba_tensor_t *const *tin, unsigned steal, ba_tensor_t **tout, ba_status *st, ba_error *err) {
+    *st = BA_OK;
+    if (k == R_UNARY && tin[0] && is_f32(in[0]) && is_f32(out[0]) && same_shape(in[0], out[0]) &&
+        same_shape(tin[0], in[0])) {
+        const char *op = n->op_type;
+        int relu = !strcmp(op, "Relu"), clip = !strcmp(op, "Clip"), leaky = !strcmp(op, "LeakyRelu");
+        int hsig = !strcmp(op, "HardSigmoid");
+        if (!relu && !clip && !leaky && !hsig) return 0;
+        float lo = -INFINITY, hi = INFINITY, a = 0.0f, b = 0.0f;
+        if (clip) {
+            if (n->opset < 11) {
+                lo = ba_node_attr_float(n, "min", -INFINITY);
+                hi = ba_node_attr_float(n, "max", INFINITY);
+            } else {
+                if (nin > 1 && in[1] && in[1]->numel) lo = (float)ba_tensor_get_f64(in[1], 0);
+                if (nin > 2 && in[2] && in[2]->numel) hi = (float)ba_tensor_get_f64(in[2], 0);
+            }
+        } else if (leaky) {
+            a = ba_node_attr_float(n, "alpha", 0.01f);
+        } else if (hsig) {
+            a = ba_node_attr_float(n, "alpha", 0.2f);
+            b = ba_node_attr_float(n, "beta", 0.5f);
+        }
+        ba_tensor_t *T = (steal & 1u) && exclusive(tin[0]) ? ba_tensor_ref(tin[0]) : new_uninit(in[0], err);
+        if (!T) {
+            *st = err->code;
+            return 1;
+        }
+        const float *x = in[0]->data, *y = out[0]->data, *t = tin[0]->data;
+        float *o = T->data;
+        const int64_t ne = in[0]->numel;
+        /* the same conditions as unary_backward (grad_elementwise.c) */
+        if (relu) {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) {
+                const float tv = t[e]; /* loaded unconditionally: a select, so it vectorizes */
+                o[e] = y[e] != 0.0f ? tv : 0.0f;
+            }
+        } else if (clip) {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) {
+                const float tv = t[e], xv = x[e];
+                o[e] = (xv >= lo) & (xv <= hi) ? tv : 0.0f;
+            }
+        } else if (leaky) {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) {
+                const float tv = t[e];
+                o[e] = x[e] > 0.0f ? tv : a * tv;
+            }
+        } else {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) {
+                const float v = a * x[e] + b, tv = a * t[e];
+                o[e] = (v > 0.0f) & (v < 1.0f) ? tv : 0.0f;
+            }
+        }
+        tout[0] = T;
+        return 1;
+    }
+    if (k == R_LINEAR && nin == 2 && (!strcmp(n->op_type, "Add") || !strcmp(n->op_type, "Sub")) && is_f32(out[0])) {
+        const int sub = n->op_type[0] == 'S';
+        for (int j = 0; j < 2; j++)
+            if (tin[j] && !same_shape(tin[j], out[0])) return 0;
+        if (!tin[1]) { /* d(a ± c) = da */
+            tout[0] = ba_tensor_ref(tin[0]);
+            return 1;
+        }
+        if (!tin[0] && !sub) {
+            tout[0] = ba_tensor_ref(tin[1]);
+            return 1;
+        }
+        if (!tin[0]) return 0;
+        int s0 = (steal & 1u) && exclusive(tin[0]) && tin[0] != tin[1];
+        ba_tensor_t *T = s0 ? ba_tensor_ref(tin[0]) : new_uninit(out[0], err);
+        if (!T) {
+            *st = err->code;
+            return 1;
+        }
+        const float *p = tin[0]->data, *q = tin[1]->data;
+        float *o = T->data;
+        const int64_t ne = T->numel;
+        if (sub) {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) o[e] = p[e] - q[e];
+        } else {
+#pragma omp simd
+            for (int64_t e = 0; e < ne; e++) o[e] = p[e] + q[e];
+        }
+        tout[0] = T;
+        return 1;
+    }
+    return 0;
+}
+
+/* tout[j] = J_n · tin for node n at base inputs in / outputs out (tin[j] NULL:
+ * no tangent on input j). steal: inputs whose tangent this node may overwrite
+ * (last use, held only here). tout[] must be NULL on entry. */
+static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
+                              ba_tensor_t *const *out, ba_tensor_t *const *tin, unsigned steal, ba_tensor_t **tout,
+                              ba_error *err) {
+    ba_tensor_t *io[MAX_IO], *res[MAX_IO], *own[MAX_IO];
+    ba_status st = BA_OK;
+    if (nin > MAX_IO || n->nout > MAX_IO)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): more than %d inputs or outputs", n->name,
+                            n->op_type, MAX_IO);
+    if (fast_tangent(n, k, in, nin, out, tin, steal, tout, &st, err)) return st;
+    switch (k) {
+    case R_LINEAR: {
+        const unsigned mask = rule_mask(n->op_type);
+        for (int j = 0; j < nin; j++) own[j] = NULL;
+        for (int j = 0; j < nin; j++) {
+            io[j] = in[j];
+            if (tin[j]) {
+                io[j] = tin[j];
+            } else if (is_f32(in[j]) && j < 32 && (mask >> j & 1u)) {
+                /* a float data input without a tangent contributes 0 (Concat, Add …) */
+                own[j] = zeros_like(in[j], err);
+                if (!own[j]) {
+                    st = err->code;
+                    break;
+                }
+                io[j] = own[j];
+            }
+        }
+        if (st == BA_OK) st = run_forward(n, io, nin, res, err);
+        if (st == BA_OK) take_outputs(n, res, tout);
+        for (int j = 0; j < nin; j++) ba_tensor_unref(own[j]);
+        return st;
+    }
+    case R_BILINEAR: {
+        ba_tensor_t *acc = NULL;
+        for (int side = 0; side < 2 && st == BA_OK; side++) {
+            if (!tin[side]) continue;
+            io[0] = side == 0 ? tin[0] : in[0];
+            io[1] = side == 1 ? tin[1] : in[1];
+            st = run_forward(n, io, 2, res, err); /* without the bias: the tangent of W·x + B is W·tx */
+            if (st == BA_OK) {
+                st = accumulate(&acc, res[0], err);
+                for (int j = 1; j < n->nout; j++) ba_tensor_unref(res[j]);
+            }
+        }
+        if (st == BA_OK) tout[0] = acc;
+        else ba_tensor_unref(acc);
+        return st;
+    }
+    case R_UNARY:
+    case R_SOFTMAX: { /* diagonal (or symmetric) Jacobian: J·t = Jᵀ·t, the op's backward */
+        if (in[0]->numel != out[0]->numel) return fd_tangent(n, in, nin, tin, tout, err);
+        const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+        unsigned char need[MAX_IO] = {0};
+        ba_tensor_t *dout[MAX_IO] = {0}, *din[MAX_IO] = {0};
+        need[0] = 1;
+        dout[0] = tin[0];
+        st = d->backward(n, in, nin, out, n->nout, dout, need, din, err);
+        if (st == BA_OK && din[0] && (din[0]->ndim != out[0]->ndim ||
+                                      memcmp(din[0]->shape, out[0]->shape, sizeof(int64_t) * (size_t)out[0]->ndim))) {
+            ba_tensor_t *v = ba_tensor_view(din[0], out[0]->ndim, out[0]->shape, err);
+            ba_tensor_unref(din[0]);
+            din[0] = v;
+            if (!v) st = err->code;
+        }
+        if (st == BA_OK) tout[0] = din[0];
+        else unref_all(din, nin);
+        for (int j = 1; j < nin; j++) ba_tensor_unref(din[j]);
+        return st;
+    }
+    case R_SELECT:
+        if (!strcmp(n->op_type, "MaxPool")) return maxpool_tangent(n, in[0], out[0], tin[0], &tout[0], err);
+        if (!strcmp(n->op_type, "GlobalMaxPool")) return gmaxpool_tangent(in[0], out[0], tin[0], &tout[0], err);
+        return maxmin_tangent(n, in, nin, out[0], tin, &tout[0], err);
+    case R_BN: { /* (tx − 0)·scale/sqrt(var + eps) + 0 */
+        if (nin < 5) return fd_tangent(n, in, nin, tin, tout, err);
+        ba_tensor_t *zb = zeros_like(in[2], err), *zm = zb ? zeros_like(in[3], err) : NULL;
+        if (zm) {
+            io[0] = tin[0];
+            io[1] = in[1];
+            io[2] = zb;
+            io[3] = zm;
+            io[4] = in[4];
+            st = run_forward(n, io, 5, res, err);
+            if (st == BA_OK) take_outputs(n, res, tout);
+        } else {
+            st = err->code;
+        }
+        ba_tensor_unref(zb);
+        ba_tensor_unref(zm);
+        return st;
+    }
+    case R_DIV: { /* ty = (ta − y·tb) / b */
+        const ba_tensor_t *Y = out[0];
+        int ob = 0, ota = 0, otb = 0;
+        float *b = ba_grad_bcast_f32(n, in[1], Y->ndim, Y->shape, &ob, err);
+        float *ta = b && tin[0] ? ba_grad_bcast_f32(n, tin[0], Y->ndim, Y->shape, &ota, err) : NULL;
+        float *tb = b && tin[1] ? ba_grad_bcast_f32(n, tin[1], Y->ndim, Y->shape, &otb, err) : NULL;
+        ba_tensor_t *T = b && (ta || !tin[0]) && (tb || !tin[1]) ? zeros_like(Y, err) : NULL;
+        if (T) {
+            const float *y = Y->data;
+            float *t = T->data;
+            for (int64_t e = 0; e < Y->numel; e++) t[e] = ((ta ? ta[e] : 0.0f) - (tb ? y[e] * tb[e] : 0.0f)) / b[e];
+            tout[0] = T;
+        } else {
+            st = err->code;
+        }
+        if (ob) free(b);
+        if (ota) free(ta);
+        if (otb) free(tb);
+        return st;
+    }
+    case R_FD:
+        return fd_tangent(n, in, nin, tin, tout, err);
+    default:
+        return BA_OK;
+    }
+}
+
+/* HardSwish's pieces: 0 for x <= -3, x for x >= 3, x(x + 3)/6 between. */
+#define HSWISH_EDGE 3.0f
+static int hswish_piece(float x) { return x <= -HSWISH_EDGE ? 0 : x >= HSWISH_EDGE ? 2 : 1; }
+
+int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_tensor_t *const *base_out,
+                           ba_tensor_t *const *in, int nin, ba_tensor_t **out, ba_status *st, ba_error *err) {
+    rule_kind k = rule_of(n, 0);
+    if (!strcmp(n->op_type, "HardSwish") && nin >= 1 && is_f32(in[0]) && is_f32(base_in[0]) &&
+        in[0]->numel == base_in[0]->numel) {
+        ba_tensor_t *y = zeros_like(in[0], err);
+        *st = y ? BA_OK : err->code;
+        if (y) {
+            const float *x = in[0]->data, *xb = base_in[0]->data;
+            float *o = y->data;
+            for (int64_t e = 0; e < y->numel; e++) {
+                int p = hswish_piece(xb[e]);
+                o[e] = p == 0 ? 0.0f : p == 2 ? x[e] : x[e] * (x[e] + HSWISH_EDGE) / (2.0f * HSWISH_EDGE);
+            }
+            out[0] = y;
+        }
+        return 1;
+    }
+    if (!((k == R_UNARY && piecewise_linear(n->op_type)) || k == R_SELECT) || nin > MAX_IO) return 0;
+    ba_tensor_t *d[MAX_IO] = {0}, *t[MAX_IO] = {0};
+    const unsigned rmask = rule_mask(n->op_type);
+    for (int j = 0; j < nin; j++) {
+        if (in[j] == base_in[j]) continue;
+        if (!is_f32(in[j]) || !is_f32(base_in[j]) || in[j]->numel != base_in[j]->numel || j >= 32 ||
+            !(rmask >> j & 1u) || !base_out[0] || !is_f32(base_out[0])) {
+            return 0; /* a change the rule does not cover: the caller runs the plain forward */
+        }
+    }
+    *st = BA_OK;
+    for (int j = 0; j < nin && *st == BA_OK; j++) {
+        if (in[j] == base_in[j]) continue;
+        d[j] = zeros_like(base_in[j], err);
+        if (!d[j]) {
+            *st = err->code;
+            break;
+        }
+        const float *a = in[j]->data, *b = base_in[j]->data;
+        float *o = d[j]->data;
+        for (int64_t e = 0; e < in[j]->numel; e++) o[e] = a[e] - b[e];
+    }
+    if (*st == BA_OK) *st = node_tangent(n, k, base_in, nin, base_out, d, 0, t, err);
+    if (*st == BA_OK) { /* y = y_base + J·Δx */
+        ba_tensor_t *y = zeros_like(base_out[0], err);
+        if (!y) {
+            *st = err->code;
+        } else {
+            const float *yb = base_out[0]->data, *tv = t[0] ? t[0]->data : NULL;
+            float *o = y->data;
+            for (int64_t e = 0; e < y->numel; e++) o[e] = yb[e] + (tv ? tv[e] : 0.0f);
+            out[0] = y;
+            for (int j = 1; j < n->nout; j++) out[j] = base_out[j] ? ba_tensor_ref(base_out[j]) : NULL;
+        }
+    }
+    unref_all(d, nin);
+    unref_all(t, n->nout);
+    return 1;
+}
+
+ba_status ba_grad_frozen_backward(void *ctx, int node, const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                  ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                                  const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)node;
+    const ba_grad_session_t *s = ctx;
+    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    rule_kind k = rule_of(n, 0);
+    if (((k == R_UNARY && piecewise_linear(n->op_type)) || k == R_SELECT) && nin <= MAX_IO && nout <= MAX_IO) {
+        ba_tensor_t *bin[MAX_IO], *bout[MAX_IO];
+        for (int j = 0; j < nin; j++) bin[j] = n->inputs[j] >= 0 ? s->vals[n->inputs[j]] : NULL;
+        for (int j = 0; j < nout; j++) bout[j] = n->outputs[j] >= 0 ? s->vals[n->outputs[j]] : NULL;
+        return d->backward(n, bin, nin, bout, nout, dout, need, din, err);
+    }
+    if (!strcmp(n->op_type, "HardSwish") && need[0] && dout[0] && n->inputs[0] >= 0) {
+        const ba_tensor_t *xb = s->vals[n->inputs[0]];
+        if (is_f32(xb) && xb->numel == in[0]->numel) {
+            float *dx = ba_grad_slot(din, 0, in[0], err);
+            if (!dx) return err->code;
+            const float *x = in[0]->data, *b = xb->data, *g = dout[0]->data;
+            for (int64_t e = 0; e < in[0]->numel; e++) {
+                int p = hswish_piece(b[e]);
+                dx[e] += p == 0 ? 0.0f : p == 2 ? g[e] : g[e] * (2.0f * x[e] + HSWISH_EDGE) / (2.0f * HSWISH_EDGE);
+            }
+            return BA_OK;
+        }
+    }
+    return d->backward(n, in, nin, out, nout, dout, need, din, err);
+}
+
+/* ---- second-order terms (the tangent backward's hook) ---- */
+
+typedef struct {
+    ba_grad_session_t *s;
+    ba_tensor_t **tan;    /* tangent of every value on the path */
+    unsigned char *kinds; /* rule per node (rule_kind), set by the tangent forward */
+} hook_ctx;
+
+/* f''(x) of a smooth unary op into f2 (y = f(x)); pw: Pow's exponent broadcast to x. */
+static void unary_second(const ba_node_t *n, const float *x, const float *y, const float *pw, int64_t ne, float *f2) {
+    const char *op = n->op_type;
+    if (!strcmp(op, "Sigmoid"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = y[e] * (1.0f - y[e]) * (1.0f - 2.0f * y[e]);
+    else if (!strcmp(op, "Tanh"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * y[e] * (1.0f - y[e] * y[e]);
+    else if (!strcmp(op, "Exp"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = y[e];
+    else if (!strcmp(op, "Log"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -1.0f / (x[e] * x[e]);
+    else if (!strcmp(op, "Sqrt"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -0.25f / (y[e] * y[e] * y[e]);
+    else if (!strcmp(op, "Erf"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * x[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
+    else if (!strcmp(op, "Reciprocal"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = 2.0f * y[e] * y[e] * y[e];
+    else if (!strcmp(op, "Elu")) {
+        const float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+        for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + a;
+    } else if (!strcmp(op, "Selu")) {
+        const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + g * a;
+    } else if (!strcmp(op, "Softplus"))
+        for (int64_t e = 0; e < ne; e++) {
+            double s = 1.0 / (1.0 + exp(-(double)x[e]));
+            f2[e] = (float)(s * (1.0 - s));
+        }
+    else if (!strcmp(op, "Gelu")) {
+        if (!strcmp(ba_node_attr_string(n, "approximate", "none"), "tanh")) {
+            const double k = sqrt(2.0 / M_PI), c = 0.044715;
+            for (int64_t e = 0; e < ne; e++) {
+                double v = x[e], u1 = k * (1.0 + 3.0 * c * v * v), u2 = 6.0 * k * c * v;
+                double t = tanh(k * (v + c * v * v * v)), s = 1.0 - t * t;
+                f2[e] = (float)(s * u1 + 0.5 * v * s * (u2 - 2.0 * t * u1 * u1));
+            }
+        } else {
+            for (int64_t e = 0; e < ne; e++) {
+                double v = x[e];
+                f2[e] = (float)(INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
+            }
+        }
+    } else if (!strcmp(op, "Sin"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -sinf(x[e]);
+    else if (!strcmp(op, "Cos"))
+        for (int64_t e = 0; e < ne; e++) f2[e] = -cosf(x[e]);
+    else if (!strcmp(op, "HardSwish")) /* x²/6 + x/2 on (−3, 3) */
+        for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > -3.0f && x[e] < 3.0f ? 1.0f / 3.0f : 0.0f;
+    else if (!strcmp(op, "Pow"))
+        for (int64_t e = 0; e < ne; e++) {
+            const float p = pw[e];
+            f2[e] = p == 2.0f ? 2.0f : p * (p - 1.0f) * powf(x[e], p - 2.0f);
+        }
+    else
+        for (int64_t e = 0; e < ne; e++) f2[e] = 0.0f;
+}
+
+/* din[i] += (g-reduced) t over Y's broadcast shape. */
+static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y, const float *t,
+                              ba_error *err) {
+    float *d = ba_grad_slot(din, i, x, err);
+    if (!d) return err->code;
+    ba_grad_reduce_add(t, Y->ndim, Y->shape, d, x->ndim, x->shape, 1.0f);
+    return BA_OK;
+}
+
+/* outer × len × inner layout of a softmax over X (as grad_norm.c). */
+static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len, int64_t *inner) {
+    const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
+    int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
+    int ax = (int)(a < 0 ? a + r : a);
+    *outer = *len = *inner = 1;
+    for (int d = 0; d < ax; d++) *outer *= X->shape[d];
+    if (v13) {
+        *len = X->shape[ax];
+        for (int d = ax + 1; d < r; d++) *inner *= X->shape[d];
+    } else {
+        for (int d = ax; d < r; d++) *len *= X->shape[d];
+    }
+}
+
+/* The second-order part of t(din) for node n: (∂B/∂inputs · tangents)(g), g = base dL/d out. */
+static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
+                              ba_tensor_t *const *out, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    ba_tensor_t *tin[MAX_IO], *gout[MAX_IO];
+    unsigned tmask = 0;
+    for (int j = 0; j < nin; j++) {
+        tin[j] = n->inputs[j] >= 0 ? c->tan[n->inputs[j]] : NULL;
+        if (tin[j] && j < 32) tmask |= 1u << j;
+    }
+    int anyg = 0;
+    for (int j = 0; j < n->nout; j++) {
+        gout[j] = n->outputs[j] >= 0 ? c->s->base_grads[n->outputs[j]] : NULL;
+        anyg |= gout[j] != NULL;
+    }
+    if (!anyg || !has_second(n, k, tmask)) return BA_OK;
+    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    ba_status st = BA_OK;
+    switch (k) {
+    case R_BILINEAR: { /* d(da) = B_a(tb)(g), d(db) = B_b(ta)(g) */
+        for (int side = 0; side < 2 && st == BA_OK; side++) {
+            if (!need[side]) continue;
+            ba_tensor_t *io[2] = {side == 0 ? in[0] : tin[0], side == 1 ? in[1] : tin[1]};
+            unsigned char nd[2] = {side == 0, side == 1};
+            ba_tensor_t *dd[2] = {din[0], din[1]};
+            st = d->backward(n, io, 2, out, n->nout, gout, nd, dd, err);
+            din[0] = dd[0];
+            din[1] = dd[1];
+        }
+        return st;
+    }
+    case R_UNARY: { /* f''(x)·tx·g */
+        if (!need[0] || !gout[0] || !tin[0] || in[0]->numel != out[0]->numel) return BA_OK;
+        const int64_t ne = in[0]->numel;
+        float *f2 = ba_malloc((size_t)ne * sizeof(float) + 1, err);
+        if (!f2) return err->code;
+        int opw = 0;
+        float *pw = NULL;
+        if (!strcmp(n->op_type, "Pow")) {
+            pw = ba_grad_bcast_f32(n, in[1], out[0]->ndim, out[0]->shape, &opw, err);
+            if (!pw) {
+                free(f2);
+                return err->code;
+            }
+        }
+        unary_second(n, in[0]->data, out[0]->data, pw, ne, f2);
+        float *dx = ba_grad_slot(din, 0, in[0], err);
+        if (dx) {
+            const float *t = tin[0]->data, *g = gout[0]->data;
+            for (int64_t e = 0; e < ne; e++) dx[e] += f2[e] * t[e] * g[e];
+        } else {
+            st = err->code;
+        }
+        if (opw) free(pw);
+        free(f2);
+        return st;
+    }
+    case R_DIV: { /* da: −g·tb/b²; db: −g·ty/b + g·y·tb/b² */
+        const ba_tensor_t *Y = out[0];
+        ba_tensor_t *ty = n->outputs[0] >= 0 ? c->tan[n->outputs[0]] : NULL;
+        int ob = 0, otb = 0;
+        float *b = ba_grad_bcast_f32(n, in[1], Y->ndim, Y->shape, &ob, err);
+        float *tb = b ? ba_grad_bcast_f32(n, tin[1], Y->ndim, Y->shape, &otb, err) : NULL;
+        float *t = tb ? ba_malloc((size_t)Y->numel * sizeof(float) + 1, err) : NULL;
+        st = t ? BA_OK : err->code;
+        const float *g = gout[0]->data, *y = Y->data, *tyv = ty ? ty->data : NULL;
+        if (st == BA_OK && need[0]) {
+            for (int64_t e = 0; e < Y->numel; e++) t[e] = -g[e] * tb[e] / (b[e] * b[e]);
+            st = add_to_input(din, 0, in[0], Y, t, err);
+        }
+        if (st == BA_OK && need[1]) {
+            for (int64_t e = 0; e < Y->numel; e++)
+                t[e] = (-g[e] * (tyv ? tyv[e] : 0.0f) + g[e] * y[e] * tb[e] / b[e]) / b[e];
+            st = add_to_input(din, 1, in[1], Y, t, err);
+        }
+        if (ob) free(b);
+        if (otb) free(tb);
+        free(t);
+        return st;
+    }
+    case R_SOFTMAX: { /* ty⊙(g − Σ y g) − y⊙Σ ty g */
+        ba_tensor_t *ty = n->outputs[0] >= 0 ? c->tan[n->outputs[0]] : NULL;
+        if (!need[0] || !ty || !gout[0]) return BA_OK;
+        int64_t outer, len, inner;
+        softmax_layout(n, in[0], &outer, &len, &inner);
+        float *dx = ba_grad_slot(din, 0, in[0], err);
+        if (!dx) return err->code;
+        const float *y = out[0]->data, *g = gout[0]->data, *t = ty->data;
+        for (int64_t o = 0; o < outer; o++)
+            for (int64_t i = 0; i < inner; i++) {
+                const int64_t base = o * len * inner + i;
+                double s1 = 0.0, s2 = 0.0;
+                for (int64_t q = 0; q < len; q++) {
+                    int64_t e = base + q * inner;
+                    s1 += (double)y[e] * g[e];
+                    s2 += (double)t[e] * g[e];
+                }
+                for (int64_t q = 0; q < len; q++) {
+                    int64_t e = base + q * inner;
+                    dx[e] += (float)(t[e] * (g[e] - s1) - y[e] * s2);
+                }
+            }
+        return BA_OK;
+    }
+    case R_FD: { /* (B(x + h tx)(g) − B(x − h tx)(g)) / 2h */
+        double h = fd_step(in, tin, nin);
+        if (h == 0.0) return BA_OK;
+        ba_tensor_t *xs[MAX_IO], *ys[MAX_IO], *dd[2][MAX_IO];
+        for (int side = 0; side < 2; side++)
+            for (int j = 0; j < nin; j++) dd[side][j] = NULL;
+        for (int side = 0; side < 2 && st == BA_OK; side++) {
+            st = fd_inputs(in, tin, nin, side ? -h : h, xs, err);
+            if (st == BA_OK) st = run_forward(n, xs, nin, ys, err);
+            else for (int j = 0; j < n->nout; j++) ys[j] = NULL;
+            if (st == BA_OK) st = d->backward(n, xs, nin, ys, n->nout, gout, need, dd[side], err);
+            unref_all(xs, nin);
+            unref_all(ys, n->nout);
+        }
+        for (int j = 0; j < nin && st == BA_OK; j++) {
+            if (!need[j] || (!dd[0][j] && !dd[1][j])) continue;
+            float *dx = ba_grad_slot(din, j, in[j], err);
+            if (!dx) {
+                st = err->code;
+                break;
+            }
+            const float *p = dd[0][j] ? dd[0][j]->data : NULL, *m = dd[1][j] ? dd[1][j]->data : NULL;
+            for (int64_t e = 0; e < in[j]->numel; e++)
+                dx[e] += (float)(((p ? (double)p[e] : 0.0) - (m ? (double)m[e] : 0.0)) / (2.0 * h));
+        }
+        unref_all(dd[0], nin);
+        unref_all(dd[1], nin);
+        return st;
+    }
+    default:
+        return BA_OK;
+    }
+}
+
+static ba_status tangent_hook(void *vctx, int node, const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                              ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                              ba_tensor_t **din, ba_error *err) {
+    hook_ctx *c = vctx;
+    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    BA_TRY(d->backward(n, in, nin, out, nout, dout, need, din, err)); /* B(base)(t dout) */
+    return second_order(c, n, (rule_kind)c->kinds[node], in, nin, out, need, din, err);
+}
+
+/* ---- the HVP ---- */
+
+void ba_grad_hvp_session_free(ba_grad_session_t *s) {
+    if (s->base_grads)
+        for (int v = 0; v < s->m->nvalues; v++) ba_tensor_unref(s->base_grads[v]);
+    for (int i = 0; s->cols && i < s->m->nnodes; i++) free(s->cols[i]);
+    free(s->base_grads);
+    free(s->second);
+    free(s->cols);
+    s->base_grads = NULL;
+    s->second = NULL;
+    s->cols = NULL;
+}
+
+/* Tangent of a Conv whose weight alone is perturbed: tY = tW ⊛ X (no bias),
+ * one sgemm over X's im2col columns, which are the same for every probe and
+ * so kept in the session (all images side by side, COLS_CACHE_BYTES in all).
+ * Returns 0 when the conv is not a plain one (group != 1) or the columns do
+ * not fit; node_tangent's rule then runs the conv kernel. */
+static int conv_w_tangent(ba_grad_session_t *s, int node, const ba_node_t *n, ba_tensor_t *const *in,
+                          const ba_tensor_t *Y, const ba_tensor_t *tw, ba_tensor_t **tout, ba_status *st,
+                          ba_error *err) {
+    const ba_tensor_t *X = in[0];
+    *st = BA_OK;
+    if (!is_f32(X) || !is_f32(Y) || X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP || tw->ndim != X->ndim ||
+        ba_node_attr_int(n, "group", 1) != 1 || tw->shape[1] != X->shape[1])
+        return 0;
+    const int nsp = X->ndim - 2;
+    ba_kern_geom_t g;
+    ba_error e2 = {0};
+    if (ba_kern_geom_make(n, nsp, X->shape + 2, tw->shape + 2, 0, &g, &e2) != BA_OK) return 0;
+    const int64_t N = X->shape[0], C = X->shape[1], M = tw->shape[0];
+    const int64_t Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t K = C * g.k[0] * g.k[1] * g.k[2], ld = N * P;
+    if (Y->numel != N * M * P || ld == 0 || K == 0) return 0;
+    if (!s->cols) {
+        s->cols = ba_calloc((size_t)s->m->nnodes + 1, sizeof *s->cols, err);
+        if (!s->cols) {
+            *st = err->code;
+            return 1;
+        }
+    }
+    if (!s->cols[node]) {
+        const int64_t bytes = K * ld * (int64_t)sizeof(float);
+        if (s->cols_bytes + bytes > COLS_CACHE_BYTES) return 0;
+        float *c = ba_malloc((size_t)bytes, err);
+        if (!c) {
+            *st = err->code;
+            return 1;
+        }
+        const float *x = X->data;
+        for (int64_t i = 0; i < N; i++) ba_kern_im2col(x + i * C * Pin, C, &g, c + i * P, ld);
+        s->cols[node] = c;
+        s->cols_bytes += bytes;
+    }
+    ba_tensor_t *T = new_uninit(Y, err);
+    float *tmp = T && N > 1 ? ba_malloc((size_t)(M * ld) * sizeof(float), err) : NULL;
+    if (!T || (N > 1 && !tmp)) {
+        ba_tensor_unref(T);
+        *st = err->code;
+        return 1;
+    }
+    float *dst = N > 1 ? tmp : T->data;
+    /* (M, N·P) = tW (M, K) · cols (K, N·P) */
+    ba_kern_sgemm(0, 0, M, ld, K, 1.0f, tw->data, K, s->cols[node], ld, 0.0f, dst, ld);
+    if (N > 1) { /* images side by side -> (N, M, P) */
+        float *y = T->data;
+        for (int64_t i = 0; i < N; i++)
+            for (int64_t m = 0; m < M; m++) memcpy(y + (i * M + m) * P, tmp + m * ld + i * P, (size_t)P * sizeof(float));
+        free(tmp);
+    }
+    *tout = T;
+    return 1;
+}
+
+/* Whether the tangent path from `value` has second-order terms (graph only, cached). */
+static ba_status path_second(ba_grad_session_t *s, int value, int *out, ba_error *err) {
+    const ba_model_t *m = s->m;
+    if (!s->second) {
+        s->second = ba_malloc((size_t)m->nvalues + 1, err);
+        if (!s->second) return err->code;
+        memset(s->second, -1, (size_t)m->nvalues + 1);
+    }
+    if (s->second[value] >= 0) {
+        *out = s->second[value];
+        return BA_OK;
+    }
+    unsigned char *has = ba_calloc((size_t)m->nvalues + 1, 1, err);
+    if (!has) return err->code;
+    has[value] = 1;
+    int sec = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        unsigned tmask = 0;
+        for (int j = 0; j < n->nin; j++)
+            if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
+        if (!tmask) continue;
+        rule_kind k = rule_of(n, tmask);
+        if (k == R_NONE || k == R_UNSUPPORTED) continue;
+        sec |= has_second(n, k, tmask);
+        for (int j = 0; j < n->nout; j++)
+            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]])) has[n->outputs[j]] = 1;
+    }
+    free(has);
+    s->second[value] = (signed char)sec;
+    *out = sec;
+    return BA_OK;
+}
+
+/* Tangents of every value downstream of `value` for the probe tv (a tensor
+ * of the constant's shape). keep_all = 0 frees each tangent after its last
+ * use (the output's is kept). kinds (nnodes, or NULL) gets each node's rule. */
+static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *tv, ba_tensor_t **tan, int keep_all,
+                                 unsigned char *kinds, ba_error *err) {
+    const ba_model_t *m = s->m;
+    int *last = NULL;
+    if (!keep_all) {
+        last = ba_malloc((size_t)m->nvalues * sizeof *last + 1, err);
+        if (!last) return err->code;
+        for (int v = 0; v < m->nvalues; v++) last[v] = -1;
+        for (int i = 0; i < m->nnodes; i++)
+            for (int j = 0; j < m->nodes[i].nin; j++)
+                if (m->nodes[i].inputs[j] >= 0) last[m->nodes[i].inputs[j]] = i;
+    }
+    tan[value] = ba_tensor_ref(tv);
+    ba_status st = BA_OK;
+    ba_tensor_t *in[MAX_IO], *out[MAX_IO], *tin[MAX_IO], *tout[MAX_IO];
+    /* Unsupported ops on the path are named by the backward's check when it
+     * runs; here (tangent-only vhv) they are an error of their own. */
+    for (int i = 0; i < m->nnodes && st == BA_OK; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        if (kinds) kinds[i] = R_NONE;
+        unsigned tmask = 0;
+        int any = 0;
+        if (n->nin > MAX_IO || n->nout > MAX_IO) {
+            for (int j = 0; j < n->nin; j++) any |= n->inputs[j] >= 0 && tan[n->inputs[j]];
+            if (any)
+                st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (%s) has more than %d inputs or outputs",
+                                  m->path, n->name, n->op_type, MAX_IO);
+            continue;
+        }
+        for (int j = 0; j < n->nin; j++) {
+            int id = n->inputs[j];
+            in[j] = id >= 0 ? s->vals[id] : NULL;
+            tin[j] = id >= 0 && is_f32(in[j]) ? tan[id] : NULL;
+            if (tin[j]) {
+                any = 1;
+                if (j < 32) tmask |= 1u << j;
+            }
+        }
+        if (!any) continue;
+        rule_kind k = rule_of(n, tmask);
+        if (kinds) kinds[i] = (unsigned char)k;
+        if (k == R_UNSUPPORTED) {
+            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: no backward for %s (node '%s') on the gradient path",
+                              m->path, n->op_type, n->name);
+            break;
+        }
+        if (k != R_NONE) {
+            for (int j = 0; j < n->nout; j++) {
+                out[j] = n->outputs[j] >= 0 ? s->vals[n->outputs[j]] : NULL;
+                tout[j] = NULL;
+            }
+            unsigned steal = 0;
+            for (int j = 0; last && j < n->nin && j < 32; j++) {
+                int id = n->inputs[j], twice = 0;
+                for (int q = 0; q < n->nin; q++) twice |= q != j && n->inputs[q] == id;
+                if (tin[j] && last[id] == i && id != s->out_id && id != value && !twice) steal |= 1u << j;
+            }
+            /* drop the table's ref so that the kernel's is the only one */
+            for (int j = 0; j < n->nin && j < 32; j++)
+                if (steal >> j & 1u) tan[n->inputs[j]] = NULL;
+            if (!(k == R_BILINEAR && tmask == 2u && !strcmp(n->op_type, "Conv") &&
+                  conv_w_tangent(s, i, n, in, out[0], tin[1], &tout[0], &st, err)))
+                st = node_tangent(n, k, in, n->nin, out, tin, steal, tout, err);
+            for (int j = 0; j < n->nin && j < 32; j++)
+                if (steal >> j & 1u) ba_tensor_unref(tin[j]);
+            for (int j = 0; j < n->nout; j++) {
+                if (st == BA_OK && n->outputs[j] >= 0 && tout[j]) {
+                    ba_tensor_unref(tan[n->outputs[j]]);
+                    tan[n->outputs[j]] = tout[j];
+                } else {
+                    ba_tensor_unref(tout[j]);
+                }
+            }
+            if (st != BA_OK) ba_error_prefix(err, "%s: tangent of node '%s' (%s)", m->path, n->name, n->op_type);
+        }
+        if (last)
+            for (int j = 0; j < n->nin; j++) {
+                int id = n->inputs[j];
+                if (id >= 0 && last[id] == i && id != s->out_id && tan[id]) {
+                    ba_tensor_unref(tan[id]);
+                    tan[id] = NULL;
+                }
+            }
+    }
+    free(last);
+    return st;
+}
+
+/* dL/dv for every float value at the base point (once per session). */
+static ba_status ensure_base_grads(ba_grad_session_t *s, ba_error *err) {
+    if (s->base_grads) return BA_OK;
+    const ba_model_t *m = s->m;
+    const ba_tensor_t *z = s->vals[s->out_id];
+    ba_tensor_t **keep = ba_calloc((size_t)m->nvalues + 1, sizeof *keep, err);
+    ba_tensor_t *dz = keep ? zeros_like(z, err) : NULL;
+    ba_status st = dz ? BA_OK : err->code;
+    double l;
+    if (st == BA_OK) st = ba_loss_eval(&s->loss, z, s->row0, 1.0, &l, dz->data, err);
+    if (st == BA_OK) st = ba_grad_backward(m, s->vals, s->out_id, dz, 0, NULL, NULL, keep, NULL, NULL, err);
+    if (keep && st == BA_OK && !keep[s->out_id]) keep[s->out_id] = ba_tensor_ref(dz);
+    ba_tensor_unref(dz);
+    if (st != BA_OK) {
+        for (int v = 0; keep && v < m->nvalues; v++) ba_tensor_unref(keep[v]);
+        free(keep);
+        return st;
+    }
+    s->base_grads = keep;
+    return BA_OK;
+}
+
+static ba_status check_value(const ba_grad_session_t *s, int value, ba_error *err) {
+    const ba_model_t *m = s->m;
+    if (value < 0 || value >= m->nvalues || !m->values[value].constant)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
+                            m->path, value);
+    if (!is_f32(s->vals[value]))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for '%s', which is not float32", m->path,
+                            m->values[value].name);
+    return BA_OK;
+}
+
+/* Hv into hv_out (when non-NULL) and vᵀHv into *vhv (when non-NULL). */
+static ba_status hvp_exact(ba_grad_session_t *s, int value, const float *v, float *hv_out, double *vhv,
+                           ba_error *err) {
+    BA_TRY(check_value(s, value, err));
+    const ba_model_t *m = s->m;
+    const ba_tensor_t *W = s->vals[value];
+    int sec = 0;
+    BA_TRY(path_second(s, value, &sec, err));
+    if (sec) BA_TRY(ensure_base_grads(s, err));
+    ba_tensor_t **tan = ba_calloc((size_t)m->nvalues + 1, sizeof *tan, err);
+    unsigned char *kinds = tan ? ba_calloc((size_t)m->nnodes + 1, 1, err) : NULL;
+    ba_tensor_t *tv = kinds ? ba_tensor_wrap(BA_DT_F32, W->ndim, W->shape, (void *)v, err) : NULL;
+    ba_tensor_t *tdz = NULL, *g = NULL;
+    ba_status st = tv ? BA_OK : err->code;
+    if (st == BA_OK) st = tangent_forward(s, value, tv, tan, sec, kinds, err);
+    const ba_tensor_t *z = s->vals[s->out_id], *tz = tan ? tan[s->out_id] : NULL;
+    double q = 0.0;
+    if (st == BA_OK && tz) {
+        tdz = zeros_like(z, err);
+        st = tdz ? ba_loss_hvp(&s->loss, z, s->row0, tz->data, tdz->data, &q, err) : err->code;
+    }
+    if (vhv && st == BA_OK && !sec) *vhv = q; /* no second-order terms: vᵀHv = (Jv)ᵀ ∇²L (Jv) */
+    if (st == BA_OK && (hv_out || (vhv && sec))) {
+        if (tdz) {
+            hook_ctx c = {s, tan, kinds};
+            st = ba_grad_backward(m, s->vals, s->out_id, tdz, 1, &value, &g, NULL, sec ? tangent_hook : NULL, &c,
+                                  err);
+        }
+        if (st == BA_OK) {
+            const float *gv = g ? g->data : NULL;
+            double d = 0.0;
+            for (int64_t i = 0; i < W->numel; i++) {
+                float h = gv ? gv[i] : 0.0f;
+                if (hv_out) hv_out[i] = h;
+                d += (double)v[i] * h;
+            }
+            if (vhv && sec) *vhv = d;
+        }
+    }
+    ba_tensor_unref(g);
+    ba_tensor_unref(tdz);
+    ba_tensor_unref(tv);
+    for (int i = 0; tan && i < m->nvalues; i++) ba_tensor_unref(tan[i]);
+    free(tan);
+    free(kinds);
+    return st;
+}
+
+ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err) {
+    return hvp_exact(s, value, v, hv_out, NULL, err);
+}
+
+ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, double *vhv, ba_error *err) {
+    return hvp_exact(s, value, v, NULL, vhv, err);
+}
