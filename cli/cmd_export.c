@@ -2,6 +2,7 @@
  * tools read (see docs/export.md). The study's model is re-read and must have the
  * sha256 stored with the study; the output is written to PATH.tmp and renamed,
  * so nothing but PATH is ever written and a failure leaves no file. */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/format.h"
 #include "quant/export.h"
 
 typedef struct {
@@ -139,6 +141,8 @@ int ba_cmd_export(const ba_cli_opts *o) {
     if (st == BA_OK && (same_file(out, ba_cli_db_path(o)) || same_file(out, c.info.model_path)))
         st = ba_error_set(&err, BA_ERR_INPUT, "--output: %s is the study's %s; choose another path", out,
                           same_file(out, c.info.model_path) ? "model" : "database");
+    if (st == BA_OK && ba_cli_mkdir_parents(out) != 0)
+        st = ba_error_set(&err, BA_ERR_IO, "--output: %s: cannot create its folder: %s", out, strerror(errno));
     if (st == BA_OK) st = load_model(&c, &set, &err);
     if (st == BA_OK) st = build_plan(&c, &set, &err);
     if (st == BA_OK && !onnx) st = ba_export_write(out, c.plan, c.model, fmt, &err);

@@ -34,17 +34,6 @@ void ba_search_ui_progress(void *user, const ba_run_progress_t *p) {
 
 /* ---- report ---- */
 
-static int mkdir_parents(const char *path) {
-    char dir[4096];
-    ba_path_dirname(path, dir, sizeof dir);
-    for (char *q = dir + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = '\0';
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return -1;
-        *q = '/';
-    }
-    return mkdir(dir, 0777) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 static void fmt_metric(double v, const char *fmt, char *buf, size_t cap) {
     if (isfinite(v)) snprintf(buf, cap, fmt, v);
@@ -120,7 +109,7 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
     ba_error err = {0};
     const ba_plan_t *pl = r->plan;
     if (plan_out) {
-        if (mkdir_parents(plan_out) != 0) {
+        if (ba_cli_mkdir_parents(plan_out) != 0) {
             ba_cli_error("--plan-out %s: cannot create its folder: %s", plan_out, strerror(errno));
             return BA_EXIT_RUNTIME;
         }

@@ -1,9 +1,12 @@
 /* Aligned tables, CSV and JSON printing for the commands (see format.h). Column widths
  * count UTF-8 code points so layer names with non-ASCII characters still line up. */
 #include "cli/format.h"
+#include "core/util.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -248,4 +251,16 @@ void ba_fmt_count(double n, char *buf, size_t cap) {
         snprintf(buf, cap, "%.0f", n);
     else
         snprintf(buf, cap, "%.2f%s", n, units[u]);
+}
+
+int ba_cli_mkdir_parents(const char *path) {
+    char dir[4096];
+    ba_path_dirname(path, dir, sizeof dir);
+    for (char *q = dir + 1; *q; q++) {
+        if (*q != '/') continue;
+        *q = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return -1;
+        *q = '/';
+    }
+    return mkdir(dir, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }

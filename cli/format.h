@@ -46,5 +46,7 @@ json_t *ba_json_real_or_null(double v);
 void ba_fmt_bytes(double bytes, char *buf, size_t cap);
 /* "1.20G", "3.40M", "512" (SI, for MACs and BOPs) */
 void ba_fmt_count(double n, char *buf, size_t cap);
+/* Creates the folders above an output file (mkdir -p of its dirname); 0 on success. */
+int ba_cli_mkdir_parents(const char *path);
 
 #endif
