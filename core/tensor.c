@@ -2,6 +2,7 @@
 #include "core/tensor.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,21 +103,113 @@ static ba_tensor_t *header(ba_dtype dt, int ndim, const int64_t *shape, ba_error
     return t;
 }
 
-ba_tensor_t *ba_tensor_new(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err) {
+/* ---- reuse of large buffers ----
+ * glibc serves blocks above its mmap threshold (at most 32 MiB) with a fresh
+ * mmap and unmaps them on free: a batch-32 ResNet run page-faulted ~100 MB of
+ * activations on every pass (5-10% of the run). Freed buffers of at least
+ * CACHE_MIN bytes are kept here by exact allocation size, oldest evicted
+ * first beyond CACHE_SLOTS buffers or CACHE_MAX_BYTES in all. */
+#define CACHE_MIN ((size_t)256 << 10)
+#define CACHE_MAX_BYTES ((size_t)256 << 20)
+#define CACHE_SLOTS 64
+
+static struct {
+    pthread_mutex_t mu;
+    int n;
+    size_t bytes;
+    void *ptr[CACHE_SLOTS];
+    size_t size[CACHE_SLOTS];
+} g_cache = {PTHREAD_MUTEX_INITIALIZER, 0, 0, {0}, {0}};
+
+static size_t alloc_size(size_t nb) {
+    size_t alloc = (nb + BA_TENSOR_ALIGN - 1) / BA_TENSOR_ALIGN * BA_TENSOR_ALIGN;
+    return alloc ? alloc : BA_TENSOR_ALIGN;
+}
+
+/* Under AddressSanitizer nothing is kept, so that a use after free of a
+ * tensor's data is still reported. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_ON 0
+#else
+#define CACHE_ON 1
+#endif
+
+static void *cache_take(size_t alloc) {
+    if (!CACHE_ON || alloc < CACHE_MIN) return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&g_cache.mu);
+    for (int i = g_cache.n - 1; i >= 0; i--) /* newest first: likeliest still in cache */
+        if (g_cache.size[i] == alloc) {
+            p = g_cache.ptr[i];
+            g_cache.bytes -= alloc;
+            memmove(g_cache.ptr + i, g_cache.ptr + i + 1, (size_t)(g_cache.n - i - 1) * sizeof g_cache.ptr[0]);
+            memmove(g_cache.size + i, g_cache.size + i + 1, (size_t)(g_cache.n - i - 1) * sizeof g_cache.size[0]);
+            g_cache.n--;
+            break;
+        }
+    pthread_mutex_unlock(&g_cache.mu);
+    return p;
+}
+
+/* Keeps p (alloc bytes) for reuse, or frees it; evicted buffers are freed outside the lock. */
+static void cache_give(void *p, size_t alloc) {
+    if (!p) return;
+    if (!CACHE_ON || alloc < CACHE_MIN || alloc > CACHE_MAX_BYTES) {
+        free(p);
+        return;
+    }
+    void *evict[CACHE_SLOTS];
+    int ne = 0;
+    pthread_mutex_lock(&g_cache.mu);
+    while (g_cache.n > 0 && (g_cache.n == CACHE_SLOTS || g_cache.bytes + alloc > CACHE_MAX_BYTES)) {
+        evict[ne++] = g_cache.ptr[0];
+        g_cache.bytes -= g_cache.size[0];
+        memmove(g_cache.ptr, g_cache.ptr + 1, (size_t)(g_cache.n - 1) * sizeof g_cache.ptr[0]);
+        memmove(g_cache.size, g_cache.size + 1, (size_t)(g_cache.n - 1) * sizeof g_cache.size[0]);
+        g_cache.n--;
+    }
+    g_cache.ptr[g_cache.n] = p;
+    g_cache.size[g_cache.n] = alloc;
+    g_cache.n++;
+    g_cache.bytes += alloc;
+    pthread_mutex_unlock(&g_cache.mu);
+    for (int i = 0; i < ne; i++) free(evict[i]);
+}
+
+void ba_tensor_cache_clear(void) {
+    pthread_mutex_lock(&g_cache.mu);
+    int n = g_cache.n;
+    void *ptr[CACHE_SLOTS];
+    memcpy(ptr, g_cache.ptr, (size_t)n * sizeof ptr[0]);
+    g_cache.n = 0;
+    g_cache.bytes = 0;
+    pthread_mutex_unlock(&g_cache.mu);
+    for (int i = 0; i < n; i++) free(ptr[i]);
+}
+
+static ba_tensor_t *tensor_alloc(ba_dtype dt, int ndim, const int64_t *shape, int zero, ba_error *err) {
     ba_tensor_t *t = header(dt, ndim, shape, err);
     if (!t) return NULL;
     size_t nb = ba_tensor_nbytes(t);
-    size_t alloc = (nb + BA_TENSOR_ALIGN - 1) / BA_TENSOR_ALIGN * BA_TENSOR_ALIGN;
-    if (alloc == 0) alloc = BA_TENSOR_ALIGN;
-    t->data = aligned_alloc(BA_TENSOR_ALIGN, alloc);
+    size_t alloc = alloc_size(nb);
+    t->data = cache_take(alloc);
+    if (!t->data) t->data = aligned_alloc(BA_TENSOR_ALIGN, alloc);
     if (!t->data) {
         free(t);
         ba_error_set(err, BA_ERR_NOMEM, "out of memory: tensor of %zu bytes", nb);
         return NULL;
     }
-    memset(t->data, 0, alloc);
+    if (zero) memset(t->data, 0, alloc);
     t->owns = 1;
     return t;
+}
+
+ba_tensor_t *ba_tensor_new(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err) {
+    return tensor_alloc(dt, ndim, shape, 1, err);
+}
+
+ba_tensor_t *ba_tensor_new_uninit(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err) {
+    return tensor_alloc(dt, ndim, shape, 0, err);
 }
 
 ba_tensor_t *ba_tensor_wrap(ba_dtype dt, int ndim, const int64_t *shape, void *data, ba_error *err) {
@@ -150,7 +243,9 @@ ba_tensor_t *ba_tensor_ref(ba_tensor_t *t) {
 
 void ba_tensor_unref(ba_tensor_t *t) {
     if (!t || --t->refs > 0) return;
-    if (t->owns) free(t->data);
+    /* Every owner allocates at least alloc_size(nbytes), 64-byte aligned
+     * (ba_tensor_new, and the few modules that set owns on their own buffer). */
+    if (t->owns) cache_give(t->data, alloc_size(ba_tensor_nbytes(t)));
     ba_tensor_unref(t->base);
     free(t);
 }

@@ -53,6 +53,14 @@ const char *ba_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 
 /* New zero-filled tensor. NULL (err set) on overflow / out of memory / bad ndim. */
 ba_tensor_t *ba_tensor_new(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err);
+/* Same, contents left undefined: for kernels that write every element (no
+ * zero-fill pass). Large buffers may be recycled ones (see below). */
+ba_tensor_t *ba_tensor_new_uninit(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err);
+/* Frees the buffers kept for reuse: freed large tensor buffers (>= 256 KiB,
+ * at most 256 MiB in all) are kept by exact size and handed to the next
+ * ba_tensor_new / _uninit of that size, so repeated forward passes do not
+ * mmap/munmap and page-fault their activations every run. Thread-safe. */
+void ba_tensor_cache_clear(void);
 /* Tensor over memory it does not own (mmap, protobuf buffer); caller keeps data alive. */
 ba_tensor_t *ba_tensor_wrap(ba_dtype dt, int ndim, const int64_t *shape, void *data, ba_error *err);
 /* Same memory, other shape (numel must match). Holds a ref on src. */
