@@ -11,7 +11,8 @@
  * tensor; then the pages just read are dropped (madvise DONTNEED). Peak RSS is
  * therefore about one copy of the weights plus the largest single tensor.
  * Typed-field tensors (float_data …) and Constant-node tensors are decoded by
- * protobuf-c and copied, one message at a time. */
+ * protobuf-c and copied, one message at a time. int4/uint4 tensors are
+ * unpacked on load into int8/uint8 (one element per byte, int4 sign-extended). */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -131,7 +132,7 @@ static int dtype_supported(int dt) {
     switch (dt) {
     case BA_DT_F32: case BA_DT_F16: case BA_DT_F64: case BA_DT_BF16: case BA_DT_I64: case BA_DT_I32:
     case BA_DT_I16: case BA_DT_U16: case BA_DT_I8: case BA_DT_U8: case BA_DT_BOOL: case BA_DT_U32:
-    case BA_DT_U64: return 1;
+    case BA_DT_U64: case BA_DT_I4: case BA_DT_U4: return 1;
     default: return 0;
     }
 }
@@ -140,7 +141,7 @@ static const char *tname(const Onnx__TensorProto *tp) { return tp->name && tp->n
 
 /* Reads an external-data tensor: location relative to the model folder, never
  * absolute, never with a ".." component, and (after symlinks) inside it. */
-static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, ba_tensor_t *t, ba_error *err) {
+static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void *dst, size_t nb, ba_error *err) {
     ba_model_priv_t *pv = m->priv;
     const char *loc = NULL;
     int64_t off = 0, len = -1;
@@ -183,7 +184,6 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, ba_te
     if (strncmp(rfile, rdir, dl) != 0 || (rfile[dl] != '/' && strcmp(rdir, "/") != 0))
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
                             m->path, tname(tp), loc);
-    size_t nb = ba_tensor_nbytes(t);
     if (len >= 0 && (uint64_t)len != nb)
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data length %lld but shape needs %zu bytes",
                             m->path, tname(tp), (long long)len, nb);
@@ -200,7 +200,7 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, ba_te
     }
     size_t done = 0;
     while (done < nb) {
-        ssize_t r = pread(fd, (uint8_t *)t->data + done, nb - done, (off_t)(off + (int64_t)done));
+        ssize_t r = pread(fd, (uint8_t *)dst + done, nb - done, (off_t)(off + (int64_t)done));
         if (r <= 0) {
             close(fd);
             return ba_error_set(err, BA_ERR_IO, "%s: tensor '%s': reading '%s' failed", m->path, tname(tp), full);
@@ -209,6 +209,28 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, ba_te
     }
     close(fd);
     return BA_OK;
+}
+
+/* Fills t (int8/uint8, numel elements) from int4/uint4 data packed two per
+ * byte, low nibble first: nb bytes of raw_data, external data, or int32_data
+ * (one packed byte per entry, as the ONNX TensorProto docs say). */
+static ba_status load_packed4(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, int has_raw,
+                              int external, const int32_t *typed, size_t nb, ba_tensor_t *t, ba_error *err) {
+    uint8_t *packed = ba_malloc(nb ? nb : 1, err);
+    if (!packed) return err->code;
+    ba_status st = BA_OK;
+    if (external) st = read_external(m, tp, packed, nb, err);
+    else if (has_raw) memcpy(packed, raw, nb);
+    else
+        for (size_t i = 0; i < nb; i++) packed[i] = (uint8_t)typed[i];
+    int is_signed = t->dtype == BA_DT_I8;
+    for (int64_t i = 0; st == BA_OK && i < t->numel; i++) {
+        unsigned v = i % 2 ? packed[i / 2] >> 4 : packed[i / 2] & 0xfu;
+        if (is_signed) ((int8_t *)t->data)[i] = (int8_t)(v >= 8 ? (int)v - 16 : (int)v);
+        else ((uint8_t *)t->data)[i] = (uint8_t)v;
+    }
+    free(packed);
+    return st;
 }
 
 ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len, int has_raw,
@@ -236,10 +258,15 @@ ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8
             return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': element count overflows", m->path, tname(tp));
         numel *= (uint64_t)shape[i];
     }
-    size_t es = ba_dtype_size((ba_dtype)dt);
+    /* int4/uint4 are stored packed (two per byte, low nibble first) and kept
+     * unpacked in the engine: one int8/uint8 per element, int4 sign-extended. */
+    int four = dt == BA_DT_I4 || dt == BA_DT_U4;
+    ba_dtype sdt = dt == BA_DT_I4 ? BA_DT_I8 : dt == BA_DT_U4 ? BA_DT_U8 : (ba_dtype)dt;
+    size_t es = ba_dtype_size(sdt);
     if (numel > max_bytes / es)
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': size overflows", m->path, tname(tp));
-    size_t nb = (size_t)numel * es;
+    size_t nb = four ? (size_t)((numel + 1) / 2) : (size_t)numel * es; /* bytes as stored */
+    size_t nstored = four ? nb : (size_t)numel; /* typed values as stored (int4: one packed byte each) */
     int external = tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
     if (!raw && tp->has_raw_data) {
         raw = tp->raw_data.data;
@@ -262,16 +289,18 @@ ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8
             if (raw_len != nb)
                 return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': raw_data holds %zu bytes but shape needs %zu",
                                     m->path, tname(tp), raw_len, nb);
-        } else if (ntyped != numel) {
-            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %zu stored values but shape needs %llu", m->path,
-                                tname(tp), ntyped, (unsigned long long)numel);
+        } else if (ntyped != nstored) {
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %zu stored values but shape needs %zu", m->path,
+                                tname(tp), ntyped, nstored);
         }
     }
-    ba_tensor_t *t = ba_tensor_new((ba_dtype)dt, (int)tp->n_dims, shape, err);
+    ba_tensor_t *t = ba_tensor_new(sdt, (int)tp->n_dims, shape, err);
     if (!t) return ba_error_prefix(err, "%s: tensor '%s'", m->path, tname(tp));
     ba_status st = BA_OK;
-    if (external) {
-        st = read_external(m, tp, t, err);
+    if (four) {
+        st = load_packed4(m, tp, raw, has_raw, external, (const int32_t *)typed, nb, t, err);
+    } else if (external) {
+        st = read_external(m, tp, t->data, nb, err);
     } else if (has_raw) {
         if (nb) memcpy(t->data, raw, nb);
     } else {
@@ -523,7 +552,47 @@ static ba_status unpack_fail(const ba_model_t *m, const char *what, size_t off, 
 
 /* Walks the GraphProto bytes [p, end): nodes, initializers and value infos are
  * unpacked one at a time. */
+/* Appends the value id of int4/uint4 initializer name to *ids. */
+static ba_status note_packed4(ba_model_t *m, const char *name, int **ids, int *n, ba_error *err) {
+    int id = ba_graph_value(m, name, err);
+    if (id < 0) return err->code;
+    int *g = realloc(*ids, (size_t)(*n + 1) * sizeof *g);
+    if (!g) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+    g[(*n)++] = id;
+    *ids = g;
+    return BA_OK;
+}
+
+/* The engine keeps int4/uint4 unpacked as int8/uint8, so a QuantizeLinear
+ * whose zero point is an int4/uint4 initializer would saturate to the 8-bit
+ * range: refused (QuantizeLinear to int4 is supported through output_dtype). */
+static ba_status check_packed4_uses(const ba_model_t *m, const int *ids, int n, ba_error *err) {
+    for (int k = 0; k < m->nnodes; k++) {
+        const ba_node_t *nd = &m->nodes[k];
+        if (strcmp(nd->op_type, "QuantizeLinear") != 0 || nd->nin < 3) continue;
+        for (int i = 0; i < n; i++)
+            if (nd->inputs[2] == ids[i])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: node '%s' (QuantizeLinear): an int4/uint4 zero point is not supported "
+                                    "(use the output_dtype attribute without a zero point)",
+                                    m->path, nd->name);
+    }
+    return BA_OK;
+}
+
+static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end,
+                                   int **four_ids, int *nfour, ba_error *err);
+
 static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end, ba_error *err) {
+    int *four = NULL, nfour = 0;
+    ba_status st = load_graph_fields(m, base, p, end, &four, &nfour, err);
+    if (st == BA_OK && nfour) st = check_packed4_uses(m, four, nfour, err);
+    free(four);
+    return st;
+}
+
+static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end,
+                                   int **four_ids, int *nfour_out, ba_error *err) {
     wire_field f;
     while (p < end) {
         if (!next_field(&p, end, &f)) return unpack_fail(m, "graph", (size_t)(p - base), err);
@@ -572,6 +641,8 @@ static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p
             free(sk.buf);
             if (!tp) return unpack_fail(m, "an initializer", off, err);
             ba_status st = add_initializer(m, tp, raw, raw_len, has_raw, err);
+            if (st == BA_OK && tp->has_data_type && (tp->data_type == BA_DT_I4 || tp->data_type == BA_DT_U4))
+                st = note_packed4(m, tp->name, four_ids, nfour_out, err);
             onnx__tensor_proto__free_unpacked(tp, NULL);
             drop_pages(base, f.payload, f.len);
             if (st != BA_OK) return st;
