@@ -3,6 +3,9 @@
  * streams can never block on a full pipe. */
 #include "tests/helpers.h"
 
+#include <criterion/criterion.h>
+#include <stdarg.h>
+
 #include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
@@ -98,4 +101,26 @@ size_t ba_test_count_lines(const char *s) {
     size_t n = 0;
     for (; s && *s; s++) n += *s == '\n';
     return n;
+}
+
+/* Longest argument list ba_test_cli passes on. */
+#define BA_TEST_MAX_ARGS 64
+
+ba_test_run_t ba_test_cli(const char *first, ...) {
+    const char *argv[BA_TEST_MAX_ARGS] = {BA_CLI};
+    int n = 1;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a && n < BA_TEST_MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    ba_test_run_t r = {0};
+    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
+    return r;
+}
+
+void ba_test_run_free(ba_test_run_t *r) {
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
 }

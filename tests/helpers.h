@@ -23,4 +23,14 @@ int ba_test_write_file(const char *path, const char *text);
 /* Number of '\n'-terminated lines in s. */
 size_t ba_test_count_lines(const char *s);
 
+/* What a run of the bitalloc CLI printed and its exit status. */
+typedef struct {
+    char *out, *err;
+    int status;
+} ba_test_run_t;
+/* Runs the built bitalloc (BA_CLI) with the NULL-terminated arguments; the test
+ * fails when it cannot be started. Free with ba_test_run_free. */
+ba_test_run_t ba_test_cli(const char *first, ...);
+void ba_test_run_free(ba_test_run_t *r);
+
 #endif

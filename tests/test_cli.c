@@ -12,34 +12,10 @@
 #include "cli/format.c"
 #include "cli/progress.c"
 
-#define MAX_ARGS 64
 
-typedef struct {
-    char *out, *err;
-    int status;
-} run_t;
-
-/* Runs BA_CLI with the NULL-terminated arguments. */
-static run_t cli(const char *first, ...) {
-    const char *argv[MAX_ARGS] = {BA_CLI};
-    int n = 1;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    run_t r = {0};
-    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
-    return r;
-}
-
-static void run_free(run_t *r) {
-    free(r->out);
-    free(r->err);
-}
 
 /* stderr is exactly one "bitalloc: error: ..." line containing want. */
-static void expect_error(const run_t *r, int code, const char *want) {
+static void expect_error(const ba_test_run_t *r, int code, const char *want) {
     cr_expect_eq(r->status, code, "exit %d, want %d; stderr: %s", r->status, code, r->err);
     cr_expect(strncmp(r->err, "bitalloc: error: ", 17) == 0, "stderr: %s", r->err);
     cr_expect_eq(ba_test_count_lines(r->err), 1, "stderr: %s", r->err);
@@ -50,7 +26,7 @@ static const char *const COMMANDS[] = {"inspect", "eval",   "sensitivity", "sear
                                        "studies", "trials", "export",      "quantize", NULL};
 
 Test(cli, help_lists_all_nine_commands) {
-    run_t r = cli("--help", NULL);
+    ba_test_run_t r = ba_test_cli("--help", NULL);
     cr_assert_eq(r.status, 0);
     for (int i = 0; COMMANDS[i]; i++) {
         char line[64];
@@ -58,7 +34,7 @@ Test(cli, help_lists_all_nine_commands) {
         cr_expect(strstr(r.out, line), "--help lacks %s", COMMANDS[i]);
     }
     cr_expect_str_empty(r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* The flags SPEC §3-§8 give each command. */
@@ -111,7 +87,7 @@ static const struct {
 
 Test(cli, every_command_help_exits_0_and_names_its_spec_flags) {
     for (size_t i = 0; i < sizeof SPEC_FLAGS / sizeof SPEC_FLAGS[0]; i++) {
-        run_t r = cli(SPEC_FLAGS[i].cmd, "--help", NULL);
+        ba_test_run_t r = ba_test_cli(SPEC_FLAGS[i].cmd, "--help", NULL);
         cr_expect_eq(r.status, 0, "%s --help", SPEC_FLAGS[i].cmd);
         char usage[64];
         snprintf(usage, sizeof usage, "usage: bitalloc %s", SPEC_FLAGS[i].cmd);
@@ -121,40 +97,40 @@ Test(cli, every_command_help_exits_0_and_names_its_spec_flags) {
                       SPEC_FLAGS[i].flags[j]);
         for (int j = 0; j < 4; j++)
             cr_expect(strstr(r.out, (const char *[]){"--db", "-q", "-v", "--config"}[j]));
-        run_free(&r);
+        ba_test_run_free(&r);
     }
 }
 
 Test(cli, version_prints_the_version) {
-    run_t r = cli("--version", NULL);
+    ba_test_run_t r = ba_test_cli("--version", NULL);
     cr_expect_eq(r.status, 0);
     cr_expect_str_eq(r.out, "bitalloc " BA_VERSION "\n");
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cli, unknown_command_exits_2_with_one_error_line) {
-    run_t r = cli("frobnicate", NULL);
+    ba_test_run_t r = ba_test_cli("frobnicate", NULL);
     expect_error(&r, 2, "frobnicate: unknown command");
-    run_free(&r);
-    r = cli("--db", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", NULL);
     expect_error(&r, 2, "--db: missing value");
-    run_free(&r);
-    r = cli(NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli(NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "bitalloc: error: missing COMMAND"));
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cli, unknown_flag_exits_2_naming_the_flag) {
-    run_t r = cli("inspect", "m.onnx", "--frob", NULL);
+    ba_test_run_t r = ba_test_cli("inspect", "m.onnx", "--frob", NULL);
     expect_error(&r, 2, "--frob: unknown flag for 'inspect'");
-    run_free(&r);
-    r = cli("--frob", "inspect", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--frob", "inspect", NULL);
     expect_error(&r, 2, "--frob: unknown flag");
-    run_free(&r);
-    r = cli("inspect", "m.onnx", "-x", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("inspect", "m.onnx", "-x", NULL);
     expect_error(&r, 2, "-x: unknown flag");
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cli, bad_values_exit_2_naming_the_flag) {
@@ -183,60 +159,60 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
         {"--data", "=x.npy", "--data: expected FILE or NAME=FILE"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_t r = cli("search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", cases[i].flag,
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", cases[i].flag,
                       cases[i].value, NULL);
         expect_error(&r, 2, cases[i].want);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
-    run_t r = cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
+    ba_test_run_t r = ba_test_cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
     expect_error(&r, 2, "--trial: expected a trial number or 'best'");
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cli, missing_values_and_required_arguments_exit_2) {
-    run_t r = cli("search", "m.onnx", "--seed", NULL);
+    ba_test_run_t r = ba_test_cli("search", "m.onnx", "--seed", NULL);
     expect_error(&r, 2, "--seed: missing value");
-    run_free(&r);
-    r = cli("inspect", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("inspect", NULL);
     expect_error(&r, 2, "inspect: missing MODEL");
-    run_free(&r);
-    r = cli("eval", "m.onnx", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("eval", "m.onnx", NULL);
     expect_error(&r, 2, "--data: required by 'eval'");
-    run_free(&r);
-    r = cli("search", "m.onnx", "--data", "x.npy", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("search", "m.onnx", "--data", "x.npy", NULL);
     expect_error(&r, 2, "--budget: required by 'search'");
-    run_free(&r);
-    r = cli("trials", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("trials", NULL);
     expect_error(&r, 2, "--study: required by 'trials'");
-    run_free(&r);
-    r = cli("export", "--study", "s", "--format", "plan", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("export", "--study", "s", "--format", "plan", NULL);
     expect_error(&r, 2, "--output: required by 'export'");
-    run_free(&r);
-    r = cli("sensitivity", "m.onnx", "--method", "fisher", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("sensitivity", "m.onnx", "--method", "fisher", NULL);
     expect_error(&r, 2, "--data: required by 'sensitivity --method fisher'");
-    run_free(&r);
-    r = cli("inspect", "a.onnx", "b.onnx", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("inspect", "a.onnx", "b.onnx", NULL);
     expect_error(&r, 2, "unexpected argument 'b.onnx'");
-    run_free(&r);
-    r = cli("studies", "--best", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("studies", "--best", NULL);
     expect_error(&r, 2, "--best: unknown flag for 'studies'");
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* Remove a command from this list when its capability lands in libbitalloc. */
 Test(cli, global_flags_work_before_or_after_the_command) {
     /* --db is honoured wherever it stands: the answer names that (absent) database. */
     static const char *const db = "/nonexistent-dir/x.db";
-    run_t r = cli("--db", db, "-q", "studies", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "-q", "studies", NULL);
     expect_error(&r, 2, db);
-    run_free(&r);
-    r = cli("studies", "--db=/nonexistent-dir/x.db", "-vv", "--format", "csv", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("studies", "--db=/nonexistent-dir/x.db", "-vv", "--format", "csv", NULL);
     expect_error(&r, 2, db);
-    run_free(&r);
-    r = cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "verbose: [true]"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* ---------------------------------------------------------------- --config */
@@ -265,7 +241,7 @@ static const char *BASE_CFG = "model: net.onnx\n"
 
 Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
     cfg_t c = write_cfg(BASE_CFG);
-    run_t r = cli("search", "--config", c.path, "--print-config", NULL);
+    ba_test_run_t r = ba_test_cli("search", "--config", c.path, "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char want[2048];
     snprintf(want, sizeof want,
@@ -277,19 +253,19 @@ Test(cli, config_values_are_used_with_paths_relative_to_the_file) {
     cr_expect(strstr(r.out, "pin: [\"conv1*=8\"]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "seed: \"7\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "include-embeddings: true\n"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* The file supplies MODEL, --data and --budget: the command gets past usage checks. */
-    r = cli("search", "--config", c.path, NULL);
+    r = ba_test_cli("search", "--config", c.path, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "net.onnx"), "the missing model is named: %s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(c.dir);
 }
 
 Test(cli, config_rebases_named_inputs_and_hw_paths_only) {
     cfg_t c = write_cfg("data: {image: x.npy, mask: /abs/m.npy}\nhw: profiles/a100.yaml\nstudy: s/1\n"
                         "budget: [\"avg-bits=4\"]\n");
-    run_t r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    ba_test_run_t r = ba_test_cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char want[1024];
     snprintf(want, sizeof want, "data: [\"image=%s/x.npy\", \"mask=/abs/m.npy\"]\n", c.dir);
@@ -297,17 +273,17 @@ Test(cli, config_rebases_named_inputs_and_hw_paths_only) {
     snprintf(want, sizeof want, "hw: \"%s/profiles/a100.yaml\"\n", c.dir);
     cr_expect(strstr(r.out, want), "%s", r.out);
     cr_expect(strstr(r.out, "study: \"s/1\"\n"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     cr_assert_eq(ba_test_write_file(c.path, "hw: a100\n"), 0);
-    r = cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
+    r = ba_test_cli("search", "m.onnx", "--config", c.path, "--print-config", NULL);
     cr_expect(strstr(r.out, "hw: \"a100\"\n"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(c.dir);
 }
 
 Test(cli, flags_override_the_config_file_key_by_key) {
     cfg_t c = write_cfg(BASE_CFG);
-    run_t r = cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
+    ba_test_run_t r = ba_test_cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
                   "--data", "x.npy", "--pin", "fc*=4", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "model: \"other.onnx\"\n"), "%s", r.out);
@@ -318,48 +294,48 @@ Test(cli, flags_override_the_config_file_key_by_key) {
     cr_expect(strstr(r.out, "data: [\"x.npy\"]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "pin: [\"conv1*=8\", \"fc*=4\"]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "labels: \"/abs/y.npy\"\n"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(c.dir);
 }
 
 Test(cli, printed_config_loads_back_to_the_same_flags) {
     cfg_t c = write_cfg(BASE_CFG);
-    run_t r = cli("search", "--config", c.path, "--tie", "layer\"1*", "-v", "--print-config", NULL);
+    ba_test_run_t r = ba_test_cli("search", "--config", c.path, "--tie", "layer\"1*", "-v", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char again[700];
     snprintf(again, sizeof again, "%s/again.yaml", c.dir);
     cr_assert_eq(ba_test_write_file(again, r.out), 0);
-    run_t r2 = cli("search", "--config", again, "--print-config", NULL);
+    ba_test_run_t r2 = ba_test_cli("search", "--config", again, "--print-config", NULL);
     cr_assert_eq(r2.status, 0, "%s", r2.err);
     cr_expect_str_eq(r2.out, r.out);
-    run_free(&r);
-    run_free(&r2);
+    ba_test_run_free(&r);
+    ba_test_run_free(&r2);
     ba_test_rmtree(c.dir);
 }
 
 Test(cli, unknown_config_key_exits_2_naming_key_file_and_line) {
     cfg_t c = write_cfg("seed: 1\nbudgets: {avg-bits: 4}\n");
-    run_t r = cli("search", "m.onnx", "--config", c.path, NULL);
+    ba_test_run_t r = ba_test_cli("search", "m.onnx", "--config", c.path, NULL);
     char want[700];
     snprintf(want, sizeof want, "%s:2: unknown key 'budgets'", c.path);
     expect_error(&r, 2, want);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* A flag of another command is unknown here too. */
     cr_assert_eq(ba_test_write_file(c.path, "plan: p.json\n"), 0);
-    r = cli("search", "m.onnx", "--config", c.path, NULL);
+    r = ba_test_cli("search", "m.onnx", "--config", c.path, NULL);
     expect_error(&r, 2, "unknown key 'plan'");
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(c.dir);
 }
 
 Test(cli, malformed_yaml_exits_2_with_the_line) {
     cfg_t c = write_cfg("seed: 1\nbits: [2, 4]]\nlabels: y.npy\n");
-    run_t r = cli("search", "m.onnx", "--config", c.path, NULL);
+    ba_test_run_t r = ba_test_cli("search", "m.onnx", "--config", c.path, NULL);
     char want[700];
     snprintf(want, sizeof want, "%s:2:", c.path);
     expect_error(&r, 2, want);
     cr_expect(strstr(r.err, "malformed YAML"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(c.dir);
 }
 
@@ -381,9 +357,9 @@ Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cfg_t c = write_cfg(cases[i].yaml);
-        run_t r = cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
         expect_error(&r, 2, cases[i].want);
-        run_free(&r);
+        ba_test_run_free(&r);
         ba_test_rmtree(c.dir);
     }
 }
@@ -400,22 +376,22 @@ Test(cli, hostile_config_files_give_errors_not_crashes) {
     strcpy(deep + 6 + 2 * DEPTH, "\n");
     cr_assert_eq(ba_test_write_file(path, deep), 0);
     free(deep);
-    run_t r = cli("search", "--config", path, NULL);
+    ba_test_run_t r = ba_test_cli("search", "--config", path, NULL);
     expect_error(&r, 2, "deep.yaml");
-    run_free(&r);
+    ba_test_run_free(&r);
     cr_assert_eq(ba_test_write_file(path, "seed: \"unterminated\n"), 0);
-    r = cli("search", "--config", path, NULL);
+    r = ba_test_cli("search", "--config", path, NULL);
     expect_error(&r, 2, "malformed YAML");
-    run_free(&r);
+    ba_test_run_free(&r);
     snprintf(path, sizeof path, "%s/missing.yaml", dir);
-    r = cli("search", "--config", path, NULL);
+    r = ba_test_cli("search", "--config", path, NULL);
     expect_error(&r, 2, "--config: cannot read");
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
 Test(cli, demo_config_is_a_complete_search) {
-    run_t r = cli("search", "--config", BA_SOURCE_DIR "/configs/demo.yaml", "--print-config", NULL);
+    ba_test_run_t r = ba_test_cli("search", "--config", BA_SOURCE_DIR "/configs/demo.yaml", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "tests/fixtures/digits/cnn_dyn.onnx\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "tests/fixtures/digits/calib_x.npy\"]\n"), "%s", r.out);
@@ -424,7 +400,7 @@ Test(cli, demo_config_is_a_complete_search) {
     cr_expect(strstr(r.out, "budget: [\"avg-bits=4\"]\n"), "%s", r.out);
     cr_expect(strstr(r.out, "method: \"ilp+evo\"\nsensitivity: \"hessian\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "seed: \"0\"\nstudy: \"demo\"\nplan-out: "), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* ---------------------------------------------------------------- output helpers */
@@ -517,7 +493,7 @@ Test(cli_format, progress_stays_silent_when_stderr_is_not_a_terminal) {
 
 Test(cli, docs_name_every_flag_that_help_prints) {
     for (int i = 0; COMMANDS[i]; i++) {
-        run_t r = cli(COMMANDS[i], "--help", NULL);
+        ba_test_run_t r = ba_test_cli(COMMANDS[i], "--help", NULL);
         char path[512];
         snprintf(path, sizeof path, "%s/docs/%s.md", BA_SOURCE_DIR, COMMANDS[i]);
         uint8_t *doc = NULL;
@@ -533,6 +509,6 @@ Test(cli, docs_name_every_flag_that_help_prints) {
             if (n > 2) cr_expect(strstr((const char *)doc, flag), "docs/%s.md lacks %s", COMMANDS[i], flag);
         }
         free(doc);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
 }

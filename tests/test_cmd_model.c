@@ -14,7 +14,6 @@
 
 #include "tests/helpers.h"
 
-#define MAX_ARGS 32
 #define DIG BA_FIXTURES "/digits/"
 #define REFS BA_FIXTURES "/eval_refs/"
 /* Weight-only plans: our float32 engine vs PyTorch differ by accumulation
@@ -27,28 +26,6 @@
 #define REL_TOL_ACTS 2e-3
 #define COUNT_TOL_ACTS (2.0 / 512.0)
 
-typedef struct {
-    char *out, *err;
-    int status;
-} run_t;
-
-static run_t cli(const char *first, ...) {
-    const char *argv[MAX_ARGS] = {BA_CLI};
-    int n = 1;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    run_t r = {0};
-    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
-    return r;
-}
-
-static void run_free(run_t *r) {
-    free(r->out);
-    free(r->err);
-}
 
 static json_t *parse(const char *text) {
     json_error_t e;
@@ -94,7 +71,7 @@ static const char *fix(const json_t *c, const char *key, char *buf, size_t cap) 
 static void check_case(const char *name) {
     json_t *c = ref_case(name);
     char model[512], data[512], labels[512], plan[512];
-    run_t r = cli("eval", fix(c, "model", model, sizeof model), "--data", fix(c, "data", data, sizeof data),
+    ba_test_run_t r = ba_test_cli("eval", fix(c, "model", model, sizeof model), "--data", fix(c, "data", data, sizeof data),
                   "--labels", fix(c, "labels", labels, sizeof labels), "--plan",
                   fix(c, "plan", plan, sizeof plan), "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d: %s", name, r.status, r.err);
@@ -117,7 +94,7 @@ static void check_case(const char *name) {
     expect_rel(num(q, "sqnr_db"), num(c, "sqnr_db"), tol, "sqnr_db");
     json_decref(j);
     json_decref(c);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, weight_only_symmetric_plan_matches_pytorch_reference) {
@@ -137,18 +114,18 @@ Test(cmd_eval, per_tensor_asymmetric_act6_plan_matches_pytorch_reference) {
 }
 
 Test(cmd_eval, fp_accuracy_matches_the_fixture_metadata) {
-    run_t r = cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "test_y.npy",
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "test_y.npy",
                   "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_expect_eq(num(json_object_get(j, "fp"), "accuracy"), 0.970703125); /* digits/meta.json: cnn test */
     cr_expect(!json_object_get(j, "quantized"));
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, without_labels_reports_samples_and_output_shape) {
-    run_t r = cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_expect_eq(num(j, "samples"), 512);
@@ -158,11 +135,11 @@ Test(cmd_eval, without_labels_reports_samples_and_output_shape) {
     cr_expect_eq(json_integer_value(json_array_get(sh, 1)), 10);
     cr_expect(json_is_null(json_object_get(json_object_get(j, "fp"), "accuracy")));
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, table_prints_fp_and_quantized_side_by_side) {
-    run_t r = cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--labels", DIG "test_y.npy",
+    ba_test_run_t r = ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--labels", DIG "test_y.npy",
                   "--plan", REFS "mlp_act8.plan.json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "metric") && strstr(r.out, "quantized"), "%s", r.out);
@@ -174,14 +151,14 @@ Test(cmd_eval, table_prints_fp_and_quantized_side_by_side) {
     cr_expect(first && strstr(first + 8, "0.966797") && (!eol || strstr(first + 8, "0.966797") < eol), "%s",
               r.out);
     cr_expect(strstr(r.out, "agreement") && strstr(r.out, "sqnr_db"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, save_output_without_plan_is_the_pytorch_output) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/o.npy", dir);
-    run_t r = cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--save-output", out, NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--save-output", out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_error err;
     ba_tensor_t *a = NULL, *b = NULL;
@@ -193,26 +170,26 @@ Test(cmd_eval, save_output_without_plan_is_the_pytorch_output) {
     cr_expect(md < 1e-4, "max |ours - pytorch| = %g", md);
     ba_tensor_unref(a);
     ba_tensor_unref(b);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
 /* ---- errors (SPEC §10) ---- */
 
 Test(cmd_eval, data_shape_mismatch_exits_2_naming_the_input) {
-    run_t r = cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x_flat.npy", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x_flat.npy", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "bitalloc: error: ") == r.err && strstr(r.err, "'input'") &&
                   strstr(r.err, "test_x_flat.npy"),
               "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, labels_of_wrong_length_exit_2) {
-    run_t r =
-        cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "calib_y.npy", NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "calib_y.npy", NULL);
     cr_expect_eq(r.status, 0, "calib_y has as many rows as test_x (512): %s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     char dir[512], y[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(y, sizeof y, "%s/y.npy", dir);
@@ -222,26 +199,26 @@ Test(cmd_eval, labels_of_wrong_length_exit_2) {
     ba_tensor_t *t = ba_tensor_wrap(BA_DT_I64, 1, shp, lab, &err);
     cr_assert_eq(ba_npy_save(y, t, &err), BA_OK);
     ba_tensor_unref(t);
-    r = cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", y, NULL);
+    r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", y, NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "3 labels for 512 samples"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
 Test(cmd_eval, bad_model_exits_2) {
-    run_t r = cli("eval", DIG "test_y.npy", "--data", DIG "test_x.npy", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "test_y.npy", "--data", DIG "test_x.npy", NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "test_y.npy"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_eval, plan_for_another_model_exits_2) {
-    run_t r =
-        cli("eval", DIG "cnn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_sym.plan.json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", DIG "cnn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_sym.plan.json", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "sha256"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* ---- quantize ---- */
@@ -311,23 +288,23 @@ static void quantize_both(qfiles_t *f, const char *model, const char *data, cons
     snprintf(f->fq_out, sizeof f->fq_out, "%s/fq.npy", f->dir);
     snprintf(f->qdq_out, sizeof f->qdq_out, "%s/qdq.npy", f->dir);
     snprintf(f->ort_out, sizeof f->ort_out, "%s/ort.npy", f->dir);
-    run_t r = cli("eval", model, "--data", data, "--plan", plan, "--save-output", f->ref, NULL);
+    ba_test_run_t r = ba_test_cli("eval", model, "--data", data, "--plan", plan, "--save-output", f->ref, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = cli("quantize", model, "--plan", plan, "-o", f->fq, "-q", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", model, "--plan", plan, "-o", f->fq, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = cli("quantize", model, "--plan", plan, "-o", f->qdq, "--format", "qdq", "--data", data, "-q", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", model, "--plan", plan, "-o", f->qdq, "--format", "qdq", "--data", data, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     onnx_check(f->fq);
     onnx_check(f->qdq);
-    r = cli("eval", f->fq, "--data", data, "--save-output", f->fq_out, NULL);
+    r = ba_test_cli("eval", f->fq, "--data", data, "--save-output", f->fq_out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = cli("eval", f->qdq, "--data", data, "--save-output", f->qdq_out, NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("eval", f->qdq, "--data", data, "--save-output", f->qdq_out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 /* ONNX Runtime on the QDQ file; 0 when node_modules is missing (skipped). */
@@ -370,18 +347,18 @@ Test(cmd_quantize, fakequant_of_asymmetric_group_plan_is_bit_exact, .timeout = 1
     snprintf(fq, sizeof fq, "%s/fq.onnx", dir);
     snprintf(a, sizeof a, "%s/a.npy", dir);
     snprintf(b, sizeof b, "%s/b.npy", dir);
-    run_t r =
-        cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", fq, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", fq, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     onnx_check(fq);
-    r = cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_asym_group.plan.json",
+    r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_asym_group.plan.json",
             "--save-output", a, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
-    r = cli("eval", fq, "--data", DIG "test_x.npy", "--save-output", b, NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("eval", fq, "--data", DIG "test_x.npy", "--save-output", b, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_tensor_t *ta = load_npy(a), *tb = load_npy(b);
     cr_expect_eq(rel_diff(tb, ta), 0.0);
     ba_tensor_unref(ta);
@@ -415,13 +392,13 @@ Test(cmd_quantize, qdq_refuses_group_scales_across_several_axes) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/q.onnx", dir);
-    run_t r = cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", out,
+    ba_test_run_t r = ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", out,
                   "--format", "qdq", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "group:16") && strstr(r.err, "onnx::Conv_34"), "%s", r.err);
     struct stat sb;
     cr_expect_neq(stat(out, &sb), 0, "no file is left behind");
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
@@ -429,18 +406,18 @@ Test(cmd_quantize, qdq_with_act_bits_needs_data) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/q.onnx", dir);
-    run_t r = cli("quantize", DIG "mlp_dyn.onnx", "--plan", REFS "mlp_act8.plan.json", "-o", out, "--format",
+    ba_test_run_t r = ba_test_cli("quantize", DIG "mlp_dyn.onnx", "--plan", REFS "mlp_act8.plan.json", "-o", out, "--format",
                   "qdq", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--data"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
 /* ---- inspect ---- */
 
 Test(cmd_inspect, table_lists_digits_cnn_layers_with_hand_checked_figures) {
-    run_t r = cli("inspect", DIG "cnn.onnx", NULL);
+    ba_test_run_t r = ba_test_cli("inspect", DIG "cnn.onnx", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     /* conv1: 16x1x3x3 = 144 params; pads 1, stride 1 on 8x8: 8*8 positions x 144 = 9216 MACs.
      * conv2: 32x16x3x3 = 4608, stride 2 -> 4x4 positions: 16 x 4608 = 73728. */
@@ -448,11 +425,11 @@ Test(cmd_inspect, table_lists_digits_cnn_layers_with_hand_checked_figures) {
     cr_expect(strstr(r.out, "73728"), "%s", r.out);
     cr_expect(strstr(r.out, "4 layers, 14288 params, 230720 MACs"), "%s", r.out);
     cr_expect(strstr(r.out, "opset 13"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_inspect, json_totals_and_layers) {
-    run_t r = cli("inspect", DIG "cnn_dyn.onnx", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("inspect", DIG "cnn_dyn.onnx", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     json_t *layers = json_object_get(j, "layers");
@@ -470,7 +447,7 @@ Test(cmd_inspect, json_totals_and_layers) {
     cr_expect(json_is_null(json_array_get(json_object_get(in, "shape"), 0)), "dynamic batch is null");
     cr_expect_eq(json_integer_value(json_array_get(json_object_get(in, "shape"), 2)), 8);
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 static json_t *layer_named(json_t *j, const char *name) {
@@ -483,7 +460,7 @@ static json_t *layer_named(json_t *j, const char *name) {
 }
 
 Test(cmd_inspect, zoo_model_layers_have_hand_checked_params_and_macs) {
-    run_t r = cli("inspect", BA_FIXTURES "/zoo/vit.onnx", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("inspect", BA_FIXTURES "/zoo/vit.onnx", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     /* patch_embed: Conv 64x3x4x4 = 3072 params, stride 4 on 32x32 -> 8*8 positions: 64 * 3072. */
@@ -499,18 +476,18 @@ Test(cmd_inspect, zoo_model_layers_have_hand_checked_params_and_macs) {
     cr_expect_eq(num(qkv, "macs"), 65 * 64 * 192);
     cr_expect_eq(num(qkv, "ch_axis"), 1);
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* resnet: conv1 16x3x3x3 on 32x32 (pad 1) = 1024 * 432; a 1x1 stride-2 downsample 32x16 on 16x16 out. */
-    r = cli("inspect", BA_FIXTURES "/zoo/resnet.onnx", NULL);
+    r = ba_test_cli("inspect", BA_FIXTURES "/zoo/resnet.onnx", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "[16, 3, 3, 3]        432   442368"), "%s", r.out);
     cr_expect(strstr(r.out, "[32, 16, 1, 1]       512   131072"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 }
 
 Test(cmd_inspect, bad_model_exits_2_naming_the_file) {
-    run_t r = cli("inspect", DIG "test_x.npy", NULL);
+    ba_test_run_t r = ba_test_cli("inspect", DIG "test_x.npy", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "test_x.npy"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
 }

@@ -16,7 +16,6 @@
 #include "tests/helpers.h"
 
 #define CNN BA_FIXTURES "/digits/cnn.onnx"
-#define MAX_ARGS 32
 
 typedef struct {
     char dir[512];
@@ -25,30 +24,8 @@ typedef struct {
     char **names;
 } env_t;
 
-typedef struct {
-    char *out, *err;
-    int status;
-} run_t;
 
-static run_t cli(const char *first, ...) {
-    const char *argv[MAX_ARGS] = {BA_CLI};
-    int n = 1;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    run_t r = {0};
-    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
-    return r;
-}
-
-static void run_free(run_t *r) {
-    free(r->out);
-    free(r->err);
-}
-
-static void expect_error(const run_t *r, int code, const char *want) {
+static void expect_error(const ba_test_run_t *r, int code, const char *want) {
     cr_expect_eq(r->status, code, "exit %d, want %d; stderr: %s", r->status, code, r->err);
     cr_expect(strncmp(r->err, "bitalloc: error: ", 17) == 0, "stderr: %s", r->err);
     cr_expect_eq(ba_test_count_lines(r->err), 1, "stderr: %s", r->err);
@@ -188,7 +165,7 @@ static int integrity_ok(const char *path, int *ntrials) {
 
 Test(study_cmds, studies_table_lists_newest_first_with_counts_and_best_kl) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "studies", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "studies", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_str_empty(r.err);
     cr_expect_eq(ba_test_count_lines(r.out), 3, "%s", r.out);
@@ -199,22 +176,22 @@ Test(study_cmds, studies_table_lists_newest_first_with_counts_and_best_kl) {
     cr_expect(strstr(alpha, "0.001"), "best kl: %s", r.out);
     cr_expect(strstr(alpha, "ilp+evo"), "method: %s", r.out);
     cr_expect(strstr(beta, "0/1"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(study_cmds, studies_csv_and_json_carry_the_same_facts) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "studies", "--format", "csv", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "studies", "--format", "csv", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strncmp(r.out, "name,created,model,method,state,trials,complete,best_trial,best_kl\n", 67) == 0,
               "%s", r.out);
     cr_expect(strstr(r.out, "\nbeta,"), "%s", r.out);
     cr_expect(strstr(r.out, ",evo,running,1,0,,\n"), "null best is an empty cell: %s", r.out);
     cr_expect(strstr(r.out, ",ilp+evo,running,6,4,5,0.001\n"), "%s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
 
-    r = cli("--db", e.db, "studies", "--format", "json", NULL);
+    r = ba_test_cli("--db", e.db, "studies", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse_json(r.out);
     cr_assert(json_is_array(j) && json_array_size(j) == 2, "%s", r.out);
@@ -229,7 +206,7 @@ Test(study_cmds, studies_csv_and_json_carry_the_same_facts) {
     cr_expect_eq(json_integer_value(json_object_get(json_object_get(alpha, "budgets"), "avg-bits")), 4);
     cr_expect_eq(strlen(json_string_value(json_object_get(alpha, "model_sha256"))), 64);
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
@@ -241,10 +218,10 @@ Test(study_cmds, an_empty_database_lists_no_study) {
     ba_error err;
     cr_assert_eq(ba_db_open(db, 1, &h, &err), BA_OK, "%s", err.msg);
     ba_db_close(h);
-    run_t r = cli("--db", db, "studies", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "studies", "--format", "json", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "[]\n");
-    run_free(&r);
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
@@ -252,7 +229,7 @@ Test(study_cmds, an_empty_database_lists_no_study) {
 
 Test(study_cmds, trials_table_has_every_column_and_dashes_for_null) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_eq(ba_test_count_lines(r.out), 1 + NALPHA, "%s", r.out);
     static const char *const cols[] = {"number",  "state",     "method", "avg_bits", "memory",    "bops",
@@ -267,13 +244,13 @@ Test(study_cmds, trials_table_has_every_column_and_dashes_for_null) {
     cr_expect_geq(dashes, 5, "latency, kl, mse, agreement, accuracy are '-': %.*s", (int)(eol - failed),
                   failed);
     cr_expect(strstr(r.out, "0.91"), "accuracy shown: %s", r.out);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(study_cmds, trials_json_has_null_metrics_and_per_layer_bits_by_name) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse_json(r.out);
     cr_assert_eq(json_array_size(j), (size_t)NALPHA);
@@ -292,13 +269,13 @@ Test(study_cmds, trials_json_has_null_metrics_and_per_layer_bits_by_name) {
     for (int l = 0; l < e.nlayers; l++)
         cr_expect_eq(json_integer_value(json_object_get(bits, e.names[l])), l == 0 ? 8 : 3, "%s", e.names[l]);
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(study_cmds, trials_csv_has_empty_cells_for_null_and_a_bits_list) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--format", "csv", "--where", "number=4", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "csv", "--where", "number=4", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char want[512];
     size_t o = (size_t)snprintf(want, sizeof want,
@@ -307,61 +284,61 @@ Test(study_cmds, trials_csv_has_empty_cells_for_null_and_a_bits_list) {
     for (int l = 1; l < e.nlayers; l++) o += (size_t)snprintf(want + o, sizeof want - o, ",4");
     snprintf(want + o, sizeof want - o, "\"\n");
     cr_expect_str_eq(r.out, want);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(study_cmds, where_answers_exactly_the_matching_trials) {
     env_t e = make_env();
     char got[256];
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--where", "avg_bits<=4 and kl<0.01",
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "avg_bits<=4 and kl<0.01",
                   "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1,3");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--where", "state=complete and method='evo'",
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "state=complete and method='evo'",
             "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "2,3,5");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "beta", "--where", "kl<1", "--format", "json", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "beta", "--where", "kl<1", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "[]\n");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(study_cmds, sort_limit_and_best) {
     env_t e = make_env();
     char got[256];
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--sort", "kl", "--limit", "3", "--format",
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "kl", "--limit", "3", "--format",
                   "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5,1,3");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--sort", "-avg_bits", "--format", "json", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "-avg_bits", "--format", "json", NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5,1,4,2,3,6", "descending, ties by number");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--best", "--format", "json", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--best", "--format", "json", NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--best", "--where", "avg_bits<=4", "--format",
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--best", "--where", "avg_bits<=4", "--format",
             "json", NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1", "best among the filtered trials");
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--limit", "0", "--format", "csv", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--limit", "0", "--format", "csv", NULL);
     cr_expect_eq(r.status, 0);
     cr_expect_eq(ba_test_count_lines(r.out), 1, "header only: %s", r.out);
-    run_free(&r);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--sort", "colour", NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "colour", NULL);
     expect_error(&r, 2, "--sort");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
@@ -370,11 +347,11 @@ Test(study_cmds, bad_where_exits_2_naming_where) {
     static const char *const bad[] = {"colour<3",        "kl<", "kl<0.01 or avg_bits<4", "kl ~ 3",
                                       "avg_bits<=4 and", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--where", bad[i], NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", bad[i], NULL);
         cr_expect_eq(r.status, 2, "'%s': exit %d %s", bad[i], r.status, r.err);
         cr_expect(strstr(r.err, "--where"), "'%s': %s", bad[i], r.err);
         cr_expect_str_empty(r.out, "'%s'", bad[i]);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     env_free(&e);
 }
@@ -389,18 +366,18 @@ Test(study_cmds, where_injection_leaves_the_database_intact) {
         "kl<0.01 and state=\"a\" union select * from studies",
     };
     for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++) {
-        run_t r =
-            cli("--db", e.db, "trials", "--study", "alpha", "--where", attacks[i], "--format", "json", NULL);
+        ba_test_run_t r =
+            ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", attacks[i], "--format", "json", NULL);
         cr_expect_eq(r.status, 2, "'%s': exit %d: %s", attacks[i], r.status, r.out);
         cr_expect(strstr(r.err, "--where"), "%s", r.err);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     /* A quoted value is data, whatever it holds. */
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--where", "state='x; DROP TABLE trials'",
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "state='x; DROP TABLE trials'",
                   "--format", "json", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "[]\n");
-    run_free(&r);
+    ba_test_run_free(&r);
     int n = -1;
     cr_expect(integrity_ok(e.db, &n));
     cr_expect_eq(n, NALPHA + 1, "every trial still there");
@@ -409,9 +386,9 @@ Test(study_cmds, where_injection_leaves_the_database_intact) {
 
 Test(study_cmds, unknown_study_exits_2) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "trials", "--study", "gamma", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "gamma", NULL);
     expect_error(&r, 2, "gamma");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
@@ -421,18 +398,18 @@ Test(study_cmds, foreign_newer_and_missing_databases_exit_2) {
     /* not SQLite at all */
     snprintf(path, sizeof path, "%s/text.db", dir);
     cr_assert_eq(ba_test_write_file(path, "these are not the tables you are looking for\n"), 0);
-    run_t r = cli("--db", path, "studies", NULL);
+    ba_test_run_t r = ba_test_cli("--db", path, "studies", NULL);
     expect_error(&r, 2, path);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* SQLite of another application */
     snprintf(path, sizeof path, "%s/other.db", dir);
     sqlite3 *h;
     cr_assert_eq(sqlite3_open(path, &h), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(h, "CREATE TABLE t(x); INSERT INTO t VALUES(1)", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    r = cli("--db", path, "trials", "--study", "alpha", NULL);
+    r = ba_test_cli("--db", path, "trials", "--study", "alpha", NULL);
     expect_error(&r, 2, "not a bitalloc database");
-    run_free(&r);
+    ba_test_run_free(&r);
     /* a bitalloc database from a newer bitalloc */
     env_t e = make_env();
     cr_assert_eq(sqlite3_open(e.db, &h), SQLITE_OK);
@@ -440,20 +417,20 @@ Test(study_cmds, foreign_newer_and_missing_databases_exit_2) {
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d", BA_DB_SCHEMA_VERSION + 1);
     cr_assert_eq(sqlite3_exec(h, sql, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    r = cli("--db", e.db, "studies", NULL);
+    r = ba_test_cli("--db", e.db, "studies", NULL);
     expect_error(&r, 2, "newer");
-    run_free(&r);
+    ba_test_run_free(&r);
     /* no file: an error, and reading never creates one */
     snprintf(path, sizeof path, "%s/absent.db", dir);
-    r = cli("--db", path, "studies", NULL);
+    r = ba_test_cli("--db", path, "studies", NULL);
     expect_error(&r, 2, path);
     cr_expect_neq(access(path, F_OK), 0, "studies created %s", path);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* $BITALLOC_DB is the default when --db is absent */
     setenv("BITALLOC_DB", e.db, 1);
-    r = cli("trials", "--study", "alpha", NULL);
+    r = ba_test_cli("trials", "--study", "alpha", NULL);
     expect_error(&r, 2, e.db);
-    run_free(&r);
+    ba_test_run_free(&r);
     unsetenv("BITALLOC_DB");
     env_free(&e);
     ba_test_rmtree(dir);
@@ -470,16 +447,16 @@ Test(study_cmds, trials_reads_while_a_search_holds_the_write_lock) {
                               NULL, NULL, NULL),
                  SQLITE_OK, "%s", sqlite3_errmsg(h));
     char got[256];
-    run_t r = cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1,2,3,4,5,6", "committed trials only");
-    run_free(&r);
+    ba_test_run_free(&r);
     cr_assert_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    r = cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "json", NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1,2,3,4,5,6,99");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }

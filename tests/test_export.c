@@ -17,7 +17,6 @@
 #include "tests/helpers.h"
 
 #define DIGITS BA_FIXTURES "/digits"
-#define MAX_ARGS 32
 /* The fixture's trials: number → (first layer 8 bits, the others B). */
 static const int TRIAL_BITS[] = {0, 4, 3, 6};
 #define BEST_TRIAL 2 /* lowest kl among the complete ones */
@@ -30,28 +29,6 @@ typedef struct {
     ba_model_t *m;
 } env_t;
 
-typedef struct {
-    char *out, *err;
-    int status;
-} run_t;
-
-static run_t cli(const char *first, ...) {
-    const char *argv[MAX_ARGS] = {BA_CLI};
-    int n = 1;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a && n < MAX_ARGS - 1; a = va_arg(ap, const char *)) argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
-    run_t r = {0};
-    cr_assert_eq(ba_test_run(argv, &r.out, &r.err, &r.status), 0, "cannot run %s", BA_CLI);
-    return r;
-}
-
-static void run_free(run_t *r) {
-    free(r->out);
-    free(r->err);
-}
 
 static void copy_file(const char *from, const char *to) {
     uint8_t *data;
@@ -174,7 +151,7 @@ static int bits_of(int trial, int layer) {
 }
 
 /* export succeeded, said so on stderr, and left exactly one file (no .tmp). */
-static void expect_written(const run_t *r, const env_t *e) {
+static void expect_written(const ba_test_run_t *r, const env_t *e) {
     cr_assert_eq(r->status, 0, "exit %d: %s", r->status, r->err);
     cr_expect_str_empty(r->out);
     struct stat sb;
@@ -188,8 +165,8 @@ static void expect_written(const run_t *r, const env_t *e) {
 
 Test(export, plan_reads_back_validates_and_carries_trial_metrics_and_search) {
     env_t e = make_env();
-    run_t r =
-        cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "plan", "-o", e.out, NULL);
     expect_written(&r, &e);
     ba_plan_t *p;
     ba_error err;
@@ -221,15 +198,15 @@ Test(export, plan_reads_back_validates_and_carries_trial_metrics_and_search) {
     cr_expect_float_eq(p->search->budgets[1].value, 20000, 0);
     cr_expect_eq(p->quantizer.act_bits, 0);
     ba_plan_free(p);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, default_and_best_trial_are_the_lowest_kl_complete_one) {
     env_t e = make_env();
     for (int i = 0; i < 2; i++) {
-        run_t r = i ? cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL)
-                    : cli("--db", e.db, "export", "--study", "cnn", "--trial", "best", "--format", "plan",
+        ba_test_run_t r = i ? ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL)
+                    : ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "best", "--format", "plan",
                           "-o", e.out, "-q", NULL);
         expect_written(&r, &e);
         if (i == 0) cr_expect_str_empty(r.err, "-q prints nothing");
@@ -239,7 +216,7 @@ Test(export, default_and_best_trial_are_the_lowest_kl_complete_one) {
         cr_expect_eq(p->search->trial, BEST_TRIAL, "failed trial 3 has a lower kl but is not complete");
         cr_expect(isnan(p->metrics->accuracy));
         ba_plan_free(p);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     env_free(&e);
 }
@@ -248,8 +225,8 @@ Test(export, default_and_best_trial_are_the_lowest_kl_complete_one) {
 
 Test(export, csv_has_one_row_per_layer_with_params) {
     env_t e = make_env();
-    run_t r =
-        cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "csv", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "csv", "-o", e.out, NULL);
     expect_written(&r, &e);
     char want[4096];
     size_t o = (size_t)snprintf(want, sizeof want, "layer,w_bits,a_bits,params\n");
@@ -259,21 +236,21 @@ Test(export, csv_has_one_row_per_layer_with_params) {
     char *got = slurp(e.out);
     cr_expect_str_eq(got, want);
     free(got);
-    run_free(&r);
+    ba_test_run_free(&r);
     /* with activations quantized, a_bits is filled */
-    r = cli("--db", e.db, "export", "--study", "acts", "--format", "csv", "-o", e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "acts", "--format", "csv", "-o", e.out, NULL);
     expect_written(&r, &e);
     got = slurp(e.out);
     cr_expect(strstr(got, ",8,8,"), "%s", got);
     free(got);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, hawq_is_an_object_of_layer_bits) {
     env_t e = make_env();
-    run_t r =
-        cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq", "-o", e.out, NULL);
     expect_written(&r, &e);
     json_t *j = load_json(e.out);
     cr_assert(json_is_object(j));
@@ -283,13 +260,13 @@ Test(export, hawq_is_an_object_of_layer_bits) {
         cr_expect(json_is_integer(v) && json_integer_value(v) == bits_of(2, l), "%s", e.m->layers[l].name);
     }
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, modelopt_quant_cfg_has_one_weight_quantizer_per_layer_and_default_off) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "modelopt", "-o",
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "modelopt", "-o",
                   e.out, NULL);
     expect_written(&r, &e);
     json_t *j = load_json(e.out);
@@ -323,14 +300,14 @@ Test(export, modelopt_quant_cfg_has_one_weight_quantizer_per_layer_and_default_o
     }
     cr_expect_eq(seen, e.m->nlayers);
     json_decref(j);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, llama_writes_one_anchored_name_type_line_per_tensor) {
     env_t e = make_env();
-    run_t r =
-        cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "llama", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "llama", "-o", e.out, NULL);
     expect_written(&r, &e);
     char *got = slurp(e.out);
     cr_expect_eq(ba_test_count_lines(got), (size_t)e.m->nlayers);
@@ -346,7 +323,7 @@ Test(export, llama_writes_one_anchored_name_type_line_per_tensor) {
         cr_expect(strstr(got, line), "no '%s' in:\n%s", line, got);
     }
     free(got);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
@@ -484,33 +461,33 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
 
 Test(export, onnx_fakequant_passes_the_checker_and_computes_the_trial, .timeout = 120) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "onnx-fakequant",
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "onnx-fakequant",
                   "-o", e.out, NULL);
     expect_written(&r, &e);
     onnx_check(e.out);
     int bits[64];
     for (int l = 0; l < e.m->nlayers; l++) bits[l] = bits_of(1, l);
     expect_same_as_in_memory(&e, bits, 0, 1e-5, "fakequant");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, onnx_qdq_passes_the_checker_and_computes_the_trial, .timeout = 120) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-qdq", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-qdq", "-o", e.out, NULL);
     expect_written(&r, &e);
     onnx_check(e.out);
     int bits[64];
     for (int l = 0; l < e.m->nlayers; l++) bits[l] = bits_of(BEST_TRIAL, l);
     expect_same_as_in_memory(&e, bits, 0, 1e-5, "qdq weights");
-    run_free(&r);
+    ba_test_run_free(&r);
     /* activations quantized: ranges calibrated again on the study's data */
-    r = cli("--db", e.db, "export", "--study", "acts", "--format", "onnx-qdq", "-o", e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "acts", "--format", "onnx-qdq", "-o", e.out, NULL);
     expect_written(&r, &e);
     onnx_check(e.out);
     for (int l = 0; l < e.m->nlayers; l++) bits[l] = 8;
     expect_same_as_in_memory(&e, bits, 8, 1e-4, "qdq weights+acts");
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
@@ -521,35 +498,35 @@ Test(export, changed_model_file_exits_2_naming_it_and_writes_nothing) {
     copy_file(DIGITS "/mlp.onnx", e.model);
     static const char *const fmts[] = {"plan", "hawq", "onnx-qdq"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-        run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", e.out, NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", e.out, NULL);
         cr_expect_eq(r.status, 2, "%s: exit %d %s", fmts[i], r.status, r.err);
         cr_expect(strstr(r.err, e.model) && strstr(r.err, "changed"), "%s", r.err);
         cr_expect_eq(ba_test_count_lines(r.err), 1, "%s", r.err);
         cr_expect_neq(access(e.out, F_OK), 0, "%s: output written", fmts[i]);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     unlink(e.model);
-    run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", "csv", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "csv", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "missing model: %s", r.err);
     cr_expect(strstr(r.err, e.model), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     env_free(&e);
 }
 
 Test(export, unknown_study_or_trial_and_no_complete_trial_exit_2) {
     env_t e = make_env();
-    run_t r = cli("--db", e.db, "export", "--study", "nope", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "nope", "--format", "plan", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "nope"), "%s", r.err);
-    run_free(&r);
-    r = cli("--db", e.db, "export", "--study", "cnn", "--trial", "42", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "42", "--format", "plan", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "--trial") && strstr(r.err, "42"), "%s", r.err);
-    run_free(&r);
-    r = cli("--db", e.db, "export", "--study", "empty", "--format", "csv", "-o", e.out, NULL);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "export", "--study", "empty", "--format", "csv", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "no complete trial"), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     cr_expect_neq(access(e.out, F_OK), 0);
     env_free(&e);
 }
@@ -562,7 +539,7 @@ Test(export, refuses_to_overwrite_the_study_database_or_model) {
         size_t n;
         ba_error err;
         cr_assert_eq(ba_file_read(targets[i], &before, &n, &err), BA_OK);
-        run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-fakequant", "-o",
+        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-fakequant", "-o",
                       targets[i], NULL);
         cr_expect_eq(r.status, 2, "%s", r.err);
         cr_expect(strstr(r.err, "--output"), "%s", r.err);
@@ -572,7 +549,7 @@ Test(export, refuses_to_overwrite_the_study_database_or_model) {
         cr_expect(n == m && memcmp(before, after, n) == 0, "%s changed", targets[i]);
         free(before);
         free(after);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     env_free(&e);
 }
@@ -582,10 +559,10 @@ Test(export, foreign_database_exits_2_and_writes_nothing) {
     char path[700];
     snprintf(path, sizeof path, "%s/junk.db", e.dir);
     cr_assert_eq(ba_test_write_file(path, "SQLite format 3\nnot really\n"), 0);
-    run_t r = cli("--db", path, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", path, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, path), "%s", r.err);
-    run_free(&r);
+    ba_test_run_free(&r);
     cr_expect_neq(access(e.out, F_OK), 0);
     env_free(&e);
 }
@@ -599,10 +576,10 @@ Test(export, write_error_exits_1_and_leaves_no_file) {
     snprintf(out, sizeof out, "%s/plan.json", blocker);
     static const char *const fmts[] = {"plan", "llama", "onnx-fakequant"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-        run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", out, NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", out, NULL);
         cr_expect_eq(r.status, 1, "%s: exit %d %s", fmts[i], r.status, r.err);
         cr_expect(strstr(r.err, out), "%s: %s", fmts[i], r.err);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     /* a read-only directory (meaningless for root, who may write anyway) */
     char ro[700];
@@ -610,9 +587,9 @@ Test(export, write_error_exits_1_and_leaves_no_file) {
     cr_assert_eq(mkdir(ro, 0555), 0);
     if (access(ro, W_OK) != 0) {
         snprintf(out, sizeof out, "%s/plan.json", ro);
-        run_t r = cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", out, NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", out, NULL);
         cr_expect_eq(r.status, 1, "exit %d %s", r.status, r.err);
-        run_free(&r);
+        ba_test_run_free(&r);
     }
     chmod(ro, 0755);
     cr_expect_neq(access(out, F_OK), 0);
