@@ -54,7 +54,7 @@ typedef struct ba_sens_table {
 } ba_sens_table_t;
 
 typedef struct ba_sens_opts {
-    const int *bits; /* candidate widths; NULL = 2..8 */
+    const int *bits; /* candidate widths; NULL = 2,3,4,5,6,8 */
     int nbits;
     uint64_t seed;        /* Hutchinson probes */
     double tol;           /* relative change of the running mean that stops Hutchinson */
@@ -102,7 +102,7 @@ ba_status ba_sens_write_csv(const ba_sens_table_t *t, FILE *fp, ba_error *err);
 /* Reads --sensitivity-file: the JSON above, CSV "layer,bits,cost", or CSV
  * "layer,score" (then Ω(l,b) = score·‖Q_b(W_l) − W_l‖²_F under cfg). The
  * result covers every layer of m in model order and the candidate bits
- * (NULL = 2..8); an unknown or missing layer, a missing width, a duplicate
+ * (NULL = 2,3,4,5,6,8); an unknown or missing layer, a missing width, a duplicate
  * row or a bad number is BA_ERR_INPUT naming the file and line or layer. */
 ba_status ba_sens_read_file(const char *path, const ba_model_t *m, const int *bits, int nbits,
                             const ba_quant_cfg_t *cfg, ba_sens_table_t **out, ba_error *err);
