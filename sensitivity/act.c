@@ -116,7 +116,7 @@ static ba_status consumed_weights(act_state_t *s, ba_error *err) {
         outs = ba_calloc((size_t)m->noutputs + 1, sizeof *outs, err);
         bits = ba_calloc((size_t)m->nlayers, sizeof *bits, err);
         if (!keep || !ovr || !inputs || !outs || !bits) st = BA_ERR_NOMEM;
-        if (st == BA_OK) st = sens_batch_inputs(c, 0, c->batch, inputs, err);
+        if (st == BA_OK) st = sens_batch_inputs(c, 0, sens_batch_len(c, 0), inputs, err);
     }
     for (int k = -1; k < c->nbits && st == BA_OK; k++) {
         /* k = -1: FP */
@@ -340,10 +340,10 @@ ba_status sens_act(sens_ctx_t *c, ba_error *err) {
     if (st == BA_OK) st = find_uses(&s, err);
     if (st == BA_OK) st = consumed_weights(&s, err);
     if (st == BA_OK) st = plan_uses(&s, err);
-    int64_t nbatch = c->batch > 0 ? c->n / c->batch : 0;
+    int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)nbatch;
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
-        st = sens_batch_inputs(c, b * c->batch, c->batch, inputs, err);
+        st = sens_batch_inputs(c, b * c->batch, sens_batch_len(c, b), inputs, err);
         /* uses reading a graph input or a constant directly */
         for (int i = 0; i < s.nu && st == BA_OK; i++) {
             int id = m->nodes[s.u[i].node].inputs[s.u[i].didx];

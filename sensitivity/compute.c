@@ -84,17 +84,16 @@ static ba_status bind_data(sens_ctx_t *c, ba_error *err) {
     if (c->o->max_data > 0 && c->o->max_data < n) n = c->o->max_data;
     /* A static batch dimension fixes the run size; otherwise the option. */
     int64_t batch = c->o->batch > 0 ? c->o->batch : BA_SENS_DEFAULT_BATCH;
+    int static_batch = 0;
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
         if (v->ndim >= 1 && v->shape[0] > 0) {
             batch = v->shape[0];
+            static_batch = 1;
             break;
         }
     }
     if (n < batch && batch > 0) {
-        int static_batch = 0;
-        for (int k = 0; k < m->ninputs; k++)
-            if (m->values[m->inputs[k]].ndim >= 1 && m->values[m->inputs[k]].shape[0] > 0) static_batch = 1;
         if (static_batch)
             return ba_error_set(err, BA_ERR_INPUT,
                                 "--data: %lld samples, fewer than the model's fixed batch size %lld",
@@ -102,11 +101,22 @@ static ba_status bind_data(sens_ctx_t *c, ba_error *err) {
         batch = n;
     }
     if (n <= 0) return ba_error_set(err, BA_ERR_INPUT, "--data: no samples");
-    c->n = n - n % batch; /* whole batches: a fixed batch size cannot take a short tail */
+    /* A fixed batch size cannot take a short tail: whole batches only. With a
+     * dynamic batch axis every sample is used, the last batch possibly short. */
+    c->n = static_batch ? n - n % batch : n;
     c->batch = batch;
     for (int i = 0; i < ba_dataset_count(ds); i++)
         BA_TRY(check_finite_tensor(ba_dataset_tensor(ds, i), ba_dataset_path(ds, i), err));
     return BA_OK;
+}
+
+int64_t sens_nbatch(const sens_ctx_t *c) {
+    return c->batch > 0 ? (c->n + c->batch - 1) / c->batch : 0;
+}
+
+int64_t sens_batch_len(const sens_ctx_t *c, int64_t b) {
+    int64_t left = c->n - b * c->batch;
+    return left < c->batch ? left : c->batch;
 }
 
 ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, ba_tensor_t **inputs,

@@ -81,8 +81,8 @@ static ba_status grad_batch(grad_run_t *g, int64_t b, ba_error *err) {
         ba_tensor_unref(g->outs[o]);
         g->outs[o] = NULL;
     }
-    int64_t start = b * c->batch;
-    BA_TRY(sens_batch_inputs(c, start, c->batch, g->inputs, err));
+    int64_t start = b * c->batch, count = sens_batch_len(c, b);
+    BA_TRY(sens_batch_inputs(c, start, count, g->inputs, err));
     memset(&g->spec, 0, sizeof g->spec);
     g->spec.output = 0;
     if (g->kind == BA_SENS_LOSS_MSE) {
@@ -92,7 +92,7 @@ static ba_status grad_batch(grad_run_t *g, int64_t b, ba_error *err) {
     } else if (g->use_labels) {
         g->spec.kind = BA_LOSS_CE;
         g->spec.labels = c->labels + start;
-        g->spec.nlabels = c->batch;
+        g->spec.nlabels = count;
     } else {
         g->spec.kind = BA_LOSS_CE_ARGMAX;
     }
@@ -119,7 +119,7 @@ ba_status sens_fisher(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
         fs[l] = ba_calloc((size_t)m->layers[l].params, sizeof(double), err);
         if (!gs[l] || !fs[l]) st = BA_ERR_NOMEM;
     }
-    int64_t nbatch = c->n / c->batch;
+    int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)nbatch;
     ba_grad_opts_t go = {.per_sample_sq = 1};
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
@@ -208,8 +208,8 @@ static ba_status pool_get(sess_pool_t *p, int64_t i, ba_grad_session_t **out, ba
         b->outs = ba_calloc((size_t)c->m->noutputs + 1, sizeof *b->outs, err);
         if (!b->inputs || !b->outs) return BA_ERR_NOMEM;
     }
-    int64_t start = i * c->batch;
-    BA_TRY(sens_batch_inputs(c, start, c->batch, b->inputs, err));
+    int64_t start = i * c->batch, count = sens_batch_len(c, i);
+    BA_TRY(sens_batch_inputs(c, start, count, b->inputs, err));
     memset(&b->spec, 0, sizeof b->spec);
     if (g->kind == BA_SENS_LOSS_MSE) {
         b->spec.kind = BA_LOSS_MSE;
@@ -218,7 +218,7 @@ static ba_status pool_get(sess_pool_t *p, int64_t i, ba_grad_session_t **out, ba
     } else if (g->use_labels) {
         b->spec.kind = BA_LOSS_CE;
         b->spec.labels = c->labels + start;
-        b->spec.nlabels = c->batch;
+        b->spec.nlabels = count;
     } else {
         b->spec.kind = BA_LOSS_CE_ARGMAX;
     }
@@ -244,9 +244,10 @@ static ba_status hvp_all(sess_pool_t *p, const int *act, int nact, float *const 
         if (hv) memset(hv[l], 0, (size_t)m->layers[l].params * sizeof(float));
         else x[l] = 0.0;
     }
-    double w = 1.0 / (double)p->nbatch; /* equal batches: each is 1/nbatch of the mean */
     ba_status st = BA_OK;
     for (int64_t b = 0; b < p->nbatch && st == BA_OK; b++) {
+        /* a batch's loss is the mean over its rows: it weighs n_b/N in the mean over all */
+        double w = (double)sens_batch_len(c, b) / (double)c->n;
         ba_grad_session_t *s = NULL;
         st = pool_get(p, b, &s, err);
         for (int a = 0; a < nact && st == BA_OK; a++) {
@@ -283,7 +284,7 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     int64_t *np = ba_calloc((size_t)L, sizeof *np, err);
     int *act = ba_calloc((size_t)L, sizeof *act, err), *done = ba_calloc((size_t)L, sizeof *done, err);
     double *xs = ba_calloc((size_t)L, sizeof *xs, err);
-    sess_pool_t pool = {.g = &g, .nbatch = c->n / c->batch, .keep = -1};
+    sess_pool_t pool = {.g = &g, .nbatch = sens_nbatch(c), .keep = -1};
     pool.b = ba_calloc((size_t)pool.nbatch + 1, sizeof *pool.b, err);
     ba_status st = (v && hv && tmp && sum && sum2 && mean && eig && np && act && done && xs && pool.b)
                        ? grad_run_init(&g, c, err)

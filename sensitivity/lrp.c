@@ -213,10 +213,10 @@ ba_status sens_lrp(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
             break;
         }
     }
-    int64_t nbatch = c->n / c->batch;
+    int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)nbatch;
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
-        st = sens_batch_inputs(c, b * c->batch, c->batch, inputs, err);
+        st = sens_batch_inputs(c, b * c->batch, sens_batch_len(c, b), inputs, err);
         ba_run_opts_t ro = {.keep = vals};
         if (st == BA_OK) st = ba_model_run(m, inputs, &ro, outs, err);
         /* graph inputs are not in keep: add them so their relevance can be measured */

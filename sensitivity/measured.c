@@ -23,10 +23,10 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
     ba_status st = (acc && inputs && fp && q && ovr && bits) ? BA_OK : BA_ERR_NOMEM;
     int is_prob = sens_output_is_prob(m) ? 1 : -1;
     for (size_t i = 0; st == BA_OK && i < ncell; i++) ba_metrics_begin(&acc[i], is_prob);
-    int64_t nbatch = c->n / c->batch;
+    int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)(nbatch * (int64_t)ncell);
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
-        st = sens_batch_inputs(c, b * c->batch, c->batch, inputs, err);
+        st = sens_batch_inputs(c, b * c->batch, sens_batch_len(c, b), inputs, err);
         if (st == BA_OK) st = ba_model_run(m, inputs, NULL, fp, err);
         for (int l = 0; l < L && st == BA_OK; l++)
             for (int k = 0; k < nb && st == BA_OK; k++) {

@@ -16,13 +16,18 @@ typedef struct sens_ctx {
     int nbits;
     int k_ref;     /* index of BA_SENS_REF_BITS in bits */
     double *cost;  /* nlayers × nbits: Ω filled by weight / act / measured / fisher */
-    int64_t n;     /* samples used */
+    int64_t n;     /* samples used (whole batches only for a static batch axis) */
     int64_t batch; /* samples per run */
     int *ds_idx;   /* per model input: dataset input index */
     ba_wcache_t *wc;
     uint64_t work_done, work_total; /* progress */
     const char *loss_name;          /* what the estimator used ("ce", "mse", "kl"), static string */
 } sens_ctx_t;
+
+/* Batches over the c->n used samples, and the sample count of batch b: all
+ * c->batch but the last, which is short when the batch axis is dynamic. */
+int64_t sens_nbatch(const sens_ctx_t *c);
+int64_t sens_batch_len(const sens_ctx_t *c, int64_t b);
 
 /* Inputs for samples [start, start+count): one new ref per model input,
  * float inputs as float32 (cast when the file holds another float type). */

@@ -111,10 +111,11 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
                             int nbits, ba_sens_table_t **out, ba_error *err);
 
 /* ---- cache (SPEC §7: sensitivities cached by model sha256, method, settings) ---- */
-/* key = sha256 of "bitalloc.sens/1" + model sha256 + method + every setting
+/* key = sha256 of "bitalloc.sens/2" + model sha256 + method + every setting
  * the result depends on (bits, loss, tol, probes, seed, quantizer, data
  * samples used, include-embeddings layer set) + data sha256 + labels digest.
- * ds / labels may be NULL. */
+ * ds / labels may be NULL. (/2: a dynamic batch axis uses every sample, not
+ * whole batches only, so /1 entries may hold fewer samples.) */
 void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
                        ba_sens_method_t method, const ba_sens_opts_t *opts, char key[65]);
 /* *out NULL on a miss; a hit is checked against m and opts' bits like a file. */
