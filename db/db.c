@@ -97,6 +97,18 @@ static int64_t pragma_int(ba_db_t *db, const char *sql, int *ok) {
     return v;
 }
 
+/* Switching to WAL needs an exclusive lock and does not wait on the busy
+ * handler: retry while another process holds the file. */
+static ba_status set_wal(ba_db_t *db, ba_error *err) {
+    for (int i = 0; i < BA_DB_BEGIN_RETRIES * 10; i++) {
+        int rc = sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
+        if (rc == SQLITE_OK) return BA_OK;
+        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) break;
+        usleep(20000);
+    }
+    return dberr(db, err, "cannot enable WAL");
+}
+
 /* Forward migrations: index i upgrades schema i to i+1. */
 static const char *const MIGRATIONS[] = {SCHEMA_V1};
 
@@ -120,15 +132,25 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
     }
     sqlite3_busy_timeout(db->h, BA_DB_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db->h, 0);
-    int ok;
-    int64_t app = pragma_int(db, "PRAGMA application_id", &ok);
-    if (!ok) {
+    /* The three header reads share one read transaction: another process may
+     * be creating the schema right now, and reads spread over its commit
+     * would see a half-made database. */
+    int ok = 0, ok2 = 0, ok3 = 0;
+    int64_t app = 0, ver = 0, ntables = 0;
+    for (int tries = 0; tries < BA_DB_BEGIN_RETRIES && !(ok && ok2 && ok3); tries++) {
+        if (tries) usleep(50000);
+        if (sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) continue;
+        app = pragma_int(db, "PRAGMA application_id", &ok);
+        ver = pragma_int(db, "PRAGMA user_version", &ok2);
+        ntables = pragma_int(db, "SELECT count(*) FROM sqlite_master", &ok3);
+        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
+        if (sqlite3_errcode(db->h) == SQLITE_NOTADB) break;
+    }
+    if (!(ok && ok2 && ok3)) {
         ba_status st = ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (%s)", path, sqlite3_errmsg(db->h));
         ba_db_close(db);
         return st;
     }
-    int64_t ver = pragma_int(db, "PRAGMA user_version", &ok);
-    int64_t ntables = pragma_int(db, "SELECT count(*) FROM sqlite_master", &ok);
     if (app != BA_DB_APPLICATION_ID && !(app == 0 && ntables == 0 && ver == 0)) {
         ba_db_close(db);
         return ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (application id %lld)", path, (long long)app);
@@ -141,8 +163,7 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
     }
     ba_status st = BA_OK;
     if (ver < BA_DB_SCHEMA_VERSION) {
-        if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK)
-            st = dberr(db, err, "cannot enable WAL");
+        st = set_wal(db, err);
         if (st == BA_OK) st = begin(db, err);
         /* Re-read under the write lock: another process may have migrated meanwhile. */
         if (st == BA_OK) ver = pragma_int(db, "PRAGMA user_version", &ok);

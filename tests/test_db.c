@@ -334,3 +334,34 @@ Test(db, full_disk_fails_cleanly_and_keeps_earlier_trials) {
     ba_db_trials_free(t, n);
     ba_db_close(db);
 }
+
+/* Several processes opening a database that does not exist yet, at once: one
+ * creates the schema, the others wait for it — none sees a half-made file or
+ * fails to switch to WAL (both happened before the header reads shared one
+ * read transaction and the WAL switch retried). */
+Test(db, concurrent_first_opens_all_succeed) {
+    for (int round = 0; round < 10; round++) {
+        cleanup_path();
+        pid_t kids[4];
+        for (int k = 0; k < 4; k++) {
+            kids[k] = fork();
+            if (kids[k] == 0) {
+                ba_db_t *d;
+                ba_error e;
+                if (ba_db_open(dbpath, 1, &d, &e) != BA_OK) _exit(2);
+                char name[16];
+                snprintf(name, sizeof name, "s%d", k);
+                if (ba_db_study_create(d, name, "m", "a", "b", "{}", NULL, 0, NULL, &e) != BA_OK) _exit(3);
+                ba_db_close(d);
+                _exit(0);
+            }
+        }
+        for (int k = 0; k < 4; k++) {
+            int status;
+            waitpid(kids[k], &status, 0);
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "round %d: process %d exit %d", round, k,
+                      WEXITSTATUS(status));
+        }
+        cr_assert(integrity_ok(dbpath));
+    }
+}
