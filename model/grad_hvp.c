@@ -227,16 +227,6 @@ static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **to
 
 /* ---- selections on the base point's argmax ---- */
 
-/* Valid taps [lo, hi) of a window starting at start on an axis of n elements (as grad_pool.c). */
-static void taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
-    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
-    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
-    if (h > k) h = k;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 /* ty = tx at the first maximum of each window of x (MaxPool's choice). */
 static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX,
                                  ba_tensor_t **ty, ba_error *err) {
@@ -255,30 +245,12 @@ static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const
     float *t = T->data;
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * Pin, *tp = tx + pl * Pin;
-        for (int64_t od = 0; od < OD; od++) {
-            int64_t d0 = od * g.s[0] - g.pb[0], dlo, dhi;
-            taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
-            for (int64_t oh = 0; oh < OH; oh++) {
-                int64_t h0 = oh * g.s[1] - g.pb[1], hlo, hhi;
-                taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
+        for (int64_t od = 0; od < OD; od++)
+            for (int64_t oh = 0; oh < OH; oh++)
                 for (int64_t ow = 0; ow < OW; ow++) {
-                    int64_t w0 = ow * g.s[2] - g.pb[2], wlo, whi;
-                    taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
-                    float best = -INFINITY;
-                    int64_t bi = -1;
-                    for (int64_t a = dlo; a < dhi; a++)
-                        for (int64_t b = hlo; b < hhi; b++)
-                            for (int64_t c = wlo; c < whi; c++) {
-                                int64_t e = ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2];
-                                if (xp[e] > best || bi < 0) {
-                                    best = xp[e];
-                                    bi = e;
-                                }
-                            }
+                    int64_t bi = ba_kern_window_argmax(&g, xp, od, oh, ow);
                     if (bi >= 0) t[pl * P + (od * OH + oh) * OW + ow] = tp[bi];
                 }
-            }
-        }
     }
     *ty = T;
     return BA_OK;

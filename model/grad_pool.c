@@ -7,22 +7,6 @@
 #include "model/grad_internal.h"
 #include "model/kern_conv.h"
 
-/* Valid taps [lo, hi) of a window starting at start on an axis of n elements. */
-static void taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
-    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
-    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
-    if (h > k) h = k;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-static int64_t taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe) {
-    int64_t lo, hi;
-    taps(start + pb, dil, k, n + pb + pe, &lo, &hi);
-    return hi - lo;
-}
-
 /* X (N, C, *sp) -> Y (N, C, 1, …): dx = dy / P (avg) or to the first max. */
 static ba_status global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                                  int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
@@ -78,32 +62,22 @@ static ba_status pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
         float *dp = dx + pl * Pin;
         for (int64_t od = 0; od < OD; od++) {
             int64_t d0 = od * g.s[0] - g.pb[0], dlo, dhi;
-            taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
+            ba_kern_window_taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
             for (int64_t oh = 0; oh < OH; oh++) {
                 int64_t h0 = oh * g.s[1] - g.pb[1], hlo, hhi;
-                taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
+                ba_kern_window_taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
                 for (int64_t ow = 0; ow < OW; ow++) {
                     int64_t w0 = ow * g.s[2] - g.pb[2], wlo, whi;
-                    taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
+                    ba_kern_window_taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
                     const float gv = gy[pl * P + (od * OH + oh) * OW + ow];
                     if (is_max) {
-                        float best = -INFINITY;
-                        int64_t bi = -1;
-                        for (int64_t a = dlo; a < dhi; a++)
-                            for (int64_t b = hlo; b < hhi; b++)
-                                for (int64_t c = wlo; c < whi; c++) {
-                                    int64_t e = ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2];
-                                    if (xp[e] > best || bi < 0) {
-                                        best = xp[e];
-                                        bi = e;
-                                    }
-                                }
+                        int64_t bi = ba_kern_window_argmax(&g, xp, od, oh, ow);
                         if (bi >= 0) dp[bi] += gv;
                         continue;
                     }
-                    int64_t cnt = include_pad ? taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                                    taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                                    taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
+                    int64_t cnt = include_pad ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
+                                                    ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
+                                                    ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
                                               : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
                     if (cnt <= 0) continue;
                     const float v = gv / (float)cnt;

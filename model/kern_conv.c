@@ -3,6 +3,8 @@
  * col2im and a small broadcasting copy. */
 #include "model/kern_conv.h"
 
+#include <math.h>
+
 #include <cblas.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -415,4 +417,40 @@ ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_
                             node->op_type, (long long)axis, r);
     *out = (int)(axis < 0 ? axis + r : axis);
     return BA_OK;
+}
+
+void ba_kern_window_taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
+    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
+    if (h > k) h = k;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
+int64_t ba_kern_window_taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe) {
+    int64_t lo, hi;
+    ba_kern_window_taps(start + pb, dil, k, n + pb + pe, &lo, &hi);
+    return hi - lo;
+}
+
+int64_t ba_kern_window_argmax(const ba_kern_geom_t *g, const float *x, int64_t od, int64_t oh, int64_t ow) {
+    const int64_t IH = g->in[1], IW = g->in[2];
+    const int64_t d0 = od * g->s[0] - g->pb[0], h0 = oh * g->s[1] - g->pb[1], w0 = ow * g->s[2] - g->pb[2];
+    int64_t dlo, dhi, hlo, hhi, wlo, whi;
+    ba_kern_window_taps(d0, g->dil[0], g->k[0], g->in[0], &dlo, &dhi);
+    ba_kern_window_taps(h0, g->dil[1], g->k[1], IH, &hlo, &hhi);
+    ba_kern_window_taps(w0, g->dil[2], g->k[2], IW, &wlo, &whi);
+    float best = -INFINITY;
+    int64_t bi = -1;
+    for (int64_t a = dlo; a < dhi; a++)
+        for (int64_t b = hlo; b < hhi; b++)
+            for (int64_t c = wlo; c < whi; c++) {
+                int64_t e = ((d0 + a * g->dil[0]) * IH + h0 + b * g->dil[1]) * IW + w0 + c * g->dil[2];
+                if (x[e] > best || bi < 0) {
+                    best = x[e];
+                    bi = e;
+                }
+            }
+    return bi;
 }

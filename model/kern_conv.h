@@ -34,6 +34,17 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
 /* Output spatial shape of geometry g into shape[0..nsp). */
 void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
 
+/* Valid taps [lo, hi) of a window starting at start (taps dil apart, k of
+ * them) on an axis of n elements. */
+void ba_kern_window_taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi);
+/* Taps of the window that lie inside [-pb, n + pe): AveragePool's divisor with
+ * count_include_pad (taps past the end padding, from ceil_mode, never count). */
+int64_t ba_kern_window_taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe);
+/* In-plane index of the first maximum of output window (od, oh, ow) over one
+ * input plane x (D*H*W floats) — MaxPool's choice, which its gradient and
+ * tangent follow; -1 when the window holds no input tap. */
+int64_t ba_kern_window_argmax(const ba_kern_geom_t *g, const float *x, int64_t od, int64_t oh, int64_t ow);
+
 /* im2col of one image x (C, D, H, W) into cols (C*KD*KH*KW, OD*OH*OW) whose
  * rows are ldc floats apart (ldc >= OD*OH*OW: several images side by side);
  * padded taps read 0. */

@@ -12,25 +12,6 @@
 
 enum { POOL_MAX, POOL_AVG, POOL_LP };
 
-/* Valid taps [lo, hi) of a window starting at start (stride over taps dil)
- * on an axis of n elements. */
-static void taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t *lo, int64_t *hi) {
-    int64_t l = start >= 0 ? 0 : (-start + dil - 1) / dil;
-    int64_t h = start < n ? (n - 1 - start) / dil + 1 : 0;
-    if (h > k) h = k;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-/* Taps of the window that lie inside [-pb, n + pe): AveragePool's divisor with
- * count_include_pad (taps past the end padding, from ceil_mode, never count). */
-static int64_t taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe) {
-    int64_t lo, hi;
-    taps(start + pb, dil, k, n + pb + pe, &lo, &hi);
-    return hi - lo;
-}
-
 static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                               int kind, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
@@ -72,13 +53,13 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
         const float *xp = x + pl * Pin;
         for (int64_t od = 0; od < OD; od++) {
             int64_t d0 = od * g.s[0] - g.pb[0], dlo, dhi;
-            taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
+            ba_kern_window_taps(d0, g.dil[0], g.k[0], ID, &dlo, &dhi);
             for (int64_t oh = 0; oh < OH; oh++) {
                 int64_t h0 = oh * g.s[1] - g.pb[1], hlo, hhi;
-                taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
+                ba_kern_window_taps(h0, g.dil[1], g.k[1], IH, &hlo, &hhi);
                 for (int64_t ow = 0; ow < OW; ow++) {
                     int64_t w0 = ow * g.s[2] - g.pb[2], wlo, whi;
-                    taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
+                    ba_kern_window_taps(w0, g.dil[2], g.k[2], IW, &wlo, &whi);
                     const int64_t o = pl * P + (od * OH + oh) * OW + ow;
                     if (kind == POOL_MAX) {
                         float best = -INFINITY;
@@ -110,9 +91,9 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
                             continue;
                         }
                         int64_t cnt = include_pad
-                                          ? taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                                taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                                taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
+                                          ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
+                                                ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
+                                                ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
                                           : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
                         y[o] = cnt > 0 ? (float)(acc / (double)cnt) : 0.0f;
                     }
