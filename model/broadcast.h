@@ -51,4 +51,13 @@ void ba_elem_store_i64(ba_tensor_t *t, int64_t i, int64_t v);
  * offset is r * row_len and input k advances by strides[k][ndim-1] along it. */
 void ba_bcast_row(const ba_bcast_t *bc, int64_t r, int64_t *offs);
 
+/* Advances the row-major multi-index pos[0..ndim) over shape by one element
+ * (the last axis fastest); wraps to all zeros after the last element. */
+static inline void ba_index_next(int ndim, const int64_t *shape, int64_t *pos) {
+    for (int d = ndim - 1; d >= 0; d--) {
+        if (++pos[d] < shape[d]) return;
+        pos[d] = 0;
+    }
+}
+
 #endif

@@ -90,10 +90,7 @@ static double reduce_float(int op, const ba_tensor_t *x, int64_t base, const rwa
             default: break;
             }
         }
-        for (int d = w->nr - 2; d >= 0; d--) {
-            if (++pos[d] < w->rshape[d]) break;
-            pos[d] = 0;
-        }
+        ba_index_next(w->nr - 1, w->rshape, pos);
     }
     switch (op) {
     case R_MEAN: return acc / (double)w->count;
@@ -123,10 +120,7 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
             default: break;
             }
         }
-        for (int d = w->nr - 2; d >= 0; d--) {
-            if (++pos[d] < w->rshape[d]) break;
-            pos[d] = 0;
-        }
+        ba_index_next(w->nr - 1, w->rshape, pos);
     }
     if (op == R_MEAN && w->count) acc /= w->count;
     return acc;

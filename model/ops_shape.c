@@ -561,10 +561,7 @@ static ba_status fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in,
         int64_t off = 0;
         for (int d = 0; d < x->ndim; d++) off += (d == axis ? v : pos[d]) * st[d];
         memcpy((char *)o->data + (size_t)i * es, (const char *)x->data + (size_t)off * es, es);
-        for (int d = x->ndim - 1; d >= 0; d--) {
-            if (++pos[d] < idx->shape[d]) break;
-            pos[d] = 0;
-        }
+        ba_index_next(x->ndim, idx->shape, pos);
     }
     out[0] = o;
     return BA_OK;
@@ -729,10 +726,7 @@ static ba_status fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
             off += s;
         }
         memcpy((char *)o->data + (size_t)i * es, outside ? fill->data : (const char *)x->data + (size_t)off * es, es);
-        for (int d = r - 1; d >= 0; d--) {
-            if (++pos[d] < shape[d]) break;
-            pos[d] = 0;
-        }
+        ba_index_next(r, shape, pos);
     }
     ba_tensor_unref(fill);
     free(map);
@@ -1215,10 +1209,7 @@ static ba_status fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin
             if (!x->ndim) od[k] = 0;
             k++;
         }
-        for (int d = x->ndim - 1; d >= 0; d--) {
-            if (++pos[d] < x->shape[d]) break;
-            pos[d] = 0;
-        }
+        ba_index_next(x->ndim, x->shape, pos);
     }
     out[0] = o;
     return BA_OK;
