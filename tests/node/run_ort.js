@@ -13,6 +13,8 @@ const USAGE = `usage: node run_ort.js MODEL.onnx OUT.npy [options] (IN.npy | nam
   --warmup N       untimed runs before timing (default 3)
   --output NAME    output to save (default: the model's first output)
   --opt LEVEL      graph optimization: disabled|basic|extended|all (default all)
+  --per-sample     run one sample at a time (axis 0 of every input of rank >= 1) and stack the
+                   outputs: for models whose batch dimension is fixed at 1
 A single positional IN.npy feeds the model's first input. Inputs whose dtype differs from the
 model's (e.g. float64 data for a float32 input) are converted.`;
 
@@ -158,7 +160,7 @@ function makeFeeds(ort, session, arrays) {
 }
 
 function parseArgs(argv) {
-  const a = { threads: 1, bench: 0, warmup: 3, output: null, opt: 'all', inputs: [], pos: [] };
+  const a = { threads: 1, bench: 0, warmup: 3, output: null, opt: 'all', perSample: false, inputs: [], pos: [] };
   for (let i = 0; i < argv.length; i++) {
     const s = argv[i];
     const next = () => {
@@ -174,6 +176,7 @@ function parseArgs(argv) {
     else if (s === '--bench') a.bench = int(next(), 1);
     else if (s === '--warmup') a.warmup = int(next(), 0);
     else if (s === '--output') a.output = next();
+    else if (s === '--per-sample') a.perSample = true;
     else if (s === '--opt') {
       a.opt = next();
       if (!OPT_LEVELS.has(a.opt)) throw new UsageError(`--opt: unknown level '${a.opt}'`);
@@ -215,6 +218,10 @@ async function main() {
   if (!session.outputNames.includes(outName)) {
     throw new UsageError(`model has no output '${outName}' (outputs: ${session.outputNames.join(', ')})`);
   }
+  if (args.perSample) {
+    await runPerSample(ort, session, arrays, outName, args.out);
+    return;
+  }
   let result = await session.run(feeds, [outName]);
   if (args.bench > 0) {
     for (let i = 0; i < args.warmup; i++) result = await session.run(feeds, [outName]);
@@ -236,6 +243,33 @@ async function main() {
   }
   const t = result[outName];
   writeNpy(args.out, t.type, t.dims, t.data);
+}
+
+// Feeds sample i of every batched input (axis 0; 0-d inputs as they are) and stacks the outputs.
+async function runPerSample(ort, session, arrays, outName, outFile) {
+  const n = Math.max(...Object.values(arrays).map((a) => (a.shape.length ? a.shape[0] : 1)));
+  const parts = [];
+  let dims = null;
+  let type = null;
+  for (let i = 0; i < n; i++) {
+    const one = {};
+    for (const [name, a] of Object.entries(arrays)) {
+      if (!a.shape.length) {
+        one[name] = a;
+        continue;
+      }
+      const per = a.data.length / a.shape[0];
+      one[name] = { dtype: a.dtype, shape: [1, ...a.shape.slice(1)], data: a.data.slice(i * per, (i + 1) * per) };
+    }
+    const r = (await session.run(makeFeeds(ort, session, one), [outName]))[outName];
+    parts.push(r.data);
+    dims = r.dims;
+    type = r.type;
+  }
+  const per = parts[0].length;
+  const all = new parts[0].constructor(per * n);
+  parts.forEach((p, i) => all.set(p, i * per));
+  writeNpy(outFile, type, [n * (dims[0] || 1), ...dims.slice(1)], all);
 }
 
 module.exports = { readNpy, writeNpy, convert, makeFeeds, sessionOptions, UsageError };
