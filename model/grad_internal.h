@@ -14,6 +14,7 @@ extern const ba_grad_def_t ba_grads_shape[];       /* grad_shape.c: Reshape … 
 extern const ba_grad_def_t ba_grads_norm[];        /* grad_norm.c: Softmax, BatchNorm, LayerNorm */
 extern const ba_grad_def_t ba_grads_pool[];        /* grad_pool.c: Global/Average/MaxPool */
 extern const ba_grad_def_t ba_grads_reduce[];      /* grad_reduce.c: ReduceSum/Mean/… */
+extern const ba_grad_def_t ba_grads_rnn[];         /* ops_rnn.c: LSTM, GRU */
 
 /* din[i] += dout (same element count; the shape of in[i] is kept): takes a
  * ref (a view when the shapes differ) when the slot is empty, so a
