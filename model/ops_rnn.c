@@ -40,7 +40,9 @@ typedef struct rnn {
     int own_x;
 } rnn_t;
 
-/* Per direction d, time t, batch b (t in time order, not step order). */
+/* Per direction d, time t, batch b (t in time order, not step order). The
+ * t-prefixed arrays are the tangents (forward mode) of the same quantities,
+ * present only when the run carries tangents. */
 typedef struct tape {
     float *gates; /* (dirs, T, B, GH): post-activation gates (0 where inactive) */
     float *hprev; /* (dirs, T, B, H): H before step t */
@@ -49,7 +51,13 @@ typedef struct tape {
     float *q;     /* GRU lbr: (dirs, T, B, H): H_prev·R_hᵀ + Rb_h */
     float *y;     /* (dirs, T, B, H): output (0 where inactive) */
     float *hfin, *cfin; /* (dirs, B, H) */
+    float *tgates, *thprev, *tcprev, *tcnew, *tq, *ty, *thfin, *tcfin;
 } tape_t;
+
+/* Tangents of the inputs in layout 0 (zeros where an input has none). */
+typedef struct rnn_tan {
+    float *x, *w, *r, *bias, *h0, *c0;
+} rnn_tan_t;
 
 static float sigm(float a) { return 1.0f / (1.0f + expf(-a)); }
 
@@ -61,16 +69,14 @@ static void rnn_free(rnn_t *r) {
 }
 
 static void tape_free(tape_t *t) {
-    free(t->gates);
-    free(t->hprev);
-    free(t->cprev);
-    free(t->cnew);
-    free(t->q);
-    free(t->y);
-    free(t->hfin);
-    free(t->cfin);
+    float *all[] = {t->gates, t->hprev, t->cprev, t->cnew, t->q, t->y, t->hfin, t->cfin,
+                    t->tgates, t->thprev, t->tcprev, t->tcnew, t->tq, t->ty, t->thfin, t->tcfin};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
+static void tan_free(rnn_tan_t *t) {
+    free(t->x), free(t->w), free(t->r), free(t->bias), free(t->h0), free(t->c0);
+}
 static ba_status bad(const ba_node_t *n, const char *what, ba_error *err) {
     return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s", n->name, n->op_type, what);
 }
@@ -197,110 +203,220 @@ static ba_status rnn_setup(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
+
 static float *alloc_f(int64_t n, int zero) {
     size_t c = (size_t)(n > 0 ? n : 1);
     return zero ? calloc(c, sizeof(float)) : malloc(c * sizeof(float));
 }
 
-/* Runs every direction, filling the tape. */
-static ba_status rnn_run(const rnn_t *r, tape_t *tp, ba_error *err) {
+/* C (M, N) = beta·C + op(A)·op(B) and, when tC, its tangent
+ * tC = beta·tC + op(tA)·op(B) + op(A)·op(tB) (tA / tB NULL: zero). */
+static void gemm2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *tA, int64_t lda,
+                  const float *Bm, const float *tB, int64_t ldb, float beta, float *C, float *tC, int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                if (C) C[i * ldc + j] *= beta;
+                if (tC) tC[i * ldc + j] *= beta;
+            }
+        return;
+    }
+    if (C) ba_kern_sgemm(ta, tb, M, N, K, 1.0f, A, lda, Bm, ldb, beta, C, ldc);
+    if (!tC) return;
+    float b2 = beta;
+    if (tA) {
+        ba_kern_sgemm(ta, tb, M, N, K, 1.0f, tA, lda, Bm, ldb, b2, tC, ldc);
+        b2 = 1.0f;
+    }
+    if (tB) {
+        ba_kern_sgemm(ta, tb, M, N, K, 1.0f, A, lda, tB, ldb, b2, tC, ldc);
+        b2 = 1.0f;
+    }
+    if (b2 != 1.0f)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) tC[i * ldc + j] *= b2;
+}
+
+/* Runs every direction, filling the tape; with tn, also the tangents of
+ * everything the tape holds (forward mode, same steps). */
+static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_error *err) {
     memset(tp, 0, sizeof *tp);
     const int64_t T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * H, D = r->dirs;
-    tp->gates = alloc_f(D * T * B * GH, 1);
-    tp->hprev = alloc_f(D * T * B * H, 0);
-    tp->y = alloc_f(D * T * B * H, 1);
-    tp->hfin = alloc_f(D * B * H, 0);
-    tp->cfin = alloc_f(D * B * H, 0);
-    float *hr = alloc_f(B * GH, 0), *h = alloc_f(B * H, 0), *c = alloc_f(B * H, 0), *rh = alloc_f(B * H, 0);
-    int ok = tp->gates && tp->hprev && tp->y && tp->hfin && tp->cfin && hr && h && c && rh;
-    if (!r->gru) {
-        tp->cprev = alloc_f(D * T * B * H, 0);
-        tp->cnew = alloc_f(D * T * B * H, 0);
-        ok = ok && tp->cprev && tp->cnew;
+    const int lstm = !r->gru, tg = tn != NULL;
+    float *bufs[16] = {0};
+    int nb = 0, ok = 1;
+#define RNN_ALLOC(dst, n, z)               \
+    do {                                   \
+        (dst) = alloc_f((n), (z));         \
+        ok = ok && (dst);                  \
+    } while (0)
+    RNN_ALLOC(tp->gates, D * T * B * GH, 1);
+    RNN_ALLOC(tp->hprev, D * T * B * H, 0);
+    RNN_ALLOC(tp->y, D * T * B * H, 1);
+    RNN_ALLOC(tp->hfin, D * B * H, 0);
+    RNN_ALLOC(tp->cfin, D * B * H, 0);
+    if (lstm) {
+        RNN_ALLOC(tp->cprev, D * T * B * H, 0);
+        RNN_ALLOC(tp->cnew, D * T * B * H, 1);
     }
-    if (r->lbr) ok = ok && (tp->q = alloc_f(D * T * B * H, 1));
+    if (r->lbr) RNN_ALLOC(tp->q, D * T * B * H, 1);
+    if (tg) {
+        RNN_ALLOC(tp->tgates, D * T * B * GH, 1);
+        RNN_ALLOC(tp->thprev, D * T * B * H, 0);
+        RNN_ALLOC(tp->ty, D * T * B * H, 1);
+        RNN_ALLOC(tp->thfin, D * B * H, 0);
+        RNN_ALLOC(tp->tcfin, D * B * H, 0);
+        if (lstm) {
+            RNN_ALLOC(tp->tcprev, D * T * B * H, 0);
+            RNN_ALLOC(tp->tcnew, D * T * B * H, 1);
+        }
+        if (r->lbr) RNN_ALLOC(tp->tq, D * T * B * H, 1);
+    }
+    /* scratch: hr, h, c, rh and their tangents */
+    for (nb = 0; nb < (tg ? 8 : 4); nb++) RNN_ALLOC(bufs[nb], nb % 4 == 0 ? B * GH : B * H, 1);
+#undef RNN_ALLOC
+    float *hr = bufs[0], *h = bufs[1], *c = bufs[2], *rh = bufs[3];
+    float *thr = bufs[4], *th = bufs[5], *tc = bufs[6], *trh = bufs[7];
     if (!ok) {
-        free(hr), free(h), free(c), free(rh);
+        for (int i = 0; i < nb; i++) free(bufs[i]);
         tape_free(tp);
         return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
     }
+    const size_t bh = sizeof(float) * (size_t)(B * H);
     for (int64_t d = 0; d < D; d++) {
         const int rev = r->reverse || d == 1;
         const float *w = r->w + d * GH * I, *R = r->r + d * GH * H;
         const float *wb = r->bias ? r->bias + d * 2 * GH : NULL, *rb = wb ? wb + GH : NULL;
-        float *gates = tp->gates + d * T * B * GH;
-        /* pre-activations from X for all steps: X (T·B, I) · Wᵀ + biases */
+        const float *tw = tg ? tn->w + d * GH * I : NULL, *tR = tg ? tn->r + d * GH * H : NULL;
+        const float *twb = tg ? tn->bias + d * 2 * GH : NULL, *trb = tg ? twb + GH : NULL;
+        float *gates = tp->gates + d * T * B * GH, *tgates = tg ? tp->tgates + d * T * B * GH : NULL;
+        /* pre-activations from X for all steps: X (T·B, I) · Wᵀ + biases (Rb_h apart with lbr) */
         for (int64_t e = 0; e < T * B; e++)
             for (int64_t j = 0; j < GH; j++) {
-                float v = 0.0f;
-                if (wb) v = wb[j] + (r->lbr && j >= 2 * H ? 0.0f : rb[j]);
-                gates[e * GH + j] = v;
+                const int rin = !(r->lbr && j >= 2 * H);
+                gates[e * GH + j] = wb ? wb[j] + (rin ? rb[j] : 0.0f) : 0.0f;
+                if (tg) tgates[e * GH + j] = twb[j] + (rin ? trb[j] : 0.0f);
             }
-        if (T * B > 0 && GH > 0 && I > 0) ba_kern_sgemm(0, 1, T * B, GH, I, 1.0f, r->x, I, w, I, 1.0f, gates, GH);
-        memcpy(h, r->h0 + d * B * H, sizeof(float) * (size_t)(B * H));
-        memcpy(c, r->c0 + d * B * H, sizeof(float) * (size_t)(B * H));
+        gemm2(0, 1, T * B, GH, I, r->x, tg ? tn->x : NULL, I, w, tw, I, 1.0f, gates, tgates, GH);
+        memcpy(h, r->h0 + d * B * H, bh);
+        memcpy(c, r->c0 + d * B * H, bh);
+        if (tg) {
+            memcpy(th, tn->h0 + d * B * H, bh);
+            memcpy(tc, tn->c0 + d * B * H, bh);
+        }
         /* GRU lbr = 0: the h gate's recurrent product comes after r */
         const int64_t GR = r->gru && !r->lbr ? 2 * H : GH;
         for (int64_t s = 0; s < T; s++) {
-            const int64_t t = rev ? T - 1 - s : s;
-            float *g = gates + t * B * GH, *hp = tp->hprev + (d * T + t) * B * H, *y = tp->y + (d * T + t) * B * H;
-            memcpy(hp, h, sizeof(float) * (size_t)(B * H));
-            if (!r->gru) memcpy(tp->cprev + (d * T + t) * B * H, c, sizeof(float) * (size_t)(B * H));
-            if (B > 0 && H > 0) ba_kern_sgemm(0, 1, B, GR, H, 1.0f, h, H, R, H, 0.0f, hr, GH);
+            const int64_t t = rev ? T - 1 - s : s, o = (d * T + t) * B * H;
+            float *g = gates + t * B * GH, *tgt = tg ? tgates + t * B * GH : NULL;
+            memcpy(tp->hprev + o, h, bh);
+            if (lstm) memcpy(tp->cprev + o, c, bh);
+            if (tg) {
+                memcpy(tp->thprev + o, th, bh);
+                if (lstm) memcpy(tp->tcprev + o, tc, bh);
+            }
+            gemm2(0, 1, B, GR, H, h, th, H, R, tR, H, 0.0f, hr, tg ? thr : NULL, GH);
             for (int64_t b = 0; b < B; b++) {
                 float *gb = g + b * GH, *hb = h + b * H, *cb = c + b * H, *hrb = hr + b * GH;
+                float *tgb = tg ? tgt + b * GH : NULL, *thb = tg ? th + b * H : NULL, *tcb = tg ? tc + b * H : NULL;
+                const float *thrb = tg ? thr + b * GH : NULL;
                 if (t >= r->len[b]) {
                     memset(gb, 0, sizeof(float) * (size_t)GH);
+                    if (tg) memset(tgb, 0, sizeof(float) * (size_t)GH);
                     continue;
                 }
-                if (!r->gru) {
+                if (lstm) {
                     for (int64_t k = 0; k < H; k++) {
                         float gi = sigm(gb[k] + hrb[k]), go = sigm(gb[H + k] + hrb[H + k]);
                         float gf = sigm(gb[2 * H + k] + hrb[2 * H + k]), gc = tanhf(gb[3 * H + k] + hrb[3 * H + k]);
-                        gb[k] = gi, gb[H + k] = go, gb[2 * H + k] = gf, gb[3 * H + k] = gc;
-                        cb[k] = gf * cb[k] + gi * gc;
-                        hb[k] = go * tanhf(cb[k]);
-                    }
-                } else {
-                    for (int64_t k = 0; k < 2 * H; k++) gb[k] = sigm(gb[k] + hrb[k]);
-                    if (r->lbr) {
-                        float *qb = tp->q + ((d * T + t) * B + b) * H;
-                        for (int64_t k = 0; k < H; k++) {
-                            qb[k] = hrb[2 * H + k] + (rb ? rb[2 * H + k] : 0.0f);
-                            gb[2 * H + k] = tanhf(gb[2 * H + k] + gb[H + k] * qb[k]);
+                        float cn = gf * cb[k] + gi * gc, tcn = tanhf(cn);
+                        if (tg) {
+                            float ti = gi * (1.0f - gi) * (tgb[k] + thrb[k]);
+                            float to = go * (1.0f - go) * (tgb[H + k] + thrb[H + k]);
+                            float tf = gf * (1.0f - gf) * (tgb[2 * H + k] + thrb[2 * H + k]);
+                            float tcc = (1.0f - gc * gc) * (tgb[3 * H + k] + thrb[3 * H + k]);
+                            float tC = tf * cb[k] + gf * tcb[k] + ti * gc + gi * tcc;
+                            tgb[k] = ti, tgb[H + k] = to, tgb[2 * H + k] = tf, tgb[3 * H + k] = tcc;
+                            tcb[k] = tC;
+                            thb[k] = to * tcn + go * (1.0f - tcn * tcn) * tC;
                         }
+                        gb[k] = gi, gb[H + k] = go, gb[2 * H + k] = gf, gb[3 * H + k] = gc;
+                        cb[k] = cn;
+                        hb[k] = go * tcn;
+                    }
+                    continue;
+                }
+                for (int64_t k = 0; k < 2 * H; k++) {
+                    gb[k] = sigm(gb[k] + hrb[k]);
+                    if (tg) tgb[k] = gb[k] * (1.0f - gb[k]) * (tgb[k] + thrb[k]);
+                }
+                if (r->lbr) {
+                    float *qb = tp->q + o + b * H, *tqb = tg ? tp->tq + o + b * H : NULL;
+                    for (int64_t k = 0; k < H; k++) {
+                        qb[k] = hrb[2 * H + k] + (rb ? rb[2 * H + k] : 0.0f);
+                        float gr = gb[H + k], gh = tanhf(gb[2 * H + k] + gr * qb[k]);
+                        if (tg) {
+                            tqb[k] = thrb[2 * H + k] + trb[2 * H + k];
+                            tgb[2 * H + k] = (1.0f - gh * gh) * (tgb[2 * H + k] + tgb[H + k] * qb[k] + gr * tqb[k]);
+                        }
+                        gb[2 * H + k] = gh;
                     }
                 }
             }
             if (r->gru && !r->lbr) { /* (r ⊙ H_prev) · R_hᵀ for the h gate */
                 for (int64_t b = 0; b < B; b++)
-                    for (int64_t k = 0; k < H; k++) rh[b * H + k] = g[b * GH + H + k] * h[b * H + k];
-                if (B > 0 && H > 0) ba_kern_sgemm(0, 1, B, H, H, 1.0f, rh, H, R + 2 * H * H, H, 0.0f, hr + 2 * H, GH);
+                    for (int64_t k = 0; k < H; k++) {
+                        rh[b * H + k] = g[b * GH + H + k] * h[b * H + k];
+                        if (tg) trh[b * H + k] = tgt[b * GH + H + k] * h[b * H + k] + g[b * GH + H + k] * th[b * H + k];
+                    }
+                gemm2(0, 1, B, H, H, rh, tg ? trh : NULL, H, R + 2 * H * H, tg ? tR + 2 * H * H : NULL, H, 0.0f,
+                      hr + 2 * H, tg ? thr + 2 * H : NULL, GH);
                 for (int64_t b = 0; b < B; b++) {
                     if (t >= r->len[b]) continue;
-                    for (int64_t k = 0; k < H; k++) g[b * GH + 2 * H + k] = tanhf(g[b * GH + 2 * H + k] + hr[b * GH + 2 * H + k]);
+                    for (int64_t k = 0; k < H; k++) {
+                        const int64_t e = b * GH + 2 * H + k;
+                        float gh = tanhf(g[e] + hr[e]);
+                        if (tg) tgt[e] = (1.0f - gh * gh) * (tgt[e] + thr[e]);
+                        g[e] = gh;
+                    }
                 }
             }
             for (int64_t b = 0; b < B; b++) {
                 if (t >= r->len[b]) continue;
                 if (r->gru) {
-                    const float *gb = g + b * GH;
-                    for (int64_t k = 0; k < H; k++) h[b * H + k] = (1.0f - gb[k]) * gb[2 * H + k] + gb[k] * h[b * H + k];
+                    const float *gb = g + b * GH, *tgb = tg ? tgt + b * GH : NULL;
+                    for (int64_t k = 0; k < H; k++) {
+                        float z = gb[k], gh = gb[2 * H + k], hp = h[b * H + k];
+                        if (tg) {
+                            float tz = tgb[k];
+                            th[b * H + k] = tz * (hp - gh) + (1.0f - z) * tgb[2 * H + k] + z * th[b * H + k];
+                        }
+                        h[b * H + k] = (1.0f - z) * gh + z * hp;
+                    }
                 }
-                memcpy(y + b * H, h + b * H, sizeof(float) * (size_t)H);
-                if (!r->gru) memcpy(tp->cnew + ((d * T + t) * B + b) * H, c + b * H, sizeof(float) * (size_t)H);
+                memcpy(tp->y + o + b * H, h + b * H, sizeof(float) * (size_t)H);
+                if (lstm) memcpy(tp->cnew + o + b * H, c + b * H, sizeof(float) * (size_t)H);
+                if (tg) {
+                    memcpy(tp->ty + o + b * H, th + b * H, sizeof(float) * (size_t)H);
+                    if (lstm) memcpy(tp->tcnew + o + b * H, tc + b * H, sizeof(float) * (size_t)H);
+                }
             }
         }
-        memcpy(tp->hfin + d * B * H, h, sizeof(float) * (size_t)(B * H));
-        memcpy(tp->cfin + d * B * H, c, sizeof(float) * (size_t)(B * H));
+        memcpy(tp->hfin + d * B * H, h, bh);
+        memcpy(tp->cfin + d * B * H, c, bh);
+        if (tg) {
+            memcpy(tp->thfin + d * B * H, th, bh);
+            memcpy(tp->tcfin + d * B * H, tc, bh);
+        }
     }
-    free(hr), free(h), free(c), free(rh);
+    for (int i = 0; i < nb; i++) free(bufs[i]);
     return BA_OK;
 }
 
 /* Y: layout 0 (T, dirs, B, H), layout 1 (B, T, dirs, H), from (dirs, T, B, H). */
-static void y_index(const rnn_t *r, int64_t d, int64_t t, int64_t b, int64_t *off) {
-    *off = r->layout ? ((b * r->T + t) * r->dirs + d) * r->H : ((t * r->dirs + d) * r->B + b) * r->H;
+static int64_t y_index(const rnn_t *r, int64_t d, int64_t t, int64_t b) {
+    return r->layout ? ((b * r->T + t) * r->dirs + d) * r->H : ((t * r->dirs + d) * r->B + b) * r->H;
 }
 
 /* Y_h / Y_c: layout 0 (dirs, B, H), layout 1 (B, dirs, H). */
@@ -308,225 +424,389 @@ static int64_t s_index(const rnn_t *r, int64_t d, int64_t b) {
     return r->layout ? (b * r->dirs + d) * r->H : (d * r->B + b) * r->H;
 }
 
+/* The node's outputs (those it requests) from the tape's y / hfin / cfin. */
+static ba_status write_outputs(const ba_node_t *n, const rnn_t *r, const float *y, const float *hfin,
+                               const float *cfin, ba_tensor_t **out, int nout, ba_error *err) {
+    const int64_t T = r->T, B = r->B, H = r->H, D = r->dirs;
+    int64_t ys[4] = {T, D, B, H}, ss[3] = {D, B, H};
+    if (r->layout) ys[0] = B, ys[1] = T, ys[2] = D, ss[0] = B, ss[1] = D;
+    const int nouts = r->gru ? 2 : 3;
+    for (int k = 0; k < nout && k < nouts; k++) {
+        if (n->outputs[k] < 0) continue;
+        out[k] = k == 0 ? ba_tensor_new_uninit(BA_DT_F32, 4, ys, err) : ba_tensor_new_uninit(BA_DT_F32, 3, ss, err);
+        if (!out[k]) {
+            for (int j = 0; j < k; j++) {
+                ba_tensor_unref(out[j]);
+                out[j] = NULL;
+            }
+            return err->code;
+        }
+        float *o = out[k]->data;
+        for (int64_t d = 0; d < D; d++)
+            for (int64_t b = 0; b < B; b++) {
+                if (k == 0)
+                    for (int64_t t = 0; t < T; t++)
+                        memcpy(o + y_index(r, d, t, b), y + ((d * T + t) * B + b) * H, sizeof(float) * (size_t)H);
+                else
+                    memcpy(o + s_index(r, d, b), (k == 1 ? hfin : cfin) + (d * B + b) * H, sizeof(float) * (size_t)H);
+            }
+    }
+    return BA_OK;
+}
+
 static ba_status rnn_forward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                              ba_error *err) {
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
     tape_t tp;
-    ba_status st = rnn_run(&r, &tp, err);
-    if (st != BA_OK) {
-        rnn_free(&r);
-        return st;
+    ba_status st = rnn_run(&r, NULL, &tp, err);
+    if (st == BA_OK) {
+        st = write_outputs(n, &r, tp.y, tp.hfin, tp.cfin, out, nout, err);
+        tape_free(&tp);
     }
-    const int64_t T = r.T, B = r.B, H = r.H, D = r.dirs;
-    int64_t ys[4] = {T, D, B, H}, ss[3] = {D, B, H};
-    if (r.layout) ys[0] = B, ys[1] = T, ys[2] = D, ss[0] = B, ss[1] = D;
-    int nouts = r.gru ? 2 : 3;
-    for (int k = 0; k < nout && k < nouts && st == BA_OK; k++) {
-        if (n->outputs[k] < 0) continue;
-        out[k] = k == 0 ? ba_tensor_new_uninit(BA_DT_F32, 4, ys, err) : ba_tensor_new_uninit(BA_DT_F32, 3, ss, err);
-        if (!out[k]) {
-            st = err->code;
-            break;
+    rnn_free(&r);
+    return st;
+}
+
+/* ---- tangents of the inputs ---- */
+
+/* The tangents tin of the node's float inputs in layout 0, zeros where absent. */
+static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin, rnn_tan_t *tn,
+                           ba_error *err) {
+    memset(tn, 0, sizeof *tn);
+    const int64_t T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * H, D = r->dirs;
+    const int idx[6] = {IN_X, IN_W, IN_R, IN_B, IN_H0, IN_C0};
+    const int64_t cnt[6] = {T * B * I, D * GH * I, D * GH * H, D * 2 * GH, D * B * H, D * B * H};
+    float **dst[6] = {&tn->x, &tn->w, &tn->r, &tn->bias, &tn->h0, &tn->c0};
+    for (int k = 0; k < 6; k++) {
+        *dst[k] = alloc_f(cnt[k], 1);
+        if (!*dst[k]) {
+            tan_free(tn);
+            return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
         }
-        float *o = out[k]->data;
-        for (int64_t d = 0; d < D; d++)
-            for (int64_t b = 0; b < B; b++) {
-                if (k == 0) {
-                    for (int64_t t = 0; t < T; t++) {
-                        int64_t off;
-                        y_index(&r, d, t, b, &off);
-                        memcpy(o + off, tp.y + ((d * T + t) * B + b) * H, sizeof(float) * (size_t)H);
-                    }
-                } else {
-                    const float *src = (k == 1 ? tp.hfin : tp.cfin) + (d * B + b) * H;
-                    memcpy(o + s_index(&r, d, b), src, sizeof(float) * (size_t)H);
-                }
-            }
+        const int i = idx[k];
+        const ba_tensor_t *t = i < nin && in[i] ? tin[i] : NULL;
+        if (!t || (i == IN_C0 && r->gru)) continue;
+        if (t->dtype != BA_DT_F32 || t->numel != cnt[k]) {
+            tan_free(tn);
+            return bad(r->node, "a tangent does not have its input's shape", err);
+        }
+        if (r->layout && i == IN_X) swap01(t->data, *dst[k], B, T, I);
+        else if (r->layout && (i == IN_H0 || i == IN_C0)) swap01(t->data, *dst[k], B, D, H);
+        else memcpy(*dst[k], t->data, sizeof(float) * (size_t)cnt[k]);
     }
-    if (st != BA_OK)
-        for (int k = 0; k < nout; k++) {
-            ba_tensor_unref(out[k]);
-            out[k] = NULL;
+    return BA_OK;
+}
+
+/* Forward-mode rule: tout = J · tin for Y, Y_h, Y_c. */
+static ba_status rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                             ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
+    (void)out;
+    rnn_t r;
+    BA_TRY(rnn_setup(n, in, nin, &r, err));
+    rnn_tan_t tn;
+    tape_t tp;
+    ba_status st = tan_setup(&r, in, nin, tin, &tn, err);
+    if (st == BA_OK) {
+        st = rnn_run(&r, &tn, &tp, err);
+        if (st == BA_OK) {
+            st = write_outputs(n, &r, tp.ty, tp.thfin, tp.tcfin, tout, nout, err);
+            tape_free(&tp);
         }
-    tape_free(&tp);
+        tan_free(&tn);
+    }
     rnn_free(&r);
     return st;
 }
 
 /* ---- backward ---- */
 
-static ba_status rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                              ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
-    (void)out;
+/* Where the backward core writes: gradients (value) and, with tangents, the
+ * tangents of those gradients (the HVP's second-order term); any may be NULL.
+ * All in layout 0; += into each. */
+typedef struct grads {
+    float *x, *w, *r, *bias, *h0, *c0;
+} grads_t;
+
+/* Reverse walk over the tape (and its tangents, tn != NULL) with the
+ * cotangents dY, dYh, dYc (each may be NULL; they carry no tangent). */
+static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp, const ba_tensor_t *dY,
+                          const ba_tensor_t *dYh, const ba_tensor_t *dYc, const grads_t *gv, const grads_t *gt,
+                          ba_error *err) {
+    const int64_t T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * H, D = r->dirs;
+    const int tg = tn != NULL, lstm = !r->gru;
+    float *bufs[14] = {0};
+    const int64_t sz[7] = {T * B * GH, B * GH, B * H, B * H, B * H, B * H, B * H};
+    int nb = tg ? 14 : 7, ok = 1;
+    for (int i = 0; i < nb; i++) ok = ok && (bufs[i] = alloc_f(sz[i % 7], 1));
+    if (!ok) {
+        for (int i = 0; i < nb; i++) free(bufs[i]);
+        return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+    }
+    float *dax = bufs[0], *dar = bufs[1], *dh = bufs[2], *dc = bufs[3], *dhp = bufs[4], *rh = bufs[5], *drh = bufs[6];
+    float *tdax = bufs[7], *tdar = bufs[8], *tdh = bufs[9], *tdc = bufs[10], *tdhp = bufs[11], *trh = bufs[12],
+          *tdrh = bufs[13];
+    const int64_t GR = r->gru && !r->lbr ? 2 * H : GH; /* gates whose recurrent product is with H_prev */
+    const size_t bh = sizeof(float) * (size_t)(B * H);
+    for (int64_t d = 0; d < D; d++) {
+        const int rev = r->reverse || d == 1;
+        const float *R = r->r + d * GH * H, *tR = tg ? tn->r + d * GH * H : NULL;
+        memset(dh, 0, bh);
+        memset(dc, 0, bh);
+        if (tg) memset(tdh, 0, bh), memset(tdc, 0, bh);
+        for (int64_t b = 0; b < B; b++) {
+            if (dYh) memcpy(dh + b * H, (const float *)dYh->data + s_index(r, d, b), sizeof(float) * (size_t)H);
+            if (dYc) memcpy(dc + b * H, (const float *)dYc->data + s_index(r, d, b), sizeof(float) * (size_t)H);
+        }
+        for (int64_t s = T - 1; s >= 0; s--) {
+            const int64_t t = rev ? T - 1 - s : s, o = (d * T + t) * B * H;
+            const float *g = tp->gates + (d * T + t) * B * GH, *hp = tp->hprev + o;
+            const float *tgt = tg ? tp->tgates + (d * T + t) * B * GH : NULL, *thp = tg ? tp->thprev + o : NULL;
+            float *da = dax + t * B * GH, *tda = tg ? tdax + t * B * GH : NULL;
+            memset(dar, 0, sizeof(float) * (size_t)(B * GH));
+            if (tg) memset(tdar, 0, sizeof(float) * (size_t)(B * GH));
+            for (int64_t b = 0; b < B; b++) {
+                float *dab = da + b * GH, *darb = dar + b * GH, *dhb = dh + b * H, *dcb = dc + b * H;
+                float *tdab = tg ? tda + b * GH : NULL, *tdarb = tg ? tdar + b * GH : NULL;
+                float *tdhb = tg ? tdh + b * H : NULL, *tdcb = tg ? tdc + b * H : NULL;
+                const float *gb = g + b * GH, *hpb = hp + b * H;
+                const float *tgb = tg ? tgt + b * GH : NULL, *thpb = tg ? thp + b * H : NULL;
+                if (t >= r->len[b]) {
+                    memset(dab, 0, sizeof(float) * (size_t)GH);
+                    if (tg) memset(tdab, 0, sizeof(float) * (size_t)GH);
+                    continue;
+                }
+                if (dY) {
+                    const float *dyb = (const float *)dY->data + y_index(r, d, t, b);
+                    for (int64_t k = 0; k < H; k++) dhb[k] += dyb[k];
+                }
+                if (lstm) {
+                    const float *cpb = tp->cprev + o + b * H, *cnb = tp->cnew + o + b * H;
+                    const float *tcpb = tg ? tp->tcprev + o + b * H : NULL, *tcnb = tg ? tp->tcnew + o + b * H : NULL;
+                    for (int64_t k = 0; k < H; k++) {
+                        const float gi = gb[k], go = gb[H + k], gf = gb[2 * H + k], gc = gb[3 * H + k];
+                        const float tc = tanhf(cnb[k]), u = 1.0f - tc * tc;
+                        const float wi = gi * (1.0f - gi), wo = go * (1.0f - go), wf = gf * (1.0f - gf),
+                                    wc = 1.0f - gc * gc;
+                        const float dC = dcb[k] + dhb[k] * go * u;
+                        if (tg) {
+                            const float ti = tgb[k], to = tgb[H + k], tf = tgb[2 * H + k], tcc = tgb[3 * H + k];
+                            const float ttc = u * tcnb[k], tu = -2.0f * tc * ttc;
+                            const float tdC = tdcb[k] + tdhb[k] * go * u + dhb[k] * to * u + dhb[k] * go * tu;
+                            const float twi = ti * (1.0f - 2.0f * gi), two = to * (1.0f - 2.0f * go),
+                                        twf = tf * (1.0f - 2.0f * gf), twc = -2.0f * gc * tcc;
+                            tdab[k] = tdC * gc * wi + dC * tcc * wi + dC * gc * twi;
+                            tdab[H + k] = tdhb[k] * tc * wo + dhb[k] * ttc * wo + dhb[k] * tc * two;
+                            tdab[2 * H + k] = tdC * cpb[k] * wf + dC * tcpb[k] * wf + dC * cpb[k] * twf;
+                            tdab[3 * H + k] = tdC * gi * wc + dC * ti * wc + dC * gi * twc;
+                            tdcb[k] = tdC * gf + dC * tf;
+                        }
+                        dab[k] = dC * gc * wi;
+                        dab[H + k] = dhb[k] * tc * wo;
+                        dab[2 * H + k] = dC * cpb[k] * wf;
+                        dab[3 * H + k] = dC * gi * wc;
+                        dcb[k] = dC * gf; /* dC_prev */
+                    }
+                    memcpy(darb, dab, sizeof(float) * (size_t)GH);
+                    if (tg) memcpy(tdarb, tdab, sizeof(float) * (size_t)GH);
+                    continue;
+                }
+                for (int64_t k = 0; k < H; k++) {
+                    const float gz = gb[k], gh = gb[2 * H + k], wz = gz * (1.0f - gz), wh = 1.0f - gh * gh;
+                    if (tg) {
+                        const float tz = tgb[k], th = tgb[2 * H + k];
+                        tdab[k] = tdhb[k] * (hpb[k] - gh) * wz + dhb[k] * (thpb[k] - th) * wz +
+                                  dhb[k] * (hpb[k] - gh) * tz * (1.0f - 2.0f * gz);
+                        tdab[2 * H + k] = tdhb[k] * (1.0f - gz) * wh - dhb[k] * tz * wh +
+                                          dhb[k] * (1.0f - gz) * (-2.0f * gh * th);
+                    }
+                    dab[k] = dhb[k] * (hpb[k] - gh) * wz;
+                    dab[2 * H + k] = dhb[k] * (1.0f - gz) * wh; /* d a_h */
+                }
+                if (r->lbr) {
+                    const float *qb = tp->q + o + b * H, *tqb = tg ? tp->tq + o + b * H : NULL;
+                    for (int64_t k = 0; k < H; k++) {
+                        const float gr = gb[H + k], dah = dab[2 * H + k], wr = gr * (1.0f - gr);
+                        if (tg) {
+                            const float tr = tgb[H + k], tdah = tdab[2 * H + k];
+                            tdab[H + k] = tdah * qb[k] * wr + dah * tqb[k] * wr + dah * qb[k] * tr * (1.0f - 2.0f * gr);
+                            tdarb[k] = tdab[k];
+                            tdarb[H + k] = tdab[H + k];
+                            tdarb[2 * H + k] = tdah * gr + dah * tr;
+                        }
+                        dab[H + k] = dah * qb[k] * wr;
+                        darb[k] = dab[k];
+                        darb[H + k] = dab[H + k];
+                        darb[2 * H + k] = dah * gr; /* dq */
+                    }
+                } else {
+                    for (int64_t k = 0; k < H; k++) {
+                        darb[2 * H + k] = dab[2 * H + k];
+                        if (tg) tdarb[2 * H + k] = tdab[2 * H + k];
+                    }
+                }
+            }
+            if (r->gru && !r->lbr) {
+                /* a_h = … + (r ⊙ H_prev)·R_hᵀ: d(rH) = da_h · R_h */
+                gemm2(0, 0, B, H, H, dar + 2 * H, tg ? tdar + 2 * H : NULL, GH, R + 2 * H * H,
+                      tg ? tR + 2 * H * H : NULL, H, 0.0f, drh, tg ? tdrh : NULL, H);
+                for (int64_t b = 0; b < B; b++) {
+                    if (t >= r->len[b]) continue;
+                    const float *gb = g + b * GH, *hpb = hp + b * H;
+                    for (int64_t k = 0; k < H; k++) {
+                        const int64_t e = b * GH + H + k, f = b * H + k;
+                        const float gr = gb[H + k], wr = gr * (1.0f - gr);
+                        if (tg) {
+                            const float tr = tgt[e], thpk = thp[f];
+                            tda[e] = tdrh[f] * hpb[k] * wr + drh[f] * thpk * wr + drh[f] * hpb[k] * tr * (1.0f - 2.0f * gr);
+                            tdar[b * GH + k] = tda[b * GH + k];
+                            tdar[e] = tda[e];
+                            trh[f] = tr * hpb[k] + gr * thpk;
+                        }
+                        da[e] = drh[f] * hpb[k] * wr;
+                        dar[b * GH + k] = da[b * GH + k];
+                        dar[e] = da[e];
+                        rh[f] = gr * hpb[k];
+                    }
+                }
+                /* dR_h += da_hᵀ (r ⊙ H_prev) */
+                if (gv->r) gemm2(1, 0, H, H, B, dar + 2 * H, NULL, GH, rh, NULL, H, 1.0f, gv->r + d * GH * H + 2 * H * H, NULL, H);
+                if (gt->r) gemm2(1, 0, H, H, B, dar + 2 * H, tdar + 2 * H, GH, rh, trh, H, 1.0f, NULL, gt->r + d * GH * H + 2 * H * H, H);
+            }
+            /* dH_prev = dA_r · R over the gates multiplying H_prev; dR += dA_rᵀ H_prev */
+            gemm2(0, 0, B, H, GR, dar, tg ? tdar : NULL, GH, R, tR, H, 0.0f, dhp, tg ? tdhp : NULL, H);
+            if (gv->r) gemm2(1, 0, GR, H, B, dar, NULL, GH, hp, NULL, H, 1.0f, gv->r + d * GH * H, NULL, H);
+            if (gt->r) gemm2(1, 0, GR, H, B, dar, tdar, GH, hp, thp, H, 1.0f, NULL, gt->r + d * GH * H, H);
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t j = 0; j < GH; j++) {
+                    if (gv->bias) gv->bias[d * 2 * GH + GH + j] += dar[b * GH + j];
+                    if (gt->bias) gt->bias[d * 2 * GH + GH + j] += tdar[b * GH + j];
+                }
+            for (int64_t b = 0; b < B; b++) {
+                if (t >= r->len[b]) continue;
+                const float *gb = g + b * GH, *tgb = tg ? tgt + b * GH : NULL;
+                for (int64_t k = 0; k < H; k++) {
+                    const int64_t f = b * H + k;
+                    if (lstm) {
+                        dh[f] = dhp[f];
+                        if (tg) tdh[f] = tdhp[f];
+                        continue;
+                    }
+                    float v = dhp[f] + dh[f] * gb[k];
+                    if (tg) {
+                        float tv = tdhp[f] + tdh[f] * gb[k] + dh[f] * tgb[k];
+                        if (!r->lbr) tv += tdrh[f] * gb[H + k] + drh[f] * tgb[H + k];
+                        tdh[f] = tv;
+                    }
+                    if (!r->lbr) v += drh[f] * gb[H + k];
+                    dh[f] = v;
+                }
+            }
+        }
+        for (int64_t e = 0; e < B * H; e++) {
+            if (gv->h0) gv->h0[d * B * H + e] += dh[e];
+            if (gv->c0) gv->c0[d * B * H + e] += dc[e];
+            if (gt->h0) gt->h0[d * B * H + e] += tdh[e];
+            if (gt->c0) gt->c0[d * B * H + e] += tdc[e];
+        }
+        /* the input side, all steps at once */
+        const float *W = r->w + d * GH * I, *tW = tg ? tn->w + d * GH * I : NULL;
+        if (gv->x) gemm2(0, 0, T * B, I, GH, dax, NULL, GH, W, NULL, I, 1.0f, gv->x, NULL, I);
+        if (gt->x) gemm2(0, 0, T * B, I, GH, dax, tdax, GH, W, tW, I, 1.0f, NULL, gt->x, I);
+        if (gv->w) gemm2(1, 0, GH, I, T * B, dax, NULL, GH, r->x, NULL, I, 1.0f, gv->w + d * GH * I, NULL, I);
+        if (gt->w) gemm2(1, 0, GH, I, T * B, dax, tdax, GH, r->x, tn->x, I, 1.0f, NULL, gt->w + d * GH * I, I);
+        for (int64_t e = 0; e < T * B; e++)
+            for (int64_t j = 0; j < GH; j++) {
+                if (gv->bias) gv->bias[d * 2 * GH + j] += dax[e * GH + j];
+                if (gt->bias) gt->bias[d * 2 * GH + j] += tdax[e * GH + j];
+            }
+    }
+    for (int i = 0; i < nb; i++) free(bufs[i]);
+    return BA_OK;
+}
+
+/* Runs the backward core and adds its results (value gradients, or with
+ * tin their tangents) into din, in the node's layout. */
+static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
+                               ba_tensor_t *const *dout, int nout, const unsigned char *need, ba_tensor_t **din,
+                               ba_error *err) {
     if (nin > IN_P && in[IN_P] && need[IN_P])
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (LSTM): no gradient for the peephole input P", n->name);
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
+    rnn_tan_t tn, *tnp = NULL;
+    ba_status st = BA_OK;
+    if (tin) {
+        st = tan_setup(&r, in, nin, tin, &tn, err);
+        if (st != BA_OK) {
+            rnn_free(&r);
+            return st;
+        }
+        tnp = &tn;
+    }
     tape_t tp;
-    ba_status st = rnn_run(&r, &tp, err);
+    st = rnn_run(&r, tnp, &tp, err);
     if (st != BA_OK) {
+        if (tnp) tan_free(tnp);
         rnn_free(&r);
         return st;
     }
-    const int64_t T = r.T, B = r.B, I = r.I, H = r.H, G = r.G, GH = G * H, D = r.dirs;
-    const ba_tensor_t *dY = nout > 0 ? dout[0] : NULL, *dYh = nout > 1 ? dout[1] : NULL;
-    const ba_tensor_t *dYc = !r.gru && nout > 2 ? dout[2] : NULL;
-    float *dax = alloc_f(T * B * GH, 0), *dar = alloc_f(B * GH, 0), *dh = alloc_f(B * H, 0), *dc = alloc_f(B * H, 0);
-    float *dhp = alloc_f(B * H, 0), *rh = alloc_f(B * H, 0), *drh = alloc_f(B * H, 0);
-    float *dx = need[IN_X] ? alloc_f(T * B * I, 1) : NULL;
-    float *dh0 = nin > IN_H0 && in[IN_H0] && need[IN_H0] ? alloc_f(D * B * H, 0) : NULL;
-    float *dc0 = !r.gru && nin > IN_C0 && in[IN_C0] && need[IN_C0] ? alloc_f(D * B * H, 0) : NULL;
-    float *dW = NULL, *dR = NULL, *dBias = NULL;
-    st = BA_OK;
-    if (!dax || !dar || !dh || !dc || !dhp || !rh || !drh || (need[IN_X] && !dx) ||
-        (nin > IN_H0 && in[IN_H0] && need[IN_H0] && !dh0) || (!r.gru && nin > IN_C0 && in[IN_C0] && need[IN_C0] && !dc0))
-        st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
-    if (st == BA_OK && need[IN_W] && !(dW = ba_grad_slot(din, IN_W, in[IN_W], err))) st = err->code;
-    if (st == BA_OK && need[IN_R] && !(dR = ba_grad_slot(din, IN_R, in[IN_R], err))) st = err->code;
-    if (st == BA_OK && nin > IN_B && in[IN_B] && need[IN_B] && !(dBias = ba_grad_slot(din, IN_B, in[IN_B], err)))
-        st = err->code;
-    const int64_t GR = r.gru && !r.lbr ? 2 * H : GH; /* gates whose recurrent product is with H_prev */
-    for (int64_t d = 0; d < D && st == BA_OK; d++) {
-        const int rev = r.reverse || d == 1;
-        const float *R = r.r + d * GH * H;
-        memset(dh, 0, sizeof(float) * (size_t)(B * H));
-        memset(dc, 0, sizeof(float) * (size_t)(B * H));
-        for (int64_t b = 0; b < B; b++) {
-            if (dYh) memcpy(dh + b * H, (const float *)dYh->data + s_index(&r, d, b), sizeof(float) * (size_t)H);
-            if (dYc) memcpy(dc + b * H, (const float *)dYc->data + s_index(&r, d, b), sizeof(float) * (size_t)H);
-        }
-        for (int64_t s = T - 1; s >= 0; s--) {
-            const int64_t t = rev ? T - 1 - s : s;
-            const float *g = tp.gates + (d * T + t) * B * GH, *hp = tp.hprev + (d * T + t) * B * H;
-            float *da = dax + t * B * GH;
-            memset(dar, 0, sizeof(float) * (size_t)(B * GH));
-            for (int64_t b = 0; b < B; b++) {
-                float *dab = da + b * GH, *darb = dar + b * GH, *dhb = dh + b * H, *dcb = dc + b * H;
-                const float *gb = g + b * GH, *hpb = hp + b * H;
-                if (t >= r.len[b]) {
-                    memset(dab, 0, sizeof(float) * (size_t)GH);
-                    continue;
-                }
-                if (dY) {
-                    int64_t off;
-                    y_index(&r, d, t, b, &off);
-                    const float *dyb = (const float *)dY->data + off;
-                    for (int64_t k = 0; k < H; k++) dhb[k] += dyb[k];
-                }
-                if (!r.gru) {
-                    const float *cpb = tp.cprev + ((d * T + t) * B + b) * H, *cnb = tp.cnew + ((d * T + t) * B + b) * H;
-                    for (int64_t k = 0; k < H; k++) {
-                        float gi = gb[k], go = gb[H + k], gf = gb[2 * H + k], gc = gb[3 * H + k];
-                        float tc = tanhf(cnb[k]);
-                        float dC = dcb[k] + dhb[k] * go * (1.0f - tc * tc);
-                        dab[k] = dC * gc * gi * (1.0f - gi);
-                        dab[H + k] = dhb[k] * tc * go * (1.0f - go);
-                        dab[2 * H + k] = dC * cpb[k] * gf * (1.0f - gf);
-                        dab[3 * H + k] = dC * gi * (1.0f - gc * gc);
-                        dcb[k] = dC * gf; /* dC_prev */
-                    }
-                    memcpy(darb, dab, sizeof(float) * (size_t)GH);
-                } else {
-                    for (int64_t k = 0; k < H; k++) {
-                        float gz = gb[k], gh = gb[2 * H + k];
-                        dab[k] = dhb[k] * (hpb[k] - gh) * gz * (1.0f - gz);
-                        dab[2 * H + k] = dhb[k] * (1.0f - gz) * (1.0f - gh * gh); /* d a_h */
-                    }
-                    if (r.lbr) {
-                        const float *qb = tp.q + ((d * T + t) * B + b) * H;
-                        for (int64_t k = 0; k < H; k++) {
-                            float gr = gb[H + k], dah = dab[2 * H + k];
-                            dab[H + k] = dah * qb[k] * gr * (1.0f - gr);
-                            darb[k] = dab[k];
-                            darb[H + k] = dab[H + k];
-                            darb[2 * H + k] = dah * gr; /* dq */
-                        }
-                    } else {
-                        for (int64_t k = 0; k < H; k++) darb[2 * H + k] = dab[2 * H + k];
-                    }
-                }
-            }
-            if (r.gru && !r.lbr) {
-                /* a_h = … + (r ⊙ H_prev)·R_hᵀ: d(rH) = da_h · R_h */
-                if (B > 0 && H > 0)
-                    ba_kern_sgemm(0, 0, B, H, H, 1.0f, dar + 2 * H, GH, R + 2 * H * H, H, 0.0f, drh, H);
-                for (int64_t b = 0; b < B; b++) {
-                    if (t >= r.len[b]) continue;
-                    const float *gb = g + b * GH, *hpb = hp + b * H;
-                    for (int64_t k = 0; k < H; k++) {
-                        float gr = gb[H + k];
-                        da[b * GH + H + k] = drh[b * H + k] * hpb[k] * gr * (1.0f - gr);
-                        dar[b * GH + k] = da[b * GH + k];
-                        dar[b * GH + H + k] = da[b * GH + H + k];
-                        rh[b * H + k] = gr * hpb[k];
-                    }
-                }
-                if (dR && B > 0 && H > 0) /* dR_h += da_hᵀ (r ⊙ H_prev) */
-                    ba_kern_sgemm(1, 0, H, H, B, 1.0f, dar + 2 * H, GH, rh, H, 1.0f, dR + d * GH * H + 2 * H * H, H);
-            }
-            /* dH_prev = dA_r · R over the gates multiplying H_prev; dR += dA_rᵀ H_prev */
-            if (B > 0 && H > 0) ba_kern_sgemm(0, 0, B, H, GR, 1.0f, dar, GH, R, H, 0.0f, dhp, H);
-            if (dR && B > 0 && H > 0) ba_kern_sgemm(1, 0, GR, H, B, 1.0f, dar, GH, hp, H, 1.0f, dR + d * GH * H, H);
-            if (dBias)
-                for (int64_t b = 0; b < B; b++)
-                    for (int64_t j = 0; j < GH; j++) dBias[d * 2 * GH + GH + j] += dar[b * GH + j];
-            for (int64_t b = 0; b < B; b++) {
-                if (t >= r.len[b]) continue;
-                float *dhb = dh + b * H;
-                const float *gb = g + b * GH;
-                if (!r.gru) {
-                    for (int64_t k = 0; k < H; k++) dhb[k] = dhp[b * H + k];
-                } else {
-                    for (int64_t k = 0; k < H; k++) {
-                        float v = dhp[b * H + k] + dhb[k] * gb[k];
-                        if (!r.lbr) v += drh[b * H + k] * gb[H + k];
-                        dhb[k] = v;
-                    }
-                }
-            }
-        }
-        if (dh0)
-            for (int64_t b = 0; b < B; b++) memcpy(dh0 + (d * B + b) * H, dh + b * H, sizeof(float) * (size_t)H);
-        if (dc0)
-            for (int64_t b = 0; b < B; b++) memcpy(dc0 + (d * B + b) * H, dc + b * H, sizeof(float) * (size_t)H);
-        /* the input side, all steps at once */
-        if (dx && T * B > 0 && I > 0 && GH > 0)
-            ba_kern_sgemm(0, 0, T * B, I, GH, 1.0f, dax, GH, r.w + d * GH * I, I, 1.0f, dx, I);
-        if (dW && T * B > 0 && I > 0 && GH > 0)
-            ba_kern_sgemm(1, 0, GH, I, T * B, 1.0f, dax, GH, r.x, I, 1.0f, dW + d * GH * I, I);
-        if (dBias)
-            for (int64_t e = 0; e < T * B; e++)
-                for (int64_t j = 0; j < GH; j++) dBias[d * 2 * GH + j] += dax[e * GH + j];
-    }
-    /* back to the node's layout, accumulated into din */
-    if (st == BA_OK && dx) {
-        float *s = ba_grad_slot(din, IN_X, in[IN_X], err);
-        if (!s) st = err->code;
-        else
-            for (int64_t t = 0; t < T; t++)
-                for (int64_t b = 0; b < B; b++) {
-                    float *o = s + (r.layout ? b * T + t : t * B + b) * I;
-                    const float *v = dx + (t * B + b) * I;
-                    for (int64_t k = 0; k < I; k++) o[k] += v[k];
-                }
-    }
-    float *dst[2] = {dh0, dc0};
-    for (int k = 0; k < 2 && st == BA_OK; k++) {
-        if (!dst[k]) continue;
-        float *s = ba_grad_slot(din, k ? IN_C0 : IN_H0, in[k ? IN_C0 : IN_H0], err);
-        if (!s) {
+    const int64_t T = r.T, B = r.B, I = r.I, H = r.H, D = r.dirs;
+    const int has[6] = {need[IN_X], need[IN_W], need[IN_R], nin > IN_B && in[IN_B] && need[IN_B],
+                        nin > IN_H0 && in[IN_H0] && need[IN_H0], !r.gru && nin > IN_C0 && in[IN_C0] && need[IN_C0]};
+    const int idx[6] = {IN_X, IN_W, IN_R, IN_B, IN_H0, IN_C0};
+    /* X, h0, c0 in layout 0 scratch (then transposed in); W, R, B straight into din */
+    float *scratch[6] = {0}, *slot[6] = {0};
+    grads_t g = {0}, none = {0};
+    float **gp[6] = {&g.x, &g.w, &g.r, &g.bias, &g.h0, &g.c0};
+    const int64_t cnt[6] = {T * B * I, 0, 0, 0, D * B * H, D * B * H};
+    for (int k = 0; k < 6 && st == BA_OK; k++) {
+        if (!has[k]) continue;
+        slot[k] = ba_grad_slot(din, idx[k], in[idx[k]], err);
+        if (!slot[k]) {
             st = err->code;
             break;
         }
-        for (int64_t d = 0; d < D; d++)
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t j = 0; j < H; j++) s[s_index(&r, d, b) + j] += dst[k][(d * B + b) * H + j];
+        if (cnt[k] && r.layout) {
+            scratch[k] = alloc_f(cnt[k], 1);
+            if (!scratch[k]) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+            *gp[k] = scratch[k];
+        } else {
+            *gp[k] = slot[k];
+        }
     }
-    free(dax), free(dar), free(dh), free(dc), free(dhp), free(rh), free(drh), free(dx), free(dh0), free(dc0);
+    const ba_tensor_t *dY = nout > 0 ? dout[0] : NULL, *dYh = nout > 1 ? dout[1] : NULL;
+    const ba_tensor_t *dYc = !r.gru && nout > 2 ? dout[2] : NULL;
+    if (st == BA_OK) st = tin ? rnn_back(&r, tnp, &tp, dY, dYh, dYc, &none, &g, err) : rnn_back(&r, NULL, &tp, dY, dYh, dYc, &g, &none, err);
+    for (int k = 0; k < 6; k++) {
+        if (!scratch[k]) continue;
+        if (st == BA_OK) { /* (A, Bd, rest) layout 0 → layout 1 (Bd, A, rest), added */
+            const int64_t A = k == 0 ? T : D, rest = k == 0 ? I : H;
+            for (int64_t a = 0; a < A; a++)
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t j = 0; j < rest; j++) slot[k][(b * A + a) * rest + j] += scratch[k][(a * B + b) * rest + j];
+        }
+        free(scratch[k]);
+    }
     tape_free(&tp);
+    if (tnp) tan_free(tnp);
     rnn_free(&r);
     return st;
+}
+
+static ba_status rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                              ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    return rnn_back_into(n, in, nin, NULL, dout, nout, need, din, err);
+}
+
+/* The HVP's second-order term: din += (∂/∂in B(in)(g)) · tin with g the
+ * base cotangents, the tangent of the backward along the inputs' tangents. */
+static ba_status rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                            ba_tensor_t *const *tin, ba_tensor_t *const *gout, const unsigned char *need,
+                            ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    return rnn_back_into(n, in, nin, tin, gout, nout, need, din, err);
 }
 
 const ba_op_def_t ba_ops_rnn[] = {
@@ -539,4 +819,10 @@ const ba_grad_def_t ba_grads_rnn[] = {
     {"LSTM", rnn_backward},
     {"GRU", rnn_backward},
     {NULL, NULL},
+};
+
+const ba_grad_rule_t ba_grad_rules_rnn[] = {
+    {"LSTM", rnn_tangent, rnn_second},
+    {"GRU", rnn_tangent, rnn_second},
+    {NULL, NULL, NULL},
 };
