@@ -99,10 +99,13 @@ static ba_status check_attrs(const ba_node_t *n, int gru, int dirs, ba_error *er
         const char *const *def = gru ? gru_def : lstm_def;
         int per = gru ? 2 : 3;
         if (a->type != BA_ATTR_STRINGS || a->n != per * dirs)
-            return unsupported(n, "activations", "only the default activations are supported", err);
+            return unsupported(n, "activations", "only the default activations, one set per direction, are supported", err);
         for (int i = 0; i < a->n; i++)
             if (strcasecmp(a->strings[i], def[i % per]) != 0)
-                return unsupported(n, "activations", "only the default activations (Sigmoid, Tanh, Tanh) are supported", err);
+                return unsupported(n, "activations",
+                                   gru ? "only the default activations (Sigmoid, Tanh) are supported"
+                                       : "only the default activations (Sigmoid, Tanh, Tanh) are supported",
+                                   err);
     }
     if (ba_node_attr(n, "clip")) return unsupported(n, "clip", "cell clipping is not supported", err);
     if (!gru && ba_node_attr_int(n, "input_forget", 0) != 0)

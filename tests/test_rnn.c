@@ -5,14 +5,17 @@
  * float input; gradients and HVPs of classifiers w.r.t. their weights; the
  * layers found; refusals. Errors are max |ours − ref| / max |ref|. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "eval/npy.h"
 #include "helpers.h"
 #include "model/grad.h"
+#include "model/grad_internal.h"
 #include "model/ops.h"
 
 #define RNN(p) BA_FIXTURES "/rnn/" p
@@ -94,7 +97,7 @@ Test(rnn, layouts_lengths_and_directions_match_onnx_semantics) {
 
 /* The op's backward on a single-node graph: sum(gout · out) differentiated
  * w.r.t. every float input (X, W, R, B, initial_h, initial_c). */
-Test(rnn, op_gradients_match_pytorch_for_every_input) {
+Test(rnn, op_gradients_and_hvp_rules_match_pytorch_for_every_input) {
     for (size_t c = 0; c < NSINGLE; c++) {
         char mp[512], zp[512], key[512];
         snprintf(mp, sizeof mp, RNN("%s.onnx"), SINGLE[c]);
@@ -139,6 +142,44 @@ Test(rnn, op_gradients_match_pytorch_for_every_input) {
         }
         cr_expect_geq(checked, 3);
         fprintf(stderr, "rnn %s: %d input gradients, worst relative error %.3g\n", SINGLE[c], checked, worst);
+        /* the exact HVP's rules, one probe v on every float input: J v of each
+         * output, and (sum(gout · out) being linear in out) H v = the
+         * backward's derivative along v */
+        const ba_grad_rule_t *rule = NULL;
+        for (const ba_grad_rule_t *q = ba_grad_rules_rnn; q->name; q++)
+            if (!strcmp(q->name, n->op_type)) rule = q;
+        cr_assert(rule);
+        ba_tensor_t *tin[8] = {0}, *tout[3] = {0}, *hv[8] = {0};
+        for (int i = 0; i < n->nin; i++) {
+            if (!need[i]) continue;
+            snprintf(key, sizeof key, "v:%s", m->values[n->inputs[i]].name);
+            tin[i] = ba_npz_get(z, key);
+            cr_assert(tin[i], "%s: %s", SINGLE[c], key);
+        }
+        cr_assert_eq(rule->tangent(n, in, n->nin, out, n->nout, tin, tout, &e), BA_OK, "%s", e.msg);
+        double wj = 0.0, wh = 0.0;
+        for (int j = 0; j < n->nout; j++) {
+            if (n->outputs[j] < 0) continue;
+            snprintf(key, sizeof key, "jv:%s", m->values[n->outputs[j]].name);
+            const ba_tensor_t *ref = ba_npz_get(z, key);
+            cr_assert(ref && tout[j] && tout[j]->numel == ref->numel, "%s: %s", SINGLE[c], key);
+            double r = rel_err(tout[j]->data, ref);
+            cr_expect_lt(r, GRAD_TOL, "%s: %s relative error %.3g", SINGLE[c], key, r);
+            wj = fmax(wj, r);
+        }
+        cr_assert_eq(rule->second(n, in, n->nin, out, n->nout, tin, dout, need, hv, &e), BA_OK, "%s", e.msg);
+        for (int i = 0; i < n->nin; i++) {
+            if (!need[i]) continue;
+            snprintf(key, sizeof key, "hv:%s", m->values[n->inputs[i]].name);
+            const ba_tensor_t *ref = ba_npz_get(z, key);
+            cr_assert(ref && hv[i], "%s: %s", SINGLE[c], key);
+            double r = rel_err(hv[i]->data, ref);
+            cr_expect_lt(r, GRAD_TOL, "%s: %s relative error %.3g", SINGLE[c], key, r);
+            wh = fmax(wh, r);
+        }
+        fprintf(stderr, "rnn %s: tangent worst relative error %.3g, second order %.3g\n", SINGLE[c], wj, wh);
+        for (int j = 0; j < 3; j++) ba_tensor_unref(tout[j]);
+        for (int i = 0; i < 8; i++) ba_tensor_unref(hv[i]);
         for (int j = 0; j < 3; j++) ba_tensor_unref(out[j]);
         for (int i = 0; i < 8; i++) ba_tensor_unref(din[i]);
         ba_npz_free(z);
@@ -245,4 +286,154 @@ Test(rnn, classifier_hvps_match_pytorch_double_backward) {
     check_clf_hvps(RNN("gru_clf_dyn.onnx"), RNN("gru_clf_grad.npz"), ba_grad_session_hvp, HVP_TOL, "exact");
     check_clf_hvps(RNN("lstm_clf_dyn.onnx"), RNN("lstm_clf_grad.npz"), ba_grad_session_hvp_fd, HVP_TOL,
                    "central differences");
+}
+
+/* ---- loader refusals ---- */
+
+Test(rnn, loop_scan_and_unsupported_rnn_attributes_are_refused_by_name) {
+    static const char *const cases[][3] = {
+        {"loop", "Loop", "loop_node"},
+        {"scan", "Scan", "scan_node"},
+        {"lstm_clip", "clip", "lstm_clip_node"},
+        {"gru_act", "activations", "gru_act_node"},
+        {"lstm_input_forget", "input_forget", "lstm_input_forget_node"},
+        {"lstm_peephole", "P", "lstm_peephole_node"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char mp[512];
+        snprintf(mp, sizeof mp, RNN("%s.onnx"), cases[i][0]);
+        ba_model_t *m = NULL;
+        ba_error e = {0};
+        cr_expect_eq(ba_model_load(mp, NULL, &m, &e), BA_ERR_UNSUPPORTED, "%s: %s", cases[i][0], e.msg);
+        cr_expect(strstr(e.msg, cases[i][1]) && strstr(e.msg, cases[i][2]), "%s: %s", cases[i][0], e.msg);
+        ba_model_free(m);
+    }
+}
+
+/* ---- the CLI on the classifiers ---- */
+
+#define CLF_DATA RNN("calib_x.npy")
+
+Test(rnn, inspect_lists_w_and_r_as_layers_on_the_gate_axis) {
+    static const char *const models[] = {RNN("lstm_clf_dyn.onnx"), RNN("gru_clf_dyn.onnx")};
+    for (int k = 0; k < 2; k++) {
+        ba_test_run_t r = ba_test_cli("inspect", models[k], "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        json_error_t je;
+        json_t *root = json_loads(r.out, 0, &je);
+        cr_assert(root, "%s", je.text);
+        json_t *layers = json_object_get(root, "layers");
+        cr_assert_eq(json_array_size(layers), 5); /* W and R of two layers, the Linear */
+        int rnn = 0;
+        for (size_t i = 0; i < json_array_size(layers); i++) {
+            json_t *L = json_array_get(layers, i);
+            const char *op = json_string_value(json_object_get(L, "op"));
+            if (strcmp(op, k ? "GRU" : "LSTM")) continue;
+            rnn++;
+            json_t *shape = json_object_get(L, "shape");
+            cr_expect_eq(json_integer_value(json_object_get(L, "ch_axis")), 1);
+            cr_expect_eq(json_array_size(shape), 3);
+            /* [dirs, gates·hidden, input or hidden], 6 steps per sample: macs = 6 · params */
+            cr_expect_eq(json_integer_value(json_array_get(shape, 1)), (k ? 3 : 4) * 16);
+            cr_expect_eq(json_integer_value(json_object_get(L, "macs")),
+                         6 * json_integer_value(json_object_get(L, "params")));
+        }
+        cr_expect_eq(rnn, 4);
+        json_decref(root);
+        ba_test_run_free(&r);
+    }
+}
+
+static ba_tensor_t *load_npy(const char *path) {
+    ba_error err = {0};
+    ba_tensor_t *t = NULL;
+    cr_assert_eq(ba_npy_load(path, &t, &err), BA_OK, "%s", err.msg);
+    return t;
+}
+
+static double rel_diff(const ba_tensor_t *a, const ba_tensor_t *b) {
+    cr_assert_eq(a->numel, b->numel);
+    double md = 0, mb = 0;
+    for (int64_t i = 0; i < a->numel; i++) {
+        float x = ((float *)a->data)[i], y = ((float *)b->data)[i];
+        md = fmax(md, fabs(x - y));
+        mb = fmax(mb, fabs(y));
+    }
+    return mb > 0 ? md / mb : md;
+}
+
+Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .timeout = 240) {
+    char dir[512], db[600], plan[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    ba_test_run_t r = ba_test_cli("sensitivity", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--method", "hessian",
+                                  "--format", "json", "--samples", "40", "--db", db, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_error_t je;
+    json_t *root = json_loads(r.out, 0, &je);
+    cr_assert(root, "%s", je.text);
+    json_t *layers = json_object_get(root, "layers");
+    cr_assert_eq(json_array_size(layers), 5);
+    for (size_t i = 0; i < 5; i++) {
+        json_t *L = json_array_get(layers, i);
+        double s = json_number_value(json_object_get(L, "score"));
+        cr_expect(isfinite(s) && s != 0.0, "%s: score %g", json_string_value(json_object_get(L, "name")), s);
+    }
+    json_decref(root);
+    ba_test_run_free(&r);
+    r = ba_test_cli("search", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--method", "ilp+evo", "--budget",
+                    "avg-bits=4", "--generations", "3", "--offspring", "4", "--plan-out", plan, "--db", db, "-q", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    root = json_load_file(plan, 0, &je);
+    cr_assert(root, "%s", je.text);
+    json_t *tot = json_object_get(root, "totals");
+    cr_expect_leq(json_number_value(json_object_get(tot, "avg_bits")), 4.0 + 1e-9);
+    cr_expect_eq(json_array_size(json_object_get(root, "layers")), 5);
+    json_decref(root);
+    /* the plan as QDQ ONNX (weights only, then with 8-bit activations): ONNX
+     * Runtime computes what eval --plan measured */
+    for (int act = 0; act < 2; act++) {
+        char p2[700], ref[600], qdq[600], ort[600];
+        snprintf(ref, sizeof ref, "%s/ref%d.npy", dir, act);
+        snprintf(qdq, sizeof qdq, "%s/q%d.onnx", dir, act);
+        snprintf(ort, sizeof ort, "%s/ort%d.npy", dir, act);
+        snprintf(p2, sizeof p2, "%s", plan);
+        if (act) {
+            snprintf(p2, sizeof p2, "%s/plan_a8.json", dir);
+            json_t *pj = json_load_file(plan, 0, &je);
+            cr_assert(pj);
+            json_object_set_new(json_object_get(pj, "quantizer"), "act_bits", json_integer(8));
+            json_t *ls = json_object_get(pj, "layers");
+            for (size_t i = 0; i < json_array_size(ls); i++) json_object_set_new(json_array_get(ls, i), "a_bits", json_integer(8));
+            cr_assert_eq(json_dump_file(pj, p2, 0), 0);
+            json_decref(pj);
+        }
+        r = ba_test_cli("eval", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--plan", p2, "--save-output", ref, NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+        r = ba_test_cli("quantize", RNN("lstm_clf_dyn.onnx"), "--plan", p2, "-o", qdq, "--format", "qdq", "--data",
+                        CLF_DATA, "-q", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+        struct stat sb;
+        if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0) continue; /* no ORT: skipped */
+        const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", qdq, ort, CLF_DATA, NULL};
+        char *err = NULL;
+        int st = -1;
+        if (ba_test_run(argv, NULL, &err, &st) != 0 || st == 127) {
+            free(err);
+            continue;
+        }
+        cr_assert_eq(st, 0, "run_ort.js: %s", err);
+        free(err);
+        ba_tensor_t *a = load_npy(ref), *b = load_npy(ort);
+        double d = rel_diff(b, a);
+        fprintf(stderr, "rnn qdq (act_bits %s): onnxruntime vs eval --plan %.3g\n", act ? "8" : "float", d);
+        cr_expect_lt(d, 1e-5, "onnxruntime vs eval --plan: %g", d);
+        ba_tensor_unref(a);
+        ba_tensor_unref(b);
+    }
+    ba_test_rmtree(dir);
 }
