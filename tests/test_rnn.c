@@ -437,3 +437,15 @@ Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .tim
     }
     ba_test_rmtree(dir);
 }
+
+Test(rnn, act_and_lrp_estimators_refuse_recurrent_weights_by_name) {
+    static const char *const methods[] = {"act", "lrp"};
+    for (int i = 0; i < 2; i++) {
+        ba_test_run_t r =
+            ba_test_cli("sensitivity", RNN("gru_clf_dyn.onnx"), "--data", CLF_DATA, "--method", methods[i], NULL);
+        cr_expect_eq(r.status, 2, "%s: %s", methods[i], r.err);
+        cr_expect(strstr(r.err, methods[i]) && strstr(r.err, "onnx::GRU_183") && strstr(r.err, "hessian"), "%s",
+                  r.err);
+        ba_test_run_free(&r);
+    }
+}
