@@ -11,7 +11,13 @@
  * the state through unchanged (so a reverse pass starts at t = len−1).
  * The backward re-runs the forward keeping a tape (gates, states before
  * each step) and walks the steps back: per step one sgemm for dH_prev and
- * one for dR, then dX and dW for all steps in one sgemm each. */
+ * one for dR, then dX and dW for all steps in one sgemm each.
+ *
+ * The exact HVP's rules (grad_internal.h, ba_grad_rule_t) are the same two
+ * passes in forward mode: every tape quantity carries its tangent along the
+ * inputs' tangents (each sgemm A·B gains tA·B + A·tB), which gives J·t of
+ * the outputs, and the backward run on that dual tape gives the derivative
+ * of the gradients along t, the second-order term. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,18 +31,18 @@ enum { IN_X, IN_W, IN_R, IN_B, IN_LENS, IN_H0, IN_C0, IN_P };
 
 typedef struct rnn {
     const ba_node_t *node;
-    int gru;        /* 0: LSTM, 1: GRU */
-    int G;          /* gates: 4 (LSTM), 3 (GRU) */
-    int dirs;       /* 1 or 2 */
-    int reverse;    /* one direction, "reverse" */
-    int layout;     /* 0: X (T, B, I); 1: X (B, T, I) */
-    int lbr;        /* GRU linear_before_reset */
+    int gru;     /* 0: LSTM, 1: GRU */
+    int G;       /* gates: 4 (LSTM), 3 (GRU) */
+    int dirs;    /* 1 or 2 */
+    int reverse; /* one direction, "reverse" */
+    int layout;  /* 0: X (T, B, I); 1: X (B, T, I) */
+    int lbr;     /* GRU linear_before_reset */
     int64_t T, B, I, H;
     /* layout-0 views (owned copies when layout = 1 or absent) */
-    float *x;       /* (T, B, I) */
+    float *x;                  /* (T, B, I) */
     const float *w, *r, *bias; /* (dirs, GH, I), (dirs, GH, H), (dirs, 2GH) or NULL */
-    float *h0, *c0; /* (dirs, B, H), zeros when absent */
-    int64_t *len;   /* (B) */
+    float *h0, *c0;            /* (dirs, B, H), zeros when absent */
+    int64_t *len;              /* (B) */
     int own_x;
 } rnn_t;
 
@@ -44,12 +50,12 @@ typedef struct rnn {
  * t-prefixed arrays are the tangents (forward mode) of the same quantities,
  * present only when the run carries tangents. */
 typedef struct tape {
-    float *gates; /* (dirs, T, B, GH): post-activation gates (0 where inactive) */
-    float *hprev; /* (dirs, T, B, H): H before step t */
-    float *cprev; /* LSTM (dirs, T, B, H): C before step t */
-    float *cnew;  /* LSTM (dirs, T, B, H): C after step t */
-    float *q;     /* GRU lbr: (dirs, T, B, H): H_prev·R_hᵀ + Rb_h */
-    float *y;     /* (dirs, T, B, H): output (0 where inactive) */
+    float *gates;       /* (dirs, T, B, GH): post-activation gates (0 where inactive) */
+    float *hprev;       /* (dirs, T, B, H): H before step t */
+    float *cprev;       /* LSTM (dirs, T, B, H): C before step t */
+    float *cnew;        /* LSTM (dirs, T, B, H): C after step t */
+    float *q;           /* GRU lbr: (dirs, T, B, H): H_prev·R_hᵀ + Rb_h */
+    float *y;           /* (dirs, T, B, H): output (0 where inactive) */
     float *hfin, *cfin; /* (dirs, B, H) */
     float *tgates, *thprev, *tcprev, *tcnew, *tq, *ty, *thfin, *tcfin;
 } tape_t;
@@ -59,7 +65,9 @@ typedef struct rnn_tan {
     float *x, *w, *r, *bias, *h0, *c0;
 } rnn_tan_t;
 
-static float sigm(float a) { return 1.0f / (1.0f + expf(-a)); }
+static float sigm(float a) {
+    return 1.0f / (1.0f + expf(-a));
+}
 
 static void rnn_free(rnn_t *r) {
     if (r->own_x) free(r->x);
@@ -69,7 +77,7 @@ static void rnn_free(rnn_t *r) {
 }
 
 static void tape_free(tape_t *t) {
-    float *all[] = {t->gates, t->hprev, t->cprev, t->cnew, t->q, t->y, t->hfin, t->cfin,
+    float *all[] = {t->gates,  t->hprev,  t->cprev,  t->cnew,  t->q,  t->y,  t->hfin,  t->cfin,
                     t->tgates, t->thprev, t->tcprev, t->tcnew, t->tq, t->ty, t->thfin, t->tcfin};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
@@ -82,24 +90,28 @@ static ba_status bad(const ba_node_t *n, const char *what, ba_error *err) {
 }
 
 static ba_status unsupported(const ba_node_t *n, const char *attr, const char *why, ba_error *err) {
-    return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): attribute %s: %s", n->name, n->op_type, attr, why);
+    return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): attribute %s: %s", n->name, n->op_type, attr,
+                        why);
 }
 
 /* Copies a (A, Bd, rest) array into (Bd, A, rest): swaps the two leading axes. */
 static void swap01(const float *src, float *dst, int64_t A, int64_t Bd, int64_t rest) {
     for (int64_t a = 0; a < A; a++)
-        for (int64_t b = 0; b < Bd; b++) memcpy(dst + (b * A + a) * rest, src + (a * Bd + b) * rest, sizeof(float) * (size_t)rest);
+        for (int64_t b = 0; b < Bd; b++)
+            memcpy(dst + (b * A + a) * rest, src + (a * Bd + b) * rest, sizeof(float) * (size_t)rest);
 }
 
 /* The default activations of the op, per direction. */
 static ba_status check_attrs(const ba_node_t *n, int gru, int dirs, ba_error *err) {
     const ba_attr_t *a = ba_node_attr(n, "activations");
     if (a) {
-        static const char *const lstm_def[] = {"Sigmoid", "Tanh", "Tanh"}, *const gru_def[] = {"Sigmoid", "Tanh"};
+        static const char *const lstm_def[] = {"Sigmoid", "Tanh", "Tanh"}, *const gru_def[] = {"Sigmoid",
+                                                                                               "Tanh"};
         const char *const *def = gru ? gru_def : lstm_def;
         int per = gru ? 2 : 3;
         if (a->type != BA_ATTR_STRINGS || a->n != per * dirs)
-            return unsupported(n, "activations", "only the default activations, one set per direction, are supported", err);
+            return unsupported(n, "activations",
+                               "only the default activations, one set per direction, are supported", err);
         for (int i = 0; i < a->n; i++)
             if (strcasecmp(a->strings[i], def[i % per]) != 0)
                 return unsupported(n, "activations",
@@ -124,10 +136,14 @@ static ba_status rnn_setup(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     BA_TRY(ba_kern_need_f32(n, W, "input W", err));
     BA_TRY(ba_kern_need_f32(n, R, "input R", err));
     const char *dir = ba_node_attr_string(n, "direction", "forward");
-    if (!strcmp(dir, "forward")) r->dirs = 1;
-    else if (!strcmp(dir, "reverse")) r->dirs = 1, r->reverse = 1;
-    else if (!strcmp(dir, "bidirectional")) r->dirs = 2;
-    else return unsupported(n, "direction", "not forward, reverse or bidirectional", err);
+    if (!strcmp(dir, "forward"))
+        r->dirs = 1;
+    else if (!strcmp(dir, "reverse"))
+        r->dirs = 1, r->reverse = 1;
+    else if (!strcmp(dir, "bidirectional"))
+        r->dirs = 2;
+    else
+        return unsupported(n, "direction", "not forward, reverse or bidirectional", err);
     BA_TRY(check_attrs(n, r->gru, r->dirs, err));
     r->layout = (int)ba_node_attr_int(n, "layout", 0);
     if (r->layout != 0 && r->layout != 1) return unsupported(n, "layout", "not 0 or 1", err);
@@ -142,7 +158,8 @@ static ba_status rnn_setup(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     if (hs != H) return bad(n, "hidden_size does not match R", err);
     if (W->shape[0] != r->dirs || W->shape[1] != GH || W->shape[2] != r->I)
         return bad(n, "W is not (num_directions, gates*hidden_size, input_size)", err);
-    if (R->shape[0] != r->dirs || R->shape[1] != GH) return bad(n, "R is not (num_directions, gates*hidden_size, hidden_size)", err);
+    if (R->shape[0] != r->dirs || R->shape[1] != GH)
+        return bad(n, "R is not (num_directions, gates*hidden_size, hidden_size)", err);
     r->w = W->data;
     r->r = R->data;
     const ba_tensor_t *Bt = nin > IN_B ? in[IN_B] : NULL;
@@ -157,7 +174,8 @@ static ba_status rnn_setup(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         if (P->dtype != BA_DT_F32) return bad(n, "P is not float32", err);
         for (int64_t i = 0; i < P->numel; i++)
             if (((const float *)P->data)[i] != 0.0f)
-                return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (LSTM): input P: peephole connections are not supported",
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "node %s (LSTM): input P: peephole connections are not supported",
                                     n->name);
     }
     /* X as (T, B, I) */
@@ -194,18 +212,21 @@ static ba_status rnn_setup(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     for (int k = 0; k < 2; k++) {
         if (!st[k]) continue;
         const int64_t want[3] = {r->layout ? B : r->dirs, r->layout ? r->dirs : B, H};
-        if (st[k]->dtype != BA_DT_F32 || st[k]->ndim != 3 || st[k]->shape[0] != want[0] || st[k]->shape[1] != want[1] ||
-            st[k]->shape[2] != want[2]) {
+        if (st[k]->dtype != BA_DT_F32 || st[k]->ndim != 3 || st[k]->shape[0] != want[0] ||
+            st[k]->shape[1] != want[1] || st[k]->shape[2] != want[2]) {
             rnn_free(r);
-            return bad(n, k ? "initial_c does not have the shape of the state" : "initial_h does not have the shape of the state",
+            return bad(n,
+                       k ? "initial_c does not have the shape of the state"
+                         : "initial_h does not have the shape of the state",
                        err);
         }
-        if (r->layout) swap01(st[k]->data, dst[k], B, r->dirs, H);
-        else memcpy(dst[k], st[k]->data, sizeof(float) * (size_t)(r->dirs * B * H));
+        if (r->layout)
+            swap01(st[k]->data, dst[k], B, r->dirs, H);
+        else
+            memcpy(dst[k], st[k]->data, sizeof(float) * (size_t)(r->dirs * B * H));
     }
     return BA_OK;
 }
-
 
 static float *alloc_f(int64_t n, int zero) {
     size_t c = (size_t)(n > 0 ? n : 1);
@@ -214,8 +235,9 @@ static float *alloc_f(int64_t n, int zero) {
 
 /* C (M, N) = beta·C + op(A)·op(B) and, when tC, its tangent
  * tC = beta·tC + op(tA)·op(B) + op(A)·op(tB) (tA / tB NULL: zero). */
-static void gemm2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *tA, int64_t lda,
-                  const float *Bm, const float *tB, int64_t ldb, float beta, float *C, float *tC, int64_t ldc) {
+static void gemm2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, const float *tA,
+                  int64_t lda, const float *Bm, const float *tB, int64_t ldb, float beta, float *C, float *tC,
+                  int64_t ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         for (int64_t i = 0; i < M; i++)
@@ -249,10 +271,10 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
     const int lstm = !r->gru, tg = tn != NULL;
     float *bufs[16] = {0};
     int nb = 0, ok = 1;
-#define RNN_ALLOC(dst, n, z)               \
-    do {                                   \
-        (dst) = alloc_f((n), (z));         \
-        ok = ok && (dst);                  \
+#define RNN_ALLOC(dst, n, z)                                                                                 \
+    do {                                                                                                     \
+        (dst) = alloc_f((n), (z));                                                                           \
+        ok = ok && (dst);                                                                                    \
     } while (0)
     RNN_ALLOC(tp->gates, D * T * B * GH, 1);
     RNN_ALLOC(tp->hprev, D * T * B * H, 0);
@@ -322,7 +344,8 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
             gemm2(0, 1, B, GR, H, h, th, H, R, tR, H, 0.0f, hr, tg ? thr : NULL, GH);
             for (int64_t b = 0; b < B; b++) {
                 float *gb = g + b * GH, *hb = h + b * H, *cb = c + b * H, *hrb = hr + b * GH;
-                float *tgb = tg ? tgt + b * GH : NULL, *thb = tg ? th + b * H : NULL, *tcb = tg ? tc + b * H : NULL;
+                float *tgb = tg ? tgt + b * GH : NULL, *thb = tg ? th + b * H : NULL,
+                      *tcb = tg ? tc + b * H : NULL;
                 const float *thrb = tg ? thr + b * GH : NULL;
                 if (t >= r->len[b]) {
                     memset(gb, 0, sizeof(float) * (size_t)GH);
@@ -332,7 +355,8 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
                 if (lstm) {
                     for (int64_t k = 0; k < H; k++) {
                         float gi = sigm(gb[k] + hrb[k]), go = sigm(gb[H + k] + hrb[H + k]);
-                        float gf = sigm(gb[2 * H + k] + hrb[2 * H + k]), gc = tanhf(gb[3 * H + k] + hrb[3 * H + k]);
+                        float gf = sigm(gb[2 * H + k] + hrb[2 * H + k]),
+                              gc = tanhf(gb[3 * H + k] + hrb[3 * H + k]);
                         float cn = gf * cb[k] + gi * gc, tcn = tanhf(cn);
                         if (tg) {
                             float ti = gi * (1.0f - gi) * (tgb[k] + thrb[k]);
@@ -361,7 +385,8 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
                         float gr = gb[H + k], gh = tanhf(gb[2 * H + k] + gr * qb[k]);
                         if (tg) {
                             tqb[k] = thrb[2 * H + k] + trb[2 * H + k];
-                            tgb[2 * H + k] = (1.0f - gh * gh) * (tgb[2 * H + k] + tgb[H + k] * qb[k] + gr * tqb[k]);
+                            tgb[2 * H + k] =
+                                (1.0f - gh * gh) * (tgb[2 * H + k] + tgb[H + k] * qb[k] + gr * tqb[k]);
                         }
                         gb[2 * H + k] = gh;
                     }
@@ -371,10 +396,12 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
                 for (int64_t b = 0; b < B; b++)
                     for (int64_t k = 0; k < H; k++) {
                         rh[b * H + k] = g[b * GH + H + k] * h[b * H + k];
-                        if (tg) trh[b * H + k] = tgt[b * GH + H + k] * h[b * H + k] + g[b * GH + H + k] * th[b * H + k];
+                        if (tg)
+                            trh[b * H + k] =
+                                tgt[b * GH + H + k] * h[b * H + k] + g[b * GH + H + k] * th[b * H + k];
                     }
-                gemm2(0, 1, B, H, H, rh, tg ? trh : NULL, H, R + 2 * H * H, tg ? tR + 2 * H * H : NULL, H, 0.0f,
-                      hr + 2 * H, tg ? thr + 2 * H : NULL, GH);
+                gemm2(0, 1, B, H, H, rh, tg ? trh : NULL, H, R + 2 * H * H, tg ? tR + 2 * H * H : NULL, H,
+                      0.0f, hr + 2 * H, tg ? thr + 2 * H : NULL, GH);
                 for (int64_t b = 0; b < B; b++) {
                     if (t >= r->len[b]) continue;
                     for (int64_t k = 0; k < H; k++) {
@@ -436,7 +463,8 @@ static ba_status write_outputs(const ba_node_t *n, const rnn_t *r, const float *
     const int nouts = r->gru ? 2 : 3;
     for (int k = 0; k < nout && k < nouts; k++) {
         if (n->outputs[k] < 0) continue;
-        out[k] = k == 0 ? ba_tensor_new_uninit(BA_DT_F32, 4, ys, err) : ba_tensor_new_uninit(BA_DT_F32, 3, ss, err);
+        out[k] = k == 0 ? ba_tensor_new_uninit(BA_DT_F32, 4, ys, err)
+                        : ba_tensor_new_uninit(BA_DT_F32, 3, ss, err);
         if (!out[k]) {
             for (int j = 0; j < k; j++) {
                 ba_tensor_unref(out[j]);
@@ -449,9 +477,11 @@ static ba_status write_outputs(const ba_node_t *n, const rnn_t *r, const float *
             for (int64_t b = 0; b < B; b++) {
                 if (k == 0)
                     for (int64_t t = 0; t < T; t++)
-                        memcpy(o + y_index(r, d, t, b), y + ((d * T + t) * B + b) * H, sizeof(float) * (size_t)H);
+                        memcpy(o + y_index(r, d, t, b), y + ((d * T + t) * B + b) * H,
+                               sizeof(float) * (size_t)H);
                 else
-                    memcpy(o + s_index(r, d, b), (k == 1 ? hfin : cfin) + (d * B + b) * H, sizeof(float) * (size_t)H);
+                    memcpy(o + s_index(r, d, b), (k == 1 ? hfin : cfin) + (d * B + b) * H,
+                           sizeof(float) * (size_t)H);
             }
     }
     return BA_OK;
@@ -474,8 +504,8 @@ static ba_status rnn_forward(const ba_node_t *n, ba_tensor_t *const *in, int nin
 /* ---- tangents of the inputs ---- */
 
 /* The tangents tin of the node's float inputs in layout 0, zeros where absent. */
-static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin, rnn_tan_t *tn,
-                           ba_error *err) {
+static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
+                           rnn_tan_t *tn, ba_error *err) {
     memset(tn, 0, sizeof *tn);
     const int64_t T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * H, D = r->dirs;
     const int idx[6] = {IN_X, IN_W, IN_R, IN_B, IN_H0, IN_C0};
@@ -494,16 +524,19 @@ static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_t
             tan_free(tn);
             return bad(r->node, "a tangent does not have its input's shape", err);
         }
-        if (r->layout && i == IN_X) swap01(t->data, *dst[k], B, T, I);
-        else if (r->layout && (i == IN_H0 || i == IN_C0)) swap01(t->data, *dst[k], B, D, H);
-        else memcpy(*dst[k], t->data, sizeof(float) * (size_t)cnt[k]);
+        if (r->layout && i == IN_X)
+            swap01(t->data, *dst[k], B, T, I);
+        else if (r->layout && (i == IN_H0 || i == IN_C0))
+            swap01(t->data, *dst[k], B, D, H);
+        else
+            memcpy(*dst[k], t->data, sizeof(float) * (size_t)cnt[k]);
     }
     return BA_OK;
 }
 
 /* Forward-mode rule: tout = J · tin for Y, Y_h, Y_c. */
-static ba_status rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                             ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
+static ba_status rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
     (void)out;
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
@@ -534,8 +567,8 @@ typedef struct grads {
 /* Reverse walk over the tape (and its tangents, tn != NULL) with the
  * cotangents dY, dYh, dYc (each may be NULL; they carry no tangent). */
 static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp, const ba_tensor_t *dY,
-                          const ba_tensor_t *dYh, const ba_tensor_t *dYc, const grads_t *gv, const grads_t *gt,
-                          ba_error *err) {
+                          const ba_tensor_t *dYh, const ba_tensor_t *dYc, const grads_t *gv,
+                          const grads_t *gt, ba_error *err) {
     const int64_t T = r->T, B = r->B, I = r->I, H = r->H, GH = r->G * H, D = r->dirs;
     const int tg = tn != NULL, lstm = !r->gru;
     float *bufs[14] = {0};
@@ -546,9 +579,10 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
         for (int i = 0; i < nb; i++) free(bufs[i]);
         return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
     }
-    float *dax = bufs[0], *dar = bufs[1], *dh = bufs[2], *dc = bufs[3], *dhp = bufs[4], *rh = bufs[5], *drh = bufs[6];
-    float *tdax = bufs[7], *tdar = bufs[8], *tdh = bufs[9], *tdc = bufs[10], *tdhp = bufs[11], *trh = bufs[12],
-          *tdrh = bufs[13];
+    float *dax = bufs[0], *dar = bufs[1], *dh = bufs[2], *dc = bufs[3], *dhp = bufs[4], *rh = bufs[5],
+          *drh = bufs[6];
+    float *tdax = bufs[7], *tdar = bufs[8], *tdh = bufs[9], *tdc = bufs[10], *tdhp = bufs[11],
+          *trh = bufs[12], *tdrh = bufs[13];
     const int64_t GR = r->gru && !r->lbr ? 2 * H : GH; /* gates whose recurrent product is with H_prev */
     const size_t bh = sizeof(float) * (size_t)(B * H);
     for (int64_t d = 0; d < D; d++) {
@@ -558,13 +592,16 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
         memset(dc, 0, bh);
         if (tg) memset(tdh, 0, bh), memset(tdc, 0, bh);
         for (int64_t b = 0; b < B; b++) {
-            if (dYh) memcpy(dh + b * H, (const float *)dYh->data + s_index(r, d, b), sizeof(float) * (size_t)H);
-            if (dYc) memcpy(dc + b * H, (const float *)dYc->data + s_index(r, d, b), sizeof(float) * (size_t)H);
+            if (dYh)
+                memcpy(dh + b * H, (const float *)dYh->data + s_index(r, d, b), sizeof(float) * (size_t)H);
+            if (dYc)
+                memcpy(dc + b * H, (const float *)dYc->data + s_index(r, d, b), sizeof(float) * (size_t)H);
         }
         for (int64_t s = T - 1; s >= 0; s--) {
             const int64_t t = rev ? T - 1 - s : s, o = (d * T + t) * B * H;
             const float *g = tp->gates + (d * T + t) * B * GH, *hp = tp->hprev + o;
-            const float *tgt = tg ? tp->tgates + (d * T + t) * B * GH : NULL, *thp = tg ? tp->thprev + o : NULL;
+            const float *tgt = tg ? tp->tgates + (d * T + t) * B * GH : NULL,
+                        *thp = tg ? tp->thprev + o : NULL;
             float *da = dax + t * B * GH, *tda = tg ? tdax + t * B * GH : NULL;
             memset(dar, 0, sizeof(float) * (size_t)(B * GH));
             if (tg) memset(tdar, 0, sizeof(float) * (size_t)(B * GH));
@@ -585,7 +622,8 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
                 }
                 if (lstm) {
                     const float *cpb = tp->cprev + o + b * H, *cnb = tp->cnew + o + b * H;
-                    const float *tcpb = tg ? tp->tcprev + o + b * H : NULL, *tcnb = tg ? tp->tcnew + o + b * H : NULL;
+                    const float *tcpb = tg ? tp->tcprev + o + b * H : NULL,
+                                *tcnb = tg ? tp->tcnew + o + b * H : NULL;
                     for (int64_t k = 0; k < H; k++) {
                         const float gi = gb[k], go = gb[H + k], gf = gb[2 * H + k], gc = gb[3 * H + k];
                         const float tc = tanhf(cnb[k]), u = 1.0f - tc * tc;
@@ -593,7 +631,8 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
                                     wc = 1.0f - gc * gc;
                         const float dC = dcb[k] + dhb[k] * go * u;
                         if (tg) {
-                            const float ti = tgb[k], to = tgb[H + k], tf = tgb[2 * H + k], tcc = tgb[3 * H + k];
+                            const float ti = tgb[k], to = tgb[H + k], tf = tgb[2 * H + k],
+                                        tcc = tgb[3 * H + k];
                             const float ttc = u * tcnb[k], tu = -2.0f * tc * ttc;
                             const float tdC = tdcb[k] + tdhb[k] * go * u + dhb[k] * to * u + dhb[k] * go * tu;
                             const float twi = ti * (1.0f - 2.0f * gi), two = to * (1.0f - 2.0f * go),
@@ -632,7 +671,8 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
                         const float gr = gb[H + k], dah = dab[2 * H + k], wr = gr * (1.0f - gr);
                         if (tg) {
                             const float tr = tgb[H + k], tdah = tdab[2 * H + k];
-                            tdab[H + k] = tdah * qb[k] * wr + dah * tqb[k] * wr + dah * qb[k] * tr * (1.0f - 2.0f * gr);
+                            tdab[H + k] =
+                                tdah * qb[k] * wr + dah * tqb[k] * wr + dah * qb[k] * tr * (1.0f - 2.0f * gr);
                             tdarb[k] = tdab[k];
                             tdarb[H + k] = tdab[H + k];
                             tdarb[2 * H + k] = tdah * gr + dah * tr;
@@ -661,7 +701,8 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
                         const float gr = gb[H + k], wr = gr * (1.0f - gr);
                         if (tg) {
                             const float tr = tgt[e], thpk = thp[f];
-                            tda[e] = tdrh[f] * hpb[k] * wr + drh[f] * thpk * wr + drh[f] * hpb[k] * tr * (1.0f - 2.0f * gr);
+                            tda[e] = tdrh[f] * hpb[k] * wr + drh[f] * thpk * wr +
+                                     drh[f] * hpb[k] * tr * (1.0f - 2.0f * gr);
                             tdar[b * GH + k] = tda[b * GH + k];
                             tdar[e] = tda[e];
                             trh[f] = tr * hpb[k] + gr * thpk;
@@ -673,8 +714,12 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
                     }
                 }
                 /* dR_h += da_hᵀ (r ⊙ H_prev) */
-                if (gv->r) gemm2(1, 0, H, H, B, dar + 2 * H, NULL, GH, rh, NULL, H, 1.0f, gv->r + d * GH * H + 2 * H * H, NULL, H);
-                if (gt->r) gemm2(1, 0, H, H, B, dar + 2 * H, tdar + 2 * H, GH, rh, trh, H, 1.0f, NULL, gt->r + d * GH * H + 2 * H * H, H);
+                if (gv->r)
+                    gemm2(1, 0, H, H, B, dar + 2 * H, NULL, GH, rh, NULL, H, 1.0f,
+                          gv->r + d * GH * H + 2 * H * H, NULL, H);
+                if (gt->r)
+                    gemm2(1, 0, H, H, B, dar + 2 * H, tdar + 2 * H, GH, rh, trh, H, 1.0f, NULL,
+                          gt->r + d * GH * H + 2 * H * H, H);
             }
             /* dH_prev = dA_r · R over the gates multiplying H_prev; dR += dA_rᵀ H_prev */
             gemm2(0, 0, B, H, GR, dar, tg ? tdar : NULL, GH, R, tR, H, 0.0f, dhp, tg ? tdhp : NULL, H);
@@ -717,7 +762,8 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
         if (gv->x) gemm2(0, 0, T * B, I, GH, dax, NULL, GH, W, NULL, I, 1.0f, gv->x, NULL, I);
         if (gt->x) gemm2(0, 0, T * B, I, GH, dax, tdax, GH, W, tW, I, 1.0f, NULL, gt->x, I);
         if (gv->w) gemm2(1, 0, GH, I, T * B, dax, NULL, GH, r->x, NULL, I, 1.0f, gv->w + d * GH * I, NULL, I);
-        if (gt->w) gemm2(1, 0, GH, I, T * B, dax, tdax, GH, r->x, tn->x, I, 1.0f, NULL, gt->w + d * GH * I, I);
+        if (gt->w)
+            gemm2(1, 0, GH, I, T * B, dax, tdax, GH, r->x, tn->x, I, 1.0f, NULL, gt->w + d * GH * I, I);
         for (int64_t e = 0; e < T * B; e++)
             for (int64_t j = 0; j < GH; j++) {
                 if (gv->bias) gv->bias[d * 2 * GH + j] += dax[e * GH + j];
@@ -731,10 +777,11 @@ static ba_status rnn_back(const rnn_t *r, const rnn_tan_t *tn, const tape_t *tp,
 /* Runs the backward core and adds its results (value gradients, or with
  * tin their tangents) into din, in the node's layout. */
 static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
-                               ba_tensor_t *const *dout, int nout, const unsigned char *need, ba_tensor_t **din,
-                               ba_error *err) {
+                               ba_tensor_t *const *dout, int nout, const unsigned char *need,
+                               ba_tensor_t **din, ba_error *err) {
     if (nin > IN_P && in[IN_P] && need[IN_P])
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (LSTM): no gradient for the peephole input P", n->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (LSTM): no gradient for the peephole input P",
+                            n->name);
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
     rnn_tan_t tn, *tnp = NULL;
@@ -755,8 +802,12 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
         return st;
     }
     const int64_t T = r.T, B = r.B, I = r.I, H = r.H, D = r.dirs;
-    const int has[6] = {need[IN_X], need[IN_W], need[IN_R], nin > IN_B && in[IN_B] && need[IN_B],
-                        nin > IN_H0 && in[IN_H0] && need[IN_H0], !r.gru && nin > IN_C0 && in[IN_C0] && need[IN_C0]};
+    const int has[6] = {need[IN_X],
+                        need[IN_W],
+                        need[IN_R],
+                        nin > IN_B && in[IN_B] && need[IN_B],
+                        nin > IN_H0 && in[IN_H0] && need[IN_H0],
+                        !r.gru && nin > IN_C0 && in[IN_C0] && need[IN_C0]};
     const int idx[6] = {IN_X, IN_W, IN_R, IN_B, IN_H0, IN_C0};
     /* X, h0, c0 in layout 0 scratch (then transposed in); W, R, B straight into din */
     float *scratch[6] = {0}, *slot[6] = {0};
@@ -780,14 +831,17 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
     }
     const ba_tensor_t *dY = nout > 0 ? dout[0] : NULL, *dYh = nout > 1 ? dout[1] : NULL;
     const ba_tensor_t *dYc = !r.gru && nout > 2 ? dout[2] : NULL;
-    if (st == BA_OK) st = tin ? rnn_back(&r, tnp, &tp, dY, dYh, dYc, &none, &g, err) : rnn_back(&r, NULL, &tp, dY, dYh, dYc, &g, &none, err);
+    if (st == BA_OK)
+        st = tin ? rnn_back(&r, tnp, &tp, dY, dYh, dYc, &none, &g, err)
+                 : rnn_back(&r, NULL, &tp, dY, dYh, dYc, &g, &none, err);
     for (int k = 0; k < 6; k++) {
         if (!scratch[k]) continue;
         if (st == BA_OK) { /* (A, Bd, rest) layout 0 → layout 1 (Bd, A, rest), added */
             const int64_t A = k == 0 ? T : D, rest = k == 0 ? I : H;
             for (int64_t a = 0; a < A; a++)
                 for (int64_t b = 0; b < B; b++)
-                    for (int64_t j = 0; j < rest; j++) slot[k][(b * A + a) * rest + j] += scratch[k][(a * B + b) * rest + j];
+                    for (int64_t j = 0; j < rest; j++)
+                        slot[k][(b * A + a) * rest + j] += scratch[k][(a * B + b) * rest + j];
         }
         free(scratch[k]);
     }
@@ -797,17 +851,18 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
     return st;
 }
 
-static ba_status rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                              ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+static ba_status rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                              ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, NULL, dout, nout, need, din, err);
 }
 
 /* The HVP's second-order term: din += (∂/∂in B(in)(g)) · tin with g the
  * base cotangents, the tangent of the backward along the inputs' tangents. */
-static ba_status rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                            ba_tensor_t *const *tin, ba_tensor_t *const *gout, const unsigned char *need,
-                            ba_tensor_t **din, ba_error *err) {
+static ba_status rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
+                            const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, tin, gout, nout, need, din, err);
 }

@@ -67,7 +67,8 @@ static double check_outputs(const char *name) {
         const ba_tensor_t *ref = ba_npz_get(z, key);
         cr_assert(ref, "%s: %s", name, key);
         cr_assert_eq(out[k]->numel, ref->numel, "%s: %s", name, key);
-        for (int d = 0; d < ref->ndim; d++) cr_assert_eq(out[k]->shape[d], ref->shape[d], "%s: %s dim %d", name, key, d);
+        for (int d = 0; d < ref->ndim; d++)
+            cr_assert_eq(out[k]->shape[d], ref->shape[d], "%s: %s dim %d", name, key, d);
         double r = rel_err(out[k]->data, ref);
         cr_expect_lt(r, OUT_TOL, "%s: %s relative error %.3g", name, key, r);
         if (r > worst) worst = r;
@@ -87,8 +88,8 @@ Test(rnn, torch_exports_match_pytorch) {
     }
 }
 
-static const char *const SINGLE[] = {"lstm_l1_bi_lens", "lstm_rev_lens", "gru_lbr0_bi_lens", "gru_lbr1_l1_rev",
-                                     "gru_lbr0_nolens"};
+static const char *const SINGLE[] = {"lstm_l1_bi_lens", "lstm_rev_lens", "gru_lbr0_bi_lens",
+                                     "gru_lbr1_l1_rev", "gru_lbr0_nolens"};
 #define NSINGLE (sizeof SINGLE / sizeof SINGLE[0])
 
 Test(rnn, layouts_lengths_and_directions_match_onnx_semantics) {
@@ -231,7 +232,8 @@ static void check_clf_grads(const char *model, const char *npz) {
     double loss = 0.0, worst = 0.0;
     cr_assert_eq(ba_grad_compute(f.m, in, NULL, &f.spec, n, req, g, &loss, &e), BA_OK, "%s", e.msg);
     double lref = ba_tensor_get_f64(ba_npz_get(f.z, "loss_ce"), 0);
-    cr_expect_lt(fabs(loss - lref), LOSS_TOL * fmax(1.0, fabs(lref)), "%s: loss %.9g vs %.9g", npz, loss, lref);
+    cr_expect_lt(fabs(loss - lref), LOSS_TOL * fmax(1.0, fabs(lref)), "%s: loss %.9g vs %.9g", npz, loss,
+                 lref);
     for (int k = 0; k < n; k++) {
         double r = rel_err(g[k], refs[k]);
         cr_expect_lt(r, GRAD_TOL, "%s: dL/d%s relative error %.3g", npz, f.m->values[req[k]].name, r);
@@ -367,8 +369,8 @@ Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .tim
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(plan, sizeof plan, "%s/plan.json", dir);
-    ba_test_run_t r = ba_test_cli("sensitivity", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--method", "hessian",
-                                  "--format", "json", "--samples", "40", "--db", db, NULL);
+    ba_test_run_t r = ba_test_cli("sensitivity", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--method",
+                                  "hessian", "--format", "json", "--samples", "40", "--db", db, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_error_t je;
     json_t *root = json_loads(r.out, 0, &je);
@@ -383,7 +385,8 @@ Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .tim
     json_decref(root);
     ba_test_run_free(&r);
     r = ba_test_cli("search", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--method", "ilp+evo", "--budget",
-                    "avg-bits=4", "--generations", "3", "--offspring", "4", "--plan-out", plan, "--db", db, "-q", NULL);
+                    "avg-bits=4", "--generations", "3", "--offspring", "4", "--plan-out", plan, "--db", db,
+                    "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     root = json_load_file(plan, 0, &je);
@@ -406,20 +409,24 @@ Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .tim
             cr_assert(pj);
             json_object_set_new(json_object_get(pj, "quantizer"), "act_bits", json_integer(8));
             json_t *ls = json_object_get(pj, "layers");
-            for (size_t i = 0; i < json_array_size(ls); i++) json_object_set_new(json_array_get(ls, i), "a_bits", json_integer(8));
+            for (size_t i = 0; i < json_array_size(ls); i++)
+                json_object_set_new(json_array_get(ls, i), "a_bits", json_integer(8));
             cr_assert_eq(json_dump_file(pj, p2, 0), 0);
             json_decref(pj);
         }
-        r = ba_test_cli("eval", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--plan", p2, "--save-output", ref, NULL);
+        r = ba_test_cli("eval", RNN("lstm_clf_dyn.onnx"), "--data", CLF_DATA, "--plan", p2, "--save-output",
+                        ref, NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         ba_test_run_free(&r);
-        r = ba_test_cli("quantize", RNN("lstm_clf_dyn.onnx"), "--plan", p2, "-o", qdq, "--format", "qdq", "--data",
-                        CLF_DATA, "-q", NULL);
+        r = ba_test_cli("quantize", RNN("lstm_clf_dyn.onnx"), "--plan", p2, "-o", qdq, "--format", "qdq",
+                        "--data", CLF_DATA, "-q", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         ba_test_run_free(&r);
         struct stat sb;
-        if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0) continue; /* no ORT: skipped */
-        const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", qdq, ort, CLF_DATA, NULL};
+        if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0)
+            continue; /* no ORT: skipped */
+        const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", qdq, ort,
+                              CLF_DATA,       NULL};
         char *err = NULL;
         int st = -1;
         if (ba_test_run(argv, NULL, &err, &st) != 0 || st == 127) {
@@ -441,11 +448,11 @@ Test(rnn, hessian_sensitivity_and_ilp_evo_search_run_on_an_lstm_classifier, .tim
 Test(rnn, act_and_lrp_estimators_refuse_recurrent_weights_by_name) {
     static const char *const methods[] = {"act", "lrp"};
     for (int i = 0; i < 2; i++) {
-        ba_test_run_t r =
-            ba_test_cli("sensitivity", RNN("gru_clf_dyn.onnx"), "--data", CLF_DATA, "--method", methods[i], NULL);
+        ba_test_run_t r = ba_test_cli("sensitivity", RNN("gru_clf_dyn.onnx"), "--data", CLF_DATA, "--method",
+                                      methods[i], NULL);
         cr_expect_eq(r.status, 2, "%s: %s", methods[i], r.err);
-        cr_expect(strstr(r.err, methods[i]) && strstr(r.err, "onnx::GRU_183") && strstr(r.err, "hessian"), "%s",
-                  r.err);
+        cr_expect(strstr(r.err, methods[i]) && strstr(r.err, "onnx::GRU_183") && strstr(r.err, "hessian"),
+                  "%s", r.err);
         ba_test_run_free(&r);
     }
 }
