@@ -867,6 +867,8 @@ static ba_status rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return rnn_back_into(n, in, nin, tin, gout, nout, need, din, err);
 }
 
+int ba_op_is_recurrent(const char *op_type) { return !strcmp(op_type, "LSTM") || !strcmp(op_type, "GRU"); }
+
 const ba_op_def_t ba_ops_rnn[] = {
     {"LSTM", rnn_forward},
     {"GRU", rnn_forward},

@@ -20,7 +20,7 @@
  * their hidden state stays float inside the op). */
 static int is_layer_op(const char *op) {
     return !strcmp(op, "Conv") || !strcmp(op, "ConvTranspose") || !strcmp(op, "Gemm") ||
-           !strcmp(op, "MatMul") || !strcmp(op, "LSTM") || !strcmp(op, "GRU");
+           !strcmp(op, "MatMul") || ba_op_is_recurrent(op);
 }
 
 /* 1 when value v is (behind a short Identity/Transpose/Reshape chain) a layer's weight. */

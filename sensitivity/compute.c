@@ -212,7 +212,7 @@ ba_status ba_sens_compute(const ba_model_t *m, const ba_dataset_t *ds, const int
     /* act and lrp measure the activations a weight multiplies; an LSTM/GRU's R
      * multiplies the hidden state inside the op, which neither of them sees. */
     for (int l = 0; l < m->nlayers && st == BA_OK && (method == BA_SENS_ACT || method == BA_SENS_LRP); l++)
-        if (!strcmp(m->layers[l].op, "LSTM") || !strcmp(m->layers[l].op, "GRU"))
+        if (ba_op_is_recurrent(m->layers[l].op))
             st = ba_error_set(err, BA_ERR_UNSUPPORTED,
                               "the %s estimator: layer %s (%s node %s): recurrent weights are not covered; "
                               "use hessian, fisher, weight or measured",
