@@ -35,6 +35,7 @@
 static const ba_grad_def_t *const families[] = {
     ba_grads_matmul, ba_grads_conv, ba_grads_elementwise, ba_grads_shape,
     ba_grads_norm,   ba_grads_pool, ba_grads_reduce,
+    ba_grads_rnn,
 };
 
 const ba_grad_def_t *ba_grad_lookup(const char *op_type) {

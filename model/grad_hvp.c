@@ -48,7 +48,17 @@ typedef enum {
     R_DIV,             /* a / b */
     R_SOFTMAX,         /* Softmax: J = diag y − y yᵀ, symmetric */
     R_FD,              /* anything else with a backward: local central difference */
+    R_OWN,             /* the op's own tangent and second-order rules (ba_grad_rule_t) */
 } rule_kind;
+
+/* Ops with rules of their own (grad_internal.h). */
+static const ba_grad_rule_t *own_rule(const char *op) {
+    static const ba_grad_rule_t *const tables[] = {ba_grad_rules_rnn};
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        for (const ba_grad_rule_t *r = tables[t]; r->name; r++)
+            if (!strcmp(r->name, op)) return r;
+    return NULL;
+}
 
 static const struct {
     const char *op;
@@ -132,6 +142,7 @@ static rule_kind rule_of(const ba_node_t *n, unsigned tmask) {
     const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
     if (!d) return R_UNSUPPORTED;
     if (!d->backward) return R_NONE;
+    if (own_rule(n->op_type)) return R_OWN;
     /* opset < 11 Pad: the pad value is an attribute, which a tangent must not carry */
     if (!strcmp(n->op_type, "Pad") && n->opset < 11 && ba_node_attr_float(n, "value", 0.0f) != 0.0f) return R_FD;
     for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
@@ -153,7 +164,8 @@ static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
     case R_UNARY: return !piecewise_linear(n->op_type);
     case R_DIV: return (tmask & 2u) != 0;
     case R_SOFTMAX:
-    case R_FD: return 1;
+    case R_FD:
+    case R_OWN: return 1;
     default: return 0;
     }
 }
@@ -604,6 +616,8 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
     }
     case R_FD:
         return fd_tangent(n, in, nin, tin, tout, err);
+    case R_OWN:
+        return own_rule(n->op_type)->tangent(n, in, nin, out, n->nout, tin, tout, err);
     default:
         return BA_OK;
     }
@@ -921,6 +935,8 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         unref_all(dd[1], nin);
         return st;
     }
+    case R_OWN:
+        return own_rule(n->op_type)->second(n, in, nin, out, n->nout, tin, gout, need, din, err);
     default:
         return BA_OK;
     }

@@ -14,6 +14,24 @@ extern const ba_grad_def_t ba_grads_shape[];       /* grad_shape.c: Reshape … 
 extern const ba_grad_def_t ba_grads_norm[];        /* grad_norm.c: Softmax, BatchNorm, LayerNorm */
 extern const ba_grad_def_t ba_grads_pool[];        /* grad_pool.c: Global/Average/MaxPool */
 extern const ba_grad_def_t ba_grads_reduce[];      /* grad_reduce.c: ReduceSum/Mean/… */
+extern const ba_grad_def_t ba_grads_rnn[];         /* ops_rnn.c: LSTM, GRU */
+
+/* An op's own rules for the exact HVP (grad_hvp.c uses them instead of its
+ * generic kinds). tangent: tout[j] = J_j · tin (tin[i] NULL: no tangent on
+ * input i; tout[j] left NULL: zero). second: din[i] += the derivative of the
+ * op's backward B(in)(gout) along tin, gout = the base dL/d out (the
+ * second-order term; the first-order B(in)(t dout) is the op's backward). */
+typedef ba_status (*ba_op_tangent_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                      int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err);
+typedef ba_status (*ba_op_second_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                     int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
+                                     const unsigned char *need, ba_tensor_t **din, ba_error *err);
+typedef struct ba_grad_rule {
+    const char *name;
+    ba_op_tangent_fn tangent;
+    ba_op_second_fn second;
+} ba_grad_rule_t;
+extern const ba_grad_rule_t ba_grad_rules_rnn[]; /* ops_rnn.c: LSTM, GRU */
 
 /* din[i] += dout (same element count; the shape of in[i] is kept): takes a
  * ref (a view when the shapes differ) when the slot is empty, so a

@@ -357,6 +357,11 @@ static int weight_inputs(const ba_model_t *m, const ba_node_t *n, int idx[2]) {
         idx[1] = 0;
         return 2;
     }
+    if (ba_op_is_recurrent(n->op_type) && n->nin >= 3) {
+        idx[0] = 1; /* W (dirs, gates*hidden, input) */
+        idx[1] = 2; /* R (dirs, gates*hidden, hidden) */
+        return 2;
+    }
     if (!strcmp(n->op_type, "Gather") && pv->include_embeddings && n->nin >= 1) {
         idx[0] = 0;
         return 1;
@@ -810,6 +815,7 @@ static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
             else if (!strcmp(op, "ConvTranspose")) ch = 1;
             else if (!strcmp(op, "Gemm")) ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1;
             else if (!strcmp(op, "MatMul")) ch = cnd >= 2 ? (idx[j] == 1 ? cnd - 1 : cnd - 2) : w->ndim - 1;
+            else if (ba_op_is_recurrent(op)) ch = 1; /* the gate rows */
             else ch = 0; /* Gather: one row per token */
             for (int c = 0; c < nc && ch >= 0; c++) ch = map_axis_back(m, &m->nodes[chain[c]], ch, r);
             if (ch < 0 || ch >= w->ndim) ch = !strcmp(op, "MatMul") ? w->ndim - 1 : 0;
@@ -826,6 +832,8 @@ static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
                 macs = numel_of(ond, os) / bsz * (ba_node_attr_int(n, "transB", 0) ? cs[1] : cs[0]);
             else if (!strcmp(op, "MatMul") && os && cs && cnd >= 1)
                 macs = numel_of(ond, os) / bsz * (idx[j] == 1 ? (cnd >= 2 ? cs[cnd - 2] : cs[0]) : cs[cnd - 1]);
+            else if (ba_op_is_recurrent(op) && is && ind == 3 && is[2] > 0)
+                macs = numel_of(ind, is) / is[2] / bsz * w->numel; /* every (step, batch) row: dirs·G·H·(I or H) */
             /* shared weight: one layer, macs summed over its consumers */
             int found = -1;
             for (int l = 0; l < m->nlayers; l++)

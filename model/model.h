@@ -68,6 +68,10 @@ typedef struct ba_layer {
     int64_t macs;      /* multiply-accumulates for one sample */
 } ba_layer_t;
 
+/* LSTM or GRU (model/ops_rnn.c): W and R are layers on their gate axis 1;
+ * R multiplies the hidden state inside the op. */
+int ba_op_is_recurrent(const char *op_type);
+
 typedef struct ba_model {
     char *path;
     char sha256[65];          /* of the model file */

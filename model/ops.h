@@ -27,6 +27,7 @@ extern const ba_op_def_t ba_ops_quant[];       /* ops_quant.c: QuantizeLinear, D
 extern const ba_op_def_t ba_ops_elementwise[]; /* ops_elementwise.c: arithmetic, activations, logic, Where */
 extern const ba_op_def_t ba_ops_shape[];       /* ops_shape.c: Reshape … Cast, Constant, Shape, Range, Resize */
 extern const ba_op_def_t ba_ops_reduce[];      /* ops_reduce.c: Reduce*, ArgMax/ArgMin, TopK, CumSum */
+extern const ba_op_def_t ba_ops_rnn[];         /* ops_rnn.c: LSTM, GRU */
 
 /* NULL when op_type (default domain "" or "ai.onnx") has no kernel. */
 const ba_op_def_t *ba_op_lookup(const char *op_type, const char *domain);

@@ -16,9 +16,11 @@
 #define APPLY_FP16_BITS 16
 #define APPLY_MAX_INT_BITS 8
 
+/* Ops whose data input takes the activation quantizer (LSTM/GRU: X, input 0;
+ * their hidden state stays float inside the op). */
 static int is_layer_op(const char *op) {
     return !strcmp(op, "Conv") || !strcmp(op, "ConvTranspose") || !strcmp(op, "Gemm") ||
-           !strcmp(op, "MatMul");
+           !strcmp(op, "MatMul") || ba_op_is_recurrent(op);
 }
 
 /* 1 when value v is (behind a short Identity/Transpose/Reshape chain) a layer's weight. */

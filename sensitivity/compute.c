@@ -209,6 +209,15 @@ ba_status ba_sens_compute(const ba_model_t *m, const ba_dataset_t *ds, const int
     }
     c.cost = ba_calloc((size_t)m->nlayers * (size_t)c.nbits, sizeof(double), err);
     if (!c.cost) st = BA_ERR_NOMEM;
+    /* act and lrp measure the activations a weight multiplies; an LSTM/GRU's R
+     * multiplies the hidden state inside the op, which neither of them sees. */
+    for (int l = 0; l < m->nlayers && st == BA_OK && (method == BA_SENS_ACT || method == BA_SENS_LRP); l++)
+        if (ba_op_is_recurrent(m->layers[l].op))
+            st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                              "the %s estimator: layer %s (%s node %s): recurrent weights are not covered; "
+                              "use hessian, fisher, weight or measured",
+                              ba_sens_method_name(method), m->layers[l].name, m->layers[l].op,
+                              m->nodes[m->layers[l].node].name);
     if (st == BA_OK && ba_sens_method_needs_data(method)) {
         if (!ds)
             st = ba_error_set(err, BA_ERR_INPUT, "--data: required by the '%s' estimator",
