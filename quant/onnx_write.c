@@ -117,10 +117,15 @@ static ba_status inline_all_external(wctx_t *c, ba_error *err) {
     return BA_OK;
 }
 
-/* The TensorProto holding a weight: an initializer, or a Constant node's value. */
+/* Deepest If body searched for a weight. */
+#define MAX_BODY_DEPTH 64
+
+/* The TensorProto holding a weight: an initializer, or a Constant node's
+ * value, of the main graph or of an If body (*owner: the graph holding it). */
 static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, size_t *init_idx,
-                                      size_t *node_idx) {
+                                      size_t *node_idx, Onnx__GraphProto **owner, int depth) {
     *init_idx = *node_idx = (size_t)-1;
+    *owner = g;
     for (size_t i = 0; i < g->n_initializer; i++)
         if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) {
             *init_idx = i;
@@ -135,6 +140,15 @@ static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, siz
                 return n->attribute[a]->t;
             }
     }
+    for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++) {
+        if (strcmp(g->node[i]->op_type, "If")) continue;
+        for (size_t a = 0; a < g->node[i]->n_attribute; a++) {
+            Onnx__GraphProto *b = g->node[i]->attribute[a]->g;
+            Onnx__TensorProto *t = b ? find_weight(b, name, init_idx, node_idx, owner, depth + 1) : NULL;
+            if (t) return t;
+        }
+    }
+    *owner = g;
     return NULL;
 }
 
@@ -201,8 +215,8 @@ static ba_status write_out(wctx_t *c, const char *dst, ba_error *err) {
 }
 
 static ba_status check_weight(wctx_t *c, const ba_onnx_qweight_t *w, Onnx__TensorProto **tp, size_t *ii,
-                              size_t *ni, ba_error *err) {
-    *tp = find_weight(c->m->graph, w->name, ii, ni);
+                              size_t *ni, Onnx__GraphProto **owner, ba_error *err) {
+    *tp = find_weight(c->m->graph, w->name, ii, ni, owner, 0);
     if (!*tp)
         return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': no such initializer or Constant", c->src,
                             w->name);
@@ -221,7 +235,8 @@ ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onn
         if (w[i].bits == 32) continue;
         Onnx__TensorProto *t;
         size_t ii, ni;
-        st = check_weight(&c, &w[i], &t, &ii, &ni, err);
+        Onnx__GraphProto *owner;
+        st = check_weight(&c, &w[i], &t, &ii, &ni, &owner, err);
         if (st != BA_OK) break;
         if (!w[i].fq || w[i].fq->dtype != BA_DT_F32 || w[i].fq->numel != proto_numel(t)) {
             st = ba_error_set(err, BA_ERR_INPUT,
@@ -355,10 +370,10 @@ static uint8_t *pack_codes(const uint8_t *q, int64_t n, int four, size_t *nbytes
 }
 
 static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err) {
-    Onnx__GraphProto *g = c->m->graph;
+    Onnx__GraphProto *g; /* the graph holding the weight (an If body's for a layer inside one) */
     Onnx__TensorProto *t;
     size_t ii, ni;
-    BA_TRY(check_weight(c, w, &t, &ii, &ni, err));
+    BA_TRY(check_weight(c, w, &t, &ii, &ni, &g, err));
     if (w->bits == 32) return BA_OK;
     if (w->bits == 16) { /* fp16 round trip kept in a float32 tensor */
         if (!w->fq) return ba_error_set(err, BA_ERR_INPUT, "layer '%s': missing fp16 values", w->name);

@@ -287,7 +287,7 @@ Test(if_cli, inspect_lists_layers_inside_bodies) {
     ba_test_run_free(&r);
 }
 
-Test(if_cli, sensitivity_hessian_and_search_run, .timeout = 120) {
+Test(if_cli, sensitivity_search_and_quantize_run, .timeout = 180) {
     char dir[512], db[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
@@ -297,11 +297,43 @@ Test(if_cli, sensitivity_hessian_and_search_run, .timeout = 120) {
     /* the then-branch's layers have curvature; the else-branch's never ran */
     cr_expect(strstr(r.out, "\"c1.weight\"") && strstr(r.out, "\"fb.weight\""), "%s", r.out);
     ba_test_run_free(&r);
+    char plan[600], ref[600], q[600], out[600];
+    snprintf(plan, sizeof plan, "%s/plan.json", dir);
+    snprintf(ref, sizeof ref, "%s/ref.npy", dir);
     r = ba_test_cli("--db", db, "-q", "search", IFC "if_value.onnx", "--data", IFC "if_value_neg_x.npy", "--budget",
-                    "avg-bits=4", "--generations", "2", "--format", "json", NULL);
+                    "avg-bits=4", "--generations", "2", "--format", "json", "--plan-out", plan, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "\"c2.weight\""), "%s", r.out);
     ba_test_run_free(&r);
+    /* the plan's weights inside the bodies are written into the bodies (both formats) */
+    const char *xs[] = {IFC "if_value_pos_x.npy", IFC "if_value_neg_x.npy"};
+    const char *fmts[] = {"fakequant", "qdq"};
+    for (int f = 0; f < 2; f++) {
+        snprintf(q, sizeof q, "%s/q_%s.onnx", dir, fmts[f]);
+        r = ba_test_cli("-q", "quantize", IFC "if_value.onnx", "--plan", plan, "-o", q, "--format", fmts[f], NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+        for (int k = 0; k < 2; k++) {
+            snprintf(out, sizeof out, "%s/out.npy", dir);
+            r = ba_test_cli("-q", "eval", IFC "if_value.onnx", "--data", xs[k], "--plan", plan, "--save-output", ref,
+                            NULL);
+            cr_assert_eq(r.status, 0, "%s", r.err);
+            ba_test_run_free(&r);
+            r = ba_test_cli("-q", "eval", q, "--data", xs[k], "--save-output", out, NULL);
+            cr_assert_eq(r.status, 0, "%s", r.err);
+            ba_test_run_free(&r);
+            ba_tensor_t *a = npy(ref), *b = npy(out);
+            cr_expect_lt(rel_diff(b->data, a), 1e-5, "%s %s: %.3g", fmts[f], xs[k], rel_diff(b->data, a));
+            ba_tensor_unref(b);
+            if (run_ort(q, xs[k], out)) {
+                b = npy(out);
+                cr_expect_lt(rel_diff(b->data, a), OUT_TOL, "%s %s: ONNX Runtime %.3g", fmts[f], xs[k],
+                             rel_diff(b->data, a));
+                ba_tensor_unref(b);
+            }
+            ba_tensor_unref(a);
+        }
+    }
     ba_test_rmtree(dir);
 }
 
