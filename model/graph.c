@@ -1,6 +1,8 @@
 /* Graph passes run once after parsing: reference checks, topological sort,
  * Constant nodes -> constants, constant folding (kernels run at load time),
- * If inlining, shape inference, and the quantizable-layer table (SPEC §2).
+ * If handling (graph_if.c: both branches of a run-time If expanded, an If
+ * whose condition folds inlined), shape inference, and the quantizable-layer
+ * table (SPEC §2).
  *
  * Shape inference runs the graph (ba_exec_run) on zero-filled inputs, once
  * with every dynamic input dimension set to 1 and once set to 2: a dimension

@@ -1,5 +1,5 @@
 /* Loader-private glue between onnx.c (protobuf -> IR), graph.c (checks,
- * folding, If inlining, shape inference, layers) and exec.c (executor).
+ * folding, shape inference, layers), graph_if.c (If branches) and exec.c (executor).
  * Nothing here is public API: only the model/ sources include it. */
 #ifndef BA_MODEL_GRAPH_INTERNAL_H
 #define BA_MODEL_GRAPH_INTERNAL_H

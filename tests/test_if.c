@@ -368,3 +368,32 @@ Test(if_cli, branches_with_different_output_counts_are_refused) {
     cr_expect(strstr(r.err, "uneven_if") && strstr(r.err, "then_branch has 2 outputs"), "%s", r.err);
     ba_test_run_free(&r);
 }
+
+/* Every data-driven method: the layers of the branch that never ran (c2, fb
+ * on positive inputs) cost nothing; the taken branch's layers do. */
+Test(if_cli, untaken_branch_layers_have_no_sensitivity, .timeout = 180) {
+    char dir[512], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    const char *methods[] = {"hessian", "fisher", "lrp", "act", "measured"};
+    for (int k = 0; k < 5; k++) {
+        ba_test_run_t r = ba_test_cli("--db", db, "-q", "sensitivity", IFC "if_value.onnx", "--data",
+                                      IFC "if_value_pos_x.npy", "--method", methods[k], "--format", "csv", NULL);
+        cr_assert_eq(r.status, 0, "%s: %s", methods[k], r.err);
+        int rows = 0;
+        for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
+            char name[64];
+            int bits;
+            double cost;
+            if (sscanf(line, "%63[^,],%d,%lf", name, &bits, &cost) != 3 || bits != 4) continue;
+            rows++;
+            if (!strcmp(name, "c2.weight") || !strcmp(name, "fb.weight"))
+                cr_expect_eq(cost, 0.0, "%s: %s costs %g", methods[k], name, cost);
+            else
+                cr_expect_gt(cost, 0.0, "%s: %s costs %g", methods[k], name, cost);
+        }
+        cr_expect_eq(rows, 4, "%s: %s", methods[k], r.out);
+        ba_test_run_free(&r);
+    }
+    ba_test_rmtree(dir);
+}
