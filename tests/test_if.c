@@ -220,6 +220,7 @@ static void check_grad(const char *model, const char *x_npy, const char *npz_pat
     for (int64_t i = 0; i < lab->numel; i++) labels[i] = ba_tensor_get_i64(lab, i);
     ba_loss_spec_t s = {.kind = BA_LOSS_CE, .output = 0, .labels = labels, .nlabels = lab->numel};
     int ng = 0, nh = 0;
+    double wg = 0.0, wh = 0.0, wfd = 0.0;
     for (int k = 0; k < z->count; k++) {
         const char *name = z->members[k].name;
         if (strncmp(name, "g:", 2)) continue;
@@ -236,6 +237,7 @@ static void check_grad(const char *model, const char *x_npy, const char *npz_pat
             for (int64_t i = 0; i < ref->numel; i++) cr_expect_eq(g[i], 0.0f, "%s: branch not taken", name);
         } else {
             cr_expect_lt(d, GRAD_TOL, "%s %s: %.3g", npz_path, name, d);
+            wg = fmax(wg, d);
         }
         ng++;
         free(g);
@@ -249,18 +251,22 @@ static void check_grad(const char *model, const char *x_npy, const char *npz_pat
         cr_assert_eq(ba_grad_hvp(m, &x, NULL, &s, id, v->data, hv, &e), BA_OK, "%s", e.msg);
         d = rel_diff(hv, hr);
         cr_expect_lt(d, HVP_TOL, "%s H v for %s: %.3g", npz_path, name + 2, d);
+        wh = fmax(wh, d);
         /* the central-difference cross-check keeps the base point's branch */
         ba_grad_session_t *ss = NULL;
         cr_assert_eq(ba_grad_session_new(m, &x, NULL, &s, &ss, &e), BA_OK, "%s", e.msg);
         cr_assert_eq(ba_grad_session_hvp_fd(ss, id, v->data, hv, &e), BA_OK, "%s", e.msg);
         double dfd = rel_diff(hv, hr);
         cr_expect_lt(dfd, 1e-2, "%s H v (central differences) for %s: %.3g", npz_path, name + 2, dfd);
+        wfd = fmax(wfd, dfd);
         ba_grad_session_free(ss);
         free(hv);
         nh++;
     }
     cr_assert_gt(ng, 0);
     if (hvp) cr_assert_gt(nh, 0);
+    fprintf(stderr, "if %s: worst relative error: gradient %.3g, H v %.3g (central differences %.3g)\n", npz_path,
+            wg, wh, wfd);
     free(labels);
     ba_npz_free(z);
     ba_tensor_unref(x);
@@ -270,6 +276,16 @@ static void check_grad(const char *model, const char *x_npy, const char *npz_pat
 Test(if_grad, value_model_both_branches) {
     check_grad(IFC "if_value.onnx", IFC "if_value_pos_x.npy", IFC "if_value_pos_grad.npz", 1);
     check_grad(IFC "if_value.onnx", IFC "if_value_neg_x.npy", IFC "if_value_neg_grad.npz", 1);
+}
+
+Test(if_grad, nested_if_all_paths) {
+    const char *paths[] = {"pp", "pn", "n"};
+    for (int k = 0; k < 3; k++) {
+        char x[512], z[512];
+        snprintf(x, sizeof x, IFC "nested_%s_x.npy", paths[k]);
+        snprintf(z, sizeof z, IFC "nested_%s_grad.npz", paths[k]);
+        check_grad(IFC "if_nested.onnx", x, z, 1);
+    }
 }
 
 Test(if_grad, shape_model_both_branches) {
