@@ -413,3 +413,35 @@ Test(if_cli, untaken_branch_layers_have_no_sensitivity, .timeout = 180) {
     }
     ba_test_rmtree(dir);
 }
+
+/* silero VAD's form: the condition compares a scalar int64 input (the sample
+ * rate), fed with the data (here through the API). */
+Test(if_exec, condition_on_a_scalar_input) {
+    ba_model_t *m = load(IFC "if_sr.onnx");
+    cr_assert_eq(m->nlayers, 2);
+    ba_tensor_t *x = npy(IFC "sr_x.npy");
+    const int rates[] = {16000, 8000};
+    for (int k = 0; k < 2; k++) {
+        char p[512];
+        snprintf(p, sizeof p, IFC "sr_%d.npy", rates[k]);
+        ba_tensor_t *sr = npy(p);
+        snprintf(p, sizeof p, IFC "sr_y%d.npy", rates[k]);
+        ba_tensor_t *ref = npy(p);
+        ba_tensor_t *in[2] = {x, sr}, *out[1] = {0};
+        ba_error e = {0};
+        cr_assert_eq(ba_model_run(m, in, NULL, out, &e), BA_OK, "%s", e.msg);
+        cr_expect_lt(rel_diff(out[0]->data, ref), OUT_TOL, "sr=%d", rates[k]);
+        ba_tensor_unref(out[0]);
+        ba_tensor_unref(ref);
+        ba_tensor_unref(sr);
+    }
+    ba_tensor_unref(x);
+    ba_model_free(m);
+}
+
+Test(if_cli, too_deep_nesting_is_refused) {
+    ba_test_run_t r = ba_test_cli("inspect", IFC "if_deep.onnx", NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "nested more than"), "%s", r.err);
+    ba_test_run_free(&r);
+}
