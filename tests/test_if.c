@@ -151,8 +151,9 @@ Test(if_exec, run_time_if_is_kept_with_both_branches) {
 
 Test(if_exec, layers_inside_bodies_are_layers) {
     ba_model_t *m = load(IFC "if_value.onnx");
-    /* c1/c2: body initializers; fa: a Constant node in the then-body; fb: outer */
-    const char *names[] = {"c1.weight", "c2.weight", "fa.weight", "fb.weight"};
+    /* c1/c2: body initializers both called conv.weight (the else-body's renamed);
+     * fa: a Constant node in the then-body; fb: outer */
+    const char *names[] = {"conv.weight", "conv.weight@/If/else", "fa.weight", "fb.weight"};
     const char *ops[] = {"Conv", "Conv", "Gemm", "Gemm"};
     const int64_t params[] = {72, 72, 720, 720}, macs[] = {2592, 2592, 720, 720};
     cr_assert_eq(m->nlayers, 4);
@@ -173,10 +174,10 @@ Test(if_exec, layers_inside_bodies_are_layers) {
 }
 
 /* A plan's weights (overrides by value id) reach the layers inside a body:
- * zeroing c1.weight changes the positive inputs' output only. */
+ * zeroing the then-body's conv weight changes the positive inputs' output only. */
 Test(if_exec, overrides_reach_body_weights) {
     ba_model_t *m = load(IFC "if_value.onnx");
-    int l = layer_index(m, "c1.weight");
+    int l = layer_index(m, "conv.weight");
     cr_assert_geq(l, 0);
     ba_tensor_t **ov = calloc((size_t)m->nvalues, sizeof *ov);
     ba_error e = {0};
@@ -298,7 +299,7 @@ Test(if_grad, shape_model_both_branches) {
 Test(if_cli, inspect_lists_layers_inside_bodies) {
     ba_test_run_t r = ba_test_cli("inspect", IFC "if_value.onnx", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *names[] = {"\"c1.weight\"", "\"c2.weight\"", "\"fa.weight\"", "\"fb.weight\""};
+    const char *names[] = {"\"conv.weight\"", "\"conv.weight@/If/else\"", "\"fa.weight\"", "\"fb.weight\""};
     for (int k = 0; k < 4; k++) cr_expect(strstr(r.out, names[k]), "%s not in %s", names[k], r.out);
     ba_test_run_free(&r);
 }
@@ -311,44 +312,49 @@ Test(if_cli, sensitivity_search_and_quantize_run, .timeout = 180) {
                                   IFC "if_value_pos_x.npy", "--method", "hessian", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     /* the then-branch's layers have curvature; the else-branch's never ran */
-    cr_expect(strstr(r.out, "\"c1.weight\"") && strstr(r.out, "\"fb.weight\""), "%s", r.out);
+    cr_expect(strstr(r.out, "\"conv.weight\"") && strstr(r.out, "\"fb.weight\""), "%s", r.out);
     ba_test_run_free(&r);
     char plan[600], ref[600], q[600], out[600];
-    snprintf(plan, sizeof plan, "%s/plan.json", dir);
     snprintf(ref, sizeof ref, "%s/ref.npy", dir);
-    r = ba_test_cli("--db", db, "-q", "search", IFC "if_value.onnx", "--data", IFC "if_value_neg_x.npy", "--budget",
-                    "avg-bits=4", "--generations", "2", "--format", "json", "--plan-out", plan, NULL);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.out, "\"c2.weight\""), "%s", r.out);
-    ba_test_run_free(&r);
-    /* the plan's weights inside the bodies are written into the bodies (both formats) */
-    const char *xs[] = {IFC "if_value_pos_x.npy", IFC "if_value_neg_x.npy"};
-    const char *fmts[] = {"fakequant", "qdq"};
-    for (int f = 0; f < 2; f++) {
-        snprintf(q, sizeof q, "%s/q_%s.onnx", dir, fmts[f]);
-        r = ba_test_cli("-q", "quantize", IFC "if_value.onnx", "--plan", plan, "-o", q, "--format", fmts[f], NULL);
+    snprintf(out, sizeof out, "%s/out.npy", dir);
+    /* weights only (both formats), then with 8-bit activations (QDQ: the graph
+     * input x read inside both bodies, "flat" made inside each, renamed in one) */
+    for (int act = 0; act < 2; act++) {
+        snprintf(plan, sizeof plan, "%s/plan%d.json", dir, act);
+        r = ba_test_cli("--db", db, "-q", "search", IFC "if_value.onnx", "--data", IFC "if_value_neg_x.npy",
+                        "--budget", "avg-bits=4", "--generations", "2", "--format", "json", "--plan-out", plan,
+                        "--act-bits", act ? "8" : "32", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
+        cr_expect(strstr(r.out, "\"conv.weight@/If/else\""), "%s", r.out);
         ba_test_run_free(&r);
-        for (int k = 0; k < 2; k++) {
-            snprintf(out, sizeof out, "%s/out.npy", dir);
-            r = ba_test_cli("-q", "eval", IFC "if_value.onnx", "--data", xs[k], "--plan", plan, "--save-output", ref,
-                            NULL);
-            cr_assert_eq(r.status, 0, "%s", r.err);
-            ba_test_run_free(&r);
-            r = ba_test_cli("-q", "eval", q, "--data", xs[k], "--save-output", out, NULL);
-            cr_assert_eq(r.status, 0, "%s", r.err);
-            ba_test_run_free(&r);
-            ba_tensor_t *a = npy(ref), *b = npy(out);
-            cr_expect_lt(rel_diff(b->data, a), 1e-5, "%s %s: %.3g", fmts[f], xs[k], rel_diff(b->data, a));
-            ba_tensor_unref(b);
-            if (run_ort(q, xs[k], out)) {
-                b = npy(out);
-                cr_expect_lt(rel_diff(b->data, a), OUT_TOL, "%s %s: ONNX Runtime %.3g", fmts[f], xs[k],
+        const char *xs[] = {IFC "if_value_pos_x.npy", IFC "if_value_neg_x.npy"};
+        const char *fmts[] = {"fakequant", "qdq"};
+        for (int f = act; f < 2; f++)
+            for (int k = 0; k < 2; k++) {
+                snprintf(q, sizeof q, "%s/q_%s.onnx", dir, fmts[f]);
+                r = ba_test_cli("-q", "quantize", IFC "if_value.onnx", "--plan", plan, "-o", q, "--format", fmts[f],
+                                "--data", xs[k], NULL);
+                cr_assert_eq(r.status, 0, "%s", r.err);
+                ba_test_run_free(&r);
+                r = ba_test_cli("-q", "eval", IFC "if_value.onnx", "--data", xs[k], "--plan", plan,
+                                "--save-output", ref, NULL);
+                cr_assert_eq(r.status, 0, "%s", r.err);
+                ba_test_run_free(&r);
+                r = ba_test_cli("-q", "eval", q, "--data", xs[k], "--save-output", out, NULL);
+                cr_assert_eq(r.status, 0, "%s", r.err);
+                ba_test_run_free(&r);
+                ba_tensor_t *a = npy(ref), *b = npy(out);
+                cr_expect_lt(rel_diff(b->data, a), 1e-5, "act %d %s %s: %.3g", act, fmts[f], xs[k],
                              rel_diff(b->data, a));
                 ba_tensor_unref(b);
+                if (run_ort(q, xs[k], out)) {
+                    b = npy(out);
+                    cr_expect_lt(rel_diff(b->data, a), OUT_TOL, "act %d %s %s: ONNX Runtime %.3g", act, fmts[f],
+                                 xs[k], rel_diff(b->data, a));
+                    ba_tensor_unref(b);
+                }
+                ba_tensor_unref(a);
             }
-            ba_tensor_unref(a);
-        }
     }
     ba_test_rmtree(dir);
 }
@@ -385,8 +391,8 @@ Test(if_cli, branches_with_different_output_counts_are_refused) {
     ba_test_run_free(&r);
 }
 
-/* Every data-driven method: the layers of the branch that never ran (c2, fb
- * on positive inputs) cost nothing; the taken branch's layers do. */
+/* Every data-driven method: the layers of the branch that never ran (the
+ * else-body's conv, fb on positive inputs) cost nothing; the taken branch's layers do. */
 Test(if_cli, untaken_branch_layers_have_no_sensitivity, .timeout = 180) {
     char dir[512], db[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
@@ -403,7 +409,7 @@ Test(if_cli, untaken_branch_layers_have_no_sensitivity, .timeout = 180) {
             double cost;
             if (sscanf(line, "%63[^,],%d,%lf", name, &bits, &cost) != 3 || bits != 4) continue;
             rows++;
-            if (!strcmp(name, "c2.weight") || !strcmp(name, "fb.weight"))
+            if (!strcmp(name, "conv.weight@/If/else") || !strcmp(name, "fb.weight"))
                 cr_expect_eq(cost, 0.0, "%s: %s costs %g", methods[k], name, cost);
             else
                 cr_expect_gt(cost, 0.0, "%s: %s costs %g", methods[k], name, cost);
