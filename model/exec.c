@@ -39,13 +39,13 @@ enum { G_UNKNOWN = 0, G_HOLDS = 1, G_FAILS = 2 };
 
 /* Whether the nodes of guard g run: its parent holds, its condition was
  * computed (a condition made inside a branch not taken never is) and picks
- * its branch. all: shape inference, where both branches run. */
-static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_tensor_t *const *vals, int all,
-                             int *holds, ba_error *err) {
+ * its branch. gs caches each guard's state for this run. */
+static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_tensor_t *const *vals, int *holds,
+                             ba_error *err) {
     if (gs[g] == G_UNKNOWN) {
         const ba_guard_t *gd = &m->guards[g];
         int up = 1;
-        if (gd->parent >= 0) BA_TRY(guard_holds(m, gd->parent, gs, vals, all, &up, err));
+        if (gd->parent >= 0) BA_TRY(guard_holds(m, gd->parent, gs, vals, &up, err));
         int t = 0;
         if (up && vals[gd->cond]) {
             ba_status st = ba_if_truth(gd->node, vals[gd->cond], &t, err);
@@ -53,7 +53,6 @@ static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_t
             t = t == gd->branch;
         }
         gs[g] = up && t ? G_HOLDS : G_FAILS;
-        (void)all;
     }
     *holds = gs[g] == G_HOLDS;
     return BA_OK;
@@ -127,7 +126,7 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         }
         int run = 1;
         if (n->guard >= 0) {
-            st = guard_holds(m, n->guard, gs, vals, opts->all_branches, &run, err);
+            st = guard_holds(m, n->guard, gs, vals, &run, err);
             if (st != BA_OK) goto done;
         }
         /* shape inference runs the branch not taken too, where its inputs are there */
