@@ -34,7 +34,7 @@
 
 static const ba_grad_def_t *const families[] = {
     ba_grads_matmul, ba_grads_conv, ba_grads_elementwise, ba_grads_shape,
-    ba_grads_norm,   ba_grads_pool, ba_grads_reduce,
+    ba_grads_norm,   ba_grads_pool, ba_grads_reduce, ba_grads_control,
     ba_grads_rnn,
 };
 
@@ -562,7 +562,7 @@ static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, b
         const ba_node_t *n = &m->nodes[i];
         int d = 0;
         for (int j = 0; j < n->nin; j++) d |= n->inputs[j] >= 0 && dirty[n->inputs[j]];
-        if (!d) continue;
+        if (!d || !ba_grad_node_ran(n, s->vals)) continue; /* If branches keep the base point's choice */
         for (int j = 0; j < n->nin; j++) io[j] = n->inputs[j] >= 0 ? vals_out[n->inputs[j]] : NULL;
         ba_tensor_t **bin = io + 2 * maxio, **bout = io + 3 * maxio;
         for (int j = 0; j < n->nin; j++) bin[j] = n->inputs[j] >= 0 ? s->vals[n->inputs[j]] : NULL;

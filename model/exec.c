@@ -34,6 +34,49 @@ static ba_status check_input(const ba_model_t *m, const ba_value_t *v, ba_tensor
     return BA_OK;
 }
 
+/* Guard states while running (per guard id). */
+enum { G_UNKNOWN = 0, G_HOLDS = 1, G_FAILS = 2 };
+
+/* Whether the nodes of guard g run: its parent holds, its condition was
+ * computed (a condition made inside a branch not taken never is) and picks
+ * its branch. gs caches each guard's state for this run. */
+static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_tensor_t *const *vals, int *holds,
+                             ba_error *err) {
+    if (gs[g] == G_UNKNOWN) {
+        const ba_guard_t *gd = &m->guards[g];
+        int up = 1;
+        if (gd->parent >= 0) BA_TRY(guard_holds(m, gd->parent, gs, vals, &up, err));
+        int t = 0;
+        if (up && vals[gd->cond]) {
+            ba_status st = ba_if_truth(gd->node, vals[gd->cond], &t, err);
+            if (st != BA_OK) return ba_error_prefix(err, "%s", m->path);
+            t = t == gd->branch;
+        }
+        gs[g] = up && t ? G_HOLDS : G_FAILS;
+    }
+    *holds = gs[g] == G_HOLDS;
+    return BA_OK;
+}
+
+/* Drops one use of every input of node n and of its guards' conditions
+ * (values are freed after their last use). */
+static void release(const ba_model_t *m, const ba_node_t *n, int *uses, ba_tensor_t **vals) {
+    for (int j = 0; j < n->nin; j++) {
+        int id = n->inputs[j];
+        if (id >= 0 && --uses[id] == 0) {
+            ba_tensor_unref(vals[id]);
+            vals[id] = NULL;
+        }
+    }
+    for (int g = n->guard; g >= 0; g = m->guards[g].parent) {
+        int id = m->guards[g].cond;
+        if (--uses[id] == 0) {
+            ba_tensor_unref(vals[id]);
+            vals[id] = NULL;
+        }
+    }
+}
+
 ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts, ba_tensor_t **outputs,
                       ba_error *err) {
     static const ba_run_opts_t no_opts;
@@ -49,15 +92,18 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
     }
     ba_tensor_t **in = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
     ba_tensor_t **out = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
+    unsigned char *gs = ba_calloc((size_t)m->nguards + 1, 1, err);
     ba_status st = BA_OK;
-    if (!vals || !uses || !in || !out) {
+    if (!vals || !uses || !in || !out || !gs) {
         st = err->code;
         goto done;
     }
     /* Use counts: one per consuming input slot; graph outputs are held to the end. */
-    for (int i = 0; i < m->nnodes; i++)
+    for (int i = 0; i < m->nnodes; i++) {
         for (int j = 0; j < m->nodes[i].nin; j++)
             if (m->nodes[i].inputs[j] >= 0) uses[m->nodes[i].inputs[j]]++;
+        for (int g = m->nodes[i].guard; g >= 0; g = m->guards[g].parent) uses[m->guards[g].cond]++;
+    }
     for (int k = 0; k < m->noutputs; k++) uses[m->outputs[k]]++;
     /* Constants (or their overrides) and graph inputs. */
     for (int v = 0; v < nv; v++) {
@@ -78,10 +124,27 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name, n->op_type);
             goto done;
         }
+        int run = 1;
+        if (n->guard >= 0) {
+            st = guard_holds(m, n->guard, gs, vals, &run, err);
+            if (st != BA_OK) goto done;
+        }
+        /* shape inference runs the branch not taken too, where its inputs are there */
+        int speculative = !run && opts->all_branches;
+        if (speculative) {
+            run = 1;
+            for (int j = 0; j < n->nin; j++)
+                if (n->inputs[j] >= 0 && !vals[n->inputs[j]]) run = 0;
+        }
+        if (!run) {
+            release(m, n, uses, vals);
+            continue;
+        }
         for (int j = 0; j < n->nin; j++) {
             int id = n->inputs[j];
             in[j] = id >= 0 ? vals[id] : NULL;
-            if (id >= 0 && !in[j]) {
+            /* a merge's slots of the branch not taken stay empty */
+            if (id >= 0 && !in[j] && !(n->if_guard >= 0 && j > 0)) {
                 st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): input '%s' has no value", m->path, n->name,
                                   n->op_type, m->values[id].name);
                 goto done;
@@ -91,6 +154,16 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         st = n->def->forward(n, in, n->nin, out, n->nout, err);
         if (st != BA_OK) {
             for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
+            if (speculative) { /* that branch would fail if taken: it is not */
+                st = BA_OK;
+                release(m, n, uses, vals);
+                continue;
+            }
+            if (n->guard >= 0) {
+                const ba_guard_t *gd = &m->guards[n->guard];
+                ba_error_prefix(err, "%s: node '%s' (If), %s", m->path, gd->node,
+                                gd->branch ? "then_branch" : "else_branch");
+            }
             goto done;
         }
         for (int j = 0; j < n->nout; j++) {
@@ -125,13 +198,7 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
                 vals[id] = NULL;
             }
         }
-        for (int j = 0; j < n->nin; j++) {
-            int id = n->inputs[j];
-            if (id >= 0 && --uses[id] == 0) {
-                ba_tensor_unref(vals[id]);
-                vals[id] = NULL;
-            }
-        }
+        release(m, n, uses, vals);
     }
     for (int k = 0; k < m->noutputs; k++) {
         outputs[k] = ba_tensor_ref(vals[m->outputs[k]]);
@@ -152,6 +219,7 @@ done:
     free(uses);
     free(in);
     free(out);
+    free(gs);
     return st;
 }
 

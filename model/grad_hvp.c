@@ -125,6 +125,7 @@ static const struct {
     {"BatchNormalization", R_BN, 1},
     {"Div", R_DIV, 3},
     {"Softmax", R_SOFTMAX, 1},
+    {"If", R_LINEAR, ALL_INPUTS}, /* the merge of a run-time If: the taken branch's tangents */
 };
 
 /* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
@@ -630,6 +631,13 @@ static int hswish_piece(float x) { return x <= -HSWISH_EDGE ? 0 : x >= HSWISH_ED
 int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_tensor_t *const *base_out,
                            ba_tensor_t *const *in, int nin, ba_tensor_t **out, ba_status *st, ba_error *err) {
     rule_kind k = rule_of(n, 0);
+    if (n->if_guard >= 0 && nin >= 1 && nin <= MAX_IO && in[0] != base_in[0]) { /* the base point's branch */
+        ba_tensor_t *io[MAX_IO];
+        for (int j = 0; j < nin; j++) io[j] = in[j];
+        io[0] = base_in[0];
+        *st = run_forward(n, io, nin, out, err);
+        return 1;
+    }
     if (!strcmp(n->op_type, "HardSwish") && nin >= 1 && is_f32(in[0]) && is_f32(base_in[0]) &&
         in[0]->numel == base_in[0]->numel) {
         ba_tensor_t *y = zeros_like(in[0], err);
@@ -1047,7 +1055,7 @@ static ba_status path_second(ba_grad_session_t *s, int value, int *out, ba_error
         unsigned tmask = 0;
         for (int j = 0; j < n->nin; j++)
             if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
-        if (!tmask) continue;
+        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
         rule_kind k = rule_of(n, tmask);
         if (k == R_NONE || k == R_UNSUPPORTED) continue;
         sec |= has_second(n, k, tmask);
@@ -1083,6 +1091,7 @@ static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *t
     for (int i = 0; i < m->nnodes && st == BA_OK; i++) {
         const ba_node_t *n = &m->nodes[i];
         if (kinds) kinds[i] = R_NONE;
+        if (!ba_grad_node_ran(n, s->vals)) continue; /* a branch not taken */
         unsigned tmask = 0;
         int any = 0;
         if (n->nin > MAX_IO || n->nout > MAX_IO) {

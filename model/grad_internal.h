@@ -32,6 +32,16 @@ typedef struct ba_grad_rule {
     ba_op_second_fn second;
 } ba_grad_rule_t;
 extern const ba_grad_rule_t ba_grad_rules_rnn[]; /* ops_rnn.c: LSTM, GRU */
+extern const ba_grad_def_t ba_grads_control[];     /* grad_control.c: If (merge of a run-time If) */
+
+/* Whether node n ran in the forward that left vals (a node of an If branch
+ * not taken did not: its outputs have no value). */
+static inline int ba_grad_node_ran(const ba_node_t *n, ba_tensor_t *const *vals) {
+    if (n->guard < 0) return 1;
+    for (int j = 0; j < n->nout; j++)
+        if (n->outputs[j] >= 0 && vals[n->outputs[j]]) return 1;
+    return 0;
+}
 
 /* din[i] += dout (same element count; the shape of in[i] is kept): takes a
  * ref (a view when the shapes differ) when the slot is empty, so a

@@ -1,6 +1,8 @@
 /* Graph passes run once after parsing: reference checks, topological sort,
  * Constant nodes -> constants, constant folding (kernels run at load time),
- * If inlining, shape inference, and the quantizable-layer table (SPEC §2).
+ * If handling (graph_if.c: both branches of a run-time If expanded, an If
+ * whose condition folds inlined), shape inference, and the quantizable-layer
+ * table (SPEC §2).
  *
  * Shape inference runs the graph (ba_exec_run) on zero-filled inputs, once
  * with every dynamic input dimension set to 1 and once set to 2: a dimension
@@ -23,6 +25,8 @@ enum { VF_NOFOLD = 1, VF_CONST_NODE = 2 };
 enum { INFER_DIM_A = 1, INFER_DIM_B = 2 };
 /* Fold / inline rounds before giving up (each round strictly removes nodes). */
 enum { MAX_ROUNDS = 16 };
+/* Conditions a node of nested If branches waits for (the nesting depth onnx.c accepts). */
+enum { MAX_GUARD_DEPS = 80 };
 
 /* ---------------- values, nodes, attributes ---------------- */
 
@@ -104,6 +108,8 @@ int ba_graph_new_node(ba_model_t *m, ba_error *err) {
         pv->cap_nodes = cap;
     }
     memset(&m->nodes[m->nnodes], 0, sizeof(ba_node_t));
+    m->nodes[m->nnodes].guard = -1;
+    m->nodes[m->nnodes].if_guard = -1;
     return m->nnodes++;
 }
 
@@ -126,6 +132,7 @@ void ba_graph_free_node(ba_node_t *n) {
     }
     free(n->attrs);
     memset(n, 0, sizeof *n);
+    n->guard = n->if_guard = -1;
 }
 
 const ba_attr_t *ba_node_attr(const ba_node_t *n, const char *name) {
@@ -198,6 +205,8 @@ static void compact(ba_model_t *m, unsigned char *dead) {
             if (m->nodes[i].outputs[j] >= 0) m->values[m->nodes[i].outputs[j]].producer = i;
 }
 
+void ba_graph_compact(ba_model_t *m, unsigned char *dead) { compact(m, dead); }
+
 /* Constant node -> tensor (value, value_float(s), value_int(s)). */
 static ba_status constant_tensor(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
     *out = NULL;
@@ -264,8 +273,8 @@ static ba_status topo_sort(ba_model_t *m, ba_error *err) {
     ba_node_t *sorted = NULL;
     ba_status st = BA_OK;
     if (!indeg || !start || !order) goto fail;
-    int nedges = 0;
-    for (int i = 0; i < n; i++)
+    int nedges = 0, deps[MAX_GUARD_DEPS];
+    for (int i = 0; i < n; i++) {
         for (int j = 0; j < m->nodes[i].nin; j++) {
             int id = m->nodes[i].inputs[j];
             if (id >= 0 && m->values[id].producer >= 0) {
@@ -274,16 +283,29 @@ static ba_status topo_sort(ba_model_t *m, ba_error *err) {
                 nedges++;
             }
         }
+        /* a node of an If branch comes after the If's condition */
+        int nd = ba_graph_guard_deps(m, &m->nodes[i], deps, MAX_GUARD_DEPS);
+        for (int j = 0; j < nd; j++)
+            if (m->values[deps[j]].producer >= 0) {
+                indeg[i]++;
+                start[m->values[deps[j]].producer + 1]++;
+                nedges++;
+            }
+    }
     for (int i = 0; i < n; i++) start[i + 1] += start[i];
     adj = ba_calloc((size_t)nedges + 1, sizeof(int), err);
     if (!adj) goto fail;
     int *fill = order; /* reuse as write cursors before it holds the order */
     for (int i = 0; i < n; i++) fill[i] = start[i];
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         for (int j = 0; j < m->nodes[i].nin; j++) {
             int id = m->nodes[i].inputs[j];
             if (id >= 0 && m->values[id].producer >= 0) adj[fill[m->values[id].producer]++] = i;
         }
+        int nd = ba_graph_guard_deps(m, &m->nodes[i], deps, MAX_GUARD_DEPS);
+        for (int j = 0; j < nd; j++)
+            if (m->values[deps[j]].producer >= 0) adj[fill[m->values[deps[j]].producer]++] = i;
+    }
     /* A ready queue that keeps file order: min-index first via a simple scan
      * pointer plus a FIFO (good enough and deterministic). */
     int head = 0, tail = 0;
@@ -501,6 +523,14 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
         }
         for (int j = 0; j < n->nin; j++) in[j] = n->inputs[j] >= 0 ? m->values[n->inputs[j]].constant : NULL;
         st = n->def->forward(n, in, n->nin, out, n->nout, err);
+        if (st != BA_OK && n->guard >= 0) {
+            /* a branch that may never be taken: it fails at run time if it is */
+            for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
+            free(in);
+            free(out);
+            st = BA_OK;
+            continue;
+        }
         if (st == BA_OK) {
             for (int j = 0; j < n->nout; j++) {
                 if (n->outputs[j] >= 0 && !out[j]) {
@@ -526,117 +556,6 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
     if (st == BA_OK && *changed) compact(m, dead);
     free(dead);
     return st;
-}
-
-/* If nodes whose condition is constant are replaced by the chosen branch's
- * nodes and an Identity per output. */
-static ba_status inline_ifs(ba_model_t *m, int *changed, ba_error *err) {
-    *changed = 0;
-    int n0 = m->nnodes;
-    unsigned char *dead = NULL;
-    for (int i = 0; i < n0; i++) {
-        if (strcmp(m->nodes[i].op_type, "If") || m->nodes[i].domain[0] || m->nodes[i].nin < 1 ||
-            m->nodes[i].inputs[0] < 0)
-            continue;
-        const ba_tensor_t *c = m->values[m->nodes[i].inputs[0]].constant;
-        if (!c || c->numel < 1) continue;
-        int cond = ba_tensor_get_f64(c, 0) != 0.0;
-        const ba_attr_t *br = ba_node_attr(&m->nodes[i], cond ? "then_branch" : "else_branch");
-        if (!br || br->type != BA_ATTR_GRAPH || !br->graph)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): missing %s", m->path, m->nodes[i].name,
-                                cond ? "then_branch" : "else_branch");
-        const Onnx__GraphProto *g = br->graph;
-        int nout = m->nodes[i].nout;
-        if ((int)g->n_output != nout)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): branch has %zu outputs, node has %d", m->path,
-                                m->nodes[i].name, g->n_output, nout);
-        /* Detach the If's outputs so the Identity nodes can produce them. */
-        int outs[64];
-        if (nout > 64) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: If with %d outputs", m->path, nout);
-        for (int j = 0; j < nout; j++) {
-            outs[j] = m->nodes[i].outputs[j];
-            if (outs[j] >= 0) m->values[outs[j]].producer = -1;
-            m->nodes[i].outputs[j] = -1;
-        }
-        const char *ifname = m->nodes[i].name;
-        char ifn[512];
-        snprintf(ifn, sizeof ifn, "%s", ifname);
-        BA_TRY(ba_onnx_add_subgraph(m, g, err));
-        for (int j = 0; j < nout; j++) {
-            if (outs[j] < 0) continue;
-            const char *bo = g->output[j]->name;
-            if (!bo || !bo[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): unnamed branch output", m->path, ifn);
-            int src = ba_graph_value(m, bo, err);
-            if (src < 0) return err->code;
-            int k = ba_graph_new_node(m, err);
-            if (k < 0) return err->code;
-            ba_node_t *id = &m->nodes[k];
-            char nm[600];
-            snprintf(nm, sizeof nm, "%s/out%d", ifn, j);
-            id->name = ba_strdup(nm, err);
-            id->op_type = ba_strdup("Identity", err);
-            id->domain = ba_strdup("", err);
-            id->inputs = ba_calloc(1, sizeof(int), err);
-            id->outputs = ba_calloc(1, sizeof(int), err);
-            if (!id->name || !id->op_type || !id->domain || !id->inputs || !id->outputs) return err->code;
-            id->opset = (int)m->opset;
-            id->def = ba_op_lookup("Identity", "");
-            id->nin = id->nout = 1;
-            id->inputs[0] = src;
-            id->outputs[0] = outs[j];
-            m->values[outs[j]].producer = k;
-        }
-        if (!dead) {
-            dead = calloc((size_t)m->nnodes + (size_t)n0 + 1024, 1);
-            if (!dead) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
-        }
-        dead[i] = 1;
-        (*changed)++;
-        break; /* one per round: node indices above moved */
-    }
-    if (*changed) {
-        for (int i = 0; i < m->nnodes; i++)
-            if (!m->nodes[i].def) m->nodes[i].def = ba_op_lookup(m->nodes[i].op_type, m->nodes[i].domain);
-        compact(m, dead);
-    }
-    free(dead);
-    return BA_OK;
-}
-
-/* All ops without a kernel, listed in one message. */
-static ba_status check_supported(const ba_model_t *m, ba_error *err) {
-    char list[BA_ERROR_MSG_MAX - 256];
-    size_t o = 0;
-    int count = 0;
-    list[0] = 0;
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        if (n->def) continue;
-        char item[256];
-        if (!strcmp(n->op_type, "If") && !n->domain[0])
-            snprintf(item, sizeof item, "If (condition not constant)");
-        else
-            snprintf(item, sizeof item, "%s%s%s", n->domain[0] ? n->domain : "", n->domain[0] ? "::" : "", n->op_type);
-        /* list each op type once */
-        int seen = 0;
-        for (const char *p = list; (p = strstr(p, item)) != NULL; p++) {
-            size_t L = strlen(item);
-            if ((p == list || p[-1] == ' ') && (p[L] == ',' || p[L] == 0 || p[L] == ' ')) {
-                seen = 1;
-                break;
-            }
-        }
-        if (seen) continue;
-        count++;
-        int w = snprintf(list + o, sizeof list - o, "%s%s (node '%s')", o ? ", " : "", item, n->name);
-        if (w < 0 || (size_t)w >= sizeof list - o) {
-            o = sizeof list - 1;
-            break;
-        }
-        o += (size_t)w;
-    }
-    if (!count) return BA_OK;
-    return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: unsupported op%s: %s", m->path, count > 1 ? "s" : "", list);
 }
 
 /* ---------------- shape inference ---------------- */
@@ -682,6 +601,7 @@ static ba_status infer_once(const ba_model_t *m, int64_t dyn, shape_run *r, ba_e
     }
     ba_run_opts_t o = {0};
     o.keep = keep;
+    o.all_branches = 1;
     st = ba_exec_run(m, in, &o, out, err);
     if (st != BA_OK) goto done;
     for (int v = 0; v < nv; v++) {
@@ -903,7 +823,7 @@ static ba_status fold_and_inline(ba_model_t *m, ba_error *err) {
         int folded = 0, inlined = 0;
         int removed = 0;
         BA_TRY(fold_pass(m, 0, &folded, err));
-        BA_TRY(inline_ifs(m, &inlined, err));
+        BA_TRY(ba_graph_inline_ifs(m, &inlined, err));
         if (!inlined) BA_TRY(dead_code(m, &removed, err));
         if (inlined) {
             BA_TRY(check_refs(m, err));
@@ -928,6 +848,7 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
         m->inputs[k++] = m->inputs[i];
     }
     m->ninputs = k;
+    BA_TRY(ba_graph_expand_ifs(m, err));
     for (int i = 0; i < m->nnodes; i++) m->nodes[i].def = ba_op_lookup(m->nodes[i].op_type, m->nodes[i].domain);
     BA_TRY(check_refs(m, err));
     BA_TRY(topo_sort(m, err));
@@ -936,7 +857,7 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
     BA_TRY(fold_pass(m, 1, &nconst, err));
     mark_nofold(m);
     BA_TRY(fold_and_inline(m, err));
-    BA_TRY(check_supported(m, err));
+    BA_TRY(ba_graph_check_supported(m, err));
     shape_run r1 = {0};
     for (int round = 0; round < MAX_ROUNDS; round++) {
         int exact = 0;
@@ -950,7 +871,7 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
         if (!exact) break; /* shapes only approximate: no shape-based folding */
         int n0 = m->nnodes;
         ba_status fs = fold_and_inline(m, err);
-        if (fs == BA_OK) fs = check_supported(m, err);
+        if (fs == BA_OK) fs = ba_graph_check_supported(m, err);
         if (fs != BA_OK) {
             shape_run_free(&r1);
             return fs;

@@ -41,7 +41,24 @@ typedef struct ba_node {
     int *outputs;    /* value ids; -1 = optional output not requested */
     int nattr;
     ba_attr_t *attrs;
+    int guard;       /* index into ba_model_t.guards: the node runs only when that branch of a
+                      * run-time If is taken; -1: always runs */
+    int if_guard;    /* an If expanded into a merge: guard of its then_branch (else_branch: +1); -1 otherwise */
 } ba_node_t;
+
+/* One branch of an If whose condition is known only at run time. Both
+ * branches' nodes are in the node list, each tagged with its branch's guard;
+ * the If node itself stays as the merge: inputs [cond, then outputs…, else
+ * outputs…], outputs the If's, taking the chosen branch's values. A node runs
+ * when its guard holds: the parent guard holds (or is -1), the condition was
+ * computed, and its truth equals `branch`. Nodes come after the producers of
+ * their guards' conditions in the topological order. */
+typedef struct ba_guard {
+    int cond;    /* value id of the If's condition */
+    int branch;  /* 1: then_branch, 0: else_branch */
+    int parent;  /* guard of the If node itself (an If inside a branch), -1 at top level */
+    char *node;  /* name of the If node (messages) */
+} ba_guard_t;
 
 typedef struct ba_value {
     char *name;
@@ -87,6 +104,8 @@ typedef struct ba_model {
     int *inputs;              /* value ids of graph inputs needing data */
     int noutputs;
     int *outputs;             /* value ids of graph outputs */
+    int nguards;
+    ba_guard_t *guards;       /* branches of run-time Ifs (ba_node_t.guard) */
     int nlayers;
     ba_layer_t *layers;
     int64_t other_init_bytes; /* bytes of every non-layer initializer at its stored width (SPEC §4) */
@@ -125,6 +144,11 @@ typedef struct ba_run_opts {
     /* When non-NULL (array of m->nvalues), every value computed is stored
      * here with a ref (for backward passes); caller unrefs. */
     ba_tensor_t **keep;
+    /* Shape inference: every node of both branches of a run-time If runs when
+     * its inputs are there; a node of a branch that fails leaves its outputs
+     * unset instead of failing the run. The merge still takes the branch the
+     * condition picks. */
+    int all_branches;
 } ba_run_opts_t;
 
 /* Runs the graph forward. inputs: one tensor per m->inputs entry (a dynamic

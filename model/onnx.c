@@ -383,13 +383,14 @@ static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, i
     return BA_OK;
 }
 
-static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
-                                 int has_raw, ba_error *err) {
-    if (!tp->name || !tp->name[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: initializer without a name", m->path);
-    int id = ba_graph_value(m, tp->name, err);
+/* name: the value's name (tp->name, or its renamed branch-local name). */
+static ba_status add_initializer_as(ba_model_t *m, const Onnx__TensorProto *tp, const char *name, const uint8_t *raw,
+                                    size_t raw_len, int has_raw, ba_error *err) {
+    if (!name || !name[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: initializer without a name", m->path);
+    int id = ba_graph_value(m, name, err);
     if (id < 0) return err->code;
     if (m->values[id].is_initializer)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: initializer '%s' defined twice", m->path, tp->name);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: initializer '%s' defined twice", m->path, name);
     ba_tensor_t *t;
     BA_TRY(ba_onnx_tensor(m, tp, raw, raw_len, has_raw, &t, err));
     ba_value_t *v = &m->values[id];
@@ -399,6 +400,11 @@ static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, con
     v->ndim = t->ndim;
     memcpy(v->shape, t->shape, sizeof v->shape);
     return BA_OK;
+}
+
+static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
+                                 int has_raw, ba_error *err) {
+    return add_initializer_as(m, tp, tp->name, raw, raw_len, has_raw, err);
 }
 
 static char *dup_bytes(const ProtobufCBinaryData *b, ba_error *err) {
@@ -482,7 +488,9 @@ static int keep_proto(ba_model_t *m, Onnx__NodeProto *np) {
     return 1;
 }
 
-ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *err) {
+/* Adds np with its value names seen through scope (NULL: the main graph). */
+static ba_status add_node_scoped(ba_model_t *m, const Onnx__NodeProto *np, const ba_scope_t *scope, int guard,
+                                 ba_error *err) {
     int idx = ba_graph_new_node(m, err);
     if (idx < 0) return err->code;
     ba_node_t *n = &m->nodes[idx];
@@ -497,6 +505,7 @@ ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *e
         n->name = ba_strdup(buf, err);
     }
     if (!n->op_type || !n->domain || !n->name) return err->code;
+    n->guard = guard;
     n->opset = n->domain[0] ? 1 : (int)m->opset; /* other domains: version not tracked */
     if (np->n_input > INT_MAX / 2 || np->n_output > INT_MAX / 2 || np->n_attribute > INT_MAX / 2)
         return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': too many inputs/outputs", m->path, n->name);
@@ -509,6 +518,7 @@ ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *e
         n->inputs[i] = -1;
         n->nin = (int)i + 1;
         if (s && s[0]) {
+            s = ba_scope_name(scope, s);
             int id = ba_graph_value(m, s, err);
             if (id < 0) return err->code;
             n = &m->nodes[idx]; /* values array may have moved, nodes not; keep the habit */
@@ -520,6 +530,7 @@ ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *e
         n->outputs[i] = -1;
         n->nout = (int)i + 1;
         if (s && s[0]) {
+            s = ba_scope_name(scope, s);
             int id = ba_graph_value(m, s, err);
             if (id < 0) return err->code;
             if (m->values[id].producer >= 0 || m->values[id].is_initializer)
@@ -538,9 +549,129 @@ ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *e
     return BA_OK;
 }
 
-ba_status ba_onnx_add_subgraph(ba_model_t *m, const Onnx__GraphProto *g, ba_error *err) {
-    for (size_t i = 0; i < g->n_initializer; i++) BA_TRY(add_initializer(m, g->initializer[i], NULL, 0, 0, err));
-    for (size_t i = 0; i < g->n_node; i++) BA_TRY(ba_onnx_add_node(m, g->node[i], err));
+ba_status ba_onnx_add_node(ba_model_t *m, const Onnx__NodeProto *np, ba_error *err) {
+    return add_node_scoped(m, np, NULL, -1, err);
+}
+
+/* ---------------- If branches ---------------- */
+
+/* Deepest If nesting accepted (the expansion recurses). */
+enum { MAX_IF_DEPTH = 64 };
+
+const char *ba_scope_name(const ba_scope_t *s, const char *name) {
+    for (; s; s = s->parent)
+        for (int i = 0; i < s->n; i++)
+            if (!strcmp(s->from[i], name)) return s->to[i];
+    return name;
+}
+
+void ba_scope_free(ba_scope_t *s) {
+    for (int i = 0; i < s->n; i++) {
+        free(s->from[i]);
+        free(s->to[i]);
+    }
+    free(s->from);
+    free(s->to);
+    s->from = s->to = NULL;
+    s->n = s->cap = 0;
+}
+
+static int scope_has(const ba_scope_t *s, const char *name) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->from[i], name) || !strcmp(s->to[i], name)) return 1;
+    return 0;
+}
+
+/* Whether a value or a name of s or an enclosing branch is called name. */
+static int name_taken(const ba_model_t *m, const ba_scope_t *s, const char *name) {
+    if (ba_model_find_value(m, name) >= 0) return 1;
+    for (; s; s = s->parent)
+        if (scope_has(s, name)) return 1;
+    return 0;
+}
+
+/* Declares `name` local to scope s: it keeps its name unless the model or
+ * this scope already has a value called so, then "<name>@<if>/<branch>"
+ * (".<k>" appended until free). */
+static ba_status scope_add(ba_model_t *m, ba_scope_t *s, const char *name, const char *tag, ba_error *err) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->from[i], name)) return BA_OK; /* a second definition: add_node reports it */
+    if (s->n == s->cap) {
+        int cap = s->cap ? s->cap * 2 : 16;
+        char **f = ba_realloc(s->from, sizeof(char *) * (size_t)cap, err);
+        if (!f) return err->code;
+        s->from = f;
+        char **t = ba_realloc(s->to, sizeof(char *) * (size_t)cap, err);
+        if (!t) return err->code;
+        s->to = t;
+        s->cap = cap;
+    }
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (int k = 0; name_taken(m, s, buf); k++) {
+        if (k == 0) snprintf(buf, sizeof buf, "%s@%s", name, tag);
+        else snprintf(buf, sizeof buf, "%s@%s.%d", name, tag, k);
+    }
+    s->from[s->n] = ba_strdup(name, err);
+    s->to[s->n] = s->from[s->n] ? ba_strdup(buf, err) : NULL;
+    if (!s->to[s->n]) {
+        free(s->from[s->n]);
+        return err->code;
+    }
+    s->n++;
+    return BA_OK;
+}
+
+/* Records value id as defined inside guard's branch. */
+static ba_status note_local(ba_model_t *m, int id, int guard, ba_error *err) {
+    ba_model_priv_t *pv = m->priv;
+    if (pv->nlocals == pv->cap_locals) {
+        int cap = pv->cap_locals ? pv->cap_locals * 2 : 64;
+        int *l = ba_realloc(pv->locals, sizeof(int) * 2 * (size_t)cap, err);
+        if (!l) return err->code;
+        pv->locals = l;
+        pv->cap_locals = cap;
+    }
+    pv->locals[2 * pv->nlocals] = id;
+    pv->locals[2 * pv->nlocals + 1] = guard;
+    pv->nlocals++;
+    return BA_OK;
+}
+
+ba_status ba_onnx_add_branch(ba_model_t *m, const Onnx__GraphProto *g, ba_scope_t *scope, int guard, int depth,
+                             ba_error *err) {
+    const ba_guard_t *gd = &m->guards[guard];
+    if (depth > MAX_IF_DEPTH)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (If): If nested more than %d deep", m->path,
+                            gd->node, MAX_IF_DEPTH);
+    char tag[600];
+    snprintf(tag, sizeof tag, "%s/%s", gd->node, gd->branch ? "then" : "else");
+    /* This branch's names first, so that references resolve to them in any order. */
+    for (size_t i = 0; i < g->n_initializer; i++)
+        if (g->initializer[i]->name && g->initializer[i]->name[0])
+            BA_TRY(scope_add(m, scope, g->initializer[i]->name, tag, err));
+    for (size_t i = 0; i < g->n_node; i++)
+        for (size_t j = 0; j < g->node[i]->n_output; j++)
+            if (g->node[i]->output[j] && g->node[i]->output[j][0])
+                BA_TRY(scope_add(m, scope, g->node[i]->output[j], tag, err));
+    if (g->n_sparse_initializer)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (If): sparse initializers are not supported",
+                            m->path, gd->node);
+    for (size_t i = 0; i < g->n_initializer; i++) {
+        const Onnx__TensorProto *tp = g->initializer[i];
+        const char *name = tp->name && tp->name[0] ? ba_scope_name(scope, tp->name) : NULL;
+        BA_TRY(add_initializer_as(m, tp, name, NULL, 0, 0, err));
+        BA_TRY(note_local(m, ba_model_find_value(m, name), guard, err));
+    }
+    for (size_t i = 0; i < g->n_node; i++) {
+        const Onnx__NodeProto *np = g->node[i];
+        BA_TRY(add_node_scoped(m, np, scope, guard, err));
+        int idx = m->nnodes - 1;
+        for (int j = 0; j < m->nodes[idx].nout; j++)
+            if (m->nodes[idx].outputs[j] >= 0) BA_TRY(note_local(m, m->nodes[idx].outputs[j], guard, err));
+        if (!strcmp(m->nodes[idx].op_type, "If") && !m->nodes[idx].domain[0])
+            BA_TRY(ba_graph_expand_if(m, idx, scope, depth + 1, err));
+    }
     return BA_OK;
 }
 
@@ -720,6 +851,8 @@ void ba_model_free(ba_model_t *m) {
     free(m->values);
     for (int i = 0; i < m->nlayers; i++) free(m->layers[i].name);
     free(m->layers);
+    for (int i = 0; i < m->nguards; i++) free(m->guards[i].node);
+    free(m->guards);
     free(m->inputs);
     free(m->outputs);
     free(m->path);
@@ -730,6 +863,7 @@ void ba_model_free(ba_model_t *m) {
         free(pv->protos);
         free(pv->hash);
         free(pv->nofold);
+        free(pv->locals);
         free(pv);
     }
     free(m);

@@ -28,6 +28,11 @@ extern const ba_op_def_t ba_ops_elementwise[]; /* ops_elementwise.c: arithmetic,
 extern const ba_op_def_t ba_ops_shape[];       /* ops_shape.c: Reshape … Cast, Constant, Shape, Range, Resize */
 extern const ba_op_def_t ba_ops_reduce[];      /* ops_reduce.c: Reduce*, ArgMax/ArgMin, TopK, CumSum */
 extern const ba_op_def_t ba_ops_rnn[];         /* ops_rnn.c: LSTM, GRU */
+extern const ba_op_def_t ba_ops_control[];     /* ops_control.c: If (the merge of a run-time If) */
+
+/* Truth of an If condition: one element of bool or a number type (0 is
+ * false); BA_ERR_INPUT naming the If node otherwise. */
+ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_error *err);
 
 /* NULL when op_type (default domain "" or "ai.onnx") has no kernel. */
 const ba_op_def_t *ba_op_lookup(const char *op_type, const char *domain);

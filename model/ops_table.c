@@ -5,7 +5,7 @@
 
 static const ba_op_def_t *const families[] = {
     ba_ops_conv, ba_ops_matmul, ba_ops_pool, ba_ops_norm, ba_ops_quant,
-    ba_ops_elementwise, ba_ops_shape, ba_ops_reduce,
+    ba_ops_elementwise, ba_ops_shape, ba_ops_reduce, ba_ops_control,
     ba_ops_rnn,
 };
 

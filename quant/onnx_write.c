@@ -117,10 +117,28 @@ static ba_status inline_all_external(wctx_t *c, ba_error *err) {
     return BA_OK;
 }
 
-/* The TensorProto holding a weight: an initializer, or a Constant node's value. */
+/* Deepest If body searched for a weight. */
+#define MAX_BODY_DEPTH 64
+
+/* Branch b (0: then_branch, 1: else_branch) of node n when it is an If, else NULL.
+ * Bodies are searched in the order the loader names their values (model/onnx.c:
+ * the main graph, then each If in file order, its then_branch before its
+ * else_branch, a branch's own names before those of the Ifs inside it), so that
+ * a name two bodies use resolves to the body whose value kept it. */
+static Onnx__GraphProto *if_branch(const Onnx__NodeProto *n, int b) {
+    if (strcmp(n->op_type, "If")) return NULL;
+    for (size_t a = 0; a < n->n_attribute; a++)
+        if (n->attribute[a]->name && !strcmp(n->attribute[a]->name, b ? "else_branch" : "then_branch"))
+            return n->attribute[a]->g;
+    return NULL;
+}
+
+/* The TensorProto holding a weight: an initializer, or a Constant node's
+ * value, of the main graph or of an If body (*owner: the graph holding it). */
 static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, size_t *init_idx,
-                                      size_t *node_idx) {
+                                      size_t *node_idx, Onnx__GraphProto **owner, int depth) {
     *init_idx = *node_idx = (size_t)-1;
+    *owner = g;
     for (size_t i = 0; i < g->n_initializer; i++)
         if (g->initializer[i]->name && !strcmp(g->initializer[i]->name, name)) {
             *init_idx = i;
@@ -135,7 +153,42 @@ static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, siz
                 return n->attribute[a]->t;
             }
     }
+    for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++)
+        for (int b = 0; b < 2; b++) {
+            Onnx__GraphProto *body = if_branch(g->node[i], b);
+            Onnx__TensorProto *t = body ? find_weight(body, name, init_idx, node_idx, owner, depth + 1) : NULL;
+            if (t) return t;
+        }
+    *owner = g;
     return NULL;
+}
+
+/* The If node called name (searched through bodies), or NULL. */
+static Onnx__NodeProto *find_if(Onnx__GraphProto *g, const char *name, int depth) {
+    for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++) {
+        Onnx__NodeProto *n = g->node[i];
+        if (strcmp(n->op_type, "If")) continue;
+        if (n->name && !strcmp(n->name, name)) return n;
+        for (size_t a = 0; a < n->n_attribute; a++) {
+            Onnx__NodeProto *f = n->attribute[a]->g ? find_if(n->attribute[a]->g, name, depth + 1) : NULL;
+            if (f) return f;
+        }
+    }
+    return NULL;
+}
+
+/* The loader names a branch-local value that is already taken (the other
+ * branch uses the name too) "NAME@IF/then" or "NAME@IF/else" (model/onnx.c):
+ * for such an x, the branch's graph, with NAME in local; else NULL. */
+static Onnx__GraphProto *renamed_branch(wctx_t *c, const char *x, char *local, size_t cap) {
+    const char *at = strrchr(x, '@'), *slash = at ? strrchr(at, '/') : NULL;
+    if (!at || !slash || (strcmp(slash, "/then") && strcmp(slash, "/else"))) return NULL;
+    char ifname[4096];
+    snprintf(ifname, sizeof ifname, "%.*s", (int)(slash - at - 1), at + 1);
+    Onnx__NodeProto *n = find_if(c->m->graph, ifname, 0);
+    if (!n) return NULL;
+    snprintf(local, cap, "%.*s", (int)(at - x), x);
+    return if_branch(n, slash[1] == 'e');
 }
 
 static void clear_data(Onnx__TensorProto *t) {
@@ -200,9 +253,19 @@ static ba_status write_out(wctx_t *c, const char *dst, ba_error *err) {
     return BA_OK;
 }
 
+/* local (cap bytes, or NULL): the weight's name in the file (w->name unless the
+ * loader renamed a branch-local name). */
 static ba_status check_weight(wctx_t *c, const ba_onnx_qweight_t *w, Onnx__TensorProto **tp, size_t *ii,
-                              size_t *ni, ba_error *err) {
-    *tp = find_weight(c->m->graph, w->name, ii, ni);
+                              size_t *ni, Onnx__GraphProto **owner, char *local, size_t cap, ba_error *err) {
+    char buf[4096];
+    if (!local) {
+        local = buf;
+        cap = sizeof buf;
+    }
+    snprintf(local, cap, "%s", w->name);
+    *tp = find_weight(c->m->graph, w->name, ii, ni, owner, 0);
+    Onnx__GraphProto *b = *tp ? NULL : renamed_branch(c, w->name, local, cap);
+    if (b) *tp = find_weight(b, local, ii, ni, owner, MAX_BODY_DEPTH); /* that body only */
     if (!*tp)
         return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': no such initializer or Constant", c->src,
                             w->name);
@@ -221,7 +284,8 @@ ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onn
         if (w[i].bits == 32) continue;
         Onnx__TensorProto *t;
         size_t ii, ni;
-        st = check_weight(&c, &w[i], &t, &ii, &ni, err);
+        Onnx__GraphProto *owner;
+        st = check_weight(&c, &w[i], &t, &ii, &ni, &owner, NULL, 0, err);
         if (st != BA_OK) break;
         if (!w[i].fq || w[i].fq->dtype != BA_DT_F32 || w[i].fq->numel != proto_numel(t)) {
             st = ba_error_set(err, BA_ERR_INPUT,
@@ -355,10 +419,11 @@ static uint8_t *pack_codes(const uint8_t *q, int64_t n, int four, size_t *nbytes
 }
 
 static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err) {
-    Onnx__GraphProto *g = c->m->graph;
+    Onnx__GraphProto *g; /* the graph holding the weight (an If body's for a layer inside one) */
     Onnx__TensorProto *t;
     size_t ii, ni;
-    BA_TRY(check_weight(c, w, &t, &ii, &ni, err));
+    char local[4096];
+    BA_TRY(check_weight(c, w, &t, &ii, &ni, &g, local, sizeof local, err));
     if (w->bits == 32) return BA_OK;
     if (w->bits == 16) { /* fp16 round trip kept in a float32 tensor */
         if (!w->fq) return ba_error_set(err, BA_ERR_INPUT, "layer '%s': missing fp16 values", w->name);
@@ -392,7 +457,7 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
     qname = ba_malloc(L, err);
     sname = ba_malloc(L, err);
     zname = ba_malloc(L, err);
-    orig = ba_strdup(w->name, err);
+    orig = ba_strdup(local, err); /* the name the consumers read */
     ba_status st = BA_OK;
     uint8_t *qb = NULL, *zb = NULL;
     if (!qname || !sname || !zname || !orig) {
@@ -457,7 +522,7 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
     if (w->block_size > 0) attrs[nattr++] = int_attr("block_size", w->block_size, err);
     const char *ins[3] = {qname, sname, zname};
     char nodename[4096];
-    snprintf(nodename, sizeof nodename, "%s_DequantizeLinear", orig);
+    snprintf(nodename, sizeof nodename, "%s_DequantizeLinear", w->name);
     st = insert_node(g, pos, "DequantizeLinear", nodename, ins, 3, orig, attrs, nattr, err);
 done:
     free(qb);
@@ -483,6 +548,54 @@ static ba_status rewire(Onnx__GraphProto *g, const char *x, const char *y, ba_er
     return BA_OK;
 }
 
+/* rewire() in g and in every body nested in g's nodes that reads X from
+ * outside (a body that makes its own X is left alone). */
+static ba_status rewire_deep(Onnx__GraphProto *g, const char *x, const char *y, int depth, ba_error *err) {
+    BA_TRY(rewire(g, x, y, err));
+    for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++)
+        for (size_t a = 0; a < g->node[i]->n_attribute; a++) {
+            Onnx__GraphProto *b = g->node[i]->attribute[a]->g;
+            if (!b) continue;
+            int own = 0;
+            for (size_t k = 0; k < b->n_node && !own; k++)
+                for (size_t o = 0; o < b->node[k]->n_output; o++) own |= !strcmp(b->node[k]->output[o], x);
+            if (!own) BA_TRY(rewire_deep(b, x, y, depth + 1, err));
+        }
+    return BA_OK;
+}
+
+/* The graph, g or an If body inside it, whose node makes X; NULL when none does. */
+static Onnx__GraphProto *producer_graph(Onnx__GraphProto *g, const char *x, int depth) {
+    for (size_t i = 0; i < g->n_node; i++)
+        for (size_t k = 0; k < g->node[i]->n_output; k++)
+            if (!strcmp(g->node[i]->output[k], x)) return g;
+    for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++)
+        for (int b = 0; b < 2; b++) {
+            Onnx__GraphProto *body = if_branch(g->node[i], b), *f = body ? producer_graph(body, x, depth + 1) : NULL;
+            if (f) return f;
+        }
+    return NULL;
+}
+
+/* Where activation X lives: *g the graph whose node makes it (the main graph
+ * for its inputs), *local its name there. */
+static ba_status act_home(wctx_t *c, const char *x, Onnx__GraphProto **g, char *local, size_t cap, ba_error *err) {
+    snprintf(local, cap, "%s", x);
+    *g = producer_graph(c->m->graph, x, 0);
+    if (*g) return BA_OK;
+    *g = c->m->graph;
+    for (size_t i = 0; i < (*g)->n_input; i++)
+        if (!strcmp((*g)->input[i]->name, x)) return BA_OK;
+    Onnx__GraphProto *b = renamed_branch(c, x, local, cap);
+    for (size_t i = 0; b && i < b->n_node; i++)
+        for (size_t k = 0; k < b->node[i]->n_output; k++)
+            if (!strcmp(b->node[i]->output[k], local)) {
+                *g = b;
+                return BA_OK;
+            }
+    return ba_error_set(err, BA_ERR_INPUT, "%s: activation '%s': no node of the file makes it", c->src, x);
+}
+
 /* Position right after X's producer (0 for graph inputs). */
 static size_t after_producer(const Onnx__GraphProto *g, const char *x) {
     size_t pos = 0;
@@ -498,7 +611,7 @@ static ba_status fp16_act(Onnx__GraphProto *g, const char *x, ba_error *err) {
     char n_h[4200], n_f[4200], nm[4400];
     snprintf(n_h, sizeof n_h, "%s_act_half", x);
     snprintf(n_f, sizeof n_f, "%s_act_fp16", x);
-    BA_TRY(rewire(g, x, n_f, err));
+    BA_TRY(rewire_deep(g, x, n_f, 0, err));
     size_t pos = after_producer(g, x);
     Onnx__AttributeProto *to_h = int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16, err);
     snprintf(nm, sizeof nm, "%s_act_CastHalf", x);
@@ -513,14 +626,19 @@ static ba_status fp16_act(Onnx__GraphProto *g, const char *x, ba_error *err) {
  * every consumer of X reading X_dq. The Clip keeps codes inside the b-bit
  * range although the container is uint8: lo/hi are the exact ends of the grid,
  * so round(clip(x)/s) equals ba_quant_act_apply's clamp(round(x/s)). */
-static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *a, ba_error *err) {
-    Onnx__GraphProto *g = c->m->graph;
+static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *act, ba_error *err) {
+    Onnx__GraphProto *g; /* the graph making the activation: the main graph or an If body */
+    char local[4096];
+    if (act->bits == 32) return BA_OK;
+    BA_TRY(act_home(c, act->name, &g, local, sizeof local, err));
+    ba_onnx_qact_t la = *act;
+    la.name = local;
+    const ba_onnx_qact_t *a = &la;
     for (size_t i = 0; i < g->n_output; i++)
         if (!strcmp(g->output[i]->name, a->name))
             return ba_error_set(err, BA_ERR_UNSUPPORTED,
                                 "%s: activation '%s' is a graph output; it cannot be rewired", c->src,
-                                a->name);
-    if (a->bits == 32) return BA_OK;
+                                act->name);
     if (a->bits == 16) return fp16_act(g, a->name, err);
     if (a->bits < 2 || a->bits > 8 || !(a->scale > 0))
         return ba_error_set(err, BA_ERR_INPUT, "activation '%s': bits %d / scale %g cannot be written",
@@ -536,7 +654,7 @@ static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *a, ba_error *err) {
     snprintf(n_q, sizeof n_q, "%s_act_quantized", a->name);
     snprintf(n_dq, sizeof n_dq, "%s_act_dequantized", a->name);
     uint8_t zp = (uint8_t)a->zero_point;
-    BA_TRY(rewire(g, a->name, n_dq, err));
+    BA_TRY(rewire_deep(g, a->name, n_dq, 0, err));
     BA_TRY(add_init(g, new_tensor(n_lo, BA_DT_F32, 0, NULL, &lo, 4, err), err));
     BA_TRY(add_init(g, new_tensor(n_hi, BA_DT_F32, 0, NULL, &hi, 4, err), err));
     BA_TRY(add_init(g, new_tensor(n_s, BA_DT_F32, 0, NULL, &a->scale, 4, err), err));

@@ -33,6 +33,7 @@ typedef struct act_use {
     double direct[BA_SENS_MAX_BITS + 1];
     ba_tensor_t *wfp;                      /* consumed weight, FP */
     ba_tensor_t *dw[BA_SENS_MAX_BITS + 1]; /* consumed Q_b(W) − W, float32 */
+    ba_tensor_t *pending; /* node in an If branch: its input, counted once the node has run */
 } act_use_t;
 
 typedef struct act_state {
@@ -295,11 +296,28 @@ static ba_status accumulate(act_state_t *s, act_use_t *u, const ba_tensor_t *x, 
     return BA_OK;
 }
 
+/* Counts x for use u, or holds it until u's node has run when the node is in
+ * an If branch (a branch not taken adds nothing). */
+static ba_status take_input(act_state_t *s, act_use_t *u, const ba_tensor_t *x, ba_error *err) {
+    if (s->c->m->nodes[u->node].guard < 0) return accumulate(s, u, x, err);
+    ba_tensor_unref(u->pending);
+    u->pending = ba_tensor_ref((ba_tensor_t *)x);
+    return BA_OK;
+}
+
 static ba_status on_value(void *ctx, const ba_model_t *m, int id, ba_tensor_t **t, ba_error *err) {
     act_state_t *s = ctx;
     (void)m;
-    for (int i = 0; i < s->nu; i++)
-        if (s->c->m->nodes[s->u[i].node].inputs[s->u[i].didx] == id) BA_TRY(accumulate(s, &s->u[i], *t, err));
+    for (int i = 0; i < s->nu; i++) {
+        const ba_node_t *n = &s->c->m->nodes[s->u[i].node];
+        if (n->inputs[s->u[i].didx] == id) BA_TRY(take_input(s, &s->u[i], *t, err));
+        if (s->u[i].pending && n->outputs[0] == id) { /* the branch ran */
+            ba_status st = accumulate(s, &s->u[i], s->u[i].pending, err);
+            ba_tensor_unref(s->u[i].pending);
+            s->u[i].pending = NULL;
+            BA_TRY(st);
+        }
+    }
     return BA_OK;
 }
 
@@ -351,10 +369,14 @@ ba_status sens_act(sens_ctx_t *c, ba_error *err) {
             for (int k = 0; k < m->ninputs; k++)
                 if (m->inputs[k] == id) x = inputs[k];
             if (!x && m->values[id].constant) x = m->values[id].constant;
-            if (x) st = accumulate(&s, &s.u[i], x, err);
+            if (x) st = take_input(&s, &s.u[i], x, err);
         }
         ba_run_opts_t ro = {.on_value = on_value, .ctx = &s};
         if (st == BA_OK) st = ba_model_run(m, inputs, &ro, outs, err);
+        for (int i = 0; i < s.nu; i++) { /* nodes of branches not taken */
+            ba_tensor_unref(s.u[i].pending);
+            s.u[i].pending = NULL;
+        }
         for (int o = 0; o < m->noutputs; o++) {
             ba_tensor_unref(outs[o]);
             outs[o] = NULL;

@@ -177,6 +177,8 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, c
     }
     /* every reader of a layer's data input has been visited: its relevance is complete */
     for (int u = 0; u < nuses; u++) {
+        const ba_node_t *un = &m->nodes[uses[u].node];
+        if (un->guard >= 0 && un->outputs[0] >= 0 && !vals[un->outputs[0]]) continue; /* If branch not taken */
         const ba_tensor_t *r = R[m->nodes[uses[u].node].inputs[uses[u].didx]];
         if (!r) continue;
         const float *d = r->data;
