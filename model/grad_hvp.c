@@ -47,6 +47,7 @@ typedef enum {
     R_BN,              /* BatchNormalization (inference): linear in X */
     R_DIV,             /* a / b */
     R_SOFTMAX,         /* Softmax: J = diag y − y yᵀ, symmetric */
+    R_INSTNORM,        /* InstanceNormalization: per-plane statistics of X, scale and B per channel */
     R_FD,              /* anything else with a backward: local central difference */
 } rule_kind;
 
@@ -75,7 +76,7 @@ static const struct {
     {"Expand", R_LINEAR, 1},
     {"Tile", R_LINEAR, 1},
     {"Pad", R_LINEAR, 5},      /* the constant_value input counts as data: its tangent is 0 */
-    {"Resize", R_LINEAR, 1},   /* nearest: a copy (linear mode has no backward) */
+    {"Resize", R_LINEAR, 1},   /* every mode is linear in X (the taps depend on the shapes only) */
     {"Upsample", R_LINEAR, 1},
     {"GlobalAveragePool", R_LINEAR, 1},
     {"AveragePool", R_LINEAR, 1},
@@ -115,6 +116,7 @@ static const struct {
     {"BatchNormalization", R_BN, 1},
     {"Div", R_DIV, 3},
     {"Softmax", R_SOFTMAX, 1},
+    {"InstanceNormalization", R_INSTNORM, 7},
 };
 
 /* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
@@ -152,6 +154,7 @@ static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
     case R_BILINEAR: return (tmask & 3u) == 3u;
     case R_UNARY: return !piecewise_linear(n->op_type);
     case R_DIV: return (tmask & 2u) != 0;
+    case R_INSTNORM: return (tmask & 3u) != 0; /* B enters linearly */
     case R_SOFTMAX:
     case R_FD: return 1;
     default: return 0;
@@ -302,6 +305,116 @@ static ba_status maxmin_tangent(const ba_node_t *n, ba_tensor_t *const *in, int 
         return st;
     }
     *ty = T;
+    return BA_OK;
+}
+
+/* ---- InstanceNormalization ---- */
+
+/* One (n, c) plane of P elements: mean and rstd = 1/sqrt(var + eps). */
+static void plane_stats(const float *x, int64_t P, float eps, double *mean, double *rstd) {
+    double m = 0.0, v = 0.0;
+    for (int64_t k = 0; k < P; k++) m += x[k];
+    m /= (double)P;
+    for (int64_t k = 0; k < P; k++) v += ((double)x[k] - m) * ((double)x[k] - m);
+    *mean = m;
+    *rstd = 1.0 / sqrt(v / (double)P + eps);
+}
+
+/* x̂'s tangent on a plane: tx̂ = rstd·(tx − mean(tx) − x̂·mean(x̂·tx)) into o; returns mean(x̂·tx). */
+static double xhat_tangent(const float *x, const float *tx, int64_t P, double mean, double rstd, double *o) {
+    double mt = 0.0, a = 0.0;
+    for (int64_t k = 0; k < P; k++) {
+        mt += tx[k];
+        a += ((double)x[k] - mean) * rstd * tx[k];
+    }
+    mt /= (double)P;
+    a /= (double)P;
+    for (int64_t k = 0; k < P; k++) o[k] = rstd * ((double)tx[k] - mt - ((double)x[k] - mean) * rstd * a);
+    return a;
+}
+
+/* ty = scale_c·tx̂ + tscale_c·x̂ + tB_c for X (N, C, *sp); tin[j] NULL: no tangent on input j. */
+static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
+                                  ba_tensor_t **ty, ba_error *err) {
+    const ba_tensor_t *X = in[0];
+    if (nin < 3 || !in[1] || !in[2] || X->ndim < 2)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (InstanceNormalization): needs X (N, C, …), scale and B",
+                            n->name);
+    const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
+    const float eps = ba_node_attr_float(n, "epsilon", 1e-5f);
+    ba_tensor_t *T = zeros_like(X, err);
+    double *txh = T && P ? ba_malloc((size_t)P * sizeof(double), err) : NULL;
+    if (!T || (P && !txh)) {
+        ba_tensor_unref(T);
+        return err->code;
+    }
+    const float *x = X->data, *sc = in[1]->data, *tx = tin[0] ? tin[0]->data : NULL;
+    const float *ts = tin[1] ? tin[1]->data : NULL, *tb = tin[2] ? tin[2]->data : NULL;
+    float *t = T->data;
+    for (int64_t r = 0; r < N * C && P; r++) {
+        const int64_t c = r % C;
+        const float *xr = x + r * P;
+        double mean, rstd;
+        plane_stats(xr, P, eps, &mean, &rstd);
+        if (tx) xhat_tangent(xr, tx + r * P, P, mean, rstd, txh);
+        for (int64_t k = 0; k < P; k++)
+            t[r * P + k] = (float)((tx ? sc[c] * txh[k] : 0.0) + (ts ? ts[c] * ((double)xr[k] - mean) * rstd : 0.0) +
+                                   (tb ? tb[c] : 0.0f));
+    }
+    free(txh);
+    *ty = T;
+    return BA_OK;
+}
+
+/* Second-order part of InstanceNormalization's backward along (tx, tscale), g = base dL/dy, h = scale_c·g:
+ * dx += −rstd²·a·(h − mean h − x̂·mean(h x̂)) − rstd·(tx̂·mean(h x̂) + x̂·mean(h tx̂))
+ *       + tscale_c·rstd·(g − mean g − x̂·mean(g x̂)),  a = mean(x̂ tx);
+ * dscale_c += Σ g·tx̂. */
+static ba_status instnorm_second(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *tin,
+                                 const ba_tensor_t *G, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    const ba_tensor_t *X = in[0];
+    const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
+    if (P == 0 || (!need[0] && !need[1])) return BA_OK;
+    const float eps = ba_node_attr_float(n, "epsilon", 1e-5f);
+    float *dx = need[0] ? ba_grad_slot(din, 0, X, err) : NULL;
+    float *ds = need[1] && tin[0] ? ba_grad_slot(din, 1, in[1], err) : NULL;
+    double *txh = ba_malloc((size_t)P * sizeof(double), err);
+    if ((need[0] && !dx) || (need[1] && tin[0] && !ds) || !txh) {
+        free(txh);
+        return err->code;
+    }
+    const float *x = X->data, *g = G->data, *sc = in[1]->data, *tx = tin[0] ? tin[0]->data : NULL;
+    const float *ts = tin[1] ? tin[1]->data : NULL;
+    for (int64_t r = 0; r < N * C; r++) {
+        const int64_t c = r % C;
+        const float *xr = x + r * P, *gr = g + r * P;
+        double mean, rstd;
+        plane_stats(xr, P, eps, &mean, &rstd);
+        double mg = 0.0, mgx = 0.0; /* mean g, mean g·x̂ */
+        for (int64_t k = 0; k < P; k++) {
+            mg += gr[k];
+            mgx += gr[k] * ((double)xr[k] - mean) * rstd;
+        }
+        mg /= (double)P;
+        mgx /= (double)P;
+        double a = 0.0, mgt = 0.0; /* mean g·tx̂ */
+        if (tx) {
+            a = xhat_tangent(xr, tx + r * P, P, mean, rstd, txh);
+            for (int64_t k = 0; k < P; k++) mgt += gr[k] * txh[k];
+            if (ds) ds[c] += (float)mgt;
+            mgt /= (double)P;
+        }
+        if (!dx) continue;
+        const double s = sc[c], tsc = ts ? ts[c] : 0.0;
+        float *dr = dx + r * P;
+        for (int64_t k = 0; k < P; k++) {
+            const double xh = ((double)xr[k] - mean) * rstd, base = gr[k] - mg - xh * mgx;
+            double v = tsc * rstd * base;
+            if (tx) v += -rstd * rstd * a * s * base - rstd * s * (txh[k] * mgx + xh * mgt);
+            dr[k] += (float)v;
+        }
+    }
+    free(txh);
     return BA_OK;
 }
 
@@ -602,6 +715,8 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         if (otb) free(tb);
         return st;
     }
+    case R_INSTNORM:
+        return instnorm_tangent(n, in, nin, tin, &tout[0], err);
     case R_FD:
         return fd_tangent(n, in, nin, tin, tout, err);
     default:
@@ -892,6 +1007,9 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
             }
         return BA_OK;
     }
+    case R_INSTNORM:
+        if (!gout[0] || nin < 3) return BA_OK;
+        return instnorm_second(n, in, tin, gout[0], need, din, err);
     case R_FD: { /* (B(x + h tx)(g) − B(x − h tx)(g)) / 2h */
         double h = fd_step(in, tin, nin);
         if (h == 0.0) return BA_OK;
