@@ -601,6 +601,36 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
     return 0;
 }
 
+/* Resize's tf_crop_and_resize writes extrapolation_value (an attribute, not
+ * an input) where it samples outside X: affine in X, so its tangent is
+ * f(tx) − f(0). */
+static int extrapolates(const ba_node_t *n) {
+    return !strcmp(n->op_type, "Resize") &&
+           !strcmp(ba_node_attr_string(n, "coordinate_transformation_mode", ""), "tf_crop_and_resize") &&
+           ba_node_attr_float(n, "extrapolation_value", 0.0f) != 0.0f;
+}
+
+/* *t −= f(0) for the affine op n (input 0 zeroed, the others as in). */
+static ba_status minus_at_zero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **t, ba_error *err) {
+    ba_tensor_t *io[MAX_IO], *res[MAX_IO], *z = zeros_like(in[0], err);
+    if (!z) return err->code;
+    for (int j = 0; j < nin; j++) io[j] = in[j];
+    io[0] = z;
+    ba_status st = run_forward(n, io, nin, res, err);
+    if (st == BA_OK && (!res[0] || res[0]->numel != (*t)->numel))
+        st = ba_error_set(err, BA_ERR_RUNTIME, "node %s (%s): tangent shape mismatch", n->name, n->op_type);
+    float *d = st == BA_OK ? ba_grad_slot(t, 0, *t, err) : NULL;
+    if (st == BA_OK && d) {
+        const float *o = res[0]->data;
+        for (int64_t e = 0; e < (*t)->numel; e++) d[e] -= o[e];
+    } else if (st == BA_OK) {
+        st = err->code;
+    }
+    unref_all(res, n->nout);
+    ba_tensor_unref(z);
+    return st;
+}
+
 /* tout[j] = J_n · tin for node n at base inputs in / outputs out (tin[j] NULL:
  * no tangent on input j). steal: inputs whose tangent this node may overwrite
  * (last use, held only here). tout[] must be NULL on entry. */
@@ -633,6 +663,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         }
         if (st == BA_OK) st = run_forward(n, io, nin, res, err);
         if (st == BA_OK) take_outputs(n, res, tout);
+        if (st == BA_OK && tout[0] && extrapolates(n)) st = minus_at_zero(n, in, nin, &tout[0], err);
         for (int j = 0; j < nin; j++) ba_tensor_unref(own[j]);
         return st;
     }
