@@ -484,7 +484,7 @@ Test(grad, decoder_gradients_and_hvps_match_pytorch) {
 Test(grad, decoder_op_forms_match_pytorch) {
     static const char *const cases[] = {"convt_grouped", "convt_outshape", "convt_1d_same", "convt_3d",
                                         "instnorm",      "resize_cubic",   "resize_linear", "resize_nearest",
-                                        "resize_op19",   "resize10",       "upsample9"};
+                                        "resize_op19",   "resize10",       "upsample9",     "convt_autopad"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char model[512], npz[512];
         snprintf(model, sizeof model, GR("op_%s.onnx"), cases[i]);
