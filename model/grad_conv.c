@@ -186,8 +186,8 @@ static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
  * dX_g (Cg, Pin) += W_g (Cg, Mg*KK) · dcols and dW_g += X_g · dcolsᵀ.
  * Images with few input pixels go side by side (nb per sgemm). */
 static ba_status convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];

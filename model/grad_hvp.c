@@ -75,8 +75,8 @@ static const struct {
     {"Gather", R_LINEAR, 1},
     {"Expand", R_LINEAR, 1},
     {"Tile", R_LINEAR, 1},
-    {"Pad", R_LINEAR, 5},      /* the constant_value input counts as data: its tangent is 0 */
-    {"Resize", R_LINEAR, 1},   /* every mode is linear in X (the taps depend on the shapes only) */
+    {"Pad", R_LINEAR, 5},    /* the constant_value input counts as data: its tangent is 0 */
+    {"Resize", R_LINEAR, 1}, /* every mode is linear in X (the taps depend on the shapes only) */
     {"Upsample", R_LINEAR, 1},
     {"GlobalAveragePool", R_LINEAR, 1},
     {"AveragePool", R_LINEAR, 1},
@@ -334,12 +334,12 @@ static double xhat_tangent(const float *x, const float *tx, int64_t P, double me
 }
 
 /* ty = scale_c·tx̂ + tscale_c·x̂ + tB_c for X (N, C, *sp); tin[j] NULL: no tangent on input j. */
-static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *tin,
-                                  ba_tensor_t **ty, ba_error *err) {
+static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                  ba_tensor_t *const *tin, ba_tensor_t **ty, ba_error *err) {
     const ba_tensor_t *X = in[0];
     if (nin < 3 || !in[1] || !in[2] || X->ndim < 2)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (InstanceNormalization): needs X (N, C, …), scale and B",
-                            n->name);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (InstanceNormalization): needs X (N, C, …), scale and B", n->name);
     const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
     const float eps = ba_node_attr_float(n, "epsilon", 1e-5f);
     ba_tensor_t *T = zeros_like(X, err);
@@ -358,8 +358,8 @@ static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, in
         plane_stats(xr, P, eps, &mean, &rstd);
         if (tx) xhat_tangent(xr, tx + r * P, P, mean, rstd, txh);
         for (int64_t k = 0; k < P; k++)
-            t[r * P + k] = (float)((tx ? sc[c] * txh[k] : 0.0) + (ts ? ts[c] * ((double)xr[k] - mean) * rstd : 0.0) +
-                                   (tb ? tb[c] : 0.0f));
+            t[r * P + k] = (float)((tx ? sc[c] * txh[k] : 0.0) +
+                                   (ts ? ts[c] * ((double)xr[k] - mean) * rstd : 0.0) + (tb ? tb[c] : 0.0f));
     }
     free(txh);
     *ty = T;
@@ -371,7 +371,8 @@ static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, in
  *       + tscale_c·rstd·(g − mean g − x̂·mean(g x̂)),  a = mean(x̂ tx);
  * dscale_c += Σ g·tx̂. */
 static ba_status instnorm_second(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *tin,
-                                 const ba_tensor_t *G, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                                 const ba_tensor_t *G, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
     const ba_tensor_t *X = in[0];
     const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
     if (P == 0 || (!need[0] && !need[1])) return BA_OK;
@@ -611,7 +612,8 @@ static int extrapolates(const ba_node_t *n) {
 }
 
 /* *t −= f(0) for the affine op n (input 0 zeroed, the others as in). */
-static ba_status minus_at_zero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **t, ba_error *err) {
+static ba_status minus_at_zero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **t,
+                               ba_error *err) {
     ba_tensor_t *io[MAX_IO], *res[MAX_IO], *z = zeros_like(in[0], err);
     if (!z) return err->code;
     for (int j = 0; j < nin; j++) io[j] = in[j];
@@ -746,8 +748,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         if (otb) free(tb);
         return st;
     }
-    case R_INSTNORM:
-        return instnorm_tangent(n, in, nin, tin, &tout[0], err);
+    case R_INSTNORM: return instnorm_tangent(n, in, nin, tin, &tout[0], err);
     case R_FD:
         return fd_tangent(n, in, nin, tin, tout, err);
     default:

@@ -149,9 +149,9 @@ static ba_status layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, 
 /* InstanceNormalization: per (n, c) plane of P elements x̂ = (x − mean)·rstd,
  * y = x̂·scale_c + B_c; X (N, C, *sp), scale and B (C).
  * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale_c; dscale_c = Σ g·x̂; dB_c = Σ g. */
-static ba_status instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                   int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                   ba_error *err) {
+static ba_status instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                   ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                                   const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (nin < 3 || !in[1] || !in[2])

@@ -294,8 +294,8 @@ static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, 
  * each output element's gradient is scattered to its taps' product weights.
  * Extrapolated points (tf_crop_and_resize) pass nothing. X (…), dY (out_shape). */
 static ba_status resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                 ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (!need[0]) return BA_OK;

@@ -284,8 +284,8 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
     return BA_OK;
 }
 
-ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W, ba_kern_geom_t *g,
-                             ba_error *err) {
+ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W,
+                             ba_kern_geom_t *g, ba_error *err) {
     const int nsp = X->ndim - 2, off = BA_KERN_MAX_SP - nsp;
     const int64_t *s = NULL, *d = NULL, *p = NULL, *op = NULL, *os = NULL;
     int ns = ba_node_attr_ints(node, "strides", &s), nd = ba_node_attr_ints(node, "dilations", &d);
@@ -302,7 +302,8 @@ ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const 
     int upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
     int valid = strcmp(ap, "VALID") == 0;
     if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0] != '\0')
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): unknown auto_pad '%s'", node->name, ap);
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): unknown auto_pad '%s'", node->name,
+                            ap);
     memset(g, 0, sizeof *g);
     g->nsp = nsp;
     for (int i = 0; i < BA_KERN_MAX_SP; i++) g->in[i] = g->k[i] = g->s[i] = g->dil[i] = g->out[i] = 1;
@@ -311,7 +312,8 @@ ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const 
         int64_t si = ns ? s[i] : 1, di = nd ? d[i] : 1, opi = nop ? op[i] : 0, k = W->shape[2 + i];
         int64_t in = X->shape[2 + i];
         if (si < 1 || di < 1 || opi < 0 || k < 1 || in < 1 || (np && (p[i] < 0 || p[nsp + i] < 0)))
-            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): bad window on axis %d", node->name, i);
+            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): bad window on axis %d",
+                                node->name, i);
         int64_t keff = (k - 1) * di + 1, full = si * (in - 1) + opi + keff, o;
         g->in[j] = in;
         g->k[j] = k;

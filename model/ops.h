@@ -34,14 +34,14 @@ extern const ba_op_def_t ba_ops_reduce[];      /* ops_reduce.c: Reduce*, ArgMax/
  * over axes of the taps' sums (separable). The forward (ops_shape.c) and the
  * backward (grad_shape.c, the same taps transposed) share it. */
 typedef struct ba_resize_plan {
-    int ndim, ntaps;                 /* taps: 1 nearest, 2 linear, 4 cubic */
-    int mode;                        /* 0 nearest, 1 linear, 2 cubic */
+    int ndim, ntaps; /* taps: 1 nearest, 2 linear, 4 cubic */
+    int mode;        /* 0 nearest, 1 linear, 2 cubic */
     int64_t out_shape[BA_MAX_DIMS];
-    int64_t *idx[BA_MAX_DIMS];       /* out_shape[d] * ntaps offsets; -1: extrapolated (tf_crop_and_resize) */
-    double *w[BA_MAX_DIMS];          /* their weights; nearest: 1 */
-    int changes[BA_MAX_DIMS];        /* axis d interpolates somewhere (else tap 0, weight 1, everywhere) */
-    int extrapolates;                /* some output reads extrapolation instead of the input */
-    float extrapolation;             /* extrapolation_value */
+    int64_t *idx[BA_MAX_DIMS]; /* out_shape[d] * ntaps offsets; -1: extrapolated (tf_crop_and_resize) */
+    double *w[BA_MAX_DIMS];    /* their weights; nearest: 1 */
+    int changes[BA_MAX_DIMS];  /* axis d interpolates somewhere (else tap 0, weight 1, everywhere) */
+    int extrapolates;          /* some output reads extrapolation instead of the input */
+    float extrapolation;       /* extrapolation_value */
     void *buf;
 } ba_resize_plan_t;
 

@@ -893,7 +893,8 @@ static void resize_planar(const ba_resize_plan_t *p, const ba_tensor_t *x, ba_te
             if (es == sizeof(float))
                 for (int64_t ox = 0; ox < ow; ox++) ((uint32_t *)dst)[ox] = ((const uint32_t *)src)[xi[ox]];
             else
-                for (int64_t ox = 0; ox < ow; ox++) memcpy(dst + (size_t)ox * es, src + (size_t)xi[ox] * es, es);
+                for (int64_t ox = 0; ox < ow; ox++)
+                    memcpy(dst + (size_t)ox * es, src + (size_t)xi[ox] * es, es);
         }
     }
 }
@@ -915,7 +916,8 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
     size_t es = ba_dtype_size(x->dtype);
     /* Fast path: only the last two axes resize (NCHW images), nothing extrapolated. */
     int planar = r >= 2 && !p->extrapolates;
-    for (int d = 0; d < r - 2 && planar; d++) planar = p->out_shape[d] == x->shape[d] && axis_is_copy(p, d, st[d]);
+    for (int d = 0; d < r - 2 && planar; d++)
+        planar = p->out_shape[d] == x->shape[d] && axis_is_copy(p, d, st[d]);
     if (planar) {
         resize_planar(p, x, o);
         *out = o;
@@ -972,16 +974,18 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
 }
 
 /* Attributes, scales/sizes/roi of a Resize/Upsample node (every opset form) for input x. */
-static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int nin, resize_cfg *c, double *scales,
-                               int64_t *oshape, double *roi, ba_error *err) {
+static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int nin, resize_cfg *c,
+                               double *scales, int64_t *oshape, double *roi, ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int r = x->ndim;
     int upsample = strcmp(n->op_type, "Upsample") == 0;
     *c = (resize_cfg){CT_ASYMMETRIC, NM_SIMPLE, MODE_NEAREST, 0, 0, RESIZE_CUBIC_A};
     const char *mode = ba_node_attr_string(n, "mode", "nearest");
-    if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0) c->mode = MODE_LINEAR;
-    else if (strcmp(mode, "cubic") == 0) c->mode = MODE_CUBIC;
+    if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
+        c->mode = MODE_LINEAR;
+    else if (strcmp(mode, "cubic") == 0)
+        c->mode = MODE_CUBIC;
     else if (strcmp(mode, "nearest") != 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): mode '%s' not supported", n->name, n->op_type, mode);
     ba_tensor_t *scales_t = NULL, *sizes_t = NULL, *roi_t = NULL;
@@ -1011,7 +1015,8 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
         c->nm = -1;
         for (int i = 0; i < 4; i++)
             if (strcmp(nm, nms[i]) == 0) c->nm = i;
-        if (c->nm < 0) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): nearest_mode '%s'", n->name, nm);
+        if (c->nm < 0)
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): nearest_mode '%s'", n->name, nm);
         c->extrapolation = ba_node_attr_float(n, "extrapolation_value", 0.0f);
         c->cubic_a = ba_node_attr_float(n, "cubic_coeff_a", RESIZE_CUBIC_A);
         c->exclude_outside = ba_node_attr_int(n, "exclude_outside", 0) != 0;
@@ -1127,9 +1132,12 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
         for (int64_t i = 0; i < p->out_shape[d]; i++) {
             double v = resize_coord(&c, (double)i, scales[d], x->shape[d], p->out_shape[d],
                                     c.ct == CT_TF_CROP ? roi[d] : 0, c.ct == CT_TF_CROP ? roi[r + d] : 1);
-            int ch = resize_axis_taps(&c, v, x->shape[d], st[d], scales[d], nt, p->idx[d] + i * nt, p->w[d] + i * nt);
-            if (p->idx[d][i * nt] < 0) p->extrapolates = 1;
-            else if (ch && c.mode != MODE_NEAREST) p->changes[d] = 1;
+            int ch = resize_axis_taps(&c, v, x->shape[d], st[d], scales[d], nt, p->idx[d] + i * nt,
+                                      p->w[d] + i * nt);
+            if (p->idx[d][i * nt] < 0)
+                p->extrapolates = 1;
+            else if (ch && c.mode != MODE_NEAREST)
+                p->changes[d] = 1;
         }
     }
     return BA_OK;

@@ -114,7 +114,8 @@ static double check_grads(const char *model, const char *npz, const char *kind) 
      * float64 rounding; it is compared on the scale of the others. */
     double gmax = 0.0;
     for (int k = 0; k < n; k++)
-        for (int64_t i = 0; i < refs[k]->numel; i++) gmax = fmax(gmax, fabs(((const float *)refs[k]->data)[i]));
+        for (int64_t i = 0; i < refs[k]->numel; i++)
+            gmax = fmax(gmax, fabs(((const float *)refs[k]->data)[i]));
     for (int k = 0; k < n; k++) {
         double mr = 0.0, md = 0.0;
         for (int64_t i = 0; i < refs[k]->numel; i++) {
@@ -499,5 +500,6 @@ Test(grad, decoder_op_forms_match_pytorch) {
 /* The exact InstanceNormalization rule agrees with the whole-model central
  * difference on the decoder too (an early conv: every norm is downstream). */
 Test(grad, decoder_exact_hvp_agrees_with_central_differences) {
-    check_hvps_with(GR("decoder.onnx"), GR("decoder.npz"), ba_grad_session_hvp_fd, HVP_TOL, "central differences");
+    check_hvps_with(GR("decoder.onnx"), GR("decoder.npz"), ba_grad_session_hvp_fd, HVP_TOL,
+                    "central differences");
 }

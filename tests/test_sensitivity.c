@@ -583,9 +583,9 @@ Test(sensitivity, cli_gradient_methods_and_search_run_on_a_decoder, .timeout = 3
 #define DEC BA_FIXTURES "/grad_refs/decoder"
     static const char *const methods[] = {"hessian", "lrp", "fisher"};
     for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
-        const char *a[] = {BA_CLI,    "--db",      db,      "-q",       "sensitivity", DEC ".onnx", "--data",
-                           DEC "_x.npy", "--method", methods[k], "--samples", "8",          "--format", "json",
-                           NULL};
+        const char *a[] = {BA_CLI,      "--db",   db,           "-q",       "sensitivity",
+                           DEC ".onnx", "--data", DEC "_x.npy", "--method", methods[k],
+                           "--samples", "8",      "--format",   "json",     NULL};
         char *out = NULL, *errs = NULL;
         int rc;
         cr_assert_eq(ba_test_run(a, &out, &errs, &rc), 0);
@@ -608,10 +608,10 @@ Test(sensitivity, cli_gradient_methods_and_search_run_on_a_decoder, .timeout = 3
         free(out);
         free(errs);
     }
-    const char *s[] = {BA_CLI,       "--db",       db,         "-q",           "search",    DEC ".onnx",
-                       "--data",     DEC "_x.npy", "--method", "ilp+evo",      "--budget",  "avg-bits=4",
-                       "--samples",  "8",          "--generations", "2",       "--format",  "json",
-                       NULL};
+    const char *s[] = {BA_CLI,      "--db",       db,           "-q",       "search",
+                       DEC ".onnx", "--data",     DEC "_x.npy", "--method", "ilp+evo",
+                       "--budget",  "avg-bits=4", "--samples",  "8",        "--generations",
+                       "2",         "--format",   "json",       NULL};
     char *out = NULL, *errs = NULL;
     int rc;
     cr_assert_eq(ba_test_run(s, &out, &errs, &rc), 0);
