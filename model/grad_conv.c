@@ -1,7 +1,9 @@
 /* Backward of Conv (1-D to 3-D, groups, dilations, pads): per group and chunk
  * of images, im2col of X then two sgemm — dW += dY·colsᵀ and
  * dcols = Wᵀ·dY — and col2im of dcols into dX; dB is the sum of dY.
- * Depthwise convs take a direct loop. */
+ * Depthwise convs take a direct loop. ConvTranspose (every attribute of its
+ * forward) turns the same around: im2col of dY, then dX += W·dcols and
+ * dW += X·dcolsᵀ. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,6 +103,17 @@ static void depthwise_backward(const float *x, const float *w, const float *dy, 
             }
 }
 
+/* dB[m] += Σ_{n,p} dY[n, m, p] for dY (N, M, P). */
+static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, float *dB) {
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t m = 0; m < M; m++) {
+            const float *r = dy + (i * M + m) * P;
+            double s = 0.0;
+            for (int64_t p = 0; p < P; p++) s += r[p];
+            dB[m] += (float)s;
+        }
+}
+
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
 static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
@@ -118,13 +131,7 @@ static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     if (nin > 2 && in[2] && need[2]) { /* dB[m] += Σ_{n,p} dY */
         float *dB = ba_grad_slot(din, 2, in[2], err);
         if (!dB) return err->code;
-        for (int64_t i = 0; i < N; i++)
-            for (int64_t m = 0; m < M; m++) {
-                const float *r = dy + (i * M + m) * P;
-                double s = 0.0;
-                for (int64_t p = 0; p < P; p++) s += r[p];
-                dB[m] += (float)s;
-            }
+        bias_backward(dy, N, M, P, dB);
     }
     float *dX = NULL, *dW = NULL;
     if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
@@ -173,7 +180,82 @@ static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     return BA_OK;
 }
 
+/* X (N, C, *in), W (C, M/group, *k), B (M); dY (N, M, *out). The forward is
+ * Y_g = col2im(W_gᵀ · X_g) (ops_conv.c), so with dcols (Mg*KK, Pin) = im2col
+ * of dY_g over the swapped geometry (image: the output; positions: X's):
+ * dX_g (Cg, Pin) += W_g (Cg, Mg*KK) · dcols and dW_g += X_g · dcolsᵀ.
+ * Images with few input pixels go side by side (nb per sgemm). */
+static ba_status convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    (void)nout;
+    const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
+    const int64_t N = X->shape[0], C = X->shape[1], group = ba_node_attr_int(n, "group", 1);
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_convt_geom(n, X, W, &g, err));
+    const int64_t Cg = C / group, Mg = W->shape[1], M = Mg * group;
+    const int64_t Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
+    const int64_t R = Mg * g.k[0] * g.k[1] * g.k[2];
+    const float *dy = dY->data;
+    if (nin > 2 && in[2] && need[2]) {
+        float *dB = ba_grad_slot(din, 2, in[2], err);
+        if (!dB) return err->code;
+        bias_backward(dy, N, M, P, dB);
+    }
+    float *dX = NULL, *dW = NULL;
+    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
+    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    if ((!dX && !dW) || N == 0 || Pin == 0 || R == 0 || Cg == 0) return BA_OK;
+    ba_kern_geom_t sw = g; /* the adjoint: a conv from the output image to X's positions */
+    for (int i = 0; i < BA_KERN_MAX_SP; i++) {
+        sw.in[i] = g.out[i];
+        sw.out[i] = g.in[i];
+    }
+    int64_t nb = 1;
+    if (Pin < GCONV_GEMM_MIN_N && N > 1) {
+        nb = (GCONV_GEMM_MIN_N + Pin - 1) / Pin;
+        int64_t cap = GCONV_WS_MAX_FLOATS / (R * Pin + 2 * Cg * Pin);
+        if (nb > cap) nb = cap;
+        if (nb > N) nb = N;
+        if (nb < 1) nb = 1;
+    }
+    /* dcols (R, nb*Pin), xg: X_g or dX_g of the chunk's images side by side (Cg, nb*Pin) */
+    float *dcols = ba_malloc((size_t)(R + Cg) * (size_t)(nb * Pin) * sizeof(float), err);
+    if (!dcols) return err->code;
+    float *xg = dcols + R * nb * Pin;
+    const float *x = X->data, *w = W->data;
+    for (int64_t n0 = 0; n0 < N; n0 += nb) {
+        const int64_t nbb = N - n0 < nb ? N - n0 : nb, ld = nbb * Pin;
+        for (int64_t gi = 0; gi < group; gi++) {
+            for (int64_t j = 0; j < nbb; j++)
+                ba_kern_im2col(dy + ((n0 + j) * M + gi * Mg) * P, Mg, &sw, dcols + j * Pin, ld);
+            if (dW) {
+                for (int64_t j = 0; j < nbb; j++)
+                    for (int64_t c = 0; c < Cg; c++)
+                        memcpy(xg + c * ld + j * Pin, x + ((n0 + j) * C + gi * Cg + c) * Pin,
+                               (size_t)Pin * sizeof(float));
+                /* dW_g (Cg, R) += X_g (Cg, ld) · dcols^T (ld, R) */
+                ba_kern_sgemm(0, 1, Cg, R, ld, 1.0f, xg, ld, dcols, ld, 1.0f, dW + gi * Cg * R, R);
+            }
+            if (dX) {
+                /* X_g's gradient (Cg, ld) = W_g (Cg, R) · dcols (R, ld) */
+                ba_kern_sgemm(0, 0, Cg, ld, R, 1.0f, w + gi * Cg * R, R, dcols, ld, 0.0f, xg, ld);
+                for (int64_t j = 0; j < nbb; j++)
+                    for (int64_t c = 0; c < Cg; c++) {
+                        float *d = dX + ((n0 + j) * C + gi * Cg + c) * Pin;
+                        const float *sv = xg + c * ld + j * Pin;
+                        for (int64_t p = 0; p < Pin; p++) d[p] += sv[p];
+                    }
+            }
+        }
+    }
+    free(dcols);
+    return BA_OK;
+}
+
 const ba_grad_def_t ba_grads_conv[] = {
     {"Conv", conv_backward},
+    {"ConvTranspose", convt_backward},
     {NULL, NULL},
 };

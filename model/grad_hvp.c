@@ -47,6 +47,7 @@ typedef enum {
     R_BN,              /* BatchNormalization (inference): linear in X */
     R_DIV,             /* a / b */
     R_SOFTMAX,         /* Softmax: J = diag y − y yᵀ, symmetric */
+    R_INSTNORM,        /* InstanceNormalization: per-plane statistics of X, scale and B per channel */
     R_FD,              /* anything else with a backward: local central difference */
     R_OWN,             /* the op's own tangent and second-order rules (ba_grad_rule_t) */
 } rule_kind;
@@ -84,8 +85,8 @@ static const struct {
     {"Gather", R_LINEAR, 1},
     {"Expand", R_LINEAR, 1},
     {"Tile", R_LINEAR, 1},
-    {"Pad", R_LINEAR, 5},      /* the constant_value input counts as data: its tangent is 0 */
-    {"Resize", R_LINEAR, 1},   /* nearest: a copy (linear mode has no backward) */
+    {"Pad", R_LINEAR, 5},    /* the constant_value input counts as data: its tangent is 0 */
+    {"Resize", R_LINEAR, 1}, /* every mode is linear in X (the taps depend on the shapes only) */
     {"Upsample", R_LINEAR, 1},
     {"GlobalAveragePool", R_LINEAR, 1},
     {"AveragePool", R_LINEAR, 1},
@@ -126,6 +127,7 @@ static const struct {
     {"Div", R_DIV, 3},
     {"Softmax", R_SOFTMAX, 1},
     {"If", R_LINEAR, ALL_INPUTS}, /* the merge of a run-time If: the taken branch's tangents */
+    {"InstanceNormalization", R_INSTNORM, 7},
 };
 
 /* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
@@ -164,6 +166,7 @@ static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
     case R_BILINEAR: return (tmask & 3u) == 3u;
     case R_UNARY: return !piecewise_linear(n->op_type);
     case R_DIV: return (tmask & 2u) != 0;
+    case R_INSTNORM: return (tmask & 3u) != 0; /* B enters linearly */
     case R_SOFTMAX:
     case R_FD:
     case R_OWN: return 1;
@@ -315,6 +318,117 @@ static ba_status maxmin_tangent(const ba_node_t *n, ba_tensor_t *const *in, int 
         return st;
     }
     *ty = T;
+    return BA_OK;
+}
+
+/* ---- InstanceNormalization ---- */
+
+/* One (n, c) plane of P elements: mean and rstd = 1/sqrt(var + eps). */
+static void plane_stats(const float *x, int64_t P, float eps, double *mean, double *rstd) {
+    double m = 0.0, v = 0.0;
+    for (int64_t k = 0; k < P; k++) m += x[k];
+    m /= (double)P;
+    for (int64_t k = 0; k < P; k++) v += ((double)x[k] - m) * ((double)x[k] - m);
+    *mean = m;
+    *rstd = 1.0 / sqrt(v / (double)P + eps);
+}
+
+/* x̂'s tangent on a plane: tx̂ = rstd·(tx − mean(tx) − x̂·mean(x̂·tx)) into o; returns mean(x̂·tx). */
+static double xhat_tangent(const float *x, const float *tx, int64_t P, double mean, double rstd, double *o) {
+    double mt = 0.0, a = 0.0;
+    for (int64_t k = 0; k < P; k++) {
+        mt += tx[k];
+        a += ((double)x[k] - mean) * rstd * tx[k];
+    }
+    mt /= (double)P;
+    a /= (double)P;
+    for (int64_t k = 0; k < P; k++) o[k] = rstd * ((double)tx[k] - mt - ((double)x[k] - mean) * rstd * a);
+    return a;
+}
+
+/* ty = scale_c·tx̂ + tscale_c·x̂ + tB_c for X (N, C, *sp); tin[j] NULL: no tangent on input j. */
+static ba_status instnorm_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                  ba_tensor_t *const *tin, ba_tensor_t **ty, ba_error *err) {
+    const ba_tensor_t *X = in[0];
+    if (nin < 3 || !in[1] || !in[2] || X->ndim < 2)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (InstanceNormalization): needs X (N, C, …), scale and B", n->name);
+    const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
+    const float eps = ba_node_attr_float(n, "epsilon", 1e-5f);
+    ba_tensor_t *T = zeros_like(X, err);
+    double *txh = T && P ? ba_malloc((size_t)P * sizeof(double), err) : NULL;
+    if (!T || (P && !txh)) {
+        ba_tensor_unref(T);
+        return err->code;
+    }
+    const float *x = X->data, *sc = in[1]->data, *tx = tin[0] ? tin[0]->data : NULL;
+    const float *ts = tin[1] ? tin[1]->data : NULL, *tb = tin[2] ? tin[2]->data : NULL;
+    float *t = T->data;
+    for (int64_t r = 0; r < N * C && P; r++) {
+        const int64_t c = r % C;
+        const float *xr = x + r * P;
+        double mean, rstd;
+        plane_stats(xr, P, eps, &mean, &rstd);
+        if (tx) xhat_tangent(xr, tx + r * P, P, mean, rstd, txh);
+        for (int64_t k = 0; k < P; k++)
+            t[r * P + k] = (float)((tx ? sc[c] * txh[k] : 0.0) +
+                                   (ts ? ts[c] * ((double)xr[k] - mean) * rstd : 0.0) + (tb ? tb[c] : 0.0f));
+    }
+    free(txh);
+    *ty = T;
+    return BA_OK;
+}
+
+/* Second-order part of InstanceNormalization's backward along (tx, tscale), g = base dL/dy, h = scale_c·g:
+ * dx += −rstd²·a·(h − mean h − x̂·mean(h x̂)) − rstd·(tx̂·mean(h x̂) + x̂·mean(h tx̂))
+ *       + tscale_c·rstd·(g − mean g − x̂·mean(g x̂)),  a = mean(x̂ tx);
+ * dscale_c += Σ g·tx̂. */
+static ba_status instnorm_second(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *tin,
+                                 const ba_tensor_t *G, const unsigned char *need, ba_tensor_t **din,
+                                 ba_error *err) {
+    const ba_tensor_t *X = in[0];
+    const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
+    if (P == 0 || (!need[0] && !need[1])) return BA_OK;
+    const float eps = ba_node_attr_float(n, "epsilon", 1e-5f);
+    float *dx = need[0] ? ba_grad_slot(din, 0, X, err) : NULL;
+    float *ds = need[1] && tin[0] ? ba_grad_slot(din, 1, in[1], err) : NULL;
+    double *txh = ba_malloc((size_t)P * sizeof(double), err);
+    if ((need[0] && !dx) || (need[1] && tin[0] && !ds) || !txh) {
+        free(txh);
+        return err->code;
+    }
+    const float *x = X->data, *g = G->data, *sc = in[1]->data, *tx = tin[0] ? tin[0]->data : NULL;
+    const float *ts = tin[1] ? tin[1]->data : NULL;
+    for (int64_t r = 0; r < N * C; r++) {
+        const int64_t c = r % C;
+        const float *xr = x + r * P, *gr = g + r * P;
+        double mean, rstd;
+        plane_stats(xr, P, eps, &mean, &rstd);
+        double mg = 0.0, mgx = 0.0; /* mean g, mean g·x̂ */
+        for (int64_t k = 0; k < P; k++) {
+            mg += gr[k];
+            mgx += gr[k] * ((double)xr[k] - mean) * rstd;
+        }
+        mg /= (double)P;
+        mgx /= (double)P;
+        double a = 0.0, mgt = 0.0; /* mean g·tx̂ */
+        if (tx) {
+            a = xhat_tangent(xr, tx + r * P, P, mean, rstd, txh);
+            for (int64_t k = 0; k < P; k++) mgt += gr[k] * txh[k];
+            if (ds) ds[c] += (float)mgt;
+            mgt /= (double)P;
+        }
+        if (!dx) continue;
+        const double s = sc[c], tsc = ts ? ts[c] : 0.0;
+        float *dr = dx + r * P;
+        for (int64_t k = 0; k < P; k++) {
+            const double xh = ((double)xr[k] - mean) * rstd, base = gr[k] - mg - xh * mgx;
+            double v = tsc * rstd * base;
+            if (tx) v += -rstd * rstd * a * s * base - rstd * s * (txh[k] * mgx + xh * mgt);
+            dr[k] += (float)v;
+        }
+    }
+    free(txh);
     return BA_OK;
 }
 
@@ -501,6 +615,37 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
     return 0;
 }
 
+/* Resize's tf_crop_and_resize writes extrapolation_value (an attribute, not
+ * an input) where it samples outside X: affine in X, so its tangent is
+ * f(tx) − f(0). */
+static int extrapolates(const ba_node_t *n) {
+    return !strcmp(n->op_type, "Resize") &&
+           !strcmp(ba_node_attr_string(n, "coordinate_transformation_mode", ""), "tf_crop_and_resize") &&
+           ba_node_attr_float(n, "extrapolation_value", 0.0f) != 0.0f;
+}
+
+/* *t −= f(0) for the affine op n (input 0 zeroed, the others as in). */
+static ba_status minus_at_zero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **t,
+                               ba_error *err) {
+    ba_tensor_t *io[MAX_IO], *res[MAX_IO], *z = zeros_like(in[0], err);
+    if (!z) return err->code;
+    for (int j = 0; j < nin; j++) io[j] = in[j];
+    io[0] = z;
+    ba_status st = run_forward(n, io, nin, res, err);
+    if (st == BA_OK && (!res[0] || res[0]->numel != (*t)->numel))
+        st = ba_error_set(err, BA_ERR_RUNTIME, "node %s (%s): tangent shape mismatch", n->name, n->op_type);
+    float *d = st == BA_OK ? ba_grad_slot(t, 0, *t, err) : NULL;
+    if (st == BA_OK && d) {
+        const float *o = res[0]->data;
+        for (int64_t e = 0; e < (*t)->numel; e++) d[e] -= o[e];
+    } else if (st == BA_OK) {
+        st = err->code;
+    }
+    unref_all(res, n->nout);
+    ba_tensor_unref(z);
+    return st;
+}
+
 /* tout[j] = J_n · tin for node n at base inputs in / outputs out (tin[j] NULL:
  * no tangent on input j). steal: inputs whose tangent this node may overwrite
  * (last use, held only here). tout[] must be NULL on entry. */
@@ -533,6 +678,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         }
         if (st == BA_OK) st = run_forward(n, io, nin, res, err);
         if (st == BA_OK) take_outputs(n, res, tout);
+        if (st == BA_OK && tout[0] && extrapolates(n)) st = minus_at_zero(n, in, nin, &tout[0], err);
         for (int j = 0; j < nin; j++) ba_tensor_unref(own[j]);
         return st;
     }
@@ -615,6 +761,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         if (otb) free(tb);
         return st;
     }
+    case R_INSTNORM: return instnorm_tangent(n, in, nin, tin, &tout[0], err);
     case R_FD:
         return fd_tangent(n, in, nin, tin, tout, err);
     case R_OWN:
@@ -914,6 +1061,9 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
             }
         return BA_OK;
     }
+    case R_INSTNORM:
+        if (!gout[0] || nin < 3) return BA_OK;
+        return instnorm_second(n, in, tin, gout[0], need, din, err);
     case R_FD: { /* (B(x + h tx)(g) − B(x − h tx)(g)) / 2h */
         double h = fd_step(in, tin, nin);
         if (h == 0.0) return BA_OK;

@@ -1,6 +1,7 @@
 /* Backward of Softmax / LogSoftmax (both the opset < 13 "flatten from axis"
  * and the opset >= 13 "one axis" forms), BatchNormalization (inference:
- * running statistics are constants) and LayerNormalization (opset 17). */
+ * running statistics are constants), LayerNormalization (opset 17) and
+ * InstanceNormalization (statistics per image and channel). */
 #include <math.h>
 #include <string.h>
 
@@ -145,10 +146,56 @@ static ba_status layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, 
     return BA_OK;
 }
 
+/* InstanceNormalization: per (n, c) plane of P elements x̂ = (x − mean)·rstd,
+ * y = x̂·scale_c + B_c; X (N, C, *sp), scale and B (C).
+ * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale_c; dscale_c = Σ g·x̂; dB_c = Σ g. */
+static ba_status instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                   ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                                   const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    (void)nout;
+    if (nin < 3 || !in[1] || !in[2])
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (InstanceNormalization): needs scale and B", n->name);
+    const ba_tensor_t *X = in[0];
+    const int64_t N = X->shape[0], C = X->shape[1], P = N * C > 0 ? X->numel / (N * C) : 0;
+    const float eps = ba_node_attr_float(n, "epsilon", NORM_DEFAULT_EPS);
+    const float *x = X->data, *g = dout[0]->data, *sc = in[1]->data;
+    float *d[3] = {NULL};
+    for (int i = 0; i < 3; i++)
+        if (need[i] && !(d[i] = ba_grad_slot(din, i, in[i], err))) return err->code;
+    if (P == 0) return BA_OK;
+    for (int64_t r = 0; r < N * C; r++) {
+        const int64_t c = r % C;
+        const float *xr = x + r * P, *gr = g + r * P;
+        double mean = 0.0, v = 0.0;
+        for (int64_t k = 0; k < P; k++) mean += xr[k];
+        mean /= (double)P;
+        for (int64_t k = 0; k < P; k++) v += ((double)xr[k] - mean) * ((double)xr[k] - mean);
+        const double rstd = 1.0 / sqrt(v / (double)P + eps);
+        double sg = 0.0, sgx = 0.0;
+        for (int64_t k = 0; k < P; k++) {
+            sg += gr[k];
+            sgx += (double)gr[k] * ((double)xr[k] - mean) * rstd;
+        }
+        if (d[1]) d[1][c] += (float)sgx;
+        if (d[2]) d[2][c] += (float)sg;
+        if (d[0]) {
+            const double m1 = sc[c] * sg / (double)P, m2 = sc[c] * sgx / (double)P;
+            float *dr = d[0] + r * P;
+            for (int64_t k = 0; k < P; k++) {
+                const double xh = ((double)xr[k] - mean) * rstd;
+                dr[k] += (float)(rstd * ((double)gr[k] * sc[c] - m1 - xh * m2));
+            }
+        }
+    }
+    return BA_OK;
+}
+
 const ba_grad_def_t ba_grads_norm[] = {
     {"Softmax", softmax_backward},
     {"LogSoftmax", softmax_backward},
     {"BatchNormalization", batchnorm_backward},
     {"LayerNormalization", layernorm_backward},
+    {"InstanceNormalization", instnorm_backward},
     {NULL, NULL},
 };

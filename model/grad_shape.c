@@ -1,11 +1,13 @@
 /* Backward of the data-movement ops: reshapes (a view of dY, no copy),
  * Transpose, Concat/Split, Slice (scatter), Gather (scatter-add over the
- * indices: embeddings), Expand (sum over the broadcast axes), Tile, Pad
- * and nearest Resize (scatter-add through an element map). Shape-only
- * ops (Shape, Size, ConstantOfShape, Range …) pass no gradient. */
+ * indices: embeddings), Expand (sum over the broadcast axes), Tile and Pad
+ * (scatter-add through an element map), Resize/Upsample in every mode (the
+ * forward's taps transposed). Shape-only ops (Shape, Size, ConstantOfShape,
+ * Range …) pass no gradient. */
 #include <math.h>
 #include <string.h>
 
+#include "model/broadcast.h"
 #include "model/grad_internal.h"
 #include "model/ops.h"
 
@@ -235,8 +237,8 @@ static ba_status expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-/* Tile, Pad (every mode) and Resize/Upsample in nearest mode copy one input
- * element (or a pad constant) into each output element. The op's own
+/* Tile and Pad (every mode) copy one input element (or a pad constant) into
+ * each output element. The op's own
  * forward, run on the input's 1-based element numbers as float64 (exact to
  * 2^53), gives that map; then dX[src] += dY. 0 marks "no source" (pads). */
 #define MAP_MAX_EXACT 9007199254740992.0 /* 2^53 */
@@ -247,9 +249,6 @@ static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, 
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
     const int pad = !strcmp(n->op_type, "Pad");
-    if (!pad && strcmp(n->op_type, "Tile") && strcmp(ba_node_attr_string(n, "mode", "nearest"), "nearest"))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): backward only in mode nearest, not '%s'", n->name,
-                            n->op_type, ba_node_attr_string(n, "mode", "nearest"));
     if ((double)X->numel >= MAP_MAX_EXACT || nin > 8)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): input too large for the backward", n->name,
                             n->op_type);
@@ -290,6 +289,59 @@ static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, 
     return st;
 }
 
+/* Resize / Upsample, every mode: Y = ⊗_d A_d · X with A_d the per-axis tap
+ * matrices of ba_resize_plan_t (the forward's), so dX = ⊗_d A_dᵀ · dY:
+ * each output element's gradient is scattered to its taps' product weights.
+ * Extrapolated points (tf_crop_and_resize) pass nothing. X (…), dY (out_shape). */
+static ba_status resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                 int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                 ba_tensor_t **din, ba_error *err) {
+    (void)out;
+    (void)nout;
+    if (!need[0]) return BA_OK;
+    ba_resize_plan_t p;
+    BA_TRY(ba_resize_plan_make(n, in, nin, &p, err));
+    const ba_tensor_t *dY = dout[0];
+    const int r = p.ndim, nt = p.ntaps;
+    float *dx = ba_grad_slot(din, 0, in[0], err);
+    if (!dx) {
+        ba_resize_plan_free(&p);
+        return err->code;
+    }
+    int act[BA_MAX_DIMS], nact = 0;
+    for (int d = 0; d < r; d++)
+        if (p.changes[d]) act[nact++] = d;
+    int64_t ncomb = 1;
+    for (int k = 0; k < nact; k++) ncomb *= nt;
+    const float *g = dY->data;
+    int64_t pos[BA_MAX_DIMS] = {0};
+    /* serial: the taps of different outputs overlap */
+    for (int64_t e = 0; e < dY->numel; e++, ba_index_next(r, p.out_shape, pos)) {
+        int64_t base = 0;
+        int outside = 0;
+        for (int d = 0; d < r; d++) {
+            const int64_t i0 = p.idx[d][pos[d] * nt];
+            outside |= i0 < 0;
+            base += i0;
+        }
+        if (outside || g[e] == 0.0f) continue;
+        for (int64_t comb = 0; comb < ncomb; comb++) {
+            double wt = 1;
+            int64_t off = base, cq = comb;
+            for (int k = 0; k < nact; k++) {
+                const int d = act[k], t = (int)(cq % nt);
+                const int64_t at = pos[d] * nt;
+                cq /= nt;
+                wt *= p.w[d][at + t];
+                off += p.idx[d][at + t] - p.idx[d][at];
+            }
+            if (wt != 0) dx[off] += (float)(wt * g[e]);
+        }
+    }
+    ba_resize_plan_free(&p);
+    return BA_OK;
+}
+
 const ba_grad_def_t ba_grads_shape[] = {
     {"Reshape", reshape_backward},
     {"Flatten", reshape_backward},
@@ -303,8 +355,8 @@ const ba_grad_def_t ba_grads_shape[] = {
     {"Expand", expand_backward},
     {"Tile", index_map_backward},
     {"Pad", index_map_backward},
-    {"Resize", index_map_backward},
-    {"Upsample", index_map_backward},
+    {"Resize", resize_backward},
+    {"Upsample", resize_backward},
     /* Shapes and index computations: no gradient. */
     {"Shape", NULL},
     {"Size", NULL},

@@ -284,6 +284,66 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
     return BA_OK;
 }
 
+ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W,
+                             ba_kern_geom_t *g, ba_error *err) {
+    const int nsp = X->ndim - 2, off = BA_KERN_MAX_SP - nsp;
+    const int64_t *s = NULL, *d = NULL, *p = NULL, *op = NULL, *os = NULL;
+    int ns = ba_node_attr_ints(node, "strides", &s), nd = ba_node_attr_ints(node, "dilations", &d);
+    int np = ba_node_attr_ints(node, "pads", &p), nop = ba_node_attr_ints(node, "output_padding", &op);
+    int nos = ba_node_attr_ints(node, "output_shape", &os);
+    if ((ns && ns != nsp) || (nd && nd != nsp) || (np && np != 2 * nsp) || (nop && nop != nsp) ||
+        (nos && nos != nsp && nos != nsp + 2))
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node %s (ConvTranspose): strides/dilations/pads/output_padding/output_shape do "
+                            "not match %d spatial dims",
+                            node->name, nsp);
+    if (nos == nsp + 2) os += 2; /* some exporters give the full N, C, spatial shape */
+    const char *ap = ba_node_attr_string(node, "auto_pad", "NOTSET");
+    int upper = strcmp(ap, "SAME_UPPER") == 0, lower = strcmp(ap, "SAME_LOWER") == 0;
+    int valid = strcmp(ap, "VALID") == 0;
+    if (!upper && !lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0] != '\0')
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): unknown auto_pad '%s'", node->name,
+                            ap);
+    memset(g, 0, sizeof *g);
+    g->nsp = nsp;
+    for (int i = 0; i < BA_KERN_MAX_SP; i++) g->in[i] = g->k[i] = g->s[i] = g->dil[i] = g->out[i] = 1;
+    for (int i = 0; i < nsp; i++) {
+        int j = off + i;
+        int64_t si = ns ? s[i] : 1, di = nd ? d[i] : 1, opi = nop ? op[i] : 0, k = W->shape[2 + i];
+        int64_t in = X->shape[2 + i];
+        if (si < 1 || di < 1 || opi < 0 || k < 1 || in < 1 || (np && (p[i] < 0 || p[nsp + i] < 0)))
+            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): bad window on axis %d",
+                                node->name, i);
+        int64_t keff = (k - 1) * di + 1, full = si * (in - 1) + opi + keff, o;
+        g->in[j] = in;
+        g->k[j] = k;
+        g->s[j] = si;
+        g->dil[j] = di;
+        if (nos && (upper || lower || !np)) {
+            o = os[i];
+            int64_t total = full - o;
+            g->pb[j] = total < 0 ? 0 : (upper ? total / 2 : total - total / 2);
+        } else if (upper || lower) {
+            o = in * si;
+            int64_t total = full - o;
+            g->pb[j] = total < 0 ? 0 : (upper ? total / 2 : total - total / 2);
+        } else if (nos) { /* explicit pads and an explicit output size */
+            o = os[i];
+            g->pb[j] = p[i];
+        } else {
+            g->pb[j] = (np && !valid) ? p[i] : 0;
+            int64_t pe = (np && !valid) ? p[nsp + i] : 0;
+            o = full - g->pb[j] - pe;
+        }
+        if (o < 1)
+            return ba_error_set(err, BA_ERR_INPUT, "node %s (ConvTranspose): output size %lld on axis %d",
+                                node->name, (long long)o, i);
+        g->out[j] = o;
+        g->pe[j] = full - o - g->pb[j];
+    }
+    return BA_OK;
+}
+
 void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape) {
     for (int i = 0; i < g->nsp; i++) shape[i] = g->out[BA_KERN_MAX_SP - g->nsp + i];
 }

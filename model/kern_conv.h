@@ -31,6 +31,14 @@ ba_status ba_kern_need_f32(const ba_node_t *node, const ba_tensor_t *t, const ch
 ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp, const int64_t *k_sp,
                             int ceil_mode, ba_kern_geom_t *g, ba_error *err);
 
+/* ConvTranspose geometry (ONNX operator doc) of X (N, C, *in) and W (C, M/group,
+ * *k): strides, dilations, output_padding, and the output size from pads or
+ * the pads from output_shape / auto_pad SAME_*. g->in is X's spatial size,
+ * g->out the output's, g->pb the pads before (as a Conv from the output
+ * image back to X's positions: im2col with in/out swapped is the adjoint). */
+ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W,
+                             ba_kern_geom_t *g, ba_error *err);
+
 /* Output spatial shape of geometry g into shape[0..nsp). */
 void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
 

@@ -34,6 +34,29 @@ extern const ba_op_def_t ba_ops_control[];     /* ops_control.c: If (the merge o
  * false); BA_ERR_INPUT naming the If node otherwise. */
 ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_error *err);
 
+/* Resize / Upsample (every opset form) resolved for one input: per axis and
+ * output index, ntaps taps — input offset along the axis (index × the
+ * input's contiguous stride) and weight; the output element is the product
+ * over axes of the taps' sums (separable). The forward (ops_shape.c) and the
+ * backward (grad_shape.c, the same taps transposed) share it. */
+typedef struct ba_resize_plan {
+    int ndim, ntaps; /* taps: 1 nearest, 2 linear, 4 cubic */
+    int mode;        /* 0 nearest, 1 linear, 2 cubic */
+    int64_t out_shape[BA_MAX_DIMS];
+    int64_t *idx[BA_MAX_DIMS]; /* out_shape[d] * ntaps offsets; -1: extrapolated (tf_crop_and_resize) */
+    double *w[BA_MAX_DIMS];    /* their weights; nearest: 1 */
+    int changes[BA_MAX_DIMS];  /* axis d interpolates somewhere (else tap 0, weight 1, everywhere) */
+    int extrapolates;          /* some output reads extrapolation instead of the input */
+    float extrapolation;       /* extrapolation_value */
+    void *buf;
+} ba_resize_plan_t;
+
+/* Reads node n's attributes and its inputs (in[0] the data; scales, sizes,
+ * roi as its opset has them) into p; free with ba_resize_plan_free. */
+ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_resize_plan_t *p,
+                              ba_error *err);
+void ba_resize_plan_free(ba_resize_plan_t *p);
+
 /* NULL when op_type (default domain "" or "ai.onnx") has no kernel. */
 const ba_op_def_t *ba_op_lookup(const char *op_type, const char *domain);
 

@@ -739,10 +739,13 @@ static ba_status fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 enum { CT_HALF_PIXEL, CT_PYTORCH_HALF_PIXEL, CT_ALIGN_CORNERS, CT_ASYMMETRIC, CT_TF_HALF_PIXEL, CT_TF_CROP,
        CT_HALF_PIXEL_SYM };
 enum { NM_ROUND_PREFER_FLOOR, NM_ROUND_PREFER_CEIL, NM_FLOOR, NM_CEIL, NM_SIMPLE };
+enum { MODE_NEAREST, MODE_LINEAR, MODE_CUBIC };
+/* ONNX Resize's default cubic_coeff_a (also PyTorch's bicubic). */
+#define RESIZE_CUBIC_A (-0.75f)
 
 typedef struct {
-    int ct, nm, linear;
-    float extrapolation;
+    int ct, nm, mode, exclude_outside;
+    float extrapolation, cubic_a;
 } resize_cfg;
 
 /* Input coordinate of output coordinate x along an axis (ONNX Resize docs). */
@@ -774,122 +777,161 @@ static int64_t nearest_index(int nm, double v, double scale) {
     }
 }
 
-/* Per-axis tables: linear uses (i0, i1, w) with value (1-w)*x[i0] + w*x[i1];
- * nearest uses i0 only. i0 = -1 marks an extrapolated (tf_crop_and_resize) point. */
-typedef struct {
-    int64_t *i0, *i1;
-    double *w;
-} axis_tab;
-
-static int changes_at(const axis_tab *t, int64_t len, int64_t stride) {
-    for (int64_t i = 0; i < len; i++)
-        if (t->w[i] != 0 || t->i0[i] != i * stride) return 1; /* i1 only matters with a weight */
-    return 0;
+/* Keys' cubic convolution weights of the taps at floor(v) - 1 … floor(v) + 2
+ * for r = v - floor(v) (ONNX Resize's cubic_coeffs with coefficient a). */
+static void cubic_weights(double r, double a, double *w) {
+    const double s = 1.0 - r;
+    w[0] = ((a * (r + 1) - 5 * a) * (r + 1) + 8 * a) * (r + 1) - 4 * a;
+    w[1] = ((a + 2) * r - (a + 3)) * r * r + 1;
+    w[2] = ((a + 2) * s - (a + 3)) * s * s + 1;
+    w[3] = ((a * (s + 1) - 5 * a) * (s + 1) + 8 * a) * (s + 1) - 4 * a;
 }
 
-/* Every plane (all leading axes) resized with the row table ty and column table tx. */
-static void resize_planar(const resize_cfg *c, const ba_tensor_t *x, ba_tensor_t *o, const axis_tab *ty,
-                          const axis_tab *tx) {
-    int r = x->ndim;
+/* One axis's taps of output index i: plan->idx[d][i*nt + t] (input offset,
+ * index × stride; -1 for an extrapolated tf_crop_and_resize point) with
+ * weight plan->w[d][i*nt + t]. Returns whether the value differs from a
+ * plain copy of input index i (a fractional weight or another index). */
+static int resize_axis_taps(const resize_cfg *c, double v, int64_t len, int64_t stride, double scale, int nt,
+                            int64_t *idx, double *w) {
+    if (c->ct == CT_TF_CROP && (v < 0 || v > len - 1)) {
+        for (int t = 0; t < nt; t++) {
+            idx[t] = -1;
+            w[t] = 0;
+        }
+        return 1;
+    }
+    if (c->mode == MODE_NEAREST) {
+        int64_t i0 = nearest_index(c->nm, v, scale);
+        i0 = i0 < 0 ? 0 : i0 >= len ? len - 1 : i0;
+        idx[0] = i0 * stride;
+        w[0] = 1;
+        return 0;
+    }
+    if (c->mode == MODE_LINEAR) {
+        v = v < 0 ? 0 : v > len - 1 ? (double)(len - 1) : v;
+        int64_t i0 = (int64_t)floor(v), i1 = i0 + 1 < len ? i0 + 1 : len - 1;
+        double f = v - (double)i0;
+        idx[0] = i0 * stride;
+        idx[1] = i1 * stride;
+        w[0] = 1 - f;
+        w[1] = f;
+        return f != 0;
+    }
+    /* cubic: edge taps repeat the border (or weigh 0, renormalised, with exclude_outside) */
+    const double fl = floor(v);
+    if (v == fl) { /* on a sample: that sample alone (ONNX's weights 0, 0, 1, 0 there) */
+        int64_t j = (int64_t)fl;
+        j = j < 0 ? 0 : j >= len ? len - 1 : j;
+        for (int t = 0; t < 4; t++) {
+            idx[t] = j * stride;
+            w[t] = t == 0;
+        }
+        return 0;
+    }
+    cubic_weights(v - fl, c->cubic_a, w);
+    double sum = 0;
+    for (int t = 0; t < 4; t++) {
+        int64_t j = (int64_t)fl - 1 + t;
+        if (c->exclude_outside && (j < 0 || j >= len)) w[t] = 0;
+        sum += w[t];
+        j = j < 0 ? 0 : j >= len ? len - 1 : j;
+        idx[t] = j * stride;
+    }
+    if (c->exclude_outside && sum != 0)
+        for (int t = 0; t < 4; t++) w[t] /= sum;
+    return 1;
+}
+
+/* Whether axis d of plan p is a plain copy (each output index i reads input index i alone). */
+static int axis_is_copy(const ba_resize_plan_t *p, int d, int64_t stride) {
+    for (int64_t i = 0; i < p->out_shape[d]; i++)
+        for (int t = 0; t < p->ntaps; t++) {
+            int64_t k = i * p->ntaps + t;
+            if (t == 0 ? (p->idx[d][k] != i * stride || p->w[d][k] != 1) : p->w[d][k] != 0) return 0;
+        }
+    return 1;
+}
+
+/* Every plane (all leading axes) resized with the row taps of axis r-2 and column taps of axis r-1. */
+static void resize_planar(const ba_resize_plan_t *p, const ba_tensor_t *x, ba_tensor_t *o) {
+    int r = x->ndim, nt = p->ntaps;
     int64_t oh = o->shape[r - 2], ow = o->shape[r - 1], in_plane = x->shape[r - 2] * x->shape[r - 1];
     int64_t planes = (oh && ow) ? o->numel / (oh * ow) : 0;
+    const int64_t *yi = p->idx[r - 2], *xi = p->idx[r - 1];
+    const double *yw = p->w[r - 2], *xw = p->w[r - 1];
     size_t es = ba_dtype_size(x->dtype);
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t t = 0; t < planes * oh; t++) {
-        int64_t p = t / oh, oy = t % oh;
-        if (c->linear) {
-            const float *src = (const float *)x->data + p * in_plane;
-            const float *r0 = src + ty->i0[oy], *r1 = src + ty->i1[oy];
-            float wy = (float)ty->w[oy];
+        int64_t pl = t / oh, oy = t % oh;
+        if (p->mode == MODE_LINEAR) {
+            const float *src = (const float *)x->data + pl * in_plane;
+            const float *r0 = src + yi[2 * oy], *r1 = src + yi[2 * oy + 1];
+            float wy = (float)yw[2 * oy + 1];
             float *dst = (float *)o->data + t * ow;
             for (int64_t ox = 0; ox < ow; ox++) {
-                int64_t x0 = tx->i0[ox], x1 = tx->i1[ox];
-                float wx = (float)tx->w[ox];
+                int64_t x0 = xi[2 * ox], x1 = xi[2 * ox + 1];
+                float wx = (float)xw[2 * ox + 1];
                 float top = r0[x0] + wx * (r0[x1] - r0[x0]), bot = r1[x0] + wx * (r1[x1] - r1[x0]);
                 dst[ox] = top + wy * (bot - top);
             }
+        } else if (p->mode == MODE_CUBIC) {
+            const float *src = (const float *)x->data + pl * in_plane;
+            float *dst = (float *)o->data + t * ow;
+            for (int64_t ox = 0; ox < ow; ox++) {
+                double acc = 0;
+                for (int a = 0; a < nt; a++) {
+                    const float *row = src + yi[nt * oy + a];
+                    double s = 0;
+                    for (int b = 0; b < nt; b++) s += xw[nt * ox + b] * row[xi[nt * ox + b]];
+                    acc += yw[nt * oy + a] * s;
+                }
+                dst[ox] = (float)acc;
+            }
         } else {
-            const char *src = (const char *)x->data + (size_t)(p * in_plane + ty->i0[oy]) * es;
+            const char *src = (const char *)x->data + (size_t)(pl * in_plane + yi[oy]) * es;
             char *dst = (char *)o->data + (size_t)(t * ow) * es;
             if (es == sizeof(float))
-                for (int64_t ox = 0; ox < ow; ox++) ((uint32_t *)dst)[ox] = ((const uint32_t *)src)[tx->i0[ox]];
+                for (int64_t ox = 0; ox < ow; ox++) ((uint32_t *)dst)[ox] = ((const uint32_t *)src)[xi[ox]];
             else
-                for (int64_t ox = 0; ox < ow; ox++) memcpy(dst + (size_t)ox * es, src + (size_t)tx->i0[ox] * es, es);
+                for (int64_t ox = 0; ox < ow; ox++)
+                    memcpy(dst + (size_t)ox * es, src + (size_t)xi[ox] * es, es);
         }
     }
 }
 
-static ba_status resize_run(const ba_node_t *n, const resize_cfg *c, ba_tensor_t *x, const double *scales,
-                            const int64_t *oshape, const double *roi, ba_tensor_t **out, ba_error *err) {
-    int r = x->ndim;
-    if (c->linear && x->dtype != BA_DT_F32)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): linear mode on %s", n->name, n->op_type,
-                            ba_dtype_name(x->dtype));
+static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_tensor_t *x, ba_tensor_t **out,
+                            ba_error *err) {
+    int r = x->ndim, nt = p->ntaps;
+    if (p->mode != MODE_NEAREST && x->dtype != BA_DT_F32)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): %s mode on %s", n->name, n->op_type,
+                            p->mode == MODE_LINEAR ? "linear" : "cubic", ba_dtype_name(x->dtype));
     BA_TRY(check_dtype(n, x, err));
-    int64_t total = 0;
-    for (int d = 0; d < r; d++) total += oshape[d];
-    int64_t *ibuf = ba_malloc(sizeof(int64_t) * 2 * (size_t)(total ? total : 1), err);
-    double *wbuf = ba_malloc(sizeof(double) * (size_t)(total ? total : 1), err);
-    ba_tensor_t *o = (ibuf && wbuf) ? ba_tensor_new(x->dtype, r, oshape, err) : NULL;
-    if (!o) {
-        free(ibuf);
-        free(wbuf);
-        return err->code;
-    }
-    axis_tab tab[BA_MAX_DIMS];
-    int active[BA_MAX_DIMS], nact = 0;
+    ba_tensor_t *o = ba_tensor_new(x->dtype, r, p->out_shape, err);
+    if (!o) return err->code;
     int64_t st[BA_MAX_DIMS];
     contiguous_strides(r, x->shape, st);
-    int64_t at = 0;
-    for (int d = 0; d < r; at += oshape[d], d++) {
-        tab[d].i0 = ibuf + 2 * at;
-        tab[d].i1 = tab[d].i0 + oshape[d];
-        tab[d].w = wbuf + at;
-        int64_t len = x->shape[d];
-        int changes = 0;
-        for (int64_t i = 0; i < oshape[d]; i++) {
-            double v = resize_coord(c, (double)i, scales[d], len, oshape[d], roi ? roi[d] : 0, roi ? roi[r + d] : 1);
-            int64_t i0, i1;
-            double w = 0;
-            if (c->ct == CT_TF_CROP && (v < 0 || v > len - 1)) {
-                i0 = i1 = -1;
-            } else if (c->linear) {
-                v = v < 0 ? 0 : v > len - 1 ? (double)(len - 1) : v;
-                i0 = (int64_t)floor(v);
-                i1 = i0 + 1 < len ? i0 + 1 : len - 1;
-                w = v - (double)i0;
-            } else {
-                i0 = nearest_index(c->nm, v, scales[d]);
-                i0 = i0 < 0 ? 0 : i0 >= len ? len - 1 : i0;
-                i1 = i0;
-            }
-            tab[d].i0[i] = i0 < 0 ? -1 : i0 * st[d];
-            tab[d].i1[i] = i1 < 0 ? -1 : i1 * st[d];
-            tab[d].w[i] = w;
-            if (w != 0) changes = 1; /* axes without a fractional weight need no second tap */
-        }
-        if (c->linear && changes) active[nact++] = d;
-    }
+    int active[BA_MAX_DIMS], nact = 0;
+    for (int d = 0; d < r; d++)
+        if (p->changes[d]) active[nact++] = d;
     size_t es = ba_dtype_size(x->dtype);
     /* Fast path: only the last two axes resize (NCHW images), nothing extrapolated. */
-    int planar = r >= 2 && c->ct != CT_TF_CROP;
-    for (int d = 0; d < r - 2 && planar; d++) planar = oshape[d] == x->shape[d] && (!c->linear || !changes_at(&tab[d], oshape[d], st[d]));
+    int planar = r >= 2 && !p->extrapolates;
     for (int d = 0; d < r - 2 && planar; d++)
-        for (int64_t i = 0; i < oshape[d] && planar; i++) planar = tab[d].i0[i] == i * st[d];
+        planar = p->out_shape[d] == x->shape[d] && axis_is_copy(p, d, st[d]);
     if (planar) {
-        resize_planar(c, x, o, &tab[r - 2], &tab[r - 1]);
-        free(ibuf);
-        free(wbuf);
+        resize_planar(p, x, o);
         *out = o;
         return BA_OK;
     }
-    int64_t row = r ? oshape[r - 1] : 1, nrows = row ? o->numel / row : 0;
+    int64_t row = r ? p->out_shape[r - 1] : 1, nrows = row ? o->numel / row : 0;
+    int64_t ncomb = 1; /* tap combinations over the active (interpolated) axes */
+    for (int k = 0; k < nact; k++) ncomb *= nt;
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t rr = 0; rr < nrows; rr++) {
         int64_t pos[BA_MAX_DIMS], q = rr;
         for (int d = r - 2; d >= 0; d--) {
-            pos[d] = q % oshape[d];
-            q /= oshape[d];
+            pos[d] = q % p->out_shape[d];
+            q /= p->out_shape[d];
         }
         for (int64_t j = 0; j < row; j++) {
             int64_t oi = rr * row + j;
@@ -897,54 +939,53 @@ static ba_status resize_run(const ba_node_t *n, const resize_cfg *c, ba_tensor_t
             int64_t base = 0;
             int outside = 0;
             for (int d = 0; d < r; d++) {
-                if (tab[d].i0[pos[d]] < 0) outside = 1;
-                base += tab[d].i0[pos[d]];
+                int64_t i0 = p->idx[d][pos[d] * nt];
+                if (i0 < 0) outside = 1;
+                base += i0;
             }
             if (outside) {
-                ba_elem_store_f64(o, oi, c->extrapolation);
+                ba_elem_store_f64(o, oi, p->extrapolation);
                 continue;
             }
-            if (!c->linear) {
+            if (p->mode == MODE_NEAREST) {
                 memcpy((char *)o->data + (size_t)oi * es, (const char *)x->data + (size_t)base * es, es);
                 continue;
             }
-            /* Sum over the 2^nact corners of the active (interpolated) axes. */
+            /* Sum over the tap combinations of the active axes (corners for linear). */
             const float *xd = x->data;
             double acc = 0;
-            for (int corner = 0; corner < (1 << nact); corner++) {
+            for (int64_t comb = 0; comb < ncomb; comb++) {
                 double wt = 1;
-                int64_t off = base;
+                int64_t off = base, cq = comb;
                 for (int k = 0; k < nact; k++) {
-                    int d = active[k];
-                    double w = tab[d].w[pos[d]];
-                    if (corner >> k & 1) {
-                        wt *= w;
-                        off += tab[d].i1[pos[d]] - tab[d].i0[pos[d]];
-                    } else {
-                        wt *= 1 - w;
-                    }
+                    int d = active[k], t = (int)(cq % nt);
+                    cq /= nt;
+                    const int64_t at = pos[d] * nt;
+                    wt *= p->w[d][at + t];
+                    off += p->idx[d][at + t] - p->idx[d][at];
                 }
                 if (wt != 0) acc += wt * xd[off];
             }
             ((float *)o->data)[oi] = (float)acc;
         }
     }
-    free(ibuf);
-    free(wbuf);
     *out = o;
     return BA_OK;
 }
 
-static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
-    (void)nout;
+/* Attributes, scales/sizes/roi of a Resize/Upsample node (every opset form) for input x. */
+static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int nin, resize_cfg *c,
+                               double *scales, int64_t *oshape, double *roi, ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int r = x->ndim;
     int upsample = strcmp(n->op_type, "Upsample") == 0;
-    resize_cfg c = {CT_ASYMMETRIC, NM_SIMPLE, 0, 0};
+    *c = (resize_cfg){CT_ASYMMETRIC, NM_SIMPLE, MODE_NEAREST, 0, 0, RESIZE_CUBIC_A};
     const char *mode = ba_node_attr_string(n, "mode", "nearest");
-    if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0) c.linear = 1;
+    if (strcmp(mode, "linear") == 0 || strcmp(mode, "bilinear") == 0)
+        c->mode = MODE_LINEAR;
+    else if (strcmp(mode, "cubic") == 0)
+        c->mode = MODE_CUBIC;
     else if (strcmp(mode, "nearest") != 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): mode '%s' not supported", n->name, n->op_type, mode);
     ba_tensor_t *scales_t = NULL, *sizes_t = NULL, *roi_t = NULL;
@@ -964,19 +1005,22 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         const char *ct = ba_node_attr_string(n, "coordinate_transformation_mode", "half_pixel");
         static const char *const cts[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
                                           "tf_half_pixel_for_nearest", "tf_crop_and_resize", "half_pixel_symmetric"};
-        c.ct = -1;
+        c->ct = -1;
         for (int i = 0; i < (int)(sizeof cts / sizeof cts[0]); i++)
-            if (strcmp(ct, cts[i]) == 0) c.ct = i;
-        if (c.ct < 0)
+            if (strcmp(ct, cts[i]) == 0) c->ct = i;
+        if (c->ct < 0)
             return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): coordinate_transformation_mode '%s'", n->name, ct);
         const char *nm = ba_node_attr_string(n, "nearest_mode", "round_prefer_floor");
         static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
-        c.nm = -1;
+        c->nm = -1;
         for (int i = 0; i < 4; i++)
-            if (strcmp(nm, nms[i]) == 0) c.nm = i;
-        if (c.nm < 0) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): nearest_mode '%s'", n->name, nm);
-        c.extrapolation = ba_node_attr_float(n, "extrapolation_value", 0.0f);
-        if (ba_node_attr_int(n, "antialias", 0) && c.linear)
+            if (strcmp(nm, nms[i]) == 0) c->nm = i;
+        if (c->nm < 0)
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): nearest_mode '%s'", n->name, nm);
+        c->extrapolation = ba_node_attr_float(n, "extrapolation_value", 0.0f);
+        c->cubic_a = ba_node_attr_float(n, "cubic_coeff_a", RESIZE_CUBIC_A);
+        c->exclude_outside = ba_node_attr_int(n, "exclude_outside", 0) != 0;
+        if (ba_node_attr_int(n, "antialias", 0) && c->mode != MODE_NEAREST)
             return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): antialias not supported", n->name);
         roi_t = opt_in(in, nin, 1);
         scales_t = opt_in(in, nin, 2);
@@ -999,8 +1043,6 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
             axes[i] = a;
         }
     }
-    double scales[BA_MAX_DIMS], roi[2 * BA_MAX_DIMS];
-    int64_t oshape[BA_MAX_DIMS];
     for (int d = 0; d < r; d++) {
         scales[d] = 1;
         oshape[d] = x->shape[d];
@@ -1045,7 +1087,7 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     } else {
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): neither scales nor sizes given", n->name, n->op_type);
     }
-    if (roi_t && c.ct == CT_TF_CROP) {
+    if (roi_t && c->ct == CT_TF_CROP) {
         if (roi_t->numel != 2 * na)
             return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): roi has %lld entries for %d axes", n->name,
                                 (long long)roi_t->numel, na);
@@ -1054,7 +1096,61 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
             roi[r + axes[i]] = ba_tensor_get_f64(roi_t, na + i);
         }
     }
-    return resize_run(n, &c, x, scales, oshape, c.ct == CT_TF_CROP ? roi : NULL, &out[0], err);
+    return BA_OK;
+}
+
+void ba_resize_plan_free(ba_resize_plan_t *p) {
+    if (!p) return;
+    free(p->buf);
+    p->buf = NULL;
+}
+
+ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_resize_plan_t *p,
+                              ba_error *err) {
+    memset(p, 0, sizeof *p);
+    resize_cfg c;
+    double scales[BA_MAX_DIMS], roi[2 * BA_MAX_DIMS];
+    BA_TRY(resize_params(n, in, nin, &c, scales, p->out_shape, roi, err));
+    const ba_tensor_t *x = in[0];
+    const int r = x->ndim, nt = c.mode == MODE_NEAREST ? 1 : c.mode == MODE_LINEAR ? 2 : 4;
+    p->ndim = r;
+    p->ntaps = nt;
+    p->mode = c.mode;
+    p->extrapolation = c.extrapolation;
+    int64_t total = 0, st[BA_MAX_DIMS];
+    for (int d = 0; d < r; d++) total += p->out_shape[d];
+    const size_t per = sizeof(int64_t) + sizeof(double);
+    p->buf = ba_malloc(per * (size_t)nt * (size_t)(total ? total : 1), err);
+    if (!p->buf) return err->code;
+    double *wbuf = p->buf;
+    int64_t *ibuf = (int64_t *)(wbuf + nt * total);
+    contiguous_strides(r, x->shape, st);
+    int64_t at = 0;
+    for (int d = 0; d < r; at += p->out_shape[d], d++) {
+        p->idx[d] = ibuf + nt * at;
+        p->w[d] = wbuf + nt * at;
+        for (int64_t i = 0; i < p->out_shape[d]; i++) {
+            double v = resize_coord(&c, (double)i, scales[d], x->shape[d], p->out_shape[d],
+                                    c.ct == CT_TF_CROP ? roi[d] : 0, c.ct == CT_TF_CROP ? roi[r + d] : 1);
+            int ch = resize_axis_taps(&c, v, x->shape[d], st[d], scales[d], nt, p->idx[d] + i * nt,
+                                      p->w[d] + i * nt);
+            if (p->idx[d][i * nt] < 0)
+                p->extrapolates = 1;
+            else if (ch && c.mode != MODE_NEAREST)
+                p->changes[d] = 1;
+        }
+    }
+    return BA_OK;
+}
+
+static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                            ba_error *err) {
+    (void)nout;
+    ba_resize_plan_t p;
+    BA_TRY(ba_resize_plan_make(n, in, nin, &p, err));
+    ba_status st = resize_run(n, &p, in[0], &out[0], err);
+    ba_resize_plan_free(&p);
+    return st;
 }
 
 /* ---------------------------------------------------------------- constants */

@@ -571,3 +571,69 @@ Test(sensitivity, act_sigma_and_direct_routes_agree_on_zoo_models, .timeout = 12
         ba_model_free(m);
     }
 }
+
+/* A segmenter with ConvTranspose, InstanceNormalization and bilinear/bicubic
+ * Resize (tests/fixtures/grad_refs/decoder.onnx): the gradient estimators and
+ * the default search run on it (they stopped at "no backward for
+ * ConvTranspose" before those ops had backward rules). */
+Test(sensitivity, cli_gradient_methods_and_search_run_on_a_decoder, .timeout = 300) {
+    char dir[512], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/d.db", dir);
+#define DEC BA_FIXTURES "/grad_refs/decoder"
+    static const char *const methods[] = {"hessian", "lrp", "fisher"};
+    for (size_t k = 0; k < sizeof methods / sizeof methods[0]; k++) {
+        const char *a[] = {BA_CLI,      "--db",   db,           "-q",       "sensitivity",
+                           DEC ".onnx", "--data", DEC "_x.npy", "--method", methods[k],
+                           "--samples", "8",      "--format",   "json",     NULL};
+        char *out = NULL, *errs = NULL;
+        int rc;
+        cr_assert_eq(ba_test_run(a, &out, &errs, &rc), 0);
+        cr_expect_eq(rc, 0, "%s: %s", methods[k], errs);
+        json_error_t je;
+        json_t *j = json_loads(out ? out : "", 0, &je);
+        cr_assert(j, "%s: not JSON: %s %s", methods[k], out, errs);
+        const json_t *layers = json_object_get(j, "layers");
+        int nct = 0;
+        for (size_t l = 0; l < json_array_size(layers); l++) {
+            const json_t *L = json_array_get(layers, l);
+            const char *name = json_string_value(json_object_get(L, "name"));
+            double score = json_real_value(json_object_get(L, "score"));
+            cr_expect(isfinite(score) && score >= 0, "%s: %s score %g", methods[k], name, score);
+            nct += !strncmp(name, "up", 2); /* up1.weight, upg.weight: the ConvTransposes */
+        }
+        cr_expect_eq(json_array_size(layers), 8, "%s: %zu layers", methods[k], json_array_size(layers));
+        cr_expect_eq(nct, 2, "%s: ConvTranspose layers %d", methods[k], nct);
+        json_decref(j);
+        free(out);
+        free(errs);
+    }
+    const char *s[] = {BA_CLI,      "--db",       db,           "-q",       "search",
+                       DEC ".onnx", "--data",     DEC "_x.npy", "--method", "ilp+evo",
+                       "--budget",  "avg-bits=4", "--samples",  "8",        "--generations",
+                       "2",         "--format",   "json",       NULL};
+    char *out = NULL, *errs = NULL;
+    int rc;
+    cr_assert_eq(ba_test_run(s, &out, &errs, &rc), 0);
+    cr_expect_eq(rc, 0, "%s", errs);
+    json_error_t je;
+    json_t *j = json_loads(out ? out : "", 0, &je);
+    cr_assert(j, "not JSON: %s %s", out, errs);
+    const json_t *layers = json_object_get(json_object_get(j, "plan"), "layers");
+    double bits = 0, params = 0;
+    int nct = 0;
+    for (size_t l = 0; l < json_array_size(layers); l++) {
+        const json_t *L = json_array_get(layers, l);
+        double p = (double)json_integer_value(json_object_get(L, "params"));
+        bits += p * (double)json_integer_value(json_object_get(L, "w_bits"));
+        params += p;
+        nct += !strcmp(json_string_value(json_object_get(L, "op")), "ConvTranspose");
+    }
+    cr_expect_eq(nct, 2);
+    cr_expect(params > 0 && bits / params <= 4.0 + 1e-9, "avg bits %g", params > 0 ? bits / params : 0.0);
+#undef DEC
+    json_decref(j);
+    free(out);
+    free(errs);
+    ba_test_rmtree(dir);
+}
