@@ -190,6 +190,14 @@ void ba_tensor_cache_clear(void) {
 static ba_tensor_t *tensor_alloc(ba_dtype dt, int ndim, const int64_t *shape, int zero, ba_error *err) {
     ba_tensor_t *t = header(dt, ndim, shape, err);
     if (!t) return NULL;
+    if (t->numel > BA_TENSOR_MAX_BYTES / (int64_t)ba_dtype_size(dt)) {
+        char sb[160];
+        ba_error_set(err, BA_ERR_INPUT, "tensor: %s %s would take %.3g GiB, over the %lld GiB limit",
+                     ba_dtype_name(dt), ba_shape_str(ndim, shape, sb, sizeof sb),
+                     (double)t->numel * (double)ba_dtype_size(dt) / (1 << 30), (long long)(BA_TENSOR_MAX_BYTES >> 30));
+        free(t);
+        return NULL;
+    }
     size_t nb = ba_tensor_nbytes(t);
     size_t alloc = alloc_size(nb);
     t->data = cache_take(alloc);

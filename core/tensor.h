@@ -30,6 +30,9 @@ typedef enum {
 } ba_dtype;
 
 #define BA_MAX_DIMS 8
+/* No tensor is larger than this (shape x element size): a bigger one is bad
+ * input (a hostile or impossible shape), refused before any allocation. */
+#define BA_TENSOR_MAX_BYTES ((int64_t)16 << 30)
 
 typedef struct ba_tensor {
     ba_dtype dtype;
