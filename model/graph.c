@@ -1016,6 +1016,25 @@ ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int6
     return BA_OK;
 }
 
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err) {
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec)
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: expected NAME=D0xD1x… (e.g. x=1x3x224x224)", spec);
+    *k = -1;
+    for (int i = 0; i < m->ninputs; i++) {
+        const char *n = m->values[m->inputs[i]].name;
+        if (strlen(n) == (size_t)(eq - spec) && !strncmp(n, spec, (size_t)(eq - spec))) *k = i;
+    }
+    if (*k < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: %s has no input named '%.*s'", spec, m->path,
+                            (int)(eq - spec), spec);
+    int nd;
+    int64_t shape[BA_MAX_DIMS];
+    if (ba_shape_parse(eq + 1, &nd, shape, err) != BA_OK) return ba_error_prefix(err, "--input-shape");
+    if (ba_model_sample_shape(m, *k, nd, shape, out, err) != BA_OK) return ba_error_prefix(err, "--input-shape %s", spec);
+    return BA_OK;
+}
+
 /* Appends "; at input 'x' N=1, H=48, W=3" (its dynamic dims) to err. */
 static void append_dims(const ba_model_t *m, const int64_t *shapes, ba_error *err) {
     size_t o = strlen(err->msg);

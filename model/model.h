@@ -151,6 +151,10 @@ ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int6
  * dimensions (symbol = value); a tensor too large to allocate is BA_ERR_INPUT
  * naming the node. The model is unchanged on error. */
 ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_error *err);
+/* Parses an --input-shape value "NAME=D0xD1x…" for one of m's inputs: *k
+ * gets its index and out (BA_MAX_DIMS) the one-sample shape as from
+ * ba_model_sample_shape. BA_ERR_INPUT naming the flag value otherwise. */
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err);
 /* "[N, 3, H, W]" (symbol, or "?", for a dynamic dimension). */
 const char *ba_value_shape_str(const ba_value_t *v, char *buf, size_t cap);
 

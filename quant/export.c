@@ -474,6 +474,15 @@ void ba_export_settings_free(ba_export_settings_t *s) {
     }
 }
 
+ba_status ba_export_resolve_costs(ba_model_t *m, const char *const *specs, int nspecs, ba_error *err) {
+    if (m->cost_shapes || nspecs <= 0) return BA_OK;
+    ba_dataset_t *ds = NULL;
+    BA_TRY(ba_dataset_load(specs, nspecs, &ds, err));
+    ba_status st = ba_eval_resolve_costs(m, ds, NULL, 0, err);
+    ba_dataset_free(ds);
+    return st;
+}
+
 ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,
                               const char *data_sha256, ba_act_range_t **ranges, ba_error *err) {
     *ranges = NULL;

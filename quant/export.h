@@ -68,6 +68,12 @@ ba_status ba_export_settings_parse(const char *json, const char *what, ba_export
                                    ba_error *err);
 void ba_export_settings_free(ba_export_settings_t *s);
 
+/* The layers' MACs at the study's data shapes (ba_eval_resolve_costs) when
+ * the model's own declaration leaves them unknown (dynamic dimensions), so an
+ * exported plan carries the figures the search used. No-op when known or
+ * when the study stores no data. */
+ba_status ba_export_resolve_costs(ba_model_t *m, const char *const *specs, int nspecs, ba_error *err);
+
 /* Activation ranges for a QDQ export with activations quantized: loads the
  * calibration data (specs as the search stored them), checks its digest
  * against data_sha256 when that is non-empty (BA_ERR_INPUT naming the data
