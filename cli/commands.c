@@ -110,6 +110,8 @@ static const ba_cli_flag search_flags[] = {
      "avg-bits=4 | memory=3MiB | bops=1.2G | latency=2ms; all must hold"},
     {"latency-table", 0, BA_CLI_T_PATH, 0, "FILE.csv", NULL, "measured latencies: layer,bits,latency_us"},
     {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
+    {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
+     "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
     {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,

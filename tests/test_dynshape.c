@@ -257,6 +257,38 @@ Test(dynshape, search_plan_records_the_shape_and_its_bops, .timeout = 120) {
     ba_test_rmtree(dir);
 }
 
+Test(dynshape, search_input_shape_sets_the_cost_shape_for_the_study, .timeout = 120) {
+    char dir[512], db[600], plan[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    int64_t macs = meta_macs("cnn_hw", "input_shape_320x640");
+    for (int k = 0; k < 2; k++) {
+        snprintf(plan, sizeof plan, "%s/plan%d.json", dir, k);
+        ba_test_run_t r =
+            k == 0 ? ba_test_cli("--db", db, "search", DYN "cnn_hw.onnx", "--data", DYN "cnn_x_a.npy", "--input-shape",
+                                 "x=1x3x320x640", "--budget", "bops=20G", "--bits", "2,4,8", "--method", "ilp",
+                                 "--sensitivity", "weight", "--study", "dyn320", "--plan-out", plan, "-q", NULL)
+                   : ba_test_cli("--db", db, "export", "--study", "dyn320", "--format", "plan", "-o", plan, "-q", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+        ba_plan_t *p = NULL;
+        ba_error err;
+        cr_assert_eq(ba_plan_read(plan, &p, &err), BA_OK, "%s", err.msg);
+        double bops = 0;
+        for (int l = 0; l < p->nlayers; l++) bops += (double)p->layers[l].macs * p->layers[l].w_bits * 32;
+        cr_expect_eq(p->totals.bops, bops);
+        cr_expect_leq(p->totals.bops, 20e9, "the budget holds at 320x640: %g", p->totals.bops);
+        int64_t sum = 0;
+        for (int l = 0; l < p->nlayers; l++) sum += p->layers[l].macs;
+        cr_expect_eq(sum, macs);
+        cr_assert_eq(p->totals.ninput_shapes, 1);
+        cr_expect_eq(p->totals.input_shapes[0].dims[2], 320);
+        cr_expect_eq(p->totals.input_shapes[0].dims[3], 640);
+        ba_plan_free(p);
+    }
+    ba_test_rmtree(dir);
+}
+
 Test(dynshape, data_shape_that_breaks_the_model_names_node_and_dim) {
     const char *cmds[][2] = {{"inspect", "--data"}, {"eval", "--data"}};
     for (int i = 0; i < 2; i++) {
