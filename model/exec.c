@@ -91,6 +91,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         st = n->def->forward(n, in, n->nin, out, n->nout, err);
         if (st != BA_OK) {
             for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
+            /* a kernel's own messages name the node; an allocation's does not */
+            if (!strstr(err->msg, n->name)) ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
             goto done;
         }
         for (int j = 0; j < n->nout; j++) {

@@ -334,4 +334,28 @@ Test(dynshape, impossible_tensor_is_bad_input_not_out_of_memory) {
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "limit") && strstr(r.err, "input 'x'"), "%s", r.err);
     ba_test_run_free(&r);
+    /* a node whose output would be 40 GB from a 400 kB input: the node is named */
+    const char *cmds[] = {"inspect", "eval"};
+    char dir[512], x[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(x, sizeof x, "%s/x.npy", dir);
+    int64_t xs[2] = {1, 100000};
+    ba_tensor_t *t = ba_tensor_new(BA_DT_F32, 2, xs, &err);
+    cr_assert_not_null(t);
+    cr_assert_eq(ba_npy_save(x, t, &err), BA_OK, "%s", err.msg);
+    ba_tensor_unref(t);
+    for (int i = 0; i < 2; i++) {
+        r = ba_test_cli(cmds[i], DYN "outer.onnx", "--data", x, NULL);
+        cr_expect_eq(r.status, 2, "%s: %s", cmds[i], r.err);
+        cr_expect(strstr(r.err, "limit") && strstr(r.err, "Outer") && strstr(r.err, "L=100000"), "%s", r.err);
+        ba_test_run_free(&r);
+    }
+    /* the executor names the node too (a run outside the cost resolution) */
+    ba_model_t *m = load(DYN "outer.onnx");
+    ba_tensor_t *in = npy(x), *out[1] = {NULL};
+    cr_expect_eq(ba_model_run(m, &in, NULL, out, &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "node 'Outer'"), "%s", err.msg);
+    ba_tensor_unref(in);
+    ba_model_free(m);
+    ba_test_rmtree(dir);
 }
