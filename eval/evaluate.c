@@ -99,7 +99,8 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
     int64_t *shapes = ba_calloc((size_t)n * BA_MAX_DIMS + 1, sizeof(int64_t), err);
     int *idx = ba_calloc((size_t)n + 1, sizeof(int), err);
     unsigned char *given = ba_calloc((size_t)n + 1, 1, err);
-    ba_status st = shapes && idx && given ? BA_OK : BA_ERR_NOMEM;
+    ba_tensor_t **data = ba_calloc((size_t)n + 1, sizeof *data, err);
+    ba_status st = shapes && idx && given && data ? BA_OK : BA_ERR_NOMEM;
     for (int i = 0; st == BA_OK && i < nspecs; i++) {
         int k;
         int64_t s[BA_MAX_DIMS];
@@ -115,9 +116,13 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
         for (int k = 0; st == BA_OK && k < n; k++) {
             if (given[k]) continue;
             const ba_tensor_t *t = ba_dataset_tensor(ds, idx[k]);
-            st = ba_model_sample_shape(m, k, t->ndim, t->shape, shapes + (size_t)k * BA_MAX_DIMS, err);
+            int64_t *sk = shapes + (size_t)k * BA_MAX_DIMS;
+            st = ba_model_sample_shape(m, k, t->ndim, t->shape, sk, err);
             if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
             given[k] = 1;
+            /* the first sample(s) themselves, so data-dependent ops see real values */
+            if (st == BA_OK && t->ndim >= 1 && sk[0] <= t->shape[0])
+                st = ba_dataset_batch(ds, 0, sk[0], idx[k], &data[k], err);
         }
     }
     for (int k = 0; st == BA_OK && k < n; k++) {
@@ -137,7 +142,9 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
             st = ba_model_sample_shape(m, k, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
         }
     }
-    if (st == BA_OK) st = ba_model_costs_at(m, shapes, err);
+    if (st == BA_OK) st = ba_model_costs_at(m, shapes, data, err);
+    for (int k = 0; k < n && data; k++) ba_tensor_unref(data[k]);
+    free(data);
     free(shapes);
     free(idx);
     free(given);

@@ -665,7 +665,6 @@ typedef struct {
     shape_run *r;
     int64_t tensor_cap; /* 0 = none */
     int capped;         /* the run stopped at a tensor over tensor_cap */
-    int next_node;      /* index of the node running (the one after the last that finished) */
 } shape_ctx;
 
 static void record(shape_run *r, int v, const ba_tensor_t *t) {
@@ -676,8 +675,8 @@ static void record(shape_run *r, int v, const ba_tensor_t *t) {
 
 static ba_status on_shape(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
     shape_ctx *c = vctx;
+    (void)m;
     record(c->r, v, *t);
-    if (m->values[v].producer >= 0) c->next_node = m->values[v].producer + 1;
     if (c->tensor_cap && (int64_t)ba_tensor_nbytes(*t) > c->tensor_cap) {
         c->capped = 1;
         return ba_error_set(err, BA_ERR_RUNTIME, "shape run capped");
@@ -692,15 +691,15 @@ static int64_t shape_bytes(ba_dtype dt, int nd, const int64_t *s) {
     return n * (int64_t)es;
 }
 
-/* Runs the graph on zeros at shapes (ninputs x BA_MAX_DIMS; rank = the
- * input's) and records every value's shape and dtype. input_cap/tensor_cap
+/* Runs the graph at shapes (ninputs x BA_MAX_DIMS; rank = the input's) on
+ * data[k] where given (NULL array or entry: zeros; a given tensor has that
+ * shape) and records every value's shape and dtype. input_cap/tensor_cap
  * (0 = none): see LOAD_RUN_*; *capped tells a run skipped or stopped by them
- * (status BA_OK, r->ok 0). *fail_node: the node that failed, or -1. */
-static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, int64_t input_cap, int64_t tensor_cap,
-                            shape_run *r, int *capped, int *fail_node, ba_error *err) {
+ * (status BA_OK, r->ok 0). */
+static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, int64_t input_cap,
+                            int64_t tensor_cap, shape_run *r, int *capped, ba_error *err) {
     memset(r, 0, sizeof *r);
     *capped = 0;
-    *fail_node = -1;
     int nv = m->nvalues;
     int64_t in_bytes = 0;
     for (int k = 0; k < m->ninputs; k++) {
@@ -728,15 +727,16 @@ static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, int64_t 
         if (m->values[v].constant) record(r, v, m->values[v].constant);
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
-        in[k] = ba_tensor_new(v->dtype == BA_DT_UNDEFINED ? BA_DT_F32 : v->dtype, v->ndim,
-                              shapes + (size_t)k * BA_MAX_DIMS, err);
+        in[k] = data && data[k] ? ba_tensor_ref(data[k])
+                                : ba_tensor_new(v->dtype == BA_DT_UNDEFINED ? BA_DT_F32 : v->dtype, v->ndim,
+                                                shapes + (size_t)k * BA_MAX_DIMS, err);
         if (!in[k]) {
             st = ba_error_prefix(err, "%s: input '%s'", m->path, v->name);
             goto done;
         }
         record(r, m->inputs[k], in[k]);
     }
-    shape_ctx c = {r, tensor_cap, 0, 0};
+    shape_ctx c = {r, tensor_cap, 0};
     ba_run_opts_t o = {0};
     o.on_value = on_shape;
     o.ctx = &c;
@@ -746,10 +746,7 @@ static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, int64_t 
         *capped = 1;
         goto done;
     }
-    if (st != BA_OK) {
-        *fail_node = c.next_node < m->nnodes ? c.next_node : -1;
-        goto done;
-    }
+    if (st != BA_OK) goto done;
     r->ok = 1;
 done:
     for (int k = 0; in && k < m->ninputs; k++) ba_tensor_unref(in[k]);
@@ -787,8 +784,8 @@ static ba_status infer_static_shapes(ba_model_t *m, int *exact, ba_error *err) {
     int64_t *shapes = declared_shapes(m, err);
     if (!shapes) return err->code;
     shape_run r;
-    int capped, fail;
-    ba_status st = run_shapes(m, shapes, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &r, &capped, &fail, err);
+    int capped;
+    ba_status st = run_shapes(m, shapes, NULL, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &r, &capped, err);
     free(shapes);
     if (st != BA_OK || !r.ok) return st;
     for (int v = 0; v < m->nvalues; v++) {
@@ -1055,15 +1052,20 @@ static void append_dims(const ba_model_t *m, const int64_t *shapes, ba_error *er
     }
 }
 
-static ba_status costs_at(ba_model_t *m, const int64_t *shapes, int64_t input_cap, int64_t tensor_cap, int *capped,
-                          ba_error *err) {
+static ba_status costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, int64_t input_cap,
+                          int64_t tensor_cap, int *capped, ba_error *err) {
     shape_run r;
-    int fail;
-    ba_status st = run_shapes(m, shapes, input_cap, tensor_cap, &r, capped, &fail, err);
+    for (int k = 0; data && k < m->ninputs; k++) {
+        const int64_t *s = shapes + (size_t)k * BA_MAX_DIMS;
+        if (data[k] && (data[k]->ndim != m->values[m->inputs[k]].ndim ||
+                        memcmp(data[k]->shape, s, sizeof(int64_t) * (size_t)data[k]->ndim) != 0))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': the sample's shape is not the one given", m->path,
+                                m->values[m->inputs[k]].name);
+    }
+    ba_status st = run_shapes(m, shapes, data, input_cap, tensor_cap, &r, capped, err);
     if (st != BA_OK) {
-        if (fail >= 0 && !strstr(err->msg, m->nodes[fail].name))
-            ba_error_prefix(err, "node '%s' (%s)", m->nodes[fail].name, m->nodes[fail].op_type);
-        if (st == BA_ERR_RUNTIME || st == BA_ERR_UNSUPPORTED) st = err->code = BA_ERR_INPUT;
+        /* the executor named the node; a shape the graph cannot run is bad input */
+        if (st == BA_ERR_RUNTIME) st = err->code = BA_ERR_INPUT;
         append_dims(m, shapes, err);
         if (!strstr(err->msg, m->path)) ba_error_prefix(err, "%s", m->path);
         return st;
@@ -1087,7 +1089,7 @@ static ba_status costs_at(ba_model_t *m, const int64_t *shapes, int64_t input_ca
     return BA_OK;
 }
 
-ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_error *err) {
+ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, ba_error *err) {
     int capped;
     int64_t *own = NULL;
     if (!shapes) {
@@ -1108,7 +1110,7 @@ ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_error *err)
         }
         shapes = own;
     }
-    ba_status st = costs_at(m, shapes, 0, 0, &capped, err);
+    ba_status st = costs_at(m, shapes, data, 0, 0, &capped, err);
     free(own);
     return st;
 }
@@ -1131,7 +1133,7 @@ static ba_status default_costs(ba_model_t *m, ba_error *err) {
     if (ok) {
         /* One sample's shape is fully declared: a graph that cannot run at it is broken. */
         int capped;
-        st = costs_at(m, s, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &capped, err);
+        st = costs_at(m, s, NULL, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &capped, err);
     }
     free(s);
     return st;

@@ -146,11 +146,13 @@ ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int6
 /* Resolves every value's shape by running the graph once at the given input
  * shapes (shapes: ninputs x BA_MAX_DIMS, as from ba_model_sample_shape; NULL =
  * the declared shapes, which must then be static apart from the sample axis)
- * and fills each layer's macs per sample and m->cost_shapes. A shape the
+ * on data (per input: a real sample of exactly that shape, so data-dependent
+ * ops see real values; NULL array or entries: zeros), and fills each layer's
+ * macs per sample and m->cost_shapes. A shape the
  * graph cannot run is BA_ERR_INPUT naming the node and the inputs' dynamic
  * dimensions (symbol = value); a tensor too large to allocate is BA_ERR_INPUT
  * naming the node. The model is unchanged on error. */
-ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_error *err);
+ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, ba_error *err);
 /* Parses an --input-shape value "NAME=D0xD1x…" for one of m's inputs: *k
  * gets its index and out (BA_MAX_DIMS) the one-sample shape as from
  * ba_model_sample_shape. BA_ERR_INPUT naming the flag value otherwise. */
