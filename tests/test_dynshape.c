@@ -363,3 +363,50 @@ Test(dynshape, impossible_tensor_is_bad_input_not_out_of_memory) {
     ba_model_free(m);
     ba_test_rmtree(dir);
 }
+
+Test(dynshape, plan_input_shapes_round_trip_and_bad_values_are_named) {
+    char dir[512], path[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/p.json", dir);
+    ba_model_t *m = load(DYN "audio.onnx");
+    cr_assert_gt(resolve(m, DYN "audio_x_a.npy", NULL), 0);
+    int bits[3] = {4, 8, 2};
+    ba_plan_t *p = NULL, *q = NULL;
+    ba_error err;
+    cr_assert_eq(ba_plan_from_bits(m, bits, NULL, &p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_plan_write(path, p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_plan_read(path, &q, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(q->totals.ninput_shapes, 1);
+    cr_expect_str_eq(q->totals.input_shapes[0].name, "wav");
+    cr_expect_eq(q->totals.input_shapes[0].ndim, 2);
+    cr_expect_eq(q->totals.input_shapes[0].dims[0], 1);
+    cr_expect_eq(q->totals.input_shapes[0].dims[1], 800);
+    cr_expect_eq(q->totals.bops, p->totals.bops);
+    ba_plan_free(q);
+    ba_plan_free(p);
+    /* a model whose MACs are unknown: bops is null, not a negative or probe figure */
+    ba_model_t *u = load(DYN "audio.onnx");
+    cr_assert_eq(ba_plan_from_bits(u, bits, NULL, &p, &err), BA_OK, "%s", err.msg);
+    cr_expect(isnan(p->totals.bops));
+    cr_expect_eq(p->totals.ninput_shapes, 0);
+    char *text = NULL;
+    cr_assert_eq(ba_plan_to_json(p, &text, &err), BA_OK, "%s", err.msg);
+    cr_expect(strstr(text, "\"bops\": null"), "%s", text);
+    free(text);
+    ba_plan_free(p);
+    ba_model_free(u);
+    /* hand-edited nonsense is refused naming the field */
+    cr_assert_eq(ba_plan_from_bits(m, bits, NULL, &p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_plan_to_json(p, &text, &err), BA_OK, "%s", err.msg);
+    char *at = strstr(text, "[1, 800]");
+    cr_assert_not_null(at, "%s", text);
+    memcpy(at, "[1, -8]", 7);
+    at[7] = ' ';
+    cr_assert_eq(ba_test_write_file(path, text), 0);
+    free(text);
+    cr_expect_eq(ba_plan_read(path, &q, &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "input_shapes.wav"), "%s", err.msg);
+    ba_plan_free(p);
+    ba_model_free(m);
+    ba_test_rmtree(dir);
+}
