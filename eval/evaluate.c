@@ -142,7 +142,10 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
             st = ba_model_sample_shape(m, k, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
         }
     }
-    if (st == BA_OK) st = ba_model_costs_at(m, shapes, data, err);
+    /* costs already resolved at these shapes (at load, or before): nothing to run */
+    int same = st == BA_OK && m->cost_shapes &&
+               memcmp(m->cost_shapes, shapes, sizeof(int64_t) * (size_t)n * BA_MAX_DIMS) == 0;
+    if (st == BA_OK && !same) st = ba_model_costs_at(m, shapes, data, err);
     for (int k = 0; k < n && data; k++) ba_tensor_unref(data[k]);
     free(data);
     free(shapes);
