@@ -704,8 +704,10 @@ static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tenso
     int64_t in_bytes = 0;
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
-        if (v->ndim < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' has no declared rank", m->path, v->name);
-        int64_t b = shape_bytes(v->dtype, v->ndim, shapes + (size_t)k * BA_MAX_DIMS);
+        if (v->ndim < 0 && !(data && data[k]))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' has no declared rank: give --data", m->path, v->name);
+        int64_t b = data && data[k] ? (int64_t)ba_tensor_nbytes(data[k])
+                                    : shape_bytes(v->dtype, v->ndim, shapes + (size_t)k * BA_MAX_DIMS);
         in_bytes = b > INT64_MAX - in_bytes ? INT64_MAX : in_bytes + b;
     }
     if (input_cap && in_bytes > input_cap) {
@@ -1057,7 +1059,8 @@ static ba_status costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *con
     shape_run r;
     for (int k = 0; data && k < m->ninputs; k++) {
         const int64_t *s = shapes + (size_t)k * BA_MAX_DIMS;
-        if (data[k] && (data[k]->ndim != m->values[m->inputs[k]].ndim ||
+        int nd = m->values[m->inputs[k]].ndim;
+        if (data[k] && ((nd >= 0 && data[k]->ndim != nd) ||
                         memcmp(data[k]->shape, s, sizeof(int64_t) * (size_t)data[k]->ndim) != 0))
             return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': the sample's shape is not the one given", m->path,
                                 m->values[m->inputs[k]].name);
