@@ -34,6 +34,7 @@ typedef enum {
     BA_CLI_T_DATA,   /* FILE or NAME=FILE */
     BA_CLI_T_GRAN,   /* per-channel|per-tensor|group:G */
     BA_CLI_T_TRIAL,  /* N or best */
+    BA_CLI_T_SHAPE,  /* NAME=D0xD1x… (an input's concrete shape) */
 } ba_cli_type;
 
 enum {

@@ -71,7 +71,8 @@ static ba_status load_model(export_ctx_t *c, const ba_export_settings_t *set, ba
             "%s: the model file changed since study '%s' was made (sha256 %.12s…, study has %.12s…)", path,
             c->info.name, sha, c->info.model_sha256);
     ba_load_opts_t lo = {.include_embeddings = set->include_embeddings};
-    return ba_model_load(path, &lo, &c->model, err);
+    BA_TRY(ba_model_load(path, &lo, &c->model, err));
+    return ba_export_resolve_costs(c->model, set, err);
 }
 
 static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba_error *err) {

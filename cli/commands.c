@@ -72,6 +72,10 @@ static const ba_cli_flag inspect_flags[] = {
     F_MODEL,
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
     {"include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "list Gather embeddings as layers too"},
+    {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT, "FILE|NAME=FILE", NULL,
+     "MACs at one sample of this data's shapes (dynamic-shape models)"},
+    {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
+     "MACs at this input shape, e.g. x=1x3x320x640 (wins over --data)"},
     F_END,
 };
 
@@ -106,6 +110,8 @@ static const ba_cli_flag search_flags[] = {
      "avg-bits=4 | memory=3MiB | bops=1.2G | latency=2ms; all must hold"},
     {"latency-table", 0, BA_CLI_T_PATH, 0, "FILE.csv", NULL, "measured latencies: layer,bits,latency_us"},
     {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
+    {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
+     "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
     {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
@@ -185,7 +191,7 @@ static ba_status search_check(const ba_cli_opts *o, ba_error *err) {
 
 const ba_cli_command ba_cli_commands[] = {
     {"inspect", "list a model's quantizable layers (params, MACs, output-channel axis)",
-     "bitalloc inspect MODEL [--format table|json]", inspect_flags, ba_cmd_inspect, NULL,
+     "bitalloc inspect MODEL [--format table|json] [--data X.npy | --input-shape NAME=D0xD1x...]", inspect_flags, ba_cmd_inspect, NULL,
      "bitalloc inspect net.onnx --format json"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"

@@ -87,7 +87,7 @@ static int is_false(const char *s) {
 
 static int takes_mapping(const ba_cli_flag *f) {
     return f->type == BA_CLI_T_BUDGET || f->type == BA_CLI_T_PIN || f->type == BA_CLI_T_SWEEP ||
-           f->type == BA_CLI_T_DATA;
+           f->type == BA_CLI_T_DATA || f->type == BA_CLI_T_SHAPE;
 }
 
 static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struct fy_node *vn) {

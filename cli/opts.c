@@ -358,6 +358,13 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
         if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
         return ba_error_set(err, BA_ERR_INPUT,
                             "expected per-channel, per-tensor or group:G (G > 0), got '%s'", v);
+    case BA_CLI_T_SHAPE: {
+        const char *eq = strrchr(v, '=');
+        int nd;
+        int64_t shape[BA_MAX_DIMS];
+        if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME=D0xD1x… (e.g. x=1x3x224x224), got '%s'", v);
+        return ba_shape_parse(eq + 1, &nd, shape, err);
+    }
     case BA_CLI_T_TRIAL:
         return strcmp(v, "best") == 0 || parse_int(v, &i)
                    ? BA_OK
@@ -381,7 +388,8 @@ size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value) {
     case BA_CLI_T_BUDGET:
     case BA_CLI_T_SWEEP:
     case BA_CLI_T_DATA: eq = strchr(value, '='); break;
-    case BA_CLI_T_PIN: eq = strrchr(value, '='); break; /* a glob may hold '=', the bits never do */
+    case BA_CLI_T_PIN:
+    case BA_CLI_T_SHAPE: eq = strrchr(value, '='); break; /* a glob may hold '=', the bits never do */
     default: eq = NULL;
     }
     return eq ? (size_t)(eq - value) : 0;

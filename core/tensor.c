@@ -72,6 +72,28 @@ const char *ba_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap) 
     return buf;
 }
 
+ba_status ba_shape_parse(const char *text, int *ndim, int64_t *shape, ba_error *err) {
+    *ndim = 0;
+    if (!text[0] || !strcmp(text, "scalar")) return BA_OK;
+    const char *p = text;
+    for (;;) {
+        if (*ndim == BA_MAX_DIMS)
+            return ba_error_set(err, BA_ERR_INPUT, "shape '%s': more than %d dims", text, BA_MAX_DIMS);
+        int64_t v = 0;
+        const char *q = p;
+        while (*q >= '0' && *q <= '9') {
+            v = v * 10 + (*q - '0');
+            if (v > ((int64_t)1 << 40)) return ba_error_set(err, BA_ERR_INPUT, "shape '%s': dimension too large", text);
+            q++;
+        }
+        if (q == p) return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
+        shape[(*ndim)++] = v;
+        if (!*q) return BA_OK;
+        if (*q != 'x') return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
+        p = q + 1;
+    }
+}
+
 static ba_tensor_t *header(ba_dtype dt, int ndim, const int64_t *shape, ba_error *err) {
     if (ndim < 0 || ndim > BA_MAX_DIMS) {
         ba_error_set(err, BA_ERR_INPUT, "tensor: rank %d outside 0..%d", ndim, BA_MAX_DIMS);
@@ -190,6 +212,14 @@ void ba_tensor_cache_clear(void) {
 static ba_tensor_t *tensor_alloc(ba_dtype dt, int ndim, const int64_t *shape, int zero, ba_error *err) {
     ba_tensor_t *t = header(dt, ndim, shape, err);
     if (!t) return NULL;
+    if (t->numel > BA_TENSOR_MAX_BYTES / (int64_t)ba_dtype_size(dt)) {
+        char sb[160];
+        ba_error_set(err, BA_ERR_INPUT, "tensor: %s %s would take %.3g GiB, over the %lld GiB limit",
+                     ba_dtype_name(dt), ba_shape_str(ndim, shape, sb, sizeof sb),
+                     (double)t->numel * (double)ba_dtype_size(dt) / (1 << 30), (long long)(BA_TENSOR_MAX_BYTES >> 30));
+        free(t);
+        return NULL;
+    }
     size_t nb = ba_tensor_nbytes(t);
     size_t alloc = alloc_size(nb);
     t->data = cache_take(alloc);

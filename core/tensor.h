@@ -30,6 +30,9 @@ typedef enum {
 } ba_dtype;
 
 #define BA_MAX_DIMS 8
+/* No tensor is larger than this (shape x element size): a bigger one is bad
+ * input (a hostile or impossible shape), refused before any allocation. */
+#define BA_TENSOR_MAX_BYTES ((int64_t)16 << 30)
 
 typedef struct ba_tensor {
     ba_dtype dtype;
@@ -48,6 +51,9 @@ int ba_dtype_is_float(ba_dtype dt);
 int ba_dtype_is_int(ba_dtype dt);          /* signed or unsigned integer, not bool */
 size_t ba_tensor_nbytes(const ba_tensor_t *t);
 int64_t ba_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or a negative dim */
+/* Parses "1x3x320x640" (dims joined by 'x'; "" or "scalar" for rank 0) into
+ * *ndim and shape; BA_ERR_INPUT on a malformed text or a dim outside 0..2^40. */
+ba_status ba_shape_parse(const char *text, int *ndim, int64_t *shape, ba_error *err);
 /* "[1, 3, 32, 32]" into buf. */
 const char *ba_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap);
 

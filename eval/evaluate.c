@@ -93,6 +93,67 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
     return BA_OK;
 }
 
+ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs, int nspecs,
+                                ba_error *err) {
+    int n = m->ninputs;
+    int64_t *shapes = ba_calloc((size_t)n * BA_MAX_DIMS + 1, sizeof(int64_t), err);
+    int *idx = ba_calloc((size_t)n + 1, sizeof(int), err);
+    unsigned char *given = ba_calloc((size_t)n + 1, 1, err);
+    ba_tensor_t **data = ba_calloc((size_t)n + 1, sizeof *data, err);
+    ba_status st = shapes && idx && given && data ? BA_OK : BA_ERR_NOMEM;
+    for (int i = 0; st == BA_OK && i < nspecs; i++) {
+        int k;
+        int64_t s[BA_MAX_DIMS];
+        st = ba_model_input_shape_spec(m, shape_specs[i], &k, s, err);
+        if (st == BA_OK) {
+            memcpy(shapes + (size_t)k * BA_MAX_DIMS, s, sizeof s);
+            given[k] = 1;
+        }
+    }
+    if (st == BA_OK && ds) {
+        int64_t sb;
+        st = ba_eval_bind(m, ds, idx, &sb, err);
+        for (int k = 0; st == BA_OK && k < n; k++) {
+            if (given[k]) continue;
+            const ba_tensor_t *t = ba_dataset_tensor(ds, idx[k]);
+            int64_t *sk = shapes + (size_t)k * BA_MAX_DIMS;
+            st = ba_model_sample_shape(m, k, t->ndim, t->shape, sk, err);
+            if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
+            given[k] = 1;
+            /* the first sample(s) themselves, so data-dependent ops see real values */
+            if (st == BA_OK && t->ndim >= 1 && sk[0] <= t->shape[0])
+                st = ba_dataset_batch(ds, 0, sk[0], idx[k], &data[k], err);
+        }
+    }
+    for (int k = 0; st == BA_OK && k < n; k++) {
+        if (given[k]) continue;
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        char b[160];
+        int dyn = v->ndim < 0;
+        for (int d = 1; d < v->ndim; d++) dyn |= v->shape[d] < 0;
+        if (dyn)
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: input '%s' %s has dynamic dimensions: give --data or --input-shape %s=DIMS",
+                              m->path, v->name, ba_value_shape_str(v, b, sizeof b), v->name);
+        else {
+            int64_t s[BA_MAX_DIMS];
+            memcpy(s, v->shape, sizeof s);
+            if (v->ndim >= 1 && s[0] < 0) s[0] = 1;
+            st = ba_model_sample_shape(m, k, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
+        }
+    }
+    /* costs already resolved at these shapes (at load, or before): nothing to run */
+    int same = st == BA_OK && m->cost_shapes &&
+               memcmp(m->cost_shapes, shapes, sizeof(int64_t) * (size_t)n * BA_MAX_DIMS) == 0;
+    if (st == BA_OK && !same) st = ba_model_costs_at(m, shapes, data, err);
+    for (int k = 0; k < n && data; k++) ba_tensor_unref(data[k]);
+    free(data);
+    free(shapes);
+    free(idx);
+    free(given);
+    return st;
+}
+
 /* Inputs for rows [start, start+count): views of the data, or (static batch
  * larger than count) a zero-padded copy. ins[k] hold refs. */
 static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,

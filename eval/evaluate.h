@@ -36,6 +36,14 @@ typedef struct ba_eval_opts {
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err);
 
+/* Resolves the layers' costs (ba_model_costs_at) at one sample of the data's
+ * shapes: each input's shape is the data's (ds may be NULL), or an
+ * --input-shape spec "NAME=D0xD1x…" for it (specs win); an input with
+ * neither uses its declared shape, which must then be static apart from the
+ * sample axis. Errors (BA_ERR_INPUT) name the input, the dim or the node. */
+ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs, int nspecs,
+                                ba_error *err);
+
 /* Binds the data, runs the FP model over the samples and caches its first
  * output. m and ds must outlive the evaluator. */
 ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba_eval_opts_t *opts,

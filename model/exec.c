@@ -159,6 +159,11 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
                 release(m, n, uses, vals);
                 continue;
             }
+            /* a kernel's own messages name the node; an allocation's does not */
+            if (!strstr(err->msg, n->name)) {
+                if (n->guard >= 0) ba_error_prefix(err, "node '%s' (%s)", n->name, n->op_type);
+                else ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
+            }
             if (n->guard >= 0) {
                 const ba_guard_t *gd = &m->guards[n->guard];
                 ba_error_prefix(err, "%s: node '%s' (If), %s", m->path, gd->node,

@@ -4,10 +4,13 @@
  * whose condition folds inlined), shape inference, and the quantizable-layer
  * table (SPEC §2).
  *
- * Shape inference runs the graph (ba_exec_run) on zero-filled inputs, once
- * with every dynamic input dimension set to 1 and once set to 2: a dimension
- * that comes out equal in both runs is static, the others are dynamic (-1).
- * That needs no per-op shape functions and is exactly what the kernels do.
+ * Shapes are never guessed from probe values. A fully static model runs once
+ * at its declared shapes (zeros) at load: every value's shape is then exact
+ * and the shape-based folds follow. A model with dynamic dimensions keeps
+ * them symbolic (ONNX dim_param names); Shape of a declared static dimension
+ * still folds. The layers' MACs come from one run at one sample's concrete
+ * shapes (ba_model_costs_at: the data's, or --input-shape); at load only when
+ * every dimension but the sample axis is declared.
  * A node on the path from a layer's weight constant to its consumer
  * (Identity/Transpose/Reshape) is never folded, so quant/ can override the
  * constant and the chain recomputes. */
@@ -21,8 +24,6 @@
 
 /* Per-value flag bits in priv->nofold. */
 enum { VF_NOFOLD = 1, VF_CONST_NODE = 2 };
-/* Values of a dynamic input dimension in the two inference runs. */
-enum { INFER_DIM_A = 1, INFER_DIM_B = 2 };
 /* Fold / inline rounds before giving up (each round strictly removes nodes). */
 enum { MAX_ROUNDS = 16 };
 /* Conditions a node of nested If branches waits for (the nesting depth onnx.c accepts). */
@@ -558,7 +559,17 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
     return st;
 }
 
-/* ---------------- shape inference ---------------- */
+/* ---------------- shape resolution ---------------- */
+
+/* Shapes are never guessed: a run happens only at concrete input shapes,
+ * either the declared ones of a fully static model (load: shape-based
+ * folding) or one sample's (ba_model_costs_at: the layers' MACs). At load a
+ * run is skipped when its inputs exceed LOAD_RUN_INPUT_BYTES and stopped
+ * (shapes left unknown, not an error) once a tensor exceeds
+ * LOAD_RUN_TENSOR_BYTES, so memory at load never grows with a declared
+ * dimension. */
+#define LOAD_RUN_INPUT_BYTES ((int64_t)16 << 20)
+#define LOAD_RUN_TENSOR_BYTES ((int64_t)256 << 20)
 
 typedef struct {
     int ok;
@@ -571,133 +582,221 @@ static void shape_run_free(shape_run *r) {
     free(r->ndim);
     free(r->shape);
     free(r->dtype);
+    memset(r, 0, sizeof *r);
 }
 
-static ba_status infer_once(const ba_model_t *m, int64_t dyn, shape_run *r, ba_error *err) {
+typedef struct {
+    shape_run *r;
+    int64_t tensor_cap; /* 0 = none */
+    int capped;         /* the run stopped at a tensor over tensor_cap */
+} shape_ctx;
+
+static void record(shape_run *r, int v, const ba_tensor_t *t) {
+    r->ndim[v] = (int8_t)t->ndim;
+    r->dtype[v] = t->dtype;
+    memcpy(r->shape + (size_t)v * BA_MAX_DIMS, t->shape, sizeof(int64_t) * BA_MAX_DIMS);
+}
+
+static ba_status on_shape(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
+    shape_ctx *c = vctx;
+    (void)m;
+    record(c->r, v, *t);
+    if (c->tensor_cap && (int64_t)ba_tensor_nbytes(*t) > c->tensor_cap) {
+        c->capped = 1;
+        return ba_error_set(err, BA_ERR_RUNTIME, "shape run capped");
+    }
+    return BA_OK;
+}
+
+static int64_t shape_bytes(ba_dtype dt, int nd, const int64_t *s) {
+    int64_t n = ba_shape_numel(nd, s);
+    size_t es = ba_dtype_size(dt == BA_DT_UNDEFINED ? BA_DT_F32 : dt);
+    if (n < 0 || (es && n > INT64_MAX / (int64_t)es)) return INT64_MAX;
+    return n * (int64_t)es;
+}
+
+/* Runs the graph at shapes (ninputs x BA_MAX_DIMS; rank = the input's) on
+ * data[k] where given (NULL array or entry: zeros; a given tensor has that
+ * shape) and records every value's shape and dtype. input_cap/tensor_cap
+ * (0 = none): see LOAD_RUN_*; *capped tells a run skipped or stopped by them
+ * (status BA_OK, r->ok 0). */
+static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, int64_t input_cap,
+                            int64_t tensor_cap, shape_run *r, int *capped, ba_error *err) {
     memset(r, 0, sizeof *r);
+    *capped = 0;
     int nv = m->nvalues;
+    int64_t in_bytes = 0;
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        if (v->ndim < 0 && !(data && data[k]))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' has no declared rank: give --data", m->path, v->name);
+        int64_t b = data && data[k] ? (int64_t)ba_tensor_nbytes(data[k])
+                                    : shape_bytes(v->dtype, v->ndim, shapes + (size_t)k * BA_MAX_DIMS);
+        in_bytes = b > INT64_MAX - in_bytes ? INT64_MAX : in_bytes + b;
+    }
+    if (input_cap && in_bytes > input_cap) {
+        *capped = 1;
+        return BA_OK;
+    }
     r->ndim = ba_malloc((size_t)nv + 1, err);
     r->shape = ba_calloc((size_t)nv * BA_MAX_DIMS + 1, sizeof(int64_t), err);
     r->dtype = ba_calloc((size_t)nv + 1, sizeof(ba_dtype), err);
     ba_tensor_t **in = ba_calloc((size_t)m->ninputs + 1, sizeof(ba_tensor_t *), err);
     ba_tensor_t **out = ba_calloc((size_t)m->noutputs + 1, sizeof(ba_tensor_t *), err);
-    ba_tensor_t **keep = ba_calloc((size_t)nv + 1, sizeof(ba_tensor_t *), err);
     ba_status st = BA_OK;
-    if (!r->ndim || !r->shape || !r->dtype || !in || !out || !keep) {
+    if (!r->ndim || !r->shape || !r->dtype || !in || !out) {
         st = err->code;
         goto done;
     }
     memset(r->ndim, -1, (size_t)nv);
+    for (int v = 0; v < nv; v++)
+        if (m->values[v].constant) record(r, v, m->values[v].constant);
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
-        if (v->ndim < 0) goto done; /* rank unknown: no inference (r->ok stays 0) */
-        int64_t shp[BA_MAX_DIMS];
-        for (int d = 0; d < v->ndim; d++) shp[d] = v->shape[d] >= 0 ? v->shape[d] : dyn;
-        in[k] = ba_tensor_new(v->dtype == BA_DT_UNDEFINED ? BA_DT_F32 : v->dtype, v->ndim, shp, err);
+        in[k] = data && data[k] ? ba_tensor_ref(data[k])
+                                : ba_tensor_new(v->dtype == BA_DT_UNDEFINED ? BA_DT_F32 : v->dtype, v->ndim,
+                                                shapes + (size_t)k * BA_MAX_DIMS, err);
         if (!in[k]) {
-            st = err->code;
+            st = ba_error_prefix(err, "%s: input '%s'", m->path, v->name);
             goto done;
         }
+        record(r, m->inputs[k], in[k]);
     }
+    shape_ctx c = {r, tensor_cap, 0};
     ba_run_opts_t o = {0};
-    o.keep = keep;
     o.all_branches = 1;
+    o.on_value = on_shape;
+    o.ctx = &c;
     st = ba_exec_run(m, in, &o, out, err);
-    if (st != BA_OK) goto done;
-    for (int v = 0; v < nv; v++) {
-        const ba_tensor_t *t = keep[v] ? keep[v] : m->values[v].constant;
-        if (!t) {
-            for (int k = 0; k < m->ninputs; k++)
-                if (m->inputs[k] == v) t = in[k];
-        }
-        if (!t) continue;
-        r->ndim[v] = (int8_t)t->ndim;
-        r->dtype[v] = t->dtype;
-        memcpy(r->shape + (size_t)v * BA_MAX_DIMS, t->shape, sizeof(int64_t) * BA_MAX_DIMS);
+    if (st != BA_OK && c.capped) {
+        st = BA_OK;
+        *capped = 1;
+        goto done;
     }
+    if (st != BA_OK) goto done;
     r->ok = 1;
 done:
-    for (int k = 0; k < m->ninputs; k++) ba_tensor_unref(in ? in[k] : NULL);
-    for (int k = 0; k < m->noutputs; k++) ba_tensor_unref(out ? out[k] : NULL);
-    for (int v = 0; keep && v < nv; v++) ba_tensor_unref(keep[v]);
+    for (int k = 0; in && k < m->ninputs; k++) ba_tensor_unref(in[k]);
+    for (int k = 0; out && k < m->noutputs; k++) ba_tensor_unref(out[k]);
     free(in);
     free(out);
-    free(keep);
+    if (!r->ok) shape_run_free(r);
     return st;
 }
 
-static int has_dynamic_input(const ba_model_t *m) {
+static int all_inputs_static(const ba_model_t *m) {
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
+        if (v->ndim < 0) return 0;
         for (int d = 0; d < v->ndim; d++)
-            if (v->shape[d] < 0) return 1;
+            if (v->shape[d] < 0) return 0;
     }
-    return 0;
+    return 1;
 }
 
-/* Fills dtype/ndim/shape of every value; r1 (dynamic dims = 1) is kept for macs. */
-static ba_status infer_shapes(ba_model_t *m, shape_run *r1, int *exact, ba_error *err) {
-    shape_run r2 = {0};
+/* The declared input shapes (dynamic dims -1) in the ninputs x BA_MAX_DIMS layout. */
+static int64_t *declared_shapes(const ba_model_t *m, ba_error *err) {
+    int64_t *s = ba_calloc((size_t)m->ninputs * BA_MAX_DIMS + 1, sizeof(int64_t), err);
+    for (int k = 0; s && k < m->ninputs; k++)
+        memcpy(s + (size_t)k * BA_MAX_DIMS, m->values[m->inputs[k]].shape, sizeof(int64_t) * BA_MAX_DIMS);
+    return s;
+}
+
+/* A fully static model's value shapes come from one run at its declared
+ * shapes; *exact tells whether that run happened. A failing run is the
+ * model's own error (its declared shapes cannot run). */
+static ba_status infer_static_shapes(ba_model_t *m, int *exact, ba_error *err) {
     *exact = 0;
-    BA_TRY(infer_once(m, INFER_DIM_A, r1, err));
-    if (!r1->ok) return BA_OK;
-    int dynamic = has_dynamic_input(m);
-    if (dynamic) {
-        ba_error e2;
-        if (infer_once(m, INFER_DIM_B, &r2, &e2) != BA_OK || !r2.ok) {
-            shape_run_free(&r2);
-            memset(&r2, 0, sizeof r2);
-        }
-    }
-    *exact = !dynamic || r2.ok;
+    if (!all_inputs_static(m)) return BA_OK;
+    int64_t *shapes = declared_shapes(m, err);
+    if (!shapes) return err->code;
+    shape_run r;
+    int capped;
+    ba_status st = run_shapes(m, shapes, NULL, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &r, &capped, err);
+    free(shapes);
+    if (st != BA_OK || !r.ok) return st;
     for (int v = 0; v < m->nvalues; v++) {
         ba_value_t *val = &m->values[v];
-        if (val->constant || val->is_graph_input || r1->ndim[v] < 0) continue;
-        val->dtype = r1->dtype[v];
-        val->ndim = r1->ndim[v];
-        for (int d = 0; d < val->ndim; d++) {
-            int64_t a = r1->shape[(size_t)v * BA_MAX_DIMS + d];
-            int same = !dynamic || (r2.ok && r2.ndim[v] == r1->ndim[v] && r2.shape[(size_t)v * BA_MAX_DIMS + d] == a);
-            val->shape[d] = same ? a : -1;
-        }
+        if (val->constant || val->is_graph_input || r.ndim[v] < 0) continue;
+        val->dtype = r.dtype[v];
+        val->ndim = r.ndim[v];
+        memcpy(val->shape, r.shape + (size_t)v * BA_MAX_DIMS, sizeof val->shape);
     }
-    shape_run_free(&r2);
+    shape_run_free(&r);
+    *exact = 1;
     return BA_OK;
+}
+
+const char *ba_value_shape_str(const ba_value_t *v, char *buf, size_t cap) {
+    if (v->ndim < 0) return snprintf(buf, cap, "?"), buf;
+    size_t o = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < v->ndim && o < cap; d++) {
+        if (v->shape[d] >= 0)
+            o += (size_t)snprintf(buf + o, cap - o, "%s%lld", d ? ", " : "", (long long)v->shape[d]);
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", d ? ", " : "", v->dim_param[d] ? v->dim_param[d] : "?");
+    }
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+    return buf;
 }
 
 /* ---------------- layers ---------------- */
 
-/* Maps an axis of a chain node's output back to its data input (-1 if lost). */
-static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, const shape_run *r) {
+/* Shapes of a weight chain's values (chain[] from the consumer side), computed
+ * by running the chain's kernels on the constant: sh[c] = output of chain[c].
+ * Returns 0 when some chain input is not a constant. */
+static int chain_shapes(const ba_model_t *m, int root, const int *chain, int nc, int nd[MAX_CHAIN],
+                        int64_t sh[MAX_CHAIN][BA_MAX_DIMS]) {
+    ba_tensor_t *cur = ba_tensor_ref(m->values[root].constant);
+    int ok = 1;
+    for (int c = nc - 1; c >= 0 && ok; c--) {
+        const ba_node_t *n = &m->nodes[chain[c]];
+        ba_tensor_t *in[8] = {0}, *out[8] = {0};
+        ba_error e;
+        if (n->nin > 8 || n->nout > 8 || !n->def) {
+            ok = 0;
+            break;
+        }
+        in[0] = cur;
+        for (int j = 1; j < n->nin; j++) {
+            if (n->inputs[j] >= 0 && !m->values[n->inputs[j]].constant) ok = 0;
+            in[j] = n->inputs[j] >= 0 ? m->values[n->inputs[j]].constant : NULL;
+        }
+        if (ok && n->def->forward(n, in, n->nin, out, n->nout, &e) == BA_OK && out[0]) {
+            nd[c] = out[0]->ndim;
+            memcpy(sh[c], out[0]->shape, sizeof sh[c]);
+            ba_tensor_unref(cur);
+            cur = ba_tensor_ref(out[0]);
+        } else {
+            ok = 0;
+        }
+        for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
+    }
+    ba_tensor_unref(cur);
+    return ok;
+}
+
+/* Maps an axis of chain node c's output back to its data input (-1 if lost). */
+static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, int ind, const int64_t *si, int ond,
+                         const int64_t *so) {
+    (void)m;
     if (!strcmp(n->op_type, "Identity")) return axis;
-    int in = n->inputs[0], out = n->outputs[0];
-    int rin = m->values[in].ndim;
     if (!strcmp(n->op_type, "Transpose")) {
         const int64_t *perm;
         int np = ba_node_attr_ints(n, "perm", &perm);
         if (np) return axis < np ? (int)perm[axis] : -1;
-        return rin - 1 - axis; /* default: reversed */
+        return ind - 1 - axis; /* default: reversed */
     }
     /* Reshape: the axis survives when the element count before it and its size match. */
-    if (!r || !r->ok || out < 0 || r->ndim[out] < 0 || r->ndim[in] < 0) return -1;
-    const int64_t *so = r->shape + (size_t)out * BA_MAX_DIMS, *si = r->shape + (size_t)in * BA_MAX_DIMS;
+    if (ind < 0 || ond < 0 || axis >= ond) return -1;
     int64_t pre = 1;
     for (int d = 0; d < axis; d++) pre *= so[d];
     int64_t p2 = 1;
-    for (int d = 0; d < r->ndim[in]; d++) {
+    for (int d = 0; d < ind; d++) {
         if (p2 == pre && si[d] == so[axis]) return d;
         p2 *= si[d];
     }
     return -1;
-}
-
-static const int64_t *run_shape(const shape_run *r, int v, int *nd) {
-    if (!r->ok || v < 0 || r->ndim[v] < 0) {
-        *nd = -1;
-        return NULL;
-    }
-    *nd = r->ndim[v];
-    return r->shape + (size_t)v * BA_MAX_DIMS;
 }
 
 static int64_t numel_of(int nd, const int64_t *s) {
@@ -706,14 +805,17 @@ static int64_t numel_of(int nd, const int64_t *s) {
     return n;
 }
 
-static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
+static int find_layer(const ba_model_t *m, int root) {
+    for (int l = 0; l < m->nlayers; l++)
+        if (m->layers[l].value == root) return l;
+    return -1;
+}
+
+/* The layer table (SPEC §2); macs stay -1 until ba_model_costs_at. */
+static ba_status find_layers(ba_model_t *m, ba_error *err) {
     int chain[MAX_CHAIN], nc, idx[2];
-    int64_t bsz = 1; /* samples in the inference run */
-    if (r->ok && m->ninputs > 0) {
-        int nd;
-        const int64_t *s = run_shape(r, m->inputs[0], &nd);
-        if (nd >= 1 && s[0] > 0) bsz = s[0];
-    }
+    int cnd[MAX_CHAIN];
+    int64_t csh[MAX_CHAIN][BA_MAX_DIMS];
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         int k = weight_inputs(m, n, idx);
@@ -722,45 +824,28 @@ static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
             int root = trace_weight(m, wid, chain, &nc, MAX_CHAIN);
             if (root < 0 || !root_ok(&m->values[root])) continue;
             const ba_tensor_t *w = m->values[root].constant;
-            /* consumed weight shape */
-            int cnd;
-            const int64_t *cs = run_shape(r, wid, &cnd);
-            if (nc == 0) {
-                cnd = w->ndim;
-                cs = w->shape;
-            }
+            int known = nc == 0 || chain_shapes(m, root, chain, nc, cnd, csh);
+            /* consumed weight rank */
+            int wnd = nc == 0 ? w->ndim : known ? cnd[0] : -1;
             int ch;
             const char *op = n->op_type;
             if (!strcmp(op, "Conv")) ch = 0;
             else if (!strcmp(op, "ConvTranspose")) ch = 1;
             else if (!strcmp(op, "Gemm")) ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1;
-            else if (!strcmp(op, "MatMul")) ch = cnd >= 2 ? (idx[j] == 1 ? cnd - 1 : cnd - 2) : w->ndim - 1;
+            else if (!strcmp(op, "MatMul")) ch = wnd >= 2 ? (idx[j] == 1 ? wnd - 1 : wnd - 2) : w->ndim - 1;
             else if (ba_op_is_recurrent(op)) ch = 1; /* the gate rows */
             else ch = 0; /* Gather: one row per token */
-            for (int c = 0; c < nc && ch >= 0; c++) ch = map_axis_back(m, &m->nodes[chain[c]], ch, r);
+            for (int c = 0; c < nc && ch >= 0; c++) {
+                if (!known) {
+                    ch = -1;
+                    break;
+                }
+                int ind = c + 1 < nc ? cnd[c + 1] : w->ndim;
+                const int64_t *si = c + 1 < nc ? csh[c + 1] : w->shape;
+                ch = map_axis_back(m, &m->nodes[chain[c]], ch, ind, si, cnd[c], csh[c]);
+            }
             if (ch < 0 || ch >= w->ndim) ch = !strcmp(op, "MatMul") ? w->ndim - 1 : 0;
-            /* macs for one sample */
-            int64_t macs = 0;
-            int ond, ind;
-            const int64_t *os = run_shape(r, n->outputs[0], &ond);
-            const int64_t *is = run_shape(r, n->inputs[0], &ind);
-            if (!strcmp(op, "Conv") && os && w->shape[0] > 0)
-                macs = numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
-            else if (!strcmp(op, "ConvTranspose") && is && w->shape[0] > 0)
-                macs = numel_of(ind, is) / bsz * (w->numel / w->shape[0]);
-            else if (!strcmp(op, "Gemm") && os && cs && cnd == 2)
-                macs = numel_of(ond, os) / bsz * (ba_node_attr_int(n, "transB", 0) ? cs[1] : cs[0]);
-            else if (!strcmp(op, "MatMul") && os && cs && cnd >= 1)
-                macs = numel_of(ond, os) / bsz * (idx[j] == 1 ? (cnd >= 2 ? cs[cnd - 2] : cs[0]) : cs[cnd - 1]);
-            else if (ba_op_is_recurrent(op) && is && ind == 3 && is[2] > 0)
-                macs = numel_of(ind, is) / is[2] / bsz * w->numel; /* every (step, batch) row: dirs·G·H·(I or H) */
-            /* shared weight: one layer, macs summed over its consumers */
-            int found = -1;
-            for (int l = 0; l < m->nlayers; l++)
-                if (m->layers[l].value == root) found = l;
-            if (found >= 0) {
-                m->layers[found].macs += macs;
-            } else {
+            if (find_layer(m, root) < 0) {
                 ba_layer_t *nl = ba_realloc(m->layers, sizeof(ba_layer_t) * (size_t)(m->nlayers + 1), err);
                 if (!nl) return err->code;
                 m->layers = nl;
@@ -776,12 +861,213 @@ static ba_status find_layers(ba_model_t *m, const shape_run *r, ba_error *err) {
                 memcpy(L->shape, w->shape, sizeof L->shape);
                 L->ch_axis = ch;
                 L->params = w->numel;
-                L->macs = macs;
+                L->macs = -1;
             }
             if (!strcmp(op, "MatMul")) break;
         }
     }
     return BA_OK;
+}
+
+/* MACs of one consumer of a weight at the shapes of run r, for one sample (bsz samples in the run). */
+static int64_t consumer_macs(const ba_node_t *n, int widx, const ba_tensor_t *w, const shape_run *r, int64_t bsz) {
+    const char *op = n->op_type;
+    int wid = n->inputs[widx], out = n->outputs[0], in0 = n->inputs[0];
+    int ond = out >= 0 ? r->ndim[out] : -1, ind = in0 >= 0 ? r->ndim[in0] : -1, cnd = r->ndim[wid];
+    const int64_t *os = out >= 0 ? r->shape + (size_t)out * BA_MAX_DIMS : NULL;
+    const int64_t *is = in0 >= 0 ? r->shape + (size_t)in0 * BA_MAX_DIMS : NULL;
+    const int64_t *cs = r->shape + (size_t)wid * BA_MAX_DIMS;
+    if (!strcmp(op, "Conv") && ond >= 0 && w->shape[0] > 0) return numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
+    if (!strcmp(op, "ConvTranspose") && ind >= 0 && w->shape[0] > 0)
+        return numel_of(ind, is) / bsz * (w->numel / w->shape[0]);
+    if (!strcmp(op, "Gemm") && ond >= 0 && cnd == 2)
+        return numel_of(ond, os) / bsz * (ba_node_attr_int(n, "transB", 0) ? cs[1] : cs[0]);
+    if (!strcmp(op, "MatMul") && ond >= 0 && cnd >= 1)
+        return numel_of(ond, os) / bsz * (widx == 1 ? (cnd >= 2 ? cs[cnd - 2] : cs[0]) : cs[cnd - 1]);
+    if (ba_op_is_recurrent(op) && ind == 3 && is[2] > 0)
+        return numel_of(ind, is) / is[2] / bsz * w->numel; /* every (step, batch) row: dirs·G·H·(I or H) */
+    return 0;
+}
+
+/* Every layer's macs from run r (summed over a shared weight's consumers). */
+static void fill_macs(ba_model_t *m, const shape_run *r, int64_t bsz) {
+    int chain[MAX_CHAIN], nc, idx[2];
+    for (int l = 0; l < m->nlayers; l++) m->layers[l].macs = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        int k = weight_inputs(m, n, idx);
+        for (int j = 0; j < k; j++) {
+            int root = trace_weight(m, n->inputs[idx[j]], chain, &nc, MAX_CHAIN);
+            if (root < 0 || !root_ok(&m->values[root])) continue;
+            int l = find_layer(m, root);
+            if (l < 0) continue;
+            m->layers[l].macs += consumer_macs(n, idx[j], m->values[root].constant, r, bsz);
+            if (!strcmp(n->op_type, "MatMul")) break;
+        }
+    }
+}
+
+/* ---------------- costs at concrete shapes ---------------- */
+
+static const char *dim_symbol(const ba_value_t *v, int d, char *buf, size_t cap) {
+    if (v->dim_param[d]) return v->dim_param[d];
+    snprintf(buf, cap, "dim %d", d);
+    return buf;
+}
+
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int64_t *shape, int64_t *out,
+                                ba_error *err) {
+    const ba_value_t *v = &m->values[m->inputs[k]];
+    char a[160], b[160], sym[32];
+    if (v->ndim >= 0 && ndim != v->ndim)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': shape %s has rank %d, the model wants %s (rank %d)",
+                            m->path, v->name, ba_shape_str(ndim, shape, a, sizeof a), ndim,
+                            ba_value_shape_str(v, b, sizeof b), v->ndim);
+    if (ndim < 0 || ndim > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': rank %d outside 0..%d", m->path, v->name, ndim,
+                            BA_MAX_DIMS);
+    for (int d = 0; d < ndim; d++) {
+        if (shape[d] < 0)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': negative dimension %lld", m->path, v->name,
+                                (long long)shape[d]);
+        /* the sample axis of data may differ from a fixed batch: the evaluator pads to it */
+        if (d > 0 && v->ndim >= 0 && v->shape[d] >= 0 && v->shape[d] != shape[d])
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: input '%s': shape %s does not match the model's %s (%s is %lld, not %lld)",
+                                m->path, v->name, ba_shape_str(ndim, shape, a, sizeof a),
+                                ba_value_shape_str(v, b, sizeof b), dim_symbol(v, d, sym, sizeof sym),
+                                (long long)v->shape[d], (long long)shape[d]);
+    }
+    for (int d = 0; d < BA_MAX_DIMS; d++) out[d] = d < ndim ? shape[d] : 0;
+    if (ndim >= 1) out[0] = v->ndim >= 1 && v->shape[0] >= 0 ? v->shape[0] : 1;
+    return BA_OK;
+}
+
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err) {
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec)
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: expected NAME=D0xD1x… (e.g. x=1x3x224x224)", spec);
+    *k = -1;
+    for (int i = 0; i < m->ninputs; i++) {
+        const char *n = m->values[m->inputs[i]].name;
+        if (strlen(n) == (size_t)(eq - spec) && !strncmp(n, spec, (size_t)(eq - spec))) *k = i;
+    }
+    if (*k < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: %s has no input named '%.*s'", spec, m->path,
+                            (int)(eq - spec), spec);
+    int nd;
+    int64_t shape[BA_MAX_DIMS];
+    if (ba_shape_parse(eq + 1, &nd, shape, err) != BA_OK) return ba_error_prefix(err, "--input-shape");
+    if (ba_model_sample_shape(m, *k, nd, shape, out, err) != BA_OK) return ba_error_prefix(err, "--input-shape %s", spec);
+    return BA_OK;
+}
+
+/* Appends "; at input 'x' N=1, H=48, W=3" (its dynamic dims) to err. */
+static void append_dims(const ba_model_t *m, const int64_t *shapes, ba_error *err) {
+    size_t o = strlen(err->msg);
+    for (int k = 0; k < m->ninputs; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        int first = 1;
+        for (int d = 0; d < v->ndim; d++) {
+            if (v->shape[d] >= 0) continue;
+            char sym[32];
+            long long val = (long long)shapes[(size_t)k * BA_MAX_DIMS + d];
+            int w = first ? snprintf(err->msg + o, sizeof err->msg - o, "; at input '%s' %s=%lld", v->name,
+                                     dim_symbol(v, d, sym, sizeof sym), val)
+                          : snprintf(err->msg + o, sizeof err->msg - o, ", %s=%lld", dim_symbol(v, d, sym, sizeof sym), val);
+            first = 0;
+            if (w < 0 || (size_t)w >= sizeof err->msg - o) return;
+            o += (size_t)w;
+        }
+    }
+}
+
+static ba_status costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, int64_t input_cap,
+                          int64_t tensor_cap, int *capped, ba_error *err) {
+    shape_run r;
+    for (int k = 0; data && k < m->ninputs; k++) {
+        const int64_t *s = shapes + (size_t)k * BA_MAX_DIMS;
+        int nd = m->values[m->inputs[k]].ndim;
+        if (data[k] && ((nd >= 0 && data[k]->ndim != nd) ||
+                        memcmp(data[k]->shape, s, sizeof(int64_t) * (size_t)data[k]->ndim) != 0))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': the sample's shape is not the one given", m->path,
+                                m->values[m->inputs[k]].name);
+    }
+    ba_status st = run_shapes(m, shapes, data, input_cap, tensor_cap, &r, capped, err);
+    if (st != BA_OK) {
+        /* the executor named the node; a shape the graph cannot run is bad input */
+        if (st == BA_ERR_RUNTIME) st = err->code = BA_ERR_INPUT;
+        append_dims(m, shapes, err);
+        if (!strstr(err->msg, m->path)) ba_error_prefix(err, "%s", m->path);
+        return st;
+    }
+    if (!r.ok) return BA_OK;
+    int64_t *cs = ba_malloc(sizeof(int64_t) * ((size_t)m->ninputs * BA_MAX_DIMS + 1), err);
+    if (!cs) {
+        shape_run_free(&r);
+        return err->code;
+    }
+    memcpy(cs, shapes, sizeof(int64_t) * (size_t)m->ninputs * BA_MAX_DIMS);
+    int64_t bsz = 1; /* samples in the run */
+    if (m->ninputs > 0 && m->values[m->inputs[0]].ndim >= 1 && shapes[0] > 0) bsz = shapes[0];
+    fill_macs(m, &r, bsz);
+    /* dtypes do not depend on shapes: fill the ones the file left out */
+    for (int v = 0; v < m->nvalues; v++)
+        if (m->values[v].dtype == BA_DT_UNDEFINED && r.ndim[v] >= 0) m->values[v].dtype = r.dtype[v];
+    free(m->cost_shapes);
+    m->cost_shapes = cs;
+    shape_run_free(&r);
+    return BA_OK;
+}
+
+ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, ba_error *err) {
+    int capped;
+    int64_t *own = NULL;
+    if (!shapes) {
+        own = declared_shapes(m, err);
+        if (!own) return err->code;
+        for (int k = 0; k < m->ninputs; k++) {
+            const ba_value_t *v = &m->values[m->inputs[k]];
+            int64_t *s = own + (size_t)k * BA_MAX_DIMS;
+            if (v->ndim >= 1 && s[0] < 0) s[0] = 1;
+            for (int d = 0; d < v->ndim; d++)
+                if (s[d] < 0) {
+                    char sym[32];
+                    free(own);
+                    return ba_error_set(err, BA_ERR_INPUT,
+                                        "%s: input '%s': dimension %s is dynamic: give --data or --input-shape %s=DIMS",
+                                        m->path, v->name, dim_symbol(v, d, sym, sizeof sym), v->name);
+                }
+        }
+        shapes = own;
+    }
+    ba_status st = costs_at(m, shapes, data, 0, 0, &capped, err);
+    free(own);
+    return st;
+}
+
+/* At load: the costs of one sample when every dimension but the sample axis
+ * is declared, within the load caps; otherwise they stay unknown (the
+ * commands resolve them at the data's shapes). */
+static ba_status default_costs(ba_model_t *m, ba_error *err) {
+    int64_t *s = declared_shapes(m, err);
+    if (!s) return err->code;
+    int ok = 1;
+    for (int k = 0; k < m->ninputs && ok; k++) {
+        const ba_value_t *v = &m->values[m->inputs[k]];
+        if (v->ndim < 0) ok = 0;
+        if (v->ndim >= 1 && s[(size_t)k * BA_MAX_DIMS] < 0) s[(size_t)k * BA_MAX_DIMS] = 1;
+        for (int d = 0; ok && d < v->ndim; d++)
+            if (s[(size_t)k * BA_MAX_DIMS + d] < 0) ok = 0;
+    }
+    ba_status st = BA_OK;
+    if (ok) {
+        /* One sample's shape is fully declared: a graph that cannot run at it is broken. */
+        int capped;
+        st = costs_at(m, s, NULL, LOAD_RUN_INPUT_BYTES, LOAD_RUN_TENSOR_BYTES, &capped, err);
+    }
+    free(s);
+    return st;
 }
 
 /* Removes nodes none of whose outputs is read (e.g. a Shape whose Gathers
@@ -858,29 +1144,20 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
     mark_nofold(m);
     BA_TRY(fold_and_inline(m, err));
     BA_TRY(ba_graph_check_supported(m, err));
-    shape_run r1 = {0};
+    /* A fully static model: value shapes from its declared shapes, then the
+     * folds they allow, until nothing changes. A dynamic one keeps its
+     * symbolic shapes: nothing is guessed. */
     for (int round = 0; round < MAX_ROUNDS; round++) {
         int exact = 0;
-        shape_run_free(&r1);
-        memset(&r1, 0, sizeof r1);
-        ba_status st = infer_shapes(m, &r1, &exact, err);
-        if (st != BA_OK) {
-            shape_run_free(&r1);
-            return ba_error_prefix(err, "%s: shape check", m->path);
-        }
-        if (!exact) break; /* shapes only approximate: no shape-based folding */
+        if (infer_static_shapes(m, &exact, err) != BA_OK) return ba_error_prefix(err, "%s: shape check", m->path);
+        if (!exact) break;
         int n0 = m->nnodes;
-        ba_status fs = fold_and_inline(m, err);
-        if (fs == BA_OK) fs = ba_graph_check_supported(m, err);
-        if (fs != BA_OK) {
-            shape_run_free(&r1);
-            return fs;
-        }
+        BA_TRY(fold_and_inline(m, err));
+        BA_TRY(ba_graph_check_supported(m, err));
         if (m->nnodes == n0) break;
     }
-    ba_status st = find_layers(m, &r1, err);
-    shape_run_free(&r1);
-    if (st != BA_OK) return st;
+    BA_TRY(find_layers(m, err));
+    BA_TRY(default_costs(m, err));
     const ba_model_priv_t *pv = m->priv;
     m->other_init_bytes = 0;
     for (int v = 0; v < m->nvalues; v++) {

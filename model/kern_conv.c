@@ -270,7 +270,9 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
             g->pe[j] = p[nsp + i];
         }
         int64_t span = in_sp[i] + g->pb[j] + g->pe[j] - keff;
-        if (span < 0)
+        /* ceil_mode: one window may hang past the end when it starts inside
+         * (PyTorch: MaxPool2d(2, ceil_mode=True) of a 1x1 map is 1x1). */
+        if (span < 0 && !(ceil_mode && span + s[i] - 1 >= 0))
             return ba_error_set(err, BA_ERR_INPUT,
                                 "node %s (%s): kernel extent %lld exceeds padded input %lld on axis %d",
                                 node->name, node->op_type, (long long)keff,

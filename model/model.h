@@ -65,6 +65,7 @@ typedef struct ba_value {
     ba_dtype dtype;            /* BA_DT_UNDEFINED when unknown */
     int ndim;                  /* -1 when the rank is unknown */
     int64_t shape[BA_MAX_DIMS];/* -1 for a dimension not known statically */
+    char *dim_param[BA_MAX_DIMS]; /* symbol of a dynamic dimension (ONNX dim_param: "N", "H"), or NULL */
     ba_tensor_t *constant;     /* initializer, Constant output or folded value; else NULL */
     int producer;              /* index of the node making it, -1 for inputs/constants */
     int is_graph_input;        /* a real graph input (not an initializer) */
@@ -82,7 +83,8 @@ typedef struct ba_layer {
     int64_t shape[BA_MAX_DIMS]; /* shape of the constant as stored */
     int ch_axis;       /* output-channel axis, in the constant's own layout */
     int64_t params;    /* element count */
-    int64_t macs;      /* multiply-accumulates for one sample */
+    int64_t macs;      /* multiply-accumulates for one sample; -1 while unknown
+                          (dynamic dims beyond the sample axis: see ba_model_costs_at) */
 } ba_layer_t;
 
 /* LSTM or GRU (model/ops_rnn.c): W and R are layers on their gate axis 1;
@@ -109,6 +111,10 @@ typedef struct ba_model {
     int nlayers;
     ba_layer_t *layers;
     int64_t other_init_bytes; /* bytes of every non-layer initializer at its stored width (SPEC §4) */
+    /* The input shapes the layers' macs hold for (one sample: the sample axis
+     * is 1 unless the model fixes it), ninputs x BA_MAX_DIMS, rank as the
+     * input's; NULL while the macs are unknown. */
+    int64_t *cost_shapes;
     void *priv;               /* loader-private */
 } ba_model_t;
 
@@ -156,5 +162,30 @@ typedef struct ba_run_opts {
  * filled with new refs. Intermediate tensors are freed after their last use. */
 ba_status ba_model_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts,
                        ba_tensor_t **outputs, ba_error *err);
+
+/* ---- costs at concrete shapes ---- */
+/* The shape one sample of data has for input k: shape (the data's, or an
+ * --input-shape, rank = the input's) with the sample axis 0 set to 1 when the
+ * model leaves it dynamic (a fixed batch stays: macs are divided by it).
+ * Checks the rank and every static dimension; BA_ERR_INPUT naming the input,
+ * the axis and its symbol otherwise. */
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int64_t *shape, int64_t *out,
+                                ba_error *err);
+/* Resolves every value's shape by running the graph once at the given input
+ * shapes (shapes: ninputs x BA_MAX_DIMS, as from ba_model_sample_shape; NULL =
+ * the declared shapes, which must then be static apart from the sample axis)
+ * on data (per input: a real sample of exactly that shape, so data-dependent
+ * ops see real values; NULL array or entries: zeros), and fills each layer's
+ * macs per sample and m->cost_shapes. A shape the
+ * graph cannot run is BA_ERR_INPUT naming the node and the inputs' dynamic
+ * dimensions (symbol = value); a tensor too large to allocate is BA_ERR_INPUT
+ * naming the node. The model is unchanged on error. */
+ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, ba_error *err);
+/* Parses an --input-shape value "NAME=D0xD1x…" for one of m's inputs: *k
+ * gets its index and out (BA_MAX_DIMS) the one-sample shape as from
+ * ba_model_sample_shape. BA_ERR_INPUT naming the flag value otherwise. */
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err);
+/* "[N, 3, H, W]" (symbol, or "?", for a dynamic dimension). */
+const char *ba_value_shape_str(const ba_value_t *v, char *buf, size_t cap);
 
 #endif

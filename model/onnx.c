@@ -337,6 +337,13 @@ ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8
 
 /* ---------------- nodes, values ---------------- */
 
+/* A dim_param symbol, cut to a sane length (it is only printed). */
+static char *dup_symbol(const char *s, ba_error *err) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s", s);
+    return ba_strdup(buf, err);
+}
+
 static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, int role, ba_error *err) {
     if (!vi->name || !vi->name[0]) {
         if (role == GRAPH_VALUE_INFO) return BA_OK;
@@ -377,6 +384,11 @@ static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, i
                 v->shape[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0
                                   ? d->dim_value
                                   : -1;
+                if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM && d->dim_param &&
+                    d->dim_param[0]) {
+                    v->dim_param[i] = dup_symbol(d->dim_param, err);
+                    if (!v->dim_param[i]) return err->code;
+                }
             }
         }
     }
@@ -846,6 +858,7 @@ void ba_model_free(ba_model_t *m) {
     free(m->nodes);
     for (int i = 0; i < m->nvalues; i++) {
         free(m->values[i].name);
+        for (int d = 0; d < BA_MAX_DIMS; d++) free(m->values[i].dim_param[d]);
         ba_tensor_unref(m->values[i].constant);
     }
     free(m->values);
@@ -853,6 +866,7 @@ void ba_model_free(ba_model_t *m) {
     free(m->layers);
     for (int i = 0; i < m->nguards; i++) free(m->guards[i].node);
     free(m->guards);
+    free(m->cost_shapes);
     free(m->inputs);
     free(m->outputs);
     free(m->path);

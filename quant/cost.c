@@ -3,6 +3,8 @@
  * enforces is the figure a plan reports. */
 #include "quant/cost.h"
 
+#include <math.h>
+
 /* Widths stored as floats rather than packed integers (SPEC §3). */
 #define BA_COST_FP16_BITS 16
 #define BA_COST_FP32_BITS 32
@@ -24,6 +26,7 @@ int64_t ba_cost_layer_memory(const ba_layer_t *l, int w_bits, const ba_quant_cfg
 
 double ba_cost_layer_bops(const ba_layer_t *l, int w_bits, int a_bits) {
     int a = a_bits > 0 ? a_bits : BA_COST_FLOAT_ACT_BITS;
+    if (l->macs < 0) return NAN; /* MACs not resolved (dynamic shapes, no data) */
     return (double)l->macs * (double)w_bits * (double)a;
 }
 

@@ -456,6 +456,22 @@ ba_status ba_export_settings_parse(const char *json, const char *what, ba_export
                 out->ndata = (int)i + 1;
         }
     }
+    json_t *shp = st == BA_OK ? json_object_get(root, "input_shapes") : NULL;
+    if (shp && json_is_array(shp) && json_array_size(shp) > 0) {
+        size_t i;
+        json_t *v;
+        out->input_shapes = ba_calloc(json_array_size(shp), sizeof *out->input_shapes, err);
+        if (!out->input_shapes) st = BA_ERR_NOMEM;
+        json_array_foreach(shp, i, v) {
+            if (st != BA_OK) break;
+            if (!json_is_string(v))
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: input_shapes[%zu]: expected a string", what, i);
+            else if (!(out->input_shapes[i] = ba_strdup(json_string_value(v), err)))
+                st = BA_ERR_NOMEM;
+            else
+                out->ninput_shapes = (int)i + 1;
+        }
+    }
     json_t *emb = json_object_get(root, "include-embeddings");
     out->include_embeddings = emb && json_is_true(emb);
     json_t *seed = st == BA_OK ? json_object_get(root, "seed") : NULL;
@@ -467,11 +483,23 @@ ba_status ba_export_settings_parse(const char *json, const char *what, ba_export
 
 void ba_export_settings_free(ba_export_settings_t *s) {
     for (int i = 0; s && i < s->ndata; i++) free(s->data[i]);
+    for (int i = 0; s && i < s->ninput_shapes; i++) free(s->input_shapes[i]);
+    if (s) free(s->input_shapes);
     if (s) free(s->data);
     if (s) {
         s->data = NULL;
         s->ndata = 0;
     }
+}
+
+ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set, ba_error *err) {
+    if (m->cost_shapes && !set->ninput_shapes) return BA_OK;
+    if (set->ndata <= 0 && !set->ninput_shapes) return BA_OK;
+    ba_dataset_t *ds = NULL;
+    if (set->ndata > 0) BA_TRY(ba_dataset_load((const char *const *)set->data, set->ndata, &ds, err));
+    ba_status st = ba_eval_resolve_costs(m, ds, (const char *const *)set->input_shapes, set->ninput_shapes, err);
+    ba_dataset_free(ds);
+    return st;
 }
 
 ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,

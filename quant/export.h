@@ -60,6 +60,8 @@ typedef struct ba_export_settings {
     int include_embeddings;                      /* "include-embeddings": true (Gather layers counted) */
     char **data;                                 /* "data": the calibration specs (owned) */
     int ndata;
+    char **input_shapes;                         /* "input_shapes": --input-shape specs (owned) */
+    int ninput_shapes;
 } ba_export_settings_t;
 
 /* Parses settings JSON; BA_ERR_INPUT naming `what` (e.g. "study 'x': settings")
@@ -67,6 +69,12 @@ typedef struct ba_export_settings {
 ba_status ba_export_settings_parse(const char *json, const char *what, ba_export_settings_t *out,
                                    ba_error *err);
 void ba_export_settings_free(ba_export_settings_t *s);
+
+/* The layers' MACs at the study's shapes (ba_eval_resolve_costs: its
+ * --input-shape specs, else its data's shapes) when it stored shapes or the
+ * model's own declaration leaves them unknown (dynamic dimensions), so an
+ * exported plan carries the figures the search used. */
+ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set, ba_error *err);
 
 /* Activation ranges for a QDQ export with activations quantized: loads the
  * calibration data (specs as the search stored them), checks its digest

@@ -36,6 +36,8 @@ void ba_plan_free(ba_plan_t *p) {
         free(p->layers[i].op);
     }
     free(p->layers);
+    for (int i = 0; i < p->totals.ninput_shapes; i++) free(p->totals.input_shapes[i].name);
+    free(p->totals.input_shapes);
     free_search(p->search);
     free(p->metrics);
     free(p->model_path);
@@ -207,6 +209,38 @@ static ba_status read_search(const char *file, const json_t *s, ba_plan_t *p, ba
     return BA_OK;
 }
 
+/* totals.input_shapes (optional): {"NAME": [d0, d1, …], …}. */
+static ba_status read_input_shapes(const char *file, json_t *totals, ba_plan_t *p, ba_error *err) {
+    json_t *o = json_object_get(totals, "input_shapes");
+    if (!o || json_is_null(o)) return BA_OK;
+    if (!json_is_object(o))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: totals.input_shapes: expected an object, got %s", file,
+                            json_type_name(o));
+    size_t n = json_object_size(o);
+    p->totals.input_shapes = ba_calloc(n + 1, sizeof *p->totals.input_shapes, err);
+    if (!p->totals.input_shapes) return BA_ERR_NOMEM;
+    const char *key;
+    json_t *a;
+    json_object_foreach(o, key, a) {
+        ba_plan_shape_t *sh = &p->totals.input_shapes[p->totals.ninput_shapes];
+        if (!(sh->name = ba_strdup(key, err))) return BA_ERR_NOMEM;
+        p->totals.ninput_shapes++;
+        if (!json_is_array(a) || json_array_size(a) > BA_MAX_DIMS)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: totals.input_shapes.%s: expected an array of at most %d dims",
+                                file, key, BA_MAX_DIMS);
+        size_t i;
+        json_t *d;
+        json_array_foreach(a, i, d) {
+            if (!json_is_integer(d) || json_integer_value(d) < 0)
+                return ba_error_set(err, BA_ERR_INPUT, "%s: totals.input_shapes.%s[%zu]: expected a dimension",
+                                    file, key, i);
+            sh->dims[i] = json_integer_value(d);
+        }
+        sh->ndim = (int)json_array_size(a);
+    }
+    return BA_OK;
+}
+
 static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, ba_error *err) {
     if (!json_is_object(root))
         return ba_error_set(err, BA_ERR_INPUT, "%s: expected a JSON object, got %s", file,
@@ -247,8 +281,9 @@ static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, b
     BA_TRY(field(file, root, "", "totals", K_OBJECT, 0, &o, err));
     BA_TRY(num_field(file, o, "totals", "avg_bits", 0, &p->totals.avg_bits, err));
     BA_TRY(int_field(file, o, "totals", "memory_bytes", 0, INT64_MAX, &p->totals.memory_bytes, err));
-    BA_TRY(num_field(file, o, "totals", "bops", 0, &p->totals.bops, err));
+    BA_TRY(num_field(file, o, "totals", "bops", 1, &p->totals.bops, err));
     BA_TRY(num_field(file, o, "totals", "latency_us", 1, &p->totals.latency_us, err));
+    BA_TRY(read_input_shapes(file, o, p, err));
 
     /* metrics and search are optional sections: absent or null. */
     o = json_object_get(root, "metrics");
@@ -400,8 +435,18 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
     o = json_object();
     put(o, "avg_bits", json_real(p->totals.avg_bits), &bad);
     put(o, "memory_bytes", json_integer(p->totals.memory_bytes), &bad);
-    put(o, "bops", json_real(p->totals.bops), &bad);
+    put(o, "bops", num_or_null(p->totals.bops), &bad);
     put(o, "latency_us", num_or_null(p->totals.latency_us), &bad);
+    if (p->totals.ninput_shapes) {
+        json_t *shp = json_object();
+        for (int i = 0; i < p->totals.ninput_shapes; i++) {
+            const ba_plan_shape_t *sh = &p->totals.input_shapes[i];
+            json_t *a = json_array();
+            for (int d = 0; d < sh->ndim; d++) json_array_append_new(a, json_integer(sh->dims[d]));
+            put(shp, sh->name, a, &bad);
+        }
+        put(o, "input_shapes", shp, &bad);
+    }
     sb_json(&b, o, &bad);
 
     sb_put(&b, ",\n \"metrics\": ");
@@ -534,6 +579,24 @@ ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_qua
     p->totals.memory_bytes = cost.memory_bytes;
     p->totals.bops = cost.bops;
     p->totals.latency_us = NAN;
+    if (m->cost_shapes && m->ninputs > 0) {
+        p->totals.input_shapes = ba_calloc((size_t)m->ninputs, sizeof *p->totals.input_shapes, err);
+        if (!p->totals.input_shapes) {
+            ba_plan_free(p);
+            return BA_ERR_NOMEM;
+        }
+        for (int k = 0; k < m->ninputs; k++) {
+            ba_plan_shape_t *sh = &p->totals.input_shapes[k];
+            const ba_value_t *v = &m->values[m->inputs[k]];
+            if (!(sh->name = ba_strdup(v->name, err))) {
+                ba_plan_free(p);
+                return BA_ERR_NOMEM;
+            }
+            p->totals.ninput_shapes = k + 1;
+            sh->ndim = v->ndim > 0 ? v->ndim : 0;
+            memcpy(sh->dims, m->cost_shapes + (size_t)k * BA_MAX_DIMS, sizeof sh->dims);
+        }
+    }
     p->model_path = ba_strdup(m->path ? m->path : "", err);
     p->layers =
         p->model_path ? ba_calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *p->layers, err) : NULL;

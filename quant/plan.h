@@ -21,11 +21,20 @@ typedef struct ba_plan_layer {
     int a_bits; /* 0 = null (activations stay float) */
 } ba_plan_layer_t;
 
+/* One model input's shape that the plan's macs/bops hold for (one sample). */
+typedef struct ba_plan_shape {
+    char *name;
+    int ndim;
+    int64_t dims[BA_MAX_DIMS];
+} ba_plan_shape_t;
+
 typedef struct ba_plan_totals {
     double avg_bits;
     int64_t memory_bytes;
-    double bops;
+    double bops;       /* NAN = null (the model's MACs were not resolved) */
     double latency_us; /* NAN = null */
+    int ninput_shapes; /* totals.input_shapes: {"x": [1, 3, 320, 640]}; 0 = absent */
+    ba_plan_shape_t *input_shapes;
 } ba_plan_totals_t;
 
 /* Doubles are NAN for null. */

@@ -57,6 +57,15 @@ ba_status ba_problem_from_model(const ba_model_t *m, const ba_problem_spec_t *sp
     for (int bi = 0; budgets && bi < budgets->n; bi++) {
         ba_budget_kind_t kind = budgets->items[bi].kind;
         double offset = 0;
+        int macs_unknown = 0;
+        for (int l = 0; l < L; l++) macs_unknown |= m->layers[l].macs < 0;
+        if ((kind == BA_BUDGET_BOPS || (kind == BA_BUDGET_LATENCY && !spec->latency_table)) && macs_unknown) {
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s budget: %s has dynamic input dimensions and its MACs were not resolved at "
+                              "concrete shapes (give --data or --input-shape)",
+                              ba_budget_key(kind), m->path);
+            goto done;
+        }
         for (int i = 0; i < n && st == BA_OK; i++) {
             const ba_layer_t *ly = &m->layers[src[i] / nb];
             int b = bits[i];

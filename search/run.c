@@ -48,6 +48,7 @@ void ba_run_settings_free(ba_run_settings_t *s) {
     for (int i = 0; i < s->nties; i++) free(s->ties[i]);
     free(s->latency_table);
     free(s->hw);
+    for (int i = 0; i < s->ninput_shapes; i++) free(s->input_shapes[i]);
     memset(s, 0, sizeof *s);
 }
 
@@ -112,6 +113,12 @@ ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_err
         ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
         str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
         s->probes, "include_embeddings", s->include_embeddings);
+    /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
+    if (j && s->ninput_shapes) {
+        json_t *shp = json_array();
+        for (int i = 0; i < s->ninput_shapes; i++) json_array_append_new(shp, json_string(s->input_shapes[i]));
+        json_object_set_new(j, "input_shapes", shp);
+    }
     /* The seed is written as a string: a 64-bit unsigned value does not fit JSON integers in every reader. */
     *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(j);
@@ -234,6 +241,11 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     v = json_object_get(j, "samples");
     if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
     s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
+    v = json_object_get(j, "input_shapes");
+    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_DATA && st == BA_OK; i++)
+        if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
+            s->input_shapes[s->ninput_shapes])
+            s->ninput_shapes++;
 #undef BAD
 done:
     json_decref(j);
@@ -467,6 +479,8 @@ static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
     BA_TRY(ba_dataset_load((const char *const *)s->data, s->ndata, &c->ds, err));
+    BA_TRY(ba_eval_resolve_costs(c->m, c->ds, (const char *const *)s->input_shapes, s->ninput_shapes,
+                                 err)); /* MACs at the data's shapes */
     if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
     c->wbits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->wbits, err);
     c->abits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->abits, err);
@@ -710,6 +724,7 @@ ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
     if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
         st = ba_error_set(err, BA_ERR_INPUT, "--labels %s: %lld labels for %lld samples of --data", s->labels,
@@ -760,6 +775,7 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
     if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
     if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;

@@ -49,6 +49,8 @@ typedef struct ba_run_settings {
     double tol;
     int probes;                   /* --samples: Hutchinson probes */
     int include_embeddings;
+    int ninput_shapes;            /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
+    char *input_shapes[BA_RUN_MAX_DATA];
 } ba_run_settings_t;
 
 /* Defaults of SPEC §3, §5, §6 (method ilp+evo, sensitivity hessian, bits BA_BITS_DEFAULT, seed 0). */
