@@ -180,6 +180,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     ba_run_settings_init(s);
     BA_TRY(ba_run_settings_set_path(&s->model, ba_cli_get(o, "model"), err));
     for (size_t i = 0; i < ba_cli_count(o, "data"); i++) BA_TRY(ba_run_settings_add_data(s, ba_cli_value(o, "data", i), err));
+    for (size_t i = 0; i < ba_cli_count(o, "sample-axis"); i++)
+        BA_TRY(ba_run_settings_add_sample_axis(s, ba_cli_value(o, "sample-axis", i), err));
     if (ba_cli_has(o, "labels")) BA_TRY(ba_run_settings_set_path(&s->labels, ba_cli_get(o, "labels"), err));
     for (size_t i = 0; i < ba_cli_count(o, "budget"); i++) {
         ba_status st = ba_budget_set_add(&s->budgets, ba_cli_value(o, "budget", i), err);
