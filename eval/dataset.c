@@ -327,7 +327,7 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
     }
     if (st == BA_OK && first < 0)
         st = ba_error_set(err, BA_ERR_INPUT,
-                          "--data: every input is a constant (0-d); at least one needs samples along an axis");
+                          "--data: every input is a constant (0-d); at least one needs a sample axis");
     if (st != BA_OK) {
         ba_dataset_free(ds);
         return st;
