@@ -61,7 +61,8 @@ static ba_status rebase(cfg_ctx *c, const ba_cli_flag *f, const char *v, char *o
     snprintf(beside, sizeof beside, "%s/%s", c->dir, file);
     struct stat sb;
     int constant = f->type == BA_CLI_T_DATA && ba_dataset_spec_is_const(file) && stat(beside, &sb) != 0;
-    if (constant || !is_path_like(f, v) || file[0] == '/' || strcmp(file, "-") == 0 || strcmp(c->dir, ".") == 0)
+    if (constant || !is_path_like(f, v) || file[0] == '/' || strcmp(file, "-") == 0 ||
+        strcmp(c->dir, ".") == 0)
         n = snprintf(out, cap, "%s", v);
     else
         n = snprintf(out, cap, "%.*s%s/%s", (int)pre, v, c->dir, file);

@@ -265,8 +265,8 @@ ba_tensor_t *ba_tensor_slice_axis(ba_tensor_t *src, int axis, int64_t start, int
     if (!t) return NULL;
     size_t block = (size_t)count * inner, stride = (size_t)len * inner;
     for (int64_t o = 0; o < outer && block; o++)
-        memcpy((char *)t->data + (size_t)o * block, (const char *)src->data + (size_t)o * stride + (size_t)start * inner,
-               block);
+        memcpy((char *)t->data + (size_t)o * block,
+               (const char *)src->data + (size_t)o * stride + (size_t)start * inner, block);
     return t;
 }
 

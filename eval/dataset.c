@@ -124,14 +124,18 @@ static ba_status split_spec(const char *spec, char **name, char **path, ba_error
 static const struct {
     const char *name;
     ba_dtype dt;
-} CONST_TYPES[] = {{"float32", BA_DT_F32}, {"float64", BA_DT_F64}, {"int64", BA_DT_I64},
-                   {"int32", BA_DT_I32},   {"uint8", BA_DT_U8}};
+} CONST_TYPES[] = {{"float32", BA_DT_F32},
+                   {"float64", BA_DT_F64},
+                   {"int64", BA_DT_I64},
+                   {"int32", BA_DT_I32},
+                   {"uint8", BA_DT_U8}};
 #define NCONST_TYPES (sizeof CONST_TYPES / sizeof CONST_TYPES[0])
 
 /* The dtype named by text[0, len), or BA_DT_UNDEFINED. */
 static ba_dtype const_type(const char *text, size_t len) {
     for (size_t i = 0; i < NCONST_TYPES; i++)
-        if (strlen(CONST_TYPES[i].name) == len && !strncmp(text, CONST_TYPES[i].name, len)) return CONST_TYPES[i].dt;
+        if (strlen(CONST_TYPES[i].name) == len && !strncmp(text, CONST_TYPES[i].name, len))
+            return CONST_TYPES[i].dt;
     return BA_DT_UNDEFINED;
 }
 
@@ -189,14 +193,16 @@ static int looks_const(const char *value) {
 static ba_status load_const(ba_dataset_t *ds, const char *spec, const char *name, const char *value,
                             ba_sha256_t *digest, ba_error *err) {
     if (!name)
-        return ba_error_set(err, BA_ERR_INPUT, "--data %s: a constant needs the input's name: NAME=%s", spec, value);
+        return ba_error_set(err, BA_ERR_INPUT, "--data %s: a constant needs the input's name: NAME=%s", spec,
+                            value);
     ba_tensor_t *t = NULL;
     if (ba_dataset_parse_const(value, &t, err) != BA_OK) return ba_error_prefix(err, "--data %s", spec);
     char line[160];
     if (ba_dtype_is_float(t->dtype))
         snprintf(line, sizeof line, " const %s:%.17g\n", ba_dtype_name(t->dtype), ba_tensor_get_f64(t, 0));
     else
-        snprintf(line, sizeof line, " const %s:%lld\n", ba_dtype_name(t->dtype), (long long)ba_tensor_get_i64(t, 0));
+        snprintf(line, sizeof line, " const %s:%lld\n", ba_dtype_name(t->dtype),
+                 (long long)ba_tensor_get_i64(t, 0));
     ba_sha256_update(digest, name, strlen(name));
     ba_sha256_update(digest, line, strlen(line));
     return ds_add(ds, name, spec, t, err);
@@ -261,7 +267,8 @@ static ba_status apply_axis(ba_dataset_t *ds, const char *spec, ba_error *err) {
     errno = 0;
     long k = eq && eq[1] >= '0' && eq[1] <= '9' ? strtol(eq + 1, &end, 10) : -1;
     if (!eq || eq == spec || k < 0 || *end || errno)
-        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis %s: expected NAME=K (K an axis number >= 0)", spec);
+        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis %s: expected NAME=K (K an axis number >= 0)",
+                            spec);
     int idx = -1;
     for (int i = 0; i < ds->count; i++)
         if (ds->in[i].name && strlen(ds->in[i].name) == (size_t)(eq - spec) &&
@@ -273,12 +280,13 @@ static ba_status apply_axis(ba_dataset_t *ds, const char *spec, ba_error *err) {
     ds_input *in = &ds->in[idx];
     char sb[160];
     if (in->t->ndim == 0)
-        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis %s: input '%s' is a constant (0-d); it has no sample axis",
-                            spec, in->name);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--sample-axis %s: input '%s' is a constant (0-d); it has no sample axis", spec,
+                            in->name);
     if (k >= in->t->ndim)
         return ba_error_set(err, BA_ERR_INPUT,
-                            "--sample-axis %s: input '%s' has shape %s (%s): its sample axis must be 0..%d", spec,
-                            in->name, ba_shape_str(in->t->ndim, in->t->shape, sb, sizeof sb), in->path,
+                            "--sample-axis %s: input '%s' has shape %s (%s): its sample axis must be 0..%d",
+                            spec, in->name, ba_shape_str(in->t->ndim, in->t->shape, sb, sizeof sb), in->path,
                             in->t->ndim - 1);
     in->axis = (int)k;
     return BA_OK;
@@ -302,9 +310,10 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
     for (int a = 0; st == BA_OK && a < naxes; a++) {
         for (int b = 0; b < a; b++) {
             const char *ea = strrchr(axes[a], '='), *eb = strrchr(axes[b], '=');
-            if (ea && eb && ea - axes[a] == eb - axes[b] && !strncmp(axes[a], axes[b], (size_t)(ea - axes[a])))
-                st = ba_error_set(err, BA_ERR_INPUT, "--sample-axis: input '%.*s' is given twice", (int)(ea - axes[a]),
-                                  axes[a]);
+            if (ea && eb && ea - axes[a] == eb - axes[b] &&
+                !strncmp(axes[a], axes[b], (size_t)(ea - axes[a])))
+                st = ba_error_set(err, BA_ERR_INPUT, "--sample-axis: input '%.*s' is given twice",
+                                  (int)(ea - axes[a]), axes[a]);
         }
         if (st == BA_OK) st = apply_axis(ds, axes[a], err);
     }
@@ -319,11 +328,12 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
         }
         const ds_input *f = &ds->in[first];
         if (in->t->shape[in->axis] != f->t->shape[f->axis])
-            st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: input '%s' has %lld samples (axis %d) but %s ('%s') has %lld (axis %d): sample "
-                              "counts must agree (--sample-axis NAME=K picks another axis)",
-                              in->path, in_name(in), (long long)in->t->shape[in->axis], in->axis, f->path, in_name(f),
-                              (long long)f->t->shape[f->axis], f->axis);
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: input '%s' has %lld samples (axis %d) but %s ('%s') has %lld (axis %d): sample "
+                "counts must agree (--sample-axis NAME=K picks another axis)",
+                in->path, in_name(in), (long long)in->t->shape[in->axis], in->axis, f->path, in_name(f),
+                (long long)f->t->shape[f->axis], f->axis);
     }
     if (st == BA_OK && first < 0)
         st = ba_error_set(err, BA_ERR_INPUT,
@@ -361,7 +371,8 @@ ba_status ba_dataset_batch(const ba_dataset_t *ds, int64_t start, int64_t count,
         return ba_error_set(err, BA_ERR_INPUT, "%s: rows [%lld, %lld) outside the %lld samples", ds->in[idx].path,
                             (long long)start, (long long)start + count, (long long)ds->samples);
     const ds_input *in = &ds->in[idx];
-    *out = in->axis < 0 ? ba_tensor_clone(in->t, err) : ba_tensor_slice_axis(in->t, in->axis, start, count, err);
+    *out =
+        in->axis < 0 ? ba_tensor_clone(in->t, err) : ba_tensor_slice_axis(in->t, in->axis, start, count, err);
     return *out ? BA_OK : err->code;
 }
 

@@ -48,22 +48,23 @@ static ba_status bind_check(const ba_model_t *m, const ba_dataset_t *ds, int k, 
                             ba_shape_str(v->ndim, v->shape, b, sizeof b), axis);
     for (int i = 0; v->ndim >= 0 && i < v->ndim; i++)
         if (i != axis && v->shape[i] >= 0 && v->shape[i] != t->shape[i])
-            return ba_error_set(
-                err, BA_ERR_INPUT,
-                "--data %s: input '%s': data shape %s does not match the model's %s (axis %d; samples along axis %d%s)",
-                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
-                ba_shape_str(v->ndim, v->shape, b, sizeof b), i, axis,
-                axis == 0 ? ": --sample-axis NAME=K picks another" : "");
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--data %s: input '%s': data shape %s does not match the model's %s (axis "
+                                "%d; samples along axis %d%s)",
+                                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
+                                ba_shape_str(v->ndim, v->shape, b, sizeof b), i, axis,
+                                axis == 0 ? ": --sample-axis NAME=K picks another" : "");
     if (axis >= 0 && v->ndim > axis && v->shape[axis] > 0) {
         if (*static_batch && *static_batch != v->shape[axis])
-            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: inputs fix different batch sizes (%lld and %lld)",
-                                m->path, (long long)*static_batch, (long long)v->shape[axis]);
+            return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
+                                (long long)*static_batch, (long long)v->shape[axis]);
         *static_batch = v->shape[axis];
     }
     int want_float = v->dtype == BA_DT_F32 || v->dtype == BA_DT_UNDEFINED;
     if (want_float && t->dtype != BA_DT_F32 && t->dtype != BA_DT_F64)
-        return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants float32", path,
-                            v->name, ba_dtype_name(t->dtype));
+        return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants float32",
+                            path, v->name, ba_dtype_name(t->dtype));
     if (!want_float && v->dtype != t->dtype)
         return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants %s", path,
                             v->name, ba_dtype_name(t->dtype), ba_dtype_name(v->dtype));
@@ -87,10 +88,11 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
         for (int k = 0; k < m->ninputs; k++) {
             idx[k] = ba_dataset_find(ds, input_name(m, k));
             if (idx[k] < 0)
-                return ba_error_set(err, BA_ERR_INPUT,
-                                    "model input '%s' has no data: give --data %s=FILE.npy (or %s=TYPE:VALUE for "
-                                    "a constant)",
-                                    input_name(m, k), input_name(m, k), input_name(m, k));
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "model input '%s' has no data: give --data %s=FILE.npy (or %s=TYPE:VALUE for "
+                    "a constant)",
+                    input_name(m, k), input_name(m, k), input_name(m, k));
         }
         for (int d = 0; d < nd; d++) {
             int used = 0;
@@ -113,7 +115,8 @@ static ba_tensor_t *pad_axis(const ba_tensor_t *src, int axis, int64_t len, ba_e
     ba_tensor_t *p = ba_tensor_new(src->dtype, src->ndim, shape, err);
     if (!p) return NULL;
     for (int d = 0; d < axis; d++) outer *= src->shape[d];
-    size_t block = outer ? ba_tensor_nbytes(src) / (size_t)outer : 0, pblock = outer ? ba_tensor_nbytes(p) / (size_t)outer : 0;
+    size_t block = outer ? ba_tensor_nbytes(src) / (size_t)outer : 0,
+           pblock = outer ? ba_tensor_nbytes(p) / (size_t)outer : 0;
     for (int64_t o = 0; o < outer && block; o++)
         memcpy((char *)p->data + (size_t)o * pblock, (const char *)src->data + (size_t)o * block, block);
     return p;

@@ -660,12 +660,14 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
         int a = axes ? axes[k] : 0;
         if (a < 0) continue;
         if (!inputs[k] || inputs[k]->ndim <= a || (N >= 0 && inputs[k]->shape[a] != N))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples along axis %d", m->path,
-                                v->name, (long long)N, a);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples along axis %d",
+                                m->path, v->name, (long long)N, a);
         N = inputs[k]->shape[a];
         if (v->ndim > a && v->shape[a] > 1) dynamic = 0; /* a fixed batch > 1 cannot take one sample */
     }
-    if (N < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis", m->path);
+    if (N < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
+                            m->path);
     /* Resolve CE_ARGMAX labels once over the whole data (the FP model's). */
     ba_grad_session_t *full = NULL;
     ba_status st = BA_OK;
@@ -783,7 +785,8 @@ ba_status ba_grad_compute(const ba_model_t *m, ba_tensor_t *const *inputs, const
             return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
                                 m->path, req[k]);
     if (opts->per_sample_sq)
-        return per_sample_sq(m, inputs, opts->overrides, opts->sample_axes, loss, nreq, req, grads_out, loss_out, err);
+        return per_sample_sq(m, inputs, opts->overrides, opts->sample_axes, loss, nreq, req, grads_out,
+                             loss_out, err);
     ba_grad_session_t *s = NULL;
     BA_TRY(ba_grad_session_new(m, inputs, opts->overrides, loss, &s, err));
     ba_status st = ba_grad_session_grad(s, nreq, req, grads_out, err);

@@ -60,7 +60,7 @@ typedef struct ba_export_settings {
     int include_embeddings;                      /* "include-embeddings": true (Gather layers counted) */
     char **data;                                 /* "data": the calibration specs (owned) */
     int ndata;
-    char **sample_axes;                          /* "sample_axes": "NAME=K" specs (owned) */
+    char **sample_axes; /* "sample_axes": "NAME=K" specs (owned) */
     int nsample_axes;
 } ba_export_settings_t;
 

@@ -27,7 +27,7 @@
 typedef struct ba_run_settings {
     char *model;
     int ndata;
-    char *data[BA_RUN_MAX_DATA];  /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
+    char *data[BA_RUN_MAX_DATA]; /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
     int nsample_axes;
     char *sample_axes[BA_RUN_MAX_DATA]; /* "NAME=K" (--sample-axis); stored only when given */
     char *labels;                 /* NULL = none */

@@ -80,8 +80,11 @@ Test(inputs, constants_take_the_spec_types_and_refuse_what_does_not_fit) {
         const char *text;
         ba_dtype dt;
         double v;
-    } ok[] = {{"int64:16000", BA_DT_I64, 16000}, {"int32:-7", BA_DT_I32, -7}, {"uint8:255", BA_DT_U8, 255},
-              {"float32:0.5", BA_DT_F32, 0.5},   {"float64:-2.25e3", BA_DT_F64, -2250}};
+    } ok[] = {{"int64:16000", BA_DT_I64, 16000},
+              {"int32:-7", BA_DT_I32, -7},
+              {"uint8:255", BA_DT_U8, 255},
+              {"float32:0.5", BA_DT_F32, 0.5},
+              {"float64:-2.25e3", BA_DT_F64, -2250}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         ba_tensor_t *t = NULL;
         cr_assert_eq(ba_dataset_parse_const(ok[i].text, &t, &err), BA_OK, "%s: %s", ok[i].text, err.msg);
@@ -90,8 +93,8 @@ Test(inputs, constants_take_the_spec_types_and_refuse_what_does_not_fit) {
         cr_expect_eq(ba_tensor_get_f64(t, 0), ok[i].v, "%s", ok[i].text);
         ba_tensor_unref(t);
     }
-    static const char *const bad[] = {"int8:3",       "uint8:256",   "uint8:-1",    "int32:3000000000",
-                                      "int64:1e3",    "int64:",      "float32:nan", "float64:inf",
+    static const char *const bad[] = {"int8:3",       "uint8:256",  "uint8:-1",    "int32:3000000000",
+                                      "int64:1e3",    "int64:",     "float32:nan", "float64:inf",
                                       "float32:1e39", "float32:1x", "int64:12 "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ba_tensor_t *t = NULL;
@@ -175,9 +178,10 @@ Test(inputs, eval_of_the_stateful_model_matches_pytorch, .timeout = 60) {
     /* the constant as TYPE:VALUE and as a 0-d .npy; labels keep working */
     const char *sr[] = {"sr=int64:8000", "sr=" ST "sr.npy"};
     for (int i = 0; i < 2; i++) {
-        ba_test_run_t r = ba_test_cli("eval", MODEL, "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy",
-                                      "--sample-axis", "state=1", "--data", sr[i], "--labels", ST "labels.npy",
-                                      "--save-output", out, "--format", "json", NULL);
+        ba_test_run_t r =
+            ba_test_cli("eval", MODEL, "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy",
+                        "--sample-axis", "state=1", "--data", sr[i], "--labels", ST "labels.npy",
+                        "--save-output", out, "--format", "json", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         cr_expect(strstr(r.out, "\"samples\": 64"), "%s", r.out);
         cr_expect(strstr(r.out, "\"accuracy\": 1"), "labels are the reference argmax: %s", r.out);
@@ -185,8 +189,9 @@ Test(inputs, eval_of_the_stateful_model_matches_pytorch, .timeout = 60) {
         expect_output(out, ST "y_ref.npy", REF_TOL);
     }
     /* the constant enters the computation */
-    ba_test_run_t r = ba_test_cli("eval", MODEL, "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy",
-                                  "--sample-axis", "state=1", "--data", "sr=int64:16000", "--save-output", out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", MODEL, "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy",
+                    "--sample-axis", "state=1", "--data", "sr=int64:16000", "--save-output", out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     expect_output(out, ST "y_ref_16k.npy", REF_TOL);
@@ -198,9 +203,9 @@ Test(inputs, fixed_batch_pads_the_state_along_its_sample_axis, .timeout = 60) {
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/y.npy", dir);
     /* 10 samples through a batch-4 model: passes of 4, 4 and 2 zero-padded to 4 along axis 1 */
-    ba_test_run_t r = ba_test_cli("eval", MODEL_B4, "--data", "x=" ST "x_10.npy", "--data",
-                                  "state=" ST "state_10.npy", "--sample-axis", "state=1", "--data", "sr=int64:8000",
-                                  "--save-output", out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", MODEL_B4, "--data", "x=" ST "x_10.npy", "--data", "state=" ST "state_10.npy",
+                    "--sample-axis", "state=1", "--data", "sr=int64:8000", "--save-output", out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     expect_output(out, ST "y_ref_10.npy", REF_TOL);
@@ -246,8 +251,8 @@ Test(inputs, bad_inputs_exit_2_naming_the_input, .timeout = 60) {
         {{"--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=3", "--data",
           "sr=int64:8000"},
          "--sample-axis state=3: input 'state' has shape [2, 64, 16]"},
-        {{"--data", "x=" ST "x_10.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=1", "--data",
-          "sr=int64:8000"},
+        {{"--data", "x=" ST "x_10.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=1",
+          "--data", "sr=int64:8000"},
          "input 'state' has 64 samples (axis 1) but"},
         {{"--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=1", "--data",
           "sr=float32:8000"},
@@ -283,8 +288,8 @@ Test(inputs, bad_inputs_exit_2_naming_the_input, .timeout = 60) {
 
 /* ---- sensitivity and search ---- */
 
-#define DATA_ARGS                                                                                                \
-    "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=1", "--data",          \
+#define DATA_ARGS                                                                                            \
+    "--data", "x=" ST "x.npy", "--data", "state=" ST "state.npy", "--sample-axis", "state=1", "--data",      \
         "sr=int64:8000"
 
 /* The cost on the first row of a `layer,bits,cost` table. */
@@ -304,8 +309,8 @@ Test(inputs, sensitivity_slices_the_state_per_sample_the_same_way_a_fixed_batch_
     snprintf(db, sizeof db, "%s/s.db", dir);
     static const char *const methods[] = {"hessian", "fisher", "lrp", "act", "measured"};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
-        ba_test_run_t r = ba_test_cli("sensitivity", MODEL, DATA_ARGS, "--method", methods[i], "--format", "csv",
-                                      "--db", db, NULL);
+        ba_test_run_t r = ba_test_cli("sensitivity", MODEL, DATA_ARGS, "--method", methods[i], "--format",
+                                      "csv", "--db", db, NULL);
         cr_assert_eq(r.status, 0, "%s: %s", methods[i], r.err);
         cr_expect_eq(ba_test_count_lines(r.out), 1 + 3 * 6, "%s: %s", methods[i], r.out);
         double dyn = first_cost(r.out);
@@ -314,12 +319,12 @@ Test(inputs, sensitivity_slices_the_state_per_sample_the_same_way_a_fixed_batch_
          * axis 1) and per-sample backward passes of whole batches from the batch-4 model:
          * the same figures. */
         if (!strcmp(methods[i], "fisher") || !strcmp(methods[i], "hessian")) {
-            r = ba_test_cli("sensitivity", MODEL_B4, DATA_ARGS, "--method", methods[i], "--format", "csv", "--db",
-                            db, NULL);
+            r = ba_test_cli("sensitivity", MODEL_B4, DATA_ARGS, "--method", methods[i], "--format", "csv",
+                            "--db", db, NULL);
             cr_assert_eq(r.status, 0, "%s: %s", methods[i], r.err);
             double fixed = first_cost(r.out);
-            cr_expect(fabs(fixed - dyn) <= 1e-6 * fabs(dyn), "%s: dynamic %.17g, batch-4 %.17g", methods[i], dyn,
-                      fixed);
+            cr_expect(fabs(fixed - dyn) <= 1e-6 * fabs(dyn), "%s: dynamic %.17g, batch-4 %.17g", methods[i],
+                      dyn, fixed);
             ba_test_run_free(&r);
         }
     }
@@ -330,8 +335,15 @@ Test(inputs, sensitivity_slices_the_state_per_sample_the_same_way_a_fixed_batch_
 static int run_ort(const char *model, const char *out) {
     struct stat sb;
     if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0) return 0;
-    const char *argv[] = {"/usr/bin/env",       "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out,
-                          "x=" ST "x.npy", "state=" ST "state.npy", "sr=" ST "sr.npy",    NULL};
+    const char *argv[] = {"/usr/bin/env",
+                          "node",
+                          BA_SOURCE_DIR "/tests/node/run_ort.js",
+                          model,
+                          out,
+                          "x=" ST "x.npy",
+                          "state=" ST "state.npy",
+                          "sr=" ST "sr.npy",
+                          NULL};
     char *err = NULL;
     int st = -1;
     if (ba_test_run(argv, NULL, &err, &st) != 0 || st == 127) {
@@ -351,8 +363,9 @@ Test(inputs, search_resume_and_export_keep_the_sample_axes_and_constants, .timeo
     snprintf(qdq, sizeof qdq, "%s/q.onnx", dir);
     snprintf(ref, sizeof ref, "%s/ref.npy", dir);
     snprintf(ort, sizeof ort, "%s/ort.npy", dir);
-    ba_test_run_t r = ba_test_cli("search", MODEL, DATA_ARGS, "--budget", "avg-bits=4", "--act-bits", "8",
-                                  "--generations", "2", "--study", "st", "--db", db, "--plan-out", plan, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", MODEL, DATA_ARGS, "--budget", "avg-bits=4", "--act-bits", "8", "--generations",
+                    "2", "--study", "st", "--db", db, "--plan-out", plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     /* resume re-reads the sample axis and the constant from the study's settings */
