@@ -24,6 +24,7 @@
 
 typedef struct {
     Onnx__GraphProto *g;
+    int64_t from; /* the file's opset */
     size_t i; /* index of the node being rewritten; a rewrite that inserts nodes moves it to its last node */
     const char *src;
 } up_ctx;
@@ -257,6 +258,38 @@ static ba_status up_resize(up_ctx *c, Onnx__NodeProto *n, ba_error *err) {
     return st;
 }
 
+/* Resize-11/12's tf_half_pixel_for_nn coordinates, x_in = (x + 0.5) / scale, are gone at 13: they
+ * are half_pixel shifted by +0.5, so a nearest rounding of them is another rounding of half_pixel
+ * (floor(v + 0.5) = round_prefer_ceil(v); round_prefer_floor(v + 0.5) = ceil(v)). Other pairs have
+ * no opset-13 form. */
+static ba_status up_resize11(up_ctx *c, Onnx__NodeProto *n, ba_error *err) {
+    const Onnx__AttributeProto *ct = find_attr(n, "coordinate_transformation_mode");
+    if (!ct || !ct->has_s) return BA_OK;
+    char v[64];
+    snprintf(v, sizeof v, "%.*s", (int)ct->s.len, (const char *)ct->s.data);
+    if (strcmp(v, "tf_half_pixel_for_nn") && strcmp(v, "tf_half_pixel_for_nearest")) return BA_OK;
+    const Onnx__AttributeProto *ma = find_attr(n, "mode"), *na = find_attr(n, "nearest_mode");
+    char mode[16] = "nearest", nm[32] = "round_prefer_floor";
+    if (ma && ma->has_s) snprintf(mode, sizeof mode, "%.*s", (int)ma->s.len, (const char *)ma->s.data);
+    if (na && na->has_s) snprintf(nm, sizeof nm, "%.*s", (int)na->s.len, (const char *)na->s.data);
+    const char *to = !strcmp(mode, "nearest") && !strcmp(nm, "floor")                ? "round_prefer_ceil"
+                     : !strcmp(mode, "nearest") && !strcmp(nm, "round_prefer_floor") ? "ceil"
+                                                                                     : NULL;
+    if (!to)
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: Resize '%s': coordinate_transformation_mode %s with mode %s / nearest_mode %s has "
+            "no opset-%d form",
+            c->src, node_label(n), v, mode, nm, UPGRADE_TARGET);
+    BA_TRY(set_str_attr(n, "coordinate_transformation_mode", "half_pixel", err));
+    return set_str_attr(n, "nearest_mode", to, err);
+}
+
+/* Resize-10 (files of opset 10) or Resize-11/12. */
+static ba_status up_resize_any(up_ctx *c, Onnx__NodeProto *n, ba_error *err) {
+    return c->from < 11 ? up_resize(c, n, err) : up_resize11(c, n, err);
+}
+
 /* Rank of value name when the graph declares it (input, output or value_info), else -1. */
 static int declared_rank(const Onnx__GraphProto *g, const char *name) {
     Onnx__ValueInfoProto *const *lists[3] = {g->input, g->output, g->value_info};
@@ -316,11 +349,12 @@ static const struct {
     int64_t below;
     ba_status (*rewrite)(up_ctx *c, Onnx__NodeProto *n, ba_error *err);
 } UPGRADES[] = {
-    {"Clip", 11, up_clip},                       /* min/max attributes -> inputs */
-    {"Slice", 10, up_slice},                     /* starts/ends/axes attributes -> inputs */
-    {"TopK", 10, up_topk},                       /* k attribute -> input */
-    {"Pad", 11, up_pad},                         /* pads/value attributes -> inputs */
-    {"Resize", 11, up_resize},                   /* Resize-10 -> roi/scales/sizes inputs, coordinate modes */
+    {"Clip", 11, up_clip},         /* min/max attributes -> inputs */
+    {"Slice", 10, up_slice},       /* starts/ends/axes attributes -> inputs */
+    {"TopK", 10, up_topk},         /* k attribute -> input */
+    {"Pad", 11, up_pad},           /* pads/value attributes -> inputs */
+    {"Resize", 13, up_resize_any}, /* Resize-10: roi/scales/sizes inputs, coordinate modes; 11/12:
+                                      tf_half_pixel_for_nn gone */
     {"Upsample", UPGRADE_TARGET + 1, up_resize}, /* gone at 10: Resize */
     {"Dropout", 12, up_dropout},                 /* ratio attribute -> input */
     {"Split", 13, up_split},                     /* split attribute -> input */
@@ -332,7 +366,7 @@ static const struct {
 };
 
 static ba_status upgrade_graph(Onnx__GraphProto *g, int64_t from, const char *src, ba_error *err) {
-    up_ctx c = {.g = g, .src = src};
+    up_ctx c = {.g = g, .from = from, .src = src};
     for (c.i = 0; c.i < g->n_node; c.i++) {
         Onnx__NodeProto *n = g->node[c.i];
         if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) continue;

@@ -32,6 +32,7 @@ static const pd_case CASES[] = {
     {PD "softmax_op11.onnx", PD "x2.npy", PD "softmax_ref.npy", 1}, /* Softmax/LogSoftmax on an inner axis */
     {PD "misc_op9.onnx", PD "x3.npy", PD "misc_ref.npy", 1}, /* Unsqueeze/Dropout/Squeeze/Clip(max)/TopK */
     {PD "resize_op10.onnx", PD "x4.npy", PD "resize_ref.npy", 0}, /* Resize-10 nearest up/down, linear */
+    {PD "resize_tf_op11.onnx", PD "x4.npy", PD "resize_tf_ref.npy", 0}, /* tf_half_pixel_for_nn nearest */
 };
 #define NCASES (sizeof CASES / sizeof CASES[0])
 
@@ -111,8 +112,9 @@ static void expect_opset13_forms(const char *path) {
                 cr_expect_null(ba_node_attr(n, gone[g].attr), "%s: %s '%s' still has attribute %s", path,
                                n->op_type, n->name, gone[g].attr);
         if (!strcmp(n->op_type, "Resize")) {
-            const ba_attr_t *ct = ba_node_attr(n, "coordinate_transformation_mode");
+            const char *ct = ba_node_attr_string(n, "coordinate_transformation_mode", NULL);
             cr_expect(ct, "%s: Resize '%s' without its coordinate mode", path, n->name);
+            cr_expect(!ct || !strstr(ct, "tf_half_pixel"), "%s: Resize '%s' keeps %s", path, n->name, ct);
         }
     }
     ba_model_free(m);
