@@ -35,31 +35,37 @@ static ba_status bind_check(const ba_model_t *m, const ba_dataset_t *ds, int k, 
     const char *path = ba_dataset_path(ds, d);
     int axis = ba_dataset_sample_axis(ds, d);
     char a[160], b[160];
-    if (axis < 0 && v->ndim > 0)
+    int ones = 1; /* a 0-d constant also feeds a fixed shape of one element, [1] or [1, 1] … */
+    for (int i = 0; i < v->ndim; i++) ones &= v->shape[i] == 1;
+    if (axis < 0 && !ones)
         return ba_error_set(err, BA_ERR_INPUT,
                             "--data %s: input '%s' is a constant (0-d, fed with every sample) but the model "
                             "wants shape %s: give a file with a sample axis instead",
                             path, v->name, ba_shape_str(v->ndim, v->shape, b, sizeof b));
-    if (v->ndim >= 0 && t->ndim != v->ndim)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "--data %s: input '%s': data has shape %s (rank %d), the model wants rank %d %s "
-                            "(samples along axis %d)",
-                            path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a), t->ndim, v->ndim,
-                            ba_shape_str(v->ndim, v->shape, b, sizeof b), axis);
-    for (int i = 0; v->ndim >= 0 && i < v->ndim; i++)
-        if (i != axis && v->shape[i] >= 0 && v->shape[i] != t->shape[i])
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--data %s: input '%s': data shape %s does not match the model's %s (axis "
-                                "%d; samples along axis %d%s)",
-                                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
-                                ba_shape_str(v->ndim, v->shape, b, sizeof b), i, axis,
-                                axis == 0 ? ": --sample-axis NAME=K picks another" : "");
-    if (axis >= 0 && v->ndim > axis && v->shape[axis] > 0) {
-        if (*static_batch && *static_batch != v->shape[axis])
-            return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                                "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
-                                (long long)*static_batch, (long long)v->shape[axis]);
-        *static_batch = v->shape[axis];
+    if (axis >= 0) { /* a constant is fed whole: only its type is checked */
+        if (v->ndim >= 0 && t->ndim != v->ndim)
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--data %s: input '%s': data has shape %s (rank %d), the model wants rank %d %s "
+                "(samples along axis %d)",
+                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a), t->ndim, v->ndim,
+                ba_shape_str(v->ndim, v->shape, b, sizeof b), axis);
+        for (int i = 0; v->ndim >= 0 && i < v->ndim; i++)
+            if (i != axis && v->shape[i] >= 0 && v->shape[i] != t->shape[i])
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "--data %s: input '%s': data shape %s does not match the model's %s (axis "
+                    "%d; samples along axis %d%s)",
+                    path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
+                    ba_shape_str(v->ndim, v->shape, b, sizeof b), i, axis,
+                    axis == 0 ? ": --sample-axis NAME=K picks another" : "");
+        if (v->ndim > axis && v->shape[axis] > 0) {
+            if (*static_batch && *static_batch != v->shape[axis])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
+                                    (long long)*static_batch, (long long)v->shape[axis]);
+            *static_batch = v->shape[axis];
+        }
     }
     int want_float = v->dtype == BA_DT_F32 || v->dtype == BA_DT_UNDEFINED;
     if (want_float && t->dtype != BA_DT_F32 && t->dtype != BA_DT_F64)
@@ -107,6 +113,16 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
     return BA_OK;
 }
 
+ba_status ba_eval_feed_const(const ba_model_t *m, int k, ba_tensor_t **t, ba_error *err) {
+    const ba_value_t *v = &m->values[m->inputs[k]];
+    if ((*t)->ndim != 0 || v->ndim <= 0) return BA_OK;
+    ba_tensor_t *r = ba_tensor_view(*t, v->ndim, v->shape, err);
+    if (!r) return err->code;
+    ba_tensor_unref(*t);
+    *t = r;
+    return BA_OK;
+}
+
 /* src zero-padded along axis to len entries (len >= src's). */
 static ba_tensor_t *pad_axis(const ba_tensor_t *src, int axis, int64_t len, ba_error *err) {
     int64_t shape[BA_MAX_DIMS], outer = 1;
@@ -133,6 +149,10 @@ static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t c
         ba_tensor_t *v = NULL;
         BA_TRY(ba_dataset_batch(ev->ds, start, count, ev->idx[k], &v, err));
         int axis = ba_dataset_sample_axis(ev->ds, ev->idx[k]);
+        if (axis < 0 && ba_eval_feed_const(m, k, &v, err) != BA_OK) {
+            ba_tensor_unref(v);
+            return err->code;
+        }
         if (axis >= 0 && ev->static_batch > count) {
             ba_tensor_t *p = pad_axis(v, axis, ev->static_batch, err);
             ba_tensor_unref(v);

@@ -198,6 +198,25 @@ Test(inputs, eval_of_the_stateful_model_matches_pytorch, .timeout = 60) {
     ba_test_rmtree(dir);
 }
 
+Test(inputs, a_constant_feeds_a_one_element_input_too, .timeout = 60) {
+    char dir[512], out[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(out, sizeof out, "%s/y.npy", dir);
+    /* stateful_sr1.onnx declares sr as [1]: the 0-d constant takes that shape */
+    ba_test_run_t r = ba_test_cli("eval", ST "stateful_sr1.onnx", "--data", "x=" ST "x.npy", "--data",
+                                  "state=" ST "state.npy", "--sample-axis", "state=1", "--data",
+                                  "sr=int64:8000", "--save-output", out, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    expect_output(out, ST "y_ref.npy", REF_TOL);
+    r = ba_test_cli("sensitivity", ST "stateful_sr1.onnx", "--data", "x=" ST "x.npy", "--data",
+                    "state=" ST "state.npy", "--sample-axis", "state=1", "--data", "sr=" ST "sr.npy",
+                    "--method", "fisher", "--format", "csv", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
 Test(inputs, fixed_batch_pads_the_state_along_its_sample_axis, .timeout = 60) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
