@@ -331,7 +331,8 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
             st = ba_error_set(
                 err, BA_ERR_INPUT,
                 "%s: input '%s' has %lld samples (axis %d) but %s ('%s') has %lld (axis %d): sample "
-                "counts must agree (--sample-axis NAME=K picks another axis; a constant is a 0-d array or NAME=TYPE:VALUE)",
+                "counts must agree (--sample-axis NAME=K picks another axis; a constant is a 0-d array or "
+                "NAME=TYPE:VALUE)",
                 in->path, in_name(in), (long long)in->t->shape[in->axis], in->axis, f->path, in_name(f),
                 (long long)f->t->shape[f->axis], f->axis);
     }

@@ -114,7 +114,8 @@ ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, b
     for (int k = 0; k < m->ninputs; k++) {
         ba_tensor_t *t;
         ba_status st = ba_dataset_batch(c->ds, start, count, c->ds_idx[k], &t, err);
-        if (st == BA_OK && c->axes[k] < 0 && (st = ba_eval_feed_const(m, k, &t, err)) != BA_OK) ba_tensor_unref(t);
+        if (st == BA_OK && c->axes[k] < 0 && (st = ba_eval_feed_const(m, k, &t, err)) != BA_OK)
+            ba_tensor_unref(t);
         if (st == BA_OK && m->values[m->inputs[k]].dtype == BA_DT_F32 && t->dtype != BA_DT_F32 &&
             ba_dtype_is_float(t->dtype)) {
             ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
