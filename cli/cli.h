@@ -31,7 +31,8 @@ typedef enum {
     BA_CLI_T_BUDGET, /* KEY=VALUE, KEY in avg-bits|memory|bops|latency */
     BA_CLI_T_PIN,    /* NAME_GLOB=BITS */
     BA_CLI_T_SWEEP,  /* KEY=FROM:TO:STEP */
-    BA_CLI_T_DATA,   /* FILE or NAME=FILE */
+    BA_CLI_T_DATA,   /* FILE, NAME=FILE or NAME=TYPE:VALUE (a constant) */
+    BA_CLI_T_AXIS,   /* NAME=K: an input's sample axis */
     BA_CLI_T_GRAN,   /* per-channel|per-tensor|group:G */
     BA_CLI_T_TRIAL,  /* N or best */
     BA_CLI_T_SHAPE,  /* NAME=D0xD1x… (an input's concrete shape) */

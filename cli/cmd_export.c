@@ -108,8 +108,9 @@ static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, in
     ba_status st = ba_plan_bits(c->plan, c->model, bits, err);
     ba_act_range_t *ranges = NULL;
     if (st == BA_OK && qdq && set->quantizer.act_bits > 0)
-        st = ba_export_calibrate(c->model, (const char *const *)set->data, set->ndata, c->info.data_sha256,
-                                 &ranges, err);
+        st = ba_export_calibrate(c->model, (const char *const *)set->data, set->ndata,
+                                 (const char *const *)set->sample_axes, set->nsample_axes,
+                                 c->info.data_sha256, &ranges, err);
     if (st == BA_OK) st = ba_quant_write_onnx(c->model, bits, &set->quantizer, ranges, qdq, out, err);
     free(ranges);
     free(bits);

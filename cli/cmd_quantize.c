@@ -42,7 +42,10 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
                 "their ranges",
                 act_bits);
         } else {
-            st = ba_dataset_load((const char *const *)d->vals, (int)d->n, &ds, &err);
+            const ba_cli_entry *ax = ba_cli_find(o, "sample-axis");
+            st = ba_dataset_load_axes((const char *const *)d->vals, (int)d->n,
+                                      ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0, &ds,
+                                      &err);
             if (st == BA_OK) st = ba_evaluator_new(m, ds, NULL, &ev, &err);
             if (st == BA_OK) {
                 ranges = ba_calloc((size_t)m->nvalues + 1, sizeof *ranges, &err);

@@ -187,6 +187,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
         if (!s->input_shapes[s->ninput_shapes]) return BA_ERR_NOMEM;
         s->ninput_shapes++;
     }
+    for (size_t i = 0; i < ba_cli_count(o, "sample-axis"); i++)
+        BA_TRY(ba_run_settings_add_sample_axis(s, ba_cli_value(o, "sample-axis", i), err));
     if (ba_cli_has(o, "labels")) BA_TRY(ba_run_settings_set_path(&s->labels, ba_cli_get(o, "labels"), err));
     for (size_t i = 0; i < ba_cli_count(o, "budget"); i++) {
         ba_status st = ba_budget_set_add(&s->budgets, ba_cli_value(o, "budget", i), err);

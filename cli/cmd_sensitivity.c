@@ -124,7 +124,10 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
         const char **specs = calloc(nd, sizeof *specs);
         if (!specs) st = ba_error_set(&err, BA_ERR_NOMEM, "out of memory");
         for (size_t i = 0; st == BA_OK && i < nd; i++) specs[i] = ba_cli_value(o, "data", i);
-        if (st == BA_OK) st = ba_dataset_load(specs, (int)nd, &ds, &err);
+        const ba_cli_entry *ax = ba_cli_find(o, "sample-axis");
+        if (st == BA_OK)
+            st = ba_dataset_load_axes(specs, (int)nd, ax ? (const char *const *)ax->vals : NULL,
+                                      ax ? (int)ax->n : 0, &ds, &err);
         if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, NULL, 0, &err); /* data shapes checked early */
         free(specs);
     }

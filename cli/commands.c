@@ -15,9 +15,19 @@
 #define F_MODEL                                                                                              \
     { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file" }
 #define F_DATA(req)                                                                                          \
+    {"data",                                                                                                 \
+     0,                                                                                                      \
+     BA_CLI_T_DATA,                                                                                          \
+     BA_CLI_REPEAT | (req),                                                                                  \
+     "FILE|NAME=FILE|NAME=TYPE:VALUE",                                                                       \
+     NULL,                                                                                                   \
+     "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model); a 0-d array or "           \
+     "NAME=TYPE:VALUE (sr=int64:16000) is a constant fed with every sample"},                                \
+        F_SAMPLE_AXIS
+#define F_SAMPLE_AXIS                                                                                        \
     {                                                                                                        \
-        "data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT | (req), "FILE|NAME=FILE", NULL,                             \
-            "calibration inputs, .npy/.npz (NAME=FILE per input of a multi-input model)"                     \
+        "sample-axis", 0, BA_CLI_T_AXIS, BA_CLI_REPEAT, "NAME=K", NULL,                                      \
+            "input NAME holds its samples along axis K (default 0; an RNN state [layers, B, H]: 1)"          \
     }
 #define F_LABELS                                                                                             \
     { "labels", 0, BA_CLI_T_PATH, 0, "FILE", NULL, "int64/int32 .npy of class ids" }
@@ -168,8 +178,9 @@ static const ba_cli_flag quantize_flags[] = {
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.onnx", NULL, "output ONNX file"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "fakequant|qdq",
      "fakequant weights or QDQ pairs (default: fakequant)"},
-    {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT, "FILE|NAME=FILE", NULL,
-     "calibration inputs for activation ranges (plans with act_bits, --format qdq)"},
+    {"data", 0, BA_CLI_T_DATA, BA_CLI_REPEAT, "FILE|NAME=FILE|NAME=TYPE:VALUE", NULL,
+     "calibration inputs for activation ranges (plans with act_bits, --format qdq); constants as for eval"},
+    F_SAMPLE_AXIS,
     F_END,
 };
 

@@ -5,6 +5,7 @@
 #include <libfyaml.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -55,7 +56,13 @@ static ba_status rebase(cfg_ctx *c, const ba_cli_flag *f, const char *v, char *o
     if (f->type == BA_CLI_T_DATA && ba_cli_merge_key(f, v)) file = strchr(v, '=') + 1;
     size_t pre = (size_t)(file - v);
     int n;
-    if (!is_path_like(f, v) || file[0] == '/' || strcmp(file, "-") == 0 || strcmp(c->dir, ".") == 0)
+    /* A constant (NAME=TYPE:VALUE) is no path; a file of that name beside the config still is one. */
+    char beside[BA_CLI_PATH_MAX * 2];
+    snprintf(beside, sizeof beside, "%s/%s", c->dir, file);
+    struct stat sb;
+    int constant = f->type == BA_CLI_T_DATA && ba_dataset_spec_is_const(file) && stat(beside, &sb) != 0;
+    if (constant || !is_path_like(f, v) || file[0] == '/' || strcmp(file, "-") == 0 ||
+        strcmp(c->dir, ".") == 0)
         n = snprintf(out, cap, "%s", v);
     else
         n = snprintf(out, cap, "%.*s%s/%s", (int)pre, v, c->dir, file);
@@ -87,7 +94,7 @@ static int is_false(const char *s) {
 
 static int takes_mapping(const ba_cli_flag *f) {
     return f->type == BA_CLI_T_BUDGET || f->type == BA_CLI_T_PIN || f->type == BA_CLI_T_SWEEP ||
-           f->type == BA_CLI_T_DATA || f->type == BA_CLI_T_SHAPE;
+           f->type == BA_CLI_T_DATA || f->type == BA_CLI_T_SHAPE || f->type == BA_CLI_T_AXIS;
 }
 
 static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struct fy_node *vn) {

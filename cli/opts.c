@@ -353,6 +353,12 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
             return ba_error_set(err, BA_ERR_INPUT, "expected FILE or NAME=FILE, got '%s'", v);
         return BA_OK;
     }
+    case BA_CLI_T_AXIS: {
+        const char *eq = strrchr(v, '=');
+        if (!eq || eq == v || !parse_int(eq + 1, &i))
+            return ba_error_set(err, BA_ERR_INPUT, "expected NAME=K (K an axis number >= 0), got '%s'", v);
+        return BA_OK;
+    }
     case BA_CLI_T_GRAN:
         if (strcmp(v, "per-channel") == 0 || strcmp(v, "per-tensor") == 0) return BA_OK;
         if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
@@ -389,7 +395,8 @@ size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value) {
     case BA_CLI_T_SWEEP:
     case BA_CLI_T_DATA: eq = strchr(value, '='); break;
     case BA_CLI_T_PIN:
-    case BA_CLI_T_SHAPE: eq = strrchr(value, '='); break; /* a glob may hold '=', the bits never do */
+    case BA_CLI_T_SHAPE:
+    case BA_CLI_T_AXIS: eq = strrchr(value, '='); break; /* a glob or name may hold '=', the value never does */
     default: eq = NULL;
     }
     return eq ? (size_t)(eq - value) : 0;

@@ -266,6 +266,40 @@ ba_tensor_t *ba_tensor_clone(const ba_tensor_t *src, ba_error *err) {
     return t;
 }
 
+ba_tensor_t *ba_tensor_slice_axis(ba_tensor_t *src, int axis, int64_t start, int64_t count, ba_error *err) {
+    if (axis < 0 || axis >= src->ndim) {
+        ba_error_set(err, BA_ERR_INPUT, "tensor slice: axis %d outside 0..%d", axis, src->ndim - 1);
+        return NULL;
+    }
+    int64_t len = src->shape[axis];
+    if (start < 0 || count < 0 || start > len || count > len - start) {
+        ba_error_set(err, BA_ERR_INPUT, "tensor slice: [%lld, %lld) outside the %lld entries of axis %d",
+                     (long long)start, (long long)(start + count), (long long)len, axis);
+        return NULL;
+    }
+    int64_t shape[BA_MAX_DIMS], outer = 1;
+    memcpy(shape, src->shape, sizeof shape);
+    shape[axis] = count;
+    for (int d = 0; d < axis; d++) outer *= src->shape[d];
+    /* bytes of one entry along axis (every later axis whole) */
+    size_t inner = ba_dtype_size(src->dtype);
+    for (int d = axis + 1; d < src->ndim; d++) inner *= (size_t)src->shape[d];
+    if (outer <= 1) {
+        ba_tensor_t *t = header(src->dtype, src->ndim, shape, err);
+        if (!t) return NULL;
+        t->data = (char *)src->data + (size_t)start * inner;
+        t->base = ba_tensor_ref(src);
+        return t;
+    }
+    ba_tensor_t *t = ba_tensor_new_uninit(src->dtype, src->ndim, shape, err);
+    if (!t) return NULL;
+    size_t block = (size_t)count * inner, stride = (size_t)len * inner;
+    for (int64_t o = 0; o < outer && block; o++)
+        memcpy((char *)t->data + (size_t)o * block,
+               (const char *)src->data + (size_t)o * stride + (size_t)start * inner, block);
+    return t;
+}
+
 ba_tensor_t *ba_tensor_ref(ba_tensor_t *t) {
     if (t) t->refs++;
     return t;

@@ -72,6 +72,11 @@ ba_tensor_t *ba_tensor_wrap(ba_dtype dt, int ndim, const int64_t *shape, void *d
 /* Same memory, other shape (numel must match). Holds a ref on src. */
 ba_tensor_t *ba_tensor_view(ba_tensor_t *src, int ndim, const int64_t *shape, ba_error *err);
 ba_tensor_t *ba_tensor_clone(const ba_tensor_t *src, ba_error *err);
+/* Entries [start, start+count) of src along axis (the other axes whole): a
+ * view holding a ref on src when that range is one contiguous block (axis 0,
+ * or every axis before it has length 1), else a copy. NULL (err set) when the
+ * axis or the range is outside src. */
+ba_tensor_t *ba_tensor_slice_axis(ba_tensor_t *src, int axis, int64_t start, int64_t count, ba_error *err);
 ba_tensor_t *ba_tensor_ref(ba_tensor_t *t);
 void ba_tensor_unref(ba_tensor_t *t); /* NULL-safe */
 

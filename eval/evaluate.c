@@ -26,6 +26,57 @@ static const char *input_name(const ba_model_t *m, int k) {
     return m->values[m->inputs[k]].name;
 }
 
+/* Checks one bound input: rank, every dimension but the sample axis, dtype; a
+ * constant (axis -1) feeds the whole input, so it must fit the declared shape. */
+static ba_status bind_check(const ba_model_t *m, const ba_dataset_t *ds, int k, int d, int64_t *static_batch,
+                            ba_error *err) {
+    const ba_value_t *v = &m->values[m->inputs[k]];
+    const ba_tensor_t *t = ba_dataset_tensor(ds, d);
+    const char *path = ba_dataset_path(ds, d);
+    int axis = ba_dataset_sample_axis(ds, d);
+    char a[160], b[160];
+    int ones = 1; /* a 0-d constant also feeds a fixed shape of one element, [1] or [1, 1] … */
+    for (int i = 0; i < v->ndim; i++) ones &= v->shape[i] == 1;
+    if (axis < 0 && !ones)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--data %s: input '%s' is a constant (0-d, fed with every sample) but the model "
+                            "wants shape %s: give a file with a sample axis instead",
+                            path, v->name, ba_shape_str(v->ndim, v->shape, b, sizeof b));
+    if (axis >= 0) { /* a constant is fed whole: only its type is checked */
+        if (v->ndim >= 0 && t->ndim != v->ndim)
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--data %s: input '%s': data has shape %s (rank %d), the model wants rank %d %s "
+                "(samples along axis %d)",
+                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a), t->ndim, v->ndim,
+                ba_shape_str(v->ndim, v->shape, b, sizeof b), axis);
+        for (int i = 0; v->ndim >= 0 && i < v->ndim; i++)
+            if (i != axis && v->shape[i] >= 0 && v->shape[i] != t->shape[i])
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "--data %s: input '%s': data shape %s does not match the model's %s (axis "
+                    "%d; samples along axis %d%s)",
+                    path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
+                    ba_shape_str(v->ndim, v->shape, b, sizeof b), i, axis,
+                    axis == 0 ? ": --sample-axis NAME=K picks another" : "");
+        if (v->ndim > axis && v->shape[axis] > 0) {
+            if (*static_batch && *static_batch != v->shape[axis])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
+                                    (long long)*static_batch, (long long)v->shape[axis]);
+            *static_batch = v->shape[axis];
+        }
+    }
+    int want_float = v->dtype == BA_DT_F32 || v->dtype == BA_DT_UNDEFINED;
+    if (want_float && t->dtype != BA_DT_F32 && t->dtype != BA_DT_F64)
+        return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants float32",
+                            path, v->name, ba_dtype_name(t->dtype));
+    if (!want_float && v->dtype != t->dtype)
+        return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants %s", path,
+                            v->name, ba_dtype_name(t->dtype), ba_dtype_name(v->dtype));
+    return BA_OK;
+}
+
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err) {
     *static_batch = 0;
@@ -43,8 +94,11 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
         for (int k = 0; k < m->ninputs; k++) {
             idx[k] = ba_dataset_find(ds, input_name(m, k));
             if (idx[k] < 0)
-                return ba_error_set(err, BA_ERR_INPUT, "--data: no data for the model's input '%s'",
-                                    input_name(m, k));
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "model input '%s' has no data: give --data %s=FILE.npy (or %s=TYPE:VALUE for "
+                    "a constant)",
+                    input_name(m, k), input_name(m, k), input_name(m, k));
         }
         for (int d = 0; d < nd; d++) {
             int used = 0;
@@ -55,41 +109,7 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
                                     ba_dataset_name(ds, d) ? ba_dataset_name(ds, d) : "");
         }
     }
-    for (int k = 0; k < m->ninputs; k++) {
-        const ba_value_t *v = &m->values[m->inputs[k]];
-        const ba_tensor_t *t = ba_dataset_tensor(ds, idx[k]);
-        const char *path = ba_dataset_path(ds, idx[k]);
-        char a[160], b[160];
-        if (v->ndim >= 0 && t->ndim != v->ndim)
-            return ba_error_set(
-                err, BA_ERR_INPUT,
-                "--data %s: input '%s': data has shape %s (rank %d), the model wants rank %d %s "
-                "(first axis = samples)",
-                path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a), t->ndim, v->ndim,
-                ba_shape_str(v->ndim, v->shape, b, sizeof b));
-        for (int d = 1; v->ndim >= 0 && d < v->ndim; d++)
-            if (v->shape[d] >= 0 && v->shape[d] != t->shape[d])
-                return ba_error_set(
-                    err, BA_ERR_INPUT,
-                    "--data %s: input '%s': data shape %s does not match the model's %s (axis %d)", path,
-                    v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
-                    ba_shape_str(v->ndim, v->shape, b, sizeof b), d);
-        if (v->ndim >= 1 && v->shape[0] > 0) {
-            if (*static_batch && *static_batch != v->shape[0])
-                return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                                    "%s: inputs fix different batch sizes (%lld and %lld)", m->path,
-                                    (long long)*static_batch, (long long)v->shape[0]);
-            *static_batch = v->shape[0];
-        }
-        int want_float = v->dtype == BA_DT_F32 || v->dtype == BA_DT_UNDEFINED;
-        if (want_float && t->dtype != BA_DT_F32 && t->dtype != BA_DT_F64)
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--data %s: input '%s': data is %s, the model wants float32", path, v->name,
-                                ba_dtype_name(t->dtype));
-        if (!want_float && v->dtype != t->dtype)
-            return ba_error_set(err, BA_ERR_INPUT, "--data %s: input '%s': data is %s, the model wants %s",
-                                path, v->name, ba_dtype_name(t->dtype), ba_dtype_name(v->dtype));
-    }
+    for (int k = 0; k < m->ninputs; k++) BA_TRY(bind_check(m, ds, k, idx[k], static_batch, err));
     return BA_OK;
 }
 
@@ -116,13 +136,25 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
         for (int k = 0; st == BA_OK && k < n; k++) {
             if (given[k]) continue;
             const ba_tensor_t *t = ba_dataset_tensor(ds, idx[k]);
+            const ba_value_t *v = &m->values[m->inputs[k]];
             int64_t *sk = shapes + (size_t)k * BA_MAX_DIMS;
-            st = ba_model_sample_shape(m, k, t->ndim, t->shape, sk, err);
-            if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
+            int ax = ba_dataset_sample_axis(ds, idx[k]);
             given[k] = 1;
+            if (ax < 0) { /* a constant, fed whole (a 0-d one takes a [1, …, 1] input's shape) */
+                st = ba_dataset_batch(ds, 0, 1, idx[k], &data[k], err);
+                if (st == BA_OK) st = ba_eval_feed_const(m, k, &data[k], err);
+                if (st == BA_OK) st = ba_model_sample_shape(m, k, -1, data[k]->ndim, data[k]->shape, sk, err);
+                if (st == BA_OK && v->ndim >= 0 && data[k]->ndim != v->ndim)
+                    st = ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': constant of rank %d for an input of rank %d",
+                                      m->path, v->name, data[k]->ndim, v->ndim);
+                if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
+                continue;
+            }
+            st = ba_model_sample_shape(m, k, ax, t->ndim, t->shape, sk, err);
+            if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
             /* the first sample(s) themselves, so data-dependent ops see real values */
-            if (st == BA_OK && t->ndim >= 1 && sk[0] <= t->shape[0])
-                st = ba_dataset_batch(ds, 0, sk[0], idx[k], &data[k], err);
+            if (st == BA_OK && ax < t->ndim && sk[ax] <= t->shape[ax])
+                st = ba_dataset_batch(ds, 0, sk[ax], idx[k], &data[k], err);
         }
     }
     for (int k = 0; st == BA_OK && k < n; k++) {
@@ -139,7 +171,7 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
             int64_t s[BA_MAX_DIMS];
             memcpy(s, v->shape, sizeof s);
             if (v->ndim >= 1 && s[0] < 0) s[0] = 1;
-            st = ba_model_sample_shape(m, k, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
+            st = ba_model_sample_shape(m, k, v->ndim >= 1 ? 0 : -1, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
         }
     }
     /* costs already resolved at these shapes (at load, or before): nothing to run */
@@ -154,8 +186,34 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
     return st;
 }
 
-/* Inputs for rows [start, start+count): views of the data, or (static batch
- * larger than count) a zero-padded copy. ins[k] hold refs. */
+ba_status ba_eval_feed_const(const ba_model_t *m, int k, ba_tensor_t **t, ba_error *err) {
+    const ba_value_t *v = &m->values[m->inputs[k]];
+    if ((*t)->ndim != 0 || v->ndim <= 0) return BA_OK;
+    ba_tensor_t *r = ba_tensor_view(*t, v->ndim, v->shape, err);
+    if (!r) return err->code;
+    ba_tensor_unref(*t);
+    *t = r;
+    return BA_OK;
+}
+
+/* src zero-padded along axis to len entries (len >= src's). */
+static ba_tensor_t *pad_axis(const ba_tensor_t *src, int axis, int64_t len, ba_error *err) {
+    int64_t shape[BA_MAX_DIMS], outer = 1;
+    memcpy(shape, src->shape, sizeof shape);
+    shape[axis] = len;
+    ba_tensor_t *p = ba_tensor_new(src->dtype, src->ndim, shape, err);
+    if (!p) return NULL;
+    for (int d = 0; d < axis; d++) outer *= src->shape[d];
+    size_t block = outer ? ba_tensor_nbytes(src) / (size_t)outer : 0,
+           pblock = outer ? ba_tensor_nbytes(p) / (size_t)outer : 0;
+    for (int64_t o = 0; o < outer && block; o++)
+        memcpy((char *)p->data + (size_t)o * pblock, (const char *)src->data + (size_t)o * block, block);
+    return p;
+}
+
+/* Inputs for samples [start, start+count): views or slices of the data along
+ * each input's sample axis, constants whole, or (static batch larger than
+ * count) a zero-padded copy. ins[k] hold refs. */
 static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
                               ba_error *err) {
     const ba_model_t *m = ev->m;
@@ -163,12 +221,13 @@ static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t c
     for (int k = 0; k < m->ninputs; k++) {
         ba_tensor_t *v = NULL;
         BA_TRY(ba_dataset_batch(ev->ds, start, count, ev->idx[k], &v, err));
-        if (ev->static_batch > count) {
-            int64_t shape[BA_MAX_DIMS];
-            memcpy(shape, v->shape, sizeof shape);
-            shape[0] = ev->static_batch;
-            ba_tensor_t *p = ba_tensor_new(v->dtype, v->ndim, shape, err);
-            if (p) memcpy(p->data, v->data, ba_tensor_nbytes(v));
+        int axis = ba_dataset_sample_axis(ev->ds, ev->idx[k]);
+        if (axis < 0 && ba_eval_feed_const(m, k, &v, err) != BA_OK) {
+            ba_tensor_unref(v);
+            return err->code;
+        }
+        if (axis >= 0 && ev->static_batch > count) {
+            ba_tensor_t *p = pad_axis(v, axis, ev->static_batch, err);
             ba_tensor_unref(v);
             if (!p) return err->code;
             v = p;

@@ -30,9 +30,11 @@ typedef struct ba_eval_opts {
 } ba_eval_opts_t;
 
 /* Maps the model's graph inputs to dataset inputs: idx[k] (k < m->ninputs)
- * = dataset index feeding m->inputs[k]. Checks names, ranks and per-sample
- * dimensions; errors (BA_ERR_INPUT) name the input and the data file.
- * *static_batch = the batch size the model fixes on its inputs' first axis, or 0. */
+ * = dataset index feeding m->inputs[k]. Checks names, ranks, dtypes and every
+ * dimension but the sample axis; a constant (0-d) must feed a 0-d, [1, …, 1]
+ * or unknown-rank model input. Errors (BA_ERR_INPUT) name the input and the
+ * data file. *static_batch = the batch size the model fixes on its inputs'
+ * sample axes, or 0. */
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err);
 
@@ -43,6 +45,10 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
  * sample axis. Errors (BA_ERR_INPUT) name the input, the dim or the node. */
 ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs, int nspecs,
                                 ba_error *err);
+
+/* A constant (0-d) fed to model input k whose declared shape is [1, …, 1]
+ * takes that shape (*t replaced by a view); other tensors stay as they are. */
+ba_status ba_eval_feed_const(const ba_model_t *m, int k, ba_tensor_t **t, ba_error *err);
 
 /* Binds the data, runs the FP model over the samples and caches its first
  * output. m and ds must outlive the evaluator. */

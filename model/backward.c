@@ -647,23 +647,28 @@ ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v
 
 /* ---- one-call wrappers ---- */
 
-/* Per-sample squared gradients: each sample alone (batch of 1, views into
- * the inputs) when the model's batch axis is dynamic, else one forward of the
- * batch and one backward per sample with dL/dz non-zero on its rows only. */
+/* Per-sample squared gradients: each sample alone (batch of 1: views or
+ * slices of the inputs along their sample axes, constants whole) when the
+ * model's batch axis is dynamic, else one forward of the batch and one
+ * backward per sample with dL/dz non-zero on its rows only. */
 static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
-                               const ba_loss_spec_t *loss, int nreq, const int *req, float *const *grads_out,
-                               double *loss_out, ba_error *err) {
-    if (m->ninputs < 1 || !inputs[0] || inputs[0]->ndim < 1)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need inputs with a sample axis", m->path);
-    const int64_t N = inputs[0]->shape[0];
+                               const int *axes, const ba_loss_spec_t *loss, int nreq, const int *req,
+                               float *const *grads_out, double *loss_out, ba_error *err) {
+    int64_t N = -1;
     int dynamic = 1;
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
-        if (!inputs[k] || inputs[k]->ndim < 1 || inputs[k]->shape[0] != N)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples on its first axis",
-                                m->path, v->name, (long long)N);
-        if (v->ndim >= 1 && v->shape[0] > 1) dynamic = 0; /* a fixed batch > 1 cannot take one sample */
+        int a = axes ? axes[k] : 0;
+        if (a < 0) continue;
+        if (!inputs[k] || inputs[k]->ndim <= a || (N >= 0 && inputs[k]->shape[a] != N))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples along axis %d",
+                                m->path, v->name, (long long)N, a);
+        N = inputs[k]->shape[a];
+        if (v->ndim > a && v->shape[a] > 1) dynamic = 0; /* a fixed batch > 1 cannot take one sample */
     }
+    if (N < 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
+                            m->path);
     /* Resolve CE_ARGMAX labels once over the whole data (the FP model's). */
     ba_grad_session_t *full = NULL;
     ba_status st = BA_OK;
@@ -708,13 +713,9 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
             ba_tensor_unref(zi);
             ba_tensor_unref(dz);
         } else {
-            for (int k = 0; k < m->ninputs; k++) {
-                ba_tensor_t *t = inputs[k];
-                int64_t sh[BA_MAX_DIMS];
-                memcpy(sh, t->shape, sizeof sh);
-                sh[0] = 1;
-                size_t per = (size_t)(t->numel / N) * ba_dtype_size(t->dtype);
-                one[k] = ba_tensor_wrap(t->dtype, t->ndim, sh, (char *)t->data + (size_t)i * per, err);
+            for (int k = 0; k < m->ninputs && st == BA_OK; k++) {
+                int a = axes ? axes[k] : 0;
+                one[k] = a < 0 ? ba_tensor_ref(inputs[k]) : ba_tensor_slice_axis(inputs[k], a, i, 1, err);
                 if (!one[k]) st = err->code;
             }
             ba_grad_session_t *s = NULL;
@@ -784,7 +785,9 @@ ba_status ba_grad_compute(const ba_model_t *m, ba_tensor_t *const *inputs, const
         if (req[k] < 0 || req[k] >= m->nvalues || !m->values[req[k]].constant)
             return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
                                 m->path, req[k]);
-    if (opts->per_sample_sq) return per_sample_sq(m, inputs, opts->overrides, loss, nreq, req, grads_out, loss_out, err);
+    if (opts->per_sample_sq)
+        return per_sample_sq(m, inputs, opts->overrides, opts->sample_axes, loss, nreq, req, grads_out,
+                             loss_out, err);
     ba_grad_session_t *s = NULL;
     BA_TRY(ba_grad_session_new(m, inputs, opts->overrides, loss, &s, err));
     ba_status st = ba_grad_session_grad(s, nreq, req, grads_out, err);

@@ -74,9 +74,12 @@ typedef struct ba_grad_opts {
      * Σ_i g_i² with g_i = dL_i/dW the gradient of sample i's own loss
      * (mean over its rows): the empirical Fisher diagonal times N. */
     int per_sample_sq;
+    /* per_sample_sq only: per model input, the axis its samples lie along
+     * (-1: a constant, the same for every sample); NULL = axis 0 for all. */
+    const int *sample_axes;
 } ba_grad_opts_t;
 
-/* Runs the model on inputs (one tensor per m->inputs, sample axis first),
+/* Runs the model on inputs (one tensor per m->inputs),
  * evaluates the loss and returns dL/dW for the nreq constants req[] (value
  * ids of constants, e.g. m->layers[l].value; gradients flow through
  * Identity/Transpose/Reshape weight chains). grads_out[k]: caller-owned

@@ -915,7 +915,7 @@ static const char *dim_symbol(const ba_value_t *v, int d, char *buf, size_t cap)
     return buf;
 }
 
-ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int64_t *shape, int64_t *out,
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape, int64_t *out,
                                 ba_error *err) {
     const ba_value_t *v = &m->values[m->inputs[k]];
     char a[160], b[160], sym[32];
@@ -931,7 +931,7 @@ ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int6
             return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': negative dimension %lld", m->path, v->name,
                                 (long long)shape[d]);
         /* the sample axis of data may differ from a fixed batch: the evaluator pads to it */
-        if (d > 0 && v->ndim >= 0 && v->shape[d] >= 0 && v->shape[d] != shape[d])
+        if (d != axis && v->ndim >= 0 && v->shape[d] >= 0 && v->shape[d] != shape[d])
             return ba_error_set(err, BA_ERR_INPUT,
                                 "%s: input '%s': shape %s does not match the model's %s (%s is %lld, not %lld)",
                                 m->path, v->name, ba_shape_str(ndim, shape, a, sizeof a),
@@ -939,7 +939,7 @@ ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int6
                                 (long long)v->shape[d], (long long)shape[d]);
     }
     for (int d = 0; d < BA_MAX_DIMS; d++) out[d] = d < ndim ? shape[d] : 0;
-    if (ndim >= 1) out[0] = v->ndim >= 1 && v->shape[0] >= 0 ? v->shape[0] : 1;
+    if (axis >= 0 && axis < ndim) out[axis] = v->ndim > axis && v->shape[axis] >= 0 ? v->shape[axis] : 1;
     return BA_OK;
 }
 
@@ -958,7 +958,7 @@ ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *
     int nd;
     int64_t shape[BA_MAX_DIMS];
     if (ba_shape_parse(eq + 1, &nd, shape, err) != BA_OK) return ba_error_prefix(err, "--input-shape");
-    if (ba_model_sample_shape(m, *k, nd, shape, out, err) != BA_OK) return ba_error_prefix(err, "--input-shape %s", spec);
+    if (ba_model_sample_shape(m, *k, nd >= 1 ? 0 : -1, nd, shape, out, err) != BA_OK) return ba_error_prefix(err, "--input-shape %s", spec);
     return BA_OK;
 }
 

@@ -165,11 +165,12 @@ ba_status ba_model_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba
 
 /* ---- costs at concrete shapes ---- */
 /* The shape one sample of data has for input k: shape (the data's, or an
- * --input-shape, rank = the input's) with the sample axis 0 set to 1 when the
- * model leaves it dynamic (a fixed batch stays: macs are divided by it).
+ * --input-shape, rank = the input's) with the sample axis (axis: 0 unless
+ * --sample-axis says otherwise; -1 for a constant, which has none) set to 1
+ * when the model leaves it dynamic (a fixed batch stays: macs are divided by it).
  * Checks the rank and every static dimension; BA_ERR_INPUT naming the input,
  * the axis and its symbol otherwise. */
-ba_status ba_model_sample_shape(const ba_model_t *m, int k, int ndim, const int64_t *shape, int64_t *out,
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape, int64_t *out,
                                 ba_error *err);
 /* Resolves every value's shape by running the graph once at the given input
  * shapes (shapes: ninputs x BA_MAX_DIMS, as from ba_model_sample_shape; NULL =

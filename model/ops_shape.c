@@ -1008,6 +1008,8 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
         c->ct = -1;
         for (int i = 0; i < (int)(sizeof cts / sizeof cts[0]); i++)
             if (strcmp(ct, cts[i]) == 0) c->ct = i;
+        if (strcmp(ct, "tf_half_pixel_for_nn") == 0)
+            c->ct = CT_TF_HALF_PIXEL; /* the spelling of ONNX's Resize-11 */
         if (c->ct < 0)
             return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): coordinate_transformation_mode '%s'", n->name, ct);
         const char *nm = ba_node_attr_string(n, "nearest_mode", "round_prefer_floor");

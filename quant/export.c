@@ -472,6 +472,22 @@ ba_status ba_export_settings_parse(const char *json, const char *what, ba_export
                 out->ninput_shapes = (int)i + 1;
         }
     }
+    json_t *axes = st == BA_OK ? json_object_get(root, "sample_axes") : NULL;
+    if (axes && json_is_array(axes) && json_array_size(axes) > 0) {
+        size_t i;
+        json_t *v;
+        out->sample_axes = ba_calloc(json_array_size(axes), sizeof *out->sample_axes, err);
+        if (!out->sample_axes) st = BA_ERR_NOMEM;
+        json_array_foreach(axes, i, v) {
+            if (st != BA_OK) break;
+            if (!json_is_string(v))
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: sample_axes[%zu]: expected a string", what, i);
+            else if (!(out->sample_axes[i] = ba_strdup(json_string_value(v), err)))
+                st = BA_ERR_NOMEM;
+            else
+                out->nsample_axes = (int)i + 1;
+        }
+    }
     json_t *emb = json_object_get(root, "include-embeddings");
     out->include_embeddings = emb && json_is_true(emb);
     json_t *seed = st == BA_OK ? json_object_get(root, "seed") : NULL;
@@ -485,10 +501,14 @@ void ba_export_settings_free(ba_export_settings_t *s) {
     for (int i = 0; s && i < s->ndata; i++) free(s->data[i]);
     for (int i = 0; s && i < s->ninput_shapes; i++) free(s->input_shapes[i]);
     if (s) free(s->input_shapes);
-    if (s) free(s->data);
+    for (int i = 0; s && i < s->nsample_axes; i++) free(s->sample_axes[i]);
     if (s) {
+        free(s->data);
+        free(s->sample_axes);
         s->data = NULL;
         s->ndata = 0;
+        s->sample_axes = NULL;
+        s->nsample_axes = 0;
     }
 }
 
@@ -496,21 +516,24 @@ ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set
     if (m->cost_shapes && !set->ninput_shapes) return BA_OK;
     if (set->ndata <= 0 && !set->ninput_shapes) return BA_OK;
     ba_dataset_t *ds = NULL;
-    if (set->ndata > 0) BA_TRY(ba_dataset_load((const char *const *)set->data, set->ndata, &ds, err));
+    if (set->ndata > 0)
+        BA_TRY(ba_dataset_load_axes((const char *const *)set->data, set->ndata, (const char *const *)set->sample_axes,
+                                    set->nsample_axes, &ds, err));
     ba_status st = ba_eval_resolve_costs(m, ds, (const char *const *)set->input_shapes, set->ninput_shapes, err);
     ba_dataset_free(ds);
     return st;
 }
 
 ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,
-                              const char *data_sha256, ba_act_range_t **ranges, ba_error *err) {
+                              const char *const *axes, int naxes, const char *data_sha256,
+                              ba_act_range_t **ranges, ba_error *err) {
     *ranges = NULL;
     if (nspecs <= 0)
         return ba_error_set(err, BA_ERR_INPUT,
                             "activation ranges need the calibration data, and the study stores none");
     ba_dataset_t *ds = NULL;
     ba_evaluator_t *ev = NULL;
-    BA_TRY(ba_dataset_load(specs, nspecs, &ds, err));
+    BA_TRY(ba_dataset_load_axes(specs, nspecs, axes, naxes, &ds, err));
     char sha[65];
     ba_dataset_sha256(ds, sha);
     ba_status st = BA_OK;

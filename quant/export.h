@@ -62,6 +62,8 @@ typedef struct ba_export_settings {
     int ndata;
     char **input_shapes;                         /* "input_shapes": --input-shape specs (owned) */
     int ninput_shapes;
+    char **sample_axes; /* "sample_axes": "NAME=K" specs (owned) */
+    int nsample_axes;
 } ba_export_settings_t;
 
 /* Parses settings JSON; BA_ERR_INPUT naming `what` (e.g. "study 'x': settings")
@@ -77,12 +79,13 @@ void ba_export_settings_free(ba_export_settings_t *s);
 ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set, ba_error *err);
 
 /* Activation ranges for a QDQ export with activations quantized: loads the
- * calibration data (specs as the search stored them), checks its digest
+ * calibration data (specs and sample axes as the search stored them), checks its digest
  * against data_sha256 when that is non-empty (BA_ERR_INPUT naming the data
  * when it changed), and calibrates on the FP model (ba_quant_calibrate_acts).
  * *ranges: m->nvalues entries, caller frees. */
 ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,
-                              const char *data_sha256, ba_act_range_t **ranges, ba_error *err);
+                              const char *const *axes, int naxes, const char *data_sha256,
+                              ba_act_range_t **ranges, ba_error *err);
 
 /* The plan of one stored configuration: names[i] gets w_bits[i] (n layers, in
  * any order); every layer of m must be named exactly once, else BA_ERR_INPUT

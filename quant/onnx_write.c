@@ -2,7 +2,8 @@
  * protobuf-c, the layers' weights are replaced (fakequant) or turned into
  * integer initializers feeding DequantizeLinear nodes that produce the
  * original tensor name (qdq), so no consumer needs rewiring; external data is
- * inlined so the output stands alone. The file is written to DST.tmp and
+ * inlined so the output stands alone. A qdq file of a model older than opset
+ * 13 is rewritten to opset 13 first (onnx_upgrade.c). The file is written to DST.tmp and
  * renamed, so a failure never leaves a half-written model at DST. */
 #include "quant/onnx_write.h"
 
@@ -12,7 +13,7 @@
 #include <string.h>
 
 #include "core/util.h"
-#include "onnx/onnx.pb-c.h"
+#include "quant/onnx_proto.h"
 
 /* First opset where DequantizeLinear takes a per-axis scale. */
 #define BA_QDQ_MIN_OPSET_PER_AXIS 13
@@ -163,6 +164,13 @@ static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, siz
     return NULL;
 }
 
+/* The TensorProto holding a constant of graph g itself (not of its bodies). */
+Onnx__TensorProto *ba_onnxw_find_const(Onnx__GraphProto *g, const char *name, size_t *init_idx,
+                                       size_t *node_idx) {
+    Onnx__GraphProto *owner;
+    return find_weight(g, name, init_idx, node_idx, &owner, MAX_BODY_DEPTH);
+}
+
 /* The If node called name (searched through bodies), or NULL. */
 static Onnx__NodeProto *find_if(Onnx__GraphProto *g, const char *name, int depth) {
     for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++) {
@@ -305,8 +313,8 @@ static char *dupstr(const char *s, ba_error *err) {
     return ba_strdup(s, err);
 }
 
-static Onnx__TensorProto *new_tensor(const char *name, int32_t dtype, int ndim, const int64_t *dims,
-                                     const void *bytes, size_t nbytes, ba_error *err) {
+Onnx__TensorProto *ba_onnxw_tensor(const char *name, int32_t dtype, int ndim, const int64_t *dims,
+                                   const void *bytes, size_t nbytes, ba_error *err) {
     Onnx__TensorProto *t = ba_malloc(sizeof *t, err);
     if (!t) return NULL;
     onnx__tensor_proto__init(t);
@@ -329,7 +337,7 @@ static Onnx__TensorProto *new_tensor(const char *name, int32_t dtype, int ndim, 
     return t;
 }
 
-static ba_status add_init(Onnx__GraphProto *g, Onnx__TensorProto *t, ba_error *err) {
+ba_status ba_onnxw_add_init(Onnx__GraphProto *g, Onnx__TensorProto *t, ba_error *err) {
     if (!t) return err ? err->code : BA_ERR_NOMEM;
     Onnx__TensorProto **a = xrealloc_array(g->initializer, g->n_initializer + 1, sizeof *a, err);
     if (!a) {
@@ -341,7 +349,7 @@ static ba_status add_init(Onnx__GraphProto *g, Onnx__TensorProto *t, ba_error *e
     return BA_OK;
 }
 
-static Onnx__AttributeProto *int_attr(const char *name, int64_t v, ba_error *err) {
+Onnx__AttributeProto *ba_onnxw_int_attr(const char *name, int64_t v, ba_error *err) {
     Onnx__AttributeProto *a = ba_malloc(sizeof *a, err);
     if (!a) return NULL;
     onnx__attribute_proto__init(a);
@@ -354,9 +362,9 @@ static Onnx__AttributeProto *int_attr(const char *name, int64_t v, ba_error *err
 }
 
 /* Inserts a node at position pos of the graph's node list. */
-static ba_status insert_node(Onnx__GraphProto *g, size_t pos, const char *op, const char *name,
-                             const char *const *ins, int nin, const char *out, Onnx__AttributeProto **attrs,
-                             int nattr, ba_error *err) {
+ba_status ba_onnxw_insert_node(Onnx__GraphProto *g, size_t pos, const char *op, const char *name,
+                               const char *const *ins, int nin, const char *out, Onnx__AttributeProto **attrs,
+                               int nattr, ba_error *err) {
     Onnx__NodeProto *n = ba_malloc(sizeof *n, err);
     if (!n) return BA_ERR_NOMEM;
     onnx__node_proto__init(n);
@@ -494,12 +502,13 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
                           w->name, (long long)w->nscales);
         goto done;
     }
-    st = add_init(g, new_tensor(qname, dtype, ndim, dims, qb, qn, err), err);
+    st = ba_onnxw_add_init(g, ba_onnxw_tensor(qname, dtype, ndim, dims, qb, qn, err), err);
     if (st == BA_OK)
-        st = add_init(
-            g, new_tensor(sname, BA_DT_F32, sndim, sdims, w->scales, sizeof(float) * (size_t)w->nscales, err),
-            err);
-    if (st == BA_OK) st = add_init(g, new_tensor(zname, dtype, sndim, sdims, zb, zn, err), err);
+        st = ba_onnxw_add_init(g,
+                               ba_onnxw_tensor(sname, BA_DT_F32, sndim, sdims, w->scales,
+                                               sizeof(float) * (size_t)w->nscales, err),
+                               err);
+    if (st == BA_OK) st = ba_onnxw_add_init(g, ba_onnxw_tensor(zname, dtype, sndim, sdims, zb, zn, err), err);
     if (st != BA_OK) goto done;
     /* Drop the float weight: the initializer (and a stale graph input of the
      * same name, as old IR versions list initializers), or the Constant node. */
@@ -518,12 +527,12 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
     }
     Onnx__AttributeProto *attrs[2];
     int nattr = 0;
-    if (w->axis >= 0) attrs[nattr++] = int_attr("axis", w->axis, err);
-    if (w->block_size > 0) attrs[nattr++] = int_attr("block_size", w->block_size, err);
+    if (w->axis >= 0) attrs[nattr++] = ba_onnxw_int_attr("axis", w->axis, err);
+    if (w->block_size > 0) attrs[nattr++] = ba_onnxw_int_attr("block_size", w->block_size, err);
     const char *ins[3] = {qname, sname, zname};
     char nodename[4096];
     snprintf(nodename, sizeof nodename, "%s_DequantizeLinear", w->name);
-    st = insert_node(g, pos, "DequantizeLinear", nodename, ins, 3, orig, attrs, nattr, err);
+    st = ba_onnxw_insert_node(g, pos, "DequantizeLinear", nodename, ins, 3, orig, attrs, nattr, err);
 done:
     free(qb);
     free(zb);
@@ -613,13 +622,13 @@ static ba_status fp16_act(Onnx__GraphProto *g, const char *x, ba_error *err) {
     snprintf(n_f, sizeof n_f, "%s_act_fp16", x);
     BA_TRY(rewire_deep(g, x, n_f, 0, err));
     size_t pos = after_producer(g, x);
-    Onnx__AttributeProto *to_h = int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16, err);
+    Onnx__AttributeProto *to_h = ba_onnxw_int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16, err);
     snprintf(nm, sizeof nm, "%s_act_CastHalf", x);
     const char *in1[1] = {x}, *in2[1] = {n_h};
-    BA_TRY(insert_node(g, pos, "Cast", nm, in1, 1, n_h, &to_h, 1, err));
-    Onnx__AttributeProto *to_f = int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, err);
+    BA_TRY(ba_onnxw_insert_node(g, pos, "Cast", nm, in1, 1, n_h, &to_h, 1, err));
+    Onnx__AttributeProto *to_f = ba_onnxw_int_attr("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, err);
     snprintf(nm, sizeof nm, "%s_act_CastFloat", x);
-    return insert_node(g, pos + 1, "Cast", nm, in2, 1, n_f, &to_f, 1, err);
+    return ba_onnxw_insert_node(g, pos + 1, "Cast", nm, in2, 1, n_f, &to_f, 1, err);
 }
 
 /* Activation pair: X -> Clip(lo,hi) -> QuantizeLinear -> DequantizeLinear -> X_dq,
@@ -655,20 +664,20 @@ static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *act, ba_error *err) {
     snprintf(n_dq, sizeof n_dq, "%s_act_dequantized", a->name);
     uint8_t zp = (uint8_t)a->zero_point;
     BA_TRY(rewire_deep(g, a->name, n_dq, 0, err));
-    BA_TRY(add_init(g, new_tensor(n_lo, BA_DT_F32, 0, NULL, &lo, 4, err), err));
-    BA_TRY(add_init(g, new_tensor(n_hi, BA_DT_F32, 0, NULL, &hi, 4, err), err));
-    BA_TRY(add_init(g, new_tensor(n_s, BA_DT_F32, 0, NULL, &a->scale, 4, err), err));
-    BA_TRY(add_init(g, new_tensor(n_z, BA_DT_U8, 0, NULL, &zp, 1, err), err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_lo, BA_DT_F32, 0, NULL, &lo, 4, err), err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_hi, BA_DT_F32, 0, NULL, &hi, 4, err), err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_s, BA_DT_F32, 0, NULL, &a->scale, 4, err), err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_z, BA_DT_U8, 0, NULL, &zp, 1, err), err));
     size_t pos = after_producer(g, a->name);
     char nm[4400];
     const char *clip_in[3] = {a->name, n_lo, n_hi}, *q_in[3] = {n_clip, n_s, n_z},
                *dq_in[3] = {n_q, n_s, n_z};
     snprintf(nm, sizeof nm, "%s_act_Clip", a->name);
-    BA_TRY(insert_node(g, pos, "Clip", nm, clip_in, 3, n_clip, NULL, 0, err));
+    BA_TRY(ba_onnxw_insert_node(g, pos, "Clip", nm, clip_in, 3, n_clip, NULL, 0, err));
     snprintf(nm, sizeof nm, "%s_act_QuantizeLinear", a->name);
-    BA_TRY(insert_node(g, pos + 1, "QuantizeLinear", nm, q_in, 3, n_q, NULL, 0, err));
+    BA_TRY(ba_onnxw_insert_node(g, pos + 1, "QuantizeLinear", nm, q_in, 3, n_q, NULL, 0, err));
     snprintf(nm, sizeof nm, "%s_act_DequantizeLinear", a->name);
-    return insert_node(g, pos + 2, "DequantizeLinear", nm, dq_in, 3, n_dq, NULL, 0, err);
+    return ba_onnxw_insert_node(g, pos + 2, "DequantizeLinear", nm, dq_in, 3, n_dq, NULL, 0, err);
 }
 
 ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
@@ -676,10 +685,11 @@ ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qwei
     wctx_t c;
     BA_TRY(load(&c, src, err));
     ba_status st = inline_all_external(&c, err);
-    if (st == BA_OK && nacts > 0 && c.opset < 11)
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
-                          "%s: activation QDQ needs opset >= 11 (Clip inputs), the model has %lld", src,
-                          (long long)c.opset);
+    /* Per-axis DequantizeLinear (and the activations' Clip with inputs) need opset 13. */
+    if (st == BA_OK && c.opset < BA_QDQ_MIN_OPSET_PER_AXIS) {
+        st = ba_onnxw_upgrade_to_13(c.m, c.opset, src, err);
+        if (st == BA_OK) c.opset = BA_QDQ_MIN_OPSET_PER_AXIS;
+    }
     for (int i = 0; st == BA_OK && i < nw; i++) st = qdq_weight(&c, &w[i], err);
     for (int i = 0; st == BA_OK && i < nacts; i++) st = qdq_act(&c, &acts[i], err);
     if (st == BA_OK) st = write_out(&c, dst, err);

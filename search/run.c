@@ -42,6 +42,7 @@ void ba_run_settings_init(ba_run_settings_t *s) {
 void ba_run_settings_free(ba_run_settings_t *s) {
     free(s->model);
     for (int i = 0; i < s->ndata; i++) free(s->data[i]);
+    for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
     free(s->labels);
     free(s->sensitivity_file);
     for (int i = 0; i < s->npins; i++) free(s->pins[i]);
@@ -82,6 +83,20 @@ ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_er
     return BA_OK;
 }
 
+ba_status ba_run_settings_add_sample_axis(ba_run_settings_t *s, const char *spec, ba_error *err) {
+    if (s->nsample_axes >= BA_RUN_MAX_DATA)
+        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis: more than %d inputs", BA_RUN_MAX_DATA);
+    char *c = ba_strdup(spec, err);
+    if (!c) return BA_ERR_NOMEM;
+    s->sample_axes[s->nsample_axes++] = c;
+    return BA_OK;
+}
+
+ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **out, ba_error *err) {
+    return ba_dataset_load_axes((const char *const *)s->data, s->ndata, (const char *const *)s->sample_axes,
+                                s->nsample_axes, out, err);
+}
+
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
 
@@ -119,6 +134,12 @@ ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_err
         for (int i = 0; i < s->ninput_shapes; i++) json_array_append_new(shp, json_string(s->input_shapes[i]));
         json_object_set_new(j, "input_shapes", shp);
     }
+    /* Sample axes are written only when given, so other studies' settings keep their text. */
+    if (j && s->nsample_axes > 0) {
+        json_t *axes = json_array();
+        for (int i = 0; i < s->nsample_axes; i++) json_array_append_new(axes, json_string(s->sample_axes[i]));
+        json_object_set_new(j, "sample_axes", axes);
+    }
     /* The seed is written as a string: a 64-bit unsigned value does not fit JSON integers in every reader. */
     *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(j);
@@ -155,6 +176,15 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     }
     for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
         if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
+    v = json_object_get(j, "sample_axes");
+    if (v && (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA)) {
+        BAD("bad sample_axes list");
+        goto done;
+    }
+    for (size_t i = 0; v && i < json_array_size(v) && st == BA_OK; i++)
+        if ((st = dup_str(json_array_get(v, i), &s->sample_axes[s->nsample_axes], err)) == BA_OK &&
+            s->sample_axes[s->nsample_axes])
+            s->nsample_axes++;
     if (st == BA_OK) st = dup_str(json_object_get(j, "labels"), &s->labels, err);
     if (st == BA_OK && json_is_object(q)) {
         const char *sc = json_string_value(json_object_get(q, "scheme")),
@@ -478,7 +508,7 @@ static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
     const ba_run_settings_t *s = c->s;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
-    BA_TRY(ba_dataset_load((const char *const *)s->data, s->ndata, &c->ds, err));
+    BA_TRY(ba_run_settings_load_data(s, &c->ds, err));
     BA_TRY(ba_eval_resolve_costs(c->m, c->ds, (const char *const *)s->input_shapes, s->ninput_shapes,
                                  err)); /* MACs at the data's shapes */
     if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
@@ -723,7 +753,7 @@ ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
     int64_t *labels = NULL, nl = 0;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
@@ -774,7 +804,7 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     char data_sha[65] = "";
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
     if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
@@ -823,7 +853,7 @@ ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t 
                           s.model, name, sha, info.model_sha256);
     if (st == BA_OK) {
         ba_dataset_t *ds = NULL;
-        if (ba_dataset_load((const char *const *)s.data, s.ndata, &ds, &e2) != BA_OK)
+        if (ba_run_settings_load_data(&s, &ds, &e2) != BA_OK)
             st = ba_error_set(err, BA_ERR_INPUT, "study '%s': cannot load its data: %s", name, e2.msg);
         else {
             char dsha[65];

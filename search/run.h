@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "db/db.h"
+#include "eval/dataset.h"
 #include "quant/plan.h"
 #include "quant/quant.h"
 #include "search/budget.h"
@@ -26,7 +27,9 @@
 typedef struct ba_run_settings {
     char *model;
     int ndata;
-    char *data[BA_RUN_MAX_DATA];  /* "FILE" or "NAME=FILE" */
+    char *data[BA_RUN_MAX_DATA]; /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
+    int nsample_axes;
+    char *sample_axes[BA_RUN_MAX_DATA]; /* "NAME=K" (--sample-axis); stored only when given */
     char *labels;                 /* NULL = none */
     ba_quant_cfg_t quant;
     ba_budget_set_t budgets;
@@ -59,6 +62,9 @@ void ba_run_settings_free(ba_run_settings_t *s);
 /* Setters that copy (paths made absolute when they name existing files). */
 ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err);
 ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_error *err);
+ba_status ba_run_settings_add_sample_axis(ba_run_settings_t *s, const char *spec, ba_error *err);
+/* The study's data as ba_dataset_load_axes reads it (data specs + sample axes). */
+ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **out, ba_error *err);
 /* Settings JSON (caller frees) and back. */
 ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_error *err);
 ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_error *err);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/evaluate.h"
 #include "sensitivity/sens_internal.h"
 
 int sens_output_is_prob(const ba_model_t *m) {
@@ -68,31 +69,18 @@ static ba_status check_finite_tensor(const ba_tensor_t *t, const char *what, ba_
 static ba_status bind_data(sens_ctx_t *c, ba_error *err) {
     const ba_model_t *m = c->m;
     const ba_dataset_t *ds = c->ds;
-    c->ds_idx = ba_calloc((size_t)(m->ninputs > 0 ? m->ninputs : 1), sizeof(int), err);
-    if (!c->ds_idx) return BA_ERR_NOMEM;
-    for (int k = 0; k < m->ninputs; k++) {
-        const char *name = m->values[m->inputs[k]].name;
-        int idx = ba_dataset_find(ds, name);
-        if (idx < 0 && k == 0 && ba_dataset_count(ds) == 1 && ba_dataset_name(ds, 0) == NULL) idx = 0;
-        if (idx < 0)
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--data: no data for input '%s' of %s (give --data %s=FILE.npy)", name,
-                                m->path, name);
-        c->ds_idx[k] = idx;
-    }
+    size_t nin = (size_t)(m->ninputs > 0 ? m->ninputs : 1);
+    c->ds_idx = ba_calloc(nin, sizeof(int), err);
+    c->axes = ba_calloc(nin, sizeof(int), err);
+    if (!c->ds_idx || !c->axes) return BA_ERR_NOMEM;
+    int64_t fixed = 0;
+    BA_TRY(ba_eval_bind(m, ds, c->ds_idx, &fixed, err));
+    for (int k = 0; k < m->ninputs; k++) c->axes[k] = ba_dataset_sample_axis(ds, c->ds_idx[k]);
     int64_t n = ba_dataset_samples(ds);
     if (c->o->max_data > 0 && c->o->max_data < n) n = c->o->max_data;
     /* A static batch dimension fixes the run size; otherwise the option. */
-    int64_t batch = c->o->batch > 0 ? c->o->batch : BA_SENS_DEFAULT_BATCH;
-    int static_batch = 0;
-    for (int k = 0; k < m->ninputs; k++) {
-        const ba_value_t *v = &m->values[m->inputs[k]];
-        if (v->ndim >= 1 && v->shape[0] > 0) {
-            batch = v->shape[0];
-            static_batch = 1;
-            break;
-        }
-    }
+    int64_t batch = fixed > 0 ? fixed : c->o->batch > 0 ? c->o->batch : BA_SENS_DEFAULT_BATCH;
+    int static_batch = fixed > 0;
     if (n < batch && batch > 0) {
         if (static_batch)
             return ba_error_set(err, BA_ERR_INPUT,
@@ -126,6 +114,8 @@ ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, b
     for (int k = 0; k < m->ninputs; k++) {
         ba_tensor_t *t;
         ba_status st = ba_dataset_batch(c->ds, start, count, c->ds_idx[k], &t, err);
+        if (st == BA_OK && c->axes[k] < 0 && (st = ba_eval_feed_const(m, k, &t, err)) != BA_OK)
+            ba_tensor_unref(t);
         if (st == BA_OK && m->values[m->inputs[k]].dtype == BA_DT_F32 && t->dtype != BA_DT_F32 &&
             ba_dtype_is_float(t->dtype)) {
             ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
@@ -253,6 +243,7 @@ ba_status ba_sens_compute(const ba_model_t *m, const ba_dataset_t *ds, const int
     ba_wcache_free(c.wc);
     free(c.cost);
     free(c.ds_idx);
+    free(c.axes);
     if (st != BA_OK) {
         ba_sens_table_free(t);
         return st;

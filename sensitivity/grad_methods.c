@@ -121,7 +121,7 @@ ba_status sens_fisher(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     }
     int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)nbatch;
-    ba_grad_opts_t go = {.per_sample_sq = 1};
+    ba_grad_opts_t go = {.per_sample_sq = 1, .sample_axes = c->axes};
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
         st = grad_batch(&g, b, err);
         if (st == BA_OK) st = ba_grad_compute(m, g.inputs, &go, &g.spec, L, g.req, gs, NULL, err);

@@ -19,6 +19,7 @@ typedef struct sens_ctx {
     int64_t n;     /* samples used (whole batches only for a static batch axis) */
     int64_t batch; /* samples per run */
     int *ds_idx;   /* per model input: dataset input index */
+    int *axes;     /* per model input: its sample axis, -1 for a constant (ba_grad_opts_t.sample_axes) */
     ba_wcache_t *wc;
     uint64_t work_done, work_total; /* progress */
     const char *loss_name;          /* what the estimator used ("ce", "mse", "kl"), static string */
