@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
 #include "tests/helpers.h"
 
 #include "cli/format.c"
@@ -388,6 +389,57 @@ Test(cli, hostile_config_files_give_errors_not_crashes) {
     expect_error(&r, 2, "--config: cannot read");
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
+}
+
+/* libfyaml's duplicate-key check is quadratic (40,000 keys took 49 s): a big
+ * mapping must be answered in well under a second or two, either way. */
+static double time_config(const char *dir, const char *name, const char *head, const char *fmt, int n,
+                          ba_test_run_t *r) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t cap = strlen(head) + (size_t)n * 48 + 16, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)snprintf(text, cap, "%s", head);
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(text + len, cap - len, fmt, i);
+    cr_assert_eq(ba_test_write_file(path, text), 0);
+    free(text);
+    double t0 = ba_now();
+    *r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", path, "--print-config",
+                     NULL);
+    return ba_now() - t0;
+}
+
+Test(cli, config_with_200000_keys_is_answered_quickly) {
+    char dir[512];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    ba_test_run_t r;
+    double s = time_config(dir, "top.yaml", "", "key%d: 1\n", 200000, &r);
+    expect_error(&r, 2, "unknown key 'key0'");
+    cr_expect_lt(s, 5.0, "200,000 top-level keys took %.1f s", s);
+    ba_test_run_free(&r);
+    s = time_config(dir, "pins.yaml", "pin:\n", "  \"layer%d.*\": 4\n", 200000, &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "layer199999.*=4"), "the last pin is kept");
+    cr_expect_lt(s, 5.0, "200,000 pins took %.1f s", s);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+Test(cli, duplicate_config_keys_exit_2_naming_key_and_line) {
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"seed: 1\nmethod: ilp\nseed: 2\n", ":3: duplicate key 'seed'"},
+        {"pin: {\"fc*\": 4, \"conv*\": 8, \"fc*\": 2}\n", ":1: pin: duplicate key 'fc*'"},
+        {"budget:\n  avg-bits: 4\n  avg-bits: 3\n", ":3: budget: duplicate key 'avg-bits'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfg_t c = write_cfg(cases[i].yaml);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        expect_error(&r, 2, cases[i].want);
+        ba_test_run_free(&r);
+        ba_test_rmtree(c.dir);
+    }
 }
 
 Test(cli, demo_config_is_a_complete_search) {
