@@ -118,14 +118,6 @@ ba_status ba_cli_check_required(const ba_cli_command *cmd, const ba_cli_opts *o,
 /* The merge key of a KEY=VALUE style value ("avg-bits" for "avg-bits=4"); len 0 when none. */
 size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value);
 
-/* ---- budget values (opts.c) ---- */
-/* Parses "KEY=VALUE" into key and a value in canonical units: avg-bits in bits, memory in
- * bytes (suffix B KiB MiB GiB), bops (suffix k M G T), latency in µs (suffix us or ms). */
-ba_status ba_cli_budget_parse(const char *kv, char key[16], double *value, ba_error *err);
-/* Parses "KEY=FROM:TO:STEP" of --sweep; values in the budget's canonical units. */
-ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double *to, double *step,
-                             ba_error *err);
-
 /* ---- config files (config.c) ---- */
 /* Loads a YAML config for cmd into o (paths rebased on the file's folder). */
 ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli_opts *o, ba_error *err);

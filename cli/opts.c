@@ -8,13 +8,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "search/budget.h"
 
-/* A sweep with more points than this is surely a typo (and would run for days). */
-#define BA_CLI_SWEEP_MAX_POINTS 1000
-/* Relative slack when counting sweep points, so 3:4:0.1 includes 4 despite rounding. */
-#define BA_CLI_SWEEP_EPS 1e-9
-#define BA_CLI_KIB 1024.0
-#define BA_CLI_MAX_AVG_BITS 32.0
 
 /* ---------------------------------------------------------------- store */
 
@@ -171,101 +166,6 @@ static int parse_width(const char *s, int64_t *b) {
     return parse_int(s, b) && valid_width(*b);
 }
 
-static const char *const BUDGET_KEYS[] = {"avg-bits", "memory", "bops", "latency", NULL};
-
-static int budget_key_known(const char *k) {
-    for (int i = 0; BUDGET_KEYS[i]; i++)
-        if (strcmp(k, BUDGET_KEYS[i]) == 0) return 1;
-    return 0;
-}
-
-typedef struct {
-    const char *suffix;
-    double mult;
-} unit_t;
-
-static const unit_t MEMORY_UNITS[] = {{"", 1},
-                                      {"B", 1},
-                                      {"KiB", BA_CLI_KIB},
-                                      {"MiB", BA_CLI_KIB *BA_CLI_KIB},
-                                      {"GiB", BA_CLI_KIB *BA_CLI_KIB *BA_CLI_KIB},
-                                      {NULL, 0}};
-static const unit_t BOPS_UNITS[] = {{"", 1},    {"k", 1e3},  {"K", 1e3}, {"M", 1e6},
-                                    {"G", 1e9}, {"T", 1e12}, {NULL, 0}};
-static const unit_t LATENCY_UNITS[] = {{"", 1}, {"us", 1}, {"ms", 1e3}, {NULL, 0}};
-static const unit_t BITS_UNITS[] = {{"", 1}, {NULL, 0}};
-
-static const unit_t *units_for(const char *key, const char **names) {
-    if (strcmp(key, "memory") == 0) return *names = "B, KiB, MiB, GiB", MEMORY_UNITS;
-    if (strcmp(key, "bops") == 0) return *names = "k, M, G, T", BOPS_UNITS;
-    if (strcmp(key, "latency") == 0) return *names = "us, ms", LATENCY_UNITS;
-    return *names = "none", BITS_UNITS;
-}
-
-static ba_status budget_value(const char *key, const char *text, double *out, ba_error *err) {
-    double v;
-    const char *suf, *names;
-    if (!parse_number(text, &v, &suf))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a number, got '%s'", key, text);
-    const unit_t *u = units_for(key, &names);
-    for (; u->suffix; u++)
-        if (strcmp(suf, u->suffix) == 0) break;
-    if (!u->suffix)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: unknown unit '%s' in '%s' (units: %s)", key, suf, text,
-                            names);
-    v *= u->mult;
-    if (!(v > 0)) return ba_error_set(err, BA_ERR_INPUT, "%s: must be positive, got '%s'", key, text);
-    if (strcmp(key, "avg-bits") == 0 && v > BA_CLI_MAX_AVG_BITS)
-        return ba_error_set(err, BA_ERR_INPUT, "avg-bits: must be at most 32, got '%s'", text);
-    *out = v;
-    return BA_OK;
-}
-
-/* Splits "KEY=REST"; key must be a budget key. */
-static ba_status budget_split(const char *kv, const char *form, char key[16], const char **rest,
-                              ba_error *err) {
-    const char *eq = kv ? strchr(kv, '=') : NULL;
-    if (!eq) return ba_error_set(err, BA_ERR_INPUT, "expected %s, got '%s'", form, kv ? kv : "");
-    size_t kl = (size_t)(eq - kv);
-    if (kl == 0 || kl >= 16) return ba_error_set(err, BA_ERR_INPUT, "bad budget key in '%s'", kv);
-    memcpy(key, kv, kl);
-    key[kl] = '\0';
-    if (!budget_key_known(key))
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)", key);
-    *rest = eq + 1;
-    return BA_OK;
-}
-
-ba_status ba_cli_budget_parse(const char *kv, char key[16], double *value, ba_error *err) {
-    const char *rest;
-    BA_TRY(budget_split(kv, "KEY=VALUE", key, &rest, err));
-    return budget_value(key, rest, value, err);
-}
-
-ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double *to, double *step,
-                             ba_error *err) {
-    const char *rest;
-    BA_TRY(budget_split(kv, "KEY=FROM:TO:STEP", key, &rest, err));
-    char buf[3][64];
-    const char *p = rest;
-    for (int i = 0; i < 3; i++) {
-        const char *c = i < 2 ? strchr(p, ':') : p + strlen(p);
-        if (!c || (size_t)(c - p) >= sizeof buf[i] || (i == 2 && strchr(p, ':')))
-            return ba_error_set(err, BA_ERR_INPUT, "expected KEY=FROM:TO:STEP, got '%s'", kv);
-        memcpy(buf[i], p, (size_t)(c - p));
-        buf[i][c - p] = '\0';
-        p = c + 1;
-    }
-    BA_TRY(budget_value(key, buf[0], from, err));
-    BA_TRY(budget_value(key, buf[1], to, err));
-    BA_TRY(budget_value(key, buf[2], step, err));
-    if (*from > *to) return ba_error_set(err, BA_ERR_INPUT, "FROM must not exceed TO in '%s'", kv);
-    if ((*to - *from) / *step > BA_CLI_SWEEP_MAX_POINTS)
-        return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", kv, BA_CLI_SWEEP_MAX_POINTS);
-    return BA_OK;
-}
-
 static int choice_ok(const char *choices, const char *v) {
     size_t vl = strlen(v);
     const char *p = choices;
@@ -306,7 +206,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
     int64_t i;
     double d;
     const char *suf;
-    char key[16];
+    ba_budget_t budget;
+    ba_budget_sweep_t sweep;
     if (f->type != BA_CLI_T_FLAG && (!v || !*v)) return ba_error_set(err, BA_ERR_INPUT, "empty value");
     switch (f->type) {
     case BA_CLI_T_FLAG:
@@ -334,11 +235,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
                    ? BA_OK
                    : ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32), got '%s'", v);
     case BA_CLI_T_BITS: return check_bits_list(v, err);
-    case BA_CLI_T_BUDGET: return ba_cli_budget_parse(v, key, &d, err);
-    case BA_CLI_T_SWEEP: {
-        double a, b;
-        return ba_cli_sweep_parse(v, key, &a, &b, &d, err);
-    }
+    case BA_CLI_T_BUDGET: return ba_budget_parse(v, &budget, err); /* search/budget.c: the one parser */
+    case BA_CLI_T_SWEEP: return ba_budget_sweep_parse(v, &sweep, err);
     case BA_CLI_T_PIN: {
         const char *eq = strrchr(v, '=');
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);

@@ -142,8 +142,8 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
         {"--seed", "-1", "--seed: expected"},
         {"--budget", "avg-bits", "--budget: expected KEY=VALUE, got 'avg-bits'"},
         {"--budget", "speed=3", "--budget: unknown budget key 'speed'"},
-        {"--budget", "memory=3MB", "--budget: memory: unknown unit 'MB'"},
-        {"--budget", "avg-bits=0", "--budget: avg-bits: must be positive"},
+        {"--budget", "memory=3MB", "--budget: budget memory=3MB: unknown unit 'MB' in '3MB' (units: B, KiB, MiB, GiB; a bare number is bytes)"},
+        {"--budget", "avg-bits=0", "--budget: budget avg-bits=0: must be greater than zero"},
         {"--bits", "2,9", "--bits: expected a comma list of bit-widths"},
         {"--bits", "4,4", "--bits: bit-width 4 listed twice"},
         {"--method", "annealing", "--method: expected one of ilp|evo|ilp+evo|random|uniform"},
@@ -439,6 +439,40 @@ Test(cli, duplicate_config_keys_exit_2_naming_key_and_line) {
         expect_error(&r, 2, cases[i].want);
         ba_test_run_free(&r);
         ba_test_rmtree(c.dir);
+    }
+}
+
+/* One parser decides the units of a budget everywhere: the flag, the config file and the
+ * library agree, and the message lists exactly the suffixes that are accepted. */
+Test(cli, budget_units_are_the_same_for_flags_and_config) {
+    static const char *const good[] = {"memory=1000", "memory=1000B", "memory=2KiB", "memory=1.5MiB",
+                                       "latency=300", "latency=2ms", "latency=250us", "bops=3G", "bops=3k"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", good[i], "--print-config", NULL);
+        cr_expect_eq(r.status, 0, "%s: %s", good[i], r.err);
+        ba_test_run_free(&r);
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "budget: {%.*s: \"%s\"}\n", (int)(strchr(good[i], '=') - good[i]), good[i],
+                 strchr(good[i], '=') + 1);
+        cfg_t c = write_cfg(yaml);
+        r = ba_test_cli("search", "m.onnx", "--data", "x", "--config", c.path, "--print-config", NULL);
+        cr_expect_eq(r.status, 0, "%s: %s", yaml, r.err);
+        ba_test_run_free(&r);
+        ba_test_rmtree(c.dir);
+    }
+    static const struct {
+        const char *v, *want;
+    } bad[] = {
+        {"memory=1MB", "unknown unit 'MB' in '1MB' (units: B, KiB, MiB, GiB; a bare number is bytes)"},
+        {"memory=1KB", "unknown unit 'KB'"},
+        {"memory=1GB", "unknown unit 'GB'"},
+        {"latency=2s", "unknown unit 's' in '2s' (units: us, \xc2\xb5s, ms; a bare number is microseconds)"},
+        {"avg-bits=4b", "unknown unit 'b' in '4b' (units: none: a plain number)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", bad[i].v, NULL);
+        expect_error(&r, 2, bad[i].want);
+        ba_test_run_free(&r);
     }
 }
 
