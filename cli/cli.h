@@ -106,6 +106,8 @@ int ba_cli_verbosity(const ba_cli_opts *o);
 /* ---- parsing (opts.c) ---- */
 /* Table lookups over the command's flags then the global flags. */
 const ba_cli_flag *ba_cli_flag_find(const ba_cli_command *cmd, const char *name);
+/* The accepted range of an integer (BA_CLI_T_INT) flag: its row of opts.c's range table. */
+void ba_cli_int_range(const ba_cli_flag *f, int64_t *min, int64_t *max);
 /* Checks one value against its flag's type; err names "--NAME". */
 ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *err);
 /* Parses argv (after the command word) into o. Global flags are accepted too. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "quant/quant.h"
 #include "search/budget.h"
 
 
@@ -158,6 +159,43 @@ static int parse_number(const char *s, double *v, const char **suffix) {
     return 1;
 }
 
+/* The range of every integer flag (and config key): what the command can use, so a value
+ * never wraps on its way to an int (--generations 4294967298 would run 2). An integer
+ * flag missing here takes 0..INT32_MAX. */
+static const struct {
+    const char *name;
+    int64_t min, max;
+} INT_RANGES[] = {
+    {"generations", 0, 1000000}, /* 0: the seed only */
+    {"offspring", 1, 100000},
+    {"samples", 1, 1000000},
+    {"limit", 0, INT32_MAX},
+    {NULL, 0, 0},
+};
+
+void ba_cli_int_range(const ba_cli_flag *f, int64_t *min, int64_t *max) {
+    *min = 0;
+    *max = INT32_MAX;
+    for (int i = 0; INT_RANGES[i].name; i++)
+        if (!strcmp(INT_RANGES[i].name, f->name)) {
+            *min = INT_RANGES[i].min;
+            *max = INT_RANGES[i].max;
+        }
+}
+
+static ba_status check_int(const ba_cli_flag *f, const char *v, ba_error *err) {
+    int64_t i, lo, hi;
+    ba_cli_int_range(f, &lo, &hi);
+    /* A digit string too long for int64 is out of range too, not "not an integer". */
+    int digits = v[0] == '-' || v[0] == '+' ? v[1] != '\0' : v[0] != '\0';
+    for (const char *p = v + (v[0] == '-' || v[0] == '+'); *p && digits; p++) digits = isdigit((unsigned char)*p);
+    if (!digits) return ba_error_set(err, BA_ERR_INPUT, "expected an integer in %lld..%lld, got '%s'", (long long)lo,
+                                     (long long)hi, v);
+    if (v[0] == '-' || !parse_int(v[0] == '+' ? v + 1 : v, &i) || i < lo || i > hi)
+        return ba_error_set(err, BA_ERR_INPUT, "%s is out of range (%lld..%lld)", v, (long long)lo, (long long)hi);
+    return BA_OK;
+}
+
 static int valid_width(int64_t b) {
     return (b >= 2 && b <= 8) || b == 16 || b == 32;
 }
@@ -214,14 +252,11 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
     case BA_CLI_T_STR:
     case BA_CLI_T_PATH:
     case BA_CLI_T_HW: return BA_OK;
-    case BA_CLI_T_INT:
-        return parse_int(v, &i)
-                   ? BA_OK
-                   : ba_error_set(err, BA_ERR_INPUT, "expected a non-negative integer, got '%s'", v);
+    case BA_CLI_T_INT: return check_int(f, v, err);
     case BA_CLI_T_U64:
-        return parse_u64(v, &u)
-                   ? BA_OK
-                   : ba_error_set(err, BA_ERR_INPUT, "expected an unsigned 64-bit integer, got '%s'", v);
+        return parse_u64(v, &u) ? BA_OK
+                                : ba_error_set(err, BA_ERR_INPUT, "expected an integer in 0..%llu, got '%s'",
+                                               (unsigned long long)UINT64_MAX, v);
     case BA_CLI_T_FLOAT:
         if (!parse_number(v, &d, &suf) || *suf || d < 0)
             return ba_error_set(err, BA_ERR_INPUT, "expected a non-negative number, got '%s'", v);
@@ -251,11 +286,10 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
             return ba_error_set(err, BA_ERR_INPUT, "expected FILE or NAME=FILE, got '%s'", v);
         return BA_OK;
     }
-    case BA_CLI_T_GRAN:
-        if (strcmp(v, "per-channel") == 0 || strcmp(v, "per-tensor") == 0) return BA_OK;
-        if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "expected per-channel, per-tensor or group:G (G > 0), got '%s'", v);
+    case BA_CLI_T_GRAN: {
+        ba_quant_cfg_t q = ba_quant_cfg_default(); /* quant/quant.c: the one parser, G in 1..INT_MAX */
+        return ba_quant_cfg_parse_granularity(v, &q, err);
+    }
     case BA_CLI_T_TRIAL:
         return strcmp(v, "best") == 0 || parse_int(v, &i)
                    ? BA_OK
@@ -268,6 +302,9 @@ ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *
     ba_status st = check_value_raw(f, value, err);
     if (st != BA_OK) {
         if (f->flags & BA_CLI_POSITIONAL) return ba_error_prefix(err, "%s", f->metavar);
+        size_t nl = strlen(f->name);
+        if (err && !strncmp(err->msg, "--", 2) && !strncmp(err->msg + 2, f->name, nl) && err->msg[2 + nl] == ':')
+            return st; /* a library parser's message names the flag already */
         return ba_error_prefix(err, "--%s", f->name);
     }
     return BA_OK;

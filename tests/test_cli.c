@@ -138,7 +138,8 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
     static const struct {
         const char *flag, *value, *want;
     } cases[] = {
-        {"--seed", "abc", "--seed: expected an unsigned 64-bit integer, got 'abc'"},
+        {"--seed", "abc", "--seed: expected an integer in 0..18446744073709551615, got 'abc'"},
+        {"--seed", "18446744073709551616", "--seed: expected an integer in 0..18446744073709551615"},
         {"--seed", "-1", "--seed: expected"},
         {"--budget", "avg-bits", "--budget: expected KEY=VALUE, got 'avg-bits'"},
         {"--budget", "speed=3", "--budget: unknown budget key 'speed'"},
@@ -148,14 +149,21 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
         {"--bits", "4,4", "--bits: bit-width 4 listed twice"},
         {"--method", "annealing", "--method: expected one of ilp|evo|ilp+evo|random|uniform"},
         {"--sensitivity", "magic", "--sensitivity: expected one of"},
-        {"--granularity", "group:0", "--granularity: expected per-channel, per-tensor or group:G"},
+        {"--granularity", "group:0", "--granularity: 'group:0': group size must be a positive integer"},
+        {"--granularity", "group:4294967297", "--granularity: 'group:4294967297': group size must be a positive"},
         {"--pin", "conv1*=9", "--pin: expected a bit-width"},
         {"--pin", "conv1*", "--pin: expected NAME_GLOB=BITS"},
         {"--sweep", "avg-bits=6:3:1", "--sweep: FROM must not exceed TO"},
         {"--sweep", "avg-bits=3:6", "--sweep: expected KEY=FROM:TO:STEP"},
         {"--sweep", "avg-bits=2:8:0.000001", "--sweep: 'avg-bits=2:8:0.000001' gives more than"},
         {"--tol", "x", "--tol: expected a non-negative number"},
-        {"--generations", "1.5", "--generations: expected a non-negative integer"},
+        {"--generations", "1.5", "--generations: expected an integer in 0..1000000, got '1.5'"},
+        {"--generations", "4294967298", "--generations: 4294967298 is out of range (0..1000000)"},
+        {"--generations", "-1", "--generations: -1 is out of range (0..1000000)"},
+        {"--generations", "99999999999999999999", "--generations: 99999999999999999999 is out of range"},
+        {"--offspring", "4294967297", "--offspring: 4294967297 is out of range (1..100000)"},
+        {"--offspring", "0", "--offspring: 0 is out of range (1..100000)"},
+        {"--samples", "2147483648", "--samples: 2147483648 is out of range (1..1000000)"},
         {"--act-bits", "12", "--act-bits: expected a bit-width"},
         {"--data", "=x.npy", "--data: expected FILE or NAME=FILE"},
     };
@@ -167,6 +175,9 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
     }
     ba_test_run_t r = ba_test_cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
     expect_error(&r, 2, "--trial: expected a trial number or 'best'");
+    ba_test_run_free(&r);
+    r = ba_test_cli("trials", "--study", "s", "--limit", "4294967296", NULL);
+    expect_error(&r, 2, "--limit: 4294967296 is out of range (0..2147483647)");
     ba_test_run_free(&r);
 }
 
@@ -344,7 +355,9 @@ Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
     static const struct {
         const char *yaml, *want;
     } cases[] = {
-        {"method: ilp\nseed: abc\n", ":2: --seed: expected an unsigned 64-bit integer"},
+        {"method: ilp\nseed: abc\n", ":2: --seed: expected an integer in 0..18446744073709551615"},
+        {"generations: 4294967298\n", ":1: --generations: 4294967298 is out of range (0..1000000)"},
+        {"offspring: -4\n", ":1: --offspring: -4 is out of range (1..100000)"},
         {"budget: {speed: 3}\n", ":1: --budget: unknown budget key 'speed'"},
         {"seed: [1, 2]\n", "seed: takes one value, not a list"},
         {"seed:\n", "seed: needs a value"},
