@@ -3,6 +3,7 @@
  * that memory so evaluating a batch never copies the data again. */
 #include "eval/dataset.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,19 @@ int ba_dataset_find(const ba_dataset_t *ds, const char *name) {
     return -1;
 }
 void ba_dataset_sha256(const ba_dataset_t *ds, char hex[65]) { memcpy(hex, ds->sha, SHA256_HEX); }
+
+/* NaN/Inf in calibration data is refused at load (SPEC §1), so no command —
+ * eval, sensitivity, search — ever computes on it. */
+static ba_status check_finite(const ba_tensor_t *t, const char *path, const char *name, ba_error *err) {
+    if (!ba_dtype_is_float(t->dtype)) return BA_OK;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = ba_tensor_get_f64(t, i);
+        if (!isfinite(v))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': element %lld is %s (NaN/Inf in data is refused)",
+                                path, name ? name : "(first)", (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+    }
+    return BA_OK;
+}
 
 /* Takes ownership of t (and of nothing else). */
 static ba_status ds_add(ba_dataset_t *ds, const char *name, const char *path, ba_tensor_t *t, ba_error *err) {
@@ -169,6 +183,8 @@ ba_status ba_dataset_load(const char *const *specs, int nspecs, ba_dataset_t **o
         if (t->ndim < 1) {
             st = ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' is a 0-d array; it needs a first axis (the sample axis)",
                               ds->in[i].path, ds->in[i].name ? ds->in[i].name : "(first)");
+        } else if ((st = check_finite(t, ds->in[i].path, ds->in[i].name, err)) != BA_OK) {
+            break;
         } else if (i > 0 && t->shape[0] != ds->in[0].t->shape[0]) {
             st = ba_error_set(err, BA_ERR_INPUT,
                               "%s: input '%s' has %lld samples but %s ('%s') has %lld (first axes must match)",

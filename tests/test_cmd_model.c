@@ -206,6 +206,36 @@ Test(cmd_eval, labels_of_wrong_length_exit_2) {
     ba_test_rmtree(dir);
 }
 
+/* One check in the data loading path: eval, sensitivity and search all refuse
+ * calibration data holding a NaN (exit 2, naming the file). */
+Test(cmd_eval, nan_in_data_is_refused_by_every_command) {
+    char dir[512], x[600], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(x, sizeof x, "%s/x.npy", dir);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    ba_error err;
+    ba_tensor_t *t = NULL;
+    cr_assert_eq(ba_npy_load(DIG "calib_x.npy", &t, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(t->dtype, BA_DT_F32);
+    ((float *)t->data)[t->numel / 2] = NAN;
+    cr_assert_eq(ba_npy_save(x, t, &err), BA_OK);
+    ba_tensor_unref(t);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", x, NULL);
+    cr_expect_eq(r.status, 2, "eval: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "x.npy") && strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("sensitivity", DIG "cnn_dyn.onnx", "--data", x, "--method", "act", NULL);
+    cr_expect_eq(r.status, 2, "sensitivity: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "search", DIG "cnn_dyn.onnx", "--data", x, "--budget", "avg-bits=4", "--sensitivity",
+                    "weight", "--method", "ilp", NULL);
+    cr_expect_eq(r.status, 2, "search: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
 Test(cmd_eval, bad_model_exits_2) {
     ba_test_run_t r = ba_test_cli("eval", DIG "test_y.npy", "--data", DIG "test_x.npy", NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
