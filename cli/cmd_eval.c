@@ -174,6 +174,12 @@ int ba_cmd_eval(const ba_cli_opts *o) {
     } else {
         int json = strcmp(ba_cli_get_or(o, "format", "table"), "json") == 0;
         rc = json ? print_json(&s, &fm, s.plan ? &qm : NULL) : print_table(&s, &fm, s.plan ? &qm : NULL);
+        /* Printed as unknown (- / null), never as a perfect score; and the run failed (SPEC §8). */
+        if (s.plan && qm.nonfinite_q) {
+            ba_cli_error("%s: the quantized model's output is not finite (NaN or Inf) in %lld of %lld rows",
+                         s.plan->file ? s.plan->file : "--plan", (long long)qm.nonfinite_q, (long long)qm.rows);
+            rc = BA_EXIT_RUNTIME;
+        }
     }
     state_free(&s);
     return rc;

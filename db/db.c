@@ -364,7 +364,7 @@ ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n
 }
 
 static void bind_real(sqlite3_stmt *s, int i, double v) {
-    if (isnan(v)) sqlite3_bind_null(s, i);
+    if (!isfinite(v)) sqlite3_bind_null(s, i); /* NaN and ±Inf: unknown, never a value that sorts first */
     else sqlite3_bind_double(s, i, v);
 }
 

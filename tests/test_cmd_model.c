@@ -236,6 +236,88 @@ Test(cmd_eval, nan_in_data_is_refused_by_every_command) {
     ba_test_rmtree(dir);
 }
 
+/* tests/fixtures/nan_quant: Sqrt(x @ w) is finite in float and at 3..8 bits, NaN at 2 bits. */
+#define NANQ BA_FIXTURES "/nan_quant/"
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* SPEC §8: a non-finite output fails; it is never scored as KL 0 / agreement 100%. */
+Test(cmd_eval, non_finite_quantized_output_fails_and_is_not_a_perfect_score) {
+    char dir[512], db[600], p8[600], p2[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(p8, sizeof p8, "%s/p8.json", dir);
+    snprintf(p2, sizeof p2, "%s/p2.json", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    char *text = slurp(p8), *at = strstr(text, "\"w_bits\": 8");
+    cr_assert_not_null(at, "%s", text);
+    at[10] = '2';
+    cr_assert_eq(ba_test_write_file(p2, text), 0);
+    free(text);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p2, "--format", "json", NULL);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "not finite"), "%s", r.err);
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(j, "%s", r.out);
+    json_t *q = json_object_get(j, "quantized");
+    cr_assert_not_null(q, "%s", r.out);
+    cr_expect(json_is_null(json_object_get(q, "kl")), "kl is unknown, not 0: %s", r.out);
+    cr_expect(json_is_null(json_object_get(q, "agreement")), "agreement is unknown, not 1: %s", r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p8, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
+    char dir[512], db[600], plan[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(plan, sizeof plan, "%s/p.json", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "2,3,8", "--method", "evo", "--generations", "3", "--offspring",
+                                  "4", "--study", "e", "--plan-out", plan, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "trials", "--study", "e", "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *j = json_loads(r.out, 0, NULL), *t;
+    size_t i;
+    int failed = 0;
+    cr_assert(json_is_array(j), "%s", r.out);
+    json_array_foreach(j, i, t) {
+        int two = json_real_value(json_object_get(t, "avg_bits")) == 2.0;
+        const char *state = json_string_value(json_object_get(t, "state"));
+        cr_expect_str_eq(state, two ? "failed" : "complete", "trial %zu", i + 1);
+        if (two) cr_expect(json_is_null(json_object_get(t, "kl")), "trial %zu: %s", i + 1, r.out);
+        failed += two;
+    }
+    cr_expect_gt(failed, 0, "the search tried 2 bits: %s", r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "trials", "--study", "e", "--best", "--format", "csv", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(!strstr(r.out, "failed") && strstr(r.out, "complete"), "%s", r.out);
+    ba_test_run_free(&r);
+    char *text = slurp(plan);
+    cr_expect(!strstr(text, "\"w_bits\": 2"), "the plan is not the failed configuration: %s", text);
+    free(text);
+    ba_test_rmtree(dir);
+}
+
 Test(cmd_eval, bad_model_exits_2) {
     ba_test_run_t r = ba_test_cli("eval", DIG "test_y.npy", "--data", DIG "test_x.npy", NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
