@@ -48,6 +48,10 @@ static ba_status load_all(const ba_cli_opts *o, eval_state_t *s, ba_error *err) 
     if (pp) {
         BA_TRY(ba_plan_read(pp, &s->plan, err));
         BA_TRY(ba_plan_validate(s->plan, s->m, 1, err));
+        int differed;
+        char why[BA_ERROR_MSG_MAX];
+        BA_TRY(ba_plan_check_totals(s->plan, s->m, &differed, why, sizeof why, err));
+        if (differed) fprintf(stderr, "bitalloc: warning: %s; using the recomputed totals\n", why);
         s->bits = ba_calloc((size_t)s->m->nlayers + 1, sizeof(int), err);
         if (!s->bits) return BA_ERR_NOMEM;
         BA_TRY(ba_plan_bits(s->plan, s->m, s->bits, err));

@@ -318,6 +318,55 @@ Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
     ba_test_rmtree(dir);
 }
 
+/* A plan is checked against the model where it is used: its totals are recomputed (a
+ * warning says when the file's disagree) and a per-layer a_bits is refused. */
+static void replace_in_file(const char *src, const char *dst, const char *from, const char *to) {
+    char *text = slurp(src), *at = strstr(text, from);
+    cr_assert_not_null(at, "'%s' not in %s", from, text);
+    char *out = malloc(strlen(text) + strlen(to) + 1);
+    sprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    cr_assert_eq(ba_test_write_file(dst, out), 0);
+    free(out);
+    free(text);
+}
+
+Test(cmd_eval, plan_totals_are_recomputed_and_per_layer_a_bits_refused) {
+    char dir[512], db[600], p8[600], lie[600], ab[600], onnx[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(p8, sizeof p8, "%s/p8.json", dir);
+    snprintf(lie, sizeof lie, "%s/lie.json", dir);
+    snprintf(ab, sizeof ab, "%s/ab.json", dir);
+    snprintf(onnx, sizeof onnx, "%s/q.onnx", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    replace_in_file(p8, lie, "\"avg_bits\": 8.0", "\"avg_bits\": 3.0");
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", lie, "--format", "json", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "warning: ") && strstr(r.err, "lie.json: totals.avg_bits 3, but its layers give 8"), "%s",
+              r.err);
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_expect_float_eq(json_real_value(json_object_get(json_object_get(j, "quantized"), "avg_bits")), 8.0, 0, "%s",
+                       r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", lie, "-o", onnx, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "totals.avg_bits 3, but its layers give 8"), "%s", r.err);
+    ba_test_run_free(&r);
+    replace_in_file(p8, ab, "\"a_bits\": null", "\"a_bits\": 8");
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", ab, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "ab.json: layer 'w': a_bits 8 differs from quantizer.act_bits null"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", ab, "-o", onnx, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
 Test(cmd_eval, bad_model_exits_2) {
     ba_test_run_t r = ba_test_cli("eval", DIG "test_y.npy", "--data", DIG "test_x.npy", NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
