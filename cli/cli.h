@@ -57,7 +57,7 @@ typedef struct {
 typedef struct {
     char *key;
     char **vals;
-    size_t n;
+    size_t n, cap; /* cap: slots allocated in vals (grown geometrically) */
 } ba_cli_entry;
 
 typedef struct {

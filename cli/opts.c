@@ -22,7 +22,7 @@ static void entry_clear(ba_cli_entry *e) {
     for (size_t i = 0; i < e->n; i++) free(e->vals[i]);
     free(e->vals);
     e->vals = NULL;
-    e->n = 0;
+    e->n = e->cap = 0;
 }
 
 void ba_cli_opts_free(ba_cli_opts *o) {
@@ -64,12 +64,16 @@ ba_status ba_cli_opts_add(ba_cli_opts *o, const char *key, const char *value, in
     if (replace) entry_clear(e);
     char *v = ba_strdup(value, err);
     if (!v) return BA_ERR_NOMEM;
-    char **nv = ba_realloc(e->vals, (e->n + 1) * sizeof *nv, err);
-    if (!nv) {
-        free(v);
-        return BA_ERR_NOMEM;
+    if (e->n == e->cap) { /* doubling: a config with 200,000 pins stays linear */
+        size_t cap = e->cap ? 2 * e->cap : 4;
+        char **nv = ba_realloc(e->vals, cap * sizeof *nv, err);
+        if (!nv) {
+            free(v);
+            return BA_ERR_NOMEM;
+        }
+        e->vals = nv;
+        e->cap = cap;
     }
-    e->vals = nv;
     e->vals[e->n++] = v;
     return BA_OK;
 }
