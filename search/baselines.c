@@ -173,7 +173,8 @@ ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, con
                 : ba_error_set(err, BA_ERR_NOMEM, "random: out of memory writing a checkpoint");
         free(ck);
         next++;
-        if (st == BA_OK && h->progress) h->progress(h->ctx, i + 1, total, &best_res, best);
+        if (st == BA_OK && h->progress) /* no best yet when every draw so far failed */
+            h->progress(h->ctx, i + 1, total, has_best ? &best_res : NULL, has_best ? best : cur);
     }
     if (st == BA_OK && !has_best)
         st = total > 0 ? ba_error_set(err, BA_ERR_RUNTIME,
