@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/helpers.h"
 
@@ -297,9 +298,11 @@ Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
     json_t *j = json_loads(r.out, 0, NULL), *t;
     size_t i;
     int failed = 0;
+    long long failed_number = 0;
     cr_assert(json_is_array(j), "%s", r.out);
     json_array_foreach(j, i, t) {
         int two = json_real_value(json_object_get(t, "avg_bits")) == 2.0;
+        if (two) failed_number = json_integer_value(json_object_get(t, "number"));
         const char *state = json_string_value(json_object_get(t, "state"));
         cr_expect_str_eq(state, two ? "failed" : "complete", "trial %zu", i + 1);
         if (two) cr_expect(json_is_null(json_object_get(t, "kl")), "trial %zu: %s", i + 1, r.out);
@@ -315,6 +318,14 @@ Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
     char *text = slurp(plan);
     cr_expect(!strstr(text, "\"w_bits\": 2"), "the plan is not the failed configuration: %s", text);
     free(text);
+    char num[32], out[600];
+    snprintf(num, sizeof num, "%lld", failed_number);
+    snprintf(out, sizeof out, "%s/failed.json", dir);
+    r = ba_test_cli("--db", db, "export", "--study", "e", "--trial", num, "--format", "plan", "-o", out, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "the trial failed"), "%s", r.err);
+    cr_expect_neq(access(out, F_OK), 0, "nothing written for a failed trial");
+    ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
 
