@@ -59,7 +59,7 @@ typedef struct {
 typedef struct {
     char *key;
     char **vals;
-    size_t n;
+    size_t n, cap; /* cap: slots allocated in vals (grown geometrically) */
 } ba_cli_entry;
 
 typedef struct {
@@ -108,6 +108,8 @@ int ba_cli_verbosity(const ba_cli_opts *o);
 /* ---- parsing (opts.c) ---- */
 /* Table lookups over the command's flags then the global flags. */
 const ba_cli_flag *ba_cli_flag_find(const ba_cli_command *cmd, const char *name);
+/* The accepted range of an integer (BA_CLI_T_INT) flag: its row of opts.c's range table. */
+void ba_cli_int_range(const ba_cli_flag *f, int64_t *min, int64_t *max);
 /* Checks one value against its flag's type; err names "--NAME". */
 ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *err);
 /* Parses argv (after the command word) into o. Global flags are accepted too. */
@@ -119,14 +121,6 @@ ba_status ba_cli_merge(const ba_cli_command *cmd, const ba_cli_opts *file, const
 ba_status ba_cli_check_required(const ba_cli_command *cmd, const ba_cli_opts *o, ba_error *err);
 /* The merge key of a KEY=VALUE style value ("avg-bits" for "avg-bits=4"); len 0 when none. */
 size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value);
-
-/* ---- budget values (opts.c) ---- */
-/* Parses "KEY=VALUE" into key and a value in canonical units: avg-bits in bits, memory in
- * bytes (suffix B KiB MiB GiB), bops (suffix k M G T), latency in µs (suffix us or ms). */
-ba_status ba_cli_budget_parse(const char *kv, char key[16], double *value, ba_error *err);
-/* Parses "KEY=FROM:TO:STEP" of --sweep; values in the budget's canonical units. */
-ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double *to, double *step,
-                             ba_error *err);
 
 /* ---- config files (config.c) ---- */
 /* Loads a YAML config for cmd into o (paths rebased on the file's folder). */

@@ -50,6 +50,10 @@ static ba_status load_all(const ba_cli_opts *o, eval_state_t *s, ba_error *err) 
     if (pp) {
         BA_TRY(ba_plan_read(pp, &s->plan, err));
         BA_TRY(ba_plan_validate(s->plan, s->m, 1, err));
+        int differed;
+        char why[BA_ERROR_MSG_MAX];
+        BA_TRY(ba_plan_check_totals(s->plan, s->m, &differed, why, sizeof why, err));
+        if (differed) fprintf(stderr, "bitalloc: warning: %s; using the recomputed totals\n", why);
         s->bits = ba_calloc((size_t)s->m->nlayers + 1, sizeof(int), err);
         if (!s->bits) return BA_ERR_NOMEM;
         BA_TRY(ba_plan_bits(s->plan, s->m, s->bits, err));
@@ -176,6 +180,12 @@ int ba_cmd_eval(const ba_cli_opts *o) {
     } else {
         int json = strcmp(ba_cli_get_or(o, "format", "table"), "json") == 0;
         rc = json ? print_json(&s, &fm, s.plan ? &qm : NULL) : print_table(&s, &fm, s.plan ? &qm : NULL);
+        /* Printed as unknown (- / null), never as a perfect score; and the run failed (SPEC §8). */
+        if (s.plan && qm.nonfinite_q) {
+            ba_cli_error("%s: the quantized model's output is not finite (NaN or Inf) in %lld of %lld rows",
+                         s.plan->file ? s.plan->file : "--plan", (long long)qm.nonfinite_q, (long long)qm.rows);
+            rc = BA_EXIT_RUNTIME;
+        }
     }
     state_free(&s);
     return rc;

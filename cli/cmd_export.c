@@ -39,6 +39,11 @@ static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
         char *end;
         long long num = strtoll(which, &end, 10);
         BA_TRY(ba_db_trial_get(c->db, c->info.id, num, &c->trial, err));
+        if (!strcmp(c->trial.state, "failed")) /* its output was not finite (SPEC §8): no plan */
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--trial %lld: the trial failed (its quantized output is not finite); a failed "
+                                "trial is never exported",
+                                num);
         return BA_OK;
     }
     ba_trial_query_t q = {.best = 1};

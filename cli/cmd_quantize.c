@@ -22,6 +22,10 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
     ba_status st = ba_model_load(ba_cli_get(o, "model"), NULL, &m, &err);
     if (st == BA_OK) st = ba_plan_read(ba_cli_get(o, "plan"), &plan, &err);
     if (st == BA_OK) st = ba_plan_validate(plan, m, 1, &err);
+    int differed = 0;
+    char why[BA_ERROR_MSG_MAX];
+    if (st == BA_OK) st = ba_plan_check_totals(plan, m, &differed, why, sizeof why, &err);
+    if (st == BA_OK && differed) fprintf(stderr, "bitalloc: warning: %s; using the recomputed totals\n", why);
     if (st == BA_OK) {
         bits = ba_calloc((size_t)m->nlayers + 1, sizeof(int), &err);
         st = bits ? ba_plan_bits(plan, m, bits, &err) : BA_ERR_NOMEM;

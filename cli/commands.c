@@ -273,10 +273,16 @@ static void print_flag(const ba_cli_flag *f, FILE *fp) {
         snprintf(left, sizeof left, "--%s%s%s", f->name, meta ? " " : "", meta ? meta : "");
     const char *req = (f->flags & BA_CLI_REQUIRED) ? " [required]" : "";
     const char *rep = (f->flags & BA_CLI_REPEAT) ? " (repeatable)" : "";
+    char range[64] = "";
+    if (f->type == BA_CLI_T_INT) {
+        int64_t lo, hi;
+        ba_cli_int_range(f, &lo, &hi);
+        snprintf(range, sizeof range, " [%lld..%lld]", (long long)lo, (long long)hi);
+    }
     if (strlen(left) > HELP_FLAG_COL - 3)
-        fprintf(fp, "  %s\n  %-*s %s%s%s\n", left, HELP_FLAG_COL - 3, "", f->help, rep, req);
+        fprintf(fp, "  %s\n  %-*s %s%s%s%s\n", left, HELP_FLAG_COL - 3, "", f->help, range, rep, req);
     else
-        fprintf(fp, "  %-*s %s%s%s\n", HELP_FLAG_COL - 3, left, f->help, rep, req);
+        fprintf(fp, "  %-*s %s%s%s%s\n", HELP_FLAG_COL - 3, left, f->help, range, rep, req);
 }
 
 void ba_cli_print_command_help(const ba_cli_command *cmd, FILE *fp) {

@@ -10,6 +10,57 @@
 #include "cli/cli.h"
 
 #define BA_CLI_PATH_MAX 4096
+/* Slots of the duplicate-key set: a power of two, grown at half load. */
+#define BA_CLI_KEYSET_MIN 64
+
+/* The keys seen in one mapping. libfyaml's own duplicate check compares every
+ * key with every other (quadratic in a big mapping), so it is turned off and the
+ * duplicates are found here by hashing. */
+typedef struct {
+    char **slot;
+    size_t cap, n;
+} keyset_t;
+
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static void keyset_free(keyset_t *ks) {
+    for (size_t i = 0; i < ks->cap; i++) free(ks->slot[i]);
+    free(ks->slot);
+    memset(ks, 0, sizeof *ks);
+}
+
+static char **keyset_find(char **slot, size_t cap, const char *key) {
+    size_t i = (size_t)key_hash(key) & (cap - 1);
+    while (slot[i] && strcmp(slot[i], key) != 0) i = (i + 1) & (cap - 1);
+    return &slot[i];
+}
+
+/* Adds key; *dup = 1 when it was there already. */
+static ba_status keyset_add(keyset_t *ks, const char *key, int *dup, ba_error *err) {
+    *dup = 0;
+    if (2 * (ks->n + 1) > ks->cap) {
+        size_t cap = ks->cap ? 2 * ks->cap : BA_CLI_KEYSET_MIN;
+        char **slot = ba_calloc(cap, sizeof *slot, err);
+        if (!slot) return BA_ERR_NOMEM;
+        for (size_t i = 0; i < ks->cap; i++)
+            if (ks->slot[i]) *keyset_find(slot, cap, ks->slot[i]) = ks->slot[i];
+        free(ks->slot);
+        ks->slot = slot;
+        ks->cap = cap;
+    }
+    char **at = keyset_find(ks->slot, ks->cap, key);
+    if (*at) {
+        *dup = 1;
+        return BA_OK;
+    }
+    if (!(*at = ba_strdup(key, err))) return BA_ERR_NOMEM;
+    ks->n++;
+    return BA_OK;
+}
 
 typedef struct {
     const ba_cli_command *cmd;
@@ -143,16 +194,28 @@ static ba_status load_key(cfg_ctx *c, const char *key, struct fy_node *kn, struc
             return cfg_fail(c, kn, "%s: %s", key, "takes exactly one KEY: VALUE entry");
         void *it = NULL;
         struct fy_node_pair *p;
-        while ((p = fy_node_mapping_iterate(vn, &it))) {
+        keyset_t seen = {0};
+        ba_status st = BA_OK;
+        while (st == BA_OK && (p = fy_node_mapping_iterate(vn, &it))) {
             struct fy_node *k2 = fy_node_pair_key(p), *v2 = fy_node_pair_value(p);
             const char *sk = scalar(k2, kbuf, sizeof kbuf), *sv = scalar(v2, buf, sizeof buf);
-            if (!sk || !sv || !*sk)
-                return cfg_fail(c, k2 ? k2 : kn, "%s: %s", key, "mapping entries must be plain KEY: VALUE");
-            if (f->type == BA_CLI_T_SWEEP && !*sv) return cfg_fail(c, k2, "%s: %s", key, "needs a value");
+            int dup = 0;
+            if (!sk || !sv || !*sk) {
+                st = cfg_fail(c, k2 ? k2 : kn, "%s: %s", key, "mapping entries must be plain KEY: VALUE");
+                break;
+            }
+            if (f->type == BA_CLI_T_SWEEP && !*sv) {
+                st = cfg_fail(c, k2, "%s: %s", key, "needs a value");
+                break;
+            }
+            st = keyset_add(&seen, sk, &dup, c->err);
+            if (st == BA_OK && dup) st = cfg_fail(c, k2, "%s: duplicate key '%s'", key, sk);
+            if (st != BA_OK) break;
             snprintf(joined, sizeof joined, "%s=%s", sk, sv);
-            BA_TRY(add_value(c, f, k2, joined));
+            st = add_value(c, f, k2, joined);
         }
-        return BA_OK;
+        keyset_free(&seen);
+        return st;
     }
     }
     return cfg_fail(c, kn, "%s: %s", key, "unsupported value");
@@ -212,7 +275,9 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
         return ba_error_set(err, BA_ERR_NOMEM, "%s: cannot create the YAML diagnostics", path);
     }
     fy_diag_set_collect_errors(diag, true);
-    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_AUTO | FYPCF_JSON_NONE,
+    /* Duplicate keys are found by ba_cli_config_load and load_key (libfyaml's check is quadratic). */
+    struct fy_parse_cfg pcfg = {.flags = FYPCF_QUIET | FYPCF_DEFAULT_VERSION_AUTO | FYPCF_JSON_NONE |
+                                         FYPCF_ALLOW_DUPLICATE_KEYS,
                                 .diag = diag};
     struct fy_document *doc = fy_document_build_from_string(&pcfg, (const char *)text, size);
     ba_status st = BA_OK;
@@ -230,15 +295,20 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
     void *it = NULL;
     struct fy_node_pair *p;
     char kbuf[256];
+    keyset_t seen = {0};
     while (st == BA_OK && (p = fy_node_mapping_iterate(root, &it))) {
         struct fy_node *kn = fy_node_pair_key(p);
         const char *key = scalar(kn, kbuf, sizeof kbuf);
+        int dup = 0;
         if (!key) {
             st = cfg_fail(&c, kn, "%s%s", "keys must be plain flag names", "");
             break;
         }
-        st = load_key(&c, key, kn, fy_node_pair_value(p));
+        st = keyset_add(&seen, key, &dup, err);
+        if (st == BA_OK && dup) st = cfg_fail(&c, kn, "duplicate key '%s'%s", key, "");
+        if (st == BA_OK) st = load_key(&c, key, kn, fy_node_pair_value(p));
     }
+    keyset_free(&seen);
 done:
     if (doc) fy_document_destroy(doc);
     fy_diag_destroy(diag);

@@ -8,13 +8,9 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "quant/quant.h"
+#include "search/budget.h"
 
-/* A sweep with more points than this is surely a typo (and would run for days). */
-#define BA_CLI_SWEEP_MAX_POINTS 1000
-/* Relative slack when counting sweep points, so 3:4:0.1 includes 4 despite rounding. */
-#define BA_CLI_SWEEP_EPS 1e-9
-#define BA_CLI_KIB 1024.0
-#define BA_CLI_MAX_AVG_BITS 32.0
 
 /* ---------------------------------------------------------------- store */
 
@@ -26,7 +22,7 @@ static void entry_clear(ba_cli_entry *e) {
     for (size_t i = 0; i < e->n; i++) free(e->vals[i]);
     free(e->vals);
     e->vals = NULL;
-    e->n = 0;
+    e->n = e->cap = 0;
 }
 
 void ba_cli_opts_free(ba_cli_opts *o) {
@@ -68,12 +64,16 @@ ba_status ba_cli_opts_add(ba_cli_opts *o, const char *key, const char *value, in
     if (replace) entry_clear(e);
     char *v = ba_strdup(value, err);
     if (!v) return BA_ERR_NOMEM;
-    char **nv = ba_realloc(e->vals, (e->n + 1) * sizeof *nv, err);
-    if (!nv) {
-        free(v);
-        return BA_ERR_NOMEM;
+    if (e->n == e->cap) { /* doubling: a config with 200,000 pins stays linear */
+        size_t cap = e->cap ? 2 * e->cap : 4;
+        char **nv = ba_realloc(e->vals, cap * sizeof *nv, err);
+        if (!nv) {
+            free(v);
+            return BA_ERR_NOMEM;
+        }
+        e->vals = nv;
+        e->cap = cap;
     }
-    e->vals = nv;
     e->vals[e->n++] = v;
     return BA_OK;
 }
@@ -163,107 +163,49 @@ static int parse_number(const char *s, double *v, const char **suffix) {
     return 1;
 }
 
+/* The range of every integer flag (and config key): what the command can use, so a value
+ * never wraps on its way to an int (--generations 4294967298 would run 2). An integer
+ * flag missing here takes 0..INT32_MAX. */
+static const struct {
+    const char *name;
+    int64_t min, max;
+} INT_RANGES[] = {
+    {"generations", 0, 1000000}, /* 0: the seed only */
+    {"offspring", 1, 100000},
+    {"samples", 1, 1000000},
+    {"limit", 0, INT32_MAX},
+    {NULL, 0, 0},
+};
+
+void ba_cli_int_range(const ba_cli_flag *f, int64_t *min, int64_t *max) {
+    *min = 0;
+    *max = INT32_MAX;
+    for (int i = 0; INT_RANGES[i].name; i++)
+        if (!strcmp(INT_RANGES[i].name, f->name)) {
+            *min = INT_RANGES[i].min;
+            *max = INT_RANGES[i].max;
+        }
+}
+
+static ba_status check_int(const ba_cli_flag *f, const char *v, ba_error *err) {
+    int64_t i, lo, hi;
+    ba_cli_int_range(f, &lo, &hi);
+    /* A digit string too long for int64 is out of range too, not "not an integer". */
+    int digits = v[0] == '-' || v[0] == '+' ? v[1] != '\0' : v[0] != '\0';
+    for (const char *p = v + (v[0] == '-' || v[0] == '+'); *p && digits; p++) digits = isdigit((unsigned char)*p);
+    if (!digits) return ba_error_set(err, BA_ERR_INPUT, "expected an integer in %lld..%lld, got '%s'", (long long)lo,
+                                     (long long)hi, v);
+    if (v[0] == '-' || !parse_int(v[0] == '+' ? v + 1 : v, &i) || i < lo || i > hi)
+        return ba_error_set(err, BA_ERR_INPUT, "%s is out of range (%lld..%lld)", v, (long long)lo, (long long)hi);
+    return BA_OK;
+}
+
 static int valid_width(int64_t b) {
     return (b >= 2 && b <= 8) || b == 16 || b == 32;
 }
 
 static int parse_width(const char *s, int64_t *b) {
     return parse_int(s, b) && valid_width(*b);
-}
-
-static const char *const BUDGET_KEYS[] = {"avg-bits", "memory", "bops", "latency", NULL};
-
-static int budget_key_known(const char *k) {
-    for (int i = 0; BUDGET_KEYS[i]; i++)
-        if (strcmp(k, BUDGET_KEYS[i]) == 0) return 1;
-    return 0;
-}
-
-typedef struct {
-    const char *suffix;
-    double mult;
-} unit_t;
-
-static const unit_t MEMORY_UNITS[] = {{"", 1},
-                                      {"B", 1},
-                                      {"KiB", BA_CLI_KIB},
-                                      {"MiB", BA_CLI_KIB *BA_CLI_KIB},
-                                      {"GiB", BA_CLI_KIB *BA_CLI_KIB *BA_CLI_KIB},
-                                      {NULL, 0}};
-static const unit_t BOPS_UNITS[] = {{"", 1},    {"k", 1e3},  {"K", 1e3}, {"M", 1e6},
-                                    {"G", 1e9}, {"T", 1e12}, {NULL, 0}};
-static const unit_t LATENCY_UNITS[] = {{"", 1}, {"us", 1}, {"ms", 1e3}, {NULL, 0}};
-static const unit_t BITS_UNITS[] = {{"", 1}, {NULL, 0}};
-
-static const unit_t *units_for(const char *key, const char **names) {
-    if (strcmp(key, "memory") == 0) return *names = "B, KiB, MiB, GiB", MEMORY_UNITS;
-    if (strcmp(key, "bops") == 0) return *names = "k, M, G, T", BOPS_UNITS;
-    if (strcmp(key, "latency") == 0) return *names = "us, ms", LATENCY_UNITS;
-    return *names = "none", BITS_UNITS;
-}
-
-static ba_status budget_value(const char *key, const char *text, double *out, ba_error *err) {
-    double v;
-    const char *suf, *names;
-    if (!parse_number(text, &v, &suf))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a number, got '%s'", key, text);
-    const unit_t *u = units_for(key, &names);
-    for (; u->suffix; u++)
-        if (strcmp(suf, u->suffix) == 0) break;
-    if (!u->suffix)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: unknown unit '%s' in '%s' (units: %s)", key, suf, text,
-                            names);
-    v *= u->mult;
-    if (!(v > 0)) return ba_error_set(err, BA_ERR_INPUT, "%s: must be positive, got '%s'", key, text);
-    if (strcmp(key, "avg-bits") == 0 && v > BA_CLI_MAX_AVG_BITS)
-        return ba_error_set(err, BA_ERR_INPUT, "avg-bits: must be at most 32, got '%s'", text);
-    *out = v;
-    return BA_OK;
-}
-
-/* Splits "KEY=REST"; key must be a budget key. */
-static ba_status budget_split(const char *kv, const char *form, char key[16], const char **rest,
-                              ba_error *err) {
-    const char *eq = kv ? strchr(kv, '=') : NULL;
-    if (!eq) return ba_error_set(err, BA_ERR_INPUT, "expected %s, got '%s'", form, kv ? kv : "");
-    size_t kl = (size_t)(eq - kv);
-    if (kl == 0 || kl >= 16) return ba_error_set(err, BA_ERR_INPUT, "bad budget key in '%s'", kv);
-    memcpy(key, kv, kl);
-    key[kl] = '\0';
-    if (!budget_key_known(key))
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)", key);
-    *rest = eq + 1;
-    return BA_OK;
-}
-
-ba_status ba_cli_budget_parse(const char *kv, char key[16], double *value, ba_error *err) {
-    const char *rest;
-    BA_TRY(budget_split(kv, "KEY=VALUE", key, &rest, err));
-    return budget_value(key, rest, value, err);
-}
-
-ba_status ba_cli_sweep_parse(const char *kv, char key[16], double *from, double *to, double *step,
-                             ba_error *err) {
-    const char *rest;
-    BA_TRY(budget_split(kv, "KEY=FROM:TO:STEP", key, &rest, err));
-    char buf[3][64];
-    const char *p = rest;
-    for (int i = 0; i < 3; i++) {
-        const char *c = i < 2 ? strchr(p, ':') : p + strlen(p);
-        if (!c || (size_t)(c - p) >= sizeof buf[i] || (i == 2 && strchr(p, ':')))
-            return ba_error_set(err, BA_ERR_INPUT, "expected KEY=FROM:TO:STEP, got '%s'", kv);
-        memcpy(buf[i], p, (size_t)(c - p));
-        buf[i][c - p] = '\0';
-        p = c + 1;
-    }
-    BA_TRY(budget_value(key, buf[0], from, err));
-    BA_TRY(budget_value(key, buf[1], to, err));
-    BA_TRY(budget_value(key, buf[2], step, err));
-    if (*from > *to) return ba_error_set(err, BA_ERR_INPUT, "FROM must not exceed TO in '%s'", kv);
-    if ((*to - *from) / *step > BA_CLI_SWEEP_MAX_POINTS)
-        return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", kv, BA_CLI_SWEEP_MAX_POINTS);
-    return BA_OK;
 }
 
 static int choice_ok(const char *choices, const char *v) {
@@ -306,21 +248,19 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
     int64_t i;
     double d;
     const char *suf;
-    char key[16];
+    ba_budget_t budget;
+    ba_budget_sweep_t sweep;
     if (f->type != BA_CLI_T_FLAG && (!v || !*v)) return ba_error_set(err, BA_ERR_INPUT, "empty value");
     switch (f->type) {
     case BA_CLI_T_FLAG:
     case BA_CLI_T_STR:
     case BA_CLI_T_PATH:
     case BA_CLI_T_HW: return BA_OK;
-    case BA_CLI_T_INT:
-        return parse_int(v, &i)
-                   ? BA_OK
-                   : ba_error_set(err, BA_ERR_INPUT, "expected a non-negative integer, got '%s'", v);
+    case BA_CLI_T_INT: return check_int(f, v, err);
     case BA_CLI_T_U64:
-        return parse_u64(v, &u)
-                   ? BA_OK
-                   : ba_error_set(err, BA_ERR_INPUT, "expected an unsigned 64-bit integer, got '%s'", v);
+        return parse_u64(v, &u) ? BA_OK
+                                : ba_error_set(err, BA_ERR_INPUT, "expected an integer in 0..%llu, got '%s'",
+                                               (unsigned long long)UINT64_MAX, v);
     case BA_CLI_T_FLOAT:
         if (!parse_number(v, &d, &suf) || *suf || d < 0)
             return ba_error_set(err, BA_ERR_INPUT, "expected a non-negative number, got '%s'", v);
@@ -334,11 +274,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
                    ? BA_OK
                    : ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32), got '%s'", v);
     case BA_CLI_T_BITS: return check_bits_list(v, err);
-    case BA_CLI_T_BUDGET: return ba_cli_budget_parse(v, key, &d, err);
-    case BA_CLI_T_SWEEP: {
-        double a, b;
-        return ba_cli_sweep_parse(v, key, &a, &b, &d, err);
-    }
+    case BA_CLI_T_BUDGET: return ba_budget_parse(v, &budget, err); /* search/budget.c: the one parser */
+    case BA_CLI_T_SWEEP: return ba_budget_sweep_parse(v, &sweep, err);
     case BA_CLI_T_PIN: {
         const char *eq = strrchr(v, '=');
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);
@@ -359,17 +296,16 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
             return ba_error_set(err, BA_ERR_INPUT, "expected NAME=K (K an axis number >= 0), got '%s'", v);
         return BA_OK;
     }
-    case BA_CLI_T_GRAN:
-        if (strcmp(v, "per-channel") == 0 || strcmp(v, "per-tensor") == 0) return BA_OK;
-        if (strncmp(v, "group:", 6) == 0 && parse_int(v + 6, &i) && i > 0) return BA_OK;
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "expected per-channel, per-tensor or group:G (G > 0), got '%s'", v);
     case BA_CLI_T_SHAPE: {
         const char *eq = strrchr(v, '=');
         int nd;
         int64_t shape[BA_MAX_DIMS];
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME=D0xD1x… (e.g. x=1x3x224x224), got '%s'", v);
         return ba_shape_parse(eq + 1, &nd, shape, err);
+    }
+    case BA_CLI_T_GRAN: {
+        ba_quant_cfg_t q = ba_quant_cfg_default(); /* quant/quant.c: the one parser, G in 1..INT_MAX */
+        return ba_quant_cfg_parse_granularity(v, &q, err);
     }
     case BA_CLI_T_TRIAL:
         return strcmp(v, "best") == 0 || parse_int(v, &i)
@@ -383,6 +319,9 @@ ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *
     ba_status st = check_value_raw(f, value, err);
     if (st != BA_OK) {
         if (f->flags & BA_CLI_POSITIONAL) return ba_error_prefix(err, "%s", f->metavar);
+        size_t nl = strlen(f->name);
+        if (err && !strncmp(err->msg, "--", 2) && !strncmp(err->msg + 2, f->name, nl) && err->msg[2 + nl] == ':')
+            return st; /* a library parser's message names the flag already */
         return ba_error_prefix(err, "--%s", f->name);
     }
     return BA_OK;

@@ -5,6 +5,8 @@
  * parameters against a whitelist of columns, never pasted into SQL. */
 #include "db/db.h"
 
+#include "core/units.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <sqlite3.h>
@@ -362,7 +364,7 @@ ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n
 }
 
 static void bind_real(sqlite3_stmt *s, int i, double v) {
-    if (isnan(v)) sqlite3_bind_null(s, i);
+    if (!isfinite(v)) sqlite3_bind_null(s, i); /* NaN and ±Inf: unknown, never a value that sorts first */
     else sqlite3_bind_double(s, i, v);
 }
 
@@ -477,6 +479,15 @@ static int is_col(const char *s, size_t n) {
     return 0;
 }
 
+/* The unit a numeric column's values may carry: memory in bytes, bops a count,
+ * latency in µs (the units of --budget), every other column a plain number. */
+static ba_qty_t where_qty(const char *col) {
+    if (!strcmp(col, "memory")) return BA_QTY_BYTES;
+    if (!strcmp(col, "bops")) return BA_QTY_COUNT;
+    if (!strcmp(col, "latency")) return BA_QTY_MICROS;
+    return BA_QTY_PLAIN;
+}
+
 typedef struct {
     char col[32];
     char op[3];
@@ -518,6 +529,7 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
             }
         if (!found) return ba_error_set(err, BA_ERR_INPUT, "--where: expected one of < <= > >= = != after '%s'", t->col);
         while (isspace((unsigned char)*p)) p++;
+        int text_col = !strcmp(t->col, "state") || !strcmp(t->col, "method");
         if (*p == '\'' || *p == '"') {
             char q = *p++;
             const char *v0 = p;
@@ -534,12 +546,25 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
             memcpy(t->text, v0, (size_t)(p - v0));
             t->is_text = 1;
         } else {
-            char *end;
-            t->num = strtod(p, &end);
-            if (end == p || !isfinite(t->num))
-                return ba_error_set(err, BA_ERR_INPUT, "--where: expected a number after '%s %s'", t->col, t->op);
-            p = end;
+            /* A number, with the column's unit suffix if it has one (core/units.h). */
+            const char *v0 = p;
+            while (*p && !isspace((unsigned char)*p)) p++;
+            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
+            memcpy(t->text, v0, (size_t)(p - v0));
+            if (text_col)
+                return ba_error_set(err, BA_ERR_INPUT, "--where: %s compares with a word or a quoted string, got '%s'",
+                                    t->col, t->text);
+            ba_status st = ba_qty_parse(where_qty(t->col), t->text, &t->num, err);
+            if (st != BA_OK) {
+                if (err) ba_error_prefix(err, "--where: %s %s", t->col, t->op);
+                return st;
+            }
+            t->text[0] = '\0';
         }
+        /* SQLite compares a text value with a REAL column by type, not by value: every
+         * row would match `kl<'0.5'`. A word or string is only for the text columns. */
+        if (t->is_text && !text_col)
+            return ba_error_set(err, BA_ERR_INPUT, "--where: %s compares with a number, got '%s'", t->col, t->text);
         (*nterms)++;
         while (isspace((unsigned char)*p)) p++;
         if (!*p) return BA_OK;

@@ -68,6 +68,19 @@ int ba_dataset_find(const ba_dataset_t *ds, const char *name) {
 }
 void ba_dataset_sha256(const ba_dataset_t *ds, char hex[65]) { memcpy(hex, ds->sha, SHA256_HEX); }
 
+/* NaN/Inf in calibration data is refused at load (SPEC §1), so no command —
+ * eval, sensitivity, search — ever computes on it. */
+static ba_status check_finite(const ba_tensor_t *t, const char *path, const char *name, ba_error *err) {
+    if (!ba_dtype_is_float(t->dtype)) return BA_OK;
+    for (int64_t i = 0; i < t->numel; i++) {
+        double v = ba_tensor_get_f64(t, i);
+        if (!isfinite(v))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': element %lld is %s (NaN/Inf in data is refused)",
+                                path, name ? name : "(first)", (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+    }
+    return BA_OK;
+}
+
 /* Takes ownership of t (and of nothing else). */
 static ba_status ds_add(ba_dataset_t *ds, const char *name, const char *path, ba_tensor_t *t, ba_error *err) {
     if (name && ba_dataset_find(ds, name) >= 0) {
@@ -307,6 +320,8 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
         if (!ds->in[i].name && ds->count > 1)
             st = ba_error_set(err, BA_ERR_INPUT,
                               "%s: several inputs given; name each one as --data NAME=FILE.npy", ds->in[i].path);
+    for (int i = 0; st == BA_OK && i < ds->count; i++)
+        st = check_finite(ds->in[i].t, ds->in[i].path, ds->in[i].name, err);
     for (int a = 0; st == BA_OK && a < naxes; a++) {
         for (int b = 0; b < a; b++) {
             const char *ea = strrchr(axes[a], '='), *eb = strrchr(axes[b], '=');

@@ -365,6 +365,12 @@ ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba
                 "--labels: the model's output '%s' has %lld class-score rows per sample; labels need one",
                 ov->name, (long long)(classes ? ev->row_elems / classes : 0));
         if (st == BA_OK) st = ba_metrics_add(&acc, ev->fp, NULL, NULL, 0, err);
+        /* The reference every metric is measured against must be finite (the data is). */
+        if (st == BA_OK && acc.nonfinite_fp)
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: output '%s' of the unquantized model is not finite (NaN or Inf) in %lld of %lld "
+                              "rows on the calibration data",
+                              m->path, ov->name, (long long)acc.nonfinite_fp, (long long)acc.rows);
         ev->is_prob = acc.is_prob;
     }
     if (st != BA_OK) {

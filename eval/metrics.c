@@ -28,6 +28,12 @@ static int64_t argmax(const float *x, int64_t n) {
     return b;
 }
 
+static int row_finite(const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return 0;
+    return 1;
+}
+
 static int rows_are_prob(const float *x, int64_t rows, int64_t n) {
     for (int64_t r = 0; r < rows; r++) {
         double s = 0;
@@ -78,6 +84,8 @@ ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_
     }
     for (int64_t r = 0; r < rows; r++) {
         const float *x = a + r * n;
+        int fp_ok = row_finite(x, n);
+        acc->nonfinite_fp += !fp_ok;
         int64_t am = argmax(x, n);
         if (labels) {
             if (labels[r] < 0 || labels[r] >= n) {
@@ -91,6 +99,11 @@ ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_
         for (int64_t i = 0; i < n; i++) acc->sig_sum += (double)x[i] * x[i];
         if (!b) continue;
         const float *y = b + r * n;
+        if (!row_finite(y, n)) {
+            acc->nonfinite_q++; /* every metric of the quantized output becomes NaN in finish */
+            continue;
+        }
+        if (!fp_ok) continue;
         int64_t bm = argmax(y, n);
         acc->agree += am == bm;
         if (labels) acc->correct_q += bm == labels[r];
@@ -103,7 +116,7 @@ ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_
             double d = (double)x[i] - y[i];
             acc->se_sum += d * d;
         }
-        acc->kl_sum += kl > 0 ? kl : 0; /* rounding can make a zero KL slightly negative */
+        acc->kl_sum += kl < 0 ? 0 : kl; /* rounding can make a zero KL slightly negative; NaN stays NaN */
     }
     acc->rows += rows;
     acc->elems += fp->numel;
@@ -113,6 +126,8 @@ ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_
 
 void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out) {
     out->rows = acc->rows;
+    out->nonfinite_fp = acc->nonfinite_fp;
+    out->nonfinite_q = acc->nonfinite_q;
     out->accuracy_fp = acc->labeled ? (double)acc->correct_fp / (double)acc->labeled : NAN;
     out->accuracy_q = acc->labeled && acc->has_q ? (double)acc->correct_q / (double)acc->labeled : NAN;
     out->agreement = acc->has_q && acc->rows ? (double)acc->agree / (double)acc->rows : NAN;
@@ -121,4 +136,7 @@ void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out) {
     if (!acc->has_q) out->sqnr_db = NAN;
     else if (acc->se_sum == 0) out->sqnr_db = INFINITY;
     else out->sqnr_db = 10.0 * log10(acc->sig_sum / acc->se_sum);
+    if (acc->nonfinite_fp) out->accuracy_fp = NAN;
+    if (acc->nonfinite_q || acc->nonfinite_fp)
+        out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = NAN;
 }

@@ -25,6 +25,8 @@ typedef struct ba_metrics_acc {
     int64_t correct_fp; /* labeled rows where argmax(fp) == label */
     int64_t correct_q;  /* … argmax(q) == label */
     int has_q;
+    int64_t nonfinite_fp; /* rows of the FP output holding a NaN or an Inf */
+    int64_t nonfinite_q;  /* … of the quantized output */
 } ba_metrics_acc_t;
 
 typedef struct ba_metrics {
@@ -35,6 +37,10 @@ typedef struct ba_metrics {
     double kl;
     double mse;
     double sqnr_db;     /* +inf when the outputs are identical */
+    /* Rows whose FP / quantized output holds a NaN or an Inf. Any such row makes every
+     * metric of that output NaN (never a perfect score): SPEC §8, a non-finite output
+     * fails the trial. */
+    int64_t nonfinite_fp, nonfinite_q;
 } ba_metrics_t;
 
 /* is_prob: 1 when the output is produced by Softmax, 0 when known logits,

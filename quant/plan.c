@@ -552,6 +552,12 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
         else if (l->a_bits != 0 && !ba_quant_bits_valid(l->a_bits))
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (2..8, 16 or 32)",
                               file, l->name, l->a_bits);
+        else if (l->a_bits != act) /* one activation width for the whole model: per-layer a_bits is refused */
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: layer '%s': a_bits %s%.0d differs from quantizer.act_bits %s%.0d (activations "
+                              "take one width for every layer, quantizer.act_bits; per-layer a_bits are not "
+                              "supported)",
+                              file, l->name, l->a_bits ? "" : "null", l->a_bits, act ? "" : "null", act);
         else if (l->params != m->layers[k].params)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': params %lld, but %s has %lld", file,
                               l->name, (long long)l->params, mpath, (long long)m->layers[k].params);
@@ -562,6 +568,42 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
                               m->layers[k].name, mpath);
     free(seen);
     return st;
+}
+
+/* Totals written with %.17g read back exactly; this only absorbs a hand-typed "4.0" vs 4. */
+#define BA_PLAN_TOTALS_RTOL 1e-9
+
+static int totals_differ(double file, double truth) {
+    return !(fabs(file - truth) <= BA_PLAN_TOTALS_RTOL * fmax(fabs(truth), 1.0));
+}
+
+ba_status ba_plan_check_totals(ba_plan_t *p, const ba_model_t *m, int *differed, char *msg, size_t cap,
+                               ba_error *err) {
+    *differed = 0;
+    if (cap) msg[0] = '\0';
+    int *bits = ba_calloc(m->nlayers > 0 ? (size_t)m->nlayers : 1, sizeof *bits, err);
+    if (!bits) return BA_ERR_NOMEM;
+    ba_cost_t c;
+    ba_status st = ba_plan_bits(p, m, bits, err);
+    if (st == BA_OK) st = ba_cost_config(m, bits, &p->quantizer, &c, err);
+    free(bits);
+    if (st != BA_OK) return st;
+    const ba_plan_totals_t *t = &p->totals;
+    const char *file = plan_file(p);
+    if (totals_differ(t->avg_bits, c.avg_bits))
+        snprintf(msg, cap, "%s: totals.avg_bits %.17g, but its layers give %.17g", file, t->avg_bits, c.avg_bits);
+    else if (t->memory_bytes != c.memory_bytes)
+        snprintf(msg, cap, "%s: totals.memory_bytes %lld, but its layers give %lld", file, (long long)t->memory_bytes,
+                 (long long)c.memory_bytes);
+    else if (totals_differ(t->bops, c.bops))
+        snprintf(msg, cap, "%s: totals.bops %.17g, but its layers give %.17g", file, t->bops, c.bops);
+    else
+        return BA_OK;
+    *differed = 1;
+    p->totals.avg_bits = c.avg_bits;
+    p->totals.memory_bytes = c.memory_bytes;
+    p->totals.bops = c.bops;
+    return BA_OK;
 }
 
 ba_status ba_plan_from_bits(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,

@@ -82,9 +82,18 @@ ba_status ba_plan_to_json(const ba_plan_t *plan, char **text, ba_error *err);
 
 /* Checks a plan against a model: every plan layer is a quantizable layer of
  * m (same params), every layer of m is in the plan once, widths are 2..8, 16
- * or 32, and (check_sha) the model sha256 matches. BA_ERR_INPUT naming the
+ * or 32, every layer's a_bits equals quantizer.act_bits (one activation width
+ * per model), and (check_sha) the model sha256 matches. BA_ERR_INPUT naming the
  * plan file and the layer or field otherwise. */
 ba_status ba_plan_validate(const ba_plan_t *plan, const ba_model_t *m, int check_sha, ba_error *err);
+
+/* A plan's totals are never believed: avg_bits, memory_bytes and bops are recomputed
+ * from its layers' widths and quantizer on m (quant/cost.c) and replace plan->totals
+ * (latency_us is kept: it needs a latency table or profile). *differed = 1 when the
+ * file's figures disagreed, with msg ("FILE: totals.avg_bits 3, but its layers give 4")
+ * for the caller to warn with. Call after ba_plan_validate. */
+ba_status ba_plan_check_totals(ba_plan_t *plan, const ba_model_t *m, int *differed, char *msg, size_t cap,
+                               ba_error *err);
 
 /* A plan for w_bits[l] of each of m's layers; totals through quant/cost.c,
  * a_bits = cfg->act_bits, no metrics, no search info. cfg NULL = defaults. */

@@ -164,18 +164,22 @@ ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, con
         if (st != BA_OK) break;
         r.samples = o->nsamples;
         nevals++;
-        if (!has_best || r.objective < best_res.objective) {
+        if (isfinite(r.objective) && (!has_best || r.objective < best_res.objective)) { /* failed: never best */
             memcpy(best, cur, (size_t)L * sizeof *best);
             best_res = r, best_trial = next, has_best = 1;
         }
-        char *ck = simple_ckpt("random", i + 1, next + 1, &rng, best_trial, best, &best_res, L);
+        char *ck = simple_ckpt("random", i + 1, next + 1, &rng, best_trial, has_best ? best : NULL, &best_res, L);
         st = ck ? evo_store(h, next, "complete", o->method, cur, &r, ck, err)
                 : ba_error_set(err, BA_ERR_NOMEM, "random: out of memory writing a checkpoint");
         free(ck);
         next++;
-        if (st == BA_OK && h->progress) h->progress(h->ctx, i + 1, total, &best_res, best);
+        if (st == BA_OK && h->progress) /* no best yet when every draw so far failed */
+            h->progress(h->ctx, i + 1, total, has_best ? &best_res : NULL, has_best ? best : cur);
     }
-    if (st == BA_OK && !has_best) st = ba_error_set(err, BA_ERR_INPUT, "random: no configuration drawn");
+    if (st == BA_OK && !has_best)
+        st = total > 0 ? ba_error_set(err, BA_ERR_RUNTIME,
+                                      "random: every configuration drawn gave a non-finite output (all trials failed)")
+                       : ba_error_set(err, BA_ERR_INPUT, "random: no configuration drawn");
     if (st == BA_OK) {
         out->choice = best;
         best = NULL;
@@ -207,6 +211,14 @@ ba_status ba_search_single(const ba_problem_t *p, const int *choice, const ba_se
         if (!ba_problem_feasible(p, choice))
             st = ba_error_set(err, BA_ERR_INPUT, "%s: the configuration breaks the budgets", o->method);
         if (st == BA_OK) st = h->evaluate(h->ctx, choice, 0, &r, err);
+        if (st == BA_OK && !isfinite(r.objective)) {
+            /* The one configuration failed: stored as such (no checkpoint), and no result. */
+            r.samples = o->nsamples;
+            st = evo_store(h, 1, "failed", o->method, choice, &r, NULL, err);
+            if (st == BA_OK)
+                st = ba_error_set(err, BA_ERR_RUNTIME,
+                                  "%s: the configuration's quantized output is not finite (trial 1 failed)", o->method);
+        }
         if (st == BA_OK) {
             r.samples = o->nsamples;
             memcpy(best, choice, (size_t)L * sizeof *best);

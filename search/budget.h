@@ -9,10 +9,10 @@
 #include "core/error.h"
 
 typedef enum {
-    BA_BUDGET_AVG_BITS = 0, /* Σ b·params / Σ params; unit-less number */
-    BA_BUDGET_MEMORY = 1,   /* bytes; the value needs a unit: B, KiB, MiB, GiB (1024-based) or KB, MB, GB (1000-based) */
-    BA_BUDGET_BOPS = 2,     /* bit-operations; unit-less, optional K/M/G/T (1000-based) suffix or e-notation */
-    BA_BUDGET_LATENCY = 3,  /* microseconds; the value needs a unit: us (or µs), ms, s */
+    BA_BUDGET_AVG_BITS = 0, /* Σ b·params / Σ params; a plain number */
+    BA_BUDGET_MEMORY = 1,   /* bytes (BA_QTY_BYTES: bare number, B, KiB, MiB, GiB) */
+    BA_BUDGET_BOPS = 2,     /* bit-operations (BA_QTY_COUNT: bare number, k/K, M, G, T, P) */
+    BA_BUDGET_LATENCY = 3,  /* microseconds (BA_QTY_MICROS: bare number, us or µs, ms) */
 } ba_budget_kind_t;
 
 #define BA_BUDGET_NKINDS 4
@@ -39,7 +39,7 @@ const char *ba_budget_key(ba_budget_kind_t kind);
 const char *ba_budget_unit(ba_budget_kind_t kind);
 ba_status ba_budget_kind_parse(const char *key, ba_budget_kind_t *out, ba_error *err);
 /* Parses one value of the given kind (units per ba_budget_kind_t) into its canonical unit.
- * Rejected: empty, NaN/inf, negative, zero, a missing unit where one is required, an unknown unit. */
+ * (core/units.h decides the suffixes). Rejected: empty, NaN/inf, negative, zero, an unknown unit. */
 ba_status ba_budget_value_parse(ba_budget_kind_t kind, const char *value, double *out, ba_error *err);
 /* "KEY=VALUE" (the argument of --budget). */
 ba_status ba_budget_parse(const char *spec, ba_budget_t *out, ba_error *err);

@@ -324,6 +324,8 @@ char *evo_dump(json_t *j) {
 
 ba_status evo_store(const ba_search_hooks_t *h, int64_t number, const char *state, const char *method,
                     const int *choice, const ba_eval_result_t *res, const char *checkpoint, ba_error *err) {
+    /* A measured trial whose objective is not finite failed, whatever the caller's state (SPEC §8). */
+    if (!isfinite(res->objective)) state = "failed";
     ba_search_trial_t t = {.number = number, .state = state, .method = method, .choice = choice, .res = *res};
     return h->store(h->ctx, &t, checkpoint, err);
 }
@@ -470,6 +472,8 @@ static const ba_eval_result_t *g_rank_res;
 static int cmp_rank(const void *a, const void *b) {
     int x = *(const int *)a, y = *(const int *)b;
     double u = g_rank_res[x].objective, v = g_rank_res[y].objective;
+    int un = !isfinite(u), vn = !isfinite(v); /* a failed child ranks last */
+    if (un != vn) return un - vn;
     if (u < v) return -1;
     if (u > v) return 1;
     return (x > y) - (x < y);
@@ -512,6 +516,7 @@ static int stage_keep(int sg, int nst, int lam) {
 /* Inserts a configuration measured on all N samples into the elite pool (best
  * first; equal objectives: earlier trial first). */
 static void elite_offer(evo_state_t *s, const int *choice, const ba_eval_result_t *res, int64_t trial) {
+    if (!isfinite(res->objective)) return; /* a failed trial is never an elite, so never the result */
     int pos = s->nelite;
     while (pos > 0 && (res->objective < s->elite[pos - 1].res.objective ||
                        (res->objective == s->elite[pos - 1].res.objective && trial < s->elite[pos - 1].trial)))
@@ -650,6 +655,16 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         double t0 = ba_now();
         if (st == BA_OK) st = h->evaluate(h->ctx, seed, 0, &r, err);
         s.t_eval += ba_now() - t0;
+        if (st == BA_OK && !isfinite(r.objective)) {
+            /* Nothing to evolve from: the failed trial is stored (without a checkpoint, so
+             * a resume measures it again) and the run stops. */
+            r.samples = o->nsamples;
+            st = evo_store(h, 1, "failed", o->method, seed, &r, NULL, err);
+            if (st == BA_OK)
+                st = ba_error_set(err, BA_ERR_RUNTIME,
+                                  "evolution: the seed configuration (trial 1) gives a non-finite output; "
+                                  "nothing to evolve from");
+        }
         if (st == BA_OK) {
             r.samples = o->nsamples;
             s.nevals++;

@@ -76,11 +76,13 @@ typedef struct ba_search_trial {
 } ba_search_trial_t;
 
 typedef struct ba_search_hooks {
-    /* Scores choice on the first nsamples calibration samples (0 = all). */
+    /* Scores choice on the first nsamples calibration samples (0 = all). A configuration
+     * whose output is not finite is not an error: out->objective NaN, the trial fails. */
     ba_status (*evaluate)(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err);
     /* Stores t and the checkpoint to continue from after it, atomically. */
     ba_status (*store)(void *ctx, const ba_search_trial_t *t, const char *checkpoint, ba_error *err);
-    /* After each generation (or baseline step); may be NULL. */
+    /* After each generation (or baseline step); may be NULL. best is NULL (and
+     * best_choice the last one tried) while no trial has succeeded yet. */
     void (*progress)(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *best_choice);
     void *ctx;
 } ba_search_hooks_t;

@@ -325,8 +325,10 @@ static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_ev
     out->accuracy = met.accuracy_q;
     out->samples = nsamples > 0 ? nsamples : c->N;
     out->objective = c->is_class ? met.kl : met.mse;
-    if (!isfinite(out->objective))
-        return ba_error_set(err, BA_ERR_RUNTIME, "%s: the quantized model's output is not finite", c->m->path);
+    /* A non-finite output or metric fails the trial (SPEC §8): objective NaN, which
+     * store_trial records as "failed" and no search ranks or returns as its best. */
+    if (met.nonfinite_q || !isfinite(out->objective))
+        out->objective = out->kl = out->mse = out->agreement = out->accuracy = NAN;
     return BA_OK;
 }
 
@@ -594,7 +596,9 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
             }
         if (st == BA_OK && found != 1) {
             if (!found) st = hook_eval(c, pt->sol.choice, 0, &o->res, err), out->nevals++;
-            if (st == BA_OK) st = store_trial(c, number, "complete", "ilp", pt->sol.choice, &o->res, NULL, err);
+            if (st == BA_OK)
+                st = store_trial(c, number, isfinite(o->res.objective) ? "complete" : "failed", "ilp", pt->sol.choice,
+                                 &o->res, NULL, err);
         }
         o->trial = number++;
         phase(c, "sweep", i + 1, sw->n);

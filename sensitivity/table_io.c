@@ -294,6 +294,9 @@ static ba_status from_json_obj(const json_t *root, const char *what, const ba_mo
                                   what, name, t->bits[k]);
             else
                 st = json_num(v, what, name, field, &L->cost[k], err);
+            if (st == BA_OK && L->cost[k] < 0)
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: layer %s: \"%s\" is %.17g; a cost must not be negative",
+                                  what, name, field, L->cost[k]);
         }
     }
     if (st == BA_OK) st = check_all_seen(m, seen, what, err);
@@ -428,8 +431,13 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
         if (ncols == CSV_SCORE_COLS) {
             double s;
             if (!parse_double(f[1], &s)) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: score '%s' is not a finite number", what,
-                                  lineno, f[1]);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: score '%s' is not a finite number",
+                                  what, lineno, f[0], f[1]);
+                break;
+            }
+            if (s < 0) { /* Ω = s·‖Q_b(W)−W‖²: a negative score makes every cost negative */
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: score %s is negative (costs must not be)",
+                                  what, lineno, f[0], f[1]);
                 break;
             }
             if (seen[(size_t)l * t->nbits]) {
@@ -453,8 +461,13 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
                 break;
             }
             if (!parse_double(f[2], &c)) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: cost '%s' is not a finite number", what,
-                                  lineno, f[2]);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: cost '%s' is not a finite number",
+                                  what, lineno, f[0], f[2]);
+                break;
+            }
+            if (c < 0) {
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s, %d bits: cost %s is negative", what,
+                                  lineno, f[0], b, f[2]);
                 break;
             }
             int k = ba_sens_bits_index(t, b);

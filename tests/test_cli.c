@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "tests/helpers.h"
 
@@ -137,24 +138,32 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
     static const struct {
         const char *flag, *value, *want;
     } cases[] = {
-        {"--seed", "abc", "--seed: expected an unsigned 64-bit integer, got 'abc'"},
+        {"--seed", "abc", "--seed: expected an integer in 0..18446744073709551615, got 'abc'"},
+        {"--seed", "18446744073709551616", "--seed: expected an integer in 0..18446744073709551615"},
         {"--seed", "-1", "--seed: expected"},
         {"--budget", "avg-bits", "--budget: expected KEY=VALUE, got 'avg-bits'"},
         {"--budget", "speed=3", "--budget: unknown budget key 'speed'"},
-        {"--budget", "memory=3MB", "--budget: memory: unknown unit 'MB'"},
-        {"--budget", "avg-bits=0", "--budget: avg-bits: must be positive"},
+        {"--budget", "memory=3MB", "--budget: budget memory=3MB: unknown unit 'MB' in '3MB' (units: B, KiB, MiB, GiB; a bare number is bytes)"},
+        {"--budget", "avg-bits=0", "--budget: budget avg-bits=0: must be greater than zero"},
         {"--bits", "2,9", "--bits: expected a comma list of bit-widths"},
         {"--bits", "4,4", "--bits: bit-width 4 listed twice"},
         {"--method", "annealing", "--method: expected one of ilp|evo|ilp+evo|random|uniform"},
         {"--sensitivity", "magic", "--sensitivity: expected one of"},
-        {"--granularity", "group:0", "--granularity: expected per-channel, per-tensor or group:G"},
+        {"--granularity", "group:0", "--granularity: 'group:0': group size must be a positive integer"},
+        {"--granularity", "group:4294967297", "--granularity: 'group:4294967297': group size must be a positive"},
         {"--pin", "conv1*=9", "--pin: expected a bit-width"},
         {"--pin", "conv1*", "--pin: expected NAME_GLOB=BITS"},
         {"--sweep", "avg-bits=6:3:1", "--sweep: FROM must not exceed TO"},
         {"--sweep", "avg-bits=3:6", "--sweep: expected KEY=FROM:TO:STEP"},
         {"--sweep", "avg-bits=2:8:0.000001", "--sweep: 'avg-bits=2:8:0.000001' gives more than"},
         {"--tol", "x", "--tol: expected a non-negative number"},
-        {"--generations", "1.5", "--generations: expected a non-negative integer"},
+        {"--generations", "1.5", "--generations: expected an integer in 0..1000000, got '1.5'"},
+        {"--generations", "4294967298", "--generations: 4294967298 is out of range (0..1000000)"},
+        {"--generations", "-1", "--generations: -1 is out of range (0..1000000)"},
+        {"--generations", "99999999999999999999", "--generations: 99999999999999999999 is out of range"},
+        {"--offspring", "4294967297", "--offspring: 4294967297 is out of range (1..100000)"},
+        {"--offspring", "0", "--offspring: 0 is out of range (1..100000)"},
+        {"--samples", "2147483648", "--samples: 2147483648 is out of range (1..1000000)"},
         {"--act-bits", "12", "--act-bits: expected a bit-width"},
         {"--data", "=x.npy", "--data: expected FILE or NAME=FILE"},
     };
@@ -166,6 +175,9 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
     }
     ba_test_run_t r = ba_test_cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
     expect_error(&r, 2, "--trial: expected a trial number or 'best'");
+    ba_test_run_free(&r);
+    r = ba_test_cli("trials", "--study", "s", "--limit", "4294967296", NULL);
+    expect_error(&r, 2, "--limit: 4294967296 is out of range (0..2147483647)");
     ba_test_run_free(&r);
 }
 
@@ -343,7 +355,9 @@ Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
     static const struct {
         const char *yaml, *want;
     } cases[] = {
-        {"method: ilp\nseed: abc\n", ":2: --seed: expected an unsigned 64-bit integer"},
+        {"method: ilp\nseed: abc\n", ":2: --seed: expected an integer in 0..18446744073709551615"},
+        {"generations: 4294967298\n", ":1: --generations: 4294967298 is out of range (0..1000000)"},
+        {"offspring: -4\n", ":1: --offspring: -4 is out of range (1..100000)"},
         {"budget: {speed: 3}\n", ":1: --budget: unknown budget key 'speed'"},
         {"seed: [1, 2]\n", "seed: takes one value, not a list"},
         {"seed:\n", "seed: needs a value"},
@@ -388,6 +402,96 @@ Test(cli, hostile_config_files_give_errors_not_crashes) {
     expect_error(&r, 2, "--config: cannot read");
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
+}
+
+/* libfyaml's duplicate-key check is quadratic (40,000 keys took 49 s): a big
+ * mapping must be answered in well under a second or two, either way. */
+static double time_config(const char *dir, const char *name, const char *head, const char *fmt, int n,
+                          ba_test_run_t *r) {
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t cap = strlen(head) + (size_t)n * 48 + 16, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)snprintf(text, cap, "%s", head);
+    for (int i = 0; i < n; i++) len += (size_t)snprintf(text + len, cap - len, fmt, i);
+    cr_assert_eq(ba_test_write_file(path, text), 0);
+    free(text);
+    /* CPU seconds of the child (user + system), so a loaded machine does not fail the test. */
+    struct rusage before, after;
+    getrusage(RUSAGE_CHILDREN, &before);
+    *r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", path, "--print-config",
+                     NULL);
+    getrusage(RUSAGE_CHILDREN, &after);
+#define BA_TV_S(tv) ((double)(tv).tv_sec + (double)(tv).tv_usec * 1e-6)
+    return BA_TV_S(after.ru_utime) - BA_TV_S(before.ru_utime) + BA_TV_S(after.ru_stime) - BA_TV_S(before.ru_stime);
+#undef BA_TV_S
+}
+
+Test(cli, config_with_200000_keys_is_answered_quickly) {
+    char dir[512];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    ba_test_run_t r;
+    double s = time_config(dir, "top.yaml", "", "key%d: 1\n", 200000, &r);
+    expect_error(&r, 2, "unknown key 'key0'");
+    cr_expect_lt(s, 5.0, "200,000 top-level keys took %.1f CPU s", s);
+    ba_test_run_free(&r);
+    s = time_config(dir, "pins.yaml", "pin:\n", "  \"layer%d.*\": 4\n", 200000, &r);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "layer199999.*=4"), "the last pin is kept");
+    cr_expect_lt(s, 5.0, "200,000 pins took %.1f CPU s", s);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+Test(cli, duplicate_config_keys_exit_2_naming_key_and_line) {
+    static const struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"seed: 1\nmethod: ilp\nseed: 2\n", ":3: duplicate key 'seed'"},
+        {"pin: {\"fc*\": 4, \"conv*\": 8, \"fc*\": 2}\n", ":1: pin: duplicate key 'fc*'"},
+        {"budget:\n  avg-bits: 4\n  avg-bits: 3\n", ":3: budget: duplicate key 'avg-bits'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cfg_t c = write_cfg(cases[i].yaml);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        expect_error(&r, 2, cases[i].want);
+        ba_test_run_free(&r);
+        ba_test_rmtree(c.dir);
+    }
+}
+
+/* One parser decides the units of a budget everywhere: the flag, the config file and the
+ * library agree, and the message lists exactly the suffixes that are accepted. */
+Test(cli, budget_units_are_the_same_for_flags_and_config) {
+    static const char *const good[] = {"memory=1000", "memory=1000B", "memory=2KiB", "memory=1.5MiB",
+                                       "latency=300", "latency=2ms", "latency=250us", "bops=3G", "bops=3k"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", good[i], "--print-config", NULL);
+        cr_expect_eq(r.status, 0, "%s: %s", good[i], r.err);
+        ba_test_run_free(&r);
+        char yaml[128];
+        snprintf(yaml, sizeof yaml, "budget: {%.*s: \"%s\"}\n", (int)(strchr(good[i], '=') - good[i]), good[i],
+                 strchr(good[i], '=') + 1);
+        cfg_t c = write_cfg(yaml);
+        r = ba_test_cli("search", "m.onnx", "--data", "x", "--config", c.path, "--print-config", NULL);
+        cr_expect_eq(r.status, 0, "%s: %s", yaml, r.err);
+        ba_test_run_free(&r);
+        ba_test_rmtree(c.dir);
+    }
+    static const struct {
+        const char *v, *want;
+    } bad[] = {
+        {"memory=1MB", "unknown unit 'MB' in '1MB' (units: B, KiB, MiB, GiB; a bare number is bytes)"},
+        {"memory=1KB", "unknown unit 'KB'"},
+        {"memory=1GB", "unknown unit 'GB'"},
+        {"latency=2s", "unknown unit 's' in '2s' (units: us, \xc2\xb5s, ms; a bare number is microseconds)"},
+        {"avg-bits=4b", "unknown unit 'b' in '4b' (units: none: a plain number)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", bad[i].v, NULL);
+        expect_error(&r, 2, bad[i].want);
+        ba_test_run_free(&r);
+    }
 }
 
 Test(cli, demo_config_is_a_complete_search) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/helpers.h"
 
@@ -202,6 +203,177 @@ Test(cmd_eval, labels_of_wrong_length_exit_2) {
     r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", y, NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "3 labels for 512 samples"), "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+/* One check in the data loading path: eval, sensitivity and search all refuse
+ * calibration data holding a NaN (exit 2, naming the file). */
+Test(cmd_eval, nan_in_data_is_refused_by_every_command) {
+    char dir[512], x[600], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(x, sizeof x, "%s/x.npy", dir);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    ba_error err;
+    ba_tensor_t *t = NULL;
+    cr_assert_eq(ba_npy_load(DIG "calib_x.npy", &t, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(t->dtype, BA_DT_F32);
+    ((float *)t->data)[t->numel / 2] = NAN;
+    cr_assert_eq(ba_npy_save(x, t, &err), BA_OK);
+    ba_tensor_unref(t);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", x, NULL);
+    cr_expect_eq(r.status, 2, "eval: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "x.npy") && strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("sensitivity", DIG "cnn_dyn.onnx", "--data", x, "--method", "act", NULL);
+    cr_expect_eq(r.status, 2, "sensitivity: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "search", DIG "cnn_dyn.onnx", "--data", x, "--budget", "avg-bits=4", "--sensitivity",
+                    "weight", "--method", "ilp", NULL);
+    cr_expect_eq(r.status, 2, "search: %d %s", r.status, r.err);
+    cr_expect(strstr(r.err, "NaN"), "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+/* tests/fixtures/nan_quant: Sqrt(x @ w) is finite in float and at 3..8 bits, NaN at 2 bits. */
+#define NANQ BA_FIXTURES "/nan_quant/"
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strdup(buf);
+}
+
+/* SPEC §8: a non-finite output fails; it is never scored as KL 0 / agreement 100%. */
+Test(cmd_eval, non_finite_quantized_output_fails_and_is_not_a_perfect_score) {
+    char dir[512], db[600], p8[600], p2[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(p8, sizeof p8, "%s/p8.json", dir);
+    snprintf(p2, sizeof p2, "%s/p2.json", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    char *text = slurp(p8), *at = strstr(text, "\"w_bits\": 8");
+    cr_assert_not_null(at, "%s", text);
+    at[10] = '2';
+    cr_assert_eq(ba_test_write_file(p2, text), 0);
+    free(text);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p2, "--format", "json", NULL);
+    cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
+    cr_expect(strstr(r.err, "not finite"), "%s", r.err);
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(j, "%s", r.out);
+    json_t *q = json_object_get(j, "quantized");
+    cr_assert_not_null(q, "%s", r.out);
+    cr_expect(json_is_null(json_object_get(q, "kl")), "kl is unknown, not 0: %s", r.out);
+    cr_expect(json_is_null(json_object_get(q, "agreement")), "agreement is unknown, not 1: %s", r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p8, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
+    char dir[512], db[600], plan[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(plan, sizeof plan, "%s/p.json", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "2,3,8", "--method", "evo", "--generations", "3", "--offspring",
+                                  "4", "--study", "e", "--plan-out", plan, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "trials", "--study", "e", "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *j = json_loads(r.out, 0, NULL), *t;
+    size_t i;
+    int failed = 0;
+    long long failed_number = 0;
+    cr_assert(json_is_array(j), "%s", r.out);
+    json_array_foreach(j, i, t) {
+        int two = json_real_value(json_object_get(t, "avg_bits")) == 2.0;
+        if (two) failed_number = json_integer_value(json_object_get(t, "number"));
+        const char *state = json_string_value(json_object_get(t, "state"));
+        cr_expect_str_eq(state, two ? "failed" : "complete", "trial %zu", i + 1);
+        if (two) cr_expect(json_is_null(json_object_get(t, "kl")), "trial %zu: %s", i + 1, r.out);
+        failed += two;
+    }
+    cr_expect_gt(failed, 0, "the search tried 2 bits: %s", r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", db, "trials", "--study", "e", "--best", "--format", "csv", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(!strstr(r.out, "failed") && strstr(r.out, "complete"), "%s", r.out);
+    ba_test_run_free(&r);
+    char *text = slurp(plan);
+    cr_expect(!strstr(text, "\"w_bits\": 2"), "the plan is not the failed configuration: %s", text);
+    free(text);
+    char num[32], out[600];
+    snprintf(num, sizeof num, "%lld", failed_number);
+    snprintf(out, sizeof out, "%s/failed.json", dir);
+    r = ba_test_cli("--db", db, "export", "--study", "e", "--trial", num, "--format", "plan", "-o", out, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "the trial failed"), "%s", r.err);
+    cr_expect_neq(access(out, F_OK), 0, "nothing written for a failed trial");
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+/* A plan is checked against the model where it is used: its totals are recomputed (a
+ * warning says when the file's disagree) and a per-layer a_bits is refused. */
+static void replace_in_file(const char *src, const char *dst, const char *from, const char *to) {
+    char *text = slurp(src), *at = strstr(text, from);
+    cr_assert_not_null(at, "'%s' not in %s", from, text);
+    char *out = malloc(strlen(text) + strlen(to) + 1);
+    sprintf(out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    cr_assert_eq(ba_test_write_file(dst, out), 0);
+    free(out);
+    free(text);
+}
+
+Test(cmd_eval, plan_totals_are_recomputed_and_per_layer_a_bits_refused) {
+    char dir[512], db[600], p8[600], lie[600], ab[600], onnx[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    snprintf(p8, sizeof p8, "%s/p8.json", dir);
+    snprintf(lie, sizeof lie, "%s/lie.json", dir);
+    snprintf(ab, sizeof ab, "%s/ab.json", dir);
+    snprintf(onnx, sizeof onnx, "%s/q.onnx", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    replace_in_file(p8, lie, "\"avg_bits\": 8.0", "\"avg_bits\": 3.0");
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", lie, "--format", "json", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "warning: ") && strstr(r.err, "lie.json: totals.avg_bits 3, but its layers give 8"), "%s",
+              r.err);
+    json_t *j = json_loads(r.out, 0, NULL);
+    cr_expect_float_eq(json_real_value(json_object_get(json_object_get(j, "quantized"), "avg_bits")), 8.0, 0, "%s",
+                       r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", lie, "-o", onnx, NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "totals.avg_bits 3, but its layers give 8"), "%s", r.err);
+    ba_test_run_free(&r);
+    replace_in_file(p8, ab, "\"a_bits\": null", "\"a_bits\": 8");
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", ab, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "ab.json: layer 'w': a_bits 8 differs from quantizer.act_bits null"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", ab, "-o", onnx, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }

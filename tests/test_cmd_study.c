@@ -345,7 +345,7 @@ Test(study_cmds, sort_limit_and_best) {
 Test(study_cmds, bad_where_exits_2_naming_where) {
     env_t e = make_env();
     static const char *const bad[] = {"colour<3",        "kl<", "kl<0.01 or avg_bits<4", "kl ~ 3",
-                                      "avg_bits<=4 and", ""};
+                                      "avg_bits<=4 and", "", "avg_bits<=four", "kl<nan", "kl<'0.5'"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", bad[i], NULL);
         cr_expect_eq(r.status, 2, "'%s': exit %d %s", bad[i], r.status, r.err);

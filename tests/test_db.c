@@ -161,10 +161,51 @@ Test(db, where_is_bound_never_pasted_into_sql) {
 
 Test(db, unknown_column_and_sort_are_errors) {
     cr_assert_eq(ba_db_where_check("klx<1", NULL), BA_ERR_INPUT);
-    cr_assert_eq(ba_db_where_check("kl<abc1", NULL), BA_OK); /* bare word: a text comparison */
+    cr_assert_eq(ba_db_where_check("kl<abc1", NULL), BA_ERR_INPUT); /* a word is for state and method only */
     cr_assert_eq(ba_db_where_check("kl<", NULL), BA_ERR_INPUT);
     cr_assert_eq(ba_db_where_check("kl<1 or kl>2", NULL), BA_ERR_INPUT);
     cr_assert_eq(ba_db_where_check("avg_bits <= 4 and kl < 0.01", NULL), BA_OK);
+}
+
+/* SQLite orders any TEXT above any REAL, so `kl<'0.5'` or `avg_bits<=four` matched every
+ * row; a word or string against a numeric column (and a number against state or method)
+ * is bad input. Memory, bops and latency take the units of --budget. */
+Test(db, where_refuses_a_value_of_the_wrong_type) {
+    static const char *const bad[] = {"avg_bits<=four", "kl<nan", "kl<'0.5'", "kl<\"0.5\"", "kl<inf",
+                                      "kl<-inf", "state=1", "method<2", "memory<=1MB", "latency<2s",
+                                      "avg_bits<=4KiB", "kl<0x10"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ba_error err;
+        cr_expect_eq(ba_db_where_check(bad[i], &err), BA_ERR_INPUT, "'%s' accepted", bad[i]);
+        cr_expect(strstr(err.msg, "--where"), "'%s': %s", bad[i], err.msg);
+    }
+    ba_error err;
+    cr_assert_eq(ba_db_where_check("kl<'0.5'", &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "kl compares with a number, got '0.5'"), "%s", err.msg);
+    cr_assert_eq(ba_db_where_check("memory<=1MB", &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "B, KiB, MiB, GiB"), "%s", err.msg);
+}
+
+Test(db, where_takes_the_budget_units) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
+    int64_t sid = make_study(db, "s");
+    add_trial(db, sid, 4.0, 0.02, 4, 4); /* memory 1000 B, bops 1e6 */
+    static const struct {
+        const char *where;
+        int n;
+    } cases[] = {{"memory<1KiB", 1}, {"memory<1000B", 0}, {"memory<=1000", 1}, {"bops>=1M", 1},
+                 {"bops>1M", 0},     {"bops<2M and memory>0.5KiB", 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ba_trial_query_t q = {.where = cases[i].where};
+        ba_trial_t *t;
+        int n;
+        cr_assert_eq(ba_db_trials_query(db, sid, &q, &t, &n, &err), BA_OK, "%s: %s", cases[i].where, err.msg);
+        cr_expect_eq(n, cases[i].n, "%s: %d rows", cases[i].where, n);
+        ba_db_trials_free(t, n);
+    }
+    ba_db_close(db);
 }
 
 Test(db, refuses_a_file_that_is_not_a_bitalloc_db) {

@@ -202,6 +202,106 @@ Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitt
     ba_problem_free(p);
 }
 
+/* A configuration whose quantized output is not finite: the run's hook reports objective
+ * and metrics NaN. Here: layer f (the largest) at 2 bits, or every configuration. */
+static int g_nan_all;
+static ba_status nan_eval(void *ctx, const int *choice, int64_t n, ba_eval_result_t *out, ba_error *err) {
+    log_t *lg = ctx;
+    BA_TRY(fake_eval(ctx, choice, n, out, err));
+    if (g_nan_all || lg->p->bits[lg->p->start[L - 1] + choice[L - 1]] == 2)
+        *out = (ba_eval_result_t){NAN, NAN, NAN, NAN, NAN, n};
+    return BA_OK;
+}
+
+static void expect_failed_never_best(const log_t *a, const ba_search_result_t *r) {
+    int failed = 0;
+    for (int i = 0; i < a->n; i++) {
+        if (isnan(a->t[i].obj)) {
+            cr_expect_str_eq(a->t[i].state, "failed", "trial %lld has a NaN objective", (long long)a->t[i].number);
+            failed++;
+        } else {
+            cr_expect_str_neq(a->t[i].state, "failed");
+            if (!strcmp(a->t[i].state, "complete")) cr_expect_leq(r->res.objective, a->t[i].obj);
+        }
+        if (a->t[i].number == r->trial) cr_expect_str_eq(a->t[i].state, "complete", "the result is a complete trial");
+    }
+    cr_expect_gt(failed, 0, "some configurations failed");
+    cr_expect(isfinite(r->res.objective), "the result is finite");
+}
+
+Test(evo, non_finite_trials_are_failed_and_never_the_result) {
+    ba_problem_t *p = make_problem(3.0);
+    static log_t a, b;
+    a.p = b.p = p;
+    g_nan_all = 0;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    cr_assert_neq(p->bits[p->start[L - 1] + sol.choice[L - 1]], 2, "the seed itself is finite");
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a};
+    ba_search_opts_t o = opts(11);
+    ba_search_result_t r;
+    cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    expect_failed_never_best(&a, &r);
+    ba_search_result_free(&r);
+    /* random: the failed draws are never its best either. */
+    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b};
+    o.method = "random";
+    cr_assert_eq(ba_search_random(p, &o, &hb, NULL, &r, &err), BA_OK, "%s", err.msg);
+    expect_failed_never_best(&b, &r);
+    /* Every checkpoint written loads back (resume after a failed draw). */
+    for (int i = 0; i < b.n; i++) {
+        if (!b.t[i].ckpt) continue;
+        static log_t c;
+        c.p = p;
+        c.n = 0;
+        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c};
+        ba_search_result_t rr;
+        cr_assert_eq(ba_search_random(p, &o, &hc, b.t[i].ckpt, &rr, &err), BA_OK, "after trial %d: %s", i + 1,
+                     err.msg);
+        cr_expect_eq(rr.trial, r.trial);
+        ba_search_result_free(&rr);
+        log_free(&c);
+    }
+    ba_search_result_free(&r);
+    ba_solution_free(&sol);
+    log_free(&a), log_free(&b);
+    ba_problem_free(p);
+}
+
+Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a;
+    a.p = p;
+    g_nan_all = 1;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a};
+    ba_search_opts_t o = opts(2);
+    ba_search_result_t r;
+    cr_expect_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
+    cr_expect(strstr(err.msg, "non-finite"), "%s", err.msg);
+    cr_assert_eq(a.n, 1);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    log_free(&a);
+    o.method = "ilp";
+    cr_expect_eq(ba_search_single(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
+    cr_expect(strstr(err.msg, "not finite"), "%s", err.msg);
+    cr_assert_eq(a.n, 1);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    log_free(&a);
+    o.method = "random";
+    cr_expect_eq(ba_search_random(p, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
+    for (int i = 0; i < a.n; i++) cr_expect_str_eq(a.t[i].state, "failed");
+    log_free(&a);
+    g_nan_all = 0;
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
 Test(evo, mutation_keeps_pins_ties_and_budgets) {
     ba_problem_t *p = make_problem(3.2);
     ba_error err;

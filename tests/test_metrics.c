@@ -77,3 +77,44 @@ Test(metrics, labels_out_of_range_and_wrong_count_are_errors) {
     cr_assert_eq(ba_metrics_add(&acc, fp, NULL, one, 1, &err), BA_ERR_INPUT);
     ba_tensor_unref(fp);
 }
+
+/* A NaN or Inf in the quantized output is never a perfect score: KL was clamped to 0
+ * and an all-NaN row's argmax was 0 on both sides (agreement 100%). Every metric of
+ * the quantized output is NaN then, and the rows are counted. */
+Test(metrics, non_finite_quantized_output_is_never_a_perfect_score) {
+    float a[] = {3, 0, 0, 0, 3, 0};
+    static const float bads[] = {NAN, INFINITY, -INFINITY};
+    for (int k = 0; k < 3; k++) {
+        float b[] = {3, 0, 0, bads[k], bads[k], bads[k]}; /* row 1 all non-finite */
+        for (int is_prob = -1; is_prob <= 1; is_prob++) {
+            ba_tensor_t *fp = mk(2, 3, a), *q = mk(2, 3, b);
+            ba_metrics_acc_t acc;
+            ba_metrics_begin(&acc, is_prob);
+            int64_t labels[2] = {0, 1};
+            cr_assert_eq(ba_metrics_add(&acc, fp, q, labels, 2, NULL), BA_OK);
+            ba_metrics_t m;
+            ba_metrics_finish(&acc, &m);
+            cr_expect_eq(m.nonfinite_q, 1, "case %d", k);
+            cr_expect_eq(m.nonfinite_fp, 0);
+            cr_expect(isnan(m.kl), "kl %g for %g", m.kl, (double)bads[k]);
+            cr_expect(isnan(m.agreement), "agreement %g", m.agreement);
+            cr_expect(isnan(m.accuracy_q));
+            cr_expect(isnan(m.mse));
+            cr_expect(isnan(m.sqnr_db));
+            cr_expect_float_eq(m.accuracy_fp, 1.0, 0, "the FP side is still measured");
+            ba_tensor_unref(fp);
+            ba_tensor_unref(q);
+        }
+    }
+    /* A single NaN element in an otherwise fine row counts too. */
+    float c[] = {3, 0, 0, 0, 3, NAN};
+    ba_tensor_t *fp = mk(2, 3, a), *q = mk(2, 3, c);
+    ba_metrics_acc_t acc;
+    ba_metrics_begin(&acc, 0);
+    cr_assert_eq(ba_metrics_add(&acc, fp, q, NULL, 0, NULL), BA_OK);
+    ba_metrics_t m;
+    ba_metrics_finish(&acc, &m);
+    cr_expect(isnan(m.kl) && isnan(m.agreement) && m.nonfinite_q == 1);
+    ba_tensor_unref(fp);
+    ba_tensor_unref(q);
+}

@@ -3,6 +3,7 @@
  * make_npy_cases.py, and byte-level cases built here) is an input error that
  * names the file and the fault; datasets, batches and labels keep their promises. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,6 +396,44 @@ Test(dataset, ambiguous_or_duplicate_inputs_are_refused) {
     cr_assert_eq(ba_dataset_load(missing, 1, &ds, &err), BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "missing.npy"), "%s", err.msg);
     cr_assert_null(ds);
+}
+
+/* NaN/Inf in calibration data is refused when it is loaded, for every command,
+ * naming the file, the input, the element and what it holds. */
+Test(dataset, non_finite_data_is_refused_at_load) {
+    char dir[512], path[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/x.npy", dir);
+    static const struct {
+        ba_dtype dt;
+        double bad;
+        const char *want;
+    } cases[] = {{BA_DT_F32, NAN, "element 5 is NaN"},
+                 {BA_DT_F32, INFINITY, "element 5 is +Inf"},
+                 {BA_DT_F64, -INFINITY, "element 5 is -Inf"},
+                 {BA_DT_F64, NAN, "element 5 is NaN"}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        int64_t shape[2] = {3, 4};
+        ba_error err = {0};
+        ba_tensor_t *t = ba_tensor_new(cases[c].dt, 2, shape, &err);
+        cr_assert_not_null(t);
+        for (int64_t i = 0; i < t->numel; i++) {
+            double v = i == 5 ? cases[c].bad : (double)i;
+            if (cases[c].dt == BA_DT_F32) ((float *)t->data)[i] = (float)v;
+            else ((double *)t->data)[i] = v;
+        }
+        cr_assert_eq(ba_npy_save(path, t, &err), BA_OK, "%s", err.msg);
+        ba_tensor_unref(t);
+        ba_dataset_t *ds = NULL;
+        char spec[700];
+        snprintf(spec, sizeof spec, "img=%s", path);
+        const char *specs[] = {spec};
+        cr_expect_eq(ba_dataset_load(specs, 1, &ds, &err), BA_ERR_INPUT, "case %zu accepted", c);
+        cr_expect_null(ds);
+        cr_expect(strstr(err.msg, path) && strstr(err.msg, "input 'img'") && strstr(err.msg, cases[c].want),
+                  "case %zu: %s", c, err.msg);
+    }
+    ba_test_rmtree(dir);
 }
 
 Test(dataset, batch_is_a_view_of_the_rows) {

@@ -338,3 +338,66 @@ Test(plan, write_to_a_missing_folder_fails_cleanly) {
     ba_plan_free(p);
     qm_free(m);
 }
+
+/* Activations take one width for the whole model (quantizer.act_bits): a layer whose
+ * a_bits says otherwise would be evaluated in float while the plan claims otherwise. */
+Test(plan, per_layer_a_bits_must_match_quantizer_act_bits) {
+    expect_invalid("\"macs\": 210, \"w_bits\": 8, \"a_bits\": null", "\"macs\": 210, \"w_bits\": 8, \"a_bits\": 8", 1,
+                   "layer 'fc.weight': a_bits 8 differs from quantizer.act_bits null");
+    expect_invalid("\"act_bits\": null", "\"act_bits\": 8", 1, "a_bits null differs from quantizer.act_bits 8");
+    /* Every layer at act_bits: valid. */
+    ba_model_t *m = qm_new();
+    int bits[QM_NLAYERS] = {4, 8, 2};
+    ba_quant_cfg_t cfg = ba_quant_cfg_default();
+    cfg.act_bits = 8;
+    ba_plan_t *p;
+    ba_error err;
+    cr_assert_eq(ba_plan_from_bits(m, bits, &cfg, &p, &err), BA_OK);
+    cr_assert_eq(ba_plan_validate(p, m, 1, &err), BA_OK, "%s", err.msg);
+    p->layers[1].a_bits = 4;
+    cr_assert_eq(ba_plan_validate(p, m, 1, &err), BA_ERR_INPUT);
+    cr_assert(strstr(err.msg, "a_bits 4 differs from quantizer.act_bits 8"), "%s", err.msg);
+    ba_plan_free(p);
+    qm_free(m);
+}
+
+/* Totals are recomputed from the widths, never believed. */
+Test(plan, lying_totals_are_recomputed_and_reported) {
+    static const struct {
+        const char *from, *to, *needle;
+    } lies[] = {
+        {"\"memory_bytes\": 544", "\"memory_bytes\": 100", "totals.memory_bytes 100, but its layers give 544"},
+        {"\"bops\": 28403712.0", "\"bops\": 1.0", "totals.bops 1, but its layers give 28403712"},
+        {"\"avg_bits\": ", "\"avg_bits\": 2.0, \"x\": ", "totals.avg_bits 2, but its layers give 5.0989"},
+    };
+    ba_model_t *m = qm_new();
+    for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+        char *text = plan_text_with(lies[i].from, lies[i].to);
+        ba_plan_t *p;
+        ba_error err;
+        cr_assert_eq(read_text(text, &p, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_plan_validate(p, m, 1, &err), BA_OK, "%s", err.msg);
+        int differed = 0;
+        char msg[512];
+        cr_assert_eq(ba_plan_check_totals(p, m, &differed, msg, sizeof msg, &err), BA_OK, "%s", err.msg);
+        cr_expect_eq(differed, 1, "case %zu", i);
+        cr_expect(strstr(msg, "in.json") && strstr(msg, lies[i].needle), "case %zu: %s", i, msg);
+        cr_expect_eq(p->totals.memory_bytes, 544);
+        cr_expect_float_eq(p->totals.avg_bits, 2784.0 / 546.0, 1e-12);
+        cr_expect_float_eq(p->totals.bops, 28403712.0, 0);
+        ba_plan_free(p);
+        free(text);
+    }
+    /* Honest totals: nothing to report. */
+    char *text = plan_text_with(NULL, NULL);
+    ba_plan_t *p;
+    ba_error err;
+    cr_assert_eq(read_text(text, &p, &err), BA_OK, "%s", err.msg);
+    int differed = 1;
+    char msg[512];
+    cr_assert_eq(ba_plan_check_totals(p, m, &differed, msg, sizeof msg, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(differed, 0, "%s", msg);
+    ba_plan_free(p);
+    free(text);
+    qm_free(m);
+}

@@ -119,7 +119,7 @@ Test(search, bad_inputs_exit_2_naming_the_flag_and_leave_no_study, .init = setup
         const char *a, *b, *c, *d, *want;
     } cases[] = {
         {"--budget", "speed=4", NULL, NULL, "unknown budget key 'speed'"},
-        {"--budget", "memory=3000", NULL, NULL, "needs a unit"},
+        {"--budget", "memory=3MB", NULL, NULL, "unknown unit 'MB' in '3MB' (units: B, KiB, MiB, GiB"},
         {"--budget", "avg-bits=4", "--pin", "nomatch*=4", "no layer matches"},
         {"--budget", "avg-bits=4", "--tie", "nomatch*", "--tie nomatch*: no layer matches"},
     };

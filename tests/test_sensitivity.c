@@ -387,6 +387,25 @@ Test(sensitivity, sensitivity_file_errors_name_file_and_line_or_layer) {
     ba_model_free(m);
 }
 
+/* A negative cost makes the ILP pick the lowest width everywhere (it "gains" by
+ * quantizing harder): refused, like NaN and Inf, naming the file, layer and value. */
+Test(sensitivity, sensitivity_file_refuses_negative_and_non_finite_costs) {
+    ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
+    expect_file_error(m, "neg.csv", "layer,bits,cost\nonnx::Conv_31,2,-5\n", "onnx::Conv_31", "cost -5 is negative");
+    expect_file_error(m, "inf.csv", "layer,bits,cost\nonnx::Conv_31,2,inf\n", "onnx::Conv_31", "inf");
+    expect_file_error(m, "nan.csv", "layer,bits,cost\nonnx::Conv_31,2,nan\n", "onnx::Conv_31", "nan");
+    expect_file_error(m, "negs.csv", "layer,score\nonnx::Conv_31,-0.5\n", "onnx::Conv_31", "score -0.5 is negative");
+    expect_file_error(m, "infs.csv", "layer,score\nonnx::Conv_31,1e999\n", "line 2", "1e999");
+    expect_file_error(m, "neg.json",
+                      "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1, \"3\": -0.25, \"4\": 1}}]}",
+                      "fc.weight", "\"cost.3\" is -0.25; a cost must not be negative");
+    expect_file_error(m, "inf.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1e999}}]}", "json",
+                      NULL);
+    expect_file_error(m, "nan.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": NaN}}]}", "json",
+                      NULL);
+    ba_model_free(m);
+}
+
 /* ---- bad inputs ---- */
 
 static void expect_compute_error(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *y, int64_t n,
@@ -412,9 +431,11 @@ Test(sensitivity, bad_inputs_give_clear_errors) {
     expect_compute_error(m, ds, y, n, BA_SENS_HESSIAN, "sample 7");
     free(y);
     expect_compute_error(m, NULL, NULL, 0, BA_SENS_ACT, "--data");
-    ba_dataset_t *bad = load_data(REFS "nan_x.npy");
-    expect_compute_error(m, bad, NULL, 0, BA_SENS_ACT, "nan_x.npy");
-    ba_dataset_free(bad);
+    ba_dataset_t *bad = NULL;
+    const char *nan_spec[] = {REFS "nan_x.npy"};
+    cr_expect_eq(ba_dataset_load(nan_spec, 1, &bad, &err), BA_ERR_INPUT, "NaN data is refused at load");
+    cr_expect(strstr(err.msg, "nan_x.npy") && strstr(err.msg, "NaN"), "%s", err.msg);
+    cr_expect(bad == NULL);
     ba_model_t *nl = load_model(REFS "no_layer.onnx");
     expect_compute_error(nl, NULL, NULL, 0, BA_SENS_WEIGHT, "no quantizable layer");
     ba_model_free(nl);
