@@ -170,15 +170,6 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
     return BA_OK;
 }
 
-ba_status ba_file_write(const char *path, const void *data, size_t size, ba_error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    size_t put = size ? fwrite(data, 1, size, f) : 0;
-    int bad = (put != size) | (fclose(f) != 0);
-    if (bad) return ba_error_set(err, BA_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return BA_OK;
-}
-
 ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     m->data = NULL;
     m->size = 0;
@@ -210,6 +201,28 @@ void ba_path_dirname(const char *path, char *out, size_t cap) {
     size_t n = (size_t)(slash - path);
     if (n == 0) n = 1;
     snprintf(out, cap, "%.*s", (int)n, path);
+}
+
+int ba_utf8_seq_len(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0], n, min, cp;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) n = 1, min = 0x80, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) n = 2, min = 0x800, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) n = 3, min = 0x10000, cp = c & 0x07;
+    else return 0;
+    for (unsigned i = 1; i <= n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return (int)n + 1;
+}
+
+int ba_utf8_valid(const char *s) {
+    for (int n; *s; s += n)
+        if ((n = ba_utf8_seq_len(s)) == 0) return 0;
+    return 1;
 }
 
 double ba_now(void) {
