@@ -94,9 +94,30 @@ void ba_sha256_hex(const void *data, size_t n, char hex[65]) {
     to_hex(d, hex);
 }
 
+/* Opens path for reading when it is a regular file. O_NONBLOCK so that a FIFO
+ * (which would wait for a writer) or a device is refused at once, never waited on. */
+static ba_status open_regular(const char *path, int *fd_out, struct stat *st, ba_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return BA_OK;
+}
+
 ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    struct stat st;
+    BA_TRY(open_regular(path, &fd, &st, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     ba_sha256_t s;
     ba_sha256_init(&s);
     uint8_t buf[1 << 16];
@@ -151,12 +172,13 @@ int ba_rng_rademacher(ba_rng_t *r) { return (ba_rng_next(r) >> 63) ? 1 : -1; }
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
+    BA_TRY(open_regular(path, &fd, &st, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = ba_malloc(n + 1, err);
@@ -173,13 +195,9 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
 ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     m->data = NULL;
     m->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
-    }
+    BA_TRY(open_regular(path, &fd, &st, err));
     m->size = (size_t)st.st_size;
     if (m->size == 0) { close(fd); return BA_OK; }
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);

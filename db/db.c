@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -177,6 +178,12 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
         /* Reading commands never create a database as a side effect. */
         free(db);
         return ba_error_set(err, BA_ERR_INPUT, "%s: no such database (a search creates it; see --db)", path);
+    }
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        /* SQLite would wait on a FIFO for a writer, or read a device forever. */
+        free(db);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file, so not a database", path);
     }
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite_open(db, path, flags) != SQLITE_OK) {
