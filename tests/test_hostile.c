@@ -8,11 +8,15 @@
  * included) and the fixtures must be byte for byte what they were.
  *
  * Cases that fail today in parts of the tool outside the output/database layer are kept
- * out of the default run and listed in KNOWN_ISSUES below; BA_HOSTILE_ALL=1 runs them too. */
+ * out of the default run; BA_HOSTILE_ALL=1 runs them too (enable them by default once fixed):
+ *   - model/ loader: graph attributes nested KNOWN_ONNX_DEPTH deep overflow the stack
+ *     (SIGSEGV in every command that loads the model);
+ *   - model/ loader: an initializer whose external data is a FIFO blocks the load forever. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sqlite3.h>
@@ -31,7 +35,8 @@
 
 #define DIGITS BA_FIXTURES "/digits"
 #define RUN_TIMEOUT_S 30.0
-#define SNAP_MAX (1 << 20)
+/* Depth of the nested-graph model (a case for BA_HOSTILE_ALL until the loader limits depth). */
+#define KNOWN_ONNX_DEPTH 100000
 
 extern char **environ;
 
@@ -43,6 +48,7 @@ typedef struct {
     char *snap_in;    /* the input folder before the runs */
     char *snap_fix;   /* the fixtures read */
     int runs;
+    const char *hung; /* the case that last hung: its other commands are skipped */
 } henv_t;
 
 /* ------------------------------------------------------------ snapshots */
@@ -181,11 +187,13 @@ static void run_cli(henv_t *e, const char *what, const char *first, ...) {
     for (const char *a; n < 47 && (a = va_arg(ap, const char *));) argv[n++] = a;
     va_end(ap);
     argv[n] = NULL;
+    if (e->hung == what) return;
     char errfile[700];
     snprintf(errfile, sizeof errfile, "%s/stderr.txt", e->out);
     int st = run_timed(argv, errfile);
     e->runs++;
     if (st >= 0 && st <= 3) return;
+    if (st < 0) e->hung = what;
     char cmd[4096] = "";
     size_t k = 0;
     for (int i = 1; argv[i] && k < sizeof cmd - 2; i++)
@@ -308,7 +316,7 @@ static const char *outp(henv_t *e, const char *name) {
     return p[k];
 }
 
-__attribute__((unused)) static int all_cases(void) {
+static int all_cases(void) {
     const char *v = getenv("BA_HOSTILE_ALL");
     return v && *v && strcmp(v, "0") != 0;
 }
@@ -326,6 +334,41 @@ Test(hostile, onnx_models, .timeout = 300) {
     cr_assert_eq(ba_hostile_bytes(e.in, "badlen.onnx", bad_len, sizeof bad_len, "graph length past the end", &s), 0);
     static const uint8_t endless[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     cr_assert_eq(ba_hostile_bytes(e.in, "varint.onnx", endless, sizeof endless, "overlong varint", &s), 0);
+    /* External data that is not a plain file beside the model. */
+    char ext[800], raw[800];
+    snprintf(raw, sizeof raw, "%s/w.bin", e.in);
+    static const float two[2] = {1.5f, -2.0f};
+    cr_assert_eq(ba_hostile_bytes(e.in, "w.bin", two, sizeof two, "external data", &s), 0);
+    s.n--; /* the data file itself is not a model */
+    char fifo[800];
+    snprintf(fifo, sizeof fifo, "%s/ext_fifo", e.in);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    static const struct {
+        const char *name, *location;
+        int64_t offset, length;
+        int known;
+    } exts[] = {
+        {"ext_ok.onnx", "w.bin", -1, -1, 0},
+        {"ext_offset.onnx", "w.bin", 4, 8, 0},
+        {"ext_neg.onnx", "w.bin", -5, -1, 0},
+        {"ext_huge.onnx", "w.bin", 0, 9223372036854775807LL, 0},
+        {"ext_missing.onnx", "nope.bin", -1, -1, 0},
+        {"ext_folder.onnx", ".", -1, -1, 0},
+        {"ext_zero.onnx", "/dev/zero", -1, -1, 0},
+        {"ext_abs.onnx", "/etc/hostname", -1, -1, 0},
+        {"ext_up.onnx", "../../../../../../etc/hostname", -1, -1, 0},
+        {"ext_fifo.onnx", "ext_fifo", -1, -1, 1},
+    };
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        snprintf(ext, sizeof ext, "%s/%s", e.in, exts[i].name);
+        cr_assert_eq(ba_hostile_onnx_external(ext, exts[i].location, exts[i].offset, exts[i].length), 0);
+        if (!exts[i].known || all_cases()) cr_assert_eq(ba_hostile_add(&s, ext, exts[i].location), 0);
+    }
+    /* Deep nesting (graph attributes inside graph attributes): the loader's recursion. */
+    char nested[800];
+    snprintf(nested, sizeof nested, "%s/nested.onnx", e.in);
+    cr_assert_eq(ba_hostile_onnx_nested(nested, KNOWN_ONNX_DEPTH), 0);
+    if (all_cases()) cr_assert_eq(ba_hostile_add(&s, nested, "graph attributes nested 100000 deep"), 0);
     freeze(&e);
     for (int i = 0; i < s.n; i++) {
         const char *m = s.v[i].path, *w = s.v[i].what;
@@ -392,6 +435,44 @@ Test(hostile, npy_and_npz_data, .timeout = 300) {
     cr_assert_eq(ba_hostile_npz(npz, "input", x, xn), 0);
     free(x);
     cr_assert_eq(ba_hostile_mutants(npz, e.in, "data", "npz", 10, 203, &z), 0);
+    uint8_t *xd;
+    size_t xdn;
+    cr_assert_eq(ba_file_read(e.data, &xd, &xdn, &err), BA_OK);
+    snprintf(npz, sizeof npz, "%s/seed_deflated.bin", e.dir);
+    cr_assert_eq(ba_hostile_npz_deflated(npz, "input", xd, xdn, (uint32_t)xdn), 0);
+    cr_assert_eq(ba_hostile_mutants(npz, e.in, "deflated", "npz", 10, 204, &z), 0);
+    /* Uncompressed sizes that lie: 64 MiB of zeros claimed as 1000 bytes, and as 4 GiB. */
+    size_t big = (size_t)64 << 20;
+    uint8_t *zeros = calloc(1, big);
+    cr_assert(zeros);
+    memcpy(zeros, xd, 128); /* a valid .npy header in front */
+    char bomb[800];
+    snprintf(bomb, sizeof bomb, "%s/bomb_short.npz", e.in);
+    cr_assert_eq(ba_hostile_npz_deflated(bomb, "input", zeros, big, 1000), 0);
+    cr_assert_eq(ba_hostile_add(&z, bomb, "64 MiB deflated, claimed 1000 bytes"), 0);
+    snprintf(bomb, sizeof bomb, "%s/bomb_huge.npz", e.in);
+    cr_assert_eq(ba_hostile_npz_deflated(bomb, "input", zeros, big, 0xFFFFFFFFu), 0);
+    cr_assert_eq(ba_hostile_add(&z, bomb, "64 MiB deflated, claimed 4 GiB"), 0);
+    free(zeros);
+    free(xd);
+    /* Values that are not numbers. */
+    static const float specials[] = {NAN, INFINITY, -INFINITY, 3.4e38f};
+    for (int k = 0; k < 4; k++) {
+        size_t cells = 4 * 64;
+        uint8_t *b = malloc(128 + 4 * cells);
+        cr_assert(b);
+        memcpy(b, "\x93NUMPY\x01\x00\x76\x00", 10);
+        const char *dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 64), }";
+        memset(b + 10, ' ', 118);
+        memcpy(b + 10, dict, strlen(dict));
+        b[127] = '\n';
+        for (size_t c = 0; c < cells; c++) memcpy(b + 128 + 4 * c, &specials[k], 4);
+        char name[64], what[64];
+        snprintf(name, sizeof name, "nonfinite%d.npy", k);
+        snprintf(what, sizeof what, "every value %g", (double)specials[k]);
+        cr_assert_eq(ba_hostile_bytes(e.in, name, b, 128 + 4 * cells, what, &s), 0);
+        free(b);
+    }
     freeze(&e);
     for (int i = 0; i < s.n; i++) {
         const char *f = s.v[i].path, *w = s.v[i].what;
@@ -677,5 +758,61 @@ Test(hostile, special_paths_as_outputs, .timeout = 300) {
         ba_test_run_free(&r);
     }
     ba_hostile_free(&s);
+    teardown(&e);
+}
+
+/* ------------------------------------------------ flag values and --where */
+
+Test(hostile, flag_values_and_where_expressions, .timeout = 300) {
+    henv_t e = setup();
+    freeze(&e);
+    static const char *const search_flags[][2] = {
+        {"--seed", "18446744073709551616"}, {"--seed", "-1"},
+        {"--generations", "99999999999999999999"}, {"--offspring", "0"},
+        {"--offspring", "2147483648"}, {"--samples", "9223372036854775808"},
+        {"--bits", "2,3,4,999"}, {"--bits", ","},
+        {"--budget", "avg-bits=nan"}, {"--budget", "memory=1e400"},
+        {"--budget", "bops=-1"}, {"--budget", "latency=0us"},
+        {"--pin", "*=99"}, {"--pin", "[=4"},
+        {"--tie", "["}, {"--act-bits", "99"},
+        {"--granularity", "group:0"}, {"--granularity", "group:99999999999999999999"},
+        {"--tol", "1e400"}, {"--study", ""},
+    };
+    for (size_t i = 0; i < sizeof search_flags / sizeof search_flags[0]; i++) {
+        const char *f = search_flags[i][0], *v = search_flags[i][1];
+        char what[128];
+        snprintf(what, sizeof what, "%s %s", f, v);
+        int budget = !strcmp(f, "--budget");
+        run_cli(&e, what, "search", e.model, "--data", e.data, "--budget", budget ? v : "avg-bits=4", "--method",
+                "uniform", "--db", scratch_db(&e, NULL), budget ? "-q" : f, budget ? NULL : v, "-q", NULL);
+    }
+    run_cli(&e, "--sweep with step 0", "search", e.model, "--data", e.data, "--sweep", "avg-bits=2:8:0",
+            "--sensitivity-file", e.sens, "--db", scratch_db(&e, NULL), "-q", NULL);
+    run_cli(&e, "--sweep with 1e9 points", "search", e.model, "--data", e.data, "--sweep",
+            "avg-bits=2:8:0.000000001", "--sensitivity-file", e.sens, "--db", scratch_db(&e, NULL), "-q", NULL);
+    static const char *const wheres[] = {
+        "kl<", "avg_bits<=4 and", "and", "kl<0.01; DROP TABLE trials", "nosuch<1", "kl<nan", "kl<1e999",
+        "kl<0.01 or 1=1", "'", "kl<\"x\"", "kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01",
+    };
+    for (size_t i = 0; i < sizeof wheres / sizeof wheres[0]; i++)
+        run_cli(&e, wheres[i], "--db", e.db, "trials", "--study", "s", "--where", wheres[i], NULL);
+    /* A --where of 8000 comparisons (an argument stays under Linux's 128 KiB). */
+    size_t n = 8000, len = n * 13 + 1;
+    char *w = malloc(len);
+    cr_assert(w);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) k += (size_t)snprintf(w + k, len - k, "%skl<1", i ? " and " : "");
+    run_cli(&e, "--where of 8000 comparisons", "--db", e.db, "trials", "--study", "s", "--where", w, NULL);
+    free(w);
+    static const char *const trial_flags[][2] = {
+        {"--limit", "-1"}, {"--limit", "99999999999999999999"}, {"--sort", "nosuch"}, {"--sort", "kl;"},
+    };
+    for (size_t i = 0; i < sizeof trial_flags / sizeof trial_flags[0]; i++)
+        run_cli(&e, trial_flags[i][1], "--db", e.db, "trials", "--study", "s", trial_flags[i][0], trial_flags[i][1],
+                NULL);
+    static const char *const trials[] = {"-1", "0", "99999999999999999999", "1e3", "best;"};
+    for (size_t i = 0; i < sizeof trials / sizeof trials[0]; i++)
+        run_cli(&e, trials[i], "--db", e.db, "export", "--study", "s", "--trial", trials[i], "--format", "csv", "-o",
+                outp(&e, "e.csv"), NULL);
     teardown(&e);
 }

@@ -32,6 +32,16 @@ int ba_hostile_bytes(const char *dir, const char *name, const void *data, size_t
                      ba_hostile_set_t *out);
 /* A .npz (zip, stored members) holding one member NAME.npy with the bytes of npy. */
 int ba_hostile_npz(const char *path, const char *member, const void *npy, size_t n);
+/* The same with the member deflated and claimed_size written as its uncompressed size
+ * (a lie when it differs from n: a decompression bomb or a short buffer). */
+int ba_hostile_npz_deflated(const char *path, const char *member, const void *npy, size_t n,
+                            uint32_t claimed_size);
+/* An ONNX model whose graph nests depth times (node -> graph attribute -> graph -> node ...),
+ * written without recursion. */
+int ba_hostile_onnx_nested(const char *path, int depth);
+/* A small valid ONNX model (Identity of a float[2] initializer "w") whose initializer's data
+ * live in an external file at location (relative to the model's folder, as ONNX says). */
+int ba_hostile_onnx_external(const char *path, const char *location, int64_t offset, int64_t length);
 /* Paths that are not regular files, under dir: a FIFO, a folder, a symlink loop, a dangling
  * link, a link to a folder, and /dev/zero, /dev/null. */
 int ba_hostile_specials(const char *dir, ba_hostile_set_t *out);
