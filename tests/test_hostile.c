@@ -375,6 +375,7 @@ Test(hostile, onnx_models, .timeout = 300) {
         run_cli(&e, w, "inspect", m, "--format", "json", NULL);
         run_cli(&e, w, "eval", m, "--data", e.data, "--labels", e.labels, NULL);
         run_cli(&e, w, "sensitivity", m, "--method", "weight", NULL);
+        run_cli(&e, w, "sensitivity", m, "--data", e.data, "--method", "act", NULL);
         run_cli(&e, w, "search", m, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--db",
                 scratch_db(&e, NULL), "--plan-out", outp(&e, "p.json"), "-q", NULL);
         run_cli(&e, w, "quantize", m, "--plan", e.plan, "-o", outp(&e, "q.onnx"), "--format", "qdq", NULL);
@@ -478,6 +479,8 @@ Test(hostile, npy_and_npz_data, .timeout = 300) {
         const char *f = s.v[i].path, *w = s.v[i].what;
         run_cli(&e, w, "eval", e.model, "--data", f, NULL);
         run_cli(&e, w, "eval", e.model, "--data", e.data, "--labels", f, NULL);
+        run_cli(&e, w, "sensitivity", e.model, "--data", f, "--method", i % 2 ? "act" : "lrp", NULL);
+        run_cli(&e, w, "sensitivity", e.model, "--data", e.data, "--labels", f, "--method", "fisher", NULL);
         run_cli(&e, w, "search", e.model, "--data", f, "--budget", "avg-bits=4", "--method", "uniform", "--db",
                 scratch_db(&e, NULL), "-q", NULL);
     }
