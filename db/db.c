@@ -49,7 +49,9 @@ static ba_status dberr(ba_db_t *db, ba_error *err, const char *what) {
     if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) st = BA_ERR_INPUT;
     if (code == SQLITE_FULL) st = BA_ERR_IO;
     if (code == SQLITE_READONLY || code == SQLITE_CANTOPEN || code == SQLITE_IOERR) st = BA_ERR_IO;
-    return ba_error_set(err, st, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+    /* SQLite's text for SQLITE_OK is "not an error": never show it as a reason. */
+    const char *why = code == SQLITE_OK ? "failed" : sqlite3_errmsg(db->h);
+    return ba_error_set(err, st, "%s: %s: %s", db->path, what, why);
 }
 
 static void now_iso(char out[32]) {
