@@ -111,7 +111,12 @@ static ba_status open_atomic(ba_out_t *o, const struct stat *existing, ba_error 
     if (rc == BA_OK && (fd = mkostemp(o->tmp, O_CLOEXEC)) < 0)
         rc = ba_error_set(err, BA_ERR_IO, "%s: cannot write in %s: %s", o->path, dir, strerror(errno));
     if (rc == BA_OK) {
-        mode_t mode = existing ? (existing->st_mode & 07777) : new_file_mode();
+        mode_t mode = existing ? (existing->st_mode & 0777) : new_file_mode(); /* never set-id bits */
+        /* A replaced file keeps its owner where this process may give it (root). */
+        if (existing && (existing->st_uid != geteuid() || existing->st_gid != getegid()) &&
+            fchown(fd, existing->st_uid, existing->st_gid) != 0) {
+            /* not permitted: the file becomes this user's, as any rewrite would make it */
+        }
         if (fchmod(fd, mode) != 0 || !(o->f = fdopen(fd, "wb"))) {
             rc = ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", o->path, strerror(errno));
             close(fd);

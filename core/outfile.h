@@ -5,7 +5,8 @@
  *    fresh temporary file in the target's folder (mkstemp: O_CREAT|O_EXCL, never through a
  *    planted link), are fsync'ed and renamed over the target. A reader sees the old file or the
  *    new one, never a mix; two writers to one path leave one complete file; a failure leaves the
- *    target as it was. A symlink to a regular file is kept: the file it points to is replaced.
+ *    target as it was. A replaced file keeps its permission bits (and owner, as root). A symlink
+ *    to a regular file is kept: the file it points to is replaced.
  *  * A character device or a FIFO (/dev/null, /dev/stdout on a pipe, a named pipe someone reads)
  *    is written through, never replaced; the process's own stdout/stderr too, whatever they are.
  *    A FIFO nobody reads is an error, not a hang.
