@@ -137,11 +137,8 @@ int ba_cmd_export(const ba_cli_opts *o) {
     if (st == BA_OK) {
         ba_out_input_t in[2 * BA_RUN_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
         int nin = 1;
-        for (int i = 0; i < set.ndata && nin + 2 <= 2 * BA_RUN_MAX_DATA + 1; i++) {
-            const char *eq = strchr(set.data[i], '='); /* "FILE" or "NAME=FILE" */
-            in[nin++] = (ba_out_input_t){set.data[i], "study's data file"};
-            if (eq) in[nin++] = (ba_out_input_t){eq + 1, "study's data file"};
-        }
+        ba_cli_data_inputs((const char *const *)set.data, set.ndata, "study's data file", in, &nin,
+                           2 * BA_RUN_MAX_DATA + 1);
         st = ba_cli_check_output(o, "--output", out, NULL, in, nin, &err);
     }
     if (st == BA_OK) st = load_model(&c, &set, &err);

@@ -22,11 +22,17 @@ static void add(inputs_t *l, const char *path, const char *role) {
     l->n++;
 }
 
-/* "FILE" or "NAME=FILE": both readings, since a file name may hold '='. */
+void ba_cli_data_inputs(const char *const *specs, int n, const char *role, ba_out_input_t *in, int *nin, int cap) {
+    for (int i = 0; i < n && *nin + 2 <= cap; i++) {
+        if (!specs[i]) continue;
+        in[(*nin)++] = (ba_out_input_t){specs[i], role};
+        const char *eq = strchr(specs[i], '=');
+        if (eq) in[(*nin)++] = (ba_out_input_t){eq + 1, role};
+    }
+}
+
 static void add_data(inputs_t *l, const char *spec) {
-    add(l, spec, "data file");
-    const char *eq = spec ? strchr(spec, '=') : NULL;
-    if (eq) add(l, eq + 1, "data file");
+    ba_cli_data_inputs(&spec, 1, "data file", l->in, &l->n, GUARD_MAX_INPUTS);
 }
 
 static void add_opt(inputs_t *l, const ba_cli_opts *o, const char *key, const char *role) {
@@ -55,7 +61,8 @@ ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char
     }
     if (s) {
         add(l, s->model, "study's model");
-        for (int i = 0; i < s->ndata; i++) add_data(l, s->data[i]);
+        ba_cli_data_inputs((const char *const *)s->data, s->ndata, "study's data file", l->in, &l->n,
+                           GUARD_MAX_INPUTS);
         add(l, s->labels, "study's labels file");
         add(l, s->sensitivity_file, "study's sensitivity file");
         add(l, s->latency_table, "study's latency table");

@@ -11,6 +11,10 @@
  * study database, plans and JSON output, which hold UTF-8 only. BA_ERR_INPUT naming the flag. */
 ba_status ba_cli_check_utf8(const ba_cli_opts *o, ba_error *err);
 
+/* Appends the files of n data specs ("FILE" or "NAME=FILE": both readings, since a file name
+ * may hold '=') to in[*nin..cap) with the given role. */
+void ba_cli_data_inputs(const char *const *specs, int n, const char *role, ba_out_input_t *in, int *nin, int cap);
+
 /* Refuses (BA_ERR_INPUT, "FLAG: OUT is the ROLE (PATH); choose another path") an output path
  * that is, by device and inode, one of the command's inputs: the model, data and labels, the
  * plan, the sensitivity file, the latency table, the hardware profile, the config file, the
