@@ -253,7 +253,8 @@ Test(resume, readers_and_two_searches_share_one_database, .timeout = 60) {
         int st;
         cr_assert_eq(ba_test_run(q, &out, &err, &st), 0);
         if (st == 0) reads_ok++;
-        else cr_expect(strstr(err, "not found") || strstr(err, "no such database") || strstr(err, "not available"),
+        else cr_expect(strstr(err, "not found") || strstr(err, "no study named") || strstr(err, "no such database") ||
+                           strstr(err, "not available"),
                        "trials during a search: exit %d: %s", st, err);
         free(out), free(err);
     }
