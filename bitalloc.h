@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "core/util.h"
+#include "core/outfile.h"
 #include "model/model.h"
 #include "model/grad.h"
 #include "quant/quant.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/guard.h"
 #include "cli/format.h"
 
 typedef struct {
@@ -169,7 +170,8 @@ int ba_cmd_eval(const ba_cli_opts *o) {
     eval_state_t s = {0};
     ba_metrics_t fm, qm;
     const char *save = ba_cli_get(o, "save-output");
-    ba_status st = load_all(o, &s, &err);
+    ba_status st = ba_cli_check_output(o, "--save-output", save, NULL, NULL, 0, &err);
+    if (st == BA_OK) st = load_all(o, &s, &err);
     if (st == BA_OK) st = ba_evaluator_fp_metrics(s.ev, 0, &fm, &err);
     if (st == BA_OK && s.plan) st = run_plan(&s, save != NULL, &qm, &err);
     if (st == BA_OK && save) st = ba_npy_save(save, s.q_out ? s.q_out : ba_evaluator_fp_output(s.ev), &err);

@@ -1,7 +1,8 @@
 /* `bitalloc export`: one trial of a study (the best by default) as a file other
  * tools read (see docs/export.md). The study's model is re-read and must have the
- * sha256 stored with the study; the output is written to PATH.tmp and renamed,
- * so nothing but PATH is ever written and a failure leaves no file. */
+ * sha256 stored with the study; the output goes through core/outfile.h (a
+ * temporary file beside PATH, renamed), so a failure leaves no file, and a path
+ * that is the study's database, model or data is refused. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/format.h"
+#include "cli/guard.h"
 #include "quant/export.h"
 
 typedef struct {
@@ -97,12 +99,6 @@ static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba
                               set->nbudgets, keys, set->budget_values, set->seed, err);
 }
 
-/* 1 when a and b name the same existing file. */
-static int same_file(const char *a, const char *b) {
-    struct stat sa, sb;
-    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
 /* The quantized ONNX model. Activation ranges are calibrated again on the
  * study's data (checked against its stored digest) only for QDQ with
  * --act-bits: a fakequant file carries weights only. */
@@ -135,7 +131,7 @@ int ba_cmd_export(const ba_cli_opts *o) {
     int onnx = strcmp(fmt_name, "onnx-fakequant") == 0 ? 1 : strcmp(fmt_name, "onnx-qdq") == 0 ? 2 : 0;
     ba_export_fmt_t fmt = BA_EXPORT_PLAN;
     ba_status st = onnx ? BA_OK : ba_export_format_parse(fmt_name, &fmt, &err);
-    if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), 0, &c.db, &err);
+    if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_READONLY, &c.db, &err);
     if (st == BA_OK) st = ba_db_study_get(c.db, ba_cli_get(o, "study"), &c.info, &err);
     if (st == BA_OK) st = pick_trial(&c, ba_cli_get(o, "trial"), &err);
     if (st == BA_OK) st = ba_db_layer_names(c.db, c.info.id, &c.names, &c.nnames, &err);
@@ -145,11 +141,13 @@ int ba_cmd_export(const ba_cli_opts *o) {
         st = ba_export_settings_parse(c.info.settings, what, &set, &err);
     }
     /* Replacing the study's own files would lose the study (or the model it checks). */
-    if (st == BA_OK && (same_file(out, ba_cli_db_path(o)) || same_file(out, c.info.model_path)))
-        st = ba_error_set(&err, BA_ERR_INPUT, "--output: %s is the study's %s; choose another path", out,
-                          same_file(out, c.info.model_path) ? "model" : "database");
-    if (st == BA_OK && ba_cli_mkdir_parents(out) != 0)
-        st = ba_error_set(&err, BA_ERR_IO, "--output: %s: cannot create its folder: %s", out, strerror(errno));
+    if (st == BA_OK) {
+        ba_out_input_t in[2 * BA_RUN_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
+        int nin = 1;
+        ba_cli_data_inputs((const char *const *)set.data, set.ndata, "study's data file", in, &nin,
+                           2 * BA_RUN_MAX_DATA + 1);
+        st = ba_cli_check_output(o, "--output", out, NULL, in, nin, &err);
+    }
     if (st == BA_OK) st = load_model(&c, &set, &err);
     if (st == BA_OK) st = build_plan(&c, &set, &err);
     if (st == BA_OK && !onnx) st = ba_export_write(out, c.plan, c.model, fmt, &err);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/guard.h"
 
 int ba_cmd_quantize(const ba_cli_opts *o) {
     ba_error err;
@@ -19,7 +20,8 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
     int *bits = NULL;
     int qdq = strcmp(ba_cli_get_or(o, "format", "fakequant"), "qdq") == 0;
     const char *out = ba_cli_get(o, "output");
-    ba_status st = ba_model_load(ba_cli_get(o, "model"), NULL, &m, &err);
+    ba_status st = ba_cli_check_output(o, "--output", out, NULL, NULL, 0, &err);
+    if (st == BA_OK) st = ba_model_load(ba_cli_get(o, "model"), NULL, &m, &err);
     if (st == BA_OK) st = ba_plan_read(ba_cli_get(o, "plan"), &plan, &err);
     if (st == BA_OK) st = ba_plan_validate(plan, m, 1, &err);
     int differed = 0;

@@ -10,6 +10,7 @@
 
 #include "cli/cli.h"
 #include "cli/format.h"
+#include "cli/guard.h"
 #include "cli/search_report.h"
 
 /* ---- progress ---- */
@@ -104,16 +105,15 @@ static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
     return fflush(stdout) == 0 ? BA_EXIT_OK : BA_EXIT_RUNTIME;
 }
 
-int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out) {
+int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out,
+                     const ba_run_settings_t *s) {
     if (r->sweep_key >= 0) return report_sweep(o, r);
     ba_error err = {0};
     const ba_plan_t *pl = r->plan;
     if (plan_out) {
-        if (ba_cli_mkdir_parents(plan_out) != 0) {
-            ba_cli_error("--plan-out %s: cannot create its folder: %s", plan_out, strerror(errno));
-            return BA_EXIT_RUNTIME;
-        }
-        if (ba_plan_write(plan_out, pl, &err) != BA_OK) {
+        /* Again now that the database exists: the plan must not replace it or an input. */
+        if (ba_cli_check_output(o, "--plan-out", plan_out, s, NULL, 0, &err) != BA_OK ||
+            ba_plan_write(plan_out, pl, &err) != BA_OK) {
             ba_cli_error("%s", err.msg);
             return ba_status_exit_code(err.code);
         }
@@ -252,7 +252,8 @@ int ba_cmd_search(const ba_cli_opts *o) {
     ba_db_t *db = NULL;
     const char *dbpath = ba_cli_db_path(o);
     /* Bad input is reported before a database is created or a study named. */
-    st = ba_run_validate(&s, &err);
+    st = ba_cli_check_output(o, "--plan-out", ba_cli_get(o, "plan-out"), &s, NULL, 0, &err);
+    if (st == BA_OK) st = ba_run_validate(&s, &err);
     if (st == BA_OK) st = ba_db_open(dbpath, 1, &db, &err);
     ba_run_result_t r = {0};
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
@@ -271,7 +272,7 @@ int ba_cmd_search(const ba_cli_opts *o) {
         ba_cli_error("%s", err.msg);
         rc = ba_status_exit_code(st);
     } else {
-        rc = ba_search_report(o, &r, ba_cli_get(o, "plan-out"));
+        rc = ba_search_report(o, &r, ba_cli_get(o, "plan-out"), &s);
     }
     ba_run_result_free(&r);
     ba_db_close(db);

@@ -108,14 +108,14 @@ static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
         json_t *o = json_object();
         bad |= !o || json_array_append_new(arr, o) != 0;
         if (bad) break;
-        bad |= json_object_set_new(o, "name", json_string(s[i].name)) != 0;
-        bad |= json_object_set_new(o, "created", json_string(s[i].created)) != 0;
-        bad |= json_object_set_new(o, "model", json_string(s[i].model_path)) != 0;
-        bad |= json_object_set_new(o, "model_sha256", json_string(s[i].model_sha256)) != 0;
+        bad |= json_object_set_new(o, "name", ba_json_string_lossy(s[i].name)) != 0;
+        bad |= json_object_set_new(o, "created", ba_json_string_lossy(s[i].created)) != 0;
+        bad |= json_object_set_new(o, "model", ba_json_string_lossy(s[i].model_path)) != 0;
+        bad |= json_object_set_new(o, "model_sha256", ba_json_string_lossy(s[i].model_sha256)) != 0;
         bad |= json_object_set_new(o, "method", x[i].method[0] ? json_string(x[i].method) : json_null()) != 0;
         bad |=
             json_object_set_new(o, "budgets", x[i].budgets ? json_deep_copy(x[i].budgets) : json_null()) != 0;
-        bad |= json_object_set_new(o, "state", json_string(s[i].state)) != 0;
+        bad |= json_object_set_new(o, "state", ba_json_string_lossy(s[i].state)) != 0;
         bad |= json_object_set_new(o, "trials", json_integer(s[i].ntrials)) != 0;
         bad |= json_object_set_new(o, "complete", json_integer(s[i].ncomplete)) != 0;
         bad |= json_object_set_new(o, "best_trial",
@@ -135,7 +135,7 @@ int ba_cmd_studies(const ba_cli_opts *o) {
     ba_study_info_t *s = NULL;
     study_extra_t *x = NULL;
     int n = 0;
-    ba_status st = ba_db_open(ba_cli_db_path(o), 0, &db, &err);
+    ba_status st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_READONLY, &db, &err);
     if (st == BA_OK) st = ba_db_studies_list(db, &s, &n, &err);
     if (st == BA_OK && n > 0 && !(x = ba_calloc((size_t)n, sizeof *x, &err))) st = BA_ERR_NOMEM;
     for (int i = 0; st == BA_OK && i < n; i++) st = study_extra(db, &s[i], &x[i], &err);

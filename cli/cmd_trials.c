@@ -182,7 +182,7 @@ int ba_cmd_trials(const ba_cli_opts *o) {
     ba_trial_t *t = NULL;
     int n = 0, nnames = 0;
     char **names = NULL;
-    if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), 0, &db, &err);
+    if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_READONLY, &db, &err);
     if (st == BA_OK) st = ba_db_study_get(db, study, &info, &err);
     if (st == BA_OK && !zero_limit) st = ba_db_trials_query(db, info.id, &q, &t, &n, &err);
     if (st == BA_OK && strcmp(fmt, "json") == 0) st = ba_db_layer_names(db, info.id, &names, &nnames, &err);

@@ -227,6 +227,30 @@ json_t *ba_json_real_or_null(double v) {
     return isfinite(v) ? json_real(v) : json_null();
 }
 
+json_t *ba_json_string_lossy(const char *s) {
+    if (!s) return json_null();
+    if (ba_utf8_valid(s)) return json_string(s);
+    size_t n = strlen(s);
+    char *buf = malloc(3 * n + 1); /* each bad byte becomes U+FFFD (3 bytes) */
+    if (!buf) return NULL;
+    size_t o = 0;
+    for (int k; *s; s += k) {
+        k = ba_utf8_seq_len(s);
+        if (k) {
+            memcpy(buf + o, s, (size_t)k);
+            o += (size_t)k;
+        } else {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            k = 1;
+        }
+    }
+    buf[o] = '\0';
+    json_t *j = json_string(buf);
+    free(buf);
+    return j;
+}
+
 void ba_fmt_bytes(double bytes, char *buf, size_t cap) {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     size_t u = 0;
@@ -251,16 +275,4 @@ void ba_fmt_count(double n, char *buf, size_t cap) {
         snprintf(buf, cap, "%.0f", n);
     else
         snprintf(buf, cap, "%.2f%s", n, units[u]);
-}
-
-int ba_cli_mkdir_parents(const char *path) {
-    char dir[4096];
-    ba_path_dirname(path, dir, sizeof dir);
-    for (char *q = dir + 1; *q; q++) {
-        if (*q != '/') continue;
-        *q = '\0';
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST) return -1;
-        *q = '/';
-    }
-    return mkdir(dir, 0777) != 0 && errno != EEXIST ? -1 : 0;
 }

@@ -41,12 +41,12 @@ void ba_csv_row(FILE *fp, size_t n, const char *const *cells);
 int ba_json_print(FILE *fp, const json_t *j);
 /* A real, or null when v is NaN or infinite (JSON has no NaN). */
 json_t *ba_json_real_or_null(double v);
+/* A string; bytes that are not UTF-8 (a name stored by an older bitalloc) become U+FFFD. */
+json_t *ba_json_string_lossy(const char *s);
 
 /* "1.50 MiB", "312 B" */
 void ba_fmt_bytes(double bytes, char *buf, size_t cap);
 /* "1.20G", "3.40M", "512" (SI, for MACs and BOPs) */
 void ba_fmt_count(double n, char *buf, size_t cap);
-/* Creates the folders above an output file (mkdir -p of its dirname); 0 on success. */
-int ba_cli_mkdir_parents(const char *path);
 
 #endif

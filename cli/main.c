@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/guard.h"
 
 /* Index of the command word in argv (0 when none); global flags may come before it. */
 static int find_command(int argc, char **argv, ba_error *err) {
@@ -125,6 +126,7 @@ int main(int argc, char **argv) {
         opts.command = cmd->name;
         st = ba_cli_check_required(cmd, &opts, &err);
     }
+    if (st == BA_OK) st = ba_cli_check_utf8(&opts, &err);
     if (st != BA_OK) {
         ba_cli_error("%s", err.msg);
         code = ba_status_exit_code(st);

@@ -16,7 +16,9 @@ typedef struct ba_search_ui {
 
 /* ba_run_callbacks_t.progress with a ba_search_ui_t as user. */
 void ba_search_ui_progress(void *user, const ba_run_progress_t *p);
-/* Writes the plan (plan_out may be NULL), prints the summary; returns the exit code. */
-int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out);
+/* Writes the plan (plan_out may be NULL; refused when it is one of the inputs of o or of the
+ * study's settings s), prints the summary; returns the exit code. */
+int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out,
+                     const ba_run_settings_t *s);
 
 #endif

@@ -94,9 +94,30 @@ void ba_sha256_hex(const void *data, size_t n, char hex[65]) {
     to_hex(d, hex);
 }
 
+/* Opens path for reading when it is a regular file. O_NONBLOCK so that a FIFO
+ * (which would wait for a writer) or a device is refused at once, never waited on. */
+static ba_status open_regular(const char *path, int *fd_out, struct stat *st, ba_error *err) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    *fd_out = fd;
+    return BA_OK;
+}
+
 ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    struct stat st;
+    BA_TRY(open_regular(path, &fd, &st, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
     ba_sha256_t s;
     ba_sha256_init(&s);
     uint8_t buf[1 << 16];
@@ -151,12 +172,13 @@ int ba_rng_rademacher(ba_rng_t *r) { return (ba_rng_next(r) >> 63) ? 1 : -1; }
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
+    BA_TRY(open_regular(path, &fd, &st, err));
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = ba_malloc(n + 1, err);
@@ -170,25 +192,12 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
     return BA_OK;
 }
 
-ba_status ba_file_write(const char *path, const void *data, size_t size, ba_error *err) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    size_t put = size ? fwrite(data, 1, size, f) : 0;
-    int bad = (put != size) | (fclose(f) != 0);
-    if (bad) return ba_error_set(err, BA_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    return BA_OK;
-}
-
 ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     m->data = NULL;
     m->size = 0;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
-    }
+    BA_TRY(open_regular(path, &fd, &st, err));
     m->size = (size_t)st.st_size;
     if (m->size == 0) { close(fd); return BA_OK; }
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -210,6 +219,28 @@ void ba_path_dirname(const char *path, char *out, size_t cap) {
     size_t n = (size_t)(slash - path);
     if (n == 0) n = 1;
     snprintf(out, cap, "%.*s", (int)n, path);
+}
+
+int ba_utf8_seq_len(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    unsigned c = s[0], n, min, cp;
+    if (c < 0x80) return 1;
+    if ((c & 0xE0) == 0xC0) n = 1, min = 0x80, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0) n = 2, min = 0x800, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0) n = 3, min = 0x10000, cp = c & 0x07;
+    else return 0;
+    for (unsigned i = 1; i <= n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return (int)n + 1;
+}
+
+int ba_utf8_valid(const char *s) {
+    for (int n; *s; s += n)
+        if ((n = ba_utf8_seq_len(s)) == 0) return 0;
+    return 1;
 }
 
 double ba_now(void) {

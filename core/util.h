@@ -36,7 +36,6 @@ int ba_rng_rademacher(ba_rng_t *r);                /* -1 or +1 */
 /* ---- files ---- */
 /* Reads a whole file (adds a NUL after the data). Caller frees *data. */
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err);
-ba_status ba_file_write(const char *path, const void *data, size_t size, ba_error *err);
 /* Read-only mapping of a whole file; ba_file_unmap releases it. */
 typedef struct {
     void *data;
@@ -46,6 +45,12 @@ ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err);
 void ba_file_unmap(ba_mapped_t *m);
 /* Directory part of path ("." when none) into out. */
 void ba_path_dirname(const char *path, char *out, size_t cap);
+/* ---- UTF-8 ---- */
+/* Length (1..4) of the well-formed UTF-8 sequence at s, 0 when s starts an invalid one (an
+ * overlong form, a surrogate, a code point above U+10FFFF, a bad or missing continuation). */
+int ba_utf8_seq_len(const char *s);
+/* 1 when the NUL-terminated s is well-formed UTF-8. */
+int ba_utf8_valid(const char *s);
 /* Monotonic seconds. */
 double ba_now(void);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -50,7 +51,9 @@ static ba_status dberr(ba_db_t *db, ba_error *err, const char *what) {
     if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) st = BA_ERR_INPUT;
     if (code == SQLITE_FULL) st = BA_ERR_IO;
     if (code == SQLITE_READONLY || code == SQLITE_CANTOPEN || code == SQLITE_IOERR) st = BA_ERR_IO;
-    return ba_error_set(err, st, "%s: %s: %s", db->path, what, sqlite3_errmsg(db->h));
+    /* SQLite's text for SQLITE_OK is "not an error": never show it as a reason. */
+    const char *why = code == SQLITE_OK ? "failed" : sqlite3_errmsg(db->h);
+    return ba_error_set(err, st, "%s: %s: %s", db->path, what, why);
 }
 
 static void now_iso(char out[32]) {
@@ -114,8 +117,64 @@ static ba_status set_wal(ba_db_t *db, ba_error *err) {
 /* Forward migrations: index i upgrades schema i to i+1. */
 static const char *const MIGRATIONS[] = {SCHEMA_V1};
 
-ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err) {
+/* "file:PATH?immutable=1" with PATH percent-encoded where URI syntax needs it. */
+static char *immutable_uri(const char *path, ba_error *err) {
+    size_t n = strlen(path);
+    char *u = ba_malloc(3 * n + 32, err);
+    if (!u) return NULL;
+    size_t o = (size_t)sprintf(u, "file:");
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x20 || *p >= 0x7f) o += (size_t)sprintf(u + o, "%%%02X", *p);
+        else u[o++] = (char)*p;
+    }
+    sprintf(u + o, "?immutable=1");
+    return u;
+}
+
+/* The header (application id, schema version, table count) in one read
+ * transaction: another process may be creating the schema right now, and
+ * reads spread over its commit would see a half-made database. On failure
+ * why holds SQLite's reason (never the "not an error" of a later call). */
+static int read_header(ba_db_t *db, int64_t *app, int64_t *ver, int64_t *ntables, int *code, char *why,
+                       size_t cap) {
+    int ok = 0, ok2 = 0, ok3 = 0;
+    snprintf(why, cap, "cannot read it");
+    *code = SQLITE_OK;
+    for (int tries = 0; tries < BA_DB_BEGIN_RETRIES && !(ok && ok2 && ok3); tries++) {
+        if (tries) usleep(50000);
+        if (sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+            *code = sqlite3_errcode(db->h);
+            snprintf(why, cap, "%s", sqlite3_errmsg(db->h));
+            continue;
+        }
+        *app = pragma_int(db, "PRAGMA application_id", &ok);
+        if (ok) *ver = pragma_int(db, "PRAGMA user_version", &ok2);
+        if (ok2) *ntables = pragma_int(db, "SELECT count(*) FROM sqlite_master", &ok3);
+        if (!(ok && ok2 && ok3)) {
+            *code = sqlite3_errcode(db->h);
+            snprintf(why, cap, "%s", sqlite3_errmsg(db->h));
+        }
+        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
+        if (*code == SQLITE_NOTADB || *code == SQLITE_CORRUPT) break;
+    }
+    if (!strcmp(why, "not an error") || !why[0]) snprintf(why, cap, "cannot read it");
+    return ok && ok2 && ok3;
+}
+
+static int sqlite_open(ba_db_t *db, const char *name, int flags) {
+    if (db->h) sqlite3_close(db->h);
+    db->h = NULL;
+    int rc = sqlite3_open_v2(name, &db->h, flags, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_busy_timeout(db->h, BA_DB_BUSY_TIMEOUT_MS);
+        sqlite3_extended_result_codes(db->h, 0);
+    }
+    return rc;
+}
+
+ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
     *out = NULL;
+    int create = mode == BA_DB_OPEN_CREATE, readonly = mode == BA_DB_OPEN_READONLY;
     ba_db_t *db = ba_calloc(1, sizeof *db, err);
     if (!db) return BA_ERR_NOMEM;
     snprintf(db->path, sizeof db->path, "%s", path);
@@ -124,32 +183,39 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
         free(db);
         return ba_error_set(err, BA_ERR_INPUT, "%s: no such database (a search creates it; see --db)", path);
     }
-    int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(path, &db->h, flags, NULL) != SQLITE_OK) {
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        /* SQLite would wait on a FIFO for a writer, or read a device forever. */
+        free(db);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file, so not a database", path);
+    }
+    int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite_open(db, path, flags) != SQLITE_OK) {
         ba_status st = ba_error_set(err, create ? BA_ERR_IO : BA_ERR_INPUT, "%s: cannot open database: %s", path,
                                     db->h ? sqlite3_errmsg(db->h) : "out of memory");
-        sqlite3_close(db->h);
-        free(db);
+        ba_db_close(db);
         return st;
     }
-    sqlite3_busy_timeout(db->h, BA_DB_BUSY_TIMEOUT_MS);
-    sqlite3_extended_result_codes(db->h, 0);
-    /* The three header reads share one read transaction: another process may
-     * be creating the schema right now, and reads spread over its commit
-     * would see a half-made database. */
-    int ok = 0, ok2 = 0, ok3 = 0;
     int64_t app = 0, ver = 0, ntables = 0;
-    for (int tries = 0; tries < BA_DB_BEGIN_RETRIES && !(ok && ok2 && ok3); tries++) {
-        if (tries) usleep(50000);
-        if (sqlite3_exec(db->h, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) continue;
-        app = pragma_int(db, "PRAGMA application_id", &ok);
-        ver = pragma_int(db, "PRAGMA user_version", &ok2);
-        ntables = pragma_int(db, "SELECT count(*) FROM sqlite_master", &ok3);
-        sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL);
-        if (sqlite3_errcode(db->h) == SQLITE_NOTADB) break;
+    int code;
+    char why[256];
+    int ok = read_header(db, &app, &ver, &ntables, &code, why, sizeof why);
+    if (!ok && readonly && code != SQLITE_NOTADB && code != SQLITE_CORRUPT) {
+        /* A WAL database in a folder (or mount) this process cannot write: SQLite cannot make the
+         * -shm file a reader needs. Nothing can be writing it there, so read it as immutable. */
+        char *uri = immutable_uri(path, err);
+        if (!uri) {
+            ba_db_close(db);
+            return BA_ERR_NOMEM;
+        }
+        int rc = sqlite_open(db, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI);
+        free(uri);
+        if (rc == SQLITE_OK) ok = read_header(db, &app, &ver, &ntables, &code, why, sizeof why);
     }
-    if (!(ok && ok2 && ok3)) {
-        ba_status st = ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (%s)", path, sqlite3_errmsg(db->h));
+    if (!ok) {
+        ba_status st = code == SQLITE_NOTADB || code == SQLITE_CORRUPT
+                           ? ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (%s)", path, why)
+                           : ba_error_set(err, BA_ERR_IO, "%s: cannot read the database: %s", path, why);
         ba_db_close(db);
         return st;
     }
@@ -164,7 +230,15 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
                             path, (long long)ver, BA_DB_SCHEMA_VERSION);
     }
     ba_status st = BA_OK;
-    if (ver < BA_DB_SCHEMA_VERSION) {
+    if (readonly || (!create && ver == 0 && ntables == 0)) {
+        /* Read-only: no migration, no journal switch; only a creating open turns an empty file
+         * into a database. */
+        if (ver < BA_DB_SCHEMA_VERSION && ntables == 0)
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: no such database (an empty file; a search creates it; see --db)",
+                              path);
+        else if (ver < BA_DB_SCHEMA_VERSION)
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (no bitalloc schema)", path);
+    } else if (ver < BA_DB_SCHEMA_VERSION) {
         st = set_wal(db, err);
         if (st == BA_OK) st = begin(db, err);
         /* Re-read under the write lock: another process may have migrated meanwhile. */
@@ -181,7 +255,7 @@ ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err)
     } else if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
         /* A read-only file keeps its journal mode; reading still works. */
     }
-    if (st == BA_OK) st = exec(db, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", err);
+    if (st == BA_OK) st = exec(db, readonly ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", err);
     if (st != BA_OK) {
         ba_db_close(db);
         return st;

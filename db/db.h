@@ -16,9 +16,17 @@
 
 typedef struct ba_db ba_db_t;
 
-/* Opens (create = 1: creates when absent) and migrates forward. Refuses a
+/* How ba_db_open opens the file. */
+enum {
+    BA_DB_OPEN_WRITE = 0,    /* an existing database, read-write, migrated forward */
+    BA_DB_OPEN_CREATE = 1,   /* the same, created when absent */
+    BA_DB_OPEN_READONLY = 2, /* an existing database, never created or changed (SQLITE_OPEN_READONLY;
+                              * immutable when its folder cannot hold the WAL's -shm file) */
+};
+
+/* Opens (mode: BA_DB_OPEN_*) and, unless read-only, migrates forward. Refuses a
  * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT). */
-ba_status ba_db_open(const char *path, int create, ba_db_t **out, ba_error *err);
+ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err);
 void ba_db_close(ba_db_t *db);
 
 typedef struct ba_study_info {

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "core/outfile.h"
 #include "core/util.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -338,19 +339,14 @@ ba_status ba_npy_save(const char *path, const ba_tensor_t *t, ba_error *err) {
     pre[NPY_MAGIC_LEN + 1] = 0;
     pre[NPY_MAGIC_LEN + 2] = (uint8_t)(len & 0xff);
     pre[NPY_MAGIC_LEN + 3] = (uint8_t)(len >> 8);
-    FILE *f = fopen(path, "wb");
-    if (!f) return ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    ba_out_t *out;
+    BA_TRY(ba_out_open(path, &out, err));
+    FILE *f = ba_out_stream(out);
     size_t nb = ba_tensor_nbytes(t);
-    int bad = fwrite(pre, 1, sizeof pre, f) != sizeof pre;
-    bad |= fwrite(hdr, 1, len, f) != len;
-    if (nb) bad |= fwrite(t->data, 1, nb, f) != nb;
-    bad |= fclose(f) != 0;
-    if (bad) {
-        int e = errno;
-        remove(path);
-        return ba_error_set(err, BA_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return BA_OK;
+    fwrite(pre, 1, sizeof pre, f);
+    fwrite(hdr, 1, len, f);
+    if (nb) fwrite(t->data, 1, nb, f);
+    return ba_out_commit(out, err); /* collects any write error */
 }
 
 /* ---- .npz: a zip archive. The central directory is the source of truth for

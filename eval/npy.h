@@ -23,7 +23,7 @@ ba_status ba_npy_load(const char *path, ba_tensor_t **out, ba_error *err);
  * owns a copy of the data (buf may be freed afterwards). */
 ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_tensor_t **out, ba_error *err);
 /* Writes t as a version 1.0 .npy (little-endian, C order, 64-byte aligned
- * header as numpy writes). On failure the partial file is removed. */
+ * header as numpy writes) through core/outfile.h; on failure path is left as it was. */
 ba_status ba_npy_save(const char *path, const ba_tensor_t *t, ba_error *err);
 
 typedef struct {

@@ -1,9 +1,11 @@
 /* Writers of a plan in other tools' formats (docs/export.md has each format and
  * the reasons behind its choices) and the builder of a stored trial's plan.
- * Every file is written to PATH.tmp, synced and renamed, so a reader never
- * sees a partial file and a failure leaves nothing behind. */
+ * Every file goes through core/outfile.h: a unique temporary file beside PATH,
+ * synced and renamed, so a reader never sees a partial file and a failure
+ * leaves nothing behind. */
 #include "quant/export.h"
 
+#include "core/outfile.h"
 #include "eval/dataset.h"
 #include "eval/evaluate.h"
 #include "quant/apply.h"
@@ -16,7 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define EXPORT_PATH_MAX 4096
 /* json_dumps flags: 2-space indent, insertion order, reals that round-trip. */
 #define EXPORT_JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))
 /* ModelOpt calibration algorithm written beside quant_cfg: plain max calibration,
@@ -333,35 +334,11 @@ ba_status ba_export_text(const ba_plan_t *plan, const ba_model_t *m, ba_export_f
     return ba_error_set(err, BA_ERR_INPUT, "export: unknown format %d", (int)f);
 }
 
-ba_status ba_export_write_atomic(const char *path, const void *data, size_t size, ba_error *err) {
-    char tmp[EXPORT_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    int bad = size && fwrite(data, 1, size, f) != size;
-    bad |= fflush(f) != 0;
-    bad |= !bad && fsync(fileno(f)) != 0;
-    int e = errno;
-    bad |= fclose(f) != 0;
-    if (!bad && rename(tmp, path) != 0) {
-        e = errno;
-        bad = 1;
-    } else if (bad) {
-        e = e ? e : errno;
-    }
-    if (bad) {
-        remove(tmp);
-        return ba_error_set(err, BA_ERR_IO, "%s: write failed: %s", path, strerror(e));
-    }
-    return BA_OK;
-}
-
 ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
                           ba_error *err) {
     char *text;
     BA_TRY(ba_export_text(plan, m, f, &text, err));
-    ba_status st = ba_export_write_atomic(path, text, strlen(text), err);
+    ba_status st = ba_out_write(path, text, strlen(text), err);
     free(text);
     return st;
 }

@@ -38,11 +38,7 @@ const char *ba_export_module_name(const char *layer, char *buf, size_t cap);
 ba_status ba_export_text(const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f, char **text,
                          ba_error *err);
 
-/* Writes data to path atomically: path.tmp, fsync, rename. On failure the
- * temporary file is removed and nothing exists at path that was not there. */
-ba_status ba_export_write_atomic(const char *path, const void *data, size_t size, ba_error *err);
-
-/* ba_export_text then ba_export_write_atomic. */
+/* ba_export_text then ba_out_write (core/outfile.h: atomic replace, devices written through). */
 ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
                           ba_error *err);
 

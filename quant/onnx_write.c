@@ -3,8 +3,9 @@
  * integer initializers feeding DequantizeLinear nodes that produce the
  * original tensor name (qdq), so no consumer needs rewiring; external data is
  * inlined so the output stands alone. A qdq file of a model older than opset
- * 13 is rewritten to opset 13 first (onnx_upgrade.c). The file is written to DST.tmp and
- * renamed, so a failure never leaves a half-written model at DST. */
+ * 13 is rewritten to opset 13 first (onnx_upgrade.c). The file is written
+ * through core/outfile.h (a unique temporary file, synced and renamed), so a
+ * failure never leaves a half-written model at DST. */
 #include "quant/onnx_write.h"
 
 #include <errno.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/outfile.h"
 #include "core/util.h"
 #include "quant/onnx_proto.h"
 
@@ -246,19 +248,9 @@ static ba_status write_out(wctx_t *c, const char *dst, ba_error *err) {
     uint8_t *buf = ba_malloc(n, err);
     if (!buf) return BA_ERR_NOMEM;
     onnx__model_proto__pack(c->m, buf);
-    char tmp[8192];
-    snprintf(tmp, sizeof tmp, "%s.tmp", dst);
-    ba_status st = ba_file_write(tmp, buf, n, err);
+    ba_status st = ba_out_write(dst, buf, n, err);
     free(buf);
-    if (st != BA_OK) {
-        remove(tmp);
-        return st;
-    }
-    if (rename(tmp, dst) != 0) {
-        remove(tmp);
-        return ba_error_set(err, BA_ERR_IO, "%s: cannot write: %s", dst, strerror(errno));
-    }
-    return BA_OK;
+    return st;
 }
 
 /* local (cap bytes, or NULL): the weight's name in the file (w->name unless the

@@ -12,11 +12,11 @@
 
 #include <jansson.h>
 
+#include "core/outfile.h"
 #include "core/util.h"
 #include "quant/cost.h"
 
 #define SHA256_HEX_LEN 64
-#define PLAN_PATH_MAX 4096
 #define FIELD_MAX 256
 
 static void free_search(ba_plan_search_t *s) {
@@ -493,22 +493,9 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
 ba_status ba_plan_write(const char *path, const ba_plan_t *p, ba_error *err) {
     char *text;
     BA_TRY(ba_plan_to_json(p, &text, err));
-    char tmp[PLAN_PATH_MAX];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        free(text);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: path too long", path);
-    }
-    ba_status st = ba_file_write(tmp, text, strlen(text), err);
+    ba_status st = ba_out_write(path, text, strlen(text), err);
     free(text);
-    if (st != BA_OK) {
-        remove(tmp);
-        return st;
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        return ba_error_set(err, BA_ERR_IO, "%s: cannot write (rename failed)", path);
-    }
-    return BA_OK;
+    return st;
 }
 
 /* ---------------------------------------------------- checks and builders */

@@ -35,7 +35,7 @@ static void copy_file(const char *from, const char *to) {
     size_t n;
     ba_error err;
     cr_assert_eq(ba_file_read(from, &data, &n, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_file_write(to, data, n, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_out_write(to, data, n, &err), BA_OK, "%s", err.msg);
     free(data);
 }
 

@@ -35,7 +35,7 @@ static const char *tmp_path(const char *name) {
 static ba_status read_text(const char *text, ba_plan_t **out, ba_error *err) {
     const char *path = tmp_path("in.json");
     ba_error werr;
-    cr_assert_eq(ba_file_write(path, text, strlen(text), &werr), BA_OK);
+    cr_assert_eq(ba_out_write(path, text, strlen(text), &werr), BA_OK);
     return ba_plan_read(path, out, err);
 }
 
