@@ -182,7 +182,7 @@ ba_status ba_file_write(const char *path, const void *data, size_t size, ba_erro
 ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     m->data = NULL;
     m->size = 0;
-    int fd = open(path, O_RDONLY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block: refused below */
     if (fd < 0) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
