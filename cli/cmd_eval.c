@@ -41,7 +41,7 @@ static void state_free(eval_state_t *s) {
 static ba_status load_all(const ba_cli_opts *o, eval_state_t *s, ba_error *err) {
     BA_TRY(ba_model_load(ba_cli_get(o, "model"), NULL, &s->m, err));
     const ba_cli_entry *d = ba_cli_find(o, "data");
-    BA_TRY(ba_dataset_load((const char *const *)d->vals, (int)d->n, &s->ds, err));
+    BA_TRY(ba_eval_data_load(s->m, (const char *const *)d->vals, (int)d->n, &s->ds, err));
     const char *lp = ba_cli_get(o, "labels");
     if (lp) BA_TRY(ba_labels_load(lp, &s->labels, &s->nlabels, err));
     const char *pp = ba_cli_get(o, "plan");

@@ -42,7 +42,7 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
                 "their ranges",
                 act_bits);
         } else {
-            st = ba_dataset_load((const char *const *)d->vals, (int)d->n, &ds, &err);
+            st = ba_eval_data_load(m, (const char *const *)d->vals, (int)d->n, &ds, &err);
             if (st == BA_OK) st = ba_evaluator_new(m, ds, NULL, &ev, &err);
             if (st == BA_OK) {
                 ranges = ba_calloc((size_t)m->nvalues + 1, sizeof *ranges, &err);

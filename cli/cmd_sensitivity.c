@@ -124,7 +124,7 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
         const char **specs = calloc(nd, sizeof *specs);
         if (!specs) st = ba_error_set(&err, BA_ERR_NOMEM, "out of memory");
         for (size_t i = 0; st == BA_OK && i < nd; i++) specs[i] = ba_cli_value(o, "data", i);
-        if (st == BA_OK) st = ba_dataset_load(specs, (int)nd, &ds, &err);
+        if (st == BA_OK) st = ba_eval_data_load(m, specs, (int)nd, &ds, &err);
         free(specs);
     }
     if (st == BA_OK && ba_cli_has(o, "labels") && ba_sens_method_needs_data(method))

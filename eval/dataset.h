@@ -17,6 +17,11 @@ typedef struct ba_dataset ba_dataset_t;
  * not its extension. All inputs need rank >= 1 and the same first-axis length;
  * names must be unique. */
 ba_status ba_dataset_load(const char *const *specs, int nspecs, ba_dataset_t **out, ba_error *err);
+/* Same, for a model whose inputs are names[0..nnames): an input the model does
+ * not have ("name=" or an .npz member) is refused before any array of that
+ * file is read or inflated. */
+ba_status ba_dataset_load_for(const char *const *specs, int nspecs, const char *const *names, int nnames,
+                              ba_dataset_t **out, ba_error *err);
 void ba_dataset_free(ba_dataset_t *ds); /* NULL-safe */
 
 int64_t ba_dataset_samples(const ba_dataset_t *ds);

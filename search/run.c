@@ -466,7 +466,7 @@ static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
     const ba_run_settings_t *s = c->s;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
-    BA_TRY(ba_dataset_load((const char *const *)s->data, s->ndata, &c->ds, err));
+    BA_TRY(ba_eval_data_load(c->m, (const char *const *)s->data, s->ndata, &c->ds, err));
     if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
     c->wbits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->wbits, err);
     c->abits = ba_calloc((size_t)c->m->nlayers + 1, sizeof *c->abits, err);
@@ -709,7 +709,7 @@ ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
     int64_t *labels = NULL, nl = 0;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_eval_data_load(m, (const char *const *)s->data, s->ndata, &ds, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
         st = ba_error_set(err, BA_ERR_INPUT, "--labels %s: %lld labels for %lld samples of --data", s->labels,
@@ -759,7 +759,7 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     char data_sha[65] = "";
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_dataset_load((const char *const *)s->data, s->ndata, &ds, err);
+    if (st == BA_OK) st = ba_eval_data_load(m, (const char *const *)s->data, s->ndata, &ds, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
     if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;

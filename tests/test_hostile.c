@@ -302,3 +302,226 @@ Test(hostile, attribute_of_the_wrong_type_names_node_and_attribute) {
     ba_model_free(m);
     ba_test_rmtree(dir);
 }
+
+/* ---------------- .npz bombs ---------------- */
+
+typedef struct {
+    uint8_t *p;
+    size_t n;
+    uint32_t crc;
+    uint64_t usize;
+} deflated_t;
+
+/* .npy preamble + header for a float32 array of the given shape (v1.0, 64-byte aligned). */
+static size_t npy_header_f4(uint8_t *out, int ndim, const int64_t *shape) {
+    char dict[256], sh[128] = "";
+    size_t o = 0;
+    for (int i = 0; i < ndim; i++) o += (size_t)snprintf(sh + o, sizeof sh - o, "%lld,", (long long)shape[i]);
+    int dl = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }", sh);
+    size_t len = (size_t)dl + 1, pad = (64 - (10 + len) % 64) % 64;
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (uint8_t)((len + pad) & 0xff);
+    out[9] = (uint8_t)((len + pad) >> 8);
+    memcpy(out + 10, dict, (size_t)dl);
+    memset(out + 10 + dl, ' ', pad);
+    out[10 + dl + pad] = '\n';
+    return 10 + len + pad;
+}
+
+/* Raw deflate of head followed by `mib` MiB of zeros: one block of 1 MiB of
+ * zeros, flushed so that it stands alone, is repeated, so a stream that
+ * inflates to hundreds of MiB is built in milliseconds. */
+static deflated_t deflate_zeros(const uint8_t *head, size_t hn, uint64_t mib) {
+    const size_t MiB = (size_t)1 << 20;
+    uint8_t *zero = calloc(1, MiB), *blk = malloc(2 * MiB);
+    cr_assert(zero && blk);
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    cr_assert_eq(deflateInit2(&zs, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    pb_t out = {0};
+    size_t sizes[3] = {0};
+    uint8_t *copies[3] = {0};
+    /* head, then the zero block twice (the second copy is the one repeated). */
+    for (int step = 0; step < 3; step++) {
+        zs.next_in = step == 0 ? (Bytef *)(uintptr_t)head : zero;
+        zs.avail_in = step == 0 ? (uInt)hn : (uInt)MiB;
+        zs.next_out = blk;
+        zs.avail_out = (uInt)(2 * MiB);
+        cr_assert_eq(deflate(&zs, Z_FULL_FLUSH), Z_OK);
+        cr_assert_eq(zs.avail_in, 0u);
+        sizes[step] = 2 * MiB - zs.avail_out;
+        copies[step] = malloc(sizes[step]);
+        memcpy(copies[step], blk, sizes[step]);
+    }
+    cr_assert(sizes[1] == sizes[2] && memcmp(copies[1], copies[2], sizes[1]) == 0, "flushed blocks differ");
+    pb_raw(&out, copies[0], sizes[0]);
+    for (uint64_t i = 0; i < mib; i++) pb_raw(&out, copies[1], sizes[1]);
+    zs.next_in = zero;
+    zs.avail_in = 0;
+    zs.next_out = blk;
+    zs.avail_out = (uInt)(2 * MiB);
+    cr_assert_eq(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    pb_raw(&out, blk, 2 * MiB - zs.avail_out);
+    deflateEnd(&zs);
+    uLong zc = crc32(0L, zero, (uInt)MiB), crc = crc32(0L, head, (uInt)hn);
+    for (uint64_t i = 0; i < mib; i++) crc = crc32_combine(crc, zc, (z_off_t)MiB);
+    for (int i = 0; i < 3; i++) free(copies[i]);
+    free(zero);
+    free(blk);
+    return (deflated_t){out.p, out.n, (uint32_t)crc, hn + mib * MiB};
+}
+
+static void le16(pb_t *b, unsigned v) {
+    uint8_t t[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    pb_raw(b, t, 2);
+}
+static void le32(pb_t *b, uint32_t v) {
+    le16(b, v & 0xffff);
+    le16(b, v >> 16);
+}
+
+/* A zip of deflated members (names with ".npy"), written to path. */
+static void write_npz(const char *path, int n, const char *const *names, const deflated_t *d) {
+    pb_t z = {0}, cd = {0};
+    for (int i = 0; i < n; i++) {
+        uint32_t off = (uint32_t)z.n;
+        size_t nl = strlen(names[i]);
+        for (int c = 0; c < 2; c++) {
+            pb_t *b = c ? &cd : &z;
+            le32(b, c ? 0x02014b50u : 0x04034b50u);
+            if (c) le16(b, 20);
+            le16(b, 20); /* version needed */
+            le16(b, 0);  /* flags */
+            le16(b, 8);  /* deflate */
+            le32(b, 0);  /* time, date */
+            le32(b, d[i].crc);
+            le32(b, (uint32_t)d[i].n);
+            le32(b, (uint32_t)d[i].usize);
+            le16(b, (unsigned)nl);
+            le16(b, 0); /* extra */
+            if (c) {
+                le16(b, 0); /* comment */
+                le16(b, 0); /* disk */
+                le16(b, 0); /* internal attributes */
+                le32(b, 0); /* external attributes */
+                le32(b, off);
+            }
+            pb_raw(b, names[i], nl);
+            if (!c) pb_raw(b, d[i].p, d[i].n);
+        }
+    }
+    uint32_t cd_off = (uint32_t)z.n;
+    pb_raw(&z, cd.p, cd.n);
+    le32(&z, 0x06054b50u);
+    le32(&z, 0);
+    le16(&z, (unsigned)n);
+    le16(&z, (unsigned)n);
+    le32(&z, (uint32_t)cd.n);
+    le32(&z, cd_off);
+    le16(&z, 0);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(z.p, 1, z.n, f), z.n);
+    cr_assert_eq(fclose(f), 0);
+    free(z.p);
+    free(cd.p);
+}
+
+/* Peak RSS (MiB) of the children waited for so far (each test runs in its own process). */
+static long children_peak_mib(void) {
+    struct rusage ru;
+    cr_assert_eq(getrusage(RUSAGE_CHILDREN, &ru), 0);
+    return ru.ru_maxrss / 1024;
+}
+
+Test(hostile, npz_member_naming_no_input_is_refused_before_it_is_inflated, .timeout = 120) {
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/bomb.npz", dir);
+    uint8_t h[256];
+    const int64_t xs[4] = {4, 1, 8, 8}, js[1] = {(int64_t)64 << 20};
+    size_t hx = npy_header_f4(h, 4, xs);
+    deflated_t d[2];
+    /* "input": 4 digits images of zeros (1 KiB of data, under a MiB: no zero block). */
+    uint8_t xb[256 + 1024] = {0};
+    memcpy(xb, h, hx);
+    d[0] = deflate_zeros(xb, hx + 1024, 0);
+    /* "junk": 256 MiB of zeros, about 256 KiB deflated; no model input has its name. */
+    size_t hj = npy_header_f4(h, 1, js);
+    d[1] = deflate_zeros(h, hj, 256);
+    const char *names[2] = {"input.npy", "junk.npy"};
+    write_npz(path, 2, names, d);
+    ba_test_run_t r = ba_test_cli("eval", BA_FIXTURES "/digits/cnn_dyn.onnx", "--data", path, NULL);
+    long peak = children_peak_mib();
+    cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+    cr_assert(strstr(r.err, path) && strstr(r.err, "'junk'"), "%s", r.err);
+    cr_assert_lt(peak, 128, "peak RSS %ld MiB: the unneeded member was inflated", peak);
+    ba_test_run_free(&r);
+    /* The same archive without the junk member evaluates. */
+    write_npz(path, 1, names, d);
+    r = ba_test_cli("eval", BA_FIXTURES "/digits/cnn_dyn.onnx", "--data", path, NULL);
+    cr_assert_eq(r.status, 0, "exit %d: %s", r.status, r.err);
+    ba_test_run_free(&r);
+    free(d[0].p);
+    free(d[1].p);
+    ba_test_rmtree(dir);
+}
+
+Test(hostile, npz_header_smaller_than_the_member_is_refused_before_inflating, .timeout = 120) {
+    /* The .npy header says 1 float; the member inflates to 256 MiB more. */
+    uint8_t h[256];
+    const int64_t one = 1;
+    size_t hn = npy_header_f4(h, 1, &one);
+    deflated_t d = deflate_zeros(h, hn, 256);
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/lie.npz", dir);
+    const char *names[1] = {"input.npy"};
+    write_npz(path, 1, names, &d);
+    free(d.p);
+    ba_test_run_t r = ba_test_cli("eval", BA_FIXTURES "/digits/cnn_dyn.onnx", "--data", path, NULL);
+    long peak = children_peak_mib();
+    cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
+    cr_assert(strstr(r.err, "member 'input.npy'") && strstr(r.err, "shape/size mismatch"), "%s", r.err);
+    cr_assert_lt(peak, 128, "peak RSS %ld MiB: the member was inflated before its header was checked", peak);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BA_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BA_TEST_ASAN 1
+#endif
+#endif
+
+Test(hostile, npz_member_larger_than_memory_is_an_input_error_naming_it, .timeout = 120) {
+#ifdef BA_TEST_ASAN
+    cr_skip_test("ASan reserves terabytes of address space: an address-space limit cannot be set under it");
+#else
+    /* A 1 GiB member (1 MiB deflated) in a process limited to 768 MiB of address space. */
+    uint8_t h[256];
+    const int64_t n = (int64_t)256 << 20;
+    size_t hn = npy_header_f4(h, 1, &n);
+    deflated_t d = deflate_zeros(h, hn, 1024);
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/big.npz", dir);
+    const char *names[1] = {"x.npy"};
+    write_npz(path, 1, names, &d);
+    free(d.p);
+    struct rlimit rl = {.rlim_cur = (rlim_t)768 << 20, .rlim_max = RLIM_INFINITY};
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    rl.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_AS, &rl), 0);
+    ba_npz_t *z = NULL;
+    ba_error err = {0};
+    ba_status st = ba_npz_load(path, &z, &err);
+    setrlimit(RLIMIT_AS, &old);
+    cr_assert_eq(st, BA_ERR_INPUT, "%d: %s", st, err.msg);
+    cr_assert(strstr(err.msg, "member 'x.npy'") && strstr(err.msg, "1073741824 bytes"), "%s", err.msg);
+    ba_test_rmtree(dir);
+#endif
+}
