@@ -525,3 +525,28 @@ Test(hostile, npz_member_larger_than_memory_is_an_input_error_naming_it, .timeou
     ba_test_rmtree(dir);
 #endif
 }
+
+/* ---------------- sensitivity files ---------------- */
+
+Test(hostile, sensitivity_score_whose_cost_overflows_is_refused) {
+    /* Found by fuzz_sens: score x weight error was +inf, a cost the ILP cannot use. */
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/scores.csv", dir);
+    cr_assert_eq(ba_test_write_file(path, "layer,score\nonnx::Conv_31,1\nonnx::Conv_34,1.7e308\nconv3.weight,1\n"
+                                          "fc.weight,1\n"),
+                 0);
+    ba_error err = {0};
+    ba_model_t *m = NULL;
+    cr_assert_eq(ba_model_load(BA_FIXTURES "/digits/cnn_dyn.onnx", NULL, &m, &err), BA_OK, "%s", err.msg);
+    ba_quant_cfg_t cfg = ba_quant_cfg_default();
+    ba_sens_table_t *t = NULL;
+    ba_status st = ba_sens_read_file(path, m, NULL, 0, &cfg, &t, &err);
+    cr_assert_eq(st, BA_ERR_INPUT, "%d: %s", st, err.msg);
+    cr_assert_null(t);
+    cr_assert(strstr(err.msg, path) && strstr(err.msg, "line 3") && strstr(err.msg, "onnx::Conv_34") &&
+                  strstr(err.msg, "overflow"),
+              "%s", err.msg);
+    ba_model_free(m);
+    ba_test_rmtree(dir);
+}

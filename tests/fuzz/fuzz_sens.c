@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (!t || t->nlayers != m->nlayers || t->nbits < 1) __builtin_trap();
             for (int l = 0; l < t->nlayers; l++)
                 for (int k = 0; k < t->nbits; k++)
-                    if (isnan(t->layers[l].cost[k])) __builtin_trap(); /* every cost filled */
+                    if (!isfinite(t->layers[l].cost[k])) __builtin_trap(); /* every cost filled, finite */
             ba_sens_table_free(t);
             t = NULL;
         } else if (t || strncmp(err.msg, path, strlen(path)) != 0) {
