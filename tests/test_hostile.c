@@ -550,3 +550,30 @@ Test(hostile, sensitivity_score_whose_cost_overflows_is_refused) {
     ba_model_free(m);
     ba_test_rmtree(dir);
 }
+
+/* ---------------- config files ---------------- */
+
+Test(hostile, config_with_malformed_utf8_is_refused_not_a_hang, .timeout = 60) {
+    /* Found by fuzz_config: libfyaml loops forever on a directive line holding
+     * a malformed UTF-8 sequence. The run is wrapped in timeout(1) so that a
+     * hang fails the test without leaving a spinning process behind. */
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/c.yaml", dir);
+    cr_assert_eq(ba_test_write_file(path, "# a config\n%\xe2\nmodel: m.onnx\n"), 0);
+    const char *argv[] = {"/usr/bin/timeout", "20", BA_CLI, "search", "--config", path, NULL};
+    char *out = NULL, *errs = NULL;
+    int status = -1;
+    cr_assert_eq(ba_test_run(argv, &out, &errs, &status), 0);
+    cr_assert_eq(status, 2, "exit %d (124: hung): %s", status, errs);
+    cr_assert(strstr(errs, path) && strstr(errs, ":2:") && strstr(errs, "UTF-8"), "%s", errs);
+    free(out);
+    free(errs);
+    /* Well-formed non-ASCII text is fine: the error is about the model, not the encoding. */
+    cr_assert_eq(ba_test_write_file(path, "# \xc3\xa9t\xc3\xa9\nmodel: m\xc3\xa9.onnx\n"), 0);
+    cr_assert_eq(ba_test_run(argv, &out, &errs, &status), 0);
+    cr_assert_null(strstr(errs, "UTF-8"), "%s", errs);
+    free(out);
+    free(errs);
+    ba_test_rmtree(dir);
+}
