@@ -523,8 +523,10 @@ static ba_status zin_read(zin *z, uint8_t *out, uint64_t n, int at_end, const ch
         int rc = inflate(&z->zs, Z_NO_FLUSH);
         size_t made = ao - z->zs.avail_out;
         if (!n && made) return zip_fail(err, what, "deflated data is larger than its declared size");
-        out += made;
-        n -= made;
+        if (made) {
+            out += made;
+            n -= made;
+        }
         if (rc == Z_STREAM_END) {
             z->ended = 1;
             continue;
