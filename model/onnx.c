@@ -552,10 +552,13 @@ static ba_status check_attr_type(const ba_model_t *m, const ba_node_t *n, const 
     for (size_t i = 0; i < sizeof ATTR_TYPES / sizeof ATTR_TYPES[0]; i++) {
         if (strcmp(ATTR_TYPES[i].name, a->name) != 0) continue;
         if (a->type > 0 && a->type < 32 && (ATTR_TYPES[i].types & (1u << a->type))) return BA_OK;
-        int want = 0;
-        while (!(ATTR_TYPES[i].types & (1u << want))) want++;
+        char want[64] = "";
+        for (int k = 1; k < 32; k++)
+            if (ATTR_TYPES[i].types & (1u << k))
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? " or " : "",
+                         attr_type_name(k));
         return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (%s): attribute '%s' is %s but must be %s", m->path,
-                            n->name, n->op_type, a->name, attr_type_name(a->type), attr_type_name(want));
+                            n->name, n->op_type, a->name, attr_type_name(a->type), want);
     }
     return BA_OK;
 }
