@@ -164,27 +164,6 @@ static ba_status yaml_error(cfg_ctx *c, struct fy_diag *diag) {
     return ba_error_set(c->err, BA_ERR_INPUT, "%s: malformed YAML", c->path);
 }
 
-/* Offset of the first byte that is not well-formed UTF-8 (RFC 3629), or n.
- * YAML is Unicode text, and libfyaml can loop forever on a malformed sequence
- * inside a directive line, so such files never reach it. */
-static size_t utf8_bad_offset(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        if (!len || len > n - i) return i;
-        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
-        for (size_t k = 1; k < len; k++) {
-            if ((s[i + k] & 0xc0) != 0x80) return i;
-            cp = cp << 6 | (s[i + k] & 0x3fu);
-        }
-        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += len;
-    }
-    return n;
-}
-
 /* 1 when text holds only blanks and comments (libfyaml builds no document from it). */
 static int only_comments(const char *text) {
     for (const char *p = text; *p; p++) {
@@ -211,7 +190,9 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
         free(text);
         return ba_error_set(err, BA_ERR_INPUT, "%s: not a YAML text file (holds a NUL byte)", path);
     }
-    size_t bad = utf8_bad_offset(text, size);
+    /* YAML is Unicode text, and libfyaml can loop forever on a malformed UTF-8
+     * sequence inside a directive line: such a file never reaches it. */
+    size_t bad = ba_utf8_invalid_at(text, size);
     if (bad < size) {
         int line = 1;
         for (size_t i = 0; i < bad; i++) line += text[i] == '\n';

@@ -151,8 +151,14 @@ int ba_rng_rademacher(ba_rng_t *r) { return (ba_rng_next(r) >> 63) ? 1 : -1; }
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err) {
     *data = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it is refused below. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(e));
+    }
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
         fclose(f);
@@ -168,6 +174,25 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
     *data = buf;
     *size = n;
     return BA_OK;
+}
+
+size_t ba_utf8_invalid_at(const void *text, size_t n) {
+    const uint8_t *s = text;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (!len || len > n - i) return i;
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += len;
+    }
+    return n;
 }
 
 ba_status ba_file_write(const char *path, const void *data, size_t size, ba_error *err) {

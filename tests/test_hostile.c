@@ -588,3 +588,46 @@ Test(hostile, config_with_malformed_utf8_is_refused_not_a_hang, .timeout = 60) {
     free(errs);
     ba_test_rmtree(dir);
 }
+
+Test(hostile, hw_profile_with_malformed_utf8_is_refused_not_a_hang, .timeout = 60) {
+    char dir[PATH_MAX], path[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/chip.yaml", dir);
+    cr_assert_eq(ba_test_write_file(path, "%\xe2\npeak_tops: 1\nmem_bw_gbps: 1\n"), 0);
+    const char *argv[] = {"/usr/bin/timeout", "20", BA_CLI, "search", BA_FIXTURES "/digits/mlp_dyn.onnx", "--data",
+                          BA_FIXTURES "/digits/calib_x_flat.npy", "--budget", "latency=10us", "--hw", path, "--db",
+                          dir, NULL};
+    char *out = NULL, *errs = NULL;
+    int status = -1;
+    cr_assert_eq(ba_test_run(argv, &out, &errs, &status), 0);
+    cr_assert_eq(status, 2, "exit %d (124: hung): %s", status, errs);
+    cr_assert(strstr(errs, path) && strstr(errs, "UTF-8"), "%s", errs);
+    free(out);
+    free(errs);
+    ba_test_rmtree(dir);
+}
+
+Test(hostile, plan_config_and_data_naming_a_fifo_are_refused_without_blocking, .timeout = 60) {
+    char dir[PATH_MAX], fifo[PATH_MAX + 32];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(fifo, sizeof fifo, "%s/f", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *model = BA_FIXTURES "/digits/mlp_dyn.onnx", *data = BA_FIXTURES "/digits/calib_x_flat.npy";
+    const char *runs[][9] = {
+        {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", data, "--plan", fifo},
+        {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", fifo, "--config", fifo},
+        {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", fifo, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const char *argv[10] = {0};
+        memcpy(argv, runs[i], sizeof runs[i]);
+        char *out = NULL, *errs = NULL;
+        int status = -1;
+        cr_assert_eq(ba_test_run(argv, &out, &errs, &status), 0);
+        cr_assert_eq(status, 2, "run %zu: exit %d (124: hung): %s", i, status, errs);
+        cr_assert(strstr(errs, fifo), "run %zu: %s", i, errs);
+        free(out);
+        free(errs);
+    }
+    ba_test_rmtree(dir);
+}
