@@ -95,8 +95,18 @@ void ba_sha256_hex(const void *data, size_t n, char hex[65]) {
 }
 
 ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO must not block: refused below */
+    FILE *f = fd >= 0 ? fdopen(fd, "rb") : NULL;
+    if (!f) {
+        int e = errno;
+        if (fd >= 0) close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: cannot open: %s", path, strerror(e));
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a regular file", path);
+    }
     ba_sha256_t s;
     ba_sha256_init(&s);
     uint8_t buf[1 << 16];

@@ -613,13 +613,17 @@ Test(hostile, plan_config_and_data_naming_a_fifo_are_refused_without_blocking, .
     snprintf(fifo, sizeof fifo, "%s/f", dir);
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     const char *model = BA_FIXTURES "/digits/mlp_dyn.onnx", *data = BA_FIXTURES "/digits/calib_x_flat.npy";
-    const char *runs[][9] = {
+    char db[PATH_MAX + 32];
+    snprintf(db, sizeof db, "%s/x.db", dir);
+    const char *runs[][13] = {
         {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", data, "--plan", fifo},
         {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", fifo, "--config", fifo},
-        {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", fifo, NULL, NULL},
+        {"/usr/bin/timeout", "20", BA_CLI, "eval", model, "--data", fifo},
+        {"/usr/bin/timeout", "20", BA_CLI, "search", model, "--data", data, "--budget", "avg-bits=4",
+         "--sensitivity-file", fifo, "--db", db},
     };
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        const char *argv[10] = {0};
+        const char *argv[14] = {0};
         memcpy(argv, runs[i], sizeof runs[i]);
         char *out = NULL, *errs = NULL;
         int status = -1;
