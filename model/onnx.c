@@ -25,6 +25,7 @@
 
 #include "core/util.h"
 #include "model/graph_internal.h"
+#include "model/ops.h"
 #include "onnx/onnx.pb-c.h"
 
 /* Field numbers of onnx.proto that the walker needs. */
@@ -548,7 +549,8 @@ static const char *attr_type_name(int type) {
 }
 
 static ba_status check_attr_type(const ba_model_t *m, const ba_node_t *n, const ba_attr_t *a, ba_error *err) {
-    if (n->domain[0]) return BA_OK;
+    /* Only ops the engine runs: an op it lacks is reported as unsupported, with all the others. */
+    if (n->domain[0] || (!ba_op_lookup(n->op_type, n->domain) && strcmp(n->op_type, "If") != 0)) return BA_OK;
     for (size_t i = 0; i < sizeof ATTR_TYPES / sizeof ATTR_TYPES[0]; i++) {
         if (strcmp(ATTR_TYPES[i].name, a->name) != 0) continue;
         if (a->type > 0 && a->type < 32 && (ATTR_TYPES[i].types & (1u << a->type))) return BA_OK;
