@@ -42,8 +42,8 @@ static void state_free(eval_state_t *s) {
 static ba_status load_all(const ba_cli_opts *o, eval_state_t *s, ba_error *err) {
     BA_TRY(ba_model_load(ba_cli_get(o, "model"), NULL, &s->m, err));
     const ba_cli_entry *d = ba_cli_find(o, "data"), *ax = ba_cli_find(o, "sample-axis");
-    BA_TRY(ba_dataset_load_axes((const char *const *)d->vals, (int)d->n,
-                                ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0, &s->ds, err));
+    BA_TRY(ba_eval_data_load(s->m, (const char *const *)d->vals, (int)d->n, ax ? (const char *const *)ax->vals : NULL,
+                             ax ? (int)ax->n : 0, &s->ds, err));
     BA_TRY(ba_eval_resolve_costs(s->m, s->ds, NULL, 0, err)); /* shapes checked, MACs at the data's */
     const char *lp = ba_cli_get(o, "labels");
     if (lp) BA_TRY(ba_labels_load(lp, &s->labels, &s->nlabels, err));

@@ -49,9 +49,8 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
                 act_bits);
         } else {
             const ba_cli_entry *ax = ba_cli_find(o, "sample-axis");
-            st = ba_dataset_load_axes((const char *const *)d->vals, (int)d->n,
-                                      ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0, &ds,
-                                      &err);
+            st = ba_eval_data_load(m, (const char *const *)d->vals, (int)d->n,
+                                   ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0, &ds, &err);
             if (st == BA_OK) st = ba_evaluator_new(m, ds, NULL, &ev, &err);
             if (st == BA_OK) {
                 ranges = ba_calloc((size_t)m->nvalues + 1, sizeof *ranges, &err);

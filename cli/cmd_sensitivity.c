@@ -126,8 +126,8 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
         for (size_t i = 0; st == BA_OK && i < nd; i++) specs[i] = ba_cli_value(o, "data", i);
         const ba_cli_entry *ax = ba_cli_find(o, "sample-axis");
         if (st == BA_OK)
-            st = ba_dataset_load_axes(specs, (int)nd, ax ? (const char *const *)ax->vals : NULL,
-                                      ax ? (int)ax->n : 0, &ds, &err);
+            st = ba_eval_data_load(m, specs, (int)nd, ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0,
+                                   &ds, &err);
         if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, NULL, 0, &err); /* data shapes checked early */
         free(specs);
     }

@@ -260,6 +260,16 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
         free(text);
         return ba_error_set(err, BA_ERR_INPUT, "%s: not a YAML text file (holds a NUL byte)", path);
     }
+    /* YAML is Unicode text, and libfyaml can loop forever on a malformed UTF-8
+     * sequence inside a directive line: such a file never reaches it. */
+    size_t bad = ba_utf8_invalid_at(text, size);
+    if (bad < size) {
+        int line = 1;
+        for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
+        free(text);
+        return ba_error_set(err, BA_ERR_INPUT, "%s:%d: not a YAML text file (byte %zu is not valid UTF-8)", path,
+                            line, bad);
+    }
     if (only_comments((const char *)text)) {
         free(text);
         return BA_OK;

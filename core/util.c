@@ -192,6 +192,25 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
     return BA_OK;
 }
 
+size_t ba_utf8_invalid_at(const void *text, size_t n) {
+    const uint8_t *s = text;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t c = s[i];
+        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        if (!len || len > n - i) return i;
+        uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+        i += len;
+    }
+    return n;
+}
+
 ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     m->data = NULL;
     m->size = 0;

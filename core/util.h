@@ -36,6 +36,9 @@ int ba_rng_rademacher(ba_rng_t *r);                /* -1 or +1 */
 /* ---- files ---- */
 /* Reads a whole file (adds a NUL after the data). Caller frees *data. */
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err);
+/* Offset of the first byte of text[0..n) that is not well-formed UTF-8
+ * (RFC 3629: no overlongs, surrogates or code points above U+10FFFF), or n. */
+size_t ba_utf8_invalid_at(const void *text, size_t n);
 /* Read-only mapping of a whole file; ba_file_unmap releases it. */
 typedef struct {
     void *data;

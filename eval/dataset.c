@@ -221,10 +221,24 @@ static ba_status load_const(ba_dataset_t *ds, const char *spec, const char *name
     return ds_add(ds, name, spec, t, err);
 }
 
-static ba_status load_spec(ba_dataset_t *ds, const char *spec, ba_sha256_t *digest, ba_error *err) {
+static int wanted(const char *name, const char *const *names, int nnames) {
+    if (!names) return 1;
+    for (int k = 0; k < nnames; k++)
+        if (strcmp(names[k], name) == 0) return 1;
+    return 0;
+}
+
+static ba_status load_spec(ba_dataset_t *ds, const char *spec, const char *const *names, int nnames,
+                           ba_sha256_t *digest, ba_error *err) {
     char *name, *path;
     BA_TRY(split_spec(spec, &name, &path, err));
     ba_status st;
+    if (name && !wanted(name, names, nnames)) {
+        st = ba_error_set(err, BA_ERR_INPUT, "--data %s: the model has no input named '%s'", spec, name);
+        free(name);
+        free(path);
+        return st;
+    }
     if (ba_dataset_spec_is_const(path) || looks_const(path)) {
         st = load_const(ds, spec, name, path, digest, err);
         free(name);
@@ -243,7 +257,7 @@ static ba_status load_spec(ba_dataset_t *ds, const char *spec, ba_sha256_t *dige
                               "--data %s: an .npz names its inputs by its members; give it without 'name='", spec);
         } else {
             ba_npz_t *z = NULL;
-            st = ba_npz_load_mem(m.data, m.size, path, &z, err);
+            st = ba_npz_load_mem_only(m.data, m.size, path, names, nnames, &z, err);
             for (int i = 0; st == BA_OK && i < z->count; i++) {
                 st = ds_add(ds, z->members[i].name, path, z->members[i].tensor, err);
                 z->members[i].tensor = NULL; /* ownership moved */
@@ -305,8 +319,22 @@ static ba_status apply_axis(ba_dataset_t *ds, const char *spec, ba_error *err) {
     return BA_OK;
 }
 
+ba_status ba_dataset_load(const char *const *specs, int nspecs, ba_dataset_t **out, ba_error *err) {
+    return ba_dataset_load_axes_for(specs, nspecs, NULL, 0, NULL, 0, out, err);
+}
+
 ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char *const *axes, int naxes,
                                ba_dataset_t **out, ba_error *err) {
+    return ba_dataset_load_axes_for(specs, nspecs, axes, naxes, NULL, 0, out, err);
+}
+
+ba_status ba_dataset_load_for(const char *const *specs, int nspecs, const char *const *names, int nnames,
+                              ba_dataset_t **out, ba_error *err) {
+    return ba_dataset_load_axes_for(specs, nspecs, NULL, 0, names, nnames, out, err);
+}
+
+ba_status ba_dataset_load_axes_for(const char *const *specs, int nspecs, const char *const *axes, int naxes,
+                                   const char *const *names, int nnames, ba_dataset_t **out, ba_error *err) {
     *out = NULL;
     if (nspecs <= 0) return ba_error_set(err, BA_ERR_INPUT, "--data: no data file given");
     ba_dataset_t *ds = ba_calloc(1, sizeof *ds, err);
@@ -314,7 +342,7 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
     ba_sha256_t digest;
     ba_sha256_init(&digest);
     ba_status st = BA_OK;
-    for (int i = 0; st == BA_OK && i < nspecs; i++) st = load_spec(ds, specs[i], &digest, err);
+    for (int i = 0; st == BA_OK && i < nspecs; i++) st = load_spec(ds, specs[i], names, nnames, &digest, err);
     /* An unnamed .npy stands for "the model's first input": only unambiguous alone. */
     for (int i = 0; st == BA_OK && i < ds->count; i++)
         if (!ds->in[i].name && ds->count > 1)
@@ -372,10 +400,6 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
     for (int i = 0; i < 32; i++) snprintf(ds->sha + 2 * i, 3, "%02x", d[i]);
     *out = ds;
     return BA_OK;
-}
-
-ba_status ba_dataset_load(const char *const *specs, int nspecs, ba_dataset_t **out, ba_error *err) {
-    return ba_dataset_load_axes(specs, nspecs, NULL, 0, out, err);
 }
 
 ba_status ba_dataset_batch(const ba_dataset_t *ds, int64_t start, int64_t count, int idx, ba_tensor_t **out,

@@ -26,6 +26,15 @@ ba_status ba_dataset_load_axes(const char *const *specs, int nspecs, const char 
                                ba_dataset_t **out, ba_error *err);
 /* Same, every sample axis 0. */
 ba_status ba_dataset_load(const char *const *specs, int nspecs, ba_dataset_t **out, ba_error *err);
+/* Same, for a model whose inputs are names[0..nnames): an input the model does
+ * not have ("name=" or an .npz member) is refused before any array of that
+ * file is read or inflated. */
+/* Every option at once: sample axes (as ba_dataset_load_axes) and the model's
+ * input names (as ba_dataset_load_for; NULL names = any). */
+ba_status ba_dataset_load_axes_for(const char *const *specs, int nspecs, const char *const *axes, int naxes,
+                                   const char *const *names, int nnames, ba_dataset_t **out, ba_error *err);
+ba_status ba_dataset_load_for(const char *const *specs, int nspecs, const char *const *names, int nnames,
+                              ba_dataset_t **out, ba_error *err);
 void ba_dataset_free(ba_dataset_t *ds); /* NULL-safe */
 
 /* The dtypes a constant may take (SPEC §1), as "float32|float64|int64|int32|uint8". */

@@ -77,6 +77,17 @@ static ba_status bind_check(const ba_model_t *m, const ba_dataset_t *ds, int k, 
     return BA_OK;
 }
 
+ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs, const char *const *axes,
+                            int naxes, ba_dataset_t **out, ba_error *err) {
+    *out = NULL;
+    const char **names = ba_calloc((size_t)m->ninputs + 1, sizeof *names, err);
+    if (!names) return err->code;
+    for (int k = 0; k < m->ninputs; k++) names[k] = input_name(m, k);
+    ba_status st = ba_dataset_load_axes_for(specs, nspecs, axes, naxes, names, m->ninputs, out, err);
+    free(names);
+    return st;
+}
+
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err) {
     *static_batch = 0;

@@ -29,6 +29,12 @@ typedef struct ba_eval_opts {
     const char *labels_path; /* for messages ("--labels" when NULL) */
 } ba_eval_opts_t;
 
+/* Loads --data specs (ba_dataset_load_for) for model m: data for an input m
+ * does not have is refused before it is read or inflated. */
+ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs, const char *const *axes,
+                            int naxes, ba_dataset_t **out,
+                            ba_error *err);
+
 /* Maps the model's graph inputs to dataset inputs: idx[k] (k < m->ninputs)
  * = dataset index feeding m->inputs[k]. Checks names, ranks, dtypes and every
  * dimension but the sample axis; a constant (0-d) must feed a 0-d, [1, …, 1]

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "core/outfile.h"
@@ -233,10 +235,18 @@ static ba_status descr_dtype(const char *descr, const char *what, ba_dtype *dt, 
                         what, descr);
 }
 
-ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_tensor_t **out, ba_error *err) {
-    const uint8_t *b = buf;
-    *out = NULL;
-    if (!what) what = "<memory>";
+/* A parsed .npy preamble and header: where the data starts and what it holds. */
+typedef struct {
+    ba_dtype dt;
+    int ndim;
+    int64_t shape[BA_MAX_DIMS];
+    size_t data_off;  /* preamble + header bytes */
+    uint64_t numel, nbytes;
+} npy_info;
+
+/* Parses the preamble and the header from the first `size` bytes of a .npy
+ * (the whole file, or only its start: the data is not looked at). */
+static ba_status npy_info_read(const uint8_t *b, size_t size, const char *what, npy_info *in, ba_error *err) {
     size_t head = size < NPY_MAGIC_LEN ? size : NPY_MAGIC_LEN;
     if (head && memcmp(b, NPY_MAGIC, head) != 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: bad magic: not a .npy file", what);
@@ -280,26 +290,78 @@ ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_ten
         }
         numel *= d;
     }
-    uint64_t want = numel * isz;
-    size_t have = size - pre - hlen;
+    in->dt = dt;
+    in->ndim = h.ndim;
+    memcpy(in->shape, h.shape, sizeof in->shape);
+    in->data_off = pre + hlen;
+    in->numel = numel;
+    in->nbytes = numel * isz;
+    return BA_OK;
+}
+
+/* Bytes this process can hope to allocate: the machine's physical memory, or
+ * less under an address-space or data-segment limit. */
+static uint64_t mem_cap(void) {
+    uint64_t cap = UINT64_MAX;
+    long pages = sysconf(_SC_PHYS_PAGES), pg = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && pg > 0) cap = (uint64_t)pages * (uint64_t)pg;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < cap)
+        cap = (uint64_t)rl.rlim_cur;
+    if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)rl.rlim_cur < cap)
+        cap = (uint64_t)rl.rlim_cur;
+    return cap;
+}
+
+/* The array's tensor, refused (BA_ERR_INPUT naming the source) when it could
+ * not fit in memory, rather than failing as "out of memory" half-way. */
+static ba_status npy_tensor_new(const npy_info *in, const char *what, ba_tensor_t **out, ba_error *err) {
+    char sb[256];
+    uint64_t cap = mem_cap();
+    if (in->nbytes > cap)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: shape %s of %s needs %llu bytes, more than the %llu bytes of memory available "
+                            "(refused)",
+                            what, ba_shape_str(in->ndim, in->shape, sb, sizeof sb), ba_dtype_name(in->dt),
+                            (unsigned long long)in->nbytes, (unsigned long long)cap);
+    *out = ba_tensor_new(in->dt, in->ndim, in->shape, err);
+    if (!*out)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: cannot allocate %llu bytes for shape %s of %s", what,
+                            (unsigned long long)in->nbytes, ba_shape_str(in->ndim, in->shape, sb, sizeof sb),
+                            ba_dtype_name(in->dt));
+    return BA_OK;
+}
+
+/* The tensor contract: bools are 0 or 1. */
+static void npy_fix_bools(ba_tensor_t *t) {
+    if (t->dtype != BA_DT_BOOL) return;
+    uint8_t *p = t->data;
+    for (int64_t i = 0; i < t->numel; i++) p[i] = p[i] != 0;
+}
+
+ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_tensor_t **out, ba_error *err) {
+    const uint8_t *b = buf;
+    *out = NULL;
+    if (!what) what = "<memory>";
+    npy_info in;
+    BA_TRY(npy_info_read(b, size, what, &in, err));
+    uint64_t want = in.nbytes;
+    size_t have = size - in.data_off;
     if (want != have) {
         char sb[256];
-        ba_shape_str(h.ndim, h.shape, sb, sizeof sb);
+        ba_shape_str(in.ndim, in.shape, sb, sizeof sb);
         if (want > have)
             return ba_error_set(err, BA_ERR_INPUT,
                                 "%s: truncated body: shape %s of %s needs %llu bytes, %zu present", what, sb,
-                                ba_dtype_name(dt), (unsigned long long)want, have);
+                                ba_dtype_name(in.dt), (unsigned long long)want, have);
         return ba_error_set(err, BA_ERR_INPUT,
                             "%s: shape/size mismatch: shape %s of %s needs %llu bytes, file holds %zu", what, sb,
-                            ba_dtype_name(dt), (unsigned long long)want, have);
+                            ba_dtype_name(in.dt), (unsigned long long)want, have);
     }
-    ba_tensor_t *t = ba_tensor_new(dt, h.ndim, h.shape, err);
-    if (!t) return ba_error_prefix(err, "%s", what);
-    if (want) memcpy(t->data, b + pre + hlen, (size_t)want);
-    if (dt == BA_DT_BOOL) { /* the tensor contract: bools are 0 or 1 */
-        uint8_t *p = t->data;
-        for (uint64_t i = 0; i < numel; i++) p[i] = p[i] != 0;
-    }
+    ba_tensor_t *t = NULL;
+    BA_TRY(npy_tensor_new(&in, what, &t, err));
+    if (want) memcpy(t->data, b + in.data_off, (size_t)want);
+    npy_fix_bools(t);
     *out = t;
     return BA_OK;
 }
@@ -418,55 +480,115 @@ static ba_status zip64_extra(const uint8_t *x, size_t xlen, zip_entry *e, const 
     return BA_OK;
 }
 
-static ba_status inflate_all(const uint8_t *in, uint64_t csize, uint8_t *out, uint64_t usize, const char *what,
-                             ba_error *err) {
+/* A raw-deflate stream read in pieces of exactly the size asked for. */
+typedef struct {
     z_stream zs;
-    memset(&zs, 0, sizeof zs);
-    if (inflateInit2(&zs, -MAX_WBITS) != Z_OK) return ba_error_set(err, BA_ERR_RUNTIME, "%s: zlib init failed", what);
-    uint64_t in_left = csize, out_left = usize;
-    zs.next_in = (Bytef *)(uintptr_t)in;
-    zs.next_out = out;
-    int rc = Z_OK;
-    while (rc != Z_STREAM_END) {
-        if (zs.avail_in == 0) {
-            size_t n = in_left < ZLIB_CHUNK ? (size_t)in_left : ZLIB_CHUNK;
-            zs.avail_in = (uInt)n;
-            in_left -= n;
-        }
-        if (zs.avail_out == 0) {
-            size_t n = out_left < ZLIB_CHUNK ? (size_t)out_left : ZLIB_CHUNK;
-            zs.avail_out = (uInt)n;
-            out_left -= n;
-        }
-        uInt ai = zs.avail_in, ao = zs.avail_out;
-        rc = inflate(&zs, Z_NO_FLUSH);
-        if (rc == Z_STREAM_END) break;
-        if (rc == Z_BUF_ERROR && ai == zs.avail_in && ao == zs.avail_out) {
-            /* No progress: input exhausted or output full. */
-            inflateEnd(&zs);
-            if (zs.avail_in == 0 && in_left == 0) return zip_fail(err, what, "truncated deflate data");
-            return zip_fail(err, what, "deflated data is larger than its declared size");
-        }
-        if (rc != Z_OK && rc != Z_BUF_ERROR) {
-            inflateEnd(&zs);
-            return ba_error_set(err, BA_ERR_INPUT, "%s: corrupt deflate data (%s)", what, zs.msg ? zs.msg : "zlib error");
-        }
-    }
-    uint64_t produced = usize - out_left - zs.avail_out;
-    inflateEnd(&zs);
-    if (produced != usize) return zip_fail(err, what, "deflated data is shorter than its declared size");
+    uint64_t in_left; /* compressed bytes not yet handed to zlib */
+    int ended;        /* Z_STREAM_END seen */
+} zin;
+
+static ba_status zin_init(zin *z, const uint8_t *in, uint64_t csize, const char *what, ba_error *err) {
+    memset(z, 0, sizeof *z);
+    if (inflateInit2(&z->zs, -MAX_WBITS) != Z_OK) return ba_error_set(err, BA_ERR_RUNTIME, "%s: zlib init failed", what);
+    z->zs.next_in = (Bytef *)(uintptr_t)in;
+    z->in_left = csize;
     return BA_OK;
 }
 
-static uint32_t crc32_big(const uint8_t *p, uint64_t n) {
-    uLong crc = crc32(0L, Z_NULL, 0);
+static void zin_end(zin *z) { inflateEnd(&z->zs); }
+
+/* Inflates exactly n bytes into out (n == 0 with `at_end`: checks that the
+ * stream ends here and holds nothing more). */
+static ba_status zin_read(zin *z, uint8_t *out, uint64_t n, int at_end, const char *what, ba_error *err) {
+    uint8_t spare;
+    for (;;) {
+        if (z->ended) {
+            if (n) return zip_fail(err, what, "deflated data is shorter than its declared size");
+            return BA_OK;
+        }
+        if (!n && !at_end) return BA_OK;
+        if (z->zs.avail_in == 0 && z->in_left) {
+            size_t k = z->in_left < ZLIB_CHUNK ? (size_t)z->in_left : ZLIB_CHUNK;
+            z->zs.avail_in = (uInt)k;
+            z->in_left -= k;
+        }
+        size_t k = n < ZLIB_CHUNK ? (size_t)n : ZLIB_CHUNK;
+        z->zs.next_out = n ? out : &spare;
+        z->zs.avail_out = n ? (uInt)k : 1;
+        uInt ai = z->zs.avail_in, ao = z->zs.avail_out;
+        int rc = inflate(&z->zs, Z_NO_FLUSH);
+        size_t made = ao - z->zs.avail_out;
+        if (!n && made) return zip_fail(err, what, "deflated data is larger than its declared size");
+        if (made) {
+            out += made;
+            n -= made;
+        }
+        if (rc == Z_STREAM_END) {
+            z->ended = 1;
+            continue;
+        }
+        if (rc == Z_BUF_ERROR && ai == z->zs.avail_in && ao == z->zs.avail_out) {
+            if (z->zs.avail_in == 0 && z->in_left == 0) return zip_fail(err, what, "truncated deflate data");
+            return zip_fail(err, what, "corrupt deflate data (no progress)");
+        }
+        if (rc != Z_OK && rc != Z_BUF_ERROR)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: corrupt deflate data (%s)", what,
+                                z->zs.msg ? z->zs.msg : "zlib error");
+    }
+}
+
+static uint32_t crc32_more(uint32_t crc, const uint8_t *p, uint64_t n) {
+    uLong c = crc;
     while (n) {
         size_t k = n < ZLIB_CHUNK ? (size_t)n : ZLIB_CHUNK;
-        crc = crc32(crc, p, (uInt)k);
+        c = crc32(c, p, (uInt)k);
         p += k;
         n -= k;
     }
-    return (uint32_t)crc;
+    return (uint32_t)c;
+}
+
+static uint32_t crc32_big(const uint8_t *p, uint64_t n) { return crc32_more((uint32_t)crc32(0L, Z_NULL, 0), p, n); }
+
+/* Inflates a deflated .npy member straight into its tensor: the preamble and
+ * header come first, so the array's size is known (and checked against the
+ * member's declared size and the memory there is) before anything is
+ * allocated, and the data is never held twice. */
+static ba_status inflate_npy(const uint8_t *data, const zip_entry *e, const char *what, ba_tensor_t **out,
+                             ba_error *err) {
+    *out = NULL;
+    zin z;
+    BA_TRY(zin_init(&z, data, e->csize, what, err));
+    uint8_t head[NPY_PREAMBLE_V2 + BA_NPY_MAX_HEADER];
+    size_t hn = e->usize < sizeof head ? (size_t)e->usize : sizeof head;
+    npy_info in;
+    ba_tensor_t *t = NULL;
+    ba_status st = zin_read(&z, head, hn, 0, what, err);
+    if (st == BA_OK) st = npy_info_read(head, hn, what, &in, err);
+    if (st == BA_OK && in.nbytes != e->usize - in.data_off) {
+        char sb[256];
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "%s: shape/size mismatch: shape %s of %s needs %llu bytes, the member holds %llu", what,
+                          ba_shape_str(in.ndim, in.shape, sb, sizeof sb), ba_dtype_name(in.dt),
+                          (unsigned long long)in.nbytes, (unsigned long long)(e->usize - in.data_off));
+    }
+    if (st == BA_OK) st = npy_tensor_new(&in, what, &t, err);
+    if (st == BA_OK) {
+        size_t got = hn - in.data_off; /* data bytes that came with the header */
+        if (got) memcpy(t->data, head + in.data_off, got);
+        st = zin_read(&z, (uint8_t *)t->data + got, in.nbytes - got, 0, what, err);
+    }
+    if (st == BA_OK) st = zin_read(&z, NULL, 0, 1, what, err);
+    zin_end(&z);
+    if (st == BA_OK && crc32_more(crc32_big(head, in.data_off), t->data, in.nbytes) != e->crc)
+        st = zip_fail(err, what, "CRC-32 mismatch (corrupt member)");
+    if (st != BA_OK) {
+        ba_tensor_unref(t);
+        return st;
+    }
+    npy_fix_bools(t);
+    *out = t;
+    return BA_OK;
 }
 
 /* Finds the central directory: (offset, size, entry count). */
@@ -572,16 +694,34 @@ static ba_status zip_member(const uint8_t *b, size_t size, const zip_entry *e, c
     }
     if (e->usize / DEFLATE_MAX_RATIO > e->csize + DEFLATE_SLACK)
         return zip_fail(err, mwhat, "declared uncompressed size is impossible for deflate (corrupt or a zip bomb)");
-    uint8_t *raw = ba_malloc((size_t)e->usize, err);
-    if (!raw) return ba_error_prefix(err, "%s", mwhat);
-    ba_status st = inflate_all(data, e->csize, raw, e->usize, mwhat, err);
-    if (st == BA_OK && crc32_big(raw, e->usize) != e->crc) st = zip_fail(err, mwhat, "CRC-32 mismatch (corrupt member)");
-    if (st == BA_OK) st = ba_npy_load_mem(raw, (size_t)e->usize, mwhat, out, err);
-    free(raw);
-    return st;
+    return inflate_npy(data, e, mwhat, out, err);
+}
+
+/* Before any member is inflated: every member must be one of names (when
+ * given), so that an array nobody asked for costs nothing to refuse. */
+static ba_status npz_check_names(const uint8_t *b, size_t cd_off, size_t cd_end, uint64_t count, zip_entry *e,
+                                 const char *what, const char *const *names, int nnames, ba_error *err) {
+    size_t pos = cd_off;
+    for (uint64_t i = 0; i < count; i++) {
+        BA_TRY(zip_central(b, cd_end, &pos, e, what, err));
+        size_t nl = strlen(e->name);
+        if (nl < 4 || strcmp(e->name + nl - 4, ".npy") != 0) continue; /* the main pass says why */
+        int found = 0;
+        for (int k = 0; k < nnames && !found; k++)
+            found = strlen(names[k]) == nl - 4 && memcmp(names[k], e->name, nl - 4) == 0;
+        if (!found)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: member '%s': not needed: the model has no input named '%.*s'",
+                                what, e->name, (int)(nl - 4), e->name);
+    }
+    return BA_OK;
 }
 
 ba_status ba_npz_load_mem(const void *buf, size_t size, const char *what, ba_npz_t **out, ba_error *err) {
+    return ba_npz_load_mem_only(buf, size, what, NULL, 0, out, err);
+}
+
+ba_status ba_npz_load_mem_only(const void *buf, size_t size, const char *what, const char *const *names, int nnames,
+                               ba_npz_t **out, ba_error *err) {
     const uint8_t *b = buf;
     *out = NULL;
     if (!what) what = "<memory>";
@@ -594,6 +734,7 @@ ba_status ba_npz_load_mem(const void *buf, size_t size, const char *what, ba_npz
     ba_status st = BA_OK;
     zip_entry *e = ba_malloc(sizeof *e, err);
     if (!e) st = BA_ERR_NOMEM;
+    if (st == BA_OK && names) st = npz_check_names(b, pos, cd_end, count, e, what, names, nnames, err);
     for (uint64_t i = 0; st == BA_OK && i < count; i++) {
         st = zip_central(b, cd_end, &pos, e, what, err);
         if (st != BA_OK) break;

@@ -25,6 +25,7 @@
 
 #include "core/util.h"
 #include "model/graph_internal.h"
+#include "model/ops.h"
 #include "onnx/onnx.pb-c.h"
 
 /* Field numbers of onnx.proto that the walker needs. */
@@ -126,6 +127,37 @@ static void drop_pages(const uint8_t *base, const uint8_t *p, size_t n) {
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
 
+/* ---------------- nesting bound ---------------- */
+
+/* protobuf-c decodes nested messages recursively, so a small hostile file that
+ * nests thousands of messages (TypeProto sequence elem types, If bodies inside
+ * If bodies …) would overflow the stack. Before anything is decoded, the whole
+ * file is walked against the schema (protobuf-c's descriptors say which fields
+ * are messages; bytes such as raw_data are skipped, not read) and refused when
+ * messages nest deeper than ONNX_MAX_DEPTH (ModelProto is level 1; each If/Loop
+ * body adds 3 levels, each sequence/optional type 2). The walk itself recurses
+ * at most that deep. */
+#define ONNX_MAX_DEPTH 100
+
+/* 0: fine; 1: too deep; -1: malformed at *bad. */
+static int nest_scan(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end, int depth,
+                     const uint8_t **bad) {
+    if (depth > ONNX_MAX_DEPTH) return 1;
+    wire_field f;
+    while (p < end) {
+        if (!next_field(&p, end, &f)) {
+            *bad = p;
+            return -1;
+        }
+        if (f.wire != WIRE_LEN) continue;
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.field);
+        if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        int r = nest_scan(fd->descriptor, f.payload, f.payload + f.len, depth + 1, bad);
+        if (r) return r;
+    }
+    return 0;
+}
+
 /* ---------------- tensors ---------------- */
 
 static int dtype_supported(int dt) {
@@ -187,13 +219,19 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void 
     if (len >= 0 && (uint64_t)len != nb)
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data length %lld but shape needs %zu bytes",
                             m->path, tname(tp), (long long)len, nb);
-    int fd = open(rfile, O_RDONLY);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
+     * forever; only a regular file is read. */
+    int fd = open(rfile, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': cannot open external data '%s': %s", m->path, tname(tp),
                             full, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)off > (uint64_t)st.st_size ||
-        nb > (uint64_t)st.st_size - (uint64_t)off) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data '%s' is not a regular file (refused)",
+                            m->path, tname(tp), full);
+    }
+    if ((uint64_t)off > (uint64_t)st.st_size || nb > (uint64_t)st.st_size - (uint64_t)off) {
         close(fd);
         return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data '%s' too short for offset %lld + %zu bytes",
                             m->path, tname(tp), full, (long long)off, nb);
@@ -487,6 +525,64 @@ static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__Att
     return BA_OK;
 }
 
+/* ---------------- attribute types ---------------- */
+
+/* The type each default-domain attribute name has in the ONNX operator
+ * schemas (opsets 9-21, for the ops that have kernels or that the loader
+ * handles; one name has one type there, except Pad's float `value` beside
+ * Constant's tensor). A typed attribute of another type (Conv strides given
+ * as floats …) is refused at load, so that no kernel reads a default instead. */
+enum { T_FLOAT = 1 << BA_ATTR_FLOAT, T_INT = 1 << BA_ATTR_INT, T_STRING = 1 << BA_ATTR_STRING,
+       T_TENSOR = 1 << BA_ATTR_TENSOR, T_GRAPH = 1 << BA_ATTR_GRAPH, T_FLOATS = 1 << BA_ATTR_FLOATS,
+       T_INTS = 1 << BA_ATTR_INTS, T_STRINGS = 1 << BA_ATTR_STRINGS };
+static const struct {
+    const char *name;
+    unsigned types;
+} ATTR_TYPES[] = {
+    {"allowzero", T_INT}, {"alpha", T_FLOAT}, {"antialias", T_INT}, {"approximate", T_STRING},
+    {"auto_pad", T_STRING}, {"axes", T_INTS}, {"axis", T_INT}, {"beta", T_FLOAT}, {"block_size", T_INT},
+    {"broadcast", T_INT}, {"ceil_mode", T_INT}, {"consumed_inputs", T_INTS},
+    {"coordinate_transformation_mode", T_STRING}, {"count_include_pad", T_INT}, {"cubic_coeff_a", T_FLOAT},
+    {"dilations", T_INTS}, {"else_branch", T_GRAPH}, {"end", T_INT}, {"ends", T_INTS}, {"epsilon", T_FLOAT},
+    {"exclude_outside", T_INT}, {"exclusive", T_INT}, {"extrapolation_value", T_FLOAT}, {"fmod", T_INT},
+    {"gamma", T_FLOAT}, {"group", T_INT}, {"height_scale", T_FLOAT}, {"is_test", T_INT}, {"k", T_INT},
+    {"keep_aspect_ratio_policy", T_STRING}, {"keepdims", T_INT}, {"kernel_shape", T_INTS}, {"largest", T_INT},
+    {"max", T_FLOAT}, {"min", T_FLOAT}, {"mode", T_STRING}, {"momentum", T_FLOAT}, {"nearest_mode", T_STRING},
+    {"noop_with_empty_axes", T_INT}, {"num_outputs", T_INT}, {"output_dtype", T_INT}, {"output_padding", T_INTS},
+    {"output_shape", T_INTS}, {"p", T_INT}, {"paddings", T_INTS}, {"pads", T_INTS}, {"perm", T_INTS},
+    {"ratio", T_FLOAT}, {"reduction", T_STRING}, {"reverse", T_INT}, {"saturate", T_INT}, {"scales", T_FLOATS},
+    {"seed", T_INT}, {"select_last_index", T_INT}, {"shape", T_INTS}, {"sorted", T_INT}, {"spatial", T_INT},
+    {"split", T_INTS}, {"start", T_INT}, {"starts", T_INTS}, {"stash_type", T_INT}, {"storage_order", T_INT},
+    {"strides", T_INTS}, {"then_branch", T_GRAPH}, {"to", T_INT}, {"training_mode", T_INT},
+    {"transA", T_INT}, {"transB", T_INT}, {"upper", T_INT}, {"value", T_FLOAT | T_TENSOR}, {"value_float", T_FLOAT},
+    {"value_floats", T_FLOATS}, {"value_int", T_INT}, {"value_ints", T_INTS}, {"value_string", T_STRING},
+    {"value_strings", T_STRINGS}, {"width_scale", T_FLOAT}
+};
+
+static const char *attr_type_name(int type) {
+    static const char *const names[] = {"undefined", "FLOAT",   "INT",    "STRING",        "TENSOR",
+                                        "GRAPH",     "FLOATS",  "INTS",   "STRINGS",       "TENSORS",
+                                        "GRAPHS",    "SPARSE_TENSOR", "SPARSE_TENSORS", "TYPE_PROTO"};
+    return type >= 0 && type < (int)(sizeof names / sizeof names[0]) ? names[type] : "unknown";
+}
+
+static ba_status check_attr_type(const ba_model_t *m, const ba_node_t *n, const ba_attr_t *a, ba_error *err) {
+    /* Only ops the engine runs: an op it lacks is reported as unsupported, with all the others. */
+    if (n->domain[0] || (!ba_op_lookup(n->op_type, n->domain) && strcmp(n->op_type, "If") != 0)) return BA_OK;
+    for (size_t i = 0; i < sizeof ATTR_TYPES / sizeof ATTR_TYPES[0]; i++) {
+        if (strcmp(ATTR_TYPES[i].name, a->name) != 0) continue;
+        if (a->type > 0 && a->type < 32 && (ATTR_TYPES[i].types & (1u << a->type))) return BA_OK;
+        char want[64] = "";
+        for (int k = 1; k < 32; k++)
+            if (ATTR_TYPES[i].types & (1u << k))
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? " or " : "",
+                         attr_type_name(k));
+        return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (%s): attribute '%s' is %s but must be %s", m->path,
+                            n->name, n->op_type, a->name, attr_type_name(a->type), want);
+    }
+    return BA_OK;
+}
+
 static int keep_proto(ba_model_t *m, Onnx__NodeProto *np) {
     ba_model_priv_t *pv = m->priv;
     if (pv->nprotos == pv->cap_protos) {
@@ -557,6 +653,7 @@ static ba_status add_node_scoped(ba_model_t *m, const Onnx__NodeProto *np, const
     for (size_t i = 0; i < np->n_attribute; i++) {
         n->nattr = (int)i + 1;
         BA_TRY(convert_attr(m, n, np->attribute[i], &n->attrs[i], err));
+        BA_TRY(check_attr_type(m, n, &n->attrs[i], err));
     }
     return BA_OK;
 }
@@ -804,6 +901,14 @@ static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uin
 
 static ba_status load_mapped(ba_model_t *m, const uint8_t *data, size_t size, ba_error *err) {
     const uint8_t *p = data, *end = data + size;
+    const uint8_t *bad = data;
+    int deep = nest_scan(&onnx__model_proto__descriptor, data, end, 1, &bad);
+    if (deep < 0) return unpack_fail(m, "the model", (size_t)(bad - data), err);
+    if (deep)
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: protobuf messages nested deeper than %d levels (subgraphs or types inside each "
+                            "other); refused",
+                            m->path, ONNX_MAX_DEPTH);
     bytes_buf sk = {0};
     const uint8_t *graphs[64];
     size_t glen[64];

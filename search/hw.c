@@ -304,21 +304,37 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
                                 profile, profile);
     }
     if (!file_exists(path)) return ba_error_set(err, BA_ERR_INPUT, "--hw %s: no such file", path);
+    /* Read the file ourselves: only UTF-8 text without NUL bytes reaches libfyaml
+     * (it can loop forever on a malformed UTF-8 sequence in a directive line). */
+    uint8_t *text = NULL;
+    size_t size = 0;
+    BA_TRY(ba_file_read(path, &text, &size, err));
+    size_t bad = memchr(text, '\0', size) ? (size_t)((const uint8_t *)memchr(text, '\0', size) - text)
+                                           : ba_utf8_invalid_at(text, size);
+    if (bad < size) {
+        free(text);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a YAML text file (byte %zu is NUL or not valid UTF-8)", path,
+                            bad);
+    }
     /* Collect libfyaml's diagnostics instead of letting it print: the library never writes to stderr. */
     struct fy_diag_cfg dcfg;
     fy_diag_cfg_default(&dcfg);
     dcfg.fp = NULL;
     struct fy_diag *diag = fy_diag_create(&dcfg);
-    if (!diag) return ba_error_set(err, BA_ERR_NOMEM, "out of memory: YAML diagnostics");
+    if (!diag) {
+        free(text);
+        return ba_error_set(err, BA_ERR_NOMEM, "out of memory: YAML diagnostics");
+    }
     fy_diag_set_collect_errors(diag, true);
     struct fy_parse_cfg cfg = {.flags = FYPCF_QUIET, .diag = diag};
-    struct fy_document *doc = fy_document_build_from_file(&cfg, path);
+    struct fy_document *doc = fy_document_build_from_string(&cfg, (const char *)text, size);
     if (!doc) {
         void *it = NULL;
         struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
         if (de) ba_error_set(err, BA_ERR_INPUT, "%s:%d:%d: not valid YAML: %s", path, de->line, de->column, de->msg);
         else ba_error_set(err, BA_ERR_INPUT, "%s: not valid YAML", path);
         fy_diag_destroy(diag);
+        free(text);
         return BA_ERR_INPUT;
     }
     ba_hw_profile_t *hw = ba_calloc(1, sizeof *hw, err);
@@ -335,6 +351,7 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
     }
     fy_document_destroy(doc);
     fy_diag_destroy(diag);
+    free(text); /* the document pointed into it */
     if (st != BA_OK) ba_hw_profile_free(hw);
     else *out = hw;
     return st;

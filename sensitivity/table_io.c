@@ -450,6 +450,10 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
                 double w;
                 st = ba_sens_weight_error(m, l, t->bits[k], cfg, &w, err);
                 t->layers[l].cost[k] = s * w;
+                if (st == BA_OK && !isfinite(s * w))
+                    st = ba_error_set(err, BA_ERR_INPUT,
+                                      "%s: line %d: layer %s: score %s makes the %d-bit cost overflow", what, lineno,
+                                      f[0], f[1], t->bits[k]);
                 seen[(size_t)l * t->nbits + k] = 1;
             }
         } else {

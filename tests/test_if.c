@@ -448,6 +448,6 @@ Test(if_exec, condition_on_a_scalar_input) {
 Test(if_cli, too_deep_nesting_is_refused) {
     ba_test_run_t r = ba_test_cli("inspect", IFC "if_deep.onnx", NULL);
     cr_assert_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "nested more than"), "%s", r.err);
+    cr_expect(strstr(r.err, "nested"), "%s", r.err); /* the wire-format depth bound (onnx.c) or the If depth bound */
     ba_test_run_free(&r);
 }

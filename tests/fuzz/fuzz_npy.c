@@ -45,5 +45,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (z) __builtin_trap();
         check_error(&err);
     }
+    /* With the members a model wants: only those may load. */
+    static const char *const wanted[] = {"x", "input"};
+    z = NULL;
+    memset(&err, 0, sizeof err);
+    if (ba_npz_load_mem_only(data, size, FUZZ_NAME, wanted, 2, &z, &err) == BA_OK) {
+        for (int i = 0; i < z->count; i++) {
+            if (strcmp(z->members[i].name, "x") != 0 && strcmp(z->members[i].name, "input") != 0) __builtin_trap();
+            check_tensor(z->members[i].tensor);
+        }
+        ba_npz_free(z);
+    } else {
+        if (z) __builtin_trap();
+        check_error(&err);
+    }
     return 0;
 }

@@ -3,9 +3,14 @@
 # It configures a clang build of the project at BIN (BA_FUZZ=ON, no tests),
 # builds the `ba_fuzzers` target, then runs each tests/fuzz/fuzz_<name>.c target
 # on a scratch copy of tests/fuzz/corpus_<name>/ (the source tree is never
-# written) for BA_FUZZ_SECONDS seconds (env, default 30, a cap on -runs=BA_FUZZ_RUNS (default 150000) with -seed=1; 0 = only replay the
-# corpus). Any crash, leak, sanitizer report or timeout fails the test, and the
-# reproducer is left under BIN/fuzz-run/<name>/artifacts/.
+# written). The budget is for all targets together and is split evenly among
+# those that run: BA_FUZZ_SECONDS (env, default 60; 0 = only replay the
+# corpora) caps the time, BA_FUZZ_RUNS (default 300000) the inputs, run with
+# -seed=1 so the suite sees the same inputs every time. BA_FUZZ_TARGET=name
+# runs only that target (with the whole budget); BA_FUZZ_EXPLORE=1 drops the
+# input cap and the fixed seed (see tests/fuzz/README.md). Any crash, leak,
+# sanitizer report or timeout fails the test, and the reproducer is left under
+# BIN/fuzz-run/<name>/artifacts/.
 
 foreach(var SRC BIN CLANG)
   if(NOT DEFINED ${var})
@@ -13,16 +18,19 @@ foreach(var SRC BIN CLANG)
   endif()
 endforeach()
 
-set(seconds 30)
+set(total_seconds 60)
 if(DEFINED ENV{BA_FUZZ_SECONDS})
-  set(seconds $ENV{BA_FUZZ_SECONDS})
+  set(total_seconds $ENV{BA_FUZZ_SECONDS})
 endif()
-if(NOT seconds MATCHES "^[0-9]+$")
-  message(FATAL_ERROR "BA_FUZZ_SECONDS must be a whole number of seconds, not '${seconds}'")
+if(NOT total_seconds MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "BA_FUZZ_SECONDS must be a whole number of seconds, not '${total_seconds}'")
 endif()
-set(runs 150000)
+set(total_runs 300000)
 if(DEFINED ENV{BA_FUZZ_RUNS})
-  set(runs $ENV{BA_FUZZ_RUNS})
+  set(total_runs $ENV{BA_FUZZ_RUNS})
+endif()
+if(NOT total_runs MATCHES "^[0-9]+$")
+  message(FATAL_ERROR "BA_FUZZ_RUNS must be a whole number, not '${total_runs}'")
 endif()
 # A single input running this long is a hang (libFuzzer -timeout, seconds).
 set(per_input_timeout 10)
@@ -43,8 +51,17 @@ endif()
 
 file(GLOB sources ${SRC}/tests/fuzz/fuzz_*.c)
 list(SORT sources)
+if(DEFINED ENV{BA_FUZZ_TARGET})
+  list(FILTER sources INCLUDE REGEX "/fuzz_$ENV{BA_FUZZ_TARGET}\\.c$")
+endif()
 if(NOT sources)
-  message(FATAL_ERROR "fuzz: no tests/fuzz/fuzz_*.c found under ${SRC}")
+  message(FATAL_ERROR "fuzz: no tests/fuzz/fuzz_*.c found under ${SRC} (BA_FUZZ_TARGET='$ENV{BA_FUZZ_TARGET}')")
+endif()
+list(LENGTH sources ntargets)
+math(EXPR seconds "${total_seconds} / ${ntargets}")
+math(EXPR runs "${total_runs} / ${ntargets}")
+if(seconds EQUAL 0 AND NOT total_seconds EQUAL 0)
+  set(seconds 1)
 endif()
 set(failed)
 foreach(src ${sources})
@@ -87,7 +104,7 @@ foreach(src ${sources})
     message("fuzz ${name}: FAILED (exit ${rc}); log ${work}/fuzz.log, reproducer under ${work}/artifacts/\n${tail}")
     list(APPEND failed ${name})
   else()
-    message(STATUS "fuzz ${name}: ok (${seconds} s)\n  ${stats}")
+    message(STATUS "fuzz ${name}: ok (budget ${seconds} s, ${runs} inputs)\n  ${stats}")
   endif()
 endforeach()
 if(failed)
