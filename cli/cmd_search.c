@@ -201,7 +201,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
         s->has_sweep = 1;
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
-    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo");
+    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo") ||
+                      !strcmp(s->method, "nsga2"); /* nsga2: seeded from the ILP sweep */
     if (ba_cli_has(o, "sensitivity-file")) {
         s->sensitivity[0] = '\0';
         BA_TRY(ba_run_settings_set_path(&s->sensitivity_file, ba_cli_get(o, "sensitivity-file"), err));

@@ -9,7 +9,7 @@
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
 #define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
-#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform"
+#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform|nsga2"
 
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
 #define F_MODEL                                                                                              \

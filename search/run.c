@@ -23,6 +23,7 @@
 #include "quant/cost.h"
 #include "quant/wcache.h"
 #include "search/hw.h"
+#include "search/nsga2.h"
 
 /* ---- settings ---- */
 
@@ -706,7 +707,8 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
             if (!strcmp(m, "ilp+evo") || ba_search_uniform_choice(c.p, seed, &ubits, &e2) != BA_OK)
                 memcpy(seed, sol.choice, (size_t)L * sizeof *seed);
             st = ba_evo_run(c.p, seed, &so, &h, ck, &sr, err);
-        } else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform", m);
+        } else if (!strcmp(m, "nsga2")) st = ba_nsga2_run(c.p, &so, &h, ck, &sr, err);
+        else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform|nsga2", m);
     }
     if (st == BA_OK) {
         out->trial = sr.trial;
