@@ -192,8 +192,13 @@ static ba_status front_section(FILE *fp, ba_db_t *db, const ba_study_info_t *inf
             if (finite_pt(&pts[i]) && (!a.logy || pts[i].y > 0)) fprintf(fp, "%.1f,%.1f ", tx(&a, pts[i].x), ty(&a, pts[i].y));
         fputs("\"/>\n", fp);
     }
-    for (int i = 0; i < np; i++)
-        if (finite_pt(&pts[i]) && (!a.logy || pts[i].y > 0)) marker(fp, &a, &pts[i], xcol, ycol);
+    /* Other trials, then the front, then the baselines on top (an ILP point is often on the front too). */
+    for (int pass = 0; pass < 3; pass++)
+        for (int i = 0; i < np; i++) {
+            int base = i < nbase && strcmp(pts[i].cls, "trial") != 0;
+            if ((pass == 0 && (i >= nbase || base)) || (pass == 1 && i < nbase) || (pass == 2 && !base)) continue;
+            if (finite_pt(&pts[i]) && (!a.logy || pts[i].y > 0)) marker(fp, &a, &pts[i], xcol, ycol);
+        }
     for (int i = 0; i < nbase; i++)
         if (pts[i].trial == chosen && finite_pt(&pts[i]) && (!a.logy || pts[i].y > 0))
             fprintf(fp, "<circle class=\"chosen\" cx=\"%.1f\" cy=\"%.1f\" r=\"9\"/>\n", tx(&a, pts[i].x), ty(&a, pts[i].y));
