@@ -279,3 +279,43 @@ Test(report, studies_delete_and_rename_and_other_settings_point_to_them, .timeou
     ba_test_run_free(&r);
     ba_test_rmtree(e.dir);
 }
+
+Test(report, the_sweep_marks_pareto_on_measured_kl_and_prints_the_budget_used, .timeout = 300) {
+    char dir[512], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", BA_SOURCE_DIR "/tests/fixtures/digits/cnn_dyn.onnx", "--data",
+                                  BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep", "avg-bits=2:8:1",
+                                  "--study", "sw", "--format", "json", "-q", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *j = json_loads(r.out, 0, NULL);
+    json_t *pts = json_object_get(j, "points");
+    cr_assert(json_is_array(pts), "%s", r.out);
+    size_t i, k;
+    json_t *a, *b;
+    int nfront = 0;
+    json_array_foreach(pts, i, a) {
+        if (!json_is_true(json_object_get(a, "feasible"))) continue;
+        double au = json_number_value(json_object_get(a, "used")), ak = json_number_value(json_object_get(a, "kl"));
+        cr_expect_leq(au, json_number_value(json_object_get(a, "limit")) + 1e-9, "used within the limit");
+        int dominated = 0;
+        json_array_foreach(pts, k, b) {
+            if (k == i || !json_is_true(json_object_get(b, "feasible"))) continue;
+            double bu = json_number_value(json_object_get(b, "used")), bk = json_number_value(json_object_get(b, "kl"));
+            dominated |= bu <= au && bk <= ak && (bu < au || bk < ak);
+        }
+        cr_expect_eq(json_is_true(json_object_get(a, "pareto")), !dominated, "point %zu", i);
+        nfront += !dominated;
+    }
+    cr_expect_gt(nfront, 1);
+    json_decref(j);
+    ba_test_run_free(&r);
+    /* The table has the column of the budget actually used. */
+    r = ba_test_cli("--db", db, "search", BA_SOURCE_DIR "/tests/fixtures/digits/cnn_dyn.onnx", "--data",
+                    BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep", "avg-bits=2:8:1", "--study", "sw",
+                    "-q", NULL);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, " used ") && strstr(r.out, "pareto"), "%s", r.out);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
