@@ -174,7 +174,7 @@ def main():
             r["front"] = front(feas)
             r["hypervolume"] = hypervolume(feas, ref)
     with open(OUT_JSON, "w") as f:
-        json.dump(rows, f, indent=1)
+        json.dump(rows, f)
     print("| model (metric, avg-bits ≤) | method | evaluations | hypervolume per seed | mean | front size per seed | wall s per seed |")
     print("|---|---|---|---|---|---|---|")
     for name in dict.fromkeys(r["model"] for r in rows):
