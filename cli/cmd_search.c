@@ -225,6 +225,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     s->generations = (int)ba_cli_get_int(o, "generations", BA_EVO_DEFAULT_GENERATIONS);
     s->offspring = (int)ba_cli_get_int(o, "offspring", BA_EVO_DEFAULT_OFFSPRING);
     if (s->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
+    if (s->offspring < 2 && !strcmp(s->method, "nsga2"))
+        return ba_error_set(err, BA_ERR_INPUT, "--offspring: nsga2 needs a population of at least 2");
     if (ba_cli_has(o, "latency-table"))
         BA_TRY(ba_run_settings_set_path(&s->latency_table, ba_cli_get(o, "latency-table"), err));
     if (ba_cli_has(o, "hw")) {

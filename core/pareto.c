@@ -25,7 +25,8 @@ ba_status ba_pareto_mask(const double *v, int n, int k, int *on_front, ba_error 
     for (int i = 0; i < n; i++) {
         if (!on_front[i]) continue;
         for (int j = 0; j < n; j++)
-            if (j != i && finite_row(v + (size_t)j * k, k) && ba_pareto_dominates(v + (size_t)j * k, v + (size_t)i * k, k)) {
+            if (j != i && finite_row(v + (size_t)j * k, k) &&
+                ba_pareto_dominates(v + (size_t)j * k, v + (size_t)i * k, k)) {
                 on_front[i] = 0;
                 break;
             }

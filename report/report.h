@@ -15,8 +15,9 @@
 
 typedef struct ba_report_opts {
     const char *study;
-    int64_t trial;          /* <= 0: the best complete trial */
-    const char *objectives; /* the front's columns, metric first ("kl,avg_bits"); NULL = BA_DB_PARETO_DEFAULT */
+    int64_t trial; /* <= 0: the best complete trial */
+    const char
+        *objectives; /* the front's columns, metric first ("kl,avg_bits"); NULL = BA_DB_PARETO_DEFAULT */
 } ba_report_opts_t;
 
 /* Writes the report of study o->study to fp. BA_ERR_INPUT when the study or

@@ -48,7 +48,9 @@ static void objectives(const ba_problem_t *p, ind_t *x) {
     x->f[1] = p->nbudgets ? ba_problem_budget_value(p, 0, x->choice) : 0;
 }
 
-static int same(const int *a, const int *b, int L) { return !memcmp(a, b, (size_t)L * sizeof *a); }
+static int same(const int *a, const int *b, int L) {
+    return !memcmp(a, b, (size_t)L * sizeof *a);
+}
 
 /* FNV-1a of a configuration: the search never measures one twice. */
 static uint64_t choice_hash(const int *c, int L) {
@@ -95,7 +97,8 @@ static ba_status add_kid(nsga_t *s, const int *c, const char *method, ba_error *
 
 /* Non-dominated rank (0 = front) and crowding distance of x[0..n); failed ones rank last. */
 static ba_status rank_crowd(ind_t *x, int n, ba_error *err) {
-    int *done = ba_calloc((size_t)n + 1, sizeof *done, err), *fr = ba_malloc(sizeof *fr * ((size_t)n + 1), err);
+    int *done = ba_calloc((size_t)n + 1, sizeof *done, err),
+        *fr = ba_malloc(sizeof *fr * ((size_t)n + 1), err);
     if (!done || !fr) {
         free(done);
         free(fr);
@@ -104,15 +107,18 @@ static ba_status rank_crowd(ind_t *x, int n, ba_error *err) {
     int left = 0;
     for (int i = 0; i < n; i++) {
         x[i].crowd = 0;
-        if (isfinite(x[i].f[0])) left++;
-        else done[i] = 1, x[i].rank = n + 1;
+        if (isfinite(x[i].f[0]))
+            left++;
+        else
+            done[i] = 1, x[i].rank = n + 1;
     }
     for (int r = 0; left > 0; r++) {
         int nf = 0;
         for (int i = 0; i < n; i++) {
             if (done[i]) continue;
             int dom = 0;
-            for (int j = 0; j < n && !dom; j++) dom = j != i && !done[j] && ba_pareto_dominates(x[j].f, x[i].f, 2);
+            for (int j = 0; j < n && !dom; j++)
+                dom = j != i && !done[j] && ba_pareto_dominates(x[j].f, x[i].f, 2);
             if (!dom) fr[nf++] = i;
         }
         for (int a = 0; a < nf; a++) done[fr[a]] = 1, x[fr[a]].rank = r;
@@ -121,7 +127,8 @@ static ba_status rank_crowd(ind_t *x, int n, ba_error *err) {
         for (int m = 0; m < 2; m++) {
             for (int a = 1; a < nf; a++) {
                 int v = fr[a], b = a - 1;
-                while (b >= 0 && (x[fr[b]].f[m] > x[v].f[m] || (x[fr[b]].f[m] == x[v].f[m] && x[fr[b]].trial > x[v].trial))) {
+                while (b >= 0 && (x[fr[b]].f[m] > x[v].f[m] ||
+                                  (x[fr[b]].f[m] == x[v].f[m] && x[fr[b]].trial > x[v].trial))) {
                     fr[b + 1] = fr[b];
                     b--;
                 }
@@ -217,7 +224,8 @@ static int make_child(nsga_t *s, ba_rng_t *rng, int *c) {
     memcpy(c, a->choice, (size_t)s->L * sizeof *c);
     if (ba_rng_uniform(rng) < BA_NSGA2_CROSSOVER)
         for (int k = 0; k < s->u.n; k++)
-            if (ba_rng_uniform(rng) < 0.5) evo_units_set(s->p, &s->u, c, k, evo_units_level(s->p, &s->u, b->choice, k));
+            if (ba_rng_uniform(rng) < 0.5)
+                evo_units_set(s->p, &s->u, c, k, evo_units_level(s->p, &s->u, b->choice, k));
     /* Each unit moves one level with probability 1/n; at least one moves. */
     int moved = 0;
     for (int k = 0; k < s->u.n; k++)
@@ -240,7 +248,8 @@ static ba_status seed_kids(nsga_t *s, ba_rng_t *rng, ba_error *err) {
         int nsw = s->P / 2 > 1 ? s->P / 2 : 2;
         if (hi > lo) st = ba_ilp_sweep(p, 0, lo, hi, (hi - lo) / (nsw - 1) * (1 - 1e-9), &io, &sw, err);
         for (int i = 0; st == BA_OK && sw && i < sw->n && s->nkid < s->P; i++)
-            if (sw->points[i].feasible && ba_problem_feasible(p, sw->points[i].sol.choice) && !known(s, sw->points[i].sol.choice))
+            if (sw->points[i].feasible && ba_problem_feasible(p, sw->points[i].sol.choice) &&
+                !known(s, sw->points[i].sol.choice))
                 st = add_kid(s, sw->points[i].sol.choice, "ilp", err);
         ba_sweep_free(sw);
     }
@@ -288,10 +297,10 @@ static char *ckpt(const nsga_t *s, int gen, const ba_rng_t *rng, int64_t next, i
         snprintf(hx, sizeof hx, "%016llx", (unsigned long long)s->seen[i]);
         json_array_append_new(seen, json_string(hx));
     }
-    return evo_dump(json_pack("{s:s, s:i, s:o, s:I, s:o, s:o, s:o, s:{s:I}}", "kind", "nsga2", "gen", gen, "rng",
-                              evo_rng_json(rng), "next", (json_int_t)next, "pop", inds_json(s->pop, s->npop, s->L),
-                              "kids", inds_json(s->kid, nmeasured, s->L), "seen", seen, "best", "trial",
-                              (json_int_t)s->best_trial));
+    return evo_dump(json_pack("{s:s, s:i, s:o, s:I, s:o, s:o, s:o, s:{s:I}}", "kind", "nsga2", "gen", gen,
+                              "rng", evo_rng_json(rng), "next", (json_int_t)next, "pop",
+                              inds_json(s->pop, s->npop, s->L), "kids", inds_json(s->kid, nmeasured, s->L),
+                              "seen", seen, "best", "trial", (json_int_t)s->best_trial));
 }
 
 /* The method names a stored trial may carry. */
@@ -359,7 +368,8 @@ static void note_best(nsga_t *s, const ind_t *x) {
 ba_status ba_nsga2_run(const ba_problem_t *p, const ba_search_opts_t *o, const ba_search_hooks_t *h,
                        const char *checkpoint, ba_search_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
-    if (o->offspring < 2) return ba_error_set(err, BA_ERR_INPUT, "--offspring: nsga2 needs a population of at least 2");
+    if (o->offspring < 2)
+        return ba_error_set(err, BA_ERR_INPUT, "--offspring: nsga2 needs a population of at least 2");
     nsga_t s = {.p = p, .o = o, .h = h, .L = p->nlayers, .P = o->offspring, .best_trial = -1};
     ind_t *meas = NULL;
     int nmeas = 0;
@@ -407,7 +417,8 @@ ba_status ba_nsga2_run(const ba_problem_t *p, const ba_search_opts_t *o, const b
             free(ck);
             s.done++;
             if (st == BA_OK && h->progress)
-                h->progress(h->ctx, s.done, s.total, s.best_trial >= 0 ? &s.best_res : NULL, s.best_trial >= 0 ? s.best : x->choice);
+                h->progress(h->ctx, s.done, s.total, s.best_trial >= 0 ? &s.best_res : NULL,
+                            s.best_trial >= 0 ? s.best : x->choice);
         }
         ind_free(meas, nmeas);
         nmeas = 0;
@@ -415,7 +426,8 @@ ba_status ba_nsga2_run(const ba_problem_t *p, const ba_search_opts_t *o, const b
         if (st == BA_OK) st = select_next(&s, err);
     }
     if (st == BA_OK && s.best_trial < 0)
-        st = ba_error_set(err, BA_ERR_RUNTIME, "nsga2: every configuration gave a non-finite output (all trials failed)");
+        st = ba_error_set(err, BA_ERR_RUNTIME,
+                          "nsga2: every configuration gave a non-finite output (all trials failed)");
     if (st == BA_OK) {
         out->choice = s.best;
         s.best = NULL;

@@ -92,7 +92,8 @@ static ba_problem_t *make_problem(double avg_bits) {
     return p;
 }
 
-static void run_nsga2(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg, ba_search_result_t *res) {
+static void run_nsga2(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg,
+                      ba_search_result_t *res) {
     ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg};
     ba_search_opts_t o = {.method = "nsga2", .seed = seed, .generations = 6, .offspring = 8, .nsamples = 512};
     ba_error err;
@@ -118,7 +119,8 @@ Test(nsga2, same_seed_same_trials_all_feasible_and_new_seeded_by_ilp_and_uniform
         cr_expect_eq(a.t[i].samples, 512);
         if (i < c.n) differs |= memcmp(a.t[i].choice, c.t[i].choice, sizeof a.t[i].choice) != 0;
         for (int j = 0; j < i; j++)
-            cr_expect(memcmp(a.t[i].choice, a.t[j].choice, sizeof a.t[i].choice) != 0, "trials %d and %d equal", j + 1, i + 1);
+            cr_expect(memcmp(a.t[i].choice, a.t[j].choice, sizeof a.t[i].choice) != 0,
+                      "trials %d and %d equal", j + 1, i + 1);
         nilp += !strcmp(a.t[i].method, "ilp");
         nuni += !strcmp(a.t[i].method, "uniform");
         if (!strcmp(a.t[i].method, "ilp") || !strcmp(a.t[i].method, "uniform"))
@@ -146,7 +148,8 @@ Test(nsga2, the_front_improves_on_the_seed_population) {
      * and not dominated by (or equal to) any seed. */
     double v[MAXT * 2];
     int on[MAXT];
-    for (int i = 0; i < a.n; i++) v[2 * i] = a.t[i].obj, v[2 * i + 1] = ba_problem_budget_value(p, 0, a.t[i].choice);
+    for (int i = 0; i < a.n; i++)
+        v[2 * i] = a.t[i].obj, v[2 * i + 1] = ba_problem_budget_value(p, 0, a.t[i].choice);
     ba_error err;
     cr_assert_eq(ba_pareto_mask(v, a.n, 2, on, &err), BA_OK);
     int new_on_front = 0;
@@ -170,8 +173,8 @@ Test(nsga2, resuming_from_any_checkpoint_gives_the_uninterrupted_trials) {
         cr_assert_eq(k + rest.n, full.n, "resume after trial %d", k);
         for (int i = 0; i < rest.n; i++) {
             cr_expect_eq(rest.t[i].number, full.t[k + i].number);
-            cr_expect(memcmp(rest.t[i].choice, full.t[k + i].choice, sizeof rest.t[i].choice) == 0, "trial %lld",
-                      (long long)rest.t[i].number);
+            cr_expect(memcmp(rest.t[i].choice, full.t[k + i].choice, sizeof rest.t[i].choice) == 0,
+                      "trial %lld", (long long)rest.t[i].number);
         }
         cr_expect_eq(rr.trial, rf.trial);
         ba_search_result_free(&rr);
@@ -190,7 +193,8 @@ Test(nsga2, resuming_from_any_checkpoint_gives_the_uninterrupted_trials) {
 }
 
 Test(pareto, mask_keeps_the_non_dominated_finite_rows) {
-    const double v[] = {1, 5, /* front */ 2, 2, /* front */ 3, 3, /* dominated by (2,2) */ 2, 2, /* equal: front */
+    const double v[] = {1,   5, /* front */ 2,      2, /* front */ 3, 3, /* dominated by (2,2) */ 2,
+                        2, /* equal: front */
                         NAN, 0, /* not finite */ 5, 1 /* front */};
     int on[6];
     ba_error err;

@@ -27,15 +27,16 @@ static env_t make_demo(void) {
     cr_assert_eq(ba_test_tmpdir(e.dir, sizeof e.dir), 0);
     snprintf(e.db, sizeof e.db, "%s/demo.db", e.dir);
     snprintf(e.plan, sizeof e.plan, "%s/plan.json", e.dir);
-    ba_test_run_t r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2", "--generations", "3",
-                                  "--offspring", "6", "--plan-out", e.plan, "-q", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2",
+                                  "--generations", "3", "--offspring", "6", "--plan-out", e.plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     return e;
 }
 
 static json_t *cli_json(const env_t *e, const char *a, const char *b, const char *c) {
-    ba_test_run_t r = ba_test_cli("--db", e->db, "trials", "--study", "demo", "--format", "json", a, b, c, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e->db, "trials", "--study", "demo", "--format", "json", a, b, c, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_error_t je;
     json_t *j = json_loads(r.out, 0, &je);
@@ -79,7 +80,8 @@ Test(report, trials_pareto_equals_a_brute_force_filter_of_the_json_trials, .time
     env_t e = make_demo();
     json_t *all = cli_json(&e, NULL, NULL, NULL);
     cr_assert_gt(json_array_size(all), 10);
-    static const char *const obj[][2] = {{"kl", "avg_bits"}, {"kl", "memory"}, {"accuracy", "bops"}, {"mse", "avg_bits"}};
+    static const char *const obj[][2] = {
+        {"kl", "avg_bits"}, {"kl", "memory"}, {"accuracy", "bops"}, {"mse", "avg_bits"}};
     for (size_t k = 0; k < sizeof obj / sizeof obj[0]; k++) {
         char list[64];
         snprintf(list, sizeof list, "%s,%s", obj[k][0], obj[k][1]);
@@ -138,7 +140,8 @@ Test(report, the_demo_report_opens_in_headless_chromium_with_the_front_and_every
     char chromium[1024], timeout_bin[1024];
     find_program("chromium", chromium, sizeof chromium);
     find_program("timeout", timeout_bin, sizeof timeout_bin);
-    if (!chromium[0]) cr_skip_test("chromium is not installed (apt-get install chromium): the report is not rendered");
+    if (!chromium[0])
+        cr_skip_test("chromium is not installed (apt-get install chromium): the report is not rendered");
     env_t e = make_demo();
     char html[700], shot[900], outdir[700], profile[700], url[800];
     snprintf(html, sizeof html, "%s/report.html", e.dir);
@@ -152,7 +155,8 @@ Test(report, the_demo_report_opens_in_headless_chromium_with_the_front_and_every
     size_t nt = fread(text, 1, sizeof text - 1, fp);
     text[nt] = '\0';
     fclose(fp);
-    cr_expect(!strstr(text, "<script") && !strstr(text, "src=") && !strstr(text, "@import") && !strstr(text, "url("));
+    cr_expect(!strstr(text, "<script") && !strstr(text, "src=") && !strstr(text, "@import") &&
+              !strstr(text, "url("));
     cr_expect(!strstr(text, "href=\"http"));
     /* What the CLI prints: the front and the layers. */
     r = ba_test_cli("--db", e.db, "trials", "--study", "demo", "--pareto", "--format", "csv", NULL);
@@ -177,8 +181,16 @@ Test(report, the_demo_report_opens_in_headless_chromium_with_the_front_and_every
     snprintf(url, sizeof url, "file://%s", html);
     char shot_arg[1000];
     snprintf(shot_arg, sizeof shot_arg, "--screenshot=%s", shot);
-    const char *dump[] = {timeout_bin[0] ? timeout_bin : chromium, "120", chromium, "--headless", "--no-sandbox",
-                          "--disable-gpu", profile, "--dump-dom", url, NULL};
+    const char *dump[] = {timeout_bin[0] ? timeout_bin : chromium,
+                          "120",
+                          chromium,
+                          "--headless",
+                          "--no-sandbox",
+                          "--disable-gpu",
+                          profile,
+                          "--dump-dom",
+                          url,
+                          NULL};
     const char **argv = timeout_bin[0] ? dump : dump + 2;
     char *dom = NULL, *derr = NULL;
     int status;
@@ -196,8 +208,17 @@ Test(report, the_demo_report_opens_in_headless_chromium_with_the_front_and_every
     cr_expect(strstr(dom, "<svg id=\"progress\""));
     free(dom);
     free(derr);
-    const char *snap[] = {timeout_bin[0] ? timeout_bin : chromium, "120", chromium, "--headless", "--no-sandbox",
-                          "--disable-gpu", profile, "--window-size=1000,1400", shot_arg, url, NULL};
+    const char *snap[] = {timeout_bin[0] ? timeout_bin : chromium,
+                          "120",
+                          chromium,
+                          "--headless",
+                          "--no-sandbox",
+                          "--disable-gpu",
+                          profile,
+                          "--window-size=1000,1400",
+                          shot_arg,
+                          url,
+                          NULL};
     argv = timeout_bin[0] ? snap : snap + 2;
     cr_assert_eq(ba_test_run(argv, NULL, &derr, &status), 0);
     cr_expect_eq(status, 0, "chromium --screenshot: %s", derr);
@@ -226,14 +247,16 @@ Test(report, bad_trial_and_missing_study_are_usage_errors_and_leave_no_file, .ti
     ba_test_run_free(&r);
     cr_expect(access(html, F_OK) == 0);
     /* export --trial works for any front point. */
-    r = ba_test_cli("--db", e.db, "trials", "--study", "demo", "--pareto", "--format", "csv", "--limit", "1", NULL);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "demo", "--pareto", "--format", "csv", "--limit", "1",
+                    NULL);
     cr_assert_eq(r.status, 0);
     int64_t num = strtoll(strchr(r.out, '\n') + 1, NULL, 10);
     ba_test_run_free(&r);
     char ntext[32], plan[700];
     snprintf(ntext, sizeof ntext, "%lld", (long long)num);
     snprintf(plan, sizeof plan, "%s/front.json", e.dir);
-    r = ba_test_cli("--db", e.db, "export", "--study", "demo", "--trial", ntext, "--format", "plan", "-o", plan, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "demo", "--trial", ntext, "--format", "plan", "-o",
+                    plan, NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     ba_test_rmtree(e.dir);
@@ -241,8 +264,8 @@ Test(report, bad_trial_and_missing_study_are_usage_errors_and_leave_no_file, .ti
 
 Test(report, studies_delete_and_rename_and_other_settings_point_to_them, .timeout = 300) {
     env_t e = make_demo();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2", "--generations", "3",
-                                  "--offspring", "5", "--plan-out", e.plan, "-q", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2",
+                                  "--generations", "3", "--offspring", "5", "--plan-out", e.plan, "-q", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--study NEW") && strstr(r.err, "studies --delete demo"), "%s", r.err);
     ba_test_run_free(&r);
@@ -273,8 +296,8 @@ Test(report, studies_delete_and_rename_and_other_settings_point_to_them, .timeou
     cr_expect_eq(r.status, 2);
     ba_test_run_free(&r);
     /* The name is free again: the new settings run under it. */
-    r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2", "--generations", "1", "--offspring",
-                    "4", "--plan-out", e.plan, "-q", NULL);
+    r = ba_test_cli("--db", e.db, "--config", DEMO, "search", "--method", "nsga2", "--generations", "1",
+                    "--offspring", "4", "--plan-out", e.plan, "-q", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     ba_test_rmtree(e.dir);
@@ -284,9 +307,9 @@ Test(report, the_sweep_marks_pareto_on_measured_kl_and_prints_the_budget_used, .
     char dir[512], db[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "search", BA_SOURCE_DIR "/tests/fixtures/digits/cnn_dyn.onnx", "--data",
-                                  BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep", "avg-bits=2:8:1",
-                                  "--study", "sw", "--format", "json", "-q", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", BA_SOURCE_DIR "/tests/fixtures/digits/cnn_dyn.onnx",
+                                  "--data", BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep",
+                                  "avg-bits=2:8:1", "--study", "sw", "--format", "json", "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = json_loads(r.out, 0, NULL);
     json_t *pts = json_object_get(j, "points");
@@ -296,12 +319,14 @@ Test(report, the_sweep_marks_pareto_on_measured_kl_and_prints_the_budget_used, .
     int nfront = 0;
     json_array_foreach(pts, i, a) {
         if (!json_is_true(json_object_get(a, "feasible"))) continue;
-        double au = json_number_value(json_object_get(a, "used")), ak = json_number_value(json_object_get(a, "kl"));
+        double au = json_number_value(json_object_get(a, "used")),
+               ak = json_number_value(json_object_get(a, "kl"));
         cr_expect_leq(au, json_number_value(json_object_get(a, "limit")) + 1e-9, "used within the limit");
         int dominated = 0;
         json_array_foreach(pts, k, b) {
             if (k == i || !json_is_true(json_object_get(b, "feasible"))) continue;
-            double bu = json_number_value(json_object_get(b, "used")), bk = json_number_value(json_object_get(b, "kl"));
+            double bu = json_number_value(json_object_get(b, "used")),
+                   bk = json_number_value(json_object_get(b, "kl"));
             dominated |= bu <= au && bk <= ak && (bu < au || bk < ak);
         }
         cr_expect_eq(json_is_true(json_object_get(a, "pareto")), !dominated, "point %zu", i);
@@ -312,8 +337,8 @@ Test(report, the_sweep_marks_pareto_on_measured_kl_and_prints_the_budget_used, .
     ba_test_run_free(&r);
     /* The table has the column of the budget actually used. */
     r = ba_test_cli("--db", db, "search", BA_SOURCE_DIR "/tests/fixtures/digits/cnn_dyn.onnx", "--data",
-                    BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep", "avg-bits=2:8:1", "--study", "sw",
-                    "-q", NULL);
+                    BA_SOURCE_DIR "/tests/fixtures/digits/calib_x.npy", "--sweep", "avg-bits=2:8:1",
+                    "--study", "sw", "-q", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, " used ") && strstr(r.out, "pareto"), "%s", r.out);
     ba_test_run_free(&r);
