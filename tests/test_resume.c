@@ -29,7 +29,8 @@
 static const char *g_method = "ilp+evo";
 
 static void search_argv(const char *db, const char *study, const char *plan, const char **argv) {
-    const char *a[] = {BA_CLI, "--db", db, "-q", "search", "--method", g_method, DIGITS "mlp_dyn.onnx", "--data", DIGITS "calib_x_flat.npy",
+    const char *a[] = {BA_CLI, "--db", db, "-q", "search", "--method", g_method, DIGITS "mlp_dyn.onnx",
+                       "--data", DIGITS "calib_x_flat.npy",
                        "--labels", DIGITS "calib_y.npy", "--budget", "avg-bits=4", "--bits", "2,3,4,8",
                        "--sensitivity", "act", "--generations", GENS, "--offspring", KIDS, "--seed", "3", "--study",
                        study, "--plan-out", plan, NULL};
