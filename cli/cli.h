@@ -150,5 +150,6 @@ int ba_cmd_studies(const ba_cli_opts *o);
 int ba_cmd_trials(const ba_cli_opts *o);
 int ba_cmd_export(const ba_cli_opts *o);
 int ba_cmd_quantize(const ba_cli_opts *o);
+int ba_cmd_report(const ba_cli_opts *o);
 
 #endif

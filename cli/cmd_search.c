@@ -48,6 +48,7 @@ static json_t *sweep_json(const ba_run_result_t *r) {
         json_t *o = json_object();
         json_object_set_new(o, "limit", json_real(p->limit));
         json_object_set_new(o, "feasible", json_boolean(p->feasible));
+        json_object_set_new(o, "used", p->feasible ? ba_json_real_or_null(p->used) : json_null());
         json_object_set_new(o, "pareto", json_boolean(p->pareto));
         json_object_set_new(o, "trial", p->trial > 0 ? json_integer(p->trial) : json_null());
         json_object_set_new(o, "predicted", p->feasible ? ba_json_real_or_null(p->predicted) : json_null());
@@ -75,15 +76,15 @@ static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
         return rc == 0 ? BA_EXIT_OK : BA_EXIT_RUNTIME;
     }
     const char *key = ba_budget_key((ba_budget_kind_t)r->sweep_key);
-    const char *hdr[] = {key, "pareto", "trial", "predicted", "kl", "agreement", "accuracy", "bits"};
-    ba_table_t *t = ba_table_new(8, hdr, NULL);
+    const char *hdr[] = {key, "used", "pareto", "trial", "predicted", "kl", "agreement", "accuracy", "bits"};
+    ba_table_t *t = ba_table_new(9, hdr, NULL);
     if (!t) return BA_EXIT_RUNTIME;
     for (int i = 0; i < r->nsweep; i++) {
         const ba_run_sweep_point_t *p = &r->sweep[i];
-        char lim[64], pred[32], kl[32], ag[32], acc[32], tr[24], bits[512] = "";
+        char lim[64], used[64], pred[32], kl[32], ag[32], acc[32], tr[24], bits[512] = "";
         ba_budget_format((ba_budget_kind_t)r->sweep_key, p->limit, lim, sizeof lim);
         if (!p->feasible) {
-            const char *c[] = {lim, "infeasible", NULL, NULL, NULL, NULL, NULL, NULL};
+            const char *c[] = {lim, NULL, "infeasible", NULL, NULL, NULL, NULL, NULL, NULL};
             ba_table_add(t, c);
             continue;
         }
@@ -91,11 +92,12 @@ static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
         for (int l = 0; l < r->nlayers && n + 8 < sizeof bits; l++)
             n += (size_t)snprintf(bits + n, sizeof bits - n, "%s%d", l ? "," : "", p->bits[l]);
         snprintf(tr, sizeof tr, "%lld", (long long)p->trial);
+        ba_budget_format((ba_budget_kind_t)r->sweep_key, p->used, used, sizeof used);
         fmt_metric(p->predicted, "%.4g", pred, sizeof pred);
         fmt_metric(p->res.kl, "%.5f", kl, sizeof kl);
         fmt_metric(100 * p->res.agreement, "%.2f%%", ag, sizeof ag);
         fmt_metric(100 * p->res.accuracy, "%.2f%%", acc, sizeof acc);
-        const char *c[] = {lim, p->pareto ? "yes" : "no", tr, pred, kl, ag, acc, bits};
+        const char *c[] = {lim, used, p->pareto ? "yes" : "no", tr, pred, kl, ag, acc, bits};
         ba_table_add(t, c);
     }
     printf("study %s: Pareto sweep of %s (%d points, %lld trials)\n\n", r->study, key, r->nsweep,
@@ -199,7 +201,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
         s->has_sweep = 1;
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
-    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo");
+    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo") ||
+                      !strcmp(s->method, "nsga2"); /* nsga2: seeded from the ILP sweep */
     if (ba_cli_has(o, "sensitivity-file")) {
         s->sensitivity[0] = '\0';
         BA_TRY(ba_run_settings_set_path(&s->sensitivity_file, ba_cli_get(o, "sensitivity-file"), err));
@@ -222,6 +225,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     s->generations = (int)ba_cli_get_int(o, "generations", BA_EVO_DEFAULT_GENERATIONS);
     s->offspring = (int)ba_cli_get_int(o, "offspring", BA_EVO_DEFAULT_OFFSPRING);
     if (s->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
+    if (s->offspring < 2 && !strcmp(s->method, "nsga2"))
+        return ba_error_set(err, BA_ERR_INPUT, "--offspring: nsga2 needs a population of at least 2");
     if (ba_cli_has(o, "latency-table"))
         BA_TRY(ba_run_settings_set_path(&s->latency_table, ba_cli_get(o, "latency-table"), err));
     if (ba_cli_has(o, "hw")) {

@@ -127,7 +127,28 @@ static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
     return bad ? -1 : 0;
 }
 
+/* --delete NAME / --rename OLD NEW: one write, then a line saying what was done. */
+static int studies_change(const ba_cli_opts *o) {
+    const char *del = ba_cli_get(o, "delete"), *old = ba_cli_get(o, "rename"), *nw = ba_cli_get(o, "new-name");
+    ba_error err;
+    ba_error_clear(&err);
+    ba_db_t *db = NULL;
+    ba_status st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_WRITE, &db, &err);
+    if (st == BA_OK) st = del ? ba_db_study_delete(db, del, &err) : ba_db_study_rename(db, old, nw, &err);
+    ba_db_close(db);
+    if (st != BA_OK) {
+        ba_cli_error("%s", err.msg);
+        return ba_status_exit_code(st);
+    }
+    if (ba_cli_verbosity(o) >= 0) {
+        if (del) printf("deleted study '%s'\n", del);
+        else printf("renamed study '%s' to '%s'\n", old, nw);
+    }
+    return BA_EXIT_OK;
+}
+
 int ba_cmd_studies(const ba_cli_opts *o) {
+    if (ba_cli_has(o, "delete") || ba_cli_has(o, "rename")) return studies_change(o);
     const char *fmt = ba_cli_get_or(o, "format", "table");
     ba_error err;
     ba_error_clear(&err);

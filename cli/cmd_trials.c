@@ -170,13 +170,15 @@ int ba_cmd_trials(const ba_cli_opts *o) {
     ba_trial_query_t q = {.where = ba_cli_get(o, "where"),
                           .sort = ba_cli_get(o, "sort"),
                           .limit = ba_cli_get_int(o, "limit", 0),
-                          .best = ba_cli_has(o, "best")};
+                          .best = ba_cli_has(o, "best"),
+                          .pareto = ba_cli_has(o, "pareto") ? ba_cli_get_or(o, "objectives", BA_DB_PARETO_DEFAULT) : NULL};
     int zero_limit = ba_cli_has(o, "limit") && q.limit == 0;
     ba_error err;
     ba_error_clear(&err);
     ba_status st = BA_OK;
     /* A malformed filter is a usage error whatever the database holds. */
     if (q.where) st = ba_db_where_check(q.where, &err);
+    if (st == BA_OK && q.pareto) st = ba_db_pareto_check(q.pareto, NULL, &err);
     ba_db_t *db = NULL;
     ba_study_info_t info = {0};
     ba_trial_t *t = NULL;

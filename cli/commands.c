@@ -9,7 +9,7 @@
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
 #define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
-#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform"
+#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform|nsga2"
 
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
 #define F_MODEL                                                                                              \
@@ -150,6 +150,9 @@ static const ba_cli_flag resume_flags[] = {
 
 static const ba_cli_flag studies_flags[] = {
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|csv|json", "output format (default: table)"},
+    {"delete", 0, BA_CLI_T_STR, 0, "NAME", NULL, "delete study NAME with its trials"},
+    {"rename", 0, BA_CLI_T_STR, 0, "OLD", NULL, "rename study OLD to NEW (--rename OLD NEW)"},
+    {"new-name", 0, BA_CLI_T_STR, BA_CLI_POSITIONAL | BA_CLI_NO_CONFIG, "NEW", NULL, "the new name of --rename"},
     F_END,
 };
 
@@ -159,6 +162,9 @@ static const ba_cli_flag trials_flags[] = {
     {"where", 0, BA_CLI_T_STR, 0, "EXPR", NULL, "filter, e.g. 'avg_bits<=4 and kl<0.01'"},
     {"sort", 0, BA_CLI_T_STR, 0, "KEY", NULL, "sort by a column (e.g. kl, avg_bits, number)"},
     {"limit", 0, BA_CLI_T_INT, 0, "N", NULL, "print at most N trials"},
+    {"pareto", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "only the measured Pareto front of the complete trials"},
+    {"objectives", 0, BA_CLI_T_STR, 0, "A,B", NULL,
+     "the front's columns, any metric x any budget quantity (default: kl,avg_bits)"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|csv|json", "output format (default: table)"},
     F_END,
 };
@@ -169,6 +175,14 @@ static const ba_cli_flag export_flags[] = {
     {"format", 0, BA_CLI_T_CHOICE, BA_CLI_REQUIRED, "F",
      "plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq", "export format"},
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "PATH", NULL, "output file"},
+    F_END,
+};
+
+static const ba_cli_flag report_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "the trial whose per-layer bits are shown (default: best)"},
+    {"objectives", 0, BA_CLI_T_STR, 0, "A,B", NULL, "the front's columns, metric first (default: kl,avg_bits)"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "REPORT.html", NULL, "output file"},
     F_END,
 };
 
@@ -189,6 +203,23 @@ static ba_status sensitivity_check(const ba_cli_opts *o, ba_error *err) {
     const char *m = ba_cli_get_or(o, "method", "hessian");
     if (strcmp(m, "weight") != 0 && !ba_cli_has(o, "data"))
         return ba_error_set(err, BA_ERR_INPUT, "--data: required by 'sensitivity --method %s'", m);
+    return BA_OK;
+}
+
+static ba_status studies_check(const ba_cli_opts *o, ba_error *err) {
+    if (ba_cli_has(o, "delete") && ba_cli_has(o, "rename"))
+        return ba_error_set(err, BA_ERR_INPUT, "--delete: cannot be combined with --rename");
+    if (ba_cli_has(o, "rename") != ba_cli_has(o, "new-name"))
+        return ba_error_set(err, BA_ERR_INPUT, ba_cli_has(o, "rename") ? "--rename: give the old and the new name: --rename OLD NEW"
+                                                                     : "NEW: a second name needs --rename OLD NEW");
+    return BA_OK;
+}
+
+static ba_status trials_check(const ba_cli_opts *o, ba_error *err) {
+    if (ba_cli_has(o, "objectives") && !ba_cli_has(o, "pareto"))
+        return ba_error_set(err, BA_ERR_INPUT, "--objectives: needs --pareto");
+    if (ba_cli_has(o, "pareto") && ba_cli_has(o, "best"))
+        return ba_error_set(err, BA_ERR_INPUT, "--pareto: cannot be combined with --best");
     return BA_OK;
 }
 
@@ -221,12 +252,13 @@ const ba_cli_command ba_cli_commands[] = {
      "bitalloc search net.onnx --data x.npy --budget avg-bits=4 --study demo --plan-out plan.json"},
     {"resume", "finish an interrupted study with the same result", "bitalloc resume --study NAME",
      resume_flags, ba_cmd_resume, NULL, "bitalloc resume --study demo"},
-    {"studies", "list the studies in the database", "bitalloc studies [--format table|csv|json]",
-     studies_flags, ba_cmd_studies, NULL, "bitalloc --db runs.db studies --format csv"},
+    {"studies", "list, delete or rename the studies in the database",
+     "bitalloc studies [--format table|csv|json] | --delete NAME | --rename OLD NEW",
+     studies_flags, ba_cmd_studies, studies_check, "bitalloc --db runs.db studies --rename demo demo-v1"},
     {"trials", "list a study's trials (filter, sort, best)",
-     "bitalloc trials --study NAME [--best] [--where EXPR] [--sort KEY] [--limit N] [--format "
-     "table|csv|json]",
-     trials_flags, ba_cmd_trials, NULL,
+     "bitalloc trials --study NAME [--best | --pareto [--objectives A,B]] [--where EXPR] [--sort KEY]\n"
+     "                [--limit N] [--format table|csv|json]",
+     trials_flags, ba_cmd_trials, trials_check,
      "bitalloc trials --study demo --where 'avg_bits<=4 and kl<0.01' --sort kl"},
     {"export", "write a trial as a plan, CSV, HAWQ, ModelOpt, llama.cpp or ONNX",
      "bitalloc export --study NAME [--trial N|best]\n"
@@ -235,6 +267,9 @@ const ba_cli_command ba_cli_commands[] = {
     {"quantize", "apply a plan to a model: fake-quantized or QDQ ONNX",
      "bitalloc quantize MODEL --plan PLAN.json -o OUT.onnx [--format fakequant|qdq]", quantize_flags,
      ba_cmd_quantize, NULL, "bitalloc quantize net.onnx --plan plan.json -o net_q.onnx --format qdq"},
+    {"report", "write a study's HTML report: measured front, per-layer bits, progress",
+     "bitalloc report --study NAME -o REPORT.html [--trial N|best] [--objectives A,B]", report_flags,
+     ba_cmd_report, NULL, "bitalloc report --study demo -o report.html"},
 };
 const size_t ba_cli_command_count = sizeof ba_cli_commands / sizeof ba_cli_commands[0];
 

@@ -5,6 +5,7 @@
  * parameters against a whitelist of columns, never pasted into SQL. */
 #include "db/db.h"
 
+#include "core/pareto.h"
 #include "core/units.h"
 
 #include <ctype.h>
@@ -365,6 +366,60 @@ void ba_db_study_info_free(ba_study_info_t *info) {
     info->settings = NULL;
 }
 
+/* Runs each statement of sql (NUL-separated, ending with an empty one) with ?1 = a, ?2 = b
+ * in one transaction; *changed = rows the first statement changed. */
+static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a, const char *b, int *changed,
+                             const char *what, ba_error *err) {
+    BA_TRY(begin(db, err));
+    ba_status st = BA_OK;
+    *changed = 0;
+    for (int i = 0; st == BA_OK && sql[i]; i++) {
+        sqlite3_stmt *s;
+        st = prep(db, sql[i], &s, err);
+        if (st != BA_OK) break;
+        if (sqlite3_bind_parameter_count(s) >= 1) sqlite3_bind_text(s, 1, a, -1, SQLITE_TRANSIENT);
+        if (sqlite3_bind_parameter_count(s) >= 2) sqlite3_bind_text(s, 2, b, -1, SQLITE_TRANSIENT);
+        int rc = sqlite3_step(s);
+        if (rc == SQLITE_CONSTRAINT)
+            st = ba_error_set(err, BA_ERR_INPUT, "studies: a study named '%s' already exists in %s", b, db->path);
+        else if (rc != SQLITE_DONE) st = dberr(db, err, what);
+        if (st == BA_OK && i == 0) *changed = sqlite3_changes(db->h);
+        sqlite3_finalize(s);
+    }
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err) {
+    /* The study row goes first (it counts as the change); its rows in the other tables follow by id. */
+    static const char *const sql[] = {
+        "CREATE TEMP TABLE IF NOT EXISTS ba_gone(id INTEGER)",
+        "DELETE FROM ba_gone",
+        "INSERT INTO ba_gone SELECT id FROM studies WHERE name = ?1",
+        "DELETE FROM trial_bits WHERE trial_id IN (SELECT id FROM trials WHERE study_id IN (SELECT id FROM ba_gone))",
+        "DELETE FROM trials WHERE study_id IN (SELECT id FROM ba_gone)",
+        "DELETE FROM layers WHERE study_id IN (SELECT id FROM ba_gone)",
+        "DELETE FROM checkpoints WHERE study_id IN (SELECT id FROM ba_gone)",
+        "DELETE FROM studies WHERE id IN (SELECT id FROM ba_gone)",
+        NULL};
+    ba_study_info_t info;
+    BA_TRY(ba_db_study_get(db, name, &info, err));
+    ba_db_study_info_free(&info);
+    int changed;
+    return write_steps(db, sql, name, NULL, &changed, "cannot delete study", err);
+}
+
+ba_status ba_db_study_rename(ba_db_t *db, const char *old_name, const char *new_name, ba_error *err) {
+    if (!new_name[0] || strlen(new_name) >= 256)
+        return ba_error_set(err, BA_ERR_INPUT, "--rename: a name must have 1 to 255 characters");
+    static const char *const sql[] = {"UPDATE studies SET name = ?2 WHERE name = ?1", NULL};
+    int changed;
+    BA_TRY(write_steps(db, sql, old_name, new_name, &changed, "cannot rename study", err));
+    if (!changed) return ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", old_name, db->path);
+    return BA_OK;
+}
+
 ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state, ba_error *err) {
     BA_TRY(begin(db, err));
     sqlite3_stmt *s;
@@ -412,6 +467,48 @@ ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_erro
 void ba_db_studies_free(ba_study_info_t *s, int n) {
     for (int i = 0; s && i < n; i++) free(s[i].settings);
     free(s);
+}
+
+void ba_db_layers_free(ba_db_layer_t *l, int n) {
+    for (int i = 0; l && i < n; i++) {
+        free((char *)l[i].name);
+        free((char *)l[i].op);
+    }
+    free(l);
+}
+
+ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, int *n, ba_error *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT name, op, params, macs FROM layers WHERE study_id = ? ORDER BY idx", &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    ba_status st = BA_OK;
+    int cap = 0;
+    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ba_db_layer_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
+            if (!p) { st = BA_ERR_NOMEM; break; }
+            *out = p;
+        }
+        ba_db_layer_t *l = &(*out)[*n];
+        l->name = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+        l->op = l->name ? ba_strdup((const char *)sqlite3_column_text(s, 1), err) : NULL;
+        l->params = sqlite3_column_int64(s, 2);
+        l->macs = sqlite3_column_int64(s, 3);
+        if (!l->op) {
+            free((char *)l->name);
+            st = BA_ERR_NOMEM;
+        } else (*n)++;
+    }
+    sqlite3_finalize(s);
+    if (st != BA_OK) {
+        ba_db_layers_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return st;
 }
 
 ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n, ba_error *err) {
@@ -708,6 +805,95 @@ static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_erro
     return load_bits(db, tid, t, err);
 }
 
+/* ---- --pareto: the complete trials no other one dominates on chosen columns ---- */
+
+static const char *const PARETO_COLS[] = {"avg_bits", "memory", "bops",      "latency",  "predicted",
+                                          "kl",       "mse",    "agreement", "accuracy", NULL};
+
+/* Index in PARETO_COLS of s[0..n) ('-' stands for '_'), -1 when none. */
+static int pareto_col(const char *s, size_t n) {
+    for (int i = 0; PARETO_COLS[i]; i++) {
+        if (strlen(PARETO_COLS[i]) != n) continue;
+        size_t j = 0;
+        while (j < n && (s[j] == PARETO_COLS[i][j] || (s[j] == '-' && PARETO_COLS[i][j] == '_'))) j++;
+        if (j == n) return i;
+    }
+    return -1;
+}
+
+static ba_status pareto_parse(const char *list, int *cols, int *k, ba_error *err) {
+    *k = 0;
+    const char *p = list;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        int c = pareto_col(p, n);
+        if (c < 0)
+            return ba_error_set(err, BA_ERR_INPUT, "--objectives: unknown column '%.*s' (one of avg_bits, memory, bops, "
+                                "latency, predicted, kl, mse, agreement, accuracy)", (int)n, p);
+        for (int i = 0; i < *k; i++)
+            if (cols[i] == c) return ba_error_set(err, BA_ERR_INPUT, "--objectives: '%s' given twice", PARETO_COLS[c]);
+        if (*k == BA_DB_PARETO_MAX)
+            return ba_error_set(err, BA_ERR_INPUT, "--objectives: more than %d columns", BA_DB_PARETO_MAX);
+        cols[(*k)++] = c;
+        if (!p[n]) break;
+        p += n + 1;
+    }
+    if (*k < 2) return ba_error_set(err, BA_ERR_INPUT, "--objectives: give at least two columns, e.g. kl,memory");
+    return BA_OK;
+}
+
+ba_status ba_db_pareto_check(const char *objectives, int *k, ba_error *err) {
+    int cols[BA_DB_PARETO_MAX], kk;
+    BA_TRY(pareto_parse(objectives, cols, &kk, err));
+    if (k) *k = kk;
+    return BA_OK;
+}
+
+static double column_value(const ba_trial_t *t, int c) {
+    switch (c) {
+    case 0: return t->avg_bits;
+    case 1: return t->memory;
+    case 2: return t->bops;
+    case 3: return t->latency;
+    case 4: return t->predicted;
+    case 5: return t->kl;
+    case 6: return t->mse;
+    case 7: return t->agreement;
+    default: return t->accuracy;
+    }
+}
+
+double ba_db_trial_column(const ba_trial_t *t, const char *col, int *maximize) {
+    int c = pareto_col(col, strlen(col));
+    if (maximize) *maximize = c >= 7;
+    return c < 0 ? NAN : column_value(t, c);
+}
+
+/* Column c of t, signed so that smaller is better. */
+static double pareto_value(const ba_trial_t *t, int c) { return c >= 7 ? -column_value(t, c) : column_value(t, c); }
+
+/* Keeps the non-dominated trials of t[0..*n) in their order. */
+static ba_status pareto_filter(ba_trial_t *t, int *n, const int *cols, int k, ba_error *err) {
+    if (*n == 0) return BA_OK;
+    double *v = ba_malloc(sizeof *v * (size_t)*n * (size_t)k, err);
+    int *keep = ba_malloc(sizeof *keep * (size_t)*n, err);
+    ba_status st = v && keep ? BA_OK : BA_ERR_NOMEM;
+    for (int i = 0; st == BA_OK && i < *n; i++)
+        for (int j = 0; j < k; j++) v[(size_t)i * k + j] = pareto_value(&t[i], cols[j]);
+    if (st == BA_OK) st = ba_pareto_mask(v, *n, k, keep, err);
+    if (st == BA_OK) {
+        int m = 0;
+        for (int i = 0; i < *n; i++) {
+            if (keep[i]) t[m++] = t[i];
+            else ba_trial_free(&t[i]);
+        }
+        *n = m;
+    }
+    free(v);
+    free(keep);
+    return st;
+}
+
 ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
                              ba_error *err) {
     *out = NULL;
@@ -715,6 +901,9 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     wterm_t terms[BA_WHERE_MAX_TERMS];
     int nterms = 0;
     if (q && q->where && q->where[0]) BA_TRY(where_parse(q->where, terms, &nterms, err));
+    int pcols[BA_DB_PARETO_MAX], pk = 0;
+    int pareto = q && q->pareto && !q->best;
+    if (pareto) BA_TRY(pareto_parse(q->pareto, pcols, &pk, err));
     char sql[4096];
     size_t o = (size_t)snprintf(sql, sizeof sql, "%s", TRIAL_COLS);
     for (int i = 0; i < nterms; i++)
@@ -727,6 +916,10 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         o += (size_t)snprintf(sql + o, sizeof sql - o,
                               " ORDER BY (kl IS NULL), kl, (predicted IS NULL), predicted, number LIMIT 1");
     } else {
+        if (pareto) {
+            o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
+            order = PARETO_COLS[pcols[pk - 1]];
+        }
         if (q && q->sort && q->sort[0]) {
             const char *c = q->sort;
             if (*c == '-') { desc = 1; c++; }
@@ -736,7 +929,8 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         }
         o += (size_t)snprintf(sql + o, sizeof sql - o, " ORDER BY (%s IS NULL), %s %s, number", order, order,
                               desc ? "DESC" : "ASC");
-        if (q && q->limit > 0) o += (size_t)snprintf(sql + o, sizeof sql - o, " LIMIT %lld", (long long)q->limit);
+        if (q && q->limit > 0 && !pareto)
+            o += (size_t)snprintf(sql + o, sizeof sql - o, " LIMIT %lld", (long long)q->limit);
     }
     sqlite3_stmt *s;
     BA_TRY(prep(db, sql, &s, err));
@@ -759,6 +953,11 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     }
     if (st == BA_OK && rc != SQLITE_DONE) st = dberr(db, err, "cannot read trials");
     sqlite3_finalize(s);
+    if (st == BA_OK && pareto) st = pareto_filter(*out, n, pcols, pk, err);
+    if (st == BA_OK && pareto && q->limit > 0 && *n > q->limit) {
+        for (int i = (int)q->limit; i < *n; i++) ba_trial_free(&(*out)[i]);
+        *n = (int)q->limit;
+    }
     if (st != BA_OK) {
         ba_db_trials_free(*out, *n);
         *out = NULL;
@@ -787,6 +986,23 @@ ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error 
     sqlite3_stmt *s;
     BA_TRY(prep(db, "SELECT payload FROM sensitivity_cache WHERE key = ?", &s, err));
     sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    ba_status st = BA_OK;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        *payload = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+        if (!*payload) st = BA_ERR_NOMEM;
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_sens_latest(ba_db_t *db, const char *model_sha256, const char *method, char **payload,
+                            ba_error *err) {
+    *payload = NULL;
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
+                    " ORDER BY created DESC, rowid DESC LIMIT 1", &s, err));
+    sqlite3_bind_text(s, 1, model_sha256, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(s, 2, method, -1, SQLITE_TRANSIENT);
     ba_status st = BA_OK;
     if (sqlite3_step(s) == SQLITE_ROW) {
         *payload = ba_strdup((const char *)sqlite3_column_text(s, 0), err);

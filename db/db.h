@@ -61,6 +61,9 @@ ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state
 ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_error *err);
 void ba_db_studies_free(ba_study_info_t *s, int n);
 ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n, ba_error *err);
+/* The study's layer table in order; name and op allocated (free with ba_db_layers_free). */
+ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, int *n, ba_error *err);
+void ba_db_layers_free(ba_db_layer_t *l, int n);
 
 /* A trial; NaN in a double field = NULL in the DB. */
 typedef struct ba_trial {
@@ -95,7 +98,16 @@ typedef struct ba_trial_query {
     const char *sort;   /* column name, optionally "-kl" for descending; default number */
     int64_t limit;      /* <= 0: no limit */
     int best;           /* only the best complete trial (lowest kl, then predicted) */
+    const char *pareto; /* "kl,memory": only the complete trials no other complete trial (after --where)
+                         * dominates on these columns (agreement, accuracy maximized, the rest
+                         * minimized; a NULL value keeps a trial off); sorted by the last one
+                         * unless sort is given. NULL = no filter. */
 } ba_trial_query_t;
+
+/* Default objectives of a Pareto query: the measured objective against the average width. */
+#define BA_DB_PARETO_DEFAULT "kl,avg_bits"
+/* Most objectives in a Pareto query. */
+#define BA_DB_PARETO_MAX 8
 
 /* Complete list in number order unless sorted. *out allocated; free with ba_db_trials_free. */
 ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
@@ -105,11 +117,24 @@ ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_tria
 
 /* Sensitivity cache keyed by a caller-made key (model sha, method, settings, data sha). */
 ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err); /* *payload NULL: miss */
+/* The newest cached sensitivity of a model by one method (any settings); *payload NULL when none. */
+ba_status ba_db_sens_latest(ba_db_t *db, const char *model_sha256, const char *method, char **payload,
+                            ba_error *err);
 ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256, const char *method,
                          const char *payload, ba_error *err);
 
 /* Validates a --where expression (column names, operators, numbers); used by
  * the query and by the CLI to report errors early. */
 ba_status ba_db_where_check(const char *where, ba_error *err);
+/* The value of trial column col ("kl", "avg_bits", …; '-' for '_') as stored; NaN when
+ * unknown or NULL. *maximize (may be NULL) is set for agreement and accuracy. */
+double ba_db_trial_column(const ba_trial_t *t, const char *col, int *maximize);
+/* Validates a --objectives list ("kl,memory"; '-' may stand for '_'); *k objectives. */
+ba_status ba_db_pareto_check(const char *objectives, int *k, ba_error *err);
+
+/* Deletes a study with its layers, trials and checkpoint (BA_ERR_INPUT when absent). */
+ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err);
+/* Renames a study (BA_ERR_INPUT when absent or when new_name is taken). */
+ba_status ba_db_study_rename(ba_db_t *db, const char *old_name, const char *new_name, ba_error *err);
 
 #endif

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/pareto.h"
 #include "core/util.h"
 #include "eval/dataset.h"
 #include "eval/evaluate.h"
@@ -22,6 +23,7 @@
 #include "quant/cost.h"
 #include "quant/wcache.h"
 #include "search/hw.h"
+#include "search/nsga2.h"
 
 /* ---- settings ---- */
 
@@ -550,6 +552,24 @@ static int64_t checkpoint_best(const char *text) {
     return t;
 }
 
+/* Pareto on what was measured: a point is on the front when no other feasible
+ * point has a measured objective and a used budget both no worse, one better
+ * (the ILP's own mark compares predicted Ω, which the measured metric can contradict). */
+static ba_status sweep_mark_measured(ba_run_sweep_point_t *pt, int n, ba_error *err) {
+    double *v = ba_malloc(sizeof *v * 2 * (size_t)(n ? n : 1), err);
+    int *on = ba_malloc(sizeof *on * (size_t)(n ? n : 1), err);
+    ba_status st = v && on ? BA_OK : BA_ERR_NOMEM;
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        v[2 * i] = pt[i].feasible ? pt[i].res.objective : NAN;
+        v[2 * i + 1] = pt[i].feasible ? pt[i].used : NAN;
+    }
+    if (st == BA_OK) st = ba_pareto_mask(v, n, 2, on, err);
+    for (int i = 0; st == BA_OK && i < n; i++) pt[i].pareto = on[i];
+    free(v);
+    free(on);
+    return st;
+}
+
 static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     const ba_run_settings_t *s = c->s;
     int j = -1;
@@ -572,6 +592,7 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
         o->res.objective = o->res.kl = o->res.mse = o->res.agreement = o->res.accuracy = NAN;
         if (!pt->feasible) continue;
         o->predicted = pt->sol.objective;
+        o->used = pt->sol.budget[j];
         memcpy(o->budget, pt->sol.budget, sizeof o->budget);
         o->bits = ba_malloc((size_t)L * sizeof *o->bits, err);
         if (!o->bits) {
@@ -606,6 +627,7 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     out->ntrials = number - 1;
     out->trial = -1;
     ba_sweep_free(sw);
+    if (st == BA_OK) st = sweep_mark_measured(out->sweep, out->nsweep, err);
     return st;
 }
 
@@ -685,7 +707,8 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
             if (!strcmp(m, "ilp+evo") || ba_search_uniform_choice(c.p, seed, &ubits, &e2) != BA_OK)
                 memcpy(seed, sol.choice, (size_t)L * sizeof *seed);
             st = ba_evo_run(c.p, seed, &so, &h, ck, &sr, err);
-        } else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform", m);
+        } else if (!strcmp(m, "nsga2")) st = ba_nsga2_run(c.p, &so, &h, ck, &sr, err);
+        else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform|nsga2", m);
     }
     if (st == BA_OK) {
         out->trial = sr.trial;
@@ -796,8 +819,9 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
         if (st0 != BA_OK) return st0;
         if (same) return ba_run_resume(db, name, cb, out, err);
         return ba_error_set(err, BA_ERR_INPUT,
-                            "--study %s: a study of that name exists with other settings (continue it with "
-                            "`bitalloc resume --study %s`, or pick another name)",
+                            "--study %s: a study of that name exists with other settings; run the new settings "
+                            "under another name (--study NEW), or drop the old study first "
+                            "(`bitalloc studies --delete %s`)",
                             name, name);
     }
     /* The study row records the inputs' digests; loading here also validates them before anything is written. */

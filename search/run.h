@@ -83,8 +83,9 @@ typedef struct ba_run_callbacks {
 
 typedef struct ba_run_sweep_point {
     double limit;
-    int feasible, pareto;
+    int feasible, pareto; /* pareto: not dominated in (measured objective, used) by another point */
     int64_t trial;      /* -1 when infeasible */
+    double used;        /* the swept quantity's value at this point (≤ limit) */
     double predicted;
     double budget[BA_BUDGET_NKINDS];
     ba_eval_result_t res;

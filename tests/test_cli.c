@@ -23,10 +23,10 @@ static void expect_error(const ba_test_run_t *r, int code, const char *want) {
     cr_expect(strstr(r->err, want) != NULL, "stderr lacks '%s': %s", want, r->err);
 }
 
-static const char *const COMMANDS[] = {"inspect", "eval",   "sensitivity", "search",   "resume",
+static const char *const COMMANDS[] = {"inspect", "eval",   "sensitivity", "search",   "resume", "report",
                                        "studies", "trials", "export",      "quantize", NULL};
 
-Test(cli, help_lists_all_nine_commands) {
+Test(cli, help_lists_all_ten_commands) {
     ba_test_run_t r = ba_test_cli("--help", NULL);
     cr_assert_eq(r.status, 0);
     for (int i = 0; COMMANDS[i]; i++) {

@@ -25,8 +25,12 @@
 #define GENS "6"
 #define KIDS "6"
 
+/* The search method the kill test runs (ilp+evo unless set). */
+static const char *g_method = "ilp+evo";
+
 static void search_argv(const char *db, const char *study, const char *plan, const char **argv) {
-    const char *a[] = {BA_CLI, "--db", db, "-q", "search", DIGITS "mlp_dyn.onnx", "--data", DIGITS "calib_x_flat.npy",
+    const char *a[] = {BA_CLI, "--db", db, "-q", "search", "--method", g_method, DIGITS "mlp_dyn.onnx",
+                       "--data", DIGITS "calib_x_flat.npy",
                        "--labels", DIGITS "calib_y.npy", "--budget", "avg-bits=4", "--bits", "2,3,4,8",
                        "--sensitivity", "act", "--generations", GENS, "--offspring", KIDS, "--seed", "3", "--study",
                        study, "--plan-out", plan, NULL};
@@ -125,7 +129,7 @@ static void expect_integrity(const char *dbpath) {
     sqlite3_close(h);
 }
 
-Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120) {
+static void kill_and_resume(void) {
     char dir[4096], ref_db[4200], ref_plan[4200], db[4200], plan[4200];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(ref_db, sizeof ref_db, "%s/ref.db", dir);
@@ -183,6 +187,13 @@ Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120
     }
     cr_expect_geq(kills, MIN_KILLS);
     ba_test_rmtree(dir);
+}
+
+Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120) { kill_and_resume(); }
+
+Test(resume, nsga2_killed_anywhere_resumes_to_the_uninterrupted_front, .timeout = 120) {
+    g_method = "nsga2";
+    kill_and_resume();
 }
 
 Test(resume, finished_study_reports_again_and_changed_model_is_refused) {
