@@ -13,7 +13,7 @@ static ba_status bad_shapes(const ba_node_t *node, const ba_tensor_t *A, const b
 }
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
-static ba_status gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                               ba_error *err) {
     (void)nout;
     const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL, *C = nin > 2 ? in[2] : NULL;
@@ -65,7 +65,7 @@ static void batch_product(const float *a, const float *b, float *y, int64_t e, i
 
 /* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
  * row (M dim dropped from the result), a 1-D B a column (N dim dropped). */
-static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                 ba_error *err) {
     (void)nout;
     const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL;
@@ -122,8 +122,3 @@ static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, i
     return BA_OK;
 }
 
-const ba_op_def_t ba_ops_matmul[] = {
-    {"Gemm", gemm_forward},
-    {"MatMul", matmul_forward},
-    {NULL, NULL},
-};

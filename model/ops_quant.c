@@ -100,7 +100,7 @@ static void store_q(ba_tensor_t *t, int64_t i, double v) {
     }
 }
 
-static ba_status quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                  ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
@@ -137,7 +137,7 @@ static ba_status quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-static ba_status dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                    ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
@@ -167,8 +167,3 @@ static ba_status dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, i
     return BA_OK;
 }
 
-const ba_op_def_t ba_ops_quant[] = {
-    {"QuantizeLinear", quantize_linear},
-    {"DequantizeLinear", dequantize_linear},
-    {NULL, NULL},
-};

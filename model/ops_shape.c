@@ -105,7 +105,7 @@ static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const i
     return BA_OK;
 }
 
-static ba_status fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                               ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     BA_TRY(make_view(n, in[0], in[0]->ndim, in[0]->shape, &out[0], err));
@@ -123,7 +123,7 @@ static ba_status fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                              ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -137,7 +137,7 @@ static ba_status fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return make_view(n, x, 2, shape, &out[0], err);
 }
 
-static ba_status fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                              ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
@@ -203,7 +203,7 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
     return BA_OK;
 }
 
-static ba_status fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                              ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -231,7 +231,7 @@ static ba_status fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return make_view(n, x, nd, shape, &out[0], err);
 }
 
-static ba_status fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -256,7 +256,7 @@ static ba_status fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int n
 
 /* ---------------------------------------------------------------- copies */
 
-static ba_status fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -288,7 +288,7 @@ static ba_status fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int n
     return BA_OK;
 }
 
-static ba_status fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): no inputs", n->name);
@@ -327,7 +327,7 @@ static ba_status fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -419,7 +419,7 @@ done:
     return st;
 }
 
-static ba_status fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -490,7 +490,7 @@ static ba_status fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
@@ -531,7 +531,7 @@ static ba_status fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                      int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
@@ -567,7 +567,7 @@ static ba_status fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in,
     return BA_OK;
 }
 
-static ba_status fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
@@ -590,7 +590,7 @@ static ba_status fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
@@ -640,7 +640,7 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
     }
 }
 
-static ba_status fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1145,7 +1145,7 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
     ba_resize_plan_t p;
@@ -1157,7 +1157,7 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* ---------------------------------------------------------------- constants */
 
-static ba_status fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                               ba_error *err) {
     (void)in, (void)nin, (void)nout;
     const ba_attr_t *a;
@@ -1183,7 +1183,7 @@ static ba_status fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                        int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1204,7 +1204,7 @@ static ba_status fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *i
     return BA_OK;
 }
 
-static ba_status fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1226,7 +1226,7 @@ static ba_status fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1240,7 +1240,7 @@ static ba_status fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 /* Guards Range against a hostile limit/delta pair. */
 #define RANGE_MAX_ELEMS ((int64_t)1 << 32)
 
-static ba_status fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
@@ -1273,7 +1273,7 @@ static ba_status fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
@@ -1287,7 +1287,7 @@ static ba_status fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
     return BA_OK;
 }
 
-static ba_status fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                              ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1313,7 +1313,7 @@ static ba_status fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-static ba_status fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                                 ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
@@ -1371,7 +1371,7 @@ static ba_status fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int 
     return BA_OK;
 }
 
-static ba_status fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
@@ -1400,13 +1400,3 @@ static ba_status fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-const ba_op_def_t ba_ops_shape[] = {
-    {"Identity", fwd_identity}, {"Dropout", fwd_identity}, {"Flatten", fwd_flatten}, {"Reshape", fwd_reshape},
-    {"Squeeze", fwd_squeeze}, {"Unsqueeze", fwd_unsqueeze}, {"Transpose", fwd_transpose}, {"Concat", fwd_concat},
-    {"Split", fwd_split}, {"Slice", fwd_slice}, {"Gather", fwd_gather}, {"GatherElements", fwd_gather_elements},
-    {"Expand", fwd_expand}, {"Tile", fwd_tile}, {"Pad", fwd_pad}, {"Resize", fwd_resize}, {"Upsample", fwd_resize},
-    {"Constant", fwd_constant}, {"ConstantOfShape", fwd_constant_of_shape}, {"Shape", fwd_shape},
-    {"Size", fwd_size}, {"Range", fwd_range}, {"Cast", fwd_cast}, {"CastLike", fwd_cast}, {"NonZero", fwd_nonzero},
-    {"ScatterND", fwd_scatter_nd}, {"Trilu", fwd_trilu},
-    {NULL, NULL},
-};
