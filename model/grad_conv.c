@@ -116,7 +116,7 @@ static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, floa
 
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
 ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
@@ -186,8 +186,8 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
  * dX_g (Cg, Pin) += W_g (Cg, Mg*KK) · dcols and dW_g += X_g · dcolsᵀ.
  * Images with few input pixels go side by side (nb per sgemm). */
 ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                                ba_tensor_t **din, ba_error *err) {
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                            ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
@@ -253,4 +253,3 @@ ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     free(dcols);
     return BA_OK;
 }
-

@@ -96,12 +96,12 @@ static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_
     return st;
 }
 
-#define BINARY(name, op)                                                                                          \
+#define BINARY(name, op)                                                                                     \
     ba_status name(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,   \
-                          ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) { \
-        (void)nin;                                                                                                 \
-        (void)nout;                                                                                                \
-        return binary_backward(n, in, out, dout, need, din, op, err);                                             \
+                   ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {  \
+        (void)nin;                                                                                           \
+        (void)nout;                                                                                          \
+        return binary_backward(n, in, out, dout, need, din, op, err);                                        \
     }
 BINARY(ba_add_backward, B_ADD)
 BINARY(ba_sub_backward, B_SUB)
@@ -113,8 +113,8 @@ BINARY(ba_pow_backward, B_POW)
  * the first input equal to the output takes the gradient (PyTorch splits
  * ties; ties between different inputs are measure-zero in practice). */
 ba_status ba_variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                   int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                   ba_error *err) {
+                               int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                               ba_error *err) {
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const float *g = dout[0]->data, *y = Y->data;
@@ -150,7 +150,7 @@ ba_status ba_variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
 
 /* Where(cond, X, Y): X gets dOut where cond, Y where not. */
 ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *Y = out[0];
@@ -171,7 +171,7 @@ ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* PRelu: y = x > 0 ? x : slope·x, slope broadcast to x. */
 ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -211,7 +211,7 @@ static const struct {
 
 /* dx = g · f'(x) (written with y = f(x) where that is cheaper). */
 ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     int op = -1;
@@ -325,7 +325,7 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* Identity, Dropout (inference), Cast float->float: dx = dy. */
 ba_status ba_pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -333,4 +333,3 @@ ba_status ba_pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     if (!need[0] || !dout[0]) return BA_OK;
     return ba_grad_pass(din, 0, in[0], dout[0], err);
 }
-

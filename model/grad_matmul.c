@@ -8,7 +8,7 @@
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C; dY (M, N). */
 ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *A = in[0], *B = in[1], *dY = dout[0];
@@ -48,8 +48,8 @@ ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 
 /* A (..., M, K) · B (..., K, N) -> Y (..., M, N); dY as Y. */
 ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -106,4 +106,3 @@ ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     }
     return BA_OK;
 }
-

@@ -9,8 +9,8 @@
 
 /* X (N, C, *sp) -> Y (N, C, 1, …): dx = dy / P (avg) or to the first max. */
 ba_status ba_global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -36,7 +36,7 @@ ba_status ba_global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
 }
 
 ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -91,4 +91,3 @@ ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     }
     return BA_OK;
 }
-

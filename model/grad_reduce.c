@@ -13,8 +13,8 @@
 #define AXES_OPSET_OTHER 18
 
 ba_status ba_reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
@@ -76,4 +76,3 @@ ba_status ba_reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     if (oy) free(yb);
     return st;
 }
-

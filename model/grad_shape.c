@@ -21,8 +21,8 @@ static void strides_of(int r, const int64_t *shape, int64_t *st) {
 
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
 ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                  int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                  ba_error *err) {
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                              ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -33,8 +33,8 @@ ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int ni
 
 /* Y = transpose(X, perm): Y.shape[i] = X.shape[perm[i]]. */
 ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)nin;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -72,8 +72,8 @@ static int norm_axis(int64_t a, int r) { return (int)(a < 0 ? a + r : a); }
 
 /* Y = concat(X_0 … X_k, axis). */
 ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), Y->ndim);
@@ -99,8 +99,8 @@ ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
 
 /* Y_0 … Y_k = split(X, axis): dX is the concat of the dY_j (missing = 0). */
 ba_status ba_split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nin;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
@@ -128,8 +128,8 @@ ba_status ba_split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 /* Slice: the same start/step normalisation as the forward (ONNX Slice-13),
  * then dY scattered into a zero dX. */
 ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -195,8 +195,8 @@ ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* Y = gather(X, I, axis): dX[.., I[j], ..] += dY[.., j, ..]. */
 ba_status ba_gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -225,8 +225,8 @@ ba_status ba_gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
 
 /* Expand: dX = dY summed over the broadcast axes. */
 ba_status ba_expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)n;
     (void)nin;
     (void)nout;
@@ -243,8 +243,8 @@ ba_status ba_expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
  * 2^53), gives that map; then dX[src] += dY. 0 marks "no source" (pads). */
 #define MAP_MAX_EXACT 9007199254740992.0 /* 2^53 */
 ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -294,8 +294,8 @@ ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
  * each output element's gradient is scattered to its taps' product weights.
  * Extrapolated points (tf_crop_and_resize) pass nothing. X (…), dY (out_shape). */
 ba_status ba_resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                                 ba_tensor_t **din, ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                             ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -341,4 +341,3 @@ ba_status ba_resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     ba_resize_plan_free(&p);
     return BA_OK;
 }
-

@@ -22,7 +22,7 @@ ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_err
 /* in: [cond, then outputs (nout), else outputs (nout)]; the branch not taken
  * did not run, so its slots may be NULL. */
 ba_status ba_if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+                      ba_error *err) {
     if (n->if_guard < 0 || nin != 1 + 2 * nout)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "node '%s' (If): branches were not expanded", n->name);
     int t;
@@ -41,4 +41,3 @@ ba_status ba_if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
     }
     return BA_OK;
 }
-

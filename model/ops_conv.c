@@ -138,7 +138,7 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
 
 /* X (N, C, *in), W (M, C/group, *k), B (M) -> Y (N, M, *out). */
 ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -227,7 +227,7 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
 
 /* X (N, C, *in), W (C, M/group, *k), B (M) -> Y (N, M, *out). */
 ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+                           ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -272,4 +272,3 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
     out[0] = Y;
     return BA_OK;
 }
-

@@ -431,7 +431,7 @@ static int binary_op_of(const ba_node_t *n) {
 }
 
 ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     int op = binary_op_of(n);
@@ -441,7 +441,7 @@ ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 
 /* Sum, Mean, Min, Max: pairwise broadcast folds over any number of inputs. */
 ba_status ba_fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
     BA_TRY(need_inputs(n, in, nin, nin, err));
@@ -487,7 +487,7 @@ static void seg_where(void *vctx, int64_t oo, const int64_t *offs, const int64_t
 }
 
 ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     if (in[0]->dtype != BA_DT_BOOL)
@@ -715,7 +715,7 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
 }
 
 ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int op = -1;
@@ -746,4 +746,3 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     }
     return unary(n, op, in[0], &p, &out[0], err);
 }
-

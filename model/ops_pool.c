@@ -107,17 +107,17 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
 }
 
 ba_status ba_maxpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+                             ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_MAX, err);
 }
 
 ba_status ba_avgpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+                             ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_AVG, err);
 }
 
 ba_status ba_lppool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                ba_error *err) {
+                            ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_LP, err);
 }
 
@@ -156,14 +156,13 @@ static ba_status global_forward(const ba_node_t *node, ba_tensor_t *const *in, i
 }
 
 ba_status ba_gavg_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     (void)nout;
     return global_forward(node, in, nin, out, 0, err);
 }
 
 ba_status ba_gmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     (void)nout;
     return global_forward(node, in, nin, out, 1, err);
 }
-

@@ -101,7 +101,7 @@ static void store_q(ba_tensor_t *t, int64_t i, double v) {
 }
 
 ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+                             ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
         return ba_error_set(err, BA_ERR_INPUT, "node '%s' (QuantizeLinear): needs x and y_scale", n->name);
@@ -138,7 +138,7 @@ ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin
 }
 
 ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                   ba_error *err) {
+                               ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
         return ba_error_set(err, BA_ERR_INPUT, "node '%s' (DequantizeLinear): needs x and x_scale", n->name);
@@ -166,4 +166,3 @@ ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int n
     out[0] = y;
     return BA_OK;
 }
-

@@ -127,7 +127,7 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
 }
 
 ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -207,7 +207,7 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 /* ---------------------------------------------------------------- ArgMax / ArgMin */
 
 ba_status ba_fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                         ba_error *err) {
+                     ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -266,7 +266,7 @@ static int cmp_asc(const void *pa, const void *pb) {
 }
 
 ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+                      ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
@@ -326,7 +326,7 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 /* ---------------------------------------------------------------- CumSum */
 
 ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -364,4 +364,3 @@ ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     out[0] = o;
     return BA_OK;
 }
-

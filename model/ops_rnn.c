@@ -488,7 +488,7 @@ static ba_status write_outputs(const ba_node_t *n, const rnn_t *r, const float *
 }
 
 ba_status ba_rnn_forward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+                         ba_error *err) {
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
     tape_t tp;
@@ -536,7 +536,7 @@ static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_t
 
 /* Forward-mode rule: tout = J · tin for Y, Y_h, Y_c. */
 ba_status ba_rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                             int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
+                         int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
     (void)out;
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
@@ -852,8 +852,8 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
 }
 
 ba_status ba_rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                              int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                              ba_tensor_t **din, ba_error *err) {
+                          int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                          ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, NULL, dout, nout, need, din, err);
 }
@@ -861,12 +861,8 @@ ba_status ba_rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 /* The HVP's second-order term: din += (∂/∂in B(in)(g)) · tin with g the
  * base cotangents, the tangent of the backward along the inputs' tangents. */
 ba_status ba_rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                            int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
-                            const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                        int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
+                        const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, tin, gout, nout, need, din, err);
 }
-
-
-
-

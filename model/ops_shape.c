@@ -106,7 +106,7 @@ static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const i
 }
 
 ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     BA_TRY(make_view(n, in[0], in[0]->ndim, in[0]->shape, &out[0], err));
     if (strcmp(n->op_type, "Dropout") == 0 && wants_output(n, nout, 1)) {
@@ -124,7 +124,7 @@ ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 }
 
 ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -138,7 +138,7 @@ ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 }
 
 ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -204,7 +204,7 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
 }
 
 ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -232,7 +232,7 @@ ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 }
 
 ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -257,7 +257,7 @@ ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 /* ---------------------------------------------------------------- copies */
 
 ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -289,7 +289,7 @@ ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 }
 
 ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): no inputs", n->name);
     BA_TRY(need_inputs(n, in, nin, nin, err));
@@ -328,7 +328,7 @@ ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 }
 
 ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
@@ -420,7 +420,7 @@ done:
 }
 
 ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -491,7 +491,7 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 }
 
 ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
@@ -532,7 +532,7 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 }
 
 ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
-                                     int nout, ba_error *err) {
+                                 int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
@@ -568,7 +568,7 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
 }
 
 ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -591,7 +591,7 @@ ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 }
 
 ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -641,7 +641,7 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
 }
 
 ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                         ba_error *err) {
+                     ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1146,7 +1146,7 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
 }
 
 ba_status ba_fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+                        ba_error *err) {
     (void)nout;
     ba_resize_plan_t p;
     BA_TRY(ba_resize_plan_make(n, in, nin, &p, err));
@@ -1158,7 +1158,7 @@ ba_status ba_fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 /* ---------------------------------------------------------------- constants */
 
 ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+                          ba_error *err) {
     (void)in, (void)nin, (void)nout;
     const ba_attr_t *a;
     ba_tensor_t *o = NULL;
@@ -1184,7 +1184,7 @@ ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 }
 
 ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
-                                       int nout, ba_error *err) {
+                                   int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int64_t shape[BA_MAX_DIMS];
@@ -1205,7 +1205,7 @@ ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, i
 }
 
 ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int r = in[0]->ndim;
@@ -1227,7 +1227,7 @@ ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 }
 
 ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, 0, NULL, err);
@@ -1241,7 +1241,7 @@ ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 #define RANGE_MAX_ELEMS ((int64_t)1 << 32)
 
 ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     for (int k = 0; k < 3; k++)
@@ -1274,7 +1274,7 @@ ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 }
 
 ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
     ba_dtype to = strcmp(n->op_type, "CastLike") == 0 ? in[1]->dtype : (ba_dtype)ba_node_attr_int(n, "to", 0);
@@ -1288,7 +1288,7 @@ ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 }
 
 ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1314,7 +1314,7 @@ ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 }
 
 ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                ba_error *err) {
+                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     ba_tensor_t *x = in[0], *idx = in[1], *upd = in[2];
@@ -1372,7 +1372,7 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 }
 
 ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1399,4 +1399,3 @@ ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     out[0] = o;
     return BA_OK;
 }
-
