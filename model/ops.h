@@ -213,17 +213,22 @@ extern ba_op_backward_t ba_if_backward;
 /* grad_conv.c */
 extern ba_op_backward_t ba_conv_backward, ba_convt_backward;
 /* grad_elementwise.c */
-extern ba_op_backward_t ba_add_backward, ba_div_backward, ba_mul_backward, ba_pass_backward, ba_pow_backward, ba_prelu_backward, ba_sub_backward, ba_unary_backward, ba_variadic_backward, ba_where_backward;
+extern ba_op_backward_t ba_add_backward, ba_div_backward, ba_mul_backward, ba_pass_backward, ba_pow_backward,
+                        ba_prelu_backward, ba_sub_backward, ba_unary_backward, ba_variadic_backward,
+                        ba_where_backward;
 /* grad_matmul.c */
 extern ba_op_backward_t ba_gemm_backward, ba_matmul_backward;
 /* grad_norm.c */
-extern ba_op_backward_t ba_batchnorm_backward, ba_instnorm_backward, ba_layernorm_backward, ba_softmax_backward;
+extern ba_op_backward_t ba_batchnorm_backward, ba_instnorm_backward, ba_layernorm_backward,
+                        ba_softmax_backward;
 /* grad_pool.c */
 extern ba_op_backward_t ba_global_backward, ba_pool_backward;
 /* grad_reduce.c */
 extern ba_op_backward_t ba_reduce_backward;
 /* grad_shape.c */
-extern ba_op_backward_t ba_concat_backward, ba_expand_backward, ba_gather_backward, ba_index_map_backward, ba_reshape_backward, ba_resize_backward, ba_slice_backward, ba_split_backward, ba_transpose_backward;
+extern ba_op_backward_t ba_concat_backward, ba_expand_backward, ba_gather_backward, ba_index_map_backward,
+                        ba_reshape_backward, ba_resize_backward, ba_slice_backward, ba_split_backward,
+                        ba_transpose_backward;
 /* ops_control.c */
 extern ba_op_forward_t ba_if_merge;
 /* ops_conv.c */
@@ -233,9 +238,11 @@ extern ba_op_forward_t ba_fwd_binary, ba_fwd_unary, ba_fwd_variadic, ba_fwd_wher
 /* ops_matmul.c */
 extern ba_op_forward_t ba_gemm_forward, ba_matmul_forward;
 /* ops_norm.c */
-extern ba_op_forward_t ba_batchnorm_forward, ba_instnorm_forward, ba_layernorm_forward, ba_logsoftmax_forward, ba_softmax_forward;
+extern ba_op_forward_t ba_batchnorm_forward, ba_instnorm_forward, ba_layernorm_forward, ba_logsoftmax_forward,
+                       ba_softmax_forward;
 /* ops_pool.c */
-extern ba_op_forward_t ba_avgpool_forward, ba_gavg_forward, ba_gmax_forward, ba_lppool_forward, ba_maxpool_forward;
+extern ba_op_forward_t ba_avgpool_forward, ba_gavg_forward, ba_gmax_forward, ba_lppool_forward,
+                       ba_maxpool_forward;
 /* ops_quant.c */
 extern ba_op_forward_t ba_dequantize_linear, ba_quantize_linear;
 /* ops_reduce.c */
@@ -246,7 +253,11 @@ extern ba_op_second_t ba_rnn_second;
 extern ba_op_forward_t ba_rnn_forward;
 extern ba_op_backward_t ba_rnn_backward;
 /* ops_shape.c */
-extern ba_op_forward_t ba_fwd_cast, ba_fwd_concat, ba_fwd_constant, ba_fwd_constant_of_shape, ba_fwd_expand, ba_fwd_flatten, ba_fwd_gather, ba_fwd_gather_elements, ba_fwd_identity, ba_fwd_nonzero, ba_fwd_pad, ba_fwd_range, ba_fwd_reshape, ba_fwd_resize, ba_fwd_scatter_nd, ba_fwd_shape, ba_fwd_size, ba_fwd_slice, ba_fwd_split, ba_fwd_squeeze, ba_fwd_tile, ba_fwd_transpose, ba_fwd_trilu, ba_fwd_unsqueeze;
+extern ba_op_forward_t ba_fwd_cast, ba_fwd_concat, ba_fwd_constant, ba_fwd_constant_of_shape, ba_fwd_expand,
+                       ba_fwd_flatten, ba_fwd_gather, ba_fwd_gather_elements, ba_fwd_identity, ba_fwd_nonzero,
+                       ba_fwd_pad, ba_fwd_range, ba_fwd_reshape, ba_fwd_resize, ba_fwd_scatter_nd,
+                       ba_fwd_shape, ba_fwd_size, ba_fwd_slice, ba_fwd_split, ba_fwd_squeeze, ba_fwd_tile,
+                       ba_fwd_transpose, ba_fwd_trilu, ba_fwd_unsqueeze;
 
 /* Truth of an If condition: one element of bool or a number type (0 is
  * false); BA_ERR_INPUT naming the If node otherwise. */

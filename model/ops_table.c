@@ -7,6 +7,7 @@
 #define OP(ID, ...) [BA_OP_##ID] = {BA_OP_##ID, __VA_ARGS__}
 
 /* OP(id, name, forward, backward, HVP rule kind, HVP input mask, own tangent, own second, flags) */
+/* clang-format off */
 const ba_op_def_t ba_op_defs[] = {
     /* ops_conv.c */
     OP(CONV, "Conv", ba_conv_forward, ba_conv_backward, BA_HVP_BILINEAR, 3, NULL, NULL, BA_OPF_WEIGHT),
@@ -126,6 +127,7 @@ const ba_op_def_t ba_op_defs[] = {
     OP(LSTM, "LSTM", ba_rnn_forward, ba_rnn_backward, BA_HVP_OWN, 0, ba_rnn_tangent, ba_rnn_second, BA_OPF_WEIGHT | BA_OPF_RECURRENT),
     OP(GRU, "GRU", ba_rnn_forward, ba_rnn_backward, BA_HVP_OWN, 0, ba_rnn_tangent, ba_rnn_second, BA_OPF_WEIGHT | BA_OPF_RECURRENT),
 };
+/* clang-format on */
 
 _Static_assert(sizeof ba_op_defs / sizeof ba_op_defs[0] == BA_OP_COUNT, "ba_op_defs: one row per ba_op_id");
 
