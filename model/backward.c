@@ -32,19 +32,6 @@
 /* A weight tensor that is all zeros gets this absolute step scale instead. */
 #define HVP_MIN_SCALE 1e-3
 
-static const ba_grad_def_t *const families[] = {
-    ba_grads_matmul, ba_grads_conv, ba_grads_elementwise, ba_grads_shape,
-    ba_grads_norm,   ba_grads_pool, ba_grads_reduce, ba_grads_control,
-    ba_grads_rnn,
-};
-
-const ba_grad_def_t *ba_grad_lookup(const char *op_type) {
-    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++)
-        for (const ba_grad_def_t *d = families[f]; d->name; d++)
-            if (strcmp(d->name, op_type) == 0) return d;
-    return NULL;
-}
-
 /* ---- gradient slots ---- */
 
 float *ba_grad_slot(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_error *err) {
@@ -207,8 +194,7 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
     for (int v = 0; keep && v < nv; v++) fwd[v] = m->values[v].constant && is_f32(vals[v]);
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
-        const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
-        if (d && !d->backward) continue; /* passes no gradient */
+        if (ba_grad_nograd(n)) continue; /* passes no gradient */
         int any = 0;
         for (int j = 0; j < n->nin; j++) any |= n->inputs[j] >= 0 && fwd[n->inputs[j]];
         if (any)
@@ -232,7 +218,7 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
         const ba_node_t *n = &m->nodes[i];
         int on = 0;
         for (int j = 0; j < n->nout; j++) on |= n->outputs[j] >= 0 && fwd[n->outputs[j]] && bwd[n->outputs[j]];
-        if (!on || ba_grad_lookup(n->op_type)) continue;
+        if (!on || ba_grad_known(n)) continue;
         int seen = 0;
         for (int q = 0; q < i && !seen; q++) seen = !strcmp(m->nodes[q].op_type, n->op_type);
         if (seen) continue;
@@ -264,7 +250,6 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
             din[j] = NULL;
         }
         if (!anyout || !anyin) goto next;
-        const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
         /* Each wanted slot takes over the value's running gradient (so the
          * kernel accumulates in place); a repeated input gets its own slot. */
         for (int j = 0; j < n->nin; j++) {
@@ -277,7 +262,7 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
             }
         }
         st = hook ? hook(ctx, i, n, in, n->nin, out, n->nout, dout, need, din, err)
-                  : d->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
+                  : n->def->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
         for (int j = 0; j < n->nin; j++) {
             if (!need[j] || !din[j]) continue;
             int id = n->inputs[j];

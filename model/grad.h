@@ -1,14 +1,15 @@
 /* Reverse-mode differentiation over the model IR: losses on a model output,
  * dL/dW for chosen constants (layer weights), per-sample squared gradients
  * (empirical Fisher) and Hessian-vector products w.r.t. one or all layers.
- * Backward kernels live in model/grad_*.c, one table per op family (llm.c
- * style: each backward accumulates into its input gradients). */
+ * Backward kernels live in model/grad_*.c by op family, named by the op
+ * table's rows (llm.c style: each backward accumulates into its input gradients). */
 #ifndef BA_MODEL_GRAD_H
 #define BA_MODEL_GRAD_H
 
 #include <stdint.h>
 
 #include "model/model.h"
+#include "model/ops.h"
 
 /* ---- losses (SPEC §5): all are means over the rows of the chosen output,
  * rows = every axis but the last (classification scores on the last axis);
@@ -44,23 +45,9 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
 ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz, float *htz,
                       double *quad, ba_error *err);
 
-/* ---- backward kernels ---- */
-/* in/out: the node's forward values (in[i] NULL for an omitted input).
- * dout[j]: dL/d out[j], NULL when no gradient reaches that output.
- * need[i]: whether din[i] is wanted. din[i]: accumulated into (+=); a NULL
- * slot is allocated (zero-filled, shape of in[i]) by the kernel. */
-typedef ba_status (*ba_op_backward_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                       int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                                       ba_tensor_t **din, ba_error *err);
-
-typedef struct ba_grad_def {
-    const char *name;            /* ONNX op_type */
-    ba_op_backward_fn backward;  /* NULL: the op passes no gradient (Floor, Sign …) */
-} ba_grad_def_t;
-
-/* Looks op_type up across the grad_*.c tables; NULL when it has no entry
- * (then a gradient path through it is BA_ERR_UNSUPPORTED). */
-const ba_grad_def_t *ba_grad_lookup(const char *op_type);
+/* ---- backward kernels: the backward column of the op table (model/ops.h,
+ * ba_op_backward_t); an op without one is BA_OPF_NOGRAD (passes no gradient)
+ * or BA_OPF_NO_BACKWARD (a gradient path through it is BA_ERR_UNSUPPORTED). ---- */
 
 /* Helper for kernels: din[i] as a float32 buffer of like's shape, allocated
  * zero-filled when NULL. NULL (err set) on allocation failure. */

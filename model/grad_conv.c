@@ -115,8 +115,8 @@ static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, floa
 }
 
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
-static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
@@ -185,9 +185,9 @@ static ba_status conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
  * of dY_g over the swapped geometry (image: the output; positions: X's):
  * dX_g (Cg, Pin) += W_g (Cg, Mg*KK) · dcols and dW_g += X_g · dcolsᵀ.
  * Images with few input pixels go side by side (nb per sgemm). */
-static ba_status convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                                ba_tensor_t **din, ba_error *err) {
+ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                            ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
@@ -253,9 +253,3 @@ static ba_status convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     free(dcols);
     return BA_OK;
 }
-
-const ba_grad_def_t ba_grads_conv[] = {
-    {"Conv", conv_backward},
-    {"ConvTranspose", convt_backward},
-    {NULL, NULL},
-};

@@ -96,25 +96,25 @@ static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_
     return st;
 }
 
-#define BINARY(name, op)                                                                                          \
-    static ba_status name(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,   \
-                          ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) { \
-        (void)nin;                                                                                                 \
-        (void)nout;                                                                                                \
-        return binary_backward(n, in, out, dout, need, din, op, err);                                             \
+#define BINARY(name, op)                                                                                     \
+    ba_status name(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,   \
+                   ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {  \
+        (void)nin;                                                                                           \
+        (void)nout;                                                                                          \
+        return binary_backward(n, in, out, dout, need, din, op, err);                                        \
     }
-BINARY(add_backward, B_ADD)
-BINARY(sub_backward, B_SUB)
-BINARY(mul_backward, B_MUL)
-BINARY(div_backward, B_DIV)
-BINARY(pow_backward, B_POW)
+BINARY(ba_add_backward, B_ADD)
+BINARY(ba_sub_backward, B_SUB)
+BINARY(ba_mul_backward, B_MUL)
+BINARY(ba_div_backward, B_DIV)
+BINARY(ba_pow_backward, B_POW)
 
 /* Sum / Mean of n inputs (broadcast): each gets dY (÷ n for Mean). Max / Min:
  * the first input equal to the output takes the gradient (PyTorch splits
  * ties; ties between different inputs are measure-zero in practice). */
-static ba_status variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                   int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                   ba_error *err) {
+ba_status ba_variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                               int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                               ba_error *err) {
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const float *g = dout[0]->data, *y = Y->data;
@@ -149,8 +149,8 @@ static ba_status variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, i
 }
 
 /* Where(cond, X, Y): X gets dOut where cond, Y where not. */
-static ba_status where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *Y = out[0];
@@ -170,8 +170,8 @@ static ba_status where_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 }
 
 /* PRelu: y = x > 0 ? x : slope·x, slope broadcast to x. */
-static ba_status prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -210,8 +210,8 @@ static const struct {
 };
 
 /* dx = g · f'(x) (written with y = f(x) where that is cheaper). */
-static ba_status unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                                ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     int op = -1;
@@ -324,8 +324,8 @@ static ba_status unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 }
 
 /* Identity, Dropout (inference), Cast float->float: dx = dy. */
-static ba_status pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -333,23 +333,3 @@ static ba_status pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     if (!need[0] || !dout[0]) return BA_OK;
     return ba_grad_pass(din, 0, in[0], dout[0], err);
 }
-
-const ba_grad_def_t ba_grads_elementwise[] = {
-    {"Add", add_backward},       {"Sub", sub_backward},       {"Mul", mul_backward},
-    {"Div", div_backward},       {"Pow", pow_backward},       {"Sum", variadic_backward},
-    {"Mean", variadic_backward}, {"Max", variadic_backward},  {"Min", variadic_backward},
-    {"Where", where_backward},   {"PRelu", prelu_backward},   {"Relu", unary_backward},
-    {"LeakyRelu", unary_backward}, {"Sigmoid", unary_backward}, {"Tanh", unary_backward},
-    {"Exp", unary_backward},     {"Log", unary_backward},     {"Sqrt", unary_backward},
-    {"Erf", unary_backward},     {"Neg", unary_backward},     {"Abs", unary_backward},
-    {"Reciprocal", unary_backward}, {"Elu", unary_backward},  {"Selu", unary_backward},
-    {"HardSigmoid", unary_backward}, {"HardSwish", unary_backward}, {"Softplus", unary_backward},
-    {"Gelu", unary_backward},    {"Sin", unary_backward},     {"Cos", unary_backward},
-    {"Clip", unary_backward},    {"Identity", pass_backward}, {"Dropout", pass_backward},
-    {"Cast", pass_backward},
-    /* Piecewise-constant or boolean: no gradient. */
-    {"Floor", NULL}, {"Ceil", NULL}, {"Round", NULL}, {"Sign", NULL}, {"Equal", NULL}, {"Less", NULL},
-    {"LessOrEqual", NULL}, {"Greater", NULL}, {"GreaterOrEqual", NULL}, {"Not", NULL}, {"And", NULL},
-    {"Or", NULL}, {"Xor", NULL}, {"IsNaN", NULL}, {"IsInf", NULL},
-    {NULL, NULL},
-};

@@ -52,119 +52,40 @@ typedef enum {
     R_OWN,             /* the op's own tangent and second-order rules (ba_grad_rule_t) */
 } rule_kind;
 
-/* Ops with rules of their own (grad_internal.h). */
-static const ba_grad_rule_t *own_rule(const char *op) {
-    static const ba_grad_rule_t *const tables[] = {ba_grad_rules_rnn};
-    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
-        for (const ba_grad_rule_t *r = tables[t]; r->name; r++)
-            if (!strcmp(r->name, op)) return r;
-    return NULL;
-}
-
-static const struct {
-    const char *op;
-    rule_kind kind;
-    unsigned mask; /* inputs the rule covers; a tangent on another input falls back to R_FD */
-} rules[] = {
-    {"Add", R_LINEAR, ALL_INPUTS},
-    {"Sub", R_LINEAR, ALL_INPUTS},
-    {"Sum", R_LINEAR, ALL_INPUTS},
-    {"Mean", R_LINEAR, ALL_INPUTS},
-    {"Neg", R_LINEAR, 1},
-    {"Identity", R_LINEAR, 1},
-    {"Dropout", R_LINEAR, 1},
-    {"Cast", R_LINEAR, 1},
-    {"Reshape", R_LINEAR, 1},
-    {"Flatten", R_LINEAR, 1},
-    {"Squeeze", R_LINEAR, 1},
-    {"Unsqueeze", R_LINEAR, 1},
-    {"Transpose", R_LINEAR, 1},
-    {"Concat", R_LINEAR, ALL_INPUTS},
-    {"Split", R_LINEAR, 1},
-    {"Slice", R_LINEAR, 1},
-    {"Gather", R_LINEAR, 1},
-    {"Expand", R_LINEAR, 1},
-    {"Tile", R_LINEAR, 1},
-    {"Pad", R_LINEAR, 5},    /* the constant_value input counts as data: its tangent is 0 */
-    {"Resize", R_LINEAR, 1}, /* every mode is linear in X (the taps depend on the shapes only) */
-    {"Upsample", R_LINEAR, 1},
-    {"GlobalAveragePool", R_LINEAR, 1},
-    {"AveragePool", R_LINEAR, 1},
-    {"ReduceSum", R_LINEAR, 1},
-    {"ReduceMean", R_LINEAR, 1},
-    {"Where", R_LINEAR, 6},
-    {"Mul", R_BILINEAR, 3},
-    {"MatMul", R_BILINEAR, 3},
-    {"Gemm", R_BILINEAR, 3},
-    {"Conv", R_BILINEAR, 3},
-    {"ConvTranspose", R_BILINEAR, 3},
-    {"Relu", R_UNARY, 1},
-    {"LeakyRelu", R_UNARY, 1},
-    {"Clip", R_UNARY, 1},
-    {"HardSigmoid", R_UNARY, 1},
-    {"Abs", R_UNARY, 1},
-    {"PRelu", R_UNARY, 1},
-    {"Sigmoid", R_UNARY, 1},
-    {"Tanh", R_UNARY, 1},
-    {"Exp", R_UNARY, 1},
-    {"Log", R_UNARY, 1},
-    {"Sqrt", R_UNARY, 1},
-    {"Erf", R_UNARY, 1},
-    {"Reciprocal", R_UNARY, 1},
-    {"Elu", R_UNARY, 1},
-    {"Selu", R_UNARY, 1},
-    {"Softplus", R_UNARY, 1},
-    {"Gelu", R_UNARY, 1},
-    {"Sin", R_UNARY, 1},
-    {"Cos", R_UNARY, 1},
-    {"HardSwish", R_UNARY, 1},
-    {"Pow", R_UNARY, 1},
-    {"MaxPool", R_SELECT, 1},
-    {"GlobalMaxPool", R_SELECT, 1},
-    {"Max", R_SELECT, ALL_INPUTS},
-    {"Min", R_SELECT, ALL_INPUTS},
-    {"BatchNormalization", R_BN, 1},
-    {"Div", R_DIV, 3},
-    {"Softmax", R_SOFTMAX, 1},
-    {"If", R_LINEAR, ALL_INPUTS}, /* the merge of a run-time If: the taken branch's tangents */
-    {"InstanceNormalization", R_INSTNORM, 7},
+/* The rule kinds of the op table's HVP column (model/ops.h). */
+static const rule_kind table_kind[] = {
+    [BA_HVP_FD] = R_FD,           [BA_HVP_LINEAR] = R_LINEAR, [BA_HVP_BILINEAR] = R_BILINEAR,
+    [BA_HVP_UNARY] = R_UNARY,     [BA_HVP_SELECT] = R_SELECT, [BA_HVP_BN] = R_BN,
+    [BA_HVP_DIV] = R_DIV,         [BA_HVP_SOFTMAX] = R_SOFTMAX, [BA_HVP_INSTNORM] = R_INSTNORM,
+    [BA_HVP_OWN] = R_OWN,
 };
+_Static_assert(sizeof table_kind / sizeof table_kind[0] == BA_HVP_OWN + 1, "table_kind: one entry per ba_hvp_kind");
 
 /* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
-static int piecewise_linear(const char *op) {
-    static const char *const pl[] = {"Relu", "LeakyRelu", "Clip", "HardSigmoid", "Abs", "PRelu"};
-    for (size_t i = 0; i < sizeof pl / sizeof pl[0]; i++)
-        if (!strcmp(op, pl[i])) return 1;
-    return 0;
-}
+static int piecewise_linear(const ba_node_t *n) { return (ba_node_flags(n) & BA_OPF_PIECEWISE) != 0; }
 
 static int is_f32(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
 
 /* The rule for node n when the inputs in `tmask` carry tangents. */
 static rule_kind rule_of(const ba_node_t *n, unsigned tmask) {
-    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
-    if (!d) return R_UNSUPPORTED;
+    if (!ba_grad_known(n)) return R_UNSUPPORTED;
+    const ba_op_def_t *d = n->def;
     if (!d->backward) return R_NONE;
-    if (own_rule(n->op_type)) return R_OWN;
+    if (d->hvp == BA_HVP_OWN) return R_OWN;
     /* opset < 11 Pad: the pad value is an attribute, which a tangent must not carry */
-    if (!strcmp(n->op_type, "Pad") && n->opset < 11 && ba_node_attr_float(n, "value", 0.0f) != 0.0f) return R_FD;
-    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        if (!strcmp(rules[i].op, n->op_type)) return (tmask & ~rules[i].mask) ? R_FD : rules[i].kind;
-    return R_FD;
+    if (n->op == BA_OP_PAD && n->opset < 11 && ba_node_attr_float(n, "value", 0.0f) != 0.0f) return R_FD;
+    if (d->hvp == BA_HVP_FD) return R_FD;
+    return (tmask & ~d->hvp_mask) ? R_FD : table_kind[d->hvp];
 }
 
 /* Inputs covered by n's rule (0 when it has none). */
-static unsigned rule_mask(const char *op) {
-    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
-        if (!strcmp(rules[i].op, op)) return rules[i].mask;
-    return 0;
-}
+static unsigned rule_mask(const ba_node_t *n) { return n->def ? n->def->hvp_mask : 0u; }
 
 /* Whether node n has second-order terms (∂ backward / ∂ inputs ≠ 0) with tangents on tmask. */
 static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
     switch (k) {
     case R_BILINEAR: return (tmask & 3u) == 3u;
-    case R_UNARY: return !piecewise_linear(n->op_type);
+    case R_UNARY: return !piecewise_linear(n);
     case R_DIV: return (tmask & 2u) != 0;
     case R_INSTNORM: return (tmask & 3u) != 0; /* B enters linearly */
     case R_SOFTMAX:
@@ -524,9 +445,9 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
     *st = BA_OK;
     if (k == R_UNARY && tin[0] && is_f32(in[0]) && is_f32(out[0]) && same_shape(in[0], out[0]) &&
         same_shape(tin[0], in[0])) {
-        const char *op = n->op_type;
-        int relu = !strcmp(op, "Relu"), clip = !strcmp(op, "Clip"), leaky = !strcmp(op, "LeakyRelu");
-        int hsig = !strcmp(op, "HardSigmoid");
+        const int op = n->op;
+        int relu = op == BA_OP_RELU, clip = op == BA_OP_CLIP, leaky = op == BA_OP_LEAKY_RELU;
+        int hsig = op == BA_OP_HARD_SIGMOID;
         if (!relu && !clip && !leaky && !hsig) return 0;
         float lo = -INFINITY, hi = INFINITY, a = 0.0f, b = 0.0f;
         if (clip) {
@@ -580,8 +501,8 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
         tout[0] = T;
         return 1;
     }
-    if (k == R_LINEAR && nin == 2 && (!strcmp(n->op_type, "Add") || !strcmp(n->op_type, "Sub")) && is_f32(out[0])) {
-        const int sub = n->op_type[0] == 'S';
+    if (k == R_LINEAR && nin == 2 && (n->op == BA_OP_ADD || n->op == BA_OP_SUB) && is_f32(out[0])) {
+        const int sub = n->op == BA_OP_SUB;
         for (int j = 0; j < 2; j++)
             if (tin[j] && !same_shape(tin[j], out[0])) return 0;
         if (!tin[1]) { /* d(a ± c) = da */
@@ -619,7 +540,7 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
  * an input) where it samples outside X: affine in X, so its tangent is
  * f(tx) − f(0). */
 static int extrapolates(const ba_node_t *n) {
-    return !strcmp(n->op_type, "Resize") &&
+    return n->op == BA_OP_RESIZE &&
            !strcmp(ba_node_attr_string(n, "coordinate_transformation_mode", ""), "tf_crop_and_resize") &&
            ba_node_attr_float(n, "extrapolation_value", 0.0f) != 0.0f;
 }
@@ -660,7 +581,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
     if (fast_tangent(n, k, in, nin, out, tin, steal, tout, &st, err)) return st;
     switch (k) {
     case R_LINEAR: {
-        const unsigned mask = rule_mask(n->op_type);
+        const unsigned mask = rule_mask(n);
         for (int j = 0; j < nin; j++) own[j] = NULL;
         for (int j = 0; j < nin; j++) {
             io[j] = in[j];
@@ -701,7 +622,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
     case R_UNARY:
     case R_SOFTMAX: { /* diagonal (or symmetric) Jacobian: J·t = Jᵀ·t, the op's backward */
         if (in[0]->numel != out[0]->numel) return fd_tangent(n, in, nin, tin, tout, err);
-        const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+        const ba_op_def_t *d = n->def;
         unsigned char need[MAX_IO] = {0};
         ba_tensor_t *dout[MAX_IO] = {0}, *din[MAX_IO] = {0};
         need[0] = 1;
@@ -720,8 +641,8 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         return st;
     }
     case R_SELECT:
-        if (!strcmp(n->op_type, "MaxPool")) return maxpool_tangent(n, in[0], out[0], tin[0], &tout[0], err);
-        if (!strcmp(n->op_type, "GlobalMaxPool")) return gmaxpool_tangent(in[0], out[0], tin[0], &tout[0], err);
+        if (n->op == BA_OP_MAX_POOL) return maxpool_tangent(n, in[0], out[0], tin[0], &tout[0], err);
+        if (n->op == BA_OP_GLOBAL_MAX_POOL) return gmaxpool_tangent(in[0], out[0], tin[0], &tout[0], err);
         return maxmin_tangent(n, in, nin, out[0], tin, &tout[0], err);
     case R_BN: { /* (tx − 0)·scale/sqrt(var + eps) + 0 */
         if (nin < 5) return fd_tangent(n, in, nin, tin, tout, err);
@@ -765,7 +686,7 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
     case R_FD:
         return fd_tangent(n, in, nin, tin, tout, err);
     case R_OWN:
-        return own_rule(n->op_type)->tangent(n, in, nin, out, n->nout, tin, tout, err);
+        return n->def->tangent(n, in, nin, out, n->nout, tin, tout, err);
     default:
         return BA_OK;
     }
@@ -785,7 +706,7 @@ int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_t
         *st = run_forward(n, io, nin, out, err);
         return 1;
     }
-    if (!strcmp(n->op_type, "HardSwish") && nin >= 1 && is_f32(in[0]) && is_f32(base_in[0]) &&
+    if (n->op == BA_OP_HARD_SWISH && nin >= 1 && is_f32(in[0]) && is_f32(base_in[0]) &&
         in[0]->numel == base_in[0]->numel) {
         ba_tensor_t *y = zeros_like(in[0], err);
         *st = y ? BA_OK : err->code;
@@ -800,9 +721,9 @@ int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_t
         }
         return 1;
     }
-    if (!((k == R_UNARY && piecewise_linear(n->op_type)) || k == R_SELECT) || nin > MAX_IO) return 0;
+    if (!((k == R_UNARY && piecewise_linear(n)) || k == R_SELECT) || nin > MAX_IO) return 0;
     ba_tensor_t *d[MAX_IO] = {0}, *t[MAX_IO] = {0};
-    const unsigned rmask = rule_mask(n->op_type);
+    const unsigned rmask = rule_mask(n);
     for (int j = 0; j < nin; j++) {
         if (in[j] == base_in[j]) continue;
         if (!is_f32(in[j]) || !is_f32(base_in[j]) || in[j]->numel != base_in[j]->numel || j >= 32 ||
@@ -845,15 +766,15 @@ ba_status ba_grad_frozen_backward(void *ctx, int node, const ba_node_t *n, ba_te
                                   const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)node;
     const ba_grad_session_t *s = ctx;
-    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    const ba_op_def_t *d = n->def;
     rule_kind k = rule_of(n, 0);
-    if (((k == R_UNARY && piecewise_linear(n->op_type)) || k == R_SELECT) && nin <= MAX_IO && nout <= MAX_IO) {
+    if (((k == R_UNARY && piecewise_linear(n)) || k == R_SELECT) && nin <= MAX_IO && nout <= MAX_IO) {
         ba_tensor_t *bin[MAX_IO], *bout[MAX_IO];
         for (int j = 0; j < nin; j++) bin[j] = n->inputs[j] >= 0 ? s->vals[n->inputs[j]] : NULL;
         for (int j = 0; j < nout; j++) bout[j] = n->outputs[j] >= 0 ? s->vals[n->outputs[j]] : NULL;
         return d->backward(n, bin, nin, bout, nout, dout, need, din, err);
     }
-    if (!strcmp(n->op_type, "HardSwish") && need[0] && dout[0] && n->inputs[0] >= 0) {
+    if (n->op == BA_OP_HARD_SWISH && need[0] && dout[0] && n->inputs[0] >= 0) {
         const ba_tensor_t *xb = s->vals[n->inputs[0]];
         if (is_f32(xb) && xb->numel == in[0]->numel) {
             float *dx = ba_grad_slot(din, 0, in[0], err);
@@ -879,33 +800,33 @@ typedef struct {
 
 /* f''(x) of a smooth unary op into f2 (y = f(x)); pw: Pow's exponent broadcast to x. */
 static void unary_second(const ba_node_t *n, const float *x, const float *y, const float *pw, int64_t ne, float *f2) {
-    const char *op = n->op_type;
-    if (!strcmp(op, "Sigmoid"))
+    const int op = n->op;
+    if (op == BA_OP_SIGMOID)
         for (int64_t e = 0; e < ne; e++) f2[e] = y[e] * (1.0f - y[e]) * (1.0f - 2.0f * y[e]);
-    else if (!strcmp(op, "Tanh"))
+    else if (op == BA_OP_TANH)
         for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * y[e] * (1.0f - y[e] * y[e]);
-    else if (!strcmp(op, "Exp"))
+    else if (op == BA_OP_EXP)
         for (int64_t e = 0; e < ne; e++) f2[e] = y[e];
-    else if (!strcmp(op, "Log"))
+    else if (op == BA_OP_LOG)
         for (int64_t e = 0; e < ne; e++) f2[e] = -1.0f / (x[e] * x[e]);
-    else if (!strcmp(op, "Sqrt"))
+    else if (op == BA_OP_SQRT)
         for (int64_t e = 0; e < ne; e++) f2[e] = -0.25f / (y[e] * y[e] * y[e]);
-    else if (!strcmp(op, "Erf"))
+    else if (op == BA_OP_ERF)
         for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * x[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
-    else if (!strcmp(op, "Reciprocal"))
+    else if (op == BA_OP_RECIPROCAL)
         for (int64_t e = 0; e < ne; e++) f2[e] = 2.0f * y[e] * y[e] * y[e];
-    else if (!strcmp(op, "Elu")) {
+    else if (op == BA_OP_ELU) {
         const float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + a;
-    } else if (!strcmp(op, "Selu")) {
+    } else if (op == BA_OP_SELU) {
         const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + g * a;
-    } else if (!strcmp(op, "Softplus"))
+    } else if (op == BA_OP_SOFTPLUS)
         for (int64_t e = 0; e < ne; e++) {
             double s = 1.0 / (1.0 + exp(-(double)x[e]));
             f2[e] = (float)(s * (1.0 - s));
         }
-    else if (!strcmp(op, "Gelu")) {
+    else if (op == BA_OP_GELU) {
         if (!strcmp(ba_node_attr_string(n, "approximate", "none"), "tanh")) {
             const double k = sqrt(2.0 / M_PI), c = 0.044715;
             for (int64_t e = 0; e < ne; e++) {
@@ -919,13 +840,13 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
                 f2[e] = (float)(INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
             }
         }
-    } else if (!strcmp(op, "Sin"))
+    } else if (op == BA_OP_SIN)
         for (int64_t e = 0; e < ne; e++) f2[e] = -sinf(x[e]);
-    else if (!strcmp(op, "Cos"))
+    else if (op == BA_OP_COS)
         for (int64_t e = 0; e < ne; e++) f2[e] = -cosf(x[e]);
-    else if (!strcmp(op, "HardSwish")) /* x²/6 + x/2 on (−3, 3) */
+    else if (op == BA_OP_HARD_SWISH) /* x²/6 + x/2 on (−3, 3) */
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > -3.0f && x[e] < 3.0f ? 1.0f / 3.0f : 0.0f;
-    else if (!strcmp(op, "Pow"))
+    else if (op == BA_OP_POW)
         for (int64_t e = 0; e < ne; e++) {
             const float p = pw[e];
             f2[e] = p == 2.0f ? 2.0f : p * (p - 1.0f) * powf(x[e], p - 2.0f);
@@ -973,7 +894,7 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         anyg |= gout[j] != NULL;
     }
     if (!anyg || !has_second(n, k, tmask)) return BA_OK;
-    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    const ba_op_def_t *d = n->def;
     ba_status st = BA_OK;
     switch (k) {
     case R_BILINEAR: { /* d(da) = B_a(tb)(g), d(db) = B_b(ta)(g) */
@@ -995,7 +916,7 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         if (!f2) return err->code;
         int opw = 0;
         float *pw = NULL;
-        if (!strcmp(n->op_type, "Pow")) {
+        if (n->op == BA_OP_POW) {
             pw = ba_grad_bcast_f32(n, in[1], out[0]->ndim, out[0]->shape, &opw, err);
             if (!pw) {
                 free(f2);
@@ -1094,7 +1015,7 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         return st;
     }
     case R_OWN:
-        return own_rule(n->op_type)->second(n, in, nin, out, n->nout, tin, gout, need, din, err);
+        return n->def->second(n, in, nin, out, n->nout, tin, gout, need, din, err);
     default:
         return BA_OK;
     }
@@ -1104,7 +1025,7 @@ static ba_status tangent_hook(void *vctx, int node, const ba_node_t *n, ba_tenso
                               ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout, const unsigned char *need,
                               ba_tensor_t **din, ba_error *err) {
     hook_ctx *c = vctx;
-    const ba_grad_def_t *d = ba_grad_lookup(n->op_type);
+    const ba_op_def_t *d = n->def;
     BA_TRY(d->backward(n, in, nin, out, nout, dout, need, din, err)); /* B(base)(t dout) */
     return second_order(c, n, (rule_kind)c->kinds[node], in, nin, out, need, din, err);
 }
@@ -1282,7 +1203,7 @@ static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *t
             /* drop the table's ref so that the kernel's is the only one */
             for (int j = 0; j < n->nin && j < 32; j++)
                 if (steal >> j & 1u) tan[n->inputs[j]] = NULL;
-            if (!(k == R_BILINEAR && tmask == 2u && !strcmp(n->op_type, "Conv") &&
+            if (!(k == R_BILINEAR && tmask == 2u && n->op == BA_OP_CONV &&
                   conv_w_tangent(s, i, n, in, out[0], tin[1], &tout[0], &st, err)))
                 st = node_tangent(n, k, in, n->nin, out, tin, steal, tout, err);
             for (int j = 0; j < n->nin && j < 32; j++)

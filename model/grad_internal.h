@@ -1,38 +1,18 @@
 /* Private helpers shared by the backward kernels (model/grad_*.c): gradient
- * slots, reduction of a broadcast gradient back to an input's shape, and the
- * family tables that ba_grad_lookup searches. Not public API. */
+ * slots and reduction of a broadcast gradient back to an input's shape. Not public API. */
 #ifndef BA_MODEL_GRAD_INTERNAL_H
 #define BA_MODEL_GRAD_INTERNAL_H
 
 #include "model/grad.h"
 
-/* Family tables (each terminated by {NULL, NULL}). */
-extern const ba_grad_def_t ba_grads_matmul[];      /* grad_matmul.c: Gemm, MatMul */
-extern const ba_grad_def_t ba_grads_conv[];        /* grad_conv.c: Conv, ConvTranspose */
-extern const ba_grad_def_t ba_grads_elementwise[]; /* grad_elementwise.c: arithmetic, activations, Where */
-extern const ba_grad_def_t ba_grads_shape[];       /* grad_shape.c: Reshape … Slice, Gather, Concat */
-extern const ba_grad_def_t ba_grads_norm[];        /* grad_norm.c: Softmax, BatchNorm, LayerNorm */
-extern const ba_grad_def_t ba_grads_pool[];        /* grad_pool.c: Global/Average/MaxPool */
-extern const ba_grad_def_t ba_grads_reduce[];      /* grad_reduce.c: ReduceSum/Mean/… */
-extern const ba_grad_def_t ba_grads_rnn[];         /* ops_rnn.c: LSTM, GRU */
+/* Whether node n's op has a gradient rule: a backward, or BA_OPF_NOGRAD
+ * (passes none). Otherwise a gradient path through it is unsupported. */
+static inline int ba_grad_known(const ba_node_t *n) {
+    return n->def && (n->def->backward || (n->def->flags & BA_OPF_NOGRAD));
+}
 
-/* An op's own rules for the exact HVP (grad_hvp.c uses them instead of its
- * generic kinds). tangent: tout[j] = J_j · tin (tin[i] NULL: no tangent on
- * input i; tout[j] left NULL: zero). second: din[i] += the derivative of the
- * op's backward B(in)(gout) along tin, gout = the base dL/d out (the
- * second-order term; the first-order B(in)(t dout) is the op's backward). */
-typedef ba_status (*ba_op_tangent_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                      int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err);
-typedef ba_status (*ba_op_second_fn)(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                     int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
-                                     const unsigned char *need, ba_tensor_t **din, ba_error *err);
-typedef struct ba_grad_rule {
-    const char *name;
-    ba_op_tangent_fn tangent;
-    ba_op_second_fn second;
-} ba_grad_rule_t;
-extern const ba_grad_rule_t ba_grad_rules_rnn[]; /* ops_rnn.c: LSTM, GRU */
-extern const ba_grad_def_t ba_grads_control[];     /* grad_control.c: If (merge of a run-time If) */
+/* Whether node n passes no gradient (BA_OPF_NOGRAD). */
+static inline int ba_grad_nograd(const ba_node_t *n) { return n->def && (n->def->flags & BA_OPF_NOGRAD); }
 
 /* Whether node n ran in the forward that left vals (a node of an If branch
  * not taken did not: its outputs have no value). */

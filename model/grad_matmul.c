@@ -7,8 +7,8 @@
 #include "model/grad_internal.h"
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C; dY (M, N). */
-static ba_status gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *A = in[0], *B = in[1], *dY = dout[0];
@@ -47,9 +47,9 @@ static ba_status gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
 }
 
 /* A (..., M, K) · B (..., K, N) -> Y (..., M, N); dY as Y. */
-static ba_status matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -106,9 +106,3 @@ static ba_status matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     }
     return BA_OK;
 }
-
-const ba_grad_def_t ba_grads_matmul[] = {
-    {"Gemm", gemm_backward},
-    {"MatMul", matmul_backward},
-    {NULL, NULL},
-};

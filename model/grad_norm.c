@@ -28,9 +28,9 @@ static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *ou
 }
 
 /* Softmax: dx = y·(g − Σ g·y); LogSoftmax: dx = g − exp(y)·Σ g. */
-static ba_status softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                  int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                  ba_error *err) {
+ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                              ba_error *err) {
     (void)nin;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -59,9 +59,9 @@ static ba_status softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, in
 
 /* Inference BatchNormalization: y = (x − mean)·inv·scale + B, inv = 1/sqrt(var + eps),
  * X (N, C, ...), the other inputs (C). */
-static ba_status batchnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+ba_status ba_batchnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)out;
     (void)nout;
     if (nin < 5 || ba_node_attr_int(n, "training_mode", 0))
@@ -99,9 +99,9 @@ static ba_status batchnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, 
 
 /* LayerNormalization over the axes from `axis` on: rows of D elements,
  * y = x̂·scale + B with x̂ = (x − mean)·rstd; dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·scale. */
-static ba_status layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *S = in[1], *Bt = nin > 2 ? in[2] : NULL;
@@ -149,9 +149,9 @@ static ba_status layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, 
 /* InstanceNormalization: per (n, c) plane of P elements x̂ = (x − mean)·rstd,
  * y = x̂·scale_c + B_c; X (N, C, *sp), scale and B (C).
  * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale_c; dscale_c = Σ g·x̂; dB_c = Σ g. */
-static ba_status instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
-                                   ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
-                                   const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                               ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                               const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (nin < 3 || !in[1] || !in[2])
@@ -190,12 +190,3 @@ static ba_status instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, i
     }
     return BA_OK;
 }
-
-const ba_grad_def_t ba_grads_norm[] = {
-    {"Softmax", softmax_backward},
-    {"LogSoftmax", softmax_backward},
-    {"BatchNormalization", batchnorm_backward},
-    {"LayerNormalization", layernorm_backward},
-    {"InstanceNormalization", instnorm_backward},
-    {NULL, NULL},
-};

@@ -8,9 +8,9 @@
 #include "model/kern_conv.h"
 
 /* X (N, C, *sp) -> Y (N, C, 1, …): dx = dy / P (avg) or to the first max. */
-static ba_status global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -35,8 +35,8 @@ static ba_status global_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-static ba_status pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                               ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
+                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -91,11 +91,3 @@ static ba_status pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     }
     return BA_OK;
 }
-
-const ba_grad_def_t ba_grads_pool[] = {
-    {"GlobalAveragePool", global_backward},
-    {"GlobalMaxPool", global_backward},
-    {"AveragePool", pool_backward},
-    {"MaxPool", pool_backward},
-    {NULL, NULL},
-};

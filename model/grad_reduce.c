@@ -12,9 +12,9 @@
 #define AXES_OPSET_SUM 13
 #define AXES_OPSET_OTHER 18
 
-static ba_status reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
@@ -76,11 +76,3 @@ static ba_status reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     if (oy) free(yb);
     return st;
 }
-
-const ba_grad_def_t ba_grads_reduce[] = {
-    {"ReduceSum", reduce_backward}, {"ReduceMean", reduce_backward},      {"ReduceSumSquare", reduce_backward},
-    {"ReduceL2", reduce_backward},  {"ReduceL1", reduce_backward},        {"ReduceLogSumExp", reduce_backward},
-    {"ReduceMax", reduce_backward}, {"ReduceMin", reduce_backward},       {"ArgMax", NULL},
-    {"ArgMin", NULL},
-    {NULL, NULL},
-};

@@ -20,9 +20,9 @@ static void strides_of(int r, const int64_t *shape, int64_t *st) {
 }
 
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
-static ba_status reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                  int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                  ba_error *err) {
+ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                              ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -32,9 +32,9 @@ static ba_status reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, in
 }
 
 /* Y = transpose(X, perm): Y.shape[i] = X.shape[perm[i]]. */
-static ba_status transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)nin;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -71,9 +71,9 @@ static ba_status transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, 
 static int norm_axis(int64_t a, int r) { return (int)(a < 0 ? a + r : a); }
 
 /* Y = concat(X_0 … X_k, axis). */
-static ba_status concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), Y->ndim);
@@ -98,9 +98,9 @@ static ba_status concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int
 }
 
 /* Y_0 … Y_k = split(X, axis): dX is the concat of the dY_j (missing = 0). */
-static ba_status split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+ba_status ba_split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nin;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
@@ -127,9 +127,9 @@ static ba_status split_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 
 /* Slice: the same start/step normalisation as the forward (ONNX Slice-13),
  * then dY scattered into a zero dX. */
-static ba_status slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -194,9 +194,9 @@ static ba_status slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 }
 
 /* Y = gather(X, I, axis): dX[.., I[j], ..] += dY[.., j, ..]. */
-static ba_status gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -224,9 +224,9 @@ static ba_status gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int
 }
 
 /* Expand: dX = dY summed over the broadcast axes. */
-static ba_status expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                 ba_error *err) {
+ba_status ba_expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)n;
     (void)nin;
     (void)nout;
@@ -242,9 +242,9 @@ static ba_status expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int
  * forward, run on the input's 1-based element numbers as float64 (exact to
  * 2^53), gives that map; then dX[src] += dY. 0 marks "no source" (pads). */
 #define MAP_MAX_EXACT 9007199254740992.0 /* 2^53 */
-static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                    int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                    ba_error *err) {
+ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -293,9 +293,9 @@ static ba_status index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, 
  * matrices of ba_resize_plan_t (the forward's), so dX = ⊗_d A_dᵀ · dY:
  * each output element's gradient is scattered to its taps' product weights.
  * Extrapolated points (tf_crop_and_resize) pass nothing. X (…), dY (out_shape). */
-static ba_status resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                 int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                                 ba_tensor_t **din, ba_error *err) {
+ba_status ba_resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                             ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -341,28 +341,3 @@ static ba_status resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int
     ba_resize_plan_free(&p);
     return BA_OK;
 }
-
-const ba_grad_def_t ba_grads_shape[] = {
-    {"Reshape", reshape_backward},
-    {"Flatten", reshape_backward},
-    {"Squeeze", reshape_backward},
-    {"Unsqueeze", reshape_backward},
-    {"Transpose", transpose_backward},
-    {"Concat", concat_backward},
-    {"Split", split_backward},
-    {"Slice", slice_backward},
-    {"Gather", gather_backward},
-    {"Expand", expand_backward},
-    {"Tile", index_map_backward},
-    {"Pad", index_map_backward},
-    {"Resize", resize_backward},
-    {"Upsample", resize_backward},
-    /* Shapes and index computations: no gradient. */
-    {"Shape", NULL},
-    {"Size", NULL},
-    {"ConstantOfShape", NULL},
-    {"Range", NULL},
-    {"NonZero", NULL},
-    {"EyeLike", NULL},
-    {NULL, NULL},
-};

@@ -345,10 +345,6 @@ done:
     return st;
 }
 
-static int is_chain_op(const char *op) {
-    return strcmp(op, "Identity") == 0 || strcmp(op, "Transpose") == 0 || strcmp(op, "Reshape") == 0;
-}
-
 /* Follows a weight input back through Identity/Transpose/Reshape producers.
  * Returns the root value id (a constant) or -1; chain[] gets the node indices
  * from the consumer side. */
@@ -358,38 +354,44 @@ static int trace_weight(const ba_model_t *m, int id, int *chain, int *nchain, in
         const ba_value_t *v = &m->values[id];
         if (v->producer < 0) return v->constant ? id : -1;
         const ba_node_t *p = &m->nodes[v->producer];
-        if (!is_chain_op(p->op_type) || p->nin < 1 || *nchain == cap) return -1;
+        if (!(ba_node_flags(p) & BA_OPF_CHAIN) || p->nin < 1 || *nchain == cap) return -1;
         chain[(*nchain)++] = v->producer;
         id = p->inputs[0];
     }
     return -1;
 }
 
-enum { MAX_CHAIN = 16 };
+enum { MAX_CHAIN = BA_LAYER_MAX_CHAIN };
 
-/* Which inputs of a node may hold a layer weight (SPEC §2). */
-static int weight_inputs(const ba_model_t *m, const ba_node_t *n, int idx[2]) {
-    const ba_model_priv_t *pv = m->priv;
-    if (n->domain[0]) return 0;
-    if (!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") || !strcmp(n->op_type, "Gemm")) {
-        idx[0] = 1;
-        return n->nin > 1;
-    }
-    if (!strcmp(n->op_type, "MatMul") && n->nin == 2) {
+/* Which inputs of a node may hold a layer weight (SPEC §2); a Gather's
+ * (an embedding) only when `embeddings` is set. A MatMul takes one weight:
+ * the first of its candidates that is one. */
+static int weight_inputs(const ba_node_t *n, int embeddings, int idx[2]) {
+    if (!(ba_node_flags(n) & BA_OPF_WEIGHT)) return 0;
+    switch (n->op) {
+    case BA_OP_CONV:
+    case BA_OP_CONV_TRANSPOSE:
+    case BA_OP_GEMM: idx[0] = 1; return n->nin > 1;
+    case BA_OP_MATMUL:
         idx[0] = 1;
         idx[1] = 0;
-        return 2;
-    }
-    if (ba_op_is_recurrent(n->op_type) && n->nin >= 3) {
+        return n->nin == 2 ? 2 : 0;
+    case BA_OP_GATHER: idx[0] = 0; return embeddings && n->nin >= 1;
+    default:
+        if (!(n->def->flags & BA_OPF_RECURRENT) || n->nin < 3) return 0;
         idx[0] = 1; /* W (dirs, gates*hidden, input) */
         idx[1] = 2; /* R (dirs, gates*hidden, hidden) */
         return 2;
     }
-    if (!strcmp(n->op_type, "Gather") && pv->include_embeddings && n->nin >= 1) {
-        idx[0] = 0;
-        return 1;
-    }
-    return 0;
+}
+
+/* The data input that weight input widx of node n multiplies: a Gather's
+ * indices, an LSTM/GRU's X for W (R multiplies the hidden state inside the
+ * op: -1), the other operand of Conv/Gemm/MatMul. */
+static int data_input(const ba_node_t *n, int widx) {
+    if (n->op == BA_OP_GATHER) return 1;
+    if (ba_node_flags(n) & BA_OPF_RECURRENT) return widx == 1 ? 0 : -1;
+    return widx == 1 ? 0 : 1;
 }
 
 static int root_ok(const ba_value_t *v) { return v->constant && v->constant->ndim >= 2 && ba_dtype_is_float(v->constant->dtype); }
@@ -399,7 +401,7 @@ static void mark_nofold(ba_model_t *m) {
     ba_model_priv_t *pv = m->priv;
     int chain[MAX_CHAIN], nc, idx[2];
     for (int i = 0; i < m->nnodes; i++) {
-        int k = weight_inputs(m, &m->nodes[i], idx);
+        int k = weight_inputs(&m->nodes[i], pv->include_embeddings, idx);
         for (int j = 0; j < k; j++) {
             int id = m->nodes[i].inputs[idx[j]];
             int root = trace_weight(m, id, chain, &nc, MAX_CHAIN);
@@ -407,7 +409,7 @@ static void mark_nofold(ba_model_t *m) {
             for (int c = 0; c < nc; c++)
                 for (int o = 0; o < m->nodes[chain[c]].nout; o++)
                     if (m->nodes[chain[c]].outputs[o] >= 0) pv->nofold[m->nodes[chain[c]].outputs[o]] |= VF_NOFOLD;
-            if (!strcmp(m->nodes[i].op_type, "MatMul")) break; /* one weight per MatMul */
+            if (m->nodes[i].op == BA_OP_MATMUL) break; /* one weight per MatMul */
         }
     }
 }
@@ -458,7 +460,7 @@ static ba_status fold_shape_gather(const ba_model_t *m, const ba_node_t *n, ba_t
     const ba_value_t *sv = &m->values[n->inputs[0]], *iv = &m->values[n->inputs[1]];
     if (sv->producer < 0 || !iv->constant || ba_node_attr_int(n, "axis", 0) != 0) return BA_OK;
     const ba_node_t *sh = &m->nodes[sv->producer];
-    if (strcmp(sh->op_type, "Shape") || sh->nin < 1 || sh->inputs[0] < 0) return BA_OK;
+    if (sh->op != BA_OP_SHAPE || sh->nin < 1 || sh->inputs[0] < 0) return BA_OK;
     const ba_value_t *x = &m->values[sh->inputs[0]];
     if (x->ndim < 0 || iv->constant->ndim > 1 || !ba_dtype_is_int(iv->constant->dtype)) return BA_OK;
     int s, e;
@@ -490,15 +492,15 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
     for (int i = 0; i < m->nnodes && st == BA_OK; i++) {
         ba_node_t *n = &m->nodes[i];
         if (n->domain[0] || node_nofold(m, n)) continue;
-        if (only_constant_nodes && strcmp(n->op_type, "Constant")) continue;
+        if (only_constant_nodes && n->op != BA_OP_CONSTANT) continue;
         ba_tensor_t *single = NULL;
-        if (!strcmp(n->op_type, "Constant")) {
+        if (n->op == BA_OP_CONSTANT) {
             st = constant_tensor(m, n, &single, err);
             if (st == BA_OK && n->nout >= 1 && n->outputs[0] >= 0)
                 ((ba_model_priv_t *)m->priv)->nofold[n->outputs[0]] |= VF_CONST_NODE;
-        } else if (!strcmp(n->op_type, "Shape")) {
+        } else if (n->op == BA_OP_SHAPE) {
             st = fold_shape(m, n, &single, err);
-        } else if (!strcmp(n->op_type, "Gather")) {
+        } else if (n->op == BA_OP_GATHER) {
             st = fold_shape_gather(m, n, &single, err);
         }
         if (st != BA_OK) break;
@@ -509,7 +511,7 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
             (*changed)++;
             continue;
         }
-        if (!n->def || !strcmp(n->op_type, "If")) continue;
+        if (!n->def || (n->def->flags & BA_OPF_CONTROL)) continue;
         int all_const = 1;
         for (int j = 0; j < n->nin; j++)
             if (n->inputs[j] >= 0 && !m->values[n->inputs[j]].constant) all_const = 0;
@@ -780,8 +782,8 @@ static int chain_shapes(const ba_model_t *m, int root, const int *chain, int nc,
 static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, int ind, const int64_t *si, int ond,
                          const int64_t *so) {
     (void)m;
-    if (!strcmp(n->op_type, "Identity")) return axis;
-    if (!strcmp(n->op_type, "Transpose")) {
+    if (n->op == BA_OP_IDENTITY) return axis;
+    if (n->op == BA_OP_TRANSPOSE) {
         const int64_t *perm;
         int np = ba_node_attr_ints(n, "perm", &perm);
         if (np) return axis < np ? (int)perm[axis] : -1;
@@ -811,14 +813,45 @@ static int find_layer(const ba_model_t *m, int root) {
     return -1;
 }
 
-/* The layer table (SPEC §2); macs stay -1 until ba_model_costs_at. */
+/* Records every consumer of a layer's weight in its uses (node order): one
+ * weight per MatMul, embeddings' Gathers whether or not they make layers. */
+static ba_status record_uses(ba_model_t *m, ba_error *err) {
+    int chain[MAX_CHAIN], nc, idx[2];
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        int k = weight_inputs(n, 1, idx);
+        for (int j = 0; j < k; j++) {
+            int root = trace_weight(m, n->inputs[idx[j]], chain, &nc, MAX_CHAIN);
+            int l = root < 0 ? -1 : find_layer(m, root);
+            if (l < 0) continue;
+            ba_layer_t *L = &m->layers[l];
+            ba_layer_use_t *nu = ba_realloc(L->uses, sizeof *nu * (size_t)(L->nuses + 1), err);
+            if (!nu) return err->code;
+            L->uses = nu;
+            ba_layer_use_t *u = &L->uses[L->nuses++];
+            memset(u, 0, sizeof *u);
+            u->node = i;
+            u->widx = idx[j];
+            u->didx = data_input(n, idx[j]);
+            if (u->didx >= n->nin || (u->didx >= 0 && n->inputs[u->didx] < 0)) u->didx = -1;
+            u->data = u->didx >= 0 ? n->inputs[u->didx] : -1;
+            u->nchain = nc;
+            memcpy(u->chain, chain, sizeof(int) * (size_t)nc);
+            if (n->op == BA_OP_MATMUL) break;
+        }
+    }
+    return BA_OK;
+}
+
+/* The layer table (SPEC §2) and each layer's uses; macs stay -1 until ba_model_costs_at. */
 static ba_status find_layers(ba_model_t *m, ba_error *err) {
+    const ba_model_priv_t *pv = m->priv;
     int chain[MAX_CHAIN], nc, idx[2];
     int cnd[MAX_CHAIN];
     int64_t csh[MAX_CHAIN][BA_MAX_DIMS];
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
-        int k = weight_inputs(m, n, idx);
+        int k = weight_inputs(n, pv->include_embeddings, idx);
         for (int j = 0; j < k; j++) {
             int wid = n->inputs[idx[j]];
             int root = trace_weight(m, wid, chain, &nc, MAX_CHAIN);
@@ -828,13 +861,14 @@ static ba_status find_layers(ba_model_t *m, ba_error *err) {
             /* consumed weight rank */
             int wnd = nc == 0 ? w->ndim : known ? cnd[0] : -1;
             int ch;
-            const char *op = n->op_type;
-            if (!strcmp(op, "Conv")) ch = 0;
-            else if (!strcmp(op, "ConvTranspose")) ch = 1;
-            else if (!strcmp(op, "Gemm")) ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1;
-            else if (!strcmp(op, "MatMul")) ch = wnd >= 2 ? (idx[j] == 1 ? wnd - 1 : wnd - 2) : w->ndim - 1;
-            else if (ba_op_is_recurrent(op)) ch = 1; /* the gate rows */
-            else ch = 0; /* Gather: one row per token */
+            switch (n->op) {
+            case BA_OP_CONV: ch = 0; break;
+            case BA_OP_CONV_TRANSPOSE: ch = 1; break;
+            case BA_OP_GEMM: ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1; break;
+            case BA_OP_MATMUL: ch = wnd >= 2 ? (idx[j] == 1 ? wnd - 1 : wnd - 2) : w->ndim - 1; break;
+            case BA_OP_GATHER: ch = 0; break; /* one row per token */
+            default: ch = 1; /* LSTM/GRU: the gate rows */
+            }
             for (int c = 0; c < nc && ch >= 0; c++) {
                 if (!known) {
                     ch = -1;
@@ -844,7 +878,7 @@ static ba_status find_layers(ba_model_t *m, ba_error *err) {
                 const int64_t *si = c + 1 < nc ? csh[c + 1] : w->shape;
                 ch = map_axis_back(m, &m->nodes[chain[c]], ch, ind, si, cnd[c], csh[c]);
             }
-            if (ch < 0 || ch >= w->ndim) ch = !strcmp(op, "MatMul") ? w->ndim - 1 : 0;
+            if (ch < 0 || ch >= w->ndim) ch = n->op == BA_OP_MATMUL ? w->ndim - 1 : 0;
             if (find_layer(m, root) < 0) {
                 ba_layer_t *nl = ba_realloc(m->layers, sizeof(ba_layer_t) * (size_t)(m->nlayers + 1), err);
                 if (!nl) return err->code;
@@ -863,47 +897,38 @@ static ba_status find_layers(ba_model_t *m, ba_error *err) {
                 L->params = w->numel;
                 L->macs = -1;
             }
-            if (!strcmp(op, "MatMul")) break;
+            if (n->op == BA_OP_MATMUL) break;
         }
     }
-    return BA_OK;
+    return record_uses(m, err);
 }
 
 /* MACs of one consumer of a weight at the shapes of run r, for one sample (bsz samples in the run). */
 static int64_t consumer_macs(const ba_node_t *n, int widx, const ba_tensor_t *w, const shape_run *r, int64_t bsz) {
-    const char *op = n->op_type;
     int wid = n->inputs[widx], out = n->outputs[0], in0 = n->inputs[0];
     int ond = out >= 0 ? r->ndim[out] : -1, ind = in0 >= 0 ? r->ndim[in0] : -1, cnd = r->ndim[wid];
     const int64_t *os = out >= 0 ? r->shape + (size_t)out * BA_MAX_DIMS : NULL;
     const int64_t *is = in0 >= 0 ? r->shape + (size_t)in0 * BA_MAX_DIMS : NULL;
     const int64_t *cs = r->shape + (size_t)wid * BA_MAX_DIMS;
-    if (!strcmp(op, "Conv") && ond >= 0 && w->shape[0] > 0) return numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
-    if (!strcmp(op, "ConvTranspose") && ind >= 0 && w->shape[0] > 0)
+    if (n->op == BA_OP_CONV && ond >= 0 && w->shape[0] > 0) return numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
+    if (n->op == BA_OP_CONV_TRANSPOSE && ind >= 0 && w->shape[0] > 0)
         return numel_of(ind, is) / bsz * (w->numel / w->shape[0]);
-    if (!strcmp(op, "Gemm") && ond >= 0 && cnd == 2)
+    if (n->op == BA_OP_GEMM && ond >= 0 && cnd == 2)
         return numel_of(ond, os) / bsz * (ba_node_attr_int(n, "transB", 0) ? cs[1] : cs[0]);
-    if (!strcmp(op, "MatMul") && ond >= 0 && cnd >= 1)
+    if (n->op == BA_OP_MATMUL && ond >= 0 && cnd >= 1)
         return numel_of(ond, os) / bsz * (widx == 1 ? (cnd >= 2 ? cs[cnd - 2] : cs[0]) : cs[cnd - 1]);
-    if (ba_op_is_recurrent(op) && ind == 3 && is[2] > 0)
+    if ((ba_node_flags(n) & BA_OPF_RECURRENT) && ind == 3 && is[2] > 0)
         return numel_of(ind, is) / is[2] / bsz * w->numel; /* every (step, batch) row: dirs·G·H·(I or H) */
     return 0;
 }
 
-/* Every layer's macs from run r (summed over a shared weight's consumers). */
+/* Every layer's macs from run r (summed over a shared weight's uses). */
 static void fill_macs(ba_model_t *m, const shape_run *r, int64_t bsz) {
-    int chain[MAX_CHAIN], nc, idx[2];
-    for (int l = 0; l < m->nlayers; l++) m->layers[l].macs = 0;
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        int k = weight_inputs(m, n, idx);
-        for (int j = 0; j < k; j++) {
-            int root = trace_weight(m, n->inputs[idx[j]], chain, &nc, MAX_CHAIN);
-            if (root < 0 || !root_ok(&m->values[root])) continue;
-            int l = find_layer(m, root);
-            if (l < 0) continue;
-            m->layers[l].macs += consumer_macs(n, idx[j], m->values[root].constant, r, bsz);
-            if (!strcmp(n->op_type, "MatMul")) break;
-        }
+    for (int l = 0; l < m->nlayers; l++) {
+        ba_layer_t *L = &m->layers[l];
+        L->macs = 0;
+        for (int u = 0; u < L->nuses; u++)
+            L->macs += consumer_macs(&m->nodes[L->uses[u].node], L->uses[u].widx, m->values[L->value].constant, r, bsz);
     }
 }
 
@@ -1135,7 +1160,7 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
     }
     m->ninputs = k;
     BA_TRY(ba_graph_expand_ifs(m, err));
-    for (int i = 0; i < m->nnodes; i++) m->nodes[i].def = ba_op_lookup(m->nodes[i].op_type, m->nodes[i].domain);
+    for (int i = 0; i < m->nnodes; i++) ba_node_resolve(&m->nodes[i]);
     BA_TRY(check_refs(m, err));
     BA_TRY(topo_sort(m, err));
     int nconst;

@@ -116,7 +116,7 @@ static int add_identity(ba_model_t *m, const char *name, int src, int dst, int g
     id->outputs = ba_calloc(1, sizeof(int), err);
     if (!id->name || !id->op_type || !id->domain || !id->inputs || !id->outputs) return -1;
     id->opset = (int)m->opset;
-    id->def = ba_op_lookup("Identity", "");
+    ba_node_resolve(id);
     id->nin = id->nout = 1;
     id->inputs[0] = src;
     id->outputs[0] = dst;

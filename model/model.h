@@ -35,7 +35,8 @@ typedef struct ba_node {
     char *op_type;
     char *domain;    /* "" for the default domain */
     int opset;       /* opset version of the node's domain in this model */
-    const struct ba_op_def *def; /* kernel table entry (NULL until resolved) */
+    int op;          /* ba_op_id (model/ops.h): BA_OP_UNKNOWN (0) when the op has no kernel or until resolved */
+    const struct ba_op_def *def; /* that op's row of the op table (NULL likewise); both set by ba_node_resolve */
     int nin, nout;
     int *inputs;     /* value ids; -1 = optional input left out */
     int *outputs;    /* value ids; -1 = optional output not requested */
@@ -73,12 +74,31 @@ typedef struct ba_value {
     int is_initializer;
 } ba_value_t;
 
+/* Longest chain of Identity/Transpose/Reshape nodes between a layer's
+ * constant and its consumer that the loader looks through (SPEC §2). */
+enum { BA_LAYER_MAX_CHAIN = 16 };
+
+/* One use of a layer's weight: a node that consumes it (Conv, ConvTranspose,
+ * Gemm, MatMul, LSTM/GRU, or an embedding's Gather), recorded once at load. */
+typedef struct ba_layer_use {
+    int node;   /* index of the consuming node */
+    int widx;   /* its input that holds the weight (the chain's end) */
+    int didx;   /* its data input, what the weight multiplies (Gather: the indices); -1 when
+                   there is none (an LSTM/GRU's R multiplies the hidden state inside the op) */
+    int data;   /* value id of that data input, -1 likewise */
+    int nchain; /* Identity/Transpose/Reshape nodes between the constant and the consumer */
+    int chain[BA_LAYER_MAX_CHAIN]; /* their node indices, from the consumer's side back to the constant */
+} ba_layer_use_t;
+
 /* A quantizable layer (SPEC §2). */
 typedef struct ba_layer {
     char *name;        /* initializer name, or Constant output name */
     int value;         /* value id of that constant (what quant/ replaces) */
-    int node;          /* index of the consuming Conv/ConvTranspose/Gemm/MatMul/Gather node */
+    int node;          /* index of the consuming Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/Gather node
+                          the layer was found at (the first; one of its uses) */
     const char *op;    /* op_type of that node (points into the node) */
+    int nuses;         /* every consumer of the weight, in node order; a tied embedding's */
+    ba_layer_use_t *uses; /* Gather is one even without --include-embeddings */
     int ndim;
     int64_t shape[BA_MAX_DIMS]; /* shape of the constant as stored */
     int ch_axis;       /* output-channel axis, in the constant's own layout */
@@ -87,8 +107,8 @@ typedef struct ba_layer {
                           (dynamic dims beyond the sample axis: see ba_model_costs_at) */
 } ba_layer_t;
 
-/* LSTM or GRU (model/ops_rnn.c): W and R are layers on their gate axis 1;
- * R multiplies the hidden state inside the op. */
+/* LSTM or GRU (BA_OPF_RECURRENT, model/ops.h): W and R are layers on their
+ * gate axis 1; R multiplies the hidden state inside the op. */
 int ba_op_is_recurrent(const char *op_type);
 
 typedef struct ba_model {

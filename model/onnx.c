@@ -967,7 +967,10 @@ void ba_model_free(ba_model_t *m) {
         ba_tensor_unref(m->values[i].constant);
     }
     free(m->values);
-    for (int i = 0; i < m->nlayers; i++) free(m->layers[i].name);
+    for (int i = 0; i < m->nlayers; i++) {
+        free(m->layers[i].name);
+        free(m->layers[i].uses);
+    }
     free(m->layers);
     for (int i = 0; i < m->nguards; i++) free(m->guards[i].node);
     free(m->guards);

@@ -21,8 +21,8 @@ ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_err
 
 /* in: [cond, then outputs (nout), else outputs (nout)]; the branch not taken
  * did not run, so its slots may be NULL. */
-static ba_status if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+ba_status ba_if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                      ba_error *err) {
     if (n->if_guard < 0 || nin != 1 + 2 * nout)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "node '%s' (If): branches were not expanded", n->name);
     int t;
@@ -41,8 +41,3 @@ static ba_status if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
     }
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_control[] = {
-    {"If", if_merge},
-    {NULL, NULL},
-};

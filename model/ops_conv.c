@@ -89,7 +89,7 @@ static void conv_depthwise(const float *x, const float *w, float *y, int64_t N, 
     }
 }
 
-/* What one chunk of nb images of a grouped conv needs (conv_forward). */
+/* What one chunk of nb images of a grouped conv needs (ba_conv_forward). */
 typedef struct {
     const float *x, *w;
     float *y;
@@ -137,8 +137,8 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
 }
 
 /* X (N, C, *in), W (M, C/group, *k), B (M) -> Y (N, M, *out). */
-static ba_status conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -226,8 +226,8 @@ static ba_status conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int
 }
 
 /* X (N, C, *in), W (C, M/group, *k), B (M) -> Y (N, M, *out). */
-static ba_status convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                           ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -272,9 +272,3 @@ static ba_status convt_forward(const ba_node_t *node, ba_tensor_t *const *in, in
     out[0] = Y;
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_conv[] = {
-    {"Conv", conv_forward},
-    {"ConvTranspose", convt_forward},
-    {NULL, NULL},
-};

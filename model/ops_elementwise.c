@@ -430,8 +430,8 @@ static int binary_op_of(const ba_node_t *n) {
     return -1;
 }
 
-static ba_status fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     int op = binary_op_of(n);
@@ -440,8 +440,8 @@ static ba_status fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 }
 
 /* Sum, Mean, Min, Max: pairwise broadcast folds over any number of inputs. */
-static ba_status fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
     BA_TRY(need_inputs(n, in, nin, nin, err));
@@ -486,8 +486,8 @@ static void seg_where(void *vctx, int64_t oo, const int64_t *offs, const int64_t
     }
 }
 
-static ba_status fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     if (in[0]->dtype != BA_DT_BOOL)
@@ -714,8 +714,8 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-static ba_status fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int op = -1;
@@ -746,20 +746,3 @@ static ba_status fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     }
     return unary(n, op, in[0], &p, &out[0], err);
 }
-
-const ba_op_def_t ba_ops_elementwise[] = {
-    {"Add", fwd_binary}, {"Sub", fwd_binary}, {"Mul", fwd_binary}, {"Div", fwd_binary}, {"Pow", fwd_binary},
-    {"Mod", fwd_binary}, {"Equal", fwd_binary}, {"Less", fwd_binary}, {"LessOrEqual", fwd_binary},
-    {"Greater", fwd_binary}, {"GreaterOrEqual", fwd_binary}, {"And", fwd_binary}, {"Or", fwd_binary},
-    {"Xor", fwd_binary}, {"PRelu", fwd_binary},
-    {"Sum", fwd_variadic}, {"Mean", fwd_variadic}, {"Min", fwd_variadic}, {"Max", fwd_variadic},
-    {"Where", fwd_where},
-    {"Sqrt", fwd_unary}, {"Reciprocal", fwd_unary}, {"Exp", fwd_unary}, {"Log", fwd_unary}, {"Neg", fwd_unary},
-    {"Abs", fwd_unary}, {"Erf", fwd_unary}, {"Tanh", fwd_unary}, {"Sigmoid", fwd_unary}, {"Relu", fwd_unary},
-    {"LeakyRelu", fwd_unary}, {"Elu", fwd_unary}, {"Selu", fwd_unary}, {"Clip", fwd_unary},
-    {"HardSigmoid", fwd_unary}, {"HardSwish", fwd_unary}, {"Gelu", fwd_unary}, {"Softplus", fwd_unary},
-    {"Softsign", fwd_unary}, {"Mish", fwd_unary}, {"Floor", fwd_unary}, {"Ceil", fwd_unary},
-    {"Round", fwd_unary}, {"Sign", fwd_unary}, {"Sin", fwd_unary}, {"Cos", fwd_unary}, {"Not", fwd_unary},
-    {"IsNaN", fwd_unary},
-    {NULL, NULL},
-};

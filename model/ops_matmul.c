@@ -13,8 +13,8 @@ static ba_status bad_shapes(const ba_node_t *node, const ba_tensor_t *A, const b
 }
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
-static ba_status gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)nout;
     const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL, *C = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, A, "input A", err));
@@ -65,8 +65,8 @@ static void batch_product(const float *a, const float *b, float *y, int64_t e, i
 
 /* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
  * row (M dim dropped from the result), a 1-D B a column (N dim dropped). */
-static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                ba_error *err) {
+ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                            ba_error *err) {
     (void)nout;
     const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL;
     BA_TRY(ba_kern_need_f32(node, A, "input A", err));
@@ -121,9 +121,3 @@ static ba_status matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, i
     out[0] = Y;
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_matmul[] = {
-    {"Gemm", gemm_forward},
-    {"MatMul", matmul_forward},
-    {NULL, NULL},
-};

@@ -31,8 +31,8 @@ static ba_status need_chan(const ba_node_t *node, const ba_tensor_t *t, const ch
 }
 
 /* X (N, C, *sp); scale, B, mean, var (C): y = (x - mean) / sqrt(var + eps) * scale + B. */
-static ba_status batchnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                   ba_error *err) {
+ba_status ba_batchnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                               ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     if (X->ndim < 2) return bad(node, "input X (expected N, C, …)", X, err);
@@ -112,8 +112,8 @@ static void norm_rows(const float *x, float *y, int64_t outer, int64_t inner, fl
 }
 
 /* X (..., [axis:]); Scale, B broadcast to X[axis:] -> Y, Mean, InvStdDev (X[:axis], 1, …). */
-static ba_status layernorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                   ba_error *err) {
+ba_status ba_layernorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                               ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *S = nin > 1 ? in[1] : NULL, *Bt = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     BA_TRY(ba_kern_need_f32(node, S, "Scale", err));
@@ -155,8 +155,8 @@ fail:
 }
 
 /* X (N, C, *sp); scale, B (C): each (n, c) plane normalised by its own statistics. */
-static ba_status instnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                  ba_error *err) {
+ba_status ba_instnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                              ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -300,23 +300,14 @@ static ba_status softmax_any(const ba_node_t *node, ba_tensor_t *const *in, int 
     return BA_OK;
 }
 
-static ba_status softmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+ba_status ba_softmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                             ba_error *err) {
     (void)nout;
     return softmax_any(node, in, nin, out, 0, err);
 }
 
-static ba_status logsoftmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
-                                    int nout, ba_error *err) {
+ba_status ba_logsoftmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                                int nout, ba_error *err) {
     (void)nout;
     return softmax_any(node, in, nin, out, 1, err);
 }
-
-const ba_op_def_t ba_ops_norm[] = {
-    {"BatchNormalization", batchnorm_forward},
-    {"LayerNormalization", layernorm_forward},
-    {"InstanceNormalization", instnorm_forward},
-    {"Softmax", softmax_forward},
-    {"LogSoftmax", logsoftmax_forward},
-    {NULL, NULL},
-};

@@ -106,18 +106,18 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-static ba_status maxpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+ba_status ba_maxpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                             ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_MAX, err);
 }
 
-static ba_status avgpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+ba_status ba_avgpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                             ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_AVG, err);
 }
 
-static ba_status lppool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                ba_error *err) {
+ba_status ba_lppool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                            ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_LP, err);
 }
 
@@ -155,23 +155,14 @@ static ba_status global_forward(const ba_node_t *node, ba_tensor_t *const *in, i
     return BA_OK;
 }
 
-static ba_status gavg_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_gavg_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)nout;
     return global_forward(node, in, nin, out, 0, err);
 }
 
-static ba_status gmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_gmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)nout;
     return global_forward(node, in, nin, out, 1, err);
 }
-
-const ba_op_def_t ba_ops_pool[] = {
-    {"MaxPool", maxpool_forward},
-    {"AveragePool", avgpool_forward},
-    {"LpPool", lppool_forward},
-    {"GlobalAveragePool", gavg_forward},
-    {"GlobalMaxPool", gmax_forward},
-    {NULL, NULL},
-};

@@ -100,8 +100,8 @@ static void store_q(ba_tensor_t *t, int64_t i, double v) {
     }
 }
 
-static ba_status quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                 ba_error *err) {
+ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                             ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
         return ba_error_set(err, BA_ERR_INPUT, "node '%s' (QuantizeLinear): needs x and y_scale", n->name);
@@ -137,8 +137,8 @@ static ba_status quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-static ba_status dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                   ba_error *err) {
+ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                               ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
         return ba_error_set(err, BA_ERR_INPUT, "node '%s' (DequantizeLinear): needs x and x_scale", n->name);
@@ -166,9 +166,3 @@ static ba_status dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, i
     out[0] = y;
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_quant[] = {
-    {"QuantizeLinear", quantize_linear},
-    {"DequantizeLinear", dequantize_linear},
-    {NULL, NULL},
-};

@@ -126,8 +126,8 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
     return acc;
 }
 
-static ba_status fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -206,8 +206,8 @@ static ba_status fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* ---------------------------------------------------------------- ArgMax / ArgMin */
 
-static ba_status fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                         ba_error *err) {
+ba_status ba_fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                     ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -265,8 +265,8 @@ static int cmp_asc(const void *pa, const void *pb) {
     return a->i < b->i ? -1 : a->i > b->i;
 }
 
-static ba_status fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                      ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
@@ -325,8 +325,8 @@ static ba_status fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 
 /* ---------------------------------------------------------------- CumSum */
 
-static ba_status fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -364,11 +364,3 @@ static ba_status fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     out[0] = o;
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_reduce[] = {
-    {"ReduceSum", fwd_reduce}, {"ReduceMean", fwd_reduce}, {"ReduceMax", fwd_reduce}, {"ReduceMin", fwd_reduce},
-    {"ReduceProd", fwd_reduce}, {"ReduceL1", fwd_reduce}, {"ReduceL2", fwd_reduce},
-    {"ReduceSumSquare", fwd_reduce}, {"ReduceLogSumExp", fwd_reduce},
-    {"ArgMax", fwd_arg}, {"ArgMin", fwd_arg}, {"TopK", fwd_topk}, {"CumSum", fwd_cumsum},
-    {NULL, NULL},
-};

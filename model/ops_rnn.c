@@ -487,8 +487,8 @@ static ba_status write_outputs(const ba_node_t *n, const rnn_t *r, const float *
     return BA_OK;
 }
 
-static ba_status rnn_forward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_rnn_forward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                         ba_error *err) {
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
     tape_t tp;
@@ -535,8 +535,8 @@ static ba_status tan_setup(const rnn_t *r, ba_tensor_t *const *in, int nin, ba_t
 }
 
 /* Forward-mode rule: tout = J · tin for Y, Y_h, Y_c. */
-static ba_status rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                             int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
+ba_status ba_rnn_tangent(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                         int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err) {
     (void)out;
     rnn_t r;
     BA_TRY(rnn_setup(n, in, nin, &r, err));
@@ -851,38 +851,18 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
     return st;
 }
 
-static ba_status rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                              int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                              ba_tensor_t **din, ba_error *err) {
+ba_status ba_rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                          int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                          ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, NULL, dout, nout, need, din, err);
 }
 
 /* The HVP's second-order term: din += (∂/∂in B(in)(g)) · tin with g the
  * base cotangents, the tangent of the backward along the inputs' tangents. */
-static ba_status rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                            int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
-                            const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_rnn_second(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                        int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
+                        const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, tin, gout, nout, need, din, err);
 }
-
-int ba_op_is_recurrent(const char *op_type) { return !strcmp(op_type, "LSTM") || !strcmp(op_type, "GRU"); }
-
-const ba_op_def_t ba_ops_rnn[] = {
-    {"LSTM", rnn_forward},
-    {"GRU", rnn_forward},
-    {NULL, NULL},
-};
-
-const ba_grad_def_t ba_grads_rnn[] = {
-    {"LSTM", rnn_backward},
-    {"GRU", rnn_backward},
-    {NULL, NULL},
-};
-
-const ba_grad_rule_t ba_grad_rules_rnn[] = {
-    {"LSTM", rnn_tangent, rnn_second},
-    {"GRU", rnn_tangent, rnn_second},
-    {NULL, NULL, NULL},
-};

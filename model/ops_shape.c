@@ -105,8 +105,8 @@ static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const i
     return BA_OK;
 }
 
-static ba_status fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     BA_TRY(make_view(n, in[0], in[0]->ndim, in[0]->shape, &out[0], err));
     if (strcmp(n->op_type, "Dropout") == 0 && wants_output(n, nout, 1)) {
@@ -123,8 +123,8 @@ static ba_status fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -137,8 +137,8 @@ static ba_status fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return make_view(n, x, 2, shape, &out[0], err);
 }
 
-static ba_status fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -203,8 +203,8 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
     return BA_OK;
 }
 
-static ba_status fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -231,8 +231,8 @@ static ba_status fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return make_view(n, x, nd, shape, &out[0], err);
 }
 
-static ba_status fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -256,8 +256,8 @@ static ba_status fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int n
 
 /* ---------------------------------------------------------------- copies */
 
-static ba_status fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                           ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -288,8 +288,8 @@ static ba_status fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int n
     return BA_OK;
 }
 
-static ba_status fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): no inputs", n->name);
     BA_TRY(need_inputs(n, in, nin, nin, err));
@@ -327,8 +327,8 @@ static ba_status fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
@@ -419,8 +419,8 @@ done:
     return st;
 }
 
-static ba_status fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -490,8 +490,8 @@ static ba_status fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
@@ -531,8 +531,8 @@ static ba_status fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
-                                     int nout, ba_error *err) {
+ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                                 int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
@@ -567,8 +567,8 @@ static ba_status fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in,
     return BA_OK;
 }
 
-static ba_status fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -590,8 +590,8 @@ static ba_status fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return BA_OK;
 }
 
-static ba_status fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
@@ -640,8 +640,8 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
     }
 }
 
-static ba_status fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                         ba_error *err) {
+ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                     ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1145,8 +1145,8 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                        ba_error *err) {
     (void)nout;
     ba_resize_plan_t p;
     BA_TRY(ba_resize_plan_make(n, in, nin, &p, err));
@@ -1157,8 +1157,8 @@ static ba_status fwd_resize(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 
 /* ---------------------------------------------------------------- constants */
 
-static ba_status fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
     (void)in, (void)nin, (void)nout;
     const ba_attr_t *a;
     ba_tensor_t *o = NULL;
@@ -1183,8 +1183,8 @@ static ba_status fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int ni
     return BA_OK;
 }
 
-static ba_status fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
-                                       int nout, ba_error *err) {
+ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                                   int nout, ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int64_t shape[BA_MAX_DIMS];
@@ -1204,8 +1204,8 @@ static ba_status fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *i
     return BA_OK;
 }
 
-static ba_status fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     int r = in[0]->ndim;
@@ -1226,8 +1226,8 @@ static ba_status fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, 0, NULL, err);
@@ -1240,8 +1240,8 @@ static ba_status fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 /* Guards Range against a hostile limit/delta pair. */
 #define RANGE_MAX_ELEMS ((int64_t)1 << 32)
 
-static ba_status fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     for (int k = 0; k < 3; k++)
@@ -1273,8 +1273,8 @@ static ba_status fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     return BA_OK;
 }
 
-static ba_status fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
+ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                      ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
     ba_dtype to = strcmp(n->op_type, "CastLike") == 0 ? in[1]->dtype : (ba_dtype)ba_node_attr_int(n, "to", 0);
@@ -1287,8 +1287,8 @@ static ba_status fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
     return BA_OK;
 }
 
-static ba_status fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                         ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1313,8 +1313,8 @@ static ba_status fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-static ba_status fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                ba_error *err) {
+ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                            ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 3, err));
     ba_tensor_t *x = in[0], *idx = in[1], *upd = in[2];
@@ -1371,8 +1371,8 @@ static ba_status fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int 
     return BA_OK;
 }
 
-static ba_status fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
@@ -1399,14 +1399,3 @@ static ba_status fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     out[0] = o;
     return BA_OK;
 }
-
-const ba_op_def_t ba_ops_shape[] = {
-    {"Identity", fwd_identity}, {"Dropout", fwd_identity}, {"Flatten", fwd_flatten}, {"Reshape", fwd_reshape},
-    {"Squeeze", fwd_squeeze}, {"Unsqueeze", fwd_unsqueeze}, {"Transpose", fwd_transpose}, {"Concat", fwd_concat},
-    {"Split", fwd_split}, {"Slice", fwd_slice}, {"Gather", fwd_gather}, {"GatherElements", fwd_gather_elements},
-    {"Expand", fwd_expand}, {"Tile", fwd_tile}, {"Pad", fwd_pad}, {"Resize", fwd_resize}, {"Upsample", fwd_resize},
-    {"Constant", fwd_constant}, {"ConstantOfShape", fwd_constant_of_shape}, {"Shape", fwd_shape},
-    {"Size", fwd_size}, {"Range", fwd_range}, {"Cast", fwd_cast}, {"CastLike", fwd_cast}, {"NonZero", fwd_nonzero},
-    {"ScatterND", fwd_scatter_nd}, {"Trilu", fwd_trilu},
-    {NULL, NULL},
-};

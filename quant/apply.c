@@ -8,57 +8,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/ops.h"
 #include "quant/onnx_write.h"
 
-/* Weight chains the loader looks through (SPEC §2: Identity/Transpose/Reshape of constants). */
-#define APPLY_MAX_CHAIN 8
 #define APPLY_FP32_BITS 32
 #define APPLY_FP16_BITS 16
 #define APPLY_MAX_INT_BITS 8
 
-/* Ops whose data input takes the activation quantizer (LSTM/GRU: X, input 0;
- * their hidden state stays float inside the op). */
-static int is_layer_op(const char *op) {
-    return !strcmp(op, "Conv") || !strcmp(op, "ConvTranspose") || !strcmp(op, "Gemm") ||
-           !strcmp(op, "MatMul") || ba_op_is_recurrent(op);
-}
-
-/* 1 when value v is (behind a short Identity/Transpose/Reshape chain) a layer's weight. */
-static int is_layer_weight(const ba_model_t *m, int v) {
-    for (int step = 0; v >= 0 && step <= APPLY_MAX_CHAIN; step++) {
-        for (int l = 0; l < m->nlayers; l++)
-            if (m->layers[l].value == v) return 1;
-        if (m->values[v].constant) return 0;
-        int p = m->values[v].producer;
-        if (p < 0) return 0;
-        const ba_node_t *n = &m->nodes[p];
-        if (strcmp(n->op_type, "Identity") && strcmp(n->op_type, "Transpose") &&
-            strcmp(n->op_type, "Reshape"))
-            return 0;
-        v = n->nin > 0 ? n->inputs[0] : -1;
-    }
-    return 0;
-}
-
+/* The data inputs of the layers' uses take the activation quantizer: what a
+ * Conv/ConvTranspose/Gemm/MatMul weight multiplies, an LSTM/GRU's X (their
+ * hidden state stays float inside the op); an embedding's Gather indices do not. */
 int ba_quant_act_targets(const ba_model_t *m, unsigned char *mark) {
     memset(mark, 0, (size_t)m->nvalues);
     int count = 0;
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        if (!is_layer_op(n->op_type) || n->nin < 2) continue;
-        int w = -1;
-        if (n->inputs[1] >= 0 && is_layer_weight(m, n->inputs[1]))
-            w = 1;
-        else if (n->inputs[0] >= 0 && is_layer_weight(m, n->inputs[0]))
-            w = 0;
-        if (w < 0) continue;
-        int d = n->inputs[1 - w];
-        if (d < 0 || m->values[d].constant) continue;
-        ba_dtype dt = m->values[d].dtype;
-        if (dt != BA_DT_UNDEFINED && !ba_dtype_is_float(dt)) continue;
-        if (!mark[d]) count++;
-        mark[d] = 1;
-    }
+    for (int l = 0; l < m->nlayers; l++)
+        for (int k = 0; k < m->layers[l].nuses; k++) {
+            const ba_layer_use_t *u = &m->layers[l].uses[k];
+            int d = u->data;
+            if (d < 0 || m->nodes[u->node].op == BA_OP_GATHER || m->values[d].constant) continue;
+            ba_dtype dt = m->values[d].dtype;
+            if (dt != BA_DT_UNDEFINED && !ba_dtype_is_float(dt)) continue;
+            if (!mark[d]) count++;
+            mark[d] = 1;
+        }
     return count;
 }
 

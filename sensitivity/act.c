@@ -19,7 +19,6 @@
 #define BA_SENS_ACT_MAX_K 1024
 /* Floats of im2col columns built at once. */
 #define ACT_COLS_BUDGET ((int64_t)1 << 22)
-enum { MAX_CHAIN = 16 };
 
 typedef enum { USE_CONV, USE_ROWS, USE_DIRECT } use_mode;
 
@@ -45,58 +44,25 @@ typedef struct act_state {
     int64_t cols_cap;
 } act_state_t;
 
-/* The value a chain of Identity/Transpose/Reshape nodes starts from. */
-static int trace_root(const ba_model_t *m, int id) {
-    for (int i = 0; i < MAX_CHAIN && id >= 0; i++) {
-        int p = m->values[id].producer;
-        if (p < 0) return id;
-        const char *op = m->nodes[p].op_type;
-        if (strcmp(op, "Identity") && strcmp(op, "Transpose") && strcmp(op, "Reshape")) return id;
-        id = m->nodes[p].inputs[0];
-    }
-    return id;
-}
-
-static int layer_of_value(const ba_model_t *m, int root) {
-    for (int l = 0; l < m->nlayers; l++)
-        if (m->layers[l].value == root) return l;
-    return -1;
-}
-
+/* One act_use_t per use of a layer's weight with a data input (model/model.h). */
 static ba_status find_uses(act_state_t *s, ba_error *err) {
     const ba_model_t *m = s->c->m;
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        int cand[2], nc = 0;
-        if (n->domain[0]) continue;
-        if (!strcmp(n->op_type, "Conv") || !strcmp(n->op_type, "ConvTranspose") ||
-            !strcmp(n->op_type, "Gemm")) {
-            if (n->nin > 1) cand[nc++] = 1;
-        } else if (!strcmp(n->op_type, "MatMul") && n->nin == 2) {
-            cand[nc++] = 1;
-            cand[nc++] = 0;
-        } else if (!strcmp(n->op_type, "Gather") && n->nin >= 2) {
-            cand[nc++] = 0;
-        }
-        for (int j = 0; j < nc; j++) {
-            int wid = n->inputs[cand[j]];
-            if (wid < 0) continue;
-            int l = layer_of_value(m, trace_root(m, wid));
-            if (l < 0) continue;
+    for (int l = 0; l < m->nlayers; l++)
+        for (int k = 0; k < m->layers[l].nuses; k++) {
+            const ba_layer_use_t *lu = &m->layers[l].uses[k];
+            if (lu->didx < 0) continue;
             act_use_t *nu = ba_realloc(s->u, sizeof *s->u * (size_t)(s->nu + 1), err);
             if (!nu) return BA_ERR_NOMEM;
             s->u = nu;
             act_use_t *u = &s->u[s->nu++];
             memset(u, 0, sizeof *u);
             u->layer = l;
-            u->node = i;
-            u->widx = cand[j];
-            u->didx = !strcmp(n->op_type, "Gather") ? 1 : (cand[j] == 1 ? 0 : 1);
+            u->node = lu->node;
+            u->widx = lu->widx;
+            u->didx = lu->didx;
             u->alpha2 = 1;
             u->mode = USE_DIRECT;
-            break; /* one weight per node */
         }
-    }
     return BA_OK;
 }
 
@@ -184,12 +150,12 @@ static ba_status plan_uses(act_state_t *s, ba_error *err) {
         act_use_t *u = &s->u[i];
         const ba_node_t *n = &m->nodes[u->node];
         const ba_tensor_t *w = u->wfp;
-        if (!strcmp(n->op_type, "Conv") && w->ndim >= 3 && w->ndim <= 2 + BA_KERN_MAX_SP) {
+        if (n->op == BA_OP_CONV && w->ndim >= 3 && w->ndim <= 2 + BA_KERN_MAX_SP) {
             u->groups = ba_node_attr_int(n, "group", 1);
             if (u->groups < 1 || w->shape[0] % u->groups) continue;
             u->K = w->numel / w->shape[0];
             u->mode = USE_CONV;
-        } else if (!strcmp(n->op_type, "Gemm") && w->ndim == 2 && !ba_node_attr_int(n, "transA", 0)) {
+        } else if (n->op == BA_OP_GEMM && w->ndim == 2 && !ba_node_attr_int(n, "transA", 0)) {
             int tb = (int)ba_node_attr_int(n, "transB", 0);
             u->K = tb ? w->shape[1] : w->shape[0];
             u->cols_are_rows = !tb;
@@ -197,7 +163,7 @@ static ba_status plan_uses(act_state_t *s, ba_error *err) {
             u->alpha2 = a * a;
             u->groups = 1;
             u->mode = USE_ROWS;
-        } else if (!strcmp(n->op_type, "MatMul") && u->widx == 1 && w->ndim == 2) {
+        } else if (n->op == BA_OP_MATMUL && u->widx == 1 && w->ndim == 2) {
             u->K = w->shape[0];
             u->cols_are_rows = 1;
             u->groups = 1;
@@ -232,7 +198,7 @@ static ba_status accumulate(act_state_t *s, act_use_t *u, const ba_tensor_t *x, 
         ba_tensor_t *in[8] = {0}, *out[4] = {0};
         if (n->nin > 8 || n->nout > 4)
             return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: too many inputs", n->name);
-        const ba_op_def_t *def = ba_op_lookup(n->op_type, n->domain);
+        const ba_op_def_t *def = n->def;
         if (!def)
             return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: op %s has no kernel", n->name, n->op_type);
         for (int k = 0; k < s->c->nbits; k++) {

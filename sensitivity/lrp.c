@@ -6,9 +6,9 @@
  *
  * Rules, per node in reverse order (the backward kernels of model/grad.h do
  * the Jacobian-transpose products, so every op with a backward is covered):
- *  - activations and normalisations (Relu, Gelu, Sigmoid, Softmax, LayerNorm …)
- *    pass relevance through unchanged (the usual LRP identity rule);
- *  - layout ops (Reshape, Flatten, Transpose, Concat, Slice …) route it: R_in = Jᵀ R;
+ *  - activations and normalisations (BA_OPF_ACTIVATION: Relu, Gelu, Sigmoid,
+ *    Softmax, LayerNorm …) pass relevance through unchanged (the usual LRP identity rule);
+ *  - layout ops (BA_OPF_LAYOUT: Reshape, Flatten, Transpose, Concat, Slice …) route it: R_in = Jᵀ R;
  *  - every other op (Conv, Gemm, MatMul, Add, pools, reductions …) takes the
  *    ε-rule R_in = x ⊙ Jᵀ(R / (z + ε·sign(z))) on each non-constant input;
  *    a product of two activations (MatMul/Mul with no constant operand) gives
@@ -24,58 +24,6 @@
  * layers; this one only keeps z = 0 finite, so LRP-ε ≈ LRP-0 = gradient×input). */
 #define LRP_EPS 1e-6
 
-static const char *const pass_ops[] = {"Relu",
-                                       "LeakyRelu",
-                                       "PRelu",
-                                       "Sigmoid",
-                                       "Tanh",
-                                       "Gelu",
-                                       "Erf",
-                                       "Elu",
-                                       "Selu",
-                                       "HardSigmoid",
-                                       "HardSwish",
-                                       "Softplus",
-                                       "Clip",
-                                       "Softmax",
-                                       "LogSoftmax",
-                                       "Dropout",
-                                       "Identity",
-                                       "Cast",
-                                       "BatchNormalization",
-                                       "LayerNormalization",
-                                       "InstanceNormalization",
-                                       "Sqrt",
-                                       "Exp",
-                                       "Log",
-                                       "Neg",
-                                       "Abs",
-                                       "Reciprocal",
-                                       NULL};
-static const char *const route_ops[] = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
-                                        "Concat",  "Split",   "Slice",     "Gather",  "Expand",
-                                        "Tile",    "Pad",     NULL};
-
-enum { MAX_CHAIN = 16 };
-
-/* The constant a chain of Identity/Transpose/Reshape nodes starts from. */
-static int trace_root(const ba_model_t *m, int id) {
-    for (int i = 0; i < MAX_CHAIN && id >= 0; i++) {
-        int p = m->values[id].producer;
-        if (p < 0) return id;
-        const char *op = m->nodes[p].op_type;
-        if (strcmp(op, "Identity") && strcmp(op, "Transpose") && strcmp(op, "Reshape")) return id;
-        id = m->nodes[p].inputs[0];
-    }
-    return id;
-}
-
-static int in_list(const char *const *l, const char *s) {
-    for (; *l; l++)
-        if (!strcmp(*l, s)) return 1;
-    return 0;
-}
-
 /* R[id] += scale · (x ⊙ g) (mul) or scale · g; allocated on first use. */
 static ba_status add_rel(ba_tensor_t **R, const ba_tensor_t *like, const ba_tensor_t *g, const ba_tensor_t *x,
                          double scale, ba_error *err) {
@@ -90,12 +38,7 @@ static ba_status add_rel(ba_tensor_t **R, const ba_tensor_t *like, const ba_tens
     return BA_OK;
 }
 
-typedef struct lrp_use {
-    int node, didx, layer;
-} lrp_use_t;
-
-static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, const lrp_use_t *uses,
-                           int nuses, double *contrib, ba_error *err) {
+static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, double *contrib, ba_error *err) {
     const ba_model_t *m = c->m;
     /* seed: the predicted class's logit on each row of output 0 */
     int oid = m->outputs[0];
@@ -132,18 +75,18 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, c
             nvar += need[j];
         }
         if (nvar == 0) continue;
-        if (in_list(pass_ops, n->op_type)) {
+        if (ba_node_flags(n) & BA_OPF_ACTIVATION) {
             if (need[0] && R[n->outputs[0]])
                 BA_TRY(add_rel(&R[n->inputs[0]], in[0], R[n->outputs[0]], NULL, 1.0, err));
             continue;
         }
         ba_status st = BA_OK;
-        const ba_grad_def_t *gd = ba_grad_lookup(n->op_type);
+        const ba_op_def_t *gd = n->def;
         if (!gd || !gd->backward)
             return ba_error_set(err, BA_ERR_UNSUPPORTED,
                                 "lrp: node %s: op %s has no backward rule to carry relevance", n->name,
                                 n->op_type);
-        int route = in_list(route_ops, n->op_type);
+        int route = (ba_node_flags(n) & BA_OPF_LAYOUT) != 0;
         for (int j = 0; j < n->nout && st == BA_OK; j++) {
             int id = n->outputs[j];
             out[j] = id >= 0 ? vals[id] : NULL;
@@ -167,7 +110,7 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, c
         if (st == BA_OK) st = gd->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
         /* bilinear ops between two activations: half the relevance each */
         double share =
-            (!route && nvar > 1 && (!strcmp(n->op_type, "MatMul") || !strcmp(n->op_type, "Mul"))) ? 0.5 : 1.0;
+            (!route && nvar > 1 && (n->op == BA_OP_MATMUL || n->op == BA_OP_MUL)) ? 0.5 : 1.0;
         for (int j = 0; j < n->nin && st == BA_OK; j++)
             if (need[j] && din[j])
                 st = add_rel(&R[n->inputs[j]], in[j], din[j], route ? NULL : in[j], share, err);
@@ -176,16 +119,19 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, c
         if (st != BA_OK) return st;
     }
     /* every reader of a layer's data input has been visited: its relevance is complete */
-    for (int u = 0; u < nuses; u++) {
-        const ba_node_t *un = &m->nodes[uses[u].node];
-        if (un->guard >= 0 && un->outputs[0] >= 0 && !vals[un->outputs[0]]) continue; /* If branch not taken */
-        const ba_tensor_t *r = R[m->nodes[uses[u].node].inputs[uses[u].didx]];
-        if (!r) continue;
-        const float *d = r->data;
-        double s = 0;
-        for (int64_t e = 0; e < r->numel; e++) s += fabs(d[e]);
-        contrib[uses[u].layer] += s;
-    }
+    for (int l = 0; l < m->nlayers; l++)
+        for (int k = 0; k < m->layers[l].nuses; k++) {
+            const ba_layer_use_t *u = &m->layers[l].uses[k];
+            if (u->data < 0) continue;
+            const ba_node_t *un = &m->nodes[u->node];
+            if (un->guard >= 0 && un->outputs[0] >= 0 && !vals[un->outputs[0]]) continue; /* If branch not taken */
+            const ba_tensor_t *r = R[u->data];
+            if (!r) continue;
+            const float *d = r->data;
+            double s = 0;
+            for (int64_t e = 0; e < r->numel; e++) s += fabs(d[e]);
+            contrib[l] += s;
+        }
     return BA_OK;
 }
 
@@ -193,28 +139,12 @@ ba_status sens_lrp(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     const ba_model_t *m = c->m;
     int L = m->nlayers;
     c->loss_name = NULL;
-    lrp_use_t *uses = ba_calloc((size_t)m->nnodes + 1, sizeof *uses, err);
     double *contrib = ba_calloc((size_t)L, sizeof *contrib, err);
     ba_tensor_t **vals = ba_calloc((size_t)m->nvalues, sizeof *vals, err);
     ba_tensor_t **R = ba_calloc((size_t)m->nvalues, sizeof *R, err);
     ba_tensor_t **inputs = ba_calloc((size_t)m->ninputs + 1, sizeof *inputs, err);
     ba_tensor_t **outs = ba_calloc((size_t)m->noutputs + 1, sizeof *outs, err);
-    ba_status st = (uses && contrib && vals && R && inputs && outs) ? BA_OK : BA_ERR_NOMEM;
-    int nuses = 0;
-    for (int i = 0; st == BA_OK && i < m->nnodes; i++) {
-        for (int l = 0; l < L; l++) {
-            if (m->layers[l].value < 0) continue;
-            const ba_node_t *n = &m->nodes[i];
-            int widx = -1;
-            for (int j = 0; j < n->nin; j++)
-                if (n->inputs[j] >= 0 && trace_root(m, n->inputs[j]) == m->layers[l].value) widx = j;
-            if (widx < 0) continue;
-            int didx = !strcmp(n->op_type, "Gather") ? 1 : (widx == 1 ? 0 : 1);
-            if (didx >= n->nin || n->inputs[didx] < 0) continue;
-            uses[nuses++] = (lrp_use_t){.node = i, .didx = didx, .layer = l};
-            break;
-        }
-    }
+    ba_status st = (contrib && vals && R && inputs && outs) ? BA_OK : BA_ERR_NOMEM;
     int64_t nbatch = sens_nbatch(c);
     c->work_total = (uint64_t)nbatch;
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
@@ -226,7 +156,7 @@ ba_status sens_lrp(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
             ba_tensor_unref(vals[m->inputs[k]]);
             vals[m->inputs[k]] = ba_tensor_ref(inputs[k]);
         }
-        if (st == BA_OK) st = lrp_batch(c, vals, R, uses, nuses, contrib, err);
+        if (st == BA_OK) st = lrp_batch(c, vals, R, contrib, err);
         for (int v = 0; v < m->nvalues; v++) {
             ba_tensor_unref(vals[v]);
             ba_tensor_unref(R[v]);
@@ -256,7 +186,6 @@ ba_status sens_lrp(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
             Lr->cost[k] = wn > 0 ? Lr->score * e / wn : 0;
         }
     }
-    free(uses);
     free(contrib);
     free(vals);
     free(R);

@@ -118,9 +118,8 @@ Test(rnn, op_gradients_and_hvp_rules_match_pytorch_for_every_input) {
             cr_assert(in[i], "%s: input %s", SINGLE[c], v->name);
             need[i] = in[i]->dtype == BA_DT_F32;
         }
-        const ba_op_def_t *def = ba_op_lookup(n->op_type, "");
-        const ba_grad_def_t *gd = ba_grad_lookup(n->op_type);
-        cr_assert(def && gd && gd->backward);
+        const ba_op_def_t *def = n->def, *gd = def;
+        cr_assert(def && def == ba_op_lookup(n->op_type, "") && gd->backward);
         cr_assert_eq(def->forward(n, in, n->nin, out, n->nout, &e), BA_OK, "%s", e.msg);
         for (int j = 0; j < n->nout; j++) {
             if (n->outputs[j] < 0) continue;
@@ -146,10 +145,8 @@ Test(rnn, op_gradients_and_hvp_rules_match_pytorch_for_every_input) {
         /* the exact HVP's rules, one probe v on every float input: J v of each
          * output, and (sum(gout · out) being linear in out) H v = the
          * backward's derivative along v */
-        const ba_grad_rule_t *rule = NULL;
-        for (const ba_grad_rule_t *q = ba_grad_rules_rnn; q->name; q++)
-            if (!strcmp(q->name, n->op_type)) rule = q;
-        cr_assert(rule);
+        const ba_op_def_t *rule = def;
+        cr_assert(rule->hvp == BA_HVP_OWN && rule->tangent && rule->second);
         ba_tensor_t *tin[8] = {0}, *tout[3] = {0}, *hv[8] = {0};
         for (int i = 0; i < n->nin; i++) {
             if (!need[i]) continue;
