@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "eval/metrics.h"
 
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
@@ -134,6 +135,10 @@ static const ba_cli_flag search_flags[] = {
     {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL, "one ILP per budget value: a Pareto front"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "search objective (default: kl for a class output, relmse otherwise)"},
+    {"validation-fraction", 0, BA_CLI_T_FLOAT, 0, "F", NULL,
+     "share of --data kept out of the evolution's ranking for its final choice (default: 0.25; 0: none)"},
     F_SEED,
     F_STUDY(0),
     {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},
