@@ -12,6 +12,7 @@
 #include "cli/format.h"
 #include "cli/guard.h"
 #include "cli/search_report.h"
+#include "eval/external.h"
 
 /* ---- progress ---- */
 
@@ -247,6 +248,15 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     s->quant.act_bits = (int)ba_cli_get_int(o, "act-bits", 0);
     if (ba_cli_has(o, "loss")) s->loss = !strcmp(ba_cli_get(o, "loss"), "ce") ? BA_SENS_LOSS_CE : BA_SENS_LOSS_MSE;
     s->tol = ba_cli_get_double(o, "tol", BA_SENS_DEFAULT_TOL);
+    if (ba_cli_has(o, "evaluator")) {
+        if (ba_cli_has(o, "metric"))
+            return ba_error_set(err, BA_ERR_INPUT, "--metric: not with --evaluator (the evaluator's score is the objective)");
+        s->evaluator = ba_strdup(ba_cli_get(o, "evaluator"), err);
+        if (!s->evaluator) return BA_ERR_NOMEM;
+        s->evaluator_timeout = ba_cli_get_double(o, "evaluator-timeout", BA_EXTEV_DEFAULT_TIMEOUT);
+        if (!(s->evaluator_timeout > 0))
+            return ba_error_set(err, BA_ERR_INPUT, "--evaluator-timeout: must be above 0");
+    }
     if (ba_cli_has(o, "metric")) snprintf(s->metric, sizeof s->metric, "%s", ba_cli_get(o, "metric"));
     s->validation_fraction = ba_cli_get_double(o, "validation-fraction", BA_RUN_DEFAULT_VALIDATION_FRACTION);
     if (!(s->validation_fraction < 1))

@@ -153,7 +153,8 @@ void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out) {
         out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = out->relmse = out->cosine = NAN;
 }
 
-static const char *const METRIC_NAMES[] = {"auto", "kl", "mse", "relmse", "sqnr", "top1", "cosine"};
+static const char *const METRIC_NAMES[] = {"auto", "kl",     "mse",       "relmse",
+                                           "sqnr", "top1",   "cosine",    "evaluator", "evaluator-max"};
 
 ba_status ba_metric_parse(const char *s, ba_metric_t *out, ba_error *err) {
     for (int i = 0; i < (int)(sizeof METRIC_NAMES / sizeof *METRIC_NAMES); i++)
@@ -170,7 +171,7 @@ const char *ba_metric_name(ba_metric_t m) {
 }
 
 int ba_metric_higher_better(ba_metric_t m) {
-    return m == BA_METRIC_SQNR || m == BA_METRIC_TOP1 || m == BA_METRIC_COSINE;
+    return m == BA_METRIC_SQNR || m == BA_METRIC_TOP1 || m == BA_METRIC_COSINE || m == BA_METRIC_EVALUATOR_MAX;
 }
 
 double ba_metric_value(ba_metric_t m, const ba_metrics_t *o) {

@@ -67,6 +67,8 @@ typedef enum ba_metric {
     BA_METRIC_SQNR,
     BA_METRIC_TOP1,
     BA_METRIC_COSINE,
+    BA_METRIC_EVALUATOR,     /* a --evaluator's score, lower is better */
+    BA_METRIC_EVALUATOR_MAX, /* a --evaluator's score, higher is better (its handshake said maximize) */
 } ba_metric_t;
 
 #define BA_METRIC_CHOICES "kl|mse|relmse|sqnr|top1|cosine"
@@ -74,7 +76,7 @@ typedef enum ba_metric {
 /* "kl", "mse", … (and "auto"); BA_ERR_INPUT naming --metric otherwise. */
 ba_status ba_metric_parse(const char *s, ba_metric_t *out, ba_error *err);
 const char *ba_metric_name(ba_metric_t m);
-/* 1 for sqnr, top1 (agreement) and cosine: higher is better. */
+/* 1 for sqnr, top1 (agreement), cosine and evaluator-max: higher is better. */
 int ba_metric_higher_better(ba_metric_t m);
 /* The metric's own value in out (kl, mse, …; NaN when unknown). */
 double ba_metric_value(ba_metric_t m, const ba_metrics_t *out);

@@ -445,14 +445,17 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
     return st;
 }
 
-/* First sample of generation gen's stage sg window of `samples` samples: drawn
- * from the seed, the generation and the stage alone (not from the search's
- * RNG stream), so every generation sees another subset and a resume the same. */
+/* First sample of generation gen's stage sg window of `samples` samples: one
+ * of the N / samples disjoint blocks of the search part, drawn from the seed,
+ * the generation and the stage alone (not from the search's RNG stream), so
+ * every generation ranks on another subset (no bias towards the first samples),
+ * a resume draws the same, and a configuration met again in a later generation
+ * that draws the same block is found in the memo instead of measured again. */
 static int64_t stage_first(const ba_search_opts_t *o, int gen, int sg, int64_t samples) {
     if (samples >= o->nsamples) return 0;
     ba_rng_t r;
     ba_rng_seed(&r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(gen * 4 + sg + 1)));
-    return (int64_t)ba_rng_below(&r, (uint64_t)(o->nsamples - samples + 1));
+    return samples * (int64_t)ba_rng_below(&r, (uint64_t)(o->nsamples / samples));
 }
 
 static ba_status evaluate_window(const ba_search_hooks_t *h, const ba_search_opts_t *o, const int *choice,

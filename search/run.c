@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "eval/dataset.h"
 #include "eval/evaluate.h"
+#include "eval/external.h"
 #include "model/model.h"
 #include "quant/apply.h"
 #include "quant/cost.h"
@@ -43,6 +44,7 @@ void ba_run_settings_init(ba_run_settings_t *s) {
 
 void ba_run_settings_free(ba_run_settings_t *s) {
     free(s->model);
+    free(s->evaluator);
     for (int i = 0; i < s->ndata; i++) free(s->data[i]);
     for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
     free(s->labels);
@@ -133,6 +135,10 @@ ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_err
     if (j && s->metric[0]) {
         json_object_set_new(j, "metric", json_string(s->metric));
         json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
+    }
+    if (j && s->evaluator) {
+        json_object_set_new(j, "evaluator", json_string(s->evaluator));
+        json_object_set_new(j, "evaluator_timeout", json_real(s->evaluator_timeout));
     }
     /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
     if (j && s->ninput_shapes) {
@@ -277,6 +283,9 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     v = json_object_get(j, "samples");
     if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
     s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
+    if ((st = dup_str(json_object_get(j, "evaluator"), &s->evaluator, err)) != BA_OK) goto done;
+    v = json_object_get(j, "evaluator_timeout");
+    if (json_is_number(v)) s->evaluator_timeout = json_number_value(v);
     v = json_object_get(j, "metric");
     if (json_is_string(v)) {
         ba_metric_t mk;
@@ -330,6 +339,8 @@ typedef struct run_ctx {
     int64_t Nsearch, Nvalid; /* evo: samples 0..Nsearch-1 ranked on, the next Nvalid the validation part */
     int64_t measured;        /* measurements made by this process (memo misses) */
     char *config;            /* memo key buffer: the configuration as text */
+    ba_extev_t *ext;         /* --evaluator child, or NULL */
+    int64_t ext_id;          /* evaluations sent to it */
     int zero_costs;          /* validation only: no sensitivity, Ω = 0 */
 } run_ctx_t;
 
@@ -361,6 +372,17 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
             *out = (ba_eval_result_t){e.objective, e.kl, e.mse, e.agreement, e.accuracy, n};
             return BA_OK;
         }
+    }
+    if (c->ext) {
+        /* The user's evaluator scores the fake-quant model file of this configuration. */
+        double score, acc;
+        BA_TRY(ba_quant_write_onnx(c->m, c->wbits, &c->s->quant, NULL, 0, ba_extev_model_path(c->ext), err));
+        BA_TRY(ba_extev_score(c->ext, ++c->ext_id, first, n, c->N, &score, &acc, err));
+        c->measured++;
+        *out = (ba_eval_result_t){ba_metric_objective(c->metric, score), NAN, NAN, NAN, acc, n};
+        if (!isfinite(out->objective)) out->objective = out->accuracy = NAN;
+        ba_memo_entry_t e = {out->objective, NAN, NAN, NAN, out->accuracy};
+        return c->db ? ba_db_memo_put(c->db, c->sid, c->config, first, n, &e, err) : BA_OK;
     }
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
@@ -546,7 +568,10 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     c->N = ba_evaluator_samples(c->ev);
     const ba_tensor_t *fp = ba_evaluator_fp_output(c->ev);
     const ba_run_settings_t *s = c->s;
-    if (!s->metric[0]) {
+    if (s->evaluator) {
+        BA_TRY(ba_extev_start(s->evaluator, s->evaluator_timeout, &c->ext, err));
+        c->metric = ba_extev_maximize(c->ext) ? BA_METRIC_EVALUATOR_MAX : BA_METRIC_EVALUATOR;
+    } else if (!s->metric[0]) {
         /* A study from before --metric: KL for class outputs (last axis of ≥ 2 scores), MSE otherwise. */
         c->is_class = fp->ndim >= 1 && fp->shape[fp->ndim - 1] >= 2;
         c->metric = c->is_class ? BA_METRIC_KL : BA_METRIC_MSE;
@@ -558,7 +583,7 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     /* The evolution ranks on the search part and chooses among its elites on the rest. */
     c->Nsearch = c->N, c->Nvalid = 0;
     int evo = !strcmp(s->method, "evo") || !strcmp(s->method, "ilp+evo");
-    if (evo && !s->has_sweep && s->validation_fraction > 0) {
+    if (evo && !s->has_sweep && !c->ext && s->validation_fraction > 0) { /* an evaluator has its own data */
         int64_t nv = (int64_t)floor(s->validation_fraction * (double)c->N + 0.5);
         if (nv >= 1 && c->N - nv >= 1) c->Nsearch = c->N - nv, c->Nvalid = nv;
     }
@@ -577,6 +602,7 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
 }
 
 static void ctx_free(run_ctx_t *c) {
+    ba_extev_free(c->ext);
     free(c->config);
     free(c->overrides);
     free(c->ranges);

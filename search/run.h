@@ -58,6 +58,8 @@ typedef struct ba_run_settings {
     int include_embeddings;
     char metric[16];              /* --metric: "auto" (SPEC §8 default), kl, mse, …; "" = a study made before
                                    * --metric existed (kl for class outputs, mse otherwise; no validation) */
+    char *evaluator;              /* --evaluator CMD (NULL = none): the objective is its score */
+    double evaluator_timeout;     /* --evaluator-timeout seconds (0 = BA_EXTEV_DEFAULT_TIMEOUT) */
     double validation_fraction;   /* --validation-fraction: share of the data kept for the final choice (evo) */
     int ninput_shapes;            /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
     char *input_shapes[BA_RUN_MAX_DATA];
