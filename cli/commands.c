@@ -96,6 +96,8 @@ static const ba_cli_flag eval_flags[] = {
     F_LABELS,
     {"plan", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "also evaluate the model quantized by this plan"},
     {"save-output", 0, BA_CLI_T_PATH, 0, "OUT.npy", NULL, "write the (quantized) model's first output"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "the metric to name as the objective (default: the search's default for the output)"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
     F_END,
 };
@@ -105,6 +107,8 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_DATA(0),
     F_LABELS,
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "output metric of --method measured (default: kl for a class output, relmse otherwise)"},
     F_BITS,
     F_SEED,
     F_SENS_SETTINGS,

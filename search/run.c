@@ -509,6 +509,7 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         ba_sens_opts_t o = ba_sens_opts_default();
         o.bits = s->bits, o.nbits = nb, o.seed = s->seed, o.tol = s->tol, o.max_probes = s->probes;
         o.loss = s->loss, o.quant = s->quant;
+        if (s->metric[0] && !s->evaluator) BA_TRY(ba_metric_parse(s->metric, &o.metric, err)); /* measured */
         o.progress = sens_progress, o.progress_user = c;
         char key[65];
         ba_sens_cache_key(c->m, c->ds, c->labels, c->nlabels, meth, &o, key);
