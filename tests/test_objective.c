@@ -338,3 +338,31 @@ Test(objective, evaluator_garbage_and_hang_are_clear_errors, .timeout = 120) {
     ba_test_run_free(&r);
     ba_test_rmtree(e.dir);
 }
+
+/* ---- measured sensitivities on the chosen metric ---- */
+
+Test(objective, measured_sensitivity_uses_the_metric, .timeout = 120) {
+    ba_test_run_t r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--metric", "sqnr",
+                                  "--bits", "2,8", "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *j = parse(r.out);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "loss")), "sqnr");
+    json_t *layers = json_object_get(j, "layers");
+    cr_assert(json_array_size(layers) > 0);
+    for (size_t i = 0; i < json_array_size(layers); i++) {
+        json_t *c = json_object_get(json_array_get(layers, i), "cost");
+        double c2 = json_number_value(json_object_get(c, "2")), c8 = json_number_value(json_object_get(c, "8"));
+        /* −SQNR: negative, and lower (better) at 8 bits than at 2. */
+        cr_expect_lt(c8, c2, "layer %zu", i);
+        cr_expect_lt(c8, 0.0);
+    }
+    json_decref(j);
+    ba_test_run_free(&r);
+    r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--bits", "2,8", "--format", "json",
+                    NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    j = parse(r.out);
+    cr_expect_str_eq(json_string_value(json_object_get(j, "loss")), "kl", "the default for [N, 10] logits");
+    json_decref(j);
+    ba_test_run_free(&r);
+}
