@@ -24,6 +24,7 @@ typedef struct {
     ba_tensor_t **overrides;
     ba_act_range_t *ranges;
     ba_tensor_t *q_out;
+    ba_metric_t metric; /* --metric, or the search's default for this output */
 } eval_state_t;
 
 static void state_free(eval_state_t *s) {
@@ -98,6 +99,7 @@ static int print_json(const eval_state_t *s, const ba_metrics_t *fm, const ba_me
     json_object_set_new(r, "samples", json_integer(ba_evaluator_samples(s->ev)));
     json_object_set_new(r, "output", out_json(s));
     json_object_set_new(r, "plan", s->plan ? json_string(s->plan->file ? s->plan->file : "") : json_null());
+    json_object_set_new(r, "metric", json_string(ba_metric_name(s->metric)));
     json_t *f = json_object();
     json_object_set_new(f, "accuracy", ba_json_real_or_null(fm->accuracy_fp));
     json_object_set_new(r, "fp", f);
@@ -109,6 +111,10 @@ static int print_json(const eval_state_t *s, const ba_metrics_t *fm, const ba_me
         json_object_set_new(q, "mse", ba_json_real_or_null(qm->mse));
         /* Identical outputs make SQNR +inf, which JSON cannot hold: null. */
         json_object_set_new(q, "sqnr_db", ba_json_real_or_null(qm->sqnr_db));
+        json_object_set_new(q, "relmse", ba_json_real_or_null(qm->relmse));
+        json_object_set_new(q, "cosine", ba_json_real_or_null(qm->cosine));
+        /* The value of "metric" (the search objective for this output), in its own direction. */
+        json_object_set_new(q, "metric_value", ba_json_real_or_null(ba_metric_value(s->metric, qm)));
         json_object_set_new(q, "act_bits",
                             s->plan->quantizer.act_bits ? json_integer(s->plan->quantizer.act_bits)
                                                         : json_null());
@@ -136,6 +142,7 @@ static int print_table(const eval_state_t *s, const ba_metrics_t *fm, const ba_m
            (long long)ba_evaluator_samples(s->ev), s->m->values[s->m->outputs[0]].name,
            ba_shape_str(fp->ndim, fp->shape, sb, sizeof sb),
            ba_evaluator_is_prob(s->ev) == 1 ? " (class distribution)" : " (logits: softmax taken)");
+    printf("metric   %s (the search objective for this output)\n", ba_metric_name(s->metric));
     if (s->plan)
         printf("plan     %s (avg %.4g bits, activations %s)\n", s->plan->file ? s->plan->file : "",
                s->plan->totals.avg_bits, s->plan->quantizer.act_bits ? "quantized" : "float");
@@ -158,6 +165,10 @@ static int print_table(const eval_state_t *s, const ba_metrics_t *fm, const ba_m
         ba_table_addf(t, "mse\t-\t%s", b);
         fmt_metric(qm->sqnr_db, b, sizeof b);
         ba_table_addf(t, "sqnr_db\t-\t%s", b);
+        fmt_metric(qm->relmse, b, sizeof b);
+        ba_table_addf(t, "relmse\t-\t%s", b);
+        fmt_metric(qm->cosine, b, sizeof b);
+        ba_table_addf(t, "cosine\t-\t%s", b);
     }
     ba_table_print(t, stdout);
     ba_table_free(t);
@@ -172,6 +183,10 @@ int ba_cmd_eval(const ba_cli_opts *o) {
     const char *save = ba_cli_get(o, "save-output");
     ba_status st = ba_cli_check_output(o, "--save-output", save, NULL, NULL, 0, &err);
     if (st == BA_OK) st = load_all(o, &s, &err);
+    if (st == BA_OK) {
+        s.metric = ba_evaluator_default_metric(s.ev);
+        if (ba_cli_has(o, "metric")) st = ba_metric_parse(ba_cli_get(o, "metric"), &s.metric, &err);
+    }
     if (st == BA_OK) st = ba_evaluator_fp_metrics(s.ev, 0, &fm, &err);
     if (st == BA_OK && s.plan) st = run_plan(&s, save != NULL, &qm, &err);
     if (st == BA_OK && save) st = ba_npy_save(save, s.q_out ? s.q_out : ba_evaluator_fp_output(s.ev), &err);

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/format.h"
 #include "cli/guard.h"
+#include "eval/metrics.h"
 #include "quant/export.h"
 
 typedef struct {
@@ -93,6 +94,11 @@ static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba
         return ba_error_prefix(err, "study '%s', trial %lld", c->info.name, (long long)t->number);
     if (isfinite(t->latency)) c->plan->totals.latency_us = t->latency;
     BA_TRY(ba_plan_set_metrics(c->plan, t->kl, t->agreement, t->accuracy, err));
+    ba_metric_t mk;
+    ba_error e2;
+    if (c->info.metric[0] && ba_metric_parse(c->info.metric, &mk, &e2) == BA_OK && mk != BA_METRIC_AUTO)
+        BA_TRY(ba_plan_set_objective(c->plan, c->info.metric, ba_metric_from_objective(mk, t->objective),
+                                     ba_metric_from_objective(mk, t->validation), err));
     const char *keys[BA_EXPORT_MAX_BUDGETS];
     for (int i = 0; i < set->nbudgets; i++) keys[i] = set->budget_keys[i];
     return ba_plan_set_search(c->plan, c->info.name, t->number, set->method[0] ? set->method : t->method,

@@ -12,6 +12,7 @@
 #include "cli/format.h"
 #include "cli/guard.h"
 #include "cli/search_report.h"
+#include "eval/external.h"
 
 /* ---- progress ---- */
 
@@ -136,6 +137,10 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
         json_object_set_new(j, "trial", json_integer(r->trial));
         json_object_set_new(j, "trials", json_integer(r->ntrials));
         json_object_set_new(j, "evaluations", json_integer(r->nevals));
+        json_object_set_new(j, "measured", json_integer(r->nmeasured));
+        json_object_set_new(j, "metric", r->metric[0] ? json_string(r->metric) : json_null());
+        json_object_set_new(j, "objective", ba_json_real_or_null(ba_run_result_metric(r)));
+        json_object_set_new(j, "validation", ba_json_real_or_null(r->validation));
         if (r->search_seconds > 0)
             json_object_set_new(j, "timing", json_pack("{s:f, s:f}", "search_s", r->search_seconds, "evaluate_s",
                                                        r->eval_seconds));
@@ -153,12 +158,20 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
     fmt_metric(100 * r->res.agreement, "%.2f%%", ag, sizeof ag);
     fmt_metric(100 * r->res.accuracy, "%.2f%%", acc, sizeof acc);
     printf("study     %s%s\n", r->study, r->was_complete ? " (already complete)" : "");
-    printf("method    %s, %lld trials (%lld evaluations in this run), %.1f s\n", r->method, (long long)r->ntrials,
-           (long long)r->nevals, r->seconds);
+    printf("method    %s, %lld trials, %lld measured (%lld in this run), %.1f s\n", r->method,
+           (long long)r->ntrials, (long long)r->nmeasured, (long long)r->nevals, r->seconds);
     printf("best      trial %lld: avg-bits %.3f, memory %s, bops %s", (long long)r->trial, pl->totals.avg_bits, mem,
            bops);
     if (isfinite(pl->totals.latency_us)) printf(", latency %.1f us", pl->totals.latency_us);
     printf("\nmetrics   KL %s, agreement %s, accuracy %s\n", kl, ag, acc);
+    if (r->metric[0]) {
+        char ov[32], vv[32];
+        fmt_metric(ba_run_result_metric(r), "%.6g", ov, sizeof ov);
+        fmt_metric(r->validation, "%.6g", vv, sizeof vv);
+        printf("objective %s %s", r->metric, ov);
+        if (isfinite(r->validation)) printf(" (validation %s)", vv);
+        printf("\n");
+    }
     if (plan_out) printf("plan      %s\n", plan_out);
     printf("\n");
     const char *hdr[] = {"layer", "op", "params", "w_bits"};
@@ -240,6 +253,19 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     s->quant.act_bits = (int)ba_cli_get_int(o, "act-bits", 0);
     if (ba_cli_has(o, "loss")) s->loss = !strcmp(ba_cli_get(o, "loss"), "ce") ? BA_SENS_LOSS_CE : BA_SENS_LOSS_MSE;
     s->tol = ba_cli_get_double(o, "tol", BA_SENS_DEFAULT_TOL);
+    if (ba_cli_has(o, "evaluator")) {
+        if (ba_cli_has(o, "metric"))
+            return ba_error_set(err, BA_ERR_INPUT, "--metric: not with --evaluator (the evaluator's score is the objective)");
+        s->evaluator = ba_strdup(ba_cli_get(o, "evaluator"), err);
+        if (!s->evaluator) return BA_ERR_NOMEM;
+        s->evaluator_timeout = ba_cli_get_double(o, "evaluator-timeout", BA_EXTEV_DEFAULT_TIMEOUT);
+        if (!(s->evaluator_timeout > 0))
+            return ba_error_set(err, BA_ERR_INPUT, "--evaluator-timeout: must be above 0");
+    }
+    if (ba_cli_has(o, "metric")) snprintf(s->metric, sizeof s->metric, "%s", ba_cli_get(o, "metric"));
+    s->validation_fraction = ba_cli_get_double(o, "validation-fraction", BA_RUN_DEFAULT_VALIDATION_FRACTION);
+    if (!(s->validation_fraction < 1))
+        return ba_error_set(err, BA_ERR_INPUT, "--validation-fraction: %g is not below 1", s->validation_fraction);
     s->probes = (int)ba_cli_get_int(o, "samples", BA_SENS_DEFAULT_PROBES);
     s->include_embeddings = ba_cli_has(o, "include-embeddings");
     return BA_OK;

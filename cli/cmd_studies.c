@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/format.h"
+#include "eval/metrics.h"
 
 /* Significant digits of kl in the table (CSV and JSON carry every digit). */
 #define STUDIES_KL_DIGITS 4
@@ -16,6 +17,7 @@
 typedef struct {
     int64_t best_trial; /* -1: no complete trial */
     double best_kl;     /* NAN when none / NULL */
+    double best_obj;    /* the best trial's value of the study's metric (NAN when none) */
     char method[32];
     json_t *budgets; /* borrowed from settings JSON (NULL when absent) */
     json_t *settings;
@@ -34,7 +36,7 @@ static void real_text(double v, char *buf, size_t cap) {
 static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_t *x, ba_error *err) {
     memset(x, 0, sizeof *x);
     x->best_trial = -1;
-    x->best_kl = NAN;
+    x->best_kl = x->best_obj = NAN;
     ba_trial_query_t q = {.best = 1};
     ba_trial_t *t;
     int n;
@@ -42,6 +44,10 @@ static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_
     if (n == 1) {
         x->best_trial = t[0].number;
         x->best_kl = t[0].kl;
+        ba_metric_t m;
+        ba_error e2;
+        if (s->metric[0] && ba_metric_parse(s->metric, &m, &e2) == BA_OK)
+            x->best_obj = ba_metric_from_objective(m, t[0].objective);
     }
     ba_db_trials_free(t, n);
     /* The settings are the search's; a study stored by another tool may hold other keys. */
@@ -57,12 +63,14 @@ static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_
 
 static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, int csv) {
     static const char *const hdr[] = {"name",   "created",  "model",      "method", "state",
-                                      "trials", "complete", "best_trial", "best_kl"};
-    static const char *const thdr[] = {"name", "created", "model", "method", "state", "trials", "best", "kl"};
+                                      "trials", "complete", "best_trial", "best_kl", "metric", "best_objective"};
+    static const char *const thdr[] = {"name",  "created", "model", "method",   "state",
+                                       "trials", "best",   "kl",    "metric", "objective"};
     if (csv) {
         ba_csv_row(stdout, sizeof hdr / sizeof hdr[0], hdr);
         for (int i = 0; i < n; i++) {
-            char total[32], comp[32], best[32], kl[40];
+            char total[32], comp[32], best[32], kl[40], ob[40];
+            real_text(x[i].best_obj, ob, sizeof ob);
             snprintf(total, sizeof total, "%lld", (long long)s[i].ntrials);
             snprintf(comp, sizeof comp, "%lld", (long long)s[i].ncomplete);
             if (x[i].best_trial >= 0)
@@ -71,7 +79,8 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
                 best[0] = '\0';
             real_text(x[i].best_kl, kl, sizeof kl);
             const char *row[] = {
-                s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp, best, kl};
+                s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp, best, kl,
+                s[i].metric, ob};
             ba_csv_row(stdout, sizeof row / sizeof row[0], row);
         }
         return 0;
@@ -79,7 +88,8 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
     ba_table_t *t = ba_table_new(sizeof thdr / sizeof thdr[0], thdr, NULL);
     if (!t) return -1;
     for (int i = 0; i < n; i++) {
-        char trials[64], best[32], kl[40];
+        char trials[64], best[32], kl[40], ob[40];
+        snprintf(ob, sizeof ob, "%.*g", STUDIES_KL_DIGITS, x[i].best_obj);
         snprintf(trials, sizeof trials, "%lld/%lld", (long long)s[i].ncomplete, (long long)s[i].ntrials);
         snprintf(best, sizeof best, "%lld", (long long)x[i].best_trial);
         snprintf(kl, sizeof kl, "%.*g", STUDIES_KL_DIGITS, x[i].best_kl);
@@ -90,7 +100,9 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
                              s[i].state,
                              trials,
                              x[i].best_trial >= 0 ? best : NULL,
-                             isfinite(x[i].best_kl) ? kl : NULL};
+                             isfinite(x[i].best_kl) ? kl : NULL,
+                             s[i].metric[0] ? s[i].metric : NULL,
+                             isfinite(x[i].best_obj) ? ob : NULL};
         if (ba_table_add(t, row) != 0) {
             ba_table_free(t);
             return -1;
@@ -121,6 +133,8 @@ static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
         bad |= json_object_set_new(o, "best_trial",
                                    x[i].best_trial >= 0 ? json_integer(x[i].best_trial) : json_null()) != 0;
         bad |= json_object_set_new(o, "best_kl", ba_json_real_or_null(x[i].best_kl)) != 0;
+        bad |= json_object_set_new(o, "metric", s[i].metric[0] ? json_string(s[i].metric) : json_null()) != 0;
+        bad |= json_object_set_new(o, "best_objective", ba_json_real_or_null(x[i].best_obj)) != 0;
     }
     if (!bad) bad = ba_json_print(stdout, arr) != 0;
     json_decref(arr);

@@ -9,12 +9,16 @@
 
 #include "cli/cli.h"
 #include "cli/format.h"
+#include "eval/metrics.h"
 
 /* Significant digits of the objective and metrics in the table (CSV and JSON carry every digit). */
 #define TRIALS_TABLE_DIGITS 4
 
-static const char *const COLS[] = {"number",  "state",     "method", "avg_bits", "memory",    "bops",
-                                   "latency", "predicted", "kl",     "mse",      "agreement", "accuracy"};
+/* objective and validation are the study's metric, signed so that lower is better
+ * (eval/metrics.h: −value for sqnr, top1, cosine); the table names the metric. */
+static const char *const COLS[] = {"number",  "state",     "method",   "avg_bits", "memory",    "bops",
+                                   "latency", "predicted", "kl",       "mse",      "agreement", "accuracy",
+                                   "objective", "validation"};
 #define NCOLS (sizeof COLS / sizeof COLS[0])
 
 /* Shortest text that reads back as v; "" for NULL (NaN). */
@@ -37,7 +41,9 @@ static double trial_value(const ba_trial_t *t, size_t col) {
     case 8: return t->kl;
     case 9: return t->mse;
     case 10: return t->agreement;
-    default: return t->accuracy;
+    case 11: return t->accuracy;
+    case 12: return t->objective;
+    default: return t->validation;
     }
 }
 
@@ -75,10 +81,20 @@ static int print_csv(const ba_trial_t *t, int n) {
     return 0;
 }
 
-static int print_table(const ba_trial_t *t, int n) {
+static int print_table(const ba_trial_t *t, int n, const char *metric) {
     ba_align al[NCOLS];
     for (size_t c = 0; c < NCOLS; c++) al[c] = c == 1 || c == 2 ? BA_ALIGN_LEFT : BA_ALIGN_RIGHT;
-    ba_table_t *tb = ba_table_new(NCOLS, COLS, al);
+    /* The objective's header names the metric: "objective(kl)", "objective(-sqnr)". */
+    const char *hdr[NCOLS];
+    char oh[48];
+    ba_metric_t m = BA_METRIC_AUTO;
+    ba_error e2;
+    if (metric && metric[0] && ba_metric_parse(metric, &m, &e2) == BA_OK)
+        snprintf(oh, sizeof oh, "objective(%s%s)", ba_metric_higher_better(m) ? "-" : "", metric);
+    else
+        snprintf(oh, sizeof oh, "objective");
+    for (size_t c = 0; c < NCOLS; c++) hdr[c] = c == 12 ? oh : COLS[c];
+    ba_table_t *tb = ba_table_new(NCOLS, hdr, al);
     if (!tb) return -1;
     for (int i = 0; i < n; i++) {
         char v[NCOLS][48];
@@ -195,7 +211,7 @@ int ba_cmd_trials(const ba_cli_opts *o) {
     } else {
         int rc = strcmp(fmt, "json") == 0  ? print_json(t, n, names, nnames)
                  : strcmp(fmt, "csv") == 0 ? print_csv(t, n)
-                                           : print_table(t, n);
+                                           : print_table(t, n, info.metric);
         if (rc != 0) {
             ba_cli_error("trials: out of memory");
             code = BA_EXIT_RUNTIME;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "eval/metrics.h"
 
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
@@ -95,6 +96,8 @@ static const ba_cli_flag eval_flags[] = {
     F_LABELS,
     {"plan", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "also evaluate the model quantized by this plan"},
     {"save-output", 0, BA_CLI_T_PATH, 0, "OUT.npy", NULL, "write the (quantized) model's first output"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "the metric to name as the objective (default: the search's default for the output)"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
     F_END,
 };
@@ -104,6 +107,8 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_DATA(0),
     F_LABELS,
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "output metric of --method measured (default: kl for a class output, relmse otherwise)"},
     F_BITS,
     F_SEED,
     F_SENS_SETTINGS,
@@ -134,6 +139,13 @@ static const ba_cli_flag search_flags[] = {
     {"sweep", 0, BA_CLI_T_SWEEP, 0, "KEY=FROM:TO:STEP", NULL, "one ILP per budget value: a Pareto front"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation"},
+    {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
+     "search objective (default: kl for a class output, relmse otherwise)"},
+    {"evaluator", 0, BA_CLI_T_STR, 0, "CMD", NULL,
+     "search on your own score: a child process speaking JSON lines (docs/evaluator.md)"},
+    {"evaluator-timeout", 0, BA_CLI_T_FLOAT, 0, "S", NULL, "seconds one --evaluator answer may take (default: 600)"},
+    {"validation-fraction", 0, BA_CLI_T_FLOAT, 0, "F", NULL,
+     "share of --data kept out of the evolution's ranking for its final choice (default: 0.25; 0: none)"},
     F_SEED,
     F_STUDY(0),
     {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},

@@ -26,6 +26,7 @@
 struct ba_db {
     sqlite3 *h;
     char path[4096];
+    int version; /* schema version of the file (a read-only open of an older file is not migrated) */
 };
 
 #define SCHEMA_V1 \
@@ -115,8 +116,20 @@ static ba_status set_wal(ba_db_t *db, ba_error *err) {
     return dberr(db, err, "cannot enable WAL");
 }
 
+/* Version 2: the search objective of each trial (the study's --metric, signed
+ * so that lower is better) and its figure on the validation part; the memo of
+ * measured configurations (one row per configuration, sample window), so that
+ * none is measured twice, across generations and across resume. */
+#define SCHEMA_V2 \
+    "ALTER TABLE trials ADD COLUMN objective REAL;" \
+    "ALTER TABLE trials ADD COLUMN validation REAL;" \
+    "ALTER TABLE studies ADD COLUMN metric TEXT;" \
+    "CREATE TABLE memo(study_id INTEGER NOT NULL REFERENCES studies(id), config TEXT NOT NULL," \
+    " first INTEGER NOT NULL, samples INTEGER NOT NULL, objective REAL, kl REAL, mse REAL, agreement REAL," \
+    " accuracy REAL, PRIMARY KEY(study_id, config, first, samples));"
+
 /* Forward migrations: index i upgrades schema i to i+1. */
-static const char *const MIGRATIONS[] = {SCHEMA_V1};
+static const char *const MIGRATIONS[] = {SCHEMA_V1, SCHEMA_V2};
 
 /* "file:PATH?immutable=1" with PATH percent-encoded where URI syntax needs it. */
 static char *immutable_uri(const char *path, ba_error *err) {
@@ -257,6 +270,10 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
         /* A read-only file keeps its journal mode; reading still works. */
     }
     if (st == BA_OK) st = exec(db, readonly ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", err);
+    if (st == BA_OK) {
+        int okv;
+        db->version = (int)pragma_int(db, "PRAGMA user_version", &okv);
+    }
     if (st != BA_OK) {
         ba_db_close(db);
         return st;
@@ -326,7 +343,12 @@ ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_pa
 static const char *STUDY_COLS =
     "SELECT s.id, s.name, s.created, s.model_path, s.model_sha256, s.data_sha256, s.state, s.settings,"
     " (SELECT count(*) FROM trials t WHERE t.study_id = s.id),"
-    " (SELECT count(*) FROM trials t WHERE t.study_id = s.id AND t.state = 'complete') FROM studies s";
+    " (SELECT count(*) FROM trials t WHERE t.study_id = s.id AND t.state = 'complete'), %s FROM studies s";
+
+/* The resolved search metric, a column since schema 2. */
+static const char *study_metric_col(const ba_db_t *db) {
+    return db->version >= 2 ? "s.metric" : "NULL";
+}
 
 static ba_status read_study(sqlite3_stmt *s, ba_study_info_t *info, ba_error *err) {
     memset(info, 0, sizeof *info);
@@ -341,12 +363,15 @@ static ba_status read_study(sqlite3_stmt *s, ba_study_info_t *info, ba_error *er
     info->settings = ba_strdup(js ? (const char *)js : "{}", err);
     info->ntrials = sqlite3_column_int64(s, 8);
     info->ncomplete = sqlite3_column_int64(s, 9);
+    copy_col(s, 10, info->metric, sizeof info->metric);
     return info->settings ? BA_OK : BA_ERR_NOMEM;
 }
 
 ba_status ba_db_study_get(ba_db_t *db, const char *name, ba_study_info_t *info, ba_error *err) {
     char sql[1024];
-    snprintf(sql, sizeof sql, "%s WHERE s.name = ?", STUDY_COLS);
+    char cols[768];
+    snprintf(cols, sizeof cols, STUDY_COLS, study_metric_col(db));
+    snprintf(sql, sizeof sql, "%s WHERE s.name = ?", cols);
     sqlite3_stmt *s;
     memset(info, 0, sizeof *info);
     BA_TRY(prep(db, sql, &s, err));
@@ -401,6 +426,7 @@ ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err) {
         "DELETE FROM trials WHERE study_id IN (SELECT id FROM ba_gone)",
         "DELETE FROM layers WHERE study_id IN (SELECT id FROM ba_gone)",
         "DELETE FROM checkpoints WHERE study_id IN (SELECT id FROM ba_gone)",
+        "DELETE FROM memo WHERE study_id IN (SELECT id FROM ba_gone)",
         "DELETE FROM studies WHERE id IN (SELECT id FROM ba_gone)",
         NULL};
     ba_study_info_t info;
@@ -439,7 +465,9 @@ ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_erro
     *out = NULL;
     *n = 0;
     char sql[1024];
-    snprintf(sql, sizeof sql, "%s ORDER BY s.id DESC", STUDY_COLS);
+    char cols[768];
+    snprintf(cols, sizeof cols, STUDY_COLS, study_metric_col(db));
+    snprintf(sql, sizeof sql, "%s ORDER BY s.id DESC", cols);
     sqlite3_stmt *s;
     BA_TRY(prep(db, sql, &s, err));
     ba_status st = BA_OK;
@@ -557,7 +585,8 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
     if (!t->finished[0] && strcmp(t->state, "running") != 0) now_iso(t->finished);
     if (st == BA_OK)
         st = prep(db, "INSERT INTO trials(study_id, number, state, method, started, finished, avg_bits, memory, bops,"
-                      " latency, predicted, kl, mse, agreement, accuracy, samples) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                      " latency, predicted, kl, mse, agreement, accuracy, samples, objective, validation)"
+                      " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                   &s, err);
     if (st == BA_OK) {
         sqlite3_bind_int64(s, 1, study_id);
@@ -577,6 +606,8 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
         bind_real(s, 14, t->agreement);
         bind_real(s, 15, t->accuracy);
         sqlite3_bind_int64(s, 16, t->samples);
+        bind_real(s, 17, t->objective);
+        bind_real(s, 18, t->validation);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_CONSTRAINT)
             st = ba_error_set(err, BA_ERR_RUNTIME, "%s: trial %lld already stored", db->path, (long long)t->number);
@@ -642,7 +673,8 @@ void ba_db_trials_free(ba_trial_t *t, int n) {
 /* ---- --where: comparisons joined by `and`, against whitelisted columns ---- */
 
 static const char *const WHERE_COLS[] = {"number", "state", "method", "avg_bits", "memory", "bops", "latency",
-                                         "predicted", "kl", "mse", "agreement", "accuracy", "samples", NULL};
+                                         "predicted", "kl", "mse", "agreement", "accuracy", "samples",
+                                         "objective", "validation", NULL};
 
 static int is_col(const char *s, size_t n) {
     for (int i = 0; WHERE_COLS[i]; i++)
@@ -685,7 +717,7 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
         if (!is_col(c0, cl))
             return ba_error_set(err, BA_ERR_INPUT,
                                 "--where: unknown column '%.*s' (columns: number state method avg_bits memory bops "
-                                "latency predicted kl mse agreement accuracy samples)",
+                                "latency predicted kl mse agreement accuracy samples objective validation)",
                                 (int)cl, c0);
         memcpy(t->col, c0, cl);
         while (isspace((unsigned char)*p)) p++;
@@ -780,9 +812,14 @@ static double col_real(sqlite3_stmt *s, int i) {
     return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
 }
 
-#define TRIAL_COLS \
+#define TRIAL_COLS_FMT \
     "SELECT id, number, state, method, started, finished, avg_bits, memory, bops, latency, predicted, kl, mse," \
-    " agreement, accuracy, samples FROM trials WHERE study_id = ?"
+    " agreement, accuracy, samples, %s FROM trials WHERE study_id = ?"
+
+/* The trial columns of this file's schema (objective and validation since 2). */
+static void trial_cols(const ba_db_t *db, char *out, size_t cap) {
+    snprintf(out, cap, TRIAL_COLS_FMT, db->version >= 2 ? "objective, validation" : "NULL, NULL");
+}
 
 static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_error *err) {
     memset(t, 0, sizeof *t);
@@ -802,13 +839,17 @@ static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_erro
     t->agreement = col_real(s, 13);
     t->accuracy = col_real(s, 14);
     t->samples = sqlite3_column_int64(s, 15);
+    t->objective = col_real(s, 16);
+    t->validation = col_real(s, 17);
     return load_bits(db, tid, t, err);
 }
 
 /* ---- --pareto: the complete trials no other one dominates on chosen columns ---- */
 
-static const char *const PARETO_COLS[] = {"avg_bits", "memory", "bops",      "latency",  "predicted",
-                                          "kl",       "mse",    "agreement", "accuracy", NULL};
+static const char *const PARETO_COLS[] = {"avg_bits", "memory",   "bops",     "latency",   "predicted", "kl",
+                                          "mse",      "agreement", "accuracy", "objective", "validation", NULL};
+/* agreement and accuracy are maximized; every other column (the objective is signed) minimized. */
+#define PARETO_MAXIMIZED(c) ((c) == 7 || (c) == 8)
 
 /* Index in PARETO_COLS of s[0..n) ('-' stands for '_'), -1 when none. */
 static int pareto_col(const char *s, size_t n) {
@@ -859,18 +900,22 @@ static double column_value(const ba_trial_t *t, int c) {
     case 5: return t->kl;
     case 6: return t->mse;
     case 7: return t->agreement;
-    default: return t->accuracy;
+    case 8: return t->accuracy;
+    case 9: return t->objective;
+    default: return t->validation;
     }
 }
 
 double ba_db_trial_column(const ba_trial_t *t, const char *col, int *maximize) {
     int c = pareto_col(col, strlen(col));
-    if (maximize) *maximize = c >= 7;
+    if (maximize) *maximize = PARETO_MAXIMIZED(c);
     return c < 0 ? NAN : column_value(t, c);
 }
 
 /* Column c of t, signed so that smaller is better. */
-static double pareto_value(const ba_trial_t *t, int c) { return c >= 7 ? -column_value(t, c) : column_value(t, c); }
+static double pareto_value(const ba_trial_t *t, int c) {
+    return PARETO_MAXIMIZED(c) ? -column_value(t, c) : column_value(t, c);
+}
 
 /* Keeps the non-dominated trials of t[0..*n) in their order. */
 static ba_status pareto_filter(ba_trial_t *t, int *n, const int *cols, int k, ba_error *err) {
@@ -905,7 +950,9 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     int pareto = q && q->pareto && !q->best;
     if (pareto) BA_TRY(pareto_parse(q->pareto, pcols, &pk, err));
     char sql[4096];
-    size_t o = (size_t)snprintf(sql, sizeof sql, "%s", TRIAL_COLS);
+    char cols[512];
+    trial_cols(db, cols, sizeof cols);
+    size_t o = (size_t)snprintf(sql, sizeof sql, "%s", cols);
     for (int i = 0; i < nterms; i++)
         o += (size_t)snprintf(sql + o, sizeof sql - o, " AND %s %s ?", terms[i].col, terms[i].op);
     const char *order = "number";
@@ -914,7 +961,8 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
         order = NULL;
         o += (size_t)snprintf(sql + o, sizeof sql - o,
-                              " ORDER BY (kl IS NULL), kl, (predicted IS NULL), predicted, number LIMIT 1");
+                              " ORDER BY %s LIMIT 1",
+                              db->version >= 2 ? BA_DB_BEST_ORDER : BA_DB_BEST_ORDER_V1);
     } else {
         if (pareto) {
             o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
@@ -969,7 +1017,10 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
 ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err) {
     sqlite3_stmt *s;
     memset(out, 0, sizeof *out);
-    BA_TRY(prep(db, TRIAL_COLS " AND number = ?", &s, err));
+    char sql[640];
+    trial_cols(db, sql, sizeof sql);
+    snprintf(sql + strlen(sql), sizeof sql - strlen(sql), " AND number = ?");
+    BA_TRY(prep(db, sql, &s, err));
     sqlite3_bind_int64(s, 1, study_id);
     sqlite3_bind_int64(s, 2, number);
     ba_status st;
@@ -977,6 +1028,85 @@ ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_tria
     if (rc == SQLITE_ROW) st = read_trial(db, s, out, err);
     else if (rc == SQLITE_DONE) st = ba_error_set(err, BA_ERR_INPUT, "--trial: no trial %lld in this study", (long long)number);
     else st = dberr(db, err, "cannot read trial");
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_study_set_metric(ba_db_t *db, int64_t study_id, const char *metric, ba_error *err) {
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "UPDATE studies SET metric = ? WHERE id = ?", &s, err));
+    sqlite3_bind_text(s, 1, metric, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, study_id);
+    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store the study's metric");
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t number, double validation,
+                                     ba_error *err) {
+    sqlite3_stmt *s;
+    BA_TRY(prep(db, "UPDATE trials SET validation = ? WHERE study_id = ? AND number = ?", &s, err));
+    bind_real(s, 1, validation);
+    sqlite3_bind_int64(s, 2, study_id);
+    sqlite3_bind_int64(s, 3, number);
+    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_memo_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         ba_memo_entry_t *out, int *found, ba_error *err) {
+    sqlite3_stmt *s;
+    *found = 0;
+    BA_TRY(prep(db,
+                "SELECT objective, kl, mse, agreement, accuracy FROM memo WHERE study_id = ? AND config = ?"
+                " AND first = ? AND samples = ?",
+                &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    sqlite3_bind_text(s, 2, config, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, first);
+    sqlite3_bind_int64(s, 4, samples);
+    int rc = sqlite3_step(s);
+    ba_status st = BA_OK;
+    if (rc == SQLITE_ROW) {
+        *out = (ba_memo_entry_t){col_real(s, 0), col_real(s, 1), col_real(s, 2), col_real(s, 3), col_real(s, 4)};
+        *found = 1;
+    } else if (rc != SQLITE_DONE) {
+        st = dberr(db, err, "cannot read the memo of measurements");
+    }
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         const ba_memo_entry_t *e, ba_error *err) {
+    sqlite3_stmt *s;
+    BA_TRY(prep(db,
+                "INSERT OR IGNORE INTO memo(study_id, config, first, samples, objective, kl, mse, agreement, accuracy)"
+                " VALUES(?,?,?,?,?,?,?,?,?)",
+                &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    sqlite3_bind_text(s, 2, config, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 3, first);
+    sqlite3_bind_int64(s, 4, samples);
+    bind_real(s, 5, e->objective);
+    bind_real(s, 6, e->kl);
+    bind_real(s, 7, e->mse);
+    bind_real(s, 8, e->agreement);
+    bind_real(s, 9, e->accuracy);
+    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a measurement");
+    sqlite3_finalize(s);
+    return st;
+}
+
+ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *err) {
+    sqlite3_stmt *s;
+    *n = 0;
+    BA_TRY(prep(db, "SELECT COUNT(*) FROM memo WHERE study_id = ?", &s, err));
+    sqlite3_bind_int64(s, 1, study_id);
+    ba_status st = BA_OK;
+    if (sqlite3_step(s) == SQLITE_ROW) *n = sqlite3_column_int64(s, 0);
+    else st = dberr(db, err, "cannot count the measurements");
     sqlite3_finalize(s);
     return st;
 }

@@ -12,7 +12,7 @@
 /* PRAGMA application_id of a bitalloc database ("balc"). */
 #define BA_DB_APPLICATION_ID 0x62616c63
 /* Schema version written by this build (PRAGMA user_version). */
-#define BA_DB_SCHEMA_VERSION 1
+#define BA_DB_SCHEMA_VERSION 2
 
 typedef struct ba_db ba_db_t;
 
@@ -40,6 +40,7 @@ typedef struct ba_study_info {
     char *settings;          /* JSON text, caller frees (ba_db_study_info_free) */
     int64_t ntrials;
     int64_t ncomplete;
+    char metric[16];         /* the search metric the study ranks by ("" before its first run, schema 1) */
 } ba_study_info_t;
 
 typedef struct ba_db_layer {
@@ -79,6 +80,8 @@ typedef struct ba_trial {
     double predicted; /* Σ Ω */
     double kl, mse, agreement, accuracy;
     int64_t samples;  /* calibration samples the metrics were measured on */
+    double objective; /* the study's metric, signed so that lower is better (eval/metrics.h) */
+    double validation; /* the objective on the validation part (the final choice among the elites) */
     int nlayers;
     int *w_bits;      /* nlayers */
     int *a_bits;      /* nlayers, 0 = float */
@@ -97,7 +100,7 @@ typedef struct ba_trial_query {
     const char *where;  /* "avg_bits<=4 and kl<0.01" (NULL = all) */
     const char *sort;   /* column name, optionally "-kl" for descending; default number */
     int64_t limit;      /* <= 0: no limit */
-    int best;           /* only the best complete trial (lowest kl, then predicted) */
+    int best;           /* only the best complete trial (BA_DB_BEST_ORDER) */
     const char *pareto; /* "kl,memory": only the complete trials no other complete trial (after --where)
                          * dominates on these columns (agreement, accuracy maximized, the rest
                          * minimized; a NULL value keeps a trial off); sorted by the last one
@@ -109,11 +112,43 @@ typedef struct ba_trial_query {
 /* Most objectives in a Pareto query. */
 #define BA_DB_PARETO_MAX 8
 
+
+/* The one order that picks a study's best trial (search, `trials --best`,
+ * `studies`, `export --trial best`): the lowest validation figure (the final
+ * choice of an evolution), then the lowest objective (the study's metric,
+ * signed: lower is better), then kl (studies of schema 1), Σ Ω, the earliest. */
+#define BA_DB_BEST_ORDER                                                                                     \
+    "(validation IS NULL), validation, (objective IS NULL), objective, (kl IS NULL), kl, (predicted IS NULL), " \
+    "predicted, number"
+/* The same for a file of schema 1 opened read-only (no objective columns). */
+#define BA_DB_BEST_ORDER_V1 "(kl IS NULL), kl, (predicted IS NULL), predicted, number"
+
 /* Complete list in number order unless sorted. *out allocated; free with ba_db_trials_free. */
 ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
                              ba_error *err);
 void ba_db_trials_free(ba_trial_t *t, int n);
 ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err);
+
+/* Records the metric (its name, e.g. "relmse") the study's objective is. */
+ba_status ba_db_study_set_metric(ba_db_t *db, int64_t study_id, const char *metric, ba_error *err);
+/* Sets the validation figure of trial `number` (NaN = NULL). */
+ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t number, double validation,
+                                     ba_error *err);
+
+/* The memo of measured configurations: config is the configuration's text
+ * (e.g. "4,8,2"), [first, first + samples) the calibration samples it was
+ * measured on. A double NaN is stored as NULL. */
+typedef struct ba_memo_entry {
+    double objective, kl, mse, agreement, accuracy;
+} ba_memo_entry_t;
+/* *found = 1 and *out filled when the study has a measurement of config on that window. */
+ba_status ba_db_memo_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         ba_memo_entry_t *out, int *found, ba_error *err);
+/* Records a measurement (a second writer of the same key keeps the first: measurements are deterministic). */
+ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         const ba_memo_entry_t *e, ba_error *err);
+/* Measurements recorded for the study. */
+ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *err);
 
 /* Sensitivity cache keyed by a caller-made key (model sha, method, settings, data sha). */
 ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err); /* *payload NULL: miss */

@@ -441,6 +441,7 @@ typedef struct {
     const ba_eval_acts_t *acts;
     ba_metrics_acc_t acc;
     ba_tensor_t *q_out;
+    int64_t first; /* first sample of the run (q_out row 0) */
 } run_ctx_t;
 
 /* A value the executor hands over may share memory with another (views,
@@ -493,7 +494,7 @@ static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const
         st = ba_metrics_add(&c->acc, fv, qv, ev->labels ? ev->labels + start : NULL, ev->labels ? count : 0,
                             err);
     if (st == BA_OK && c->q_out)
-        memcpy((float *)c->q_out->data + start * ev->row_elems, qv->data,
+        memcpy((float *)c->q_out->data + (start - c->first) * ev->row_elems, qv->data,
                sizeof(float) * (size_t)(count * ev->row_elems));
     ba_tensor_unref(qv);
     ba_tensor_unref(fv);
@@ -504,13 +505,26 @@ static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const
 ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
                            const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err) {
+    return ba_evaluator_run_range(ev, overrides, acts, 0, nsamples, out, q_out, err);
+}
+
+ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
+    return ba_metric_default(ev->is_prob, ev->fp->ndim, ev->fp->shape);
+}
+
+ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
+                                 const ba_eval_acts_t *acts, int64_t first, int64_t nsamples, ba_metrics_t *out,
+                                 ba_tensor_t **q_out, ba_error *err) {
     const ba_model_t *m = ev->m;
-    if (nsamples <= 0 || nsamples > ev->n) nsamples = ev->n;
+    if (first < 0 || first >= ev->n)
+        return ba_error_set(err, BA_ERR_INPUT, "evaluation: first sample %lld outside 0..%lld", (long long)first,
+                            (long long)(ev->n - 1));
+    if (nsamples <= 0 || nsamples > ev->n - first) nsamples = ev->n - first;
     if (q_out) *q_out = NULL;
     if (acts_on(acts) && !ba_quant_bits_valid(acts->act_bits))
         return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
                             acts->act_bits);
-    run_ctx_t rc = {.ev = ev, .acts = acts};
+    run_ctx_t rc = {.ev = ev, .acts = acts, .first = first};
     ba_metrics_begin(&rc.acc, ev->is_prob);
     if (q_out) {
         int64_t shape[BA_MAX_DIMS];
@@ -534,8 +548,8 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
     ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
     if (!ins) st = BA_ERR_NOMEM;
     ba_tensor_t **outs = ins ? ins + m->ninputs : NULL;
-    for (int64_t start = 0; st == BA_OK && start < nsamples; start += ev->batch) {
-        int64_t count = nsamples - start < ev->batch ? nsamples - start : ev->batch;
+    for (int64_t start = first; st == BA_OK && start < first + nsamples; start += ev->batch) {
+        int64_t count = first + nsamples - start < ev->batch ? first + nsamples - start : ev->batch;
         st = batch_inputs(ev, start, count, ins, err);
         for (int k = 0; st == BA_OK && quant_inputs && k < m->ninputs; k++) {
             const ba_act_range_t *r = &acts->act_ranges[m->inputs[k]];

@@ -92,6 +92,14 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
                            const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err);
 
+/* The same over samples [first, first + nsamples) (nsamples 0 = to the end). */
+ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
+                                 const ba_eval_acts_t *acts, int64_t first, int64_t nsamples, ba_metrics_t *out,
+                                 ba_tensor_t **q_out, ba_error *err);
+
+/* The default --metric for the model's first output (ba_metric_default). */
+ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev);
+
 /* Runs the model over the first nsamples (0 = all cached) with opts and
  * calls on_batch after each pass with that pass's inputs (rows start ..
  * start+count of the data; a static batch axis is zero-padded past count

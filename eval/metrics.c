@@ -3,6 +3,7 @@
  * everything is accumulated in double so batch order does not matter much. */
 #include "eval/metrics.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +118,15 @@ ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_
             acc->se_sum += d * d;
         }
         acc->kl_sum += kl < 0 ? 0 : kl; /* rounding can make a zero KL slightly negative; NaN stays NaN */
+        double xy = 0, xx = 0, yy = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double d = (double)x[i] - y[i];
+            acc->se_q_sum += d * d;
+            acc->sig_q_sum += (double)x[i] * x[i];
+            xy += (double)x[i] * y[i], xx += (double)x[i] * x[i], yy += (double)y[i] * y[i];
+        }
+        /* Two zero rows are the same direction; one zero row against another is orthogonal. */
+        acc->cos_sum += xx == 0 && yy == 0 ? 1.0 : xx == 0 || yy == 0 ? 0.0 : xy / sqrt(xx * yy);
     }
     acc->rows += rows;
     acc->elems += fp->numel;
@@ -136,7 +146,58 @@ void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out) {
     if (!acc->has_q) out->sqnr_db = NAN;
     else if (acc->se_sum == 0) out->sqnr_db = INFINITY;
     else out->sqnr_db = 10.0 * log10(acc->sig_sum / acc->se_sum);
+    out->relmse = acc->has_q && acc->sig_q_sum > 0 ? acc->se_q_sum / acc->sig_q_sum : NAN;
+    out->cosine = acc->has_q && acc->rows ? acc->cos_sum / (double)acc->rows : NAN;
     if (acc->nonfinite_fp) out->accuracy_fp = NAN;
     if (acc->nonfinite_q || acc->nonfinite_fp)
-        out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = NAN;
+        out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = out->relmse = out->cosine = NAN;
+}
+
+static const char *const METRIC_NAMES[] = {"auto", "kl",     "mse",       "relmse",
+                                           "sqnr", "top1",   "cosine",    "evaluator", "evaluator-max"};
+
+ba_status ba_metric_parse(const char *s, ba_metric_t *out, ba_error *err) {
+    for (int i = 0; i < (int)(sizeof METRIC_NAMES / sizeof *METRIC_NAMES); i++)
+        if (s && !strcmp(s, METRIC_NAMES[i])) {
+            *out = (ba_metric_t)i;
+            return BA_OK;
+        }
+    return ba_error_set(err, BA_ERR_INPUT, "--metric: unknown metric '%s' (expected %s)", s ? s : "",
+                        BA_METRIC_CHOICES);
+}
+
+const char *ba_metric_name(ba_metric_t m) {
+    return (int)m >= 0 && (int)m < (int)(sizeof METRIC_NAMES / sizeof *METRIC_NAMES) ? METRIC_NAMES[m] : "?";
+}
+
+int ba_metric_higher_better(ba_metric_t m) {
+    return m == BA_METRIC_SQNR || m == BA_METRIC_TOP1 || m == BA_METRIC_COSINE || m == BA_METRIC_EVALUATOR_MAX;
+}
+
+double ba_metric_value(ba_metric_t m, const ba_metrics_t *o) {
+    switch (m) {
+    case BA_METRIC_KL: return o->kl;
+    case BA_METRIC_MSE: return o->mse;
+    case BA_METRIC_RELMSE: return o->relmse;
+    case BA_METRIC_SQNR: return o->sqnr_db;
+    case BA_METRIC_TOP1: return o->agreement;
+    case BA_METRIC_COSINE: return o->cosine;
+    default: return NAN;
+    }
+}
+
+double ba_metric_objective(ba_metric_t m, double value) {
+    if (isinf(value)) value = value > 0 ? DBL_MAX : -DBL_MAX; /* identical outputs: SQNR +inf is a result, not a failure */
+    return ba_metric_higher_better(m) ? -value : value;
+}
+
+double ba_metric_from_objective(ba_metric_t m, double objective) {
+    return ba_metric_higher_better(m) ? -objective : objective;
+}
+
+ba_metric_t ba_metric_default(int is_prob, int ndim, const int64_t *shape) {
+    int64_t last = ndim >= 1 ? shape[ndim - 1] : 1;
+    if (is_prob == 1 && last > 1) return BA_METRIC_KL;
+    if (ndim == 2 && shape[1] > 1) return BA_METRIC_KL;
+    return BA_METRIC_RELMSE;
 }

@@ -296,6 +296,15 @@ static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, b
         BA_TRY(num_field(file, o, "metrics", "kl", 1, &p->metrics->kl, err));
         BA_TRY(num_field(file, o, "metrics", "agreement", 1, &p->metrics->agreement, err));
         BA_TRY(num_field(file, o, "metrics", "accuracy", 1, &p->metrics->accuracy, err));
+        const json_t *mv = json_object_get(o, "metric");
+        p->metrics->objective = p->metrics->validation = NAN;
+        if (json_is_string(mv) && strlen(json_string_value(mv)) < sizeof p->metrics->metric) {
+            snprintf(p->metrics->metric, sizeof p->metrics->metric, "%s", json_string_value(mv));
+            if (json_object_get(o, "objective"))
+                BA_TRY(num_field(file, o, "metrics", "objective", 1, &p->metrics->objective, err));
+            if (json_object_get(o, "validation"))
+                BA_TRY(num_field(file, o, "metrics", "validation", 1, &p->metrics->validation, err));
+        }
     }
     o = json_object_get(root, "search");
     if (o && !json_is_null(o)) {
@@ -455,6 +464,11 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         put(o, "kl", num_or_null(p->metrics->kl), &bad);
         put(o, "agreement", num_or_null(p->metrics->agreement), &bad);
         put(o, "accuracy", num_or_null(p->metrics->accuracy), &bad);
+        if (p->metrics->metric[0]) {
+            put(o, "metric", json_string(p->metrics->metric), &bad);
+            put(o, "objective", num_or_null(p->metrics->objective), &bad);
+            put(o, "validation", num_or_null(p->metrics->validation), &bad);
+        }
         sb_json(&b, o, &bad);
     } else {
         sb_put(&b, "null");
@@ -673,6 +687,15 @@ ba_status ba_plan_set_metrics(ba_plan_t *p, double kl, double agreement, double 
     p->metrics->kl = kl;
     p->metrics->agreement = agreement;
     p->metrics->accuracy = accuracy;
+    p->metrics->objective = p->metrics->validation = NAN;
+    return BA_OK;
+}
+
+ba_status ba_plan_set_objective(ba_plan_t *p, const char *metric, double value, double validation, ba_error *err) {
+    if (!p->metrics) BA_TRY(ba_plan_set_metrics(p, NAN, NAN, NAN, err));
+    snprintf(p->metrics->metric, sizeof p->metrics->metric, "%s", metric);
+    p->metrics->objective = value;
+    p->metrics->validation = validation;
     return BA_OK;
 }
 

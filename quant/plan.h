@@ -42,6 +42,9 @@ typedef struct ba_plan_metrics {
     double kl;
     double agreement;
     double accuracy;
+    char metric[16];   /* the search's --metric ("" = not recorded: the fields below are absent) */
+    double objective;  /* that metric on the data the search ranked on */
+    double validation; /* that metric on the validation part (NAN = none) */
 } ba_plan_metrics_t;
 
 typedef struct ba_plan_budget {
@@ -105,6 +108,8 @@ ba_status ba_plan_bits(const ba_plan_t *plan, const ba_model_t *m, int *bits_out
 /* Attach metrics (NAN = null) and search info (copies the strings; study,
  * method NULL = null; trial < 0 = null; seed < 0 = null). */
 ba_status ba_plan_set_metrics(ba_plan_t *plan, double kl, double agreement, double accuracy, ba_error *err);
+/* Records the search metric's name and its values (after ba_plan_set_metrics). */
+ba_status ba_plan_set_objective(ba_plan_t *plan, const char *metric, double value, double validation, ba_error *err);
 ba_status ba_plan_set_search(ba_plan_t *plan, const char *study, int64_t trial, const char *method,
                              int nbudgets, const char *const *budget_keys, const double *budget_values,
                              int64_t seed, ba_error *err);

@@ -445,15 +445,35 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
     return st;
 }
 
-static ba_status eval_child(evo_state_t *s, int child, const int *choice, int64_t samples, ba_eval_result_t *out,
-                            ba_error *err) {
+/* First sample of generation gen's stage sg window of `samples` samples: one
+ * of the N / samples disjoint blocks of the search part, drawn from the seed,
+ * the generation and the stage alone (not from the search's RNG stream), so
+ * every generation ranks on another subset (no bias towards the first samples),
+ * a resume draws the same, and a configuration met again in a later generation
+ * that draws the same block is found in the memo instead of measured again. */
+static int64_t stage_first(const ba_search_opts_t *o, int gen, int sg, int64_t samples) {
+    if (samples >= o->nsamples) return 0;
+    ba_rng_t r;
+    ba_rng_seed(&r, o->seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(gen * 4 + sg + 1)));
+    return samples * (int64_t)ba_rng_below(&r, (uint64_t)(o->nsamples / samples));
+}
+
+static ba_status evaluate_window(const ba_search_hooks_t *h, const ba_search_opts_t *o, const int *choice,
+                                 int64_t first, int64_t samples, ba_eval_result_t *out, ba_error *err) {
+    if (h->evaluate_at) return h->evaluate_at(h->ctx, choice, first, samples, out, err);
+    return h->evaluate(h->ctx, choice, samples == o->nsamples ? 0 : samples, out, err);
+}
+
+static ba_status eval_child(evo_state_t *s, int child, const int *choice, int64_t samples, int sg,
+                            ba_eval_result_t *out, ba_error *err) {
     for (int i = 0; i < s->ncache; i++)
         if (s->cache[i].child == child && s->cache[i].samples == samples) {
             *out = s->cache[i].res;
             return BA_OK;
         }
     double t0 = ba_now();
-    BA_TRY(s->h->evaluate(s->h->ctx, choice, samples == s->o->nsamples ? 0 : samples, out, err));
+    BA_TRY(evaluate_window(s->h, s->o, choice, s->h->evaluate_at ? stage_first(s->o, s->gen, sg, samples) : 0,
+                           samples, out, err));
     s->t_eval += ba_now() - t0;
     out->samples = samples;
     s->nevals++;
@@ -574,7 +594,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         int keep = stage_keep(sg, nst, lam);
         if (nalive <= keep) continue; /* nothing to prune: skip the stage */
         for (int i = 0; i < nalive && st == BA_OK; i++)
-            st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, stages[sg], &res[alive[i]], err);
+            st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, stages[sg], sg, &res[alive[i]], err);
         if (st != BA_OK) break;
         g_rank_res = res;
         qsort(alive, (size_t)nalive, sizeof *alive, cmp_rank);
@@ -587,7 +607,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         qsort(alive, (size_t)nalive, sizeof *alive, cmp_int);
     }
     for (int i = 0; i < nalive && st == BA_OK; i++)
-        st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, &res[alive[i]], err);
+        st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, nst - 1, &res[alive[i]], err);
     if (st != BA_OK) goto done;
     /* The survivors' trials, the last one carrying the next generation's start
      * (elites updated: elitism on all N samples, so the best never gets worse). */
@@ -633,6 +653,49 @@ done:
     return st;
 }
 
+/* The final choice on the validation part: the seed (trial 1) and the elites,
+ * each scored on samples [N, N + nvalid); the lowest validation objective
+ * wins, ties broken by the search objective, then the trial number (the order
+ * of BA_DB_BEST_ORDER, so `trials --best` names the same trial). *pick = the
+ * winning elite, or -1 for a seed that is no elite any more (out->res and
+ * out->trial set then). */
+static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_result_t *out, ba_error *err) {
+    const ba_search_opts_t *o = s->o;
+    const ba_search_hooks_t *h = s->h;
+    int seed_elite = -1;
+    for (int e = 0; e < s->nelite && seed_elite < 0; e++)
+        if (!memcmp(s->echoice + (size_t)e * s->L, seed, (size_t)s->L * sizeof *seed)) seed_elite = e;
+    double bv = NAN, bo = NAN;
+    int64_t bt = -1;
+    *pick = 0;
+    for (int i = -1; i < s->nelite; i++) {
+        if (i < 0 && seed_elite >= 0) continue; /* the seed is an elite: scored as one */
+        const int *choice = i >= 0 ? s->echoice + (size_t)i * s->L : seed;
+        ba_eval_result_t v, full;
+        double t0 = ba_now();
+        BA_TRY(h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err));
+        if (i < 0) BA_TRY(h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err)); /* the seed's search figure */
+        else full = s->elite[i].res;
+        s->t_eval += ba_now() - t0;
+        v.samples = o->nvalid;
+        int64_t trial = i >= 0 ? s->elite[i].trial : 1;
+        if (h->validated) BA_TRY(h->validated(h->ctx, trial, &v, err));
+        if (!isfinite(v.objective)) continue;
+        int better = bt < 0 || v.objective < bv ||
+                     (v.objective == bv && (full.objective < bo || (full.objective == bo && trial < bt)));
+        if (!better) continue;
+        bv = v.objective, bo = full.objective, bt = trial;
+        *pick = i;
+        out->validation = v.objective;
+        if (i < 0) {
+            full.samples = o->nsamples;
+            out->res = full;
+            out->trial = 1;
+        }
+    }
+    return BA_OK;
+}
+
 ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o, const ba_search_hooks_t *h,
                      const char *checkpoint, ba_search_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
@@ -653,7 +716,7 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         ba_rng_seed(&s.rng, o->seed);
         ba_eval_result_t r;
         double t0 = ba_now();
-        if (st == BA_OK) st = h->evaluate(h->ctx, seed, 0, &r, err);
+        if (st == BA_OK) st = evaluate_window(h, o, seed, 0, o->nsamples, &r, err);
         s.t_eval += ba_now() - t0;
         if (st == BA_OK && !isfinite(r.objective)) {
             /* Nothing to evolve from: the failed trial is stored (without a checkpoint, so
@@ -682,12 +745,17 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         if (st != BA_OK || stalled) break; /* stalled: no configuration differs from the elites under the budgets */
         if (h->progress) h->progress(h->ctx, s.gen, o->generations, &s.elite[0].res, s.echoice);
     }
+    int pick = 0; /* elite index of the result; -1: the seed */
+    out->validation = NAN;
+    if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) st = validate(&s, seed, &pick, out, err);
     if (st == BA_OK) {
         out->choice = ba_malloc((size_t)s.L * sizeof *out->choice, err);
         if (!out->choice) st = BA_ERR_NOMEM;
-        else memcpy(out->choice, s.echoice, (size_t)s.L * sizeof *out->choice);
-        out->res = s.elite[0].res;
-        out->trial = s.elite[0].trial;
+        else memcpy(out->choice, pick < 0 ? seed : s.echoice + (size_t)pick * s.L, (size_t)s.L * sizeof *out->choice);
+        if (pick >= 0) {
+            out->res = s.elite[pick].res;
+            out->trial = s.elite[pick].trial;
+        }
         out->ntrials = s.next - 1;
         out->nevals = s.nevals;
         out->eval_seconds = s.t_eval;

@@ -85,6 +85,13 @@ typedef struct ba_search_hooks {
      * best_choice the last one tried) while no trial has succeeded yet. */
     void (*progress)(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *best_choice);
     void *ctx;
+    /* Optional: scores choice on samples [first, first + nsamples) (the evolution's
+     * random low-fidelity windows and the validation part). NULL: the low-fidelity
+     * stages use the first samples and there is no validation (evaluate is used). */
+    ba_status (*evaluate_at)(void *ctx, const int *choice, int64_t first, int64_t nsamples, ba_eval_result_t *out,
+                             ba_error *err);
+    /* Optional: trial `trial` scored res on the validation part (after the last generation). */
+    ba_status (*validated)(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err);
 } ba_search_hooks_t;
 
 typedef struct ba_search_opts {
@@ -92,13 +99,15 @@ typedef struct ba_search_opts {
     uint64_t seed;
     int generations;     /* evo; random draws 1 + generations·offspring configurations */
     int offspring;
-    int64_t nsamples;    /* N: calibration samples of a full-fidelity evaluation */
+    int64_t nsamples;    /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
+    int64_t nvalid;      /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
 } ba_search_opts_t;
 
 typedef struct ba_search_result {
     int *choice;          /* [nlayers] best configuration found */
     ba_eval_result_t res; /* its full-fidelity result */
     int64_t trial;        /* its trial number */
+    double validation;    /* its objective on the validation part (NaN when there is none) */
     int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
     int64_t nevals;       /* evaluations made by this process (stored results reused on resume are not counted) */
     double seconds;       /* evolution only: wall time of ba_evo_run, and the part of it */
@@ -107,7 +116,14 @@ typedef struct ba_search_result {
 
 void ba_search_result_free(ba_search_result_t *r);
 
-/* Evolution from seed (a feasible choice): the seed is trial 1 (complete) and
+/* Validation (o->nvalid > 0 and h->evaluate_at): after the last generation the
+ * seed and every elite are scored on the validation part and the lowest one
+ * (ties: the seed, then the better elite) is the result, so the result is never
+ * worse than the seed on validation. Low-fidelity stages score a window of the
+ * search part drawn from the seed, the generation and the stage (with
+ * evaluate_at; else the first samples).
+ *
+ * Evolution from seed (a feasible choice): the seed is trial 1 (complete) and
  * the first elite, then each generation draws `offspring` distinct children of
  * the elites by budget-preserving mutation, selects through the fidelity
  * schedule, and the survivors measured on all N samples join the elites when

@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "eval/dataset.h"
 #include "eval/evaluate.h"
+#include "eval/external.h"
 #include "model/model.h"
 #include "quant/apply.h"
 #include "quant/cost.h"
@@ -39,10 +40,13 @@ void ba_run_settings_init(ba_run_settings_t *s) {
     s->tol = BA_SENS_DEFAULT_TOL;
     s->probes = BA_SENS_DEFAULT_PROBES;
     s->loss = BA_SENS_LOSS_AUTO;
+    snprintf(s->metric, sizeof s->metric, "auto");
+    s->validation_fraction = BA_RUN_DEFAULT_VALIDATION_FRACTION;
 }
 
 void ba_run_settings_free(ba_run_settings_t *s) {
     free(s->model);
+    free(s->evaluator);
     for (int i = 0; i < s->ndata; i++) free(s->data[i]);
     for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
     free(s->labels);
@@ -130,6 +134,14 @@ ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_err
         ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
         str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
         s->probes, "include_embeddings", s->include_embeddings);
+    if (j && s->metric[0]) {
+        json_object_set_new(j, "metric", json_string(s->metric));
+        json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
+    }
+    if (j && s->evaluator) {
+        json_object_set_new(j, "evaluator", json_string(s->evaluator));
+        json_object_set_new(j, "evaluator_timeout", json_real(s->evaluator_timeout));
+    }
     /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
     if (j && s->ninput_shapes) {
         json_t *shp = json_array();
@@ -273,6 +285,24 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     v = json_object_get(j, "samples");
     if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
     s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
+    if ((st = dup_str(json_object_get(j, "evaluator"), &s->evaluator, err)) != BA_OK) goto done;
+    v = json_object_get(j, "evaluator_timeout");
+    if (json_is_number(v)) s->evaluator_timeout = json_number_value(v);
+    v = json_object_get(j, "metric");
+    if (json_is_string(v)) {
+        ba_metric_t mk;
+        ba_error me;
+        if (ba_metric_parse(json_string_value(v), &mk, &me) != BA_OK) {
+            BAD("bad metric");
+            goto done;
+        }
+        snprintf(s->metric, sizeof s->metric, "%s", json_string_value(v));
+        v = json_object_get(j, "validation_fraction");
+        s->validation_fraction = json_is_number(v) ? json_number_value(v) : 0;
+    } else {
+        s->metric[0] = '\0'; /* a study from before --metric: its objective and no validation part */
+        s->validation_fraction = 0;
+    }
     v = json_object_get(j, "input_shapes");
     for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_DATA && st == BA_OK; i++)
         if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
@@ -307,6 +337,12 @@ typedef struct run_ctx {
     ba_tensor_t **overrides; /* [nvalues] */
     int *wbits, *abits;      /* [nlayers] */
     int latency_j;           /* index of the latency budget in p, -1 */
+    ba_metric_t metric;      /* resolved objective */
+    int64_t Nsearch, Nvalid; /* evo: samples 0..Nsearch-1 ranked on, the next Nvalid the validation part */
+    int64_t measured;        /* measurements made by this process (memo misses) */
+    char *config;            /* memo key buffer: the configuration as text */
+    ba_extev_t *ext;         /* --evaluator child, or NULL */
+    int64_t ext_id;          /* evaluations sent to it */
     int zero_costs;          /* validation only: no sensitivity, Ω = 0 */
 } run_ctx_t;
 
@@ -314,24 +350,74 @@ static void choice_bits(const ba_problem_t *p, const int *choice, int *bits) {
     for (int l = 0; l < p->nlayers; l++) bits[l] = p->bits[p->start[l] + choice[l]];
 }
 
-static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err) {
+/* The memo key of a configuration: its weight widths, comma-separated (the
+ * activation width is the study's, the same for every trial). */
+static void config_text(const run_ctx_t *c, char *out) {
+    size_t o = 0;
+    for (int l = 0; l < c->p->nlayers; l++) o += (size_t)sprintf(out + o, l ? ",%d" : "%d", c->wbits[l]);
+    out[o] = '\0';
+}
+
+/* Scores choice on samples [first, first + n): from the study's memo when it
+ * was measured before (in an earlier generation or an earlier process), else
+ * measured and memoised. */
+static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
+                              ba_error *err) {
     run_ctx_t *c = ctx;
     choice_bits(c->p, choice, c->wbits);
+    if (c->db && c->config) {
+        config_text(c, c->config);
+        ba_memo_entry_t e;
+        int found = 0;
+        BA_TRY(ba_db_memo_get(c->db, c->sid, c->config, first, n, &e, &found, err));
+        if (found) {
+            *out = (ba_eval_result_t){e.objective, e.kl, e.mse, e.agreement, e.accuracy, n};
+            return BA_OK;
+        }
+    }
+    if (c->ext) {
+        /* The user's evaluator scores the fake-quant model file of this configuration. */
+        double score, acc;
+        BA_TRY(ba_quant_write_onnx(c->m, c->wbits, &c->s->quant, NULL, 0, ba_extev_model_path(c->ext), err));
+        BA_TRY(ba_extev_score(c->ext, ++c->ext_id, first, n, c->N, &score, &acc, err));
+        c->measured++;
+        *out = (ba_eval_result_t){ba_metric_objective(c->metric, score), NAN, NAN, NAN, acc, n};
+        if (!isfinite(out->objective)) out->objective = out->accuracy = NAN;
+        ba_memo_entry_t e = {out->objective, NAN, NAN, NAN, out->accuracy};
+        return c->db ? ba_db_memo_put(c->db, c->sid, c->config, first, n, &e, err) : BA_OK;
+    }
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
-    BA_TRY(ba_evaluator_run(c->ev, c->overrides, c->s->quant.act_bits ? &c->acts : NULL, nsamples, &met, NULL, err));
+    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, c->s->quant.act_bits ? &c->acts : NULL, first, n, &met, NULL,
+                                  err));
+    c->measured++;
     out->kl = met.kl;
     out->mse = met.mse;
     out->agreement = met.agreement;
     out->accuracy = met.accuracy_q;
-    out->samples = nsamples > 0 ? nsamples : c->N;
-    out->objective = c->is_class ? met.kl : met.mse;
+    out->samples = n;
+    out->objective = ba_metric_objective(c->metric, ba_metric_value(c->metric, &met));
     /* A non-finite output or metric fails the trial (SPEC §8): objective NaN, which
      * store_trial records as "failed" and no search ranks or returns as its best. */
     if (met.nonfinite_q || !isfinite(out->objective))
         out->objective = out->kl = out->mse = out->agreement = out->accuracy = NAN;
+    if (c->db && c->config) {
+        ba_memo_entry_t e = {out->objective, out->kl, out->mse, out->agreement, out->accuracy};
+        BA_TRY(ba_db_memo_put(c->db, c->sid, c->config, first, n, &e, err));
+    }
     return BA_OK;
+}
+
+/* The searches' evaluation: the first nsamples (0 = the whole search part). */
+static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err) {
+    run_ctx_t *c = ctx;
+    return hook_eval_at(ctx, choice, 0, nsamples > 0 ? nsamples : c->Nsearch, out, err);
+}
+
+static ba_status hook_validated(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err) {
+    run_ctx_t *c = ctx;
+    return ba_db_trial_set_validation(c->db, c->sid, trial, res->objective, err);
 }
 
 static int same_bits(const ba_trial_t *t, const int *bits, int n) {
@@ -356,6 +442,8 @@ static ba_status store_trial(run_ctx_t *c, int64_t number, const char *state, co
     t.latency = c->latency_j >= 0 ? ba_problem_budget_value(c->p, c->latency_j, choice) : NAN;
     t.predicted = c->has_sens ? ba_problem_objective(c->p, choice) : NAN;
     t.kl = r->kl, t.mse = r->mse, t.agreement = r->agreement, t.accuracy = r->accuracy;
+    t.objective = r->objective;
+    t.validation = NAN;
     t.samples = r->samples;
     t.nlayers = c->p->nlayers;
     t.w_bits = c->wbits;
@@ -423,6 +511,7 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         ba_sens_opts_t o = ba_sens_opts_default();
         o.bits = s->bits, o.nbits = nb, o.seed = s->seed, o.tol = s->tol, o.max_probes = s->probes;
         o.loss = s->loss, o.quant = s->quant;
+        if (s->metric[0] && !s->evaluator) BA_TRY(ba_metric_parse(s->metric, &o.metric, err)); /* measured */
         o.progress = sens_progress, o.progress_user = c;
         char key[65];
         ba_sens_cache_key(c->m, c->ds, c->labels, c->nlabels, meth, &o, key);
@@ -481,8 +570,28 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     BA_TRY(ba_evaluator_new(c->m, c->ds, &eo, &c->ev, err));
     c->N = ba_evaluator_samples(c->ev);
     const ba_tensor_t *fp = ba_evaluator_fp_output(c->ev);
-    /* SPEC §6: KL for class outputs (last axis of ≥ 2 scores), MSE otherwise. */
-    c->is_class = fp->ndim >= 1 && fp->shape[fp->ndim - 1] >= 2;
+    const ba_run_settings_t *s = c->s;
+    if (s->evaluator) {
+        BA_TRY(ba_extev_start(s->evaluator, s->evaluator_timeout, &c->ext, err));
+        c->metric = ba_extev_maximize(c->ext) ? BA_METRIC_EVALUATOR_MAX : BA_METRIC_EVALUATOR;
+    } else if (!s->metric[0]) {
+        /* A study from before --metric: KL for class outputs (last axis of ≥ 2 scores), MSE otherwise. */
+        c->is_class = fp->ndim >= 1 && fp->shape[fp->ndim - 1] >= 2;
+        c->metric = c->is_class ? BA_METRIC_KL : BA_METRIC_MSE;
+    } else {
+        BA_TRY(ba_metric_parse(s->metric, &c->metric, err));
+        if (c->metric == BA_METRIC_AUTO) c->metric = ba_evaluator_default_metric(c->ev);
+    }
+    if (c->db) BA_TRY(ba_db_study_set_metric(c->db, c->sid, ba_metric_name(c->metric), err));
+    /* The evolution ranks on the search part and chooses among its elites on the rest. */
+    c->Nsearch = c->N, c->Nvalid = 0;
+    int evo = !strcmp(s->method, "evo") || !strcmp(s->method, "ilp+evo");
+    if (evo && !s->has_sweep && !c->ext && s->validation_fraction > 0) { /* an evaluator has its own data */
+        int64_t nv = (int64_t)floor(s->validation_fraction * (double)c->N + 0.5);
+        if (nv >= 1 && c->N - nv >= 1) c->Nsearch = c->N - nv, c->Nvalid = nv;
+    }
+    c->config = ba_malloc((size_t)c->m->nlayers * 4 + 2, err);
+    if (!c->config) return BA_ERR_NOMEM;
     BA_TRY(ba_wcache_new(c->m, &c->s->quant, &c->wc, err));
     c->overrides = ba_calloc((size_t)c->m->nvalues, sizeof *c->overrides, err);
     if (!c->overrides) return BA_ERR_NOMEM;
@@ -496,6 +605,8 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
 }
 
 static void ctx_free(run_ctx_t *c) {
+    ba_extev_free(c->ext);
+    free(c->config);
     free(c->overrides);
     free(c->ranges);
     free(c->wbits);
@@ -541,15 +652,46 @@ static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, i
     return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, seed, err);
 }
 
-/* The best trial recorded by a finished search's checkpoint. */
-static int64_t checkpoint_best(const char *text) {
-    json_error_t je;
-    json_t *j = json_loads(text, 0, &je);
-    const json_t *b = j ? json_object_get(j, "parent") : NULL;
-    if (!b) b = j ? json_object_get(j, "best") : NULL;
-    int64_t t = json_is_integer(json_object_get(b, "trial")) ? json_integer_value(json_object_get(b, "trial")) : -1;
-    json_decref(j);
-    return t;
+/* The study's best trial (ba_db_trials_query best: the order of `trials --best`,
+ * `studies` and `export --trial best`) as out's trial, result and plan. */
+static ba_status report_best(run_ctx_t *c, const char *name, ba_run_result_t *out, ba_error *err) {
+    ba_trial_query_t q = {.best = 1};
+    ba_trial_t *t = NULL;
+    int n = 0;
+    ba_status st = ba_db_trials_query(c->db, c->sid, &q, &t, &n, err);
+    if (st == BA_OK && n < 1) st = ba_error_set(err, BA_ERR_RUNTIME, "study '%s': no complete trial", name);
+    int *choice = st == BA_OK ? ba_malloc((size_t)c->p->nlayers * sizeof *choice, err) : NULL;
+    if (st == BA_OK && !choice) st = BA_ERR_NOMEM;
+    for (int l = 0; st == BA_OK && l < c->p->nlayers; l++) {
+        choice[l] = t[0].nlayers == c->p->nlayers ? ba_problem_find(c->p, l, t[0].w_bits[l]) : -1;
+        if (choice[l] < 0)
+            st = ba_error_set(err, BA_ERR_INPUT, "study '%s': trial %lld does not fit the model", name,
+                              (long long)t[0].number);
+    }
+    ba_study_info_t info;
+    memset(&info, 0, sizeof info);
+    if (st == BA_OK) st = ba_db_study_get(c->db, name, &info, err);
+    if (st == BA_OK) {
+        ba_eval_result_t r = {t[0].objective, t[0].kl, t[0].mse, t[0].agreement, t[0].accuracy, t[0].samples};
+        out->res = r;
+        out->trial = t[0].number;
+        out->ntrials = info.ntrials;
+        snprintf(out->metric, sizeof out->metric, "%s", info.metric);
+        ba_metric_t mk = BA_METRIC_AUTO;
+        ba_error e2;
+        out->validation = NAN;
+        if (info.metric[0] && ba_metric_parse(info.metric, &mk, &e2) == BA_OK)
+            out->validation = ba_metric_from_objective(mk, t[0].validation);
+        st = make_plan(c, name, choice, t[0].number, &r, out, err);
+        if (st == BA_OK && info.metric[0] && mk != BA_METRIC_AUTO)
+            st = ba_plan_set_objective(out->plan, info.metric, ba_metric_from_objective(mk, r.objective),
+                                       out->validation, err);
+    }
+    if (st == BA_OK) st = ba_db_memo_count(c->db, c->sid, &out->nmeasured, err);
+    ba_db_study_info_free(&info);
+    free(choice);
+    ba_db_trials_free(t, n);
+    return st;
 }
 
 /* Pareto on what was measured: a point is on the front when no other feasible
@@ -606,7 +748,7 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
         int found = 0;
         if (ba_db_trial_get(c->db, c->sid, number, &old, &e2) == BA_OK) {
             if (!same_bits(&old, o->bits, L)) st = ba_error_set(err, BA_ERR_RUNTIME, "sweep: trial %lld is stored with other bit-widths", (long long)number);
-            o->res = (ba_eval_result_t){c->is_class ? old.kl : old.mse, old.kl, old.mse, old.agreement, old.accuracy, old.samples};
+            o->res = (ba_eval_result_t){isfinite(old.objective) ? old.objective : c->is_class ? old.kl : old.mse, old.kl, old.mse, old.agreement, old.accuracy, old.samples};
             found = 1;
             ba_trial_free(&old);
         }
@@ -649,29 +791,7 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     if (st == BA_OK) st = ba_db_checkpoint_get(db, sid, &ck, err);
     if (st == BA_OK && was_complete && ck && !s->has_sweep) {
         /* A finished study: report its best trial without searching again. */
-        int64_t best = checkpoint_best(ck);
-        ba_trial_t t = {0};
-        st = best > 0 ? ba_db_trial_get(db, sid, best, &t, err)
-                      : ba_error_set(err, BA_ERR_INPUT, "study '%s': finished but its checkpoint names no best trial", name);
-        int *choice = st == BA_OK ? ba_malloc((size_t)c.p->nlayers * sizeof *choice, err) : NULL;
-        if (st == BA_OK && !choice) st = BA_ERR_NOMEM;
-        for (int l = 0; st == BA_OK && l < c.p->nlayers; l++) {
-            choice[l] = t.nlayers == c.p->nlayers ? ba_problem_find(c.p, l, t.w_bits[l]) : -1;
-            if (choice[l] < 0) st = ba_error_set(err, BA_ERR_INPUT, "study '%s': trial %lld does not fit the model", name, (long long)best);
-        }
-        if (st == BA_OK) {
-            ba_eval_result_t r = {NAN, t.kl, t.mse, t.agreement, t.accuracy, t.samples};
-            out->res = r;
-            out->trial = best;
-            st = make_plan(&c, name, choice, best, &r, out, err);
-        }
-        ba_study_info_t info;
-        if (st == BA_OK && ba_db_study_get(db, name, &info, err) == BA_OK) {
-            out->ntrials = info.ntrials;
-            ba_db_study_info_free(&info);
-        }
-        free(choice);
-        ba_trial_free(&t);
+        st = report_best(&c, name, out, err);
         goto done;
     }
     if (st == BA_OK && !s->has_sweep) {
@@ -688,8 +808,8 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
         goto finish;
     }
     ba_search_opts_t so = {.method = s->method, .seed = s->seed, .generations = s->generations,
-                           .offspring = s->offspring, .nsamples = c.N};
-    ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c};
+                           .offspring = s->offspring, .nsamples = c.Nsearch, .nvalid = c.Nvalid};
+    ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated};
     if (st == BA_OK) {
         const char *m = s->method;
         int L = c.p->nlayers, ubits = 0;
@@ -711,13 +831,13 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
         else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform|nsga2", m);
     }
     if (st == BA_OK) {
-        out->trial = sr.trial;
-        out->ntrials = sr.ntrials;
-        out->nevals = sr.nevals;
         out->search_seconds = sr.seconds;
         out->eval_seconds = sr.eval_seconds;
-        out->res = sr.res;
-        st = make_plan(&c, name, sr.choice, sr.trial, &sr.res, out, err);
+        /* The plan is the study's best trial by the one order every command uses
+         * (BA_DB_BEST_ORDER): for the evolution, its choice on the validation part. */
+        st = report_best(&c, name, out, err);
+        if (st == BA_OK) out->ntrials = sr.ntrials;
+        out->nevals = c.measured;
     }
 finish:
     if (st == BA_OK) st = ba_db_study_set_state(db, sid, "complete", err);
@@ -734,6 +854,13 @@ done:
     ba_solution_free(&sol);
     ctx_free(&c);
     return st;
+}
+
+double ba_run_result_metric(const ba_run_result_t *r) {
+    ba_metric_t m;
+    ba_error e;
+    if (!r->metric[0] || ba_metric_parse(r->metric, &m, &e) != BA_OK) return NAN;
+    return ba_metric_from_objective(m, r->res.objective);
 }
 
 void ba_run_result_free(ba_run_result_t *r) {

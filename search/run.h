@@ -22,6 +22,10 @@
 
 #define BA_RUN_MAX_DATA 64
 #define BA_RUN_MAX_RULES 256 /* --pin / --tie flags */
+/* --validation-fraction default: the share of the calibration samples the
+ * evolution does not rank on, kept for the final choice among the elites
+ * (docs/search.md, "validation"). */
+#define BA_RUN_DEFAULT_VALIDATION_FRACTION 0.25
 
 /* What a study is a function of (stored as its settings JSON, WAVE2 format). Paths are absolute. */
 typedef struct ba_run_settings {
@@ -52,6 +56,11 @@ typedef struct ba_run_settings {
     double tol;
     int probes;                   /* --samples: Hutchinson probes */
     int include_embeddings;
+    char metric[16];              /* --metric: "auto" (SPEC §8 default), kl, mse, …; "" = a study made before
+                                   * --metric existed (kl for class outputs, mse otherwise; no validation) */
+    char *evaluator;              /* --evaluator CMD (NULL = none): the objective is its score */
+    double evaluator_timeout;     /* --evaluator-timeout seconds (0 = BA_EXTEV_DEFAULT_TIMEOUT) */
+    double validation_fraction;   /* --validation-fraction: share of the data kept for the final choice (evo) */
     int ninput_shapes;            /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
     char *input_shapes[BA_RUN_MAX_DATA];
 } ba_run_settings_t;
@@ -99,7 +108,10 @@ typedef struct ba_run_result {
     char method[16];
     int64_t trial;        /* best trial (-1 for a sweep) */
     int64_t ntrials;
-    int64_t nevals;       /* evaluations made by this process */
+    int64_t nevals;       /* evaluations made by this process (measurements, memo hits not counted) */
+    int64_t nmeasured;    /* measurements the study holds (its memo: configuration × sample window) */
+    char metric[16];      /* the metric the study ranks by */
+    double validation;    /* best trial's metric value on the validation part (NaN: none) */
     ba_eval_result_t res; /* best trial's full-data metrics */
     ba_plan_t *plan;      /* best plan (NULL for a sweep) */
     int nlayers;
@@ -113,6 +125,8 @@ typedef struct ba_run_result {
 } ba_run_result_t;
 
 void ba_run_result_free(ba_run_result_t *r);
+/* The best trial's value of the study's metric (r->res.objective with the metric's direction undone). */
+double ba_run_result_metric(const ba_run_result_t *r);
 
 /* Loads the inputs and checks labels, the sensitivity file, pins, ties and
  * budgets (BA_ERR_INFEASIBLE with the ILP's message) without touching a database. */

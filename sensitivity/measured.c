@@ -1,9 +1,8 @@
-/* The `measured` estimator: Ω(l,b) = mean over the calibration rows of
- * KL(p_fp ‖ p_q) with only layer l quantized to b bits (SPEC §5), through the
- * weight cache's overrides and eval/metrics' KL; for outputs that are not
- * class scores (last axis of size 1) the mean squared output error instead,
- * as the evolutionary search measures (SPEC §6). One FP pass per batch, then
- * one pass per (layer, width). */
+/* The `measured` estimator: Ω(l,b) = the search's output metric (--metric:
+ * by default KL(p_fp ‖ p_q) for class outputs, relMSE otherwise, SPEC §8; a
+ * higher-is-better metric negated) with only layer l quantized to b bits
+ * (SPEC §5), through the weight cache's overrides and eval/metrics. One FP
+ * pass per batch, then one pass per (layer, width). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,10 +23,16 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
     int is_prob = sens_output_is_prob(m) ? 1 : -1;
     for (size_t i = 0; st == BA_OK && i < ncell; i++) ba_metrics_begin(&acc[i], is_prob);
     int64_t nbatch = sens_nbatch(c);
+    int out_ndim = 0;
+    int64_t out_shape[BA_MAX_DIMS] = {0};
     c->work_total = (uint64_t)(nbatch * (int64_t)ncell);
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
         st = sens_batch_inputs(c, b * c->batch, sens_batch_len(c, b), inputs, err);
         if (st == BA_OK) st = ba_model_run(m, inputs, NULL, fp, err);
+        if (st == BA_OK && b == 0) {
+            out_ndim = fp[0]->ndim;
+            memcpy(out_shape, fp[0]->shape, sizeof out_shape);
+        }
         for (int l = 0; l < L && st == BA_OK; l++)
             for (int k = 0; k < nb && st == BA_OK; k++) {
                 for (int j = 0; j < L; j++) bits[j] = 32;
@@ -50,13 +55,15 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
         }
         sens_inputs_free(c, inputs);
     }
-    int use_mse = 0;
-    if (st == BA_OK && ncell > 0 && acc[0].classes < 2) use_mse = 1;
-    c->loss_name = use_mse ? "mse" : "kl";
+    ba_metric_t metric = c->o->metric;
+    if (metric == BA_METRIC_AUTO && ncell > 0) metric = ba_metric_default(acc[0].is_prob, out_ndim, out_shape);
+    if (st == BA_OK && (metric == BA_METRIC_EVALUATOR || metric == BA_METRIC_EVALUATOR_MAX))
+        st = ba_error_set(err, BA_ERR_INPUT, "--metric: measured sensitivities need an output metric, not an evaluator");
+    c->loss_name = ba_metric_name(metric);
     for (size_t i = 0; st == BA_OK && i < ncell; i++) {
         ba_metrics_t r;
         ba_metrics_finish(&acc[i], &r);
-        c->cost[i] = use_mse ? r.mse : r.kl;
+        c->cost[i] = ba_metric_objective(metric, ba_metric_value(metric, &r));
     }
     free(acc);
     free(inputs);

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "db/db.h"
 #include "eval/dataset.h"
+#include "eval/metrics.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -63,6 +64,7 @@ typedef struct ba_sens_opts {
     ba_quant_cfg_t quant; /* Q_b */
     int64_t batch;        /* samples per forward pass (a static batch dimension wins) */
     int64_t max_data;     /* use the first max_data samples (0 = all) */
+    ba_metric_t metric; /* measured: the output metric (SPEC §8 --metric; AUTO = the default for the output) */
     int act_direct; /* act: compute E‖ΔW x‖² by running the layer on ΔW, not via Σ (for tests) */
     /* Called as work advances (may be NULL). */
     void (*progress)(void *user, uint64_t done, uint64_t total);

@@ -566,6 +566,10 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
         ba_quant_scheme_name(opts->quant.scheme), ba_quant_granularity_str(&opts->quant, gran, sizeof gran),
         ba_quant_clip_name(opts->quant.clip), opts->quant.act_bits, (long long)opts->max_data);
     ba_sha256_update(&h, buf, (size_t)n);
+    if (method == BA_SENS_MEASURED) { /* the output metric of `measured` (its default changed with --metric) */
+        n = snprintf(buf, sizeof buf, "metric=%s\n", ba_metric_name(opts->metric));
+        ba_sha256_update(&h, buf, (size_t)n);
+    }
     /* The layer set (e.g. with --include-embeddings) changes the table. */
     for (int l = 0; l < m->nlayers; l++) {
         ba_sha256_update(&h, m->layers[l].name, strlen(m->layers[l].name) + 1);

@@ -62,6 +62,7 @@ static void add_trials(ba_db_t *db, int64_t sid, int nlayers, const trial_spec_t
         t.memory = 1000.0 * (i + 1);
         t.bops = 1e6 * (i + 1);
         t.latency = NAN;
+        t.objective = t.validation = NAN; /* trials without a metric rank by kl */
         t.predicted = 0.1 * (i + 1);
         t.kl = spec[i].kl;
         t.mse = isnan(spec[i].kl) ? NAN : spec[i].kl / 10;
@@ -184,11 +185,12 @@ Test(study_cmds, studies_csv_and_json_carry_the_same_facts) {
     env_t e = make_env();
     ba_test_run_t r = ba_test_cli("--db", e.db, "studies", "--format", "csv", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect(strncmp(r.out, "name,created,model,method,state,trials,complete,best_trial,best_kl\n", 67) == 0,
+    cr_expect(strncmp(r.out, "name,created,model,method,state,trials,complete,best_trial,best_kl,metric,best_objective\n",
+                      89) == 0,
               "%s", r.out);
     cr_expect(strstr(r.out, "\nbeta,"), "%s", r.out);
-    cr_expect(strstr(r.out, ",evo,running,1,0,,\n"), "null best is an empty cell: %s", r.out);
-    cr_expect(strstr(r.out, ",ilp+evo,running,6,4,5,0.001\n"), "%s", r.out);
+    cr_expect(strstr(r.out, ",evo,running,1,0,,,,\n"), "null best is an empty cell: %s", r.out);
+    cr_expect(strstr(r.out, ",ilp+evo,running,6,4,5,0.001,,\n"), "%s", r.out);
     ba_test_run_free(&r);
 
     r = ba_test_cli("--db", e.db, "studies", "--format", "json", NULL);
@@ -280,7 +282,7 @@ Test(study_cmds, trials_csv_has_empty_cells_for_null_and_a_bits_list) {
     char want[512];
     size_t o = (size_t)snprintf(want, sizeof want,
                                 "number,state,method,avg_bits,memory,bops,latency,predicted,kl,mse,agreement,"
-                                "accuracy,bits\n4,failed,evo,4,4000,4000000,,0.4,,,,,\"8");
+                                "accuracy,objective,validation,bits\n4,failed,evo,4,4000,4000000,,0.4,,,,,,,\"8");
     for (int l = 1; l < e.nlayers; l++) o += (size_t)snprintf(want + o, sizeof want - o, ",4");
     snprintf(want + o, sizeof want - o, "\"\n");
     cr_expect_str_eq(r.out, want);

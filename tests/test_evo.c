@@ -98,7 +98,7 @@ static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t 
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL};
     ba_search_opts_t o = opts(seed);
     ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
     ba_solution_free(&sol);
@@ -185,7 +185,7 @@ Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitt
     for (int l = 0; l < L; l++) cr_expect_eq(p->bits[p->start[l] + choice[l]], 4);
     static log_t a;
     a.p = p;
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL};
     ba_search_opts_t o = opts(3);
     o.method = "random";
     ba_search_result_t r;
@@ -239,14 +239,14 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     cr_assert_neq(p->bits[p->start[L - 1] + sol.choice[L - 1]], 2, "the seed itself is finite");
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
     ba_search_opts_t o = opts(11);
     ba_search_result_t r;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&a, &r);
     ba_search_result_free(&r);
     /* random: the failed draws are never its best either. */
-    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b};
+    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL};
     o.method = "random";
     cr_assert_eq(ba_search_random(p, &o, &hb, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&b, &r);
@@ -256,7 +256,7 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
         static log_t c;
         c.p = p;
         c.n = 0;
-        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c};
+        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL};
         ba_search_result_t rr;
         cr_assert_eq(ba_search_random(p, &o, &hc, b.t[i].ckpt, &rr, &err), BA_OK, "after trial %d: %s", i + 1,
                      err.msg);
@@ -279,7 +279,7 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     ba_solution_t sol;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
     ba_search_opts_t o = opts(2);
     ba_search_result_t r;
     cr_expect_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
@@ -353,5 +353,104 @@ Test(evo, mutation_is_a_small_budget_preserving_level_switch) {
     cr_expect_leq((double)moved / n, 3.0, "a child moves a few layers, not all of them");
     cr_expect_leq(dsum / n, 0.6, "a child's budget use stays near its parent's");
     ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
+/* ---- sample windows and the validation part (evaluate_at) ---- */
+
+typedef struct {
+    log_t lg;
+    int64_t first[4096], samples[4096];
+    int n;
+    int64_t nvalid_calls;
+    int64_t validated[16];
+    double vobj[16];
+    int nval;
+} win_t;
+
+static ba_status win_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
+                             ba_error *err) {
+    win_t *w = ctx;
+    cr_assert_lt(w->n, 4096);
+    w->first[w->n] = first, w->samples[w->n] = n, w->n++;
+    BA_TRY(fake_eval(&w->lg, choice, n, out, err));
+    /* The validation part disagrees with the search part: a different smooth function. */
+    if (first >= 384) {
+        double s = 0;
+        for (int l = 0; l < L; l++) s += fabs(w->lg.p->bits[w->lg.p->start[l] + choice[l]] - 4.0) * (l % 3 + 1);
+        out->objective = s;
+    }
+    return BA_OK;
+}
+
+static ba_status win_store(void *ctx, const ba_search_trial_t *t, const char *ck, ba_error *err) {
+    return fake_store(&((win_t *)ctx)->lg, t, ck, err);
+}
+
+static ba_status win_validated(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err) {
+    (void)err;
+    win_t *w = ctx;
+    cr_assert_lt(w->nval, 16);
+    w->validated[w->nval] = trial, w->vobj[w->nval] = res->objective, w->nval++;
+    return BA_OK;
+}
+
+static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_result_t *res) {
+    ba_solution_t sol;
+    ba_error err;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    w->lg.p = p;
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated};
+    ba_search_opts_t o = opts(seed);
+    o.nsamples = 384, o.nvalid = 128;
+    cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, res, &err), BA_OK, "%s", err.msg);
+    ba_solution_free(&sol);
+}
+
+Test(evo, low_fidelity_windows_move_with_the_generation_and_the_seed) {
+    ba_problem_t *p = make_problem(3.5);
+    static win_t a, b;
+    ba_search_result_t ra, rb;
+    run_win(p, 4, &a, &ra);
+    run_win(p, 4, &b, &rb);
+    cr_assert_eq(a.n, b.n, "deterministic");
+    int moved = 0;
+    for (int i = 0; i < a.n; i++) {
+        cr_expect_eq(a.first[i], b.first[i]);
+        if (a.first[i] >= 384) continue; /* validation */
+        cr_expect_leq(a.first[i] + a.samples[i], 384, "inside the search part");
+        cr_expect_eq(a.first[i] % a.samples[i], 0, "a block");
+        moved |= a.samples[i] < 384 && a.first[i] > 0;
+    }
+    cr_expect(moved, "low-fidelity stages do not always take the first samples");
+    log_free(&a.lg);
+    log_free(&b.lg);
+    ba_search_result_free(&ra);
+    ba_search_result_free(&rb);
+    ba_problem_free(p);
+}
+
+Test(evo, validation_chooses_among_seed_and_elites_never_worse_than_the_seed) {
+    ba_problem_t *p = make_problem(3.5);
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        static win_t w;
+        memset(&w, 0, sizeof w);
+        ba_search_result_t r;
+        run_win(p, seed, &w, &r);
+        cr_assert_geq(w.nval, 1);
+        double seed_v = NAN, best_v = INFINITY;
+        for (int i = 0; i < w.nval; i++) {
+            if (w.validated[i] == 1) seed_v = w.vobj[i];
+            best_v = fmin(best_v, w.vobj[i]);
+        }
+        cr_assert(isfinite(seed_v), "the seed (trial 1) is scored on validation");
+        cr_expect_eq(r.validation, best_v, "seed %llu: the validation minimum is returned", (unsigned long long)seed);
+        cr_expect_leq(r.validation, seed_v);
+        for (int i = 0; i < w.nval; i++)
+            if (w.validated[i] == r.trial) cr_expect_eq(w.vobj[i], r.validation);
+        log_free(&w.lg);
+        ba_search_result_free(&r);
+    }
     ba_problem_free(p);
 }
