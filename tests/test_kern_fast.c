@@ -179,7 +179,9 @@ Test(kern_fast, conv_outputs_are_fully_written_into_reused_buffers) {
     omp_set_num_threads(FAST_TEST_THREADS);
     /* outputs of >= 256 KiB go through the tensor cache, poisoned with NaN first */
     check_conv_bias(4, 16, 64, 16, 16, 1, 0); /* depthwise, no bias */
-    check_conv_bias(4, 16, 64, 16, 16, 1, 1); /* depthwise, bias */
+    check_conv_bias(4, 16, 64, 16, 16, 1, 1); /* depthwise, bias: interior blocks, the last one moved back */
+    check_conv_bias(4, 16, 64, 16, 16, 2, 1); /* depthwise, stride 2 */
+    check_conv_bias(64, 16, 10, 32, 16, 1, 1); /* depthwise, channel multiplier 2, interior narrower than a block */
     check_conv_bias(4, 8, 64, 16, 1, 1, 0);   /* im2col + gemm, no bias */
     check_conv_bias(2, 8, 64, 16, 2, 1, 0);   /* groups */
 }
