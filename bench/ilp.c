@@ -72,7 +72,16 @@ static ba_problem_t *make(int L, uint64_t seed, int nbudgets) {
 }
 
 int main(int argc, char **argv) {
-    int reps = argc > 1 ? atoi(argv[1]) : 5;
+    /* One optional argument: the number of seeds (a positive integer); anything else is an error,
+     * so that a mistyped call cannot print an empty "worst 0.000 s". */
+    int reps = 5;
+    char *end = NULL;
+    long n = argc == 2 ? strtol(argv[1], &end, 10) : 5;
+    if (argc > 2 || (argc == 2 && (end == argv[1] || *end || n < 1 || n > 1000000))) {
+        fprintf(stderr, "usage: bench_ilp [SEEDS]  (SEEDS: a positive integer, default 5)\n");
+        return 2;
+    }
+    reps = (int)n;
     ba_error err;
     double worst = 0;
     printf("ILP, 1000 layers x 7 candidates x 3 budgets (avg-bits, memory, bops):\n");

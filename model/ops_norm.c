@@ -49,7 +49,7 @@ ba_status ba_batchnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, in
     for (int i = 0; i < 4; i++) BA_TRY(need_chan(node, nin > i + 1 ? in[i + 1] : NULL, names[i], C, err));
     const float eps = ba_node_attr_float(node, "epsilon", NORM_DEFAULT_EPS);
     const float *sc = in[1]->data, *bi = in[2]->data, *mu = in[3]->data, *va = in[4]->data;
-    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, X->ndim, X->shape, err);
+    ba_tensor_t *Y = ba_tensor_new_uninit(BA_DT_F32, X->ndim, X->shape, err); /* every element stored below */
     if (!Y) return err ? err->code : BA_ERR_NOMEM;
     const float *x = X->data;
     float *y = Y->data;

@@ -33,10 +33,11 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     BA_TRY(ba_kern_geom_make(node, nsp, X->shape + 2, ks, ceil_mode, &g, err));
     int64_t yshape[BA_MAX_DIMS] = {X->shape[0], X->shape[1]};
     ba_kern_geom_out_shape(&g, yshape + 2);
-    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, X->ndim, yshape, err), *I = NULL;
+    /* The loop below stores every output (and index) element. */
+    ba_tensor_t *Y = ba_tensor_new_uninit(BA_DT_F32, X->ndim, yshape, err), *I = NULL;
     if (!Y) return err ? err->code : BA_ERR_NOMEM;
     if (kind == POOL_MAX && nout > 1 && node->outputs && node->outputs[1] >= 0) {
-        I = ba_tensor_new(BA_DT_I64, X->ndim, yshape, err);
+        I = ba_tensor_new_uninit(BA_DT_I64, X->ndim, yshape, err);
         if (!I) {
             ba_tensor_unref(Y);
             return err ? err->code : BA_ERR_NOMEM;
@@ -132,7 +133,7 @@ static ba_status global_forward(const ba_node_t *node, ba_tensor_t *const *in, i
                             node->op_type, ba_shape_str(X->ndim, X->shape, sb, sizeof sb));
     int64_t yshape[BA_MAX_DIMS];
     for (int i = 0; i < X->ndim; i++) yshape[i] = i < 2 ? X->shape[i] : 1;
-    ba_tensor_t *Y = ba_tensor_new(BA_DT_F32, X->ndim, yshape, err);
+    ba_tensor_t *Y = ba_tensor_new_uninit(BA_DT_F32, X->ndim, yshape, err); /* one store per plane */
     if (!Y) return err ? err->code : BA_ERR_NOMEM;
     const int64_t planes = X->shape[0] * X->shape[1], P = planes ? X->numel / planes : 0;
     const float *x = X->data;

@@ -117,18 +117,32 @@ static void init_node(test_node_t *t, const char *op, int nin) {
 }
 
 /* 2-D conv, pads 1, stride s, groups g, naive float64. */
-static void check_conv(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group, int64_t s) {
+/* Leaves a NaN-filled buffer of a tensor of this shape in the tensor cache, so
+ * that the next output of that size starts as garbage: a kernel that relies on
+ * zeroed outputs (they are allocated uninitialised) then returns NaNs. */
+static void poison_next_alloc(ba_dtype dt, int ndim, const int64_t *shape) {
+    ba_error err;
+    ba_tensor_t *t = ba_tensor_new_uninit(dt, ndim, shape, &err);
+    cr_assert_not_null(t);
+    memset(t->data, 0xFF, ba_tensor_nbytes(t));
+    ba_tensor_unref(t);
+}
+
+static void check_conv_bias(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group, int64_t s, int with_bias) {
     const int64_t Kh = 3, Cg = C / group, Mg = M / group, pad = 1, OH = (H + 2 * pad - Kh) / s + 1;
     const int64_t xs[4] = {N, C, H, H}, ws[4] = {M, Cg, Kh, Kh}, bs[1] = {M};
     ba_tensor_t *in[3] = {tensor_of(4, xs, 10), tensor_of(4, ws, 11), tensor_of(1, bs, 12)}, *out = NULL;
+    if (!with_bias) memset(in[2]->data, 0, ba_tensor_nbytes(in[2])); /* the naive loop adds b[m] = 0 */
+    const int64_t ys[4] = {N, M, OH, OH};
+    poison_next_alloc(BA_DT_F32, 4, ys);
     test_node_t t;
-    init_node(&t, "Conv", 3);
+    init_node(&t, "Conv", with_bias ? 3 : 2);
     const int64_t pads[4] = {pad, pad, pad, pad}, strides[2] = {s, s};
     add_ints(&t, "pads", 4, pads);
     add_ints(&t, "strides", 2, strides);
     add_ints(&t, "group", 1, &group);
     ba_error err;
-    cr_assert_eq(t.node.def->forward(&t.node, in, 3, &out, 1, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(t.node.def->forward(&t.node, in, with_bias ? 3 : 2, &out, 1, &err), BA_OK, "%s", err.msg);
     cr_assert_eq(out->numel, N * M * OH * OH);
     const float *x = in[0]->data, *w = in[1]->data, *b = in[2]->data;
     double *want = malloc((size_t)out->numel * sizeof(double));
@@ -155,6 +169,54 @@ static void check_conv(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group
     free(want);
     for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
     ba_tensor_unref(out);
+}
+
+static void check_conv(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group, int64_t s) {
+    check_conv_bias(N, C, H, M, group, s, 1);
+}
+
+Test(kern_fast, conv_outputs_are_fully_written_into_reused_buffers) {
+    omp_set_num_threads(FAST_TEST_THREADS);
+    /* outputs of >= 256 KiB go through the tensor cache, poisoned with NaN first */
+    check_conv_bias(4, 16, 64, 16, 16, 1, 0); /* depthwise, no bias */
+    check_conv_bias(4, 16, 64, 16, 16, 1, 1); /* depthwise, bias: interior blocks, the last one moved back */
+    check_conv_bias(4, 16, 64, 16, 16, 2, 1); /* depthwise, stride 2 */
+    check_conv_bias(64, 16, 10, 32, 16, 1, 1); /* depthwise, channel multiplier 2, interior narrower than a block */
+    check_conv_bias(4, 8, 64, 16, 1, 1, 0);   /* im2col + gemm, no bias */
+    check_conv_bias(2, 8, 64, 16, 2, 1, 0);   /* groups */
+}
+
+/* MaxPool 3x3, stride 2, pad 1 (and its indices) on a poisoned output buffer. */
+Test(kern_fast, maxpool_outputs_are_fully_written_into_reused_buffers) {
+    const int64_t N = 4, C = 16, H = 64, OH = (H + 2 - 3) / 2 + 1;
+    const int64_t xs[4] = {N, C, H, H}, ys[4] = {N, C, OH, OH};
+    ba_tensor_t *in[1] = {tensor_of(4, xs, 21)}, *out[2] = {NULL, NULL};
+    poison_next_alloc(BA_DT_F32, 4, ys);
+    test_node_t t;
+    init_node(&t, "MaxPool", 1);
+    const int64_t k[2] = {3, 3}, st[2] = {2, 2}, pads[4] = {1, 1, 1, 1};
+    add_ints(&t, "kernel_shape", 2, k);
+    add_ints(&t, "strides", 2, st);
+    add_ints(&t, "pads", 4, pads);
+    ba_error err;
+    cr_assert_eq(t.node.def->forward(&t.node, in, 1, out, 1, &err), BA_OK, "%s", err.msg);
+    const float *x = in[0]->data, *y = out[0]->data;
+    int64_t bad = 0;
+    for (int64_t pl = 0; pl < N * C; pl++)
+        for (int64_t oh = 0; oh < OH; oh++)
+            for (int64_t ow = 0; ow < OH; ow++) {
+                float best = -INFINITY;
+                for (int64_t a = 0; a < 3; a++)
+                    for (int64_t b = 0; b < 3; b++) {
+                        int64_t ih = oh * 2 - 1 + a, iw = ow * 2 - 1 + b;
+                        if (ih >= 0 && ih < H && iw >= 0 && iw < H && x[(pl * H + ih) * H + iw] > best)
+                            best = x[(pl * H + ih) * H + iw];
+                    }
+                bad += y[(pl * OH + oh) * OH + ow] != best;
+            }
+    cr_expect_eq(bad, 0, "%lld MaxPool outputs differ from the naive maximum", (long long)bad);
+    ba_tensor_unref(in[0]);
+    ba_tensor_unref(out[0]);
 }
 
 Test(kern_fast, conv_batched_chunks_in_parallel_match_naive) {
