@@ -149,6 +149,9 @@ static ba_status write_text(export_ctx_t *c, const ba_cli_opts *o, ba_export_fmt
     if (st == BA_OK && fmt != BA_EXPORT_PLAN && fmt != BA_EXPORT_CSV && ba_cli_verbosity(o) >= 0)
         fprintf(stderr, "bitalloc: %s: %d of %d layers named for the consumer\n", ba_cli_get(o, "format"),
                 rep.named, rep.nlayers);
+    if (st == BA_OK && fmt == BA_EXPORT_LLAMA && ba_cli_verbosity(o) >= 0)
+        fprintf(stderr, "bitalloc: llama: %.4g bits per weight as planned, %.4g as llama-quantize stores them\n",
+                rep.nominal_bits, rep.ggml_bits);
     if (st == BA_OK && c->nwarnings && ba_cli_has(o, "strict"))
         st = ba_error_set(err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c->nwarnings, out);
     if (st == BA_OK) st = ba_out_write(out, text, strlen(text), err);

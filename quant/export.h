@@ -36,6 +36,9 @@ typedef struct ba_export_report {
     int nlayers;   /* layers in the plan */
     int named;     /* layers written under a name the consumer matches */
     int nwarnings; /* warnings given (unnamed layers included) */
+    /* llama: the plan's average weight bits as written (Σ b·params / Σ params)
+     * and what llama-quantize stores them in (ggml bits per weight, quant/ggml.h). */
+    double nominal_bits, ggml_bits;
 } ba_export_report_t;
 
 /* "plan", "csv", "hawq", "modelopt", "modelopt-py", "llama"; BA_ERR_INPUT naming --format otherwise. */

@@ -414,9 +414,15 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
     if (!fp) return ba_error_set(err, BA_ERR_NOMEM, "export: out of memory");
     char name[NAME_MAX_LEN + 8];
     ba_status st = BA_OK;
+    double params = 0, nominal = 0, real = 0;
     for (int i = 0; st == BA_OK && i < p->nlayers; i++) {
         const ba_plan_layer_t *l = &p->layers[i];
         const ba_ggml_type_t *t = ba_ggml_type_for_bits(l->w_bits);
+        if (t) {
+            params += (double)l->params;
+            nominal += (double)l->w_bits * (double)l->params;
+            real += ba_ggml_bpw(t) * (double)l->params;
+        }
         int li = model_layer(m, l->name);
         if (!t)
             st = ba_error_set(err, BA_ERR_INPUT, "export llama: layer '%s': %d bits has no ggml type", l->name,
@@ -436,5 +442,7 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
         free(buf);
         return st;
     }
+    rep->nominal_bits = params > 0 ? nominal / params : 0;
+    rep->ggml_bits = params > 0 ? real / params : 0;
     return finish_stream(fp, &buf, text, err);
 }

@@ -334,6 +334,13 @@ Test(export_consumers, llama_gives_every_planned_tensor_exactly_its_type) {
         char *text;
         cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_LLAMA, &o, &rep, &text, &err), BA_OK, "%s", err.msg);
         cr_expect_eq(rep.named, f.m->nlayers);
+        double params = 0, want = 0;
+        for (int li = 0; li < f.m->nlayers; li++) {
+            params += (double)f.m->layers[li].params;
+            want += ba_ggml_bpw_of_bits(plan_bits(&f, li)) * (double)f.m->layers[li].params;
+        }
+        cr_expect_float_eq(rep.ggml_bits, want / params, 1e-9, "%s: %g bits per weight", FIXTURES[k], rep.ggml_bits);
+        cr_expect_gt(rep.ggml_bits, rep.nominal_bits);
         for (int li = 0; li < f.m->nlayers; li++) {
             char name[512];
             ba_namemap_layer(f.m, li, map, name, sizeof name);
