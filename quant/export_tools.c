@@ -88,8 +88,8 @@ int ba_export_hawq_resnet_name(const char *module, char *w, size_t wcap, char *a
         snprintf(act, acap, "quant_act_output");
         return 1;
     }
-    if (sscanf(module, "layer%d.%d.conv%d%n", &stage, &unit, &k, &n) == 3 && module[n] == '\0' && stage >= 1 &&
-        unit >= 0 && k >= 1 && k <= 3) {
+    if (sscanf(module, "layer%d.%d.conv%d%n", &stage, &unit, &k, &n) == 3 && module[n] == '\0' &&
+        stage >= 1 && unit >= 0 && k >= 1 && k <= 3) {
         snprintf(w, wcap, "stage%d.unit%d.quant_convbn%d", stage, unit + 1, k);
         if (k == 1)
             snprintf(act, acap, "stage%d.unit%d.quant_act", stage, unit + 1);
@@ -157,7 +157,8 @@ ba_status ba_export_hawq_text(const ba_plan_t *p, const ba_model_t *m, const ba_
         if (resnet_units && strncmp(w, "stage", 5) == 0) {
             const char *dot = strchr(strchr(w, '.') + 1, '.');
             snprintf(key, sizeof key, "%.*s.quant_act_int32", (int)(dot - w), w);
-            if (!json_object_get(root, key)) bad |= json_object_set_new(root, key, json_integer(HAWQ_INT32_ACT_BITS));
+            if (!json_object_get(root, key))
+                bad |= json_object_set_new(root, key, json_integer(HAWQ_INT32_ACT_BITS));
         }
     }
     if (st == BA_OK && !bad && resnet_units && !json_object_get(root, "quant_act_int32"))
@@ -265,7 +266,8 @@ static void py_value(FILE *fp, const json_t *v, int indent, int int_keys) {
 ba_status ba_export_modelopt_text(const ba_plan_t *p, const ba_model_t *m, int py, const ba_export_opts_t *o,
                                   ba_export_report_t *rep, char **text, ba_error *err) {
     if (!m)
-        return ba_error_set(err, BA_ERR_INPUT, "export modelopt: the model is needed for module names and axes");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "export modelopt: the model is needed for module names and axes");
     mo_entry_t *ent = ba_calloc(p->nlayers > 0 ? (size_t)p->nlayers : 1, sizeof *ent, err);
     if (!ent) return BA_ERR_NOMEM;
     int n = 0, cnn_low = 0;
@@ -278,7 +280,8 @@ ba_status ba_export_modelopt_text(const ba_plan_t *p, const ba_model_t *m, int p
         }
         const char *op = m->layers[li].op;
         if (torch_out_axis(op) < 0) {
-            warnf(o, rep, "layer '%s' (%s): ModelOpt puts no weight quantizer on this module type; it is left out",
+            warnf(o, rep,
+                  "layer '%s' (%s): ModelOpt puts no weight quantizer on this module type; it is left out",
                   p->layers[i].name, op);
             continue;
         }
@@ -319,7 +322,8 @@ ba_status ba_export_modelopt_text(const ba_plan_t *p, const ba_model_t *m, int p
         if (l->w_bits >= 2 && l->w_bits <= 8) {
             bad |= json_object_set_new(q, "num_bits", json_integer(l->w_bits)) != 0;
             if (p->quantizer.granularity == BA_GRAN_PER_CHANNEL) {
-                bad |= json_object_set_new(q, "axis", json_integer(torch_out_axis(m->layers[ent[k].li].op))) != 0;
+                bad |= json_object_set_new(q, "axis",
+                                           json_integer(torch_out_axis(m->layers[ent[k].li].op))) != 0;
             } else {
                 bad |= json_object_set_new(q, "axis", json_null()) != 0;
                 if (p->quantizer.granularity == BA_GRAN_GROUP) {
@@ -350,7 +354,8 @@ ba_status ba_export_modelopt_text(const ba_plan_t *p, const ba_model_t *m, int p
     bad |= json_object_set_new(root, "algorithm", json_string(MODELOPT_ALGORITHM)) != 0;
     if (bad) {
         json_decref(root);
-        return ba_error_set(err, BA_ERR_INPUT, "export modelopt: a module name is not valid UTF-8 or memory ran out");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "export modelopt: a module name is not valid UTF-8 or memory ran out");
     }
     char *buf = NULL;
     size_t len = 0;
@@ -425,8 +430,8 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
         }
         int li = model_layer(m, l->name);
         if (!t)
-            st = ba_error_set(err, BA_ERR_INPUT, "export llama: layer '%s': %d bits has no ggml type", l->name,
-                              l->w_bits);
+            st = ba_error_set(err, BA_ERR_INPUT, "export llama: layer '%s': %d bits has no ggml type",
+                              l->name, l->w_bits);
         else if (li < 0)
             st = no_layer(m, "llama", l->name, err);
         if (st != BA_OK) break;

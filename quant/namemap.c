@@ -27,8 +27,7 @@ const char *ba_namemap_get(const ba_namemap_t *map, const char *key) {
 
 static ba_status map_add(ba_namemap_t *map, const char *from, const char *to, int *cap, const char *path,
                          const char *where, ba_error *err) {
-    if (!from[0] || !to[0])
-        return ba_error_set(err, BA_ERR_INPUT, "%s: %s: an empty name", path, where);
+    if (!from[0] || !to[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: %s: an empty name", path, where);
     if (ba_namemap_get(map, from))
         return ba_error_set(err, BA_ERR_INPUT, "%s: %s: '%s' is mapped twice", path, where, from);
     if (map->n == *cap) {
@@ -120,8 +119,8 @@ static ba_status load_csv(char *text, const char *path, ba_namemap_t *map, ba_er
             if (lineno == 1 && strcmp(from, "onnx") == 0) {
                 /* header */
             } else if (*p) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: expected two fields (onnx name,name)", path,
-                                  lineno);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: expected two fields (onnx name,name)",
+                                  path, lineno);
             } else {
                 st = map_add(map, from, to, &cap, path, where, err);
             }
@@ -188,11 +187,14 @@ int ba_namemap_scope(const char *node_name, char *buf, size_t cap) {
         if (torch && o > 0 && n > plen && strncmp(seg, buf + prev, plen) == 0 && seg[plen] == '.') {
             o = prev;
         } else if (o > 0) {
-            if (o + 1 >= cap) overflow = 1;
-            else buf[o++] = '.';
+            if (o + 1 >= cap)
+                overflow = 1;
+            else
+                buf[o++] = '.';
         }
         prev = o;
-        if (o + n >= cap) overflow = 1;
+        if (o + n >= cap)
+            overflow = 1;
         else {
             memcpy(buf + o, seg, n);
             o += n;

@@ -35,8 +35,8 @@ static const char *const FIXTURES[] = {"cnn", "resnet", "gpt"};
 static const int WIDTHS[] = {4, 8, 2, 6, 3, 5, 16, 7, 8, 32};
 
 typedef struct {
-    json_t *root;       /* modules.json */
-    json_t *fix;        /* its entry for the fixture */
+    json_t *root; /* modules.json */
+    json_t *fix;  /* its entry for the fixture */
     ba_model_t *m;
     ba_plan_t *p;
 } fix_t;
@@ -70,7 +70,8 @@ static const char *module_class(const fix_t *f, const char *name) {
     json_t *mods = json_object_get(f->fix, "modules"), *e;
     size_t i;
     json_array_foreach(mods, i, e) {
-        if (!strcmp(json_string_value(json_array_get(e, 0)), name)) return json_string_value(json_array_get(e, 1));
+        if (!strcmp(json_string_value(json_array_get(e, 0)), name))
+            return json_string_value(json_array_get(e, 1));
     }
     return NULL;
 }
@@ -91,11 +92,13 @@ Test(export_consumers, derived_module_paths_are_the_pytorch_modules) {
             ba_name_src_t src = ba_namemap_layer(f.m, li, NULL, name, sizeof name);
             cr_expect_neq(src, BA_NAME_NONE, "%s: %s has no name", FIXTURES[k], f.m->layers[li].name);
             const char *cls = module_class(&f, name);
-            cr_expect(cls, "%s: %s -> '%s' is no module of the PyTorch model", FIXTURES[k], f.m->layers[li].name,
-                      name);
+            cr_expect(cls, "%s: %s -> '%s' is no module of the PyTorch model", FIXTURES[k],
+                      f.m->layers[li].name, name);
             if (!cls) continue;
             const char *op = f.m->layers[li].op;
-            const char *want = !strcmp(op, "Conv") ? "Conv2d" : !strcmp(op, "Gather") ? "Embedding" : "Linear";
+            const char *want = !strcmp(op, "Conv")     ? "Conv2d"
+                               : !strcmp(op, "Gather") ? "Embedding"
+                                                       : "Linear";
             cr_expect_str_eq(cls, want, "%s: %s (%s)", FIXTURES[k], name, op);
         }
         fix_free(&f);
@@ -133,7 +136,8 @@ typedef struct {
 static void validate_cfg(const char *key, json_t *q) {
     json_t *bs = json_object_get(q, "block_sizes");
     if (!bs) return;
-    cr_expect(json_is_null(json_object_get(q, "axis")), "%s: axis must be None when block_sizes is not None", key);
+    cr_expect(json_is_null(json_object_get(q, "axis")), "%s: axis must be None when block_sizes is not None",
+              key);
     const char *k;
     json_t *v;
     json_object_foreach(bs, k, v) {
@@ -171,7 +175,8 @@ static void replay_modelopt(const char *what, const fix_t *f, const char *text, 
         if (strcmp(cls, "Conv2d") && strcmp(cls, "Linear")) continue;
         static const char *const kinds[] = {"weight_quantizer", "input_quantizer", "output_quantizer"};
         for (int k = 0; k < 3; k++)
-            snprintf(qs[nq++].name, sizeof qs[0].name, "%s.%s", json_string_value(json_array_get(e, 0)), kinds[k]);
+            snprintf(qs[nq++].name, sizeof qs[0].name, "%s.%s", json_string_value(json_array_get(e, 0)),
+                     kinds[k]);
     }
     /* set_quantizer_by_cfg: "default" on "*" first, then the patterns in order */
     const char *key;
@@ -204,10 +209,11 @@ static void replay_modelopt(const char *what, const fix_t *f, const char *text, 
             cr_expect(!q->enable, "%s: %s: %d bits stay float", what, wq, b);
             continue;
         }
-        cr_expect(q->enable && q->num_bits == b, "%s: %s: enable %d, %d bits, planned %d", what, wq, q->enable,
-                  q->num_bits, b);
+        cr_expect(q->enable && q->num_bits == b, "%s: %s: enable %d, %d bits, planned %d", what, wq,
+                  q->enable, q->num_bits, b);
         if (cfg->granularity == BA_GRAN_PER_CHANNEL)
-            cr_expect(!q->axis_null && q->axis == 0, "%s: %s: axis %d (PyTorch out channels: 0)", what, wq, q->axis);
+            cr_expect(!q->axis_null && q->axis == 0, "%s: %s: axis %d (PyTorch out channels: 0)", what, wq,
+                      q->axis);
         else
             cr_expect(q->axis_null, "%s: %s: axis None", what, wq);
         cr_expect_eq(q->has_blocks, cfg->granularity == BA_GRAN_GROUP, "%s: %s", what, wq);
@@ -222,7 +228,8 @@ static void replay_modelopt(const char *what, const fix_t *f, const char *text, 
             ba_namemap_layer(f->m, li, NULL, mod, sizeof mod);
             snprintf(wq, sizeof wq, "%s.weight_quantizer", mod);
             ok = !strcmp(wq, qs[k].name) ||
-                 (cfg->act_bits > 0 && snprintf(wq, sizeof wq, "%s.input_quantizer", mod) > 0 && !strcmp(wq, qs[k].name));
+                 (cfg->act_bits > 0 && snprintf(wq, sizeof wq, "%s.input_quantizer", mod) > 0 &&
+                  !strcmp(wq, qs[k].name));
         }
         cr_expect(ok, "%s: %s enabled but not planned", what, qs[k].name);
     }
@@ -241,8 +248,8 @@ Test(export_consumers, modelopt_applies_every_planned_width_through_fnmatch_and_
             fix_t f = fix_load(FIXTURES[k], &cfg);
             char *text;
             ba_export_report_t rep;
-            cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_MODELOPT, NULL, &rep, &text, &err), BA_OK, "%s",
-                         err.msg);
+            cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_MODELOPT, NULL, &rep, &text, &err), BA_OK,
+                         "%s", err.msg);
             int gathers = 0;
             for (int l = 0; l < f.m->nlayers; l++) gathers += !strcmp(f.m->layers[l].op, "Gather");
             cr_expect_eq(rep.named, f.m->nlayers - gathers, "%s", FIXTURES[k]);
@@ -328,26 +335,30 @@ Test(export_consumers, llama_gives_every_planned_tensor_exactly_its_type) {
         ba_namemap_t *map = NULL;
         ba_error err;
         if (!strcmp(FIXTURES[k], "gpt"))
-            cr_assert_eq(ba_namemap_load(BA_FIXTURES "/consumers/gpt_gguf.csv", &map, &err), BA_OK, "%s", err.msg);
+            cr_assert_eq(ba_namemap_load(BA_FIXTURES "/consumers/gpt_gguf.csv", &map, &err), BA_OK, "%s",
+                         err.msg);
         ba_export_opts_t o = {.names = map};
         ba_export_report_t rep;
         char *text;
-        cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_LLAMA, &o, &rep, &text, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_LLAMA, &o, &rep, &text, &err), BA_OK, "%s",
+                     err.msg);
         cr_expect_eq(rep.named, f.m->nlayers);
         double params = 0, want = 0;
         for (int li = 0; li < f.m->nlayers; li++) {
             params += (double)f.m->layers[li].params;
             want += ba_ggml_bpw_of_bits(plan_bits(&f, li)) * (double)f.m->layers[li].params;
         }
-        cr_expect_float_eq(rep.ggml_bits, want / params, 1e-9, "%s: %g bits per weight", FIXTURES[k], rep.ggml_bits);
+        cr_expect_float_eq(rep.ggml_bits, want / params, 1e-9, "%s: %g bits per weight", FIXTURES[k],
+                           rep.ggml_bits);
         cr_expect_gt(rep.ggml_bits, rep.nominal_bits);
         for (int li = 0; li < f.m->nlayers; li++) {
             char name[512];
             ba_namemap_layer(f.m, li, map, name, sizeof name);
             if (!strstr(name, ".weight")) strcat(name, ".weight");
             char *t = llama_type(text, name);
-            cr_expect(t && !strcmp(t, ba_ggml_type_for_bits(plan_bits(&f, li))->name), "%s: %s -> %s, planned %d bits",
-                      FIXTURES[k], name, t ? t : "(none)", plan_bits(&f, li));
+            cr_expect(t && !strcmp(t, ba_ggml_type_for_bits(plan_bits(&f, li))->name),
+                      "%s: %s -> %s, planned %d bits", FIXTURES[k], name, t ? t : "(none)",
+                      plan_bits(&f, li));
             free(t);
             /* near misses match nothing: dots are escaped, both ends anchored */
             char miss[600];
@@ -424,7 +435,8 @@ Test(export_consumers, ggml_real_bits_per_weight) {
     static const struct {
         int bits;
         double bpw;
-    } t[] = {{2, 2.625}, {3, 3.4375}, {4, 4.5}, {5, 5.5}, {6, 6.5625}, {7, 8.5}, {8, 8.5}, {16, 16}, {32, 32}};
+    } t[] = {{2, 2.625}, {3, 3.4375}, {4, 4.5}, {5, 5.5}, {6, 6.5625},
+             {7, 8.5},   {8, 8.5},    {16, 16}, {32, 32}};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         cr_expect_eq(ba_ggml_bpw_of_bits(t[i].bits), t[i].bpw, "%d bits", t[i].bits);
     cr_expect_eq(ba_ggml_bpw_of_bits(9), 0.0);
@@ -441,9 +453,10 @@ static void hawq_resnet_modules(char names[][64], int *n) {
                                       "quant_act_output", "quant_output"};
     for (int i = 0; i < 5; i++) snprintf(names[(*n)++], 64, "%s", top[i]);
     for (int s = 1; s <= 4; s++) {
-        static const char *const unit[] = {"quant_act", "quant_convbn1", "quant_act1", "quant_convbn2",
-                                           "quant_act_int32", "quant_identity_convbn"};
-        for (int u = 0; u < (s == 1 ? 5 : 6); u++) snprintf(names[(*n)++], 64, "stage%d.unit1.%s", s, unit[u]);
+        static const char *const unit[] = {"quant_act",     "quant_convbn1",   "quant_act1",
+                                           "quant_convbn2", "quant_act_int32", "quant_identity_convbn"};
+        for (int u = 0; u < (s == 1 ? 5 : 6); u++)
+            snprintf(names[(*n)++], 64, "stage%d.unit1.%s", s, unit[u]);
     }
 }
 
@@ -454,7 +467,8 @@ Test(export_consumers, hawq_resnet_bit_config_reaches_every_hawq_module) {
     char *text;
     ba_error err;
     ba_export_report_t rep;
-    cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_HAWQ, NULL, &rep, &text, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_HAWQ, NULL, &rep, &text, &err), BA_OK, "%s",
+                 err.msg);
     cr_expect_eq(rep.named, f.m->nlayers);
     cr_expect_eq(rep.nwarnings, 0);
     json_t *bc = json_loads(text, 0, NULL);
@@ -505,7 +519,8 @@ Test(export_consumers, hawq_name_map_reaches_every_mapped_module) {
         ba_export_opts_t o = {.names = map};
         ba_export_report_t rep;
         char *text;
-        cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_HAWQ, &o, &rep, &text, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_export_text_opts(f.p, f.m, BA_EXPORT_HAWQ, &o, &rep, &text, &err), BA_OK, "%s",
+                     err.msg);
         cr_expect_eq(rep.named, f.m->nlayers);
         json_t *bc = json_loads(text, 0, NULL);
         cr_assert(bc);

@@ -21,7 +21,8 @@ typedef struct {
     ba_model_t *m;
 } zenv_t;
 
-static void add_trial(ba_db_t *db, int64_t sid, const ba_model_t *m, const char *state, int shift, double kl) {
+static void add_trial(ba_db_t *db, int64_t sid, const ba_model_t *m, const char *state, int shift,
+                      double kl) {
     int *w = calloc((size_t)m->nlayers, sizeof *w);
     for (int l = 0; l < m->nlayers; l++) w[l] = CYCLE[(l + shift) % (sizeof CYCLE / sizeof CYCLE[0])];
     ba_trial_t t = {0};
@@ -78,8 +79,9 @@ static zenv_t zenv(const char *name, const char *quantizer) {
     ba_db_t *db;
     int64_t sid;
     cr_assert_eq(ba_db_open(e.db, 1, &db, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_study_create(db, name, model, e.m->sha256, dsha, settings, layers, e.m->nlayers, &sid, &err),
-                 BA_OK, "%s", err.msg);
+    cr_assert_eq(
+        ba_db_study_create(db, name, model, e.m->sha256, dsha, settings, layers, e.m->nlayers, &sid, &err),
+        BA_OK, "%s", err.msg);
     add_trial(db, sid, e.m, "complete", 0, 0.01);
     add_trial(db, sid, e.m, "pruned", 3, 0.001);
     ba_db_close(db);
@@ -123,8 +125,17 @@ static int have_ort(void) {
  * differ from eval --plan by ~0.7-0.9% of the output's scale, a runtime choice
  * not in the file. Level 0 computes in float, as the file says. */
 static void run_ort(const char *model, const char *out, const char *x, const char *opt) {
-    const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out, "--opt", opt,
-                          "--config", "session.qdq_matmulnbits_accuracy_level=0", x, NULL};
+    const char *argv[] = {"/usr/bin/env",
+                          "node",
+                          BA_SOURCE_DIR "/tests/node/run_ort.js",
+                          model,
+                          out,
+                          "--opt",
+                          opt,
+                          "--config",
+                          "session.qdq_matmulnbits_accuracy_level=0",
+                          x,
+                          NULL};
     char *err = NULL;
     int st = -1;
     cr_assert_eq(ba_test_run(argv, NULL, &err, &st), 0);
@@ -135,16 +146,18 @@ static void run_ort(const char *model, const char *out, const char *x, const cha
 /* Which data types the file's QuantizeLinear/DequantizeLinear zero points have:
  * "int8" when all are int8 and zero, else a description. */
 static char *qdq_types(const char *path) {
-    const char *code = "import onnx, sys, onnx.numpy_helper as nh\n"
-                       "m = onnx.load(sys.argv[1]); g = m.graph\n"
-                       "init = {t.name: t for t in g.initializer}\n"
-                       "bad = set()\n"
-                       "for n in g.node:\n"
-                       "    if n.op_type in ('QuantizeLinear', 'DequantizeLinear'):\n"
-                       "        z = init.get(n.input[2]) if len(n.input) > 2 else None\n"
-                       "        if z is None or z.data_type != onnx.TensorProto.INT8 or nh.to_array(z).any():\n"
-                       "            bad.add(n.op_type + ':' + (onnx.TensorProto.DataType.Name(z.data_type) if z else 'none'))\n"
-                       "print(','.join(sorted(bad)) or 'int8', end='')\n";
+    const char *code =
+        "import onnx, sys, onnx.numpy_helper as nh\n"
+        "m = onnx.load(sys.argv[1]); g = m.graph\n"
+        "init = {t.name: t for t in g.initializer}\n"
+        "bad = set()\n"
+        "for n in g.node:\n"
+        "    if n.op_type in ('QuantizeLinear', 'DequantizeLinear'):\n"
+        "        z = init.get(n.input[2]) if len(n.input) > 2 else None\n"
+        "        if z is None or z.data_type != onnx.TensorProto.INT8 or nh.to_array(z).any():\n"
+        "            bad.add(n.op_type + ':' + (onnx.TensorProto.DataType.Name(z.data_type) if z else "
+        "'none'))\n"
+        "print(','.join(sorted(bad)) or 'int8', end='')\n";
     const char *argv[] = {"/usr/bin/python3", "-c", code, path, NULL};
     char *out = NULL, *err = NULL;
     int st = -1;
@@ -163,7 +176,8 @@ static void zoo_profiles(const char *name) {
     char x[600], ortout[800];
     snprintf(x, sizeof x, ZOO "%s_x.npy", name);
     snprintf(ortout, sizeof ortout, "%s/ort.npy", e.dir);
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", name, "--format", "plan", "-o", e.plan, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", name, "--format", "plan", "-o", e.plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     char model[600];
@@ -174,8 +188,8 @@ static void zoo_profiles(const char *name) {
     ba_tensor_t *ref = load_npy(e.ref);
     static const char *const profiles[] = {"ort", "tensorrt"};
     for (int p = 0; p < 2; p++) {
-        r = ba_test_cli("--db", e.db, "export", "--study", name, "--format", "onnx-qdq", "--qdq-profile", profiles[p],
-                        "-o", e.out, NULL);
+        r = ba_test_cli("--db", e.db, "export", "--study", name, "--format", "onnx-qdq", "--qdq-profile",
+                        profiles[p], "-o", e.out, NULL);
         cr_assert_eq(r.status, 0, "%s %s: %s", name, profiles[p], r.err);
         ba_test_run_free(&r);
         if (p == 1) {
@@ -187,8 +201,8 @@ static void zoo_profiles(const char *name) {
         run_ort(e.out, ortout, x, "all");
         ba_tensor_t *got = load_npy(ortout);
         double d = rel_diff(got, ref);
-        cr_expect_leq(d, 1e-5, "%s --qdq-profile %s: ORT vs eval --plan: %g of the output's scale", name, profiles[p],
-                      d);
+        cr_expect_leq(d, 1e-5, "%s --qdq-profile %s: ORT vs eval --plan: %g of the output's scale", name,
+                      profiles[p], d);
         ba_tensor_unref(got);
         unlink(ortout);
     }
@@ -196,14 +210,30 @@ static void zoo_profiles(const char *name) {
     zenv_free(&e);
 }
 
-Test(export_qdq, resnet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("resnet"); }
-Test(export_qdq, gpt_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("gpt"); }
-Test(export_qdq, vit_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("vit"); }
-Test(export_qdq, efficientnet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("efficientnet"); }
-Test(export_qdq, mobilenetv2_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("mobilenetv2"); }
-Test(export_qdq, mobilenetv3_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("mobilenetv3"); }
-Test(export_qdq, shufflenet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("shufflenet"); }
-Test(export_qdq, squeezenet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) { zoo_profiles("squeezenet"); }
+Test(export_qdq, resnet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("resnet");
+}
+Test(export_qdq, gpt_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("gpt");
+}
+Test(export_qdq, vit_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("vit");
+}
+Test(export_qdq, efficientnet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("efficientnet");
+}
+Test(export_qdq, mobilenetv2_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("mobilenetv2");
+}
+Test(export_qdq, mobilenetv3_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("mobilenetv3");
+}
+Test(export_qdq, shufflenet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("shufflenet");
+}
+Test(export_qdq, squeezenet_both_profiles_run_in_ort_as_evaluated, .timeout = 300) {
+    zoo_profiles("squeezenet");
+}
 
 Test(export_qdq, tensorrt_refuses_what_tensorrt_cannot_run) {
     static const struct {
@@ -223,8 +253,8 @@ Test(export_qdq, tensorrt_refuses_what_tensorrt_cannot_run) {
         zenv_free(&e);
     }
     zenv_t e = zenv("resnet", "{}");
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "plan", "--qdq-profile",
-                                  "tensorrt", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "plan",
+                                  "--qdq-profile", "tensorrt", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "--qdq-profile: applies to --format onnx-qdq only"), "%s", r.err);
     ba_test_run_free(&r);
@@ -241,22 +271,25 @@ Test(export_qdq, tensorrt_refuses_what_tensorrt_cannot_run) {
  * point 0), TensorRT's rule, a grid eval --plan does not use: ORT runs it and its
  * output stays close to the float model's. */
 Test(export_qdq, activation_qdq_ort_matches_eval_unfused_and_within_a_step_fused, .timeout = 300) {
-    zenv_t e = zenv("resnet", "{\"scheme\": \"symmetric\", \"granularity\": \"per-channel\", \"act_bits\": 8}");
+    zenv_t e =
+        zenv("resnet", "{\"scheme\": \"symmetric\", \"granularity\": \"per-channel\", \"act_bits\": 8}");
     if (!have_ort()) {
         zenv_free(&e);
         cr_skip_test("onnxruntime-node missing");
     }
     char x[600] = ZOO "resnet_x.npy", ortout[800];
     snprintf(ortout, sizeof ortout, "%s/ort.npy", e.dir);
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "plan", "-o", e.plan, "-q",
-                                  NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "plan", "-o",
+                                  e.plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("eval", ZOO "resnet.onnx", "--data", x, "--plan", e.plan, "--save-output", e.ref, "-q", NULL);
+    r = ba_test_cli("eval", ZOO "resnet.onnx", "--data", x, "--plan", e.plan, "--save-output", e.ref, "-q",
+                    NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     ba_tensor_t *ref = load_npy(e.ref);
-    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "onnx-qdq", "-o", e.out, "-q", NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "onnx-qdq", "-o", e.out, "-q",
+                    NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     run_ort(e.out, ortout, x, "disabled");
@@ -267,11 +300,12 @@ Test(export_qdq, activation_qdq_ort_matches_eval_unfused_and_within_a_step_fused
     got = load_npy(ortout);
     double fused = rel_diff(got, ref);
     ba_tensor_unref(got);
-    cr_log_info("resnet act 8: ORT vs eval --plan: unfused %g, fused %g of the output's scale", unfused, fused);
+    cr_log_info("resnet act 8: ORT vs eval --plan: unfused %g, fused %g of the output's scale", unfused,
+                fused);
     cr_expect_leq(unfused, 1e-5, "unfused: %g", unfused);
     cr_expect_leq(fused, 0.05, "fused: %g", fused);
-    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "onnx-qdq", "--qdq-profile", "tensorrt",
-                    "-o", e.out, "-q", NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "onnx-qdq", "--qdq-profile",
+                    "tensorrt", "-o", e.out, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     char *types = qdq_types(e.out);
@@ -289,13 +323,13 @@ Test(export_qdq, activation_qdq_ort_matches_eval_unfused_and_within_a_step_fused
 
 Test(export_qdq, pruned_trial_warns_and_best_never_picks_one) {
     zenv_t e = zenv("resnet", "{}");
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--trial", "2", "--format", "plan",
-                                  "-o", e.plan, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--trial", "2", "--format",
+                                  "plan", "-o", e.plan, NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.err, "bitalloc: warning: the trial was pruned"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--trial", "2", "--format", "plan", "--strict", "-o",
-                    e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--trial", "2", "--format", "plan",
+                    "--strict", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "--strict: %s", r.err);
     ba_test_run_free(&r);
     /* trial 2 has the lower kl, but best is the complete trial 1 */
