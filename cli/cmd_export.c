@@ -150,10 +150,12 @@ static ba_status write_text(export_ctx_t *c, const ba_cli_opts *o, ba_export_fmt
         fprintf(stderr, "bitalloc: %s: %d of %d layers named for the consumer\n", ba_cli_get(o, "format"),
                 rep.named, rep.nlayers);
     if (st == BA_OK && fmt == BA_EXPORT_LLAMA && ba_cli_verbosity(o) >= 0)
-        fprintf(stderr, "bitalloc: llama: %.4g bits per weight as planned, %.4g as llama-quantize stores them\n",
+        fprintf(stderr,
+                "bitalloc: llama: %.4g bits per weight as planned, %.4g as llama-quantize stores them\n",
                 rep.nominal_bits, rep.ggml_bits);
     if (st == BA_OK && c->nwarnings && ba_cli_has(o, "strict"))
-        st = ba_error_set(err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c->nwarnings, out);
+        st = ba_error_set(err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c->nwarnings,
+                          out);
     if (st == BA_OK) st = ba_out_write(out, text, strlen(text), err);
     free(text);
     return st;
@@ -197,7 +199,8 @@ int ba_cmd_export(const ba_cli_opts *o) {
         st = ba_error_set(&err, BA_ERR_INPUT, "--qdq-profile: applies to --format onnx-qdq only");
     if (st == BA_OK && !onnx) st = write_text(&c, o, fmt, out, &err);
     if (st == BA_OK && onnx && c.nwarnings && ba_cli_has(o, "strict"))
-        st = ba_error_set(&err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c.nwarnings, out);
+        st = ba_error_set(&err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c.nwarnings,
+                          out);
     if (st == BA_OK && onnx) st = write_onnx(&c, &set, onnx == 2, profile, out, &err);
     int code = BA_EXIT_OK;
     if (st != BA_OK) {

@@ -158,8 +158,9 @@ ba_status ba_export_text(const ba_plan_t *plan, const ba_model_t *m, ba_export_f
     return ba_export_text_opts(plan, m, f, NULL, NULL, text, err);
 }
 
-ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
-                               const ba_export_opts_t *opts, ba_export_report_t *report, ba_error *err) {
+ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba_model_t *m,
+                               ba_export_fmt_t f, const ba_export_opts_t *opts, ba_export_report_t *report,
+                               ba_error *err) {
     char *text;
     BA_TRY(ba_export_text_opts(plan, m, f, opts, report, &text, err));
     ba_status st = ba_out_write(path, text, strlen(text), err);

@@ -63,8 +63,9 @@ ba_status ba_export_text_opts(const ba_plan_t *plan, const ba_model_t *m, ba_exp
                               ba_error *err);
 
 /* ba_export_text_opts then ba_out_write. */
-ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
-                               const ba_export_opts_t *opts, ba_export_report_t *report, ba_error *err);
+ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba_model_t *m,
+                               ba_export_fmt_t f, const ba_export_opts_t *opts, ba_export_report_t *report,
+                               ba_error *err);
 
 /* ba_export_text then ba_out_write (core/outfile.h: atomic replace, devices written through). */
 ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,

@@ -258,14 +258,15 @@ Test(export, hawq_without_names_warns_per_layer_and_strict_exits_2) {
     expect_written(&r, &e);
     for (int l = 0; l < e.m->nlayers; l++) {
         char want[300];
-        snprintf(want, sizeof want, "warning: layer '%s' (module '%s'): no HAWQ module name", e.m->layers[l].name,
-                 CNN_MODULES[l]);
+        snprintf(want, sizeof want, "warning: layer '%s' (module '%s'): no HAWQ module name",
+                 e.m->layers[l].name, CNN_MODULES[l]);
         cr_expect(strstr(r.err, want), "no '%s' in:\n%s", want, r.err);
     }
     cr_expect(strstr(r.err, "hawq: 0 of 4 layers named"), "%s", r.err);
     ba_test_run_free(&r);
     unlink(e.out);
-    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "hawq", "--strict", "-o", e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "hawq", "--strict", "-o", e.out,
+                    NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "bitalloc: error: --strict:"), "%s", r.err);
     struct stat sb;
@@ -283,14 +284,14 @@ Test(export, hawq_with_a_name_map_keys_hawq_modules_and_their_activations) {
                                          "\"conv3.weight\",quant_convbn3\nfc.weight,quant_output\n"
                                          "act:onnx::Conv_31,quant_act1\nact:/fc/Gemm,quant_act_output\n"),
                  0);
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq",
-                                  "--name-map", map, "--strict", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format",
+                                  "hawq", "--name-map", map, "--strict", "-o", e.out, NULL);
     /* float activations are written as HAWQ's 8 bits, with a warning: --strict refuses */
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "float activations are written as 8 bits"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq", "--name-map", map,
-                    "-o", e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq",
+                    "--name-map", map, "-o", e.out, NULL);
     expect_written(&r, &e);
     cr_expect(strstr(r.err, "hawq: 4 of 4 layers named"), "%s", r.err);
     json_t *j = load_json(e.out);
@@ -309,8 +310,8 @@ Test(export, hawq_with_a_name_map_keys_hawq_modules_and_their_activations) {
 
 Test(export, modelopt_patterns_name_pytorch_modules_with_pytorch_axes) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "modelopt",
-                                  "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format",
+                                  "modelopt", "-o", e.out, NULL);
     expect_written(&r, &e);
     /* trial 1 gives the convolutions 4 bits: ModelOpt runs only INT8 CNNs */
     cr_expect(strstr(r.err, "ModelOpt supports only INT8 for CNNs"), "%s", r.err);
@@ -335,7 +336,8 @@ Test(export, modelopt_patterns_name_pytorch_modules_with_pytorch_axes) {
         cr_assert(json_is_object(q), "no %s", want);
         cr_expect_eq(json_integer_value(json_object_get(q, "num_bits")), bits_of(1, l), "%s", want);
         /* nn.Conv2d and nn.Linear keep out channels on axis 0 (the ONNX Gemm's too) */
-        cr_expect(json_is_integer(json_object_get(q, "axis")) && json_integer_value(json_object_get(q, "axis")) == 0,
+        cr_expect(json_is_integer(json_object_get(q, "axis")) &&
+                      json_integer_value(json_object_get(q, "axis")) == 0,
                   "%s", want);
         cr_expect(json_is_true(json_object_get(q, "enable")));
     }
@@ -353,7 +355,8 @@ Test(export, llama_writes_one_anchored_lowercase_safe_line_per_tensor) {
     cr_expect_eq(ba_test_count_lines(got), (size_t)e.m->nlayers);
     for (int l = 0; l < e.m->nlayers; l++) {
         char line[300];
-        snprintf(line, sizeof line, "^%s\\.weight$=%s\n", CNN_MODULES[l], bits_of(1, l) == 8 ? "q8_0" : "q4_k");
+        snprintf(line, sizeof line, "^%s\\.weight$=%s\n", CNN_MODULES[l],
+                 bits_of(1, l) == 8 ? "q8_0" : "q4_k");
         cr_expect(strstr(got, line), "no '%s' in:\n%s", line, got);
     }
     free(got);
