@@ -114,6 +114,14 @@ ba_status ba_export_hawq_text(const ba_plan_t *p, const ba_model_t *m, const ba_
     int bad = !root, float_acts = 0, resnet_units = 0;
     char name[NAME_MAX_LEN], w[NAME_MAX_LEN], act[NAME_MAX_LEN], key[NAME_MAX_LEN + 8];
     ba_status st = BA_OK;
+    /* The torchvision ResNet names apply only to a ResNet: one with a unit's conv. */
+    int resnet = 0;
+    for (int li = 0; li < m->nlayers && !resnet; li++) {
+        if (ba_namemap_layer(m, li, NULL, name, sizeof name) == BA_NAME_NONE) continue;
+        strip_weight(name);
+        resnet =
+            ba_export_hawq_resnet_name(name, w, sizeof w, act, sizeof act) && strncmp(w, "stage", 5) == 0;
+    }
     for (int i = 0; !bad && i < p->nlayers; i++) {
         const ba_plan_layer_t *l = &p->layers[i];
         int li = model_layer(m, l->name);
@@ -136,7 +144,8 @@ ba_status ba_export_hawq_text(const ba_plan_t *p, const ba_model_t *m, const ba_
             if (a) snprintf(act, sizeof act, "%s", a);
         } else {
             strip_weight(name);
-            if (src == BA_NAME_NONE || !ba_export_hawq_resnet_name(name, w, sizeof w, act, sizeof act)) {
+            if (src == BA_NAME_NONE || !resnet ||
+                !ba_export_hawq_resnet_name(name, w, sizeof w, act, sizeof act)) {
                 warnf(o, rep,
                       "layer '%s' (module '%s'): no HAWQ module name (HAWQ's models name theirs "
                       "stageN.unitM.quant_convbnK); it is left out — name it with --name-map",
