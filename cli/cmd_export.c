@@ -195,6 +195,10 @@ int ba_cmd_export(const ba_cli_opts *o) {
     if (st == BA_OK) st = build_plan(&c, &set, &err);
     const char *prof = ba_cli_get_or(o, "qdq-profile", "ort");
     ba_qdq_profile_t profile = strcmp(prof, "tensorrt") == 0 ? BA_QDQ_TENSORRT : BA_QDQ_ORT;
+    int named_fmt = !onnx && (fmt == BA_EXPORT_HAWQ || fmt == BA_EXPORT_MODELOPT ||
+                              fmt == BA_EXPORT_MODELOPT_PY || fmt == BA_EXPORT_LLAMA);
+    if (st == BA_OK && ba_cli_has(o, "name-map") && !named_fmt)
+        st = ba_error_set(&err, BA_ERR_INPUT, "--name-map: applies to --format hawq, modelopt, modelopt-py and llama");
     if (st == BA_OK && ba_cli_has(o, "qdq-profile") && onnx != 2)
         st = ba_error_set(&err, BA_ERR_INPUT, "--qdq-profile: applies to --format onnx-qdq only");
     if (st == BA_OK && !onnx) st = write_text(&c, o, fmt, out, &err);

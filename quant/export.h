@@ -16,9 +16,9 @@
 typedef enum {
     BA_EXPORT_PLAN,     /* bitalloc.plan/1 JSON */
     BA_EXPORT_CSV,      /* layer,w_bits,a_bits,params */
-    BA_EXPORT_HAWQ,     /* JSON object: layer -> bits */
-    BA_EXPORT_MODELOPT, /* {"quant_cfg": {"*NAME*weight_quantizer": {...}, "default": {"enable": false}}} */
-    BA_EXPORT_LLAMA,    /* NAME=TYPE lines for llama-quantize --tensor-type / --tensor-type-file */
+    BA_EXPORT_HAWQ,     /* HAWQ bit_config: HAWQ module name -> bits (weights and activations) */
+    BA_EXPORT_MODELOPT, /* {"quant_cfg": {"default": {"enable": false}, "*MODULE*weight_quantizer": {...}}} */
+    BA_EXPORT_LLAMA,    /* ^TENSOR$=TYPE lines for llama-quantize --tensor-type-file */
     BA_EXPORT_MODELOPT_PY, /* the modelopt config as a Python module (QUANT_CFG, integer block_sizes keys) */
 } ba_export_fmt_t;
 
@@ -52,8 +52,8 @@ const char *ba_export_ggml_type(int bits);
  * quantizer is "<module>.weight_quantizer"). Writes into buf; returns buf. */
 const char *ba_export_module_name(const char *layer, char *buf, size_t cap);
 
-/* The text of plan in format f (caller frees). m is needed by modelopt (each
- * layer's output-channel axis, matched by name) and may be NULL otherwise. */
+/* The text of plan in format f (caller frees). m is needed by hawq, modelopt
+ * and llama (layer names and ops) and may be NULL for plan and csv. */
 ba_status ba_export_text(const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f, char **text,
                          ba_error *err);
 

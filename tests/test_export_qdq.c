@@ -258,6 +258,11 @@ Test(export_qdq, tensorrt_refuses_what_tensorrt_cannot_run) {
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "--qdq-profile: applies to --format onnx-qdq only"), "%s", r.err);
     ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "export", "--study", "resnet", "--format", "onnx-qdq", "--name-map", e.plan,
+                    "-o", e.out, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "--name-map: applies to --format hawq, modelopt"), "%s", r.err);
+    ba_test_run_free(&r);
     zenv_free(&e);
 }
 
