@@ -13,8 +13,11 @@
 #include "cli/cli.h"
 #include "cli/format.h"
 #include "cli/guard.h"
+#include "core/outfile.h"
 #include "eval/metrics.h"
+#include "quant/apply.h"
 #include "quant/export.h"
+#include "quant/namemap.h"
 
 typedef struct {
     ba_db_t *db;
@@ -24,7 +27,14 @@ typedef struct {
     int nnames;
     ba_model_t *model;
     ba_plan_t *plan;
+    int nwarnings; /* warnings printed (--strict turns any into exit 2) */
 } export_ctx_t;
+
+static void export_warn(void *ctx, const char *msg) {
+    export_ctx_t *c = ctx;
+    c->nwarnings++;
+    fprintf(stderr, "bitalloc: warning: %s\n", msg);
+}
 
 static void ctx_free(export_ctx_t *c) {
     for (int i = 0; i < c->nnames; i++) free(c->names[i]);
@@ -36,7 +46,8 @@ static void ctx_free(export_ctx_t *c) {
     ba_db_close(c->db);
 }
 
-/* --trial N, or best (the default): the complete trial with the lowest kl. */
+/* --trial N, or best (the default): the complete trial with the lowest kl
+ * (never a pruned or failed one). */
 static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
     if (which && strcmp(which, "best") != 0) {
         char *end;
@@ -47,6 +58,9 @@ static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
                                 "--trial %lld: the trial failed (its quantized output is not finite); a failed "
                                 "trial is never exported",
                                 num);
+        if (!strcmp(c->trial.state, "pruned")) /* stopped early at low fidelity: its figures are partial */
+            export_warn(c, "the trial was pruned (stopped early on part of the data): its metrics are "
+                           "low-fidelity estimates, not a finished evaluation; --trial best never picks one");
         return BA_OK;
     }
     ba_trial_query_t q = {.best = 1};
@@ -108,8 +122,8 @@ static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba
 /* The quantized ONNX model. Activation ranges are calibrated again on the
  * study's data (checked against its stored digest) only for QDQ with
  * --act-bits: a fakequant file carries weights only. */
-static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, int qdq, const char *out,
-                            ba_error *err) {
+static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, int qdq,
+                            ba_qdq_profile_t profile, const char *out, ba_error *err) {
     int *bits = ba_malloc((c->model->nlayers > 0 ? (size_t)c->model->nlayers : 1) * sizeof *bits, err);
     if (!bits) return BA_ERR_NOMEM;
     ba_status st = ba_plan_bits(c->plan, c->model, bits, err);
@@ -118,9 +132,38 @@ static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, in
         st = ba_export_calibrate(c->model, (const char *const *)set->data, set->ndata,
                                  (const char *const *)set->sample_axes, set->nsample_axes,
                                  c->info.data_sha256, &ranges, err);
-    if (st == BA_OK) st = ba_quant_write_onnx(c->model, bits, &set->quantizer, ranges, qdq, out, err);
+    if (st == BA_OK)
+        st = ba_quant_write_onnx_profile(c->model, bits, &set->quantizer, ranges, qdq, profile, out, err);
     free(ranges);
     free(bits);
+    return st;
+}
+
+/* A text format: its layers addressed by the consumer's names (--name-map,
+ * else the exporter's conventions); nothing is written under --strict when a
+ * layer could not be named or applied. */
+static ba_status write_text(export_ctx_t *c, const ba_cli_opts *o, ba_export_fmt_t fmt, const char *out,
+                            ba_error *err) {
+    ba_namemap_t *map = NULL;
+    const char *mp = ba_cli_get(o, "name-map");
+    if (mp) BA_TRY(ba_namemap_load(mp, &map, err));
+    ba_export_opts_t eo = {.names = map, .warn = export_warn, .warn_ctx = c};
+    ba_export_report_t rep;
+    char *text = NULL;
+    ba_status st = ba_export_text_opts(c->plan, c->model, fmt, &eo, &rep, &text, err);
+    ba_namemap_free(map);
+    if (st == BA_OK && fmt != BA_EXPORT_PLAN && fmt != BA_EXPORT_CSV && ba_cli_verbosity(o) >= 0)
+        fprintf(stderr, "bitalloc: %s: %d of %d layers named for the consumer\n", ba_cli_get(o, "format"),
+                rep.named, rep.nlayers);
+    if (st == BA_OK && fmt == BA_EXPORT_LLAMA && ba_cli_verbosity(o) >= 0)
+        fprintf(stderr,
+                "bitalloc: llama: %.4g bits per weight as planned, %.4g as llama-quantize stores them\n",
+                rep.nominal_bits, rep.ggml_bits);
+    if (st == BA_OK && c->nwarnings && ba_cli_has(o, "strict"))
+        st = ba_error_set(err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c->nwarnings,
+                          out);
+    if (st == BA_OK) st = ba_out_write(out, text, strlen(text), err);
+    free(text);
     return st;
 }
 
@@ -156,8 +199,19 @@ int ba_cmd_export(const ba_cli_opts *o) {
     }
     if (st == BA_OK) st = load_model(&c, &set, &err);
     if (st == BA_OK) st = build_plan(&c, &set, &err);
-    if (st == BA_OK && !onnx) st = ba_export_write(out, c.plan, c.model, fmt, &err);
-    if (st == BA_OK && onnx) st = write_onnx(&c, &set, onnx == 2, out, &err);
+    const char *prof = ba_cli_get_or(o, "qdq-profile", "ort");
+    ba_qdq_profile_t profile = strcmp(prof, "tensorrt") == 0 ? BA_QDQ_TENSORRT : BA_QDQ_ORT;
+    int named_fmt = !onnx && (fmt == BA_EXPORT_HAWQ || fmt == BA_EXPORT_MODELOPT ||
+                              fmt == BA_EXPORT_MODELOPT_PY || fmt == BA_EXPORT_LLAMA);
+    if (st == BA_OK && ba_cli_has(o, "name-map") && !named_fmt)
+        st = ba_error_set(&err, BA_ERR_INPUT, "--name-map: applies to --format hawq, modelopt, modelopt-py and llama");
+    if (st == BA_OK && ba_cli_has(o, "qdq-profile") && onnx != 2)
+        st = ba_error_set(&err, BA_ERR_INPUT, "--qdq-profile: applies to --format onnx-qdq only");
+    if (st == BA_OK && !onnx) st = write_text(&c, o, fmt, out, &err);
+    if (st == BA_OK && onnx && c.nwarnings && ba_cli_has(o, "strict"))
+        st = ba_error_set(&err, BA_ERR_INPUT, "--strict: %d warning(s) above; %s not written", c.nwarnings,
+                          out);
+    if (st == BA_OK && onnx) st = write_onnx(&c, &set, onnx == 2, profile, out, &err);
     int code = BA_EXIT_OK;
     if (st != BA_OK) {
         ba_cli_error("%s", err.msg);

@@ -185,8 +185,14 @@ static const ba_cli_flag export_flags[] = {
     F_STUDY(BA_CLI_REQUIRED),
     {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "which trial (default: best)"},
     {"format", 0, BA_CLI_T_CHOICE, BA_CLI_REQUIRED, "F",
-     "plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq", "export format"},
+     "plan|csv|hawq|modelopt|modelopt-py|llama|onnx-fakequant|onnx-qdq", "export format"},
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "PATH", NULL, "output file"},
+    {"name-map", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
+     "CSV or JSON: ONNX initializer/node name -> module or tensor name (hawq, modelopt, llama)"},
+    {"strict", 0, BA_CLI_T_FLAG, 0, NULL, NULL,
+     "exit 2 (writing nothing) when a layer cannot be named or applied"},
+    {"qdq-profile", 0, BA_CLI_T_CHOICE, 0, "P", "ort|tensorrt",
+     "onnx-qdq for ONNX Runtime, or TensorRT (INT8, zero point 0) (default: ort)"},
     F_END,
 };
 
@@ -274,7 +280,8 @@ const ba_cli_command ba_cli_commands[] = {
      "bitalloc trials --study demo --where 'avg_bits<=4 and kl<0.01' --sort kl"},
     {"export", "write a trial as a plan, CSV, HAWQ, ModelOpt, llama.cpp or ONNX",
      "bitalloc export --study NAME [--trial N|best]\n"
-     "                --format plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq -o PATH",
+     "                --format plan|csv|hawq|modelopt|modelopt-py|llama|onnx-fakequant|onnx-qdq -o PATH\n"
+     "                [--name-map FILE] [--strict] [--qdq-profile ort|tensorrt]",
      export_flags, ba_cmd_export, NULL, "bitalloc export --study demo --format onnx-qdq -o net_q.onnx"},
     {"quantize", "apply a plan to a model: fake-quantized or QDQ ONNX",
      "bitalloc quantize MODEL --plan PLAN.json -o OUT.onnx [--format fakequant|qdq]", quantize_flags,

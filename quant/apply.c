@@ -149,8 +149,36 @@ static ba_status qdq_layout(const ba_model_t *m, const ba_layer_t *L, ba_qweight
 ba_status ba_quant_write_onnx(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
                               const ba_act_range_t *act_ranges, int qdq, const char *out_path,
                               ba_error *err) {
+    return ba_quant_write_onnx_profile(m, w_bits, cfg, act_ranges, qdq, BA_QDQ_ORT, out_path, err);
+}
+
+/* What TensorRT's explicit quantization cannot run (zero point 0, int8 only). */
+static ba_status trt_check(const ba_model_t *m, const ba_quant_cfg_t *cfg, int acts, ba_error *err) {
+    if (cfg->scheme != BA_SCHEME_SYMMETRIC)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: --qdq-profile tensorrt: the study's weights are asymmetric; TensorRT takes "
+                            "only zero point 0 (use a symmetric study, or --qdq-profile ort)",
+                            m->path);
+    if (cfg->granularity == BA_GRAN_GROUP)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: --qdq-profile tensorrt: group:%d scales need blocked int4 DequantizeLinear, "
+                            "which TensorRT runs only for weight-only GEMMs; use per-channel or per-tensor",
+                            m->path, cfg->group);
+    if (acts && cfg->act_bits >= 2 && cfg->act_bits < 8)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: --qdq-profile tensorrt: %d-bit activations; TensorRT quantizes activations "
+                            "to INT8 only",
+                            m->path, cfg->act_bits);
+    return BA_OK;
+}
+
+ba_status ba_quant_write_onnx_profile(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
+                                      const ba_act_range_t *act_ranges, int qdq, ba_qdq_profile_t profile,
+                                      const char *out_path, ba_error *err) {
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
     if (!cfg) cfg = &dflt;
+    int trt = qdq && profile == BA_QDQ_TENSORRT;
+    if (trt) BA_TRY(trt_check(m, cfg, act_ranges != NULL, err));
     int nl = m->nlayers;
     ba_qweight_t *q = ba_calloc((size_t)nl + 1, sizeof *q, err);
     ba_onnx_qweight_t *w = ba_calloc((size_t)nl + 1, sizeof *w, err);
@@ -192,12 +220,18 @@ ba_status ba_quant_write_onnx(const ba_model_t *m, const int *w_bits, const ba_q
             ba_onnx_qact_t *a = &acts[nacts++];
             a->name = m->values[v].name;
             a->bits = cfg->act_bits;
-            if (cfg->act_bits <= APPLY_MAX_INT_BITS)
+            if (cfg->act_bits <= APPLY_MAX_INT_BITS && trt) { /* int8, zero point 0 */
+                float amax = fmaxf(fabsf(act_ranges[v].min), fabsf(act_ranges[v].max));
+                a->scale = amax > 0 ? amax / 127.0f : 1.0f;
+                a->zero_point = 0;
+                a->symmetric = 1;
+            } else if (cfg->act_bits <= APPLY_MAX_INT_BITS) {
                 ba_quant_act_qparams(&act_ranges[v], cfg->act_bits, &a->scale, &a->zero_point);
+            }
         }
     }
     if (st == BA_OK)
-        st = qdq ? ba_onnx_write_qdq(m->path, out_path, w, nw, acts, nacts, err)
+        st = qdq ? ba_onnx_write_qdq_profile(m->path, out_path, w, nw, acts, nacts, trt, err)
                  : ba_onnx_write_fakequant(m->path, out_path, w, nw, err);
     for (int l = 0; q && l < nl; l++) ba_qweight_free(&q[l]);
     for (int l = 0; scratch && l < nl; l++) free(scratch[l]);

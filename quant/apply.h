@@ -38,4 +38,18 @@ void ba_quant_act_qparams(const ba_act_range_t *r, int bits, float *scale, int32
 ba_status ba_quant_write_onnx(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
                               const ba_act_range_t *act_ranges, int qdq, const char *out_path, ba_error *err);
 
+/* Who runs a QDQ file. ORT: the file above (int4/uint4 containers at opset
+ * >= 21, asymmetric uint8 activations, computes what eval --plan computes).
+ * TENSORRT: explicit quantization as TensorRT takes it — int8 containers
+ * only, zero point 0 everywhere: symmetric weights (any width 2..8, codes
+ * inside int8), activations int8 symmetric (scale max|x|/127, no Clip);
+ * refused with BA_ERR_UNSUPPORTED naming the setting: an asymmetric scheme,
+ * group granularity, activation widths 2..7. */
+typedef enum { BA_QDQ_ORT = 0, BA_QDQ_TENSORRT = 1 } ba_qdq_profile_t;
+
+/* ba_quant_write_onnx for profile (qdq = 0 ignores it). */
+ba_status ba_quant_write_onnx_profile(const ba_model_t *m, const int *w_bits, const ba_quant_cfg_t *cfg,
+                                      const ba_act_range_t *act_ranges, int qdq, ba_qdq_profile_t profile,
+                                      const char *out_path, ba_error *err);
+
 #endif

@@ -9,23 +9,42 @@
 
 #include "core/error.h"
 #include "model/model.h"
+#include "quant/namemap.h"
 #include "quant/plan.h"
 #include "quant/quant.h"
 
 typedef enum {
     BA_EXPORT_PLAN,     /* bitalloc.plan/1 JSON */
     BA_EXPORT_CSV,      /* layer,w_bits,a_bits,params */
-    BA_EXPORT_HAWQ,     /* JSON object: layer -> bits */
-    BA_EXPORT_MODELOPT, /* {"quant_cfg": {"*NAME*weight_quantizer": {...}, "default": {"enable": false}}} */
-    BA_EXPORT_LLAMA,    /* NAME=TYPE lines for llama-quantize --tensor-type / --tensor-type-file */
+    BA_EXPORT_HAWQ,     /* HAWQ bit_config: HAWQ module name -> bits (weights and activations) */
+    BA_EXPORT_MODELOPT, /* {"quant_cfg": {"default": {"enable": false}, "*MODULE*weight_quantizer": {...}}} */
+    BA_EXPORT_LLAMA,    /* ^TENSOR$=TYPE lines for llama-quantize --tensor-type-file */
+    BA_EXPORT_MODELOPT_PY, /* the modelopt config as a Python module (QUANT_CFG, integer block_sizes keys) */
 } ba_export_fmt_t;
 
-/* "plan", "csv", "hawq", "modelopt", "llama"; BA_ERR_INPUT naming --format otherwise. */
+/* What a text export needs beyond the plan: the names of layers in the
+ * consumer's world (quant/namemap.h) and where warnings go. */
+typedef void (*ba_export_warn_fn)(void *ctx, const char *msg);
+typedef struct ba_export_opts {
+    const ba_namemap_t *names; /* --name-map (NULL: the exporter's conventions only) */
+    ba_export_warn_fn warn;    /* each warning, one line without "warning: " (NULL: dropped) */
+    void *warn_ctx;
+} ba_export_opts_t;
+
+/* How many layers an export could address in its consumer. */
+typedef struct ba_export_report {
+    int nlayers;   /* layers in the plan */
+    int named;     /* layers written under a name the consumer matches */
+    int nwarnings; /* warnings given (unnamed layers included) */
+    /* llama: the plan's average weight bits as written (Σ b·params / Σ params)
+     * and what llama-quantize stores them in (ggml bits per weight, quant/ggml.h). */
+    double nominal_bits, ggml_bits;
+} ba_export_report_t;
+
+/* "plan", "csv", "hawq", "modelopt", "modelopt-py", "llama"; BA_ERR_INPUT naming --format otherwise. */
 ba_status ba_export_format_parse(const char *name, ba_export_fmt_t *out, ba_error *err);
 
-/* The ggml type llama-quantize gets for a weight width: 2 q2_k, 3 q3_k, 4 q4_k,
- * 5 q5_k, 6 q6_k, 7 and 8 q8_0 (7 has no ggml type: the next wider one, never
- * fewer bits), 16 f16, 32 f32. NULL for any other width. */
+/* The ggml type name for a weight width (quant/ggml.h). NULL for no type. */
 const char *ba_export_ggml_type(int bits);
 
 /* The ModelOpt module name of a layer: the initializer name without a trailing
@@ -33,10 +52,20 @@ const char *ba_export_ggml_type(int bits);
  * quantizer is "<module>.weight_quantizer"). Writes into buf; returns buf. */
 const char *ba_export_module_name(const char *layer, char *buf, size_t cap);
 
-/* The text of plan in format f (caller frees). m is needed by modelopt (each
- * layer's output-channel axis, matched by name) and may be NULL otherwise. */
+/* The text of plan in format f (caller frees). m is needed by hawq, modelopt
+ * and llama (layer names and ops) and may be NULL for plan and csv. */
 ba_status ba_export_text(const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f, char **text,
                          ba_error *err);
+
+/* ba_export_text with opts (NULL: none) filling *report (may be NULL). */
+ba_status ba_export_text_opts(const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
+                              const ba_export_opts_t *opts, ba_export_report_t *report, char **text,
+                              ba_error *err);
+
+/* ba_export_text_opts then ba_out_write. */
+ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba_model_t *m,
+                               ba_export_fmt_t f, const ba_export_opts_t *opts, ba_export_report_t *report,
+                               ba_error *err);
 
 /* ba_export_text then ba_out_write (core/outfile.h: atomic replace, devices written through). */
 ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,

@@ -418,7 +418,7 @@ static uint8_t *pack_codes(const uint8_t *q, int64_t n, int four, size_t *nbytes
     return b;
 }
 
-static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err) {
+static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, int int8_only, ba_error *err) {
     Onnx__GraphProto *g; /* the graph holding the weight (an If body's for a layer inside one) */
     Onnx__TensorProto *t;
     size_t ii, ni;
@@ -446,7 +446,7 @@ static ba_status qdq_weight(wctx_t *c, const ba_onnx_qweight_t *w, ba_error *err
             "%s: layer '%s': group granularity in QDQ needs opset >= %d (blocked DequantizeLinear), "
             "the model has opset %lld",
             c->src, w->name, BA_QDQ_MIN_OPSET_INT4, (long long)c->opset);
-    int four = w->bits <= 4 && c->opset >= BA_QDQ_MIN_OPSET_INT4;
+    int four = !int8_only && w->bits <= 4 && c->opset >= BA_QDQ_MIN_OPSET_INT4;
     int32_t dtype = four ? (asym ? BA_DT_U4 : BA_DT_I4) : (asym ? BA_DT_U8 : BA_DT_I8);
 
     int ndim = (int)t->n_dims;
@@ -623,6 +623,27 @@ static ba_status fp16_act(Onnx__GraphProto *g, const char *x, ba_error *err) {
     return ba_onnxw_insert_node(g, pos + 1, "Cast", nm, in2, 1, n_f, &to_f, 1, err);
 }
 
+/* TensorRT's activation pair: X -> QuantizeLinear(int8, zero point 0) ->
+ * DequantizeLinear -> X_dq (int8 saturation is the grid's clamp; no Clip). */
+static ba_status qdq_act_int8(Onnx__GraphProto *g, const ba_onnx_qact_t *a, ba_error *err) {
+    char n_s[4200], n_z[4200], n_q[4200], n_dq[4200];
+    snprintf(n_s, sizeof n_s, "%s_act_scale", a->name);
+    snprintf(n_z, sizeof n_z, "%s_act_zero_point", a->name);
+    snprintf(n_q, sizeof n_q, "%s_act_quantized", a->name);
+    snprintf(n_dq, sizeof n_dq, "%s_act_dequantized", a->name);
+    int8_t zp = 0;
+    BA_TRY(rewire_deep(g, a->name, n_dq, 0, err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_s, BA_DT_F32, 0, NULL, &a->scale, 4, err), err));
+    BA_TRY(ba_onnxw_add_init(g, ba_onnxw_tensor(n_z, BA_DT_I8, 0, NULL, &zp, 1, err), err));
+    size_t pos = after_producer(g, a->name);
+    char nm[4400];
+    const char *q_in[3] = {a->name, n_s, n_z}, *dq_in[3] = {n_q, n_s, n_z};
+    snprintf(nm, sizeof nm, "%s_act_QuantizeLinear", a->name);
+    BA_TRY(ba_onnxw_insert_node(g, pos, "QuantizeLinear", nm, q_in, 3, n_q, NULL, 0, err));
+    snprintf(nm, sizeof nm, "%s_act_DequantizeLinear", a->name);
+    return ba_onnxw_insert_node(g, pos + 1, "DequantizeLinear", nm, dq_in, 3, n_dq, NULL, 0, err);
+}
+
 /* Activation pair: X -> Clip(lo,hi) -> QuantizeLinear -> DequantizeLinear -> X_dq,
  * every consumer of X reading X_dq. The Clip keeps codes inside the b-bit
  * range although the container is uint8: lo/hi are the exact ends of the grid,
@@ -644,6 +665,7 @@ static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *act, ba_error *err) {
     if (a->bits < 2 || a->bits > 8 || !(a->scale > 0))
         return ba_error_set(err, BA_ERR_INPUT, "activation '%s': bits %d / scale %g cannot be written",
                             a->name, a->bits, (double)a->scale);
+    if (a->symmetric) return qdq_act_int8(g, a, err);
     int32_t qmax = (1 << a->bits) - 1;
     float lo = (float)(0 - a->zero_point) * a->scale, hi = (float)(qmax - a->zero_point) * a->scale;
     char n_lo[4200], n_hi[4200], n_clip[4200], n_s[4200], n_z[4200], n_q[4200], n_dq[4200];
@@ -674,6 +696,11 @@ static ba_status qdq_act(wctx_t *c, const ba_onnx_qact_t *act, ba_error *err) {
 
 ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
                             const ba_onnx_qact_t *acts, int nacts, ba_error *err) {
+    return ba_onnx_write_qdq_profile(src, dst, w, nw, acts, nacts, 0, err);
+}
+
+ba_status ba_onnx_write_qdq_profile(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
+                                    const ba_onnx_qact_t *acts, int nacts, int int8_only, ba_error *err) {
     wctx_t c;
     BA_TRY(load(&c, src, err));
     ba_status st = inline_all_external(&c, err);
@@ -682,7 +709,7 @@ ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qwei
         st = ba_onnxw_upgrade_to_13(c.m, c.opset, src, err);
         if (st == BA_OK) c.opset = BA_QDQ_MIN_OPSET_PER_AXIS;
     }
-    for (int i = 0; st == BA_OK && i < nw; i++) st = qdq_weight(&c, &w[i], err);
+    for (int i = 0; st == BA_OK && i < nw; i++) st = qdq_weight(&c, &w[i], int8_only, err);
     for (int i = 0; st == BA_OK && i < nacts; i++) st = qdq_act(&c, &acts[i], err);
     if (st == BA_OK) st = write_out(&c, dst, err);
     onnx__model_proto__free_unpacked(c.m, NULL);

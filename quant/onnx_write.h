@@ -30,11 +30,15 @@ typedef struct ba_onnx_qact {
     int bits;         /* 2..8: unsigned asymmetric QDQ; 16: Cast to float16 and back */
     float scale;      /* 2..8 only */
     int32_t zero_point;
+    int symmetric; /* int8 container, zero point 0, no Clip (8 bits: TensorRT's rule) */
 } ba_onnx_qact_t;
 
 ba_status ba_onnx_write_fakequant(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
                                   ba_error *err);
 ba_status ba_onnx_write_qdq(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
                             const ba_onnx_qact_t *acts, int nacts, ba_error *err);
+/* int8_only: every weight in an int8 container (never int4 types), as TensorRT takes them. */
+ba_status ba_onnx_write_qdq_profile(const char *src, const char *dst, const ba_onnx_qweight_t *w, int nw,
+                                    const ba_onnx_qact_t *acts, int nacts, int int8_only, ba_error *err);
 
 #endif

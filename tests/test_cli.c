@@ -82,7 +82,8 @@ static const struct {
     {"studies", {"--format table|csv|json"}},
     {"trials", {"--study", "--best", "--where", "--sort", "--limit", "--format table|csv|json"}},
     {"export",
-     {"--study", "--trial", "--format plan|csv|hawq|modelopt|llama|onnx-fakequant|onnx-qdq", "-o, --output"}},
+     {"--study", "--trial", "--format plan|csv|hawq|modelopt|modelopt-py|llama|onnx-fakequant|onnx-qdq", "-o, --output",
+      "--name-map", "--strict", "--qdq-profile"}},
     {"quantize", {"MODEL", "--plan", "-o, --output", "--format fakequant|qdq"}},
 };
 

@@ -247,64 +247,106 @@ Test(export, csv_has_one_row_per_layer_with_params) {
     env_free(&e);
 }
 
-Test(export, hawq_is_an_object_of_layer_bits) {
+/* The digits CNN's PyTorch modules, in layer order (conv1/conv2 have BN-folded
+ * weights named onnx::Conv_N: their module comes from the node "/conv1/Conv"). */
+static const char *const CNN_MODULES[] = {"conv1", "conv2", "conv3", "fc"};
+
+Test(export, hawq_without_names_warns_per_layer_and_strict_exits_2) {
     env_t e = make_env();
     ba_test_run_t r =
         ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq", "-o", e.out, NULL);
     expect_written(&r, &e);
-    json_t *j = load_json(e.out);
-    cr_assert(json_is_object(j));
-    cr_expect_eq(json_object_size(j), (size_t)e.m->nlayers);
     for (int l = 0; l < e.m->nlayers; l++) {
-        json_t *v = json_object_get(j, e.m->layers[l].name);
-        cr_expect(json_is_integer(v) && json_integer_value(v) == bits_of(2, l), "%s", e.m->layers[l].name);
+        char want[300];
+        snprintf(want, sizeof want, "warning: layer '%s' (module '%s'): no HAWQ module name",
+                 e.m->layers[l].name, CNN_MODULES[l]);
+        cr_expect(strstr(r.err, want), "no '%s' in:\n%s", want, r.err);
     }
+    cr_expect(strstr(r.err, "hawq: 0 of 4 layers named"), "%s", r.err);
+    ba_test_run_free(&r);
+    unlink(e.out);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "hawq", "--strict", "-o", e.out,
+                    NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "bitalloc: error: --strict:"), "%s", r.err);
+    struct stat sb;
+    cr_expect_neq(stat(e.out, &sb), 0, "--strict writes nothing");
+    ba_test_run_free(&r);
+    env_free(&e);
+}
+
+Test(export, hawq_with_a_name_map_keys_hawq_modules_and_their_activations) {
+    env_t e = make_env();
+    char map[700];
+    snprintf(map, sizeof map, "%s/hawq.csv", e.dir);
+    /* by initializer name, by node name, quoted; activations as act:<onnx name> */
+    cr_assert_eq(ba_test_write_file(map, "onnx,hawq\nonnx::Conv_31,quant_convbn1\n/conv2/Conv,quant_convbn2\n"
+                                         "\"conv3.weight\",quant_convbn3\nfc.weight,quant_output\n"
+                                         "act:onnx::Conv_31,quant_act1\nact:/fc/Gemm,quant_act_output\n"),
+                 0);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format",
+                                  "hawq", "--name-map", map, "--strict", "-o", e.out, NULL);
+    /* float activations are written as HAWQ's 8 bits, with a warning: --strict refuses */
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "float activations are written as 8 bits"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq",
+                    "--name-map", map, "-o", e.out, NULL);
+    expect_written(&r, &e);
+    cr_expect(strstr(r.err, "hawq: 4 of 4 layers named"), "%s", r.err);
+    json_t *j = load_json(e.out);
+    static const char *const hawq[] = {"quant_convbn1", "quant_convbn2", "quant_convbn3", "quant_output"};
+    for (int l = 0; l < e.m->nlayers; l++) {
+        json_t *v = json_object_get(j, hawq[l]);
+        cr_expect(json_is_integer(v) && json_integer_value(v) == bits_of(2, l), "%s", hawq[l]);
+    }
+    cr_expect_eq(json_integer_value(json_object_get(j, "quant_act1")), 8);
+    cr_expect_eq(json_integer_value(json_object_get(j, "quant_act_output")), 8);
+    cr_expect_eq(json_object_size(j), (size_t)e.m->nlayers + 2);
     json_decref(j);
     ba_test_run_free(&r);
     env_free(&e);
 }
 
-Test(export, modelopt_quant_cfg_has_one_weight_quantizer_per_layer_and_default_off) {
+Test(export, modelopt_patterns_name_pytorch_modules_with_pytorch_axes) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "modelopt", "-o",
-                  e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format",
+                                  "modelopt", "-o", e.out, NULL);
     expect_written(&r, &e);
+    /* trial 1 gives the convolutions 4 bits: ModelOpt runs only INT8 CNNs */
+    cr_expect(strstr(r.err, "ModelOpt supports only INT8 for CNNs"), "%s", r.err);
+    cr_expect(strstr(r.err, "modelopt: 4 of 4 layers named"), "%s", r.err);
     json_t *j = load_json(e.out);
     json_t *cfg = json_object_get(j, "quant_cfg");
     cr_assert(json_is_object(cfg), "no quant_cfg");
     cr_expect_str_eq(json_string_value(json_object_get(j, "algorithm")), "max");
-    json_t *dflt = json_object_get(cfg, "default");
-    cr_expect(json_is_false(json_object_get(dflt, "enable")), "unlisted quantizers stay off");
-    cr_expect_eq(json_object_size(cfg), (size_t)e.m->nlayers + 1);
-    size_t prev_len = 0;
-    const char *key;
+    const char *first = NULL, *key;
     json_t *v;
-    int seen = 0;
     json_object_foreach(cfg, key, v) {
-        if (!strcmp(key, "default")) continue;
-        int found = -1;
-        char mod[256], want[300];
-        for (int l = 0; l < e.m->nlayers && found < 0; l++) {
-            snprintf(want, sizeof want, "*%s*weight_quantizer",
-                     ba_export_module_name(e.m->layers[l].name, mod, sizeof mod));
-            if (!strcmp(want, key)) found = l;
-        }
-        cr_assert_geq(found, 0, "unexpected key %s", key);
-        cr_expect_eq(json_integer_value(json_object_get(v, "num_bits")), bits_of(1, found), "%s", key);
-        cr_expect_eq(json_integer_value(json_object_get(v, "axis")), e.m->layers[found].ch_axis, "%s", key);
-        cr_expect(json_is_true(json_object_get(v, "enable")));
-        /* shorter module names first: a later, longer pattern wins in ModelOpt */
-        cr_expect_geq(strlen(key), prev_len, "%s out of order", key);
-        prev_len = strlen(key);
-        seen++;
+        first = key;
+        break;
     }
-    cr_expect_eq(seen, e.m->nlayers);
+    cr_expect_str_eq(first, "default", "default comes first");
+    cr_expect(json_is_false(json_object_get(json_object_get(cfg, "default"), "enable")));
+    cr_expect_eq(json_object_size(cfg), (size_t)e.m->nlayers + 1);
+    for (int l = 0; l < e.m->nlayers; l++) {
+        char want[300];
+        snprintf(want, sizeof want, "*%s*weight_quantizer", CNN_MODULES[l]);
+        json_t *q = json_object_get(cfg, want);
+        cr_assert(json_is_object(q), "no %s", want);
+        cr_expect_eq(json_integer_value(json_object_get(q, "num_bits")), bits_of(1, l), "%s", want);
+        /* nn.Conv2d and nn.Linear keep out channels on axis 0 (the ONNX Gemm's too) */
+        cr_expect(json_is_integer(json_object_get(q, "axis")) &&
+                      json_integer_value(json_object_get(q, "axis")) == 0,
+                  "%s", want);
+        cr_expect(json_is_true(json_object_get(q, "enable")));
+    }
     json_decref(j);
     ba_test_run_free(&r);
     env_free(&e);
 }
 
-Test(export, llama_writes_one_anchored_name_type_line_per_tensor) {
+Test(export, llama_writes_one_anchored_lowercase_safe_line_per_tensor) {
     env_t e = make_env();
     ba_test_run_t r =
         ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "llama", "-o", e.out, NULL);
@@ -312,14 +354,9 @@ Test(export, llama_writes_one_anchored_name_type_line_per_tensor) {
     char *got = slurp(e.out);
     cr_expect_eq(ba_test_count_lines(got), (size_t)e.m->nlayers);
     for (int l = 0; l < e.m->nlayers; l++) {
-        char esc[256], line[300];
-        size_t o = 0;
-        for (const char *p = e.m->layers[l].name; *p; p++) {
-            if (strchr(".^$|()[]{}*+?\\", *p)) esc[o++] = '\\';
-            esc[o++] = *p;
-        }
-        esc[o] = '\0';
-        snprintf(line, sizeof line, "^%s$=%s\n", esc, bits_of(1, l) == 8 ? "q8_0" : "q4_k");
+        char line[300];
+        snprintf(line, sizeof line, "^%s\\.weight$=%s\n", CNN_MODULES[l],
+                 bits_of(1, l) == 8 ? "q8_0" : "q4_k");
         cr_expect(strstr(got, line), "no '%s' in:\n%s", line, got);
     }
     free(got);

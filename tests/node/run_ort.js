@@ -13,6 +13,9 @@ const USAGE = `usage: node run_ort.js MODEL.onnx OUT.npy [options] (IN.npy | nam
   --warmup N       untimed runs before timing (default 3)
   --output NAME    output to save (default: the model's first output)
   --opt LEVEL      graph optimization: disabled|basic|extended|all (default all)
+  --config K=V     a session config entry (repeatable), e.g.
+                   session.qdq_matmulnbits_accuracy_level=0 (fp32 compute in the MatMulNBits
+                   that ORT fuses DequantizeLinear -> MatMul into; ORT's default 4 computes in int8)
   --per-sample     run one sample at a time (axis 0 of every input of rank >= 1) and stack the
                    outputs: for models whose batch dimension is fixed at 1
 A single positional IN.npy feeds the model's first input. Inputs whose dtype differs from the
@@ -122,14 +125,23 @@ function convert(arr, fromType, toType) {
 
 const OPT_LEVELS = new Set(['disabled', 'basic', 'extended', 'all']);
 
-function sessionOptions(threads, opt) {
-  return {
+function sessionOptions(threads, opt, config) {
+  const o = {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: opt,
   };
+  // "a.b.c=v" -> extra: {a: {b: {c: "v"}}}, which onnxruntime-node flattens back into "a.b.c"
+  for (const [key, value] of config || []) {
+    o.extra = o.extra || {};
+    const parts = key.split('.');
+    let node = o.extra;
+    for (const p of parts.slice(0, -1)) node = node[p] = node[p] || {};
+    node[parts[parts.length - 1]] = value;
+  }
+  return o;
 }
 
 // ORT's reported element type of every model input (null where the binding does not say).
@@ -160,7 +172,7 @@ function makeFeeds(ort, session, arrays) {
 }
 
 function parseArgs(argv) {
-  const a = { threads: 1, bench: 0, warmup: 3, output: null, opt: 'all', perSample: false, inputs: [], pos: [] };
+  const a = { threads: 1, bench: 0, warmup: 3, output: null, opt: 'all', config: [], perSample: false, inputs: [], pos: [] };
   for (let i = 0; i < argv.length; i++) {
     const s = argv[i];
     const next = () => {
@@ -177,6 +189,12 @@ function parseArgs(argv) {
     else if (s === '--warmup') a.warmup = int(next(), 0);
     else if (s === '--output') a.output = next();
     else if (s === '--per-sample') a.perSample = true;
+    else if (s === '--config') {
+      const kv = next();
+      const eq = kv.indexOf('=');
+      if (eq <= 0) throw new UsageError(`--config: expected KEY=VALUE, got '${kv}'`);
+      a.config.push([kv.slice(0, eq), kv.slice(eq + 1)]);
+    }
     else if (s === '--opt') {
       a.opt = next();
       if (!OPT_LEVELS.has(a.opt)) throw new UsageError(`--opt: unknown level '${a.opt}'`);
@@ -210,7 +228,7 @@ async function main() {
     throw e;
   }
   const ort = require('onnxruntime-node');
-  const session = await ort.InferenceSession.create(args.model, sessionOptions(args.threads, args.opt));
+  const session = await ort.InferenceSession.create(args.model, sessionOptions(args.threads, args.opt, args.config));
   const arrays = {};
   for (const inp of args.inputs) arrays[inp.name || session.inputNames[0]] = readNpy(inp.file);
   const feeds = makeFeeds(ort, session, arrays);
