@@ -142,10 +142,10 @@ int ba_cmd_export(const ba_cli_opts *o) {
     }
     /* Replacing the study's own files would lose the study (or the model it checks). */
     if (st == BA_OK) {
-        ba_out_input_t in[2 * BA_RUN_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
+        ba_out_input_t in[2 * BA_STUDY_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
         int nin = 1;
         ba_cli_data_inputs((const char *const *)set.data, set.ndata, "study's data file", in, &nin,
-                           2 * BA_RUN_MAX_DATA + 1);
+                           2 * BA_STUDY_MAX_DATA + 1);
         st = ba_cli_check_output(o, "--output", out, NULL, in, nin, &err);
     }
     if (st == BA_OK) st = load_model(&c, &set, &err);

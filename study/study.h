@@ -4,8 +4,8 @@
  * `resume` re-enters the same path with the settings read from the study;
  * the search is a deterministic function of (settings, seed), so the result
  * equals an uninterrupted run's. */
-#ifndef BA_SEARCH_RUN_H
-#define BA_SEARCH_RUN_H
+#ifndef BA_STUDY_STUDY_H
+#define BA_STUDY_STUDY_H
 
 #include <stdint.h>
 
@@ -20,16 +20,16 @@
 #include "search/problem.h"
 #include "sensitivity/sensitivity.h"
 
-#define BA_RUN_MAX_DATA 64
-#define BA_RUN_MAX_RULES 256 /* --pin / --tie flags */
+#define BA_STUDY_MAX_DATA 64
+#define BA_STUDY_MAX_RULES 256 /* --pin / --tie flags */
 
 /* What a study is a function of (stored as its settings JSON, WAVE2 format). Paths are absolute. */
-typedef struct ba_run_settings {
+typedef struct ba_study_settings {
     char *model;
     int ndata;
-    char *data[BA_RUN_MAX_DATA]; /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
+    char *data[BA_STUDY_MAX_DATA]; /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
     int nsample_axes;
-    char *sample_axes[BA_RUN_MAX_DATA]; /* "NAME=K" (--sample-axis); stored only when given */
+    char *sample_axes[BA_STUDY_MAX_DATA]; /* "NAME=K" (--sample-axis); stored only when given */
     char *labels;                 /* NULL = none */
     ba_quant_cfg_t quant;
     ba_budget_set_t budgets;
@@ -42,8 +42,8 @@ typedef struct ba_run_settings {
     int nbits;
     int bits[BA_BITS_MAX_CANDIDATES];
     int npins, nties;
-    char *pins[BA_RUN_MAX_RULES];
-    char *ties[BA_RUN_MAX_RULES];
+    char *pins[BA_STUDY_MAX_RULES];
+    char *ties[BA_STUDY_MAX_RULES];
     uint64_t seed;
     int generations, offspring;
     char *latency_table;          /* NULL = none */
@@ -53,35 +53,35 @@ typedef struct ba_run_settings {
     int probes;                   /* --samples: Hutchinson probes */
     int include_embeddings;
     int ninput_shapes;            /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
-    char *input_shapes[BA_RUN_MAX_DATA];
-} ba_run_settings_t;
+    char *input_shapes[BA_STUDY_MAX_DATA];
+} ba_study_settings_t;
 
 /* Defaults of SPEC §3, §5, §6 (method ilp+evo, sensitivity hessian, bits BA_BITS_DEFAULT, seed 0). */
-void ba_run_settings_init(ba_run_settings_t *s);
-void ba_run_settings_free(ba_run_settings_t *s);
+void ba_study_settings_init(ba_study_settings_t *s);
+void ba_study_settings_free(ba_study_settings_t *s);
 /* Setters that copy (paths made absolute when they name existing files). */
-ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err);
-ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_error *err);
-ba_status ba_run_settings_add_sample_axis(ba_run_settings_t *s, const char *spec, ba_error *err);
+ba_status ba_study_settings_set_path(char **slot, const char *path, ba_error *err);
+ba_status ba_study_settings_add_data(ba_study_settings_t *s, const char *spec, ba_error *err);
+ba_status ba_study_settings_add_sample_axis(ba_study_settings_t *s, const char *spec, ba_error *err);
 /* The study's data as ba_dataset_load_axes reads it (data specs + sample axes). */
-ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **out, ba_error *err);
+ba_status ba_study_settings_load_data(const ba_study_settings_t *s, ba_dataset_t **out, ba_error *err);
 /* Settings JSON (caller frees) and back. */
-ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_error *err);
-ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_error *err);
+ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba_error *err);
+ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, ba_error *err);
 
-typedef struct ba_run_progress {
+typedef struct ba_study_progress {
     const char *phase;  /* "sensitivity", "ilp", "fp", "search", "sweep" */
     int64_t done, total;
     double best;        /* best objective so far (NaN before the first) */
     double budget_use;  /* best configuration's first budget value / its limit (NaN when none) */
-} ba_run_progress_t;
+} ba_study_progress_t;
 
-typedef struct ba_run_callbacks {
-    void (*progress)(void *user, const ba_run_progress_t *p);
+typedef struct ba_study_callbacks {
+    void (*progress)(void *user, const ba_study_progress_t *p);
     void *user;
-} ba_run_callbacks_t;
+} ba_study_callbacks_t;
 
-typedef struct ba_run_sweep_point {
+typedef struct ba_study_sweep_point {
     double limit;
     int feasible, pareto;
     int64_t trial;      /* -1 when infeasible */
@@ -89,9 +89,9 @@ typedef struct ba_run_sweep_point {
     double budget[BA_BUDGET_NKINDS];
     ba_eval_result_t res;
     int *bits;          /* [nlayers] */
-} ba_run_sweep_point_t;
+} ba_study_sweep_point_t;
 
-typedef struct ba_run_result {
+typedef struct ba_study_result {
     char study[256];
     int created;          /* 1: this call created the study */
     int was_complete;     /* 1: the study had already finished (resume just reports) */
@@ -102,31 +102,31 @@ typedef struct ba_run_result {
     ba_eval_result_t res; /* best trial's full-data metrics */
     ba_plan_t *plan;      /* best plan (NULL for a sweep) */
     int nlayers;
-    char **layer_names;   /* borrowed from plan or owned when no plan (sweep): see ba_run_result_free */
+    char **layer_names;   /* borrowed from plan or owned when no plan (sweep): see ba_study_result_free */
     int sweep_key;        /* ba_budget_kind_t swept, -1 none */
     int nsweep;
-    ba_run_sweep_point_t *sweep;
+    ba_study_sweep_point_t *sweep;
     double seconds;
     double search_seconds; /* evolution: wall time of the evolution itself, and the part of it */
     double eval_seconds;   /* in evaluations (forward passes); the rest is mutation, selection, checkpoints, DB */
-} ba_run_result_t;
+} ba_study_result_t;
 
-void ba_run_result_free(ba_run_result_t *r);
+void ba_study_result_free(ba_study_result_t *r);
 
 /* Loads the inputs and checks labels, the sensitivity file, pins, ties and
  * budgets (BA_ERR_INFEASIBLE with the ILP's message) without touching a database. */
-ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err);
+ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err);
 
 /* A fresh study name: MODELSTEM-YYYYmmdd-HHMMSS-XXXX. */
-void ba_run_study_name(const char *model, char *out, size_t cap);
+void ba_study_name(const char *model, char *out, size_t cap);
 
 /* Creates the study (name NULL = generated) and runs it. A study of that name
  * that already exists is refused (BA_ERR_INPUT: "use `bitalloc resume`"). */
-ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t *s, const ba_run_callbacks_t *cb,
-                        ba_run_result_t *out, ba_error *err);
+ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s, const ba_study_callbacks_t *cb,
+                        ba_study_result_t *out, ba_error *err);
 /* Continues study `name` from the database. BA_ERR_INPUT when the study is
  * absent, or the model, data, labels or sensitivity file changed (sha256). */
-ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t *cb, ba_run_result_t *out,
+ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
                         ba_error *err);
 
 #endif

@@ -1,9 +1,9 @@
-/* Orchestration of a search study (see run.h): loads the model and data,
+/* Orchestration of a search study (see study.h): loads the model and data,
  * gets the cost table (sensitivity cache first), builds the problem, solves
  * the ILP, then runs the method with the DB as the trial store. A resumed
  * study takes the same path; what it finds stored (sensitivity, trials,
  * checkpoint) it reads instead of recomputing. */
-#include "search/run.h"
+#include "study/study.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -25,7 +25,7 @@
 
 /* ---- settings ---- */
 
-void ba_run_settings_init(ba_run_settings_t *s) {
+void ba_study_settings_init(ba_study_settings_t *s) {
     memset(s, 0, sizeof *s);
     s->quant = ba_quant_cfg_default();
     snprintf(s->method, sizeof s->method, "ilp+evo");
@@ -39,7 +39,7 @@ void ba_run_settings_init(ba_run_settings_t *s) {
     s->loss = BA_SENS_LOSS_AUTO;
 }
 
-void ba_run_settings_free(ba_run_settings_t *s) {
+void ba_study_settings_free(ba_study_settings_t *s) {
     free(s->model);
     for (int i = 0; i < s->ndata; i++) free(s->data[i]);
     for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
@@ -53,7 +53,7 @@ void ba_run_settings_free(ba_run_settings_t *s) {
     memset(s, 0, sizeof *s);
 }
 
-ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err) {
+ba_status ba_study_settings_set_path(char **slot, const char *path, ba_error *err) {
     free(*slot);
     *slot = NULL;
     if (!path) return BA_OK;
@@ -62,8 +62,8 @@ ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err)
     return *slot ? BA_OK : BA_ERR_NOMEM;
 }
 
-ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_error *err) {
-    if (s->ndata >= BA_RUN_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_RUN_MAX_DATA);
+ba_status ba_study_settings_add_data(ba_study_settings_t *s, const char *spec, ba_error *err) {
+    if (s->ndata >= BA_STUDY_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_STUDY_MAX_DATA);
     const char *eq = strchr(spec, '=');
     const char *file = eq ? eq + 1 : spec;
     char *abs = realpath(file, NULL);
@@ -83,16 +83,16 @@ ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_er
     return BA_OK;
 }
 
-ba_status ba_run_settings_add_sample_axis(ba_run_settings_t *s, const char *spec, ba_error *err) {
-    if (s->nsample_axes >= BA_RUN_MAX_DATA)
-        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis: more than %d inputs", BA_RUN_MAX_DATA);
+ba_status ba_study_settings_add_sample_axis(ba_study_settings_t *s, const char *spec, ba_error *err) {
+    if (s->nsample_axes >= BA_STUDY_MAX_DATA)
+        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis: more than %d inputs", BA_STUDY_MAX_DATA);
     char *c = ba_strdup(spec, err);
     if (!c) return BA_ERR_NOMEM;
     s->sample_axes[s->nsample_axes++] = c;
     return BA_OK;
 }
 
-ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **out, ba_error *err) {
+ba_status ba_study_settings_load_data(const ba_study_settings_t *s, ba_dataset_t **out, ba_error *err) {
     return ba_dataset_load_axes((const char *const *)s->data, s->ndata, (const char *const *)s->sample_axes,
                                 s->nsample_axes, out, err);
 }
@@ -100,7 +100,7 @@ ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **o
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
 
-ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_error *err) {
+ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba_error *err) {
     char gran[32];
     json_t *data = json_array(), *bits = json_array(), *budgets = json_object(), *pins = json_array(),
            *ties = json_array();
@@ -154,8 +154,8 @@ static ba_status dup_str(const json_t *v, char **slot, ba_error *err) {
     return *slot ? BA_OK : BA_ERR_NOMEM;
 }
 
-ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_error *err) {
-    ba_run_settings_init(s);
+ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, ba_error *err) {
+    ba_study_settings_init(s);
     json_error_t je;
     json_t *j = json_loads(text, 0, &je);
     if (!json_is_object(j)) {
@@ -170,14 +170,14 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
         goto done;
     }
     v = json_object_get(j, "data");
-    if (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA) {
+    if (!json_is_array(v) || json_array_size(v) > BA_STUDY_MAX_DATA) {
         BAD("bad data list");
         goto done;
     }
     for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
         if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
     v = json_object_get(j, "sample_axes");
-    if (v && (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA)) {
+    if (v && (!json_is_array(v) || json_array_size(v) > BA_STUDY_MAX_DATA)) {
         BAD("bad sample_axes list");
         goto done;
     }
@@ -232,7 +232,7 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     const char *names[2] = {"pins", "ties"};
     for (int w = 0; w < 2 && st == BA_OK; w++) {
         v = json_object_get(j, names[w]);
-        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_RULES && st == BA_OK; i++) {
+        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_RULES && st == BA_OK; i++) {
             char **slot = w == 0 ? &s->pins[s->npins] : &s->ties[s->nties];
             if ((st = dup_str(json_array_get(v, i), slot, err)) == BA_OK && *slot) {
                 if (w == 0) s->npins++;
@@ -272,14 +272,14 @@ ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_e
     if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
     s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
     v = json_object_get(j, "input_shapes");
-    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_DATA && st == BA_OK; i++)
+    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_DATA && st == BA_OK; i++)
         if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
             s->input_shapes[s->ninput_shapes])
             s->ninput_shapes++;
 #undef BAD
 done:
     json_decref(j);
-    if (st != BA_OK) ba_run_settings_free(s);
+    if (st != BA_OK) ba_study_settings_free(s);
     return st;
 }
 
@@ -288,8 +288,8 @@ done:
 typedef struct run_ctx {
     ba_db_t *db;
     int64_t sid;
-    const ba_run_settings_t *s;
-    const ba_run_callbacks_t *cb;
+    const ba_study_settings_t *s;
+    const ba_study_callbacks_t *cb;
     ba_model_t *m;
     ba_dataset_t *ds;
     int64_t *labels;
@@ -390,13 +390,13 @@ static double budget_use(const run_ctx_t *c, const int *choice) {
 static void hook_progress(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *choice) {
     run_ctx_t *c = ctx;
     if (!c->cb || !c->cb->progress) return;
-    ba_run_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
+    ba_study_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
     c->cb->progress(c->cb->user, &pr);
 }
 
 static void phase(const run_ctx_t *c, const char *name, int64_t done, int64_t total) {
     if (!c->cb || !c->cb->progress) return;
-    ba_run_progress_t pr = {name, done, total, NAN, NAN};
+    ba_study_progress_t pr = {name, done, total, NAN, NAN};
     c->cb->progress(c->cb->user, &pr);
 }
 
@@ -406,7 +406,7 @@ static void sens_progress(void *user, uint64_t done, uint64_t total) {
 
 /* Ω table from the file, the cache, or the estimator (then cached). */
 static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     int L = c->m->nlayers, nb = s->nbits;
     *cost = ba_calloc((size_t)L * nb, sizeof **cost, err);
     if (!*cost) return BA_ERR_NOMEM;
@@ -443,7 +443,7 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
 }
 
 static ba_status build_problem(run_ctx_t *c, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     double *cost = NULL;
     ba_latency_table_t *lt = NULL;
     ba_hw_profile_t *hw = NULL;
@@ -507,10 +507,10 @@ static void ctx_free(run_ctx_t *c) {
 }
 
 static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
-    BA_TRY(ba_run_settings_load_data(s, &c->ds, err));
+    BA_TRY(ba_study_settings_load_data(s, &c->ds, err));
     BA_TRY(ba_eval_resolve_costs(c->m, c->ds, (const char *const *)s->input_shapes, s->ninput_shapes,
                                  err)); /* MACs at the data's shapes */
     if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
@@ -522,8 +522,8 @@ static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
 }
 
 static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, int64_t trial,
-                           const ba_eval_result_t *r, ba_run_result_t *out, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+                           const ba_eval_result_t *r, ba_study_result_t *out, ba_error *err) {
+    const ba_study_settings_t *s = c->s;
     choice_bits(c->p, choice, c->wbits);
     BA_TRY(ba_plan_from_bits(c->m, c->wbits, &s->quant, &out->plan, err));
     if (c->latency_j >= 0) out->plan->totals.latency_us = ba_problem_budget_value(c->p, c->latency_j, choice);
@@ -550,8 +550,8 @@ static int64_t checkpoint_best(const char *text) {
     return t;
 }
 
-static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) {
+    const ba_study_settings_t *s = c->s;
     int j = -1;
     for (int k = 0; k < c->p->nbudgets; k++)
         if (c->p->kind[k] == s->sweep.kind) j = k;
@@ -567,7 +567,7 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     int64_t number = 1;
     for (int i = 0; st == BA_OK && i < sw->n; i++) {
         const ba_sweep_point_t *pt = &sw->points[i];
-        ba_run_sweep_point_t *o = &out->sweep[out->nsweep++];
+        ba_study_sweep_point_t *o = &out->sweep[out->nsweep++];
         o->limit = pt->limit, o->feasible = pt->feasible, o->pareto = pt->pareto, o->trial = -1;
         o->res.objective = o->res.kl = o->res.mse = o->res.agreement = o->res.accuracy = NAN;
         if (!pt->feasible) continue;
@@ -609,8 +609,8 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     return st;
 }
 
-static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_run_settings_t *s, int was_complete,
-                           const ba_run_callbacks_t *cb, ba_run_result_t *out, ba_error *err) {
+static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s, int was_complete,
+                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     double t0 = ba_now();
     run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1};
     snprintf(out->study, sizeof out->study, "%s", name);
@@ -713,7 +713,7 @@ done:
     return st;
 }
 
-void ba_run_result_free(ba_run_result_t *r) {
+void ba_study_result_free(ba_study_result_t *r) {
     if (!r) return;
     ba_plan_free(r->plan);
     for (int i = 0; r->layer_names && i < r->nlayers; i++) free(r->layer_names[i]);
@@ -723,7 +723,7 @@ void ba_run_result_free(ba_run_result_t *r) {
     memset(r, 0, sizeof *r);
 }
 
-void ba_run_study_name(const char *model, char *out, size_t cap) {
+void ba_study_name(const char *model, char *out, size_t cap) {
     const char *base = strrchr(model, '/');
     base = base ? base + 1 : model;
     size_t n = strcspn(base, ".");
@@ -740,7 +740,7 @@ void ba_run_study_name(const char *model, char *out, size_t cap) {
 
 /* Pins, ties, budgets and their feasibility, checked before a study exists so
  * that bad input leaves none behind (Ω does not matter for that: zeros). */
-static ba_status validate_with(const ba_run_settings_t *s, ba_model_t *m, ba_error *err) {
+static ba_status validate_with(const ba_study_settings_t *s, ba_model_t *m, ba_error *err) {
     run_ctx_t v = {.s = s, .m = m, .zero_costs = 1, .latency_j = -1};
     ba_solution_t sol = {0};
     ba_ilp_opts_t io = ba_ilp_opts_default();
@@ -751,13 +751,13 @@ static ba_status validate_with(const ba_run_settings_t *s, ba_model_t *m, ba_err
     return st;
 }
 
-ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
+ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
     ba_model_t *m = NULL;
     ba_dataset_t *ds = NULL;
     int64_t *labels = NULL, nl = 0;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
+    if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
@@ -775,12 +775,12 @@ ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
     return st;
 }
 
-ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t *s, const ba_run_callbacks_t *cb,
-                        ba_run_result_t *out, ba_error *err) {
+ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s, const ba_study_callbacks_t *cb,
+                        ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     char name[256];
     if (study) snprintf(name, sizeof name, "%s", study);
-    else ba_run_study_name(s->model, name, sizeof name);
+    else ba_study_name(s->model, name, sizeof name);
     ba_study_info_t info;
     ba_error e2;
     if (ba_db_study_get(db, name, &info, &e2) == BA_OK) {
@@ -789,12 +789,12 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
          * as Optuna's load_if_exists does; other settings under the name are
          * refused, so nothing stored is ever mixed with another search. */
         char *mine = NULL;
-        ba_status st0 = ba_run_settings_to_json(s, &mine, err);
+        ba_status st0 = ba_study_settings_to_json(s, &mine, err);
         int same = st0 == BA_OK && !strcmp(mine, info.settings);
         free(mine);
         ba_db_study_info_free(&info);
         if (st0 != BA_OK) return st0;
-        if (same) return ba_run_resume(db, name, cb, out, err);
+        if (same) return ba_study_resume(db, name, cb, out, err);
         return ba_error_set(err, BA_ERR_INPUT,
                             "--study %s: a study of that name exists with other settings (continue it with "
                             "`bitalloc resume --study %s`, or pick another name)",
@@ -808,10 +808,10 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     char data_sha[65] = "";
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
+    if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
-    if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
+    if (st == BA_OK) st = ba_study_settings_to_json(s, &settings, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;
     for (int l = 0; st == BA_OK && l < m->nlayers; l++)
         layers[l] = (ba_db_layer_t){m->layers[l].name, m->layers[l].op, m->layers[l].params, m->layers[l].macs};
@@ -834,13 +834,13 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     return st;
 }
 
-ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t *cb, ba_run_result_t *out,
+ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
                         ba_error *err) {
     memset(out, 0, sizeof *out);
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
-    ba_run_settings_t s;
-    ba_status st = ba_run_settings_from_json(info.settings, &s, err);
+    ba_study_settings_t s;
+    ba_status st = ba_study_settings_from_json(info.settings, &s, err);
     if (st != BA_OK) {
         ba_error_prefix(err, "study '%s'", name);
         ba_db_study_info_free(&info);
@@ -857,7 +857,7 @@ ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t 
                           s.model, name, sha, info.model_sha256);
     if (st == BA_OK) {
         ba_dataset_t *ds = NULL;
-        if (ba_run_settings_load_data(&s, &ds, &e2) != BA_OK)
+        if (ba_study_settings_load_data(&s, &ds, &e2) != BA_OK)
             st = ba_error_set(err, BA_ERR_INPUT, "study '%s': cannot load its data: %s", name, e2.msg);
         else {
             char dsha[65];
@@ -878,7 +878,7 @@ ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t 
         if (!strcmp(info.state, "failed")) ba_db_study_set_state(db, info.id, "running", &e2);
         st = run_study(db, info.id, name, &s, complete, cb, out, err);
     }
-    ba_run_settings_free(&s);
+    ba_study_settings_free(&s);
     ba_db_study_info_free(&info);
     return st;
 }
