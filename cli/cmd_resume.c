@@ -33,7 +33,7 @@ int ba_cmd_resume(const ba_cli_opts *o) {
     if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_WRITE, &db, &err);
     ba_study_result_t r = {0};
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
-    ba_study_callbacks_t cb = {ba_search_ui_progress, &ui};
+    ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     if (st == BA_OK) st = ba_study_resume(db, ba_cli_get(o, "study"), &cb, &r, &err);
     ba_progress_end(&ui.bar);
     int rc;

@@ -33,6 +33,12 @@ void ba_search_ui_progress(void *user, const ba_study_progress_t *p) {
     ba_progress_update(&ui->bar, p->done > 0 ? (uint64_t)p->done : 0);
 }
 
+void ba_search_ui_warning(void *user, const char *msg) {
+    ba_search_ui_t *ui = user;
+    ba_progress_end(&ui->bar); /* the line is cleared first, so the warning stands on its own */
+    fprintf(stderr, "bitalloc: warning: %s\n", msg);
+}
+
 /* ---- report ---- */
 
 
@@ -199,7 +205,7 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
         s->has_sweep = 1;
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
-    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo");
+    int needs_omega = ba_study_needs_sensitivity(s);
     if (ba_cli_has(o, "sensitivity-file")) {
         s->sensitivity[0] = '\0';
         BA_TRY(ba_study_settings_set_path(&s->sensitivity_file, ba_cli_get(o, "sensitivity-file"), err));
@@ -257,7 +263,7 @@ int ba_cmd_search(const ba_cli_opts *o) {
     if (st == BA_OK) st = ba_db_open(dbpath, 1, &db, &err);
     ba_study_result_t r = {0};
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
-    ba_study_callbacks_t cb = {ba_search_ui_progress, &ui};
+    ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     char name[256];
     if (ba_cli_has(o, "study")) snprintf(name, sizeof name, "%s", ba_cli_get(o, "study"));
     else {

@@ -9,7 +9,6 @@
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
 #define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
-#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform"
 
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
 #define F_MODEL                                                                                              \
@@ -122,7 +121,7 @@ static const ba_cli_flag search_flags[] = {
     {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
     {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
      "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
-    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_STUDY_METHOD_NAMES, "search method (default: ilp+evo)"},
     {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
      "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},

@@ -16,6 +16,8 @@ typedef struct ba_search_ui {
 
 /* ba_study_callbacks_t.progress with a ba_search_ui_t as user. */
 void ba_search_ui_progress(void *user, const ba_study_progress_t *p);
+/* Prints a warning of the study (e.g. a failed cache write) on its own line. */
+void ba_search_ui_warning(void *user, const char *msg);
 /* Writes the plan (plan_out may be NULL; refused when it is one of the inputs of o or of the
  * study's settings s), prints the summary; returns the exit code. */
 int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const char *plan_out,

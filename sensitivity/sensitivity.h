@@ -1,6 +1,7 @@
 /* Sensitivity estimators of SPEC §5: per layer l a score s_l and a cost table
  * Ω(l,b) over candidate bit-widths, plus the JSON/CSV forms `bitalloc
- * sensitivity` prints, the readers behind --sensitivity-file, and the DB cache. */
+ * sensitivity` prints, the readers behind --sensitivity-file, and the key of the
+ * cache (which study/ keeps in the database). */
 #ifndef BA_SENSITIVITY_SENSITIVITY_H
 #define BA_SENSITIVITY_SENSITIVITY_H
 
@@ -8,7 +9,6 @@
 #include <stdio.h>
 
 #include "core/error.h"
-#include "db/db.h"
 #include "eval/dataset.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -118,10 +118,6 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
  * whole batches only, so /1 entries may hold fewer samples.) */
 void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
                        ba_sens_method_t method, const ba_sens_opts_t *opts, char key[65]);
-/* *out NULL on a miss; a hit is checked against m and opts' bits like a file. */
-ba_status ba_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                            ba_sens_table_t **out, ba_error *err);
-ba_status ba_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
-                            ba_error *err);
+/* The cache itself (get → compute → put) is study/ (ba_study_sensitivity): sensitivity/ never speaks to the database. */
 
 #endif

@@ -1,6 +1,6 @@
 /* Sensitivity tables as text: the JSON and CSV that `bitalloc sensitivity`
  * prints (SPEC §5), the readers behind --sensitivity-file (that JSON, CSV
- * layer,bits,cost or layer,score), and the SQLite cache (key + JSON payload). */
+ * layer,bits,cost or layer,score), and the cache key (study/sensitivity.c keeps the entries in the database). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -580,27 +580,4 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     uint8_t dig[32];
     ba_sha256_final(&h, dig);
     for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", dig[i]);
-}
-
-ba_status ba_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                            ba_sens_table_t **out, ba_error *err) {
-    *out = NULL;
-    char *payload = NULL;
-    BA_TRY(ba_db_sens_get(db, key, &payload, err));
-    if (!payload) return BA_OK;
-    char what[96];
-    snprintf(what, sizeof what, "sensitivity cache entry %.16s", key);
-    ba_status st =
-        ba_sens_from_json(payload, what, m, opts ? opts->bits : NULL, opts ? opts->nbits : 0, out, err);
-    free(payload);
-    return st;
-}
-
-ba_status ba_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
-                            ba_error *err) {
-    char *s;
-    BA_TRY(ba_sens_to_json(t, &s, err));
-    ba_status st = ba_db_sens_put(db, key, m->sha256, t->method, s, err);
-    free(s);
-    return st;
 }

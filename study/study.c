@@ -23,266 +23,6 @@
 #include "quant/wcache.h"
 #include "search/hw.h"
 
-/* ---- settings ---- */
-
-void ba_study_settings_init(ba_study_settings_t *s) {
-    memset(s, 0, sizeof *s);
-    s->quant = ba_quant_cfg_default();
-    snprintf(s->method, sizeof s->method, "ilp+evo");
-    snprintf(s->sensitivity, sizeof s->sensitivity, "hessian");
-    ba_error e;
-    ba_bits_parse(BA_BITS_DEFAULT, s->bits, &s->nbits, &e);
-    s->generations = BA_EVO_DEFAULT_GENERATIONS;
-    s->offspring = BA_EVO_DEFAULT_OFFSPRING;
-    s->tol = BA_SENS_DEFAULT_TOL;
-    s->probes = BA_SENS_DEFAULT_PROBES;
-    s->loss = BA_SENS_LOSS_AUTO;
-}
-
-void ba_study_settings_free(ba_study_settings_t *s) {
-    free(s->model);
-    for (int i = 0; i < s->ndata; i++) free(s->data[i]);
-    for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
-    free(s->labels);
-    free(s->sensitivity_file);
-    for (int i = 0; i < s->npins; i++) free(s->pins[i]);
-    for (int i = 0; i < s->nties; i++) free(s->ties[i]);
-    free(s->latency_table);
-    free(s->hw);
-    for (int i = 0; i < s->ninput_shapes; i++) free(s->input_shapes[i]);
-    memset(s, 0, sizeof *s);
-}
-
-ba_status ba_study_settings_set_path(char **slot, const char *path, ba_error *err) {
-    free(*slot);
-    *slot = NULL;
-    if (!path) return BA_OK;
-    char *abs = realpath(path, NULL);
-    *slot = abs ? abs : ba_strdup(path, err);
-    return *slot ? BA_OK : BA_ERR_NOMEM;
-}
-
-ba_status ba_study_settings_add_data(ba_study_settings_t *s, const char *spec, ba_error *err) {
-    if (s->ndata >= BA_STUDY_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_STUDY_MAX_DATA);
-    const char *eq = strchr(spec, '=');
-    const char *file = eq ? eq + 1 : spec;
-    char *abs = realpath(file, NULL);
-    char *out;
-    if (!abs) out = ba_strdup(spec, err);
-    else {
-        size_t nl = eq ? (size_t)(eq - spec) + 1 : 0;
-        out = ba_malloc(nl + strlen(abs) + 1, err);
-        if (out) {
-            memcpy(out, spec, nl);
-            strcpy(out + nl, abs);
-        }
-        free(abs);
-    }
-    if (!out) return BA_ERR_NOMEM;
-    s->data[s->ndata++] = out;
-    return BA_OK;
-}
-
-ba_status ba_study_settings_add_sample_axis(ba_study_settings_t *s, const char *spec, ba_error *err) {
-    if (s->nsample_axes >= BA_STUDY_MAX_DATA)
-        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis: more than %d inputs", BA_STUDY_MAX_DATA);
-    char *c = ba_strdup(spec, err);
-    if (!c) return BA_ERR_NOMEM;
-    s->sample_axes[s->nsample_axes++] = c;
-    return BA_OK;
-}
-
-ba_status ba_study_settings_load_data(const ba_study_settings_t *s, ba_dataset_t **out, ba_error *err) {
-    return ba_dataset_load_axes((const char *const *)s->data, s->ndata, (const char *const *)s->sample_axes,
-                                s->nsample_axes, out, err);
-}
-
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
-
-ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba_error *err) {
-    char gran[32];
-    json_t *data = json_array(), *bits = json_array(), *budgets = json_object(), *pins = json_array(),
-           *ties = json_array();
-    for (int i = 0; i < s->ndata; i++) json_array_append_new(data, json_string(s->data[i]));
-    for (int i = 0; i < s->nbits; i++) json_array_append_new(bits, json_integer(s->bits[i]));
-    for (int i = 0; i < s->budgets.n; i++)
-        json_object_set_new(budgets, ba_budget_key(s->budgets.items[i].kind), json_real(s->budgets.items[i].limit));
-    for (int i = 0; i < s->npins; i++) json_array_append_new(pins, json_string(s->pins[i]));
-    for (int i = 0; i < s->nties; i++) json_array_append_new(ties, json_string(s->ties[i]));
-    json_t *sweep = s->has_sweep ? json_pack("{s:s, s:f, s:f, s:f}", "key", ba_budget_key(s->sweep.kind), "from",
-                                             s->sweep.from, "to", s->sweep.to, "step", s->sweep.step)
-                                 : json_null();
-    char seed[24];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
-    json_t *j = json_pack(
-        "{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:o}, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:o, s:o, "
-        "s:o, s:s, s:f, s:i, s:b}",
-        "model", s->model ? s->model : "", "data", data, "labels", str_or_null(s->labels), "quantizer", "scheme",
-        ba_quant_scheme_name(s->quant.scheme), "granularity", ba_quant_granularity_str(&s->quant, gran, sizeof gran),
-        "clip", ba_quant_clip_name(s->quant.clip), "act_bits",
-        s->quant.act_bits ? json_integer(s->quant.act_bits) : json_null(), "budgets", budgets, "method", s->method,
-        "sensitivity", s->sensitivity[0] ? json_string(s->sensitivity) : json_null(), "sensitivity_file",
-        str_or_null(s->sensitivity_file), "sensitivity_file_sha256",
-        s->sensitivity_file ? json_string(s->sensitivity_file_sha256) : json_null(), "bits", bits, "pins", pins, "ties",
-        ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
-        str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
-        s->probes, "include_embeddings", s->include_embeddings);
-    /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
-    if (j && s->ninput_shapes) {
-        json_t *shp = json_array();
-        for (int i = 0; i < s->ninput_shapes; i++) json_array_append_new(shp, json_string(s->input_shapes[i]));
-        json_object_set_new(j, "input_shapes", shp);
-    }
-    /* Sample axes are written only when given, so other studies' settings keep their text. */
-    if (j && s->nsample_axes > 0) {
-        json_t *axes = json_array();
-        for (int i = 0; i < s->nsample_axes; i++) json_array_append_new(axes, json_string(s->sample_axes[i]));
-        json_object_set_new(j, "sample_axes", axes);
-    }
-    /* The seed is written as a string: a 64-bit unsigned value does not fit JSON integers in every reader. */
-    *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(j);
-    return *out ? BA_OK : ba_error_set(err, BA_ERR_NOMEM, "study settings: out of memory");
-}
-
-static ba_status dup_str(const json_t *v, char **slot, ba_error *err) {
-    *slot = NULL;
-    if (!v || json_is_null(v)) return BA_OK;
-    if (!json_is_string(v)) return ba_error_set(err, BA_ERR_INPUT, "study settings: expected a string");
-    *slot = ba_strdup(json_string_value(v), err);
-    return *slot ? BA_OK : BA_ERR_NOMEM;
-}
-
-ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, ba_error *err) {
-    ba_study_settings_init(s);
-    json_error_t je;
-    json_t *j = json_loads(text, 0, &je);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return ba_error_set(err, BA_ERR_INPUT, "study settings: not JSON (%s)", je.text);
-    }
-    ba_status st = BA_OK;
-#define BAD(what) (st = ba_error_set(err, BA_ERR_INPUT, "study settings: %s", what))
-    const json_t *q = json_object_get(j, "quantizer"), *v;
-    if ((st = dup_str(json_object_get(j, "model"), &s->model, err)) != BA_OK || !s->model) {
-        if (st == BA_OK) BAD("no model");
-        goto done;
-    }
-    v = json_object_get(j, "data");
-    if (!json_is_array(v) || json_array_size(v) > BA_STUDY_MAX_DATA) {
-        BAD("bad data list");
-        goto done;
-    }
-    for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
-    v = json_object_get(j, "sample_axes");
-    if (v && (!json_is_array(v) || json_array_size(v) > BA_STUDY_MAX_DATA)) {
-        BAD("bad sample_axes list");
-        goto done;
-    }
-    for (size_t i = 0; v && i < json_array_size(v) && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->sample_axes[s->nsample_axes], err)) == BA_OK &&
-            s->sample_axes[s->nsample_axes])
-            s->nsample_axes++;
-    if (st == BA_OK) st = dup_str(json_object_get(j, "labels"), &s->labels, err);
-    if (st == BA_OK && json_is_object(q)) {
-        const char *sc = json_string_value(json_object_get(q, "scheme")),
-                   *gr = json_string_value(json_object_get(q, "granularity")),
-                   *cl = json_string_value(json_object_get(q, "clip"));
-        if (sc) st = ba_quant_cfg_parse_scheme(sc, &s->quant, err);
-        if (st == BA_OK && gr) st = ba_quant_cfg_parse_granularity(gr, &s->quant, err);
-        if (st == BA_OK && cl) st = ba_quant_cfg_parse_clip(cl, &s->quant, err);
-        v = json_object_get(q, "act_bits");
-        if (json_is_integer(v)) s->quant.act_bits = (int)json_integer_value(v);
-    }
-    v = json_object_get(j, "budgets");
-    const char *key;
-    json_t *val;
-    if (st == BA_OK && json_is_object(v)) json_object_foreach((json_t *)v, key, val) {
-            ba_budget_kind_t kind;
-            if (st != BA_OK) break;
-            if ((st = ba_budget_kind_parse(key, &kind, err)) != BA_OK) break;
-            if (!json_is_number(val) || s->budgets.n >= BA_BUDGET_NKINDS) {
-                BAD("bad budget");
-                break;
-            }
-            s->budgets.items[s->budgets.n++] = (ba_budget_t){kind, json_number_value(val)};
-        }
-    if (st != BA_OK) goto done;
-    v = json_object_get(j, "method");
-    if (!json_is_string(v) || strlen(json_string_value(v)) >= sizeof s->method) {
-        BAD("bad method");
-        goto done;
-    }
-    snprintf(s->method, sizeof s->method, "%s", json_string_value(v));
-    v = json_object_get(j, "sensitivity");
-    s->sensitivity[0] = '\0';
-    if (json_is_string(v)) snprintf(s->sensitivity, sizeof s->sensitivity, "%s", json_string_value(v));
-    if ((st = dup_str(json_object_get(j, "sensitivity_file"), &s->sensitivity_file, err)) != BA_OK) goto done;
-    v = json_object_get(j, "sensitivity_file_sha256");
-    if (json_is_string(v)) snprintf(s->sensitivity_file_sha256, sizeof s->sensitivity_file_sha256, "%s", json_string_value(v));
-    v = json_object_get(j, "bits");
-    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > BA_BITS_MAX_CANDIDATES) {
-        BAD("bad bits");
-        goto done;
-    }
-    s->nbits = 0;
-    for (size_t i = 0; i < json_array_size(v); i++) s->bits[s->nbits++] = (int)json_integer_value(json_array_get(v, i));
-    const char *names[2] = {"pins", "ties"};
-    for (int w = 0; w < 2 && st == BA_OK; w++) {
-        v = json_object_get(j, names[w]);
-        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_RULES && st == BA_OK; i++) {
-            char **slot = w == 0 ? &s->pins[s->npins] : &s->ties[s->nties];
-            if ((st = dup_str(json_array_get(v, i), slot, err)) == BA_OK && *slot) {
-                if (w == 0) s->npins++;
-                else s->nties++;
-            }
-        }
-    }
-    if (st != BA_OK) goto done;
-    v = json_object_get(j, "seed");
-    if (json_is_string(v)) s->seed = strtoull(json_string_value(v), NULL, 10);
-    else if (json_is_integer(v)) s->seed = (uint64_t)json_integer_value(v);
-    v = json_object_get(j, "generations");
-    if (json_is_integer(v)) s->generations = (int)json_integer_value(v);
-    v = json_object_get(j, "offspring");
-    if (json_is_integer(v)) s->offspring = (int)json_integer_value(v);
-    v = json_object_get(j, "sweep");
-    if (json_is_object(v)) {
-        ba_budget_kind_t kind;
-        if ((st = ba_budget_kind_parse(json_string_value(json_object_get(v, "key")) ? json_string_value(json_object_get(v, "key")) : "",
-                                       &kind, err)) != BA_OK)
-            goto done;
-        s->has_sweep = 1;
-        s->sweep = (ba_budget_sweep_t){kind, json_number_value(json_object_get(v, "from")),
-                                       json_number_value(json_object_get(v, "to")),
-                                       json_number_value(json_object_get(v, "step"))};
-    }
-    if ((st = dup_str(json_object_get(j, "latency_table"), &s->latency_table, err)) != BA_OK) goto done;
-    if ((st = dup_str(json_object_get(j, "hw"), &s->hw, err)) != BA_OK) goto done;
-    v = json_object_get(j, "loss");
-    if (json_is_string(v))
-        s->loss = !strcmp(json_string_value(v), "ce") ? BA_SENS_LOSS_CE
-                  : !strcmp(json_string_value(v), "mse") ? BA_SENS_LOSS_MSE
-                                                          : BA_SENS_LOSS_AUTO;
-    v = json_object_get(j, "tol");
-    if (json_is_number(v)) s->tol = json_number_value(v);
-    v = json_object_get(j, "samples");
-    if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
-    s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
-    v = json_object_get(j, "input_shapes");
-    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_DATA && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
-            s->input_shapes[s->ninput_shapes])
-            s->ninput_shapes++;
-#undef BAD
-done:
-    json_decref(j);
-    if (st != BA_OK) ba_study_settings_free(s);
-    return st;
-}
-
 /* ---- the run ---- */
 
 typedef struct run_ctx {
@@ -422,16 +162,10 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         o.bits = s->bits, o.nbits = nb, o.seed = s->seed, o.tol = s->tol, o.max_probes = s->probes;
         o.loss = s->loss, o.quant = s->quant;
         o.progress = sens_progress, o.progress_user = c;
-        char key[65];
-        ba_sens_cache_key(c->m, c->ds, c->labels, c->nlabels, meth, &o, key);
-        st = ba_sens_cache_get(c->db, key, c->m, &o, &t, err);
-        if (st == BA_OK && !t) {
-            st = ba_sens_compute(c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, err);
-            if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
-            /* The cache only saves time: another process may have stored the same key meanwhile. */
-            ba_error e2;
-            if (st == BA_OK) ba_sens_cache_put(c->db, key, c->m, t, &e2);
-        }
+        ba_study_sens_info_t info;
+        st = ba_study_sensitivity(c->db, c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, &info, err);
+        if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
+        if (st == BA_OK && info.cache_write_failed && c->cb && c->cb->warning) c->cb->warning(c->cb->user, info.warning.msg);
     }
     for (int l = 0; st == BA_OK && l < L; l++)
         for (int j = 0; j < nb; j++) {
@@ -534,9 +268,8 @@ static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, i
         keys[i] = ba_budget_key(s->budgets.items[i].kind);
         vals[i] = s->budgets.items[i].limit;
     }
-    /* Plans carry seeds as signed 64-bit JSON integers; a larger seed is recorded as null. */
-    int64_t seed = s->seed <= (uint64_t)INT64_MAX ? (int64_t)s->seed : -1;
-    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, seed, err);
+    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, ba_study_plan_seed(s),
+                              err);
 }
 
 /* The best trial recorded by a finished search's checkpoint. */
@@ -609,6 +342,70 @@ static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) 
     return st;
 }
 
+/* ---- the methods ---- */
+
+static ba_status run_ilp(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                         const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    return ba_search_single(p, ilp, so, h, ck, out, err);
+}
+
+static ba_status run_uniform(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    (void)ilp;
+    int ubits = 0;
+    int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice + 1, err);
+    if (!choice) return BA_ERR_NOMEM;
+    ba_status st = ba_search_uniform_choice(p, choice, &ubits, err);
+    if (st == BA_OK) st = ba_search_single(p, choice, so, h, ck, out, err);
+    free(choice);
+    return st;
+}
+
+static ba_status run_random(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                            const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    (void)ilp;
+    return ba_search_random(p, so, h, ck, out, err);
+}
+
+/* ilp+evo starts from the ILP optimum. */
+static ba_status run_ilp_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    return ba_evo_run(p, ilp, so, h, ck, out, err);
+}
+
+/* evo alone starts from the widest uniform width (or, when no single width fits, the ILP's feasible point). */
+static ba_status run_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                         const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    int ubits = 0;
+    int *seed = ba_malloc((size_t)p->nlayers * sizeof *seed + 1, err);
+    if (!seed) return BA_ERR_NOMEM;
+    ba_error e2;
+    if (ba_search_uniform_choice(p, seed, &ubits, &e2) != BA_OK) memcpy(seed, ilp, (size_t)p->nlayers * sizeof *seed);
+    ba_status st = ba_evo_run(p, seed, so, h, ck, out, err);
+    free(seed);
+    return st;
+}
+
+const ba_study_method_t ba_study_methods[] = {
+    {"ilp", 1, run_ilp},
+    {"evo", 0, run_evo},
+    {"ilp+evo", 1, run_ilp_evo},
+    {"random", 0, run_random},
+    {"uniform", 0, run_uniform},
+};
+const int ba_study_nmethods = (int)(sizeof ba_study_methods / sizeof ba_study_methods[0]);
+
+const ba_study_method_t *ba_study_method_find(const char *name) {
+    for (int i = 0; name && i < ba_study_nmethods; i++)
+        if (!strcmp(ba_study_methods[i].name, name)) return &ba_study_methods[i];
+    return NULL;
+}
+
+int ba_study_needs_sensitivity(const ba_study_settings_t *s) {
+    const ba_study_method_t *m = ba_study_method_find(s->method);
+    return s->has_sweep || (m && m->needs_sensitivity);
+}
+
 static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s, int was_complete,
                            const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     double t0 = ba_now();
@@ -620,7 +417,6 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     out->was_complete = was_complete;
     ba_search_result_t sr = {0};
     ba_solution_t sol = {0};
-    int *seed = NULL;
     char *ck = NULL;
     ba_status st = load_inputs(&c, err);
     if (st == BA_OK) st = build_problem(&c, err);
@@ -668,25 +464,10 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     ba_search_opts_t so = {.method = s->method, .seed = s->seed, .generations = s->generations,
                            .offspring = s->offspring, .nsamples = c.N};
     ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c};
-    if (st == BA_OK) {
-        const char *m = s->method;
-        int L = c.p->nlayers, ubits = 0;
-        seed = ba_malloc((size_t)L * sizeof *seed, err);
-        if (!seed) st = BA_ERR_NOMEM;
-        else if (!strcmp(m, "ilp")) st = ba_search_single(c.p, sol.choice, &so, &h, ck, &sr, err);
-        else if (!strcmp(m, "uniform")) {
-            st = ba_search_uniform_choice(c.p, seed, &ubits, err);
-            if (st == BA_OK) st = ba_search_single(c.p, seed, &so, &h, ck, &sr, err);
-        } else if (!strcmp(m, "random")) st = ba_search_random(c.p, &so, &h, ck, &sr, err);
-        else if (!strcmp(m, "evo") || !strcmp(m, "ilp+evo")) {
-            /* evo alone starts from the widest uniform width (or, when no single width
-             * fits, the ILP's feasible point); ilp+evo from the ILP optimum. */
-            ba_error e2;
-            if (!strcmp(m, "ilp+evo") || ba_search_uniform_choice(c.p, seed, &ubits, &e2) != BA_OK)
-                memcpy(seed, sol.choice, (size_t)L * sizeof *seed);
-            st = ba_evo_run(c.p, seed, &so, &h, ck, &sr, err);
-        } else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform", m);
-    }
+    const ba_study_method_t *meth = ba_study_method_find(s->method);
+    if (st == BA_OK && !meth)
+        st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of %s", s->method, BA_STUDY_METHOD_NAMES);
+    if (st == BA_OK) st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
     if (st == BA_OK) {
         out->trial = sr.trial;
         out->ntrials = sr.ntrials;
@@ -706,7 +487,6 @@ done:
     }
     out->seconds = ba_now() - t0;
     free(ck);
-    free(seed);
     ba_search_result_free(&sr);
     ba_solution_free(&sol);
     ctx_free(&c);

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "db/db.h"
 #include "eval/dataset.h"
+#include "quant/export.h"
 #include "quant/plan.h"
 #include "quant/quant.h"
 #include "search/budget.h"
@@ -23,7 +24,7 @@
 #define BA_STUDY_MAX_DATA 64
 #define BA_STUDY_MAX_RULES 256 /* --pin / --tie flags */
 
-/* What a study is a function of (stored as its settings JSON, WAVE2 format). Paths are absolute. */
+/* What a study is a function of (stored as its settings JSON). Paths are absolute. */
 typedef struct ba_study_settings {
     char *model;
     int ndata;
@@ -68,6 +69,8 @@ ba_status ba_study_settings_load_data(const ba_study_settings_t *s, ba_dataset_t
 /* Settings JSON (caller frees) and back. */
 ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba_error *err);
 ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, ba_error *err);
+/* The seed as a plan records it (a signed 64-bit JSON integer): -1 (null) when it does not fit. */
+int64_t ba_study_plan_seed(const ba_study_settings_t *s);
 
 typedef struct ba_study_progress {
     const char *phase;  /* "sensitivity", "ilp", "fp", "search", "sweep" */
@@ -79,6 +82,7 @@ typedef struct ba_study_progress {
 typedef struct ba_study_callbacks {
     void (*progress)(void *user, const ba_study_progress_t *p);
     void *user;
+    void (*warning)(void *user, const char *msg); /* NULL: warnings dropped (e.g. a failed cache write) */
 } ba_study_callbacks_t;
 
 typedef struct ba_study_sweep_point {
@@ -113,6 +117,46 @@ typedef struct ba_study_result {
 
 void ba_study_result_free(ba_study_result_t *r);
 
+/* ---- the cached sensitivity call (search and `bitalloc sensitivity`) ---- */
+
+typedef struct ba_study_sens_info {
+    char key[65];           /* the cache key ("" without a database) */
+    int cached;             /* 1: read from the cache */
+    int cache_write_failed; /* 1: computed but not stored; warning says why (the table still stands) */
+    ba_error warning;
+} ba_study_sens_info_t;
+/* Ω of `method` on (m, ds, labels): from the cache in db when it holds the key
+ * (ba_sens_cache_key), else computed (ba_sens_compute) and stored. db NULL: no
+ * cache. Policy: a failed cache write is a warning in info, never an error. */
+ba_status ba_study_sensitivity(ba_db_t *db, const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels,
+                               int64_t nlabels, ba_sens_method_t method, const ba_sens_opts_t *opts,
+                               ba_sens_table_t **out, ba_study_sens_info_t *info, ba_error *err);
+/* The cache entries themselves: *out NULL on a miss; a hit is checked against m and opts' bits like a file. */
+ba_status ba_study_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
+                                  ba_sens_table_t **out, ba_error *err);
+ba_status ba_study_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
+                                  ba_error *err);
+
+/* ---- the methods (one row each: name, whether its objective or start needs Ω, runner) ---- */
+
+/* `ilp` (the ILP optimum, evaluated), `evo` (evolution from the widest uniform width),
+ * `ilp+evo` (evolution from the ILP optimum), `random`, `uniform`; in this order. */
+#define BA_STUDY_METHOD_NAMES "ilp|evo|ilp+evo|random|uniform"
+typedef ba_status (*ba_study_runner_fn)(const ba_problem_t *p, const int *ilp_choice, const ba_search_opts_t *so,
+                                        const ba_search_hooks_t *h, const char *checkpoint,
+                                        ba_search_result_t *out, ba_error *err);
+typedef struct ba_study_method {
+    const char *name;
+    int needs_sensitivity; /* the ILP on the cost table Ω is its result or its start */
+    ba_study_runner_fn run;
+} ba_study_method_t;
+extern const ba_study_method_t ba_study_methods[];
+extern const int ba_study_nmethods;
+/* NULL when no method has that name. */
+const ba_study_method_t *ba_study_method_find(const char *name);
+/* 1 when the study needs a cost table: a sweep, or a method that needs one. */
+int ba_study_needs_sensitivity(const ba_study_settings_t *s);
+
 /* Loads the inputs and checks labels, the sensitivity file, pins, ties and
  * budgets (BA_ERR_INFEASIBLE with the ILP's message) without touching a database. */
 ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err);
@@ -128,5 +172,23 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
  * absent, or the model, data, labels or sensitivity file changed (sha256). */
 ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
                         ba_error *err);
+
+/* ---- export (a stored trial as a plan or file) ---- */
+
+/* The plan of stored trial t (names[i] gets t->w_bits[i], nnames layers) under the
+ * study's quantizer, with its metrics and the search block (method, budgets, seed)
+ * from the settings; BA_ERR_INPUT naming the study and trial when it does not fit m. */
+ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *const *names, int nnames,
+                              const ba_trial_t *t, const ba_study_settings_t *s, ba_plan_t **out, ba_error *err);
+/* The layers' MACs at the study's shapes (ba_eval_resolve_costs: its --input-shape
+ * specs, else its data's shapes) when it stored shapes or the model's own
+ * declaration leaves them unknown, so an exported plan carries the figures the search used. */
+ba_status ba_study_export_resolve_costs(ba_model_t *m, const ba_study_settings_t *s, ba_error *err);
+/* Activation ranges for a QDQ export with activations quantized: loads the study's
+ * data, checks its digest against data_sha256 when that is non-empty (BA_ERR_INPUT
+ * naming the data when it changed) and calibrates on the FP model.
+ * *ranges: m->nvalues entries, caller frees. */
+ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s, const char *data_sha256,
+                                    ba_act_range_t **ranges, ba_error *err);
 
 #endif
