@@ -427,34 +427,9 @@ ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba
 
 typedef struct {
     const ba_evaluator_t *ev;
-    const ba_eval_acts_t *acts;
     ba_metrics_acc_t acc;
     ba_tensor_t *q_out;
 } run_ctx_t;
-
-/* A value the executor hands over may share memory with another (views,
- * Identity): fake-quantize a private copy then. */
-static ba_status make_private(ba_tensor_t **t, ba_error *err) {
-    ba_tensor_t *x = *t;
-    if (x->refs == 1 && !x->base && x->owns && x->dtype == BA_DT_F32) return BA_OK;
-    ba_tensor_t *c = x->dtype == BA_DT_F32 ? ba_tensor_clone(x, err) : ba_tensor_cast(x, BA_DT_F32, err);
-    if (!c) return err->code;
-    ba_tensor_unref(x);
-    *t = c;
-    return BA_OK;
-}
-
-static ba_status act_hook(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
-    (void)m;
-    const ba_eval_acts_t *a = vctx;
-    if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
-    BA_TRY(make_private(t, err));
-    return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
-}
-
-static int acts_on(const ba_eval_acts_t *a) {
-    return a && a->act_bits > 0 && a->act_bits != 32 && a->act_ranges;
-}
 
 static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
                          int64_t count, ba_error *err) {
@@ -491,15 +466,12 @@ static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const
 }
 
 ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           const ba_eval_hook_t *hook, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err) {
     const ba_model_t *m = ev->m;
     if (nsamples <= 0 || nsamples > ev->n) nsamples = ev->n;
     if (q_out) *q_out = NULL;
-    if (acts_on(acts) && !ba_quant_bits_valid(acts->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
-                            acts->act_bits);
-    run_ctx_t rc = {.ev = ev, .acts = acts};
+    run_ctx_t rc = {.ev = ev};
     ba_metrics_begin(&rc.acc, ev->is_prob);
     if (q_out) {
         int64_t shape[BA_MAX_DIMS];
@@ -509,15 +481,10 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
         if (!rc.q_out) return err->code;
     }
     ba_run_opts_t opts = {.overrides = overrides};
-    if (acts_on(acts)) {
-        opts.on_value = act_hook;
-        opts.ctx = (void *)acts;
+    if (hook && hook->on_value) {
+        opts.on_value = hook->on_value;
+        opts.ctx = hook->ctx;
     }
-    /* Graph inputs that are quantized activations get fake-quantized copies
-     * before the run (the executor's on_value sees node outputs only). */
-    int quant_inputs = 0;
-    for (int k = 0; acts_on(acts) && k < m->ninputs; k++)
-        quant_inputs |= acts->act_ranges[m->inputs[k]].count > 0;
 
     ba_status st = BA_OK;
     ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
@@ -526,12 +493,9 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
     for (int64_t start = 0; st == BA_OK && start < nsamples; start += ev->batch) {
         int64_t count = nsamples - start < ev->batch ? nsamples - start : ev->batch;
         st = batch_inputs(ev, start, count, ins, err);
-        for (int k = 0; st == BA_OK && quant_inputs && k < m->ninputs; k++) {
-            const ba_act_range_t *r = &acts->act_ranges[m->inputs[k]];
-            if (r->count <= 0) continue;
-            st = make_private(&ins[k], err);
-            if (st == BA_OK) st = ba_quant_act_apply(ins[k], r, acts->act_bits, err);
-        }
+        /* Graph inputs go through the hook before the run (the executor's on_value sees node outputs only). */
+        for (int k = 0; st == BA_OK && opts.on_value && k < m->ninputs; k++)
+            st = opts.on_value(opts.ctx, m, m->inputs[k], &ins[k], err);
         if (st == BA_OK) st = ba_model_run(m, ins, &opts, outs, err);
         if (st == BA_OK) st = q_batch(&rc, ins, outs, start, count, err);
         unref_all(ins, m->ninputs + m->noutputs);

@@ -12,7 +12,6 @@
 #include "eval/dataset.h"
 #include "eval/metrics.h"
 #include "model/model.h"
-#include "quant/quant.h"
 
 /* Samples per forward pass when the model leaves the batch axis dynamic:
  * large enough for GEMM efficiency, small enough that a zoo model's
@@ -68,22 +67,24 @@ int ba_evaluator_is_prob(const ba_evaluator_t *ev);
 ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba_metrics_t *out,
                                   ba_error *err);
 
-/* Activation fake-quant for a run: act_ranges is an array of m->nvalues;
- * every value whose range has count > 0 is fake-quantized to act_bits right
- * after it is computed (graph inputs: before the run), through
- * ba_quant_act_apply. act_bits 0 or act_ranges NULL = activations stay float. */
-typedef struct ba_eval_acts {
-    int act_bits;
-    const ba_act_range_t *act_ranges;
-} ba_eval_acts_t;
+/* An observer or rewriter of the values of a quantized run (the executor's
+ * on_value, model.h): called for each graph input before the run and for each
+ * value after it is computed; it may replace *t (quant/apply.h's
+ * ba_quant_act_hook fake-quantizes activations) or just look. The tensor
+ * handed over may share memory with others: a hook that changes the data
+ * works on a private copy. */
+typedef struct ba_eval_hook {
+    ba_status (*on_value)(void *ctx, const ba_model_t *m, int value_id, ba_tensor_t **t, ba_error *err);
+    void *ctx;
+} ba_eval_hook_t;
 
 /* Metrics of the model run with overrides (per value id, see ba_run_opts_t;
- * NULL = none) and acts (NULL = float) against the cached FP outputs, over
+ * NULL = none) and a value hook (NULL = none) against the cached FP outputs, over
  * the first nsamples (0 = all cached). Reads the evaluator only, so several
  * threads may call it at once. q_out (optional): the quantized first output
  * over those samples ([nsamples, ...] float32, caller unrefs). */
 ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           const ba_eval_hook_t *hook, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err);
 
 /* Runs the model over the first nsamples (0 = all cached) with opts and

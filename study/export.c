@@ -40,7 +40,7 @@ ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings
     ba_act_range_t *r = NULL;
     if (st == BA_OK && !(r = ba_calloc(m->nvalues > 0 ? (size_t)m->nvalues : 1, sizeof *r, err)))
         st = BA_ERR_NOMEM;
-    if (st == BA_OK) st = ba_quant_calibrate_acts(ev, m, r, err);
+    if (st == BA_OK) st = ba_study_calibrate_acts(ev, m, r, err);
     ba_evaluator_free(ev);
     ba_dataset_free(ds);
     if (st != BA_OK) {

@@ -39,7 +39,8 @@ typedef struct run_ctx {
     ba_evaluator_t *ev;
     ba_wcache_t *wc;
     ba_act_range_t *ranges;
-    ba_eval_acts_t acts;
+    ba_quant_acts_t acts;
+    ba_eval_hook_t act_hook; /* fake-quant of the activations (acts), when --act-bits */
     int is_class;
     int64_t N;
     ba_tensor_t **overrides; /* [nvalues] */
@@ -58,7 +59,8 @@ static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_ev
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
-    BA_TRY(ba_evaluator_run(c->ev, c->overrides, c->s->quant.act_bits ? &c->acts : NULL, nsamples, &met, NULL, err));
+    BA_TRY(ba_evaluator_run(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, nsamples, &met,
+                            NULL, err));
     out->kl = met.kl;
     out->mse = met.mse;
     out->agreement = met.agreement;
@@ -221,8 +223,9 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     if (c->s->quant.act_bits) {
         c->ranges = ba_calloc((size_t)c->m->nvalues, sizeof *c->ranges, err);
         if (!c->ranges) return BA_ERR_NOMEM;
-        BA_TRY(ba_quant_calibrate_acts(c->ev, c->m, c->ranges, err));
-        c->acts = (ba_eval_acts_t){c->s->quant.act_bits, c->ranges};
+        BA_TRY(ba_study_calibrate_acts(c->ev, c->m, c->ranges, err));
+        c->acts = (ba_quant_acts_t){c->s->quant.act_bits, c->ranges};
+        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts};
     }
     return BA_OK;
 }

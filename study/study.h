@@ -12,6 +12,8 @@
 #include "core/error.h"
 #include "db/db.h"
 #include "eval/dataset.h"
+#include "eval/evaluate.h"
+#include "quant/apply.h"
 #include "quant/export.h"
 #include "quant/plan.h"
 #include "quant/quant.h"
@@ -172,6 +174,15 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
  * absent, or the model, data, labels or sensitivity file changed (sha256). */
 ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
                         ba_error *err);
+
+/* ---- calibration ---- */
+
+/* Per-tensor ranges of the activations quant/ fake-quantizes (ba_quant_act_targets)
+ * on the evaluator's samples (FP model; whole batches only when the model fixes
+ * its batch size). ranges: m->nvalues entries, all written; count > 0 exactly for
+ * the values to fake-quantize (a target that never held a finite value stays float). */
+ba_status ba_study_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m, ba_act_range_t *ranges,
+                                  ba_error *err);
 
 /* ---- export (a stored trial as a plan or file) ---- */
 

@@ -180,7 +180,7 @@ Test(evaluate, calibration_ranges_cover_the_data_and_only_the_targets) {
     fx_open(&f, DIG "cnn_dyn.onnx", DIG "test_x.npy", NULL);
     ba_error err;
     ba_act_range_t *r = calloc((size_t)f.m->nvalues, sizeof *r);
-    cr_assert_eq(ba_quant_calibrate_acts(f.ev, f.m, r, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_study_calibrate_acts(f.ev, f.m, r, &err), BA_OK, "%s", err.msg);
     int n = 0;
     for (int v = 0; v < f.m->nvalues; v++) n += r[v].count > 0;
     cr_expect_eq(n, 4);
@@ -199,9 +199,10 @@ Test(evaluate, calibration_ranges_cover_the_data_and_only_the_targets) {
     /* ReLU outputs: non-negative ranges */
     cr_expect_geq(r[ba_model_find_value(f.m, "/relu/Relu_output_0")].min, 0.0f);
     /* a run with 8-bit activations differs from FP, but only a little */
-    ba_eval_acts_t acts = {.act_bits = 8, .act_ranges = r};
+    ba_quant_acts_t acts = {.act_bits = 8, .act_ranges = r};
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
     ba_metrics_t mq;
-    cr_assert_eq(ba_evaluator_run(f.ev, NULL, &acts, 0, &mq, NULL, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_evaluator_run(f.ev, NULL, &hook, 0, &mq, NULL, &err), BA_OK, "%s", err.msg);
     cr_expect(mq.mse > 0 && mq.agreement > 0.98, "mse %g agreement %g", mq.mse, mq.agreement);
     free(r);
     fx_close(&f);

@@ -385,15 +385,16 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
     ba_tensor_t **ov = calloc((size_t)e->m->nvalues, sizeof *ov);
     cr_assert_eq(ba_wcache_overrides(wc, bits, ov, &err), BA_OK, "%s", err.msg);
     ba_act_range_t *ranges = NULL;
-    ba_eval_acts_t acts = {0};
+    ba_quant_acts_t acts = {0};
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
     if (act_bits) {
         ranges = calloc((size_t)e->m->nvalues, sizeof *ranges);
-        cr_assert_eq(ba_quant_calibrate_acts(ev, e->m, ranges, &err), BA_OK, "%s", err.msg);
-        acts = (ba_eval_acts_t){act_bits, ranges};
+        cr_assert_eq(ba_study_calibrate_acts(ev, e->m, ranges, &err), BA_OK, "%s", err.msg);
+        acts = (ba_quant_acts_t){act_bits, ranges};
     }
     ba_metrics_t met;
     ba_tensor_t *want = NULL;
-    cr_assert_eq(ba_evaluator_run(ev, ov, act_bits ? &acts : NULL, 0, &met, &want, &err), BA_OK, "%s",
+    cr_assert_eq(ba_evaluator_run(ev, ov, act_bits ? &hook : NULL, 0, &met, &want, &err), BA_OK, "%s",
                  err.msg);
     const ba_tensor_t *got = ba_evaluator_fp_output(evq);
     cr_assert_eq(got->numel, want->numel);
