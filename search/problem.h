@@ -1,7 +1,7 @@
 /* The bit-allocation problem every search method solves: L layers, each with
  * candidate bit-widths, a cost Ω(l,b) to minimise, linear budgets
  * Σ A[l,b] + offset <= limit, pins and ties. Model-independent: the model glue
- * (ba_problem_from_model) only fills these tables. */
+ * (study/problem.c: ba_study_problem_from_model) only fills these tables. */
 #ifndef BA_SEARCH_PROBLEM_H
 #define BA_SEARCH_PROBLEM_H
 
@@ -76,33 +76,7 @@ int ba_budget_holds(double value, double limit);
 /* Whether choice respects pins, ties and every budget. */
 int ba_problem_feasible(const ba_problem_t *p, const int *choice);
 
-/* ---- building from a model (search/problem_model.c) ---- */
-struct ba_model;
-struct ba_quant_cfg;
-struct ba_latency_table;
-struct ba_hw_profile;
-
-typedef struct ba_problem_spec {
-    const int *bits;  /* candidate widths (ba_bits_parse) */
-    int nbits;
-    /* Ω: cost[l*nbits + j] for layer l of the model and bits[j]; NAN = no value
-     * (that candidate is dropped for that layer). */
-    const double *cost;
-    const struct ba_quant_cfg *qcfg;      /* memory and bops follow it */
-    const ba_budget_set_t *budgets;
-    const struct ba_latency_table *latency_table; /* one of these when a latency budget is set */
-    const struct ba_hw_profile *hw;
-    const char *const *pins;  /* "GLOB=BITS" */
-    int npins;
-    const char *const *ties;  /* "GLOB" */
-    int nties;
-} ba_problem_spec_t;
-
-/* One layer per quantizable layer of m (SPEC §2), budgets per SPEC §4:
- * avg-bits A = b·params/Σparams; memory A = ba_cost_layer_memory, offset =
- * m->other_init_bytes; bops A = ba_cost_layer_bops; latency A from the table
- * or the roofline profile. */
-ba_status ba_problem_from_model(const struct ba_model *m, const ba_problem_spec_t *spec, ba_problem_t **out,
-                                ba_error *err);
+/* Building a problem from a model (its layers, the quantizer's costs, the
+ * latency sources) is study/'s: ba_study_problem_from_model (study/problem.c). */
 
 #endif

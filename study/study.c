@@ -194,11 +194,11 @@ static ba_status build_problem(run_ctx_t *c, ba_error *err) {
     if (st == BA_OK && s->hw) st = ba_hw_profile_load(s->hw, &hw, err);
     if (st == BA_OK) st = cost_table(c, &cost, err);
     if (st == BA_OK) {
-        ba_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
+        ba_study_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
                                   .budgets = &budgets, .latency_table = lt, .hw = hw,
                                   .pins = (const char *const *)s->pins, .npins = s->npins,
                                   .ties = (const char *const *)s->ties, .nties = s->nties};
-        st = ba_problem_from_model(c->m, &spec, &c->p, err);
+        st = ba_study_problem_from_model(c->m, &spec, &c->p, err);
     }
     c->latency_j = -1;
     for (int j = 0; st == BA_OK && j < c->p->nbudgets; j++)

@@ -19,6 +19,7 @@
 #include "quant/quant.h"
 #include "search/budget.h"
 #include "search/evo.h"
+#include "search/hw.h"
 #include "search/ilp.h"
 #include "search/problem.h"
 #include "sensitivity/sensitivity.h"
@@ -118,6 +119,30 @@ typedef struct ba_study_result {
 } ba_study_result_t;
 
 void ba_study_result_free(ba_study_result_t *r);
+
+/* ---- the problem of a model (study/problem.c) ---- */
+typedef struct ba_study_problem_spec {
+    const int *bits;  /* candidate widths (ba_bits_parse) */
+    int nbits;
+    /* Ω: cost[l*nbits + j] for layer l of the model and bits[j]; NAN = no value
+     * (that candidate is dropped for that layer). */
+    const double *cost;
+    const ba_quant_cfg_t *qcfg;      /* memory and bops follow it */
+    const ba_budget_set_t *budgets;
+    const ba_latency_table_t *latency_table; /* one of these when a latency budget is set */
+    const ba_hw_profile_t *hw;
+    const char *const *pins;  /* "GLOB=BITS" */
+    int npins;
+    const char *const *ties;  /* "GLOB" */
+    int nties;
+} ba_study_problem_spec_t;
+
+/* One layer per quantizable layer of m (SPEC §2), budgets per SPEC §4:
+ * avg-bits A = b·params/Σparams; memory A = ba_cost_layer_memory, offset =
+ * m->other_init_bytes; bops A = ba_cost_layer_bops; latency A from the table
+ * or the roofline profile. */
+ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec, ba_problem_t **out,
+                                      ba_error *err);
 
 /* ---- the cached sensitivity call (search and `bitalloc sensitivity`) ---- */
 
