@@ -303,9 +303,3 @@ void ba_cli_error(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
 }
-
-int ba_cli_not_available(const ba_cli_opts *o, const char *issue) {
-    ba_cli_error("%s: not available yet in this build (issue: %s)", o->command ? o->command : "command",
-                 issue);
-    return BA_EXIT_RUNTIME;
-}
