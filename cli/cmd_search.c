@@ -215,7 +215,7 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
     else if (!needs_omega)
         s->sensitivity[0] = '\0'; /* random, uniform and evo search on the measured objective alone */
     if (ba_cli_has(o, "bits") && ba_bits_parse(ba_cli_get(o, "bits"), s->bits, &s->nbits, err) != BA_OK)
-        return err->code;
+        return ba_error_prefix(err, "--bits");
     for (size_t i = 0; i < ba_cli_count(o, "pin"); i++) {
         if (s->npins >= BA_STUDY_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_STUDY_MAX_RULES);
         if (!(s->pins[s->npins++] = ba_strdup(ba_cli_value(o, "pin", i), err))) return BA_ERR_NOMEM;

@@ -12,24 +12,12 @@
 #include "cli/format.h"
 #include "cli/progress.h"
 
-/* "2,4,8" -> widths (already checked by the parser). */
-static int parse_bits(const char *s, int *bits, int cap) {
-    int n = 0;
-    while (s && *s && n < cap) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s) break;
-        bits[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 /* Fills opts from the flags; BA_ERR_INPUT naming the flag on a bad value. */
 static ba_status read_opts(const ba_cli_opts *o, ba_sens_opts_t *so, int *bits, ba_error *err) {
     *so = ba_sens_opts_default();
     if (ba_cli_has(o, "bits")) {
-        so->nbits = parse_bits(ba_cli_get(o, "bits"), bits, BA_SENS_MAX_BITS);
+        if (ba_bits_parse_list(ba_cli_get(o, "bits"), bits, &so->nbits, err) != BA_OK)
+            return ba_error_prefix(err, "--bits");
         so->bits = bits;
     }
     so->seed = ba_cli_get_u64(o, "seed", 0);

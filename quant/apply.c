@@ -81,8 +81,8 @@ int ba_quant_acts_on(const ba_quant_acts_t *a) {
 ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
     (void)m;
     const ba_quant_acts_t *a = ctx;
-    if (!ba_quant_bits_valid(a->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)", a->act_bits);
+    if (!ba_bits_valid(a->act_bits))
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")", a->act_bits);
     if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
     BA_TRY(make_private(t, err));
     return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
@@ -176,8 +176,8 @@ ba_status ba_quant_write_onnx(const ba_model_t *m, const int *w_bits, const ba_q
     for (int l = 0; st == BA_OK && l < nl; l++) {
         const ba_layer_t *L = &m->layers[l];
         int bits = w_bits[l];
-        if (!ba_quant_bits_valid(bits)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (2..8, 16 or 32)",
+        if (!ba_bits_valid(bits)) {
+            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (" BA_BITS_WIDTHS ")",
                               L->name, bits);
             break;
         }

@@ -356,8 +356,8 @@ ba_status ba_export_plan_from_named_bits(const ba_model_t *m, const char *const 
                               m->path ? m->path : "the model");
         else if (bits[k])
             st = ba_error_set(err, BA_ERR_INPUT, "layer '%s' is named twice", names[i]);
-        else if (!ba_quant_bits_valid(w_bits[i]))
-            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (2..8, 16 or 32)",
+        else if (!ba_bits_valid(w_bits[i]))
+            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (" BA_BITS_WIDTHS ")",
                               names[i], w_bits[i]);
         else
             bits[k] = w_bits[i];

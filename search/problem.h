@@ -8,15 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/bits.h"
 #include "core/error.h"
 #include "search/budget.h"
 
-/* Default candidates of --bits: the integer widths of SPEC §3 that common
- * kernels implement or pack well; 7 is left out (no hardware has 7-bit
- * kernels, and it adds a column per layer to every sensitivity run). */
-#define BA_BITS_DEFAULT "2,3,4,5,6,8"
-/* Widths a candidate may take (SPEC §3): 2..8, 16 (fp16), 32 (unchanged). */
-#define BA_BITS_MAX_CANDIDATES 9
 
 /* Relative slack when checking a budget: value <= limit·(1 + BA_BUDGET_REL_EPS).
  * It absorbs only the rounding of summing doubles (~L·2^-53); any real
@@ -40,8 +35,6 @@ typedef struct ba_problem {
     int *perm;         /* [ncand] private: input order of ba_problem_create -> sorted index */
 } ba_problem_t;
 
-/* Parses a --bits list ("2,4,8"): values in {2..8,16,32}, no repeats; sorted ascending on return. */
-ba_status ba_bits_parse(const char *list, int *bits, int *n, ba_error *err);
 
 /* ncand[l] candidates per layer; bits and cost are flat, layer after layer
  * (bits ascending or not: they are sorted, with their costs). */

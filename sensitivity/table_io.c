@@ -13,8 +13,6 @@
 #include "sensitivity/sens_internal.h"
 
 #define JSON_DIGITS 17 /* reals round-trip exactly */
-static const int default_bits[] = {2, 3, 4, 5, 6, 8}; /* = search's BA_BITS_DEFAULT */
-#define NDEFAULT_BITS ((int)(sizeof default_bits / sizeof default_bits[0]))
 
 ba_sens_opts_t ba_sens_opts_default(void) {
     ba_sens_opts_t o;
@@ -48,17 +46,18 @@ int ba_sens_method_needs_data(ba_sens_method_t m) {
     return m != BA_SENS_WEIGHT;
 }
 
-/* Validated candidate list: NULL = 2..8; each a width of SPEC §3, no repeats. */
+/* Validated candidate list: NULL = BA_BITS_DEFAULT; each a width of SPEC §3, no repeats. */
 static ba_status bits_list(const int *bits, int nbits, int out[BA_SENS_MAX_BITS], int *n, ba_error *err) {
+    int dflt[BA_BITS_MAX_CANDIDATES];
     if (!bits || nbits <= 0) {
-        bits = default_bits;
-        nbits = NDEFAULT_BITS;
+        BA_TRY(ba_bits_parse(BA_BITS_DEFAULT, dflt, &nbits, err));
+        bits = dflt;
     }
     if (nbits > BA_SENS_MAX_BITS)
         return ba_error_set(err, BA_ERR_INPUT, "--bits: more than %d widths", BA_SENS_MAX_BITS);
     for (int i = 0; i < nbits; i++) {
-        if (!ba_quant_bits_valid(bits[i]))
-            return ba_error_set(err, BA_ERR_INPUT, "--bits: %d is not a width (2..8, 16 or 32)", bits[i]);
+        if (!ba_bits_valid(bits[i]))
+            return ba_error_set(err, BA_ERR_INPUT, "--bits: %d is not a width (%s)", bits[i], BA_BITS_WIDTHS);
         for (int j = 0; j < i; j++)
             if (bits[j] == bits[i]) return ba_error_set(err, BA_ERR_INPUT, "--bits: %d given twice", bits[i]);
         out[i] = bits[i];

@@ -183,7 +183,7 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
         if (st == BA_OK && cl) st = ba_quant_cfg_parse_clip(cl, &s->quant, err);
         v = json_object_get(q, "act_bits");
         if (st == BA_OK && v && !json_is_null(v)) {
-            if (!json_is_integer(v) || !ba_quant_bits_valid((int)json_integer_value(v))) {
+            if (!json_is_integer(v) || !ba_bits_valid((int)json_integer_value(v))) {
                 BAD("quantizer.act_bits: expected null or a width");
                 goto done;
             }
