@@ -211,30 +211,45 @@ static ba_tensor_t *pad_axis(const ba_tensor_t *src, int axis, int64_t len, ba_e
     return p;
 }
 
-/* Inputs for samples [start, start+count): views or slices of the data along
- * each input's sample axis, constants whole, or (static batch larger than
- * count) a zero-padded copy. ins[k] hold refs. */
-static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
-                              ba_error *err) {
-    const ba_model_t *m = ev->m;
+int64_t ba_eval_batch_size(int64_t static_batch, int64_t requested) {
+    return static_batch > 0 ? static_batch : requested > 0 ? requested : BA_EVAL_DEFAULT_BATCH;
+}
+
+ba_status ba_eval_batch_inputs(const ba_model_t *m, const ba_dataset_t *ds, const int *idx, int64_t start,
+                               int64_t count, int64_t pad_to, ba_tensor_t **ins, ba_error *err) {
     for (int k = 0; k < m->ninputs; k++) ins[k] = NULL;
-    for (int k = 0; k < m->ninputs; k++) {
+    ba_status st = BA_OK;
+    for (int k = 0; st == BA_OK && k < m->ninputs; k++) {
         ba_tensor_t *v = NULL;
-        BA_TRY(ba_dataset_batch(ev->ds, start, count, ev->idx[k], &v, err));
-        int axis = ba_dataset_sample_axis(ev->ds, ev->idx[k]);
-        if (axis < 0 && ba_eval_feed_const(m, k, &v, err) != BA_OK) {
+        if ((st = ba_dataset_batch(ds, start, count, idx[k], &v, err)) != BA_OK) break;
+        int axis = ba_dataset_sample_axis(ds, idx[k]);
+        if (axis < 0 && (st = ba_eval_feed_const(m, k, &v, err)) != BA_OK) {
             ba_tensor_unref(v);
-            return err->code;
+            break;
         }
-        if (axis >= 0 && ev->static_batch > count) {
-            ba_tensor_t *p = pad_axis(v, axis, ev->static_batch, err);
+        if (axis >= 0 && pad_to > count) {
+            ba_tensor_t *p = pad_axis(v, axis, pad_to, err);
             ba_tensor_unref(v);
-            if (!p) return err->code;
+            if (!p) {
+                st = err->code;
+                break;
+            }
             v = p;
         }
         ins[k] = v;
     }
-    return BA_OK;
+    if (st != BA_OK)
+        for (int k = 0; k < m->ninputs; k++) {
+            ba_tensor_unref(ins[k]);
+            ins[k] = NULL;
+        }
+    return st;
+}
+
+/* Inputs for samples [start, start+count), padded to a static batch. ins[k] hold refs. */
+static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
+                              ba_error *err) {
+    return ba_eval_batch_inputs(ev->m, ev->ds, ev->idx, start, count, ev->static_batch, ins, err);
 }
 
 static void unref_all(ba_tensor_t **t, int n) {
@@ -339,9 +354,7 @@ ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba
         return st;
     }
     ev->n = opts->max_samples > 0 && opts->max_samples < total ? opts->max_samples : total;
-    ev->batch = ev->static_batch > 0 ? ev->static_batch
-                : opts->batch > 0    ? opts->batch
-                                     : BA_EVAL_DEFAULT_BATCH;
+    ev->batch = ba_eval_batch_size(ev->static_batch, opts->batch);
     if (opts->labels) {
         ev->labels = ba_malloc(sizeof(int64_t) * (size_t)ev->n, err);
         if (!ev->labels)

@@ -13,10 +13,10 @@
 #include "eval/metrics.h"
 #include "model/model.h"
 
-/* Samples per forward pass when the model leaves the batch axis dynamic:
- * large enough for GEMM efficiency, small enough that a zoo model's
- * activations stay in the tens of MB. */
-#define BA_EVAL_DEFAULT_BATCH 128
+/* Samples per forward pass when the model leaves the batch axis dynamic, for
+ * evaluation and sensitivity alike (ba_eval_batch_size): large enough for GEMM
+ * efficiency, small enough that a zoo model's activations stay in the tens of MB. */
+#define BA_EVAL_DEFAULT_BATCH 256
 
 typedef struct ba_evaluator ba_evaluator_t;
 
@@ -36,6 +36,17 @@ typedef struct ba_eval_opts {
  * sample axes, or 0. */
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err);
+
+/* Samples per pass: the batch size the model fixes (static_batch > 0), else
+ * requested when > 0, else BA_EVAL_DEFAULT_BATCH. */
+int64_t ba_eval_batch_size(int64_t static_batch, int64_t requested);
+
+/* The model inputs for samples [start, start+count) of ds bound by idx
+ * (ba_eval_bind): views or slices along each input's sample axis, constants
+ * whole (ba_eval_feed_const), and when pad_to > count the sample axis
+ * zero-padded to pad_to rows. ins[k] (m->ninputs) hold refs; on error none. */
+ba_status ba_eval_batch_inputs(const ba_model_t *m, const ba_dataset_t *ds, const int *idx, int64_t start,
+                               int64_t count, int64_t pad_to, ba_tensor_t **ins, ba_error *err);
 
 /* Resolves the layers' costs (ba_model_costs_at) at one sample of the data's
  * shapes: each input's shape is the data's (ds may be NULL), or an

@@ -27,7 +27,6 @@ typedef enum { BA_SENS_LOSS_AUTO = 0, BA_SENS_LOSS_CE, BA_SENS_LOSS_MSE } ba_sen
 /* Defaults of SPEC §5 and the CLI. */
 #define BA_SENS_DEFAULT_TOL 1e-3
 #define BA_SENS_DEFAULT_PROBES 200
-#define BA_SENS_DEFAULT_BATCH 256
 /* Width whose cost per parameter is the score of the methods that compute Ω
  * directly (weight, act, measured): s_l = Ω(l, 4) / params_l. */
 #define BA_SENS_REF_BITS 4
@@ -61,7 +60,7 @@ typedef struct ba_sens_opts {
     int max_probes;       /* at most this many probes (--samples) */
     ba_sens_loss_t loss;  /* hessian / fisher / lrp */
     ba_quant_cfg_t quant; /* Q_b */
-    int64_t batch;        /* samples per forward pass (a static batch dimension wins) */
+    int64_t batch;        /* samples per forward pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch dimension wins) */
     int64_t max_data;     /* use the first max_data samples (0 = all) */
     int act_direct; /* act: compute E‖ΔW x‖² by running the layer on ΔW, not via Σ (for tests) */
     /* Called as work advances (may be NULL). */

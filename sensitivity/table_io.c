@@ -21,7 +21,7 @@ ba_sens_opts_t ba_sens_opts_default(void) {
     o.max_probes = BA_SENS_DEFAULT_PROBES;
     o.loss = BA_SENS_LOSS_AUTO;
     o.quant = ba_quant_cfg_default();
-    o.batch = BA_SENS_DEFAULT_BATCH;
+    o.batch = 0; /* the model's fixed batch size, else BA_EVAL_DEFAULT_BATCH (ba_eval_batch_size) */
     return o;
 }
 

@@ -202,7 +202,7 @@ Test(sensitivity, dynamic_batch_uses_every_sample_with_a_short_last_batch) {
     cr_assert_eq(n, ROWS);
     ba_sens_opts_t one = ba_sens_opts_default();
     one.batch = ROWS;
-    cr_assert_gt(ROWS % BA_SENS_DEFAULT_BATCH, 0, "the default batch must leave a short tail");
+    cr_assert_gt(ROWS % BA_EVAL_DEFAULT_BATCH, 0, "the default batch must leave a short tail");
     const ba_sens_method_t meths[] = {BA_SENS_FISHER, BA_SENS_ACT, BA_SENS_MEASURED};
     for (size_t i = 0; i < sizeof meths / sizeof *meths; i++) {
         ba_sens_table_t *t = compute(m, ds, y, n, meths[i], NULL);
