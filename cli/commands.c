@@ -8,8 +8,6 @@
 
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
-#define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
-
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
 #define F_MODEL                                                                                              \
     { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file" }
@@ -102,7 +100,7 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_MODEL,
     F_DATA(0),
     F_LABELS,
-    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
     F_BITS,
     F_SEED,
     F_SENS_SETTINGS,
@@ -122,7 +120,7 @@ static const ba_cli_flag search_flags[] = {
     {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
      "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_STUDY_METHOD_NAMES, "search method (default: ilp+evo)"},
-    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
      "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},
     F_SENS_SETTINGS,

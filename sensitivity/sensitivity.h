@@ -72,6 +72,8 @@ ba_sens_opts_t ba_sens_opts_default(void);
 /* "hessian" … "measured" -> method; BA_ERR_INPUT otherwise. */
 ba_status ba_sens_method_parse(const char *s, ba_sens_method_t *out, ba_error *err);
 const char *ba_sens_method_name(ba_sens_method_t m);
+/* The estimators' names in enum order, as the --method / --sensitivity choice list. */
+#define BA_SENS_METHOD_NAMES "hessian|lrp|fisher|act|weight|measured"
 /* 1 when the method reads calibration data (all but weight). */
 int ba_sens_method_needs_data(ba_sens_method_t m);
 

@@ -34,7 +34,7 @@ ba_status ba_sens_method_parse(const char *s, ba_sens_method_t *out, ba_error *e
             return BA_OK;
         }
     return ba_error_set(err, BA_ERR_INPUT,
-                        "sensitivity method '%s': not one of hessian|lrp|fisher|act|weight|measured",
+                        "sensitivity method '%s': not one of " BA_SENS_METHOD_NAMES,
                         s ? s : "");
 }
 

@@ -193,3 +193,12 @@ Test(study, export_of_an_include_embeddings_study_counts_the_embeddings, .timeou
     json_decref(j);
     ba_test_rmtree(dir);
 }
+
+Test(study, estimator_names_are_the_flag_choice_list) {
+    char names[128] = "";
+    for (int m = BA_SENS_HESSIAN; m <= BA_SENS_MEASURED; m++) {
+        if (m) strcat(names, "|");
+        strcat(names, ba_sens_method_name((ba_sens_method_t)m));
+    }
+    cr_expect_str_eq(names, BA_SENS_METHOD_NAMES);
+}
