@@ -20,7 +20,8 @@ ba_status ba_bits_parse_list(const char *list, int *bits, int *n, ba_error *err)
             return ba_error_set(err, BA_ERR_INPUT, "expected a comma list of bit-widths (%s), got '%s'",
                                 BA_BITS_WIDTHS, list);
         for (int i = 0; i < count; i++)
-            if (bits[i] == v) return ba_error_set(err, BA_ERR_INPUT, "bit-width %lld listed twice in '%s'", v, list);
+            if (bits[i] == v)
+                return ba_error_set(err, BA_ERR_INPUT, "bit-width %lld listed twice in '%s'", v, list);
         bits[count++] = (int)v; /* at most BA_BITS_MAX_CANDIDATES: no width repeats */
         if (!*end) break;
         p = end + 1;

@@ -47,4 +47,3 @@ ba_status ba_study_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m,
     free(mark);
     return st;
 }
-

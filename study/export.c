@@ -21,8 +21,8 @@ ba_status ba_study_export_resolve_costs(ba_model_t *m, const ba_study_settings_t
     return st;
 }
 
-ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s, const char *data_sha256,
-                                    ba_act_range_t **ranges, ba_error *err) {
+ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s,
+                                    const char *data_sha256, ba_act_range_t **ranges, ba_error *err) {
     *ranges = NULL;
     if (s->ndata <= 0)
         return ba_error_set(err, BA_ERR_INPUT,
@@ -52,7 +52,8 @@ ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings
 }
 
 ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *const *names, int nnames,
-                              const ba_trial_t *t, const ba_study_settings_t *s, ba_plan_t **out, ba_error *err) {
+                              const ba_trial_t *t, const ba_study_settings_t *s, ba_plan_t **out,
+                              ba_error *err) {
     *out = NULL;
     if (t->nlayers != nnames)
         return ba_error_set(err, BA_ERR_INPUT, "trial %lld of study '%s' has %d layer widths for %d layers",
@@ -69,8 +70,8 @@ ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char
         vals[i] = s->budgets.items[i].limit;
     }
     if (st == BA_OK)
-        st = ba_plan_set_search(plan, study, t->number, s->method[0] ? s->method : t->method, s->budgets.n, keys,
-                                vals, ba_study_plan_seed(s), err);
+        st = ba_plan_set_search(plan, study, t->number, s->method[0] ? s->method : t->method, s->budgets.n,
+                                keys, vals, ba_study_plan_seed(s), err);
     if (st != BA_OK) {
         ba_plan_free(plan);
         return st;

@@ -8,8 +8,8 @@
 
 #include "study/study.h"
 
-ba_status ba_study_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                                  ba_sens_table_t **out, ba_error *err) {
+ba_status ba_study_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m,
+                                  const ba_sens_opts_t *opts, ba_sens_table_t **out, ba_error *err) {
     *out = NULL;
     char *payload = NULL;
     BA_TRY(ba_db_sens_get(db, key, &payload, err));
@@ -31,9 +31,10 @@ ba_status ba_study_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t
     return st;
 }
 
-ba_status ba_study_sensitivity(ba_db_t *db, const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels,
-                               int64_t nlabels, ba_sens_method_t method, const ba_sens_opts_t *opts,
-                               ba_sens_table_t **out, ba_study_sens_info_t *info, ba_error *err) {
+ba_status ba_study_sensitivity(ba_db_t *db, const ba_model_t *m, const ba_dataset_t *ds,
+                               const int64_t *labels, int64_t nlabels, ba_sens_method_t method,
+                               const ba_sens_opts_t *opts, ba_sens_table_t **out, ba_study_sens_info_t *info,
+                               ba_error *err) {
     *out = NULL;
     memset(info, 0, sizeof *info);
     if (db) {

@@ -68,10 +68,11 @@ Test(study, settings_round_trip_through_the_one_writer_and_reader) {
     ba_study_settings_free(&r);
     ba_study_settings_free(&s);
     /* An integer seed (hand-written settings) reads as well. */
-    cr_assert_eq(ba_study_settings_from_json("{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4],"
-                                             " \"seed\": 3}",
-                                             &r, &err),
-                 BA_OK, "%s", err.msg);
+    cr_assert_eq(
+        ba_study_settings_from_json("{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4],"
+                                    " \"seed\": 3}",
+                                    &r, &err),
+        BA_OK, "%s", err.msg);
     cr_expect_eq(r.seed, 3);
     cr_expect_eq(ba_study_plan_seed(&r), 3);
     ba_study_settings_free(&r);
@@ -82,11 +83,14 @@ Test(study, bad_settings_are_refused_naming_the_key) {
         const char *json, *want;
     } bad[] = {
         {"[1]", "not JSON"},
-        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"quantizer\": {\"scheme\": \"odd\"}}",
+        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"quantizer\": {\"scheme\": "
+         "\"odd\"}}",
          "odd"},
-        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"quantizer\": {\"act_bits\": 9}}",
+        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"quantizer\": {\"act_bits\": "
+         "9}}",
          "act_bits"},
-        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"budgets\": {\"memory\": \"4\"}}",
+        {"{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4], \"budgets\": {\"memory\": "
+         "\"4\"}}",
          "budget"},
         {"{\"model\": \"m\", \"data\": [1], \"method\": \"ilp\", \"bits\": [4]}", "expected a string"},
         {"{\"data\": [], \"method\": \"ilp\", \"bits\": [4]}", "no model"},
@@ -138,7 +142,8 @@ Test(study, failed_cache_write_is_a_warning_and_the_table_stands) {
 /* export reads the settings `search` wrote: the seed (stored as a string) and
  * --include-embeddings (stored as include_embeddings) come back. */
 static json_t *export_plan(const char *db, const char *study, const char *out) {
-    ba_test_run_t r = ba_test_cli("--db", db, "-q", "export", "--study", study, "--format", "plan", "-o", out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", db, "-q", "export", "--study", study, "--format", "plan", "-o", out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     json_error_t je;
@@ -152,9 +157,9 @@ Test(study, export_plan_carries_the_seed_search_stored, .timeout = 60) {
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(out, sizeof out, "%s/plan.json", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "-q", "search", DIGITS "cnn_dyn.onnx", "--data", DIGITS "calib_x.npy",
-                                  "--method", "uniform", "--budget", "avg-bits=4", "--seed", "7", "--study", "s",
-                                  "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "-q", "search", DIGITS "cnn_dyn.onnx", "--data",
+                                  DIGITS "calib_x.npy", "--method", "uniform", "--budget", "avg-bits=4",
+                                  "--seed", "7", "--study", "s", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     json_t *j = export_plan(db, "s", out);
@@ -170,9 +175,9 @@ Test(study, export_of_an_include_embeddings_study_counts_the_embeddings, .timeou
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(out, sizeof out, "%s/plan.json", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "-q", "search", ZOO "gpt_dyn.onnx", "--data", ZOO "calib_tokens.npy",
-                                  "--include-embeddings", "--method", "uniform", "--budget", "avg-bits=8",
-                                  "--study", "g", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "-q", "search", ZOO "gpt_dyn.onnx", "--data",
+                                  ZOO "calib_tokens.npy", "--include-embeddings", "--method", "uniform",
+                                  "--budget", "avg-bits=8", "--study", "g", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_error_t je;
     json_t *sj = json_loads(r.out, 0, &je);
@@ -183,8 +188,7 @@ Test(study, export_of_an_include_embeddings_study_counts_the_embeddings, .timeou
     json_t *layers = json_object_get(j, "layers");
     cr_expect_eq(json_array_size(layers), searched);
     int gathers = 0;
-    for (size_t i = 0; i < json_array_size(layers); i++)
-    {
+    for (size_t i = 0; i < json_array_size(layers); i++) {
         const char *op = json_string_value(json_object_get(json_array_get(layers, i), "op"));
         gathers += op && !strcmp(op, "Gather");
     }
