@@ -23,5 +23,6 @@
 #include "eval/evaluate.h"
 #include "db/db.h"
 #include "sensitivity/sensitivity.h"
+#include "study/study.h"
 
 #endif

@@ -135,8 +135,6 @@ extern const size_t ba_cli_command_count;
 const ba_cli_command *ba_cli_command_find(const char *name);
 void ba_cli_print_usage(FILE *fp);
 void ba_cli_print_command_help(const ba_cli_command *cmd, FILE *fp);
-/* The one-line answer of a command whose capability has not landed: prints and returns 1. */
-int ba_cli_not_available(const ba_cli_opts *o, const char *issue);
 /* Prints "bitalloc: error: MSG" to stderr. */
 void ba_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -71,15 +71,17 @@ static ba_status run_plan(eval_state_t *s, int save, ba_metrics_t *qm, ba_error 
     s->overrides = ba_calloc((size_t)m->nvalues + 1, sizeof *s->overrides, err);
     if (!s->overrides) return BA_ERR_NOMEM;
     BA_TRY(ba_wcache_overrides(s->wc, s->bits, s->overrides, err));
-    ba_eval_acts_t acts = {0};
+    ba_quant_acts_t acts = {0};
     if (cfg->act_bits > 0) {
         s->ranges = ba_calloc((size_t)m->nvalues + 1, sizeof *s->ranges, err);
         if (!s->ranges) return BA_ERR_NOMEM;
-        BA_TRY(ba_quant_calibrate_acts(s->ev, m, s->ranges, err));
+        BA_TRY(ba_study_calibrate_acts(s->ev, m, s->ranges, err));
         acts.act_bits = cfg->act_bits;
         acts.act_ranges = s->ranges;
     }
-    return ba_evaluator_run(s->ev, s->overrides, &acts, 0, qm, save ? &s->q_out : NULL, err);
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
+    return ba_evaluator_run(s->ev, s->overrides, ba_quant_acts_on(&acts) ? &hook : NULL, 0, qm, save ? &s->q_out : NULL,
+                            err);
 }
 
 static json_t *out_json(const eval_state_t *s) {

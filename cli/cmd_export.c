@@ -14,7 +14,6 @@
 #include "cli/format.h"
 #include "cli/guard.h"
 #include "core/outfile.h"
-#include "eval/metrics.h"
 #include "quant/apply.h"
 #include "quant/export.h"
 #include "quant/namemap.h"
@@ -78,7 +77,7 @@ static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
 }
 
 /* The study's model, refused when the file changed since the study was made. */
-static ba_status load_model(export_ctx_t *c, const ba_export_settings_t *set, ba_error *err) {
+static ba_status load_model(export_ctx_t *c, const ba_study_settings_t *set, ba_error *err) {
     const char *path = c->info.model_path;
     char sha[65];
     if (ba_sha256_file(path, sha, err) != BA_OK) {
@@ -94,46 +93,22 @@ static ba_status load_model(export_ctx_t *c, const ba_export_settings_t *set, ba
             c->info.name, sha, c->info.model_sha256);
     ba_load_opts_t lo = {.include_embeddings = set->include_embeddings};
     BA_TRY(ba_model_load(path, &lo, &c->model, err));
-    return ba_export_resolve_costs(c->model, set, err);
-}
-
-static ba_status build_plan(export_ctx_t *c, const ba_export_settings_t *set, ba_error *err) {
-    const ba_trial_t *t = &c->trial;
-    if (t->nlayers != c->nnames)
-        return ba_error_set(err, BA_ERR_INPUT, "trial %lld of study '%s' has %d layer widths for %d layers",
-                            (long long)t->number, c->info.name, t->nlayers, c->nnames);
-    ba_status st = ba_export_plan_from_named_bits(c->model, (const char *const *)c->names, t->w_bits,
-                                                  t->nlayers, &set->quantizer, &c->plan, err);
-    if (st != BA_OK)
-        return ba_error_prefix(err, "study '%s', trial %lld", c->info.name, (long long)t->number);
-    if (isfinite(t->latency)) c->plan->totals.latency_us = t->latency;
-    BA_TRY(ba_plan_set_metrics(c->plan, t->kl, t->agreement, t->accuracy, err));
-    ba_metric_t mk;
-    ba_error e2;
-    if (c->info.metric[0] && ba_metric_parse(c->info.metric, &mk, &e2) == BA_OK && mk != BA_METRIC_AUTO)
-        BA_TRY(ba_plan_set_objective(c->plan, c->info.metric, ba_metric_from_objective(mk, t->objective),
-                                     ba_metric_from_objective(mk, t->validation), err));
-    const char *keys[BA_EXPORT_MAX_BUDGETS];
-    for (int i = 0; i < set->nbudgets; i++) keys[i] = set->budget_keys[i];
-    return ba_plan_set_search(c->plan, c->info.name, t->number, set->method[0] ? set->method : t->method,
-                              set->nbudgets, keys, set->budget_values, set->seed, err);
+    return ba_study_export_resolve_costs(c->model, set, err);
 }
 
 /* The quantized ONNX model. Activation ranges are calibrated again on the
  * study's data (checked against its stored digest) only for QDQ with
  * --act-bits: a fakequant file carries weights only. */
-static ba_status write_onnx(export_ctx_t *c, const ba_export_settings_t *set, int qdq,
-                            ba_qdq_profile_t profile, const char *out, ba_error *err) {
+static ba_status write_onnx(export_ctx_t *c, const ba_study_settings_t *set, int qdq, ba_qdq_profile_t profile,
+                            const char *out, ba_error *err) {
     int *bits = ba_malloc((c->model->nlayers > 0 ? (size_t)c->model->nlayers : 1) * sizeof *bits, err);
     if (!bits) return BA_ERR_NOMEM;
     ba_status st = ba_plan_bits(c->plan, c->model, bits, err);
     ba_act_range_t *ranges = NULL;
-    if (st == BA_OK && qdq && set->quantizer.act_bits > 0)
-        st = ba_export_calibrate(c->model, (const char *const *)set->data, set->ndata,
-                                 (const char *const *)set->sample_axes, set->nsample_axes,
-                                 c->info.data_sha256, &ranges, err);
+    if (st == BA_OK && qdq && set->quant.act_bits > 0)
+        st = ba_study_export_calibrate(c->model, set, c->info.data_sha256, &ranges, err);
     if (st == BA_OK)
-        st = ba_quant_write_onnx_profile(c->model, bits, &set->quantizer, ranges, qdq, profile, out, err);
+        st = ba_quant_write_onnx_profile(c->model, bits, &set->quant, ranges, qdq, profile, out, err);
     free(ranges);
     free(bits);
     return st;
@@ -174,8 +149,8 @@ int ba_cmd_export(const ba_cli_opts *o) {
     ba_error_clear(&err);
     export_ctx_t c;
     memset(&c, 0, sizeof c);
-    ba_export_settings_t set;
-    memset(&set, 0, sizeof set);
+    ba_study_settings_t set;
+    ba_study_settings_init(&set);
     /* onnx-fakequant / onnx-qdq go through quant/apply.h; the others are text formats. */
     int onnx = strcmp(fmt_name, "onnx-fakequant") == 0 ? 1 : strcmp(fmt_name, "onnx-qdq") == 0 ? 2 : 0;
     ba_export_fmt_t fmt = BA_EXPORT_PLAN;
@@ -185,20 +160,22 @@ int ba_cmd_export(const ba_cli_opts *o) {
     if (st == BA_OK) st = pick_trial(&c, ba_cli_get(o, "trial"), &err);
     if (st == BA_OK) st = ba_db_layer_names(c.db, c.info.id, &c.names, &c.nnames, &err);
     if (st == BA_OK) {
-        char what[300];
-        snprintf(what, sizeof what, "study '%s': settings", c.info.name);
-        st = ba_export_settings_parse(c.info.settings, what, &set, &err);
+        ba_study_settings_free(&set);
+        st = ba_study_settings_from_json(c.info.settings, &set, &err);
+        if (st != BA_OK) ba_error_prefix(&err, "study '%s'", c.info.name);
     }
     /* Replacing the study's own files would lose the study (or the model it checks). */
     if (st == BA_OK) {
-        ba_out_input_t in[2 * BA_RUN_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
+        ba_out_input_t in[2 * BA_STUDY_MAX_DATA + 1] = {{c.info.model_path, "study's model"}};
         int nin = 1;
         ba_cli_data_inputs((const char *const *)set.data, set.ndata, "study's data file", in, &nin,
-                           2 * BA_RUN_MAX_DATA + 1);
+                           2 * BA_STUDY_MAX_DATA + 1);
         st = ba_cli_check_output(o, "--output", out, NULL, in, nin, &err);
     }
     if (st == BA_OK) st = load_model(&c, &set, &err);
-    if (st == BA_OK) st = build_plan(&c, &set, &err);
+    if (st == BA_OK)
+        st = ba_study_trial_plan(c.model, c.info.name, c.info.metric, (const char *const *)c.names, c.nnames,
+                                 &c.trial, &set, &c.plan, &err);
     const char *prof = ba_cli_get_or(o, "qdq-profile", "ort");
     ba_qdq_profile_t profile = strcmp(prof, "tensorrt") == 0 ? BA_QDQ_TENSORRT : BA_QDQ_ORT;
     int named_fmt = !onnx && (fmt == BA_EXPORT_HAWQ || fmt == BA_EXPORT_MODELOPT ||
@@ -220,7 +197,7 @@ int ba_cmd_export(const ba_cli_opts *o) {
         fprintf(stderr, "bitalloc: wrote %s (%s, trial %lld of study '%s')\n", out, fmt_name,
                 (long long)c.trial.number, c.info.name);
     }
-    ba_export_settings_free(&set);
+    ba_study_settings_free(&set);
     ctx_free(&c);
     return code;
 }

@@ -54,7 +54,7 @@ int ba_cmd_quantize(const ba_cli_opts *o) {
             if (st == BA_OK) st = ba_evaluator_new(m, ds, NULL, &ev, &err);
             if (st == BA_OK) {
                 ranges = ba_calloc((size_t)m->nvalues + 1, sizeof *ranges, &err);
-                st = ranges ? ba_quant_calibrate_acts(ev, m, ranges, &err) : BA_ERR_NOMEM;
+                st = ranges ? ba_study_calibrate_acts(ev, m, ranges, &err) : BA_ERR_NOMEM;
             }
         }
     }

@@ -1,5 +1,5 @@
 /* `bitalloc search`: see docs/search.md. Turns the flags into study settings
- * (search/run.h), runs the study with a progress line on a terminal, writes
+ * (study/study.h), runs the study with a progress line on a terminal, writes
  * the best plan and prints the summary (table, or JSON with --format json). */
 #include <errno.h>
 #include <math.h>
@@ -16,7 +16,7 @@
 
 /* ---- progress ---- */
 
-void ba_search_ui_progress(void *user, const ba_run_progress_t *p) {
+void ba_search_ui_progress(void *user, const ba_study_progress_t *p) {
     ba_search_ui_t *ui = user;
     if (strcmp(ui->phase, p->phase) != 0) {
         ba_progress_end(&ui->bar);
@@ -34,6 +34,12 @@ void ba_search_ui_progress(void *user, const ba_run_progress_t *p) {
     ba_progress_update(&ui->bar, p->done > 0 ? (uint64_t)p->done : 0);
 }
 
+void ba_search_ui_warning(void *user, const char *msg) {
+    ba_search_ui_t *ui = user;
+    ba_progress_end(&ui->bar); /* the line is cleared first, so the warning stands on its own */
+    fprintf(stderr, "bitalloc: warning: %s\n", msg);
+}
+
 /* ---- report ---- */
 
 
@@ -42,10 +48,10 @@ static void fmt_metric(double v, const char *fmt, char *buf, size_t cap) {
     else snprintf(buf, cap, "-");
 }
 
-static json_t *sweep_json(const ba_run_result_t *r) {
+static json_t *sweep_json(const ba_study_result_t *r) {
     json_t *a = json_array();
     for (int i = 0; i < r->nsweep; i++) {
-        const ba_run_sweep_point_t *p = &r->sweep[i];
+        const ba_study_sweep_point_t *p = &r->sweep[i];
         json_t *o = json_object();
         json_object_set_new(o, "limit", json_real(p->limit));
         json_object_set_new(o, "feasible", json_boolean(p->feasible));
@@ -65,7 +71,7 @@ static json_t *sweep_json(const ba_run_result_t *r) {
     return a;
 }
 
-static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
+static int report_sweep(const ba_cli_opts *o, const ba_study_result_t *r) {
     const char *fmt = ba_cli_get_or(o, "format", "table");
     if (!strcmp(fmt, "json")) {
         json_t *j = json_object();
@@ -81,7 +87,7 @@ static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
     ba_table_t *t = ba_table_new(9, hdr, NULL);
     if (!t) return BA_EXIT_RUNTIME;
     for (int i = 0; i < r->nsweep; i++) {
-        const ba_run_sweep_point_t *p = &r->sweep[i];
+        const ba_study_sweep_point_t *p = &r->sweep[i];
         char lim[64], used[64], pred[32], kl[32], ag[32], acc[32], tr[24], bits[512] = "";
         ba_budget_format((ba_budget_kind_t)r->sweep_key, p->limit, lim, sizeof lim);
         if (!p->feasible) {
@@ -108,8 +114,8 @@ static int report_sweep(const ba_cli_opts *o, const ba_run_result_t *r) {
     return fflush(stdout) == 0 ? BA_EXIT_OK : BA_EXIT_RUNTIME;
 }
 
-int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out,
-                     const ba_run_settings_t *s) {
+int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const char *plan_out,
+                     const ba_study_settings_t *s) {
     if (r->sweep_key >= 0) return report_sweep(o, r);
     ba_error err = {0};
     const ba_plan_t *pl = r->plan;
@@ -139,7 +145,7 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
         json_object_set_new(j, "evaluations", json_integer(r->nevals));
         json_object_set_new(j, "measured", json_integer(r->nmeasured));
         json_object_set_new(j, "metric", r->metric[0] ? json_string(r->metric) : json_null());
-        json_object_set_new(j, "objective", ba_json_real_or_null(ba_run_result_metric(r)));
+        json_object_set_new(j, "objective", ba_json_real_or_null(ba_study_result_metric(r)));
         json_object_set_new(j, "validation", ba_json_real_or_null(r->validation));
         if (r->search_seconds > 0)
             json_object_set_new(j, "timing", json_pack("{s:f, s:f}", "search_s", r->search_seconds, "evaluate_s",
@@ -166,7 +172,7 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
     printf("\nmetrics   KL %s, agreement %s, accuracy %s\n", kl, ag, acc);
     if (r->metric[0]) {
         char ov[32], vv[32];
-        fmt_metric(ba_run_result_metric(r), "%.6g", ov, sizeof ov);
+        fmt_metric(ba_study_result_metric(r), "%.6g", ov, sizeof ov);
         fmt_metric(r->validation, "%.6g", vv, sizeof vv);
         printf("objective %s %s", r->metric, ov);
         if (isfinite(r->validation)) printf(" (validation %s)", vv);
@@ -191,20 +197,20 @@ int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char 
 
 /* ---- settings from flags ---- */
 
-static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, ba_error *err) {
-    ba_run_settings_init(s);
-    BA_TRY(ba_run_settings_set_path(&s->model, ba_cli_get(o, "model"), err));
-    for (size_t i = 0; i < ba_cli_count(o, "data"); i++) BA_TRY(ba_run_settings_add_data(s, ba_cli_value(o, "data", i), err));
+static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s, ba_error *err) {
+    ba_study_settings_init(s);
+    BA_TRY(ba_study_settings_set_path(&s->model, ba_cli_get(o, "model"), err));
+    for (size_t i = 0; i < ba_cli_count(o, "data"); i++) BA_TRY(ba_study_settings_add_data(s, ba_cli_value(o, "data", i), err));
     for (size_t i = 0; i < ba_cli_count(o, "input-shape"); i++) {
-        if (s->ninput_shapes >= BA_RUN_MAX_DATA)
-            return ba_error_set(err, BA_ERR_INPUT, "--input-shape: more than %d inputs", BA_RUN_MAX_DATA);
+        if (s->ninput_shapes >= BA_STUDY_MAX_DATA)
+            return ba_error_set(err, BA_ERR_INPUT, "--input-shape: more than %d inputs", BA_STUDY_MAX_DATA);
         s->input_shapes[s->ninput_shapes] = ba_strdup(ba_cli_value(o, "input-shape", i), err);
         if (!s->input_shapes[s->ninput_shapes]) return BA_ERR_NOMEM;
         s->ninput_shapes++;
     }
     for (size_t i = 0; i < ba_cli_count(o, "sample-axis"); i++)
-        BA_TRY(ba_run_settings_add_sample_axis(s, ba_cli_value(o, "sample-axis", i), err));
-    if (ba_cli_has(o, "labels")) BA_TRY(ba_run_settings_set_path(&s->labels, ba_cli_get(o, "labels"), err));
+        BA_TRY(ba_study_settings_add_sample_axis(s, ba_cli_value(o, "sample-axis", i), err));
+    if (ba_cli_has(o, "labels")) BA_TRY(ba_study_settings_set_path(&s->labels, ba_cli_get(o, "labels"), err));
     for (size_t i = 0; i < ba_cli_count(o, "budget"); i++) {
         ba_status st = ba_budget_set_add(&s->budgets, ba_cli_value(o, "budget", i), err);
         if (st != BA_OK) return ba_error_prefix(err, "--budget");
@@ -214,24 +220,23 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
         s->has_sweep = 1;
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
-    int needs_omega = s->has_sweep || !strcmp(s->method, "ilp") || !strcmp(s->method, "ilp+evo") ||
-                      !strcmp(s->method, "nsga2"); /* nsga2: seeded from the ILP sweep */
+    int needs_omega = ba_study_needs_sensitivity(s); /* nsga2 too: seeded from the ILP sweep */
     if (ba_cli_has(o, "sensitivity-file")) {
         s->sensitivity[0] = '\0';
-        BA_TRY(ba_run_settings_set_path(&s->sensitivity_file, ba_cli_get(o, "sensitivity-file"), err));
+        BA_TRY(ba_study_settings_set_path(&s->sensitivity_file, ba_cli_get(o, "sensitivity-file"), err));
         BA_TRY(ba_sha256_file(s->sensitivity_file, s->sensitivity_file_sha256, err));
     } else if (ba_cli_has(o, "sensitivity"))
         snprintf(s->sensitivity, sizeof s->sensitivity, "%s", ba_cli_get(o, "sensitivity"));
     else if (!needs_omega)
         s->sensitivity[0] = '\0'; /* random, uniform and evo search on the measured objective alone */
     if (ba_cli_has(o, "bits") && ba_bits_parse(ba_cli_get(o, "bits"), s->bits, &s->nbits, err) != BA_OK)
-        return err->code;
+        return ba_error_prefix(err, "--bits");
     for (size_t i = 0; i < ba_cli_count(o, "pin"); i++) {
-        if (s->npins >= BA_RUN_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_RUN_MAX_RULES);
+        if (s->npins >= BA_STUDY_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_STUDY_MAX_RULES);
         if (!(s->pins[s->npins++] = ba_strdup(ba_cli_value(o, "pin", i), err))) return BA_ERR_NOMEM;
     }
     for (size_t i = 0; i < ba_cli_count(o, "tie"); i++) {
-        if (s->nties >= BA_RUN_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--tie: more than %d", BA_RUN_MAX_RULES);
+        if (s->nties >= BA_STUDY_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--tie: more than %d", BA_STUDY_MAX_RULES);
         if (!(s->ties[s->nties++] = ba_strdup(ba_cli_value(o, "tie", i), err))) return BA_ERR_NOMEM;
     }
     s->seed = ba_cli_get_u64(o, "seed", 0);
@@ -241,10 +246,10 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
     if (s->offspring < 2 && !strcmp(s->method, "nsga2"))
         return ba_error_set(err, BA_ERR_INPUT, "--offspring: nsga2 needs a population of at least 2");
     if (ba_cli_has(o, "latency-table"))
-        BA_TRY(ba_run_settings_set_path(&s->latency_table, ba_cli_get(o, "latency-table"), err));
+        BA_TRY(ba_study_settings_set_path(&s->latency_table, ba_cli_get(o, "latency-table"), err));
     if (ba_cli_has(o, "hw")) {
         const char *hw = ba_cli_get(o, "hw");
-        if (strchr(hw, '/')) BA_TRY(ba_run_settings_set_path(&s->hw, hw, err));
+        if (strchr(hw, '/')) BA_TRY(ba_study_settings_set_path(&s->hw, hw, err));
         else if (!(s->hw = ba_strdup(hw, err))) return BA_ERR_NOMEM;
     }
     if (ba_cli_has(o, "scheme")) BA_TRY(ba_quant_cfg_parse_scheme(ba_cli_get(o, "scheme"), &s->quant, err));
@@ -263,7 +268,7 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
             return ba_error_set(err, BA_ERR_INPUT, "--evaluator-timeout: must be above 0");
     }
     if (ba_cli_has(o, "metric")) snprintf(s->metric, sizeof s->metric, "%s", ba_cli_get(o, "metric"));
-    s->validation_fraction = ba_cli_get_double(o, "validation-fraction", BA_RUN_DEFAULT_VALIDATION_FRACTION);
+    s->validation_fraction = ba_cli_get_double(o, "validation-fraction", BA_STUDY_DEFAULT_VALIDATION_FRACTION);
     if (!(s->validation_fraction < 1))
         return ba_error_set(err, BA_ERR_INPUT, "--validation-fraction: %g is not below 1", s->validation_fraction);
     s->probes = (int)ba_cli_get_int(o, "samples", BA_SENS_DEFAULT_PROBES);
@@ -273,10 +278,10 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_run_settings_t *s, 
 
 int ba_cmd_search(const ba_cli_opts *o) {
     ba_error err = {0};
-    ba_run_settings_t s;
+    ba_study_settings_t s;
     ba_status st = settings_from_opts(o, &s, &err);
     if (st != BA_OK) {
-        ba_run_settings_free(&s);
+        ba_study_settings_free(&s);
         ba_cli_error("%s", err.msg);
         return ba_status_exit_code(st);
     }
@@ -284,19 +289,19 @@ int ba_cmd_search(const ba_cli_opts *o) {
     const char *dbpath = ba_cli_db_path(o);
     /* Bad input is reported before a database is created or a study named. */
     st = ba_cli_check_output(o, "--plan-out", ba_cli_get(o, "plan-out"), &s, NULL, 0, &err);
-    if (st == BA_OK) st = ba_run_validate(&s, &err);
+    if (st == BA_OK) st = ba_study_validate(&s, &err);
     if (st == BA_OK) st = ba_db_open(dbpath, 1, &db, &err);
-    ba_run_result_t r = {0};
+    ba_study_result_t r = {0};
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
-    ba_run_callbacks_t cb = {ba_search_ui_progress, &ui};
+    ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     char name[256];
     if (ba_cli_has(o, "study")) snprintf(name, sizeof name, "%s", ba_cli_get(o, "study"));
     else {
         /* Said before the run starts, so an interrupted run can be resumed by name. */
-        ba_run_study_name(s.model, name, sizeof name);
+        ba_study_name(s.model, name, sizeof name);
         if (st == BA_OK && ba_cli_verbosity(o) >= 0) fprintf(stderr, "bitalloc: study '%s' (in %s)\n", name, dbpath);
     }
-    if (st == BA_OK) st = ba_run_search(db, name, &s, &cb, &r, &err);
+    if (st == BA_OK) st = ba_study_search(db, name, &s, &cb, &r, &err);
     ba_progress_end(&ui.bar);
     int rc;
     if (st != BA_OK) {
@@ -305,8 +310,8 @@ int ba_cmd_search(const ba_cli_opts *o) {
     } else {
         rc = ba_search_report(o, &r, ba_cli_get(o, "plan-out"), &s);
     }
-    ba_run_result_free(&r);
+    ba_study_result_free(&r);
     ba_db_close(db);
-    ba_run_settings_free(&s);
+    ba_study_settings_free(&s);
     return rc;
 }

@@ -12,24 +12,12 @@
 #include "cli/format.h"
 #include "cli/progress.h"
 
-/* "2,4,8" -> widths (already checked by the parser). */
-static int parse_bits(const char *s, int *bits, int cap) {
-    int n = 0;
-    while (s && *s && n < cap) {
-        char *end;
-        long v = strtol(s, &end, 10);
-        if (end == s) break;
-        bits[n++] = (int)v;
-        s = *end == ',' ? end + 1 : end;
-    }
-    return n;
-}
-
 /* Fills opts from the flags; BA_ERR_INPUT naming the flag on a bad value. */
 static ba_status read_opts(const ba_cli_opts *o, ba_sens_opts_t *so, int *bits, ba_error *err) {
     *so = ba_sens_opts_default();
     if (ba_cli_has(o, "bits")) {
-        so->nbits = parse_bits(ba_cli_get(o, "bits"), bits, BA_SENS_MAX_BITS);
+        if (ba_bits_parse_list(ba_cli_get(o, "bits"), bits, &so->nbits, err) != BA_OK)
+            return ba_error_prefix(err, "--bits");
         so->bits = bits;
     }
     so->seed = ba_cli_get_u64(o, "seed", 0);
@@ -118,7 +106,6 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
     int64_t *labels = NULL, nlabels = 0;
     ba_db_t *db = NULL;
     ba_sens_table_t *t = NULL;
-    char key[65];
     if (st == BA_OK) st = ba_model_load(ba_cli_get(o, "model"), &lo, &m, &err);
     if (st == BA_OK && ba_cli_has(o, "data") && ba_sens_method_needs_data(method)) {
         size_t nd = ba_cli_count(o, "data");
@@ -135,24 +122,18 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
     if (st == BA_OK && ba_cli_has(o, "labels") && ba_sens_method_needs_data(method))
         st = ba_labels_load(ba_cli_get(o, "labels"), &labels, &nlabels, &err);
     int quiet = ba_cli_verbosity(o) < 0;
-    if (st == BA_OK && cache_wanted(o)) {
-        st = ba_db_open(ba_cli_db_path(o), 1, &db, &err);
-        if (st == BA_OK) {
-            ba_sens_cache_key(m, ds, labels, nlabels, method, &so, key);
-            st = ba_sens_cache_get(db, key, m, &so, &t, &err);
-            if (st == BA_OK && t && ba_cli_verbosity(o) > 0)
-                fprintf(stderr, "bitalloc: sensitivity: cached result %.16s from %s\n", key,
-                        ba_cli_db_path(o));
-        }
-    }
-    if (st == BA_OK && !t) {
+    if (st == BA_OK && cache_wanted(o)) st = ba_db_open(ba_cli_db_path(o), 1, &db, &err);
+    if (st == BA_OK) {
         ba_progress_t pr;
         ba_progress_start(&pr, "sensitivity", 0, quiet);
         so.progress = ba_progress_cb;
         so.progress_user = &pr;
-        st = ba_sens_compute(m, ds, labels, nlabels, method, &so, &t, &err);
+        ba_study_sens_info_t info;
+        st = ba_study_sensitivity(db, m, ds, labels, nlabels, method, &so, &t, &info, &err);
         ba_progress_end(&pr);
-        if (st == BA_OK && db) st = ba_sens_cache_put(db, key, m, t, &err);
+        if (st == BA_OK && info.cached && ba_cli_verbosity(o) > 0)
+            fprintf(stderr, "bitalloc: sensitivity: cached result %.16s from %s\n", info.key, ba_cli_db_path(o));
+        if (st == BA_OK && info.cache_write_failed) fprintf(stderr, "bitalloc: warning: %s\n", info.warning.msg);
     }
     int rc = BA_EXIT_OK;
     if (st != BA_OK) {

@@ -9,9 +9,6 @@
 
 #define HELP_FLAG_COL 30 /* column where a flag's help text starts */
 
-#define SENS_METHODS "hessian|lrp|fisher|act|weight|measured"
-#define SEARCH_METHODS "ilp|evo|ilp+evo|random|uniform|nsga2"
-
 /* Flag groups shared by several commands (SPEC §1, §3, §4, §5, §6, §7). */
 #define F_MODEL                                                                                              \
     { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL, "ONNX model file" }
@@ -106,7 +103,7 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_MODEL,
     F_DATA(0),
     F_LABELS,
-    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
     {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
      "output metric of --method measured (default: kl for a class output, relmse otherwise)"},
     F_BITS,
@@ -127,8 +124,8 @@ static const ba_cli_flag search_flags[] = {
     {"hw", 0, BA_CLI_T_HW, 0, "PROFILE", NULL, "roofline profile for latency (configs/hw/)"},
     {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
      "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
-    {"method", 0, BA_CLI_T_CHOICE, 0, "M", SEARCH_METHODS, "search method (default: ilp+evo)"},
-    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", SENS_METHODS, "sensitivity estimator (default: hessian)"},
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_STUDY_METHOD_NAMES, "search method (default: ilp+evo)"},
+    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
      "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},
     F_SENS_SETTINGS,
@@ -357,10 +354,4 @@ void ba_cli_error(const char *fmt, ...) {
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
-}
-
-int ba_cli_not_available(const ba_cli_opts *o, const char *issue) {
-    ba_cli_error("%s: not available yet in this build (issue: %s)", o->command ? o->command : "command",
-                 issue);
-    return BA_EXIT_RUNTIME;
 }

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Inputs of one command: a model, up to BA_RUN_MAX_DATA data specs twice (whole and after
+/* Inputs of one command: a model, up to BA_STUDY_MAX_DATA data specs twice (whole and after
  * NAME=), a dozen single files, the database's four files and the caller's extras. */
-#define GUARD_MAX_INPUTS (4 * BA_RUN_MAX_DATA + 64)
+#define GUARD_MAX_INPUTS (4 * BA_STUDY_MAX_DATA + 64)
 
 typedef struct {
     ba_out_input_t in[GUARD_MAX_INPUTS];
@@ -39,7 +39,7 @@ static void add_opt(inputs_t *l, const ba_cli_opts *o, const char *key, const ch
     for (size_t i = 0; i < ba_cli_count(o, key); i++) add(l, ba_cli_value(o, key, i), role);
 }
 
-ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out, const ba_run_settings_t *s,
+ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out, const ba_study_settings_t *s,
                               const ba_out_input_t *extra, int nextra, ba_error *err) {
     if (!out) return BA_OK;
     inputs_t *l = ba_calloc(1, sizeof *l, err);

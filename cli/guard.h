@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/outfile.h"
-#include "search/run.h"
+#include "bitalloc.h"
 
 /* Every option value (flags and config file) is valid UTF-8: names and paths go into the
  * study database, plans and JSON output, which hold UTF-8 only. BA_ERR_INPUT naming the flag. */
@@ -20,7 +20,7 @@ void ba_cli_data_inputs(const char *const *specs, int n, const char *role, ba_ou
  * plan, the sensitivity file, the latency table, the hardware profile, the config file, the
  * database and its -wal/-shm/-journal files, the inputs of a study's settings s (may be NULL)
  * and extra[0..nextra) (see ba_out_check_inputs for an output that does not exist yet). */
-ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out, const ba_run_settings_t *s,
+ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out, const ba_study_settings_t *s,
                               const ba_out_input_t *extra, int nextra, ba_error *err);
 
 #endif

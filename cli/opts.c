@@ -200,12 +200,8 @@ static ba_status check_int(const ba_cli_flag *f, const char *v, ba_error *err) {
     return BA_OK;
 }
 
-static int valid_width(int64_t b) {
-    return (b >= 2 && b <= 8) || b == 16 || b == 32;
-}
-
 static int parse_width(const char *s, int64_t *b) {
-    return parse_int(s, b) && valid_width(*b);
+    return parse_int(s, b) && ba_bits_valid(*b);
 }
 
 static int choice_ok(const char *choices, const char *v) {
@@ -220,27 +216,10 @@ static int choice_ok(const char *choices, const char *v) {
     return 0;
 }
 
+/* core/bits.c: the one parser of a width list. */
 static ba_status check_bits_list(const char *v, ba_error *err) {
-    const char *p = v;
-    int seen[33] = {0}, count = 0;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t l = c ? (size_t)(c - p) : strlen(p);
-        char item[16];
-        int64_t b;
-        if (l == 0 || l >= sizeof item) goto bad;
-        memcpy(item, p, l);
-        item[l] = '\0';
-        if (!parse_width(item, &b)) goto bad;
-        if (seen[b]) return ba_error_set(err, BA_ERR_INPUT, "bit-width %s listed twice in '%s'", item, v);
-        seen[b] = 1;
-        count++;
-        if (!c) break;
-        p = c + 1;
-    }
-    return count ? BA_OK : ba_error_set(err, BA_ERR_INPUT, "empty list");
-bad:
-    return ba_error_set(err, BA_ERR_INPUT, "expected a comma list of bit-widths (2-8, 16, 32), got '%s'", v);
+    int bits[BA_BITS_MAX_CANDIDATES], n;
+    return ba_bits_parse_list(v, bits, &n, err);
 }
 
 static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *err) {
@@ -280,7 +259,7 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
         const char *eq = strrchr(v, '=');
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);
         if (!parse_width(eq + 1, &i))
-            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (2-8, 16, 32) after '=', got '%s'",
+            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (" BA_BITS_WIDTHS ") after '=', got '%s'",
                                 v);
         return BA_OK;
     }

@@ -5,7 +5,7 @@
 
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "search/run.h"
+#include "bitalloc.h"
 
 typedef struct ba_search_ui {
     ba_progress_t bar;
@@ -14,11 +14,13 @@ typedef struct ba_search_ui {
     int quiet;
 } ba_search_ui_t;
 
-/* ba_run_callbacks_t.progress with a ba_search_ui_t as user. */
-void ba_search_ui_progress(void *user, const ba_run_progress_t *p);
+/* ba_study_callbacks_t.progress with a ba_search_ui_t as user. */
+void ba_search_ui_progress(void *user, const ba_study_progress_t *p);
+/* Prints a warning of the study (e.g. a failed cache write) on its own line. */
+void ba_search_ui_warning(void *user, const char *msg);
 /* Writes the plan (plan_out may be NULL; refused when it is one of the inputs of o or of the
  * study's settings s), prints the summary; returns the exit code. */
-int ba_search_report(const ba_cli_opts *o, const ba_run_result_t *r, const char *plan_out,
-                     const ba_run_settings_t *s);
+int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const char *plan_out,
+                     const ba_study_settings_t *s);
 
 #endif

@@ -222,30 +222,45 @@ static ba_tensor_t *pad_axis(const ba_tensor_t *src, int axis, int64_t len, ba_e
     return p;
 }
 
-/* Inputs for samples [start, start+count): views or slices of the data along
- * each input's sample axis, constants whole, or (static batch larger than
- * count) a zero-padded copy. ins[k] hold refs. */
-static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
-                              ba_error *err) {
-    const ba_model_t *m = ev->m;
+int64_t ba_eval_batch_size(int64_t static_batch, int64_t requested) {
+    return static_batch > 0 ? static_batch : requested > 0 ? requested : BA_EVAL_DEFAULT_BATCH;
+}
+
+ba_status ba_eval_batch_inputs(const ba_model_t *m, const ba_dataset_t *ds, const int *idx, int64_t start,
+                               int64_t count, int64_t pad_to, ba_tensor_t **ins, ba_error *err) {
     for (int k = 0; k < m->ninputs; k++) ins[k] = NULL;
-    for (int k = 0; k < m->ninputs; k++) {
+    ba_status st = BA_OK;
+    for (int k = 0; st == BA_OK && k < m->ninputs; k++) {
         ba_tensor_t *v = NULL;
-        BA_TRY(ba_dataset_batch(ev->ds, start, count, ev->idx[k], &v, err));
-        int axis = ba_dataset_sample_axis(ev->ds, ev->idx[k]);
-        if (axis < 0 && ba_eval_feed_const(m, k, &v, err) != BA_OK) {
+        if ((st = ba_dataset_batch(ds, start, count, idx[k], &v, err)) != BA_OK) break;
+        int axis = ba_dataset_sample_axis(ds, idx[k]);
+        if (axis < 0 && (st = ba_eval_feed_const(m, k, &v, err)) != BA_OK) {
             ba_tensor_unref(v);
-            return err->code;
+            break;
         }
-        if (axis >= 0 && ev->static_batch > count) {
-            ba_tensor_t *p = pad_axis(v, axis, ev->static_batch, err);
+        if (axis >= 0 && pad_to > count) {
+            ba_tensor_t *p = pad_axis(v, axis, pad_to, err);
             ba_tensor_unref(v);
-            if (!p) return err->code;
+            if (!p) {
+                st = err->code;
+                break;
+            }
             v = p;
         }
         ins[k] = v;
     }
-    return BA_OK;
+    if (st != BA_OK)
+        for (int k = 0; k < m->ninputs; k++) {
+            ba_tensor_unref(ins[k]);
+            ins[k] = NULL;
+        }
+    return st;
+}
+
+/* Inputs for samples [start, start+count), padded to a static batch. ins[k] hold refs. */
+static ba_status batch_inputs(const ba_evaluator_t *ev, int64_t start, int64_t count, ba_tensor_t **ins,
+                              ba_error *err) {
+    return ba_eval_batch_inputs(ev->m, ev->ds, ev->idx, start, count, ev->static_batch, ins, err);
 }
 
 static void unref_all(ba_tensor_t **t, int n) {
@@ -350,9 +365,7 @@ ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba
         return st;
     }
     ev->n = opts->max_samples > 0 && opts->max_samples < total ? opts->max_samples : total;
-    ev->batch = ev->static_batch > 0 ? ev->static_batch
-                : opts->batch > 0    ? opts->batch
-                                     : BA_EVAL_DEFAULT_BATCH;
+    ev->batch = ba_eval_batch_size(ev->static_batch, opts->batch);
     if (opts->labels) {
         ev->labels = ba_malloc(sizeof(int64_t) * (size_t)ev->n, err);
         if (!ev->labels)
@@ -438,35 +451,10 @@ ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba
 
 typedef struct {
     const ba_evaluator_t *ev;
-    const ba_eval_acts_t *acts;
     ba_metrics_acc_t acc;
     ba_tensor_t *q_out;
     int64_t first; /* first sample of the run (q_out row 0) */
 } run_ctx_t;
-
-/* A value the executor hands over may share memory with another (views,
- * Identity): fake-quantize a private copy then. */
-static ba_status make_private(ba_tensor_t **t, ba_error *err) {
-    ba_tensor_t *x = *t;
-    if (x->refs == 1 && !x->base && x->owns && x->dtype == BA_DT_F32) return BA_OK;
-    ba_tensor_t *c = x->dtype == BA_DT_F32 ? ba_tensor_clone(x, err) : ba_tensor_cast(x, BA_DT_F32, err);
-    if (!c) return err->code;
-    ba_tensor_unref(x);
-    *t = c;
-    return BA_OK;
-}
-
-static ba_status act_hook(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
-    (void)m;
-    const ba_eval_acts_t *a = vctx;
-    if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
-    BA_TRY(make_private(t, err));
-    return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
-}
-
-static int acts_on(const ba_eval_acts_t *a) {
-    return a && a->act_bits > 0 && a->act_bits != 32 && a->act_ranges;
-}
 
 static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
                          int64_t count, ba_error *err) {
@@ -503,9 +491,9 @@ static ba_status q_batch(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const
 }
 
 ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           const ba_eval_hook_t *hook, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err) {
-    return ba_evaluator_run_range(ev, overrides, acts, 0, nsamples, out, q_out, err);
+    return ba_evaluator_run_range(ev, overrides, hook, 0, nsamples, out, q_out, err);
 }
 
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
@@ -513,7 +501,7 @@ ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
 }
 
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                                 const ba_eval_acts_t *acts, int64_t first, int64_t nsamples, ba_metrics_t *out,
+                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples, ba_metrics_t *out,
                                  ba_tensor_t **q_out, ba_error *err) {
     const ba_model_t *m = ev->m;
     if (first < 0 || first >= ev->n)
@@ -521,10 +509,7 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
                             (long long)(ev->n - 1));
     if (nsamples <= 0 || nsamples > ev->n - first) nsamples = ev->n - first;
     if (q_out) *q_out = NULL;
-    if (acts_on(acts) && !ba_quant_bits_valid(acts->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
-                            acts->act_bits);
-    run_ctx_t rc = {.ev = ev, .acts = acts, .first = first};
+    run_ctx_t rc = {.ev = ev, .first = first};
     ba_metrics_begin(&rc.acc, ev->is_prob);
     if (q_out) {
         int64_t shape[BA_MAX_DIMS];
@@ -534,15 +519,10 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
         if (!rc.q_out) return err->code;
     }
     ba_run_opts_t opts = {.overrides = overrides};
-    if (acts_on(acts)) {
-        opts.on_value = act_hook;
-        opts.ctx = (void *)acts;
+    if (hook && hook->on_value) {
+        opts.on_value = hook->on_value;
+        opts.ctx = hook->ctx;
     }
-    /* Graph inputs that are quantized activations get fake-quantized copies
-     * before the run (the executor's on_value sees node outputs only). */
-    int quant_inputs = 0;
-    for (int k = 0; acts_on(acts) && k < m->ninputs; k++)
-        quant_inputs |= acts->act_ranges[m->inputs[k]].count > 0;
 
     ba_status st = BA_OK;
     ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
@@ -551,12 +531,9 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
     for (int64_t start = first; st == BA_OK && start < first + nsamples; start += ev->batch) {
         int64_t count = first + nsamples - start < ev->batch ? first + nsamples - start : ev->batch;
         st = batch_inputs(ev, start, count, ins, err);
-        for (int k = 0; st == BA_OK && quant_inputs && k < m->ninputs; k++) {
-            const ba_act_range_t *r = &acts->act_ranges[m->inputs[k]];
-            if (r->count <= 0) continue;
-            st = make_private(&ins[k], err);
-            if (st == BA_OK) st = ba_quant_act_apply(ins[k], r, acts->act_bits, err);
-        }
+        /* Graph inputs go through the hook before the run (the executor's on_value sees node outputs only). */
+        for (int k = 0; st == BA_OK && opts.on_value && k < m->ninputs; k++)
+            st = opts.on_value(opts.ctx, m, m->inputs[k], &ins[k], err);
         if (st == BA_OK) st = ba_model_run(m, ins, &opts, outs, err);
         if (st == BA_OK) st = q_batch(&rc, ins, outs, start, count, err);
         unref_all(ins, m->ninputs + m->noutputs);

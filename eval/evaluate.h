@@ -12,12 +12,11 @@
 #include "eval/dataset.h"
 #include "eval/metrics.h"
 #include "model/model.h"
-#include "quant/quant.h"
 
-/* Samples per forward pass when the model leaves the batch axis dynamic:
- * large enough for GEMM efficiency, small enough that a zoo model's
- * activations stay in the tens of MB. */
-#define BA_EVAL_DEFAULT_BATCH 128
+/* Samples per forward pass when the model leaves the batch axis dynamic, for
+ * evaluation and sensitivity alike (ba_eval_batch_size): large enough for GEMM
+ * efficiency, small enough that a zoo model's activations stay in the tens of MB. */
+#define BA_EVAL_DEFAULT_BATCH 256
 
 typedef struct ba_evaluator ba_evaluator_t;
 
@@ -43,6 +42,17 @@ ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int n
  * sample axes, or 0. */
 ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, int64_t *static_batch,
                        ba_error *err);
+
+/* Samples per pass: the batch size the model fixes (static_batch > 0), else
+ * requested when > 0, else BA_EVAL_DEFAULT_BATCH. */
+int64_t ba_eval_batch_size(int64_t static_batch, int64_t requested);
+
+/* The model inputs for samples [start, start+count) of ds bound by idx
+ * (ba_eval_bind): views or slices along each input's sample axis, constants
+ * whole (ba_eval_feed_const), and when pad_to > count the sample axis
+ * zero-padded to pad_to rows. ins[k] (m->ninputs) hold refs; on error none. */
+ba_status ba_eval_batch_inputs(const ba_model_t *m, const ba_dataset_t *ds, const int *idx, int64_t start,
+                               int64_t count, int64_t pad_to, ba_tensor_t **ins, ba_error *err);
 
 /* Resolves the layers' costs (ba_model_costs_at) at one sample of the data's
  * shapes: each input's shape is the data's (ds may be NULL), or an
@@ -74,27 +84,29 @@ int ba_evaluator_is_prob(const ba_evaluator_t *ev);
 ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba_metrics_t *out,
                                   ba_error *err);
 
-/* Activation fake-quant for a run: act_ranges is an array of m->nvalues;
- * every value whose range has count > 0 is fake-quantized to act_bits right
- * after it is computed (graph inputs: before the run), through
- * ba_quant_act_apply. act_bits 0 or act_ranges NULL = activations stay float. */
-typedef struct ba_eval_acts {
-    int act_bits;
-    const ba_act_range_t *act_ranges;
-} ba_eval_acts_t;
+/* An observer or rewriter of the values of a quantized run (the executor's
+ * on_value, model.h): called for each graph input before the run and for each
+ * value after it is computed; it may replace *t (quant/apply.h's
+ * ba_quant_act_hook fake-quantizes activations) or just look. The tensor
+ * handed over may share memory with others: a hook that changes the data
+ * works on a private copy. */
+typedef struct ba_eval_hook {
+    ba_status (*on_value)(void *ctx, const ba_model_t *m, int value_id, ba_tensor_t **t, ba_error *err);
+    void *ctx;
+} ba_eval_hook_t;
 
 /* Metrics of the model run with overrides (per value id, see ba_run_opts_t;
- * NULL = none) and acts (NULL = float) against the cached FP outputs, over
+ * NULL = none) and a value hook (NULL = none) against the cached FP outputs, over
  * the first nsamples (0 = all cached). Reads the evaluator only, so several
  * threads may call it at once. q_out (optional): the quantized first output
  * over those samples ([nsamples, ...] float32, caller unrefs). */
 ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                           const ba_eval_acts_t *acts, int64_t nsamples, ba_metrics_t *out,
+                           const ba_eval_hook_t *hook, int64_t nsamples, ba_metrics_t *out,
                            ba_tensor_t **q_out, ba_error *err);
 
 /* The same over samples [first, first + nsamples) (nsamples 0 = to the end). */
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                                 const ba_eval_acts_t *acts, int64_t first, int64_t nsamples, ba_metrics_t *out,
+                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples, ba_metrics_t *out,
                                  ba_tensor_t **q_out, ba_error *err);
 
 /* The default --metric for the model's first output (ba_metric_default). */

@@ -1,4 +1,4 @@
-/* Plan application: activation targets and their calibration, and the
+/* Plan application: activation targets and their fake-quant hook, and the
  * quantized ONNX files. The writers get, per layer, the very tensors
  * ba_quant_weight makes for the evaluation (Q_b(W), codes, scales, zero
  * points), so a written model computes what `eval --plan` measured. */
@@ -34,43 +34,30 @@ int ba_quant_act_targets(const ba_model_t *m, unsigned char *mark) {
     return count;
 }
 
-typedef struct {
-    const unsigned char *mark;
-    ba_act_range_t *ranges;
-    const ba_model_t *m;
-} calib_ctx_t;
-
-static ba_status observe(void *vctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
-    (void)m;
-    calib_ctx_t *c = vctx;
-    if (!c->mark[v] || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
-    return ba_quant_act_range_update(&c->ranges[v], *t, err);
-}
-
-static ba_status observe_inputs(void *vctx, ba_tensor_t *const *ins, ba_tensor_t *const *outs, int64_t start,
-                                int64_t count, ba_error *err) {
-    (void)outs, (void)start, (void)count;
-    calib_ctx_t *c = vctx;
-    for (int k = 0; k < c->m->ninputs; k++) {
-        int v = c->m->inputs[k];
-        if (c->mark[v] && ba_dtype_is_float(ins[k]->dtype))
-            BA_TRY(ba_quant_act_range_update(&c->ranges[v], ins[k], err));
-    }
+/* A value the executor hands over may share memory with another (views,
+ * Identity, the data): fake-quantize a private copy then. */
+static ba_status make_private(ba_tensor_t **t, ba_error *err) {
+    ba_tensor_t *x = *t;
+    if (x->refs == 1 && !x->base && x->owns && x->dtype == BA_DT_F32) return BA_OK;
+    ba_tensor_t *c = x->dtype == BA_DT_F32 ? ba_tensor_clone(x, err) : ba_tensor_cast(x, BA_DT_F32, err);
+    if (!c) return err->code;
+    ba_tensor_unref(x);
+    *t = c;
     return BA_OK;
 }
 
-ba_status ba_quant_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m, ba_act_range_t *ranges,
-                                  ba_error *err) {
-    for (int v = 0; v < m->nvalues; v++) ba_quant_act_range_init(&ranges[v]);
-    unsigned char *mark = ba_calloc((size_t)m->nvalues + 1, 1, err);
-    if (!mark) return BA_ERR_NOMEM;
-    ba_quant_act_targets(m, mark);
-    calib_ctx_t c = {mark, ranges, m};
-    ba_run_opts_t opts = {.on_value = observe, .ctx = &c};
-    /* No padding: zero rows would widen the ranges of later activations. */
-    ba_status st = ba_evaluator_forward(ev, 0, 0, &opts, observe_inputs, &c, err);
-    free(mark);
-    return st;
+int ba_quant_acts_on(const ba_quant_acts_t *a) {
+    return a && a->act_bits > 0 && a->act_bits != 32 && a->act_ranges;
+}
+
+ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err) {
+    (void)m;
+    const ba_quant_acts_t *a = ctx;
+    if (!ba_bits_valid(a->act_bits))
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")", a->act_bits);
+    if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
+    BA_TRY(make_private(t, err));
+    return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
 }
 
 void ba_quant_act_qparams(const ba_act_range_t *r, int bits, float *scale, int32_t *zero_point) {
@@ -189,8 +176,8 @@ ba_status ba_quant_write_onnx_profile(const ba_model_t *m, const int *w_bits, co
     for (int l = 0; st == BA_OK && l < nl; l++) {
         const ba_layer_t *L = &m->layers[l];
         int bits = w_bits[l];
-        if (!ba_quant_bits_valid(bits)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (2..8, 16 or 32)",
+        if (!ba_bits_valid(bits)) {
+            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (" BA_BITS_WIDTHS ")",
                               L->name, bits);
             break;
         }

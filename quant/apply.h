@@ -1,13 +1,12 @@
 /* Applying a configuration (per-layer weight widths + quantizer settings +
  * optional activation ranges) to a model: which activations get quantized,
- * their calibration, and the quantized ONNX files (fakequant / QDQ) that
+ * the hook that fake-quantizes them in a run, and the quantized ONNX files (fakequant / QDQ) that
  * compute exactly what the in-memory evaluation computes. */
 #ifndef BA_QUANT_APPLY_H
 #define BA_QUANT_APPLY_H
 
 #include <stdint.h>
 
-#include "eval/evaluate.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -16,12 +15,20 @@
  * quantizable layer's node, when it is a float tensor. Returns how many. */
 int ba_quant_act_targets(const ba_model_t *m, unsigned char *mark);
 
-/* Calibrates per-tensor ranges of those activations on the evaluator's
- * samples (FP model; whole batches only when the model fixes its batch size).
- * ranges: m->nvalues entries, all written; count > 0 exactly for the values
- * to fake-quantize (a target that never held a finite value stays float). */
-ba_status ba_quant_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m, ba_act_range_t *ranges,
-                                  ba_error *err);
+/* Activation fake-quant of a run: every value whose range (act_ranges, an
+ * array of m->nvalues) has count > 0 is fake-quantized to act_bits. */
+typedef struct ba_quant_acts {
+    int act_bits;
+    const ba_act_range_t *act_ranges;
+} ba_quant_acts_t;
+/* 1 when a has anything to do (act_bits 2..16 and ranges given); 0 = activations stay float. */
+int ba_quant_acts_on(const ba_quant_acts_t *a);
+/* The executor's on_value hook (model.h; eval/evaluate.h's ba_eval_hook_t) for
+ * ctx = a ba_quant_acts_t: fake-quantizes value v through ba_quant_act_apply
+ * (on a private copy when *t is shared). BA_ERR_INPUT naming --act-bits when
+ * act_bits is not a width. Calibration of the ranges is study/'s
+ * (ba_study_calibrate_acts), which runs the evaluator. */
+ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err);
 
 /* Scale and zero-point that ba_quant_act_apply uses for range r at bits
  * (2..8): the asymmetric rule of quant.h with clip ratio 1. */

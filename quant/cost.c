@@ -14,7 +14,7 @@
 #define BA_BITS_PER_BYTE 8
 
 int64_t ba_cost_layer_memory(const ba_layer_t *l, int w_bits, const ba_quant_cfg_t *cfg) {
-    if (!ba_quant_bits_valid(w_bits)) return -1;
+    if (!ba_bits_valid(w_bits)) return -1;
     if (w_bits == BA_COST_FP16_BITS || w_bits == BA_COST_FP32_BITS)
         return l->params * (w_bits / BA_BITS_PER_BYTE);
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
@@ -34,15 +34,15 @@ ba_status ba_cost_config(const ba_model_t *m, const int *w_bits, const ba_quant_
                          ba_error *err) {
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
     if (!cfg) cfg = &dflt;
-    if (cfg->act_bits != 0 && !ba_quant_bits_valid(cfg->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)",
+    if (cfg->act_bits != 0 && !ba_bits_valid(cfg->act_bits))
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")",
                             cfg->act_bits);
     double bit_params = 0.0, params = 0.0, bops = 0.0;
     int64_t memory = m->other_init_bytes;
     for (int i = 0; i < m->nlayers; i++) {
         const ba_layer_t *l = &m->layers[i];
-        if (!ba_quant_bits_valid(w_bits[i]))
-            return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (2..8, 16 or 32)",
+        if (!ba_bits_valid(w_bits[i]))
+            return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (" BA_BITS_WIDTHS ")",
                                 l->name, w_bits[i]);
         bit_params += (double)w_bits[i] * (double)l->params;
         params += (double)l->params;

@@ -6,9 +6,6 @@
 #include "quant/export.h"
 
 #include "core/outfile.h"
-#include "eval/dataset.h"
-#include "eval/evaluate.h"
-#include "quant/apply.h"
 #include "quant/export_tools.h"
 #include "quant/ggml.h"
 
@@ -173,195 +170,6 @@ ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_mode
     return ba_export_write_opts(path, plan, m, f, NULL, NULL, err);
 }
 
-/* ---------------------------------------------------------------- settings */
-
-static ba_status settings_str(const json_t *o, const char *key, const char *what, const char **out,
-                              ba_error *err) {
-    json_t *v = json_object_get(o, key);
-    *out = NULL;
-    if (!v || json_is_null(v)) return BA_OK;
-    if (!json_is_string(v)) return ba_error_set(err, BA_ERR_INPUT, "%s: %s: expected a string", what, key);
-    *out = json_string_value(v);
-    return BA_OK;
-}
-
-ba_status ba_export_settings_parse(const char *json, const char *what, ba_export_settings_t *out,
-                                   ba_error *err) {
-    memset(out, 0, sizeof *out);
-    out->quantizer = ba_quant_cfg_default();
-    out->seed = -1;
-    json_error_t je;
-    json_t *root = json_loads(json ? json : "{}", 0, &je);
-    if (!root || !json_is_object(root)) {
-        json_decref(root);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a JSON object (%s)", what,
-                            root ? "wrong type" : je.text);
-    }
-    ba_status st = BA_OK;
-    const char *s;
-    json_t *q = json_object_get(root, "quantizer");
-    if (q && !json_is_null(q)) {
-        if (!json_is_object(q))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: quantizer: expected an object", what);
-        if (st == BA_OK && (st = settings_str(q, "scheme", what, &s, err)) == BA_OK && s)
-            st = ba_quant_cfg_parse_scheme(s, &out->quantizer, err);
-        if (st == BA_OK && (st = settings_str(q, "granularity", what, &s, err)) == BA_OK && s)
-            st = ba_quant_cfg_parse_granularity(s, &out->quantizer, err);
-        if (st == BA_OK && (st = settings_str(q, "clip", what, &s, err)) == BA_OK && s)
-            st = ba_quant_cfg_parse_clip(s, &out->quantizer, err);
-        json_t *a = st == BA_OK ? json_object_get(q, "act_bits") : NULL;
-        if (a && !json_is_null(a)) {
-            if (!json_is_integer(a) || !ba_quant_bits_valid((int)json_integer_value(a)))
-                st =
-                    ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: expected null or a width", what);
-            else
-                out->quantizer.act_bits = (int)json_integer_value(a);
-        }
-        if (st != BA_OK && err && strncmp(err->msg, what, strlen(what)) != 0)
-            ba_error_prefix(err, "%s", what);
-    }
-    if (st == BA_OK && (st = settings_str(root, "method", what, &s, err)) == BA_OK && s)
-        snprintf(out->method, sizeof out->method, "%s", s);
-    json_t *b = st == BA_OK ? json_object_get(root, "budgets") : NULL;
-    if (b && !json_is_null(b)) {
-        if (!json_is_object(b)) st = ba_error_set(err, BA_ERR_INPUT, "%s: budgets: expected an object", what);
-        const char *k;
-        json_t *v;
-        json_object_foreach(b, k, v) {
-            if (st != BA_OK) break;
-            if (out->nbudgets == BA_EXPORT_MAX_BUDGETS || strlen(k) >= sizeof out->budget_keys[0]) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: budgets: unexpected key '%s'", what, k);
-                break;
-            }
-            if (!json_is_number(v) || !isfinite(json_number_value(v))) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: budgets.%s: expected a number", what, k);
-                break;
-            }
-            snprintf(out->budget_keys[out->nbudgets], sizeof out->budget_keys[0], "%s", k);
-            out->budget_values[out->nbudgets++] = json_number_value(v);
-        }
-    }
-    json_t *data = st == BA_OK ? json_object_get(root, "data") : NULL;
-    if (data && json_is_string(data)) { /* a single spec stored bare */
-        out->data = ba_calloc(1, sizeof *out->data, err);
-        if (!out->data || !(out->data[0] = ba_strdup(json_string_value(data), err)))
-            st = BA_ERR_NOMEM;
-        else
-            out->ndata = 1;
-    } else if (data && json_is_array(data) && json_array_size(data) > 0) {
-        size_t i;
-        json_t *v;
-        out->data = ba_calloc(json_array_size(data), sizeof *out->data, err);
-        if (!out->data) st = BA_ERR_NOMEM;
-        json_array_foreach(data, i, v) {
-            if (st != BA_OK) break;
-            if (!json_is_string(v))
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: data[%zu]: expected a string", what, i);
-            else if (!(out->data[i] = ba_strdup(json_string_value(v), err)))
-                st = BA_ERR_NOMEM;
-            else
-                out->ndata = (int)i + 1;
-        }
-    }
-    json_t *shp = st == BA_OK ? json_object_get(root, "input_shapes") : NULL;
-    if (shp && json_is_array(shp) && json_array_size(shp) > 0) {
-        size_t i;
-        json_t *v;
-        out->input_shapes = ba_calloc(json_array_size(shp), sizeof *out->input_shapes, err);
-        if (!out->input_shapes) st = BA_ERR_NOMEM;
-        json_array_foreach(shp, i, v) {
-            if (st != BA_OK) break;
-            if (!json_is_string(v))
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: input_shapes[%zu]: expected a string", what, i);
-            else if (!(out->input_shapes[i] = ba_strdup(json_string_value(v), err)))
-                st = BA_ERR_NOMEM;
-            else
-                out->ninput_shapes = (int)i + 1;
-        }
-    }
-    json_t *axes = st == BA_OK ? json_object_get(root, "sample_axes") : NULL;
-    if (axes && json_is_array(axes) && json_array_size(axes) > 0) {
-        size_t i;
-        json_t *v;
-        out->sample_axes = ba_calloc(json_array_size(axes), sizeof *out->sample_axes, err);
-        if (!out->sample_axes) st = BA_ERR_NOMEM;
-        json_array_foreach(axes, i, v) {
-            if (st != BA_OK) break;
-            if (!json_is_string(v))
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: sample_axes[%zu]: expected a string", what, i);
-            else if (!(out->sample_axes[i] = ba_strdup(json_string_value(v), err)))
-                st = BA_ERR_NOMEM;
-            else
-                out->nsample_axes = (int)i + 1;
-        }
-    }
-    json_t *emb = json_object_get(root, "include-embeddings");
-    out->include_embeddings = emb && json_is_true(emb);
-    json_t *seed = st == BA_OK ? json_object_get(root, "seed") : NULL;
-    if (seed && json_is_integer(seed) && json_integer_value(seed) >= 0) out->seed = json_integer_value(seed);
-    json_decref(root);
-    if (st != BA_OK) ba_export_settings_free(out);
-    return st;
-}
-
-void ba_export_settings_free(ba_export_settings_t *s) {
-    for (int i = 0; s && i < s->ndata; i++) free(s->data[i]);
-    for (int i = 0; s && i < s->ninput_shapes; i++) free(s->input_shapes[i]);
-    if (s) free(s->input_shapes);
-    for (int i = 0; s && i < s->nsample_axes; i++) free(s->sample_axes[i]);
-    if (s) {
-        free(s->data);
-        free(s->sample_axes);
-        s->data = NULL;
-        s->ndata = 0;
-        s->sample_axes = NULL;
-        s->nsample_axes = 0;
-    }
-}
-
-ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set, ba_error *err) {
-    if (m->cost_shapes && !set->ninput_shapes) return BA_OK;
-    if (set->ndata <= 0 && !set->ninput_shapes) return BA_OK;
-    ba_dataset_t *ds = NULL;
-    if (set->ndata > 0)
-        BA_TRY(ba_dataset_load_axes((const char *const *)set->data, set->ndata, (const char *const *)set->sample_axes,
-                                    set->nsample_axes, &ds, err));
-    ba_status st = ba_eval_resolve_costs(m, ds, (const char *const *)set->input_shapes, set->ninput_shapes, err);
-    ba_dataset_free(ds);
-    return st;
-}
-
-ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,
-                              const char *const *axes, int naxes, const char *data_sha256,
-                              ba_act_range_t **ranges, ba_error *err) {
-    *ranges = NULL;
-    if (nspecs <= 0)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "activation ranges need the calibration data, and the study stores none");
-    ba_dataset_t *ds = NULL;
-    ba_evaluator_t *ev = NULL;
-    BA_TRY(ba_dataset_load_axes(specs, nspecs, axes, naxes, &ds, err));
-    char sha[65];
-    ba_dataset_sha256(ds, sha);
-    ba_status st = BA_OK;
-    if (data_sha256 && data_sha256[0] && strcmp(sha, data_sha256) != 0)
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: the calibration data changed since the study was made",
-                          ba_dataset_path(ds, 0));
-    if (st == BA_OK) st = ba_evaluator_new(m, ds, NULL, &ev, err);
-    ba_act_range_t *r = NULL;
-    if (st == BA_OK && !(r = ba_calloc(m->nvalues > 0 ? (size_t)m->nvalues : 1, sizeof *r, err)))
-        st = BA_ERR_NOMEM;
-    if (st == BA_OK) st = ba_quant_calibrate_acts(ev, m, r, err);
-    ba_evaluator_free(ev);
-    ba_dataset_free(ds);
-    if (st != BA_OK) {
-        free(r);
-        return st;
-    }
-    *ranges = r;
-    return BA_OK;
-}
-
 /* ------------------------------------------------------------ trial → plan */
 
 ba_status ba_export_plan_from_named_bits(const ba_model_t *m, const char *const *names, const int *w_bits,
@@ -378,8 +186,8 @@ ba_status ba_export_plan_from_named_bits(const ba_model_t *m, const char *const 
                               m->path ? m->path : "the model");
         else if (bits[k])
             st = ba_error_set(err, BA_ERR_INPUT, "layer '%s' is named twice", names[i]);
-        else if (!ba_quant_bits_valid(w_bits[i]))
-            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (2..8, 16 or 32)",
+        else if (!ba_bits_valid(w_bits[i]))
+            st = ba_error_set(err, BA_ERR_INPUT, "layer '%s': %d bits is not a width (" BA_BITS_WIDTHS ")",
                               names[i], w_bits[i]);
         else
             bits[k] = w_bits[i];

@@ -1,6 +1,7 @@
 /* Exports a configuration (a bitalloc.plan/1 plan) in the formats other tools
  * read (SPEC §9): plan JSON, CSV, HAWQ bit_config, NVIDIA ModelOpt quant_cfg,
- * llama.cpp --tensor-type lines; plus building the plan of a stored trial. */
+ * llama.cpp --tensor-type lines; plus the plan of one stored configuration. The
+ * study's settings and calibration that `export` also needs are study/'s (study.h). */
 #ifndef BA_QUANT_EXPORT_H
 #define BA_QUANT_EXPORT_H
 
@@ -70,47 +71,6 @@ ba_status ba_export_write_opts(const char *path, const ba_plan_t *plan, const ba
 /* ba_export_text then ba_out_write (core/outfile.h: atomic replace, devices written through). */
 ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_model_t *m, ba_export_fmt_t f,
                           ba_error *err);
-
-/* What the search stored about itself in a study's settings JSON (WAVE2 layout:
- * {"quantizer": {"scheme","granularity","clip","act_bits"}, "budgets": {...},
- * "method": ..., "seed": N, ...}). Missing keys keep the defaults. */
-#define BA_EXPORT_MAX_BUDGETS 8
-typedef struct ba_export_settings {
-    ba_quant_cfg_t quantizer;
-    char method[32]; /* "" when absent */
-    int nbudgets;
-    char budget_keys[BA_EXPORT_MAX_BUDGETS][16];
-    double budget_values[BA_EXPORT_MAX_BUDGETS]; /* canonical units (bits, bytes, BOPs, µs) */
-    int64_t seed;                                /* -1 when absent */
-    int include_embeddings;                      /* "include-embeddings": true (Gather layers counted) */
-    char **data;                                 /* "data": the calibration specs (owned) */
-    int ndata;
-    char **input_shapes;                         /* "input_shapes": --input-shape specs (owned) */
-    int ninput_shapes;
-    char **sample_axes; /* "sample_axes": "NAME=K" specs (owned) */
-    int nsample_axes;
-} ba_export_settings_t;
-
-/* Parses settings JSON; BA_ERR_INPUT naming `what` (e.g. "study 'x': settings")
- * and the key when the JSON or a value is malformed. */
-ba_status ba_export_settings_parse(const char *json, const char *what, ba_export_settings_t *out,
-                                   ba_error *err);
-void ba_export_settings_free(ba_export_settings_t *s);
-
-/* The layers' MACs at the study's shapes (ba_eval_resolve_costs: its
- * --input-shape specs, else its data's shapes) when it stored shapes or the
- * model's own declaration leaves them unknown (dynamic dimensions), so an
- * exported plan carries the figures the search used. */
-ba_status ba_export_resolve_costs(ba_model_t *m, const ba_export_settings_t *set, ba_error *err);
-
-/* Activation ranges for a QDQ export with activations quantized: loads the
- * calibration data (specs and sample axes as the search stored them), checks its digest
- * against data_sha256 when that is non-empty (BA_ERR_INPUT naming the data
- * when it changed), and calibrates on the FP model (ba_quant_calibrate_acts).
- * *ranges: m->nvalues entries, caller frees. */
-ba_status ba_export_calibrate(const ba_model_t *m, const char *const *specs, int nspecs,
-                              const char *const *axes, int naxes, const char *data_sha256,
-                              ba_act_range_t **ranges, ba_error *err);
 
 /* The plan of one stored configuration: names[i] gets w_bits[i] (n layers, in
  * any order); every layer of m must be named exactly once, else BA_ERR_INPUT

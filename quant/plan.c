@@ -530,8 +530,8 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
             "file",
             file, p->sha256[0] ? p->sha256 : "(empty)", mpath, m->sha256);
     const int act = p->quantizer.act_bits;
-    if (act != 0 && !ba_quant_bits_valid(act))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: %d is not a width (2..8, 16 or 32)",
+    if (act != 0 && !ba_bits_valid(act))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: %d is not a width (" BA_BITS_WIDTHS ")",
                             file, act);
     if (p->quantizer.granularity == BA_GRAN_GROUP && p->quantizer.group <= 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.granularity: group size must be positive",
@@ -547,11 +547,11 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
                               l->name, mpath);
         else if (seen[k]++)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' appears more than once", file, l->name);
-        else if (!ba_quant_bits_valid(l->w_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': w_bits %d is not a width (2..8, 16 or 32)",
+        else if (!ba_bits_valid(l->w_bits))
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': w_bits %d is not a width (" BA_BITS_WIDTHS ")",
                               file, l->name, l->w_bits);
-        else if (l->a_bits != 0 && !ba_quant_bits_valid(l->a_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (2..8, 16 or 32)",
+        else if (l->a_bits != 0 && !ba_bits_valid(l->a_bits))
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (" BA_BITS_WIDTHS ")",
                               file, l->name, l->a_bits);
         else if (l->a_bits != act) /* one activation width for the whole model: per-layer a_bits is refused */
             st = ba_error_set(err, BA_ERR_INPUT,

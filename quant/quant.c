@@ -24,10 +24,10 @@
 #define BA_QUANT_CLONES
 #endif
 
-#define BA_QUANT_MIN_BITS 2
-#define BA_QUANT_MAX_BITS 8
-#define BA_FP16_BITS 16
-#define BA_FP32_BITS 32
+#define BA_QUANT_MIN_BITS BA_BITS_MIN_INT
+#define BA_QUANT_MAX_BITS BA_BITS_MAX_INT
+#define BA_FP16_BITS BA_BITS_FP16
+#define BA_FP32_BITS BA_BITS_FP32
 
 ba_quant_cfg_t ba_quant_cfg_default(void) {
     ba_quant_cfg_t c = {BA_SCHEME_SYMMETRIC, BA_GRAN_PER_CHANNEL, 0, BA_CLIP_MAX, 0};
@@ -101,11 +101,6 @@ const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_
     else
         snprintf(buf, cap, "%s", cfg->granularity == BA_GRAN_PER_TENSOR ? "per-tensor" : "per-channel");
     return buf;
-}
-
-int ba_quant_bits_valid(int bits) {
-    return (bits >= BA_QUANT_MIN_BITS && bits <= BA_QUANT_MAX_BITS) || bits == BA_FP16_BITS ||
-           bits == BA_FP32_BITS;
 }
 
 /* ------------------------------------------------------------ geometry */
@@ -365,8 +360,8 @@ ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_
     out->bits = bits;
     out->cfg = *cfg;
     out->ch_axis = ch_axis;
-    if (!ba_quant_bits_valid(bits))
-        return ba_error_set(err, BA_ERR_INPUT, "quantizer: %d bits is not a weight width (2..8, 16 or 32)",
+    if (!ba_bits_valid(bits))
+        return ba_error_set(err, BA_ERR_INPUT, "quantizer: %d bits is not a weight width (" BA_BITS_WIDTHS ")",
                             bits);
     if (!ba_dtype_is_float(w->dtype))
         return ba_error_set(err, BA_ERR_INPUT, "quantizer: weight dtype %s is not a float type",
@@ -432,8 +427,8 @@ ba_status ba_quant_act_range_update(ba_act_range_t *r, const ba_tensor_t *t, ba_
 }
 
 ba_status ba_quant_act_apply(ba_tensor_t *t, const ba_act_range_t *r, int bits, ba_error *err) {
-    if (!ba_quant_bits_valid(bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (2..8, 16 or 32)", bits);
+    if (!ba_bits_valid(bits))
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")", bits);
     if (t->dtype != BA_DT_F32)
         return ba_error_set(err, BA_ERR_INPUT, "activation quantizer: dtype %s is not float32",
                             ba_dtype_name(t->dtype));

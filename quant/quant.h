@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/bits.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -37,8 +38,7 @@ const char *ba_quant_scheme_name(ba_scheme_t s); /* "symmetric" / "asymmetric" *
 const char *ba_quant_clip_name(ba_clip_t c);     /* "max" / "mse" */
 /* "per-channel", "per-tensor" or "group:G" into buf; returns buf. */
 const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_t cap);
-/* 1 when bits is a weight width the tool handles: 2..8, 16 (fp16) or 32 (float as is). */
-int ba_quant_bits_valid(int bits);
+/* The widths the tool handles are core/bits.h's (ba_bits_valid). */
 
 /* ---- weight quantizer ----
  * Integer widths b = 2..8, per scale group g (a whole channel, the whole

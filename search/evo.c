@@ -376,7 +376,7 @@ static json_t *elite_json(const evo_state_t *s, int i) {
                      evo_choice_json(s->echoice + (size_t)i * s->L, s->L), "res", evo_res_json(&s->elite[i].res));
 }
 
-/* "parent" (the best elite) keeps the key earlier readers (run.c's report of a finished study) look up. */
+/* "parent" (the best elite) keeps the key earlier readers (study/study.c's report of a finished study) look up. */
 static json_t *state_json(const evo_state_t *s, int gen, int64_t gen_first, int64_t next, const ba_rng_t *rng,
                           int with_cache) {
     json_t *cache = json_array(), *elites = json_array();

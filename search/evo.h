@@ -2,7 +2,7 @@
  * budget-preserving mutations and multi-fidelity selection, and the `random`,
  * `uniform` and single-configuration (`ilp`) baselines. Model-free: a caller
  * supplies the evaluation and the trial store through hooks, so the same code
- * runs in the product (search/run.c), in tests and in benchmarks.
+ * runs in the product (study/study.c), in tests and in benchmarks.
  *
  * Determinism and resume: every random draw comes from one ba_rng_t seeded
  * with the seed; trial numbers are assigned in a fixed order; each trial is

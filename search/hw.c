@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "core/bits.h"
 #include "core/util.h"
 
 /* ---- measured table ---- */
@@ -28,7 +29,6 @@ struct ba_latency_table {
     lat_row_t *rows; /* sorted by (layer, bits) for bsearch */
 };
 
-static int valid_bits(int b) { return (b >= 2 && b <= 8) || b == 16 || b == 32; }
 
 static int row_cmp(const void *a, const void *b) {
     const lat_row_t *x = a, *y = b;
@@ -137,8 +137,8 @@ ba_status ba_latency_table_load(const char *path, ba_latency_table_t **out, ba_e
         }
         char *end;
         long b = strtol(f[1], &end, 10);
-        if (end == f[1] || *end || !valid_bits((int)b)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: bits '%s' is not a supported width (2..8, 16, 32)", path,
+        if (end == f[1] || *end || !ba_bits_valid((int)b)) {
+            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: bits '%s' is not a supported width (" BA_BITS_WIDTHS ")", path,
                               lineno, f[1]);
             goto done;
         }

@@ -9,36 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int valid_bits(int b) { return (b >= 2 && b <= 8) || b == 16 || b == 32; }
 
-static int cmp_int(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    return (x > y) - (x < y);
-}
-
-ba_status ba_bits_parse(const char *list, int *bits, int *n, ba_error *err) {
-    int count = 0;
-    const char *p = list;
-    if (!*p) return ba_error_set(err, BA_ERR_INPUT, "--bits: empty list");
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ','))
-            return ba_error_set(err, BA_ERR_INPUT, "--bits %s: '%s' is not a bit-width", list, p);
-        if (!valid_bits((int)v) || v != (int)v)
-            return ba_error_set(err, BA_ERR_INPUT, "--bits %s: %ld is not a supported width (2..8, 16, 32)", list, v);
-        for (int i = 0; i < count; i++)
-            if (bits[i] == v) return ba_error_set(err, BA_ERR_INPUT, "--bits %s: %ld is listed twice", list, v);
-        if (count >= BA_BITS_MAX_CANDIDATES)
-            return ba_error_set(err, BA_ERR_INPUT, "--bits %s: too many widths", list);
-        bits[count++] = (int)v;
-        p = *end ? end + 1 : end;
-        if (*end == ',' && !*p) return ba_error_set(err, BA_ERR_INPUT, "--bits %s: trailing comma", list);
-    }
-    qsort(bits, (size_t)count, sizeof *bits, cmp_int);
-    *n = count;
-    return BA_OK;
-}
 
 void ba_problem_free(ba_problem_t *p) {
     if (!p) return;
@@ -88,8 +59,8 @@ ba_status ba_problem_create(int nlayers, const char *const *names, const int *nc
         int s = p->start[l], n = ncand[l];
         for (int i = 0; i < n; i++) {
             int b = bits[s + i], at = i;
-            if (!valid_bits(b)) {
-                ba_error_set(err, BA_ERR_INPUT, "layer %s: %d is not a supported width (2..8, 16, 32)", names[l], b);
+            if (!ba_bits_valid(b)) {
+                ba_error_set(err, BA_ERR_INPUT, "layer %s: %d is not a supported width (" BA_BITS_WIDTHS ")", names[l], b);
                 goto fail;
             }
             if (!isfinite(cost[s + i])) {
@@ -164,8 +135,8 @@ ba_status ba_problem_pin(ba_problem_t *p, const char *spec, ba_error *err) {
     if (!eq || eq == spec) return ba_error_set(err, BA_ERR_INPUT, "--pin %s: expected NAME_GLOB=BITS", spec);
     char *end;
     long b = strtol(eq + 1, &end, 10);
-    if (end == eq + 1 || *end || !valid_bits((int)b))
-        return ba_error_set(err, BA_ERR_INPUT, "--pin %s: '%s' is not a supported width (2..8, 16, 32)", spec, eq + 1);
+    if (end == eq + 1 || *end || !ba_bits_valid((int)b))
+        return ba_error_set(err, BA_ERR_INPUT, "--pin %s: '%s' is not a supported width (" BA_BITS_WIDTHS ")", spec, eq + 1);
     size_t gl = (size_t)(eq - spec);
     char *glob = ba_malloc(gl + 1, err);
     if (!glob) return err->code;

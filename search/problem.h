@@ -1,22 +1,17 @@
 /* The bit-allocation problem every search method solves: L layers, each with
  * candidate bit-widths, a cost Ω(l,b) to minimise, linear budgets
  * Σ A[l,b] + offset <= limit, pins and ties. Model-independent: the model glue
- * (ba_problem_from_model) only fills these tables. */
+ * (study/problem.c: ba_study_problem_from_model) only fills these tables. */
 #ifndef BA_SEARCH_PROBLEM_H
 #define BA_SEARCH_PROBLEM_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/bits.h"
 #include "core/error.h"
 #include "search/budget.h"
 
-/* Default candidates of --bits: the integer widths of SPEC §3 that common
- * kernels implement or pack well; 7 is left out (no hardware has 7-bit
- * kernels, and it adds a column per layer to every sensitivity run). */
-#define BA_BITS_DEFAULT "2,3,4,5,6,8"
-/* Widths a candidate may take (SPEC §3): 2..8, 16 (fp16), 32 (unchanged). */
-#define BA_BITS_MAX_CANDIDATES 9
 
 /* Relative slack when checking a budget: value <= limit·(1 + BA_BUDGET_REL_EPS).
  * It absorbs only the rounding of summing doubles (~L·2^-53); any real
@@ -40,8 +35,6 @@ typedef struct ba_problem {
     int *perm;         /* [ncand] private: input order of ba_problem_create -> sorted index */
 } ba_problem_t;
 
-/* Parses a --bits list ("2,4,8"): values in {2..8,16,32}, no repeats; sorted ascending on return. */
-ba_status ba_bits_parse(const char *list, int *bits, int *n, ba_error *err);
 
 /* ncand[l] candidates per layer; bits and cost are flat, layer after layer
  * (bits ascending or not: they are sorted, with their costs). */
@@ -76,33 +69,7 @@ int ba_budget_holds(double value, double limit);
 /* Whether choice respects pins, ties and every budget. */
 int ba_problem_feasible(const ba_problem_t *p, const int *choice);
 
-/* ---- building from a model (search/problem_model.c) ---- */
-struct ba_model;
-struct ba_quant_cfg;
-struct ba_latency_table;
-struct ba_hw_profile;
-
-typedef struct ba_problem_spec {
-    const int *bits;  /* candidate widths (ba_bits_parse) */
-    int nbits;
-    /* Ω: cost[l*nbits + j] for layer l of the model and bits[j]; NAN = no value
-     * (that candidate is dropped for that layer). */
-    const double *cost;
-    const struct ba_quant_cfg *qcfg;      /* memory and bops follow it */
-    const ba_budget_set_t *budgets;
-    const struct ba_latency_table *latency_table; /* one of these when a latency budget is set */
-    const struct ba_hw_profile *hw;
-    const char *const *pins;  /* "GLOB=BITS" */
-    int npins;
-    const char *const *ties;  /* "GLOB" */
-    int nties;
-} ba_problem_spec_t;
-
-/* One layer per quantizable layer of m (SPEC §2), budgets per SPEC §4:
- * avg-bits A = b·params/Σparams; memory A = ba_cost_layer_memory, offset =
- * m->other_init_bytes; bops A = ba_cost_layer_bops; latency A from the table
- * or the roofline profile. */
-ba_status ba_problem_from_model(const struct ba_model *m, const ba_problem_spec_t *spec, ba_problem_t **out,
-                                ba_error *err);
+/* Building a problem from a model (its layers, the quantizer's costs, the
+ * latency sources) is study/'s: ba_study_problem_from_model (study/problem.c). */
 
 #endif

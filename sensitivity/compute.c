@@ -79,7 +79,7 @@ static ba_status bind_data(sens_ctx_t *c, ba_error *err) {
     int64_t n = ba_dataset_samples(ds);
     if (c->o->max_data > 0 && c->o->max_data < n) n = c->o->max_data;
     /* A static batch dimension fixes the run size; otherwise the option. */
-    int64_t batch = fixed > 0 ? fixed : c->o->batch > 0 ? c->o->batch : BA_SENS_DEFAULT_BATCH;
+    int64_t batch = ba_eval_batch_size(fixed, c->o->batch);
     int static_batch = fixed > 0;
     if (n < batch && batch > 0) {
         if (static_batch)
@@ -108,24 +108,20 @@ int64_t sens_batch_len(const sens_ctx_t *c, int64_t b) {
 ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, ba_tensor_t **inputs,
                             ba_error *err) {
     const ba_model_t *m = c->m;
-    for (int k = 0; k < m->ninputs; k++) inputs[k] = NULL;
+    /* The evaluator's batching (no padding: whole batches of a fixed batch size only). */
+    BA_TRY(ba_eval_batch_inputs(m, c->ds, c->ds_idx, start, count, 0, inputs, err));
+    /* Float data of another width feeds a float32 input as float32 (the gradients are float32). */
     for (int k = 0; k < m->ninputs; k++) {
-        ba_tensor_t *t;
-        ba_status st = ba_dataset_batch(c->ds, start, count, c->ds_idx[k], &t, err);
-        if (st == BA_OK && c->axes[k] < 0 && (st = ba_eval_feed_const(m, k, &t, err)) != BA_OK)
-            ba_tensor_unref(t);
-        if (st == BA_OK && m->values[m->inputs[k]].dtype == BA_DT_F32 && t->dtype != BA_DT_F32 &&
-            ba_dtype_is_float(t->dtype)) {
-            ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
-            ba_tensor_unref(t);
-            t = f;
-            if (!t) st = err->code;
-        }
-        if (st != BA_OK) {
+        ba_tensor_t *t = inputs[k];
+        if (m->values[m->inputs[k]].dtype != BA_DT_F32 || t->dtype == BA_DT_F32 || !ba_dtype_is_float(t->dtype))
+            continue;
+        ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
+        if (!f) {
             sens_inputs_free(c, inputs);
-            return st;
+            return err->code;
         }
-        inputs[k] = t;
+        ba_tensor_unref(t);
+        inputs[k] = f;
     }
     return BA_OK;
 }

@@ -1,6 +1,7 @@
 /* Sensitivity estimators of SPEC §5: per layer l a score s_l and a cost table
  * Ω(l,b) over candidate bit-widths, plus the JSON/CSV forms `bitalloc
- * sensitivity` prints, the readers behind --sensitivity-file, and the DB cache. */
+ * sensitivity` prints, the readers behind --sensitivity-file, and the key of the
+ * cache (which study/ keeps in the database). */
 #ifndef BA_SENSITIVITY_SENSITIVITY_H
 #define BA_SENSITIVITY_SENSITIVITY_H
 
@@ -8,7 +9,6 @@
 #include <stdio.h>
 
 #include "core/error.h"
-#include "db/db.h"
 #include "eval/dataset.h"
 #include "eval/metrics.h"
 #include "model/model.h"
@@ -28,7 +28,6 @@ typedef enum { BA_SENS_LOSS_AUTO = 0, BA_SENS_LOSS_CE, BA_SENS_LOSS_MSE } ba_sen
 /* Defaults of SPEC §5 and the CLI. */
 #define BA_SENS_DEFAULT_TOL 1e-3
 #define BA_SENS_DEFAULT_PROBES 200
-#define BA_SENS_DEFAULT_BATCH 256
 /* Width whose cost per parameter is the score of the methods that compute Ω
  * directly (weight, act, measured): s_l = Ω(l, 4) / params_l. */
 #define BA_SENS_REF_BITS 4
@@ -62,7 +61,7 @@ typedef struct ba_sens_opts {
     int max_probes;       /* at most this many probes (--samples) */
     ba_sens_loss_t loss;  /* hessian / fisher / lrp */
     ba_quant_cfg_t quant; /* Q_b */
-    int64_t batch;        /* samples per forward pass (a static batch dimension wins) */
+    int64_t batch;        /* samples per forward pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch dimension wins) */
     int64_t max_data;     /* use the first max_data samples (0 = all) */
     ba_metric_t metric; /* measured: the output metric (SPEC §8 --metric; AUTO = the default for the output) */
     int act_direct; /* act: compute E‖ΔW x‖² by running the layer on ΔW, not via Σ (for tests) */
@@ -75,6 +74,8 @@ ba_sens_opts_t ba_sens_opts_default(void);
 /* "hessian" … "measured" -> method; BA_ERR_INPUT otherwise. */
 ba_status ba_sens_method_parse(const char *s, ba_sens_method_t *out, ba_error *err);
 const char *ba_sens_method_name(ba_sens_method_t m);
+/* The estimators' names in enum order, as the --method / --sensitivity choice list. */
+#define BA_SENS_METHOD_NAMES "hessian|lrp|fisher|act|weight|measured"
 /* 1 when the method reads calibration data (all but weight). */
 int ba_sens_method_needs_data(ba_sens_method_t m);
 
@@ -120,10 +121,6 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
  * whole batches only, so /1 entries may hold fewer samples.) */
 void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
                        ba_sens_method_t method, const ba_sens_opts_t *opts, char key[65]);
-/* *out NULL on a miss; a hit is checked against m and opts' bits like a file. */
-ba_status ba_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                            ba_sens_table_t **out, ba_error *err);
-ba_status ba_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
-                            ba_error *err);
+/* The cache itself (get → compute → put) is study/ (ba_study_sensitivity): sensitivity/ never speaks to the database. */
 
 #endif

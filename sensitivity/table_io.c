@@ -1,6 +1,6 @@
 /* Sensitivity tables as text: the JSON and CSV that `bitalloc sensitivity`
  * prints (SPEC §5), the readers behind --sensitivity-file (that JSON, CSV
- * layer,bits,cost or layer,score), and the SQLite cache (key + JSON payload). */
+ * layer,bits,cost or layer,score), and the cache key (study/sensitivity.c keeps the entries in the database). */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -13,8 +13,6 @@
 #include "sensitivity/sens_internal.h"
 
 #define JSON_DIGITS 17 /* reals round-trip exactly */
-static const int default_bits[] = {2, 3, 4, 5, 6, 8}; /* = search's BA_BITS_DEFAULT */
-#define NDEFAULT_BITS ((int)(sizeof default_bits / sizeof default_bits[0]))
 
 ba_sens_opts_t ba_sens_opts_default(void) {
     ba_sens_opts_t o;
@@ -23,7 +21,7 @@ ba_sens_opts_t ba_sens_opts_default(void) {
     o.max_probes = BA_SENS_DEFAULT_PROBES;
     o.loss = BA_SENS_LOSS_AUTO;
     o.quant = ba_quant_cfg_default();
-    o.batch = BA_SENS_DEFAULT_BATCH;
+    o.batch = 0; /* the model's fixed batch size, else BA_EVAL_DEFAULT_BATCH (ba_eval_batch_size) */
     return o;
 }
 
@@ -36,7 +34,7 @@ ba_status ba_sens_method_parse(const char *s, ba_sens_method_t *out, ba_error *e
             return BA_OK;
         }
     return ba_error_set(err, BA_ERR_INPUT,
-                        "sensitivity method '%s': not one of hessian|lrp|fisher|act|weight|measured",
+                        "sensitivity method '%s': not one of " BA_SENS_METHOD_NAMES,
                         s ? s : "");
 }
 
@@ -48,17 +46,18 @@ int ba_sens_method_needs_data(ba_sens_method_t m) {
     return m != BA_SENS_WEIGHT;
 }
 
-/* Validated candidate list: NULL = 2..8; each a width of SPEC §3, no repeats. */
+/* Validated candidate list: NULL = BA_BITS_DEFAULT; each a width of SPEC §3, no repeats. */
 static ba_status bits_list(const int *bits, int nbits, int out[BA_SENS_MAX_BITS], int *n, ba_error *err) {
+    int dflt[BA_BITS_MAX_CANDIDATES];
     if (!bits || nbits <= 0) {
-        bits = default_bits;
-        nbits = NDEFAULT_BITS;
+        BA_TRY(ba_bits_parse(BA_BITS_DEFAULT, dflt, &nbits, err));
+        bits = dflt;
     }
     if (nbits > BA_SENS_MAX_BITS)
         return ba_error_set(err, BA_ERR_INPUT, "--bits: more than %d widths", BA_SENS_MAX_BITS);
     for (int i = 0; i < nbits; i++) {
-        if (!ba_quant_bits_valid(bits[i]))
-            return ba_error_set(err, BA_ERR_INPUT, "--bits: %d is not a width (2..8, 16 or 32)", bits[i]);
+        if (!ba_bits_valid(bits[i]))
+            return ba_error_set(err, BA_ERR_INPUT, "--bits: %d is not a width (%s)", bits[i], BA_BITS_WIDTHS);
         for (int j = 0; j < i; j++)
             if (bits[j] == bits[i]) return ba_error_set(err, BA_ERR_INPUT, "--bits: %d given twice", bits[i]);
         out[i] = bits[i];
@@ -588,27 +587,4 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     uint8_t dig[32];
     ba_sha256_final(&h, dig);
     for (int i = 0; i < 32; i++) snprintf(key + 2 * i, 3, "%02x", dig[i]);
-}
-
-ba_status ba_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                            ba_sens_table_t **out, ba_error *err) {
-    *out = NULL;
-    char *payload = NULL;
-    BA_TRY(ba_db_sens_get(db, key, &payload, err));
-    if (!payload) return BA_OK;
-    char what[96];
-    snprintf(what, sizeof what, "sensitivity cache entry %.16s", key);
-    ba_status st =
-        ba_sens_from_json(payload, what, m, opts ? opts->bits : NULL, opts ? opts->nbits : 0, out, err);
-    free(payload);
-    return st;
-}
-
-ba_status ba_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
-                            ba_error *err) {
-    char *s;
-    BA_TRY(ba_sens_to_json(t, &s, err));
-    ba_status st = ba_db_sens_put(db, key, m->sha256, t->method, s, err);
-    free(s);
-    return st;
 }

@@ -462,3 +462,44 @@ Test(study_cmds, trials_reads_while_a_search_holds_the_write_lock) {
     ba_test_run_free(&r);
     env_free(&e);
 }
+
+/* --where and --budget read a quantity through the same parser (core/units.c):
+ * a value with a unit either both accept, meaning the same number, or both refuse. */
+Test(study_cmds, where_and_budget_accept_the_same_units) {
+    env_t e = make_env();
+    static const struct {
+        const char *col;
+        ba_budget_kind_t kind;
+        const char *value;
+    } cases[] = {
+        {"memory", BA_BUDGET_MEMORY, "2KiB"},   {"memory", BA_BUDGET_MEMORY, "0.004MiB"},
+        {"memory", BA_BUDGET_MEMORY, "3000B"},  {"memory", BA_BUDGET_MEMORY, "4000"},
+        {"memory", BA_BUDGET_MEMORY, "2KB"},    {"memory", BA_BUDGET_MEMORY, "3us"},
+        {"bops", BA_BUDGET_BOPS, "2.5M"},       {"bops", BA_BUDGET_BOPS, "4000k"},
+        {"bops", BA_BUDGET_BOPS, "0.003G"},     {"bops", BA_BUDGET_BOPS, "2MiB"},
+        {"latency", BA_BUDGET_LATENCY, "2ms"},  {"latency", BA_BUDGET_LATENCY, "5us"},
+        {"latency", BA_BUDGET_LATENCY, "3KiB"}, {"avg_bits", BA_BUDGET_AVG_BITS, "4"},
+        {"avg_bits", BA_BUDGET_AVG_BITS, "4k"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double v;
+        ba_error err;
+        int budget_ok = ba_budget_value_parse(cases[i].kind, cases[i].value, &v, &err) == BA_OK;
+        char where[96], plain[96], a[256] = "", b[256] = "";
+        snprintf(where, sizeof where, "%s<=%s", cases[i].col, cases[i].value);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", where, "--format",
+                                      "json", NULL);
+        cr_expect_eq(r.status == 0, budget_ok, "%s: --where exit %d, --budget %s: %s", where, r.status,
+                     budget_ok ? "accepts" : "refuses", r.err);
+        if (r.status == 0) numbers_of(r.out, a, sizeof a);
+        ba_test_run_free(&r);
+        if (!budget_ok) continue;
+        snprintf(plain, sizeof plain, "%s<=%.17g", cases[i].col, v);
+        r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", plain, "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        numbers_of(r.out, b, sizeof b);
+        cr_expect_str_eq(a, b, "%s means %s", where, plain);
+        ba_test_run_free(&r);
+    }
+    env_free(&e);
+}

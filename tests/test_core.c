@@ -54,3 +54,22 @@ Test(core, tensor_view_shares_and_refcounts) {
     ba_tensor_unref(c);
     ba_tensor_unref(v);
 }
+
+/* core/bits.h: the one list of valid widths and the one width-list parser. */
+Test(core, bit_widths_are_listed_once_and_parsed_once) {
+    for (int b = -2; b <= 40; b++)
+        cr_expect_eq(ba_bits_valid(b), (b >= 2 && b <= 8) || b == 16 || b == 32, "%d", b);
+    int bits[BA_BITS_MAX_CANDIDATES], n;
+    ba_error err;
+    cr_assert_eq(ba_bits_parse_list("8,2,16", bits, &n, &err), BA_OK, "%s", err.msg);
+    cr_expect(n == 3 && bits[0] == 8 && bits[1] == 2 && bits[2] == 16, "order kept");
+    cr_assert_eq(ba_bits_parse("8,2,16", bits, &n, &err), BA_OK);
+    cr_expect(n == 3 && bits[0] == 2 && bits[1] == 8 && bits[2] == 16, "sorted");
+    cr_assert_eq(ba_bits_parse("2,3,4,5,6,7,8,16,32", bits, &n, &err), BA_OK, "every width fits");
+    cr_expect_eq(n, BA_BITS_MAX_CANDIDATES);
+    static const char *const bad[] = {"", "2,", ",2", "2,,4", "9", "1", "two", "4,4", "+4", "-4", " 4", "4 ", "0x4"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(ba_bits_parse_list(bad[i], bits, &n, &err), BA_ERR_INPUT, "'%s'", bad[i]);
+    cr_assert_eq(ba_bits_parse_list("4,4", bits, &n, &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "listed twice"), "%s", err.msg);
+}

@@ -180,7 +180,7 @@ Test(evaluate, calibration_ranges_cover_the_data_and_only_the_targets) {
     fx_open(&f, DIG "cnn_dyn.onnx", DIG "test_x.npy", NULL);
     ba_error err;
     ba_act_range_t *r = calloc((size_t)f.m->nvalues, sizeof *r);
-    cr_assert_eq(ba_quant_calibrate_acts(f.ev, f.m, r, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_study_calibrate_acts(f.ev, f.m, r, &err), BA_OK, "%s", err.msg);
     int n = 0;
     for (int v = 0; v < f.m->nvalues; v++) n += r[v].count > 0;
     cr_expect_eq(n, 4);
@@ -199,9 +199,10 @@ Test(evaluate, calibration_ranges_cover_the_data_and_only_the_targets) {
     /* ReLU outputs: non-negative ranges */
     cr_expect_geq(r[ba_model_find_value(f.m, "/relu/Relu_output_0")].min, 0.0f);
     /* a run with 8-bit activations differs from FP, but only a little */
-    ba_eval_acts_t acts = {.act_bits = 8, .act_ranges = r};
+    ba_quant_acts_t acts = {.act_bits = 8, .act_ranges = r};
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
     ba_metrics_t mq;
-    cr_assert_eq(ba_evaluator_run(f.ev, NULL, &acts, 0, &mq, NULL, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_evaluator_run(f.ev, NULL, &hook, 0, &mq, NULL, &err), BA_OK, "%s", err.msg);
     cr_expect(mq.mse > 0 && mq.agreement > 0.98, "mse %g agreement %g", mq.mse, mq.agreement);
     free(r);
     fx_close(&f);
@@ -232,4 +233,31 @@ Test(evaluate, write_onnx_refuses_a_width_that_is_not_one) {
     cr_expect(strstr(err.msg, "fc2.weight"), "%s", err.msg);
     ba_model_free(m);
     ba_test_rmtree(dir);
+}
+
+/* One batch rule and one batching path for evaluation and sensitivity. */
+Test(evaluate, one_default_batch_and_one_batching_path) {
+    cr_expect_eq(ba_eval_batch_size(0, 0), BA_EVAL_DEFAULT_BATCH);
+    cr_expect_eq(ba_eval_batch_size(0, 7), 7);
+    cr_expect_eq(ba_eval_batch_size(4, 7), 4, "a batch size the model fixes wins");
+    cr_expect_eq(ba_sens_opts_default().batch, 0, "sensitivity takes the evaluator's default");
+    fx_t f;
+    fx_open(&f, DIG "cnn_dyn.onnx", DIG "test_x.npy", NULL);
+    cr_expect_eq(ba_evaluator_batch(f.ev), BA_EVAL_DEFAULT_BATCH);
+    int idx[4];
+    int64_t fixed;
+    ba_error err;
+    cr_assert_eq(ba_eval_bind(f.m, f.ds, idx, &fixed, &err), BA_OK, "%s", err.msg);
+    ba_tensor_t *ins[4];
+    cr_assert_eq(ba_eval_batch_inputs(f.m, f.ds, idx, 3, 5, 0, ins, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(ins[0]->shape[0], 5);
+    const ba_tensor_t *all = ba_dataset_tensor(f.ds, 0);
+    int64_t row = all->numel / all->shape[0];
+    cr_expect_eq(((float *)ins[0]->data)[0], ((float *)all->data)[3 * row], "rows start at sample 3");
+    ba_tensor_unref(ins[0]);
+    cr_assert_eq(ba_eval_batch_inputs(f.m, f.ds, idx, 0, 2, 6, ins, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(ins[0]->shape[0], 6, "padded to 6 rows");
+    cr_expect_eq(((float *)ins[0]->data)[5 * row], 0.0f);
+    ba_tensor_unref(ins[0]);
+    fx_close(&f);
 }

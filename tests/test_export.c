@@ -106,10 +106,10 @@ static env_t make_env(void) {
     add_trial(db, sid, e.m, "failed", TRIAL_BITS[3], 0.0001, NAN);
     snprintf(
         settings, sizeof settings,
-        "{\"data\": [\"%s\"], \"quantizer\": {\"scheme\": \"symmetric\", \"granularity\": \"per-channel\","
-        " \"clip\": \"max\", \"act_bits\": 8}, \"budgets\": {\"avg-bits\": 5}, \"method\": \"ilp\", "
-        "\"seed\": 0}",
-        calib);
+        "{\"model\": \"%s\", \"data\": [\"%s\"], \"quantizer\": {\"scheme\": \"symmetric\", \"granularity\":"
+        " \"per-channel\", \"clip\": \"max\", \"act_bits\": 8}, \"budgets\": {\"avg-bits\": 5}, \"method\": \"ilp\", "
+        "\"bits\": [8], \"seed\": 0}",
+        e.model, calib);
     cr_assert_eq(ba_db_study_create(db, "acts", e.model, e.m->sha256, dsha, settings, layers, e.m->nlayers,
                                     &sid, &err),
                  BA_OK, "%s", err.msg);
@@ -380,44 +380,6 @@ Test(export, ggml_types_cover_every_width) {
     cr_expect_str_eq(ba_export_module_name(".weight", buf, sizeof buf), ".weight");
 }
 
-Test(export, settings_parse_reads_the_search_layout_and_names_bad_values) {
-    ba_export_settings_t s;
-    ba_error err;
-    cr_assert_eq(
-        ba_export_settings_parse("{\"quantizer\": {\"scheme\": \"asymmetric\", \"granularity\": \"group:32\","
-                                 " \"clip\": \"mse\", \"act_bits\": 8}, \"budgets\": {\"bops\": 1e9},"
-                                 " \"method\": \"evo\", \"seed\": 3, \"data\": [\"a.npy\", \"b=c.npy\"]}",
-                                 "s", &s, &err),
-        BA_OK, "%s", err.msg);
-    cr_expect_eq(s.quantizer.scheme, BA_SCHEME_ASYMMETRIC);
-    cr_expect_eq(s.quantizer.granularity, BA_GRAN_GROUP);
-    cr_expect_eq(s.quantizer.group, 32);
-    cr_expect_eq(s.quantizer.clip, BA_CLIP_MSE);
-    cr_expect_eq(s.quantizer.act_bits, 8);
-    cr_expect_eq(s.nbudgets, 1);
-    cr_expect_float_eq(s.budget_values[0], 1e9, 0);
-    cr_expect_str_eq(s.method, "evo");
-    cr_expect_eq(s.seed, 3);
-    cr_assert_eq(s.ndata, 2);
-    cr_expect_str_eq(s.data[1], "b=c.npy");
-    ba_export_settings_free(&s);
-    cr_expect_eq(ba_export_settings_parse("{}", "s", &s, &err), BA_OK);
-    cr_expect_eq(s.seed, -1);
-    cr_expect_eq(s.quantizer.granularity, BA_GRAN_PER_CHANNEL);
-    ba_export_settings_free(&s);
-    static const char *const bad[] = {"[1]",
-                                      "{\"quantizer\": {\"scheme\": \"odd\"}}",
-                                      "{\"budgets\": {\"x\": \"4\"}}",
-                                      "{\"quantizer\": {\"act_bits\": 9}}",
-                                      "{\"data\": [1]}",
-                                      "{"};
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_expect_eq(ba_export_settings_parse(bad[i], "study 'q': settings", &s, &err), BA_ERR_INPUT, "%s",
-                     bad[i]);
-        cr_expect(strstr(err.msg, "study 'q': settings"), "%s: %s", bad[i], err.msg);
-    }
-}
-
 /* ------------------------------------------------------------------- ONNX */
 
 static int have_python_onnx(void) {
@@ -460,15 +422,16 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
     ba_tensor_t **ov = calloc((size_t)e->m->nvalues, sizeof *ov);
     cr_assert_eq(ba_wcache_overrides(wc, bits, ov, &err), BA_OK, "%s", err.msg);
     ba_act_range_t *ranges = NULL;
-    ba_eval_acts_t acts = {0};
+    ba_quant_acts_t acts = {0};
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
     if (act_bits) {
         ranges = calloc((size_t)e->m->nvalues, sizeof *ranges);
-        cr_assert_eq(ba_quant_calibrate_acts(ev, e->m, ranges, &err), BA_OK, "%s", err.msg);
-        acts = (ba_eval_acts_t){act_bits, ranges};
+        cr_assert_eq(ba_study_calibrate_acts(ev, e->m, ranges, &err), BA_OK, "%s", err.msg);
+        acts = (ba_quant_acts_t){act_bits, ranges};
     }
     ba_metrics_t met;
     ba_tensor_t *want = NULL;
-    cr_assert_eq(ba_evaluator_run(ev, ov, act_bits ? &acts : NULL, 0, &met, &want, &err), BA_OK, "%s",
+    cr_assert_eq(ba_evaluator_run(ev, ov, act_bits ? &hook : NULL, 0, &met, &want, &err), BA_OK, "%s",
                  err.msg);
     const ba_tensor_t *got = ba_evaluator_fp_output(evq);
     cr_assert_eq(got->numel, want->numel);

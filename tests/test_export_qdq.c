@@ -73,9 +73,9 @@ static zenv_t zenv(const char *name, const char *quantizer) {
     ba_dataset_free(ds);
     char settings[2048];
     snprintf(settings, sizeof settings,
-             "{\"data\": [\"%s\"], \"quantizer\": %s, \"budgets\": {\"avg-bits\": 5}, \"method\": \"evo\", "
-             "\"seed\": 1}",
-             x, quantizer);
+             "{\"model\": \"%s\", \"data\": [\"%s\"], \"quantizer\": %s, \"budgets\": {\"avg-bits\": 5}, "
+             "\"method\": \"evo\", \"bits\": [2, 3, 4, 5, 6, 7, 8, 16], \"seed\": 1}",
+             model, x, quantizer);
     ba_db_t *db;
     int64_t sid;
     cr_assert_eq(ba_db_open(e.db, 1, &db, &err), BA_OK, "%s", err.msg);

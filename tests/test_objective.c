@@ -137,6 +137,10 @@ static void expect_one_best(const env_t *e, const char *study, const char *metri
     j = json_load_file(out, 0, &je);
     cr_assert(j, "%s", je.text);
     cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "search"), "trial")), best, "export");
+    /* The exported plan names the study's metric and carries the best trial's value of it. */
+    const json_t *pm = json_object_get(j, "metrics");
+    cr_expect_str_eq(json_string_value(json_object_get(pm, "metric")), metric, "export");
+    cr_expect(json_is_number(json_object_get(pm, "objective")), "export: the objective is written");
     json_decref(j);
     ba_test_run_free(&r);
 }

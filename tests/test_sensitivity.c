@@ -202,7 +202,7 @@ Test(sensitivity, dynamic_batch_uses_every_sample_with_a_short_last_batch) {
     cr_assert_eq(n, ROWS);
     ba_sens_opts_t one = ba_sens_opts_default();
     one.batch = ROWS;
-    cr_assert_gt(ROWS % BA_SENS_DEFAULT_BATCH, 0, "the default batch must leave a short tail");
+    cr_assert_gt(ROWS % BA_EVAL_DEFAULT_BATCH, 0, "the default batch must leave a short tail");
     const ba_sens_method_t meths[] = {BA_SENS_FISHER, BA_SENS_ACT, BA_SENS_MEASURED};
     for (size_t i = 0; i < sizeof meths / sizeof *meths; i++) {
         ba_sens_table_t *t = compute(m, ds, y, n, meths[i], NULL);
@@ -468,10 +468,10 @@ Test(sensitivity, cache_key_depends_on_settings_and_round_trips_through_db) {
     ba_db_t *db;
     cr_assert_eq(ba_db_open(p, 1, &db, &err), BA_OK, "%s", err.msg);
     ba_sens_table_t *t = weight_table(m), *r = NULL;
-    cr_assert_eq(ba_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK);
+    cr_assert_eq(ba_study_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK);
     cr_expect(r == NULL);
-    cr_assert_eq(ba_sens_cache_put(db, k1, m, t, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_study_sens_cache_put(db, k1, m, t, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_study_sens_cache_get(db, k1, m, NULL, &r, &err), BA_OK, "%s", err.msg);
     cr_assert(r);
     for (int l = 0; l < t->nlayers; l++) cr_expect_eq(r->layers[l].cost[4], t->layers[l].cost[4]);
     ba_sens_table_free(r);

@@ -1,6 +1,6 @@
 /* Builds a ba_problem_t from a model's layer table (SPEC §2, §4): budget
  * coefficients through quant/cost.h and the latency sources of search/hw.h.
- * Kept apart from problem.c so the solver links without the quant module. */
+ * Here in study/ so that search/ (the solvers) needs neither quant/ nor a model. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +10,10 @@
 #include "quant/quant.h"
 #include "search/hw.h"
 #include "search/problem.h"
+#include "study/study.h"
 
-ba_status ba_problem_from_model(const ba_model_t *m, const ba_problem_spec_t *spec, ba_problem_t **out,
-                                ba_error *err) {
+ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec, ba_problem_t **out,
+                                      ba_error *err) {
     *out = NULL;
     int L = m->nlayers, nb = spec->nbits;
     if (L == 0) return ba_error_set(err, BA_ERR_INPUT, "%s: no quantizable layer (SPEC §2)", m->path);

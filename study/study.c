@@ -1,9 +1,9 @@
-/* Orchestration of a search study (see run.h): loads the model and data,
+/* Orchestration of a search study (see study.h): loads the model and data,
  * gets the cost table (sensitivity cache first), builds the problem, solves
  * the ILP, then runs the method with the DB as the trial store. A resumed
  * study takes the same path; what it finds stored (sensitivity, trials,
  * checkpoint) it reads instead of recomputing. */
-#include "search/run.h"
+#include "study/study.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -26,302 +26,13 @@
 #include "search/hw.h"
 #include "search/nsga2.h"
 
-/* ---- settings ---- */
-
-void ba_run_settings_init(ba_run_settings_t *s) {
-    memset(s, 0, sizeof *s);
-    s->quant = ba_quant_cfg_default();
-    snprintf(s->method, sizeof s->method, "ilp+evo");
-    snprintf(s->sensitivity, sizeof s->sensitivity, "hessian");
-    ba_error e;
-    ba_bits_parse(BA_BITS_DEFAULT, s->bits, &s->nbits, &e);
-    s->generations = BA_EVO_DEFAULT_GENERATIONS;
-    s->offspring = BA_EVO_DEFAULT_OFFSPRING;
-    s->tol = BA_SENS_DEFAULT_TOL;
-    s->probes = BA_SENS_DEFAULT_PROBES;
-    s->loss = BA_SENS_LOSS_AUTO;
-    snprintf(s->metric, sizeof s->metric, "auto");
-    s->validation_fraction = BA_RUN_DEFAULT_VALIDATION_FRACTION;
-}
-
-void ba_run_settings_free(ba_run_settings_t *s) {
-    free(s->model);
-    free(s->evaluator);
-    for (int i = 0; i < s->ndata; i++) free(s->data[i]);
-    for (int i = 0; i < s->nsample_axes; i++) free(s->sample_axes[i]);
-    free(s->labels);
-    free(s->sensitivity_file);
-    for (int i = 0; i < s->npins; i++) free(s->pins[i]);
-    for (int i = 0; i < s->nties; i++) free(s->ties[i]);
-    free(s->latency_table);
-    free(s->hw);
-    for (int i = 0; i < s->ninput_shapes; i++) free(s->input_shapes[i]);
-    memset(s, 0, sizeof *s);
-}
-
-ba_status ba_run_settings_set_path(char **slot, const char *path, ba_error *err) {
-    free(*slot);
-    *slot = NULL;
-    if (!path) return BA_OK;
-    char *abs = realpath(path, NULL);
-    *slot = abs ? abs : ba_strdup(path, err);
-    return *slot ? BA_OK : BA_ERR_NOMEM;
-}
-
-ba_status ba_run_settings_add_data(ba_run_settings_t *s, const char *spec, ba_error *err) {
-    if (s->ndata >= BA_RUN_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_RUN_MAX_DATA);
-    const char *eq = strchr(spec, '=');
-    const char *file = eq ? eq + 1 : spec;
-    char *abs = realpath(file, NULL);
-    char *out;
-    if (!abs) out = ba_strdup(spec, err);
-    else {
-        size_t nl = eq ? (size_t)(eq - spec) + 1 : 0;
-        out = ba_malloc(nl + strlen(abs) + 1, err);
-        if (out) {
-            memcpy(out, spec, nl);
-            strcpy(out + nl, abs);
-        }
-        free(abs);
-    }
-    if (!out) return BA_ERR_NOMEM;
-    s->data[s->ndata++] = out;
-    return BA_OK;
-}
-
-ba_status ba_run_settings_add_sample_axis(ba_run_settings_t *s, const char *spec, ba_error *err) {
-    if (s->nsample_axes >= BA_RUN_MAX_DATA)
-        return ba_error_set(err, BA_ERR_INPUT, "--sample-axis: more than %d inputs", BA_RUN_MAX_DATA);
-    char *c = ba_strdup(spec, err);
-    if (!c) return BA_ERR_NOMEM;
-    s->sample_axes[s->nsample_axes++] = c;
-    return BA_OK;
-}
-
-ba_status ba_run_settings_load_data(const ba_run_settings_t *s, ba_dataset_t **out, ba_error *err) {
-    return ba_dataset_load_axes((const char *const *)s->data, s->ndata, (const char *const *)s->sample_axes,
-                                s->nsample_axes, out, err);
-}
-
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
-
-ba_status ba_run_settings_to_json(const ba_run_settings_t *s, char **out, ba_error *err) {
-    char gran[32];
-    json_t *data = json_array(), *bits = json_array(), *budgets = json_object(), *pins = json_array(),
-           *ties = json_array();
-    for (int i = 0; i < s->ndata; i++) json_array_append_new(data, json_string(s->data[i]));
-    for (int i = 0; i < s->nbits; i++) json_array_append_new(bits, json_integer(s->bits[i]));
-    for (int i = 0; i < s->budgets.n; i++)
-        json_object_set_new(budgets, ba_budget_key(s->budgets.items[i].kind), json_real(s->budgets.items[i].limit));
-    for (int i = 0; i < s->npins; i++) json_array_append_new(pins, json_string(s->pins[i]));
-    for (int i = 0; i < s->nties; i++) json_array_append_new(ties, json_string(s->ties[i]));
-    json_t *sweep = s->has_sweep ? json_pack("{s:s, s:f, s:f, s:f}", "key", ba_budget_key(s->sweep.kind), "from",
-                                             s->sweep.from, "to", s->sweep.to, "step", s->sweep.step)
-                                 : json_null();
-    char seed[24];
-    snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
-    json_t *j = json_pack(
-        "{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:o}, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:o, s:o, "
-        "s:o, s:s, s:f, s:i, s:b}",
-        "model", s->model ? s->model : "", "data", data, "labels", str_or_null(s->labels), "quantizer", "scheme",
-        ba_quant_scheme_name(s->quant.scheme), "granularity", ba_quant_granularity_str(&s->quant, gran, sizeof gran),
-        "clip", ba_quant_clip_name(s->quant.clip), "act_bits",
-        s->quant.act_bits ? json_integer(s->quant.act_bits) : json_null(), "budgets", budgets, "method", s->method,
-        "sensitivity", s->sensitivity[0] ? json_string(s->sensitivity) : json_null(), "sensitivity_file",
-        str_or_null(s->sensitivity_file), "sensitivity_file_sha256",
-        s->sensitivity_file ? json_string(s->sensitivity_file_sha256) : json_null(), "bits", bits, "pins", pins, "ties",
-        ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
-        str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
-        s->probes, "include_embeddings", s->include_embeddings);
-    if (j && s->metric[0]) {
-        json_object_set_new(j, "metric", json_string(s->metric));
-        json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
-    }
-    if (j && s->evaluator) {
-        json_object_set_new(j, "evaluator", json_string(s->evaluator));
-        json_object_set_new(j, "evaluator_timeout", json_real(s->evaluator_timeout));
-    }
-    /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
-    if (j && s->ninput_shapes) {
-        json_t *shp = json_array();
-        for (int i = 0; i < s->ninput_shapes; i++) json_array_append_new(shp, json_string(s->input_shapes[i]));
-        json_object_set_new(j, "input_shapes", shp);
-    }
-    /* Sample axes are written only when given, so other studies' settings keep their text. */
-    if (j && s->nsample_axes > 0) {
-        json_t *axes = json_array();
-        for (int i = 0; i < s->nsample_axes; i++) json_array_append_new(axes, json_string(s->sample_axes[i]));
-        json_object_set_new(j, "sample_axes", axes);
-    }
-    /* The seed is written as a string: a 64-bit unsigned value does not fit JSON integers in every reader. */
-    *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) : NULL;
-    json_decref(j);
-    return *out ? BA_OK : ba_error_set(err, BA_ERR_NOMEM, "study settings: out of memory");
-}
-
-static ba_status dup_str(const json_t *v, char **slot, ba_error *err) {
-    *slot = NULL;
-    if (!v || json_is_null(v)) return BA_OK;
-    if (!json_is_string(v)) return ba_error_set(err, BA_ERR_INPUT, "study settings: expected a string");
-    *slot = ba_strdup(json_string_value(v), err);
-    return *slot ? BA_OK : BA_ERR_NOMEM;
-}
-
-ba_status ba_run_settings_from_json(const char *text, ba_run_settings_t *s, ba_error *err) {
-    ba_run_settings_init(s);
-    json_error_t je;
-    json_t *j = json_loads(text, 0, &je);
-    if (!json_is_object(j)) {
-        json_decref(j);
-        return ba_error_set(err, BA_ERR_INPUT, "study settings: not JSON (%s)", je.text);
-    }
-    ba_status st = BA_OK;
-#define BAD(what) (st = ba_error_set(err, BA_ERR_INPUT, "study settings: %s", what))
-    const json_t *q = json_object_get(j, "quantizer"), *v;
-    if ((st = dup_str(json_object_get(j, "model"), &s->model, err)) != BA_OK || !s->model) {
-        if (st == BA_OK) BAD("no model");
-        goto done;
-    }
-    v = json_object_get(j, "data");
-    if (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA) {
-        BAD("bad data list");
-        goto done;
-    }
-    for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
-    v = json_object_get(j, "sample_axes");
-    if (v && (!json_is_array(v) || json_array_size(v) > BA_RUN_MAX_DATA)) {
-        BAD("bad sample_axes list");
-        goto done;
-    }
-    for (size_t i = 0; v && i < json_array_size(v) && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->sample_axes[s->nsample_axes], err)) == BA_OK &&
-            s->sample_axes[s->nsample_axes])
-            s->nsample_axes++;
-    if (st == BA_OK) st = dup_str(json_object_get(j, "labels"), &s->labels, err);
-    if (st == BA_OK && json_is_object(q)) {
-        const char *sc = json_string_value(json_object_get(q, "scheme")),
-                   *gr = json_string_value(json_object_get(q, "granularity")),
-                   *cl = json_string_value(json_object_get(q, "clip"));
-        if (sc) st = ba_quant_cfg_parse_scheme(sc, &s->quant, err);
-        if (st == BA_OK && gr) st = ba_quant_cfg_parse_granularity(gr, &s->quant, err);
-        if (st == BA_OK && cl) st = ba_quant_cfg_parse_clip(cl, &s->quant, err);
-        v = json_object_get(q, "act_bits");
-        if (json_is_integer(v)) s->quant.act_bits = (int)json_integer_value(v);
-    }
-    v = json_object_get(j, "budgets");
-    const char *key;
-    json_t *val;
-    if (st == BA_OK && json_is_object(v)) json_object_foreach((json_t *)v, key, val) {
-            ba_budget_kind_t kind;
-            if (st != BA_OK) break;
-            if ((st = ba_budget_kind_parse(key, &kind, err)) != BA_OK) break;
-            if (!json_is_number(val) || s->budgets.n >= BA_BUDGET_NKINDS) {
-                BAD("bad budget");
-                break;
-            }
-            s->budgets.items[s->budgets.n++] = (ba_budget_t){kind, json_number_value(val)};
-        }
-    if (st != BA_OK) goto done;
-    v = json_object_get(j, "method");
-    if (!json_is_string(v) || strlen(json_string_value(v)) >= sizeof s->method) {
-        BAD("bad method");
-        goto done;
-    }
-    snprintf(s->method, sizeof s->method, "%s", json_string_value(v));
-    v = json_object_get(j, "sensitivity");
-    s->sensitivity[0] = '\0';
-    if (json_is_string(v)) snprintf(s->sensitivity, sizeof s->sensitivity, "%s", json_string_value(v));
-    if ((st = dup_str(json_object_get(j, "sensitivity_file"), &s->sensitivity_file, err)) != BA_OK) goto done;
-    v = json_object_get(j, "sensitivity_file_sha256");
-    if (json_is_string(v)) snprintf(s->sensitivity_file_sha256, sizeof s->sensitivity_file_sha256, "%s", json_string_value(v));
-    v = json_object_get(j, "bits");
-    if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > BA_BITS_MAX_CANDIDATES) {
-        BAD("bad bits");
-        goto done;
-    }
-    s->nbits = 0;
-    for (size_t i = 0; i < json_array_size(v); i++) s->bits[s->nbits++] = (int)json_integer_value(json_array_get(v, i));
-    const char *names[2] = {"pins", "ties"};
-    for (int w = 0; w < 2 && st == BA_OK; w++) {
-        v = json_object_get(j, names[w]);
-        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_RULES && st == BA_OK; i++) {
-            char **slot = w == 0 ? &s->pins[s->npins] : &s->ties[s->nties];
-            if ((st = dup_str(json_array_get(v, i), slot, err)) == BA_OK && *slot) {
-                if (w == 0) s->npins++;
-                else s->nties++;
-            }
-        }
-    }
-    if (st != BA_OK) goto done;
-    v = json_object_get(j, "seed");
-    if (json_is_string(v)) s->seed = strtoull(json_string_value(v), NULL, 10);
-    else if (json_is_integer(v)) s->seed = (uint64_t)json_integer_value(v);
-    v = json_object_get(j, "generations");
-    if (json_is_integer(v)) s->generations = (int)json_integer_value(v);
-    v = json_object_get(j, "offspring");
-    if (json_is_integer(v)) s->offspring = (int)json_integer_value(v);
-    v = json_object_get(j, "sweep");
-    if (json_is_object(v)) {
-        ba_budget_kind_t kind;
-        if ((st = ba_budget_kind_parse(json_string_value(json_object_get(v, "key")) ? json_string_value(json_object_get(v, "key")) : "",
-                                       &kind, err)) != BA_OK)
-            goto done;
-        s->has_sweep = 1;
-        s->sweep = (ba_budget_sweep_t){kind, json_number_value(json_object_get(v, "from")),
-                                       json_number_value(json_object_get(v, "to")),
-                                       json_number_value(json_object_get(v, "step"))};
-    }
-    if ((st = dup_str(json_object_get(j, "latency_table"), &s->latency_table, err)) != BA_OK) goto done;
-    if ((st = dup_str(json_object_get(j, "hw"), &s->hw, err)) != BA_OK) goto done;
-    v = json_object_get(j, "loss");
-    if (json_is_string(v))
-        s->loss = !strcmp(json_string_value(v), "ce") ? BA_SENS_LOSS_CE
-                  : !strcmp(json_string_value(v), "mse") ? BA_SENS_LOSS_MSE
-                                                          : BA_SENS_LOSS_AUTO;
-    v = json_object_get(j, "tol");
-    if (json_is_number(v)) s->tol = json_number_value(v);
-    v = json_object_get(j, "samples");
-    if (json_is_integer(v)) s->probes = (int)json_integer_value(v);
-    s->include_embeddings = json_is_true(json_object_get(j, "include_embeddings"));
-    if ((st = dup_str(json_object_get(j, "evaluator"), &s->evaluator, err)) != BA_OK) goto done;
-    v = json_object_get(j, "evaluator_timeout");
-    if (json_is_number(v)) s->evaluator_timeout = json_number_value(v);
-    v = json_object_get(j, "metric");
-    if (json_is_string(v)) {
-        ba_metric_t mk;
-        ba_error me;
-        if (ba_metric_parse(json_string_value(v), &mk, &me) != BA_OK) {
-            BAD("bad metric");
-            goto done;
-        }
-        snprintf(s->metric, sizeof s->metric, "%s", json_string_value(v));
-        v = json_object_get(j, "validation_fraction");
-        s->validation_fraction = json_is_number(v) ? json_number_value(v) : 0;
-    } else {
-        s->metric[0] = '\0'; /* a study from before --metric: its objective and no validation part */
-        s->validation_fraction = 0;
-    }
-    v = json_object_get(j, "input_shapes");
-    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_RUN_MAX_DATA && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
-            s->input_shapes[s->ninput_shapes])
-            s->ninput_shapes++;
-#undef BAD
-done:
-    json_decref(j);
-    if (st != BA_OK) ba_run_settings_free(s);
-    return st;
-}
-
 /* ---- the run ---- */
 
 typedef struct run_ctx {
     ba_db_t *db;
     int64_t sid;
-    const ba_run_settings_t *s;
-    const ba_run_callbacks_t *cb;
+    const ba_study_settings_t *s;
+    const ba_study_callbacks_t *cb;
     ba_model_t *m;
     ba_dataset_t *ds;
     int64_t *labels;
@@ -331,7 +42,8 @@ typedef struct run_ctx {
     ba_evaluator_t *ev;
     ba_wcache_t *wc;
     ba_act_range_t *ranges;
-    ba_eval_acts_t acts;
+    ba_quant_acts_t acts;
+    ba_eval_hook_t act_hook; /* fake-quant of the activations (acts), when --act-bits */
     int is_class;
     int64_t N;
     ba_tensor_t **overrides; /* [nvalues] */
@@ -389,8 +101,8 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
-    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, c->s->quant.act_bits ? &c->acts : NULL, first, n, &met, NULL,
-                                  err));
+    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, first, n,
+                                  &met, NULL, err));
     c->measured++;
     out->kl = met.kl;
     out->mse = met.mse;
@@ -480,13 +192,13 @@ static double budget_use(const run_ctx_t *c, const int *choice) {
 static void hook_progress(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *choice) {
     run_ctx_t *c = ctx;
     if (!c->cb || !c->cb->progress) return;
-    ba_run_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
+    ba_study_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
     c->cb->progress(c->cb->user, &pr);
 }
 
 static void phase(const run_ctx_t *c, const char *name, int64_t done, int64_t total) {
     if (!c->cb || !c->cb->progress) return;
-    ba_run_progress_t pr = {name, done, total, NAN, NAN};
+    ba_study_progress_t pr = {name, done, total, NAN, NAN};
     c->cb->progress(c->cb->user, &pr);
 }
 
@@ -496,7 +208,7 @@ static void sens_progress(void *user, uint64_t done, uint64_t total) {
 
 /* Ω table from the file, the cache, or the estimator (then cached). */
 static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     int L = c->m->nlayers, nb = s->nbits;
     *cost = ba_calloc((size_t)L * nb, sizeof **cost, err);
     if (!*cost) return BA_ERR_NOMEM;
@@ -513,16 +225,10 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         o.loss = s->loss, o.quant = s->quant;
         if (s->metric[0] && !s->evaluator) BA_TRY(ba_metric_parse(s->metric, &o.metric, err)); /* measured */
         o.progress = sens_progress, o.progress_user = c;
-        char key[65];
-        ba_sens_cache_key(c->m, c->ds, c->labels, c->nlabels, meth, &o, key);
-        st = ba_sens_cache_get(c->db, key, c->m, &o, &t, err);
-        if (st == BA_OK && !t) {
-            st = ba_sens_compute(c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, err);
-            if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
-            /* The cache only saves time: another process may have stored the same key meanwhile. */
-            ba_error e2;
-            if (st == BA_OK) ba_sens_cache_put(c->db, key, c->m, t, &e2);
-        }
+        ba_study_sens_info_t info;
+        st = ba_study_sensitivity(c->db, c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, &info, err);
+        if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
+        if (st == BA_OK && info.cache_write_failed && c->cb && c->cb->warning) c->cb->warning(c->cb->user, info.warning.msg);
     }
     for (int l = 0; st == BA_OK && l < L; l++)
         for (int j = 0; j < nb; j++) {
@@ -534,7 +240,7 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
 }
 
 static ba_status build_problem(run_ctx_t *c, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     double *cost = NULL;
     ba_latency_table_t *lt = NULL;
     ba_hw_profile_t *hw = NULL;
@@ -549,11 +255,11 @@ static ba_status build_problem(run_ctx_t *c, ba_error *err) {
     if (st == BA_OK && s->hw) st = ba_hw_profile_load(s->hw, &hw, err);
     if (st == BA_OK) st = cost_table(c, &cost, err);
     if (st == BA_OK) {
-        ba_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
+        ba_study_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
                                   .budgets = &budgets, .latency_table = lt, .hw = hw,
                                   .pins = (const char *const *)s->pins, .npins = s->npins,
                                   .ties = (const char *const *)s->ties, .nties = s->nties};
-        st = ba_problem_from_model(c->m, &spec, &c->p, err);
+        st = ba_study_problem_from_model(c->m, &spec, &c->p, err);
     }
     c->latency_j = -1;
     for (int j = 0; st == BA_OK && j < c->p->nbudgets; j++)
@@ -570,7 +276,7 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     BA_TRY(ba_evaluator_new(c->m, c->ds, &eo, &c->ev, err));
     c->N = ba_evaluator_samples(c->ev);
     const ba_tensor_t *fp = ba_evaluator_fp_output(c->ev);
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     if (s->evaluator) {
         BA_TRY(ba_extev_start(s->evaluator, s->evaluator_timeout, &c->ext, err));
         c->metric = ba_extev_maximize(c->ext) ? BA_METRIC_EVALUATOR_MAX : BA_METRIC_EVALUATOR;
@@ -598,8 +304,9 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     if (c->s->quant.act_bits) {
         c->ranges = ba_calloc((size_t)c->m->nvalues, sizeof *c->ranges, err);
         if (!c->ranges) return BA_ERR_NOMEM;
-        BA_TRY(ba_quant_calibrate_acts(c->ev, c->m, c->ranges, err));
-        c->acts = (ba_eval_acts_t){c->s->quant.act_bits, c->ranges};
+        BA_TRY(ba_study_calibrate_acts(c->ev, c->m, c->ranges, err));
+        c->acts = (ba_quant_acts_t){c->s->quant.act_bits, c->ranges};
+        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts};
     }
     return BA_OK;
 }
@@ -620,10 +327,10 @@ static void ctx_free(run_ctx_t *c) {
 }
 
 static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+    const ba_study_settings_t *s = c->s;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     BA_TRY(ba_model_load(s->model, &lo, &c->m, err));
-    BA_TRY(ba_run_settings_load_data(s, &c->ds, err));
+    BA_TRY(ba_study_settings_load_data(s, &c->ds, err));
     BA_TRY(ba_eval_resolve_costs(c->m, c->ds, (const char *const *)s->input_shapes, s->ninput_shapes,
                                  err)); /* MACs at the data's shapes */
     if (s->labels) BA_TRY(ba_labels_load(s->labels, &c->labels, &c->nlabels, err));
@@ -635,8 +342,8 @@ static ba_status load_inputs(run_ctx_t *c, ba_error *err) {
 }
 
 static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, int64_t trial,
-                           const ba_eval_result_t *r, ba_run_result_t *out, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+                           const ba_eval_result_t *r, ba_study_result_t *out, ba_error *err) {
+    const ba_study_settings_t *s = c->s;
     choice_bits(c->p, choice, c->wbits);
     BA_TRY(ba_plan_from_bits(c->m, c->wbits, &s->quant, &out->plan, err));
     if (c->latency_j >= 0) out->plan->totals.latency_us = ba_problem_budget_value(c->p, c->latency_j, choice);
@@ -647,14 +354,13 @@ static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, i
         keys[i] = ba_budget_key(s->budgets.items[i].kind);
         vals[i] = s->budgets.items[i].limit;
     }
-    /* Plans carry seeds as signed 64-bit JSON integers; a larger seed is recorded as null. */
-    int64_t seed = s->seed <= (uint64_t)INT64_MAX ? (int64_t)s->seed : -1;
-    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, seed, err);
+    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, ba_study_plan_seed(s),
+                              err);
 }
 
 /* The study's best trial (ba_db_trials_query best: the order of `trials --best`,
  * `studies` and `export --trial best`) as out's trial, result and plan. */
-static ba_status report_best(run_ctx_t *c, const char *name, ba_run_result_t *out, ba_error *err) {
+static ba_status report_best(run_ctx_t *c, const char *name, ba_study_result_t *out, ba_error *err) {
     ba_trial_query_t q = {.best = 1};
     ba_trial_t *t = NULL;
     int n = 0;
@@ -697,7 +403,7 @@ static ba_status report_best(run_ctx_t *c, const char *name, ba_run_result_t *ou
 /* Pareto on what was measured: a point is on the front when no other feasible
  * point has a measured objective and a used budget both no worse, one better
  * (the ILP's own mark compares predicted Ω, which the measured metric can contradict). */
-static ba_status sweep_mark_measured(ba_run_sweep_point_t *pt, int n, ba_error *err) {
+static ba_status sweep_mark_measured(ba_study_sweep_point_t *pt, int n, ba_error *err) {
     double *v = ba_malloc(sizeof *v * 2 * (size_t)(n ? n : 1), err);
     int *on = ba_malloc(sizeof *on * (size_t)(n ? n : 1), err);
     ba_status st = v && on ? BA_OK : BA_ERR_NOMEM;
@@ -712,8 +418,8 @@ static ba_status sweep_mark_measured(ba_run_sweep_point_t *pt, int n, ba_error *
     return st;
 }
 
-static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
-    const ba_run_settings_t *s = c->s;
+static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) {
+    const ba_study_settings_t *s = c->s;
     int j = -1;
     for (int k = 0; k < c->p->nbudgets; k++)
         if (c->p->kind[k] == s->sweep.kind) j = k;
@@ -729,7 +435,7 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     int64_t number = 1;
     for (int i = 0; st == BA_OK && i < sw->n; i++) {
         const ba_sweep_point_t *pt = &sw->points[i];
-        ba_run_sweep_point_t *o = &out->sweep[out->nsweep++];
+        ba_study_sweep_point_t *o = &out->sweep[out->nsweep++];
         o->limit = pt->limit, o->feasible = pt->feasible, o->pareto = pt->pareto, o->trial = -1;
         o->res.objective = o->res.kl = o->res.mse = o->res.agreement = o->res.accuracy = NAN;
         if (!pt->feasible) continue;
@@ -773,8 +479,80 @@ static ba_status run_sweep(run_ctx_t *c, ba_run_result_t *out, ba_error *err) {
     return st;
 }
 
-static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_run_settings_t *s, int was_complete,
-                           const ba_run_callbacks_t *cb, ba_run_result_t *out, ba_error *err) {
+/* ---- the methods ---- */
+
+static ba_status run_ilp(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                         const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    return ba_search_single(p, ilp, so, h, ck, out, err);
+}
+
+static ba_status run_uniform(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    (void)ilp;
+    int ubits = 0;
+    int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice + 1, err);
+    if (!choice) return BA_ERR_NOMEM;
+    ba_status st = ba_search_uniform_choice(p, choice, &ubits, err);
+    if (st == BA_OK) st = ba_search_single(p, choice, so, h, ck, out, err);
+    free(choice);
+    return st;
+}
+
+static ba_status run_random(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                            const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    (void)ilp;
+    return ba_search_random(p, so, h, ck, out, err);
+}
+
+/* ilp+evo starts from the ILP optimum. */
+static ba_status run_ilp_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    return ba_evo_run(p, ilp, so, h, ck, out, err);
+}
+
+/* evo alone starts from the widest uniform width (or, when no single width fits, the ILP's feasible point). */
+static ba_status run_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                         const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    int ubits = 0;
+    int *seed = ba_malloc((size_t)p->nlayers * sizeof *seed + 1, err);
+    if (!seed) return BA_ERR_NOMEM;
+    ba_error e2;
+    if (ba_search_uniform_choice(p, seed, &ubits, &e2) != BA_OK) memcpy(seed, ilp, (size_t)p->nlayers * sizeof *seed);
+    ba_status st = ba_evo_run(p, seed, so, h, ck, out, err);
+    free(seed);
+    return st;
+}
+
+/* nsga2 seeds its population from the ILP sweep of the cost table (and the uniform width). */
+static ba_status run_nsga2(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
+                           const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+    (void)ilp;
+    return ba_nsga2_run(p, so, h, ck, out, err);
+}
+
+const ba_study_method_t ba_study_methods[] = {
+    {"ilp", 1, run_ilp},
+    {"evo", 0, run_evo},
+    {"ilp+evo", 1, run_ilp_evo},
+    {"random", 0, run_random},
+    {"uniform", 0, run_uniform},
+    {"nsga2", 1, run_nsga2},
+};
+const int ba_study_nmethods = (int)(sizeof ba_study_methods / sizeof ba_study_methods[0]);
+
+const ba_study_method_t *ba_study_method_find(const char *name) {
+    for (int i = 0; name && i < ba_study_nmethods; i++)
+        if (!strcmp(ba_study_methods[i].name, name)) return &ba_study_methods[i];
+    return NULL;
+}
+
+int ba_study_needs_sensitivity(const ba_study_settings_t *s) {
+    const ba_study_method_t *m = ba_study_method_find(s->method);
+    return s->has_sweep || (m && m->needs_sensitivity);
+}
+
+static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s, int was_complete,
+                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     double t0 = ba_now();
     run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1};
     snprintf(out->study, sizeof out->study, "%s", name);
@@ -784,7 +562,6 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     out->was_complete = was_complete;
     ba_search_result_t sr = {0};
     ba_solution_t sol = {0};
-    int *seed = NULL;
     char *ck = NULL;
     ba_status st = load_inputs(&c, err);
     if (st == BA_OK) st = build_problem(&c, err);
@@ -810,26 +587,10 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     ba_search_opts_t so = {.method = s->method, .seed = s->seed, .generations = s->generations,
                            .offspring = s->offspring, .nsamples = c.Nsearch, .nvalid = c.Nvalid};
     ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated};
-    if (st == BA_OK) {
-        const char *m = s->method;
-        int L = c.p->nlayers, ubits = 0;
-        seed = ba_malloc((size_t)L * sizeof *seed, err);
-        if (!seed) st = BA_ERR_NOMEM;
-        else if (!strcmp(m, "ilp")) st = ba_search_single(c.p, sol.choice, &so, &h, ck, &sr, err);
-        else if (!strcmp(m, "uniform")) {
-            st = ba_search_uniform_choice(c.p, seed, &ubits, err);
-            if (st == BA_OK) st = ba_search_single(c.p, seed, &so, &h, ck, &sr, err);
-        } else if (!strcmp(m, "random")) st = ba_search_random(c.p, &so, &h, ck, &sr, err);
-        else if (!strcmp(m, "evo") || !strcmp(m, "ilp+evo")) {
-            /* evo alone starts from the widest uniform width (or, when no single width
-             * fits, the ILP's feasible point); ilp+evo from the ILP optimum. */
-            ba_error e2;
-            if (!strcmp(m, "ilp+evo") || ba_search_uniform_choice(c.p, seed, &ubits, &e2) != BA_OK)
-                memcpy(seed, sol.choice, (size_t)L * sizeof *seed);
-            st = ba_evo_run(c.p, seed, &so, &h, ck, &sr, err);
-        } else if (!strcmp(m, "nsga2")) st = ba_nsga2_run(c.p, &so, &h, ck, &sr, err);
-        else st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of ilp+evo|ilp|evo|random|uniform|nsga2", m);
-    }
+    const ba_study_method_t *meth = ba_study_method_find(s->method);
+    if (st == BA_OK && !meth)
+        st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of %s", s->method, BA_STUDY_METHOD_NAMES);
+    if (st == BA_OK) st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
     if (st == BA_OK) {
         out->search_seconds = sr.seconds;
         out->eval_seconds = sr.eval_seconds;
@@ -849,21 +610,20 @@ done:
     }
     out->seconds = ba_now() - t0;
     free(ck);
-    free(seed);
     ba_search_result_free(&sr);
     ba_solution_free(&sol);
     ctx_free(&c);
     return st;
 }
 
-double ba_run_result_metric(const ba_run_result_t *r) {
+double ba_study_result_metric(const ba_study_result_t *r) {
     ba_metric_t m;
     ba_error e;
     if (!r->metric[0] || ba_metric_parse(r->metric, &m, &e) != BA_OK) return NAN;
     return ba_metric_from_objective(m, r->res.objective);
 }
 
-void ba_run_result_free(ba_run_result_t *r) {
+void ba_study_result_free(ba_study_result_t *r) {
     if (!r) return;
     ba_plan_free(r->plan);
     for (int i = 0; r->layer_names && i < r->nlayers; i++) free(r->layer_names[i]);
@@ -873,7 +633,7 @@ void ba_run_result_free(ba_run_result_t *r) {
     memset(r, 0, sizeof *r);
 }
 
-void ba_run_study_name(const char *model, char *out, size_t cap) {
+void ba_study_name(const char *model, char *out, size_t cap) {
     const char *base = strrchr(model, '/');
     base = base ? base + 1 : model;
     size_t n = strcspn(base, ".");
@@ -890,7 +650,7 @@ void ba_run_study_name(const char *model, char *out, size_t cap) {
 
 /* Pins, ties, budgets and their feasibility, checked before a study exists so
  * that bad input leaves none behind (Ω does not matter for that: zeros). */
-static ba_status validate_with(const ba_run_settings_t *s, ba_model_t *m, ba_error *err) {
+static ba_status validate_with(const ba_study_settings_t *s, ba_model_t *m, ba_error *err) {
     run_ctx_t v = {.s = s, .m = m, .zero_costs = 1, .latency_j = -1};
     ba_solution_t sol = {0};
     ba_ilp_opts_t io = ba_ilp_opts_default();
@@ -901,13 +661,13 @@ static ba_status validate_with(const ba_run_settings_t *s, ba_model_t *m, ba_err
     return st;
 }
 
-ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
+ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
     ba_model_t *m = NULL;
     ba_dataset_t *ds = NULL;
     int64_t *labels = NULL, nl = 0;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
+    if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
@@ -925,12 +685,12 @@ ba_status ba_run_validate(const ba_run_settings_t *s, ba_error *err) {
     return st;
 }
 
-ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t *s, const ba_run_callbacks_t *cb,
-                        ba_run_result_t *out, ba_error *err) {
+ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s, const ba_study_callbacks_t *cb,
+                        ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     char name[256];
     if (study) snprintf(name, sizeof name, "%s", study);
-    else ba_run_study_name(s->model, name, sizeof name);
+    else ba_study_name(s->model, name, sizeof name);
     ba_study_info_t info;
     ba_error e2;
     if (ba_db_study_get(db, name, &info, &e2) == BA_OK) {
@@ -939,12 +699,12 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
          * as Optuna's load_if_exists does; other settings under the name are
          * refused, so nothing stored is ever mixed with another search. */
         char *mine = NULL;
-        ba_status st0 = ba_run_settings_to_json(s, &mine, err);
+        ba_status st0 = ba_study_settings_to_json(s, &mine, err);
         int same = st0 == BA_OK && !strcmp(mine, info.settings);
         free(mine);
         ba_db_study_info_free(&info);
         if (st0 != BA_OK) return st0;
-        if (same) return ba_run_resume(db, name, cb, out, err);
+        if (same) return ba_study_resume(db, name, cb, out, err);
         return ba_error_set(err, BA_ERR_INPUT,
                             "--study %s: a study of that name exists with other settings; run the new settings "
                             "under another name (--study NEW), or drop the old study first "
@@ -959,10 +719,10 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     char data_sha[65] = "";
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
-    if (st == BA_OK) st = ba_run_settings_load_data(s, &ds, err);
+    if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
     if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
-    if (st == BA_OK) st = ba_run_settings_to_json(s, &settings, err);
+    if (st == BA_OK) st = ba_study_settings_to_json(s, &settings, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;
     for (int l = 0; st == BA_OK && l < m->nlayers; l++)
         layers[l] = (ba_db_layer_t){m->layers[l].name, m->layers[l].op, m->layers[l].params, m->layers[l].macs};
@@ -985,13 +745,13 @@ ba_status ba_run_search(ba_db_t *db, const char *study, const ba_run_settings_t 
     return st;
 }
 
-ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t *cb, ba_run_result_t *out,
+ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
                         ba_error *err) {
     memset(out, 0, sizeof *out);
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
-    ba_run_settings_t s;
-    ba_status st = ba_run_settings_from_json(info.settings, &s, err);
+    ba_study_settings_t s;
+    ba_status st = ba_study_settings_from_json(info.settings, &s, err);
     if (st != BA_OK) {
         ba_error_prefix(err, "study '%s'", name);
         ba_db_study_info_free(&info);
@@ -1008,7 +768,7 @@ ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t 
                           s.model, name, sha, info.model_sha256);
     if (st == BA_OK) {
         ba_dataset_t *ds = NULL;
-        if (ba_run_settings_load_data(&s, &ds, &e2) != BA_OK)
+        if (ba_study_settings_load_data(&s, &ds, &e2) != BA_OK)
             st = ba_error_set(err, BA_ERR_INPUT, "study '%s': cannot load its data: %s", name, e2.msg);
         else {
             char dsha[65];
@@ -1029,7 +789,7 @@ ba_status ba_run_resume(ba_db_t *db, const char *name, const ba_run_callbacks_t 
         if (!strcmp(info.state, "failed")) ba_db_study_set_state(db, info.id, "running", &e2);
         st = run_study(db, info.id, name, &s, complete, cb, out, err);
     }
-    ba_run_settings_free(&s);
+    ba_study_settings_free(&s);
     ba_db_study_info_free(&info);
     return st;
 }
