@@ -106,7 +106,8 @@ class Model:
         self.data = ["--data", "%s=%s" % (self.inp, self.calib)]
         self.fp_test = ort(self.path, self.inp, self.test, os.path.join(tmp, name + ".fp.npy"), self.flags)
 
-    def search(self, method, bits, sens="hessian", gens=0, off=1):
+    def search(self, method, bits, sens="weight", gens=0, off=1):
+        """A plan by `bitalloc search` (uniform and random ignore the estimator: weight is free)."""
         plan = os.path.join(self.tmp, "%s.%s.%s.%d.json" % (self.name, method, sens, bits))
         cmd = [self.args.bin, "search", self.path] + self.data + [
             "--budget", "avg-bits=%d" % bits, "--method", method, "--sensitivity", sens, "--db", self.db,
@@ -222,7 +223,7 @@ def main():
                         elif meth == "ilp-measured":
                             plan = mdl.search("ilp", b, "measured")
                         elif meth == "random":
-                            plan = mdl.search("random", b, "hessian", args.gens, args.offspring)
+                            plan = mdl.search("random", b, "weight", args.gens, args.offspring)
                         elif meth == "evopress":
                             plan = evopress(mdl, b, evals)
                         else:
