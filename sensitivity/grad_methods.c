@@ -237,18 +237,17 @@ static double dot(const float *a, const float *b, int64_t n) {
  * layers per batch, x[l] = v_lᵀ (Hv)_l (the cross terms v_lᵀ H_lj v_j have zero
  * mean), or with per_layer one vᵀHv per layer per batch (no cross terms, L times
  * the cost). */
-static ba_status probe_all(sess_pool_t *p, int per_layer, ba_rng_t *rng, float *const *v, float *const *hv,
-                           double *x, ba_error *err) {
+static ba_status probe_all(sess_pool_t *p, int per_layer, float *const *v, float *const *hv, double *x,
+                           ba_error *err) {
     sens_ctx_t *c = p->g->c;
     const ba_model_t *m = c->m;
     const int L = m->nlayers;
     for (int l = 0; l < L; l++) x[l] = 0.0;
     ba_status st = BA_OK;
+    /* one probe for every batch: the table does not depend on how the samples
+     * are batched (a probe per batch would lower the variance, but change
+     * with the batch size) */
     for (int64_t b = 0; b < p->nbatch && st == BA_OK; b++) {
-        /* each batch draws its own probe: Tr(H) = Σ_b w_b Tr(H_b), and
-         * independent probes drop the covariance between batches' samples */
-        for (int l = 0; l < L; l++)
-            for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(rng);
         /* a batch's loss is the mean over its rows: it weighs n_b/N in the mean over all */
         double w = (double)sens_batch_len(c, b) / (double)c->n;
         ba_grad_session_t *s = NULL;
@@ -298,7 +297,9 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     /* every layer takes every probe (a probe costs one HVP whichever layers
      * still need it), so the table does not depend on the order of stops */
     while (np < maxp && st == BA_OK) {
-        st = probe_all(&pool, per_layer, &rng, v, hv, xs, err);
+        for (int l = 0; l < L; l++)
+            for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
+        st = probe_all(&pool, per_layer, v, hv, xs, err);
         if (st != BA_OK) break;
         np++;
         int all = np >= HUTCH_MIN_PROBES;

@@ -733,3 +733,37 @@ Test(sensitivity, hessian_stops_on_relative_standard_error) {
     ba_dataset_free(ds);
     ba_model_free(m);
 }
+
+/* `--probe per-layer` reaches the per-layer estimator (a different table from
+ * the default all-layer probes, same probe count under --tol 0), and a bad
+ * value is a usage error naming the flag. */
+Test(sensitivity, cli_probe_flag_selects_the_probe_mode) {
+    ba_test_run_t a = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--tol", "0",
+                                  "--samples", "8", "--format", "json", NULL);
+    ba_test_run_t p = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--tol", "0",
+                                  "--samples", "8", "--probe", "per-layer", "--format", "json", NULL);
+    cr_assert_eq(a.status, 0, "%s", a.err);
+    cr_assert_eq(p.status, 0, "%s", p.err);
+    json_error_t je;
+    json_t *ja = json_loads(a.out, 0, &je), *jp = json_loads(p.out, 0, &je);
+    cr_assert(ja && jp);
+    const json_t *la = json_object_get(ja, "layers"), *lp = json_object_get(jp, "layers");
+    int differ = 0;
+    for (size_t i = 0; i < json_array_size(la); i++) {
+        const json_t *x = json_array_get(la, i), *y = json_array_get(lp, i);
+        cr_expect_eq(json_integer_value(json_object_get(x, "probes")), 8);
+        cr_expect_eq(json_integer_value(json_object_get(y, "probes")), 8);
+        cr_expect_null(json_object_get(x, "top_eigenvalue"));
+        differ |= json_real_value(json_object_get(x, "score")) != json_real_value(json_object_get(y, "score"));
+    }
+    cr_expect(differ, "per-layer and all-layer probes gave the same table");
+    json_decref(ja);
+    json_decref(jp);
+    ba_test_run_free(&a);
+    ba_test_run_free(&p);
+    ba_test_run_t b = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--probe",
+                                  "some", NULL);
+    cr_expect_eq(b.status, 2);
+    cr_expect(strstr(b.err, "--probe"), "%s", b.err);
+    ba_test_run_free(&b);
+}
