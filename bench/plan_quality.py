@@ -101,7 +101,7 @@ class Model:
         self.path = os.path.join(args.zoo_dir, f)
         self.calib = os.path.join(args.zoo_data, stem + "_calib.npy")
         self.test = os.path.join(args.zoo_data, stem + "_test.npy")
-        self.db = os.path.join(tmp, name + ".db")
+        self.db = os.path.join(args.db_dir or tmp, name + ".db")  # sensitivities cached here
         self.flags = per_sample_flag(self.path)
         self.data = ["--data", "%s=%s" % (self.inp, self.calib)]
         self.fp_test = ort(self.path, self.inp, self.test, os.path.join(tmp, name + ".fp.npy"), self.flags)
@@ -120,7 +120,7 @@ class Model:
     def fitness(self, plan):
         """The calibration metric bitalloc's own search minimises: KL for class outputs, else
         relative MSE (from the SQNR)."""
-        d = json.loads(sh([self.args.bin, "eval", self.path] + self.data + ["--plan", plan, "--format", "json"]))
+        d = json.loads(sh([self.args.bin, "eval", self.path] + self.data + ["--plan", plan, "--format", "json", "-q"]))
         q = d["quantized"]
         if self.kind == "class" and q.get("kl") is not None:
             return q["kl"]
@@ -134,13 +134,12 @@ class Model:
 
 
 def write_plan(template, bits, path):
+    """The template plan with other widths (bitalloc recomputes memory and BOPs from the layers)."""
     p = json.loads(json.dumps(template))
     tot = sum(l["params"] for l in p["layers"])
     for l, b in zip(p["layers"], bits):
         l["w_bits"] = b
-    p["totals"] = {"avg_bits": sum(l["params"] * l["w_bits"] for l in p["layers"]) / tot}
-    p.pop("metrics", None)
-    p.pop("search", None)
+    p["totals"]["avg_bits"] = sum(l["params"] * l["w_bits"] for l in p["layers"]) / tot
     with open(path, "w") as f:
         json.dump(p, f)
 
@@ -195,6 +194,7 @@ def main():
     ap.add_argument("--bits", default="3,4,5")
     ap.add_argument("--gens", type=int, default=4)
     ap.add_argument("--offspring", type=int, default=6)
+    ap.add_argument("--db-dir", help="keep each model's study database (and cached sensitivities) here")
     ap.add_argument("--json", default=os.path.join(ROOT, "bench", "results", "plan_quality.json"))
     ap.add_argument("--zoo-dir", default=os.environ.get("ZOO_DIR", os.path.join(ROOT, "bench", "zoo", "cache")))
     ap.add_argument("--zoo-data", default=os.environ.get("ZOO_DATA", os.path.join(ROOT, "bench", "zoo", "data")))

@@ -663,7 +663,8 @@ Test(sensitivity, cli_gradient_methods_and_search_run_on_a_decoder, .timeout = 3
  * 5% relative standard error of every layer, at least 8 probes): every layer
  * of the digits MLP within 12% of its exact trace (make_hessian_refs.py, whose
  * fc3 agrees with make_sens_refs.py's unit-vector autograd trace) for seeds
- * 0..9; and `--probe per-layer` estimates the same traces. */
+ * 0..9; and `--probe per-layer` estimates the same traces (within 4 of its
+ * standard errors). */
 Test(sensitivity, hessian_default_traces_within_12_percent_of_exact_for_ten_seeds, .timeout = 300) {
     json_error_t je;
     json_t *ex = json_load_file(REFS "hessian_exact.json", 0, &je);
@@ -690,7 +691,10 @@ Test(sensitivity, hessian_default_traces_within_12_percent_of_exact_for_ten_seed
                 double want = json_real_value(json_object_get(exm, L->name));
                 double rel = fabs(L->score - want) / want;
                 if (!per_layer && rel > worst) worst = rel;
-                cr_expect(want > 0 && rel <= 0.12, "seed %llu%s %s: %.6g, exact %.6g (%.1f%% off, %lld probes)",
+                /* the default: within 12%; --probe per-layer (stopped at a 5% standard error):
+                 * within 4 standard errors */
+                cr_expect(want > 0 && rel <= (per_layer ? 0.20 : 0.12),
+                          "seed %llu%s %s: %.6g, exact %.6g (%.1f%% off, %lld probes)",
                           (unsigned long long)seed, per_layer ? " per-layer" : "", L->name, L->score, want,
                           100 * rel, (long long)L->probes);
                 /* the stop: every layer at <= tol relative standard error, or the cap */
