@@ -3,6 +3,9 @@
  * give PyTorch the very same probes; times the probe loop and prints JSON.
  * Usage: bench_hessian MODEL.onnx --list
  *        bench_hessian MODEL.onnx X.npy LABELS.npy PROBES.npy BATCH [--threads T] [--hvp]
+ *        bench_hessian MODEL.onnx --exact X.npy LABELS.npy BATCH
+ * --exact: the exact Tr(H_ll) of every layer, Σ_i e_iᵀ H_ll e_i with one
+ * ba_grad_session_hvp per unit vector (the reference for the estimator).
  * PROBES.npy: float32 (P, Σ params) — probe p of layer l is the slice of row
  * p at the layer's offset (layers in model order, as --list prints them). */
 #include <cblas.h>
@@ -21,6 +24,7 @@
 static const char USAGE[] =
     "usage: bench_hessian MODEL.onnx --list\n"
     "       bench_hessian MODEL.onnx X.npy LABELS.npy PROBES.npy BATCH [--threads T] [--hvp]\n"
+    "       bench_hessian MODEL.onnx --exact X.npy LABELS.npy BATCH\n"
     "  --hvp  trace samples as v . (H v) from ba_grad_session_hvp instead of ba_grad_session_vhv\n";
 
 static int list_layers(const ba_model_t *m) {
@@ -41,6 +45,57 @@ static ba_tensor_t *rows(ba_tensor_t *x, int64_t start, int64_t n, ba_error *err
     return ba_tensor_wrap(x->dtype, x->ndim, sh, (char *)x->data + (size_t)start * per, err);
 }
 
+/* Exact per-layer traces of the mean CE over x (labels y) in batches. */
+static int exact_traces(const ba_model_t *m, const char *xp, const char *yp, int64_t batch) {
+    ba_error err = {0};
+    ba_tensor_t *x = NULL, *y = NULL;
+    const int L = m->nlayers;
+    double *tr = calloc((size_t)L + 1, sizeof *tr);
+    int rc = 1;
+    if (!tr || ba_npy_load(xp, &x, &err) != BA_OK || ba_npy_load(yp, &y, &err) != BA_OK) goto done;
+    if (y->dtype != BA_DT_I64 || y->numel != x->shape[0] || batch < 1) {
+        fprintf(stderr, "bench_hessian: labels must be int64, one per sample; batch >= 1\n");
+        goto done;
+    }
+    const int64_t N = x->shape[0];
+    double t0 = ba_now();
+    for (int64_t b0 = 0; b0 < N; b0 += batch) {
+        const int64_t nb = N - b0 < batch ? N - b0 : batch;
+        ba_tensor_t *xb = rows(x, b0, nb, &err);
+        if (!xb) goto done;
+        ba_loss_spec_t ls = {.kind = BA_LOSS_CE, .labels = (const int64_t *)y->data + b0, .nlabels = nb};
+        ba_grad_session_t *s = NULL;
+        ba_status st = ba_grad_session_new(m, &xb, NULL, &ls, &s, &err);
+        const double w = (double)nb / (double)N;
+        for (int l = 0; l < L && st == BA_OK; l++) {
+            const int64_t P = m->layers[l].params;
+            float *e = calloc((size_t)P, sizeof *e), *h = malloc((size_t)P * sizeof *h);
+            if (!e || !h) st = BA_ERR_NOMEM;
+            for (int64_t i = 0; i < P && st == BA_OK; i++) {
+                e[i] = 1.0f;
+                st = ba_grad_session_hvp(s, m->layers[l].value, e, h, &err);
+                tr[l] += w * (double)h[i];
+                e[i] = 0.0f;
+            }
+            free(e);
+            free(h);
+        }
+        ba_grad_session_free(s);
+        ba_tensor_unref(xb);
+        if (st != BA_OK) goto done;
+    }
+    printf("{\"seconds\": %.3f, \"method\": \"exact\", \"traces\": [", ba_now() - t0);
+    for (int l = 0; l < L; l++) printf("%s%.12g", l ? ", " : "", tr[l]);
+    printf("]}\n");
+    rc = 0;
+done:
+    if (rc && err.msg[0]) fprintf(stderr, "bench_hessian: %s\n", err.msg);
+    free(tr);
+    ba_tensor_unref(x);
+    ba_tensor_unref(y);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
         fputs(USAGE, stderr);
@@ -54,6 +109,11 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(argv[2], "--list")) {
         int rc = list_layers(m);
+        ba_model_free(m);
+        return rc;
+    }
+    if (!strcmp(argv[2], "--exact") && argc == 6) {
+        int rc = exact_traces(m, argv[3], argv[4], atoll(argv[5]));
         ba_model_free(m);
         return rc;
     }

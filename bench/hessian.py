@@ -28,6 +28,10 @@ and the HVP's step error: the "trace rel diff" column checks that the two comput
 Run: /usr/bin/python3 bench/hessian.py [--bin build/bench/bench_hessian] [--threads 1]
          [--probes 8] [--reps 3] [--models cnn,mlp,resnet,vit]
 Writes bench/results/hessian.json (every sample and the summary) and prints the table.
+
+--defaults checks what `bitalloc sensitivity` does by default instead: every digits-MLP layer within
+12% of the exact trace for seeds 0..9, and the time on --time-model before (--before BIN) and after
+(--after BIN, default build/bitalloc); writes bench/results/hessian_defaults.json.
 """
 import argparse
 import json
@@ -158,8 +162,65 @@ def run_torch(cfg, threads, mode):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def sens_json(bitalloc, model, data, labels=None, seed=0, extra=()):
+    """`bitalloc sensitivity --format json` in a fresh process; returns (table, CPU s, wall s)."""
+    cmd = [bitalloc, "sensitivity", model, "--data", data, "--format", "json", "--seed", str(seed)] + list(extra)
+    if labels:
+        cmd += ["--labels", labels]
+    t0, c0 = time.time(), os.times()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_WAIT_POLICY": "passive"}).stdout
+    c1 = os.times()
+    return json.loads(out), (c1.children_user - c0.children_user) + (c1.children_system - c0.children_system), \
+        time.time() - t0
+
+
+def defaults_check(a):
+    """The default `hessian` sensitivity (SPEC §5): (1) every digits-MLP layer's trace against the
+    exact one (tests/fixtures/sens_refs/hessian_exact.json) for seeds 0..9; (2) the time of the
+    default run on a --time-model, before (--before binary) and after (--after), in one process
+    each, on the same machine in the same run (CPU seconds of the child, and wall)."""
+    exact = json.load(open(os.path.join(FIX, "sens_refs", "hessian_exact.json")))["mlp"]
+    worst, rows = 0.0, []
+    for seed in range(10):
+        t, cpu, _ = sens_json(a.after, os.path.join(FIX, "digits/mlp_dyn.onnx"),
+                              os.path.join(FIX, "digits/calib_x_flat.npy"), os.path.join(FIX, "digits/calib_y.npy"),
+                              seed)
+        errs = {l["name"]: l["score"] / exact[l["name"]] - 1 for l in t["layers"]}
+        worst = max(worst, max(abs(e) for e in errs.values()))
+        rows.append({"seed": seed, "probes": t["layers"][0].get("probes"), "rel_err": errs, "cpu_s": cpu})
+        print(f"mlp seed {seed}: probes {rows[-1]['probes']}, " +
+              ", ".join(f"{k} {100 * v:+.1f}%" for k, v in errs.items()))
+    within = sum(all(abs(e) <= 0.12 for e in r["rel_err"].values()) for r in rows)
+    print(f"mlp: {within}/10 seeds with every layer within 12% of the exact trace (worst {100 * worst:.1f}%)")
+    timing = {}
+    if a.time_model:
+        for tag, b in (("after", a.after), ("before", a.before)):
+            if not b:
+                continue
+            t, cpu, wall = sens_json(b, a.time_model, a.time_data)
+            probes = sorted({l.get("probes") for l in t["layers"]})
+            timing[tag] = {"cpu_s": cpu, "wall_s": wall, "layers": len(t["layers"]), "probes": probes}
+            print(f"{os.path.basename(a.time_model)} {tag}: {cpu:.1f} s CPU, {wall:.1f} s wall, "
+                  f"{len(t['layers'])} layers, probes {probes}")
+        if "before" in timing and "after" in timing:
+            print(f"speedup: {timing['before']['cpu_s'] / timing['after']['cpu_s']:.1f}x CPU, "
+                  f"{timing['before']['wall_s'] / timing['after']['wall_s']:.1f}x wall")
+    out = os.path.join(ROOT, "bench", "results", "hessian_defaults.json")
+    with open(out, "w") as f:
+        json.dump({"mlp": rows, "within_12pct": within, "timing": timing, "load_avg": os.getloadavg()}, f,
+                  indent=1)
+    print(f"wrote {os.path.relpath(out, ROOT)}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--defaults", action="store_true",
+                    help="check the default hessian sensitivity (accuracy on the MLP, time before/after)")
+    ap.add_argument("--after", default=os.path.join(ROOT, "build", "bitalloc"))
+    ap.add_argument("--before", help="bitalloc binary of the previous version (timing baseline)")
+    ap.add_argument("--time-model", help="model timed by --defaults (e.g. ch_ppocr_mobile_v2.0_cls_infer.onnx)")
+    ap.add_argument("--time-data", help="its calibration data (e.g. ocr_cls_calib.npy)")
     ap.add_argument("--bin", default=os.path.join(ROOT, "build", "bench", "bench_hessian"))
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--probes", type=int, default=8)
@@ -173,6 +234,8 @@ def main():
     a = ap.parse_args()
     if a.worker:
         return torch_worker(a)
+    if a.defaults:
+        return defaults_check(a)
     names = a.models.split(",")
     samples, summary = [], []
     with tempfile.TemporaryDirectory() as tmp:

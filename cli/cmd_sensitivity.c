@@ -25,6 +25,8 @@ static ba_status read_opts(const ba_cli_opts *o, ba_sens_opts_t *so, int *bits, 
     so->max_probes = (int)ba_cli_get_int(o, "samples", BA_SENS_DEFAULT_PROBES);
     if (so->max_probes < 1) return ba_error_set(err, BA_ERR_INPUT, "--samples: at least 1 probe");
     if (ba_cli_has(o, "metric")) BA_TRY(ba_metric_parse(ba_cli_get(o, "metric"), &so->metric, err));
+    const char *probe = ba_cli_get(o, "probe");
+    so->per_layer_probes = probe && !strcmp(probe, "per-layer");
     const char *loss = ba_cli_get(o, "loss");
     if (loss) so->loss = strcmp(loss, "mse") == 0 ? BA_SENS_LOSS_MSE : BA_SENS_LOSS_CE;
     const char *v;

@@ -50,7 +50,8 @@
      "L",                                                                                                    \
      "ce|mse",                                                                                               \
      "loss for hessian/fisher/lrp (default: ce for class outputs, else mse)"},                               \
-        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL, "Hutchinson relative tolerance (default: 1e-3)"},           \
+        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL,                                                             \
+         "Hutchinson stops when every layer's relative standard error is <= T (default: 0.05)"},             \
         {"samples", 0, BA_CLI_T_INT, 0, "N", NULL, "at most N Hutchinson probes (default: 200)"}, {          \
         "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
     }
@@ -109,6 +110,8 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_BITS,
     F_SEED,
     F_SENS_SETTINGS,
+    {"probe", 0, BA_CLI_T_CHOICE, 0, "P", "all|per-layer",
+     "hessian: one Hutchinson probe over all layers per HVP, or one per layer (default: all)"},
     F_QUANTIZER,
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json|csv", "output format (default: table)"},
     F_END,

@@ -97,6 +97,14 @@ ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, f
  * MaxPool argmaxes, Clip ranges … keep the base point's pattern (their
  * second derivative is 0, as in autograd's double backward). */
 ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err);
+/* Hv for one probe over several constants at once: v[k] lies on constant
+ * values[k] (all distinct), H is the Hessian over all of them together
+ * (cross blocks included), and hv_out[k] = (Hv)_k, the block of the product
+ * on values[k]. One tangent forward and one backward for all of them, so
+ * v[k]ᵀ hv_out[k] is an unbiased per-constant Hutchinson sample (the cross
+ * terms v_kᵀ H_kj v_j have zero mean) at the cost of a single HVP. */
+ba_status ba_grad_session_hvp_multi(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
+                                    float *const *hv_out, ba_error *err);
 /* vᵀ H v for the same block (Hutchinson's sample). When every op downstream
  * of the constant is linear in its perturbed inputs on the base pattern
  * (conv/gemm/matmul with one perturbed operand, ReLU, pools, BN, reshapes,
@@ -118,9 +126,9 @@ ba_status ba_grad_hvp(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor
 
 /* Block-diagonal variant for per-layer Hutchinson: for each k,
  * hv_out[k] = H_kk v[k] exactly (the probe restricted to constant req[k]),
- * one session (forward) and nreq HVPs. Use this rather than one all-layer probe, whose per-layer
- * products v_kᵀ(Hv)_k carry the cross terms v_kᵀH_kj v_j (zero mean, but
- * variance that slows Hutchinson's convergence). */
+ * one session (forward) and nreq HVPs: per-layer probes without the cross
+ * terms of ba_grad_session_hvp_multi (less variance per probe, nreq times
+ * the cost). */
 ba_status ba_grad_hvp_layers(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                              const ba_loss_spec_t *loss, int nreq, const int *req, const float *const *v,
                              float *const *hv_out, ba_error *err);

@@ -1142,8 +1142,8 @@ static ba_status path_second(ba_grad_session_t *s, int value, int *out, ba_error
 /* Tangents of every value downstream of `value` for the probe tv (a tensor
  * of the constant's shape). keep_all = 0 frees each tangent after its last
  * use (the output's is kept). kinds (nnodes, or NULL) gets each node's rule. */
-static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *tv, ba_tensor_t **tan, int keep_all,
-                                 unsigned char *kinds, ba_error *err) {
+static ba_status tangent_forward(ba_grad_session_t *s, int nseed, const int *seeds, ba_tensor_t *const *tvs,
+                                 ba_tensor_t **tan, int keep_all, unsigned char *kinds, ba_error *err) {
     const ba_model_t *m = s->m;
     int *last = NULL;
     if (!keep_all) {
@@ -1154,7 +1154,7 @@ static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *t
             for (int j = 0; j < m->nodes[i].nin; j++)
                 if (m->nodes[i].inputs[j] >= 0) last[m->nodes[i].inputs[j]] = i;
     }
-    tan[value] = ba_tensor_ref(tv);
+    for (int k = 0; k < nseed; k++) tan[seeds[k]] = ba_tensor_ref(tvs[k]);
     ba_status st = BA_OK;
     ba_tensor_t *in[MAX_IO], *out[MAX_IO], *tin[MAX_IO], *tout[MAX_IO];
     /* Unsupported ops on the path are named by the backward's check when it
@@ -1198,7 +1198,9 @@ static ba_status tangent_forward(ba_grad_session_t *s, int value, ba_tensor_t *t
             for (int j = 0; last && j < n->nin && j < 32; j++) {
                 int id = n->inputs[j], twice = 0;
                 for (int q = 0; q < n->nin; q++) twice |= q != j && n->inputs[q] == id;
-                if (tin[j] && last[id] == i && id != s->out_id && id != value && !twice) steal |= 1u << j;
+                int seed = 0;
+                for (int q = 0; q < nseed; q++) seed |= seeds[q] == id;
+                if (tin[j] && last[id] == i && id != s->out_id && !seed && !twice) steal |= 1u << j;
             }
             /* drop the table's ref so that the kernel's is the only one */
             for (int j = 0; j < n->nin && j < 32; j++)
@@ -1264,21 +1266,60 @@ static ba_status check_value(const ba_grad_session_t *s, int value, ba_error *er
     return BA_OK;
 }
 
-/* Hv into hv_out (when non-NULL) and vᵀHv into *vhv (when non-NULL). */
-static ba_status hvp_exact(ba_grad_session_t *s, int value, const float *v, float *hv_out, double *vhv,
-                           ba_error *err) {
-    BA_TRY(check_value(s, value, err));
+/* Whether the tangent path from the seeds has second-order terms: a single
+ * seed's answer is cached; with several, a bilinear node may meet two tangents. */
+static ba_status seeds_second(ba_grad_session_t *s, int nseed, const int *seeds, int *out, ba_error *err) {
+    if (nseed == 1) return path_second(s, seeds[0], out, err);
     const ba_model_t *m = s->m;
-    const ba_tensor_t *W = s->vals[value];
+    unsigned char *has = ba_calloc((size_t)m->nvalues + 1, 1, err);
+    if (!has) return err->code;
+    for (int k = 0; k < nseed; k++) has[seeds[k]] = 1;
     int sec = 0;
-    BA_TRY(path_second(s, value, &sec, err));
+    for (int i = 0; i < m->nnodes && !sec; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        unsigned tmask = 0;
+        for (int j = 0; j < n->nin; j++)
+            if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
+        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
+        rule_kind k = rule_of(n, tmask);
+        if (k == R_NONE || k == R_UNSUPPORTED) continue;
+        sec |= has_second(n, k, tmask);
+        for (int j = 0; j < n->nout; j++)
+            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]])) has[n->outputs[j]] = 1;
+    }
+    free(has);
+    *out = sec;
+    return BA_OK;
+}
+
+/* For the probe v (v[k] on constant values[k], the others 0): hv_out[k] =
+ * (Hv)_k when hv_out is non-NULL, and *vhv = vᵀHv when non-NULL, H the
+ * Hessian over all the listed constants together. */
+static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
+                           float *const *hv_out, double *vhv, ba_error *err) {
+    for (int k = 0; k < nval; k++) {
+        BA_TRY(check_value(s, values[k], err));
+        for (int j = 0; j < k; j++)
+            if (values[j] == values[k])
+                return ba_error_set(err, BA_ERR_INPUT, "%s: HVP: constant '%s' listed twice", s->m->path,
+                                    s->m->values[values[k]].name);
+    }
+    const ba_model_t *m = s->m;
+    int sec = 0;
+    BA_TRY(seeds_second(s, nval, values, &sec, err));
     if (sec) BA_TRY(ensure_base_grads(s, err));
     ba_tensor_t **tan = ba_calloc((size_t)m->nvalues + 1, sizeof *tan, err);
     unsigned char *kinds = tan ? ba_calloc((size_t)m->nnodes + 1, 1, err) : NULL;
-    ba_tensor_t *tv = kinds ? ba_tensor_wrap(BA_DT_F32, W->ndim, W->shape, (void *)v, err) : NULL;
-    ba_tensor_t *tdz = NULL, *g = NULL;
-    ba_status st = tv ? BA_OK : err->code;
-    if (st == BA_OK) st = tangent_forward(s, value, tv, tan, sec, kinds, err);
+    ba_tensor_t **tv = kinds ? ba_calloc((size_t)nval + 1, sizeof *tv, err) : NULL;
+    ba_tensor_t **g = tv ? ba_calloc((size_t)nval + 1, sizeof *g, err) : NULL;
+    ba_status st = g ? BA_OK : err->code;
+    for (int k = 0; k < nval && st == BA_OK; k++) {
+        const ba_tensor_t *W = s->vals[values[k]];
+        tv[k] = ba_tensor_wrap(BA_DT_F32, W->ndim, W->shape, (void *)v[k], err);
+        if (!tv[k]) st = err->code;
+    }
+    ba_tensor_t *tdz = NULL;
+    if (st == BA_OK) st = tangent_forward(s, nval, values, tv, tan, sec, kinds, err);
     const ba_tensor_t *z = s->vals[s->out_id], *tz = tan ? tan[s->out_id] : NULL;
     double q = 0.0;
     if (st == BA_OK && tz) {
@@ -1289,33 +1330,41 @@ static ba_status hvp_exact(ba_grad_session_t *s, int value, const float *v, floa
     if (st == BA_OK && (hv_out || (vhv && sec))) {
         if (tdz) {
             hook_ctx c = {s, tan, kinds};
-            st = ba_grad_backward(m, s->vals, s->out_id, tdz, 1, &value, &g, NULL, sec ? tangent_hook : NULL, &c,
+            st = ba_grad_backward(m, s->vals, s->out_id, tdz, nval, values, g, NULL, sec ? tangent_hook : NULL, &c,
                                   err);
         }
-        if (st == BA_OK) {
-            const float *gv = g ? g->data : NULL;
-            double d = 0.0;
-            for (int64_t i = 0; i < W->numel; i++) {
+        double d = 0.0;
+        for (int k = 0; k < nval && st == BA_OK; k++) {
+            const float *gv = g[k] ? g[k]->data : NULL;
+            const int64_t ne = s->vals[values[k]]->numel;
+            for (int64_t i = 0; i < ne; i++) {
                 float h = gv ? gv[i] : 0.0f;
-                if (hv_out) hv_out[i] = h;
-                d += (double)v[i] * h;
+                if (hv_out) hv_out[k][i] = h;
+                d += (double)v[k][i] * h;
             }
-            if (vhv && sec) *vhv = d;
         }
+        if (st == BA_OK && vhv && sec) *vhv = d;
     }
-    ba_tensor_unref(g);
+    for (int k = 0; g && k < nval; k++) ba_tensor_unref(g[k]);
+    for (int k = 0; tv && k < nval; k++) ba_tensor_unref(tv[k]);
     ba_tensor_unref(tdz);
-    ba_tensor_unref(tv);
     for (int i = 0; tan && i < m->nvalues; i++) ba_tensor_unref(tan[i]);
+    free(g);
+    free(tv);
     free(tan);
     free(kinds);
     return st;
 }
 
+ba_status ba_grad_session_hvp_multi(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
+                                    float *const *hv_out, ba_error *err) {
+    return hvp_exact(s, nval, values, v, hv_out, NULL, err);
+}
+
 ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err) {
-    return hvp_exact(s, value, v, hv_out, NULL, err);
+    return hvp_exact(s, 1, &value, &v, &hv_out, NULL, err);
 }
 
 ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, double *vhv, ba_error *err) {
-    return hvp_exact(s, value, v, NULL, vhv, err);
+    return hvp_exact(s, 1, &value, &v, NULL, vhv, err);
 }

@@ -1,7 +1,6 @@
 /* Estimators that need gradients (model/grad.h): `fisher` (empirical Fisher
  * diagonal from per-sample squared gradients), `hessian` (Hutchinson trace of
- * each layer's Hessian block, HAWQ-V2/V3, plus its top eigenvalue by power
- * iteration). The loss is the mean over the used samples (SPEC §5); a batch's
+ * each layer's Hessian block, HAWQ-V2/V3). The loss is the mean over the used samples (SPEC §5); a batch's
  * gradient is weighted by its share of the samples. `lrp` lives in lrp.c. */
 #include <math.h>
 #include <stdlib.h>
@@ -11,15 +10,9 @@
 #include "model/grad.h"
 #include "sensitivity/sens_internal.h"
 
-/* Hutchinson stops on --tol only after this many probes: the running mean of
- * the first few probes can agree by chance (PyHessian's loop has the same
- * rule without a floor; a floor of 8 costs little and avoids 2-probe stops). */
+/* Hutchinson stops on --tol only after this many probes (SPEC §5): the
+ * standard error of the first few probes is itself too noisy to trust. */
 #define HUTCH_MIN_PROBES 8
-/* Power iteration for the top eigenvalue: at most this many Hessian-vector
- * products (PyHessian's default maxIter is 100; 20 reach --tol on the test
- * models), stopping earlier on a relative change below --tol. */
-#define POWER_MAX_ITERS 20
-#define REL_EPS 1e-12 /* guards relative changes of a zero mean */
 /* The hessian estimator keeps one gradient session (every activation of a
  * batch) per batch for all its probes when they fit in this many bytes;
  * otherwise each probe re-runs each batch's forward. */
@@ -233,44 +226,52 @@ static void pool_release(sess_pool_t *p, int64_t i) {
     if (!p->keep) batch_sess_clear(p->g->c, &p->b[i]);
 }
 
-/* For the layers in act[]: x[l] = vᵀ H_ll v (Hutchinson's sample) when hv is
- * NULL, else hv[l] = H_ll v[l]; H of the mean loss over all used samples. */
-static ba_status hvp_all(sess_pool_t *p, const int *act, int nact, float *const *v, double *x, float **hv,
-                         float **tmp, ba_error *err) {
+static double dot(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+/* One Hutchinson sample per layer, x[l] ≈ v_lᵀ H_ll v_l (mean Tr(H_ll)),
+ * with H the Hessian of the mean loss over all used samples. One HVP over all
+ * layers per batch, x[l] = v_lᵀ (Hv)_l (the cross terms v_lᵀ H_lj v_j have zero
+ * mean), or with per_layer one vᵀHv per layer per batch (no cross terms, L times
+ * the cost). */
+static ba_status probe_all(sess_pool_t *p, int per_layer, float *const *v, float *const *hv, double *x,
+                           ba_error *err) {
     sens_ctx_t *c = p->g->c;
     const ba_model_t *m = c->m;
-    for (int a = 0; a < nact; a++) {
-        int l = act[a];
-        if (hv) memset(hv[l], 0, (size_t)m->layers[l].params * sizeof(float));
-        else x[l] = 0.0;
-    }
+    const int L = m->nlayers;
+    for (int l = 0; l < L; l++) x[l] = 0.0;
     ba_status st = BA_OK;
+    /* one probe for every batch: the table does not depend on how the samples
+     * are batched (a probe per batch would lower the variance, but change
+     * with the batch size) */
     for (int64_t b = 0; b < p->nbatch && st == BA_OK; b++) {
         /* a batch's loss is the mean over its rows: it weighs n_b/N in the mean over all */
         double w = (double)sens_batch_len(c, b) / (double)c->n;
         ba_grad_session_t *s = NULL;
         st = pool_get(p, b, &s, err);
-        for (int a = 0; a < nact && st == BA_OK; a++) {
-            int l = act[a];
-            const int value = m->layers[l].value;
-            if (!hv) {
-                double q = 0.0;
-                st = ba_grad_session_vhv(s, value, v[l], &q, err);
-                x[l] += w * q;
-                continue;
-            }
-            st = ba_grad_session_hvp(s, value, v[l], tmp[l], err);
-            for (int64_t i = 0; st == BA_OK && i < m->layers[l].params; i++) hv[l][i] += (float)(w * tmp[l][i]);
+        if (st == BA_OK && !per_layer) {
+            st = ba_grad_session_hvp_multi(s, L, p->g->req, (const float *const *)v, hv, err);
+            for (int l = 0; l < L && st == BA_OK; l++) x[l] += w * dot(v[l], hv[l], m->layers[l].params);
+        }
+        for (int l = 0; per_layer && l < L && st == BA_OK; l++) {
+            double q = 0.0;
+            st = ba_grad_session_vhv(s, m->layers[l].value, v[l], &q, err);
+            x[l] += w * q;
         }
         pool_release(p, b);
     }
     return st;
 }
 
-static double dot(const float *a, const float *b, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
+/* Whether layer l's running mean has a relative standard error <= tol. */
+static int converged(double sum, double sum2, int64_t np, double tol) {
+    if (np < 2) return 0;
+    double n = (double)np, mean = sum / n, var = (sum2 - sum * mean) / (n - 1);
+    double se = sqrt(var > 0 ? var : 0) / sqrt(n);
+    return se <= tol * fabs(mean);
 }
 
 ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
@@ -278,88 +279,44 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     int L = m->nlayers;
     grad_run_t g = {0};
     float **v = ba_calloc((size_t)L, sizeof *v, err), **hv = ba_calloc((size_t)L, sizeof *hv, err);
-    float **tmp = ba_calloc((size_t)L, sizeof *tmp, err);
     double *sum = ba_calloc((size_t)L, sizeof *sum, err), *sum2 = ba_calloc((size_t)L, sizeof *sum2, err);
-    double *mean = ba_calloc((size_t)L, sizeof *mean, err), *eig = ba_calloc((size_t)L, sizeof *eig, err);
-    int64_t *np = ba_calloc((size_t)L, sizeof *np, err);
-    int *act = ba_calloc((size_t)L, sizeof *act, err), *done = ba_calloc((size_t)L, sizeof *done, err);
     double *xs = ba_calloc((size_t)L, sizeof *xs, err);
     sess_pool_t pool = {.g = &g, .nbatch = sens_nbatch(c), .keep = -1};
     pool.b = ba_calloc((size_t)pool.nbatch + 1, sizeof *pool.b, err);
-    ba_status st = (v && hv && tmp && sum && sum2 && mean && eig && np && act && done && xs && pool.b)
-                       ? grad_run_init(&g, c, err)
-                       : BA_ERR_NOMEM;
+    const int per_layer = c->o->per_layer_probes;
+    ba_status st = (v && hv && sum && sum2 && xs && pool.b) ? grad_run_init(&g, c, err) : BA_ERR_NOMEM;
     for (int l = 0; l < L && st == BA_OK; l++) {
         size_t n = (size_t)m->layers[l].params;
-        if (!(v[l] = ba_malloc(n * sizeof(float), err)) || !(hv[l] = ba_malloc(n * sizeof(float), err)) ||
-            !(tmp[l] = ba_malloc(n * sizeof(float), err)))
+        if (!(v[l] = ba_malloc(n * sizeof(float), err)) || (!per_layer && !(hv[l] = ba_malloc(n * sizeof(float), err))))
             st = BA_ERR_NOMEM;
     }
     ba_rng_t rng;
     ba_rng_seed(&rng, c->o->seed);
-    int maxp = c->o->max_probes;
-    c->work_total = (uint64_t)(maxp + POWER_MAX_ITERS);
-    for (int p = 0; p < maxp && st == BA_OK; p++) {
-        int nact = 0;
-        /* every layer draws its probe each round, so a layer's probes do not
-         * depend on when the others stop (same seed, same numbers) */
-        for (int l = 0; l < L; l++) {
-            for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
-            if (!done[l]) act[nact++] = l;
-        }
-        if (nact == 0) break;
-        st = hvp_all(&pool, act, nact, v, xs, NULL, NULL, err);
-        for (int a = 0; a < nact && st == BA_OK; a++) {
-            int l = act[a];
-            double x = xs[l];
-            double prev = mean[l];
-            sum[l] += x;
-            sum2[l] += x * x;
-            np[l]++;
-            mean[l] = sum[l] / (double)np[l];
-            if (np[l] >= HUTCH_MIN_PROBES && fabs(mean[l] - prev) / (fabs(prev) + REL_EPS) < c->o->tol)
-                done[l] = 1;
-        }
-        sens_progress(c, 1);
-    }
-    /* top eigenvalue of each block by power iteration (all layers together) */
-    for (int l = 0; l < L && st == BA_OK; l++) {
-        double nn = 0;
-        for (int64_t i = 0; i < m->layers[l].params; i++) {
-            v[l][i] = (float)ba_rng_normal(&rng);
-            nn += (double)v[l][i] * v[l][i];
-        }
-        for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)(v[l][i] / sqrt(nn));
-        act[l] = l;
-        done[l] = 0;
-        eig[l] = NAN;
-    }
-    for (int it = 0; it < POWER_MAX_ITERS && st == BA_OK; it++) {
-        int nact = 0;
+    int maxp = c->o->max_probes, np = 0;
+    c->work_total = (uint64_t)maxp;
+    /* every layer takes every probe (a probe costs one HVP whichever layers
+     * still need it), so the table does not depend on the order of stops */
+    while (np < maxp && st == BA_OK) {
         for (int l = 0; l < L; l++)
-            if (!done[l]) act[nact++] = l;
-        if (nact == 0) break;
-        st = hvp_all(&pool, act, nact, v, NULL, hv, tmp, err);
-        for (int a = 0; a < nact && st == BA_OK; a++) {
-            int l = act[a];
-            double lam = dot(v[l], hv[l], m->layers[l].params);
-            double nrm = sqrt(dot(hv[l], hv[l], m->layers[l].params));
-            if (!isnan(eig[l]) && fabs(lam - eig[l]) / (fabs(eig[l]) + REL_EPS) < c->o->tol) done[l] = 1;
-            eig[l] = lam;
-            if (nrm > 0)
-                for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)(hv[l][i] / nrm);
-            else
-                done[l] = 1;
+            for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
+        st = probe_all(&pool, per_layer, v, hv, xs, err);
+        if (st != BA_OK) break;
+        np++;
+        int all = np >= HUTCH_MIN_PROBES;
+        for (int l = 0; l < L; l++) {
+            sum[l] += xs[l];
+            sum2[l] += xs[l] * xs[l];
+            all = all && converged(sum[l], sum2[l], np, c->o->tol);
         }
         sens_progress(c, 1);
+        if (all) break;
     }
     for (int l = 0; l < L && st == BA_OK; l++) {
-        double P = (double)m->layers[l].params, n = (double)np[l];
+        double P = (double)m->layers[l].params, n = (double)np;
         ba_sens_layer_t *Lr = &t->layers[l];
-        Lr->score = mean[l] / P;
-        Lr->probes = np[l];
-        Lr->top_eig = eig[l];
-        if (np[l] >= 2) {
+        Lr->score = sum[l] / n / P;
+        Lr->probes = np;
+        if (np >= 2) {
             double var = (sum2[l] - sum[l] * sum[l] / n) / (n - 1);
             Lr->se = sqrt(var > 0 ? var : 0) / sqrt(n) / P;
         }
@@ -370,18 +327,11 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     for (int l = 0; l < L; l++) {
         if (v) free(v[l]);
         if (hv) free(hv[l]);
-        if (tmp) free(tmp[l]);
     }
     free(v);
     free(hv);
-    free(tmp);
     free(sum);
     free(sum2);
-    free(mean);
-    free(eig);
-    free(np);
-    free(act);
-    free(done);
     free(xs);
     if (pool.b) sess_pool_free(&pool);
     grad_run_free(&g);

@@ -26,7 +26,7 @@ typedef enum {
 typedef enum { BA_SENS_LOSS_AUTO = 0, BA_SENS_LOSS_CE, BA_SENS_LOSS_MSE } ba_sens_loss_t;
 
 /* Defaults of SPEC §5 and the CLI. */
-#define BA_SENS_DEFAULT_TOL 1e-3
+#define BA_SENS_DEFAULT_TOL 0.05
 #define BA_SENS_DEFAULT_PROBES 200
 /* Width whose cost per parameter is the score of the methods that compute Ω
  * directly (weight, act, measured): s_l = Ω(l, 4) / params_l. */
@@ -38,7 +38,7 @@ typedef struct ba_sens_layer {
     int64_t params;
     double score;
     double se;      /* standard error of score; NaN = null (not estimated) */
-    double top_eig; /* hessian: top eigenvalue of the layer's Hessian block; NaN otherwise */
+    double top_eig; /* top eigenvalue of the layer's Hessian block when a file gives it; NaN otherwise */
     int64_t probes; /* hessian: Hutchinson probes used; 0 otherwise */
     double *cost;   /* Ω(l, bits[k]) for k < nbits */
 } ba_sens_layer_t;
@@ -57,8 +57,9 @@ typedef struct ba_sens_opts {
     const int *bits; /* candidate widths; NULL = 2,3,4,5,6,8 */
     int nbits;
     uint64_t seed;        /* Hutchinson probes */
-    double tol;           /* relative change of the running mean that stops Hutchinson */
+    double tol;           /* Hutchinson stops when every layer's relative standard error is <= tol */
     int max_probes;       /* at most this many probes (--samples) */
+    int per_layer_probes; /* hessian: one probe and HVP per layer (--probe per-layer), not one for all */
     ba_sens_loss_t loss;  /* hessian / fisher / lrp */
     ba_quant_cfg_t quant; /* Q_b */
     int64_t batch;        /* samples per forward pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch dimension wins) */
@@ -96,7 +97,7 @@ ba_status ba_sens_weight_error(const ba_model_t *m, int layer, int bits, const b
 
 /* ---- text forms (SPEC §5) ---- */
 /* {"method", "loss", "samples", "layers": [{"name", "params", "score", "stderr", "cost": {"2": …}}]};
- * hessian adds "probes" and "top_eigenvalue" per layer. *out malloc'd, ends with a newline. */
+ * hessian adds "probes" per layer ("top_eigenvalue" when the table has one). *out malloc'd, ends with a newline. */
 ba_status ba_sens_to_json(const ba_sens_table_t *t, char **out, ba_error *err);
 ba_status ba_sens_write_json(const ba_sens_table_t *t, FILE *fp, ba_error *err);
 /* "layer,bits,cost" header then one row per (layer, bits). */
@@ -114,11 +115,12 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
                             int nbits, ba_sens_table_t **out, ba_error *err);
 
 /* ---- cache (SPEC §7: sensitivities cached by model sha256, method, settings) ---- */
-/* key = sha256 of "bitalloc.sens/2" + model sha256 + method + every setting
- * the result depends on (bits, loss, tol, probes, seed, quantizer, data
+/* key = sha256 of "bitalloc.sens/3" + model sha256 + method + every setting
+ * the result depends on (bits, loss, tol, probes, probe mode, seed, quantizer, data
  * samples used, include-embeddings layer set) + data sha256 + labels digest.
  * ds / labels may be NULL. (/2: a dynamic batch axis uses every sample, not
- * whole batches only, so /1 entries may hold fewer samples.) */
+ * whole batches only, so /1 entries may hold fewer samples. /3: hessian
+ * probes all layers in one HVP and stops on the relative standard error.) */
 void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
                        ba_sens_method_t method, const ba_sens_opts_t *opts, char key[65]);
 /* The cache itself (get → compute → put) is study/ (ba_study_sensitivity): sensitivity/ never speaks to the database. */

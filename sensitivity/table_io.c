@@ -550,7 +550,7 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     int bits[BA_SENS_MAX_BITS], nb = 0;
     ba_error e;
     if (bits_list(opts->bits, opts->nbits, bits, &nb, &e) != BA_OK) nb = 0;
-    int n = snprintf(buf, sizeof buf, "bitalloc.sens/2\nmodel=%s\nmethod=%s\nbits=", m->sha256,
+    int n = snprintf(buf, sizeof buf, "bitalloc.sens/3\nmodel=%s\nmethod=%s\nbits=", m->sha256,
                      ba_sens_method_name(method));
     ba_sha256_update(&h, buf, (size_t)n);
     for (int k = 0; k < nb; k++) {
@@ -560,8 +560,8 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     /* Settings that only some methods read are still part of the key: a
      * simpler key can never alias two different computations. */
     n = snprintf(
-        buf, sizeof buf, "\nloss=%d\ntol=%.17g\nprobes=%d\nseed=%llu\nquant=%s,%s,%s,%d\nmax_data=%lld\n",
-        (int)opts->loss, opts->tol, opts->max_probes, (unsigned long long)opts->seed,
+        buf, sizeof buf, "\nloss=%d\ntol=%.17g\nprobes=%d,%d\nseed=%llu\nquant=%s,%s,%s,%d\nmax_data=%lld\n",
+        (int)opts->loss, opts->tol, opts->max_probes, opts->per_layer_probes, (unsigned long long)opts->seed,
         ba_quant_scheme_name(opts->quant.scheme), ba_quant_granularity_str(&opts->quant, gran, sizeof gran),
         ba_quant_clip_name(opts->quant.clip), opts->quant.act_bits, (long long)opts->max_data);
     ba_sha256_update(&h, buf, (size_t)n);

@@ -503,3 +503,97 @@ Test(grad, decoder_exact_hvp_agrees_with_central_differences) {
     check_hvps_with(GR("decoder.onnx"), GR("decoder.npz"), ba_grad_session_hvp_fd, HVP_TOL,
                     "central differences");
 }
+
+/* ba_grad_session_hvp_multi: a probe on one constant alone gives that block's
+ * H v (as ba_grad_session_hvp, itself checked against PyTorch above); the
+ * product is linear in the probe; the cross blocks are each other's
+ * transposes (u·H_ab w = w·H_ba u). */
+static void check_hvp_multi(const char *model, const char *npz) {
+    fix_t f;
+    fix_open(&f, model, npz);
+    ba_loss_spec_t s = spec_of(&f, "ce");
+    ba_tensor_t *in[1] = {f.x};
+    ba_grad_session_t *sess = NULL;
+    ba_error e = {0};
+    cr_assert_eq(ba_grad_session_new(f.m, in, NULL, &s, &sess, &e), BA_OK, "%s", e.msg);
+    const int L = f.m->nlayers;
+    cr_assert_geq(L, 2);
+    int *ids = calloc((size_t)L, sizeof *ids);
+    float **u = calloc((size_t)L, sizeof *u), **z = calloc((size_t)L, sizeof *z);
+    float **h1 = calloc((size_t)L, sizeof *h1), **h2 = calloc((size_t)L, sizeof *h2);
+    float **h12 = calloc((size_t)L, sizeof *h12);
+    ba_rng_t rng;
+    ba_rng_seed(&rng, 7);
+    for (int l = 0; l < L; l++) {
+        const int64_t P = f.m->layers[l].params;
+        ids[l] = f.m->layers[l].value;
+        u[l] = malloc((size_t)P * sizeof(float));
+        z[l] = calloc((size_t)P, sizeof(float));
+        h1[l] = malloc((size_t)P * sizeof(float));
+        h2[l] = malloc((size_t)P * sizeof(float));
+        h12[l] = malloc((size_t)P * sizeof(float));
+        for (int64_t i = 0; i < P; i++) u[l][i] = (float)ba_rng_rademacher(&rng);
+    }
+    const int a = 0, b = L - 1;
+    /* v1 = u on layer a only, v2 = u on layer b only, v12 = both */
+    const float **v1 = calloc((size_t)L, sizeof *v1), **v2 = calloc((size_t)L, sizeof *v2);
+    const float **v12 = calloc((size_t)L, sizeof *v12);
+    for (int l = 0; l < L; l++) {
+        v1[l] = l == a ? u[l] : z[l];
+        v2[l] = l == b ? u[l] : z[l];
+        v12[l] = (l == a || l == b) ? u[l] : z[l];
+    }
+    cr_assert_eq(ba_grad_session_hvp_multi(sess, L, ids, v1, h1, &e), BA_OK, "%s", e.msg);
+    cr_assert_eq(ba_grad_session_hvp_multi(sess, L, ids, v2, h2, &e), BA_OK, "%s", e.msg);
+    cr_assert_eq(ba_grad_session_hvp_multi(sess, L, ids, v12, h12, &e), BA_OK, "%s", e.msg);
+    /* the diagonal block against the single-constant HVP */
+    const int64_t Pa = f.m->layers[a].params, Pb = f.m->layers[b].params;
+    float *single = malloc((size_t)Pa * sizeof(float));
+    cr_assert_eq(ba_grad_session_hvp(sess, ids[a], u[a], single, &e), BA_OK, "%s", e.msg);
+    double md = 0, mr = 0;
+    for (int64_t i = 0; i < Pa; i++) {
+        md = fmax(md, fabs((double)h1[a][i] - single[i]));
+        mr = fmax(mr, fabs((double)single[i]));
+    }
+    cr_expect(mr > 0 && md <= 1e-5 * mr, "%s: block %d of the multi HVP differs from the HVP by %.3g (max %.3g)", npz,
+              a, md, mr);
+    /* linearity: H(v1 + v2) = H v1 + H v2 on every block */
+    for (int l = 0; l < L; l++) {
+        double d = 0, r = 0;
+        for (int64_t i = 0; i < f.m->layers[l].params; i++) {
+            d = fmax(d, fabs((double)h12[l][i] - h1[l][i] - h2[l][i]));
+            r = fmax(r, fabs((double)h12[l][i]));
+        }
+        cr_expect(d <= 1e-4 * r + 1e-12, "%s: layer %d: H(v1+v2) - Hv1 - Hv2 = %.3g (max %.3g)", npz, l, d, r);
+    }
+    /* symmetry of the cross blocks: u_b·(H_ba u_a) = u_a·(H_ab u_b), and nonzero */
+    double ba_ = 0, ab = 0;
+    for (int64_t i = 0; i < Pb; i++) ba_ += (double)u[b][i] * h1[b][i];
+    for (int64_t i = 0; i < Pa; i++) ab += (double)u[a][i] * h2[a][i];
+    cr_expect(ab != 0 && fabs(ab - ba_) <= 1e-4 * fabs(ab), "%s: cross blocks %.9g vs %.9g", npz, ab, ba_);
+    fprintf(stderr, "hvp_multi %s: diagonal block %.3g off, cross %.9g / %.9g\n", npz, md, ab, ba_);
+    for (int l = 0; l < L; l++) {
+        free(u[l]);
+        free(z[l]);
+        free(h1[l]);
+        free(h2[l]);
+        free(h12[l]);
+    }
+    free(single);
+    free(ids);
+    free(u);
+    free(z);
+    free(h1);
+    free(h2);
+    free(h12);
+    free(v1);
+    free(v2);
+    free(v12);
+    ba_grad_session_free(sess);
+    fix_close(&f);
+}
+
+Test(grad, hvp_multi_blocks_are_the_hvp_linear_and_symmetric) {
+    check_hvp_multi(FX("digits/mlp_dyn.onnx"), GR("mlp.npz"));
+    check_hvp_multi(FX("digits/cnn_dyn.onnx"), GR("cnn.npz"));
+}

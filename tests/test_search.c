@@ -143,7 +143,7 @@ Test(search, bad_inputs_exit_2_naming_the_flag_and_leave_no_study, .init = setup
     free(out), free(err);
 }
 
-Test(search, hessian_is_the_default_estimator_of_ilp_evo, .init = setup, .fini = teardown, .timeout = 60) {
+Test(search, hessian_is_the_default_estimator_of_ilp_evo, .init = setup, .fini = teardown, .timeout = 300) {
     res_t r = search("--budget", "avg-bits=4", "--method", "ilp", "--study", "h", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     res_free(&r);
