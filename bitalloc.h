@@ -23,5 +23,10 @@
 #include "eval/evaluate.h"
 #include "db/db.h"
 #include "sensitivity/sensitivity.h"
+#include "llm/ggml_types.h"
+#include "llm/gguf.h"
+#include "llm/safetensors.h"
+#include "llm/llm_model.h"
+#include "llm/llama.h"
 
 #endif

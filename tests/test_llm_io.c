@@ -1,5 +1,6 @@
 /* llm/: ggml type table, GGUF reader/writer, safetensors reader, HF -> GGUF names. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,4 +349,58 @@ Test(llm_st, hostile_headers) {
     cr_expect(nf == 2 && !strcmp(files[0], "s1") && !strcmp(files[1], "s2"));
     for (int i = 0; i < nf; i++) free(files[i]);
     free(files);
+}
+
+/* ---- bitalloc llm-inspect ---- */
+Test(llm_cli, inspect_gguf_and_safetensors_agree) {
+    ba_test_run_t a = ba_test_cli("llm-inspect", TINY_GGUF, "--format", "json", NULL);
+    cr_assert_eq(a.status, 0, "%s", a.err);
+    ba_test_run_t b = ba_test_cli("llm-inspect", TINY_ST, "--format", "json", NULL);
+    cr_assert_eq(b.status, 0, "%s", b.err);
+    json_error_t je;
+    json_t *ja = json_loads(a.out, 0, &je), *jb = json_loads(b.out, 0, &je);
+    cr_assert(ja && jb);
+    cr_expect_str_eq(json_string_value(json_object_get(ja, "format")), "gguf");
+    cr_expect_str_eq(json_string_value(json_object_get(jb, "format")), "safetensors");
+    json_t *ta = json_object_get(ja, "totals"), *tb = json_object_get(jb, "totals");
+    cr_expect_eq(json_integer_value(json_object_get(ta, "quantizable_weights")), 1401344);
+    cr_expect_eq(json_integer_value(json_object_get(tb, "quantizable_weights")), 1401344);
+    /* The same tensor from either file: same ne, same candidates and bytes. */
+    json_t *arr = json_object_get(ja, "tensors"), *x = NULL, *y = NULL;
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")), "blk.1.ffn_down.weight")) x = v;
+    json_array_foreach(json_object_get(jb, "tensors"), i, v) {
+        json_t *nm = json_object_get(v, "name");
+        if (json_is_string(nm) && !strcmp(json_string_value(nm), "blk.1.ffn_down.weight")) y = v;
+    }
+    cr_assert(x && y);
+    cr_expect_str_eq(json_string_value(json_object_get(y, "source_name")), "model.layers.1.mlp.down_proj.weight");
+    cr_expect(json_equal(json_object_get(x, "ne"), json_object_get(y, "ne")));
+    cr_expect(json_equal(json_object_get(x, "candidates"), json_object_get(y, "candidates")));
+    int found = 0;
+    json_array_foreach(json_object_get(x, "candidates"), i, v) if (!strcmp(json_string_value(json_object_get(v, "type")), "q2_K")) {
+        found = 1;
+        cr_expect_eq(json_integer_value(json_object_get(v, "bytes")), 256 * 2 * 84);
+        cr_expect_eq(json_real_value(json_object_get(v, "bpw")), 2.625);
+    }
+    cr_expect(found);
+    json_decref(ja);
+    json_decref(jb);
+    ba_test_run_free(&a);
+    ba_test_run_free(&b);
+}
+
+Test(llm_cli, inspect_bad_file_exits_2_naming_it) {
+    char dir[512], path[700];
+    tmpfile_in(dir, sizeof dir, path, sizeof path, "bad.gguf");
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    fwrite("GGUF\3\0\0\0", 1, 8, f);
+    fclose(f);
+    ba_test_run_t r = ba_test_cli("llm-inspect", path, NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "bitalloc: error: ") && strstr(r.err, "bad.gguf: tensor count: truncated file"), "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
 }
