@@ -254,9 +254,13 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
     }
     uint64_t pad = (g->alignment - c.pos % g->alignment) % g->alignment;
     g->data_offset = c.pos + pad;
+    if (g->n_tensors > 0 && g->data_offset > size) {
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: data section: the file ends inside the padding before it", name);
+        goto fail;
+    }
     for (int i = 0; i < g->n_tensors; i++) {
         ba_gguf_tensor_t *t = &g->tensors[i];
-        uint64_t avail = g->data_offset <= size ? size - g->data_offset : 0;
+        uint64_t avail = size - g->data_offset;
         if (t->offset > avail || t->nbytes > avail - t->offset) {
             st = ba_error_set(err, BA_ERR_INPUT,
                               "%s: tensor '%s': data (%llu bytes at offset %llu) runs past the end of the file", name,

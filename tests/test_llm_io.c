@@ -404,3 +404,29 @@ Test(llm_cli, inspect_bad_file_exits_2_naming_it) {
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
+
+/* A zero-byte tensor in a file that ends before its data section: refused, never a pointer past
+ * the end (found by fuzz_gguf). */
+Test(llm_gguf, data_section_must_exist) {
+    ba_error err = {0};
+    ba_gguf_writer_t *w;
+    cr_assert_eq(ba_gguf_writer_new(&w, &err), BA_OK);
+    int64_t ne[2] = {0, 4};
+    cr_assert_eq(ba_gguf_writer_add_tensor(w, "z.weight", 2, ne, 0, "", 0, &err), BA_OK, "%s", err.msg);
+    char dir[512], path[700];
+    tmpfile_in(dir, sizeof dir, path, sizeof path, "z.gguf");
+    cr_assert_eq(ba_gguf_writer_write(w, path, &err), BA_OK, "%s", err.msg);
+    ba_gguf_writer_free(w);
+    ba_mapped_t m;
+    cr_assert_eq(ba_file_map(path, &m, &err), BA_OK);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_parse(m.data, m.size, "z.gguf", &g, &err), BA_OK, "%s", err.msg);
+    size_t hdr = 24 + 8 + 8 + 4 + 16 + 4 + 8;
+    cr_expect_eq(g->data_offset, 96u);
+    cr_expect_eq(m.size, 96u);
+    ba_gguf_free(g);
+    cr_expect_eq(ba_gguf_parse(m.data, hdr, "z.gguf", &g, &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "z.gguf: data section"), "%s", err.msg);
+    ba_file_unmap(&m);
+    ba_test_rmtree(dir);
+}
