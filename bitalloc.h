@@ -26,6 +26,7 @@
 #include "llm/ggml_types.h"
 #include "llm/gguf.h"
 #include "llm/safetensors.h"
+#include "llm/imatrix.h"
 #include "llm/llm_model.h"
 #include "llm/llama.h"
 
