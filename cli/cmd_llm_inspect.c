@@ -17,10 +17,18 @@ static void ne_text(const ba_llm_tensor_t *t, char *buf, size_t cap) {
         o += (size_t)snprintf(buf + o, cap - o, "%s%" PRId64, d ? "x" : "", t->ne[d]);
 }
 
+static const ba_imatrix_t *g_imatrix; /* --imatrix, or NULL */
+
+/* 1 when the imatrix has an entry for t with t's ne0 (llama-quantize's test). */
+static int has_imatrix(const ba_llm_tensor_t *t) {
+    const ba_imatrix_entry_t *e = g_imatrix ? ba_imatrix_find(g_imatrix, t->name) : NULL;
+    return e && e->ne0 * e->n_mat == t->ne[0] * (t->n_dims > 2 ? t->ne[2] : 1);
+}
+
 /* Candidate ids of tensor t and their bytes; returns the count. */
 static int candidates(const ba_llm_tensor_t *t, int *ids, uint64_t *bytes) {
     if (!t->quantizable) return 0;
-    int n = ba_ggml_candidates(t->name, t->ne[0], 0, ids, MAX_CAND);
+    int n = ba_ggml_candidates(t->name, t->ne[0], has_imatrix(t), ids, MAX_CAND);
     if (n > MAX_CAND) n = MAX_CAND;
     int k = 0;
     for (int i = 0; i < n; i++) {
@@ -108,12 +116,20 @@ int ba_cmd_llm_inspect(const ba_cli_opts *o) {
     const char *path = ba_cli_get(o, "model");
     ba_llm_model_t *m;
     ba_error err = {0};
+    ba_imatrix_t *im = NULL;
     ba_status st = ba_llm_model_open(path, &m, &err);
+    if (st == BA_OK && ba_cli_has(o, "imatrix")) {
+        st = ba_imatrix_open(ba_cli_get(o, "imatrix"), &im, &err);
+        if (st != BA_OK) ba_llm_model_free(m);
+    }
     if (st != BA_OK) {
         ba_cli_error("%s", err.msg);
         return ba_status_exit_code(st);
     }
+    g_imatrix = im;
     int rc = strcmp(ba_cli_get_or(o, "format", "table"), "json") == 0 ? print_json(path, m) : print_table(path, m);
+    g_imatrix = NULL;
+    ba_imatrix_free(im);
     ba_llm_model_free(m);
     return rc;
 }

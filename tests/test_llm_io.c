@@ -430,3 +430,32 @@ Test(llm_gguf, data_section_must_exist) {
     ba_file_unmap(&m);
     ba_test_rmtree(dir);
 }
+
+/* --imatrix makes the imatrix-only types candidates of the tensors it covers, and only those. */
+Test(llm_cli, inspect_imatrix_adds_its_types) {
+    char dir[512], path[700];
+    tmpfile_in(dir, sizeof dir, path, sizeof path, "i.dat");
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    int32_t n = 1, len = 21, ncall = 1, nval = 512;
+    fwrite(&n, 4, 1, f);
+    fwrite(&len, 4, 1, f);
+    fwrite("blk.1.ffn_down.weight", 1, 21, f);
+    fwrite(&ncall, 4, 1, f);
+    fwrite(&nval, 4, 1, f);
+    for (int i = 0; i < nval; i++) {
+        float v = 1.0f + (float)i;
+        fwrite(&v, 4, 1, f);
+    }
+    fclose(f);
+    ba_test_run_t r = ba_test_cli("llm-inspect", TINY_GGUF, "--imatrix", path, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    const char *down1 = strstr(r.out, "blk.1.ffn_down.weight"), *down0 = strstr(r.out, "blk.0.ffn_down.weight");
+    cr_assert(down1 && down0);
+    const char *eol1 = strchr(down1, '\n'), *eol0 = strchr(down0, '\n');
+    const char *iq1 = strstr(down1, "iq2_xxs:"), *iq0 = strstr(down0, "iq2_xxs:");
+    cr_expect(iq1 && iq1 < eol1, "covered tensor lists iq2_xxs");
+    cr_expect(!iq0 || iq0 > eol0, "uncovered tensor does not");
+    ba_test_run_free(&r);
+    ba_test_rmtree(dir);
+}
