@@ -24,5 +24,11 @@
 #include "db/db.h"
 #include "sensitivity/sensitivity.h"
 #include "study/study.h"
+#include "core/ggml_types.h"
+#include "llm/gguf.h"
+#include "llm/safetensors.h"
+#include "llm/imatrix.h"
+#include "llm/llm_model.h"
+#include "llm/llama.h"
 
 #endif

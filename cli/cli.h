@@ -140,6 +140,7 @@ void ba_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- one entry point per command (cli/cmd_<name>.c) ---- */
 int ba_cmd_inspect(const ba_cli_opts *o);
+int ba_cmd_llm_inspect(const ba_cli_opts *o);
 int ba_cmd_eval(const ba_cli_opts *o);
 int ba_cmd_sensitivity(const ba_cli_opts *o);
 int ba_cmd_search(const ba_cli_opts *o);

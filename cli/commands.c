@@ -88,6 +88,15 @@ static const ba_cli_flag inspect_flags[] = {
     F_END,
 };
 
+static const ba_cli_flag llm_inspect_flags[] = {
+    {"model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL,
+     "GGUF file, .safetensors file, model.safetensors.index.json, or a folder holding one"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    {"imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
+     "llama.cpp imatrix (GGUF or legacy .dat): the types that need one become candidates of the tensors it covers"},
+    F_END,
+};
+
 static const ba_cli_flag eval_flags[] = {
     F_MODEL,
     F_DATA(BA_CLI_REQUIRED),
@@ -253,6 +262,9 @@ const ba_cli_command ba_cli_commands[] = {
     {"inspect", "list a model's quantizable layers (params, MACs, output-channel axis)",
      "bitalloc inspect MODEL [--format table|json] [--data X.npy | --input-shape NAME=D0xD1x...]", inspect_flags, ba_cmd_inspect, NULL,
      "bitalloc inspect net.onnx --format json"},
+    {"llm-inspect", "list an LLM checkpoint's tensors with their candidate ggml types and bytes",
+     "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]", llm_inspect_flags,
+     ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
      "              [--format table|json]",

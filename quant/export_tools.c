@@ -435,7 +435,7 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
         if (t) {
             params += (double)l->params;
             nominal += (double)l->w_bits * (double)l->params;
-            real += ba_ggml_bpw(t) * (double)l->params;
+            real += ba_ggml_type_bpw(t) * (double)l->params;
         }
         int li = model_layer(m, l->name);
         if (!t)

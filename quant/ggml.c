@@ -1,26 +1,21 @@
-/* ggml weight types (see ggml.h). Block sizes and bytes are ggml's
- * (ggml_blck_size, ggml_type_size), checked against libggml-base. */
+/* Weight width -> the ggml type llama-quantize is asked for (ggml.h). */
 #include "quant/ggml.h"
 
 #include <stddef.h>
 
-static const ba_ggml_type_t TYPES[] = {
-    {"q2_k", 2, 256, 84},  {"q3_k", 3, 256, 110}, {"q4_k", 4, 256, 144},
-    {"q5_k", 5, 256, 176}, {"q6_k", 6, 256, 210}, {"q8_0", 7, 32, 34},
-    {"q8_0", 8, 32, 34},   {"f16", 16, 1, 2},     {"f32", 32, 1, 4},
-};
+static const struct {
+    int bits;
+    const char *type; /* ggml_type_name */
+} WIDTHS[] = {{2, "q2_K"}, {3, "q3_K"}, {4, "q4_K"}, {5, "q5_K"},  {6, "q6_K"},
+              {7, "q8_0"}, {8, "q8_0"}, {16, "f16"}, {32, "f32"}};
 
 const ba_ggml_type_t *ba_ggml_type_for_bits(int bits) {
-    for (size_t i = 0; i < sizeof TYPES / sizeof TYPES[0]; i++)
-        if (TYPES[i].bits == bits) return &TYPES[i];
+    for (size_t i = 0; i < sizeof WIDTHS / sizeof WIDTHS[0]; i++)
+        if (WIDTHS[i].bits == bits) return ba_ggml_type_by_name(WIDTHS[i].type);
     return NULL;
-}
-
-double ba_ggml_bpw(const ba_ggml_type_t *t) {
-    return 8.0 * t->bytes / t->block;
 }
 
 double ba_ggml_bpw_of_bits(int bits) {
     const ba_ggml_type_t *t = ba_ggml_type_for_bits(bits);
-    return t ? ba_ggml_bpw(t) : 0.0;
+    return t ? ba_ggml_type_bpw(t) : 0.0;
 }

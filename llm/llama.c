@@ -1,0 +1,358 @@
+#include "llm/llama.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ggml_types.h"
+
+/* ---- declarations from llama.cpp v0.5.0 include/llama.h and ggml/include/ggml*.h (only what
+ * is used; enums are int-sized in both languages) ---- */
+#define GGML_TYPE_COUNT 43
+
+struct llama_model;
+struct llama_context;
+struct llama_vocab;
+typedef int32_t llama_token;
+
+struct llama_model_params {
+    void *devices;
+    const void *tensor_buft_overrides;
+    int32_t n_gpu_layers;
+    int split_mode;
+    int load_mode;
+    int lazy_mode;
+    int32_t main_gpu;
+    const float *tensor_split;
+    bool (*progress_callback)(float progress, void *user_data);
+    void *progress_callback_user_data;
+    const void *kv_overrides;
+    bool vocab_only, check_tensors, use_extra_bufts, no_host, no_alloc, load_mtp;
+};
+
+struct llama_context_params {
+    uint32_t n_ctx, n_batch, n_ubatch, n_seq_max, n_rs_seq, n_outputs_max, n_outputs_max_per_seq;
+    int32_t n_threads, n_threads_batch;
+    int ctx_type, rope_scaling_type, pooling_type, attention_type, flash_attn_type;
+    float rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
+    uint32_t yarn_orig_ctx;
+    float defrag_thold;
+    bool (*cb_eval)(void *tensor, bool ask, void *user_data);
+    void *cb_eval_user_data;
+    int type_k, type_v;
+    bool (*abort_callback)(void *data);
+    void *abort_callback_data;
+    bool embeddings, offload_kqv, no_perf, op_offload, swa_full, kv_unified;
+    void *samplers;
+    size_t n_samplers;
+    struct llama_context *ctx_other;
+};
+
+struct llama_batch {
+    int32_t n_tokens;
+    llama_token *token;
+    float *embd;
+    int32_t *pos;
+    int32_t *n_seq_id;
+    int32_t **seq_id;
+    int8_t *logits;
+};
+
+struct llama_model_tensor_override {
+    const char *pattern;
+    int type;
+};
+
+struct llama_model_quantize_params {
+    int32_t nthread;
+    int ftype;
+    int output_tensor_type;
+    int token_embedding_type;
+    bool allow_requantize, quantize_output_tensor, only_copy, pure, keep_split, dry_run;
+    const void *imatrix;
+    const void *kv_overrides;
+    const struct llama_model_tensor_override *tt_overrides;
+    const int32_t *prune_layers;
+    size_t max_buf_size;
+};
+
+typedef void (*ggml_log_callback)(int level, const char *text, void *user_data);
+
+struct ba_llama {
+    void *base, *ggml, *llama;
+    const char *(*llama_version)(void);
+    void (*llama_backend_init)(void);
+    void (*llama_log_set)(ggml_log_callback cb, void *user_data);
+    void (*ggml_backend_load_all_from_path)(const char *dir);
+    struct llama_model_params (*llama_model_default_params)(void);
+    struct llama_context_params (*llama_context_default_params)(void);
+    struct llama_model_quantize_params (*llama_model_quantize_default_params)(void);
+    struct llama_model *(*llama_model_load_from_file)(const char *path, struct llama_model_params p);
+    void (*llama_model_free)(struct llama_model *m);
+    struct llama_context *(*llama_init_from_model)(struct llama_model *m, struct llama_context_params p);
+    void (*llama_free)(struct llama_context *c);
+    const struct llama_vocab *(*llama_model_get_vocab)(const struct llama_model *m);
+    int32_t (*llama_vocab_n_tokens)(const struct llama_vocab *v);
+    int32_t (*llama_tokenize)(const struct llama_vocab *v, const char *text, int32_t len, llama_token *tokens,
+                              int32_t n_max, bool add_special, bool parse_special);
+    struct llama_batch (*llama_batch_init)(int32_t n_tokens, int32_t embd, int32_t n_seq_max);
+    void (*llama_batch_free)(struct llama_batch b);
+    int32_t (*llama_decode)(struct llama_context *c, struct llama_batch b);
+    float *(*llama_get_logits_ith)(struct llama_context *c, int32_t i);
+    uint32_t (*llama_model_quantize)(const char *in, const char *out, const struct llama_model_quantize_params *p);
+    const char *(*ggml_type_name)(int type);
+    int64_t (*ggml_blck_size)(int type);
+    size_t (*ggml_type_size)(int type);
+};
+
+static struct ba_llama g_ll;
+static int g_loaded;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The last error line libllama logged (reported with a failure). */
+static __thread char g_log_err[512];
+
+static void log_cb(int level, const char *text, void *user_data) {
+    (void)user_data;
+    if (level == 4 /* GGML_LOG_LEVEL_ERROR */ && text) {
+        snprintf(g_log_err, sizeof g_log_err, "%s", text);
+        size_t n = strlen(g_log_err);
+        while (n && (g_log_err[n - 1] == '\n' || g_log_err[n - 1] == ' ')) g_log_err[--n] = 0;
+    }
+}
+
+static const char *log_why(void) { return g_log_err[0] ? g_log_err : "no message from libllama"; }
+
+static ba_status missing(ba_error *err, const char *dir, const char *what) {
+    return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                        "llama.cpp libraries: %s in %s; the LLM commands need %s@%s (scripts/setup installs it "
+                        "under build/vendor/llama; point %s at its %s folder)",
+                        what, dir, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_BINS);
+}
+
+static ba_status load_lib(const char *dir, const char *file, void **h, ba_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    *h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+    if (!*h) {
+        char what[4600];
+        const char *e = dlerror();
+        snprintf(what, sizeof what, "cannot load %s (%s)", file, e ? e : "?");
+        return missing(err, dir, what);
+    }
+    return BA_OK;
+}
+
+#define SYM(lib, name)                                                                         \
+    do {                                                                                       \
+        *(void **)(&g_ll.name) = dlsym(g_ll.lib, #name);                                       \
+        if (!g_ll.name) return missing(err, dir, "symbol " #name " not found");                \
+    } while (0)
+
+static ba_status load_all(const char *dir, ba_error *err) {
+    BA_TRY(load_lib(dir, "libggml-base.so", &g_ll.base, err));
+    BA_TRY(load_lib(dir, "libggml.v0.5.0.so", &g_ll.ggml, err));
+    BA_TRY(load_lib(dir, "libllama.v0.5.0.so", &g_ll.llama, err));
+    SYM(llama, llama_version);
+    const char *v = g_ll.llama_version();
+    if (!v || strcmp(v, BA_LLAMA_VERSION) != 0)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "llama.cpp libraries in %s: llama_version() is '%s', bitalloc needs '%s' (%s@%s)", dir,
+                            v ? v : "(null)", BA_LLAMA_VERSION, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION);
+    SYM(llama, llama_backend_init);
+    SYM(llama, llama_log_set);
+    SYM(ggml, ggml_backend_load_all_from_path);
+    SYM(llama, llama_model_default_params);
+    SYM(llama, llama_context_default_params);
+    SYM(llama, llama_model_quantize_default_params);
+    SYM(llama, llama_model_load_from_file);
+    SYM(llama, llama_model_free);
+    SYM(llama, llama_init_from_model);
+    SYM(llama, llama_free);
+    SYM(llama, llama_model_get_vocab);
+    SYM(llama, llama_vocab_n_tokens);
+    SYM(llama, llama_tokenize);
+    SYM(llama, llama_batch_init);
+    SYM(llama, llama_batch_free);
+    SYM(llama, llama_decode);
+    SYM(llama, llama_get_logits_ith);
+    SYM(llama, llama_model_quantize);
+    SYM(base, ggml_type_name);
+    SYM(base, ggml_blck_size);
+    SYM(base, ggml_type_size);
+    g_ll.llama_log_set(log_cb, NULL);
+    g_ll.ggml_backend_load_all_from_path(dir);
+    g_ll.llama_backend_init();
+    return BA_OK;
+}
+
+ba_status ba_llama_open(const char *dir, ba_llama_t **out, ba_error *err) {
+    *out = NULL;
+    if (!dir || !*dir) dir = getenv(BA_LLAMA_DIR_ENV);
+    if (!dir || !*dir)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "llama.cpp libraries: %s is not set; the LLM commands need %s@%s (scripts/setup installs "
+                            "it under build/vendor/llama; point %s at its %s folder)",
+                            BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV,
+                            BA_LLAMA_NPM_BINS);
+    pthread_mutex_lock(&g_mu);
+    ba_status st = BA_OK;
+    if (!g_loaded) {
+        st = load_all(dir, err);
+        if (st == BA_OK) g_loaded = 1;
+    }
+    pthread_mutex_unlock(&g_mu);
+    if (st == BA_OK) *out = &g_ll;
+    return st;
+}
+
+const char *ba_llama_version(const ba_llama_t *ll) { return ll->llama_version(); }
+
+void ba_llama_ggml_type(const ba_llama_t *ll, int id, const char **name, int64_t *block, size_t *bytes) {
+    *name = ll->ggml_type_name(id);
+    *block = ll->ggml_blck_size(id);
+    *bytes = ll->ggml_type_size(id);
+}
+
+static ba_status load_model(const ba_llama_t *ll, const char *path, int vocab_only, struct llama_model **m,
+                            ba_error *err) {
+    struct llama_model_params mp = ll->llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    mp.vocab_only = vocab_only != 0;
+    g_log_err[0] = 0;
+    *m = ll->llama_model_load_from_file(path, mp);
+    if (!*m) return ba_error_set(err, BA_ERR_INPUT, "%s: libllama cannot load the model: %s", path, log_why());
+    return BA_OK;
+}
+
+ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const char *text, int32_t **tokens,
+                            int *n_tokens, ba_error *err) {
+    *tokens = NULL;
+    *n_tokens = 0;
+    size_t len = strlen(text);
+    if (len > INT32_MAX / 4) return ba_error_set(err, BA_ERR_INPUT, "text of %zu bytes is too long to tokenize", len);
+    struct llama_model *m;
+    BA_TRY(load_model(ll, model_path, 1, &m, err));
+    const struct llama_vocab *v = ll->llama_model_get_vocab(m);
+    int32_t cap = (int32_t)len + 8;
+    int32_t *t = ba_malloc((size_t)cap * sizeof *t, err);
+    if (!t) { ll->llama_model_free(m); return err->code; }
+    int32_t n = ll->llama_tokenize(v, text, (int32_t)len, t, cap, false, false);
+    if (n < 0) { /* -n tokens needed */
+        cap = -n;
+        int32_t *t2 = ba_realloc(t, (size_t)cap * sizeof *t, err);
+        if (!t2) { free(t); ll->llama_model_free(m); return err->code; }
+        t = t2;
+        n = ll->llama_tokenize(v, text, (int32_t)len, t, cap, false, false);
+    }
+    ll->llama_model_free(m);
+    if (n < 0) { free(t); return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_tokenize failed", model_path); }
+    *tokens = t;
+    *n_tokens = n;
+    return BA_OK;
+}
+
+ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
+                          int n_threads, float **logits, int *n_vocab, ba_error *err) {
+    *logits = NULL;
+    *n_vocab = 0;
+    if (n_tokens < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
+    struct llama_model *m;
+    BA_TRY(load_model(ll, model_path, 0, &m, err));
+    int nv = ll->llama_vocab_n_tokens(ll->llama_model_get_vocab(m));
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= nv) {
+            ll->llama_model_free(m);
+            return ba_error_set(err, BA_ERR_INPUT, "token %d at position %d is outside the vocabulary (%d tokens) of %s",
+                                tokens[i], i, nv, model_path);
+        }
+    struct llama_context_params cp = ll->llama_context_default_params();
+    cp.n_ctx = (uint32_t)n_tokens;
+    cp.n_batch = (uint32_t)n_tokens;
+    cp.n_ubatch = (uint32_t)n_tokens;
+    cp.n_seq_max = 1;
+    cp.n_threads = cp.n_threads_batch = n_threads > 0 ? n_threads : 1;
+    cp.no_perf = true;
+    g_log_err[0] = 0;
+    struct llama_context *c = ll->llama_init_from_model(m, cp);
+    if (!c) {
+        ll->llama_model_free(m);
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: libllama cannot create a context: %s", model_path, log_why());
+    }
+    ba_status st = BA_OK;
+    struct llama_batch b = ll->llama_batch_init(n_tokens, 0, 1);
+    for (int i = 0; i < n_tokens; i++) {
+        b.token[i] = tokens[i];
+        b.pos[i] = i;
+        b.n_seq_id[i] = 1;
+        b.seq_id[i][0] = 0;
+        b.logits[i] = 1;
+    }
+    b.n_tokens = n_tokens;
+    float *out = NULL;
+    int32_t rc = ll->llama_decode(c, b);
+    if (rc != 0) {
+        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_decode returned %d: %s", model_path, rc, log_why());
+        goto done;
+    }
+    out = ba_malloc((size_t)n_tokens * (size_t)nv * sizeof *out, err);
+    if (!out) { st = err->code; goto done; }
+    for (int i = 0; i < n_tokens; i++) {
+        const float *row = ll->llama_get_logits_ith(c, i);
+        if (!row) { st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i); goto done; }
+        memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
+    }
+done:
+    ll->llama_batch_free(b);
+    ll->llama_free(c);
+    ll->llama_model_free(m);
+    if (st != BA_OK) { free(out); return st; }
+    *logits = out;
+    *n_vocab = nv;
+    return BA_OK;
+}
+
+/* llama_ftype whose default type is the ggml type (llama-quant.cpp); -1 when none. */
+static int ftype_of(int type) {
+    static const int map[][2] = {{0, 0},   {1, 1},   {2, 2},   {3, 3},   {8, 7},   {6, 8},   {7, 9},
+                                 {10, 10}, {11, 11}, {12, 14}, {13, 16}, {14, 18}, {16, 19}, {17, 20},
+                                 {18, 23}, {19, 24}, {20, 25}, {21, 26}, {22, 28}, {23, 30}, {29, 31},
+                                 {30, 32}, {34, 36}, {35, 37}, {39, 38}, {40, 39}, {41, 40}, {42, 41}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i][0] == type) return map[i][1];
+    return -1;
+}
+
+ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
+                            const char *const *patterns, const int *types, int n_over, int n_threads,
+                            ba_error *err) {
+    int ft = ftype_of(default_type);
+    const ba_ggml_type_t *dt = ba_ggml_type_by_id(default_type);
+    if (ft < 0 || !dt) return ba_error_set(err, BA_ERR_INPUT, "ggml type %d has no llama.cpp file type", default_type);
+    struct llama_model_tensor_override *ov = ba_calloc((size_t)n_over + 1, sizeof *ov, err);
+    if (!ov) return err->code;
+    for (int i = 0; i < n_over; i++) {
+        if (!ba_ggml_type_by_id(types[i])) {
+            free(ov);
+            return ba_error_set(err, BA_ERR_INPUT, "override '%s': unknown ggml type %d", patterns[i], types[i]);
+        }
+        ov[i].pattern = patterns[i];
+        ov[i].type = types[i];
+    }
+    ov[n_over].pattern = NULL;
+    ov[n_over].type = GGML_TYPE_COUNT;
+    struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
+    p.nthread = n_threads > 0 ? n_threads : 1;
+    p.ftype = ft;
+    p.pure = n_over == 0;
+    p.tt_overrides = n_over ? ov : NULL;
+    g_log_err[0] = 0;
+    uint32_t rc = ll->llama_model_quantize(in, out, &p);
+    free(ov);
+    if (rc != 0)
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out, dt->name,
+                            log_why());
+    return BA_OK;
+}

@@ -1,0 +1,53 @@
+/* llama.cpp's C API, loaded at run time (dlopen) from the prebuilt CPU libraries that the npm
+ * package @node-llama-cpp/linux-x64@3.22.1 ships (llama.cpp release v0.5.0, llama_version()
+ * "0.5.0-dev"). Nothing links against them: the build and the ONNX path never need them, and the
+ * LLM functions say exactly which file or symbol is missing. Only the structs and functions used
+ * here are declared (llama.c), copied from that release's include/llama.h; any other version is
+ * refused because those structs change between releases.
+ *
+ * The libraries stay loaded for the life of the process once ba_llama_open has succeeded. */
+#ifndef BA_LLM_LLAMA_H
+#define BA_LLM_LLAMA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define BA_LLAMA_NPM_PACKAGE "@node-llama-cpp/linux-x64"
+#define BA_LLAMA_NPM_VERSION "3.22.1"
+#define BA_LLAMA_VERSION "0.5.0-dev"
+/* The folder (inside the npm package) that holds the libraries. */
+#define BA_LLAMA_NPM_BINS "bins/linux-x64"
+/* Environment variable naming that folder. */
+#define BA_LLAMA_DIR_ENV "BA_LLAMA_DIR"
+
+typedef struct ba_llama ba_llama_t;
+
+/* Loads libggml-base.so, libggml.v0.5.0.so and libllama.v0.5.0.so from dir (NULL: $BA_LLAMA_DIR),
+ * registers the CPU backends found there and checks llama_version(). BA_ERR_UNSUPPORTED when a
+ * library or symbol is missing or the version is another one; the message says what to install. */
+ba_status ba_llama_open(const char *dir, ba_llama_t **out, ba_error *err);
+const char *ba_llama_version(const ba_llama_t *ll);
+
+/* ggml_type_name / ggml_blck_size / ggml_type_size of the loaded libggml-base for a type id. */
+void ba_llama_ggml_type(const ba_llama_t *ll, int id, const char **name, int64_t *block, size_t *bytes);
+
+/* Tokens of text by the model's vocabulary (no BOS added, no special-token parsing); caller frees. */
+ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const char *text, int32_t **tokens,
+                            int *n_tokens, ba_error *err);
+
+/* Logits of every position of one sequence of n_tokens tokens decoded in one batch:
+ * *logits is n_tokens × n_vocab floats (row i predicts token i+1); caller frees. */
+ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
+                          int n_threads, float **logits, int *n_vocab, ba_error *err);
+
+/* llama_model_quantize(in -> out): every quantizable tensor gets default_type (a ggml type id
+ * with a llama_ftype: F32, F16, BF16, Q4_0 ... Q6_K, Q8_0, the IQ and TQ types, MXFP4, NVFP4,
+ * Q1_0, Q2_0) unless one of the n_over patterns (std::regex, searched, first match wins) names
+ * another type for it. */
+ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
+                            const char *const *patterns, const int *types, int n_over, int n_threads,
+                            ba_error *err);
+
+#endif
