@@ -85,7 +85,8 @@ done:
 
 /* A batch of `batch` samples for input value v: tiled from src (whose first
  * dim is its sample count) or seeded random normal data. */
-static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *src, uint64_t seed, ba_error *err) {
+static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *src, uint64_t seed,
+                               ba_error *err) {
     int64_t shape[BA_MAX_DIMS];
     int ndim = v->ndim;
     if (src) {
@@ -99,15 +100,16 @@ static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *
         for (int d = 0; d < ndim; d++) shape[d] = v->shape[d];
         for (int d = 1; d < ndim; d++)
             if (shape[d] < 0) {
-                ba_error_set(err, BA_ERR_INPUT, "input '%s' has a dynamic non-batch dim %d: pass --input", v->name, d);
+                ba_error_set(err, BA_ERR_INPUT, "input '%s' has a dynamic non-batch dim %d: pass --input",
+                             v->name, d);
                 return NULL;
             }
     }
     shape[0] = batch;
     ba_dtype dt = src ? src->dtype : v->dtype;
     if (!src && dt != BA_DT_F32) {
-        ba_error_set(err, BA_ERR_INPUT, "input '%s' is %s: random data is float32 only, pass --input", v->name,
-                     ba_dtype_name(dt));
+        ba_error_set(err, BA_ERR_INPUT, "input '%s' is %s: random data is float32 only, pass --input",
+                     v->name, ba_dtype_name(dt));
         return NULL;
     }
     ba_tensor_t *t = ba_tensor_new(dt, ndim, shape, err);
@@ -121,7 +123,8 @@ static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *
             return NULL;
         }
         for (int64_t i = 0; i < batch; i++)
-            memcpy((char *)t->data + (size_t)i * per, (const char *)src->data + (size_t)(i % have) * per, per);
+            memcpy((char *)t->data + (size_t)i * per, (const char *)src->data + (size_t)(i % have) * per,
+                   per);
         return t;
     }
     ba_rng_t rng;
@@ -144,14 +147,22 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = 1;
-        if (strcmp(a, "--batch") == 0 && val) batch = atoll(val);
-        else if (strcmp(a, "--threads") == 0 && val) threads = atoi(val);
-        else if (strcmp(a, "--input") == 0 && val) input_path = val;
-        else if (strcmp(a, "--warmup") == 0 && val) warmup = atoi(val);
-        else if (strcmp(a, "--iters") == 0 && val) iters = atoi(val);
-        else if (strcmp(a, "--seed") == 0 && val) seed = strtoull(val, NULL, 10);
-        else if (strcmp(a, "--per-op") == 0) per_op = 1, takes = 0;
-        else if (a[0] != '-' && !model_path) model_path = a, takes = 0;
+        if (strcmp(a, "--batch") == 0 && val)
+            batch = atoll(val);
+        else if (strcmp(a, "--threads") == 0 && val)
+            threads = atoi(val);
+        else if (strcmp(a, "--input") == 0 && val)
+            input_path = val;
+        else if (strcmp(a, "--warmup") == 0 && val)
+            warmup = atoi(val);
+        else if (strcmp(a, "--iters") == 0 && val)
+            iters = atoi(val);
+        else if (strcmp(a, "--seed") == 0 && val)
+            seed = strtoull(val, NULL, 10);
+        else if (strcmp(a, "--per-op") == 0)
+            per_op = 1, takes = 0;
+        else if (a[0] != '-' && !model_path)
+            model_path = a, takes = 0;
         else {
             fputs(USAGE, stderr);
             return EXIT_USAGE;
@@ -172,7 +183,8 @@ int main(int argc, char **argv) {
     int rc = 1;
     if (ba_model_load(model_path, NULL, &m, &err) != BA_OK) goto fail;
     if (m->ninputs != 1) {
-        ba_error_set(&err, BA_ERR_INPUT, "%s: %d graph inputs, the bench feeds exactly one", model_path, m->ninputs);
+        ba_error_set(&err, BA_ERR_INPUT, "%s: %d graph inputs, the bench feeds exactly one", model_path,
+                     m->ninputs);
         goto fail;
     }
     if (input_path && ba_npy_load(input_path, &src, &err) != BA_OK) goto fail;
@@ -198,9 +210,10 @@ int main(int argc, char **argv) {
     if (per_op) print_per_op(m, x, &err);
     const char *base = strrchr(model_path, '/');
     printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"warmup\": %d, \"iters\": %d, "
-           "\"ms_per_run\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"samples_per_s\": %.2f}\n",
-           base ? base + 1 : model_path, (long long)batch, threads, warmup, iters, med * MS_PER_S, mean * MS_PER_S,
-           times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med);
+           "\"ms_per_run\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"samples_per_s\": "
+           "%.2f}\n",
+           base ? base + 1 : model_path, (long long)batch, threads, warmup, iters, med * MS_PER_S,
+           mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med);
     rc = 0;
     goto done;
 fail:

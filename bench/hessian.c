@@ -125,8 +125,10 @@ int main(int argc, char **argv) {
     int64_t batch = atoll(argv[5]);
     int use_hvp = 0;
     for (int a = 6; a < argc; a++) {
-        if (!strcmp(argv[a], "--threads") && a + 1 < argc) omp_set_num_threads(atoi(argv[++a]));
-        else if (!strcmp(argv[a], "--hvp")) use_hvp = 1;
+        if (!strcmp(argv[a], "--threads") && a + 1 < argc)
+            omp_set_num_threads(atoi(argv[++a]));
+        else if (!strcmp(argv[a], "--hvp"))
+            use_hvp = 1;
     }
     ba_tensor_t *x = NULL, *y = NULL, *pr = NULL;
     const int L = m->nlayers;
@@ -144,7 +146,8 @@ int main(int argc, char **argv) {
     int64_t sum = 0;
     for (int l = 0; l < L; l++) sum += m->layers[l].params;
     if (sum != total || y->numel != N) {
-        fprintf(stderr, "bench_hessian: probes hold %lld values per row, layers %lld; %lld labels, %lld samples\n",
+        fprintf(stderr,
+                "bench_hessian: probes hold %lld values per row, layers %lld; %lld labels, %lld samples\n",
                 (long long)total, (long long)sum, (long long)y->numel, (long long)N);
         goto done;
     }

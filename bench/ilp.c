@@ -15,8 +15,8 @@ static const int BITS[NBITS] = {2, 3, 4, 5, 6, 7, 8};
 
 /* Budgets set so that all three bind near 4.2 bits on average. */
 #define AVG_BITS_LIMIT 4.2
-#define MEMORY_BITS 4.3   /* memory limit as if every weight had this many bits */
-#define BOPS_BITS 4.25    /* bops limit as if every weight had this many bits (activations 8) */
+#define MEMORY_BITS 4.3 /* memory limit as if every weight had this many bits */
+#define BOPS_BITS 4.25  /* bops limit as if every weight had this many bits (activations 8) */
 
 static ba_problem_t *make(int L, uint64_t seed, int nbudgets) {
     ba_rng_t r;

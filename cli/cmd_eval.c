@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/guard.h"
 #include "cli/format.h"
+#include "cli/guard.h"
 
 typedef struct {
     ba_model_t *m;
@@ -43,8 +43,8 @@ static void state_free(eval_state_t *s) {
 static ba_status load_all(const ba_cli_opts *o, eval_state_t *s, ba_error *err) {
     BA_TRY(ba_model_load(ba_cli_get(o, "model"), NULL, &s->m, err));
     const ba_cli_entry *d = ba_cli_find(o, "data"), *ax = ba_cli_find(o, "sample-axis");
-    BA_TRY(ba_eval_data_load(s->m, (const char *const *)d->vals, (int)d->n, ax ? (const char *const *)ax->vals : NULL,
-                             ax ? (int)ax->n : 0, &s->ds, err));
+    BA_TRY(ba_eval_data_load(s->m, (const char *const *)d->vals, (int)d->n,
+                             ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0, &s->ds, err));
     BA_TRY(ba_eval_resolve_costs(s->m, s->ds, NULL, 0, err)); /* shapes checked, MACs at the data's */
     const char *lp = ba_cli_get(o, "labels");
     if (lp) BA_TRY(ba_labels_load(lp, &s->labels, &s->nlabels, err));
@@ -80,8 +80,8 @@ static ba_status run_plan(eval_state_t *s, int save, ba_metrics_t *qm, ba_error 
         acts.act_ranges = s->ranges;
     }
     ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
-    return ba_evaluator_run(s->ev, s->overrides, ba_quant_acts_on(&acts) ? &hook : NULL, 0, qm, save ? &s->q_out : NULL,
-                            err);
+    return ba_evaluator_run(s->ev, s->overrides, ba_quant_acts_on(&acts) ? &hook : NULL, 0, qm,
+                            save ? &s->q_out : NULL, err);
 }
 
 static json_t *out_json(const eval_state_t *s) {
@@ -202,7 +202,8 @@ int ba_cmd_eval(const ba_cli_opts *o) {
         /* Printed as unknown (- / null), never as a perfect score; and the run failed (SPEC §8). */
         if (s.plan && qm.nonfinite_q) {
             ba_cli_error("%s: the quantized model's output is not finite (NaN or Inf) in %lld of %lld rows",
-                         s.plan->file ? s.plan->file : "--plan", (long long)qm.nonfinite_q, (long long)qm.rows);
+                         s.plan->file ? s.plan->file : "--plan", (long long)qm.nonfinite_q,
+                         (long long)qm.rows);
             rc = BA_EXIT_RUNTIME;
         }
     }

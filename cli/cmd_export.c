@@ -53,10 +53,11 @@ static ba_status pick_trial(export_ctx_t *c, const char *which, ba_error *err) {
         long long num = strtoll(which, &end, 10);
         BA_TRY(ba_db_trial_get(c->db, c->info.id, num, &c->trial, err));
         if (!strcmp(c->trial.state, "failed")) /* its output was not finite (SPEC §8): no plan */
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--trial %lld: the trial failed (its quantized output is not finite); a failed "
-                                "trial is never exported",
-                                num);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--trial %lld: the trial failed (its quantized output is not finite); a failed "
+                "trial is never exported",
+                num);
         if (!strcmp(c->trial.state, "pruned")) /* stopped early at low fidelity: its figures are partial */
             export_warn(c, "the trial was pruned (stopped early on part of the data): its metrics are "
                            "low-fidelity estimates, not a finished evaluation; --trial best never picks one");
@@ -99,8 +100,8 @@ static ba_status load_model(export_ctx_t *c, const ba_study_settings_t *set, ba_
 /* The quantized ONNX model. Activation ranges are calibrated again on the
  * study's data (checked against its stored digest) only for QDQ with
  * --act-bits: a fakequant file carries weights only. */
-static ba_status write_onnx(export_ctx_t *c, const ba_study_settings_t *set, int qdq, ba_qdq_profile_t profile,
-                            const char *out, ba_error *err) {
+static ba_status write_onnx(export_ctx_t *c, const ba_study_settings_t *set, int qdq,
+                            ba_qdq_profile_t profile, const char *out, ba_error *err) {
     int *bits = ba_malloc((c->model->nlayers > 0 ? (size_t)c->model->nlayers : 1) * sizeof *bits, err);
     if (!bits) return BA_ERR_NOMEM;
     ba_status st = ba_plan_bits(c->plan, c->model, bits, err);
@@ -181,7 +182,8 @@ int ba_cmd_export(const ba_cli_opts *o) {
     int named_fmt = !onnx && (fmt == BA_EXPORT_HAWQ || fmt == BA_EXPORT_MODELOPT ||
                               fmt == BA_EXPORT_MODELOPT_PY || fmt == BA_EXPORT_LLAMA);
     if (st == BA_OK && ba_cli_has(o, "name-map") && !named_fmt)
-        st = ba_error_set(&err, BA_ERR_INPUT, "--name-map: applies to --format hawq, modelopt, modelopt-py and llama");
+        st = ba_error_set(&err, BA_ERR_INPUT,
+                          "--name-map: applies to --format hawq, modelopt, modelopt-py and llama");
     if (st == BA_OK && ba_cli_has(o, "qdq-profile") && onnx != 2)
         st = ba_error_set(&err, BA_ERR_INPUT, "--qdq-profile: applies to --format onnx-qdq only");
     if (st == BA_OK && !onnx) st = write_text(&c, o, fmt, out, &err);

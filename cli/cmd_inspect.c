@@ -38,8 +38,9 @@ static json_t *dims_json(const ba_value_t *v) {
     if (v->ndim < 0) return json_null();
     json_t *a = json_array();
     for (int d = 0; d < v->ndim; d++)
-        json_array_append_new(a, v->shape[d] >= 0 ? json_integer(v->shape[d])
-                                 : v->dim_param[d] ? json_string(v->dim_param[d]) : json_null());
+        json_array_append_new(a, v->shape[d] >= 0  ? json_integer(v->shape[d])
+                                 : v->dim_param[d] ? json_string(v->dim_param[d])
+                                                   : json_null());
     return a;
 }
 
@@ -137,7 +138,8 @@ static void print_io(const char *what, const ba_model_t *m, const int *ids, int 
     char sb[256];
     for (int i = 0; i < n; i++) {
         const ba_value_t *v = &m->values[ids[i]];
-        printf("%-8s %s %s %s\n", i ? "" : what, v->name, ba_dtype_name(v->dtype), ba_value_shape_str(v, sb, sizeof sb));
+        printf("%-8s %s %s %s\n", i ? "" : what, v->name, ba_dtype_name(v->dtype),
+               ba_value_shape_str(v, sb, sizeof sb));
     }
 }
 
@@ -162,8 +164,10 @@ static int print_table(const ba_model_t *m) {
     for (int l = 0; l < m->nlayers; l++) {
         const ba_layer_t *L = &m->layers[l];
         char mb[32];
-        if (L->macs >= 0) snprintf(mb, sizeof mb, "%" PRId64, L->macs);
-        else snprintf(mb, sizeof mb, "?");
+        if (L->macs >= 0)
+            snprintf(mb, sizeof mb, "%" PRId64, L->macs);
+        else
+            snprintf(mb, sizeof mb, "?");
         ba_table_addf(t, "%s\t%s\t%s\t%s\t%" PRId64 "\t%s\t%d", L->name, m->nodes[L->node].name, L->op,
                       shape_text(L->ndim, L->shape, sb, sizeof sb), L->params, mb, L->ch_axis);
     }
@@ -191,9 +195,11 @@ static int print_table(const ba_model_t *m) {
     if (macs >= 0 && m->cost_shapes)
         printf("MACs at %s\n", cost_shapes_text(m, at, sizeof at));
     else if (macs < 0 && has_dynamic_dims(m))
-        printf("MACs depend on the dynamic input dimensions: give --data X.npy or --input-shape NAME=D0xD1x…\n");
+        printf(
+            "MACs depend on the dynamic input dimensions: give --data X.npy or --input-shape NAME=D0xD1x…\n");
     else if (macs < 0)
-        printf("MACs not computed: the declared input shapes are too large to run at load (give --input-shape)\n");
+        printf("MACs not computed: the declared input shapes are too large to run at load (give "
+               "--input-shape)\n");
     return BA_EXIT_OK;
 }
 
@@ -208,7 +214,8 @@ int ba_cmd_inspect(const ba_cli_opts *o) {
         ba_dataset_t *ds = NULL;
         if (d && d->n) st = ba_dataset_load((const char *const *)d->vals, (int)d->n, &ds, &err);
         if (st == BA_OK)
-            st = ba_eval_resolve_costs(m, ds, is ? (const char *const *)is->vals : NULL, is ? (int)is->n : 0, &err);
+            st = ba_eval_resolve_costs(m, ds, is ? (const char *const *)is->vals : NULL, is ? (int)is->n : 0,
+                                       &err);
         ba_dataset_free(ds);
     }
     if (st != BA_OK) {

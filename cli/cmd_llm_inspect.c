@@ -33,7 +33,8 @@ static int candidates(const ba_llm_tensor_t *t, int *ids, uint64_t *bytes) {
     int k = 0;
     for (int i = 0; i < n; i++) {
         ba_error err;
-        if (ba_ggml_type_nbytes(ba_ggml_type_by_id(ids[i]), t->n_dims, t->ne, &bytes[k], &err) != BA_OK) continue;
+        if (ba_ggml_type_nbytes(ba_ggml_type_by_id(ids[i]), t->n_dims, t->ne, &bytes[k], &err) != BA_OK)
+            continue;
         ids[k++] = ids[i];
     }
     return k;
@@ -68,7 +69,11 @@ static int print_json(const char *path, const ba_llm_model_t *m) {
         }
         json_object_set_new(o, "candidates", c);
         json_array_append_new(arr, o);
-        if (t->quantizable) { qw += t->n_weights; qb += t->nbytes; } else ob += t->nbytes;
+        if (t->quantizable) {
+            qw += t->n_weights;
+            qb += t->nbytes;
+        } else
+            ob += t->nbytes;
     }
     json_object_set_new(root, "tensors", arr);
     json_t *tot = json_object();
@@ -98,17 +103,22 @@ static int print_table(const char *path, const ba_llm_model_t *m) {
         int n = candidates(t, ids, bytes);
         size_t o = 0;
         for (int k = 0; k < n && o < sizeof cand; k++)
-            o += (size_t)snprintf(cand + o, sizeof cand - o, "%s%s:%" PRIu64, k ? " " : "", ba_ggml_type_by_id(ids[k])->name,
-                                  bytes[k]);
-        ba_table_addf(tab, "%s\t%s\t%s\t%" PRIu64 "\t%s", t->name[0] ? t->name : t->source_name, t->type, ne, t->nbytes,
-                      cand);
-        if (t->quantizable) { qw += t->n_weights; qb += t->nbytes; } else ob += t->nbytes;
+            o += (size_t)snprintf(cand + o, sizeof cand - o, "%s%s:%" PRIu64, k ? " " : "",
+                                  ba_ggml_type_by_id(ids[k])->name, bytes[k]);
+        ba_table_addf(tab, "%s\t%s\t%s\t%" PRIu64 "\t%s", t->name[0] ? t->name : t->source_name, t->type, ne,
+                      t->nbytes, cand);
+        if (t->quantizable) {
+            qw += t->n_weights;
+            qb += t->nbytes;
+        } else
+            ob += t->nbytes;
     }
     printf("model    %s (%s, %d tensors)\n\n", path, m->format, m->n);
     ba_table_print(tab, stdout);
     ba_table_free(tab);
-    printf("\nquantizable: %" PRIu64 " weights, %" PRIu64 " B (%.4g bits per weight); other tensors %" PRIu64 " B\n", qw,
-           qb, ba_ggml_bpw_of(qb, qw), ob);
+    printf("\nquantizable: %" PRIu64 " weights, %" PRIu64 " B (%.4g bits per weight); other tensors %" PRIu64
+           " B\n",
+           qw, qb, ba_ggml_bpw_of(qb, qw), ob);
     return BA_EXIT_OK;
 }
 
@@ -127,7 +137,8 @@ int ba_cmd_llm_inspect(const ba_cli_opts *o) {
         return ba_status_exit_code(st);
     }
     g_imatrix = im;
-    int rc = strcmp(ba_cli_get_or(o, "format", "table"), "json") == 0 ? print_json(path, m) : print_table(path, m);
+    int rc =
+        strcmp(ba_cli_get_or(o, "format", "table"), "json") == 0 ? print_json(path, m) : print_table(path, m);
     g_imatrix = NULL;
     ba_imatrix_free(im);
     ba_llm_model_free(m);

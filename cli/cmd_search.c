@@ -42,10 +42,11 @@ void ba_search_ui_warning(void *user, const char *msg) {
 
 /* ---- report ---- */
 
-
 static void fmt_metric(double v, const char *fmt, char *buf, size_t cap) {
-    if (isfinite(v)) snprintf(buf, cap, fmt, v);
-    else snprintf(buf, cap, "-");
+    if (isfinite(v))
+        snprintf(buf, cap, fmt, v);
+    else
+        snprintf(buf, cap, "-");
 }
 
 static json_t *sweep_json(const ba_study_result_t *r) {
@@ -64,7 +65,8 @@ static json_t *sweep_json(const ba_study_result_t *r) {
         json_object_set_new(o, "agreement", ba_json_real_or_null(p->res.agreement));
         json_object_set_new(o, "accuracy", ba_json_real_or_null(p->res.accuracy));
         json_t *bits = json_object();
-        for (int l = 0; p->bits && l < r->nlayers; l++) json_object_set_new(bits, r->layer_names[l], json_integer(p->bits[l]));
+        for (int l = 0; p->bits && l < r->nlayers; l++)
+            json_object_set_new(bits, r->layer_names[l], json_integer(p->bits[l]));
         json_object_set_new(o, "bits", p->feasible ? bits : (json_decref(bits), json_null()));
         json_array_append_new(a, o);
     }
@@ -148,8 +150,9 @@ int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const cha
         json_object_set_new(j, "objective", ba_json_real_or_null(ba_study_result_metric(r)));
         json_object_set_new(j, "validation", ba_json_real_or_null(r->validation));
         if (r->search_seconds > 0)
-            json_object_set_new(j, "timing", json_pack("{s:f, s:f}", "search_s", r->search_seconds, "evaluate_s",
-                                                       r->eval_seconds));
+            json_object_set_new(
+                j, "timing",
+                json_pack("{s:f, s:f}", "search_s", r->search_seconds, "evaluate_s", r->eval_seconds));
         json_object_set_new(j, "resumed_complete", json_boolean(r->was_complete));
         json_object_set_new(j, "plan_out", plan_out ? json_string(plan_out) : json_null());
         json_object_set_new(j, "plan", plan ? plan : json_null());
@@ -166,8 +169,8 @@ int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const cha
     printf("study     %s%s\n", r->study, r->was_complete ? " (already complete)" : "");
     printf("method    %s, %lld trials, %lld measured (%lld in this run), %.1f s\n", r->method,
            (long long)r->ntrials, (long long)r->nmeasured, (long long)r->nevals, r->seconds);
-    printf("best      trial %lld: avg-bits %.3f, memory %s, bops %s", (long long)r->trial, pl->totals.avg_bits, mem,
-           bops);
+    printf("best      trial %lld: avg-bits %.3f, memory %s, bops %s", (long long)r->trial,
+           pl->totals.avg_bits, mem, bops);
     if (isfinite(pl->totals.latency_us)) printf(", latency %.1f us", pl->totals.latency_us);
     printf("\nmetrics   KL %s, agreement %s, accuracy %s\n", kl, ag, acc);
     if (r->metric[0]) {
@@ -200,7 +203,8 @@ int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const cha
 static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s, ba_error *err) {
     ba_study_settings_init(s);
     BA_TRY(ba_study_settings_set_path(&s->model, ba_cli_get(o, "model"), err));
-    for (size_t i = 0; i < ba_cli_count(o, "data"); i++) BA_TRY(ba_study_settings_add_data(s, ba_cli_value(o, "data", i), err));
+    for (size_t i = 0; i < ba_cli_count(o, "data"); i++)
+        BA_TRY(ba_study_settings_add_data(s, ba_cli_value(o, "data", i), err));
     for (size_t i = 0; i < ba_cli_count(o, "input-shape"); i++) {
         if (s->ninput_shapes >= BA_STUDY_MAX_DATA)
             return ba_error_set(err, BA_ERR_INPUT, "--input-shape: more than %d inputs", BA_STUDY_MAX_DATA);
@@ -216,7 +220,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
         if (st != BA_OK) return ba_error_prefix(err, "--budget");
     }
     if (ba_cli_has(o, "sweep")) {
-        if (ba_budget_sweep_parse(ba_cli_get(o, "sweep"), &s->sweep, err) != BA_OK) return ba_error_prefix(err, "--sweep");
+        if (ba_budget_sweep_parse(ba_cli_get(o, "sweep"), &s->sweep, err) != BA_OK)
+            return ba_error_prefix(err, "--sweep");
         s->has_sweep = 1;
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
@@ -232,11 +237,13 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
     if (ba_cli_has(o, "bits") && ba_bits_parse(ba_cli_get(o, "bits"), s->bits, &s->nbits, err) != BA_OK)
         return ba_error_prefix(err, "--bits");
     for (size_t i = 0; i < ba_cli_count(o, "pin"); i++) {
-        if (s->npins >= BA_STUDY_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_STUDY_MAX_RULES);
+        if (s->npins >= BA_STUDY_MAX_RULES)
+            return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_STUDY_MAX_RULES);
         if (!(s->pins[s->npins++] = ba_strdup(ba_cli_value(o, "pin", i), err))) return BA_ERR_NOMEM;
     }
     for (size_t i = 0; i < ba_cli_count(o, "tie"); i++) {
-        if (s->nties >= BA_STUDY_MAX_RULES) return ba_error_set(err, BA_ERR_INPUT, "--tie: more than %d", BA_STUDY_MAX_RULES);
+        if (s->nties >= BA_STUDY_MAX_RULES)
+            return ba_error_set(err, BA_ERR_INPUT, "--tie: more than %d", BA_STUDY_MAX_RULES);
         if (!(s->ties[s->nties++] = ba_strdup(ba_cli_value(o, "tie", i), err))) return BA_ERR_NOMEM;
     }
     s->seed = ba_cli_get_u64(o, "seed", 0);
@@ -249,18 +256,23 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
         BA_TRY(ba_study_settings_set_path(&s->latency_table, ba_cli_get(o, "latency-table"), err));
     if (ba_cli_has(o, "hw")) {
         const char *hw = ba_cli_get(o, "hw");
-        if (strchr(hw, '/')) BA_TRY(ba_study_settings_set_path(&s->hw, hw, err));
-        else if (!(s->hw = ba_strdup(hw, err))) return BA_ERR_NOMEM;
+        if (strchr(hw, '/'))
+            BA_TRY(ba_study_settings_set_path(&s->hw, hw, err));
+        else if (!(s->hw = ba_strdup(hw, err)))
+            return BA_ERR_NOMEM;
     }
     if (ba_cli_has(o, "scheme")) BA_TRY(ba_quant_cfg_parse_scheme(ba_cli_get(o, "scheme"), &s->quant, err));
-    if (ba_cli_has(o, "granularity")) BA_TRY(ba_quant_cfg_parse_granularity(ba_cli_get(o, "granularity"), &s->quant, err));
+    if (ba_cli_has(o, "granularity"))
+        BA_TRY(ba_quant_cfg_parse_granularity(ba_cli_get(o, "granularity"), &s->quant, err));
     if (ba_cli_has(o, "clip")) BA_TRY(ba_quant_cfg_parse_clip(ba_cli_get(o, "clip"), &s->quant, err));
     s->quant.act_bits = (int)ba_cli_get_int(o, "act-bits", 0);
-    if (ba_cli_has(o, "loss")) s->loss = !strcmp(ba_cli_get(o, "loss"), "ce") ? BA_SENS_LOSS_CE : BA_SENS_LOSS_MSE;
+    if (ba_cli_has(o, "loss"))
+        s->loss = !strcmp(ba_cli_get(o, "loss"), "ce") ? BA_SENS_LOSS_CE : BA_SENS_LOSS_MSE;
     s->tol = ba_cli_get_double(o, "tol", BA_SENS_DEFAULT_TOL);
     if (ba_cli_has(o, "evaluator")) {
         if (ba_cli_has(o, "metric"))
-            return ba_error_set(err, BA_ERR_INPUT, "--metric: not with --evaluator (the evaluator's score is the objective)");
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--metric: not with --evaluator (the evaluator's score is the objective)");
         s->evaluator = ba_strdup(ba_cli_get(o, "evaluator"), err);
         if (!s->evaluator) return BA_ERR_NOMEM;
         s->evaluator_timeout = ba_cli_get_double(o, "evaluator-timeout", BA_EXTEV_DEFAULT_TIMEOUT);
@@ -268,9 +280,11 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
             return ba_error_set(err, BA_ERR_INPUT, "--evaluator-timeout: must be above 0");
     }
     if (ba_cli_has(o, "metric")) snprintf(s->metric, sizeof s->metric, "%s", ba_cli_get(o, "metric"));
-    s->validation_fraction = ba_cli_get_double(o, "validation-fraction", BA_STUDY_DEFAULT_VALIDATION_FRACTION);
+    s->validation_fraction =
+        ba_cli_get_double(o, "validation-fraction", BA_STUDY_DEFAULT_VALIDATION_FRACTION);
     if (!(s->validation_fraction < 1))
-        return ba_error_set(err, BA_ERR_INPUT, "--validation-fraction: %g is not below 1", s->validation_fraction);
+        return ba_error_set(err, BA_ERR_INPUT, "--validation-fraction: %g is not below 1",
+                            s->validation_fraction);
     s->probes = (int)ba_cli_get_int(o, "samples", BA_SENS_DEFAULT_PROBES);
     s->include_embeddings = ba_cli_has(o, "include-embeddings");
     return BA_OK;
@@ -295,11 +309,13 @@ int ba_cmd_search(const ba_cli_opts *o) {
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
     ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     char name[256];
-    if (ba_cli_has(o, "study")) snprintf(name, sizeof name, "%s", ba_cli_get(o, "study"));
+    if (ba_cli_has(o, "study"))
+        snprintf(name, sizeof name, "%s", ba_cli_get(o, "study"));
     else {
         /* Said before the run starts, so an interrupted run can be resumed by name. */
         ba_study_name(s.model, name, sizeof name);
-        if (st == BA_OK && ba_cli_verbosity(o) >= 0) fprintf(stderr, "bitalloc: study '%s' (in %s)\n", name, dbpath);
+        if (st == BA_OK && ba_cli_verbosity(o) >= 0)
+            fprintf(stderr, "bitalloc: study '%s' (in %s)\n", name, dbpath);
     }
     if (st == BA_OK) st = ba_study_search(db, name, &s, &cb, &r, &err);
     ba_progress_end(&ui.bar);

@@ -116,8 +116,8 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
         for (size_t i = 0; st == BA_OK && i < nd; i++) specs[i] = ba_cli_value(o, "data", i);
         const ba_cli_entry *ax = ba_cli_find(o, "sample-axis");
         if (st == BA_OK)
-            st = ba_eval_data_load(m, specs, (int)nd, ax ? (const char *const *)ax->vals : NULL, ax ? (int)ax->n : 0,
-                                   &ds, &err);
+            st = ba_eval_data_load(m, specs, (int)nd, ax ? (const char *const *)ax->vals : NULL,
+                                   ax ? (int)ax->n : 0, &ds, &err);
         if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, NULL, 0, &err); /* data shapes checked early */
         free(specs);
     }
@@ -134,8 +134,10 @@ int ba_cmd_sensitivity(const ba_cli_opts *o) {
         st = ba_study_sensitivity(db, m, ds, labels, nlabels, method, &so, &t, &info, &err);
         ba_progress_end(&pr);
         if (st == BA_OK && info.cached && ba_cli_verbosity(o) > 0)
-            fprintf(stderr, "bitalloc: sensitivity: cached result %.16s from %s\n", info.key, ba_cli_db_path(o));
-        if (st == BA_OK && info.cache_write_failed) fprintf(stderr, "bitalloc: warning: %s\n", info.warning.msg);
+            fprintf(stderr, "bitalloc: sensitivity: cached result %.16s from %s\n", info.key,
+                    ba_cli_db_path(o));
+        if (st == BA_OK && info.cache_write_failed)
+            fprintf(stderr, "bitalloc: warning: %s\n", info.warning.msg);
     }
     int rc = BA_EXIT_OK;
     if (st != BA_OK) {

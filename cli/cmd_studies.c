@@ -62,10 +62,11 @@ static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_
 }
 
 static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, int csv) {
-    static const char *const hdr[] = {"name",   "created",  "model",      "method", "state",
-                                      "trials", "complete", "best_trial", "best_kl", "metric", "best_objective"};
-    static const char *const thdr[] = {"name",  "created", "model", "method",   "state",
-                                       "trials", "best",   "kl",    "metric", "objective"};
+    static const char *const hdr[] = {"name",    "created", "model",         "method",
+                                      "state",   "trials",  "complete",      "best_trial",
+                                      "best_kl", "metric",  "best_objective"};
+    static const char *const thdr[] = {"name",   "created", "model", "method", "state",
+                                       "trials", "best",    "kl",    "metric", "objective"};
     if (csv) {
         ba_csv_row(stdout, sizeof hdr / sizeof hdr[0], hdr);
         for (int i = 0; i < n; i++) {
@@ -79,8 +80,8 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
                 best[0] = '\0';
             real_text(x[i].best_kl, kl, sizeof kl);
             const char *row[] = {
-                s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp, best, kl,
-                s[i].metric, ob};
+                s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp,
+                best,      kl,           s[i].metric,     ob};
             ba_csv_row(stdout, sizeof row / sizeof row[0], row);
         }
         return 0;
@@ -143,7 +144,8 @@ static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
 
 /* --delete NAME / --rename OLD NEW: one write, then a line saying what was done. */
 static int studies_change(const ba_cli_opts *o) {
-    const char *del = ba_cli_get(o, "delete"), *old = ba_cli_get(o, "rename"), *nw = ba_cli_get(o, "new-name");
+    const char *del = ba_cli_get(o, "delete"), *old = ba_cli_get(o, "rename"),
+               *nw = ba_cli_get(o, "new-name");
     ba_error err;
     ba_error_clear(&err);
     ba_db_t *db = NULL;
@@ -155,8 +157,10 @@ static int studies_change(const ba_cli_opts *o) {
         return ba_status_exit_code(st);
     }
     if (ba_cli_verbosity(o) >= 0) {
-        if (del) printf("deleted study '%s'\n", del);
-        else printf("renamed study '%s' to '%s'\n", old, nw);
+        if (del)
+            printf("deleted study '%s'\n", del);
+        else
+            printf("renamed study '%s' to '%s'\n", old, nw);
     }
     return BA_EXIT_OK;
 }

@@ -16,9 +16,9 @@
 
 /* objective and validation are the study's metric, signed so that lower is better
  * (eval/metrics.h: −value for sqnr, top1, cosine); the table names the metric. */
-static const char *const COLS[] = {"number",  "state",     "method",   "avg_bits", "memory",    "bops",
-                                   "latency", "predicted", "kl",       "mse",      "agreement", "accuracy",
-                                   "objective", "validation"};
+static const char *const COLS[] = {"number",    "state",    "method",    "avg_bits",  "memory",
+                                   "bops",      "latency",  "predicted", "kl",        "mse",
+                                   "agreement", "accuracy", "objective", "validation"};
 #define NCOLS (sizeof COLS / sizeof COLS[0])
 
 /* Shortest text that reads back as v; "" for NULL (NaN). */
@@ -183,11 +183,12 @@ static int print_json(const ba_trial_t *t, int n, char **names, int nnames) {
 int ba_cmd_trials(const ba_cli_opts *o) {
     const char *fmt = ba_cli_get_or(o, "format", "table");
     const char *study = ba_cli_get(o, "study");
-    ba_trial_query_t q = {.where = ba_cli_get(o, "where"),
-                          .sort = ba_cli_get(o, "sort"),
-                          .limit = ba_cli_get_int(o, "limit", 0),
-                          .best = ba_cli_has(o, "best"),
-                          .pareto = ba_cli_has(o, "pareto") ? ba_cli_get_or(o, "objectives", BA_DB_PARETO_DEFAULT) : NULL};
+    ba_trial_query_t q = {
+        .where = ba_cli_get(o, "where"),
+        .sort = ba_cli_get(o, "sort"),
+        .limit = ba_cli_get_int(o, "limit", 0),
+        .best = ba_cli_has(o, "best"),
+        .pareto = ba_cli_has(o, "pareto") ? ba_cli_get_or(o, "objectives", BA_DB_PARETO_DEFAULT) : NULL};
     int zero_limit = ba_cli_has(o, "limit") && q.limit == 0;
     ba_error err;
     ba_error_clear(&err);

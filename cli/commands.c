@@ -50,7 +50,12 @@
      "L",                                                                                                    \
      "ce|mse",                                                                                               \
      "loss for hessian/fisher/lrp (default: ce for class outputs, else mse)"},                               \
-        {"tol", 0, BA_CLI_T_FLOAT, 0, "T", NULL,                                                             \
+        {"tol",                                                                                              \
+         0,                                                                                                  \
+         BA_CLI_T_FLOAT,                                                                                     \
+         0,                                                                                                  \
+         "T",                                                                                                \
+         NULL,                                                                                               \
          "Hutchinson stops when every layer's relative standard error is <= T (default: 0.05)"},             \
         {"samples", 0, BA_CLI_T_INT, 0, "N", NULL, "at most N Hutchinson probes (default: 200)"}, {          \
         "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
@@ -93,7 +98,8 @@ static const ba_cli_flag llm_inspect_flags[] = {
      "GGUF file, .safetensors file, model.safetensors.index.json, or a folder holding one"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
     {"imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
-     "llama.cpp imatrix (GGUF or legacy .dat): the types that need one become candidates of the tensors it covers"},
+     "llama.cpp imatrix (GGUF or legacy .dat): the types that need one become candidates of the tensors it "
+     "covers"},
     F_END,
 };
 
@@ -137,7 +143,8 @@ static const ba_cli_flag search_flags[] = {
     {"input-shape", 0, BA_CLI_T_SHAPE, BA_CLI_REPEAT, "NAME=DIMS", NULL,
      "MACs/BOPs/latency at this input shape, e.g. x=1x3x320x640 (default: the data's)"},
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_STUDY_METHOD_NAMES, "search method (default: ilp+evo)"},
-    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
+    {"sensitivity", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES,
+     "sensitivity estimator (default: hessian)"},
     {"sensitivity-file", 0, BA_CLI_T_PATH, 0, "FILE", NULL,
      "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},
     F_SENS_SETTINGS,
@@ -152,7 +159,8 @@ static const ba_cli_flag search_flags[] = {
      "search objective (default: kl for a class output, relmse otherwise)"},
     {"evaluator", 0, BA_CLI_T_STR, 0, "CMD", NULL,
      "search on your own score: a child process speaking JSON lines (docs/evaluator.md)"},
-    {"evaluator-timeout", 0, BA_CLI_T_FLOAT, 0, "S", NULL, "seconds one --evaluator answer may take (default: 600)"},
+    {"evaluator-timeout", 0, BA_CLI_T_FLOAT, 0, "S", NULL,
+     "seconds one --evaluator answer may take (default: 600)"},
     {"validation-fraction", 0, BA_CLI_T_FLOAT, 0, "F", NULL,
      "share of --data kept out of the evolution's ranking for its final choice (default: 0.25; 0: none)"},
     F_SEED,
@@ -173,7 +181,8 @@ static const ba_cli_flag studies_flags[] = {
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|csv|json", "output format (default: table)"},
     {"delete", 0, BA_CLI_T_STR, 0, "NAME", NULL, "delete study NAME with its trials"},
     {"rename", 0, BA_CLI_T_STR, 0, "OLD", NULL, "rename study OLD to NEW (--rename OLD NEW)"},
-    {"new-name", 0, BA_CLI_T_STR, BA_CLI_POSITIONAL | BA_CLI_NO_CONFIG, "NEW", NULL, "the new name of --rename"},
+    {"new-name", 0, BA_CLI_T_STR, BA_CLI_POSITIONAL | BA_CLI_NO_CONFIG, "NEW", NULL,
+     "the new name of --rename"},
     F_END,
 };
 
@@ -207,8 +216,10 @@ static const ba_cli_flag export_flags[] = {
 
 static const ba_cli_flag report_flags[] = {
     F_STUDY(BA_CLI_REQUIRED),
-    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "the trial whose per-layer bits are shown (default: best)"},
-    {"objectives", 0, BA_CLI_T_STR, 0, "A,B", NULL, "the front's columns, metric first (default: kl,avg_bits)"},
+    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL,
+     "the trial whose per-layer bits are shown (default: best)"},
+    {"objectives", 0, BA_CLI_T_STR, 0, "A,B", NULL,
+     "the front's columns, metric first (default: kl,avg_bits)"},
     {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "REPORT.html", NULL, "output file"},
     F_END,
 };
@@ -237,8 +248,10 @@ static ba_status studies_check(const ba_cli_opts *o, ba_error *err) {
     if (ba_cli_has(o, "delete") && ba_cli_has(o, "rename"))
         return ba_error_set(err, BA_ERR_INPUT, "--delete: cannot be combined with --rename");
     if (ba_cli_has(o, "rename") != ba_cli_has(o, "new-name"))
-        return ba_error_set(err, BA_ERR_INPUT, ba_cli_has(o, "rename") ? "--rename: give the old and the new name: --rename OLD NEW"
-                                                                     : "NEW: a second name needs --rename OLD NEW");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            ba_cli_has(o, "rename")
+                                ? "--rename: give the old and the new name: --rename OLD NEW"
+                                : "NEW: a second name needs --rename OLD NEW");
     return BA_OK;
 }
 
@@ -260,11 +273,11 @@ static ba_status search_check(const ba_cli_opts *o, ba_error *err) {
 
 const ba_cli_command ba_cli_commands[] = {
     {"inspect", "list a model's quantizable layers (params, MACs, output-channel axis)",
-     "bitalloc inspect MODEL [--format table|json] [--data X.npy | --input-shape NAME=D0xD1x...]", inspect_flags, ba_cmd_inspect, NULL,
-     "bitalloc inspect net.onnx --format json"},
+     "bitalloc inspect MODEL [--format table|json] [--data X.npy | --input-shape NAME=D0xD1x...]",
+     inspect_flags, ba_cmd_inspect, NULL, "bitalloc inspect net.onnx --format json"},
     {"llm-inspect", "list an LLM checkpoint's tensors with their candidate ggml types and bytes",
-     "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]", llm_inspect_flags,
-     ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
+     "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]",
+     llm_inspect_flags, ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
      "              [--format table|json]",
@@ -283,8 +296,8 @@ const ba_cli_command ba_cli_commands[] = {
     {"resume", "finish an interrupted study with the same result", "bitalloc resume --study NAME",
      resume_flags, ba_cmd_resume, NULL, "bitalloc resume --study demo"},
     {"studies", "list, delete or rename the studies in the database",
-     "bitalloc studies [--format table|csv|json] | --delete NAME | --rename OLD NEW",
-     studies_flags, ba_cmd_studies, studies_check, "bitalloc --db runs.db studies --rename demo demo-v1"},
+     "bitalloc studies [--format table|csv|json] | --delete NAME | --rename OLD NEW", studies_flags,
+     ba_cmd_studies, studies_check, "bitalloc --db runs.db studies --rename demo demo-v1"},
     {"trials", "list a study's trials (filter, sort, best)",
      "bitalloc trials --study NAME [--best | --pareto [--objectives A,B]] [--where EXPR] [--sort KEY]\n"
      "                [--limit N] [--format table|csv|json]",

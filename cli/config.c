@@ -267,8 +267,8 @@ ba_status ba_cli_config_load(const ba_cli_command *cmd, const char *path, ba_cli
         int line = 1;
         for (size_t i = 0; i < bad; i++) line += text[i] == '\n';
         free(text);
-        return ba_error_set(err, BA_ERR_INPUT, "%s:%d: not a YAML text file (byte %zu is not valid UTF-8)", path,
-                            line, bad);
+        return ba_error_set(err, BA_ERR_INPUT, "%s:%d: not a YAML text file (byte %zu is not valid UTF-8)",
+                            path, line, bad);
     }
     if (only_comments((const char *)text)) {
         free(text);

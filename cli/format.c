@@ -6,9 +6,9 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
-#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BA_TABLE_GAP 2 /* spaces between columns */
 #define BA_KIB 1024.0

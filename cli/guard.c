@@ -22,7 +22,8 @@ static void add(inputs_t *l, const char *path, const char *role) {
     l->n++;
 }
 
-void ba_cli_data_inputs(const char *const *specs, int n, const char *role, ba_out_input_t *in, int *nin, int cap) {
+void ba_cli_data_inputs(const char *const *specs, int n, const char *role, ba_out_input_t *in, int *nin,
+                        int cap) {
     for (int i = 0; i < n && *nin + 2 <= cap; i++) {
         if (!specs[i]) continue;
         in[(*nin)++] = (ba_out_input_t){specs[i], role};
@@ -39,8 +40,9 @@ static void add_opt(inputs_t *l, const ba_cli_opts *o, const char *key, const ch
     for (size_t i = 0; i < ba_cli_count(o, key); i++) add(l, ba_cli_value(o, key, i), role);
 }
 
-ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out, const ba_study_settings_t *s,
-                              const ba_out_input_t *extra, int nextra, ba_error *err) {
+ba_status ba_cli_check_output(const ba_cli_opts *o, const char *flag, const char *out,
+                              const ba_study_settings_t *s, const ba_out_input_t *extra, int nextra,
+                              ba_error *err) {
     if (!out) return BA_OK;
     inputs_t *l = ba_calloc(1, sizeof *l, err);
     if (!l) return BA_ERR_NOMEM;

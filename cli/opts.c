@@ -11,7 +11,6 @@
 #include "quant/quant.h"
 #include "search/budget.h"
 
-
 /* ---------------------------------------------------------------- store */
 
 void ba_cli_opts_init(ba_cli_opts *o) {
@@ -171,10 +170,7 @@ static const struct {
     int64_t min, max;
 } INT_RANGES[] = {
     {"generations", 0, 1000000}, /* 0: the seed only */
-    {"offspring", 1, 100000},
-    {"samples", 1, 1000000},
-    {"limit", 0, INT32_MAX},
-    {NULL, 0, 0},
+    {"offspring", 1, 100000},    {"samples", 1, 1000000}, {"limit", 0, INT32_MAX}, {NULL, 0, 0},
 };
 
 void ba_cli_int_range(const ba_cli_flag *f, int64_t *min, int64_t *max) {
@@ -192,11 +188,14 @@ static ba_status check_int(const ba_cli_flag *f, const char *v, ba_error *err) {
     ba_cli_int_range(f, &lo, &hi);
     /* A digit string too long for int64 is out of range too, not "not an integer". */
     int digits = v[0] == '-' || v[0] == '+' ? v[1] != '\0' : v[0] != '\0';
-    for (const char *p = v + (v[0] == '-' || v[0] == '+'); *p && digits; p++) digits = isdigit((unsigned char)*p);
-    if (!digits) return ba_error_set(err, BA_ERR_INPUT, "expected an integer in %lld..%lld, got '%s'", (long long)lo,
-                                     (long long)hi, v);
+    for (const char *p = v + (v[0] == '-' || v[0] == '+'); *p && digits; p++)
+        digits = isdigit((unsigned char)*p);
+    if (!digits)
+        return ba_error_set(err, BA_ERR_INPUT, "expected an integer in %lld..%lld, got '%s'", (long long)lo,
+                            (long long)hi, v);
     if (v[0] == '-' || !parse_int(v[0] == '+' ? v + 1 : v, &i) || i < lo || i > hi)
-        return ba_error_set(err, BA_ERR_INPUT, "%s is out of range (%lld..%lld)", v, (long long)lo, (long long)hi);
+        return ba_error_set(err, BA_ERR_INPUT, "%s is out of range (%lld..%lld)", v, (long long)lo,
+                            (long long)hi);
     return BA_OK;
 }
 
@@ -259,8 +258,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
         const char *eq = strrchr(v, '=');
         if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME_GLOB=BITS, got '%s'", v);
         if (!parse_width(eq + 1, &i))
-            return ba_error_set(err, BA_ERR_INPUT, "expected a bit-width (" BA_BITS_WIDTHS ") after '=', got '%s'",
-                                v);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "expected a bit-width (" BA_BITS_WIDTHS ") after '=', got '%s'", v);
         return BA_OK;
     }
     case BA_CLI_T_DATA: {
@@ -279,7 +278,8 @@ static ba_status check_value_raw(const ba_cli_flag *f, const char *v, ba_error *
         const char *eq = strrchr(v, '=');
         int nd;
         int64_t shape[BA_MAX_DIMS];
-        if (!eq || eq == v) return ba_error_set(err, BA_ERR_INPUT, "expected NAME=D0xD1x… (e.g. x=1x3x224x224), got '%s'", v);
+        if (!eq || eq == v)
+            return ba_error_set(err, BA_ERR_INPUT, "expected NAME=D0xD1x… (e.g. x=1x3x224x224), got '%s'", v);
         return ba_shape_parse(eq + 1, &nd, shape, err);
     }
     case BA_CLI_T_GRAN: {
@@ -299,7 +299,8 @@ ba_status ba_cli_check_value(const ba_cli_flag *f, const char *value, ba_error *
     if (st != BA_OK) {
         if (f->flags & BA_CLI_POSITIONAL) return ba_error_prefix(err, "%s", f->metavar);
         size_t nl = strlen(f->name);
-        if (err && !strncmp(err->msg, "--", 2) && !strncmp(err->msg + 2, f->name, nl) && err->msg[2 + nl] == ':')
+        if (err && !strncmp(err->msg, "--", 2) && !strncmp(err->msg + 2, f->name, nl) &&
+            err->msg[2 + nl] == ':')
             return st; /* a library parser's message names the flag already */
         return ba_error_prefix(err, "--%s", f->name);
     }
@@ -314,7 +315,9 @@ size_t ba_cli_merge_key(const ba_cli_flag *f, const char *value) {
     case BA_CLI_T_DATA: eq = strchr(value, '='); break;
     case BA_CLI_T_PIN:
     case BA_CLI_T_SHAPE:
-    case BA_CLI_T_AXIS: eq = strrchr(value, '='); break; /* a glob or name may hold '=', the value never does */
+    case BA_CLI_T_AXIS:
+        eq = strrchr(value, '=');
+        break; /* a glob or name may hold '=', the value never does */
     default: eq = NULL;
     }
     return eq ? (size_t)(eq - value) : 0;

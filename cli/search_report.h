@@ -3,9 +3,9 @@
 #ifndef BA_CLI_SEARCH_REPORT_H
 #define BA_CLI_SEARCH_REPORT_H
 
+#include "bitalloc.h"
 #include "cli/cli.h"
 #include "cli/progress.h"
-#include "bitalloc.h"
 
 typedef struct ba_search_ui {
     ba_progress_t bar;

@@ -39,10 +39,10 @@ void *ba_calloc(size_t count, size_t size, ba_error *err);
 void *ba_realloc(void *p, size_t n, ba_error *err);
 char *ba_strdup(const char *s, ba_error *err);
 
-#define BA_TRY(expr)                         \
-    do {                                     \
-        ba_status ba_try_st_ = (expr);       \
-        if (ba_try_st_ != BA_OK) return ba_try_st_; \
+#define BA_TRY(expr)                                                                                         \
+    do {                                                                                                     \
+        ba_status ba_try_st_ = (expr);                                                                       \
+        if (ba_try_st_ != BA_OK) return ba_try_st_;                                                          \
     } while (0)
 
 #endif

@@ -9,47 +9,28 @@
  * (type_traits) of the pinned llama.cpp; ids 4, 5, 31-33, 36-38 were removed upstream;
  * GGML_TYPE_COUNT is 43. */
 static const ba_ggml_type_t TYPES[] = {
-    {0, "f32", 1, 4, 1, 0},
-    {1, "f16", 1, 2, 1, 0},
-    {2, "q4_0", 32, 18, 1, 0},
-    {3, "q4_1", 32, 20, 1, 0},
-    {6, "q5_0", 32, 22, 1, 0},
-    {7, "q5_1", 32, 24, 1, 0},
-    {8, "q8_0", 32, 34, 1, 0},
-    {9, "q8_1", 32, 36, 0, 0},
-    {10, "q2_K", 256, 84, 1, 0},
-    {11, "q3_K", 256, 110, 1, 0},
-    {12, "q4_K", 256, 144, 1, 0},
-    {13, "q5_K", 256, 176, 1, 0},
-    {14, "q6_K", 256, 210, 1, 0},
-    {15, "q8_K", 256, 292, 0, 0},
-    {16, "iq2_xxs", 256, 66, 1, 1},
-    {17, "iq2_xs", 256, 74, 1, 1},
-    {18, "iq3_xxs", 256, 98, 1, 1},
-    {19, "iq1_s", 256, 50, 1, 1},
-    {20, "iq4_nl", 32, 18, 1, 0},
-    {21, "iq3_s", 256, 110, 1, 0},
-    {22, "iq2_s", 256, 82, 1, 1},
-    {23, "iq4_xs", 256, 136, 1, 0},
-    {24, "i8", 1, 1, 0, 0},
-    {25, "i16", 1, 2, 0, 0},
-    {26, "i32", 1, 4, 0, 0},
-    {27, "i64", 1, 8, 0, 0},
-    {28, "f64", 1, 8, 0, 0},
-    {29, "iq1_m", 256, 56, 1, 1},
-    {30, "bf16", 1, 2, 1, 0},
-    {34, "tq1_0", 256, 54, 1, 0},
-    {35, "tq2_0", 256, 66, 1, 0},
-    {39, "mxfp4", 32, 17, 1, 0},
-    {40, "nvfp4", 64, 36, 1, 0},
-    {41, "q1_0", 128, 18, 1, 0},
-    {42, "q2_0", 64, 18, 1, 0},
+    {0, "f32", 1, 4, 1, 0},         {1, "f16", 1, 2, 1, 0},         {2, "q4_0", 32, 18, 1, 0},
+    {3, "q4_1", 32, 20, 1, 0},      {6, "q5_0", 32, 22, 1, 0},      {7, "q5_1", 32, 24, 1, 0},
+    {8, "q8_0", 32, 34, 1, 0},      {9, "q8_1", 32, 36, 0, 0},      {10, "q2_K", 256, 84, 1, 0},
+    {11, "q3_K", 256, 110, 1, 0},   {12, "q4_K", 256, 144, 1, 0},   {13, "q5_K", 256, 176, 1, 0},
+    {14, "q6_K", 256, 210, 1, 0},   {15, "q8_K", 256, 292, 0, 0},   {16, "iq2_xxs", 256, 66, 1, 1},
+    {17, "iq2_xs", 256, 74, 1, 1},  {18, "iq3_xxs", 256, 98, 1, 1}, {19, "iq1_s", 256, 50, 1, 1},
+    {20, "iq4_nl", 32, 18, 1, 0},   {21, "iq3_s", 256, 110, 1, 0},  {22, "iq2_s", 256, 82, 1, 1},
+    {23, "iq4_xs", 256, 136, 1, 0}, {24, "i8", 1, 1, 0, 0},         {25, "i16", 1, 2, 0, 0},
+    {26, "i32", 1, 4, 0, 0},        {27, "i64", 1, 8, 0, 0},        {28, "f64", 1, 8, 0, 0},
+    {29, "iq1_m", 256, 56, 1, 1},   {30, "bf16", 1, 2, 1, 0},       {34, "tq1_0", 256, 54, 1, 0},
+    {35, "tq2_0", 256, 66, 1, 0},   {39, "mxfp4", 32, 17, 1, 0},    {40, "nvfp4", 64, 36, 1, 0},
+    {41, "q1_0", 128, 18, 1, 0},    {42, "q2_0", 64, 18, 1, 0},
 };
 #define N_TYPES ((int)(sizeof TYPES / sizeof TYPES[0]))
 
-int ba_ggml_type_count(void) { return N_TYPES; }
+int ba_ggml_type_count(void) {
+    return N_TYPES;
+}
 
-const ba_ggml_type_t *ba_ggml_type_at(int i) { return i >= 0 && i < N_TYPES ? &TYPES[i] : NULL; }
+const ba_ggml_type_t *ba_ggml_type_at(int i) {
+    return i >= 0 && i < N_TYPES ? &TYPES[i] : NULL;
+}
 
 const ba_ggml_type_t *ba_ggml_type_by_id(int id) {
     for (int i = 0; i < N_TYPES; i++)
@@ -64,14 +45,18 @@ const ba_ggml_type_t *ba_ggml_type_by_name(const char *name) {
     return NULL;
 }
 
-double ba_ggml_type_bpw(const ba_ggml_type_t *t) { return 8.0 * t->bytes / t->block; }
+double ba_ggml_type_bpw(const ba_ggml_type_t *t) {
+    return 8.0 * t->bytes / t->block;
+}
 
 ba_status ba_ggml_type_nbytes(const ba_ggml_type_t *t, int n_dims, const int64_t *ne, uint64_t *out,
                               ba_error *err) {
     *out = 0;
-    if (n_dims < 1 || n_dims > 4) return ba_error_set(err, BA_ERR_INPUT, "%d dimensions (1 to 4 allowed)", n_dims);
+    if (n_dims < 1 || n_dims > 4)
+        return ba_error_set(err, BA_ERR_INPUT, "%d dimensions (1 to 4 allowed)", n_dims);
     for (int d = 0; d < n_dims; d++)
-        if (ne[d] < 0) return ba_error_set(err, BA_ERR_INPUT, "negative size ne[%d] = %lld", d, (long long)ne[d]);
+        if (ne[d] < 0)
+            return ba_error_set(err, BA_ERR_INPUT, "negative size ne[%d] = %lld", d, (long long)ne[d]);
     if (ne[0] % t->block != 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s needs ne0 a multiple of %d, not %lld", t->name, t->block,
                             (long long)ne[0]);
@@ -91,13 +76,25 @@ static int ends_with(const char *s, const char *suf) {
 }
 
 int ba_ggml_tensor_quantizable(const char *name, int n_dims) {
-    static const char *const never[] = {"_norm.weight", "ffn_gate_inp.weight", "ssm_conv1d.weight",
-                                        "shortconv.conv.weight", "time_mix_first.weight", "time_mix_w0.weight",
-                                        "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight",
-                                        "time_mix_v1.weight", "time_mix_v2.weight", "time_mix_a0.weight",
-                                        "time_mix_a1.weight", "time_mix_a2.weight", "time_mix_g1.weight",
-                                        "time_mix_g2.weight", "time_mix_decay_w1.weight",
-                                        "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight",
+    static const char *const never[] = {"_norm.weight",
+                                        "ffn_gate_inp.weight",
+                                        "ssm_conv1d.weight",
+                                        "shortconv.conv.weight",
+                                        "time_mix_first.weight",
+                                        "time_mix_w0.weight",
+                                        "time_mix_w1.weight",
+                                        "time_mix_w2.weight",
+                                        "time_mix_v0.weight",
+                                        "time_mix_v1.weight",
+                                        "time_mix_v2.weight",
+                                        "time_mix_a0.weight",
+                                        "time_mix_a1.weight",
+                                        "time_mix_a2.weight",
+                                        "time_mix_g1.weight",
+                                        "time_mix_g2.weight",
+                                        "time_mix_decay_w1.weight",
+                                        "time_mix_decay_w2.weight",
+                                        "time_mix_lerp_fused.weight",
                                         "attn_rel_b.weight"};
     if (!name || n_dims < 2 || !ends_with(name, "weight")) return 0;
     for (size_t i = 0; i < sizeof never / sizeof never[0]; i++)

@@ -1,8 +1,9 @@
 /* ggml tensor types as llama.cpp stores them in GGUF: id, name, block size and bytes per block
  * (so the exact bits per weight), whether llama-quantize can produce the type, and whether it
- * refuses to without an imatrix. The one table of these facts in bitalloc (core/: the llama export in quant/ and the LLM path in llm/ both read it); the values are those of
- * ggml_type_size/ggml_blck_size of the pinned libggml-base (checked by a test when it is present).
- * Bytes of a tensor = ne1·ne2·ne3·(ne0/block)·bytes, defined only when block divides ne0. */
+ * refuses to without an imatrix. The one table of these facts in bitalloc (core/: the llama export in quant/
+ * and the LLM path in llm/ both read it); the values are those of ggml_type_size/ggml_blck_size of the pinned
+ * libggml-base (checked by a test when it is present). Bytes of a tensor = ne1·ne2·ne3·(ne0/block)·bytes,
+ * defined only when block divides ne0. */
 #ifndef BA_CORE_GGML_TYPES_H
 #define BA_CORE_GGML_TYPES_H
 

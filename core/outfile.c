@@ -52,11 +52,11 @@ static char *dup_dirname(const char *path, ba_error *err) {
 static ba_status ensure_folder(ba_out_t *o, const char *dir, ba_error *err) {
     struct stat st;
     if (stat(dir, &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            return ba_error_set(err, BA_ERR_IO, "%s: %s is not a folder", o->path, dir);
+        if (!S_ISDIR(st.st_mode)) return ba_error_set(err, BA_ERR_IO, "%s: %s is not a folder", o->path, dir);
         return BA_OK;
     }
-    if (errno != ENOENT) return ba_error_set(err, BA_ERR_IO, "%s: folder %s: %s", o->path, dir, strerror(errno));
+    if (errno != ENOENT)
+        return ba_error_set(err, BA_ERR_IO, "%s: folder %s: %s", o->path, dir, strerror(errno));
     char *parent = dup_dirname(dir, err);
     if (!parent) return BA_ERR_NOMEM;
     int parent_ok = stat(parent, &st) == 0 && S_ISDIR(st.st_mode);
@@ -104,8 +104,10 @@ static ba_status open_atomic(ba_out_t *o, const struct stat *existing, ba_error 
         if (blen + 8 > NAME_MAX) blen = NAME_MAX - 8;
         size_t cap = strlen(dir) + blen + 16;
         o->tmp = ba_malloc(cap, err);
-        if (!o->tmp) rc = BA_ERR_NOMEM;
-        else snprintf(o->tmp, cap, "%s/.%.*s.XXXXXX", dir, (int)blen, base);
+        if (!o->tmp)
+            rc = BA_ERR_NOMEM;
+        else
+            snprintf(o->tmp, cap, "%s/.%.*s.XXXXXX", dir, (int)blen, base);
     }
     int fd = -1;
     if (rc == BA_OK && (fd = mkostemp(o->tmp, O_CLOEXEC)) < 0)
@@ -156,8 +158,8 @@ ba_status ba_out_open(const char *path, ba_out_t **out, ba_error *err) {
     if (stat(path, &st) != 0) {
         int e = errno;
         if (e == ENOENT && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
-            rc = ba_error_set(err, BA_ERR_INPUT, "%s: is a symbolic link to a missing file; choose another path",
-                              path);
+            rc = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: is a symbolic link to a missing file; choose another path", path);
         else if (e == ENOENT)
             rc = (o->target = ba_strdup(path, err)) ? open_atomic(o, NULL, err) : BA_ERR_NOMEM;
         else
@@ -170,8 +172,10 @@ ba_status ba_out_open(const char *path, ba_out_t **out, ba_error *err) {
                     : open_through(o, fd, err);
     } else if (S_ISREG(st.st_mode)) {
         /* Through a symlink: the linked file is replaced, the link stays. */
-        if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) o->target = realpath(path, NULL);
-        else o->target = strdup(path);
+        if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode))
+            o->target = realpath(path, NULL);
+        else
+            o->target = strdup(path);
         rc = o->target ? open_atomic(o, &st, err)
                        : ba_error_set(err, BA_ERR_IO, "%s: cannot resolve: %s", path, strerror(errno));
     } else if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
@@ -190,7 +194,8 @@ ba_status ba_out_open(const char *path, ba_out_t **out, ba_error *err) {
         rc = ba_error_set(err, BA_ERR_INPUT, "%s: is a folder; name a file", path);
     } else {
         rc = ba_error_set(err, BA_ERR_INPUT,
-                          "%s: is not a regular file, a character device or a FIFO; choose another path", path);
+                          "%s: is not a regular file, a character device or a FIFO; choose another path",
+                          path);
     }
     if (rc != BA_OK) {
         out_free(o);
@@ -200,7 +205,9 @@ ba_status ba_out_open(const char *path, ba_out_t **out, ba_error *err) {
     return BA_OK;
 }
 
-FILE *ba_out_stream(ba_out_t *o) { return o->f; }
+FILE *ba_out_stream(ba_out_t *o) {
+    return o->f;
+}
 
 /* fsync of the folder, so the rename itself survives a power loss (best effort). */
 static void sync_folder(const char *file) {
@@ -285,7 +292,8 @@ ba_status ba_out_check_inputs(const char *out, const ba_out_input_t *in, int n, 
     if (!out) return BA_OK;
     if (stat(out, &so) == 0) {
         for (int i = 0; i < n; i++)
-            if (in[i].path && stat(in[i].path, &si) == 0 && same_inode(&so, &si)) return refuse(out, &in[i], err);
+            if (in[i].path && stat(in[i].path, &si) == 0 && same_inode(&so, &si))
+                return refuse(out, &in[i], err);
         return BA_OK;
     }
     /* Neither exists yet (a database the command is about to create): compare the spellings. */

@@ -11,10 +11,19 @@
 
 size_t ba_dtype_size(ba_dtype dt) {
     switch (dt) {
-    case BA_DT_F32: case BA_DT_I32: case BA_DT_U32: return 4;
-    case BA_DT_F64: case BA_DT_I64: case BA_DT_U64: return 8;
-    case BA_DT_F16: case BA_DT_BF16: case BA_DT_I16: case BA_DT_U16: return 2;
-    case BA_DT_I8: case BA_DT_U8: case BA_DT_BOOL: return 1;
+    case BA_DT_F32:
+    case BA_DT_I32:
+    case BA_DT_U32: return 4;
+    case BA_DT_F64:
+    case BA_DT_I64:
+    case BA_DT_U64: return 8;
+    case BA_DT_F16:
+    case BA_DT_BF16:
+    case BA_DT_I16:
+    case BA_DT_U16: return 2;
+    case BA_DT_I8:
+    case BA_DT_U8:
+    case BA_DT_BOOL: return 1;
     default: return 0;
     }
 }
@@ -47,8 +56,14 @@ int ba_dtype_is_float(ba_dtype dt) {
 
 int ba_dtype_is_int(ba_dtype dt) {
     switch (dt) {
-    case BA_DT_I64: case BA_DT_I32: case BA_DT_I16: case BA_DT_I8:
-    case BA_DT_U64: case BA_DT_U32: case BA_DT_U16: case BA_DT_U8: return 1;
+    case BA_DT_I64:
+    case BA_DT_I32:
+    case BA_DT_I16:
+    case BA_DT_I8:
+    case BA_DT_U64:
+    case BA_DT_U32:
+    case BA_DT_U16:
+    case BA_DT_U8: return 1;
     default: return 0;
     }
 }
@@ -61,7 +76,9 @@ int64_t ba_shape_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
-size_t ba_tensor_nbytes(const ba_tensor_t *t) { return (size_t)t->numel * ba_dtype_size(t->dtype); }
+size_t ba_tensor_nbytes(const ba_tensor_t *t) {
+    return (size_t)t->numel * ba_dtype_size(t->dtype);
+}
 
 const char *ba_shape_str(int ndim, const int64_t *shape, char *buf, size_t cap) {
     size_t o = 0;
@@ -83,13 +100,16 @@ ba_status ba_shape_parse(const char *text, int *ndim, int64_t *shape, ba_error *
         const char *q = p;
         while (*q >= '0' && *q <= '9') {
             v = v * 10 + (*q - '0');
-            if (v > ((int64_t)1 << 40)) return ba_error_set(err, BA_ERR_INPUT, "shape '%s': dimension too large", text);
+            if (v > ((int64_t)1 << 40))
+                return ba_error_set(err, BA_ERR_INPUT, "shape '%s': dimension too large", text);
             q++;
         }
-        if (q == p) return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
+        if (q == p)
+            return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
         shape[(*ndim)++] = v;
         if (!*q) return BA_OK;
-        if (*q != 'x') return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
+        if (*q != 'x')
+            return ba_error_set(err, BA_ERR_INPUT, "shape '%s': expected dims like 1x3x224x224", text);
         p = q + 1;
     }
 }
@@ -164,8 +184,10 @@ static void *cache_take(size_t alloc) {
         if (g_cache.size[i] == alloc) {
             p = g_cache.ptr[i];
             g_cache.bytes -= alloc;
-            memmove(g_cache.ptr + i, g_cache.ptr + i + 1, (size_t)(g_cache.n - i - 1) * sizeof g_cache.ptr[0]);
-            memmove(g_cache.size + i, g_cache.size + i + 1, (size_t)(g_cache.n - i - 1) * sizeof g_cache.size[0]);
+            memmove(g_cache.ptr + i, g_cache.ptr + i + 1,
+                    (size_t)(g_cache.n - i - 1) * sizeof g_cache.ptr[0]);
+            memmove(g_cache.size + i, g_cache.size + i + 1,
+                    (size_t)(g_cache.n - i - 1) * sizeof g_cache.size[0]);
             g_cache.n--;
             break;
         }
@@ -216,7 +238,8 @@ static ba_tensor_t *tensor_alloc(ba_dtype dt, int ndim, const int64_t *shape, in
         char sb[160];
         ba_error_set(err, BA_ERR_INPUT, "tensor: %s %s would take %.3g GiB, over the %lld GiB limit",
                      ba_dtype_name(dt), ba_shape_str(ndim, shape, sb, sizeof sb),
-                     (double)t->numel * (double)ba_dtype_size(dt) / (1 << 30), (long long)(BA_TENSOR_MAX_BYTES >> 30));
+                     (double)t->numel * (double)ba_dtype_size(dt) / (1 << 30),
+                     (long long)(BA_TENSOR_MAX_BYTES >> 30));
         free(t);
         return NULL;
     }
@@ -317,15 +340,21 @@ void ba_tensor_unref(ba_tensor_t *t) {
 float ba_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
-        if (man == 0) bits = sign;
+        if (man == 0)
+            bits = sign;
         else { /* subnormal: renormalise */
             exp = 127 - 15 + 1;
-            while (!(man & 0x400)) { man <<= 1; exp--; }
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
             man &= 0x3ff;
             bits = sign | (exp << 23) | (man << 13);
         }
-    } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    } else if (exp == 31)
+        bits = sign | 0x7f800000u | (man << 13);
+    else
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
     float f;
     memcpy(&f, &bits, 4);
     return f;
@@ -374,7 +403,8 @@ double ba_tensor_get_f64(const ba_tensor_t *t, int64_t i) {
     case BA_DT_U64: return (double)((const uint64_t *)d)[i];
     case BA_DT_U32: return ((const uint32_t *)d)[i];
     case BA_DT_U16: return ((const uint16_t *)d)[i];
-    case BA_DT_U8: case BA_DT_BOOL: return ((const uint8_t *)d)[i];
+    case BA_DT_U8:
+    case BA_DT_BOOL: return ((const uint8_t *)d)[i];
     default: return 0;
     }
 }
@@ -389,7 +419,8 @@ int64_t ba_tensor_get_i64(const ba_tensor_t *t, int64_t i) {
     case BA_DT_U64: return (int64_t)((const uint64_t *)d)[i];
     case BA_DT_U32: return ((const uint32_t *)d)[i];
     case BA_DT_U16: return ((const uint16_t *)d)[i];
-    case BA_DT_U8: case BA_DT_BOOL: return ((const uint8_t *)d)[i];
+    case BA_DT_U8:
+    case BA_DT_BOOL: return ((const uint8_t *)d)[i];
     default: {
         double v = ba_tensor_get_f64(t, i);
         if (isnan(v)) return 0;
@@ -436,7 +467,8 @@ ba_tensor_t *ba_tensor_cast(const ba_tensor_t *src, ba_dtype dt, ba_error *err) 
     }
     int src_float = ba_dtype_is_float(src->dtype);
     if (src_float && dt == BA_DT_F32 && src->dtype == BA_DT_F64) {
-        for (int64_t i = 0; i < src->numel; i++) ((float *)t->data)[i] = (float)((const double *)src->data)[i];
+        for (int64_t i = 0; i < src->numel; i++)
+            ((float *)t->data)[i] = (float)((const double *)src->data)[i];
         return t;
     }
     for (int64_t i = 0; i < src->numel; i++) {
@@ -446,8 +478,10 @@ ba_tensor_t *ba_tensor_cast(const ba_tensor_t *src, ba_dtype dt, ba_error *err) 
             if (!ba_dtype_is_float(dt) && dt != BA_DT_BOOL) put(t, i, 0, ba_tensor_get_i64(src, i), 0);
         } else {
             int64_t v = ba_tensor_get_i64(src, i);
-            if (ba_dtype_is_float(dt)) put(t, i, src->dtype == BA_DT_U64 ? (double)(uint64_t)v : (double)v, 0, 1);
-            else put(t, i, 0, v, 0);
+            if (ba_dtype_is_float(dt))
+                put(t, i, src->dtype == BA_DT_U64 ? (double)(uint64_t)v : (double)v, 0, 1);
+            else
+                put(t, i, 0, v, 0);
         }
     }
     return t;

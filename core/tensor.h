@@ -4,8 +4,8 @@
 #ifndef BA_CORE_TENSOR_H
 #define BA_CORE_TENSOR_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -36,19 +36,19 @@ typedef enum {
 
 typedef struct ba_tensor {
     ba_dtype dtype;
-    int ndim;                   /* 0 = scalar */
+    int ndim; /* 0 = scalar */
     int64_t shape[BA_MAX_DIMS];
-    int64_t numel;              /* product of shape (1 for a scalar) */
-    void *data;                 /* row-major, 64-byte aligned when owned */
-    int refs;                   /* header reference count */
-    int owns;                   /* 1: data freed with the tensor */
-    struct ba_tensor *base;     /* view: tensor that owns data (a ref is held) */
+    int64_t numel;          /* product of shape (1 for a scalar) */
+    void *data;             /* row-major, 64-byte aligned when owned */
+    int refs;               /* header reference count */
+    int owns;               /* 1: data freed with the tensor */
+    struct ba_tensor *base; /* view: tensor that owns data (a ref is held) */
 } ba_tensor_t;
 
-size_t ba_dtype_size(ba_dtype dt);         /* bytes per element; 0 for unknown/packed */
-const char *ba_dtype_name(ba_dtype dt);    /* "float32", "int64", … */
+size_t ba_dtype_size(ba_dtype dt);      /* bytes per element; 0 for unknown/packed */
+const char *ba_dtype_name(ba_dtype dt); /* "float32", "int64", … */
 int ba_dtype_is_float(ba_dtype dt);
-int ba_dtype_is_int(ba_dtype dt);          /* signed or unsigned integer, not bool */
+int ba_dtype_is_int(ba_dtype dt); /* signed or unsigned integer, not bool */
 size_t ba_tensor_nbytes(const ba_tensor_t *t);
 int64_t ba_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or a negative dim */
 /* Parses "1x3x320x640" (dims joined by 'x'; "" or "scalar" for rank 0) into

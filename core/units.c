@@ -15,8 +15,8 @@ typedef struct {
 static const unit_t BYTES_UNITS[] = {
     {"B", 1.0},
     {"KiB", BA_UNITS_KIB},
-    {"MiB", BA_UNITS_KIB * BA_UNITS_KIB},
-    {"GiB", BA_UNITS_KIB * BA_UNITS_KIB * BA_UNITS_KIB},
+    {"MiB", BA_UNITS_KIB *BA_UNITS_KIB},
+    {"GiB", BA_UNITS_KIB *BA_UNITS_KIB *BA_UNITS_KIB},
     {NULL, 0},
 };
 static const unit_t COUNT_UNITS[] = {
@@ -89,8 +89,8 @@ ba_status ba_qty_parse(ba_qty_t q, const char *text, double *out, ba_error *err)
         for (; u->name; u++)
             if (strlen(u->name) == sl && strncmp(suffix, u->name, sl) == 0) break;
         if (!u->name)
-            return ba_error_set(err, BA_ERR_INPUT, "unknown unit '%.*s' in '%s' (units: %s)", (int)sl, suffix, text,
-                                ba_qty_units(q));
+            return ba_error_set(err, BA_ERR_INPUT, "unknown unit '%.*s' in '%s' (units: %s)", (int)sl, suffix,
+                                text, ba_qty_units(q));
         v *= u->factor;
     }
     if (!isfinite(v)) return ba_error_set(err, BA_ERR_INPUT, "'%s' is out of range", text);

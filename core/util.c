@@ -27,20 +27,35 @@ static const uint32_t K256[64] = {
 static void sha_block(ba_sha256_t *s, const uint8_t *p) {
     uint32_t w[64];
     for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 | (uint32_t)p[4 * i + 2] << 8 |
+               p[4 * i + 3];
     for (int i = 16; i < 64; i++) {
         uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
         uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
         w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6], h = s->h[7];
+    uint32_t a = s->h[0], b = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4], f = s->h[5], g = s->h[6],
+             h = s->h[7];
     for (int i = 0; i < 64; i++) {
         uint32_t t1 = h + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
         uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
     }
-    s->h[0] += a; s->h[1] += b; s->h[2] += c; s->h[3] += d;
-    s->h[4] += e; s->h[5] += f; s->h[6] += g; s->h[7] += h;
+    s->h[0] += a;
+    s->h[1] += b;
+    s->h[2] += c;
+    s->h[3] += d;
+    s->h[4] += e;
+    s->h[5] += f;
+    s->h[6] += g;
+    s->h[7] += h;
 }
 
 void ba_sha256_init(ba_sha256_t *s) {
@@ -57,7 +72,9 @@ void ba_sha256_update(ba_sha256_t *s, const void *data, size_t n) {
     if (s->fill) {
         size_t k = 64 - s->fill < n ? 64 - s->fill : n;
         memcpy(s->buf + s->fill, p, k);
-        s->fill += k; p += k; n -= k;
+        s->fill += k;
+        p += k;
+        n -= k;
         if (s->fill < 64) return;
         sha_block(s, s->buf);
         s->fill = 0;
@@ -81,7 +98,10 @@ void ba_sha256_final(ba_sha256_t *s, uint8_t out[32]) {
 
 static void to_hex(const uint8_t d[32], char hex[65]) {
     static const char *x = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) { hex[2 * i] = x[d[i] >> 4]; hex[2 * i + 1] = x[d[i] & 15]; }
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = x[d[i] >> 4];
+        hex[2 * i + 1] = x[d[i] & 15];
+    }
     hex[64] = '\0';
 }
 
@@ -143,21 +163,30 @@ void ba_rng_seed(ba_rng_t *r, uint64_t seed) {
     for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t ba_rng_next(ba_rng_t *r) {
     uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
-    s[2] ^= t; s[3] = rotl(s[3], 45);
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
     return out;
 }
 
-double ba_rng_uniform(ba_rng_t *r) { return (double)(ba_rng_next(r) >> 11) * 0x1.0p-53; }
+double ba_rng_uniform(ba_rng_t *r) {
+    return (double)(ba_rng_next(r) >> 11) * 0x1.0p-53;
+}
 
 uint64_t ba_rng_below(ba_rng_t *r, uint64_t n) {
     if (n == 0) return 0;
     uint64_t limit = UINT64_MAX - UINT64_MAX % n, x;
-    do x = ba_rng_next(r); while (x >= limit);
+    do x = ba_rng_next(r);
+    while (x >= limit);
     return x % n;
 }
 
@@ -167,7 +196,9 @@ double ba_rng_normal(ba_rng_t *r) {
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-int ba_rng_rademacher(ba_rng_t *r) { return (ba_rng_next(r) >> 63) ? 1 : -1; }
+int ba_rng_rademacher(ba_rng_t *r) {
+    return (ba_rng_next(r) >> 63) ? 1 : -1;
+}
 
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err) {
     *data = NULL;
@@ -182,10 +213,16 @@ ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error 
     }
     size_t n = (size_t)st.st_size;
     uint8_t *buf = ba_malloc(n + 1, err);
-    if (!buf) { fclose(f); return BA_ERR_NOMEM; }
+    if (!buf) {
+        fclose(f);
+        return BA_ERR_NOMEM;
+    }
     size_t got = n ? fread(buf, 1, n, f) : 0;
     fclose(f);
-    if (got != n) { free(buf); return ba_error_set(err, BA_ERR_IO, "%s: short read", path); }
+    if (got != n) {
+        free(buf);
+        return ba_error_set(err, BA_ERR_IO, "%s: short read", path);
+    }
     buf[n] = 0;
     *data = buf;
     *size = n;
@@ -197,7 +234,11 @@ size_t ba_utf8_invalid_at(const void *text, size_t n) {
     size_t i = 0;
     while (i < n) {
         uint8_t c = s[i];
-        size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        size_t len = c < 0x80             ? 1
+                     : (c & 0xe0) == 0xc0 ? 2
+                     : (c & 0xf0) == 0xe0 ? 3
+                     : (c & 0xf8) == 0xf0 ? 4
+                                          : 0;
         if (!len || len > n - i) return i;
         uint32_t cp = len == 1 ? c : len == 2 ? c & 0x1fu : len == 3 ? c & 0x0fu : c & 0x07u;
         for (size_t k = 1; k < len; k++) {
@@ -218,7 +259,10 @@ ba_status ba_file_map(const char *path, ba_mapped_t *m, ba_error *err) {
     struct stat st;
     BA_TRY(open_regular(path, &fd, &st, err));
     m->size = (size_t)st.st_size;
-    if (m->size == 0) { close(fd); return BA_OK; }
+    if (m->size == 0) {
+        close(fd);
+        return BA_OK;
+    }
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (p == MAP_FAILED) return ba_error_set(err, BA_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
@@ -234,7 +278,10 @@ void ba_file_unmap(ba_mapped_t *m) {
 
 void ba_path_dirname(const char *path, char *out, size_t cap) {
     const char *slash = strrchr(path, '/');
-    if (!slash) { snprintf(out, cap, "."); return; }
+    if (!slash) {
+        snprintf(out, cap, ".");
+        return;
+    }
     size_t n = (size_t)(slash - path);
     if (n == 0) n = 1;
     snprintf(out, cap, "%.*s", (int)n, path);
@@ -244,10 +291,14 @@ int ba_utf8_seq_len(const char *str) {
     const unsigned char *s = (const unsigned char *)str;
     unsigned c = s[0], n, min, cp;
     if (c < 0x80) return 1;
-    if ((c & 0xE0) == 0xC0) n = 1, min = 0x80, cp = c & 0x1F;
-    else if ((c & 0xF0) == 0xE0) n = 2, min = 0x800, cp = c & 0x0F;
-    else if ((c & 0xF8) == 0xF0) n = 3, min = 0x10000, cp = c & 0x07;
-    else return 0;
+    if ((c & 0xE0) == 0xC0)
+        n = 1, min = 0x80, cp = c & 0x1F;
+    else if ((c & 0xF0) == 0xE0)
+        n = 2, min = 0x800, cp = c & 0x0F;
+    else if ((c & 0xF8) == 0xF0)
+        n = 3, min = 0x10000, cp = c & 0x07;
+    else
+        return 0;
     for (unsigned i = 1; i <= n; i++) {
         if ((s[i] & 0xC0) != 0x80) return 0;
         cp = (cp << 6) | (s[i] & 0x3F);

@@ -2,8 +2,8 @@
 #ifndef BA_CORE_UTIL_H
 #define BA_CORE_UTIL_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "core/error.h"
 
@@ -28,10 +28,10 @@ typedef struct {
 } ba_rng_t;
 void ba_rng_seed(ba_rng_t *r, uint64_t seed);
 uint64_t ba_rng_next(ba_rng_t *r);
-double ba_rng_uniform(ba_rng_t *r);                /* [0, 1) */
-uint64_t ba_rng_below(ba_rng_t *r, uint64_t n);    /* [0, n), unbiased */
-double ba_rng_normal(ba_rng_t *r);                 /* N(0,1), Box-Muller */
-int ba_rng_rademacher(ba_rng_t *r);                /* -1 or +1 */
+double ba_rng_uniform(ba_rng_t *r);             /* [0, 1) */
+uint64_t ba_rng_below(ba_rng_t *r, uint64_t n); /* [0, n), unbiased */
+double ba_rng_normal(ba_rng_t *r);              /* N(0,1), Box-Muller */
+int ba_rng_rademacher(ba_rng_t *r);             /* -1 or +1 */
 
 /* ---- files ---- */
 /* Reads a whole file (adds a NUL after the data). Caller frees *data. */

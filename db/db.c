@@ -29,21 +29,21 @@ struct ba_db {
     int version; /* schema version of the file (a read-only open of an older file is not migrated) */
 };
 
-#define SCHEMA_V1 \
-    "CREATE TABLE studies(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL," \
-    " model_path TEXT NOT NULL, model_sha256 TEXT NOT NULL, data_sha256 TEXT NOT NULL DEFAULT ''," \
-    " settings TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running');" \
-    "CREATE TABLE layers(study_id INTEGER NOT NULL REFERENCES studies(id), idx INTEGER NOT NULL," \
-    " name TEXT NOT NULL, op TEXT NOT NULL, params INTEGER NOT NULL, macs INTEGER NOT NULL," \
-    " PRIMARY KEY(study_id, idx));" \
-    "CREATE TABLE trials(id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id)," \
-    " number INTEGER NOT NULL, state TEXT NOT NULL, method TEXT NOT NULL, started TEXT, finished TEXT," \
-    " avg_bits REAL, memory REAL, bops REAL, latency REAL, predicted REAL, kl REAL, mse REAL," \
-    " agreement REAL, accuracy REAL, samples INTEGER, UNIQUE(study_id, number));" \
-    "CREATE TABLE trial_bits(trial_id INTEGER NOT NULL REFERENCES trials(id), layer_idx INTEGER NOT NULL," \
-    " w_bits INTEGER NOT NULL, a_bits INTEGER NOT NULL, PRIMARY KEY(trial_id, layer_idx));" \
-    "CREATE TABLE checkpoints(study_id INTEGER PRIMARY KEY REFERENCES studies(id), updated TEXT NOT NULL," \
-    " state TEXT NOT NULL);" \
+#define SCHEMA_V1                                                                                            \
+    "CREATE TABLE studies(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL,"         \
+    " model_path TEXT NOT NULL, model_sha256 TEXT NOT NULL, data_sha256 TEXT NOT NULL DEFAULT '',"           \
+    " settings TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'running');"                                       \
+    "CREATE TABLE layers(study_id INTEGER NOT NULL REFERENCES studies(id), idx INTEGER NOT NULL,"            \
+    " name TEXT NOT NULL, op TEXT NOT NULL, params INTEGER NOT NULL, macs INTEGER NOT NULL,"                 \
+    " PRIMARY KEY(study_id, idx));"                                                                          \
+    "CREATE TABLE trials(id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES studies(id),"          \
+    " number INTEGER NOT NULL, state TEXT NOT NULL, method TEXT NOT NULL, started TEXT, finished TEXT,"      \
+    " avg_bits REAL, memory REAL, bops REAL, latency REAL, predicted REAL, kl REAL, mse REAL,"               \
+    " agreement REAL, accuracy REAL, samples INTEGER, UNIQUE(study_id, number));"                            \
+    "CREATE TABLE trial_bits(trial_id INTEGER NOT NULL REFERENCES trials(id), layer_idx INTEGER NOT NULL,"   \
+    " w_bits INTEGER NOT NULL, a_bits INTEGER NOT NULL, PRIMARY KEY(trial_id, layer_idx));"                  \
+    "CREATE TABLE checkpoints(study_id INTEGER PRIMARY KEY REFERENCES studies(id), updated TEXT NOT NULL,"   \
+    " state TEXT NOT NULL);"                                                                                 \
     "CREATE TABLE sensitivity_cache(key TEXT PRIMARY KEY, model_sha256 TEXT NOT NULL, method TEXT NOT NULL," \
     " created TEXT NOT NULL, payload TEXT NOT NULL);"
 
@@ -80,7 +80,9 @@ static ba_status begin(ba_db_t *db, ba_error *err) {
     return dberr(db, err, "database stayed busy");
 }
 
-static void rollback(ba_db_t *db) { sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL); }
+static void rollback(ba_db_t *db) {
+    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+}
 
 static ba_status commit(ba_db_t *db, ba_error *err) {
     if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -120,12 +122,12 @@ static ba_status set_wal(ba_db_t *db, ba_error *err) {
  * so that lower is better) and its figure on the validation part; the memo of
  * measured configurations (one row per configuration, sample window), so that
  * none is measured twice, across generations and across resume. */
-#define SCHEMA_V2 \
-    "ALTER TABLE trials ADD COLUMN objective REAL;" \
-    "ALTER TABLE trials ADD COLUMN validation REAL;" \
-    "ALTER TABLE studies ADD COLUMN metric TEXT;" \
-    "CREATE TABLE memo(study_id INTEGER NOT NULL REFERENCES studies(id), config TEXT NOT NULL," \
-    " first INTEGER NOT NULL, samples INTEGER NOT NULL, objective REAL, kl REAL, mse REAL, agreement REAL," \
+#define SCHEMA_V2                                                                                            \
+    "ALTER TABLE trials ADD COLUMN objective REAL;"                                                          \
+    "ALTER TABLE trials ADD COLUMN validation REAL;"                                                         \
+    "ALTER TABLE studies ADD COLUMN metric TEXT;"                                                            \
+    "CREATE TABLE memo(study_id INTEGER NOT NULL REFERENCES studies(id), config TEXT NOT NULL,"              \
+    " first INTEGER NOT NULL, samples INTEGER NOT NULL, objective REAL, kl REAL, mse REAL, agreement REAL,"  \
     " accuracy REAL, PRIMARY KEY(study_id, config, first, samples));"
 
 /* Forward migrations: index i upgrades schema i to i+1. */
@@ -138,8 +140,10 @@ static char *immutable_uri(const char *path, ba_error *err) {
     if (!u) return NULL;
     size_t o = (size_t)sprintf(u, "file:");
     for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
-        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x20 || *p >= 0x7f) o += (size_t)sprintf(u + o, "%%%02X", *p);
-        else u[o++] = (char)*p;
+        if (*p == '%' || *p == '?' || *p == '#' || *p < 0x20 || *p >= 0x7f)
+            o += (size_t)sprintf(u + o, "%%%02X", *p);
+        else
+            u[o++] = (char)*p;
     }
     sprintf(u + o, "?immutable=1");
     return u;
@@ -205,8 +209,8 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
     }
     int flags = readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite_open(db, path, flags) != SQLITE_OK) {
-        ba_status st = ba_error_set(err, create ? BA_ERR_IO : BA_ERR_INPUT, "%s: cannot open database: %s", path,
-                                    db->h ? sqlite3_errmsg(db->h) : "out of memory");
+        ba_status st = ba_error_set(err, create ? BA_ERR_IO : BA_ERR_INPUT, "%s: cannot open database: %s",
+                                    path, db->h ? sqlite3_errmsg(db->h) : "out of memory");
         ba_db_close(db);
         return st;
     }
@@ -235,21 +239,23 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
     }
     if (app != BA_DB_APPLICATION_ID && !(app == 0 && ntables == 0 && ver == 0)) {
         ba_db_close(db);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (application id %lld)", path, (long long)app);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (application id %lld)", path,
+                            (long long)app);
     }
     if (ver > BA_DB_SCHEMA_VERSION) {
         ba_db_close(db);
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "%s: database schema version %lld is newer than this bitalloc's (%d): upgrade bitalloc",
-                            path, (long long)ver, BA_DB_SCHEMA_VERSION);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: database schema version %lld is newer than this bitalloc's (%d): upgrade bitalloc", path,
+            (long long)ver, BA_DB_SCHEMA_VERSION);
     }
     ba_status st = BA_OK;
     if (readonly || (!create && ver == 0 && ntables == 0)) {
         /* Read-only: no migration, no journal switch; only a creating open turns an empty file
          * into a database. */
         if (ver < BA_DB_SCHEMA_VERSION && ntables == 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: no such database (an empty file; a search creates it; see --db)",
-                              path);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: no such database (an empty file; a search creates it; see --db)", path);
         else if (ver < BA_DB_SCHEMA_VERSION)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: not a bitalloc database (no bitalloc schema)", path);
     } else if (ver < BA_DB_SCHEMA_VERSION) {
@@ -260,16 +266,21 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
         for (int64_t v = ver; st == BA_OK && v < BA_DB_SCHEMA_VERSION; v++) st = exec(db, MIGRATIONS[v], err);
         if (st == BA_OK && ver < BA_DB_SCHEMA_VERSION) {
             char sql[128];
-            snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d", BA_DB_APPLICATION_ID,
-                     BA_DB_SCHEMA_VERSION);
+            snprintf(sql, sizeof sql, "PRAGMA application_id=%d; PRAGMA user_version=%d",
+                     BA_DB_APPLICATION_ID, BA_DB_SCHEMA_VERSION);
             st = exec(db, sql, err);
         }
-        if (st == BA_OK) st = commit(db, err);
-        else rollback(db);
+        if (st == BA_OK)
+            st = commit(db, err);
+        else
+            rollback(db);
     } else if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
         /* A read-only file keeps its journal mode; reading still works. */
     }
-    if (st == BA_OK) st = exec(db, readonly ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL", err);
+    if (st == BA_OK)
+        st = exec(db,
+                  readonly ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL",
+                  err);
     if (st == BA_OK) {
         int okv;
         db->version = (int)pragma_int(db, "PRAGMA user_version", &okv);
@@ -289,7 +300,8 @@ void ba_db_close(ba_db_t *db) {
 }
 
 static ba_status prep(ba_db_t *db, const char *sql, sqlite3_stmt **s, ba_error *err) {
-    if (sqlite3_prepare_v2(db->h, sql, -1, s, NULL) != SQLITE_OK) return dberr(db, err, "cannot prepare query");
+    if (sqlite3_prepare_v2(db->h, sql, -1, s, NULL) != SQLITE_OK)
+        return dberr(db, err, "cannot prepare query");
     return BA_OK;
 }
 
@@ -301,13 +313,16 @@ static void copy_col(sqlite3_stmt *s, int i, char *dst, size_t cap) {
 ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_path, const char *model_sha256,
                              const char *data_sha256, const char *settings_json, const ba_db_layer_t *layers,
                              int nlayers, int64_t *study_id, ba_error *err) {
-    if (!name[0] || strlen(name) >= 256) return ba_error_set(err, BA_ERR_INPUT, "--study: name must have 1 to 255 characters");
+    if (!name[0] || strlen(name) >= 256)
+        return ba_error_set(err, BA_ERR_INPUT, "--study: name must have 1 to 255 characters");
     BA_TRY(begin(db, err));
     sqlite3_stmt *s = NULL;
     char ts[32];
     now_iso(ts);
-    ba_status st = prep(db, "INSERT INTO studies(name, created, model_path, model_sha256, data_sha256, settings)"
-                            " VALUES(?,?,?,?,?,?)", &s, err);
+    ba_status st = prep(db,
+                        "INSERT INTO studies(name, created, model_path, model_sha256, data_sha256, settings)"
+                        " VALUES(?,?,?,?,?,?)",
+                        &s, err);
     if (st == BA_OK) {
         sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 2, ts, -1, SQLITE_TRANSIENT);
@@ -316,13 +331,18 @@ ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_pa
         sqlite3_bind_text(s, 5, data_sha256 ? data_sha256 : "", -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 6, settings_json ? settings_json : "{}", -1, SQLITE_TRANSIENT);
         int rc = sqlite3_step(s);
-        if (rc == SQLITE_CONSTRAINT) st = ba_error_set(err, BA_ERR_INPUT, "--study: a study named '%s' already exists in %s", name, db->path);
-        else if (rc != SQLITE_DONE) st = dberr(db, err, "cannot create study");
+        if (rc == SQLITE_CONSTRAINT)
+            st = ba_error_set(err, BA_ERR_INPUT, "--study: a study named '%s' already exists in %s", name,
+                              db->path);
+        else if (rc != SQLITE_DONE)
+            st = dberr(db, err, "cannot create study");
     }
     sqlite3_finalize(s);
     s = NULL;
     int64_t id = sqlite3_last_insert_rowid(db->h);
-    if (st == BA_OK) st = prep(db, "INSERT INTO layers(study_id, idx, name, op, params, macs) VALUES(?,?,?,?,?,?)", &s, err);
+    if (st == BA_OK)
+        st = prep(db, "INSERT INTO layers(study_id, idx, name, op, params, macs) VALUES(?,?,?,?,?,?)", &s,
+                  err);
     for (int i = 0; st == BA_OK && i < nlayers; i++) {
         sqlite3_reset(s);
         sqlite3_bind_int64(s, 1, id);
@@ -334,8 +354,10 @@ ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_pa
         if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store layers");
     }
     sqlite3_finalize(s);
-    if (st == BA_OK) st = commit(db, err);
-    else rollback(db);
+    if (st == BA_OK)
+        st = commit(db, err);
+    else
+        rollback(db);
     if (st == BA_OK && study_id) *study_id = id;
     return st;
 }
@@ -378,9 +400,12 @@ ba_status ba_db_study_get(ba_db_t *db, const char *name, ba_study_info_t *info, 
     sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(s);
     ba_status st;
-    if (rc == SQLITE_ROW) st = read_study(s, info, err);
-    else if (rc == SQLITE_DONE) st = ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", name, db->path);
-    else st = dberr(db, err, "cannot read study");
+    if (rc == SQLITE_ROW)
+        st = read_study(s, info, err);
+    else if (rc == SQLITE_DONE)
+        st = ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", name, db->path);
+    else
+        st = dberr(db, err, "cannot read study");
     sqlite3_finalize(s);
     return st;
 }
@@ -406,8 +431,10 @@ static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a,
         if (sqlite3_bind_parameter_count(s) >= 2) sqlite3_bind_text(s, 2, b, -1, SQLITE_TRANSIENT);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_CONSTRAINT)
-            st = ba_error_set(err, BA_ERR_INPUT, "studies: a study named '%s' already exists in %s", b, db->path);
-        else if (rc != SQLITE_DONE) st = dberr(db, err, what);
+            st = ba_error_set(err, BA_ERR_INPUT, "studies: a study named '%s' already exists in %s", b,
+                              db->path);
+        else if (rc != SQLITE_DONE)
+            st = dberr(db, err, what);
         if (st == BA_OK && i == 0) *changed = sqlite3_changes(db->h);
         sqlite3_finalize(s);
     }
@@ -418,17 +445,17 @@ static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a,
 
 ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err) {
     /* The study row goes first (it counts as the change); its rows in the other tables follow by id. */
-    static const char *const sql[] = {
-        "CREATE TEMP TABLE IF NOT EXISTS ba_gone(id INTEGER)",
-        "DELETE FROM ba_gone",
-        "INSERT INTO ba_gone SELECT id FROM studies WHERE name = ?1",
-        "DELETE FROM trial_bits WHERE trial_id IN (SELECT id FROM trials WHERE study_id IN (SELECT id FROM ba_gone))",
-        "DELETE FROM trials WHERE study_id IN (SELECT id FROM ba_gone)",
-        "DELETE FROM layers WHERE study_id IN (SELECT id FROM ba_gone)",
-        "DELETE FROM checkpoints WHERE study_id IN (SELECT id FROM ba_gone)",
-        "DELETE FROM memo WHERE study_id IN (SELECT id FROM ba_gone)",
-        "DELETE FROM studies WHERE id IN (SELECT id FROM ba_gone)",
-        NULL};
+    static const char *const sql[] = {"CREATE TEMP TABLE IF NOT EXISTS ba_gone(id INTEGER)",
+                                      "DELETE FROM ba_gone",
+                                      "INSERT INTO ba_gone SELECT id FROM studies WHERE name = ?1",
+                                      "DELETE FROM trial_bits WHERE trial_id IN (SELECT id FROM trials WHERE "
+                                      "study_id IN (SELECT id FROM ba_gone))",
+                                      "DELETE FROM trials WHERE study_id IN (SELECT id FROM ba_gone)",
+                                      "DELETE FROM layers WHERE study_id IN (SELECT id FROM ba_gone)",
+                                      "DELETE FROM checkpoints WHERE study_id IN (SELECT id FROM ba_gone)",
+                                      "DELETE FROM memo WHERE study_id IN (SELECT id FROM ba_gone)",
+                                      "DELETE FROM studies WHERE id IN (SELECT id FROM ba_gone)",
+                                      NULL};
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
     ba_db_study_info_free(&info);
@@ -442,7 +469,8 @@ ba_status ba_db_study_rename(ba_db_t *db, const char *old_name, const char *new_
     static const char *const sql[] = {"UPDATE studies SET name = ?2 WHERE name = ?1", NULL};
     int changed;
     BA_TRY(write_steps(db, sql, old_name, new_name, &changed, "cannot rename study", err));
-    if (!changed) return ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", old_name, db->path);
+    if (!changed)
+        return ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", old_name, db->path);
     return BA_OK;
 }
 
@@ -476,7 +504,10 @@ ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_erro
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
             ba_study_info_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
-            if (!p) { st = BA_ERR_NOMEM; break; }
+            if (!p) {
+                st = BA_ERR_NOMEM;
+                break;
+            }
             *out = p;
         }
         st = read_study(s, &(*out)[*n], err);
@@ -517,7 +548,10 @@ ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, i
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             ba_db_layer_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
-            if (!p) { st = BA_ERR_NOMEM; break; }
+            if (!p) {
+                st = BA_ERR_NOMEM;
+                break;
+            }
             *out = p;
         }
         ba_db_layer_t *l = &(*out)[*n];
@@ -528,7 +562,8 @@ ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, i
         if (!l->op) {
             free((char *)l->name);
             st = BA_ERR_NOMEM;
-        } else (*n)++;
+        } else
+            (*n)++;
     }
     sqlite3_finalize(s);
     if (st != BA_OK) {
@@ -551,23 +586,31 @@ ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             char **p = ba_realloc(*names, sizeof(char *) * (size_t)cap, err);
-            if (!p) { st = BA_ERR_NOMEM; break; }
+            if (!p) {
+                st = BA_ERR_NOMEM;
+                break;
+            }
             *names = p;
         }
         (*names)[*n] = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
-        if (!(*names)[*n]) st = BA_ERR_NOMEM;
-        else (*n)++;
+        if (!(*names)[*n])
+            st = BA_ERR_NOMEM;
+        else
+            (*n)++;
     }
     sqlite3_finalize(s);
     return st;
 }
 
 static void bind_real(sqlite3_stmt *s, int i, double v) {
-    if (!isfinite(v)) sqlite3_bind_null(s, i); /* NaN and ±Inf: unknown, never a value that sorts first */
-    else sqlite3_bind_double(s, i, v);
+    if (!isfinite(v))
+        sqlite3_bind_null(s, i); /* NaN and ±Inf: unknown, never a value that sorts first */
+    else
+        sqlite3_bind_double(s, i, v);
 }
 
-ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json, ba_error *err) {
+ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json,
+                          ba_error *err) {
     BA_TRY(begin(db, err));
     sqlite3_stmt *s = NULL;
     ba_status st = BA_OK;
@@ -575,8 +618,10 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
         st = prep(db, "SELECT coalesce(max(number), 0) + 1 FROM trials WHERE study_id = ?", &s, err);
         if (st == BA_OK) {
             sqlite3_bind_int64(s, 1, study_id);
-            if (sqlite3_step(s) == SQLITE_ROW) t->number = sqlite3_column_int64(s, 0);
-            else st = dberr(db, err, "cannot number trial");
+            if (sqlite3_step(s) == SQLITE_ROW)
+                t->number = sqlite3_column_int64(s, 0);
+            else
+                st = dberr(db, err, "cannot number trial");
         }
         sqlite3_finalize(s);
         s = NULL;
@@ -584,18 +629,22 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
     if (!t->started[0]) now_iso(t->started);
     if (!t->finished[0] && strcmp(t->state, "running") != 0) now_iso(t->finished);
     if (st == BA_OK)
-        st = prep(db, "INSERT INTO trials(study_id, number, state, method, started, finished, avg_bits, memory, bops,"
-                      " latency, predicted, kl, mse, agreement, accuracy, samples, objective, validation)"
-                      " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                  &s, err);
+        st = prep(
+            db,
+            "INSERT INTO trials(study_id, number, state, method, started, finished, avg_bits, memory, bops,"
+            " latency, predicted, kl, mse, agreement, accuracy, samples, objective, validation)"
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            &s, err);
     if (st == BA_OK) {
         sqlite3_bind_int64(s, 1, study_id);
         sqlite3_bind_int64(s, 2, t->number);
         sqlite3_bind_text(s, 3, t->state, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 4, t->method, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 5, t->started, -1, SQLITE_TRANSIENT);
-        if (t->finished[0]) sqlite3_bind_text(s, 6, t->finished, -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_null(s, 6);
+        if (t->finished[0])
+            sqlite3_bind_text(s, 6, t->finished, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(s, 6);
         bind_real(s, 7, t->avg_bits);
         bind_real(s, 8, t->memory);
         bind_real(s, 9, t->bops);
@@ -610,13 +659,16 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
         bind_real(s, 18, t->validation);
         int rc = sqlite3_step(s);
         if (rc == SQLITE_CONSTRAINT)
-            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: trial %lld already stored", db->path, (long long)t->number);
-        else if (rc != SQLITE_DONE) st = dberr(db, err, "cannot store trial");
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: trial %lld already stored", db->path,
+                              (long long)t->number);
+        else if (rc != SQLITE_DONE)
+            st = dberr(db, err, "cannot store trial");
     }
     sqlite3_finalize(s);
     s = NULL;
     int64_t tid = sqlite3_last_insert_rowid(db->h);
-    if (st == BA_OK) st = prep(db, "INSERT INTO trial_bits(trial_id, layer_idx, w_bits, a_bits) VALUES(?,?,?,?)", &s, err);
+    if (st == BA_OK)
+        st = prep(db, "INSERT INTO trial_bits(trial_id, layer_idx, w_bits, a_bits) VALUES(?,?,?,?)", &s, err);
     for (int i = 0; st == BA_OK && i < t->nlayers; i++) {
         sqlite3_reset(s);
         sqlite3_bind_int64(s, 1, tid);
@@ -672,9 +724,9 @@ void ba_db_trials_free(ba_trial_t *t, int n) {
 
 /* ---- --where: comparisons joined by `and`, against whitelisted columns ---- */
 
-static const char *const WHERE_COLS[] = {"number", "state", "method", "avg_bits", "memory", "bops", "latency",
-                                         "predicted", "kl", "mse", "agreement", "accuracy", "samples",
-                                         "objective", "validation", NULL};
+static const char *const WHERE_COLS[] = {
+    "number", "state", "method",    "avg_bits", "memory",  "bops",      "latency",    "predicted",
+    "kl",     "mse",   "agreement", "accuracy", "samples", "objective", "validation", NULL};
 
 static int is_col(const char *s, size_t n) {
     for (int i = 0; WHERE_COLS[i]; i++)
@@ -715,10 +767,11 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
         size_t cl = (size_t)(p - c0);
         if (cl == 0) return ba_error_set(err, BA_ERR_INPUT, "--where: expected a column name at '%s'", c0);
         if (!is_col(c0, cl))
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--where: unknown column '%.*s' (columns: number state method avg_bits memory bops "
-                                "latency predicted kl mse agreement accuracy samples objective validation)",
-                                (int)cl, c0);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--where: unknown column '%.*s' (columns: number state method avg_bits memory bops "
+                "latency predicted kl mse agreement accuracy samples objective validation)",
+                (int)cl, c0);
         memcpy(t->col, c0, cl);
         while (isspace((unsigned char)*p)) p++;
         static const char *const ops[] = {"<=", ">=", "!=", "==", "<", ">", "=", NULL};
@@ -730,7 +783,9 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
                 found = 1;
                 break;
             }
-        if (!found) return ba_error_set(err, BA_ERR_INPUT, "--where: expected one of < <= > >= = != after '%s'", t->col);
+        if (!found)
+            return ba_error_set(err, BA_ERR_INPUT, "--where: expected one of < <= > >= = != after '%s'",
+                                t->col);
         while (isspace((unsigned char)*p)) p++;
         int text_col = !strcmp(t->col, "state") || !strcmp(t->col, "method");
         if (*p == '\'' || *p == '"') {
@@ -738,25 +793,29 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
             const char *v0 = p;
             while (*p && *p != q) p++;
             if (!*p) return ba_error_set(err, BA_ERR_INPUT, "--where: unterminated string");
-            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: string too long");
+            if ((size_t)(p - v0) >= sizeof t->text)
+                return ba_error_set(err, BA_ERR_INPUT, "--where: string too long");
             memcpy(t->text, v0, (size_t)(p - v0));
             t->is_text = 1;
             p++;
         } else if (isalpha((unsigned char)*p)) { /* bare word: state=complete */
             const char *v0 = p;
             while (isalnum((unsigned char)*p) || *p == '_' || *p == '+') p++;
-            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
+            if ((size_t)(p - v0) >= sizeof t->text)
+                return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
             memcpy(t->text, v0, (size_t)(p - v0));
             t->is_text = 1;
         } else {
             /* A number, with the column's unit suffix if it has one (core/units.h). */
             const char *v0 = p;
             while (*p && !isspace((unsigned char)*p)) p++;
-            if ((size_t)(p - v0) >= sizeof t->text) return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
+            if ((size_t)(p - v0) >= sizeof t->text)
+                return ba_error_set(err, BA_ERR_INPUT, "--where: value too long");
             memcpy(t->text, v0, (size_t)(p - v0));
             if (text_col)
-                return ba_error_set(err, BA_ERR_INPUT, "--where: %s compares with a word or a quoted string, got '%s'",
-                                    t->col, t->text);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "--where: %s compares with a word or a quoted string, got '%s'", t->col,
+                                    t->text);
             ba_status st = ba_qty_parse(where_qty(t->col), t->text, &t->num, err);
             if (st != BA_OK) {
                 if (err) ba_error_prefix(err, "--where: %s %s", t->col, t->op);
@@ -767,7 +826,8 @@ static ba_status where_parse(const char *w, wterm_t *terms, int *nterms, ba_erro
         /* SQLite compares a text value with a REAL column by type, not by value: every
          * row would match `kl<'0.5'`. A word or string is only for the text columns. */
         if (t->is_text && !text_col)
-            return ba_error_set(err, BA_ERR_INPUT, "--where: %s compares with a number, got '%s'", t->col, t->text);
+            return ba_error_set(err, BA_ERR_INPUT, "--where: %s compares with a number, got '%s'", t->col,
+                                t->text);
         (*nterms)++;
         while (isspace((unsigned char)*p)) p++;
         if (!*p) return BA_OK;
@@ -787,7 +847,8 @@ ba_status ba_db_where_check(const char *where, ba_error *err) {
 
 static ba_status load_bits(ba_db_t *db, int64_t tid, ba_trial_t *t, ba_error *err) {
     sqlite3_stmt *s;
-    BA_TRY(prep(db, "SELECT layer_idx, w_bits, a_bits FROM trial_bits WHERE trial_id = ? ORDER BY layer_idx", &s, err));
+    BA_TRY(prep(db, "SELECT layer_idx, w_bits, a_bits FROM trial_bits WHERE trial_id = ? ORDER BY layer_idx",
+                &s, err));
     sqlite3_bind_int64(s, 1, tid);
     ba_status st = BA_OK;
     int cap = 0;
@@ -798,7 +859,10 @@ static ba_status load_bits(ba_db_t *db, int64_t tid, ba_trial_t *t, ba_error *er
             if (w) t->w_bits = w;
             int *a = w ? ba_realloc(t->a_bits, sizeof(int) * (size_t)cap, err) : NULL;
             if (a) t->a_bits = a;
-            if (!w || !a) { st = BA_ERR_NOMEM; break; }
+            if (!w || !a) {
+                st = BA_ERR_NOMEM;
+                break;
+            }
         }
         t->w_bits[t->nlayers] = sqlite3_column_int(s, 1);
         t->a_bits[t->nlayers] = sqlite3_column_int(s, 2);
@@ -812,8 +876,9 @@ static double col_real(sqlite3_stmt *s, int i) {
     return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
 }
 
-#define TRIAL_COLS_FMT \
-    "SELECT id, number, state, method, started, finished, avg_bits, memory, bops, latency, predicted, kl, mse," \
+#define TRIAL_COLS_FMT                                                                                       \
+    "SELECT id, number, state, method, started, finished, avg_bits, memory, bops, latency, predicted, kl, "  \
+    "mse,"                                                                                                   \
     " agreement, accuracy, samples, %s FROM trials WHERE study_id = ?"
 
 /* The trial columns of this file's schema (objective and validation since 2). */
@@ -846,8 +911,9 @@ static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_erro
 
 /* ---- --pareto: the complete trials no other one dominates on chosen columns ---- */
 
-static const char *const PARETO_COLS[] = {"avg_bits", "memory",   "bops",     "latency",   "predicted", "kl",
-                                          "mse",      "agreement", "accuracy", "objective", "validation", NULL};
+static const char *const PARETO_COLS[] = {"avg_bits",  "memory",    "bops",       "latency",
+                                          "predicted", "kl",        "mse",        "agreement",
+                                          "accuracy",  "objective", "validation", NULL};
 /* agreement and accuracy are maximized; every other column (the objective is signed) minimized. */
 #define PARETO_MAXIMIZED(c) ((c) == 7 || (c) == 8)
 
@@ -869,17 +935,21 @@ static ba_status pareto_parse(const char *list, int *cols, int *k, ba_error *err
         size_t n = strcspn(p, ",");
         int c = pareto_col(p, n);
         if (c < 0)
-            return ba_error_set(err, BA_ERR_INPUT, "--objectives: unknown column '%.*s' (one of avg_bits, memory, bops, "
-                                "latency, predicted, kl, mse, agreement, accuracy)", (int)n, p);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--objectives: unknown column '%.*s' (one of avg_bits, memory, bops, "
+                                "latency, predicted, kl, mse, agreement, accuracy)",
+                                (int)n, p);
         for (int i = 0; i < *k; i++)
-            if (cols[i] == c) return ba_error_set(err, BA_ERR_INPUT, "--objectives: '%s' given twice", PARETO_COLS[c]);
+            if (cols[i] == c)
+                return ba_error_set(err, BA_ERR_INPUT, "--objectives: '%s' given twice", PARETO_COLS[c]);
         if (*k == BA_DB_PARETO_MAX)
             return ba_error_set(err, BA_ERR_INPUT, "--objectives: more than %d columns", BA_DB_PARETO_MAX);
         cols[(*k)++] = c;
         if (!p[n]) break;
         p += n + 1;
     }
-    if (*k < 2) return ba_error_set(err, BA_ERR_INPUT, "--objectives: give at least two columns, e.g. kl,memory");
+    if (*k < 2)
+        return ba_error_set(err, BA_ERR_INPUT, "--objectives: give at least two columns, e.g. kl,memory");
     return BA_OK;
 }
 
@@ -929,8 +999,10 @@ static ba_status pareto_filter(ba_trial_t *t, int *n, const int *cols, int k, ba
     if (st == BA_OK) {
         int m = 0;
         for (int i = 0; i < *n; i++) {
-            if (keep[i]) t[m++] = t[i];
-            else ba_trial_free(&t[i]);
+            if (keep[i])
+                t[m++] = t[i];
+            else
+                ba_trial_free(&t[i]);
         }
         *n = m;
     }
@@ -939,8 +1011,8 @@ static ba_status pareto_filter(ba_trial_t *t, int *n, const int *cols, int k, ba
     return st;
 }
 
-ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
-                             ba_error *err) {
+ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out,
+                             int *n, ba_error *err) {
     *out = NULL;
     *n = 0;
     wterm_t terms[BA_WHERE_MAX_TERMS];
@@ -960,8 +1032,7 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     if (q && q->best) {
         o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
         order = NULL;
-        o += (size_t)snprintf(sql + o, sizeof sql - o,
-                              " ORDER BY %s LIMIT 1",
+        o += (size_t)snprintf(sql + o, sizeof sql - o, " ORDER BY %s LIMIT 1",
                               db->version >= 2 ? BA_DB_BEST_ORDER : BA_DB_BEST_ORDER_V1);
     } else {
         if (pareto) {
@@ -970,7 +1041,10 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         }
         if (q && q->sort && q->sort[0]) {
             const char *c = q->sort;
-            if (*c == '-') { desc = 1; c++; }
+            if (*c == '-') {
+                desc = 1;
+                c++;
+            }
             if (!is_col(c, strlen(c)))
                 return ba_error_set(err, BA_ERR_INPUT, "--sort: unknown column '%s'", q->sort);
             order = c;
@@ -984,8 +1058,10 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     BA_TRY(prep(db, sql, &s, err));
     sqlite3_bind_int64(s, 1, study_id);
     for (int i = 0; i < nterms; i++) {
-        if (terms[i].is_text) sqlite3_bind_text(s, 2 + i, terms[i].text, -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_double(s, 2 + i, terms[i].num);
+        if (terms[i].is_text)
+            sqlite3_bind_text(s, 2 + i, terms[i].text, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_double(s, 2 + i, terms[i].num);
     }
     ba_status st = BA_OK;
     int cap = 0, rc;
@@ -993,7 +1069,10 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             ba_trial_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
-            if (!p) { st = BA_ERR_NOMEM; break; }
+            if (!p) {
+                st = BA_ERR_NOMEM;
+                break;
+            }
             *out = p;
         }
         st = read_trial(db, s, &(*out)[*n], err);
@@ -1025,9 +1104,12 @@ ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_tria
     sqlite3_bind_int64(s, 2, number);
     ba_status st;
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) st = read_trial(db, s, out, err);
-    else if (rc == SQLITE_DONE) st = ba_error_set(err, BA_ERR_INPUT, "--trial: no trial %lld in this study", (long long)number);
-    else st = dberr(db, err, "cannot read trial");
+    if (rc == SQLITE_ROW)
+        st = read_trial(db, s, out, err);
+    else if (rc == SQLITE_DONE)
+        st = ba_error_set(err, BA_ERR_INPUT, "--trial: no trial %lld in this study", (long long)number);
+    else
+        st = dberr(db, err, "cannot read trial");
     sqlite3_finalize(s);
     return st;
 }
@@ -1049,7 +1131,8 @@ ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t numb
     bind_real(s, 1, validation);
     sqlite3_bind_int64(s, 2, study_id);
     sqlite3_bind_int64(s, 3, number);
-    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
+    ba_status st =
+        sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
     sqlite3_finalize(s);
     return st;
 }
@@ -1069,7 +1152,8 @@ ba_status ba_db_memo_get(ba_db_t *db, int64_t study_id, const char *config, int6
     int rc = sqlite3_step(s);
     ba_status st = BA_OK;
     if (rc == SQLITE_ROW) {
-        *out = (ba_memo_entry_t){col_real(s, 0), col_real(s, 1), col_real(s, 2), col_real(s, 3), col_real(s, 4)};
+        *out =
+            (ba_memo_entry_t){col_real(s, 0), col_real(s, 1), col_real(s, 2), col_real(s, 3), col_real(s, 4)};
         *found = 1;
     } else if (rc != SQLITE_DONE) {
         st = dberr(db, err, "cannot read the memo of measurements");
@@ -1082,7 +1166,8 @@ ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int6
                          const ba_memo_entry_t *e, ba_error *err) {
     sqlite3_stmt *s;
     BA_TRY(prep(db,
-                "INSERT OR IGNORE INTO memo(study_id, config, first, samples, objective, kl, mse, agreement, accuracy)"
+                "INSERT OR IGNORE INTO memo(study_id, config, first, samples, objective, kl, mse, agreement, "
+                "accuracy)"
                 " VALUES(?,?,?,?,?,?,?,?,?)",
                 &s, err));
     sqlite3_bind_int64(s, 1, study_id);
@@ -1105,8 +1190,10 @@ ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *
     BA_TRY(prep(db, "SELECT COUNT(*) FROM memo WHERE study_id = ?", &s, err));
     sqlite3_bind_int64(s, 1, study_id);
     ba_status st = BA_OK;
-    if (sqlite3_step(s) == SQLITE_ROW) *n = sqlite3_column_int64(s, 0);
-    else st = dberr(db, err, "cannot count the measurements");
+    if (sqlite3_step(s) == SQLITE_ROW)
+        *n = sqlite3_column_int64(s, 0);
+    else
+        st = dberr(db, err, "cannot count the measurements");
     sqlite3_finalize(s);
     return st;
 }
@@ -1129,8 +1216,10 @@ ba_status ba_db_sens_latest(ba_db_t *db, const char *model_sha256, const char *m
                             ba_error *err) {
     *payload = NULL;
     sqlite3_stmt *s;
-    BA_TRY(prep(db, "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
-                    " ORDER BY created DESC, rowid DESC LIMIT 1", &s, err));
+    BA_TRY(prep(db,
+                "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
+                " ORDER BY created DESC, rowid DESC LIMIT 1",
+                &s, err));
     sqlite3_bind_text(s, 1, model_sha256, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(s, 2, method, -1, SQLITE_TRANSIENT);
     ba_status st = BA_OK;
@@ -1148,8 +1237,11 @@ ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256,
     sqlite3_stmt *s;
     char ts[32];
     now_iso(ts);
-    ba_status st = prep(db, "INSERT OR REPLACE INTO sensitivity_cache(key, model_sha256, method, created, payload)"
-                            " VALUES(?,?,?,?,?)", &s, err);
+    ba_status st =
+        prep(db,
+             "INSERT OR REPLACE INTO sensitivity_cache(key, model_sha256, method, created, payload)"
+             " VALUES(?,?,?,?,?)",
+             &s, err);
     if (st == BA_OK) {
         sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 2, model_sha256, -1, SQLITE_TRANSIENT);

@@ -36,11 +36,11 @@ typedef struct ba_study_info {
     char model_path[4096];
     char model_sha256[65];
     char data_sha256[65];
-    char state[16];          /* running | complete | failed */
-    char *settings;          /* JSON text, caller frees (ba_db_study_info_free) */
+    char state[16]; /* running | complete | failed */
+    char *settings; /* JSON text, caller frees (ba_db_study_info_free) */
     int64_t ntrials;
     int64_t ncomplete;
-    char metric[16];         /* the search metric the study ranks by ("" before its first run, schema 1) */
+    char metric[16]; /* the search metric the study ranks by ("" before its first run, schema 1) */
 } ba_study_info_t;
 
 typedef struct ba_db_layer {
@@ -69,22 +69,22 @@ void ba_db_layers_free(ba_db_layer_t *l, int n);
 /* A trial; NaN in a double field = NULL in the DB. */
 typedef struct ba_trial {
     int64_t number;
-    char state[16];   /* running | complete | failed | pruned */
+    char state[16]; /* running | complete | failed | pruned */
     char method[32];
     char started[32];
     char finished[32];
     double avg_bits;
-    double memory;    /* bytes */
+    double memory; /* bytes */
     double bops;
     double latency;   /* µs */
     double predicted; /* Σ Ω */
     double kl, mse, agreement, accuracy;
-    int64_t samples;  /* calibration samples the metrics were measured on */
-    double objective; /* the study's metric, signed so that lower is better (eval/metrics.h) */
+    int64_t samples;   /* calibration samples the metrics were measured on */
+    double objective;  /* the study's metric, signed so that lower is better (eval/metrics.h) */
     double validation; /* the objective on the validation part (the final choice among the elites) */
     int nlayers;
-    int *w_bits;      /* nlayers */
-    int *a_bits;      /* nlayers, 0 = float */
+    int *w_bits; /* nlayers */
+    int *a_bits; /* nlayers, 0 = float */
 } ba_trial_t;
 
 void ba_trial_free(ba_trial_t *t); /* frees w_bits/a_bits */
@@ -92,7 +92,8 @@ void ba_trial_free(ba_trial_t *t); /* frees w_bits/a_bits */
 /* Writes trial t (number assigned as max+1 when t->number <= 0; the number
  * used is stored back) and, when checkpoint_json is non-NULL, replaces the
  * study's checkpoint — both in one transaction. */
-ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json, ba_error *err);
+ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json,
+                          ba_error *err);
 /* The checkpoint JSON (caller frees) or NULL when none. */
 ba_status ba_db_checkpoint_get(ba_db_t *db, int64_t study_id, char **json, ba_error *err);
 
@@ -112,20 +113,20 @@ typedef struct ba_trial_query {
 /* Most objectives in a Pareto query. */
 #define BA_DB_PARETO_MAX 8
 
-
 /* The one order that picks a study's best trial (search, `trials --best`,
  * `studies`, `export --trial best`): the lowest validation figure (the final
  * choice of an evolution), then the lowest objective (the study's metric,
  * signed: lower is better), then kl (studies of schema 1), Σ Ω, the earliest. */
 #define BA_DB_BEST_ORDER                                                                                     \
-    "(validation IS NULL), validation, (objective IS NULL), objective, (kl IS NULL), kl, (predicted IS NULL), " \
+    "(validation IS NULL), validation, (objective IS NULL), objective, (kl IS NULL), kl, (predicted IS "     \
+    "NULL), "                                                                                                \
     "predicted, number"
 /* The same for a file of schema 1 opened read-only (no objective columns). */
 #define BA_DB_BEST_ORDER_V1 "(kl IS NULL), kl, (predicted IS NULL), predicted, number"
 
 /* Complete list in number order unless sorted. *out allocated; free with ba_db_trials_free. */
-ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out, int *n,
-                             ba_error *err);
+ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query_t *q, ba_trial_t **out,
+                             int *n, ba_error *err);
 void ba_db_trials_free(ba_trial_t *t, int n);
 ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err);
 
@@ -151,7 +152,8 @@ ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int6
 ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *err);
 
 /* Sensitivity cache keyed by a caller-made key (model sha, method, settings, data sha). */
-ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err); /* *payload NULL: miss */
+ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload,
+                         ba_error *err); /* *payload NULL: miss */
 /* The newest cached sensitivity of a model by one method (any settings); *payload NULL when none. */
 ba_status ba_db_sens_latest(ba_db_t *db, const char *model_sha256, const char *method, char **payload,
                             ba_error *err);

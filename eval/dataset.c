@@ -47,8 +47,12 @@ void ba_dataset_free(ba_dataset_t *ds) {
     free(ds);
 }
 
-int64_t ba_dataset_samples(const ba_dataset_t *ds) { return ds->samples; }
-int ba_dataset_count(const ba_dataset_t *ds) { return ds->count; }
+int64_t ba_dataset_samples(const ba_dataset_t *ds) {
+    return ds->samples;
+}
+int ba_dataset_count(const ba_dataset_t *ds) {
+    return ds->count;
+}
 const char *ba_dataset_name(const ba_dataset_t *ds, int idx) {
     return idx >= 0 && idx < ds->count ? ds->in[idx].name : NULL;
 }
@@ -66,7 +70,9 @@ int ba_dataset_find(const ba_dataset_t *ds, const char *name) {
         if (ds->in[i].name && name && strcmp(ds->in[i].name, name) == 0) return i;
     return -1;
 }
-void ba_dataset_sha256(const ba_dataset_t *ds, char hex[65]) { memcpy(hex, ds->sha, SHA256_HEX); }
+void ba_dataset_sha256(const ba_dataset_t *ds, char hex[65]) {
+    memcpy(hex, ds->sha, SHA256_HEX);
+}
 
 /* NaN/Inf in calibration data is refused at load (SPEC §1), so no command —
  * eval, sensitivity, search — ever computes on it. */
@@ -75,8 +81,12 @@ static ba_status check_finite(const ba_tensor_t *t, const char *path, const char
     for (int64_t i = 0; i < t->numel; i++) {
         double v = ba_tensor_get_f64(t, i);
         if (!isfinite(v))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': element %lld is %s (NaN/Inf in data is refused)",
-                                path, name ? name : "(first)", (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: input '%s': element %lld is %s (NaN/Inf in data is refused)", path,
+                                name ? name : "(first)", (long long)i,
+                                isnan(v) ? "NaN"
+                                : v > 0  ? "+Inf"
+                                         : "-Inf");
     }
     return BA_OK;
 }
@@ -254,7 +264,8 @@ static ba_status load_spec(ba_dataset_t *ds, const char *spec, const char *const
     if (m.size >= ZIP_MAGIC_LEN && memcmp(b, ZIP_MAGIC, ZIP_MAGIC_LEN) == 0) {
         if (name) {
             st = ba_error_set(err, BA_ERR_INPUT,
-                              "--data %s: an .npz names its inputs by its members; give it without 'name='", spec);
+                              "--data %s: an .npz names its inputs by its members; give it without 'name='",
+                              spec);
         } else {
             ba_npz_t *z = NULL;
             st = ba_npz_load_mem_only(m.data, m.size, path, names, nnames, &z, err);
@@ -347,7 +358,8 @@ ba_status ba_dataset_load_axes_for(const char *const *specs, int nspecs, const c
     for (int i = 0; st == BA_OK && i < ds->count; i++)
         if (!ds->in[i].name && ds->count > 1)
             st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: several inputs given; name each one as --data NAME=FILE.npy", ds->in[i].path);
+                              "%s: several inputs given; name each one as --data NAME=FILE.npy",
+                              ds->in[i].path);
     for (int i = 0; st == BA_OK && i < ds->count; i++)
         st = check_finite(ds->in[i].t, ds->in[i].path, ds->in[i].name, err);
     for (int a = 0; st == BA_OK && a < naxes; a++) {
@@ -408,8 +420,9 @@ ba_status ba_dataset_batch(const ba_dataset_t *ds, int64_t start, int64_t count,
     if (idx < 0 || idx >= ds->count)
         return ba_error_set(err, BA_ERR_INPUT, "dataset: input index %d outside 0..%d", idx, ds->count - 1);
     if (start < 0 || count < 0 || start > ds->samples || count > ds->samples - start)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: rows [%lld, %lld) outside the %lld samples", ds->in[idx].path,
-                            (long long)start, (long long)start + count, (long long)ds->samples);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: rows [%lld, %lld) outside the %lld samples",
+                            ds->in[idx].path, (long long)start, (long long)start + count,
+                            (long long)ds->samples);
     const ds_input *in = &ds->in[idx];
     *out =
         in->axis < 0 ? ba_tensor_clone(in->t, err) : ba_tensor_slice_axis(in->t, in->axis, start, count, err);
@@ -424,8 +437,8 @@ ba_status ba_labels_load(const char *path, int64_t **labels, int64_t *n, ba_erro
     ba_status st = BA_OK;
     char sb[256];
     if (!ba_dtype_is_int(t->dtype))
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: labels must be integer class ids (int64 or int32), not %s", path,
-                          ba_dtype_name(t->dtype));
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: labels must be integer class ids (int64 or int32), not %s",
+                          path, ba_dtype_name(t->dtype));
     else if (!(t->ndim == 1 || (t->ndim == 2 && t->shape[1] == 1)))
         st = ba_error_set(err, BA_ERR_INPUT, "%s: labels must have shape (N,) or (N, 1), not %s", path,
                           ba_shape_str(t->ndim, t->shape, sb, sizeof sb));
@@ -434,8 +447,9 @@ ba_status ba_labels_load(const char *path, int64_t **labels, int64_t *n, ba_erro
     for (int64_t i = 0; st == BA_OK && i < t->numel; i++) {
         l[i] = ba_tensor_get_i64(t, i);
         if (l[i] < 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: label %lld at row %lld is negative (class ids are >= 0)", path,
-                              (long long)l[i], (long long)i);
+            st =
+                ba_error_set(err, BA_ERR_INPUT, "%s: label %lld at row %lld is negative (class ids are >= 0)",
+                             path, (long long)l[i], (long long)i);
     }
     if (st == BA_OK) {
         *labels = l;

@@ -77,8 +77,8 @@ static ba_status bind_check(const ba_model_t *m, const ba_dataset_t *ds, int k, 
     return BA_OK;
 }
 
-ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs, const char *const *axes,
-                            int naxes, ba_dataset_t **out, ba_error *err) {
+ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs,
+                            const char *const *axes, int naxes, ba_dataset_t **out, ba_error *err) {
     *out = NULL;
     const char **names = ba_calloc((size_t)m->ninputs + 1, sizeof *names, err);
     if (!names) return err->code;
@@ -124,8 +124,8 @@ ba_status ba_eval_bind(const ba_model_t *m, const ba_dataset_t *ds, int *idx, in
     return BA_OK;
 }
 
-ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs, int nspecs,
-                                ba_error *err) {
+ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs,
+                                int nspecs, ba_error *err) {
     int n = m->ninputs;
     int64_t *shapes = ba_calloc((size_t)n * BA_MAX_DIMS + 1, sizeof(int64_t), err);
     int *idx = ba_calloc((size_t)n + 1, sizeof(int), err);
@@ -156,8 +156,9 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
                 if (st == BA_OK) st = ba_eval_feed_const(m, k, &data[k], err);
                 if (st == BA_OK) st = ba_model_sample_shape(m, k, -1, data[k]->ndim, data[k]->shape, sk, err);
                 if (st == BA_OK && v->ndim >= 0 && data[k]->ndim != v->ndim)
-                    st = ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': constant of rank %d for an input of rank %d",
-                                      m->path, v->name, data[k]->ndim, v->ndim);
+                    st = ba_error_set(err, BA_ERR_INPUT,
+                                      "%s: input '%s': constant of rank %d for an input of rank %d", m->path,
+                                      v->name, data[k]->ndim, v->ndim);
                 if (st != BA_OK) ba_error_prefix(err, "--data %s", ba_dataset_path(ds, idx[k]));
                 continue;
             }
@@ -175,14 +176,16 @@ ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const cha
         int dyn = v->ndim < 0;
         for (int d = 1; d < v->ndim; d++) dyn |= v->shape[d] < 0;
         if (dyn)
-            st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: input '%s' %s has dynamic dimensions: give --data or --input-shape %s=DIMS",
-                              m->path, v->name, ba_value_shape_str(v, b, sizeof b), v->name);
+            st =
+                ba_error_set(err, BA_ERR_INPUT,
+                             "%s: input '%s' %s has dynamic dimensions: give --data or --input-shape %s=DIMS",
+                             m->path, v->name, ba_value_shape_str(v, b, sizeof b), v->name);
         else {
             int64_t s[BA_MAX_DIMS];
             memcpy(s, v->shape, sizeof s);
             if (v->ndim >= 1 && s[0] < 0) s[0] = 1;
-            st = ba_model_sample_shape(m, k, v->ndim >= 1 ? 0 : -1, v->ndim, s, shapes + (size_t)k * BA_MAX_DIMS, err);
+            st = ba_model_sample_shape(m, k, v->ndim >= 1 ? 0 : -1, v->ndim, s,
+                                       shapes + (size_t)k * BA_MAX_DIMS, err);
         }
     }
     /* costs already resolved at these shapes (at load, or before): nothing to run */
@@ -391,10 +394,11 @@ ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba
         if (st == BA_OK) st = ba_metrics_add(&acc, ev->fp, NULL, NULL, 0, err);
         /* The reference every metric is measured against must be finite (the data is). */
         if (st == BA_OK && acc.nonfinite_fp)
-            st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: output '%s' of the unquantized model is not finite (NaN or Inf) in %lld of %lld "
-                              "rows on the calibration data",
-                              m->path, ov->name, (long long)acc.nonfinite_fp, (long long)acc.rows);
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: output '%s' of the unquantized model is not finite (NaN or Inf) in %lld of %lld "
+                "rows on the calibration data",
+                m->path, ov->name, (long long)acc.nonfinite_fp, (long long)acc.rows);
         ev->is_prob = acc.is_prob;
     }
     if (st != BA_OK) {
@@ -501,12 +505,12 @@ ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
 }
 
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples, ba_metrics_t *out,
-                                 ba_tensor_t **q_out, ba_error *err) {
+                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples,
+                                 ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err) {
     const ba_model_t *m = ev->m;
     if (first < 0 || first >= ev->n)
-        return ba_error_set(err, BA_ERR_INPUT, "evaluation: first sample %lld outside 0..%lld", (long long)first,
-                            (long long)(ev->n - 1));
+        return ba_error_set(err, BA_ERR_INPUT, "evaluation: first sample %lld outside 0..%lld",
+                            (long long)first, (long long)(ev->n - 1));
     if (nsamples <= 0 || nsamples > ev->n - first) nsamples = ev->n - first;
     if (q_out) *q_out = NULL;
     run_ctx_t rc = {.ev = ev, .first = first};
@@ -531,7 +535,8 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
     for (int64_t start = first; st == BA_OK && start < first + nsamples; start += ev->batch) {
         int64_t count = first + nsamples - start < ev->batch ? first + nsamples - start : ev->batch;
         st = batch_inputs(ev, start, count, ins, err);
-        /* Graph inputs go through the hook before the run (the executor's on_value sees node outputs only). */
+        /* Graph inputs go through the hook before the run (the executor's on_value sees node outputs only).
+         */
         for (int k = 0; st == BA_OK && opts.on_value && k < m->ninputs; k++)
             st = opts.on_value(opts.ctx, m, m->inputs[k], &ins[k], err);
         if (st == BA_OK) st = ba_model_run(m, ins, &opts, outs, err);

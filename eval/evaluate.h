@@ -30,9 +30,8 @@ typedef struct ba_eval_opts {
 
 /* Loads --data specs (ba_dataset_load_for) for model m: data for an input m
  * does not have is refused before it is read or inflated. */
-ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs, const char *const *axes,
-                            int naxes, ba_dataset_t **out,
-                            ba_error *err);
+ba_status ba_eval_data_load(const ba_model_t *m, const char *const *specs, int nspecs,
+                            const char *const *axes, int naxes, ba_dataset_t **out, ba_error *err);
 
 /* Maps the model's graph inputs to dataset inputs: idx[k] (k < m->ninputs)
  * = dataset index feeding m->inputs[k]. Checks names, ranks, dtypes and every
@@ -59,8 +58,8 @@ ba_status ba_eval_batch_inputs(const ba_model_t *m, const ba_dataset_t *ds, cons
  * --input-shape spec "NAME=D0xD1x…" for it (specs win); an input with
  * neither uses its declared shape, which must then be static apart from the
  * sample axis. Errors (BA_ERR_INPUT) name the input, the dim or the node. */
-ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs, int nspecs,
-                                ba_error *err);
+ba_status ba_eval_resolve_costs(ba_model_t *m, const ba_dataset_t *ds, const char *const *shape_specs,
+                                int nspecs, ba_error *err);
 
 /* A constant (0-d) fed to model input k whose declared shape is [1, …, 1]
  * takes that shape (*t replaced by a view); other tensors stay as they are. */
@@ -106,8 +105,8 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
 
 /* The same over samples [first, first + nsamples) (nsamples 0 = to the end). */
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
-                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples, ba_metrics_t *out,
-                                 ba_tensor_t **q_out, ba_error *err);
+                                 const ba_eval_hook_t *hook, int64_t first, int64_t nsamples,
+                                 ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err);
 
 /* The default --metric for the model's first output (ba_metric_default). */
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev);

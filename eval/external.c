@@ -24,19 +24,25 @@ extern char **environ;
 
 struct ba_extev {
     pid_t pid;
-    int fd;             /* bitalloc's end of the socket pair */
+    int fd; /* bitalloc's end of the socket pair */
     double timeout;
     int maximize;
     char name[64];
-    char dir[4096];     /* temporary folder */
-    char model[4200];   /* dir/model.onnx */
-    char *buf;          /* bytes read but not yet consumed */
+    char dir[4096];   /* temporary folder */
+    char model[4200]; /* dir/model.onnx */
+    char *buf;        /* bytes read but not yet consumed */
     size_t nbuf, cap;
 };
 
-const char *ba_extev_model_path(const ba_extev_t *x) { return x->model; }
-int ba_extev_maximize(const ba_extev_t *x) { return x->maximize; }
-const char *ba_extev_name(const ba_extev_t *x) { return x->name; }
+const char *ba_extev_model_path(const ba_extev_t *x) {
+    return x->model;
+}
+int ba_extev_maximize(const ba_extev_t *x) {
+    return x->maximize;
+}
+const char *ba_extev_name(const ba_extev_t *x) {
+    return x->name;
+}
 
 /* Reaps the child when it has exited: its status as text ("exit status 3", "signal 9"). */
 static void child_status(ba_extev_t *x, char *out, size_t cap) {
@@ -47,8 +53,10 @@ static void child_status(ba_extev_t *x, char *out, size_t cap) {
     for (int i = 0; i < 50 && (r = waitpid(x->pid, &ws, WNOHANG)) == 0; i++) usleep(10000);
     if (r != x->pid) return;
     x->pid = 0;
-    if (WIFEXITED(ws)) snprintf(out, cap, "exit status %d", WEXITSTATUS(ws));
-    else if (WIFSIGNALED(ws)) snprintf(out, cap, "killed by signal %d", WTERMSIG(ws));
+    if (WIFEXITED(ws))
+        snprintf(out, cap, "exit status %d", WEXITSTATUS(ws));
+    else if (WIFSIGNALED(ws))
+        snprintf(out, cap, "killed by signal %d", WTERMSIG(ws));
 }
 
 static void kill_child(ba_extev_t *x) {
@@ -95,8 +103,10 @@ static ba_status read_line(ba_extev_t *x, char **line, ba_error *err) {
         double left = deadline - ba_now();
         if (left <= 0) {
             kill_child(x);
-            return ba_error_set(err, BA_ERR_RUNTIME, "--evaluator: no answer within %g s (--evaluator-timeout); "
-                                "the evaluator was stopped", x->timeout);
+            return ba_error_set(err, BA_ERR_RUNTIME,
+                                "--evaluator: no answer within %g s (--evaluator-timeout); "
+                                "the evaluator was stopped",
+                                x->timeout);
         }
         struct pollfd p = {x->fd, POLLIN, 0};
         int pr = poll(&p, 1, left > 1e6 ? 1000000000 : (int)(left * 1000) + 1);
@@ -114,8 +124,8 @@ static ba_status read_line(ba_extev_t *x, char **line, ba_error *err) {
         if (r <= 0) {
             char why[64];
             child_status(x, why, sizeof why);
-            return ba_error_set(err, BA_ERR_RUNTIME, "--evaluator: the evaluator closed its output without an answer (%s)",
-                                why);
+            return ba_error_set(err, BA_ERR_RUNTIME,
+                                "--evaluator: the evaluator closed its output without an answer (%s)", why);
         }
         x->nbuf += (size_t)r;
     }
@@ -128,8 +138,9 @@ static ba_status read_object(ba_extev_t *x, json_t **out, ba_error *err) {
     json_error_t je;
     json_t *j = json_loads(line, JSON_REJECT_DUPLICATES, &je);
     if (!json_is_object(j)) {
-        ba_status st = ba_error_set(err, BA_ERR_INPUT, "--evaluator: answered '%.60s%s', not a JSON object on one line",
-                                    line, strlen(line) > 60 ? "…" : "");
+        ba_status st =
+            ba_error_set(err, BA_ERR_INPUT, "--evaluator: answered '%.60s%s', not a JSON object on one line",
+                         line, strlen(line) > 60 ? "…" : "");
         json_decref(j);
         free(line);
         return st;
@@ -149,8 +160,8 @@ ba_status ba_extev_start(const char *cmd, double timeout_s, ba_extev_t **out, ba
     const char *tmp = getenv("TMPDIR");
     snprintf(x->dir, sizeof x->dir, "%s/bitalloc-eval-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(x->dir)) {
-        ba_status st = ba_error_set(err, BA_ERR_IO, "--evaluator: cannot make a temporary folder %s: %s", x->dir,
-                                    strerror(errno));
+        ba_status st = ba_error_set(err, BA_ERR_IO, "--evaluator: cannot make a temporary folder %s: %s",
+                                    x->dir, strerror(errno));
         x->dir[0] = '\0';
         ba_extev_free(x);
         return st;
@@ -159,7 +170,8 @@ ba_status ba_extev_start(const char *cmd, double timeout_s, ba_extev_t **out, ba
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         ba_extev_free(x);
-        return ba_error_set(err, BA_ERR_RUNTIME, "--evaluator: cannot make a socket pair: %s", strerror(errno));
+        return ba_error_set(err, BA_ERR_RUNTIME, "--evaluator: cannot make a socket pair: %s",
+                            strerror(errno));
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -180,9 +192,10 @@ ba_status ba_extev_start(const char *cmd, double timeout_s, ba_extev_t **out, ba
     if (st == BA_OK) st = read_object(x, &ans, err);
     if (st == BA_OK) {
         const json_t *d = json_object_get(ans, "direction"), *n = json_object_get(ans, "name");
-        if (d && !(json_is_string(d) && (!strcmp(json_string_value(d), "minimize") ||
-                                         !strcmp(json_string_value(d), "maximize"))))
-            st = ba_error_set(err, BA_ERR_INPUT, "--evaluator: handshake: \"direction\" must be \"minimize\" or \"maximize\"");
+        if (d && !(json_is_string(d) &&
+                   (!strcmp(json_string_value(d), "minimize") || !strcmp(json_string_value(d), "maximize"))))
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "--evaluator: handshake: \"direction\" must be \"minimize\" or \"maximize\"");
         else if (d)
             x->maximize = !strcmp(json_string_value(d), "maximize");
         if (st == BA_OK && json_is_string(n) && json_string_length(n) > 0)
@@ -197,12 +210,12 @@ ba_status ba_extev_start(const char *cmd, double timeout_s, ba_extev_t **out, ba
     return BA_OK;
 }
 
-ba_status ba_extev_score(ba_extev_t *x, int64_t id, int64_t first, int64_t samples, int64_t total, double *score,
-                         double *accuracy, ba_error *err) {
+ba_status ba_extev_score(ba_extev_t *x, int64_t id, int64_t first, int64_t samples, int64_t total,
+                         double *score, double *accuracy, ba_error *err) {
     *score = *accuracy = NAN;
-    json_t *req = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I}", "type", "evaluate", "id", (json_int_t)id, "model",
-                            x->model, "first", (json_int_t)first, "samples", (json_int_t)samples, "total",
-                            (json_int_t)total);
+    json_t *req = json_pack("{s:s, s:I, s:s, s:I, s:I, s:I}", "type", "evaluate", "id", (json_int_t)id,
+                            "model", x->model, "first", (json_int_t)first, "samples", (json_int_t)samples,
+                            "total", (json_int_t)total);
     char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
     json_decref(req);
     if (!text) return ba_error_set(err, BA_ERR_NOMEM, "--evaluator: out of memory");
@@ -221,10 +234,12 @@ ba_status ba_extev_score(ba_extev_t *x, int64_t id, int64_t first, int64_t sampl
     if (st == BA_OK) st = read_object(x, &ans, err);
     if (st != BA_OK) return st;
     const json_t *s = json_object_get(ans, "score");
-    if (json_is_number(s)) *score = json_number_value(s);
+    if (json_is_number(s))
+        *score = json_number_value(s);
     else if (!json_is_null(s))
-        st = ba_error_set(err, BA_ERR_INPUT, "--evaluator: the answer to evaluation %lld has no number \"score\"",
-                          (long long)id);
+        st =
+            ba_error_set(err, BA_ERR_INPUT,
+                         "--evaluator: the answer to evaluation %lld has no number \"score\"", (long long)id);
     const json_t *a = json_object_get(json_object_get(ans, "metrics"), "accuracy");
     if (json_is_number(a)) *accuracy = json_number_value(a);
     json_decref(ans);

@@ -40,8 +40,8 @@ const char *ba_extev_model_path(const ba_extev_t *x);
  * *accuracy the answer's metrics.accuracy (NaN when absent). Errors:
  * BA_ERR_RUNTIME when the child exited or timed out, BA_ERR_INPUT for an
  * answer that is not a JSON object with a number "score". */
-ba_status ba_extev_score(ba_extev_t *x, int64_t id, int64_t first, int64_t samples, int64_t total, double *score,
-                         double *accuracy, ba_error *err);
+ba_status ba_extev_score(ba_extev_t *x, int64_t id, int64_t first, int64_t samples, int64_t total,
+                         double *score, double *accuracy, ba_error *err);
 
 /* 1 when the child's handshake said "maximize". */
 int ba_extev_maximize(const ba_extev_t *x);

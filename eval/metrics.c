@@ -56,21 +56,23 @@ static void row_logp(const float *x, int64_t n, int is_prob, double *out) {
         ba_metrics_log_softmax(x, n, out);
         return;
     }
-    for (int64_t i = 0; i < n; i++) out[i] = x[i] > 0 ? fmax(log((double)x[i]), BA_METRICS_LOG_FLOOR) : BA_METRICS_LOG_FLOOR;
+    for (int64_t i = 0; i < n; i++)
+        out[i] = x[i] > 0 ? fmax(log((double)x[i]), BA_METRICS_LOG_FLOOR) : BA_METRICS_LOG_FLOOR;
 }
 
 ba_status ba_metrics_add(ba_metrics_acc_t *acc, const ba_tensor_t *fp, const ba_tensor_t *q,
                          const int64_t *labels, int64_t nlabels, ba_error *err) {
     if (fp->dtype != BA_DT_F32)
-        return ba_error_set(err, BA_ERR_INPUT, "metrics: output is %s, expected float32", ba_dtype_name(fp->dtype));
+        return ba_error_set(err, BA_ERR_INPUT, "metrics: output is %s, expected float32",
+                            ba_dtype_name(fp->dtype));
     int64_t n = fp->ndim ? fp->shape[fp->ndim - 1] : 1;
     if (n <= 0) return ba_error_set(err, BA_ERR_INPUT, "metrics: output has an empty last axis");
     int64_t rows = fp->numel / n;
     if (q && (q->numel != fp->numel || q->dtype != BA_DT_F32))
         return ba_error_set(err, BA_ERR_INPUT, "metrics: quantized output shape differs from the FP output");
     if (labels && nlabels != rows)
-        return ba_error_set(err, BA_ERR_INPUT, "metrics: %lld labels for %lld output rows", (long long)nlabels,
-                            (long long)rows);
+        return ba_error_set(err, BA_ERR_INPUT, "metrics: %lld labels for %lld output rows",
+                            (long long)nlabels, (long long)rows);
     if (acc->classes && acc->classes != n)
         return ba_error_set(err, BA_ERR_INPUT, "metrics: output last axis changed between batches");
     acc->classes = n;
@@ -143,18 +145,22 @@ void ba_metrics_finish(const ba_metrics_acc_t *acc, ba_metrics_t *out) {
     out->agreement = acc->has_q && acc->rows ? (double)acc->agree / (double)acc->rows : NAN;
     out->kl = acc->has_q && acc->rows ? acc->kl_sum / (double)acc->rows : NAN;
     out->mse = acc->has_q && acc->elems ? acc->se_sum / (double)acc->elems : NAN;
-    if (!acc->has_q) out->sqnr_db = NAN;
-    else if (acc->se_sum == 0) out->sqnr_db = INFINITY;
-    else out->sqnr_db = 10.0 * log10(acc->sig_sum / acc->se_sum);
+    if (!acc->has_q)
+        out->sqnr_db = NAN;
+    else if (acc->se_sum == 0)
+        out->sqnr_db = INFINITY;
+    else
+        out->sqnr_db = 10.0 * log10(acc->sig_sum / acc->se_sum);
     out->relmse = acc->has_q && acc->sig_q_sum > 0 ? acc->se_q_sum / acc->sig_q_sum : NAN;
     out->cosine = acc->has_q && acc->rows ? acc->cos_sum / (double)acc->rows : NAN;
     if (acc->nonfinite_fp) out->accuracy_fp = NAN;
     if (acc->nonfinite_q || acc->nonfinite_fp)
-        out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = out->relmse = out->cosine = NAN;
+        out->accuracy_q = out->agreement = out->kl = out->mse = out->sqnr_db = out->relmse = out->cosine =
+            NAN;
 }
 
-static const char *const METRIC_NAMES[] = {"auto", "kl",     "mse",       "relmse",
-                                           "sqnr", "top1",   "cosine",    "evaluator", "evaluator-max"};
+static const char *const METRIC_NAMES[] = {"auto", "kl",     "mse",       "relmse",       "sqnr",
+                                           "top1", "cosine", "evaluator", "evaluator-max"};
 
 ba_status ba_metric_parse(const char *s, ba_metric_t *out, ba_error *err) {
     for (int i = 0; i < (int)(sizeof METRIC_NAMES / sizeof *METRIC_NAMES); i++)
@@ -171,7 +177,8 @@ const char *ba_metric_name(ba_metric_t m) {
 }
 
 int ba_metric_higher_better(ba_metric_t m) {
-    return m == BA_METRIC_SQNR || m == BA_METRIC_TOP1 || m == BA_METRIC_COSINE || m == BA_METRIC_EVALUATOR_MAX;
+    return m == BA_METRIC_SQNR || m == BA_METRIC_TOP1 || m == BA_METRIC_COSINE ||
+           m == BA_METRIC_EVALUATOR_MAX;
 }
 
 double ba_metric_value(ba_metric_t m, const ba_metrics_t *o) {
@@ -187,7 +194,8 @@ double ba_metric_value(ba_metric_t m, const ba_metrics_t *o) {
 }
 
 double ba_metric_objective(ba_metric_t m, double value) {
-    if (isinf(value)) value = value > 0 ? DBL_MAX : -DBL_MAX; /* identical outputs: SQNR +inf is a result, not a failure */
+    if (isinf(value))
+        value = value > 0 ? DBL_MAX : -DBL_MAX; /* identical outputs: SQNR +inf is a result, not a failure */
     return ba_metric_higher_better(m) ? -value : value;
 }
 

@@ -13,16 +13,16 @@
 #define BA_METRICS_PROB_TOL 1e-3
 
 typedef struct ba_metrics_acc {
-    int is_prob;        /* -1 undecided, 0 logits (softmax taken), 1 probabilities */
-    int64_t classes;    /* size of the last axis */
-    int64_t rows;       /* rows seen (product of all axes but the last) */
-    double kl_sum;      /* Σ over rows of KL(p_fp‖p_q) */
-    int64_t agree;      /* rows whose argmax matches */
-    double se_sum;      /* Σ (fp − q)² over elements */
-    double sig_sum;     /* Σ fp² over elements */
-    double se_q_sum;    /* Σ (fp − q)² over the rows both outputs are finite in */
-    double sig_q_sum;   /* Σ fp² over those rows (relMSE's denominator) */
-    double cos_sum;     /* Σ over rows of cos(fp, q) */
+    int is_prob;      /* -1 undecided, 0 logits (softmax taken), 1 probabilities */
+    int64_t classes;  /* size of the last axis */
+    int64_t rows;     /* rows seen (product of all axes but the last) */
+    double kl_sum;    /* Σ over rows of KL(p_fp‖p_q) */
+    int64_t agree;    /* rows whose argmax matches */
+    double se_sum;    /* Σ (fp − q)² over elements */
+    double sig_sum;   /* Σ fp² over elements */
+    double se_q_sum;  /* Σ (fp − q)² over the rows both outputs are finite in */
+    double sig_q_sum; /* Σ fp² over those rows (relMSE's denominator) */
+    double cos_sum;   /* Σ over rows of cos(fp, q) */
     int64_t elems;
     int64_t labeled;    /* rows with a label */
     int64_t correct_fp; /* labeled rows where argmax(fp) == label */
@@ -39,9 +39,9 @@ typedef struct ba_metrics {
     double agreement;   /* NaN when no quantized run */
     double kl;
     double mse;
-    double sqnr_db;     /* +inf when the outputs are identical */
-    double relmse;      /* Σ(q − fp)² / Σ fp² (NaN when the FP output is all zeros) */
-    double cosine;      /* mean over rows of the cosine similarity of fp and q */
+    double sqnr_db; /* +inf when the outputs are identical */
+    double relmse;  /* Σ(q − fp)² / Σ fp² (NaN when the FP output is all zeros) */
+    double cosine;  /* mean over rows of the cosine similarity of fp and q */
     /* Rows whose FP / quantized output holds a NaN or an Inf. Any such row makes every
      * metric of that output NaN (never a perfect score): SPEC §8, a non-finite output
      * fails the trial. */

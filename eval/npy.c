@@ -48,11 +48,15 @@ static const char *npy_descr_of(ba_dtype dt) {
     return NULL;
 }
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32); }
+static uint64_t rd64(const uint8_t *p) {
+    return (uint64_t)rd32(p) | ((uint64_t)rd32(p + 4) << 32);
+}
 
 /* ---- header dict parser: a Python literal such as
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
@@ -126,18 +130,21 @@ static ba_status hdr_shape(hdr_cursor *c, int *ndim, int64_t *shape) {
             neg = 1;
             c->p++;
         }
-        if (c->p >= c->end || *c->p < '0' || *c->p > '9') return hdr_fail(c, "expected an integer in 'shape'");
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return hdr_fail(c, "expected an integer in 'shape'");
         uint64_t v = 0;
         int overflow = 0;
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
             unsigned d = (unsigned)(*c->p++ - '0');
-            if (v > ((uint64_t)INT64_MAX - d) / 10) overflow = 1;
-            else v = v * 10 + d;
+            if (v > ((uint64_t)INT64_MAX - d) / 10)
+                overflow = 1;
+            else
+                v = v * 10 + d;
         }
         if (c->p < c->end && (*c->p == 'L' || *c->p == 'l')) c->p++;
         if (overflow)
-            return ba_error_set(c->err, BA_ERR_INPUT, "%s: dimension %d of 'shape' overflows a 64-bit integer",
-                                c->what, n);
+            return ba_error_set(c->err, BA_ERR_INPUT,
+                                "%s: dimension %d of 'shape' overflows a 64-bit integer", c->what, n);
         if (neg && v != 0)
             return ba_error_set(c->err, BA_ERR_INPUT, "%s: negative dimension -%llu in 'shape'", c->what,
                                 (unsigned long long)v);
@@ -183,20 +190,27 @@ static ba_status hdr_parse(const char *text, size_t len, const char *what, npy_h
             bit = K_DESCR;
             if (c.p < c.end && *c.p == '[')
                 return ba_error_set(err, BA_ERR_INPUT,
-                                    "%s: unsupported dtype: structured (record) arrays are not supported", what);
+                                    "%s: unsupported dtype: structured (record) arrays are not supported",
+                                    what);
             BA_TRY(hdr_string(&c, h->descr, sizeof h->descr));
         } else if (strcmp(key, "fortran_order") == 0) {
             bit = K_FORTRAN;
-            if (hdr_word(&c, "True")) h->fortran = 1;
-            else if (hdr_word(&c, "False")) h->fortran = 0;
-            else return hdr_fail(&c, "'fortran_order' is not True or False");
+            if (hdr_word(&c, "True"))
+                h->fortran = 1;
+            else if (hdr_word(&c, "False"))
+                h->fortran = 0;
+            else
+                return hdr_fail(&c, "'fortran_order' is not True or False");
         } else if (strcmp(key, "shape") == 0) {
             bit = K_SHAPE;
             BA_TRY(hdr_shape(&c, &h->ndim, h->shape));
         } else {
-            return ba_error_set(err, BA_ERR_INPUT, "%s: unparsable .npy header: unexpected key '%s'", what, key);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: unparsable .npy header: unexpected key '%s'", what,
+                                key);
         }
-        if (seen & bit) return ba_error_set(err, BA_ERR_INPUT, "%s: unparsable .npy header: key '%s' repeated", what, key);
+        if (seen & bit)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: unparsable .npy header: key '%s' repeated", what,
+                                key);
         seen |= bit;
         if (!hdr_eat(&c, ',')) {
             if (!hdr_eat(&c, '}')) return hdr_fail(&c, "expected ',' or '}' after a value");
@@ -207,7 +221,9 @@ static ba_status hdr_parse(const char *text, size_t len, const char *what, npy_h
     if (c.p != c.end) return hdr_fail(&c, "text after the closing '}'");
     if (seen != K_ALL)
         return ba_error_set(err, BA_ERR_INPUT, "%s: unparsable .npy header: missing key '%s'", what,
-                            !(seen & K_DESCR) ? "descr" : !(seen & K_FORTRAN) ? "fortran_order" : "shape");
+                            !(seen & K_DESCR)     ? "descr"
+                            : !(seen & K_FORTRAN) ? "fortran_order"
+                                                  : "shape");
     return BA_OK;
 }
 
@@ -240,7 +256,7 @@ typedef struct {
     ba_dtype dt;
     int ndim;
     int64_t shape[BA_MAX_DIMS];
-    size_t data_off;  /* preamble + header bytes */
+    size_t data_off; /* preamble + header bytes */
     uint64_t numel, nbytes;
 } npy_info;
 
@@ -251,20 +267,21 @@ static ba_status npy_info_read(const uint8_t *b, size_t size, const char *what, 
     if (head && memcmp(b, NPY_MAGIC, head) != 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: bad magic: not a .npy file", what);
     if (size < NPY_MAGIC_LEN + 2)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: truncated header: %zu bytes, shorter than the .npy preamble",
-                            what, size);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: truncated header: %zu bytes, shorter than the .npy preamble", what, size);
     int major = b[NPY_MAGIC_LEN], minor = b[NPY_MAGIC_LEN + 1];
     if (major < 1 || major > 3 || minor != 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: unsupported .npy format version %d.%d (1.0, 2.0, 3.0 are)",
-                            what, major, minor);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: unsupported .npy format version %d.%d (1.0, 2.0, 3.0 are)", what, major,
+                            minor);
     size_t pre = major == 1 ? NPY_PREAMBLE_V1 : NPY_PREAMBLE_V2;
     if (size < pre)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: truncated header: %zu bytes, shorter than the .npy preamble",
-                            what, size);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: truncated header: %zu bytes, shorter than the .npy preamble", what, size);
     size_t hlen = major == 1 ? rd16(b + NPY_MAGIC_LEN + 2) : rd32(b + NPY_MAGIC_LEN + 2);
     if (hlen > BA_NPY_MAX_HEADER)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: header of %zu bytes exceeds the %d-byte limit", what, hlen,
-                            BA_NPY_MAX_HEADER);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: header of %zu bytes exceeds the %d-byte limit", what,
+                            hlen, BA_NPY_MAX_HEADER);
     if (hlen > size - pre)
         return ba_error_set(err, BA_ERR_INPUT, "%s: truncated header: declares %zu bytes, %zu present", what,
                             hlen, size - pre);
@@ -319,11 +336,12 @@ static ba_status npy_tensor_new(const npy_info *in, const char *what, ba_tensor_
     char sb[256];
     uint64_t cap = mem_cap();
     if (in->nbytes > cap)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "%s: shape %s of %s needs %llu bytes, more than the %llu bytes of memory available "
-                            "(refused)",
-                            what, ba_shape_str(in->ndim, in->shape, sb, sizeof sb), ba_dtype_name(in->dt),
-                            (unsigned long long)in->nbytes, (unsigned long long)cap);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: shape %s of %s needs %llu bytes, more than the %llu bytes of memory available "
+            "(refused)",
+            what, ba_shape_str(in->ndim, in->shape, sb, sizeof sb), ba_dtype_name(in->dt),
+            (unsigned long long)in->nbytes, (unsigned long long)cap);
     *out = ba_tensor_new(in->dt, in->ndim, in->shape, err);
     if (!*out)
         return ba_error_set(err, BA_ERR_INPUT, "%s: cannot allocate %llu bytes for shape %s of %s", what,
@@ -355,8 +373,8 @@ ba_status ba_npy_load_mem(const void *buf, size_t size, const char *what, ba_ten
                                 "%s: truncated body: shape %s of %s needs %llu bytes, %zu present", what, sb,
                                 ba_dtype_name(in.dt), (unsigned long long)want, have);
         return ba_error_set(err, BA_ERR_INPUT,
-                            "%s: shape/size mismatch: shape %s of %s needs %llu bytes, file holds %zu", what, sb,
-                            ba_dtype_name(in.dt), (unsigned long long)want, have);
+                            "%s: shape/size mismatch: shape %s of %s needs %llu bytes, file holds %zu", what,
+                            sb, ba_dtype_name(in.dt), (unsigned long long)want, have);
     }
     ba_tensor_t *t = NULL;
     BA_TRY(npy_tensor_new(&in, what, &t, err));
@@ -389,7 +407,8 @@ ba_status ba_npy_save(const char *path, const ba_tensor_t *t, ba_error *err) {
     snprintf(shape + o, sizeof shape - o, ")");
     /* Header padded with spaces and ended by '\n' so the data starts 64-byte aligned. */
     char hdr[512];
-    int dl = snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+    int dl =
+        snprintf(hdr, sizeof hdr, "{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
     size_t len = (size_t)dl + 1; /* + '\n' */
     size_t pad = (NPY_HEADER_ALIGN - (NPY_PREAMBLE_V1 + len) % NPY_HEADER_ALIGN) % NPY_HEADER_ALIGN;
     memset(hdr + dl, ' ', pad);
@@ -489,13 +508,16 @@ typedef struct {
 
 static ba_status zin_init(zin *z, const uint8_t *in, uint64_t csize, const char *what, ba_error *err) {
     memset(z, 0, sizeof *z);
-    if (inflateInit2(&z->zs, -MAX_WBITS) != Z_OK) return ba_error_set(err, BA_ERR_RUNTIME, "%s: zlib init failed", what);
+    if (inflateInit2(&z->zs, -MAX_WBITS) != Z_OK)
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: zlib init failed", what);
     z->zs.next_in = (Bytef *)(uintptr_t)in;
     z->in_left = csize;
     return BA_OK;
 }
 
-static void zin_end(zin *z) { inflateEnd(&z->zs); }
+static void zin_end(zin *z) {
+    inflateEnd(&z->zs);
+}
 
 /* Inflates exactly n bytes into out (n == 0 with `at_end`: checks that the
  * stream ends here and holds nothing more). */
@@ -548,7 +570,9 @@ static uint32_t crc32_more(uint32_t crc, const uint8_t *p, uint64_t n) {
     return (uint32_t)c;
 }
 
-static uint32_t crc32_big(const uint8_t *p, uint64_t n) { return crc32_more((uint32_t)crc32(0L, Z_NULL, 0), p, n); }
+static uint32_t crc32_big(const uint8_t *p, uint64_t n) {
+    return crc32_more((uint32_t)crc32(0L, Z_NULL, 0), p, n);
+}
 
 /* Inflates a deflated .npy member straight into its tensor: the preamble and
  * header come first, so the array's size is known (and checked against the
@@ -568,8 +592,8 @@ static ba_status inflate_npy(const uint8_t *data, const zip_entry *e, const char
     if (st == BA_OK && in.nbytes != e->usize - in.data_off) {
         char sb[256];
         st = ba_error_set(err, BA_ERR_INPUT,
-                          "%s: shape/size mismatch: shape %s of %s needs %llu bytes, the member holds %llu", what,
-                          ba_shape_str(in.ndim, in.shape, sb, sizeof sb), ba_dtype_name(in.dt),
+                          "%s: shape/size mismatch: shape %s of %s needs %llu bytes, the member holds %llu",
+                          what, ba_shape_str(in.ndim, in.shape, sb, sizeof sb), ba_dtype_name(in.dt),
                           (unsigned long long)in.nbytes, (unsigned long long)(e->usize - in.data_off));
     }
     if (st == BA_OK) st = npy_tensor_new(&in, what, &t, err);
@@ -606,7 +630,8 @@ static ba_status zip_directory(const uint8_t *b, size_t size, const char *what, 
     }
     if (!found) return zip_fail(err, what, "truncated or not a zip archive (no end of central directory)");
     const uint8_t *e = b + pos;
-    if (rd16(e + 4) != 0 || rd16(e + 6) != 0) return zip_fail(err, what, "multi-disk zip archives are not supported");
+    if (rd16(e + 4) != 0 || rd16(e + 6) != 0)
+        return zip_fail(err, what, "multi-disk zip archives are not supported");
     *count = rd16(e + 10);
     *cd_size = rd32(e + 12);
     *cd_off = rd32(e + 16);
@@ -656,10 +681,11 @@ static ba_status zip_central(const uint8_t *b, size_t cd_end, size_t *pos, zip_e
     e->usize = rd32(c + 24);
     size_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
     e->offset = rd32(c + 42);
-    if (nlen + xlen + clen > cd_end - p - ZIP_CENTRAL_LEN) return zip_fail(err, what, "truncated central directory");
+    if (nlen + xlen + clen > cd_end - p - ZIP_CENTRAL_LEN)
+        return zip_fail(err, what, "truncated central directory");
     if (nlen > BA_NPZ_MAX_NAME)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: member name of %zu bytes is too long (limit %d)", what, nlen,
-                            BA_NPZ_MAX_NAME);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: member name of %zu bytes is too long (limit %d)", what,
+                            nlen, BA_NPZ_MAX_NAME);
     memcpy(e->name, c + ZIP_CENTRAL_LEN, nlen);
     e->name[nlen] = '\0';
     if (strlen(e->name) != nlen) return zip_fail(err, what, "member name contains a NUL byte");
@@ -673,8 +699,9 @@ static ba_status zip_member(const uint8_t *b, size_t size, const zip_entry *e, c
                             ba_tensor_t **out, ba_error *err) {
     if (e->flags & ZIP_FLAG_ENCRYPTED) return zip_fail(err, mwhat, "encrypted members are not supported");
     if (e->method != ZIP_METHOD_STORED && e->method != ZIP_METHOD_DEFLATED)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: unsupported compression method %u (stored and deflate are)",
-                            mwhat, e->method);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: unsupported compression method %u (stored and deflate are)", mwhat,
+                            e->method);
     if (e->offset > size || size - e->offset < ZIP_LOCAL_LEN || rd32(b + e->offset) != ZIP_LOCAL_SIG)
         return zip_fail(err, mwhat, "bad local file header");
     const uint8_t *l = b + e->offset;
@@ -689,11 +716,13 @@ static ba_status zip_member(const uint8_t *b, size_t size, const zip_entry *e, c
     const uint8_t *data = b + data_at;
     if (e->method == ZIP_METHOD_STORED) {
         if (e->csize != e->usize) return zip_fail(err, mwhat, "stored member with differing sizes");
-        if (crc32_big(data, e->usize) != e->crc) return zip_fail(err, mwhat, "CRC-32 mismatch (corrupt member)");
+        if (crc32_big(data, e->usize) != e->crc)
+            return zip_fail(err, mwhat, "CRC-32 mismatch (corrupt member)");
         return ba_npy_load_mem(data, (size_t)e->usize, mwhat, out, err);
     }
     if (e->usize / DEFLATE_MAX_RATIO > e->csize + DEFLATE_SLACK)
-        return zip_fail(err, mwhat, "declared uncompressed size is impossible for deflate (corrupt or a zip bomb)");
+        return zip_fail(err, mwhat,
+                        "declared uncompressed size is impossible for deflate (corrupt or a zip bomb)");
     return inflate_npy(data, e, mwhat, out, err);
 }
 
@@ -710,8 +739,9 @@ static ba_status npz_check_names(const uint8_t *b, size_t cd_off, size_t cd_end,
         for (int k = 0; k < nnames && !found; k++)
             found = strlen(names[k]) == nl - 4 && memcmp(names[k], e->name, nl - 4) == 0;
         if (!found)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: member '%s': not needed: the model has no input named '%.*s'",
-                                what, e->name, (int)(nl - 4), e->name);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: member '%s': not needed: the model has no input named '%.*s'", what,
+                                e->name, (int)(nl - 4), e->name);
     }
     return BA_OK;
 }
@@ -720,8 +750,8 @@ ba_status ba_npz_load_mem(const void *buf, size_t size, const char *what, ba_npz
     return ba_npz_load_mem_only(buf, size, what, NULL, 0, out, err);
 }
 
-ba_status ba_npz_load_mem_only(const void *buf, size_t size, const char *what, const char *const *names, int nnames,
-                               ba_npz_t **out, ba_error *err) {
+ba_status ba_npz_load_mem_only(const void *buf, size_t size, const char *what, const char *const *names,
+                               int nnames, ba_npz_t **out, ba_error *err) {
     const uint8_t *b = buf;
     *out = NULL;
     if (!what) what = "<memory>";

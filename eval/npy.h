@@ -42,8 +42,8 @@ ba_status ba_npz_load_mem(const void *buf, size_t size, const char *what, ba_npz
 /* Same, for data meant for a model whose inputs are names[0..nnames): a member
  * naming no input is refused (BA_ERR_INPUT naming it) before any member is
  * inflated. names NULL: every member is wanted. */
-ba_status ba_npz_load_mem_only(const void *buf, size_t size, const char *what, const char *const *names, int nnames,
-                               ba_npz_t **out, ba_error *err);
+ba_status ba_npz_load_mem_only(const void *buf, size_t size, const char *what, const char *const *names,
+                               int nnames, ba_npz_t **out, ba_error *err);
 /* Member by name (without ".npy"); NULL when absent. */
 ba_tensor_t *ba_npz_get(const ba_npz_t *z, const char *name);
 void ba_npz_free(ba_npz_t *z); /* NULL-safe */

@@ -4,13 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ggml_types.h"
 #include "core/outfile.h"
 #include "core/tensor.h"
-#include "core/ggml_types.h"
 
 static const size_t TYPE_SIZE[BA_GGUF_NTYPES] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
 
-size_t ba_gguf_type_size(uint32_t type) { return type < BA_GGUF_NTYPES ? TYPE_SIZE[type] : 0; }
+size_t ba_gguf_type_size(uint32_t type) {
+    return type < BA_GGUF_NTYPES ? TYPE_SIZE[type] : 0;
+}
 
 /* ---- bounds-checked cursor ---- */
 typedef struct {
@@ -109,7 +111,8 @@ static ba_status parse_value(cur_t *c, ba_gguf_kv_t *kv, const char *field) {
         start = c->pos;
         if (kv->arr_type == BA_GGUF_STRING) {
             /* Each element takes at least 8 bytes, which bounds the offsets array by the file. */
-            if (kv->n > (c->size - c->pos) / 8) return cur_fail(c, field, "array count runs past the end of the file");
+            if (kv->n > (c->size - c->pos) / 8)
+                return cur_fail(c, field, "array count runs past the end of the file");
             kv->str_off = ba_malloc((size_t)(kv->n ? kv->n : 1) * sizeof *kv->str_off, c->err);
             if (!kv->str_off) return c->err->code;
             for (uint64_t i = 0; i < kv->n; i++) {
@@ -120,7 +123,8 @@ static ba_status parse_value(cur_t *c, ba_gguf_kv_t *kv, const char *field) {
             }
         } else {
             size_t es = TYPE_SIZE[kv->arr_type];
-            if (kv->n > (c->size - c->pos) / es) return cur_fail(c, field, "array count runs past the end of the file");
+            if (kv->n > (c->size - c->pos) / es)
+                return cur_fail(c, field, "array count runs past the end of the file");
             c->pos += (size_t)kv->n * es;
         }
     } else {
@@ -139,13 +143,19 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
     ba_gguf_t *g = ba_calloc(1, sizeof *g, err);
     if (!g) return err->code;
     g->path = ba_strdup(name, err);
-    if (!g->path) { free(g); return err->code; }
+    if (!g->path) {
+        free(g);
+        return err->code;
+    }
     cur_t c = {data, size, 0, name, err};
     ba_status st;
     const uint8_t *magic = NULL;
     char field[BA_GGUF_MAX_NAME + 96];
     if ((st = cur_bytes(&c, 4, &magic, "header")) != BA_OK) goto fail;
-    if (memcmp(magic, "GGUF", 4) != 0) { st = cur_fail(&c, "header", "not a GGUF file (magic is not \"GGUF\")"); goto fail; }
+    if (memcmp(magic, "GGUF", 4) != 0) {
+        st = cur_fail(&c, "header", "not a GGUF file (magic is not \"GGUF\")");
+        goto fail;
+    }
     if ((st = cur_u32(&c, &g->version, "version")) != BA_OK) goto fail;
     if (g->version != 2 && g->version != 3) {
         char why[64];
@@ -157,11 +167,20 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
     if ((st = cur_u64(&c, &n_tensors, "tensor count")) != BA_OK) goto fail;
     if ((st = cur_u64(&c, &n_kv, "metadata count")) != BA_OK) goto fail;
     /* A kv takes >= 13 bytes (key length, type, 1-byte value), a tensor info >= 32. */
-    if (n_kv > (size - c.pos) / 13 || n_kv > INT32_MAX) { st = cur_fail(&c, "metadata count", "more entries than the file can hold"); goto fail; }
-    if (n_tensors > (size - c.pos) / 32 || n_tensors > INT32_MAX) { st = cur_fail(&c, "tensor count", "more tensors than the file can hold"); goto fail; }
+    if (n_kv > (size - c.pos) / 13 || n_kv > INT32_MAX) {
+        st = cur_fail(&c, "metadata count", "more entries than the file can hold");
+        goto fail;
+    }
+    if (n_tensors > (size - c.pos) / 32 || n_tensors > INT32_MAX) {
+        st = cur_fail(&c, "tensor count", "more tensors than the file can hold");
+        goto fail;
+    }
     g->kv = ba_calloc(n_kv ? n_kv : 1, sizeof *g->kv, err);
     g->tensors = ba_calloc(n_tensors ? n_tensors : 1, sizeof *g->tensors, err);
-    if (!g->kv || !g->tensors) { st = err->code; goto fail; }
+    if (!g->kv || !g->tensors) {
+        st = err->code;
+        goto fail;
+    }
 
     g->alignment = BA_GGUF_DEFAULT_ALIGNMENT;
     for (uint64_t i = 0; i < n_kv; i++) {
@@ -170,9 +189,15 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
         uint64_t klen;
         snprintf(field, sizeof field, "metadata %llu key", (unsigned long long)i);
         if ((st = cur_str(&c, &key, &klen, field)) != BA_OK) goto fail;
-        if (klen == 0 || memchr(key, 0, (size_t)klen)) { st = cur_fail(&c, field, "empty key or NUL inside the key"); goto fail; }
+        if (klen == 0 || memchr(key, 0, (size_t)klen)) {
+            st = cur_fail(&c, field, "empty key or NUL inside the key");
+            goto fail;
+        }
         kv->key = ba_malloc((size_t)klen + 1, err);
-        if (!kv->key) { st = err->code; goto fail; }
+        if (!kv->key) {
+            st = err->code;
+            goto fail;
+        }
         memcpy(kv->key, key, (size_t)klen);
         kv->key[klen] = 0;
         g->n_kv = (int)i + 1;
@@ -182,19 +207,29 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
         if ((st = parse_value(&c, kv, field)) != BA_OK) goto fail;
         if (strcmp(kv->key, "general.alignment") == 0) {
             uint32_t a;
-            if (kv->type != BA_GGUF_U32) { st = cur_fail(&c, field, "must be a u32"); goto fail; }
+            if (kv->type != BA_GGUF_U32) {
+                st = cur_fail(&c, field, "must be a u32");
+                goto fail;
+            }
             memcpy(&a, kv->val, 4);
-            if (a == 0 || (a & (a - 1)) != 0) { st = cur_fail(&c, field, "alignment must be a power of two"); goto fail; }
+            if (a == 0 || (a & (a - 1)) != 0) {
+                st = cur_fail(&c, field, "alignment must be a power of two");
+                goto fail;
+            }
             g->alignment = a;
         }
     }
     const char *dup;
     {
         char **keys = ba_malloc((size_t)(g->n_kv ? g->n_kv : 1) * sizeof *keys, err);
-        if (!keys) { st = err->code; goto fail; }
+        if (!keys) {
+            st = err->code;
+            goto fail;
+        }
         for (int i = 0; i < g->n_kv; i++) keys[i] = g->kv[i].key;
         st = find_duplicate(keys, g->n_kv, &dup, err);
-        if (st == BA_OK && dup) st = ba_error_set(err, BA_ERR_INPUT, "%s: metadata '%.80s': duplicate key", name, dup);
+        if (st == BA_OK && dup)
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: metadata '%.80s': duplicate key", name, dup);
         free(keys);
         if (st != BA_OK) goto fail;
     }
@@ -210,20 +245,29 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
             goto fail;
         }
         t->name = ba_malloc((size_t)tlen + 1, err);
-        if (!t->name) { st = err->code; goto fail; }
+        if (!t->name) {
+            st = err->code;
+            goto fail;
+        }
         memcpy(t->name, tn, (size_t)tlen);
         t->name[tlen] = 0;
         g->n_tensors = (int)i + 1;
         snprintf(field, sizeof field, "tensor '%s'", t->name);
         uint32_t nd;
         if ((st = cur_u32(&c, &nd, field)) != BA_OK) goto fail;
-        if (nd < 1 || nd > BA_GGUF_MAX_DIMS) { st = cur_fail(&c, field, "dimension count not in 1..4"); goto fail; }
+        if (nd < 1 || nd > BA_GGUF_MAX_DIMS) {
+            st = cur_fail(&c, field, "dimension count not in 1..4");
+            goto fail;
+        }
         t->n_dims = (int)nd;
         for (int d = 0; d < BA_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < nd; d++) {
             uint64_t v;
             if ((st = cur_u64(&c, &v, field)) != BA_OK) goto fail;
-            if (v > (uint64_t)INT64_MAX) { st = cur_fail(&c, field, "size does not fit int64"); goto fail; }
+            if (v > (uint64_t)INT64_MAX) {
+                st = cur_fail(&c, field, "size does not fit int64");
+                goto fail;
+            }
             t->ne[d] = (int64_t)v;
         }
         uint32_t type;
@@ -241,30 +285,39 @@ ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_g
             st = ba_error_prefix(err, "%s: %s", name, field);
             goto fail;
         }
-        if (t->offset % g->alignment != 0) { st = cur_fail(&c, field, "data offset is not a multiple of the alignment"); goto fail; }
+        if (t->offset % g->alignment != 0) {
+            st = cur_fail(&c, field, "data offset is not a multiple of the alignment");
+            goto fail;
+        }
     }
     {
         char **names = ba_malloc((size_t)(g->n_tensors ? g->n_tensors : 1) * sizeof *names, err);
-        if (!names) { st = err->code; goto fail; }
+        if (!names) {
+            st = err->code;
+            goto fail;
+        }
         for (int i = 0; i < g->n_tensors; i++) names[i] = g->tensors[i].name;
         st = find_duplicate(names, g->n_tensors, &dup, err);
-        if (st == BA_OK && dup) st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': duplicate name", name, dup);
+        if (st == BA_OK && dup)
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': duplicate name", name, dup);
         free(names);
         if (st != BA_OK) goto fail;
     }
     uint64_t pad = (g->alignment - c.pos % g->alignment) % g->alignment;
     g->data_offset = c.pos + pad;
     if (g->n_tensors > 0 && g->data_offset > size) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: data section: the file ends inside the padding before it", name);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: data section: the file ends inside the padding before it",
+                          name);
         goto fail;
     }
     for (int i = 0; i < g->n_tensors; i++) {
         ba_gguf_tensor_t *t = &g->tensors[i];
         uint64_t avail = size - g->data_offset;
         if (t->offset > avail || t->nbytes > avail - t->offset) {
-            st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: tensor '%s': data (%llu bytes at offset %llu) runs past the end of the file", name,
-                              t->name, (unsigned long long)t->nbytes, (unsigned long long)t->offset);
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: tensor '%s': data (%llu bytes at offset %llu) runs past the end of the file", name,
+                t->name, (unsigned long long)t->nbytes, (unsigned long long)t->offset);
             goto fail;
         }
         t->data = data + g->data_offset + t->offset;
@@ -305,22 +358,62 @@ int ba_gguf_kv_int(const ba_gguf_kv_t *kv, int64_t *out) {
     if (!kv) return -1;
     const uint8_t *v = kv->val;
     switch (kv->type) {
-    case BA_GGUF_U8: case BA_GGUF_BOOL: *out = v[0]; return 0;
+    case BA_GGUF_U8:
+    case BA_GGUF_BOOL: *out = v[0]; return 0;
     case BA_GGUF_I8: *out = (int8_t)v[0]; return 0;
-    case BA_GGUF_U16: { uint16_t x; memcpy(&x, v, 2); *out = x; return 0; }
-    case BA_GGUF_I16: { int16_t x; memcpy(&x, v, 2); *out = x; return 0; }
-    case BA_GGUF_U32: { uint32_t x; memcpy(&x, v, 4); *out = x; return 0; }
-    case BA_GGUF_I32: { int32_t x; memcpy(&x, v, 4); *out = x; return 0; }
-    case BA_GGUF_U64: { uint64_t x; memcpy(&x, v, 8); if (x > (uint64_t)INT64_MAX) return -1; *out = (int64_t)x; return 0; }
-    case BA_GGUF_I64: { int64_t x; memcpy(&x, v, 8); *out = x; return 0; }
+    case BA_GGUF_U16: {
+        uint16_t x;
+        memcpy(&x, v, 2);
+        *out = x;
+        return 0;
+    }
+    case BA_GGUF_I16: {
+        int16_t x;
+        memcpy(&x, v, 2);
+        *out = x;
+        return 0;
+    }
+    case BA_GGUF_U32: {
+        uint32_t x;
+        memcpy(&x, v, 4);
+        *out = x;
+        return 0;
+    }
+    case BA_GGUF_I32: {
+        int32_t x;
+        memcpy(&x, v, 4);
+        *out = x;
+        return 0;
+    }
+    case BA_GGUF_U64: {
+        uint64_t x;
+        memcpy(&x, v, 8);
+        if (x > (uint64_t)INT64_MAX) return -1;
+        *out = (int64_t)x;
+        return 0;
+    }
+    case BA_GGUF_I64: {
+        int64_t x;
+        memcpy(&x, v, 8);
+        *out = x;
+        return 0;
+    }
     default: return -1;
     }
 }
 
 int ba_gguf_kv_float(const ba_gguf_kv_t *kv, double *out) {
     if (!kv) return -1;
-    if (kv->type == BA_GGUF_F32) { float f; memcpy(&f, kv->val, 4); *out = f; return 0; }
-    if (kv->type == BA_GGUF_F64) { memcpy(out, kv->val, 8); return 0; }
+    if (kv->type == BA_GGUF_F32) {
+        float f;
+        memcpy(&f, kv->val, 4);
+        *out = f;
+        return 0;
+    }
+    if (kv->type == BA_GGUF_F64) {
+        memcpy(out, kv->val, 8);
+        return 0;
+    }
     return -1;
 }
 
@@ -372,7 +465,10 @@ ba_status ba_gguf_writer_new(ba_gguf_writer_t **out, ba_error *err) {
 
 void ba_gguf_writer_free(ba_gguf_writer_t *w) {
     if (!w) return;
-    for (int i = 0; i < w->n_kv; i++) { free(w->kv[i].key); free(w->kv[i].val); }
+    for (int i = 0; i < w->n_kv; i++) {
+        free(w->kv[i].key);
+        free(w->kv[i].val);
+    }
     for (int i = 0; i < w->n_t; i++) free(w->t[i].name);
     free(w->kv);
     free(w->t);
@@ -382,15 +478,19 @@ void ba_gguf_writer_free(ba_gguf_writer_t *w) {
 ba_status ba_gguf_writer_add_kv(ba_gguf_writer_t *w, const char *key, uint32_t type, uint32_t arr_type,
                                 uint64_t n, const void *val, size_t val_size, ba_error *err) {
     if (!key || !*key) return ba_error_set(err, BA_ERR_INPUT, "GGUF metadata: empty key");
-    if (type >= BA_GGUF_NTYPES || (type == BA_GGUF_ARRAY && (arr_type >= BA_GGUF_NTYPES || arr_type == BA_GGUF_ARRAY)))
+    if (type >= BA_GGUF_NTYPES ||
+        (type == BA_GGUF_ARRAY && (arr_type >= BA_GGUF_NTYPES || arr_type == BA_GGUF_ARRAY)))
         return ba_error_set(err, BA_ERR_INPUT, "GGUF metadata '%s': bad value type", key);
     for (int i = 0; i < w->n_kv; i++)
-        if (strcmp(w->kv[i].key, key) == 0) return ba_error_set(err, BA_ERR_INPUT, "GGUF metadata '%s': duplicate key", key);
+        if (strcmp(w->kv[i].key, key) == 0)
+            return ba_error_set(err, BA_ERR_INPUT, "GGUF metadata '%s': duplicate key", key);
     if (strcmp(key, "general.alignment") == 0) {
         uint32_t a = 0;
-        if (type != BA_GGUF_U32 || val_size != 4) return ba_error_set(err, BA_ERR_INPUT, "general.alignment must be a u32");
+        if (type != BA_GGUF_U32 || val_size != 4)
+            return ba_error_set(err, BA_ERR_INPUT, "general.alignment must be a u32");
         memcpy(&a, val, 4);
-        if (a == 0 || (a & (a - 1))) return ba_error_set(err, BA_ERR_INPUT, "general.alignment %u is not a power of two", a);
+        if (a == 0 || (a & (a - 1)))
+            return ba_error_set(err, BA_ERR_INPUT, "general.alignment %u is not a power of two", a);
         w->alignment = a;
     }
     if (w->n_kv == w->cap_kv) {
@@ -404,7 +504,11 @@ ba_status ba_gguf_writer_add_kv(ba_gguf_writer_t *w, const char *key, uint32_t t
     memset(k, 0, sizeof *k);
     k->key = ba_strdup(key, err);
     k->val = ba_malloc(val_size ? val_size : 1, err);
-    if (!k->key || !k->val) { free(k->key); free(k->val); return err->code; }
+    if (!k->key || !k->val) {
+        free(k->key);
+        free(k->val);
+        return err->code;
+    }
     memcpy(k->val, val, val_size);
     k->type = type;
     k->arr_type = arr_type;
@@ -436,16 +540,19 @@ ba_status ba_gguf_writer_add_str(ba_gguf_writer_t *w, const char *key, const cha
 ba_status ba_gguf_writer_add_tensor(ba_gguf_writer_t *w, const char *name, int n_dims, const int64_t *ne,
                                     int type, const void *data, uint64_t nbytes, ba_error *err) {
     if (!name || !*name || strlen(name) > BA_GGUF_MAX_NAME)
-        return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': name empty or longer than 63 bytes", name ? name : "");
+        return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': name empty or longer than 63 bytes",
+                            name ? name : "");
     const ba_ggml_type_t *ty = ba_ggml_type_by_id(type);
     if (!ty) return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': unknown ggml type %d", name, type);
     uint64_t want;
-    if (ba_ggml_type_nbytes(ty, n_dims, ne, &want, err) != BA_OK) return ba_error_prefix(err, "GGUF tensor '%s'", name);
+    if (ba_ggml_type_nbytes(ty, n_dims, ne, &want, err) != BA_OK)
+        return ba_error_prefix(err, "GGUF tensor '%s'", name);
     if (want != nbytes)
         return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': %llu bytes given, %s needs %llu", name,
                             (unsigned long long)nbytes, ty->name, (unsigned long long)want);
     for (int i = 0; i < w->n_t; i++)
-        if (strcmp(w->t[i].name, name) == 0) return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': duplicate name", name);
+        if (strcmp(w->t[i].name, name) == 0)
+            return ba_error_set(err, BA_ERR_INPUT, "GGUF tensor '%s': duplicate name", name);
     if (w->n_t == w->cap_t) {
         int cap = w->cap_t ? 2 * w->cap_t : 16;
         wtensor_t *t = ba_realloc(w->t, (size_t)cap * sizeof *t, err);
@@ -466,9 +573,16 @@ ba_status ba_gguf_writer_add_tensor(ba_gguf_writer_t *w, const char *name, int n
     return BA_OK;
 }
 
-static void put_u32(FILE *f, uint32_t v) { fwrite(&v, 4, 1, f); }
-static void put_u64(FILE *f, uint64_t v) { fwrite(&v, 8, 1, f); }
-static void put_str(FILE *f, const char *s) { put_u64(f, strlen(s)); fwrite(s, 1, strlen(s), f); }
+static void put_u32(FILE *f, uint32_t v) {
+    fwrite(&v, 4, 1, f);
+}
+static void put_u64(FILE *f, uint64_t v) {
+    fwrite(&v, 8, 1, f);
+}
+static void put_str(FILE *f, const char *s) {
+    put_u64(f, strlen(s));
+    fwrite(s, 1, strlen(s), f);
+}
 static void put_pad(FILE *f, uint64_t *pos, uint32_t align) {
     static const uint8_t zero[256];
     uint64_t pad = (align - *pos % align) % align;
@@ -531,13 +645,19 @@ ba_status ba_gguf_write_f32(const ba_gguf_t *g, const char *path, ba_error *err)
     BA_TRY(ba_gguf_writer_new(&w, err));
     ba_status st = BA_OK;
     float **wide = ba_calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof *wide, err);
-    if (!wide) { ba_gguf_writer_free(w); return err->code; }
+    if (!wide) {
+        ba_gguf_writer_free(w);
+        return err->code;
+    }
     int quantized = 0;
-    for (int i = 0; i < g->n_tensors; i++) quantized |= g->tensors[i].type != 0 && g->tensors[i].type != 1 && g->tensors[i].type != 30;
+    for (int i = 0; i < g->n_tensors; i++)
+        quantized |= g->tensors[i].type != 0 && g->tensors[i].type != 1 && g->tensors[i].type != 30;
     for (int i = 0; i < g->n_kv && st == BA_OK; i++) {
         const ba_gguf_kv_t *kv = &g->kv[i];
-        if (!quantized && strcmp(kv->key, "general.file_type") == 0) st = ba_gguf_writer_add_u32(w, kv->key, 0, err);
-        else st = ba_gguf_writer_add_kv(w, kv->key, kv->type, kv->arr_type, kv->n, kv->val, kv->val_size, err);
+        if (!quantized && strcmp(kv->key, "general.file_type") == 0)
+            st = ba_gguf_writer_add_u32(w, kv->key, 0, err);
+        else
+            st = ba_gguf_writer_add_kv(w, kv->key, kv->type, kv->arr_type, kv->n, kv->val, kv->val_size, err);
     }
     for (int i = 0; i < g->n_tensors && st == BA_OK; i++) {
         const ba_gguf_tensor_t *t = &g->tensors[i];
@@ -547,7 +667,10 @@ ba_status ba_gguf_write_f32(const ba_gguf_t *g, const char *path, ba_error *err)
         }
         uint64_t n = t->nbytes / 2;
         wide[i] = ba_malloc((size_t)n * sizeof(float), err);
-        if (!wide[i]) { st = err->code; break; }
+        if (!wide[i]) {
+            st = err->code;
+            break;
+        }
         for (uint64_t k = 0; k < n; k++) {
             uint16_t h;
             memcpy(&h, t->data + 2 * k, 2);

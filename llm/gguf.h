@@ -20,9 +20,20 @@
 #include "core/util.h"
 
 enum {
-    BA_GGUF_U8 = 0, BA_GGUF_I8 = 1, BA_GGUF_U16 = 2, BA_GGUF_I16 = 3, BA_GGUF_U32 = 4, BA_GGUF_I32 = 5,
-    BA_GGUF_F32 = 6, BA_GGUF_BOOL = 7, BA_GGUF_STRING = 8, BA_GGUF_ARRAY = 9, BA_GGUF_U64 = 10,
-    BA_GGUF_I64 = 11, BA_GGUF_F64 = 12, BA_GGUF_NTYPES = 13
+    BA_GGUF_U8 = 0,
+    BA_GGUF_I8 = 1,
+    BA_GGUF_U16 = 2,
+    BA_GGUF_I16 = 3,
+    BA_GGUF_U32 = 4,
+    BA_GGUF_I32 = 5,
+    BA_GGUF_F32 = 6,
+    BA_GGUF_BOOL = 7,
+    BA_GGUF_STRING = 8,
+    BA_GGUF_ARRAY = 9,
+    BA_GGUF_U64 = 10,
+    BA_GGUF_I64 = 11,
+    BA_GGUF_F64 = 12,
+    BA_GGUF_NTYPES = 13
 };
 #define BA_GGUF_DEFAULT_ALIGNMENT 32
 #define BA_GGUF_MAX_DIMS 4
@@ -35,7 +46,7 @@ typedef struct {
     uint64_t n;         /* elements of an array; 1 otherwise */
     const uint8_t *val; /* value bytes in the file: scalar, string (u64 len + bytes) or array elements */
     size_t val_size;
-    uint64_t *str_off;  /* string arrays: offset of element i's u64 length within val */
+    uint64_t *str_off; /* string arrays: offset of element i's u64 length within val */
 } ba_gguf_kv_t;
 
 typedef struct {
@@ -45,7 +56,7 @@ typedef struct {
     int type;                     /* ggml type id (core/ggml_types.h) */
     uint64_t offset;              /* from the start of the data section */
     uint64_t nbytes;
-    const uint8_t *data;          /* in the mapping */
+    const uint8_t *data; /* in the mapping */
 } ba_gguf_tensor_t;
 
 typedef struct {

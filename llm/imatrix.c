@@ -29,15 +29,17 @@ static int dup_name(const ba_imatrix_t *im, const char *name) {
     return 0;
 }
 
-static ba_status rd_i32(const uint8_t *d, size_t size, size_t *pos, int32_t *v, const char *name, const char *field,
-                        ba_error *err) {
-    if (size - *pos < 4) return ba_error_set(err, BA_ERR_INPUT, "%s: %s: truncated file (at byte %zu)", name, field, *pos);
+static ba_status rd_i32(const uint8_t *d, size_t size, size_t *pos, int32_t *v, const char *name,
+                        const char *field, ba_error *err) {
+    if (size - *pos < 4)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: %s: truncated file (at byte %zu)", name, field, *pos);
     memcpy(v, d + *pos, 4);
     *pos += 4;
     return BA_OK;
 }
 
-ba_status ba_imatrix_parse_dat(const uint8_t *d, size_t size, const char *name, ba_imatrix_t **out, ba_error *err) {
+ba_status ba_imatrix_parse_dat(const uint8_t *d, size_t size, const char *name, ba_imatrix_t **out,
+                               ba_error *err) {
     *out = NULL;
     ba_imatrix_t *im = ba_calloc(1, sizeof *im, err);
     if (!im) return err->code;
@@ -49,21 +51,29 @@ ba_status ba_imatrix_parse_dat(const uint8_t *d, size_t size, const char *name, 
     if ((st = rd_i32(d, size, &pos, &n, name, "entry count", err)) != BA_OK) goto fail;
     /* An entry takes >= 16 bytes (len, 1-byte name, ncall, nval, 1 value minus slack). */
     if (n < 1 || (size_t)n > (size - pos) / 13) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: entry count %d: not between 1 and what the file can hold", name, n);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: entry count %d: not between 1 and what the file can hold",
+                          name, n);
         goto fail;
     }
     im->e = ba_calloc((size_t)n, sizeof *im->e, err);
-    if (!im->e) { st = err->code; goto fail; }
+    if (!im->e) {
+        st = err->code;
+        goto fail;
+    }
     for (int32_t i = 0; i < n; i++) {
         int32_t len = 0, ncall = 0, nval = 0;
         snprintf(field, sizeof field, "entry %d", i);
         if ((st = rd_i32(d, size, &pos, &len, name, field, err)) != BA_OK) goto fail;
         if (len < 1 || (size_t)len > size - pos || memchr(d + pos, 0, (size_t)len)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: entry %d: name length %d is not valid here", name, i, len);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: entry %d: name length %d is not valid here", name, i,
+                              len);
             goto fail;
         }
         char *nm = ba_malloc((size_t)len + 1, err);
-        if (!nm) { st = err->code; goto fail; }
+        if (!nm) {
+            st = err->code;
+            goto fail;
+        }
         memcpy(nm, d + pos, (size_t)len);
         nm[len] = 0;
         pos += (size_t)len;
@@ -84,13 +94,17 @@ ba_status ba_imatrix_parse_dat(const uint8_t *d, size_t size, const char *name, 
         e->ne0 = nval;
         e->n_mat = 1;
         e->mean = ba_malloc((size_t)nval * sizeof *e->mean, err);
-        if (!e->mean) { st = err->code; goto fail; }
+        if (!e->mean) {
+            st = err->code;
+            goto fail;
+        }
         memcpy(e->mean, d + pos, (size_t)nval * 4);
         pos += (size_t)nval * 4;
         for (int32_t k = 0; k < nval; k++) {
             if (ncall > 0) e->mean[k] /= (float)ncall;
             if (!isfinite(e->mean[k]) || e->mean[k] < 0) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: %s: value %d is negative or not finite", name, field, k);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: %s: value %d is negative or not finite", name,
+                                  field, k);
                 goto fail;
             }
         }
@@ -100,7 +114,9 @@ ba_status ba_imatrix_parse_dat(const uint8_t *d, size_t size, const char *name, 
         if ((st = rd_i32(d, size, &pos, &chunks, name, "chunk count", err)) != BA_OK) goto fail;
         if ((st = rd_i32(d, size, &pos, &len, name, "dataset name", err)) != BA_OK) goto fail;
         if (len < 0 || (size_t)len != size - pos) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: dataset name: length %d does not match the %zu bytes left", name, len, size - pos);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: dataset name: length %d does not match the %zu bytes left", name, len,
+                              size - pos);
             goto fail;
         }
         im->chunk_count = chunks > 0 ? chunks : 0;
@@ -122,7 +138,9 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
     static const char *const req[] = {"imatrix.datasets", "imatrix.chunk_count", "imatrix.chunk_size"};
     for (int i = 0; i < 3; i++)
         if (!ba_gguf_find_kv(g, req[i]))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: %s: missing (llama-quantize refuses an imatrix without it)", g->path, req[i]);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: %s: missing (llama-quantize refuses an imatrix without it)", g->path,
+                                req[i]);
     int64_t cc;
     if (ba_gguf_kv_int(ba_gguf_find_kv(g, "imatrix.chunk_count"), &cc) != 0 || cc < 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: imatrix.chunk_count: not a count", g->path);
@@ -130,7 +148,10 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
     if (!im) return err->code;
     im->chunk_count = cc;
     im->e = ba_calloc((size_t)(g->n_tensors ? g->n_tensors : 1), sizeof *im->e, err);
-    if (!im->e) { ba_imatrix_free(im); return err->code; }
+    if (!im->e) {
+        ba_imatrix_free(im);
+        return err->code;
+    }
     ba_status st = BA_OK;
     char wname[BA_GGUF_MAX_NAME + 16];
     for (int i = 0; i < g->n_tensors && st == BA_OK; i++) {
@@ -138,25 +159,40 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
         if (ends_with(s->name, ".counts")) {
             snprintf(wname, sizeof wname, "%.*s.in_sum2", (int)(strlen(s->name) - 7), s->name);
             if (!ba_gguf_find_tensor(g, wname))
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': no matching .in_sum2", g->path, s->name);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': no matching .in_sum2", g->path,
+                                  s->name);
             continue;
         }
         if (!ends_with(s->name, ".in_sum2")) continue;
         size_t stem = strlen(s->name) - 8;
         snprintf(wname, sizeof wname, "%.*s.counts", (int)stem, s->name);
         const ba_gguf_tensor_t *c = ba_gguf_find_tensor(g, wname);
-        if (!c) { st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': no matching .counts", g->path, s->name); break; }
-        if (s->type != 0 || c->type != 0) { st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': sums and counts must be F32", g->path, s->name); break; }
+        if (!c) {
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': no matching .counts", g->path, s->name);
+            break;
+        }
+        if (s->type != 0 || c->type != 0) {
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': sums and counts must be F32", g->path,
+                              s->name);
+            break;
+        }
         int64_t ne0 = s->ne[0], nm = (int64_t)(s->nbytes / 4) / (ne0 ? ne0 : 1);
         if (ne0 < 1 || (uint64_t)(c->nbytes / 4) != (uint64_t)nm || nm < 1) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %llu counts for %lld matrices", g->path, c->name,
-                              (unsigned long long)(c->nbytes / 4), (long long)nm);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %llu counts for %lld matrices", g->path,
+                              c->name, (unsigned long long)(c->nbytes / 4), (long long)nm);
             break;
         }
         ba_imatrix_entry_t *e = &im->e[im->n];
         e->name = ba_malloc(stem + 1, err);
         e->mean = ba_malloc((size_t)(s->nbytes ? s->nbytes : 4), err);
-        if (!e->name || !e->mean) { free(e->name); free(e->mean); e->name = NULL; e->mean = NULL; st = err->code; break; }
+        if (!e->name || !e->mean) {
+            free(e->name);
+            free(e->mean);
+            e->name = NULL;
+            e->mean = NULL;
+            st = err->code;
+            break;
+        }
         memcpy(e->name, s->name, stem);
         e->name[stem] = 0;
         e->ne0 = ne0;
@@ -166,7 +202,8 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
             float cnt;
             memcpy(&cnt, c->data + 4 * m, 4);
             if (!isfinite(cnt) || cnt < 0 || cnt > 9.0e15f) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': count %lld is not a count", g->path, c->name, (long long)m);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': count %lld is not a count", g->path,
+                                  c->name, (long long)m);
                 break;
             }
             double cr = (double)llround(cnt);
@@ -174,14 +211,19 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
                 float v;
                 memcpy(&v, s->data + 4 * (m * ne0 + k), 4);
                 if (!isfinite(v) || v < 0) {
-                    st = ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': value %lld is negative or not finite", g->path, s->name, (long long)(m * ne0 + k));
+                    st = ba_error_set(err, BA_ERR_INPUT,
+                                      "%s: tensor '%s': value %lld is negative or not finite", g->path,
+                                      s->name, (long long)(m * ne0 + k));
                     break;
                 }
                 e->mean[m * ne0 + k] = cr > 0 ? (float)(v / cr) : 1.0f;
             }
         }
     }
-    if (st != BA_OK) { ba_imatrix_free(im); return st; }
+    if (st != BA_OK) {
+        ba_imatrix_free(im);
+        return st;
+    }
     *out = im;
     return BA_OK;
 }

@@ -20,10 +20,10 @@
 #include "llm/gguf.h"
 
 typedef struct {
-    char *name;     /* the weight's GGUF name, e.g. "blk.7.ffn_down.weight" */
-    int64_t ne0;    /* columns per matrix */
-    int64_t n_mat;  /* matrices (experts); 1 for dense weights */
-    float *mean;    /* n_mat × ne0 means of x² */
+    char *name;    /* the weight's GGUF name, e.g. "blk.7.ffn_down.weight" */
+    int64_t ne0;   /* columns per matrix */
+    int64_t n_mat; /* matrices (experts); 1 for dense weights */
+    float *mean;   /* n_mat × ne0 means of x² */
 } ba_imatrix_entry_t;
 
 typedef struct {
@@ -35,7 +35,8 @@ typedef struct {
 
 /* GGUF when the file starts with "GGUF", else legacy .dat. */
 ba_status ba_imatrix_open(const char *path, ba_imatrix_t **out, ba_error *err);
-ba_status ba_imatrix_parse_dat(const uint8_t *data, size_t size, const char *name, ba_imatrix_t **out, ba_error *err);
+ba_status ba_imatrix_parse_dat(const uint8_t *data, size_t size, const char *name, ba_imatrix_t **out,
+                               ba_error *err);
 ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error *err);
 const ba_imatrix_entry_t *ba_imatrix_find(const ba_imatrix_t *im, const char *name);
 void ba_imatrix_free(ba_imatrix_t *im);

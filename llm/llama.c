@@ -102,7 +102,8 @@ struct ba_llama {
     void (*llama_batch_free)(struct llama_batch b);
     int32_t (*llama_decode)(struct llama_context *c, struct llama_batch b);
     float *(*llama_get_logits_ith)(struct llama_context *c, int32_t i);
-    uint32_t (*llama_model_quantize)(const char *in, const char *out, const struct llama_model_quantize_params *p);
+    uint32_t (*llama_model_quantize)(const char *in, const char *out,
+                                     const struct llama_model_quantize_params *p);
     const char *(*ggml_type_name)(int type);
     int64_t (*ggml_blck_size)(int type);
     size_t (*ggml_type_size)(int type);
@@ -123,13 +124,16 @@ static void log_cb(int level, const char *text, void *user_data) {
     }
 }
 
-static const char *log_why(void) { return g_log_err[0] ? g_log_err : "no message from libllama"; }
+static const char *log_why(void) {
+    return g_log_err[0] ? g_log_err : "no message from libllama";
+}
 
 static ba_status missing(ba_error *err, const char *dir, const char *what) {
-    return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                        "llama.cpp libraries: %s in %s; the LLM commands need %s@%s (scripts/setup installs it "
-                        "under build/vendor/llama; point %s at its %s folder)",
-                        what, dir, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_BINS);
+    return ba_error_set(
+        err, BA_ERR_UNSUPPORTED,
+        "llama.cpp libraries: %s in %s; the LLM commands need %s@%s (scripts/setup installs it "
+        "under build/vendor/llama; point %s at its %s folder)",
+        what, dir, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_BINS);
 }
 
 static ba_status load_lib(const char *dir, const char *file, void **h, ba_error *err) {
@@ -145,10 +149,10 @@ static ba_status load_lib(const char *dir, const char *file, void **h, ba_error 
     return BA_OK;
 }
 
-#define SYM(lib, name)                                                                         \
-    do {                                                                                       \
-        *(void **)(&g_ll.name) = dlsym(g_ll.lib, #name);                                       \
-        if (!g_ll.name) return missing(err, dir, "symbol " #name " not found");                \
+#define SYM(lib, name)                                                                                       \
+    do {                                                                                                     \
+        *(void **)(&g_ll.name) = dlsym(g_ll.lib, #name);                                                     \
+        if (!g_ll.name) return missing(err, dir, "symbol " #name " not found");                              \
     } while (0)
 
 static ba_status load_all(const char *dir, ba_error *err) {
@@ -159,8 +163,9 @@ static ba_status load_all(const char *dir, ba_error *err) {
     const char *v = g_ll.llama_version();
     if (!v || strcmp(v, BA_LLAMA_VERSION) != 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                            "llama.cpp libraries in %s: llama_version() is '%s', bitalloc needs '%s' (%s@%s)", dir,
-                            v ? v : "(null)", BA_LLAMA_VERSION, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION);
+                            "llama.cpp libraries in %s: llama_version() is '%s', bitalloc needs '%s' (%s@%s)",
+                            dir, v ? v : "(null)", BA_LLAMA_VERSION, BA_LLAMA_NPM_PACKAGE,
+                            BA_LLAMA_NPM_VERSION);
     SYM(llama, llama_backend_init);
     SYM(llama, llama_log_set);
     SYM(ggml, ggml_backend_load_all_from_path);
@@ -192,11 +197,12 @@ ba_status ba_llama_open(const char *dir, ba_llama_t **out, ba_error *err) {
     *out = NULL;
     if (!dir || !*dir) dir = getenv(BA_LLAMA_DIR_ENV);
     if (!dir || !*dir)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                            "llama.cpp libraries: %s is not set; the LLM commands need %s@%s (scripts/setup installs "
-                            "it under build/vendor/llama; point %s at its %s folder)",
-                            BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV,
-                            BA_LLAMA_NPM_BINS);
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "llama.cpp libraries: %s is not set; the LLM commands need %s@%s (scripts/setup installs "
+            "it under build/vendor/llama; point %s at its %s folder)",
+            BA_LLAMA_DIR_ENV, BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV,
+            BA_LLAMA_NPM_BINS);
     pthread_mutex_lock(&g_mu);
     ba_status st = BA_OK;
     if (!g_loaded) {
@@ -208,7 +214,9 @@ ba_status ba_llama_open(const char *dir, ba_llama_t **out, ba_error *err) {
     return st;
 }
 
-const char *ba_llama_version(const ba_llama_t *ll) { return ll->llama_version(); }
+const char *ba_llama_version(const ba_llama_t *ll) {
+    return ll->llama_version();
+}
 
 void ba_llama_ggml_type(const ba_llama_t *ll, int id, const char **name, int64_t *block, size_t *bytes) {
     *name = ll->ggml_type_name(id);
@@ -223,7 +231,8 @@ static ba_status load_model(const ba_llama_t *ll, const char *path, int vocab_on
     mp.vocab_only = vocab_only != 0;
     g_log_err[0] = 0;
     *m = ll->llama_model_load_from_file(path, mp);
-    if (!*m) return ba_error_set(err, BA_ERR_INPUT, "%s: libllama cannot load the model: %s", path, log_why());
+    if (!*m)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: libllama cannot load the model: %s", path, log_why());
     return BA_OK;
 }
 
@@ -232,23 +241,34 @@ ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const 
     *tokens = NULL;
     *n_tokens = 0;
     size_t len = strlen(text);
-    if (len > INT32_MAX / 4) return ba_error_set(err, BA_ERR_INPUT, "text of %zu bytes is too long to tokenize", len);
+    if (len > INT32_MAX / 4)
+        return ba_error_set(err, BA_ERR_INPUT, "text of %zu bytes is too long to tokenize", len);
     struct llama_model *m;
     BA_TRY(load_model(ll, model_path, 1, &m, err));
     const struct llama_vocab *v = ll->llama_model_get_vocab(m);
     int32_t cap = (int32_t)len + 8;
     int32_t *t = ba_malloc((size_t)cap * sizeof *t, err);
-    if (!t) { ll->llama_model_free(m); return err->code; }
+    if (!t) {
+        ll->llama_model_free(m);
+        return err->code;
+    }
     int32_t n = ll->llama_tokenize(v, text, (int32_t)len, t, cap, false, false);
     if (n < 0) { /* -n tokens needed */
         cap = -n;
         int32_t *t2 = ba_realloc(t, (size_t)cap * sizeof *t, err);
-        if (!t2) { free(t); ll->llama_model_free(m); return err->code; }
+        if (!t2) {
+            free(t);
+            ll->llama_model_free(m);
+            return err->code;
+        }
         t = t2;
         n = ll->llama_tokenize(v, text, (int32_t)len, t, cap, false, false);
     }
     ll->llama_model_free(m);
-    if (n < 0) { free(t); return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_tokenize failed", model_path); }
+    if (n < 0) {
+        free(t);
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_tokenize failed", model_path);
+    }
     *tokens = t;
     *n_tokens = n;
     return BA_OK;
@@ -265,7 +285,8 @@ ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const in
     for (int i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= nv) {
             ll->llama_model_free(m);
-            return ba_error_set(err, BA_ERR_INPUT, "token %d at position %d is outside the vocabulary (%d tokens) of %s",
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "token %d at position %d is outside the vocabulary (%d tokens) of %s",
                                 tokens[i], i, nv, model_path);
         }
     struct llama_context_params cp = ll->llama_context_default_params();
@@ -279,7 +300,8 @@ ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const in
     struct llama_context *c = ll->llama_init_from_model(m, cp);
     if (!c) {
         ll->llama_model_free(m);
-        return ba_error_set(err, BA_ERR_RUNTIME, "%s: libllama cannot create a context: %s", model_path, log_why());
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: libllama cannot create a context: %s", model_path,
+                            log_why());
     }
     ba_status st = BA_OK;
     struct llama_batch b = ll->llama_batch_init(n_tokens, 0, 1);
@@ -298,17 +320,26 @@ ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const in
         goto done;
     }
     out = ba_malloc((size_t)n_tokens * (size_t)nv * sizeof *out, err);
-    if (!out) { st = err->code; goto done; }
+    if (!out) {
+        st = err->code;
+        goto done;
+    }
     for (int i = 0; i < n_tokens; i++) {
         const float *row = ll->llama_get_logits_ith(c, i);
-        if (!row) { st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i); goto done; }
+        if (!row) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i);
+            goto done;
+        }
         memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
     }
 done:
     ll->llama_batch_free(b);
     ll->llama_free(c);
     ll->llama_model_free(m);
-    if (st != BA_OK) { free(out); return st; }
+    if (st != BA_OK) {
+        free(out);
+        return st;
+    }
     *logits = out;
     *n_vocab = nv;
     return BA_OK;
@@ -330,13 +361,15 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
                             ba_error *err) {
     int ft = ftype_of(default_type);
     const ba_ggml_type_t *dt = ba_ggml_type_by_id(default_type);
-    if (ft < 0 || !dt) return ba_error_set(err, BA_ERR_INPUT, "ggml type %d has no llama.cpp file type", default_type);
+    if (ft < 0 || !dt)
+        return ba_error_set(err, BA_ERR_INPUT, "ggml type %d has no llama.cpp file type", default_type);
     struct llama_model_tensor_override *ov = ba_calloc((size_t)n_over + 1, sizeof *ov, err);
     if (!ov) return err->code;
     for (int i = 0; i < n_over; i++) {
         if (!ba_ggml_type_by_id(types[i])) {
             free(ov);
-            return ba_error_set(err, BA_ERR_INPUT, "override '%s': unknown ggml type %d", patterns[i], types[i]);
+            return ba_error_set(err, BA_ERR_INPUT, "override '%s': unknown ggml type %d", patterns[i],
+                                types[i]);
         }
         ov[i].pattern = patterns[i];
         ov[i].type = types[i];
@@ -352,7 +385,7 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     uint32_t rc = ll->llama_model_quantize(in, out, &p);
     free(ov);
     if (rc != 0)
-        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out, dt->name,
-                            log_why());
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
+                            dt->name, log_why());
     return BA_OK;
 }

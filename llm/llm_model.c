@@ -41,7 +41,10 @@ ba_status ba_llm_model_open(const char *path, ba_llm_model_t **out, ba_error *er
         m->n = m->st->n;
     }
     m->t = ba_calloc((size_t)(m->n ? m->n : 1), sizeof *m->t, err);
-    if (!m->t) { st = err->code; goto fail; }
+    if (!m->t) {
+        st = err->code;
+        goto fail;
+    }
     for (int i = 0; i < m->n; i++) {
         ba_llm_tensor_t *t = &m->t[i];
         for (int d = 0; d < BA_GGUF_MAX_DIMS; d++) t->ne[d] = 1;
@@ -60,15 +63,17 @@ ba_status ba_llm_model_open(const char *path, ba_llm_model_t **out, ba_error *er
             t->type = ba_st_dtype_name(s->dtype);
             t->n_dims = s->n_dims;
             if (s->n_dims > BA_GGUF_MAX_DIMS) {
-                st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': %d dimensions (GGUF holds at most 4)", path,
-                                  s->name, s->n_dims);
+                st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                  "%s: tensor '%s': %d dimensions (GGUF holds at most 4)", path, s->name,
+                                  s->n_dims);
                 goto fail;
             }
             for (int d = 0; d < s->n_dims; d++) t->ne[d] = s->shape[s->n_dims - 1 - d];
             t->nbytes = s->nbytes;
         }
         t->n_weights = 1;
-        for (int d = 0; d < t->n_dims; d++) t->n_weights *= (uint64_t)t->ne[d]; /* bounded by nbytes' checks */
+        for (int d = 0; d < t->n_dims; d++)
+            t->n_weights *= (uint64_t)t->ne[d]; /* bounded by nbytes' checks */
         t->quantizable = t->name[0] && ba_ggml_tensor_quantizable(t->name, t->n_dims);
     }
     *out = m;

@@ -15,7 +15,7 @@ typedef struct {
     const char *source_name;         /* the name in the file */
     const char *type;                /* ggml type name, or the safetensors dtype */
     int n_dims;
-    int64_t ne[BA_GGUF_MAX_DIMS];    /* innermost first, unused dims 1 */
+    int64_t ne[BA_GGUF_MAX_DIMS]; /* innermost first, unused dims 1 */
     uint64_t n_weights;
     uint64_t nbytes;
     int quantizable;

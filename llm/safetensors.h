@@ -20,8 +20,22 @@
 #define BA_ST_MAX_HEADER (100u * 1024u * 1024u) /* the reference parser's cap */
 
 typedef enum {
-    BA_ST_F64, BA_ST_F32, BA_ST_F16, BA_ST_BF16, BA_ST_I64, BA_ST_I32, BA_ST_I16, BA_ST_I8,
-    BA_ST_U64, BA_ST_U32, BA_ST_U16, BA_ST_U8, BA_ST_BOOL, BA_ST_F8_E4M3, BA_ST_F8_E5M2, BA_ST_NDTYPES
+    BA_ST_F64,
+    BA_ST_F32,
+    BA_ST_F16,
+    BA_ST_BF16,
+    BA_ST_I64,
+    BA_ST_I32,
+    BA_ST_I16,
+    BA_ST_I8,
+    BA_ST_U64,
+    BA_ST_U32,
+    BA_ST_U16,
+    BA_ST_U8,
+    BA_ST_BOOL,
+    BA_ST_F8_E4M3,
+    BA_ST_F8_E5M2,
+    BA_ST_NDTYPES
 } ba_st_dtype;
 
 typedef struct {
@@ -49,8 +63,8 @@ ba_status ba_safetensors_parse(const uint8_t *data, size_t size, const char *nam
                                ba_error *err);
 /* Index JSON text -> the unique shard file names of its weight_map, in order of first use (each a
  * plain file name: no '/', not "." or ".."); free each and the array. */
-ba_status ba_safetensors_parse_index(const char *json, size_t len, const char *name, char ***files, int *n_files,
-                                     ba_error *err);
+ba_status ba_safetensors_parse_index(const char *json, size_t len, const char *name, char ***files,
+                                     int *n_files, ba_error *err);
 void ba_safetensors_free(ba_safetensors_t *s);
 const ba_st_tensor_t *ba_safetensors_find(const ba_safetensors_t *s, const char *name);
 const char *ba_st_dtype_name(ba_st_dtype d);

@@ -55,7 +55,8 @@ float *ba_grad_slot(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_error 
 
 ba_status ba_grad_pass(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_tensor_t *dout, ba_error *err) {
     if (!din[i]) {
-        int same = like->ndim == dout->ndim && !memcmp(like->shape, dout->shape, sizeof(int64_t) * (size_t)like->ndim);
+        int same = like->ndim == dout->ndim &&
+                   !memcmp(like->shape, dout->shape, sizeof(int64_t) * (size_t)like->ndim);
         din[i] = same ? ba_tensor_ref(dout) : ba_tensor_view(dout, like->ndim, like->shape, err);
         return din[i] ? BA_OK : err->code;
     }
@@ -76,8 +77,10 @@ void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float 
     int64_t dstride[BA_MAX_DIMS], acc = 1; /* dst stride per g dim, 0 where summed */
     for (int i = gndim - 1; i >= 0; i--) {
         int di = i - (gndim - dndim);
-        if (di < 0 || dshape[di] == 1) dstride[i] = 0;
-        else dstride[i] = acc;
+        if (di < 0 || dshape[di] == 1)
+            dstride[i] = 0;
+        else
+            dstride[i] = acc;
         if (di >= 0) acc *= dshape[di];
     }
     /* Merge the innermost dims into rows for a tight loop. */
@@ -114,9 +117,12 @@ static ba_status broadcast_rows(const ba_tensor_t *src, int ndim, const int64_t 
             sstride[i] = 0;
             continue;
         }
-        if (src->shape[si] == shape[i]) sstride[i] = acc;
-        else if (src->shape[si] == 1) sstride[i] = 0;
-        else return BA_ERR_INPUT;
+        if (src->shape[si] == shape[i])
+            sstride[i] = acc;
+        else if (src->shape[si] == 1)
+            sstride[i] = 0;
+        else
+            return BA_ERR_INPUT;
         acc *= src->shape[si];
     }
     const float *s = src->data;
@@ -166,11 +172,13 @@ float *ba_grad_bcast_f32(const ba_node_t *n, const ba_tensor_t *t, int ndim, con
 
 /* ---- the reverse walk ---- */
 
-static int is_f32(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
+static int is_f32(const ba_tensor_t *t) {
+    return t && t->dtype == BA_DT_F32;
+}
 
 ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, ba_tensor_t *dz, int nreq,
-                           const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook, void *ctx,
-                           ba_error *err) {
+                           const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook,
+                           void *ctx, ba_error *err) {
     const int nv = m->nvalues;
     ba_status st = BA_OK;
     unsigned char *fwd = ba_calloc((size_t)nv + 1, 2, err), *bwd = fwd ? fwd + nv + 1 : NULL;
@@ -217,7 +225,8 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         int on = 0;
-        for (int j = 0; j < n->nout; j++) on |= n->outputs[j] >= 0 && fwd[n->outputs[j]] && bwd[n->outputs[j]];
+        for (int j = 0; j < n->nout; j++)
+            on |= n->outputs[j] >= 0 && fwd[n->outputs[j]] && bwd[n->outputs[j]];
         if (!on || ba_grad_known(n)) continue;
         int seen = 0;
         for (int q = 0; q < i && !seen; q++) seen = !strcmp(m->nodes[q].op_type, n->op_type);
@@ -228,8 +237,8 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
         nmissing++;
     }
     if (nmissing) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: no backward for %d op%s on the gradient path: %s", m->path,
-                          nmissing, nmissing > 1 ? "s" : "", missing);
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: no backward for %d op%s on the gradient path: %s",
+                          m->path, nmissing, nmissing > 1 ? "s" : "", missing);
         goto done;
     }
     grads[out_id] = ba_tensor_ref(dz);
@@ -270,7 +279,8 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
                 grads[id] = din[j];
             } else if (st == BA_OK) { /* repeated input: merge */
                 float *g = ba_grad_slot(grads, id, din[j], err);
-                if (!g) st = err->code;
+                if (!g)
+                    st = err->code;
                 else
                     for (int64_t e = 0; e < din[j]->numel; e++) g[e] += ((const float *)din[j]->data)[e];
                 ba_tensor_unref(din[j]);
@@ -286,8 +296,10 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
     next:
         for (int j = 0; j < n->nout; j++)
             if (n->outputs[j] >= 0) {
-                if (keep) keep[n->outputs[j]] = grads[n->outputs[j]];
-                else ba_tensor_unref(grads[n->outputs[j]]);
+                if (keep)
+                    keep[n->outputs[j]] = grads[n->outputs[j]];
+                else
+                    ba_tensor_unref(grads[n->outputs[j]]);
                 grads[n->outputs[j]] = NULL;
             }
     }
@@ -313,11 +325,12 @@ done:
 static ba_status check_req(const ba_model_t *m, ba_tensor_t **vals, int nreq, const int *req, ba_error *err) {
     for (int k = 0; k < nreq; k++) {
         if (req[k] < 0 || req[k] >= m->nvalues || !m->values[req[k]].constant)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
-                                m->path, req[k]);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: gradient requested for value id %d, which is not a constant", m->path,
+                                req[k]);
         if (!is_f32(vals[req[k]]))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for '%s', which is not float32", m->path,
-                                m->values[req[k]].name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for '%s', which is not float32",
+                                m->path, m->values[req[k]].name);
     }
     return BA_OK;
 }
@@ -325,7 +338,8 @@ static ba_status check_req(const ba_model_t *m, ba_tensor_t **vals, int nreq, co
 /* Labels = argmax over the last axis of each row of logits. */
 static ba_status argmax_labels(const ba_tensor_t *z, int64_t **labels, int64_t *n, ba_error *err) {
     if (!is_f32(z) || z->ndim < 1 || z->shape[z->ndim - 1] < 2)
-        return ba_error_set(err, BA_ERR_INPUT, "loss: cross-entropy on the FP argmax needs float32 logits with >= 2 "
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "loss: cross-entropy on the FP argmax needs float32 logits with >= 2 "
                             "classes on the last axis");
     const int64_t C = z->shape[z->ndim - 1], R = z->numel / C;
     *labels = ba_malloc((size_t)R * sizeof(int64_t) + 1, err);
@@ -357,7 +371,8 @@ static ba_status forward_keep(const ba_model_t *m, ba_tensor_t *const *inputs, b
     for (int k = 0; k < m->ninputs; k++) {
         int v = m->inputs[k];
         ba_tensor_unref(vals[v]);
-        vals[v] = inputs[k]->dtype == BA_DT_F64 ? ba_tensor_cast(inputs[k], BA_DT_F32, err) : ba_tensor_ref(inputs[k]);
+        vals[v] = inputs[k]->dtype == BA_DT_F64 ? ba_tensor_cast(inputs[k], BA_DT_F32, err)
+                                                : ba_tensor_ref(inputs[k]);
         if (!vals[v]) return err->code;
     }
     return BA_OK;
@@ -374,7 +389,7 @@ static void free_vals(const ba_model_t *m, ba_tensor_t **vals) {
  * threshold, so each one came back as fresh pages, faulted and zeroed one by
  * one: 40% of an HVP-bound ViT run was page faults (perf). Keeping freed
  * memory in the process up to these sizes removes that; set once, process-wide. */
-#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024)  /* glibc's maximum for this setting */
+#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024) /* glibc's maximum for this setting */
 #define MALLOC_TRIM_THRESHOLD (512 * 1024 * 1024)
 static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
 static void malloc_tune(void) {
@@ -384,8 +399,8 @@ static void malloc_tune(void) {
 
 /* Session over a batch whose first row is row0 of the labels / ref. */
 static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
-                              const ba_loss_spec_t *loss, const int64_t *labels, int64_t nlabels, int64_t row0,
-                              int full, ba_grad_session_t **out, ba_error *err) {
+                              const ba_loss_spec_t *loss, const int64_t *labels, int64_t nlabels,
+                              int64_t row0, int full, ba_grad_session_t **out, ba_error *err) {
     *out = NULL;
     if (!loss || loss->output < 0 || loss->output >= m->noutputs)
         return ba_error_set(err, BA_ERR_INPUT, "%s: loss on output %d, the model has %d", m->path,
@@ -439,8 +454,9 @@ static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, b
     const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
     if (full && s->loss.kind == BA_LOSS_CE && s->loss.nlabels != R) {
         char sb[128];
-        st = ba_error_set(err, BA_ERR_INPUT, "labels: %lld given, the output %s has %lld rows (one label per row)",
-                          (long long)s->loss.nlabels, ba_shape_str(z->ndim, z->shape, sb, sizeof sb), (long long)R);
+        st = ba_error_set(
+            err, BA_ERR_INPUT, "labels: %lld given, the output %s has %lld rows (one label per row)",
+            (long long)s->loss.nlabels, ba_shape_str(z->ndim, z->shape, sb, sizeof sb), (long long)R);
         goto fail;
     }
     if (full && (s->loss.kind == BA_LOSS_KL || s->loss.kind == BA_LOSS_MSE) &&
@@ -474,7 +490,9 @@ void ba_grad_session_free(ba_grad_session_t *s) {
     free(s);
 }
 
-double ba_grad_session_loss(const ba_grad_session_t *s) { return s->base_loss; }
+double ba_grad_session_loss(const ba_grad_session_t *s) {
+    return s->base_loss;
+}
 
 int64_t ba_grad_session_bytes(const ba_grad_session_t *s) {
     int64_t b = 0;
@@ -484,8 +502,8 @@ int64_t ba_grad_session_bytes(const ba_grad_session_t *s) {
 }
 
 /* Loss gradient on vals' output, then the backward pass to req[]. */
-static ba_status grad_at_hook(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req, ba_tensor_t **gres,
-                              double *loss, ba_grad_node_hook hook, ba_error *err) {
+static ba_status grad_at_hook(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req,
+                              ba_tensor_t **gres, double *loss, ba_grad_node_hook hook, ba_error *err) {
     const ba_tensor_t *z = vals[s->out_id];
     ba_tensor_t *dz = ba_tensor_new(BA_DT_F32, z->ndim, z->shape, err);
     if (!dz) return err->code;
@@ -497,14 +515,16 @@ static ba_status grad_at_hook(ba_grad_session_t *s, ba_tensor_t **vals, int nreq
     return st;
 }
 
-static ba_status grad_at(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req, ba_tensor_t **gres,
-                         double *loss, ba_error *err) {
+static ba_status grad_at(ba_grad_session_t *s, ba_tensor_t **vals, int nreq, const int *req,
+                         ba_tensor_t **gres, double *loss, ba_error *err) {
     return grad_at_hook(s, vals, nreq, req, gres, loss, NULL, err);
 }
 
 static void copy_grad(const ba_tensor_t *g, float *dst, int64_t n) {
-    if (g) memcpy(dst, g->data, (size_t)n * sizeof(float));
-    else memset(dst, 0, (size_t)n * sizeof(float));
+    if (g)
+        memcpy(dst, g->data, (size_t)n * sizeof(float));
+    else
+        memset(dst, 0, (size_t)n * sizeof(float));
 }
 
 ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, float *const *grads_out,
@@ -523,7 +543,8 @@ ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, f
 
 /* vals_out = base values with constant `value` replaced by w and every node
  * downstream of it re-run (the rest shared with the base by ref). */
-static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, ba_tensor_t **vals_out, ba_error *err) {
+static ba_status forward_from(ba_grad_session_t *s, int value, ba_tensor_t *w, ba_tensor_t **vals_out,
+                              ba_error *err) {
     const ba_model_t *m = s->m;
     const int nv = m->nvalues;
     unsigned char *dirty = ba_calloc((size_t)nv + 1, 1, err);
@@ -600,7 +621,8 @@ static ba_status grad_shifted(ba_grad_session_t *s, int value, const float *v, d
     return st;
 }
 
-ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err) {
+ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out,
+                                 ba_error *err) {
     BA_TRY(check_req(s->m, s->vals, 1, &value, err));
     const ba_tensor_t *W = s->vals[value];
     const float *wv = W->data;
@@ -677,7 +699,8 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
     }
     int64_t total = 0;
     double *acc = NULL;
-    for (int k = 0; k < nreq; k++) total += m->values[req[k]].constant ? m->values[req[k]].constant->numel : 0;
+    for (int k = 0; k < nreq; k++)
+        total += m->values[req[k]].constant ? m->values[req[k]].constant->numel : 0;
     acc = ba_calloc((size_t)total + 1, sizeof(double), err);
     ba_tensor_t **g = ba_calloc((size_t)nreq + 1, sizeof *g, err);
     ba_tensor_t **one = ba_calloc((size_t)m->ninputs + 1, sizeof *one, err);
@@ -691,10 +714,12 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
             const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, rps = z->numel / C / N;
             ba_tensor_t *dz = ba_tensor_new(BA_DT_F32, z->ndim, z->shape, err);
             int64_t sshape[2] = {rps, C};
-            ba_tensor_t *zi = dz ? ba_tensor_wrap(BA_DT_F32, 2, sshape, (float *)z->data + i * rps * C, err) : NULL;
+            ba_tensor_t *zi =
+                dz ? ba_tensor_wrap(BA_DT_F32, 2, sshape, (float *)z->data + i * rps * C, err) : NULL;
             st = zi ? ba_loss_eval(&full->loss, zi, i * rps, 1.0, &li, (float *)dz->data + i * rps * C, err)
                     : err->code;
-            if (st == BA_OK) st = ba_grad_backward(m, full->vals, full->out_id, dz, nreq, req, g, NULL, NULL, NULL, err);
+            if (st == BA_OK)
+                st = ba_grad_backward(m, full->vals, full->out_id, dz, nreq, req, g, NULL, NULL, NULL, err);
             ba_tensor_unref(zi);
             ba_tensor_unref(dz);
         } else {
@@ -713,14 +738,16 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
                     const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, rps = C ? z->numel / C : 0;
                     s->row0 = i * rps;
                     if (i == 0 && ls.kind == BA_LOSS_CE && ls.nlabels != rps * N)
-                        st = ba_error_set(err, BA_ERR_INPUT,
-                                          "labels: %lld given, the output has %lld rows (%lld samples x %lld)",
-                                          (long long)ls.nlabels, (long long)(rps * N), (long long)N, (long long)rps);
+                        st = ba_error_set(
+                            err, BA_ERR_INPUT,
+                            "labels: %lld given, the output has %lld rows (%lld samples x %lld)",
+                            (long long)ls.nlabels, (long long)(rps * N), (long long)N, (long long)rps);
                     else if (i == 0 && (ls.kind == BA_LOSS_KL || ls.kind == BA_LOSS_MSE) &&
                              (!ls.ref || ls.ref->numel != z->numel * N))
-                        st = ba_error_set(err, BA_ERR_INPUT,
-                                          "loss: reference output does not hold %lld samples of the output's size",
-                                          (long long)N);
+                        st = ba_error_set(
+                            err, BA_ERR_INPUT,
+                            "loss: reference output does not hold %lld samples of the output's size",
+                            (long long)N);
                     if (st == BA_OK) st = check_req(m, s->vals, nreq, req, err);
                     if (st == BA_OK) st = grad_at(s, s->vals, nreq, req, g, &li, err);
                 }
@@ -768,8 +795,9 @@ ba_status ba_grad_compute(const ba_model_t *m, ba_tensor_t *const *inputs, const
     if (!opts) opts = &no_opts;
     for (int k = 0; k < nreq; k++)
         if (req[k] < 0 || req[k] >= m->nvalues || !m->values[req[k]].constant)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
-                                m->path, req[k]);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: gradient requested for value id %d, which is not a constant", m->path,
+                                req[k]);
     if (opts->per_sample_sq)
         return per_sample_sq(m, inputs, opts->overrides, opts->sample_axes, loss, nreq, req, grads_out,
                              loss_out, err);

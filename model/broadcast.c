@@ -7,7 +7,8 @@
 ba_status ba_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b, int *nout, int64_t *out,
                              const char *who, ba_error *err) {
     int n = na > nb ? na : nb;
-    if (n > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s: rank %d exceeds %d", who, n, BA_MAX_DIMS);
+    if (n > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: rank %d exceeds %d", who, n, BA_MAX_DIMS);
     for (int i = 0; i < n; i++) {
         int ia = i - (n - na), ib = i - (n - nb);
         int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
@@ -22,14 +23,15 @@ ba_status ba_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b,
     return BA_OK;
 }
 
-ba_status ba_bcast_init(ba_bcast_t *bc, int nin, const int *ndims, const int64_t *const *shapes, const char *who,
-                        ba_error *err) {
+ba_status ba_bcast_init(ba_bcast_t *bc, int nin, const int *ndims, const int64_t *const *shapes,
+                        const char *who, ba_error *err) {
     memset(bc, 0, sizeof *bc);
     if (nin < 1 || nin > BA_BCAST_MAX_IN)
         return ba_error_set(err, BA_ERR_INPUT, "%s: %d inputs to broadcast", who, nin);
     int n = ndims[0];
     int64_t shp[BA_MAX_DIMS];
-    if (n > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s: rank %d exceeds %d", who, n, BA_MAX_DIMS);
+    if (n > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: rank %d exceeds %d", who, n, BA_MAX_DIMS);
     memcpy(shp, shapes[0], sizeof(int64_t) * (size_t)n);
     for (int k = 1; k < nin; k++) {
         int64_t tmp[BA_MAX_DIMS];
@@ -60,7 +62,8 @@ ba_status ba_bcast_init(ba_bcast_t *bc, int nin, const int *ndims, const int64_t
         if (m > 0) {
             int ok = 1;
             for (int k = 0; k < nin && ok; k++)
-                ok = bc->strides[k][m - 1] == st[k][i] * shp[i] && (st[k][i] != 0 || bc->strides[k][m - 1] == 0);
+                ok = bc->strides[k][m - 1] == st[k][i] * shp[i] &&
+                     (st[k][i] != 0 || bc->strides[k][m - 1] == 0);
             if (ok) {
                 bc->shape[m - 1] *= shp[i];
                 for (int k = 0; k < nin; k++) bc->strides[k][m - 1] = st[k][i];
@@ -142,10 +145,14 @@ void ba_elem_store_f64(ba_tensor_t *t, int64_t i, double v) {
     default: break;
     }
     int64_t n;
-    if (v != v) n = 0;
-    else if (v >= 9.2e18) n = INT64_MAX;
-    else if (v <= -9.2e18) n = INT64_MIN;
-    else n = (int64_t)v;
+    if (v != v)
+        n = 0;
+    else if (v >= 9.2e18)
+        n = INT64_MAX;
+    else if (v <= -9.2e18)
+        n = INT64_MIN;
+    else
+        n = (int64_t)v;
     ba_elem_store_i64(t, i, n);
 }
 

@@ -13,12 +13,12 @@
 #define BA_BCAST_MAX_IN 4 /* Where has 3 inputs; one spare */
 
 typedef struct ba_bcast {
-    int out_ndim;                       /* broadcast output shape (unmerged) */
+    int out_ndim; /* broadcast output shape (unmerged) */
     int64_t out_shape[BA_MAX_DIMS];
     int64_t out_numel;
     int nin;
-    int ndim;                           /* merged rank (>= 1) */
-    int64_t shape[BA_MAX_DIMS];         /* merged shape; shape[ndim-1] is the row length */
+    int ndim;                                      /* merged rank (>= 1) */
+    int64_t shape[BA_MAX_DIMS];                    /* merged shape; shape[ndim-1] is the row length */
     int64_t strides[BA_BCAST_MAX_IN][BA_MAX_DIMS]; /* element strides per input, 0 = broadcast */
     int64_t row_len, nrows;
 } ba_bcast_t;
@@ -29,8 +29,8 @@ ba_status ba_broadcast_shape(int na, const int64_t *a, int nb, const int64_t *b,
                              const char *who, ba_error *err);
 
 /* Prepares a walk over the broadcast of nin shapes (nin <= BA_BCAST_MAX_IN). */
-ba_status ba_bcast_init(ba_bcast_t *bc, int nin, const int *ndims, const int64_t *const *shapes, const char *who,
-                        ba_error *err);
+ba_status ba_bcast_init(ba_bcast_t *bc, int nin, const int *ndims, const int64_t *const *shapes,
+                        const char *who, ba_error *err);
 /* Same, from tensors. */
 ba_status ba_bcast_init_tensors(ba_bcast_t *bc, int nin, const ba_tensor_t *const *in, const char *who,
                                 ba_error *err);
@@ -39,7 +39,8 @@ ba_status ba_bcast_init_tensors(ba_bcast_t *bc, int nin, const ba_tensor_t *cons
  * whole output, in parallel (OpenMP) when the output is large. offs[k] is
  * input k's offset of the segment's first element, steps[k] its stride. */
 #define BA_BCAST_SEG 16384
-typedef void (*ba_bcast_seg_fn)(void *ctx, int64_t out_off, const int64_t *offs, const int64_t *steps, int64_t len);
+typedef void (*ba_bcast_seg_fn)(void *ctx, int64_t out_off, const int64_t *offs, const int64_t *steps,
+                                int64_t len);
 void ba_bcast_for_each(const ba_bcast_t *bc, ba_bcast_seg_fn fn, void *ctx);
 
 /* Element stores for generic (slow-path) kernels: ONNX Cast conversion of a

@@ -9,17 +9,19 @@
 
 /* Checks one graph input against the model's declaration; casts float64 data
  * to float32 when the model wants float32. *use gets a new ref. */
-static ba_status check_input(const ba_model_t *m, const ba_value_t *v, ba_tensor_t *t, ba_tensor_t **use, ba_error *err) {
+static ba_status check_input(const ba_model_t *m, const ba_value_t *v, ba_tensor_t *t, ba_tensor_t **use,
+                             ba_error *err) {
     char a[128], b[128];
     *use = NULL;
     if (!t) return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': no data given", m->path, v->name);
     if (v->ndim >= 0 && t->ndim != v->ndim)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data has rank %d %s, model wants rank %d %s", m->path,
-                            v->name, t->ndim, ba_shape_str(t->ndim, t->shape, a, sizeof a), v->ndim,
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data has rank %d %s, model wants rank %d %s",
+                            m->path, v->name, t->ndim, ba_shape_str(t->ndim, t->shape, a, sizeof a), v->ndim,
                             ba_shape_str(v->ndim, v->shape, b, sizeof b));
     for (int d = 0; v->ndim >= 0 && d < v->ndim; d++)
         if (v->shape[d] >= 0 && v->shape[d] != t->shape[d])
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': data shape %s does not match the model's %s (dim %d)",
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: input '%s': data shape %s does not match the model's %s (dim %d)",
                                 m->path, v->name, ba_shape_str(t->ndim, t->shape, a, sizeof a),
                                 ba_shape_str(v->ndim, v->shape, b, sizeof b), d);
     if (v->dtype != BA_DT_UNDEFINED && t->dtype != v->dtype) {
@@ -40,8 +42,8 @@ enum { G_UNKNOWN = 0, G_HOLDS = 1, G_FAILS = 2 };
 /* Whether the nodes of guard g run: its parent holds, its condition was
  * computed (a condition made inside a branch not taken never is) and picks
  * its branch. gs caches each guard's state for this run. */
-static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_tensor_t *const *vals, int *holds,
-                             ba_error *err) {
+static ba_status guard_holds(const ba_model_t *m, int g, unsigned char *gs, ba_tensor_t *const *vals,
+                             int *holds, ba_error *err) {
     if (gs[g] == G_UNKNOWN) {
         const ba_guard_t *gd = &m->guards[g];
         int up = 1;
@@ -77,8 +79,8 @@ static void release(const ba_model_t *m, const ba_node_t *n, int *uses, ba_tenso
     }
 }
 
-ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts, ba_tensor_t **outputs,
-                      ba_error *err) {
+ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts,
+                      ba_tensor_t **outputs, ba_error *err) {
     static const ba_run_opts_t no_opts;
     if (!opts) opts = &no_opts;
     for (int k = 0; k < m->noutputs; k++) outputs[k] = NULL;
@@ -121,7 +123,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         if (!n->def || !n->def->forward) {
-            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name, n->op_type);
+            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name,
+                              n->op_type);
             goto done;
         }
         int run = 1;
@@ -145,8 +148,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             in[j] = id >= 0 ? vals[id] : NULL;
             /* a merge's slots of the branch not taken stay empty */
             if (id >= 0 && !in[j] && !(n->if_guard >= 0 && j > 0)) {
-                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): input '%s' has no value", m->path, n->name,
-                                  n->op_type, m->values[id].name);
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): input '%s' has no value", m->path,
+                                  n->name, n->op_type, m->values[id].name);
                 goto done;
             }
         }
@@ -161,8 +164,10 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             }
             /* a kernel's own messages name the node; an allocation's does not */
             if (!strstr(err->msg, n->name)) {
-                if (n->guard >= 0) ba_error_prefix(err, "node '%s' (%s)", n->name, n->op_type);
-                else ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
+                if (n->guard >= 0)
+                    ba_error_prefix(err, "node '%s' (%s)", n->name, n->op_type);
+                else
+                    ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
             }
             if (n->guard >= 0) {
                 const ba_guard_t *gd = &m->guards[n->guard];
@@ -178,8 +183,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
                 continue;
             }
             if (!out[j]) {
-                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset", m->path, n->name,
-                                  n->op_type, j);
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset",
+                                  m->path, n->name, n->op_type, j);
                 for (int q = j + 1; q < n->nout; q++) ba_tensor_unref(out[q]);
                 goto done;
             }

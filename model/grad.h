@@ -23,8 +23,8 @@ typedef enum {
 
 typedef struct ba_loss_spec {
     ba_loss_kind kind;
-    int output;             /* index into m->outputs (0: the first output) */
-    const int64_t *labels;  /* BA_LOSS_CE: one class id per row (all samples given) */
+    int output;            /* index into m->outputs (0: the first output) */
+    const int64_t *labels; /* BA_LOSS_CE: one class id per row (all samples given) */
     int64_t nlabels;
     /* BA_LOSS_KL / MSE: reference output, same shape as the output (all samples).
      * BA_LOSS_CE_ARGMAX: reference logits whose argmax are the labels; NULL =
@@ -36,14 +36,14 @@ typedef struct ba_loss_spec {
  * labels / ref, so a batch can be a slice of the whole data set). *loss gets
  * the mean; dz (when non-NULL) gets dL/dz scaled by `scale` (1: the gradient
  * of the mean). z and dz are float32 of the same shape. */
-ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale, double *loss,
-                       float *dz, ba_error *err);
+ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale,
+                       double *loss, float *dz, ba_error *err);
 
 /* Second derivative of the loss in z: htz (when non-NULL) = ∇²_z L · tz and
  * *quad (when non-NULL) = tzᵀ ∇²_z L tz, for tz of z's shape. CE and KL:
  * per row (diag p − p pᵀ)/rows with p = softmax(z); MSE: 2/numel · I. */
-ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz, float *htz,
-                      double *quad, ba_error *err);
+ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz,
+                      float *htz, double *quad, ba_error *err);
 
 /* ---- backward kernels: the backward column of the op table (model/ops.h,
  * ba_op_backward_t); an op without one is BA_OPF_NOGRAD (passes no gradient)
@@ -86,7 +86,7 @@ typedef struct ba_grad_session ba_grad_session_t;
  * in ba_grad_opts_t; inputs and overrides must outlive the session. */
 ba_status ba_grad_session_new(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                               const ba_loss_spec_t *loss, ba_grad_session_t **out, ba_error *err);
-void ba_grad_session_free(ba_grad_session_t *s); /* NULL-safe */
+void ba_grad_session_free(ba_grad_session_t *s);         /* NULL-safe */
 double ba_grad_session_loss(const ba_grad_session_t *s); /* loss at the base weights */
 /* Batch gradients at the base weights (as ba_grad_compute). */
 ba_status ba_grad_session_grad(ba_grad_session_t *s, int nreq, const int *req, float *const *grads_out,
@@ -114,7 +114,8 @@ ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, d
 /* The same Hv by central differences of two exact gradients (the previous
  * method, kept as an independent cross-check): W ± eps·v re-running the
  * downstream nodes with piecewise-linear ops frozen on the base pattern. */
-ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out, ba_error *err);
+ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out,
+                                 ba_error *err);
 /* Bytes held by the session's kept values (to decide whether several can be kept). */
 int64_t ba_grad_session_bytes(const ba_grad_session_t *s);
 

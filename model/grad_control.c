@@ -4,8 +4,9 @@
 #include "model/grad_internal.h"
 #include "model/ops.h"
 
-ba_status ba_if_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                         ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_if_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                         int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                         ba_error *err) {
     (void)out;
     if (nin != 1 + 2 * nout)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "node '%s' (If): branches were not expanded", n->name);

@@ -65,12 +65,13 @@ static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_
  * generic path ran an M=1 sgemm per channel over its im2col, 10x the
  * forward's cost on MobileNetV2; this is the forward's direct loop turned
  * around (one channel per thread: its dX plane and dW rows are its own). */
-static void depthwise_backward(const float *x, const float *w, const float *dy, float *dx, float *dw, int64_t N,
-                               int64_t C, int64_t M, const ba_kern_geom_t *g) {
+static void depthwise_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
+                               int64_t N, int64_t C, int64_t M, const ba_kern_geom_t *g) {
     const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
     const int64_t sh = g->s[1], sw = g->s[2], mult = M / C;
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
-    for (int64_t kw = 0; kw < KW; kw++) valid_range(kw * g->dil[2] - g->pb[2], sw, IW, OW, &plo[kw], &phi[kw]);
+    for (int64_t kw = 0; kw < KW; kw++)
+        valid_range(kw * g->dil[2] - g->pb[2], sw, IW, OW, &plo[kw], &phi[kw]);
     const int nt = ba_kern_threads(N * M * OH * OW * KH * KW);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t c = 0; c < C; c++)
@@ -115,8 +116,9 @@ static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, floa
 }
 
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
-ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                           int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                           ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];
@@ -159,18 +161,19 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
             /* dY of the group, images side by side: (Mg, nbb*P). */
             for (int64_t j = 0; j < nbb; j++)
                 for (int64_t m = 0; m < Mg; m++)
-                    memcpy(dyg + m * ld + j * P, dy + ((n0 + j) * M + gi * Mg + m) * P, (size_t)P * sizeof(float));
+                    memcpy(dyg + m * ld + j * P, dy + ((n0 + j) * M + gi * Mg + m) * P,
+                           (size_t)P * sizeof(float));
             if (dW) {
                 for (int64_t j = 0; j < nbb; j++)
                     ba_kern_im2col(x + ((n0 + j) * C + gi * Cg) * Pin, Cg, &g, cols + j * P, ld);
                 /* dW_g (Mg, K) += dY_g (Mg, ld) · cols^T (ld, K) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)K, (int)ld, 1.0f, dyg, (int)ld, cols,
-                            (int)ld, 1.0f, dW + gi * Mg * K, (int)K);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Mg, (int)K, (int)ld, 1.0f, dyg,
+                            (int)ld, cols, (int)ld, 1.0f, dW + gi * Mg * K, (int)K);
             }
             if (dX) {
                 /* dcols (K, ld) = W_g^T (K, Mg) · dY_g (Mg, ld) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)Mg, 1.0f, w + gi * Mg * K,
-                            (int)K, dyg, (int)ld, 0.0f, dcols, (int)ld);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)Mg, 1.0f,
+                            w + gi * Mg * K, (int)K, dyg, (int)ld, 0.0f, dcols, (int)ld);
                 for (int64_t j = 0; j < nbb; j++)
                     col2im_ld(dcols + j * P, ld, Cg, &g, dX + ((n0 + j) * C + gi * Cg) * Pin);
             }
@@ -186,8 +189,8 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
  * dX_g (Cg, Pin) += W_g (Cg, Mg*KK) · dcols and dW_g += X_g · dcolsᵀ.
  * Images with few input pixels go side by side (nb per sgemm). */
 ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                            int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                            ba_tensor_t **din, ba_error *err) {
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *W = in[1], *dY = dout[0];

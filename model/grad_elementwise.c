@@ -24,11 +24,13 @@ static int same_shape(const ba_tensor_t *a, int ndim, const int64_t *shape) {
     return a->ndim == ndim && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
 
-static int is_f32t(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
+static int is_f32t(const ba_tensor_t *t) {
+    return t && t->dtype == BA_DT_F32;
+}
 
 /* Adds the output-shaped gradient t (Y's shape) into din[i] of in[i]'s shape. */
-static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y, const float *t,
-                             float scale, ba_error *err) {
+static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y,
+                             const float *t, float scale, ba_error *err) {
     float *d = ba_grad_slot(din, i, x, err);
     if (!d) return err->code;
     ba_grad_reduce_add(t, Y->ndim, Y->shape, d, x->ndim, x->shape, scale);
@@ -38,8 +40,8 @@ static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, con
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
 
 static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *out,
-                                 ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, int op,
-                                 ba_error *err) {
+                                 ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                                 int op, ba_error *err) {
     const ba_tensor_t *A = in[0], *B = in[1], *Y = out[0];
     const float *g = dout[0]->data, *y = Y->data;
     const int64_t ne = Y->numel;
@@ -47,8 +49,10 @@ static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_
         for (int i = 0; i < 2; i++) {
             if (!need[i]) continue;
             float s = (op == B_SUB && i == 1) ? -1.0f : 1.0f;
-            if (s > 0 && same_shape(in[i], Y->ndim, Y->shape)) BA_TRY(ba_grad_pass(din, i, in[i], dout[0], err));
-            else BA_TRY(add_reduced(din, i, in[i], Y, g, s, err));
+            if (s > 0 && same_shape(in[i], Y->ndim, Y->shape))
+                BA_TRY(ba_grad_pass(din, i, in[i], dout[0], err));
+            else
+                BA_TRY(add_reduced(din, i, in[i], Y, g, s, err));
         }
         return BA_OK;
     }
@@ -113,8 +117,8 @@ BINARY(ba_pow_backward, B_POW)
  * the first input equal to the output takes the gradient (PyTorch splits
  * ties; ties between different inputs are measure-zero in practice). */
 ba_status ba_variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                               int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                               ba_error *err) {
+                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                               ba_tensor_t **din, ba_error *err) {
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const float *g = dout[0]->data, *y = Y->data;
@@ -149,8 +153,9 @@ ba_status ba_variadic_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
 }
 
 /* Where(cond, X, Y): X gets dOut where cond, Y where not. */
-ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *Y = out[0];
@@ -170,8 +175,9 @@ ba_status ba_where_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 }
 
 /* PRelu: y = x > 0 ? x : slope·x, slope broadcast to x. */
-ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nin;
     (void)nout;
     const ba_tensor_t *X = in[0], *Y = out[0];
@@ -194,24 +200,43 @@ ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 }
 
 enum {
-    U_RELU, U_LEAKY, U_SIGMOID, U_TANH, U_EXP, U_LOG, U_SQRT, U_ERF, U_NEG, U_ABS, U_RECIP, U_ELU, U_SELU,
-    U_HSIG, U_HSWISH, U_SOFTPLUS, U_GELU, U_SIN, U_COS, U_CLIP
+    U_RELU,
+    U_LEAKY,
+    U_SIGMOID,
+    U_TANH,
+    U_EXP,
+    U_LOG,
+    U_SQRT,
+    U_ERF,
+    U_NEG,
+    U_ABS,
+    U_RECIP,
+    U_ELU,
+    U_SELU,
+    U_HSIG,
+    U_HSWISH,
+    U_SOFTPLUS,
+    U_GELU,
+    U_SIN,
+    U_COS,
+    U_CLIP
 };
 
 static const struct {
     const char *name;
     int op;
 } unary_map[] = {
-    {"Relu", U_RELU},   {"LeakyRelu", U_LEAKY},     {"Sigmoid", U_SIGMOID},   {"Tanh", U_TANH},
-    {"Exp", U_EXP},     {"Log", U_LOG},             {"Sqrt", U_SQRT},         {"Erf", U_ERF},
-    {"Neg", U_NEG},     {"Abs", U_ABS},             {"Reciprocal", U_RECIP},  {"Elu", U_ELU},
-    {"Selu", U_SELU},   {"HardSigmoid", U_HSIG},    {"HardSwish", U_HSWISH},  {"Softplus", U_SOFTPLUS},
-    {"Gelu", U_GELU},   {"Sin", U_SIN},             {"Cos", U_COS},           {"Clip", U_CLIP},
+    {"Relu", U_RELU}, {"LeakyRelu", U_LEAKY},  {"Sigmoid", U_SIGMOID},  {"Tanh", U_TANH},
+    {"Exp", U_EXP},   {"Log", U_LOG},          {"Sqrt", U_SQRT},        {"Erf", U_ERF},
+    {"Neg", U_NEG},   {"Abs", U_ABS},          {"Reciprocal", U_RECIP}, {"Elu", U_ELU},
+    {"Selu", U_SELU}, {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
+    {"Gelu", U_GELU}, {"Sin", U_SIN},          {"Cos", U_COS},          {"Clip", U_CLIP},
 };
 
 /* dx = g · f'(x) (written with y = f(x) where that is cheaper). */
-ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                            ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                            ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     int op = -1;
@@ -289,12 +314,14 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
             const double k = sqrt(2.0 / M_PI), c = 0.044715;
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e], u = k * (v + c * v * v * v), th = tanh(u);
-                d[e] += (float)(g[e] * (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * k * (1.0 + 3.0 * c * v * v)));
+                d[e] += (float)(g[e] *
+                                (0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * k * (1.0 + 3.0 * c * v * v)));
             }
         } else {
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e];
-                d[e] += (float)(g[e] * (0.5 * (1.0 + erf(v / M_SQRT2)) + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
+                d[e] +=
+                    (float)(g[e] * (0.5 * (1.0 + erf(v / M_SQRT2)) + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
             }
         }
         break;
@@ -317,15 +344,15 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] >= lo && x[e] <= hi ? g[e] : 0.0f;
         break;
     }
-    default:
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: no backward for %s", n->name, n->op_type);
+    default: return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: no backward for %s", n->name, n->op_type);
     }
     return BA_OK;
 }
 
 /* Identity, Dropout (inference), Cast float->float: dx = dy. */
-ba_status ba_pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_pass_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                           int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                           ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;

@@ -54,17 +54,22 @@ typedef enum {
 
 /* The rule kinds of the op table's HVP column (model/ops.h). */
 static const rule_kind table_kind[] = {
-    [BA_HVP_FD] = R_FD,           [BA_HVP_LINEAR] = R_LINEAR, [BA_HVP_BILINEAR] = R_BILINEAR,
-    [BA_HVP_UNARY] = R_UNARY,     [BA_HVP_SELECT] = R_SELECT, [BA_HVP_BN] = R_BN,
-    [BA_HVP_DIV] = R_DIV,         [BA_HVP_SOFTMAX] = R_SOFTMAX, [BA_HVP_INSTNORM] = R_INSTNORM,
+    [BA_HVP_FD] = R_FD,       [BA_HVP_LINEAR] = R_LINEAR,   [BA_HVP_BILINEAR] = R_BILINEAR,
+    [BA_HVP_UNARY] = R_UNARY, [BA_HVP_SELECT] = R_SELECT,   [BA_HVP_BN] = R_BN,
+    [BA_HVP_DIV] = R_DIV,     [BA_HVP_SOFTMAX] = R_SOFTMAX, [BA_HVP_INSTNORM] = R_INSTNORM,
     [BA_HVP_OWN] = R_OWN,
 };
-_Static_assert(sizeof table_kind / sizeof table_kind[0] == BA_HVP_OWN + 1, "table_kind: one entry per ba_hvp_kind");
+_Static_assert(sizeof table_kind / sizeof table_kind[0] == BA_HVP_OWN + 1,
+               "table_kind: one entry per ba_hvp_kind");
 
 /* Unary ops that are linear on each piece: f'' = 0 (the frozen pattern). */
-static int piecewise_linear(const ba_node_t *n) { return (ba_node_flags(n) & BA_OPF_PIECEWISE) != 0; }
+static int piecewise_linear(const ba_node_t *n) {
+    return (ba_node_flags(n) & BA_OPF_PIECEWISE) != 0;
+}
 
-static int is_f32(const ba_tensor_t *t) { return t && t->dtype == BA_DT_F32; }
+static int is_f32(const ba_tensor_t *t) {
+    return t && t->dtype == BA_DT_F32;
+}
 
 /* The rule for node n when the inputs in `tmask` carry tangents. */
 static rule_kind rule_of(const ba_node_t *n, unsigned tmask) {
@@ -79,7 +84,9 @@ static rule_kind rule_of(const ba_node_t *n, unsigned tmask) {
 }
 
 /* Inputs covered by n's rule (0 when it has none). */
-static unsigned rule_mask(const ba_node_t *n) { return n->def ? n->def->hvp_mask : 0u; }
+static unsigned rule_mask(const ba_node_t *n) {
+    return n->def ? n->def->hvp_mask : 0u;
+}
 
 /* Whether node n has second-order terms (∂ backward / ∂ inputs ≠ 0) with tangents on tmask. */
 static int has_second(const ba_node_t *n, rule_kind k, unsigned tmask) {
@@ -121,7 +128,9 @@ static ba_tensor_t *new_uninit(const ba_tensor_t *like, ba_error *err) {
 }
 
 /* Whether t may be written in place: held only by the caller, owning its data. */
-static int exclusive(const ba_tensor_t *t) { return t && t->refs == 1 && t->owns && !t->base; }
+static int exclusive(const ba_tensor_t *t) {
+    return t && t->refs == 1 && t->owns && !t->base;
+}
 
 /* *acc += t (same element count), taking t over when *acc is empty; t is consumed. */
 static ba_status accumulate(ba_tensor_t **acc, ba_tensor_t *t, ba_error *err) {
@@ -142,7 +151,8 @@ static ba_status accumulate(ba_tensor_t **acc, ba_tensor_t *t, ba_error *err) {
 }
 
 /* Runs n's forward on in (nin inputs) into out[0..nout). */
-static ba_status run_forward(const ba_node_t *n, ba_tensor_t **in, int nin, ba_tensor_t **out, ba_error *err) {
+static ba_status run_forward(const ba_node_t *n, ba_tensor_t **in, int nin, ba_tensor_t **out,
+                             ba_error *err) {
     for (int j = 0; j < n->nout; j++) out[j] = NULL;
     ba_status st = n->def->forward(n, in, nin, out, n->nout, err);
     if (st != BA_OK)
@@ -156,8 +166,10 @@ static ba_status run_forward(const ba_node_t *n, ba_tensor_t **in, int nin, ba_t
 /* Keeps out[j] as tout[j] for the node's used float outputs, drops the rest. */
 static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **tout) {
     for (int j = 0; j < n->nout; j++) {
-        if (n->outputs[j] >= 0 && is_f32(out[j])) tout[j] = out[j];
-        else ba_tensor_unref(out[j]);
+        if (n->outputs[j] >= 0 && is_f32(out[j]))
+            tout[j] = out[j];
+        else
+            ba_tensor_unref(out[j]);
         out[j] = NULL;
     }
 }
@@ -165,13 +177,13 @@ static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **to
 /* ---- selections on the base point's argmax ---- */
 
 /* ty = tx at the first maximum of each window of x (MaxPool's choice). */
-static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX,
-                                 ba_tensor_t **ty, ba_error *err) {
+static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y,
+                                 const ba_tensor_t *TX, ba_tensor_t **ty, ba_error *err) {
     const int nsp = X->ndim - 2;
     const int64_t *ks = NULL;
     if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name, n->op_type,
-                            nsp);
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name,
+                            n->op_type, nsp);
     ba_kern_geom_t g;
     BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ba_node_attr_int(n, "ceil_mode", 0) != 0, &g, err));
     ba_tensor_t *T = zeros_like(Y, err);
@@ -194,8 +206,8 @@ static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const
 }
 
 /* GlobalMaxPool: tx at the first maximum of each plane. */
-static ba_status gmaxpool_tangent(const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX, ba_tensor_t **ty,
-                                  ba_error *err) {
+static ba_status gmaxpool_tangent(const ba_tensor_t *X, const ba_tensor_t *Y, const ba_tensor_t *TX,
+                                  ba_tensor_t **ty, ba_error *err) {
     ba_tensor_t *T = zeros_like(Y, err);
     if (!T) return err->code;
     const int64_t planes = X->shape[0] * X->shape[1], P = planes ? X->numel / planes : 0;
@@ -376,8 +388,8 @@ static double fd_step(ba_tensor_t *const *in, ba_tensor_t *const *tin, int nin) 
 }
 
 /* xs[j] = in[j] + h·tin[j] where tin[j] is set, else in[j] (refs). */
-static ba_status fd_inputs(ba_tensor_t *const *in, ba_tensor_t *const *tin, int nin, double h, ba_tensor_t **xs,
-                           ba_error *err) {
+static ba_status fd_inputs(ba_tensor_t *const *in, ba_tensor_t *const *tin, int nin, double h,
+                           ba_tensor_t **xs, ba_error *err) {
     for (int j = 0; j < nin; j++) xs[j] = NULL;
     for (int j = 0; j < nin; j++) {
         if (!tin[j]) {
@@ -440,8 +452,9 @@ static int same_shape(const ba_tensor_t *a, const ba_tensor_t *b) {
  * input's tangent when it is not needed again, and Add/Sub of same-shaped
  * operands (a pass-through when only one carries a tangent). Returns 0 when
  * the node is not one of these cases (node_tangent's rules then apply). */
-static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                        ba_tensor_t *const *tin, unsigned steal, ba_tensor_t **tout, ba_status *st, ba_error *err) {
+static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
+                        ba_tensor_t *const *out, ba_tensor_t *const *tin, unsigned steal, ba_tensor_t **tout,
+                        ba_status *st, ba_error *err) {
     *st = BA_OK;
     if (k == R_UNARY && tin[0] && is_f32(in[0]) && is_f32(out[0]) && same_shape(in[0], out[0]) &&
         same_shape(tin[0], in[0])) {
@@ -571,8 +584,8 @@ static ba_status minus_at_zero(const ba_node_t *n, ba_tensor_t *const *in, int n
  * no tangent on input j). steal: inputs whose tangent this node may overwrite
  * (last use, held only here). tout[] must be NULL on entry. */
 static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
-                              ba_tensor_t *const *out, ba_tensor_t *const *tin, unsigned steal, ba_tensor_t **tout,
-                              ba_error *err) {
+                              ba_tensor_t *const *out, ba_tensor_t *const *tin, unsigned steal,
+                              ba_tensor_t **tout, ba_error *err) {
     ba_tensor_t *io[MAX_IO], *res[MAX_IO], *own[MAX_IO];
     ba_status st = BA_OK;
     if (nin > MAX_IO || n->nout > MAX_IO)
@@ -615,8 +628,10 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
                 for (int j = 1; j < n->nout; j++) ba_tensor_unref(res[j]);
             }
         }
-        if (st == BA_OK) tout[0] = acc;
-        else ba_tensor_unref(acc);
+        if (st == BA_OK)
+            tout[0] = acc;
+        else
+            ba_tensor_unref(acc);
         return st;
     }
     case R_UNARY:
@@ -628,15 +643,18 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         need[0] = 1;
         dout[0] = tin[0];
         st = d->backward(n, in, nin, out, n->nout, dout, need, din, err);
-        if (st == BA_OK && din[0] && (din[0]->ndim != out[0]->ndim ||
-                                      memcmp(din[0]->shape, out[0]->shape, sizeof(int64_t) * (size_t)out[0]->ndim))) {
+        if (st == BA_OK && din[0] &&
+            (din[0]->ndim != out[0]->ndim ||
+             memcmp(din[0]->shape, out[0]->shape, sizeof(int64_t) * (size_t)out[0]->ndim))) {
             ba_tensor_t *v = ba_tensor_view(din[0], out[0]->ndim, out[0]->shape, err);
             ba_tensor_unref(din[0]);
             din[0] = v;
             if (!v) st = err->code;
         }
-        if (st == BA_OK) tout[0] = din[0];
-        else unref_all(din, nin);
+        if (st == BA_OK)
+            tout[0] = din[0];
+        else
+            unref_all(din, nin);
         for (int j = 1; j < nin; j++) ba_tensor_unref(din[j]);
         return st;
     }
@@ -672,7 +690,8 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         if (T) {
             const float *y = Y->data;
             float *t = T->data;
-            for (int64_t e = 0; e < Y->numel; e++) t[e] = ((ta ? ta[e] : 0.0f) - (tb ? y[e] * tb[e] : 0.0f)) / b[e];
+            for (int64_t e = 0; e < Y->numel; e++)
+                t[e] = ((ta ? ta[e] : 0.0f) - (tb ? y[e] * tb[e] : 0.0f)) / b[e];
             tout[0] = T;
         } else {
             st = err->code;
@@ -683,18 +702,17 @@ static ba_status node_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *cons
         return st;
     }
     case R_INSTNORM: return instnorm_tangent(n, in, nin, tin, &tout[0], err);
-    case R_FD:
-        return fd_tangent(n, in, nin, tin, tout, err);
-    case R_OWN:
-        return n->def->tangent(n, in, nin, out, n->nout, tin, tout, err);
-    default:
-        return BA_OK;
+    case R_FD: return fd_tangent(n, in, nin, tin, tout, err);
+    case R_OWN: return n->def->tangent(n, in, nin, out, n->nout, tin, tout, err);
+    default: return BA_OK;
     }
 }
 
 /* HardSwish's pieces: 0 for x <= -3, x for x >= 3, x(x + 3)/6 between. */
 #define HSWISH_EDGE 3.0f
-static int hswish_piece(float x) { return x <= -HSWISH_EDGE ? 0 : x >= HSWISH_EDGE ? 2 : 1; }
+static int hswish_piece(float x) {
+    return x <= -HSWISH_EDGE ? 0 : x >= HSWISH_EDGE ? 2 : 1;
+}
 
 int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_tensor_t *const *base_out,
                            ba_tensor_t *const *in, int nin, ba_tensor_t **out, ba_status *st, ba_error *err) {
@@ -782,7 +800,9 @@ ba_status ba_grad_frozen_backward(void *ctx, int node, const ba_node_t *n, ba_te
             const float *x = in[0]->data, *b = xb->data, *g = dout[0]->data;
             for (int64_t e = 0; e < in[0]->numel; e++) {
                 int p = hswish_piece(b[e]);
-                dx[e] += p == 0 ? 0.0f : p == 2 ? g[e] : g[e] * (2.0f * x[e] + HSWISH_EDGE) / (2.0f * HSWISH_EDGE);
+                dx[e] += p == 0   ? 0.0f
+                         : p == 2 ? g[e]
+                                  : g[e] * (2.0f * x[e] + HSWISH_EDGE) / (2.0f * HSWISH_EDGE);
             }
             return BA_OK;
         }
@@ -799,7 +819,8 @@ typedef struct {
 } hook_ctx;
 
 /* f''(x) of a smooth unary op into f2 (y = f(x)); pw: Pow's exponent broadcast to x. */
-static void unary_second(const ba_node_t *n, const float *x, const float *y, const float *pw, int64_t ne, float *f2) {
+static void unary_second(const ba_node_t *n, const float *x, const float *y, const float *pw, int64_t ne,
+                         float *f2) {
     const int op = n->op;
     if (op == BA_OP_SIGMOID)
         for (int64_t e = 0; e < ne; e++) f2[e] = y[e] * (1.0f - y[e]) * (1.0f - 2.0f * y[e]);
@@ -819,7 +840,8 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
         const float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + a;
     } else if (op == BA_OP_SELU) {
-        const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA),
+                    g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + g * a;
     } else if (op == BA_OP_SOFTPLUS)
         for (int64_t e = 0; e < ne; e++) {
@@ -856,8 +878,8 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
 }
 
 /* din[i] += (g-reduced) t over Y's broadcast shape. */
-static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y, const float *t,
-                              ba_error *err) {
+static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, const ba_tensor_t *Y,
+                              const float *t, ba_error *err) {
     float *d = ba_grad_slot(din, i, x, err);
     if (!d) return err->code;
     ba_grad_reduce_add(t, Y->ndim, Y->shape, d, x->ndim, x->shape, 1.0f);
@@ -865,7 +887,8 @@ static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, co
 }
 
 /* outer × len × inner layout of a softmax over X (as grad_norm.c). */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len, int64_t *inner) {
+static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                           int64_t *inner) {
     const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
     int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
     int ax = (int)(a < 0 ? a + r : a);
@@ -881,7 +904,8 @@ static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *ou
 
 /* The second-order part of t(din) for node n: (∂B/∂inputs · tangents)(g), g = base dL/d out. */
 static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
-                              ba_tensor_t *const *out, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+                              ba_tensor_t *const *out, const unsigned char *need, ba_tensor_t **din,
+                              ba_error *err) {
     ba_tensor_t *tin[MAX_IO], *gout[MAX_IO];
     unsigned tmask = 0;
     for (int j = 0; j < nin; j++) {
@@ -993,8 +1017,10 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
             for (int j = 0; j < nin; j++) dd[side][j] = NULL;
         for (int side = 0; side < 2 && st == BA_OK; side++) {
             st = fd_inputs(in, tin, nin, side ? -h : h, xs, err);
-            if (st == BA_OK) st = run_forward(n, xs, nin, ys, err);
-            else for (int j = 0; j < n->nout; j++) ys[j] = NULL;
+            if (st == BA_OK)
+                st = run_forward(n, xs, nin, ys, err);
+            else
+                for (int j = 0; j < n->nout; j++) ys[j] = NULL;
             if (st == BA_OK) st = d->backward(n, xs, nin, ys, n->nout, gout, need, dd[side], err);
             unref_all(xs, nin);
             unref_all(ys, n->nout);
@@ -1014,16 +1040,14 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         unref_all(dd[1], nin);
         return st;
     }
-    case R_OWN:
-        return n->def->second(n, in, nin, out, n->nout, tin, gout, need, din, err);
-    default:
-        return BA_OK;
+    case R_OWN: return n->def->second(n, in, nin, out, n->nout, tin, gout, need, din, err);
+    default: return BA_OK;
     }
 }
 
 static ba_status tangent_hook(void *vctx, int node, const ba_node_t *n, ba_tensor_t *const *in, int nin,
-                              ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                              ba_tensor_t **din, ba_error *err) {
+                              ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                              const unsigned char *need, ba_tensor_t **din, ba_error *err) {
     hook_ctx *c = vctx;
     const ba_op_def_t *d = n->def;
     BA_TRY(d->backward(n, in, nin, out, nout, dout, need, din, err)); /* B(base)(t dout) */
@@ -1098,7 +1122,8 @@ static int conv_w_tangent(ba_grad_session_t *s, int node, const ba_node_t *n, ba
     if (N > 1) { /* images side by side -> (N, M, P) */
         float *y = T->data;
         for (int64_t i = 0; i < N; i++)
-            for (int64_t m = 0; m < M; m++) memcpy(y + (i * M + m) * P, tmp + m * ld + i * P, (size_t)P * sizeof(float));
+            for (int64_t m = 0; m < M; m++)
+                memcpy(y + (i * M + m) * P, tmp + m * ld + i * P, (size_t)P * sizeof(float));
         free(tmp);
     }
     *tout = T;
@@ -1168,8 +1193,9 @@ static ba_status tangent_forward(ba_grad_session_t *s, int nseed, const int *see
         if (n->nin > MAX_IO || n->nout > MAX_IO) {
             for (int j = 0; j < n->nin; j++) any |= n->inputs[j] >= 0 && tan[n->inputs[j]];
             if (any)
-                st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (%s) has more than %d inputs or outputs",
-                                  m->path, n->name, n->op_type, MAX_IO);
+                st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                  "%s: node '%s' (%s) has more than %d inputs or outputs", m->path, n->name,
+                                  n->op_type, MAX_IO);
             continue;
         }
         for (int j = 0; j < n->nin; j++) {
@@ -1185,8 +1211,9 @@ static ba_status tangent_forward(ba_grad_session_t *s, int nseed, const int *see
         rule_kind k = rule_of(n, tmask);
         if (kinds) kinds[i] = (unsigned char)k;
         if (k == R_UNSUPPORTED) {
-            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: no backward for %s (node '%s') on the gradient path",
-                              m->path, n->op_type, n->name);
+            st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                              "%s: no backward for %s (node '%s') on the gradient path", m->path, n->op_type,
+                              n->name);
             break;
         }
         if (k != R_NONE) {
@@ -1218,7 +1245,8 @@ static ba_status tangent_forward(ba_grad_session_t *s, int nseed, const int *see
                     ba_tensor_unref(tout[j]);
                 }
             }
-            if (st != BA_OK) ba_error_prefix(err, "%s: tangent of node '%s' (%s)", m->path, n->name, n->op_type);
+            if (st != BA_OK)
+                ba_error_prefix(err, "%s: tangent of node '%s' (%s)", m->path, n->name, n->op_type);
         }
         if (last)
             for (int j = 0; j < n->nin; j++) {
@@ -1258,11 +1286,12 @@ static ba_status ensure_base_grads(ba_grad_session_t *s, ba_error *err) {
 static ba_status check_value(const ba_grad_session_t *s, int value, ba_error *err) {
     const ba_model_t *m = s->m;
     if (value < 0 || value >= m->nvalues || !m->values[value].constant)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for value id %d, which is not a constant",
-                            m->path, value);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: gradient requested for value id %d, which is not a constant", m->path,
+                            value);
     if (!is_f32(s->vals[value]))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for '%s', which is not float32", m->path,
-                            m->values[value].name);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: gradient requested for '%s', which is not float32",
+                            m->path, m->values[value].name);
     return BA_OK;
 }
 
@@ -1330,8 +1359,8 @@ static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, co
     if (st == BA_OK && (hv_out || (vhv && sec))) {
         if (tdz) {
             hook_ctx c = {s, tan, kinds};
-            st = ba_grad_backward(m, s->vals, s->out_id, tdz, nval, values, g, NULL, sec ? tangent_hook : NULL, &c,
-                                  err);
+            st = ba_grad_backward(m, s->vals, s->out_id, tdz, nval, values, g, NULL,
+                                  sec ? tangent_hook : NULL, &c, err);
         }
         double d = 0.0;
         for (int k = 0; k < nval && st == BA_OK; k++) {

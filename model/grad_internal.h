@@ -12,7 +12,9 @@ static inline int ba_grad_known(const ba_node_t *n) {
 }
 
 /* Whether node n passes no gradient (BA_OPF_NOGRAD). */
-static inline int ba_grad_nograd(const ba_node_t *n) { return n->def && (n->def->flags & BA_OPF_NOGRAD); }
+static inline int ba_grad_nograd(const ba_node_t *n) {
+    return n->def && (n->def->flags & BA_OPF_NOGRAD);
+}
 
 /* Whether node n ran in the forward that left vals (a node of an If branch
  * not taken did not: its outputs have no value). */
@@ -40,8 +42,8 @@ void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float 
 /* Per-node replacement of the op's backward during a reverse walk (the HVP's
  * tangent backward adds second-order terms). Same contract as
  * ba_op_backward_fn, plus the node's index in m->nodes. */
-typedef ba_status (*ba_grad_node_hook)(void *ctx, int node, const ba_node_t *n, ba_tensor_t *const *in, int nin,
-                                       ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+typedef ba_status (*ba_grad_node_hook)(void *ctx, int node, const ba_node_t *n, ba_tensor_t *const *in,
+                                       int nin, ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
                                        const unsigned char *need, ba_tensor_t **din, ba_error *err);
 
 /* Backward from dz (dL/d vals[out_id]) to the constants req[]: gres[k] gets a
@@ -49,22 +51,22 @@ typedef ba_status (*ba_grad_node_hook)(void *ctx, int node, const ba_node_t *n, 
  * NULL): every float value downstream of a float constant gets its gradient
  * and keep[v] a ref to it (req may then be empty). hook (or NULL): called instead of each op's backward. */
 ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, ba_tensor_t *dz, int nreq,
-                           const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook, void *ctx,
-                           ba_error *err);
+                           const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook,
+                           void *ctx, ba_error *err);
 
 struct ba_grad_session {
     const ba_model_t *m;
-    ba_tensor_t **vals;  /* every value at the base weights (refs) */
+    ba_tensor_t **vals; /* every value at the base weights (refs) */
     int out_id;
     ba_loss_spec_t loss; /* resolved: CE_ARGMAX carries its labels */
     int64_t *own_labels;
-    int64_t row0;        /* first row of this batch in labels/ref */
+    int64_t row0; /* first row of this batch in labels/ref */
     double base_loss;
     /* Exact HVPs (grad_hvp.c), built on first use: */
     ba_tensor_t **base_grads; /* dL/dv of every float value at the base point */
-    signed char *second;      /* per value id: 1 = the tangent path from it has second-order terms, -1 unknown */
-    float **cols;             /* per node: im2col of a Conv's base input (the weight tangent's columns) */
-    int64_t cols_bytes;       /* held in cols (capped) */
+    signed char *second; /* per value id: 1 = the tangent path from it has second-order terms, -1 unknown */
+    float **cols;        /* per node: im2col of a Conv's base input (the weight tangent's columns) */
+    int64_t cols_bytes;  /* held in cols (capped) */
 };
 
 /* Frees what grad_hvp.c added to a session. */
@@ -73,8 +75,8 @@ void ba_grad_hvp_session_free(ba_grad_session_t *s);
 /* y = y_base + J(x − x_base) for a piecewise-linear op (Relu, LeakyRelu,
  * Clip, HardSigmoid, Abs, PRelu, MaxPool, GlobalMaxPool, Max, Min): the
  * op on its base point's linear piece (the central-difference HVP's frozen
- * pattern); HardSwish on its base region's polynomial (0, x²/6 + x/2, x). Returns 0 (and does nothing) for any other op or when only
- * some inputs changed in a way the rule does not cover. */
+ * pattern); HardSwish on its base region's polynomial (0, x²/6 + x/2, x). Returns 0 (and does nothing) for
+ * any other op or when only some inputs changed in a way the rule does not cover. */
 int ba_grad_frozen_forward(const ba_node_t *n, ba_tensor_t *const *base_in, ba_tensor_t *const *base_out,
                            ba_tensor_t *const *in, int nin, ba_tensor_t **out, ba_status *st, ba_error *err);
 

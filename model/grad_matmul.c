@@ -7,8 +7,9 @@
 #include "model/grad_internal.h"
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C; dY (M, N). */
-ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                           int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                           ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *A = in[0], *B = in[1], *dY = dout[0];
@@ -22,21 +23,21 @@ ba_status ba_gemm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         float *dA = ba_grad_slot(din, 0, A, err);
         if (!dA) return err->code;
         if (!ta) /* dA (M, K) += alpha · dY (M, N) · op(B)^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, alpha, dy, N, B->data,
-                        ldb, 1.0f, dA, K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, tb ? CblasNoTrans : CblasTrans, M, K, N, alpha, dy, N,
+                        B->data, ldb, 1.0f, dA, K);
         else /* dA (K, M) += alpha · op(B) (K, N) · dY^T */
-            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, alpha, B->data, ldb, dy,
-                        N, 1.0f, dA, M);
+            cblas_sgemm(CblasRowMajor, tb ? CblasTrans : CblasNoTrans, CblasTrans, K, M, N, alpha, B->data,
+                        ldb, dy, N, 1.0f, dA, M);
     }
     if (need[1]) {
         float *dB = ba_grad_slot(din, 1, B, err);
         if (!dB) return err->code;
         if (!tb) /* dB (K, N) += alpha · op(A)^T (K, M) · dY */
-            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, alpha, A->data, lda,
-                        dy, N, 1.0f, dB, N);
+            cblas_sgemm(CblasRowMajor, ta ? CblasNoTrans : CblasTrans, CblasNoTrans, K, N, M, alpha, A->data,
+                        lda, dy, N, 1.0f, dB, N);
         else /* dB (N, K) += alpha · dY^T (N, M) · op(A) (M, K) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, alpha, dy, N, A->data,
-                        lda, 1.0f, dB, K);
+            cblas_sgemm(CblasRowMajor, CblasTrans, ta ? CblasTrans : CblasNoTrans, N, K, M, alpha, dy, N,
+                        A->data, lda, 1.0f, dB, K);
     }
     if (nin > 2 && in[2] && need[2] && beta != 0.0f) {
         float *dC = ba_grad_slot(din, 2, in[2], err);
@@ -56,7 +57,8 @@ ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     (void)nout;
     const ba_tensor_t *A = in[0], *B = in[1];
     const int a1 = A->ndim == 1, b1 = B->ndim == 1;
-    const int64_t M = a1 ? 1 : A->shape[A->ndim - 2], K = A->shape[A->ndim - 1], N = b1 ? 1 : B->shape[B->ndim - 1];
+    const int64_t M = a1 ? 1 : A->shape[A->ndim - 2], K = A->shape[A->ndim - 1],
+                  N = b1 ? 1 : B->shape[B->ndim - 1];
     const int ra = a1 ? 0 : A->ndim - 2, rb = b1 ? 0 : B->ndim - 2, ro = ra > rb ? ra : rb;
     int64_t oshape[BA_MAX_DIMS], astr[BA_MAX_DIMS], bstr[BA_MAX_DIMS], as = 1, bs = 1;
     for (int i = ro - 1; i >= 0; i--) {
@@ -78,11 +80,11 @@ ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
         /* B is one matrix (a Linear layer): fold A's batch into rows. */
         const int R = (int)(nbatch * M);
         if (dA) /* dA (R, K) += dY (R, N) · B^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, (int)K, (int)N, 1.0f, dy, (int)N, b, (int)N, 1.0f,
-                        dA, (int)K);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, R, (int)K, (int)N, 1.0f, dy, (int)N, b,
+                        (int)N, 1.0f, dA, (int)K);
         if (dB) /* dB (K, N) += A^T (K, R) · dY (R, N) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, R, 1.0f, a, (int)K, dy, (int)N, 1.0f,
-                        dB, (int)N);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, R, 1.0f, a, (int)K, dy,
+                        (int)N, 1.0f, dB, (int)N);
         return BA_OK;
     }
     int64_t idx[BA_MAX_DIMS] = {0}, ao = 0, bo = 0;
@@ -92,8 +94,8 @@ ba_status ba_matmul_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)K, (int)N, 1.0f, dye, (int)N,
                         b + bo * K * N, (int)N, 1.0f, dA + ao * M * K, (int)K);
         if (dB)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.0f, a + ao * M * K, (int)K,
-                        dye, (int)N, 1.0f, dB + bo * K * N, (int)N);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)N, (int)M, 1.0f, a + ao * M * K,
+                        (int)K, dye, (int)N, 1.0f, dB + bo * K * N, (int)N);
         for (int i = ro - 1; i >= 0; i--) {
             idx[i]++;
             ao += astr[i];

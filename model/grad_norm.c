@@ -13,7 +13,8 @@
 #define SOFTMAX_AXIS_OPSET 13
 
 /* outer × len × inner layout of a softmax over X. */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len, int64_t *inner) {
+static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                           int64_t *inner) {
     const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
     int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
     int ax = (int)(a < 0 ? a + r : a);
@@ -29,8 +30,8 @@ static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *ou
 
 /* Softmax: dx = y·(g − Σ g·y); LogSoftmax: dx = g − exp(y)·Σ g. */
 ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                              ba_error *err) {
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                              ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -60,13 +61,13 @@ ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int ni
 /* Inference BatchNormalization: y = (x − mean)·inv·scale + B, inv = 1/sqrt(var + eps),
  * X (N, C, ...), the other inputs (C). */
 ba_status ba_batchnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (nin < 5 || ba_node_attr_int(n, "training_mode", 0))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (BatchNormalization): only inference mode has a backward",
-                            n->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node %s (BatchNormalization): only inference mode has a backward", n->name);
     const ba_tensor_t *X = in[0];
     const int64_t N = X->shape[0], C = X->ndim > 1 ? X->shape[1] : 1, P = N * C > 0 ? X->numel / (N * C) : 0;
     const float eps = ba_node_attr_float(n, "epsilon", NORM_DEFAULT_EPS);
@@ -100,8 +101,8 @@ ba_status ba_batchnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 /* LayerNormalization over the axes from `axis` on: rows of D elements,
  * y = x̂·scale + B with x̂ = (x − mean)·rstd; dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = g·scale. */
 ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     const ba_tensor_t *X = in[0], *S = in[1], *Bt = nin > 2 ? in[2] : NULL;
@@ -112,8 +113,10 @@ ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     for (int d = ax; d < r; d++) D *= X->shape[d];
     const int64_t R = D ? X->numel / D : 0;
     if (S->numel != D || (Bt && Bt->numel != D))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (LayerNormalization): backward needs scale/bias of the "
-                            "normalized size", n->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node %s (LayerNormalization): backward needs scale/bias of the "
+                            "normalized size",
+                            n->name);
     const float eps = ba_node_attr_float(n, "epsilon", NORM_DEFAULT_EPS);
     const float *x = X->data, *g = dout[0]->data, *sc = S->data;
     float *dx = NULL, *ds = NULL, *db = NULL;
@@ -149,9 +152,9 @@ ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
 /* InstanceNormalization: per (n, c) plane of P elements x̂ = (x − mean)·rstd,
  * y = x̂·scale_c + B_c; X (N, C, *sp), scale and B (C).
  * dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = g·scale_c; dscale_c = Σ g·x̂; dB_c = Σ g. */
-ba_status ba_instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
-                               ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
-                               const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                               ba_tensor_t **din, ba_error *err) {
     (void)out;
     (void)nout;
     if (nin < 3 || !in[1] || !in[2])

@@ -35,8 +35,9 @@ ba_status ba_global_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out, int nout,
-                           ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din, ba_error *err) {
+ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
+                           int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                           ba_error *err) {
     (void)nin;
     (void)out;
     (void)nout;
@@ -45,8 +46,8 @@ ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     const int nsp = X->ndim - 2, is_max = n->op_type[0] == 'M';
     const int64_t *ks = NULL;
     if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name, n->op_type,
-                            nsp);
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name,
+                            n->op_type, nsp);
     const int ceil_mode = ba_node_attr_int(n, "ceil_mode", 0) != 0;
     const int include_pad = ba_node_attr_int(n, "count_include_pad", 0) != 0;
     ba_kern_geom_t g;
@@ -75,16 +76,19 @@ ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
                         if (bi >= 0) dp[bi] += gv;
                         continue;
                     }
-                    int64_t cnt = include_pad ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                                    ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                                    ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
-                                              : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
+                    int64_t cnt =
+                        include_pad
+                            ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
+                                  ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
+                                  ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
+                            : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
                     if (cnt <= 0) continue;
                     const float v = gv / (float)cnt;
                     for (int64_t a = dlo; a < dhi; a++)
                         for (int64_t b = hlo; b < hhi; b++)
                             for (int64_t c = wlo; c < whi; c++)
-                                dp[((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2]] += v;
+                                dp[((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0 + c * g.dil[2]] +=
+                                    v;
                 }
             }
         }

@@ -24,7 +24,8 @@ ba_status ba_reduce_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     int na = 0, noop = 0;
     if (n->opset >= (is_sum ? AXES_OPSET_SUM : AXES_OPSET_OTHER)) {
         if (nin > 1 && in[1])
-            for (int64_t i = 0; i < in[1]->numel && na < BA_MAX_DIMS; i++) axes[na++] = ba_tensor_get_i64(in[1], i);
+            for (int64_t i = 0; i < in[1]->numel && na < BA_MAX_DIMS; i++)
+                axes[na++] = ba_tensor_get_i64(in[1], i);
         noop = (int)ba_node_attr_int(n, "noop_with_empty_axes", 0);
     } else {
         const int64_t *v;

@@ -21,8 +21,8 @@ static void strides_of(int r, const int64_t *shape, int64_t *st) {
 
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
 ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                              ba_error *err) {
+                              int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                              ba_tensor_t **din, ba_error *err) {
     (void)n;
     (void)nin;
     (void)out;
@@ -33,8 +33,8 @@ ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int ni
 
 /* Y = transpose(X, perm): Y.shape[i] = X.shape[perm[i]]. */
 ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
     (void)nin;
     (void)nout;
     if (!need[0]) return BA_OK;
@@ -68,7 +68,9 @@ ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     return BA_OK;
 }
 
-static int norm_axis(int64_t a, int r) { return (int)(a < 0 ? a + r : a); }
+static int norm_axis(int64_t a, int r) {
+    return (int)(a < 0 ? a + r : a);
+}
 
 /* Y = concat(X_0 … X_k, axis). */
 ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
@@ -164,8 +166,10 @@ ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         int a = norm_axis(na ? axes[i] : i, r);
         int64_t dim = X->shape[a], s = starts[i], k = nst ? steps[i] : 1;
         if (s < 0) s += dim;
-        if (k > 0) s = s < 0 ? 0 : s > dim ? dim : s;
-        else s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
+        if (k > 0)
+            s = s < 0 ? 0 : s > dim ? dim : s;
+        else
+            s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
         b[a] = Y->shape[a] ? s : 0;
         step[a] = k;
     }
@@ -215,7 +219,8 @@ ba_status ba_gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
             int64_t k = ba_tensor_get_i64(I, j);
             if (k < 0) k += dim;
             if (k < 0 || k >= dim)
-                return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): index %lld out of range", n->name, (long long)k);
+                return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): index %lld out of range", n->name,
+                                    (long long)k);
             float *d = dx + (o * dim + k) * inner;
             const float *s = g + (o * ni + j) * inner;
             for (int64_t q = 0; q < inner; q++) d[q] += s[q];
@@ -243,21 +248,23 @@ ba_status ba_expand_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
  * 2^53), gives that map; then dX[src] += dY. 0 marks "no source" (pads). */
 #define MAP_MAX_EXACT 9007199254740992.0 /* 2^53 */
 ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                ba_error *err) {
+                                int nout, ba_tensor_t *const *dout, const unsigned char *need,
+                                ba_tensor_t **din, ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *Y = out[0];
     const int pad = !strcmp(n->op_type, "Pad");
     if ((double)X->numel >= MAP_MAX_EXACT || nin > 8)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): input too large for the backward", n->name,
-                            n->op_type);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): input too large for the backward",
+                            n->name, n->op_type);
     if (pad && n->opset < 11) { /* the pad value is an attribute: it must not look like an element number */
         double cv = ba_node_attr_float(n, "value", 0.0f);
         if (cv == floor(cv) && cv >= 1.0 && cv <= (double)X->numel)
-            return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (Pad): backward with pad value %g", n->name, cv);
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (Pad): backward with pad value %g", n->name,
+                                cv);
     }
-    ba_tensor_t *io[8] = {0}, *res[8] = {0}, *idx = ba_tensor_new(BA_DT_F64, X->ndim, X->shape, err), *zero = NULL;
+    ba_tensor_t *io[8] = {0}, *res[8] = {0}, *idx = ba_tensor_new(BA_DT_F64, X->ndim, X->shape, err),
+                *zero = NULL;
     if (!idx) return err->code;
     double *iv = idx->data;
     for (int64_t e = 0; e < X->numel; e++) iv[e] = (double)(e + 1);
@@ -269,7 +276,8 @@ ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
         if (!zero) st = err->code;
         io[2] = zero;
     }
-    if (st == BA_OK && n->nout > 8) st = ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: too many outputs", n->name);
+    if (st == BA_OK && n->nout > 8)
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s: too many outputs", n->name);
     if (st == BA_OK) st = n->def->forward(n, io, nin, res, n->nout, err);
     const ba_tensor_t *map = res[0];
     if (st == BA_OK && (!map || map->dtype != BA_DT_F64 || map->numel != Y->numel))
@@ -294,8 +302,8 @@ ba_status ba_index_map_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
  * each output element's gradient is scattered to its taps' product weights.
  * Extrapolated points (tf_crop_and_resize) pass nothing. X (…), dY (out_shape). */
 ba_status ba_resize_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                             int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                             ba_tensor_t **din, ba_error *err) {
+                             int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                             ba_error *err) {
     (void)out;
     (void)nout;
     if (!need[0]) return BA_OK;

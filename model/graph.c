@@ -19,8 +19,8 @@
 #include <string.h>
 
 #include "model/graph_internal.h"
-#include "onnx/onnx.pb-c.h"
 #include "model/ops.h"
+#include "onnx/onnx.pb-c.h"
 
 /* Per-value flag bits in priv->nofold. */
 enum { VF_NOFOLD = 1, VF_CONST_NODE = 2 };
@@ -206,7 +206,9 @@ static void compact(ba_model_t *m, unsigned char *dead) {
             if (m->nodes[i].outputs[j] >= 0) m->values[m->nodes[i].outputs[j]].producer = i;
 }
 
-void ba_graph_compact(ba_model_t *m, unsigned char *dead) { compact(m, dead); }
+void ba_graph_compact(ba_model_t *m, unsigned char *dead) {
+    compact(m, dead);
+}
 
 /* Constant node -> tensor (value, value_float(s), value_int(s)). */
 static ba_status constant_tensor(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
@@ -236,8 +238,8 @@ static ba_status constant_tensor(const ba_model_t *m, const ba_node_t *n, ba_ten
         if (!*out) return err->code;
         return BA_OK;
     }
-    return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': Constant without a supported value attribute", m->path,
-                        n->name);
+    return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                        "%s: node '%s': Constant without a supported value attribute", m->path, n->name);
 }
 
 /* Every input is produced by a node, an initializer/constant or a graph input;
@@ -250,15 +252,17 @@ static ba_status check_refs(const ba_model_t *m, ba_error *err) {
             if (id < 0) continue;
             const ba_value_t *v = &m->values[id];
             if (v->producer < 0 && !v->constant && !v->is_graph_input)
-                return ba_error_set(err, BA_ERR_INPUT,
-                                    "%s: node '%s' (%s): input '%s' is not produced by any node, initializer or graph input",
-                                    m->path, n->name, n->op_type, v->name);
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "%s: node '%s' (%s): input '%s' is not produced by any node, initializer or graph input",
+                    m->path, n->name, n->op_type, v->name);
         }
     }
     for (int k = 0; k < m->noutputs; k++) {
         const ba_value_t *v = &m->values[m->outputs[k]];
         if (v->producer < 0 && !v->constant && !v->is_graph_input)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: graph output '%s' is not produced by any node", m->path, v->name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: graph output '%s' is not produced by any node",
+                                m->path, v->name);
     }
     return BA_OK;
 }
@@ -320,8 +324,8 @@ static ba_status topo_sort(ba_model_t *m, ba_error *err) {
     if (tail < n) {
         for (int i = 0; i < n; i++)
             if (indeg[i]) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: the graph has a cycle through node '%s' (%s)", m->path,
-                                  m->nodes[i].name, m->nodes[i].op_type);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: the graph has a cycle through node '%s' (%s)",
+                                  m->path, m->nodes[i].name, m->nodes[i].op_type);
                 break;
             }
         goto done;
@@ -394,7 +398,9 @@ static int data_input(const ba_node_t *n, int widx) {
     return widx == 1 ? 0 : 1;
 }
 
-static int root_ok(const ba_value_t *v) { return v->constant && v->constant->ndim >= 2 && ba_dtype_is_float(v->constant->dtype); }
+static int root_ok(const ba_value_t *v) {
+    return v->constant && v->constant->ndim >= 2 && ba_dtype_is_float(v->constant->dtype);
+}
 
 /* Marks the outputs of every chain node between a layer weight and its consumer. */
 static void mark_nofold(ba_model_t *m) {
@@ -408,7 +414,8 @@ static void mark_nofold(ba_model_t *m) {
             if (root < 0 || !root_ok(&m->values[root])) continue;
             for (int c = 0; c < nc; c++)
                 for (int o = 0; o < m->nodes[chain[c]].nout; o++)
-                    if (m->nodes[chain[c]].outputs[o] >= 0) pv->nofold[m->nodes[chain[c]].outputs[o]] |= VF_NOFOLD;
+                    if (m->nodes[chain[c]].outputs[o] >= 0)
+                        pv->nofold[m->nodes[chain[c]].outputs[o]] |= VF_NOFOLD;
             if (m->nodes[i].op == BA_OP_MATMUL) break; /* one weight per MatMul */
         }
     }
@@ -454,7 +461,8 @@ static ba_status fold_shape(const ba_model_t *m, const ba_node_t *n, ba_tensor_t
 
 /* Gather(Shape(x), const idx) where the gathered dims are static, even when
  * other dims of x are dynamic (x.size(1) with a dynamic batch). */
-static ba_status fold_shape_gather(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out, ba_error *err) {
+static ba_status fold_shape_gather(const ba_model_t *m, const ba_node_t *n, ba_tensor_t **out,
+                                   ba_error *err) {
     *out = NULL;
     if (n->nin < 2 || n->inputs[0] < 0 || n->inputs[1] < 0) return BA_OK;
     const ba_value_t *sv = &m->values[n->inputs[0]], *iv = &m->values[n->inputs[1]];
@@ -505,8 +513,10 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
         }
         if (st != BA_OK) break;
         if (single) {
-            if (n->nout >= 1 && n->outputs[0] >= 0) set_value_tensor(&m->values[n->outputs[0]], single);
-            else ba_tensor_unref(single);
+            if (n->nout >= 1 && n->outputs[0] >= 0)
+                set_value_tensor(&m->values[n->outputs[0]], single);
+            else
+                ba_tensor_unref(single);
             dead[i] = 1;
             (*changed)++;
             continue;
@@ -537,8 +547,8 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
         if (st == BA_OK) {
             for (int j = 0; j < n->nout; j++) {
                 if (n->outputs[j] >= 0 && !out[j]) {
-                    st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset", m->path,
-                                      n->name, n->op_type, j);
+                    st = ba_error_set(err, BA_ERR_RUNTIME, "%s: node '%s' (%s): kernel left output %d unset",
+                                      m->path, n->name, n->op_type, j);
                     break;
                 }
             }
@@ -546,8 +556,10 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
             ba_error_prefix(err, "%s", m->path);
         }
         for (int j = 0; j < n->nout; j++) {
-            if (st == BA_OK && n->outputs[j] >= 0) set_value_tensor(&m->values[n->outputs[j]], out[j]);
-            else ba_tensor_unref(out[j]);
+            if (st == BA_OK && n->outputs[j] >= 0)
+                set_value_tensor(&m->values[n->outputs[j]], out[j]);
+            else
+                ba_tensor_unref(out[j]);
         }
         free(in);
         free(out);
@@ -575,8 +587,8 @@ static ba_status fold_pass(ba_model_t *m, int only_constant_nodes, int *changed,
 
 typedef struct {
     int ok;
-    int8_t *ndim;       /* per value, -1 unknown */
-    int64_t *shape;     /* per value, BA_MAX_DIMS each */
+    int8_t *ndim;   /* per value, -1 unknown */
+    int64_t *shape; /* per value, BA_MAX_DIMS each */
     ba_dtype *dtype;
 } shape_run;
 
@@ -622,8 +634,8 @@ static int64_t shape_bytes(ba_dtype dt, int nd, const int64_t *s) {
  * shape) and records every value's shape and dtype. input_cap/tensor_cap
  * (0 = none): see LOAD_RUN_*; *capped tells a run skipped or stopped by them
  * (status BA_OK, r->ok 0). */
-static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data, int64_t input_cap,
-                            int64_t tensor_cap, shape_run *r, int *capped, ba_error *err) {
+static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tensor_t *const *data,
+                            int64_t input_cap, int64_t tensor_cap, shape_run *r, int *capped, ba_error *err) {
     memset(r, 0, sizeof *r);
     *capped = 0;
     int nv = m->nvalues;
@@ -631,7 +643,8 @@ static ba_status run_shapes(const ba_model_t *m, const int64_t *shapes, ba_tenso
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
         if (v->ndim < 0 && !(data && data[k]))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' has no declared rank: give --data", m->path, v->name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' has no declared rank: give --data",
+                                m->path, v->name);
         int64_t b = data && data[k] ? (int64_t)ba_tensor_nbytes(data[k])
                                     : shape_bytes(v->dtype, v->ndim, shapes + (size_t)k * BA_MAX_DIMS);
         in_bytes = b > INT64_MAX - in_bytes ? INT64_MAX : in_bytes + b;
@@ -736,7 +749,8 @@ const char *ba_value_shape_str(const ba_value_t *v, char *buf, size_t cap) {
         if (v->shape[d] >= 0)
             o += (size_t)snprintf(buf + o, cap - o, "%s%lld", d ? ", " : "", (long long)v->shape[d]);
         else
-            o += (size_t)snprintf(buf + o, cap - o, "%s%s", d ? ", " : "", v->dim_param[d] ? v->dim_param[d] : "?");
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", d ? ", " : "",
+                                  v->dim_param[d] ? v->dim_param[d] : "?");
     }
     if (o < cap) snprintf(buf + o, cap - o, "]");
     return buf;
@@ -779,8 +793,8 @@ static int chain_shapes(const ba_model_t *m, int root, const int *chain, int nc,
 }
 
 /* Maps an axis of chain node c's output back to its data input (-1 if lost). */
-static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, int ind, const int64_t *si, int ond,
-                         const int64_t *so) {
+static int map_axis_back(const ba_model_t *m, const ba_node_t *n, int axis, int ind, const int64_t *si,
+                         int ond, const int64_t *so) {
     (void)m;
     if (n->op == BA_OP_IDENTITY) return axis;
     if (n->op == BA_OP_TRANSPOSE) {
@@ -867,7 +881,7 @@ static ba_status find_layers(ba_model_t *m, ba_error *err) {
             case BA_OP_GEMM: ch = ba_node_attr_int(n, "transB", 0) ? 0 : 1; break;
             case BA_OP_MATMUL: ch = wnd >= 2 ? (idx[j] == 1 ? wnd - 1 : wnd - 2) : w->ndim - 1; break;
             case BA_OP_GATHER: ch = 0; break; /* one row per token */
-            default: ch = 1; /* LSTM/GRU: the gate rows */
+            default: ch = 1;                  /* LSTM/GRU: the gate rows */
             }
             for (int c = 0; c < nc && ch >= 0; c++) {
                 if (!known) {
@@ -904,13 +918,15 @@ static ba_status find_layers(ba_model_t *m, ba_error *err) {
 }
 
 /* MACs of one consumer of a weight at the shapes of run r, for one sample (bsz samples in the run). */
-static int64_t consumer_macs(const ba_node_t *n, int widx, const ba_tensor_t *w, const shape_run *r, int64_t bsz) {
+static int64_t consumer_macs(const ba_node_t *n, int widx, const ba_tensor_t *w, const shape_run *r,
+                             int64_t bsz) {
     int wid = n->inputs[widx], out = n->outputs[0], in0 = n->inputs[0];
     int ond = out >= 0 ? r->ndim[out] : -1, ind = in0 >= 0 ? r->ndim[in0] : -1, cnd = r->ndim[wid];
     const int64_t *os = out >= 0 ? r->shape + (size_t)out * BA_MAX_DIMS : NULL;
     const int64_t *is = in0 >= 0 ? r->shape + (size_t)in0 * BA_MAX_DIMS : NULL;
     const int64_t *cs = r->shape + (size_t)wid * BA_MAX_DIMS;
-    if (n->op == BA_OP_CONV && ond >= 0 && w->shape[0] > 0) return numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
+    if (n->op == BA_OP_CONV && ond >= 0 && w->shape[0] > 0)
+        return numel_of(ond, os) / bsz * (w->numel / w->shape[0]);
     if (n->op == BA_OP_CONV_TRANSPOSE && ind >= 0 && w->shape[0] > 0)
         return numel_of(ind, is) / bsz * (w->numel / w->shape[0]);
     if (n->op == BA_OP_GEMM && ond >= 0 && cnd == 2)
@@ -928,7 +944,8 @@ static void fill_macs(ba_model_t *m, const shape_run *r, int64_t bsz) {
         ba_layer_t *L = &m->layers[l];
         L->macs = 0;
         for (int u = 0; u < L->nuses; u++)
-            L->macs += consumer_macs(&m->nodes[L->uses[u].node], L->uses[u].widx, m->values[L->value].constant, r, bsz);
+            L->macs += consumer_macs(&m->nodes[L->uses[u].node], L->uses[u].widx,
+                                     m->values[L->value].constant, r, bsz);
     }
 }
 
@@ -940,50 +957,54 @@ static const char *dim_symbol(const ba_value_t *v, int d, char *buf, size_t cap)
     return buf;
 }
 
-ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape, int64_t *out,
-                                ba_error *err) {
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape,
+                                int64_t *out, ba_error *err) {
     const ba_value_t *v = &m->values[m->inputs[k]];
     char a[160], b[160], sym[32];
     if (v->ndim >= 0 && ndim != v->ndim)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': shape %s has rank %d, the model wants %s (rank %d)",
-                            m->path, v->name, ba_shape_str(ndim, shape, a, sizeof a), ndim,
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: input '%s': shape %s has rank %d, the model wants %s (rank %d)", m->path,
+                            v->name, ba_shape_str(ndim, shape, a, sizeof a), ndim,
                             ba_value_shape_str(v, b, sizeof b), v->ndim);
     if (ndim < 0 || ndim > BA_MAX_DIMS)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': rank %d outside 0..%d", m->path, v->name, ndim,
-                            BA_MAX_DIMS);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': rank %d outside 0..%d", m->path, v->name,
+                            ndim, BA_MAX_DIMS);
     for (int d = 0; d < ndim; d++) {
         if (shape[d] < 0)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': negative dimension %lld", m->path, v->name,
-                                (long long)shape[d]);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': negative dimension %lld", m->path,
+                                v->name, (long long)shape[d]);
         /* the sample axis of data may differ from a fixed batch: the evaluator pads to it */
         if (d != axis && v->ndim >= 0 && v->shape[d] >= 0 && v->shape[d] != shape[d])
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "%s: input '%s': shape %s does not match the model's %s (%s is %lld, not %lld)",
-                                m->path, v->name, ba_shape_str(ndim, shape, a, sizeof a),
-                                ba_value_shape_str(v, b, sizeof b), dim_symbol(v, d, sym, sizeof sym),
-                                (long long)v->shape[d], (long long)shape[d]);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: input '%s': shape %s does not match the model's %s (%s is %lld, not %lld)", m->path,
+                v->name, ba_shape_str(ndim, shape, a, sizeof a), ba_value_shape_str(v, b, sizeof b),
+                dim_symbol(v, d, sym, sizeof sym), (long long)v->shape[d], (long long)shape[d]);
     }
     for (int d = 0; d < BA_MAX_DIMS; d++) out[d] = d < ndim ? shape[d] : 0;
     if (axis >= 0 && axis < ndim) out[axis] = v->ndim > axis && v->shape[axis] >= 0 ? v->shape[axis] : 1;
     return BA_OK;
 }
 
-ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err) {
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out,
+                                    ba_error *err) {
     const char *eq = strrchr(spec, '=');
     if (!eq || eq == spec)
-        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: expected NAME=D0xD1x… (e.g. x=1x3x224x224)", spec);
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: expected NAME=D0xD1x… (e.g. x=1x3x224x224)",
+                            spec);
     *k = -1;
     for (int i = 0; i < m->ninputs; i++) {
         const char *n = m->values[m->inputs[i]].name;
         if (strlen(n) == (size_t)(eq - spec) && !strncmp(n, spec, (size_t)(eq - spec))) *k = i;
     }
     if (*k < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: %s has no input named '%.*s'", spec, m->path,
-                            (int)(eq - spec), spec);
+        return ba_error_set(err, BA_ERR_INPUT, "--input-shape %s: %s has no input named '%.*s'", spec,
+                            m->path, (int)(eq - spec), spec);
     int nd;
     int64_t shape[BA_MAX_DIMS];
     if (ba_shape_parse(eq + 1, &nd, shape, err) != BA_OK) return ba_error_prefix(err, "--input-shape");
-    if (ba_model_sample_shape(m, *k, nd >= 1 ? 0 : -1, nd, shape, out, err) != BA_OK) return ba_error_prefix(err, "--input-shape %s", spec);
+    if (ba_model_sample_shape(m, *k, nd >= 1 ? 0 : -1, nd, shape, out, err) != BA_OK)
+        return ba_error_prefix(err, "--input-shape %s", spec);
     return BA_OK;
 }
 
@@ -999,7 +1020,8 @@ static void append_dims(const ba_model_t *m, const int64_t *shapes, ba_error *er
             long long val = (long long)shapes[(size_t)k * BA_MAX_DIMS + d];
             int w = first ? snprintf(err->msg + o, sizeof err->msg - o, "; at input '%s' %s=%lld", v->name,
                                      dim_symbol(v, d, sym, sizeof sym), val)
-                          : snprintf(err->msg + o, sizeof err->msg - o, ", %s=%lld", dim_symbol(v, d, sym, sizeof sym), val);
+                          : snprintf(err->msg + o, sizeof err->msg - o, ", %s=%lld",
+                                     dim_symbol(v, d, sym, sizeof sym), val);
             first = 0;
             if (w < 0 || (size_t)w >= sizeof err->msg - o) return;
             o += (size_t)w;
@@ -1015,8 +1037,8 @@ static ba_status costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *con
         int nd = m->values[m->inputs[k]].ndim;
         if (data[k] && ((nd >= 0 && data[k]->ndim != nd) ||
                         memcmp(data[k]->shape, s, sizeof(int64_t) * (size_t)data[k]->ndim) != 0))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': the sample's shape is not the one given", m->path,
-                                m->values[m->inputs[k]].name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s': the sample's shape is not the one given",
+                                m->path, m->values[m->inputs[k]].name);
     }
     ba_status st = run_shapes(m, shapes, data, input_cap, tensor_cap, &r, capped, err);
     if (st != BA_OK) {
@@ -1059,9 +1081,10 @@ ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *c
                 if (s[d] < 0) {
                     char sym[32];
                     free(own);
-                    return ba_error_set(err, BA_ERR_INPUT,
-                                        "%s: input '%s': dimension %s is dynamic: give --data or --input-shape %s=DIMS",
-                                        m->path, v->name, dim_symbol(v, d, sym, sizeof sym), v->name);
+                    return ba_error_set(
+                        err, BA_ERR_INPUT,
+                        "%s: input '%s': dimension %s is dynamic: give --data or --input-shape %s=DIMS",
+                        m->path, v->name, dim_symbol(v, d, sym, sizeof sym), v->name);
                 }
         }
         shapes = own;
@@ -1174,7 +1197,8 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err) {
      * symbolic shapes: nothing is guessed. */
     for (int round = 0; round < MAX_ROUNDS; round++) {
         int exact = 0;
-        if (infer_static_shapes(m, &exact, err) != BA_OK) return ba_error_prefix(err, "%s: shape check", m->path);
+        if (infer_static_shapes(m, &exact, err) != BA_OK)
+            return ba_error_prefix(err, "%s: shape check", m->path);
         if (!exact) break;
         int n0 = m->nnodes;
         BA_TRY(fold_and_inline(m, err));

@@ -26,11 +26,12 @@ ba_status ba_graph_expand_if(ba_model_t *m, int idx, const ba_scope_t *scope, in
     for (int b = 1; b >= 0; b--) {
         const ba_attr_t *a = ba_node_attr(n, branch_attr[b]);
         if (!a || a->type != BA_ATTR_GRAPH || !a->graph)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): missing %s", m->path, name, branch_attr[b]);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): missing %s", m->path, name,
+                                branch_attr[b]);
         g[b] = a->graph;
         if ((int64_t)g[b]->n_output != n->nout)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): %s has %zu outputs, the node has %d", m->path,
-                                name, branch_attr[b], g[b]->n_output, n->nout);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): %s has %zu outputs, the node has %d",
+                                m->path, name, branch_attr[b], g[b]->n_output, n->nout);
     }
     const int nout = n->nout, cond = n->inputs[0], parent = n->guard;
     ba_guard_t *ng = ba_realloc(m->guards, sizeof(ba_guard_t) * (size_t)(m->nguards + 2), err);
@@ -60,8 +61,8 @@ ba_status ba_graph_expand_if(ba_model_t *m, int idx, const ba_scope_t *scope, in
         for (int j = 0; j < nout && st == BA_OK; j++) {
             const char *on = body->output[j]->name;
             if (!on || !on[0]) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): %s output %d has no name", m->path, name,
-                                  branch_attr[b == 0], j);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (If): %s output %d has no name", m->path,
+                                  name, branch_attr[b == 0], j);
                 break;
             }
             int id = ba_graph_value(m, ba_scope_name(&sc, on), err);
@@ -86,7 +87,8 @@ ba_status ba_graph_expand_ifs(ba_model_t *m, ba_error *err) {
     const int n0 = m->nnodes; /* nodes added past n0 are branch nodes, expanded as they come */
     for (int i = 0; i < n0; i++) {
         const ba_node_t *n = &m->nodes[i];
-        if (!strcmp(n->op_type, "If") && !n->domain[0] && n->if_guard < 0) BA_TRY(ba_graph_expand_if(m, i, NULL, 0, err));
+        if (!strcmp(n->op_type, "If") && !n->domain[0] && n->if_guard < 0)
+            BA_TRY(ba_graph_expand_if(m, i, NULL, 0, err));
     }
     return BA_OK;
 }
@@ -146,10 +148,13 @@ ba_status ba_graph_inline_ifs(ba_model_t *m, int *changed, ba_error *err) {
             break;
         }
         const int nout = m->nodes[i].nout, up = m->nodes[i].guard;
-        const int taken = m->nodes[i].if_guard + (truth ? 0 : 1), other = m->nodes[i].if_guard + (truth ? 1 : 0);
+        const int taken = m->nodes[i].if_guard + (truth ? 0 : 1),
+                  other = m->nodes[i].if_guard + (truth ? 1 : 0);
         for (int k = 0; k < m->nnodes; k++) {
-            if (in_subtree(m, m->nodes[k].guard, other)) dead[k] = 1;
-            else if (m->nodes[k].guard == taken) m->nodes[k].guard = up;
+            if (in_subtree(m, m->nodes[k].guard, other))
+                dead[k] = 1;
+            else if (m->nodes[k].guard == taken)
+                m->nodes[k].guard = up;
         }
         for (int q = 0; q < m->nguards; q++)
             if (m->guards[q].parent == taken) m->guards[q].parent = up;
@@ -197,13 +202,16 @@ typedef struct {
 static void list_add(op_list *l, const char *item, const char *node) {
     size_t L = strlen(item);
     for (const char *p = l->list; (p = strstr(p, item)) != NULL; p++)
-        if ((p == l->list || (p >= l->list + 2 && p[-1] == ' ' && p[-2] == ',')) && p[L] == ' ' && p[L + 1] == '(')
+        if ((p == l->list || (p >= l->list + 2 && p[-1] == ' ' && p[-2] == ',')) && p[L] == ' ' &&
+            p[L + 1] == '(')
             return;
     if (l->o >= sizeof l->list - 1) return;
     l->count++;
     int w = snprintf(l->list + l->o, sizeof l->list - l->o, "%s%s (node '%s')", l->o ? ", " : "", item, node);
-    if (w < 0 || (size_t)w >= sizeof l->list - l->o) l->o = sizeof l->list - 1;
-    else l->o += (size_t)w;
+    if (w < 0 || (size_t)w >= sizeof l->list - l->o)
+        l->o = sizeof l->list - 1;
+    else
+        l->o += (size_t)w;
 }
 
 static void op_item(const char *domain, const char *op, char *item, size_t cap) {
@@ -225,7 +233,8 @@ static void walk_body(const Onnx__GraphProto *g, op_list *l, int depth) {
         }
         for (size_t a = 0; a < np->n_attribute; a++) {
             walk_body(np->attribute[a]->g, l, depth + 1);
-            for (size_t k = 0; k < np->attribute[a]->n_graphs; k++) walk_body(np->attribute[a]->graphs[k], l, depth + 1);
+            for (size_t k = 0; k < np->attribute[a]->n_graphs; k++)
+                walk_body(np->attribute[a]->graphs[k], l, depth + 1);
         }
     }
 }
@@ -244,8 +253,8 @@ ba_status ba_graph_check_supported(const ba_model_t *m, ba_error *err) {
     }
     ba_status st = BA_OK;
     if (l->count)
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: unsupported op%s: %s", m->path, l->count > 1 ? "s" : "",
-                          l->list);
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: unsupported op%s: %s", m->path,
+                          l->count > 1 ? "s" : "", l->list);
     free(l);
     return st;
 }

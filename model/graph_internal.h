@@ -12,11 +12,11 @@ struct Onnx__GraphProto;
 
 typedef struct ba_model_priv {
     int cap_values, cap_nodes;
-    int *hash;             /* open addressing: value id + 1, 0 = empty */
+    int *hash; /* open addressing: value id + 1, 0 = empty */
     int hash_cap;
-    char dir[4096];        /* folder of the model file (external data) */
+    char dir[4096]; /* folder of the model file (external data) */
     int include_embeddings;
-    void **protos;         /* Onnx__NodeProto kept alive for If branches */
+    void **protos; /* Onnx__NodeProto kept alive for If branches */
     int nprotos, cap_protos;
     unsigned char *nofold; /* per value: made by a node on a layer weight path (never folded) */
     int next_anon;         /* counter for names of values the loader invents */
@@ -52,15 +52,15 @@ ba_status ba_graph_finish(ba_model_t *m, ba_error *err);
 /* onnx.c */
 /* Converts a TensorProto to a tensor. raw/raw_len: raw_data held outside the
  * message (mmap slice of an initializer) or NULL to use the message's own. */
-ba_status ba_onnx_tensor(ba_model_t *m, const struct Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
-                         int has_raw, ba_tensor_t **out, ba_error *err);
+ba_status ba_onnx_tensor(ba_model_t *m, const struct Onnx__TensorProto *tp, const uint8_t *raw,
+                         size_t raw_len, int has_raw, ba_tensor_t **out, ba_error *err);
 /* Adds a node (a copy of everything it needs) to m. */
 ba_status ba_onnx_add_node(ba_model_t *m, const struct Onnx__NodeProto *np, ba_error *err);
 /* Adds the initializers and nodes of an If branch under guard `guard`, its
  * names renamed where taken (scope gets this branch's names; it must have
  * its parent set and be freed by the caller). Ifs inside are expanded too. */
-ba_status ba_onnx_add_branch(ba_model_t *m, const struct Onnx__GraphProto *g, ba_scope_t *scope, int guard, int depth,
-                             ba_error *err);
+ba_status ba_onnx_add_branch(ba_model_t *m, const struct Onnx__GraphProto *g, ba_scope_t *scope, int guard,
+                             int depth, ba_error *err);
 
 /* graph_if.c: run-time If nodes (see ba_guard_t). */
 /* Expands every If of the main graph into both branches' guarded nodes and a merge. */
@@ -79,7 +79,7 @@ ba_status ba_graph_check_supported(const ba_model_t *m, ba_error *err);
 
 /* exec.c: runs the current live node list; when keep is set, every value's
  * tensor is stored there (like ba_run_opts_t.keep). */
-ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts, ba_tensor_t **outputs,
-                      ba_error *err);
+ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_run_opts_t *opts,
+                      ba_tensor_t **outputs, ba_error *err);
 
 #endif

@@ -44,7 +44,8 @@ static void blas_single_thread(void) {
 void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     pthread_once(&blas_once, blas_single_thread);
-    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+    const enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans,
+                               tb = trans_b ? CblasTrans : CblasNoTrans;
     int nt = M * N * K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
     /* Split the longer side of C: each thread then repacks the smaller operand. */
     const int split_n = N >= M;
@@ -75,40 +76,48 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 #define CG_MR 8
 #define CG_NR 32
 #define CG_VEC 16
-#define CG_ALIGN 64 /* panel buffer alignment: one cache line */
+#define CG_ALIGN 64         /* panel buffer alignment: one cache line */
 #define CG_ALIAS_FLOATS 256 /* row strides that are multiples of 1 KiB alias in the caches */
 
 #if defined(__x86_64__)
 /* One tile: rows [0, mr) (mr <= CG_MR; missing rows recompute the last one
  * and are not stored), columns [0, nr) (nr <= CG_NR, masked). */
 __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
-                                                          int64_t lda, const float *B, int64_t ldb,
-                                                          const float *bias, float *C, int64_t ldc) {
+                                                           int64_t lda, const float *B, int64_t ldb,
+                                                           const float *bias, float *C, int64_t ldc) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    const __mmask16 k1 = nr >= CG_NR    ? (__mmask16)0xFFFF
+    const __mmask16 k1 = nr >= CG_NR   ? (__mmask16)0xFFFF
                          : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
                                        : (__mmask16)0;
     const float *a[CG_MR];
     for (int i = 0; i < CG_MR; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
-#define CG_INIT(i) \
+#define CG_INIT(i)                                                                                           \
     __m512 c##i##0 = _mm512_set1_ps(bias ? bias[(i) < mr ? (i) : mr - 1] : 0.0f), c##i##1 = c##i##0;
-    CG_INIT(0) CG_INIT(1) CG_INIT(2) CG_INIT(3) CG_INIT(4) CG_INIT(5) CG_INIT(6) CG_INIT(7)
+    CG_INIT(0);
+    CG_INIT(1);
+    CG_INIT(2);
+    CG_INIT(3);
+    CG_INIT(4);
+    CG_INIT(5);
+    CG_INIT(6);
+    CG_INIT(7);
 #undef CG_INIT
     for (int64_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb), b1 = _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC);
-#define CG_FMA(i)                                      \
-    {                                                  \
-        const __m512 av = _mm512_set1_ps(a[i][k]);     \
-        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);   \
-        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);   \
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb),
+                     b1 = _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC);
+#define CG_FMA(i)                                                                                            \
+    {                                                                                                        \
+        const __m512 av = _mm512_set1_ps(a[i][k]);                                                           \
+        c##i##0 = _mm512_fmadd_ps(av, b0, c##i##0);                                                          \
+        c##i##1 = _mm512_fmadd_ps(av, b1, c##i##1);                                                          \
     }
         CG_FMA(0) CG_FMA(1) CG_FMA(2) CG_FMA(3) CG_FMA(4) CG_FMA(5) CG_FMA(6) CG_FMA(7)
 #undef CG_FMA
     }
-#define CG_STORE(i)                                                       \
-    if ((i) < mr) {                                                       \
-        _mm512_mask_storeu_ps(C + (i) * ldc, k0, c##i##0);                \
-        if (k1) _mm512_mask_storeu_ps(C + (i) * ldc + CG_VEC, k1, c##i##1); \
+#define CG_STORE(i)                                                                                          \
+    if ((i) < mr) {                                                                                          \
+        _mm512_mask_storeu_ps(C + (i)*ldc, k0, c##i##0);                                                     \
+        if (k1) _mm512_mask_storeu_ps(C + (i)*ldc + CG_VEC, k1, c##i##1);                                    \
     }
     CG_STORE(0) CG_STORE(1) CG_STORE(2) CG_STORE(3) CG_STORE(4) CG_STORE(5) CG_STORE(6) CG_STORE(7)
 #undef CG_STORE
@@ -116,9 +125,9 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
 
 /* Copies columns [n, n + nr) of B (K rows) into a zero-padded K x CG_NR panel. */
 __attribute__((target("avx512f"))) static void cg_pack(int64_t K, int64_t nr, const float *B, int64_t ldb,
-                                                      float *panel) {
+                                                       float *panel) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    const __mmask16 k1 = nr >= CG_NR    ? (__mmask16)0xFFFF
+    const __mmask16 k1 = nr >= CG_NR   ? (__mmask16)0xFFFF
                          : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
                                        : (__mmask16)0;
     for (int64_t k = 0; k < K; k++) {
@@ -132,8 +141,8 @@ __attribute__((target("avx512f"))) static void cg_pack(int64_t K, int64_t nr, co
  * then they all map to a few cache sets (L2 conflict misses, measured 2x
  * slower) and each panel is first copied to a contiguous buffer.
  * Returns 0 when that buffer cannot be allocated. */
-static int cg_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, const float *bias, float *C, int64_t ldc) {
+static int cg_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float *A, int64_t lda,
+                      const float *B, int64_t ldb, const float *bias, float *C, int64_t ldc) {
     float *panel = NULL;
     if (ldb % CG_ALIAS_FLOATS == 0) {
         panel = aligned_alloc(CG_ALIGN, (size_t)K * CG_NR * sizeof(float));
@@ -167,8 +176,8 @@ static int cg_have_avx512(void) {
 #endif
 }
 
-void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       const float *bias, float *C, int64_t ldc) {
+void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, const float *bias, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0) return;
 #if defined(__x86_64__)
     if (cg_have_avx512() && K > 0) {
@@ -198,7 +207,9 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 }
 
 ba_status ba_kern_need_f32(const ba_node_t *node, const ba_tensor_t *t, const char *what, ba_error *err) {
-    if (!t) return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s is missing", node->name, node->op_type, what);
+    if (!t)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s is missing", node->name, node->op_type,
+                            what);
     if (t->dtype != BA_DT_F32)
         return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s has dtype %s, only float32 is supported",
                             node->name, node->op_type, what, ba_dtype_name(t->dtype));
@@ -223,8 +234,9 @@ static ba_status geom_ints(const ba_node_t *node, const char *name, int want, in
 ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp, const int64_t *k_sp,
                             int ceil_mode, ba_kern_geom_t *g, ba_error *err) {
     if (nsp < 1 || nsp > BA_KERN_MAX_SP)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (%s): %d spatial dimensions (1 to %d supported)",
-                            node->name, node->op_type, nsp, BA_KERN_MAX_SP);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node %s (%s): %d spatial dimensions (1 to %d supported)", node->name,
+                            node->op_type, nsp, BA_KERN_MAX_SP);
     int64_t s[BA_KERN_MAX_SP], d[BA_KERN_MAX_SP], p[2 * BA_KERN_MAX_SP];
     BA_TRY(geom_ints(node, "strides", nsp, 1, s, err));
     BA_TRY(geom_ints(node, "dilations", nsp, 1, d, err));
@@ -233,7 +245,8 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
     int same_upper = strcmp(ap, "SAME_UPPER") == 0, same_lower = strcmp(ap, "SAME_LOWER") == 0;
     int valid = strcmp(ap, "VALID") == 0;
     if (!same_upper && !same_lower && !valid && strcmp(ap, "NOTSET") != 0 && ap[0] != '\0')
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): unknown auto_pad '%s'", node->name, node->op_type, ap);
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): unknown auto_pad '%s'", node->name,
+                            node->op_type, ap);
 
     memset(g, 0, sizeof *g);
     g->nsp = nsp;
@@ -273,10 +286,9 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
         /* ceil_mode: one window may hang past the end when it starts inside
          * (PyTorch: MaxPool2d(2, ceil_mode=True) of a 1x1 map is 1x1). */
         if (span < 0 && !(ceil_mode && span + s[i] - 1 >= 0))
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "node %s (%s): kernel extent %lld exceeds padded input %lld on axis %d",
-                                node->name, node->op_type, (long long)keff,
-                                (long long)(in_sp[i] + g->pb[j] + g->pe[j]), i);
+            return ba_error_set(
+                err, BA_ERR_INPUT, "node %s (%s): kernel extent %lld exceeds padded input %lld on axis %d",
+                node->name, node->op_type, (long long)keff, (long long)(in_sp[i] + g->pb[j] + g->pe[j]), i);
         int64_t out = (ceil_mode ? (span + s[i] - 1) / s[i] : span / s[i]) + 1;
         /* ceil_mode: a last window that starts in the end padding is dropped
          * (PyTorch and onnxruntime agree on this). */
@@ -437,8 +449,8 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
     }
 }
 
-ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim, const int64_t *dshape,
-                               float *dst, const char *what, ba_error *err) {
+ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
+                               const int64_t *dshape, float *dst, const char *what, ba_error *err) {
     char b1[128], b2[128];
     if (src->ndim > dndim) goto bad;
     int64_t sstride[BA_MAX_DIMS]; /* stride in src per dst dim, 0 where broadcast */
@@ -449,9 +461,12 @@ ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, in
             sstride[i] = 0;
             continue;
         }
-        if (src->shape[si] == dshape[i]) sstride[i] = acc;
-        else if (src->shape[si] == 1) sstride[i] = 0;
-        else goto bad;
+        if (src->shape[si] == dshape[i])
+            sstride[i] = acc;
+        else if (src->shape[si] == 1)
+            sstride[i] = 0;
+        else
+            goto bad;
         acc *= src->shape[si];
     }
     const float *s = src->data;
@@ -468,8 +483,8 @@ ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, in
     }
     return BA_OK;
 bad:
-    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s of shape %s does not broadcast to %s", node->name,
-                        node->op_type, what, ba_shape_str(src->ndim, src->shape, b1, sizeof b1),
+    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): %s of shape %s does not broadcast to %s",
+                        node->name, node->op_type, what, ba_shape_str(src->ndim, src->shape, b1, sizeof b1),
                         ba_shape_str(dndim, dshape, b2, sizeof b2));
 }
 

@@ -12,14 +12,14 @@
 /* A window geometry normalised to 3 spatial dims: a 1-D op has d and h of
  * size 1 (kernel 1, stride 1, no pad), so one code path serves all ranks. */
 typedef struct ba_kern_geom {
-    int nsp;                       /* spatial rank as in the model (1..3) */
-    int64_t in[BA_KERN_MAX_SP];    /* input size  (d, h, w) */
-    int64_t k[BA_KERN_MAX_SP];     /* kernel size */
-    int64_t s[BA_KERN_MAX_SP];     /* strides */
-    int64_t dil[BA_KERN_MAX_SP];   /* dilations */
-    int64_t pb[BA_KERN_MAX_SP];    /* padding before */
-    int64_t pe[BA_KERN_MAX_SP];    /* padding after */
-    int64_t out[BA_KERN_MAX_SP];   /* output size */
+    int nsp;                     /* spatial rank as in the model (1..3) */
+    int64_t in[BA_KERN_MAX_SP];  /* input size  (d, h, w) */
+    int64_t k[BA_KERN_MAX_SP];   /* kernel size */
+    int64_t s[BA_KERN_MAX_SP];   /* strides */
+    int64_t dil[BA_KERN_MAX_SP]; /* dilations */
+    int64_t pb[BA_KERN_MAX_SP];  /* padding before */
+    int64_t pe[BA_KERN_MAX_SP];  /* padding after */
+    int64_t out[BA_KERN_MAX_SP]; /* output size */
 } ba_kern_geom_t;
 
 /* Checks that t is present and float32 (what = "input X" etc.). */
@@ -68,8 +68,8 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
 
 /* Expands src (ndim, shape) by numpy broadcasting into dst of (dndim, dshape);
  * BA_ERR_INPUT naming the node when not broadcastable. */
-ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim, const int64_t *dshape,
-                               float *dst, const char *what, ba_error *err);
+ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
+                               const int64_t *dshape, float *dst, const char *what, ba_error *err);
 
 /* C (M, N) = alpha * op(A) * op(B) + beta * C, row-major (cblas_sgemm's
  * arguments). The one entry to BLAS for every kernel: OpenBLAS is switched
@@ -88,8 +88,8 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 /* Floats to add to a column buffer's row stride so that it is no multiple of
  * 1 KiB (ba_kern_conv_gemm then reads it in place, without a packing pass). */
 #define BA_KERN_COL_PAD 16
-void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
-                       const float *bias, float *C, int64_t ldc);
+void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                       int64_t ldb, const float *bias, float *C, int64_t ldc);
 
 /* Normalises a possibly negative axis for rank r; BA_ERR_INPUT when out of range. */
 ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_error *err);

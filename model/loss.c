@@ -17,8 +17,8 @@ static double row_lse(const float *z, int64_t C) {
     return mx + log(s);
 }
 
-ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale, double *loss,
-                       float *dz, ba_error *err) {
+ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale,
+                       double *loss, float *dz, ba_error *err) {
     char sb[128], rb[128];
     if (!z || z->dtype != BA_DT_F32)
         return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
@@ -32,17 +32,21 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
     case BA_LOSS_CE:
     case BA_LOSS_CE_ARGMAX: {
         if (C < 2)
-            return ba_error_set(err, BA_ERR_INPUT, "loss: cross-entropy needs >= 2 class scores on the last axis, "
-                                "the output has shape %s", ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "loss: cross-entropy needs >= 2 class scores on the last axis, "
+                                "the output has shape %s",
+                                ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
         if (!spec->labels || spec->nlabels < row0 + R)
-            return ba_error_set(err, BA_ERR_INPUT, "labels: %lld given, the output needs %lld (one per row of %s)",
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "labels: %lld given, the output needs %lld (one per row of %s)",
                                 (long long)spec->nlabels, (long long)(row0 + R),
                                 ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
         for (int64_t r = 0; r < R; r++) {
             int64_t y = spec->labels[row0 + r];
             if (y < 0 || y >= C)
-                return ba_error_set(err, BA_ERR_INPUT, "labels: class id %lld at row %lld is outside [0, %lld)",
-                                    (long long)y, (long long)(row0 + r), (long long)C);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "labels: class id %lld at row %lld is outside [0, %lld)", (long long)y,
+                                    (long long)(row0 + r), (long long)C);
             const float *zr = zv + r * C;
             double lse = row_lse(zr, C);
             total += lse - zr[y];
@@ -60,10 +64,11 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
         const ba_tensor_t *ref = spec->ref;
         if (!ref || ref->dtype != BA_DT_F32 || (ref->ndim ? ref->shape[ref->ndim - 1] : 1) != C ||
             ref->numel < (row0 + R) * C)
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "loss: reference output %s does not cover rows [%lld, %lld) of an output %s (float32)",
-                                ref ? ba_shape_str(ref->ndim, ref->shape, rb, sizeof rb) : "(none)", (long long)row0,
-                                (long long)(row0 + R), ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "loss: reference output %s does not cover rows [%lld, %lld) of an output %s (float32)",
+                ref ? ba_shape_str(ref->ndim, ref->shape, rb, sizeof rb) : "(none)", (long long)row0,
+                (long long)(row0 + R), ba_shape_str(z->ndim, z->shape, sb, sizeof sb));
         const float *pv = (const float *)ref->data + row0 * C;
         if (spec->kind == BA_LOSS_MSE) {
             const double n = (double)(R * C);
@@ -91,8 +96,8 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
     return ba_error_set(err, BA_ERR_INPUT, "loss: unknown loss kind %d", (int)spec->kind);
 }
 
-ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz, float *htz,
-                      double *quad, ba_error *err) {
+ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz,
+                      float *htz, double *quad, ba_error *err) {
     if (!z || z->dtype != BA_DT_F32)
         return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
                             z ? ba_dtype_name(z->dtype) : "missing");

@@ -11,40 +11,49 @@
 #include "core/tensor.h"
 
 /* ONNX AttributeProto.AttributeType numbers. */
-enum { BA_ATTR_FLOAT = 1, BA_ATTR_INT = 2, BA_ATTR_STRING = 3, BA_ATTR_TENSOR = 4,
-       BA_ATTR_GRAPH = 5, BA_ATTR_FLOATS = 6, BA_ATTR_INTS = 7, BA_ATTR_STRINGS = 8 };
+enum {
+    BA_ATTR_FLOAT = 1,
+    BA_ATTR_INT = 2,
+    BA_ATTR_STRING = 3,
+    BA_ATTR_TENSOR = 4,
+    BA_ATTR_GRAPH = 5,
+    BA_ATTR_FLOATS = 6,
+    BA_ATTR_INTS = 7,
+    BA_ATTR_STRINGS = 8
+};
 
 typedef struct ba_attr {
     char *name;
-    int type;        /* BA_ATTR_* */
-    float f;         /* FLOAT */
-    int64_t i;       /* INT */
-    char *s;         /* STRING (NUL-terminated copy) */
-    ba_tensor_t *t;  /* TENSOR */
-    int n;           /* element count of FLOATS / INTS / STRINGS */
+    int type;       /* BA_ATTR_* */
+    float f;        /* FLOAT */
+    int64_t i;      /* INT */
+    char *s;        /* STRING (NUL-terminated copy) */
+    ba_tensor_t *t; /* TENSOR */
+    int n;          /* element count of FLOATS / INTS / STRINGS */
     float *floats;
     int64_t *ints;
     char **strings;
-    void *graph;     /* GRAPH: loader-private (If branches) */
+    void *graph; /* GRAPH: loader-private (If branches) */
 } ba_attr_t;
 
 struct ba_op_def;
 
 typedef struct ba_node {
-    char *name;      /* node name ("" when the file has none: then "<op_type>_<index>") */
+    char *name; /* node name ("" when the file has none: then "<op_type>_<index>") */
     char *op_type;
-    char *domain;    /* "" for the default domain */
-    int opset;       /* opset version of the node's domain in this model */
-    int op;          /* ba_op_id (model/ops.h): BA_OP_UNKNOWN (0) when the op has no kernel or until resolved */
-    const struct ba_op_def *def; /* that op's row of the op table (NULL likewise); both set by ba_node_resolve */
+    char *domain; /* "" for the default domain */
+    int opset;    /* opset version of the node's domain in this model */
+    int op;       /* ba_op_id (model/ops.h): BA_OP_UNKNOWN (0) when the op has no kernel or until resolved */
+    const struct ba_op_def
+        *def; /* that op's row of the op table (NULL likewise); both set by ba_node_resolve */
     int nin, nout;
-    int *inputs;     /* value ids; -1 = optional input left out */
-    int *outputs;    /* value ids; -1 = optional output not requested */
+    int *inputs;  /* value ids; -1 = optional input left out */
+    int *outputs; /* value ids; -1 = optional output not requested */
     int nattr;
     ba_attr_t *attrs;
-    int guard;       /* index into ba_model_t.guards: the node runs only when that branch of a
-                      * run-time If is taken; -1: always runs */
-    int if_guard;    /* an If expanded into a merge: guard of its then_branch (else_branch: +1); -1 otherwise */
+    int guard;    /* index into ba_model_t.guards: the node runs only when that branch of a
+                   * run-time If is taken; -1: always runs */
+    int if_guard; /* an If expanded into a merge: guard of its then_branch (else_branch: +1); -1 otherwise */
 } ba_node_t;
 
 /* One branch of an If whose condition is known only at run time. Both
@@ -55,21 +64,21 @@ typedef struct ba_node {
  * computed, and its truth equals `branch`. Nodes come after the producers of
  * their guards' conditions in the topological order. */
 typedef struct ba_guard {
-    int cond;    /* value id of the If's condition */
-    int branch;  /* 1: then_branch, 0: else_branch */
-    int parent;  /* guard of the If node itself (an If inside a branch), -1 at top level */
-    char *node;  /* name of the If node (messages) */
+    int cond;   /* value id of the If's condition */
+    int branch; /* 1: then_branch, 0: else_branch */
+    int parent; /* guard of the If node itself (an If inside a branch), -1 at top level */
+    char *node; /* name of the If node (messages) */
 } ba_guard_t;
 
 typedef struct ba_value {
     char *name;
-    ba_dtype dtype;            /* BA_DT_UNDEFINED when unknown */
-    int ndim;                  /* -1 when the rank is unknown */
-    int64_t shape[BA_MAX_DIMS];/* -1 for a dimension not known statically */
+    ba_dtype dtype;               /* BA_DT_UNDEFINED when unknown */
+    int ndim;                     /* -1 when the rank is unknown */
+    int64_t shape[BA_MAX_DIMS];   /* -1 for a dimension not known statically */
     char *dim_param[BA_MAX_DIMS]; /* symbol of a dynamic dimension (ONNX dim_param: "N", "H"), or NULL */
-    ba_tensor_t *constant;     /* initializer, Constant output or folded value; else NULL */
-    int producer;              /* index of the node making it, -1 for inputs/constants */
-    int is_graph_input;        /* a real graph input (not an initializer) */
+    ba_tensor_t *constant;        /* initializer, Constant output or folded value; else NULL */
+    int producer;                 /* index of the node making it, -1 for inputs/constants */
+    int is_graph_input;           /* a real graph input (not an initializer) */
     int is_graph_output;
     int is_initializer;
 } ba_value_t;
@@ -92,19 +101,19 @@ typedef struct ba_layer_use {
 
 /* A quantizable layer (SPEC §2). */
 typedef struct ba_layer {
-    char *name;        /* initializer name, or Constant output name */
-    int value;         /* value id of that constant (what quant/ replaces) */
-    int node;          /* index of the consuming Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/Gather node
-                          the layer was found at (the first; one of its uses) */
-    const char *op;    /* op_type of that node (points into the node) */
-    int nuses;         /* every consumer of the weight, in node order; a tied embedding's */
+    char *name;           /* initializer name, or Constant output name */
+    int value;            /* value id of that constant (what quant/ replaces) */
+    int node;             /* index of the consuming Conv/ConvTranspose/Gemm/MatMul/LSTM/GRU/Gather node
+                             the layer was found at (the first; one of its uses) */
+    const char *op;       /* op_type of that node (points into the node) */
+    int nuses;            /* every consumer of the weight, in node order; a tied embedding's */
     ba_layer_use_t *uses; /* Gather is one even without --include-embeddings */
     int ndim;
     int64_t shape[BA_MAX_DIMS]; /* shape of the constant as stored */
-    int ch_axis;       /* output-channel axis, in the constant's own layout */
-    int64_t params;    /* element count */
-    int64_t macs;      /* multiply-accumulates for one sample; -1 while unknown
-                          (dynamic dims beyond the sample axis: see ba_model_costs_at) */
+    int ch_axis;                /* output-channel axis, in the constant's own layout */
+    int64_t params;             /* element count */
+    int64_t macs;               /* multiply-accumulates for one sample; -1 while unknown
+                                   (dynamic dims beyond the sample axis: see ba_model_costs_at) */
 } ba_layer_t;
 
 /* LSTM or GRU (BA_OPF_RECURRENT, model/ops.h): W and R are layers on their
@@ -113,21 +122,21 @@ int ba_op_is_recurrent(const char *op_type);
 
 typedef struct ba_model {
     char *path;
-    char sha256[65];          /* of the model file */
+    char sha256[65]; /* of the model file */
     uint64_t file_size;
     int64_t ir_version;
-    int64_t opset;            /* default-domain opset */
-    char *producer;           /* producer_name producer_version */
+    int64_t opset;  /* default-domain opset */
+    char *producer; /* producer_name producer_version */
     int nvalues;
     ba_value_t *values;
     int nnodes;
-    ba_node_t *nodes;         /* topological order, constant-foldable nodes removed */
+    ba_node_t *nodes; /* topological order, constant-foldable nodes removed */
     int ninputs;
-    int *inputs;              /* value ids of graph inputs needing data */
+    int *inputs; /* value ids of graph inputs needing data */
     int noutputs;
-    int *outputs;             /* value ids of graph outputs */
+    int *outputs; /* value ids of graph outputs */
     int nguards;
-    ba_guard_t *guards;       /* branches of run-time Ifs (ba_node_t.guard) */
+    ba_guard_t *guards; /* branches of run-time Ifs (ba_node_t.guard) */
     int nlayers;
     ba_layer_t *layers;
     int64_t other_init_bytes; /* bytes of every non-layer initializer at its stored width (SPEC §4) */
@@ -135,11 +144,11 @@ typedef struct ba_model {
      * is 1 unless the model fixes it), ninputs x BA_MAX_DIMS, rank as the
      * input's; NULL while the macs are unknown. */
     int64_t *cost_shapes;
-    void *priv;               /* loader-private */
+    void *priv; /* loader-private */
 } ba_model_t;
 
 typedef struct ba_load_opts {
-    int include_embeddings;   /* Gather embeddings count as layers (--include-embeddings) */
+    int include_embeddings; /* Gather embeddings count as layers (--include-embeddings) */
 } ba_load_opts_t;
 
 /* Loads, checks, folds and topologically sorts an ONNX file; finds layers.
@@ -190,8 +199,8 @@ ba_status ba_model_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba
  * when the model leaves it dynamic (a fixed batch stays: macs are divided by it).
  * Checks the rank and every static dimension; BA_ERR_INPUT naming the input,
  * the axis and its symbol otherwise. */
-ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape, int64_t *out,
-                                ba_error *err);
+ba_status ba_model_sample_shape(const ba_model_t *m, int k, int axis, int ndim, const int64_t *shape,
+                                int64_t *out, ba_error *err);
 /* Resolves every value's shape by running the graph once at the given input
  * shapes (shapes: ninputs x BA_MAX_DIMS, as from ba_model_sample_shape; NULL =
  * the declared shapes, which must then be static apart from the sample axis)
@@ -205,7 +214,8 @@ ba_status ba_model_costs_at(ba_model_t *m, const int64_t *shapes, ba_tensor_t *c
 /* Parses an --input-shape value "NAME=D0xD1x…" for one of m's inputs: *k
  * gets its index and out (BA_MAX_DIMS) the one-sample shape as from
  * ba_model_sample_shape. BA_ERR_INPUT naming the flag value otherwise. */
-ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out, ba_error *err);
+ba_status ba_model_input_shape_spec(const ba_model_t *m, const char *spec, int *k, int64_t *out,
+                                    ba_error *err);
 /* "[N, 3, H, W]" (symbol, or "?", for a dynamic dimension). */
 const char *ba_value_shape_str(const ba_value_t *v, char *buf, size_t cap);
 

@@ -14,13 +14,13 @@
  * protobuf-c and copied, one message at a time. int4/uint4 tensors are
  * unpacked on load into int8/uint8 (one element per byte, int4 sign-extended). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "core/util.h"
@@ -30,8 +30,14 @@
 
 /* Field numbers of onnx.proto that the walker needs. */
 enum { MODEL_GRAPH = 7 };
-enum { GRAPH_NODE = 1, GRAPH_INITIALIZER = 5, GRAPH_SPARSE_INIT = 15, GRAPH_INPUT = 11, GRAPH_OUTPUT = 12,
-       GRAPH_VALUE_INFO = 13 };
+enum {
+    GRAPH_NODE = 1,
+    GRAPH_INITIALIZER = 5,
+    GRAPH_SPARSE_INIT = 15,
+    GRAPH_INPUT = 11,
+    GRAPH_OUTPUT = 12,
+    GRAPH_VALUE_INFO = 13
+};
 enum { TENSOR_RAW_DATA = 9 };
 enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 /* Pages dropped after hashing / copying are released in chunks of this size. */
@@ -122,7 +128,8 @@ static void drop_pages(const uint8_t *base, const uint8_t *p, size_t n) {
     long pg = sysconf(_SC_PAGESIZE);
     if (pg <= 0 || !n) return;
     uintptr_t a = (uintptr_t)p, e = (uintptr_t)p + n;
-    uintptr_t lo = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg, hi = e / (uintptr_t)pg * (uintptr_t)pg;
+    uintptr_t lo = (a + (uintptr_t)pg - 1) / (uintptr_t)pg * (uintptr_t)pg,
+              hi = e / (uintptr_t)pg * (uintptr_t)pg;
     if (lo < (uintptr_t)base) lo = (uintptr_t)base;
     if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
 }
@@ -162,18 +169,33 @@ static int nest_scan(const ProtobufCMessageDescriptor *d, const uint8_t *p, cons
 
 static int dtype_supported(int dt) {
     switch (dt) {
-    case BA_DT_F32: case BA_DT_F16: case BA_DT_F64: case BA_DT_BF16: case BA_DT_I64: case BA_DT_I32:
-    case BA_DT_I16: case BA_DT_U16: case BA_DT_I8: case BA_DT_U8: case BA_DT_BOOL: case BA_DT_U32:
-    case BA_DT_U64: case BA_DT_I4: case BA_DT_U4: return 1;
+    case BA_DT_F32:
+    case BA_DT_F16:
+    case BA_DT_F64:
+    case BA_DT_BF16:
+    case BA_DT_I64:
+    case BA_DT_I32:
+    case BA_DT_I16:
+    case BA_DT_U16:
+    case BA_DT_I8:
+    case BA_DT_U8:
+    case BA_DT_BOOL:
+    case BA_DT_U32:
+    case BA_DT_U64:
+    case BA_DT_I4:
+    case BA_DT_U4: return 1;
     default: return 0;
     }
 }
 
-static const char *tname(const Onnx__TensorProto *tp) { return tp->name && tp->name[0] ? tp->name : "(unnamed tensor)"; }
+static const char *tname(const Onnx__TensorProto *tp) {
+    return tp->name && tp->name[0] ? tp->name : "(unnamed tensor)";
+}
 
 /* Reads an external-data tensor: location relative to the model folder, never
  * absolute, never with a ".." component, and (after symlinks) inside it. */
-static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void *dst, size_t nb, ba_error *err) {
+static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void *dst, size_t nb,
+                               ba_error *err) {
     ba_model_priv_t *pv = m->priv;
     const char *loc = NULL;
     int64_t off = 0, len = -1;
@@ -181,27 +203,33 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void 
         const Onnx__StringStringEntryProto *e = tp->external_data[i];
         if (!e->key || !e->value) continue;
         char *endp;
-        if (strcmp(e->key, "location") == 0) loc = e->value;
+        if (strcmp(e->key, "location") == 0)
+            loc = e->value;
         else if (strcmp(e->key, "offset") == 0 || strcmp(e->key, "length") == 0) {
             errno = 0;
             long long v = strtoll(e->value, &endp, 10);
             if (errno || *endp || v < 0)
-                return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': bad external-data %s '%s'", m->path, tname(tp),
-                                    e->key, e->value);
-            if (e->key[0] == 'o') off = v;
-            else len = v;
+                return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': bad external-data %s '%s'", m->path,
+                                    tname(tp), e->key, e->value);
+            if (e->key[0] == 'o')
+                off = v;
+            else
+                len = v;
         }
     }
     if (!loc || !loc[0])
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data without a location", m->path, tname(tp));
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data without a location", m->path,
+                            tname(tp));
     if (loc[0] == '/')
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' is absolute (refused)", m->path,
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data path '%s' is absolute (refused)", m->path,
                             tname(tp), loc);
     for (const char *c = loc; *c;) {
         const char *s = strchr(c, '/');
         size_t n = s ? (size_t)(s - c) : strlen(c);
         if (n == 2 && c[0] == '.' && c[1] == '.')
-            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
                                 m->path, tname(tp), loc);
         c += n + (s ? 1 : 0);
         if (!s) break;
@@ -210,30 +238,34 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void 
     snprintf(full, sizeof full, "%s/%s", pv->dir, loc);
     char rdir[PATH_MAX], rfile[PATH_MAX];
     if (!realpath(pv->dir, rdir) || !realpath(full, rfile))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data file '%s' not found", m->path, tname(tp),
-                            full);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data file '%s' not found", m->path,
+                            tname(tp), full);
     size_t dl = strlen(rdir);
     if (strncmp(rfile, rdir, dl) != 0 || (rfile[dl] != '/' && strcmp(rdir, "/") != 0))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data path '%s' leaves the model folder (refused)",
                             m->path, tname(tp), loc);
     if (len >= 0 && (uint64_t)len != nb)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data length %lld but shape needs %zu bytes",
-                            m->path, tname(tp), (long long)len, nb);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data length %lld but shape needs %zu bytes", m->path,
+                            tname(tp), (long long)len, nb);
     /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer
      * forever; only a regular file is read. */
     int fd = open(rfile, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': cannot open external data '%s': %s", m->path, tname(tp),
-                            full, strerror(errno));
+        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': cannot open external data '%s': %s", m->path,
+                            tname(tp), full, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data '%s' is not a regular file (refused)",
-                            m->path, tname(tp), full);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data '%s' is not a regular file (refused)", m->path,
+                            tname(tp), full);
     }
     if ((uint64_t)off > (uint64_t)st.st_size || nb > (uint64_t)st.st_size - (uint64_t)off) {
         close(fd);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': external data '%s' too short for offset %lld + %zu bytes",
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: tensor '%s': external data '%s' too short for offset %lld + %zu bytes",
                             m->path, tname(tp), full, (long long)off, nb);
     }
     size_t done = 0;
@@ -241,7 +273,8 @@ static ba_status read_external(ba_model_t *m, const Onnx__TensorProto *tp, void 
         ssize_t r = pread(fd, (uint8_t *)dst + done, nb - done, (off_t)(off + (int64_t)done));
         if (r <= 0) {
             close(fd);
-            return ba_error_set(err, BA_ERR_IO, "%s: tensor '%s': reading '%s' failed", m->path, tname(tp), full);
+            return ba_error_set(err, BA_ERR_IO, "%s: tensor '%s': reading '%s' failed", m->path, tname(tp),
+                                full);
         }
         done += (size_t)r;
     }
@@ -257,43 +290,48 @@ static ba_status load_packed4(ba_model_t *m, const Onnx__TensorProto *tp, const 
     uint8_t *packed = ba_malloc(nb ? nb : 1, err);
     if (!packed) return err->code;
     ba_status st = BA_OK;
-    if (external) st = read_external(m, tp, packed, nb, err);
-    else if (has_raw) memcpy(packed, raw, nb);
+    if (external)
+        st = read_external(m, tp, packed, nb, err);
+    else if (has_raw)
+        memcpy(packed, raw, nb);
     else
         for (size_t i = 0; i < nb; i++) packed[i] = (uint8_t)typed[i];
     int is_signed = t->dtype == BA_DT_I8;
     for (int64_t i = 0; st == BA_OK && i < t->numel; i++) {
         unsigned v = i % 2 ? packed[i / 2] >> 4 : packed[i / 2] & 0xfu;
-        if (is_signed) ((int8_t *)t->data)[i] = (int8_t)(v >= 8 ? (int)v - 16 : (int)v);
-        else ((uint8_t *)t->data)[i] = (uint8_t)v;
+        if (is_signed)
+            ((int8_t *)t->data)[i] = (int8_t)(v >= 8 ? (int)v - 16 : (int)v);
+        else
+            ((uint8_t *)t->data)[i] = (uint8_t)v;
     }
     free(packed);
     return st;
 }
 
-ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len, int has_raw,
-                         ba_tensor_t **out, ba_error *err) {
+ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
+                         int has_raw, ba_tensor_t **out, ba_error *err) {
     *out = NULL;
     int dt = tp->has_data_type ? tp->data_type : 0;
     if (!dtype_supported(dt))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': data type %d is not supported", m->path, tname(tp),
-                            dt);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': data type %d is not supported",
+                            m->path, tname(tp), dt);
     if (tp->n_dims > BA_MAX_DIMS)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': rank %zu exceeds %d", m->path, tname(tp), tp->n_dims,
-                            BA_MAX_DIMS);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': rank %zu exceeds %d", m->path,
+                            tname(tp), tp->n_dims, BA_MAX_DIMS);
     if (tp->segment)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': segmented tensors are not supported", m->path,
-                            tname(tp));
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': segmented tensors are not supported",
+                            m->path, tname(tp));
     int64_t shape[BA_MAX_DIMS];
     uint64_t numel = 1;
     const uint64_t max_bytes = (uint64_t)1 << 46; /* 64 TiB: anything larger is a hostile header */
     for (size_t i = 0; i < tp->n_dims; i++) {
         if (tp->dims[i] < 0)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': negative dimension %lld", m->path, tname(tp),
-                                (long long)tp->dims[i]);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': negative dimension %lld", m->path,
+                                tname(tp), (long long)tp->dims[i]);
         shape[i] = tp->dims[i];
         if (shape[i] && numel > max_bytes / (uint64_t)shape[i])
-            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': element count overflows", m->path, tname(tp));
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': element count overflows", m->path,
+                                tname(tp));
         numel *= (uint64_t)shape[i];
     }
     /* int4/uint4 are stored packed (two per byte, low nibble first) and kept
@@ -318,18 +356,20 @@ ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8
     case BA_DT_F32: ntyped = tp->n_float_data, typed = tp->float_data, kind = 1; break;
     case BA_DT_F64: ntyped = tp->n_double_data, typed = tp->double_data, kind = 4; break;
     case BA_DT_I64: ntyped = tp->n_int64_data, typed = tp->int64_data, kind = 3; break;
-    case BA_DT_U32: case BA_DT_U64: ntyped = tp->n_uint64_data, typed = tp->uint64_data, kind = 5; break;
+    case BA_DT_U32:
+    case BA_DT_U64: ntyped = tp->n_uint64_data, typed = tp->uint64_data, kind = 5; break;
     default: ntyped = tp->n_int32_data, typed = tp->int32_data, kind = 2; break;
     }
     /* Before allocating: the bytes must be there (a hostile header cannot make us allocate). */
     if (!external) {
         if (has_raw) {
             if (raw_len != nb)
-                return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': raw_data holds %zu bytes but shape needs %zu",
-                                    m->path, tname(tp), raw_len, nb);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "%s: tensor '%s': raw_data holds %zu bytes but shape needs %zu", m->path,
+                                    tname(tp), raw_len, nb);
         } else if (ntyped != nstored) {
-            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %zu stored values but shape needs %zu", m->path,
-                                tname(tp), ntyped, nstored);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: tensor '%s': %zu stored values but shape needs %zu",
+                                m->path, tname(tp), ntyped, nstored);
         }
     }
     ba_tensor_t *t = ba_tensor_new(sdt, (int)tp->n_dims, shape, err);
@@ -348,14 +388,18 @@ ba_status ba_onnx_tensor(ba_model_t *m, const Onnx__TensorProto *tp, const uint8
             case 3: ((int64_t *)t->data)[i] = ((const int64_t *)typed)[i]; break;
             case 4: ((double *)t->data)[i] = ((const double *)typed)[i]; break;
             case 5:
-                if (dt == BA_DT_U32) ((uint32_t *)t->data)[i] = (uint32_t)((const uint64_t *)typed)[i];
-                else ((uint64_t *)t->data)[i] = ((const uint64_t *)typed)[i];
+                if (dt == BA_DT_U32)
+                    ((uint32_t *)t->data)[i] = (uint32_t)((const uint64_t *)typed)[i];
+                else
+                    ((uint64_t *)t->data)[i] = ((const uint64_t *)typed)[i];
                 break;
             default: {
                 int32_t v = ((const int32_t *)typed)[i];
                 switch (dt) {
                 case BA_DT_I32: ((int32_t *)t->data)[i] = v; break;
-                case BA_DT_F16: case BA_DT_BF16: case BA_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
+                case BA_DT_F16:
+                case BA_DT_BF16:
+                case BA_DT_U16: ((uint16_t *)t->data)[i] = (uint16_t)v; break;
                 case BA_DT_I16: ((int16_t *)t->data)[i] = (int16_t)v; break;
                 case BA_DT_I8: ((int8_t *)t->data)[i] = (int8_t)v; break;
                 case BA_DT_BOOL: ((uint8_t *)t->data)[i] = v != 0; break;
@@ -414,14 +458,15 @@ static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, i
         if (tt->has_elem_type && v->dtype == BA_DT_UNDEFINED) v->dtype = (ba_dtype)tt->elem_type;
         if (tt->shape && v->ndim < 0) {
             if (tt->shape->n_dim > BA_MAX_DIMS)
-                return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: value '%s': rank %zu exceeds %d", m->path, vi->name,
-                                    tt->shape->n_dim, BA_MAX_DIMS);
+                return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: value '%s': rank %zu exceeds %d", m->path,
+                                    vi->name, tt->shape->n_dim, BA_MAX_DIMS);
             v->ndim = (int)tt->shape->n_dim;
             for (size_t i = 0; i < tt->shape->n_dim; i++) {
                 const Onnx__TensorShapeProto__Dimension *d = tt->shape->dim[i];
-                v->shape[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0
-                                  ? d->dim_value
-                                  : -1;
+                v->shape[i] =
+                    d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && d->dim_value > 0
+                        ? d->dim_value
+                        : -1;
                 if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM && d->dim_param &&
                     d->dim_param[0]) {
                     v->dim_param[i] = dup_symbol(d->dim_param, err);
@@ -434,8 +479,8 @@ static ba_status set_value_info(ba_model_t *m, const Onnx__ValueInfoProto *vi, i
 }
 
 /* name: the value's name (tp->name, or its renamed branch-local name). */
-static ba_status add_initializer_as(ba_model_t *m, const Onnx__TensorProto *tp, const char *name, const uint8_t *raw,
-                                    size_t raw_len, int has_raw, ba_error *err) {
+static ba_status add_initializer_as(ba_model_t *m, const Onnx__TensorProto *tp, const char *name,
+                                    const uint8_t *raw, size_t raw_len, int has_raw, ba_error *err) {
     if (!name || !name[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: initializer without a name", m->path);
     int id = ba_graph_value(m, name, err);
     if (id < 0) return err->code;
@@ -452,8 +497,8 @@ static ba_status add_initializer_as(ba_model_t *m, const Onnx__TensorProto *tp, 
     return BA_OK;
 }
 
-static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw, size_t raw_len,
-                                 int has_raw, ba_error *err) {
+static ba_status add_initializer(ba_model_t *m, const Onnx__TensorProto *tp, const uint8_t *raw,
+                                 size_t raw_len, int has_raw, ba_error *err) {
     return add_initializer_as(m, tp, tp->name, raw, raw_len, has_raw, err);
 }
 
@@ -470,18 +515,26 @@ static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__Att
     a->name = ba_strdup(ap->name ? ap->name : "", err);
     if (!a->name) return err->code;
     if (ap->ref_attr_name && ap->ref_attr_name[0])
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': attribute references are not supported", m->path,
-                            n->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': attribute references are not supported",
+                            m->path, n->name);
     int type = ap->has_type ? (int)ap->type : 0;
     if (!type) { /* IR < 2 files leave the type out: infer it from what is set */
-        if (ap->has_f) type = BA_ATTR_FLOAT;
-        else if (ap->has_i) type = BA_ATTR_INT;
-        else if (ap->has_s) type = BA_ATTR_STRING;
-        else if (ap->t) type = BA_ATTR_TENSOR;
-        else if (ap->g) type = BA_ATTR_GRAPH;
-        else if (ap->n_floats) type = BA_ATTR_FLOATS;
-        else if (ap->n_ints) type = BA_ATTR_INTS;
-        else if (ap->n_strings) type = BA_ATTR_STRINGS;
+        if (ap->has_f)
+            type = BA_ATTR_FLOAT;
+        else if (ap->has_i)
+            type = BA_ATTR_INT;
+        else if (ap->has_s)
+            type = BA_ATTR_STRING;
+        else if (ap->t)
+            type = BA_ATTR_TENSOR;
+        else if (ap->g)
+            type = BA_ATTR_GRAPH;
+        else if (ap->n_floats)
+            type = BA_ATTR_FLOATS;
+        else if (ap->n_ints)
+            type = BA_ATTR_INTS;
+        else if (ap->n_strings)
+            type = BA_ATTR_STRINGS;
     }
     a->type = type;
     switch (type) {
@@ -492,7 +545,9 @@ static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__Att
         if (!a->s) return err->code;
         break;
     case BA_ATTR_TENSOR:
-        if (!ap->t) return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': tensor attribute '%s' is empty", m->path, n->name, a->name);
+        if (!ap->t)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': tensor attribute '%s' is empty", m->path,
+                                n->name, a->name);
         BA_TRY(ba_onnx_tensor(m, ap->t, NULL, 0, 0, &a->t, err));
         break;
     case BA_ATTR_GRAPH: a->graph = ap->g; break;
@@ -511,7 +566,8 @@ static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__Att
         if (ap->n_ints) memcpy(a->ints, ap->ints, sizeof(int64_t) * ap->n_ints);
         break;
     case BA_ATTR_STRINGS:
-        if (ap->n_strings > INT_MAX) return ba_error_set(err, BA_ERR_INPUT, "%s: attribute too long", m->path);
+        if (ap->n_strings > INT_MAX)
+            return ba_error_set(err, BA_ERR_INPUT, "%s: attribute too long", m->path);
         a->strings = ba_calloc(ap->n_strings + 1, sizeof(char *), err);
         if (!a->strings) return err->code;
         for (size_t i = 0; i < ap->n_strings; i++) {
@@ -532,37 +588,101 @@ static ba_status convert_attr(ba_model_t *m, const ba_node_t *n, const Onnx__Att
  * handles; one name has one type there, except Pad's float `value` beside
  * Constant's tensor). A typed attribute of another type (Conv strides given
  * as floats …) is refused at load, so that no kernel reads a default instead. */
-enum { T_FLOAT = 1 << BA_ATTR_FLOAT, T_INT = 1 << BA_ATTR_INT, T_STRING = 1 << BA_ATTR_STRING,
-       T_TENSOR = 1 << BA_ATTR_TENSOR, T_GRAPH = 1 << BA_ATTR_GRAPH, T_FLOATS = 1 << BA_ATTR_FLOATS,
-       T_INTS = 1 << BA_ATTR_INTS, T_STRINGS = 1 << BA_ATTR_STRINGS };
+enum {
+    T_FLOAT = 1 << BA_ATTR_FLOAT,
+    T_INT = 1 << BA_ATTR_INT,
+    T_STRING = 1 << BA_ATTR_STRING,
+    T_TENSOR = 1 << BA_ATTR_TENSOR,
+    T_GRAPH = 1 << BA_ATTR_GRAPH,
+    T_FLOATS = 1 << BA_ATTR_FLOATS,
+    T_INTS = 1 << BA_ATTR_INTS,
+    T_STRINGS = 1 << BA_ATTR_STRINGS
+};
 static const struct {
     const char *name;
     unsigned types;
-} ATTR_TYPES[] = {
-    {"allowzero", T_INT}, {"alpha", T_FLOAT}, {"antialias", T_INT}, {"approximate", T_STRING},
-    {"auto_pad", T_STRING}, {"axes", T_INTS}, {"axis", T_INT}, {"beta", T_FLOAT}, {"block_size", T_INT},
-    {"broadcast", T_INT}, {"ceil_mode", T_INT}, {"consumed_inputs", T_INTS},
-    {"coordinate_transformation_mode", T_STRING}, {"count_include_pad", T_INT}, {"cubic_coeff_a", T_FLOAT},
-    {"dilations", T_INTS}, {"else_branch", T_GRAPH}, {"end", T_INT}, {"ends", T_INTS}, {"epsilon", T_FLOAT},
-    {"exclude_outside", T_INT}, {"exclusive", T_INT}, {"extrapolation_value", T_FLOAT}, {"fmod", T_INT},
-    {"gamma", T_FLOAT}, {"group", T_INT}, {"height_scale", T_FLOAT}, {"is_test", T_INT}, {"k", T_INT},
-    {"keep_aspect_ratio_policy", T_STRING}, {"keepdims", T_INT}, {"kernel_shape", T_INTS}, {"largest", T_INT},
-    {"max", T_FLOAT}, {"min", T_FLOAT}, {"mode", T_STRING}, {"momentum", T_FLOAT}, {"nearest_mode", T_STRING},
-    {"noop_with_empty_axes", T_INT}, {"num_outputs", T_INT}, {"output_dtype", T_INT}, {"output_padding", T_INTS},
-    {"output_shape", T_INTS}, {"p", T_INT}, {"paddings", T_INTS}, {"pads", T_INTS}, {"perm", T_INTS},
-    {"ratio", T_FLOAT}, {"reduction", T_STRING}, {"reverse", T_INT}, {"saturate", T_INT}, {"scales", T_FLOATS},
-    {"seed", T_INT}, {"select_last_index", T_INT}, {"shape", T_INTS}, {"sorted", T_INT}, {"spatial", T_INT},
-    {"split", T_INTS}, {"start", T_INT}, {"starts", T_INTS}, {"stash_type", T_INT}, {"storage_order", T_INT},
-    {"strides", T_INTS}, {"then_branch", T_GRAPH}, {"to", T_INT}, {"training_mode", T_INT},
-    {"transA", T_INT}, {"transB", T_INT}, {"upper", T_INT}, {"value", T_FLOAT | T_TENSOR}, {"value_float", T_FLOAT},
-    {"value_floats", T_FLOATS}, {"value_int", T_INT}, {"value_ints", T_INTS}, {"value_string", T_STRING},
-    {"value_strings", T_STRINGS}, {"width_scale", T_FLOAT}
-};
+} ATTR_TYPES[] = {{"allowzero", T_INT},
+                  {"alpha", T_FLOAT},
+                  {"antialias", T_INT},
+                  {"approximate", T_STRING},
+                  {"auto_pad", T_STRING},
+                  {"axes", T_INTS},
+                  {"axis", T_INT},
+                  {"beta", T_FLOAT},
+                  {"block_size", T_INT},
+                  {"broadcast", T_INT},
+                  {"ceil_mode", T_INT},
+                  {"consumed_inputs", T_INTS},
+                  {"coordinate_transformation_mode", T_STRING},
+                  {"count_include_pad", T_INT},
+                  {"cubic_coeff_a", T_FLOAT},
+                  {"dilations", T_INTS},
+                  {"else_branch", T_GRAPH},
+                  {"end", T_INT},
+                  {"ends", T_INTS},
+                  {"epsilon", T_FLOAT},
+                  {"exclude_outside", T_INT},
+                  {"exclusive", T_INT},
+                  {"extrapolation_value", T_FLOAT},
+                  {"fmod", T_INT},
+                  {"gamma", T_FLOAT},
+                  {"group", T_INT},
+                  {"height_scale", T_FLOAT},
+                  {"is_test", T_INT},
+                  {"k", T_INT},
+                  {"keep_aspect_ratio_policy", T_STRING},
+                  {"keepdims", T_INT},
+                  {"kernel_shape", T_INTS},
+                  {"largest", T_INT},
+                  {"max", T_FLOAT},
+                  {"min", T_FLOAT},
+                  {"mode", T_STRING},
+                  {"momentum", T_FLOAT},
+                  {"nearest_mode", T_STRING},
+                  {"noop_with_empty_axes", T_INT},
+                  {"num_outputs", T_INT},
+                  {"output_dtype", T_INT},
+                  {"output_padding", T_INTS},
+                  {"output_shape", T_INTS},
+                  {"p", T_INT},
+                  {"paddings", T_INTS},
+                  {"pads", T_INTS},
+                  {"perm", T_INTS},
+                  {"ratio", T_FLOAT},
+                  {"reduction", T_STRING},
+                  {"reverse", T_INT},
+                  {"saturate", T_INT},
+                  {"scales", T_FLOATS},
+                  {"seed", T_INT},
+                  {"select_last_index", T_INT},
+                  {"shape", T_INTS},
+                  {"sorted", T_INT},
+                  {"spatial", T_INT},
+                  {"split", T_INTS},
+                  {"start", T_INT},
+                  {"starts", T_INTS},
+                  {"stash_type", T_INT},
+                  {"storage_order", T_INT},
+                  {"strides", T_INTS},
+                  {"then_branch", T_GRAPH},
+                  {"to", T_INT},
+                  {"training_mode", T_INT},
+                  {"transA", T_INT},
+                  {"transB", T_INT},
+                  {"upper", T_INT},
+                  {"value", T_FLOAT | T_TENSOR},
+                  {"value_float", T_FLOAT},
+                  {"value_floats", T_FLOATS},
+                  {"value_int", T_INT},
+                  {"value_ints", T_INTS},
+                  {"value_string", T_STRING},
+                  {"value_strings", T_STRINGS},
+                  {"width_scale", T_FLOAT}};
 
 static const char *attr_type_name(int type) {
-    static const char *const names[] = {"undefined", "FLOAT",   "INT",    "STRING",        "TENSOR",
-                                        "GRAPH",     "FLOATS",  "INTS",   "STRINGS",       "TENSORS",
-                                        "GRAPHS",    "SPARSE_TENSOR", "SPARSE_TENSORS", "TYPE_PROTO"};
+    static const char *const names[] = {
+        "undefined", "FLOAT",   "INT",     "STRING", "TENSOR",        "GRAPH",          "FLOATS",
+        "INTS",      "STRINGS", "TENSORS", "GRAPHS", "SPARSE_TENSOR", "SPARSE_TENSORS", "TYPE_PROTO"};
     return type >= 0 && type < (int)(sizeof names / sizeof names[0]) ? names[type] : "unknown";
 }
 
@@ -577,8 +697,8 @@ static ba_status check_attr_type(const ba_model_t *m, const ba_node_t *n, const 
             if (ATTR_TYPES[i].types & (1u << k))
                 snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", want[0] ? " or " : "",
                          attr_type_name(k));
-        return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (%s): attribute '%s' is %s but must be %s", m->path,
-                            n->name, n->op_type, a->name, attr_type_name(a->type), want);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s' (%s): attribute '%s' is %s but must be %s",
+                            m->path, n->name, n->op_type, a->name, attr_type_name(a->type), want);
     }
     return BA_OK;
 }
@@ -606,7 +726,8 @@ static ba_status add_node_scoped(ba_model_t *m, const Onnx__NodeProto *np, const
     if (!op[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: node #%d has no op_type", m->path, idx);
     n->op_type = ba_strdup(op, err);
     n->domain = ba_strdup(np->domain && strcmp(np->domain, "ai.onnx") != 0 ? np->domain : "", err);
-    if (np->name && np->name[0]) n->name = ba_strdup(np->name, err);
+    if (np->name && np->name[0])
+        n->name = ba_strdup(np->name, err);
     else {
         char buf[256];
         snprintf(buf, sizeof buf, "%s_%d", op, idx);
@@ -642,8 +763,8 @@ static ba_status add_node_scoped(ba_model_t *m, const Onnx__NodeProto *np, const
             int id = ba_graph_value(m, s, err);
             if (id < 0) return err->code;
             if (m->values[id].producer >= 0 || m->values[id].is_initializer)
-                return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': output '%s' is already produced by %s", m->path,
-                                    n->name, s,
+                return ba_error_set(err, BA_ERR_INPUT, "%s: node '%s': output '%s' is already produced by %s",
+                                    m->path, n->name, s,
                                     m->values[id].is_initializer ? "an initializer"
                                                                  : m->nodes[m->values[id].producer].name);
             m->values[id].producer = idx;
@@ -718,8 +839,10 @@ static ba_status scope_add(ba_model_t *m, ba_scope_t *s, const char *name, const
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", name);
     for (int k = 0; name_taken(m, s, buf); k++) {
-        if (k == 0) snprintf(buf, sizeof buf, "%s@%s", name, tag);
-        else snprintf(buf, sizeof buf, "%s@%s.%d", name, tag, k);
+        if (k == 0)
+            snprintf(buf, sizeof buf, "%s@%s", name, tag);
+        else
+            snprintf(buf, sizeof buf, "%s@%s.%d", name, tag, k);
     }
     s->from[s->n] = ba_strdup(name, err);
     s->to[s->n] = s->from[s->n] ? ba_strdup(buf, err) : NULL;
@@ -747,12 +870,12 @@ static ba_status note_local(ba_model_t *m, int id, int guard, ba_error *err) {
     return BA_OK;
 }
 
-ba_status ba_onnx_add_branch(ba_model_t *m, const Onnx__GraphProto *g, ba_scope_t *scope, int guard, int depth,
-                             ba_error *err) {
+ba_status ba_onnx_add_branch(ba_model_t *m, const Onnx__GraphProto *g, ba_scope_t *scope, int guard,
+                             int depth, ba_error *err) {
     const ba_guard_t *gd = &m->guards[guard];
     if (depth > MAX_IF_DEPTH)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (If): If nested more than %d deep", m->path,
-                            gd->node, MAX_IF_DEPTH);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (If): If nested more than %d deep",
+                            m->path, gd->node, MAX_IF_DEPTH);
     char tag[600];
     snprintf(tag, sizeof tag, "%s/%s", gd->node, gd->branch ? "then" : "else");
     /* This branch's names first, so that references resolve to them in any order. */
@@ -764,8 +887,8 @@ ba_status ba_onnx_add_branch(ba_model_t *m, const Onnx__GraphProto *g, ba_scope_
             if (g->node[i]->output[j] && g->node[i]->output[j][0])
                 BA_TRY(scope_add(m, scope, g->node[i]->output[j], tag, err));
     if (g->n_sparse_initializer)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s' (If): sparse initializers are not supported",
-                            m->path, gd->node);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: node '%s' (If): sparse initializers are not supported", m->path, gd->node);
     for (size_t i = 0; i < g->n_initializer; i++) {
         const Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp->name && tp->name[0] ? ba_scope_name(scope, tp->name) : NULL;
@@ -787,7 +910,8 @@ ba_status ba_onnx_add_branch(ba_model_t *m, const Onnx__GraphProto *g, ba_scope_
 /* ---------------- whole file ---------------- */
 
 static ba_status unpack_fail(const ba_model_t *m, const char *what, size_t off, ba_error *err) {
-    return ba_error_set(err, BA_ERR_INPUT, "%s: corrupt or truncated protobuf in %s at byte %zu", m->path, what, off);
+    return ba_error_set(err, BA_ERR_INPUT, "%s: corrupt or truncated protobuf in %s at byte %zu", m->path,
+                        what, off);
 }
 
 /* Walks the GraphProto bytes [p, end): nodes, initializers and value infos are
@@ -812,10 +936,11 @@ static ba_status check_packed4_uses(const ba_model_t *m, const int *ids, int n, 
         if (strcmp(nd->op_type, "QuantizeLinear") != 0 || nd->nin < 3) continue;
         for (int i = 0; i < n; i++)
             if (nd->inputs[2] == ids[i])
-                return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                                    "%s: node '%s' (QuantizeLinear): an int4/uint4 zero point is not supported "
-                                    "(use the output_dtype attribute without a zero point)",
-                                    m->path, nd->name);
+                return ba_error_set(
+                    err, BA_ERR_UNSUPPORTED,
+                    "%s: node '%s' (QuantizeLinear): an int4/uint4 zero point is not supported "
+                    "(use the output_dtype attribute without a zero point)",
+                    m->path, nd->name);
     }
     return BA_OK;
 }
@@ -823,7 +948,8 @@ static ba_status check_packed4_uses(const ba_model_t *m, const int *ids, int n, 
 static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end,
                                    int **four_ids, int *nfour, ba_error *err);
 
-static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end, ba_error *err) {
+static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end,
+                            ba_error *err) {
     int *four = NULL, nfour = 0;
     ba_status st = load_graph_fields(m, base, p, end, &four, &nfour, err);
     if (st == BA_OK && nfour) st = check_packed4_uses(m, four, nfour, err);
@@ -846,8 +972,10 @@ static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uin
             for (size_t i = 0; i < np->n_attribute; i++)
                 if (np->attribute[i]->g || np->attribute[i]->n_graphs) has_graph = 1;
             if (st == BA_OK && has_graph) {
-                if (!keep_proto(m, np)) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
-                else np = NULL;
+                if (!keep_proto(m, np))
+                    st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+                else
+                    np = NULL;
             }
             if (np) onnx__node_proto__free_unpacked(np, NULL);
             if (st != BA_OK) return st;
@@ -893,7 +1021,8 @@ static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uin
             onnx__value_info_proto__free_unpacked(vi, NULL);
             if (st != BA_OK) return st;
         } else if (f.field == GRAPH_SPARSE_INIT) {
-            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: sparse initializers are not supported", m->path);
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: sparse initializers are not supported",
+                                m->path);
         }
     }
     return BA_OK;
@@ -905,10 +1034,11 @@ static ba_status load_mapped(ba_model_t *m, const uint8_t *data, size_t size, ba
     int deep = nest_scan(&onnx__model_proto__descriptor, data, end, 1, &bad);
     if (deep < 0) return unpack_fail(m, "the model", (size_t)(bad - data), err);
     if (deep)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "%s: protobuf messages nested deeper than %d levels (subgraphs or types inside each "
-                            "other); refused",
-                            m->path, ONNX_MAX_DEPTH);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: protobuf messages nested deeper than %d levels (subgraphs or types inside each "
+            "other); refused",
+            m->path, ONNX_MAX_DEPTH);
     bytes_buf sk = {0};
     const uint8_t *graphs[64];
     size_t glen[64];
@@ -940,20 +1070,23 @@ static ba_status load_mapped(ba_model_t *m, const uint8_t *data, size_t size, ba
     m->opset = -1;
     char prod[512];
     snprintf(prod, sizeof prod, "%s%s%s", mp->producer_name ? mp->producer_name : "",
-             mp->producer_version && mp->producer_version[0] ? " " : "", mp->producer_version ? mp->producer_version : "");
+             mp->producer_version && mp->producer_version[0] ? " " : "",
+             mp->producer_version ? mp->producer_version : "");
     m->producer = ba_strdup(prod, err);
     for (size_t i = 0; i < mp->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = mp->opset_import[i];
-        if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0) m->opset = o->has_version ? o->version : 0;
+        if (!o->domain || !o->domain[0] || strcmp(o->domain, "ai.onnx") == 0)
+            m->opset = o->has_version ? o->version : 0;
     }
     onnx__model_proto__free_unpacked(mp, NULL);
     if (!m->producer) return err->code;
     if (m->opset < 0) m->opset = 1; /* IR 1-2 files had no opset_import: opset 1 */
     if (!ngraph) return ba_error_set(err, BA_ERR_INPUT, "%s: not an ONNX model (no graph)", m->path);
     if (m->opset < 9 || m->opset > 21)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: default-domain opset %lld is not supported (9-21)", m->path,
-                            (long long)m->opset);
-    for (int g = 0; g < ngraph && st == BA_OK; g++) st = load_graph(m, data, graphs[g], graphs[g] + glen[g], err);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: default-domain opset %lld is not supported (9-21)",
+                            m->path, (long long)m->opset);
+    for (int g = 0; g < ngraph && st == BA_OK; g++)
+        st = load_graph(m, data, graphs[g], graphs[g] + glen[g], err);
     return st;
 }
 

@@ -14,17 +14,17 @@
  * shapes/dtypes (BA_ERR_INPUT naming the node on mismatch), allocates each
  * out[i] (nout as in the node; out[i] may be left NULL only for optional
  * outputs that the node does not request, i.e. node->outputs[i] == -1). */
-typedef ba_status ba_op_forward_t(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                                  ba_error *err);
+typedef ba_status ba_op_forward_t(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                                  int nout, ba_error *err);
 typedef ba_op_forward_t *ba_op_forward_fn;
 
 /* Backward (model/grad.h): in/out: the node's forward values (in[i] NULL
  * for an omitted input). dout[j]: dL/d out[j], NULL when no gradient reaches
  * that output. need[i]: whether din[i] is wanted. din[i]: accumulated into
  * (+=); a NULL slot is allocated (zero-filled, shape of in[i]) by the kernel. */
-typedef ba_status ba_op_backward_t(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                   int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
-                                   ba_error *err);
+typedef ba_status ba_op_backward_t(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                   ba_tensor_t *const *out, int nout, ba_tensor_t *const *dout,
+                                   const unsigned char *need, ba_tensor_t **din, ba_error *err);
 typedef ba_op_backward_t *ba_op_backward_fn;
 
 /* An op's own rules for the exact HVP (BA_HVP_OWN; grad_hvp.c uses them
@@ -33,8 +33,9 @@ typedef ba_op_backward_t *ba_op_backward_fn;
  * derivative of the op's backward B(in)(gout) along tin, gout = the base
  * dL/d out (the second-order term; the first-order B(in)(t dout) is the
  * op's backward). */
-typedef ba_status ba_op_tangent_t(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                                  int nout, ba_tensor_t *const *tin, ba_tensor_t **tout, ba_error *err);
+typedef ba_status ba_op_tangent_t(const ba_node_t *n, ba_tensor_t *const *in, int nin,
+                                  ba_tensor_t *const *out, int nout, ba_tensor_t *const *tin,
+                                  ba_tensor_t **tout, ba_error *err);
 typedef ba_status ba_op_second_t(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                                  int nout, ba_tensor_t *const *tin, ba_tensor_t *const *gout,
                                  const unsigned char *need, ba_tensor_t **din, ba_error *err);
@@ -156,43 +157,46 @@ typedef enum ba_op_id {
 
 /* Exact-HVP rule kinds (grad_hvp.c). */
 typedef enum ba_hvp_kind {
-    BA_HVP_FD = 0,    /* no rule: local central difference of the backward (needs a backward) */
-    BA_HVP_LINEAR,    /* jointly linear in its float inputs (hvp_mask) */
-    BA_HVP_BILINEAR,  /* Mul, MatMul; Gemm and Conv (bias: see the FD fallback) */
-    BA_HVP_UNARY,     /* y = f(x) elementwise: J = diag f'(x); second order f''(x)·tx·g */
-    BA_HVP_SELECT,    /* MaxPool, GlobalMaxPool, Max, Min: each output picks one input */
-    BA_HVP_BN,        /* BatchNormalization (inference): linear in X */
-    BA_HVP_DIV,       /* a / b */
-    BA_HVP_SOFTMAX,   /* Softmax: J = diag y − y yᵀ, symmetric */
-    BA_HVP_INSTNORM,  /* InstanceNormalization: per-plane statistics of X, scale and B per channel */
-    BA_HVP_OWN,       /* the row's own tangent and second functions */
+    BA_HVP_FD = 0,   /* no rule: local central difference of the backward (needs a backward) */
+    BA_HVP_LINEAR,   /* jointly linear in its float inputs (hvp_mask) */
+    BA_HVP_BILINEAR, /* Mul, MatMul; Gemm and Conv (bias: see the FD fallback) */
+    BA_HVP_UNARY,    /* y = f(x) elementwise: J = diag f'(x); second order f''(x)·tx·g */
+    BA_HVP_SELECT,   /* MaxPool, GlobalMaxPool, Max, Min: each output picks one input */
+    BA_HVP_BN,       /* BatchNormalization (inference): linear in X */
+    BA_HVP_DIV,      /* a / b */
+    BA_HVP_SOFTMAX,  /* Softmax: J = diag y − y yᵀ, symmetric */
+    BA_HVP_INSTNORM, /* InstanceNormalization: per-plane statistics of X, scale and B per channel */
+    BA_HVP_OWN,      /* the row's own tangent and second functions */
 } ba_hvp_kind;
 #define BA_HVP_ALL 0xFFFFFFFFu /* hvp_mask: every input */
 
 /* Op flags. Exactly one of: a backward, BA_OPF_NOGRAD or BA_OPF_NO_BACKWARD. */
 enum {
-    BA_OPF_NOGRAD = 1u << 0,      /* outputs carry no gradient (integers, booleans, shapes, steps) */
-    BA_OPF_NO_BACKWARD = 1u << 1, /* differentiable, no backward here: a gradient path through it is unsupported */
-    BA_OPF_WEIGHT = 1u << 2,      /* may consume a quantizable layer weight (SPEC §2; model/graph.c) */
-    BA_OPF_RECURRENT = 1u << 3,   /* LSTM/GRU: W and R are layers on their gate axis; R multiplies the hidden state */
-    BA_OPF_CHAIN = 1u << 4,       /* a weight chain op the loader looks through (Identity/Transpose/Reshape) */
-    BA_OPF_CONTROL = 1u << 5,     /* control flow: the merge of a run-time If */
-    BA_OPF_PIECEWISE = 1u << 6,   /* unary, linear on each piece (f'' = 0; the frozen pattern of the HVPs) */
-    BA_OPF_ACTIVATION = 1u << 7,  /* input 0 mapped to an output of its shape element- or row-wise
-                                     (activations, normalisations, casts): LRP passes relevance through */
-    BA_OPF_LAYOUT = 1u << 8,      /* moves or copies elements without arithmetic (reshapes, slices, gathers, pads) */
+    BA_OPF_NOGRAD = 1u << 0, /* outputs carry no gradient (integers, booleans, shapes, steps) */
+    BA_OPF_NO_BACKWARD =
+        1u << 1,             /* differentiable, no backward here: a gradient path through it is unsupported */
+    BA_OPF_WEIGHT = 1u << 2, /* may consume a quantizable layer weight (SPEC §2; model/graph.c) */
+    BA_OPF_RECURRENT =
+        1u << 3, /* LSTM/GRU: W and R are layers on their gate axis; R multiplies the hidden state */
+    BA_OPF_CHAIN = 1u << 4,      /* a weight chain op the loader looks through (Identity/Transpose/Reshape) */
+    BA_OPF_CONTROL = 1u << 5,    /* control flow: the merge of a run-time If */
+    BA_OPF_PIECEWISE = 1u << 6,  /* unary, linear on each piece (f'' = 0; the frozen pattern of the HVPs) */
+    BA_OPF_ACTIVATION = 1u << 7, /* input 0 mapped to an output of its shape element- or row-wise
+                                    (activations, normalisations, casts): LRP passes relevance through */
+    BA_OPF_LAYOUT =
+        1u << 8, /* moves or copies elements without arithmetic (reshapes, slices, gathers, pads) */
 };
 
 typedef struct ba_op_def {
     ba_op_id id;
-    const char *name;            /* ONNX op_type, default domain */
+    const char *name; /* ONNX op_type, default domain */
     ba_op_forward_fn forward;
-    ba_op_backward_fn backward;  /* NULL: BA_OPF_NOGRAD or BA_OPF_NO_BACKWARD */
+    ba_op_backward_fn backward; /* NULL: BA_OPF_NOGRAD or BA_OPF_NO_BACKWARD */
     ba_hvp_kind hvp;
-    unsigned hvp_mask;           /* inputs the HVP rule covers; a tangent on another input falls back to BA_HVP_FD */
-    ba_op_tangent_fn tangent;    /* BA_HVP_OWN only */
-    ba_op_second_fn second;      /* BA_HVP_OWN only */
-    unsigned flags;              /* BA_OPF_* */
+    unsigned hvp_mask; /* inputs the HVP rule covers; a tangent on another input falls back to BA_HVP_FD */
+    ba_op_tangent_fn tangent; /* BA_HVP_OWN only */
+    ba_op_second_fn second;   /* BA_HVP_OWN only */
+    unsigned flags;           /* BA_OPF_* */
 } ba_op_def_t;
 
 /* The rows, indexed by ba_op_id (row 0, BA_OP_UNKNOWN, is empty). */
@@ -205,7 +209,9 @@ const ba_op_def_t *ba_op_lookup(const char *op_type, const char *domain);
 void ba_node_resolve(ba_node_t *n);
 
 /* Flags of node n's op (0 when it has no kernel). */
-static inline unsigned ba_node_flags(const ba_node_t *n) { return n->def ? n->def->flags : 0u; }
+static inline unsigned ba_node_flags(const ba_node_t *n) {
+    return n->def ? n->def->flags : 0u;
+}
 
 /* ---- the kernels the rows name, defined in their family files ---- */
 /* grad_control.c */
@@ -214,21 +220,19 @@ extern ba_op_backward_t ba_if_backward;
 extern ba_op_backward_t ba_conv_backward, ba_convt_backward;
 /* grad_elementwise.c */
 extern ba_op_backward_t ba_add_backward, ba_div_backward, ba_mul_backward, ba_pass_backward, ba_pow_backward,
-                        ba_prelu_backward, ba_sub_backward, ba_unary_backward, ba_variadic_backward,
-                        ba_where_backward;
+    ba_prelu_backward, ba_sub_backward, ba_unary_backward, ba_variadic_backward, ba_where_backward;
 /* grad_matmul.c */
 extern ba_op_backward_t ba_gemm_backward, ba_matmul_backward;
 /* grad_norm.c */
 extern ba_op_backward_t ba_batchnorm_backward, ba_instnorm_backward, ba_layernorm_backward,
-                        ba_softmax_backward;
+    ba_softmax_backward;
 /* grad_pool.c */
 extern ba_op_backward_t ba_global_backward, ba_pool_backward;
 /* grad_reduce.c */
 extern ba_op_backward_t ba_reduce_backward;
 /* grad_shape.c */
 extern ba_op_backward_t ba_concat_backward, ba_expand_backward, ba_gather_backward, ba_index_map_backward,
-                        ba_reshape_backward, ba_resize_backward, ba_slice_backward, ba_split_backward,
-                        ba_transpose_backward;
+    ba_reshape_backward, ba_resize_backward, ba_slice_backward, ba_split_backward, ba_transpose_backward;
 /* ops_control.c */
 extern ba_op_forward_t ba_if_merge;
 /* ops_conv.c */
@@ -239,10 +243,10 @@ extern ba_op_forward_t ba_fwd_binary, ba_fwd_unary, ba_fwd_variadic, ba_fwd_wher
 extern ba_op_forward_t ba_gemm_forward, ba_matmul_forward;
 /* ops_norm.c */
 extern ba_op_forward_t ba_batchnorm_forward, ba_instnorm_forward, ba_layernorm_forward, ba_logsoftmax_forward,
-                       ba_softmax_forward;
+    ba_softmax_forward;
 /* ops_pool.c */
 extern ba_op_forward_t ba_avgpool_forward, ba_gavg_forward, ba_gmax_forward, ba_lppool_forward,
-                       ba_maxpool_forward;
+    ba_maxpool_forward;
 /* ops_quant.c */
 extern ba_op_forward_t ba_dequantize_linear, ba_quantize_linear;
 /* ops_reduce.c */
@@ -254,10 +258,9 @@ extern ba_op_forward_t ba_rnn_forward;
 extern ba_op_backward_t ba_rnn_backward;
 /* ops_shape.c */
 extern ba_op_forward_t ba_fwd_cast, ba_fwd_concat, ba_fwd_constant, ba_fwd_constant_of_shape, ba_fwd_expand,
-                       ba_fwd_flatten, ba_fwd_gather, ba_fwd_gather_elements, ba_fwd_identity, ba_fwd_nonzero,
-                       ba_fwd_pad, ba_fwd_range, ba_fwd_reshape, ba_fwd_resize, ba_fwd_scatter_nd,
-                       ba_fwd_shape, ba_fwd_size, ba_fwd_slice, ba_fwd_split, ba_fwd_squeeze, ba_fwd_tile,
-                       ba_fwd_transpose, ba_fwd_trilu, ba_fwd_unsqueeze;
+    ba_fwd_flatten, ba_fwd_gather, ba_fwd_gather_elements, ba_fwd_identity, ba_fwd_nonzero, ba_fwd_pad,
+    ba_fwd_range, ba_fwd_reshape, ba_fwd_resize, ba_fwd_scatter_nd, ba_fwd_shape, ba_fwd_size, ba_fwd_slice,
+    ba_fwd_split, ba_fwd_squeeze, ba_fwd_tile, ba_fwd_transpose, ba_fwd_trilu, ba_fwd_unsqueeze;
 
 /* Truth of an If condition: one element of bool or a number type (0 is
  * false); BA_ERR_INPUT naming the If node otherwise. */

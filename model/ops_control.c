@@ -9,10 +9,12 @@ ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_err
     char sb[128];
     *truth = 0;
     if (!c) return ba_error_set(err, BA_ERR_RUNTIME, "node '%s' (If): the condition was not computed", node);
-    if (c->numel != 1 || !(c->dtype == BA_DT_BOOL || ba_dtype_is_int(c->dtype) || ba_dtype_is_float(c->dtype)))
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "node '%s' (If): the condition must be one bool or number, is a %s tensor of shape %s",
-                            node, ba_dtype_name(c->dtype), ba_shape_str(c->ndim, c->shape, sb, sizeof sb));
+    if (c->numel != 1 ||
+        !(c->dtype == BA_DT_BOOL || ba_dtype_is_int(c->dtype) || ba_dtype_is_float(c->dtype)))
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "node '%s' (If): the condition must be one bool or number, is a %s tensor of shape %s", node,
+            ba_dtype_name(c->dtype), ba_shape_str(c->ndim, c->shape, sb, sizeof sb));
     double v = ba_tensor_get_f64(c, 0);
     if (v != v) return ba_error_set(err, BA_ERR_INPUT, "node '%s' (If): the condition is NaN", node);
     *truth = v != 0.0;
@@ -34,8 +36,8 @@ ba_status ba_if_merge(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
                 ba_tensor_unref(out[q]);
                 out[q] = NULL;
             }
-            return ba_error_set(err, BA_ERR_RUNTIME, "node '%s' (If): output %d of the %s was not computed", n->name,
-                                j, t ? "then_branch" : "else_branch");
+            return ba_error_set(err, BA_ERR_RUNTIME, "node '%s' (If): output %d of the %s was not computed",
+                                n->name, j, t ? "then_branch" : "else_branch");
         }
         out[j] = src ? ba_tensor_ref(src) : NULL;
     }

@@ -59,8 +59,8 @@ typedef struct {
     const int64_t *plo, *phi;
 } dw_geom_t;
 
-__attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, const float *xp, const float *wp,
-                                                            float b0, float *yp) {
+__attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, const float *xp,
+                                                           const float *wp, float b0, float *yp) {
     const int64_t IW = d->IW, KW = d->KW, OW = d->OW, sw = d->sw, lo = d->lo, hi = d->hi;
     for (int64_t oh = 0; oh < d->OH; oh++) {
         float *yrow = yp + oh * OW;
@@ -132,9 +132,9 @@ static void dw_planes_generic(const dw_geom_t *d, const float *x, const float *w
 #if defined(__x86_64__)
 /* The same code with 16-float vectors (no FMA contraction: C11 mode keeps
  * a*b+c as two roundings, so the floats equal the generic path's). */
-__attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t *d, const float *x, const float *w,
-                                                                 const float *bias, float *y, int64_t N, int64_t C,
-                                                                 int64_t M, int nt) {
+__attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t *d, const float *x,
+                                                                const float *w, const float *bias, float *y,
+                                                                int64_t N, int64_t C, int64_t M, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
@@ -147,8 +147,8 @@ __attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t 
 static void conv_depthwise(const float *x, const float *w, const float *bias, float *y, int64_t N, int64_t C,
                            int64_t M, const ba_kern_geom_t *g) {
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw (caller: KW <= DW_MAX_KW) */
-    dw_geom_t d = {g->in[1], g->in[2], g->k[1], g->k[2], g->out[1], g->out[2], g->s[1], g->s[2], g->dil[1],
-                   g->dil[2], g->pb[1], g->pb[2], M / C, 0, 0, plo, phi};
+    dw_geom_t d = {g->in[1],  g->in[2], g->k[1],  g->k[2], g->out[1], g->out[2], g->s[1], g->s[2], g->dil[1],
+                   g->dil[2], g->pb[1], g->pb[2], M / C,   0,         0,         plo,     phi};
     d.lo = 0;
     d.hi = d.OW;
     for (int64_t kw = 0; kw < d.KW; kw++) {
@@ -199,8 +199,8 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
                 src = cols;
             }
             /* y_g (Mg, P) = W_g (Mg, K) · cols (K, P) + bias */
-            ba_kern_conv_gemm(Mg, P, K, wg, K, src, j->pointwise ? P : ldcol, j->bias ? j->bias + gi * Mg : NULL,
-                              j->y + (n0 * M + gi * Mg) * P, P);
+            ba_kern_conv_gemm(Mg, P, K, wg, K, src, j->pointwise ? P : ldcol,
+                              j->bias ? j->bias + gi * Mg : NULL, j->y + (n0 * M + gi * Mg) * P, P);
             continue;
         }
         for (int64_t i = 0; i < nbb; i++)
@@ -227,7 +227,8 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
-    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP) return bad(node, "input X (expected rank 3 to 5)", X, err);
+    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP)
+        return bad(node, "input X (expected rank 3 to 5)", X, err);
     if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
     const int nsp = X->ndim - 2;
     const int64_t N = X->shape[0], C = X->shape[1], M = W->shape[0], Cg = W->shape[1];
@@ -248,8 +249,8 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
 
     int64_t yshape[BA_MAX_DIMS] = {N, M};
     ba_kern_geom_out_shape(&g, yshape + 2);
-    /* Every element is written below: ba_kern_conv_gemm or the per-image copy store each group's planes whole,
-     * the depthwise loop stores every column of every row. */
+    /* Every element is written below: ba_kern_conv_gemm or the per-image copy store each group's planes
+     * whole, the depthwise loop stores every column of every row. */
     ba_tensor_t *Y = ba_tensor_new_uninit(BA_DT_F32, X->ndim, yshape, err);
     if (!Y) return err ? err->code : BA_ERR_NOMEM;
     const int64_t Mg = M / group, Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
@@ -311,19 +312,21 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
 }
 
 /* X (N, C, *in), W (C, M/group, *k), B (M) -> Y (N, M, *out). */
-ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                           ba_error *err) {
+ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                           int nout, ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
-    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP) return bad(node, "input X (expected rank 3 to 5)", X, err);
+    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP)
+        return bad(node, "input X (expected rank 3 to 5)", X, err);
     if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
     const int64_t N = X->shape[0], C = X->shape[1], group = ba_node_attr_int(node, "group", 1);
     if (group < 1 || W->shape[0] != C || C % group != 0)
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "node %s (ConvTranspose): %lld input channels, weight of %lld and group %lld do not fit",
-                            node->name, (long long)C, (long long)W->shape[0], (long long)group);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "node %s (ConvTranspose): %lld input channels, weight of %lld and group %lld do not fit",
+            node->name, (long long)C, (long long)W->shape[0], (long long)group);
     const int64_t Mg = W->shape[1], M = Mg * group, Cg = C / group;
     BA_TRY(check_bias(node, B, M, err));
     ba_kern_geom_t g;
@@ -349,8 +352,8 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
     for (int64_t n = 0; n < N; n++)
         for (int64_t gi = 0; gi < group; gi++) {
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
-            ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f, cols,
-                          Pin);
+            ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f,
+                          cols, Pin);
             ba_kern_col2im_add(cols, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);

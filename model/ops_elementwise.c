@@ -34,17 +34,16 @@
 
 #define PAR_MIN 32768 /* elements below which a parallel region costs more than it saves */
 
-
 /* ---------------------------------------------------------------- vector math
  * Branch-free float32 exp / erf / erfc written so that `omp simd` loops
  * vectorize them (glibc's expf/erff are scalar calls). */
 
-#define VEXP_HI 88.72283935546875f   /* above: exp overflows float (inf) */
-#define VEXP_LO (-104.0f)            /* below: exp is under the smallest subnormal (0) */
+#define VEXP_HI 88.72283935546875f /* above: exp overflows float (inf) */
+#define VEXP_LO (-104.0f)          /* below: exp is under the smallest subnormal (0) */
 #define VEXP_LOG2E 1.44269504088896341f
 #define VEXP_LN2_HI 0.693145751953125f /* ln 2 split so n * LN2_HI is exact */
 #define VEXP_LN2_LO 1.42860682030941723e-6f
-#define VEXP_ROUND_MAGIC 12582912.0f   /* 1.5 * 2^23: adding it rounds to an integer */
+#define VEXP_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
 #define VEXP_BIAS 127
 #define VEXP_MANT_BITS 23
 
@@ -62,7 +61,8 @@ static inline float vexpf(float x0) {
     const float t = x * VEXP_LOG2E + VEXP_ROUND_MAGIC, n = t - VEXP_ROUND_MAGIC;
     uint32_t tb;
     memcpy(&tb, &t, sizeof tb);
-    /* the integer n from t's mantissa (no float->int conversion of NaN; unsigned: NaN gives garbage, not UB) */
+    /* the integer n from t's mantissa (no float->int conversion of NaN; unsigned: NaN gives garbage, not UB)
+     */
     const int32_t ni = (int32_t)(tb - 0x4B400000u);
     const float r = (x - n * VEXP_LN2_HI) - n * VEXP_LN2_LO;
     float p = 1.0f / 720.0f;
@@ -168,19 +168,44 @@ static inline float vsigmoidf(float x) {
 }
 
 static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k, nin);
+    if (nin < k)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
+                            nin);
     for (int i = 0; i < k; i++)
-        if (!in[i]) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
+        if (!in[i])
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
     return BA_OK;
 }
 
 /* ---------------------------------------------------------------- binary */
 
-enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MOD, B_FMOD, B_MIN, B_MAX, B_PRELU,
-       B_EQ, B_LT, B_LE, B_GT, B_GE, B_AND, B_OR, B_XOR };
+enum {
+    B_ADD,
+    B_SUB,
+    B_MUL,
+    B_DIV,
+    B_POW,
+    B_MOD,
+    B_FMOD,
+    B_MIN,
+    B_MAX,
+    B_PRELU,
+    B_EQ,
+    B_LT,
+    B_LE,
+    B_GT,
+    B_GE,
+    B_AND,
+    B_OR,
+    B_XOR
+};
 
-static int is_compare(int op) { return op >= B_EQ && op <= B_GE; }
-static int is_logic(int op) { return op >= B_AND; }
+static int is_compare(int op) {
+    return op >= B_EQ && op <= B_GE;
+}
+static int is_logic(int op) {
+    return op >= B_AND;
+}
 
 /* Python-style float mod: the result takes the divisor's sign (numpy.mod). */
 static inline double pymod_f(double x, double y) {
@@ -238,11 +263,18 @@ static inline int64_t bin_i64(int op, int64_t x, int64_t y, int *bad) {
     case B_SUB: return (int64_t)((uint64_t)x - (uint64_t)y);
     case B_MUL: return (int64_t)((uint64_t)x * (uint64_t)y);
     case B_DIV:
-        if (y == 0) { *bad = 1; return 0; }
+        if (y == 0) {
+            *bad = 1;
+            return 0;
+        }
         if (y == -1) return (int64_t)(0 - (uint64_t)x);
         return x / y;
-    case B_MOD: case B_FMOD: {
-        if (y == 0) { *bad = 1; return 0; }
+    case B_MOD:
+    case B_FMOD: {
+        if (y == 0) {
+            *bad = 1;
+            return 0;
+        }
         if (y == -1) return 0;
         int64_t r = x % y;
         if (op == B_MOD && r != 0 && ((r < 0) != (y < 0))) r += y;
@@ -281,33 +313,33 @@ typedef struct {
 } bin_ctx;
 
 /* One float32 segment: the innermost strides are 0 (broadcast) or 1. */
-#define SEG_F32(OPC)                                                                        \
-    case OPC:                                                                               \
-        if (sa && sb)                                                                       \
-            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[i]);             \
-        else if (sb)                                                                        \
-            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[0], b[i]);             \
-        else if (sa)                                                                        \
-            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[0]);             \
-        else                                                                                \
-            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[0], b[0]);             \
+#define SEG_F32(OPC)                                                                                         \
+    case OPC:                                                                                                \
+        if (sa && sb)                                                                                        \
+            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[i]);                               \
+        else if (sb)                                                                                         \
+            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[0], b[i]);                               \
+        else if (sa)                                                                                         \
+            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[0]);                               \
+        else                                                                                                 \
+            for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[0], b[0]);                               \
         break;
 
 /* Same, with `omp simd` loops: for the ops without a libm call. */
-#define SEG_F32_SIMD(OPC)                                                                   \
-    case OPC:                                                                               \
-        if (sa && sb) {                                                                     \
-            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[i]); \
-        } else if (sb) {                                                                    \
-            const float a0 = a[0];                                                          \
-            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a0, b[i]);   \
-        } else if (sa) {                                                                    \
-            const float b0 = b[0];                                                          \
-            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b0);   \
-        } else {                                                                            \
-            const float v = bin_f32(OPC, a[0], b[0]);                                       \
-            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = v;                 \
-        }                                                                                   \
+#define SEG_F32_SIMD(OPC)                                                                                    \
+    case OPC:                                                                                                \
+        if (sa && sb) {                                                                                      \
+            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b[i]);           \
+        } else if (sb) {                                                                                     \
+            const float a0 = a[0];                                                                           \
+            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a0, b[i]);             \
+        } else if (sa) {                                                                                     \
+            const float b0 = b[0];                                                                           \
+            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = bin_f32(OPC, a[i], b0);             \
+        } else {                                                                                             \
+            const float v = bin_f32(OPC, a[0], b[0]);                                                        \
+            _Pragma("omp simd") for (int64_t i = 0; i < len; i++) o[i] = v;                                  \
+        }                                                                                                    \
         break;
 
 static void seg_f32(void *vctx, int64_t oo, const int64_t *offs, const int64_t *steps, int64_t len) {
@@ -336,9 +368,11 @@ static void seg_generic(void *vctx, int64_t oo, const int64_t *offs, const int64
     for (int64_t i = 0; i < len; i++) {
         int64_t ia = offs[0] + i * steps[0], ib = offs[1] + i * steps[1];
         if (c->as_float)
-            ba_elem_store_f64(c->o, oo + i, bin_f64(c->op, ba_tensor_get_f64(c->a, ia), ba_tensor_get_f64(c->b, ib)));
+            ba_elem_store_f64(c->o, oo + i,
+                              bin_f64(c->op, ba_tensor_get_f64(c->a, ia), ba_tensor_get_f64(c->b, ib)));
         else
-            ba_elem_store_i64(c->o, oo + i, bin_i64(c->op, ba_tensor_get_i64(c->a, ia), ba_tensor_get_i64(c->b, ib), &bad));
+            ba_elem_store_i64(c->o, oo + i,
+                              bin_i64(c->op, ba_tensor_get_i64(c->a, ia), ba_tensor_get_i64(c->b, ib), &bad));
     }
     if (bad) {
 #pragma omp atomic write
@@ -346,7 +380,9 @@ static void seg_generic(void *vctx, int64_t oo, const int64_t *offs, const int64
     }
 }
 
-static int dtype_ok(ba_dtype dt) { return ba_dtype_size(dt) != 0; }
+static int dtype_ok(ba_dtype dt) {
+    return ba_dtype_size(dt) != 0;
+}
 
 /* Pow of float32 by one constant exponent that has an exact cheap form
  * (LayerNorm's x^2 spent 17% of ViT in powf). Returns 0 for other exponents.
@@ -377,8 +413,8 @@ static int pow_f32_special(const float *restrict x, float *restrict o, int64_t n
 }
 
 /* out = a OP b with broadcasting. For comparisons the output is bool. */
-static ba_status binary(const ba_node_t *n, int op, const ba_tensor_t *a, const ba_tensor_t *b, ba_tensor_t **out,
-                        ba_error *err) {
+static ba_status binary(const ba_node_t *n, int op, const ba_tensor_t *a, const ba_tensor_t *b,
+                        ba_tensor_t **out, ba_error *err) {
     if (!dtype_ok(a->dtype) || !dtype_ok(b->dtype))
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): dtype %s not supported", n->name, n->op_type,
                             ba_dtype_name(dtype_ok(a->dtype) ? b->dtype : a->dtype));
@@ -400,7 +436,8 @@ static ba_status binary(const ba_node_t *n, int op, const ba_tensor_t *a, const 
     if (op == B_POW && a->dtype == BA_DT_F32 && b->numel == 1 && bc.out_numel == a->numel &&
         (ba_dtype_is_float(b->dtype) || ba_dtype_is_int(b->dtype)) &&
         pow_f32_special(a->data, o->data, a->numel,
-                        ba_dtype_is_float(b->dtype) ? ba_tensor_get_f64(b, 0) : (double)ba_tensor_get_i64(b, 0))) {
+                        ba_dtype_is_float(b->dtype) ? ba_tensor_get_f64(b, 0)
+                                                    : (double)ba_tensor_get_i64(b, 0))) {
         *out = o;
         return BA_OK;
     }
@@ -419,10 +456,13 @@ static ba_status binary(const ba_node_t *n, int op, const ba_tensor_t *a, const 
 }
 
 static int binary_op_of(const ba_node_t *n) {
-    static const struct { const char *name; int op; } map[] = {
-        {"Add", B_ADD}, {"Sub", B_SUB}, {"Mul", B_MUL}, {"Div", B_DIV}, {"Pow", B_POW},
-        {"Equal", B_EQ}, {"Less", B_LT}, {"LessOrEqual", B_LE}, {"Greater", B_GT}, {"GreaterOrEqual", B_GE},
-        {"And", B_AND}, {"Or", B_OR}, {"Xor", B_XOR}, {"PRelu", B_PRELU},
+    static const struct {
+        const char *name;
+        int op;
+    } map[] = {
+        {"Add", B_ADD},  {"Sub", B_SUB}, {"Mul", B_MUL},        {"Div", B_DIV},     {"Pow", B_POW},
+        {"Equal", B_EQ}, {"Less", B_LT}, {"LessOrEqual", B_LE}, {"Greater", B_GT},  {"GreaterOrEqual", B_GE},
+        {"And", B_AND},  {"Or", B_OR},   {"Xor", B_XOR},        {"PRelu", B_PRELU},
     };
     if (strcmp(n->op_type, "Mod") == 0) return ba_node_attr_int(n, "fmod", 0) ? B_FMOD : B_MOD;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
@@ -435,7 +475,8 @@ ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     (void)nout;
     BA_TRY(need_inputs(n, in, nin, 2, err));
     int op = binary_op_of(n);
-    if (op < 0) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
+    if (op < 0)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
     return binary(n, op, in[0], in[1], &out[0], err);
 }
 
@@ -443,7 +484,8 @@ ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
     (void)nout;
-    if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
+    if (nin < 1)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
     BA_TRY(need_inputs(n, in, nin, nin, err));
     int op = strcmp(n->op_type, "Min") == 0 ? B_MIN : strcmp(n->op_type, "Max") == 0 ? B_MAX : B_ADD;
     ba_tensor_t *acc = ba_tensor_clone(in[0], err);
@@ -494,8 +536,8 @@ ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         return ba_error_set(err, BA_ERR_INPUT, "%s (Where): condition is %s, not bool", n->name,
                             ba_dtype_name(in[0]->dtype));
     if (in[1]->dtype != in[2]->dtype || !dtype_ok(in[1]->dtype))
-        return ba_error_set(err, BA_ERR_INPUT, "%s (Where): X is %s, Y is %s", n->name, ba_dtype_name(in[1]->dtype),
-                            ba_dtype_name(in[2]->dtype));
+        return ba_error_set(err, BA_ERR_INPUT, "%s (Where): X is %s, Y is %s", n->name,
+                            ba_dtype_name(in[1]->dtype), ba_dtype_name(in[2]->dtype));
     const ba_tensor_t *ins[3] = {in[0], in[1], in[2]};
     ba_bcast_t bc;
     BA_TRY(ba_bcast_init_tensors(&bc, 3, ins, n->name, err));
@@ -509,15 +551,45 @@ ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 
 /* ---------------------------------------------------------------- unary */
 
-enum { U_SQRT, U_RECIP, U_EXP, U_LOG, U_NEG, U_ABS, U_ERF, U_TANH, U_SIGMOID, U_RELU, U_LEAKY, U_ELU,
-       U_SELU, U_CLIP, U_HSIG, U_HSWISH, U_GELU, U_GELU_TANH, U_SOFTPLUS, U_SOFTSIGN, U_MISH, U_FLOOR,
-       U_CEIL, U_ROUND, U_SIGN, U_SIN, U_COS, U_NOT, U_ISNAN };
+enum {
+    U_SQRT,
+    U_RECIP,
+    U_EXP,
+    U_LOG,
+    U_NEG,
+    U_ABS,
+    U_ERF,
+    U_TANH,
+    U_SIGMOID,
+    U_RELU,
+    U_LEAKY,
+    U_ELU,
+    U_SELU,
+    U_CLIP,
+    U_HSIG,
+    U_HSWISH,
+    U_GELU,
+    U_GELU_TANH,
+    U_SOFTPLUS,
+    U_SOFTSIGN,
+    U_MISH,
+    U_FLOOR,
+    U_CEIL,
+    U_ROUND,
+    U_SIGN,
+    U_SIN,
+    U_COS,
+    U_NOT,
+    U_ISNAN
+};
 
 typedef struct {
     double alpha, beta, gamma, lo, hi;
 } uparam;
 
-static inline double softplus_d(double x) { return x > SOFTPLUS_LINEAR ? x : log1p(exp(x)); }
+static inline double softplus_d(double x) {
+    return x > SOFTPLUS_LINEAR ? x : log1p(exp(x));
+}
 
 /* The double formula; float32 uses it too where float would lose accuracy. */
 static inline double un_f64(int op, double x, const uparam *p) {
@@ -535,9 +607,18 @@ static inline double un_f64(int op, double x, const uparam *p) {
     case U_LEAKY: return x < 0 ? p->alpha * x : x;
     case U_ELU: return x < 0 ? p->alpha * expm1(x) : x;
     case U_SELU: return x > 0 ? p->gamma * x : p->gamma * (p->alpha * exp(x) - p->alpha);
-    case U_CLIP: { double r = x < p->lo ? p->lo : x; return r > p->hi ? p->hi : r; }
-    case U_HSIG: { double r = p->alpha * x + p->beta; return r < 0 ? 0 : r > 1 ? 1 : r; }
-    case U_HSWISH: { double r = x * HSWISH_ALPHA + 0.5; return x * (r < 0 ? 0 : r > 1 ? 1 : r); }
+    case U_CLIP: {
+        double r = x < p->lo ? p->lo : x;
+        return r > p->hi ? p->hi : r;
+    }
+    case U_HSIG: {
+        double r = p->alpha * x + p->beta;
+        return r < 0 ? 0 : r > 1 ? 1 : r;
+    }
+    case U_HSWISH: {
+        double r = x * HSWISH_ALPHA + 0.5;
+        return x * (r < 0 ? 0 : r > 1 ? 1 : r);
+    }
     case U_GELU: return 0.5 * x * (1.0 + erf(x * M_SQRT1_2));
     case U_GELU_TANH: return 0.5 * x * (1.0 + tanh(GELU_TANH_C * (x + GELU_TANH_K * x * x * x)));
     case U_SOFTPLUS: return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
@@ -572,7 +653,10 @@ static inline float un_f32(int op, float x, const uparam *p) {
     }
     case U_RELU: return x < 0 ? 0.0f : x;
     case U_LEAKY: return x < 0 ? (float)p->alpha * x : x;
-    case U_CLIP: { float r = x < (float)p->lo ? (float)p->lo : x; return r > (float)p->hi ? (float)p->hi : r; }
+    case U_CLIP: {
+        float r = x < (float)p->lo ? (float)p->lo : x;
+        return r > (float)p->hi ? (float)p->hi : r;
+    }
     case U_FLOOR: return floorf(x);
     case U_CEIL: return ceilf(x);
     case U_ROUND: return nearbyintf(x);
@@ -589,7 +673,8 @@ static inline int64_t un_i64(int op, int64_t x, const uparam *p) {
     case U_RELU: return x < 0 ? 0 : x;
     case U_SIGN: return x > 0 ? 1 : x < 0 ? -1 : 0;
     case U_CLIP: {
-        int64_t lo = p->lo <= -9.2e18 ? INT64_MIN : (int64_t)p->lo, hi = p->hi >= 9.2e18 ? INT64_MAX : (int64_t)p->hi;
+        int64_t lo = p->lo <= -9.2e18 ? INT64_MIN : (int64_t)p->lo,
+                hi = p->hi >= 9.2e18 ? INT64_MAX : (int64_t)p->hi;
         int64_t r = x < lo ? lo : x;
         return r > hi ? hi : r;
     }
@@ -606,12 +691,12 @@ static int int_ok(int op) {
  * has none (then the scalar switch below runs). Same results as un_f32 up to
  * the documented error of the vector exp/erf/tanh (NaN in, NaN out; Relu and
  * Clip keep -0 and NaN as the scalar forms do). */
-#define UN_SIMD(OPC, EXPR)                                 \
-    case OPC:                                              \
-        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) { \
-            const float v = x[i];                          \
-            o[i] = (EXPR);                                 \
-        }                                                  \
+#define UN_SIMD(OPC, EXPR)                                                                                   \
+    case OPC:                                                                                                \
+        _Pragma("omp simd") for (int64_t i = 0; i < n; i++) {                                                \
+            const float v = x[i];                                                                            \
+            o[i] = (EXPR);                                                                                   \
+        }                                                                                                    \
         return 1;
 
 static int unary_f32_fast(int op, const float *restrict x, float *restrict o, int64_t n, const uparam *p) {
@@ -621,8 +706,9 @@ static int unary_f32_fast(int op, const float *restrict x, float *restrict o, in
         UN_SIMD(U_LEAKY, v < 0 ? alpha * v : v)
         UN_SIMD(U_CLIP, (v < lo ? lo : v) > hi ? hi : (v < lo ? lo : v))
         UN_SIMD(U_HSIG, (alpha * v + beta) < 0 ? 0.0f : ((alpha * v + beta) > 1 ? 1.0f : alpha * v + beta))
-        UN_SIMD(U_HSWISH, v * ((v * HSWISH_ALPHA + 0.5f) < 0 ? 0.0f : ((v * HSWISH_ALPHA + 0.5f) > 1 ? 1.0f
-                                                                                                : v * HSWISH_ALPHA + 0.5f)))
+        UN_SIMD(U_HSWISH, v * ((v * HSWISH_ALPHA + 0.5f) < 0
+                                   ? 0.0f
+                                   : ((v * HSWISH_ALPHA + 0.5f) > 1 ? 1.0f : v * HSWISH_ALPHA + 0.5f)))
         UN_SIMD(U_NEG, -v)
         UN_SIMD(U_ABS, fabsf(v))
         UN_SIMD(U_RECIP, 1.0f / v)
@@ -635,8 +721,10 @@ static int unary_f32_fast(int op, const float *restrict x, float *restrict o, in
     }
 }
 
-#define UN_F32(OPC) \
-    case OPC: for (int64_t i = lo; i < hi; i++) o[i] = un_f32(OPC, x[i], p); break;
+#define UN_F32(OPC)                                                                                          \
+    case OPC:                                                                                                \
+        for (int64_t i = lo; i < hi; i++) o[i] = un_f32(OPC, x[i], p);                                       \
+        break;
 
 static void unary_f32(int op, const float *x, float *o, int64_t n, const uparam *p) {
     int64_t nchunk = (n + PAR_MIN - 1) / PAR_MIN;
@@ -644,14 +732,38 @@ static void unary_f32(int op, const float *x, float *o, int64_t n, const uparam 
     for (int64_t c = 0; c < nchunk; c++) {
         int64_t lo = c * PAR_MIN, hi = lo + PAR_MIN < n ? lo + PAR_MIN : n;
         if (unary_f32_fast(op, x + lo, o + lo, hi - lo, p)) continue;
+        /* clang-format off */
         switch (op) {
-            UN_F32(U_SQRT) UN_F32(U_RECIP) UN_F32(U_EXP) UN_F32(U_LOG) UN_F32(U_NEG) UN_F32(U_ABS)
-            UN_F32(U_ERF) UN_F32(U_TANH) UN_F32(U_SIGMOID) UN_F32(U_RELU) UN_F32(U_LEAKY) UN_F32(U_ELU)
-            UN_F32(U_SELU) UN_F32(U_CLIP) UN_F32(U_HSIG) UN_F32(U_HSWISH) UN_F32(U_GELU) UN_F32(U_GELU_TANH)
-            UN_F32(U_SOFTPLUS) UN_F32(U_SOFTSIGN) UN_F32(U_MISH) UN_F32(U_FLOOR) UN_F32(U_CEIL)
-            UN_F32(U_ROUND) UN_F32(U_SIGN) UN_F32(U_SIN) UN_F32(U_COS)
-        default: break;
+            UN_F32(U_SQRT)
+            UN_F32(U_RECIP)
+            UN_F32(U_EXP)
+            UN_F32(U_LOG)
+            UN_F32(U_NEG)
+            UN_F32(U_ABS)
+            UN_F32(U_ERF)
+            UN_F32(U_TANH)
+            UN_F32(U_SIGMOID)
+            UN_F32(U_RELU)
+            UN_F32(U_LEAKY)
+            UN_F32(U_ELU)
+            UN_F32(U_SELU)
+            UN_F32(U_CLIP)
+            UN_F32(U_HSIG)
+            UN_F32(U_HSWISH)
+            UN_F32(U_GELU)
+            UN_F32(U_GELU_TANH)
+            UN_F32(U_SOFTPLUS)
+            UN_F32(U_SOFTSIGN)
+            UN_F32(U_MISH)
+            UN_F32(U_FLOOR)
+            UN_F32(U_CEIL)
+            UN_F32(U_ROUND)
+            UN_F32(U_SIGN)
+            UN_F32(U_SIN)
+            UN_F32(U_COS)
+            default: break;
         }
+        /* clang-format on */
     }
 }
 
@@ -681,13 +793,17 @@ static ba_status unary(const ba_node_t *n, int op, const ba_tensor_t *x, const u
     return BA_OK;
 }
 
-static const struct { const char *name; int op; } unary_map[] = {
-    {"Sqrt", U_SQRT}, {"Reciprocal", U_RECIP}, {"Exp", U_EXP}, {"Log", U_LOG}, {"Neg", U_NEG}, {"Abs", U_ABS},
-    {"Erf", U_ERF}, {"Tanh", U_TANH}, {"Sigmoid", U_SIGMOID}, {"Relu", U_RELU}, {"LeakyRelu", U_LEAKY},
-    {"Elu", U_ELU}, {"Selu", U_SELU}, {"Clip", U_CLIP}, {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH},
-    {"Gelu", U_GELU}, {"Softplus", U_SOFTPLUS}, {"Softsign", U_SOFTSIGN}, {"Mish", U_MISH}, {"Floor", U_FLOOR},
-    {"Ceil", U_CEIL}, {"Round", U_ROUND}, {"Sign", U_SIGN}, {"Sin", U_SIN}, {"Cos", U_COS}, {"Not", U_NOT},
-    {"IsNaN", U_ISNAN},
+static const struct {
+    const char *name;
+    int op;
+} unary_map[] = {
+    {"Sqrt", U_SQRT},       {"Reciprocal", U_RECIP},  {"Exp", U_EXP},           {"Log", U_LOG},
+    {"Neg", U_NEG},         {"Abs", U_ABS},           {"Erf", U_ERF},           {"Tanh", U_TANH},
+    {"Sigmoid", U_SIGMOID}, {"Relu", U_RELU},         {"LeakyRelu", U_LEAKY},   {"Elu", U_ELU},
+    {"Selu", U_SELU},       {"Clip", U_CLIP},         {"HardSigmoid", U_HSIG},  {"HardSwish", U_HSWISH},
+    {"Gelu", U_GELU},       {"Softplus", U_SOFTPLUS}, {"Softsign", U_SOFTSIGN}, {"Mish", U_MISH},
+    {"Floor", U_FLOOR},     {"Ceil", U_CEIL},         {"Round", U_ROUND},       {"Sign", U_SIGN},
+    {"Sin", U_SIN},         {"Cos", U_COS},           {"Not", U_NOT},           {"IsNaN", U_ISNAN},
 };
 
 /* Clip bounds: attributes before opset 11, optional scalar inputs after. */
@@ -702,14 +818,17 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
     for (int k = 1; k <= 2; k++) {
         if (nin <= k || !in[k]) continue;
         if (in[k]->numel != 1)
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Clip): %s must be a scalar, has %lld elements", n->name,
-                                k == 1 ? "min" : "max", (long long)in[k]->numel);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Clip): %s must be a scalar, has %lld elements",
+                                n->name, k == 1 ? "min" : "max", (long long)in[k]->numel);
         if (in[k]->dtype != in[0]->dtype)
             return ba_error_set(err, BA_ERR_INPUT, "%s (Clip): bound dtype %s differs from input %s", n->name,
                                 ba_dtype_name(in[k]->dtype), ba_dtype_name(in[0]->dtype));
-        double v = ba_dtype_is_float(in[k]->dtype) ? ba_tensor_get_f64(in[k], 0) : (double)ba_tensor_get_i64(in[k], 0);
-        if (k == 1) p->lo = v;
-        else p->hi = v;
+        double v = ba_dtype_is_float(in[k]->dtype) ? ba_tensor_get_f64(in[k], 0)
+                                                   : (double)ba_tensor_get_i64(in[k], 0);
+        if (k == 1)
+            p->lo = v;
+        else
+            p->hi = v;
     }
     return BA_OK;
 }
@@ -721,7 +840,8 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     int op = -1;
     for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
         if (strcmp(unary_map[i].name, n->op_type) == 0) op = unary_map[i].op;
-    if (op < 0) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
+    if (op < 0)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
     uparam p = {0, 0, 0, 0, 0};
     switch (op) {
     case U_LEAKY: p.alpha = ba_node_attr_float(n, "alpha", LEAKY_ALPHA); break;
@@ -737,9 +857,11 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     case U_CLIP: BA_TRY(clip_bounds(n, in, nin, &p, err)); break;
     case U_GELU: {
         const char *ap = ba_node_attr_string(n, "approximate", "none");
-        if (strcmp(ap, "tanh") == 0) op = U_GELU_TANH;
+        if (strcmp(ap, "tanh") == 0)
+            op = U_GELU_TANH;
         else if (strcmp(ap, "none") != 0)
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Gelu): approximate '%s' is not none/tanh", n->name, ap);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Gelu): approximate '%s' is not none/tanh", n->name,
+                                ap);
         break;
     }
     default: break;

@@ -6,10 +6,12 @@
 #include "model/kern_conv.h"
 #include "model/ops.h"
 
-static ba_status bad_shapes(const ba_node_t *node, const ba_tensor_t *A, const ba_tensor_t *B, ba_error *err) {
+static ba_status bad_shapes(const ba_node_t *node, const ba_tensor_t *A, const ba_tensor_t *B,
+                            ba_error *err) {
     char b1[128], b2[128];
-    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): shapes %s and %s do not fit", node->name, node->op_type,
-                        ba_shape_str(A->ndim, A->shape, b1, sizeof b1), ba_shape_str(B->ndim, B->shape, b2, sizeof b2));
+    return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): shapes %s and %s do not fit", node->name,
+                        node->op_type, ba_shape_str(A->ndim, A->shape, b1, sizeof b1),
+                        ba_shape_str(B->ndim, B->shape, b2, sizeof b2));
 }
 
 /* Y (M, N) = alpha · op(A) · op(B) + beta · C, op = transpose when trans*. */
@@ -20,7 +22,8 @@ ba_status ba_gemm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     BA_TRY(ba_kern_need_f32(node, A, "input A", err));
     BA_TRY(ba_kern_need_f32(node, B, "input B", err));
     if (C) BA_TRY(ba_kern_need_f32(node, C, "input C", err));
-    const float alpha = ba_node_attr_float(node, "alpha", 1.0f), beta = ba_node_attr_float(node, "beta", 1.0f);
+    const float alpha = ba_node_attr_float(node, "alpha", 1.0f),
+                beta = ba_node_attr_float(node, "beta", 1.0f);
     const int ta = ba_node_attr_int(node, "transA", 0) != 0, tb = ba_node_attr_int(node, "transB", 0) != 0;
     if (A->ndim != 2 || B->ndim != 2) return bad_shapes(node, A, B, err);
     const int64_t M = ta ? A->shape[1] : A->shape[0], K = ta ? A->shape[0] : A->shape[1];
@@ -65,8 +68,8 @@ static void batch_product(const float *a, const float *b, float *y, int64_t e, i
 
 /* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
  * row (M dim dropped from the result), a 1-D B a column (N dim dropped). */
-ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                            int nout, ba_error *err) {
     (void)nout;
     const ba_tensor_t *A = nin > 0 ? in[0] : NULL, *B = nin > 1 ? in[1] : NULL;
     BA_TRY(ba_kern_need_f32(node, A, "input A", err));
@@ -78,7 +81,8 @@ ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int n
     if (K != Kb) return bad_shapes(node, A, B, err);
     /* broadcast batch dims */
     const int ra = a1 ? 0 : A->ndim - 2, rb = b1 ? 0 : B->ndim - 2, ro = ra > rb ? ra : rb;
-    int64_t oshape[BA_MAX_DIMS], astr[BA_MAX_DIMS], bstr[BA_MAX_DIMS]; /* batch strides in matrices, 0 = broadcast */
+    int64_t oshape[BA_MAX_DIMS], astr[BA_MAX_DIMS],
+        bstr[BA_MAX_DIMS]; /* batch strides in matrices, 0 = broadcast */
     int64_t as = 1, bs = 1;
     for (int i = ro - 1; i >= 0; i--) {
         int ia = i - (ro - ra), ib = i - (ro - rb);

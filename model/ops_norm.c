@@ -24,26 +24,28 @@ static ba_status bad(const ba_node_t *node, const char *what, const ba_tensor_t 
 }
 
 /* A per-channel parameter: float32 with C elements. */
-static ba_status need_chan(const ba_node_t *node, const ba_tensor_t *t, const char *what, int64_t C, ba_error *err) {
+static ba_status need_chan(const ba_node_t *node, const ba_tensor_t *t, const char *what, int64_t C,
+                           ba_error *err) {
     BA_TRY(ba_kern_need_f32(node, t, what, err));
     if (t->numel != C || t->ndim != 1) return bad(node, what, t, err);
     return BA_OK;
 }
 
 /* X (N, C, *sp); scale, B, mean, var (C): y = (x - mean) / sqrt(var + eps) * scale + B. */
-ba_status ba_batchnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_batchnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                               int nout, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     if (X->ndim < 2) return bad(node, "input X (expected N, C, …)", X, err);
     if (ba_node_attr_int(node, "training_mode", 0) != 0)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node %s (BatchNormalization): training_mode=1 is not supported",
-                            node->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node %s (BatchNormalization): training_mode=1 is not supported", node->name);
     for (int i = 3; i < nout; i++)
         if (node->outputs && node->outputs[i] >= 0)
-            return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                                "node %s (BatchNormalization): saved mean/variance outputs (training) are not supported",
-                                node->name);
+            return ba_error_set(
+                err, BA_ERR_UNSUPPORTED,
+                "node %s (BatchNormalization): saved mean/variance outputs (training) are not supported",
+                node->name);
     const int64_t N = X->shape[0], C = X->shape[1], P = (N * C != 0) ? X->numel / (N * C) : 0;
     static const char *names[4] = {"scale", "bias B", "input_mean", "input_var"};
     for (int i = 0; i < 4; i++) BA_TRY(need_chan(node, nin > i + 1 ? in[i + 1] : NULL, names[i], C, err));
@@ -106,14 +108,15 @@ static void norm_rows(const float *x, float *y, int64_t outer, int64_t inner, fl
             for (int64_t i = 0; i < inner; i++) yr[i] = xr[i] * a + b;
         } else {
 #pragma omp simd
-            for (int64_t i = 0; i < inner; i++) yr[i] = (xr[i] - m) * rstd * gamma[i] + (beta ? beta[i] : 0.0f);
+            for (int64_t i = 0; i < inner; i++)
+                yr[i] = (xr[i] - m) * rstd * gamma[i] + (beta ? beta[i] : 0.0f);
         }
     }
 }
 
 /* X (..., [axis:]); Scale, B broadcast to X[axis:] -> Y, Mean, InvStdDev (X[:axis], 1, …). */
-ba_status ba_layernorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_layernorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                               int nout, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *S = nin > 1 ? in[1] : NULL, *Bt = nin > 2 ? in[2] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     BA_TRY(ba_kern_need_f32(node, S, "Scale", err));
@@ -127,7 +130,8 @@ ba_status ba_layernorm_forward(const ba_node_t *node, ba_tensor_t *const *in, in
     float *buf = ba_malloc((size_t)(2 * inner + 1) * sizeof(float), err);
     if (!buf) return err ? err->code : BA_ERR_NOMEM;
     ba_status st = ba_kern_broadcast_to(node, S, nd, X->shape + axis, buf, "Scale", err);
-    if (st == BA_OK && Bt) st = ba_kern_broadcast_to(node, Bt, nd, X->shape + axis, buf + inner, "bias B", err);
+    if (st == BA_OK && Bt)
+        st = ba_kern_broadcast_to(node, Bt, nd, X->shape + axis, buf + inner, "bias B", err);
     if (st != BA_OK) goto fail;
     int64_t sshape[BA_MAX_DIMS];
     for (int i = 0; i < X->ndim; i++) sshape[i] = i < axis ? X->shape[i] : 1;
@@ -155,8 +159,8 @@ fail:
 }
 
 /* X (N, C, *sp); scale, B (C): each (n, c) plane normalised by its own statistics. */
-ba_status ba_instnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              ba_error *err) {
+ba_status ba_instnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                              int nout, ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
@@ -179,9 +183,9 @@ ba_status ba_instnorm_forward(const ba_node_t *node, ba_tensor_t *const *in, int
 #define EXP_LO (-87.0f)
 #define EXP_HI 88.0f
 #define EXP_LOG2E 1.44269504088896341f
-#define EXP_LN2_HI 0.693145751953125f     /* ln 2 split so n * LN2_HI is exact */
+#define EXP_LN2_HI 0.693145751953125f /* ln 2 split so n * LN2_HI is exact */
 #define EXP_LN2_LO 1.42860682030941723e-6f
-#define EXP_ROUND_MAGIC 12582912.0f       /* 1.5 * 2^23: adding it rounds to an integer */
+#define EXP_ROUND_MAGIC 12582912.0f /* 1.5 * 2^23: adding it rounds to an integer */
 #define EXP_BIAS 127
 #define EXP_MANT_BITS 23
 
@@ -207,7 +211,7 @@ NORM_VECTOR_SELECTS static inline float softmax_expf(float x0) {
     p = p * r + 1.0f;
     const int32_t bits = ((int32_t)n + EXP_BIAS) << EXP_MANT_BITS;
     float scale;
-    memcpy(&scale, &bits, sizeof scale); /* 2^n (a bit cast the vectorizer keeps) */
+    memcpy(&scale, &bits, sizeof scale);   /* 2^n (a bit cast the vectorizer keeps) */
     return x0 < EXP_LO ? 0.0f : p * scale; /* exactly 0 for masked (-inf) entries */
 }
 
@@ -244,8 +248,8 @@ NORM_VECTOR_SELECTS static void softmax_row(const float *xp, float *yp, int64_t 
     }
 }
 
-static ba_status softmax_any(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int logsm,
-                             ba_error *err) {
+static ba_status softmax_any(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                             int logsm, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input", err));
     const int legacy = node->opset > 0 && node->opset < SOFTMAX_AXIS_OPSET;
@@ -300,8 +304,8 @@ static ba_status softmax_any(const ba_node_t *node, ba_tensor_t *const *in, int 
     return BA_OK;
 }
 
-ba_status ba_softmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_softmax_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                             int nout, ba_error *err) {
     (void)nout;
     return softmax_any(node, in, nin, out, 0, err);
 }

@@ -12,8 +12,8 @@
 
 enum { POOL_MAX, POOL_AVG, POOL_LP };
 
-static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                              int kind, ba_error *err) {
+static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                              int nout, int kind, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     char sb[128];
@@ -68,7 +68,8 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
                         for (int64_t a = dlo; a < dhi; a++)
                             for (int64_t b = hlo; b < hhi; b++)
                                 for (int64_t c = wlo; c < whi; c++) {
-                                    int64_t id = d0 + a * g.dil[0], ih = h0 + b * g.dil[1], iw = w0 + c * g.dil[2];
+                                    int64_t id = d0 + a * g.dil[0], ih = h0 + b * g.dil[1],
+                                            iw = w0 + c * g.dil[2];
                                     float v = xp[(id * IH + ih) * IW + iw];
                                     if (v > best || bi < 0) {
                                         best = v;
@@ -81,7 +82,8 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
                         double acc = 0.0;
                         for (int64_t a = dlo; a < dhi; a++)
                             for (int64_t b = hlo; b < hhi; b++) {
-                                const float *row = xp + ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0;
+                                const float *row =
+                                    xp + ((d0 + a * g.dil[0]) * IH + h0 + b * g.dil[1]) * IW + w0;
                                 for (int64_t c = wlo; c < whi; c++) {
                                     float v = row[c * g.dil[2]];
                                     acc += kind == POOL_AVG ? v : pow(fabs(v), p);
@@ -91,11 +93,12 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
                             y[o] = (float)pow(acc, 1.0 / p);
                             continue;
                         }
-                        int64_t cnt = include_pad
-                                          ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                                ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                                ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
-                                          : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
+                        int64_t cnt =
+                            include_pad
+                                ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
+                                      ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
+                                      ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
+                                : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
                         y[o] = cnt > 0 ? (float)(acc / (double)cnt) : 0.0f;
                     }
                 }
@@ -107,30 +110,30 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     return BA_OK;
 }
 
-ba_status ba_maxpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_maxpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                             int nout, ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_MAX, err);
 }
 
-ba_status ba_avgpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                             ba_error *err) {
+ba_status ba_avgpool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                             int nout, ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_AVG, err);
 }
 
-ba_status ba_lppool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                            ba_error *err) {
+ba_status ba_lppool_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                            int nout, ba_error *err) {
     return pool_forward(node, in, nin, out, nout, POOL_LP, err);
 }
 
 /* X (N, C, *sp) -> (N, C, 1, …): mean or max of each plane. */
-static ba_status global_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int is_max,
-                                ba_error *err) {
+static ba_status global_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                                int is_max, ba_error *err) {
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL;
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     char sb[128];
     if (X->ndim < 2)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): input X has shape %s (expected N, C, …)", node->name,
-                            node->op_type, ba_shape_str(X->ndim, X->shape, sb, sizeof sb));
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): input X has shape %s (expected N, C, …)",
+                            node->name, node->op_type, ba_shape_str(X->ndim, X->shape, sb, sizeof sb));
     int64_t yshape[BA_MAX_DIMS];
     for (int i = 0; i < X->ndim; i++) yshape[i] = i < 2 ? X->shape[i] : 1;
     ba_tensor_t *Y = ba_tensor_new_uninit(BA_DT_F32, X->ndim, yshape, err); /* one store per plane */

@@ -27,27 +27,30 @@ static ba_status layout(const ba_node_t *n, const ba_tensor_t *x, const ba_tenso
     L->nblk = 1;
     int64_t block = ba_node_attr_int(n, "block_size", 0);
     if (block < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): block_size %lld is negative", n->name, n->op_type,
-                            (long long)block);
+        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): block_size %lld is negative", n->name,
+                            n->op_type, (long long)block);
     if (zp && zp->numel != s->numel)
-        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): scale has %lld values, zero point %lld", n->name,
-                            n->op_type, (long long)s->numel, (long long)zp->numel);
+        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): scale has %lld values, zero point %lld",
+                            n->name, n->op_type, (long long)s->numel, (long long)zp->numel);
     if (block == 0 && s->numel == 1 && s->ndim <= 1) return BA_OK;
     if (block == 0 && s->ndim != 1)
-        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): scale must be a scalar or 1-D", n->name, n->op_type);
+        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): scale must be a scalar or 1-D", n->name,
+                            n->op_type);
     int64_t axis = ba_node_attr_int(n, "axis", 1);
     if (axis < 0) axis += x->ndim;
     if (axis < 0 || axis >= x->ndim)
-        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): axis %lld is out of range for a rank-%d input",
-                            n->name, n->op_type, (long long)ba_node_attr_int(n, "axis", 1), x->ndim);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "node '%s' (%s): axis %lld is out of range for a rank-%d input", n->name,
+                            n->op_type, (long long)ba_node_attr_int(n, "axis", 1), x->ndim);
     L->outer = 1;
     for (int d = 0; d < axis; d++) L->outer *= x->shape[d];
     L->ch = x->shape[axis];
     for (int d = (int)axis + 1; d < x->ndim; d++) L->inner *= x->shape[d];
     if (block == 0) {
         if (x->shape[axis] != s->numel)
-            return ba_error_set(err, BA_ERR_INPUT, "node '%s' (%s): %lld scales do not match axis %lld of the input",
-                                n->name, n->op_type, (long long)s->numel, (long long)axis);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "node '%s' (%s): %lld scales do not match axis %lld of the input", n->name,
+                                n->op_type, (long long)s->numel, (long long)axis);
         return BA_OK;
     }
     L->block = block;
@@ -59,12 +62,13 @@ static ba_status layout(const ba_node_t *n, const ba_tensor_t *x, const ba_tenso
     }
     if (!ok) {
         char xs[160], ss[160];
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "node '%s' (%s): block_size %lld along axis %lld of a %s input needs scale and zero point "
-                            "of the input's shape with %lld blocks on that axis, got %s",
-                            n->name, n->op_type, (long long)block, (long long)axis,
-                            ba_shape_str(x->ndim, x->shape, xs, sizeof xs), (long long)L->nblk,
-                            ba_shape_str(s->ndim, s->shape, ss, sizeof ss));
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "node '%s' (%s): block_size %lld along axis %lld of a %s input needs scale and zero point "
+            "of the input's shape with %lld blocks on that axis, got %s",
+            n->name, n->op_type, (long long)block, (long long)axis,
+            ba_shape_str(x->ndim, x->shape, xs, sizeof xs), (long long)L->nblk,
+            ba_shape_str(s->ndim, s->shape, ss, sizeof ss));
     }
     return BA_OK;
 }
@@ -110,11 +114,12 @@ ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin
     if (odt == BA_DT_UNDEFINED) odt = BA_DT_U8;
     double lo, hi;
     if (!qrange(odt, &lo, &hi))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node '%s' (QuantizeLinear): output type %s is not supported",
-                            n->name, ba_dtype_name(odt));
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node '%s' (QuantizeLinear): output type %s is not supported", n->name,
+                            ba_dtype_name(odt));
     if (!ba_dtype_is_float(x->dtype))
-        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (QuantizeLinear): input must be float, got %s", n->name,
-                            ba_dtype_name(x->dtype));
+        return ba_error_set(err, BA_ERR_INPUT, "node '%s' (QuantizeLinear): input must be float, got %s",
+                            n->name, ba_dtype_name(x->dtype));
     qlayout L;
     BA_TRY(layout(n, x, s, zp, &L, err));
     /* int4/uint4 results are kept unpacked, one int8/uint8 per element (as the loader keeps them). */
@@ -137,15 +142,16 @@ ba_status ba_quantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                               ba_error *err) {
+ba_status ba_dequantize_linear(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
+                               int nout, ba_error *err) {
     (void)nout;
     if (nin < 2 || !in[0] || !in[1])
         return ba_error_set(err, BA_ERR_INPUT, "node '%s' (DequantizeLinear): needs x and x_scale", n->name);
     const ba_tensor_t *x = in[0], *s = in[1], *zp = nin > 2 ? in[2] : NULL;
     if (!ba_dtype_is_int(x->dtype))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "node '%s' (DequantizeLinear): input type %s is not supported",
-                            n->name, ba_dtype_name(x->dtype));
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "node '%s' (DequantizeLinear): input type %s is not supported", n->name,
+                            ba_dtype_name(x->dtype));
     qlayout L;
     BA_TRY(layout(n, x, s, zp, &L, err));
     ba_dtype odt = ba_dtype_is_float(s->dtype) ? s->dtype : BA_DT_F32;

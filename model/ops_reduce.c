@@ -15,9 +15,12 @@
 #define TOPK_K_INPUT_OPSET 10
 
 static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k, nin);
+    if (nin < k)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
+                            nin);
     for (int i = 0; i < k; i++)
-        if (!in[i]) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
+        if (!in[i])
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
     return BA_OK;
 }
 
@@ -25,8 +28,8 @@ static ba_status norm_axis(const ba_node_t *n, int64_t axis, int rank, int *out,
     *out = 0;
     int r = rank ? rank : 1; /* a scalar accepts axis 0/-1 like a 1-element vector */
     if (axis < -r || axis >= r)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axis %lld out of range for rank %d", n->name, n->op_type,
-                            (long long)axis, rank);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axis %lld out of range for rank %d", n->name,
+                            n->op_type, (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + r : axis);
     return BA_OK;
 }
@@ -54,10 +57,13 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st) {
 
 enum { R_SUM, R_MEAN, R_MAX, R_MIN, R_PROD, R_L1, R_L2, R_SUMSQ, R_LSE };
 
-static const struct { const char *name; int op; } reduce_map[] = {
-    {"ReduceSum", R_SUM}, {"ReduceMean", R_MEAN}, {"ReduceMax", R_MAX}, {"ReduceMin", R_MIN},
-    {"ReduceProd", R_PROD}, {"ReduceL1", R_L1}, {"ReduceL2", R_L2}, {"ReduceSumSquare", R_SUMSQ},
-    {"ReduceLogSumExp", R_LSE},
+static const struct {
+    const char *name;
+    int op;
+} reduce_map[] = {
+    {"ReduceSum", R_SUM}, {"ReduceMean", R_MEAN},       {"ReduceMax", R_MAX},
+    {"ReduceMin", R_MIN}, {"ReduceProd", R_PROD},       {"ReduceL1", R_L1},
+    {"ReduceL2", R_L2},   {"ReduceSumSquare", R_SUMSQ}, {"ReduceLogSumExp", R_LSE},
 };
 
 /* The reduced axes of one output element: an odometer over rdims, last one innermost. */
@@ -80,12 +86,18 @@ static double reduce_float(int op, const ba_tensor_t *x, int64_t base, const rwa
         for (int64_t i = 0; i < inner; i++) {
             double v = ld(x, off + i * is);
             switch (op) {
-            case R_SUM: case R_MEAN: acc += v; break;
-            case R_MAX: if (v > acc || v != v) acc = v; break;
-            case R_MIN: if (v < acc || v != v) acc = v; break;
+            case R_SUM:
+            case R_MEAN: acc += v; break;
+            case R_MAX:
+                if (v > acc || v != v) acc = v;
+                break;
+            case R_MIN:
+                if (v < acc || v != v) acc = v;
+                break;
             case R_PROD: acc *= v; break;
             case R_L1: acc += fabs(v); break;
-            case R_L2: case R_SUMSQ: acc += v * v; break;
+            case R_L2:
+            case R_SUMSQ: acc += v * v; break;
             case R_LSE: acc += exp(v - mx); break;
             default: break;
             }
@@ -111,9 +123,14 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
         for (int64_t i = 0; i < inner; i++) {
             int64_t v = ba_tensor_get_i64(x, off + i * is);
             switch (op) {
-            case R_SUM: case R_MEAN: acc = (int64_t)((uint64_t)acc + (uint64_t)v); break;
-            case R_MAX: if (v > acc) acc = v; break;
-            case R_MIN: if (v < acc) acc = v; break;
+            case R_SUM:
+            case R_MEAN: acc = (int64_t)((uint64_t)acc + (uint64_t)v); break;
+            case R_MAX:
+                if (v > acc) acc = v;
+                break;
+            case R_MIN:
+                if (v < acc) acc = v;
+                break;
             case R_PROD: acc = (int64_t)((uint64_t)acc * (uint64_t)v); break;
             case R_L1: acc += v < 0 ? -v : v; break;
             case R_SUMSQ: acc += v * v; break;
@@ -135,7 +152,8 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     int op = -1;
     for (size_t i = 0; i < sizeof reduce_map / sizeof reduce_map[0]; i++)
         if (strcmp(reduce_map[i].name, n->op_type) == 0) op = reduce_map[i].op;
-    if (op < 0) return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: %s is not a reduction", n->name, n->op_type);
+    if (op < 0)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: %s is not a reduction", n->name, n->op_type);
     int r = x->ndim;
     int64_t axes[BA_MAX_DIMS];
     int na = 0;
@@ -144,15 +162,17 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
         ba_tensor_t *at = nin > 1 ? in[1] : NULL;
         if (at) {
             if (!ba_dtype_is_int(at->dtype) || at->ndim > 1 || at->numel > BA_MAX_DIMS)
-                return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axes must be a 1-D integer tensor of <= %d entries",
-                                    n->name, n->op_type, BA_MAX_DIMS);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "%s (%s): axes must be a 1-D integer tensor of <= %d entries", n->name,
+                                    n->op_type, BA_MAX_DIMS);
             na = (int)at->numel;
             for (int i = 0; i < na; i++) axes[i] = ba_tensor_get_i64(at, i);
         }
     } else {
         const int64_t *v;
         na = ba_node_attr_ints(n, "axes", &v);
-        if (na > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %d axes", n->name, n->op_type, na);
+        if (na > BA_MAX_DIMS)
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %d axes", n->name, n->op_type, na);
         for (int i = 0; i < na; i++) axes[i] = v[i];
     }
     int keep = (int)ba_node_attr_int(n, "keepdims", 1);
@@ -163,7 +183,8 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
         for (int d = 0; d < r; d++) red[d] = !noop;
     }
     for (int i = 0; i < na; i++) {
-        if (r == 0) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axes given for a scalar", n->name, n->op_type);
+        if (r == 0)
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axes given for a scalar", n->name, n->op_type);
         int a;
         BA_TRY(norm_axis(n, axes[i], r, &a, err));
         red[a] = 1;
@@ -197,8 +218,10 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
             base += (q % kshape[d]) * kstride[d];
             q /= kshape[d];
         }
-        if (exact) ba_elem_store_i64(o, oi, reduce_int(op, x, base, &w));
-        else ba_elem_store_f64(o, oi, reduce_float(op, x, base, &w));
+        if (exact)
+            ba_elem_store_i64(o, oi, reduce_int(op, x, base, &w));
+        else
+            ba_elem_store_f64(o, oi, reduce_float(op, x, base, &w));
     }
     out[0] = o;
     return BA_OK;
@@ -214,14 +237,17 @@ ba_status ba_fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
     BA_TRY(check_numeric(n, x, err));
     int is_max = strcmp(n->op_type, "ArgMax") == 0, axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
-    int keep = (int)ba_node_attr_int(n, "keepdims", 1), last = (int)ba_node_attr_int(n, "select_last_index", 0);
+    int keep = (int)ba_node_attr_int(n, "keepdims", 1),
+        last = (int)ba_node_attr_int(n, "select_last_index", 0);
     int64_t dim = x->ndim ? x->shape[axis] : 1;
     if (dim == 0) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): empty axis", n->name, n->op_type);
     int64_t oshape[BA_MAX_DIMS];
     int on = 0;
     for (int d = 0; d < x->ndim; d++) {
-        if (d != axis) oshape[on++] = x->shape[d];
-        else if (keep) oshape[on++] = 1;
+        if (d != axis)
+            oshape[on++] = x->shape[d];
+        else if (keep)
+            oshape[on++] = 1;
     }
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, on, oshape, err);
     if (!o) return err->code;
@@ -277,7 +303,8 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
     if (n->opset >= TOPK_K_INPUT_OPSET) {
         BA_TRY(need_inputs(n, in, nin, 2, err));
         if (in[1]->numel != 1 || !ba_dtype_is_int(in[1]->dtype))
-            return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): K must be a one-element integer tensor", n->name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): K must be a one-element integer tensor",
+                                n->name);
         k = ba_tensor_get_i64(in[1], 0);
     } else {
         k = ba_node_attr_int(n, "k", -1);
@@ -298,7 +325,8 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
         ba_tensor_unref(idx);
         return err->code;
     }
-    int64_t outer = ba_shape_numel(axis, x->shape), inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+    int64_t outer = ba_shape_numel(axis, x->shape),
+            inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
     int fl = ba_dtype_is_float(x->dtype);
     for (int64_t a = 0; a < outer; a++)
         for (int64_t b = 0; b < inner; b++) {
@@ -311,15 +339,19 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
             qsort(buf, (size_t)dim, sizeof *buf, largest ? cmp_desc : cmp_asc);
             for (int64_t j = 0; j < k; j++) {
                 int64_t oi = (a * k + j) * inner + b;
-                if (fl) ba_elem_store_f64(vals, oi, buf[j].v);
-                else ba_elem_store_i64(vals, oi, ba_tensor_get_i64(x, base + buf[j].i * inner));
+                if (fl)
+                    ba_elem_store_f64(vals, oi, buf[j].v);
+                else
+                    ba_elem_store_i64(vals, oi, ba_tensor_get_i64(x, base + buf[j].i * inner));
                 ((int64_t *)idx->data)[oi] = buf[j].i;
             }
         }
     free(buf);
     out[0] = vals;
-    if (nout > 1 && (!n->outputs || n->outputs[1] >= 0)) out[1] = idx;
-    else ba_tensor_unref(idx);
+    if (nout > 1 && (!n->outputs || n->outputs[1] >= 0))
+        out[1] = idx;
+    else
+        ba_tensor_unref(idx);
     return BA_OK;
 }
 
@@ -333,7 +365,8 @@ ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     BA_TRY(check_numeric(n, x, err));
     if (x->ndim < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): scalar input", n->name);
     if (in[1]->numel != 1 || !ba_dtype_is_int(in[1]->dtype))
-        return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): axis must be a one-element integer tensor", n->name);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): axis must be a one-element integer tensor",
+                            n->name);
     int axis;
     BA_TRY(norm_axis(n, ba_tensor_get_i64(in[1], 0), x->ndim, &axis, err));
     int excl = (int)ba_node_attr_int(n, "exclusive", 0), rev = (int)ba_node_attr_int(n, "reverse", 0);

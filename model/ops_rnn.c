@@ -852,8 +852,8 @@ static ba_status rnn_back_into(const ba_node_t *n, ba_tensor_t *const *in, int n
 }
 
 ba_status ba_rnn_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
-                          int nout, ba_tensor_t *const *dout, const unsigned char *need,
-                          ba_tensor_t **din, ba_error *err) {
+                          int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
+                          ba_error *err) {
     (void)out;
     return rnn_back_into(n, in, nin, NULL, dout, nout, need, din, err);
 }

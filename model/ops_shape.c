@@ -14,27 +14,32 @@
 #define PAR_MIN 32768                      /* elements below which threads cost more than they save */
 
 static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k, nin);
+    if (nin < k)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
+                            nin);
     for (int i = 0; i < k; i++)
-        if (!in[i]) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
+        if (!in[i])
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
     return BA_OK;
 }
 
-static ba_tensor_t *opt_in(ba_tensor_t *const *in, int nin, int k) { return k < nin ? in[k] : NULL; }
+static ba_tensor_t *opt_in(ba_tensor_t *const *in, int nin, int k) {
+    return k < nin ? in[k] : NULL;
+}
 
 static int wants_output(const ba_node_t *n, int nout, int k) {
     return k < nout && (!n->outputs || n->outputs[k] >= 0);
 }
 
 /* Reads a 1-D integer tensor (int32/int64) into v[cap]. */
-static ba_status read_ints(const ba_node_t *n, const ba_tensor_t *t, const char *what, int64_t *v, int cap, int *cnt,
-                           ba_error *err) {
+static ba_status read_ints(const ba_node_t *n, const ba_tensor_t *t, const char *what, int64_t *v, int cap,
+                           int *cnt, ba_error *err) {
     if (!ba_dtype_is_int(t->dtype))
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %s must be an integer tensor, is %s", n->name, n->op_type,
-                            what, ba_dtype_name(t->dtype));
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %s must be an integer tensor, is %s", n->name,
+                            n->op_type, what, ba_dtype_name(t->dtype));
     if (t->ndim > 1 || t->numel > cap)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %s has %lld elements (at most %d, rank <= 1)", n->name,
-                            n->op_type, what, (long long)t->numel, cap);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %s has %lld elements (at most %d, rank <= 1)",
+                            n->name, n->op_type, what, (long long)t->numel, cap);
     for (int64_t i = 0; i < t->numel; i++) v[i] = ba_tensor_get_i64(t, i);
     *cnt = (int)t->numel;
     return BA_OK;
@@ -43,8 +48,8 @@ static ba_status read_ints(const ba_node_t *n, const ba_tensor_t *t, const char 
 static ba_status norm_axis(const ba_node_t *n, int64_t axis, int rank, int *out, ba_error *err) {
     *out = 0;
     if (axis < -rank || axis >= rank)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axis %lld out of range for rank %d", n->name, n->op_type,
-                            (long long)axis, rank);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): axis %lld out of range for rank %d", n->name,
+                            n->op_type, (long long)axis, rank);
     *out = (int)(axis < 0 ? axis + rank : axis);
     return BA_OK;
 }
@@ -70,10 +75,18 @@ static void copy_strided(void *dst, const void *src, int ndim, const int64_t *sh
         char *o = (char *)dst + (size_t)(r * row) * es;
         const char *s = (const char *)src;
         switch (es) {
-        case 1: for (int64_t i = 0; i < row; i++) ((uint8_t *)o)[i] = ((const uint8_t *)s)[off + i * rs]; break;
-        case 2: for (int64_t i = 0; i < row; i++) ((uint16_t *)o)[i] = ((const uint16_t *)s)[off + i * rs]; break;
-        case 4: for (int64_t i = 0; i < row; i++) ((uint32_t *)o)[i] = ((const uint32_t *)s)[off + i * rs]; break;
-        case 8: for (int64_t i = 0; i < row; i++) ((uint64_t *)o)[i] = ((const uint64_t *)s)[off + i * rs]; break;
+        case 1:
+            for (int64_t i = 0; i < row; i++) ((uint8_t *)o)[i] = ((const uint8_t *)s)[off + i * rs];
+            break;
+        case 2:
+            for (int64_t i = 0; i < row; i++) ((uint16_t *)o)[i] = ((const uint16_t *)s)[off + i * rs];
+            break;
+        case 4:
+            for (int64_t i = 0; i < row; i++) ((uint32_t *)o)[i] = ((const uint32_t *)s)[off + i * rs];
+            break;
+        case 8:
+            for (int64_t i = 0; i < row; i++) ((uint64_t *)o)[i] = ((const uint64_t *)s)[off + i * rs];
+            break;
         default:
             for (int64_t i = 0; i < row; i++) memcpy(o + (size_t)i * es, s + (size_t)(off + i * rs) * es, es);
         }
@@ -97,8 +110,8 @@ static ba_status check_dtype(const ba_node_t *n, const ba_tensor_t *t, ba_error 
 
 /* ---------------------------------------------------------------- views */
 
-static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const int64_t *shape, ba_tensor_t **out,
-                           ba_error *err) {
+static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const int64_t *shape,
+                           ba_tensor_t **out, ba_error *err) {
     ba_tensor_t *v = ba_tensor_view(x, ndim, shape, err);
     if (!v) return ba_error_prefix(err, "%s (%s)", n->name, n->op_type);
     *out = v;
@@ -133,7 +146,8 @@ ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
     if (axis < 0 || axis > x->ndim)
         return ba_error_set(err, BA_ERR_INPUT, "%s (Flatten): axis %lld out of range for rank %d", n->name,
                             (long long)ba_node_attr_int(n, "axis", 1), x->ndim);
-    int64_t shape[2] = {ba_shape_numel((int)axis, x->shape), ba_shape_numel(x->ndim - (int)axis, x->shape + axis)};
+    int64_t shape[2] = {ba_shape_numel((int)axis, x->shape),
+                        ba_shape_numel(x->ndim - (int)axis, x->shape + axis)};
     return make_view(n, x, 2, shape, &out[0], err);
 }
 
@@ -156,7 +170,8 @@ ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
             shape[d] = x->shape[d];
         }
         if (shape[d] == -1) {
-            if (infer >= 0) return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): more than one -1 in shape", n->name);
+            if (infer >= 0)
+                return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): more than one -1 in shape", n->name);
             infer = d;
             continue;
         }
@@ -169,15 +184,17 @@ ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
     if (infer >= 0) {
         if (known == 0 || x->numel % known != 0) {
             char b1[200];
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): cannot infer -1 reshaping %s (%lld elements)",
-                                n->name, ba_shape_str(x->ndim, x->shape, b1, sizeof b1), (long long)x->numel);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s (Reshape): cannot infer -1 reshaping %s (%lld elements)", n->name,
+                                ba_shape_str(x->ndim, x->shape, b1, sizeof b1), (long long)x->numel);
         }
         shape[infer] = x->numel / known;
     }
     if (ba_shape_numel(nd, shape) != x->numel) {
         char b1[200], b2[200];
         return ba_error_set(err, BA_ERR_INPUT, "%s (Reshape): cannot reshape %s to %s", n->name,
-                            ba_shape_str(x->ndim, x->shape, b1, sizeof b1), ba_shape_str(nd, shape, b2, sizeof b2));
+                            ba_shape_str(x->ndim, x->shape, b1, sizeof b1),
+                            ba_shape_str(nd, shape, b2, sizeof b2));
     }
     return make_view(n, x, nd, shape, &out[0], err);
 }
@@ -196,7 +213,8 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
     const int64_t *v;
     int k = ba_node_attr_ints(n, "axes", &v);
     if (!ba_node_attr(n, "axes")) return BA_OK;
-    if (k > 2 * BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %d axes", n->name, n->op_type, k);
+    if (k > 2 * BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): %d axes", n->name, n->op_type, k);
     *given = 1;
     for (int i = 0; i < k; i++) axes[i] = v[i];
     *cnt = k;
@@ -219,8 +237,8 @@ ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
             int a;
             BA_TRY(norm_axis(n, axes[i], x->ndim, &a, err));
             if (x->shape[a] != 1)
-                return ba_error_set(err, BA_ERR_INPUT, "%s (Squeeze): axis %d has size %lld, not 1", n->name, a,
-                                    (long long)x->shape[a]);
+                return ba_error_set(err, BA_ERR_INPUT, "%s (Squeeze): axis %d has size %lld, not 1", n->name,
+                                    a, (long long)x->shape[a]);
             drop[a] = 1;
         }
     }
@@ -241,7 +259,8 @@ ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     BA_TRY(get_axes(n, in, nin, 13, 1, axes, &cnt, &given, err));
     if (!given) return ba_error_set(err, BA_ERR_INPUT, "%s (Unsqueeze): axes missing", n->name);
     int r = x->ndim + cnt;
-    if (r > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Unsqueeze): rank %d too large", n->name, r);
+    if (r > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (Unsqueeze): rank %d too large", n->name, r);
     int ins[BA_MAX_DIMS] = {0};
     for (int i = 0; i < cnt; i++) {
         int a;
@@ -266,12 +285,14 @@ ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     const int64_t *p;
     int k = ba_node_attr_ints(n, "perm", &p);
     if (ba_node_attr(n, "perm") && k != r)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (Transpose): perm has %d entries for rank %d", n->name, k, r);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (Transpose): perm has %d entries for rank %d", n->name, k,
+                            r);
     for (int d = 0; d < r; d++) {
         int64_t v = ba_node_attr(n, "perm") ? p[d] : r - 1 - d;
         if (v < 0) v += r;
         if (v < 0 || v >= r || seen[v])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Transpose): perm is not a permutation of 0..%d", n->name, r - 1);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Transpose): perm is not a permutation of 0..%d",
+                                n->name, r - 1);
         seen[v] = 1;
         perm[d] = (int)v;
     }
@@ -296,26 +317,29 @@ ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     ba_tensor_t *x0 = in[0];
     BA_TRY(check_dtype(n, x0, err));
     int axis;
-    if (!ba_node_attr(n, "axis")) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): axis missing", n->name);
+    if (!ba_node_attr(n, "axis"))
+        return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): axis missing", n->name);
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x0->ndim, &axis, err));
     int64_t shape[BA_MAX_DIMS];
     memcpy(shape, x0->shape, sizeof shape);
     shape[axis] = 0;
     for (int k = 0; k < nin; k++) {
         if (in[k]->ndim != x0->ndim || in[k]->dtype != x0->dtype)
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): input %d is %s rank %d, input 0 is %s rank %d",
-                                n->name, k, ba_dtype_name(in[k]->dtype), in[k]->ndim, ba_dtype_name(x0->dtype),
-                                x0->ndim);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s (Concat): input %d is %s rank %d, input 0 is %s rank %d", n->name, k,
+                                ba_dtype_name(in[k]->dtype), in[k]->ndim, ba_dtype_name(x0->dtype), x0->ndim);
         for (int d = 0; d < x0->ndim; d++)
             if (d != axis && in[k]->shape[d] != x0->shape[d])
-                return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): input %d has size %lld on axis %d, expected %lld",
-                                    n->name, k, (long long)in[k]->shape[d], d, (long long)x0->shape[d]);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "%s (Concat): input %d has size %lld on axis %d, expected %lld", n->name,
+                                    k, (long long)in[k]->shape[d], d, (long long)x0->shape[d]);
         shape[axis] += in[k]->shape[axis];
     }
     ba_tensor_t *o = ba_tensor_new(x0->dtype, x0->ndim, shape, err);
     if (!o) return err->code;
     size_t es = ba_dtype_size(x0->dtype);
-    int64_t outer = ba_shape_numel(axis, shape), inner = ba_shape_numel(x0->ndim - axis - 1, shape + axis + 1);
+    int64_t outer = ba_shape_numel(axis, shape),
+            inner = ba_shape_numel(x0->ndim - axis - 1, shape + axis + 1);
     char *dst = o->data;
     for (int64_t i = 0; i < outer; i++)
         for (int k = 0; k < nin; k++) {
@@ -345,15 +369,16 @@ ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     int na = n->opset < 13 ? ba_node_attr_ints(n, "split", &av) : 0;
     if (sp) {
         if (!ba_dtype_is_int(sp->dtype) || sp->numel != nout) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): split input has %lld entries for %d outputs", n->name,
-                              (long long)sp->numel, nout);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): split input has %lld entries for %d outputs",
+                              n->name, (long long)sp->numel, nout);
             goto done;
         }
         for (int i = 0; i < nout; i++) sizes[i] = ba_tensor_get_i64(sp, i);
         cnt = nout;
     } else if (na > 0) {
         if (na != nout) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): split has %d entries for %d outputs", n->name, na, nout);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): split has %d entries for %d outputs", n->name,
+                              na, nout);
             goto done;
         }
         for (int i = 0; i < nout; i++) sizes[i] = av[i];
@@ -368,8 +393,8 @@ ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         }
         int64_t chunk = (dim + nout - 1) / nout;
         if (n->opset < 18 && dim % nout) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): axis size %lld not divisible into %d parts", n->name,
-                              (long long)dim, nout);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): axis size %lld not divisible into %d parts",
+                              n->name, (long long)dim, nout);
             goto done;
         }
         for (int i = 0; i < nout; i++) {
@@ -387,12 +412,13 @@ ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         total += sizes[i];
     }
     if (total != dim) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): parts sum to %lld, axis has %lld", n->name, (long long)total,
-                          (long long)dim);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s (Split): parts sum to %lld, axis has %lld", n->name,
+                          (long long)total, (long long)dim);
         goto done;
     }
     size_t es = ba_dtype_size(x->dtype);
-    int64_t outer = ba_shape_numel(axis, x->shape), inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+    int64_t outer = ba_shape_numel(axis, x->shape),
+            inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
     int64_t start = 0;
     for (int i = 0; i < nout; i++) {
         int64_t shape[BA_MAX_DIMS];
@@ -409,8 +435,8 @@ ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         }
         size_t blk = (size_t)(sizes[i] * inner) * es, row = (size_t)(dim * inner) * es;
         for (int64_t r = 0; r < outer && blk; r++)
-            memcpy((char *)o->data + (size_t)r * blk, (const char *)x->data + (size_t)r * row + (size_t)(start * inner) * es,
-                   blk);
+            memcpy((char *)o->data + (size_t)r * blk,
+                   (const char *)x->data + (size_t)r * row + (size_t)(start * inner) * es, blk);
         start += sizes[i];
         out[i] = o;
     }
@@ -502,7 +528,8 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     int axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
     int r = x->ndim - 1 + idx->ndim;
-    if (r > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): output rank %d too large", n->name, r);
+    if (r > BA_MAX_DIMS)
+        return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): output rank %d too large", n->name, r);
     int64_t shape[BA_MAX_DIMS];
     int k = 0;
     for (int d = 0; d < axis; d++) shape[k++] = x->shape[d];
@@ -512,13 +539,14 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     for (int64_t i = 0; i < idx->numel; i++) {
         int64_t v = ba_tensor_get_i64(idx, i);
         if (v < -dim || v >= dim)
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): index %lld out of range [-%lld, %lld)", n->name,
-                                (long long)v, (long long)dim, (long long)dim);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): index %lld out of range [-%lld, %lld)",
+                                n->name, (long long)v, (long long)dim, (long long)dim);
     }
     ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
     if (!o) return err->code;
     size_t es = ba_dtype_size(x->dtype);
-    int64_t outer = ba_shape_numel(axis, x->shape), inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
+    int64_t outer = ba_shape_numel(axis, x->shape),
+            inner = ba_shape_numel(x->ndim - axis - 1, x->shape + axis + 1);
     size_t blk = (size_t)inner * es;
     int64_t ni = idx->numel;
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
@@ -538,13 +566,14 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
     ba_tensor_t *x = in[0], *idx = in[1];
     BA_TRY(check_dtype(n, x, err));
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim != x->ndim)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices must be integer of rank %d", n->name,
-                            x->ndim);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices must be integer of rank %d",
+                            n->name, x->ndim);
     int axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
     for (int d = 0; d < x->ndim; d++)
         if (d != axis && idx->shape[d] > x->shape[d])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices dim %d exceeds data's", n->name, d);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices dim %d exceeds data's",
+                                n->name, d);
     ba_tensor_t *o = ba_tensor_new(x->dtype, idx->ndim, idx->shape, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS], pos[BA_MAX_DIMS] = {0}, dim = x->shape[axis];
@@ -555,8 +584,9 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
         if (v < 0) v += dim;
         if (v < 0 || v >= dim) {
             ba_tensor_unref(o);
-            return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): index %lld out of range for size %lld",
-                                n->name, (long long)ba_tensor_get_i64(idx, i), (long long)dim);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s (GatherElements): index %lld out of range for size %lld", n->name,
+                                (long long)ba_tensor_get_i64(idx, i), (long long)dim);
         }
         int64_t off = 0;
         for (int d = 0; d < x->ndim; d++) off += (d == axis ? v : pos[d]) * st[d];
@@ -648,8 +678,11 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
     BA_TRY(check_dtype(n, x, err));
     int r = x->ndim;
     const char *ms = ba_node_attr_string(n, "mode", "constant");
-    int mode = strcmp(ms, "constant") == 0 ? PAD_CONSTANT : strcmp(ms, "reflect") == 0 ? PAD_REFLECT
-             : strcmp(ms, "edge") == 0 ? PAD_EDGE : strcmp(ms, "wrap") == 0 ? PAD_WRAP : -1;
+    int mode = strcmp(ms, "constant") == 0  ? PAD_CONSTANT
+               : strcmp(ms, "reflect") == 0 ? PAD_REFLECT
+               : strcmp(ms, "edge") == 0    ? PAD_EDGE
+               : strcmp(ms, "wrap") == 0    ? PAD_WRAP
+                                            : -1;
     if (mode < 0) return ba_error_set(err, BA_ERR_INPUT, "%s (Pad): unknown mode '%s'", n->name, ms);
     int64_t pads[2 * BA_MAX_DIMS], axes[BA_MAX_DIMS];
     int np = 0, na = 0;
@@ -725,7 +758,8 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
             if (s < 0) outside = 1;
             off += s;
         }
-        memcpy((char *)o->data + (size_t)i * es, outside ? fill->data : (const char *)x->data + (size_t)off * es, es);
+        memcpy((char *)o->data + (size_t)i * es,
+               outside ? fill->data : (const char *)x->data + (size_t)off * es, es);
         ba_index_next(r, shape, pos);
     }
     ba_tensor_unref(fill);
@@ -736,8 +770,15 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
 
 /* ---------------------------------------------------------------- Resize */
 
-enum { CT_HALF_PIXEL, CT_PYTORCH_HALF_PIXEL, CT_ALIGN_CORNERS, CT_ASYMMETRIC, CT_TF_HALF_PIXEL, CT_TF_CROP,
-       CT_HALF_PIXEL_SYM };
+enum {
+    CT_HALF_PIXEL,
+    CT_PYTORCH_HALF_PIXEL,
+    CT_ALIGN_CORNERS,
+    CT_ASYMMETRIC,
+    CT_TF_HALF_PIXEL,
+    CT_TF_CROP,
+    CT_HALF_PIXEL_SYM
+};
 enum { NM_ROUND_PREFER_FLOOR, NM_ROUND_PREFER_CEIL, NM_FLOOR, NM_CEIL, NM_SIMPLE };
 enum { MODE_NEAREST, MODE_LINEAR, MODE_CUBIC };
 /* ONNX Resize's default cubic_coeff_a (also PyTorch's bicubic). */
@@ -757,8 +798,9 @@ static double resize_coord(const resize_cfg *c, double x, double scale, int64_t 
     case CT_ALIGN_CORNERS: return out_len == 1 ? 0.0 : x * (double)(in_len - 1) / (double)(out_len - 1);
     case CT_TF_HALF_PIXEL: return (x + 0.5) / scale;
     case CT_TF_CROP:
-        return out_len > 1 ? roi_start * (in_len - 1) + x * (roi_end - roi_start) * (in_len - 1) / (out_len - 1)
-                           : 0.5 * (roi_start + roi_end) * (in_len - 1);
+        return out_len > 1
+                   ? roi_start * (in_len - 1) + x * (roi_end - roi_start) * (in_len - 1) / (out_len - 1)
+                   : 0.5 * (roi_start + roi_end) * (in_len - 1);
     case CT_HALF_PIXEL_SYM: {
         double adj = (double)out_len / (scale * in_len), center = in_len / 2.0, offset = center * (1 - adj);
         return offset + (x + 0.5) / scale - 0.5;
@@ -987,7 +1029,8 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
     else if (strcmp(mode, "cubic") == 0)
         c->mode = MODE_CUBIC;
     else if (strcmp(mode, "nearest") != 0)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): mode '%s' not supported", n->name, n->op_type, mode);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): mode '%s' not supported", n->name, n->op_type,
+                            mode);
     ba_tensor_t *scales_t = NULL, *sizes_t = NULL, *roi_t = NULL;
     const float *sattr = NULL;
     int nsattr = 0;
@@ -1003,15 +1046,18 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
         scales_t = in[1];
     } else {
         const char *ct = ba_node_attr_string(n, "coordinate_transformation_mode", "half_pixel");
-        static const char *const cts[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
-                                          "tf_half_pixel_for_nearest", "tf_crop_and_resize", "half_pixel_symmetric"};
+        static const char *const cts[] = {
+            "half_pixel",          "pytorch_half_pixel",        "align_corners",
+            "asymmetric",          "tf_half_pixel_for_nearest", "tf_crop_and_resize",
+            "half_pixel_symmetric"};
         c->ct = -1;
         for (int i = 0; i < (int)(sizeof cts / sizeof cts[0]); i++)
             if (strcmp(ct, cts[i]) == 0) c->ct = i;
         if (strcmp(ct, "tf_half_pixel_for_nn") == 0)
             c->ct = CT_TF_HALF_PIXEL; /* the spelling of ONNX's Resize-11 */
         if (c->ct < 0)
-            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): coordinate_transformation_mode '%s'", n->name, ct);
+            return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Resize): coordinate_transformation_mode '%s'",
+                                n->name, ct);
         const char *nm = ba_node_attr_string(n, "nearest_mode", "round_prefer_floor");
         static const char *const nms[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
         c->nm = -1;
@@ -1037,7 +1083,8 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
     const int64_t *av;
     int nav = n->opset >= 18 ? ba_node_attr_ints(n, "axes", &av) : 0;
     if (nav > 0) {
-        if (nav > r) return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): %d axes for rank %d", n->name, nav, r);
+        if (nav > r)
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): %d axes for rank %d", n->name, nav, r);
         na = nav;
         for (int i = 0; i < na; i++) {
             int a;
@@ -1052,7 +1099,8 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
         roi[r + d] = 1;
     }
     if (sizes_t) {
-        if (scales_t) return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): both scales and sizes given", n->name);
+        if (scales_t)
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): both scales and sizes given", n->name);
         if (sizes_t->numel != na || !ba_dtype_is_int(sizes_t->dtype))
             return ba_error_set(err, BA_ERR_INPUT, "%s (Resize): sizes has %lld entries for %d axes", n->name,
                                 (long long)sizes_t->numel, na);
@@ -1076,18 +1124,21 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
     } else if (scales_t || sattr) {
         int cnt = scales_t ? (int)scales_t->numel : nsattr;
         if (cnt != na || (scales_t && !ba_dtype_is_float(scales_t->dtype)))
-            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): scales has %d entries for %d axes", n->name, n->op_type,
-                                cnt, na);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): scales has %d entries for %d axes", n->name,
+                                n->op_type, cnt, na);
         for (int i = 0; i < na; i++) {
             int a = (int)axes[i];
             double s = scales_t ? ba_tensor_get_f64(scales_t, i) : sattr[i];
-            if (!(s > 0)) return ba_error_set(err, BA_ERR_INPUT, "%s (%s): scale %g not positive", n->name, n->op_type, s);
+            if (!(s > 0))
+                return ba_error_set(err, BA_ERR_INPUT, "%s (%s): scale %g not positive", n->name, n->op_type,
+                                    s);
             /* Scales are float32 in the file: the product floors in float like ORT. */
             scales[a] = s;
             oshape[a] = (int64_t)floor((double)x->shape[a] * s);
         }
     } else {
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): neither scales nor sizes given", n->name, n->op_type);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): neither scales nor sizes given", n->name,
+                            n->op_type);
     }
     if (roi_t && c->ct == CT_TF_CROP) {
         if (roi_t->numel != 2 * na)
@@ -1170,13 +1221,15 @@ ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
         if ((o = ba_tensor_new(BA_DT_I64, 0, NULL, err))) ((int64_t *)o->data)[0] = a->i;
     } else if ((a = ba_node_attr(n, "value_floats"))) {
         int64_t len = a->n;
-        if ((o = ba_tensor_new(BA_DT_F32, 1, &len, err)) && len) memcpy(o->data, a->floats, sizeof(float) * (size_t)len);
+        if ((o = ba_tensor_new(BA_DT_F32, 1, &len, err)) && len)
+            memcpy(o->data, a->floats, sizeof(float) * (size_t)len);
     } else if ((a = ba_node_attr(n, "value_ints"))) {
         int64_t len = a->n;
-        if ((o = ba_tensor_new(BA_DT_I64, 1, &len, err)) && len) memcpy(o->data, a->ints, sizeof(int64_t) * (size_t)len);
+        if ((o = ba_tensor_new(BA_DT_I64, 1, &len, err)) && len)
+            memcpy(o->data, a->ints, sizeof(int64_t) * (size_t)len);
     } else {
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (Constant): no value/value_float(s)/value_int(s) attribute",
-                            n->name);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s (Constant): no value/value_float(s)/value_int(s) attribute", n->name);
     }
     if (!o) return ba_error_prefix(err, "%s (Constant)", n->name);
     out[0] = o;
@@ -1193,7 +1246,8 @@ ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, i
     const ba_attr_t *a = ba_node_attr(n, "value");
     ba_dtype dt = a && a->t ? a->t->dtype : BA_DT_F32;
     if (a && a->t && (a->t->numel != 1 || ba_dtype_size(dt) == 0))
-        return ba_error_set(err, BA_ERR_INPUT, "%s (ConstantOfShape): value must be a one-element tensor", n->name);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (ConstantOfShape): value must be a one-element tensor",
+                            n->name);
     ba_tensor_t *o = ba_tensor_new(dt, nd, shape, err);
     if (!o) return ba_error_prefix(err, "%s (ConstantOfShape)", n->name);
     if (a && a->t) {
@@ -1246,11 +1300,13 @@ ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     BA_TRY(need_inputs(n, in, nin, 3, err));
     for (int k = 0; k < 3; k++)
         if (in[k]->numel != 1 || in[k]->dtype != in[0]->dtype)
-            return ba_error_set(err, BA_ERR_INPUT, "%s (Range): start/limit/delta must be scalars of one dtype", n->name);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s (Range): start/limit/delta must be scalars of one dtype", n->name);
     ba_dtype dt = in[0]->dtype;
     int64_t len;
     if (ba_dtype_is_float(dt)) {
-        double s = ba_tensor_get_f64(in[0], 0), l = ba_tensor_get_f64(in[1], 0), d = ba_tensor_get_f64(in[2], 0);
+        double s = ba_tensor_get_f64(in[0], 0), l = ba_tensor_get_f64(in[1], 0),
+               d = ba_tensor_get_f64(in[2], 0);
         double c = d != 0 ? ceil((l - s) / d) : NAN;
         if (!(c == c) || c > (double)RANGE_MAX_ELEMS)
             return ba_error_set(err, BA_ERR_INPUT, "%s (Range): bad start/limit/delta", n->name);
@@ -1260,10 +1316,12 @@ ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         for (int64_t i = 0; i < len; i++) ba_elem_store_f64(o, i, s + (double)i * d);
         out[0] = o;
     } else {
-        int64_t s = ba_tensor_get_i64(in[0], 0), l = ba_tensor_get_i64(in[1], 0), d = ba_tensor_get_i64(in[2], 0);
+        int64_t s = ba_tensor_get_i64(in[0], 0), l = ba_tensor_get_i64(in[1], 0),
+                d = ba_tensor_get_i64(in[2], 0);
         if (d == 0) return ba_error_set(err, BA_ERR_INPUT, "%s (Range): delta is 0", n->name);
         double c = ceil(((double)l - (double)s) / (double)d);
-        if (c > (double)RANGE_MAX_ELEMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Range): too many elements", n->name);
+        if (c > (double)RANGE_MAX_ELEMS)
+            return ba_error_set(err, BA_ERR_INPUT, "%s (Range): too many elements", n->name);
         len = c > 0 ? (int64_t)c : 0;
         ba_tensor_t *o = ba_tensor_new(dt, 1, &len, err);
         if (!o) return err->code;
@@ -1279,8 +1337,8 @@ ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
     BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
     ba_dtype to = strcmp(n->op_type, "CastLike") == 0 ? in[1]->dtype : (ba_dtype)ba_node_attr_int(n, "to", 0);
     if (ba_dtype_size(to) == 0 || ba_dtype_size(in[0]->dtype) == 0)
-        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): cast %s -> %s not supported", n->name, n->op_type,
-                            ba_dtype_name(in[0]->dtype), ba_dtype_name(to));
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): cast %s -> %s not supported", n->name,
+                            n->op_type, ba_dtype_name(in[0]->dtype), ba_dtype_name(to));
     ba_tensor_t *o = ba_tensor_cast(in[0], to, err);
     if (!o) return ba_error_prefix(err, "%s (%s)", n->name, n->op_type);
     out[0] = o;
@@ -1295,7 +1353,8 @@ ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
     BA_TRY(check_dtype(n, x, err));
     int fl = ba_dtype_is_float(x->dtype);
     int64_t cnt = 0;
-    for (int64_t i = 0; i < x->numel; i++) cnt += fl ? ba_tensor_get_f64(x, i) != 0 : ba_tensor_get_i64(x, i) != 0;
+    for (int64_t i = 0; i < x->numel; i++)
+        cnt += fl ? ba_tensor_get_f64(x, i) != 0 : ba_tensor_get_i64(x, i) != 0;
     int r = x->ndim ? x->ndim : 1;
     int64_t shape[2] = {r, cnt};
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, 2, shape, err);
@@ -1323,16 +1382,23 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): bad indices/updates dtype or rank", n->name);
     int64_t k = idx->shape[idx->ndim - 1];
     if (k > x->ndim || upd->ndim != idx->ndim - 1 + x->ndim - k)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): indices/updates shapes do not fit data", n->name);
+        return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): indices/updates shapes do not fit data",
+                            n->name);
     for (int d = 0; d < idx->ndim - 1; d++)
         if (upd->shape[d] != idx->shape[d])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): updates shape does not match indices", n->name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): updates shape does not match indices",
+                                n->name);
     for (int d = 0; d < x->ndim - k; d++)
         if (upd->shape[idx->ndim - 1 + d] != x->shape[k + d])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): updates shape does not match data", n->name);
+            return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): updates shape does not match data",
+                                n->name);
     const char *red = ba_node_attr_string(n, "reduction", "none");
-    int rop = strcmp(red, "none") == 0 ? 0 : strcmp(red, "add") == 0 ? 1 : strcmp(red, "mul") == 0 ? 2
-            : strcmp(red, "max") == 0 ? 3 : strcmp(red, "min") == 0 ? 4 : -1;
+    int rop = strcmp(red, "none") == 0  ? 0
+              : strcmp(red, "add") == 0 ? 1
+              : strcmp(red, "mul") == 0 ? 2
+              : strcmp(red, "max") == 0 ? 3
+              : strcmp(red, "min") == 0 ? 4
+                                        : -1;
     if (rop < 0) return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): reduction '%s'", n->name, red);
     ba_tensor_t *o = ba_tensor_clone(x, err);
     if (!o) return err->code;
@@ -1349,8 +1415,8 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
             if (v < 0) v += x->shape[d];
             if (v < 0 || v >= x->shape[d]) {
                 ba_tensor_unref(o);
-                return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): index out of range on axis %lld", n->name,
-                                    (long long)d);
+                return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): index out of range on axis %lld",
+                                    n->name, (long long)d);
             }
             off += v * st[d];
         }
@@ -1360,10 +1426,18 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
                 memcpy((char *)o->data + (size_t)oi * es, (const char *)upd->data + (size_t)ui * es, es);
             } else if (fl) {
                 double a = ba_tensor_get_f64(o, oi), b = ba_tensor_get_f64(upd, ui);
-                ba_elem_store_f64(o, oi, rop == 1 ? a + b : rop == 2 ? a * b : rop == 3 ? (a > b ? a : b) : (a < b ? a : b));
+                ba_elem_store_f64(o, oi,
+                                  rop == 1   ? a + b
+                                  : rop == 2 ? a * b
+                                  : rop == 3 ? (a > b ? a : b)
+                                             : (a < b ? a : b));
             } else {
                 int64_t a = ba_tensor_get_i64(o, oi), b = ba_tensor_get_i64(upd, ui);
-                ba_elem_store_i64(o, oi, rop == 1 ? a + b : rop == 2 ? a * b : rop == 3 ? (a > b ? a : b) : (a < b ? a : b));
+                ba_elem_store_i64(o, oi,
+                                  rop == 1   ? a + b
+                                  : rop == 2 ? a * b
+                                  : rop == 3 ? (a > b ? a : b)
+                                             : (a < b ? a : b));
             }
         }
     }
@@ -1388,7 +1462,8 @@ ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     int upper = (int)ba_node_attr_int(n, "upper", 1);
     ba_tensor_t *o = ba_tensor_clone(x, err);
     if (!o) return err->code;
-    int64_t rows = x->shape[x->ndim - 2], cols = x->shape[x->ndim - 1], mats = (rows && cols) ? x->numel / (rows * cols) : 0;
+    int64_t rows = x->shape[x->ndim - 2], cols = x->shape[x->ndim - 1],
+            mats = (rows && cols) ? x->numel / (rows * cols) : 0;
     size_t es = ba_dtype_size(x->dtype);
     for (int64_t m = 0; m < mats; m++)
         for (int64_t i = 0; i < rows; i++)

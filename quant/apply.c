@@ -54,7 +54,8 @@ ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t *
     (void)m;
     const ba_quant_acts_t *a = ctx;
     if (!ba_bits_valid(a->act_bits))
-        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")", a->act_bits);
+        return ba_error_set(err, BA_ERR_INPUT, "--act-bits: %d is not a width (" BA_BITS_WIDTHS ")",
+                            a->act_bits);
     if (a->act_ranges[v].count <= 0 || !ba_dtype_is_float((*t)->dtype)) return BA_OK;
     BA_TRY(make_private(t, err));
     return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);

@@ -42,8 +42,7 @@ ba_status ba_export_format_parse(const char *name, ba_export_fmt_t *out, ba_erro
 }
 
 const char *ba_export_ggml_type(int bits) {
-    const ba_ggml_type_t *t = ba_ggml_type_for_bits(bits);
-    return t ? t->name : NULL;
+    return ba_ggml_type_name_for_bits(bits);
 }
 
 const char *ba_export_module_name(const char *layer, char *buf, size_t cap) {

@@ -448,7 +448,7 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
         size_t n = strlen(name), k = sizeof ".weight" - 1;
         if (!(n > k && strcmp(name + n - k, ".weight") == 0)) strcat(name, ".weight");
         regex_literal(fp, name);
-        fprintf(fp, "=%s\n", t->name);
+        fprintf(fp, "=%s\n", ba_ggml_type_name_for_bits(l->w_bits));
         rep->named++;
     }
     if (st != BA_OK) {

@@ -159,7 +159,8 @@ static Onnx__TensorProto *find_weight(Onnx__GraphProto *g, const char *name, siz
     for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++)
         for (int b = 0; b < 2; b++) {
             Onnx__GraphProto *body = if_branch(g->node[i], b);
-            Onnx__TensorProto *t = body ? find_weight(body, name, init_idx, node_idx, owner, depth + 1) : NULL;
+            Onnx__TensorProto *t =
+                body ? find_weight(body, name, init_idx, node_idx, owner, depth + 1) : NULL;
             if (t) return t;
         }
     *owner = g;
@@ -572,7 +573,8 @@ static Onnx__GraphProto *producer_graph(Onnx__GraphProto *g, const char *x, int 
             if (!strcmp(g->node[i]->output[k], x)) return g;
     for (size_t i = 0; i < g->n_node && depth < MAX_BODY_DEPTH; i++)
         for (int b = 0; b < 2; b++) {
-            Onnx__GraphProto *body = if_branch(g->node[i], b), *f = body ? producer_graph(body, x, depth + 1) : NULL;
+            Onnx__GraphProto *body = if_branch(g->node[i], b),
+                             *f = body ? producer_graph(body, x, depth + 1) : NULL;
             if (f) return f;
         }
     return NULL;
@@ -580,7 +582,8 @@ static Onnx__GraphProto *producer_graph(Onnx__GraphProto *g, const char *x, int 
 
 /* Where activation X lives: *g the graph whose node makes it (the main graph
  * for its inputs), *local its name there. */
-static ba_status act_home(wctx_t *c, const char *x, Onnx__GraphProto **g, char *local, size_t cap, ba_error *err) {
+static ba_status act_home(wctx_t *c, const char *x, Onnx__GraphProto **g, char *local, size_t cap,
+                          ba_error *err) {
     snprintf(local, cap, "%s", x);
     *g = producer_graph(c->m->graph, x, 0);
     if (*g) return BA_OK;

@@ -226,14 +226,15 @@ static ba_status read_input_shapes(const char *file, json_t *totals, ba_plan_t *
         if (!(sh->name = ba_strdup(key, err))) return BA_ERR_NOMEM;
         p->totals.ninput_shapes++;
         if (!json_is_array(a) || json_array_size(a) > BA_MAX_DIMS)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: totals.input_shapes.%s: expected an array of at most %d dims",
-                                file, key, BA_MAX_DIMS);
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: totals.input_shapes.%s: expected an array of at most %d dims", file, key,
+                                BA_MAX_DIMS);
         size_t i;
         json_t *d;
         json_array_foreach(a, i, d) {
             if (!json_is_integer(d) || json_integer_value(d) < 0)
-                return ba_error_set(err, BA_ERR_INPUT, "%s: totals.input_shapes.%s[%zu]: expected a dimension",
-                                    file, key, i);
+                return ba_error_set(err, BA_ERR_INPUT,
+                                    "%s: totals.input_shapes.%s[%zu]: expected a dimension", file, key, i);
             sh->dims[i] = json_integer_value(d);
         }
         sh->ndim = (int)json_array_size(a);
@@ -531,8 +532,8 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
             file, p->sha256[0] ? p->sha256 : "(empty)", mpath, m->sha256);
     const int act = p->quantizer.act_bits;
     if (act != 0 && !ba_bits_valid(act))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.act_bits: %d is not a width (" BA_BITS_WIDTHS ")",
-                            file, act);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: quantizer.act_bits: %d is not a width (" BA_BITS_WIDTHS ")", file, act);
     if (p->quantizer.granularity == BA_GRAN_GROUP && p->quantizer.group <= 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: quantizer.granularity: group size must be positive",
                             file);
@@ -548,17 +549,20 @@ ba_status ba_plan_validate(const ba_plan_t *p, const ba_model_t *m, int check_sh
         else if (seen[k]++)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s' appears more than once", file, l->name);
         else if (!ba_bits_valid(l->w_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': w_bits %d is not a width (" BA_BITS_WIDTHS ")",
-                              file, l->name, l->w_bits);
-        else if (l->a_bits != 0 && !ba_bits_valid(l->a_bits))
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': a_bits %d is not a width (" BA_BITS_WIDTHS ")",
-                              file, l->name, l->a_bits);
-        else if (l->a_bits != act) /* one activation width for the whole model: per-layer a_bits is refused */
             st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s: layer '%s': a_bits %s%.0d differs from quantizer.act_bits %s%.0d (activations "
-                              "take one width for every layer, quantizer.act_bits; per-layer a_bits are not "
-                              "supported)",
-                              file, l->name, l->a_bits ? "" : "null", l->a_bits, act ? "" : "null", act);
+                              "%s: layer '%s': w_bits %d is not a width (" BA_BITS_WIDTHS ")", file, l->name,
+                              l->w_bits);
+        else if (l->a_bits != 0 && !ba_bits_valid(l->a_bits))
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: layer '%s': a_bits %d is not a width (" BA_BITS_WIDTHS ")", file, l->name,
+                              l->a_bits);
+        else if (l->a_bits != act) /* one activation width for the whole model: per-layer a_bits is refused */
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: layer '%s': a_bits %s%.0d differs from quantizer.act_bits %s%.0d (activations "
+                "take one width for every layer, quantizer.act_bits; per-layer a_bits are not "
+                "supported)",
+                file, l->name, l->a_bits ? "" : "null", l->a_bits, act ? "" : "null", act);
         else if (l->params != m->layers[k].params)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': params %lld, but %s has %lld", file,
                               l->name, (long long)l->params, mpath, (long long)m->layers[k].params);
@@ -592,10 +596,11 @@ ba_status ba_plan_check_totals(ba_plan_t *p, const ba_model_t *m, int *differed,
     const ba_plan_totals_t *t = &p->totals;
     const char *file = plan_file(p);
     if (totals_differ(t->avg_bits, c.avg_bits))
-        snprintf(msg, cap, "%s: totals.avg_bits %.17g, but its layers give %.17g", file, t->avg_bits, c.avg_bits);
+        snprintf(msg, cap, "%s: totals.avg_bits %.17g, but its layers give %.17g", file, t->avg_bits,
+                 c.avg_bits);
     else if (t->memory_bytes != c.memory_bytes)
-        snprintf(msg, cap, "%s: totals.memory_bytes %lld, but its layers give %lld", file, (long long)t->memory_bytes,
-                 (long long)c.memory_bytes);
+        snprintf(msg, cap, "%s: totals.memory_bytes %lld, but its layers give %lld", file,
+                 (long long)t->memory_bytes, (long long)c.memory_bytes);
     else if (totals_differ(t->bops, c.bops))
         snprintf(msg, cap, "%s: totals.bops %.17g, but its layers give %.17g", file, t->bops, c.bops);
     else
@@ -691,7 +696,8 @@ ba_status ba_plan_set_metrics(ba_plan_t *p, double kl, double agreement, double 
     return BA_OK;
 }
 
-ba_status ba_plan_set_objective(ba_plan_t *p, const char *metric, double value, double validation, ba_error *err) {
+ba_status ba_plan_set_objective(ba_plan_t *p, const char *metric, double value, double validation,
+                                ba_error *err) {
     if (!p->metrics) BA_TRY(ba_plan_set_metrics(p, NAN, NAN, NAN, err));
     snprintf(p->metrics->metric, sizeof p->metrics->metric, "%s", metric);
     p->metrics->objective = value;

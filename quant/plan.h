@@ -109,7 +109,8 @@ ba_status ba_plan_bits(const ba_plan_t *plan, const ba_model_t *m, int *bits_out
  * method NULL = null; trial < 0 = null; seed < 0 = null). */
 ba_status ba_plan_set_metrics(ba_plan_t *plan, double kl, double agreement, double accuracy, ba_error *err);
 /* Records the search metric's name and its values (after ba_plan_set_metrics). */
-ba_status ba_plan_set_objective(ba_plan_t *plan, const char *metric, double value, double validation, ba_error *err);
+ba_status ba_plan_set_objective(ba_plan_t *plan, const char *metric, double value, double validation,
+                                ba_error *err);
 ba_status ba_plan_set_search(ba_plan_t *plan, const char *study, int64_t trial, const char *method,
                              int nbudgets, const char *const *budget_keys, const double *budget_values,
                              int64_t seed, ba_error *err);

@@ -361,8 +361,8 @@ ba_status ba_quant_weight(const ba_tensor_t *w, int ch_axis, int bits, const ba_
     out->cfg = *cfg;
     out->ch_axis = ch_axis;
     if (!ba_bits_valid(bits))
-        return ba_error_set(err, BA_ERR_INPUT, "quantizer: %d bits is not a weight width (" BA_BITS_WIDTHS ")",
-                            bits);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "quantizer: %d bits is not a weight width (" BA_BITS_WIDTHS ")", bits);
     if (!ba_dtype_is_float(w->dtype))
         return ba_error_set(err, BA_ERR_INPUT, "quantizer: weight dtype %s is not a float type",
                             ba_dtype_name(w->dtype));

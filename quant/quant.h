@@ -17,9 +17,9 @@ typedef enum { BA_CLIP_MAX = 0, BA_CLIP_MSE = 1 } ba_clip_t;
 typedef struct ba_quant_cfg {
     ba_scheme_t scheme;
     ba_granularity_t granularity;
-    int group;          /* G for BA_GRAN_GROUP (contiguous runs of G along the input axes of one output channel) */
+    int group; /* G for BA_GRAN_GROUP (contiguous runs of G along the input axes of one output channel) */
     ba_clip_t clip;
-    int act_bits;       /* 0 = activations stay float */
+    int act_bits; /* 0 = activations stay float */
 } ba_quant_cfg_t;
 
 /* The SPEC §3 defaults. */

@@ -77,8 +77,8 @@ ba_status ba_wcache_get(ba_wcache_t *c, int layer, int bits, const ba_tensor_t *
     int s = slot_of(bits);
     const ba_layer_t *l = &c->m->layers[layer];
     if (s < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (" BA_BITS_WIDTHS ")", l->name,
-                            bits);
+        return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (" BA_BITS_WIDTHS ")",
+                            l->name, bits);
     ba_tensor_t **dst = &c->slot[(int64_t)layer * WC_SLOTS + s];
     ba_status st = BA_OK;
     pthread_mutex_lock(&c->lock);

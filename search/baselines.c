@@ -46,9 +46,10 @@ ba_status ba_search_uniform_choice(const ba_problem_t *p, int *choice, int *bits
         }
     }
     if (st != BA_OK)
-        ba_error_set(err, BA_ERR_INFEASIBLE,
-                     "uniform: no single bit-width meets the budgets for every layer (try --method ilp, which mixes "
-                     "widths)");
+        ba_error_set(
+            err, BA_ERR_INFEASIBLE,
+            "uniform: no single bit-width meets the budgets for every layer (try --method ilp, which mixes "
+            "widths)");
     free(lv);
     evo_units_free(&u);
     return st;
@@ -91,8 +92,10 @@ int ba_search_random_choice(const ba_problem_t *p, ba_rng_t *rng, int *choice) {
             int k = order[i];
             if (lv[k] + 1 >= u.nw[k]) continue;
             evo_units_set(p, &u, choice, k, lv[k] + 1);
-            if (ba_problem_feasible(p, choice)) lv[k]++;
-            else evo_units_set(p, &u, choice, k, lv[k]);
+            if (ba_problem_feasible(p, choice))
+                lv[k]++;
+            else
+                evo_units_set(p, &u, choice, k, lv[k]);
         }
     }
     free(lv);
@@ -100,28 +103,31 @@ int ba_search_random_choice(const ba_problem_t *p, ba_rng_t *rng, int *choice) {
     return r;
 }
 
-/* Checkpoint of random/single: {"kind", "i": draws done, "next", "rng", "best": {trial, choice, res} | null}. */
+/* Checkpoint of random/single: {"kind", "i": draws done, "next", "rng", "best": {trial, choice, res} | null}.
+ */
 static char *simple_ckpt(const char *kind, int64_t i, int64_t next, const ba_rng_t *rng, int64_t best_trial,
                          const int *best, const ba_eval_result_t *best_res, int L) {
-    json_t *b = best ? json_pack("{s:I, s:o, s:o}", "trial", (json_int_t)best_trial, "choice", evo_choice_json(best, L),
-                                 "res", evo_res_json(best_res))
+    json_t *b = best ? json_pack("{s:I, s:o, s:o}", "trial", (json_int_t)best_trial, "choice",
+                                 evo_choice_json(best, L), "res", evo_res_json(best_res))
                      : json_null();
-    return evo_dump(json_pack("{s:s, s:I, s:I, s:o, s:o}", "kind", kind, "i", (json_int_t)i, "next", (json_int_t)next,
-                              "rng", evo_rng_json(rng), "best", b));
+    return evo_dump(json_pack("{s:s, s:I, s:I, s:o, s:o}", "kind", kind, "i", (json_int_t)i, "next",
+                              (json_int_t)next, "rng", evo_rng_json(rng), "best", b));
 }
 
-static ba_status parse_simple(const char *text, const char *kind, int L, int64_t *i, int64_t *next, ba_rng_t *rng,
-                              int64_t *best_trial, int *best, ba_eval_result_t *best_res, int *has_best,
-                              ba_error *err) {
+static ba_status parse_simple(const char *text, const char *kind, int L, int64_t *i, int64_t *next,
+                              ba_rng_t *rng, int64_t *best_trial, int *best, ba_eval_result_t *best_res,
+                              int *has_best, ba_error *err) {
     json_error_t je;
     json_t *j = json_loads(text, 0, &je);
     const char *k = j ? json_string_value(json_object_get(j, "kind")) : NULL;
     const json_t *b = j ? json_object_get(j, "best") : NULL;
     int bad = !j || !k || strcmp(k, kind) != 0 || !json_is_integer(json_object_get(j, "i")) ||
-              !json_is_integer(json_object_get(j, "next")) || evo_rng_parse(json_object_get(j, "rng"), rng) || !b;
+              !json_is_integer(json_object_get(j, "next")) || evo_rng_parse(json_object_get(j, "rng"), rng) ||
+              !b;
     *has_best = 0;
     if (!bad && json_is_object(b)) {
-        bad = !json_is_integer(json_object_get(b, "trial")) || evo_choice_parse(json_object_get(b, "choice"), best, L) ||
+        bad = !json_is_integer(json_object_get(b, "trial")) ||
+              evo_choice_parse(json_object_get(b, "choice"), best, L) ||
               evo_res_parse(json_object_get(b, "res"), best_res);
         *has_best = !bad;
         if (!bad) *best_trial = json_integer_value(json_object_get(b, "trial"));
@@ -153,7 +159,8 @@ ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, con
     int has_best = 0;
     ba_status st = BA_OK;
     if (checkpoint)
-        st = parse_simple(checkpoint, "random", L, &i, &next, &rng, &best_trial, best, &best_res, &has_best, err);
+        st = parse_simple(checkpoint, "random", L, &i, &next, &rng, &best_trial, best, &best_res, &has_best,
+                          err);
     for (; st == BA_OK && i < total; i++) {
         if (ba_search_random_choice(p, &rng, cur) != 0) {
             st = ba_error_set(err, BA_ERR_INFEASIBLE, "random: the lowest widths already break a budget");
@@ -164,11 +171,13 @@ ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, con
         if (st != BA_OK) break;
         r.samples = o->nsamples;
         nevals++;
-        if (isfinite(r.objective) && (!has_best || r.objective < best_res.objective)) { /* failed: never best */
+        if (isfinite(r.objective) &&
+            (!has_best || r.objective < best_res.objective)) { /* failed: never best */
             memcpy(best, cur, (size_t)L * sizeof *best);
             best_res = r, best_trial = next, has_best = 1;
         }
-        char *ck = simple_ckpt("random", i + 1, next + 1, &rng, best_trial, has_best ? best : NULL, &best_res, L);
+        char *ck =
+            simple_ckpt("random", i + 1, next + 1, &rng, best_trial, has_best ? best : NULL, &best_res, L);
         st = ck ? evo_store(h, next, "complete", o->method, cur, &r, ck, err)
                 : ba_error_set(err, BA_ERR_NOMEM, "random: out of memory writing a checkpoint");
         free(ck);
@@ -177,8 +186,9 @@ ba_status ba_search_random(const ba_problem_t *p, const ba_search_opts_t *o, con
             h->progress(h->ctx, i + 1, total, has_best ? &best_res : NULL, has_best ? best : cur);
     }
     if (st == BA_OK && !has_best)
-        st = total > 0 ? ba_error_set(err, BA_ERR_RUNTIME,
-                                      "random: every configuration drawn gave a non-finite output (all trials failed)")
+        st = total > 0 ? ba_error_set(
+                             err, BA_ERR_RUNTIME,
+                             "random: every configuration drawn gave a non-finite output (all trials failed)")
                        : ba_error_set(err, BA_ERR_INPUT, "random: no configuration drawn");
     if (st == BA_OK) {
         out->choice = best;
@@ -217,7 +227,8 @@ ba_status ba_search_single(const ba_problem_t *p, const int *choice, const ba_se
             st = evo_store(h, 1, "failed", o->method, choice, &r, NULL, err);
             if (st == BA_OK)
                 st = ba_error_set(err, BA_ERR_RUNTIME,
-                                  "%s: the configuration's quantized output is not finite (trial 1 failed)", o->method);
+                                  "%s: the configuration's quantized output is not finite (trial 1 failed)",
+                                  o->method);
         }
         if (st == BA_OK) {
             r.samples = o->nsamples;

@@ -33,7 +33,8 @@ ba_status ba_budget_kind_parse(const char *key, ba_budget_kind_t *out, ba_error 
             *out = (ba_budget_kind_t)k;
             return BA_OK;
         }
-    return ba_error_set(err, BA_ERR_INPUT, "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)", key);
+    return ba_error_set(err, BA_ERR_INPUT, "unknown budget key '%s' (keys: avg-bits, memory, bops, latency)",
+                        key);
 }
 
 ba_status ba_budget_value_parse(ba_budget_kind_t kind, const char *value, double *out, ba_error *err) {
@@ -48,8 +49,8 @@ ba_status ba_budget_value_parse(ba_budget_kind_t kind, const char *value, double
     if (v < 0) return ba_error_set(err, BA_ERR_INPUT, "budget %s=%s: must not be negative", key, value);
     if (v == 0) return ba_error_set(err, BA_ERR_INPUT, "budget %s=%s: must be greater than zero", key, value);
     if (kind == BA_BUDGET_AVG_BITS && v > BA_BUDGET_MAX_AVG_BITS)
-        return ba_error_set(err, BA_ERR_INPUT, "budget %s=%s: must be at most %d (the widest width)", key, value,
-                            BA_BUDGET_MAX_AVG_BITS);
+        return ba_error_set(err, BA_ERR_INPUT, "budget %s=%s: must be at most %d (the widest width)", key,
+                            value, BA_BUDGET_MAX_AVG_BITS);
     *out = v;
     return BA_OK;
 }
@@ -121,7 +122,8 @@ ba_status ba_budget_sweep_parse(const char *spec, ba_budget_sweep_t *out, ba_err
     out->to = v[1];
     out->step = v[2];
     if (ba_budget_sweep_npoints(out) > BA_BUDGET_SWEEP_MAX_POINTS)
-        return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", spec, BA_BUDGET_SWEEP_MAX_POINTS);
+        return ba_error_set(err, BA_ERR_INPUT, "'%s' gives more than %d points", spec,
+                            BA_BUDGET_SWEEP_MAX_POINTS);
     return BA_OK;
 }
 
@@ -133,14 +135,18 @@ void ba_budget_format(ba_budget_kind_t kind, double v, char *buf, size_t cap) {
         double x = v;
         int u = 0;
         while (x >= 1024.0 && u < 4) x /= 1024.0, u++;
-        if (u == 0) snprintf(buf, cap, "%.0f B", v);
-        else snprintf(buf, cap, "%.3f %s (%.0f B)", x, names[u], v);
+        if (u == 0)
+            snprintf(buf, cap, "%.0f B", v);
+        else
+            snprintf(buf, cap, "%.3f %s (%.0f B)", x, names[u], v);
         break;
     }
     case BA_BUDGET_BOPS: snprintf(buf, cap, "%.6g", v); break;
     case BA_BUDGET_LATENCY:
-        if (v >= 1e4) snprintf(buf, cap, "%.6g ms", v / 1e3);
-        else snprintf(buf, cap, "%.6g us", v);
+        if (v >= 1e4)
+            snprintf(buf, cap, "%.6g ms", v / 1e3);
+        else
+            snprintf(buf, cap, "%.6g us", v);
         break;
     default: snprintf(buf, cap, "%g", v);
     }

@@ -66,7 +66,8 @@ ba_status evo_units_build(const ba_problem_t *p, evo_units_t *u, ba_error *err) 
             for (int c = p->start[r]; c < p->start[r + 1]; c++) {
                 int b = p->bits[c], ok = 1;
                 for (int m = r; m < L && ok; m++)
-                    if ((m == r || (p->tie[m] >= 0 && p->tie[m] == r)) && ba_problem_find(p, m, b) < 0) ok = 0;
+                    if ((m == r || (p->tie[m] >= 0 && p->tie[m] == r)) && ba_problem_find(p, m, b) < 0)
+                        ok = 0;
                 if (ok) u->w[k * BA_BITS_MAX_CANDIDATES + u->nw[k]++] = b;
             }
         }
@@ -93,7 +94,8 @@ int evo_units_level(const ba_problem_t *p, const evo_units_t *u, const int *choi
 
 void evo_units_set(const ba_problem_t *p, const evo_units_t *u, int *choice, int k, int lv) {
     int b = u->w[k * BA_BITS_MAX_CANDIDATES + lv];
-    for (int i = u->mstart[k]; i < u->mstart[k + 1]; i++) choice[u->mem[i]] = ba_problem_find(p, u->mem[i], b);
+    for (int i = u->mstart[k]; i < u->mstart[k + 1]; i++)
+        choice[u->mem[i]] = ba_problem_find(p, u->mem[i], b);
 }
 
 void evo_units_apply(const ba_problem_t *p, const evo_units_t *u, const int *lv, int *choice) {
@@ -193,8 +195,10 @@ static int mutate_once(const ba_problem_t *p, const evo_units_t *u, ba_rng_t *rn
                         restoring = 1;
                         for (int e = 0; e < d; e++) w[e] = 0;
                     }
-                    if (ok) w[d] = match_weight(dd, want);
-                    else if (!restoring) w[d] = dd; /* none restores alone yet: free the most first */
+                    if (ok)
+                        w[d] = match_weight(dd, want);
+                    else if (!restoring)
+                        w[d] = dd; /* none restores alone yet: free the most first */
                 }
                 int d = pick_weighted(rng, w, n);
                 if (d < 0) return 0;
@@ -224,7 +228,8 @@ static int mutate_once(const ba_problem_t *p, const evo_units_t *u, ba_rng_t *rn
     return ba_problem_feasible(p, choice);
 }
 
-static int mutate_units(const ba_problem_t *p, const evo_units_t *u, const int *parent, ba_rng_t *rng, int *child) {
+static int mutate_units(const ba_problem_t *p, const evo_units_t *u, const int *parent, ba_rng_t *rng,
+                        int *child) {
     int n = u->n, L = p->nlayers, found = 0;
     int *lv = malloc(((size_t)n + 1) * sizeof *lv);
     double *w = malloc(((size_t)n + 1) * sizeof *w);
@@ -258,13 +263,18 @@ int ba_evo_mutate(const ba_problem_t *p, const int *parent, ba_rng_t *rng, int *
 
 /* ---- checkpoint pieces ---- */
 
-static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-static double real_of(const json_t *j) { return json_is_number(j) ? json_number_value(j) : NAN; }
+static json_t *real_or_null(double v) {
+    return isfinite(v) ? json_real(v) : json_null();
+}
+static double real_of(const json_t *j) {
+    return json_is_number(j) ? json_number_value(j) : NAN;
+}
 
 json_t *evo_res_json(const ba_eval_result_t *r) {
     return json_pack("{s:o, s:o, s:o, s:o, s:o, s:I}", "objective", real_or_null(r->objective), "kl",
-                     real_or_null(r->kl), "mse", real_or_null(r->mse), "agreement", real_or_null(r->agreement),
-                     "accuracy", real_or_null(r->accuracy), "samples", (json_int_t)r->samples);
+                     real_or_null(r->kl), "mse", real_or_null(r->mse), "agreement",
+                     real_or_null(r->agreement), "accuracy", real_or_null(r->accuracy), "samples",
+                     (json_int_t)r->samples);
 }
 
 int evo_res_parse(const json_t *j, ba_eval_result_t *r) {
@@ -331,7 +341,8 @@ ba_status evo_store(const ba_search_hooks_t *h, int64_t number, const char *stat
 }
 
 ba_status evo_bad_checkpoint(ba_error *err, const char *what) {
-    return ba_error_set(err, BA_ERR_INPUT, "study checkpoint: %s (the database was not written by this search)", what);
+    return ba_error_set(err, BA_ERR_INPUT,
+                        "study checkpoint: %s (the database was not written by this search)", what);
 }
 
 void ba_search_result_free(ba_search_result_t *r) {
@@ -359,30 +370,33 @@ typedef struct evo_state {
     const ba_search_hooks_t *h;
     int L;
     int gen;
-    int64_t gen_first;  /* number of the generation's first trial */
-    int64_t next;       /* trials numbered below are stored */
-    ba_rng_t rng;       /* at the start of the generation */
-    int nelite;         /* elites: the best distinct configurations measured on all N samples, best first */
+    int64_t gen_first; /* number of the generation's first trial */
+    int64_t next;      /* trials numbered below are stored */
+    ba_rng_t rng;      /* at the start of the generation */
+    int nelite;        /* elites: the best distinct configurations measured on all N samples, best first */
     elite_t elite[BA_EVO_ELITES];
-    int *echoice;       /* [BA_EVO_ELITES * L] */
+    int *echoice; /* [BA_EVO_ELITES * L] */
     cache_entry_t *cache;
     int ncache, capcache;
     int64_t nevals;
-    double t_eval;      /* seconds inside the evaluate hook (the rest is bookkeeping) */
+    double t_eval; /* seconds inside the evaluate hook (the rest is bookkeeping) */
 } evo_state_t;
 
 static json_t *elite_json(const evo_state_t *s, int i) {
     return json_pack("{s:I, s:o, s:o}", "trial", (json_int_t)s->elite[i].trial, "choice",
-                     evo_choice_json(s->echoice + (size_t)i * s->L, s->L), "res", evo_res_json(&s->elite[i].res));
+                     evo_choice_json(s->echoice + (size_t)i * s->L, s->L), "res",
+                     evo_res_json(&s->elite[i].res));
 }
 
-/* "parent" (the best elite) keeps the key earlier readers (study/study.c's report of a finished study) look up. */
+/* "parent" (the best elite) keeps the key earlier readers (study/study.c's report of a finished study) look
+ * up. */
 static json_t *state_json(const evo_state_t *s, int gen, int64_t gen_first, int64_t next, const ba_rng_t *rng,
                           int with_cache) {
     json_t *cache = json_array(), *elites = json_array();
     for (int i = 0; with_cache && cache && i < s->ncache; i++)
         json_array_append_new(cache, json_pack("{s:i, s:I, s:o}", "child", s->cache[i].child, "samples",
-                                               (json_int_t)s->cache[i].samples, "res", evo_res_json(&s->cache[i].res)));
+                                               (json_int_t)s->cache[i].samples, "res",
+                                               evo_res_json(&s->cache[i].res)));
     for (int i = 1; elites && i < s->nelite; i++) json_array_append_new(elites, elite_json(s, i));
     return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "kind", "evo", "gen", gen, "gen_first",
                      (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent",
@@ -414,11 +428,15 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
         return evo_bad_checkpoint(err, "not an evolution state");
     }
     s->nelite = 0;
-    if (parse_elite(s, json_object_get(j, "parent"), 0)) st = evo_bad_checkpoint(err, "bad or infeasible parent");
-    else s->nelite = 1;
+    if (parse_elite(s, json_object_get(j, "parent"), 0))
+        st = evo_bad_checkpoint(err, "bad or infeasible parent");
+    else
+        s->nelite = 1;
     for (size_t i = 0; st == BA_OK && elites && i < json_array_size(elites); i++) {
-        if (parse_elite(s, json_array_get(elites, i), s->nelite)) st = evo_bad_checkpoint(err, "bad or infeasible elite");
-        else s->nelite++;
+        if (parse_elite(s, json_array_get(elites, i), s->nelite))
+            st = evo_bad_checkpoint(err, "bad or infeasible elite");
+        else
+            s->nelite++;
     }
     s->gen = (int)json_integer_value(json_object_get(j, "gen"));
     s->gen_first = json_integer_value(json_object_get(j, "gen_first"));
@@ -426,13 +444,16 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
     size_t n = json_array_size(cache);
     if (st == BA_OK && n) {
         s->cache = ba_malloc(n * sizeof *s->cache, err);
-        if (!s->cache) st = BA_ERR_NOMEM;
-        else s->capcache = (int)n;
+        if (!s->cache)
+            st = BA_ERR_NOMEM;
+        else
+            s->capcache = (int)n;
     }
     for (size_t i = 0; st == BA_OK && i < n; i++) {
         const json_t *e = json_array_get(cache, i);
         cache_entry_t *c = &s->cache[s->ncache];
-        if (!json_is_integer(json_object_get(e, "child")) || !json_is_integer(json_object_get(e, "samples")) ||
+        if (!json_is_integer(json_object_get(e, "child")) ||
+            !json_is_integer(json_object_get(e, "samples")) ||
             evo_res_parse(json_object_get(e, "res"), &c->res))
             st = evo_bad_checkpoint(err, "bad cached evaluation");
         else {
@@ -538,14 +559,16 @@ static int stage_keep(int sg, int nst, int lam) {
 static void elite_offer(evo_state_t *s, const int *choice, const ba_eval_result_t *res, int64_t trial) {
     if (!isfinite(res->objective)) return; /* a failed trial is never an elite, so never the result */
     int pos = s->nelite;
-    while (pos > 0 && (res->objective < s->elite[pos - 1].res.objective ||
-                       (res->objective == s->elite[pos - 1].res.objective && trial < s->elite[pos - 1].trial)))
+    while (pos > 0 &&
+           (res->objective < s->elite[pos - 1].res.objective ||
+            (res->objective == s->elite[pos - 1].res.objective && trial < s->elite[pos - 1].trial)))
         pos--;
     if (pos >= BA_EVO_ELITES) return;
     int last = s->nelite < BA_EVO_ELITES ? s->nelite : BA_EVO_ELITES - 1;
     for (int i = last; i > pos; i--) {
         s->elite[i] = s->elite[i - 1];
-        memcpy(s->echoice + (size_t)i * s->L, s->echoice + (size_t)(i - 1) * s->L, (size_t)s->L * sizeof *choice);
+        memcpy(s->echoice + (size_t)i * s->L, s->echoice + (size_t)(i - 1) * s->L,
+               (size_t)s->L * sizeof *choice);
     }
     s->elite[pos] = (elite_t){trial, *res};
     memcpy(s->echoice + (size_t)pos * s->L, choice, (size_t)s->L * sizeof *choice);
@@ -571,7 +594,8 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         int *c = kids + (size_t)nk * L, got = 0;
         for (int t = 0; t < BA_EVO_MUTATE_TRIES && !got; t++) {
             /* Parent: an elite, the better ones more often (min of two uniform draws). */
-            int a = (int)ba_rng_below(&rng, (uint64_t)s->nelite), b = (int)ba_rng_below(&rng, (uint64_t)s->nelite);
+            int a = (int)ba_rng_below(&rng, (uint64_t)s->nelite),
+                b = (int)ba_rng_below(&rng, (uint64_t)s->nelite);
             if (mutate_units(s->p, u, s->echoice + (size_t)(a < b ? a : b) * L, &rng, c) != 0) continue;
             got = 1;
             for (int k = 0; k < nk && got; k++)
@@ -607,19 +631,21 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         qsort(alive, (size_t)nalive, sizeof *alive, cmp_int);
     }
     for (int i = 0; i < nalive && st == BA_OK; i++)
-        st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, nst - 1, &res[alive[i]], err);
+        st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, nst - 1, &res[alive[i]],
+                        err);
     if (st != BA_OK) goto done;
     /* The survivors' trials, the last one carrying the next generation's start
      * (elites updated: elitism on all N samples, so the best never gets worse). */
     int64_t end = number + nalive; /* first trial of the next generation */
-    evo_state_t nx = *s; /* the next generation's elites, in a buffer of their own */
+    evo_state_t nx = *s;           /* the next generation's elites, in a buffer of their own */
     nx.echoice = ba_malloc((size_t)BA_EVO_ELITES * L * sizeof *nx.echoice, err);
     if (!nx.echoice) {
         st = BA_ERR_NOMEM;
         goto done;
     }
     memcpy(nx.echoice, s->echoice, (size_t)BA_EVO_ELITES * L * sizeof *nx.echoice);
-    for (int i = 0; i < nalive; i++) elite_offer(&nx, kids + (size_t)alive[i] * L, &res[alive[i]], number + i);
+    for (int i = 0; i < nalive; i++)
+        elite_offer(&nx, kids + (size_t)alive[i] * L, &res[alive[i]], number + i);
     for (int i = 0; i < nalive && st == BA_OK; i++, number++) {
         const int *c = kids + (size_t)alive[i] * L;
         if (i < nalive - 1) {
@@ -659,7 +685,8 @@ done:
  * of BA_DB_BEST_ORDER, so `trials --best` names the same trial). *pick = the
  * winning elite, or -1 for a seed that is no elite any more (out->res and
  * out->trial set then). */
-static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_result_t *out, ba_error *err) {
+static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_result_t *out,
+                          ba_error *err) {
     const ba_search_opts_t *o = s->o;
     const ba_search_hooks_t *h = s->h;
     int seed_elite = -1;
@@ -674,8 +701,10 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
         ba_eval_result_t v, full;
         double t0 = ba_now();
         BA_TRY(h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err));
-        if (i < 0) BA_TRY(h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err)); /* the seed's search figure */
-        else full = s->elite[i].res;
+        if (i < 0)
+            BA_TRY(h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err)); /* the seed's search figure */
+        else
+            full = s->elite[i].res;
         s->t_eval += ba_now() - t0;
         v.samples = o->nvalid;
         int64_t trial = i >= 0 ? s->elite[i].trial : 1;
@@ -696,8 +725,9 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
     return BA_OK;
 }
 
-ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o, const ba_search_hooks_t *h,
-                     const char *checkpoint, ba_search_result_t *out, ba_error *err) {
+ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o,
+                     const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
+                     ba_error *err) {
     memset(out, 0, sizeof *out);
     if (o->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
     if (o->nsamples < 1) return ba_error_set(err, BA_ERR_INPUT, "evolution: no calibration samples");
@@ -708,7 +738,8 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     ba_status st = BA_OK;
     s.echoice = ba_malloc((size_t)BA_EVO_ELITES * s.L * sizeof *s.echoice, err);
     if (!s.echoice) st = BA_ERR_NOMEM;
-    if (st == BA_OK && checkpoint) st = load_state(&s, checkpoint, err);
+    if (st == BA_OK && checkpoint)
+        st = load_state(&s, checkpoint, err);
     else if (st == BA_OK) {
         /* Trial 1: the seed on all N samples. */
         if (!ba_problem_feasible(p, seed))
@@ -742,7 +773,8 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     while (st == BA_OK && s.gen < o->generations) {
         int stalled = 0;
         st = generation(&s, &u, &stalled, err);
-        if (st != BA_OK || stalled) break; /* stalled: no configuration differs from the elites under the budgets */
+        if (st != BA_OK || stalled)
+            break; /* stalled: no configuration differs from the elites under the budgets */
         if (h->progress) h->progress(h->ctx, s.gen, o->generations, &s.elite[0].res, s.echoice);
     }
     int pick = 0; /* elite index of the result; -1: the seed */
@@ -750,8 +782,11 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) st = validate(&s, seed, &pick, out, err);
     if (st == BA_OK) {
         out->choice = ba_malloc((size_t)s.L * sizeof *out->choice, err);
-        if (!out->choice) st = BA_ERR_NOMEM;
-        else memcpy(out->choice, pick < 0 ? seed : s.echoice + (size_t)pick * s.L, (size_t)s.L * sizeof *out->choice);
+        if (!out->choice)
+            st = BA_ERR_NOMEM;
+        else
+            memcpy(out->choice, pick < 0 ? seed : s.echoice + (size_t)pick * s.L,
+                   (size_t)s.L * sizeof *out->choice);
         if (pick >= 0) {
             out->res = s.elite[pick].res;
             out->trial = s.elite[pick].trial;

@@ -69,38 +69,40 @@ typedef struct ba_eval_result {
 /* A decided trial, as handed to the store. */
 typedef struct ba_search_trial {
     int64_t number;
-    const char *state;  /* "complete" (full fidelity) or "pruned" (dropped at low fidelity) */
+    const char *state; /* "complete" (full fidelity) or "pruned" (dropped at low fidelity) */
     const char *method;
-    const int *choice;  /* [nlayers] candidate index within each layer */
+    const int *choice; /* [nlayers] candidate index within each layer */
     ba_eval_result_t res;
 } ba_search_trial_t;
 
 typedef struct ba_search_hooks {
     /* Scores choice on the first nsamples calibration samples (0 = all). A configuration
      * whose output is not finite is not an error: out->objective NaN, the trial fails. */
-    ba_status (*evaluate)(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err);
+    ba_status (*evaluate)(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out,
+                          ba_error *err);
     /* Stores t and the checkpoint to continue from after it, atomically. */
     ba_status (*store)(void *ctx, const ba_search_trial_t *t, const char *checkpoint, ba_error *err);
     /* After each generation (or baseline step); may be NULL. best is NULL (and
      * best_choice the last one tried) while no trial has succeeded yet. */
-    void (*progress)(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *best_choice);
+    void (*progress)(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best,
+                     const int *best_choice);
     void *ctx;
     /* Optional: scores choice on samples [first, first + nsamples) (the evolution's
      * random low-fidelity windows and the validation part). NULL: the low-fidelity
      * stages use the first samples and there is no validation (evaluate is used). */
-    ba_status (*evaluate_at)(void *ctx, const int *choice, int64_t first, int64_t nsamples, ba_eval_result_t *out,
-                             ba_error *err);
+    ba_status (*evaluate_at)(void *ctx, const int *choice, int64_t first, int64_t nsamples,
+                             ba_eval_result_t *out, ba_error *err);
     /* Optional: trial `trial` scored res on the validation part (after the last generation). */
     ba_status (*validated)(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err);
 } ba_search_hooks_t;
 
 typedef struct ba_search_opts {
-    const char *method;  /* written into every trial: "ilp+evo", "evo", "random", "uniform", "ilp" */
+    const char *method; /* written into every trial: "ilp+evo", "evo", "random", "uniform", "ilp" */
     uint64_t seed;
-    int generations;     /* evo; random draws 1 + generations·offspring configurations */
+    int generations; /* evo; random draws 1 + generations·offspring configurations */
     int offspring;
-    int64_t nsamples;    /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
-    int64_t nvalid;      /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
+    int64_t nsamples; /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
+    int64_t nvalid;   /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
 } ba_search_opts_t;
 
 typedef struct ba_search_result {
@@ -109,9 +111,9 @@ typedef struct ba_search_result {
     int64_t trial;        /* its trial number */
     double validation;    /* its objective on the validation part (NaN when there is none) */
     int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
-    int64_t nevals;       /* evaluations made by this process (stored results reused on resume are not counted) */
-    double seconds;       /* evolution only: wall time of ba_evo_run, and the part of it */
-    double eval_seconds;  /* spent inside the evaluate hook (the rest is the search's own bookkeeping) */
+    int64_t nevals; /* evaluations made by this process (stored results reused on resume are not counted) */
+    double seconds; /* evolution only: wall time of ba_evo_run, and the part of it */
+    double eval_seconds; /* spent inside the evaluate hook (the rest is the search's own bookkeeping) */
 } ba_search_result_t;
 
 void ba_search_result_free(ba_search_result_t *r);
@@ -129,8 +131,9 @@ void ba_search_result_free(ba_search_result_t *r);
  * schedule, and the survivors measured on all N samples join the elites when
  * they beat the worst one. checkpoint: NULL for a fresh start, else
  * the text the last store call received. */
-ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o, const ba_search_hooks_t *h,
-                     const char *checkpoint, ba_search_result_t *out, ba_error *err);
+ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o,
+                     const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
+                     ba_error *err);
 
 /* `random`: 1 + generations·offspring random feasible configurations (ba_search_random_choice),
  * each a complete trial on all N samples; the best is the result. */

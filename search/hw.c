@@ -29,7 +29,6 @@ struct ba_latency_table {
     lat_row_t *rows; /* sorted by (layer, bits) for bsearch */
 };
 
-
 static int row_cmp(const void *a, const void *b) {
     const lat_row_t *x = a, *y = b;
     int c = strcmp(x->layer, y->layer);
@@ -44,7 +43,9 @@ void ba_latency_table_free(ba_latency_table_t *t) {
     free(t);
 }
 
-int ba_latency_table_rows(const ba_latency_table_t *t) { return t->n; }
+int ba_latency_table_rows(const ba_latency_table_t *t) {
+    return t->n;
+}
 
 /* Splits one CSV line (no newline) into at most max fields, in place. RFC 4180
  * quoting: "a ""b"", c" is one field. Returns the field count, -1 on a bad quote. */
@@ -60,8 +61,10 @@ static int csv_split(char *line, char **fields, int max) {
             for (;;) {
                 if (!*p) return -1;
                 if (*p == '"') {
-                    if (p[1] == '"') *w++ = '"', p += 2;
-                    else break;
+                    if (p[1] == '"')
+                        *w++ = '"', p += 2;
+                    else
+                        break;
                 } else {
                     *w++ = *p++;
                 }
@@ -111,8 +114,10 @@ ba_status ba_latency_table_load(const char *path, ba_latency_table_t **out, ba_e
     if (size >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) p += 3; /* UTF-8 BOM from spreadsheets */
     while (*p) {
         char *line = p, *nl = strchr(p, '\n');
-        if (nl) *nl = '\0', p = nl + 1;
-        else p += strlen(p);
+        if (nl)
+            *nl = '\0', p = nl + 1;
+        else
+            p += strlen(p);
         lineno++;
         size_t len = strlen(line);
         if (len && line[len - 1] == '\r') line[--len] = '\0';
@@ -122,30 +127,32 @@ ba_status ba_latency_table_load(const char *path, ba_latency_table_t **out, ba_e
         char *f[LAT_FIELDS];
         int nf = csv_split(line, f, LAT_FIELDS);
         if (!header) {
-            if (nf != LAT_FIELDS || strcmp(f[0], "layer") || strcmp(f[1], "bits") || strcmp(f[2], "latency_us")) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: expected the header 'layer,bits,latency_us'", path,
-                                  lineno);
+            if (nf != LAT_FIELDS || strcmp(f[0], "layer") || strcmp(f[1], "bits") ||
+                strcmp(f[2], "latency_us")) {
+                st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: expected the header 'layer,bits,latency_us'",
+                                  path, lineno);
                 goto done;
             }
             header = 1;
             continue;
         }
         if (nf != LAT_FIELDS) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: expected 3 fields (layer,bits,latency_us)%s", path, lineno,
-                              nf < 0 ? ", found an unterminated quote" : "");
+            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: expected 3 fields (layer,bits,latency_us)%s", path,
+                              lineno, nf < 0 ? ", found an unterminated quote" : "");
             goto done;
         }
         char *end;
         long b = strtol(f[1], &end, 10);
         if (end == f[1] || *end || !ba_bits_valid((int)b)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: bits '%s' is not a supported width (" BA_BITS_WIDTHS ")", path,
-                              lineno, f[1]);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s:%d: bits '%s' is not a supported width (" BA_BITS_WIDTHS ")", path, lineno,
+                              f[1]);
             goto done;
         }
         double us = strtod(f[2], &end);
         if (end == f[2] || *end || !isfinite(us) || us < 0) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: latency_us '%s' is not a finite number >= 0", path, lineno,
-                              f[2]);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: latency_us '%s' is not a finite number >= 0", path,
+                              lineno, f[2]);
             goto done;
         }
         if (!*f[0]) {
@@ -170,29 +177,34 @@ ba_status ba_latency_table_load(const char *path, ba_latency_table_t **out, ba_e
         t->n++;
     }
     if (!header) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: empty file (expected the header 'layer,bits,latency_us')", path);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: empty file (expected the header 'layer,bits,latency_us')",
+                          path);
         goto done;
     }
     qsort(t->rows, (size_t)t->n, sizeof *t->rows, row_cmp);
     for (int i = 1; i < t->n; i++)
         if (row_cmp(&t->rows[i - 1], &t->rows[i]) == 0) {
             int a = t->rows[i - 1].line, c = t->rows[i].line;
-            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: layer %s at %d bits repeats line %d", path, a > c ? a : c,
-                              t->rows[i].layer, t->rows[i].bits, a < c ? a : c);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s:%d: layer %s at %d bits repeats line %d", path,
+                              a > c ? a : c, t->rows[i].layer, t->rows[i].bits, a < c ? a : c);
             goto done;
         }
 done:
     free(data);
-    if (st != BA_OK) ba_latency_table_free(t);
-    else *out = t;
+    if (st != BA_OK)
+        ba_latency_table_free(t);
+    else
+        *out = t;
     return st;
 }
 
-ba_status ba_latency_table_get(const ba_latency_table_t *t, const char *layer, int bits, double *us, ba_error *err) {
+ba_status ba_latency_table_get(const ba_latency_table_t *t, const char *layer, int bits, double *us,
+                               ba_error *err) {
     lat_row_t key = {.layer = (char *)layer, .bits = bits};
     const lat_row_t *r = bsearch(&key, t->rows, (size_t)t->n, sizeof *t->rows, row_cmp);
     if (!r)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: no latency for layer %s at %d bits", t->path, layer, bits);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: no latency for layer %s at %d bits", t->path, layer,
+                            bits);
     *us = r->us;
     return BA_OK;
 }
@@ -208,7 +220,8 @@ void ba_hw_profile_free(ba_hw_profile_t *hw) {
 
 static int is_path(const char *s) {
     size_t n = strlen(s);
-    return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0) || (n > 4 && strcmp(s + n - 4, ".yml") == 0);
+    return strchr(s, '/') || (n > 5 && strcmp(s + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(s + n - 4, ".yml") == 0);
 }
 
 static int file_exists(const char *p) {
@@ -245,20 +258,24 @@ static int format_bits(const char *name) {
     return 0;
 }
 
-static ba_status parse_profile(struct fy_document *doc, const char *path, ba_hw_profile_t *hw, ba_error *err) {
+static ba_status parse_profile(struct fy_document *doc, const char *path, ba_hw_profile_t *hw,
+                               ba_error *err) {
     struct fy_node *root = fy_document_root(doc);
-    if (!root || !fy_node_is_mapping(root)) return ba_error_set(err, BA_ERR_INPUT, "%s: expected a YAML mapping", path);
+    if (!root || !fy_node_is_mapping(root))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: expected a YAML mapping", path);
     struct fy_node *n = fy_node_mapping_lookup_by_string(root, "name", FY_NT);
     if (n && fy_node_is_scalar(n) && !(hw->name = ba_strdup(fy_node_get_scalar0(n), err))) return err->code;
     n = fy_node_mapping_lookup_by_string(root, "description", FY_NT);
-    if (n && fy_node_is_scalar(n) && !(hw->description = ba_strdup(fy_node_get_scalar0(n), err))) return err->code;
+    if (n && fy_node_is_scalar(n) && !(hw->description = ba_strdup(fy_node_get_scalar0(n), err)))
+        return err->code;
     BA_TRY(yaml_number(root, "memory_bandwidth_gbps", 1, &hw->bandwidth_gbps, path, err));
     if (!(hw->bandwidth_gbps > 0))
         return ba_error_set(err, BA_ERR_INPUT, "%s: 'memory_bandwidth_gbps' must be greater than zero", path);
     BA_TRY(yaml_number(root, "launch_overhead_us", 0, &hw->overhead_us, path, err));
     struct fy_node *peaks = fy_node_mapping_lookup_by_string(root, "peak_tops", FY_NT);
     if (!peaks || !fy_node_is_mapping(peaks))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: missing mapping 'peak_tops' (format: tera-ops per second)", path);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: missing mapping 'peak_tops' (format: tera-ops per second)", path);
     void *iter = NULL;
     struct fy_node_pair *pair;
     int nformats = 0;
@@ -267,11 +284,13 @@ static ba_status parse_profile(struct fy_document *doc, const char *path, ba_hw_
         const char *name = k && fy_node_is_scalar(k) ? fy_node_get_scalar0(k) : NULL;
         int b = name ? format_bits(name) : 0;
         if (!b)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: peak_tops: unknown format '%s' (int2..int8, fp16, bf16, fp32)",
-                                path, name ? name : "?");
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: peak_tops: unknown format '%s' (int2..int8, fp16, bf16, fp32)", path,
+                                name ? name : "?");
         double v = 0;
         BA_TRY(yaml_number(peaks, name, 1, &v, path, err));
-        if (!(v > 0)) return ba_error_set(err, BA_ERR_INPUT, "%s: peak_tops: %s must be greater than zero", path, name);
+        if (!(v > 0))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: peak_tops: %s must be greater than zero", path, name);
         hw->peak_tops[b] = v;
         nformats++;
     }
@@ -299,9 +318,10 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
             found = file_exists(path);
         }
         if (!found)
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "--hw %s: no profile %s.yaml in $BITALLOC_HW_DIR or configs/hw (give a path to a .yaml file)",
-                                profile, profile);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "--hw %s: no profile %s.yaml in $BITALLOC_HW_DIR or configs/hw (give a path to a .yaml file)",
+                profile, profile);
     }
     if (!file_exists(path)) return ba_error_set(err, BA_ERR_INPUT, "--hw %s: no such file", path);
     /* Read the file ourselves: only UTF-8 text without NUL bytes reaches libfyaml
@@ -310,11 +330,11 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
     size_t size = 0;
     BA_TRY(ba_file_read(path, &text, &size, err));
     size_t bad = memchr(text, '\0', size) ? (size_t)((const uint8_t *)memchr(text, '\0', size) - text)
-                                           : ba_utf8_invalid_at(text, size);
+                                          : ba_utf8_invalid_at(text, size);
     if (bad < size) {
         free(text);
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a YAML text file (byte %zu is NUL or not valid UTF-8)", path,
-                            bad);
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "%s: not a YAML text file (byte %zu is NUL or not valid UTF-8)", path, bad);
     }
     /* Collect libfyaml's diagnostics instead of letting it print: the library never writes to stderr. */
     struct fy_diag_cfg dcfg;
@@ -331,8 +351,11 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
     if (!doc) {
         void *it = NULL;
         struct fy_diag_error *de = fy_diag_errors_iterate(diag, &it);
-        if (de) ba_error_set(err, BA_ERR_INPUT, "%s:%d:%d: not valid YAML: %s", path, de->line, de->column, de->msg);
-        else ba_error_set(err, BA_ERR_INPUT, "%s: not valid YAML", path);
+        if (de)
+            ba_error_set(err, BA_ERR_INPUT, "%s:%d:%d: not valid YAML: %s", path, de->line, de->column,
+                         de->msg);
+        else
+            ba_error_set(err, BA_ERR_INPUT, "%s: not valid YAML", path);
         fy_diag_destroy(diag);
         free(text);
         return BA_ERR_INPUT;
@@ -343,7 +366,8 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
         /* Default name: the file's base name without extension. */
         const char *base = strrchr(path, '/');
         base = base ? base + 1 : path;
-        if (!(hw->name = ba_strdup(base, err))) st = err->code;
+        if (!(hw->name = ba_strdup(base, err)))
+            st = err->code;
         else {
             char *dot = strrchr(hw->name, '.');
             if (dot) *dot = '\0';
@@ -352,8 +376,10 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
     fy_document_destroy(doc);
     fy_diag_destroy(diag);
     free(text); /* the document pointed into it */
-    if (st != BA_OK) ba_hw_profile_free(hw);
-    else *out = hw;
+    if (st != BA_OK)
+        ba_hw_profile_free(hw);
+    else
+        *out = hw;
     return st;
 }
 
@@ -364,8 +390,8 @@ ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_erro
 /* A MAC is a multiply and an add: vendors' TOPS count both. */
 #define OPS_PER_MAC 2.0
 
-ba_status ba_hw_layer_latency(const ba_hw_profile_t *hw, const char *layer, int64_t weight_bytes, int64_t macs,
-                              int bits, double *us, ba_error *err) {
+ba_status ba_hw_layer_latency(const ba_hw_profile_t *hw, const char *layer, int64_t weight_bytes,
+                              int64_t macs, int bits, double *us, ba_error *err) {
     double peak = 0;
     if (bits >= 2 && bits <= 8) {
         for (int f = bits; f <= 8 && peak == 0; f++) peak = hw->peak_tops[f];
@@ -377,8 +403,8 @@ ba_status ba_hw_layer_latency(const ba_hw_profile_t *hw, const char *layer, int6
         peak = hw->peak_tops[32];
     }
     if (peak == 0)
-        return ba_error_set(err, BA_ERR_INPUT, "--hw %s: no format holds %d-bit weights (layer %s)", hw->name, bits,
-                            layer);
+        return ba_error_set(err, BA_ERR_INPUT, "--hw %s: no format holds %d-bit weights (layer %s)", hw->name,
+                            bits, layer);
     double t_mem = (double)weight_bytes / (hw->bandwidth_gbps * BYTES_PER_GB);
     double t_ops = OPS_PER_MAC * (double)macs / (peak * OPS_PER_TERA);
     *us = (t_mem > t_ops ? t_mem : t_ops) * US_PER_S + hw->overhead_us;

@@ -16,7 +16,8 @@ typedef struct ba_latency_table ba_latency_table_t;
  * a repeated (layer,bits) row. Fields may be double-quoted ("a,b" names). */
 ba_status ba_latency_table_load(const char *path, ba_latency_table_t **out, ba_error *err);
 /* Microseconds of layer at bits; a missing row is BA_ERR_INPUT naming the file, layer and bits. */
-ba_status ba_latency_table_get(const ba_latency_table_t *t, const char *layer, int bits, double *us, ba_error *err);
+ba_status ba_latency_table_get(const ba_latency_table_t *t, const char *layer, int bits, double *us,
+                               ba_error *err);
 int ba_latency_table_rows(const ba_latency_table_t *t);
 void ba_latency_table_free(ba_latency_table_t *t);
 
@@ -40,9 +41,10 @@ void ba_latency_table_free(ba_latency_table_t *t);
 typedef struct ba_hw_profile {
     char *name;
     char *description;
-    double bandwidth_gbps;                      /* GB/s (1e9 bytes per second) */
-    double overhead_us;                         /* per layer */
-    double peak_tops[BA_HW_MAX_FORMAT_BITS + 1]; /* by format width: int2..int8, fp16 (16), fp32 (32); 0 = absent */
+    double bandwidth_gbps; /* GB/s (1e9 bytes per second) */
+    double overhead_us;    /* per layer */
+    double peak_tops[BA_HW_MAX_FORMAT_BITS +
+                     1]; /* by format width: int2..int8, fp16 (16), fp32 (32); 0 = absent */
 } ba_hw_profile_t;
 
 /* PROFILE is a path (contains '/' or ends in .yaml/.yml) or a name looked up
@@ -51,7 +53,7 @@ typedef struct ba_hw_profile {
 ba_status ba_hw_profile_load(const char *profile, ba_hw_profile_t **out, ba_error *err);
 void ba_hw_profile_free(ba_hw_profile_t *hw);
 /* The roofline above; BA_ERR_INPUT naming the profile, layer and bits when no format holds bits. */
-ba_status ba_hw_layer_latency(const ba_hw_profile_t *hw, const char *layer, int64_t weight_bytes, int64_t macs,
-                              int bits, double *us, ba_error *err);
+ba_status ba_hw_layer_latency(const ba_hw_profile_t *hw, const char *layer, int64_t weight_bytes,
+                              int64_t macs, int bits, double *us, ba_error *err);
 
 #endif

@@ -17,9 +17,9 @@
 #include "core/util.h"
 
 #include <float.h>
-#include <stdint.h>
 #include <glpk.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,12 +49,12 @@ void ba_solution_free(ba_solution_t *s) {
 typedef struct {
     const ba_problem_t *p;
     int ngroups;
-    int *group_of;   /* [nlayers] group index */
-    int *gstart;     /* [ngroups+1] columns of group g: gstart[g] .. gstart[g+1]-1 (0-based) */
+    int *group_of; /* [nlayers] group index */
+    int *gstart;   /* [ngroups+1] columns of group g: gstart[g] .. gstart[g+1]-1 (0-based) */
     int ncols;
-    int *col_bits;   /* [ncols] width of the column */
-    int *col_group;  /* [ncols] */
-    long double *col_cost;                  /* [ncols] Σ Ω over the group's layers */
+    int *col_bits;                           /* [ncols] width of the column */
+    int *col_group;                          /* [ncols] */
+    long double *col_cost;                   /* [ncols] Σ Ω over the group's layers */
     long double *col_coef[BA_BUDGET_NKINDS]; /* [ncols] Σ A over the group's layers */
 } groups_t;
 
@@ -69,7 +69,9 @@ static void groups_free(groups_t *g) {
 
 /* Allowed widths of the group rooted at r: its root's candidates present in
  * every member, and only the pin when a member is pinned. */
-static int in_group(const ba_problem_t *p, int r, int l) { return p->tie[r] < 0 ? l == r : p->tie[l] == r; }
+static int in_group(const ba_problem_t *p, int r, int l) {
+    return p->tie[r] < 0 ? l == r : p->tie[l] == r;
+}
 
 static int group_widths(const ba_problem_t *p, int r, int *w) {
     int n = 0, pin = 0;
@@ -139,7 +141,8 @@ fail:
 /* Column chosen per group -> candidate index per layer. */
 static void groups_decode(const groups_t *g, const int *col_of_group, int *choice) {
     const ba_problem_t *p = g->p;
-    for (int l = 0; l < p->nlayers; l++) choice[l] = ba_problem_find(p, l, g->col_bits[col_of_group[g->group_of[l]]]);
+    for (int l = 0; l < p->nlayers; l++)
+        choice[l] = ba_problem_find(p, l, g->col_bits[col_of_group[g->group_of[l]]]);
 }
 
 /* Smallest achievable value of budget j: per group the cheapest column. */
@@ -175,15 +178,15 @@ double ba_problem_min_budget(const ba_problem_t *p, int j, int *choice) {
 typedef struct {
     groups_t g;
     glp_prob *lp;
-    int budget_row[BA_BUDGET_NKINDS]; /* GLPK row of budget j, 0 when the row is constant */
+    int budget_row[BA_BUDGET_NKINDS];        /* GLPK row of budget j, 0 when the row is constant */
     long double row_shift[BA_BUDGET_NKINDS]; /* Σ_g min coef + offset: moved to the rhs */
     double row_scale[BA_BUDGET_NKINDS];      /* the row is divided by this */
     double limit[BA_BUDGET_NKINDS];          /* current limits (a sweep changes one) */
-    int *start_col;  /* [ngroups] incumbent handed to branch-and-bound, or NULL */
+    int *start_col;                          /* [ngroups] incumbent handed to branch-and-bound, or NULL */
     int start_used;
-    int have_basis;  /* the LP holds a basis from an earlier solve */
+    int have_basis;              /* the LP holds a basis from an earlier solve */
     double *a[BA_BUDGET_NKINDS]; /* [ncols] budget row coefficients as given to GLPK (0 when no row) */
-    double *xbuf;    /* [ncols+1] for glp_ios_heur_sol */
+    double *xbuf;                /* [ncols+1] for glp_ios_heur_sol */
 } model_t;
 
 static void model_free(model_t *m) {
@@ -199,7 +202,8 @@ static void model_free(model_t *m) {
 static int model_set_limit(model_t *m, int j) {
     long double rhs = (long double)m->limit[j] + BA_BUDGET_REL_EPS * fabs(m->limit[j]) - m->row_shift[j];
     if (rhs < 0) return 0;
-    if (m->budget_row[j]) glp_set_row_bnds(m->lp, m->budget_row[j], GLP_UP, 0.0, (double)(rhs / m->row_scale[j]));
+    if (m->budget_row[j])
+        glp_set_row_bnds(m->lp, m->budget_row[j], GLP_UP, 0.0, (double)(rhs / m->row_scale[j]));
     return 1;
 }
 
@@ -253,7 +257,8 @@ static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
             long double mn = g->col_coef[j][g->gstart[gi]];
             for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) mn = fminl(mn, g->col_coef[j][c]);
             shift += mn;
-            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) amax = fmaxl(amax, g->col_coef[j][c] - mn);
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+                amax = fmaxl(amax, g->col_coef[j][c] - mn);
         }
         m->row_shift[j] = shift;
         m->row_scale[j] = amax > 0 ? (double)amax : 1.0;
@@ -331,8 +336,10 @@ static int model_start_basis(model_t *m) {
     if (found) {
         for (int t = 0; t < LAGRANGE_SEARCH_STEPS; t++) {
             double mid = 0.5 * (lo + hi);
-            if (lagrange_pick(m, mid, pick)) hi = mid;
-            else lo = mid;
+            if (lagrange_pick(m, mid, pick))
+                hi = mid;
+            else
+                lo = mid;
         }
         lagrange_pick(m, hi, pick);
     } else {
@@ -397,8 +404,8 @@ static void read_cols(const model_t *m, int *col_of_group) {
 
 /* Solves with the current limits; start (may be NULL) is a per-group column
  * choice to try as the first incumbent when it meets the limits. */
-static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *start, int *col_of_group, int *choice,
-                             solve_result_t *res, ba_error *err) {
+static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *start, int *col_of_group,
+                             int *choice, solve_result_t *res, ba_error *err) {
     const ba_problem_t *p = m->g.p;
     for (int j = 0; j < p->nbudgets; j++)
         if (!model_set_limit(m, j)) {
@@ -406,8 +413,9 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
             return BA_OK;
         }
     double t0 = ba_now();
-    int time_ms = opts->time_limit_s > 0 && opts->time_limit_s < INT32_MAX / 1000 ? (int)(opts->time_limit_s * 1000)
-                                                                                 : INT32_MAX;
+    int time_ms = opts->time_limit_s > 0 && opts->time_limit_s < INT32_MAX / 1000
+                      ? (int)(opts->time_limit_s * 1000)
+                      : INT32_MAX;
     int first_cut = glp_get_num_rows(m->lp) + 1, ncuts = 0;
     ba_status st = BA_OK;
     int *cut_ind = NULL;
@@ -418,7 +426,8 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
         if (!model_feasible(m, choice)) start = NULL;
     }
     if (start) {
-        if (!m->start_col && !(m->start_col = ba_malloc((size_t)m->g.ngroups * sizeof(int), err))) return err->code;
+        if (!m->start_col && !(m->start_col = ba_malloc((size_t)m->g.ngroups * sizeof(int), err)))
+            return err->code;
         memcpy(m->start_col, start, (size_t)m->g.ngroups * sizeof(int));
     } else if (m->start_col) {
         free(m->start_col);
@@ -479,7 +488,8 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
             break;
         }
         if (ms != GLP_OPT && ms != GLP_FEAS) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: time limit of %g s reached before any solution was found",
+            st = ba_error_set(err, BA_ERR_RUNTIME,
+                              "ILP: time limit of %g s reached before any solution was found",
                               opts->time_limit_s);
             break;
         }
@@ -501,7 +511,8 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
         }
         int n = 0;
         for (int gi = 0; gi < m->g.ngroups; gi++)
-            if (m->g.gstart[gi + 1] - m->g.gstart[gi] > 1) cut_ind[++n] = col_of_group[gi] + 1, cut_val[n] = 1.0;
+            if (m->g.gstart[gi + 1] - m->g.gstart[gi] > 1)
+                cut_ind[++n] = col_of_group[gi] + 1, cut_val[n] = 1.0;
         if (n == 0) { /* every group fixed, yet infeasible: it is */
             *res = SOLVE_INFEASIBLE;
             break;
@@ -556,9 +567,9 @@ static ba_status infeasible_error(const model_t *m, ba_error *err) {
         if (ba_budget_holds(v, m->limit[j])) continue;
         ba_budget_format(p->kind[j], m->limit[j], lim, sizeof lim);
         ba_budget_format(p->kind[j], v, mn, sizeof mn);
-        len += (size_t)snprintf(msg + len, sizeof msg - len,
-                                "%sbudget %s=%s cannot be met: the smallest achievable %s is %s", alone ? "; " : "",
-                                ba_budget_key(p->kind[j]), lim, ba_budget_key(p->kind[j]), mn);
+        len += (size_t)snprintf(
+            msg + len, sizeof msg - len, "%sbudget %s=%s cannot be met: the smallest achievable %s is %s",
+            alone ? "; " : "", ba_budget_key(p->kind[j]), lim, ba_budget_key(p->kind[j]), mn);
         if (len >= sizeof msg) len = sizeof msg - 1;
         alone++;
     }
@@ -592,8 +603,10 @@ ba_status ba_ilp_solve(const ba_problem_t *p, const ba_ilp_opts_t *opts, ba_solu
     if (!cols || !choice) st = err->code;
     if (st == BA_OK) st = model_solve(&m, opts, NULL, cols, choice, &res, err);
     if (st == BA_OK) {
-        if (res == SOLVE_INFEASIBLE) st = infeasible_error(&m, err);
-        else st = fill_solution(p, choice, res == SOLVE_OPTIMAL, out, err);
+        if (res == SOLVE_INFEASIBLE)
+            st = infeasible_error(&m, err);
+        else
+            st = fill_solution(p, choice, res == SOLVE_OPTIMAL, out, err);
     }
     free(cols);
     free(choice);
@@ -621,16 +634,19 @@ static void mark_pareto(ba_sweep_t *s) {
             if (k == i || !b->feasible) continue;
             double ao = a->sol.objective, bo = b->sol.objective;
             double ab = a->sol.budget[s->budget], bb = b->sol.budget[s->budget];
-            if (bo <= ao && bb <= ab && (bo < ao || bb < ab)) a->pareto = 0;
-            else if (bo == ao && bb == ab && k < i) a->pareto = 0;
+            if (bo <= ao && bb <= ab && (bo < ao || bb < ab))
+                a->pareto = 0;
+            else if (bo == ao && bb == ab && k < i)
+                a->pareto = 0;
         }
     }
 }
 
-ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, double step, const ba_ilp_opts_t *opts,
-                       ba_sweep_t **out, ba_error *err) {
+ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, double step,
+                       const ba_ilp_opts_t *opts, ba_sweep_t **out, ba_error *err) {
     *out = NULL;
-    if (j < 0 || j >= p->nbudgets) return ba_error_set(err, BA_ERR_INPUT, "--sweep: budget index %d out of range", j);
+    if (j < 0 || j >= p->nbudgets)
+        return ba_error_set(err, BA_ERR_INPUT, "--sweep: budget index %d out of range", j);
     ba_budget_sweep_t sw = {.kind = p->kind[j], .from = from, .to = to, .step = step};
     if (!(step > 0) || !(from > 0) || !(from <= to) || !isfinite(to))
         return ba_error_set(err, BA_ERR_INPUT, "--sweep %s: needs 0 < FROM <= TO and STEP > 0",
@@ -674,7 +690,9 @@ done:
     free(prev);
     free(choice);
     model_free(&m);
-    if (st != BA_OK) ba_sweep_free(s);
-    else *out = s;
+    if (st != BA_OK)
+        ba_sweep_free(s);
+    else
+        *out = s;
     return st;
 }

@@ -18,11 +18,11 @@ typedef struct ba_ilp_opts {
 ba_ilp_opts_t ba_ilp_opts_default(void);
 
 typedef struct ba_solution {
-    int *choice;       /* [nlayers] candidate index within the layer */
-    int *bits;         /* [nlayers] its width */
-    double objective;  /* Σ Ω of the choice (recomputed from the problem's tables) */
+    int *choice;                     /* [nlayers] candidate index within the layer */
+    int *bits;                       /* [nlayers] its width */
+    double objective;                /* Σ Ω of the choice (recomputed from the problem's tables) */
     double budget[BA_BUDGET_NKINDS]; /* value of each of the problem's budgets, offset included */
-    int optimal;       /* 1: proven optimal (gap 0); 0: time limit reached, best found so far */
+    int optimal;                     /* 1: proven optimal (gap 0); 0: time limit reached, best found so far */
 } ba_solution_t;
 
 void ba_solution_free(ba_solution_t *s);
@@ -38,14 +38,14 @@ ba_status ba_ilp_solve(const ba_problem_t *p, const ba_ilp_opts_t *opts, ba_solu
 double ba_problem_min_budget(const ba_problem_t *p, int j, int *choice);
 
 typedef struct ba_sweep_point {
-    double limit;      /* the swept budget's limit at this point */
-    int feasible;      /* 0: no configuration meets the budgets at this limit (sol is empty) */
-    int pareto;        /* 1: not dominated by another point and first of its configuration */
+    double limit; /* the swept budget's limit at this point */
+    int feasible; /* 0: no configuration meets the budgets at this limit (sol is empty) */
+    int pareto;   /* 1: not dominated by another point and first of its configuration */
     ba_solution_t sol;
 } ba_sweep_point_t;
 
 typedef struct ba_sweep {
-    int budget;        /* index of the swept budget in the problem */
+    int budget; /* index of the swept budget in the problem */
     int n;
     ba_sweep_point_t *points;
 } ba_sweep_t;
@@ -55,8 +55,8 @@ typedef struct ba_sweep {
  * budget. The GLPK problem is built once; each point changes one row bound,
  * re-optimises the LP from the previous basis, and hands the previous optimum
  * (still feasible when the limit grows) to branch-and-bound as its first incumbent. */
-ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, double step, const ba_ilp_opts_t *opts,
-                       ba_sweep_t **out, ba_error *err);
+ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, double step,
+                       const ba_ilp_opts_t *opts, ba_sweep_t **out, ba_error *err);
 void ba_sweep_free(ba_sweep_t *s);
 
 #endif

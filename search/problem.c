@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
-
 void ba_problem_free(ba_problem_t *p) {
     if (!p) return;
     if (p->names)
@@ -40,8 +38,8 @@ ba_status ba_problem_create(int nlayers, const char *const *names, const int *nc
         goto fail;
     for (int l = 0; l < nlayers; l++) {
         if (ncand[l] <= 0 || ncand[l] > BA_BITS_MAX_CANDIDATES) {
-            ba_error_set(err, BA_ERR_INPUT, "layer %s: %d candidate widths (expected 1..%d)", names[l], ncand[l],
-                         BA_BITS_MAX_CANDIDATES);
+            ba_error_set(err, BA_ERR_INPUT, "layer %s: %d candidate widths (expected 1..%d)", names[l],
+                         ncand[l], BA_BITS_MAX_CANDIDATES);
             goto fail;
         }
         p->start[l + 1] = p->start[l] + ncand[l];
@@ -60,11 +58,13 @@ ba_status ba_problem_create(int nlayers, const char *const *names, const int *nc
         for (int i = 0; i < n; i++) {
             int b = bits[s + i], at = i;
             if (!ba_bits_valid(b)) {
-                ba_error_set(err, BA_ERR_INPUT, "layer %s: %d is not a supported width (" BA_BITS_WIDTHS ")", names[l], b);
+                ba_error_set(err, BA_ERR_INPUT, "layer %s: %d is not a supported width (" BA_BITS_WIDTHS ")",
+                             names[l], b);
                 goto fail;
             }
             if (!isfinite(cost[s + i])) {
-                ba_error_set(err, BA_ERR_INPUT, "layer %s: cost of %d bits is not a finite number", names[l], b);
+                ba_error_set(err, BA_ERR_INPUT, "layer %s: cost of %d bits is not a finite number", names[l],
+                             b);
                 goto fail;
             }
             while (at > 0 && p->bits[s + at - 1] > b) {
@@ -98,7 +98,8 @@ ba_status ba_problem_add_budget(ba_problem_t *p, ba_budget_kind_t kind, double l
             return ba_error_set(err, BA_ERR_INPUT, "budget %s: given twice", ba_budget_key(kind));
     if (p->nbudgets >= BA_BUDGET_NKINDS) return ba_error_set(err, BA_ERR_INPUT, "problem: too many budgets");
     if (!(limit > 0) || !isfinite(limit) || !isfinite(offset))
-        return ba_error_set(err, BA_ERR_INPUT, "budget %s: limit must be a finite number > 0", ba_budget_key(kind));
+        return ba_error_set(err, BA_ERR_INPUT, "budget %s: limit must be a finite number > 0",
+                            ba_budget_key(kind));
     double *c = ba_malloc((size_t)p->ncand * sizeof *c, err);
     if (!c) return err->code;
     for (int i = 0; i < p->ncand; i++) {
@@ -136,7 +137,8 @@ ba_status ba_problem_pin(ba_problem_t *p, const char *spec, ba_error *err) {
     char *end;
     long b = strtol(eq + 1, &end, 10);
     if (end == eq + 1 || *end || !ba_bits_valid((int)b))
-        return ba_error_set(err, BA_ERR_INPUT, "--pin %s: '%s' is not a supported width (" BA_BITS_WIDTHS ")", spec, eq + 1);
+        return ba_error_set(err, BA_ERR_INPUT, "--pin %s: '%s' is not a supported width (" BA_BITS_WIDTHS ")",
+                            spec, eq + 1);
     size_t gl = (size_t)(eq - spec);
     char *glob = ba_malloc(gl + 1, err);
     if (!glob) return err->code;
@@ -151,13 +153,16 @@ ba_status ba_problem_pin(ba_problem_t *p, const char *spec, ba_error *err) {
         char cands[64];
         format_bits(p, l, cands, sizeof cands);
         if (ba_problem_find(p, l, (int)b) < 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "--pin %s: layer %s has no %ld-bit candidate (candidates %s; add %ld to --bits)",
-                              spec, p->names[l], b, cands, b);
+            st =
+                ba_error_set(err, BA_ERR_INPUT,
+                             "--pin %s: layer %s has no %ld-bit candidate (candidates %s; add %ld to --bits)",
+                             spec, p->names[l], b, cands, b);
         else if (p->pin[l] && p->pin[l] != b)
-            st = ba_error_set(err, BA_ERR_INPUT, "--pin %s: layer %s is already pinned to %d bits", spec, p->names[l],
-                              p->pin[l]);
+            st = ba_error_set(err, BA_ERR_INPUT, "--pin %s: layer %s is already pinned to %d bits", spec,
+                              p->names[l], p->pin[l]);
     }
-    if (st == BA_OK && !matched) st = ba_error_set(err, BA_ERR_INPUT, "--pin %s: no layer matches '%s'", spec, glob);
+    if (st == BA_OK && !matched)
+        st = ba_error_set(err, BA_ERR_INPUT, "--pin %s: no layer matches '%s'", spec, glob);
     if (st == BA_OK)
         for (int l = 0; l < p->nlayers; l++)
             if (fnmatch(glob, p->names[l], 0) == 0) p->pin[l] = (int)b;
@@ -213,7 +218,8 @@ ba_status ba_problem_check(const ba_problem_t *p, ba_error *err) {
                                     p->names[l]);
             if (p->pin[l]) {
                 if (pin && pin != p->pin[l])
-                    return ba_error_set(err, BA_ERR_INPUT, "tied layers %s and %s are pinned to %d and %d bits",
+                    return ba_error_set(err, BA_ERR_INPUT,
+                                        "tied layers %s and %s are pinned to %d and %d bits",
                                         p->names[pin_layer], p->names[l], pin, p->pin[l]);
                 pin = p->pin[l];
                 pin_layer = l;
@@ -243,7 +249,9 @@ double ba_problem_budget_value(const ba_problem_t *p, int j, const int *choice) 
     return (double)s;
 }
 
-int ba_budget_holds(double value, double limit) { return value <= limit + BA_BUDGET_REL_EPS * fabs(limit); }
+int ba_budget_holds(double value, double limit) {
+    return value <= limit + BA_BUDGET_REL_EPS * fabs(limit);
+}
 
 int ba_problem_feasible(const ba_problem_t *p, const int *choice) {
     for (int l = 0; l < p->nlayers; l++) {

@@ -12,7 +12,6 @@
 #include "core/error.h"
 #include "search/budget.h"
 
-
 /* Relative slack when checking a budget: value <= limit·(1 + BA_BUDGET_REL_EPS).
  * It absorbs only the rounding of summing doubles (~L·2^-53); any real
  * excess, however small, is a violation. Solver and tests share it. */
@@ -20,21 +19,20 @@
 
 typedef struct ba_problem {
     int nlayers;
-    char **names;      /* [nlayers] owned copies */
-    int *start;        /* [nlayers+1]: candidates of layer l are start[l] .. start[l+1]-1 */
-    int ncand;         /* start[nlayers] */
-    int *bits;         /* [ncand] ascending within a layer */
-    double *cost;      /* [ncand] Ω(l,b) */
+    char **names; /* [nlayers] owned copies */
+    int *start;   /* [nlayers+1]: candidates of layer l are start[l] .. start[l+1]-1 */
+    int ncand;    /* start[nlayers] */
+    int *bits;    /* [ncand] ascending within a layer */
+    double *cost; /* [ncand] Ω(l,b) */
     int nbudgets;
     ba_budget_kind_t kind[BA_BUDGET_NKINDS];
     double limit[BA_BUDGET_NKINDS];
     double offset[BA_BUDGET_NKINDS]; /* constant part (e.g. non-layer initializers of memory) */
     double *coef[BA_BUDGET_NKINDS];  /* [ncand] each */
-    int *pin;          /* [nlayers] pinned bits, 0 = free */
-    int *tie;          /* [nlayers] tie group id (smallest layer index of the group), -1 = untied */
-    int *perm;         /* [ncand] private: input order of ba_problem_create -> sorted index */
+    int *pin;                        /* [nlayers] pinned bits, 0 = free */
+    int *tie;  /* [nlayers] tie group id (smallest layer index of the group), -1 = untied */
+    int *perm; /* [ncand] private: input order of ba_problem_create -> sorted index */
 } ba_problem_t;
-
 
 /* ncand[l] candidates per layer; bits and cost are flat, layer after layer
  * (bits ascending or not: they are sorted, with their costs). */

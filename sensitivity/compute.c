@@ -113,7 +113,8 @@ ba_status sens_batch_inputs(const sens_ctx_t *c, int64_t start, int64_t count, b
     /* Float data of another width feeds a float32 input as float32 (the gradients are float32). */
     for (int k = 0; k < m->ninputs; k++) {
         ba_tensor_t *t = inputs[k];
-        if (m->values[m->inputs[k]].dtype != BA_DT_F32 || t->dtype == BA_DT_F32 || !ba_dtype_is_float(t->dtype))
+        if (m->values[m->inputs[k]].dtype != BA_DT_F32 || t->dtype == BA_DT_F32 ||
+            !ba_dtype_is_float(t->dtype))
             continue;
         ba_tensor_t *f = ba_tensor_cast(t, BA_DT_F32, err);
         if (!f) {

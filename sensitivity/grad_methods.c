@@ -295,7 +295,8 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     ba_status st = (v && hv && sum && sum2 && xs && pool.b) ? grad_run_init(&g, c, err) : BA_ERR_NOMEM;
     for (int l = 0; l < L && st == BA_OK; l++) {
         size_t n = (size_t)m->layers[l].params;
-        if (!(v[l] = ba_malloc(n * sizeof(float), err)) || (!per_layer && !(hv[l] = ba_malloc(n * sizeof(float), err))))
+        if (!(v[l] = ba_malloc(n * sizeof(float), err)) ||
+            (!per_layer && !(hv[l] = ba_malloc(n * sizeof(float), err))))
             st = BA_ERR_NOMEM;
     }
     ba_rng_t rng;
@@ -317,7 +318,8 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
             sum2[l] += xs[l] * xs[l];
             top = fmax(top, fabs(sum[l] / np));
         }
-        for (int l = 0; l < L && all; l++) all = converged(sum[l], sum2[l], np, c->o->tol, HUTCH_NEGLIGIBLE * top);
+        for (int l = 0; l < L && all; l++)
+            all = converged(sum[l], sum2[l], np, c->o->tol, HUTCH_NEGLIGIBLE * top);
         sens_progress(c, 1);
         if (all) break;
     }

@@ -38,7 +38,8 @@ static ba_status add_rel(ba_tensor_t **R, const ba_tensor_t *like, const ba_tens
     return BA_OK;
 }
 
-static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, double *contrib, ba_error *err) {
+static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, double *contrib,
+                           ba_error *err) {
     const ba_model_t *m = c->m;
     /* seed: the predicted class's logit on each row of output 0 */
     int oid = m->outputs[0];
@@ -109,8 +110,7 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, d
         }
         if (st == BA_OK) st = gd->backward(n, in, n->nin, out, n->nout, dout, need, din, err);
         /* bilinear ops between two activations: half the relevance each */
-        double share =
-            (!route && nvar > 1 && (n->op == BA_OP_MATMUL || n->op == BA_OP_MUL)) ? 0.5 : 1.0;
+        double share = (!route && nvar > 1 && (n->op == BA_OP_MATMUL || n->op == BA_OP_MUL)) ? 0.5 : 1.0;
         for (int j = 0; j < n->nin && st == BA_OK; j++)
             if (need[j] && din[j])
                 st = add_rel(&R[n->inputs[j]], in[j], din[j], route ? NULL : in[j], share, err);
@@ -124,7 +124,8 @@ static ba_status lrp_batch(sens_ctx_t *c, ba_tensor_t **vals, ba_tensor_t **R, d
             const ba_layer_use_t *u = &m->layers[l].uses[k];
             if (u->data < 0) continue;
             const ba_node_t *un = &m->nodes[u->node];
-            if (un->guard >= 0 && un->outputs[0] >= 0 && !vals[un->outputs[0]]) continue; /* If branch not taken */
+            if (un->guard >= 0 && un->outputs[0] >= 0 && !vals[un->outputs[0]])
+                continue; /* If branch not taken */
             const ba_tensor_t *r = R[u->data];
             if (!r) continue;
             const float *d = r->data;

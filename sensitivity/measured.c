@@ -56,9 +56,11 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
         sens_inputs_free(c, inputs);
     }
     ba_metric_t metric = c->o->metric;
-    if (metric == BA_METRIC_AUTO && ncell > 0) metric = ba_metric_default(acc[0].is_prob, out_ndim, out_shape);
+    if (metric == BA_METRIC_AUTO && ncell > 0)
+        metric = ba_metric_default(acc[0].is_prob, out_ndim, out_shape);
     if (st == BA_OK && (metric == BA_METRIC_EVALUATOR || metric == BA_METRIC_EVALUATOR_MAX))
-        st = ba_error_set(err, BA_ERR_INPUT, "--metric: measured sensitivities need an output metric, not an evaluator");
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "--metric: measured sensitivities need an output metric, not an evaluator");
     c->loss_name = ba_metric_name(metric);
     for (size_t i = 0; st == BA_OK && i < ncell; i++) {
         ba_metrics_t r;

@@ -62,9 +62,10 @@ typedef struct ba_sens_opts {
     int per_layer_probes; /* hessian: one probe and HVP per layer (--probe per-layer), not one for all */
     ba_sens_loss_t loss;  /* hessian / fisher / lrp */
     ba_quant_cfg_t quant; /* Q_b */
-    int64_t batch;        /* samples per forward pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch dimension wins) */
-    int64_t max_data;     /* use the first max_data samples (0 = all) */
-    ba_metric_t metric; /* measured: the output metric (SPEC §8 --metric; AUTO = the default for the output) */
+    int64_t batch; /* samples per forward pass; 0 = BA_EVAL_DEFAULT_BATCH (a static batch dimension wins) */
+    int64_t max_data; /* use the first max_data samples (0 = all) */
+    ba_metric_t
+        metric;     /* measured: the output metric (SPEC §8 --metric; AUTO = the default for the output) */
     int act_direct; /* act: compute E‖ΔW x‖² by running the layer on ΔW, not via Σ (for tests) */
     /* Called as work advances (may be NULL). */
     void (*progress)(void *user, uint64_t done, uint64_t total);
@@ -97,7 +98,8 @@ ba_status ba_sens_weight_error(const ba_model_t *m, int layer, int bits, const b
 
 /* ---- text forms (SPEC §5) ---- */
 /* {"method", "loss", "samples", "layers": [{"name", "params", "score", "stderr", "cost": {"2": …}}]};
- * hessian adds "probes" per layer ("top_eigenvalue" when the table has one). *out malloc'd, ends with a newline. */
+ * hessian adds "probes" per layer ("top_eigenvalue" when the table has one). *out malloc'd, ends with a
+ * newline. */
 ba_status ba_sens_to_json(const ba_sens_table_t *t, char **out, ba_error *err);
 ba_status ba_sens_write_json(const ba_sens_table_t *t, FILE *fp, ba_error *err);
 /* "layer,bits,cost" header then one row per (layer, bits). */
@@ -123,6 +125,7 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
  * probes all layers in one HVP and stops on the relative standard error.) */
 void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels, int64_t nlabels,
                        ba_sens_method_t method, const ba_sens_opts_t *opts, char key[65]);
-/* The cache itself (get → compute → put) is study/ (ba_study_sensitivity): sensitivity/ never speaks to the database. */
+/* The cache itself (get → compute → put) is study/ (ba_study_sensitivity): sensitivity/ never speaks to the
+ * database. */
 
 #endif

@@ -1,6 +1,7 @@
 /* Sensitivity tables as text: the JSON and CSV that `bitalloc sensitivity`
  * prints (SPEC §5), the readers behind --sensitivity-file (that JSON, CSV
- * layer,bits,cost or layer,score), and the cache key (study/sensitivity.c keeps the entries in the database). */
+ * layer,bits,cost or layer,score), and the cache key (study/sensitivity.c keeps the entries in the database).
+ */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -33,8 +34,7 @@ ba_status ba_sens_method_parse(const char *s, ba_sens_method_t *out, ba_error *e
             *out = (ba_sens_method_t)i;
             return BA_OK;
         }
-    return ba_error_set(err, BA_ERR_INPUT,
-                        "sensitivity method '%s': not one of " BA_SENS_METHOD_NAMES,
+    return ba_error_set(err, BA_ERR_INPUT, "sensitivity method '%s': not one of " BA_SENS_METHOD_NAMES,
                         s ? s : "");
 }
 
@@ -294,8 +294,9 @@ static ba_status from_json_obj(const json_t *root, const char *what, const ba_mo
             else
                 st = json_num(v, what, name, field, &L->cost[k], err);
             if (st == BA_OK && L->cost[k] < 0)
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: layer %s: \"%s\" is %.17g; a cost must not be negative",
-                                  what, name, field, L->cost[k]);
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: layer %s: \"%s\" is %.17g; a cost must not be negative", what, name,
+                                  field, L->cost[k]);
         }
     }
     if (st == BA_OK) st = check_all_seen(m, seen, what, err);
@@ -430,13 +431,15 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
         if (ncols == CSV_SCORE_COLS) {
             double s;
             if (!parse_double(f[1], &s)) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: score '%s' is not a finite number",
-                                  what, lineno, f[0], f[1]);
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: line %d: layer %s: score '%s' is not a finite number", what, lineno,
+                                  f[0], f[1]);
                 break;
             }
             if (s < 0) { /* Ω = s·‖Q_b(W)−W‖²: a negative score makes every cost negative */
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: score %s is negative (costs must not be)",
-                                  what, lineno, f[0], f[1]);
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: line %d: layer %s: score %s is negative (costs must not be)", what,
+                                  lineno, f[0], f[1]);
                 break;
             }
             if (seen[(size_t)l * t->nbits]) {
@@ -451,8 +454,8 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
                 t->layers[l].cost[k] = s * w;
                 if (st == BA_OK && !isfinite(s * w))
                     st = ba_error_set(err, BA_ERR_INPUT,
-                                      "%s: line %d: layer %s: score %s makes the %d-bit cost overflow", what, lineno,
-                                      f[0], f[1], t->bits[k]);
+                                      "%s: line %d: layer %s: score %s makes the %d-bit cost overflow", what,
+                                      lineno, f[0], f[1], t->bits[k]);
                 seen[(size_t)l * t->nbits + k] = 1;
             }
         } else {
@@ -464,13 +467,14 @@ static ba_status from_csv(char *text, const char *what, const ba_model_t *m, con
                 break;
             }
             if (!parse_double(f[2], &c)) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: cost '%s' is not a finite number",
-                                  what, lineno, f[0], f[2]);
+                st =
+                    ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s: cost '%s' is not a finite number",
+                                 what, lineno, f[0], f[2]);
                 break;
             }
             if (c < 0) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s, %d bits: cost %s is negative", what,
-                                  lineno, f[0], b, f[2]);
+                st = ba_error_set(err, BA_ERR_INPUT, "%s: line %d: layer %s, %d bits: cost %s is negative",
+                                  what, lineno, f[0], b, f[2]);
                 break;
             }
             int k = ba_sens_bits_index(t, b);
@@ -565,7 +569,8 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
         ba_quant_scheme_name(opts->quant.scheme), ba_quant_granularity_str(&opts->quant, gran, sizeof gran),
         ba_quant_clip_name(opts->quant.clip), opts->quant.act_bits, (long long)opts->max_data);
     ba_sha256_update(&h, buf, (size_t)n);
-    if (method == BA_SENS_MEASURED) { /* the output metric of `measured` (its default changed with --metric) */
+    if (method ==
+        BA_SENS_MEASURED) { /* the output metric of `measured` (its default changed with --metric) */
         n = snprintf(buf, sizeof buf, "metric=%s\n", ba_metric_name(opts->metric));
         ba_sha256_update(&h, buf, (size_t)n);
     }

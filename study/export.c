@@ -51,9 +51,9 @@ ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings
     return BA_OK;
 }
 
-ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *metric, const char *const *names,
-                              int nnames, const ba_trial_t *t, const ba_study_settings_t *s, ba_plan_t **out,
-                              ba_error *err) {
+ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *metric,
+                              const char *const *names, int nnames, const ba_trial_t *t,
+                              const ba_study_settings_t *s, ba_plan_t **out, ba_error *err) {
     *out = NULL;
     if (t->nlayers != nnames)
         return ba_error_set(err, BA_ERR_INPUT, "trial %lld of study '%s' has %d layer widths for %d layers",
@@ -66,7 +66,8 @@ ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char
     /* The objective and validation figures in the study's metric (a study from before --metric has none). */
     ba_metric_t mk;
     ba_error e2;
-    if (st == BA_OK && metric && metric[0] && ba_metric_parse(metric, &mk, &e2) == BA_OK && mk != BA_METRIC_AUTO)
+    if (st == BA_OK && metric && metric[0] && ba_metric_parse(metric, &mk, &e2) == BA_OK &&
+        mk != BA_METRIC_AUTO)
         st = ba_plan_set_objective(plan, metric, ba_metric_from_objective(mk, t->objective),
                                    ba_metric_from_objective(mk, t->validation), err);
     const char *keys[BA_BUDGET_NKINDS];

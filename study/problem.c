@@ -12,8 +12,8 @@
 #include "search/problem.h"
 #include "study/study.h"
 
-ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec, ba_problem_t **out,
-                                      ba_error *err) {
+ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec,
+                                      ba_problem_t **out, ba_error *err) {
     *out = NULL;
     int L = m->nlayers, nb = spec->nbits;
     if (L == 0) return ba_error_set(err, BA_ERR_INPUT, "%s: no quantizable layer (SPEC §2)", m->path);
@@ -22,7 +22,8 @@ ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_proble
     const ba_quant_cfg_t *qcfg = spec->qcfg ? spec->qcfg : &dflt;
     const ba_budget_set_t *budgets = spec->budgets;
     if (budgets && ba_budget_set_find(budgets, BA_BUDGET_LATENCY) >= 0 && !spec->latency_table && !spec->hw)
-        return ba_error_set(err, BA_ERR_INPUT, "--budget latency: needs --latency-table FILE.csv or --hw PROFILE");
+        return ba_error_set(err, BA_ERR_INPUT,
+                            "--budget latency: needs --latency-table FILE.csv or --hw PROFILE");
 
     ba_status st = BA_OK;
     ba_problem_t *p = NULL;
@@ -80,15 +81,16 @@ ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_proble
                 if (spec->latency_table)
                     st = ba_latency_table_get(spec->latency_table, ly->name, b, &coef[i], err);
                 else
-                    st = ba_hw_layer_latency(spec->hw, ly->name, ba_cost_layer_memory(ly, b, qcfg), ly->macs, b,
-                                             &coef[i], err);
+                    st = ba_hw_layer_latency(spec->hw, ly->name, ba_cost_layer_memory(ly, b, qcfg), ly->macs,
+                                             b, &coef[i], err);
                 break;
             }
         }
         if (st != BA_OK) goto done;
         /* Memory counts every other initializer at its stored width (SPEC §4). */
         if (kind == BA_BUDGET_MEMORY) offset = (double)m->other_init_bytes;
-        if ((st = ba_problem_add_budget(p, kind, budgets->items[bi].limit, offset, coef, err)) != BA_OK) goto done;
+        if ((st = ba_problem_add_budget(p, kind, budgets->items[bi].limit, offset, coef, err)) != BA_OK)
+            goto done;
     }
     for (int i = 0; i < spec->npins && st == BA_OK; i++) st = ba_problem_pin(p, spec->pins[i], err);
     for (int i = 0; i < spec->nties && st == BA_OK; i++) st = ba_problem_tie(p, spec->ties[i], err);
@@ -99,7 +101,9 @@ done:
     free(cost);
     free(coef);
     free(src);
-    if (st != BA_OK) ba_problem_free(p);
-    else *out = p;
+    if (st != BA_OK)
+        ba_problem_free(p);
+    else
+        *out = p;
     return st;
 }

@@ -54,12 +54,14 @@ ba_status ba_study_settings_set_path(char **slot, const char *path, ba_error *er
 }
 
 ba_status ba_study_settings_add_data(ba_study_settings_t *s, const char *spec, ba_error *err) {
-    if (s->ndata >= BA_STUDY_MAX_DATA) return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_STUDY_MAX_DATA);
+    if (s->ndata >= BA_STUDY_MAX_DATA)
+        return ba_error_set(err, BA_ERR_INPUT, "--data: more than %d inputs", BA_STUDY_MAX_DATA);
     const char *eq = strchr(spec, '=');
     const char *file = eq ? eq + 1 : spec;
     char *abs = realpath(file, NULL);
     char *out;
-    if (!abs) out = ba_strdup(spec, err);
+    if (!abs)
+        out = ba_strdup(spec, err);
     else {
         size_t nl = eq ? (size_t)(eq - spec) + 1 : 0;
         out = ba_malloc(nl + strlen(abs) + 1, err);
@@ -88,8 +90,12 @@ ba_status ba_study_settings_load_data(const ba_study_settings_t *s, ba_dataset_t
                                 s->nsample_axes, out, err);
 }
 
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static const char *loss_name(ba_sens_loss_t l) { return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto"; }
+static json_t *str_or_null(const char *s) {
+    return s ? json_string(s) : json_null();
+}
+static const char *loss_name(ba_sens_loss_t l) {
+    return l == BA_SENS_LOSS_CE ? "ce" : l == BA_SENS_LOSS_MSE ? "mse" : "auto";
+}
 
 ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba_error *err) {
     char gran[32];
@@ -98,27 +104,29 @@ ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba
     for (int i = 0; i < s->ndata; i++) json_array_append_new(data, json_string(s->data[i]));
     for (int i = 0; i < s->nbits; i++) json_array_append_new(bits, json_integer(s->bits[i]));
     for (int i = 0; i < s->budgets.n; i++)
-        json_object_set_new(budgets, ba_budget_key(s->budgets.items[i].kind), json_real(s->budgets.items[i].limit));
+        json_object_set_new(budgets, ba_budget_key(s->budgets.items[i].kind),
+                            json_real(s->budgets.items[i].limit));
     for (int i = 0; i < s->npins; i++) json_array_append_new(pins, json_string(s->pins[i]));
     for (int i = 0; i < s->nties; i++) json_array_append_new(ties, json_string(s->ties[i]));
-    json_t *sweep = s->has_sweep ? json_pack("{s:s, s:f, s:f, s:f}", "key", ba_budget_key(s->sweep.kind), "from",
-                                             s->sweep.from, "to", s->sweep.to, "step", s->sweep.step)
+    json_t *sweep = s->has_sweep ? json_pack("{s:s, s:f, s:f, s:f}", "key", ba_budget_key(s->sweep.kind),
+                                             "from", s->sweep.from, "to", s->sweep.to, "step", s->sweep.step)
                                  : json_null();
     char seed[24];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)s->seed);
     json_t *j = json_pack(
-        "{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:o}, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:o, s:o, "
+        "{s:s, s:o, s:o, s:{s:s, s:s, s:s, s:o}, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:i, s:i, s:o, "
+        "s:o, "
         "s:o, s:s, s:f, s:i, s:b}",
-        "model", s->model ? s->model : "", "data", data, "labels", str_or_null(s->labels), "quantizer", "scheme",
-        ba_quant_scheme_name(s->quant.scheme), "granularity", ba_quant_granularity_str(&s->quant, gran, sizeof gran),
-        "clip", ba_quant_clip_name(s->quant.clip), "act_bits",
-        s->quant.act_bits ? json_integer(s->quant.act_bits) : json_null(), "budgets", budgets, "method", s->method,
-        "sensitivity", s->sensitivity[0] ? json_string(s->sensitivity) : json_null(), "sensitivity_file",
-        str_or_null(s->sensitivity_file), "sensitivity_file_sha256",
-        s->sensitivity_file ? json_string(s->sensitivity_file_sha256) : json_null(), "bits", bits, "pins", pins, "ties",
-        ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep", sweep, "latency_table",
-        str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss", loss_name(s->loss), "tol", s->tol, "samples",
-        s->probes, "include_embeddings", s->include_embeddings);
+        "model", s->model ? s->model : "", "data", data, "labels", str_or_null(s->labels), "quantizer",
+        "scheme", ba_quant_scheme_name(s->quant.scheme), "granularity",
+        ba_quant_granularity_str(&s->quant, gran, sizeof gran), "clip", ba_quant_clip_name(s->quant.clip),
+        "act_bits", s->quant.act_bits ? json_integer(s->quant.act_bits) : json_null(), "budgets", budgets,
+        "method", s->method, "sensitivity", s->sensitivity[0] ? json_string(s->sensitivity) : json_null(),
+        "sensitivity_file", str_or_null(s->sensitivity_file), "sensitivity_file_sha256",
+        s->sensitivity_file ? json_string(s->sensitivity_file_sha256) : json_null(), "bits", bits, "pins",
+        pins, "ties", ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep",
+        sweep, "latency_table", str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss",
+        loss_name(s->loss), "tol", s->tol, "samples", s->probes, "include_embeddings", s->include_embeddings);
     if (j && s->metric[0]) {
         json_object_set_new(j, "metric", json_string(s->metric));
         json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
@@ -130,7 +138,8 @@ ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba
     /* Only when given, so that the settings (and the identity) of other studies stay as they were. */
     if (j && s->ninput_shapes) {
         json_t *shp = json_array();
-        for (int i = 0; i < s->ninput_shapes; i++) json_array_append_new(shp, json_string(s->input_shapes[i]));
+        for (int i = 0; i < s->ninput_shapes; i++)
+            json_array_append_new(shp, json_string(s->input_shapes[i]));
         json_object_set_new(j, "input_shapes", shp);
     }
     /* Sample axes are written only when given, so other studies' settings keep their text. */
@@ -174,7 +183,8 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
         goto done;
     }
     for (size_t i = 0; i < json_array_size(v) && st == BA_OK; i++)
-        if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata]) s->ndata++;
+        if ((st = dup_str(json_array_get(v, i), &s->data[s->ndata], err)) == BA_OK && s->data[s->ndata])
+            s->ndata++;
     v = json_object_get(j, "sample_axes");
     if (v && (!json_is_array(v) || json_array_size(v) > BA_STUDY_MAX_DATA)) {
         BAD("bad sample_axes list");
@@ -211,7 +221,8 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
             ba_budget_kind_t kind;
             if (st != BA_OK) break;
             if ((st = ba_budget_kind_parse(key, &kind, err)) != BA_OK) break;
-            if (!json_is_number(val) || !isfinite(json_number_value(val)) || s->budgets.n >= BA_BUDGET_NKINDS) {
+            if (!json_is_number(val) || !isfinite(json_number_value(val)) ||
+                s->budgets.n >= BA_BUDGET_NKINDS) {
                 BAD("bad budget");
                 break;
             }
@@ -229,29 +240,36 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
     if (json_is_string(v)) snprintf(s->sensitivity, sizeof s->sensitivity, "%s", json_string_value(v));
     if ((st = dup_str(json_object_get(j, "sensitivity_file"), &s->sensitivity_file, err)) != BA_OK) goto done;
     v = json_object_get(j, "sensitivity_file_sha256");
-    if (json_is_string(v)) snprintf(s->sensitivity_file_sha256, sizeof s->sensitivity_file_sha256, "%s", json_string_value(v));
+    if (json_is_string(v))
+        snprintf(s->sensitivity_file_sha256, sizeof s->sensitivity_file_sha256, "%s", json_string_value(v));
     v = json_object_get(j, "bits");
     if (!json_is_array(v) || json_array_size(v) < 1 || json_array_size(v) > BA_BITS_MAX_CANDIDATES) {
         BAD("bad bits");
         goto done;
     }
     s->nbits = 0;
-    for (size_t i = 0; i < json_array_size(v); i++) s->bits[s->nbits++] = (int)json_integer_value(json_array_get(v, i));
+    for (size_t i = 0; i < json_array_size(v); i++)
+        s->bits[s->nbits++] = (int)json_integer_value(json_array_get(v, i));
     const char *names[2] = {"pins", "ties"};
     for (int w = 0; w < 2 && st == BA_OK; w++) {
         v = json_object_get(j, names[w]);
-        for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_RULES && st == BA_OK; i++) {
+        for (size_t i = 0;
+             json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_RULES && st == BA_OK; i++) {
             char **slot = w == 0 ? &s->pins[s->npins] : &s->ties[s->nties];
             if ((st = dup_str(json_array_get(v, i), slot, err)) == BA_OK && *slot) {
-                if (w == 0) s->npins++;
-                else s->nties++;
+                if (w == 0)
+                    s->npins++;
+                else
+                    s->nties++;
             }
         }
     }
     if (st != BA_OK) goto done;
     v = json_object_get(j, "seed");
-    if (json_is_string(v)) s->seed = strtoull(json_string_value(v), NULL, 10);
-    else if (json_is_integer(v)) s->seed = (uint64_t)json_integer_value(v);
+    if (json_is_string(v))
+        s->seed = strtoull(json_string_value(v), NULL, 10);
+    else if (json_is_integer(v))
+        s->seed = (uint64_t)json_integer_value(v);
     v = json_object_get(j, "generations");
     if (json_is_integer(v)) s->generations = (int)json_integer_value(v);
     v = json_object_get(j, "offspring");
@@ -259,7 +277,9 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
     v = json_object_get(j, "sweep");
     if (json_is_object(v)) {
         ba_budget_kind_t kind;
-        if ((st = ba_budget_kind_parse(json_string_value(json_object_get(v, "key")) ? json_string_value(json_object_get(v, "key")) : "",
+        if ((st = ba_budget_kind_parse(json_string_value(json_object_get(v, "key"))
+                                           ? json_string_value(json_object_get(v, "key"))
+                                           : "",
                                        &kind, err)) != BA_OK)
             goto done;
         s->has_sweep = 1;
@@ -271,9 +291,9 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
     if ((st = dup_str(json_object_get(j, "hw"), &s->hw, err)) != BA_OK) goto done;
     v = json_object_get(j, "loss");
     if (json_is_string(v))
-        s->loss = !strcmp(json_string_value(v), "ce") ? BA_SENS_LOSS_CE
+        s->loss = !strcmp(json_string_value(v), "ce")    ? BA_SENS_LOSS_CE
                   : !strcmp(json_string_value(v), "mse") ? BA_SENS_LOSS_MSE
-                                                          : BA_SENS_LOSS_AUTO;
+                                                         : BA_SENS_LOSS_AUTO;
     v = json_object_get(j, "tol");
     if (json_is_number(v)) s->tol = json_number_value(v);
     v = json_object_get(j, "samples");
@@ -298,7 +318,8 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
         s->validation_fraction = 0;
     }
     v = json_object_get(j, "input_shapes");
-    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_DATA && st == BA_OK; i++)
+    for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_DATA && st == BA_OK;
+         i++)
         if ((st = dup_str(json_array_get(v, i), &s->input_shapes[s->ninput_shapes], err)) == BA_OK &&
             s->input_shapes[s->ninput_shapes])
             s->ninput_shapes++;
@@ -308,7 +329,6 @@ done:
     if (st != BA_OK) ba_study_settings_free(s);
     return st;
 }
-
 
 int64_t ba_study_plan_seed(const ba_study_settings_t *s) {
     /* Plans carry seeds as signed 64-bit JSON integers; a larger seed is recorded as null. */

@@ -101,8 +101,8 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
-    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, first, n,
-                                  &met, NULL, err));
+    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL,
+                                  first, n, &met, NULL, err));
     c->measured++;
     out->kl = met.kl;
     out->mse = met.mse;
@@ -122,7 +122,8 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
 }
 
 /* The searches' evaluation: the first nsamples (0 = the whole search part). */
-static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out, ba_error *err) {
+static ba_status hook_eval(void *ctx, const int *choice, int64_t nsamples, ba_eval_result_t *out,
+                           ba_error *err) {
     run_ctx_t *c = ctx;
     return hook_eval_at(ctx, choice, 0, nsamples > 0 ? nsamples : c->Nsearch, out, err);
 }
@@ -139,8 +140,9 @@ static int same_bits(const ba_trial_t *t, const int *bits, int n) {
     return 1;
 }
 
-static ba_status store_trial(run_ctx_t *c, int64_t number, const char *state, const char *method, const int *choice,
-                             const ba_eval_result_t *r, const char *checkpoint, ba_error *err) {
+static ba_status store_trial(run_ctx_t *c, int64_t number, const char *state, const char *method,
+                             const int *choice, const ba_eval_result_t *r, const char *checkpoint,
+                             ba_error *err) {
     choice_bits(c->p, choice, c->wbits);
     ba_cost_t cost;
     BA_TRY(ba_cost_config(c->m, c->wbits, &c->s->quant, &cost, err));
@@ -173,9 +175,10 @@ static ba_status store_trial(run_ctx_t *c, int64_t number, const char *state, co
                 ba_error_clear(err);
                 return BA_OK;
             }
-            return ba_error_set(err, BA_ERR_RUNTIME,
-                                "study: trial %lld is stored with other bit-widths (the study's inputs changed?)",
-                                (long long)number);
+            return ba_error_set(
+                err, BA_ERR_RUNTIME,
+                "study: trial %lld is stored with other bit-widths (the study's inputs changed?)",
+                (long long)number);
         }
     }
     return st;
@@ -189,7 +192,8 @@ static double budget_use(const run_ctx_t *c, const int *choice) {
     return c->p->nbudgets ? ba_problem_budget_value(c->p, 0, choice) / c->p->limit[0] : NAN;
 }
 
-static void hook_progress(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best, const int *choice) {
+static void hook_progress(void *ctx, int64_t done, int64_t total, const ba_eval_result_t *best,
+                          const int *choice) {
     run_ctx_t *c = ctx;
     if (!c->cb || !c->cb->progress) return;
     ba_study_progress_t pr = {"search", done, total, best ? best->objective : NAN, budget_use(c, choice)};
@@ -216,7 +220,8 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
     c->has_sens = 1;
     ba_sens_table_t *t = NULL;
     ba_status st;
-    if (s->sensitivity_file) st = ba_sens_read_file(s->sensitivity_file, c->m, s->bits, nb, &s->quant, &t, err);
+    if (s->sensitivity_file)
+        st = ba_sens_read_file(s->sensitivity_file, c->m, s->bits, nb, &s->quant, &t, err);
     else {
         ba_sens_method_t meth;
         BA_TRY(ba_sens_method_parse(s->sensitivity, &meth, err));
@@ -228,7 +233,8 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         ba_study_sens_info_t info;
         st = ba_study_sensitivity(c->db, c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, &info, err);
         if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
-        if (st == BA_OK && info.cache_write_failed && c->cb && c->cb->warning) c->cb->warning(c->cb->user, info.warning.msg);
+        if (st == BA_OK && info.cache_write_failed && c->cb && c->cb->warning)
+            c->cb->warning(c->cb->user, info.warning.msg);
     }
     for (int l = 0; st == BA_OK && l < L; l++)
         for (int j = 0; j < nb; j++) {
@@ -255,10 +261,17 @@ static ba_status build_problem(run_ctx_t *c, ba_error *err) {
     if (st == BA_OK && s->hw) st = ba_hw_profile_load(s->hw, &hw, err);
     if (st == BA_OK) st = cost_table(c, &cost, err);
     if (st == BA_OK) {
-        ba_study_problem_spec_t spec = {.bits = s->bits, .nbits = s->nbits, .cost = cost, .qcfg = &s->quant,
-                                  .budgets = &budgets, .latency_table = lt, .hw = hw,
-                                  .pins = (const char *const *)s->pins, .npins = s->npins,
-                                  .ties = (const char *const *)s->ties, .nties = s->nties};
+        ba_study_problem_spec_t spec = {.bits = s->bits,
+                                        .nbits = s->nbits,
+                                        .cost = cost,
+                                        .qcfg = &s->quant,
+                                        .budgets = &budgets,
+                                        .latency_table = lt,
+                                        .hw = hw,
+                                        .pins = (const char *const *)s->pins,
+                                        .npins = s->npins,
+                                        .ties = (const char *const *)s->ties,
+                                        .nties = s->nties};
         st = ba_study_problem_from_model(c->m, &spec, &c->p, err);
     }
     c->latency_j = -1;
@@ -354,8 +367,8 @@ static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, i
         keys[i] = ba_budget_key(s->budgets.items[i].kind);
         vals[i] = s->budgets.items[i].limit;
     }
-    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals, ba_study_plan_seed(s),
-                              err);
+    return ba_plan_set_search(out->plan, study, trial, s->method, s->budgets.n, keys, vals,
+                              ba_study_plan_seed(s), err);
 }
 
 /* The study's best trial (ba_db_trials_query best: the order of `trials --best`,
@@ -453,8 +466,17 @@ static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) 
         ba_error e2;
         int found = 0;
         if (ba_db_trial_get(c->db, c->sid, number, &old, &e2) == BA_OK) {
-            if (!same_bits(&old, o->bits, L)) st = ba_error_set(err, BA_ERR_RUNTIME, "sweep: trial %lld is stored with other bit-widths", (long long)number);
-            o->res = (ba_eval_result_t){isfinite(old.objective) ? old.objective : c->is_class ? old.kl : old.mse, old.kl, old.mse, old.agreement, old.accuracy, old.samples};
+            if (!same_bits(&old, o->bits, L))
+                st = ba_error_set(err, BA_ERR_RUNTIME, "sweep: trial %lld is stored with other bit-widths",
+                                  (long long)number);
+            o->res = (ba_eval_result_t){isfinite(old.objective) ? old.objective
+                                        : c->is_class           ? old.kl
+                                                                : old.mse,
+                                        old.kl,
+                                        old.mse,
+                                        old.agreement,
+                                        old.accuracy,
+                                        old.samples};
             found = 1;
             ba_trial_free(&old);
         }
@@ -466,8 +488,8 @@ static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) 
         if (st == BA_OK && found != 1) {
             if (!found) st = hook_eval(c, pt->sol.choice, 0, &o->res, err), out->nevals++;
             if (st == BA_OK)
-                st = store_trial(c, number, isfinite(o->res.objective) ? "complete" : "failed", "ilp", pt->sol.choice,
-                                 &o->res, NULL, err);
+                st = store_trial(c, number, isfinite(o->res.objective) ? "complete" : "failed", "ilp",
+                                 pt->sol.choice, &o->res, NULL, err);
         }
         o->trial = number++;
         phase(c, "sweep", i + 1, sw->n);
@@ -487,7 +509,8 @@ static ba_status run_ilp(const ba_problem_t *p, const int *ilp, const ba_search_
 }
 
 static ba_status run_uniform(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
-                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out,
+                             ba_error *err) {
     (void)ilp;
     int ubits = 0;
     int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice + 1, err);
@@ -499,25 +522,29 @@ static ba_status run_uniform(const ba_problem_t *p, const int *ilp, const ba_sea
 }
 
 static ba_status run_random(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
-                            const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+                            const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out,
+                            ba_error *err) {
     (void)ilp;
     return ba_search_random(p, so, h, ck, out, err);
 }
 
 /* ilp+evo starts from the ILP optimum. */
 static ba_status run_ilp_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
-                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+                             const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out,
+                             ba_error *err) {
     return ba_evo_run(p, ilp, so, h, ck, out, err);
 }
 
-/* evo alone starts from the widest uniform width (or, when no single width fits, the ILP's feasible point). */
+/* evo alone starts from the widest uniform width (or, when no single width fits, the ILP's feasible point).
+ */
 static ba_status run_evo(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
                          const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
     int ubits = 0;
     int *seed = ba_malloc((size_t)p->nlayers * sizeof *seed + 1, err);
     if (!seed) return BA_ERR_NOMEM;
     ba_error e2;
-    if (ba_search_uniform_choice(p, seed, &ubits, &e2) != BA_OK) memcpy(seed, ilp, (size_t)p->nlayers * sizeof *seed);
+    if (ba_search_uniform_choice(p, seed, &ubits, &e2) != BA_OK)
+        memcpy(seed, ilp, (size_t)p->nlayers * sizeof *seed);
     ba_status st = ba_evo_run(p, seed, so, h, ck, out, err);
     free(seed);
     return st;
@@ -525,18 +552,15 @@ static ba_status run_evo(const ba_problem_t *p, const int *ilp, const ba_search_
 
 /* nsga2 seeds its population from the ILP sweep of the cost table (and the uniform width). */
 static ba_status run_nsga2(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
-                           const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out, ba_error *err) {
+                           const ba_search_hooks_t *h, const char *ck, ba_search_result_t *out,
+                           ba_error *err) {
     (void)ilp;
     return ba_nsga2_run(p, so, h, ck, out, err);
 }
 
 const ba_study_method_t ba_study_methods[] = {
-    {"ilp", 1, run_ilp},
-    {"evo", 0, run_evo},
-    {"ilp+evo", 1, run_ilp_evo},
-    {"random", 0, run_random},
-    {"uniform", 0, run_uniform},
-    {"nsga2", 1, run_nsga2},
+    {"ilp", 1, run_ilp},       {"evo", 0, run_evo},         {"ilp+evo", 1, run_ilp_evo},
+    {"random", 0, run_random}, {"uniform", 0, run_uniform}, {"nsga2", 1, run_nsga2},
 };
 const int ba_study_nmethods = (int)(sizeof ba_study_methods / sizeof ba_study_methods[0]);
 
@@ -551,8 +575,9 @@ int ba_study_needs_sensitivity(const ba_study_settings_t *s) {
     return s->has_sweep || (m && m->needs_sensitivity);
 }
 
-static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s, int was_complete,
-                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
+static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s,
+                           int was_complete, const ba_study_callbacks_t *cb, ba_study_result_t *out,
+                           ba_error *err) {
     double t0 = ba_now();
     run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1};
     snprintf(out->study, sizeof out->study, "%s", name);
@@ -584,8 +609,12 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
         st = run_sweep(&c, out, err);
         goto finish;
     }
-    ba_search_opts_t so = {.method = s->method, .seed = s->seed, .generations = s->generations,
-                           .offspring = s->offspring, .nsamples = c.Nsearch, .nvalid = c.Nvalid};
+    ba_search_opts_t so = {.method = s->method,
+                           .seed = s->seed,
+                           .generations = s->generations,
+                           .offspring = s->offspring,
+                           .nsamples = c.Nsearch,
+                           .nvalid = c.Nvalid};
     ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated};
     const ba_study_method_t *meth = ba_study_method_find(s->method);
     if (st == BA_OK && !meth)
@@ -606,7 +635,8 @@ done:
     if (st == BA_OK && c.p) {
         out->nlayers = c.p->nlayers;
         out->layer_names = ba_calloc((size_t)c.p->nlayers + 1, sizeof *out->layer_names, err);
-        for (int l = 0; out->layer_names && l < c.p->nlayers; l++) out->layer_names[l] = ba_strdup(c.p->names[l], err);
+        for (int l = 0; out->layer_names && l < c.p->nlayers; l++)
+            out->layer_names[l] = ba_strdup(c.p->names[l], err);
     }
     out->seconds = ba_now() - t0;
     free(ck);
@@ -668,7 +698,8 @@ ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
     ba_status st = ba_model_load(s->model, &lo, &m, err);
     if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
-    if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
+    if (st == BA_OK)
+        st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK && s->labels) st = ba_labels_load(s->labels, &labels, &nl, err);
     if (st == BA_OK && labels && nl != ba_dataset_samples(ds))
         st = ba_error_set(err, BA_ERR_INPUT, "--labels %s: %lld labels for %lld samples of --data", s->labels,
@@ -685,12 +716,14 @@ ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
     return st;
 }
 
-ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s, const ba_study_callbacks_t *cb,
-                        ba_study_result_t *out, ba_error *err) {
+ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s,
+                          const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     char name[256];
-    if (study) snprintf(name, sizeof name, "%s", study);
-    else ba_study_name(s->model, name, sizeof name);
+    if (study)
+        snprintf(name, sizeof name, "%s", study);
+    else
+        ba_study_name(s->model, name, sizeof name);
     ba_study_info_t info;
     ba_error e2;
     if (ba_db_study_get(db, name, &info, &e2) == BA_OK) {
@@ -705,13 +738,15 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
         ba_db_study_info_free(&info);
         if (st0 != BA_OK) return st0;
         if (same) return ba_study_resume(db, name, cb, out, err);
-        return ba_error_set(err, BA_ERR_INPUT,
-                            "--study %s: a study of that name exists with other settings; run the new settings "
-                            "under another name (--study NEW), or drop the old study first "
-                            "(`bitalloc studies --delete %s`)",
-                            name, name);
+        return ba_error_set(
+            err, BA_ERR_INPUT,
+            "--study %s: a study of that name exists with other settings; run the new settings "
+            "under another name (--study NEW), or drop the old study first "
+            "(`bitalloc studies --delete %s`)",
+            name, name);
     }
-    /* The study row records the inputs' digests; loading here also validates them before anything is written. */
+    /* The study row records the inputs' digests; loading here also validates them before anything is written.
+     */
     ba_model_t *m = NULL;
     ba_dataset_t *ds = NULL;
     ba_load_opts_t lo = {.include_embeddings = s->include_embeddings};
@@ -720,16 +755,19 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
     ba_db_layer_t *layers = NULL;
     ba_status st = ba_model_load(s->model, &lo, &m, err);
     if (st == BA_OK) st = ba_study_settings_load_data(s, &ds, err);
-    if (st == BA_OK) st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
+    if (st == BA_OK)
+        st = ba_eval_resolve_costs(m, ds, (const char *const *)s->input_shapes, s->ninput_shapes, err);
     if (st == BA_OK) ba_dataset_sha256(ds, data_sha);
     if (st == BA_OK) st = ba_study_settings_to_json(s, &settings, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)m->nlayers + 1, sizeof *layers, err))) st = BA_ERR_NOMEM;
     for (int l = 0; st == BA_OK && l < m->nlayers; l++)
-        layers[l] = (ba_db_layer_t){m->layers[l].name, m->layers[l].op, m->layers[l].params, m->layers[l].macs};
+        layers[l] =
+            (ba_db_layer_t){m->layers[l].name, m->layers[l].op, m->layers[l].params, m->layers[l].macs};
     if (st == BA_OK) st = validate_with(s, m, err);
     int64_t sid = 0;
     if (st == BA_OK)
-        st = ba_db_study_create(db, name, s->model, m->sha256, data_sha, settings, layers, m->nlayers, &sid, err);
+        st = ba_db_study_create(db, name, s->model, m->sha256, data_sha, settings, layers, m->nlayers, &sid,
+                                err);
     free(layers);
     free(settings);
     ba_dataset_free(ds);
@@ -745,8 +783,8 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
     return st;
 }
 
-ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
-                        ba_error *err) {
+ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb,
+                          ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
@@ -760,12 +798,14 @@ ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callback
     char sha[65];
     ba_error e2;
     if (ba_sha256_file(s.model, sha, &e2) != BA_OK)
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: cannot read the model of study '%s' (%s)", s.model, name, e2.msg);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: cannot read the model of study '%s' (%s)", s.model, name,
+                          e2.msg);
     else if (strcmp(sha, info.model_sha256) != 0)
-        st = ba_error_set(err, BA_ERR_INPUT,
-                          "%s: the model file changed since study '%s' started (sha256 %.12s…, was %.12s…); refusing "
-                          "to resume",
-                          s.model, name, sha, info.model_sha256);
+        st = ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: the model file changed since study '%s' started (sha256 %.12s…, was %.12s…); refusing "
+            "to resume",
+            s.model, name, sha, info.model_sha256);
     if (st == BA_OK) {
         ba_dataset_t *ds = NULL;
         if (ba_study_settings_load_data(&s, &ds, &e2) != BA_OK)
@@ -774,14 +814,17 @@ ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callback
             char dsha[65];
             ba_dataset_sha256(ds, dsha);
             if (info.data_sha256[0] && strcmp(dsha, info.data_sha256) != 0)
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: the data changed since study '%s' started; refusing to resume",
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: the data changed since study '%s' started; refusing to resume",
                                   s.ndata ? s.data[0] : "--data", name);
         }
         ba_dataset_free(ds);
     }
     if (st == BA_OK && s.sensitivity_file) {
-        if (ba_sha256_file(s.sensitivity_file, sha, &e2) != BA_OK || strcmp(sha, s.sensitivity_file_sha256) != 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: the sensitivity file changed or is gone since study '%s' started",
+        if (ba_sha256_file(s.sensitivity_file, sha, &e2) != BA_OK ||
+            strcmp(sha, s.sensitivity_file_sha256) != 0)
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: the sensitivity file changed or is gone since study '%s' started",
                               s.sensitivity_file, name);
     }
     if (st == BA_OK) {

@@ -38,14 +38,14 @@ typedef struct ba_study_settings {
     char *data[BA_STUDY_MAX_DATA]; /* "FILE", "NAME=FILE" or "NAME=TYPE:VALUE" */
     int nsample_axes;
     char *sample_axes[BA_STUDY_MAX_DATA]; /* "NAME=K" (--sample-axis); stored only when given */
-    char *labels;                 /* NULL = none */
+    char *labels;                         /* NULL = none */
     ba_quant_cfg_t quant;
     ba_budget_set_t budgets;
     int has_sweep;
     ba_budget_sweep_t sweep;
-    char method[16];              /* ilp+evo | ilp | evo | random | uniform | nsga2 */
-    char sensitivity[16];         /* estimator; "" = none needed (random, uniform, evo) or a file */
-    char *sensitivity_file;       /* --sensitivity-file, NULL = none */
+    char method[16];        /* ilp+evo | ilp | evo | random | uniform | nsga2 */
+    char sensitivity[16];   /* estimator; "" = none needed (random, uniform, evo) or a file */
+    char *sensitivity_file; /* --sensitivity-file, NULL = none */
     char sensitivity_file_sha256[65];
     int nbits;
     int bits[BA_BITS_MAX_CANDIDATES];
@@ -54,18 +54,18 @@ typedef struct ba_study_settings {
     char *ties[BA_STUDY_MAX_RULES];
     uint64_t seed;
     int generations, offspring;
-    char *latency_table;          /* NULL = none */
-    char *hw;                     /* profile name or path, NULL = none */
+    char *latency_table; /* NULL = none */
+    char *hw;            /* profile name or path, NULL = none */
     ba_sens_loss_t loss;
     double tol;
-    int probes;                   /* --samples: Hutchinson probes */
+    int probes; /* --samples: Hutchinson probes */
     int include_embeddings;
-    char metric[16];              /* --metric: "auto" (SPEC §8 default), kl, mse, …; "" = a study made before
-                                   * --metric existed (kl for class outputs, mse otherwise; no validation) */
-    char *evaluator;              /* --evaluator CMD (NULL = none): the objective is its score */
-    double evaluator_timeout;     /* --evaluator-timeout seconds (0 = BA_EXTEV_DEFAULT_TIMEOUT) */
-    double validation_fraction;   /* --validation-fraction: share of the data kept for the final choice (evo) */
-    int ninput_shapes;            /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
+    char metric[16];            /* --metric: "auto" (SPEC §8 default), kl, mse, …; "" = a study made before
+                                 * --metric existed (kl for class outputs, mse otherwise; no validation) */
+    char *evaluator;            /* --evaluator CMD (NULL = none): the objective is its score */
+    double evaluator_timeout;   /* --evaluator-timeout seconds (0 = BA_EXTEV_DEFAULT_TIMEOUT) */
+    double validation_fraction; /* --validation-fraction: share of the data kept for the final choice (evo) */
+    int ninput_shapes; /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
     char *input_shapes[BA_STUDY_MAX_DATA];
 } ba_study_settings_t;
 
@@ -85,10 +85,10 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
 int64_t ba_study_plan_seed(const ba_study_settings_t *s);
 
 typedef struct ba_study_progress {
-    const char *phase;  /* "sensitivity", "ilp", "fp", "search", "sweep" */
+    const char *phase; /* "sensitivity", "ilp", "fp", "search", "sweep" */
     int64_t done, total;
-    double best;        /* best objective so far (NaN before the first) */
-    double budget_use;  /* best configuration's first budget value / its limit (NaN when none) */
+    double best;       /* best objective so far (NaN before the first) */
+    double budget_use; /* best configuration's first budget value / its limit (NaN when none) */
 } ba_study_progress_t;
 
 typedef struct ba_study_callbacks {
@@ -100,20 +100,20 @@ typedef struct ba_study_callbacks {
 typedef struct ba_study_sweep_point {
     double limit;
     int feasible, pareto; /* pareto: not dominated in (measured objective, used) by another point */
-    int64_t trial;      /* -1 when infeasible */
-    double used;        /* the swept quantity's value at this point (≤ limit) */
+    int64_t trial;        /* -1 when infeasible */
+    double used;          /* the swept quantity's value at this point (≤ limit) */
     double predicted;
     double budget[BA_BUDGET_NKINDS];
     ba_eval_result_t res;
-    int *bits;          /* [nlayers] */
+    int *bits; /* [nlayers] */
 } ba_study_sweep_point_t;
 
 typedef struct ba_study_result {
     char study[256];
-    int created;          /* 1: this call created the study */
-    int was_complete;     /* 1: the study had already finished (resume just reports) */
+    int created;      /* 1: this call created the study */
+    int was_complete; /* 1: the study had already finished (resume just reports) */
     char method[16];
-    int64_t trial;        /* best trial (-1 for a sweep) */
+    int64_t trial; /* best trial (-1 for a sweep) */
     int64_t ntrials;
     int64_t nevals;       /* evaluations made by this process (measurements, memo hits not counted) */
     int64_t nmeasured;    /* measurements the study holds (its memo: configuration × sample window) */
@@ -122,13 +122,14 @@ typedef struct ba_study_result {
     ba_eval_result_t res; /* best trial's full-data metrics */
     ba_plan_t *plan;      /* best plan (NULL for a sweep) */
     int nlayers;
-    char **layer_names;   /* borrowed from plan or owned when no plan (sweep): see ba_study_result_free */
-    int sweep_key;        /* ba_budget_kind_t swept, -1 none */
+    char **layer_names; /* borrowed from plan or owned when no plan (sweep): see ba_study_result_free */
+    int sweep_key;      /* ba_budget_kind_t swept, -1 none */
     int nsweep;
     ba_study_sweep_point_t *sweep;
     double seconds;
     double search_seconds; /* evolution: wall time of the evolution itself, and the part of it */
-    double eval_seconds;   /* in evaluations (forward passes); the rest is mutation, selection, checkpoints, DB */
+    double
+        eval_seconds; /* in evaluations (forward passes); the rest is mutation, selection, checkpoints, DB */
 } ba_study_result_t;
 
 void ba_study_result_free(ba_study_result_t *r);
@@ -137,18 +138,18 @@ double ba_study_result_metric(const ba_study_result_t *r);
 
 /* ---- the problem of a model (study/problem.c) ---- */
 typedef struct ba_study_problem_spec {
-    const int *bits;  /* candidate widths (ba_bits_parse) */
+    const int *bits; /* candidate widths (ba_bits_parse) */
     int nbits;
     /* Ω: cost[l*nbits + j] for layer l of the model and bits[j]; NAN = no value
      * (that candidate is dropped for that layer). */
     const double *cost;
-    const ba_quant_cfg_t *qcfg;      /* memory and bops follow it */
+    const ba_quant_cfg_t *qcfg; /* memory and bops follow it */
     const ba_budget_set_t *budgets;
     const ba_latency_table_t *latency_table; /* one of these when a latency budget is set */
     const ba_hw_profile_t *hw;
-    const char *const *pins;  /* "GLOB=BITS" */
+    const char *const *pins; /* "GLOB=BITS" */
     int npins;
-    const char *const *ties;  /* "GLOB" */
+    const char *const *ties; /* "GLOB" */
     int nties;
 } ba_study_problem_spec_t;
 
@@ -156,8 +157,8 @@ typedef struct ba_study_problem_spec {
  * avg-bits A = b·params/Σparams; memory A = ba_cost_layer_memory, offset =
  * m->other_init_bytes; bops A = ba_cost_layer_bops; latency A from the table
  * or the roofline profile. */
-ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec, ba_problem_t **out,
-                                      ba_error *err);
+ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec,
+                                      ba_problem_t **out, ba_error *err);
 
 /* ---- the cached sensitivity call (search and `bitalloc sensitivity`) ---- */
 
@@ -170,12 +171,14 @@ typedef struct ba_study_sens_info {
 /* Ω of `method` on (m, ds, labels): from the cache in db when it holds the key
  * (ba_sens_cache_key), else computed (ba_sens_compute) and stored. db NULL: no
  * cache. Policy: a failed cache write is a warning in info, never an error. */
-ba_status ba_study_sensitivity(ba_db_t *db, const ba_model_t *m, const ba_dataset_t *ds, const int64_t *labels,
-                               int64_t nlabels, ba_sens_method_t method, const ba_sens_opts_t *opts,
-                               ba_sens_table_t **out, ba_study_sens_info_t *info, ba_error *err);
-/* The cache entries themselves: *out NULL on a miss; a hit is checked against m and opts' bits like a file. */
-ba_status ba_study_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_opts_t *opts,
-                                  ba_sens_table_t **out, ba_error *err);
+ba_status ba_study_sensitivity(ba_db_t *db, const ba_model_t *m, const ba_dataset_t *ds,
+                               const int64_t *labels, int64_t nlabels, ba_sens_method_t method,
+                               const ba_sens_opts_t *opts, ba_sens_table_t **out, ba_study_sens_info_t *info,
+                               ba_error *err);
+/* The cache entries themselves: *out NULL on a miss; a hit is checked against m and opts' bits like a file.
+ */
+ba_status ba_study_sens_cache_get(ba_db_t *db, const char *key, const ba_model_t *m,
+                                  const ba_sens_opts_t *opts, ba_sens_table_t **out, ba_error *err);
 ba_status ba_study_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t *m, const ba_sens_table_t *t,
                                   ba_error *err);
 
@@ -185,9 +188,9 @@ ba_status ba_study_sens_cache_put(ba_db_t *db, const char *key, const ba_model_t
  * `ilp+evo` (evolution from the ILP optimum), `random`, `uniform`, `nsga2` (a measured
  * Pareto front, seeded from the ILP sweep of Ω); in this order. */
 #define BA_STUDY_METHOD_NAMES "ilp|evo|ilp+evo|random|uniform|nsga2"
-typedef ba_status (*ba_study_runner_fn)(const ba_problem_t *p, const int *ilp_choice, const ba_search_opts_t *so,
-                                        const ba_search_hooks_t *h, const char *checkpoint,
-                                        ba_search_result_t *out, ba_error *err);
+typedef ba_status (*ba_study_runner_fn)(const ba_problem_t *p, const int *ilp_choice,
+                                        const ba_search_opts_t *so, const ba_search_hooks_t *h,
+                                        const char *checkpoint, ba_search_result_t *out, ba_error *err);
 typedef struct ba_study_method {
     const char *name;
     int needs_sensitivity; /* the ILP on the cost table Ω is its result or its start */
@@ -209,12 +212,12 @@ void ba_study_name(const char *model, char *out, size_t cap);
 
 /* Creates the study (name NULL = generated) and runs it. A study of that name
  * that already exists is refused (BA_ERR_INPUT: "use `bitalloc resume`"). */
-ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s, const ba_study_callbacks_t *cb,
-                        ba_study_result_t *out, ba_error *err);
+ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s,
+                          const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err);
 /* Continues study `name` from the database. BA_ERR_INPUT when the study is
  * absent, or the model, data, labels or sensitivity file changed (sha256). */
-ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb, ba_study_result_t *out,
-                        ba_error *err);
+ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb,
+                          ba_study_result_t *out, ba_error *err);
 
 /* ---- calibration ---- */
 
@@ -232,9 +235,9 @@ ba_status ba_study_calibrate_acts(const ba_evaluator_t *ev, const ba_model_t *m,
  * study's metric (ba_study_info_t.metric; NULL or "" = none recorded) and the search
  * block (method, budgets, seed) from the settings; BA_ERR_INPUT naming the study and
  * trial when it does not fit m. */
-ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *metric, const char *const *names,
-                              int nnames, const ba_trial_t *t, const ba_study_settings_t *s, ba_plan_t **out,
-                              ba_error *err);
+ba_status ba_study_trial_plan(const ba_model_t *m, const char *study, const char *metric,
+                              const char *const *names, int nnames, const ba_trial_t *t,
+                              const ba_study_settings_t *s, ba_plan_t **out, ba_error *err);
 /* The layers' MACs at the study's shapes (ba_eval_resolve_costs: its --input-shape
  * specs, else its data's shapes) when it stored shapes or the model's own
  * declaration leaves them unknown, so an exported plan carries the figures the search used. */
@@ -243,7 +246,7 @@ ba_status ba_study_export_resolve_costs(ba_model_t *m, const ba_study_settings_t
  * data, checks its digest against data_sha256 when that is non-empty (BA_ERR_INPUT
  * naming the data when it changed) and calibrates on the FP model.
  * *ranges: m->nvalues entries, caller frees. */
-ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s, const char *data_sha256,
-                                    ba_act_range_t **ranges, ba_error *err);
+ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s,
+                                    const char *data_sha256, ba_act_range_t **ranges, ba_error *err);
 
 #endif

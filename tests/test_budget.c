@@ -60,7 +60,8 @@ Test(budget, bad_values_are_refused_with_the_reason) {
     parse_bad("avg-bits=33", "at most 32");
     parse_bad("memory=-1MiB", "negative");
     parse_bad("memory=4XB", "unknown unit");
-    parse_bad("latency=2s", "unknown unit 's' in '2s' (units: us, \xc2\xb5s, ms; a bare number is microseconds)");
+    parse_bad("latency=2s",
+              "unknown unit 's' in '2s' (units: us, \xc2\xb5s, ms; a bare number is microseconds)");
     parse_bad("latency=3h", "unknown unit");
     parse_bad("bops=1e400", "out of range");
     parse_bad("bops=0x10", "unknown unit");
@@ -194,7 +195,8 @@ Test(problem, unreachable_budget_names_its_smallest_value) {
     ba_solution_t sol;
     cr_assert_eq(ba_ilp_solve(p, NULL, &sol, &err), BA_ERR_INFEASIBLE);
     cr_assert_eq(ba_status_exit_code(err.code), 3);
-    cr_assert(strstr(err.msg, "budget avg-bits=1.5 cannot be met") && strstr(err.msg, "2.66667"), "%s", err.msg);
+    cr_assert(strstr(err.msg, "budget avg-bits=1.5 cannot be met") && strstr(err.msg, "2.66667"), "%s",
+              err.msg);
     cr_assert_float_eq(ba_problem_min_budget(p, 0, NULL), 8.0 / 3, 1e-12);
 
     /* Two budgets each reachable alone, not together. */
@@ -257,7 +259,8 @@ static void table_bad(const char *text, const char *needle) {
 }
 
 Test(latency, table_reads_rows_and_names_missing_entries) {
-    char *path = write_tmp("layer,bits,latency_us\r\nconv1.weight,4,12.5\n\"fc,1\",8,3\n\nconv1.weight,8,20\n");
+    char *path =
+        write_tmp("layer,bits,latency_us\r\nconv1.weight,4,12.5\n\"fc,1\",8,3\n\nconv1.weight,8,20\n");
     ba_latency_table_t *t;
     ba_error err;
     cr_assert_eq(ba_latency_table_load(path, &t, &err), BA_OK, "%s", err.msg);
@@ -296,8 +299,10 @@ Test(latency, roofline_profiles_load_and_follow_the_formula) {
         cr_assert_str_eq(hw->name, names[i]);
         double lo, hi;
         /* Fewer bits never cost more. */
-        cr_assert_eq(ba_hw_layer_latency(hw, "l", 4096 * 4096 / 2, 4096 * 4096, 4, &lo, &err), BA_OK, "%s", err.msg);
-        cr_assert_eq(ba_hw_layer_latency(hw, "l", 4096 * 4096, 4096 * 4096, 8, &hi, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_hw_layer_latency(hw, "l", 4096 * 4096 / 2, 4096 * 4096, 4, &lo, &err), BA_OK, "%s",
+                     err.msg);
+        cr_assert_eq(ba_hw_layer_latency(hw, "l", 4096 * 4096, 4096 * 4096, 8, &hi, &err), BA_OK, "%s",
+                     err.msg);
         cr_assert_leq(lo, hi);
         ba_hw_profile_free(hw);
     }

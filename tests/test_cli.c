@@ -13,8 +13,6 @@
 #include "cli/format.c"
 #include "cli/progress.c"
 
-
-
 /* stderr is exactly one "bitalloc: error: ..." line containing want. */
 static void expect_error(const ba_test_run_t *r, int code, const char *want) {
     cr_expect_eq(r->status, code, "exit %d, want %d; stderr: %s", r->status, code, r->err);
@@ -82,8 +80,8 @@ static const struct {
     {"studies", {"--format table|csv|json"}},
     {"trials", {"--study", "--best", "--where", "--sort", "--limit", "--format table|csv|json"}},
     {"export",
-     {"--study", "--trial", "--format plan|csv|hawq|modelopt|modelopt-py|llama|onnx-fakequant|onnx-qdq", "-o, --output",
-      "--name-map", "--strict", "--qdq-profile"}},
+     {"--study", "--trial", "--format plan|csv|hawq|modelopt|modelopt-py|llama|onnx-fakequant|onnx-qdq",
+      "-o, --output", "--name-map", "--strict", "--qdq-profile"}},
     {"quantize", {"MODEL", "--plan", "-o, --output", "--format fakequant|qdq"}},
 };
 
@@ -144,14 +142,17 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
         {"--seed", "-1", "--seed: expected"},
         {"--budget", "avg-bits", "--budget: expected KEY=VALUE, got 'avg-bits'"},
         {"--budget", "speed=3", "--budget: unknown budget key 'speed'"},
-        {"--budget", "memory=3MB", "--budget: budget memory=3MB: unknown unit 'MB' in '3MB' (units: B, KiB, MiB, GiB; a bare number is bytes)"},
+        {"--budget", "memory=3MB",
+         "--budget: budget memory=3MB: unknown unit 'MB' in '3MB' (units: B, KiB, MiB, GiB; a bare number is "
+         "bytes)"},
         {"--budget", "avg-bits=0", "--budget: budget avg-bits=0: must be greater than zero"},
         {"--bits", "2,9", "--bits: expected a comma list of bit-widths"},
         {"--bits", "4,4", "--bits: bit-width 4 listed twice"},
         {"--method", "annealing", "--method: expected one of ilp|evo|ilp+evo|random|uniform"},
         {"--sensitivity", "magic", "--sensitivity: expected one of"},
         {"--granularity", "group:0", "--granularity: 'group:0': group size must be a positive integer"},
-        {"--granularity", "group:4294967297", "--granularity: 'group:4294967297': group size must be a positive"},
+        {"--granularity", "group:4294967297",
+         "--granularity: 'group:4294967297': group size must be a positive"},
         {"--pin", "conv1*=9", "--pin: expected a bit-width"},
         {"--pin", "conv1*", "--pin: expected NAME_GLOB=BITS"},
         {"--sweep", "avg-bits=6:3:1", "--sweep: FROM must not exceed TO"},
@@ -169,12 +170,13 @@ Test(cli, bad_values_exit_2_naming_the_flag) {
         {"--data", "=x.npy", "--data: expected FILE or NAME=FILE"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", cases[i].flag,
-                      cases[i].value, NULL);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4",
+                                      cases[i].flag, cases[i].value, NULL);
         expect_error(&r, 2, cases[i].want);
         ba_test_run_free(&r);
     }
-    ba_test_run_t r = ba_test_cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
+    ba_test_run_t r =
+        ba_test_cli("export", "--study", "s", "-o", "x", "--format", "plan", "--trial", "first", NULL);
     expect_error(&r, 2, "--trial: expected a trial number or 'best'");
     ba_test_run_free(&r);
     r = ba_test_cli("trials", "--study", "s", "--limit", "4294967296", NULL);
@@ -222,7 +224,8 @@ Test(cli, global_flags_work_before_or_after_the_command) {
     r = ba_test_cli("studies", "--db=/nonexistent-dir/x.db", "-vv", "--format", "csv", NULL);
     expect_error(&r, 2, db);
     ba_test_run_free(&r);
-    r = ba_test_cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config", NULL);
+    r = ba_test_cli("-v", "search", "m.onnx", "--data", "x.npy", "--budget", "avg-bits=4", "--print-config",
+                    NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "verbose: [true]"), "%s", r.out);
     ba_test_run_free(&r);
@@ -296,8 +299,8 @@ Test(cli, config_rebases_named_inputs_and_hw_paths_only) {
 
 Test(cli, flags_override_the_config_file_key_by_key) {
     cfg_t c = write_cfg(BASE_CFG);
-    ba_test_run_t r = ba_test_cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget", "avg-bits=3",
-                  "--data", "x.npy", "--pin", "fc*=4", "--print-config", NULL);
+    ba_test_run_t r = ba_test_cli("search", "other.onnx", "--config", c.path, "--seed", "9", "--budget",
+                                  "avg-bits=3", "--data", "x.npy", "--pin", "fc*=4", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "model: \"other.onnx\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "seed: \"9\"\n"), "%s", r.out);
@@ -313,7 +316,8 @@ Test(cli, flags_override_the_config_file_key_by_key) {
 
 Test(cli, printed_config_loads_back_to_the_same_flags) {
     cfg_t c = write_cfg(BASE_CFG);
-    ba_test_run_t r = ba_test_cli("search", "--config", c.path, "--tie", "layer\"1*", "-v", "--print-config", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", "--config", c.path, "--tie", "layer\"1*", "-v", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char again[700];
     snprintf(again, sizeof again, "%s/again.yaml", c.dir);
@@ -372,7 +376,8 @@ Test(cli, bad_config_values_exit_2_naming_flag_and_line) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cfg_t c = write_cfg(cases[i].yaml);
-        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config",
+                                      c.path, NULL);
         expect_error(&r, 2, cases[i].want);
         ba_test_run_free(&r);
         ba_test_rmtree(c.dir);
@@ -420,11 +425,12 @@ static double time_config(const char *dir, const char *name, const char *head, c
     /* CPU seconds of the child (user + system), so a loaded machine does not fail the test. */
     struct rusage before, after;
     getrusage(RUSAGE_CHILDREN, &before);
-    *r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", path, "--print-config",
-                     NULL);
+    *r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", path,
+                     "--print-config", NULL);
     getrusage(RUSAGE_CHILDREN, &after);
 #define BA_TV_S(tv) ((double)(tv).tv_sec + (double)(tv).tv_usec * 1e-6)
-    return BA_TV_S(after.ru_utime) - BA_TV_S(before.ru_utime) + BA_TV_S(after.ru_stime) - BA_TV_S(before.ru_stime);
+    return BA_TV_S(after.ru_utime) - BA_TV_S(before.ru_utime) + BA_TV_S(after.ru_stime) -
+           BA_TV_S(before.ru_stime);
 #undef BA_TV_S
 }
 
@@ -454,7 +460,8 @@ Test(cli, duplicate_config_keys_exit_2_naming_key_and_line) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cfg_t c = write_cfg(cases[i].yaml);
-        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config", c.path, NULL);
+        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", "avg-bits=4", "--config",
+                                      c.path, NULL);
         expect_error(&r, 2, cases[i].want);
         ba_test_run_free(&r);
         ba_test_rmtree(c.dir);
@@ -464,15 +471,17 @@ Test(cli, duplicate_config_keys_exit_2_naming_key_and_line) {
 /* One parser decides the units of a budget everywhere: the flag, the config file and the
  * library agree, and the message lists exactly the suffixes that are accepted. */
 Test(cli, budget_units_are_the_same_for_flags_and_config) {
-    static const char *const good[] = {"memory=1000", "memory=1000B", "memory=2KiB", "memory=1.5MiB",
-                                       "latency=300", "latency=2ms", "latency=250us", "bops=3G", "bops=3k"};
+    static const char *const good[] = {"memory=1000",   "memory=1000B", "memory=2KiB",
+                                       "memory=1.5MiB", "latency=300",  "latency=2ms",
+                                       "latency=250us", "bops=3G",      "bops=3k"};
     for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        ba_test_run_t r = ba_test_cli("search", "m.onnx", "--data", "x", "--budget", good[i], "--print-config", NULL);
+        ba_test_run_t r =
+            ba_test_cli("search", "m.onnx", "--data", "x", "--budget", good[i], "--print-config", NULL);
         cr_expect_eq(r.status, 0, "%s: %s", good[i], r.err);
         ba_test_run_free(&r);
         char yaml[128];
-        snprintf(yaml, sizeof yaml, "budget: {%.*s: \"%s\"}\n", (int)(strchr(good[i], '=') - good[i]), good[i],
-                 strchr(good[i], '=') + 1);
+        snprintf(yaml, sizeof yaml, "budget: {%.*s: \"%s\"}\n", (int)(strchr(good[i], '=') - good[i]),
+                 good[i], strchr(good[i], '=') + 1);
         cfg_t c = write_cfg(yaml);
         r = ba_test_cli("search", "m.onnx", "--data", "x", "--config", c.path, "--print-config", NULL);
         cr_expect_eq(r.status, 0, "%s: %s", yaml, r.err);
@@ -496,7 +505,8 @@ Test(cli, budget_units_are_the_same_for_flags_and_config) {
 }
 
 Test(cli, demo_config_is_a_complete_search) {
-    ba_test_run_t r = ba_test_cli("search", "--config", BA_SOURCE_DIR "/configs/demo.yaml", "--print-config", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", "--config", BA_SOURCE_DIR "/configs/demo.yaml", "--print-config", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "tests/fixtures/digits/cnn_dyn.onnx\"\n"), "%s", r.out);
     cr_expect(strstr(r.out, "tests/fixtures/digits/calib_x.npy\"]\n"), "%s", r.out);

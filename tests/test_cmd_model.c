@@ -27,7 +27,6 @@
 #define REL_TOL_ACTS 2e-3
 #define COUNT_TOL_ACTS (2.0 / 512.0)
 
-
 static json_t *parse(const char *text) {
     json_error_t e;
     json_t *j = json_loads(text, 0, &e);
@@ -72,9 +71,10 @@ static const char *fix(const json_t *c, const char *key, char *buf, size_t cap) 
 static void check_case(const char *name) {
     json_t *c = ref_case(name);
     char model[512], data[512], labels[512], plan[512];
-    ba_test_run_t r = ba_test_cli("eval", fix(c, "model", model, sizeof model), "--data", fix(c, "data", data, sizeof data),
-                  "--labels", fix(c, "labels", labels, sizeof labels), "--plan",
-                  fix(c, "plan", plan, sizeof plan), "--format", "json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", fix(c, "model", model, sizeof model), "--data", fix(c, "data", data, sizeof data),
+                    "--labels", fix(c, "labels", labels, sizeof labels), "--plan",
+                    fix(c, "plan", plan, sizeof plan), "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s: exit %d: %s", name, r.status, r.err);
     json_t *j = parse(r.out);
     json_t *q = json_object_get(j, "quantized");
@@ -115,8 +115,8 @@ Test(cmd_eval, per_tensor_asymmetric_act6_plan_matches_pytorch_reference) {
 }
 
 Test(cmd_eval, fp_accuracy_matches_the_fixture_metadata) {
-    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "test_y.npy",
-                  "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels",
+                                  DIG "test_y.npy", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_expect_eq(num(json_object_get(j, "fp"), "accuracy"), 0.970703125); /* digits/meta.json: cnn test */
@@ -126,7 +126,8 @@ Test(cmd_eval, fp_accuracy_matches_the_fixture_metadata) {
 }
 
 Test(cmd_eval, without_labels_reports_samples_and_output_shape) {
-    ba_test_run_t r = ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--format", "json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_expect_eq(num(j, "samples"), 512);
@@ -140,8 +141,8 @@ Test(cmd_eval, without_labels_reports_samples_and_output_shape) {
 }
 
 Test(cmd_eval, table_prints_fp_and_quantized_side_by_side) {
-    ba_test_run_t r = ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--labels", DIG "test_y.npy",
-                  "--plan", REFS "mlp_act8.plan.json", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "mlp_dyn.onnx", "--data", DIG "test_x_flat.npy", "--labels",
+                                  DIG "test_y.npy", "--plan", REFS "mlp_act8.plan.json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "metric") && strstr(r.out, "quantized"), "%s", r.out);
     /* Both columns of the accuracy row hold 0.966797 (column widths follow the
@@ -159,7 +160,8 @@ Test(cmd_eval, save_output_without_plan_is_the_pytorch_output) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/o.npy", dir);
-    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--save-output", out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--save-output", out, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_error err;
     ba_tensor_t *a = NULL, *b = NULL;
@@ -187,8 +189,8 @@ Test(cmd_eval, data_shape_mismatch_exits_2_naming_the_input) {
 }
 
 Test(cmd_eval, labels_of_wrong_length_exit_2) {
-    ba_test_run_t r =
-        ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels", DIG "calib_y.npy", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--labels",
+                                  DIG "calib_y.npy", NULL);
     cr_expect_eq(r.status, 0, "calib_y has as many rows as test_x (512): %s", r.err);
     ba_test_run_free(&r);
     char dir[512], y[600];
@@ -229,8 +231,8 @@ Test(cmd_eval, nan_in_data_is_refused_by_every_command) {
     cr_expect_eq(r.status, 2, "sensitivity: %d %s", r.status, r.err);
     cr_expect(strstr(r.err, "NaN"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", db, "search", DIG "cnn_dyn.onnx", "--data", x, "--budget", "avg-bits=4", "--sensitivity",
-                    "weight", "--method", "ilp", NULL);
+    r = ba_test_cli("--db", db, "search", DIG "cnn_dyn.onnx", "--data", x, "--budget", "avg-bits=4",
+                    "--sensitivity", "weight", "--method", "ilp", NULL);
     cr_expect_eq(r.status, 2, "search: %d %s", r.status, r.err);
     cr_expect(strstr(r.err, "NaN"), "%s", r.err);
     ba_test_run_free(&r);
@@ -257,8 +259,9 @@ Test(cmd_eval, non_finite_quantized_output_fails_and_is_not_a_perfect_score) {
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(p8, sizeof p8, "%s/p8.json", dir);
     snprintf(p2, sizeof p2, "%s/p2.json", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
-                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                    "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     char *text = slurp(p8), *at = strstr(text, "\"w_bits\": 8");
@@ -266,7 +269,8 @@ Test(cmd_eval, non_finite_quantized_output_fails_and_is_not_a_perfect_score) {
     at[10] = '2';
     cr_assert_eq(ba_test_write_file(p2, text), 0);
     free(text);
-    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p2, "--format", "json", NULL);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", p2, "--format", "json",
+                    NULL);
     cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
     cr_expect(strstr(r.err, "not finite"), "%s", r.err);
     json_t *j = json_loads(r.out, 0, NULL);
@@ -288,9 +292,10 @@ Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(plan, sizeof plan, "%s/p.json", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
-                                  "avg-bits=8", "--bits", "2,3,8", "--method", "evo", "--generations", "3", "--offspring",
-                                  "4", "--study", "e", "--plan-out", plan, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                    "avg-bits=8", "--bits", "2,3,8", "--method", "evo", "--generations", "3", "--offspring",
+                    "4", "--study", "e", "--plan-out", plan, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     r = ba_test_cli("--db", db, "trials", "--study", "e", "--format", "json", NULL);
@@ -321,7 +326,8 @@ Test(cmd_eval, non_finite_trials_are_failed_in_the_study_and_never_best) {
     char num[32], out[600];
     snprintf(num, sizeof num, "%lld", failed_number);
     snprintf(out, sizeof out, "%s/failed.json", dir);
-    r = ba_test_cli("--db", db, "export", "--study", "e", "--trial", num, "--format", "plan", "-o", out, NULL);
+    r = ba_test_cli("--db", db, "export", "--study", "e", "--trial", num, "--format", "plan", "-o", out,
+                    NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "the trial failed"), "%s", r.err);
     cr_expect_neq(access(out, F_OK), 0, "nothing written for a failed trial");
@@ -349,18 +355,21 @@ Test(cmd_eval, plan_totals_are_recomputed_and_per_layer_a_bits_refused) {
     snprintf(lie, sizeof lie, "%s/lie.json", dir);
     snprintf(ab, sizeof ab, "%s/ab.json", dir);
     snprintf(onnx, sizeof onnx, "%s/q.onnx", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
-                                  "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", db, "search", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--budget",
+                    "avg-bits=8", "--bits", "8", "--method", "uniform", "--plan-out", p8, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     replace_in_file(p8, lie, "\"avg_bits\": 8.0", "\"avg_bits\": 3.0");
-    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", lie, "--format", "json", NULL);
+    r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", lie, "--format", "json",
+                    NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
-    cr_expect(strstr(r.err, "warning: ") && strstr(r.err, "lie.json: totals.avg_bits 3, but its layers give 8"), "%s",
-              r.err);
+    cr_expect(strstr(r.err, "warning: ") &&
+                  strstr(r.err, "lie.json: totals.avg_bits 3, but its layers give 8"),
+              "%s", r.err);
     json_t *j = json_loads(r.out, 0, NULL);
-    cr_expect_float_eq(json_real_value(json_object_get(json_object_get(j, "quantized"), "avg_bits")), 8.0, 0, "%s",
-                       r.out);
+    cr_expect_float_eq(json_real_value(json_object_get(json_object_get(j, "quantized"), "avg_bits")), 8.0, 0,
+                       "%s", r.out);
     json_decref(j);
     ba_test_run_free(&r);
     r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", lie, "-o", onnx, NULL);
@@ -370,7 +379,8 @@ Test(cmd_eval, plan_totals_are_recomputed_and_per_layer_a_bits_refused) {
     replace_in_file(p8, ab, "\"a_bits\": null", "\"a_bits\": 8");
     r = ba_test_cli("eval", NANQ "sqrt_mm.onnx", "--data", NANQ "x.npy", "--plan", ab, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "ab.json: layer 'w': a_bits 8 differs from quantizer.act_bits null"), "%s", r.err);
+    cr_expect(strstr(r.err, "ab.json: layer 'w': a_bits 8 differs from quantizer.act_bits null"), "%s",
+              r.err);
     ba_test_run_free(&r);
     r = ba_test_cli("quantize", NANQ "sqrt_mm.onnx", "--plan", ab, "-o", onnx, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
@@ -386,8 +396,8 @@ Test(cmd_eval, bad_model_exits_2) {
 }
 
 Test(cmd_eval, plan_for_another_model_exits_2) {
-    ba_test_run_t r =
-        ba_test_cli("eval", DIG "cnn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_sym.plan.json", NULL);
+    ba_test_run_t r = ba_test_cli("eval", DIG "cnn.onnx", "--data", DIG "test_x.npy", "--plan",
+                                  REFS "cnn_sym.plan.json", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "sha256"), "%s", r.err);
     ba_test_run_free(&r);
@@ -460,13 +470,15 @@ static void quantize_both(qfiles_t *f, const char *model, const char *data, cons
     snprintf(f->fq_out, sizeof f->fq_out, "%s/fq.npy", f->dir);
     snprintf(f->qdq_out, sizeof f->qdq_out, "%s/qdq.npy", f->dir);
     snprintf(f->ort_out, sizeof f->ort_out, "%s/ort.npy", f->dir);
-    ba_test_run_t r = ba_test_cli("eval", model, "--data", data, "--plan", plan, "--save-output", f->ref, NULL);
+    ba_test_run_t r =
+        ba_test_cli("eval", model, "--data", data, "--plan", plan, "--save-output", f->ref, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     r = ba_test_cli("quantize", model, "--plan", plan, "-o", f->fq, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("quantize", model, "--plan", plan, "-o", f->qdq, "--format", "qdq", "--data", data, "-q", NULL);
+    r = ba_test_cli("quantize", model, "--plan", plan, "-o", f->qdq, "--format", "qdq", "--data", data, "-q",
+                    NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     onnx_check(f->fq);
@@ -519,13 +531,13 @@ Test(cmd_quantize, fakequant_of_asymmetric_group_plan_is_bit_exact, .timeout = 1
     snprintf(fq, sizeof fq, "%s/fq.onnx", dir);
     snprintf(a, sizeof a, "%s/a.npy", dir);
     snprintf(b, sizeof b, "%s/b.npy", dir);
-    ba_test_run_t r =
-        ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", fq, "-q", NULL);
+    ba_test_run_t r = ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json",
+                                  "-o", fq, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     onnx_check(fq);
-    r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--plan", REFS "cnn_asym_group.plan.json",
-            "--save-output", a, NULL);
+    r = ba_test_cli("eval", DIG "cnn_dyn.onnx", "--data", DIG "test_x.npy", "--plan",
+                    REFS "cnn_asym_group.plan.json", "--save-output", a, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     r = ba_test_cli("eval", fq, "--data", DIG "test_x.npy", "--save-output", b, NULL);
@@ -564,8 +576,8 @@ Test(cmd_quantize, qdq_refuses_group_scales_across_several_axes) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/q.onnx", dir);
-    ba_test_run_t r = ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json", "-o", out,
-                  "--format", "qdq", NULL);
+    ba_test_run_t r = ba_test_cli("quantize", DIG "cnn_dyn.onnx", "--plan", REFS "cnn_asym_group.plan.json",
+                                  "-o", out, "--format", "qdq", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "group:16") && strstr(r.err, "onnx::Conv_34"), "%s", r.err);
     struct stat sb;
@@ -578,8 +590,8 @@ Test(cmd_quantize, qdq_with_act_bits_needs_data) {
     char dir[512], out[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(out, sizeof out, "%s/q.onnx", dir);
-    ba_test_run_t r = ba_test_cli("quantize", DIG "mlp_dyn.onnx", "--plan", REFS "mlp_act8.plan.json", "-o", out, "--format",
-                  "qdq", NULL);
+    ba_test_run_t r = ba_test_cli("quantize", DIG "mlp_dyn.onnx", "--plan", REFS "mlp_act8.plan.json", "-o",
+                                  out, "--format", "qdq", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--data"), "%s", r.err);
     ba_test_run_free(&r);

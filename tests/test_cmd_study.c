@@ -24,7 +24,6 @@ typedef struct {
     char **names;
 } env_t;
 
-
 static void expect_error(const ba_test_run_t *r, int code, const char *want) {
     cr_expect_eq(r->status, code, "exit %d, want %d; stderr: %s", r->status, code, r->err);
     cr_expect(strncmp(r->err, "bitalloc: error: ", 17) == 0, "stderr: %s", r->err);
@@ -185,9 +184,11 @@ Test(study_cmds, studies_csv_and_json_carry_the_same_facts) {
     env_t e = make_env();
     ba_test_run_t r = ba_test_cli("--db", e.db, "studies", "--format", "csv", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect(strncmp(r.out, "name,created,model,method,state,trials,complete,best_trial,best_kl,metric,best_objective\n",
-                      89) == 0,
-              "%s", r.out);
+    cr_expect(
+        strncmp(r.out,
+                "name,created,model,method,state,trials,complete,best_trial,best_kl,metric,best_objective\n",
+                89) == 0,
+        "%s", r.out);
     cr_expect(strstr(r.out, "\nbeta,"), "%s", r.out);
     cr_expect(strstr(r.out, ",evo,running,1,0,,,,\n"), "null best is an empty cell: %s", r.out);
     cr_expect(strstr(r.out, ",ilp+evo,running,6,4,5,0.001,,\n"), "%s", r.out);
@@ -277,12 +278,14 @@ Test(study_cmds, trials_json_has_null_metrics_and_per_layer_bits_by_name) {
 
 Test(study_cmds, trials_csv_has_empty_cells_for_null_and_a_bits_list) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "csv", "--where", "number=4", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--format", "csv", "--where",
+                                  "number=4", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     char want[512];
-    size_t o = (size_t)snprintf(want, sizeof want,
-                                "number,state,method,avg_bits,memory,bops,latency,predicted,kl,mse,agreement,"
-                                "accuracy,objective,validation,bits\n4,failed,evo,4,4000,4000000,,0.4,,,,,,,\"8");
+    size_t o =
+        (size_t)snprintf(want, sizeof want,
+                         "number,state,method,avg_bits,memory,bops,latency,predicted,kl,mse,agreement,"
+                         "accuracy,objective,validation,bits\n4,failed,evo,4,4000,4000000,,0.4,,,,,,,\"8");
     for (int l = 1; l < e.nlayers; l++) o += (size_t)snprintf(want + o, sizeof want - o, ",4");
     snprintf(want + o, sizeof want - o, "\"\n");
     cr_expect_str_eq(r.out, want);
@@ -293,14 +296,14 @@ Test(study_cmds, trials_csv_has_empty_cells_for_null_and_a_bits_list) {
 Test(study_cmds, where_answers_exactly_the_matching_trials) {
     env_t e = make_env();
     char got[256];
-    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "avg_bits<=4 and kl<0.01",
-                  "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where",
+                                  "avg_bits<=4 and kl<0.01", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1,3");
     ba_test_run_free(&r);
     r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "state=complete and method='evo'",
-            "--format", "json", NULL);
+                    "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "2,3,5");
@@ -315,13 +318,14 @@ Test(study_cmds, where_answers_exactly_the_matching_trials) {
 Test(study_cmds, sort_limit_and_best) {
     env_t e = make_env();
     char got[256];
-    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "kl", "--limit", "3", "--format",
-                  "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "kl", "--limit", "3",
+                                  "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5,1,3");
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "-avg_bits", "--format", "json", NULL);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--sort", "-avg_bits", "--format", "json",
+                    NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5,1,4,2,3,6", "descending, ties by number");
     ba_test_run_free(&r);
@@ -329,8 +333,8 @@ Test(study_cmds, sort_limit_and_best) {
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "5");
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--best", "--where", "avg_bits<=4", "--format",
-            "json", NULL);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--best", "--where", "avg_bits<=4",
+                    "--format", "json", NULL);
     numbers_of(r.out, got, sizeof got);
     cr_expect_str_eq(got, "1", "best among the filtered trials");
     ba_test_run_free(&r);
@@ -347,7 +351,8 @@ Test(study_cmds, sort_limit_and_best) {
 Test(study_cmds, bad_where_exits_2_naming_where) {
     env_t e = make_env();
     static const char *const bad[] = {"colour<3",        "kl<", "kl<0.01 or avg_bits<4", "kl ~ 3",
-                                      "avg_bits<=4 and", "", "avg_bits<=four", "kl<nan", "kl<'0.5'"};
+                                      "avg_bits<=4 and", "",    "avg_bits<=four",        "kl<nan",
+                                      "kl<'0.5'"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", bad[i], NULL);
         cr_expect_eq(r.status, 2, "'%s': exit %d %s", bad[i], r.status, r.err);
@@ -368,15 +373,15 @@ Test(study_cmds, where_injection_leaves_the_database_intact) {
         "kl<0.01 and state=\"a\" union select * from studies",
     };
     for (size_t i = 0; i < sizeof attacks / sizeof attacks[0]; i++) {
-        ba_test_run_t r =
-            ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", attacks[i], "--format", "json", NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", attacks[i],
+                                      "--format", "json", NULL);
         cr_expect_eq(r.status, 2, "'%s': exit %d: %s", attacks[i], r.status, r.out);
         cr_expect(strstr(r.err, "--where"), "%s", r.err);
         ba_test_run_free(&r);
     }
     /* A quoted value is data, whatever it holds. */
-    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", "state='x; DROP TABLE trials'",
-                  "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where",
+                                  "state='x; DROP TABLE trials'", "--format", "json", NULL);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect_str_eq(r.out, "[]\n");
     ba_test_run_free(&r);
@@ -487,15 +492,16 @@ Test(study_cmds, where_and_budget_accept_the_same_units) {
         int budget_ok = ba_budget_value_parse(cases[i].kind, cases[i].value, &v, &err) == BA_OK;
         char where[96], plain[96], a[256] = "", b[256] = "";
         snprintf(where, sizeof where, "%s<=%s", cases[i].col, cases[i].value);
-        ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", where, "--format",
-                                      "json", NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", where,
+                                      "--format", "json", NULL);
         cr_expect_eq(r.status == 0, budget_ok, "%s: --where exit %d, --budget %s: %s", where, r.status,
                      budget_ok ? "accepts" : "refuses", r.err);
         if (r.status == 0) numbers_of(r.out, a, sizeof a);
         ba_test_run_free(&r);
         if (!budget_ok) continue;
         snprintf(plain, sizeof plain, "%s<=%.17g", cases[i].col, v);
-        r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", plain, "--format", "json", NULL);
+        r = ba_test_cli("--db", e.db, "trials", "--study", "alpha", "--where", plain, "--format", "json",
+                        NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         numbers_of(r.out, b, sizeof b);
         cr_expect_str_eq(a, b, "%s means %s", where, plain);

@@ -67,7 +67,8 @@ Test(core, bit_widths_are_listed_once_and_parsed_once) {
     cr_expect(n == 3 && bits[0] == 2 && bits[1] == 8 && bits[2] == 16, "sorted");
     cr_assert_eq(ba_bits_parse("2,3,4,5,6,7,8,16,32", bits, &n, &err), BA_OK, "every width fits");
     cr_expect_eq(n, BA_BITS_MAX_CANDIDATES);
-    static const char *const bad[] = {"", "2,", ",2", "2,,4", "9", "1", "two", "4,4", "+4", "-4", " 4", "4 ", "0x4"};
+    static const char *const bad[] = {"",    "2,", ",2", "2,,4", "9",  "1",  "two",
+                                      "4,4", "+4", "-4", " 4",   "4 ", "0x4"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         cr_expect_eq(ba_bits_parse_list(bad[i], bits, &n, &err), BA_ERR_INPUT, "'%s'", bad[i]);
     cr_assert_eq(ba_bits_parse_list("4,4", bits, &n, &err), BA_ERR_INPUT);

@@ -2,11 +2,11 @@
  * parameters (injection-proof), refusal of foreign/newer files, integrity. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,7 +35,8 @@ static int integrity_ok(const char *path) {
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 0;
     sqlite3_stmt *s;
     int ok = 0;
-    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(h, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK &&
+        sqlite3_step(s) == SQLITE_ROW)
         ok = !strcmp((const char *)sqlite3_column_text(s, 0), "ok");
     sqlite3_finalize(s);
     sqlite3_close(h);
@@ -46,8 +47,8 @@ static int64_t make_study(ba_db_t *db, const char *name) {
     ba_db_layer_t layers[2] = {{"conv1.weight", "Conv", 864, 110592}, {"fc.weight", "Gemm", 1280, 1280}};
     int64_t id = 0;
     ba_error err;
-    cr_assert_eq(ba_db_study_create(db, name, "net.onnx", "abc", "def", "{\"seed\":0}", layers, 2, &id, &err), BA_OK,
-                 "%s", err.msg);
+    cr_assert_eq(ba_db_study_create(db, name, "net.onnx", "abc", "def", "{\"seed\":0}", layers, 2, &id, &err),
+                 BA_OK, "%s", err.msg);
     return id;
 }
 
@@ -138,8 +139,13 @@ Test(db, where_is_bound_never_pasted_into_sql) {
     add_trial(db, sid, 4.0, 0.02, 4, 4);
     ba_trial_t *t;
     int n;
-    const char *attacks[] = {"kl<1; DROP TABLE trials", "kl<1 or 1=1", "kl<1) OR (1=1", "kl<1 --",
-                             "trials.kl<1", "kl<(SELECT 1)", "kl<1 and state='x'' OR ''1''=''1'"};
+    const char *attacks[] = {"kl<1; DROP TABLE trials",
+                             "kl<1 or 1=1",
+                             "kl<1) OR (1=1",
+                             "kl<1 --",
+                             "trials.kl<1",
+                             "kl<(SELECT 1)",
+                             "kl<1 and state='x'' OR ''1''=''1'"};
     for (size_t i = 0; i < sizeof attacks / sizeof *attacks; i++) {
         ba_trial_query_t q = {.where = attacks[i]};
         ba_status st = ba_db_trials_query(db, sid, &q, &t, &n, &err);
@@ -171,9 +177,9 @@ Test(db, unknown_column_and_sort_are_errors) {
  * row; a word or string against a numeric column (and a number against state or method)
  * is bad input. Memory, bops and latency take the units of --budget. */
 Test(db, where_refuses_a_value_of_the_wrong_type) {
-    static const char *const bad[] = {"avg_bits<=four", "kl<nan", "kl<'0.5'", "kl<\"0.5\"", "kl<inf",
-                                      "kl<-inf", "state=1", "method<2", "memory<=1MB", "latency<2s",
-                                      "avg_bits<=4KiB", "kl<0x10"};
+    static const char *const bad[] = {"avg_bits<=four", "kl<nan",     "kl<'0.5'",       "kl<\"0.5\"",
+                                      "kl<inf",         "kl<-inf",    "state=1",        "method<2",
+                                      "memory<=1MB",    "latency<2s", "avg_bits<=4KiB", "kl<0x10"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         ba_error err;
         cr_expect_eq(ba_db_where_check(bad[i], &err), BA_ERR_INPUT, "'%s' accepted", bad[i]);
@@ -195,8 +201,8 @@ Test(db, where_takes_the_budget_units) {
     static const struct {
         const char *where;
         int n;
-    } cases[] = {{"memory<1KiB", 1}, {"memory<1000B", 0}, {"memory<=1000", 1}, {"bops>=1M", 1},
-                 {"bops>1M", 0},     {"bops<2M and memory>0.5KiB", 1}};
+    } cases[] = {{"memory<1KiB", 1}, {"memory<1000B", 0}, {"memory<=1000", 1},
+                 {"bops>=1M", 1},    {"bops>1M", 0},      {"bops<2M and memory>0.5KiB", 1}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         ba_trial_query_t q = {.where = cases[i].where};
         ba_trial_t *t;

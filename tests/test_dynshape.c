@@ -114,7 +114,8 @@ Test(dynshape, outputs_match_pytorch_at_two_shapes) {
 static int run_ort(const char *model, const char *x, const char *out) {
     struct stat sb;
     if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0) return 0;
-    const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out, x, NULL};
+    const char *argv[] = {
+        "/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out, x, NULL};
     char *err = NULL;
     int st = -1;
     if (ba_test_run(argv, NULL, &err, &st) != 0 || st == 127) {
@@ -159,8 +160,8 @@ static int64_t resolve(ba_model_t *m, const char *data, const char *shape_spec) 
     ba_error err;
     ba_dataset_t *ds = NULL;
     if (data) cr_assert_eq(ba_dataset_load(&data, 1, &ds, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_eval_resolve_costs(m, ds, shape_spec ? &shape_spec : NULL, shape_spec ? 1 : 0, &err), BA_OK, "%s",
-                 err.msg);
+    cr_assert_eq(ba_eval_resolve_costs(m, ds, shape_spec ? &shape_spec : NULL, shape_spec ? 1 : 0, &err),
+                 BA_OK, "%s", err.msg);
     ba_dataset_free(ds);
     return total_macs(m);
 }
@@ -231,9 +232,9 @@ Test(dynshape, search_plan_records_the_shape_and_its_bops, .timeout = 120) {
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(db, sizeof db, "%s/s.db", dir);
     snprintf(plan, sizeof plan, "%s/plan.json", dir);
-    ba_test_run_t r = ba_test_cli("--db", db, "search", DYN "cnn_hw.onnx", "--data", DYN "cnn_x_b.npy", "--budget",
-                                  "avg-bits=4", "--bits", "4", "--method", "ilp", "--sensitivity", "weight",
-                                  "--study", "dyn", "--plan-out", plan, "-q", NULL);
+    ba_test_run_t r = ba_test_cli("--db", db, "search", DYN "cnn_hw.onnx", "--data", DYN "cnn_x_b.npy",
+                                  "--budget", "avg-bits=4", "--bits", "4", "--method", "ilp", "--sensitivity",
+                                  "weight", "--study", "dyn", "--plan-out", plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     ba_plan_t *p = NULL;
@@ -268,11 +269,13 @@ Test(dynshape, search_input_shape_sets_the_cost_shape_for_the_study, .timeout = 
     int64_t macs = meta_macs("cnn_hw", "input_shape_320x640");
     for (int k = 0; k < 2; k++) {
         snprintf(plan, sizeof plan, "%s/plan%d.json", dir, k);
-        ba_test_run_t r =
-            k == 0 ? ba_test_cli("--db", db, "search", DYN "cnn_hw.onnx", "--data", DYN "cnn_x_a.npy", "--input-shape",
-                                 "x=1x3x320x640", "--budget", "bops=20G", "--bits", "2,4,8", "--method", "ilp",
-                                 "--sensitivity", "weight", "--study", "dyn320", "--plan-out", plan, "-q", NULL)
-                   : ba_test_cli("--db", db, "export", "--study", "dyn320", "--format", "plan", "-o", plan, "-q", NULL);
+        ba_test_run_t r = k == 0
+                              ? ba_test_cli("--db", db, "search", DYN "cnn_hw.onnx", "--data",
+                                            DYN "cnn_x_a.npy", "--input-shape", "x=1x3x320x640", "--budget",
+                                            "bops=20G", "--bits", "2,4,8", "--method", "ilp", "--sensitivity",
+                                            "weight", "--study", "dyn320", "--plan-out", plan, "-q", NULL)
+                              : ba_test_cli("--db", db, "export", "--study", "dyn320", "--format", "plan",
+                                            "-o", plan, "-q", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         ba_test_run_free(&r);
         ba_plan_t *p = NULL;
@@ -334,7 +337,8 @@ Test(dynshape, impossible_tensor_is_bad_input_not_out_of_memory) {
     cr_expect_eq(err.code, BA_ERR_INPUT);
     cr_expect(strstr(err.msg, "limit"), "%s", err.msg);
     /* a shape that would need one: the tensor is named, exit 2 */
-    ba_test_run_t r = ba_test_cli("inspect", DYN "cnn_hw.onnx", "--input-shape", "x=1x3x1000000x1000000", NULL);
+    ba_test_run_t r =
+        ba_test_cli("inspect", DYN "cnn_hw.onnx", "--input-shape", "x=1x3x1000000x1000000", NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "limit") && strstr(r.err, "input 'x'"), "%s", r.err);
     ba_test_run_free(&r);

@@ -90,10 +90,12 @@ static ba_problem_t *make_problem(double avg_bits) {
 }
 
 static ba_search_opts_t opts(uint64_t seed) {
-    return (ba_search_opts_t){.method = "ilp+evo", .seed = seed, .generations = 12, .offspring = 8, .nsamples = 512};
+    return (ba_search_opts_t){
+        .method = "ilp+evo", .seed = seed, .generations = 12, .offspring = 8, .nsamples = 512};
 }
 
-static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg, ba_search_result_t *res) {
+static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg,
+                    ba_search_result_t *res) {
     ba_solution_t sol;
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
@@ -217,13 +219,15 @@ static void expect_failed_never_best(const log_t *a, const ba_search_result_t *r
     int failed = 0;
     for (int i = 0; i < a->n; i++) {
         if (isnan(a->t[i].obj)) {
-            cr_expect_str_eq(a->t[i].state, "failed", "trial %lld has a NaN objective", (long long)a->t[i].number);
+            cr_expect_str_eq(a->t[i].state, "failed", "trial %lld has a NaN objective",
+                             (long long)a->t[i].number);
             failed++;
         } else {
             cr_expect_str_neq(a->t[i].state, "failed");
             if (!strcmp(a->t[i].state, "complete")) cr_expect_leq(r->res.objective, a->t[i].obj);
         }
-        if (a->t[i].number == r->trial) cr_expect_str_eq(a->t[i].state, "complete", "the result is a complete trial");
+        if (a->t[i].number == r->trial)
+            cr_expect_str_eq(a->t[i].state, "complete", "the result is a complete trial");
     }
     cr_expect_gt(failed, 0, "some configurations failed");
     cr_expect(isfinite(r->res.objective), "the result is finite");
@@ -349,7 +353,8 @@ Test(evo, mutation_is_a_small_budget_preserving_level_switch) {
         cr_assert(ba_problem_feasible(p, child));
     }
     cr_assert_gt(n, 300);
-    cr_log_info("mean units moved %.2f (max %d), mean |Δavg-bits| %.3f", (double)moved / n, max_moved, dsum / n);
+    cr_log_info("mean units moved %.2f (max %d), mean |Δavg-bits| %.3f", (double)moved / n, max_moved,
+                dsum / n);
     cr_expect_leq((double)moved / n, 3.0, "a child moves a few layers, not all of them");
     cr_expect_leq(dsum / n, 0.6, "a child's budget use stays near its parent's");
     ba_solution_free(&sol);
@@ -377,7 +382,8 @@ static ba_status win_eval_at(void *ctx, const int *choice, int64_t first, int64_
     /* The validation part disagrees with the search part: a different smooth function. */
     if (first >= 384) {
         double s = 0;
-        for (int l = 0; l < L; l++) s += fabs(w->lg.p->bits[w->lg.p->start[l] + choice[l]] - 4.0) * (l % 3 + 1);
+        for (int l = 0; l < L; l++)
+            s += fabs(w->lg.p->bits[w->lg.p->start[l] + choice[l]] - 4.0) * (l % 3 + 1);
         out->objective = s;
     }
     return BA_OK;
@@ -445,7 +451,8 @@ Test(evo, validation_chooses_among_seed_and_elites_never_worse_than_the_seed) {
             best_v = fmin(best_v, w.vobj[i]);
         }
         cr_assert(isfinite(seed_v), "the seed (trial 1) is scored on validation");
-        cr_expect_eq(r.validation, best_v, "seed %llu: the validation minimum is returned", (unsigned long long)seed);
+        cr_expect_eq(r.validation, best_v, "seed %llu: the validation minimum is returned",
+                     (unsigned long long)seed);
         cr_expect_leq(r.validation, seed_v);
         for (int i = 0; i < w.nval; i++)
             if (w.validated[i] == r.trial) cr_expect_eq(w.vobj[i], r.validation);

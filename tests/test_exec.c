@@ -25,8 +25,11 @@ static ba_tensor_t *npy_read(const char *path) {
     if (buf[6] != 1 || off > size) goto out;
     char hdr[1024];
     snprintf(hdr, sizeof hdr, "%.*s", (int)hl, (const char *)buf + 10);
-    ba_dtype dt = strstr(hdr, "'<f4'") ? BA_DT_F32 : strstr(hdr, "'<f8'") ? BA_DT_F64
-                : strstr(hdr, "'<i8'") ? BA_DT_I64 : strstr(hdr, "'<i4'") ? BA_DT_I32 : BA_DT_UNDEFINED;
+    ba_dtype dt = strstr(hdr, "'<f4'")   ? BA_DT_F32
+                  : strstr(hdr, "'<f8'") ? BA_DT_F64
+                  : strstr(hdr, "'<i8'") ? BA_DT_I64
+                  : strstr(hdr, "'<i4'") ? BA_DT_I32
+                                         : BA_DT_UNDEFINED;
     if (dt == BA_DT_UNDEFINED || strstr(hdr, "True")) goto out;
     const char *p = strchr(strstr(hdr, "'shape'"), '(');
     int64_t shape[BA_MAX_DIMS];
@@ -34,13 +37,20 @@ static ba_tensor_t *npy_read(const char *path) {
     for (p++; *p && *p != ')';) {
         char *e;
         long long v = strtoll(p, &e, 10);
-        if (e == p) { p++; continue; }
+        if (e == p) {
+            p++;
+            continue;
+        }
         shape[nd++] = v;
         p = e;
     }
     t = ba_tensor_new(dt, nd, shape, &err);
-    if (t && ba_tensor_nbytes(t) <= size - off) memcpy(t->data, buf + off, ba_tensor_nbytes(t));
-    else { ba_tensor_unref(t); t = NULL; }
+    if (t && ba_tensor_nbytes(t) <= size - off)
+        memcpy(t->data, buf + off, ba_tensor_nbytes(t));
+    else {
+        ba_tensor_unref(t);
+        t = NULL;
+    }
 out:
     free(buf);
     return t;
@@ -84,7 +94,8 @@ static double excess(const ba_tensor_t *a, const ba_tensor_t *b, int64_t *at) {
 }
 
 static void assert_close(const ba_tensor_t *a, const ba_tensor_t *b, const char *what) {
-    cr_assert_eq(a->numel, b->numel, "%s: %lld vs %lld values", what, (long long)a->numel, (long long)b->numel);
+    cr_assert_eq(a->numel, b->numel, "%s: %lld vs %lld values", what, (long long)a->numel,
+                 (long long)b->numel);
     int64_t at;
     double ex = excess(a, b, &at);
     cr_assert_leq(ex, 0, "%s: element %lld: %g vs %g", what, (long long)at, ba_tensor_get_f64(a, at),
@@ -102,7 +113,8 @@ static int fixture_diff(const char *model, const char *x, const char *ref, char 
     int bad = 0;
     int64_t at;
     if (y->numel != tr->numel) {
-        snprintf(msg, cap, "%s: %lld values, reference %lld", model, (long long)y->numel, (long long)tr->numel);
+        snprintf(msg, cap, "%s: %lld values, reference %lld", model, (long long)y->numel,
+                 (long long)tr->numel);
         bad = 1;
     } else if (excess(y, tr, &at) > 0) {
         snprintf(msg, cap, "%s: element %lld: %.7g vs %.7g", model, (long long)at, ba_tensor_get_f64(y, at),
@@ -122,8 +134,10 @@ static void check_fixture(const char *model, const char *x, const char *ref) {
 }
 
 Test(exec, digits_models_match_pytorch) {
-    check_fixture(BA_FIXTURES "/digits/mlp.onnx", BA_FIXTURES "/digits/x_1_flat.npy", BA_FIXTURES "/digits/mlp_out_1.npy");
-    check_fixture(BA_FIXTURES "/digits/cnn.onnx", BA_FIXTURES "/digits/x_1.npy", BA_FIXTURES "/digits/cnn_out_1.npy");
+    check_fixture(BA_FIXTURES "/digits/mlp.onnx", BA_FIXTURES "/digits/x_1_flat.npy",
+                  BA_FIXTURES "/digits/mlp_out_1.npy");
+    check_fixture(BA_FIXTURES "/digits/cnn.onnx", BA_FIXTURES "/digits/x_1.npy",
+                  BA_FIXTURES "/digits/cnn_out_1.npy");
     check_fixture(BA_FIXTURES "/digits/mlp_dyn.onnx", BA_FIXTURES "/digits/test_x_flat.npy",
                   BA_FIXTURES "/digits/mlp_out_test.npy");
     check_fixture(BA_FIXTURES "/digits/cnn_dyn.onnx", BA_FIXTURES "/digits/test_x.npy",
@@ -131,7 +145,8 @@ Test(exec, digits_models_match_pytorch) {
 }
 
 Test(exec, zoo_models_match_pytorch, .timeout = 120) {
-    const char *names[] = {"resnet", "mobilenetv2", "mobilenetv3", "efficientnet", "shufflenet", "squeezenet", "gpt", "vit"};
+    const char *names[] = {"resnet",     "mobilenetv2", "mobilenetv3", "efficientnet",
+                           "shufflenet", "squeezenet",  "gpt",         "vit"};
     char model[512], x[512], ref[512];
     int ran = 0;
     char fails[8192] = "";
@@ -337,7 +352,8 @@ Test(exec, quantize_dequantize_per_tensor_and_per_axis) {
     ba_node_t nq = qnode("QuantizeLinear", NULL, 0), nd = qnode("DequantizeLinear", NULL, 0);
     ba_tensor_t *in[3] = {x, s, zp}, *out[1] = {0};
     cr_assert_eq(q->forward(&nq, in, 3, out, 1, &err), BA_OK, "%s", err.msg);
-    const uint8_t want[6] = {129, 126, 133, 255, 0, 128}; /* 0.5/0.5=1; 2.5/0.5=5; 0.25/0.5=0.5 -> 0 (half even) */
+    const uint8_t want[6] = {129, 126, 133,
+                             255, 0,   128}; /* 0.5/0.5=1; 2.5/0.5=5; 0.25/0.5=0.5 -> 0 (half even) */
     cr_assert_eq(memcmp(out[0]->data, want, 6), 0);
     ba_tensor_t *din[3] = {out[0], s, zp}, *dout[1] = {0};
     cr_assert_eq(dq->forward(&nd, din, 3, dout, 1, &err), BA_OK, "%s", err.msg);

@@ -29,7 +29,6 @@ typedef struct {
     ba_model_t *m;
 } env_t;
 
-
 static void copy_file(const char *from, const char *to) {
     uint8_t *data;
     size_t n;
@@ -107,7 +106,8 @@ static env_t make_env(void) {
     snprintf(
         settings, sizeof settings,
         "{\"model\": \"%s\", \"data\": [\"%s\"], \"quantizer\": {\"scheme\": \"symmetric\", \"granularity\":"
-        " \"per-channel\", \"clip\": \"max\", \"act_bits\": 8}, \"budgets\": {\"avg-bits\": 5}, \"method\": \"ilp\", "
+        " \"per-channel\", \"clip\": \"max\", \"act_bits\": 8}, \"budgets\": {\"avg-bits\": 5}, \"method\": "
+        "\"ilp\", "
         "\"bits\": [8], \"seed\": 0}",
         e.model, calib);
     cr_assert_eq(ba_db_study_create(db, "acts", e.model, e.m->sha256, dsha, settings, layers, e.m->nlayers,
@@ -165,8 +165,8 @@ static void expect_written(const ba_test_run_t *r, const env_t *e) {
 
 Test(export, plan_reads_back_validates_and_carries_trial_metrics_and_search) {
     env_t e = make_env();
-    ba_test_run_t r =
-        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format",
+                                  "plan", "-o", e.out, NULL);
     expect_written(&r, &e);
     ba_plan_t *p;
     ba_error err;
@@ -205,9 +205,10 @@ Test(export, plan_reads_back_validates_and_carries_trial_metrics_and_search) {
 Test(export, default_and_best_trial_are_the_lowest_kl_complete_one) {
     env_t e = make_env();
     for (int i = 0; i < 2; i++) {
-        ba_test_run_t r = i ? ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL)
-                    : ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "best", "--format", "plan",
-                          "-o", e.out, "-q", NULL);
+        ba_test_run_t r =
+            i ? ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL)
+              : ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "best", "--format", "plan",
+                            "-o", e.out, "-q", NULL);
         expect_written(&r, &e);
         if (i == 0) cr_expect_str_empty(r.err, "-q prints nothing");
         ba_plan_t *p;
@@ -225,8 +226,8 @@ Test(export, default_and_best_trial_are_the_lowest_kl_complete_one) {
 
 Test(export, csv_has_one_row_per_layer_with_params) {
     env_t e = make_env();
-    ba_test_run_t r =
-        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "csv", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "csv",
+                                  "-o", e.out, NULL);
     expect_written(&r, &e);
     char want[4096];
     size_t o = (size_t)snprintf(want, sizeof want, "layer,w_bits,a_bits,params\n");
@@ -253,8 +254,8 @@ static const char *const CNN_MODULES[] = {"conv1", "conv2", "conv3", "fc"};
 
 Test(export, hawq_without_names_warns_per_layer_and_strict_exits_2) {
     env_t e = make_env();
-    ba_test_run_t r =
-        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format", "hawq", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "2", "--format",
+                                  "hawq", "-o", e.out, NULL);
     expect_written(&r, &e);
     for (int l = 0; l < e.m->nlayers; l++) {
         char want[300];
@@ -348,8 +349,8 @@ Test(export, modelopt_patterns_name_pytorch_modules_with_pytorch_axes) {
 
 Test(export, llama_writes_one_anchored_lowercase_safe_line_per_tensor) {
     env_t e = make_env();
-    ba_test_run_t r =
-        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "llama", "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format",
+                                  "llama", "-o", e.out, NULL);
     expect_written(&r, &e);
     char *got = slurp(e.out);
     cr_expect_eq(ba_test_count_lines(got), (size_t)e.m->nlayers);
@@ -447,8 +448,8 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
      * the in-memory fake-quant does, so no code flips (nbad counts them). */
     cr_expect_eq(nbad, 0, "%s: %lld of %lld outputs differ from in-memory", what, (long long)nbad,
                  (long long)got->numel);
-    cr_expect_leq(maxdiff, tol * maxabs, "%s: export vs in-memory: max |diff| %g (max |out| %g)", what, maxdiff,
-                  maxabs);
+    cr_expect_leq(maxdiff, tol * maxabs, "%s: export vs in-memory: max |diff| %g (max |out| %g)", what,
+                  maxdiff, maxabs);
     ba_tensor_unref(want);
     free(ranges);
     free(ov);
@@ -461,8 +462,8 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
 
 Test(export, onnx_fakequant_passes_the_checker_and_computes_the_trial, .timeout = 120) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format", "onnx-fakequant",
-                  "-o", e.out, NULL);
+    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "1", "--format",
+                                  "onnx-fakequant", "-o", e.out, NULL);
     expect_written(&r, &e);
     onnx_check(e.out);
     int bits[64];
@@ -474,7 +475,8 @@ Test(export, onnx_fakequant_passes_the_checker_and_computes_the_trial, .timeout 
 
 Test(export, onnx_qdq_passes_the_checker_and_computes_the_trial, .timeout = 120) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-qdq", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-qdq", "-o", e.out, NULL);
     expect_written(&r, &e);
     onnx_check(e.out);
     int bits[64];
@@ -498,7 +500,8 @@ Test(export, changed_model_file_exits_2_naming_it_and_writes_nothing) {
     copy_file(DIGITS "/mlp.onnx", e.model);
     static const char *const fmts[] = {"plan", "hawq", "onnx-qdq"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", e.out, NULL);
+        ba_test_run_t r =
+            ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", e.out, NULL);
         cr_expect_eq(r.status, 2, "%s: exit %d %s", fmts[i], r.status, r.err);
         cr_expect(strstr(r.err, e.model) && strstr(r.err, "changed"), "%s", r.err);
         cr_expect_eq(ba_test_count_lines(r.err), 1, "%s", r.err);
@@ -506,7 +509,8 @@ Test(export, changed_model_file_exits_2_naming_it_and_writes_nothing) {
         ba_test_run_free(&r);
     }
     unlink(e.model);
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "csv", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "csv", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "missing model: %s", r.err);
     cr_expect(strstr(r.err, e.model), "%s", r.err);
     ba_test_run_free(&r);
@@ -515,11 +519,13 @@ Test(export, changed_model_file_exits_2_naming_it_and_writes_nothing) {
 
 Test(export, unknown_study_or_trial_and_no_complete_trial_exit_2) {
     env_t e = make_env();
-    ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "nope", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "export", "--study", "nope", "--format", "plan", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "nope"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "42", "--format", "plan", "-o", e.out, NULL);
+    r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--trial", "42", "--format", "plan", "-o",
+                    e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "--trial") && strstr(r.err, "42"), "%s", r.err);
     ba_test_run_free(&r);
@@ -539,8 +545,8 @@ Test(export, refuses_to_overwrite_the_study_database_or_model) {
         size_t n;
         ba_error err;
         cr_assert_eq(ba_file_read(targets[i], &before, &n, &err), BA_OK);
-        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-fakequant", "-o",
-                      targets[i], NULL);
+        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "onnx-fakequant",
+                                      "-o", targets[i], NULL);
         cr_expect_eq(r.status, 2, "%s", r.err);
         cr_expect(strstr(r.err, "--output"), "%s", r.err);
         uint8_t *after;
@@ -559,7 +565,8 @@ Test(export, foreign_database_exits_2_and_writes_nothing) {
     char path[700];
     snprintf(path, sizeof path, "%s/junk.db", e.dir);
     cr_assert_eq(ba_test_write_file(path, "SQLite format 3\nnot really\n"), 0);
-    ba_test_run_t r = ba_test_cli("--db", path, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", path, "export", "--study", "cnn", "--format", "plan", "-o", e.out, NULL);
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, path), "%s", r.err);
     ba_test_run_free(&r);
@@ -576,7 +583,8 @@ Test(export, write_error_exits_1_and_leaves_no_file) {
     snprintf(out, sizeof out, "%s/plan.json", blocker);
     static const char *const fmts[] = {"plan", "llama", "onnx-fakequant"};
     for (size_t i = 0; i < sizeof fmts / sizeof fmts[0]; i++) {
-        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", out, NULL);
+        ba_test_run_t r =
+            ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", fmts[i], "-o", out, NULL);
         cr_expect_eq(r.status, 1, "%s: exit %d %s", fmts[i], r.status, r.err);
         cr_expect(strstr(r.err, out), "%s: %s", fmts[i], r.err);
         ba_test_run_free(&r);
@@ -587,7 +595,8 @@ Test(export, write_error_exits_1_and_leaves_no_file) {
     cr_assert_eq(mkdir(ro, 0555), 0);
     if (access(ro, W_OK) != 0) {
         snprintf(out, sizeof out, "%s/plan.json", ro);
-        ba_test_run_t r = ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", out, NULL);
+        ba_test_run_t r =
+            ba_test_cli("--db", e.db, "export", "--study", "cnn", "--format", "plan", "-o", out, NULL);
         cr_expect_eq(r.status, 1, "exit %d %s", r.status, r.err);
         ba_test_run_free(&r);
     }

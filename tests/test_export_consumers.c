@@ -357,7 +357,7 @@ Test(export_consumers, llama_gives_every_planned_tensor_exactly_its_type) {
             ba_namemap_layer(f.m, li, map, name, sizeof name);
             if (!strstr(name, ".weight")) strcat(name, ".weight");
             char *t = llama_type(text, name);
-            cr_expect(t && !strcmp(t, ba_ggml_type_for_bits(plan_bits(&f, li))->name),
+            cr_expect(t && !strcmp(t, ba_ggml_type_name_for_bits(plan_bits(&f, li))),
                       "%s: %s -> %s, planned %d bits", FIXTURES[k], name, t ? t : "(none)",
                       plan_bits(&f, li));
             free(t);

@@ -68,9 +68,12 @@ static double rel_err(const float *a, const ba_tensor_t *ref) {
 }
 
 static ba_loss_spec_t spec_of(const fix_t *f, const char *kind) {
-    ba_loss_spec_t s = {.output = 0, .labels = f->labels, .nlabels = f->nlabels, .ref = ba_npz_get(f->z, "ref")};
-    s.kind = !strcmp(kind, "ce") ? BA_LOSS_CE : !strcmp(kind, "ce_argmax") ? BA_LOSS_CE_ARGMAX
-             : !strcmp(kind, "kl") ? BA_LOSS_KL : BA_LOSS_MSE;
+    ba_loss_spec_t s = {
+        .output = 0, .labels = f->labels, .nlabels = f->nlabels, .ref = ba_npz_get(f->z, "ref")};
+    s.kind = !strcmp(kind, "ce")          ? BA_LOSS_CE
+             : !strcmp(kind, "ce_argmax") ? BA_LOSS_CE_ARGMAX
+             : !strcmp(kind, "kl")        ? BA_LOSS_KL
+                                          : BA_LOSS_MSE;
     return s;
 }
 
@@ -107,8 +110,8 @@ static double check_grads(const char *model, const char *npz, const char *kind) 
     cr_assert_eq(ba_grad_compute(f.m, in, NULL, &s, n, req, g, &loss, &e), BA_OK, "%s", e.msg);
     snprintf(key, sizeof key, "loss_%s", kind);
     double lref = ba_tensor_get_f64(ba_npz_get(f.z, key), 0);
-    cr_expect_lt(fabs(loss - lref), LOSS_TOL * fmax(1.0, fabs(lref)), "%s %s: loss %.9g vs torch %.9g", npz, kind,
-                 loss, lref);
+    cr_expect_lt(fabs(loss - lref), LOSS_TOL * fmax(1.0, fabs(lref)), "%s %s: loss %.9g vs torch %.9g", npz,
+                 kind, loss, lref);
     /* A gradient that is zero in exact arithmetic (the bias of a conv followed
      * by InstanceNormalization: the norm removes it) has a reference at
      * float64 rounding; it is compared on the scale of the others. */
@@ -124,12 +127,13 @@ static double check_grads(const char *model, const char *npz, const char *kind) 
         }
         double r = mr < ZERO_GRAD_REL * gmax ? md / gmax : rel_err(g[k], refs[k]);
         if (r > worst) worst = r;
-        cr_expect_lt(r, GRAD_TOL, "%s %s: dL/d%s relative error %.3g", npz, kind, f.m->values[req[k]].name, r);
+        cr_expect_lt(r, GRAD_TOL, "%s %s: dL/d%s relative error %.3g", npz, kind, f.m->values[req[k]].name,
+                     r);
         free(g[k]);
     }
     free(g);
-    fprintf(stderr, "grad %s %s: %d tensors, worst relative error %.3g, loss %.8f (torch %.8f)\n", npz, kind, n,
-            worst, loss, lref);
+    fprintf(stderr, "grad %s %s: %d tensors, worst relative error %.3g, loss %.8f (torch %.8f)\n", npz, kind,
+            n, worst, loss, lref);
     fix_close(&f);
     return worst;
 }
@@ -188,11 +192,17 @@ Test(grad, cnn_gradients_match_pytorch) {
     check_grads(FX("digits/cnn_dyn.onnx"), GR("cnn.npz"), "kl");
 }
 
-Test(grad, batchnorm_cnn_gradients_match_pytorch) { check_grads(GR("cnn_bn.onnx"), GR("cnn_bn.npz"), "ce"); }
+Test(grad, batchnorm_cnn_gradients_match_pytorch) {
+    check_grads(GR("cnn_bn.onnx"), GR("cnn_bn.npz"), "ce");
+}
 
-Test(grad, vit_gradients_match_pytorch) { check_grads(FX("zoo/vit.onnx"), GR("vit.npz"), "ce"); }
+Test(grad, vit_gradients_match_pytorch) {
+    check_grads(FX("zoo/vit.onnx"), GR("vit.npz"), "ce");
+}
 
-Test(grad, gpt_gradients_match_pytorch) { check_grads(FX("zoo/gpt.onnx"), GR("gpt.npz"), "ce"); }
+Test(grad, gpt_gradients_match_pytorch) {
+    check_grads(FX("zoo/gpt.onnx"), GR("gpt.npz"), "ce");
+}
 
 Test(grad, hvp_matches_pytorch_double_backward) {
     check_hvps(FX("digits/mlp_dyn.onnx"), GR("mlp.npz"));
@@ -218,8 +228,10 @@ Test(grad, hvp_through_clip_hardswish_maxpool_matches_pytorch) {
 
 /* The central-difference cross-check agrees with PyTorch on the original fixtures too. */
 Test(grad, central_difference_hvp_matches_pytorch) {
-    check_hvps_with(FX("digits/cnn_dyn.onnx"), GR("cnn.npz"), ba_grad_session_hvp_fd, HVP_TOL, "central differences");
-    check_hvps_with(FX("zoo/vit.onnx"), GR("vit.npz"), ba_grad_session_hvp_fd, HVP_TOL, "central differences");
+    check_hvps_with(FX("digits/cnn_dyn.onnx"), GR("cnn.npz"), ba_grad_session_hvp_fd, HVP_TOL,
+                    "central differences");
+    check_hvps_with(FX("zoo/vit.onnx"), GR("vit.npz"), ba_grad_session_hvp_fd, HVP_TOL,
+                    "central differences");
 }
 
 /* Tr(H) of the MLP's last layer from one HVP per basis vector vs the exact
@@ -372,8 +384,10 @@ Test(grad, hvp_with_fallback_ops_agrees_with_central_differences) {
         dot += (double)v[i] * a[i];
     }
     cr_assert_eq(ba_grad_session_vhv(sess, L->value, v, &vhv, &e), BA_OK, "%s", e.msg);
-    fprintf(stderr, "hvp vit_op17 %s (%d LayerNorms downstream): exact vs central differences %.3g, vhv %.6g vs %.6g\n",
-            L->name, nln, md / mr, vhv, dot);
+    fprintf(
+        stderr,
+        "hvp vit_op17 %s (%d LayerNorms downstream): exact vs central differences %.3g, vhv %.6g vs %.6g\n",
+        L->name, nln, md / mr, vhv, dot);
     cr_expect_lt(md / mr, HVP_TOL);
     cr_expect_lt(fabs(vhv - dot), 1e-5 * fabs(dot));
     free(v);
@@ -555,8 +569,8 @@ static void check_hvp_multi(const char *model, const char *npz) {
         md = fmax(md, fabs((double)h1[a][i] - single[i]));
         mr = fmax(mr, fabs((double)single[i]));
     }
-    cr_expect(mr > 0 && md <= 1e-5 * mr, "%s: block %d of the multi HVP differs from the HVP by %.3g (max %.3g)", npz,
-              a, md, mr);
+    cr_expect(mr > 0 && md <= 1e-5 * mr,
+              "%s: block %d of the multi HVP differs from the HVP by %.3g (max %.3g)", npz, a, md, mr);
     /* linearity: H(v1 + v2) = H v1 + H v2 on every block */
     for (int l = 0; l < L; l++) {
         double d = 0, r = 0;
@@ -564,7 +578,8 @@ static void check_hvp_multi(const char *model, const char *npz) {
             d = fmax(d, fabs((double)h12[l][i] - h1[l][i] - h2[l][i]));
             r = fmax(r, fabs((double)h12[l][i]));
         }
-        cr_expect(d <= 1e-4 * r + 1e-12, "%s: layer %d: H(v1+v2) - Hv1 - Hv2 = %.3g (max %.3g)", npz, l, d, r);
+        cr_expect(d <= 1e-4 * r + 1e-12, "%s: layer %d: H(v1+v2) - Hv1 - Hv2 = %.3g (max %.3g)", npz, l, d,
+                  r);
     }
     /* symmetry of the cross blocks: u_b·(H_ba u_a) = u_a·(H_ab u_b), and nonzero */
     double ba_ = 0, ab = 0;

@@ -45,8 +45,8 @@ typedef struct {
     char in[600], out[600];
     char model[700], data[700], labels[700], db[700], plan[700], sens[700], sens_csv[700], cfg[700], lat[700],
         hw[700];
-    char *snap_in;    /* the input folder before the runs */
-    char *snap_fix;   /* the fixtures read */
+    char *snap_in;  /* the input folder before the runs */
+    char *snap_fix; /* the fixtures read */
     int runs;
     const char *hung; /* the case that last hung: its other commands are skipped */
 } henv_t;
@@ -75,7 +75,9 @@ static void sb_addf(sbuf_t *b, const char *fmt, ...) {
     b->n += (size_t)k;
 }
 
-static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static void snap_entry(sbuf_t *b, const char *path, const char *rel) {
     struct stat st;
@@ -208,10 +210,10 @@ static void run_cli(henv_t *e, const char *what, const char *first, ...) {
     for (int i = 1; argv[i] && k < sizeof cmd - 2; i++)
         k += (size_t)snprintf(cmd + k, sizeof cmd - k, "%s ", argv[i]);
     cr_expect_fail("%s on %s: %s\n  bitalloc %s\n  stderr: %.1500s", st < 0 ? "hang" : "exit/signal", what,
-                   st < 0         ? "killed after the timeout"
-                   : sanitizer    ? "sanitizer report"
-                   : st > 128     ? strsignal(st - 128)
-                                  : "exit code > 3",
+                   st < 0      ? "killed after the timeout"
+                   : sanitizer ? "sanitizer report"
+                   : st > 128  ? strsignal(st - 128)
+                               : "exit code > 3",
                    cmd, err ? (char *)err : "");
     free(err);
 }
@@ -230,7 +232,9 @@ static void copy_file(const char *from, const char *to) {
     free(d);
 }
 
-static void write_text(const char *path, const char *text) { cr_assert_eq(ba_test_write_file(path, text), 0); }
+static void write_text(const char *path, const char *text) {
+    cr_assert_eq(ba_test_write_file(path, text), 0);
+}
 
 static void capture(const char *path, ba_test_run_t r) {
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -263,8 +267,9 @@ static henv_t setup(void) {
     copy_file(DIGITS "/calib_x_flat.npy", e.data);
     copy_file(DIGITS "/calib_y.npy", e.labels);
     copy_file(BA_SOURCE_DIR "/configs/hw/edge-npu.yaml", e.hw);
-    ba_test_run_t r = ba_test_cli("search", e.model, "--data", e.data, "--labels", e.labels, "--budget", "avg-bits=4",
-                                  "--method", "uniform", "--study", "s", "--db", e.db, "--plan-out", e.plan, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", e.model, "--data", e.data, "--labels", e.labels, "--budget", "avg-bits=4",
+                    "--method", "uniform", "--study", "s", "--db", e.db, "--plan-out", e.plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     sqlite3 *h; /* checkpoint: the database is one file from here on */
@@ -273,7 +278,9 @@ static henv_t setup(void) {
     sqlite3_close(h);
     capture(e.sens, ba_test_cli("sensitivity", e.model, "--method", "weight", "--format", "json", NULL));
     capture(e.sens_csv, ba_test_cli("sensitivity", e.model, "--method", "weight", "--format", "csv", NULL));
-    write_text(e.cfg, "model: mlp.onnx\ndata: x.npy\nlabels: y.npy\nbudget:\n  avg-bits: 4\nmethod: uniform\nseed: 1\n");
+    write_text(
+        e.cfg,
+        "model: mlp.onnx\ndata: x.npy\nlabels: y.npy\nbudget:\n  avg-bits: 4\nmethod: uniform\nseed: 1\n");
     sbuf_t lat = {0};
     sb_addf(&lat, "layer,bits,latency_us\n");
     static const char *const layers[] = {"fc1.weight", "fc2.weight", "fc3.weight"};
@@ -285,7 +292,9 @@ static henv_t setup(void) {
 }
 
 /* Call after the hostile files exist: from here on the input folder must not change. */
-static void freeze(henv_t *e) { e->snap_in = snapshot(e->in); }
+static void freeze(henv_t *e) {
+    e->snap_in = snapshot(e->in);
+}
 
 static void teardown(henv_t *e) {
     char *in = snapshot(e->in), *fix = snapshot_fixtures(), diff[512];
@@ -341,7 +350,8 @@ Test(hostile, onnx_models, .timeout = 300) {
     cr_assert_eq(ba_hostile_bytes(e.in, "text.onnx", not_proto, sizeof not_proto - 1, "text", &s), 0);
     /* A field whose length varint runs past the end, then an endless varint. */
     static const uint8_t bad_len[] = {0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01};
-    cr_assert_eq(ba_hostile_bytes(e.in, "badlen.onnx", bad_len, sizeof bad_len, "graph length past the end", &s), 0);
+    cr_assert_eq(
+        ba_hostile_bytes(e.in, "badlen.onnx", bad_len, sizeof bad_len, "graph length past the end", &s), 0);
     static const uint8_t endless[] = {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     cr_assert_eq(ba_hostile_bytes(e.in, "varint.onnx", endless, sizeof endless, "overlong varint", &s), 0);
     /* External data that is not a plain file beside the model. */
@@ -396,7 +406,8 @@ Test(hostile, onnx_models, .timeout = 300) {
 
 /* ------------------------------------------------------------ npy / npz */
 
-static void npy_header(ba_hostile_set_t *s, const char *dir, const char *name, const char *dict, size_t data_bytes) {
+static void npy_header(ba_hostile_set_t *s, const char *dir, const char *name, const char *dict,
+                       size_t data_bytes) {
     size_t dl = strlen(dict);
     size_t hl = dl + 1;
     size_t n = 10 + hl + data_bytes;
@@ -491,8 +502,8 @@ Test(hostile, npy_and_npz_data, .timeout = 300) {
         run_cli(&e, w, "eval", e.model, "--data", e.data, "--labels", f, NULL);
         run_cli(&e, w, "sensitivity", e.model, "--data", f, "--method", i % 2 ? "act" : "lrp", NULL);
         run_cli(&e, w, "sensitivity", e.model, "--data", e.data, "--labels", f, "--method", "fisher", NULL);
-        run_cli(&e, w, "search", e.model, "--data", f, "--budget", "avg-bits=4", "--method", "uniform", "--db",
-                scratch_db(&e, NULL), "-q", NULL);
+        run_cli(&e, w, "search", e.model, "--data", f, "--budget", "avg-bits=4", "--method", "uniform",
+                "--db", scratch_db(&e, NULL), "-q", NULL);
     }
     for (int i = 0; i < z.n; i++) {
         run_cli(&e, z.v[i].what, "eval", e.model, "--data", z.v[i].path, NULL);
@@ -541,8 +552,10 @@ Test(hostile, configs_plans_and_sensitivity_files, .timeout = 300) {
         "{\"format\": \"bitalloc.plan/1\", \"layers\": 7}",
         "{\"format\": \"bitalloc.plan/1\", \"layers\": [{\"name\": 1, \"w_bits\": \"x\"}]}",
         "{\"format\": \"bitalloc.plan/1\", \"layers\": [{\"name\": \"fc1.weight\", \"w_bits\": 1e308}]}",
-        "{\"format\": \"bitalloc.plan/1\", \"layers\": [{\"name\": \"fc1.weight\", \"w_bits\": -9223372036854775808}]}",
-        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+        "{\"format\": \"bitalloc.plan/1\", \"layers\": [{\"name\": \"fc1.weight\", \"w_bits\": "
+        "-9223372036854775808}]}",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+        "]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
         "{\"format\": \"bitalloc.plan/1\", \"model\": {\"path\": \"\\u0000\", \"sha256\": \"\"}}",
         "\xef\xbb\xbf{\"format\": \"bitalloc.plan/1\"}",
         "{\"format\": \"bitalloc.plan/1\", \"name\": \"\xff\xfe\"}",
@@ -572,16 +585,16 @@ Test(hostile, configs_plans_and_sensitivity_files, .timeout = 300) {
     freeze(&e);
     for (int i = 0; i < c.n; i++) {
         run_cli(&e, c.v[i].what, "inspect", e.model, "--config", c.v[i].path, NULL);
-        run_cli(&e, c.v[i].what, "search", "--config", c.v[i].path, "--db", scratch_db(&e, NULL), "--plan-out",
-                outp(&e, "p.json"), "-q", NULL);
+        run_cli(&e, c.v[i].what, "search", "--config", c.v[i].path, "--db", scratch_db(&e, NULL),
+                "--plan-out", outp(&e, "p.json"), "-q", NULL);
     }
     for (int i = 0; i < p.n; i++) {
         run_cli(&e, p.v[i].what, "eval", e.model, "--data", e.data, "--plan", p.v[i].path, NULL);
         run_cli(&e, p.v[i].what, "quantize", e.model, "--plan", p.v[i].path, "-o", outp(&e, "q.onnx"), NULL);
     }
     for (int i = 0; i < sj.n; i++)
-        run_cli(&e, sj.v[i].what, "search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "ilp",
-                "--sensitivity-file", sj.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
+        run_cli(&e, sj.v[i].what, "search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method",
+                "ilp", "--sensitivity-file", sj.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
     ba_hostile_free(&c);
     ba_hostile_free(&p);
     ba_hostile_free(&sj);
@@ -595,8 +608,12 @@ Test(hostile, latency_tables_and_hardware_profiles, .timeout = 300) {
     ba_hostile_set_t l = {0}, h = {0};
     cr_assert_eq(ba_hostile_mutants(e.lat, e.in, "lat", "csv", 8, 401, &l), 0);
     static const char *const lats[] = {
-        "", "layer,bits,latency_us\nfc1.weight,4,-5\n", "layer,bits,latency_us\nfc1.weight,4,1e999\n",
-        "layer,bits\n", "\"unterminated\n", "layer,bits,latency_us\n,,\n,,\n",
+        "",
+        "layer,bits,latency_us\nfc1.weight,4,-5\n",
+        "layer,bits,latency_us\nfc1.weight,4,1e999\n",
+        "layer,bits\n",
+        "\"unterminated\n",
+        "layer,bits,latency_us\n,,\n,,\n",
     };
     for (size_t i = 0; i < sizeof lats / sizeof lats[0]; i++) {
         char name[64];
@@ -617,11 +634,11 @@ Test(hostile, latency_tables_and_hardware_profiles, .timeout = 300) {
     }
     freeze(&e);
     for (int i = 0; i < l.n; i++)
-        run_cli(&e, l.v[i].what, "search", e.model, "--data", e.data, "--budget", "latency=200us", "--method", "uniform",
-                "--latency-table", l.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
+        run_cli(&e, l.v[i].what, "search", e.model, "--data", e.data, "--budget", "latency=200us", "--method",
+                "uniform", "--latency-table", l.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
     for (int i = 0; i < h.n; i++)
-        run_cli(&e, h.v[i].what, "search", e.model, "--data", e.data, "--budget", "latency=1ms", "--method", "uniform",
-                "--hw", h.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
+        run_cli(&e, h.v[i].what, "search", e.model, "--data", e.data, "--budget", "latency=1ms", "--method",
+                "uniform", "--hw", h.v[i].path, "--db", scratch_db(&e, NULL), "-q", NULL);
     ba_hostile_free(&l);
     ba_hostile_free(&h);
     teardown(&e);
@@ -642,7 +659,8 @@ Test(hostile, databases, .timeout = 300) {
     ba_hostile_set_t d = {0};
     cr_assert_eq(ba_hostile_mutants(e.db, e.in, "db", "db", 10, 501, &d), 0);
     cr_assert_eq(ba_hostile_bytes(e.in, "garbage.db", "SQLite format 3\0garbage after the magic", 40,
-                                  "SQLite magic then garbage", &d), 0);
+                                  "SQLite magic then garbage", &d),
+                 0);
     char p[800];
     snprintf(p, sizeof p, "%s/foreign.db", e.in);
     sql_file(p, "CREATE TABLE studies(x); INSERT INTO studies VALUES(1);");
@@ -653,7 +671,8 @@ Test(hostile, databases, .timeout = 300) {
         {"otherapp.db", "PRAGMA application_id=12345"},
         {"notables.db", "DROP TABLE trial_bits; DROP TABLE trials"},
         {"badrows.db", "UPDATE trials SET avg_bits='x', kl=NULL, number=-5; UPDATE studies SET settings='{'"},
-        {"badbits.db", "UPDATE trial_bits SET w_bits=99999 WHERE layer_idx=0; UPDATE trial_bits SET a_bits=-7"},
+        {"badbits.db",
+         "UPDATE trial_bits SET w_bits=99999 WHERE layer_idx=0; UPDATE trial_bits SET a_bits=-7"},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", e.in, edits[i][0]);
@@ -671,12 +690,13 @@ Test(hostile, databases, .timeout = 300) {
         run_cli(&e, w, "--db", f, "trials", "--study", "s", "--format", "csv", NULL);
         run_cli(&e, w, "--db", f, "trials", "--study", "s", "--best", NULL);
         run_cli(&e, w, "--db", f, "export", "--study", "s", "--format", "csv", "-o", outp(&e, "e.csv"), NULL);
-        run_cli(&e, w, "--db", f, "export", "--study", "s", "--format", "onnx-qdq", "-o", outp(&e, "e.onnx"), NULL);
-        /* Writers on a copy. */
-        run_cli(&e, w, "--db", scratch_db(&e, f), "resume", "--study", "s", "--plan-out", outp(&e, "r.json"), "-q",
+        run_cli(&e, w, "--db", f, "export", "--study", "s", "--format", "onnx-qdq", "-o", outp(&e, "e.onnx"),
                 NULL);
-        run_cli(&e, w, "--db", scratch_db(&e, f), "search", e.model, "--data", e.data, "--budget", "avg-bits=4",
-                "--method", "uniform", "--study", "t", "-q", NULL);
+        /* Writers on a copy. */
+        run_cli(&e, w, "--db", scratch_db(&e, f), "resume", "--study", "s", "--plan-out", outp(&e, "r.json"),
+                "-q", NULL);
+        run_cli(&e, w, "--db", scratch_db(&e, f), "search", e.model, "--data", e.data, "--budget",
+                "avg-bits=4", "--method", "uniform", "--study", "t", "-q", NULL);
     }
     ba_hostile_free(&d);
     teardown(&e);
@@ -705,8 +725,8 @@ Test(hostile, special_paths_as_inputs, .timeout = 300) {
                 "--sensitivity-file", f, "--db", scratch_db(&e, NULL), "-q", NULL);
         run_cli(&e, w, "search", e.model, "--data", e.data, "--budget", "latency=1ms", "--method", "uniform",
                 "--latency-table", f, "--db", scratch_db(&e, NULL), "-q", NULL);
-        run_cli(&e, w, "search", e.model, "--data", e.data, "--budget", "latency=1ms", "--method", "uniform", "--hw",
-                f, "--db", scratch_db(&e, NULL), "-q", NULL);
+        run_cli(&e, w, "search", e.model, "--data", e.data, "--budget", "latency=1ms", "--method", "uniform",
+                "--hw", f, "--db", scratch_db(&e, NULL), "-q", NULL);
         run_cli(&e, w, "--db", f, "studies", NULL);
         run_cli(&e, w, "--db", f, "trials", "--study", "s", NULL);
         run_cli(&e, w, "--db", f, "resume", "--study", "s", NULL);
@@ -735,21 +755,22 @@ Test(hostile, special_paths_as_outputs, .timeout = 300) {
     for (int i = 0; i < s.n; i++) {
         const char *o = s.v[i].path, *w = s.v[i].what;
         if (!strcmp(o, "/dev/zero")) continue; /* writing through to it is fine and tells nothing */
-        run_cli(&e, w, "search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--db",
-                scratch_db(&e, NULL), "--plan-out", o, "-q", NULL);
+        run_cli(&e, w, "search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform",
+                "--db", scratch_db(&e, NULL), "--plan-out", o, "-q", NULL);
         run_cli(&e, w, "--db", scratch_db(&e, e.db), "resume", "--study", "s", "--plan-out", o, "-q", NULL);
         run_cli(&e, w, "eval", e.model, "--data", e.data, "--save-output", o, NULL);
         run_cli(&e, w, "quantize", e.model, "--plan", e.plan, "-o", o, NULL);
         run_cli(&e, w, "--db", e.db, "export", "--study", "s", "--format", "csv", "-o", o, NULL);
         run_cli(&e, w, "--db", e.db, "export", "--study", "s", "--format", "onnx-fakequant", "-o", o, NULL);
-        run_cli(&e, w, "--config", e.cfg, "search", "--db", scratch_db(&e, NULL), "--plan-out", o, "-q", NULL);
+        run_cli(&e, w, "--config", e.cfg, "search", "--db", scratch_db(&e, NULL), "--plan-out", o, "-q",
+                NULL);
     }
     /* The command's own inputs as its output: refused (exit 2), whatever the spelling. */
     char alias[800];
     snprintf(alias, sizeof alias, "%s/../in/./study.db", e.out);
     const char *own[][16] = {
-        {"search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--db", e.db, "--study",
-         "t", "--plan-out", alias, NULL},
+        {"search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--db", e.db,
+         "--study", "t", "--plan-out", alias, NULL},
         {"search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--db",
          scratch_db(&e, NULL), "--plan-out", e.model, NULL},
         {"--db", e.db, "resume", "--study", "s", "--plan-out", e.data, NULL},
@@ -764,8 +785,8 @@ Test(hostile, special_paths_as_outputs, .timeout = 300) {
     };
     for (size_t i = 0; i < sizeof own / sizeof own[0]; i++) {
         const char *const *a = own[i];
-        ba_test_run_t r = ba_test_cli(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11],
-                                      a[12], a[13], a[14], NULL);
+        ba_test_run_t r = ba_test_cli(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10],
+                                      a[11], a[12], a[13], a[14], NULL);
         cr_expect_eq(r.status, 2, "an input as the output: exit %d: %s", r.status, r.err);
         cr_expect(strstr(r.err, "choose another path"), "%s", r.err);
         ba_test_run_free(&r);
@@ -780,32 +801,53 @@ Test(hostile, flag_values_and_where_expressions, .timeout = 300) {
     henv_t e = setup();
     freeze(&e);
     static const char *const search_flags[][2] = {
-        {"--seed", "18446744073709551616"}, {"--seed", "-1"},
-        {"--generations", "99999999999999999999"}, {"--offspring", "0"},
-        {"--offspring", "2147483648"}, {"--samples", "9223372036854775808"},
-        {"--bits", "2,3,4,999"}, {"--bits", ","},
-        {"--budget", "avg-bits=nan"}, {"--budget", "memory=1e400"},
-        {"--budget", "bops=-1"}, {"--budget", "latency=0us"},
-        {"--pin", "*=99"}, {"--pin", "[=4"},
-        {"--tie", "["}, {"--act-bits", "99"},
-        {"--granularity", "group:0"}, {"--granularity", "group:99999999999999999999"},
-        {"--tol", "1e400"}, {"--study", ""},
+        {"--seed", "18446744073709551616"},
+        {"--seed", "-1"},
+        {"--generations", "99999999999999999999"},
+        {"--offspring", "0"},
+        {"--offspring", "2147483648"},
+        {"--samples", "9223372036854775808"},
+        {"--bits", "2,3,4,999"},
+        {"--bits", ","},
+        {"--budget", "avg-bits=nan"},
+        {"--budget", "memory=1e400"},
+        {"--budget", "bops=-1"},
+        {"--budget", "latency=0us"},
+        {"--pin", "*=99"},
+        {"--pin", "[=4"},
+        {"--tie", "["},
+        {"--act-bits", "99"},
+        {"--granularity", "group:0"},
+        {"--granularity", "group:99999999999999999999"},
+        {"--tol", "1e400"},
+        {"--study", ""},
     };
     for (size_t i = 0; i < sizeof search_flags / sizeof search_flags[0]; i++) {
         const char *f = search_flags[i][0], *v = search_flags[i][1];
         char what[128];
         snprintf(what, sizeof what, "%s %s", f, v);
         int budget = !strcmp(f, "--budget");
-        run_cli(&e, what, "search", e.model, "--data", e.data, "--budget", budget ? v : "avg-bits=4", "--method",
-                "uniform", "--db", scratch_db(&e, NULL), budget ? "-q" : f, budget ? NULL : v, "-q", NULL);
+        run_cli(&e, what, "search", e.model, "--data", e.data, "--budget", budget ? v : "avg-bits=4",
+                "--method", "uniform", "--db", scratch_db(&e, NULL), budget ? "-q" : f, budget ? NULL : v,
+                "-q", NULL);
     }
     run_cli(&e, "--sweep with step 0", "search", e.model, "--data", e.data, "--sweep", "avg-bits=2:8:0",
             "--sensitivity-file", e.sens, "--db", scratch_db(&e, NULL), "-q", NULL);
     run_cli(&e, "--sweep with 1e9 points", "search", e.model, "--data", e.data, "--sweep",
-            "avg-bits=2:8:0.000000001", "--sensitivity-file", e.sens, "--db", scratch_db(&e, NULL), "-q", NULL);
+            "avg-bits=2:8:0.000000001", "--sensitivity-file", e.sens, "--db", scratch_db(&e, NULL), "-q",
+            NULL);
     static const char *const wheres[] = {
-        "kl<", "avg_bits<=4 and", "and", "kl<0.01; DROP TABLE trials", "nosuch<1", "kl<nan", "kl<1e999",
-        "kl<0.01 or 1=1", "'", "kl<\"x\"", "kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01",
+        "kl<",
+        "avg_bits<=4 and",
+        "and",
+        "kl<0.01; DROP TABLE trials",
+        "nosuch<1",
+        "kl<nan",
+        "kl<1e999",
+        "kl<0.01 or 1=1",
+        "'",
+        "kl<\"x\"",
+        "kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01 and kl<0.01",
     };
     for (size_t i = 0; i < sizeof wheres / sizeof wheres[0]; i++)
         run_cli(&e, wheres[i], "--db", e.db, "trials", "--study", "s", "--where", wheres[i], NULL);
@@ -818,14 +860,17 @@ Test(hostile, flag_values_and_where_expressions, .timeout = 300) {
     run_cli(&e, "--where of 8000 comparisons", "--db", e.db, "trials", "--study", "s", "--where", w, NULL);
     free(w);
     static const char *const trial_flags[][2] = {
-        {"--limit", "-1"}, {"--limit", "99999999999999999999"}, {"--sort", "nosuch"}, {"--sort", "kl;"},
+        {"--limit", "-1"},
+        {"--limit", "99999999999999999999"},
+        {"--sort", "nosuch"},
+        {"--sort", "kl;"},
     };
     for (size_t i = 0; i < sizeof trial_flags / sizeof trial_flags[0]; i++)
-        run_cli(&e, trial_flags[i][1], "--db", e.db, "trials", "--study", "s", trial_flags[i][0], trial_flags[i][1],
-                NULL);
+        run_cli(&e, trial_flags[i][1], "--db", e.db, "trials", "--study", "s", trial_flags[i][0],
+                trial_flags[i][1], NULL);
     static const char *const trials[] = {"-1", "0", "99999999999999999999", "1e3", "best;"};
     for (size_t i = 0; i < sizeof trials / sizeof trials[0]; i++)
-        run_cli(&e, trials[i], "--db", e.db, "export", "--study", "s", "--trial", trials[i], "--format", "csv", "-o",
-                outp(&e, "e.csv"), NULL);
+        run_cli(&e, trials[i], "--db", e.db, "export", "--study", "s", "--trial", trials[i], "--format",
+                "csv", "-o", outp(&e, "e.csv"), NULL);
     teardown(&e);
 }

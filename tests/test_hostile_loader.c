@@ -59,7 +59,9 @@ static void pb_bytes(pb_t *b, unsigned field, const void *d, size_t n) {
     pb_raw(b, d, n);
 }
 
-static void pb_str(pb_t *b, unsigned field, const char *s) { pb_bytes(b, field, s, strlen(s)); }
+static void pb_str(pb_t *b, unsigned field, const char *s) {
+    pb_bytes(b, field, s, strlen(s));
+}
 
 /* Appends a sub-message and frees it. */
 static void pb_msg(pb_t *b, unsigned field, pb_t *sub) {
@@ -194,8 +196,10 @@ Test(hostile_loader, if_bodies_nested_thousands_deep_are_refused, .timeout = 60)
 static void not_refused_for_depth(const char *path) {
     ba_error err = {0};
     ba_model_t *m = NULL;
-    if (ba_model_load(path, NULL, &m, &err) == BA_OK) ba_model_free(m);
-    else cr_assert_null(strstr(err.msg, "nested deeper"), "%s", err.msg);
+    if (ba_model_load(path, NULL, &m, &err) == BA_OK)
+        ba_model_free(m);
+    else
+        cr_assert_null(strstr(err.msg, "nested deeper"), "%s", err.msg);
 }
 
 Test(hostile_loader, moderate_nesting_is_not_refused_for_depth) {
@@ -281,7 +285,8 @@ Test(hostile_loader, attribute_of_the_wrong_type_names_node_and_attribute) {
     pb_msg(&a, A_FLOATS, &fl);
     conv_with_attr(path, &a);
     cr_assert_eq(load_bad(path, msg), BA_ERR_INPUT, "%s", msg);
-    cr_assert(strstr(msg, "'conv1'") && strstr(msg, "'strides'") && strstr(msg, "FLOATS") && strstr(msg, "INTS"),
+    cr_assert(strstr(msg, "'conv1'") && strstr(msg, "'strides'") && strstr(msg, "FLOATS") &&
+                  strstr(msg, "INTS"),
               "%s", msg);
     ba_test_run_t r = ba_test_cli("inspect", path, NULL);
     cr_assert_eq(r.status, 2, "exit %d: %s", r.status, r.err);
@@ -544,8 +549,9 @@ Test(hostile_loader, sensitivity_score_whose_cost_overflows_is_refused) {
     char dir[PATH_MAX], path[PATH_MAX + 32];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(path, sizeof path, "%s/scores.csv", dir);
-    cr_assert_eq(ba_test_write_file(path, "layer,score\nonnx::Conv_31,1\nonnx::Conv_34,1.7e308\nconv3.weight,1\n"
-                                          "fc.weight,1\n"),
+    cr_assert_eq(ba_test_write_file(path,
+                                    "layer,score\nonnx::Conv_31,1\nonnx::Conv_34,1.7e308\nconv3.weight,1\n"
+                                    "fc.weight,1\n"),
                  0);
     ba_error err = {0};
     ba_model_t *m = NULL;
@@ -594,9 +600,20 @@ Test(hostile_loader, hw_profile_with_malformed_utf8_is_refused_not_a_hang, .time
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(path, sizeof path, "%s/chip.yaml", dir);
     cr_assert_eq(ba_test_write_file(path, "%\xe2\npeak_tops: 1\nmem_bw_gbps: 1\n"), 0);
-    const char *argv[] = {"/usr/bin/timeout", "20", BA_CLI, "search", BA_FIXTURES "/digits/mlp_dyn.onnx", "--data",
-                          BA_FIXTURES "/digits/calib_x_flat.npy", "--budget", "latency=10us", "--hw", path, "--db",
-                          dir, NULL};
+    const char *argv[] = {"/usr/bin/timeout",
+                          "20",
+                          BA_CLI,
+                          "search",
+                          BA_FIXTURES "/digits/mlp_dyn.onnx",
+                          "--data",
+                          BA_FIXTURES "/digits/calib_x_flat.npy",
+                          "--budget",
+                          "latency=10us",
+                          "--hw",
+                          path,
+                          "--db",
+                          dir,
+                          NULL};
     char *out = NULL, *errs = NULL;
     int status = -1;
     cr_assert_eq(ba_test_run(argv, &out, &errs, &status), 0);

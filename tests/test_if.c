@@ -74,7 +74,8 @@ static ba_tensor_t *run1(const ba_model_t *m, ba_tensor_t *x, ba_tensor_t *const
 static int run_ort(const char *model, const char *x, const char *out_npy) {
     struct stat sb;
     if (stat(BA_SOURCE_DIR "/tests/node/node_modules/onnxruntime-node", &sb) != 0) return 0;
-    const char *argv[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out_npy, x, NULL};
+    const char *argv[] = {
+        "/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", model, out_npy, x, NULL};
     char *err = NULL;
     int st = -1;
     if (ba_test_run(argv, NULL, &err, &st) != 0 || st == 127) {
@@ -188,8 +189,10 @@ Test(if_exec, overrides_reach_body_weights) {
         ba_tensor_t *x = npy(xs[k]);
         ba_tensor_t *a = run1(m, x, NULL), *b = run1(m, x, ov);
         double d = rel_diff(b->data, a);
-        if (k == 0) cr_expect_gt(d, 1e-3, "then-branch output unchanged by the override");
-        else cr_expect_eq(d, 0.0, "else-branch output changed by a then-branch weight");
+        if (k == 0)
+            cr_expect_gt(d, 1e-3, "then-branch output unchanged by the override");
+        else
+            cr_expect_eq(d, 0.0, "else-branch output changed by a then-branch weight");
         ba_tensor_unref(a);
         ba_tensor_unref(b);
         ba_tensor_unref(x);
@@ -266,8 +269,8 @@ static void check_grad(const char *model, const char *x_npy, const char *npz_pat
     }
     cr_assert_gt(ng, 0);
     if (hvp) cr_assert_gt(nh, 0);
-    fprintf(stderr, "if %s: worst relative error: gradient %.3g, H v %.3g (central differences %.3g)\n", npz_path,
-            wg, wh, wfd);
+    fprintf(stderr, "if %s: worst relative error: gradient %.3g, H v %.3g (central differences %.3g)\n",
+            npz_path, wg, wh, wfd);
     free(labels);
     ba_npz_free(z);
     ba_tensor_unref(x);
@@ -322,8 +325,8 @@ Test(if_cli, sensitivity_search_and_quantize_run, .timeout = 180) {
     for (int act = 0; act < 2; act++) {
         snprintf(plan, sizeof plan, "%s/plan%d.json", dir, act);
         r = ba_test_cli("--db", db, "-q", "search", IFC "if_value.onnx", "--data", IFC "if_value_neg_x.npy",
-                        "--budget", "avg-bits=4", "--generations", "2", "--format", "json", "--plan-out", plan,
-                        "--act-bits", act ? "8" : "32", NULL);
+                        "--budget", "avg-bits=4", "--generations", "2", "--format", "json", "--plan-out",
+                        plan, "--act-bits", act ? "8" : "32", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         cr_expect(strstr(r.out, "\"conv.weight@/If/else\""), "%s", r.out);
         ba_test_run_free(&r);
@@ -332,8 +335,8 @@ Test(if_cli, sensitivity_search_and_quantize_run, .timeout = 180) {
         for (int f = act; f < 2; f++)
             for (int k = 0; k < 2; k++) {
                 snprintf(q, sizeof q, "%s/q_%s.onnx", dir, fmts[f]);
-                r = ba_test_cli("-q", "quantize", IFC "if_value.onnx", "--plan", plan, "-o", q, "--format", fmts[f],
-                                "--data", xs[k], NULL);
+                r = ba_test_cli("-q", "quantize", IFC "if_value.onnx", "--plan", plan, "-o", q, "--format",
+                                fmts[f], "--data", xs[k], NULL);
                 cr_assert_eq(r.status, 0, "%s", r.err);
                 ba_test_run_free(&r);
                 r = ba_test_cli("-q", "eval", IFC "if_value.onnx", "--data", xs[k], "--plan", plan,
@@ -349,8 +352,8 @@ Test(if_cli, sensitivity_search_and_quantize_run, .timeout = 180) {
                 ba_tensor_unref(b);
                 if (run_ort(q, xs[k], out)) {
                     b = npy(out);
-                    cr_expect_lt(rel_diff(b->data, a), OUT_TOL, "act %d %s %s: ONNX Runtime %.3g", act, fmts[f],
-                                 xs[k], rel_diff(b->data, a));
+                    cr_expect_lt(rel_diff(b->data, a), OUT_TOL, "act %d %s %s: ONNX Runtime %.3g", act,
+                                 fmts[f], xs[k], rel_diff(b->data, a));
                     ba_tensor_unref(b);
                 }
                 ba_tensor_unref(a);
@@ -372,8 +375,8 @@ Test(if_cli, failing_body_names_the_if_and_the_node) {
     /* x4.npy sums to > 0: the then-body's Reshape to [3, 5] fails */
     ba_test_run_t r = ba_test_cli("eval", IFC "if_body_fails.onnx", "--data", IFC "x4.npy", NULL);
     cr_assert_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "failing_if") && strstr(r.err, "then_branch") && strstr(r.err, "bad_reshape"), "%s",
-              r.err);
+    cr_expect(strstr(r.err, "failing_if") && strstr(r.err, "then_branch") && strstr(r.err, "bad_reshape"),
+              "%s", r.err);
     ba_test_run_free(&r);
 }
 
@@ -399,8 +402,9 @@ Test(if_cli, untaken_branch_layers_have_no_sensitivity, .timeout = 180) {
     snprintf(db, sizeof db, "%s/s.db", dir);
     const char *methods[] = {"hessian", "fisher", "lrp", "act", "measured"};
     for (int k = 0; k < 5; k++) {
-        ba_test_run_t r = ba_test_cli("--db", db, "-q", "sensitivity", IFC "if_value.onnx", "--data",
-                                      IFC "if_value_pos_x.npy", "--method", methods[k], "--format", "csv", NULL);
+        ba_test_run_t r =
+            ba_test_cli("--db", db, "-q", "sensitivity", IFC "if_value.onnx", "--data",
+                        IFC "if_value_pos_x.npy", "--method", methods[k], "--format", "csv", NULL);
         cr_assert_eq(r.status, 0, "%s: %s", methods[k], r.err);
         int rows = 0;
         for (char *line = strtok(r.out, "\n"); line; line = strtok(NULL, "\n")) {
@@ -448,6 +452,7 @@ Test(if_exec, condition_on_a_scalar_input) {
 Test(if_cli, too_deep_nesting_is_refused) {
     ba_test_run_t r = ba_test_cli("inspect", IFC "if_deep.onnx", NULL);
     cr_assert_eq(r.status, 2, "%s", r.err);
-    cr_expect(strstr(r.err, "nested"), "%s", r.err); /* the wire-format depth bound (onnx.c) or the If depth bound */
+    cr_expect(strstr(r.err, "nested"), "%s",
+              r.err); /* the wire-format depth bound (onnx.c) or the If depth bound */
     ba_test_run_free(&r);
 }

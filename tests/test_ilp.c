@@ -133,9 +133,13 @@ static void random_instance(ba_rng_t *r, inst_t *in) {
                 double *c = &in->coef[j][at + k];
                 switch (in->kind[j]) {
                 case BA_BUDGET_AVG_BITS: *c = (double)(b * params[l]) / (double)total; break;
-                case BA_BUDGET_MEMORY: *c = (double)((b * params[l] + 7) / 8 + 4 * (params[l] % 64 + 1)); break;
+                case BA_BUDGET_MEMORY:
+                    *c = (double)((b * params[l] + 7) / 8 + 4 * (params[l] % 64 + 1));
+                    break;
                 case BA_BUDGET_BOPS: *c = (double)macs[l] * b * 32; break;
-                case BA_BUDGET_LATENCY: *c = 1.0 + b * (double)params[l] * 1e-4 * (0.5 + ba_rng_uniform(r)); break;
+                case BA_BUDGET_LATENCY:
+                    *c = 1.0 + b * (double)params[l] * 1e-4 * (0.5 + ba_rng_uniform(r));
+                    break;
                 }
             }
             at += in->ncand[l];
@@ -147,8 +151,10 @@ static void random_instance(ba_rng_t *r, inst_t *in) {
         for (int l = 0; l < in->L; l++) choice[l] = (int)ba_rng_below(r, (uint64_t)in->ncand[l]);
         double v = inst_budget(in, j, choice);
         int mode = (int)ba_rng_below(r, 10);
-        if (mode < 5) in->limit[j] = v;
-        else if (mode < 9) in->limit[j] = v * (0.7 + 0.6 * ba_rng_uniform(r));
+        if (mode < 5)
+            in->limit[j] = v;
+        else if (mode < 9)
+            in->limit[j] = v * (0.7 + 0.6 * ba_rng_uniform(r));
         else {
             for (int l = 0; l < in->L; l++) choice[l] = 0;
             in->limit[j] = inst_budget(in, j, choice) * 0.999;
@@ -162,10 +168,11 @@ static ba_problem_t *make_problem(const inst_t *in) {
     for (int l = 0; l < in->L; l++) names[l] = in->names[l];
     ba_problem_t *p;
     ba_error err;
-    cr_assert_eq(ba_problem_create(in->L, names, in->ncand, in->bits, in->cost, &p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_problem_create(in->L, names, in->ncand, in->bits, in->cost, &p, &err), BA_OK, "%s",
+                 err.msg);
     for (int j = 0; j < in->nb; j++)
-        cr_assert_eq(ba_problem_add_budget(p, in->kind[j], in->limit[j], in->offset[j], in->coef[j], &err), BA_OK,
-                     "%s", err.msg);
+        cr_assert_eq(ba_problem_add_budget(p, in->kind[j], in->limit[j], in->offset[j], in->coef[j], &err),
+                     BA_OK, "%s", err.msg);
     return p;
 }
 
@@ -224,7 +231,8 @@ Test(ilp, optimum_equals_enumeration_on_random_instances) {
         ba_solution_t sol;
         ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
         if (isinf(want)) {
-            cr_assert_eq(st, BA_ERR_INFEASIBLE, "instance %d: enumeration finds nothing, ILP says %d", it, st);
+            cr_assert_eq(st, BA_ERR_INFEASIBLE, "instance %d: enumeration finds nothing, ILP says %d", it,
+                         st);
             cr_assert(strstr(err.msg, "cannot"), "%s", err.msg);
             infeasible++;
         } else {
@@ -233,7 +241,8 @@ Test(ilp, optimum_equals_enumeration_on_random_instances) {
             double rel = fabs(sol.objective - want) / fmax(fabs(want), 1e-300);
             if (want == 0) rel = fabs(sol.objective);
             if (rel > max_rel) max_rel = rel;
-            cr_assert_leq(rel, OBJ_REL_TOL, "instance %d: ILP %.17g, enumeration %.17g", it, sol.objective, want);
+            cr_assert_leq(rel, OBJ_REL_TOL, "instance %d: ILP %.17g, enumeration %.17g", it, sol.objective,
+                          want);
             /* Feasible by the test's own arithmetic (the instance's candidates are unsorted:
              * map the solution back through its widths). */
             int mine[6];
@@ -257,11 +266,13 @@ Test(ilp, optimum_equals_enumeration_on_random_instances) {
         }
         ba_problem_free(p);
     }
-    cr_log_info("ilp: %d optima checked against enumeration (%d infeasible agreed, %d with pins, %d with ties, "
-                "%d refused ties), max relative error %.3g",
-                checked, infeasible, with_pins, with_ties, tie_errors, max_rel);
-    fprintf(stderr, "ilp: %d optima checked against enumeration (%d infeasible agreed, %d with pins, %d with ties, "
-                    "%d refused ties), max relative error %.3g\n",
+    cr_log_info(
+        "ilp: %d optima checked against enumeration (%d infeasible agreed, %d with pins, %d with ties, "
+        "%d refused ties), max relative error %.3g",
+        checked, infeasible, with_pins, with_ties, tie_errors, max_rel);
+    fprintf(stderr,
+            "ilp: %d optima checked against enumeration (%d infeasible agreed, %d with pins, %d with ties, "
+            "%d refused ties), max relative error %.3g\n",
             checked, infeasible, with_pins, with_ties, tie_errors, max_rel);
     cr_assert_geq(checked, 1000);
 }
@@ -309,9 +320,11 @@ static ba_problem_t *load_ref(const char *name, json_t **root_out) {
     }
     json_t *pins = json_object_get(root, "pins"), *ties = json_object_get(root, "ties");
     for (size_t i = 0; i < json_array_size(pins); i++)
-        cr_assert_eq(ba_problem_pin(p, json_string_value(json_array_get(pins, i)), &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_problem_pin(p, json_string_value(json_array_get(pins, i)), &err), BA_OK, "%s",
+                     err.msg);
     for (size_t i = 0; i < json_array_size(ties); i++)
-        cr_assert_eq(ba_problem_tie(p, json_string_value(json_array_get(ties, i)), &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_problem_tie(p, json_string_value(json_array_get(ties, i)), &err), BA_OK, "%s",
+                     err.msg);
     free(names), free(ncand), free(bits), free(cost), free(coef);
     *root_out = root;
     return p;

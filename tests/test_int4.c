@@ -117,7 +117,8 @@ static void check_variant(const variant_t *v) {
 
     const char *ev[] = {BA_CLI, "eval", MODEL21, "--data", DATA, "--plan", plan, "--save-output", ref, NULL};
     cli_ok(ev);
-    const char *qa[] = {BA_CLI, "quantize", MODEL21, "--plan", plan, "-o", qdq, "--format", "qdq", "-q", NULL};
+    const char *qa[] = {BA_CLI, "quantize", MODEL21, "--plan", plan, "-o",
+                        qdq,    "--format", "qdq",   "-q",     NULL};
     cli_ok(qa);
     const char *eq[] = {BA_CLI, "eval", qdq, "--data", DATA, "--save-output", out, NULL};
     cli_ok(eq);
@@ -154,7 +155,8 @@ static void check_variant(const variant_t *v) {
         const ba_tensor_t *c = mq->values[id].constant;
         cr_expect_eq(c->dtype, asym ? BA_DT_U8 : BA_DT_I8);
         cr_assert_eq(c->numel, qw.codes->numel);
-        cr_expect_eq(memcmp(c->data, qw.codes->data, (size_t)c->numel), 0, "%s: codes differ after unpacking", qn);
+        cr_expect_eq(memcmp(c->data, qw.codes->data, (size_t)c->numel), 0, "%s: codes differ after unpacking",
+                     qn);
         ba_qweight_free(&qw);
     }
     ba_model_free(mq);
@@ -165,7 +167,8 @@ static void check_variant(const variant_t *v) {
     cr_expect_eq(memcmp(r->data, o->data, (size_t)r->numel * sizeof(float)), 0,
                  "%s %s: QDQ file in our engine is not bit-exact with eval --plan", v->scheme, v->gran);
     if (have_ort()) {
-        const char *ra[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", qdq, ort, DATA, NULL};
+        const char *ra[] = {"/usr/bin/env", "node", BA_SOURCE_DIR "/tests/node/run_ort.js", qdq, ort,
+                            DATA,           NULL};
         cli_ok(ra);
         ba_tensor_t *t = load_npy(ort);
         double md = 0, mr = 0;
@@ -173,7 +176,8 @@ static void check_variant(const variant_t *v) {
             md = fmax(md, fabs((double)((float *)t->data)[i] - ((float *)r->data)[i]));
             mr = fmax(mr, fabs((double)((float *)r->data)[i]));
         }
-        cr_expect(md <= ORT_REL_TOL * mr, "%s %s: onnxruntime differs by %g relative", v->scheme, v->gran, md / mr);
+        cr_expect(md <= ORT_REL_TOL * mr, "%s %s: onnxruntime differs by %g relative", v->scheme, v->gran,
+                  md / mr);
         ba_tensor_unref(t);
     }
     ba_tensor_unref(r);
@@ -182,12 +186,18 @@ static void check_variant(const variant_t *v) {
     ba_test_rmtree(dir);
 }
 
-Test(int4, symmetric_per_channel_qdq_is_int4_and_exact, .timeout = 120) { check_variant(&VARIANTS[0]); }
+Test(int4, symmetric_per_channel_qdq_is_int4_and_exact, .timeout = 120) {
+    check_variant(&VARIANTS[0]);
+}
 Test(int4, asymmetric_per_tensor_qdq_is_uint4_beside_uint8_and_exact, .timeout = 120) {
     check_variant(&VARIANTS[1]);
 }
-Test(int4, asymmetric_group_qdq_is_blocked_uint4_and_exact, .timeout = 120) { check_variant(&VARIANTS[2]); }
-Test(int4, symmetric_group_qdq_is_blocked_int4_and_exact, .timeout = 120) { check_variant(&VARIANTS[3]); }
+Test(int4, asymmetric_group_qdq_is_blocked_uint4_and_exact, .timeout = 120) {
+    check_variant(&VARIANTS[2]);
+}
+Test(int4, symmetric_group_qdq_is_blocked_int4_and_exact, .timeout = 120) {
+    check_variant(&VARIANTS[3]);
+}
 
 /* ---- kernels on hand-made inputs ---- */
 
@@ -205,8 +215,8 @@ static ba_tensor_t *tensor(ba_dtype dt, int nd, const int64_t *shape, const doub
     return t;
 }
 
-static ba_status run_q(const char *op, ba_attr_t *attrs, int nattr, ba_tensor_t **in, int nin, ba_tensor_t **out,
-                       ba_error *err) {
+static ba_status run_q(const char *op, ba_attr_t *attrs, int nattr, ba_tensor_t **in, int nin,
+                       ba_tensor_t **out, ba_error *err) {
     ba_node_t n = {0};
     int outs[1] = {0};
     n.name = "n0";
@@ -227,13 +237,16 @@ Test(int4, blocked_dequantize_uses_one_scale_per_block_and_a_short_last_block) {
     double xv[] = {1, 2, 3, 4, 5, -1, -2, -3, -4, -5};
     double sv[] = {0.5, 2, 10, 1, 0.25, 4};
     double zv[] = {1, 0, -1, 0, 2, 3};
-    ba_tensor_t *in[3] = {tensor(BA_DT_I8, 2, xs, xv), tensor(BA_DT_F32, 2, ss, sv), tensor(BA_DT_I8, 2, ss, zv)};
-    ba_attr_t at[2] = {{.name = "axis", .type = BA_ATTR_INT, .i = 1}, {.name = "block_size", .type = BA_ATTR_INT, .i = 2}};
+    ba_tensor_t *in[3] = {tensor(BA_DT_I8, 2, xs, xv), tensor(BA_DT_F32, 2, ss, sv),
+                          tensor(BA_DT_I8, 2, ss, zv)};
+    ba_attr_t at[2] = {{.name = "axis", .type = BA_ATTR_INT, .i = 1},
+                       {.name = "block_size", .type = BA_ATTR_INT, .i = 2}};
     ba_tensor_t *y = NULL;
     ba_error err;
     cr_assert_eq(run_q("DequantizeLinear", at, 2, in, 3, &y, &err), BA_OK, "%s", err.msg);
     const float want[] = {0, 0.5f, 6, 8, 60, -1, -2, -1.25f, -1.5f, -32};
-    for (int i = 0; i < 10; i++) cr_expect_eq(((float *)y->data)[i], want[i], "y[%d] = %g", i, ((float *)y->data)[i]);
+    for (int i = 0; i < 10; i++)
+        cr_expect_eq(((float *)y->data)[i], want[i], "y[%d] = %g", i, ((float *)y->data)[i]);
     ba_tensor_unref(y);
     /* A scale with the wrong block count is refused, naming the node and the shapes. */
     int64_t bad[] = {2, 2};
@@ -241,7 +254,8 @@ Test(int4, blocked_dequantize_uses_one_scale_per_block_and_a_short_last_block) {
     ba_tensor_t *in2[3] = {in[0], bs, bz};
     y = NULL;
     cr_expect_eq(run_q("DequantizeLinear", at, 2, in2, 3, &y, &err), BA_ERR_INPUT);
-    cr_expect(strstr(err.msg, "n0") && strstr(err.msg, "block_size 2") && strstr(err.msg, "[2, 2]"), "%s", err.msg);
+    cr_expect(strstr(err.msg, "n0") && strstr(err.msg, "block_size 2") && strstr(err.msg, "[2, 2]"), "%s",
+              err.msg);
     cr_expect_null(y);
     for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
     ba_tensor_unref(bs);
@@ -259,12 +273,14 @@ Test(int4, quantize_linear_to_int4_saturates_to_the_4_bit_range) {
     cr_assert_eq(run_q("QuantizeLinear", at, 1, in, 2, &y, &err), BA_OK, "%s", err.msg);
     cr_expect_eq(y->dtype, BA_DT_I8, "int4 is held unpacked in int8");
     const int8_t want[] = {-8, -8, -1, 0, 7, 7};
-    for (int i = 0; i < 6; i++) cr_expect_eq(((int8_t *)y->data)[i], want[i], "q[%d] = %d", i, ((int8_t *)y->data)[i]);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(((int8_t *)y->data)[i], want[i], "q[%d] = %d", i, ((int8_t *)y->data)[i]);
     ba_tensor_unref(y);
     at[0].i = BA_DT_U4;
     cr_assert_eq(run_q("QuantizeLinear", at, 1, in, 2, &y, &err), BA_OK, "%s", err.msg);
     const uint8_t wantu[] = {0, 0, 0, 0, 7, 15};
-    for (int i = 0; i < 6; i++) cr_expect_eq(((uint8_t *)y->data)[i], wantu[i], "q[%d] = %d", i, ((uint8_t *)y->data)[i]);
+    for (int i = 0; i < 6; i++)
+        cr_expect_eq(((uint8_t *)y->data)[i], wantu[i], "q[%d] = %d", i, ((uint8_t *)y->data)[i]);
     ba_tensor_unref(y);
     ba_tensor_unref(in[0]);
     ba_tensor_unref(in[1]);

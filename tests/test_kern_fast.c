@@ -128,7 +128,8 @@ static void poison_next_alloc(ba_dtype dt, int ndim, const int64_t *shape) {
     ba_tensor_unref(t);
 }
 
-static void check_conv_bias(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group, int64_t s, int with_bias) {
+static void check_conv_bias(int64_t N, int64_t C, int64_t H, int64_t M, int64_t group, int64_t s,
+                            int with_bias) {
     const int64_t Kh = 3, Cg = C / group, Mg = M / group, pad = 1, OH = (H + 2 * pad - Kh) / s + 1;
     const int64_t xs[4] = {N, C, H, H}, ws[4] = {M, Cg, Kh, Kh}, bs[1] = {M};
     ba_tensor_t *in[3] = {tensor_of(4, xs, 10), tensor_of(4, ws, 11), tensor_of(1, bs, 12)}, *out = NULL;
@@ -164,8 +165,8 @@ static void check_conv_bias(int64_t N, int64_t C, int64_t H, int64_t M, int64_t 
                     want[((n * M + m) * OH + oh) * OH + ow] = acc;
                 }
     double e = max_rel_err(out->data, want, out->numel);
-    cr_expect(e < FAST_RTOL, "conv N=%lld C=%lld H=%lld M=%lld group=%lld stride=%lld: error %g", (long long)N,
-              (long long)C, (long long)H, (long long)M, (long long)group, (long long)s, e);
+    cr_expect(e < FAST_RTOL, "conv N=%lld C=%lld H=%lld M=%lld group=%lld stride=%lld: error %g",
+              (long long)N, (long long)C, (long long)H, (long long)M, (long long)group, (long long)s, e);
     free(want);
     for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
     ba_tensor_unref(out);
@@ -181,9 +182,10 @@ Test(kern_fast, conv_outputs_are_fully_written_into_reused_buffers) {
     check_conv_bias(4, 16, 64, 16, 16, 1, 0); /* depthwise, no bias */
     check_conv_bias(4, 16, 64, 16, 16, 1, 1); /* depthwise, bias: interior blocks, the last one moved back */
     check_conv_bias(4, 16, 64, 16, 16, 2, 1); /* depthwise, stride 2 */
-    check_conv_bias(64, 16, 10, 32, 16, 1, 1); /* depthwise, channel multiplier 2, interior narrower than a block */
-    check_conv_bias(4, 8, 64, 16, 1, 1, 0);   /* im2col + gemm, no bias */
-    check_conv_bias(2, 8, 64, 16, 2, 1, 0);   /* groups */
+    check_conv_bias(64, 16, 10, 32, 16, 1,
+                    1); /* depthwise, channel multiplier 2, interior narrower than a block */
+    check_conv_bias(4, 8, 64, 16, 1, 1, 0); /* im2col + gemm, no bias */
+    check_conv_bias(2, 8, 64, 16, 2, 1, 0); /* groups */
 }
 
 /* MaxPool 3x3, stride 2, pad 1 (and its indices) on a poisoned output buffer. */
@@ -233,7 +235,7 @@ static void check_softmax(const char *op) {
     ba_tensor_t *x = tensor_of(2, shape, 20), *out = NULL;
     float *xv = x->data;
     for (int64_t i = 0; i < rows * n; i++) {
-        xv[i] *= 12.0f; /* logits over [-40, 40] */
+        xv[i] *= 12.0f;                    /* logits over [-40, 40] */
         if (i % 7 == 3) xv[i] = -INFINITY; /* attention-style masks */
     }
     test_node_t t;
@@ -251,8 +253,12 @@ static void check_softmax(const char *op) {
             double want = logsm ? (double)xr[k] - mx - log(s) : exp((double)xr[k] - mx) / s;
             float got = y[r * n + k];
             if (isinf(xr[k])) {
-                if (logsm) cr_expect(isinf(got) && got < 0, "row %lld col %lld: %g", (long long)r, (long long)k, got);
-                else cr_expect_eq(got, 0.0f, "masked entry row %lld col %lld: %g", (long long)r, (long long)k, got);
+                if (logsm)
+                    cr_expect(isinf(got) && got < 0, "row %lld col %lld: %g", (long long)r, (long long)k,
+                              got);
+                else
+                    cr_expect_eq(got, 0.0f, "masked entry row %lld col %lld: %g", (long long)r, (long long)k,
+                                 got);
                 continue;
             }
             /* float32 rounds x - max by up to |x - max| * eps / 2: exp's relative error inherits it */

@@ -9,8 +9,14 @@
 #include "llm/gguf.h"
 #include "llm/imatrix.h"
 
-static size_t put_i32(uint8_t *b, size_t o, int32_t v) { memcpy(b + o, &v, 4); return o + 4; }
-static size_t put_f32(uint8_t *b, size_t o, float v) { memcpy(b + o, &v, 4); return o + 4; }
+static size_t put_i32(uint8_t *b, size_t o, int32_t v) {
+    memcpy(b + o, &v, 4);
+    return o + 4;
+}
+static size_t put_f32(uint8_t *b, size_t o, float v) {
+    memcpy(b + o, &v, 4);
+    return o + 4;
+}
 static size_t put_s(uint8_t *b, size_t o, const char *s) {
     o = put_i32(b, o, (int32_t)strlen(s));
     memcpy(b + o, s, strlen(s));
@@ -23,11 +29,14 @@ static size_t make_dat(uint8_t *b, size_t *entries_end) {
     o = put_s(b, o, "blk.0.attn_q.weight");
     o = put_i32(b, o, 4);
     o = put_i32(b, o, 3);
-    o = put_f32(b, o, 4.0f); o = put_f32(b, o, 8.0f); o = put_f32(b, o, 2.0f);
+    o = put_f32(b, o, 4.0f);
+    o = put_f32(b, o, 8.0f);
+    o = put_f32(b, o, 2.0f);
     o = put_s(b, o, "blk.0.ffn_down.weight");
     o = put_i32(b, o, 0);
     o = put_i32(b, o, 2);
-    o = put_f32(b, o, 0.5f); o = put_f32(b, o, 3.0f);
+    o = put_f32(b, o, 0.5f);
+    o = put_f32(b, o, 3.0f);
     *entries_end = o;
     o = put_i32(b, o, 7);
     return put_s(b, o, "calib.txt");
@@ -47,7 +56,8 @@ Test(llm_imatrix, legacy_dat_means_and_hostile_prefixes) {
     cr_assert(d && d->ne0 == 2);
     cr_expect(d->mean[0] == 0.5f && d->mean[1] == 3.0f, "ncall 0: values as they are");
     ba_imatrix_free(im);
-    cr_assert_eq(ba_imatrix_parse_dat(b, end, "i.dat", &im, &err), BA_OK, "the trailer is optional: %s", err.msg);
+    cr_assert_eq(ba_imatrix_parse_dat(b, end, "i.dat", &im, &err), BA_OK, "the trailer is optional: %s",
+                 err.msg);
     cr_expect_eq(im->chunk_count, 0);
     ba_imatrix_free(im);
     for (size_t k = 0; k < n; k++) {
@@ -72,13 +82,17 @@ static void write_gguf_imatrix(const char *path, int with_meta, const float *sum
         uint64_t l = 5;
         memcpy(ds, &l, 8);
         memcpy(ds + 8, "c.txt", 5);
-        cr_assert_eq(ba_gguf_writer_add_kv(w, "imatrix.datasets", BA_GGUF_ARRAY, BA_GGUF_STRING, 1, ds, sizeof ds, &err), BA_OK);
+        cr_assert_eq(ba_gguf_writer_add_kv(w, "imatrix.datasets", BA_GGUF_ARRAY, BA_GGUF_STRING, 1, ds,
+                                           sizeof ds, &err),
+                     BA_OK);
         cr_assert_eq(ba_gguf_writer_add_u32(w, "imatrix.chunk_count", 3, &err), BA_OK);
         cr_assert_eq(ba_gguf_writer_add_u32(w, "imatrix.chunk_size", 512, &err), BA_OK);
     }
     int64_t ne_s[2] = {4, 2}, ne_c[2] = {1, 2};
-    cr_assert_eq(ba_gguf_writer_add_tensor(w, "blk.0.ffn_down.weight.in_sum2", 2, ne_s, 0, sums, 32, &err), BA_OK);
-    cr_assert_eq(ba_gguf_writer_add_tensor(w, "blk.0.ffn_down.weight.counts", 2, ne_c, 0, counts, 8, &err), BA_OK);
+    cr_assert_eq(ba_gguf_writer_add_tensor(w, "blk.0.ffn_down.weight.in_sum2", 2, ne_s, 0, sums, 32, &err),
+                 BA_OK);
+    cr_assert_eq(ba_gguf_writer_add_tensor(w, "blk.0.ffn_down.weight.counts", 2, ne_c, 0, counts, 8, &err),
+                 BA_OK);
     cr_assert_eq(ba_gguf_writer_write(w, path, &err), BA_OK, "%s", err.msg);
     ba_gguf_writer_free(w);
 }

@@ -6,22 +6,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ggml_types.h"
 #include "core/tensor.h"
 #include "helpers.h"
-#include "core/ggml_types.h"
 #include "llm/gguf.h"
 #include "llm/safetensors.h"
 
 #define TINY_GGUF BA_FIXTURES "/llm/tiny.gguf"
 #define TINY_ST BA_FIXTURES "/llm"
 
-static int id_of(const char *name) { return ba_ggml_type_by_name(name)->id; }
+static int id_of(const char *name) {
+    return ba_ggml_type_by_name(name)->id;
+}
 
 Test(llm_types, exact_bits_per_weight) {
-    struct { const char *n; double bpw; } want[] = {
-        {"Q2_K", 2.625}, {"q3_K", 3.4375}, {"Q4_K", 4.5}, {"q5_K", 5.5}, {"Q6_K", 6.5625}, {"Q8_0", 8.5},
-        {"Q4_0", 4.5}, {"Q4_1", 5.0}, {"Q5_0", 5.5}, {"Q5_1", 6.0}, {"IQ4_XS", 4.25}, {"iq2_s", 2.5625},
-        {"IQ1_S", 1.5625}, {"MXFP4", 4.25}, {"F16", 16}, {"BF16", 16}, {"F32", 32}, {"q1_0", 1.125}};
+    struct {
+        const char *n;
+        double bpw;
+    } want[] = {{"Q2_K", 2.625},  {"q3_K", 3.4375},  {"Q4_K", 4.5},     {"q5_K", 5.5},   {"Q6_K", 6.5625},
+                {"Q8_0", 8.5},    {"Q4_0", 4.5},     {"Q4_1", 5.0},     {"Q5_0", 5.5},   {"Q5_1", 6.0},
+                {"IQ4_XS", 4.25}, {"iq2_s", 2.5625}, {"IQ1_S", 1.5625}, {"MXFP4", 4.25}, {"F16", 16},
+                {"BF16", 16},     {"F32", 32},       {"q1_0", 1.125}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const ba_ggml_type_t *t = ba_ggml_type_by_name(want[i].n);
         cr_assert(t, "%s", want[i].n);
@@ -95,8 +100,14 @@ Test(llm_gguf, writer_reader_round_trip_every_kv_type) {
     cr_assert_eq(ba_gguf_writer_add_u32(w, "general.alignment", 64, &err), BA_OK);
     cr_assert_eq(ba_gguf_writer_add_str(w, "general.architecture", "llama", &err), BA_OK);
     cr_assert_eq(ba_gguf_writer_add_f32(w, "x.eps", 1e-5f, &err), BA_OK);
-    int8_t i8 = -5; uint16_t u16 = 65000; int16_t i16 = -300; int32_t i32 = -70000; uint64_t u64 = 1ull << 40;
-    int64_t i64 = -(1ll << 40); double f64 = 0.25; uint8_t u8 = 200, bo = 1;
+    int8_t i8 = -5;
+    uint16_t u16 = 65000;
+    int16_t i16 = -300;
+    int32_t i32 = -70000;
+    uint64_t u64 = 1ull << 40;
+    int64_t i64 = -(1ll << 40);
+    double f64 = 0.25;
+    uint8_t u8 = 200, bo = 1;
     cr_assert_eq(ba_gguf_writer_add_kv(w, "k.u8", BA_GGUF_U8, 0, 1, &u8, 1, &err), BA_OK);
     cr_assert_eq(ba_gguf_writer_add_kv(w, "k.i8", BA_GGUF_I8, 0, 1, &i8, 1, &err), BA_OK);
     cr_assert_eq(ba_gguf_writer_add_kv(w, "k.u16", BA_GGUF_U16, 0, 1, &u16, 2, &err), BA_OK);
@@ -107,13 +118,20 @@ Test(llm_gguf, writer_reader_round_trip_every_kv_type) {
     cr_assert_eq(ba_gguf_writer_add_kv(w, "k.f64", BA_GGUF_F64, 0, 1, &f64, 8, &err), BA_OK);
     cr_assert_eq(ba_gguf_writer_add_kv(w, "k.bool", BA_GGUF_BOOL, 0, 1, &bo, 1, &err), BA_OK);
     int32_t arr[3] = {1, -2, 3};
-    cr_assert_eq(ba_gguf_writer_add_kv(w, "k.arr", BA_GGUF_ARRAY, BA_GGUF_I32, 3, arr, sizeof arr, &err), BA_OK);
+    cr_assert_eq(ba_gguf_writer_add_kv(w, "k.arr", BA_GGUF_ARRAY, BA_GGUF_I32, 3, arr, sizeof arr, &err),
+                 BA_OK);
     uint8_t sarr[8 + 2 + 8 + 0 + 8 + 3];
     uint64_t l;
-    l = 2; memcpy(sarr, &l, 8); memcpy(sarr + 8, "ab", 2);
-    l = 0; memcpy(sarr + 10, &l, 8);
-    l = 3; memcpy(sarr + 18, &l, 8); memcpy(sarr + 26, "xyz", 3);
-    cr_assert_eq(ba_gguf_writer_add_kv(w, "k.strs", BA_GGUF_ARRAY, BA_GGUF_STRING, 3, sarr, sizeof sarr, &err), BA_OK);
+    l = 2;
+    memcpy(sarr, &l, 8);
+    memcpy(sarr + 8, "ab", 2);
+    l = 0;
+    memcpy(sarr + 10, &l, 8);
+    l = 3;
+    memcpy(sarr + 18, &l, 8);
+    memcpy(sarr + 26, "xyz", 3);
+    cr_assert_eq(
+        ba_gguf_writer_add_kv(w, "k.strs", BA_GGUF_ARRAY, BA_GGUF_STRING, 3, sarr, sizeof sarr, &err), BA_OK);
     cr_expect_eq(ba_gguf_writer_add_u32(w, "k.u8", 1, &err), BA_ERR_INPUT, "duplicate key refused");
     float a[8 * 3];
     for (int i = 0; i < 24; i++) a[i] = (float)i * 0.5f;
@@ -137,7 +155,8 @@ Test(llm_gguf, writer_reader_round_trip_every_kv_type) {
     const char *s;
     uint64_t sl;
     cr_expect(ba_gguf_kv_int(ba_gguf_find_kv(g, "general.alignment"), &iv) == 0 && iv == 64);
-    cr_expect(ba_gguf_kv_str(ba_gguf_find_kv(g, "general.architecture"), &s, &sl) == 0 && sl == 5 && !memcmp(s, "llama", 5));
+    cr_expect(ba_gguf_kv_str(ba_gguf_find_kv(g, "general.architecture"), &s, &sl) == 0 && sl == 5 &&
+              !memcmp(s, "llama", 5));
     cr_expect(ba_gguf_kv_float(ba_gguf_find_kv(g, "x.eps"), &fv) == 0 && fv == (double)1e-5f);
     cr_expect(ba_gguf_kv_int(ba_gguf_find_kv(g, "k.u8"), &iv) == 0 && iv == 200);
     cr_expect(ba_gguf_kv_int(ba_gguf_find_kv(g, "k.i8"), &iv) == 0 && iv == -5);
@@ -215,7 +234,8 @@ Test(llm_gguf, reads_the_tiny_llama) {
     cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
     const char *s;
     uint64_t sl;
-    cr_expect(ba_gguf_kv_str(ba_gguf_find_kv(g, "general.architecture"), &s, &sl) == 0 && sl == 5 && !memcmp(s, "llama", 5));
+    cr_expect(ba_gguf_kv_str(ba_gguf_find_kv(g, "general.architecture"), &s, &sl) == 0 && sl == 5 &&
+              !memcmp(s, "llama", 5));
     int64_t v;
     cr_expect(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.embedding_length"), &v) == 0 && v == 256);
     cr_expect(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.block_count"), &v) == 0 && v == 2);
@@ -237,8 +257,8 @@ static void permute_rows_hf_to_gguf(const uint16_t *hf, uint16_t *out, int n_hea
     for (int h = 0; h < n_head; h++)
         for (int j = 0; j < half; j++)
             for (int k = 0; k < 2; k++) /* gguf row h*2*half + 2j + k = hf row h*2*half + k*half + j */
-                memcpy(out + ((size_t)h * 2 * half + 2 * j + k) * cols, hf + ((size_t)h * 2 * half + k * half + j) * cols,
-                       (size_t)cols * 2);
+                memcpy(out + ((size_t)h * 2 * half + 2 * j + k) * cols,
+                       hf + ((size_t)h * 2 * half + k * half + j) * cols, (size_t)cols * 2);
 }
 
 Test(llm_st, shards_match_the_gguf_through_names) {
@@ -283,13 +303,15 @@ Test(llm_st, shards_match_the_gguf_through_names) {
 
 Test(llm_st, hf_names) {
     char out[64];
-    struct { const char *hf, *gguf; } m[] = {
-        {"model.embed_tokens.weight", "token_embd.weight"}, {"lm_head.weight", "output.weight"},
-        {"model.norm.weight", "output_norm.weight"},
-        {"model.layers.12.self_attn.q_proj.weight", "blk.12.attn_q.weight"},
-        {"model.layers.0.self_attn.o_proj.bias", "blk.0.attn_output.bias"},
-        {"model.layers.3.mlp.down_proj.weight", "blk.3.ffn_down.weight"},
-        {"model.layers.3.post_attention_layernorm.weight", "blk.3.ffn_norm.weight"}};
+    struct {
+        const char *hf, *gguf;
+    } m[] = {{"model.embed_tokens.weight", "token_embd.weight"},
+             {"lm_head.weight", "output.weight"},
+             {"model.norm.weight", "output_norm.weight"},
+             {"model.layers.12.self_attn.q_proj.weight", "blk.12.attn_q.weight"},
+             {"model.layers.0.self_attn.o_proj.bias", "blk.0.attn_output.bias"},
+             {"model.layers.3.mlp.down_proj.weight", "blk.3.ffn_down.weight"},
+             {"model.layers.3.post_attention_layernorm.weight", "blk.3.ffn_norm.weight"}};
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
         cr_assert_eq(ba_hf_to_gguf_name(m[i].hf, out, sizeof out), 0, "%s", m[i].hf);
         cr_expect_str_eq(out, m[i].gguf);
@@ -309,8 +331,10 @@ static ba_status st_parse_text(const char *json, const void *payload, size_t ple
     if (plen) memcpy(buf + 8 + n, payload, plen);
     ba_safetensors_t *s = NULL;
     ba_status st = ba_safetensors_parse(buf, 8 + n + plen, "h.safetensors", &s, err);
-    if (st == BA_OK) cr_assert(s);
-    else cr_assert_null(s);
+    if (st == BA_OK)
+        cr_assert(s);
+    else
+        cr_assert_null(s);
     ba_safetensors_free(s);
     free(buf);
     return st;
@@ -319,18 +343,35 @@ static ba_status st_parse_text(const char *json, const void *payload, size_t ple
 Test(llm_st, hostile_headers) {
     ba_error err = {0};
     uint8_t pay[16] = {0};
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", pay, 16, &err), BA_OK, "%s", err.msg);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", pay, 15, &err), BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", pay, 16, &err),
+        BA_OK, "%s", err.msg);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", pay, 15, &err),
+        BA_ERR_INPUT);
     cr_expect(strstr(err.msg, "h.safetensors: tensor 'a'"), "%s", err.msg);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", pay, 12, &err), BA_ERR_INPUT);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"F31\",\"shape\":[2],\"data_offsets\":[0,8]}}", pay, 8, &err), BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"F32\",\"shape\":[2,2],\"data_offsets\":[0,12]}}", pay, 12, &err),
+        BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"F31\",\"shape\":[2],\"data_offsets\":[0,8]}}", pay, 8, &err),
+        BA_ERR_INPUT);
     cr_expect(strstr(err.msg, "unknown dtype"), "%s", err.msg);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", pay, 8, &err), BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[4,8]}}", pay, 8, &err),
+        BA_ERR_INPUT);
     cr_expect(strstr(err.msg, "hole"), "%s", err.msg);
     cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
-                               "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", pay, 6, &err), BA_ERR_INPUT);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", pay, 0, &err), BA_ERR_INPUT);
-    cr_expect_eq(st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", pay, 0, &err), BA_ERR_INPUT);
+                               "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}",
+                               pay, 6, &err),
+                 BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}",
+                      pay, 0, &err),
+        BA_ERR_INPUT);
+    cr_expect_eq(
+        st_parse_text("{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", pay, 0, &err),
+        BA_ERR_INPUT);
     cr_expect_eq(st_parse_text("{\"a\":1,\"a\":2}", pay, 0, &err), BA_ERR_INPUT);
     cr_expect_eq(st_parse_text("[1]", pay, 0, &err), BA_ERR_INPUT);
     uint8_t big[8];
@@ -369,17 +410,20 @@ Test(llm_cli, inspect_gguf_and_safetensors_agree) {
     json_t *arr = json_object_get(ja, "tensors"), *x = NULL, *y = NULL;
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")), "blk.1.ffn_down.weight")) x = v;
+    json_array_foreach(
+        arr, i, v) if (!strcmp(json_string_value(json_object_get(v, "name")), "blk.1.ffn_down.weight")) x = v;
     json_array_foreach(json_object_get(jb, "tensors"), i, v) {
         json_t *nm = json_object_get(v, "name");
         if (json_is_string(nm) && !strcmp(json_string_value(nm), "blk.1.ffn_down.weight")) y = v;
     }
     cr_assert(x && y);
-    cr_expect_str_eq(json_string_value(json_object_get(y, "source_name")), "model.layers.1.mlp.down_proj.weight");
+    cr_expect_str_eq(json_string_value(json_object_get(y, "source_name")),
+                     "model.layers.1.mlp.down_proj.weight");
     cr_expect(json_equal(json_object_get(x, "ne"), json_object_get(y, "ne")));
     cr_expect(json_equal(json_object_get(x, "candidates"), json_object_get(y, "candidates")));
     int found = 0;
-    json_array_foreach(json_object_get(x, "candidates"), i, v) if (!strcmp(json_string_value(json_object_get(v, "type")), "q2_K")) {
+    json_array_foreach(json_object_get(x, "candidates"), i,
+                       v) if (!strcmp(json_string_value(json_object_get(v, "type")), "q2_K")) {
         found = 1;
         cr_expect_eq(json_integer_value(json_object_get(v, "bytes")), 256 * 2 * 84);
         cr_expect_eq(json_real_value(json_object_get(v, "bpw")), 2.625);
@@ -400,7 +444,8 @@ Test(llm_cli, inspect_bad_file_exits_2_naming_it) {
     fclose(f);
     ba_test_run_t r = ba_test_cli("llm-inspect", path, NULL);
     cr_expect_eq(r.status, 2);
-    cr_expect(strstr(r.err, "bitalloc: error: ") && strstr(r.err, "bad.gguf: tensor count: truncated file"), "%s", r.err);
+    cr_expect(strstr(r.err, "bitalloc: error: ") && strstr(r.err, "bad.gguf: tensor count: truncated file"),
+              "%s", r.err);
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
 }
@@ -450,7 +495,8 @@ Test(llm_cli, inspect_imatrix_adds_its_types) {
     fclose(f);
     ba_test_run_t r = ba_test_cli("llm-inspect", TINY_GGUF, "--imatrix", path, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    const char *down1 = strstr(r.out, "blk.1.ffn_down.weight"), *down0 = strstr(r.out, "blk.0.ffn_down.weight");
+    const char *down1 = strstr(r.out, "blk.1.ffn_down.weight"),
+               *down0 = strstr(r.out, "blk.0.ffn_down.weight");
     cr_assert(down1 && down0);
     const char *eol1 = strchr(down1, '\n'), *eol0 = strchr(down0, '\n');
     const char *iq1 = strstr(down1, "iq2_xxs:"), *iq0 = strstr(down0, "iq2_xxs:");

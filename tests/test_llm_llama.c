@@ -9,15 +9,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/ggml_types.h"
 #include "core/tensor.h"
 #include "eval/metrics.h"
 #include "helpers.h"
-#include "core/ggml_types.h"
 #include "llm/gguf.h"
 #include "llm/llama.h"
 
 #define TINY_GGUF BA_FIXTURES "/llm/tiny.gguf"
-#define VENDOR_DIR BA_SOURCE_DIR "/build/vendor/llama/node_modules/" BA_LLAMA_NPM_PACKAGE "/" BA_LLAMA_NPM_BINS
+#define VENDOR_DIR                                                                                           \
+    BA_SOURCE_DIR "/build/vendor/llama/node_modules/" BA_LLAMA_NPM_PACKAGE "/" BA_LLAMA_NPM_BINS
 
 /* Calibration text (MIT license wording: in the training corpus's style, not a verbatim slice). */
 static const char CALIB[] =
@@ -45,7 +46,8 @@ Test(llm_llama, missing_libraries_are_named) {
     ba_error err = {0};
     cr_assert_eq(ba_llama_open("/nonexistent/bins", &ll, &err), BA_ERR_UNSUPPORTED);
     cr_expect(strstr(err.msg, "libggml-base.so") && strstr(err.msg, "@node-llama-cpp/linux-x64@3.22.1") &&
-                  strstr(err.msg, "BA_LLAMA_DIR"), "%s", err.msg);
+                  strstr(err.msg, "BA_LLAMA_DIR"),
+              "%s", err.msg);
 }
 
 Test(llm_llama, version_and_type_table_match_the_library) {
@@ -182,8 +184,8 @@ Test(llm_llama, per_tensor_overrides_are_applied, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mix.gguf", f.dir);
     const char *pat[2] = {"^blk\\.1\\.ffn_down\\.weight$", "^blk\\.0\\.attn_q\\.weight$"};
     int types[2] = {ba_ggml_type_by_name("q6_K")->id, ba_ggml_type_by_name("q2_K")->id};
-    cr_assert_eq(ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, &err), BA_OK,
-                 "%s", err.msg);
+    cr_assert_eq(ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, &err),
+                 BA_OK, "%s", err.msg);
     cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.1.ffn_down.weight")->type, types[0]);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.0.attn_q.weight")->type, types[1]);

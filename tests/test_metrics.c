@@ -27,8 +27,8 @@ Test(metrics, kl_of_logits_matches_hand_computation) {
     for (int i = 0; i < 3; i++) kl0 += p[i] * log(p[i] / qq[i]);
     cr_assert_float_eq(m.kl, kl0 / 2, 1e-12);
     cr_assert_float_eq(m.agreement, 0.5, 0);
-    cr_assert_float_eq(m.accuracy_fp, 0.5, 0);  /* row0 argmax 2 ok, row1 argmax 0 != 1 */
-    cr_assert_float_eq(m.accuracy_q, 0.0, 0);   /* row0 argmax 1, row1 argmax 0 */
+    cr_assert_float_eq(m.accuracy_fp, 0.5, 0); /* row0 argmax 2 ok, row1 argmax 0 != 1 */
+    cr_assert_float_eq(m.accuracy_q, 0.0, 0);  /* row0 argmax 1, row1 argmax 0 */
     cr_assert_float_eq(m.mse, 2.0 / 6, 1e-12);
     cr_assert_float_eq(m.sqnr_db, 10 * log10(5.0 / 2.0), 1e-9);
     ba_tensor_unref(fp);

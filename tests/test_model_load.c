@@ -77,8 +77,8 @@ Test(model_load, node_names_default_to_op_and_index) {
 Test(model_load, raw_and_typed_fields_give_the_same_tensors) {
     ba_model_t *a = load_ok(CASES "mlp_raw.onnx", 0), *b = load_ok(CASES "mlp_typed.onnx", 0);
     const char *names[] = {"w1", "b1", "w2", "e_f16", "e_f64", "e_i64", "e_i32", "e_i8", "e_u8", "e_bool"};
-    const ba_dtype dts[] = {BA_DT_F32, BA_DT_F32, BA_DT_F32, BA_DT_F16, BA_DT_F64, BA_DT_I64, BA_DT_I32,
-                            BA_DT_I8,  BA_DT_U8,  BA_DT_BOOL};
+    const ba_dtype dts[] = {BA_DT_F32, BA_DT_F32, BA_DT_F32, BA_DT_F16, BA_DT_F64,
+                            BA_DT_I64, BA_DT_I32, BA_DT_I8,  BA_DT_U8,  BA_DT_BOOL};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         int va = ba_model_find_value(a, names[i]), vb = ba_model_find_value(b, names[i]);
         cr_assert_geq(va, 0, "%s", names[i]);
@@ -188,7 +188,8 @@ Test(model_load, rejects_random_bytes_and_empty_file) {
 Test(model_load, rejects_missing_initializer_naming_it) {
     char msg[BA_ERROR_MSG_MAX];
     cr_assert_eq(load_bad(CASES "bad_missing_init.onnx", msg), BA_ERR_INPUT);
-    cr_assert(strstr(msg, "w_missing") && strstr(msg, "MatMul_0") && strstr(msg, "bad_missing_init.onnx"), "%s", msg);
+    cr_assert(strstr(msg, "w_missing") && strstr(msg, "MatMul_0") && strstr(msg, "bad_missing_init.onnx"),
+              "%s", msg);
 }
 
 Test(model_load, rejects_cycle) {
@@ -226,7 +227,8 @@ Test(model_load, rejects_missing_or_short_external_file) {
 Test(model_load, lists_every_unsupported_op_at_once) {
     char msg[BA_ERROR_MSG_MAX];
     cr_assert_eq(load_bad(CASES "bad_unsupported.onnx", msg), BA_ERR_UNSUPPORTED);
-    cr_assert(strstr(msg, "FancyOp") && strstr(msg, "com.example::Mystery") && strstr(msg, "AnotherUnknown"), "%s", msg);
+    cr_assert(strstr(msg, "FancyOp") && strstr(msg, "com.example::Mystery") && strstr(msg, "AnotherUnknown"),
+              "%s", msg);
     cr_assert_null(strstr(msg, "Relu"), "%s", msg);
 }
 
@@ -251,13 +253,15 @@ Test(model_load, digits_and_zoo_models_load) {
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         ba_model_t *m = load_ok(files[i], 0);
         cr_assert_gt(m->nlayers, 0, "%s", files[i]);
-        for (int l = 0; l < m->nlayers; l++) cr_assert_gt(m->layers[l].macs, 0, "%s %s", files[i], m->layers[l].name);
+        for (int l = 0; l < m->nlayers; l++)
+            cr_assert_gt(m->layers[l].macs, 0, "%s %s", files[i], m->layers[l].name);
         ba_model_free(m);
     }
 }
 
 Test(model_load, include_embeddings_adds_gather_weights) {
-    ba_model_t *a = load_ok(BA_FIXTURES "/zoo/gpt_dyn.onnx", 0), *b = load_ok(BA_FIXTURES "/zoo/gpt_dyn.onnx", 1);
+    ba_model_t *a = load_ok(BA_FIXTURES "/zoo/gpt_dyn.onnx", 0),
+               *b = load_ok(BA_FIXTURES "/zoo/gpt_dyn.onnx", 1);
     cr_assert_eq(b->nlayers, a->nlayers + 1);
     for (int l = 0; l < a->nlayers; l++) cr_assert_str_neq(a->layers[l].op, "Gather");
     int found = 0;

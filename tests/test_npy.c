@@ -138,7 +138,8 @@ Test(npy, header_spacing_key_order_and_py2_longs_accepted) {
 Test(npy, save_then_load_round_trips) {
     char dir[] = "/tmp/ba_npy_XXXXXX";
     cr_assert_not_null(mkdtemp(dir));
-    const ba_dtype dts[] = {BA_DT_F32, BA_DT_F64, BA_DT_F16, BA_DT_I64, BA_DT_I32, BA_DT_I8, BA_DT_U8, BA_DT_BOOL};
+    const ba_dtype dts[] = {BA_DT_F32, BA_DT_F64, BA_DT_F16, BA_DT_I64,
+                            BA_DT_I32, BA_DT_I8,  BA_DT_U8,  BA_DT_BOOL};
     const int64_t shapes[][3] = {{2, 3, 5}, {7, 0, 0}, {0, 0, 0}};
     const int ranks[] = {3, 1, 0};
     ba_error err = {0};
@@ -181,24 +182,52 @@ Test(npy, save_then_load_round_trips) {
     rmdir(dir);
 }
 
-Test(npy, bad_magic_is_an_input_error) { expect_bad(CASES "bad_magic.npy", "bad magic"); }
-Test(npy, unsupported_version_is_an_input_error) { expect_bad(CASES "bad_version.npy", "version 4.0"); }
-Test(npy, truncated_header_is_an_input_error) { expect_bad(CASES "bad_truncated_header.npy", "truncated header"); }
-Test(npy, truncated_body_is_an_input_error) { expect_bad(CASES "bad_truncated_body.npy", "truncated body"); }
-Test(npy, trailing_bytes_are_a_size_mismatch) { expect_bad(CASES "bad_trailing_bytes.npy", "size mismatch"); }
-Test(npy, header_not_a_dict_is_an_input_error) { expect_bad(CASES "bad_not_dict.npy", "not a dict"); }
-Test(npy, unparsable_header_is_an_input_error) { expect_bad(CASES "bad_unparsable.npy", "unparsable"); }
-Test(npy, missing_header_key_is_an_input_error) { expect_bad(CASES "bad_missing_key.npy", "missing key 'fortran_order'"); }
-Test(npy, fortran_order_is_refused) { expect_bad(CASES "bad_fortran.npy", "fortran_order"); }
-Test(npy, big_endian_is_refused) { expect_bad(CASES "bad_big_endian.npy", "big-endian dtype '>f4'"); }
+Test(npy, bad_magic_is_an_input_error) {
+    expect_bad(CASES "bad_magic.npy", "bad magic");
+}
+Test(npy, unsupported_version_is_an_input_error) {
+    expect_bad(CASES "bad_version.npy", "version 4.0");
+}
+Test(npy, truncated_header_is_an_input_error) {
+    expect_bad(CASES "bad_truncated_header.npy", "truncated header");
+}
+Test(npy, truncated_body_is_an_input_error) {
+    expect_bad(CASES "bad_truncated_body.npy", "truncated body");
+}
+Test(npy, trailing_bytes_are_a_size_mismatch) {
+    expect_bad(CASES "bad_trailing_bytes.npy", "size mismatch");
+}
+Test(npy, header_not_a_dict_is_an_input_error) {
+    expect_bad(CASES "bad_not_dict.npy", "not a dict");
+}
+Test(npy, unparsable_header_is_an_input_error) {
+    expect_bad(CASES "bad_unparsable.npy", "unparsable");
+}
+Test(npy, missing_header_key_is_an_input_error) {
+    expect_bad(CASES "bad_missing_key.npy", "missing key 'fortran_order'");
+}
+Test(npy, fortran_order_is_refused) {
+    expect_bad(CASES "bad_fortran.npy", "fortran_order");
+}
+Test(npy, big_endian_is_refused) {
+    expect_bad(CASES "bad_big_endian.npy", "big-endian dtype '>f4'");
+}
 Test(npy, unsupported_dtype_is_refused) {
     expect_bad(CASES "bad_dtype_complex.npy", "unsupported dtype '<c8'");
     expect_bad(CASES "bad_structured.npy", "unsupported dtype");
 }
-Test(npy, huge_header_is_refused) { expect_bad(CASES "bad_huge_header.npy", "exceeds the 10000-byte limit"); }
-Test(npy, overflowing_shape_is_refused) { expect_bad(CASES "bad_overflow_shape.npy", "overflows"); }
-Test(npy, negative_dimension_is_refused) { expect_bad(CASES "bad_negative_dim.npy", "negative dimension"); }
-Test(npy, missing_file_is_an_input_error) { expect_bad(CASES "no_such_file.npy", "cannot open"); }
+Test(npy, huge_header_is_refused) {
+    expect_bad(CASES "bad_huge_header.npy", "exceeds the 10000-byte limit");
+}
+Test(npy, overflowing_shape_is_refused) {
+    expect_bad(CASES "bad_overflow_shape.npy", "overflows");
+}
+Test(npy, negative_dimension_is_refused) {
+    expect_bad(CASES "bad_negative_dim.npy", "negative dimension");
+}
+Test(npy, missing_file_is_an_input_error) {
+    expect_bad(CASES "no_such_file.npy", "cannot open");
+}
 
 /* Byte-level cases that need no fixture: every prefix of a good file fails
  * cleanly (never reads past the buffer: ASan build), and header corner cases. */
@@ -235,28 +264,34 @@ static ba_status load_header(const char *hdr, size_t body, ba_error *err) {
 
 Test(npy, header_corner_cases) {
     ba_error err = {0};
-    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,)}\n", 8, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':()}", 4, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(load_header("{'descr':'<u1','fortran_order':False,'shape':(3,)}", 3, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,)}\n", 8, &err), BA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':()}", 4, &err), BA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(load_header("{'descr':'<u1','fortran_order':False,'shape':(3,)}", 3, &err), BA_OK, "%s",
+                 err.msg);
     /* "(2)" is the int 2 in Python, not a tuple. */
     cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2)}", 8, &err), BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "not a tuple"));
     cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':[2]}", 8, &err), BA_ERR_INPUT);
     cr_assert_eq(load_header("{'descr':'<f4','fortran_order':0,'shape':(2,)}", 8, &err), BA_ERR_INPUT);
-    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,),'x':1}", 8, &err), BA_ERR_INPUT);
+    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,),'x':1}", 8, &err),
+                 BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "unexpected key 'x'"));
     cr_assert_eq(load_header("{'descr':'<f4','descr':'<f4','fortran_order':False,'shape':(2,)}", 8, &err),
                  BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "repeated"));
     cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,)} x", 8, &err), BA_ERR_INPUT);
     cr_assert_eq(load_header("{'descr':'<f4,'fortran_order':False,'shape':(2,)}", 8, &err), BA_ERR_INPUT);
-    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(99999999999999999999,)}", 8, &err),
-                 BA_ERR_INPUT);
+    cr_assert_eq(
+        load_header("{'descr':'<f4','fortran_order':False,'shape':(99999999999999999999,)}", 8, &err),
+        BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "overflows"));
     cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(1,1,1,1,1,1,1,1,1,)}", 4, &err),
                  BA_ERR_INPUT);
     cr_assert(strstr(err.msg, "more than 8 dimensions"));
-    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,)}\xe9", 8, &err), BA_ERR_INPUT);
+    cr_assert_eq(load_header("{'descr':'<f4','fortran_order':False,'shape':(2,)}\xe9", 8, &err),
+                 BA_ERR_INPUT);
     cr_assert_eq(load_header("", 0, &err), BA_ERR_INPUT);
 }
 
@@ -300,12 +335,24 @@ Test(npz, zip64_extras_and_end_record_load) {
     ba_npz_free(z);
 }
 
-Test(npz, bad_local_header_is_an_input_error) { expect_bad(CASES "bad_local_header.npz", "bad local file header"); }
-Test(npz, crc_mismatch_is_an_input_error) { expect_bad(CASES "bad_crc.npz", "CRC-32 mismatch"); }
-Test(npz, unsupported_compression_is_an_input_error) { expect_bad(CASES "bad_bzip2.npz", "compression method 12"); }
-Test(npz, member_not_npy_is_an_input_error) { expect_bad(CASES "bad_member_not_npy.npz", "readme.txt"); }
-Test(npz, overlong_member_name_is_an_input_error) { expect_bad(CASES "bad_long_name.npz", "too long"); }
-Test(npz, truncated_archive_is_an_input_error) { expect_bad(CASES "bad_truncated.npz", "truncated"); }
+Test(npz, bad_local_header_is_an_input_error) {
+    expect_bad(CASES "bad_local_header.npz", "bad local file header");
+}
+Test(npz, crc_mismatch_is_an_input_error) {
+    expect_bad(CASES "bad_crc.npz", "CRC-32 mismatch");
+}
+Test(npz, unsupported_compression_is_an_input_error) {
+    expect_bad(CASES "bad_bzip2.npz", "compression method 12");
+}
+Test(npz, member_not_npy_is_an_input_error) {
+    expect_bad(CASES "bad_member_not_npy.npz", "readme.txt");
+}
+Test(npz, overlong_member_name_is_an_input_error) {
+    expect_bad(CASES "bad_long_name.npz", "too long");
+}
+Test(npz, truncated_archive_is_an_input_error) {
+    expect_bad(CASES "bad_truncated.npz", "truncated");
+}
 Test(npz, broken_member_names_archive_and_member) {
     expect_bad(CASES "bad_member_npy.npz", "member 'x.npy': truncated body");
 }
@@ -419,8 +466,10 @@ Test(dataset, non_finite_data_is_refused_at_load) {
         cr_assert_not_null(t);
         for (int64_t i = 0; i < t->numel; i++) {
             double v = i == 5 ? cases[c].bad : (double)i;
-            if (cases[c].dt == BA_DT_F32) ((float *)t->data)[i] = (float)v;
-            else ((double *)t->data)[i] = v;
+            if (cases[c].dt == BA_DT_F32)
+                ((float *)t->data)[i] = (float)v;
+            else
+                ((double *)t->data)[i] = v;
         }
         cr_assert_eq(ba_npy_save(path, t, &err), BA_OK, "%s", err.msg);
         ba_tensor_unref(t);

@@ -20,7 +20,8 @@
 /* ---- the default metric per output kind ---- */
 
 Test(objective, default_metric_per_output_kind) {
-    int64_t cls[] = {64, 10}, one[] = {64, 1}, emb[] = {64, 16, 8}, map[] = {64, 1, 32, 32}, seq[] = {64, 5, 10};
+    int64_t cls[] = {64, 10}, one[] = {64, 1}, emb[] = {64, 16, 8}, map[] = {64, 1, 32, 32},
+            seq[] = {64, 5, 10};
     cr_expect_eq(ba_metric_default(1, 2, cls), BA_METRIC_KL, "softmax output");
     cr_expect_eq(ba_metric_default(0, 2, cls), BA_METRIC_KL, "[N, C] logits");
     cr_expect_eq(ba_metric_default(0, 2, one), BA_METRIC_RELMSE, "[N, 1] sigmoid");
@@ -34,7 +35,8 @@ Test(objective, relmse_cosine_and_direction) {
     float fp[] = {1, 2, 3, 4}, q[] = {1, 2, 3, 5};
     int64_t shape[] = {2, 2};
     ba_error err;
-    ba_tensor_t *a = ba_tensor_wrap(BA_DT_F32, 2, shape, fp, &err), *b = ba_tensor_wrap(BA_DT_F32, 2, shape, q, &err);
+    ba_tensor_t *a = ba_tensor_wrap(BA_DT_F32, 2, shape, fp, &err),
+                *b = ba_tensor_wrap(BA_DT_F32, 2, shape, q, &err);
     cr_assert(a && b);
     ba_metrics_acc_t acc;
     ba_metrics_begin(&acc, 0);
@@ -87,13 +89,15 @@ static env_t env(void) {
 /* `search … --format json` with extra flags (NULL-terminated, at most 8). */
 static ba_test_run_t search(const env_t *e, const char *study, const char *x0, const char *x1, const char *x2,
                             const char *x3) {
-    return ba_test_cli("--db", e->db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4", "--bits",
-                       "2,4,8", "--sensitivity", "weight", "--generations", "5", "--offspring", "6", "--seed", "7",
-                       "--study", study, "--plan-out", e->plan, "--format", "json", x0, x1, x2, x3, NULL);
+    return ba_test_cli("--db", e->db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4",
+                       "--bits", "2,4,8", "--sensitivity", "weight", "--generations", "5", "--offspring", "6",
+                       "--seed", "7", "--study", study, "--plan-out", e->plan, "--format", "json", x0, x1, x2,
+                       x3, NULL);
 }
 
 static int64_t best_of_trials(const env_t *e, const char *study) {
-    ba_test_run_t r = ba_test_cli("--db", e->db, "trials", "--study", study, "--best", "--format", "json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e->db, "trials", "--study", study, "--best", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_assert(json_is_array(j) && json_array_size(j) == 1, "%s", r.out);
@@ -180,10 +184,10 @@ Test(objective, default_metric_is_recorded_and_printed, .timeout = 120) {
 Test(objective, nothing_is_measured_twice, .timeout = 120) {
     env_t e = env();
     /* 2, 4 or 8 bits on 3 layers: few configurations, so the evolution meets old ones again. */
-    ba_test_run_t r = ba_test_cli("--db", e.db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4",
-                                  "--bits", "2,4,8", "--sensitivity", "weight", "--generations", "20", "--offspring",
-                                  "8", "--seed", "1", "--study", "m", "--validation-fraction", "0", "--format",
-                                  "json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", e.db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4", "--bits",
+                    "2,4,8", "--sensitivity", "weight", "--generations", "20", "--offspring", "8", "--seed",
+                    "1", "--study", "m", "--validation-fraction", "0", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     int64_t trials = json_integer_value(json_object_get(j, "trials"));
@@ -213,9 +217,9 @@ Test(objective, validation_choice_is_never_worse_than_the_seed, .timeout = 240) 
     for (int k = 0; k < 3; k++) {
         char study[16];
         snprintf(study, sizeof study, "v%d", k);
-        ba_test_run_t r = ba_test_cli("--db", e.db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=3",
-                                      "--bits", "2,3,4,8", "--generations", "6", "--offspring", "8",
-                                      "--sensitivity", "weight", "--seed", seeds[k], "--study", study,
+        ba_test_run_t r = ba_test_cli("--db", e.db, "-q", "search", MLP, "--data", XDATA, "--budget",
+                                      "avg-bits=3", "--bits", "2,3,4,8", "--generations", "6", "--offspring",
+                                      "8", "--sensitivity", "weight", "--seed", seeds[k], "--study", study,
                                       "--validation-fraction", "0.5", "--format", "json", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         json_t *j = parse(r.out);
@@ -223,8 +227,8 @@ Test(objective, validation_choice_is_never_worse_than_the_seed, .timeout = 240) 
         double val = json_real_value(json_object_get(j, "validation"));
         json_decref(j);
         ba_test_run_free(&r);
-        r = ba_test_cli("--db", e.db, "trials", "--study", study, "--where", "validation>=0", "--format", "json",
-                        NULL);
+        r = ba_test_cli("--db", e.db, "trials", "--study", study, "--where", "validation>=0", "--format",
+                        "json", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         j = parse(r.out);
         double seed_v = NAN, best_v = NAN, min_v = INFINITY;
@@ -251,10 +255,10 @@ Test(objective, validation_choice_is_never_worse_than_the_seed, .timeout = 240) 
 static ba_test_run_t search_ev(const env_t *e, const char *study, const char *mode, const char *timeout) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "python3 '%s' %s '%s' '%s'", EVALUATOR, mode, e->log, e->mark);
-    return ba_test_cli("--db", e->db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4", "--bits",
-                       "2,4,8", "--sensitivity", "weight", "--generations", "3", "--offspring", "4", "--seed", "5",
-                       "--study", study, "--evaluator", cmd, "--evaluator-timeout", timeout, "--format", "json",
-                       NULL);
+    return ba_test_cli("--db", e->db, "-q", "search", MLP, "--data", XDATA, "--budget", "avg-bits=4",
+                       "--bits", "2,4,8", "--sensitivity", "weight", "--generations", "3", "--offspring", "4",
+                       "--seed", "5", "--study", study, "--evaluator", cmd, "--evaluator-timeout", timeout,
+                       "--format", "json", NULL);
 }
 
 /* Lines of the evaluator's log: every (model, window) it was asked for. */
@@ -287,8 +291,8 @@ Test(objective, evaluator_scores_the_search, .timeout = 120) {
     cr_expect(!log_has_duplicates(e.log, &n), "a configuration was scored twice");
     cr_expect_eq(n, evals);
     /* The best trial has the highest score of the complete trials. */
-    r = ba_test_cli("--db", e.db, "trials", "--study", "ev", "--where", "state=complete", "--sort", "objective",
-                    "--format", "json", NULL);
+    r = ba_test_cli("--db", e.db, "trials", "--study", "ev", "--where", "state=complete", "--sort",
+                    "objective", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     j = parse(r.out);
     cr_expect_eq(json_integer_value(json_object_get(json_array_get(j, 0), "number")), best, "%s", r.out);
@@ -346,8 +350,8 @@ Test(objective, evaluator_garbage_and_hang_are_clear_errors, .timeout = 120) {
 /* ---- measured sensitivities on the chosen metric ---- */
 
 Test(objective, measured_sensitivity_uses_the_metric, .timeout = 120) {
-    ba_test_run_t r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--metric", "sqnr",
-                                  "--bits", "2,8", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--metric",
+                                  "sqnr", "--bits", "2,8", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = parse(r.out);
     cr_expect_str_eq(json_string_value(json_object_get(j, "loss")), "sqnr");
@@ -355,15 +359,16 @@ Test(objective, measured_sensitivity_uses_the_metric, .timeout = 120) {
     cr_assert(json_array_size(layers) > 0);
     for (size_t i = 0; i < json_array_size(layers); i++) {
         json_t *c = json_object_get(json_array_get(layers, i), "cost");
-        double c2 = json_number_value(json_object_get(c, "2")), c8 = json_number_value(json_object_get(c, "8"));
+        double c2 = json_number_value(json_object_get(c, "2")),
+               c8 = json_number_value(json_object_get(c, "8"));
         /* −SQNR: negative, and lower (better) at 8 bits than at 2. */
         cr_expect_lt(c8, c2, "layer %zu", i);
         cr_expect_lt(c8, 0.0);
     }
     json_decref(j);
     ba_test_run_free(&r);
-    r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--bits", "2,8", "--format", "json",
-                    NULL);
+    r = ba_test_cli("sensitivity", MLP, "--data", XDATA, "--method", "measured", "--bits", "2,8", "--format",
+                    "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     j = parse(r.out);
     cr_expect_str_eq(json_string_value(json_object_get(j, "loss")), "kl", "the default for [N, 10] logits");

@@ -37,8 +37,10 @@ Test(op_table, backward_exactly_where_the_flags_say) {
         /* ops the gradient estimators and the weight chains go through must be differentiable */
         if (d->flags & (BA_OPF_WEIGHT | BA_OPF_CHAIN | BA_OPF_ACTIVATION | BA_OPF_LAYOUT | BA_OPF_CONTROL))
             cr_expect_not_null(d->backward, "%s: flags %#x need a backward", d->name, d->flags);
-        if (d->flags & BA_OPF_RECURRENT) cr_expect(d->flags & BA_OPF_WEIGHT, "%s: recurrent ops hold weights", d->name);
-        if (d->flags & BA_OPF_PIECEWISE) cr_expect_eq(d->hvp, BA_HVP_UNARY, "%s: piecewise-linear is unary", d->name);
+        if (d->flags & BA_OPF_RECURRENT)
+            cr_expect(d->flags & BA_OPF_WEIGHT, "%s: recurrent ops hold weights", d->name);
+        if (d->flags & BA_OPF_PIECEWISE)
+            cr_expect_eq(d->hvp, BA_HVP_UNARY, "%s: piecewise-linear is unary", d->name);
     }
 }
 
@@ -50,7 +52,8 @@ Test(op_table, hvp_rule_exactly_where_the_kind_says) {
         cr_expect_eq(d->hvp == BA_HVP_OWN, d->tangent != NULL, "%s: own tangent iff BA_HVP_OWN", d->name);
         cr_expect_eq(d->hvp == BA_HVP_OWN, d->second != NULL, "%s: own second iff BA_HVP_OWN", d->name);
         cr_expect_eq(d->hvp != BA_HVP_FD && d->hvp != BA_HVP_OWN, d->hvp_mask != 0,
-                     "%s: an input mask iff a generic rule (kind %d, mask %#x)", d->name, (int)d->hvp, d->hvp_mask);
+                     "%s: an input mask iff a generic rule (kind %d, mask %#x)", d->name, (int)d->hvp,
+                     d->hvp_mask);
     }
     /* the generic rules as the HVP tests measured them */
     cr_expect_eq(ba_op_defs[BA_OP_CONV].hvp, BA_HVP_BILINEAR);
@@ -83,7 +86,8 @@ static void check_model(const ba_model_t *m) {
         for (int k = 0; k < L->nuses; k++) {
             const ba_layer_use_t *u = &L->uses[k];
             const ba_node_t *n = &m->nodes[u->node];
-            cr_assert(ba_node_flags(n) & BA_OPF_WEIGHT, "%s: %s consumed by %s", m->path, L->name, n->op_type);
+            cr_assert(ba_node_flags(n) & BA_OPF_WEIGHT, "%s: %s consumed by %s", m->path, L->name,
+                      n->op_type);
             if (k > 0) cr_expect_gt(u->node, L->uses[k - 1].node, "%s: uses in node order", L->name);
             found_at |= u->node == L->node;
             int id = n->inputs[u->widx];
@@ -93,8 +97,10 @@ static void check_model(const ba_model_t *m) {
                 id = m->nodes[u->chain[c]].inputs[0];
             }
             cr_expect_eq(id, L->value, "%s: use %d does not lead back to the constant", L->name, k);
-            if (u->didx >= 0) cr_expect_eq(u->data, n->inputs[u->didx], "%s: data input", L->name);
-            else cr_expect_eq(u->data, -1);
+            if (u->didx >= 0)
+                cr_expect_eq(u->data, n->inputs[u->didx], "%s: data input", L->name);
+            else
+                cr_expect_eq(u->data, -1);
         }
         cr_expect(found_at, "%s: the node it was found at is one of its uses", L->name);
     }

@@ -100,8 +100,8 @@ static void parse_attrs(test_node_t *tn, const char *spec) {
     tn->node.attrs = tn->attrs;
 }
 
-static void make_node(test_node_t *tn, const char *name, const char *op, int opset, const char *attrs, int nin,
-                      int nout) {
+static void make_node(test_node_t *tn, const char *name, const char *op, int opset, const char *attrs,
+                      int nin, int nout) {
     memset(tn, 0, sizeof *tn);
     tn->node.name = (char *)name;
     tn->node.op_type = (char *)op;
@@ -145,16 +145,17 @@ static double run_case(const float *blob, const heavy_case_t *c) {
         cr_assert_not_null(t, "%s: output %d missing", c->name, o);
         cr_assert_eq(t->ndim, r->ndim, "%s: output %d rank %d, expected %d", c->name, o, t->ndim, r->ndim);
         for (int d = 0; d < r->ndim; d++)
-            cr_assert_eq(t->shape[d], r->shape[d], "%s: output %d dim %d is %lld, expected %lld", c->name, o, d,
-                         (long long)t->shape[d], (long long)r->shape[d]);
+            cr_assert_eq(t->shape[d], r->shape[d], "%s: output %d dim %d is %lld, expected %lld", c->name, o,
+                         d, (long long)t->shape[d], (long long)r->shape[d]);
         const float *ref = blob + r->off;
         double scale = 1.0;
         for (int64_t i = 0; i < t->numel; i++) scale = fmax(scale, fabs(ref[i]));
         for (int64_t i = 0; i < t->numel; i++) {
             if (r->is_int) {
                 cr_assert_eq(t->dtype, BA_DT_I64);
-                cr_assert_eq(((int64_t *)t->data)[i], (int64_t)ref[i], "%s: index %lld is %lld, expected %lld",
-                             c->name, (long long)i, (long long)((int64_t *)t->data)[i], (long long)ref[i]);
+                cr_assert_eq(((int64_t *)t->data)[i], (int64_t)ref[i],
+                             "%s: index %lld is %lld, expected %lld", c->name, (long long)i,
+                             (long long)((int64_t *)t->data)[i], (long long)ref[i]);
                 continue;
             }
             double e = fabs(((float *)t->data)[i] - (double)ref[i]) / scale;
@@ -183,20 +184,48 @@ static void run_op(const char *op) {
     cr_log_info("%s: %d cases, worst scaled error %.3g", op, n, worst);
 }
 
-Test(ops_heavy, conv_matches_torch_for_1d_2d_3d_groups_depthwise_pads_auto_pad) { run_op("Conv"); }
-Test(ops_heavy, conv_transpose_matches_torch_for_strides_pads_output_padding_output_shape) { run_op("ConvTranspose"); }
-Test(ops_heavy, gemm_matches_numpy_for_alpha_beta_trans_and_c_broadcast) { run_op("Gemm"); }
-Test(ops_heavy, matmul_follows_numpy_for_1d_and_broadcast_batches) { run_op("MatMul"); }
-Test(ops_heavy, maxpool_matches_torch_values_and_indices) { run_op("MaxPool"); }
-Test(ops_heavy, averagepool_matches_torch_for_pads_ceil_mode_and_count_include_pad) { run_op("AveragePool"); }
-Test(ops_heavy, lppool_is_the_p_norm_of_each_window) { run_op("LpPool"); }
-Test(ops_heavy, global_average_pool_is_the_plane_mean) { run_op("GlobalAveragePool"); }
-Test(ops_heavy, global_max_pool_is_the_plane_max) { run_op("GlobalMaxPool"); }
-Test(ops_heavy, batchnorm_inference_matches_torch) { run_op("BatchNormalization"); }
-Test(ops_heavy, layernorm_matches_torch_with_stats_outputs) { run_op("LayerNormalization"); }
-Test(ops_heavy, instancenorm_matches_torch) { run_op("InstanceNormalization"); }
-Test(ops_heavy, softmax_follows_the_opset_axis_rules) { run_op("Softmax"); }
-Test(ops_heavy, logsoftmax_follows_the_opset_axis_rules) { run_op("LogSoftmax"); }
+Test(ops_heavy, conv_matches_torch_for_1d_2d_3d_groups_depthwise_pads_auto_pad) {
+    run_op("Conv");
+}
+Test(ops_heavy, conv_transpose_matches_torch_for_strides_pads_output_padding_output_shape) {
+    run_op("ConvTranspose");
+}
+Test(ops_heavy, gemm_matches_numpy_for_alpha_beta_trans_and_c_broadcast) {
+    run_op("Gemm");
+}
+Test(ops_heavy, matmul_follows_numpy_for_1d_and_broadcast_batches) {
+    run_op("MatMul");
+}
+Test(ops_heavy, maxpool_matches_torch_values_and_indices) {
+    run_op("MaxPool");
+}
+Test(ops_heavy, averagepool_matches_torch_for_pads_ceil_mode_and_count_include_pad) {
+    run_op("AveragePool");
+}
+Test(ops_heavy, lppool_is_the_p_norm_of_each_window) {
+    run_op("LpPool");
+}
+Test(ops_heavy, global_average_pool_is_the_plane_mean) {
+    run_op("GlobalAveragePool");
+}
+Test(ops_heavy, global_max_pool_is_the_plane_max) {
+    run_op("GlobalMaxPool");
+}
+Test(ops_heavy, batchnorm_inference_matches_torch) {
+    run_op("BatchNormalization");
+}
+Test(ops_heavy, layernorm_matches_torch_with_stats_outputs) {
+    run_op("LayerNormalization");
+}
+Test(ops_heavy, instancenorm_matches_torch) {
+    run_op("InstanceNormalization");
+}
+Test(ops_heavy, softmax_follows_the_opset_axis_rules) {
+    run_op("Softmax");
+}
+Test(ops_heavy, logsoftmax_follows_the_opset_axis_rules) {
+    run_op("LogSoftmax");
+}
 
 /* ---- errors: BA_ERR_INPUT naming the node, never a crash ---- */
 

@@ -31,7 +31,9 @@ typedef struct {
 
 /* ---- parsing (strtok over one line at a time) ---- */
 
-static char *tok(void) { return strtok(NULL, " \t\n"); }
+static char *tok(void) {
+    return strtok(NULL, " \t\n");
+}
 
 static ba_tensor_t *parse_tensor(void) {
     char *t = tok();
@@ -46,8 +48,10 @@ static ba_tensor_t *parse_tensor(void) {
     for (int64_t i = 0; i < x->numel; i++) {
         char *v = tok();
         cr_assert(v, "short tensor");
-        if (ba_dtype_is_float(dt)) ba_elem_store_f64(x, i, strtod(v, NULL));
-        else ba_elem_store_i64(x, i, strtoll(v, NULL, 10));
+        if (ba_dtype_is_float(dt))
+            ba_elem_store_f64(x, i, strtod(v, NULL));
+        else
+            ba_elem_store_i64(x, i, strtoll(v, NULL, 10));
     }
     return x;
 }
@@ -56,9 +60,18 @@ static void parse_attr(ba_attr_t *a) {
     char *kind = tok();
     a->name = strdup(tok());
     switch (kind[0]) {
-    case 'i': a->type = BA_ATTR_INT; a->i = strtoll(tok(), NULL, 10); break;
-    case 'f': a->type = BA_ATTR_FLOAT; a->f = strtof(tok(), NULL); break;
-    case 's': a->type = BA_ATTR_STRING; a->s = strdup(tok()); break;
+    case 'i':
+        a->type = BA_ATTR_INT;
+        a->i = strtoll(tok(), NULL, 10);
+        break;
+    case 'f':
+        a->type = BA_ATTR_FLOAT;
+        a->f = strtof(tok(), NULL);
+        break;
+    case 's':
+        a->type = BA_ATTR_STRING;
+        a->s = strdup(tok());
+        break;
     case 'I':
         a->type = BA_ATTR_INTS;
         a->n = atoi(tok());
@@ -71,7 +84,10 @@ static void parse_attr(ba_attr_t *a) {
         a->floats = calloc((size_t)a->n + 1, sizeof(float));
         for (int k = 0; k < a->n; k++) a->floats[k] = strtof(tok(), NULL);
         break;
-    case 'T': a->type = BA_ATTR_TENSOR; a->t = parse_tensor(); break;
+    case 'T':
+        a->type = BA_ATTR_TENSOR;
+        a->t = parse_tensor();
+        break;
     default: cr_assert_fail("bad attribute kind %s", kind);
     }
 }
@@ -101,8 +117,10 @@ static int load_cases(const char *op, op_case **out) {
         char *t = strtok(line, " \t\n");
         if (!t || t[0] == '#') continue;
         if (strcmp(t, "case") == 0) {
-            if (c && !keep) free_case(c);
-            else if (c) n++;
+            if (c && !keep)
+                free_case(c);
+            else if (c)
+                n++;
             if (n == ncap) {
                 ncap *= 2;
                 cs = realloc(cs, sizeof *cs * (size_t)ncap);
@@ -118,13 +136,21 @@ static int load_cases(const char *op, op_case **out) {
             continue;
         }
         if (!keep) continue;
-        if (strcmp(t, "a") == 0) parse_attr(&c->attrs[c->nattr++]);
-        else if (strcmp(t, "i") == 0) { c->in[c->nin] = parse_tensor(); c->nin++; }
-        else if (strcmp(t, "o") == 0) { c->exp[c->nexp] = parse_tensor(); c->nexp++; }
-        else if (strcmp(t, "e") == 0) c->err = atoi(tok());
+        if (strcmp(t, "a") == 0)
+            parse_attr(&c->attrs[c->nattr++]);
+        else if (strcmp(t, "i") == 0) {
+            c->in[c->nin] = parse_tensor();
+            c->nin++;
+        } else if (strcmp(t, "o") == 0) {
+            c->exp[c->nexp] = parse_tensor();
+            c->nexp++;
+        } else if (strcmp(t, "e") == 0)
+            c->err = atoi(tok());
     }
-    if (c && keep) n++;
-    else if (c) free_case(c);
+    if (c && keep)
+        n++;
+    else if (c)
+        free_case(c);
     free(line);
     fclose(f);
     *out = cs;
@@ -164,7 +190,8 @@ static void check_case(op_case *c) {
     ba_status st = def->forward(&node, c->in, c->nin, got, c->nout, &err);
     if (c->err) {
         cr_expect_eq(st, (ba_status)c->err, "%s: status %d (want %d): %s", c->label, st, c->err, err.msg);
-        if (st != BA_OK) cr_expect(strstr(err.msg, c->label), "%s: message does not name the node: %s", c->label, err.msg);
+        if (st != BA_OK)
+            cr_expect(strstr(err.msg, c->label), "%s: message does not name the node: %s", c->label, err.msg);
         for (int i = 0; i < c->nout; i++) ba_tensor_unref(got[i]);
         return;
     }
@@ -172,11 +199,12 @@ static void check_case(op_case *c) {
     for (int k = 0; k < c->nexp; k++) {
         ba_tensor_t *g = got[k], *e = c->exp[k];
         cr_assert(g, "%s: output %d missing", c->label, k);
-        cr_expect_eq(g->dtype, e->dtype, "%s: output %d dtype %s, want %s", c->label, k, ba_dtype_name(g->dtype),
-                     ba_dtype_name(e->dtype));
+        cr_expect_eq(g->dtype, e->dtype, "%s: output %d dtype %s, want %s", c->label, k,
+                     ba_dtype_name(g->dtype), ba_dtype_name(e->dtype));
         char b1[128], b2[128];
         int same = g->ndim == e->ndim && !memcmp(g->shape, e->shape, sizeof(int64_t) * (size_t)g->ndim);
-        cr_expect(same, "%s: output %d shape %s, want %s", c->label, k, ba_shape_str(g->ndim, g->shape, b1, sizeof b1),
+        cr_expect(same, "%s: output %d shape %s, want %s", c->label, k,
+                  ba_shape_str(g->ndim, g->shape, b1, sizeof b1),
                   ba_shape_str(e->ndim, e->shape, b2, sizeof b2));
         if (!same || g->dtype != e->dtype) continue;
         int bad = 0;
@@ -208,26 +236,101 @@ static void run_op(const char *op) {
     free(cs);
 }
 
-#define OP_TEST(OP) \
-    Test(ops_light, OP##_matches_reference) { run_op(#OP); }
+#define OP_TEST(OP)                                                                                          \
+    Test(ops_light, OP##_matches_reference) {                                                                \
+        run_op(#OP);                                                                                         \
+    }
 
-OP_TEST(Add) OP_TEST(Sub) OP_TEST(Mul) OP_TEST(Div) OP_TEST(Pow) OP_TEST(Mod)
-OP_TEST(Equal) OP_TEST(Less) OP_TEST(LessOrEqual) OP_TEST(Greater) OP_TEST(GreaterOrEqual)
-OP_TEST(And) OP_TEST(Or) OP_TEST(Xor) OP_TEST(Not)
-OP_TEST(Sum) OP_TEST(Mean) OP_TEST(Min) OP_TEST(Max) OP_TEST(Where) OP_TEST(PRelu)
-OP_TEST(Sqrt) OP_TEST(Reciprocal) OP_TEST(Exp) OP_TEST(Log) OP_TEST(Neg) OP_TEST(Abs) OP_TEST(Erf)
-OP_TEST(Tanh) OP_TEST(Sigmoid) OP_TEST(Relu) OP_TEST(LeakyRelu) OP_TEST(Elu) OP_TEST(Selu) OP_TEST(Clip)
-OP_TEST(HardSigmoid) OP_TEST(HardSwish) OP_TEST(Gelu) OP_TEST(Softplus) OP_TEST(Softsign) OP_TEST(Mish)
-OP_TEST(Floor) OP_TEST(Ceil) OP_TEST(Round) OP_TEST(Sign) OP_TEST(Sin) OP_TEST(Cos) OP_TEST(IsNaN)
-OP_TEST(Identity) OP_TEST(Dropout) OP_TEST(Flatten) OP_TEST(Reshape) OP_TEST(Squeeze) OP_TEST(Unsqueeze)
-OP_TEST(Transpose) OP_TEST(Concat) OP_TEST(Split) OP_TEST(Slice) OP_TEST(Gather) OP_TEST(GatherElements)
-OP_TEST(Expand) OP_TEST(Tile) OP_TEST(Pad) OP_TEST(Resize) OP_TEST(Upsample)
-OP_TEST(Constant) OP_TEST(ConstantOfShape) OP_TEST(Shape) OP_TEST(Size) OP_TEST(Range) OP_TEST(Cast)
-OP_TEST(CastLike) OP_TEST(NonZero) OP_TEST(ScatterND) OP_TEST(Trilu)
-OP_TEST(ReduceSum) OP_TEST(ReduceMean) OP_TEST(ReduceMax) OP_TEST(ReduceMin) OP_TEST(ReduceProd)
-OP_TEST(ReduceL1) OP_TEST(ReduceL2) OP_TEST(ReduceSumSquare) OP_TEST(ReduceLogSumExp)
-OP_TEST(ArgMax) OP_TEST(ArgMin) OP_TEST(TopK) OP_TEST(CumSum)
-
+/* clang-format off */
+OP_TEST(Add)
+OP_TEST(Sub)
+OP_TEST(Mul)
+OP_TEST(Div)
+OP_TEST(Pow)
+OP_TEST(Mod)
+OP_TEST(Equal)
+OP_TEST(Less)
+OP_TEST(LessOrEqual)
+OP_TEST(Greater)
+OP_TEST(GreaterOrEqual)
+OP_TEST(And)
+OP_TEST(Or)
+OP_TEST(Xor)
+OP_TEST(Not)
+OP_TEST(Sum)
+OP_TEST(Mean)
+OP_TEST(Min)
+OP_TEST(Max)
+OP_TEST(Where)
+OP_TEST(PRelu)
+OP_TEST(Sqrt)
+OP_TEST(Reciprocal)
+OP_TEST(Exp)
+OP_TEST(Log)
+OP_TEST(Neg)
+OP_TEST(Abs)
+OP_TEST(Erf)
+OP_TEST(Tanh)
+OP_TEST(Sigmoid)
+OP_TEST(Relu)
+OP_TEST(LeakyRelu)
+OP_TEST(Elu)
+OP_TEST(Selu)
+OP_TEST(Clip)
+OP_TEST(HardSigmoid)
+OP_TEST(HardSwish)
+OP_TEST(Gelu)
+OP_TEST(Softplus)
+OP_TEST(Softsign)
+OP_TEST(Mish)
+OP_TEST(Floor)
+OP_TEST(Ceil)
+OP_TEST(Round)
+OP_TEST(Sign)
+OP_TEST(Sin)
+OP_TEST(Cos)
+OP_TEST(IsNaN)
+OP_TEST(Identity)
+OP_TEST(Dropout)
+OP_TEST(Flatten)
+OP_TEST(Reshape)
+OP_TEST(Squeeze)
+OP_TEST(Unsqueeze)
+OP_TEST(Transpose)
+OP_TEST(Concat)
+OP_TEST(Split)
+OP_TEST(Slice)
+OP_TEST(Gather)
+OP_TEST(GatherElements)
+OP_TEST(Expand)
+OP_TEST(Tile)
+OP_TEST(Pad)
+OP_TEST(Resize)
+OP_TEST(Upsample)
+OP_TEST(Constant)
+OP_TEST(ConstantOfShape)
+OP_TEST(Shape)
+OP_TEST(Size)
+OP_TEST(Range)
+OP_TEST(Cast)
+OP_TEST(CastLike)
+OP_TEST(NonZero)
+OP_TEST(ScatterND)
+OP_TEST(Trilu)
+OP_TEST(ReduceSum)
+OP_TEST(ReduceMean)
+OP_TEST(ReduceMax)
+OP_TEST(ReduceMin)
+OP_TEST(ReduceProd)
+OP_TEST(ReduceL1)
+OP_TEST(ReduceL2)
+OP_TEST(ReduceSumSquare)
+OP_TEST(ReduceLogSumExp)
+OP_TEST(ArgMax)
+OP_TEST(ArgMin)
+OP_TEST(TopK)
+OP_TEST(CumSum)
+/* clang-format on */
 /* ---- promises beyond the reference table ---- */
 
 Test(ops_light, every_reference_op_has_a_kernel) {
@@ -277,7 +380,8 @@ static ba_tensor_t *ramp(int nd, const int64_t *shape) {
     return t;
 }
 
-static ba_status run1(const char *op, int opset, ba_tensor_t **in, int nin, ba_tensor_t **out, ba_error *err) {
+static ba_status run1(const char *op, int opset, ba_tensor_t **in, int nin, ba_tensor_t **out,
+                      ba_error *err) {
     ba_node_t n = {0};
     int outs[1] = {0};
     n.name = "n0";
@@ -317,8 +421,9 @@ Test(ops_light, reshape_and_squeeze_return_views) {
 }
 
 Test(ops_light, missing_required_input_is_an_error_not_a_crash) {
-    static const char *ops[] = {"Add", "Where", "Reshape", "Gather", "Slice", "Concat", "Expand", "Tile",
-                                "Pad", "Resize", "Range", "CumSum", "ReduceSum", "TopK", "Transpose", "Clip"};
+    static const char *ops[] = {"Add",       "Where", "Reshape",   "Gather", "Slice", "Concat",
+                                "Expand",    "Tile",  "Pad",       "Resize", "Range", "CumSum",
+                                "ReduceSum", "TopK",  "Transpose", "Clip"};
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         ba_tensor_t *in[3] = {NULL, NULL, NULL}, *o = NULL;
         ba_error err;

@@ -66,9 +66,12 @@ static void check_unary(const char *op, ref_fn ref, float lo, float hi, double r
         double want = ref(xv[i]), got = ov[i];
         if (isinf((float)want)) want = (float)want; /* overflows float32 */
         int ok;
-        if (isnan(want)) ok = isnan(got);
-        else if (isinf(want)) ok = got == want;
-        else ok = fabs(got - want) <= rel * fabs(want) || fabs(got - want) <= abs_tol;
+        if (isnan(want))
+            ok = isnan(got);
+        else if (isinf(want))
+            ok = got == want;
+        else
+            ok = fabs(got - want) <= rel * fabs(want) || fabs(got - want) <= abs_tol;
         if (!ok) {
             cr_expect_fail("%s(%.9g) = %.9g, want %.9g", op, xv[i], got, want);
             bad++;
@@ -78,17 +81,27 @@ static void check_unary(const char *op, ref_fn ref, float lo, float hi, double r
     ba_tensor_unref(o);
 }
 
-static double ref_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
-static double ref_gelu(double x) { return 0.5 * x * erfc(-x * M_SQRT1_2); } /* NaN at -inf, as before */
-static double ref_relu(double x) { return x < 0 ? 0 : x; }
+static double ref_sigmoid(double x) {
+    return 1.0 / (1.0 + exp(-x));
+}
+static double ref_gelu(double x) {
+    return 0.5 * x * erfc(-x * M_SQRT1_2);
+} /* NaN at -inf, as before */
+static double ref_relu(double x) {
+    return x < 0 ? 0 : x;
+}
 
 Test(ops_vec, exp_matches_libm_with_overflow_and_underflow) {
     check_unary("Exp", exp, -110.0f, 90.0f, 5e-7, 2 * FLT_TRUE_MIN);
 }
 
-Test(ops_vec, erf_relative_error_below_1e6) { check_unary("Erf", erf, -6.0f, 6.0f, 1e-6, 0); }
+Test(ops_vec, erf_relative_error_below_1e6) {
+    check_unary("Erf", erf, -6.0f, 6.0f, 1e-6, 0);
+}
 
-Test(ops_vec, erf_near_zero_keeps_relative_accuracy) { check_unary("Erf", erf, -1e-3f, 1e-3f, 1e-6, 0); }
+Test(ops_vec, erf_near_zero_keeps_relative_accuracy) {
+    check_unary("Erf", erf, -1e-3f, 1e-3f, 1e-6, 0);
+}
 
 Test(ops_vec, gelu_matches_erfc_form_including_left_tail) {
     check_unary("Gelu", ref_gelu, -12.0f, 12.0f, 1e-6, 1e-30);
@@ -122,7 +135,8 @@ Test(ops_vec, clip_bounds_and_nan) {
     *(float *)in[2]->data = hi;
     ba_tensor_t *o = run1("Clip", in, 3, 13);
     const float *ov = o->data;
-    cr_expect(ov[0] == 0.0f && ov[1] == 0.5f && ov[2] == 6.0f && isnan(ov[3]) && ov[4] == 0.0f && ov[5] == 6.0f);
+    cr_expect(ov[0] == 0.0f && ov[1] == 0.5f && ov[2] == 6.0f && isnan(ov[3]) && ov[4] == 0.0f &&
+              ov[5] == 6.0f);
     for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
     ba_tensor_unref(o);
 }
@@ -173,11 +187,18 @@ Test(ops_vec, broadcast_arithmetic_matches_scalar_loop) {
             const float *ov = o->data;
             int bad = 0;
             for (int64_t i = 0; i < R * C && bad < 3; i++) {
-                float x = form == 1 ? bv[i % C] : av[i], y = form == 0 ? bv[i % C] : form == 1 ? av[i] : 1.75f;
-                float want = k == 0 ? x + y : k == 1 ? x - y : k == 2 ? x * y : k == 3 ? x / y
-                           : k == 4 ? ((x != x || x > y) ? x : y) : ((x != x || x < y) ? x : y);
+                float x = form == 1 ? bv[i % C] : av[i], y = form == 0   ? bv[i % C]
+                                                             : form == 1 ? av[i]
+                                                                         : 1.75f;
+                float want = k == 0   ? x + y
+                             : k == 1 ? x - y
+                             : k == 2 ? x * y
+                             : k == 3 ? x / y
+                             : k == 4 ? ((x != x || x > y) ? x : y)
+                                      : ((x != x || x < y) ? x : y);
                 if (!(ov[i] == want || (isnan(ov[i]) && isnan(want)))) {
-                    cr_expect_fail("%s form %d [%lld]: %.9g, want %.9g", ops[k], form, (long long)i, ov[i], want);
+                    cr_expect_fail("%s form %d [%lld]: %.9g, want %.9g", ops[k], form, (long long)i, ov[i],
+                                   want);
                     bad++;
                 }
             }

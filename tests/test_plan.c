@@ -342,9 +342,11 @@ Test(plan, write_to_a_missing_folder_fails_cleanly) {
 /* Activations take one width for the whole model (quantizer.act_bits): a layer whose
  * a_bits says otherwise would be evaluated in float while the plan claims otherwise. */
 Test(plan, per_layer_a_bits_must_match_quantizer_act_bits) {
-    expect_invalid("\"macs\": 210, \"w_bits\": 8, \"a_bits\": null", "\"macs\": 210, \"w_bits\": 8, \"a_bits\": 8", 1,
+    expect_invalid("\"macs\": 210, \"w_bits\": 8, \"a_bits\": null",
+                   "\"macs\": 210, \"w_bits\": 8, \"a_bits\": 8", 1,
                    "layer 'fc.weight': a_bits 8 differs from quantizer.act_bits null");
-    expect_invalid("\"act_bits\": null", "\"act_bits\": 8", 1, "a_bits null differs from quantizer.act_bits 8");
+    expect_invalid("\"act_bits\": null", "\"act_bits\": 8", 1,
+                   "a_bits null differs from quantizer.act_bits 8");
     /* Every layer at act_bits: valid. */
     ba_model_t *m = qm_new();
     int bits[QM_NLAYERS] = {4, 8, 2};
@@ -366,7 +368,8 @@ Test(plan, lying_totals_are_recomputed_and_reported) {
     static const struct {
         const char *from, *to, *needle;
     } lies[] = {
-        {"\"memory_bytes\": 544", "\"memory_bytes\": 100", "totals.memory_bytes 100, but its layers give 544"},
+        {"\"memory_bytes\": 544", "\"memory_bytes\": 100",
+         "totals.memory_bytes 100, but its layers give 544"},
         {"\"bops\": 28403712.0", "\"bops\": 1.0", "totals.bops 1, but its layers give 28403712"},
         {"\"avg_bits\": ", "\"avg_bits\": 2.0, \"x\": ", "totals.avg_bits 2, but its layers give 5.0989"},
     };

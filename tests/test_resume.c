@@ -29,11 +29,35 @@
 static const char *g_method = "ilp+evo";
 
 static void search_argv(const char *db, const char *study, const char *plan, const char **argv) {
-    const char *a[] = {BA_CLI, "--db", db, "-q", "search", "--method", g_method, DIGITS "mlp_dyn.onnx",
-                       "--data", DIGITS "calib_x_flat.npy",
-                       "--labels", DIGITS "calib_y.npy", "--budget", "avg-bits=4", "--bits", "2,3,4,8",
-                       "--sensitivity", "act", "--generations", GENS, "--offspring", KIDS, "--seed", "3", "--study",
-                       study, "--plan-out", plan, NULL};
+    const char *a[] = {BA_CLI,
+                       "--db",
+                       db,
+                       "-q",
+                       "search",
+                       "--method",
+                       g_method,
+                       DIGITS "mlp_dyn.onnx",
+                       "--data",
+                       DIGITS "calib_x_flat.npy",
+                       "--labels",
+                       DIGITS "calib_y.npy",
+                       "--budget",
+                       "avg-bits=4",
+                       "--bits",
+                       "2,3,4,8",
+                       "--sensitivity",
+                       "act",
+                       "--generations",
+                       GENS,
+                       "--offspring",
+                       KIDS,
+                       "--seed",
+                       "3",
+                       "--study",
+                       study,
+                       "--plan-out",
+                       plan,
+                       NULL};
     memcpy(argv, a, sizeof a);
 }
 
@@ -107,7 +131,8 @@ static void expect_same_trials(const char *a, const char *b, const char *study) 
         cr_expect_eq(ta[i].number, tb[i].number);
         cr_expect_str_eq(ta[i].state, tb[i].state, "trial %lld", (long long)ta[i].number);
         cr_expect_eq(ta[i].samples, tb[i].samples, "trial %lld", (long long)ta[i].number);
-        cr_expect(ta[i].kl == tb[i].kl, "trial %lld: kl %.17g vs %.17g", (long long)ta[i].number, ta[i].kl, tb[i].kl);
+        cr_expect(ta[i].kl == tb[i].kl, "trial %lld: kl %.17g vs %.17g", (long long)ta[i].number, ta[i].kl,
+                  tb[i].kl);
         cr_expect(ta[i].agreement == tb[i].agreement, "trial %lld", (long long)ta[i].number);
         cr_expect(ta[i].predicted == tb[i].predicted, "trial %lld", (long long)ta[i].number);
         cr_assert_eq(ta[i].nlayers, tb[i].nlayers);
@@ -154,8 +179,10 @@ static void kill_and_resume(void) {
         int done = 0, started = 0;
         for (int round = 0; !done && round < 100; round++) {
             double delay = ref_s * (double)rand() / RAND_MAX;
-            if (!started) search_argv(db, "k", plan, argv);
-            else resume_argv(db, "k", plan, argv);
+            if (!started)
+                search_argv(db, "k", plan, argv);
+            else
+                resume_argv(db, "k", plan, argv);
             rc = run_and_kill(argv, delay);
             if (rc == -SIGKILL) {
                 kills++;
@@ -189,7 +216,9 @@ static void kill_and_resume(void) {
     ba_test_rmtree(dir);
 }
 
-Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120) { kill_and_resume(); }
+Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120) {
+    kill_and_resume();
+}
 
 Test(resume, nsga2_killed_anywhere_resumes_to_the_uninterrupted_front, .timeout = 120) {
     g_method = "nsga2";
@@ -205,9 +234,27 @@ Test(resume, finished_study_reports_again_and_changed_model_is_refused) {
     snprintf(model, sizeof model, "%s/mlp.onnx", dir);
     snprintf(cmd, sizeof cmd, "cp %s %s", DIGITS "mlp_dyn.onnx", model);
     cr_assert_eq(system(cmd), 0);
-    const char *argv[] = {BA_CLI, "--db", db, "-q", "search", model, "--data", DIGITS "calib_x_flat.npy",
-                          "--budget", "avg-bits=4", "--sensitivity", "weight", "--generations", "2", "--offspring",
-                          "4", "--study", "s", "--plan-out", plan, NULL};
+    const char *argv[] = {BA_CLI,
+                          "--db",
+                          db,
+                          "-q",
+                          "search",
+                          model,
+                          "--data",
+                          DIGITS "calib_x_flat.npy",
+                          "--budget",
+                          "avg-bits=4",
+                          "--sensitivity",
+                          "weight",
+                          "--generations",
+                          "2",
+                          "--offspring",
+                          "4",
+                          "--study",
+                          "s",
+                          "--plan-out",
+                          plan,
+                          NULL};
     char *out = NULL, *err = NULL;
     int st;
     cr_assert_eq(ba_test_run(argv, &out, &err, &st), 0);
@@ -263,10 +310,12 @@ Test(resume, readers_and_two_searches_share_one_database, .timeout = 60) {
         char *out = NULL, *err = NULL;
         int st;
         cr_assert_eq(ba_test_run(q, &out, &err, &st), 0);
-        if (st == 0) reads_ok++;
-        else cr_expect(strstr(err, "not found") || strstr(err, "no study named") || strstr(err, "no such database") ||
-                           strstr(err, "not available"),
-                       "trials during a search: exit %d: %s", st, err);
+        if (st == 0)
+            reads_ok++;
+        else
+            cr_expect(strstr(err, "not found") || strstr(err, "no study named") ||
+                          strstr(err, "no such database") || strstr(err, "not available"),
+                      "trials during a search: exit %d: %s", st, err);
         free(out), free(err);
     }
     int w1, w2;

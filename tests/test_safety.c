@@ -73,9 +73,9 @@ static env_t make_env(void) {
     copy_file(DIGITS "/mlp.onnx", e.model);
     copy_file(DIGITS "/calib_x_flat.npy", e.data);
     copy_file(DIGITS "/calib_y.npy", e.labels);
-    ba_test_run_t r = ba_test_cli("search", e.model, "--data", e.data, "--labels", e.labels, "--budget",
-                                  "avg-bits=4", "--method", "uniform", "--study", "s", "--db", e.db, "--plan-out",
-                                  e.plan, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", e.model, "--data", e.data, "--labels", e.labels, "--budget", "avg-bits=4",
+                    "--method", "uniform", "--study", "s", "--db", e.db, "--plan-out", e.plan, "-q", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     checkpoint(e.db);
@@ -105,8 +105,8 @@ Test(safety, plan_out_that_is_the_database_or_the_model_is_refused_before_any_wo
     /* The model through a symlink: same inode, other name. */
     snprintf(alias, sizeof alias, "%s/link.onnx", e.dir);
     cr_assert_eq(symlink(e.model, alias), 0);
-    r = ba_test_cli("search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform", "--study",
-                    "t", "--db", e.db, "--plan-out", alias, "-q", NULL);
+    r = ba_test_cli("search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform",
+                    "--study", "t", "--db", e.db, "--plan-out", alias, "-q", NULL);
     expect_refused(&r, "--plan-out", "model");
     ba_test_run_free(&r);
     expect_same(e.model, model_sha);
@@ -234,7 +234,8 @@ Test(safety, devices_and_fifos_are_written_through_never_replaced, .timeout = 20
     /* Private copies of /dev/full and /dev/null, so a broken writer harms nothing. */
     snprintf(full, sizeof full, "%s/full", dir);
     snprintf(null, sizeof null, "%s/null", dir);
-    int have_nodes = mknod(full, S_IFCHR | 0666, makedev(1, 7)) == 0 && mknod(null, S_IFCHR | 0666, makedev(1, 3)) == 0;
+    int have_nodes =
+        mknod(full, S_IFCHR | 0666, makedev(1, 7)) == 0 && mknod(null, S_IFCHR | 0666, makedev(1, 3)) == 0;
     if (!have_nodes) {
         snprintf(null, sizeof null, "/dev/null");
         cr_log_warn("mknod not permitted (%s): /dev/full case skipped, /dev/null used", strerror(errno));
@@ -417,7 +418,8 @@ Test(safety, a_database_on_a_read_only_mount_is_read, .timeout = 60) {
     cr_expect(!strstr(err, "not an error"), "%s", err);
     cr_expect(strstr(out, "s,") && strstr(out, "number,state"), "%s", out);
     cr_expect(strstr(out, "layer,w_bits"), "the export was written through to stdout: %s", out);
-    cr_expect(strstr(out, "x.db\n") && !strstr(out, "x.db-"), "nothing was made beside the database: %s", out);
+    cr_expect(strstr(out, "x.db\n") && !strstr(out, "x.db-"), "nothing was made beside the database: %s",
+              out);
     free(out), free(err);
     ba_test_rmtree(e.dir);
 }
@@ -429,8 +431,9 @@ Test(safety, a_name_that_is_not_utf8_is_refused_before_any_work) {
     char db[700], plan[700];
     snprintf(db, sizeof db, "%s/fresh.db", e.dir);
     snprintf(plan, sizeof plan, "%s/p2.json", e.dir);
-    ba_test_run_t r = ba_test_cli("search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method",
-                                  "uniform", "--study", "bad\xff\xfe", "--db", db, "--plan-out", plan, "-q", NULL);
+    ba_test_run_t r =
+        ba_test_cli("search", e.model, "--data", e.data, "--budget", "avg-bits=4", "--method", "uniform",
+                    "--study", "bad\xff\xfe", "--db", db, "--plan-out", plan, "-q", NULL);
     cr_expect_eq(r.status, 2, "exit %d %s", r.status, r.err);
     cr_expect(strstr(r.err, "--study") && strstr(r.err, "UTF-8"), "%s", r.err);
     ba_test_run_free(&r);

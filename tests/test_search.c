@@ -5,8 +5,8 @@
  * exit 2 with a message naming the flag, and no study is left behind by them. */
 #include <criterion/criterion.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +26,18 @@ static void setup(void) {
     cr_assert_eq(ba_test_tmpdir(g_dir, sizeof g_dir), 0);
     snprintf(g_db, sizeof g_db, "%s/s.db", g_dir);
 }
-static void teardown(void) { ba_test_rmtree(g_dir); }
+static void teardown(void) {
+    ba_test_rmtree(g_dir);
+}
 
 /* search on the CNN with extra flags (NULL-terminated). */
 static res_t search(const char *first, ...) {
-    const char *argv[64] = {BA_CLI, "--db", g_db, "-q", "search", DIGITS "cnn_dyn.onnx", "--data",
-                            DIGITS "calib_x.npy", "--labels", DIGITS "calib_y.npy", "--format", "json"};
+    const char *argv[64] = {BA_CLI,     "--db",
+                            g_db,       "-q",
+                            "search",   DIGITS "cnn_dyn.onnx",
+                            "--data",   DIGITS "calib_x.npy",
+                            "--labels", DIGITS "calib_y.npy",
+                            "--format", "json"};
     int n = 12;
     va_list ap;
     va_start(ap, first);
@@ -47,7 +53,8 @@ static double json_kl(const res_t *r, int64_t *trial) {
     json_error_t je;
     json_t *j = json_loads(r->out, 0, &je);
     cr_assert(j, "not JSON: %s", r->out);
-    double kl = json_real_value(json_object_get(json_object_get(json_object_get(j, "plan"), "metrics"), "kl"));
+    double kl =
+        json_real_value(json_object_get(json_object_get(json_object_get(j, "plan"), "metrics"), "kl"));
     if (trial) *trial = json_integer_value(json_object_get(j, "trial"));
     json_decref(j);
     return kl;
@@ -62,12 +69,13 @@ Test(search, ilp_evo_beats_uniform_4bit_and_never_ends_worse_than_its_seed, .ini
      .timeout = 60) {
     res_t u = search("--budget", "avg-bits=4", "--method", "uniform", "--study", "u", NULL);
     cr_assert_eq(u.status, 0, "%s", u.err);
-    res_t i = search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "act", "--study", "i", NULL);
+    res_t i =
+        search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "act", "--study", "i", NULL);
     cr_assert_eq(i.status, 0, "%s", i.err);
     char plan[4300];
     snprintf(plan, sizeof plan, "%s/out/plan.json", g_dir);
-    res_t e = search("--budget", "avg-bits=4", "--sensitivity", "act", "--generations", "8", "--offspring", "8",
-                     "--study", "e", "--plan-out", plan, NULL);
+    res_t e = search("--budget", "avg-bits=4", "--sensitivity", "act", "--generations", "8", "--offspring",
+                     "8", "--study", "e", "--plan-out", plan, NULL);
     cr_assert_eq(e.status, 0, "%s", e.err);
     double ku = json_kl(&u, NULL), ki = json_kl(&i, NULL), ke = json_kl(&e, NULL);
     cr_expect_lt(ke, ku, "ilp+evo KL %g vs uniform 4-bit %g", ke, ku);
@@ -78,11 +86,12 @@ Test(search, ilp_evo_beats_uniform_4bit_and_never_ends_worse_than_its_seed, .ini
     res_free(&u), res_free(&i), res_free(&e);
 }
 
-Test(search, same_seed_same_plan_and_a_sweep_stores_each_point, .init = setup, .fini = teardown, .timeout = 60) {
-    res_t a = search("--budget", "avg-bits=3.5", "--method", "evo", "--generations", "3", "--offspring", "4", "--seed",
-                     "9", "--study", "a", NULL);
-    res_t b = search("--budget", "avg-bits=3.5", "--method", "evo", "--generations", "3", "--offspring", "4", "--seed",
-                     "9", "--study", "b", NULL);
+Test(search, same_seed_same_plan_and_a_sweep_stores_each_point, .init = setup, .fini = teardown,
+     .timeout = 60) {
+    res_t a = search("--budget", "avg-bits=3.5", "--method", "evo", "--generations", "3", "--offspring", "4",
+                     "--seed", "9", "--study", "a", NULL);
+    res_t b = search("--budget", "avg-bits=3.5", "--method", "evo", "--generations", "3", "--offspring", "4",
+                     "--seed", "9", "--study", "b", NULL);
     cr_assert_eq(a.status, 0, "%s", a.err);
     cr_assert_eq(b.status, 0, "%s", b.err);
     int64_t ta, tb;
@@ -156,16 +165,19 @@ Test(search, hessian_is_the_default_estimator_of_ilp_evo, .init = setup, .fini =
 
 /* Running the same search again (the README's demo command, twice) continues
  * or reports that study; the same name with other settings is refused. */
-Test(search, the_same_search_again_reports_its_study_other_settings_are_refused, .init = setup, .fini = teardown,
-     .timeout = 60) {
-    res_t a = search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+Test(search, the_same_search_again_reports_its_study_other_settings_are_refused, .init = setup,
+     .fini = teardown, .timeout = 60) {
+    res_t a =
+        search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
     cr_assert_eq(a.status, 0, "%s", a.err);
-    res_t b = search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+    res_t b =
+        search("--budget", "avg-bits=4", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
     cr_assert_eq(b.status, 0, "%s", b.err);
     int64_t ta, tb;
     cr_expect_eq(json_kl(&a, &ta), json_kl(&b, &tb));
     cr_expect_eq(ta, tb);
-    res_t c = search("--budget", "avg-bits=3", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
+    res_t c =
+        search("--budget", "avg-bits=3", "--method", "ilp", "--sensitivity", "weight", "--study", "d", NULL);
     cr_expect_eq(c.status, 2);
     cr_expect(strstr(c.err, "--study d") && strstr(c.err, "other settings"), "%s", c.err);
     res_free(&a), res_free(&b), res_free(&c);

@@ -391,18 +391,21 @@ Test(sensitivity, sensitivity_file_errors_name_file_and_line_or_layer) {
  * quantizing harder): refused, like NaN and Inf, naming the file, layer and value. */
 Test(sensitivity, sensitivity_file_refuses_negative_and_non_finite_costs) {
     ba_model_t *m = load_model(DIG "cnn_dyn.onnx");
-    expect_file_error(m, "neg.csv", "layer,bits,cost\nonnx::Conv_31,2,-5\n", "onnx::Conv_31", "cost -5 is negative");
+    expect_file_error(m, "neg.csv", "layer,bits,cost\nonnx::Conv_31,2,-5\n", "onnx::Conv_31",
+                      "cost -5 is negative");
     expect_file_error(m, "inf.csv", "layer,bits,cost\nonnx::Conv_31,2,inf\n", "onnx::Conv_31", "inf");
     expect_file_error(m, "nan.csv", "layer,bits,cost\nonnx::Conv_31,2,nan\n", "onnx::Conv_31", "nan");
-    expect_file_error(m, "negs.csv", "layer,score\nonnx::Conv_31,-0.5\n", "onnx::Conv_31", "score -0.5 is negative");
+    expect_file_error(m, "negs.csv", "layer,score\nonnx::Conv_31,-0.5\n", "onnx::Conv_31",
+                      "score -0.5 is negative");
     expect_file_error(m, "infs.csv", "layer,score\nonnx::Conv_31,1e999\n", "line 2", "1e999");
-    expect_file_error(m, "neg.json",
-                      "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1, \"3\": -0.25, \"4\": 1}}]}",
-                      "fc.weight", "\"cost.3\" is -0.25; a cost must not be negative");
-    expect_file_error(m, "inf.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1e999}}]}", "json",
-                      NULL);
-    expect_file_error(m, "nan.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": NaN}}]}", "json",
-                      NULL);
+    expect_file_error(
+        m, "neg.json",
+        "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1, \"3\": -0.25, \"4\": 1}}]}",
+        "fc.weight", "\"cost.3\" is -0.25; a cost must not be negative");
+    expect_file_error(m, "inf.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": 1e999}}]}",
+                      "json", NULL);
+    expect_file_error(m, "nan.json", "{\"layers\": [{\"name\": \"fc.weight\", \"cost\": {\"2\": NaN}}]}",
+                      "json", NULL);
     ba_model_free(m);
 }
 
@@ -675,8 +678,8 @@ Test(sensitivity, hessian_default_traces_within_12_percent_of_exact_for_ten_seed
     json_t *val;
     json_object_foreach(json_object_get(r, "hessian_trace"), key, val) {
         double autograd = json_real_value(val), closed = json_real_value(json_object_get(exm, key));
-        cr_assert(fabs(closed - autograd) <= 1e-9 * autograd, "%s: the two references disagree: %.12g vs %.12g", key,
-                  closed, autograd);
+        cr_assert(fabs(closed - autograd) <= 1e-9 * autograd,
+                  "%s: the two references disagree: %.12g vs %.12g", key, closed, autograd);
     }
     cr_assert_eq(json_object_size(json_object_get(r, "hessian_trace")), 3);
     ba_model_t *m = load_model(DIG "mlp_dyn.onnx");
@@ -703,7 +706,8 @@ Test(sensitivity, hessian_default_traces_within_12_percent_of_exact_for_ten_seed
                           100 * rel, (long long)L->probes);
                 /* the stop: every layer at <= tol relative standard error, or the cap */
                 cr_expect(L->probes >= 8 && L->probes <= BA_SENS_DEFAULT_PROBES);
-                cr_expect(L->probes == BA_SENS_DEFAULT_PROBES || L->se <= o.tol * fabs(L->score) * (1 + 1e-12),
+                cr_expect(L->probes == BA_SENS_DEFAULT_PROBES ||
+                              L->se <= o.tol * fabs(L->score) * (1 + 1e-12),
                           "%s: stopped at %lld probes with %.3g relative standard error", L->name,
                           (long long)L->probes, L->se / L->score);
             }
@@ -746,10 +750,11 @@ Test(sensitivity, hessian_stops_on_relative_standard_error) {
  * the default all-layer probes, same probe count under --tol 0), and a bad
  * value is a usage error naming the flag. */
 Test(sensitivity, cli_probe_flag_selects_the_probe_mode) {
-    ba_test_run_t a = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--tol", "0",
-                                  "--samples", "8", "--format", "json", NULL);
-    ba_test_run_t p = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--tol", "0",
-                                  "--samples", "8", "--probe", "per-layer", "--format", "json", NULL);
+    ba_test_run_t a = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy",
+                                  "--tol", "0", "--samples", "8", "--format", "json", NULL);
+    ba_test_run_t p =
+        ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--tol", "0",
+                    "--samples", "8", "--probe", "per-layer", "--format", "json", NULL);
     cr_assert_eq(a.status, 0, "%s", a.err);
     cr_assert_eq(p.status, 0, "%s", p.err);
     json_error_t je;
@@ -762,15 +767,16 @@ Test(sensitivity, cli_probe_flag_selects_the_probe_mode) {
         cr_expect_eq(json_integer_value(json_object_get(x, "probes")), 8);
         cr_expect_eq(json_integer_value(json_object_get(y, "probes")), 8);
         cr_expect_null(json_object_get(x, "top_eigenvalue"));
-        differ |= json_real_value(json_object_get(x, "score")) != json_real_value(json_object_get(y, "score"));
+        differ |=
+            json_real_value(json_object_get(x, "score")) != json_real_value(json_object_get(y, "score"));
     }
     cr_expect(differ, "per-layer and all-layer probes gave the same table");
     json_decref(ja);
     json_decref(jp);
     ba_test_run_free(&a);
     ba_test_run_free(&p);
-    ba_test_run_t b = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy", "--probe",
-                                  "some", NULL);
+    ba_test_run_t b = ba_test_cli("sensitivity", DIG "mlp_dyn.onnx", "--data", DIG "calib_x_flat.npy",
+                                  "--probe", "some", NULL);
     cr_expect_eq(b.status, 2);
     cr_expect(strstr(b.err, "--probe"), "%s", b.err);
     ba_test_run_free(&b);

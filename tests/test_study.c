@@ -104,10 +104,11 @@ Test(study, metric_validation_and_evaluator_settings_round_trip) {
     free(text);
     ba_study_settings_free(&r);
     ba_study_settings_free(&s);
-    cr_expect_eq(ba_study_settings_from_json("{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4],"
-                                             " \"metric\": \"odd\"}",
-                                             &r, &err),
-                 BA_ERR_INPUT);
+    cr_expect_eq(
+        ba_study_settings_from_json("{\"model\": \"m\", \"data\": [], \"method\": \"ilp\", \"bits\": [4],"
+                                    " \"metric\": \"odd\"}",
+                                    &r, &err),
+        BA_ERR_INPUT);
     cr_expect(strstr(err.msg, "metric"), "%s", err.msg);
 }
 

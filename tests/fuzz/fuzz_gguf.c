@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     for (int i = 0; i < g->n_tensors; i++) {
         const ba_gguf_tensor_t *t = &g->tensors[i];
-        if (t->data < data || t->nbytes > size || (size_t)(t->data - data) > size - t->nbytes) __builtin_trap();
+        if (t->data < data || t->nbytes > size || (size_t)(t->data - data) > size - t->nbytes)
+            __builtin_trap();
         for (uint64_t k = 0; k < t->nbytes; k++) sink ^= t->data[k];
     }
     (void)sink;

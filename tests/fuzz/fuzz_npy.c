@@ -51,7 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&err, 0, sizeof err);
     if (ba_npz_load_mem_only(data, size, FUZZ_NAME, wanted, 2, &z, &err) == BA_OK) {
         for (int i = 0; i < z->count; i++) {
-            if (strcmp(z->members[i].name, "x") != 0 && strcmp(z->members[i].name, "input") != 0) __builtin_trap();
+            if (strcmp(z->members[i].name, "x") != 0 && strcmp(z->members[i].name, "input") != 0)
+                __builtin_trap();
             check_tensor(z->members[i].tensor);
         }
         ba_npz_free(z);

@@ -22,7 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         volatile uint8_t sink = 0;
         for (int i = 0; i < s->n; i++) {
             const ba_st_tensor_t *t = &s->t[i];
-            if (t->data < data || t->nbytes > size || (size_t)(t->data - data) > size - t->nbytes) __builtin_trap();
+            if (t->data < data || t->nbytes > size || (size_t)(t->data - data) > size - t->nbytes)
+                __builtin_trap();
             for (uint64_t k = 0; k < t->nbytes; k++) sink ^= t->data[k];
             char out[64];
             (void)ba_hf_to_gguf_name(t->name, out, sizeof out);

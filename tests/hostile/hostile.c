@@ -82,7 +82,8 @@ int ba_hostile_mutants(const char *seed, const char *dir, const char *stem, cons
         for (int f = 0; f < flips; f++) {
             size_t at = (size_t)ba_rng_below(&r, span);
             static const uint8_t special[] = {0x00, 0xff, 0x7f, 0x80, 0x01};
-            m[at] = ba_rng_below(&r, 2) ? special[ba_rng_below(&r, sizeof special)] : (uint8_t)ba_rng_next(&r);
+            m[at] =
+                ba_rng_below(&r, 2) ? special[ba_rng_below(&r, sizeof special)] : (uint8_t)ba_rng_next(&r);
         }
         snprintf(name, sizeof name, "%s.%d.%s", stem, k, ext);
         snprintf(what, sizeof what, "%d bytes overwritten (seed %llu, mutant %d)", flips,
@@ -103,8 +104,8 @@ static void le32(uint8_t *p, uint32_t v) {
 }
 
 /* One zip member (method 0 stored, 8 deflated) with the given payload and claimed size. */
-static int write_zip(const char *path, const char *member, const void *payload, size_t pn, int method, uint32_t crc,
-                     uint32_t usize) {
+static int write_zip(const char *path, const char *member, const void *payload, size_t pn, int method,
+                     uint32_t crc, uint32_t usize) {
     char name[256];
     snprintf(name, sizeof name, "%s.npy", member);
     size_t nl = strlen(name);
@@ -122,7 +123,8 @@ static int write_zip(const char *path, const char *member, const void *payload, 
     le32(p + 20, (uint32_t)pn), le32(p + 24, usize), le16(p + 28, (unsigned)nl);
     memcpy(p + 46, name, nl);
     p = z + cd + 46 + nl;
-    le32(p, 0x06054b50u), le16(p + 8, 1), le16(p + 10, 1), le32(p + 12, (uint32_t)(46 + nl)), le32(p + 16, (uint32_t)cd);
+    le32(p, 0x06054b50u), le16(p + 8, 1), le16(p + 10, 1), le32(p + 12, (uint32_t)(46 + nl)),
+        le32(p + 16, (uint32_t)cd);
     int rc = write_all(path, z, total);
     free(z);
     return rc;
@@ -132,7 +134,8 @@ int ba_hostile_npz(const char *path, const char *member, const void *npy, size_t
     return write_zip(path, member, npy, n, 0, (uint32_t)crc32(0L, npy, (uInt)n), (uint32_t)n);
 }
 
-int ba_hostile_npz_deflated(const char *path, const char *member, const void *npy, size_t n, uint32_t claimed_size) {
+int ba_hostile_npz_deflated(const char *path, const char *member, const void *npy, size_t n,
+                            uint32_t claimed_size) {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (deflateInit2(&zs, 9, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) return -1;
@@ -240,14 +243,19 @@ static void pb_bytes(pb_t *p, unsigned field, const void *d, size_t n) {
     pb_varint(p, n);
     if (p->n + n <= sizeof p->b) memcpy(p->b + p->n, d, n), p->n += n;
 }
-static void pb_str(pb_t *p, unsigned field, const char *s) { pb_bytes(p, field, s, strlen(s)); }
-static void pb_msg(pb_t *p, unsigned field, const pb_t *m) { pb_bytes(p, field, m->b, m->n); }
+static void pb_str(pb_t *p, unsigned field, const char *s) {
+    pb_bytes(p, field, s, strlen(s));
+}
+static void pb_msg(pb_t *p, unsigned field, const pb_t *m) {
+    pb_bytes(p, field, m->b, m->n);
+}
 
 int ba_hostile_onnx_external(const char *path, const char *location, int64_t offset, int64_t length) {
-    pb_t kv = {0}, tensor = {0}, node = {0}, dim = {0}, shape = {0}, tt = {0}, type = {0}, out = {0}, graph = {0},
-         opset = {0}, model = {0};
+    pb_t kv = {0}, tensor = {0}, node = {0}, dim = {0}, shape = {0}, tt = {0}, type = {0}, out = {0},
+         graph = {0}, opset = {0}, model = {0};
     char num[32];
-    /* TensorProto { dims (1): 2, data_type (2): FLOAT, name (8): "w", external_data (13), data_location (14) } */
+    /* TensorProto { dims (1): 2, data_type (2): FLOAT, name (8): "w", external_data (13), data_location (14)
+     * } */
     pb_int(&tensor, 1, 2);
     pb_int(&tensor, 2, 1);
     pb_str(&tensor, 8, "w");
