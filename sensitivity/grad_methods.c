@@ -334,7 +334,13 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
         }
         double werr[BA_SENS_MAX_BITS + 1];
         st = weight_errors(c, l, werr, err);
-        for (int k = 0; k < t->nbits && st == BA_OK; k++) Lr->cost[k] = Lr->score * werr[k];
+        /* The Hessian of a loss at a trained point need not be positive definite,
+         * and a Hutchinson mean of a flat layer can land below zero: the score
+         * keeps the estimate, the cost takes max(score, 0) (a layer whose
+         * measured curvature is negative costs nothing to quantize by this
+         * model; a negative cost would pay the ILP to lower it further). */
+        double curv = Lr->score > 0 ? Lr->score : 0;
+        for (int k = 0; k < t->nbits && st == BA_OK; k++) Lr->cost[k] = curv * werr[k];
     }
     for (int l = 0; l < L; l++) {
         if (v) free(v[l]);

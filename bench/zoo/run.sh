@@ -7,7 +7,8 @@
 #
 # usage: bench/zoo/run.sh [BUILD_DIR] [MODEL ...]     (needs scripts/setup, espeak-ng, python3-scipy)
 # env: ZOO_DIR (models, default bench/zoo/cache), ZOO_DATA (inputs, default bench/zoo/data),
-#      ZOO_TIMEOUT (seconds per step, default 900), ZOO_GENERATIONS (default 6)
+#      ZOO_TIMEOUT (seconds per step, default 900), ZOO_GENERATIONS (default 6),
+#      ZOO_PROBES (Hutchinson probe cap for the hessian steps, default: the tool's own, 200)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -17,6 +18,7 @@ ZOO_DIR=${ZOO_DIR:-$ROOT/bench/zoo/cache}
 DATA=${ZOO_DATA:-$ROOT/bench/zoo/data}
 TMO=${ZOO_TIMEOUT:-900}
 GENS=${ZOO_GENERATIONS:-6}
+PROBES=${ZOO_PROBES:+--samples $ZOO_PROBES}
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
 
@@ -95,11 +97,11 @@ print('--per-sample' if d and d[0].dim_value == 1 else '')" "$model")
       && r_eval="rel err $(relerr "$OUT/$name.ours.npy" "$OUT/$name.ort.npy") (${LAST_T} s)" \
       || r_eval="ORT failed: $(head -c 120 "$OUT/ort.err")"
   else r_eval=$LAST; fi
-  step hessian "$BA" sensitivity "$model" $cal --method hessian --db "$db" --format json \
+  step hessian "$BA" sensitivity "$model" $cal --method hessian $PROBES --db "$db" --format json \
     && r_hess="ok (${LAST_T} s)" || r_hess=$LAST
   step measured "$BA" sensitivity "$model" $cal --method measured --db "$db" --format json \
     && r_meas="ok (${LAST_T} s)" || r_meas=$LAST
-  if step search "$BA" search "$model" $cal --budget avg-bits=4 --method ilp+evo --generations "$GENS" \
+  if step search "$BA" search "$model" $cal --budget avg-bits=4 --method ilp+evo --generations "$GENS" $PROBES \
        --db "$db" --study zoo --plan-out "$OUT/$name.plan.json" --format json; then
     kl_cal=$(/usr/bin/python3 -c "import json;p=json.load(open('$OUT/$name.plan.json'));print('%.3g'%p['metrics']['kl'] if p['metrics'].get('kl') is not None else '-')" 2>/dev/null)
     step evaltest "$BA" eval "$model" $tst --plan "$OUT/$name.plan.json" --format json
