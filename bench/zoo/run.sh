@@ -66,7 +66,7 @@ step() {
 }
 
 json_rows=()
-echo "| model | file | ops | inspect | eval vs ORT | hessian | measured | search ilp+evo @ 4 bits (calib KL / test KL) | qdq in ORT vs eval --plan |"
+echo "| model | file | ops | inspect | eval vs ORT | hessian | measured | search ilp+evo @ 4 bits: metric, calibration / test | qdq in ORT vs eval --plan |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for entry in "${MODELS[@]}"; do
   IFS='|' read -r name file dflags ofeeds <<<"$entry"
@@ -103,14 +103,18 @@ print('--per-sample' if d and d[0].dim_value == 1 else '')" "$model")
     && r_meas="ok (${LAST_T} s)" || r_meas=$LAST
   if step search "$BA" search "$model" $cal --budget avg-bits=4 --method ilp+evo --generations "$GENS" $PROBES \
        --db "$db" --study zoo --plan-out "$OUT/$name.plan.json" --format json; then
-    kl_cal=$(/usr/bin/python3 -c "import json;p=json.load(open('$OUT/$name.plan.json'));print('%.3g'%p['metrics']['kl'] if p['metrics'].get('kl') is not None else '-')" 2>/dev/null)
+    t_search=$LAST_T
+    kl_cal=$(/usr/bin/python3 -c "
+import json; m=json.load(open('$OUT/$name.plan.json'))['metrics']
+v=m.get('objective', m.get('kl')); print('%s %.3g' % (m.get('metric', 'kl'), v) if v is not None else '-')" 2>/dev/null)
     step evaltest "$BA" eval "$model" $tst --plan "$OUT/$name.plan.json" --format json
     kl_test=$(/usr/bin/python3 -c "
 import json,sys
 d=json.load(open('$OUT/evaltest.out'))
-q=d.get('quantized') or d.get('plan') or {}
-print('%.3g'%q['kl'] if isinstance(q,dict) and q.get('kl') is not None else '-')" 2>/dev/null || echo -)
-    r_search="$kl_cal / $kl_test (${LAST_T} s)"
+q=d.get('quantized') or {}
+v=q.get('metric_value', q.get('kl'))
+print('%.3g'%v if v is not None else '-')" 2>/dev/null || echo -)
+    r_search="$kl_cal / $kl_test (${t_search} s)"
     if step quantize "$BA" quantize "$model" --plan "$OUT/$name.plan.json" -o "$OUT/$name.qdq.onnx" --format qdq; then
       step evalplan "$BA" eval "$model" $cal --plan "$OUT/$name.plan.json" --save-output "$OUT/$name.q.npy"
       if node tests/node/run_ort.js $oflags "$OUT/$name.qdq.onnx" "$OUT/$name.qort.npy" $ocal >/dev/null 2>"$OUT/ort.err"; then
