@@ -256,6 +256,67 @@ static ba_status write_out(wctx_t *c, const char *dst, ba_error *err) {
 
 /* local (cap bytes, or NULL): the weight's name in the file (w->name unless the
  * loader renamed a branch-local name). */
+/* A layer whose weight the loader computed from constants (PyTorch writes an
+ * LSTM's W as Unsqueeze(Concat(Slice(...))) of constants, for instance) has no
+ * initializer or Constant in the file: the node producing it (in g or one of
+ * its bodies) becomes a Constant of its shape, which the writers then fill
+ * (fakequant) or replace by the DequantizeLinear pair (qdq). Its old inputs
+ * are left to the dead code that feeds nothing else. 1 when a node was turned. */
+static int materialize_folded(Onnx__GraphProto *g, const char *name, const ba_tensor_t *shape_of, int depth,
+                              ba_error *err) {
+    for (size_t i = 0; g && i < g->n_node && depth < MAX_BODY_DEPTH; i++) {
+        Onnx__NodeProto *n = g->node[i];
+        for (size_t o = 0; o < n->n_output; o++) {
+            if (!n->output[o] || strcmp(n->output[o], name)) continue;
+            float *zeros = ba_calloc((size_t)shape_of->numel + 1, sizeof(float), err);
+            if (!zeros) return -1;
+            Onnx__TensorProto *t =
+                ba_onnxw_tensor(name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, shape_of->ndim, shape_of->shape,
+                                zeros, (size_t)shape_of->numel * sizeof(float), err);
+            free(zeros);
+            Onnx__AttributeProto *a = ba_calloc(1, sizeof *a, err);
+            char *an = ba_strdup("value", err), *op = ba_strdup("Constant", err), *out = ba_strdup(name, err);
+            char **outs = ba_calloc(1, sizeof *outs, err);
+            Onnx__AttributeProto **attrs = ba_calloc(1, sizeof *attrs, err);
+            if (!t || !a || !an || !op || !out || !outs || !attrs) {
+                if (t) onnx__tensor_proto__free_unpacked(t, NULL);
+                free(a), free(an), free(op), free(out), free(outs), free(attrs);
+                return -1;
+            }
+            onnx__attribute_proto__init(a);
+            a->name = an;
+            a->has_type = 1;
+            a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR;
+            a->t = t;
+            for (size_t k = 0; k < n->n_input; k++) free(n->input[k]);
+            free(n->input);
+            n->input = NULL;
+            n->n_input = 0;
+            for (size_t k = 0; k < n->n_output; k++) free(n->output[k]);
+            free(n->output);
+            outs[0] = out;
+            n->output = outs;
+            n->n_output = 1;
+            for (size_t k = 0; k < n->n_attribute; k++)
+                onnx__attribute_proto__free_unpacked(n->attribute[k], NULL);
+            free(n->attribute);
+            attrs[0] = a;
+            n->attribute = attrs;
+            n->n_attribute = 1;
+            free(n->op_type);
+            n->op_type = op;
+            if (n->domain) n->domain[0] = 0;
+            return 1;
+        }
+        for (size_t k = 0; k < n->n_attribute; k++) {
+            Onnx__AttributeProto *at = n->attribute[k];
+            int r = at->g ? materialize_folded(at->g, name, shape_of, depth + 1, err) : 0;
+            if (r) return r;
+        }
+    }
+    return 0;
+}
+
 static ba_status check_weight(wctx_t *c, const ba_onnx_qweight_t *w, Onnx__TensorProto **tp, size_t *ii,
                               size_t *ni, Onnx__GraphProto **owner, char *local, size_t cap, ba_error *err) {
     char buf[4096];
@@ -267,6 +328,12 @@ static ba_status check_weight(wctx_t *c, const ba_onnx_qweight_t *w, Onnx__Tenso
     *tp = find_weight(c->m->graph, w->name, ii, ni, owner, 0);
     Onnx__GraphProto *b = *tp ? NULL : renamed_branch(c, w->name, local, cap);
     if (b) *tp = find_weight(b, local, ii, ni, owner, MAX_BODY_DEPTH); /* that body only */
+    const ba_tensor_t *shape_of = w->fq ? w->fq : w->codes;
+    if (!*tp && shape_of) {
+        int r = materialize_folded(b ? b : c->m->graph, local, shape_of, 0, err);
+        if (r < 0) return err->code;
+        if (r) *tp = find_weight(b ? b : c->m->graph, local, ii, ni, owner, 0);
+    }
     if (!*tp)
         return ba_error_set(err, BA_ERR_INPUT, "%s: layer '%s': no such initializer or Constant", c->src,
                             w->name);
