@@ -129,15 +129,21 @@ static ba_status open_regular(const char *path, int *fd_out, struct stat *st, ba
     return BA_OK;
 }
 
-ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err) {
+/* open_regular as a stdio stream. */
+static ba_status fopen_regular(const char *path, FILE **f, struct stat *st, ba_error *err) {
     int fd;
-    struct stat st;
-    BA_TRY(open_regular(path, &fd, &st, err));
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
+    BA_TRY(open_regular(path, &fd, st, err));
+    if (!(*f = fdopen(fd, "rb"))) {
         close(fd);
         return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     }
+    return BA_OK;
+}
+
+ba_status ba_sha256_file(const char *path, char hex[65], ba_error *err) {
+    struct stat st;
+    FILE *f;
+    BA_TRY(fopen_regular(path, &f, &st, err));
     ba_sha256_t s;
     ba_sha256_init(&s);
     uint8_t buf[1 << 16];
@@ -203,14 +209,9 @@ int ba_rng_rademacher(ba_rng_t *r) {
 ba_status ba_file_read(const char *path, uint8_t **data, size_t *size, ba_error *err) {
     *data = NULL;
     *size = 0;
-    int fd;
     struct stat st;
-    BA_TRY(open_regular(path, &fd, &st, err));
-    FILE *f = fdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return ba_error_set(err, BA_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
+    FILE *f;
+    BA_TRY(fopen_regular(path, &f, &st, err));
     size_t n = (size_t)st.st_size;
     uint8_t *buf = ba_malloc(n + 1, err);
     if (!buf) {

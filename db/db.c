@@ -577,29 +577,23 @@ ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, i
 ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n, ba_error *err) {
     *names = NULL;
     *n = 0;
-    sqlite3_stmt *s;
-    BA_TRY(prep(db, "SELECT name FROM layers WHERE study_id = ? ORDER BY idx", &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
-    ba_status st = BA_OK;
-    int cap = 0;
-    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **p = ba_realloc(*names, sizeof(char *) * (size_t)cap, err);
-            if (!p) {
-                st = BA_ERR_NOMEM;
-                break;
-            }
-            *names = p;
-        }
-        (*names)[*n] = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
-        if (!(*names)[*n])
-            st = BA_ERR_NOMEM;
-        else
-            (*n)++;
+    ba_db_layer_t *l;
+    int nl;
+    BA_TRY(ba_db_layers_get(db, study_id, &l, &nl, err));
+    /* The names move out of the layer rows; the rest of each row is dropped. */
+    char **out = ba_calloc((size_t)nl + 1, sizeof *out, err);
+    if (!out) {
+        ba_db_layers_free(l, nl);
+        return BA_ERR_NOMEM;
     }
-    sqlite3_finalize(s);
-    return st;
+    for (int i = 0; i < nl; i++) {
+        out[i] = (char *)l[i].name;
+        l[i].name = NULL;
+    }
+    ba_db_layers_free(l, nl);
+    *names = out;
+    *n = nl;
+    return BA_OK;
 }
 
 static void bind_real(sqlite3_stmt *s, int i, double v) {

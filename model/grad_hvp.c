@@ -1130,6 +1130,25 @@ static int conv_w_tangent(ba_grad_session_t *s, int node, const ba_node_t *n, ba
     return 1;
 }
 
+/* Walks the tangent forward from the values marked in has (grown in place):
+ * 1 when a node on its path has a second-order term. */
+static int tangent_meets_second(const ba_grad_session_t *s, unsigned char *has) {
+    const ba_model_t *m = s->m;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        unsigned tmask = 0;
+        for (int j = 0; j < n->nin; j++)
+            if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
+        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
+        rule_kind k = rule_of(n, tmask);
+        if (k == R_NONE || k == R_UNSUPPORTED) continue;
+        if (has_second(n, k, tmask)) return 1;
+        for (int j = 0; j < n->nout; j++)
+            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]])) has[n->outputs[j]] = 1;
+    }
+    return 0;
+}
+
 /* Whether the tangent path from `value` has second-order terms (graph only, cached). */
 static ba_status path_second(ba_grad_session_t *s, int value, int *out, ba_error *err) {
     const ba_model_t *m = s->m;
@@ -1145,19 +1164,7 @@ static ba_status path_second(ba_grad_session_t *s, int value, int *out, ba_error
     unsigned char *has = ba_calloc((size_t)m->nvalues + 1, 1, err);
     if (!has) return err->code;
     has[value] = 1;
-    int sec = 0;
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        unsigned tmask = 0;
-        for (int j = 0; j < n->nin; j++)
-            if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
-        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
-        rule_kind k = rule_of(n, tmask);
-        if (k == R_NONE || k == R_UNSUPPORTED) continue;
-        sec |= has_second(n, k, tmask);
-        for (int j = 0; j < n->nout; j++)
-            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]])) has[n->outputs[j]] = 1;
-    }
+    int sec = tangent_meets_second(s, has);
     free(has);
     s->second[value] = (signed char)sec;
     *out = sec;
@@ -1303,19 +1310,7 @@ static ba_status seeds_second(ba_grad_session_t *s, int nseed, const int *seeds,
     unsigned char *has = ba_calloc((size_t)m->nvalues + 1, 1, err);
     if (!has) return err->code;
     for (int k = 0; k < nseed; k++) has[seeds[k]] = 1;
-    int sec = 0;
-    for (int i = 0; i < m->nnodes && !sec; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        unsigned tmask = 0;
-        for (int j = 0; j < n->nin; j++)
-            if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
-        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
-        rule_kind k = rule_of(n, tmask);
-        if (k == R_NONE || k == R_UNSUPPORTED) continue;
-        sec |= has_second(n, k, tmask);
-        for (int j = 0; j < n->nout; j++)
-            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]])) has[n->outputs[j]] = 1;
-    }
+    int sec = tangent_meets_second(s, has);
     free(has);
     *out = sec;
     return BA_OK;
