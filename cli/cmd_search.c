@@ -234,8 +234,22 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
         snprintf(s->sensitivity, sizeof s->sensitivity, "%s", ba_cli_get(o, "sensitivity"));
     else if (!needs_omega)
         s->sensitivity[0] = '\0'; /* random, uniform and evo search on the measured objective alone */
-    if (ba_cli_has(o, "bits") && ba_bits_parse(ba_cli_get(o, "bits"), s->bits, &s->nbits, err) != BA_OK)
-        return ba_error_prefix(err, "--bits");
+    int named = 0;                /* --bits names ggml types: a llama.cpp target */
+    if (ba_cli_has(o, "bits")) {
+        int order[BA_BITS_MAX_CANDIDATES], n;
+        if (ba_bits_parse_list_named(ba_cli_get(o, "bits"), order, &n, &named, err) != BA_OK ||
+            ba_bits_parse(ba_cli_get(o, "bits"), s->bits, &s->nbits, err) != BA_OK)
+            return ba_error_prefix(err, "--bits");
+    }
+    if (ba_cli_has(o, "backend")) {
+        BA_TRY(ba_quant_cfg_parse_backend(ba_cli_get(o, "backend"), &s->quant, err));
+        if (named && s->quant.backend != BA_BACKEND_LLAMA)
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "--bits: ggml type names (%s) target llama.cpp, not --backend %s",
+                                ba_cli_get(o, "bits"), ba_cli_get(o, "backend"));
+    } else if (named) {
+        s->quant.backend = BA_BACKEND_LLAMA;
+    }
     for (size_t i = 0; i < ba_cli_count(o, "pin"); i++) {
         if (s->npins >= BA_STUDY_MAX_RULES)
             return ba_error_set(err, BA_ERR_INPUT, "--pin: more than %d", BA_STUDY_MAX_RULES);

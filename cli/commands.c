@@ -61,7 +61,11 @@
         "include-embeddings", 0, BA_CLI_T_FLAG, 0, NULL, NULL, "treat Gather embeddings as layers too"       \
     }
 #define F_BITS                                                                                               \
-    { "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL, "candidate bit-widths (default: 2,3,4,5,6,8)" }
+    {                                                                                                        \
+        "bits", 0, BA_CLI_T_BITS, 0, "LIST", NULL,                                                           \
+            "candidate bit-widths, or the llama.cpp types standing for them (q4_k,q6_k,q8_0) "               \
+            "(default: 2,3,4,5,6,8)"                                                                         \
+    }
 #define F_SEED                                                                                               \
     { "seed", 0, BA_CLI_T_U64, 0, "S", NULL, "random seed (default: 0)" }
 #define F_STUDY(req)                                                                                         \
@@ -149,6 +153,10 @@ static const ba_cli_flag search_flags[] = {
      "import sensitivities (JSON of 'bitalloc sensitivity', or CSV)"},
     F_SENS_SETTINGS,
     F_QUANTIZER,
+    {"backend", 0, BA_CLI_T_CHOICE, 0, "B", "onnx|llama",
+     "what stores the weights, so what a width costs in avg-bits and memory: onnx (b bits + scales) or "
+     "llama (the real bits per weight of llama.cpp's type for b on the layer's rows: q4_K 4.5) "
+     "(default: onnx; llama when --bits names ggml types)"},
     F_BITS,
     {"pin", 0, BA_CLI_T_PIN, BA_CLI_REPEAT, "GLOB=BITS", NULL, "fix matching layers to BITS"},
     {"tie", 0, BA_CLI_T_STR, BA_CLI_REPEAT, "GLOB", NULL, "matching layers share one bit-width"},

@@ -115,6 +115,55 @@ int ba_ggml_candidates(const char *name, int64_t ne0, int have_imatrix, int *out
     return n;
 }
 
+const ba_ggml_type_t *ba_ggml_type_fallback(const ba_ggml_type_t *t, int64_t ne0) {
+    /* target -> fallback, by name: llama-quant.cpp's tensor_type_fallback */
+    static const char *const FALLBACK[][2] = {
+        {"iq1_s", "iq4_nl"}, {"iq1_m", "iq4_nl"},   {"iq2_xxs", "iq4_nl"}, {"iq2_xs", "iq4_nl"},
+        {"iq2_s", "iq4_nl"}, {"iq3_xxs", "iq4_nl"}, {"iq3_s", "iq4_nl"},   {"iq4_xs", "iq4_nl"},
+        {"q2_0", "q4_0"},    {"q2_K", "q4_0"},      {"q3_K", "q4_0"},      {"tq1_0", "q4_0"},
+        {"tq2_0", "q4_0"},   {"q4_K", "q5_0"},      {"q5_K", "q5_1"},      {"q6_K", "q8_0"}};
+    if (!t || ne0 <= 0) return NULL;
+    if (ne0 % t->block == 0) return t;
+    for (size_t i = 0; i < sizeof FALLBACK / sizeof FALLBACK[0]; i++)
+        if (strcmp(FALLBACK[i][0], t->name) == 0) {
+            const ba_ggml_type_t *f = ba_ggml_type_by_name(FALLBACK[i][1]);
+            return ne0 % f->block == 0 ? f : ba_ggml_type_by_name("f16");
+        }
+    return NULL;
+}
+
+/* Width -> the type llama-quantize is asked for (lowercase, as written for llama-quantize, which
+ * reads type names case-insensitively). The first width of a type is the one its name stands for. */
+static const struct {
+    int bits;
+    const char *type;
+} WIDTHS[] = {{2, "q2_k"}, {3, "q3_k"}, {4, "q4_k"}, {5, "q5_k"}, {6, "q6_k"},
+              {8, "q8_0"}, {7, "q8_0"}, {16, "f16"}, {32, "f32"}};
+#define N_WIDTHS ((int)(sizeof WIDTHS / sizeof WIDTHS[0]))
+
+const char *ba_ggml_type_name_for_bits(int bits) {
+    for (int i = 0; i < N_WIDTHS; i++)
+        if (WIDTHS[i].bits == bits) return WIDTHS[i].type;
+    return NULL;
+}
+
+const ba_ggml_type_t *ba_ggml_type_for_bits(int bits) {
+    const char *name = ba_ggml_type_name_for_bits(bits);
+    return name ? ba_ggml_type_by_name(name) : NULL;
+}
+
+double ba_ggml_bpw_of_bits(int bits) {
+    const ba_ggml_type_t *t = ba_ggml_type_for_bits(bits);
+    return t ? ba_ggml_type_bpw(t) : 0.0;
+}
+
+int ba_ggml_bits_of_type_name(const char *name) {
+    if (!ba_ggml_type_by_name(name)) return -1;
+    for (int i = 0; i < N_WIDTHS; i++)
+        if (strcasecmp(WIDTHS[i].type, name) == 0) return WIDTHS[i].bits;
+    return 0;
+}
+
 uint64_t ba_ggml_budget_bytes(uint64_t n_weights, double bpw) {
     if (!(bpw > 0)) return 0;
     double b = floor((double)n_weights * bpw / 8.0);

@@ -44,6 +44,30 @@ int ba_ggml_tensor_quantizable(const char *name, int n_dims);
  * from that rule, as in llama.cpp). Writes up to cap ids to out; returns how many qualify. */
 int ba_ggml_candidates(const char *name, int64_t ne0, int have_imatrix, int *out, int cap);
 
+/* The type llama-quantize writes for a tensor of row length ne0 (ggml's ne[0]) asked for t: t when
+ * its block divides ne0, else llama-quantize's own fallback (src/llama-quant.cpp,
+ * tensor_type_fallback): q2_K, q3_K, tq1_0, tq2_0, q2_0 -> q4_0; q4_K -> q5_0; q5_K -> q5_1;
+ * q6_K -> q8_0; the iq 256-blocks -> iq4_nl; and f16 when the fallback's block does not divide
+ * ne0 either. NULL when llama-quantize defines no fallback for t (q8_0, q4_0, ... on a row that
+ * is not a multiple of 32): it would stop with an error, so the type is not an option. */
+const ba_ggml_type_t *ba_ggml_type_fallback(const ba_ggml_type_t *t, int64_t ne0);
+
+/* bitalloc's weight widths as llama.cpp types (the llama export and the llama cost model):
+ * 2 q2_K, 3 q3_K, 4 q4_K, 5 q5_K, 6 q6_K, 7 and 8 q8_0 (7 has no ggml type: the next wider one,
+ * never fewer bits), 16 f16, 32 f32. NULL for any other width. */
+const ba_ggml_type_t *ba_ggml_type_for_bits(int bits);
+/* Its name in lowercase ("q4_k"), as the llama export writes it; NULL likewise. */
+const char *ba_ggml_type_name_for_bits(int bits);
+/* Real bits per weight of a width (Q2_K 2.625, Q3_K 3.4375, Q4_K 4.5, Q5_K 5.5,
+ * Q6_K 6.5625, Q8_0 8.5, F16 16, F32 32), or 0 when it has no type. */
+double ba_ggml_bpw_of_bits(int bits);
+/* The width a ggml type name stands for in a candidate list (case-insensitive: "q4_k" -> 4,
+ * "Q8_0" -> 8, "f16" -> 16): > 0; 0 for a ggml type no width maps to ("iq4_xs", "q4_0");
+ * -1 for a name that is no ggml type. */
+int ba_ggml_bits_of_type_name(const char *name);
+/* The names ba_ggml_bits_of_type_name accepts, for messages: "q2_k, q3_k, ..., f32". */
+#define BA_GGML_WIDTH_TYPES "q2_k, q3_k, q4_k, q5_k, q6_k, q8_0, f16, f32"
+
 /* Budget helpers over the quantizable tensors: bytes for an average of bpw bits per weight over
  * n_weights weights (floor), and the bits per weight of total bytes. */
 uint64_t ba_ggml_budget_bytes(uint64_t n_weights, double bpw);

@@ -13,8 +13,29 @@
 #define BA_COST_ZP_BYTES 1        /* one 8-bit zero-point per group (asymmetric) */
 #define BA_BITS_PER_BYTE 8
 
+int64_t ba_cost_layer_row(const ba_layer_t *l) {
+    if (l->ndim < 1) return l->params;
+    if (l->ndim >= 2 && l->ch_axis == l->ndim - 1) return l->shape[l->ndim - 2];
+    return l->shape[l->ndim - 1];
+}
+
+const ba_ggml_type_t *ba_cost_layer_ggml_type(const ba_layer_t *l, int w_bits) {
+    return ba_ggml_type_fallback(ba_ggml_type_for_bits(w_bits), ba_cost_layer_row(l));
+}
+
+double ba_cost_layer_bits(const ba_layer_t *l, int w_bits, const ba_quant_cfg_t *cfg) {
+    if (!ba_bits_valid(w_bits)) return NAN;
+    if (!cfg || cfg->backend != BA_BACKEND_LLAMA) return w_bits;
+    const ba_ggml_type_t *t = ba_cost_layer_ggml_type(l, w_bits);
+    return t ? ba_ggml_type_bpw(t) : NAN;
+}
+
 int64_t ba_cost_layer_memory(const ba_layer_t *l, int w_bits, const ba_quant_cfg_t *cfg) {
     if (!ba_bits_valid(w_bits)) return -1;
+    if (cfg && cfg->backend == BA_BACKEND_LLAMA) {
+        const ba_ggml_type_t *t = ba_cost_layer_ggml_type(l, w_bits);
+        return t ? l->params / t->block * t->bytes : -1; /* the block divides the row, so params */
+    }
     if (w_bits == BA_COST_FP16_BITS || w_bits == BA_COST_FP32_BITS)
         return l->params * (w_bits / BA_BITS_PER_BYTE);
     ba_quant_cfg_t dflt = ba_quant_cfg_default();
@@ -44,7 +65,17 @@ ba_status ba_cost_config(const ba_model_t *m, const int *w_bits, const ba_quant_
         if (!ba_bits_valid(w_bits[i]))
             return ba_error_set(err, BA_ERR_INPUT, "layer %s: %d bits is not a width (" BA_BITS_WIDTHS ")",
                                 l->name, w_bits[i]);
-        bit_params += (double)w_bits[i] * (double)l->params;
+        double b = ba_cost_layer_bits(l, w_bits[i], cfg);
+        if (isnan(b)) {
+            const ba_ggml_type_t *t = ba_ggml_type_for_bits(w_bits[i]);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "layer %s: %d bits (%s) cannot be stored by llama.cpp: its row length %lld is "
+                "not a multiple of %d and llama-quantize has no fallback type for it",
+                l->name, w_bits[i], t ? t->name : "no ggml type", (long long)ba_cost_layer_row(l),
+                t ? t->block : 0);
+        }
+        bit_params += b * (double)l->params;
         params += (double)l->params;
         memory += ba_cost_layer_memory(l, w_bits[i], cfg);
         bops += ba_cost_layer_bops(l, w_bits[i], cfg->act_bits);

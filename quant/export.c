@@ -7,7 +7,7 @@
 
 #include "core/outfile.h"
 #include "quant/export_tools.h"
-#include "quant/ggml.h"
+#include "core/ggml_types.h"
 
 #include <errno.h>
 #include <jansson.h>

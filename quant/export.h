@@ -38,14 +38,14 @@ typedef struct ba_export_report {
     int named;     /* layers written under a name the consumer matches */
     int nwarnings; /* warnings given (unnamed layers included) */
     /* llama: the plan's average weight bits as written (Σ b·params / Σ params)
-     * and what llama-quantize stores them in (ggml bits per weight, quant/ggml.h). */
+     * and what llama-quantize stores them in (ggml bits per weight, core/ggml_types.h). */
     double nominal_bits, ggml_bits;
 } ba_export_report_t;
 
 /* "plan", "csv", "hawq", "modelopt", "modelopt-py", "llama"; BA_ERR_INPUT naming --format otherwise. */
 ba_status ba_export_format_parse(const char *name, ba_export_fmt_t *out, ba_error *err);
 
-/* The ggml type name for a weight width (quant/ggml.h). NULL for no type. */
+/* The ggml type name for a weight width (core/ggml_types.h). NULL for no type. */
 const char *ba_export_ggml_type(int bits);
 
 /* The ModelOpt module name of a layer: the initializer name without a trailing

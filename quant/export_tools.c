@@ -2,13 +2,15 @@
  * docs/export.md, which has each consumer's matching rule these follow). */
 #include "quant/export_tools.h"
 
+#include <ctype.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant/ggml.h"
+#include "core/ggml_types.h"
+#include "quant/cost.h"
 
 #define NAME_MAX_LEN 1024
 #define EXPORT_JSON_FLAGS (JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))
@@ -431,24 +433,38 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
     double params = 0, nominal = 0, real = 0;
     for (int i = 0; st == BA_OK && i < p->nlayers; i++) {
         const ba_plan_layer_t *l = &p->layers[i];
-        const ba_ggml_type_t *t = ba_ggml_type_for_bits(l->w_bits);
-        if (t) {
-            params += (double)l->params;
-            nominal += (double)l->w_bits * (double)l->params;
-            real += ba_ggml_type_bpw(t) * (double)l->params;
-        }
+        const ba_ggml_type_t *asked = ba_ggml_type_for_bits(l->w_bits), *t = NULL;
         int li = model_layer(m, l->name);
-        if (!t)
+        if (!asked)
             st = ba_error_set(err, BA_ERR_INPUT, "export llama: layer '%s': %d bits has no ggml type",
                               l->name, l->w_bits);
         else if (li < 0)
             st = no_layer(m, "llama", l->name, err);
+        /* A plan made for llama.cpp (quantizer.backend llama) gets the type llama-quantize ends with on
+         * the layer's rows (its own fallback for a row the block does not divide), the type its
+         * budgets counted, so the file says what the GGUF will hold; other plans the width's type. */
+        else if (!(t = p->quantizer.backend == BA_BACKEND_LLAMA
+                           ? ba_cost_layer_ggml_type(&m->layers[li], l->w_bits)
+                           : asked))
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "export llama: layer '%s': %s needs a row length that is a multiple of %d, not "
+                              "%lld, and llama-quantize has no fallback for it",
+                              l->name, asked->name, asked->block,
+                              (long long)ba_cost_layer_row(&m->layers[li]));
         if (st != BA_OK) break;
+        params += (double)l->params;
+        nominal += (double)l->w_bits * (double)l->params;
+        real += ba_ggml_type_bpw(t) * (double)l->params;
         if (!layer_name(m, li, o, rep, "tensor", name, NAME_MAX_LEN)) continue;
         size_t n = strlen(name), k = sizeof ".weight" - 1;
         if (!(n > k && strcmp(name + n - k, ".weight") == 0)) strcat(name, ".weight");
         regex_literal(fp, name);
-        fprintf(fp, "=%s\n", ba_ggml_type_name_for_bits(l->w_bits));
+        char type[16];
+        size_t tn = 0;
+        for (const char *s = t->name; *s && tn + 1 < sizeof type; s++)
+            type[tn++] = (char)tolower((unsigned char)*s);
+        type[tn] = '\0';
+        fprintf(fp, "=%s\n", type);
         rep->named++;
     }
     if (st != BA_OK) {

@@ -269,6 +269,9 @@ static ba_status read_plan(const char *file, const json_t *root, ba_plan_t *p, b
     BA_TRY(cfg_field(file, o, "scheme", ba_quant_cfg_parse_scheme, &p->quantizer, err));
     BA_TRY(cfg_field(file, o, "granularity", ba_quant_cfg_parse_granularity, &p->quantizer, err));
     BA_TRY(cfg_field(file, o, "clip", ba_quant_cfg_parse_clip, &p->quantizer, err));
+    /* Optional: absent for bitalloc's own packing (plans written before it existed included). */
+    if (json_object_get(o, "backend"))
+        BA_TRY(cfg_field(file, o, "backend", ba_quant_cfg_parse_backend, &p->quantizer, err));
     BA_TRY(field(file, o, "quantizer", "act_bits", K_INT, 1, &v, err));
     if (v) {
         int64_t ab;
@@ -425,6 +428,9 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
     put(o, "granularity", json_string(ba_quant_granularity_str(&p->quantizer, gran, sizeof gran)), &bad);
     put(o, "clip", json_string(ba_quant_clip_name(p->quantizer.clip)), &bad);
     put(o, "act_bits", bits_or_null(p->quantizer.act_bits), &bad);
+    /* Only for llama.cpp targets: totals then count the ggml types' real bits per weight. */
+    if (p->quantizer.backend != BA_BACKEND_ONNX)
+        put(o, "backend", json_string(ba_quant_backend_name(p->quantizer.backend)), &bad);
     sb_json(&b, o, &bad);
 
     sb_put(&b, ",\n \"layers\": [");

@@ -30,7 +30,7 @@
 #define BA_FP32_BITS BA_BITS_FP32
 
 ba_quant_cfg_t ba_quant_cfg_default(void) {
-    ba_quant_cfg_t c = {BA_SCHEME_SYMMETRIC, BA_GRAN_PER_CHANNEL, 0, BA_CLIP_MAX, 0};
+    ba_quant_cfg_t c = {BA_SCHEME_SYMMETRIC, BA_GRAN_PER_CHANNEL, 0, BA_CLIP_MAX, 0, BA_BACKEND_ONNX};
     return c;
 }
 
@@ -93,6 +93,21 @@ const char *ba_quant_scheme_name(ba_scheme_t s) {
 
 const char *ba_quant_clip_name(ba_clip_t c) {
     return c == BA_CLIP_MSE ? "mse" : "max";
+}
+
+ba_status ba_quant_cfg_parse_backend(const char *s, ba_quant_cfg_t *cfg, ba_error *err) {
+    if (s && strcmp(s, "onnx") == 0)
+        cfg->backend = BA_BACKEND_ONNX;
+    else if (s && strcmp(s, "llama") == 0)
+        cfg->backend = BA_BACKEND_LLAMA;
+    else
+        return ba_error_set(err, BA_ERR_INPUT, "--backend: unknown value '%s' (expected onnx or llama)",
+                            s ? s : "");
+    return BA_OK;
+}
+
+const char *ba_quant_backend_name(ba_backend_t b) {
+    return b == BA_BACKEND_LLAMA ? "llama" : "onnx";
 }
 
 const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_t cap) {

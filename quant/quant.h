@@ -13,6 +13,10 @@
 typedef enum { BA_SCHEME_SYMMETRIC = 0, BA_SCHEME_ASYMMETRIC = 1 } ba_scheme_t;
 typedef enum { BA_GRAN_PER_CHANNEL = 0, BA_GRAN_PER_TENSOR = 1, BA_GRAN_GROUP = 2 } ba_granularity_t;
 typedef enum { BA_CLIP_MAX = 0, BA_CLIP_MSE = 1 } ba_clip_t;
+/* What the weights are stored by, so what a width costs (SPEC §4): bitalloc's own packing
+ * (b bits per weight + scales, the ONNX writers) or llama.cpp's ggml types, whose real bits
+ * per weight (q4_K 4.5) are what avg-bits and memory count (quant/cost.h). */
+typedef enum { BA_BACKEND_ONNX = 0, BA_BACKEND_LLAMA = 1 } ba_backend_t;
 
 typedef struct ba_quant_cfg {
     ba_scheme_t scheme;
@@ -20,6 +24,7 @@ typedef struct ba_quant_cfg {
     int group; /* G for BA_GRAN_GROUP (contiguous runs of G along the input axes of one output channel) */
     ba_clip_t clip;
     int act_bits; /* 0 = activations stay float */
+    ba_backend_t backend;
 } ba_quant_cfg_t;
 
 /* The SPEC §3 defaults. */
@@ -28,14 +33,17 @@ ba_quant_cfg_t ba_quant_cfg_default(void);
 ba_status ba_quant_cfg_parse_scheme(const char *s, ba_quant_cfg_t *cfg, ba_error *err);
 ba_status ba_quant_cfg_parse_granularity(const char *s, ba_quant_cfg_t *cfg, ba_error *err);
 ba_status ba_quant_cfg_parse_clip(const char *s, ba_quant_cfg_t *cfg, ba_error *err);
+/* "onnx" / "llama". */
+ba_status ba_quant_cfg_parse_backend(const char *s, ba_quant_cfg_t *cfg, ba_error *err);
 
 /* Number of scales (and zero-points when asymmetric) a weight of this shape
  * carries under cfg: channels, 1, or channels * ceil(inner / G). */
 int64_t ba_quant_num_scales(int ndim, const int64_t *shape, int ch_axis, const ba_quant_cfg_t *cfg);
 
 /* ---- names (for plans, tables and messages) ---- */
-const char *ba_quant_scheme_name(ba_scheme_t s); /* "symmetric" / "asymmetric" */
-const char *ba_quant_clip_name(ba_clip_t c);     /* "max" / "mse" */
+const char *ba_quant_scheme_name(ba_scheme_t s);   /* "symmetric" / "asymmetric" */
+const char *ba_quant_clip_name(ba_clip_t c);       /* "max" / "mse" */
+const char *ba_quant_backend_name(ba_backend_t b); /* "onnx" / "llama" */
 /* "per-channel", "per-tensor" or "group:G" into buf; returns buf. */
 const char *ba_quant_granularity_str(const ba_quant_cfg_t *cfg, char *buf, size_t cap);
 /* The widths the tool handles are core/bits.h's (ba_bits_valid). */

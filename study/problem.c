@@ -44,11 +44,14 @@ ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_proble
         for (int j = 0; j < nb; j++) {
             double c = spec->cost ? spec->cost[(size_t)l * nb + j] : 0.0;
             if (isnan(c)) continue; /* no Ω for this width: not a candidate of this layer */
+            /* llama.cpp cannot store it (a row no block of its type divides, no fallback): neither */
+            if (isnan(ba_cost_layer_bits(&m->layers[l], spec->bits[j], qcfg))) continue;
             bits[n] = spec->bits[j], cost[n] = c, src[n] = l * nb + j;
             n++, ncand[l]++;
         }
         if (!ncand[l]) {
-            st = ba_error_set(err, BA_ERR_INPUT, "layer %s: no candidate width has a cost", names[l]);
+            st = ba_error_set(err, BA_ERR_INPUT, "layer %s: no candidate width has a cost%s", names[l],
+                              qcfg->backend == BA_BACKEND_LLAMA ? " and a llama.cpp type for its rows" : "");
             goto done;
         }
     }
@@ -73,7 +76,9 @@ ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_proble
             int b = bits[i];
             switch (kind) {
             case BA_BUDGET_AVG_BITS:
-                coef[i] = total_params > 0 ? (double)b * (double)ly->params / (double)total_params : 0.0;
+                coef[i] = total_params > 0
+                              ? ba_cost_layer_bits(ly, b, qcfg) * (double)ly->params / (double)total_params
+                              : 0.0;
                 break;
             case BA_BUDGET_MEMORY: coef[i] = (double)ba_cost_layer_memory(ly, b, qcfg); break;
             case BA_BUDGET_BOPS: coef[i] = ba_cost_layer_bops(ly, b, qcfg->act_bits); break;

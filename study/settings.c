@@ -127,6 +127,11 @@ ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba
         pins, "ties", ties, "seed", seed, "generations", s->generations, "offspring", s->offspring, "sweep",
         sweep, "latency_table", str_or_null(s->latency_table), "hw", str_or_null(s->hw), "loss",
         loss_name(s->loss), "tol", s->tol, "samples", s->probes, "include_embeddings", s->include_embeddings);
+    /* Only for llama.cpp targets, so that the settings (and the identity) of other studies stay as they were.
+     */
+    if (j && s->quant.backend != BA_BACKEND_ONNX)
+        json_object_set_new(json_object_get(j, "quantizer"), "backend",
+                            json_string(ba_quant_backend_name(s->quant.backend)));
     if (j && s->metric[0]) {
         json_object_set_new(j, "metric", json_string(s->metric));
         json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
@@ -202,6 +207,8 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
         if (sc) st = ba_quant_cfg_parse_scheme(sc, &s->quant, err);
         if (st == BA_OK && gr) st = ba_quant_cfg_parse_granularity(gr, &s->quant, err);
         if (st == BA_OK && cl) st = ba_quant_cfg_parse_clip(cl, &s->quant, err);
+        const char *be = json_string_value(json_object_get(q, "backend"));
+        if (st == BA_OK && be) st = ba_quant_cfg_parse_backend(be, &s->quant, err);
         v = json_object_get(q, "act_bits");
         if (st == BA_OK && v && !json_is_null(v)) {
             if (!json_is_integer(v) || !ba_bits_valid((int)json_integer_value(v))) {

@@ -154,7 +154,9 @@ typedef struct ba_study_problem_spec {
 } ba_study_problem_spec_t;
 
 /* One layer per quantizable layer of m (SPEC §2), budgets per SPEC §4:
- * avg-bits A = b·params/Σparams; memory A = ba_cost_layer_memory, offset =
+ * avg-bits A = b·params/Σparams (b = ba_cost_layer_bits: the real ggml bits per
+ * weight under backend llama, where a width no llama.cpp type can store on a
+ * layer's rows is not a candidate of that layer); memory A = ba_cost_layer_memory, offset =
  * m->other_init_bytes; bops A = ba_cost_layer_bops; latency A from the table
  * or the roofline profile. */
 ba_status ba_study_problem_from_model(const ba_model_t *m, const ba_study_problem_spec_t *spec,

@@ -24,7 +24,7 @@
 
 #include "quant/export.h"
 #include "quant/export_tools.h"
-#include "quant/ggml.h"
+#include "core/ggml_types.h"
 #include "quant/namemap.h"
 #include "tests/helpers.h"
 
