@@ -10,8 +10,27 @@
  *  - every optimum is re-checked in long double against the original tables
  *    (ba_problem_feasible); a choice that breaks a budget by more than
  *    BA_BUDGET_REL_EPS is cut off by a no-good row (Σ y over its columns <= G-1,
- *    which removes that one configuration and nothing else) and the ILP re-solved.
- * tests/test_ilp.c checks the result against enumeration and against CBC. */
+ *    which removes that one configuration and nothing else) and the ILP re-solved;
+ *  - GLPK's LP optimum is only optimal to reduced costs of -1e-7: over a thousand
+ *    columns its bound can sit above the true one by more than the gap to the
+ *    integer optimum, and branch-and-bound then prunes the optimum (the whole
+ *    model handed to GLPK returned a configuration 1e-5 worse than the optimum on
+ *    2 of the 10 bench instances). The root LP is polished at 1e-11, and the core
+ *    below is rescaled so that its differences are far above GLPK's tolerances.
+ *
+ * Speed (bench/ilp.c, 1,000 layers × 7 widths × 3 budgets): exact reductions
+ * before branching —
+ *  - a column that costs strictly more than another of its group and needs no
+ *    less of any budget is in no optimal choice: fixed to 0 (mark_dominated);
+ *  - after the root LP, the incumbent (the LP optimum rounded, repaired and its
+ *    slack spent greedily, or the sweep's previous optimum) and the Lagrangian
+ *    bound at the LP duals drop every column whose bound exceeds the incumbent
+ *    (reduced-cost fixing, model_reduce); what is left (the core, typically a
+ *    few hundred groups of 2–4 widths) goes to GLPK in an incremental encoding
+ *    whose branches split a group's widths in two (core_build); two short probes
+ *    of the core find better incumbents, each shrinking the core again.
+ * tests/test_ilp.c checks the result against enumeration, against the whole model
+ * (ba_ilp_opts_t.plain) and against CBC. */
 #include "search/ilp.h"
 
 #include "core/util.h"
@@ -187,6 +206,12 @@ typedef struct {
     int have_basis;              /* the LP holds a basis from an earlier solve */
     double *a[BA_BUDGET_NKINDS]; /* [ncols] budget row coefficients as given to GLPK (0 when no row) */
     double *xbuf;                /* [ncols+1] for glp_ios_heur_sol */
+    double *obj;                 /* [ncols] objective coefficients as given to GLPK */
+    unsigned char *off;          /* [ncols] 1: dominated within its group, fixed to 0 for every limit */
+    unsigned char *cut;          /* [ncols] 1: off, or left out of this solve's core by reduced cost */
+    int *inc, *tmp;              /* [ngroups] incumbent and scratch choices of the reduction */
+    double *val;                 /* [ncols] Lagrangian value of each column */
+    int plain;                   /* no reductions (ba_ilp_opts_t.plain) */
 } model_t;
 
 static void model_free(model_t *m) {
@@ -194,6 +219,12 @@ static void model_free(model_t *m) {
     groups_free(&m->g);
     free(m->start_col);
     free(m->xbuf);
+    free(m->obj);
+    free(m->off);
+    free(m->cut);
+    free(m->inc);
+    free(m->tmp);
+    free(m->val);
     for (int j = 0; j < BA_BUDGET_NKINDS; j++) free(m->a[j]);
 }
 
@@ -210,11 +241,38 @@ static int model_set_limit(model_t *m, int j) {
 static int model_start_basis(model_t *m);
 static int model_feasible(const model_t *m, const int *choice);
 
-static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
+/* A column dominated within its group — another costs strictly less (on the exact
+ * long double sums) and needs no more of any budget — is in no optimal choice:
+ * swapping it for the other keeps every budget and lowers Σ Ω. It is fixed to 0
+ * for every limit. Strictly: a column that only ties in cost stays, so the set of
+ * optimal choices (and which one is returned) is that of the whole model. */
+static void mark_dominated(model_t *m) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    for (int gi = 0; gi < g->ngroups; gi++)
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            for (int d = g->gstart[gi]; d < g->gstart[gi + 1] && !m->off[c]; d++) {
+                if (d == c || !(g->col_cost[d] < g->col_cost[c])) continue;
+                int no_more = 1;
+                for (int j = 0; j < p->nbudgets && no_more; j++)
+                    no_more = g->col_coef[j][d] <= g->col_coef[j][c];
+                if (no_more) m->off[c] = 1;
+            }
+    for (int c = 0; c < g->ncols; c++)
+        if (m->off[c]) glp_set_col_bnds(m->lp, c + 1, GLP_FX, 0.0, 0.0);
+}
+
+static ba_status model_build(const ba_problem_t *p, int plain, model_t *m, ba_error *err) {
     memset(m, 0, sizeof *m);
+    m->plain = plain;
     BA_TRY(groups_build(p, &m->g, err));
     groups_t *g = &m->g;
-    if (!(m->xbuf = ba_calloc((size_t)g->ncols + 1, sizeof *m->xbuf, err))) goto fail;
+    size_t nc = (size_t)g->ncols, ng = (size_t)g->ngroups;
+    if (!(m->xbuf = ba_calloc(nc + 1, sizeof *m->xbuf, err)) ||
+        !(m->obj = ba_calloc(nc, sizeof *m->obj, err)) || !(m->off = ba_calloc(nc, 1, err)) ||
+        !(m->cut = ba_calloc(nc, 1, err)) || !(m->inc = ba_malloc(ng * sizeof *m->inc, err)) ||
+        !(m->tmp = ba_malloc(ng * sizeof *m->tmp, err)) || !(m->val = ba_malloc(nc * sizeof *m->val, err)))
+        goto fail;
     m->lp = glp_create_prob();
     glp_set_obj_dir(m->lp, GLP_MIN);
     glp_add_cols(m->lp, g->ncols);
@@ -232,9 +290,11 @@ static ba_status model_build(const ba_problem_t *p, model_t *m, ba_error *err) {
     }
     for (int c = 0; c < g->ncols; c++) {
         glp_set_col_kind(m->lp, c + 1, GLP_BV);
-        glp_set_obj_coef(m->lp, c + 1, omax > 0 ? obj[c] / (double)omax : 0.0);
+        m->obj[c] = omax > 0 ? obj[c] / (double)omax : 0.0;
+        glp_set_obj_coef(m->lp, c + 1, m->obj[c]);
     }
     free(obj);
+    if (!plain) mark_dominated(m);
     /* One-choice rows. */
     int *ind = ba_malloc(((size_t)g->ncols + 1) * sizeof *ind, err);
     double *val = ba_malloc(((size_t)g->ncols + 1) * sizeof *val, err);
@@ -305,7 +365,8 @@ static int lagrange_pick(const model_t *m, double lam, int *pick) {
         int best = g->gstart[gi];
         double bv = INFINITY;
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-            double v = glp_get_obj_coef(m->lp, c + 1);
+            if (m->off[c]) continue;
+            double v = m->obj[c];
             for (int j = 0; j < p->nbudgets; j++)
                 if (m->budget_row[j]) v += lam * m->a[j][c];
             if (v < bv) bv = v, best = c;
@@ -389,6 +450,450 @@ static void heur_cb(glp_tree *T, void *info) {
 
 typedef enum { SOLVE_OPTIMAL, SOLVE_TIMEOUT, SOLVE_INFEASIBLE } solve_result_t;
 
+/* ---- exact reductions after the LP relaxation ---- */
+
+/* Scaled-row use of the choice pick (per group a column), and Σ obj. */
+static double choice_rows(const model_t *m, const int *pick, double *rowv) {
+    const ba_problem_t *p = m->g.p;
+    double z = 0;
+    for (int j = 0; j < p->nbudgets; j++) rowv[j] = 0;
+    for (int gi = 0; gi < m->g.ngroups; gi++) {
+        z += m->obj[pick[gi]];
+        for (int j = 0; j < p->nbudgets; j++)
+            if (m->budget_row[j]) rowv[j] += m->a[j][pick[gi]];
+    }
+    return z;
+}
+
+/* Σ over the rows of how far rowv exceeds each bound. */
+static double excess(const model_t *m, const double *rowv, const double *ub) {
+    double e = 0;
+    for (int j = 0; j < m->g.p->nbudgets; j++)
+        if (m->budget_row[j] && rowv[j] > ub[j]) e += rowv[j] - ub[j];
+    return e;
+}
+
+/* Makes pick meet the scaled rows (greedy: each step the swap with the least objective
+ * per unit of excess removed), then spends the slack left (each group's cheapest swap
+ * that keeps every row). Returns 1 when pick meets the rows; the caller still checks
+ * it on the exact tables. */
+static int repair_choice(const model_t *m, int *pick) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    double rowv[BA_BUDGET_NKINDS], ub[BA_BUDGET_NKINDS], nv[BA_BUDGET_NKINDS];
+    for (int j = 0; j < p->nbudgets; j++)
+        ub[j] = m->budget_row[j] ? glp_get_row_ub(m->lp, m->budget_row[j]) : 0;
+    choice_rows(m, pick, rowv);
+    for (int step = 0; step < 4 * g->ngroups + 4; step++) {
+        double e = excess(m, rowv, ub);
+        if (e <= 0) break;
+        int bg = -1, bc = -1;
+        double br = INFINITY;
+        for (int gi = 0; gi < g->ngroups; gi++) {
+            int cur = pick[gi];
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+                if (c == cur || m->off[c]) continue;
+                for (int j = 0; j < p->nbudgets; j++)
+                    nv[j] = m->budget_row[j] ? rowv[j] - m->a[j][cur] + m->a[j][c] : 0;
+                double gain = e - excess(m, nv, ub);
+                if (!(gain > 0)) continue;
+                double r = (m->obj[c] - m->obj[cur]) / gain;
+                if (r < br) br = r, bg = gi, bc = c;
+            }
+        }
+        if (bg < 0) return 0;
+        for (int j = 0; j < p->nbudgets; j++)
+            if (m->budget_row[j]) rowv[j] += m->a[j][bc] - m->a[j][pick[bg]];
+        pick[bg] = bc;
+    }
+    if (excess(m, rowv, ub) > 0) return 0;
+    /* Spend the slack: each step the swap that lowers the objective most and keeps every row. */
+    for (int step = 0; step < 4 * g->ngroups; step++) {
+        int bg = -1, bc = -1;
+        double bd = 0;
+        for (int gi = 0; gi < g->ngroups; gi++) {
+            int cur = pick[gi];
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+                double d = m->obj[c] - m->obj[cur];
+                if (m->off[c] || !(d < bd)) continue;
+                int fits = 1;
+                for (int j = 0; j < p->nbudgets && fits; j++)
+                    fits = !m->budget_row[j] || rowv[j] - m->a[j][cur] + m->a[j][c] <= ub[j];
+                if (fits) bd = d, bg = gi, bc = c;
+            }
+        }
+        if (bg < 0) break;
+        for (int j = 0; j < p->nbudgets; j++)
+            if (m->budget_row[j]) rowv[j] += m->a[j][bc] - m->a[j][pick[bg]];
+        pick[bg] = bc;
+    }
+    return 1;
+}
+
+/* Reduced-cost tolerance of the LP whose duals give the Lagrangian bound (GLPK's default is 1e-7). */
+#define LP_POLISH_TOL_DJ 1e-11
+
+/* Nodes of the first probe for a better incumbent before the core is reduced again. */
+#define CORE_PROBE_NODES 40
+/* Probes (each twice as long as the one before) before the core is solved to the end. */
+#define CORE_PROBE_ROUNDS 2
+
+/* Relative slack of reduced-cost fixing: a column is fixed only when its bound
+ * exceeds the incumbent by more than this (far above the rounding of the sums). */
+#define FIX_REL_MARGIN 1e-9
+
+/* After an optimal LP: takes the better of the incumbent in hand (m->start_col)
+ * and the LP optimum rounded and repaired as the incumbent (m->inc, also handed
+ * to branch-and-bound), and marks off (m->cut[c] = 1) every column c with
+ * L(λ) + d_c > z_inc, where λ are the LP duals of the budget rows,
+ * L(λ) = Σ_g min_c (obj_c + λ·a_c) − λ·ub is the Lagrangian bound (valid for any
+ * λ >= 0, computed here, not taken from GLPK) and d_c = obj_c + λ·a_c − that
+ * group's minimum: every choice holding c costs at least L(λ) + d_c, so none is
+ * better than the incumbent, and the optimum is among the columns left. The
+ * incumbent's own columns are never marked. Returns 0 when no incumbent was found. */
+static int model_reduce(model_t *m, int *choice) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    double lam[BA_BUDGET_NKINDS] = {0}, rowv[BA_BUDGET_NKINDS];
+    double bound = 0;
+    for (int j = 0; j < p->nbudgets; j++)
+        if (m->budget_row[j]) {
+            lam[j] = fmax(0.0, -glp_get_row_dual(m->lp, m->budget_row[j]));
+            bound -= lam[j] * glp_get_row_ub(m->lp, m->budget_row[j]);
+        }
+    /* The LP optimum, per group its largest column, repaired. */
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int best = -1;
+        double bx = -1;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            double x = m->off[c] ? -1 : glp_get_col_prim(m->lp, c + 1);
+            if (x > bx) bx = x, best = c;
+        }
+        m->tmp[gi] = best;
+    }
+    int have = 0;
+    double zinc = INFINITY;
+    if (m->start_col) {
+        memcpy(m->inc, m->start_col, (size_t)g->ngroups * sizeof *m->inc);
+        zinc = choice_rows(m, m->inc, rowv);
+        have = 1;
+    }
+    if (repair_choice(m, m->tmp)) {
+        double z = choice_rows(m, m->tmp, rowv);
+        groups_decode(g, m->tmp, choice);
+        if (z < zinc && model_feasible(m, choice)) {
+            memcpy(m->inc, m->tmp, (size_t)g->ngroups * sizeof *m->inc);
+            zinc = z;
+            have = 1;
+        }
+    }
+    if (!have) return 0;
+    if (!m->start_col && !(m->start_col = malloc((size_t)g->ngroups * sizeof *m->start_col))) return 0;
+    memcpy(m->start_col, m->inc, (size_t)g->ngroups * sizeof *m->inc);
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        double mn = INFINITY;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            if (m->off[c]) continue;
+            double v = m->obj[c];
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) v += lam[j] * m->a[j][c];
+            m->val[c] = v;
+            mn = fmin(mn, v);
+        }
+        bound += mn;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            if (!m->off[c]) m->val[c] -= mn;
+    }
+    double limit = zinc + FIX_REL_MARGIN * fmax(1.0, fabs(zinc));
+    for (int gi = 0; gi < g->ngroups; gi++)
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            m->cut[c] = m->off[c] || (c != m->inc[gi] && bound + m->val[c] > limit);
+    return 1;
+}
+
+/* ---- the core: branch-and-bound on the columns the reduction left ---- */
+
+/* A GLPK problem over the groups that kept more than one column (the others take
+ * their one column, the incumbent's, whose budget use moves to the right-hand side).
+ * A group's n columns, in ascending width, are encoded incrementally: binaries
+ * z_1 >= z_2 >= … >= z_{n-1}, z_k = 1 when the choice is the k-th column or a later one
+ * (the column is k = Σ z). The LP relaxation is the same as with one binary per
+ * column, but branching on z_k splits a group's widths into those below and those
+ * from k on (GUB branching), instead of removing one column at a time: far fewer
+ * nodes. */
+typedef struct {
+    glp_prob *lp;
+    int ncols;  /* model columns in the core */
+    int *col;   /* [ncols] model column of core position t */
+    int ngr;    /* groups in the core */
+    int *first; /* [ngr+1] positions of core group i: first[i] .. first[i+1]-1 */
+    int *group; /* [ngr] model group of core group i */
+    int nz;     /* binaries: ncols - ngr; group i's z_k (k >= 1) is GLPK column first[i] - i + k */
+    double *x;  /* [nz+1] for glp_ios_heur_sol */
+    const int *inc;
+    int inc_used;
+    int node_limit; /* > 0: stop branch-and-bound after this many nodes (a probe for a better incumbent) */
+} core_t;
+
+static int core_z(const core_t *k, int i, int kk) {
+    return k->first[i] - i + kk; /* 1-based GLPK column */
+}
+
+static void core_free(core_t *k) {
+    if (k->lp) glp_delete_prob(k->lp);
+    free(k->col);
+    free(k->first);
+    free(k->group);
+    free(k->x);
+}
+
+/* Adds row Σ_i Σ_t v[t] x_t <= rhs (t over the core positions) in the z form:
+ * x at a group's position k is z_k − z_{k+1} (z_0 = 1, z_n = 0), so the row is
+ * Σ_i Σ_{k>=1} (v[k] − v[k-1]) z_k <= rhs − Σ_i v[first of i], scaled to a largest
+ * coefficient of 1. Nothing is added when every choice of the core gives the same value. */
+static void core_add_row(core_t *k, const double *v, double rhs, int *ind, double *val) {
+    double amax = 0;
+    int n = 0;
+    for (int i = 0; i < k->ngr; i++) {
+        rhs -= v[k->first[i]];
+        for (int t = k->first[i] + 1; t < k->first[i + 1]; t++) {
+            double d = v[t] - v[t - 1];
+            if (d != 0) ind[++n] = core_z(k, i, t - k->first[i]), val[n] = d;
+            amax = fmax(amax, fabs(d));
+        }
+    }
+    if (amax == 0) return;
+    for (int q = 1; q <= n; q++) val[q] /= amax;
+    int row = glp_add_rows(k->lp, 1);
+    glp_set_mat_row(k->lp, row, n, ind, val);
+    glp_set_row_bnds(k->lp, row, GLP_UP, 0.0, rhs / amax);
+}
+
+static ba_status core_build(const model_t *m, core_t *k, ba_error *err) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    memset(k, 0, sizeof *k);
+    k->inc = m->inc;
+    size_t nc = (size_t)g->ncols + 1, ng = (size_t)g->ngroups + 1;
+    int *ind = NULL;
+    double *val = NULL, *v = NULL;
+    if (!(k->col = ba_malloc(nc * sizeof *k->col, err)) ||
+        !(k->first = ba_malloc(ng * sizeof *k->first, err)) ||
+        !(k->group = ba_malloc(ng * sizeof *k->group, err)) || !(k->x = ba_calloc(nc, sizeof *k->x, err)) ||
+        !(ind = ba_malloc(nc * sizeof *ind, err)) || !(val = ba_malloc(nc * sizeof *val, err)) ||
+        !(v = ba_malloc(nc * sizeof *v, err))) {
+        free(ind);
+        free(val);
+        core_free(k);
+        return err->code;
+    }
+    double ub[BA_BUDGET_NKINDS] = {0};
+    for (int j = 0; j < p->nbudgets; j++)
+        if (m->budget_row[j]) ub[j] = glp_get_row_ub(m->lp, m->budget_row[j]);
+    for (int gi = 0; gi < g->ngroups; gi++) {
+        int left = 0;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) left += !m->cut[c];
+        if (left <= 1) { /* the incumbent's column */
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) ub[j] -= m->a[j][m->inc[gi]];
+            continue;
+        }
+        k->first[k->ngr] = k->ncols;
+        k->group[k->ngr++] = gi;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            if (!m->cut[c]) k->col[k->ncols++] = c;
+    }
+    k->first[k->ngr] = k->ncols;
+    k->nz = k->ncols - k->ngr;
+    k->lp = glp_create_prob();
+    glp_set_obj_dir(k->lp, GLP_MIN);
+    if (k->nz) glp_add_cols(k->lp, k->nz);
+    /* Objective: increments of each group's (ascending-width) costs, scaled to a largest
+     * magnitude of 1: the core's differences are far smaller than the whole model's, and
+     * GLPK's absolute tolerances (1e-7 on reduced costs) would blur them otherwise. */
+    double omax = 0;
+    for (int i = 0; i < k->ngr; i++)
+        for (int t = k->first[i] + 1; t < k->first[i + 1]; t++)
+            omax = fmax(omax, fabs(m->obj[k->col[t]] - m->obj[k->col[t - 1]]));
+    for (int i = 0; i < k->ngr; i++)
+        for (int t = k->first[i] + 1; t < k->first[i + 1]; t++) {
+            int z = core_z(k, i, t - k->first[i]);
+            glp_set_col_kind(k->lp, z, GLP_BV);
+            glp_set_obj_coef(k->lp, z, omax > 0 ? (m->obj[k->col[t]] - m->obj[k->col[t - 1]]) / omax : 0.0);
+        }
+    /* z_{k+1} <= z_k */
+    for (int i = 0; i < k->ngr; i++)
+        for (int kk = 1; kk + 1 < k->first[i + 1] - k->first[i]; kk++) {
+            int row = glp_add_rows(k->lp, 1);
+            ind[1] = core_z(k, i, kk + 1), val[1] = 1.0;
+            ind[2] = core_z(k, i, kk), val[2] = -1.0;
+            glp_set_mat_row(k->lp, row, 2, ind, val);
+            glp_set_row_bnds(k->lp, row, GLP_UP, 0.0, 0.0);
+        }
+    for (int j = 0; j < p->nbudgets; j++) {
+        if (!m->budget_row[j]) continue;
+        for (int t = 0; t < k->ncols; t++) v[t] = m->a[j][k->col[t]];
+        core_add_row(k, v, ub[j], ind, val);
+    }
+    free(ind);
+    free(val);
+    free(v);
+    return BA_OK;
+}
+
+/* Position of model column c in core group i. */
+static int core_pos(const core_t *k, int i, int c) {
+    int t = k->first[i];
+    while (t < k->first[i + 1] - 1 && k->col[t] != c) t++;
+    return t - k->first[i];
+}
+
+/* Offers the incumbent to the core's branch-and-bound once. */
+static void core_heur_cb(glp_tree *T, void *info) {
+    core_t *k = info;
+    if (glp_ios_reason(T) == GLP_ISELECT && k->node_limit > 0) {
+        int total = 0;
+        glp_ios_tree_size(T, NULL, NULL, &total);
+        if (total > k->node_limit) glp_ios_terminate(T);
+    }
+    if (glp_ios_reason(T) != GLP_IHEUR || k->inc_used) return;
+    k->inc_used = 1;
+    for (int i = 0; i < k->ngr; i++) {
+        int pos = core_pos(k, i, k->inc[k->group[i]]);
+        for (int kk = 1; kk < k->first[i + 1] - k->first[i]; kk++) k->x[core_z(k, i, kk)] = kk <= pos;
+    }
+    glp_ios_heur_sol(T, k->x);
+}
+
+/* Choice per model group from the core's MIP solution. */
+static void core_read(const model_t *m, const core_t *k, int *col_of_group) {
+    memcpy(col_of_group, m->inc, (size_t)m->g.ngroups * sizeof *col_of_group);
+    for (int i = 0; i < k->ngr; i++) {
+        int pos = 0;
+        for (int kk = 1; kk < k->first[i + 1] - k->first[i]; kk++)
+            pos += glp_mip_col_val(k->lp, core_z(k, i, kk)) > 0.5;
+        col_of_group[k->group[i]] = k->col[k->first[i] + pos];
+    }
+}
+
+/* Solves the core at MIP gap 0, cutting off (no-good rows) a choice that breaks a budget
+ * on the exact tables, as the whole model does; *done = 1. With node_limit > 0 it is a
+ * probe: branch-and-bound stops after that many nodes and, unless it had finished
+ * (*done = 1), col_of_group is the best choice seen that meets every budget exactly and
+ * beats the incumbent (the incumbent otherwise), *done = 0. */
+static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, int time_ms, int node_limit,
+                            int *col_of_group, int *choice, solve_result_t *res, int *done, ba_error *err) {
+    core_t k;
+    BA_TRY(core_build(m, &k, err));
+    k.node_limit = node_limit;
+    *done = 1;
+    ba_status st = BA_OK;
+    if (k.ngr == 0) { /* every group down to the incumbent's column: it is the optimum */
+        memcpy(col_of_group, m->inc, (size_t)m->g.ngroups * sizeof *col_of_group);
+        groups_decode(&m->g, col_of_group, choice);
+        *res = SOLVE_OPTIMAL;
+        core_free(&k);
+        return BA_OK;
+    }
+    int *cut_ind = NULL;
+    double *cut_val = NULL;
+    for (int ncuts = 0;;) {
+        int left_ms = time_ms == INT32_MAX ? INT32_MAX : time_ms - (int)((ba_now() - t0) * 1000);
+        if (left_ms < 1) left_ms = 1;
+        glp_smcp sp;
+        glp_init_smcp(&sp);
+        sp.msg_lev = GLP_MSG_OFF;
+        sp.tm_lim = left_ms;
+        int rc = glp_simplex(k.lp, &sp);
+        if (rc == GLP_ETMLIM) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: time limit of %g s reached in the LP relaxation",
+                              opts->time_limit_s);
+            break;
+        }
+        if (rc != 0 || (glp_get_status(k.lp) != GLP_OPT && glp_get_status(k.lp) != GLP_NOFEAS)) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK simplex failed (code %d, status %d)", rc,
+                              glp_get_status(k.lp));
+            break;
+        }
+        if (glp_get_status(k.lp) == GLP_NOFEAS) {
+            *res = SOLVE_INFEASIBLE;
+            break;
+        }
+        glp_iocp ip;
+        glp_init_iocp(&ip);
+        ip.msg_lev = GLP_MSG_OFF;
+        ip.presolve = GLP_OFF; /* so that the callback can hand over the incumbent */
+        ip.mip_gap = 0.0;
+        ip.tol_obj = ILP_TOL_OBJ;
+        ip.tm_lim = left_ms;
+        ip.cb_func = core_heur_cb;
+        ip.cb_info = &k;
+        k.inc_used = 0;
+        rc = glp_intopt(k.lp, &ip);
+        int ms = glp_mip_status(k.lp);
+        if (rc == GLP_ESTOP) { /* the probe's node limit */
+            double rowv[BA_BUDGET_NKINDS];
+            *done = 0;
+            memcpy(col_of_group, m->inc, (size_t)m->g.ngroups * sizeof *col_of_group);
+            if (ms == GLP_FEAS) {
+                int *best = m->tmp;
+                core_read(m, &k, best);
+                groups_decode(&m->g, best, choice);
+                if (choice_rows(m, best, rowv) < choice_rows(m, m->inc, rowv) && model_feasible(m, choice))
+                    memcpy(col_of_group, best, (size_t)m->g.ngroups * sizeof *col_of_group);
+            }
+            break;
+        }
+        if (rc != 0 && rc != GLP_ETMLIM) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK branch-and-bound failed (code %d)", rc);
+            break;
+        }
+        if (ms == GLP_NOFEAS) {
+            *res = SOLVE_INFEASIBLE;
+            break;
+        }
+        if (ms != GLP_OPT && ms != GLP_FEAS) {
+            st = ba_error_set(err, BA_ERR_RUNTIME,
+                              "ILP: time limit of %g s reached before any solution was found",
+                              opts->time_limit_s);
+            break;
+        }
+        core_read(m, &k, col_of_group);
+        groups_decode(&m->g, col_of_group, choice);
+        if (model_feasible(m, choice)) {
+            *res = ms == GLP_OPT && rc == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
+            break;
+        }
+        if (++ncuts > MAX_NOGOOD_CUTS) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK keeps returning choices that break a budget");
+            break;
+        }
+        if (!cut_ind && (!(cut_ind = ba_malloc((2 * (size_t)k.ngr + 1) * sizeof *cut_ind, err)) ||
+                         !(cut_val = ba_malloc((2 * (size_t)k.ngr + 1) * sizeof *cut_val, err)))) {
+            st = err->code;
+            break;
+        }
+        /* Σ_i x_{i,pos_i} <= ngr - 1 with x_{i,pos} = z_pos − z_{pos+1} (z_0 = 1, z_n = 0) */
+        int n = 0;
+        double rhs = k.ngr - 1.0;
+        for (int i = 0; i < k.ngr; i++) {
+            int pos = core_pos(&k, i, col_of_group[k.group[i]]), last = k.first[i + 1] - k.first[i] - 1;
+            if (pos == 0)
+                rhs -= 1.0;
+            else
+                cut_ind[++n] = core_z(&k, i, pos), cut_val[n] = 1.0;
+            if (pos < last) cut_ind[++n] = core_z(&k, i, pos + 1), cut_val[n] = -1.0;
+        }
+        int row = glp_add_rows(k.lp, 1);
+        glp_set_mat_row(k.lp, row, n, cut_ind, cut_val);
+        glp_set_row_bnds(k.lp, row, GLP_UP, 0.0, rhs);
+    }
+    free(cut_ind);
+    free(cut_val);
+    core_free(&k);
+    return st;
+}
+
 /* Column chosen per group from GLPK's MIP solution. */
 static void read_cols(const model_t *m, int *col_of_group) {
     for (int gi = 0; gi < m->g.ngroups; gi++) {
@@ -418,7 +923,7 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
                       : INT32_MAX;
     int first_cut = glp_get_num_rows(m->lp) + 1, ncuts = 0;
     ba_status st = BA_OK;
-    int *cut_ind = NULL;
+    int *cut_ind = NULL, reduced = 0;
     double *cut_val = NULL;
     m->start_used = 0;
     if (start) { /* hand it over only when it meets the current limits */
@@ -466,6 +971,37 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
             st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: LP relaxation not solved (GLPK status %d)",
                               glp_get_status(m->lp));
             break;
+        }
+        /* The exact reductions, then branch-and-bound on what they leave (once: the core
+         * handles its own cuts). Without an incumbent, GLPK on the whole model. */
+        if (!m->plain && !reduced) {
+            reduced = 1;
+            /* GLPK stops when no reduced cost is below -1e-7: with a thousand columns that can
+             * leave the LP optimum (and so the bound) above the true one by more than the gap
+             * to the integer optimum. The primal simplex from that basis at 1e-11 polishes it. */
+            glp_smcp polish = sp;
+            polish.meth = GLP_PRIMAL;
+            polish.tol_dj = LP_POLISH_TOL_DJ;
+            rc = glp_simplex(m->lp, &polish);
+            if (rc != 0 || glp_get_status(m->lp) != GLP_OPT) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK simplex failed (code %d, status %d)", rc,
+                                  glp_get_status(m->lp));
+                break;
+            }
+            if (model_reduce(m, choice)) {
+                /* A short probe of the core finds a better incumbent than the rounding; with it
+                 * the reduction leaves a far smaller core to prove optimal. */
+                int done = 0;
+                for (int round = 0; st == BA_OK && !done; round++) {
+                    int limit = round < CORE_PROBE_ROUNDS ? CORE_PROBE_NODES << round : 0;
+                    if (round > 0 && memcmp(m->start_col, col_of_group, (size_t)m->g.ngroups * sizeof(int))) {
+                        memcpy(m->start_col, col_of_group, (size_t)m->g.ngroups * sizeof *col_of_group);
+                        model_reduce(m, choice); /* a better incumbent: a smaller core */
+                    }
+                    st = core_solve(m, opts, t0, time_ms, limit, col_of_group, choice, res, &done, err);
+                }
+                break;
+            }
         }
         glp_iocp ip;
         glp_init_iocp(&ip);
@@ -595,7 +1131,7 @@ ba_status ba_ilp_solve(const ba_problem_t *p, const ba_ilp_opts_t *opts, ba_solu
     if (!opts) opts = &dflt;
     BA_TRY(ba_problem_check(p, err));
     model_t m;
-    BA_TRY(model_build(p, &m, err));
+    BA_TRY(model_build(p, opts->plain, &m, err));
     ba_status st = BA_OK;
     int *cols = ba_malloc((size_t)m.g.ngroups * sizeof *cols, err);
     int *choice = ba_malloc((size_t)p->nlayers * sizeof *choice, err);
@@ -659,7 +1195,7 @@ ba_status ba_ilp_sweep(const ba_problem_t *p, int j, double from, double to, dou
     if (!opts) opts = &dflt;
     BA_TRY(ba_problem_check(p, err));
     model_t m;
-    BA_TRY(model_build(p, &m, err));
+    BA_TRY(model_build(p, opts->plain, &m, err));
     ba_status st = BA_OK;
     ba_sweep_t *s = ba_calloc(1, sizeof *s, err);
     int *cols = ba_malloc((size_t)m.g.ngroups * sizeof *cols, err);

@@ -1,6 +1,11 @@
 /* Exact bit allocation by integer linear programming (SPEC §6 `ilp`, `--sweep`):
  * minimise Σ Ω(l,b)·x_lb subject to one width per layer, pins, ties and every
- * budget, with GLPK's branch-and-cut at MIP gap 0. */
+ * budget, with GLPK's branch-and-cut at MIP gap 0. Before branching, two exact
+ * reductions (neither removes a configuration that could be optimal): a width
+ * that costs more than another of its layer and needs no less of any budget is
+ * dropped, and after the LP relaxation, a width whose Lagrangian bound exceeds
+ * the best configuration in hand (LP rounding repaired by a greedy, or the
+ * previous optimum) is fixed to 0 (reduced-cost fixing). */
 #ifndef BA_SEARCH_ILP_H
 #define BA_SEARCH_ILP_H
 
@@ -9,9 +14,10 @@
 
 typedef struct ba_ilp_opts {
     double time_limit_s; /* per ILP; reaching it with a solution in hand returns it with optimal = 0 */
+    int plain;           /* 1: hand GLPK the whole model, without the exact reductions below (tests, bench) */
 } ba_ilp_opts_t;
 
-/* Default time limit per ILP: far above the < 1 s that 1,000 layers × 7
+/* Default time limit per ILP: far above the fraction of a second that 1,000 layers × 7
  * candidates × 3 budgets take (bench/ilp.c), so hitting it means a pathological instance. */
 #define BA_ILP_DEFAULT_TIME_LIMIT_S 300.0
 

@@ -369,3 +369,153 @@ Test(ilp, optimum_equals_pulp_cbc_on_fixture_tables) {
     fprintf(stderr, "ilp: %zu PuLP+CBC fixtures agree, max relative error %.3g\n", sizeof refs / sizeof *refs,
             max_rel);
 }
+
+/* ---- the exact reductions (dominated widths, reduced-cost fixing, the core) ---- */
+
+/* L layers × the 7 widths 2..8, costs that fall with bits only roughly (a width often costs
+ * more than a narrower one, so dominated columns abound), 1–3 budgets of the kinds above,
+ * limits between the smallest and largest values. */
+static ba_problem_t *noisy_problem(ba_rng_t *r, int L, int *nb_out) {
+    static const int W7[7] = {2, 3, 4, 5, 6, 7, 8};
+    char(*names)[16] = calloc((size_t)L, 16);
+    const char **cn = calloc((size_t)L, sizeof *cn);
+    int *ncand = calloc((size_t)L, sizeof *ncand), *bits = calloc((size_t)L * 7, sizeof *bits);
+    double *cost = calloc((size_t)L * 7, sizeof *cost), *coef[3];
+    double *params = calloc((size_t)L, sizeof *params), total = 0;
+    for (int j = 0; j < 3; j++) coef[j] = calloc((size_t)L * 7, sizeof(double));
+    for (int l = 0; l < L; l++) {
+        snprintf(names[l], 16, "l%d", l);
+        cn[l] = names[l];
+        ncand[l] = 7;
+        params[l] = 1 + (double)ba_rng_below(r, 50000);
+        total += params[l];
+    }
+    int nb = 1 + (int)ba_rng_below(r, 3), integer_costs = ba_rng_below(r, 5) == 0;
+    double lo[3] = {0}, hi[3] = {0};
+    for (int l = 0; l < L; l++) {
+        double s = exp(2 * ba_rng_normal(r)), macs = params[l] * (1 + (double)ba_rng_below(r, 100));
+        for (int k = 0; k < 7; k++) {
+            int i = l * 7 + k, b = W7[k];
+            bits[i] = b;
+            cost[i] = integer_costs ? (double)ba_rng_below(r, 8)
+                                    : s * params[l] * pow(2.0, -b) * (0.2 + 1.6 * ba_rng_uniform(r));
+            coef[0][i] = b * params[l] / total;
+            coef[1][i] = ceil(b * params[l] / 8) + 4 * (double)(l % 7 + 1);
+            coef[2][i] = macs * b * 8;
+        }
+        for (int j = 0; j < 3; j++) lo[j] += coef[j][l * 7], hi[j] += coef[j][l * 7 + 6];
+    }
+    ba_problem_t *p;
+    ba_error err;
+    cr_assert_eq(ba_problem_create(L, cn, ncand, bits, cost, &p, &err), BA_OK, "%s", err.msg);
+    ba_budget_kind_t kinds[3] = {BA_BUDGET_AVG_BITS, BA_BUDGET_MEMORY, BA_BUDGET_BOPS};
+    for (int j = 0; j < nb; j++) {
+        double limit = lo[j] + (hi[j] - lo[j]) * (0.1 + 0.8 * ba_rng_uniform(r));
+        cr_assert_eq(ba_problem_add_budget(p, kinds[j], limit, 0, coef[j], &err), BA_OK, "%s", err.msg);
+    }
+    for (int j = 0; j < 3; j++) free(coef[j]);
+    free(names), free(cn), free(ncand), free(bits), free(cost), free(params);
+    *nb_out = nb;
+    return p;
+}
+
+/* Best objective by enumeration over every configuration (7^L). */
+static double enumerate_problem(const ba_problem_t *p) {
+    int choice[8] = {0};
+    double best = INFINITY;
+    for (;;) {
+        if (ba_problem_feasible(p, choice)) best = fmin(best, ba_problem_objective(p, choice));
+        int l = 0;
+        while (l < p->nlayers && ++choice[l] == p->start[l + 1] - p->start[l]) choice[l++] = 0;
+        if (l == p->nlayers) break;
+    }
+    return best;
+}
+
+Test(ilp, reductions_keep_the_optimum_of_enumeration) {
+    ba_rng_t r;
+    ba_rng_seed(&r, 77);
+    int solved = 0;
+    for (int it = 0; it < 60; it++) {
+        int nb;
+        ba_problem_t *p = noisy_problem(&r, 5 + it % 2, &nb);
+        double want = enumerate_problem(p);
+        ba_solution_t sol;
+        ba_error err;
+        ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
+        if (isinf(want)) {
+            cr_expect_eq(st, BA_ERR_INFEASIBLE, "instance %d", it);
+        } else {
+            cr_assert_eq(st, BA_OK, "instance %d: %s", it, err.msg);
+            cr_expect(sol.optimal);
+            cr_expect(ba_problem_feasible(p, sol.choice));
+            cr_expect_eq(sol.objective, want, "instance %d (%d budgets): %.17g, enumeration %.17g", it, nb,
+                         sol.objective, want);
+            ba_solution_free(&sol);
+            solved++;
+        }
+        ba_problem_free(p);
+    }
+    cr_expect_gt(solved, 40);
+}
+
+/* Larger than enumeration reaches: the reduced solve against the whole model handed to
+ * GLPK (ba_ilp_opts_t.plain), the same objective up to GLPK's own tolerance, never worse. */
+Test(ilp, reductions_match_the_whole_model_on_larger_instances, .timeout = 120) {
+    ba_rng_t r;
+    ba_rng_seed(&r, 4242);
+    ba_ilp_opts_t plain = ba_ilp_opts_default();
+    plain.plain = 1;
+    int same = 0, n = 0;
+    for (int it = 0; it < 30; it++) {
+        int nb;
+        ba_problem_t *p = noisy_problem(&r, 40 + 10 * (it % 4), &nb);
+        ba_solution_t a, b;
+        ba_error err;
+        ba_status sa = ba_ilp_solve(p, NULL, &a, &err);
+        ba_status sb = ba_ilp_solve(p, &plain, &b, &err);
+        cr_assert_eq(sa, sb, "instance %d: %d vs %d", it, sa, sb);
+        if (sa == BA_OK) {
+            cr_expect(a.optimal && b.optimal);
+            cr_expect(ba_problem_feasible(p, a.choice));
+            cr_expect_leq(a.objective, b.objective * (1 + OBJ_REL_TOL),
+                          "instance %d: %.17g vs whole model %.17g", it, a.objective, b.objective);
+            cr_expect_geq(a.objective, b.objective * (1 - 1e-6), "instance %d: %.17g vs whole model %.17g",
+                          it, a.objective, b.objective);
+            same += a.objective == b.objective;
+            n++;
+            ba_solution_free(&a);
+            ba_solution_free(&b);
+        }
+        ba_problem_free(p);
+    }
+    cr_expect_gt(n, 20);
+    cr_expect_geq(same, n - 2, "%d of %d identical", same, n);
+}
+
+/* A sweep reuses the model point after point: the reductions of one limit must not
+ * leak into the next (each point equals its own solve, and the plain sweep). */
+Test(ilp, sweep_points_equal_independent_reduced_solves, .timeout = 120) {
+    ba_rng_t r;
+    ba_rng_seed(&r, 9);
+    int nb;
+    ba_problem_t *p = noisy_problem(&r, 60, &nb);
+    ba_sweep_t *s;
+    ba_error err;
+    cr_assert_eq(ba_ilp_sweep(p, 0, p->limit[0] * 0.8, p->limit[0] * 1.2, p->limit[0] * 0.02, NULL, &s, &err),
+                 BA_OK, "%s", err.msg);
+    double keep = p->limit[0];
+    for (int i = 0; i < s->n; i++) {
+        p->limit[0] = s->points[i].limit;
+        ba_solution_t sol;
+        ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
+        cr_assert_eq(st == BA_OK, s->points[i].feasible, "point %d", i);
+        if (st != BA_OK) continue;
+        cr_expect_eq(sol.objective, s->points[i].sol.objective, "point %d: %.17g vs %.17g", i, sol.objective,
+                     s->points[i].sol.objective);
+        ba_solution_free(&sol);
+    }
+    p->limit[0] = keep;
+    ba_sweep_free(s);
+    ba_problem_free(p);
+}
