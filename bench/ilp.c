@@ -85,12 +85,37 @@ static double cpu_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The instance as a CPLEX LP file (one binary per layer and width, the raw tables), for
+ * an independent solver: cbc FILE ratioGap 0 allowableGap 0 primalTolerance 1e-10 solve. */
+static int write_lp(const ba_problem_t *p, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    fprintf(f, "Minimize\n obj:");
+    for (int i = 0; i < p->ncand; i++) fprintf(f, " + %.17g x%d", p->cost[i], i);
+    fprintf(f, "\nSubject To\n");
+    for (int l = 0; l < p->nlayers; l++) {
+        fprintf(f, " g%d:", l);
+        for (int k = p->start[l]; k < p->start[l + 1]; k++) fprintf(f, " + x%d", k);
+        fprintf(f, " = 1\n");
+    }
+    for (int j = 0; j < p->nbudgets; j++) {
+        fprintf(f, " b%d:", j);
+        for (int i = 0; i < p->ncand; i++) fprintf(f, " + %.17g x%d", p->coef[j][i], i);
+        fprintf(f, " <= %.17g\n", p->limit[j] - p->offset[j]);
+    }
+    fprintf(f, "Binary\n");
+    for (int i = 0; i < p->ncand; i++) fprintf(f, " x%d\n", i);
+    fprintf(f, "End\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 static int usage(const char *why) {
     fprintf(stderr,
             "bench_ilp: %s\n"
-            "usage: bench_ilp [--seeds N | N] [--compare]\n"
+            "usage: bench_ilp [--seeds N | N] [--compare] [--lp DIR]\n"
             "  N          instances (seeds 1000 .. 1000+N-1), a positive integer (default 10)\n"
-            "  --compare  also solve each with the whole model handed to GLPK (ba_ilp_opts_t.plain)\n",
+            "  --compare  also solve each with the whole model handed to GLPK (ba_ilp_opts_t.plain)\n"
+            "  --lp DIR   also write each instance as DIR/seed-S.lp (CPLEX LP) for another solver\n",
             why);
     return 2;
 }
@@ -108,11 +133,15 @@ static int parse_count(const char *s, int *out) {
 int main(int argc, char **argv) {
     /* Strict arguments, so that a mistyped call cannot print an empty "worst 0.000 s". */
     int reps = 10, compare = 0, have_reps = 0;
+    const char *lp_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--compare"))
             compare = 1;
-        else if (!strcmp(a, "--seeds") || !strncmp(a, "--seeds=", 8)) {
+        else if (!strcmp(a, "--lp")) {
+            if (i + 1 >= argc) return usage("--lp needs a folder");
+            lp_dir = argv[++i];
+        } else if (!strcmp(a, "--seeds") || !strncmp(a, "--seeds=", 8)) {
             const char *v = a[7] == '=' ? a + 8 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) return usage("--seeds needs a value");
             if (have_reps) return usage("the number of seeds is given twice");
@@ -132,6 +161,14 @@ int main(int argc, char **argv) {
     printf("ILP, 1000 layers x 7 candidates x 3 budgets (avg-bits, memory, bops), %d seeds:\n", reps);
     for (int i = 0; i < reps; i++) {
         ba_problem_t *p = make(1000, 1000 + (uint64_t)i, 3);
+        if (lp_dir) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/seed-%d.lp", lp_dir, 1000 + i);
+            if (write_lp(p, path) != 0) {
+                fprintf(stderr, "bench_ilp: cannot write %s\n", path);
+                return 1;
+            }
+        }
         ba_solution_t sol;
         double t0 = ba_now(), c0 = cpu_now();
         ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
