@@ -113,8 +113,8 @@ static inline void dwb_axpy(float *dr, const float *g, float wv, int64_t sw, int
 }
 
 /* One (image, output channel) plane: dW row m and dX plane of channel m/mult. */
-__attribute__((always_inline)) static inline void dwb_plane(const dwb_geom_t *d, const float *xp, const float *wp, const float *gp, float *dxp,
-                             float *dwp) {
+__attribute__((always_inline)) static inline void
+dwb_plane(const dwb_geom_t *d, const float *xp, const float *wp, const float *gp, float *dxp, float *dwp) {
     for (int64_t oh = 0; oh < d->OH; oh++) {
         const float *grow = gp + oh * d->OW;
         for (int64_t kh = 0; kh < d->KH; kh++) {
@@ -129,15 +129,15 @@ __attribute__((always_inline)) static inline void dwb_plane(const dwb_geom_t *d,
     }
 }
 
-static void dwb_planes_generic(const dwb_geom_t *d, const float *x, const float *w, const float *dy, float *dx,
-                               float *dw, int64_t N, int64_t C, int64_t M, int nt) {
+static void dwb_planes_generic(const dwb_geom_t *d, const float *x, const float *w, const float *dy,
+                               float *dx, float *dw, int64_t N, int64_t C, int64_t M, int nt) {
     const int64_t P = d->IH * d->IW, Q = d->OH * d->OW, K = d->KH * d->KW;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t c = 0; c < C; c++)
         for (int64_t m = c * d->mult; m < (c + 1) * d->mult; m++)
             for (int64_t n = 0; n < N; n++)
-                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q, dx ? dx + (n * C + c) * P : NULL,
-                          dw ? dw + m * K : NULL);
+                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q,
+                          dx ? dx + (n * C + c) * P : NULL, dw ? dw + m * K : NULL);
 }
 
 #if defined(__x86_64__)
@@ -150,8 +150,8 @@ __attribute__((target("avx512f"))) static void dwb_planes_avx512(const dwb_geom_
     for (int64_t c = 0; c < C; c++)
         for (int64_t m = c * d->mult; m < (c + 1) * d->mult; m++)
             for (int64_t n = 0; n < N; n++)
-                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q, dx ? dx + (n * C + c) * P : NULL,
-                          dw ? dw + m * K : NULL);
+                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q,
+                          dx ? dx + (n * C + c) * P : NULL, dw ? dw + m * K : NULL);
 }
 #endif
 
@@ -160,8 +160,8 @@ static void depthwise_backward(const float *x, const float *w, const float *dy, 
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
     for (int64_t kw = 0; kw < g->k[2]; kw++)
         valid_range(kw * g->dil[2] - g->pb[2], g->s[2], g->in[2], g->out[2], &plo[kw], &phi[kw]);
-    const dwb_geom_t d = {g->in[1], g->in[2], g->k[1],  g->k[2],  g->out[1], g->out[2], g->s[1],
-                          g->s[2],  g->dil[1], g->dil[2], g->pb[1], g->pb[2], M / C, plo, phi};
+    const dwb_geom_t d = {g->in[1],  g->in[2],  g->k[1],  g->k[2],  g->out[1], g->out[2], g->s[1], g->s[2],
+                          g->dil[1], g->dil[2], g->pb[1], g->pb[2], M / C,     plo,       phi};
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) {

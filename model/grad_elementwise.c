@@ -44,8 +44,9 @@ enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
  * materialising the broadcast operands or the output-shaped product: each
  * element's product or quotient is formed as in the generic path; a gradient
  * broadcast along the row is summed per row in double. */
-static ba_status muldiv_rows(const ba_bcast_t *bc, ba_tensor_t *const *in, const ba_tensor_t *Y, const float *g,
-                             const unsigned char *need, ba_tensor_t **din, int op, ba_error *err) {
+static ba_status muldiv_rows(const ba_bcast_t *bc, ba_tensor_t *const *in, const ba_tensor_t *Y,
+                             const float *g, const unsigned char *need, ba_tensor_t **din, int op,
+                             ba_error *err) {
     const int64_t R = bc->row_len;
     const float *y = Y->data, *v[2] = {in[0]->data, in[1]->data};
     const int64_t rs[2] = {bc->strides[0][bc->ndim - 1], bc->strides[1][bc->ndim - 1]};
@@ -57,7 +58,8 @@ static ba_status muldiv_rows(const ba_bcast_t *bc, ba_tensor_t *const *in, const
         for (int64_t r = 0; r < bc->nrows; r++) {
             int64_t off[BA_BCAST_MAX_IN];
             ba_bcast_row(bc, r, off);
-            const float *gr = g + r * R, *yr = y + r * R, *orow = v[1 - i] + off[1 - i], *brow = v[1] + off[1];
+            const float *gr = g + r * R, *yr = y + r * R, *orow = v[1 - i] + off[1 - i],
+                        *brow = v[1] + off[1];
             float *dr = d + off[i];
             double s = 0.0;
             /* one loop per case: a branch per element kept the loop scalar */
