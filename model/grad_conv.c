@@ -64,44 +64,112 @@ static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_
 /* Depthwise conv (group == C, one input channel per group), 1-D/2-D: the
  * generic path ran an M=1 sgemm per channel over its im2col, 10x the
  * forward's cost on MobileNetV2; this is the forward's direct loop turned
- * around (one channel per thread: its dX plane and dW rows are its own). */
-static void depthwise_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
-                               int64_t N, int64_t C, int64_t M, const ba_kern_geom_t *g) {
-    const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
-    const int64_t sh = g->s[1], sw = g->s[2], mult = M / C;
-    int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
-    for (int64_t kw = 0; kw < KW; kw++)
-        valid_range(kw * g->dil[2] - g->pb[2], sw, IW, OW, &plo[kw], &phi[kw]);
-    const int nt = ba_kern_threads(N * M * OH * OW * KH * KW);
+ * around (one channel per thread: its dX plane and dW rows are its own).
+ * The dW dot products run on DWB_LANES partial sums (a serial float sum
+ * does not vectorise): the order of additions is fixed by DWB_LANES, the
+ * same on every machine, and the AVX-512 build of the same code gives the
+ * same floats (no FMA contraction in C11 mode). */
+#define DWB_LANES 8
+typedef float dwb_vec_t __attribute__((vector_size(DWB_LANES * sizeof(float))));
+
+typedef struct {
+    int64_t IH, IW, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, mult;
+    const int64_t *plo, *phi;
+} dwb_geom_t;
+
+/* Σ_{ow in [l, h)} g[ow]·x[ow·sw]: DWB_LANES running sums, then the lanes in order, then the tail. */
+static inline float dwb_dot(const float *g, const float *x, int64_t sw, int64_t l, int64_t h) {
+    dwb_vec_t acc = {0};
+    int64_t ow = l;
+    for (; ow + DWB_LANES <= h; ow += DWB_LANES) {
+        dwb_vec_t gv, xv;
+        memcpy(&gv, g + ow, sizeof gv);
+        if (sw == 1) {
+            memcpy(&xv, x + ow, sizeof xv);
+        } else {
+            for (int i = 0; i < DWB_LANES; i++) xv[i] = x[(ow + i) * sw];
+        }
+        acc += gv * xv;
+    }
+    float s = 0.0f;
+    for (int i = 0; i < DWB_LANES; i++) s += acc[i];
+    for (; ow < h; ow++) s += g[ow] * x[ow * sw];
+    return s;
+}
+
+/* dr[ow·sw] += wv·g[ow] for ow in [l, h). */
+static inline void dwb_axpy(float *dr, const float *g, float wv, int64_t sw, int64_t l, int64_t h) {
+    int64_t ow = l;
+    if (sw == 1) {
+        for (; ow + DWB_LANES <= h; ow += DWB_LANES) {
+            dwb_vec_t gv, dv;
+            memcpy(&gv, g + ow, sizeof gv);
+            memcpy(&dv, dr + ow, sizeof dv);
+            dv += gv * wv;
+            memcpy(dr + ow, &dv, sizeof dv);
+        }
+    }
+    for (; ow < h; ow++) dr[ow * sw] += wv * g[ow];
+}
+
+/* One (image, output channel) plane: dW row m and dX plane of channel m/mult. */
+__attribute__((always_inline)) static inline void
+dwb_plane(const dwb_geom_t *d, const float *xp, const float *wp, const float *gp, float *dxp, float *dwp) {
+    for (int64_t oh = 0; oh < d->OH; oh++) {
+        const float *grow = gp + oh * d->OW;
+        for (int64_t kh = 0; kh < d->KH; kh++) {
+            int64_t ih = oh * d->sh - d->ph + kh * d->dh;
+            if (ih < 0 || ih >= d->IH) continue;
+            for (int64_t kw = 0; kw < d->KW; kw++) {
+                const int64_t off = ih * d->IW + kw * d->dw - d->pw, l = d->plo[kw], h = d->phi[kw];
+                if (dwp) dwp[kh * d->KW + kw] += dwb_dot(grow, xp + off, d->sw, l, h);
+                if (dxp) dwb_axpy(dxp + off, grow, wp[kh * d->KW + kw], d->sw, l, h);
+            }
+        }
+    }
+}
+
+static void dwb_planes_generic(const dwb_geom_t *d, const float *x, const float *w, const float *dy,
+                               float *dx, float *dw, int64_t N, int64_t C, int64_t M, int nt) {
+    const int64_t P = d->IH * d->IW, Q = d->OH * d->OW, K = d->KH * d->KW;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t c = 0; c < C; c++)
-        for (int64_t m = c * mult; m < (c + 1) * mult; m++)
-            for (int64_t n = 0; n < N; n++) {
-                const float *xp = x + (n * C + c) * IH * IW, *wp = w + m * KH * KW;
-                const float *gp = dy + (n * M + m) * OH * OW;
-                float *dxp = dx ? dx + (n * C + c) * IH * IW : NULL;
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    const float *grow = gp + oh * OW;
-                    for (int64_t kh = 0; kh < KH; kh++) {
-                        int64_t ih = oh * sh - g->pb[1] + kh * g->dil[1];
-                        if (ih < 0 || ih >= IH) continue;
-                        for (int64_t kw = 0; kw < KW; kw++) {
-                            const int64_t off = ih * IW + kw * g->dil[2] - g->pb[2], l = plo[kw], h = phi[kw];
-                            if (dw) {
-                                const float *xr = xp + off;
-                                float acc = 0.0f;
-                                for (int64_t ow = l; ow < h; ow++) acc += grow[ow] * xr[ow * sw];
-                                dw[m * KH * KW + kh * KW + kw] += acc;
-                            }
-                            if (dxp) {
-                                const float wv = wp[kh * KW + kw];
-                                float *dr = dxp + off;
-                                for (int64_t ow = l; ow < h; ow++) dr[ow * sw] += wv * grow[ow];
-                            }
-                        }
-                    }
-                }
-            }
+        for (int64_t m = c * d->mult; m < (c + 1) * d->mult; m++)
+            for (int64_t n = 0; n < N; n++)
+                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q,
+                          dx ? dx + (n * C + c) * P : NULL, dw ? dw + m * K : NULL);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void dwb_planes_avx512(const dwb_geom_t *d, const float *x,
+                                                                 const float *w, const float *dy, float *dx,
+                                                                 float *dw, int64_t N, int64_t C, int64_t M,
+                                                                 int nt) {
+    const int64_t P = d->IH * d->IW, Q = d->OH * d->OW, K = d->KH * d->KW;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t m = c * d->mult; m < (c + 1) * d->mult; m++)
+            for (int64_t n = 0; n < N; n++)
+                dwb_plane(d, x + (n * C + c) * P, w + m * K, dy + (n * M + m) * Q,
+                          dx ? dx + (n * C + c) * P : NULL, dw ? dw + m * K : NULL);
+}
+#endif
+
+static void depthwise_backward(const float *x, const float *w, const float *dy, float *dx, float *dw,
+                               int64_t N, int64_t C, int64_t M, const ba_kern_geom_t *g) {
+    int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
+    for (int64_t kw = 0; kw < g->k[2]; kw++)
+        valid_range(kw * g->dil[2] - g->pb[2], g->s[2], g->in[2], g->out[2], &plo[kw], &phi[kw]);
+    const dwb_geom_t d = {g->in[1],  g->in[2],  g->k[1],  g->k[2],  g->out[1], g->out[2], g->s[1], g->s[2],
+                          g->dil[1], g->dil[2], g->pb[1], g->pb[2], M / C,     plo,       phi};
+    const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("avx512f")) {
+        dwb_planes_avx512(&d, x, w, dy, dx, dw, N, C, M, nt);
+        return;
+    }
+#endif
+    dwb_planes_generic(&d, x, w, dy, dx, dw, N, C, M, nt);
 }
 
 /* dB[m] += Σ_{n,p} dY[n, m, p] for dY (N, M, P). */

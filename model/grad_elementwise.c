@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/broadcast.h"
 #include "model/grad_internal.h"
 
 /* 2/sqrt(pi), the derivative scale of erf. */
@@ -39,6 +40,55 @@ static ba_status add_reduced(ba_tensor_t **din, int i, const ba_tensor_t *x, con
 
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_POW };
 
+/* Mul / Div with broadcast, a row of the broadcast walk at a time, without
+ * materialising the broadcast operands or the output-shaped product: each
+ * element's product or quotient is formed as in the generic path; a gradient
+ * broadcast along the row is summed per row in double. */
+static ba_status muldiv_rows(const ba_bcast_t *bc, ba_tensor_t *const *in, const ba_tensor_t *Y,
+                             const float *g, const unsigned char *need, ba_tensor_t **din, int op,
+                             ba_error *err) {
+    const int64_t R = bc->row_len;
+    const float *y = Y->data, *v[2] = {in[0]->data, in[1]->data};
+    const int64_t rs[2] = {bc->strides[0][bc->ndim - 1], bc->strides[1][bc->ndim - 1]};
+    for (int i = 0; i < 2; i++) {
+        if (!need[i]) continue;
+        float *d = ba_grad_slot(din, i, in[i], err);
+        if (!d) return err->code;
+        const int64_t rs_i = rs[i], rs_o = rs[1 - i], rs_b = rs[1];
+        for (int64_t r = 0; r < bc->nrows; r++) {
+            int64_t off[BA_BCAST_MAX_IN];
+            ba_bcast_row(bc, r, off);
+            const float *gr = g + r * R, *yr = y + r * R, *orow = v[1 - i] + off[1 - i],
+                        *brow = v[1] + off[1];
+            float *dr = d + off[i];
+            double s = 0.0;
+            /* one loop per case: a branch per element kept the loop scalar */
+#define MD_ROW(T)                                                                                            \
+    do {                                                                                                     \
+        if (rs_i)                                                                                            \
+            for (int64_t k = 0; k < R; k++) dr[k] += (T);                                                    \
+        else                                                                                                 \
+            for (int64_t k = 0; k < R; k++) s += (T);                                                        \
+    } while (0)
+            if (op == B_MUL && rs_o)
+                MD_ROW(gr[k] * orow[k]);
+            else if (op == B_MUL)
+                MD_ROW(gr[k] * orow[0]);
+            else if (i == 0 && rs_b)
+                MD_ROW(gr[k] / brow[k]);
+            else if (i == 0)
+                MD_ROW(gr[k] / brow[0]);
+            else if (rs_b)
+                MD_ROW(-gr[k] * yr[k] / brow[k]);
+            else
+                MD_ROW(-gr[k] * yr[k] / brow[0]);
+#undef MD_ROW
+            if (!rs_i) dr[0] += (float)s;
+        }
+    }
+    return BA_OK;
+}
+
 static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_tensor_t *const *out,
                                  ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
                                  int op, ba_error *err) {
@@ -66,6 +116,13 @@ static ba_status binary_backward(const ba_node_t *n, ba_tensor_t *const *in, ba_
             for (int64_t e = 0; e < ne; e++) d[e] += g[e] * o[e];
         }
         return BA_OK;
+    }
+    if ((op == B_MUL || op == B_DIV) && is_f32t(A) && is_f32t(B)) {
+        const ba_tensor_t *ab[2] = {A, B};
+        ba_bcast_t bc;
+        if (ba_bcast_init_tensors(&bc, 2, ab, n->name, err) == BA_OK && bc.out_numel == ne)
+            return muldiv_rows(&bc, in, Y, g, need, din, op, err);
+        ba_error_clear(err);
     }
     int oa = 0, ob = 0;
     float *a = ba_grad_bcast_f32(n, A, Y->ndim, Y->shape, &oa, err);
