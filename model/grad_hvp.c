@@ -28,8 +28,6 @@
 #define ELU_ALPHA 1.0f
 #define SELU_ALPHA 1.67326319217681884765625f
 #define SELU_GAMMA 1.05070102214813232421875f
-/* Softmax changed from "coerce to 2-D at axis" to "along axis" in opset 13. */
-#define SOFTMAX_AXIS_OPSET 13
 #define ALL_INPUTS 0xFFFFFFFFu
 /* Cap on the im2col columns a session keeps for the weight tangents of its
  * convs (bytes); past it a conv re-runs its im2col on every probe. */
@@ -464,13 +462,7 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
         if (!relu && !clip && !leaky && !hsig) return 0;
         float lo = -INFINITY, hi = INFINITY, a = 0.0f, b = 0.0f;
         if (clip) {
-            if (n->opset < 11) {
-                lo = ba_node_attr_float(n, "min", -INFINITY);
-                hi = ba_node_attr_float(n, "max", INFINITY);
-            } else {
-                if (nin > 1 && in[1] && in[1]->numel) lo = (float)ba_tensor_get_f64(in[1], 0);
-                if (nin > 2 && in[2] && in[2]->numel) hi = (float)ba_tensor_get_f64(in[2], 0);
-            }
+            ba_grad_clip_bounds(n, in, nin, &lo, &hi);
         } else if (leaky) {
             a = ba_node_attr_float(n, "alpha", 0.01f);
         } else if (hsig) {
@@ -886,22 +878,6 @@ static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, co
     return BA_OK;
 }
 
-/* outer × len × inner layout of a softmax over X (as grad_norm.c). */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
-                           int64_t *inner) {
-    const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
-    int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
-    int ax = (int)(a < 0 ? a + r : a);
-    *outer = *len = *inner = 1;
-    for (int d = 0; d < ax; d++) *outer *= X->shape[d];
-    if (v13) {
-        *len = X->shape[ax];
-        for (int d = ax + 1; d < r; d++) *inner *= X->shape[d];
-    } else {
-        for (int d = ax; d < r; d++) *len *= X->shape[d];
-    }
-}
-
 /* The second-order part of t(din) for node n: (∂B/∂inputs · tangents)(g), g = base dL/d out. */
 static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_tensor_t *const *in, int nin,
                               ba_tensor_t *const *out, const unsigned char *need, ba_tensor_t **din,
@@ -986,7 +962,7 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         ba_tensor_t *ty = n->outputs[0] >= 0 ? c->tan[n->outputs[0]] : NULL;
         if (!need[0] || !ty || !gout[0]) return BA_OK;
         int64_t outer, len, inner;
-        softmax_layout(n, in[0], &outer, &len, &inner);
+        ba_grad_softmax_layout(n, in[0], &outer, &len, &inner);
         float *dx = ba_grad_slot(din, 0, in[0], err);
         if (!dx) return err->code;
         const float *y = out[0]->data, *g = gout[0]->data, *t = ty->data;

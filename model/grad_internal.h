@@ -37,6 +37,16 @@ ba_status ba_grad_pass(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_ten
 void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float *dst, int dndim,
                         const int64_t *dshape, float scale);
 
+/* Clip's bounds for its gradient (grad_elementwise.c): the min/max attributes
+ * before opset 11, the optional scalar inputs 1 and 2 after (±inf when absent). */
+void ba_grad_clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin, float *lo, float *hi);
+
+/* outer × len × inner layout of a Softmax / LogSoftmax over X: opset < 13
+ * coerces to 2-D at axis (len = prod(shape[axis:])), opset >= 13 runs along
+ * axis (grad_norm.c; the HVP's softmax rule reads it too). */
+void ba_grad_softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                            int64_t *inner);
+
 /* ---- the reverse walk and sessions, shared by backward.c and grad_hvp.c ---- */
 
 /* Per-node replacement of the op's backward during a reverse walk (the HVP's

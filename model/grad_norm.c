@@ -12,9 +12,8 @@
 /* Softmax changed from "coerce to 2-D at axis" to "along axis" in opset 13. */
 #define SOFTMAX_AXIS_OPSET 13
 
-/* outer × len × inner layout of a softmax over X. */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
-                           int64_t *inner) {
+void ba_grad_softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                            int64_t *inner) {
     const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
     int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
     int ax = (int)(a < 0 ? a + r : a);
@@ -37,7 +36,7 @@ ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int ni
     if (!need[0]) return BA_OK;
     const int logsm = !strcmp(n->op_type, "LogSoftmax");
     int64_t outer, len, inner;
-    softmax_layout(n, in[0], &outer, &len, &inner);
+    ba_grad_softmax_layout(n, in[0], &outer, &len, &inner);
     float *dx = ba_grad_slot(din, 0, in[0], err);
     if (!dx) return err->code;
     const float *y = out[0]->data, *g = dout[0]->data;

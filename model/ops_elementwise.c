@@ -167,16 +167,6 @@ static inline float vsigmoidf(float x) {
     return x >= 0 ? s : e * s;
 }
 
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
-                            nin);
-    for (int i = 0; i < k; i++)
-        if (!in[i])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
-    return BA_OK;
-}
-
 /* ---------------------------------------------------------------- binary */
 
 enum {
@@ -473,7 +463,7 @@ static int binary_op_of(const ba_node_t *n) {
 ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     int op = binary_op_of(n);
     if (op < 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
@@ -486,7 +476,7 @@ ba_status ba_fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
     (void)nout;
     if (nin < 1)
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
-    BA_TRY(need_inputs(n, in, nin, nin, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, nin, err));
     int op = strcmp(n->op_type, "Min") == 0 ? B_MIN : strcmp(n->op_type, "Max") == 0 ? B_MAX : B_ADD;
     ba_tensor_t *acc = ba_tensor_clone(in[0], err);
     if (!acc) return err->code;
@@ -531,7 +521,7 @@ static void seg_where(void *vctx, int64_t oo, const int64_t *offs, const int64_t
 ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
     if (in[0]->dtype != BA_DT_BOOL)
         return ba_error_set(err, BA_ERR_INPUT, "%s (Where): condition is %s, not bool", n->name,
                             ba_dtype_name(in[0]->dtype));
@@ -836,7 +826,7 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
 ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int op = -1;
     for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
         if (strcmp(unary_map[i].name, n->op_type) == 0) op = unary_map[i].op;

@@ -14,16 +14,6 @@
 #define AXES_OPSET_OTHER 18
 #define TOPK_K_INPUT_OPSET 10
 
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
-                            nin);
-    for (int i = 0; i < k; i++)
-        if (!in[i])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
-    return BA_OK;
-}
-
 static ba_status norm_axis(const ba_node_t *n, int64_t axis, int rank, int *out, ba_error *err) {
     *out = 0;
     int r = rank ? rank : 1; /* a scalar accepts axis 0/-1 like a 1-element vector */
@@ -146,7 +136,7 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
 ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
     int op = -1;
@@ -232,7 +222,7 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                      ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
     int is_max = strcmp(n->op_type, "ArgMax") == 0, axis;
@@ -293,7 +283,7 @@ static int cmp_asc(const void *pa, const void *pb) {
 
 ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
     if (x->ndim < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): scalar input", n->name);
@@ -301,7 +291,7 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", -1), x->ndim, &axis, err));
     int64_t k;
     if (n->opset >= TOPK_K_INPUT_OPSET) {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         if (in[1]->numel != 1 || !ba_dtype_is_int(in[1]->dtype))
             return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): K must be a one-element integer tensor",
                                 n->name);
@@ -360,7 +350,7 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_numeric(n, x, err));
     if (x->ndim < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): scalar input", n->name);

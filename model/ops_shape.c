@@ -13,7 +13,7 @@
 #define MAX_STRIDED_DIMS (2 * BA_MAX_DIMS) /* Tile walks a (repeat, dim) pair per axis */
 #define PAR_MIN 32768                      /* elements below which threads cost more than they save */
 
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
+ba_status ba_op_need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
     if (nin < k)
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
                             nin);
@@ -101,6 +101,18 @@ static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st) {
     }
 }
 
+/* out[0] <- a new contiguous tensor of x's dtype and shape (ndim, shape), filled
+ * by copy_strided from x's element off over the walk (wdims, wshape, wst). */
+static ba_status new_strided(const ba_tensor_t *x, int ndim, const int64_t *shape, int64_t off, int wdims,
+                             const int64_t *wshape, const int64_t *wst, ba_tensor_t **out, ba_error *err) {
+    ba_tensor_t *o = ba_tensor_new(x->dtype, ndim, shape, err);
+    if (!o) return err->code;
+    size_t es = ba_dtype_size(x->dtype);
+    if (o->numel) copy_strided(o->data, (const char *)x->data + (size_t)off * es, wdims, wshape, wst, es);
+    out[0] = o;
+    return BA_OK;
+}
+
 static ba_status check_dtype(const ba_node_t *n, const ba_tensor_t *t, ba_error *err) {
     if (ba_dtype_size(t->dtype) == 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): dtype %s not supported", n->name, n->op_type,
@@ -120,7 +132,7 @@ static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const i
 
 ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     BA_TRY(make_view(n, in[0], in[0]->ndim, in[0]->shape, &out[0], err));
     if (strcmp(n->op_type, "Dropout") == 0 && wants_output(n, nout, 1)) {
         /* Inference: nothing is dropped, so every mask entry is true. */
@@ -139,7 +151,7 @@ ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axis = ba_node_attr_int(n, "axis", 1);
     if (axis < 0) axis += x->ndim;
@@ -154,7 +166,7 @@ ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
     int64_t shape[BA_MAX_DIMS];
     int nd;
@@ -224,7 +236,7 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
 ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axes[2 * BA_MAX_DIMS];
     int cnt, given;
@@ -252,7 +264,7 @@ ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axes[2 * BA_MAX_DIMS];
     int cnt, given;
@@ -278,7 +290,7 @@ ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int r = x->ndim, perm[BA_MAX_DIMS], seen[BA_MAX_DIMS] = {0};
@@ -302,18 +314,14 @@ ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         shape[d] = x->shape[perm[d]];
         pst[d] = st[perm[d]];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, r, shape, pst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, 0, r, shape, pst, out, err);
 }
 
 ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): no inputs", n->name);
-    BA_TRY(need_inputs(n, in, nin, nin, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, nin, err));
     ba_tensor_t *x0 = in[0];
     BA_TRY(check_dtype(n, x0, err));
     int axis;
@@ -353,7 +361,7 @@ ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 
 ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int axis;
@@ -448,7 +456,7 @@ done:
 ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int r = x->ndim;
@@ -466,7 +474,7 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         if (na > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Slice): too many axes", n->name);
         if (na) memcpy(axes, v, sizeof(int64_t) * (size_t)na);
     } else {
-        BA_TRY(need_inputs(n, in, nin, 3, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
         BA_TRY(read_ints(n, in[1], "starts", starts, BA_MAX_DIMS, &ns, err));
         BA_TRY(read_ints(n, in[2], "ends", ends, BA_MAX_DIMS, &ne, err));
         if (opt_in(in, nin, 3)) BA_TRY(read_ints(n, in[3], "axes", axes, BA_MAX_DIMS, &na, err));
@@ -508,18 +516,13 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         off += b[d] * st0[d];
         strides[d] = st0[d] * step[d];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    size_t es = ba_dtype_size(x->dtype);
-    if (o->numel) copy_strided(o->data, (const char *)x->data + (size_t)off * es, r, shape, strides, es);
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, off, r, shape, strides, out, err);
 }
 
 ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
     BA_TRY(check_dtype(n, x, err));
     if (idx->dtype != BA_DT_I64 && idx->dtype != BA_DT_I32)
@@ -562,7 +565,7 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                  int nout, ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0], *idx = in[1];
     BA_TRY(check_dtype(n, x, err));
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim != x->ndim)
@@ -600,7 +603,7 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
 ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int64_t want[BA_MAX_DIMS], shape[BA_MAX_DIMS];
@@ -613,17 +616,13 @@ ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
         int dx = d - (r - x->ndim);
         bst[d] = (dx < 0 || x->shape[dx] == 1) ? 0 : st[dx];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, r, shape, bst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, 0, r, shape, bst, out, err);
 }
 
 ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int64_t rep[BA_MAX_DIMS];
@@ -642,11 +641,7 @@ ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
         wshape[2 * d + 1] = x->shape[d];
         wst[2 * d + 1] = st[d];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, x->ndim, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, 2 * x->ndim, wshape, wst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, x->ndim, shape, 0, 2 * x->ndim, wshape, wst, out, err);
 }
 
 /* ---------------------------------------------------------------- Pad */
@@ -673,7 +668,7 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
 ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                      ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int r = x->ndim;
@@ -694,7 +689,7 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
         if (np) memcpy(pads, v, sizeof(int64_t) * (size_t)np);
         cval = ba_node_attr_float(n, "value", 0.0f);
     } else {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         BA_TRY(read_ints(n, in[1], "pads", pads, 2 * BA_MAX_DIMS, &np, err));
         ba_tensor_t *cv = opt_in(in, nin, 2);
         if (cv && cv->numel > 0) cval = ba_tensor_get_f64(cv, 0);
@@ -1018,7 +1013,7 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
 /* Attributes, scales/sizes/roi of a Resize/Upsample node (every opset form) for input x. */
 static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int nin, resize_cfg *c,
                                double *scales, int64_t *oshape, double *roi, ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int r = x->ndim;
     int upsample = strcmp(n->op_type, "Upsample") == 0;
@@ -1036,13 +1031,13 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
     int nsattr = 0;
     if (upsample) {
         if (n->opset >= 9) {
-            BA_TRY(need_inputs(n, in, nin, 2, err));
+            BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
             scales_t = in[1];
         } else {
             nsattr = ba_node_attr_floats(n, "scales", &sattr);
         }
     } else if (n->opset < 11) {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         scales_t = in[1];
     } else {
         const char *ct = ba_node_attr_string(n, "coordinate_transformation_mode", "half_pixel");
@@ -1239,7 +1234,7 @@ ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                    int nout, ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int64_t shape[BA_MAX_DIMS];
     int nd;
     BA_TRY(read_ints(n, in[0], "shape", shape, BA_MAX_DIMS, &nd, err));
@@ -1261,7 +1256,7 @@ ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, i
 ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int r = in[0]->ndim;
     int64_t s = 0, e = r;
     if (n->opset >= 15) {
@@ -1283,7 +1278,7 @@ ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, 0, NULL, err);
     if (!o) return err->code;
     ((int64_t *)o->data)[0] = in[0]->numel;
@@ -1297,7 +1292,7 @@ ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
     for (int k = 0; k < 3; k++)
         if (in[k]->numel != 1 || in[k]->dtype != in[0]->dtype)
             return ba_error_set(err, BA_ERR_INPUT,
@@ -1334,7 +1329,7 @@ ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
     ba_dtype to = strcmp(n->op_type, "CastLike") == 0 ? in[1]->dtype : (ba_dtype)ba_node_attr_int(n, "to", 0);
     if (ba_dtype_size(to) == 0 || ba_dtype_size(in[0]->dtype) == 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): cast %s -> %s not supported", n->name,
@@ -1348,7 +1343,7 @@ ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     int fl = ba_dtype_is_float(x->dtype);
@@ -1375,7 +1370,7 @@ ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
     ba_tensor_t *x = in[0], *idx = in[1], *upd = in[2];
     BA_TRY(check_dtype(n, x, err));
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim < 1 || upd->dtype != x->dtype)
@@ -1448,7 +1443,7 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     BA_TRY(check_dtype(n, x, err));
     if (x->ndim < 2) return ba_error_set(err, BA_ERR_INPUT, "%s (Trilu): rank %d < 2", n->name, x->ndim);
