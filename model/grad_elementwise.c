@@ -222,7 +222,8 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     float *d = ba_grad_slot(din, 0, X, err);
     if (!d) return err->code;
     const int64_t ne = X->numel;
-    switch (n->def->id) { /* reached through the op table: def is set */
+    /* reached through the op table's row, so n->def is set */
+    switch (n->def->id) {
     case BA_OP_RELU: /* from y: y != 0 iff x > 0, and it also holds for the HVP's frozen-mask forward */
         for (int64_t e = 0; e < ne; e++) d[e] += y[e] != 0.0f ? g[e] : 0.0f;
         break;

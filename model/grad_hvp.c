@@ -177,13 +177,8 @@ static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **to
 /* ty = tx at the first maximum of each window of x (MaxPool's choice). */
 static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y,
                                  const ba_tensor_t *TX, ba_tensor_t **ty, ba_error *err) {
-    const int nsp = X->ndim - 2;
-    const int64_t *ks = NULL;
-    if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name,
-                            n->op_type, nsp);
     ba_kern_geom_t g;
-    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ba_node_attr_int(n, "ceil_mode", 0) != 0, &g, err));
+    BA_TRY(ba_kern_pool_geom(n, X, &g, err));
     ba_tensor_t *T = zeros_like(Y, err);
     if (!T) return err->code;
     const int64_t IH = g.in[1], IW = g.in[2], ID = g.in[0], OD = g.out[0], OH = g.out[1], OW = g.out[2];

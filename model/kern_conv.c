@@ -511,6 +511,24 @@ int64_t ba_kern_window_taps_padded(int64_t start, int64_t dil, int64_t k, int64_
     return hi - lo;
 }
 
+int64_t ba_kern_avg_divisor(const ba_kern_geom_t *g, int include_pad, int64_t d0, int64_t h0, int64_t w0,
+                            int64_t taps) {
+    if (!include_pad) return taps;
+    return ba_kern_window_taps_padded(d0, g->dil[0], g->k[0], g->in[0], g->pb[0], g->pe[0]) *
+           ba_kern_window_taps_padded(h0, g->dil[1], g->k[1], g->in[1], g->pb[1], g->pe[1]) *
+           ba_kern_window_taps_padded(w0, g->dil[2], g->k[2], g->in[2], g->pb[2], g->pe[2]);
+}
+
+ba_status ba_kern_pool_geom(const ba_node_t *node, const ba_tensor_t *X, ba_kern_geom_t *g, ba_error *err) {
+    const int nsp = X->ndim - 2;
+    const int64_t *ks = NULL;
+    if (ba_node_attr_ints(node, "kernel_shape", &ks) != nsp)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", node->name,
+                            node->op_type, nsp);
+    const int ceil_mode = ba_node_attr_int(node, "ceil_mode", 0) != 0;
+    return ba_kern_geom_make(node, nsp, X->shape + 2, ks, ceil_mode, g, err);
+}
+
 int64_t ba_kern_window_argmax(const ba_kern_geom_t *g, const float *x, int64_t od, int64_t oh, int64_t ow) {
     const int64_t IH = g->in[1], IW = g->in[2];
     const int64_t d0 = od * g->s[0] - g->pb[0], h0 = oh * g->s[1] - g->pb[1], w0 = ow * g->s[2] - g->pb[2];
