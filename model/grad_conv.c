@@ -115,6 +115,35 @@ static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, floa
         }
 }
 
+/* dB[m] += Σ_{n,p} dY when the bias (input 2) needs its gradient; *dX and
+ * *dW: the slots of X and W where they need one (else NULL). */
+static ba_status conv_grad_slots(ba_tensor_t *const *in, int nin, const unsigned char *need,
+                                 ba_tensor_t **din, const float *dy, int64_t N, int64_t M, int64_t P,
+                                 float **dX, float **dW, ba_error *err) {
+    if (nin > 2 && in[2] && need[2]) {
+        float *dB = ba_grad_slot(din, 2, in[2], err);
+        if (!dB) return err->code;
+        bias_backward(dy, N, M, P, dB);
+    }
+    if (need[0] && !(*dX = ba_grad_slot(din, 0, in[0], err))) return err->code;
+    if (need[1] && !(*dW = ba_grad_slot(din, 1, in[1], err))) return err->code;
+    return BA_OK;
+}
+
+/* Images to put side by side in one sgemm when each has only `cols` (< GCONV_GEMM_MIN_N)
+ * columns, capped so that the workspace (ws floats per image) stays under GCONV_WS_MAX_FLOATS. */
+static int64_t images_per_gemm(int64_t cols, int64_t N, int64_t ws) {
+    int64_t nb = 1;
+    if (cols < GCONV_GEMM_MIN_N && N > 1) {
+        nb = (GCONV_GEMM_MIN_N + cols - 1) / cols;
+        int64_t cap = GCONV_WS_MAX_FLOATS / ws;
+        if (nb > cap) nb = cap;
+        if (nb > N) nb = N;
+        if (nb < 1) nb = 1;
+    }
+    return nb;
+}
+
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
 ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
@@ -130,27 +159,14 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     const int64_t Mg = M / group, Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
     const int64_t K = Cg * g.k[0] * g.k[1] * g.k[2];
     const float *dy = dY->data;
-    if (nin > 2 && in[2] && need[2]) { /* dB[m] += Σ_{n,p} dY */
-        float *dB = ba_grad_slot(din, 2, in[2], err);
-        if (!dB) return err->code;
-        bias_backward(dy, N, M, P, dB);
-    }
     float *dX = NULL, *dW = NULL;
-    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
-    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    BA_TRY(conv_grad_slots(in, nin, need, din, dy, N, M, P, &dX, &dW, err));
     if ((!dX && !dW) || N == 0 || P == 0 || M == 0 || K == 0) return BA_OK;
     if (group == C && Cg == 1 && nsp <= 2 && g.k[2] <= DW_MAX_KW) {
         depthwise_backward(X->data, W->data, dy, dX, dW, N, C, M, &g);
         return BA_OK;
     }
-    int64_t nb = 1;
-    if (P < GCONV_GEMM_MIN_N && N > 1) {
-        nb = (GCONV_GEMM_MIN_N + P - 1) / P;
-        int64_t cap = GCONV_WS_MAX_FLOATS / (2 * K * P + Mg * P);
-        if (nb > cap) nb = cap;
-        if (nb > N) nb = N;
-        if (nb < 1) nb = 1;
-    }
+    const int64_t nb = images_per_gemm(P, N, 2 * K * P + Mg * P);
     float *cols = ba_malloc((size_t)(2 * K + Mg) * (size_t)(nb * P) * sizeof(float), err);
     if (!cols) return err->code;
     float *dcols = cols + K * nb * P, *dyg = dcols + K * nb * P;
@@ -201,28 +217,15 @@ ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     const int64_t Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
     const int64_t R = Mg * g.k[0] * g.k[1] * g.k[2];
     const float *dy = dY->data;
-    if (nin > 2 && in[2] && need[2]) {
-        float *dB = ba_grad_slot(din, 2, in[2], err);
-        if (!dB) return err->code;
-        bias_backward(dy, N, M, P, dB);
-    }
     float *dX = NULL, *dW = NULL;
-    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
-    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    BA_TRY(conv_grad_slots(in, nin, need, din, dy, N, M, P, &dX, &dW, err));
     if ((!dX && !dW) || N == 0 || Pin == 0 || R == 0 || Cg == 0) return BA_OK;
     ba_kern_geom_t sw = g; /* the adjoint: a conv from the output image to X's positions */
     for (int i = 0; i < BA_KERN_MAX_SP; i++) {
         sw.in[i] = g.out[i];
         sw.out[i] = g.in[i];
     }
-    int64_t nb = 1;
-    if (Pin < GCONV_GEMM_MIN_N && N > 1) {
-        nb = (GCONV_GEMM_MIN_N + Pin - 1) / Pin;
-        int64_t cap = GCONV_WS_MAX_FLOATS / (R * Pin + 2 * Cg * Pin);
-        if (nb > cap) nb = cap;
-        if (nb > N) nb = N;
-        if (nb < 1) nb = 1;
-    }
+    const int64_t nb = images_per_gemm(Pin, N, R * Pin + 2 * Cg * Pin);
     /* dcols (R, nb*Pin), xg: X_g or dX_g of the chunk's images side by side (Cg, nb*Pin) */
     float *dcols = ba_malloc((size_t)(R + Cg) * (size_t)(nb * Pin) * sizeof(float), err);
     if (!dcols) return err->code;
