@@ -114,32 +114,36 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
     return 0;
 }
 
+typedef struct {
+    const ba_study_info_t *s;
+    const study_extra_t *x;
+} study_rows_t;
+
+static int study_json(json_t *o, int i, void *ctx) {
+    const study_rows_t *r = ctx;
+    const ba_study_info_t *s = &r->s[i];
+    const study_extra_t *x = &r->x[i];
+    int bad = 0;
+    bad |= json_object_set_new(o, "name", ba_json_string_lossy(s->name)) != 0;
+    bad |= json_object_set_new(o, "created", ba_json_string_lossy(s->created)) != 0;
+    bad |= json_object_set_new(o, "model", ba_json_string_lossy(s->model_path)) != 0;
+    bad |= json_object_set_new(o, "model_sha256", ba_json_string_lossy(s->model_sha256)) != 0;
+    bad |= json_object_set_new(o, "method", x->method[0] ? json_string(x->method) : json_null()) != 0;
+    bad |= json_object_set_new(o, "budgets", x->budgets ? json_deep_copy(x->budgets) : json_null()) != 0;
+    bad |= json_object_set_new(o, "state", ba_json_string_lossy(s->state)) != 0;
+    bad |= json_object_set_new(o, "trials", json_integer(s->ntrials)) != 0;
+    bad |= json_object_set_new(o, "complete", json_integer(s->ncomplete)) != 0;
+    bad |= json_object_set_new(o, "best_trial",
+                               x->best_trial >= 0 ? json_integer(x->best_trial) : json_null()) != 0;
+    bad |= json_object_set_new(o, "best_kl", ba_json_real_or_null(x->best_kl)) != 0;
+    bad |= json_object_set_new(o, "metric", s->metric[0] ? json_string(s->metric) : json_null()) != 0;
+    bad |= json_object_set_new(o, "best_objective", ba_json_real_or_null(x->best_obj)) != 0;
+    return bad;
+}
+
 static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
-    json_t *arr = json_array();
-    int bad = !arr;
-    for (int i = 0; !bad && i < n; i++) {
-        json_t *o = json_object();
-        bad |= !o || json_array_append_new(arr, o) != 0;
-        if (bad) break;
-        bad |= json_object_set_new(o, "name", ba_json_string_lossy(s[i].name)) != 0;
-        bad |= json_object_set_new(o, "created", ba_json_string_lossy(s[i].created)) != 0;
-        bad |= json_object_set_new(o, "model", ba_json_string_lossy(s[i].model_path)) != 0;
-        bad |= json_object_set_new(o, "model_sha256", ba_json_string_lossy(s[i].model_sha256)) != 0;
-        bad |= json_object_set_new(o, "method", x[i].method[0] ? json_string(x[i].method) : json_null()) != 0;
-        bad |=
-            json_object_set_new(o, "budgets", x[i].budgets ? json_deep_copy(x[i].budgets) : json_null()) != 0;
-        bad |= json_object_set_new(o, "state", ba_json_string_lossy(s[i].state)) != 0;
-        bad |= json_object_set_new(o, "trials", json_integer(s[i].ntrials)) != 0;
-        bad |= json_object_set_new(o, "complete", json_integer(s[i].ncomplete)) != 0;
-        bad |= json_object_set_new(o, "best_trial",
-                                   x[i].best_trial >= 0 ? json_integer(x[i].best_trial) : json_null()) != 0;
-        bad |= json_object_set_new(o, "best_kl", ba_json_real_or_null(x[i].best_kl)) != 0;
-        bad |= json_object_set_new(o, "metric", s[i].metric[0] ? json_string(s[i].metric) : json_null()) != 0;
-        bad |= json_object_set_new(o, "best_objective", ba_json_real_or_null(x[i].best_obj)) != 0;
-    }
-    if (!bad) bad = ba_json_print(stdout, arr) != 0;
-    json_decref(arr);
-    return bad ? -1 : 0;
+    study_rows_t rows = {s, x};
+    return ba_json_print_rows(stdout, n, study_json, &rows);
 }
 
 /* --delete NAME / --rename OLD NEW: one write, then a line saying what was done. */

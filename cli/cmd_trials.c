@@ -134,50 +134,53 @@ static const char *layer_key(char **names, int nnames, int i, char *buf, size_t 
     return buf;
 }
 
-static int print_json(const ba_trial_t *t, int n, char **names, int nnames) {
-    json_t *arr = json_array();
-    int bad = !arr;
-    for (int i = 0; !bad && i < n; i++) {
-        json_t *o = json_object();
-        bad |= !o || json_array_append_new(arr, o) != 0;
-        if (bad) break;
-        bad |= json_object_set_new(o, "number", json_integer(t[i].number)) != 0;
-        bad |= json_object_set_new(o, "state", json_string(t[i].state)) != 0;
-        bad |= json_object_set_new(o, "method", json_string(t[i].method)) != 0;
-        for (size_t c = 3; c < NCOLS; c++) {
-            double x = trial_value(&t[i], c);
-            json_t *v = c == 4 && isfinite(x) && x == floor(x) ? json_integer((json_int_t)x)
-                                                               : ba_json_real_or_null(x);
-            bad |= json_object_set_new(o, COLS[c], v) != 0;
-        }
-        bad |= json_object_set_new(o, "samples", json_integer(t[i].samples)) != 0;
-        bad |=
-            json_object_set_new(o, "started", t[i].started[0] ? json_string(t[i].started) : json_null()) != 0;
-        bad |= json_object_set_new(o, "finished",
-                                   t[i].finished[0] ? json_string(t[i].finished) : json_null()) != 0;
-        json_t *wb = json_object(), *ab = json_object();
-        int any_act = 0;
-        for (int l = 0; wb && ab && l < t[i].nlayers; l++) {
-            char key[32];
-            const char *k = layer_key(names, nnames, l, key, sizeof key);
-            bad |= json_object_set_new(wb, k, json_integer(t[i].w_bits[l])) != 0;
-            int a = t[i].a_bits ? t[i].a_bits[l] : 0;
-            any_act |= a > 0;
-            bad |= json_object_set_new(ab, k, a > 0 ? json_integer(a) : json_null()) != 0;
-        }
-        bad |= !wb || !ab;
-        bad |= json_object_set_new(o, "bits", wb) != 0;
-        /* a_bits is null when every activation stays float (the usual case). */
-        if (any_act)
-            bad |= json_object_set_new(o, "a_bits", ab) != 0;
-        else {
-            json_decref(ab);
-            bad |= json_object_set_new(o, "a_bits", json_null()) != 0;
-        }
+typedef struct {
+    const ba_trial_t *t;
+    char **names;
+    int nnames;
+} trial_rows_t;
+
+static int trial_json(json_t *o, int i, void *ctx) {
+    const trial_rows_t *r = ctx;
+    const ba_trial_t *t = &r->t[i];
+    int bad = 0;
+    bad |= json_object_set_new(o, "number", json_integer(t->number)) != 0;
+    bad |= json_object_set_new(o, "state", json_string(t->state)) != 0;
+    bad |= json_object_set_new(o, "method", json_string(t->method)) != 0;
+    for (size_t c = 3; c < NCOLS; c++) {
+        double x = trial_value(t, c);
+        json_t *v =
+            c == 4 && isfinite(x) && x == floor(x) ? json_integer((json_int_t)x) : ba_json_real_or_null(x);
+        bad |= json_object_set_new(o, COLS[c], v) != 0;
     }
-    if (!bad) bad = ba_json_print(stdout, arr) != 0;
-    json_decref(arr);
-    return bad ? -1 : 0;
+    bad |= json_object_set_new(o, "samples", json_integer(t->samples)) != 0;
+    bad |= json_object_set_new(o, "started", t->started[0] ? json_string(t->started) : json_null()) != 0;
+    bad |= json_object_set_new(o, "finished", t->finished[0] ? json_string(t->finished) : json_null()) != 0;
+    json_t *wb = json_object(), *ab = json_object();
+    int any_act = 0;
+    for (int l = 0; wb && ab && l < t->nlayers; l++) {
+        char key[32];
+        const char *k = layer_key(r->names, r->nnames, l, key, sizeof key);
+        bad |= json_object_set_new(wb, k, json_integer(t->w_bits[l])) != 0;
+        int a = t->a_bits ? t->a_bits[l] : 0;
+        any_act |= a > 0;
+        bad |= json_object_set_new(ab, k, a > 0 ? json_integer(a) : json_null()) != 0;
+    }
+    bad |= !wb || !ab;
+    bad |= json_object_set_new(o, "bits", wb) != 0;
+    /* a_bits is null when every activation stays float (the usual case). */
+    if (any_act)
+        bad |= json_object_set_new(o, "a_bits", ab) != 0;
+    else {
+        json_decref(ab);
+        bad |= json_object_set_new(o, "a_bits", json_null()) != 0;
+    }
+    return bad;
+}
+
+static int print_json(const ba_trial_t *t, int n, char **names, int nnames) {
+    trial_rows_t rows = {t, names, nnames};
+    return ba_json_print_rows(stdout, n, trial_json, &rows);
 }
 
 int ba_cmd_trials(const ba_cli_opts *o) {

@@ -154,20 +154,6 @@ void ba_table_print(const ba_table_t *t, FILE *fp) {
     free(al);
 }
 
-void ba_csv_field(FILE *fp, const char *s) {
-    if (!s) s = "";
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells) {
     for (size_t i = 0; i < n; i++) {
         if (i) fputc(',', fp);
@@ -221,6 +207,19 @@ int ba_table_emit(const ba_table_t *t, const char *format, FILE *fp) {
 int ba_json_print(FILE *fp, const json_t *j) {
     if (json_dumpf(j, fp, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17)) != 0) return -1;
     return fputc('\n', fp) == EOF ? -1 : 0;
+}
+
+int ba_json_print_rows(FILE *fp, int n, ba_json_row_fn *row, void *ctx) {
+    json_t *arr = json_array();
+    int bad = !arr;
+    for (int i = 0; !bad && i < n; i++) {
+        json_t *o = json_object();
+        bad |= !o || json_array_append_new(arr, o) != 0;
+        if (!bad) bad = row(o, i, ctx) != 0;
+    }
+    if (!bad) bad = ba_json_print(fp, arr) != 0;
+    json_decref(arr);
+    return bad ? -1 : 0;
 }
 
 json_t *ba_json_real_or_null(double v) {

@@ -32,13 +32,17 @@ json_t *ba_table_to_json(const ba_table_t *t);
  * for another format or a failed write. */
 int ba_table_emit(const ba_table_t *t, const char *format, FILE *fp);
 
-/* One CSV field / row, quoted when it holds a comma, quote, CR or LF. */
-void ba_csv_field(FILE *fp, const char *s);
+/* One CSV row, each field as ba_csv_field (core/util.h) writes it. */
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells);
 
 /* Prints j indented by 2, keys in insertion order, reals with 17 digits (exact), then
  * a newline. Returns 0, or -1 when the write failed. Does not take ownership. */
 int ba_json_print(FILE *fp, const json_t *j);
+/* Fills object i of an array (0 <= i < n); nonzero when a value could not be set. */
+typedef int ba_json_row_fn(json_t *o, int i, void *ctx);
+/* Prints an array of n objects, each filled by row, as ba_json_print does. Returns 0, or
+ * -1 when out of memory, a row failed or the write failed (then nothing is printed). */
+int ba_json_print_rows(FILE *fp, int n, ba_json_row_fn *row, void *ctx);
 /* A real, or null when v is NaN or infinite (JSON has no NaN). */
 json_t *ba_json_real_or_null(double v);
 /* A string; bytes that are not UTF-8 (a name stored by an older bitalloc) become U+FFFD. */

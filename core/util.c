@@ -314,6 +314,20 @@ int ba_utf8_valid(const char *s) {
     return 1;
 }
 
+void ba_csv_field(FILE *fp, const char *s) {
+    if (!s) s = "";
+    if (!strpbrk(s, ",\"\r\n")) {
+        fputs(s, fp);
+        return;
+    }
+    fputc('"', fp);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', fp);
+        fputc(*s, fp);
+    }
+    fputc('"', fp);
+}
+
 double ba_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

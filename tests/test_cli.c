@@ -570,6 +570,28 @@ Test(cli_format, csv_quotes_only_fields_that_need_it) {
     ba_table_free(t);
 }
 
+/* Row i of ba_json_print_rows: {"i": i, "sq": i*i}; fails at row *ctx (when >= 0). */
+static int square_row(json_t *o, int i, void *ctx) {
+    if (i == *(const int *)ctx) return 1;
+    return json_object_set_new(o, "i", json_integer(i)) || json_object_set_new(o, "sq", json_integer(i * i));
+}
+
+Test(cli_format, json_rows_print_an_array_or_nothing_when_a_row_fails) {
+    char *s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    int fail = -1;
+    cr_expect_eq(ba_json_print_rows(fp, 3, square_row, &fail), 0);
+    cr_expect_eq(ba_json_print_rows(fp, 0, square_row, &fail), 0);
+    fail = 1;
+    cr_expect_eq(ba_json_print_rows(fp, 3, square_row, &fail), -1);
+    fclose(fp);
+    cr_expect_str_eq(s,
+                     "[\n  {\n    \"i\": 0,\n    \"sq\": 0\n  },\n  {\n    \"i\": 1,\n    \"sq\": 1\n  },\n"
+                     "  {\n    \"i\": 2,\n    \"sq\": 4\n  }\n]\n[]\n");
+    free(s);
+}
+
 Test(cli_format, human_numbers_and_json_nan) {
     char b[32];
     ba_fmt_bytes(3.0 * 1024 * 1024, b, sizeof b);
