@@ -8,18 +8,6 @@
 
 #include "model/grad_internal.h"
 
-/* 2/sqrt(pi), the derivative scale of erf. */
-#define TWO_OVER_SQRT_PI 1.1283791670955126
-/* 1/sqrt(2*pi), the standard normal density at 0. */
-#define INV_SQRT_2PI 0.3989422804014327
-/* ONNX defaults: LeakyRelu alpha, Elu alpha, Selu alpha/gamma, HardSigmoid alpha/beta. */
-#define LEAKY_ALPHA 0.01f
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
-#define HSIG_ALPHA 0.2f
-#define HSIG_BETA 0.5f
-
 static int same_shape(const ba_tensor_t *a, int ndim, const int64_t *shape) {
     return a->ndim == ndim && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
@@ -228,7 +216,7 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         for (int64_t e = 0; e < ne; e++) d[e] += y[e] != 0.0f ? g[e] : 0.0f;
         break;
     case BA_OP_LEAKY_RELU: {
-        float a = ba_node_attr_float(n, "alpha", LEAKY_ALPHA);
+        float a = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : a * g[e];
         break;
     }
@@ -248,7 +236,7 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         for (int64_t e = 0; e < ne; e++) d[e] += 0.5f * g[e] / y[e];
         break;
     case BA_OP_ERF:
-        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)BA_TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
         break;
     case BA_OP_NEG:
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e];
@@ -260,17 +248,19 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e] * y[e] * y[e];
         break;
     case BA_OP_ELU: {
-        float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+        float a = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : g[e] * (y[e] + a);
         break;
     }
     case BA_OP_SELU: {
-        float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), gm = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        float a = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA),
+              gm = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? gm * g[e] : g[e] * (y[e] + gm * a);
         break;
     }
     case BA_OP_HARD_SIGMOID: {
-        float a = ba_node_attr_float(n, "alpha", HSIG_ALPHA), b = ba_node_attr_float(n, "beta", HSIG_BETA);
+        float a = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA),
+              b = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         for (int64_t e = 0; e < ne; e++) {
             float v = a * x[e] + b;
             d[e] += v > 0.0f && v < 1.0f ? a * g[e] : 0.0f;
@@ -296,8 +286,8 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         } else {
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e];
-                d[e] +=
-                    (float)(g[e] * (0.5 * (1.0 + erf(v / M_SQRT2)) + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
+                d[e] += (float)(g[e] *
+                                (0.5 * (1.0 + erf(v / M_SQRT2)) + v * BA_INV_SQRT_2PI * exp(-0.5 * v * v)));
             }
         }
         break;

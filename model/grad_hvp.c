@@ -21,13 +21,6 @@
 #define FD_REL_STEP 3e-4
 /* Inputs that are all zero get this absolute step scale instead. */
 #define FD_MIN_SCALE 1e-3
-/* 2/sqrt(pi) and 1/sqrt(2 pi): erf' and the normal density's scale. */
-#define TWO_OVER_SQRT_PI 1.1283791670955126
-#define INV_SQRT_2PI 0.3989422804014327
-/* ONNX attribute defaults (as grad_elementwise.c). */
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
 #define ALL_INPUTS 0xFFFFFFFFu
 /* Cap on the im2col columns a session keeps for the weight tangents of its
  * convs (bytes); past it a conv re-runs its im2col on every probe. */
@@ -459,10 +452,10 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
         if (clip) {
             ba_grad_clip_bounds(n, in, nin, &lo, &hi);
         } else if (leaky) {
-            a = ba_node_attr_float(n, "alpha", 0.01f);
+            a = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA);
         } else if (hsig) {
-            a = ba_node_attr_float(n, "alpha", 0.2f);
-            b = ba_node_attr_float(n, "beta", 0.5f);
+            a = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA);
+            b = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         }
         ba_tensor_t *T = (steal & 1u) && exclusive(tin[0]) ? ba_tensor_ref(tin[0]) : new_uninit(in[0], err);
         if (!T) {
@@ -820,15 +813,16 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
     else if (op == BA_OP_SQRT)
         for (int64_t e = 0; e < ne; e++) f2[e] = -0.25f / (y[e] * y[e] * y[e]);
     else if (op == BA_OP_ERF)
-        for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * x[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
+        for (int64_t e = 0; e < ne; e++)
+            f2[e] = -2.0f * x[e] * (float)BA_TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
     else if (op == BA_OP_RECIPROCAL)
         for (int64_t e = 0; e < ne; e++) f2[e] = 2.0f * y[e] * y[e] * y[e];
     else if (op == BA_OP_ELU) {
-        const float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+        const float a = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + a;
     } else if (op == BA_OP_SELU) {
-        const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA),
-                    g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        const float a = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA),
+                    g = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + g * a;
     } else if (op == BA_OP_SOFTPLUS)
         for (int64_t e = 0; e < ne; e++) {
@@ -846,7 +840,7 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
         } else {
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e];
-                f2[e] = (float)(INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
+                f2[e] = (float)(BA_INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
             }
         }
     } else if (op == BA_OP_SIN)

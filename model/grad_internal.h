@@ -5,6 +5,10 @@
 
 #include "model/grad.h"
 
+/* 2/sqrt(pi), erf's derivative scale; 1/sqrt(2 pi), the standard normal density at 0. */
+#define BA_TWO_OVER_SQRT_PI 1.1283791670955126
+#define BA_INV_SQRT_2PI 0.3989422804014327
+
 /* Whether node n's op has a gradient rule: a backward, or BA_OPF_NOGRAD
  * (passes none). Otherwise a gradient path through it is unsupported. */
 static inline int ba_grad_known(const ba_node_t *n) {

@@ -19,13 +19,7 @@
 
 #include "model/broadcast.h"
 
-/* Default attribute values from the ONNX operator docs. */
-#define LEAKY_ALPHA 0.01f
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
-#define HSIG_ALPHA 0.2f
-#define HSIG_BETA 0.5f
+/* Default attribute values from the ONNX operator docs (the others: model/ops.h). */
 #define HSWISH_ALPHA (1.0f / 6.0f)
 #define GELU_TANH_C 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_TANH_K 0.044715f
@@ -834,15 +828,15 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
     uparam p = {0, 0, 0, 0, 0};
     switch (op) {
-    case U_LEAKY: p.alpha = ba_node_attr_float(n, "alpha", LEAKY_ALPHA); break;
-    case U_ELU: p.alpha = ba_node_attr_float(n, "alpha", ELU_ALPHA); break;
+    case U_LEAKY: p.alpha = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA); break;
+    case U_ELU: p.alpha = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA); break;
     case U_SELU:
-        p.alpha = ba_node_attr_float(n, "alpha", SELU_ALPHA);
-        p.gamma = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        p.alpha = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA);
+        p.gamma = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         break;
     case U_HSIG:
-        p.alpha = ba_node_attr_float(n, "alpha", HSIG_ALPHA);
-        p.beta = ba_node_attr_float(n, "beta", HSIG_BETA);
+        p.alpha = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA);
+        p.beta = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         break;
     case U_CLIP: BA_TRY(clip_bounds(n, in, nin, &p, err)); break;
     case U_GELU: {

@@ -120,6 +120,14 @@ static ba_status check_dtype(const ba_node_t *n, const ba_tensor_t *t, ba_error 
     return BA_OK;
 }
 
+/* The data input of a kernel: ba_op_need_inputs(k), then *x = in[0] of a supported dtype. */
+static ba_status data_input(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_tensor_t **x,
+                            ba_error *err) {
+    BA_TRY(ba_op_need_inputs(n, in, nin, k, err));
+    *x = in[0];
+    return check_dtype(n, *x, err);
+}
+
 /* ---------------------------------------------------------------- views */
 
 static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const int64_t *shape,
@@ -290,9 +298,8 @@ ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim, perm[BA_MAX_DIMS], seen[BA_MAX_DIMS] = {0};
     const int64_t *p;
     int k = ba_node_attr_ints(n, "perm", &p);
@@ -361,9 +368,8 @@ ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 
 ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
     if (nout < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Split): no outputs", n->name);
@@ -456,9 +462,8 @@ done:
 ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim;
     int64_t starts[BA_MAX_DIMS], ends[BA_MAX_DIMS], axes[BA_MAX_DIMS], steps[BA_MAX_DIMS];
     int ns = 0, ne = 0, na = 0, nst = 0;
@@ -522,9 +527,9 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0], *idx = in[1];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
+    ba_tensor_t *idx = in[1];
     if (idx->dtype != BA_DT_I64 && idx->dtype != BA_DT_I32)
         return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): indices are %s, not int32/int64", n->name,
                             ba_dtype_name(idx->dtype));
@@ -565,9 +570,9 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                  int nout, ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0], *idx = in[1];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
+    ba_tensor_t *idx = in[1];
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim != x->ndim)
         return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices must be integer of rank %d",
                             n->name, x->ndim);
@@ -603,9 +608,8 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
 ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
     int64_t want[BA_MAX_DIMS], shape[BA_MAX_DIMS];
     int nw, r;
     BA_TRY(read_ints(n, in[1], "shape", want, BA_MAX_DIMS, &nw, err));
@@ -622,9 +626,8 @@ ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
     int64_t rep[BA_MAX_DIMS];
     int nr;
     BA_TRY(read_ints(n, in[1], "repeats", rep, BA_MAX_DIMS, &nr, err));
@@ -668,9 +671,8 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
 ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                      ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim;
     const char *ms = ba_node_attr_string(n, "mode", "constant");
     int mode = strcmp(ms, "constant") == 0  ? PAD_CONSTANT
@@ -1343,9 +1345,8 @@ ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int fl = ba_dtype_is_float(x->dtype);
     int64_t cnt = 0;
     for (int64_t i = 0; i < x->numel; i++)
@@ -1370,9 +1371,9 @@ ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
-    ba_tensor_t *x = in[0], *idx = in[1], *upd = in[2];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 3, &x, err));
+    ba_tensor_t *idx = in[1], *upd = in[2];
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim < 1 || upd->dtype != x->dtype)
         return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): bad indices/updates dtype or rank", n->name);
     int64_t k = idx->shape[idx->ndim - 1];
@@ -1443,9 +1444,8 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     if (x->ndim < 2) return ba_error_set(err, BA_ERR_INPUT, "%s (Trilu): rank %d < 2", n->name, x->ndim);
     int64_t k = 0;
     ba_tensor_t *kt = opt_in(in, nin, 1);
