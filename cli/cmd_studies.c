@@ -88,7 +88,8 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
     }
     ba_table_t *t = ba_table_new(sizeof thdr / sizeof thdr[0], thdr, NULL);
     if (!t) return -1;
-    for (int i = 0; i < n; i++) {
+    int bad = 0;
+    for (int i = 0; !bad && i < n; i++) {
         char trials[64], best[32], kl[40], ob[40];
         snprintf(ob, sizeof ob, "%.*g", STUDIES_KL_DIGITS, x[i].best_obj);
         snprintf(trials, sizeof trials, "%lld/%lld", (long long)s[i].ncomplete, (long long)s[i].ntrials);
@@ -104,14 +105,9 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
                              isfinite(x[i].best_kl) ? kl : NULL,
                              s[i].metric[0] ? s[i].metric : NULL,
                              isfinite(x[i].best_obj) ? ob : NULL};
-        if (ba_table_add(t, row) != 0) {
-            ba_table_free(t);
-            return -1;
-        }
+        bad = ba_table_add(t, row) != 0;
     }
-    ba_table_print(t, stdout);
-    ba_table_free(t);
-    return 0;
+    return ba_table_print_free(t, bad, stdout);
 }
 
 typedef struct {

@@ -96,7 +96,8 @@ static int print_table(const ba_trial_t *t, int n, const char *metric) {
     for (size_t c = 0; c < NCOLS; c++) hdr[c] = c == 12 ? oh : COLS[c];
     ba_table_t *tb = ba_table_new(NCOLS, hdr, al);
     if (!tb) return -1;
-    for (int i = 0; i < n; i++) {
+    int bad = 0;
+    for (int i = 0; !bad && i < n; i++) {
         char v[NCOLS][48];
         const char *row[NCOLS];
         snprintf(v[0], sizeof v[0], "%lld", (long long)t[i].number);
@@ -117,14 +118,9 @@ static int print_table(const ba_trial_t *t, int n, const char *metric) {
             else
                 snprintf(v[c], sizeof v[c], "%.*g", TRIALS_TABLE_DIGITS, x);
         }
-        if (ba_table_add(tb, row) != 0) {
-            ba_table_free(tb);
-            return -1;
-        }
+        bad = ba_table_add(tb, row) != 0;
     }
-    ba_table_print(tb, stdout);
-    ba_table_free(tb);
-    return 0;
+    return ba_table_print_free(tb, bad, stdout);
 }
 
 /* A layer's key in the JSON bits objects: its name from the study's layer table. */

@@ -154,6 +154,12 @@ void ba_table_print(const ba_table_t *t, FILE *fp) {
     free(al);
 }
 
+int ba_table_print_free(ba_table_t *t, int failed, FILE *fp) {
+    if (!failed) ba_table_print(t, fp);
+    ba_table_free(t);
+    return failed ? -1 : 0;
+}
+
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells) {
     for (size_t i = 0; i < n; i++) {
         if (i) fputc(',', fp);

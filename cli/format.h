@@ -23,6 +23,9 @@ int ba_table_addf(ba_table_t *t, const char *fmt, ...) __attribute__((format(pri
 size_t ba_table_rows(const ba_table_t *t);
 /* Header, then rows; columns padded to their widest cell, two spaces apart. */
 void ba_table_print(const ba_table_t *t, FILE *fp);
+/* Prints t as ba_table_print unless failed (a row could not be added), then frees it.
+ * Returns 0, or -1 when failed. */
+int ba_table_print_free(ba_table_t *t, int failed, FILE *fp);
 /* The same table as CSV (header row first). */
 void ba_table_print_csv(const ba_table_t *t, FILE *fp);
 /* As JSON: an array of objects keyed by the headers; numeric cells become numbers. */

@@ -11,14 +11,6 @@
 #include "model/grad_internal.h"
 #include "model/ops.h"
 
-static void strides_of(int r, const int64_t *shape, int64_t *st) {
-    int64_t acc = 1;
-    for (int d = r - 1; d >= 0; d--) {
-        st[d] = acc;
-        acc *= shape[d];
-    }
-}
-
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
 ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
@@ -46,7 +38,7 @@ ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     for (int i = 0; i < r; i++) perm[i] = np == r ? p[i] : r - 1 - i;
     float *dx = ba_grad_slot(din, 0, X, err);
     if (!dx) return err->code;
-    strides_of(r, X->shape, xst);
+    ba_shape_strides(r, X->shape, xst);
     for (int i = 0; i < r; i++) ys[i] = xst[perm[i]]; /* X stride along Y's dim i */
     const float *g = dout[0]->data;
     if (r == 0) {
@@ -177,7 +169,7 @@ ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     if (!dx) return err->code;
     if (Y->numel == 0) return BA_OK;
     int64_t xst[BA_MAX_DIMS], st[BA_MAX_DIMS], off0 = 0;
-    strides_of(r, X->shape, xst);
+    ba_shape_strides(r, X->shape, xst);
     for (int d = 0; d < r; d++) {
         off0 += b[d] * xst[d];
         st[d] = xst[d] * step[d];

@@ -93,14 +93,6 @@ static void copy_strided(void *dst, const void *src, int ndim, const int64_t *sh
     }
 }
 
-static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st) {
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        st[d] = s;
-        s *= shape[d];
-    }
-}
-
 /* out[0] <- a new contiguous tensor of x's dtype and shape (ndim, shape), filled
  * by copy_strided from x's element off over the walk (wdims, wshape, wst). */
 static ba_status new_strided(const ba_tensor_t *x, int ndim, const int64_t *shape, int64_t off, int wdims,
@@ -316,7 +308,7 @@ ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         perm[d] = (int)v;
     }
     int64_t shape[BA_MAX_DIMS], st[BA_MAX_DIMS], pst[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     for (int d = 0; d < r; d++) {
         shape[d] = x->shape[perm[d]];
         pst[d] = st[perm[d]];
@@ -515,7 +507,7 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         b[a] = shape[a] ? s : 0;
         step[a] = k;
     }
-    contiguous_strides(r, x->shape, st0);
+    ba_shape_strides(r, x->shape, st0);
     int64_t off = 0, strides[BA_MAX_DIMS];
     for (int d = 0; d < r; d++) {
         off += b[d] * st0[d];
@@ -585,7 +577,7 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
     ba_tensor_t *o = ba_tensor_new(x->dtype, idx->ndim, idx->shape, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS], pos[BA_MAX_DIMS] = {0}, dim = x->shape[axis];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     size_t es = ba_dtype_size(x->dtype);
     for (int64_t i = 0; i < idx->numel; i++) {
         int64_t v = ba_tensor_get_i64(idx, i);
@@ -615,7 +607,7 @@ ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     BA_TRY(read_ints(n, in[1], "shape", want, BA_MAX_DIMS, &nw, err));
     BA_TRY(ba_broadcast_shape(x->ndim, x->shape, nw, want, &r, shape, n->name, err));
     int64_t st[BA_MAX_DIMS], bst[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     for (int d = 0; d < r; d++) {
         int dx = d - (r - x->ndim);
         bst[d] = (dx < 0 || x->shape[dx] == 1) ? 0 : st[dx];
@@ -635,7 +627,7 @@ ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
         return ba_error_set(err, BA_ERR_INPUT, "%s (Tile): %d repeats for rank %d", n->name, nr, x->ndim);
     /* Output laid out as [rep0, d0, rep1, d1, ...] is exactly the tiled tensor. */
     int64_t shape[BA_MAX_DIMS], wshape[MAX_STRIDED_DIMS], wst[MAX_STRIDED_DIMS], st[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     for (int d = 0; d < x->ndim; d++) {
         if (rep[d] < 0) return ba_error_set(err, BA_ERR_INPUT, "%s (Tile): negative repeat", n->name);
         shape[d] = x->shape[d] * rep[d];
@@ -728,7 +720,7 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
         return err->code;
     }
     int64_t *m[BA_MAX_DIMS], st[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int64_t at = 0;
     for (int d = 0; d < r; at += shape[d], d++) {
         m[d] = map + at;
@@ -948,7 +940,7 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
     ba_tensor_t *o = ba_tensor_new(x->dtype, r, p->out_shape, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int active[BA_MAX_DIMS], nact = 0;
     for (int d = 0; d < r; d++)
         if (p->changes[d]) active[nact++] = d;
@@ -1174,7 +1166,7 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
     if (!p->buf) return err->code;
     double *wbuf = p->buf;
     int64_t *ibuf = (int64_t *)(wbuf + nt * total);
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int64_t at = 0;
     for (int d = 0; d < r; at += p->out_shape[d], d++) {
         p->idx[d] = ibuf + nt * at;
@@ -1399,7 +1391,7 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     ba_tensor_t *o = ba_tensor_clone(x, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     int64_t inner = ba_shape_numel(x->ndim - (int)k, x->shape + k), nidx = k ? idx->numel / k : 0;
     if (k == 0) nidx = ba_shape_numel(idx->ndim - 1, idx->shape);
     size_t es = ba_dtype_size(x->dtype);

@@ -570,6 +570,22 @@ Test(cli_format, csv_quotes_only_fields_that_need_it) {
     ba_table_free(t);
 }
 
+Test(cli_format, table_print_free_prints_only_a_complete_table) {
+    const char *h[] = {"layer"}, *row[] = {"fc"};
+    char *s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    ba_table_t *t = ba_table_new(1, h, NULL);
+    cr_assert_eq(ba_table_add(t, row), 0);
+    cr_expect_eq(ba_table_print_free(t, 0, fp), 0);
+    t = ba_table_new(1, h, NULL);
+    cr_assert_eq(ba_table_add(t, row), 0);
+    cr_expect_eq(ba_table_print_free(t, 1, fp), -1);
+    fclose(fp);
+    cr_expect_str_eq(s, "layer\nfc\n");
+    free(s);
+}
+
 /* Row i of ba_json_print_rows: {"i": i, "sq": i*i}; fails at row *ctx (when >= 0). */
 static int square_row(json_t *o, int i, void *ctx) {
     if (i == *(const int *)ctx) return 1;
