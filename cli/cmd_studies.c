@@ -23,16 +23,6 @@ typedef struct {
     json_t *settings;
 } study_extra_t;
 
-/* Shortest text that reads back as v (CSV cells); "" for NaN. */
-static void real_text(double v, char *buf, size_t cap) {
-    if (!isfinite(v)) {
-        snprintf(buf, cap, "%s", "");
-        return;
-    }
-    snprintf(buf, cap, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
-}
-
 static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_t *x, ba_error *err) {
     memset(x, 0, sizeof *x);
     x->best_trial = -1;
@@ -71,14 +61,14 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
         ba_csv_row(stdout, sizeof hdr / sizeof hdr[0], hdr);
         for (int i = 0; i < n; i++) {
             char total[32], comp[32], best[32], kl[40], ob[40];
-            real_text(x[i].best_obj, ob, sizeof ob);
+            ba_fmt_real(x[i].best_obj, ob, sizeof ob);
             snprintf(total, sizeof total, "%lld", (long long)s[i].ntrials);
             snprintf(comp, sizeof comp, "%lld", (long long)s[i].ncomplete);
             if (x[i].best_trial >= 0)
                 snprintf(best, sizeof best, "%lld", (long long)x[i].best_trial);
             else
                 best[0] = '\0';
-            real_text(x[i].best_kl, kl, sizeof kl);
+            ba_fmt_real(x[i].best_kl, kl, sizeof kl);
             const char *row[] = {
                 s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp,
                 best,      kl,           s[i].metric,     ob};

@@ -21,16 +21,6 @@ static const char *const COLS[] = {"number",    "state",    "method",    "avg_bi
                                    "agreement", "accuracy", "objective", "validation"};
 #define NCOLS (sizeof COLS / sizeof COLS[0])
 
-/* Shortest text that reads back as v; "" for NULL (NaN). */
-static void real_text(double v, char *buf, size_t cap) {
-    if (!isfinite(v)) {
-        snprintf(buf, cap, "%s", "");
-        return;
-    }
-    snprintf(buf, cap, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
-}
-
 static double trial_value(const ba_trial_t *t, size_t col) {
     switch (col) {
     case 3: return t->avg_bits;
@@ -69,7 +59,7 @@ static int print_csv(const ba_trial_t *t, int n) {
         snprintf(num, sizeof num, "%lld", (long long)t[i].number);
         const char *row[NCOLS + 1] = {num, t[i].state, t[i].method};
         for (size_t c = 3; c < NCOLS; c++) {
-            real_text(trial_value(&t[i], c), vals[c], sizeof vals[c]);
+            ba_fmt_real(trial_value(&t[i], c), vals[c], sizeof vals[c]);
             row[c] = vals[c];
         }
         char *bits = bits_list(&t[i]);

@@ -256,6 +256,15 @@ json_t *ba_json_string_lossy(const char *s) {
     return j;
 }
 
+void ba_fmt_real(double v, char *buf, size_t cap) {
+    if (!isfinite(v)) {
+        snprintf(buf, cap, "%s", "");
+        return;
+    }
+    snprintf(buf, cap, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
+}
+
 void ba_fmt_bytes(double bytes, char *buf, size_t cap) {
     static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     size_t u = 0;

@@ -51,6 +51,9 @@ json_t *ba_json_real_or_null(double v);
 /* A string; bytes that are not UTF-8 (a name stored by an older bitalloc) become U+FFFD. */
 json_t *ba_json_string_lossy(const char *s);
 
+/* The shortest text that reads back as v (%.15g, else %.17g: CSV cells); "" when v is
+ * NaN or infinite. */
+void ba_fmt_real(double v, char *buf, size_t cap);
 /* "1.50 MiB", "312 B" */
 void ba_fmt_bytes(double bytes, char *buf, size_t cap);
 /* "1.20G", "3.40M", "512" (SI, for MACs and BOPs) */

@@ -570,6 +570,19 @@ Test(cli_format, csv_quotes_only_fields_that_need_it) {
     ba_table_free(t);
 }
 
+Test(cli_format, real_text_is_the_shortest_that_reads_back) {
+    char b[40];
+    ba_fmt_real(0.1, b, sizeof b);
+    cr_expect_str_eq(b, "0.1");
+    ba_fmt_real(1.0 / 3.0, b, sizeof b);
+    cr_expect_str_eq(b, "0.33333333333333331");
+    cr_expect(strtod(b, NULL) == 1.0 / 3.0);
+    ba_fmt_real(NAN, b, sizeof b);
+    cr_expect_str_eq(b, "");
+    ba_fmt_real(INFINITY, b, sizeof b);
+    cr_expect_str_eq(b, "");
+}
+
 Test(cli_format, table_print_free_prints_only_a_complete_table) {
     const char *h[] = {"layer"}, *row[] = {"fc"};
     char *s = NULL;
