@@ -18,47 +18,16 @@
 #define GCONV_WS_MAX_FLOATS (48LL * 1024 * 1024)
 /* Widest depthwise kernel of the direct path (as ops_conv.c's forward). */
 #define DW_MAX_KW 64
-/* Below this many floats the col2im runs on one thread. */
-#define GCONV_OMP_MIN_WORK 32768
 
-/* Range [lo, hi) of o with 0 <= o*s + base < n, clipped to [0, count). */
-static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64_t *lo, int64_t *hi) {
-    int64_t l = base >= 0 ? 0 : (-base + s - 1) / s;
-    int64_t h = base < n ? (n - 1 - base) / s + 1 : 0;
-    if (h > count) h = count;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-/* dx (C, ID, IH, IW) += col2im of dcols (C*KD*KH*KW, OD*OH*OW) whose rows are
- * ldc floats apart: the adjoint of ba_kern_im2col with the same geometry. */
-static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *dx) {
-    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
-    const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2], K = KD * KH * KW;
-    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
-#pragma omp parallel for schedule(static) if (C * K * OD * OH * OW > GCONV_OMP_MIN_WORK)
-    for (int64_t c = 0; c < C; c++) {
-        float *xc = dx + c * ID * IH * IW;
-        for (int64_t kk = 0; kk < K; kk++) {
-            int64_t kw = kk % KW, kh = (kk / KW) % KH, kd = kk / (KW * KH);
-            const float *src = dcols + (c * K + kk) * ldc;
-            int64_t wbase = kw * g->dil[2] - g->pb[2], lo, hi;
-            valid_range(wbase, g->s[2], IW, OW, &lo, &hi);
-            for (int64_t od = 0; od < OD; od++) {
-                int64_t id = od * g->s[0] - g->pb[0] + kd * g->dil[0];
-                if (id < 0 || id >= ID) continue;
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->dil[1];
-                    if (ih < 0 || ih >= IH) continue;
-                    float *xrow = xc + (id * IH + ih) * IW + wbase;
-                    const float *srow = src + (od * OH + oh) * OW;
-                    const int64_t sw = g->s[2];
-                    for (int64_t ow = lo; ow < hi; ow++) xrow[ow * sw] += srow[ow];
-                }
-            }
-        }
+/* g with input and output swapped: the geometry of its adjoint (a conv from
+ * the output image back to the input's positions; col2im's roles). */
+static ba_kern_geom_t swapped(const ba_kern_geom_t *g) {
+    ba_kern_geom_t sw = *g;
+    for (int i = 0; i < BA_KERN_MAX_SP; i++) {
+        sw.in[i] = g->out[i];
+        sw.out[i] = g->in[i];
     }
+    return sw;
 }
 
 /* Depthwise conv (group == C, one input channel per group), 1-D/2-D: the
@@ -71,7 +40,7 @@ static void depthwise_backward(const float *x, const float *w, const float *dy, 
     const int64_t sh = g->s[1], sw = g->s[2], mult = M / C;
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
     for (int64_t kw = 0; kw < KW; kw++)
-        valid_range(kw * g->dil[2] - g->pb[2], sw, IW, OW, &plo[kw], &phi[kw]);
+        ba_kern_window_taps(kw * g->dil[2] - g->pb[2], sw, OW, IW, &plo[kw], &phi[kw]);
     const int nt = ba_kern_threads(N * M * OH * OW * KH * KW);
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t c = 0; c < C; c++)
@@ -167,6 +136,7 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         return BA_OK;
     }
     const int64_t nb = images_per_gemm(P, N, 2 * K * P + Mg * P);
+    const ba_kern_geom_t sw = swapped(&g); /* dX's col2im */
     float *cols = ba_malloc((size_t)(2 * K + Mg) * (size_t)(nb * P) * sizeof(float), err);
     if (!cols) return err->code;
     float *dcols = cols + K * nb * P, *dyg = dcols + K * nb * P;
@@ -191,7 +161,7 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)Mg, 1.0f,
                             w + gi * Mg * K, (int)K, dyg, (int)ld, 0.0f, dcols, (int)ld);
                 for (int64_t j = 0; j < nbb; j++)
-                    col2im_ld(dcols + j * P, ld, Cg, &g, dX + ((n0 + j) * C + gi * Cg) * Pin);
+                    ba_kern_col2im_add(dcols + j * P, ld, Cg, &sw, dX + ((n0 + j) * C + gi * Cg) * Pin);
             }
         }
     }
@@ -220,11 +190,7 @@ ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     float *dX = NULL, *dW = NULL;
     BA_TRY(conv_grad_slots(in, nin, need, din, dy, N, M, P, &dX, &dW, err));
     if ((!dX && !dW) || N == 0 || Pin == 0 || R == 0 || Cg == 0) return BA_OK;
-    ba_kern_geom_t sw = g; /* the adjoint: a conv from the output image to X's positions */
-    for (int i = 0; i < BA_KERN_MAX_SP; i++) {
-        sw.in[i] = g.out[i];
-        sw.out[i] = g.in[i];
-    }
+    const ba_kern_geom_t sw = swapped(&g); /* the adjoint: a conv from the output image to X's positions */
     const int64_t nb = images_per_gemm(Pin, N, R * Pin + 2 * Cg * Pin);
     /* dcols (R, nb*Pin), xg: X_g or dX_g of the chunk's images side by side (Cg, nb*Pin) */
     float *dcols = ba_malloc((size_t)(R + Cg) * (size_t)(nb * Pin) * sizeof(float), err);

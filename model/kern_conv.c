@@ -362,16 +362,6 @@ void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape) {
     for (int i = 0; i < g->nsp; i++) shape[i] = g->out[BA_KERN_MAX_SP - g->nsp + i];
 }
 
-/* Range [lo, hi) of o with 0 <= o*s + base < n, clipped to [0, count). */
-static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64_t *lo, int64_t *hi) {
-    int64_t l = base >= 0 ? 0 : (-base + s - 1) / s;
-    int64_t h = base < n ? (n - 1 - base) / s + 1 : 0;
-    if (h > count) h = count;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
@@ -385,7 +375,7 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
         const float *xc = x + c * ID * IH * IW;
         int64_t wlo, whi;
         int64_t wbase = kw * g->dil[2] - g->pb[2];
-        valid_range(wbase, g->s[2], IW, OW, &wlo, &whi);
+        ba_kern_window_taps(wbase, g->s[2], OW, IW, &wlo, &whi);
         for (int64_t od = 0; od < OD; od++) {
             int64_t id = od * g->s[0] - g->pb[0] + kd * g->dil[0];
             if (id < 0 || id >= ID) {
@@ -418,7 +408,7 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
     }
 }
 
-void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, float *y) {
+void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *y) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
@@ -430,9 +420,9 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
         float *yc = y + c * OD * OH * OW;
         for (int64_t kk = 0; kk < K; kk++) {
             int64_t kw = kk % KW, kh = (kk / KW) % KH, kd = kk / (KW * KH);
-            const float *src = cols + (c * K + kk) * P;
+            const float *src = cols + (c * K + kk) * ldc;
             int64_t wbase = kw * g->dil[2] - g->pb[2], ilo, ihi;
-            valid_range(wbase, g->s[2], OW, IW, &ilo, &ihi);
+            ba_kern_window_taps(wbase, g->s[2], IW, OW, &ilo, &ihi);
             for (int64_t id = 0; id < ID; id++) {
                 int64_t od = id * g->s[0] - g->pb[0] + kd * g->dil[0];
                 if (od < 0 || od >= OD) continue;

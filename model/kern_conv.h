@@ -70,10 +70,11 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
  * the fork-worthwhile size or inside a parallel region, else OpenMP's max. */
 int ba_kern_threads(int64_t work);
 
-/* col2im: adds cols (C*KD*KH*KW, ID*IH*IW) into y (C, OD, OH, OW) where the
- * roles are transposed (ConvTranspose): g->in is the transposed op's input
- * (the columns' positions) and g->out the image written. */
-void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, float *y);
+/* col2im: adds cols (C*KD*KH*KW, ID*IH*IW), rows ldc floats apart (ldc >=
+ * ID*IH*IW: several images side by side), into y (C, OD, OH, OW) where the
+ * roles are transposed (ConvTranspose, and a Conv's input gradient):
+ * g->in is the columns' positions and g->out the image written. */
+void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *y);
 
 /* Expands src (ndim, shape) by numpy broadcasting into dst of (dndim, dshape);
  * BA_ERR_INPUT naming the node when not broadcastable. */

@@ -356,7 +356,7 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
             ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f,
                           cols, Pin);
-            ba_kern_col2im_add(cols, Mg, &g, y + (n * M + gi * Mg) * P);
+            ba_kern_col2im_add(cols, Pin, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);
     out[0] = Y;
