@@ -439,11 +439,8 @@ void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern
     }
 }
 
-ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
-                               const int64_t *dshape, float *dst, const char *what, ba_error *err) {
-    char b1[128], b2[128];
-    if (src->ndim > dndim) goto bad;
-    int64_t sstride[BA_MAX_DIMS]; /* stride in src per dst dim, 0 where broadcast */
+int ba_kern_broadcast_strides(const ba_tensor_t *src, int dndim, const int64_t *dshape, int64_t *sstride) {
+    if (src->ndim > dndim) return -1;
     int64_t acc = 1;
     for (int i = dndim - 1; i >= 0; i--) {
         int si = i - (dndim - src->ndim);
@@ -456,9 +453,17 @@ ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, in
         else if (src->shape[si] == 1)
             sstride[i] = 0;
         else
-            goto bad;
+            return -1;
         acc *= src->shape[si];
     }
+    return 0;
+}
+
+ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
+                               const int64_t *dshape, float *dst, const char *what, ba_error *err) {
+    char b1[128], b2[128];
+    int64_t sstride[BA_MAX_DIMS]; /* stride in src per dst dim, 0 where broadcast */
+    if (ba_kern_broadcast_strides(src, dndim, dshape, sstride) != 0) goto bad;
     const float *s = src->data;
     int64_t n = ba_shape_numel(dndim, dshape), idx[BA_MAX_DIMS] = {0}, off = 0;
     for (int64_t e = 0; e < n; e++) {

@@ -76,6 +76,9 @@ int ba_kern_threads(int64_t work);
  * g->in is the columns' positions and g->out the image written. */
 void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *y);
 
+/* sstride[i]: src's element stride along dim i of (dndim, dshape) under numpy
+ * broadcasting (0 where src is broadcast); -1 when src does not broadcast to it. */
+int ba_kern_broadcast_strides(const ba_tensor_t *src, int dndim, const int64_t *dshape, int64_t *sstride);
 /* Expands src (ndim, shape) by numpy broadcasting into dst of (dndim, dshape);
  * BA_ERR_INPUT naming the node when not broadcastable. */
 ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
