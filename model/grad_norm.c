@@ -27,6 +27,16 @@ void ba_grad_softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *o
     }
 }
 
+/* Mean (*mean) and 1/sqrt(variance + eps) of the n values of row x, in double. */
+static double row_stats(const float *x, int64_t n, float eps, double *mean) {
+    double m = 0.0, v = 0.0;
+    for (int64_t k = 0; k < n; k++) m += x[k];
+    m /= (double)n;
+    for (int64_t k = 0; k < n; k++) v += ((double)x[k] - m) * ((double)x[k] - m);
+    *mean = m;
+    return 1.0 / sqrt(v / (double)n + eps);
+}
+
 /* Softmax: dx = y·(g − Σ g·y); LogSoftmax: dx = g − exp(y)·Σ g. */
 ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
@@ -124,11 +134,8 @@ ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     if (Bt && need[2] && !(db = ba_grad_slot(din, 2, Bt, err))) return err->code;
     for (int64_t i = 0; i < R; i++) {
         const float *xr = x + i * D, *gr = g + i * D;
-        double mean = 0.0, v = 0.0;
-        for (int64_t k = 0; k < D; k++) mean += xr[k];
-        mean /= (double)D;
-        for (int64_t k = 0; k < D; k++) v += ((double)xr[k] - mean) * ((double)xr[k] - mean);
-        const double rstd = 1.0 / sqrt(v / (double)D + eps);
+        double mean;
+        const double rstd = row_stats(xr, D, eps, &mean);
         double m1 = 0.0, m2 = 0.0;
         for (int64_t k = 0; k < D; k++) {
             double xh = ((double)xr[k] - mean) * rstd, gh = (double)gr[k] * sc[k];
@@ -169,11 +176,8 @@ ba_status ba_instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     for (int64_t r = 0; r < N * C; r++) {
         const int64_t c = r % C;
         const float *xr = x + r * P, *gr = g + r * P;
-        double mean = 0.0, v = 0.0;
-        for (int64_t k = 0; k < P; k++) mean += xr[k];
-        mean /= (double)P;
-        for (int64_t k = 0; k < P; k++) v += ((double)xr[k] - mean) * ((double)xr[k] - mean);
-        const double rstd = 1.0 / sqrt(v / (double)P + eps);
+        double mean;
+        const double rstd = row_stats(xr, P, eps, &mean);
         double sg = 0.0, sgx = 0.0;
         for (int64_t k = 0; k < P; k++) {
             sg += gr[k];
