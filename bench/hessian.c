@@ -45,6 +45,19 @@ static ba_tensor_t *rows(ba_tensor_t *x, int64_t start, int64_t n, ba_error *err
     return ba_tensor_wrap(x->dtype, x->ndim, sh, (char *)x->data + (size_t)start * per, err);
 }
 
+/* The gradient session of the batch of samples [b0, b0 + batch) of x (CE on
+ * labels y): *xb its inputs (a view), *w its share of the mean loss. */
+static ba_status batch_session(const ba_model_t *m, ba_tensor_t *x, const ba_tensor_t *y, int64_t b0,
+                               int64_t batch, ba_tensor_t **xb, ba_grad_session_t **s, double *w,
+                               ba_error *err) {
+    const int64_t N = x->shape[0], nb = N - b0 < batch ? N - b0 : batch;
+    *s = NULL;
+    *w = (double)nb / (double)N;
+    if (!(*xb = rows(x, b0, nb, err))) return err->code;
+    ba_loss_spec_t ls = {.kind = BA_LOSS_CE, .labels = (const int64_t *)y->data + b0, .nlabels = nb};
+    return ba_grad_session_new(m, xb, NULL, &ls, s, err);
+}
+
 /* Exact per-layer traces of the mean CE over x (labels y) in batches. */
 static int exact_traces(const ba_model_t *m, const char *xp, const char *yp, int64_t batch) {
     ba_error err = {0};
@@ -60,13 +73,10 @@ static int exact_traces(const ba_model_t *m, const char *xp, const char *yp, int
     const int64_t N = x->shape[0];
     double t0 = ba_now();
     for (int64_t b0 = 0; b0 < N; b0 += batch) {
-        const int64_t nb = N - b0 < batch ? N - b0 : batch;
-        ba_tensor_t *xb = rows(x, b0, nb, &err);
-        if (!xb) goto done;
-        ba_loss_spec_t ls = {.kind = BA_LOSS_CE, .labels = (const int64_t *)y->data + b0, .nlabels = nb};
-        ba_grad_session_t *s = NULL;
-        ba_status st = ba_grad_session_new(m, &xb, NULL, &ls, &s, &err);
-        const double w = (double)nb / (double)N;
+        ba_tensor_t *xb;
+        ba_grad_session_t *s;
+        double w;
+        ba_status st = batch_session(m, x, y, b0, batch, &xb, &s, &w, &err);
         for (int l = 0; l < L && st == BA_OK; l++) {
             const int64_t P = m->layers[l].params;
             float *e = calloc((size_t)P, sizeof *e), *h = malloc((size_t)P * sizeof *h);
@@ -161,15 +171,11 @@ int main(int argc, char **argv) {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     double t0 = ba_now(), t_sessions = 0;
     for (int64_t b0 = 0; b0 < N; b0 += batch) {
-        const int64_t nb = N - b0 < batch ? N - b0 : batch;
-        ba_tensor_t *xb = rows(x, b0, nb, &err);
-        if (!xb) goto done;
-        ba_loss_spec_t ls = {.kind = BA_LOSS_CE, .labels = (const int64_t *)y->data + b0, .nlabels = nb};
-        ba_grad_session_t *s = NULL;
-        double ts = ba_now();
-        ba_status st = ba_grad_session_new(m, &xb, NULL, &ls, &s, &err);
+        ba_tensor_t *xb;
+        ba_grad_session_t *s;
+        double w, ts = ba_now();
+        ba_status st = batch_session(m, x, y, b0, batch, &xb, &s, &w, &err);
         t_sessions += ba_now() - ts;
-        const double w = (double)nb / (double)N; /* this batch's share of the mean loss */
         for (int64_t p = 0; p < P && st == BA_OK; p++) {
             int64_t off = 0;
             for (int l = 0; l < L && st == BA_OK; l++) {

@@ -95,6 +95,20 @@ static json_t *out_json(const eval_state_t *s) {
     return o;
 }
 
+/* The quantized-only metrics, in the order both output formats list them. */
+#define NQ_METRICS 6
+typedef struct {
+    const char *name;
+    double value;
+} metric_row_t;
+
+static void quant_metrics(const ba_metrics_t *qm, metric_row_t rows[NQ_METRICS]) {
+    const metric_row_t r[NQ_METRICS] = {
+        {"agreement", qm->agreement}, {"kl", qm->kl},         {"mse", qm->mse},
+        {"sqnr_db", qm->sqnr_db},     {"relmse", qm->relmse}, {"cosine", qm->cosine}};
+    memcpy(rows, r, sizeof r);
+}
+
 static int print_json(const eval_state_t *s, const ba_metrics_t *fm, const ba_metrics_t *qm) {
     json_t *r = json_object();
     json_object_set_new(r, "model", json_string(s->m->path));
@@ -108,13 +122,11 @@ static int print_json(const eval_state_t *s, const ba_metrics_t *fm, const ba_me
     if (qm) {
         json_t *q = json_object();
         json_object_set_new(q, "accuracy", ba_json_real_or_null(qm->accuracy_q));
-        json_object_set_new(q, "agreement", ba_json_real_or_null(qm->agreement));
-        json_object_set_new(q, "kl", ba_json_real_or_null(qm->kl));
-        json_object_set_new(q, "mse", ba_json_real_or_null(qm->mse));
+        metric_row_t rows[NQ_METRICS];
+        quant_metrics(qm, rows);
         /* Identical outputs make SQNR +inf, which JSON cannot hold: null. */
-        json_object_set_new(q, "sqnr_db", ba_json_real_or_null(qm->sqnr_db));
-        json_object_set_new(q, "relmse", ba_json_real_or_null(qm->relmse));
-        json_object_set_new(q, "cosine", ba_json_real_or_null(qm->cosine));
+        for (int i = 0; i < NQ_METRICS; i++)
+            json_object_set_new(q, rows[i].name, ba_json_real_or_null(rows[i].value));
         /* The value of "metric" (the search objective for this output), in its own direction. */
         json_object_set_new(q, "metric_value", ba_json_real_or_null(ba_metric_value(s->metric, qm)));
         json_object_set_new(q, "act_bits",
@@ -159,18 +171,12 @@ static int print_table(const eval_state_t *s, const ba_metrics_t *fm, const ba_m
     } else {
         fmt_metric(qm->accuracy_q, b, sizeof b);
         ba_table_addf(t, "accuracy\t%s\t%s", a, b);
-        fmt_metric(qm->agreement, b, sizeof b);
-        ba_table_addf(t, "agreement\t-\t%s", b);
-        fmt_metric(qm->kl, b, sizeof b);
-        ba_table_addf(t, "kl\t-\t%s", b);
-        fmt_metric(qm->mse, b, sizeof b);
-        ba_table_addf(t, "mse\t-\t%s", b);
-        fmt_metric(qm->sqnr_db, b, sizeof b);
-        ba_table_addf(t, "sqnr_db\t-\t%s", b);
-        fmt_metric(qm->relmse, b, sizeof b);
-        ba_table_addf(t, "relmse\t-\t%s", b);
-        fmt_metric(qm->cosine, b, sizeof b);
-        ba_table_addf(t, "cosine\t-\t%s", b);
+        metric_row_t rows[NQ_METRICS];
+        quant_metrics(qm, rows);
+        for (int i = 0; i < NQ_METRICS; i++) {
+            fmt_metric(rows[i].value, b, sizeof b);
+            ba_table_addf(t, "%s\t-\t%s", rows[i].name, b);
+        }
     }
     ba_table_print(t, stdout);
     ba_table_free(t);

@@ -23,16 +23,6 @@ typedef struct {
     json_t *settings;
 } study_extra_t;
 
-/* Shortest text that reads back as v (CSV cells); "" for NaN. */
-static void real_text(double v, char *buf, size_t cap) {
-    if (!isfinite(v)) {
-        snprintf(buf, cap, "%s", "");
-        return;
-    }
-    snprintf(buf, cap, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
-}
-
 static ba_status study_extra(ba_db_t *db, const ba_study_info_t *s, study_extra_t *x, ba_error *err) {
     memset(x, 0, sizeof *x);
     x->best_trial = -1;
@@ -71,14 +61,14 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
         ba_csv_row(stdout, sizeof hdr / sizeof hdr[0], hdr);
         for (int i = 0; i < n; i++) {
             char total[32], comp[32], best[32], kl[40], ob[40];
-            real_text(x[i].best_obj, ob, sizeof ob);
+            ba_fmt_real(x[i].best_obj, ob, sizeof ob);
             snprintf(total, sizeof total, "%lld", (long long)s[i].ntrials);
             snprintf(comp, sizeof comp, "%lld", (long long)s[i].ncomplete);
             if (x[i].best_trial >= 0)
                 snprintf(best, sizeof best, "%lld", (long long)x[i].best_trial);
             else
                 best[0] = '\0';
-            real_text(x[i].best_kl, kl, sizeof kl);
+            ba_fmt_real(x[i].best_kl, kl, sizeof kl);
             const char *row[] = {
                 s[i].name, s[i].created, s[i].model_path, x[i].method, s[i].state, total, comp,
                 best,      kl,           s[i].metric,     ob};
@@ -88,7 +78,8 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
     }
     ba_table_t *t = ba_table_new(sizeof thdr / sizeof thdr[0], thdr, NULL);
     if (!t) return -1;
-    for (int i = 0; i < n; i++) {
+    int bad = 0;
+    for (int i = 0; !bad && i < n; i++) {
         char trials[64], best[32], kl[40], ob[40];
         snprintf(ob, sizeof ob, "%.*g", STUDIES_KL_DIGITS, x[i].best_obj);
         snprintf(trials, sizeof trials, "%lld/%lld", (long long)s[i].ncomplete, (long long)s[i].ntrials);
@@ -104,42 +95,41 @@ static int print_table(const ba_study_info_t *s, const study_extra_t *x, int n, 
                              isfinite(x[i].best_kl) ? kl : NULL,
                              s[i].metric[0] ? s[i].metric : NULL,
                              isfinite(x[i].best_obj) ? ob : NULL};
-        if (ba_table_add(t, row) != 0) {
-            ba_table_free(t);
-            return -1;
-        }
+        bad = ba_table_add(t, row) != 0;
     }
-    ba_table_print(t, stdout);
-    ba_table_free(t);
-    return 0;
+    return ba_table_print_free(t, bad, stdout);
+}
+
+typedef struct {
+    const ba_study_info_t *s;
+    const study_extra_t *x;
+} study_rows_t;
+
+static int study_json(json_t *o, int i, void *ctx) {
+    const study_rows_t *r = ctx;
+    const ba_study_info_t *s = &r->s[i];
+    const study_extra_t *x = &r->x[i];
+    int bad = 0;
+    bad |= json_object_set_new(o, "name", ba_json_string_lossy(s->name)) != 0;
+    bad |= json_object_set_new(o, "created", ba_json_string_lossy(s->created)) != 0;
+    bad |= json_object_set_new(o, "model", ba_json_string_lossy(s->model_path)) != 0;
+    bad |= json_object_set_new(o, "model_sha256", ba_json_string_lossy(s->model_sha256)) != 0;
+    bad |= json_object_set_new(o, "method", x->method[0] ? json_string(x->method) : json_null()) != 0;
+    bad |= json_object_set_new(o, "budgets", x->budgets ? json_deep_copy(x->budgets) : json_null()) != 0;
+    bad |= json_object_set_new(o, "state", ba_json_string_lossy(s->state)) != 0;
+    bad |= json_object_set_new(o, "trials", json_integer(s->ntrials)) != 0;
+    bad |= json_object_set_new(o, "complete", json_integer(s->ncomplete)) != 0;
+    bad |= json_object_set_new(o, "best_trial",
+                               x->best_trial >= 0 ? json_integer(x->best_trial) : json_null()) != 0;
+    bad |= json_object_set_new(o, "best_kl", ba_json_real_or_null(x->best_kl)) != 0;
+    bad |= json_object_set_new(o, "metric", s->metric[0] ? json_string(s->metric) : json_null()) != 0;
+    bad |= json_object_set_new(o, "best_objective", ba_json_real_or_null(x->best_obj)) != 0;
+    return bad;
 }
 
 static int print_json(const ba_study_info_t *s, const study_extra_t *x, int n) {
-    json_t *arr = json_array();
-    int bad = !arr;
-    for (int i = 0; !bad && i < n; i++) {
-        json_t *o = json_object();
-        bad |= !o || json_array_append_new(arr, o) != 0;
-        if (bad) break;
-        bad |= json_object_set_new(o, "name", ba_json_string_lossy(s[i].name)) != 0;
-        bad |= json_object_set_new(o, "created", ba_json_string_lossy(s[i].created)) != 0;
-        bad |= json_object_set_new(o, "model", ba_json_string_lossy(s[i].model_path)) != 0;
-        bad |= json_object_set_new(o, "model_sha256", ba_json_string_lossy(s[i].model_sha256)) != 0;
-        bad |= json_object_set_new(o, "method", x[i].method[0] ? json_string(x[i].method) : json_null()) != 0;
-        bad |=
-            json_object_set_new(o, "budgets", x[i].budgets ? json_deep_copy(x[i].budgets) : json_null()) != 0;
-        bad |= json_object_set_new(o, "state", ba_json_string_lossy(s[i].state)) != 0;
-        bad |= json_object_set_new(o, "trials", json_integer(s[i].ntrials)) != 0;
-        bad |= json_object_set_new(o, "complete", json_integer(s[i].ncomplete)) != 0;
-        bad |= json_object_set_new(o, "best_trial",
-                                   x[i].best_trial >= 0 ? json_integer(x[i].best_trial) : json_null()) != 0;
-        bad |= json_object_set_new(o, "best_kl", ba_json_real_or_null(x[i].best_kl)) != 0;
-        bad |= json_object_set_new(o, "metric", s[i].metric[0] ? json_string(s[i].metric) : json_null()) != 0;
-        bad |= json_object_set_new(o, "best_objective", ba_json_real_or_null(x[i].best_obj)) != 0;
-    }
-    if (!bad) bad = ba_json_print(stdout, arr) != 0;
-    json_decref(arr);
-    return bad ? -1 : 0;
+    study_rows_t rows = {s, x};
+    return ba_json_print_rows(stdout, n, study_json, &rows);
 }
 
 /* --delete NAME / --rename OLD NEW: one write, then a line saying what was done. */

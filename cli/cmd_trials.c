@@ -21,16 +21,6 @@ static const char *const COLS[] = {"number",    "state",    "method",    "avg_bi
                                    "agreement", "accuracy", "objective", "validation"};
 #define NCOLS (sizeof COLS / sizeof COLS[0])
 
-/* Shortest text that reads back as v; "" for NULL (NaN). */
-static void real_text(double v, char *buf, size_t cap) {
-    if (!isfinite(v)) {
-        snprintf(buf, cap, "%s", "");
-        return;
-    }
-    snprintf(buf, cap, "%.15g", v);
-    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
-}
-
 static double trial_value(const ba_trial_t *t, size_t col) {
     switch (col) {
     case 3: return t->avg_bits;
@@ -69,7 +59,7 @@ static int print_csv(const ba_trial_t *t, int n) {
         snprintf(num, sizeof num, "%lld", (long long)t[i].number);
         const char *row[NCOLS + 1] = {num, t[i].state, t[i].method};
         for (size_t c = 3; c < NCOLS; c++) {
-            real_text(trial_value(&t[i], c), vals[c], sizeof vals[c]);
+            ba_fmt_real(trial_value(&t[i], c), vals[c], sizeof vals[c]);
             row[c] = vals[c];
         }
         char *bits = bits_list(&t[i]);
@@ -96,7 +86,8 @@ static int print_table(const ba_trial_t *t, int n, const char *metric) {
     for (size_t c = 0; c < NCOLS; c++) hdr[c] = c == 12 ? oh : COLS[c];
     ba_table_t *tb = ba_table_new(NCOLS, hdr, al);
     if (!tb) return -1;
-    for (int i = 0; i < n; i++) {
+    int bad = 0;
+    for (int i = 0; !bad && i < n; i++) {
         char v[NCOLS][48];
         const char *row[NCOLS];
         snprintf(v[0], sizeof v[0], "%lld", (long long)t[i].number);
@@ -117,14 +108,9 @@ static int print_table(const ba_trial_t *t, int n, const char *metric) {
             else
                 snprintf(v[c], sizeof v[c], "%.*g", TRIALS_TABLE_DIGITS, x);
         }
-        if (ba_table_add(tb, row) != 0) {
-            ba_table_free(tb);
-            return -1;
-        }
+        bad = ba_table_add(tb, row) != 0;
     }
-    ba_table_print(tb, stdout);
-    ba_table_free(tb);
-    return 0;
+    return ba_table_print_free(tb, bad, stdout);
 }
 
 /* A layer's key in the JSON bits objects: its name from the study's layer table. */
@@ -134,50 +120,53 @@ static const char *layer_key(char **names, int nnames, int i, char *buf, size_t 
     return buf;
 }
 
-static int print_json(const ba_trial_t *t, int n, char **names, int nnames) {
-    json_t *arr = json_array();
-    int bad = !arr;
-    for (int i = 0; !bad && i < n; i++) {
-        json_t *o = json_object();
-        bad |= !o || json_array_append_new(arr, o) != 0;
-        if (bad) break;
-        bad |= json_object_set_new(o, "number", json_integer(t[i].number)) != 0;
-        bad |= json_object_set_new(o, "state", json_string(t[i].state)) != 0;
-        bad |= json_object_set_new(o, "method", json_string(t[i].method)) != 0;
-        for (size_t c = 3; c < NCOLS; c++) {
-            double x = trial_value(&t[i], c);
-            json_t *v = c == 4 && isfinite(x) && x == floor(x) ? json_integer((json_int_t)x)
-                                                               : ba_json_real_or_null(x);
-            bad |= json_object_set_new(o, COLS[c], v) != 0;
-        }
-        bad |= json_object_set_new(o, "samples", json_integer(t[i].samples)) != 0;
-        bad |=
-            json_object_set_new(o, "started", t[i].started[0] ? json_string(t[i].started) : json_null()) != 0;
-        bad |= json_object_set_new(o, "finished",
-                                   t[i].finished[0] ? json_string(t[i].finished) : json_null()) != 0;
-        json_t *wb = json_object(), *ab = json_object();
-        int any_act = 0;
-        for (int l = 0; wb && ab && l < t[i].nlayers; l++) {
-            char key[32];
-            const char *k = layer_key(names, nnames, l, key, sizeof key);
-            bad |= json_object_set_new(wb, k, json_integer(t[i].w_bits[l])) != 0;
-            int a = t[i].a_bits ? t[i].a_bits[l] : 0;
-            any_act |= a > 0;
-            bad |= json_object_set_new(ab, k, a > 0 ? json_integer(a) : json_null()) != 0;
-        }
-        bad |= !wb || !ab;
-        bad |= json_object_set_new(o, "bits", wb) != 0;
-        /* a_bits is null when every activation stays float (the usual case). */
-        if (any_act)
-            bad |= json_object_set_new(o, "a_bits", ab) != 0;
-        else {
-            json_decref(ab);
-            bad |= json_object_set_new(o, "a_bits", json_null()) != 0;
-        }
+typedef struct {
+    const ba_trial_t *t;
+    char **names;
+    int nnames;
+} trial_rows_t;
+
+static int trial_json(json_t *o, int i, void *ctx) {
+    const trial_rows_t *r = ctx;
+    const ba_trial_t *t = &r->t[i];
+    int bad = 0;
+    bad |= json_object_set_new(o, "number", json_integer(t->number)) != 0;
+    bad |= json_object_set_new(o, "state", json_string(t->state)) != 0;
+    bad |= json_object_set_new(o, "method", json_string(t->method)) != 0;
+    for (size_t c = 3; c < NCOLS; c++) {
+        double x = trial_value(t, c);
+        json_t *v =
+            c == 4 && isfinite(x) && x == floor(x) ? json_integer((json_int_t)x) : ba_json_real_or_null(x);
+        bad |= json_object_set_new(o, COLS[c], v) != 0;
     }
-    if (!bad) bad = ba_json_print(stdout, arr) != 0;
-    json_decref(arr);
-    return bad ? -1 : 0;
+    bad |= json_object_set_new(o, "samples", json_integer(t->samples)) != 0;
+    bad |= json_object_set_new(o, "started", t->started[0] ? json_string(t->started) : json_null()) != 0;
+    bad |= json_object_set_new(o, "finished", t->finished[0] ? json_string(t->finished) : json_null()) != 0;
+    json_t *wb = json_object(), *ab = json_object();
+    int any_act = 0;
+    for (int l = 0; wb && ab && l < t->nlayers; l++) {
+        char key[32];
+        const char *k = layer_key(r->names, r->nnames, l, key, sizeof key);
+        bad |= json_object_set_new(wb, k, json_integer(t->w_bits[l])) != 0;
+        int a = t->a_bits ? t->a_bits[l] : 0;
+        any_act |= a > 0;
+        bad |= json_object_set_new(ab, k, a > 0 ? json_integer(a) : json_null()) != 0;
+    }
+    bad |= !wb || !ab;
+    bad |= json_object_set_new(o, "bits", wb) != 0;
+    /* a_bits is null when every activation stays float (the usual case). */
+    if (any_act)
+        bad |= json_object_set_new(o, "a_bits", ab) != 0;
+    else {
+        json_decref(ab);
+        bad |= json_object_set_new(o, "a_bits", json_null()) != 0;
+    }
+    return bad;
+}
+
+static int print_json(const ba_trial_t *t, int n, char **names, int nnames) {
+    trial_rows_t rows = {t, names, nnames};
+    return ba_json_print_rows(stdout, n, trial_json, &rows);
 }
 
 int ba_cmd_trials(const ba_cli_opts *o) {

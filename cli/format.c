@@ -154,18 +154,10 @@ void ba_table_print(const ba_table_t *t, FILE *fp) {
     free(al);
 }
 
-void ba_csv_field(FILE *fp, const char *s) {
-    if (!s) s = "";
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
+int ba_table_print_free(ba_table_t *t, int failed, FILE *fp) {
+    if (!failed) ba_table_print(t, fp);
+    ba_table_free(t);
+    return failed ? -1 : 0;
 }
 
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells) {
@@ -223,6 +215,19 @@ int ba_json_print(FILE *fp, const json_t *j) {
     return fputc('\n', fp) == EOF ? -1 : 0;
 }
 
+int ba_json_print_rows(FILE *fp, int n, ba_json_row_fn *row, void *ctx) {
+    json_t *arr = json_array();
+    int bad = !arr;
+    for (int i = 0; !bad && i < n; i++) {
+        json_t *o = json_object();
+        bad |= !o || json_array_append_new(arr, o) != 0;
+        if (!bad) bad = row(o, i, ctx) != 0;
+    }
+    if (!bad) bad = ba_json_print(fp, arr) != 0;
+    json_decref(arr);
+    return bad ? -1 : 0;
+}
+
 json_t *ba_json_real_or_null(double v) {
     return isfinite(v) ? json_real(v) : json_null();
 }
@@ -249,6 +254,15 @@ json_t *ba_json_string_lossy(const char *s) {
     json_t *j = json_string(buf);
     free(buf);
     return j;
+}
+
+void ba_fmt_real(double v, char *buf, size_t cap) {
+    if (!isfinite(v)) {
+        snprintf(buf, cap, "%s", "");
+        return;
+    }
+    snprintf(buf, cap, "%.15g", v);
+    if (strtod(buf, NULL) != v) snprintf(buf, cap, "%.17g", v);
 }
 
 void ba_fmt_bytes(double bytes, char *buf, size_t cap) {

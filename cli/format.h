@@ -23,6 +23,9 @@ int ba_table_addf(ba_table_t *t, const char *fmt, ...) __attribute__((format(pri
 size_t ba_table_rows(const ba_table_t *t);
 /* Header, then rows; columns padded to their widest cell, two spaces apart. */
 void ba_table_print(const ba_table_t *t, FILE *fp);
+/* Prints t as ba_table_print unless failed (a row could not be added), then frees it.
+ * Returns 0, or -1 when failed. */
+int ba_table_print_free(ba_table_t *t, int failed, FILE *fp);
 /* The same table as CSV (header row first). */
 void ba_table_print_csv(const ba_table_t *t, FILE *fp);
 /* As JSON: an array of objects keyed by the headers; numeric cells become numbers. */
@@ -32,18 +35,25 @@ json_t *ba_table_to_json(const ba_table_t *t);
  * for another format or a failed write. */
 int ba_table_emit(const ba_table_t *t, const char *format, FILE *fp);
 
-/* One CSV field / row, quoted when it holds a comma, quote, CR or LF. */
-void ba_csv_field(FILE *fp, const char *s);
+/* One CSV row, each field as ba_csv_field (core/util.h) writes it. */
 void ba_csv_row(FILE *fp, size_t n, const char *const *cells);
 
 /* Prints j indented by 2, keys in insertion order, reals with 17 digits (exact), then
  * a newline. Returns 0, or -1 when the write failed. Does not take ownership. */
 int ba_json_print(FILE *fp, const json_t *j);
+/* Fills object i of an array (0 <= i < n); nonzero when a value could not be set. */
+typedef int ba_json_row_fn(json_t *o, int i, void *ctx);
+/* Prints an array of n objects, each filled by row, as ba_json_print does. Returns 0, or
+ * -1 when out of memory, a row failed or the write failed (then nothing is printed). */
+int ba_json_print_rows(FILE *fp, int n, ba_json_row_fn *row, void *ctx);
 /* A real, or null when v is NaN or infinite (JSON has no NaN). */
 json_t *ba_json_real_or_null(double v);
 /* A string; bytes that are not UTF-8 (a name stored by an older bitalloc) become U+FFFD. */
 json_t *ba_json_string_lossy(const char *s);
 
+/* The shortest text that reads back as v (%.15g, else %.17g: CSV cells); "" when v is
+ * NaN or infinite. */
+void ba_fmt_real(double v, char *buf, size_t cap);
 /* "1.50 MiB", "312 B" */
 void ba_fmt_bytes(double bytes, char *buf, size_t cap);
 /* "1.20G", "3.40M", "512" (SI, for MACs and BOPs) */

@@ -76,6 +76,14 @@ int64_t ba_shape_numel(int ndim, const int64_t *shape) {
     return n;
 }
 
+void ba_shape_strides(int ndim, const int64_t *shape, int64_t *st) {
+    int64_t s = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+        st[d] = s;
+        s *= shape[d];
+    }
+}
+
 size_t ba_tensor_nbytes(const ba_tensor_t *t) {
     return (size_t)t->numel * ba_dtype_size(t->dtype);
 }

@@ -51,6 +51,8 @@ int ba_dtype_is_float(ba_dtype dt);
 int ba_dtype_is_int(ba_dtype dt); /* signed or unsigned integer, not bool */
 size_t ba_tensor_nbytes(const ba_tensor_t *t);
 int64_t ba_shape_numel(int ndim, const int64_t *shape); /* -1 on overflow or a negative dim */
+/* Row-major (contiguous) element strides of shape: st[ndim-1] = 1, st[d] = st[d+1]·shape[d+1]. */
+void ba_shape_strides(int ndim, const int64_t *shape, int64_t *st);
 /* Parses "1x3x320x640" (dims joined by 'x'; "" or "scalar" for rank 0) into
  * *ndim and shape; BA_ERR_INPUT on a malformed text or a dim outside 0..2^40. */
 ba_status ba_shape_parse(const char *text, int *ndim, int64_t *shape, ba_error *err);

@@ -314,6 +314,59 @@ int ba_utf8_valid(const char *s) {
     return 1;
 }
 
+void ba_sbuf_putn(ba_sbuf_t *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *p = realloc(b->s, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void ba_sbuf_put(ba_sbuf_t *b, const char *s) {
+    ba_sbuf_putn(b, s, strlen(s));
+}
+
+/* The quoting rule of a CSV field, written through put (a FILE or a ba_sbuf_t). */
+static void csv_field(const char *s, void (*put)(void *ctx, const char *p, size_t n), void *ctx) {
+    if (!s) s = "";
+    if (!strpbrk(s, ",\"\r\n")) {
+        put(ctx, s, strlen(s));
+        return;
+    }
+    put(ctx, "\"", 1);
+    for (; *s; s++) {
+        if (*s == '"') put(ctx, "\"", 1); /* a quote inside is doubled */
+        put(ctx, s, 1);
+    }
+    put(ctx, "\"", 1);
+}
+
+static void put_file(void *fp, const char *p, size_t n) {
+    fwrite(p, 1, n, fp);
+}
+
+static void put_sbuf(void *b, const char *p, size_t n) {
+    ba_sbuf_putn(b, p, n);
+}
+
+void ba_csv_field(FILE *fp, const char *s) {
+    csv_field(s, put_file, fp);
+}
+
+void ba_sbuf_csv_field(ba_sbuf_t *b, const char *s) {
+    csv_field(s, put_sbuf, b);
+}
+
 double ba_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

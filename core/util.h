@@ -1,9 +1,10 @@
-/* Small shared services: SHA-256, a seeded RNG, whole-file reads, mmap. */
+/* Small shared services: SHA-256, a seeded RNG, whole-file reads, mmap, UTF-8 checks, CSV fields. */
 #ifndef BA_CORE_UTIL_H
 #define BA_CORE_UTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/error.h"
 
@@ -54,6 +55,22 @@ void ba_path_dirname(const char *path, char *out, size_t cap);
 int ba_utf8_seq_len(const char *s);
 /* 1 when the NUL-terminated s is well-formed UTF-8. */
 int ba_utf8_valid(const char *s);
+/* ---- growable text ---- */
+/* Zero-initialise; s stays NUL-terminated. A failed allocation sets oom and
+ * drops everything appended after it (the caller reports it once at the end). */
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int oom;
+} ba_sbuf_t;
+void ba_sbuf_putn(ba_sbuf_t *b, const char *s, size_t n);
+void ba_sbuf_put(ba_sbuf_t *b, const char *s);
+
+/* ---- CSV (RFC 4180) ---- */
+/* One CSV field, quoted when it holds a comma, quote, CR or LF (NULL: empty). */
+void ba_csv_field(FILE *fp, const char *s);
+/* The same field appended to b. */
+void ba_sbuf_csv_field(ba_sbuf_t *b, const char *s);
 /* Monotonic seconds. */
 double ba_now(void);
 

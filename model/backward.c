@@ -109,22 +109,8 @@ void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float 
  * elementwise odometer of ba_kern_broadcast_to was a fifth of a ViT HVP).
  * BA_ERR_INPUT (no message) when the shapes do not broadcast. */
 static ba_status broadcast_rows(const ba_tensor_t *src, int ndim, const int64_t *shape, float *dst) {
-    if (src->ndim > ndim || ndim < 1) return BA_ERR_INPUT;
-    int64_t sstride[BA_MAX_DIMS], acc = 1;
-    for (int i = ndim - 1; i >= 0; i--) {
-        int si = i - (ndim - src->ndim);
-        if (si < 0) {
-            sstride[i] = 0;
-            continue;
-        }
-        if (src->shape[si] == shape[i])
-            sstride[i] = acc;
-        else if (src->shape[si] == 1)
-            sstride[i] = 0;
-        else
-            return BA_ERR_INPUT;
-        acc *= src->shape[si];
-    }
+    int64_t sstride[BA_MAX_DIMS];
+    if (ndim < 1 || ba_kern_broadcast_strides(src, ndim, shape, sstride) != 0) return BA_ERR_INPUT;
     const float *s = src->data;
     const int64_t row = shape[ndim - 1], rs = sstride[ndim - 1], n = ba_shape_numel(ndim, shape);
     int64_t idx[BA_MAX_DIMS] = {0}, off = 0;

@@ -18,47 +18,16 @@
 #define GCONV_WS_MAX_FLOATS (48LL * 1024 * 1024)
 /* Widest depthwise kernel of the direct path (as ops_conv.c's forward). */
 #define DW_MAX_KW 64
-/* Below this many floats the col2im runs on one thread. */
-#define GCONV_OMP_MIN_WORK 32768
 
-/* Range [lo, hi) of o with 0 <= o*s + base < n, clipped to [0, count). */
-static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64_t *lo, int64_t *hi) {
-    int64_t l = base >= 0 ? 0 : (-base + s - 1) / s;
-    int64_t h = base < n ? (n - 1 - base) / s + 1 : 0;
-    if (h > count) h = count;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
-/* dx (C, ID, IH, IW) += col2im of dcols (C*KD*KH*KW, OD*OH*OW) whose rows are
- * ldc floats apart: the adjoint of ba_kern_im2col with the same geometry. */
-static void col2im_ld(const float *dcols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *dx) {
-    const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
-    const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2], K = KD * KH * KW;
-    const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
-#pragma omp parallel for schedule(static) if (C * K * OD * OH * OW > GCONV_OMP_MIN_WORK)
-    for (int64_t c = 0; c < C; c++) {
-        float *xc = dx + c * ID * IH * IW;
-        for (int64_t kk = 0; kk < K; kk++) {
-            int64_t kw = kk % KW, kh = (kk / KW) % KH, kd = kk / (KW * KH);
-            const float *src = dcols + (c * K + kk) * ldc;
-            int64_t wbase = kw * g->dil[2] - g->pb[2], lo, hi;
-            valid_range(wbase, g->s[2], IW, OW, &lo, &hi);
-            for (int64_t od = 0; od < OD; od++) {
-                int64_t id = od * g->s[0] - g->pb[0] + kd * g->dil[0];
-                if (id < 0 || id >= ID) continue;
-                for (int64_t oh = 0; oh < OH; oh++) {
-                    int64_t ih = oh * g->s[1] - g->pb[1] + kh * g->dil[1];
-                    if (ih < 0 || ih >= IH) continue;
-                    float *xrow = xc + (id * IH + ih) * IW + wbase;
-                    const float *srow = src + (od * OH + oh) * OW;
-                    const int64_t sw = g->s[2];
-                    for (int64_t ow = lo; ow < hi; ow++) xrow[ow * sw] += srow[ow];
-                }
-            }
-        }
+/* g with input and output swapped: the geometry of its adjoint (a conv from
+ * the output image back to the input's positions; col2im's roles). */
+static ba_kern_geom_t swapped(const ba_kern_geom_t *g) {
+    ba_kern_geom_t sw = *g;
+    for (int i = 0; i < BA_KERN_MAX_SP; i++) {
+        sw.in[i] = g->out[i];
+        sw.out[i] = g->in[i];
     }
+    return sw;
 }
 
 /* Depthwise conv (group == C, one input channel per group), 1-D/2-D: the
@@ -159,7 +128,7 @@ static void depthwise_backward(const float *x, const float *w, const float *dy, 
                                int64_t N, int64_t C, int64_t M, const ba_kern_geom_t *g) {
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw */
     for (int64_t kw = 0; kw < g->k[2]; kw++)
-        valid_range(kw * g->dil[2] - g->pb[2], g->s[2], g->in[2], g->out[2], &plo[kw], &phi[kw]);
+        ba_kern_window_taps(kw * g->dil[2] - g->pb[2], g->s[2], g->out[2], g->in[2], &plo[kw], &phi[kw]);
     const dwb_geom_t d = {g->in[1],  g->in[2],  g->k[1],  g->k[2],  g->out[1], g->out[2], g->s[1], g->s[2],
                           g->dil[1], g->dil[2], g->pb[1], g->pb[2], M / C,     plo,       phi};
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
@@ -183,6 +152,35 @@ static void bias_backward(const float *dy, int64_t N, int64_t M, int64_t P, floa
         }
 }
 
+/* dB[m] += Σ_{n,p} dY when the bias (input 2) needs its gradient; *dX and
+ * *dW: the slots of X and W where they need one (else NULL). */
+static ba_status conv_grad_slots(ba_tensor_t *const *in, int nin, const unsigned char *need,
+                                 ba_tensor_t **din, const float *dy, int64_t N, int64_t M, int64_t P,
+                                 float **dX, float **dW, ba_error *err) {
+    if (nin > 2 && in[2] && need[2]) {
+        float *dB = ba_grad_slot(din, 2, in[2], err);
+        if (!dB) return err->code;
+        bias_backward(dy, N, M, P, dB);
+    }
+    if (need[0] && !(*dX = ba_grad_slot(din, 0, in[0], err))) return err->code;
+    if (need[1] && !(*dW = ba_grad_slot(din, 1, in[1], err))) return err->code;
+    return BA_OK;
+}
+
+/* Images to put side by side in one sgemm when each has only `cols` (< GCONV_GEMM_MIN_N)
+ * columns, capped so that the workspace (ws floats per image) stays under GCONV_WS_MAX_FLOATS. */
+static int64_t images_per_gemm(int64_t cols, int64_t N, int64_t ws) {
+    int64_t nb = 1;
+    if (cols < GCONV_GEMM_MIN_N && N > 1) {
+        nb = (GCONV_GEMM_MIN_N + cols - 1) / cols;
+        int64_t cap = GCONV_WS_MAX_FLOATS / ws;
+        if (nb > cap) nb = cap;
+        if (nb > N) nb = N;
+        if (nb < 1) nb = 1;
+    }
+    return nb;
+}
+
 /* X (N, C, *in), W (M, C/group, *k), B (M); dY (N, M, *out). */
 ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                            int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
@@ -198,27 +196,15 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     const int64_t Mg = M / group, Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
     const int64_t K = Cg * g.k[0] * g.k[1] * g.k[2];
     const float *dy = dY->data;
-    if (nin > 2 && in[2] && need[2]) { /* dB[m] += Σ_{n,p} dY */
-        float *dB = ba_grad_slot(din, 2, in[2], err);
-        if (!dB) return err->code;
-        bias_backward(dy, N, M, P, dB);
-    }
     float *dX = NULL, *dW = NULL;
-    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
-    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    BA_TRY(conv_grad_slots(in, nin, need, din, dy, N, M, P, &dX, &dW, err));
     if ((!dX && !dW) || N == 0 || P == 0 || M == 0 || K == 0) return BA_OK;
     if (group == C && Cg == 1 && nsp <= 2 && g.k[2] <= DW_MAX_KW) {
         depthwise_backward(X->data, W->data, dy, dX, dW, N, C, M, &g);
         return BA_OK;
     }
-    int64_t nb = 1;
-    if (P < GCONV_GEMM_MIN_N && N > 1) {
-        nb = (GCONV_GEMM_MIN_N + P - 1) / P;
-        int64_t cap = GCONV_WS_MAX_FLOATS / (2 * K * P + Mg * P);
-        if (nb > cap) nb = cap;
-        if (nb > N) nb = N;
-        if (nb < 1) nb = 1;
-    }
+    const int64_t nb = images_per_gemm(P, N, 2 * K * P + Mg * P);
+    const ba_kern_geom_t sw = swapped(&g); /* dX's col2im */
     float *cols = ba_malloc((size_t)(2 * K + Mg) * (size_t)(nb * P) * sizeof(float), err);
     if (!cols) return err->code;
     float *dcols = cols + K * nb * P, *dyg = dcols + K * nb * P;
@@ -243,7 +229,7 @@ ba_status ba_conv_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)ld, (int)Mg, 1.0f,
                             w + gi * Mg * K, (int)K, dyg, (int)ld, 0.0f, dcols, (int)ld);
                 for (int64_t j = 0; j < nbb; j++)
-                    col2im_ld(dcols + j * P, ld, Cg, &g, dX + ((n0 + j) * C + gi * Cg) * Pin);
+                    ba_kern_col2im_add(dcols + j * P, ld, Cg, &sw, dX + ((n0 + j) * C + gi * Cg) * Pin);
             }
         }
     }
@@ -269,28 +255,11 @@ ba_status ba_convt_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     const int64_t Pin = g.in[0] * g.in[1] * g.in[2], P = g.out[0] * g.out[1] * g.out[2];
     const int64_t R = Mg * g.k[0] * g.k[1] * g.k[2];
     const float *dy = dY->data;
-    if (nin > 2 && in[2] && need[2]) {
-        float *dB = ba_grad_slot(din, 2, in[2], err);
-        if (!dB) return err->code;
-        bias_backward(dy, N, M, P, dB);
-    }
     float *dX = NULL, *dW = NULL;
-    if (need[0] && !(dX = ba_grad_slot(din, 0, X, err))) return err->code;
-    if (need[1] && !(dW = ba_grad_slot(din, 1, W, err))) return err->code;
+    BA_TRY(conv_grad_slots(in, nin, need, din, dy, N, M, P, &dX, &dW, err));
     if ((!dX && !dW) || N == 0 || Pin == 0 || R == 0 || Cg == 0) return BA_OK;
-    ba_kern_geom_t sw = g; /* the adjoint: a conv from the output image to X's positions */
-    for (int i = 0; i < BA_KERN_MAX_SP; i++) {
-        sw.in[i] = g.out[i];
-        sw.out[i] = g.in[i];
-    }
-    int64_t nb = 1;
-    if (Pin < GCONV_GEMM_MIN_N && N > 1) {
-        nb = (GCONV_GEMM_MIN_N + Pin - 1) / Pin;
-        int64_t cap = GCONV_WS_MAX_FLOATS / (R * Pin + 2 * Cg * Pin);
-        if (nb > cap) nb = cap;
-        if (nb > N) nb = N;
-        if (nb < 1) nb = 1;
-    }
+    const ba_kern_geom_t sw = swapped(&g); /* the adjoint: a conv from the output image to X's positions */
+    const int64_t nb = images_per_gemm(Pin, N, R * Pin + 2 * Cg * Pin);
     /* dcols (R, nb*Pin), xg: X_g or dX_g of the chunk's images side by side (Cg, nb*Pin) */
     float *dcols = ba_malloc((size_t)(R + Cg) * (size_t)(nb * Pin) * sizeof(float), err);
     if (!dcols) return err->code;

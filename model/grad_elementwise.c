@@ -9,18 +9,6 @@
 #include "model/broadcast.h"
 #include "model/grad_internal.h"
 
-/* 2/sqrt(pi), the derivative scale of erf. */
-#define TWO_OVER_SQRT_PI 1.1283791670955126
-/* 1/sqrt(2*pi), the standard normal density at 0. */
-#define INV_SQRT_2PI 0.3989422804014327
-/* ONNX defaults: LeakyRelu alpha, Elu alpha, Selu alpha/gamma, HardSigmoid alpha/beta. */
-#define LEAKY_ALPHA 0.01f
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
-#define HSIG_ALPHA 0.2f
-#define HSIG_BETA 0.5f
-
 static int same_shape(const ba_tensor_t *a, int ndim, const int64_t *shape) {
     return a->ndim == ndim && !memcmp(a->shape, shape, sizeof(int64_t) * (size_t)ndim);
 }
@@ -256,39 +244,17 @@ ba_status ba_prelu_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     return st;
 }
 
-enum {
-    U_RELU,
-    U_LEAKY,
-    U_SIGMOID,
-    U_TANH,
-    U_EXP,
-    U_LOG,
-    U_SQRT,
-    U_ERF,
-    U_NEG,
-    U_ABS,
-    U_RECIP,
-    U_ELU,
-    U_SELU,
-    U_HSIG,
-    U_HSWISH,
-    U_SOFTPLUS,
-    U_GELU,
-    U_SIN,
-    U_COS,
-    U_CLIP
-};
-
-static const struct {
-    const char *name;
-    int op;
-} unary_map[] = {
-    {"Relu", U_RELU}, {"LeakyRelu", U_LEAKY},  {"Sigmoid", U_SIGMOID},  {"Tanh", U_TANH},
-    {"Exp", U_EXP},   {"Log", U_LOG},          {"Sqrt", U_SQRT},        {"Erf", U_ERF},
-    {"Neg", U_NEG},   {"Abs", U_ABS},          {"Reciprocal", U_RECIP}, {"Elu", U_ELU},
-    {"Selu", U_SELU}, {"HardSigmoid", U_HSIG}, {"HardSwish", U_HSWISH}, {"Softplus", U_SOFTPLUS},
-    {"Gelu", U_GELU}, {"Sin", U_SIN},          {"Cos", U_COS},          {"Clip", U_CLIP},
-};
+void ba_grad_clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin, float *lo, float *hi) {
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    if (n->opset < 11) {
+        *lo = ba_node_attr_float(n, "min", -INFINITY);
+        *hi = ba_node_attr_float(n, "max", INFINITY);
+    } else {
+        if (nin > 1 && in[1] && in[1]->numel) *lo = (float)ba_tensor_get_f64(in[1], 0);
+        if (nin > 2 && in[2] && in[2]->numel) *hi = (float)ba_tensor_get_f64(in[2], 0);
+    }
+}
 
 /* dx = g · f'(x) (written with y = f(x) where that is cheaper). */
 ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
@@ -296,76 +262,76 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
                             ba_error *err) {
     (void)nout;
     if (!need[0]) return BA_OK;
-    int op = -1;
-    for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
-        if (!strcmp(unary_map[i].name, n->op_type)) op = unary_map[i].op;
     const ba_tensor_t *X = in[0];
     const float *x = X->data, *y = out[0]->data, *g = dout[0]->data;
     float *d = ba_grad_slot(din, 0, X, err);
     if (!d) return err->code;
     const int64_t ne = X->numel;
-    switch (op) {
-    case U_RELU: /* from y: y != 0 iff x > 0, and it also holds for the HVP's frozen-mask forward */
+    /* reached through the op table's row, so n->def is set */
+    switch (n->def->id) {
+    case BA_OP_RELU: /* from y: y != 0 iff x > 0, and it also holds for the HVP's frozen-mask forward */
         for (int64_t e = 0; e < ne; e++) d[e] += y[e] != 0.0f ? g[e] : 0.0f;
         break;
-    case U_LEAKY: {
-        float a = ba_node_attr_float(n, "alpha", LEAKY_ALPHA);
+    case BA_OP_LEAKY_RELU: {
+        float a = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : a * g[e];
         break;
     }
-    case U_SIGMOID:
+    case BA_OP_SIGMOID:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] * y[e] * (1.0f - y[e]);
         break;
-    case U_TANH:
+    case BA_OP_TANH:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (1.0f - y[e] * y[e]);
         break;
-    case U_EXP:
+    case BA_OP_EXP:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] * y[e];
         break;
-    case U_LOG:
+    case BA_OP_LOG:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] / x[e];
         break;
-    case U_SQRT:
+    case BA_OP_SQRT:
         for (int64_t e = 0; e < ne; e++) d[e] += 0.5f * g[e] / y[e];
         break;
-    case U_ERF:
-        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
+    case BA_OP_ERF:
+        for (int64_t e = 0; e < ne; e++) d[e] += g[e] * (float)BA_TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
         break;
-    case U_NEG:
+    case BA_OP_NEG:
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e];
         break;
-    case U_ABS:
+    case BA_OP_ABS:
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : x[e] < 0.0f ? -g[e] : 0.0f;
         break;
-    case U_RECIP:
+    case BA_OP_RECIPROCAL:
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e] * y[e] * y[e];
         break;
-    case U_ELU: {
-        float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+    case BA_OP_ELU: {
+        float a = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? g[e] : g[e] * (y[e] + a);
         break;
     }
-    case U_SELU: {
-        float a = ba_node_attr_float(n, "alpha", SELU_ALPHA), gm = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+    case BA_OP_SELU: {
+        float a = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA),
+              gm = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] > 0.0f ? gm * g[e] : g[e] * (y[e] + gm * a);
         break;
     }
-    case U_HSIG: {
-        float a = ba_node_attr_float(n, "alpha", HSIG_ALPHA), b = ba_node_attr_float(n, "beta", HSIG_BETA);
+    case BA_OP_HARD_SIGMOID: {
+        float a = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA),
+              b = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         for (int64_t e = 0; e < ne; e++) {
             float v = a * x[e] + b;
             d[e] += v > 0.0f && v < 1.0f ? a * g[e] : 0.0f;
         }
         break;
     }
-    case U_HSWISH: /* y = x·clamp(x/6 + 1/2, 0, 1) */
+    case BA_OP_HARD_SWISH: /* y = x·clamp(x/6 + 1/2, 0, 1) */
         for (int64_t e = 0; e < ne; e++)
             d[e] += x[e] <= -3.0f ? 0.0f : x[e] >= 3.0f ? g[e] : g[e] * (2.0f * x[e] + 3.0f) / 6.0f;
         break;
-    case U_SOFTPLUS:
+    case BA_OP_SOFTPLUS:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] / (1.0f + expf(-x[e]));
         break;
-    case U_GELU: {
+    case BA_OP_GELU: {
         const char *ap = ba_node_attr_string(n, "approximate", "none");
         if (!strcmp(ap, "tanh")) {
             const double k = sqrt(2.0 / M_PI), c = 0.044715;
@@ -377,27 +343,21 @@ ba_status ba_unary_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
         } else {
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e];
-                d[e] +=
-                    (float)(g[e] * (0.5 * (1.0 + erf(v / M_SQRT2)) + v * INV_SQRT_2PI * exp(-0.5 * v * v)));
+                d[e] += (float)(g[e] *
+                                (0.5 * (1.0 + erf(v / M_SQRT2)) + v * BA_INV_SQRT_2PI * exp(-0.5 * v * v)));
             }
         }
         break;
     }
-    case U_SIN:
+    case BA_OP_SIN:
         for (int64_t e = 0; e < ne; e++) d[e] += g[e] * cosf(x[e]);
         break;
-    case U_COS:
+    case BA_OP_COS:
         for (int64_t e = 0; e < ne; e++) d[e] -= g[e] * sinf(x[e]);
         break;
-    case U_CLIP: { /* passes where min <= x <= max (PyTorch's clamp) */
-        float lo = -INFINITY, hi = INFINITY;
-        if (n->opset < 11) {
-            lo = ba_node_attr_float(n, "min", -INFINITY);
-            hi = ba_node_attr_float(n, "max", INFINITY);
-        } else {
-            if (nin > 1 && in[1] && in[1]->numel) lo = (float)ba_tensor_get_f64(in[1], 0);
-            if (nin > 2 && in[2] && in[2]->numel) hi = (float)ba_tensor_get_f64(in[2], 0);
-        }
+    case BA_OP_CLIP: { /* passes where min <= x <= max (PyTorch's clamp) */
+        float lo, hi;
+        ba_grad_clip_bounds(n, in, nin, &lo, &hi);
         for (int64_t e = 0; e < ne; e++) d[e] += x[e] >= lo && x[e] <= hi ? g[e] : 0.0f;
         break;
     }

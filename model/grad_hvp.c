@@ -21,15 +21,6 @@
 #define FD_REL_STEP 3e-4
 /* Inputs that are all zero get this absolute step scale instead. */
 #define FD_MIN_SCALE 1e-3
-/* 2/sqrt(pi) and 1/sqrt(2 pi): erf' and the normal density's scale. */
-#define TWO_OVER_SQRT_PI 1.1283791670955126
-#define INV_SQRT_2PI 0.3989422804014327
-/* ONNX attribute defaults (as grad_elementwise.c). */
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
-/* Softmax changed from "coerce to 2-D at axis" to "along axis" in opset 13. */
-#define SOFTMAX_AXIS_OPSET 13
 #define ALL_INPUTS 0xFFFFFFFFu
 /* Cap on the im2col columns a session keeps for the weight tangents of its
  * convs (bytes); past it a conv re-runs its im2col on every probe. */
@@ -179,13 +170,8 @@ static void take_outputs(const ba_node_t *n, ba_tensor_t **out, ba_tensor_t **to
 /* ty = tx at the first maximum of each window of x (MaxPool's choice). */
 static ba_status maxpool_tangent(const ba_node_t *n, const ba_tensor_t *X, const ba_tensor_t *Y,
                                  const ba_tensor_t *TX, ba_tensor_t **ty, ba_error *err) {
-    const int nsp = X->ndim - 2;
-    const int64_t *ks = NULL;
-    if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name,
-                            n->op_type, nsp);
     ba_kern_geom_t g;
-    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ba_node_attr_int(n, "ceil_mode", 0) != 0, &g, err));
+    BA_TRY(ba_kern_pool_geom(n, X, &g, err));
     ba_tensor_t *T = zeros_like(Y, err);
     if (!T) return err->code;
     const int64_t IH = g.in[1], IW = g.in[2], ID = g.in[0], OD = g.out[0], OH = g.out[1], OW = g.out[2];
@@ -464,18 +450,12 @@ static int fast_tangent(const ba_node_t *n, rule_kind k, ba_tensor_t *const *in,
         if (!relu && !clip && !leaky && !hsig) return 0;
         float lo = -INFINITY, hi = INFINITY, a = 0.0f, b = 0.0f;
         if (clip) {
-            if (n->opset < 11) {
-                lo = ba_node_attr_float(n, "min", -INFINITY);
-                hi = ba_node_attr_float(n, "max", INFINITY);
-            } else {
-                if (nin > 1 && in[1] && in[1]->numel) lo = (float)ba_tensor_get_f64(in[1], 0);
-                if (nin > 2 && in[2] && in[2]->numel) hi = (float)ba_tensor_get_f64(in[2], 0);
-            }
+            ba_grad_clip_bounds(n, in, nin, &lo, &hi);
         } else if (leaky) {
-            a = ba_node_attr_float(n, "alpha", 0.01f);
+            a = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA);
         } else if (hsig) {
-            a = ba_node_attr_float(n, "alpha", 0.2f);
-            b = ba_node_attr_float(n, "beta", 0.5f);
+            a = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA);
+            b = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         }
         ba_tensor_t *T = (steal & 1u) && exclusive(tin[0]) ? ba_tensor_ref(tin[0]) : new_uninit(in[0], err);
         if (!T) {
@@ -833,15 +813,16 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
     else if (op == BA_OP_SQRT)
         for (int64_t e = 0; e < ne; e++) f2[e] = -0.25f / (y[e] * y[e] * y[e]);
     else if (op == BA_OP_ERF)
-        for (int64_t e = 0; e < ne; e++) f2[e] = -2.0f * x[e] * (float)TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
+        for (int64_t e = 0; e < ne; e++)
+            f2[e] = -2.0f * x[e] * (float)BA_TWO_OVER_SQRT_PI * expf(-x[e] * x[e]);
     else if (op == BA_OP_RECIPROCAL)
         for (int64_t e = 0; e < ne; e++) f2[e] = 2.0f * y[e] * y[e] * y[e];
     else if (op == BA_OP_ELU) {
-        const float a = ba_node_attr_float(n, "alpha", ELU_ALPHA);
+        const float a = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + a;
     } else if (op == BA_OP_SELU) {
-        const float a = ba_node_attr_float(n, "alpha", SELU_ALPHA),
-                    g = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        const float a = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA),
+                    g = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         for (int64_t e = 0; e < ne; e++) f2[e] = x[e] > 0.0f ? 0.0f : y[e] + g * a;
     } else if (op == BA_OP_SOFTPLUS)
         for (int64_t e = 0; e < ne; e++) {
@@ -859,7 +840,7 @@ static void unary_second(const ba_node_t *n, const float *x, const float *y, con
         } else {
             for (int64_t e = 0; e < ne; e++) {
                 double v = x[e];
-                f2[e] = (float)(INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
+                f2[e] = (float)(BA_INV_SQRT_2PI * exp(-0.5 * v * v) * (2.0 - v * v));
             }
         }
     } else if (op == BA_OP_SIN)
@@ -884,22 +865,6 @@ static ba_status add_to_input(ba_tensor_t **din, int i, const ba_tensor_t *x, co
     if (!d) return err->code;
     ba_grad_reduce_add(t, Y->ndim, Y->shape, d, x->ndim, x->shape, 1.0f);
     return BA_OK;
-}
-
-/* outer × len × inner layout of a softmax over X (as grad_norm.c). */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
-                           int64_t *inner) {
-    const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
-    int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
-    int ax = (int)(a < 0 ? a + r : a);
-    *outer = *len = *inner = 1;
-    for (int d = 0; d < ax; d++) *outer *= X->shape[d];
-    if (v13) {
-        *len = X->shape[ax];
-        for (int d = ax + 1; d < r; d++) *inner *= X->shape[d];
-    } else {
-        for (int d = ax; d < r; d++) *len *= X->shape[d];
-    }
 }
 
 /* The second-order part of t(din) for node n: (∂B/∂inputs · tangents)(g), g = base dL/d out. */
@@ -986,7 +951,7 @@ static ba_status second_order(hook_ctx *c, const ba_node_t *n, rule_kind k, ba_t
         ba_tensor_t *ty = n->outputs[0] >= 0 ? c->tan[n->outputs[0]] : NULL;
         if (!need[0] || !ty || !gout[0]) return BA_OK;
         int64_t outer, len, inner;
-        softmax_layout(n, in[0], &outer, &len, &inner);
+        ba_grad_softmax_layout(n, in[0], &outer, &len, &inner);
         float *dx = ba_grad_slot(din, 0, in[0], err);
         if (!dx) return err->code;
         const float *y = out[0]->data, *g = gout[0]->data, *t = ty->data;

@@ -5,6 +5,10 @@
 
 #include "model/grad.h"
 
+/* 2/sqrt(pi), erf's derivative scale; 1/sqrt(2 pi), the standard normal density at 0. */
+#define BA_TWO_OVER_SQRT_PI 1.1283791670955126
+#define BA_INV_SQRT_2PI 0.3989422804014327
+
 /* Whether node n's op has a gradient rule: a backward, or BA_OPF_NOGRAD
  * (passes none). Otherwise a gradient path through it is unsupported. */
 static inline int ba_grad_known(const ba_node_t *n) {
@@ -36,6 +40,16 @@ ba_status ba_grad_pass(ba_tensor_t **din, int i, const ba_tensor_t *like, ba_ten
  * summed). Shapes must be broadcast-compatible (checked by the forward). */
 void ba_grad_reduce_add(const float *g, int gndim, const int64_t *gshape, float *dst, int dndim,
                         const int64_t *dshape, float scale);
+
+/* Clip's bounds for its gradient (grad_elementwise.c): the min/max attributes
+ * before opset 11, the optional scalar inputs 1 and 2 after (±inf when absent). */
+void ba_grad_clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin, float *lo, float *hi);
+
+/* outer × len × inner layout of a Softmax / LogSoftmax over X: opset < 13
+ * coerces to 2-D at axis (len = prod(shape[axis:])), opset >= 13 runs along
+ * axis (grad_norm.c; the HVP's softmax rule reads it too). */
+void ba_grad_softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                            int64_t *inner);
 
 /* ---- the reverse walk and sessions, shared by backward.c and grad_hvp.c ---- */
 

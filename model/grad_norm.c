@@ -12,9 +12,8 @@
 /* Softmax changed from "coerce to 2-D at axis" to "along axis" in opset 13. */
 #define SOFTMAX_AXIS_OPSET 13
 
-/* outer × len × inner layout of a softmax over X. */
-static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
-                           int64_t *inner) {
+void ba_grad_softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *outer, int64_t *len,
+                            int64_t *inner) {
     const int r = X->ndim, v13 = n->opset >= SOFTMAX_AXIS_OPSET;
     int64_t a = ba_node_attr_int(n, "axis", v13 ? -1 : 1);
     int ax = (int)(a < 0 ? a + r : a);
@@ -28,6 +27,16 @@ static void softmax_layout(const ba_node_t *n, const ba_tensor_t *X, int64_t *ou
     }
 }
 
+/* Mean (*mean) and 1/sqrt(variance + eps) of the n values of row x, in double. */
+static double row_stats(const float *x, int64_t n, float eps, double *mean) {
+    double m = 0.0, v = 0.0;
+    for (int64_t k = 0; k < n; k++) m += x[k];
+    m /= (double)n;
+    for (int64_t k = 0; k < n; k++) v += ((double)x[k] - m) * ((double)x[k] - m);
+    *mean = m;
+    return 1.0 / sqrt(v / (double)n + eps);
+}
+
 /* Softmax: dx = y·(g − Σ g·y); LogSoftmax: dx = g − exp(y)·Σ g. */
 ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
@@ -37,7 +46,7 @@ ba_status ba_softmax_backward(const ba_node_t *n, ba_tensor_t *const *in, int ni
     if (!need[0]) return BA_OK;
     const int logsm = !strcmp(n->op_type, "LogSoftmax");
     int64_t outer, len, inner;
-    softmax_layout(n, in[0], &outer, &len, &inner);
+    ba_grad_softmax_layout(n, in[0], &outer, &len, &inner);
     float *dx = ba_grad_slot(din, 0, in[0], err);
     if (!dx) return err->code;
     const float *y = out[0]->data, *g = dout[0]->data;
@@ -125,11 +134,8 @@ ba_status ba_layernorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     if (Bt && need[2] && !(db = ba_grad_slot(din, 2, Bt, err))) return err->code;
     for (int64_t i = 0; i < R; i++) {
         const float *xr = x + i * D, *gr = g + i * D;
-        double mean = 0.0, v = 0.0;
-        for (int64_t k = 0; k < D; k++) mean += xr[k];
-        mean /= (double)D;
-        for (int64_t k = 0; k < D; k++) v += ((double)xr[k] - mean) * ((double)xr[k] - mean);
-        const double rstd = 1.0 / sqrt(v / (double)D + eps);
+        double mean;
+        const double rstd = row_stats(xr, D, eps, &mean);
         double m1 = 0.0, m2 = 0.0;
         for (int64_t k = 0; k < D; k++) {
             double xh = ((double)xr[k] - mean) * rstd, gh = (double)gr[k] * sc[k];
@@ -170,11 +176,8 @@ ba_status ba_instnorm_backward(const ba_node_t *n, ba_tensor_t *const *in, int n
     for (int64_t r = 0; r < N * C; r++) {
         const int64_t c = r % C;
         const float *xr = x + r * P, *gr = g + r * P;
-        double mean = 0.0, v = 0.0;
-        for (int64_t k = 0; k < P; k++) mean += xr[k];
-        mean /= (double)P;
-        for (int64_t k = 0; k < P; k++) v += ((double)xr[k] - mean) * ((double)xr[k] - mean);
-        const double rstd = 1.0 / sqrt(v / (double)P + eps);
+        double mean;
+        const double rstd = row_stats(xr, P, eps, &mean);
         double sg = 0.0, sgx = 0.0;
         for (int64_t k = 0; k < P; k++) {
             sg += gr[k];

@@ -43,15 +43,10 @@ ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
     (void)nout;
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
-    const int nsp = X->ndim - 2, is_max = n->op_type[0] == 'M';
-    const int64_t *ks = NULL;
-    if (ba_node_attr_ints(n, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", n->name,
-                            n->op_type, nsp);
-    const int ceil_mode = ba_node_attr_int(n, "ceil_mode", 0) != 0;
+    const int is_max = n->op_type[0] == 'M';
     const int include_pad = ba_node_attr_int(n, "count_include_pad", 0) != 0;
     ba_kern_geom_t g;
-    BA_TRY(ba_kern_geom_make(n, nsp, X->shape + 2, ks, ceil_mode, &g, err));
+    BA_TRY(ba_kern_pool_geom(n, X, &g, err));
     const int64_t ID = g.in[0], IH = g.in[1], IW = g.in[2], OD = g.out[0], OH = g.out[1], OW = g.out[2];
     const int64_t Pin = ID * IH * IW, P = OD * OH * OW, planes = X->shape[0] * X->shape[1];
     float *dx = ba_grad_slot(din, 0, X, err);
@@ -76,12 +71,8 @@ ba_status ba_pool_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
                         if (bi >= 0) dp[bi] += gv;
                         continue;
                     }
-                    int64_t cnt =
-                        include_pad
-                            ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                  ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                  ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
-                            : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
+                    int64_t cnt = ba_kern_avg_divisor(&g, include_pad, d0, h0, w0,
+                                                      (dhi - dlo) * (hhi - hlo) * (whi - wlo));
                     if (cnt <= 0) continue;
                     const float v = gv / (float)cnt;
                     for (int64_t a = dlo; a < dhi; a++)

@@ -11,14 +11,6 @@
 #include "model/grad_internal.h"
 #include "model/ops.h"
 
-static void strides_of(int r, const int64_t *shape, int64_t *st) {
-    int64_t acc = 1;
-    for (int d = r - 1; d >= 0; d--) {
-        st[d] = acc;
-        acc *= shape[d];
-    }
-}
-
 /* Reshape, Flatten, Squeeze, Unsqueeze, Identity-like: same data order. */
 ba_status ba_reshape_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                               int nout, ba_tensor_t *const *dout, const unsigned char *need,
@@ -46,7 +38,7 @@ ba_status ba_transpose_backward(const ba_node_t *n, ba_tensor_t *const *in, int 
     for (int i = 0; i < r; i++) perm[i] = np == r ? p[i] : r - 1 - i;
     float *dx = ba_grad_slot(din, 0, X, err);
     if (!dx) return err->code;
-    strides_of(r, X->shape, xst);
+    ba_shape_strides(r, X->shape, xst);
     for (int i = 0; i < r; i++) ys[i] = xst[perm[i]]; /* X stride along Y's dim i */
     const float *g = dout[0]->data;
     if (r == 0) {
@@ -72,6 +64,13 @@ static int norm_axis(int64_t a, int r) {
     return (int)(a < 0 ? a + r : a);
 }
 
+/* The product of t's dims before axis ax (outer) and after it (inner). */
+static void around_axis(const ba_tensor_t *t, int ax, int64_t *outer, int64_t *inner) {
+    *outer = *inner = 1;
+    for (int d = 0; d < ax; d++) *outer *= t->shape[d];
+    for (int d = ax + 1; d < t->ndim; d++) *inner *= t->shape[d];
+}
+
 /* Y = concat(X_0 … X_k, axis). */
 ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t *const *out,
                              int nout, ba_tensor_t *const *dout, const unsigned char *need, ba_tensor_t **din,
@@ -79,9 +78,8 @@ ba_status ba_concat_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     (void)nout;
     const ba_tensor_t *Y = out[0];
     const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), Y->ndim);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < ax; d++) outer *= Y->shape[d];
-    for (int d = ax + 1; d < Y->ndim; d++) inner *= Y->shape[d];
+    int64_t outer, inner;
+    around_axis(Y, ax, &outer, &inner);
     const int64_t yrow = Y->shape[ax] * inner;
     const float *g = dout[0]->data;
     int64_t off = 0;
@@ -107,9 +105,8 @@ ba_status ba_split_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0];
     const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), X->ndim);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < ax; d++) outer *= X->shape[d];
-    for (int d = ax + 1; d < X->ndim; d++) inner *= X->shape[d];
+    int64_t outer, inner;
+    around_axis(X, ax, &outer, &inner);
     const int64_t xrow = X->shape[ax] * inner;
     float *dx = ba_grad_slot(din, 0, X, err);
     if (!dx) return err->code;
@@ -177,7 +174,7 @@ ba_status ba_slice_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     if (!dx) return err->code;
     if (Y->numel == 0) return BA_OK;
     int64_t xst[BA_MAX_DIMS], st[BA_MAX_DIMS], off0 = 0;
-    strides_of(r, X->shape, xst);
+    ba_shape_strides(r, X->shape, xst);
     for (int d = 0; d < r; d++) {
         off0 += b[d] * xst[d];
         st[d] = xst[d] * step[d];
@@ -207,9 +204,8 @@ ba_status ba_gather_backward(const ba_node_t *n, ba_tensor_t *const *in, int nin
     if (!need[0]) return BA_OK;
     const ba_tensor_t *X = in[0], *I = in[1];
     const int ax = norm_axis(ba_node_attr_int(n, "axis", 0), X->ndim);
-    int64_t outer = 1, inner = 1;
-    for (int d = 0; d < ax; d++) outer *= X->shape[d];
-    for (int d = ax + 1; d < X->ndim; d++) inner *= X->shape[d];
+    int64_t outer, inner;
+    around_axis(X, ax, &outer, &inner);
     const int64_t dim = X->shape[ax], ni = I->numel;
     float *dx = ba_grad_slot(din, 0, X, err);
     if (!dx) return err->code;

@@ -362,16 +362,6 @@ void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape) {
     for (int i = 0; i < g->nsp; i++) shape[i] = g->out[BA_KERN_MAX_SP - g->nsp + i];
 }
 
-/* Range [lo, hi) of o with 0 <= o*s + base < n, clipped to [0, count). */
-static void valid_range(int64_t base, int64_t s, int64_t n, int64_t count, int64_t *lo, int64_t *hi) {
-    int64_t l = base >= 0 ? 0 : (-base + s - 1) / s;
-    int64_t h = base < n ? (n - 1 - base) / s + 1 : 0;
-    if (h > count) h = count;
-    if (l > h) l = h;
-    *lo = l;
-    *hi = h;
-}
-
 void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
@@ -385,7 +375,7 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
         const float *xc = x + c * ID * IH * IW;
         int64_t wlo, whi;
         int64_t wbase = kw * g->dil[2] - g->pb[2];
-        valid_range(wbase, g->s[2], IW, OW, &wlo, &whi);
+        ba_kern_window_taps(wbase, g->s[2], OW, IW, &wlo, &whi);
         for (int64_t od = 0; od < OD; od++) {
             int64_t id = od * g->s[0] - g->pb[0] + kd * g->dil[0];
             if (id < 0 || id >= ID) {
@@ -418,7 +408,7 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
     }
 }
 
-void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, float *y) {
+void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *y) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
@@ -430,9 +420,9 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
         float *yc = y + c * OD * OH * OW;
         for (int64_t kk = 0; kk < K; kk++) {
             int64_t kw = kk % KW, kh = (kk / KW) % KH, kd = kk / (KW * KH);
-            const float *src = cols + (c * K + kk) * P;
+            const float *src = cols + (c * K + kk) * ldc;
             int64_t wbase = kw * g->dil[2] - g->pb[2], ilo, ihi;
-            valid_range(wbase, g->s[2], OW, IW, &ilo, &ihi);
+            ba_kern_window_taps(wbase, g->s[2], IW, OW, &ilo, &ihi);
             for (int64_t id = 0; id < ID; id++) {
                 int64_t od = id * g->s[0] - g->pb[0] + kd * g->dil[0];
                 if (od < 0 || od >= OD) continue;
@@ -449,11 +439,8 @@ void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, f
     }
 }
 
-ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
-                               const int64_t *dshape, float *dst, const char *what, ba_error *err) {
-    char b1[128], b2[128];
-    if (src->ndim > dndim) goto bad;
-    int64_t sstride[BA_MAX_DIMS]; /* stride in src per dst dim, 0 where broadcast */
+int ba_kern_broadcast_strides(const ba_tensor_t *src, int dndim, const int64_t *dshape, int64_t *sstride) {
+    if (src->ndim > dndim) return -1;
     int64_t acc = 1;
     for (int i = dndim - 1; i >= 0; i--) {
         int si = i - (dndim - src->ndim);
@@ -466,9 +453,17 @@ ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, in
         else if (src->shape[si] == 1)
             sstride[i] = 0;
         else
-            goto bad;
+            return -1;
         acc *= src->shape[si];
     }
+    return 0;
+}
+
+ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,
+                               const int64_t *dshape, float *dst, const char *what, ba_error *err) {
+    char b1[128], b2[128];
+    int64_t sstride[BA_MAX_DIMS]; /* stride in src per dst dim, 0 where broadcast */
+    if (ba_kern_broadcast_strides(src, dndim, dshape, sstride) != 0) goto bad;
     const float *s = src->data;
     int64_t n = ba_shape_numel(dndim, dshape), idx[BA_MAX_DIMS] = {0}, off = 0;
     for (int64_t e = 0; e < n; e++) {
@@ -509,6 +504,24 @@ int64_t ba_kern_window_taps_padded(int64_t start, int64_t dil, int64_t k, int64_
     int64_t lo, hi;
     ba_kern_window_taps(start + pb, dil, k, n + pb + pe, &lo, &hi);
     return hi - lo;
+}
+
+int64_t ba_kern_avg_divisor(const ba_kern_geom_t *g, int include_pad, int64_t d0, int64_t h0, int64_t w0,
+                            int64_t taps) {
+    if (!include_pad) return taps;
+    return ba_kern_window_taps_padded(d0, g->dil[0], g->k[0], g->in[0], g->pb[0], g->pe[0]) *
+           ba_kern_window_taps_padded(h0, g->dil[1], g->k[1], g->in[1], g->pb[1], g->pe[1]) *
+           ba_kern_window_taps_padded(w0, g->dil[2], g->k[2], g->in[2], g->pb[2], g->pe[2]);
+}
+
+ba_status ba_kern_pool_geom(const ba_node_t *node, const ba_tensor_t *X, ba_kern_geom_t *g, ba_error *err) {
+    const int nsp = X->ndim - 2;
+    const int64_t *ks = NULL;
+    if (ba_node_attr_ints(node, "kernel_shape", &ks) != nsp)
+        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", node->name,
+                            node->op_type, nsp);
+    const int ceil_mode = ba_node_attr_int(node, "ceil_mode", 0) != 0;
+    return ba_kern_geom_make(node, nsp, X->shape + 2, ks, ceil_mode, g, err);
 }
 
 int64_t ba_kern_window_argmax(const ba_kern_geom_t *g, const float *x, int64_t od, int64_t oh, int64_t ow) {

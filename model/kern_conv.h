@@ -39,6 +39,11 @@ ba_status ba_kern_geom_make(const ba_node_t *node, int nsp, const int64_t *in_sp
 ba_status ba_kern_convt_geom(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W,
                              ba_kern_geom_t *g, ba_error *err);
 
+/* The window geometry of a pool node (MaxPool, AveragePool, LpPool) over X
+ * (N, C, *sp): its kernel_shape (one value per spatial axis, else
+ * BA_ERR_INPUT naming the node) and ceil_mode. */
+ba_status ba_kern_pool_geom(const ba_node_t *node, const ba_tensor_t *X, ba_kern_geom_t *g, ba_error *err);
+
 /* Output spatial shape of geometry g into shape[0..nsp). */
 void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape);
 
@@ -48,6 +53,10 @@ void ba_kern_window_taps(int64_t start, int64_t dil, int64_t k, int64_t n, int64
 /* Taps of the window that lie inside [-pb, n + pe): AveragePool's divisor with
  * count_include_pad (taps past the end padding, from ceil_mode, never count). */
 int64_t ba_kern_window_taps_padded(int64_t start, int64_t dil, int64_t k, int64_t n, int64_t pb, int64_t pe);
+/* AveragePool's divisor for the window starting at (d0, h0, w0) with `taps`
+ * valid taps: with count_include_pad the taps inside the padding too. */
+int64_t ba_kern_avg_divisor(const ba_kern_geom_t *g, int include_pad, int64_t d0, int64_t h0, int64_t w0,
+                            int64_t taps);
 /* In-plane index of the first maximum of output window (od, oh, ow) over one
  * input plane x (D*H*W floats) — MaxPool's choice, which its gradient and
  * tangent follow; -1 when the window holds no input tap. */
@@ -61,11 +70,15 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
  * the fork-worthwhile size or inside a parallel region, else OpenMP's max. */
 int ba_kern_threads(int64_t work);
 
-/* col2im: adds cols (C*KD*KH*KW, ID*IH*IW) into y (C, OD, OH, OW) where the
- * roles are transposed (ConvTranspose): g->in is the transposed op's input
- * (the columns' positions) and g->out the image written. */
-void ba_kern_col2im_add(const float *cols, int64_t C, const ba_kern_geom_t *g, float *y);
+/* col2im: adds cols (C*KD*KH*KW, ID*IH*IW), rows ldc floats apart (ldc >=
+ * ID*IH*IW: several images side by side), into y (C, OD, OH, OW) where the
+ * roles are transposed (ConvTranspose, and a Conv's input gradient):
+ * g->in is the columns' positions and g->out the image written. */
+void ba_kern_col2im_add(const float *cols, int64_t ldc, int64_t C, const ba_kern_geom_t *g, float *y);
 
+/* sstride[i]: src's element stride along dim i of (dndim, dshape) under numpy
+ * broadcasting (0 where src is broadcast); -1 when src does not broadcast to it. */
+int ba_kern_broadcast_strides(const ba_tensor_t *src, int dndim, const int64_t *dshape, int64_t *sstride);
 /* Expands src (ndim, shape) by numpy broadcasting into dst of (dndim, dshape);
  * BA_ERR_INPUT naming the node when not broadcastable. */
 ba_status ba_kern_broadcast_to(const ba_node_t *node, const ba_tensor_t *src, int dndim,

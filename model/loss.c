@@ -17,13 +17,22 @@ static double row_lse(const float *z, int64_t C) {
     return mx + log(s);
 }
 
-ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale,
-                       double *loss, float *dz, ba_error *err) {
-    char sb[128], rb[128];
+/* The model output z as R rows of C classes (its last axis); BA_ERR_INPUT
+ * unless it is float32. */
+static ba_status loss_rows(const ba_tensor_t *z, int64_t *C, int64_t *R, ba_error *err) {
     if (!z || z->dtype != BA_DT_F32)
         return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
                             z ? ba_dtype_name(z->dtype) : "missing");
-    const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
+    *C = z->ndim ? z->shape[z->ndim - 1] : 1;
+    *R = *C ? z->numel / *C : 0;
+    return BA_OK;
+}
+
+ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, double scale,
+                       double *loss, float *dz, ba_error *err) {
+    char sb[128], rb[128];
+    int64_t C, R;
+    BA_TRY(loss_rows(z, &C, &R, err));
     const float *zv = z->data;
     double total = 0.0;
     *loss = 0.0;
@@ -98,10 +107,8 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
 
 ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz,
                       float *htz, double *quad, ba_error *err) {
-    if (!z || z->dtype != BA_DT_F32)
-        return ba_error_set(err, BA_ERR_INPUT, "loss: the model output is %s, not float32",
-                            z ? ba_dtype_name(z->dtype) : "missing");
-    const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
+    int64_t C, R;
+    BA_TRY(loss_rows(z, &C, &R, err));
     const float *zv = z->data;
     double q = 0.0;
     if (spec->kind == BA_LOSS_MSE) { /* L = Σ (z − ref)² / n: H = 2/n · I */

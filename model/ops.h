@@ -262,6 +262,19 @@ extern ba_op_forward_t ba_fwd_cast, ba_fwd_concat, ba_fwd_constant, ba_fwd_const
     ba_fwd_range, ba_fwd_reshape, ba_fwd_resize, ba_fwd_scatter_nd, ba_fwd_shape, ba_fwd_size, ba_fwd_slice,
     ba_fwd_split, ba_fwd_squeeze, ba_fwd_tile, ba_fwd_transpose, ba_fwd_trilu, ba_fwd_unsqueeze;
 
+/* ONNX attribute defaults of the activations (operator docs), read by their
+ * forward kernels, backward and tangent rules. */
+#define BA_LEAKY_ALPHA 0.01f
+#define BA_ELU_ALPHA 1.0f
+#define BA_SELU_ALPHA 1.67326319217681884765625f
+#define BA_SELU_GAMMA 1.05070102214813232421875f
+#define BA_HSIG_ALPHA 0.2f
+#define BA_HSIG_BETA 0.5f
+
+/* Checks a forward kernel's inputs: at least k of them, in[0..k) all present;
+ * BA_ERR_INPUT naming node n otherwise (ops_shape.c). */
+ba_status ba_op_need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err);
+
 /* Truth of an If condition: one element of bool or a number type (0 is
  * false); BA_ERR_INPUT naming the If node otherwise. */
 ba_status ba_if_truth(const char *node, const ba_tensor_t *c, int *truth, ba_error *err);

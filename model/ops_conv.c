@@ -220,16 +220,22 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
     }
 }
 
-/* X (N, C, *in), W (M, C/group, *k), B (M) -> Y (N, M, *out). */
-ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                          ba_error *err) {
-    (void)nout;
-    const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
+/* Conv / ConvTranspose: X and W present and float32, X of rank 3 to 5, W of X's rank. */
+static ba_status check_x_w(const ba_node_t *node, const ba_tensor_t *X, const ba_tensor_t *W, ba_error *err) {
     BA_TRY(ba_kern_need_f32(node, X, "input X", err));
     BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
     if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP)
         return bad(node, "input X (expected rank 3 to 5)", X, err);
     if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
+    return BA_OK;
+}
+
+/* X (N, C, *in), W (M, C/group, *k), B (M) -> Y (N, M, *out). */
+ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                          ba_error *err) {
+    (void)nout;
+    const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
+    BA_TRY(check_x_w(node, X, W, err));
     const int nsp = X->ndim - 2;
     const int64_t N = X->shape[0], C = X->shape[1], M = W->shape[0], Cg = W->shape[1];
     const int64_t group = ba_node_attr_int(node, "group", 1);
@@ -316,11 +322,7 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
                            int nout, ba_error *err) {
     (void)nout;
     const ba_tensor_t *X = nin > 0 ? in[0] : NULL, *W = nin > 1 ? in[1] : NULL, *B = nin > 2 ? in[2] : NULL;
-    BA_TRY(ba_kern_need_f32(node, X, "input X", err));
-    BA_TRY(ba_kern_need_f32(node, W, "weight W", err));
-    if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP)
-        return bad(node, "input X (expected rank 3 to 5)", X, err);
-    if (W->ndim != X->ndim) return bad(node, "weight W (rank differs from X)", W, err);
+    BA_TRY(check_x_w(node, X, W, err));
     const int64_t N = X->shape[0], C = X->shape[1], group = ba_node_attr_int(node, "group", 1);
     if (group < 1 || W->shape[0] != C || C % group != 0)
         return ba_error_set(
@@ -354,7 +356,7 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
             ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f,
                           cols, Pin);
-            ba_kern_col2im_add(cols, Mg, &g, y + (n * M + gi * Mg) * P);
+            ba_kern_col2im_add(cols, Pin, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);
     out[0] = Y;

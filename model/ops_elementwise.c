@@ -19,13 +19,7 @@
 
 #include "model/broadcast.h"
 
-/* Default attribute values from the ONNX operator docs. */
-#define LEAKY_ALPHA 0.01f
-#define ELU_ALPHA 1.0f
-#define SELU_ALPHA 1.67326319217681884765625f
-#define SELU_GAMMA 1.05070102214813232421875f
-#define HSIG_ALPHA 0.2f
-#define HSIG_BETA 0.5f
+/* Default attribute values from the ONNX operator docs (the others: model/ops.h). */
 #define HSWISH_ALPHA (1.0f / 6.0f)
 #define GELU_TANH_C 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_TANH_K 0.044715f
@@ -165,16 +159,6 @@ static inline float vtanhf(float x) {
 static inline float vsigmoidf(float x) {
     const float e = vexpf(-fabsf(x)), s = 1.0f / (1.0f + e);
     return x >= 0 ? s : e * s;
-}
-
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
-                            nin);
-    for (int i = 0; i < k; i++)
-        if (!in[i])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
-    return BA_OK;
 }
 
 /* ---------------------------------------------------------------- binary */
@@ -473,7 +457,7 @@ static int binary_op_of(const ba_node_t *n) {
 ba_status ba_fwd_binary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     int op = binary_op_of(n);
     if (op < 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
@@ -486,7 +470,7 @@ ba_status ba_fwd_variadic(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
     (void)nout;
     if (nin < 1)
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs at least one input", n->name, n->op_type);
-    BA_TRY(need_inputs(n, in, nin, nin, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, nin, err));
     int op = strcmp(n->op_type, "Min") == 0 ? B_MIN : strcmp(n->op_type, "Max") == 0 ? B_MAX : B_ADD;
     ba_tensor_t *acc = ba_tensor_clone(in[0], err);
     if (!acc) return err->code;
@@ -531,7 +515,7 @@ static void seg_where(void *vctx, int64_t oo, const int64_t *offs, const int64_t
 ba_status ba_fwd_where(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
     if (in[0]->dtype != BA_DT_BOOL)
         return ba_error_set(err, BA_ERR_INPUT, "%s (Where): condition is %s, not bool", n->name,
                             ba_dtype_name(in[0]->dtype));
@@ -836,7 +820,7 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
 ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int op = -1;
     for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
         if (strcmp(unary_map[i].name, n->op_type) == 0) op = unary_map[i].op;
@@ -844,15 +828,15 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s not elementwise", n->name, n->op_type);
     uparam p = {0, 0, 0, 0, 0};
     switch (op) {
-    case U_LEAKY: p.alpha = ba_node_attr_float(n, "alpha", LEAKY_ALPHA); break;
-    case U_ELU: p.alpha = ba_node_attr_float(n, "alpha", ELU_ALPHA); break;
+    case U_LEAKY: p.alpha = ba_node_attr_float(n, "alpha", BA_LEAKY_ALPHA); break;
+    case U_ELU: p.alpha = ba_node_attr_float(n, "alpha", BA_ELU_ALPHA); break;
     case U_SELU:
-        p.alpha = ba_node_attr_float(n, "alpha", SELU_ALPHA);
-        p.gamma = ba_node_attr_float(n, "gamma", SELU_GAMMA);
+        p.alpha = ba_node_attr_float(n, "alpha", BA_SELU_ALPHA);
+        p.gamma = ba_node_attr_float(n, "gamma", BA_SELU_GAMMA);
         break;
     case U_HSIG:
-        p.alpha = ba_node_attr_float(n, "alpha", HSIG_ALPHA);
-        p.beta = ba_node_attr_float(n, "beta", HSIG_BETA);
+        p.alpha = ba_node_attr_float(n, "alpha", BA_HSIG_ALPHA);
+        p.beta = ba_node_attr_float(n, "beta", BA_HSIG_BETA);
         break;
     case U_CLIP: BA_TRY(clip_bounds(n, in, nin, &p, err)); break;
     case U_GELU: {

@@ -20,17 +20,11 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     if (X->ndim < 3 || X->ndim > 2 + BA_KERN_MAX_SP)
         return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): input X has shape %s (expected rank 3 to 5)",
                             node->name, node->op_type, ba_shape_str(X->ndim, X->shape, sb, sizeof sb));
-    const int nsp = X->ndim - 2;
-    const int64_t *ks = NULL;
-    if (ba_node_attr_ints(node, "kernel_shape", &ks) != nsp)
-        return ba_error_set(err, BA_ERR_INPUT, "node %s (%s): kernel_shape must have %d values", node->name,
-                            node->op_type, nsp);
-    const int ceil_mode = ba_node_attr_int(node, "ceil_mode", 0) != 0;
+    ba_kern_geom_t g;
+    BA_TRY(ba_kern_pool_geom(node, X, &g, err));
     const int include_pad = ba_node_attr_int(node, "count_include_pad", 0) != 0;
     const int col_major = ba_node_attr_int(node, "storage_order", 0) != 0;
     const float p = kind == POOL_LP ? (float)ba_node_attr_int(node, "p", 2) : 0.0f;
-    ba_kern_geom_t g;
-    BA_TRY(ba_kern_geom_make(node, nsp, X->shape + 2, ks, ceil_mode, &g, err));
     int64_t yshape[BA_MAX_DIMS] = {X->shape[0], X->shape[1]};
     ba_kern_geom_out_shape(&g, yshape + 2);
     /* The loop below stores every output (and index) element. */
@@ -93,12 +87,8 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
                             y[o] = (float)pow(acc, 1.0 / p);
                             continue;
                         }
-                        int64_t cnt =
-                            include_pad
-                                ? ba_kern_window_taps_padded(d0, g.dil[0], g.k[0], ID, g.pb[0], g.pe[0]) *
-                                      ba_kern_window_taps_padded(h0, g.dil[1], g.k[1], IH, g.pb[1], g.pe[1]) *
-                                      ba_kern_window_taps_padded(w0, g.dil[2], g.k[2], IW, g.pb[2], g.pe[2])
-                                : (dhi - dlo) * (hhi - hlo) * (whi - wlo);
+                        int64_t cnt = ba_kern_avg_divisor(&g, include_pad, d0, h0, w0,
+                                                          (dhi - dlo) * (hhi - hlo) * (whi - wlo));
                         y[o] = cnt > 0 ? (float)(acc / (double)cnt) : 0.0f;
                     }
                 }

@@ -14,16 +14,6 @@
 #define AXES_OPSET_OTHER 18
 #define TOPK_K_INPUT_OPSET 10
 
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
-    if (nin < k)
-        return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
-                            nin);
-    for (int i = 0; i < k; i++)
-        if (!in[i])
-            return ba_error_set(err, BA_ERR_INPUT, "%s (%s): input %d missing", n->name, n->op_type, i);
-    return BA_OK;
-}
-
 static ba_status norm_axis(const ba_node_t *n, int64_t axis, int rank, int *out, ba_error *err) {
     *out = 0;
     int r = rank ? rank : 1; /* a scalar accepts axis 0/-1 like a 1-element vector */
@@ -34,23 +24,19 @@ static ba_status norm_axis(const ba_node_t *n, int64_t axis, int rank, int *out,
     return BA_OK;
 }
 
-static ba_status check_numeric(const ba_node_t *n, const ba_tensor_t *x, ba_error *err) {
-    if (!ba_dtype_is_float(x->dtype) && !ba_dtype_is_int(x->dtype))
+/* The data input of a kernel: ba_op_need_inputs(k), then *x = in[0] of a number type. */
+static ba_status numeric_input(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_tensor_t **x,
+                               ba_error *err) {
+    BA_TRY(ba_op_need_inputs(n, in, nin, k, err));
+    *x = in[0];
+    if (!ba_dtype_is_float(in[0]->dtype) && !ba_dtype_is_int(in[0]->dtype))
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): dtype %s not supported", n->name, n->op_type,
-                            ba_dtype_name(x->dtype));
+                            ba_dtype_name(in[0]->dtype));
     return BA_OK;
 }
 
 static inline double ld(const ba_tensor_t *t, int64_t i) {
     return t->dtype == BA_DT_F32 ? (double)((const float *)t->data)[i] : ba_tensor_get_f64(t, i);
-}
-
-static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st) {
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        st[d] = s;
-        s *= shape[d];
-    }
 }
 
 /* ---------------------------------------------------------------- Reduce* */
@@ -146,9 +132,8 @@ static int64_t reduce_int(int op, const ba_tensor_t *x, int64_t base, const rwal
 ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_numeric(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(numeric_input(n, in, nin, 1, &x, err));
     int op = -1;
     for (size_t i = 0; i < sizeof reduce_map / sizeof reduce_map[0]; i++)
         if (strcmp(reduce_map[i].name, n->op_type) == 0) op = reduce_map[i].op;
@@ -192,7 +177,7 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
     int64_t oshape[BA_MAX_DIMS], st[BA_MAX_DIMS], kstride[BA_MAX_DIMS], kshape[BA_MAX_DIMS];
     int on = 0, nk = 0;
     rwalk w = {0, {0}, {0}, 1};
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     for (int d = 0; d < r; d++) {
         if (red[d]) {
             w.rshape[w.nr] = x->shape[d];
@@ -232,9 +217,8 @@ ba_status ba_fwd_reduce(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_arg(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                      ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_numeric(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(numeric_input(n, in, nin, 1, &x, err));
     int is_max = strcmp(n->op_type, "ArgMax") == 0, axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
     int keep = (int)ba_node_attr_int(n, "keepdims", 1),
@@ -293,15 +277,14 @@ static int cmp_asc(const void *pa, const void *pb) {
 
 ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_numeric(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(numeric_input(n, in, nin, 1, &x, err));
     if (x->ndim < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): scalar input", n->name);
     int axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", -1), x->ndim, &axis, err));
     int64_t k;
     if (n->opset >= TOPK_K_INPUT_OPSET) {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         if (in[1]->numel != 1 || !ba_dtype_is_int(in[1]->dtype))
             return ba_error_set(err, BA_ERR_INPUT, "%s (TopK): K must be a one-element integer tensor",
                                 n->name);
@@ -360,9 +343,8 @@ ba_status ba_fwd_topk(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_cumsum(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_numeric(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(numeric_input(n, in, nin, 2, &x, err));
     if (x->ndim < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): scalar input", n->name);
     if (in[1]->numel != 1 || !ba_dtype_is_int(in[1]->dtype))
         return ba_error_set(err, BA_ERR_INPUT, "%s (CumSum): axis must be a one-element integer tensor",

@@ -263,6 +263,32 @@ static void gemm2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *
             for (int64_t j = 0; j < N; j++) tC[i * ldc + j] *= b2;
 }
 
+/* Allocates one set of the tape's arrays (the values, or their tangents):
+ * cprev/cnew for an LSTM, q for a GRU with linear_before_reset. 0 when out
+ * of memory (what was allocated stays in the pointers, for tape_free). */
+static int tape_alloc(const rnn_t *r, float **gates, float **hprev, float **y, float **hfin, float **cfin,
+                      float **cprev, float **cnew, float **q) {
+    const int64_t T = r->T, B = r->B, H = r->H, D = r->dirs;
+    int ok = 1;
+#define RNN_ALLOC(dst, n, z)                                                                                 \
+    do {                                                                                                     \
+        (dst) = alloc_f((n), (z));                                                                           \
+        ok = ok && (dst);                                                                                    \
+    } while (0)
+    RNN_ALLOC(*gates, D * T * B * r->G * H, 1);
+    RNN_ALLOC(*hprev, D * T * B * H, 0);
+    RNN_ALLOC(*y, D * T * B * H, 1);
+    RNN_ALLOC(*hfin, D * B * H, 0);
+    RNN_ALLOC(*cfin, D * B * H, 0);
+    if (!r->gru) {
+        RNN_ALLOC(*cprev, D * T * B * H, 0);
+        RNN_ALLOC(*cnew, D * T * B * H, 1);
+    }
+    if (r->lbr) RNN_ALLOC(*q, D * T * B * H, 1);
+#undef RNN_ALLOC
+    return ok;
+}
+
 /* Runs every direction, filling the tape; with tn, also the tangents of
  * everything the tape holds (forward mode, same steps). */
 static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_error *err) {
@@ -271,36 +297,15 @@ static ba_status rnn_run(const rnn_t *r, const rnn_tan_t *tn, tape_t *tp, ba_err
     const int lstm = !r->gru, tg = tn != NULL;
     float *bufs[16] = {0};
     int nb = 0, ok = 1;
-#define RNN_ALLOC(dst, n, z)                                                                                 \
-    do {                                                                                                     \
-        (dst) = alloc_f((n), (z));                                                                           \
-        ok = ok && (dst);                                                                                    \
-    } while (0)
-    RNN_ALLOC(tp->gates, D * T * B * GH, 1);
-    RNN_ALLOC(tp->hprev, D * T * B * H, 0);
-    RNN_ALLOC(tp->y, D * T * B * H, 1);
-    RNN_ALLOC(tp->hfin, D * B * H, 0);
-    RNN_ALLOC(tp->cfin, D * B * H, 0);
-    if (lstm) {
-        RNN_ALLOC(tp->cprev, D * T * B * H, 0);
-        RNN_ALLOC(tp->cnew, D * T * B * H, 1);
-    }
-    if (r->lbr) RNN_ALLOC(tp->q, D * T * B * H, 1);
-    if (tg) {
-        RNN_ALLOC(tp->tgates, D * T * B * GH, 1);
-        RNN_ALLOC(tp->thprev, D * T * B * H, 0);
-        RNN_ALLOC(tp->ty, D * T * B * H, 1);
-        RNN_ALLOC(tp->thfin, D * B * H, 0);
-        RNN_ALLOC(tp->tcfin, D * B * H, 0);
-        if (lstm) {
-            RNN_ALLOC(tp->tcprev, D * T * B * H, 0);
-            RNN_ALLOC(tp->tcnew, D * T * B * H, 1);
-        }
-        if (r->lbr) RNN_ALLOC(tp->tq, D * T * B * H, 1);
-    }
+    ok = tape_alloc(r, &tp->gates, &tp->hprev, &tp->y, &tp->hfin, &tp->cfin, &tp->cprev, &tp->cnew, &tp->q);
+    if (tg && ok)
+        ok = tape_alloc(r, &tp->tgates, &tp->thprev, &tp->ty, &tp->thfin, &tp->tcfin, &tp->tcprev, &tp->tcnew,
+                        &tp->tq);
     /* scratch: hr, h, c, rh and their tangents */
-    for (nb = 0; nb < (tg ? 8 : 4); nb++) RNN_ALLOC(bufs[nb], nb % 4 == 0 ? B * GH : B * H, 1);
-#undef RNN_ALLOC
+    for (nb = 0; nb < (tg ? 8 : 4); nb++) {
+        bufs[nb] = alloc_f(nb % 4 == 0 ? B * GH : B * H, 1);
+        ok = ok && bufs[nb];
+    }
     float *hr = bufs[0], *h = bufs[1], *c = bufs[2], *rh = bufs[3];
     float *thr = bufs[4], *th = bufs[5], *tc = bufs[6], *trh = bufs[7];
     if (!ok) {

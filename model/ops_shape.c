@@ -13,7 +13,7 @@
 #define MAX_STRIDED_DIMS (2 * BA_MAX_DIMS) /* Tile walks a (repeat, dim) pair per axis */
 #define PAR_MIN 32768                      /* elements below which threads cost more than they save */
 
-static ba_status need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
+ba_status ba_op_need_inputs(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_error *err) {
     if (nin < k)
         return ba_error_set(err, BA_ERR_INPUT, "%s (%s): needs %d inputs, has %d", n->name, n->op_type, k,
                             nin);
@@ -93,12 +93,16 @@ static void copy_strided(void *dst, const void *src, int ndim, const int64_t *sh
     }
 }
 
-static void contiguous_strides(int ndim, const int64_t *shape, int64_t *st) {
-    int64_t s = 1;
-    for (int d = ndim - 1; d >= 0; d--) {
-        st[d] = s;
-        s *= shape[d];
-    }
+/* out[0] <- a new contiguous tensor of x's dtype and shape (ndim, shape), filled
+ * by copy_strided from x's element off over the walk (wdims, wshape, wst). */
+static ba_status new_strided(const ba_tensor_t *x, int ndim, const int64_t *shape, int64_t off, int wdims,
+                             const int64_t *wshape, const int64_t *wst, ba_tensor_t **out, ba_error *err) {
+    ba_tensor_t *o = ba_tensor_new(x->dtype, ndim, shape, err);
+    if (!o) return err->code;
+    size_t es = ba_dtype_size(x->dtype);
+    if (o->numel) copy_strided(o->data, (const char *)x->data + (size_t)off * es, wdims, wshape, wst, es);
+    out[0] = o;
+    return BA_OK;
 }
 
 static ba_status check_dtype(const ba_node_t *n, const ba_tensor_t *t, ba_error *err) {
@@ -106,6 +110,14 @@ static ba_status check_dtype(const ba_node_t *n, const ba_tensor_t *t, ba_error 
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): dtype %s not supported", n->name, n->op_type,
                             ba_dtype_name(t->dtype));
     return BA_OK;
+}
+
+/* The data input of a kernel: ba_op_need_inputs(k), then *x = in[0] of a supported dtype. */
+static ba_status data_input(const ba_node_t *n, ba_tensor_t *const *in, int nin, int k, ba_tensor_t **x,
+                            ba_error *err) {
+    BA_TRY(ba_op_need_inputs(n, in, nin, k, err));
+    *x = in[0];
+    return check_dtype(n, *x, err);
 }
 
 /* ---------------------------------------------------------------- views */
@@ -120,7 +132,7 @@ static ba_status make_view(const ba_node_t *n, ba_tensor_t *x, int ndim, const i
 
 ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                           ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     BA_TRY(make_view(n, in[0], in[0]->ndim, in[0]->shape, &out[0], err));
     if (strcmp(n->op_type, "Dropout") == 0 && wants_output(n, nout, 1)) {
         /* Inference: nothing is dropped, so every mask entry is true. */
@@ -139,7 +151,7 @@ ba_status ba_fwd_identity(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axis = ba_node_attr_int(n, "axis", 1);
     if (axis < 0) axis += x->ndim;
@@ -154,7 +166,7 @@ ba_status ba_fwd_flatten(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_reshape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
     ba_tensor_t *x = in[0];
     int64_t shape[BA_MAX_DIMS];
     int nd;
@@ -224,7 +236,7 @@ static ba_status get_axes(const ba_node_t *n, ba_tensor_t *const *in, int nin, i
 ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axes[2 * BA_MAX_DIMS];
     int cnt, given;
@@ -252,7 +264,7 @@ ba_status ba_fwd_squeeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int64_t axes[2 * BA_MAX_DIMS];
     int cnt, given;
@@ -278,9 +290,8 @@ ba_status ba_fwd_unsqueeze(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
 ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                            ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim, perm[BA_MAX_DIMS], seen[BA_MAX_DIMS] = {0};
     const int64_t *p;
     int k = ba_node_attr_ints(n, "perm", &p);
@@ -297,23 +308,19 @@ ba_status ba_fwd_transpose(const ba_node_t *n, ba_tensor_t *const *in, int nin, 
         perm[d] = (int)v;
     }
     int64_t shape[BA_MAX_DIMS], st[BA_MAX_DIMS], pst[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     for (int d = 0; d < r; d++) {
         shape[d] = x->shape[perm[d]];
         pst[d] = st[perm[d]];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, r, shape, pst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, 0, r, shape, pst, out, err);
 }
 
 ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
     if (nin < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Concat): no inputs", n->name);
-    BA_TRY(need_inputs(n, in, nin, nin, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, nin, err));
     ba_tensor_t *x0 = in[0];
     BA_TRY(check_dtype(n, x0, err));
     int axis;
@@ -353,9 +360,8 @@ ba_status ba_fwd_concat(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 
 ba_status ba_fwd_split(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int axis;
     BA_TRY(norm_axis(n, ba_node_attr_int(n, "axis", 0), x->ndim, &axis, err));
     if (nout < 1) return ba_error_set(err, BA_ERR_INPUT, "%s (Split): no outputs", n->name);
@@ -448,9 +454,8 @@ done:
 ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim;
     int64_t starts[BA_MAX_DIMS], ends[BA_MAX_DIMS], axes[BA_MAX_DIMS], steps[BA_MAX_DIMS];
     int ns = 0, ne = 0, na = 0, nst = 0;
@@ -466,7 +471,7 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         if (na > BA_MAX_DIMS) return ba_error_set(err, BA_ERR_INPUT, "%s (Slice): too many axes", n->name);
         if (na) memcpy(axes, v, sizeof(int64_t) * (size_t)na);
     } else {
-        BA_TRY(need_inputs(n, in, nin, 3, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
         BA_TRY(read_ints(n, in[1], "starts", starts, BA_MAX_DIMS, &ns, err));
         BA_TRY(read_ints(n, in[2], "ends", ends, BA_MAX_DIMS, &ne, err));
         if (opt_in(in, nin, 3)) BA_TRY(read_ints(n, in[3], "axes", axes, BA_MAX_DIMS, &na, err));
@@ -502,26 +507,21 @@ ba_status ba_fwd_slice(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
         b[a] = shape[a] ? s : 0;
         step[a] = k;
     }
-    contiguous_strides(r, x->shape, st0);
+    ba_shape_strides(r, x->shape, st0);
     int64_t off = 0, strides[BA_MAX_DIMS];
     for (int d = 0; d < r; d++) {
         off += b[d] * st0[d];
         strides[d] = st0[d] * step[d];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    size_t es = ba_dtype_size(x->dtype);
-    if (o->numel) copy_strided(o->data, (const char *)x->data + (size_t)off * es, r, shape, strides, es);
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, off, r, shape, strides, out, err);
 }
 
 ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0], *idx = in[1];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
+    ba_tensor_t *idx = in[1];
     if (idx->dtype != BA_DT_I64 && idx->dtype != BA_DT_I32)
         return ba_error_set(err, BA_ERR_INPUT, "%s (Gather): indices are %s, not int32/int64", n->name,
                             ba_dtype_name(idx->dtype));
@@ -562,9 +562,9 @@ ba_status ba_fwd_gather(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_
 ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                  int nout, ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0], *idx = in[1];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
+    ba_tensor_t *idx = in[1];
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim != x->ndim)
         return ba_error_set(err, BA_ERR_INPUT, "%s (GatherElements): indices must be integer of rank %d",
                             n->name, x->ndim);
@@ -577,7 +577,7 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
     ba_tensor_t *o = ba_tensor_new(x->dtype, idx->ndim, idx->shape, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS], pos[BA_MAX_DIMS] = {0}, dim = x->shape[axis];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     size_t es = ba_dtype_size(x->dtype);
     for (int64_t i = 0; i < idx->numel; i++) {
         int64_t v = ba_tensor_get_i64(idx, i);
@@ -600,32 +600,26 @@ ba_status ba_fwd_gather_elements(const ba_node_t *n, ba_tensor_t *const *in, int
 ba_status ba_fwd_expand(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                         ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
     int64_t want[BA_MAX_DIMS], shape[BA_MAX_DIMS];
     int nw, r;
     BA_TRY(read_ints(n, in[1], "shape", want, BA_MAX_DIMS, &nw, err));
     BA_TRY(ba_broadcast_shape(x->ndim, x->shape, nw, want, &r, shape, n->name, err));
     int64_t st[BA_MAX_DIMS], bst[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     for (int d = 0; d < r; d++) {
         int dx = d - (r - x->ndim);
         bst[d] = (dx < 0 || x->shape[dx] == 1) ? 0 : st[dx];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, r, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, r, shape, bst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, r, shape, 0, r, shape, bst, out, err);
 }
 
 ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 2, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 2, &x, err));
     int64_t rep[BA_MAX_DIMS];
     int nr;
     BA_TRY(read_ints(n, in[1], "repeats", rep, BA_MAX_DIMS, &nr, err));
@@ -633,7 +627,7 @@ ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
         return ba_error_set(err, BA_ERR_INPUT, "%s (Tile): %d repeats for rank %d", n->name, nr, x->ndim);
     /* Output laid out as [rep0, d0, rep1, d1, ...] is exactly the tiled tensor. */
     int64_t shape[BA_MAX_DIMS], wshape[MAX_STRIDED_DIMS], wst[MAX_STRIDED_DIMS], st[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     for (int d = 0; d < x->ndim; d++) {
         if (rep[d] < 0) return ba_error_set(err, BA_ERR_INPUT, "%s (Tile): negative repeat", n->name);
         shape[d] = x->shape[d] * rep[d];
@@ -642,11 +636,7 @@ ba_status ba_fwd_tile(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
         wshape[2 * d + 1] = x->shape[d];
         wst[2 * d + 1] = st[d];
     }
-    ba_tensor_t *o = ba_tensor_new(x->dtype, x->ndim, shape, err);
-    if (!o) return err->code;
-    copy_strided(o->data, x->data, 2 * x->ndim, wshape, wst, ba_dtype_size(x->dtype));
-    out[0] = o;
-    return BA_OK;
+    return new_strided(x, x->ndim, shape, 0, 2 * x->ndim, wshape, wst, out, err);
 }
 
 /* ---------------------------------------------------------------- Pad */
@@ -673,9 +663,8 @@ static int64_t pad_src(int mode, int64_t o, int64_t before, int64_t dim) {
 ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                      ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int r = x->ndim;
     const char *ms = ba_node_attr_string(n, "mode", "constant");
     int mode = strcmp(ms, "constant") == 0  ? PAD_CONSTANT
@@ -694,7 +683,7 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
         if (np) memcpy(pads, v, sizeof(int64_t) * (size_t)np);
         cval = ba_node_attr_float(n, "value", 0.0f);
     } else {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         BA_TRY(read_ints(n, in[1], "pads", pads, 2 * BA_MAX_DIMS, &np, err));
         ba_tensor_t *cv = opt_in(in, nin, 2);
         if (cv && cv->numel > 0) cval = ba_tensor_get_f64(cv, 0);
@@ -731,7 +720,7 @@ ba_status ba_fwd_pad(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ten
         return err->code;
     }
     int64_t *m[BA_MAX_DIMS], st[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int64_t at = 0;
     for (int d = 0; d < r; at += shape[d], d++) {
         m[d] = map + at;
@@ -951,7 +940,7 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
     ba_tensor_t *o = ba_tensor_new(x->dtype, r, p->out_shape, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS];
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int active[BA_MAX_DIMS], nact = 0;
     for (int d = 0; d < r; d++)
         if (p->changes[d]) active[nact++] = d;
@@ -1018,7 +1007,7 @@ static ba_status resize_run(const ba_node_t *n, const ba_resize_plan_t *p, ba_te
 /* Attributes, scales/sizes/roi of a Resize/Upsample node (every opset form) for input x. */
 static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int nin, resize_cfg *c,
                                double *scales, int64_t *oshape, double *roi, ba_error *err) {
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *x = in[0];
     int r = x->ndim;
     int upsample = strcmp(n->op_type, "Upsample") == 0;
@@ -1036,13 +1025,13 @@ static ba_status resize_params(const ba_node_t *n, ba_tensor_t *const *in, int n
     int nsattr = 0;
     if (upsample) {
         if (n->opset >= 9) {
-            BA_TRY(need_inputs(n, in, nin, 2, err));
+            BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
             scales_t = in[1];
         } else {
             nsattr = ba_node_attr_floats(n, "scales", &sattr);
         }
     } else if (n->opset < 11) {
-        BA_TRY(need_inputs(n, in, nin, 2, err));
+        BA_TRY(ba_op_need_inputs(n, in, nin, 2, err));
         scales_t = in[1];
     } else {
         const char *ct = ba_node_attr_string(n, "coordinate_transformation_mode", "half_pixel");
@@ -1177,7 +1166,7 @@ ba_status ba_resize_plan_make(const ba_node_t *n, ba_tensor_t *const *in, int ni
     if (!p->buf) return err->code;
     double *wbuf = p->buf;
     int64_t *ibuf = (int64_t *)(wbuf + nt * total);
-    contiguous_strides(r, x->shape, st);
+    ba_shape_strides(r, x->shape, st);
     int64_t at = 0;
     for (int d = 0; d < r; at += p->out_shape[d], d++) {
         p->idx[d] = ibuf + nt * at;
@@ -1239,7 +1228,7 @@ ba_status ba_fwd_constant(const ba_node_t *n, ba_tensor_t *const *in, int nin, b
 ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out,
                                    int nout, ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int64_t shape[BA_MAX_DIMS];
     int nd;
     BA_TRY(read_ints(n, in[0], "shape", shape, BA_MAX_DIMS, &nd, err));
@@ -1261,7 +1250,7 @@ ba_status ba_fwd_constant_of_shape(const ba_node_t *n, ba_tensor_t *const *in, i
 ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     int r = in[0]->ndim;
     int64_t s = 0, e = r;
     if (n->opset >= 15) {
@@ -1283,7 +1272,7 @@ ba_status ba_fwd_shape(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
     ba_tensor_t *o = ba_tensor_new(BA_DT_I64, 0, NULL, err);
     if (!o) return err->code;
     ((int64_t *)o->data)[0] = in[0]->numel;
@@ -1297,7 +1286,7 @@ ba_status ba_fwd_size(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, 3, err));
     for (int k = 0; k < 3; k++)
         if (in[k]->numel != 1 || in[k]->dtype != in[0]->dtype)
             return ba_error_set(err, BA_ERR_INPUT,
@@ -1334,7 +1323,7 @@ ba_status ba_fwd_range(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
 ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                       ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
+    BA_TRY(ba_op_need_inputs(n, in, nin, strcmp(n->op_type, "CastLike") == 0 ? 2 : 1, err));
     ba_dtype to = strcmp(n->op_type, "CastLike") == 0 ? in[1]->dtype : (ba_dtype)ba_node_attr_int(n, "to", 0);
     if (ba_dtype_size(to) == 0 || ba_dtype_size(in[0]->dtype) == 0)
         return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s (%s): cast %s -> %s not supported", n->name,
@@ -1348,9 +1337,8 @@ ba_status ba_fwd_cast(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_te
 ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                          ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     int fl = ba_dtype_is_float(x->dtype);
     int64_t cnt = 0;
     for (int64_t i = 0; i < x->numel; i++)
@@ -1375,9 +1363,9 @@ ba_status ba_fwd_nonzero(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba
 ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                             ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 3, err));
-    ba_tensor_t *x = in[0], *idx = in[1], *upd = in[2];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 3, &x, err));
+    ba_tensor_t *idx = in[1], *upd = in[2];
     if (!ba_dtype_is_int(idx->dtype) || idx->ndim < 1 || upd->dtype != x->dtype)
         return ba_error_set(err, BA_ERR_INPUT, "%s (ScatterND): bad indices/updates dtype or rank", n->name);
     int64_t k = idx->shape[idx->ndim - 1];
@@ -1403,7 +1391,7 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
     ba_tensor_t *o = ba_tensor_clone(x, err);
     if (!o) return err->code;
     int64_t st[BA_MAX_DIMS];
-    contiguous_strides(x->ndim, x->shape, st);
+    ba_shape_strides(x->ndim, x->shape, st);
     int64_t inner = ba_shape_numel(x->ndim - (int)k, x->shape + k), nidx = k ? idx->numel / k : 0;
     if (k == 0) nidx = ba_shape_numel(idx->ndim - 1, idx->shape);
     size_t es = ba_dtype_size(x->dtype);
@@ -1448,9 +1436,8 @@ ba_status ba_fwd_scatter_nd(const ba_node_t *n, ba_tensor_t *const *in, int nin,
 ba_status ba_fwd_trilu(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
                        ba_error *err) {
     (void)nout;
-    BA_TRY(need_inputs(n, in, nin, 1, err));
-    ba_tensor_t *x = in[0];
-    BA_TRY(check_dtype(n, x, err));
+    ba_tensor_t *x;
+    BA_TRY(data_input(n, in, nin, 1, &x, err));
     if (x->ndim < 2) return ba_error_set(err, BA_ERR_INPUT, "%s (Trilu): rank %d < 2", n->name, x->ndim);
     int64_t k = 0;
     ba_tensor_t *kt = opt_in(in, nin, 1);

@@ -6,6 +6,7 @@
 #include "quant/export.h"
 
 #include "core/outfile.h"
+#include "core/util.h"
 #include "quant/export_tools.h"
 #include "core/ggml_types.h"
 
@@ -55,36 +56,8 @@ const char *ba_export_module_name(const char *layer, char *buf, size_t cap) {
 
 /* ------------------------------------------------------------ growable text */
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int bad;
-} sbuf_t;
-
-static void sb_putn(sbuf_t *b, const char *s, size_t n) {
-    if (b->bad) return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->bad = 1;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_put(sbuf_t *b, const char *s) {
-    sb_putn(b, s, strlen(s));
-}
-
-static ba_status sb_finish(sbuf_t *b, char **text, ba_error *err) {
-    if (b->bad || !b->s) {
+static ba_status sb_finish(ba_sbuf_t *b, char **text, ba_error *err) {
+    if (b->oom || !b->s) {
         free(b->s);
         return ba_error_set(err, BA_ERR_NOMEM, "export: out of memory");
     }
@@ -92,34 +65,20 @@ static ba_status sb_finish(sbuf_t *b, char **text, ba_error *err) {
     return BA_OK;
 }
 
-/* One CSV field (RFC 4180): quoted when it holds a comma, quote, CR or LF. */
-static void sb_csv_field(sbuf_t *b, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        sb_put(b, s);
-        return;
-    }
-    sb_put(b, "\"");
-    for (const char *p = s; *p; p++) {
-        sb_putn(b, p, 1);
-        if (*p == '"') sb_put(b, "\""); /* a quote inside is doubled */
-    }
-    sb_put(b, "\"");
-}
-
 /* ------------------------------------------------------------------ formats */
 
 static ba_status csv_text(const ba_plan_t *p, char **text, ba_error *err) {
-    sbuf_t b = {0};
-    sb_put(&b, "layer,w_bits,a_bits,params\n");
+    ba_sbuf_t b = {0};
+    ba_sbuf_put(&b, "layer,w_bits,a_bits,params\n");
     for (int i = 0; i < p->nlayers; i++) {
         const ba_plan_layer_t *l = &p->layers[i];
         char tail[96];
-        sb_csv_field(&b, l->name);
+        ba_sbuf_csv_field(&b, l->name);
         if (l->a_bits > 0)
             snprintf(tail, sizeof tail, ",%d,%d,%lld\n", l->w_bits, l->a_bits, (long long)l->params);
         else /* float activations: an empty field, as SPEC §9's a_bits null */
             snprintf(tail, sizeof tail, ",%d,,%lld\n", l->w_bits, (long long)l->params);
-        sb_put(&b, tail);
+        ba_sbuf_put(&b, tail);
     }
     return sb_finish(&b, text, err);
 }

@@ -202,22 +202,20 @@ static Onnx__GraphProto *renamed_branch(wctx_t *c, const char *x, char *local, s
     return if_branch(n, slash[1] == 'e');
 }
 
+/* Frees a repeated field of a protobuf-c message and empties it. */
+#define CLEAR_REPEATED(msg, field)                                                                           \
+    do {                                                                                                     \
+        free((msg)->field);                                                                                  \
+        (msg)->field = NULL;                                                                                 \
+        (msg)->n_##field = 0;                                                                                \
+    } while (0)
+
 static void clear_data(Onnx__TensorProto *t) {
-    free(t->float_data);
-    t->float_data = NULL;
-    t->n_float_data = 0;
-    free(t->int32_data);
-    t->int32_data = NULL;
-    t->n_int32_data = 0;
-    free(t->int64_data);
-    t->int64_data = NULL;
-    t->n_int64_data = 0;
-    free(t->double_data);
-    t->double_data = NULL;
-    t->n_double_data = 0;
-    free(t->uint64_data);
-    t->uint64_data = NULL;
-    t->n_uint64_data = 0;
+    CLEAR_REPEATED(t, float_data);
+    CLEAR_REPEATED(t, int32_data);
+    CLEAR_REPEATED(t, int64_data);
+    CLEAR_REPEATED(t, double_data);
+    CLEAR_REPEATED(t, uint64_data);
     if (t->has_raw_data) free(t->raw_data.data);
     t->raw_data.data = NULL;
     t->raw_data.len = 0;

@@ -349,34 +349,9 @@ ba_status ba_plan_read(const char *path, ba_plan_t **out, ba_error *err) {
 
 /* ------------------------------------------------------------- writing */
 
-/* A growable text buffer. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} sbuf_t;
-
-static void sb_put(sbuf_t *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n + 1);
-    b->len += n;
-}
-
 /* Appends v as compact one-line JSON and releases it; NULL v (a failed
  * json_string on invalid UTF-8) marks the buffer bad. */
-static void sb_json(sbuf_t *b, json_t *v, int *bad) {
+static void sb_json(ba_sbuf_t *b, json_t *v, int *bad) {
     if (!v) {
         *bad = 1;
         return;
@@ -387,7 +362,7 @@ static void sb_json(sbuf_t *b, json_t *v, int *bad) {
         b->oom = 1;
         return;
     }
-    sb_put(b, s);
+    ba_sbuf_put(b, s);
     free(s);
 }
 
@@ -411,18 +386,18 @@ static void put(json_t *o, const char *key, json_t *v, int *bad) {
 
 ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
     *text = NULL;
-    sbuf_t b = {0};
+    ba_sbuf_t b = {0};
     int bad = 0;
     char gran[64];
     json_t *o;
 
-    sb_put(&b, "{\"format\": \"" BA_PLAN_FORMAT "\",\n \"model\": ");
+    ba_sbuf_put(&b, "{\"format\": \"" BA_PLAN_FORMAT "\",\n \"model\": ");
     o = json_object();
     put(o, "path", json_string(p->model_path ? p->model_path : ""), &bad);
     put(o, "sha256", json_string(p->sha256), &bad);
     sb_json(&b, o, &bad);
 
-    sb_put(&b, ",\n \"quantizer\": ");
+    ba_sbuf_put(&b, ",\n \"quantizer\": ");
     o = json_object();
     put(o, "scheme", json_string(ba_quant_scheme_name(p->quantizer.scheme)), &bad);
     put(o, "granularity", json_string(ba_quant_granularity_str(&p->quantizer, gran, sizeof gran)), &bad);
@@ -433,10 +408,10 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         put(o, "backend", json_string(ba_quant_backend_name(p->quantizer.backend)), &bad);
     sb_json(&b, o, &bad);
 
-    sb_put(&b, ",\n \"layers\": [");
+    ba_sbuf_put(&b, ",\n \"layers\": [");
     for (int i = 0; i < p->nlayers; i++) {
         const ba_plan_layer_t *l = &p->layers[i];
-        sb_put(&b, i ? ",\n  " : "\n  ");
+        ba_sbuf_put(&b, i ? ",\n  " : "\n  ");
         o = json_object();
         put(o, "name", json_string(l->name ? l->name : ""), &bad);
         put(o, "node", json_string(l->node ? l->node : ""), &bad);
@@ -447,7 +422,7 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         put(o, "a_bits", bits_or_null(l->a_bits), &bad);
         sb_json(&b, o, &bad);
     }
-    sb_put(&b, p->nlayers ? "\n ],\n \"totals\": " : "],\n \"totals\": ");
+    ba_sbuf_put(&b, p->nlayers ? "\n ],\n \"totals\": " : "],\n \"totals\": ");
     o = json_object();
     put(o, "avg_bits", json_real(p->totals.avg_bits), &bad);
     put(o, "memory_bytes", json_integer(p->totals.memory_bytes), &bad);
@@ -465,7 +440,7 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
     }
     sb_json(&b, o, &bad);
 
-    sb_put(&b, ",\n \"metrics\": ");
+    ba_sbuf_put(&b, ",\n \"metrics\": ");
     if (p->metrics) {
         o = json_object();
         put(o, "kl", num_or_null(p->metrics->kl), &bad);
@@ -478,10 +453,10 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         }
         sb_json(&b, o, &bad);
     } else {
-        sb_put(&b, "null");
+        ba_sbuf_put(&b, "null");
     }
 
-    sb_put(&b, ",\n \"search\": ");
+    ba_sbuf_put(&b, ",\n \"search\": ");
     if (p->search) {
         const ba_plan_search_t *s = p->search;
         o = json_object();
@@ -495,9 +470,9 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
         put(o, "seed", s->has_seed ? json_integer(s->seed) : json_null(), &bad);
         sb_json(&b, o, &bad);
     } else {
-        sb_put(&b, "null");
+        ba_sbuf_put(&b, "null");
     }
-    sb_put(&b, "}\n");
+    ba_sbuf_put(&b, "}\n");
     if (b.oom) {
         free(b.s);
         return ba_error_set(err, BA_ERR_NOMEM, "plan: out of memory while formatting");

@@ -66,6 +66,28 @@ static void grad_run_free(grad_run_t *g) {
     free(g->req);
 }
 
+/* Loads batch b into inputs and fills spec, its loss (MSE needs the FP output,
+ * run into outs, as reference). */
+static ba_status batch_loss(const grad_run_t *g, int64_t b, ba_tensor_t **inputs, ba_tensor_t **outs,
+                            ba_loss_spec_t *spec, ba_error *err) {
+    sens_ctx_t *c = g->c;
+    int64_t start = b * c->batch, count = sens_batch_len(c, b);
+    BA_TRY(sens_batch_inputs(c, start, count, inputs, err));
+    memset(spec, 0, sizeof *spec);
+    if (g->kind == BA_SENS_LOSS_MSE) {
+        spec->kind = BA_LOSS_MSE;
+        BA_TRY(ba_model_run(c->m, inputs, NULL, outs, err));
+        spec->ref = outs[0];
+    } else if (g->use_labels) {
+        spec->kind = BA_LOSS_CE;
+        spec->labels = c->labels + start;
+        spec->nlabels = count;
+    } else {
+        spec->kind = BA_LOSS_CE_ARGMAX;
+    }
+    return BA_OK;
+}
+
 /* Loads batch b and fills the loss spec for it (MSE needs the FP output as reference). */
 static ba_status grad_batch(grad_run_t *g, int64_t b, ba_error *err) {
     sens_ctx_t *c = g->c;
@@ -74,22 +96,7 @@ static ba_status grad_batch(grad_run_t *g, int64_t b, ba_error *err) {
         ba_tensor_unref(g->outs[o]);
         g->outs[o] = NULL;
     }
-    int64_t start = b * c->batch, count = sens_batch_len(c, b);
-    BA_TRY(sens_batch_inputs(c, start, count, g->inputs, err));
-    memset(&g->spec, 0, sizeof g->spec);
-    g->spec.output = 0;
-    if (g->kind == BA_SENS_LOSS_MSE) {
-        g->spec.kind = BA_LOSS_MSE;
-        BA_TRY(ba_model_run(c->m, g->inputs, NULL, g->outs, err));
-        g->spec.ref = g->outs[0];
-    } else if (g->use_labels) {
-        g->spec.kind = BA_LOSS_CE;
-        g->spec.labels = c->labels + start;
-        g->spec.nlabels = count;
-    } else {
-        g->spec.kind = BA_LOSS_CE_ARGMAX;
-    }
-    return BA_OK;
+    return batch_loss(g, b, g->inputs, g->outs, &g->spec, err);
 }
 
 static ba_status weight_errors(sens_ctx_t *c, int l, double *werr, ba_error *err) {
@@ -201,20 +208,7 @@ static ba_status pool_get(sess_pool_t *p, int64_t i, ba_grad_session_t **out, ba
         b->outs = ba_calloc((size_t)c->m->noutputs + 1, sizeof *b->outs, err);
         if (!b->inputs || !b->outs) return BA_ERR_NOMEM;
     }
-    int64_t start = i * c->batch, count = sens_batch_len(c, i);
-    BA_TRY(sens_batch_inputs(c, start, count, b->inputs, err));
-    memset(&b->spec, 0, sizeof b->spec);
-    if (g->kind == BA_SENS_LOSS_MSE) {
-        b->spec.kind = BA_LOSS_MSE;
-        BA_TRY(ba_model_run(c->m, b->inputs, NULL, b->outs, err));
-        b->spec.ref = b->outs[0];
-    } else if (g->use_labels) {
-        b->spec.kind = BA_LOSS_CE;
-        b->spec.labels = c->labels + start;
-        b->spec.nlabels = count;
-    } else {
-        b->spec.kind = BA_LOSS_CE_ARGMAX;
-    }
+    BA_TRY(batch_loss(g, i, b->inputs, b->outs, &b->spec, err));
     BA_TRY(ba_grad_session_new(c->m, b->inputs, NULL, &b->spec, &b->s, err));
     if (p->keep < 0) p->keep = ba_grad_session_bytes(b->s) * p->nbatch <= SESSION_KEEP_BYTES;
     *out = b->s;

@@ -177,24 +177,11 @@ ba_status ba_sens_write_json(const ba_sens_table_t *t, FILE *fp, ba_error *err) 
     return bad ? ba_error_set(err, BA_ERR_IO, "sensitivity table: write failed") : BA_OK;
 }
 
-static void csv_field(FILE *fp, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, fp);
-        return;
-    }
-    fputc('"', fp);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', fp);
-        fputc(*s, fp);
-    }
-    fputc('"', fp);
-}
-
 ba_status ba_sens_write_csv(const ba_sens_table_t *t, FILE *fp, ba_error *err) {
     fputs("layer,bits,cost\n", fp);
     for (int l = 0; l < t->nlayers; l++)
         for (int k = 0; k < t->nbits; k++) {
-            csv_field(fp, t->layers[l].name);
+            ba_csv_field(fp, t->layers[l].name);
             fprintf(fp, ",%d,%.17g\n", t->bits[k], t->layers[l].cost[k]);
         }
     return ferror(fp) ? ba_error_set(err, BA_ERR_IO, "sensitivity table: write failed") : BA_OK;

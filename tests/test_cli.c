@@ -570,6 +570,57 @@ Test(cli_format, csv_quotes_only_fields_that_need_it) {
     ba_table_free(t);
 }
 
+Test(cli_format, real_text_is_the_shortest_that_reads_back) {
+    char b[40];
+    ba_fmt_real(0.1, b, sizeof b);
+    cr_expect_str_eq(b, "0.1");
+    ba_fmt_real(1.0 / 3.0, b, sizeof b);
+    cr_expect_str_eq(b, "0.33333333333333331");
+    cr_expect(strtod(b, NULL) == 1.0 / 3.0);
+    ba_fmt_real(NAN, b, sizeof b);
+    cr_expect_str_eq(b, "");
+    ba_fmt_real(INFINITY, b, sizeof b);
+    cr_expect_str_eq(b, "");
+}
+
+Test(cli_format, table_print_free_prints_only_a_complete_table) {
+    const char *h[] = {"layer"}, *row[] = {"fc"};
+    char *s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    ba_table_t *t = ba_table_new(1, h, NULL);
+    cr_assert_eq(ba_table_add(t, row), 0);
+    cr_expect_eq(ba_table_print_free(t, 0, fp), 0);
+    t = ba_table_new(1, h, NULL);
+    cr_assert_eq(ba_table_add(t, row), 0);
+    cr_expect_eq(ba_table_print_free(t, 1, fp), -1);
+    fclose(fp);
+    cr_expect_str_eq(s, "layer\nfc\n");
+    free(s);
+}
+
+/* Row i of ba_json_print_rows: {"i": i, "sq": i*i}; fails at row *ctx (when >= 0). */
+static int square_row(json_t *o, int i, void *ctx) {
+    if (i == *(const int *)ctx) return 1;
+    return json_object_set_new(o, "i", json_integer(i)) || json_object_set_new(o, "sq", json_integer(i * i));
+}
+
+Test(cli_format, json_rows_print_an_array_or_nothing_when_a_row_fails) {
+    char *s = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&s, &len);
+    int fail = -1;
+    cr_expect_eq(ba_json_print_rows(fp, 3, square_row, &fail), 0);
+    cr_expect_eq(ba_json_print_rows(fp, 0, square_row, &fail), 0);
+    fail = 1;
+    cr_expect_eq(ba_json_print_rows(fp, 3, square_row, &fail), -1);
+    fclose(fp);
+    cr_expect_str_eq(s,
+                     "[\n  {\n    \"i\": 0,\n    \"sq\": 0\n  },\n  {\n    \"i\": 1,\n    \"sq\": 1\n  },\n"
+                     "  {\n    \"i\": 2,\n    \"sq\": 4\n  }\n]\n[]\n");
+    free(s);
+}
+
 Test(cli_format, human_numbers_and_json_nan) {
     char b[32];
     ba_fmt_bytes(3.0 * 1024 * 1024, b, sizeof b);

@@ -1,4 +1,4 @@
-/* core/: SHA-256 vectors, RNG determinism, fp16 conversion, tensor views. */
+/* core/: SHA-256 vectors, text buffer and CSV fields, RNG determinism, fp16 conversion, tensor views. */
 #include <criterion/criterion.h>
 #include <string.h>
 
@@ -13,6 +13,34 @@ Test(core, sha256_matches_fips_vectors) {
     const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
     ba_sha256_hex(m, strlen(m), hex);
     cr_assert_str_eq(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+Test(core, text_buffer_and_csv_fields_to_a_buffer_and_a_file) {
+    ba_sbuf_t b = {0};
+    for (int i = 0; i < 100; i++) ba_sbuf_put(&b, "abc,");
+    cr_assert(!b.oom);
+    cr_expect_eq(b.len, 400);
+    cr_expect_eq(strlen(b.s), 400);
+    free(b.s);
+    const char *fields[] = {"plain", "a,b", "say \"hi\"", "two\nlines", "", NULL};
+    const char *want = "plain|\"a,b\"|\"say \"\"hi\"\"\"|\"two\nlines\"||";
+    ba_sbuf_t sb = {0};
+    char *fs = NULL;
+    size_t flen = 0;
+    FILE *fp = open_memstream(&fs, &flen);
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        ba_sbuf_csv_field(&sb, fields[i]);
+        ba_csv_field(fp, fields[i]);
+        if (i + 1 < sizeof fields / sizeof fields[0]) {
+            ba_sbuf_put(&sb, "|");
+            fputc('|', fp);
+        }
+    }
+    fclose(fp);
+    cr_expect_str_eq(sb.s, want);
+    cr_expect_str_eq(fs, want);
+    free(sb.s);
+    free(fs);
 }
 
 Test(core, rng_same_seed_same_stream) {
