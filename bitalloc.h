@@ -19,6 +19,7 @@
 #include "llm/llama.h"
 #include "llm/llm_model.h"
 #include "llm/safetensors.h"
+#include "llm/variants.h"
 #include "model/grad.h"
 #include "model/model.h"
 #include "quant/apply.h"

@@ -141,6 +141,13 @@ void ba_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---- one entry point per command (cli/cmd_<name>.c) ---- */
 int ba_cmd_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_inspect(const ba_cli_opts *o);
+int ba_cmd_llm_sensitivity(const ba_cli_opts *o);
+/* libllama from $BA_LLAMA_DIR, else from vendor/llama/node_modules/PACKAGE/bins/linux-x64 next to
+ * the executable (where scripts/setup installs it for build/bitalloc). */
+ba_status ba_cli_llama_open(ba_llama_t **ll, ba_error *err);
+/* The GGUF of the "model" option, the "imatrix" option's file when given, and libllama. */
+ba_status ba_cli_llm_open(const ba_cli_opts *o, ba_llama_t **ll, ba_gguf_t **g, ba_imatrix_t **im,
+                          ba_error *err);
 int ba_cmd_eval(const ba_cli_opts *o);
 int ba_cmd_sensitivity(const ba_cli_opts *o);
 int ba_cmd_search(const ba_cli_opts *o);

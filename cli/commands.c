@@ -103,6 +103,25 @@ static const ba_cli_flag llm_inspect_flags[] = {
     F_END,
 };
 
+#define F_LLM_MODEL                                                                                          \
+    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL.gguf", NULL, "GGUF checkpoint" }
+#define F_LLM_IMATRIX                                                                                        \
+    {                                                                                                        \
+        "imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,                                                        \
+            "llama.cpp imatrix (GGUF or legacy .dat): weights the errors and every quantization"             \
+    }
+#define F_LLM_TYPES                                                                                          \
+    { "types", 0, BA_CLI_T_STR, 0, "LIST", NULL, "candidate ggml types (default: " BA_LLM_DEFAULT_TYPES ")" }
+
+static const ba_cli_flag llm_sensitivity_flags[] = {
+    F_LLM_MODEL,
+    F_LLM_IMATRIX,
+    F_LLM_TYPES,
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    {"output", 'o', BA_CLI_T_PATH, 0, "FILE.json", NULL, "write the table as JSON here"},
+    F_END,
+};
+
 static const ba_cli_flag eval_flags[] = {
     F_MODEL,
     F_DATA(BA_CLI_REQUIRED),
@@ -278,6 +297,11 @@ const ba_cli_command ba_cli_commands[] = {
     {"llm-inspect", "list an LLM checkpoint's tensors with their candidate ggml types and bytes",
      "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]",
      llm_inspect_flags, ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
+    {"llm-sensitivity", "per-tensor error of each candidate ggml type, by libggml's own quantizers",
+     "bitalloc llm-sensitivity MODEL.gguf [--imatrix FILE] [--types LIST] [--format table|json] [-o "
+     "FILE.json]",
+     llm_sensitivity_flags, ba_cmd_llm_sensitivity, NULL,
+     "bitalloc llm-sensitivity model.gguf --imatrix imatrix.gguf -o errors.json"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
      "              [--format table|json]",

@@ -81,6 +81,18 @@ struct llama_model_quantize_params {
 
 typedef void (*ggml_log_callback)(int level, const char *text, void *user_data);
 
+typedef void (*ggml_to_float_t)(const void *x, float *y, int64_t k);
+typedef void (*ggml_from_float_t)(const float *x, void *y, int64_t k);
+struct ggml_type_traits {
+    const char *type_name;
+    int64_t blck_size;
+    int64_t blck_size_interleave;
+    size_t type_size;
+    bool is_quantized;
+    ggml_to_float_t to_float;
+    ggml_from_float_t from_float_ref;
+};
+
 struct ba_llama {
     void *base, *ggml, *llama;
     const char *(*llama_version)(void);
@@ -102,11 +114,17 @@ struct ba_llama {
     void (*llama_batch_free)(struct llama_batch b);
     int32_t (*llama_decode)(struct llama_context *c, struct llama_batch b);
     float *(*llama_get_logits_ith)(struct llama_context *c, int32_t i);
+    void *(*llama_get_memory)(const struct llama_context *c);
+    void (*llama_memory_clear)(void *mem, bool data);
     uint32_t (*llama_model_quantize)(const char *in, const char *out,
                                      const struct llama_model_quantize_params *p);
     const char *(*ggml_type_name)(int type);
     int64_t (*ggml_blck_size)(int type);
     size_t (*ggml_type_size)(int type);
+    size_t (*ggml_quantize_chunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
+                                  int64_t n_per_row, const float *imatrix);
+    bool (*ggml_quantize_requires_imatrix)(int type);
+    const struct ggml_type_traits *(*ggml_get_type_traits)(int type);
 };
 
 static struct ba_llama g_ll;
@@ -183,10 +201,15 @@ static ba_status load_all(const char *dir, ba_error *err) {
     SYM(llama, llama_batch_free);
     SYM(llama, llama_decode);
     SYM(llama, llama_get_logits_ith);
+    SYM(llama, llama_get_memory);
+    SYM(llama, llama_memory_clear);
     SYM(llama, llama_model_quantize);
     SYM(base, ggml_type_name);
     SYM(base, ggml_blck_size);
     SYM(base, ggml_type_size);
+    SYM(base, ggml_quantize_chunk);
+    SYM(base, ggml_quantize_requires_imatrix);
+    SYM(base, ggml_get_type_traits);
     g_ll.llama_log_set(log_cb, NULL);
     g_ll.ggml_backend_load_all_from_path(dir);
     g_ll.llama_backend_init();
@@ -274,25 +297,25 @@ ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const 
     return BA_OK;
 }
 
-ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
-                          int n_threads, float **logits, int *n_vocab, ba_error *err) {
-    *logits = NULL;
-    *n_vocab = 0;
-    if (n_tokens < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
+ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                 int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                                 ba_error *err) {
+    if (chunk_len < 1 || n_chunks < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
     struct llama_model *m;
     BA_TRY(load_model(ll, model_path, 0, &m, err));
     int nv = ll->llama_vocab_n_tokens(ll->llama_model_get_vocab(m));
-    for (int i = 0; i < n_tokens; i++)
+    int64_t n_tokens = (int64_t)chunk_len * n_chunks;
+    for (int64_t i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= nv) {
             ll->llama_model_free(m);
             return ba_error_set(err, BA_ERR_INPUT,
-                                "token %d at position %d is outside the vocabulary (%d tokens) of %s",
-                                tokens[i], i, nv, model_path);
+                                "token %d at position %lld is outside the vocabulary (%d tokens) of %s",
+                                tokens[i], (long long)i, nv, model_path);
         }
     struct llama_context_params cp = ll->llama_context_default_params();
-    cp.n_ctx = (uint32_t)n_tokens;
-    cp.n_batch = (uint32_t)n_tokens;
-    cp.n_ubatch = (uint32_t)n_tokens;
+    cp.n_ctx = (uint32_t)chunk_len;
+    cp.n_batch = (uint32_t)chunk_len;
+    cp.n_ubatch = (uint32_t)chunk_len;
     cp.n_seq_max = 1;
     cp.n_threads = cp.n_threads_batch = n_threads > 0 ? n_threads : 1;
     cp.no_perf = true;
@@ -304,44 +327,106 @@ ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const in
                             log_why());
     }
     ba_status st = BA_OK;
-    struct llama_batch b = ll->llama_batch_init(n_tokens, 0, 1);
-    for (int i = 0; i < n_tokens; i++) {
-        b.token[i] = tokens[i];
-        b.pos[i] = i;
-        b.n_seq_id[i] = 1;
-        b.seq_id[i][0] = 0;
-        b.logits[i] = 1;
-    }
-    b.n_tokens = n_tokens;
-    float *out = NULL;
-    int32_t rc = ll->llama_decode(c, b);
-    if (rc != 0) {
-        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_decode returned %d: %s", model_path, rc, log_why());
-        goto done;
-    }
-    out = ba_malloc((size_t)n_tokens * (size_t)nv * sizeof *out, err);
-    if (!out) {
-        st = err->code;
-        goto done;
-    }
-    for (int i = 0; i < n_tokens; i++) {
-        const float *row = ll->llama_get_logits_ith(c, i);
-        if (!row) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i);
-            goto done;
+    struct llama_batch b = ll->llama_batch_init(chunk_len, 0, 1);
+    float *out = ba_malloc((size_t)chunk_len * (size_t)nv * sizeof *out, err);
+    if (!out) st = err->code;
+    for (int k = 0; st == BA_OK && k < n_chunks; k++) {
+        const int32_t *t = tokens + (int64_t)k * chunk_len;
+        for (int i = 0; i < chunk_len; i++) {
+            b.token[i] = t[i];
+            b.pos[i] = i;
+            b.n_seq_id[i] = 1;
+            b.seq_id[i][0] = 0;
+            b.logits[i] = 1;
         }
-        memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
+        b.n_tokens = chunk_len;
+        if (k > 0) ll->llama_memory_clear(ll->llama_get_memory(c), true);
+        int32_t rc = ll->llama_decode(c, b);
+        if (rc != 0) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_decode returned %d: %s", model_path, rc,
+                              log_why());
+            break;
+        }
+        for (int i = 0; i < chunk_len; i++) {
+            const float *row = ll->llama_get_logits_ith(c, i);
+            if (!row) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i);
+                break;
+            }
+            memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
+        }
+        if (st == BA_OK) st = fn(user, k, out, nv, err);
     }
-done:
+    free(out);
     ll->llama_batch_free(b);
     ll->llama_free(c);
     ll->llama_model_free(m);
-    if (st != BA_OK) {
-        free(out);
-        return st;
+    return st;
+}
+
+typedef struct {
+    float *out;
+    int n_tokens;
+    int nv;
+} logits_acc_t;
+
+static ba_status keep_logits(void *user, int chunk, const float *logits, int nv, ba_error *err) {
+    (void)chunk;
+    logits_acc_t *a = user;
+    a->nv = nv;
+    a->out = ba_malloc((size_t)a->n_tokens * (size_t)nv * sizeof *a->out, err);
+    if (!a->out) return err->code;
+    memcpy(a->out, logits, (size_t)a->n_tokens * (size_t)nv * sizeof *a->out);
+    return BA_OK;
+}
+
+ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
+                          int n_threads, float **logits, int *n_vocab, ba_error *err) {
+    *logits = NULL;
+    *n_vocab = 0;
+    logits_acc_t a = {NULL, n_tokens, 0};
+    BA_TRY(ba_llama_decode_chunks(ll, model_path, tokens, n_tokens, 1, n_threads, keep_logits, &a, err));
+    *logits = a.out;
+    *n_vocab = a.nv;
+    return BA_OK;
+}
+
+int ba_llama_needs_imatrix(const ba_llama_t *ll, int type) {
+    return ll->ggml_quantize_requires_imatrix(type) ? 1 : 0;
+}
+
+ba_status ba_llama_to_f32(const ba_llama_t *ll, int type, const void *src, int64_t n, float *dst,
+                          ba_error *err) {
+    if (type == 0 /* F32 */) {
+        memcpy(dst, src, (size_t)n * sizeof *dst);
+        return BA_OK;
     }
-    *logits = out;
-    *n_vocab = nv;
+    const ba_ggml_type_t *t = ba_ggml_type_by_id(type);
+    const struct ggml_type_traits *tr = t ? ll->ggml_get_type_traits(type) : NULL;
+    if (!tr || !tr->to_float)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "ggml type %s has no conversion to f32",
+                            t ? t->name : "(unknown)");
+    if (n % tr->blck_size != 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%lld values are not whole blocks of %s", (long long)n,
+                            t->name);
+    tr->to_float(src, dst, n);
+    return BA_OK;
+}
+
+ba_status ba_llama_quantize_rows(const ba_llama_t *ll, int type, const float *src, int64_t nrows,
+                                 int64_t n_per_row, const float *imatrix, void *dst, size_t *nbytes,
+                                 ba_error *err) {
+    *nbytes = 0;
+    const ba_ggml_type_t *t = ba_ggml_type_by_id(type);
+    if (!t || !t->quant_target)
+        return ba_error_set(err, BA_ERR_INPUT, "ggml type %s is not a weight type llama-quantize writes",
+                            t ? t->name : "(unknown)");
+    if (n_per_row % t->block != 0)
+        return ba_error_set(err, BA_ERR_INPUT, "a row of %lld values is not whole %s blocks of %d",
+                            (long long)n_per_row, t->name, t->block);
+    if (!imatrix && ll->ggml_quantize_requires_imatrix(type))
+        return ba_error_set(err, BA_ERR_INPUT, "ggml type %s needs an imatrix", t->name);
+    *nbytes = ll->ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix);
     return BA_OK;
 }
 

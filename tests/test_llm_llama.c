@@ -15,10 +15,7 @@
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm/llama.h"
-
-#define TINY_GGUF BA_FIXTURES "/llm/tiny.gguf"
-#define VENDOR_DIR                                                                                           \
-    BA_SOURCE_DIR "/build/vendor/llama/node_modules/" BA_LLAMA_NPM_PACKAGE "/" BA_LLAMA_NPM_BINS
+#include "llm_fixture.h"
 
 /* Calibration text (MIT license wording: in the training corpus's style, not a verbatim slice). */
 static const char CALIB[] =
@@ -28,17 +25,8 @@ static const char CALIB[] =
     "copies of the Software, subject to the following conditions.";
 
 static const ba_llama_t *open_or_skip(void) {
-    const char *dir = getenv(BA_LLAMA_DIR_ENV);
-    if (!dir || !*dir) dir = VENDOR_DIR;
-    char probe[1024];
-    snprintf(probe, sizeof probe, "%s/libllama.v0.5.0.so", dir);
-    if (access(probe, R_OK) != 0)
-        cr_skip_test("llama.cpp libraries not installed (%s@%s; scripts/setup or %s)", BA_LLAMA_NPM_PACKAGE,
-                     BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV);
-    ba_llama_t *ll;
-    ba_error err = {0};
-    cr_assert_eq(ba_llama_open(dir, &ll, &err), BA_OK, "%s", err.msg);
-    return ll;
+    BA_TEST_LLAMA_OR_SKIP();
+    return ba_test_llama_open();
 }
 
 Test(llm_llama, missing_libraries_are_named) {
