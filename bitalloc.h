@@ -16,6 +16,7 @@
 #include "eval/npy.h"
 #include "llm/gguf.h"
 #include "llm/imatrix.h"
+#include "llm/kl.h"
 #include "llm/llama.h"
 #include "llm/llm_model.h"
 #include "llm/safetensors.h"
