@@ -142,6 +142,13 @@ void ba_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ba_cmd_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_sensitivity(const ba_cli_opts *o);
+int ba_cmd_llm_search(const ba_cli_opts *o);
+int ba_cmd_llm_quantize(const ba_cli_opts *o);
+/* The LLM branches of `resume` and `export` (db open; the study's settings are an LLM study's). */
+int ba_cmd_llm_resume(const ba_cli_opts *o, ba_db_t *db);
+int ba_cmd_llm_export(const ba_cli_opts *o, ba_db_t *db);
+/* 1 when study `name` in db is an LLM study (0 when it is not or cannot be read). */
+int ba_cli_study_is_llm(ba_db_t *db, const char *name);
 /* libllama from $BA_LLAMA_DIR, else from vendor/llama/node_modules/PACKAGE/bins/linux-x64 next to
  * the executable (where scripts/setup installs it for build/bitalloc). */
 ba_status ba_cli_llama_open(ba_llama_t **ll, ba_error *err);

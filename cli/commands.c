@@ -122,6 +122,34 @@ static const ba_cli_flag llm_sensitivity_flags[] = {
     F_END,
 };
 
+static const ba_cli_flag llm_search_flags[] = {
+    F_LLM_MODEL,
+    {"text", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "FILE", NULL,
+     "calibration text: the KL is measured on its tokens, in chunks of --chunk"},
+    {"budget", 0, BA_CLI_T_BUDGET, BA_CLI_REPEAT | BA_CLI_REQUIRED, "KEY=VALUE", NULL,
+     "avg-bits=4.5 (real bits per quantizable weight) | memory=3MiB (all tensors); all must hold"},
+    F_LLM_IMATRIX,
+    F_LLM_TYPES,
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", "ilp|evo|ilp+evo|random|uniform",
+     "search method (default: ilp+evo)"},
+    {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations (default: 10)"},
+    {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation (default: 8)"},
+    {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per calibration chunk (default: 128)"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
+    F_SEED,
+    F_STUDY(0),
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag llm_quantize_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "which trial (default: best)"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.gguf", NULL, "the quantized GGUF"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "llama_model_quantize threads (default: 1)"},
+    F_END,
+};
+
 static const ba_cli_flag eval_flags[] = {
     F_MODEL,
     F_DATA(BA_CLI_REQUIRED),
@@ -302,6 +330,15 @@ const ba_cli_command ba_cli_commands[] = {
      "FILE.json]",
      llm_sensitivity_flags, ba_cmd_llm_sensitivity, NULL,
      "bitalloc llm-sensitivity model.gguf --imatrix imatrix.gguf -o errors.json"},
+    {"llm-search",
+     "per-tensor ggml types of a GGUF under a budget: ILP on the errors, evolution on measured KL",
+     "bitalloc llm-search MODEL.gguf --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
+     "                    [--method M] [--generations N] [--offspring N] [--chunk N] [--study NAME]",
+     llm_search_flags, ba_cmd_llm_search, NULL,
+     "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
+    {"llm-quantize", "write an LLM study's trial as a quantized GGUF (llama_model_quantize)",
+     "bitalloc llm-quantize --study NAME [--trial N|best] -o OUT.gguf", llm_quantize_flags,
+     ba_cmd_llm_quantize, NULL, "bitalloc llm-quantize --study q45 -o model-q45.gguf"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
      "              [--format table|json]",

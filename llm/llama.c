@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/ggml_types.h"
+#include "llm/imatrix.h"
 
 /* ---- declarations from llama.cpp v0.5.0 include/llama.h and ggml/include/ggml*.h (only what
  * is used; enums are int-sized in both languages) ---- */
@@ -64,6 +65,12 @@ struct llama_batch {
 struct llama_model_tensor_override {
     const char *pattern;
     int type;
+};
+
+struct llama_model_imatrix_data {
+    const char *name;
+    const float *data;
+    size_t size;
 };
 
 struct llama_model_quantize_params {
@@ -443,7 +450,7 @@ static int ftype_of(int type) {
 
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
                             const char *const *patterns, const int *types, int n_over, int n_threads,
-                            ba_error *err) {
+                            const ba_imatrix_t *im, ba_error *err) {
     int ft = ftype_of(default_type);
     const ba_ggml_type_t *dt = ba_ggml_type_by_id(default_type);
     if (ft < 0 || !dt)
@@ -461,7 +468,19 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     }
     ov[n_over].pattern = NULL;
     ov[n_over].type = GGML_TYPE_COUNT;
+    struct llama_model_imatrix_data *imx = NULL;
+    if (im) {
+        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
+        if (!imx) {
+            free(ov);
+            return err->code;
+        }
+        for (int i = 0; i < im->n; i++)
+            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
+                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    }
     struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
+    p.imatrix = imx;
     p.nthread = n_threads > 0 ? n_threads : 1;
     p.ftype = ft;
     p.pure = n_over == 0;
@@ -469,6 +488,7 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     g_log_err[0] = 0;
     uint32_t rc = ll->llama_model_quantize(in, out, &p);
     free(ov);
+    free(imx);
     if (rc != 0)
         return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
                             dt->name, log_why());

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "llm/imatrix.h"
 
 #define BA_LLAMA_NPM_PACKAGE "@node-llama-cpp/linux-x64"
 #define BA_LLAMA_NPM_VERSION "3.22.1"
@@ -68,9 +69,9 @@ ba_status ba_llama_quantize_rows(const ba_llama_t *ll, int type, const float *sr
 /* llama_model_quantize(in -> out): every quantizable tensor gets default_type (a ggml type id
  * with a llama_ftype: F32, F16, BF16, Q4_0 ... Q6_K, Q8_0, the IQ and TQ types, MXFP4, NVFP4,
  * Q1_0, Q2_0) unless one of the n_over patterns (std::regex, searched, first match wins) names
- * another type for it. */
+ * another type for it. im: the importance matrix every quantization uses (NULL: none). */
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
                             const char *const *patterns, const int *types, int n_over, int n_threads,
-                            ba_error *err);
+                            const ba_imatrix_t *im, ba_error *err);
 
 #endif

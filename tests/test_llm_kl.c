@@ -131,9 +131,9 @@ Test(llm_kl, assembled_gguf_equals_llama_model_quantize, .timeout = 120) {
         ptype[np++] = types[i];
     }
     cr_assert_eq(ba_llm_variants_write(f.v, types, mine, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(
-        ba_llama_quantize(f.ll, TINY_GGUF, theirs, ba_ggml_type_by_name("q4_K")->id, pat, ptype, np, 2, &err),
-        BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_llama_quantize(f.ll, TINY_GGUF, theirs, ba_ggml_type_by_name("q4_K")->id, pat, ptype, np,
+                                   2, NULL, &err),
+                 BA_OK, "%s", err.msg);
     ba_gguf_t *a, *b;
     cr_assert_eq(ba_gguf_open(mine, &a, &err), BA_OK, "%s", err.msg);
     cr_assert_eq(ba_gguf_open(theirs, &b, &err), BA_OK, "%s", err.msg);

@@ -110,7 +110,8 @@ static double kl_of_type(fx_t *f, const ba_llama_t *ll, const char *type, int ch
     char out[800];
     snprintf(out, sizeof out, "%s/tiny-%s.gguf", f->dir, type);
     const ba_ggml_type_t *t = ba_ggml_type_by_name(type);
-    cr_assert_eq(ba_llama_quantize(ll, f->f32, out, t->id, NULL, NULL, 0, 2, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_llama_quantize(ll, f->f32, out, t->id, NULL, NULL, 0, 2, NULL, &err), BA_OK, "%s",
+                 err.msg);
     if (check_types) {
         ba_gguf_t *g;
         cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
@@ -172,8 +173,9 @@ Test(llm_llama, per_tensor_overrides_are_applied, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mix.gguf", f.dir);
     const char *pat[2] = {"^blk\\.1\\.ffn_down\\.weight$", "^blk\\.0\\.attn_q\\.weight$"};
     int types[2] = {ba_ggml_type_by_name("q6_K")->id, ba_ggml_type_by_name("q2_K")->id};
-    cr_assert_eq(ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, &err),
-                 BA_OK, "%s", err.msg);
+    cr_assert_eq(
+        ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, NULL, &err),
+        BA_OK, "%s", err.msg);
     cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.1.ffn_down.weight")->type, types[0]);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.0.attn_q.weight")->type, types[1]);
