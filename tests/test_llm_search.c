@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/ggml_types.h"
+#include "core/util.h"
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm_fixture.h"
@@ -208,4 +209,28 @@ Test(llm_search, names_missing_libraries) {
               "%s", r.err);
     ba_test_run_free(&r);
     ba_test_rmtree(dir);
+}
+
+Test(llm_search, docs_name_every_flag_that_help_prints) {
+    static const char *const cmds[] = {"llm-sensitivity", "llm-search", "llm-quantize", NULL};
+    for (int i = 0; cmds[i]; i++) {
+        ba_test_run_t r = ba_test_cli(cmds[i], "--help", NULL);
+        cr_assert_eq(r.status, 0);
+        char path[512];
+        snprintf(path, sizeof path, "%s/docs/%s.md", BA_SOURCE_DIR, cmds[i]);
+        uint8_t *doc = NULL;
+        size_t size;
+        ba_error err;
+        cr_assert_eq(ba_file_read(path, &doc, &size, &err), BA_OK, "%s", err.msg);
+        for (const char *p = strstr(r.out, "--"); p; p = strstr(p + 2, "--")) {
+            char flag[64];
+            size_t n = 2;
+            while (n < sizeof flag - 1 && (p[n] == '-' || (p[n] >= 'a' && p[n] <= 'z'))) n++;
+            memcpy(flag, p, n);
+            flag[n] = '\0';
+            if (n > 2) cr_expect(strstr((const char *)doc, flag), "docs/%s.md lacks %s", cmds[i], flag);
+        }
+        free(doc);
+        ba_test_run_free(&r);
+    }
 }
