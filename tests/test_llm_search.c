@@ -6,13 +6,17 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "core/ggml_types.h"
 #include "core/util.h"
+#include "db/db.h"
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm_fixture.h"
@@ -233,4 +237,82 @@ Test(llm_search, docs_name_every_flag_that_help_prints) {
         free(doc);
         ba_test_run_free(&r);
     }
+}
+
+/* Starts argv (stdout/stderr to /dev/null), SIGKILLs it after delay_s unless it finished first.
+ * Returns its exit code, or -SIGKILL when killed. */
+static int run_and_kill(const char *const *argv, double delay_s) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *n = freopen("/dev/null", "w", stdout);
+        FILE *e = freopen("/dev/null", "w", stderr);
+        (void)n, (void)e;
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int ws = 0;
+    for (double waited = 0; waited < delay_s; waited += 0.002) {
+        if (waitpid(pid, &ws, WNOHANG) == pid) return WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+        usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &ws, 0);
+    return WIFEXITED(ws) ? WEXITSTATUS(ws) : -WTERMSIG(ws);
+}
+
+static void trials_of(const char *dbpath, ba_trial_t **t, int *n) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 0, &db, &err), BA_OK, "%s", err.msg);
+    ba_study_info_t info;
+    cr_assert_eq(ba_db_study_get(db, "k", &info, &err), BA_OK, "%s", err.msg);
+    cr_expect_str_eq(info.state, "complete");
+    ba_trial_query_t q = {0};
+    cr_assert_eq(ba_db_trials_query(db, info.id, &q, t, n, &err), BA_OK, "%s", err.msg);
+    ba_db_study_info_free(&info);
+    ba_db_close(db);
+}
+
+Test(llm_search, killed_search_resumes_to_the_uninterrupted_result, .timeout = 300) {
+    fx_t f;
+    fx_init(&f);
+    char ref[700];
+    snprintf(ref, sizeof ref, "%s/ref.db", f.dir);
+    setenv("TMPDIR", f.dir, 1); /* a killed run's private folder goes with the test's */
+    const char *argv[] = {
+        BA_CLI,          "--db",     ref,           "-q",      "llm-search", TINY_GGUF, "--text",
+        CALIB_TXT,       "--budget", "avg-bits=4",  "--study", "k",          "--seed",  "7",
+        "--generations", "3",        "--offspring", "3",       "--chunk",    "128",     NULL};
+    int rc0 = run_and_kill(argv, 1e9);
+    cr_assert_eq(rc0, 0, "rc %d", rc0);
+    argv[2] = f.db;
+    const char *resume[] = {BA_CLI, "--db", f.db, "-q", "resume", "--study", "k", NULL};
+    int kills = 0, rc = -SIGKILL;
+    double delay = 1.5;
+    rc = run_and_kill(argv, delay);
+    kills += rc == -SIGKILL;
+    for (int i = 0; rc == -SIGKILL && i < 30; i++, delay += 0.6) {
+        /* Killed before the study existed: the same search again; else resume. */
+        rc = run_and_kill(resume, delay);
+        if (rc == 2) rc = run_and_kill(argv, delay);
+        kills += rc == -SIGKILL;
+    }
+    cr_assert_eq(rc, 0, "rc %d", rc);
+    cr_expect_geq(kills, 1);
+    ba_trial_t *a, *b;
+    int na, nb;
+    trials_of(ref, &a, &na);
+    trials_of(f.db, &b, &nb);
+    cr_expect_eq(na, nb);
+    for (int i = 0; i < na && i < nb; i++) {
+        cr_expect_str_eq(a[i].state, b[i].state, "trial %d", i);
+        cr_expect(a[i].kl == b[i].kl, "trial %d: kl %.17g vs %.17g", i, a[i].kl, b[i].kl);
+        cr_expect_eq(a[i].nlayers, b[i].nlayers);
+        for (int l = 0; l < a[i].nlayers && l < b[i].nlayers; l++)
+            cr_expect_eq(a[i].w_bits[l], b[i].w_bits[l]);
+    }
+    fprintf(stderr, "llm-search killed %d times, resumed to the same %d trials\n", kills, nb);
+    ba_db_trials_free(a, na);
+    ba_db_trials_free(b, nb);
+    ba_test_rmtree(f.dir);
 }
