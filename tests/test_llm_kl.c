@@ -156,3 +156,89 @@ Test(llm_kl, assembled_gguf_equals_llama_model_quantize, .timeout = 120) {
     ba_test_rmtree(dir);
     fx_close(&f);
 }
+
+/* With an imatrix (uneven column weights on two tensors): the store quantizes with the same rows
+ * llama_model_quantize uses, so the bytes still match. */
+Test(llm_kl, assembled_gguf_with_imatrix_equals_llama_model_quantize, .timeout = 120) {
+    BA_TEST_LLAMA_OR_SKIP();
+    const ba_llama_t *ll = ba_test_llama_open();
+    ba_error err = {0};
+    char dir[512], dat[600], mine[600], theirs[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(dat, sizeof dat, "%s/imatrix.dat", dir);
+    snprintf(mine, sizeof mine, "%s/mine.gguf", dir);
+    snprintf(theirs, sizeof theirs, "%s/theirs.gguf", dir);
+    const char *names[2] = {"blk.0.ffn_up.weight", "blk.1.attn_k.weight"};
+    FILE *fp = fopen(dat, "wb");
+    cr_assert(fp);
+    int32_t n = 2, ncall = 1, nval = 256;
+    fwrite(&n, 4, 1, fp);
+    for (int e = 0; e < 2; e++) {
+        int32_t len = (int32_t)strlen(names[e]);
+        fwrite(&len, 4, 1, fp);
+        fwrite(names[e], 1, (size_t)len, fp);
+        fwrite(&ncall, 4, 1, fp);
+        fwrite(&nval, 4, 1, fp);
+        for (int j = 0; j < nval; j++) {
+            float w = 0.05f + (float)((j * 37 + e * 11) % 29);
+            fwrite(&w, 4, 1, fp);
+        }
+    }
+    fclose(fp);
+    ba_imatrix_t *im;
+    cr_assert_eq(ba_imatrix_open(dat, &im, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
+    ba_llm_variants_t *v;
+    cr_assert_eq(ba_llm_variants_new(ll, g, im, &v, &err), BA_OK, "%s", err.msg);
+    static const char *const tn[3] = {"q2_K", "q3_K", "q5_K"};
+    int types[64];
+    char pats[64][128];
+    const char *pat[64];
+    int ptype[64], np = 0;
+    for (int i = 0; i < g->n_tensors; i++) {
+        types[i] = -1;
+        if (!ba_ggml_tensor_quantizable(g->tensors[i].name, g->tensors[i].n_dims)) continue;
+        types[i] = ba_ggml_type_by_name(tn[i % 3])->id;
+        char *o = pats[np];
+        *o++ = '^';
+        for (const char *c = g->tensors[i].name; *c; c++) {
+            if (*c == '.') *o++ = '\\';
+            *o++ = *c;
+        }
+        strcpy(o, "$");
+        pat[np] = pats[np];
+        ptype[np++] = types[i];
+    }
+    cr_assert_eq(ba_llm_variants_write(v, types, mine, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_llama_quantize(ll, TINY_GGUF, theirs, ba_ggml_type_by_name("q8_0")->id, pat, ptype, np, 1,
+                                   im, &err),
+                 BA_OK, "%s", err.msg);
+    ba_gguf_t *a, *b, *plain;
+    char plain_path[600];
+    snprintf(plain_path, sizeof plain_path, "%s/plain.gguf", dir);
+    cr_assert_eq(ba_llama_quantize(ll, TINY_GGUF, plain_path, ba_ggml_type_by_name("q8_0")->id, pat, ptype,
+                                   np, 1, NULL, &err),
+                 BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_gguf_open(mine, &a, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_gguf_open(theirs, &b, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_gguf_open(plain_path, &plain, &err), BA_OK, "%s", err.msg);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const ba_gguf_tensor_t *x = &a->tensors[i], *y = ba_gguf_find_tensor(b, x->name),
+                               *z = ba_gguf_find_tensor(plain, x->name);
+        cr_assert(y && z, "%s", x->name);
+        cr_expect_eq(x->type, y->type, "%s", x->name);
+        cr_expect(x->nbytes == y->nbytes && memcmp(x->data, y->data, x->nbytes) == 0, "%s: bytes differ",
+                  x->name);
+        int covered = !strcmp(x->name, names[0]) || !strcmp(x->name, names[1]);
+        if (covered)
+            cr_expect(memcmp(y->data, z->data, y->nbytes) != 0, "%s: the imatrix changed nothing", x->name);
+    }
+    ba_gguf_free(a);
+    ba_gguf_free(b);
+    ba_gguf_free(plain);
+    ba_llm_variants_free(v);
+    ba_gguf_free(g);
+    ba_imatrix_free(im);
+    ba_test_rmtree(dir);
+}
