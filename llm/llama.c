@@ -448,6 +448,39 @@ static int ftype_of(int type) {
     return -1;
 }
 
+static const struct {
+    const char *name;
+    int ftype;
+} MIXES[] = {{"Q2_K", 10},   {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14},
+             {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"Q8_0", 7}};
+
+ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                                int n_threads, const ba_imatrix_t *im, ba_error *err) {
+    int ft = -1;
+    for (size_t i = 0; i < sizeof MIXES / sizeof MIXES[0]; i++)
+        if (!strcmp(MIXES[i].name, mix)) ft = MIXES[i].ftype;
+    if (ft < 0) return ba_error_set(err, BA_ERR_INPUT, "'%s' is not a llama.cpp K mix (Q2_K ... Q8_0)", mix);
+    struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
+    p.nthread = n_threads > 0 ? n_threads : 1;
+    p.ftype = ft;
+    struct llama_model_imatrix_data *imx = NULL;
+    if (im) {
+        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
+        if (!imx) return err->code;
+        for (int i = 0; i < im->n; i++)
+            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
+                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    }
+    p.imatrix = imx;
+    g_log_err[0] = 0;
+    uint32_t rc = ll->llama_model_quantize(in, out, &p);
+    free(imx);
+    if (rc != 0)
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
+                            mix, log_why());
+    return BA_OK;
+}
+
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
                             const char *const *patterns, const int *types, int n_over, int n_threads,
                             const ba_imatrix_t *im, ba_error *err) {

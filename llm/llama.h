@@ -74,4 +74,10 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
                             const char *const *patterns, const int *types, int n_over, int n_threads,
                             const ba_imatrix_t *im, ba_error *err);
 
+/* llama_model_quantize with one of llama.cpp's own type mixes, as llama-quantize FTYPE names it
+ * ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"):
+ * the baselines a per-tensor plan is compared with. */
+ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                                int n_threads, const ba_imatrix_t *im, ba_error *err);
+
 #endif

@@ -242,3 +242,27 @@ Test(llm_kl, assembled_gguf_with_imatrix_equals_llama_model_quantize, .timeout =
     ba_imatrix_free(im);
     ba_test_rmtree(dir);
 }
+
+/* llama.cpp's own Q4_K_M mix: mostly q4_K, some tensors q6_K (its rules), norms f32. */
+Test(llm_kl, llama_mix_baseline, .timeout = 60) {
+    BA_TEST_LLAMA_OR_SKIP();
+    const ba_llama_t *ll = ba_test_llama_open();
+    ba_error err = {0};
+    char dir[512], out[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(out, sizeof out, "%s/q4km.gguf", dir);
+    cr_expect_eq(ba_llama_quantize_mix(ll, TINY_GGUF, out, "Q4_K_X", 1, NULL, &err), BA_ERR_INPUT);
+    cr_assert_eq(ba_llama_quantize_mix(ll, TINY_GGUF, out, "Q4_K_M", 1, NULL, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
+    int q4 = 0, q6 = 0, other = 0;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const ba_gguf_tensor_t *x = &g->tensors[i];
+        if (!ba_ggml_tensor_quantizable(x->name, x->n_dims)) continue;
+        const char *n = ba_ggml_type_by_id(x->type)->name;
+        q4 += !strcmp(n, "q4_K"), q6 += !strcmp(n, "q6_K"), other += strcmp(n, "q4_K") && strcmp(n, "q6_K");
+    }
+    cr_expect(q4 > q6 && q6 > 0 && other == 0, "q4_K %d q6_K %d other %d", q4, q6, other);
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
