@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm_fixture.h"
+#include "study/llm_study.h"
 
 typedef struct {
     char dir[512], db[600];
@@ -315,4 +317,54 @@ Test(llm_search, killed_search_resumes_to_the_uninterrupted_result, .timeout = 3
     ba_db_trials_free(a, na);
     ba_db_trials_free(b, nb);
     ba_test_rmtree(f.dir);
+}
+
+/* An LLM study's settings round-trip through JSON; damaged settings are refused, never trusted. */
+Test(llm_search, settings_json_round_trip_and_damage) {
+    ba_llm_settings_t s, t;
+    ba_error err = {0};
+    ba_llm_settings_init(&s);
+    s.model = strdup("/m/tiny.gguf");
+    s.text = strdup("/m/calib.txt");
+    cr_assert_eq(ba_budget_set_add(&s.budgets, "avg-bits=4.25", &err), BA_OK);
+    cr_assert_eq(ba_budget_set_add(&s.budgets, "memory=1MiB", &err), BA_OK);
+    cr_assert_eq(ba_llm_settings_set_types(&s, "q3_K,q4_K,q8_0", &err), BA_OK, "%s", err.msg);
+    s.seed = UINT64_MAX;
+    s.generations = 0;
+    char *j, *j2;
+    cr_assert_eq(ba_llm_settings_to_json(&s, &j, &err), BA_OK);
+    cr_expect(ba_llm_settings_is_llm(j));
+    cr_assert_eq(ba_llm_settings_from_json(j, &t, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_llm_settings_to_json(&t, &j2, &err), BA_OK);
+    cr_expect_str_eq(j, j2);
+    cr_expect_eq(t.seed, UINT64_MAX);
+    cr_expect_eq(t.ntypes, 3);
+    cr_expect_eq(t.budgets.n, 2);
+    free(j2);
+    ba_llm_settings_free(&t);
+    static const char *const bad[] = {
+        "",
+        "{}",
+        "[1]",
+        "{\"kind\": \"llm\"}",
+        "{\"kind\": \"onnx\", \"model\": \"/m\"}",
+        "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_0\"], \"method\": "
+        "\"ilp\", "
+        "\"seed\": \"0\", \"generations\": 1, \"offspring\": 1, \"chunk\": 8, \"threads\": 1}",
+        "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_K\"], \"method\": "
+        "\"magic\", "
+        "\"seed\": \"0\", \"generations\": 1, \"offspring\": 1, \"chunk\": 8, \"threads\": 1}",
+        "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_K\"], \"method\": "
+        "\"ilp\", "
+        "\"seed\": \"0\", \"generations\": 1, \"offspring\": 0, \"chunk\": 8, \"threads\": 1}",
+        "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_K\"], \"method\": "
+        "\"ilp\", "
+        "\"seed\": \"0\", \"generations\": 1, \"offspring\": 1, \"chunk\": 8, \"threads\": 1, \"budgets\": "
+        "{\"speed\": 3}}",
+        NULL};
+    for (int i = 0; bad[i]; i++) {
+        cr_expect_eq(ba_llm_settings_from_json(bad[i], &t, &err), BA_ERR_INPUT, "%s", bad[i]);
+    }
+    free(j);
+    ba_llm_settings_free(&s);
 }
