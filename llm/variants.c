@@ -90,6 +90,12 @@ static ba_status quantize(ba_llm_variants_t *v, int tensor, int type, variant_t 
     int64_t n_mat = t->n_dims > 2 ? t->ne[2] : 1;
     int64_t n = ne0 * rows_per_mat * n_mat;
     const float *imx = ba_llm_variants_imatrix(v, tensor);
+    const ba_imatrix_entry_t *ie = v->im ? ba_imatrix_find(v->im, t->name) : NULL;
+    if (ie && !imx && strcmp(t->name, "token_embd.weight") != 0)
+        /* llama_model_quantize refuses it too ("imatrix size … is different from tensor size"). */
+        return ba_error_set(
+            err, BA_ERR_INPUT, "imatrix entry '%s' has %lld x %lld values, the tensor needs %lld x %lld",
+            t->name, (long long)ie->n_mat, (long long)ie->ne0, (long long)n_mat, (long long)ne0);
     float *x = ba_malloc((size_t)n * sizeof *x, err);
     float *y = x ? ba_malloc((size_t)n * sizeof *y, err) : NULL;
     void *q = y ? ba_malloc(nbytes ? (size_t)nbytes : 1, err) : NULL;

@@ -368,3 +368,52 @@ Test(llm_search, settings_json_round_trip_and_damage) {
     free(j);
     ba_llm_settings_free(&s);
 }
+
+/* With --imatrix: the study records it, export prints it in the llama-quantize line, llm-quantize
+ * uses it, and a changed imatrix is refused on resume. */
+Test(llm_search, imatrix_goes_through_to_export_and_quantize, .timeout = 120) {
+    fx_t f;
+    fx_init(&f);
+    char dat[700], tt[700], q[700];
+    snprintf(dat, sizeof dat, "%s/imatrix.dat", f.dir);
+    snprintf(tt, sizeof tt, "%s/types.txt", f.dir);
+    snprintf(q, sizeof q, "%s/q.gguf", f.dir);
+    FILE *fp = fopen(dat, "wb");
+    cr_assert(fp);
+    int32_t n = 1, ncall = 1, nval = 512, len = (int32_t)strlen("blk.0.ffn_down.weight"); /* n_ff columns */
+    fwrite(&n, 4, 1, fp);
+    fwrite(&len, 4, 1, fp);
+    fwrite("blk.0.ffn_down.weight", 1, (size_t)len, fp);
+    fwrite(&ncall, 4, 1, fp);
+    fwrite(&nval, 4, 1, fp);
+    for (int j = 0; j < nval; j++) {
+        float w = 1.0f + (float)(j % 5);
+        fwrite(&w, 4, 1, fp);
+    }
+    fclose(fp);
+    ba_test_run_t r =
+        ba_test_cli("--db", f.db, "-q", "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget",
+                    "avg-bits=4", "--imatrix", dat, "--study", "i", "--method", "ilp", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", f.db, "-q", "export", "--study", "i", "--format", "llama", "-o", tt, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "llama-quantize --imatrix ") && strstr(r.out, "imatrix.dat --tensor-type-file "),
+              "%s", r.out);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", f.db, "-q", "llm-quantize", "--study", "i", "-o", q, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    /* The imatrix changes: resume refuses. */
+    fp = fopen(dat, "r+b");
+    cr_assert(fp);
+    fseek(fp, -4, SEEK_END);
+    float w = 9.0f;
+    fwrite(&w, 4, 1, fp);
+    fclose(fp);
+    r = ba_test_cli("--db", f.db, "resume", "--study", "i", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "the imatrix changed since study 'i' started"), "%s", r.err);
+    ba_test_run_free(&r);
+    ba_test_rmtree(f.dir);
+}

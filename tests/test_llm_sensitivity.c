@@ -171,3 +171,43 @@ Test(llm_sensitivity, cli_bad_types) {
     cr_expect(strstr(r.err, "--types: 'q9_9'"), "%s", r.err);
     ba_test_run_free(&r);
 }
+
+/* An imatrix entry whose columns do not fit its tensor is refused, as llama-quantize refuses it. */
+Test(llm_sensitivity, imatrix_of_the_wrong_width_is_refused) {
+    BA_TEST_LLAMA_OR_SKIP();
+    const ba_llama_t *ll = ba_test_llama_open();
+    ba_error err = {0};
+    char dir[512], dat[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(dat, sizeof dat, "%s/imatrix.dat", dir);
+    FILE *f = fopen(dat, "wb");
+    cr_assert(f);
+    int32_t n = 1, ncall = 1, nval = 256, len = (int32_t)strlen("blk.1.ffn_down.weight");
+    fwrite(&n, 4, 1, f);
+    fwrite(&len, 4, 1, f);
+    fwrite("blk.1.ffn_down.weight", 1, (size_t)len, f);
+    fwrite(&ncall, 4, 1, f);
+    fwrite(&nval, 4, 1, f);
+    for (int i = 0; i < nval; i++) {
+        float w = 1.0f;
+        fwrite(&w, 4, 1, f);
+    }
+    fclose(f);
+    ba_imatrix_t *im;
+    cr_assert_eq(ba_imatrix_open(dat, &im, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
+    ba_llm_variants_t *v;
+    cr_assert_eq(ba_llm_variants_new(ll, g, im, &v, &err), BA_OK, "%s", err.msg);
+    int q4 = tid("q4_K");
+    ba_llm_errtab_t *t = NULL;
+    cr_expect_eq(ba_llm_errtab_compute(v, &q4, 1, &t, &err), BA_ERR_INPUT);
+    cr_expect(
+        strstr(err.msg, "imatrix entry 'blk.1.ffn_down.weight' has 1 x 256 values, the tensor needs 1 x 512"),
+        "%s", err.msg);
+    ba_llm_errtab_free(t);
+    ba_llm_variants_free(v);
+    ba_gguf_free(g);
+    ba_imatrix_free(im);
+    ba_test_rmtree(dir);
+}
