@@ -143,6 +143,7 @@ int ba_cmd_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_sensitivity(const ba_cli_opts *o);
 int ba_cmd_llm_search(const ba_cli_opts *o);
+int ba_cmd_llm_imatrix(const ba_cli_opts *o);
 int ba_cmd_llm_quantize(const ba_cli_opts *o);
 /* The LLM branches of `resume` and `export` (db open; the study's settings are an LLM study's). */
 int ba_cmd_llm_resume(const ba_cli_opts *o, ba_db_t *db);

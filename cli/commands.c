@@ -142,6 +142,17 @@ static const ba_cli_flag llm_search_flags[] = {
     F_END,
 };
 
+static const ba_cli_flag llm_imatrix_flags[] = {
+    F_LLM_MODEL,
+    {"text", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "FILE", NULL,
+     "calibration text, decoded in chunks of --chunk"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.gguf", NULL,
+     "the imatrix (llama-imatrix's GGUF format)"},
+    {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per chunk (default: 128)"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
+    F_END,
+};
+
 static const ba_cli_flag llm_quantize_flags[] = {
     F_STUDY(BA_CLI_REQUIRED),
     {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "which trial (default: best)"},
@@ -336,6 +347,9 @@ const ba_cli_command ba_cli_commands[] = {
      "                    [--method M] [--generations N] [--offspring N] [--chunk N] [--study NAME]",
      llm_search_flags, ba_cmd_llm_search, NULL,
      "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
+    {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of a GGUF over a text",
+     "bitalloc llm-imatrix MODEL.gguf --text FILE -o OUT.gguf [--chunk N] [--threads N]", llm_imatrix_flags,
+     ba_cmd_llm_imatrix, NULL, "bitalloc llm-imatrix model.gguf --text calib.txt -o imatrix.gguf"},
     {"llm-quantize", "write an LLM study's trial as a quantized GGUF (llama_model_quantize)",
      "bitalloc llm-quantize --study NAME [--trial N|best] -o OUT.gguf", llm_quantize_flags,
      ba_cmd_llm_quantize, NULL, "bitalloc llm-quantize --study q45 -o model-q45.gguf"},

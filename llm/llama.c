@@ -67,6 +67,25 @@ struct llama_model_tensor_override {
     int type;
 };
 
+/* ggml/include/ggml.h's struct ggml_tensor (GGML_MAX_DIMS 4, GGML_MAX_OP_PARAMS 64, GGML_MAX_SRC 10,
+ * GGML_MAX_NAME 64), read by the imatrix collector's eval callback. */
+struct ggml_tensor {
+    int type;
+    void *buffer;
+    int64_t ne[4];
+    size_t nb[4];
+    int op;
+    int32_t op_params[16];
+    int32_t flags;
+    struct ggml_tensor *src[10];
+    struct ggml_tensor *view_src;
+    size_t view_offs;
+    void *data;
+    char name[64];
+    void *extra;
+    char padding[8];
+};
+
 struct llama_model_imatrix_data {
     const char *name;
     const float *data;
@@ -131,6 +150,8 @@ struct ba_llama {
     size_t (*ggml_quantize_chunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
                                   int64_t n_per_row, const float *imatrix);
     bool (*ggml_quantize_requires_imatrix)(int type);
+    const char *(*ggml_op_name)(int op);
+    bool (*ggml_backend_buffer_is_host)(void *buffer);
     const struct ggml_type_traits *(*ggml_get_type_traits)(int type);
 };
 
@@ -216,6 +237,8 @@ static ba_status load_all(const char *dir, ba_error *err) {
     SYM(base, ggml_type_size);
     SYM(base, ggml_quantize_chunk);
     SYM(base, ggml_quantize_requires_imatrix);
+    SYM(base, ggml_op_name);
+    SYM(base, ggml_backend_buffer_is_host);
     SYM(base, ggml_get_type_traits);
     g_ll.llama_log_set(log_cb, NULL);
     g_ll.ggml_backend_load_all_from_path(dir);
@@ -304,9 +327,9 @@ ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const 
     return BA_OK;
 }
 
-ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
-                                 int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
-                                 ba_error *err) {
+static ba_status decode_impl(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                             int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                             bool (*cb_eval)(void *, bool, void *), void *cb_user, ba_error *err) {
     if (chunk_len < 1 || n_chunks < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
     struct llama_model *m;
     BA_TRY(load_model(ll, model_path, 0, &m, err));
@@ -326,6 +349,8 @@ ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, c
     cp.n_seq_max = 1;
     cp.n_threads = cp.n_threads_batch = n_threads > 0 ? n_threads : 1;
     cp.no_perf = true;
+    cp.cb_eval = cb_eval;
+    cp.cb_eval_user_data = cb_user;
     g_log_err[0] = 0;
     struct llama_context *c = ll->llama_init_from_model(m, cp);
     if (!c) {
@@ -369,6 +394,102 @@ ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, c
     ll->llama_free(c);
     ll->llama_model_free(m);
     return st;
+}
+
+ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                 int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                                 ba_error *err) {
+    return decode_impl(ll, model_path, tokens, chunk_len, n_chunks, n_threads, fn, user, NULL, NULL, err);
+}
+
+/* ---- imatrix collection: Σx² per input column of every weight matrix product ---- */
+
+typedef struct {
+    const ba_llama_t *ll;
+    int n;
+    ba_imatrix_entry_t *e; /* mean holds Σx² while collecting */
+    int64_t *count;        /* rows (tokens) seen per entry */
+    int failed;            /* out of memory inside the callback */
+} collect_t;
+
+static int weight_name(const char *name) {
+    size_t n = strnlen(name, 64);
+    return n > 7 && n < 64 && !memcmp(name + n - 7, ".weight", 7);
+}
+
+static bool collect_cb(void *tp, bool ask, void *user) {
+    collect_t *c = user;
+    struct ggml_tensor *t = tp;
+    const struct ggml_tensor *w = t->src[0], *x = t->src[1];
+    int want = strcmp(c->ll->ggml_op_name(t->op), "MUL_MAT") == 0 && w && x && x->type == 0 /* F32 */ &&
+               weight_name(w->name) && x->ne[0] == w->ne[0] && w->ne[2] == 1 && w->ne[3] == 1;
+    if (ask) return want;
+    if (!want || c->failed || !c->ll->ggml_backend_buffer_is_host(x->buffer)) return true;
+    ba_imatrix_entry_t *e = NULL;
+    for (int i = 0; i < c->n && !e; i++)
+        if (!strcmp(c->e[i].name, w->name)) e = &c->e[i];
+    if (!e) {
+        ba_error err;
+        ba_imatrix_entry_t *ne = ba_realloc(c->e, (size_t)(c->n + 1) * sizeof *ne, &err);
+        int64_t *nc = ne ? ba_realloc(c->count, (size_t)(c->n + 1) * sizeof *nc, &err) : NULL;
+        if (ne) c->e = ne;
+        if (nc) c->count = nc;
+        float *sums = nc ? ba_calloc((size_t)x->ne[0], sizeof *sums, &err) : NULL;
+        char *name = sums ? ba_strdup(w->name, &err) : NULL;
+        if (!name) {
+            free(sums);
+            c->failed = 1;
+            return true;
+        }
+        e = &c->e[c->n];
+        *e = (ba_imatrix_entry_t){name, x->ne[0], 1, sums};
+        c->count[c->n++] = 0;
+    }
+    int k = (int)(e - c->e);
+    for (int64_t i3 = 0; i3 < x->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < x->ne[2]; i2++)
+            for (int64_t i1 = 0; i1 < x->ne[1]; i1++) {
+                const float *row =
+                    (const float *)((const char *)x->data + i1 * x->nb[1] + i2 * x->nb[2] + i3 * x->nb[3]);
+                for (int64_t j = 0; j < x->ne[0]; j++) e->mean[j] += row[j] * row[j];
+                c->count[k]++;
+            }
+    return true;
+}
+
+static ba_status no_logits(void *user, int chunk, const float *logits, int nv, ba_error *err) {
+    (void)user, (void)chunk, (void)logits, (void)nv, (void)err;
+    return BA_OK;
+}
+
+ba_status ba_llama_collect_imatrix(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                   int chunk_len, int n_chunks, int n_threads, ba_imatrix_t **out,
+                                   int64_t **counts, ba_error *err) {
+    *out = NULL;
+    *counts = NULL;
+    collect_t c = {ll, 0, NULL, NULL, 0};
+    ba_status st = decode_impl(ll, model_path, tokens, chunk_len, n_chunks, n_threads, no_logits, NULL,
+                               collect_cb, &c, err);
+    if (st == BA_OK && c.failed) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory collecting the imatrix");
+    ba_imatrix_t *im = st == BA_OK ? ba_calloc(1, sizeof *im, err) : NULL;
+    if (st == BA_OK && !im) st = BA_ERR_NOMEM;
+    if (st != BA_OK) {
+        for (int i = 0; i < c.n; i++) {
+            free(c.e[i].name);
+            free(c.e[i].mean);
+        }
+        free(c.e);
+        free(c.count);
+        return st;
+    }
+    for (int i = 0; i < c.n; i++)
+        for (int64_t j = 0; j < c.e[i].ne0; j++) c.e[i].mean[j] /= (float)(c.count[i] ? c.count[i] : 1);
+    im->n = c.n;
+    im->e = c.e;
+    im->chunk_count = n_chunks;
+    *out = im;
+    *counts = c.count;
+    return BA_OK;
 }
 
 typedef struct {

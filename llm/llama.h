@@ -52,6 +52,14 @@ ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, c
                                  int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
                                  ba_error *err);
 
+/* An importance matrix of the model over n_chunks chunks of chunk_len tokens, as llama-imatrix
+ * collects it: for every matrix product with a named 2-D weight (W.weight × F32 activations), the
+ * mean over tokens of x_j² per input column j (libllama's eval callback; logits of every position
+ * are requested, so the output matrix is seen on all of them). *counts: tokens per entry. */
+ba_status ba_llama_collect_imatrix(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                   int chunk_len, int n_chunks, int n_threads, ba_imatrix_t **out,
+                                   int64_t **counts, ba_error *err);
+
 /* libggml-base's own quantizers (ggml_quantize_chunk, the type's to_float), as llama_model_quantize
  * uses them. */
 /* 1 when ggml refuses to quantize to type without an imatrix (ggml_quantize_requires_imatrix). */

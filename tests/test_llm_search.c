@@ -218,7 +218,7 @@ Test(llm_search, names_missing_libraries) {
 }
 
 Test(llm_search, docs_name_every_flag_that_help_prints) {
-    static const char *const cmds[] = {"llm-sensitivity", "llm-search", "llm-quantize", NULL};
+    static const char *const cmds[] = {"llm-imatrix", "llm-sensitivity", "llm-search", "llm-quantize", NULL};
     for (int i = 0; cmds[i]; i++) {
         ba_test_run_t r = ba_test_cli(cmds[i], "--help", NULL);
         cr_assert_eq(r.status, 0);

@@ -211,3 +211,54 @@ Test(llm_sensitivity, imatrix_of_the_wrong_width_is_refused) {
     ba_imatrix_free(im);
     ba_test_rmtree(dir);
 }
+
+/* llm-imatrix: mean x² per input column of every weight product, in llama-imatrix's GGUF format,
+ * the same twice, read back by our reader and accepted by llama_model_quantize. */
+Test(llm_sensitivity, collected_imatrix_round_trips_and_quantizes, .timeout = 120) {
+    BA_TEST_LLAMA_OR_SKIP();
+    const ba_llama_t *ll = ba_test_llama_open();
+    setenv(BA_LLAMA_DIR_ENV, ba_test_llama_dir(), 1);
+    ba_error err = {0};
+    char dir[512], a[600], b[600], q[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(a, sizeof a, "%s/a.gguf", dir);
+    snprintf(b, sizeof b, "%s/b.gguf", dir);
+    snprintf(q, sizeof q, "%s/q.gguf", dir);
+    ba_test_run_t r = ba_test_cli("llm-imatrix", TINY_GGUF, "--text", CALIB_TXT, "-o", a, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.err, "15 weight matrices, 10 chunks of 128 tokens"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("-q", "llm-imatrix", TINY_GGUF, "--text", CALIB_TXT, "-o", b, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    ba_imatrix_t *ia, *ib;
+    cr_assert_eq(ba_imatrix_open(a, &ia, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_imatrix_open(b, &ib, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(ia->chunk_count, 10);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
+    int covered = 0;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const ba_gguf_tensor_t *x = &g->tensors[i];
+        if (!ba_ggml_tensor_quantizable(x->name, x->n_dims)) continue;
+        const ba_imatrix_entry_t *e = ba_imatrix_find(ia, x->name), *f = ba_imatrix_find(ib, x->name);
+        cr_assert(e && f, "%s: no entry", x->name);
+        covered++;
+        cr_expect_eq(e->ne0, x->ne[0], "%s", x->name);
+        cr_expect_eq(e->n_mat, 1);
+        for (int64_t j = 0; j < e->ne0; j++) {
+            cr_expect(e->mean[j] >= 0 && isfinite(e->mean[j]), "%s[%lld]", x->name, (long long)j);
+            cr_expect_eq(e->mean[j], f->mean[j], "%s[%lld]: the same twice", x->name, (long long)j);
+        }
+    }
+    cr_expect_eq(covered, 15);
+    cr_expect_eq(ia->n, 15);
+    const char *pat[1] = {"^blk\\.0\\.ffn_down\\.weight$"};
+    int ty[1] = {tid("q3_K")};
+    cr_expect_eq(ba_llama_quantize(ll, TINY_GGUF, q, tid("q4_K"), pat, ty, 1, 1, ia, &err), BA_OK, "%s",
+                 err.msg);
+    ba_gguf_free(g);
+    ba_imatrix_free(ia);
+    ba_imatrix_free(ib);
+    ba_test_rmtree(dir);
+}
