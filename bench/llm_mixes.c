@@ -6,6 +6,7 @@
  *
  *   bench_llm_mixes MODEL.gguf CALIB.txt HELDOUT.txt WORKDIR [MIX ...]   (default Q3_K_M Q4_K_M Q5_K_M)
  *
+ * With $BENCH_IMATRIX (a GGUF or .dat imatrix) the mixes and the searches both quantize with it.
  * Needs the llama.cpp libraries ($BA_LLAMA_DIR). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,11 +46,14 @@ int main(int argc, char **argv) {
     if (ba_llama_open(NULL, &ll, &err) != BA_OK || ba_gguf_open(argv[1], &g, &err) != BA_OK ||
         read_text(argv[2], &calib, &err) != BA_OK || read_text(argv[3], &held, &err) != BA_OK)
         return fail(&err);
+    const char *imx_path = getenv("BENCH_IMATRIX");
+    ba_imatrix_t *im = NULL;
+    if (imx_path && *imx_path && ba_imatrix_open(imx_path, &im, &err) != BA_OK) return fail(&err);
     ba_llm_kl_t *kc, *kh;
     ba_llm_variants_t *v;
     if (ba_llm_kl_new(ll, g, calib, BA_LLM_DEFAULT_CHUNK, 1, &kc, &err) != BA_OK ||
         ba_llm_kl_new(ll, g, held, BA_LLM_DEFAULT_CHUNK, 1, &kh, &err) != BA_OK ||
-        ba_llm_variants_new(ll, g, NULL, &v, &err) != BA_OK)
+        ba_llm_variants_new(ll, g, im, &v, &err) != BA_OK)
         return fail(&err);
     char dbpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/llm_mixes.db", argv[4]);
@@ -61,7 +65,7 @@ int main(int argc, char **argv) {
         snprintf(mix_path, sizeof mix_path, "%s/%s.gguf", argv[4], mixes[m]);
         snprintf(plan_path, sizeof plan_path, "%s/bitalloc-%s.gguf", argv[4], mixes[m]);
         snprintf(seed_path, sizeof seed_path, "%s/ilp-%s.gguf", argv[4], mixes[m]);
-        if (ba_llama_quantize_mix(ll, argv[1], mix_path, mixes[m], 1, NULL, &err) != BA_OK) return fail(&err);
+        if (ba_llama_quantize_mix(ll, argv[1], mix_path, mixes[m], 1, im, &err) != BA_OK) return fail(&err);
         ba_gguf_t *q;
         if (ba_gguf_open(mix_path, &q, &err) != BA_OK) return fail(&err);
         uint64_t bytes = 0;
@@ -73,7 +77,8 @@ int main(int argc, char **argv) {
         snprintf(budget, sizeof budget, "memory=%llu", (unsigned long long)bytes);
         if (ba_study_settings_set_path(&s.model, argv[1], &err) != BA_OK ||
             ba_study_settings_set_path(&s.text, argv[2], &err) != BA_OK ||
-            ba_budget_set_add(&s.budgets, budget, &err) != BA_OK)
+            ba_budget_set_add(&s.budgets, budget, &err) != BA_OK ||
+            (im && ba_study_settings_set_path(&s.imatrix, imx_path, &err) != BA_OK))
             return fail(&err);
         ba_llm_study_result_t r;
         if (ba_llm_study_search(db, ll, mixes[m], &s, NULL, &r, &err) != BA_OK) return fail(&err);
@@ -99,18 +104,21 @@ int main(int argc, char **argv) {
             ba_llm_settings_free(&s2);
         }
         free(types);
-        printf("{\"mix\": \"%s\", \"bytes\": %llu, \"plan_bytes\": %.0f, \"plan_avg_bits\": %.4f, "
+        printf("{\"imatrix\": %s, \"mix\": \"%s\", \"bytes\": %llu, \"plan_bytes\": %.0f, \"plan_avg_bits\": "
+               "%.4f, "
                "\"kl_calib\": {\"mix\": %.6g, \"ilp\": %.6g, \"bitalloc\": %.6g}, "
                "\"kl_heldout\": {\"mix\": %.6g, \"ilp\": %.6g, \"bitalloc\": %.6g}, \"trials\": %lld, "
                "\"seconds\": %.1f}\n",
-               mixes[m], (unsigned long long)bytes, r.bytes, r.avg_bits, kl_of(kc, mix_path, &err),
-               kl_of(kc, seed_path, &err), kl_of(kc, plan_path, &err), kl_of(kh, mix_path, &err),
-               kl_of(kh, seed_path, &err), kl_of(kh, plan_path, &err), (long long)r.ntrials, r.seconds);
+               im ? "true" : "false", mixes[m], (unsigned long long)bytes, r.bytes, r.avg_bits,
+               kl_of(kc, mix_path, &err), kl_of(kc, seed_path, &err), kl_of(kc, plan_path, &err),
+               kl_of(kh, mix_path, &err), kl_of(kh, seed_path, &err), kl_of(kh, plan_path, &err),
+               (long long)r.ntrials, r.seconds);
         fflush(stdout);
         ba_llm_study_result_free(&r);
         ba_llm_settings_free(&s);
     }
     ba_db_close(db);
+    ba_imatrix_free(im);
     ba_llm_variants_free(v);
     ba_llm_kl_free(kc);
     ba_llm_kl_free(kh);
