@@ -403,7 +403,7 @@ void ba_cli_print_usage(FILE *fp) {
                 "       bitalloc --help | --version\n\n"
                 "Per-layer mixed-precision bit allocation for ONNX models.\n\ncommands:\n");
     for (size_t i = 0; i < ba_cli_command_count; i++)
-        fprintf(fp, "  %-13s %s\n", ba_cli_commands[i].name, ba_cli_commands[i].summary);
+        fprintf(fp, "  %-15s %s\n", ba_cli_commands[i].name, ba_cli_commands[i].summary);
     fprintf(fp, "\nglobal flags (before or after the command):\n");
     for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) {
         char left[64];
