@@ -221,6 +221,14 @@ static ba_status build(llm_ctx_t *c, ba_error *err) {
     const ba_llm_errtab_t *t = c->tab;
     if (t->n == 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: no tensor llama-quantize would quantize", s->model);
+    for (int l = 0; l < t->n; l++) {
+        const ba_gguf_tensor_t *x = &c->g->tensors[t->rows[l].tensor];
+        if (x->type != 0 && x->type != 1 && x->type != 30) /* F32, F16, BF16 */
+            return ba_error_set(err, BA_ERR_INPUT,
+                                "%s: tensor '%s' is stored as %s; search the F32/F16/BF16 checkpoint (its KL "
+                                "reference, and llama-quantize does not requantize)",
+                                s->model, x->name, ba_ggml_type_by_id(x->type)->name);
+    }
     for (int l = 0; l < t->n; l++)
         if (t->rows[l].ncand == 0)
             return ba_error_set(err, BA_ERR_INPUT,

@@ -195,6 +195,16 @@ Test(llm_search, infeasible_budget_and_bad_types) {
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--types: 'q4_0'"), "%s", r.err);
     ba_test_run_free(&r);
+    /* A quantized checkpoint is not a reference. */
+    char q8[700];
+    snprintf(q8, sizeof q8, "%s/q8.gguf", f.dir);
+    ba_error err = {0};
+    cr_assert_eq(ba_llama_quantize_mix(ba_test_llama_open(), TINY_GGUF, q8, "Q8_0", 1, NULL, &err), BA_OK,
+                 "%s", err.msg);
+    r = ba_test_cli("--db", f.db, "llm-search", q8, "--text", CALIB_TXT, "--budget", "avg-bits=4", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "tensor 'token_embd.weight' is stored as q8_0"), "%s", r.err);
+    ba_test_run_free(&r);
     r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", "bops=1G", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--budget bops=1G"), "%s", r.err);
