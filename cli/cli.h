@@ -141,6 +141,21 @@ void ba_cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* ---- one entry point per command (cli/cmd_<name>.c) ---- */
 int ba_cmd_inspect(const ba_cli_opts *o);
 int ba_cmd_llm_inspect(const ba_cli_opts *o);
+int ba_cmd_llm_sensitivity(const ba_cli_opts *o);
+int ba_cmd_llm_search(const ba_cli_opts *o);
+int ba_cmd_llm_imatrix(const ba_cli_opts *o);
+int ba_cmd_llm_quantize(const ba_cli_opts *o);
+/* The LLM branches of `resume` and `export` (db open; the study's settings are an LLM study's). */
+int ba_cmd_llm_resume(const ba_cli_opts *o, ba_db_t *db);
+int ba_cmd_llm_export(const ba_cli_opts *o, ba_db_t *db);
+/* 1 when study `name` in db is an LLM study (0 when it is not or cannot be read). */
+int ba_cli_study_is_llm(ba_db_t *db, const char *name);
+/* libllama from $BA_LLAMA_DIR, else from vendor/llama/node_modules/PACKAGE/bins/linux-x64 next to
+ * the executable (where scripts/setup installs it for build/bitalloc). */
+ba_status ba_cli_llama_open(ba_llama_t **ll, ba_error *err);
+/* The GGUF of the "model" option, the "imatrix" option's file when given, and libllama. */
+ba_status ba_cli_llm_open(const ba_cli_opts *o, ba_llama_t **ll, ba_gguf_t **g, ba_imatrix_t **im,
+                          ba_error *err);
 int ba_cmd_eval(const ba_cli_opts *o);
 int ba_cmd_sensitivity(const ba_cli_opts *o);
 int ba_cmd_search(const ba_cli_opts *o);

@@ -17,6 +17,7 @@
 #include "quant/apply.h"
 #include "quant/export.h"
 #include "quant/namemap.h"
+#include "study/llm_study.h"
 
 typedef struct {
     ba_db_t *db;
@@ -158,6 +159,13 @@ int ba_cmd_export(const ba_cli_opts *o) {
     ba_status st = onnx ? BA_OK : ba_export_format_parse(fmt_name, &fmt, &err);
     if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_READONLY, &c.db, &err);
     if (st == BA_OK) st = ba_db_study_get(c.db, ba_cli_get(o, "study"), &c.info, &err);
+    if (st == BA_OK && ba_llm_settings_is_llm(c.info.settings)) {
+        /* An LLM study: its tensors' ggml types for llama-quantize. */
+        int code = ba_cmd_llm_export(o, c.db);
+        ba_study_settings_free(&set);
+        ctx_free(&c);
+        return code;
+    }
     if (st == BA_OK) st = pick_trial(&c, ba_cli_get(o, "trial"), &err);
     if (st == BA_OK) st = ba_db_layer_names(c.db, c.info.id, &c.names, &c.nnames, &err);
     if (st == BA_OK) {

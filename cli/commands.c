@@ -107,6 +107,64 @@ static const ba_cli_flag llm_inspect_flags[] = {
     F_END,
 };
 
+#define F_LLM_MODEL                                                                                          \
+    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL.gguf", NULL, "GGUF checkpoint" }
+#define F_LLM_IMATRIX                                                                                        \
+    {                                                                                                        \
+        "imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,                                                        \
+            "llama.cpp imatrix (GGUF or legacy .dat): weights the errors and every quantization"             \
+    }
+#define F_LLM_TYPES                                                                                          \
+    { "types", 0, BA_CLI_T_STR, 0, "LIST", NULL, "candidate ggml types (default: " BA_LLM_DEFAULT_TYPES ")" }
+
+static const ba_cli_flag llm_sensitivity_flags[] = {
+    F_LLM_MODEL,
+    F_LLM_IMATRIX,
+    F_LLM_TYPES,
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    {"output", 'o', BA_CLI_T_PATH, 0, "FILE.json", NULL, "write the table as JSON here"},
+    F_END,
+};
+
+static const ba_cli_flag llm_search_flags[] = {
+    F_LLM_MODEL,
+    {"text", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "FILE", NULL,
+     "calibration text: the KL is measured on its tokens, in chunks of --chunk"},
+    {"budget", 0, BA_CLI_T_BUDGET, BA_CLI_REPEAT | BA_CLI_REQUIRED, "KEY=VALUE", NULL,
+     "avg-bits=4.5 (real bits per quantizable weight) | memory=3MiB (all tensors); all must hold"},
+    F_LLM_IMATRIX,
+    F_LLM_TYPES,
+    {"method", 0, BA_CLI_T_CHOICE, 0, "M", "ilp|evo|ilp+evo|random|uniform",
+     "search method (default: ilp+evo)"},
+    {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations (default: 10)"},
+    {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation (default: 8)"},
+    {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per calibration chunk (default: 128)"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
+    F_SEED,
+    F_STUDY(0),
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag llm_imatrix_flags[] = {
+    F_LLM_MODEL,
+    {"text", 0, BA_CLI_T_PATH, BA_CLI_REQUIRED, "FILE", NULL,
+     "calibration text, decoded in chunks of --chunk"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.gguf", NULL,
+     "the imatrix (llama-imatrix's GGUF format)"},
+    {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per chunk (default: 128)"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
+    F_END,
+};
+
+static const ba_cli_flag llm_quantize_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"trial", 0, BA_CLI_T_TRIAL, 0, "N|best", NULL, "which trial (default: best)"},
+    {"output", 'o', BA_CLI_T_PATH, BA_CLI_REQUIRED, "OUT.gguf", NULL, "the quantized GGUF"},
+    {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "llama_model_quantize threads (default: 1)"},
+    F_END,
+};
+
 static const ba_cli_flag eval_flags[] = {
     F_MODEL,
     F_DATA(BA_CLI_REQUIRED),
@@ -286,6 +344,23 @@ const ba_cli_command ba_cli_commands[] = {
     {"llm-inspect", "list an LLM checkpoint's tensors with their candidate ggml types and bytes",
      "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]",
      llm_inspect_flags, ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
+    {"llm-sensitivity", "per-tensor error of each candidate ggml type, by libggml's own quantizers",
+     "bitalloc llm-sensitivity MODEL.gguf [--imatrix FILE] [--types LIST] [--format table|json] [-o "
+     "FILE.json]",
+     llm_sensitivity_flags, ba_cmd_llm_sensitivity, NULL,
+     "bitalloc llm-sensitivity model.gguf --imatrix imatrix.gguf -o errors.json"},
+    {"llm-search",
+     "per-tensor ggml types of a GGUF under a budget: ILP on the errors, evolution on measured KL",
+     "bitalloc llm-search MODEL.gguf --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
+     "                    [--method M] [--generations N] [--offspring N] [--chunk N] [--study NAME]",
+     llm_search_flags, ba_cmd_llm_search, NULL,
+     "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
+    {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of a GGUF over a text",
+     "bitalloc llm-imatrix MODEL.gguf --text FILE -o OUT.gguf [--chunk N] [--threads N]", llm_imatrix_flags,
+     ba_cmd_llm_imatrix, NULL, "bitalloc llm-imatrix model.gguf --text calib.txt -o imatrix.gguf"},
+    {"llm-quantize", "write an LLM study's trial as a quantized GGUF (llama_model_quantize)",
+     "bitalloc llm-quantize --study NAME [--trial N|best] -o OUT.gguf", llm_quantize_flags,
+     ba_cmd_llm_quantize, NULL, "bitalloc llm-quantize --study q45 -o model-q45.gguf"},
     {"eval", "evaluate a model, or FP vs. quantized side by side with --plan",
      "bitalloc eval MODEL --data X.npy [--labels Y.npy] [--plan PLAN.json] [--save-output OUT.npy]\n"
      "              [--format table|json]",
@@ -336,7 +411,7 @@ void ba_cli_print_usage(FILE *fp) {
                 "       bitalloc --help | --version\n\n"
                 "Per-layer mixed-precision bit allocation for ONNX models.\n\ncommands:\n");
     for (size_t i = 0; i < ba_cli_command_count; i++)
-        fprintf(fp, "  %-13s %s\n", ba_cli_commands[i].name, ba_cli_commands[i].summary);
+        fprintf(fp, "  %-15s %s\n", ba_cli_commands[i].name, ba_cli_commands[i].summary);
     fprintf(fp, "\nglobal flags (before or after the command):\n");
     for (const ba_cli_flag *f = ba_cli_global_flags; f->name; f++) {
         char left[64];

@@ -246,3 +246,50 @@ ba_status ba_imatrix_open(const char *path, ba_imatrix_t **out, ba_error *err) {
     ba_file_unmap(&m);
     return st;
 }
+
+ba_status ba_imatrix_write_gguf(const ba_imatrix_t *im, const int64_t *counts, const char *dataset,
+                                int64_t chunk_count, int64_t chunk_size, const char *path, ba_error *err) {
+    if (chunk_count < 0 || chunk_count > UINT32_MAX || chunk_size < 0 || chunk_size > UINT32_MAX)
+        return ba_error_set(err, BA_ERR_INPUT, "imatrix: chunk count or size out of range");
+    ba_gguf_writer_t *w;
+    BA_TRY(ba_gguf_writer_new(&w, err));
+    size_t dl = strlen(dataset);
+    uint8_t *ds = ba_malloc(8 + dl, err);
+    float **bufs = ds ? ba_calloc((size_t)(2 * im->n + 1), sizeof *bufs, err) : NULL;
+    ba_status st = bufs ? BA_OK : err->code;
+    if (st == BA_OK) {
+        uint64_t l = dl;
+        memcpy(ds, &l, 8);
+        memcpy(ds + 8, dataset, dl);
+        st = ba_gguf_writer_add_str(w, "general.type", "imatrix", err);
+    }
+    if (st == BA_OK)
+        st = ba_gguf_writer_add_kv(w, "imatrix.datasets", BA_GGUF_ARRAY, BA_GGUF_STRING, 1, ds, 8 + dl, err);
+    if (st == BA_OK) st = ba_gguf_writer_add_u32(w, "imatrix.chunk_count", (uint32_t)chunk_count, err);
+    if (st == BA_OK) st = ba_gguf_writer_add_u32(w, "imatrix.chunk_size", (uint32_t)chunk_size, err);
+    for (int i = 0; st == BA_OK && i < im->n; i++) {
+        const ba_imatrix_entry_t *e = &im->e[i];
+        size_t n = (size_t)(e->ne0 * e->n_mat);
+        float *sum = bufs[2 * i] = ba_malloc(n * sizeof *sum, err);
+        float *cnt = sum ? (bufs[2 * i + 1] = ba_malloc((size_t)e->n_mat * sizeof *cnt, err)) : NULL;
+        if (!cnt) {
+            st = err->code;
+            break;
+        }
+        for (size_t j = 0; j < n; j++) sum[j] = e->mean[j] * (float)counts[i];
+        for (int64_t m = 0; m < e->n_mat; m++) cnt[m] = (float)counts[i];
+        char name[512];
+        int64_t ne_s[2] = {e->ne0, e->n_mat}, ne_c[2] = {1, e->n_mat};
+        snprintf(name, sizeof name, "%s.in_sum2", e->name);
+        st = ba_gguf_writer_add_tensor(w, name, 2, ne_s, 0, sum, n * sizeof *sum, err);
+        snprintf(name, sizeof name, "%s.counts", e->name);
+        if (st == BA_OK)
+            st = ba_gguf_writer_add_tensor(w, name, 2, ne_c, 0, cnt, (uint64_t)e->n_mat * sizeof *cnt, err);
+    }
+    if (st == BA_OK) st = ba_gguf_writer_write(w, path, err);
+    ba_gguf_writer_free(w);
+    for (int i = 0; bufs && i < 2 * im->n; i++) free(bufs[i]);
+    free(bufs);
+    free(ds);
+    return st;
+}

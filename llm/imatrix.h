@@ -41,4 +41,10 @@ ba_status ba_imatrix_from_gguf(const ba_gguf_t *g, ba_imatrix_t **out, ba_error 
 const ba_imatrix_entry_t *ba_imatrix_find(const ba_imatrix_t *im, const char *name);
 void ba_imatrix_free(ba_imatrix_t *im);
 
+/* Writes im as llama-imatrix's GGUF: general.type "imatrix", imatrix.datasets {dataset},
+ * imatrix.chunk_count, imatrix.chunk_size; per entry W.in_sum2 [ne0, n_mat] = mean × count and
+ * W.counts [1, n_mat] = count (counts[i]: the tokens entry i saw, the same for its matrices). */
+ba_status ba_imatrix_write_gguf(const ba_imatrix_t *im, const int64_t *counts, const char *dataset,
+                                int64_t chunk_count, int64_t chunk_size, const char *path, ba_error *err);
+
 #endif

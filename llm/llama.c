@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/ggml_types.h"
+#include "llm/imatrix.h"
 
 /* ---- declarations from llama.cpp v0.5.0 include/llama.h and ggml/include/ggml*.h (only what
  * is used; enums are int-sized in both languages) ---- */
@@ -66,6 +67,31 @@ struct llama_model_tensor_override {
     int type;
 };
 
+/* ggml/include/ggml.h's struct ggml_tensor (GGML_MAX_DIMS 4, GGML_MAX_OP_PARAMS 64, GGML_MAX_SRC 10,
+ * GGML_MAX_NAME 64), read by the imatrix collector's eval callback. */
+struct ggml_tensor {
+    int type;
+    void *buffer;
+    int64_t ne[4];
+    size_t nb[4];
+    int op;
+    int32_t op_params[16];
+    int32_t flags;
+    struct ggml_tensor *src[10];
+    struct ggml_tensor *view_src;
+    size_t view_offs;
+    void *data;
+    char name[64];
+    void *extra;
+    char padding[8];
+};
+
+struct llama_model_imatrix_data {
+    const char *name;
+    const float *data;
+    size_t size;
+};
+
 struct llama_model_quantize_params {
     int32_t nthread;
     int ftype;
@@ -80,6 +106,18 @@ struct llama_model_quantize_params {
 };
 
 typedef void (*ggml_log_callback)(int level, const char *text, void *user_data);
+
+typedef void (*ggml_to_float_t)(const void *x, float *y, int64_t k);
+typedef void (*ggml_from_float_t)(const float *x, void *y, int64_t k);
+struct ggml_type_traits {
+    const char *type_name;
+    int64_t blck_size;
+    int64_t blck_size_interleave;
+    size_t type_size;
+    bool is_quantized;
+    ggml_to_float_t to_float;
+    ggml_from_float_t from_float_ref;
+};
 
 struct ba_llama {
     void *base, *ggml, *llama;
@@ -102,11 +140,19 @@ struct ba_llama {
     void (*llama_batch_free)(struct llama_batch b);
     int32_t (*llama_decode)(struct llama_context *c, struct llama_batch b);
     float *(*llama_get_logits_ith)(struct llama_context *c, int32_t i);
+    void *(*llama_get_memory)(const struct llama_context *c);
+    void (*llama_memory_clear)(void *mem, bool data);
     uint32_t (*llama_model_quantize)(const char *in, const char *out,
                                      const struct llama_model_quantize_params *p);
     const char *(*ggml_type_name)(int type);
     int64_t (*ggml_blck_size)(int type);
     size_t (*ggml_type_size)(int type);
+    size_t (*ggml_quantize_chunk)(int type, const float *src, void *dst, int64_t start, int64_t nrows,
+                                  int64_t n_per_row, const float *imatrix);
+    bool (*ggml_quantize_requires_imatrix)(int type);
+    const char *(*ggml_op_name)(int op);
+    bool (*ggml_backend_buffer_is_host)(void *buffer);
+    const struct ggml_type_traits *(*ggml_get_type_traits)(int type);
 };
 
 static struct ba_llama g_ll;
@@ -183,10 +229,17 @@ static ba_status load_all(const char *dir, ba_error *err) {
     SYM(llama, llama_batch_free);
     SYM(llama, llama_decode);
     SYM(llama, llama_get_logits_ith);
+    SYM(llama, llama_get_memory);
+    SYM(llama, llama_memory_clear);
     SYM(llama, llama_model_quantize);
     SYM(base, ggml_type_name);
     SYM(base, ggml_blck_size);
     SYM(base, ggml_type_size);
+    SYM(base, ggml_quantize_chunk);
+    SYM(base, ggml_quantize_requires_imatrix);
+    SYM(base, ggml_op_name);
+    SYM(base, ggml_backend_buffer_is_host);
+    SYM(base, ggml_get_type_traits);
     g_ll.llama_log_set(log_cb, NULL);
     g_ll.ggml_backend_load_all_from_path(dir);
     g_ll.llama_backend_init();
@@ -274,28 +327,30 @@ ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const 
     return BA_OK;
 }
 
-ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
-                          int n_threads, float **logits, int *n_vocab, ba_error *err) {
-    *logits = NULL;
-    *n_vocab = 0;
-    if (n_tokens < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
+static ba_status decode_impl(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                             int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                             bool (*cb_eval)(void *, bool, void *), void *cb_user, ba_error *err) {
+    if (chunk_len < 1 || n_chunks < 1) return ba_error_set(err, BA_ERR_INPUT, "no tokens to decode");
     struct llama_model *m;
     BA_TRY(load_model(ll, model_path, 0, &m, err));
     int nv = ll->llama_vocab_n_tokens(ll->llama_model_get_vocab(m));
-    for (int i = 0; i < n_tokens; i++)
+    int64_t n_tokens = (int64_t)chunk_len * n_chunks;
+    for (int64_t i = 0; i < n_tokens; i++)
         if (tokens[i] < 0 || tokens[i] >= nv) {
             ll->llama_model_free(m);
             return ba_error_set(err, BA_ERR_INPUT,
-                                "token %d at position %d is outside the vocabulary (%d tokens) of %s",
-                                tokens[i], i, nv, model_path);
+                                "token %d at position %lld is outside the vocabulary (%d tokens) of %s",
+                                tokens[i], (long long)i, nv, model_path);
         }
     struct llama_context_params cp = ll->llama_context_default_params();
-    cp.n_ctx = (uint32_t)n_tokens;
-    cp.n_batch = (uint32_t)n_tokens;
-    cp.n_ubatch = (uint32_t)n_tokens;
+    cp.n_ctx = (uint32_t)chunk_len;
+    cp.n_batch = (uint32_t)chunk_len;
+    cp.n_ubatch = (uint32_t)chunk_len;
     cp.n_seq_max = 1;
     cp.n_threads = cp.n_threads_batch = n_threads > 0 ? n_threads : 1;
     cp.no_perf = true;
+    cp.cb_eval = cb_eval;
+    cp.cb_eval_user_data = cb_user;
     g_log_err[0] = 0;
     struct llama_context *c = ll->llama_init_from_model(m, cp);
     if (!c) {
@@ -304,44 +359,202 @@ ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const in
                             log_why());
     }
     ba_status st = BA_OK;
-    struct llama_batch b = ll->llama_batch_init(n_tokens, 0, 1);
-    for (int i = 0; i < n_tokens; i++) {
-        b.token[i] = tokens[i];
-        b.pos[i] = i;
-        b.n_seq_id[i] = 1;
-        b.seq_id[i][0] = 0;
-        b.logits[i] = 1;
-    }
-    b.n_tokens = n_tokens;
-    float *out = NULL;
-    int32_t rc = ll->llama_decode(c, b);
-    if (rc != 0) {
-        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_decode returned %d: %s", model_path, rc, log_why());
-        goto done;
-    }
-    out = ba_malloc((size_t)n_tokens * (size_t)nv * sizeof *out, err);
-    if (!out) {
-        st = err->code;
-        goto done;
-    }
-    for (int i = 0; i < n_tokens; i++) {
-        const float *row = ll->llama_get_logits_ith(c, i);
-        if (!row) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i);
-            goto done;
+    struct llama_batch b = ll->llama_batch_init(chunk_len, 0, 1);
+    float *out = ba_malloc((size_t)chunk_len * (size_t)nv * sizeof *out, err);
+    if (!out) st = err->code;
+    for (int k = 0; st == BA_OK && k < n_chunks; k++) {
+        const int32_t *t = tokens + (int64_t)k * chunk_len;
+        for (int i = 0; i < chunk_len; i++) {
+            b.token[i] = t[i];
+            b.pos[i] = i;
+            b.n_seq_id[i] = 1;
+            b.seq_id[i][0] = 0;
+            b.logits[i] = 1;
         }
-        memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
+        b.n_tokens = chunk_len;
+        if (k > 0) ll->llama_memory_clear(ll->llama_get_memory(c), true);
+        int32_t rc = ll->llama_decode(c, b);
+        if (rc != 0) {
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_decode returned %d: %s", model_path, rc,
+                              log_why());
+            break;
+        }
+        for (int i = 0; i < chunk_len; i++) {
+            const float *row = ll->llama_get_logits_ith(c, i);
+            if (!row) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: no logits for position %d", model_path, i);
+                break;
+            }
+            memcpy(out + (size_t)i * (size_t)nv, row, (size_t)nv * sizeof *out);
+        }
+        if (st == BA_OK) st = fn(user, k, out, nv, err);
     }
-done:
+    free(out);
     ll->llama_batch_free(b);
     ll->llama_free(c);
     ll->llama_model_free(m);
+    return st;
+}
+
+ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                 int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                                 ba_error *err) {
+    return decode_impl(ll, model_path, tokens, chunk_len, n_chunks, n_threads, fn, user, NULL, NULL, err);
+}
+
+/* ---- imatrix collection: Σx² per input column of every weight matrix product ---- */
+
+typedef struct {
+    const ba_llama_t *ll;
+    int n;
+    ba_imatrix_entry_t *e; /* mean holds Σx² while collecting */
+    int64_t *count;        /* rows (tokens) seen per entry */
+    int failed;            /* out of memory inside the callback */
+} collect_t;
+
+static int weight_name(const char *name) {
+    size_t n = strnlen(name, 64);
+    return n > 7 && n < 64 && !memcmp(name + n - 7, ".weight", 7);
+}
+
+static bool collect_cb(void *tp, bool ask, void *user) {
+    collect_t *c = user;
+    struct ggml_tensor *t = tp;
+    const struct ggml_tensor *w = t->src[0], *x = t->src[1];
+    int want = strcmp(c->ll->ggml_op_name(t->op), "MUL_MAT") == 0 && w && x && x->type == 0 /* F32 */ &&
+               weight_name(w->name) && x->ne[0] == w->ne[0] && w->ne[2] == 1 && w->ne[3] == 1;
+    if (ask) return want;
+    if (!want || c->failed || !c->ll->ggml_backend_buffer_is_host(x->buffer)) return true;
+    ba_imatrix_entry_t *e = NULL;
+    for (int i = 0; i < c->n && !e; i++)
+        if (!strcmp(c->e[i].name, w->name)) e = &c->e[i];
+    if (!e) {
+        ba_error err;
+        ba_imatrix_entry_t *ne = ba_realloc(c->e, (size_t)(c->n + 1) * sizeof *ne, &err);
+        int64_t *nc = ne ? ba_realloc(c->count, (size_t)(c->n + 1) * sizeof *nc, &err) : NULL;
+        if (ne) c->e = ne;
+        if (nc) c->count = nc;
+        float *sums = nc ? ba_calloc((size_t)x->ne[0], sizeof *sums, &err) : NULL;
+        char *name = sums ? ba_strdup(w->name, &err) : NULL;
+        if (!name) {
+            free(sums);
+            c->failed = 1;
+            return true;
+        }
+        e = &c->e[c->n];
+        *e = (ba_imatrix_entry_t){name, x->ne[0], 1, sums};
+        c->count[c->n++] = 0;
+    }
+    int k = (int)(e - c->e);
+    for (int64_t i3 = 0; i3 < x->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < x->ne[2]; i2++)
+            for (int64_t i1 = 0; i1 < x->ne[1]; i1++) {
+                const float *row =
+                    (const float *)((const char *)x->data + i1 * x->nb[1] + i2 * x->nb[2] + i3 * x->nb[3]);
+                for (int64_t j = 0; j < x->ne[0]; j++) e->mean[j] += row[j] * row[j];
+                c->count[k]++;
+            }
+    return true;
+}
+
+static ba_status no_logits(void *user, int chunk, const float *logits, int nv, ba_error *err) {
+    (void)user, (void)chunk, (void)logits, (void)nv, (void)err;
+    return BA_OK;
+}
+
+ba_status ba_llama_collect_imatrix(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                   int chunk_len, int n_chunks, int n_threads, ba_imatrix_t **out,
+                                   int64_t **counts, ba_error *err) {
+    *out = NULL;
+    *counts = NULL;
+    collect_t c = {ll, 0, NULL, NULL, 0};
+    ba_status st = decode_impl(ll, model_path, tokens, chunk_len, n_chunks, n_threads, no_logits, NULL,
+                               collect_cb, &c, err);
+    if (st == BA_OK && c.failed) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory collecting the imatrix");
+    ba_imatrix_t *im = st == BA_OK ? ba_calloc(1, sizeof *im, err) : NULL;
+    if (st == BA_OK && !im) st = BA_ERR_NOMEM;
     if (st != BA_OK) {
-        free(out);
+        for (int i = 0; i < c.n; i++) {
+            free(c.e[i].name);
+            free(c.e[i].mean);
+        }
+        free(c.e);
+        free(c.count);
         return st;
     }
-    *logits = out;
-    *n_vocab = nv;
+    for (int i = 0; i < c.n; i++)
+        for (int64_t j = 0; j < c.e[i].ne0; j++) c.e[i].mean[j] /= (float)(c.count[i] ? c.count[i] : 1);
+    im->n = c.n;
+    im->e = c.e;
+    im->chunk_count = n_chunks;
+    *out = im;
+    *counts = c.count;
+    return BA_OK;
+}
+
+typedef struct {
+    float *out;
+    int n_tokens;
+    int nv;
+} logits_acc_t;
+
+static ba_status keep_logits(void *user, int chunk, const float *logits, int nv, ba_error *err) {
+    (void)chunk;
+    logits_acc_t *a = user;
+    a->nv = nv;
+    a->out = ba_malloc((size_t)a->n_tokens * (size_t)nv * sizeof *a->out, err);
+    if (!a->out) return err->code;
+    memcpy(a->out, logits, (size_t)a->n_tokens * (size_t)nv * sizeof *a->out);
+    return BA_OK;
+}
+
+ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
+                          int n_threads, float **logits, int *n_vocab, ba_error *err) {
+    *logits = NULL;
+    *n_vocab = 0;
+    logits_acc_t a = {NULL, n_tokens, 0};
+    BA_TRY(ba_llama_decode_chunks(ll, model_path, tokens, n_tokens, 1, n_threads, keep_logits, &a, err));
+    *logits = a.out;
+    *n_vocab = a.nv;
+    return BA_OK;
+}
+
+int ba_llama_needs_imatrix(const ba_llama_t *ll, int type) {
+    return ll->ggml_quantize_requires_imatrix(type) ? 1 : 0;
+}
+
+ba_status ba_llama_to_f32(const ba_llama_t *ll, int type, const void *src, int64_t n, float *dst,
+                          ba_error *err) {
+    if (type == 0 /* F32 */) {
+        memcpy(dst, src, (size_t)n * sizeof *dst);
+        return BA_OK;
+    }
+    const ba_ggml_type_t *t = ba_ggml_type_by_id(type);
+    const struct ggml_type_traits *tr = t ? ll->ggml_get_type_traits(type) : NULL;
+    if (!tr || !tr->to_float)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "ggml type %s has no conversion to f32",
+                            t ? t->name : "(unknown)");
+    if (n % tr->blck_size != 0)
+        return ba_error_set(err, BA_ERR_INPUT, "%lld values are not whole blocks of %s", (long long)n,
+                            t->name);
+    tr->to_float(src, dst, n);
+    return BA_OK;
+}
+
+ba_status ba_llama_quantize_rows(const ba_llama_t *ll, int type, const float *src, int64_t nrows,
+                                 int64_t n_per_row, const float *imatrix, void *dst, size_t *nbytes,
+                                 ba_error *err) {
+    *nbytes = 0;
+    const ba_ggml_type_t *t = ba_ggml_type_by_id(type);
+    if (!t || !t->quant_target)
+        return ba_error_set(err, BA_ERR_INPUT, "ggml type %s is not a weight type llama-quantize writes",
+                            t ? t->name : "(unknown)");
+    if (n_per_row % t->block != 0)
+        return ba_error_set(err, BA_ERR_INPUT, "a row of %lld values is not whole %s blocks of %d",
+                            (long long)n_per_row, t->name, t->block);
+    if (!imatrix && ll->ggml_quantize_requires_imatrix(type))
+        return ba_error_set(err, BA_ERR_INPUT, "ggml type %s needs an imatrix", t->name);
+    *nbytes = ll->ggml_quantize_chunk(type, src, dst, 0, nrows, n_per_row, imatrix);
     return BA_OK;
 }
 
@@ -356,9 +569,42 @@ static int ftype_of(int type) {
     return -1;
 }
 
+static const struct {
+    const char *name;
+    int ftype;
+} MIXES[] = {{"Q2_K", 10},   {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14},
+             {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"Q8_0", 7}};
+
+ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                                int n_threads, const ba_imatrix_t *im, ba_error *err) {
+    int ft = -1;
+    for (size_t i = 0; i < sizeof MIXES / sizeof MIXES[0]; i++)
+        if (!strcmp(MIXES[i].name, mix)) ft = MIXES[i].ftype;
+    if (ft < 0) return ba_error_set(err, BA_ERR_INPUT, "'%s' is not a llama.cpp K mix (Q2_K ... Q8_0)", mix);
+    struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
+    p.nthread = n_threads > 0 ? n_threads : 1;
+    p.ftype = ft;
+    struct llama_model_imatrix_data *imx = NULL;
+    if (im) {
+        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
+        if (!imx) return err->code;
+        for (int i = 0; i < im->n; i++)
+            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
+                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    }
+    p.imatrix = imx;
+    g_log_err[0] = 0;
+    uint32_t rc = ll->llama_model_quantize(in, out, &p);
+    free(imx);
+    if (rc != 0)
+        return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
+                            mix, log_why());
+    return BA_OK;
+}
+
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
                             const char *const *patterns, const int *types, int n_over, int n_threads,
-                            ba_error *err) {
+                            const ba_imatrix_t *im, ba_error *err) {
     int ft = ftype_of(default_type);
     const ba_ggml_type_t *dt = ba_ggml_type_by_id(default_type);
     if (ft < 0 || !dt)
@@ -376,7 +622,19 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     }
     ov[n_over].pattern = NULL;
     ov[n_over].type = GGML_TYPE_COUNT;
+    struct llama_model_imatrix_data *imx = NULL;
+    if (im) {
+        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
+        if (!imx) {
+            free(ov);
+            return err->code;
+        }
+        for (int i = 0; i < im->n; i++)
+            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
+                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    }
     struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
+    p.imatrix = imx;
     p.nthread = n_threads > 0 ? n_threads : 1;
     p.ftype = ft;
     p.pure = n_over == 0;
@@ -384,6 +642,7 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     g_log_err[0] = 0;
     uint32_t rc = ll->llama_model_quantize(in, out, &p);
     free(ov);
+    free(imx);
     if (rc != 0)
         return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
                             dt->name, log_why());

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "llm/imatrix.h"
 
 #define BA_LLAMA_NPM_PACKAGE "@node-llama-cpp/linux-x64"
 #define BA_LLAMA_NPM_VERSION "3.22.1"
@@ -42,12 +43,49 @@ ba_status ba_llama_tokenize(const ba_llama_t *ll, const char *model_path, const 
 ba_status ba_llama_logits(const ba_llama_t *ll, const char *model_path, const int32_t *tokens, int n_tokens,
                           int n_threads, float **logits, int *n_vocab, ba_error *err);
 
+/* Decodes n_chunks chunks of chunk_len tokens each (tokens holds them back to back), each from an
+ * empty context, with one load of the model; after chunk k, fn gets its chunk_len × n_vocab logits
+ * (row i predicts token i+1; valid during the call). A non-OK return of fn stops the decoding. */
+typedef ba_status (*ba_llama_chunk_fn)(void *user, int chunk, const float *logits, int n_vocab,
+                                       ba_error *err);
+ba_status ba_llama_decode_chunks(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                 int chunk_len, int n_chunks, int n_threads, ba_llama_chunk_fn fn, void *user,
+                                 ba_error *err);
+
+/* An importance matrix of the model over n_chunks chunks of chunk_len tokens, as llama-imatrix
+ * collects it: for every matrix product with a named 2-D weight (W.weight × F32 activations), the
+ * mean over tokens of x_j² per input column j (libllama's eval callback; logits of every position
+ * are requested, so the output matrix is seen on all of them). *counts: tokens per entry. */
+ba_status ba_llama_collect_imatrix(const ba_llama_t *ll, const char *model_path, const int32_t *tokens,
+                                   int chunk_len, int n_chunks, int n_threads, ba_imatrix_t **out,
+                                   int64_t **counts, ba_error *err);
+
+/* libggml-base's own quantizers (ggml_quantize_chunk, the type's to_float), as llama_model_quantize
+ * uses them. */
+/* 1 when ggml refuses to quantize to type without an imatrix (ggml_quantize_requires_imatrix). */
+int ba_llama_needs_imatrix(const ba_llama_t *ll, int type);
+/* n values of a tensor stored as type (F32, F16, BF16 or a quantized type) -> f32. */
+ba_status ba_llama_to_f32(const ba_llama_t *ll, int type, const void *src, int64_t n, float *dst,
+                          ba_error *err);
+/* nrows rows of n_per_row f32 values -> type (a quant_target type whose block divides n_per_row) into
+ * dst (nrows·n_per_row/block·bytes); imatrix: n_per_row importance weights (mean x²) or NULL, which
+ * is refused for the types that need one. *nbytes: bytes written. */
+ba_status ba_llama_quantize_rows(const ba_llama_t *ll, int type, const float *src, int64_t nrows,
+                                 int64_t n_per_row, const float *imatrix, void *dst, size_t *nbytes,
+                                 ba_error *err);
+
 /* llama_model_quantize(in -> out): every quantizable tensor gets default_type (a ggml type id
  * with a llama_ftype: F32, F16, BF16, Q4_0 ... Q6_K, Q8_0, the IQ and TQ types, MXFP4, NVFP4,
  * Q1_0, Q2_0) unless one of the n_over patterns (std::regex, searched, first match wins) names
- * another type for it. */
+ * another type for it. im: the importance matrix every quantization uses (NULL: none). */
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
                             const char *const *patterns, const int *types, int n_over, int n_threads,
-                            ba_error *err);
+                            const ba_imatrix_t *im, ba_error *err);
+
+/* llama_model_quantize with one of llama.cpp's own type mixes, as llama-quantize FTYPE names it
+ * ("Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0"):
+ * the baselines a per-tensor plan is compared with. */
+ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                                int n_threads, const ba_imatrix_t *im, ba_error *err);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/error.h"
 #include "model/model.h"
@@ -77,5 +78,9 @@ ba_status ba_export_write(const char *path, const ba_plan_t *plan, const ba_mode
  * naming the layer. Totals through quant/cost.c; a_bits = cfg->act_bits. */
 ba_status ba_export_plan_from_named_bits(const ba_model_t *m, const char *const *names, const int *w_bits,
                                          int n, const ba_quant_cfg_t *cfg, ba_plan_t **out, ba_error *err);
+
+/* A GGUF tensor name as the llama-quantize pattern that matches exactly it: anchored (^…$),
+ * metacharacters escaped, and every byte the CLI's lowercasing would change written \xHH. */
+void ba_export_llama_pattern(FILE *fp, const char *name);
 
 #endif

@@ -408,7 +408,7 @@ ba_status ba_export_modelopt_text(const ba_plan_t *p, const ba_model_t *m, int p
  * byte lowercasing would change (A-Z), '=' (the NAME=TYPE separator) and
  * whitespace or control bytes (the file is split on whitespace) are written
  * \xHH with lowercase hex digits, which lowercasing keeps. */
-static void regex_literal(FILE *fp, const char *s) {
+void ba_export_llama_pattern(FILE *fp, const char *s) {
     fputc('^', fp);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if ((*p >= 'A' && *p <= 'Z') || *p == '=' || *p <= 0x20 || *p == 0x7f)
@@ -458,7 +458,7 @@ ba_status ba_export_llama_text(const ba_plan_t *p, const ba_model_t *m, const ba
         if (!layer_name(m, li, o, rep, "tensor", name, NAME_MAX_LEN)) continue;
         size_t n = strlen(name), k = sizeof ".weight" - 1;
         if (!(n > k && strcmp(name + n - k, ".weight") == 0)) strcat(name, ".weight");
-        regex_literal(fp, name);
+        ba_export_llama_pattern(fp, name);
         char type[16];
         size_t tn = 0;
         for (const char *s = t->name; *s && tn + 1 < sizeof type; s++)

@@ -15,10 +15,7 @@
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm/llama.h"
-
-#define TINY_GGUF BA_FIXTURES "/llm/tiny.gguf"
-#define VENDOR_DIR                                                                                           \
-    BA_SOURCE_DIR "/build/vendor/llama/node_modules/" BA_LLAMA_NPM_PACKAGE "/" BA_LLAMA_NPM_BINS
+#include "llm_fixture.h"
 
 /* Calibration text (MIT license wording: in the training corpus's style, not a verbatim slice). */
 static const char CALIB[] =
@@ -28,17 +25,8 @@ static const char CALIB[] =
     "copies of the Software, subject to the following conditions.";
 
 static const ba_llama_t *open_or_skip(void) {
-    const char *dir = getenv(BA_LLAMA_DIR_ENV);
-    if (!dir || !*dir) dir = VENDOR_DIR;
-    char probe[1024];
-    snprintf(probe, sizeof probe, "%s/libllama.v0.5.0.so", dir);
-    if (access(probe, R_OK) != 0)
-        cr_skip_test("llama.cpp libraries not installed (%s@%s; scripts/setup or %s)", BA_LLAMA_NPM_PACKAGE,
-                     BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV);
-    ba_llama_t *ll;
-    ba_error err = {0};
-    cr_assert_eq(ba_llama_open(dir, &ll, &err), BA_OK, "%s", err.msg);
-    return ll;
+    BA_TEST_LLAMA_OR_SKIP();
+    return ba_test_llama_open();
 }
 
 Test(llm_llama, missing_libraries_are_named) {
@@ -122,7 +110,8 @@ static double kl_of_type(fx_t *f, const ba_llama_t *ll, const char *type, int ch
     char out[800];
     snprintf(out, sizeof out, "%s/tiny-%s.gguf", f->dir, type);
     const ba_ggml_type_t *t = ba_ggml_type_by_name(type);
-    cr_assert_eq(ba_llama_quantize(ll, f->f32, out, t->id, NULL, NULL, 0, 2, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_llama_quantize(ll, f->f32, out, t->id, NULL, NULL, 0, 2, NULL, &err), BA_OK, "%s",
+                 err.msg);
     if (check_types) {
         ba_gguf_t *g;
         cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
@@ -184,8 +173,9 @@ Test(llm_llama, per_tensor_overrides_are_applied, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mix.gguf", f.dir);
     const char *pat[2] = {"^blk\\.1\\.ffn_down\\.weight$", "^blk\\.0\\.attn_q\\.weight$"};
     int types[2] = {ba_ggml_type_by_name("q6_K")->id, ba_ggml_type_by_name("q2_K")->id};
-    cr_assert_eq(ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, &err),
-                 BA_OK, "%s", err.msg);
+    cr_assert_eq(
+        ba_llama_quantize(ll, f.f32, out, ba_ggml_type_by_name("q8_0")->id, pat, types, 2, 2, NULL, &err),
+        BA_OK, "%s", err.msg);
     cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.1.ffn_down.weight")->type, types[0]);
     cr_expect_eq(ba_gguf_find_tensor(g, "blk.0.attn_q.weight")->type, types[1]);
