@@ -1,10 +1,11 @@
-/* Studies in SQLite (SPEC §7): the only module that speaks SQL.
+/* Studies in SQLite or PostgreSQL (SPEC §7): the only module that speaks SQL.
  * The file is the source of truth: each trial is written with its search
  * checkpoint in one transaction, so a kill at any instant loses no completed
  * trial and a resume continues from the last committed checkpoint. */
 #ifndef BA_DB_DB_H
 #define BA_DB_DB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -12,7 +13,7 @@
 /* PRAGMA application_id of a bitalloc database ("balc"). */
 #define BA_DB_APPLICATION_ID 0x62616c63
 /* Schema version written by this build (PRAGMA user_version). */
-#define BA_DB_SCHEMA_VERSION 2
+#define BA_DB_SCHEMA_VERSION 3
 
 typedef struct ba_db ba_db_t;
 
@@ -25,9 +26,18 @@ enum {
 };
 
 /* Opens (mode: BA_DB_OPEN_*) and, unless read-only, migrates forward. Refuses a
- * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT). */
+ * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT).
+ * A path starting postgresql:// or postgres:// is a PostgreSQL connection URL
+ * (libpq; the database must exist, its tables are created by a creating open);
+ * anything else is an SQLite file. */
 ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err);
 void ba_db_close(ba_db_t *db);
+/* 1 when path names a PostgreSQL database (postgresql:// or postgres://). */
+int ba_db_is_url(const char *path);
+/* 1 for a database server many hosts share (PostgreSQL), 0 for an SQLite file. */
+int ba_db_is_shared(const ba_db_t *db);
+/* url with any password replaced by *** (for messages). */
+void ba_db_url_masked(const char *url, char *out, size_t cap);
 
 typedef struct ba_study_info {
     int64_t id;

@@ -14,15 +14,22 @@
 #include "db/db.h"
 #include "tests/helpers.h"
 
-static char dbpath[256];
+static char dbpath[1024];
+static int on_pg; /* the test runs on the private PostgreSQL cluster */
 
 static void setup_path(void) {
     snprintf(dbpath, sizeof dbpath, "/tmp/ba_test_db_%d_%ld.db", (int)getpid(), random());
     unlink(dbpath);
 }
 
+static void setup_pg(void) {
+    on_pg = 1;
+    BA_TEST_PG_DB_OR_SKIP(dbpath, sizeof dbpath);
+}
+
 static void cleanup_path(void) {
-    char p[300];
+    if (on_pg) return; /* the cluster's databases go with it at the end of the run */
+    char p[1100];
     unlink(dbpath);
     snprintf(p, sizeof p, "%s-wal", dbpath);
     unlink(p);
@@ -31,6 +38,7 @@ static void cleanup_path(void) {
 }
 
 static int integrity_ok(const char *path) {
+    if (on_pg) return 1; /* PostgreSQL checks its own pages */
     sqlite3 *h;
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 0;
     sqlite3_stmt *s;
@@ -74,8 +82,21 @@ static void add_trial(ba_db_t *db, int64_t sid, double avg, double kl, int b0, i
 }
 
 TestSuite(db, .init = setup_path, .fini = cleanup_path);
+/* The same tests on PostgreSQL (skipped when the server binaries are missing). */
+TestSuite(db_pg, .init = setup_pg, .fini = cleanup_path, .timeout = 60);
 
-Test(db, trials_round_trip_with_numbers_and_bits) {
+/* A test of the backend-independent behaviour, run on SQLite (suite db) and PostgreSQL (suite db_pg). */
+#define BOTH_BACKENDS(name)                                                                                  \
+    static void both_##name(void);                                                                           \
+    Test(db, name) {                                                                                         \
+        both_##name();                                                                                       \
+    }                                                                                                        \
+    Test(db_pg, name) {                                                                                      \
+        both_##name();                                                                                       \
+    }                                                                                                        \
+    static void both_##name(void)
+
+BOTH_BACKENDS(trials_round_trip_with_numbers_and_bits) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
@@ -101,7 +122,7 @@ Test(db, trials_round_trip_with_numbers_and_bits) {
     cr_assert(integrity_ok(dbpath));
 }
 
-Test(db, where_answers_which_plans_under_4_bits_had_small_kl) {
+BOTH_BACKENDS(where_answers_which_plans_under_4_bits_had_small_kl) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -131,7 +152,7 @@ Test(db, where_answers_which_plans_under_4_bits_had_small_kl) {
     ba_db_close(db);
 }
 
-Test(db, where_is_bound_never_pasted_into_sql) {
+BOTH_BACKENDS(where_is_bound_never_pasted_into_sql) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -192,7 +213,7 @@ Test(db, where_refuses_a_value_of_the_wrong_type) {
     cr_expect(strstr(err.msg, "B, KiB, MiB, GiB"), "%s", err.msg);
 }
 
-Test(db, where_takes_the_budget_units) {
+BOTH_BACKENDS(where_takes_the_budget_units) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -245,7 +266,7 @@ Test(db, refuses_a_newer_schema) {
     cr_assert(strstr(err.msg, "newer") != NULL, "%s", err.msg);
 }
 
-Test(db, unknown_study_and_trial_are_clear_errors) {
+BOTH_BACKENDS(unknown_study_and_trial_are_clear_errors) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -269,7 +290,7 @@ Test(db, opening_missing_file_without_create_fails) {
     cr_assert_neq(ba_db_open("/nonexistent-dir/x.db", 0, &db, &err), BA_OK);
 }
 
-Test(db, sensitivity_cache_hits_after_put) {
+BOTH_BACKENDS(sensitivity_cache_hits_after_put) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -283,7 +304,7 @@ Test(db, sensitivity_cache_hits_after_put) {
     ba_db_close(db);
 }
 
-Test(db, concurrent_writers_on_two_studies_do_not_fail) {
+BOTH_BACKENDS(concurrent_writers_on_two_studies_do_not_fail) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
