@@ -145,6 +145,7 @@ int ba_cmd_eval(const ba_cli_opts *o);
 int ba_cmd_sensitivity(const ba_cli_opts *o);
 int ba_cmd_search(const ba_cli_opts *o);
 int ba_cmd_resume(const ba_cli_opts *o);
+int ba_cmd_worker(const ba_cli_opts *o);
 int ba_cmd_studies(const ba_cli_opts *o);
 int ba_cmd_trials(const ba_cli_opts *o);
 int ba_cmd_export(const ba_cli_opts *o);

@@ -1287,3 +1287,183 @@ ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256,
     rollback(db);
     return st;
 }
+
+/* ---- the work queue (schema 3) ---- */
+
+void ba_db_work_item_free(ba_db_work_item_t *w) {
+    if (!w) return;
+    free(w->config);
+    w->config = NULL;
+}
+
+ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *configs, const int64_t *first,
+                         const int64_t *samples, int n, ba_error *err) {
+    BA_TRY(begin(db, err));
+    ba_db_stmt_t *s = NULL;
+    /* seq: after every entry queued so far, so claims follow the order the search asked in. */
+    ba_status st = prep(db,
+                        "INSERT INTO work(study_id, config, first, samples, seq, state)"
+                        " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(seq), 0) + 1 FROM work WHERE study_id = ?1),"
+                        " 'waiting') ON CONFLICT DO NOTHING",
+                        &s, err);
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        ba_db_reset(s);
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, configs[i]);
+        ba_db_bind_int(s, 3, first[i]);
+        ba_db_bind_int(s, 4, samples[i]);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot queue a measurement");
+    }
+    ba_db_finalize(s);
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s, int max_attempts,
+                           ba_db_work_item_t *out, int *found, ba_error *err) {
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    int pg = db->kind == BA_DB_KIND_PG;
+    const char *now = ba_db_now_sql(db);
+    char sql[1600];
+    snprintf(sql, sizeof sql,
+             "UPDATE work SET state = 'running', attempt = attempt + 1, worker = ?2, lease_until = %s + ?3"
+             " WHERE (study_id, config, first, samples) = (SELECT study_id, config, first, samples FROM work"
+             " WHERE study_id = ?1 AND attempt < ?4 AND (state = 'waiting' OR (state = 'running' AND"
+             " lease_until < %s)) ORDER BY seq LIMIT 1%s)"
+             " RETURNING config, first, samples, attempt",
+             now, now, pg ? " FOR UPDATE SKIP LOCKED" : "");
+    BA_TRY(begin(db, err));
+    ba_db_stmt_t *s;
+    ba_status st = prep(db, sql, &s, err);
+    if (st == BA_OK) {
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, worker);
+        ba_db_bind_double(s, 3, lease_s);
+        ba_db_bind_int(s, 4, max_attempts);
+        int rc = ba_db_step(s);
+        if (rc == BA_DB_ROW) {
+            const char *c = ba_db_col_text(s, 0);
+            out->config = ba_strdup(c ? c : "", err);
+            out->first = ba_db_col_int(s, 1);
+            out->samples = ba_db_col_int(s, 2);
+            out->attempt = ba_db_col_int(s, 3);
+            if (!out->config)
+                st = BA_ERR_NOMEM;
+            else
+                *found = 1;
+            /* SQLite runs a RETURNING statement to its end on the next step. */
+            if (st == BA_OK && ba_db_step(s) < 0) st = dberr(db, err, "cannot claim a measurement");
+        } else if (rc != BA_DB_DONE)
+            st = dberr(db, err, "cannot claim a measurement");
+        ba_db_finalize(s);
+    }
+    if (st == BA_OK) st = commit(db, err);
+    else
+        rollback(db);
+    if (st != BA_OK) {
+        ba_db_work_item_free(out);
+        *found = 0;
+    }
+    return st;
+}
+
+ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s, int *held,
+                           ba_error *err) {
+    *held = 0;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE work SET lease_until = %s + ?1 WHERE study_id = ?2 AND config = ?3 AND first = ?4"
+             " AND samples = ?5 AND attempt = ?6 AND state = 'running'",
+             ba_db_now_sql(db));
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db, sql, &s, err));
+    ba_db_bind_double(s, 1, lease_s);
+    ba_db_bind_int(s, 2, study_id);
+    ba_db_bind_text(s, 3, w->config);
+    ba_db_bind_int(s, 4, w->first);
+    ba_db_bind_int(s, 5, w->samples);
+    ba_db_bind_int(s, 6, w->attempt);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot renew a lease");
+    if (st == BA_OK) *held = db->changes > 0;
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, const ba_memo_entry_t *e,
+                          ba_error *err) {
+    BA_TRY(begin(db, err));
+    ba_status st = ba_db_memo_put(db, study_id, w->config, w->first, w->samples, e, err);
+    ba_db_stmt_t *s = NULL;
+    if (st == BA_OK)
+        st = prep(db,
+                  "UPDATE work SET state = 'done', lease_until = NULL WHERE study_id = ? AND config = ? AND first = ?"
+                  " AND samples = ?",
+                  &s, err);
+    if (st == BA_OK) {
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, w->config);
+        ba_db_bind_int(s, 3, w->first);
+        ba_db_bind_int(s, 4, w->samples);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot close a measurement");
+    }
+    ba_db_finalize(s);
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_work_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         char state[16], int64_t *attempts, int *expired, int *found, ba_error *err) {
+    *found = *expired = 0;
+    state[0] = '\0';
+    *attempts = 0;
+    ba_db_stmt_t *s;
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT state, attempt, CASE WHEN state = 'running' AND lease_until < %s THEN 1 ELSE 0 END"
+             " FROM work WHERE study_id = ? AND config = ? AND first = ? AND samples = ?",
+             ba_db_now_sql(db));
+    BA_TRY(prep(db, sql, &s, err));
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_text(s, 2, config);
+    ba_db_bind_int(s, 3, first);
+    ba_db_bind_int(s, 4, samples);
+    int rc = ba_db_step(s);
+    ba_status st = BA_OK;
+    if (rc == BA_DB_ROW) {
+        copy_col(s, 0, state, 16);
+        *attempts = ba_db_col_int(s, 1);
+        *expired = ba_db_col_int(s, 2) != 0;
+        *found = 1;
+    } else if (rc != BA_DB_DONE)
+        st = dberr(db, err, "cannot read the work queue");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_work_totals(ba_db_t *db, int64_t study_id, int64_t *n, int64_t *done, int64_t *claims,
+                            ba_error *err) {
+    *n = *done = *claims = 0;
+    if (db->version < 3) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db,
+                "SELECT count(*), coalesce(sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0),"
+                " coalesce(sum(attempt), 0) FROM work WHERE study_id = ?",
+                &s, err));
+    ba_db_bind_int(s, 1, study_id);
+    ba_status st = BA_OK;
+    if (ba_db_step(s) == BA_DB_ROW) {
+        *n = ba_db_col_int(s, 0);
+        *done = ba_db_col_int(s, 1);
+        *claims = ba_db_col_int(s, 2);
+    } else
+        st = dberr(db, err, "cannot read the work queue");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_reopen(const ba_db_t *db, ba_db_t **out, ba_error *err) {
+    return ba_db_open(db->kind == BA_DB_KIND_PG ? db->url : db->path, BA_DB_OPEN_WRITE, out, err);
+}

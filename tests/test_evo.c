@@ -100,7 +100,7 @@ static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t 
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL};
     ba_search_opts_t o = opts(seed);
     ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
     ba_solution_free(&sol);
@@ -187,7 +187,7 @@ Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitt
     for (int l = 0; l < L; l++) cr_expect_eq(p->bits[p->start[l] + choice[l]], 4);
     static log_t a;
     a.p = p;
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(3);
     o.method = "random";
     ba_search_result_t r;
@@ -243,14 +243,14 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     cr_assert_neq(p->bits[p->start[L - 1] + sol.choice[L - 1]], 2, "the seed itself is finite");
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(11);
     ba_search_result_t r;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&a, &r);
     ba_search_result_free(&r);
     /* random: the failed draws are never its best either. */
-    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL};
+    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL, NULL};
     o.method = "random";
     cr_assert_eq(ba_search_random(p, &o, &hb, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&b, &r);
@@ -260,7 +260,7 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
         static log_t c;
         c.p = p;
         c.n = 0;
-        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL};
+        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL, NULL};
         ba_search_result_t rr;
         cr_assert_eq(ba_search_random(p, &o, &hc, b.t[i].ckpt, &rr, &err), BA_OK, "after trial %d: %s", i + 1,
                      err.msg);
@@ -283,7 +283,7 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     ba_solution_t sol;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(2);
     ba_search_result_t r;
     cr_expect_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
@@ -407,7 +407,7 @@ static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_re
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     w->lg.p = p;
-    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated};
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated, NULL};
     ba_search_opts_t o = opts(seed);
     o.nsamples = 384, o.nvalid = 128;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, res, &err), BA_OK, "%s", err.msg);
