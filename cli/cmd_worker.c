@@ -23,6 +23,13 @@ static ba_status study_settings(const char *path, const char *name, ba_study_set
     return st;
 }
 
+ba_status ba_cli_check_work(const ba_study_work_t *w, ba_error *err) {
+    if (!(w->lease_s >= 0.1))
+        return ba_error_set(err, BA_ERR_INPUT, "--lease: give at least 0.1 seconds, got %g", w->lease_s);
+    if (w->max_attempts < 1) return ba_error_set(err, BA_ERR_INPUT, "--max-attempts: give at least 1");
+    return BA_OK;
+}
+
 int ba_cmd_worker(const ba_cli_opts *o) {
     ba_error err = {0};
     ba_db_t *db = NULL;
@@ -32,11 +39,7 @@ int ba_cmd_worker(const ba_cli_opts *o) {
     ba_study_work_t w = {.worker = ba_cli_get(o, "name"),
                          .lease_s = ba_cli_get_double(o, "lease", BA_STUDY_WORK_LEASE_S),
                          .max_attempts = (int)ba_cli_get_int(o, "max-attempts", BA_STUDY_WORK_MAX_ATTEMPTS)};
-    ba_status st = BA_OK;
-    if (!(w.lease_s >= 0.1))
-        st = ba_error_set(&err, BA_ERR_INPUT, "--lease: give at least 0.1 seconds, got %s", ba_cli_get(o, "lease"));
-    else if (w.max_attempts < 1)
-        st = ba_error_set(&err, BA_ERR_INPUT, "--max-attempts: give at least 1");
+    ba_status st = ba_cli_check_work(&w, &err);
     if (st == BA_OK && plan_out) st = study_settings(ba_cli_db_path(o), ba_cli_get(o, "study"), &s, &err);
     if (st == BA_OK) st = ba_cli_check_output(o, "--plan-out", plan_out, &s, NULL, 0, &err);
     if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_WRITE, &db, &err);

@@ -1301,11 +1301,12 @@ ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *confi
     BA_TRY(begin(db, err));
     ba_db_stmt_t *s = NULL;
     /* seq: after every entry queued so far, so claims follow the order the search asked in. */
-    ba_status st = prep(db,
-                        "INSERT INTO work(study_id, config, first, samples, seq, state)"
-                        " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(seq), 0) + 1 FROM work WHERE study_id = ?1),"
-                        " 'waiting') ON CONFLICT DO NOTHING",
-                        &s, err);
+    ba_status st =
+        prep(db,
+             "INSERT INTO work(study_id, config, first, samples, seq, state)"
+             " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(seq), 0) + 1 FROM work WHERE study_id = ?1),"
+             " 'waiting') ON CONFLICT DO NOTHING",
+             &s, err);
     for (int i = 0; st == BA_OK && i < n; i++) {
         ba_db_reset(s);
         ba_db_bind_int(s, 1, study_id);
@@ -1320,8 +1321,8 @@ ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *confi
     return st;
 }
 
-ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s, int max_attempts,
-                           ba_db_work_item_t *out, int *found, ba_error *err) {
+ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s,
+                           int max_attempts, ba_db_work_item_t *out, int *found, ba_error *err) {
     memset(out, 0, sizeof *out);
     *found = 0;
     int pg = db->kind == BA_DB_KIND_PG;
@@ -1359,7 +1360,8 @@ ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, do
             st = dberr(db, err, "cannot claim a measurement");
         ba_db_finalize(s);
     }
-    if (st == BA_OK) st = commit(db, err);
+    if (st == BA_OK)
+        st = commit(db, err);
     else
         rollback(db);
     if (st != BA_OK) {
@@ -1369,8 +1371,8 @@ ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, do
     return st;
 }
 
-ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s, int *held,
-                           ba_error *err) {
+ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s,
+                           int *held, ba_error *err) {
     *held = 0;
     char sql[512];
     snprintf(sql, sizeof sql,
@@ -1398,7 +1400,8 @@ ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t
     ba_db_stmt_t *s = NULL;
     if (st == BA_OK)
         st = prep(db,
-                  "UPDATE work SET state = 'done', lease_until = NULL WHERE study_id = ? AND config = ? AND first = ?"
+                  "UPDATE work SET state = 'done', lease_until = NULL WHERE study_id = ? AND config = ? AND "
+                  "first = ?"
                   " AND samples = ?",
                   &s, err);
     if (st == BA_OK) {
@@ -1466,4 +1469,14 @@ ba_status ba_db_work_totals(ba_db_t *db, int64_t study_id, int64_t *n, int64_t *
 
 ba_status ba_db_reopen(const ba_db_t *db, ba_db_t **out, ba_error *err) {
     return ba_db_open(db->kind == BA_DB_KIND_PG ? db->url : db->path, BA_DB_OPEN_WRITE, out, err);
+}
+
+ba_status ba_db_set_client_name(ba_db_t *db, const char *name, ba_error *err) {
+    if (db->kind != BA_DB_KIND_PG) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db, "SELECT set_config('application_name', ?, false)", &s, err));
+    ba_db_bind_text(s, 1, name);
+    ba_status st = ba_db_step(s) == BA_DB_ROW ? BA_OK : dberr(db, err, "cannot name the connection");
+    ba_db_finalize(s);
+    return st;
 }

@@ -180,12 +180,12 @@ ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *confi
  * max_attempts times: it becomes running, its attempt counts one more, and it is leased
  * to `worker` for lease_s seconds. Concurrent claims never get the same one (PostgreSQL:
  * FOR UPDATE SKIP LOCKED; SQLite: one writer at a time). *found = 0 when none is open. */
-ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s, int max_attempts,
-                           ba_db_work_item_t *out, int *found, ba_error *err);
+ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s,
+                           int max_attempts, ba_db_work_item_t *out, int *found, ba_error *err);
 /* Extends the lease of a claim (the heartbeat). *held = 0 when the claim is no longer
  * this attempt's (it expired and was claimed again, or it is done). */
-ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s, int *held,
-                           ba_error *err);
+ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s,
+                           int *held, ba_error *err);
 /* Records a measurement (the memo row) and closes its queue entry, in one transaction. A late
  * second completion of the same measurement changes nothing (measurements are deterministic). */
 ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, const ba_memo_entry_t *e,
@@ -198,6 +198,9 @@ ba_status ba_db_work_get(ba_db_t *db, int64_t study_id, const char *config, int6
 /* The queue's totals: entries, done ones, and claims made (Σ attempt). */
 ba_status ba_db_work_totals(ba_db_t *db, int64_t study_id, int64_t *n, int64_t *done, int64_t *claims,
                             ba_error *err);
+/* Names this connection on the server (PostgreSQL's application_name, seen in
+ * pg_stat_activity); nothing for SQLite. */
+ba_status ba_db_set_client_name(ba_db_t *db, const char *name, ba_error *err);
 /* A second connection to the database db is open on (a heartbeat runs on its own connection). */
 ba_status ba_db_reopen(const ba_db_t *db, ba_db_t **out, ba_error *err);
 

@@ -510,12 +510,13 @@ static ba_status eval_child(evo_state_t *s, int child, const int *choice, int64_
 
 /* Announces a stage's evaluations (hooks' prepare): children idx[0..n) of kids on `samples` samples,
  * those the generation's cache does not hold yet. */
-static ba_status prepare_stage(evo_state_t *s, const int *kids, const int *idx, int n, int64_t samples, int sg,
-                               ba_error *err) {
+static ba_status prepare_stage(evo_state_t *s, const int *kids, const int *idx, int n, int64_t samples,
+                               int sg, ba_error *err) {
     if (!s->h->prepare || !s->h->evaluate_at || n <= 0) return BA_OK;
     int L = s->L, m = 0;
     int *ch = ba_malloc((size_t)n * L * sizeof *ch + 1, err);
-    int64_t *fi = ba_malloc((size_t)n * sizeof *fi + 1, err), *ns = ba_malloc((size_t)n * sizeof *ns + 1, err);
+    int64_t *fi = ba_malloc((size_t)n * sizeof *fi + 1, err),
+            *ns = ba_malloc((size_t)n * sizeof *ns + 1, err);
     ba_status st = ch && fi && ns ? BA_OK : BA_ERR_NOMEM;
     for (int i = 0; st == BA_OK && i < n; i++) {
         int cached = 0;
@@ -795,7 +796,8 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         ba_eval_result_t r;
         double t0 = ba_now();
         int64_t z = 0;
-        if (st == BA_OK && h->prepare && h->evaluate_at) st = h->prepare(h->ctx, seed, &z, &o->nsamples, 1, err);
+        if (st == BA_OK && h->prepare && h->evaluate_at)
+            st = h->prepare(h->ctx, seed, &z, &o->nsamples, 1, err);
         if (st == BA_OK) st = evaluate_window(h, o, seed, 0, o->nsamples, &r, err);
         s.t_eval += ba_now() - t0;
         if (st == BA_OK && !isfinite(r.objective)) {

@@ -184,7 +184,9 @@ static ba_status heartbeat_start(run_ctx_t *c, ba_error *err) {
     hb->sid = c->sid;
     hb->lease_s = c->work->lease_s > 0 ? c->work->lease_s : BA_STUDY_WORK_LEASE_S;
     ba_status st = ba_db_reopen(c->db, &hb->db, err);
+    if (st == BA_OK) st = ba_db_set_client_name(hb->db, c->worker, err);
     if (st != BA_OK) {
+        ba_db_close(hb->db);
         free(hb);
         return st;
     }
@@ -230,8 +232,8 @@ static ba_status work_one(run_ctx_t *c, int *found, ba_error *err) {
     if (!*found) return BA_OK;
     ba_status st = BA_OK;
     if (parse_config(c, w.config) != 0)
-        st = ba_error_set(err, BA_ERR_INPUT, "worker: queued configuration '%s' does not fit the study's model",
-                          w.config);
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "worker: queued configuration '%s' does not fit the study's model", w.config);
     ba_eval_result_t r;
     if (st == BA_OK) {
         heartbeat_set(c->hb, &w);
@@ -254,7 +256,8 @@ static ba_status hook_prepare(void *ctx, const int *choices, const int64_t *firs
     if (!c->work || !c->db || !c->config) return BA_OK;
     int L = c->p->nlayers;
     char **cfg = ba_calloc((size_t)n + 1, sizeof *cfg, err);
-    int64_t *fi = ba_malloc(((size_t)n + 1) * sizeof *fi, err), *ns = ba_malloc(((size_t)n + 1) * sizeof *ns, err);
+    int64_t *fi = ba_malloc(((size_t)n + 1) * sizeof *fi, err),
+            *ns = ba_malloc(((size_t)n + 1) * sizeof *ns, err);
     ba_status st = cfg && fi && ns ? BA_OK : BA_ERR_NOMEM;
     int m = 0;
     for (int i = 0; st == BA_OK && i < n; i++) {
@@ -291,12 +294,14 @@ static ba_status hook_prepare(void *ctx, const int *choices, const int64_t *firs
                 char state[16];
                 int64_t attempts = 0;
                 int queued = 0, expired = 0;
-                st = ba_db_work_get(c->db, c->sid, cfg[i], fi[i], ns[i], state, &attempts, &expired, &queued, err);
+                st = ba_db_work_get(c->db, c->sid, cfg[i], fi[i], ns[i], state, &attempts, &expired, &queued,
+                                    err);
                 if (st == BA_OK && attempts >= maxa && expired)
-                    st = ba_error_set(err, BA_ERR_RUNTIME,
-                                      "worker: the measurement of configuration %s on samples [%lld, %lld) was "
-                                      "claimed %lld times and never finished (its workers died): giving up",
-                                      cfg[i], (long long)fi[i], (long long)(fi[i] + ns[i]), (long long)attempts);
+                    st = ba_error_set(
+                        err, BA_ERR_RUNTIME,
+                        "worker: the measurement of configuration %s on samples [%lld, %lld) was "
+                        "claimed %lld times and never finished (its workers died): giving up",
+                        cfg[i], (long long)fi[i], (long long)(fi[i] + ns[i]), (long long)attempts);
             }
             if (keep)
                 cfg[k] = cfg[i], fi[k] = fi[i], ns[k++] = ns[i];
@@ -824,9 +829,9 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
                            .offspring = s->offspring,
                            .nsamples = c.Nsearch,
                            .nvalid = c.Nvalid};
-    ba_search_hooks_t h = {hook_eval,    hook_store,     hook_progress,
-                           &c,           hook_eval_at,   hook_validated,
-                           work ? hook_prepare : NULL};
+    ba_search_hooks_t h = {
+        hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL};
+    if (st == BA_OK && work) st = ba_db_set_client_name(db, c.worker, err);
     if (st == BA_OK && work) st = heartbeat_start(&c, err);
     const ba_study_method_t *meth = ba_study_method_find(s->method);
     if (st == BA_OK && !meth)
@@ -930,6 +935,13 @@ ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
 
 ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s,
                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
+    ba_study_work_t shared = {0};
+    return ba_study_search_as(db, study, s, ba_db_is_shared(db) ? &shared : NULL, cb, out, err);
+}
+
+ba_status ba_study_search_as(ba_db_t *db, const char *study, const ba_study_settings_t *s,
+                             const ba_study_work_t *w, const ba_study_callbacks_t *cb, ba_study_result_t *out,
+                             ba_error *err) {
     memset(out, 0, sizeof *out);
     char name[256];
     if (study)
@@ -949,7 +961,7 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
         free(mine);
         ba_db_study_info_free(&info);
         if (st0 != BA_OK) return st0;
-        if (same) return ba_study_resume(db, name, cb, out, err);
+        if (same) return ba_study_work(db, name, w, cb, out, err);
         return ba_error_set(
             err, BA_ERR_INPUT,
             "--study %s: a study of that name exists with other settings; run the new settings "
@@ -985,8 +997,7 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
     ba_dataset_free(ds);
     ba_model_free(m);
     if (st != BA_OK) return st;
-    ba_study_work_t shared = {0};
-    st = run_study(db, sid, name, s, 0, ba_db_is_shared(db) ? &shared : NULL, cb, out, err);
+    st = run_study(db, sid, name, s, 0, w, cb, out, err);
     out->created = 1;
     if (st != BA_OK && st != BA_ERR_NOMEM) {
         /* A failed run (infeasible, bad input found late) leaves a failed study, not a running one. */
@@ -1002,8 +1013,8 @@ ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callback
     return ba_study_work(db, name, ba_db_is_shared(db) ? &shared : NULL, cb, out, err);
 }
 
-ba_status ba_study_work(ba_db_t *db, const char *name, const ba_study_work_t *work, const ba_study_callbacks_t *cb,
-                        ba_study_result_t *out, ba_error *err) {
+ba_status ba_study_work(ba_db_t *db, const char *name, const ba_study_work_t *work,
+                        const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
