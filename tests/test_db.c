@@ -433,3 +433,77 @@ Test(db, concurrent_first_opens_all_succeed) {
         cr_assert(integrity_ok(dbpath));
     }
 }
+
+/* The work queue of many workers: a claim is exclusive, an expired lease is
+ * taken over (the same measurement, attempt 2) and the old holder's heartbeat
+ * then fails; a second queueing leaves an entry as it is; the attempt cap. */
+BOTH_BACKENDS(work_queue_claims_are_exclusive_and_expired_leases_are_taken_over) {
+    ba_db_t *db, *db2;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_open(dbpath, 0, &db2, &err), BA_OK, "%s", err.msg);
+    int64_t sid = make_study(db, "s");
+    const char *cfg[3] = {"4,4", "3,8", "8,2"};
+    int64_t first[3] = {0, 64, 0}, samples[3] = {512, 64, 512};
+    cr_assert_eq(ba_db_work_add(db, sid, cfg, first, samples, 3, &err), BA_OK, "%s", err.msg);
+    ba_db_work_item_t a, b, c, d;
+    int found;
+    cr_assert_eq(ba_db_work_claim(db, sid, "w1", 30, 3, &a, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(a.config, "4,4");
+    cr_expect_eq(a.attempt, 1);
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &b, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(b.config, "3,8");
+    cr_expect_eq(b.first, 64);
+    cr_assert_eq(ba_db_work_claim(db, sid, "w1", 0.3, 3, &c, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(c.config, "8,2");
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &d, &found, &err), BA_OK, "%s", err.msg);
+    cr_expect(!found, "every entry is held");
+    /* A heartbeat keeps a lease; without one it runs out and another worker takes the entry over. */
+    int held;
+    cr_assert_eq(ba_db_work_renew(db, sid, &c, 0.3, &held, &err), BA_OK, "%s", err.msg);
+    cr_expect(held);
+    usleep(600000);
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &d, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found, "an expired lease is claimed again");
+    cr_expect_str_eq(d.config, "8,2");
+    cr_expect_eq(d.attempt, 2);
+    cr_assert_eq(ba_db_work_renew(db, sid, &c, 30, &held, &err), BA_OK, "%s", err.msg);
+    cr_expect(!held, "the first holder lost it");
+    char state[16];
+    int64_t attempts;
+    int expired;
+    ba_memo_entry_t e = {0.5, 0.5, NAN, 0.9, NAN};
+    cr_assert_eq(ba_db_work_done(db2, sid, &d, &e, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_work_done(db, sid, &c, &e, &err), BA_OK, "a late second completion changes nothing");
+    cr_assert_eq(ba_db_work_get(db, sid, "8,2", 0, 512, state, &attempts, &expired, &found, &err), BA_OK);
+    cr_expect(found);
+    cr_expect_str_eq(state, "done");
+    cr_expect_eq(attempts, 2);
+    ba_memo_entry_t m;
+    cr_assert_eq(ba_db_memo_get(db, sid, "8,2", 0, 512, &m, &found, &err), BA_OK);
+    cr_expect(found && m.objective == 0.5 && isnan(m.mse));
+    /* Queued again (another worker announcing the same batch): unchanged. */
+    cr_assert_eq(ba_db_work_add(db2, sid, cfg, first, samples, 3, &err), BA_OK, "%s", err.msg);
+    int64_t n, done, claims;
+    cr_assert_eq(ba_db_work_totals(db, sid, &n, &done, &claims, &err), BA_OK);
+    cr_expect_eq(n, 3);
+    cr_expect_eq(done, 1);
+    cr_expect_eq(claims, 4);
+    /* The cap: an entry claimed max_attempts times is not handed out again. */
+    cr_assert_eq(ba_db_work_renew(db, sid, &a, 0.1, &held, &err), BA_OK);
+    usleep(300000);
+    ba_db_work_item_t x;
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 1, &x, &found, &err), BA_OK, "%s", err.msg);
+    cr_expect(!found, "4,4 was claimed once already");
+    cr_assert_eq(ba_db_work_get(db, sid, "4,4", 0, 512, state, &attempts, &expired, &found, &err), BA_OK);
+    cr_expect(expired && attempts == 1 && !strcmp(state, "running"));
+    ba_db_work_item_free(&a);
+    ba_db_work_item_free(&b);
+    ba_db_work_item_free(&c);
+    ba_db_work_item_free(&d);
+    ba_db_close(db2);
+    ba_db_close(db);
+}
