@@ -1,7 +1,9 @@
-/* SQLite storage of studies, trials, checkpoints and cached sensitivities.
- * Invariants: WAL journal, a busy timeout so concurrent readers/writers wait
- * instead of failing, every write in one BEGIN IMMEDIATE transaction that is
- * retried while the database is busy; --where is parsed into bound
+/* Storage of studies, trials, checkpoints, cached sensitivities and the work
+ * queue, in SQLite or PostgreSQL through the statement layer (db/sql.h): the
+ * statements are written once; what differs by engine is named where it is
+ * used. Invariants: every write in one transaction (SQLite: BEGIN IMMEDIATE,
+ * retried while the file is busy; WAL journal and a busy timeout so readers and
+ * writers of one file wait instead of failing); --where is parsed into bound
  * parameters against a whitelist of columns, never pasted into SQL. */
 #include "db/db.h"
 
