@@ -14,10 +14,11 @@
 
 ba_status ba_db_pg_open(ba_db_t *db, int mode, ba_error *err) {
     (void)mode;
-    return ba_error_set(err, BA_ERR_INPUT,
-                        "--db %s: this bitalloc was built without PostgreSQL support (libpq was not found at "
-                        "build time: install libpq-dev and pkg-config, then rebuild)",
-                        db->path);
+    return ba_error_set(
+        err, BA_ERR_INPUT,
+        "--db %s: this bitalloc was built without PostgreSQL support: it needs libpq at build "
+        "time (install libpq-dev and pkg-config, then rebuild)",
+        db->path);
 }
 
 void ba_db_pg_close(ba_db_t *db) {
