@@ -133,15 +133,17 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
 /* ---- many workers: the work queue (study.h) ---- */
 
 /* The heartbeat: a thread with its own connection that renews the lease of the
- * claim being measured every lease/3 seconds. */
+ * claim being measured every lease/3 seconds. A lease it finds lost (taken over
+ * after a stall) needs nothing: the measurement is deterministic, so the two
+ * completions store the same result. */
 typedef struct heartbeat {
     pthread_t th;
     pthread_mutex_t mu;
     ba_db_t *db; /* the thread's connection */
     int64_t sid;
     double lease_s;
-    int stop, active, lost;
-    ba_db_work_item_t item; /* the claim (config owned by the worker) */
+    int stop, active;
+    ba_db_work_item_t item; /* the claim; item.config is the heartbeat's own copy */
 } heartbeat_t;
 
 static void *heartbeat_main(void *arg) {
@@ -152,17 +154,18 @@ static void *heartbeat_main(void *arg) {
         pthread_mutex_lock(&hb->mu);
         int stop = hb->stop, due = hb->active && ba_now() - last >= every;
         ba_db_work_item_t w = hb->item;
+        w.config = due ? strdup(hb->item.config) : NULL;
         pthread_mutex_unlock(&hb->mu);
-        if (stop) break;
-        if (!due) continue;
-        last = ba_now();
-        int held = 1;
-        ba_error e;
-        if (ba_db_work_renew(hb->db, hb->sid, &w, hb->lease_s, &held, &e) == BA_OK && !held) {
-            pthread_mutex_lock(&hb->mu);
-            hb->lost = 1;
-            pthread_mutex_unlock(&hb->mu);
+        if (stop) {
+            free(w.config);
+            break;
         }
+        if (!due || !w.config) continue;
+        last = ba_now();
+        int held;
+        ba_error e;
+        ba_db_work_renew(hb->db, hb->sid, &w, hb->lease_s, &held, &e);
+        free(w.config);
     }
     return NULL;
 }
@@ -175,6 +178,7 @@ static void heartbeat_stop(heartbeat_t *hb) {
     pthread_join(hb->th, NULL);
     pthread_mutex_destroy(&hb->mu);
     ba_db_close(hb->db);
+    free(hb->item.config);
     free(hb);
 }
 
@@ -201,12 +205,17 @@ static ba_status heartbeat_start(run_ctx_t *c, ba_error *err) {
     return BA_OK;
 }
 
-static void heartbeat_set(heartbeat_t *hb, const ba_db_work_item_t *w) {
+/* Starts (w) or stops (NULL) renewing a claim's lease. */
+static ba_status heartbeat_set(heartbeat_t *hb, const ba_db_work_item_t *w, ba_error *err) {
+    char *copy = w ? ba_strdup(w->config, err) : NULL;
+    if (w && !copy) return BA_ERR_NOMEM;
     pthread_mutex_lock(&hb->mu);
-    if (w) hb->item = *w;
+    free(hb->item.config);
+    hb->item = w ? *w : (ba_db_work_item_t){0};
+    hb->item.config = copy;
     hb->active = w != NULL;
-    hb->lost = 0;
     pthread_mutex_unlock(&hb->mu);
+    return BA_OK;
 }
 
 /* The configuration text of a claim ("4,8,2") back into c->wbits; -1 when it does not fit the model. */
@@ -236,9 +245,9 @@ static ba_status work_one(run_ctx_t *c, int *found, ba_error *err) {
                           "worker: queued configuration '%s' does not fit the study's model", w.config);
     ba_eval_result_t r;
     if (st == BA_OK) {
-        heartbeat_set(c->hb, &w);
-        st = measure(c, w.first, w.samples, &r, err);
-        heartbeat_set(c->hb, NULL);
+        st = heartbeat_set(c->hb, &w, err);
+        if (st == BA_OK) st = measure(c, w.first, w.samples, &r, err);
+        heartbeat_set(c->hb, NULL, NULL);
     }
     if (st == BA_OK) {
         ba_memo_entry_t e = {r.objective, r.kl, r.mse, r.agreement, r.accuracy};

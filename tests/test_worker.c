@@ -410,6 +410,67 @@ Test(worker, a_worker_whose_connection_drops_mid_trial_has_it_run_elsewhere) {
 }
 #endif
 
+/* Measurements (1.2 s each, by an --evaluator) outlast the 0.5 s lease: the
+ * heartbeat keeps them, so the idle worker never takes one over. */
+Test(worker, the_heartbeat_keeps_a_measurement_longer_than_its_lease) {
+    char url[1024], dir[4096], log[4200], mark[4200], cmd[9000], p0[4200], p1[4200];
+    BA_TEST_PG_DB_OR_SKIP(url, sizeof url);
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(log, sizeof log, "%s/eval.log", dir);
+    snprintf(mark, sizeof mark, "%s/mark", dir);
+    snprintf(p0, sizeof p0, "%s/a.json", dir);
+    snprintf(p1, sizeof p1, "%s/b.json", dir);
+    snprintf(cmd, sizeof cmd, "python3 '%s/tests/evaluator.py' slow '%s' '%s'", BA_SOURCE_DIR, log, mark);
+    const char *a0[] = {BA_CLI,
+                        "--db",
+                        url,
+                        "-q",
+                        "search",
+                        "--method",
+                        "ilp+evo",
+                        DIGITS "mlp_dyn.onnx",
+                        "--data",
+                        DIGITS "calib_x_flat.npy",
+                        "--budget",
+                        "avg-bits=4",
+                        "--bits",
+                        "2,4,8",
+                        "--sensitivity",
+                        "weight",
+                        "--generations",
+                        "1",
+                        "--offspring",
+                        "2",
+                        "--seed",
+                        "5",
+                        "--study",
+                        STUDY,
+                        "--evaluator",
+                        cmd,
+                        "--lease",
+                        "0.5",
+                        "--plan-out",
+                        p0,
+                        NULL};
+    pid_t pid[2];
+    pid[0] = spawn(a0);
+    wait_study(url);
+    const char *a1[20];
+    worker_argv(url, p1, "0.5", a1);
+    pid[1] = spawn(a1);
+    cr_assert_eq(wait_exit(pid[0]), 0);
+    cr_assert_eq(wait_exit(pid[1]), 0);
+    expect_same_file(p0, p1);
+    int64_t queued, done, claims;
+    work_totals(url, &queued, &done, &claims);
+    cr_expect_geq(queued, 2);
+    cr_expect_eq(done, queued);
+    cr_expect_eq(claims, queued,
+                 "%lld claims of %lld measurements: a lease ran out while its worker was alive",
+                 (long long)claims, (long long)queued);
+    ba_test_rmtree(dir);
+}
+
 Test(worker, db_urls_never_echo_a_password) {
     ba_test_run_t r = ba_test_cli("--db", "postgresql://me:s3cret@127.0.0.1:1/none?connect_timeout=2",
                                   "trials", "--study", "x", NULL);
