@@ -160,6 +160,9 @@ int ba_cmd_eval(const ba_cli_opts *o);
 int ba_cmd_sensitivity(const ba_cli_opts *o);
 int ba_cmd_search(const ba_cli_opts *o);
 int ba_cmd_resume(const ba_cli_opts *o);
+int ba_cmd_worker(const ba_cli_opts *o);
+/* --lease and --max-attempts of worker and search (BA_ERR_INPUT naming the flag). */
+ba_status ba_cli_check_work(const ba_study_work_t *w, ba_error *err);
 int ba_cmd_studies(const ba_cli_opts *o);
 int ba_cmd_trials(const ba_cli_opts *o);
 int ba_cmd_export(const ba_cli_opts *o);

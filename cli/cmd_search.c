@@ -328,10 +328,16 @@ int ba_cmd_search(const ba_cli_opts *o) {
     else {
         /* Said before the run starts, so an interrupted run can be resumed by name. */
         ba_study_name(s.model, name, sizeof name);
+        char shown[4096];
+        ba_db_url_masked(dbpath, shown, sizeof shown);
         if (st == BA_OK && ba_cli_verbosity(o) >= 0)
-            fprintf(stderr, "bitalloc: study '%s' (in %s)\n", name, dbpath);
+            fprintf(stderr, "bitalloc: study '%s' (in %s)\n", name, shown);
     }
-    if (st == BA_OK) st = ba_study_search(db, name, &s, &cb, &r, &err);
+    /* On a shared database the search is one worker of the study (docs/worker.md). */
+    ba_study_work_t w = {.lease_s = ba_cli_get_double(o, "lease", BA_STUDY_WORK_LEASE_S),
+                         .max_attempts = (int)ba_cli_get_int(o, "max-attempts", BA_STUDY_WORK_MAX_ATTEMPTS)};
+    if (st == BA_OK) st = ba_cli_check_work(&w, &err);
+    if (st == BA_OK) st = ba_study_search_as(db, name, &s, ba_db_is_shared(db) ? &w : NULL, &cb, &r, &err);
     ba_progress_end(&ui.bar);
     int rc;
     if (st != BA_OK) {

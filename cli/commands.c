@@ -74,7 +74,9 @@
     { NULL, 0, 0, 0, NULL, NULL, NULL }
 
 const ba_cli_flag ba_cli_global_flags[] = {
-    {"db", 0, BA_CLI_T_PATH, 0, "PATH", NULL, "study database (default: $BITALLOC_DB or ./bitalloc.db)"},
+    {"db", 0, BA_CLI_T_PATH, 0, "PATH|URL", NULL,
+     "study database: an SQLite file, or postgresql://USER@HOST:PORT/DB (default: $BITALLOC_DB or "
+     "./bitalloc.db)"},
     {"config", 0, BA_CLI_T_PATH, BA_CLI_NO_CONFIG, "FILE.yaml", NULL,
      "read flags from a YAML file (command-line flags win)"},
     {"quiet", 'q', BA_CLI_T_FLAG, 0, NULL, NULL, "print only results and errors"},
@@ -229,6 +231,10 @@ static const ba_cli_flag search_flags[] = {
      "seconds one --evaluator answer may take (default: 600)"},
     {"validation-fraction", 0, BA_CLI_T_FLOAT, 0, "F", NULL,
      "share of --data kept out of the evolution's ranking for its final choice (default: 0.25; 0: none)"},
+    {"lease", 0, BA_CLI_T_FLOAT, 0, "S", NULL,
+     "PostgreSQL --db: a claimed measurement's lease, as `worker --lease` (default: 30)"},
+    {"max-attempts", 0, BA_CLI_T_INT, 0, "N", NULL,
+     "PostgreSQL --db: claims of one measurement before giving up, as `worker --max-attempts` (default: 3)"},
     F_SEED,
     F_STUDY(0),
     {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},
@@ -239,6 +245,18 @@ static const ba_cli_flag search_flags[] = {
 static const ba_cli_flag resume_flags[] = {
     F_STUDY(BA_CLI_REQUIRED),
     {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here"},
+    {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
+    F_END,
+};
+
+static const ba_cli_flag worker_flags[] = {
+    F_STUDY(BA_CLI_REQUIRED),
+    {"lease", 0, BA_CLI_T_FLOAT, 0, "S", NULL,
+     "seconds a claimed measurement stays this worker's without a heartbeat (default: 30)"},
+    {"max-attempts", 0, BA_CLI_T_INT, 0, "N", NULL,
+     "claims of one measurement before the study gives up on it (default: 3)"},
+    {"name", 0, BA_CLI_T_STR, 0, "NAME", NULL, "this worker's name in the queue (default: HOST:PID:RANDOM)"},
+    {"plan-out", 0, BA_CLI_T_PATH, 0, "PLAN.json", NULL, "write the best plan here when the study ends"},
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json", "output format (default: table)"},
     F_END,
 };
@@ -378,6 +396,10 @@ const ba_cli_command ba_cli_commands[] = {
      "bitalloc search net.onnx --data x.npy --budget avg-bits=4 --study demo --plan-out plan.json"},
     {"resume", "finish an interrupted study with the same result", "bitalloc resume --study NAME",
      resume_flags, ba_cmd_resume, NULL, "bitalloc resume --study demo"},
+    {"worker", "join a study as one of many workers (PostgreSQL --db: any number of hosts)",
+     "bitalloc worker --study NAME --db postgresql://USER@HOST:PORT/DB [--lease S] [--max-attempts N]\n"
+     "                [--plan-out PLAN.json]",
+     worker_flags, ba_cmd_worker, NULL, "bitalloc worker --study demo --db postgresql://me@dbhost/studies"},
     {"studies", "list, delete or rename the studies in the database",
      "bitalloc studies [--format table|csv|json] | --delete NAME | --rename OLD NEW", studies_flags,
      ba_cmd_studies, studies_check, "bitalloc --db runs.db studies --rename demo demo-v1"},

@@ -1,33 +1,24 @@
-/* SQLite storage of studies, trials, checkpoints and cached sensitivities.
- * Invariants: WAL journal, a busy timeout so concurrent readers/writers wait
- * instead of failing, every write in one BEGIN IMMEDIATE transaction that is
- * retried while the database is busy; --where is parsed into bound
+/* Storage of studies, trials, checkpoints, cached sensitivities and the work
+ * queue, in SQLite or PostgreSQL through the statement layer (db/sql.h): the
+ * statements are written once; what differs by engine is named where it is
+ * used. Invariants: every write in one transaction (SQLite: BEGIN IMMEDIATE,
+ * retried while the file is busy; WAL journal and a busy timeout so readers and
+ * writers of one file wait instead of failing); --where is parsed into bound
  * parameters against a whitelist of columns, never pasted into SQL. */
 #include "db/db.h"
 
 #include "core/pareto.h"
 #include "core/units.h"
+#include "db/sql.h"
 
 #include <ctype.h>
 #include <math.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-/* How long a statement waits on a lock held by another process (ms). */
-#define BA_DB_BUSY_TIMEOUT_MS 30000
-/* Retries of BEGIN IMMEDIATE beyond the busy timeout before giving up. */
-#define BA_DB_BEGIN_RETRIES 20
-
-struct ba_db {
-    sqlite3 *h;
-    char path[4096];
-    int version; /* schema version of the file (a read-only open of an older file is not migrated) */
-};
 
 #define SCHEMA_V1                                                                                            \
     "CREATE TABLE studies(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, created TEXT NOT NULL,"         \
@@ -48,14 +39,7 @@ struct ba_db {
     " created TEXT NOT NULL, payload TEXT NOT NULL);"
 
 static ba_status dberr(ba_db_t *db, ba_error *err, const char *what) {
-    int code = sqlite3_errcode(db->h);
-    ba_status st = BA_ERR_RUNTIME;
-    if (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) st = BA_ERR_INPUT;
-    if (code == SQLITE_FULL) st = BA_ERR_IO;
-    if (code == SQLITE_READONLY || code == SQLITE_CANTOPEN || code == SQLITE_IOERR) st = BA_ERR_IO;
-    /* SQLite's text for SQLITE_OK is "not an error": never show it as a reason. */
-    const char *why = code == SQLITE_OK ? "failed" : sqlite3_errmsg(db->h);
-    return ba_error_set(err, st, "%s: %s: %s", db->path, what, why);
+    return ba_db_fail(db, err, what);
 }
 
 static void now_iso(char out[32]) {
@@ -66,31 +50,31 @@ static void now_iso(char out[32]) {
 }
 
 static ba_status exec(ba_db_t *db, const char *sql, ba_error *err) {
-    if (sqlite3_exec(db->h, sql, NULL, NULL, NULL) != SQLITE_OK) return dberr(db, err, "query failed");
-    return BA_OK;
+    return ba_db_exec(db, sql, err);
 }
 
 static ba_status begin(ba_db_t *db, ba_error *err) {
-    for (int i = 0; i < BA_DB_BEGIN_RETRIES; i++) {
-        int rc = sqlite3_exec(db->h, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-        if (rc == SQLITE_OK) return BA_OK;
-        if (rc != SQLITE_BUSY && rc != SQLITE_LOCKED) return dberr(db, err, "cannot start a transaction");
-        usleep(50000);
-    }
-    return dberr(db, err, "database stayed busy");
+    return ba_db_begin(db, err);
 }
 
 static void rollback(ba_db_t *db) {
-    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    ba_db_rollback(db);
+}
+
+/* A write transaction of the work queue's bookkeeping. On PostgreSQL its commit does
+ * not wait for the disk: a claim or completion a server crash loses is made again
+ * (the measurement is deterministic), and the WAL is written in order, so a trial
+ * stored after it (a durable commit) makes it durable too. */
+static ba_status begin_queue(ba_db_t *db, ba_error *err) {
+    BA_TRY(ba_db_begin(db, err));
+    if (db->kind != BA_DB_KIND_PG) return BA_OK;
+    ba_status st = ba_db_exec(db, "SET LOCAL synchronous_commit = off", err);
+    if (st != BA_OK) ba_db_rollback(db);
+    return st;
 }
 
 static ba_status commit(ba_db_t *db, ba_error *err) {
-    if (sqlite3_exec(db->h, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-        ba_status st = dberr(db, err, "commit failed");
-        rollback(db);
-        return st;
-    }
-    return BA_OK;
+    return ba_db_commit(db, err);
 }
 
 static int64_t pragma_int(ba_db_t *db, const char *sql, int *ok) {
@@ -130,8 +114,21 @@ static ba_status set_wal(ba_db_t *db, ba_error *err) {
     " first INTEGER NOT NULL, samples INTEGER NOT NULL, objective REAL, kl REAL, mse REAL, agreement REAL,"  \
     " accuracy REAL, PRIMARY KEY(study_id, config, first, samples));"
 
+/* Version 3: the work queue of a study run by many workers (`bitalloc worker`):
+ * one row per measurement a generation needs (configuration, sample window),
+ * written before any worker claims one; a claim holds a lease until lease_until
+ * (seconds since the epoch on the database's clock), renewed by a heartbeat;
+ * an expired lease is claimed again and the measurement made again. */
+#define SCHEMA_V3                                                                                            \
+    "CREATE TABLE work(study_id INTEGER NOT NULL REFERENCES studies(id), config TEXT NOT NULL,"              \
+    " first INTEGER NOT NULL, samples INTEGER NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,"          \
+    " attempt INTEGER NOT NULL DEFAULT 0, worker TEXT, lease_until REAL,"                                    \
+    " PRIMARY KEY(study_id, config, first, samples));"                                                       \
+    "CREATE INDEX work_open ON work(study_id, state, seq);"
+
 /* Forward migrations: index i upgrades schema i to i+1. */
-static const char *const MIGRATIONS[] = {SCHEMA_V1, SCHEMA_V2};
+const char *const ba_db_migrations[] = {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3};
+#define MIGRATIONS ba_db_migrations
 
 /* "file:PATH?immutable=1" with PATH percent-encoded where URI syntax needs it. */
 static char *immutable_uri(const char *path, ba_error *err) {
@@ -190,11 +187,31 @@ static int sqlite_open(ba_db_t *db, const char *name, int flags) {
     return rc;
 }
 
+int ba_db_is_url(const char *path) {
+    return path && (!strncmp(path, "postgresql://", 13) || !strncmp(path, "postgres://", 11));
+}
+
+int ba_db_is_shared(const ba_db_t *db) {
+    return db && db->kind == BA_DB_KIND_PG;
+}
+
 ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
     *out = NULL;
     int create = mode == BA_DB_OPEN_CREATE, readonly = mode == BA_DB_OPEN_READONLY;
     ba_db_t *db = ba_calloc(1, sizeof *db, err);
     if (!db) return BA_ERR_NOMEM;
+    if (ba_db_is_url(path)) {
+        db->kind = BA_DB_KIND_PG;
+        snprintf(db->url, sizeof db->url, "%s", path);
+        ba_db_url_masked(path, db->path, sizeof db->path);
+        ba_status st = ba_db_pg_open(db, mode, err);
+        if (st != BA_OK) {
+            ba_db_close(db);
+            return st;
+        }
+        *out = db;
+        return BA_OK;
+    }
     snprintf(db->path, sizeof db->path, "%s", path);
     if (!create && access(path, F_OK) != 0) {
         /* Reading commands never create a database as a side effect. */
@@ -295,19 +312,47 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
 
 void ba_db_close(ba_db_t *db) {
     if (!db) return;
-    sqlite3_close(db->h);
+    if (db->kind == BA_DB_KIND_PG)
+        ba_db_pg_close(db);
+    else
+        sqlite3_close(db->h);
     free(db);
 }
 
-static ba_status prep(ba_db_t *db, const char *sql, sqlite3_stmt **s, ba_error *err) {
-    if (sqlite3_prepare_v2(db->h, sql, -1, s, NULL) != SQLITE_OK)
-        return dberr(db, err, "cannot prepare query");
-    return BA_OK;
+void ba_db_url_masked(const char *url, char *out, size_t cap) {
+    /* scheme://user:PASSWORD@host… → scheme://user:***@host…; password=… in the query too. */
+    size_t o = 0;
+    const char *p = url;
+    const char *auth = strstr(url, "://");
+    const char *at = auth ? strchr(auth + 3, '@') : NULL;
+    const char *slash = auth ? strchr(auth + 3, '/') : NULL;
+    if (at && slash && slash < at) at = NULL;
+    const char *colon = at ? memchr(auth + 3, ':', (size_t)(at - auth - 3)) : NULL;
+    for (; *p && o + 4 < cap; p++) {
+        if (colon && p == colon + 1) {
+            o += (size_t)snprintf(out + o, cap - o, "***");
+            p = at - 1;
+            continue;
+        }
+        if ((p == url || p[-1] == '?' || p[-1] == '&') && !strncmp(p, "password=", 9)) {
+            o += (size_t)snprintf(out + o, cap - o, "password=***");
+            p += 9;
+            while (*p && *p != '&') p++;
+            p--;
+            continue;
+        }
+        out[o++] = *p;
+    }
+    out[o < cap ? o : cap - 1] = '\0';
 }
 
-static void copy_col(sqlite3_stmt *s, int i, char *dst, size_t cap) {
-    const unsigned char *t = sqlite3_column_text(s, i);
-    snprintf(dst, cap, "%s", t ? (const char *)t : "");
+static ba_status prep(ba_db_t *db, const char *sql, ba_db_stmt_t **s, ba_error *err) {
+    return ba_db_prep(db, sql, s, err);
+}
+
+static void copy_col(ba_db_stmt_t *s, int i, char *dst, size_t cap) {
+    const char *t = ba_db_col_text(s, i);
+    snprintf(dst, cap, "%s", t ? t : "");
 }
 
 ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_path, const char *model_sha256,
@@ -316,44 +361,45 @@ ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_pa
     if (!name[0] || strlen(name) >= 256)
         return ba_error_set(err, BA_ERR_INPUT, "--study: name must have 1 to 255 characters");
     BA_TRY(begin(db, err));
-    sqlite3_stmt *s = NULL;
+    ba_db_stmt_t *s = NULL;
+    int64_t id = 0;
     char ts[32];
     now_iso(ts);
     ba_status st = prep(db,
                         "INSERT INTO studies(name, created, model_path, model_sha256, data_sha256, settings)"
-                        " VALUES(?,?,?,?,?,?)",
+                        " VALUES(?,?,?,?,?,?) RETURNING id",
                         &s, err);
     if (st == BA_OK) {
-        sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 2, ts, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 3, model_path, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 4, model_sha256, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 5, data_sha256 ? data_sha256 : "", -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 6, settings_json ? settings_json : "{}", -1, SQLITE_TRANSIENT);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_CONSTRAINT)
+        ba_db_bind_text(s, 1, name);
+        ba_db_bind_text(s, 2, ts);
+        ba_db_bind_text(s, 3, model_path);
+        ba_db_bind_text(s, 4, model_sha256);
+        ba_db_bind_text(s, 5, data_sha256 ? data_sha256 : "");
+        ba_db_bind_text(s, 6, settings_json ? settings_json : "{}");
+        int rc = ba_db_step(s);
+        if (rc == BA_DB_ROW) id = ba_db_col_int(s, 0);
+        if (rc == BA_DB_CONSTRAINT)
             st = ba_error_set(err, BA_ERR_INPUT, "--study: a study named '%s' already exists in %s", name,
                               db->path);
-        else if (rc != SQLITE_DONE)
+        else if (rc != BA_DB_ROW)
             st = dberr(db, err, "cannot create study");
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     s = NULL;
-    int64_t id = sqlite3_last_insert_rowid(db->h);
     if (st == BA_OK)
         st = prep(db, "INSERT INTO layers(study_id, idx, name, op, params, macs) VALUES(?,?,?,?,?,?)", &s,
                   err);
     for (int i = 0; st == BA_OK && i < nlayers; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, id);
-        sqlite3_bind_int(s, 2, i);
-        sqlite3_bind_text(s, 3, layers[i].name, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 4, layers[i].op, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 5, layers[i].params);
-        sqlite3_bind_int64(s, 6, layers[i].macs);
-        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store layers");
+        ba_db_reset(s);
+        ba_db_bind_int(s, 1, id);
+        ba_db_bind_int(s, 2, i);
+        ba_db_bind_text(s, 3, layers[i].name);
+        ba_db_bind_text(s, 4, layers[i].op);
+        ba_db_bind_int(s, 5, layers[i].params);
+        ba_db_bind_int(s, 6, layers[i].macs);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store layers");
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     if (st == BA_OK)
         st = commit(db, err);
     else
@@ -372,19 +418,19 @@ static const char *study_metric_col(const ba_db_t *db) {
     return db->version >= 2 ? "s.metric" : "NULL";
 }
 
-static ba_status read_study(sqlite3_stmt *s, ba_study_info_t *info, ba_error *err) {
+static ba_status read_study(ba_db_stmt_t *s, ba_study_info_t *info, ba_error *err) {
     memset(info, 0, sizeof *info);
-    info->id = sqlite3_column_int64(s, 0);
+    info->id = ba_db_col_int(s, 0);
     copy_col(s, 1, info->name, sizeof info->name);
     copy_col(s, 2, info->created, sizeof info->created);
     copy_col(s, 3, info->model_path, sizeof info->model_path);
     copy_col(s, 4, info->model_sha256, sizeof info->model_sha256);
     copy_col(s, 5, info->data_sha256, sizeof info->data_sha256);
     copy_col(s, 6, info->state, sizeof info->state);
-    const unsigned char *js = sqlite3_column_text(s, 7);
-    info->settings = ba_strdup(js ? (const char *)js : "{}", err);
-    info->ntrials = sqlite3_column_int64(s, 8);
-    info->ncomplete = sqlite3_column_int64(s, 9);
+    const char *js = ba_db_col_text(s, 7);
+    info->settings = ba_strdup(js ? js : "{}", err);
+    info->ntrials = ba_db_col_int(s, 8);
+    info->ncomplete = ba_db_col_int(s, 9);
     copy_col(s, 10, info->metric, sizeof info->metric);
     return info->settings ? BA_OK : BA_ERR_NOMEM;
 }
@@ -394,19 +440,19 @@ ba_status ba_db_study_get(ba_db_t *db, const char *name, ba_study_info_t *info, 
     char cols[768];
     snprintf(cols, sizeof cols, STUDY_COLS, study_metric_col(db));
     snprintf(sql, sizeof sql, "%s WHERE s.name = ?", cols);
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     memset(info, 0, sizeof *info);
     BA_TRY(prep(db, sql, &s, err));
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(s);
+    ba_db_bind_text(s, 1, name);
+    int rc = ba_db_step(s);
     ba_status st;
-    if (rc == SQLITE_ROW)
+    if (rc == BA_DB_ROW)
         st = read_study(s, info, err);
-    else if (rc == SQLITE_DONE)
+    else if (rc == BA_DB_DONE)
         st = ba_error_set(err, BA_ERR_INPUT, "--study: no study named '%s' in %s", name, db->path);
     else
         st = dberr(db, err, "cannot read study");
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
@@ -424,19 +470,19 @@ static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a,
     ba_status st = BA_OK;
     *changed = 0;
     for (int i = 0; st == BA_OK && sql[i]; i++) {
-        sqlite3_stmt *s;
+        ba_db_stmt_t *s;
         st = prep(db, sql[i], &s, err);
         if (st != BA_OK) break;
-        if (sqlite3_bind_parameter_count(s) >= 1) sqlite3_bind_text(s, 1, a, -1, SQLITE_TRANSIENT);
-        if (sqlite3_bind_parameter_count(s) >= 2) sqlite3_bind_text(s, 2, b, -1, SQLITE_TRANSIENT);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_CONSTRAINT)
+        if (ba_db_param_count(s) >= 1) ba_db_bind_text(s, 1, a);
+        if (ba_db_param_count(s) >= 2) ba_db_bind_text(s, 2, b);
+        int rc = ba_db_step(s);
+        if (rc == BA_DB_CONSTRAINT)
             st = ba_error_set(err, BA_ERR_INPUT, "studies: a study named '%s' already exists in %s", b,
                               db->path);
-        else if (rc != SQLITE_DONE)
+        else if (rc != BA_DB_DONE)
             st = dberr(db, err, what);
-        if (st == BA_OK && i == 0) *changed = sqlite3_changes(db->h);
-        sqlite3_finalize(s);
+        if (st == BA_OK && i == 0) *changed = (int)db->changes;
+        ba_db_finalize(s);
     }
     if (st == BA_OK) return commit(db, err);
     rollback(db);
@@ -444,18 +490,18 @@ static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a,
 }
 
 ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err) {
-    /* The study row goes first (it counts as the change); its rows in the other tables follow by id. */
-    static const char *const sql[] = {"CREATE TEMP TABLE IF NOT EXISTS ba_gone(id INTEGER)",
-                                      "DELETE FROM ba_gone",
-                                      "INSERT INTO ba_gone SELECT id FROM studies WHERE name = ?1",
-                                      "DELETE FROM trial_bits WHERE trial_id IN (SELECT id FROM trials WHERE "
-                                      "study_id IN (SELECT id FROM ba_gone))",
-                                      "DELETE FROM trials WHERE study_id IN (SELECT id FROM ba_gone)",
-                                      "DELETE FROM layers WHERE study_id IN (SELECT id FROM ba_gone)",
-                                      "DELETE FROM checkpoints WHERE study_id IN (SELECT id FROM ba_gone)",
-                                      "DELETE FROM memo WHERE study_id IN (SELECT id FROM ba_gone)",
-                                      "DELETE FROM studies WHERE id IN (SELECT id FROM ba_gone)",
+    /* The study's rows in the other tables first, then the study row. */
+#define BA_GONE "(SELECT id FROM studies WHERE name = ?1)"
+    static const char *const sql[] = {"DELETE FROM trial_bits WHERE trial_id IN (SELECT id FROM trials WHERE "
+                                      "study_id IN " BA_GONE ")",
+                                      "DELETE FROM trials WHERE study_id IN " BA_GONE,
+                                      "DELETE FROM layers WHERE study_id IN " BA_GONE,
+                                      "DELETE FROM checkpoints WHERE study_id IN " BA_GONE,
+                                      "DELETE FROM memo WHERE study_id IN " BA_GONE,
+                                      "DELETE FROM work WHERE study_id IN " BA_GONE,
+                                      "DELETE FROM studies WHERE name = ?1",
                                       NULL};
+#undef BA_GONE
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
     ba_db_study_info_free(&info);
@@ -476,13 +522,13 @@ ba_status ba_db_study_rename(ba_db_t *db, const char *old_name, const char *new_
 
 ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state, ba_error *err) {
     BA_TRY(begin(db, err));
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     ba_status st = prep(db, "UPDATE studies SET state = ? WHERE id = ?", &s, err);
     if (st == BA_OK) {
-        sqlite3_bind_text(s, 1, state, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(s, 2, study_id);
-        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot update study");
-        sqlite3_finalize(s);
+        ba_db_bind_text(s, 1, state);
+        ba_db_bind_int(s, 2, study_id);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot update study");
+        ba_db_finalize(s);
     }
     if (st == BA_OK) return commit(db, err);
     rollback(db);
@@ -496,11 +542,11 @@ ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_erro
     char cols[768];
     snprintf(cols, sizeof cols, STUDY_COLS, study_metric_col(db));
     snprintf(sql, sizeof sql, "%s ORDER BY s.id DESC", cols);
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, sql, &s, err));
     ba_status st = BA_OK;
     int cap = 0, rc;
-    while (st == BA_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while (st == BA_OK && (rc = ba_db_step(s)) == BA_DB_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 8;
             ba_study_info_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
@@ -513,8 +559,8 @@ ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_erro
         st = read_study(s, &(*out)[*n], err);
         (*n)++;
     }
-    if (st == BA_OK && rc != SQLITE_DONE) st = dberr(db, err, "cannot list studies");
-    sqlite3_finalize(s);
+    if (st == BA_OK && rc != BA_DB_DONE) st = dberr(db, err, "cannot list studies");
+    ba_db_finalize(s);
     if (st != BA_OK) {
         ba_db_studies_free(*out, *n);
         *out = NULL;
@@ -539,12 +585,12 @@ void ba_db_layers_free(ba_db_layer_t *l, int n) {
 ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, int *n, ba_error *err) {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "SELECT name, op, params, macs FROM layers WHERE study_id = ? ORDER BY idx", &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
+    ba_db_bind_int(s, 1, study_id);
     ba_status st = BA_OK;
     int cap = 0;
-    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
+    while (st == BA_OK && ba_db_step(s) == BA_DB_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             ba_db_layer_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
@@ -555,17 +601,17 @@ ba_status ba_db_layers_get(ba_db_t *db, int64_t study_id, ba_db_layer_t **out, i
             *out = p;
         }
         ba_db_layer_t *l = &(*out)[*n];
-        l->name = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
-        l->op = l->name ? ba_strdup((const char *)sqlite3_column_text(s, 1), err) : NULL;
-        l->params = sqlite3_column_int64(s, 2);
-        l->macs = sqlite3_column_int64(s, 3);
+        l->name = ba_strdup(ba_db_col_text(s, 0), err);
+        l->op = l->name ? ba_strdup(ba_db_col_text(s, 1), err) : NULL;
+        l->params = ba_db_col_int(s, 2);
+        l->macs = ba_db_col_int(s, 3);
         if (!l->op) {
             free((char *)l->name);
             st = BA_ERR_NOMEM;
         } else
             (*n)++;
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     if (st != BA_OK) {
         ba_db_layers_free(*out, *n);
         *out = NULL;
@@ -596,28 +642,22 @@ ba_status ba_db_layer_names(ba_db_t *db, int64_t study_id, char ***names, int *n
     return BA_OK;
 }
 
-static void bind_real(sqlite3_stmt *s, int i, double v) {
-    if (!isfinite(v))
-        sqlite3_bind_null(s, i); /* NaN and ±Inf: unknown, never a value that sorts first */
-    else
-        sqlite3_bind_double(s, i, v);
-}
-
 ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const char *checkpoint_json,
                           ba_error *err) {
     BA_TRY(begin(db, err));
-    sqlite3_stmt *s = NULL;
+    ba_db_stmt_t *s = NULL;
     ba_status st = BA_OK;
+    int64_t tid = 0;
     if (t->number <= 0) {
         st = prep(db, "SELECT coalesce(max(number), 0) + 1 FROM trials WHERE study_id = ?", &s, err);
         if (st == BA_OK) {
-            sqlite3_bind_int64(s, 1, study_id);
-            if (sqlite3_step(s) == SQLITE_ROW)
-                t->number = sqlite3_column_int64(s, 0);
+            ba_db_bind_int(s, 1, study_id);
+            if (ba_db_step(s) == BA_DB_ROW)
+                t->number = ba_db_col_int(s, 0);
             else
                 st = dberr(db, err, "cannot number trial");
         }
-        sqlite3_finalize(s);
+        ba_db_finalize(s);
         s = NULL;
     }
     if (!t->started[0]) now_iso(t->started);
@@ -627,63 +667,67 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
             db,
             "INSERT INTO trials(study_id, number, state, method, started, finished, avg_bits, memory, bops,"
             " latency, predicted, kl, mse, agreement, accuracy, samples, objective, validation)"
-            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             &s, err);
     if (st == BA_OK) {
-        sqlite3_bind_int64(s, 1, study_id);
-        sqlite3_bind_int64(s, 2, t->number);
-        sqlite3_bind_text(s, 3, t->state, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 4, t->method, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 5, t->started, -1, SQLITE_TRANSIENT);
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_int(s, 2, t->number);
+        ba_db_bind_text(s, 3, t->state);
+        ba_db_bind_text(s, 4, t->method);
+        ba_db_bind_text(s, 5, t->started);
         if (t->finished[0])
-            sqlite3_bind_text(s, 6, t->finished, -1, SQLITE_TRANSIENT);
+            ba_db_bind_text(s, 6, t->finished);
         else
-            sqlite3_bind_null(s, 6);
-        bind_real(s, 7, t->avg_bits);
-        bind_real(s, 8, t->memory);
-        bind_real(s, 9, t->bops);
-        bind_real(s, 10, t->latency);
-        bind_real(s, 11, t->predicted);
-        bind_real(s, 12, t->kl);
-        bind_real(s, 13, t->mse);
-        bind_real(s, 14, t->agreement);
-        bind_real(s, 15, t->accuracy);
-        sqlite3_bind_int64(s, 16, t->samples);
-        bind_real(s, 17, t->objective);
-        bind_real(s, 18, t->validation);
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_CONSTRAINT)
+            ba_db_bind_null(s, 6);
+        ba_db_bind_real(s, 7, t->avg_bits);
+        ba_db_bind_real(s, 8, t->memory);
+        ba_db_bind_real(s, 9, t->bops);
+        ba_db_bind_real(s, 10, t->latency);
+        ba_db_bind_real(s, 11, t->predicted);
+        ba_db_bind_real(s, 12, t->kl);
+        ba_db_bind_real(s, 13, t->mse);
+        ba_db_bind_real(s, 14, t->agreement);
+        ba_db_bind_real(s, 15, t->accuracy);
+        ba_db_bind_int(s, 16, t->samples);
+        ba_db_bind_real(s, 17, t->objective);
+        ba_db_bind_real(s, 18, t->validation);
+        int rc = ba_db_step(s);
+        if (rc == BA_DB_ROW) tid = ba_db_col_int(s, 0);
+        if (rc == BA_DB_CONSTRAINT)
             st = ba_error_set(err, BA_ERR_RUNTIME, "%s: trial %lld already stored", db->path,
                               (long long)t->number);
-        else if (rc != SQLITE_DONE)
+        else if (rc != BA_DB_ROW)
             st = dberr(db, err, "cannot store trial");
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     s = NULL;
-    int64_t tid = sqlite3_last_insert_rowid(db->h);
     if (st == BA_OK)
         st = prep(db, "INSERT INTO trial_bits(trial_id, layer_idx, w_bits, a_bits) VALUES(?,?,?,?)", &s, err);
     for (int i = 0; st == BA_OK && i < t->nlayers; i++) {
-        sqlite3_reset(s);
-        sqlite3_bind_int64(s, 1, tid);
-        sqlite3_bind_int(s, 2, i);
-        sqlite3_bind_int(s, 3, t->w_bits[i]);
-        sqlite3_bind_int(s, 4, t->a_bits ? t->a_bits[i] : 0);
-        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store trial bits");
+        ba_db_reset(s);
+        ba_db_bind_int(s, 1, tid);
+        ba_db_bind_int(s, 2, i);
+        ba_db_bind_int(s, 3, t->w_bits[i]);
+        ba_db_bind_int(s, 4, t->a_bits ? t->a_bits[i] : 0);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store trial bits");
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     s = NULL;
     if (st == BA_OK && checkpoint_json) {
         char ts[32];
         now_iso(ts);
-        st = prep(db, "INSERT OR REPLACE INTO checkpoints(study_id, updated, state) VALUES(?,?,?)", &s, err);
+        st = prep(
+            db,
+            "INSERT INTO checkpoints(study_id, updated, state) VALUES(?,?,?) ON CONFLICT(study_id) DO UPDATE"
+            " SET updated = excluded.updated, state = excluded.state",
+            &s, err);
         if (st == BA_OK) {
-            sqlite3_bind_int64(s, 1, study_id);
-            sqlite3_bind_text(s, 2, ts, -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(s, 3, checkpoint_json, -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store checkpoint");
+            ba_db_bind_int(s, 1, study_id);
+            ba_db_bind_text(s, 2, ts);
+            ba_db_bind_text(s, 3, checkpoint_json);
+            if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store checkpoint");
         }
-        sqlite3_finalize(s);
+        ba_db_finalize(s);
     }
     if (st == BA_OK) return commit(db, err);
     rollback(db);
@@ -692,15 +736,15 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
 
 ba_status ba_db_checkpoint_get(ba_db_t *db, int64_t study_id, char **json, ba_error *err) {
     *json = NULL;
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "SELECT state FROM checkpoints WHERE study_id = ?", &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
+    ba_db_bind_int(s, 1, study_id);
     ba_status st = BA_OK;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *json = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+    if (ba_db_step(s) == BA_DB_ROW) {
+        *json = ba_strdup(ba_db_col_text(s, 0), err);
         if (!*json) st = BA_ERR_NOMEM;
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
@@ -840,13 +884,13 @@ ba_status ba_db_where_check(const char *where, ba_error *err) {
 }
 
 static ba_status load_bits(ba_db_t *db, int64_t tid, ba_trial_t *t, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "SELECT layer_idx, w_bits, a_bits FROM trial_bits WHERE trial_id = ? ORDER BY layer_idx",
                 &s, err));
-    sqlite3_bind_int64(s, 1, tid);
+    ba_db_bind_int(s, 1, tid);
     ba_status st = BA_OK;
     int cap = 0;
-    while (st == BA_OK && sqlite3_step(s) == SQLITE_ROW) {
+    while (st == BA_OK && ba_db_step(s) == BA_DB_ROW) {
         if (t->nlayers == cap) {
             cap = cap ? cap * 2 : 16;
             int *w = ba_realloc(t->w_bits, sizeof(int) * (size_t)cap, err);
@@ -858,16 +902,16 @@ static ba_status load_bits(ba_db_t *db, int64_t tid, ba_trial_t *t, ba_error *er
                 break;
             }
         }
-        t->w_bits[t->nlayers] = sqlite3_column_int(s, 1);
-        t->a_bits[t->nlayers] = sqlite3_column_int(s, 2);
+        t->w_bits[t->nlayers] = ba_db_col_int(s, 1);
+        t->a_bits[t->nlayers] = ba_db_col_int(s, 2);
         t->nlayers++;
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
-static double col_real(sqlite3_stmt *s, int i) {
-    return sqlite3_column_type(s, i) == SQLITE_NULL ? NAN : sqlite3_column_double(s, i);
+static double col_real(ba_db_stmt_t *s, int i) {
+    return ba_db_col_real(s, i);
 }
 
 #define TRIAL_COLS_FMT                                                                                       \
@@ -880,10 +924,10 @@ static void trial_cols(const ba_db_t *db, char *out, size_t cap) {
     snprintf(out, cap, TRIAL_COLS_FMT, db->version >= 2 ? "objective, validation" : "NULL, NULL");
 }
 
-static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_error *err) {
+static ba_status read_trial(ba_db_t *db, ba_db_stmt_t *s, ba_trial_t *t, ba_error *err) {
     memset(t, 0, sizeof *t);
-    int64_t tid = sqlite3_column_int64(s, 0);
-    t->number = sqlite3_column_int64(s, 1);
+    int64_t tid = ba_db_col_int(s, 0);
+    t->number = ba_db_col_int(s, 1);
     copy_col(s, 2, t->state, sizeof t->state);
     copy_col(s, 3, t->method, sizeof t->method);
     copy_col(s, 4, t->started, sizeof t->started);
@@ -897,7 +941,7 @@ static ba_status read_trial(ba_db_t *db, sqlite3_stmt *s, ba_trial_t *t, ba_erro
     t->mse = col_real(s, 12);
     t->agreement = col_real(s, 13);
     t->accuracy = col_real(s, 14);
-    t->samples = sqlite3_column_int64(s, 15);
+    t->samples = ba_db_col_int(s, 15);
     t->objective = col_real(s, 16);
     t->validation = col_real(s, 17);
     return load_bits(db, tid, t, err);
@@ -1048,18 +1092,18 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         if (q && q->limit > 0 && !pareto)
             o += (size_t)snprintf(sql + o, sizeof sql - o, " LIMIT %lld", (long long)q->limit);
     }
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, sql, &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
+    ba_db_bind_int(s, 1, study_id);
     for (int i = 0; i < nterms; i++) {
         if (terms[i].is_text)
-            sqlite3_bind_text(s, 2 + i, terms[i].text, -1, SQLITE_TRANSIENT);
+            ba_db_bind_text(s, 2 + i, terms[i].text);
         else
-            sqlite3_bind_double(s, 2 + i, terms[i].num);
+            ba_db_bind_double(s, 2 + i, terms[i].num);
     }
     ba_status st = BA_OK;
     int cap = 0, rc;
-    while (st == BA_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while (st == BA_OK && (rc = ba_db_step(s)) == BA_DB_ROW) {
         if (*n == cap) {
             cap = cap ? cap * 2 : 16;
             ba_trial_t *p = ba_realloc(*out, sizeof **out * (size_t)cap, err);
@@ -1072,8 +1116,8 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
         st = read_trial(db, s, &(*out)[*n], err);
         (*n)++;
     }
-    if (st == BA_OK && rc != SQLITE_DONE) st = dberr(db, err, "cannot read trials");
-    sqlite3_finalize(s);
+    if (st == BA_OK && rc != BA_DB_DONE) st = dberr(db, err, "cannot read trials");
+    ba_db_finalize(s);
     if (st == BA_OK && pareto) st = pareto_filter(*out, n, pcols, pk, err);
     if (st == BA_OK && pareto && q->limit > 0 && *n > q->limit) {
         for (int i = (int)q->limit; i < *n; i++) ba_trial_free(&(*out)[i]);
@@ -1088,164 +1132,365 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
 }
 
 ba_status ba_db_trial_get(ba_db_t *db, int64_t study_id, int64_t number, ba_trial_t *out, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     memset(out, 0, sizeof *out);
     char sql[640];
     trial_cols(db, sql, sizeof sql);
     snprintf(sql + strlen(sql), sizeof sql - strlen(sql), " AND number = ?");
     BA_TRY(prep(db, sql, &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
-    sqlite3_bind_int64(s, 2, number);
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_int(s, 2, number);
     ba_status st;
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW)
+    int rc = ba_db_step(s);
+    if (rc == BA_DB_ROW)
         st = read_trial(db, s, out, err);
-    else if (rc == SQLITE_DONE)
+    else if (rc == BA_DB_DONE)
         st = ba_error_set(err, BA_ERR_INPUT, "--trial: no trial %lld in this study", (long long)number);
     else
         st = dberr(db, err, "cannot read trial");
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_study_set_metric(ba_db_t *db, int64_t study_id, const char *metric, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "UPDATE studies SET metric = ? WHERE id = ?", &s, err));
-    sqlite3_bind_text(s, 1, metric, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, study_id);
-    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store the study's metric");
-    sqlite3_finalize(s);
+    ba_db_bind_text(s, 1, metric);
+    ba_db_bind_int(s, 2, study_id);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot store the study's metric");
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t number, double validation,
                                      ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "UPDATE trials SET validation = ? WHERE study_id = ? AND number = ?", &s, err));
-    bind_real(s, 1, validation);
-    sqlite3_bind_int64(s, 2, study_id);
-    sqlite3_bind_int64(s, 3, number);
-    ba_status st =
-        sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
-    sqlite3_finalize(s);
+    ba_db_bind_real(s, 1, validation);
+    ba_db_bind_int(s, 2, study_id);
+    ba_db_bind_int(s, 3, number);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_memo_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
                          ba_memo_entry_t *out, int *found, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     *found = 0;
     BA_TRY(prep(db,
                 "SELECT objective, kl, mse, agreement, accuracy FROM memo WHERE study_id = ? AND config = ?"
                 " AND first = ? AND samples = ?",
                 &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
-    sqlite3_bind_text(s, 2, config, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, first);
-    sqlite3_bind_int64(s, 4, samples);
-    int rc = sqlite3_step(s);
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_text(s, 2, config);
+    ba_db_bind_int(s, 3, first);
+    ba_db_bind_int(s, 4, samples);
+    int rc = ba_db_step(s);
     ba_status st = BA_OK;
-    if (rc == SQLITE_ROW) {
+    if (rc == BA_DB_ROW) {
         *out =
             (ba_memo_entry_t){col_real(s, 0), col_real(s, 1), col_real(s, 2), col_real(s, 3), col_real(s, 4)};
         *found = 1;
-    } else if (rc != SQLITE_DONE) {
+    } else if (rc != BA_DB_DONE) {
         st = dberr(db, err, "cannot read the memo of measurements");
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
                          const ba_memo_entry_t *e, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db,
-                "INSERT OR IGNORE INTO memo(study_id, config, first, samples, objective, kl, mse, agreement, "
+                "INSERT INTO memo(study_id, config, first, samples, objective, kl, mse, agreement, "
                 "accuracy)"
-                " VALUES(?,?,?,?,?,?,?,?,?)",
+                " VALUES(?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
-    sqlite3_bind_text(s, 2, config, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 3, first);
-    sqlite3_bind_int64(s, 4, samples);
-    bind_real(s, 5, e->objective);
-    bind_real(s, 6, e->kl);
-    bind_real(s, 7, e->mse);
-    bind_real(s, 8, e->agreement);
-    bind_real(s, 9, e->accuracy);
-    ba_status st = sqlite3_step(s) == SQLITE_DONE ? BA_OK : dberr(db, err, "cannot store a measurement");
-    sqlite3_finalize(s);
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_text(s, 2, config);
+    ba_db_bind_int(s, 3, first);
+    ba_db_bind_int(s, 4, samples);
+    ba_db_bind_real(s, 5, e->objective);
+    ba_db_bind_real(s, 6, e->kl);
+    ba_db_bind_real(s, 7, e->mse);
+    ba_db_bind_real(s, 8, e->agreement);
+    ba_db_bind_real(s, 9, e->accuracy);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot store a measurement");
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *err) {
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     *n = 0;
     BA_TRY(prep(db, "SELECT COUNT(*) FROM memo WHERE study_id = ?", &s, err));
-    sqlite3_bind_int64(s, 1, study_id);
+    ba_db_bind_int(s, 1, study_id);
     ba_status st = BA_OK;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        *n = sqlite3_column_int64(s, 0);
+    if (ba_db_step(s) == BA_DB_ROW)
+        *n = ba_db_col_int(s, 0);
     else
         st = dberr(db, err, "cannot count the measurements");
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload, ba_error *err) {
     *payload = NULL;
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     BA_TRY(prep(db, "SELECT payload FROM sensitivity_cache WHERE key = ?", &s, err));
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    ba_db_bind_text(s, 1, key);
     ba_status st = BA_OK;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *payload = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+    if (ba_db_step(s) == BA_DB_ROW) {
+        *payload = ba_strdup(ba_db_col_text(s, 0), err);
         if (!*payload) st = BA_ERR_NOMEM;
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_sens_latest(ba_db_t *db, const char *model_sha256, const char *method, char **payload,
                             ba_error *err) {
     *payload = NULL;
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
+    /* The newest; a tie within the second goes to the last written (SQLite's rowid; PostgreSQL has none). */
     BA_TRY(prep(db,
-                "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
-                " ORDER BY created DESC, rowid DESC LIMIT 1",
+                db->kind == BA_DB_KIND_PG
+                    ? "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
+                      " ORDER BY created DESC, key DESC LIMIT 1"
+                    : "SELECT payload FROM sensitivity_cache WHERE model_sha256 = ? AND method = ?"
+                      " ORDER BY created DESC, rowid DESC LIMIT 1",
                 &s, err));
-    sqlite3_bind_text(s, 1, model_sha256, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(s, 2, method, -1, SQLITE_TRANSIENT);
+    ba_db_bind_text(s, 1, model_sha256);
+    ba_db_bind_text(s, 2, method);
     ba_status st = BA_OK;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        *payload = ba_strdup((const char *)sqlite3_column_text(s, 0), err);
+    if (ba_db_step(s) == BA_DB_ROW) {
+        *payload = ba_strdup(ba_db_col_text(s, 0), err);
         if (!*payload) st = BA_ERR_NOMEM;
     }
-    sqlite3_finalize(s);
+    ba_db_finalize(s);
     return st;
 }
 
 ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256, const char *method,
                          const char *payload, ba_error *err) {
     BA_TRY(begin(db, err));
-    sqlite3_stmt *s;
+    ba_db_stmt_t *s;
     char ts[32];
     now_iso(ts);
-    ba_status st =
-        prep(db,
-             "INSERT OR REPLACE INTO sensitivity_cache(key, model_sha256, method, created, payload)"
-             " VALUES(?,?,?,?,?)",
-             &s, err);
+    ba_status st = prep(
+        db,
+        db->kind == BA_DB_KIND_PG
+            ? "INSERT INTO sensitivity_cache(key, model_sha256, method, created, payload) VALUES(?,?,?,?,?)"
+              " ON CONFLICT(key) DO UPDATE SET model_sha256 = excluded.model_sha256, method = "
+              "excluded.method,"
+              " created = excluded.created, payload = excluded.payload"
+            : "INSERT OR REPLACE INTO sensitivity_cache(key, model_sha256, method, created, payload)"
+              " VALUES(?,?,?,?,?)",
+        &s, err);
     if (st == BA_OK) {
-        sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 2, model_sha256, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 3, method, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 4, ts, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(s, 5, payload, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(s) != SQLITE_DONE) st = dberr(db, err, "cannot store sensitivity");
-        sqlite3_finalize(s);
+        ba_db_bind_text(s, 1, key);
+        ba_db_bind_text(s, 2, model_sha256);
+        ba_db_bind_text(s, 3, method);
+        ba_db_bind_text(s, 4, ts);
+        ba_db_bind_text(s, 5, payload);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store sensitivity");
+        ba_db_finalize(s);
     }
     if (st == BA_OK) return commit(db, err);
     rollback(db);
+    return st;
+}
+
+/* ---- the work queue (schema 3) ---- */
+
+void ba_db_work_item_free(ba_db_work_item_t *w) {
+    if (!w) return;
+    free(w->config);
+    w->config = NULL;
+}
+
+ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *configs, const int64_t *first,
+                         const int64_t *samples, int n, ba_error *err) {
+    BA_TRY(begin_queue(db, err));
+    ba_db_stmt_t *s = NULL;
+    /* seq: after every entry queued so far, so claims follow the order the search asked in. */
+    ba_status st =
+        prep(db,
+             "INSERT INTO work(study_id, config, first, samples, seq, state)"
+             " VALUES(?1, ?2, ?3, ?4, (SELECT coalesce(max(seq), 0) + 1 FROM work WHERE study_id = ?1),"
+             " 'waiting') ON CONFLICT DO NOTHING",
+             &s, err);
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        ba_db_reset(s);
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, configs[i]);
+        ba_db_bind_int(s, 3, first[i]);
+        ba_db_bind_int(s, 4, samples[i]);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot queue a measurement");
+    }
+    ba_db_finalize(s);
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s,
+                           int max_attempts, ba_db_work_item_t *out, int *found, ba_error *err) {
+    memset(out, 0, sizeof *out);
+    *found = 0;
+    int pg = db->kind == BA_DB_KIND_PG;
+    const char *now = ba_db_now_sql(db);
+    char sql[1600];
+    snprintf(sql, sizeof sql,
+             "UPDATE work SET state = 'running', attempt = attempt + 1, worker = ?2, lease_until = %s + ?3"
+             " WHERE (study_id, config, first, samples) = (SELECT study_id, config, first, samples FROM work"
+             " WHERE study_id = ?1 AND attempt < ?4 AND (state = 'waiting' OR (state = 'running' AND"
+             " lease_until < %s)) ORDER BY seq LIMIT 1%s)"
+             " RETURNING config, first, samples, attempt",
+             now, now, pg ? " FOR UPDATE SKIP LOCKED" : "");
+    BA_TRY(begin_queue(db, err));
+    ba_db_stmt_t *s;
+    ba_status st = prep(db, sql, &s, err);
+    if (st == BA_OK) {
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, worker);
+        ba_db_bind_double(s, 3, lease_s);
+        ba_db_bind_int(s, 4, max_attempts);
+        int rc = ba_db_step(s);
+        if (rc == BA_DB_ROW) {
+            const char *c = ba_db_col_text(s, 0);
+            out->config = ba_strdup(c ? c : "", err);
+            out->first = ba_db_col_int(s, 1);
+            out->samples = ba_db_col_int(s, 2);
+            out->attempt = ba_db_col_int(s, 3);
+            if (!out->config)
+                st = BA_ERR_NOMEM;
+            else
+                *found = 1;
+            /* SQLite runs a RETURNING statement to its end on the next step. */
+            if (st == BA_OK && ba_db_step(s) < 0) st = dberr(db, err, "cannot claim a measurement");
+        } else if (rc != BA_DB_DONE)
+            st = dberr(db, err, "cannot claim a measurement");
+        ba_db_finalize(s);
+    }
+    if (st == BA_OK)
+        st = commit(db, err);
+    else
+        rollback(db);
+    if (st != BA_OK) {
+        ba_db_work_item_free(out);
+        *found = 0;
+    }
+    return st;
+}
+
+ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s,
+                           int *held, ba_error *err) {
+    *held = 0;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "UPDATE work SET lease_until = %s + ?1 WHERE study_id = ?2 AND config = ?3 AND first = ?4"
+             " AND samples = ?5 AND attempt = ?6 AND state = 'running'",
+             ba_db_now_sql(db));
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db, sql, &s, err));
+    ba_db_bind_double(s, 1, lease_s);
+    ba_db_bind_int(s, 2, study_id);
+    ba_db_bind_text(s, 3, w->config);
+    ba_db_bind_int(s, 4, w->first);
+    ba_db_bind_int(s, 5, w->samples);
+    ba_db_bind_int(s, 6, w->attempt);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot renew a lease");
+    if (st == BA_OK) *held = db->changes > 0;
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, const ba_memo_entry_t *e,
+                          ba_error *err) {
+    BA_TRY(begin_queue(db, err));
+    ba_status st = ba_db_memo_put(db, study_id, w->config, w->first, w->samples, e, err);
+    ba_db_stmt_t *s = NULL;
+    if (st == BA_OK)
+        st = prep(db,
+                  "UPDATE work SET state = 'done', lease_until = NULL WHERE study_id = ? AND config = ? AND "
+                  "first = ?"
+                  " AND samples = ?",
+                  &s, err);
+    if (st == BA_OK) {
+        ba_db_bind_int(s, 1, study_id);
+        ba_db_bind_text(s, 2, w->config);
+        ba_db_bind_int(s, 3, w->first);
+        ba_db_bind_int(s, 4, w->samples);
+        if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot close a measurement");
+    }
+    ba_db_finalize(s);
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
+ba_status ba_db_work_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         char state[16], int64_t *attempts, int *expired, int *found, ba_error *err) {
+    *found = *expired = 0;
+    state[0] = '\0';
+    *attempts = 0;
+    ba_db_stmt_t *s;
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "SELECT state, attempt, CASE WHEN state = 'running' AND lease_until < %s THEN 1 ELSE 0 END"
+             " FROM work WHERE study_id = ? AND config = ? AND first = ? AND samples = ?",
+             ba_db_now_sql(db));
+    BA_TRY(prep(db, sql, &s, err));
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_text(s, 2, config);
+    ba_db_bind_int(s, 3, first);
+    ba_db_bind_int(s, 4, samples);
+    int rc = ba_db_step(s);
+    ba_status st = BA_OK;
+    if (rc == BA_DB_ROW) {
+        copy_col(s, 0, state, 16);
+        *attempts = ba_db_col_int(s, 1);
+        *expired = ba_db_col_int(s, 2) != 0;
+        *found = 1;
+    } else if (rc != BA_DB_DONE)
+        st = dberr(db, err, "cannot read the work queue");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_work_totals(ba_db_t *db, int64_t study_id, int64_t *n, int64_t *done, int64_t *claims,
+                            ba_error *err) {
+    *n = *done = *claims = 0;
+    if (db->version < 3) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db,
+                "SELECT count(*), coalesce(sum(CASE WHEN state = 'done' THEN 1 ELSE 0 END), 0),"
+                " coalesce(sum(attempt), 0) FROM work WHERE study_id = ?",
+                &s, err));
+    ba_db_bind_int(s, 1, study_id);
+    ba_status st = BA_OK;
+    if (ba_db_step(s) == BA_DB_ROW) {
+        *n = ba_db_col_int(s, 0);
+        *done = ba_db_col_int(s, 1);
+        *claims = ba_db_col_int(s, 2);
+    } else
+        st = dberr(db, err, "cannot read the work queue");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_reopen(const ba_db_t *db, ba_db_t **out, ba_error *err) {
+    return ba_db_open(db->kind == BA_DB_KIND_PG ? db->url : db->path, BA_DB_OPEN_WRITE, out, err);
+}
+
+ba_status ba_db_set_client_name(ba_db_t *db, const char *name, ba_error *err) {
+    if (db->kind != BA_DB_KIND_PG) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db, "SELECT set_config('application_name', ?, false)", &s, err));
+    ba_db_bind_text(s, 1, name);
+    ba_status st = ba_db_step(s) == BA_DB_ROW ? BA_OK : dberr(db, err, "cannot name the connection");
+    ba_db_finalize(s);
     return st;
 }

@@ -1,10 +1,11 @@
-/* Studies in SQLite (SPEC §7): the only module that speaks SQL.
+/* Studies in SQLite or PostgreSQL (SPEC §7): the only module that speaks SQL.
  * The file is the source of truth: each trial is written with its search
  * checkpoint in one transaction, so a kill at any instant loses no completed
  * trial and a resume continues from the last committed checkpoint. */
 #ifndef BA_DB_DB_H
 #define BA_DB_DB_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/error.h"
@@ -12,7 +13,7 @@
 /* PRAGMA application_id of a bitalloc database ("balc"). */
 #define BA_DB_APPLICATION_ID 0x62616c63
 /* Schema version written by this build (PRAGMA user_version). */
-#define BA_DB_SCHEMA_VERSION 2
+#define BA_DB_SCHEMA_VERSION 3
 
 typedef struct ba_db ba_db_t;
 
@@ -25,9 +26,18 @@ enum {
 };
 
 /* Opens (mode: BA_DB_OPEN_*) and, unless read-only, migrates forward. Refuses a
- * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT). */
+ * file that is not a bitalloc database or has a newer schema (BA_ERR_INPUT).
+ * A path starting postgresql:// or postgres:// is a PostgreSQL connection URL
+ * (libpq; the database must exist, its tables are created by a creating open);
+ * anything else is an SQLite file. */
 ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err);
 void ba_db_close(ba_db_t *db);
+/* 1 when path names a PostgreSQL database (postgresql:// or postgres://). */
+int ba_db_is_url(const char *path);
+/* 1 for a database server many hosts share (PostgreSQL), 0 for an SQLite file. */
+int ba_db_is_shared(const ba_db_t *db);
+/* url with any password replaced by *** (for messages). */
+void ba_db_url_masked(const char *url, char *out, size_t cap);
 
 typedef struct ba_study_info {
     int64_t id;
@@ -150,6 +160,49 @@ ba_status ba_db_memo_put(ba_db_t *db, int64_t study_id, const char *config, int6
                          const ba_memo_entry_t *e, ba_error *err);
 /* Measurements recorded for the study. */
 ba_status ba_db_memo_count(ba_db_t *db, int64_t study_id, int64_t *n, ba_error *err);
+
+/* ---- the work queue of a study many workers run (schema 3) ----
+ * A measurement is keyed like the memo (configuration text, sample window).
+ * Times are seconds on the database's clock, the same for every host. */
+typedef struct ba_db_work_item {
+    char *config; /* allocated by claim (free with ba_db_work_item_free) */
+    int64_t first, samples;
+    int64_t attempt; /* claims made of it so far, this one included */
+} ba_db_work_item_t;
+void ba_db_work_item_free(ba_db_work_item_t *w);
+
+/* Queues n measurements (configs[i] on [first[i], first[i] + samples[i])) in one transaction, in order;
+ * one already queued (by another worker, or done) is left as it is. */
+ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *configs, const int64_t *first,
+                         const int64_t *samples, int n, ba_error *err);
+/* Claims the first open measurement of the study in queue order — waiting, or running
+ * with a lease that expired (its worker died or lost its connection) — made fewer than
+ * max_attempts times: it becomes running, its attempt counts one more, and it is leased
+ * to `worker` for lease_s seconds. Concurrent claims never get the same one (PostgreSQL:
+ * FOR UPDATE SKIP LOCKED; SQLite: one writer at a time). *found = 0 when none is open. */
+ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s,
+                           int max_attempts, ba_db_work_item_t *out, int *found, ba_error *err);
+/* Extends the lease of a claim (the heartbeat). *held = 0 when the claim is no longer
+ * this attempt's (it expired and was claimed again, or it is done). */
+ba_status ba_db_work_renew(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, double lease_s,
+                           int *held, ba_error *err);
+/* Records a measurement (the memo row) and closes its queue entry, in one transaction. A late
+ * second completion of the same measurement changes nothing (measurements are deterministic). */
+ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t *w, const ba_memo_entry_t *e,
+                          ba_error *err);
+/* State of a queued measurement: *found 0 when it was never queued; else state
+ * ("waiting", "running", "done"), the claims made of it, and *expired 1 when it is
+ * running under a lease that ran out (its worker is gone). */
+ba_status ba_db_work_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,
+                         char state[16], int64_t *attempts, int *expired, int *found, ba_error *err);
+/* The queue's totals: entries, done ones, and claims made (Σ attempt). */
+ba_status ba_db_work_totals(ba_db_t *db, int64_t study_id, int64_t *n, int64_t *done, int64_t *claims,
+                            ba_error *err);
+/* Names this connection on the server (PostgreSQL's application_name, seen in
+ * pg_stat_activity); nothing for SQLite. */
+ba_status ba_db_set_client_name(ba_db_t *db, const char *name, ba_error *err);
+/* A second connection to the database db is open on (a heartbeat runs on its own connection). */
+ba_status ba_db_reopen(const ba_db_t *db, ba_db_t **out, ba_error *err);
 
 /* Sensitivity cache keyed by a caller-made key (model sha, method, settings, data sha). */
 ba_status ba_db_sens_get(ba_db_t *db, const char *key, char **payload,

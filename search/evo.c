@@ -508,6 +508,32 @@ static ba_status eval_child(evo_state_t *s, int child, const int *choice, int64_
     return BA_OK;
 }
 
+/* Announces a stage's evaluations (hooks' prepare): children idx[0..n) of kids on `samples` samples,
+ * those the generation's cache does not hold yet. */
+static ba_status prepare_stage(evo_state_t *s, const int *kids, const int *idx, int n, int64_t samples,
+                               int sg, ba_error *err) {
+    if (!s->h->prepare || !s->h->evaluate_at || n <= 0) return BA_OK;
+    int L = s->L, m = 0;
+    int *ch = ba_malloc((size_t)n * L * sizeof *ch + 1, err);
+    int64_t *fi = ba_malloc((size_t)n * sizeof *fi + 1, err),
+            *ns = ba_malloc((size_t)n * sizeof *ns + 1, err);
+    ba_status st = ch && fi && ns ? BA_OK : BA_ERR_NOMEM;
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        int cached = 0;
+        for (int c = 0; c < s->ncache && !cached; c++)
+            cached = s->cache[c].child == idx[i] && s->cache[c].samples == samples;
+        if (cached) continue;
+        memcpy(ch + (size_t)m * L, kids + (size_t)idx[i] * L, (size_t)L * sizeof *ch);
+        fi[m] = stage_first(s->o, s->gen, sg, samples);
+        ns[m++] = samples;
+    }
+    if (st == BA_OK && m) st = s->h->prepare(s->h->ctx, ch, fi, ns, m, err);
+    free(ch);
+    free(fi);
+    free(ns);
+    return st;
+}
+
 /* Rank order: lower objective first, then lower child index (stable, deterministic). */
 static const ba_eval_result_t *g_rank_res;
 static int cmp_rank(const void *a, const void *b) {
@@ -617,6 +643,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
     for (int sg = 0; sg < nst - 1 && st == BA_OK; sg++) {
         int keep = stage_keep(sg, nst, lam);
         if (nalive <= keep) continue; /* nothing to prune: skip the stage */
+        st = prepare_stage(s, kids, alive, nalive, stages[sg], sg, err);
         for (int i = 0; i < nalive && st == BA_OK; i++)
             st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, stages[sg], sg, &res[alive[i]], err);
         if (st != BA_OK) break;
@@ -630,6 +657,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         nalive = keep;
         qsort(alive, (size_t)nalive, sizeof *alive, cmp_int);
     }
+    if (st == BA_OK) st = prepare_stage(s, kids, alive, nalive, s->o->nsamples, nst - 1, err);
     for (int i = 0; i < nalive && st == BA_OK; i++)
         st = eval_child(s, alive[i], kids + (size_t)alive[i] * L, s->o->nsamples, nst - 1, &res[alive[i]],
                         err);
@@ -695,6 +723,26 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
     double bv = NAN, bo = NAN;
     int64_t bt = -1;
     *pick = 0;
+    if (h->prepare) {
+        /* The same evaluations as the loop below, in its order. */
+        int L = s->L, m = 0;
+        int *ch = ba_malloc((size_t)(s->nelite + 2) * L * sizeof *ch, err);
+        int64_t fi[BA_EVO_ELITES + 2], ns[BA_EVO_ELITES + 2];
+        if (!ch) return BA_ERR_NOMEM;
+        for (int i = -1; i < s->nelite; i++) {
+            if (i < 0 && seed_elite >= 0) continue;
+            const int *choice = i >= 0 ? s->echoice + (size_t)i * L : seed;
+            memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
+            fi[m] = o->nsamples, ns[m++] = o->nvalid;
+            if (i < 0) {
+                memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
+                fi[m] = 0, ns[m++] = o->nsamples;
+            }
+        }
+        ba_status st = h->prepare(h->ctx, ch, fi, ns, m, err);
+        free(ch);
+        BA_TRY(st);
+    }
     for (int i = -1; i < s->nelite; i++) {
         if (i < 0 && seed_elite >= 0) continue; /* the seed is an elite: scored as one */
         const int *choice = i >= 0 ? s->echoice + (size_t)i * s->L : seed;
@@ -747,6 +795,9 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         ba_rng_seed(&s.rng, o->seed);
         ba_eval_result_t r;
         double t0 = ba_now();
+        int64_t z = 0;
+        if (st == BA_OK && h->prepare && h->evaluate_at)
+            st = h->prepare(h->ctx, seed, &z, &o->nsamples, 1, err);
         if (st == BA_OK) st = evaluate_window(h, o, seed, 0, o->nsamples, &r, err);
         s.t_eval += ba_now() - t0;
         if (st == BA_OK && !isfinite(r.objective)) {

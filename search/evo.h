@@ -94,6 +94,13 @@ typedef struct ba_search_hooks {
                              ba_eval_result_t *out, ba_error *err);
     /* Optional: trial `trial` scored res on the validation part (after the last generation). */
     ba_status (*validated)(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err);
+    /* Optional: the n evaluations the search is about to ask evaluate_at for, in the order it
+     * will ask: choices[i * nlayers ..] on samples [first[i], first[i] + nsamples[i]). Called
+     * before each batch whose members do not depend on one another (a fidelity stage of a
+     * generation, the validation of the elites), so that many workers can measure a batch at
+     * once; the evaluate_at calls that follow come in the same order whatever it did. */
+    ba_status (*prepare)(void *ctx, const int *choices, const int64_t *first, const int64_t *nsamples, int n,
+                         ba_error *err);
 } ba_search_hooks_t;
 
 typedef struct ba_search_opts {

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,9 @@ typedef struct run_ctx {
     ba_extev_t *ext;         /* --evaluator child, or NULL */
     int64_t ext_id;          /* evaluations sent to it */
     int zero_costs;          /* validation only: no sensitivity, Ω = 0 */
+    const ba_study_work_t *work; /* one of many workers (NULL: alone) */
+    char worker[160];            /* its name in the work queue */
+    struct heartbeat *hb;        /* renews the lease of the claim being measured */
 } run_ctx_t;
 
 static void choice_bits(const ba_problem_t *p, const int *choice, int *bits) {
@@ -68,6 +72,37 @@ static void config_text(const run_ctx_t *c, char *out) {
     size_t o = 0;
     for (int l = 0; l < c->p->nlayers; l++) o += (size_t)sprintf(out + o, l ? ",%d" : "%d", c->wbits[l]);
     out[o] = '\0';
+}
+
+/* Measures the configuration in c->wbits on samples [first, first + n) (no memo). */
+static ba_status measure(run_ctx_t *c, int64_t first, int64_t n, ba_eval_result_t *out, ba_error *err) {
+    if (c->ext) {
+        /* The user's evaluator scores the fake-quant model file of this configuration. */
+        double score, acc;
+        BA_TRY(ba_quant_write_onnx(c->m, c->wbits, &c->s->quant, NULL, 0, ba_extev_model_path(c->ext), err));
+        BA_TRY(ba_extev_score(c->ext, ++c->ext_id, first, n, c->N, &score, &acc, err));
+        c->measured++;
+        *out = (ba_eval_result_t){ba_metric_objective(c->metric, score), NAN, NAN, NAN, acc, n};
+        if (!isfinite(out->objective)) out->objective = out->accuracy = NAN;
+        return BA_OK;
+    }
+    memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
+    BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
+    ba_metrics_t met;
+    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL,
+                                  first, n, &met, NULL, err));
+    c->measured++;
+    out->kl = met.kl;
+    out->mse = met.mse;
+    out->agreement = met.agreement;
+    out->accuracy = met.accuracy_q;
+    out->samples = n;
+    out->objective = ba_metric_objective(c->metric, ba_metric_value(c->metric, &met));
+    /* A non-finite output or metric fails the trial (SPEC §8): objective NaN, which
+     * store_trial records as "failed" and no search ranks or returns as its best. */
+    if (met.nonfinite_q || !isfinite(out->objective))
+        out->objective = out->kl = out->mse = out->agreement = out->accuracy = NAN;
+    return BA_OK;
 }
 
 /* Scores choice on samples [first, first + n): from the study's memo when it
@@ -87,38 +122,212 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
             return BA_OK;
         }
     }
-    if (c->ext) {
-        /* The user's evaluator scores the fake-quant model file of this configuration. */
-        double score, acc;
-        BA_TRY(ba_quant_write_onnx(c->m, c->wbits, &c->s->quant, NULL, 0, ba_extev_model_path(c->ext), err));
-        BA_TRY(ba_extev_score(c->ext, ++c->ext_id, first, n, c->N, &score, &acc, err));
-        c->measured++;
-        *out = (ba_eval_result_t){ba_metric_objective(c->metric, score), NAN, NAN, NAN, acc, n};
-        if (!isfinite(out->objective)) out->objective = out->accuracy = NAN;
-        ba_memo_entry_t e = {out->objective, NAN, NAN, NAN, out->accuracy};
-        return c->db ? ba_db_memo_put(c->db, c->sid, c->config, first, n, &e, err) : BA_OK;
-    }
-    memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
-    BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
-    ba_metrics_t met;
-    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL,
-                                  first, n, &met, NULL, err));
-    c->measured++;
-    out->kl = met.kl;
-    out->mse = met.mse;
-    out->agreement = met.agreement;
-    out->accuracy = met.accuracy_q;
-    out->samples = n;
-    out->objective = ba_metric_objective(c->metric, ba_metric_value(c->metric, &met));
-    /* A non-finite output or metric fails the trial (SPEC §8): objective NaN, which
-     * store_trial records as "failed" and no search ranks or returns as its best. */
-    if (met.nonfinite_q || !isfinite(out->objective))
-        out->objective = out->kl = out->mse = out->agreement = out->accuracy = NAN;
+    BA_TRY(measure(c, first, n, out, err));
     if (c->db && c->config) {
         ba_memo_entry_t e = {out->objective, out->kl, out->mse, out->agreement, out->accuracy};
         BA_TRY(ba_db_memo_put(c->db, c->sid, c->config, first, n, &e, err));
     }
     return BA_OK;
+}
+
+/* ---- many workers: the work queue (study.h) ---- */
+
+/* The heartbeat: a thread with its own connection that renews the lease of the
+ * claim being measured every lease/3 seconds. A lease it finds lost (taken over
+ * after a stall) needs nothing: the measurement is deterministic, so the two
+ * completions store the same result. */
+typedef struct heartbeat {
+    pthread_t th;
+    pthread_mutex_t mu;
+    ba_db_t *db; /* the thread's connection */
+    int64_t sid;
+    double lease_s;
+    int stop, active;
+    ba_db_work_item_t item; /* the claim; item.config is the heartbeat's own copy */
+} heartbeat_t;
+
+static void *heartbeat_main(void *arg) {
+    heartbeat_t *hb = arg;
+    double every = hb->lease_s / 3, last = ba_now();
+    for (;;) {
+        usleep(20000);
+        pthread_mutex_lock(&hb->mu);
+        int stop = hb->stop, due = hb->active && ba_now() - last >= every;
+        ba_db_work_item_t w = hb->item;
+        w.config = due ? strdup(hb->item.config) : NULL;
+        pthread_mutex_unlock(&hb->mu);
+        if (stop) {
+            free(w.config);
+            break;
+        }
+        if (!due || !w.config) continue;
+        last = ba_now();
+        int held;
+        ba_error e;
+        ba_db_work_renew(hb->db, hb->sid, &w, hb->lease_s, &held, &e);
+        free(w.config);
+    }
+    return NULL;
+}
+
+static void heartbeat_stop(heartbeat_t *hb) {
+    if (!hb) return;
+    pthread_mutex_lock(&hb->mu);
+    hb->stop = 1;
+    pthread_mutex_unlock(&hb->mu);
+    pthread_join(hb->th, NULL);
+    pthread_mutex_destroy(&hb->mu);
+    ba_db_close(hb->db);
+    free(hb->item.config);
+    free(hb);
+}
+
+static ba_status heartbeat_start(run_ctx_t *c, ba_error *err) {
+    heartbeat_t *hb = ba_calloc(1, sizeof *hb, err);
+    if (!hb) return BA_ERR_NOMEM;
+    hb->sid = c->sid;
+    hb->lease_s = c->work->lease_s > 0 ? c->work->lease_s : BA_STUDY_WORK_LEASE_S;
+    ba_status st = ba_db_reopen(c->db, &hb->db, err);
+    if (st == BA_OK) st = ba_db_set_client_name(hb->db, c->worker, err);
+    if (st != BA_OK) {
+        ba_db_close(hb->db);
+        free(hb);
+        return st;
+    }
+    pthread_mutex_init(&hb->mu, NULL);
+    if (pthread_create(&hb->th, NULL, heartbeat_main, hb) != 0) {
+        pthread_mutex_destroy(&hb->mu);
+        ba_db_close(hb->db);
+        free(hb);
+        return ba_error_set(err, BA_ERR_RUNTIME, "worker: cannot start the heartbeat thread");
+    }
+    c->hb = hb;
+    return BA_OK;
+}
+
+/* Starts (w) or stops (NULL) renewing a claim's lease. */
+static ba_status heartbeat_set(heartbeat_t *hb, const ba_db_work_item_t *w, ba_error *err) {
+    char *copy = w ? ba_strdup(w->config, err) : NULL;
+    if (w && !copy) return BA_ERR_NOMEM;
+    pthread_mutex_lock(&hb->mu);
+    free(hb->item.config);
+    hb->item = w ? *w : (ba_db_work_item_t){0};
+    hb->item.config = copy;
+    hb->active = w != NULL;
+    pthread_mutex_unlock(&hb->mu);
+    return BA_OK;
+}
+
+/* The configuration text of a claim ("4,8,2") back into c->wbits; -1 when it does not fit the model. */
+static int parse_config(run_ctx_t *c, const char *text) {
+    const char *p = text;
+    for (int l = 0; l < c->p->nlayers; l++) {
+        char *end;
+        long b = strtol(p, &end, 10);
+        if (end == p || (l + 1 < c->p->nlayers ? *end != ',' : *end != '\0')) return -1;
+        if (ba_problem_find(c->p, l, (int)b) < 0) return -1;
+        c->wbits[l] = (int)b;
+        p = end + 1;
+    }
+    return 0;
+}
+
+/* Claims and measures one queued measurement; *found = 0 when none was open. */
+static ba_status work_one(run_ctx_t *c, int *found, ba_error *err) {
+    double lease = c->work->lease_s > 0 ? c->work->lease_s : BA_STUDY_WORK_LEASE_S;
+    int maxa = c->work->max_attempts > 0 ? c->work->max_attempts : BA_STUDY_WORK_MAX_ATTEMPTS;
+    ba_db_work_item_t w;
+    BA_TRY(ba_db_work_claim(c->db, c->sid, c->worker, lease, maxa, &w, found, err));
+    if (!*found) return BA_OK;
+    ba_status st = BA_OK;
+    if (parse_config(c, w.config) != 0)
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "worker: queued configuration '%s' does not fit the study's model", w.config);
+    ba_eval_result_t r;
+    if (st == BA_OK) {
+        st = heartbeat_set(c->hb, &w, err);
+        if (st == BA_OK) st = measure(c, w.first, w.samples, &r, err);
+        heartbeat_set(c->hb, NULL, NULL);
+    }
+    if (st == BA_OK) {
+        ba_memo_entry_t e = {r.objective, r.kl, r.mse, r.agreement, r.accuracy};
+        st = ba_db_work_done(c->db, c->sid, &w, &e, err);
+    }
+    ba_db_work_item_free(&w);
+    return st;
+}
+
+/* The search's prepare hook: queues the batch, then claims and measures until every
+ * member of it is in the memo (measured here or by another worker). */
+static ba_status hook_prepare(void *ctx, const int *choices, const int64_t *first, const int64_t *nsamples,
+                              int n, ba_error *err) {
+    run_ctx_t *c = ctx;
+    if (!c->work || !c->db || !c->config) return BA_OK;
+    int L = c->p->nlayers;
+    char **cfg = ba_calloc((size_t)n + 1, sizeof *cfg, err);
+    int64_t *fi = ba_malloc(((size_t)n + 1) * sizeof *fi, err),
+            *ns = ba_malloc(((size_t)n + 1) * sizeof *ns, err);
+    ba_status st = cfg && fi && ns ? BA_OK : BA_ERR_NOMEM;
+    int m = 0;
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        choice_bits(c->p, choices + (size_t)i * L, c->wbits);
+        config_text(c, c->config);
+        ba_memo_entry_t e;
+        int found = 0;
+        st = ba_db_memo_get(c->db, c->sid, c->config, first[i], nsamples[i], &e, &found, err);
+        if (st != BA_OK || found) continue;
+        if (!(cfg[m] = ba_strdup(c->config, err))) st = BA_ERR_NOMEM;
+        fi[m] = first[i], ns[m++] = nsamples[i];
+    }
+    if (st == BA_OK && m) st = ba_db_work_add(c->db, c->sid, (const char *const *)cfg, fi, ns, m, err);
+    int maxa = c->work->max_attempts > 0 ? c->work->max_attempts : BA_STUDY_WORK_MAX_ATTEMPTS;
+    double nap = 0.01;
+    while (st == BA_OK && m > 0) {
+        int found = 0;
+        st = work_one(c, &found, err);
+        if (st != BA_OK || found) {
+            nap = 0.01;
+            continue;
+        }
+        /* Nothing to claim: the rest of the batch is being measured elsewhere. Drop the measured ones. */
+        int k = 0;
+        for (int i = 0; i < m; i++) {
+            int keep = 1;
+            if (st == BA_OK) {
+                ba_memo_entry_t e;
+                int done = 0;
+                st = ba_db_memo_get(c->db, c->sid, cfg[i], fi[i], ns[i], &e, &done, err);
+                keep = !done;
+            }
+            if (st == BA_OK && keep) {
+                char state[16];
+                int64_t attempts = 0;
+                int queued = 0, expired = 0;
+                st = ba_db_work_get(c->db, c->sid, cfg[i], fi[i], ns[i], state, &attempts, &expired, &queued,
+                                    err);
+                if (st == BA_OK && attempts >= maxa && expired)
+                    st = ba_error_set(
+                        err, BA_ERR_RUNTIME,
+                        "worker: the measurement of configuration %s on samples [%lld, %lld) was "
+                        "claimed %lld times and never finished (its workers died): giving up",
+                        cfg[i], (long long)fi[i], (long long)(fi[i] + ns[i]), (long long)attempts);
+            }
+            if (keep)
+                cfg[k] = cfg[i], fi[k] = fi[i], ns[k++] = ns[i];
+            else
+                free(cfg[i]);
+        }
+        m = k;
+        if (st == BA_OK && m > 0) {
+            usleep((useconds_t)(nap * 1e6));
+            if (nap < 0.2) nap *= 1.5;
+        }
+    }
+    for (int i = 0; cfg && i < m; i++) free(cfg[i]);
+    free(cfg);
+    free(fi);
+    free(ns);
+    return st;
 }
 
 /* The searches' evaluation: the first nsamples (0 = the whole search part). */
@@ -325,6 +534,7 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
 }
 
 static void ctx_free(run_ctx_t *c) {
+    heartbeat_stop(c->hb);
     ba_extev_free(c->ext);
     free(c->config);
     free(c->overrides);
@@ -575,11 +785,24 @@ int ba_study_needs_sensitivity(const ba_study_settings_t *s) {
     return s->has_sweep || (m && m->needs_sensitivity);
 }
 
+/* This worker's name in the work queue: HOST:PID:RANDOM. */
+static void worker_name(const ba_study_work_t *w, char *out, size_t cap) {
+    if (w->worker && w->worker[0]) {
+        snprintf(out, cap, "%s", w->worker);
+        return;
+    }
+    char host[64] = "";
+    gethostname(host, sizeof host - 1);
+    unsigned tag = (unsigned)(((unsigned)getpid() * 2654435761u) ^ (unsigned)(ba_now() * 1e6)) & 0xffffffu;
+    snprintf(out, cap, "%s:%d:%06x", host[0] ? host : "host", (int)getpid(), tag);
+}
+
 static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_study_settings_t *s,
-                           int was_complete, const ba_study_callbacks_t *cb, ba_study_result_t *out,
-                           ba_error *err) {
+                           int was_complete, const ba_study_work_t *work, const ba_study_callbacks_t *cb,
+                           ba_study_result_t *out, ba_error *err) {
     double t0 = ba_now();
-    run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1};
+    run_ctx_t c = {.db = db, .sid = sid, .s = s, .cb = cb, .latency_j = -1, .work = work};
+    if (work) worker_name(work, c.worker, sizeof c.worker);
     snprintf(out->study, sizeof out->study, "%s", name);
     snprintf(out->method, sizeof out->method, "%s", s->has_sweep ? "ilp" : s->method);
     out->sweep_key = -1;
@@ -615,7 +838,10 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
                            .offspring = s->offspring,
                            .nsamples = c.Nsearch,
                            .nvalid = c.Nvalid};
-    ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated};
+    ba_search_hooks_t h = {
+        hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL};
+    if (st == BA_OK && work) st = ba_db_set_client_name(db, c.worker, err);
+    if (st == BA_OK && work) st = heartbeat_start(&c, err);
     const ba_study_method_t *meth = ba_study_method_find(s->method);
     if (st == BA_OK && !meth)
         st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of %s", s->method, BA_STUDY_METHOD_NAMES);
@@ -718,6 +944,13 @@ ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err) {
 
 ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s,
                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
+    ba_study_work_t shared = {0};
+    return ba_study_search_as(db, study, s, ba_db_is_shared(db) ? &shared : NULL, cb, out, err);
+}
+
+ba_status ba_study_search_as(ba_db_t *db, const char *study, const ba_study_settings_t *s,
+                             const ba_study_work_t *w, const ba_study_callbacks_t *cb, ba_study_result_t *out,
+                             ba_error *err) {
     memset(out, 0, sizeof *out);
     char name[256];
     if (study)
@@ -737,7 +970,7 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
         free(mine);
         ba_db_study_info_free(&info);
         if (st0 != BA_OK) return st0;
-        if (same) return ba_study_resume(db, name, cb, out, err);
+        if (same) return ba_study_work(db, name, w, cb, out, err);
         return ba_error_set(
             err, BA_ERR_INPUT,
             "--study %s: a study of that name exists with other settings; run the new settings "
@@ -773,7 +1006,7 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
     ba_dataset_free(ds);
     ba_model_free(m);
     if (st != BA_OK) return st;
-    st = run_study(db, sid, name, s, 0, cb, out, err);
+    st = run_study(db, sid, name, s, 0, w, cb, out, err);
     out->created = 1;
     if (st != BA_OK && st != BA_ERR_NOMEM) {
         /* A failed run (infeasible, bad input found late) leaves a failed study, not a running one. */
@@ -785,6 +1018,12 @@ ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_setting
 
 ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb,
                           ba_study_result_t *out, ba_error *err) {
+    ba_study_work_t shared = {0};
+    return ba_study_work(db, name, ba_db_is_shared(db) ? &shared : NULL, cb, out, err);
+}
+
+ba_status ba_study_work(ba_db_t *db, const char *name, const ba_study_work_t *work,
+                        const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err) {
     memset(out, 0, sizeof *out);
     ba_study_info_t info;
     BA_TRY(ba_db_study_get(db, name, &info, err));
@@ -830,7 +1069,7 @@ ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callback
     if (st == BA_OK) {
         int complete = !strcmp(info.state, "complete");
         if (!strcmp(info.state, "failed")) ba_db_study_set_state(db, info.id, "running", &e2);
-        st = run_study(db, info.id, name, &s, complete, cb, out, err);
+        st = run_study(db, info.id, name, &s, complete, work, cb, out, err);
     }
     ba_study_settings_free(&s);
     ba_db_study_info_free(&info);

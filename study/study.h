@@ -212,10 +212,45 @@ ba_status ba_study_validate(const ba_study_settings_t *s, ba_error *err);
 /* A fresh study name: MODELSTEM-YYYYmmdd-HHMMSS-XXXX. */
 void ba_study_name(const char *model, char *out, size_t cap);
 
+/* ---- many workers on one study ----
+ * Workers (processes on any host sharing the database) run the same study.
+ * Each replays the deterministic search; a batch of measurements the search is
+ * about to ask for (a fidelity stage of a generation, the validation of the
+ * elites) is first queued in the database (ba_db_work_add), then every worker
+ * claims queued measurements one at a time under a lease renewed by a
+ * heartbeat, measures them and stores them in the study's memo, until the
+ * whole batch is measured; the search then reads the batch from the memo and
+ * goes on. A measurement whose worker died (its lease expired) is claimed
+ * again and measured again. Selection depends only on the stored measurements,
+ * so trials and plan are the same for any number of workers and any kills, and
+ * the same as one process's search with the same settings. Trials are stored
+ * by whichever worker reaches them first (a trial number is unique; a second
+ * writer finds the same trial stored). */
+typedef struct ba_study_work {
+    const char *worker; /* this worker's name in the queue; NULL: "HOST:PID:RANDOM" */
+    double lease_s;     /* a claim's lease (0: BA_STUDY_WORK_LEASE_S); the heartbeat renews it every third */
+    int max_attempts;   /* claims of one measurement before the study gives up on it (0: the default) */
+} ba_study_work_t;
+
+#define BA_STUDY_WORK_LEASE_S 30.0
+#define BA_STUDY_WORK_MAX_ATTEMPTS 3
+
+/* Joins study `name` as one of its workers and works until the search ends;
+ * out is the study's result, as `resume` reports it. BA_ERR_INPUT as ba_study_resume. */
+ba_status ba_study_work(ba_db_t *db, const char *name, const ba_study_work_t *w,
+                        const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err);
+
 /* Creates the study (name NULL = generated) and runs it. A study of that name
- * that already exists is refused (BA_ERR_INPUT: "use `bitalloc resume`"). */
+ * that already exists is refused (BA_ERR_INPUT: "use `bitalloc resume`").
+ * On a shared database (PostgreSQL) search and resume work as one worker of
+ * the study (ba_study_work with the defaults), so workers may join them. */
 ba_status ba_study_search(ba_db_t *db, const char *study, const ba_study_settings_t *s,
                           const ba_study_callbacks_t *cb, ba_study_result_t *out, ba_error *err);
+/* The same, run as a worker of the study with w's lease and attempts when w is non-NULL
+ * (NULL: as ba_study_search). */
+ba_status ba_study_search_as(ba_db_t *db, const char *study, const ba_study_settings_t *s,
+                             const ba_study_work_t *w, const ba_study_callbacks_t *cb, ba_study_result_t *out,
+                             ba_error *err);
 /* Continues study `name` from the database. BA_ERR_INPUT when the study is
  * absent, or the model, data, labels or sensitivity file changed (sha256). */
 ba_status ba_study_resume(ba_db_t *db, const char *name, const ba_study_callbacks_t *cb,

@@ -3,7 +3,8 @@
     evaluator.py MODE LOG [MARK]
 MODE: good (minimize), max (maximize), crash_once (exits after 3 answers when
 MARK does not exist yet, creating it), garbage (answers non-JSON), hang (never
-answers an evaluation), nullscore (score null).
+answers an evaluation), nullscore (score null), slow (answers as good after
+1.2 s).
 The score is a deterministic function of the model file's bytes and the
 sample window, so the same configuration always scores the same. Every
 evaluation is appended to LOG as "sha256 first samples"."""
@@ -33,6 +34,8 @@ for line in sys.stdin:
         continue
     if mode == "hang":
         time.sleep(3600)
+    if mode == "slow":
+        time.sleep(1.2)
     score = int(digest[:8], 16) / 2.0**32 + req["first"] * 1e-6
     print(json.dumps({"score": None if mode == "nullscore" else score, "metrics": {"accuracy": 1 - score}}),
           flush=True)

@@ -124,3 +124,163 @@ void ba_test_run_free(ba_test_run_t *r) {
     free(r->err);
     r->out = r->err = NULL;
 }
+
+/* ---- a private PostgreSQL cluster (helpers.h) ---- */
+
+#include <glob.h>
+#include <pwd.h>
+#include <sys/file.h>
+#ifdef BA_HAVE_LIBPQ
+#include <libpq-fe.h>
+#endif
+
+/* Folder of the server binaries (initdb, pg_ctl): $BA_PG_BINDIR, else the newest /usr/lib/postgresql/N/bin.
+ */
+static int pg_bindir(char *out, size_t cap) {
+    const char *e = getenv("BA_PG_BINDIR");
+    char p[4096];
+    if (e && *e) {
+        snprintf(p, sizeof p, "%s/initdb", e);
+        if (access(p, X_OK) == 0) return snprintf(out, cap, "%s", e), 0;
+        return -1;
+    }
+    glob_t g;
+    int rc = -1;
+    if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+        snprintf(out, cap, "%s", g.gl_pathv[g.gl_pathc - 1]);
+        out[strlen(out) - strlen("/initdb")] = '\0';
+        rc = 0;
+    }
+    globfree(&g);
+    return rc;
+}
+
+/* Runs a server tool, as the postgres user when this process is root (the tools refuse root).
+ * The child keeps no descriptor but stdio: a server it leaves running must not hold
+ * the test runner's pipes open (the runner would wait for their end forever). */
+static int pg_tool(const char *const *args, char *why, size_t wcap) {
+    const char *argv[32];
+    int n = 0;
+    if (geteuid() == 0) {
+        argv[n++] = "/usr/sbin/runuser";
+        argv[n++] = "-u";
+        argv[n++] = "postgres";
+        argv[n++] = "--";
+    }
+    for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+    argv[n] = NULL;
+    int fo = scratch_fd();
+    if (fo < 0) return snprintf(why, wcap, "cannot make a scratch file"), -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDONLY);
+        dup2(nul, STDIN_FILENO);
+        dup2(fo, STDOUT_FILENO);
+        dup2(fo, STDERR_FILENO);
+        closefrom(3);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int ws = 0, st = -1;
+    if (pid > 0 && waitpid(pid, &ws, 0) == pid && WIFEXITED(ws)) st = WEXITSTATUS(ws);
+    if (st != 0) {
+        char *out = slurp_fd(fo);
+        snprintf(why, wcap, "%s failed (%d): %s", args[0], st, out ? out : "");
+        free(out);
+    }
+    close(fo);
+    return st == 0 ? 0 : -1;
+}
+
+/* The cluster of this run of the suite: one per Criterion runner (the tests' parent). */
+static void pg_dir(pid_t runner, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s/ba_pg_%d", tmp_root(), (int)runner);
+}
+
+#define BA_TEST_PG_PORT(runner) (20000 + (int)((runner) % 30000))
+
+int ba_test_pg_db(char *url, size_t cap, char *why, size_t wcap) {
+#ifndef BA_HAVE_LIBPQ
+    (void)url, (void)cap;
+    snprintf(why, wcap, "built without libpq (install libpq-dev)");
+    return -1;
+#else
+    char bin[4096], dir[4096], lockp[4200], ready[4200], data[4200], log[4200], tool[4200], opts[4300];
+    if (pg_bindir(bin, sizeof bin) != 0) {
+        snprintf(why, wcap,
+                 "PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql "
+                 "(install postgresql-15: scripts/setup)");
+        return -1;
+    }
+    pid_t runner = getppid();
+    int port = BA_TEST_PG_PORT(runner);
+    pg_dir(runner, dir, sizeof dir);
+    snprintf(lockp, sizeof lockp, "%s.lock", dir);
+    snprintf(ready, sizeof ready, "%s/ready", dir);
+    int lk = open(lockp, O_RDWR | O_CREAT, 0600);
+    if (lk < 0 || flock(lk, LOCK_EX) != 0) {
+        snprintf(why, wcap, "cannot lock %s", lockp);
+        if (lk >= 0) close(lk);
+        return -1;
+    }
+    int rc = 0;
+    if (access(ready, F_OK) != 0) {
+        ba_test_rmtree(dir);
+        rc = mkdir(dir, 0700);
+        if (rc == 0 && geteuid() == 0) {
+            struct passwd *pw = getpwnam("postgres");
+            if (!pw || chown(dir, pw->pw_uid, pw->pw_gid) != 0) {
+                snprintf(why, wcap, "running as root and no `postgres` user to run the server as");
+                rc = -1;
+            }
+        }
+        snprintf(data, sizeof data, "%s/data", dir);
+        snprintf(log, sizeof log, "%s/log", dir);
+        snprintf(tool, sizeof tool, "%s/initdb", bin);
+        const char *init[] = {
+            tool, "-D", data, "-A", "trust", "-U", "bitalloc", "--no-sync", "--no-instructions", NULL};
+        if (rc == 0) rc = pg_tool(init, why, wcap);
+        snprintf(tool, sizeof tool, "%s/pg_ctl", bin);
+        snprintf(opts, sizeof opts, "-k %s -p %d -c listen_addresses='' -c fsync=off -c max_connections=100",
+                 dir, port);
+        const char *start[] = {tool, "-D", data, "-l", log, "-w", "-o", opts, "start", NULL};
+        if (rc == 0) rc = pg_tool(start, why, wcap);
+        if (rc == 0) rc = ba_test_write_file(ready, "");
+    }
+    close(lk);
+    if (rc != 0) return -1;
+    /* A fresh database for the caller. */
+    static int counter;
+    char conn[4400], name[64];
+    snprintf(name, sizeof name, "t%d_%d_%ld", (int)getpid(), counter++, random() % 100000);
+    snprintf(conn, sizeof conn, "host=%s port=%d user=bitalloc dbname=postgres", dir, port);
+    PGconn *c = PQconnectdb(conn);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *r = PQstatus(c) == CONNECTION_OK ? PQexec(c, sql) : NULL;
+    if (!r || PQresultStatus(r) != PGRES_COMMAND_OK) {
+        snprintf(why, wcap, "cannot create a database: %s", PQerrorMessage(c));
+        rc = -1;
+    }
+    PQclear(r);
+    PQfinish(c);
+    if (rc == 0) snprintf(url, cap, "postgresql:///%s?host=%s&port=%d&user=bitalloc", name, dir, port);
+    return rc;
+#endif
+}
+
+/* The end of the run: the cluster this runner started (if any) stops and its dir goes. */
+ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
+    (void)stats;
+    char dir[4096], data[4200], bin[4096], tool[4200], why[512], lockp[4200];
+    pg_dir(getpid(), dir, sizeof dir);
+    snprintf(data, sizeof data, "%s/data", dir);
+    snprintf(lockp, sizeof lockp, "%s.lock", dir);
+    if (access(data, F_OK) == 0 && pg_bindir(bin, sizeof bin) == 0) {
+        snprintf(tool, sizeof tool, "%s/pg_ctl", bin);
+        const char *stop[] = {tool, "-D", data, "-m", "immediate", "stop", NULL};
+        pg_tool(stop, why, sizeof why);
+    }
+    ba_test_rmtree(dir);
+    unlink(lockp);
+}

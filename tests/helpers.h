@@ -33,4 +33,20 @@ typedef struct {
 ba_test_run_t ba_test_cli(const char *first, ...);
 void ba_test_run_free(ba_test_run_t *r);
 
+/* A private PostgreSQL cluster for the tests (tests/helpers.c): the first call
+ * in a run of the suite starts one server in a temp dir (initdb with trust
+ * auth, Unix socket in that dir only, fsync off; as root the tools run as the
+ * `postgres` user), later calls reuse it, and the end of the run stops it
+ * (pg_ctl stop -m immediate) and removes the dir. Each call creates a fresh
+ * database and writes its postgresql:// URL to url. Returns 0, or -1 with the
+ * reason in why (e.g. the server binaries are not installed: the caller skips). */
+int ba_test_pg_db(char *url, size_t cap, char *why, size_t wcap);
+/* Skips the current test (cr_skip_test) with the reason when no cluster can be had. */
+#define BA_TEST_PG_DB_OR_SKIP(url, cap)                                                                      \
+    do {                                                                                                     \
+        char ba_pg_why_[512];                                                                                \
+        if (ba_test_pg_db((url), (cap), ba_pg_why_, sizeof ba_pg_why_) != 0)                                 \
+            cr_skip_test("PostgreSQL tests skipped: %s", ba_pg_why_);                                        \
+    } while (0)
+
 #endif

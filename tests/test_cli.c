@@ -22,9 +22,9 @@ static void expect_error(const ba_test_run_t *r, int code, const char *want) {
 }
 
 static const char *const COMMANDS[] = {"inspect", "eval",   "sensitivity", "search",   "resume", "report",
-                                       "studies", "trials", "export",      "quantize", NULL};
+                                       "studies", "trials", "export",      "quantize", "worker", NULL};
 
-Test(cli, help_lists_all_ten_commands) {
+Test(cli, help_lists_every_command) {
     ba_test_run_t r = ba_test_cli("--help", NULL);
     cr_assert_eq(r.status, 0);
     for (int i = 0; COMMANDS[i]; i++) {

@@ -14,15 +14,22 @@
 #include "db/db.h"
 #include "tests/helpers.h"
 
-static char dbpath[256];
+static char dbpath[1024];
+static int on_pg; /* the test runs on the private PostgreSQL cluster */
 
 static void setup_path(void) {
     snprintf(dbpath, sizeof dbpath, "/tmp/ba_test_db_%d_%ld.db", (int)getpid(), random());
     unlink(dbpath);
 }
 
+static void setup_pg(void) {
+    on_pg = 1;
+    BA_TEST_PG_DB_OR_SKIP(dbpath, sizeof dbpath);
+}
+
 static void cleanup_path(void) {
-    char p[300];
+    if (on_pg) return; /* the cluster's databases go with it at the end of the run */
+    char p[1100];
     unlink(dbpath);
     snprintf(p, sizeof p, "%s-wal", dbpath);
     unlink(p);
@@ -31,6 +38,7 @@ static void cleanup_path(void) {
 }
 
 static int integrity_ok(const char *path) {
+    if (on_pg) return 1; /* PostgreSQL checks its own pages */
     sqlite3 *h;
     if (sqlite3_open_v2(path, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) return 0;
     sqlite3_stmt *s;
@@ -74,8 +82,21 @@ static void add_trial(ba_db_t *db, int64_t sid, double avg, double kl, int b0, i
 }
 
 TestSuite(db, .init = setup_path, .fini = cleanup_path);
+/* The same tests on PostgreSQL (skipped when the server binaries are missing). */
+TestSuite(db_pg, .init = setup_pg, .fini = cleanup_path, .timeout = 60);
 
-Test(db, trials_round_trip_with_numbers_and_bits) {
+/* A test of the backend-independent behaviour, run on SQLite (suite db) and PostgreSQL (suite db_pg). */
+#define BOTH_BACKENDS(name)                                                                                  \
+    static void both_##name(void);                                                                           \
+    Test(db, name) {                                                                                         \
+        both_##name();                                                                                       \
+    }                                                                                                        \
+    Test(db_pg, name) {                                                                                      \
+        both_##name();                                                                                       \
+    }                                                                                                        \
+    static void both_##name(void)
+
+BOTH_BACKENDS(trials_round_trip_with_numbers_and_bits) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
@@ -101,7 +122,7 @@ Test(db, trials_round_trip_with_numbers_and_bits) {
     cr_assert(integrity_ok(dbpath));
 }
 
-Test(db, where_answers_which_plans_under_4_bits_had_small_kl) {
+BOTH_BACKENDS(where_answers_which_plans_under_4_bits_had_small_kl) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -131,7 +152,7 @@ Test(db, where_answers_which_plans_under_4_bits_had_small_kl) {
     ba_db_close(db);
 }
 
-Test(db, where_is_bound_never_pasted_into_sql) {
+BOTH_BACKENDS(where_is_bound_never_pasted_into_sql) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -192,7 +213,7 @@ Test(db, where_refuses_a_value_of_the_wrong_type) {
     cr_expect(strstr(err.msg, "B, KiB, MiB, GiB"), "%s", err.msg);
 }
 
-Test(db, where_takes_the_budget_units) {
+BOTH_BACKENDS(where_takes_the_budget_units) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -245,7 +266,7 @@ Test(db, refuses_a_newer_schema) {
     cr_assert(strstr(err.msg, "newer") != NULL, "%s", err.msg);
 }
 
-Test(db, unknown_study_and_trial_are_clear_errors) {
+BOTH_BACKENDS(unknown_study_and_trial_are_clear_errors) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -269,7 +290,7 @@ Test(db, opening_missing_file_without_create_fails) {
     cr_assert_neq(ba_db_open("/nonexistent-dir/x.db", 0, &db, &err), BA_OK);
 }
 
-Test(db, sensitivity_cache_hits_after_put) {
+BOTH_BACKENDS(sensitivity_cache_hits_after_put) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -283,7 +304,7 @@ Test(db, sensitivity_cache_hits_after_put) {
     ba_db_close(db);
 }
 
-Test(db, concurrent_writers_on_two_studies_do_not_fail) {
+BOTH_BACKENDS(concurrent_writers_on_two_studies_do_not_fail) {
     ba_db_t *db;
     ba_error err;
     cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK);
@@ -411,4 +432,78 @@ Test(db, concurrent_first_opens_all_succeed) {
         }
         cr_assert(integrity_ok(dbpath));
     }
+}
+
+/* The work queue of many workers: a claim is exclusive, an expired lease is
+ * taken over (the same measurement, attempt 2) and the old holder's heartbeat
+ * then fails; a second queueing leaves an entry as it is; the attempt cap. */
+BOTH_BACKENDS(work_queue_claims_are_exclusive_and_expired_leases_are_taken_over) {
+    ba_db_t *db, *db2;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_open(dbpath, 0, &db2, &err), BA_OK, "%s", err.msg);
+    int64_t sid = make_study(db, "s");
+    const char *cfg[3] = {"4,4", "3,8", "8,2"};
+    int64_t first[3] = {0, 64, 0}, samples[3] = {512, 64, 512};
+    cr_assert_eq(ba_db_work_add(db, sid, cfg, first, samples, 3, &err), BA_OK, "%s", err.msg);
+    ba_db_work_item_t a, b, c, d;
+    int found;
+    cr_assert_eq(ba_db_work_claim(db, sid, "w1", 30, 3, &a, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(a.config, "4,4");
+    cr_expect_eq(a.attempt, 1);
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &b, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(b.config, "3,8");
+    cr_expect_eq(b.first, 64);
+    cr_assert_eq(ba_db_work_claim(db, sid, "w1", 0.3, 3, &c, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found);
+    cr_expect_str_eq(c.config, "8,2");
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &d, &found, &err), BA_OK, "%s", err.msg);
+    cr_expect(!found, "every entry is held");
+    /* A heartbeat keeps a lease; without one it runs out and another worker takes the entry over. */
+    int held;
+    cr_assert_eq(ba_db_work_renew(db, sid, &c, 0.3, &held, &err), BA_OK, "%s", err.msg);
+    cr_expect(held);
+    usleep(600000);
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 3, &d, &found, &err), BA_OK, "%s", err.msg);
+    cr_assert(found, "an expired lease is claimed again");
+    cr_expect_str_eq(d.config, "8,2");
+    cr_expect_eq(d.attempt, 2);
+    cr_assert_eq(ba_db_work_renew(db, sid, &c, 30, &held, &err), BA_OK, "%s", err.msg);
+    cr_expect(!held, "the first holder lost it");
+    char state[16];
+    int64_t attempts;
+    int expired;
+    ba_memo_entry_t e = {0.5, 0.5, NAN, 0.9, NAN};
+    cr_assert_eq(ba_db_work_done(db2, sid, &d, &e, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_work_done(db, sid, &c, &e, &err), BA_OK, "a late second completion changes nothing");
+    cr_assert_eq(ba_db_work_get(db, sid, "8,2", 0, 512, state, &attempts, &expired, &found, &err), BA_OK);
+    cr_expect(found);
+    cr_expect_str_eq(state, "done");
+    cr_expect_eq(attempts, 2);
+    ba_memo_entry_t m;
+    cr_assert_eq(ba_db_memo_get(db, sid, "8,2", 0, 512, &m, &found, &err), BA_OK);
+    cr_expect(found && m.objective == 0.5 && isnan(m.mse));
+    /* Queued again (another worker announcing the same batch): unchanged. */
+    cr_assert_eq(ba_db_work_add(db2, sid, cfg, first, samples, 3, &err), BA_OK, "%s", err.msg);
+    int64_t n, done, claims;
+    cr_assert_eq(ba_db_work_totals(db, sid, &n, &done, &claims, &err), BA_OK);
+    cr_expect_eq(n, 3);
+    cr_expect_eq(done, 1);
+    cr_expect_eq(claims, 4);
+    /* The cap: an entry claimed max_attempts times is not handed out again. */
+    cr_assert_eq(ba_db_work_renew(db, sid, &a, 0.1, &held, &err), BA_OK);
+    usleep(300000);
+    ba_db_work_item_t x;
+    cr_assert_eq(ba_db_work_claim(db2, sid, "w2", 30, 1, &x, &found, &err), BA_OK, "%s", err.msg);
+    cr_expect(!found, "4,4 was claimed once already");
+    cr_assert_eq(ba_db_work_get(db, sid, "4,4", 0, 512, state, &attempts, &expired, &found, &err), BA_OK);
+    cr_expect(expired && attempts == 1 && !strcmp(state, "running"));
+    ba_db_work_item_free(&a);
+    ba_db_work_item_free(&b);
+    ba_db_work_item_free(&c);
+    ba_db_work_item_free(&d);
+    ba_db_close(db2);
+    ba_db_close(db);
 }

@@ -100,7 +100,7 @@ static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t 
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL};
     ba_search_opts_t o = opts(seed);
     ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
     ba_solution_free(&sol);
@@ -187,7 +187,7 @@ Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitt
     for (int l = 0; l < L; l++) cr_expect_eq(p->bits[p->start[l] + choice[l]], 4);
     static log_t a;
     a.p = p;
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(3);
     o.method = "random";
     ba_search_result_t r;
@@ -243,14 +243,14 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     cr_assert_neq(p->bits[p->start[L - 1] + sol.choice[L - 1]], 2, "the seed itself is finite");
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(11);
     ba_search_result_t r;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&a, &r);
     ba_search_result_free(&r);
     /* random: the failed draws are never its best either. */
-    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL};
+    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL, NULL};
     o.method = "random";
     cr_assert_eq(ba_search_random(p, &o, &hb, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&b, &r);
@@ -260,7 +260,7 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
         static log_t c;
         c.p = p;
         c.n = 0;
-        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL};
+        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL, NULL};
         ba_search_result_t rr;
         cr_assert_eq(ba_search_random(p, &o, &hc, b.t[i].ckpt, &rr, &err), BA_OK, "after trial %d: %s", i + 1,
                      err.msg);
@@ -283,7 +283,7 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     ba_solution_t sol;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(2);
     ba_search_result_t r;
     cr_expect_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
@@ -407,7 +407,7 @@ static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_re
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     w->lg.p = p;
-    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated};
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated, NULL};
     ba_search_opts_t o = opts(seed);
     o.nsamples = 384, o.nvalid = 128;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, res, &err), BA_OK, "%s", err.msg);
@@ -434,6 +434,79 @@ Test(evo, low_fidelity_windows_move_with_the_generation_and_the_seed) {
     log_free(&b.lg);
     ba_search_result_free(&ra);
     ba_search_result_free(&rb);
+    ba_problem_free(p);
+}
+
+/* ---- the prepare hook (many workers measure a batch at once) ---- */
+
+typedef struct {
+    win_t w;
+    int choice[4096][L];
+    int64_t first[4096], samples[4096];
+    int head, tail, nbatches;
+} prep_t;
+
+static ba_status prep_prepare(void *ctx, const int *choices, const int64_t *first, const int64_t *nsamples,
+                              int n, ba_error *err) {
+    (void)err;
+    prep_t *q = ctx;
+    cr_assert_eq(q->head, q->tail, "a batch announced before the last one was all asked for");
+    cr_assert_gt(n, 0);
+    for (int i = 0; i < n; i++) {
+        cr_assert_lt(q->tail, 4096);
+        memcpy(q->choice[q->tail], choices + (size_t)i * L, sizeof q->choice[0]);
+        q->first[q->tail] = first[i], q->samples[q->tail++] = nsamples[i];
+    }
+    q->nbatches++;
+    return BA_OK;
+}
+
+static ba_status prep_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
+                              ba_error *err) {
+    prep_t *q = ctx;
+    cr_assert_lt(q->head, q->tail, "an evaluation that was not announced");
+    cr_expect_eq(memcmp(q->choice[q->head], choice, sizeof q->choice[0]), 0, "evaluation %d: another choice",
+                 q->head);
+    cr_expect_eq(q->first[q->head], first);
+    cr_expect_eq(q->samples[q->head], n);
+    q->head++;
+    return win_eval_at(&q->w, choice, first, n, out, err);
+}
+
+static ba_status prep_store(void *ctx, const ba_search_trial_t *t, const char *ck, ba_error *err) {
+    return win_store(&((prep_t *)ctx)->w, t, ck, err);
+}
+
+static ba_status prep_validated(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err) {
+    return win_validated(&((prep_t *)ctx)->w, trial, res, err);
+}
+
+Test(evo, prepare_announces_each_batch_in_the_order_it_is_then_asked_for) {
+    ba_problem_t *p = make_problem(3.5);
+    static prep_t q;
+    static win_t plain;
+    ba_search_result_t rq, rp;
+    ba_solution_t sol;
+    ba_error err;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    q.w.lg.p = p;
+    ba_search_hooks_t h = {fake_eval, prep_store, NULL, &q, prep_eval_at, prep_validated, prep_prepare};
+    ba_search_opts_t o = opts(4);
+    o.nsamples = 384, o.nvalid = 128;
+    cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &rq, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(q.head, q.tail, "announced evaluations never asked for");
+    cr_expect_gt(q.nbatches, o.generations, "one batch per stage, at least one per generation");
+    /* The same search without the hook stores the same trials and finds the same result. */
+    run_win(p, 4, &plain, &rp);
+    cr_expect_eq(rq.trial, rp.trial);
+    cr_expect_eq(memcmp(rq.choice, rp.choice, sizeof(int) * L), 0);
+    cr_expect_eq(q.w.n, plain.n);
+    ba_solution_free(&sol);
+    log_free(&q.w.lg);
+    log_free(&plain.lg);
+    ba_search_result_free(&rq);
+    ba_search_result_free(&rp);
     ba_problem_free(p);
 }
 
