@@ -462,7 +462,11 @@ static ba_status run(llm_ctx_t *cp, ba_db_t *db, int64_t sid, const char *name, 
                                .offspring = s->offspring,
                                .nsamples = ba_llm_kl_nchunks(c.kl),
                                .nvalid = 0};
-        ba_search_hooks_t h = {hook_eval, hook_store, hook_progress, &c, hook_eval_at, NULL};
+        ba_search_hooks_t h = {.evaluate = hook_eval,
+                               .store = hook_store,
+                               .progress = hook_progress,
+                               .ctx = &c,
+                               .evaluate_at = hook_eval_at};
         st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
     }
     if (st == BA_OK) st = report_best(&c, name, out, err);
