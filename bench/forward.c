@@ -2,7 +2,7 @@
  * Builds a batch (tiled from a .npy or seeded random normal data of the
  * model's input shape), warms up, times N runs, prints one JSON object.
  * Usage: bench_forward MODEL.onnx [--batch N] [--threads T] [--input X.npy]
- *        [--warmup W] [--iters I] [--seed S] [--per-op] */
+ *        [--warmup W] [--iters I] [--seed S] [--per-op] [--no-fuse] [--check-fuse] */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -20,11 +20,14 @@
 
 static const char USAGE[] =
     "usage: bench_forward MODEL.onnx [--batch N] [--threads T] [--input X.npy] [--warmup W] [--iters I]\n"
-    "                     [--seed S] [--per-op]\n"
+    "                     [--seed S] [--per-op] [--no-fuse] [--check-fuse]\n"
     "  --batch N    samples per run, replaces the model's dynamic batch dim (default 32)\n"
     "  --threads T  OpenMP and OpenBLAS threads (default: the number of online CPUs)\n"
     "  --input F    .npy whose samples are tiled to the batch (default: seeded N(0,1) data)\n"
-    "  --per-op     also print per-op-type time of one run (on stderr)\n";
+    "  --per-op     also print per-op-type time of one run (on stderr)\n"
+    "  --no-fuse    time the executor without its forward fusion (model/fuse.h)\n"
+    "  --check-fuse also run once fused and once unfused and report whether the outputs are\n"
+    "               bit-identical (\"fuse_identical\")\n";
 
 typedef struct {
     double t_last;
@@ -134,6 +137,27 @@ static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *
     return t;
 }
 
+/* 1 when one fused and one unfused run give bit-identical outputs, 0 when
+ * not, -1 on error. */
+static int same_fused(const ba_model_t *m, ba_tensor_t *x, ba_error *err) {
+    ba_tensor_t **o = calloc(2 * (size_t)m->noutputs, sizeof(ba_tensor_t *));
+    if (!o) return -1;
+    const ba_run_opts_t off = {.no_fuse = 1};
+    int same = -1;
+    if (ba_model_run(m, &x, NULL, o, err) == BA_OK && ba_model_run(m, &x, &off, o + m->noutputs, err) == BA_OK) {
+        same = 1;
+        for (int k = 0; k < m->noutputs; k++) {
+            const ba_tensor_t *a = o[k], *b = o[m->noutputs + k];
+            if (a->dtype != b->dtype || a->numel != b->numel ||
+                memcmp(a->data, b->data, ba_tensor_nbytes(a)) != 0)
+                same = 0;
+        }
+    }
+    for (int k = 0; k < 2 * m->noutputs; k++) ba_tensor_unref(o[k]);
+    free(o);
+    return same;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -143,6 +167,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *input_path = NULL;
     int64_t batch = DEFAULT_BATCH;
     int threads = omp_get_num_procs(), warmup = DEFAULT_WARMUP, iters = DEFAULT_ITERS, per_op = 0;
+    int no_fuse = 0, check_fuse = 0, identical = -1;
     uint64_t seed = DEFAULT_SEED;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -161,6 +186,10 @@ int main(int argc, char **argv) {
             seed = strtoull(val, NULL, 10);
         else if (strcmp(a, "--per-op") == 0)
             per_op = 1, takes = 0;
+        else if (strcmp(a, "--no-fuse") == 0)
+            no_fuse = 1, takes = 0;
+        else if (strcmp(a, "--check-fuse") == 0)
+            check_fuse = 1, takes = 0;
         else if (a[0] != '-' && !model_path)
             model_path = a, takes = 0;
         else {
@@ -192,9 +221,11 @@ int main(int argc, char **argv) {
     outs = calloc((size_t)m->noutputs, sizeof(ba_tensor_t *));
     times = malloc((size_t)iters * sizeof(double));
     if (!x || !outs || !times) goto fail;
+    const ba_run_opts_t run_opts = {.no_fuse = no_fuse};
+    if (check_fuse && (identical = same_fused(m, x, &err)) < 0) goto fail;
     for (int r = 0; r < warmup + iters; r++) {
         double t0 = ba_now();
-        if (ba_model_run(m, &x, NULL, outs, &err) != BA_OK) goto fail;
+        if (ba_model_run(m, &x, &run_opts, outs, &err) != BA_OK) goto fail;
         double dt = ba_now() - t0;
         for (int k = 0; k < m->noutputs; k++) {
             ba_tensor_unref(outs[k]);
@@ -211,9 +242,11 @@ int main(int argc, char **argv) {
     const char *base = strrchr(model_path, '/');
     printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"warmup\": %d, \"iters\": %d, "
            "\"ms_per_run\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"samples_per_s\": "
-           "%.2f}\n",
+           "%.2f, \"fused\": %s%s}\n",
            base ? base + 1 : model_path, (long long)batch, threads, warmup, iters, med * MS_PER_S,
-           mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med);
+           mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med,
+           no_fuse ? "false" : "true",
+           identical < 0 ? "" : identical ? ", \"fuse_identical\": true" : ", \"fuse_identical\": false");
     rc = 0;
     goto done;
 fail:

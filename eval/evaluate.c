@@ -526,6 +526,7 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
     if (hook && hook->on_value) {
         opts.on_value = hook->on_value;
         opts.ctx = hook->ctx;
+        opts.hooked = hook->values;
     }
 
     ba_status st = BA_OK;

@@ -92,6 +92,10 @@ ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba
 typedef struct ba_eval_hook {
     ba_status (*on_value)(void *ctx, const ba_model_t *m, int value_id, ba_tensor_t **t, ba_error *err);
     void *ctx;
+    /* Per value id (m->nvalues), 1 where the hook acts; the executor may fuse
+     * the other intermediate values away (ba_run_opts_t.hooked). NULL: the
+     * hook sees every value. */
+    const unsigned char *values;
 } ba_eval_hook_t;
 
 /* Metrics of the model run with overrides (per value id, see ba_run_opts_t;

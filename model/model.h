@@ -184,6 +184,14 @@ typedef struct ba_run_opts {
      * unset instead of failing the run. The merge still takes the branch the
      * condition picks. */
     int all_branches;
+    /* With on_value: per value id (array of m->nvalues), 1 where the hook may
+     * replace or needs to see the value. Values it does not mark may be fused
+     * away (model/fuse.h: a conv and the elementwise nodes after it run as
+     * one step, bit-identical). NULL with on_value set: every value is
+     * computed and handed over (no fusion). */
+    const unsigned char *hooked;
+    /* 1: every node runs on its own (no fusion; tests compare the two). */
+    int no_fuse;
 } ba_run_opts_t;
 
 /* Runs the graph forward. inputs: one tensor per m->inputs entry (a dynamic

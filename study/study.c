@@ -42,6 +42,7 @@ typedef struct run_ctx {
     ba_evaluator_t *ev;
     ba_wcache_t *wc;
     ba_act_range_t *ranges;
+    unsigned char *act_mark; /* values the activation hook changes */
     ba_quant_acts_t acts;
     ba_eval_hook_t act_hook; /* fake-quant of the activations (acts), when --act-bits */
     int is_class;
@@ -319,7 +320,10 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
         if (!c->ranges) return BA_ERR_NOMEM;
         BA_TRY(ba_study_calibrate_acts(c->ev, c->m, c->ranges, err));
         c->acts = (ba_quant_acts_t){c->s->quant.act_bits, c->ranges};
-        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts};
+        c->act_mark = ba_calloc((size_t)c->m->nvalues, 1, err);
+        if (!c->act_mark) return BA_ERR_NOMEM;
+        ba_quant_acts_mark(c->m, &c->acts, c->act_mark);
+        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts, c->act_mark};
     }
     return BA_OK;
 }
@@ -329,6 +333,7 @@ static void ctx_free(run_ctx_t *c) {
     free(c->config);
     free(c->overrides);
     free(c->ranges);
+    free(c->act_mark);
     free(c->wbits);
     free(c->abits);
     ba_wcache_free(c->wc);
