@@ -103,8 +103,14 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         st = err->code;
         goto done;
     }
+    const int start = opts->start > 0 ? opts->start : 0;
+    if (start > 0 && (m->nguards > 0 || start > m->nnodes || !opts->resume)) {
+        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: a run resumed at node %d needs its values and no run-time If",
+                          m->path, start);
+        goto done;
+    }
     /* Use counts: one per consuming input slot; graph outputs are held to the end. */
-    for (int i = 0; i < m->nnodes; i++) {
+    for (int i = start; i < m->nnodes; i++) {
         for (int j = 0; j < m->nodes[i].nin; j++)
             if (m->nodes[i].inputs[j] >= 0) uses[m->nodes[i].inputs[j]]++;
         for (int g = m->nodes[i].guard; g >= 0; g = m->guards[g].parent) uses[m->guards[g].cond]++;
@@ -123,11 +129,24 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         st = check_input(m, &m->values[v], inputs ? inputs[k] : NULL, &vals[v], err);
         if (st != BA_OK) goto done;
     }
+    for (int v = 0; start > 0 && v < nv; v++)
+        if (m->values[v].producer >= 0 && m->values[v].producer < start && uses[v] > 0) {
+            if (!opts->resume[v]) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: resumed at node %d without value '%s'", m->path,
+                                  start, m->values[v].name);
+                goto done;
+            }
+            vals[v] = ba_tensor_ref(opts->resume[v]);
+        }
     st = ba_fuse_plan_new(m, opts, vals, uses, &fp, err);
     if (st != BA_OK) goto done;
-    for (int i = 0; i < m->nnodes; i++) {
+    for (int i = start; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         const int role = ba_fuse_role(fp, i);
+        if (opts->cuts && opts->cuts[i] && opts->on_cut) {
+            st = opts->on_cut(opts->cut_ctx, m, i, vals, err);
+            if (st != BA_OK) goto done;
+        }
         if (role == BA_FUSE_ABSORBED) continue; /* ran with its anchor */
         if (!n->def || !n->def->forward) {
             st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name,

@@ -109,6 +109,7 @@ static int plan_region(const ba_model_t *m, const ba_run_opts_t *opts, ba_tensor
     r->anchor = i;
     for (int j = i + 1; j < m->nnodes && j <= i + FUSE_SCAN && ncand < FUSE_MAX_NODES; j++) {
         const ba_node_t *n = &m->nodes[j];
+        if (opts && opts->cuts && opts->cuts[j]) break; /* no region spans a cut */
         int touches = 0;
         for (int k = 0; k < n->nin; k++)
             if (n->inputs[k] >= 0 && in_set(rv, nr, n->inputs[k])) touches = 1;
@@ -165,7 +166,7 @@ ba_status ba_fuse_plan_new(const ba_model_t *m, const ba_run_opts_t *opts, ba_te
         ba_fuse_plan_free(p);
         return BA_ERR_NOMEM;
     }
-    for (int i = 0; i < m->nnodes; i++) {
+    for (int i = opts && opts->start > 0 ? opts->start : 0; i < m->nnodes; i++) {
         region_t *r = &p->regions[p->nregions];
         if (p->role[i] != BA_FUSE_NONE || !plan_region(m, opts, vals, uses, p->role, i, r)) continue;
         p->role[i] = BA_FUSE_ANCHOR;
