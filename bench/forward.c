@@ -17,6 +17,7 @@
 #define DEFAULT_SEED 1234
 #define MS_PER_S 1000.0
 #define EXIT_USAGE 2
+#define PER_OP_TOP 12 /* slowest nodes --per-op lists */
 
 static const char USAGE[] =
     "usage: bench_forward MODEL.onnx [--batch N] [--threads T] [--input X.npy] [--warmup W] [--iters I]\n"
@@ -78,6 +79,21 @@ static void print_per_op(const ba_model_t *m, ba_tensor_t *input, ba_error *err)
             if (strcmp(m->nodes[j].op_type, m->nodes[i].op_type) == 0) s += c.op_time[j], cnt++;
         fprintf(stderr, "  %-22s x%-3d %8.3f ms %5.1f%%\n", m->nodes[i].op_type, cnt, s * MS_PER_S,
                 100.0 * s / total);
+    }
+    /* the slowest nodes, with their first input's and weight's shapes */
+    fprintf(stderr, "slowest nodes:\n");
+    for (int r = 0; r < PER_OP_TOP; r++) {
+        int best = -1;
+        for (int i = 0; i < m->nnodes; i++)
+            if (c.op_time[i] >= 0 && (best < 0 || c.op_time[i] > c.op_time[best])) best = i;
+        if (best < 0) break;
+        const ba_node_t *n = &m->nodes[best];
+        char a[96] = "", b[96] = "";
+        if (n->nin > 0 && n->inputs[0] >= 0) ba_value_shape_str(&m->values[n->inputs[0]], a, sizeof a);
+        if (n->nin > 1 && n->inputs[1] >= 0) ba_value_shape_str(&m->values[n->inputs[1]], b, sizeof b);
+        fprintf(stderr, "  %8.3f ms  %-14s %-28s in %s w %s\n", c.op_time[best] * MS_PER_S, n->op_type, n->name, a,
+                b);
+        c.op_time[best] = -1;
     }
 done:
     for (int k = 0; outs && k < m->noutputs; k++) ba_tensor_unref(outs[k]);
