@@ -15,7 +15,8 @@
  * outside it: every use inside the region, not a graph output, not kept
  * (ba_run_opts_t.keep disables fusion: gradients need every value), not
  * handed to an on_value hook (fusion needs the hook's value mask,
- * ba_run_opts_t.hooked). Private to model/. */
+ * ba_run_opts_t.hooked), and no region spans a cut (ba_run_opts_t.cuts:
+ * values alive between two nodes are handed out there). Private to model/. */
 #ifndef BA_MODEL_FUSE_H
 #define BA_MODEL_FUSE_H
 
