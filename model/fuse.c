@@ -336,6 +336,37 @@ static int const_operand(const ba_tensor_t *c, const ba_tensor_t *t, int ax, ope
     return 1;
 }
 
+/* Small planes (a late conv's 4x4 or 1x1 maps) would make blocks of a few
+ * floats: the epilogue then runs along whole images instead, C * inner floats
+ * per row, with each per-channel value repeated over its plane (*buf). */
+static ba_status widen(epi_t *e, float **buf, ba_error *err) {
+    const int64_t len = e->C * e->inner;
+    int nv = 0;
+    for (int k = 0; k < e->nsteps; k++) {
+        const step_t *s = &e->steps[k];
+        nv += s->kind == S_BN ? 2 : (s->a.kind == O_CHAN) + (s->b.kind == O_CHAN);
+    }
+    float *w = ba_malloc(sizeof(float) * (size_t)(nv > 0 ? nv : 1) * (size_t)len, err);
+    if (!w) return BA_ERR_NOMEM;
+    float *p = w;
+#define WIDEN(SRC, DST)                                                                                          do {                                                                                                             for (int64_t c = 0; c < e->C; c++)                                                                               for (int64_t i = 0; i < e->inner; i++) p[c * e->inner + i] = (SRC)[c];                                   (DST) = p;                                                                                                   p += len;                                                                                                } while (0)
+    for (int k = 0; k < e->nsteps; k++) {
+        step_t *s = &e->steps[k];
+        if (s->kind == S_BN) {
+            WIDEN(s->bn_a, s->bn_a);
+            WIDEN(s->bn_b, s->bn_b);
+        }
+        if (s->kind == S_BINARY && s->a.kind == O_CHAN) WIDEN(s->a.v, s->a.v);
+        if (s->kind == S_BINARY && s->b.kind == O_CHAN) WIDEN(s->b.v, s->b.v);
+    }
+#undef WIDEN
+    e->row = 1;
+    e->C = len;
+    e->inner = 1;
+    *buf = w;
+    return BA_OK;
+}
+
 /* Members run one by one through their kernels (an operand the epilogue
  * does not take). */
 static ba_status run_unfused(const region_t *r, const ba_model_t *m, ba_tensor_t *const *vals, ba_tensor_t **t,
@@ -446,16 +477,25 @@ ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i
         return run_unfused(r, m, vals, t, err);
     }
     e.nsteps = r->n;
+    float *wide = NULL;
+    if (!e.row && e.inner < FUSE_BLOCK && e.C > 1 && widen(&e, &wide, err) != BA_OK) {
+        free(bn);
+        ba_tensor_unref(y);
+        *t = NULL;
+        return err->code;
+    }
     if (y->refs != 1 || !y->owns || y->base) { /* the epilogue writes in place */
         ba_tensor_t *c = ba_tensor_clone(y, err);
         ba_tensor_unref(y);
         *t = y = c;
         if (!c) {
             free(bn);
+            free(wide);
             return err->code;
         }
     }
     if (y->numel > 0) epi_run(&e, y->data);
     free(bn);
+    free(wide);
     return BA_OK;
 }
