@@ -60,11 +60,13 @@ static int in_set(const int *set, int n, int id) {
     return 0;
 }
 
-/* Whether node j may join a region whose values are rv[0..nr): an op the
- * epilogue computes, every input a region value or a float32 constant,
- * its first input (the data) a region value; u gets a unary op's formula. */
-static int member_ok(const ba_model_t *m, ba_tensor_t *const *vals, const ba_node_t *n, const int *rv, int nr,
-                     ba_ew_unary_t *u) {
+/* Whether node j may join the region of anchor `anchor` whose values are
+ * rv[0..nr): an op the epilogue computes, every input a region value or a
+ * float32 constant (a binary op's other operand may also be a value made
+ * before the anchor: a residual), its first input (the data) a region value;
+ * u gets a unary op's formula. */
+static int member_ok(const ba_model_t *m, ba_tensor_t *const *vals, int anchor, const ba_node_t *n, const int *rv,
+                     int nr, ba_ew_unary_t *u) {
     if (n->guard >= 0 || n->if_guard >= 0 || n->nout < 1 || n->outputs[0] < 0) return 0;
     for (int k = 1; k < n->nout; k++)
         if (n->outputs[k] >= 0) return 0;
@@ -74,7 +76,9 @@ static int member_ok(const ba_model_t *m, ba_tensor_t *const *vals, const ba_nod
             if (k == 0) return 0;
             continue;
         }
-        if (!in_set(rv, nr, id) && !is_f32_const(m, vals, id)) return 0;
+        if (!in_set(rv, nr, id) && !is_f32_const(m, vals, id) &&
+            !(is_binary_op(n->op) && !m->values[id].constant && m->values[id].producer < anchor))
+            return 0;
     }
     if (n->op == BA_OP_BATCH_NORMALIZATION) {
         if (n->nin != 5 || !in_set(rv, nr, n->inputs[0]) || ba_node_attr_int(n, "training_mode", 0) != 0)
@@ -116,7 +120,7 @@ static int plan_region(const ba_model_t *m, const ba_run_opts_t *opts, ba_tensor
         for (int g = n->guard; g >= 0; g = m->guards[g].parent)
             if (in_set(rv, nr, m->guards[g].cond)) touches = 2;
         if (!touches) continue;
-        if (touches == 2 || role[j] != BA_FUSE_NONE || !member_ok(m, vals, n, rv, nr, &r->u[ncand])) break;
+        if (touches == 2 || role[j] != BA_FUSE_NONE || !member_ok(m, vals, i, n, rv, nr, &r->u[ncand])) break;
         r->nodes[ncand++] = j;
         rv[nr++] = n->outputs[0];
     }
@@ -198,13 +202,13 @@ int ba_fuse_members(const ba_fuse_plan_t *p, int i, const int **nodes) {
 /* ---- the epilogue ---- */
 
 enum { S_UNARY, S_BINARY, S_BN };
-enum { O_REG, O_SCALAR, O_CHAN };
+enum { O_REG, O_SCALAR, O_CHAN, O_FULL };
 
 typedef struct {
     int kind; /* O_* */
     int reg;  /* O_REG: register */
     float s;  /* O_SCALAR */
-    const float *v; /* O_CHAN: one value per channel */
+    const float *v; /* O_CHAN: one value per channel; O_FULL: a tensor of the output's shape */
 } operand_t;
 
 typedef struct {
@@ -225,10 +229,11 @@ typedef struct {
 /* An operand of a step for block [c0, c0 + len) of channel c (plane mode) or
  * of the channel run starting at c0 (row mode): a pointer to len floats, or
  * NULL with *s the scalar. */
-static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FUSE_BLOCK], int64_t c,
-                            int64_t c0, float *s) {
+static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FUSE_BLOCK], int64_t pos,
+                            int64_t c, int64_t c0, float *s) {
     switch (o->kind) {
     case O_REG: return regs[o->reg];
+    case O_FULL: return o->v + pos;
     case O_SCALAR: *s = o->s; return NULL;
     default:
         if (e->row) return o->v + c0;
@@ -269,8 +274,9 @@ static void bin_block(int op, const float *restrict a, float as, const float *re
     }
 }
 
-/* One block: len floats at y (channel c in plane mode; channels c0.. in row mode), in place. */
-static void epi_block(const epi_t *e, float *y, int64_t len, int64_t c, int64_t c0) {
+/* One block: len floats at y (element pos of the output; channel c in plane
+ * mode, channels c0.. in row mode), in place. */
+static void epi_block(const epi_t *e, float *y, int64_t pos, int64_t len, int64_t c, int64_t c0) {
     float regs[FUSE_MAX_NODES + 1][FUSE_BLOCK];
     memcpy(regs[0], y, (size_t)len * sizeof(float));
     for (int k = 0; k < e->nsteps; k++) {
@@ -291,7 +297,8 @@ static void epi_block(const epi_t *e, float *y, int64_t len, int64_t c, int64_t 
             }
         } else {
             float as = 0.0f, bs = 0.0f;
-            const float *a = operand(e, &s->a, regs, c, c0, &as), *b = operand(e, &s->b, regs, c, c0, &bs);
+            const float *a = operand(e, &s->a, regs, pos, c, c0, &as),
+                        *b = operand(e, &s->b, regs, pos, c, c0, &bs);
             bin_block(s->op, a, as, b, bs, o, len); /* a member reads a region value: a or b is set */
         }
     }
@@ -307,11 +314,11 @@ static void epi_run(const epi_t *e, float *y) {
     for (int64_t bi = 0; bi < nblocks; bi++) {
         const int64_t line = bi / per, off = (bi % per) * FUSE_BLOCK;
         const int64_t len = span - off < FUSE_BLOCK ? span - off : FUSE_BLOCK;
-        float *p = y + line * span + off;
+        const int64_t pos = line * span + off;
         if (e->row)
-            epi_block(e, p, len, 0, off);
+            epi_block(e, y + pos, pos, len, 0, off);
         else
-            epi_block(e, p, len, line % e->C, 0);
+            epi_block(e, y + pos, pos, len, line % e->C, 0);
     }
 }
 
@@ -365,6 +372,21 @@ static ba_status widen(epi_t *e, float **buf, ba_error *err) {
     e->inner = 1;
     *buf = w;
     return BA_OK;
+}
+
+/* A constant (const_operand) or a value made before the anchor of exactly
+ * the output's shape, float32 (O_FULL). */
+static int value_operand(const ba_model_t *m, ba_tensor_t *const *vals, int id, const ba_tensor_t *y, int ax,
+                         operand_t *o) {
+    const ba_tensor_t *c = vals[id];
+    if (!c) return 0;
+    if (m->values[id].constant) return const_operand(c, y, ax, o);
+    if (c->dtype != BA_DT_F32 || c->ndim != y->ndim || c->numel != y->numel) return 0;
+    for (int d = 0; d < y->ndim; d++)
+        if (c->shape[d] != y->shape[d]) return 0;
+    o->kind = O_FULL;
+    o->v = c->data;
+    return 1;
 }
 
 /* Members run one by one through their kernels (an operand the epilogue
@@ -465,7 +487,7 @@ ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i
             s->kind = S_BINARY;
             s->op = n->op;
             for (int q = 0; q < 2 && ok; q++)
-                if (ops[q]->kind < 0) ok = const_operand(vals[n->inputs[q]], y, ax, ops[q]);
+                if (ops[q]->kind < 0) ok = value_operand(m, vals, n->inputs[q], y, ax, ops[q]);
         } else {
             s->kind = S_UNARY;
             s->u = &r->u[k];

@@ -81,8 +81,8 @@ Test(fuse, fixture_matches_reference_and_unfused) {
 }
 
 /* With a mask that marks nothing, the hook sees only what the fused run
- * stores: the 27 node outputs less the 19 intermediates of the six regions
- * (Conv+BN+hard-swish 5, Conv+Mul+Add+LeakyRelu+Max 4 (both on 16x20 planes),
+ * stores: the 28 node outputs less the 20 intermediates of the six regions
+ * (Conv+BN+hard-swish 5, Conv+Mul+Add+LeakyRelu+Max+Add(residual) 5 (both on 16x20 planes),
  * Conv+BN+Relu 2 (4x5 maps: along whole images), Conv+Add+Sigmoid+Relu+Add 4
  * (through the kernels: its constant has no per-channel form), MatMul+Add+Relu 2,
  * Gemm+HardSigmoid+Tanh 2). */
@@ -94,8 +94,8 @@ Test(fuse, regions_skip_unmarked_values) {
     ba_run_opts_t fused = {.on_value = hook, .ctx = &a, .hooked = none};
     ba_run_opts_t plain = {.on_value = hook, .ctx = &b}; /* no mask: every value */
     ba_tensor_t *ya = run1(m, x, &fused), *yb = run1(m, x, &plain);
-    cr_assert_eq(m->nnodes, 27);
-    cr_assert_eq(b.calls, 27);
+    cr_assert_eq(m->nnodes, 28);
+    cr_assert_eq(b.calls, 28);
     cr_assert_eq(a.calls, 8, "hook saw %d values", a.calls);
     assert_same_bits(ya, yb, "masked hook");
     ba_tensor_unref(ya);
@@ -142,7 +142,7 @@ Test(fuse, keep_turns_fusion_off) {
     hook_ctx a = {0};
     ba_run_opts_t o = {.on_value = hook, .ctx = &a, .hooked = none, .keep = keep};
     ba_tensor_t *y = run1(m, x, &o);
-    cr_assert_eq(a.calls, 27);
+    cr_assert_eq(a.calls, 28);
     for (int i = 0; i < m->nnodes; i++)
         cr_assert_not_null(keep[m->nodes[i].outputs[0]], "value of node %s not kept", m->nodes[i].name);
     for (int v = 0; v < m->nvalues; v++) ba_tensor_unref(keep[v]);
