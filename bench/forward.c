@@ -91,8 +91,8 @@ static void print_per_op(const ba_model_t *m, ba_tensor_t *input, ba_error *err)
         char a[96] = "", b[96] = "";
         if (n->nin > 0 && n->inputs[0] >= 0) ba_value_shape_str(&m->values[n->inputs[0]], a, sizeof a);
         if (n->nin > 1 && n->inputs[1] >= 0) ba_value_shape_str(&m->values[n->inputs[1]], b, sizeof b);
-        fprintf(stderr, "  %8.3f ms  %-14s %-28s in %s w %s\n", c.op_time[best] * MS_PER_S, n->op_type, n->name, a,
-                b);
+        fprintf(stderr, "  %8.3f ms  %-14s %-28s in %s w %s\n", c.op_time[best] * MS_PER_S, n->op_type,
+                n->name, a, b);
         c.op_time[best] = -1;
     }
 done:
@@ -160,7 +160,8 @@ static int same_fused(const ba_model_t *m, ba_tensor_t *x, ba_error *err) {
     if (!o) return -1;
     const ba_run_opts_t off = {.no_fuse = 1};
     int same = -1;
-    if (ba_model_run(m, &x, NULL, o, err) == BA_OK && ba_model_run(m, &x, &off, o + m->noutputs, err) == BA_OK) {
+    if (ba_model_run(m, &x, NULL, o, err) == BA_OK &&
+        ba_model_run(m, &x, &off, o + m->noutputs, err) == BA_OK) {
         same = 1;
         for (int k = 0; k < m->noutputs; k++) {
             const ba_tensor_t *a = o[k], *b = o[m->noutputs + k];
@@ -262,7 +263,9 @@ int main(int argc, char **argv) {
            base ? base + 1 : model_path, (long long)batch, threads, warmup, iters, med * MS_PER_S,
            mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med,
            no_fuse ? "false" : "true",
-           identical < 0 ? "" : identical ? ", \"fuse_identical\": true" : ", \"fuse_identical\": false");
+           identical < 0 ? ""
+           : identical   ? ", \"fuse_identical\": true"
+                         : ", \"fuse_identical\": false");
     rc = 0;
     goto done;
 fail:

@@ -151,8 +151,8 @@ ba_status ba_evaluator_run_reuse(const ba_evaluator_t *ev, ba_eval_reuse_t *r, c
  * has no hook, or the same for every run through r), resumed from the
  * latest cut it may; save: leave this run's cuts in r (0: use r only). */
 ba_status ba_eval_reuse_model_run(ba_eval_reuse_t *r, const int *keys, int save, ba_tensor_t *const *inputs,
-                                  const ba_run_opts_t *base, int64_t start, int64_t count, ba_tensor_t **outputs,
-                                  ba_error *err);
+                                  const ba_run_opts_t *base, int64_t start, int64_t count,
+                                  ba_tensor_t **outputs, ba_error *err);
 
 /* The default --metric for the model's first output (ba_metric_default). */
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev);

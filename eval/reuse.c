@@ -26,16 +26,16 @@ typedef struct {
 struct ba_eval_reuse {
     const ba_model_t *m;
     size_t cap, bytes;
-    int *first_node;      /* per layer: the first node reading its weight */
-    int ncuts;            /* distinct first nodes */
-    int *cut_node;        /* ascending */
-    unsigned char *cuts;  /* per node: a cut before it (scratch of one run) */
-    int *cut_of;          /* per node: its cut index, -1 */
+    int *first_node;     /* per layer: the first node reading its weight */
+    int ncuts;           /* distinct first nodes */
+    int *cut_node;       /* ascending */
+    unsigned char *cuts; /* per node: a cut before it (scratch of one run) */
+    int *cut_of;         /* per node: its cut index, -1 */
     entry_t *e;
     int ne, cap_e;
     uint64_t clock;
     ba_tensor_t **resume; /* per value: scratch of one run */
-    ba_eval_hook_t hook; /* the one every entry was made with */
+    ba_eval_hook_t hook;  /* the one every entry was made with */
     /* the run being saved */
     const int *keys;
     int64_t start, count;
@@ -123,7 +123,8 @@ void ba_eval_reuse_hook(ba_eval_reuse_t *r, const ba_eval_hook_t *hook) {
 }
 
 /* Whether entry e holds for keys on batch (start, count). */
-static int entry_holds(const ba_eval_reuse_t *r, const entry_t *e, const int *keys, int64_t start, int64_t count) {
+static int entry_holds(const ba_eval_reuse_t *r, const entry_t *e, const int *keys, int64_t start,
+                       int64_t count) {
     if (e->start != start || e->count != count) return 0;
     const int cut = r->cut_node[e->q];
     for (int l = 0; l < r->m->nlayers; l++)
@@ -155,7 +156,8 @@ static ba_status save_cut(void *ctx, const ba_model_t *m, int node, ba_tensor_t 
             bytes += ba_tensor_nbytes(vals[v]);
             nv++;
         }
-    if (nv == 0 || bytes > r->cap / 2) return BA_OK; /* nothing to skip; or one cut alone would crowd out the rest */
+    if (nv == 0 || bytes > r->cap / 2)
+        return BA_OK; /* nothing to skip; or one cut alone would crowd out the rest */
     if (r->ne == r->cap_e) {
         int nc = r->cap_e ? 2 * r->cap_e : 64;
         entry_t *ne = realloc(r->e, (size_t)nc * sizeof *ne);
@@ -189,8 +191,8 @@ static ba_status save_cut(void *ctx, const ba_model_t *m, int node, ba_tensor_t 
 }
 
 ba_status ba_eval_reuse_model_run(ba_eval_reuse_t *r, const int *keys, int save, ba_tensor_t *const *inputs,
-                                  const ba_run_opts_t *base, int64_t start, int64_t count, ba_tensor_t **outputs,
-                                  ba_error *err) {
+                                  const ba_run_opts_t *base, int64_t start, int64_t count,
+                                  ba_tensor_t **outputs, ba_error *err) {
     const ba_model_t *m = r->m;
     if (m->nguards > 0 || r->ncuts == 0) return ba_model_run(m, inputs, base, outputs, err);
     int best = -1;

@@ -105,8 +105,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
     }
     const int start = opts->start > 0 ? opts->start : 0;
     if (start > 0 && (m->nguards > 0 || start > m->nnodes || !opts->resume)) {
-        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: a run resumed at node %d needs its values and no run-time If",
-                          m->path, start);
+        st = ba_error_set(err, BA_ERR_RUNTIME,
+                          "%s: a run resumed at node %d needs its values and no run-time If", m->path, start);
         goto done;
     }
     /* Use counts: one per consuming input slot; graph outputs are held to the end. */

@@ -22,8 +22,8 @@
 
 typedef struct {
     int anchor;
-    int n;                      /* members */
-    int nodes[FUSE_MAX_NODES];  /* member node indices, in order */
+    int n;                     /* members */
+    int nodes[FUSE_MAX_NODES]; /* member node indices, in order */
     ba_ew_unary_t u[FUSE_MAX_NODES];
 } region_t;
 
@@ -65,8 +65,8 @@ static int in_set(const int *set, int n, int id) {
  * float32 constant (a binary op's other operand may also be a value made
  * before the anchor: a residual), its first input (the data) a region value;
  * u gets a unary op's formula. */
-static int member_ok(const ba_model_t *m, ba_tensor_t *const *vals, int anchor, const ba_node_t *n, const int *rv,
-                     int nr, ba_ew_unary_t *u) {
+static int member_ok(const ba_model_t *m, ba_tensor_t *const *vals, int anchor, const ba_node_t *n,
+                     const int *rv, int nr, ba_ew_unary_t *u) {
     if (n->guard >= 0 || n->if_guard >= 0 || n->nout < 1 || n->outputs[0] < 0) return 0;
     for (int k = 1; k < n->nout; k++)
         if (n->outputs[k] >= 0) return 0;
@@ -205,9 +205,9 @@ enum { S_UNARY, S_BINARY, S_BN };
 enum { O_REG, O_SCALAR, O_CHAN, O_FULL };
 
 typedef struct {
-    int kind; /* O_* */
-    int reg;  /* O_REG: register */
-    float s;  /* O_SCALAR */
+    int kind;       /* O_* */
+    int reg;        /* O_REG: register */
+    float s;        /* O_SCALAR */
     const float *v; /* O_CHAN: one value per channel; O_FULL: a tensor of the output's shape */
 } operand_t;
 
@@ -220,7 +220,7 @@ typedef struct {
 } step_t;
 
 typedef struct {
-    int row;               /* 1: channels on the last axis (blocks along a row), 0: axis 1 (blocks in a plane) */
+    int row; /* 1: channels on the last axis (blocks along a row), 0: axis 1 (blocks in a plane) */
     int64_t outer, C, inner;
     int nsteps;
     step_t steps[FUSE_MAX_NODES];
@@ -306,7 +306,8 @@ static void epi_block(const epi_t *e, float *y, int64_t pos, int64_t len, int64_
 }
 
 static void epi_run(const epi_t *e, float *y) {
-    const int64_t per = e->row ? (e->C + FUSE_BLOCK - 1) / FUSE_BLOCK : (e->inner + FUSE_BLOCK - 1) / FUSE_BLOCK;
+    const int64_t per =
+        e->row ? (e->C + FUSE_BLOCK - 1) / FUSE_BLOCK : (e->inner + FUSE_BLOCK - 1) / FUSE_BLOCK;
     const int64_t lines = e->row ? e->outer : e->outer * e->C, span = e->row ? e->C : e->inner;
     const int64_t nblocks = lines * per;
     const int par = lines * span >= FUSE_PAR_MIN && omp_get_level() == 0;
@@ -356,7 +357,13 @@ static ba_status widen(epi_t *e, float **buf, ba_error *err) {
     float *w = ba_malloc(sizeof(float) * (size_t)(nv > 0 ? nv : 1) * (size_t)len, err);
     if (!w) return BA_ERR_NOMEM;
     float *p = w;
-#define WIDEN(SRC, DST)                                                                                          do {                                                                                                             for (int64_t c = 0; c < e->C; c++)                                                                               for (int64_t i = 0; i < e->inner; i++) p[c * e->inner + i] = (SRC)[c];                                   (DST) = p;                                                                                                   p += len;                                                                                                } while (0)
+#define WIDEN(SRC, DST)                                                                                      \
+    do {                                                                                                     \
+        for (int64_t c = 0; c < e->C; c++)                                                                   \
+            for (int64_t i = 0; i < e->inner; i++) p[c * e->inner + i] = (SRC)[c];                           \
+        (DST) = p;                                                                                           \
+        p += len;                                                                                            \
+    } while (0)
     for (int k = 0; k < e->nsteps; k++) {
         step_t *s = &e->steps[k];
         if (s->kind == S_BN) {
@@ -391,8 +398,8 @@ static int value_operand(const ba_model_t *m, ba_tensor_t *const *vals, int id, 
 
 /* Members run one by one through their kernels (an operand the epilogue
  * does not take). */
-static ba_status run_unfused(const region_t *r, const ba_model_t *m, ba_tensor_t *const *vals, ba_tensor_t **t,
-                             ba_error *err) {
+static ba_status run_unfused(const region_t *r, const ba_model_t *m, ba_tensor_t *const *vals,
+                             ba_tensor_t **t, ba_error *err) {
     ba_tensor_t *rt[FUSE_MAX_NODES + 1] = {*t};
     int rid[FUSE_MAX_NODES + 1] = {m->nodes[r->anchor].outputs[0]};
     ba_status st = BA_OK;
@@ -410,7 +417,8 @@ static ba_status run_unfused(const region_t *r, const ba_model_t *m, ba_tensor_t
         for (int s = 1; s < n->nout; s++) ba_tensor_unref(out[s]);
         if (st != BA_OK) {
             ba_tensor_unref(out[0]);
-            if (!strstr(err->msg, n->name)) ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
+            if (!strstr(err->msg, n->name))
+                ba_error_prefix(err, "%s: node '%s' (%s)", m->path, n->name, n->op_type);
             break;
         }
         rt[k + 1] = out[0];
@@ -432,7 +440,8 @@ ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i
     *value = m->nodes[r->nodes[r->n - 1]].outputs[0];
     ba_tensor_t *y = *t;
     if (y->dtype != BA_DT_F32) return run_unfused(r, m, vals, t, err);
-    const int row = !((m->nodes[i].op == BA_OP_CONV || m->nodes[i].op == BA_OP_CONV_TRANSPOSE) && y->ndim >= 3);
+    const int row =
+        !((m->nodes[i].op == BA_OP_CONV || m->nodes[i].op == BA_OP_CONV_TRANSPOSE) && y->ndim >= 3);
     const int ax = y->ndim == 0 ? -1 : row ? y->ndim - 1 : 1;
     epi_t e = {.row = row, .outer = 1, .C = 1, .inner = 1};
     for (int d = 0; d < y->ndim; d++) {

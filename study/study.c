@@ -104,7 +104,8 @@ static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
     BA_TRY(ba_evaluator_run_reuse(c->ev, c->reuse, c->wbits, c->overrides,
-                                  ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, first, n, &met, NULL, err));
+                                  ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, first, n, &met, NULL,
+                                  err));
     c->measured++;
     out->kl = met.kl;
     out->mse = met.mse;

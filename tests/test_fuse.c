@@ -37,7 +37,8 @@ static ba_tensor_t *run1(const ba_model_t *m, ba_tensor_t *x, const ba_run_opts_
 static void assert_same_bits(const ba_tensor_t *a, const ba_tensor_t *b, const char *what) {
     cr_assert_eq(a->numel, b->numel, "%s", what);
     cr_assert_eq(a->dtype, b->dtype, "%s", what);
-    cr_assert(memcmp(a->data, b->data, ba_tensor_nbytes(a)) == 0, "%s: fused and unfused outputs differ", what);
+    cr_assert(memcmp(a->data, b->data, ba_tensor_nbytes(a)) == 0, "%s: fused and unfused outputs differ",
+              what);
 }
 
 /* Counts the values handed to the hook; replaces the marked ones by a copy
@@ -71,8 +72,8 @@ Test(fuse, fixture_matches_reference_and_unfused) {
     double scale = 0;
     for (int64_t i = 0; i < ref->numel; i++) scale = fmax(scale, fabsf(((float *)ref->data)[i]));
     for (int64_t i = 0; i < ref->numel; i++)
-        cr_assert_leq(fabsf(((float *)yf->data)[i] - ((float *)ref->data)[i]), 1e-5 + 1e-4 * scale, "element %lld",
-                      (long long)i);
+        cr_assert_leq(fabsf(((float *)yf->data)[i] - ((float *)ref->data)[i]), 1e-5 + 1e-4 * scale,
+                      "element %lld", (long long)i);
     ba_tensor_unref(yf);
     ba_tensor_unref(yu);
     ba_tensor_unref(x);

@@ -28,8 +28,8 @@ static void naive(const ba_kern_geom_t *g, const float *x, float *y, int64_t pla
             }
 }
 
-static void check(int64_t IH, int64_t IW, int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t ph, int64_t pw,
-                  int ceil_extra) {
+static void check(int64_t IH, int64_t IW, int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t ph,
+                  int64_t pw, int ceil_extra) {
     ba_kern_geom_t g;
     memset(&g, 0, sizeof g);
     g.nsp = IH == 1 && KH == 1 ? 1 : 2;
@@ -52,21 +52,21 @@ static void check(int64_t IH, int64_t IW, int64_t KH, int64_t KW, int64_t sh, in
     }
     naive(&g, x, a, planes);
     cr_assert_eq(ba_kern_maxpool2d(&g, x, b, planes), 1);
-    cr_assert(memcmp(a, b, sizeof(float) * (size_t)m) == 0, "%lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld: differs",
-              (long long)IH, (long long)IW, (long long)KH, (long long)KW, (long long)sh, (long long)sw,
-              (long long)ph, (long long)pw);
+    cr_assert(memcmp(a, b, sizeof(float) * (size_t)m) == 0,
+              "%lldx%lld k%lldx%lld s%lld,%lld p%lld,%lld: differs", (long long)IH, (long long)IW,
+              (long long)KH, (long long)KW, (long long)sh, (long long)sw, (long long)ph, (long long)pw);
     free(x), free(a), free(b);
 }
 
 Test(kern_pool, maxpool_fast_path_is_bit_identical) {
-    check(8, 40, 2, 2, 2, 2, 0, 0, 0);   /* openWakeWord / PaddleOCR */
+    check(8, 40, 2, 2, 2, 2, 0, 0, 0); /* openWakeWord / PaddleOCR */
     check(8, 40, 1, 2, 1, 2, 0, 0, 0);
-    check(9, 33, 3, 3, 1, 1, 1, 1, 0);   /* padded borders */
-    check(9, 33, 3, 3, 2, 2, 1, 1, 1);   /* ceil_mode: the last window hangs over */
-    check(7, 50, 2, 5, 2, 3, 0, 2, 0);   /* stride 3 */
-    check(1, 64, 1, 3, 1, 2, 0, 1, 0);   /* 1-D */
-    check(5, 5, 5, 5, 1, 1, 0, 0, 0);    /* one window: no interior column beyond it */
-    check(4, 6, 3, 7, 1, 1, 1, 3, 0);    /* kernel wider than the row */
+    check(9, 33, 3, 3, 1, 1, 1, 1, 0); /* padded borders */
+    check(9, 33, 3, 3, 2, 2, 1, 1, 1); /* ceil_mode: the last window hangs over */
+    check(7, 50, 2, 5, 2, 3, 0, 2, 0); /* stride 3 */
+    check(1, 64, 1, 3, 1, 2, 0, 1, 0); /* 1-D */
+    check(5, 5, 5, 5, 1, 1, 0, 0, 0);  /* one window: no interior column beyond it */
+    check(4, 6, 3, 7, 1, 1, 1, 3, 0);  /* kernel wider than the row */
 }
 
 Test(kern_pool, maxpool_fast_path_declines_dilation_and_3d) {
