@@ -80,6 +80,10 @@ static void walk(fx_t *f, size_t cap, const ba_eval_hook_t *hook, ba_eval_reuse_
         if (t % 2 == 0) memcpy(parent, bits, sizeof(int) * (size_t)L);
     }
     ba_eval_reuse_stats(r, stats);
+    cr_log_info("%s: %lld of %lld batches resumed, %lld of %lld nodes skipped, %d cuts held (%.1f MiB)",
+                f->m->path, (long long)stats->hits, (long long)stats->runs, (long long)stats->nodes_skipped,
+                (long long)(stats->nodes_skipped + stats->nodes_run), stats->entries,
+                (double)stats->bytes / (1 << 20));
     cr_assert_leq(stats->bytes, cap);
     ba_eval_reuse_free(r);
     free(bits);
