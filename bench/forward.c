@@ -2,7 +2,7 @@
  * Builds a batch (tiled from a .npy or seeded random normal data of the
  * model's input shape), warms up, times N runs, prints one JSON object.
  * Usage: bench_forward MODEL.onnx [--batch N] [--threads T] [--input X.npy]
- *        [--warmup W] [--iters I] [--seed S] [--per-op] */
+ *        [--warmup W] [--iters I] [--seed S] [--per-op] [--no-fuse] [--check-fuse] */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,14 +17,18 @@
 #define DEFAULT_SEED 1234
 #define MS_PER_S 1000.0
 #define EXIT_USAGE 2
+#define PER_OP_TOP 12 /* slowest nodes --per-op lists */
 
 static const char USAGE[] =
     "usage: bench_forward MODEL.onnx [--batch N] [--threads T] [--input X.npy] [--warmup W] [--iters I]\n"
-    "                     [--seed S] [--per-op]\n"
+    "                     [--seed S] [--per-op] [--no-fuse] [--check-fuse]\n"
     "  --batch N    samples per run, replaces the model's dynamic batch dim (default 32)\n"
     "  --threads T  OpenMP and OpenBLAS threads (default: the number of online CPUs)\n"
     "  --input F    .npy whose samples are tiled to the batch (default: seeded N(0,1) data)\n"
-    "  --per-op     also print per-op-type time of one run (on stderr)\n";
+    "  --per-op     also print per-op-type time of one run (on stderr)\n"
+    "  --no-fuse    time the executor without its forward fusion (model/fuse.h)\n"
+    "  --check-fuse also run once fused and once unfused and report whether the outputs are\n"
+    "               bit-identical (\"fuse_identical\")\n";
 
 typedef struct {
     double t_last;
@@ -75,6 +79,21 @@ static void print_per_op(const ba_model_t *m, ba_tensor_t *input, ba_error *err)
             if (strcmp(m->nodes[j].op_type, m->nodes[i].op_type) == 0) s += c.op_time[j], cnt++;
         fprintf(stderr, "  %-22s x%-3d %8.3f ms %5.1f%%\n", m->nodes[i].op_type, cnt, s * MS_PER_S,
                 100.0 * s / total);
+    }
+    /* the slowest nodes, with their first input's and weight's shapes */
+    fprintf(stderr, "slowest nodes:\n");
+    for (int r = 0; r < PER_OP_TOP; r++) {
+        int best = -1;
+        for (int i = 0; i < m->nnodes; i++)
+            if (c.op_time[i] >= 0 && (best < 0 || c.op_time[i] > c.op_time[best])) best = i;
+        if (best < 0) break;
+        const ba_node_t *n = &m->nodes[best];
+        char a[96] = "", b[96] = "";
+        if (n->nin > 0 && n->inputs[0] >= 0) ba_value_shape_str(&m->values[n->inputs[0]], a, sizeof a);
+        if (n->nin > 1 && n->inputs[1] >= 0) ba_value_shape_str(&m->values[n->inputs[1]], b, sizeof b);
+        fprintf(stderr, "  %8.3f ms  %-14s %-28s in %s w %s\n", c.op_time[best] * MS_PER_S, n->op_type,
+                n->name, a, b);
+        c.op_time[best] = -1;
     }
 done:
     for (int k = 0; outs && k < m->noutputs; k++) ba_tensor_unref(outs[k]);
@@ -134,6 +153,28 @@ static ba_tensor_t *make_input(const ba_value_t *v, int64_t batch, ba_tensor_t *
     return t;
 }
 
+/* 1 when one fused and one unfused run give bit-identical outputs, 0 when
+ * not, -1 on error. */
+static int same_fused(const ba_model_t *m, ba_tensor_t *x, ba_error *err) {
+    ba_tensor_t **o = calloc(2 * (size_t)m->noutputs, sizeof(ba_tensor_t *));
+    if (!o) return -1;
+    const ba_run_opts_t off = {.no_fuse = 1};
+    int same = -1;
+    if (ba_model_run(m, &x, NULL, o, err) == BA_OK &&
+        ba_model_run(m, &x, &off, o + m->noutputs, err) == BA_OK) {
+        same = 1;
+        for (int k = 0; k < m->noutputs; k++) {
+            const ba_tensor_t *a = o[k], *b = o[m->noutputs + k];
+            if (a->dtype != b->dtype || a->numel != b->numel ||
+                memcmp(a->data, b->data, ba_tensor_nbytes(a)) != 0)
+                same = 0;
+        }
+    }
+    for (int k = 0; k < 2 * m->noutputs; k++) ba_tensor_unref(o[k]);
+    free(o);
+    return same;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -143,6 +184,7 @@ int main(int argc, char **argv) {
     const char *model_path = NULL, *input_path = NULL;
     int64_t batch = DEFAULT_BATCH;
     int threads = omp_get_num_procs(), warmup = DEFAULT_WARMUP, iters = DEFAULT_ITERS, per_op = 0;
+    int no_fuse = 0, check_fuse = 0, identical = -1;
     uint64_t seed = DEFAULT_SEED;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -161,6 +203,10 @@ int main(int argc, char **argv) {
             seed = strtoull(val, NULL, 10);
         else if (strcmp(a, "--per-op") == 0)
             per_op = 1, takes = 0;
+        else if (strcmp(a, "--no-fuse") == 0)
+            no_fuse = 1, takes = 0;
+        else if (strcmp(a, "--check-fuse") == 0)
+            check_fuse = 1, takes = 0;
         else if (a[0] != '-' && !model_path)
             model_path = a, takes = 0;
         else {
@@ -192,9 +238,11 @@ int main(int argc, char **argv) {
     outs = calloc((size_t)m->noutputs, sizeof(ba_tensor_t *));
     times = malloc((size_t)iters * sizeof(double));
     if (!x || !outs || !times) goto fail;
+    const ba_run_opts_t run_opts = {.no_fuse = no_fuse};
+    if (check_fuse && (identical = same_fused(m, x, &err)) < 0) goto fail;
     for (int r = 0; r < warmup + iters; r++) {
         double t0 = ba_now();
-        if (ba_model_run(m, &x, NULL, outs, &err) != BA_OK) goto fail;
+        if (ba_model_run(m, &x, &run_opts, outs, &err) != BA_OK) goto fail;
         double dt = ba_now() - t0;
         for (int k = 0; k < m->noutputs; k++) {
             ba_tensor_unref(outs[k]);
@@ -211,9 +259,13 @@ int main(int argc, char **argv) {
     const char *base = strrchr(model_path, '/');
     printf("{\"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"warmup\": %d, \"iters\": %d, "
            "\"ms_per_run\": %.4f, \"mean_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"samples_per_s\": "
-           "%.2f}\n",
+           "%.2f, \"fused\": %s%s}\n",
            base ? base + 1 : model_path, (long long)batch, threads, warmup, iters, med * MS_PER_S,
-           mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med);
+           mean * MS_PER_S, times[0] * MS_PER_S, times[iters - 1] * MS_PER_S, (double)batch / med,
+           no_fuse ? "false" : "true",
+           identical < 0 ? ""
+           : identical   ? ", \"fuse_identical\": true"
+                         : ", \"fuse_identical\": false");
     rc = 0;
     goto done;
 fail:

@@ -79,9 +79,14 @@ static ba_status run_plan(eval_state_t *s, int save, ba_metrics_t *qm, ba_error 
         acts.act_bits = cfg->act_bits;
         acts.act_ranges = s->ranges;
     }
-    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
-    return ba_evaluator_run(s->ev, s->overrides, ba_quant_acts_on(&acts) ? &hook : NULL, 0, qm,
-                            save ? &s->q_out : NULL, err);
+    unsigned char *mark = ba_calloc((size_t)m->nvalues + 1, 1, err);
+    if (!mark) return BA_ERR_NOMEM;
+    ba_quant_acts_mark(m, &acts, mark);
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts, mark};
+    ba_status st = ba_evaluator_run(s->ev, s->overrides, ba_quant_acts_on(&acts) ? &hook : NULL, 0, qm,
+                                    save ? &s->q_out : NULL, err);
+    free(mark);
+    return st;
 }
 
 static json_t *out_json(const eval_state_t *s) {

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/reuse.h"
+
 struct ba_evaluator {
     const ba_model_t *m;
     const ba_dataset_t *ds;
@@ -507,6 +509,12 @@ ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
                                  const ba_eval_hook_t *hook, int64_t first, int64_t nsamples,
                                  ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err) {
+    return ba_evaluator_run_reuse(ev, NULL, NULL, overrides, hook, first, nsamples, out, q_out, err);
+}
+
+ba_status ba_evaluator_run_reuse(const ba_evaluator_t *ev, ba_eval_reuse_t *reuse, const int *keys,
+                                 ba_tensor_t *const *overrides, const ba_eval_hook_t *hook, int64_t first,
+                                 int64_t nsamples, ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err) {
     const ba_model_t *m = ev->m;
     if (first < 0 || first >= ev->n)
         return ba_error_set(err, BA_ERR_INPUT, "evaluation: first sample %lld outside 0..%lld",
@@ -526,7 +534,9 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
     if (hook && hook->on_value) {
         opts.on_value = hook->on_value;
         opts.ctx = hook->ctx;
+        opts.hooked = hook->values;
     }
+    if (reuse) ba_eval_reuse_hook(reuse, hook);
 
     ba_status st = BA_OK;
     ba_tensor_t **ins = ba_calloc((size_t)m->ninputs + (size_t)m->noutputs, sizeof(ba_tensor_t *), err);
@@ -539,7 +549,9 @@ ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *o
          */
         for (int k = 0; st == BA_OK && opts.on_value && k < m->ninputs; k++)
             st = opts.on_value(opts.ctx, m, m->inputs[k], &ins[k], err);
-        if (st == BA_OK) st = ba_model_run(m, ins, &opts, outs, err);
+        if (st == BA_OK)
+            st = reuse && keys ? ba_eval_reuse_model_run(reuse, keys, 1, ins, &opts, start, count, outs, err)
+                               : ba_model_run(m, ins, &opts, outs, err);
         if (st == BA_OK) st = q_batch(&rc, ins, outs, start, count, err);
         unref_all(ins, m->ninputs + m->noutputs);
     }

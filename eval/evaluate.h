@@ -92,6 +92,10 @@ ba_status ba_evaluator_fp_metrics(const ba_evaluator_t *ev, int64_t nsamples, ba
 typedef struct ba_eval_hook {
     ba_status (*on_value)(void *ctx, const ba_model_t *m, int value_id, ba_tensor_t **t, ba_error *err);
     void *ctx;
+    /* Per value id (m->nvalues), 1 where the hook acts; the executor may fuse
+     * the other intermediate values away (ba_run_opts_t.hooked). NULL: the
+     * hook sees every value. */
+    const unsigned char *values;
 } ba_eval_hook_t;
 
 /* Metrics of the model run with overrides (per value id, see ba_run_opts_t;
@@ -107,6 +111,48 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,
                                  const ba_eval_hook_t *hook, int64_t first, int64_t nsamples,
                                  ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err);
+
+/* ---- reuse across evaluations ----
+ * Configurations that agree on their first layers (in the order the graph
+ * reads them) compute the same values up to the first node reading a layer
+ * where they differ. A reuse cache keeps, per batch, the values alive before
+ * each such node (references to the executor's own tensors) from the runs
+ * made through it, up to a byte cap (least recently used first out), and a
+ * run resumes from the latest cut its layer keys allow. Results are
+ * bit-identical to ba_evaluator_run_range. Not thread-safe: one cache per
+ * thread of evaluations. */
+#define BA_EVAL_REUSE_DEFAULT_CAP ((size_t)512 << 20)
+typedef struct ba_eval_reuse ba_eval_reuse_t;
+typedef struct ba_eval_reuse_stats {
+    int64_t runs;          /* batches run through the cache */
+    int64_t hits;          /* of them resumed from a cut */
+    int64_t nodes_run;     /* nodes executed */
+    int64_t nodes_skipped; /* nodes a resumed batch did not run */
+    int64_t saved;         /* cuts stored */
+    size_t bytes;          /* held now (a tensor alive at several cuts counts at each) */
+    int entries;
+} ba_eval_reuse_stats_t;
+/* A cache for model m holding at most cap_bytes of values. */
+ba_status ba_eval_reuse_new(const ba_model_t *m, size_t cap_bytes, ba_eval_reuse_t **out, ba_error *err);
+void ba_eval_reuse_free(ba_eval_reuse_t *r); /* NULL-safe */
+void ba_eval_reuse_clear(ba_eval_reuse_t *r);
+void ba_eval_reuse_stats(const ba_eval_reuse_t *r, ba_eval_reuse_stats_t *out);
+
+/* ba_evaluator_run_range through cache r (NULL: plain). keys[l] (m->nlayers)
+ * names layer l's weight in overrides (its width, say): runs whose keys
+ * agree on a layer give it the same tensor. Every run through r uses the
+ * same hook (r is cleared when the hook, its context or mask changes). */
+ba_status ba_evaluator_run_reuse(const ba_evaluator_t *ev, ba_eval_reuse_t *r, const int *keys,
+                                 ba_tensor_t *const *overrides, const ba_eval_hook_t *hook, int64_t first,
+                                 int64_t nsamples, ba_metrics_t *out, ba_tensor_t **q_out, ba_error *err);
+
+/* One pass through r outside an evaluator: ba_model_run(m, inputs, base,
+ * outputs) on the batch (start, count) of the data under keys (as above; base
+ * has no hook, or the same for every run through r), resumed from the
+ * latest cut it may; save: leave this run's cuts in r (0: use r only). */
+ba_status ba_eval_reuse_model_run(ba_eval_reuse_t *r, const int *keys, int save, ba_tensor_t *const *inputs,
+                                  const ba_run_opts_t *base, int64_t start, int64_t count,
+                                  ba_tensor_t **outputs, ba_error *err);
 
 /* The default --metric for the model's first output (ba_metric_default). */
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev);

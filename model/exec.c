@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/fuse.h"
 #include "model/graph_internal.h"
 #include "model/ops.h"
 
@@ -95,13 +96,21 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
     ba_tensor_t **in = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
     ba_tensor_t **out = ba_calloc((size_t)maxio, sizeof(ba_tensor_t *), err);
     unsigned char *gs = ba_calloc((size_t)m->nguards + 1, 1, err);
+    ba_fuse_plan_t *fp = NULL;
+    int fused_out = -1;
     ba_status st = BA_OK;
     if (!vals || !uses || !in || !out || !gs) {
         st = err->code;
         goto done;
     }
+    const int start = opts->start > 0 ? opts->start : 0;
+    if (start > 0 && (m->nguards > 0 || start > m->nnodes || !opts->resume)) {
+        st = ba_error_set(err, BA_ERR_RUNTIME,
+                          "%s: a run resumed at node %d needs its values and no run-time If", m->path, start);
+        goto done;
+    }
     /* Use counts: one per consuming input slot; graph outputs are held to the end. */
-    for (int i = 0; i < m->nnodes; i++) {
+    for (int i = start; i < m->nnodes; i++) {
         for (int j = 0; j < m->nodes[i].nin; j++)
             if (m->nodes[i].inputs[j] >= 0) uses[m->nodes[i].inputs[j]]++;
         for (int g = m->nodes[i].guard; g >= 0; g = m->guards[g].parent) uses[m->guards[g].cond]++;
@@ -120,8 +129,25 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
         st = check_input(m, &m->values[v], inputs ? inputs[k] : NULL, &vals[v], err);
         if (st != BA_OK) goto done;
     }
-    for (int i = 0; i < m->nnodes; i++) {
+    for (int v = 0; start > 0 && v < nv; v++)
+        if (m->values[v].producer >= 0 && m->values[v].producer < start && uses[v] > 0) {
+            if (!opts->resume[v]) {
+                st = ba_error_set(err, BA_ERR_RUNTIME, "%s: resumed at node %d without value '%s'", m->path,
+                                  start, m->values[v].name);
+                goto done;
+            }
+            vals[v] = ba_tensor_ref(opts->resume[v]);
+        }
+    st = ba_fuse_plan_new(m, opts, vals, uses, &fp, err);
+    if (st != BA_OK) goto done;
+    for (int i = start; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
+        const int role = ba_fuse_role(fp, i);
+        if (opts->cuts && opts->cuts[i] && opts->on_cut) {
+            st = opts->on_cut(opts->cut_ctx, m, i, vals, err);
+            if (st != BA_OK) goto done;
+        }
+        if (role == BA_FUSE_ABSORBED) continue; /* ran with its anchor */
         if (!n->def || !n->def->forward) {
             st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: node '%s': op %s has no kernel", m->path, n->name,
                               n->op_type);
@@ -176,8 +202,14 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             }
             goto done;
         }
+        if (role == BA_FUSE_ANCHOR) { /* the region's elementwise nodes on the anchor's output */
+            int fid = -1;
+            st = ba_fuse_region_run(fp, m, i, vals, &out[0], &fid, err);
+            if (st != BA_OK) goto done;
+            fused_out = fid;
+        }
         for (int j = 0; j < n->nout; j++) {
-            int id = n->outputs[j];
+            int id = j == 0 && role == BA_FUSE_ANCHOR ? fused_out : n->outputs[j];
             if (id < 0) {
                 ba_tensor_unref(out[j]);
                 continue;
@@ -209,6 +241,8 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             }
         }
         release(m, n, uses, vals);
+        const int *mem = NULL;
+        for (int k = ba_fuse_members(fp, i, &mem) - 1; k >= 0; k--) release(m, &m->nodes[mem[k]], uses, vals);
     }
     for (int k = 0; k < m->noutputs; k++) {
         outputs[k] = ba_tensor_ref(vals[m->outputs[k]]);
@@ -230,6 +264,7 @@ done:
     free(in);
     free(out);
     free(gs);
+    ba_fuse_plan_free(fp);
     return st;
 }
 

@@ -184,6 +184,28 @@ typedef struct ba_run_opts {
      * unset instead of failing the run. The merge still takes the branch the
      * condition picks. */
     int all_branches;
+    /* With on_value: per value id (array of m->nvalues), 1 where the hook may
+     * replace or needs to see the value. Values it does not mark may be fused
+     * away (model/fuse.h: a conv and the elementwise nodes after it run as
+     * one step, bit-identical). NULL with on_value set: every value is
+     * computed and handed over (no fusion). */
+    const unsigned char *hooked;
+    /* 1: every node runs on its own (no fusion; tests compare the two). */
+    int no_fuse;
+    /* Resuming a run from a cut (eval/'s reuse across evaluations; models
+     * without run-time Ifs only): start > 0 skips nodes 0..start-1, and
+     * resume (per value id) holds every value those nodes computed that a node
+     * from start on, or a graph output, reads (as ba_cut_fn saw them at
+     * start). Constants and graph inputs come as usual. */
+    int start;
+    ba_tensor_t *const *resume;
+    /* Called before node i runs for each i with cuts[i] set (an array of
+     * m->nnodes, or NULL), with the values alive there (vals[v] non-NULL for
+     * each value a later node or a graph output still reads; borrowed, take
+     * a ref to keep one). No fused region spans a cut. */
+    const unsigned char *cuts;
+    ba_status (*on_cut)(void *ctx, const ba_model_t *m, int node, ba_tensor_t *const *vals, ba_error *err);
+    void *cut_ctx;
 } ba_run_opts_t;
 
 /* Runs the graph forward. inputs: one tensor per m->inputs entry (a dynamic

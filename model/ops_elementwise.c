@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "model/broadcast.h"
+#include "model/fuse.h"
 
 /* Default attribute values from the ONNX operator docs (the others: model/ops.h). */
 #define HSWISH_ALPHA (1.0f / 6.0f)
@@ -817,10 +818,9 @@ static ba_status clip_bounds(const ba_node_t *n, ba_tensor_t *const *in, int nin
     return BA_OK;
 }
 
-ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
-                       ba_error *err) {
-    (void)nout;
-    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
+/* The op code and parameters of a unary node (attributes, Clip's bound inputs). */
+static ba_status unary_prepare(const ba_node_t *n, ba_tensor_t *const *in, int nin, int *opc, uparam *pp,
+                               ba_error *err) {
     int op = -1;
     for (size_t i = 0; i < sizeof unary_map / sizeof unary_map[0]; i++)
         if (strcmp(unary_map[i].name, n->op_type) == 0) op = unary_map[i].op;
@@ -850,5 +850,35 @@ ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_t
     }
     default: break;
     }
+    *opc = op;
+    *pp = p;
+    return BA_OK;
+}
+
+ba_status ba_fwd_unary(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_tensor_t **out, int nout,
+                       ba_error *err) {
+    (void)nout;
+    BA_TRY(ba_op_need_inputs(n, in, nin, 1, err));
+    int op;
+    uparam p;
+    BA_TRY(unary_prepare(n, in, nin, &op, &p, err));
     return unary(n, op, in[0], &p, &out[0], err);
+}
+
+ba_status ba_ew_unary_prepare(const ba_node_t *n, ba_tensor_t *const *in, int nin, ba_ew_unary_t *u,
+                              ba_error *err) {
+    int op;
+    uparam p;
+    BA_TRY(unary_prepare(n, in, nin, &op, &p, err));
+    if (op == U_NOT || op == U_ISNAN)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: op %s has no float32 form", n->name, n->op_type);
+    *u = (ba_ew_unary_t){op, p.alpha, p.beta, p.gamma, p.lo, p.hi};
+    return BA_OK;
+}
+
+void ba_ew_unary_f32(const ba_ew_unary_t *u, const float *x, float *o, int64_t n) {
+    const uparam p = {u->alpha, u->beta, u->gamma, u->lo, u->hi};
+    /* the kernel's own per-element code (unary_f32 without its thread split) */
+    if (unary_f32_fast(u->op, x, o, n, &p)) return;
+    for (int64_t i = 0; i < n; i++) o[i] = un_f32(u->op, x[i], &p);
 }

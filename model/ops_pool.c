@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "model/kern_conv.h"
+#include "model/kern_pool.h"
 #include "model/ops.h"
 
 /* Below this many window taps the plane loop stays on one thread. */
@@ -43,6 +44,10 @@ static ba_status pool_forward(const ba_node_t *node, ba_tensor_t *const *in, int
     const float *x = X->data;
     float *y = Y->data;
     int64_t *ind = I ? I->data : NULL;
+    if (kind == POOL_MAX && !ind && ba_kern_maxpool2d(&g, x, y, planes)) {
+        out[0] = Y;
+        return BA_OK;
+    }
 #pragma omp parallel for schedule(static) if (planes * P * KK > POOL_OMP_MIN_WORK)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * Pin;

@@ -61,6 +61,10 @@ ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t *
     return ba_quant_act_apply(*t, &a->act_ranges[v], a->act_bits, err);
 }
 
+void ba_quant_acts_mark(const ba_model_t *m, const ba_quant_acts_t *a, unsigned char *mark) {
+    for (int v = 0; v < m->nvalues; v++) mark[v] = a->act_ranges && a->act_ranges[v].count > 0;
+}
+
 void ba_quant_act_qparams(const ba_act_range_t *r, int bits, float *scale, int32_t *zero_point) {
     /* Same arithmetic as quant.c's asymmetric grid (quant.h), r = 1; the
      * QDQ-vs-in-memory tests hold the two together bit for bit. */

@@ -30,6 +30,11 @@ int ba_quant_acts_on(const ba_quant_acts_t *a);
  * (ba_study_calibrate_acts), which runs the evaluator. */
 ba_status ba_quant_act_hook(void *ctx, const ba_model_t *m, int v, ba_tensor_t **t, ba_error *err);
 
+/* Marks (mark[v] = 1, an array of m->nvalues) the values ba_quant_act_hook
+ * changes under a (those with a range), for ba_eval_hook_t.values: the
+ * executor may fuse the other values away. */
+void ba_quant_acts_mark(const ba_model_t *m, const ba_quant_acts_t *a, unsigned char *mark);
+
 /* Scale and zero-point that ba_quant_act_apply uses for range r at bits
  * (2..8): the asymmetric rule of quant.h with clip ratio 1. */
 void ba_quant_act_qparams(const ba_act_range_t *r, int bits, float *scale, int32_t *zero_point);

@@ -2,10 +2,12 @@
  * by default KL(p_fp ‖ p_q) for class outputs, relMSE otherwise, SPEC §8; a
  * higher-is-better metric negated) with only layer l quantized to b bits
  * (SPEC §5), through the weight cache's overrides and eval/metrics. One FP
- * pass per batch, then one pass per (layer, width). */
+ * pass per batch, then one pass per (layer, width), each resumed from the FP
+ * pass's values before the layer's first reader (eval/'s reuse cache). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/evaluate.h"
 #include "eval/metrics.h"
 #include "sensitivity/sens_internal.h"
 
@@ -20,6 +22,9 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
     ba_tensor_t **ovr = ba_calloc((size_t)m->nvalues + 1, sizeof *ovr, err);
     int *bits = ba_calloc((size_t)L, sizeof *bits, err);
     ba_status st = (acc && inputs && fp && q && ovr && bits) ? BA_OK : BA_ERR_NOMEM;
+    /* Each (layer, width) pass resumes from the FP pass's values before the layer's first reader. */
+    ba_eval_reuse_t *reuse = NULL;
+    if (st == BA_OK) st = ba_eval_reuse_new(m, BA_EVAL_REUSE_DEFAULT_CAP, &reuse, err);
     int is_prob = sens_output_is_prob(m) ? 1 : -1;
     for (size_t i = 0; st == BA_OK && i < ncell; i++) ba_metrics_begin(&acc[i], is_prob);
     int64_t nbatch = sens_nbatch(c);
@@ -27,8 +32,12 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
     int64_t out_shape[BA_MAX_DIMS] = {0};
     c->work_total = (uint64_t)(nbatch * (int64_t)ncell);
     for (int64_t b = 0; b < nbatch && st == BA_OK; b++) {
-        st = sens_batch_inputs(c, b * c->batch, sens_batch_len(c, b), inputs, err);
-        if (st == BA_OK) st = ba_model_run(m, inputs, NULL, fp, err);
+        const int64_t b0 = b * c->batch, blen = sens_batch_len(c, b);
+        st = sens_batch_inputs(c, b0, blen, inputs, err);
+        for (int j = 0; j < L; j++) bits[j] = 32;
+        ba_run_opts_t fo = {0};
+        ba_eval_reuse_clear(reuse); /* only this batch's FP values */
+        if (st == BA_OK) st = ba_eval_reuse_model_run(reuse, bits, 1, inputs, &fo, b0, blen, fp, err);
         if (st == BA_OK && b == 0) {
             out_ndim = fp[0]->ndim;
             memcpy(out_shape, fp[0]->shape, sizeof out_shape);
@@ -39,7 +48,7 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
                 bits[l] = c->bits[k];
                 st = ba_wcache_overrides(c->wc, bits, ovr, err);
                 ba_run_opts_t ro = {.overrides = ovr};
-                if (st == BA_OK) st = ba_model_run(m, inputs, &ro, q, err);
+                if (st == BA_OK) st = ba_eval_reuse_model_run(reuse, bits, 0, inputs, &ro, b0, blen, q, err);
                 if (st == BA_OK) st = ba_metrics_add(&acc[(size_t)l * nb + k], fp[0], q[0], NULL, 0, err);
                 for (int o = 0; o < m->noutputs; o++) {
                     ba_tensor_unref(q[o]);
@@ -67,6 +76,7 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
         ba_metrics_finish(&acc[i], &r);
         c->cost[i] = ba_metric_objective(metric, ba_metric_value(metric, &r));
     }
+    ba_eval_reuse_free(reuse);
     free(acc);
     free(inputs);
     free(fp);

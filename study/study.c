@@ -42,7 +42,9 @@ typedef struct run_ctx {
     int has_sens;
     ba_evaluator_t *ev;
     ba_wcache_t *wc;
+    ba_eval_reuse_t *reuse; /* values shared by configurations with the same first layers */
     ba_act_range_t *ranges;
+    unsigned char *act_mark; /* values the activation hook changes */
     ba_quant_acts_t acts;
     ba_eval_hook_t act_hook; /* fake-quant of the activations (acts), when --act-bits */
     int is_class;
@@ -89,8 +91,9 @@ static ba_status measure(run_ctx_t *c, int64_t first, int64_t n, ba_eval_result_
     memset(c->overrides, 0, (size_t)c->m->nvalues * sizeof *c->overrides);
     BA_TRY(ba_wcache_overrides(c->wc, c->wbits, c->overrides, err));
     ba_metrics_t met;
-    BA_TRY(ba_evaluator_run_range(c->ev, c->overrides, ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL,
-                                  first, n, &met, NULL, err));
+    BA_TRY(ba_evaluator_run_reuse(c->ev, c->reuse, c->wbits, c->overrides,
+                                  ba_quant_acts_on(&c->acts) ? &c->act_hook : NULL, first, n, &met, NULL,
+                                  err));
     c->measured++;
     out->kl = met.kl;
     out->mse = met.mse;
@@ -521,6 +524,7 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
     c->config = ba_malloc((size_t)c->m->nlayers * 4 + 2, err);
     if (!c->config) return BA_ERR_NOMEM;
     BA_TRY(ba_wcache_new(c->m, &c->s->quant, &c->wc, err));
+    BA_TRY(ba_eval_reuse_new(c->m, BA_EVAL_REUSE_DEFAULT_CAP, &c->reuse, err));
     c->overrides = ba_calloc((size_t)c->m->nvalues, sizeof *c->overrides, err);
     if (!c->overrides) return BA_ERR_NOMEM;
     if (c->s->quant.act_bits) {
@@ -528,7 +532,10 @@ static ba_status make_evaluator(run_ctx_t *c, ba_error *err) {
         if (!c->ranges) return BA_ERR_NOMEM;
         BA_TRY(ba_study_calibrate_acts(c->ev, c->m, c->ranges, err));
         c->acts = (ba_quant_acts_t){c->s->quant.act_bits, c->ranges};
-        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts};
+        c->act_mark = ba_calloc((size_t)c->m->nvalues, 1, err);
+        if (!c->act_mark) return BA_ERR_NOMEM;
+        ba_quant_acts_mark(c->m, &c->acts, c->act_mark);
+        c->act_hook = (ba_eval_hook_t){ba_quant_act_hook, &c->acts, c->act_mark};
     }
     return BA_OK;
 }
@@ -539,9 +546,11 @@ static void ctx_free(run_ctx_t *c) {
     free(c->config);
     free(c->overrides);
     free(c->ranges);
+    free(c->act_mark);
     free(c->wbits);
     free(c->abits);
     ba_wcache_free(c->wc);
+    ba_eval_reuse_free(c->reuse);
     ba_evaluator_free(c->ev);
     ba_problem_free(c->p);
     free(c->labels);

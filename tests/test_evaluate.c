@@ -200,10 +200,18 @@ Test(evaluate, calibration_ranges_cover_the_data_and_only_the_targets) {
     cr_expect_geq(r[ba_model_find_value(f.m, "/relu/Relu_output_0")].min, 0.0f);
     /* a run with 8-bit activations differs from FP, but only a little */
     ba_quant_acts_t acts = {.act_bits = 8, .act_ranges = r};
-    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
-    ba_metrics_t mq;
+    unsigned char *mark = calloc((size_t)f.m->nvalues, 1);
+    ba_quant_acts_mark(f.m, &acts, mark);
+    cr_expect(mark[ba_model_find_value(f.m, "/relu/Relu_output_0")]);
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts, NULL}, fused = {ba_quant_act_hook, &acts, mark};
+    ba_metrics_t mq, mf;
     cr_assert_eq(ba_evaluator_run(f.ev, NULL, &hook, 0, &mq, NULL, &err), BA_OK, "%s", err.msg);
     cr_expect(mq.mse > 0 && mq.agreement > 0.98, "mse %g agreement %g", mq.mse, mq.agreement);
+    /* with the hook's value mask the executor fuses the rest: the same numbers */
+    cr_assert_eq(ba_evaluator_run(f.ev, NULL, &fused, 0, &mf, NULL, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(mf.mse, mq.mse);
+    cr_expect_eq(mf.kl, mq.kl);
+    free(mark);
     free(r);
     fx_close(&f);
 }

@@ -424,7 +424,7 @@ static void expect_same_as_in_memory(const env_t *e, const int *bits, int act_bi
     cr_assert_eq(ba_wcache_overrides(wc, bits, ov, &err), BA_OK, "%s", err.msg);
     ba_act_range_t *ranges = NULL;
     ba_quant_acts_t acts = {0};
-    ba_eval_hook_t hook = {ba_quant_act_hook, &acts};
+    ba_eval_hook_t hook = {ba_quant_act_hook, &acts, NULL};
     if (act_bits) {
         ranges = calloc((size_t)e->m->nvalues, sizeof *ranges);
         cr_assert_eq(ba_study_calibrate_acts(ev, e->m, ranges, &err), BA_OK, "%s", err.msg);
