@@ -22,9 +22,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/ggml_types.h"
 #include "quant/export.h"
 #include "quant/export_tools.h"
-#include "core/ggml_types.h"
 #include "quant/namemap.h"
 #include "tests/helpers.h"
 
