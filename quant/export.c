@@ -5,10 +5,10 @@
  * leaves nothing behind. */
 #include "quant/export.h"
 
+#include "core/ggml_types.h"
 #include "core/outfile.h"
 #include "core/util.h"
 #include "quant/export_tools.h"
-#include "core/ggml_types.h"
 
 #include <errno.h>
 #include <jansson.h>
