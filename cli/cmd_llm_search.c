@@ -87,6 +87,17 @@ int ba_llm_search_report(const ba_cli_opts *o, const ba_llm_study_result_t *r) {
     return BA_EXIT_OK;
 }
 
+/* Ends the progress line of ui, then prints err (st failed) or reports r; returns the exit code. */
+static int llm_finish(const ba_cli_opts *o, ba_status st, const ba_error *err, ba_search_ui_t *ui,
+                      const ba_llm_study_result_t *r) {
+    ba_progress_end(&ui->bar);
+    if (st != BA_OK) {
+        ba_cli_error("%s", err->msg);
+        return ba_status_exit_code(st);
+    }
+    return ba_llm_search_report(o, r);
+}
+
 int ba_cmd_llm_search(const ba_cli_opts *o) {
     ba_error err = {0};
     ba_llm_settings_t s;
@@ -108,13 +119,7 @@ int ba_cmd_llm_search(const ba_cli_opts *o) {
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
     ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     if (st == BA_OK) st = ba_llm_study_search(db, ll, name, &s, &cb, &r, &err);
-    ba_progress_end(&ui.bar);
-    int rc;
-    if (st != BA_OK) {
-        ba_cli_error("%s", err.msg);
-        rc = ba_status_exit_code(st);
-    } else
-        rc = ba_llm_search_report(o, &r);
+    int rc = llm_finish(o, st, &err, &ui, &r);
     ba_llm_study_result_free(&r);
     ba_db_close(db);
     ba_llm_settings_free(&s);
@@ -129,13 +134,7 @@ int ba_cmd_llm_resume(const ba_cli_opts *o, ba_db_t *db) {
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
     ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     if (st == BA_OK) st = ba_llm_study_resume(db, ll, ba_cli_get(o, "study"), &cb, &r, &err);
-    ba_progress_end(&ui.bar);
-    int rc;
-    if (st != BA_OK) {
-        ba_cli_error("%s", err.msg);
-        rc = ba_status_exit_code(st);
-    } else
-        rc = ba_llm_search_report(o, &r);
+    int rc = llm_finish(o, st, &err, &ui, &r);
     ba_llm_study_result_free(&r);
     return rc;
 }

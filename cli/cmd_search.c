@@ -116,6 +116,30 @@ static int report_sweep(const ba_cli_opts *o, const ba_study_result_t *r) {
     return fflush(stdout) == 0 ? BA_EXIT_OK : BA_EXIT_RUNTIME;
 }
 
+ba_status ba_search_study_settings(const char *path, const char *name, ba_study_settings_t *s,
+                                   ba_error *err) {
+    ba_db_t *db;
+    BA_TRY(ba_db_open(path, BA_DB_OPEN_READONLY, &db, err));
+    ba_study_info_t info;
+    ba_status st = ba_db_study_get(db, name, &info, err);
+    if (st == BA_OK) {
+        st = ba_study_settings_from_json(info.settings, s, err);
+        ba_db_study_info_free(&info);
+    }
+    ba_db_close(db);
+    return st;
+}
+
+int ba_search_finish(const ba_cli_opts *o, ba_status st, const ba_error *err, ba_search_ui_t *ui,
+                     const ba_study_result_t *r, const char *plan_out, const ba_study_settings_t *s) {
+    ba_progress_end(&ui->bar);
+    if (st != BA_OK) {
+        ba_cli_error("%s", err->msg);
+        return ba_status_exit_code(st);
+    }
+    return ba_search_report(o, r, plan_out, s);
+}
+
 int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const char *plan_out,
                      const ba_study_settings_t *s) {
     if (r->sweep_key >= 0) return report_sweep(o, r);
@@ -338,14 +362,7 @@ int ba_cmd_search(const ba_cli_opts *o) {
                          .max_attempts = (int)ba_cli_get_int(o, "max-attempts", BA_STUDY_WORK_MAX_ATTEMPTS)};
     if (st == BA_OK) st = ba_cli_check_work(&w, &err);
     if (st == BA_OK) st = ba_study_search_as(db, name, &s, ba_db_is_shared(db) ? &w : NULL, &cb, &r, &err);
-    ba_progress_end(&ui.bar);
-    int rc;
-    if (st != BA_OK) {
-        ba_cli_error("%s", err.msg);
-        rc = ba_status_exit_code(st);
-    } else {
-        rc = ba_search_report(o, &r, ba_cli_get(o, "plan-out"), &s);
-    }
+    int rc = ba_search_finish(o, st, &err, &ui, &r, ba_cli_get(o, "plan-out"), &s);
     ba_study_result_free(&r);
     ba_db_close(db);
     ba_study_settings_free(&s);

@@ -8,21 +8,6 @@
 #include "cli/guard.h"
 #include "cli/search_report.h"
 
-/* The study's settings (its input files), read without changing the database, so that
- * --plan-out is checked before any work or write. */
-static ba_status study_settings(const char *path, const char *name, ba_study_settings_t *s, ba_error *err) {
-    ba_db_t *db;
-    BA_TRY(ba_db_open(path, BA_DB_OPEN_READONLY, &db, err));
-    ba_study_info_t info;
-    ba_status st = ba_db_study_get(db, name, &info, err);
-    if (st == BA_OK) {
-        st = ba_study_settings_from_json(info.settings, s, err);
-        ba_db_study_info_free(&info);
-    }
-    ba_db_close(db);
-    return st;
-}
-
 ba_status ba_cli_check_work(const ba_study_work_t *w, ba_error *err) {
     if (!(w->lease_s >= 0.1))
         return ba_error_set(err, BA_ERR_INPUT, "--lease: give at least 0.1 seconds, got %g", w->lease_s);
@@ -40,20 +25,15 @@ int ba_cmd_worker(const ba_cli_opts *o) {
                          .lease_s = ba_cli_get_double(o, "lease", BA_STUDY_WORK_LEASE_S),
                          .max_attempts = (int)ba_cli_get_int(o, "max-attempts", BA_STUDY_WORK_MAX_ATTEMPTS)};
     ba_status st = ba_cli_check_work(&w, &err);
-    if (st == BA_OK && plan_out) st = study_settings(ba_cli_db_path(o), ba_cli_get(o, "study"), &s, &err);
+    if (st == BA_OK && plan_out)
+        st = ba_search_study_settings(ba_cli_db_path(o), ba_cli_get(o, "study"), &s, &err);
     if (st == BA_OK) st = ba_cli_check_output(o, "--plan-out", plan_out, &s, NULL, 0, &err);
     if (st == BA_OK) st = ba_db_open(ba_cli_db_path(o), BA_DB_OPEN_WRITE, &db, &err);
     ba_study_result_t r = {0};
     ba_search_ui_t ui = {.quiet = ba_cli_verbosity(o) < 0};
     ba_study_callbacks_t cb = {ba_search_ui_progress, &ui, ba_search_ui_warning};
     if (st == BA_OK) st = ba_study_work(db, ba_cli_get(o, "study"), &w, &cb, &r, &err);
-    ba_progress_end(&ui.bar);
-    int rc;
-    if (st != BA_OK) {
-        ba_cli_error("%s", err.msg);
-        rc = ba_status_exit_code(st);
-    } else
-        rc = ba_search_report(o, &r, plan_out, &s);
+    int rc = ba_search_finish(o, st, &err, &ui, &r, plan_out, &s);
     ba_study_result_free(&r);
     ba_db_close(db);
     ba_study_settings_free(&s);

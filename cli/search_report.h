@@ -22,5 +22,12 @@ void ba_search_ui_warning(void *user, const char *msg);
  * study's settings s), prints the summary; returns the exit code. */
 int ba_search_report(const ba_cli_opts *o, const ba_study_result_t *r, const char *plan_out,
                      const ba_study_settings_t *s);
+/* Ends the progress line of ui, then prints err (st failed) or reports r as ba_search_report;
+ * returns the exit code. */
+int ba_search_finish(const ba_cli_opts *o, ba_status st, const ba_error *err, ba_search_ui_t *ui,
+                     const ba_study_result_t *r, const char *plan_out, const ba_study_settings_t *s);
+/* The settings (input files) of study name in the database at path, read without changing the
+ * database, so that --plan-out is checked before any work or write. */
+ba_status ba_search_study_settings(const char *path, const char *name, ba_study_settings_t *s, ba_error *err);
 
 #endif

@@ -77,6 +77,14 @@ static ba_status commit(ba_db_t *db, ba_error *err) {
     return ba_db_commit(db, err);
 }
 
+/* Ends the transaction: commits it when st is BA_OK (returning the commit's status), else rolls
+ * it back and returns st. */
+static ba_status end_tx(ba_db_t *db, ba_status st, ba_error *err) {
+    if (st == BA_OK) return commit(db, err);
+    rollback(db);
+    return st;
+}
+
 static int64_t pragma_int(ba_db_t *db, const char *sql, int *ok) {
     sqlite3_stmt *s;
     int64_t v = 0;
@@ -287,10 +295,7 @@ ba_status ba_db_open(const char *path, int mode, ba_db_t **out, ba_error *err) {
                      BA_DB_APPLICATION_ID, BA_DB_SCHEMA_VERSION);
             st = exec(db, sql, err);
         }
-        if (st == BA_OK)
-            st = commit(db, err);
-        else
-            rollback(db);
+        st = end_tx(db, st, err);
     } else if (sqlite3_exec(db->h, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK) {
         /* A read-only file keeps its journal mode; reading still works. */
     }
@@ -400,10 +405,7 @@ ba_status ba_db_study_create(ba_db_t *db, const char *name, const char *model_pa
         if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store layers");
     }
     ba_db_finalize(s);
-    if (st == BA_OK)
-        st = commit(db, err);
-    else
-        rollback(db);
+    st = end_tx(db, st, err);
     if (st == BA_OK && study_id) *study_id = id;
     return st;
 }
@@ -484,9 +486,7 @@ static ba_status write_steps(ba_db_t *db, const char *const *sql, const char *a,
         if (st == BA_OK && i == 0) *changed = (int)db->changes;
         ba_db_finalize(s);
     }
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 ba_status ba_db_study_delete(ba_db_t *db, const char *name, ba_error *err) {
@@ -530,9 +530,7 @@ ba_status ba_db_study_set_state(ba_db_t *db, int64_t study_id, const char *state
         if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot update study");
         ba_db_finalize(s);
     }
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 ba_status ba_db_studies_list(ba_db_t *db, ba_study_info_t **out, int *n, ba_error *err) {
@@ -729,9 +727,7 @@ ba_status ba_db_trial_add(ba_db_t *db, int64_t study_id, ba_trial_t *t, const ch
         }
         ba_db_finalize(s);
     }
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 ba_status ba_db_checkpoint_get(ba_db_t *db, int64_t study_id, char **json, ba_error *err) {
@@ -1297,9 +1293,7 @@ ba_status ba_db_sens_put(ba_db_t *db, const char *key, const char *model_sha256,
         if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot store sensitivity");
         ba_db_finalize(s);
     }
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 /* ---- the work queue (schema 3) ---- */
@@ -1330,9 +1324,7 @@ ba_status ba_db_work_add(ba_db_t *db, int64_t study_id, const char *const *confi
         if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot queue a measurement");
     }
     ba_db_finalize(s);
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, double lease_s,
@@ -1374,10 +1366,7 @@ ba_status ba_db_work_claim(ba_db_t *db, int64_t study_id, const char *worker, do
             st = dberr(db, err, "cannot claim a measurement");
         ba_db_finalize(s);
     }
-    if (st == BA_OK)
-        st = commit(db, err);
-    else
-        rollback(db);
+    st = end_tx(db, st, err);
     if (st != BA_OK) {
         ba_db_work_item_free(out);
         *found = 0;
@@ -1426,9 +1415,7 @@ ba_status ba_db_work_done(ba_db_t *db, int64_t study_id, const ba_db_work_item_t
         if (ba_db_step(s) != BA_DB_DONE) st = dberr(db, err, "cannot close a measurement");
     }
     ba_db_finalize(s);
-    if (st == BA_OK) return commit(db, err);
-    rollback(db);
-    return st;
+    return end_tx(db, st, err);
 }
 
 ba_status ba_db_work_get(ba_db_t *db, int64_t study_id, const char *config, int64_t first, int64_t samples,

@@ -776,6 +776,44 @@ static void core_read(const model_t *m, const core_t *k, int *col_of_group) {
     }
 }
 
+/* Whether glp_intopt's answer (rc, and ms its MIP status) ends the solve: with an error in *st,
+ * or with *res infeasible. 0 when a solution stands to be read. */
+static int intopt_ends(int rc, int ms, const ba_ilp_opts_t *opts, solve_result_t *res, ba_status *st,
+                       ba_error *err) {
+    if (rc != 0 && rc != GLP_ETMLIM) {
+        *st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK branch-and-bound failed (code %d)", rc);
+        return 1;
+    }
+    if (ms == GLP_NOFEAS) {
+        *res = SOLVE_INFEASIBLE;
+        return 1;
+    }
+    if (ms != GLP_OPT && ms != GLP_FEAS) {
+        *st =
+            ba_error_set(err, BA_ERR_RUNTIME, "ILP: time limit of %g s reached before any solution was found",
+                         opts->time_limit_s);
+        return 1;
+    }
+    return 0;
+}
+
+/* Decodes the solution read into col_of_group (rc, ms as for intopt_ends); whether it ends the
+ * solve: it keeps every budget (*res set), or no cut is left for one that breaks a budget (an
+ * error in *st). 0 when a cut is to be added; *ncuts counts them. */
+static int choice_ends(const model_t *m, const int *col_of_group, int *choice, int rc, int ms, int *ncuts,
+                       solve_result_t *res, ba_status *st, ba_error *err) {
+    groups_decode(&m->g, col_of_group, choice);
+    if (model_feasible(m, choice)) {
+        *res = ms == GLP_OPT && rc == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
+        return 1;
+    }
+    if (++*ncuts > MAX_NOGOOD_CUTS) {
+        *st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK keeps returning choices that break a budget");
+        return 1;
+    }
+    return 0;
+}
+
 /* Solves the core at MIP gap 0, cutting off (no-good rows) a choice that breaks a budget
  * on the exact tables, as the whole model does; *done = 1. With node_limit > 0 it is a
  * probe: branch-and-bound stops after that many nodes and, unless it had finished
@@ -844,30 +882,9 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
             }
             break;
         }
-        if (rc != 0 && rc != GLP_ETMLIM) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK branch-and-bound failed (code %d)", rc);
-            break;
-        }
-        if (ms == GLP_NOFEAS) {
-            *res = SOLVE_INFEASIBLE;
-            break;
-        }
-        if (ms != GLP_OPT && ms != GLP_FEAS) {
-            st = ba_error_set(err, BA_ERR_RUNTIME,
-                              "ILP: time limit of %g s reached before any solution was found",
-                              opts->time_limit_s);
-            break;
-        }
+        if (intopt_ends(rc, ms, opts, res, &st, err)) break;
         core_read(m, &k, col_of_group);
-        groups_decode(&m->g, col_of_group, choice);
-        if (model_feasible(m, choice)) {
-            *res = ms == GLP_OPT && rc == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
-            break;
-        }
-        if (++ncuts > MAX_NOGOOD_CUTS) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK keeps returning choices that break a budget");
-            break;
-        }
+        if (choice_ends(m, col_of_group, choice, rc, ms, &ncuts, res, &st, err)) break;
         if (!cut_ind && (!(cut_ind = ba_malloc((2 * (size_t)k.ngr + 1) * sizeof *cut_ind, err)) ||
                          !(cut_val = ba_malloc((2 * (size_t)k.ngr + 1) * sizeof *cut_val, err)))) {
             st = err->code;
@@ -1015,31 +1032,10 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
         ip.cb_info = m;
         rc = glp_intopt(m->lp, &ip);
         int ms = glp_mip_status(m->lp);
-        if (rc != 0 && rc != GLP_ETMLIM) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK branch-and-bound failed (code %d)", rc);
-            break;
-        }
-        if (ms == GLP_NOFEAS) {
-            *res = SOLVE_INFEASIBLE;
-            break;
-        }
-        if (ms != GLP_OPT && ms != GLP_FEAS) {
-            st = ba_error_set(err, BA_ERR_RUNTIME,
-                              "ILP: time limit of %g s reached before any solution was found",
-                              opts->time_limit_s);
-            break;
-        }
+        if (intopt_ends(rc, ms, opts, res, &st, err)) break;
         read_cols(m, col_of_group);
-        groups_decode(&m->g, col_of_group, choice);
-        if (model_feasible(m, choice)) {
-            *res = ms == GLP_OPT && rc == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
-            break;
-        }
         /* GLPK accepted a choice that breaks a budget within its tolerance: cut it off. */
-        if (++ncuts > MAX_NOGOOD_CUTS) {
-            st = ba_error_set(err, BA_ERR_RUNTIME, "ILP: GLPK keeps returning choices that break a budget");
-            break;
-        }
+        if (choice_ends(m, col_of_group, choice, rc, ms, &ncuts, res, &st, err)) break;
         if (!cut_ind && (!(cut_ind = ba_malloc(((size_t)m->g.ngroups + 1) * sizeof *cut_ind, err)) ||
                          !(cut_val = ba_malloc(((size_t)m->g.ngroups + 1) * sizeof *cut_val, err)))) {
             st = err->code;

@@ -377,20 +377,10 @@ void ba_llm_study_result_free(ba_llm_study_result_t *r) {
 }
 
 static ba_status report_best(llm_ctx_t *c, const char *name, ba_llm_study_result_t *out, ba_error *err) {
-    ba_trial_query_t q = {.best = 1};
-    ba_trial_t *t = NULL;
-    int n = 0;
-    BA_TRY(ba_db_trials_query(c->db, c->sid, &q, &t, &n, err));
-    ba_status st = n < 1 ? ba_error_set(err, BA_ERR_RUNTIME, "study '%s': no complete trial", name) : BA_OK;
+    ba_trial_t *t;
+    int n, *choice;
     int L = c->p->nlayers;
-    int *choice = st == BA_OK ? ba_calloc((size_t)L, sizeof *choice, err) : NULL;
-    if (st == BA_OK && !choice) st = BA_ERR_NOMEM;
-    for (int l = 0; st == BA_OK && l < L; l++) {
-        choice[l] = t[0].nlayers == L ? ba_problem_find(c->p, l, t[0].w_bits[l]) : -1;
-        if (choice[l] < 0)
-            st = ba_error_set(err, BA_ERR_INPUT, "study '%s': trial %lld does not fit the model", name,
-                              (long long)t[0].number);
-    }
+    ba_status st = ba_study_best_choice(c->db, c->sid, c->p, name, &t, &n, &choice, err);
     if (st == BA_OK) {
         out->trial = t[0].number;
         out->kl = t[0].kl;

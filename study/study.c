@@ -590,22 +590,32 @@ static ba_status make_plan(run_ctx_t *c, const char *study, const int *choice, i
                               ba_study_plan_seed(s), err);
 }
 
-/* The study's best trial (ba_db_trials_query best: the order of `trials --best`,
- * `studies` and `export --trial best`) as out's trial, result and plan. */
-static ba_status report_best(run_ctx_t *c, const char *name, ba_study_result_t *out, ba_error *err) {
+ba_status ba_study_best_choice(ba_db_t *db, int64_t sid, const ba_problem_t *p, const char *name,
+                               ba_trial_t **t, int *n, int **choice, ba_error *err) {
     ba_trial_query_t q = {.best = 1};
-    ba_trial_t *t = NULL;
-    int n = 0;
-    ba_status st = ba_db_trials_query(c->db, c->sid, &q, &t, &n, err);
-    if (st == BA_OK && n < 1) st = ba_error_set(err, BA_ERR_RUNTIME, "study '%s': no complete trial", name);
-    int *choice = st == BA_OK ? ba_malloc((size_t)c->p->nlayers * sizeof *choice, err) : NULL;
-    if (st == BA_OK && !choice) st = BA_ERR_NOMEM;
-    for (int l = 0; st == BA_OK && l < c->p->nlayers; l++) {
-        choice[l] = t[0].nlayers == c->p->nlayers ? ba_problem_find(c->p, l, t[0].w_bits[l]) : -1;
-        if (choice[l] < 0)
+    *t = NULL;
+    *n = 0;
+    *choice = NULL;
+    ba_status st = ba_db_trials_query(db, sid, &q, t, n, err);
+    if (st == BA_OK && *n < 1) st = ba_error_set(err, BA_ERR_RUNTIME, "study '%s': no complete trial", name);
+    int *ch = st == BA_OK ? ba_malloc((size_t)p->nlayers * sizeof *ch, err) : NULL;
+    if (st == BA_OK && !ch) st = BA_ERR_NOMEM;
+    const ba_trial_t *best = st == BA_OK ? &(*t)[0] : NULL;
+    for (int l = 0; st == BA_OK && l < p->nlayers; l++) {
+        ch[l] = best->nlayers == p->nlayers ? ba_problem_find(p, l, best->w_bits[l]) : -1;
+        if (ch[l] < 0)
             st = ba_error_set(err, BA_ERR_INPUT, "study '%s': trial %lld does not fit the model", name,
-                              (long long)t[0].number);
+                              (long long)best->number);
     }
+    *choice = ch;
+    return st;
+}
+
+/* The study's best trial (ba_study_best_choice) as out's trial, result and plan. */
+static ba_status report_best(run_ctx_t *c, const char *name, ba_study_result_t *out, ba_error *err) {
+    ba_trial_t *t;
+    int n, *choice;
+    ba_status st = ba_study_best_choice(c->db, c->sid, c->p, name, &t, &n, &choice, err);
     ba_study_info_t info;
     memset(&info, 0, sizeof info);
     if (st == BA_OK) st = ba_db_study_get(c->db, name, &info, err);

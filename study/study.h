@@ -286,4 +286,11 @@ ba_status ba_study_export_resolve_costs(ba_model_t *m, const ba_study_settings_t
 ba_status ba_study_export_calibrate(const ba_model_t *m, const ba_study_settings_t *s,
                                     const char *data_sha256, ba_act_range_t **ranges, ba_error *err);
 
+/* The best trial of study sid (ba_db_trials_query best: the order of `trials --best`, `studies`
+ * and `export --trial best`) as a choice on p (name, the study's, for the errors): *t and *n as
+ * ba_db_trials_query gives them (free with ba_db_trials_free) and *choice, p->nlayers indices
+ * (free; NULL on an early error). An error when there is no complete trial or it does not fit p. */
+ba_status ba_study_best_choice(ba_db_t *db, int64_t sid, const ba_problem_t *p, const char *name,
+                               ba_trial_t **t, int *n, int **choice, ba_error *err);
+
 #endif
