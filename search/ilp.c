@@ -473,10 +473,21 @@ static double excess(const model_t *m, const double *rowv, const double *ub) {
     return e;
 }
 
+/* One width change of a group for the pair search of improve_choice. */
+typedef struct {
+    int gi, c;
+    double dobj, da[BA_BUDGET_NKINDS];
+} move_t;
+
+static int move_cmp(const void *x, const void *y) {
+    const move_t *a = x, *b = y;
+    return a->dobj < b->dobj ? -1 : a->dobj > b->dobj ? 1 : a->c - b->c;
+}
+
 /* Makes pick meet the scaled rows (greedy: each step the swap with the least objective
- * per unit of excess removed), then spends the slack left (each group's cheapest swap
- * that keeps every row). Returns 1 when pick meets the rows; the caller still checks
- * it on the exact tables. */
+ * per unit of excess removed), then spends the slack left (in passes, the swaps that
+ * lower the objective most first, while they keep every row). Returns 1 when pick meets the rows; the caller
+ * still checks it on the exact tables. */
 static int repair_choice(const model_t *m, int *pick) {
     const groups_t *g = &m->g;
     const ba_problem_t *p = g->p;
@@ -507,27 +518,93 @@ static int repair_choice(const model_t *m, int *pick) {
         pick[bg] = bc;
     }
     if (excess(m, rowv, ub) > 0) return 0;
-    /* Spend the slack: each step the swap that lowers the objective most and keeps every row. */
-    for (int step = 0; step < 4 * g->ngroups; step++) {
-        int bg = -1, bc = -1;
-        double bd = 0;
+    /* Spend the slack: in passes, the swaps that lower the objective, most first, each
+     * taken when it still keeps every row (one per group per pass). */
+    move_t *mv = malloc((size_t)g->ncols * sizeof *mv);
+    unsigned char *moved = calloc((size_t)g->ngroups, 1);
+    for (int pass = 0; mv && moved && pass < g->ngroups; pass++) {
+        int n = 0, changed = 0;
+        for (int gi = 0; gi < g->ngroups; gi++) {
+            int cur = pick[gi];
+            moved[gi] = 0;
+            for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+                double d = m->obj[c] - m->obj[cur];
+                if (m->off[c] || !(d < 0)) continue;
+                mv[n].gi = gi, mv[n].c = c, mv[n].dobj = d;
+                n++;
+            }
+        }
+        qsort(mv, (size_t)n, sizeof *mv, move_cmp);
+        for (int i = 0; i < n; i++) {
+            int gi = mv[i].gi, cur = pick[gi], c = mv[i].c, fits = !moved[gi];
+            for (int j = 0; j < p->nbudgets && fits; j++)
+                fits = !m->budget_row[j] || rowv[j] - m->a[j][cur] + m->a[j][c] <= ub[j];
+            if (!fits) continue;
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) rowv[j] += m->a[j][c] - m->a[j][cur];
+            pick[gi] = c;
+            moved[gi] = changed = 1;
+        }
+        if (!changed) break;
+    }
+    free(mv);
+    free(moved);
+    return 1;
+}
+
+/* Passes of improve_choice at most (each applies one exchange). */
+#define PAIR_MAX_PASSES 256
+
+/* Improves a choice that meets the scaled rows by exchanges of one or two groups'
+ * widths (the best exchange that lowers Σ obj and keeps every row, until none is
+ * left): the LP rounding leaves the incumbent a few such exchanges above the
+ * optimum, and a closer incumbent leaves reduced-cost fixing a smaller core to
+ * prove. Columns with skip[c] (marked off by the bound) are not tried.
+ * The caller checks the result on the exact tables. Returns the number of
+ * exchanges applied (0 also when out of memory). */
+static int improve_choice(const model_t *m, int *pick, const unsigned char *skip) {
+    const groups_t *g = &m->g;
+    const ba_problem_t *p = g->p;
+    int nb = p->nbudgets, applied = 0;
+    double rowv[BA_BUDGET_NKINDS], slack[BA_BUDGET_NKINDS];
+    move_t *mv = malloc((size_t)g->ncols * sizeof *mv);
+    if (!mv) return 0;
+    for (int pass = 0; pass < PAIR_MAX_PASSES; pass++) {
+        choice_rows(m, pick, rowv);
+        for (int j = 0; j < nb; j++)
+            slack[j] = m->budget_row[j] ? glp_get_row_ub(m->lp, m->budget_row[j]) - rowv[j] : INFINITY;
+        int n = 0;
         for (int gi = 0; gi < g->ngroups; gi++) {
             int cur = pick[gi];
             for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-                double d = m->obj[c] - m->obj[cur];
-                if (m->off[c] || !(d < bd)) continue;
-                int fits = 1;
-                for (int j = 0; j < p->nbudgets && fits; j++)
-                    fits = !m->budget_row[j] || rowv[j] - m->a[j][cur] + m->a[j][c] <= ub[j];
-                if (fits) bd = d, bg = gi, bc = c;
+                if (c == cur || m->off[c] || (skip && skip[c])) continue;
+                move_t *v = &mv[n++];
+                v->gi = gi, v->c = c, v->dobj = m->obj[c] - m->obj[cur];
+                for (int j = 0; j < nb; j++) v->da[j] = m->budget_row[j] ? m->a[j][c] - m->a[j][cur] : 0;
             }
         }
-        if (bg < 0) break;
-        for (int j = 0; j < p->nbudgets; j++)
-            if (m->budget_row[j]) rowv[j] += m->a[j][bc] - m->a[j][pick[bg]];
-        pick[bg] = bc;
+        qsort(mv, (size_t)n, sizeof *mv, move_cmp);
+        double best = 0;
+        int bi = -1, bj = -1;
+        /* mv ascends in dobj: a pair improves only while dobj_i + dobj_k < best */
+        for (int i = 0; i < n && mv[i].dobj < best; i++) {
+            int fits = 1;
+            for (int j = 0; j < nb && fits; j++) fits = mv[i].da[j] <= slack[j];
+            if (fits && mv[i].dobj < best) best = mv[i].dobj, bi = i, bj = -1;
+            for (int k = i + 1; k < n && mv[i].dobj + mv[k].dobj < best; k++) {
+                if (mv[k].gi == mv[i].gi) continue;
+                fits = 1;
+                for (int j = 0; j < nb && fits; j++) fits = mv[i].da[j] + mv[k].da[j] <= slack[j];
+                if (fits) best = mv[i].dobj + mv[k].dobj, bi = i, bj = k;
+            }
+        }
+        if (bi < 0) break;
+        pick[mv[bi].gi] = mv[bi].c;
+        if (bj >= 0) pick[mv[bj].gi] = mv[bj].c;
+        applied++;
     }
-    return 1;
+    free(mv);
+    return applied;
 }
 
 /* Reduced-cost tolerance of the LP whose duals give the Lagrangian bound (GLPK's default is 1e-7). */
@@ -541,6 +618,37 @@ static int repair_choice(const model_t *m, int *pick) {
 /* Relative slack of reduced-cost fixing: a column is fixed only when its bound
  * exceeds the incumbent by more than this (far above the rounding of the sums). */
 #define FIX_REL_MARGIN 1e-9
+
+/* A group is split by the LP when its largest column is below 1 by more than this. */
+#define ROUND_INT_TOL 1e-9
+/* Split groups whose every column is tried as a rounding (a basic LP solution
+ * splits at most one group per budget row). */
+#define ROUND_MAX_SPLIT 8
+
+/* Repairs a copy of pick (m->tmp) and takes it as the incumbent (m->inc, *zinc)
+ * when it is feasible on the exact tables and lower. */
+static void offer_rounding(model_t *m, const int *pick, int *choice, double *zinc, int *have) {
+    double rowv[BA_BUDGET_NKINDS];
+    memcpy(m->tmp, pick, (size_t)m->g.ngroups * sizeof *m->tmp);
+    if (!repair_choice(m, m->tmp)) return;
+    double z = choice_rows(m, m->tmp, rowv);
+    if (!(z < *zinc)) return;
+    groups_decode(&m->g, m->tmp, choice);
+    if (!model_feasible(m, choice)) return;
+    memcpy(m->inc, m->tmp, (size_t)m->g.ngroups * sizeof *m->inc);
+    *zinc = z;
+    *have = 1;
+}
+
+/* Marks off every column whose Lagrangian bound exceeds the incumbent's zinc
+ * (see model_reduce); the incumbent's own columns never. */
+static void mark_cut(model_t *m, double bound, double zinc) {
+    const groups_t *g = &m->g;
+    double limit = zinc + FIX_REL_MARGIN * fmax(1.0, fabs(zinc));
+    for (int gi = 0; gi < g->ngroups; gi++)
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            m->cut[c] = m->off[c] || (c != m->inc[gi] && bound + m->val[c] > limit);
+}
 
 /* After an optimal LP: takes the better of the incumbent in hand (m->start_col)
  * and the LP optimum rounded and repaired as the incumbent (m->inc, also handed
@@ -561,7 +669,12 @@ static int model_reduce(model_t *m, int *choice) {
             lam[j] = fmax(0.0, -glp_get_row_dual(m->lp, m->budget_row[j]));
             bound -= lam[j] * glp_get_row_ub(m->lp, m->budget_row[j]);
         }
-    /* The LP optimum, per group its largest column, repaired. */
+    /* The LP optimum, per group its largest column, repaired; and for each group
+     * the LP splits (at most one per binding budget in a basic solution), every
+     * one of its columns in turn, repaired: which way such a group rounds decides
+     * how much the repair has to move elsewhere. */
+    int *base = malloc((size_t)g->ngroups * sizeof *base), nfrac = 0, frac[ROUND_MAX_SPLIT];
+    if (!base) return 0;
     for (int gi = 0; gi < g->ngroups; gi++) {
         int best = -1;
         double bx = -1;
@@ -569,7 +682,8 @@ static int model_reduce(model_t *m, int *choice) {
             double x = m->off[c] ? -1 : glp_get_col_prim(m->lp, c + 1);
             if (x > bx) bx = x, best = c;
         }
-        m->tmp[gi] = best;
+        base[gi] = best;
+        if (bx < 1 - ROUND_INT_TOL && nfrac < ROUND_MAX_SPLIT) frac[nfrac++] = gi;
     }
     int have = 0;
     double zinc = INFINITY;
@@ -578,15 +692,17 @@ static int model_reduce(model_t *m, int *choice) {
         zinc = choice_rows(m, m->inc, rowv);
         have = 1;
     }
-    if (repair_choice(m, m->tmp)) {
-        double z = choice_rows(m, m->tmp, rowv);
-        groups_decode(g, m->tmp, choice);
-        if (z < zinc && model_feasible(m, choice)) {
-            memcpy(m->inc, m->tmp, (size_t)g->ngroups * sizeof *m->inc);
-            zinc = z;
-            have = 1;
+    offer_rounding(m, base, choice, &zinc, &have);
+    for (int f = 0; f < nfrac; f++) {
+        int gi = frac[f], keep = base[gi];
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            if (c == keep || m->off[c]) continue;
+            base[gi] = c;
+            offer_rounding(m, base, choice, &zinc, &have);
         }
+        base[gi] = keep;
     }
+    free(base);
     if (!have) return 0;
     if (!m->start_col && !(m->start_col = malloc((size_t)g->ngroups * sizeof *m->start_col))) return 0;
     memcpy(m->start_col, m->inc, (size_t)g->ngroups * sizeof *m->inc);
@@ -604,10 +720,19 @@ static int model_reduce(model_t *m, int *choice) {
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
             if (!m->off[c]) m->val[c] -= mn;
     }
-    double limit = zinc + FIX_REL_MARGIN * fmax(1.0, fabs(zinc));
-    for (int gi = 0; gi < g->ngroups; gi++)
-        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
-            m->cut[c] = m->off[c] || (c != m->inc[gi] && bound + m->val[c] > limit);
+    mark_cut(m, bound, zinc);
+    /* Exchanges among the columns left can only lower the incumbent; a lower one
+     * fixes more columns. */
+    memcpy(m->tmp, m->inc, (size_t)g->ngroups * sizeof *m->inc);
+    if (improve_choice(m, m->tmp, m->cut)) {
+        double z = choice_rows(m, m->tmp, rowv);
+        groups_decode(g, m->tmp, choice);
+        if (z < zinc && model_feasible(m, choice)) {
+            memcpy(m->inc, m->tmp, (size_t)g->ngroups * sizeof *m->inc);
+            memcpy(m->start_col, m->inc, (size_t)g->ngroups * sizeof *m->inc);
+            mark_cut(m, bound, z);
+        }
+    }
     return 1;
 }
 
