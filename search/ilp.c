@@ -658,8 +658,10 @@ static void mark_cut(model_t *m, double bound, double zinc) {
  * λ >= 0, computed here, not taken from GLPK) and d_c = obj_c + λ·a_c − that
  * group's minimum: every choice holding c costs at least L(λ) + d_c, so none is
  * better than the incumbent, and the optimum is among the columns left. The
- * incumbent's own columns are never marked. Returns 0 when no incumbent was found. */
-static int model_reduce(model_t *m, int *choice) {
+ * incumbent's own columns are never marked. first: the LP was just solved (its
+ * split groups' roundings are tried; later calls with a better incumbent from the
+ * core skip them). Returns 0 when no incumbent was found. */
+static int model_reduce(model_t *m, int *choice, int first) {
     const groups_t *g = &m->g;
     const ba_problem_t *p = g->p;
     double lam[BA_BUDGET_NKINDS] = {0}, rowv[BA_BUDGET_NKINDS];
@@ -693,7 +695,7 @@ static int model_reduce(model_t *m, int *choice) {
         have = 1;
     }
     offer_rounding(m, base, choice, &zinc, &have);
-    for (int f = 0; f < nfrac; f++) {
+    for (int f = 0; first && f < nfrac; f++) {
         int gi = frac[f], keep = base[gi];
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
             if (c == keep || m->off[c]) continue;
@@ -1130,7 +1132,7 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
                                   glp_get_status(m->lp));
                 break;
             }
-            if (model_reduce(m, choice)) {
+            if (model_reduce(m, choice, 1)) {
                 /* A short probe of the core finds a better incumbent than the rounding; with it
                  * the reduction leaves a far smaller core to prove optimal. */
                 int done = 0;
@@ -1138,7 +1140,7 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
                     int limit = round < CORE_PROBE_ROUNDS ? CORE_PROBE_NODES << round : 0;
                     if (round > 0 && memcmp(m->start_col, col_of_group, (size_t)m->g.ngroups * sizeof(int))) {
                         memcpy(m->start_col, col_of_group, (size_t)m->g.ngroups * sizeof *col_of_group);
-                        model_reduce(m, choice); /* a better incumbent: a smaller core */
+                        model_reduce(m, choice, 0); /* a better incumbent: a smaller core */
                     }
                     st = core_solve(m, opts, t0, time_ms, limit, col_of_group, choice, res, &done, err);
                 }
