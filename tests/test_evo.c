@@ -229,6 +229,69 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     ba_problem_free(p);
 }
 
+/* Several seeds (ba_evo_run_seeds): the distinct ones are trials 1, 2, … (a duplicate is measured
+ * once), a failed seed does not stop the run, only the last seed trial carries a checkpoint (a
+ * resume before it starts over), the result is never worse than any seed, resuming from the last
+ * seed's checkpoint gives the uninterrupted trials, and when every seed fails the run stops. */
+Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a, rest;
+    a.p = rest.p = p;
+    g_nan_all = 0;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    int seeds[4 * L];
+    for (int l = 0; l < L; l++) seeds[l] = 0; /* every layer at 2 bits: layer f at 2 fails */
+    memcpy(seeds + L, sol.choice, L * sizeof *seeds);
+    memcpy(seeds + 2 * L, sol.choice, L * sizeof *seeds); /* a duplicate */
+    for (int l = 0; l < L; l++) seeds[3 * L + l] = l == 1 ? 1 : 0; /* b at 3 bits, f at 2: fails too */
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_opts_t o = opts(3);
+    ba_search_result_t r;
+    cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_assert_gt(a.n, 3);
+    cr_expect_eq(a.t[0].number, 1);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    cr_expect_null(a.t[0].ckpt, "an earlier seed trial carries no checkpoint");
+    cr_expect_eq(a.t[1].number, 2);
+    cr_expect_str_eq(a.t[1].state, "complete");
+    cr_expect(memcmp(a.t[1].choice, sol.choice, sizeof a.t[1].choice) == 0);
+    cr_expect_not_null(a.t[1].ckpt, "the last seed trial carries the first generation's checkpoint");
+    cr_expect_eq(a.t[2].number, 3);
+    for (int i = 2; i < a.n; i++)
+        cr_expect(memcmp(a.t[i].choice, sol.choice, sizeof a.t[i].choice) != 0, "the duplicate seed is no trial");
+    cr_expect_leq(r.res.objective, a.t[1].obj);
+    cr_expect(isfinite(r.res.objective));
+    /* A resume from trial 2's checkpoint retraces the rest. */
+    ba_search_hooks_t hr = {nan_eval, fake_store, NULL, &rest, NULL, NULL, NULL};
+    ba_search_result_t rr;
+    cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &hr, a.t[1].ckpt, &rr, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(rest.n + 2, a.n);
+    for (int i = 0; i < rest.n; i++) {
+        cr_expect_eq(rest.t[i].number, a.t[i + 2].number);
+        cr_expect(memcmp(rest.t[i].choice, a.t[i + 2].choice, sizeof rest.t[i].choice) == 0);
+    }
+    cr_expect_eq(rr.trial, r.trial);
+    ba_search_result_free(&rr);
+    ba_search_result_free(&r);
+    log_free(&rest);
+    log_free(&a);
+    /* Every seed fails: both stored failed, no result. */
+    int bad[2 * L];
+    memcpy(bad, seeds, L * sizeof *bad);
+    memcpy(bad + L, seeds + 3 * L, L * sizeof *bad);
+    cr_expect_eq(ba_evo_run_seeds(p, bad, 2, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
+    cr_expect(strstr(err.msg, "every seed"), "%s", err.msg);
+    cr_assert_eq(a.n, 2);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    cr_expect_str_eq(a.t[1].state, "failed");
+    log_free(&a);
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
 Test(evo, mutation_keeps_pins_ties_and_budgets) {
     ba_problem_t *p = make_problem(3.2);
     ba_error err;
