@@ -773,7 +773,7 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
     return BA_OK;
 }
 
-/* Trials 1..: the distinct seeds, each on all N samples and offered to the elites. All are
+/* Trials 1..: the distinct seeds, each on all N samples; the best is the first elite. All are
  * measured before any is stored; the last one stored carries the first generation's checkpoint,
  * the others none, so a resume before it measures them again (the measurements are memoised by
  * the callers that resume) and stores the same trials. */
@@ -811,7 +811,11 @@ static ba_status run_seeds(evo_state_t *s, const int *seeds, int nseeds, ba_erro
         s->nevals += st == BA_OK;
     }
     s->t_eval += ba_now() - t0;
-    for (int i = 0; st == BA_OK && i < n; i++) elite_offer(s, seeds + (size_t)use[i] * L, &r[i], i + 1);
+    /* The evolution starts from the best seed alone (the others are trials, not parents). */
+    int best = -1;
+    for (int i = 0; st == BA_OK && i < n; i++)
+        if (isfinite(r[i].objective) && (best < 0 || r[i].objective < r[best].objective)) best = i;
+    if (best >= 0) elite_offer(s, seeds + (size_t)use[best] * L, &r[best], best + 1);
     if (st == BA_OK && s->nelite == 0) {
         /* Nothing to evolve from: the failed trials are stored (without a checkpoint, so a
          * resume measures them again) and the run stops. */

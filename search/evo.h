@@ -142,8 +142,9 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
                      const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
                      ba_error *err);
 /* The same from nseeds seeds (seeds[k * nlayers ..], each feasible): the distinct ones are
- * trials 1, 2, … (complete, on all N samples) and the first elites, so the result is never worse
- * than the best of them on the search part; seeds[0] is the validation's seed. A seed whose output
+ * trials 1, 2, … (complete, on all N samples) and the best of them is the first elite, the parent
+ * of the first generation, so the result is never worse than any seed on the search part
+ * (ties: the earlier seed); seeds[0] is the validation's seed. A seed whose output
  * is not finite is a failed trial; the run stops only when every seed's is. */
 ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, const ba_search_opts_t *o,
                            const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,

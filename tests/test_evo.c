@@ -3,6 +3,7 @@
  * final configuration is never worse than the seed, a checkpoint taken after
  * any trial resumes to the same list, and the baselines behave as documented. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -277,6 +278,20 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     ba_search_result_free(&rr);
     ba_search_result_free(&r);
     log_free(&rest);
+    log_free(&a);
+    /* Two finite seeds: both are trials, only the better one is the first generation's parent. */
+    int two[2 * L];
+    for (int l = 0; l < L; l++) two[l] = 1; /* every layer at 3 bits */
+    memcpy(two + L, sol.choice, L * sizeof *two);
+    cr_assert_eq(ba_evo_run_seeds(p, two, 2, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    int better = a.t[1].obj < a.t[0].obj ? 2 : 1;
+    json_t *ck = json_loads(a.t[1].ckpt, 0, NULL);
+    cr_assert(ck);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(ck, "parent"), "trial")), better);
+    cr_expect_eq(json_array_size(json_object_get(ck, "elites")), 0, "the worse seed is no parent");
+    json_decref(ck);
+    cr_expect_leq(r.res.objective, a.t[better - 1].obj);
+    ba_search_result_free(&r);
     log_free(&a);
     /* Every seed fails: both stored failed, no result. */
     int bad[2 * L];
