@@ -52,6 +52,10 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_llm_settings_t *s, 
     s->offspring = (int)ba_cli_get_int(o, "offspring", BA_LLM_DEFAULT_OFFSPRING);
     s->chunk = (int)ba_cli_get_int(o, "chunk", BA_LLM_DEFAULT_CHUNK);
     s->threads = (int)ba_cli_get_int(o, "threads", 1);
+    s->low_fidelity_tokens =
+        (int)ba_cli_get_int(o, "low-fidelity-tokens", BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS);
+    if (s->low_fidelity_tokens < 1)
+        return ba_error_set(err, BA_ERR_INPUT, "--low-fidelity-tokens: must be at least 1");
     if (s->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
     if (s->chunk < 2) return ba_error_set(err, BA_ERR_INPUT, "--chunk: must be at least 2 tokens");
     if (s->threads < 1) return ba_error_set(err, BA_ERR_INPUT, "--threads: must be at least 1");

@@ -144,6 +144,9 @@ static const ba_cli_flag llm_search_flags[] = {
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations (default: 10)"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation (default: 8)"},
     {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per calibration chunk (default: 128)"},
+    {"low-fidelity-tokens", 0, BA_CLI_T_INT, 0, "N", NULL,
+     "fewest tokens (whole chunks) an offspring is first ranked on, in a fresh window each generation "
+     "(default: 256)"},
     {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
     F_SEED,
     F_STUDY(0),
@@ -374,7 +377,7 @@ const ba_cli_command ba_cli_commands[] = {
      "per-tensor ggml types of a GGUF under a budget: ILP on the errors, evolution on measured KL",
      "bitalloc llm-search MODEL.gguf --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
      "                    [--method M] [--mix-seed auto|none|MIX,...] [--generations N] [--offspring N]\n"
-     "                    [--chunk N] [--study NAME]",
+     "                    [--chunk N] [--low-fidelity-tokens N] [--study NAME]",
      llm_search_flags, ba_cmd_llm_search, NULL,
      "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
     {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of a GGUF over a text",

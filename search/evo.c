@@ -561,10 +561,11 @@ static ba_status store_mid(evo_state_t *s, int64_t number, const char *state, co
 }
 
 /* Samples of each fidelity stage for N (the last is N). */
-static int fidelity_stages(int64_t N, int64_t *stages) {
+static int fidelity_stages(const ba_search_opts_t *o, int64_t *stages) {
+    int64_t N = o->nsamples, lo = o->min_stage > 0 ? o->min_stage : BA_EVO_MIN_STAGE_SAMPLES;
     int64_t s0 = N / BA_EVO_FID0_DIV, s1 = N / BA_EVO_FID1_DIV;
-    if (s0 < BA_EVO_MIN_STAGE_SAMPLES) s0 = BA_EVO_MIN_STAGE_SAMPLES;
-    if (s1 < BA_EVO_MIN_STAGE_SAMPLES) s1 = BA_EVO_MIN_STAGE_SAMPLES;
+    if (s0 < lo) s0 = lo;
+    if (s1 < lo) s1 = lo;
     int n = 0;
     if (s0 < s1 && s0 < N) stages[n++] = s0;
     if (s1 < N) stages[n++] = s1;
@@ -636,7 +637,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         goto done;
     }
     int64_t stages[3];
-    int nst = fidelity_stages(s->o->nsamples, stages);
+    int nst = fidelity_stages(s->o, stages);
     int nalive = nk;
     for (int i = 0; i < nk; i++) alive[i] = i;
     int64_t number = s->gen_first;

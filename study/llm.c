@@ -23,6 +23,7 @@ void ba_llm_settings_init(ba_llm_settings_t *s) {
     s->chunk = BA_LLM_DEFAULT_CHUNK;
     s->threads = 1;
     snprintf(s->mix_seed, sizeof s->mix_seed, "%s", BA_LLM_MIX_SEED_DEFAULT);
+    s->low_fidelity_tokens = BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS;
     ba_error e;
     ba_llm_settings_set_types(s, BA_LLM_DEFAULT_TYPES, &e);
 }
@@ -108,6 +109,7 @@ ba_status ba_llm_settings_to_json(const ba_llm_settings_t *s, char **out, ba_err
     json_object_set_new(j, "chunk", json_integer(s->chunk));
     json_object_set_new(j, "threads", json_integer(s->threads));
     json_object_set_new(j, "mix_seed", json_string(s->mix_seed));
+    json_object_set_new(j, "low_fidelity_tokens", json_integer(s->low_fidelity_tokens));
     *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(j);
     return *out ? BA_OK : ba_error_set(err, BA_ERR_NOMEM, "out of memory");
@@ -186,6 +188,9 @@ ba_status ba_llm_settings_from_json(const char *text, ba_llm_settings_t *s, ba_e
     if (st == BA_OK && ms && !json_is_string(ms))
         st = ba_error_set(err, BA_ERR_INPUT, "LLM study settings: 'mix_seed' is not a string");
     if (st == BA_OK) st = ba_llm_settings_set_mix_seed(s, ms ? json_string_value(ms) : "none", err);
+    s->low_fidelity_tokens = 0;
+    if (st == BA_OK && json_object_get(j, "low_fidelity_tokens"))
+        st = int_field(j, "low_fidelity_tokens", 1, &s->low_fidelity_tokens, err);
     json_decref(j);
     if (st != BA_OK) ba_llm_settings_free(s);
     return st;
@@ -579,6 +584,10 @@ static ba_status run(llm_ctx_t *cp, ba_db_t *db, int64_t sid, const char *name, 
                                .offspring = s->offspring,
                                .nsamples = ba_llm_kl_nchunks(c.kl),
                                .nvalid = 0};
+        if (s->low_fidelity_tokens > 0) {
+            int cl = ba_llm_kl_chunk_len(c.kl);
+            so.min_stage = (s->low_fidelity_tokens + cl - 1) / cl;
+        }
         ba_search_hooks_t h = {.evaluate = hook_eval,
                                .store = hook_store,
                                .progress = hook_progress,

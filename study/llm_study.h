@@ -34,6 +34,10 @@
  * competes with on the calibration text. Other methods take no mix seed. */
 #define BA_LLM_MIX_SEED_DEFAULT "auto"
 #define BA_LLM_MAX_MIX_SEEDS 10
+/* Fewest calibration tokens a low-fidelity stage of the evolution scores a child on (whole
+ * chunks, at least one): the ONNX path's 32-sample floor would be 32 chunks of text, which turns
+ * the multi-fidelity selection off for any text under 64 chunks. */
+#define BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS 256
 
 typedef struct ba_llm_settings {
     char *model;   /* GGUF, absolute path */
@@ -50,6 +54,7 @@ typedef struct ba_llm_settings {
     int chunk;   /* tokens per calibration chunk */
     int threads; /* libllama threads (part of the settings: the KL's last bits may depend on them) */
     char mix_seed[128]; /* "auto", "none" or mix names (above); a study stored without one: "none" */
+    int low_fidelity_tokens; /* above; 0 (a study stored without it): the evolution's 32-chunk floor */
 } ba_llm_settings_t;
 
 void ba_llm_settings_init(ba_llm_settings_t *s);

@@ -307,6 +307,42 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     ba_problem_free(p);
 }
 
+/* min_stage: with 10 samples the 32-sample floor leaves one stage (every child on all 10);
+ * min_stage 2 ranks children on 2 samples first (10/8 rounded up to the floor) and 5 next. */
+Test(evo, min_stage_lowers_the_floor_of_the_low_fidelity_stages) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a;
+    a.p = p;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    for (int floor = 0; floor <= 2; floor += 2) {
+        ba_search_opts_t o = opts(4);
+        o.nsamples = 10;
+        o.offspring = 16;
+        o.generations = 3;
+        o.min_stage = floor;
+        ba_search_result_t r;
+        cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+        int n2 = 0, n5 = 0, n10 = 0;
+        for (int i = 0; i < a.n; i++) {
+            n2 += a.t[i].samples == 2;
+            n5 += a.t[i].samples == 5;
+            n10 += a.t[i].samples == 10;
+        }
+        if (floor == 0)
+            cr_expect(n2 == 0 && n5 == 0 && n10 == a.n, "%d %d %d of %d", n2, n5, n10, a.n);
+        else
+            cr_expect(n2 > 0 && n5 > 0 && n10 < a.n / 2, "%d %d %d of %d", n2, n5, n10, a.n);
+        ba_search_result_free(&r);
+        log_free(&a);
+    }
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
 Test(evo, mutation_keeps_pins_ties_and_budgets) {
     ba_problem_t *p = make_problem(3.2);
     ba_error err;

@@ -82,6 +82,23 @@ Test(llm_search, evolution_beats_seed_and_uniform_and_repeats, .timeout = 240) {
     cr_expect_eq(json_object_size(json_object_get(a, "types")), 15);
     cr_expect_str_eq(json_string_value(json_object_get(json_object_get(u, "types"), "blk.0.ffn_up.weight")),
                      "q4_K");
+    /* Multi-fidelity on 10 chunks of 128 tokens: offspring are first ranked on 2 chunks (256 tokens)
+     * and the rest pruned there (with 4 offspring the 5-chunk stage has nothing to prune). */
+    ba_test_run_t tr = ba_test_cli("--db", f.db, "trials", "--study", "a", "--format", "json", NULL);
+    cr_assert_eq(tr.status, 0, "%s", tr.err);
+    json_t *rows = json_loads(tr.out, 0, NULL);
+    size_t ti;
+    json_t *row;
+    int low = 0, mid = 0;
+    json_array_foreach(rows, ti, row) {
+        if (strcmp(json_string_value(json_object_get(row, "state")), "pruned")) continue;
+        json_int_t ns = json_integer_value(json_object_get(row, "samples"));
+        low += ns == 2;
+        mid += ns == 5;
+    }
+    cr_expect(low > 0 && mid == 0, "pruned on 2 chunks: %d, on 5: %d", low, mid);
+    json_decref(rows);
+    ba_test_run_free(&tr);
     /* The same search in another study: the same trials, the same result. */
     json_t *b = search(&f, "b", "avg-bits=4.5", "ilp+evo");
     cr_expect_eq(num(b, "kl"), kl);
@@ -445,6 +462,7 @@ Test(llm_search, settings_json_round_trip_and_damage) {
     cr_expect_eq(t.ntypes, 3);
     cr_expect_eq(t.budgets.n, 2);
     cr_expect_str_eq(t.mix_seed, "auto");
+    cr_expect_eq(t.low_fidelity_tokens, BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS);
     free(j2);
     ba_llm_settings_free(&t);
     /* A study stored before mix seeds: none (it started from the ILP plan alone). */
@@ -453,6 +471,7 @@ Test(llm_search, settings_json_round_trip_and_damage) {
                            "\"chunk\": 8, \"threads\": 1}";
     cr_assert_eq(ba_llm_settings_from_json(old_json, &t, &err), BA_OK, "%s", err.msg);
     cr_expect_str_eq(t.mix_seed, "none");
+    cr_expect_eq(t.low_fidelity_tokens, 0);
     ba_llm_settings_free(&t);
     cr_expect_eq(ba_llm_settings_set_mix_seed(&s, "Q4_K_M,Q5_K_S", &err), BA_OK, "%s", err.msg);
     cr_expect_eq(ba_llm_settings_set_mix_seed(&s, "Q4_K_M,", &err), BA_ERR_INPUT);
