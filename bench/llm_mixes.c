@@ -88,7 +88,8 @@ static ba_status write_trial(bench_t *b, const char *name, int64_t number, const
 
 /* One study: budget (a --budget value), mix_seed; prints its JSON line. mix: the named mix it is
  * compared with, mix_bytes its tensors' bytes, kl_mix_c/h its KL. */
-static int study(bench_t *b, const char *kind, const char *mix, uint64_t mix_bytes, const char *budget, const char *mix_seed, double kl_mix_c, double kl_mix_h) {
+static int study(bench_t *b, const char *kind, const char *mix, uint64_t mix_bytes, const char *budget,
+                 const char *mix_seed, double kl_mix_c, double kl_mix_h) {
     ba_error err = {0};
     char name[128];
     snprintf(name, sizeof name, "%s-%s", mix, kind);
@@ -108,7 +109,8 @@ static int study(bench_t *b, const char *kind, const char *mix, uint64_t mix_byt
     /* The plan, the ILP plan and the mix seed as GGUFs. */
     const char *what[3] = {"bitalloc", "ilp", "seed"};
     int64_t number[3] = {r.trial, 1, r.nseeds > 1 ? r.seeds[1].trial : 0};
-    double avg[3] = {NAN, NAN, NAN}, bytes[3] = {NAN, NAN, NAN}, klc[3] = {NAN, NAN, NAN}, klh[3] = {NAN, NAN, NAN};
+    double avg[3] = {NAN, NAN, NAN}, bytes[3] = {NAN, NAN, NAN}, klc[3] = {NAN, NAN, NAN},
+           klh[3] = {NAN, NAN, NAN};
     for (int i = 0; i < 3; i++) {
         if (number[i] <= 0) continue;
         char path[4400];
@@ -118,15 +120,17 @@ static int study(bench_t *b, const char *kind, const char *mix, uint64_t mix_byt
         klh[i] = kl_of(b->kh, path, &err);
         if (isnan(klc[i]) || isnan(klh[i])) return fail(&err);
     }
-    printf("{\"imatrix\": %s, \"mix\": \"%s\", \"budget\": \"%s\", \"mix_bytes\": %llu, "
-           "\"kl_mix\": {\"calib\": %.6g, \"heldout\": %.6g}, "
-           "\"ilp\": {\"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": %.6g}, "
-           "\"seed\": {\"name\": \"%s\", \"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": %.6g}, "
-           "\"bitalloc\": {\"trial\": %lld, \"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": "
-           "%.6g}, \"trials\": %lld, \"seconds\": %.1f}\n",
-           b->im ? "true" : "false", mix, budget, (unsigned long long)mix_bytes, kl_mix_c, kl_mix_h, bytes[1],
-           avg[1], klc[1], klh[1], r.nseeds > 1 ? r.seeds[1].name : "", bytes[2], avg[2], klc[2], klh[2],
-           (long long)r.trial, bytes[0], avg[0], klc[0], klh[0], (long long)r.ntrials, r.seconds);
+    printf(
+        "{\"imatrix\": %s, \"mix\": \"%s\", \"budget\": \"%s\", \"mix_bytes\": %llu, "
+        "\"kl_mix\": {\"calib\": %.6g, \"heldout\": %.6g}, "
+        "\"ilp\": {\"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": %.6g}, "
+        "\"seed\": {\"name\": \"%s\", \"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": "
+        "%.6g}, "
+        "\"bitalloc\": {\"trial\": %lld, \"bytes\": %.0f, \"avg_bits\": %.4f, \"calib\": %.6g, \"heldout\": "
+        "%.6g}, \"trials\": %lld, \"seconds\": %.1f}\n",
+        b->im ? "true" : "false", mix, budget, (unsigned long long)mix_bytes, kl_mix_c, kl_mix_h, bytes[1],
+        avg[1], klc[1], klh[1], r.nseeds > 1 ? r.seeds[1].name : "", bytes[2], avg[2], klc[2], klh[2],
+        (long long)r.trial, bytes[0], avg[0], klc[0], klh[0], (long long)r.ntrials, r.seconds);
     fflush(stdout);
     ba_llm_study_result_free(&r);
     ba_llm_settings_free(&s);

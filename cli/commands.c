@@ -139,7 +139,8 @@ static const ba_cli_flag llm_search_flags[] = {
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", "ilp|evo|ilp+evo|random|uniform",
      "search method (default: ilp+evo)"},
     {"mix-seed", 0, BA_CLI_T_STR, 0, "auto|none|MIX,...", NULL,
-     "llama.cpp mixes the evolution also starts from (ilp+evo): auto (default) = the largest of Q2_K ... Q8_0 "
+     "llama.cpp mixes the evolution also starts from (ilp+evo): auto (default) = the largest of Q2_K ... "
+     "Q8_0 "
      "that meets the budgets, none, or named mixes (e.g. Q4_K_M)"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations (default: 10)"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation (default: 8)"},

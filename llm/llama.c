@@ -663,8 +663,8 @@ static int parse_quant_line(const char *line, char *name, size_t cap, char *type
     return 0;
 }
 
-ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix, const ba_imatrix_t *im,
-                             int *types, ba_error *err) {
+ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix,
+                             const ba_imatrix_t *im, int *types, ba_error *err) {
     char *log = NULL;
     size_t len = 0;
     FILE *fp = open_memstream(&log, &len);
@@ -684,8 +684,9 @@ ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const cha
         const ba_gguf_tensor_t *t = ba_gguf_find_tensor(g, name);
         const ba_ggml_type_t *ty = ba_ggml_type_by_name(tname);
         if (!t || !ty)
-            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama planned %s as '%s', which %s", g->path, mix,
-                              name, tname, t ? "is no ggml type bitalloc knows" : "the file does not hold");
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama planned %s as '%s', which %s", g->path,
+                              mix, name, tname,
+                              t ? "is no ggml type bitalloc knows" : "the file does not hold");
         else {
             int i = (int)(t - g->tensors);
             seen += types[i] < 0;
@@ -694,8 +695,8 @@ ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const cha
     }
     free(log);
     if (st == BA_OK && seen != g->n_tensors)
-        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama's dry run listed %d of the %d tensors", g->path,
-                          mix, seen, g->n_tensors);
+        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama's dry run listed %d of the %d tensors",
+                          g->path, mix, seen, g->n_tensors);
     return st;
 }
 

@@ -96,7 +96,7 @@ const char *ba_llama_mix_name(int i);
  * llama_tensor_get_type, shape fallbacks included) through a dry run, which quantizes and writes
  * nothing. types[i] (g->n_tensors): tensor i's type, its stored one when the mix keeps it. The one
  * home of "which type does llama.cpp's mix give this tensor". */
-ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix, const ba_imatrix_t *im,
-                             int *types, ba_error *err);
+ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix,
+                             const ba_imatrix_t *im, int *types, ba_error *err);
 
 #endif

@@ -786,11 +786,13 @@ static ba_status run_seeds(evo_state_t *s, const int *seeds, int nseeds, ba_erro
     for (int k = 0; k < nseeds; k++)
         if (!ba_problem_feasible(p, seeds + (size_t)k * L))
             return k ? ba_error_set(err, BA_ERR_INPUT, "evolution: seed %d breaks the budgets", k + 1)
-                     : ba_error_set(err, BA_ERR_INPUT, "evolution: the seed configuration breaks the budgets");
+                     : ba_error_set(err, BA_ERR_INPUT,
+                                    "evolution: the seed configuration breaks the budgets");
     /* Distinct seeds, in order. */
     int *use = ba_malloc((size_t)nseeds * sizeof *use + 1, err);
     ba_eval_result_t *r = ba_calloc((size_t)nseeds + 1, sizeof *r, err);
-    int64_t *z = ba_calloc((size_t)nseeds + 1, sizeof *z, err), *ns = ba_calloc((size_t)nseeds + 1, sizeof *ns, err);
+    int64_t *z = ba_calloc((size_t)nseeds + 1, sizeof *z, err),
+            *ns = ba_calloc((size_t)nseeds + 1, sizeof *ns, err);
     int *batch = ba_malloc((size_t)nseeds * L * sizeof *batch + 1, err);
     ba_status st = use && r && z && ns && batch ? BA_OK : BA_ERR_NOMEM;
     int n = 0;
@@ -824,10 +826,11 @@ static ba_status run_seeds(evo_state_t *s, const int *seeds, int nseeds, ba_erro
             st = evo_store(h, i + 1, "failed", o->method, seeds + (size_t)use[i] * L, &r[i], NULL, err);
         if (st == BA_OK)
             st = ba_error_set(err, BA_ERR_RUNTIME,
-                              n > 1 ? "evolution: every seed configuration (trials 1..%d) gives a non-finite "
-                                      "output; nothing to evolve from"
-                                    : "evolution: the seed configuration (trial %d) gives a non-finite output; "
-                                      "nothing to evolve from",
+                              n > 1
+                                  ? "evolution: every seed configuration (trials 1..%d) gives a non-finite "
+                                    "output; nothing to evolve from"
+                                  : "evolution: the seed configuration (trial %d) gives a non-finite output; "
+                                    "nothing to evolve from",
                               n);
     }
     if (st == BA_OK) {

@@ -29,8 +29,7 @@ void ba_llm_settings_init(ba_llm_settings_t *s) {
 }
 
 ba_status ba_llm_settings_set_mix_seed(ba_llm_settings_t *s, const char *value, ba_error *err) {
-    if (strlen(value) >= sizeof s->mix_seed)
-        return ba_error_set(err, BA_ERR_INPUT, "'%s': too long", value);
+    if (strlen(value) >= sizeof s->mix_seed) return ba_error_set(err, BA_ERR_INPUT, "'%s': too long", value);
     if (strcmp(value, "auto") && strcmp(value, "none")) {
         int n = 0;
         for (const char *p = value; *p; n++) {
@@ -39,10 +38,11 @@ ba_status ba_llm_settings_set_mix_seed(ba_llm_settings_t *s, const char *value, 
             for (int i = 0; ba_llama_mix_name(i) && !found; i++)
                 found = strlen(ba_llama_mix_name(i)) == len && !strncmp(ba_llama_mix_name(i), p, len);
             if (!found)
-                return ba_error_set(err, BA_ERR_INPUT,
-                                    "'%.*s' is not auto, none or one of llama.cpp's mixes (Q2_K, Q3_K_S, Q3_K_M, "
-                                    "Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0)",
-                                    (int)len, p);
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "'%.*s' is not auto, none or one of llama.cpp's mixes (Q2_K, Q3_K_S, Q3_K_M, "
+                    "Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0)",
+                    (int)len, p);
             if (n >= BA_LLM_MAX_MIX_SEEDS)
                 return ba_error_set(err, BA_ERR_INPUT, "'%s': at most %d mixes", value, BA_LLM_MAX_MIX_SEEDS);
             p += len;
@@ -215,10 +215,10 @@ typedef struct {
     int *abits; /* [nlayers] zeros */
     char *config;
     int64_t measured;
-    int j_avg, j_mem; /* budget rows in p, -1 */
-    int nmix;                                     /* mix seeds found (mix_seeds) */
-    int *mix_choice;                              /* [nmix * nlayers] */
-    char mix_name[BA_LLM_MAX_MIX_SEEDS][16];      /* their names */
+    int j_avg, j_mem;                        /* budget rows in p, -1 */
+    int nmix;                                /* mix seeds found (mix_seeds) */
+    int *mix_choice;                         /* [nmix * nlayers] */
+    char mix_name[BA_LLM_MAX_MIX_SEEDS][16]; /* their names */
 } llm_ctx_t;
 
 static void phase(const llm_ctx_t *c, const char *name, int64_t done, int64_t total) {
@@ -382,15 +382,16 @@ static ba_status mix_seeds(llm_ctx_t *c, const int *ilp, ba_error *err) {
             int w = width_of(types[r->tensor]);
             choice[l] = w ? ba_problem_find(c->p, l, w) : -1;
             if (choice[l] < 0)
-                snprintf(why, sizeof why, "it gives %s the type %s, which is not among its candidates (--types)",
-                         r->name, ba_ggml_type_by_id(types[r->tensor])->name);
+                snprintf(why, sizeof why,
+                         "it gives %s the type %s, which is not among its candidates (--types)", r->name,
+                         ba_ggml_type_by_id(types[r->tensor])->name);
         }
         double avg, bytes;
         if (!why[0]) {
             sizes(c, choice, &avg, &bytes);
             if (!ba_problem_feasible(c->p, choice))
-                snprintf(why, sizeof why, "its %.0f bytes (%.4f bits per quantizable weight) break the budget",
-                         bytes, avg);
+                snprintf(why, sizeof why,
+                         "its %.0f bytes (%.4f bits per quantizable weight) break the budget", bytes, avg);
         }
         if (why[0]) {
             if (!automatic) st = ba_error_set(err, BA_ERR_INPUT, "--mix-seed %s: %s", name, why);

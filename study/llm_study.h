@@ -51,8 +51,8 @@ typedef struct ba_llm_settings {
     char method[16];
     uint64_t seed;
     int generations, offspring;
-    int chunk;   /* tokens per calibration chunk */
-    int threads; /* libllama threads (part of the settings: the KL's last bits may depend on them) */
+    int chunk;          /* tokens per calibration chunk */
+    int threads;        /* libllama threads (part of the settings: the KL's last bits may depend on them) */
     char mix_seed[128]; /* "auto", "none" or mix names (above); a study stored without one: "none" */
     int low_fidelity_tokens; /* above; 0 (a study stored without it): the evolution's 32-chunk floor */
 } ba_llm_settings_t;

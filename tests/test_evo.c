@@ -246,7 +246,7 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     int seeds[4 * L];
     for (int l = 0; l < L; l++) seeds[l] = 0; /* every layer at 2 bits: layer f at 2 fails */
     memcpy(seeds + L, sol.choice, L * sizeof *seeds);
-    memcpy(seeds + 2 * L, sol.choice, L * sizeof *seeds); /* a duplicate */
+    memcpy(seeds + 2 * L, sol.choice, L * sizeof *seeds);          /* a duplicate */
     for (int l = 0; l < L; l++) seeds[3 * L + l] = l == 1 ? 1 : 0; /* b at 3 bits, f at 2: fails too */
     ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
     ba_search_opts_t o = opts(3);
@@ -262,7 +262,8 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     cr_expect_not_null(a.t[1].ckpt, "the last seed trial carries the first generation's checkpoint");
     cr_expect_eq(a.t[2].number, 3);
     for (int i = 2; i < a.n; i++)
-        cr_expect(memcmp(a.t[i].choice, sol.choice, sizeof a.t[i].choice) != 0, "the duplicate seed is no trial");
+        cr_expect(memcmp(a.t[i].choice, sol.choice, sizeof a.t[i].choice) != 0,
+                  "the duplicate seed is no trial");
     cr_expect_leq(r.res.objective, a.t[1].obj);
     cr_expect(isfinite(r.res.objective));
     /* A resume from trial 2's checkpoint retraces the rest. */

@@ -194,7 +194,8 @@ Test(llm_llama, mix_types_are_the_types_the_mix_writes, .timeout = 300) {
     snprintf(out, sizeof out, "%s/mix.gguf", dir);
     ba_gguf_t *g;
     cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
-    int *types = calloc((size_t)g->n_tensors, sizeof *types), *prev = calloc((size_t)g->n_tensors, sizeof *prev);
+    int *types = calloc((size_t)g->n_tensors, sizeof *types),
+        *prev = calloc((size_t)g->n_tensors, sizeof *prev);
     int nmix = 0;
     for (const char *mix; (mix = ba_llama_mix_name(nmix)); nmix++) {
         cr_assert_eq(ba_llama_mix_types(ll, g, mix, NULL, types, &err), BA_OK, "%s: %s", mix, err.msg);

@@ -257,9 +257,9 @@ Test(llm_search, mix_seed_is_a_trial_and_bounds_the_result, .timeout = 300) {
     ba_llm_kl_free(k);
     free(text);
     /* none: the evolution starts from the ILP plan alone. */
-    ba_test_run_t r = ba_test_cli("--db", f.db, "-q", "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget",
-                                  budget, "--study", "b", "--mix-seed", "none", "--generations", "3",
-                                  "--offspring", "4", "--format", "json", NULL);
+    ba_test_run_t r = ba_test_cli("--db", f.db, "-q", "llm-search", TINY_GGUF, "--text", CALIB_TXT,
+                                  "--budget", budget, "--study", "b", "--mix-seed", "none", "--generations",
+                                  "3", "--offspring", "4", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *b = json_loads(r.out, 0, NULL);
     cr_expect_eq(json_array_size(json_object_get(b, "seeds")), 1);
@@ -267,18 +267,18 @@ Test(llm_search, mix_seed_is_a_trial_and_bounds_the_result, .timeout = 300) {
     json_decref(b);
     ba_test_run_free(&r);
     /* Refusals. */
-    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget, "--mix-seed",
-                    "Q5_K_M", NULL);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q5_K_M", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--mix-seed Q5_K_M: its") && strstr(r.err, "break the budget"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget, "--mix-seed",
-                    "Q4_K_M,Q4_K_Z", NULL);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q4_K_M,Q4_K_Z", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "--mix-seed: 'Q4_K_Z' is not"), "%s", r.err);
     ba_test_run_free(&r);
-    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget, "--mix-seed",
-                    "Q4_K_S", "--method", "evo", NULL);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q4_K_S", "--method", "evo", NULL);
     cr_expect_eq(r.status, 2);
     cr_expect(strstr(r.err, "only --method ilp+evo"), "%s", r.err);
     ba_test_run_free(&r);
