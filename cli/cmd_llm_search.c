@@ -38,6 +38,13 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_llm_settings_t *s, 
         }
     }
     snprintf(s->method, sizeof s->method, "%s", ba_cli_get_or(o, "method", "ilp+evo"));
+    if (ba_cli_has(o, "mix-seed")) {
+        ba_status st = ba_llm_settings_set_mix_seed(s, ba_cli_get(o, "mix-seed"), err);
+        if (st != BA_OK) {
+            ba_error_prefix(err, "--mix-seed");
+            return st;
+        }
+    }
     if (!strcmp(s->method, "nsga2"))
         return ba_error_set(err, BA_ERR_INPUT, "--method nsga2: not available for an LLM search");
     s->seed = ba_cli_get_u64(o, "seed", 0);
@@ -45,6 +52,10 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_llm_settings_t *s, 
     s->offspring = (int)ba_cli_get_int(o, "offspring", BA_LLM_DEFAULT_OFFSPRING);
     s->chunk = (int)ba_cli_get_int(o, "chunk", BA_LLM_DEFAULT_CHUNK);
     s->threads = (int)ba_cli_get_int(o, "threads", 1);
+    s->low_fidelity_tokens =
+        (int)ba_cli_get_int(o, "low-fidelity-tokens", BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS);
+    if (s->low_fidelity_tokens < 1)
+        return ba_error_set(err, BA_ERR_INPUT, "--low-fidelity-tokens: must be at least 1");
     if (s->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
     if (s->chunk < 2) return ba_error_set(err, BA_ERR_INPUT, "--chunk: must be at least 2 tokens");
     if (s->threads < 1) return ba_error_set(err, BA_ERR_INPUT, "--threads: must be at least 1");
@@ -64,6 +75,13 @@ int ba_llm_search_report(const ba_cli_opts *o, const ba_llm_study_result_t *r) {
         json_object_set_new(j, "bytes", json_integer((json_int_t)r->bytes));
         json_object_set_new(j, "predicted", ba_json_real_or_null(r->predicted));
         json_object_set_new(j, "seconds", json_real(r->seconds));
+        json_t *seeds = json_array();
+        for (int i = 0; i < r->nseeds; i++)
+            json_array_append_new(seeds, json_pack("{s:s, s:I, s:o, s:o}", "name", r->seeds[i].name, "trial",
+                                                   (json_int_t)r->seeds[i].trial, "kl",
+                                                   ba_json_real_or_null(r->seeds[i].kl), "bytes",
+                                                   ba_json_real_or_null(r->seeds[i].bytes)));
+        json_object_set_new(j, "seeds", seeds);
         for (int i = 0; i < r->ntensors; i++)
             json_object_set_new(t, r->names[i], json_string(ba_ggml_type_by_id(r->types[i])->name));
         json_object_set_new(j, "types", t);
@@ -77,7 +95,13 @@ int ba_llm_search_report(const ba_cli_opts *o, const ba_llm_study_result_t *r) {
     printf("best       trial %" PRId64 " of %" PRId64 " (%" PRId64 " measurements by this run, %.1f s)\n",
            r->trial, r->ntrials, r->nevals, r->seconds);
     printf("kl         %.6g  (top-1 agreement %.4f)\n", r->kl, r->agreement);
-    printf("size       %.4f bits per quantizable weight, %s in all tensors\n\n", r->avg_bits, bytes);
+    printf("size       %.4f bits per quantizable weight, %s in all tensors\n", r->avg_bits, bytes);
+    for (int i = 0; i < r->nseeds; i++) {
+        ba_fmt_bytes(r->seeds[i].bytes, bytes, sizeof bytes);
+        printf("%-10s %s%s (trial %" PRId64 "): kl %.6g, %s\n", i ? "" : "seeds", i ? "llama.cpp " : "",
+               i ? r->seeds[i].name : "ILP plan", r->seeds[i].trial, r->seeds[i].kl, bytes);
+    }
+    putchar('\n');
     static const char *const hdr[] = {"tensor", "type"};
     ba_table_t *tab = ba_table_new(2, hdr, NULL);
     for (int i = 0; tab && i < r->ntensors; i++)

@@ -138,9 +138,16 @@ static const ba_cli_flag llm_search_flags[] = {
     F_LLM_TYPES,
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", "ilp|evo|ilp+evo|random|uniform",
      "search method (default: ilp+evo)"},
+    {"mix-seed", 0, BA_CLI_T_STR, 0, "auto|none|MIX,...", NULL,
+     "llama.cpp mixes the evolution also starts from (ilp+evo): auto (default) = the largest of Q2_K ... "
+     "Q8_0 "
+     "that meets the budgets, none, or named mixes (e.g. Q4_K_M)"},
     {"generations", 0, BA_CLI_T_INT, 0, "N", NULL, "evolution generations (default: 10)"},
     {"offspring", 0, BA_CLI_T_INT, 0, "N", NULL, "offspring per generation (default: 8)"},
     {"chunk", 0, BA_CLI_T_INT, 0, "N", NULL, "tokens per calibration chunk (default: 128)"},
+    {"low-fidelity-tokens", 0, BA_CLI_T_INT, 0, "N", NULL,
+     "fewest tokens (whole chunks) an offspring is first ranked on, in a fresh window each generation "
+     "(default: 256)"},
     {"threads", 0, BA_CLI_T_INT, 0, "N", NULL, "libllama threads (default: 1)"},
     F_SEED,
     F_STUDY(0),
@@ -370,7 +377,8 @@ const ba_cli_command ba_cli_commands[] = {
     {"llm-search",
      "per-tensor ggml types of a GGUF under a budget: ILP on the errors, evolution on measured KL",
      "bitalloc llm-search MODEL.gguf --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
-     "                    [--method M] [--generations N] [--offspring N] [--chunk N] [--study NAME]",
+     "                    [--method M] [--mix-seed auto|none|MIX,...] [--generations N] [--offspring N]\n"
+     "                    [--chunk N] [--low-fidelity-tokens N] [--study NAME]",
      llm_search_flags, ba_cmd_llm_search, NULL,
      "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
     {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of a GGUF over a text",

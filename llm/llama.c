@@ -161,8 +161,12 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 /* The last error line libllama logged (reported with a failure). */
 static __thread char g_log_err[512];
 
+/* While set (ba_llama_mix_types), every line libllama logs on this thread is appended here. */
+static __thread FILE *g_log_capture;
+
 static void log_cb(int level, const char *text, void *user_data) {
     (void)user_data;
+    if (g_log_capture && text) fputs(text, g_log_capture);
     if (level == 4 /* GGML_LOG_LEVEL_ERROR */ && text) {
         snprintf(g_log_err, sizeof g_log_err, "%s", text);
         size_t n = strlen(g_log_err);
@@ -575,8 +579,27 @@ static const struct {
 } MIXES[] = {{"Q2_K", 10},   {"Q3_K_S", 11}, {"Q3_K_M", 12}, {"Q3_K_L", 13}, {"Q4_K_S", 14},
              {"Q4_K_M", 15}, {"Q5_K_S", 16}, {"Q5_K_M", 17}, {"Q6_K", 18},   {"Q8_0", 7}};
 
-ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
-                                int n_threads, const ba_imatrix_t *im, ba_error *err) {
+const char *ba_llama_mix_name(int i) {
+    return i >= 0 && i < (int)(sizeof MIXES / sizeof MIXES[0]) ? MIXES[i].name : NULL;
+}
+
+/* libllama's view of an imatrix: {name, mean x², size} rows ending in {NULL, NULL, 0}; NULL for none. */
+static ba_status imatrix_rows(const ba_imatrix_t *im, struct llama_model_imatrix_data **out, ba_error *err) {
+    *out = NULL;
+    if (!im) return BA_OK;
+    struct llama_model_imatrix_data *imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
+    if (!imx) return err->code;
+    for (int i = 0; i < im->n; i++)
+        imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
+                                                   (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    *out = imx;
+    return BA_OK;
+}
+
+/* llama_model_quantize(in -> out) with mix's ftype and no overrides (dry_run: nothing is quantized
+ * or written, the per-tensor decisions are only logged). */
+static ba_status quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                              int n_threads, const ba_imatrix_t *im, int dry_run, ba_error *err) {
     int ft = -1;
     for (size_t i = 0; i < sizeof MIXES / sizeof MIXES[0]; i++)
         if (!strcmp(MIXES[i].name, mix)) ft = MIXES[i].ftype;
@@ -584,14 +607,9 @@ ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char
     struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
     p.nthread = n_threads > 0 ? n_threads : 1;
     p.ftype = ft;
-    struct llama_model_imatrix_data *imx = NULL;
-    if (im) {
-        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
-        if (!imx) return err->code;
-        for (int i = 0; i < im->n; i++)
-            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
-                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
-    }
+    p.dry_run = dry_run != 0;
+    struct llama_model_imatrix_data *imx;
+    BA_TRY(imatrix_rows(im, &imx, err));
     p.imatrix = imx;
     g_log_err[0] = 0;
     uint32_t rc = ll->llama_model_quantize(in, out, &p);
@@ -600,6 +618,86 @@ ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char
         return ba_error_set(err, BA_ERR_RUNTIME, "%s: llama_model_quantize to %s (%s) failed: %s", in, out,
                             mix, log_why());
     return BA_OK;
+}
+
+ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
+                                int n_threads, const ba_imatrix_t *im, ba_error *err) {
+    return quantize_mix(ll, in, out, mix, n_threads, im, 0, err);
+}
+
+/* One tensor line of llama_model_quantize's log (llama-quant.cpp, v0.5.0):
+ *   "[   3/  21]   blk.0.attn_q.weight - [  256,   256,     1,     1], type =    f32, "
+ *   then "size =     0.25 MiB ->     0.05 MiB (q3_K)" (dry run, converted) or "size =  0.001 MiB" (kept).
+ * name (cap bytes) and the ggml type name it ends with (the stored one when kept); 0, or -1 when
+ * the line is no tensor line. */
+static int parse_quant_line(const char *line, char *name, size_t cap, char *type, size_t tcap) {
+    const char *p = line;
+    if (*p++ != '[') return -1;
+    p = strstr(p, "] ");
+    if (!p) return -1;
+    p += 2;
+    while (*p == ' ') p++;
+    size_t n = strcspn(p, " ");
+    const char *sep = p + n;
+    if (!n || n >= cap || strncmp(sep, " - [", 4) != 0) {
+        while (*sep == ' ') sep++;
+        if (!n || n >= cap || strncmp(sep, "- [", 3) != 0) return -1;
+    }
+    memcpy(name, p, n);
+    name[n] = 0;
+    const char *t = strstr(sep, ", type = ");
+    if (!t) return -1;
+    t += 9;
+    while (*t == ' ') t++;
+    size_t tn = strcspn(t, ",");
+    const char *sz = strstr(t, "size = ");
+    if (!tn || !sz) return -1;
+    const char *open = strrchr(sz, '('), *close = open ? strchr(open, ')') : NULL;
+    if (open && close && close > open + 1) {
+        t = open + 1;
+        tn = (size_t)(close - open - 1);
+    }
+    if (tn >= tcap) return -1;
+    memcpy(type, t, tn);
+    type[tn] = 0;
+    return 0;
+}
+
+ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix,
+                             const ba_imatrix_t *im, int *types, ba_error *err) {
+    char *log = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&log, &len);
+    if (!fp) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < g->n_tensors; i++) types[i] = -1;
+    g_log_capture = fp;
+    /* The output path is never opened in a dry run. */
+    ba_status st = quantize_mix(ll, g->path, "/dev/null", mix, 1, im, 1, err);
+    g_log_capture = NULL;
+    if (fclose(fp) != 0 && st == BA_OK) st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+    int seen = 0;
+    for (char *line = log, *nl; st == BA_OK && line && *line; line = nl ? nl + 1 : NULL) {
+        nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        char name[BA_GGUF_MAX_NAME + 2], tname[32];
+        if (parse_quant_line(line, name, sizeof name, tname, sizeof tname) != 0) continue;
+        const ba_gguf_tensor_t *t = ba_gguf_find_tensor(g, name);
+        const ba_ggml_type_t *ty = ba_ggml_type_by_name(tname);
+        if (!t || !ty)
+            st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama planned %s as '%s', which %s", g->path,
+                              mix, name, tname,
+                              t ? "is no ggml type bitalloc knows" : "the file does not hold");
+        else {
+            int i = (int)(t - g->tensors);
+            seen += types[i] < 0;
+            types[i] = ty->id;
+        }
+    }
+    free(log);
+    if (st == BA_OK && seen != g->n_tensors)
+        st = ba_error_set(err, BA_ERR_RUNTIME, "%s: %s: libllama's dry run listed %d of the %d tensors",
+                          g->path, mix, seen, g->n_tensors);
+    return st;
 }
 
 ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *out, int default_type,
@@ -622,16 +720,10 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
     }
     ov[n_over].pattern = NULL;
     ov[n_over].type = GGML_TYPE_COUNT;
-    struct llama_model_imatrix_data *imx = NULL;
-    if (im) {
-        imx = ba_calloc((size_t)im->n + 1, sizeof *imx, err);
-        if (!imx) {
-            free(ov);
-            return err->code;
-        }
-        for (int i = 0; i < im->n; i++)
-            imx[i] = (struct llama_model_imatrix_data){im->e[i].name, im->e[i].mean,
-                                                       (size_t)(im->e[i].ne0 * im->e[i].n_mat)};
+    struct llama_model_imatrix_data *imx;
+    if (imatrix_rows(im, &imx, err) != BA_OK) {
+        free(ov);
+        return err->code;
     }
     struct llama_model_quantize_params p = ll->llama_model_quantize_default_params();
     p.imatrix = imx;

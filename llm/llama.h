@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "llm/gguf.h"
 #include "llm/imatrix.h"
 
 #define BA_LLAMA_NPM_PACKAGE "@node-llama-cpp/linux-x64"
@@ -87,5 +88,15 @@ ba_status ba_llama_quantize(const ba_llama_t *ll, const char *in, const char *ou
  * the baselines a per-tensor plan is compared with. */
 ba_status ba_llama_quantize_mix(const ba_llama_t *ll, const char *in, const char *out, const char *mix,
                                 int n_threads, const ba_imatrix_t *im, ba_error *err);
+/* Those mixes' names, smallest first ("Q2_K" ... "Q8_0"); NULL for i past the last. */
+const char *ba_llama_mix_name(int i);
+
+/* The ggml type llama_model_quantize gives each tensor of g (a parsed GGUF, read from g->path) in
+ * mix, with im as ba_llama_quantize_mix would pass it: its own per-tensor rules (llama-quant.cpp's
+ * llama_tensor_get_type, shape fallbacks included) through a dry run, which quantizes and writes
+ * nothing. types[i] (g->n_tensors): tensor i's type, its stored one when the mix keeps it. The one
+ * home of "which type does llama.cpp's mix give this tensor". */
+ba_status ba_llama_mix_types(const ba_llama_t *ll, const ba_gguf_t *g, const char *mix,
+                             const ba_imatrix_t *im, int *types, ba_error *err);
 
 #endif

@@ -561,10 +561,11 @@ static ba_status store_mid(evo_state_t *s, int64_t number, const char *state, co
 }
 
 /* Samples of each fidelity stage for N (the last is N). */
-static int fidelity_stages(int64_t N, int64_t *stages) {
+static int fidelity_stages(const ba_search_opts_t *o, int64_t *stages) {
+    int64_t N = o->nsamples, lo = o->min_stage > 0 ? o->min_stage : BA_EVO_MIN_STAGE_SAMPLES;
     int64_t s0 = N / BA_EVO_FID0_DIV, s1 = N / BA_EVO_FID1_DIV;
-    if (s0 < BA_EVO_MIN_STAGE_SAMPLES) s0 = BA_EVO_MIN_STAGE_SAMPLES;
-    if (s1 < BA_EVO_MIN_STAGE_SAMPLES) s1 = BA_EVO_MIN_STAGE_SAMPLES;
+    if (s0 < lo) s0 = lo;
+    if (s1 < lo) s1 = lo;
     int n = 0;
     if (s0 < s1 && s0 < N) stages[n++] = s0;
     if (s1 < N) stages[n++] = s1;
@@ -636,7 +637,7 @@ static ba_status generation(evo_state_t *s, const evo_units_t *u, int *stalled, 
         goto done;
     }
     int64_t stages[3];
-    int nst = fidelity_stages(s->o->nsamples, stages);
+    int nst = fidelity_stages(s->o, stages);
     int nalive = nk;
     for (int i = 0; i < nk; i++) alive[i] = i;
     int64_t number = s->gen_first;
@@ -773,12 +774,96 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
     return BA_OK;
 }
 
+/* Trials 1..: the distinct seeds, each on all N samples; the best is the first elite. All are
+ * measured before any is stored; the last one stored carries the first generation's checkpoint,
+ * the others none, so a resume before it measures them again (the measurements are memoised by
+ * the callers that resume) and stores the same trials. */
+static ba_status run_seeds(evo_state_t *s, const int *seeds, int nseeds, ba_error *err) {
+    const ba_problem_t *p = s->p;
+    const ba_search_opts_t *o = s->o;
+    const ba_search_hooks_t *h = s->h;
+    int L = s->L;
+    for (int k = 0; k < nseeds; k++)
+        if (!ba_problem_feasible(p, seeds + (size_t)k * L))
+            return k ? ba_error_set(err, BA_ERR_INPUT, "evolution: seed %d breaks the budgets", k + 1)
+                     : ba_error_set(err, BA_ERR_INPUT,
+                                    "evolution: the seed configuration breaks the budgets");
+    /* Distinct seeds, in order. */
+    int *use = ba_malloc((size_t)nseeds * sizeof *use + 1, err);
+    ba_eval_result_t *r = ba_calloc((size_t)nseeds + 1, sizeof *r, err);
+    int64_t *z = ba_calloc((size_t)nseeds + 1, sizeof *z, err),
+            *ns = ba_calloc((size_t)nseeds + 1, sizeof *ns, err);
+    int *batch = ba_malloc((size_t)nseeds * L * sizeof *batch + 1, err);
+    ba_status st = use && r && z && ns && batch ? BA_OK : BA_ERR_NOMEM;
+    int n = 0;
+    for (int k = 0; st == BA_OK && k < nseeds; k++) {
+        int dup = 0;
+        for (int i = 0; i < n && !dup; i++)
+            dup = !memcmp(seeds + (size_t)use[i] * L, seeds + (size_t)k * L, (size_t)L * sizeof *seeds);
+        if (dup) continue;
+        memcpy(batch + (size_t)n * L, seeds + (size_t)k * L, (size_t)L * sizeof *batch);
+        ns[n] = o->nsamples;
+        use[n++] = k;
+    }
+    ba_rng_seed(&s->rng, o->seed);
+    double t0 = ba_now();
+    if (st == BA_OK && h->prepare && h->evaluate_at) st = h->prepare(h->ctx, batch, z, ns, n, err);
+    for (int i = 0; st == BA_OK && i < n; i++) {
+        st = evaluate_window(h, o, seeds + (size_t)use[i] * L, 0, o->nsamples, &r[i], err);
+        r[i].samples = o->nsamples;
+        s->nevals += st == BA_OK;
+    }
+    s->t_eval += ba_now() - t0;
+    /* The evolution starts from the best seed alone (the others are trials, not parents). */
+    int best = -1;
+    for (int i = 0; st == BA_OK && i < n; i++)
+        if (isfinite(r[i].objective) && (best < 0 || r[i].objective < r[best].objective)) best = i;
+    if (best >= 0) elite_offer(s, seeds + (size_t)use[best] * L, &r[best], best + 1);
+    if (st == BA_OK && s->nelite == 0) {
+        /* Nothing to evolve from: the failed trials are stored (without a checkpoint, so a
+         * resume measures them again) and the run stops. */
+        for (int i = 0; st == BA_OK && i < n; i++)
+            st = evo_store(h, i + 1, "failed", o->method, seeds + (size_t)use[i] * L, &r[i], NULL, err);
+        if (st == BA_OK)
+            st = ba_error_set(err, BA_ERR_RUNTIME,
+                              n > 1
+                                  ? "evolution: every seed configuration (trials 1..%d) gives a non-finite "
+                                    "output; nothing to evolve from"
+                                  : "evolution: the seed configuration (trial %d) gives a non-finite output; "
+                                    "nothing to evolve from",
+                              n);
+    }
+    if (st == BA_OK) {
+        s->gen_first = s->next = n + 1;
+        char *ck = evo_dump(state_json(s, 0, n + 1, n + 1, &s->rng, 0));
+        if (!ck) st = ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
+        for (int i = 0; st == BA_OK && i < n; i++)
+            st = evo_store(h, i + 1, "complete", o->method, seeds + (size_t)use[i] * L, &r[i],
+                           i == n - 1 ? ck : NULL, err);
+        free(ck);
+    }
+    free(use);
+    free(r);
+    free(z);
+    free(ns);
+    free(batch);
+    return st;
+}
+
 ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o,
                      const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
                      ba_error *err) {
+    return ba_evo_run_seeds(p, seed, 1, o, h, checkpoint, out, err);
+}
+
+ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, const ba_search_opts_t *o,
+                           const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
+                           ba_error *err) {
     memset(out, 0, sizeof *out);
     if (o->offspring < 1) return ba_error_set(err, BA_ERR_INPUT, "--offspring: must be at least 1");
     if (o->nsamples < 1) return ba_error_set(err, BA_ERR_INPUT, "evolution: no calibration samples");
+    if (nseeds < 1) return ba_error_set(err, BA_ERR_INPUT, "evolution: no seed configuration");
+    const int *seed = seeds; /* the first: trial 1, the validation's reference */
     double t_start = ba_now();
     evo_units_t u;
     BA_TRY(evo_units_build(p, &u, err));
@@ -788,39 +873,8 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
     if (!s.echoice) st = BA_ERR_NOMEM;
     if (st == BA_OK && checkpoint)
         st = load_state(&s, checkpoint, err);
-    else if (st == BA_OK) {
-        /* Trial 1: the seed on all N samples. */
-        if (!ba_problem_feasible(p, seed))
-            st = ba_error_set(err, BA_ERR_INPUT, "evolution: the seed configuration breaks the budgets");
-        ba_rng_seed(&s.rng, o->seed);
-        ba_eval_result_t r;
-        double t0 = ba_now();
-        int64_t z = 0;
-        if (st == BA_OK && h->prepare && h->evaluate_at)
-            st = h->prepare(h->ctx, seed, &z, &o->nsamples, 1, err);
-        if (st == BA_OK) st = evaluate_window(h, o, seed, 0, o->nsamples, &r, err);
-        s.t_eval += ba_now() - t0;
-        if (st == BA_OK && !isfinite(r.objective)) {
-            /* Nothing to evolve from: the failed trial is stored (without a checkpoint, so
-             * a resume measures it again) and the run stops. */
-            r.samples = o->nsamples;
-            st = evo_store(h, 1, "failed", o->method, seed, &r, NULL, err);
-            if (st == BA_OK)
-                st = ba_error_set(err, BA_ERR_RUNTIME,
-                                  "evolution: the seed configuration (trial 1) gives a non-finite output; "
-                                  "nothing to evolve from");
-        }
-        if (st == BA_OK) {
-            r.samples = o->nsamples;
-            s.nevals++;
-            elite_offer(&s, seed, &r, 1);
-            s.gen_first = s.next = 2;
-            char *ck = evo_dump(state_json(&s, 0, 2, 2, &s.rng, 0));
-            st = ck ? evo_store(h, 1, "complete", o->method, seed, &r, ck, err)
-                    : ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
-            free(ck);
-        }
-    }
+    else if (st == BA_OK)
+        st = run_seeds(&s, seeds, nseeds, err);
     while (st == BA_OK && s.gen < o->generations) {
         int stalled = 0;
         st = generation(&s, &u, &stalled, err);

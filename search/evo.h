@@ -30,8 +30,9 @@
  * N/BA_EVO_FID0_DIV calibration samples, the best quarter (at least
  * BA_EVO_KEEP0_MIN) are re-scored on N/BA_EVO_FID1_DIV, and the best
  * BA_EVO_KEEP1 of those on all N, where they compete with the elites. A stage
- * never uses fewer than BA_EVO_MIN_STAGE_SAMPLES samples (or all N when there
- * are fewer); a stage that would use as many samples as the next is skipped.
+ * never uses fewer than BA_EVO_MIN_STAGE_SAMPLES samples, or ba_search_opts_t.min_stage
+ * when set (a caller whose samples are large, such as chunks of text, sets fewer), or all N
+ * when there are fewer; a stage that would use as many samples as the next is skipped.
  * Two survivors at full data (not one): the low-fidelity ranking of children
  * that differ in a layer or two is noisy, and a second full evaluation per
  * generation costs 1/6 of a generation with 16 offspring. */
@@ -110,6 +111,7 @@ typedef struct ba_search_opts {
     int offspring;
     int64_t nsamples; /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
     int64_t nvalid;   /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
+    int64_t min_stage; /* evo: fewest samples of a low-fidelity stage (0 = BA_EVO_MIN_STAGE_SAMPLES) */
 } ba_search_opts_t;
 
 typedef struct ba_search_result {
@@ -141,6 +143,14 @@ void ba_search_result_free(ba_search_result_t *r);
 ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opts_t *o,
                      const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
                      ba_error *err);
+/* The same from nseeds seeds (seeds[k * nlayers ..], each feasible): the distinct ones are
+ * trials 1, 2, … (complete, on all N samples) and the best of them is the first elite, the parent
+ * of the first generation, so the result is never worse than any seed on the search part
+ * (ties: the earlier seed); seeds[0] is the validation's seed. A seed whose output
+ * is not finite is a failed trial; the run stops only when every seed's is. */
+ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, const ba_search_opts_t *o,
+                           const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
+                           ba_error *err);
 
 /* `random`: 1 + generations·offspring random feasible configurations (ba_search_random_choice),
  * each a complete trial on all N samples; the best is the result. */

@@ -22,8 +22,37 @@ void ba_llm_settings_init(ba_llm_settings_t *s) {
     s->offspring = BA_LLM_DEFAULT_OFFSPRING;
     s->chunk = BA_LLM_DEFAULT_CHUNK;
     s->threads = 1;
+    snprintf(s->mix_seed, sizeof s->mix_seed, "%s", BA_LLM_MIX_SEED_DEFAULT);
+    s->low_fidelity_tokens = BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS;
     ba_error e;
     ba_llm_settings_set_types(s, BA_LLM_DEFAULT_TYPES, &e);
+}
+
+ba_status ba_llm_settings_set_mix_seed(ba_llm_settings_t *s, const char *value, ba_error *err) {
+    if (strlen(value) >= sizeof s->mix_seed) return ba_error_set(err, BA_ERR_INPUT, "'%s': too long", value);
+    if (strcmp(value, "auto") && strcmp(value, "none")) {
+        int n = 0;
+        for (const char *p = value; *p; n++) {
+            size_t len = strcspn(p, ",");
+            int found = 0;
+            for (int i = 0; ba_llama_mix_name(i) && !found; i++)
+                found = strlen(ba_llama_mix_name(i)) == len && !strncmp(ba_llama_mix_name(i), p, len);
+            if (!found)
+                return ba_error_set(
+                    err, BA_ERR_INPUT,
+                    "'%.*s' is not auto, none or one of llama.cpp's mixes (Q2_K, Q3_K_S, Q3_K_M, "
+                    "Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, Q8_0)",
+                    (int)len, p);
+            if (n >= BA_LLM_MAX_MIX_SEEDS)
+                return ba_error_set(err, BA_ERR_INPUT, "'%s': at most %d mixes", value, BA_LLM_MAX_MIX_SEEDS);
+            p += len;
+            if (*p == ',') p++;
+        }
+        if (n == 0 || value[strlen(value) - 1] == ',')
+            return ba_error_set(err, BA_ERR_INPUT, "'%s': an empty mix name", value);
+    }
+    snprintf(s->mix_seed, sizeof s->mix_seed, "%s", value);
+    return BA_OK;
 }
 
 void ba_llm_settings_free(ba_llm_settings_t *s) {
@@ -79,6 +108,8 @@ ba_status ba_llm_settings_to_json(const ba_llm_settings_t *s, char **out, ba_err
     json_object_set_new(j, "offspring", json_integer(s->offspring));
     json_object_set_new(j, "chunk", json_integer(s->chunk));
     json_object_set_new(j, "threads", json_integer(s->threads));
+    json_object_set_new(j, "mix_seed", json_string(s->mix_seed));
+    json_object_set_new(j, "low_fidelity_tokens", json_integer(s->low_fidelity_tokens));
     *out = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17));
     json_decref(j);
     return *out ? BA_OK : ba_error_set(err, BA_ERR_NOMEM, "out of memory");
@@ -152,6 +183,14 @@ ba_status ba_llm_settings_from_json(const char *text, ba_llm_settings_t *s, ba_e
     if (st == BA_OK) st = int_field(j, "offspring", 1, &s->offspring, err);
     if (st == BA_OK) st = int_field(j, "chunk", 2, &s->chunk, err);
     if (st == BA_OK) st = int_field(j, "threads", 1, &s->threads, err);
+    /* Studies stored before mix seeds existed started from the ILP plan alone. */
+    json_t *ms = json_object_get(j, "mix_seed");
+    if (st == BA_OK && ms && !json_is_string(ms))
+        st = ba_error_set(err, BA_ERR_INPUT, "LLM study settings: 'mix_seed' is not a string");
+    if (st == BA_OK) st = ba_llm_settings_set_mix_seed(s, ms ? json_string_value(ms) : "none", err);
+    s->low_fidelity_tokens = 0;
+    if (st == BA_OK && json_object_get(j, "low_fidelity_tokens"))
+        st = int_field(j, "low_fidelity_tokens", 1, &s->low_fidelity_tokens, err);
     json_decref(j);
     if (st != BA_OK) ba_llm_settings_free(s);
     return st;
@@ -176,7 +215,10 @@ typedef struct {
     int *abits; /* [nlayers] zeros */
     char *config;
     int64_t measured;
-    int j_avg, j_mem; /* budget rows in p, -1 */
+    int j_avg, j_mem;                        /* budget rows in p, -1 */
+    int nmix;                                /* mix seeds found (mix_seeds) */
+    int *mix_choice;                         /* [nmix * nlayers] */
+    char mix_name[BA_LLM_MAX_MIX_SEEDS][16]; /* their names */
 } llm_ctx_t;
 
 static void phase(const llm_ctx_t *c, const char *name, int64_t done, int64_t total) {
@@ -196,6 +238,7 @@ static void ctx_free(llm_ctx_t *c) {
     free(c->wbits);
     free(c->abits);
     free(c->config);
+    free(c->mix_choice);
 }
 
 static void choice_types(llm_ctx_t *c, const int *choice) {
@@ -294,6 +337,80 @@ static void sizes(const llm_ctx_t *c, const int *choice, double *avg_bits, doubl
     }
     *avg_bits = bits / (double)c->tab->n_weights;
     *bytes = b;
+}
+
+/* The settings' mix seeds (llm_study.h) as choices of the problem: each mix's per-tensor types
+ * (ba_llama_mix_types, llama.cpp's own rules); a mix that gives a tensor a type outside its
+ * candidates or breaks a budget is passed over by "auto" (which keeps the largest that fits) and
+ * refused when named. One equal to the ILP plan or to an earlier mix is dropped, so the mixes are
+ * trials 2, 3, … in order. */
+static ba_status mix_seeds(llm_ctx_t *c, const int *ilp, ba_error *err) {
+    const ba_llm_settings_t *s = c->s;
+    c->nmix = 0;
+    if (!strcmp(s->mix_seed, "none")) return BA_OK;
+    int automatic = !strcmp(s->mix_seed, "auto");
+    if (strcmp(s->method, "ilp+evo") != 0) {
+        if (automatic) return BA_OK;
+        return ba_error_set(err, BA_ERR_INPUT, "--mix-seed %s: only --method ilp+evo starts from seeds",
+                            s->mix_seed);
+    }
+    int L = c->p->nlayers;
+    free(c->mix_choice);
+    c->mix_choice = ba_calloc((size_t)BA_LLM_MAX_MIX_SEEDS * L + 1, sizeof *c->mix_choice, err);
+    int *types = ba_calloc((size_t)c->g->n_tensors + 1, sizeof *types, err);
+    int *choice = ba_calloc((size_t)L + 1, sizeof *choice, err);
+    ba_status st = c->mix_choice && types && choice ? BA_OK : BA_ERR_NOMEM;
+    double best = -1;
+    const char *list = s->mix_seed;
+    phase(c, "seeds", 0, 1);
+    for (int i = 0; st == BA_OK; i++) {
+        char name[16];
+        if (automatic) {
+            if (!ba_llama_mix_name(i)) break;
+            snprintf(name, sizeof name, "%s", ba_llama_mix_name(i));
+        } else {
+            if (!*list) break;
+            size_t len = strcspn(list, ",");
+            snprintf(name, sizeof name, "%.*s", (int)len, list);
+            list += len + (list[len] == ',');
+        }
+        st = ba_llama_mix_types(c->ll, c->g, name, c->im, types, err);
+        if (st != BA_OK) break;
+        char why[256] = "";
+        for (int l = 0; l < L && !why[0]; l++) {
+            const ba_llm_errtab_row_t *r = &c->tab->rows[l];
+            int w = width_of(types[r->tensor]);
+            choice[l] = w ? ba_problem_find(c->p, l, w) : -1;
+            if (choice[l] < 0)
+                snprintf(why, sizeof why,
+                         "it gives %s the type %s, which is not among its candidates (--types)", r->name,
+                         ba_ggml_type_by_id(types[r->tensor])->name);
+        }
+        double avg, bytes;
+        if (!why[0]) {
+            sizes(c, choice, &avg, &bytes);
+            if (!ba_problem_feasible(c->p, choice))
+                snprintf(why, sizeof why,
+                         "its %.0f bytes (%.4f bits per quantizable weight) break the budget", bytes, avg);
+        }
+        if (why[0]) {
+            if (!automatic) st = ba_error_set(err, BA_ERR_INPUT, "--mix-seed %s: %s", name, why);
+            continue;
+        }
+        int dup = !memcmp(choice, ilp, (size_t)L * sizeof *choice);
+        for (int m = 0; m < c->nmix && !dup && !automatic; m++)
+            dup = !memcmp(choice, c->mix_choice + (size_t)m * L, (size_t)L * sizeof *choice);
+        if (dup || (automatic && bytes <= best)) continue;
+        int slot = automatic ? 0 : c->nmix;
+        memcpy(c->mix_choice + (size_t)slot * L, choice, (size_t)L * sizeof *choice);
+        snprintf(c->mix_name[slot], sizeof c->mix_name[slot], "%s", name);
+        c->nmix = slot + 1;
+        best = bytes;
+    }
+    free(types);
+    free(choice);
+    if (st == BA_OK) phase(c, "seeds", 1, 1);
+    return st;
 }
 
 static ba_status hook_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
@@ -397,6 +514,21 @@ static ba_status report_best(llm_ctx_t *c, const char *name, ba_llm_study_result
             out->types[l] = ba_ggml_type_for_bits(c->p->bits[c->p->start[l] + choice[l]])->id;
         }
     }
+    /* The evolution's seeds: the ILP plan (trial 1) and the mixes. */
+    int nseeds = !strcmp(c->s->method, "ilp+evo") ? 1 + c->nmix : 0;
+    for (int k = 0; st == BA_OK && k < nseeds; k++) {
+        ba_trial_t tr = {0};
+        ba_error e2;
+        snprintf(out->seeds[k].name, sizeof out->seeds[k].name, "%s", k ? c->mix_name[k - 1] : "ilp");
+        out->seeds[k].trial = k + 1;
+        out->seeds[k].kl = out->seeds[k].bytes = NAN;
+        if (ba_db_trial_get(c->db, c->sid, k + 1, &tr, &e2) == BA_OK) {
+            out->seeds[k].kl = tr.kl;
+            out->seeds[k].bytes = tr.memory;
+            ba_trial_free(&tr);
+        }
+        out->nseeds = k + 1;
+    }
     ba_study_info_t info;
     if (st == BA_OK && ba_db_study_get(c->db, name, &info, err) == BA_OK) {
         out->ntrials = info.ntrials;
@@ -425,14 +557,15 @@ static ba_status run(llm_ctx_t *cp, ba_db_t *db, int64_t sid, const char *name, 
     size_t len;
     ba_status st = c.g ? BA_OK : build(&c, err);
     if (st == BA_OK) st = ba_db_checkpoint_get(db, sid, &ck, err);
-    if (st == BA_OK && was_complete && ck) {
-        st = report_best(&c, name, out, err);
-        goto done;
-    }
     if (st == BA_OK) {
         phase(&c, "ilp", 0, 1);
         ba_ilp_opts_t io = ba_ilp_opts_default();
         st = ba_ilp_solve(c.p, &io, &sol, err);
+    }
+    if (st == BA_OK && !c.mix_choice) st = mix_seeds(&c, sol.choice, err);
+    if (st == BA_OK && was_complete && ck) {
+        st = report_best(&c, name, out, err);
+        goto done;
     }
     if (st == BA_OK) {
         phase(&c, "fp", 0, 1);
@@ -452,12 +585,29 @@ static ba_status run(llm_ctx_t *cp, ba_db_t *db, int64_t sid, const char *name, 
                                .offspring = s->offspring,
                                .nsamples = ba_llm_kl_nchunks(c.kl),
                                .nvalid = 0};
+        if (s->low_fidelity_tokens > 0) {
+            int cl = ba_llm_kl_chunk_len(c.kl);
+            so.min_stage = (s->low_fidelity_tokens + cl - 1) / cl;
+        }
         ba_search_hooks_t h = {.evaluate = hook_eval,
                                .store = hook_store,
                                .progress = hook_progress,
                                .ctx = &c,
                                .evaluate_at = hook_eval_at};
-        st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
+        if (c.nmix > 0) {
+            /* ilp+evo from the ILP plan and the mixes (trials 1, 2, …). */
+            int L = c.p->nlayers;
+            int *seeds = ba_malloc((size_t)(1 + c.nmix) * L * sizeof *seeds, err);
+            if (!seeds)
+                st = BA_ERR_NOMEM;
+            else {
+                memcpy(seeds, sol.choice, (size_t)L * sizeof *seeds);
+                memcpy(seeds + L, c.mix_choice, (size_t)c.nmix * L * sizeof *seeds);
+                st = ba_evo_run_seeds(c.p, seeds, 1 + c.nmix, &so, &h, ck, &sr, err);
+                free(seeds);
+            }
+        } else
+            st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
     }
     if (st == BA_OK) st = report_best(&c, name, out, err);
     if (st == BA_OK) st = ba_db_study_set_state(db, sid, "complete", err);
@@ -518,6 +668,7 @@ ba_status ba_llm_study_search(ba_db_t *db, const ba_llama_t *ll, const char *stu
         ba_ilp_opts_t io = ba_ilp_opts_default();
         st = ba_ilp_solve(c.p, &io, &sol, err);
     }
+    if (st == BA_OK) st = mix_seeds(&c, sol.choice, err);
     if (st == BA_OK && !(layers = ba_calloc((size_t)c.p->nlayers, sizeof *layers, err))) st = BA_ERR_NOMEM;
     for (int l = 0; st == BA_OK && l < c.p->nlayers; l++) {
         const ba_gguf_tensor_t *x = &c.g->tensors[c.tab->rows[l].tensor];

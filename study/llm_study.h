@@ -26,6 +26,19 @@
 #define BA_LLM_DEFAULT_GENERATIONS 10
 #define BA_LLM_DEFAULT_OFFSPRING 8
 
+/* Mix seeds: "auto" (the default of a new study) = the largest of llama.cpp's own mixes
+ * (ba_llama_mix_name) that meets every budget and whose types are all among the candidates;
+ * "none"; or a comma list of mix names ("Q4_K_M,Q4_K_S"), each of which must fit. With method
+ * ilp+evo the evolution starts from the ILP plan (trial 1) and these mixes' per-tensor types
+ * (trials 2, …, measured like any trial), so its result is never worse than the mix it
+ * competes with on the calibration text. Other methods take no mix seed. */
+#define BA_LLM_MIX_SEED_DEFAULT "auto"
+#define BA_LLM_MAX_MIX_SEEDS 10
+/* Fewest calibration tokens a low-fidelity stage of the evolution scores a child on (whole
+ * chunks, at least one): the ONNX path's 32-sample floor would be 32 chunks of text, which turns
+ * the multi-fidelity selection off for any text under 64 chunks. */
+#define BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS 256
+
 typedef struct ba_llm_settings {
     char *model;   /* GGUF, absolute path */
     char *text;    /* calibration text file, absolute path */
@@ -38,8 +51,10 @@ typedef struct ba_llm_settings {
     char method[16];
     uint64_t seed;
     int generations, offspring;
-    int chunk;   /* tokens per calibration chunk */
-    int threads; /* libllama threads (part of the settings: the KL's last bits may depend on them) */
+    int chunk;          /* tokens per calibration chunk */
+    int threads;        /* libllama threads (part of the settings: the KL's last bits may depend on them) */
+    char mix_seed[128]; /* "auto", "none" or mix names (above); a study stored without one: "none" */
+    int low_fidelity_tokens; /* above; 0 (a study stored without it): the evolution's 32-chunk floor */
 } ba_llm_settings_t;
 
 void ba_llm_settings_init(ba_llm_settings_t *s);
@@ -50,6 +65,8 @@ ba_status ba_llm_settings_from_json(const char *text, ba_llm_settings_t *s, ba_e
 int ba_llm_settings_is_llm(const char *settings_json);
 /* "q4_K,q8_0" → s->types; BA_ERR_INPUT for a type that has no width label (core/ggml_types.h). */
 ba_status ba_llm_settings_set_types(ba_llm_settings_t *s, const char *list, ba_error *err);
+/* "auto" | "none" | "Q4_K_M,Q5_K_S" -> s->mix_seed; BA_ERR_INPUT naming a name that is no mix. */
+ba_status ba_llm_settings_set_mix_seed(ba_llm_settings_t *s, const char *value, ba_error *err);
 
 typedef struct ba_llm_study_result {
     char study[256];
@@ -63,6 +80,15 @@ typedef struct ba_llm_study_result {
     char **names; /* [ntensors] */
     int *types;   /* [ntensors] ggml ids */
     double seconds;
+    /* The seeds of the evolution: the ILP plan (trial 1) and the mixes (trials 2, …) with their KL
+     * on the calibration text; nseeds 0 when the method starts from no seed. */
+    int nseeds;
+    struct {
+        char name[16]; /* "ilp" or the mix's name */
+        int64_t trial;
+        double kl;
+        double bytes;
+    } seeds[1 + BA_LLM_MAX_MIX_SEEDS];
 } ba_llm_study_result_t;
 void ba_llm_study_result_free(ba_llm_study_result_t *r);
 

@@ -3,6 +3,7 @@
  * final configuration is never worse than the seed, a checkpoint taken after
  * any trial resumes to the same list, and the baselines behave as documented. */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,6 +226,120 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     for (int i = 0; i < a.n; i++) cr_expect_str_eq(a.t[i].state, "failed");
     log_free(&a);
     g_nan_all = 0;
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
+/* Several seeds (ba_evo_run_seeds): the distinct ones are trials 1, 2, … (a duplicate is measured
+ * once), a failed seed does not stop the run, only the last seed trial carries a checkpoint (a
+ * resume before it starts over), the result is never worse than any seed, resuming from the last
+ * seed's checkpoint gives the uninterrupted trials, and when every seed fails the run stops. */
+Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a, rest;
+    a.p = rest.p = p;
+    g_nan_all = 0;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    int seeds[4 * L];
+    for (int l = 0; l < L; l++) seeds[l] = 0; /* every layer at 2 bits: layer f at 2 fails */
+    memcpy(seeds + L, sol.choice, L * sizeof *seeds);
+    memcpy(seeds + 2 * L, sol.choice, L * sizeof *seeds);          /* a duplicate */
+    for (int l = 0; l < L; l++) seeds[3 * L + l] = l == 1 ? 1 : 0; /* b at 3 bits, f at 2: fails too */
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_opts_t o = opts(3);
+    ba_search_result_t r;
+    cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_assert_gt(a.n, 3);
+    cr_expect_eq(a.t[0].number, 1);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    cr_expect_null(a.t[0].ckpt, "an earlier seed trial carries no checkpoint");
+    cr_expect_eq(a.t[1].number, 2);
+    cr_expect_str_eq(a.t[1].state, "complete");
+    cr_expect(memcmp(a.t[1].choice, sol.choice, sizeof a.t[1].choice) == 0);
+    cr_expect_not_null(a.t[1].ckpt, "the last seed trial carries the first generation's checkpoint");
+    cr_expect_eq(a.t[2].number, 3);
+    for (int i = 2; i < a.n; i++)
+        cr_expect(memcmp(a.t[i].choice, sol.choice, sizeof a.t[i].choice) != 0,
+                  "the duplicate seed is no trial");
+    cr_expect_leq(r.res.objective, a.t[1].obj);
+    cr_expect(isfinite(r.res.objective));
+    /* A resume from trial 2's checkpoint retraces the rest. */
+    ba_search_hooks_t hr = {nan_eval, fake_store, NULL, &rest, NULL, NULL, NULL};
+    ba_search_result_t rr;
+    cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &hr, a.t[1].ckpt, &rr, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(rest.n + 2, a.n);
+    for (int i = 0; i < rest.n; i++) {
+        cr_expect_eq(rest.t[i].number, a.t[i + 2].number);
+        cr_expect(memcmp(rest.t[i].choice, a.t[i + 2].choice, sizeof rest.t[i].choice) == 0);
+    }
+    cr_expect_eq(rr.trial, r.trial);
+    ba_search_result_free(&rr);
+    ba_search_result_free(&r);
+    log_free(&rest);
+    log_free(&a);
+    /* Two finite seeds: both are trials, only the better one is the first generation's parent. */
+    int two[2 * L];
+    for (int l = 0; l < L; l++) two[l] = 1; /* every layer at 3 bits */
+    memcpy(two + L, sol.choice, L * sizeof *two);
+    cr_assert_eq(ba_evo_run_seeds(p, two, 2, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    int better = a.t[1].obj < a.t[0].obj ? 2 : 1;
+    json_t *ck = json_loads(a.t[1].ckpt, 0, NULL);
+    cr_assert(ck);
+    cr_expect_eq(json_integer_value(json_object_get(json_object_get(ck, "parent"), "trial")), better);
+    cr_expect_eq(json_array_size(json_object_get(ck, "elites")), 0, "the worse seed is no parent");
+    json_decref(ck);
+    cr_expect_leq(r.res.objective, a.t[better - 1].obj);
+    ba_search_result_free(&r);
+    log_free(&a);
+    /* Every seed fails: both stored failed, no result. */
+    int bad[2 * L];
+    memcpy(bad, seeds, L * sizeof *bad);
+    memcpy(bad + L, seeds + 3 * L, L * sizeof *bad);
+    cr_expect_eq(ba_evo_run_seeds(p, bad, 2, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
+    cr_expect(strstr(err.msg, "every seed"), "%s", err.msg);
+    cr_assert_eq(a.n, 2);
+    cr_expect_str_eq(a.t[0].state, "failed");
+    cr_expect_str_eq(a.t[1].state, "failed");
+    log_free(&a);
+    ba_solution_free(&sol);
+    ba_problem_free(p);
+}
+
+/* min_stage: with 10 samples the 32-sample floor leaves one stage (every child on all 10);
+ * min_stage 2 ranks children on 2 samples first (10/8 rounded up to the floor) and 5 next. */
+Test(evo, min_stage_lowers_the_floor_of_the_low_fidelity_stages) {
+    ba_problem_t *p = make_problem(3.5);
+    static log_t a;
+    a.p = p;
+    ba_error err;
+    ba_solution_t sol;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    for (int floor = 0; floor <= 2; floor += 2) {
+        ba_search_opts_t o = opts(4);
+        o.nsamples = 10;
+        o.offspring = 16;
+        o.generations = 3;
+        o.min_stage = floor;
+        ba_search_result_t r;
+        cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+        int n2 = 0, n5 = 0, n10 = 0;
+        for (int i = 0; i < a.n; i++) {
+            n2 += a.t[i].samples == 2;
+            n5 += a.t[i].samples == 5;
+            n10 += a.t[i].samples == 10;
+        }
+        if (floor == 0)
+            cr_expect(n2 == 0 && n5 == 0 && n10 == a.n, "%d %d %d of %d", n2, n5, n10, a.n);
+        else
+            cr_expect(n2 > 0 && n5 > 0 && n10 < a.n / 2, "%d %d %d of %d", n2, n5, n10, a.n);
+        ba_search_result_free(&r);
+        log_free(&a);
+    }
     ba_solution_free(&sol);
     ba_problem_free(p);
 }

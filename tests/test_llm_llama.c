@@ -183,3 +183,44 @@ Test(llm_llama, per_tensor_overrides_are_applied, .timeout = 300) {
     ba_gguf_free(g);
     ba_test_rmtree(f.dir);
 }
+
+/* ba_llama_mix_types (a dry run) names, for every tensor and every mix, the type that
+ * ba_llama_quantize_mix writes; the mixes differ from one another, and a name that is no mix is refused. */
+Test(llm_llama, mix_types_are_the_types_the_mix_writes, .timeout = 300) {
+    const ba_llama_t *ll = open_or_skip();
+    ba_error err = {0};
+    char dir[512], out[800];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(out, sizeof out, "%s/mix.gguf", dir);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
+    int *types = calloc((size_t)g->n_tensors, sizeof *types),
+        *prev = calloc((size_t)g->n_tensors, sizeof *prev);
+    int nmix = 0;
+    for (const char *mix; (mix = ba_llama_mix_name(nmix)); nmix++) {
+        cr_assert_eq(ba_llama_mix_types(ll, g, mix, NULL, types, &err), BA_OK, "%s: %s", mix, err.msg);
+        cr_assert_eq(ba_llama_quantize_mix(ll, TINY_GGUF, out, mix, 1, NULL, &err), BA_OK, "%s", err.msg);
+        ba_gguf_t *q;
+        cr_assert_eq(ba_gguf_open(out, &q, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(q->n_tensors, g->n_tensors);
+        int differs = 0;
+        for (int i = 0; i < g->n_tensors; i++) {
+            const ba_gguf_tensor_t *t = ba_gguf_find_tensor(q, g->tensors[i].name);
+            cr_assert(t, "%s", g->tensors[i].name);
+            cr_expect_eq(types[i], t->type, "%s %s: dry run %d, written %d", mix, t->name, types[i], t->type);
+            differs |= types[i] != prev[i];
+        }
+        cr_expect(differs || nmix == 0, "%s gives the same types as the mix before it", mix);
+        memcpy(prev, types, (size_t)g->n_tensors * sizeof *types);
+        ba_gguf_free(q);
+    }
+    cr_expect_eq(nmix, 10);
+    cr_expect_str_eq(ba_llama_mix_name(0), "Q2_K");
+    cr_expect_null(ba_llama_mix_name(10));
+    cr_expect_eq(ba_llama_mix_types(ll, g, "Q4_K_X", NULL, types, &err), BA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "Q4_K_X"), "%s", err.msg);
+    free(types);
+    free(prev);
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}

@@ -20,6 +20,7 @@
 #include "db/db.h"
 #include "helpers.h"
 #include "llm/gguf.h"
+#include "llm/kl.h"
 #include "llm_fixture.h"
 #include "study/llm_study.h"
 
@@ -81,6 +82,23 @@ Test(llm_search, evolution_beats_seed_and_uniform_and_repeats, .timeout = 240) {
     cr_expect_eq(json_object_size(json_object_get(a, "types")), 15);
     cr_expect_str_eq(json_string_value(json_object_get(json_object_get(u, "types"), "blk.0.ffn_up.weight")),
                      "q4_K");
+    /* Multi-fidelity on 10 chunks of 128 tokens: offspring are first ranked on 2 chunks (256 tokens)
+     * and the rest pruned there (with 4 offspring the 5-chunk stage has nothing to prune). */
+    ba_test_run_t tr = ba_test_cli("--db", f.db, "trials", "--study", "a", "--format", "json", NULL);
+    cr_assert_eq(tr.status, 0, "%s", tr.err);
+    json_t *rows = json_loads(tr.out, 0, NULL);
+    size_t ti;
+    json_t *row;
+    int low = 0, mid = 0;
+    json_array_foreach(rows, ti, row) {
+        if (strcmp(json_string_value(json_object_get(row, "state")), "pruned")) continue;
+        json_int_t ns = json_integer_value(json_object_get(row, "samples"));
+        low += ns == 2;
+        mid += ns == 5;
+    }
+    cr_expect(low > 0 && mid == 0, "pruned on 2 chunks: %d, on 5: %d", low, mid);
+    json_decref(rows);
+    ba_test_run_free(&tr);
     /* The same search in another study: the same trials, the same result. */
     json_t *b = search(&f, "b", "avg-bits=4.5", "ilp+evo");
     cr_expect_eq(num(b, "kl"), kl);
@@ -179,6 +197,99 @@ Test(llm_search, export_and_quantize_give_the_planned_gguf, .timeout = 240) {
     cr_expect((uint64_t)sb.st_size - sum < g->data_offset + (uint64_t)g->n_tensors * g->alignment);
     ba_gguf_free(g);
     json_decref(a);
+    ba_test_rmtree(f.dir);
+}
+
+/* Mix seeds: at the Q4_K_M mix's own bytes, `auto` makes that mix trial 2 (the ILP plan is trial 1),
+ * measured like any trial (its KL is that of the GGUF llama_model_quantize writes for the mix), and
+ * the result is no worse than it; with `none` no trial is the mix; a named mix that breaks the
+ * budget, a name that is no mix, and a mix seed with another method are refused; a study stored
+ * without the setting reads as `none`. */
+Test(llm_search, mix_seed_is_a_trial_and_bounds_the_result, .timeout = 300) {
+    fx_t f;
+    fx_init(&f);
+    const ba_llama_t *ll = ba_test_llama_open();
+    ba_error err = {0};
+    char mix[700], budget[64];
+    snprintf(mix, sizeof mix, "%s/q4km.gguf", f.dir);
+    cr_assert_eq(ba_llama_quantize_mix(ll, TINY_GGUF, mix, "Q4_K_M", 1, NULL, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *q, *g;
+    cr_assert_eq(ba_gguf_open(mix, &q, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &g, &err), BA_OK, "%s", err.msg);
+    uint64_t bytes = 0;
+    for (int i = 0; i < q->n_tensors; i++) bytes += q->tensors[i].nbytes;
+    snprintf(budget, sizeof budget, "memory=%llu", (unsigned long long)bytes);
+    json_t *a = search(&f, "a", budget, "ilp+evo");
+    json_t *seeds = json_object_get(a, "seeds");
+    cr_assert_eq(json_array_size(seeds), 2, "%s", json_dumps(a, 0));
+    json_t *m = json_array_get(seeds, 1);
+    cr_expect_str_eq(json_string_value(json_object_get(m, "name")), "Q4_K_M");
+    cr_expect_eq(json_integer_value(json_object_get(m, "trial")), 2);
+    cr_expect_eq(num(m, "bytes"), (double)bytes);
+    cr_expect_str_eq(json_string_value(json_object_get(json_array_get(seeds, 0), "name")), "ilp");
+    /* Trial 2's types are the mix's, its KL the mix file's. */
+    ba_db_t *db;
+    cr_assert_eq(ba_db_open(f.db, BA_DB_OPEN_READONLY, &db, &err), BA_OK, "%s", err.msg);
+    ba_llm_settings_t s;
+    char **names;
+    int *types, n;
+    int64_t number;
+    cr_assert_eq(ba_llm_study_trial(db, "a", 2, &s, &number, &names, &types, &n, &err), BA_OK, "%s", err.msg);
+    for (int l = 0; l < n; l++) {
+        cr_expect_eq(types[l], ba_gguf_find_tensor(q, names[l])->type, "%s", names[l]);
+        free(names[l]);
+    }
+    free(names);
+    free(types);
+    ba_llm_settings_free(&s);
+    ba_db_close(db);
+    char *text;
+    size_t len;
+    cr_assert_eq(ba_file_read(CALIB_TXT, (uint8_t **)&text, &len, &err), BA_OK);
+    ba_llm_kl_t *k;
+    cr_assert_eq(ba_llm_kl_new(ll, g, text, BA_LLM_DEFAULT_CHUNK, 1, &k, &err), BA_OK, "%s", err.msg);
+    double kl, agree;
+    cr_assert_eq(ba_llm_kl_measure(k, mix, 0, ba_llm_kl_nchunks(k), &kl, &agree, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(trial_kl(&f, "a", 2), kl, "trial 2 %g, the mix's GGUF %g", trial_kl(&f, "a", 2), kl);
+    cr_expect_float_eq(num(m, "kl"), kl, 1e-12 + kl * 1e-9);
+    cr_expect_leq(num(a, "kl"), kl);
+    cr_expect_leq(num(a, "bytes"), (double)bytes);
+    ba_llm_kl_free(k);
+    free(text);
+    /* none: the evolution starts from the ILP plan alone. */
+    ba_test_run_t r = ba_test_cli("--db", f.db, "-q", "llm-search", TINY_GGUF, "--text", CALIB_TXT,
+                                  "--budget", budget, "--study", "b", "--mix-seed", "none", "--generations",
+                                  "3", "--offspring", "4", "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *b = json_loads(r.out, 0, NULL);
+    cr_expect_eq(json_array_size(json_object_get(b, "seeds")), 1);
+    cr_expect_neq(trial_kl(&f, "b", 2), kl);
+    json_decref(b);
+    ba_test_run_free(&r);
+    /* Refusals. */
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q5_K_M", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--mix-seed Q5_K_M: its") && strstr(r.err, "break the budget"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q4_K_M,Q4_K_Z", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "--mix-seed: 'Q4_K_Z' is not"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget,
+                    "--mix-seed", "Q4_K_S", "--method", "evo", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "only --method ilp+evo"), "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("--db", f.db, "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget", budget, "--types",
+                    "q4_K,q5_K,q8_0", "--mix-seed", "Q4_K_M", NULL);
+    cr_expect_eq(r.status, 2);
+    cr_expect(strstr(r.err, "q6_K, which is not among its candidates"), "%s", r.err);
+    ba_test_run_free(&r);
+    json_decref(a);
+    ba_gguf_free(q);
+    ba_gguf_free(g);
     ba_test_rmtree(f.dir);
 }
 
@@ -350,8 +461,21 @@ Test(llm_search, settings_json_round_trip_and_damage) {
     cr_expect_eq(t.seed, UINT64_MAX);
     cr_expect_eq(t.ntypes, 3);
     cr_expect_eq(t.budgets.n, 2);
+    cr_expect_str_eq(t.mix_seed, "auto");
+    cr_expect_eq(t.low_fidelity_tokens, BA_LLM_DEFAULT_LOW_FIDELITY_TOKENS);
     free(j2);
     ba_llm_settings_free(&t);
+    /* A study stored before mix seeds: none (it started from the ILP plan alone). */
+    const char *old_json = "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_K\"], "
+                           "\"method\": \"ilp+evo\", \"seed\": \"0\", \"generations\": 1, \"offspring\": 1, "
+                           "\"chunk\": 8, \"threads\": 1}";
+    cr_assert_eq(ba_llm_settings_from_json(old_json, &t, &err), BA_OK, "%s", err.msg);
+    cr_expect_str_eq(t.mix_seed, "none");
+    cr_expect_eq(t.low_fidelity_tokens, 0);
+    ba_llm_settings_free(&t);
+    cr_expect_eq(ba_llm_settings_set_mix_seed(&s, "Q4_K_M,Q5_K_S", &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(ba_llm_settings_set_mix_seed(&s, "Q4_K_M,", &err), BA_ERR_INPUT);
+    cr_expect_eq(ba_llm_settings_set_mix_seed(&s, "q4_k_m", &err), BA_ERR_INPUT);
     static const char *const bad[] = {
         "",
         "{}",
@@ -371,6 +495,9 @@ Test(llm_search, settings_json_round_trip_and_damage) {
         "\"ilp\", "
         "\"seed\": \"0\", \"generations\": 1, \"offspring\": 1, \"chunk\": 8, \"threads\": 1, \"budgets\": "
         "{\"speed\": 3}}",
+        "{\"kind\": \"llm\", \"model\": \"/m\", \"text\": \"/t\", \"types\": [\"q4_K\"], \"method\": "
+        "\"ilp\", \"seed\": \"0\", \"generations\": 1, \"offspring\": 1, \"chunk\": 8, \"threads\": 1, "
+        "\"mix_seed\": \"Q9_K\"}",
         NULL};
     for (int i = 0; bad[i]; i++) {
         cr_expect_eq(ba_llm_settings_from_json(bad[i], &t, &err), BA_ERR_INPUT, "%s", bad[i]);
