@@ -404,8 +404,9 @@ static json_t *state_json(const evo_state_t *s, int gen, int64_t gen_first, int6
                           (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent",
                           elite_json(s, 0), "elites", elites, "cache", cache);
     if (j && s->utrial > 0)
-        json_object_set_new(j, "uniform",
-                            json_pack("{s:I, s:o}", "trial", (json_int_t)s->utrial, "res", evo_res_json(&s->ures)));
+        json_object_set_new(
+            j, "uniform",
+            json_pack("{s:I, s:o}", "trial", (json_int_t)s->utrial, "res", evo_res_json(&s->ures)));
     return j;
 }
 
@@ -448,8 +449,9 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
     if (st == BA_OK && uni) {
         const json_t *ur = json_object_get(uni, "res");
         /* evo_res_parse refuses a NaN objective, which a failed uniform trial has: check the shape alone. */
-        if (!json_is_integer(json_object_get(uni, "trial")) || json_integer_value(json_object_get(uni, "trial")) < 1 ||
-            !json_is_object(ur) || !json_is_integer(json_object_get(ur, "samples")))
+        if (!json_is_integer(json_object_get(uni, "trial")) ||
+            json_integer_value(json_object_get(uni, "trial")) < 1 || !json_is_object(ur) ||
+            !json_is_integer(json_object_get(ur, "samples")))
             st = evo_bad_checkpoint(err, "bad uniform trial");
         else {
             (void)evo_res_parse(ur, &s->ures);
@@ -908,7 +910,10 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
         if (!out->choice)
             st = BA_ERR_NOMEM;
         else
-            memcpy(out->choice, pick == -1 ? seed : pick == -2 ? uni : s.echoice + (size_t)pick * s.L,
+            memcpy(out->choice,
+                   pick == -1   ? seed
+                   : pick == -2 ? uni
+                                : s.echoice + (size_t)pick * s.L,
                    (size_t)s.L * sizeof *out->choice);
         if (pick >= 0) {
             out->res = s.elite[pick].res;

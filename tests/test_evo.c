@@ -294,8 +294,8 @@ typedef struct {
     int64_t validated[16];
     double vobj[16];
     int nval;
-    double vcenter;        /* the width the validation part favours (0: 4) */
-    const int *watch;       /* counts the measurements of this choice on the whole search part */
+    double vcenter;   /* the width the validation part favours (0: 4) */
+    const int *watch; /* counts the measurements of this choice on the whole search part */
     int watch_full;
     int64_t stop_validated; /* the validated hook fails (a kill) after this many calls; 0 = never */
 } win_t;
@@ -497,7 +497,8 @@ Test(evo, uniform_is_measured_once_and_returned_when_best_on_validation) {
         ba_search_result_t r;
         run_win(p, seed, &w, &r);
         int u = uniform_trial(&w.lg, uni);
-        cr_assert_geq(u, 0, "seed %llu: the uniform configuration is stored as a trial", (unsigned long long)seed);
+        cr_assert_geq(u, 0, "seed %llu: the uniform configuration is stored as a trial",
+                      (unsigned long long)seed);
         const rec_t *t = &w.lg.t[u];
         cr_expect_eq(u, w.lg.n - 1, "it is the trial after the last generation");
         cr_expect_eq(t->number, w.lg.n);
@@ -582,7 +583,8 @@ Test(evo, resume_after_any_trial_or_during_validation_gives_the_same_trials_and_
             for (int i = 0; i < rest.lg.n; i++) {
                 cr_expect_eq(rest.lg.t[i].number, full.lg.t[k + i].number);
                 cr_expect_str_eq(rest.lg.t[i].method, full.lg.t[k + i].method);
-                cr_expect(memcmp(rest.lg.t[i].choice, full.lg.t[k + i].choice, sizeof rest.lg.t[i].choice) == 0);
+                cr_expect(memcmp(rest.lg.t[i].choice, full.lg.t[k + i].choice, sizeof rest.lg.t[i].choice) ==
+                          0);
                 cr_expect_eq(rest.lg.t[i].obj, full.lg.t[k + i].obj);
             }
             cr_expect_eq(rr.trial, rf.trial, "resume after trial %d", k);
@@ -591,7 +593,8 @@ Test(evo, resume_after_any_trial_or_during_validation_gives_the_same_trials_and_
             cr_expect_eq(rr.ntrials, rf.ntrials);
             cr_expect(memcmp(rr.choice, rf.choice, L * sizeof(int)) == 0);
             if (k == full.lg.n)
-                cr_expect_eq(rest.watch_full, 0, "the stored uniform trial's search figure is not measured again");
+                cr_expect_eq(rest.watch_full, 0,
+                             "the stored uniform trial's search figure is not measured again");
             ba_search_result_free(&rr);
             log_free(&rest.lg);
         }
