@@ -379,7 +379,9 @@ typedef struct evo_state {
     cache_entry_t *cache;
     int ncache, capcache;
     int64_t nevals;
-    double t_eval; /* seconds inside the evaluate hook (the rest is bookkeeping) */
+    double t_eval;  /* seconds inside the evaluate hook (the rest is bookkeeping) */
+    int64_t utrial; /* the uniform configuration's trial, added for the final choice (0: not stored yet) */
+    ba_eval_result_t ures; /* its result on all N samples (objective NaN: it failed) */
 } evo_state_t;
 
 static json_t *elite_json(const evo_state_t *s, int i) {
@@ -398,9 +400,14 @@ static json_t *state_json(const evo_state_t *s, int gen, int64_t gen_first, int6
                                                (json_int_t)s->cache[i].samples, "res",
                                                evo_res_json(&s->cache[i].res)));
     for (int i = 1; elites && i < s->nelite; i++) json_array_append_new(elites, elite_json(s, i));
-    return json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "kind", "evo", "gen", gen, "gen_first",
-                     (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent",
-                     elite_json(s, 0), "elites", elites, "cache", cache);
+    json_t *j = json_pack("{s:s, s:i, s:I, s:I, s:o, s:o, s:o, s:o}", "kind", "evo", "gen", gen, "gen_first",
+                          (json_int_t)gen_first, "next", (json_int_t)next, "rng", evo_rng_json(rng), "parent",
+                          elite_json(s, 0), "elites", elites, "cache", cache);
+    if (j && s->utrial > 0)
+        json_object_set_new(
+            j, "uniform",
+            json_pack("{s:I, s:o}", "trial", (json_int_t)s->utrial, "res", evo_res_json(&s->ures)));
+    return j;
 }
 
 static int parse_elite(evo_state_t *s, const json_t *e, int i) {
@@ -437,6 +444,19 @@ static ba_status load_state(evo_state_t *s, const char *text, ba_error *err) {
             st = evo_bad_checkpoint(err, "bad or infeasible elite");
         else
             s->nelite++;
+    }
+    const json_t *uni = json_object_get(j, "uniform");
+    if (st == BA_OK && uni) {
+        const json_t *ur = json_object_get(uni, "res");
+        /* evo_res_parse refuses a NaN objective, which a failed uniform trial has: check the shape alone. */
+        if (!json_is_integer(json_object_get(uni, "trial")) ||
+            json_integer_value(json_object_get(uni, "trial")) < 1 || !json_is_object(ur) ||
+            !json_is_integer(json_object_get(ur, "samples")))
+            st = evo_bad_checkpoint(err, "bad uniform trial");
+        else {
+            (void)evo_res_parse(ur, &s->ures);
+            s->utrial = json_integer_value(json_object_get(uni, "trial"));
+        }
     }
     s->gen = (int)json_integer_value(json_object_get(j, "gen"));
     s->gen_first = json_integer_value(json_object_get(j, "gen_first"));
@@ -708,17 +728,65 @@ done:
     return st;
 }
 
-/* The final choice on the validation part: the seed (trial 1) and the elites,
- * each scored on samples [N, N + nvalid); the lowest validation objective
- * wins, ties broken by the search objective, then the trial number (the order
- * of BA_DB_BEST_ORDER, so `trials --best` names the same trial). *pick = the
- * winning elite, or -1 for a seed that is no elite any more (out->res and
- * out->trial set then). */
-static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_result_t *out,
-                          ba_error *err) {
+/* The uniform configuration (ba_search_uniform_choice) as a candidate of the
+ * final choice: *has = 1 and uni filled when a single width fits the budgets,
+ * the configuration is neither the seed nor an elite (those are scored as
+ * such) and its trial succeeded. It is measured on all N samples and stored
+ * once, as the trial after the last generation (method "uniform"); its number
+ * and result go into the checkpoint, so a resume neither measures nor stores
+ * it again. */
+static ba_status add_uniform(evo_state_t *s, const int *seed, int *uni, int *has, ba_error *err) {
     const ba_search_opts_t *o = s->o;
     const ba_search_hooks_t *h = s->h;
-    int seed_elite = -1;
+    size_t sz = (size_t)s->L * sizeof *uni;
+    int bits = 0;
+    ba_error e2;
+    *has = 0;
+    if (ba_search_uniform_choice(s->p, uni, &bits, &e2) != BA_OK) return BA_OK; /* no single width fits */
+    if (!memcmp(uni, seed, sz)) return BA_OK;
+    for (int e = 0; e < s->nelite; e++)
+        if (!memcmp(s->echoice + (size_t)e * s->L, uni, sz)) return BA_OK;
+    if (s->utrial == 0) {
+        ba_eval_result_t r;
+        int64_t z = 0, number = s->next;
+        if (h->prepare) BA_TRY(h->prepare(h->ctx, uni, &z, &o->nsamples, 1, err));
+        double t0 = ba_now();
+        BA_TRY(evaluate_window(h, o, uni, 0, o->nsamples, &r, err));
+        s->t_eval += ba_now() - t0;
+        r.samples = o->nsamples;
+        s->nevals++;
+        s->utrial = number, s->ures = r;
+        char *ck = evo_dump(state_json(s, s->gen, number + 1, number + 1, &s->rng, 0));
+        ba_status st = ck ? evo_store(h, number, "complete", "uniform", uni, &r, ck, err)
+                          : ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory writing a checkpoint");
+        free(ck);
+        if (st != BA_OK) {
+            s->utrial = 0;
+            return st;
+        }
+        s->gen_first = s->next = number + 1;
+    }
+    *has = isfinite(s->ures.objective);
+    return BA_OK;
+}
+
+/* Candidate i of the final choice: -1 the seed, 0 .. nelite-1 the elites, nelite the uniform one. */
+static const int *candidate(const evo_state_t *s, int i, const int *seed, const int *uni) {
+    return i < 0 ? seed : i < s->nelite ? s->echoice + (size_t)i * s->L : uni;
+}
+
+/* The final choice on the validation part: the seed (trial 1), the elites and
+ * the uniform configuration (add_uniform), each scored on samples
+ * [N, N + nvalid); the lowest validation objective wins, ties broken by the
+ * search objective, then the trial number (the order of BA_DB_BEST_ORDER, so
+ * `trials --best` names the same trial). *pick = the winning elite, -1 for a
+ * seed that is no elite any more, -2 for the uniform configuration (out->res
+ * and out->trial set for those two). */
+static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int has_uni, int *pick,
+                          ba_search_result_t *out, ba_error *err) {
+    const ba_search_opts_t *o = s->o;
+    const ba_search_hooks_t *h = s->h;
+    int seed_elite = -1, last = s->nelite - 1 + (has_uni ? 1 : 0);
     for (int e = 0; e < s->nelite && seed_elite < 0; e++)
         if (!memcmp(s->echoice + (size_t)e * s->L, seed, (size_t)s->L * sizeof *seed)) seed_elite = e;
     double bv = NAN, bo = NAN;
@@ -727,12 +795,12 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
     if (h->prepare) {
         /* The same evaluations as the loop below, in its order. */
         int L = s->L, m = 0;
-        int *ch = ba_malloc((size_t)(s->nelite + 2) * L * sizeof *ch, err);
-        int64_t fi[BA_EVO_ELITES + 2], ns[BA_EVO_ELITES + 2];
+        int *ch = ba_malloc((size_t)(s->nelite + 3) * L * sizeof *ch, err);
+        int64_t fi[BA_EVO_ELITES + 3], ns[BA_EVO_ELITES + 3];
         if (!ch) return BA_ERR_NOMEM;
-        for (int i = -1; i < s->nelite; i++) {
+        for (int i = -1; i <= last; i++) {
             if (i < 0 && seed_elite >= 0) continue;
-            const int *choice = i >= 0 ? s->echoice + (size_t)i * L : seed;
+            const int *choice = candidate(s, i, seed, uni);
             memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
             fi[m] = o->nsamples, ns[m++] = o->nvalid;
             if (i < 0) {
@@ -744,31 +812,31 @@ static ba_status validate(evo_state_t *s, const int *seed, int *pick, ba_search_
         free(ch);
         BA_TRY(st);
     }
-    for (int i = -1; i < s->nelite; i++) {
+    for (int i = -1; i <= last; i++) {
         if (i < 0 && seed_elite >= 0) continue; /* the seed is an elite: scored as one */
-        const int *choice = i >= 0 ? s->echoice + (size_t)i * s->L : seed;
+        const int *choice = candidate(s, i, seed, uni);
         ba_eval_result_t v, full;
         double t0 = ba_now();
         BA_TRY(h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err));
         if (i < 0)
             BA_TRY(h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err)); /* the seed's search figure */
         else
-            full = s->elite[i].res;
+            full = i < s->nelite ? s->elite[i].res : s->ures;
         s->t_eval += ba_now() - t0;
         v.samples = o->nvalid;
-        int64_t trial = i >= 0 ? s->elite[i].trial : 1;
+        int64_t trial = i < 0 ? 1 : i < s->nelite ? s->elite[i].trial : s->utrial;
         if (h->validated) BA_TRY(h->validated(h->ctx, trial, &v, err));
         if (!isfinite(v.objective)) continue;
         int better = bt < 0 || v.objective < bv ||
                      (v.objective == bv && (full.objective < bo || (full.objective == bo && trial < bt)));
         if (!better) continue;
         bv = v.objective, bo = full.objective, bt = trial;
-        *pick = i;
+        *pick = i < s->nelite ? i : -2;
         out->validation = v.objective;
-        if (i < 0) {
+        if (i < 0 || i == s->nelite) {
             full.samples = o->nsamples;
             out->res = full;
-            out->trial = 1;
+            out->trial = trial;
         }
     }
     return BA_OK;
@@ -882,15 +950,24 @@ ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, 
             break; /* stalled: no configuration differs from the elites under the budgets */
         if (h->progress) h->progress(h->ctx, s.gen, o->generations, &s.elite[0].res, s.echoice);
     }
-    int pick = 0; /* elite index of the result; -1: the seed */
+    int pick = 0; /* elite index of the result; -1: the seed, -2: the uniform configuration */
+    int has_uni = 0;
+    int *uni = st == BA_OK ? ba_malloc((size_t)s.L * sizeof *uni + 1, err) : NULL;
+    if (st == BA_OK && !uni) st = BA_ERR_NOMEM;
     out->validation = NAN;
-    if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) st = validate(&s, seed, &pick, out, err);
+    if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) {
+        st = add_uniform(&s, seed, uni, &has_uni, err);
+        if (st == BA_OK) st = validate(&s, seed, uni, has_uni, &pick, out, err);
+    }
     if (st == BA_OK) {
         out->choice = ba_malloc((size_t)s.L * sizeof *out->choice, err);
         if (!out->choice)
             st = BA_ERR_NOMEM;
         else
-            memcpy(out->choice, pick < 0 ? seed : s.echoice + (size_t)pick * s.L,
+            memcpy(out->choice,
+                   pick == -1   ? seed
+                   : pick == -2 ? uni
+                                : s.echoice + (size_t)pick * s.L,
                    (size_t)s.L * sizeof *out->choice);
         if (pick >= 0) {
             out->res = s.elite[pick].res;
@@ -901,6 +978,7 @@ ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, 
         out->eval_seconds = s.t_eval;
         out->seconds = ba_now() - t_start;
     }
+    free(uni);
     free(s.echoice);
     free(s.cache);
     evo_units_free(&u);

@@ -128,9 +128,12 @@ typedef struct ba_search_result {
 void ba_search_result_free(ba_search_result_t *r);
 
 /* Validation (o->nvalid > 0 and h->evaluate_at): after the last generation the
- * seed and every elite are scored on the validation part and the lowest one
- * (ties: the seed, then the better elite) is the result, so the result is never
- * worse than the seed on validation. Low-fidelity stages score a window of the
+ * uniform configuration (ba_search_uniform_choice; when one fits and is neither
+ * the seed nor an elite) is measured on all N samples and stored as the next
+ * trial (method "uniform"), then the seed, every elite and it are scored on the
+ * validation part and the lowest one (ties: the lower search objective, then
+ * the earlier trial) is the result, so the result is never worse than the seed
+ * or uniform on validation. Low-fidelity stages score a window of the
  * search part drawn from the seed, the generation and the stage (with
  * evaluate_at; else the first samples).
  *

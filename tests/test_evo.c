@@ -409,6 +409,10 @@ typedef struct {
     int64_t validated[16];
     double vobj[16];
     int nval;
+    double vcenter;   /* the width the validation part favours (0: 4) */
+    const int *watch; /* counts the measurements of this choice on the whole search part */
+    int watch_full;
+    int64_t stop_validated; /* the validated hook fails (a kill) after this many calls; 0 = never */
 } win_t;
 
 static ba_status win_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
@@ -416,12 +420,14 @@ static ba_status win_eval_at(void *ctx, const int *choice, int64_t first, int64_
     win_t *w = ctx;
     cr_assert_lt(w->n, 4096);
     w->first[w->n] = first, w->samples[w->n] = n, w->n++;
+    if (w->watch && first == 0 && n == 384 && !memcmp(choice, w->watch, L * sizeof *choice)) w->watch_full++;
     BA_TRY(fake_eval(&w->lg, choice, n, out, err));
     /* The validation part disagrees with the search part: a different smooth function. */
     if (first >= 384) {
         double s = 0;
         for (int l = 0; l < L; l++)
-            s += fabs(w->lg.p->bits[w->lg.p->start[l] + choice[l]] - 4.0) * (l % 3 + 1);
+            s += fabs(w->lg.p->bits[w->lg.p->start[l] + choice[l]] - (w->vcenter > 0 ? w->vcenter : 4.0)) *
+                 (l % 3 + 1);
         out->objective = s;
     }
     return BA_OK;
@@ -432,14 +438,16 @@ static ba_status win_store(void *ctx, const ba_search_trial_t *t, const char *ck
 }
 
 static ba_status win_validated(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err) {
-    (void)err;
     win_t *w = ctx;
+    if (w->stop_validated && w->nval >= w->stop_validated) return ba_error_set(err, BA_ERR_RUNTIME, "killed");
     cr_assert_lt(w->nval, 16);
     w->validated[w->nval] = trial, w->vobj[w->nval] = res->objective, w->nval++;
     return BA_OK;
 }
 
-static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_result_t *res) {
+/* ba_evo_run from the ILP optimum with a validation part; ck: a checkpoint to resume from. */
+static ba_status run_win_from(const ba_problem_t *p, uint64_t seed, const char *ck, win_t *w,
+                              ba_search_result_t *res) {
     ba_solution_t sol;
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
@@ -448,8 +456,14 @@ static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_re
     ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated, NULL};
     ba_search_opts_t o = opts(seed);
     o.nsamples = 384, o.nvalid = 128;
-    cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, res, &err), BA_OK, "%s", err.msg);
+    ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
+    if (!w->lg.stop_after && !w->stop_validated) cr_assert_eq(st, BA_OK, "%s", err.msg);
     ba_solution_free(&sol);
+    return st;
+}
+
+static void run_win(const ba_problem_t *p, uint64_t seed, win_t *w, ba_search_result_t *res) {
+    run_win_from(p, seed, NULL, w, res);
 }
 
 Test(evo, low_fidelity_windows_move_with_the_generation_and_the_seed) {
@@ -570,5 +584,137 @@ Test(evo, validation_chooses_among_seed_and_elites_never_worse_than_the_seed) {
         log_free(&w.lg);
         ba_search_result_free(&r);
     }
+    ba_problem_free(p);
+}
+
+/* ---- uniform among the final candidates ---- */
+
+/* The trial (index into lg->t) holding choice with method "uniform", -1 when none. */
+static int uniform_trial(const log_t *lg, const int *choice) {
+    for (int i = 0; i < lg->n; i++)
+        if (!strcmp(lg->t[i].method, "uniform") && !memcmp(lg->t[i].choice, choice, sizeof lg->t[i].choice))
+            return i;
+    return -1;
+}
+
+Test(evo, uniform_is_measured_once_and_returned_when_best_on_validation) {
+    ba_problem_t *p = make_problem(3.5);
+    int uni[L], ubits = 0;
+    ba_error err;
+    cr_assert_eq(ba_search_uniform_choice(p, uni, &ubits, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ubits, 3);
+    for (uint64_t seed = 0; seed < 3; seed++) {
+        /* The validation part favours 3 bits everywhere: uniform scores 0 there, anything else more. */
+        static win_t w;
+        memset(&w, 0, sizeof w);
+        w.vcenter = 3.0;
+        w.watch = uni;
+        ba_search_result_t r;
+        run_win(p, seed, &w, &r);
+        int u = uniform_trial(&w.lg, uni);
+        cr_assert_geq(u, 0, "seed %llu: the uniform configuration is stored as a trial",
+                      (unsigned long long)seed);
+        const rec_t *t = &w.lg.t[u];
+        cr_expect_eq(u, w.lg.n - 1, "it is the trial after the last generation");
+        cr_expect_eq(t->number, w.lg.n);
+        cr_expect_str_eq(t->state, "complete");
+        cr_expect_eq(t->samples, 384, "measured on the whole search part");
+        cr_expect_eq(r.ntrials, w.lg.n, "counted");
+        cr_expect_eq(r.trial, t->number, "seed %llu: uniform wins on validation", (unsigned long long)seed);
+        cr_expect_eq(memcmp(r.choice, uni, sizeof uni), 0);
+        cr_expect_eq(r.validation, 0.0);
+        cr_expect_eq(r.res.objective, t->obj, "the result carries uniform's search figure");
+        cr_expect_eq(r.res.samples, 384);
+        int scored = 0;
+        for (int i = 0; i < w.nval; i++) scored += w.validated[i] == t->number;
+        cr_expect_eq(scored, 1, "uniform is scored once on validation");
+        int complete = 0;
+        for (int i = 0; i < w.lg.n; i++)
+            complete += !strcmp(w.lg.t[i].state, "complete") && !memcmp(w.lg.t[i].choice, uni, sizeof uni);
+        cr_expect_eq(w.watch_full, complete, "measured on the search part once per complete trial");
+        log_free(&w.lg);
+        ba_search_result_free(&r);
+    }
+    ba_problem_free(p);
+}
+
+Test(evo, uniform_that_is_the_seed_adds_no_trial) {
+    ba_problem_t *p = make_problem(2.5);
+    int uni[L], ubits = 0;
+    ba_error err;
+    cr_assert_eq(ba_search_uniform_choice(p, uni, &ubits, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ubits, 2);
+    static win_t w;
+    memset(&w, 0, sizeof w);
+    /* `evo` starts from uniform: it is the seed (trial 1), scored on validation as such, stored once. */
+    w.lg.p = p;
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, &w, win_eval_at, win_validated, NULL};
+    ba_search_opts_t o = opts(2);
+    o.method = "evo", o.nsamples = 384, o.nvalid = 128;
+    ba_search_result_t r;
+    cr_assert_eq(ba_evo_run(p, uni, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    int stored = 0;
+    for (int i = 0; i < w.lg.n; i++) stored += !memcmp(w.lg.t[i].choice, uni, sizeof uni);
+    cr_expect_eq(stored, 1, "the uniform seed is not stored a second time");
+    cr_expect_eq(uniform_trial(&w.lg, uni), -1, "no extra 'uniform' trial");
+    cr_expect_eq(r.ntrials, w.lg.n);
+    log_free(&w.lg);
+    ba_search_result_free(&r);
+    ba_problem_free(p);
+}
+
+Test(evo, resume_after_any_trial_or_during_validation_gives_the_same_trials_and_plan) {
+    ba_problem_t *p = make_problem(3.5);
+    int uni[L], ubits = 0;
+    ba_error err;
+    cr_assert_eq(ba_search_uniform_choice(p, uni, &ubits, &err), BA_OK, "%s", err.msg);
+    static win_t full, rest;
+    memset(&full, 0, sizeof full);
+    full.vcenter = 3.0;
+    ba_search_result_t rf;
+    run_win(p, 6, &full, &rf);
+    int u = uniform_trial(&full.lg, uni);
+    cr_assert_geq(u, 0);
+    cr_assert_eq(rf.trial, full.lg.t[u].number);
+    /* Killed after trial k was stored (k = n: the uniform trial, during validation) or, at the
+     * end, after j validation scores: the resumed run stores the rest and returns the same plan. */
+    for (int k = 1; k <= full.lg.n; k += (k + 4 < full.lg.n ? 4 : 1)) {
+        for (int j = 0; j < (k == full.lg.n ? full.nval : 1); j++) {
+            ba_search_result_t rr;
+            memset(&rest, 0, sizeof rest);
+            rest.vcenter = 3.0;
+            if (j > 0) {
+                /* First a run killed in the validation after j scores, from the same checkpoint. */
+                rest.stop_validated = j;
+                cr_expect_neq(run_win_from(p, 6, full.lg.t[k - 1].ckpt, &rest, &rr), BA_OK);
+                cr_expect_eq(rest.lg.n, 0, "nothing left to store");
+                log_free(&rest.lg);
+                memset(&rest, 0, sizeof rest);
+                rest.vcenter = 3.0;
+            }
+            rest.watch = uni;
+            run_win_from(p, 6, full.lg.t[k - 1].ckpt, &rest, &rr);
+            cr_assert_eq(k + rest.lg.n, full.lg.n, "resume after trial %d", k);
+            for (int i = 0; i < rest.lg.n; i++) {
+                cr_expect_eq(rest.lg.t[i].number, full.lg.t[k + i].number);
+                cr_expect_str_eq(rest.lg.t[i].method, full.lg.t[k + i].method);
+                cr_expect(memcmp(rest.lg.t[i].choice, full.lg.t[k + i].choice, sizeof rest.lg.t[i].choice) ==
+                          0);
+                cr_expect_eq(rest.lg.t[i].obj, full.lg.t[k + i].obj);
+            }
+            cr_expect_eq(rr.trial, rf.trial, "resume after trial %d", k);
+            cr_expect_eq(rr.validation, rf.validation);
+            cr_expect_eq(rr.res.objective, rf.res.objective);
+            cr_expect_eq(rr.ntrials, rf.ntrials);
+            cr_expect(memcmp(rr.choice, rf.choice, L * sizeof(int)) == 0);
+            if (k == full.lg.n)
+                cr_expect_eq(rest.watch_full, 0,
+                             "the stored uniform trial's search figure is not measured again");
+            ba_search_result_free(&rr);
+            log_free(&rest.lg);
+        }
+    }
+    ba_search_result_free(&rf);
+    log_free(&full.lg);
     ba_problem_free(p);
 }

@@ -27,6 +27,9 @@
 
 /* The search method the kill test runs (ilp+evo unless set). */
 static const char *g_method = "ilp+evo";
+/* Its budget, and whether the study must hold a trial of method `uniform` (the final choice's). */
+static const char *g_budget = "avg-bits=4";
+static int g_expect_uniform;
 
 static void search_argv(const char *db, const char *study, const char *plan, const char **argv) {
     const char *a[] = {BA_CLI,
@@ -42,7 +45,7 @@ static void search_argv(const char *db, const char *study, const char *plan, con
                        "--labels",
                        DIGITS "calib_y.npy",
                        "--budget",
-                       "avg-bits=4",
+                       g_budget,
                        "--bits",
                        "2,3,4,8",
                        "--sensitivity",
@@ -167,6 +170,14 @@ static void kill_and_resume(void) {
     int rc = run_and_kill(argv, 1e9);
     double ref_s = now_s() - t0;
     cr_assert_eq(rc, 0, "uninterrupted search failed");
+    if (g_expect_uniform) {
+        ba_trial_t *t;
+        int n, nu = 0;
+        trials_of(ref_db, "k", &t, &n);
+        for (int i = 0; i < n; i++) nu += !strcmp(t[i].method, "uniform");
+        ba_db_trials_free(t, n);
+        cr_expect_eq(nu, 1, "the final choice measured the uniform configuration as a trial");
+    }
 
     /* Kill instants uniform over the uninterrupted duration, seeded; a cycle
      * kills and resumes one study until it finishes, cycles repeat (each in a
@@ -217,6 +228,12 @@ static void kill_and_resume(void) {
 }
 
 Test(resume, killed_anywhere_resumes_to_the_uninterrupted_result, .timeout = 120) {
+    kill_and_resume();
+}
+
+Test(resume, killed_anywhere_with_uniform_among_the_final_candidates, .timeout = 120) {
+    g_budget = "avg-bits=6"; /* the ILP seed mixes 8 bits; uniform (4 bits) is no elite at the end */
+    g_expect_uniform = 1;
     kill_and_resume();
 }
 

@@ -43,7 +43,7 @@ static int search_argv(const char *db, const char *plan, const char *lease, cons
                        "--labels",
                        DIGITS "calib_y.npy",
                        "--budget",
-                       "avg-bits=4",
+                       "avg-bits=4.5", /* the ILP seed is no uniform width: uniform is a trial of its own */
                        "--bits",
                        "2,3,4,8",
                        "--sensitivity",
@@ -206,6 +206,12 @@ Test(worker, one_two_and_four_workers_give_the_single_process_trials_and_plan) {
     BA_TEST_PG_DB_OR_SKIP(url, sizeof url);
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     reference(dir, refdb, refplan, sizeof refdb);
+    ba_trial_t *rt;
+    int nrt, uniform_trials = 0;
+    trials_of(refdb, &rt, &nrt);
+    for (int i = 0; i < nrt; i++) uniform_trials += !strcmp(rt[i].method, "uniform");
+    ba_db_trials_free(rt, nrt);
+    cr_expect_eq(uniform_trials, 1, "the final choice measured the uniform configuration as a trial");
     static const int counts[] = {1, 2, 4};
     for (size_t k = 0; k < 3; k++) {
         int n = counts[k];

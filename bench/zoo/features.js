@@ -14,9 +14,24 @@ const MEL_STEP = 8;      // frames between windows (openWakeWord's 80 ms hop)
 const VAD_CHUNK = 512;   // samples per silero VAD call at 16 kHz
 const SR = 16000;
 
+const OWW_WINDOWS = 128; // samples per split of each wake-word input (a search validates on the last quarter)
+
 function pick(n, k) {     // k indices spread evenly over [0, n)
   const out = [];
   for (let i = 0; i < k; i++) out.push(Math.floor((i * n) / k));
+  return out;
+}
+
+// a in a fixed pseudo-random order (Fisher-Yates on a 32-bit LCG), so that any contiguous part of a
+// file (a search's validation part, its low-fidelity blocks) spans the whole stream.
+function shuffled(a, seed) {
+  const out = a.slice();
+  let s = seed >>> 0;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    const j = Math.floor((s / 4294967296) * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
   return out;
 }
 
@@ -39,13 +54,13 @@ async function oww(models, data, split) {
   const all = stack(wins, MEL_WINDOW * 32);
   const e = await emb.run({ [emb.inputNames[0]]: new ort.Tensor('float32', all, [wins.length, MEL_WINDOW, 32, 1]) });
   const E = e[emb.outputNames[0]].data;         // [W, 1, 1, 96]
-  const sel = pick(wins.length, 64);
+  const sel = shuffled(pick(wins.length, Math.min(OWW_WINDOWS, wins.length)), 1);
   writeNpy(path.join(data, `oww_mel_${split}.npy`), 'float32', [sel.length, MEL_WINDOW, 32, 1],
     stack(sel.map((i) => wins[i]), MEL_WINDOW * 32));
   for (const T of [16, 34]) {
     const rows = [];
     for (let w = 0; w + T <= wins.length; w++) rows.push(E.subarray(w * 96, (w + T) * 96));
-    const pk = pick(rows.length, Math.min(64, rows.length));
+    const pk = shuffled(pick(rows.length, Math.min(OWW_WINDOWS, rows.length)), T);
     writeNpy(path.join(data, `oww_emb${T}_${split}.npy`), 'float32', [pk.length, T, 96],
       stack(pk.map((i) => rows[i]), T * 96));
   }

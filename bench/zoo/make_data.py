@@ -101,20 +101,32 @@ def fixed_len(a, n, rng):
     return out
 
 
+# Samples per split. ocr_cls: the validation part of a search (the last quarter) must hold enough
+# images that the final choice is not noise (32 images left 8). The speech stream says each phrase
+# REPEATS times (other voices and speeds), so that the wake-word windows features.js takes from it
+# are far enough apart.
+N_OCR_DET, N_OCR_REC, N_OCR_CLS = 4, 16, 128
+REPEATS = 3
+
+
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "bench/zoo/data"
     os.makedirs(out, exist_ok=True)
-    for split, seed, scale in (("calib", 0, 1), ("test", 1, 1)):
-        rng = np.random.default_rng(seed)
-        np.save(f"{out}/ocr_det_{split}.npy", np.stack([ocr_det_norm(render_page(rng, 160, 320)) for _ in range(4 * scale)]))
-        np.save(f"{out}/ocr_rec_{split}.npy", np.stack([ocr_rec_norm(render_line(rng, 48, 320)) for _ in range(16 * scale)]))
+    for split, seed in (("calib", 0), ("test", 1)):
+        # One random stream per split and kind: changing one count leaves the other files alone.
+        rng = np.random.default_rng([seed, 0])
+        np.save(f"{out}/ocr_det_{split}.npy", np.stack([ocr_det_norm(render_page(rng, 160, 320)) for _ in range(N_OCR_DET)]))
+        rng = np.random.default_rng([seed, 1])
+        np.save(f"{out}/ocr_rec_{split}.npy", np.stack([ocr_rec_norm(render_line(rng, 48, 320)) for _ in range(N_OCR_REC)]))
+        rng = np.random.default_rng([seed, 2])
         cls = []
-        for i in range(32 * scale):
+        for i in range(N_OCR_CLS):
             img = render_line(rng, 48, 192)
             cls.append(ocr_rec_norm(img[::-1, ::-1] if i % 2 else img))  # half upside down
         np.save(f"{out}/ocr_cls_{split}.npy", np.stack(cls))
         # Speech: one long stream (for the streaming VAD and the wake-word chain) and 1 s clips.
-        order = rng.permutation(len(PHRASES))
+        rng = np.random.default_rng([seed, 3])
+        order = rng.permutation(np.tile(np.arange(len(PHRASES)), REPEATS))
         utts = [speech(rng, PHRASES[i]) for i in order]
         gaps = [rng.normal(0, 30, int(rng.integers(3000, 9000))).astype(np.float32) for _ in utts]
         stream = np.concatenate([x for pair in zip(gaps, utts) for x in pair])
