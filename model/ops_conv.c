@@ -179,19 +179,27 @@ typedef struct {
     float *y;
     const ba_kern_geom_t *g;
     int64_t N, C, M, group, Cg, Mg, K, P, Pin, nb;
-    int pointwise;
-    const float *bias; /* M values or NULL */
+    int pointwise, panels; /* panels: ba_kern_conv_panels applies */
+    const float *bias;     /* M values or NULL */
 } conv_job_t;
 
-/* Images [ci*nb, ci*nb + nb) of the conv: im2col into ws (cols_n floats of
- * columns, then the product when nb > 1), sgemm, planes into y. */
-static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n) {
+/* Images [ci*nb, ci*nb + nb) of the conv: by panels (ba_kern_conv_panels),
+ * or im2col into ws (cols_n floats of columns, then the product when nb > 1),
+ * sgemm, planes into y. 0 when the panel path ran out of memory. */
+static int conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n) {
     const int64_t P = j->P, Mg = j->Mg, K = j->K, Cg = j->Cg, Pin = j->Pin, M = j->M, C = j->C;
     const int64_t n0 = ci * j->nb, nbb = j->N - n0 < j->nb ? j->N - n0 : j->nb, ld = nbb * P;
     const int64_t ldcol = ld + BA_KERN_COL_PAD; /* column buffer stride: see ba_kern_conv_gemm */
     float *cols = ws, *tmp = ws ? ws + cols_n : NULL;
     for (int64_t gi = 0; gi < j->group; gi++) {
         const float *wg = j->w + gi * Mg * K;
+        /* The sums of a lone image start at the bias, those of several images side by side at 0 with the
+         * bias added after (the two paths below); the panel product keeps each path's floats. */
+        if (j->panels && ba_kern_conv_panels(j->x + (n0 * C + gi * Cg) * Pin, nbb, C * Pin, Cg, j->g, wg, Mg,
+                                             j->bias ? j->bias + gi * Mg : NULL, nbb > 1,
+                                             j->y + (n0 * M + gi * Mg) * P, M * P))
+            continue;
+        if (j->panels) return 0;
         if (nbb == 1) {
             const float *src = j->x + (n0 * C + gi * Cg) * Pin;
             if (!j->pointwise) {
@@ -218,6 +226,7 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
                 for (int64_t q = 0; q < P; q++) yr[q] = tr[q] + bv;
             }
     }
+    return 1;
 }
 
 /* Conv / ConvTranspose: X and W present and float32, X of rank 3 to 5, W of X's rank. */
@@ -293,8 +302,9 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     const int64_t nchunks = (N + nb - 1) / nb;
     int nthr = ba_kern_threads(N * Mg * group * P * K);
     if (nchunks < nthr) nthr = 1;
-    const size_t cols_n = !pointwise || nb > 1 ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
-    const size_t tmp_n = nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
+    const int panels = ba_kern_conv_panels_ok(&g);
+    const size_t cols_n = !panels && (!pointwise || nb > 1) ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
+    const size_t tmp_n = !panels && nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
     float *ws = NULL;
     if (cols_n + tmp_n > 0) {
         ws = ba_malloc((cols_n + tmp_n) * (size_t)nthr * sizeof(float), err);
@@ -303,16 +313,22 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
             return err ? err->code : BA_ERR_NOMEM;
         }
     }
-    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, B ? B->data : NULL};
+    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, panels, B ? B->data : NULL};
+    int ok = 1;
     if (nthr > 1) {
-#pragma omp parallel for schedule(dynamic) num_threads(nthr)
+#pragma omp parallel for schedule(dynamic) num_threads(nthr) reduction(&& : ok)
         for (int64_t ci = 0; ci < nchunks; ci++)
-            conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n);
+            ok = conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n) &&
+                 ok;
     } else {
         /* No enclosing region here: im2col and sgemm may fork their own teams. */
-        for (int64_t ci = 0; ci < nchunks; ci++) conv_chunk(&job, ci, ws, cols_n);
+        for (int64_t ci = 0; ci < nchunks && ok; ci++) ok = conv_chunk(&job, ci, ws, cols_n);
     }
     free(ws);
+    if (!ok) {
+        ba_tensor_unref(Y);
+        return ba_error_set(err, BA_ERR_NOMEM, "node %s (Conv): out of memory for the packed columns", node->name);
+    }
     out[0] = Y;
     return BA_OK;
 }
