@@ -250,7 +250,8 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 #define CP_MAX_GROUP 8           /* panels filled together */
 #define CP_GROUP_FLOATS 65536    /* their size (256 KiB, well inside L2) */
 #define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
-#define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows) */
+#define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
+#define CP_IN_PLACE_MAX_C 16    /* unless it has at most this many channels (few streams) */
 
 int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
 #if defined(__x86_64__)
@@ -265,7 +266,7 @@ int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
 typedef struct {
     const float *xp;              /* (padded) images */
     int64_t img, ch, row;         /* floats between images, channels, rows of xp */
-    int64_t OH, OW, P, sh, sw;    /* output plane (pointwise: one row of P), strides */
+    int64_t OH, OW, P, sh, sw;    /* output plane (one row of P where rows follow in the source), strides */
     int64_t KH, KW, dh, dw, K, N; /* taps, K = channels * taps, N = images * P */
     const int64_t *koff;          /* per im2col row k: offset of its tap in xp */
 } cp_geom_t;
@@ -381,6 +382,40 @@ __attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_ge
 #endif
 
 #if defined(__x86_64__)
+/* Zero-padded copies (Hp x Wp, the image at row ph, column pw) of n planes
+ * of IH x IW (plane ic: image ic / C, channel ic % C), by masked vectors
+ * (rows are often a few floats: a memset and memcpy call each cost more). */
+__attribute__((target("avx512f"))) static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg,
+                                                      int64_t IH, int64_t IW, int64_t ph, int64_t pw, int64_t Hp,
+                                                      int64_t Wp, float *xp) {
+    const int nt = ba_kern_threads(n * Hp * Wp);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t ic = 0; ic < n; ic++) {
+        const float *src = x + ic / C * ximg + ic % C * IH * IW;
+        float *dst = xp + ic * Hp * Wp;
+        for (int64_t h = 0; h < Hp; h++) {
+            const int64_t ih = h - ph;
+            const int inside = ih >= 0 && ih < IH;
+            const float *xr = inside ? src + ih * IW : src;
+            for (int64_t w0 = 0; w0 < Wp; w0 += CG_VEC) {
+                /* lanes w0 + j with pw <= w0 + j < pw + IW come from xr[w0 + j - pw] */
+                int64_t lo = pw - w0, hi = pw + IW - w0, len = Wp - w0 < CG_VEC ? Wp - w0 : CG_VEC;
+                if (lo < 0) lo = 0;
+                if (hi > CG_VEC) hi = CG_VEC;
+                __m512 v = _mm512_setzero_ps();
+                if (inside && hi > lo) {
+                    const __mmask16 lm = (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
+                    v = _mm512_maskz_loadu_ps(lm, xr + (w0 - pw));
+                }
+                _mm512_mask_storeu_ps(dst + h * Wp + w0, (__mmask16)(len == CG_VEC ? 0xFFFFu : (1u << len) - 1u),
+                                      v);
+            }
+        }
+    }
+}
+#endif
+
+#if defined(__x86_64__)
 /* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
  * or, with src (a pointwise image read in place), multiplied from src's rows. */
 static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
@@ -416,45 +451,30 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     const int64_t sh = g->s[1], sw = g->s[2], dh = g->dil[1], dw = g->dil[2], P = OH * OW;
     const int pointwise = KH == 1 && KW == 1 && sh == 1 && sw == 1 && g->pb[1] == 0 && g->pb[2] == 0 &&
                           g->pe[1] == 0 && g->pe[2] == 0;
+    /* rows [0, Hp) x columns [0, Wp) of the (padded) image that the windows reach */
+    const int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
+    const int unpadded = g->pb[1] == 0 && g->pb[2] == 0 && Hp <= IH && Wp <= IW;
     cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL};
     float *xp = NULL;
-    if (pointwise) { /* the image itself, one row of P pixels */
-        q.OH = 1;
-        q.OW = P;
-        q.row = P;
-    } else { /* zero-padded copy: rows [0, Hp) x columns [0, Wp) that the windows reach */
-        const int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
+    if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
         const int64_t ph = g->pb[1], pw = g->pb[2];
         xp = aligned_alloc(CG_ALIGN, ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN *
                                          CG_ALIGN);
         if (!xp) return 0;
-        const int nt = ba_kern_threads(nb * C * Hp * Wp);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-        for (int64_t ic = 0; ic < nb * C; ic++) {
-            const float *src = x + ic / C * ximg + ic % C * IH * IW;
-            float *dst = xp + ic * Hp * Wp;
-            for (int64_t h = 0; h < Hp; h++) {
-                float *d = dst + h * Wp;
-                const int64_t ih = h - ph;
-                if (ih < 0 || ih >= IH) {
-                    memset(d, 0, (size_t)Wp * sizeof(float));
-                    continue;
-                }
-                int64_t lo = pw < Wp ? pw : Wp, hi = pw + IW < Wp ? pw + IW : Wp;
-                if (hi < lo) hi = lo;
-                memset(d, 0, (size_t)lo * sizeof(float));
-                memcpy(d + lo, src + ih * IW + (lo - pw), (size_t)(hi - lo) * sizeof(float));
-                memset(d + hi, 0, (size_t)(Wp - hi) * sizeof(float));
-            }
-        }
+        cp_pad(x, nb * C, C, ximg, IH, IW, ph, pw, Hp, Wp, xp);
         q.xp = xp;
         q.img = C * Hp * Wp;
         q.ch = Hp * Wp;
         q.row = Wp;
     }
-    /* A pointwise conv of one small image reads its rows in place: they lie
-     * close together (no page or cache-set strides), so a panel copy costs more than it saves. */
-    const int in_place = pointwise && nb == 1 && P <= CP_IN_PLACE_MAX_P && P % CG_ALIAS_FLOATS != 0;
+    if (sh == 1 && sw == 1 && q.row == OW) { /* output rows follow each other in the source: one row of P */
+        q.OH = 1;
+        q.OW = P;
+    }
+    /* A pointwise conv of one small image (or of a few channels) reads its rows in place: they lie close
+     * together or are few (no page or cache-set strides), so a panel copy costs more than it saves. */
+    const int in_place = pointwise && nb == 1 && (P <= CP_IN_PLACE_MAX_P || C <= CP_IN_PLACE_MAX_C) &&
+                         P % CG_ALIAS_FLOATS != 0;
     int64_t *koff = NULL;
     if (!in_place) {
         koff = malloc((size_t)q.K * sizeof(int64_t));
