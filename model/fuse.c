@@ -359,8 +359,11 @@ static ba_status widen(epi_t *e, float **buf, ba_error *err) {
     float *p = w;
 #define WIDEN(SRC, DST)                                                                                      \
     do {                                                                                                     \
-        for (int64_t c = 0; c < e->C; c++)                                                                   \
-            for (int64_t i = 0; i < e->inner; i++) p[c * e->inner + i] = (SRC)[c];                           \
+        for (int64_t c = 0; c < e->C; c++) {                                                                 \
+            const float v_ = (SRC)[c]; /* read once: the stores below may alias it for the compiler */      \
+            float *row_ = p + c * e->inner;                                                                  \
+            for (int64_t i = 0; i < e->inner; i++) row_[i] = v_;                                             \
+        }                                                                                                    \
         (DST) = p;                                                                                           \
         p += len;                                                                                            \
     } while (0)

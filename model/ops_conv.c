@@ -52,7 +52,10 @@ static void fill_bias(float *y, const ba_tensor_t *b, int64_t N, int64_t M, int6
  * output adds its taps in the same order (kh, then kw) onto the bias, so all
  * paths, and the vector widths, give the same floats. */
 #define DW_BLOCK 16
+#define DW_GROUP 4 /* interior blocks computed together */
 typedef float dw_vec_t __attribute__((vector_size(DW_BLOCK * sizeof(float))));
+typedef int32_t dw_ivec_t __attribute__((vector_size(DW_BLOCK * sizeof(int32_t))));
+static const dw_ivec_t dw_even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 typedef struct {
     int64_t IH, IW, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, mult;
     int64_t lo, hi; /* columns whose taps are all inside the row */
@@ -62,6 +65,7 @@ typedef struct {
 __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, const float *xp,
                                                            const float *wp, float b0, float *yp) {
     const int64_t IW = d->IW, KW = d->KW, OW = d->OW, sw = d->sw, lo = d->lo, hi = d->hi;
+    const float *xend = xp + d->IH * IW; /* end of the plane: loads stay before it */
     for (int64_t oh = 0; oh < d->OH; oh++) {
         float *yrow = yp + oh * OW;
         int64_t khs[DW_MAX_KW], nkh = 0; /* tap rows inside the image, ascending (caller: KH <= DW_MAX_KW) */
@@ -96,25 +100,43 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
         }
         /* interior columns, DW_BLOCK at a time; the last block is moved back to end
          * at hi (its overlap is recomputed to the same values: each block starts
-         * from the bias, not from y) */
-        for (int64_t ow0 = lo; ow0 < hi; ow0 += DW_BLOCK) {
-            if (ow0 > hi - DW_BLOCK) ow0 = hi - DW_BLOCK;
-            dw_vec_t av = (dw_vec_t){0} + b0; /* one vector value: the sum stays in registers */
+         * from the bias, not from y). DW_GROUP blocks run together: their sums are
+         * independent chains, so the adds of one tap overlap instead of waiting on
+         * each other; each sum still takes its taps in the same order. */
+        const int64_t nblk = (hi - lo + DW_BLOCK - 1) / DW_BLOCK;
+        for (int64_t b = 0; b < nblk; b += DW_GROUP) {
+            const int64_t ng = nblk - b < DW_GROUP ? nblk - b : DW_GROUP;
+            int64_t ow0[DW_GROUP];
+            dw_vec_t av[DW_GROUP];
+#pragma GCC unroll 4
+            for (int g = 0; g < DW_GROUP; g++) {
+                const int64_t o = lo + (b + (g < ng ? g : ng - 1)) * DW_BLOCK; /* missing blocks redo the last */
+                ow0[g] = o > hi - DW_BLOCK ? hi - DW_BLOCK : o;
+                av[g] = (dw_vec_t){0} + b0; /* vector values: the sums stay in registers */
+            }
             for (int64_t t = 0; t < nkh; t++) {
                 const int64_t kh = khs[t], ih = oh * d->sh - d->ph + kh * d->dh;
-                const float *xr = xp + ih * IW - d->pw + ow0 * sw, *wk = wp + kh * KW;
+                const float *xr = xp + ih * IW - d->pw, *wk = wp + kh * KW;
                 for (int64_t kw = 0; kw < KW; kw++) {
-                    const float *xs = xr + kw * d->dw;
-                    dw_vec_t xv;
-                    if (sw == 1) {
-                        memcpy(&xv, xs, sizeof xv);
-                    } else {
-                        for (int i = 0; i < DW_BLOCK; i++) xv[i] = xs[i * sw];
+#pragma GCC unroll 4
+                    for (int g = 0; g < DW_GROUP; g++) {
+                        const float *xs = xr + ow0[g] * sw + kw * d->dw;
+                        dw_vec_t xv;
+                        if (sw == 1) {
+                            memcpy(&xv, xs, sizeof xv);
+                        } else if (sw == 2 && xs + 2 * DW_BLOCK <= xend) { /* even lanes of two vectors */
+                            dw_vec_t x0, x1;
+                            memcpy(&x0, xs, sizeof x0);
+                            memcpy(&x1, xs + DW_BLOCK, sizeof x1);
+                            xv = __builtin_shuffle(x0, x1, dw_even);
+                        } else {
+                            for (int i = 0; i < DW_BLOCK; i++) xv[i] = xs[i * sw];
+                        }
+                        av[g] += xv * wk[kw];
                     }
-                    av += xv * wk[kw];
                 }
             }
-            memcpy(yrow + ow0, &av, sizeof av);
+            for (int g = ng - 1; g >= 0; g--) memcpy(yrow + ow0[g], &av[g], sizeof av[g]);
         }
     }
 }
