@@ -1,7 +1,8 @@
 /* The throughput paths of the heavy kernels against naive float64 loops:
  * ba_kern_sgemm split over threads (both sides, every transpose), Conv run
  * as parallel chunks of batched images (a trailing one-image chunk, groups,
- * bias), and Softmax's vector exp (masked -inf entries stay exactly 0). */
+ * bias), the depthwise blocks against the float loop they compute (bit for bit),
+ * and Softmax's vector exp (masked -inf entries stay exactly 0). */
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>
@@ -227,6 +228,54 @@ Test(kern_fast, conv_batched_chunks_in_parallel_match_naive) {
     check_conv(9, 6, 16, 8, 2, 2); /* groups, stride 2 */
     check_conv(3, 4, 40, 6, 1, 1); /* wide images: one image per chunk, chunks across threads */
     check_conv(1, 4, 40, 6, 1, 1); /* one image: im2col and sgemm split inside */
+}
+
+/* Depthwise conv (group = C, multiplier mult, k x k, stride s, pads k / 2) against a float loop that adds
+ * the taps in the kernel's order (bias, then kh, then kw; C11 mode rounds a*b and the sum apart): the
+ * vector blocks, computed several at a time, must give exactly these floats. */
+static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H, int64_t W, int64_t k, int64_t s) {
+    const int64_t M = C * mult, pad = k / 2, OH = (H + 2 * pad - k) / s + 1, OW = (W + 2 * pad - k) / s + 1;
+    const int64_t xs[4] = {N, C, H, W}, ws[4] = {M, 1, k, k}, bs[1] = {M};
+    ba_tensor_t *in[3] = {tensor_of(4, xs, 30), tensor_of(4, ws, 31), tensor_of(1, bs, 32)}, *out = NULL;
+    test_node_t t;
+    init_node(&t, "Conv", 3);
+    const int64_t pads[4] = {pad, pad, pad, pad}, strides[2] = {s, s}, kernel[2] = {k, k};
+    add_ints(&t, "pads", 4, pads);
+    add_ints(&t, "strides", 2, strides);
+    add_ints(&t, "group", 1, &C);
+    add_ints(&t, "kernel_shape", 2, kernel);
+    ba_error err;
+    cr_assert_eq(t.node.def->forward(&t.node, in, 3, &out, 1, &err), BA_OK, "%s", err.msg);
+    const float *x = in[0]->data, *w = in[1]->data, *b = in[2]->data, *y = out->data;
+    int64_t bad = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    float acc = b[m];
+                    for (int64_t kh = 0; kh < k; kh++)
+                        for (int64_t kw = 0; kw < k; kw++) {
+                            const int64_t ih = oh * s - pad + kh, iw = ow * s - pad + kw;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            acc += w[(m * k + kh) * k + kw] * x[((n * C + m / mult) * H + ih) * W + iw];
+                        }
+                    const float got = y[((n * M + m) * OH + oh) * OW + ow];
+                    bad += memcmp(&got, &acc, sizeof acc) != 0;
+                }
+    cr_expect_eq(bad, 0, "depthwise N=%lld C=%lld x%lld %lldx%lld k%lld s%lld: %lld outputs differ", (long long)N,
+                 (long long)C, (long long)mult, (long long)H, (long long)W, (long long)k, (long long)s,
+                 (long long)bad);
+    for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
+    ba_tensor_unref(out);
+}
+
+Test(kern_fast, depthwise_adds_taps_in_order_bit_for_bit) {
+    omp_set_num_threads(FAST_TEST_THREADS);
+    check_depthwise_exact(2, 3, 1, 9, 100, 3, 1); /* six interior blocks: a group of four, then two */
+    check_depthwise_exact(2, 3, 1, 9, 101, 3, 2); /* stride 2: even lanes of two vectors, the last plane's end */
+    check_depthwise_exact(1, 4, 2, 12, 70, 5, 1); /* 5x5, channel multiplier 2 */
+    check_depthwise_exact(1, 4, 1, 7, 10, 3, 1);  /* interior narrower than a block */
+    check_depthwise_exact(1, 2, 1, 5, 37, 5, 2);  /* 5x5 stride 2 */
 }
 
 static void check_softmax(const char *op) {
