@@ -261,8 +261,10 @@ static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FU
         }                                                                                                    \
     }
 
-static void bin_block(int op, const float *restrict a, float as, const float *restrict b, float bs,
-                      float *restrict o, int64_t n) {
+__attribute__((target_clones("avx512f", "default"))) static void bin_block(int op, const float *restrict a,
+                                                                         float as, const float *restrict b,
+                                                                         float bs, float *restrict o,
+                                                                         int64_t n) {
     switch (op) {
     case BA_OP_ADD: BIN_LOOPS(x + y) break;
     case BA_OP_SUB: BIN_LOOPS(x - y) break;
