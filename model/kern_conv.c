@@ -86,10 +86,9 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
  * two halves may lie in different images). The sums start at bias[i]
  * (or 0) and add the k terms in order; with bias_last they start at 0 and
  * bias[i] is added at the end. */
-__attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
-                                                           int64_t lda, const float *B, int64_t ldb,
-                                                           const float *bias, int bias_last, float *c0,
-                                                           float *c1, int64_t ldc) {
+__attribute__((target("avx512f,fma"), always_inline)) static inline void
+cg_tile_body(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+             const int64_t *boff, const float *bias, int bias_last, float *c0, float *c1, int64_t ldc) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     const __mmask16 k1 = nr >= CG_NR   ? (__mmask16)0xFFFF
                          : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
@@ -108,8 +107,8 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
     CG_INIT(7);
 #undef CG_INIT
     for (int64_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb),
-                     b1 = _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC);
+        const float *bk = boff ? B + boff[k] : B + k * ldb;
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, bk), b1 = _mm512_maskz_loadu_ps(k1, bk + CG_VEC);
 #define CG_FMA(i)                                                                                            \
     {                                                                                                        \
         const __m512 av = _mm512_set1_ps(a[i][k]);                                                           \
@@ -134,6 +133,22 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
 #undef CG_BIAS
 }
 
+/* Row k of B at B + k * ldb. */
+__attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                           int64_t lda, const float *B, int64_t ldb,
+                                                           const float *bias, int bias_last, float *c0,
+                                                           float *c1, int64_t ldc) {
+    cg_tile_body(mr, nr, K, A, lda, B, ldb, NULL, bias, bias_last, c0, c1, ldc);
+}
+
+/* Row k of B at B + boff[k] (rows of a padded image read in place). */
+__attribute__((target("avx512f,fma"))) static void cg_tile_rows(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                                int64_t lda, const float *B, const int64_t *boff,
+                                                                const float *bias, int bias_last, float *c0,
+                                                                float *c1, int64_t ldc) {
+    cg_tile_body(mr, nr, K, A, lda, B, 0, boff, bias, bias_last, c0, c1, ldc);
+}
+
 /* A tile of up to CG_MR16 rows by 16 columns (nr <= 16, masked), one
  * vector per row: for the last columns of a product or a narrow one (a 4x4
  * map of one image), where cg_tile would leave half its lanes masked. Same
@@ -141,8 +156,8 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
 #define CG_MR16 16
 __attribute__((target("avx512f,fma"))) static void cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A,
                                                              int64_t lda, const float *B, int64_t ldb,
-                                                             const float *bias, int bias_last, float *c0,
-                                                             int64_t ldc) {
+                                                             const int64_t *boff, const float *bias,
+                                                             int bias_last, float *c0, int64_t ldc) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     const float *a[CG_MR16];
     for (int i = 0; i < CG_MR16; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
@@ -151,7 +166,7 @@ __attribute__((target("avx512f,fma"))) static void cg_tile16(int64_t mr, int64_t
     for (int i = 0; i < CG_MR16; i++)
         c[i] = _mm512_set1_ps(bias_last || !bias ? 0.0f : bias[i < mr ? i : mr - 1]);
     for (int64_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb);
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, boff ? B + boff[k] : B + k * ldb);
 #pragma GCC unroll 16
         for (int i = 0; i < CG_MR16; i++) c[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i][k]), b0, c[i]);
     }
@@ -248,6 +263,7 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 
 /* Conv product by packed panels (ba_kern_conv_panels). */
 #define CP_MAX_GROUP 8           /* panels filled together */
+#define CP_DIRECT_MAX_FLOATS 65536 /* images up to 256 KiB are read in place where a panel is one row piece */
 #define CP_GROUP_FLOATS 65536    /* their size (256 KiB, well inside L2) */
 #define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
 #define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
@@ -269,6 +285,7 @@ typedef struct {
     int64_t OH, OW, P, sh, sw;    /* output plane (one row of P where rows follow in the source), strides */
     int64_t KH, KW, dh, dw, K, N; /* taps, K = channels * taps, N = images * P */
     const int64_t *koff;          /* per im2col row k: offset of its tap in xp */
+    int direct;                   /* panels from one source row piece are read in place (stride 1, small image) */
 } cp_geom_t;
 
 typedef struct {
@@ -281,11 +298,21 @@ typedef struct {
  * loads and stores; stride 2 keeps the even lanes), the pieces of all panels
  * in turn, so that each source row is read in one run. */
 __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64_t n, int64_t nr,
-                                                       float *panels) {
+                                                       float *panels, int64_t *direct) {
     cp_seg_t seg[CP_MAX_SEGS];
     __mmask16 m[CP_MAX_SEGS][2];
     int ns = 0, full = q->sw == 1;
     for (int64_t c = n; c < n + nr;) {
+        const int64_t pj = (c - n) / CG_NR, pend = n + (pj + 1) * CG_NR < n + nr ? n + (pj + 1) * CG_NR : n + nr;
+        if (q->direct && (c - n) % CG_NR == 0) { /* a panel from one source row piece is read in place */
+            const int64_t i = c / q->P, p = c % q->P, oh = p / q->OW, ow = p % q->OW;
+            if (q->OW - ow >= pend - c) {
+                direct[pj] = i * q->img + oh * q->sh * q->row + ow;
+                c = pend;
+                continue;
+            }
+        }
+        direct[pj] = -1;
         const int64_t i = c / q->P, p = c % q->P, oh = p / q->OW, ow = p % q->OW, j = c - n;
         int64_t len = q->OW - ow;
         if (len > n + nr - c) len = n + nr - c;
@@ -301,6 +328,7 @@ __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64
         ns++;
         c += len;
     }
+    if (ns == 0) return;
     if (full) { /* whole panel rows from one image row each: plain vectors */
         for (int64_t k = 0; k < q->K; k++) {
             const float *src = q->xp + q->koff[k];
@@ -343,8 +371,8 @@ __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64
  * scratch tile. */
 __attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_geom_t *q, int64_t n, int64_t nr,
                                                           const float *w, int64_t ldw, const float *panel,
-                                                          int64_t ldp, const float *bias, int bias_last, float *y,
-                                                          int64_t yimg) {
+                                                          int64_t ldp, const int64_t *boff, const float *bias,
+                                                          int bias_last, float *y, int64_t yimg) {
     float *c[2];
     int whole = 1;
     for (int h = 0; h < 2; h++) {
@@ -359,13 +387,18 @@ __attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_ge
     float scratch[CG_MR * CG_NR];
     if (whole && nr <= CG_VEC) {
         for (int64_t m = 0; m < M; m += CG_MR16)
-            cg_tile16(M - m < CG_MR16 ? M - m : CG_MR16, nr, q->K, w + m * ldw, ldw, panel, ldp,
+            cg_tile16(M - m < CG_MR16 ? M - m : CG_MR16, nr, q->K, w + m * ldw, ldw, panel, ldp, boff,
                       bias ? bias + m : NULL, bias_last, c[0] + m * q->P, q->P);
         return;
     }
     for (int64_t m = 0; m < M; m += CG_MR) {
         const int64_t mr = M - m < CG_MR ? M - m : CG_MR;
         const float *bm = bias ? bias + m : NULL;
+        if (whole && boff) {
+            cg_tile_rows(mr, nr, q->K, w + m * ldw, ldw, panel, boff, bm, bias_last, c[0] + m * q->P,
+                         c[1] + m * q->P, q->P);
+            continue;
+        }
         if (whole) {
             cg_tile(mr, nr, q->K, w + m * ldw, ldw, panel, ldp, bm, bias_last, c[0] + m * q->P,
                     c[1] + m * q->P, q->P);
@@ -426,16 +459,19 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
     if (G > CP_MAX_GROUP) G = CP_MAX_GROUP;
     float *panels = src ? NULL : aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float));
     if (!src && !panels) return 0;
+    int64_t direct[CP_MAX_GROUP];
     for (int64_t pg = p0; pg < p1; pg += G) {
         const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR, n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
-        if (!src) cp_fill(q, n0, n1 - n0, panels);
+        if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
         for (int64_t pi = pg; pi < pe; pi++) {
             const int64_t n = pi * CG_NR, nr = q->N - n < CG_NR ? q->N - n : CG_NR;
             if (src)
-                cp_product(M, q, n, nr, w, q->K, src + n, q->P, bias, bias_last, y, yimg);
+                cp_product(M, q, n, nr, w, q->K, src + n, q->P, NULL, bias, bias_last, y, yimg);
+            else if (direct[pi - pg] >= 0)
+                cp_product(M, q, n, nr, w, q->K, q->xp + direct[pi - pg], 0, q->koff, bias, bias_last, y, yimg);
             else
-                cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, bias, bias_last, y,
-                           yimg);
+                cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
+                           y, yimg);
         }
     }
     free(panels);
@@ -454,7 +490,7 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     /* rows [0, Hp) x columns [0, Wp) of the (padded) image that the windows reach */
     const int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
     const int unpadded = g->pb[1] == 0 && g->pb[2] == 0 && Hp <= IH && Wp <= IW;
-    cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL};
+    cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL, 0};
     float *xp = NULL;
     if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
         const int64_t ph = g->pb[1], pw = g->pb[2];
@@ -482,12 +518,12 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
             free(xp);
             return 0;
         }
-        for (int64_t k = 0; k < q.K; k++) {
-            const int64_t c = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
-            koff[k] = c * q.ch + kh * dh * q.row + kw * dw;
-        }
+        for (int64_t c = 0, k = 0; c < C; c++) /* row k = (c, kh, kw) */
+            for (int64_t kh = 0; kh < KH; kh++)
+                for (int64_t kw = 0; kw < KW; kw++) koff[k++] = c * q.ch + kh * dh * q.row + kw * dw;
     }
     q.koff = koff;
+    q.direct = sw == 1 && C * q.ch <= CP_DIRECT_MAX_FLOATS;
     const int64_t npanels = (q.N + CG_NR - 1) / CG_NR;
     int nt = M * q.N * q.K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
     if (nt > npanels) nt = (int)npanels;

@@ -5,7 +5,8 @@
  * within float rounding of a float64 loop (relative to the sum of the
  * terms' magnitudes). Geometries: padded and unpadded
  * windows, stride 2, dilation, uneven pads, 1x3 / 3x1 kernels, pointwise
- * images read in place or through panels, row counts that are no multiple of
+ * images read in place or through panels, panels read in place from the
+ * (padded) image or copied (images above 256 KiB), row counts that are no multiple of
  * a tile, narrow products (the 16-column tile), and several small images side
  * by side whose planes split a tile's half (the scratch tile). */
 #include <criterion/criterion.h>
@@ -135,7 +136,9 @@ static const pcase_t cases[] = {
     {1, 12, 12, 30, 8, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 3x1 unpadded: the image read in place */
     {2, 12, 12, 10, 2, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 3x1 unpadded, two images */
     {1, 9, 17, 6, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise, read in place */
-    {1, 20, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, wide and deep: through panels */
+    {1, 20, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, wide and deep: read in place by rows */
+    {1, 40, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, image above 256 KiB: through panels */
+    {2, 32, 9, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* padded image above 256 KiB: whole-row panels filled */
     {1, 8, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise, wide but few channels: in place */
     {5, 9, 17, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},    /* pointwise, five small images side by side */
     {1, 2, 5, 1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},    /* a 1-D conv (one row) */
