@@ -2,6 +2,9 @@
  * 1-D, 2-D and 3-D images, float32. Conv is im2col + sgemm per image and group
  * (a 1x1 stride-1 conv multiplies the image directly, a depthwise conv runs a
  * direct loop); ConvTranspose is sgemm + col2im. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +65,74 @@ typedef struct {
     const int64_t *plo, *phi;
 } dw_geom_t;
 
+#if defined(__x86_64__)
+/* ng (1..DW_GROUP, a constant after inlining) blocks of 16 columns starting
+ * at ow0[], sums in registers; see dw_row_avx512. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_blocks_avx512(const dw_geom_t *d, const float *xp, const float *wp, float b0, float *yrow, int64_t oh,
+                 const int64_t *khs, int64_t nkh, const int64_t *ow0, const int ng) {
+    const int64_t IW = d->IW, KW = d->KW, OW = d->OW;
+    __mmask16 mk[DW_GROUP][DW_MAX_KW], live[DW_GROUP];
+    __m512 av[DW_GROUP];
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++) {
+        const int64_t o = ow0[g], n = OW - o < DW_BLOCK ? OW - o : DW_BLOCK;
+        live[g] = (__mmask16)(n == DW_BLOCK ? 0xFFFFu : (1u << n) - 1u);
+        for (int64_t kw = 0; kw < KW; kw++) { /* lanes o + j in [plo, phi) */
+            int64_t l = d->plo[kw] - o, h = d->phi[kw] - o;
+            if (l < 0) l = 0;
+            if (h > n) h = n;
+            mk[g][kw] = h > l ? (__mmask16)(((1u << (h - l)) - 1u) << l) : (__mmask16)0;
+        }
+        av[g] = _mm512_set1_ps(b0);
+    }
+    for (int64_t t = 0; t < nkh; t++) {
+        const int64_t kh = khs[t], ih = oh * d->sh - d->ph + kh * d->dh;
+        const float *xr = xp + ih * IW - d->pw, *wk = wp + kh * KW;
+        for (int64_t kw = 0; kw < KW; kw++) {
+            const __m512 wv = _mm512_set1_ps(wk[kw]);
+#pragma GCC unroll 4
+            for (int g = 0; g < ng; g++) {
+                const __mmask16 m = mk[g][kw];
+                const __m512 xv = _mm512_maskz_loadu_ps(m, xr + ow0[g] + kw * d->dw);
+                av[g] = _mm512_mask_add_ps(av[g], m, av[g], _mm512_mul_ps(xv, wv));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++) _mm512_mask_storeu_ps(yrow + ow0[g], live[g], av[g]);
+}
+
+/* One output row of a stride-1 depthwise conv, AVX-512, every column in
+ * blocks of 16 (the last block moved back to end at OW; DW_GROUP blocks at a
+ * time, independent sums): a tap is added only on the lanes whose input
+ * column exists (masked loads and adds), so border columns and rows narrower
+ * than a block take the vector path too, and each output still adds its
+ * existing taps in order (kh, then kw) onto the bias, rounding the product
+ * and the sum apart. Overlapping blocks store equal values. */
+__attribute__((target("avx512f"), noinline)) static void dw_row_avx512(const dw_geom_t *d, const float *xp,
+                                                                     const float *wp, float b0, float *yrow,
+                                                                     int64_t oh, const int64_t *khs, int64_t nkh) {
+    const int64_t OW = d->OW, nblk = (OW + DW_BLOCK - 1) / DW_BLOCK;
+    for (int64_t b = 0; b < nblk; b += DW_GROUP) {
+        const int ng = nblk - b < DW_GROUP ? (int)(nblk - b) : DW_GROUP;
+        int64_t ow0[DW_GROUP];
+        for (int g = 0; g < ng; g++) {
+            const int64_t o = (b + g) * DW_BLOCK;
+            ow0[g] = o > OW - DW_BLOCK ? (OW - DW_BLOCK > 0 ? OW - DW_BLOCK : 0) : o;
+        }
+        switch (ng) {
+        case 4: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 4); break;
+        case 3: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 3); break;
+        case 2: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 2); break;
+        default: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 1); break;
+        }
+    }
+}
+#endif
+
 __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, const float *xp,
-                                                           const float *wp, float b0, float *yp) {
+                                                           const float *wp, float b0, float *yp, int vec512) {
     const int64_t IW = d->IW, KW = d->KW, OW = d->OW, sw = d->sw, lo = d->lo, hi = d->hi;
     const float *xend = xp + d->IH * IW; /* end of the plane: loads stay before it */
     for (int64_t oh = 0; oh < d->OH; oh++) {
@@ -73,6 +142,14 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
             int64_t ih = oh * d->sh - d->ph + kh * d->dh;
             if (ih >= 0 && ih < d->IH) khs[nkh++] = kh;
         }
+#if defined(__x86_64__)
+        if (vec512 && sw == 1) {
+            dw_row_avx512(d, xp, wp, b0, yrow, oh, khs, nkh);
+            continue;
+        }
+#else
+        (void)vec512;
+#endif
         /* border columns, one at a time */
         for (int64_t ow = 0; ow < OW; ow++) {
             if (ow == lo && hi > lo) ow = hi;
@@ -147,7 +224,7 @@ static void dw_planes_generic(const dw_geom_t *d, const float *x, const float *w
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
-                 y + nm * d->OH * d->OW);
+                 y + nm * d->OH * d->OW, 0);
     }
 }
 
@@ -161,7 +238,7 @@ __attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t 
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
-                 y + nm * d->OH * d->OW);
+                 y + nm * d->OH * d->OW, 1);
     }
 }
 #endif

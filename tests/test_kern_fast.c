@@ -276,6 +276,8 @@ Test(kern_fast, depthwise_adds_taps_in_order_bit_for_bit) {
     check_depthwise_exact(1, 4, 2, 12, 70, 5, 1); /* 5x5, channel multiplier 2 */
     check_depthwise_exact(1, 4, 1, 7, 10, 3, 1);  /* interior narrower than a block */
     check_depthwise_exact(1, 2, 1, 5, 37, 5, 2);  /* 5x5 stride 2 */
+    check_depthwise_exact(2, 3, 1, 6, 9, 5, 1);   /* 5x5 on rows narrower than a block: masked taps */
+    check_depthwise_exact(1, 2, 1, 4, 40, 5, 1);  /* three blocks: one group of three, the last moved back */
 }
 
 static void check_softmax(const char *op) {
