@@ -460,17 +460,22 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
         out[0] = Y;
         return BA_OK;
     }
-    float *cols = ba_malloc((size_t)R * (size_t)Pin * sizeof(float), err);
+    /* cols, then W transposed per group (wt_g (Mg*KK, Cg) = W_g^T) for ba_kern_conv_gemm's row-major A */
+    float *cols = ba_malloc(((size_t)R * (size_t)Pin + (size_t)group * (size_t)R * (size_t)Cg) * sizeof(float),
+                            err);
     if (!cols) {
         ba_tensor_unref(Y);
         return err ? err->code : BA_ERR_NOMEM;
     }
+    float *wt = cols + (size_t)R * (size_t)Pin;
     const float *x = X->data, *w = W->data;
+    for (int64_t gi = 0; gi < group; gi++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t r = 0; r < R; r++) wt[(gi * R + r) * Cg + c] = w[(gi * Cg + c) * R + r];
     for (int64_t n = 0; n < N; n++)
         for (int64_t gi = 0; gi < group; gi++) {
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
-            ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f,
-                          cols, Pin);
+            ba_kern_conv_gemm(R, Pin, Cg, wt + gi * R * Cg, Cg, x + (n * C + gi * Cg) * Pin, Pin, NULL, cols, Pin);
             ba_kern_col2im_add(cols, Pin, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);
