@@ -94,7 +94,8 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* C (M, N) = A (M, K) · B (K, N) + bias (per row of C, or NULL), row-major
- * with strides lda/ldb/ldc: the product of a conv (weights · im2col columns).
+ * with strides lda/ldb/ldc: the product of a conv (weights · im2col columns),
+ * of ConvTranspose (transposed weights · image) and of MatMul.
  * On CPUs with AVX-512 an own register-tiled kernel reads B in place (no
  * packing pass, bias in the accumulators); elsewhere bias fill + ba_kern_sgemm.
  * Splits over OpenMP threads like ba_kern_sgemm. */

@@ -1,7 +1,9 @@
 /* Kernels of the conv family (see model/ops.h): Conv and ConvTranspose over
- * 1-D, 2-D and 3-D images, float32. Conv is im2col + sgemm per image and group
- * (a 1x1 stride-1 conv multiplies the image directly, a depthwise conv runs a
- * direct loop); ConvTranspose is sgemm + col2im. */
+ * 1-D, 2-D and 3-D images, float32. Conv is, per group, the product of the
+ * weights by packed im2col panels (ba_kern_conv_panels: AVX-512, 1-D/2-D,
+ * column stride 1 or 2), else im2col + product per image (a 1x1 stride-1 conv
+ * multiplies the image directly); a depthwise conv runs a direct loop;
+ * ConvTranspose is a product + col2im. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif

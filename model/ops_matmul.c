@@ -1,6 +1,7 @@
 /* Kernels of the matmul family (see model/ops.h): Gemm (alpha, beta, transA,
- * transB, C broadcast to (M, N)) and MatMul with numpy semantics (1-D operands,
- * broadcast batch dims), float32 on OpenBLAS sgemm. */
+ * transB, C broadcast to (M, N)) on OpenBLAS sgemm, and MatMul with numpy
+ * semantics (1-D operands, broadcast batch dims) on ba_kern_conv_gemm (the
+ * register-tiled AVX-512 product; OpenBLAS without AVX-512), float32. */
 #include <string.h>
 
 #include "model/kern_conv.h"
