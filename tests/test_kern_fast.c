@@ -2,6 +2,7 @@
  * ba_kern_sgemm split over threads (both sides, every transpose), Conv run
  * as parallel chunks of batched images (a trailing one-image chunk, groups,
  * bias), the depthwise blocks against the float loop they compute (bit for bit),
+ * MatMul against the in-order fused-multiply-add sum on AVX-512 CPUs (bit for bit),
  * and Softmax's vector exp (masked -inf entries stay exactly 0). */
 #include <criterion/criterion.h>
 #include <float.h>
@@ -278,6 +279,42 @@ Test(kern_fast, depthwise_adds_taps_in_order_bit_for_bit) {
     check_depthwise_exact(1, 2, 1, 5, 37, 5, 2);  /* 5x5 stride 2 */
     check_depthwise_exact(2, 3, 1, 6, 9, 5, 1);   /* 5x5 on rows narrower than a block: masked taps */
     check_depthwise_exact(1, 2, 1, 4, 40, 5, 1);  /* three blocks: one group of three, the last moved back */
+}
+
+/* MatMul (batched, broadcast B; and one B for every batch: folded into rows) on CPUs with AVX-512: every
+ * output is the in-order float sum over K with one rounding per term (fmaf), as the register-tiled
+ * kernel computes it (OpenBLAS, used before, sums in its own blocked order). */
+static void check_matmul_in_order(int64_t batch, int64_t M, int64_t K, int64_t N, int b_batched) {
+    const int64_t as[3] = {batch, M, K}, bs3[3] = {batch, K, N}, bs2[2] = {K, N};
+    ba_tensor_t *in[2] = {tensor_of(3, as, 40), b_batched ? tensor_of(3, bs3, 41) : tensor_of(2, bs2, 41)};
+    ba_tensor_t *out = NULL;
+    test_node_t t;
+    init_node(&t, "MatMul", 2);
+    ba_error err;
+    cr_assert_eq(t.node.def->forward(&t.node, in, 2, &out, 1, &err), BA_OK, "%s", err.msg);
+    const float *a = in[0]->data, *b = in[1]->data, *y = out->data;
+    int64_t bad = 0;
+    for (int64_t e = 0; e < batch; e++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                const float *be = b_batched ? b + e * K * N : b;
+                float acc = 0.0f;
+                for (int64_t k = 0; k < K; k++) acc = fmaf(a[(e * M + i) * K + k], be[k * N + j], acc);
+                bad += memcmp(&acc, &y[(e * M + i) * N + j], sizeof acc) != 0;
+            }
+    cr_expect_eq(bad, 0, "MatMul %lldx%lldx%lld (batch %lld): %lld outputs differ from the in-order sum",
+                 (long long)M, (long long)K, (long long)N, (long long)batch, (long long)bad);
+    for (int i = 0; i < 2; i++) ba_tensor_unref(in[i]);
+    ba_tensor_unref(out);
+}
+
+Test(kern_fast, matmul_sums_in_order_on_avx512) {
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("fma"))
+        cr_skip_test("no AVX-512: MatMul runs on OpenBLAS");
+    omp_set_num_threads(FAST_TEST_THREADS);
+    check_matmul_in_order(3, 40, 120, 661, 0); /* one B: batch folded into rows, split over threads */
+    check_matmul_in_order(4, 7, 33, 19, 1);    /* attention-style batched products, partial tiles */
+    check_matmul_in_order(1, 5, 64, 512, 0);   /* B rows 2 KiB apart: copied to panels first */
 }
 
 static void check_softmax(const char *op) {
