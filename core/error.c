@@ -1,6 +1,8 @@
 /* Error values: formatting, prefixing, exit codes and checked allocation. */
 #include "core/error.h"
 
+#include <malloc.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,4 +79,21 @@ char *ba_strdup(const char *s, ba_error *err) {
     char *p = ba_malloc(n, err);
     if (p) memcpy(p, s, n);
     return p;
+}
+
+/* glibc hands blocks above its mmap threshold back to the kernel on free and
+ * trims the heap top above its trim threshold, so each activation-sized
+ * block came back as fresh pages, faulted and zeroed one by one: 40% of an
+ * HVP-bound ViT run, 7% of a batch-1 forward pass of a small CNN (perf).
+ * Keeping freed memory in the process up to these sizes removes that. */
+#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024) /* glibc's maximum for this setting */
+#define MALLOC_TRIM_THRESHOLD (512 * 1024 * 1024)
+static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
+static void malloc_tune(void) {
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+}
+
+void ba_malloc_keep_freed(void) {
+    pthread_once(&malloc_once, malloc_tune);
 }

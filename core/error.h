@@ -38,6 +38,11 @@ void *ba_malloc(size_t n, ba_error *err);
 void *ba_calloc(size_t count, size_t size, ba_error *err);
 void *ba_realloc(void *p, size_t n, ba_error *err);
 char *ba_strdup(const char *s, ba_error *err);
+/* Tunes glibc malloc once per process to keep freed blocks (up to 32 MiB)
+ * and the heap top (up to 512 MiB) instead of returning them to the kernel:
+ * for code that allocates and frees activation-sized buffers on every pass
+ * (the executor, gradients). */
+void ba_malloc_keep_freed(void);
 
 #define BA_TRY(expr)                                                                                         \
     do {                                                                                                     \

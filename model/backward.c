@@ -2,9 +2,7 @@
  * then the nodes in reverse order, each op's backward accumulating into its
  * inputs' gradients (grad_*.c). Exact HVPs (forward-over-reverse) live in
  * grad_hvp.c; the central-difference HVP here is kept as a cross-check. */
-#include <malloc.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -369,20 +367,6 @@ static void free_vals(const ba_model_t *m, ba_tensor_t **vals) {
     free(vals);
 }
 
-/* Gradient work allocates and frees activation-sized tensors at a high rate
- * (every HVP re-runs part of the graph). glibc hands blocks above its mmap
- * threshold back to the kernel on free and trims the heap top above its trim
- * threshold, so each one came back as fresh pages, faulted and zeroed one by
- * one: 40% of an HVP-bound ViT run was page faults (perf). Keeping freed
- * memory in the process up to these sizes removes that; set once, process-wide. */
-#define MALLOC_MMAP_THRESHOLD (32 * 1024 * 1024) /* glibc's maximum for this setting */
-#define MALLOC_TRIM_THRESHOLD (512 * 1024 * 1024)
-static pthread_once_t malloc_once = PTHREAD_ONCE_INIT;
-static void malloc_tune(void) {
-    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
-    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
-}
-
 /* Session over a batch whose first row is row0 of the labels / ref. */
 static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                               const ba_loss_spec_t *loss, const int64_t *labels, int64_t nlabels,
@@ -391,7 +375,7 @@ static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, b
     if (!loss || loss->output < 0 || loss->output >= m->noutputs)
         return ba_error_set(err, BA_ERR_INPUT, "%s: loss on output %d, the model has %d", m->path,
                             loss ? loss->output : -1, m->noutputs);
-    pthread_once(&malloc_once, malloc_tune);
+    ba_malloc_keep_freed(); /* gradient work allocates and frees activation-sized tensors at a high rate */
     ba_grad_session_t *s = ba_calloc(1, sizeof *s, err);
     if (!s) return err->code;
     s->m = m;

@@ -84,6 +84,7 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
                       ba_tensor_t **outputs, ba_error *err) {
     static const ba_run_opts_t no_opts;
     if (!opts) opts = &no_opts;
+    ba_malloc_keep_freed(); /* kernels' workspaces and small activations come and go on every pass */
     for (int k = 0; k < m->noutputs; k++) outputs[k] = NULL;
     int nv = m->nvalues;
     ba_tensor_t **vals = ba_calloc((size_t)nv + 1, sizeof(ba_tensor_t *), err);

@@ -261,8 +261,10 @@ static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FU
         }                                                                                                    \
     }
 
-static void bin_block(int op, const float *restrict a, float as, const float *restrict b, float bs,
-                      float *restrict o, int64_t n) {
+__attribute__((target_clones("avx512f", "default"))) static void bin_block(int op, const float *restrict a,
+                                                                         float as, const float *restrict b,
+                                                                         float bs, float *restrict o,
+                                                                         int64_t n) {
     switch (op) {
     case BA_OP_ADD: BIN_LOOPS(x + y) break;
     case BA_OP_SUB: BIN_LOOPS(x - y) break;
@@ -359,8 +361,11 @@ static ba_status widen(epi_t *e, float **buf, ba_error *err) {
     float *p = w;
 #define WIDEN(SRC, DST)                                                                                      \
     do {                                                                                                     \
-        for (int64_t c = 0; c < e->C; c++)                                                                   \
-            for (int64_t i = 0; i < e->inner; i++) p[c * e->inner + i] = (SRC)[c];                           \
+        for (int64_t c = 0; c < e->C; c++) {                                                                 \
+            const float v_ = (SRC)[c]; /* read once: the stores below may alias it for the compiler */      \
+            float *row_ = p + c * e->inner;                                                                  \
+            for (int64_t i = 0; i < e->inner; i++) row_[i] = v_;                                             \
+        }                                                                                                    \
         (DST) = p;                                                                                           \
         p += len;                                                                                            \
     } while (0)

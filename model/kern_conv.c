@@ -81,18 +81,22 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 
 #if defined(__x86_64__)
 /* One tile: rows [0, mr) (mr <= CG_MR; missing rows recompute the last one
- * and are not stored), columns [0, nr) (nr <= CG_NR, masked). */
-__attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
-                                                           int64_t lda, const float *B, int64_t ldb,
-                                                           const float *bias, float *C, int64_t ldc) {
+ * and are not stored), columns [0, nr) (nr <= CG_NR, masked). Columns
+ * [0, 16) of row i go to c0 + i * ldc, columns [16, 32) to c1 + i * ldc (the
+ * two halves may lie in different images). The sums start at bias[i]
+ * (or 0) and add the k terms in order; with bias_last they start at 0 and
+ * bias[i] is added at the end. */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void
+cg_tile_body(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+             const int64_t *boff, const float *bias, int bias_last, float *c0, float *c1, int64_t ldc) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     const __mmask16 k1 = nr >= CG_NR   ? (__mmask16)0xFFFF
                          : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
                                        : (__mmask16)0;
     const float *a[CG_MR];
     for (int i = 0; i < CG_MR; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
-#define CG_INIT(i)                                                                                           \
-    __m512 c##i##0 = _mm512_set1_ps(bias ? bias[(i) < mr ? (i) : mr - 1] : 0.0f), c##i##1 = c##i##0;
+#define CG_BIAS(i) (bias ? bias[(i) < mr ? (i) : mr - 1] : 0.0f)
+#define CG_INIT(i) __m512 c##i##0 = _mm512_set1_ps(bias_last ? 0.0f : CG_BIAS(i)), c##i##1 = c##i##0;
     CG_INIT(0);
     CG_INIT(1);
     CG_INIT(2);
@@ -103,8 +107,8 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
     CG_INIT(7);
 #undef CG_INIT
     for (int64_t k = 0; k < K; k++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(k0, B + k * ldb),
-                     b1 = _mm512_maskz_loadu_ps(k1, B + k * ldb + CG_VEC);
+        const float *bk = boff ? B + boff[k] : B + k * ldb;
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, bk), b1 = _mm512_maskz_loadu_ps(k1, bk + CG_VEC);
 #define CG_FMA(i)                                                                                            \
     {                                                                                                        \
         const __m512 av = _mm512_set1_ps(a[i][k]);                                                           \
@@ -116,11 +120,62 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
     }
 #define CG_STORE(i)                                                                                          \
     if ((i) < mr) {                                                                                          \
-        _mm512_mask_storeu_ps(C + (i)*ldc, k0, c##i##0);                                                     \
-        if (k1) _mm512_mask_storeu_ps(C + (i)*ldc + CG_VEC, k1, c##i##1);                                    \
+        if (bias_last) {                                                                                     \
+            const __m512 bv = _mm512_set1_ps(CG_BIAS(i));                                                    \
+            c##i##0 = _mm512_add_ps(c##i##0, bv);                                                            \
+            c##i##1 = _mm512_add_ps(c##i##1, bv);                                                            \
+        }                                                                                                    \
+        _mm512_mask_storeu_ps(c0 + (i)*ldc, k0, c##i##0);                                                    \
+        if (k1) _mm512_mask_storeu_ps(c1 + (i)*ldc, k1, c##i##1);                                            \
     }
     CG_STORE(0) CG_STORE(1) CG_STORE(2) CG_STORE(3) CG_STORE(4) CG_STORE(5) CG_STORE(6) CG_STORE(7)
 #undef CG_STORE
+#undef CG_BIAS
+}
+
+/* Row k of B at B + k * ldb. */
+__attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                           int64_t lda, const float *B, int64_t ldb,
+                                                           const float *bias, int bias_last, float *c0,
+                                                           float *c1, int64_t ldc) {
+    cg_tile_body(mr, nr, K, A, lda, B, ldb, NULL, bias, bias_last, c0, c1, ldc);
+}
+
+/* Row k of B at B + boff[k] (rows of a padded image read in place). */
+__attribute__((target("avx512f,fma"))) static void cg_tile_rows(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                                int64_t lda, const float *B, const int64_t *boff,
+                                                                const float *bias, int bias_last, float *c0,
+                                                                float *c1, int64_t ldc) {
+    cg_tile_body(mr, nr, K, A, lda, B, 0, boff, bias, bias_last, c0, c1, ldc);
+}
+
+/* A tile of up to CG_MR16 rows by 16 columns (nr <= 16, masked), one
+ * vector per row: for the last columns of a product or a narrow one (a 4x4
+ * map of one image), where cg_tile would leave half its lanes masked. Same
+ * sums and stores as cg_tile's first half. */
+#define CG_MR16 16
+__attribute__((target("avx512f,fma"))) static void cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A,
+                                                             int64_t lda, const float *B, int64_t ldb,
+                                                             const int64_t *boff, const float *bias,
+                                                             int bias_last, float *c0, int64_t ldc) {
+    const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+    const float *a[CG_MR16];
+    for (int i = 0; i < CG_MR16; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
+    __m512 c[CG_MR16];
+#pragma GCC unroll 16
+    for (int i = 0; i < CG_MR16; i++)
+        c[i] = _mm512_set1_ps(bias_last || !bias ? 0.0f : bias[i < mr ? i : mr - 1]);
+    for (int64_t k = 0; k < K; k++) {
+        const __m512 b0 = _mm512_maskz_loadu_ps(k0, boff ? B + boff[k] : B + k * ldb);
+#pragma GCC unroll 16
+        for (int i = 0; i < CG_MR16; i++) c[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[i][k]), b0, c[i]);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < CG_MR16; i++) {
+        if (i >= mr) break;
+        if (bias_last) c[i] = _mm512_add_ps(c[i], _mm512_set1_ps(bias ? bias[i] : 0.0f));
+        _mm512_mask_storeu_ps(c0 + i * ldc, k0, c[i]);
+    }
 }
 
 /* Copies columns [n, n + nr) of B (K rows) into a zero-padded K x CG_NR panel. */
@@ -158,8 +213,8 @@ static int cg_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float 
             lb = CG_NR;
         }
         for (int64_t m = 0; m < M; m += CG_MR)
-            cg_tile(M - m < CG_MR ? M - m : CG_MR, nr, K, A + m * lda, lda, b, lb, bias ? bias + m : NULL,
-                    C + m * ldc + n, ldc);
+            cg_tile(M - m < CG_MR ? M - m : CG_MR, nr, K, A + m * lda, lda, b, lb, bias ? bias + m : NULL, 0,
+                    C + m * ldc + n, C + m * ldc + n + CG_VEC, ldc);
     }
     free(panel);
     return 1;
@@ -204,6 +259,294 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
         for (int64_t n = 0; n < N; n++) C[m * ldc + n] = bv;
     }
     ba_kern_sgemm(0, 0, M, N, K, 1.0f, A, lda, B, ldb, 1.0f, C, ldc);
+}
+
+/* Conv product by packed panels (ba_kern_conv_panels). */
+#define CP_MAX_GROUP 8           /* panels filled together */
+#define CP_DIRECT_MAX_FLOATS 65536 /* images up to 256 KiB are read in place where a panel is one row piece */
+#define CP_GROUP_FLOATS 65536    /* their size (256 KiB, well inside L2) */
+#define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
+#define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
+#define CP_IN_PLACE_MAX_C 16    /* unless it has at most this many channels (few streams) */
+
+int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
+#if defined(__x86_64__)
+    return cg_have_avx512() && g->k[0] == 1 && g->in[0] == 1 && g->out[0] == 1 && (g->s[2] == 1 || g->s[2] == 2);
+#else
+    (void)g;
+    return 0;
+#endif
+}
+
+#if defined(__x86_64__)
+typedef struct {
+    const float *xp;              /* (padded) images */
+    int64_t img, ch, row;         /* floats between images, channels, rows of xp */
+    int64_t OH, OW, P, sh, sw;    /* output plane (one row of P where rows follow in the source), strides */
+    int64_t KH, KW, dh, dw, K, N; /* taps, K = channels * taps, N = images * P */
+    const int64_t *koff;          /* per im2col row k: offset of its tap in xp */
+    int direct;                   /* panels from one source row piece are read in place (stride 1, small image) */
+} cp_geom_t;
+
+typedef struct {
+    int64_t off, len, j; /* source offset in xp (tap 0), length, first panel column */
+} cp_seg_t;
+
+/* Panels (each K x CG_NR, row stride CG_NR, K * CG_NR floats apart) of
+ * columns [n, n + nr) of the im2col matrix of the padded images (nr <=
+ * CP_MAX_GROUP * CG_NR): per tap row a copy of each row piece (masked vector
+ * loads and stores; stride 2 keeps the even lanes), the pieces of all panels
+ * in turn, so that each source row is read in one run. */
+__attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64_t n, int64_t nr,
+                                                       float *panels, int64_t *direct) {
+    cp_seg_t seg[CP_MAX_SEGS];
+    __mmask16 m[CP_MAX_SEGS][2];
+    int ns = 0, full = q->sw == 1;
+    for (int64_t c = n; c < n + nr;) {
+        const int64_t pj = (c - n) / CG_NR, pend = n + (pj + 1) * CG_NR < n + nr ? n + (pj + 1) * CG_NR : n + nr;
+        if (q->direct && (c - n) % CG_NR == 0) { /* a panel from one source row piece is read in place */
+            const int64_t i = c / q->P, p = c % q->P, oh = p / q->OW, ow = p % q->OW;
+            if (q->OW - ow >= pend - c) {
+                direct[pj] = i * q->img + oh * q->sh * q->row + ow;
+                c = pend;
+                continue;
+            }
+        }
+        direct[pj] = -1;
+        const int64_t i = c / q->P, p = c % q->P, oh = p / q->OW, ow = p % q->OW, j = c - n;
+        int64_t len = q->OW - ow;
+        if (len > n + nr - c) len = n + nr - c;
+        if (len > CG_NR - j % CG_NR) len = CG_NR - j % CG_NR; /* pieces end at panel ends */
+        seg[ns].off = i * q->img + oh * q->sh * q->row + ow * q->sw;
+        seg[ns].len = len;
+        seg[ns].j = j / CG_NR * q->K * CG_NR + j % CG_NR;
+        for (int h = 0; h < 2; h++) {
+            const int64_t l = len - h * CG_VEC;
+            m[ns][h] = (__mmask16)(l >= CG_VEC ? 0xFFFFu : l > 0 ? (1u << l) - 1u : 0u);
+        }
+        if (len != CG_NR) full = 0;
+        ns++;
+        c += len;
+    }
+    if (ns == 0) return;
+    if (full) { /* whole panel rows from one image row each: plain vectors */
+        for (int64_t k = 0; k < q->K; k++) {
+            const float *src = q->xp + q->koff[k];
+            float *dst = panels + k * CG_NR;
+            for (int sgi = 0; sgi < ns; sgi++) {
+                _mm512_store_ps(dst + seg[sgi].j, _mm512_loadu_ps(src + seg[sgi].off));
+                _mm512_store_ps(dst + seg[sgi].j + CG_VEC, _mm512_loadu_ps(src + seg[sgi].off + CG_VEC));
+            }
+        }
+        return;
+    }
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    for (int64_t k = 0; k < q->K; k++) {
+        const float *src = q->xp + q->koff[k];
+        float *dst = panels + k * CG_NR;
+        for (int sgi = 0; sgi < ns; sgi++) {
+            const float *x = src + seg[sgi].off;
+            float *d = dst + seg[sgi].j;
+            if (q->sw == 1) {
+                _mm512_mask_storeu_ps(d, m[sgi][0], _mm512_maskz_loadu_ps(m[sgi][0], x));
+                if (m[sgi][1])
+                    _mm512_mask_storeu_ps(d + CG_VEC, m[sgi][1], _mm512_maskz_loadu_ps(m[sgi][1], x + CG_VEC));
+                continue;
+            }
+            for (int h = 0; h < 2 && m[sgi][h]; h++) { /* stride 2: source lanes [0, 2l - 1) of two vectors */
+                const int64_t l = seg[sgi].len - h * CG_VEC < CG_VEC ? seg[sgi].len - h * CG_VEC : CG_VEC;
+                const uint32_t sm = (uint32_t)((1ull << (2 * l - 1)) - 1ull);
+                const float *xs = x + 2 * h * CG_VEC;
+                const __m512 a = _mm512_maskz_loadu_ps((__mmask16)(sm & 0xFFFFu), xs),
+                             b = _mm512_maskz_loadu_ps((__mmask16)(sm >> 16), xs + CG_VEC);
+                _mm512_mask_storeu_ps(d + h * CG_VEC, m[sgi][h], _mm512_permutex2var_ps(a, even, b));
+            }
+        }
+    }
+}
+
+/* Columns [n, n + nr) of the output for every row block, from one filled
+ * panel; output column c is pixel c % P of image c / P (images yimg apart,
+ * rows P apart). A tile half that straddles two images goes through a
+ * scratch tile. */
+__attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_geom_t *q, int64_t n, int64_t nr,
+                                                          const float *w, int64_t ldw, const float *panel,
+                                                          int64_t ldp, const int64_t *boff, const float *bias,
+                                                          int bias_last, float *y, int64_t yimg) {
+    float *c[2];
+    int whole = 1;
+    for (int h = 0; h < 2; h++) {
+        const int64_t a = n + h * CG_VEC, e = (a + CG_VEC < n + nr ? a + CG_VEC : n + nr) - 1;
+        if (a > e) {
+            c[h] = y; /* not stored */
+            continue;
+        }
+        if (a / q->P != e / q->P) whole = 0;
+        c[h] = y + a / q->P * yimg + a % q->P;
+    }
+    float scratch[CG_MR * CG_NR];
+    if (whole && nr <= CG_VEC) {
+        for (int64_t m = 0; m < M; m += CG_MR16)
+            cg_tile16(M - m < CG_MR16 ? M - m : CG_MR16, nr, q->K, w + m * ldw, ldw, panel, ldp, boff,
+                      bias ? bias + m : NULL, bias_last, c[0] + m * q->P, q->P);
+        return;
+    }
+    for (int64_t m = 0; m < M; m += CG_MR) {
+        const int64_t mr = M - m < CG_MR ? M - m : CG_MR;
+        const float *bm = bias ? bias + m : NULL;
+        if (whole && boff) {
+            cg_tile_rows(mr, nr, q->K, w + m * ldw, ldw, panel, boff, bm, bias_last, c[0] + m * q->P,
+                         c[1] + m * q->P, q->P);
+            continue;
+        }
+        if (whole) {
+            cg_tile(mr, nr, q->K, w + m * ldw, ldw, panel, ldp, bm, bias_last, c[0] + m * q->P,
+                    c[1] + m * q->P, q->P);
+            continue;
+        }
+        cg_tile(mr, nr, q->K, w + m * ldw, ldw, panel, ldp, bm, bias_last, scratch, scratch + CG_VEC, CG_NR);
+        for (int64_t j = 0; j < nr; j++) {
+            const int64_t col = n + j;
+            float *yc = y + col / q->P * yimg + col % q->P + m * q->P;
+            for (int64_t i = 0; i < mr; i++) yc[i * q->P] = scratch[i * CG_NR + j];
+        }
+    }
+}
+#endif
+
+#if defined(__x86_64__)
+/* Zero-padded copies (Hp x Wp, the image at row ph, column pw) of n planes
+ * of IH x IW (plane ic: image ic / C, channel ic % C), by masked vectors
+ * (rows are often a few floats: a memset and memcpy call each cost more). */
+__attribute__((target("avx512f"))) static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg,
+                                                      int64_t IH, int64_t IW, int64_t ph, int64_t pw, int64_t Hp,
+                                                      int64_t Wp, float *xp) {
+    const int nt = ba_kern_threads(n * Hp * Wp);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t ic = 0; ic < n; ic++) {
+        const float *src = x + ic / C * ximg + ic % C * IH * IW;
+        float *dst = xp + ic * Hp * Wp;
+        for (int64_t h = 0; h < Hp; h++) {
+            const int64_t ih = h - ph;
+            const int inside = ih >= 0 && ih < IH;
+            const float *xr = inside ? src + ih * IW : src;
+            for (int64_t w0 = 0; w0 < Wp; w0 += CG_VEC) {
+                /* lanes w0 + j with pw <= w0 + j < pw + IW come from xr[w0 + j - pw] */
+                int64_t lo = pw - w0, hi = pw + IW - w0, len = Wp - w0 < CG_VEC ? Wp - w0 : CG_VEC;
+                if (lo < 0) lo = 0;
+                if (hi > CG_VEC) hi = CG_VEC;
+                __m512 v = _mm512_setzero_ps();
+                if (inside && hi > lo) {
+                    const __mmask16 lm = (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
+                    v = _mm512_maskz_loadu_ps(lm, xr + (w0 - pw));
+                }
+                _mm512_mask_storeu_ps(dst + h * Wp + w0, (__mmask16)(len == CG_VEC ? 0xFFFFu : (1u << len) - 1u),
+                                      v);
+            }
+        }
+    }
+}
+#endif
+
+#if defined(__x86_64__)
+/* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
+ * or, with src (a pointwise image read in place), multiplied from src's rows. */
+static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
+                     int bias_last, float *y, int64_t yimg, const float *src) {
+    if (p0 >= p1) return 1;
+    int64_t G = CP_GROUP_FLOATS / (q->K * CG_NR);
+    if (G < 1) G = 1;
+    if (G > CP_MAX_GROUP) G = CP_MAX_GROUP;
+    float *panels = src ? NULL : aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float));
+    if (!src && !panels) return 0;
+    int64_t direct[CP_MAX_GROUP];
+    for (int64_t pg = p0; pg < p1; pg += G) {
+        const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR, n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
+        if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
+        for (int64_t pi = pg; pi < pe; pi++) {
+            const int64_t n = pi * CG_NR, nr = q->N - n < CG_NR ? q->N - n : CG_NR;
+            if (src)
+                cp_product(M, q, n, nr, w, q->K, src + n, q->P, NULL, bias, bias_last, y, yimg);
+            else if (direct[pi - pg] >= 0)
+                cp_product(M, q, n, nr, w, q->K, q->xp + direct[pi - pg], 0, q->koff, bias, bias_last, y, yimg);
+            else
+                cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
+                           y, yimg);
+        }
+    }
+    free(panels);
+    return 1;
+}
+#endif
+
+int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
+                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg) {
+#if defined(__x86_64__)
+    if (!ba_kern_conv_panels_ok(g) || nb <= 0 || M <= 0) return 0;
+    const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
+    const int64_t sh = g->s[1], sw = g->s[2], dh = g->dil[1], dw = g->dil[2], P = OH * OW;
+    const int pointwise = KH == 1 && KW == 1 && sh == 1 && sw == 1 && g->pb[1] == 0 && g->pb[2] == 0 &&
+                          g->pe[1] == 0 && g->pe[2] == 0;
+    /* rows [0, Hp) x columns [0, Wp) of the (padded) image that the windows reach */
+    const int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
+    const int unpadded = g->pb[1] == 0 && g->pb[2] == 0 && Hp <= IH && Wp <= IW;
+    cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL, 0};
+    float *xp = NULL;
+    if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
+        const int64_t ph = g->pb[1], pw = g->pb[2];
+        xp = aligned_alloc(CG_ALIGN, ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN *
+                                         CG_ALIGN);
+        if (!xp) return 0;
+        cp_pad(x, nb * C, C, ximg, IH, IW, ph, pw, Hp, Wp, xp);
+        q.xp = xp;
+        q.img = C * Hp * Wp;
+        q.ch = Hp * Wp;
+        q.row = Wp;
+    }
+    if (sh == 1 && sw == 1 && q.row == OW) { /* output rows follow each other in the source: one row of P */
+        q.OH = 1;
+        q.OW = P;
+    }
+    /* A pointwise conv of one small image (or of a few channels) reads its rows in place: they lie close
+     * together or are few (no page or cache-set strides), so a panel copy costs more than it saves. */
+    const int in_place = pointwise && nb == 1 && (P <= CP_IN_PLACE_MAX_P || C <= CP_IN_PLACE_MAX_C) &&
+                         P % CG_ALIAS_FLOATS != 0;
+    int64_t *koff = NULL;
+    if (!in_place) {
+        koff = malloc((size_t)q.K * sizeof(int64_t));
+        if (!koff) {
+            free(xp);
+            return 0;
+        }
+        for (int64_t c = 0, k = 0; c < C; c++) /* row k = (c, kh, kw) */
+            for (int64_t kh = 0; kh < KH; kh++)
+                for (int64_t kw = 0; kw < KW; kw++) koff[k++] = c * q.ch + kh * dh * q.row + kw * dw;
+    }
+    q.koff = koff;
+    q.direct = sw == 1 && C * q.ch <= CP_DIRECT_MAX_FLOATS;
+    const int64_t npanels = (q.N + CG_NR - 1) / CG_NR;
+    int nt = M * q.N * q.K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
+    if (nt > npanels) nt = (int)npanels;
+    int ok = 1;
+    if (nt <= 1) {
+        ok = cp_panels(&q, 0, npanels, M, w, bias, bias_last, y, yimg, in_place ? x : NULL);
+    } else {
+#pragma omp parallel num_threads(nt) reduction(&& : ok)
+        {
+            const int t = omp_get_thread_num(), T = omp_get_num_threads();
+            ok = cp_panels(&q, npanels * t / T, npanels * (t + 1) / T, M, w, bias, bias_last, y, yimg,
+                           in_place ? x : NULL) &&
+                 ok;
+        }
+    }
+    free(koff);
+    free(xp);
+    return ok;
+#else
+    (void)x, (void)nb, (void)ximg, (void)C, (void)g, (void)w, (void)M, (void)bias, (void)bias_last, (void)y,
+        (void)yimg;
+    return 0;
+#endif
 }
 
 ba_status ba_kern_need_f32(const ba_node_t *node, const ba_tensor_t *t, const char *what, ba_error *err) {
@@ -362,12 +705,86 @@ void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape) {
     for (int i = 0; i < g->nsp; i++) shape[i] = g->out[BA_KERN_MAX_SP - g->nsp + i];
 }
 
+#if defined(__x86_64__)
+/* Widest output row im2col_2d_avx512 takes (its per-row masks live on the stack). */
+#define IM2COL_MAX_OW 1024
+/* im2col of a 1-D/2-D window with column stride 1 or 2 (the common convs),
+ * AVX-512: each output row is a few masked vector loads (lanes outside the
+ * image read nothing and give 0) and stores, with the masks worked out once
+ * per column buffer row, instead of a scalar pad loop, a short copy loop and
+ * a memset call per output row of a few floats. */
+__attribute__((target("avx512f"))) static void im2col_2d_avx512(const float *x, int64_t C,
+                                                                const ba_kern_geom_t *g, float *cols,
+                                                                int64_t ldc, int nt) {
+    const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2];
+    const int64_t OH = g->out[1], OW = g->out[2], sw = g->s[2], sh = g->s[1];
+    const int64_t rows = C * KH * KW, nch = (OW + 15) / 16;
+    const __mmask16 tail = (__mmask16)(OW % 16 ? (1u << (OW % 16)) - 1u : 0xFFFFu);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 zero = _mm512_setzero_ps();
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
+        float *dst = cols + r * ldc;
+        const float *xc = x + c * IH * IW;
+        const int64_t wbase = kw * g->dil[2] - g->pb[2], hbase = kh * g->dil[1] - g->pb[1];
+        int64_t wlo, whi, hlo, hhi;
+        ba_kern_window_taps(wbase, sw, OW, IW, &wlo, &whi);
+        ba_kern_window_taps(hbase, sh, OH, IH, &hlo, &hhi); /* output rows oh inside the image */
+        /* load masks per 16-column chunk: columns in [wlo, whi); for stride 2 the
+         * source lanes of two vectors (odd lanes between valid ones are inside too) */
+        __mmask16 m0[IM2COL_MAX_OW / 16], m1[IM2COL_MAX_OW / 16];
+        for (int64_t ch = 0; ch < nch; ch++) {
+            const int64_t o0 = ch * 16, n = OW - o0 < 16 ? OW - o0 : 16;
+            const int64_t l = wlo - o0 < 0 ? 0 : wlo - o0, h = whi - o0 > n ? n : whi - o0;
+            m0[ch] = m1[ch] = 0;
+            if (h <= l) continue;
+            if (sw == 1) {
+                m0[ch] = (__mmask16)(((1u << (h - l)) - 1u) << l); /* h - l <= 16 */
+            } else {
+                const uint32_t sm = (uint32_t)(((1ull << (2 * h - 1 - 2 * l)) - 1ull) << (2 * l));
+                m0[ch] = (__mmask16)(sm & 0xFFFFu);
+                m1[ch] = (__mmask16)(sm >> 16);
+            }
+        }
+        for (int64_t oh = 0; oh < OH; oh++) {
+            float *drow = dst + oh * OW;
+            if (oh < hlo || oh >= hhi) {
+                for (int64_t ch = 0; ch < nch - 1; ch++) _mm512_storeu_ps(drow + ch * 16, zero);
+                _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail, zero);
+                continue;
+            }
+            const float *xrow = xc + (oh * sh + hbase) * IW + wbase;
+            if (sw == 1) {
+                for (int64_t ch = 0; ch < nch - 1; ch++)
+                    _mm512_storeu_ps(drow + ch * 16, _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 16));
+                _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail,
+                                      _mm512_maskz_loadu_ps(m0[nch - 1], xrow + (nch - 1) * 16));
+            } else {
+                for (int64_t ch = 0; ch < nch; ch++) {
+                    const __m512 a = _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 32),
+                                 b = _mm512_maskz_loadu_ps(m1[ch], xrow + ch * 32 + 16);
+                    _mm512_mask_storeu_ps(drow + ch * 16, ch == nch - 1 ? tail : (__mmask16)0xFFFFu,
+                                          _mm512_permutex2var_ps(a, even, b));
+                }
+            }
+        }
+    }
+}
+#endif
+
 void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc) {
     const int64_t ID = g->in[0], IH = g->in[1], IW = g->in[2];
     const int64_t KD = g->k[0], KH = g->k[1], KW = g->k[2];
     const int64_t OD = g->out[0], OH = g->out[1], OW = g->out[2];
     const int64_t P = OD * OH * OW, rows = C * KD * KH * KW;
     const int nt = ba_kern_threads(rows * P);
+#if defined(__x86_64__)
+    if (KD == 1 && ID == 1 && (g->s[2] == 1 || g->s[2] == 2) && OW <= IM2COL_MAX_OW && cg_have_avx512()) {
+        im2col_2d_avx512(x, C, g, cols, ldc, nt);
+        return;
+    }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t r = 0; r < rows; r++) {
         int64_t kw = r % KW, kh = (r / KW) % KH, kd = (r / (KW * KH)) % KD, c = r / (KW * KH * KD);

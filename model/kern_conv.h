@@ -94,7 +94,8 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* C (M, N) = A (M, K) · B (K, N) + bias (per row of C, or NULL), row-major
- * with strides lda/ldb/ldc: the product of a conv (weights · im2col columns).
+ * with strides lda/ldb/ldc: the product of a conv (weights · im2col columns),
+ * of ConvTranspose (transposed weights · image) and of MatMul.
  * On CPUs with AVX-512 an own register-tiled kernel reads B in place (no
  * packing pass, bias in the accumulators); elsewhere bias fill + ba_kern_sgemm.
  * Splits over OpenMP threads like ba_kern_sgemm. */
@@ -103,6 +104,21 @@ void ba_kern_sgemm(int trans_a, int trans_b, int64_t M, int64_t N, int64_t K, fl
 #define BA_KERN_COL_PAD 16
 void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                        int64_t ldb, const float *bias, float *C, int64_t ldc);
+
+/* Conv product without an im2col buffer (AVX-512 CPUs, 1-D/2-D windows with
+ * column stride 1 or 2: ba_kern_conv_panels_ok): y = W (M, K) · im2col(x) + bias
+ * for nb images of C channels (images ximg floats apart in x, yimg in y; y's
+ * rows are the P output pixels of each image). The input goes once into a
+ * zero-padded copy (not for pointwise convs); then per 32 output columns
+ * (pixels of one or more images) the K x 32 im2col panel is built in a
+ * thread's buffer that stays in cache and multiplied at once, the products
+ * stored straight into each image's planes. Every output adds its K terms in
+ * order onto bias (with bias_last: from 0, then + bias), as ba_kern_conv_gemm
+ * does. Returns 0 (nothing written) when the path does not apply or memory
+ * runs out. */
+int ba_kern_conv_panels_ok(const ba_kern_geom_t *g);
+int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
+                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg);
 
 /* Normalises a possibly negative axis for rank r; BA_ERR_INPUT when out of range. */
 ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_error *err);

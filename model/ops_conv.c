@@ -1,7 +1,12 @@
 /* Kernels of the conv family (see model/ops.h): Conv and ConvTranspose over
- * 1-D, 2-D and 3-D images, float32. Conv is im2col + sgemm per image and group
- * (a 1x1 stride-1 conv multiplies the image directly, a depthwise conv runs a
- * direct loop); ConvTranspose is sgemm + col2im. */
+ * 1-D, 2-D and 3-D images, float32. Conv is, per group, the product of the
+ * weights by packed im2col panels (ba_kern_conv_panels: AVX-512, 1-D/2-D,
+ * column stride 1 or 2), else im2col + product per image (a 1x1 stride-1 conv
+ * multiplies the image directly); a depthwise conv runs a direct loop;
+ * ConvTranspose is a product + col2im. */
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,16 +57,86 @@ static void fill_bias(float *y, const ba_tensor_t *b, int64_t N, int64_t M, int6
  * output adds its taps in the same order (kh, then kw) onto the bias, so all
  * paths, and the vector widths, give the same floats. */
 #define DW_BLOCK 16
+#define DW_GROUP 4 /* interior blocks computed together */
 typedef float dw_vec_t __attribute__((vector_size(DW_BLOCK * sizeof(float))));
+typedef int32_t dw_ivec_t __attribute__((vector_size(DW_BLOCK * sizeof(int32_t))));
+static const dw_ivec_t dw_even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 typedef struct {
     int64_t IH, IW, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, mult;
     int64_t lo, hi; /* columns whose taps are all inside the row */
     const int64_t *plo, *phi;
 } dw_geom_t;
 
+#if defined(__x86_64__)
+/* ng (1..DW_GROUP, a constant after inlining) blocks of 16 columns starting
+ * at ow0[], sums in registers; see dw_row_avx512. */
+__attribute__((target("avx512f"), always_inline)) static inline void
+dw_blocks_avx512(const dw_geom_t *d, const float *xp, const float *wp, float b0, float *yrow, int64_t oh,
+                 const int64_t *khs, int64_t nkh, const int64_t *ow0, const int ng) {
+    const int64_t IW = d->IW, KW = d->KW, OW = d->OW;
+    __mmask16 mk[DW_GROUP][DW_MAX_KW], live[DW_GROUP];
+    __m512 av[DW_GROUP];
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++) {
+        const int64_t o = ow0[g], n = OW - o < DW_BLOCK ? OW - o : DW_BLOCK;
+        live[g] = (__mmask16)(n == DW_BLOCK ? 0xFFFFu : (1u << n) - 1u);
+        for (int64_t kw = 0; kw < KW; kw++) { /* lanes o + j in [plo, phi) */
+            int64_t l = d->plo[kw] - o, h = d->phi[kw] - o;
+            if (l < 0) l = 0;
+            if (h > n) h = n;
+            mk[g][kw] = h > l ? (__mmask16)(((1u << (h - l)) - 1u) << l) : (__mmask16)0;
+        }
+        av[g] = _mm512_set1_ps(b0);
+    }
+    for (int64_t t = 0; t < nkh; t++) {
+        const int64_t kh = khs[t], ih = oh * d->sh - d->ph + kh * d->dh;
+        const float *xr = xp + ih * IW - d->pw, *wk = wp + kh * KW;
+        for (int64_t kw = 0; kw < KW; kw++) {
+            const __m512 wv = _mm512_set1_ps(wk[kw]);
+#pragma GCC unroll 4
+            for (int g = 0; g < ng; g++) {
+                const __mmask16 m = mk[g][kw];
+                const __m512 xv = _mm512_maskz_loadu_ps(m, xr + ow0[g] + kw * d->dw);
+                av[g] = _mm512_mask_add_ps(av[g], m, av[g], _mm512_mul_ps(xv, wv));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < ng; g++) _mm512_mask_storeu_ps(yrow + ow0[g], live[g], av[g]);
+}
+
+/* One output row of a stride-1 depthwise conv, AVX-512, every column in
+ * blocks of 16 (the last block moved back to end at OW; DW_GROUP blocks at a
+ * time, independent sums): a tap is added only on the lanes whose input
+ * column exists (masked loads and adds), so border columns and rows narrower
+ * than a block take the vector path too, and each output still adds its
+ * existing taps in order (kh, then kw) onto the bias, rounding the product
+ * and the sum apart. Overlapping blocks store equal values. */
+__attribute__((target("avx512f"), noinline)) static void dw_row_avx512(const dw_geom_t *d, const float *xp,
+                                                                     const float *wp, float b0, float *yrow,
+                                                                     int64_t oh, const int64_t *khs, int64_t nkh) {
+    const int64_t OW = d->OW, nblk = (OW + DW_BLOCK - 1) / DW_BLOCK;
+    for (int64_t b = 0; b < nblk; b += DW_GROUP) {
+        const int ng = nblk - b < DW_GROUP ? (int)(nblk - b) : DW_GROUP;
+        int64_t ow0[DW_GROUP];
+        for (int g = 0; g < ng; g++) {
+            const int64_t o = (b + g) * DW_BLOCK;
+            ow0[g] = o > OW - DW_BLOCK ? (OW - DW_BLOCK > 0 ? OW - DW_BLOCK : 0) : o;
+        }
+        switch (ng) {
+        case 4: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 4); break;
+        case 3: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 3); break;
+        case 2: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 2); break;
+        default: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 1); break;
+        }
+    }
+}
+#endif
+
 __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, const float *xp,
-                                                           const float *wp, float b0, float *yp) {
+                                                           const float *wp, float b0, float *yp, int vec512) {
     const int64_t IW = d->IW, KW = d->KW, OW = d->OW, sw = d->sw, lo = d->lo, hi = d->hi;
+    const float *xend = xp + d->IH * IW; /* end of the plane: loads stay before it */
     for (int64_t oh = 0; oh < d->OH; oh++) {
         float *yrow = yp + oh * OW;
         int64_t khs[DW_MAX_KW], nkh = 0; /* tap rows inside the image, ascending (caller: KH <= DW_MAX_KW) */
@@ -69,6 +144,14 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
             int64_t ih = oh * d->sh - d->ph + kh * d->dh;
             if (ih >= 0 && ih < d->IH) khs[nkh++] = kh;
         }
+#if defined(__x86_64__)
+        if (vec512 && sw == 1) {
+            dw_row_avx512(d, xp, wp, b0, yrow, oh, khs, nkh);
+            continue;
+        }
+#else
+        (void)vec512;
+#endif
         /* border columns, one at a time */
         for (int64_t ow = 0; ow < OW; ow++) {
             if (ow == lo && hi > lo) ow = hi;
@@ -96,25 +179,43 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
         }
         /* interior columns, DW_BLOCK at a time; the last block is moved back to end
          * at hi (its overlap is recomputed to the same values: each block starts
-         * from the bias, not from y) */
-        for (int64_t ow0 = lo; ow0 < hi; ow0 += DW_BLOCK) {
-            if (ow0 > hi - DW_BLOCK) ow0 = hi - DW_BLOCK;
-            dw_vec_t av = (dw_vec_t){0} + b0; /* one vector value: the sum stays in registers */
+         * from the bias, not from y). DW_GROUP blocks run together: their sums are
+         * independent chains, so the adds of one tap overlap instead of waiting on
+         * each other; each sum still takes its taps in the same order. */
+        const int64_t nblk = (hi - lo + DW_BLOCK - 1) / DW_BLOCK;
+        for (int64_t b = 0; b < nblk; b += DW_GROUP) {
+            const int64_t ng = nblk - b < DW_GROUP ? nblk - b : DW_GROUP;
+            int64_t ow0[DW_GROUP];
+            dw_vec_t av[DW_GROUP];
+#pragma GCC unroll 4
+            for (int g = 0; g < DW_GROUP; g++) {
+                const int64_t o = lo + (b + (g < ng ? g : ng - 1)) * DW_BLOCK; /* missing blocks redo the last */
+                ow0[g] = o > hi - DW_BLOCK ? hi - DW_BLOCK : o;
+                av[g] = (dw_vec_t){0} + b0; /* vector values: the sums stay in registers */
+            }
             for (int64_t t = 0; t < nkh; t++) {
                 const int64_t kh = khs[t], ih = oh * d->sh - d->ph + kh * d->dh;
-                const float *xr = xp + ih * IW - d->pw + ow0 * sw, *wk = wp + kh * KW;
+                const float *xr = xp + ih * IW - d->pw, *wk = wp + kh * KW;
                 for (int64_t kw = 0; kw < KW; kw++) {
-                    const float *xs = xr + kw * d->dw;
-                    dw_vec_t xv;
-                    if (sw == 1) {
-                        memcpy(&xv, xs, sizeof xv);
-                    } else {
-                        for (int i = 0; i < DW_BLOCK; i++) xv[i] = xs[i * sw];
+#pragma GCC unroll 4
+                    for (int g = 0; g < DW_GROUP; g++) {
+                        const float *xs = xr + ow0[g] * sw + kw * d->dw;
+                        dw_vec_t xv;
+                        if (sw == 1) {
+                            memcpy(&xv, xs, sizeof xv);
+                        } else if (sw == 2 && xs + 2 * DW_BLOCK <= xend) { /* even lanes of two vectors */
+                            dw_vec_t x0, x1;
+                            memcpy(&x0, xs, sizeof x0);
+                            memcpy(&x1, xs + DW_BLOCK, sizeof x1);
+                            xv = __builtin_shuffle(x0, x1, dw_even);
+                        } else {
+                            for (int i = 0; i < DW_BLOCK; i++) xv[i] = xs[i * sw];
+                        }
+                        av[g] += xv * wk[kw];
                     }
-                    av += xv * wk[kw];
                 }
             }
-            memcpy(yrow + ow0, &av, sizeof av);
+            for (int g = ng - 1; g >= 0; g--) memcpy(yrow + ow0[g], &av[g], sizeof av[g]);
         }
     }
 }
@@ -125,7 +226,7 @@ static void dw_planes_generic(const dw_geom_t *d, const float *x, const float *w
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
-                 y + nm * d->OH * d->OW);
+                 y + nm * d->OH * d->OW, 0);
     }
 }
 
@@ -139,7 +240,7 @@ __attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t 
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
-                 y + nm * d->OH * d->OW);
+                 y + nm * d->OH * d->OW, 1);
     }
 }
 #endif
@@ -179,19 +280,27 @@ typedef struct {
     float *y;
     const ba_kern_geom_t *g;
     int64_t N, C, M, group, Cg, Mg, K, P, Pin, nb;
-    int pointwise;
-    const float *bias; /* M values or NULL */
+    int pointwise, panels; /* panels: ba_kern_conv_panels applies */
+    const float *bias;     /* M values or NULL */
 } conv_job_t;
 
-/* Images [ci*nb, ci*nb + nb) of the conv: im2col into ws (cols_n floats of
- * columns, then the product when nb > 1), sgemm, planes into y. */
-static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n) {
+/* Images [ci*nb, ci*nb + nb) of the conv: by panels (ba_kern_conv_panels),
+ * or im2col into ws (cols_n floats of columns, then the product when nb > 1),
+ * sgemm, planes into y. 0 when the panel path ran out of memory. */
+static int conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n) {
     const int64_t P = j->P, Mg = j->Mg, K = j->K, Cg = j->Cg, Pin = j->Pin, M = j->M, C = j->C;
     const int64_t n0 = ci * j->nb, nbb = j->N - n0 < j->nb ? j->N - n0 : j->nb, ld = nbb * P;
     const int64_t ldcol = ld + BA_KERN_COL_PAD; /* column buffer stride: see ba_kern_conv_gemm */
     float *cols = ws, *tmp = ws ? ws + cols_n : NULL;
     for (int64_t gi = 0; gi < j->group; gi++) {
         const float *wg = j->w + gi * Mg * K;
+        /* The sums of a lone image start at the bias, those of several images side by side at 0 with the
+         * bias added after (the two paths below); the panel product keeps each path's floats. */
+        if (j->panels && ba_kern_conv_panels(j->x + (n0 * C + gi * Cg) * Pin, nbb, C * Pin, Cg, j->g, wg, Mg,
+                                             j->bias ? j->bias + gi * Mg : NULL, nbb > 1,
+                                             j->y + (n0 * M + gi * Mg) * P, M * P))
+            continue;
+        if (j->panels) return 0;
         if (nbb == 1) {
             const float *src = j->x + (n0 * C + gi * Cg) * Pin;
             if (!j->pointwise) {
@@ -218,6 +327,7 @@ static void conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n
                 for (int64_t q = 0; q < P; q++) yr[q] = tr[q] + bv;
             }
     }
+    return 1;
 }
 
 /* Conv / ConvTranspose: X and W present and float32, X of rank 3 to 5, W of X's rank. */
@@ -293,8 +403,9 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     const int64_t nchunks = (N + nb - 1) / nb;
     int nthr = ba_kern_threads(N * Mg * group * P * K);
     if (nchunks < nthr) nthr = 1;
-    const size_t cols_n = !pointwise || nb > 1 ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
-    const size_t tmp_n = nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
+    const int panels = ba_kern_conv_panels_ok(&g);
+    const size_t cols_n = !panels && (!pointwise || nb > 1) ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
+    const size_t tmp_n = !panels && nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
     float *ws = NULL;
     if (cols_n + tmp_n > 0) {
         ws = ba_malloc((cols_n + tmp_n) * (size_t)nthr * sizeof(float), err);
@@ -303,16 +414,22 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
             return err ? err->code : BA_ERR_NOMEM;
         }
     }
-    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, B ? B->data : NULL};
+    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, panels, B ? B->data : NULL};
+    int ok = 1;
     if (nthr > 1) {
-#pragma omp parallel for schedule(dynamic) num_threads(nthr)
+#pragma omp parallel for schedule(dynamic) num_threads(nthr) reduction(&& : ok)
         for (int64_t ci = 0; ci < nchunks; ci++)
-            conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n);
+            ok = conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n) &&
+                 ok;
     } else {
         /* No enclosing region here: im2col and sgemm may fork their own teams. */
-        for (int64_t ci = 0; ci < nchunks; ci++) conv_chunk(&job, ci, ws, cols_n);
+        for (int64_t ci = 0; ci < nchunks && ok; ci++) ok = conv_chunk(&job, ci, ws, cols_n);
     }
     free(ws);
+    if (!ok) {
+        ba_tensor_unref(Y);
+        return ba_error_set(err, BA_ERR_NOMEM, "node %s (Conv): out of memory for the packed columns", node->name);
+    }
     out[0] = Y;
     return BA_OK;
 }
@@ -345,17 +462,22 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
         out[0] = Y;
         return BA_OK;
     }
-    float *cols = ba_malloc((size_t)R * (size_t)Pin * sizeof(float), err);
+    /* cols, then W transposed per group (wt_g (Mg*KK, Cg) = W_g^T) for ba_kern_conv_gemm's row-major A */
+    float *cols = ba_malloc(((size_t)R * (size_t)Pin + (size_t)group * (size_t)R * (size_t)Cg) * sizeof(float),
+                            err);
     if (!cols) {
         ba_tensor_unref(Y);
         return err ? err->code : BA_ERR_NOMEM;
     }
+    float *wt = cols + (size_t)R * (size_t)Pin;
     const float *x = X->data, *w = W->data;
+    for (int64_t gi = 0; gi < group; gi++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t r = 0; r < R; r++) wt[(gi * R + r) * Cg + c] = w[(gi * Cg + c) * R + r];
     for (int64_t n = 0; n < N; n++)
         for (int64_t gi = 0; gi < group; gi++) {
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
-            ba_kern_sgemm(1, 0, R, Pin, Cg, 1.0f, w + gi * Cg * R, R, x + (n * C + gi * Cg) * Pin, Pin, 0.0f,
-                          cols, Pin);
+            ba_kern_conv_gemm(R, Pin, Cg, wt + gi * R * Cg, Cg, x + (n * C + gi * Cg) * Pin, Pin, NULL, cols, Pin);
             ba_kern_col2im_add(cols, Pin, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);

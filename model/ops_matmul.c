@@ -1,6 +1,7 @@
 /* Kernels of the matmul family (see model/ops.h): Gemm (alpha, beta, transA,
- * transB, C broadcast to (M, N)) and MatMul with numpy semantics (1-D operands,
- * broadcast batch dims), float32 on OpenBLAS sgemm. */
+ * transB, C broadcast to (M, N)) on OpenBLAS sgemm, and MatMul with numpy
+ * semantics (1-D operands, broadcast batch dims) on ba_kern_conv_gemm (the
+ * register-tiled AVX-512 product; OpenBLAS without AVX-512), float32. */
 #include <string.h>
 
 #include "model/kern_conv.h"
@@ -63,7 +64,7 @@ static void batch_product(const float *a, const float *b, float *y, int64_t e, i
         ao += d * astr[i];
         bo += d * bstr[i];
     }
-    ba_kern_sgemm(0, 0, M, N, K, 1.0f, a + ao * M * K, K, b + bo * K * N, N, 0.0f, y + e * M * N, N);
+    ba_kern_conv_gemm(M, N, K, a + ao * M * K, K, b + bo * K * N, N, NULL, y + e * M * N, N);
 }
 
 /* numpy matmul: A (..., M, K) · B (..., K, N) -> (..., M, N); a 1-D A is a
@@ -109,7 +110,7 @@ ba_status ba_matmul_forward(const ba_node_t *node, ba_tensor_t *const *in, int n
     }
     if (bs == 1 && as == nbatch) {
         /* B is one matrix: fold A's batch into its rows, one sgemm. */
-        ba_kern_sgemm(0, 0, nbatch * M, N, K, 1.0f, a, K, b, N, 0.0f, y, N);
+        ba_kern_conv_gemm(nbatch * M, N, K, a, K, b, N, NULL, y, N);
         out[0] = Y;
         return BA_OK;
     }

@@ -1,7 +1,9 @@
 /* The throughput paths of the heavy kernels against naive float64 loops:
  * ba_kern_sgemm split over threads (both sides, every transpose), Conv run
  * as parallel chunks of batched images (a trailing one-image chunk, groups,
- * bias), and Softmax's vector exp (masked -inf entries stay exactly 0). */
+ * bias), the depthwise blocks against the float loop they compute (bit for bit),
+ * MatMul against the in-order fused-multiply-add sum on AVX-512 CPUs (bit for bit),
+ * and Softmax's vector exp (masked -inf entries stay exactly 0). */
 #include <criterion/criterion.h>
 #include <float.h>
 #include <math.h>
@@ -227,6 +229,92 @@ Test(kern_fast, conv_batched_chunks_in_parallel_match_naive) {
     check_conv(9, 6, 16, 8, 2, 2); /* groups, stride 2 */
     check_conv(3, 4, 40, 6, 1, 1); /* wide images: one image per chunk, chunks across threads */
     check_conv(1, 4, 40, 6, 1, 1); /* one image: im2col and sgemm split inside */
+}
+
+/* Depthwise conv (group = C, multiplier mult, k x k, stride s, pads k / 2) against a float loop that adds
+ * the taps in the kernel's order (bias, then kh, then kw; C11 mode rounds a*b and the sum apart): the
+ * vector blocks, computed several at a time, must give exactly these floats. */
+static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H, int64_t W, int64_t k, int64_t s) {
+    const int64_t M = C * mult, pad = k / 2, OH = (H + 2 * pad - k) / s + 1, OW = (W + 2 * pad - k) / s + 1;
+    const int64_t xs[4] = {N, C, H, W}, ws[4] = {M, 1, k, k}, bs[1] = {M};
+    ba_tensor_t *in[3] = {tensor_of(4, xs, 30), tensor_of(4, ws, 31), tensor_of(1, bs, 32)}, *out = NULL;
+    test_node_t t;
+    init_node(&t, "Conv", 3);
+    const int64_t pads[4] = {pad, pad, pad, pad}, strides[2] = {s, s}, kernel[2] = {k, k};
+    add_ints(&t, "pads", 4, pads);
+    add_ints(&t, "strides", 2, strides);
+    add_ints(&t, "group", 1, &C);
+    add_ints(&t, "kernel_shape", 2, kernel);
+    ba_error err;
+    cr_assert_eq(t.node.def->forward(&t.node, in, 3, &out, 1, &err), BA_OK, "%s", err.msg);
+    const float *x = in[0]->data, *w = in[1]->data, *b = in[2]->data, *y = out->data;
+    int64_t bad = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    float acc = b[m];
+                    for (int64_t kh = 0; kh < k; kh++)
+                        for (int64_t kw = 0; kw < k; kw++) {
+                            const int64_t ih = oh * s - pad + kh, iw = ow * s - pad + kw;
+                            if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                            acc += w[(m * k + kh) * k + kw] * x[((n * C + m / mult) * H + ih) * W + iw];
+                        }
+                    const float got = y[((n * M + m) * OH + oh) * OW + ow];
+                    bad += memcmp(&got, &acc, sizeof acc) != 0;
+                }
+    cr_expect_eq(bad, 0, "depthwise N=%lld C=%lld x%lld %lldx%lld k%lld s%lld: %lld outputs differ", (long long)N,
+                 (long long)C, (long long)mult, (long long)H, (long long)W, (long long)k, (long long)s,
+                 (long long)bad);
+    for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
+    ba_tensor_unref(out);
+}
+
+Test(kern_fast, depthwise_adds_taps_in_order_bit_for_bit) {
+    omp_set_num_threads(FAST_TEST_THREADS);
+    check_depthwise_exact(2, 3, 1, 9, 100, 3, 1); /* six interior blocks: a group of four, then two */
+    check_depthwise_exact(2, 3, 1, 9, 101, 3, 2); /* stride 2: even lanes of two vectors, the last plane's end */
+    check_depthwise_exact(1, 4, 2, 12, 70, 5, 1); /* 5x5, channel multiplier 2 */
+    check_depthwise_exact(1, 4, 1, 7, 10, 3, 1);  /* interior narrower than a block */
+    check_depthwise_exact(1, 2, 1, 5, 37, 5, 2);  /* 5x5 stride 2 */
+    check_depthwise_exact(2, 3, 1, 6, 9, 5, 1);   /* 5x5 on rows narrower than a block: masked taps */
+    check_depthwise_exact(1, 2, 1, 4, 40, 5, 1);  /* three blocks: one group of three, the last moved back */
+}
+
+/* MatMul (batched, broadcast B; and one B for every batch: folded into rows) on CPUs with AVX-512: every
+ * output is the in-order float sum over K with one rounding per term (fmaf), as the register-tiled
+ * kernel computes it (OpenBLAS, used before, sums in its own blocked order). */
+static void check_matmul_in_order(int64_t batch, int64_t M, int64_t K, int64_t N, int b_batched) {
+    const int64_t as[3] = {batch, M, K}, bs3[3] = {batch, K, N}, bs2[2] = {K, N};
+    ba_tensor_t *in[2] = {tensor_of(3, as, 40), b_batched ? tensor_of(3, bs3, 41) : tensor_of(2, bs2, 41)};
+    ba_tensor_t *out = NULL;
+    test_node_t t;
+    init_node(&t, "MatMul", 2);
+    ba_error err;
+    cr_assert_eq(t.node.def->forward(&t.node, in, 2, &out, 1, &err), BA_OK, "%s", err.msg);
+    const float *a = in[0]->data, *b = in[1]->data, *y = out->data;
+    int64_t bad = 0;
+    for (int64_t e = 0; e < batch; e++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                const float *be = b_batched ? b + e * K * N : b;
+                float acc = 0.0f;
+                for (int64_t k = 0; k < K; k++) acc = fmaf(a[(e * M + i) * K + k], be[k * N + j], acc);
+                bad += memcmp(&acc, &y[(e * M + i) * N + j], sizeof acc) != 0;
+            }
+    cr_expect_eq(bad, 0, "MatMul %lldx%lldx%lld (batch %lld): %lld outputs differ from the in-order sum",
+                 (long long)M, (long long)K, (long long)N, (long long)batch, (long long)bad);
+    for (int i = 0; i < 2; i++) ba_tensor_unref(in[i]);
+    ba_tensor_unref(out);
+}
+
+Test(kern_fast, matmul_sums_in_order_on_avx512) {
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("fma"))
+        cr_skip_test("no AVX-512: MatMul runs on OpenBLAS");
+    omp_set_num_threads(FAST_TEST_THREADS);
+    check_matmul_in_order(3, 40, 120, 661, 0); /* one B: batch folded into rows, split over threads */
+    check_matmul_in_order(4, 7, 33, 19, 1);    /* attention-style batched products, partial tiles */
+    check_matmul_in_order(1, 5, 64, 512, 0);   /* B rows 2 KiB apart: copied to panels first */
 }
 
 static void check_softmax(const char *op) {
