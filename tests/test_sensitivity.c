@@ -803,6 +803,48 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
     ba_model_free(m);
 }
 
+/* The sampled Gauss-Newton trace (past the exact part's cost cap): the mean of
+ * ‖(Jᵀu)_l‖² over Rademacher combinations u of the loss Hessian's factors is
+ * the exact Gauss-Newton trace (MSE: with or without the output Softmax counted
+ * with the loss, the same matrix), within 4 standard errors. */
+Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 120) {
+    ba_model_t *m = load_model(PAD "paddle_op9.onnx");
+    ba_error err;
+    ba_tensor_t *x = NULL, *out[2] = {NULL, NULL};
+    cr_assert_eq(ba_npy_load(PAD "x.npy", &x, &err), BA_OK, "%s", err.msg);
+    ba_tensor_t *in[1] = {x};
+    cr_assert_eq(ba_model_run(m, in, NULL, out, &err), BA_OK, "%s", err.msg);
+    const int L = m->nlayers, N = 400;
+    int req[8], exact = 0, folded = 0;
+    double ggn[8], sq[8], sum[8] = {0}, sum2[8] = {0};
+    for (int l = 0; l < L; l++) req[l] = m->layers[l].value;
+    ba_loss_spec_t spec = {.kind = BA_LOSS_MSE, .output = 0, .ref = out[0]};
+    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK, "%s",
+                 err.msg);
+    cr_assert(exact);
+    ba_grad_session_t *s = NULL;
+    cr_assert_eq(ba_grad_session_new(m, in, NULL, &spec, &s, &err), BA_OK, "%s", err.msg);
+    ba_rng_t rng;
+    ba_rng_seed(&rng, 11);
+    for (int p = 0; p < N; p++) {
+        cr_assert_eq(ba_grad_session_ggn_sample(s, &rng, L, req, sq, &err), BA_OK, "%s", err.msg);
+        for (int l = 0; l < L; l++) {
+            sum[l] += sq[l];
+            sum2[l] += sq[l] * sq[l];
+        }
+    }
+    for (int l = 0; l < L; l++) {
+        double mean = sum[l] / N, se = sqrt((sum2[l] - sum[l] * mean) / (N - 1) / N);
+        cr_log_info("sampled %s: %.6g ± %.2g, exact %.6g", m->layers[l].name, mean, se, ggn[l]);
+        cr_expect(se > 0 && fabs(mean - ggn[l]) <= 4 * se, "%s: %.6g ± %.2g, exact %.6g", m->layers[l].name, mean,
+                  se, ggn[l]);
+    }
+    ba_grad_session_free(s);
+    ba_tensor_unref(out[0]);
+    ba_tensor_unref(x);
+    ba_model_free(m);
+}
+
 /* CE on the FP argmax (the default for class scores): the Gauss-Newton part,
  * with the output Softmax's own second-order terms in it, is exact; the
  * residual of HardSwish and the inner Softmax is probed. fc (after them) has
