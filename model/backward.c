@@ -812,7 +812,8 @@ static ba_status ggn_rows(const ba_model_t *m, ba_tensor_t **vals, int out_id, b
                 break;
             }
             eps[c] = 1.0f;
-            ba_loss_hess_factor(kind, (const float *)z->data + r * C, C, rows, eps, (float *)dz->data + r * C);
+            ba_loss_hess_factor(kind, (const float *)z->data + r * C, C, rows, eps,
+                                (float *)dz->data + r * C);
             eps[c] = 0.0f;
             st = backward_sq(m, vals, out_id, dz, nreq, req, 1.0, g, sq, err);
         }
@@ -823,10 +824,12 @@ static ba_status ggn_rows(const ba_model_t *m, ba_tensor_t **vals, int out_id, b
 int ba_grad_output_softmax(const ba_model_t *m, int out_id, ba_tensor_t *const *vals) {
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
-        if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 || n->inputs[0] < 0)
+        if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 ||
+            n->inputs[0] < 0)
             continue;
         const ba_tensor_t *x = vals[n->inputs[0]], *y = vals[out_id];
-        if (!is_f32(x) || !is_f32(y) || x->ndim < 1 || x->numel != y->numel || m->values[n->inputs[0]].constant)
+        if (!is_f32(x) || !is_f32(y) || x->ndim < 1 || x->numel != y->numel ||
+            m->values[n->inputs[0]].constant)
             return -1;
         int64_t outer, len, inner;
         ba_grad_softmax_layout(n, x, &outer, &len, &inner);
@@ -1023,8 +1026,8 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
                 *folded = sm >= 0;
             }
             if (sm >= 0)
-                st = ggn_rows_softmax(m, vals, out_id, m->nodes[sm].inputs[0], loss, dynamic ? i * rps : 0, rows,
-                                      nreq, req, g, sq, err);
+                st = ggn_rows_softmax(m, vals, out_id, m->nodes[sm].inputs[0], loss, dynamic ? i * rps : 0,
+                                      rows, nreq, req, g, sq, err);
             else
                 st = ggn_rows(m, vals, out_id, loss->kind, 0, R, rows, nreq, req, g, sq, err);
         }
@@ -1047,8 +1050,8 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     return st;
 }
 
-ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nreq, const int *req, double *sq,
-                                     ba_error *err) {
+ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nreq, const int *req,
+                                     double *sq, ba_error *err) {
     BA_TRY(check_req(s->m, s->vals, nreq, req, err));
     const ba_tensor_t *z = s->vals[s->out_id];
     const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
@@ -1063,7 +1066,8 @@ ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nr
     }
     for (int64_t r = 0; r < R; r++) {
         for (int64_t c = 0; c < C; c++) eps[c] = c < rank ? (float)ba_rng_rademacher(rng) : 0.0f;
-        ba_loss_hess_factor(s->loss.kind, (const float *)z->data + r * C, C, R, eps, (float *)dz->data + r * C);
+        ba_loss_hess_factor(s->loss.kind, (const float *)z->data + r * C, C, R, eps,
+                            (float *)dz->data + r * C);
     }
     for (int k = 0; k < nreq; k++) sq[k] = 0.0;
     ba_status st = backward_sq(s->m, s->vals, s->out_id, dz, nreq, req, 1.0, g, sq, err);

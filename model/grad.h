@@ -140,13 +140,13 @@ ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v
  * *none = 1 (x all 0, nothing run) when no such term lies on the path: then
  * R_kk = 0 and Tr(H_kk) = Tr(G_kk) exactly. fold: the output is a Softmax
  * counted with the loss (ba_grad_ggn_trace's *folded): its terms are in G. */
-ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
-                                      int fold, double *x, int *none, ba_error *err);
+ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
+                                      const float *const *v, int fold, double *x, int *none, ba_error *err);
 /* One sampled Tr(G_kk) per constant: u = Σ_c ε_c u_c on every row of the
  * output (ba_loss_hess_factor with Rademacher ε from rng, drawn row by row),
  * g = Jᵀu by one backward, sq[k] = ‖g_k‖² (E[sq[k]] = Tr(G_kk)). */
-ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nreq, const int *req, double *sq,
-                                     ba_error *err);
+ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nreq, const int *req,
+                                     double *sq, ba_error *err);
 /* Bytes held by the session's kept values (to decide whether several can be kept). */
 int64_t ba_grad_session_bytes(const ba_grad_session_t *s);
 

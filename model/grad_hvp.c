@@ -794,8 +794,8 @@ ba_status ba_grad_frozen_backward(void *ctx, int node, const ba_node_t *n, ba_te
 
 typedef struct {
     ba_grad_session_t *s;
-    ba_tensor_t **tan;    /* tangent of every value on the path */
-    unsigned char *kinds; /* rule per node (rule_kind), set by the tangent forward */
+    ba_tensor_t **tan;           /* tangent of every value on the path */
+    unsigned char *kinds;        /* rule per node (rule_kind), set by the tangent forward */
     const unsigned char *active; /* per node, or NULL for all: whose second-order terms are added */
 } hook_ctx;
 
@@ -1421,15 +1421,18 @@ static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *s
     return BA_OK;
 }
 
-ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
-                                      int fold, double *x, int *none, ba_error *err) {
+ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
+                                      const float *const *v, int fold, double *x, int *none, ba_error *err) {
     BA_TRY(check_values(s, nval, values, err));
     const ba_model_t *m = s->m;
     for (int k = 0; k < nval; k++) x[k] = 0.0;
     *none = 0;
     int any = 0;
     unsigned char *active = ba_calloc((size_t)m->nnodes + 1, 1, err);
-    ba_status st = active ? resid_nodes(s, nval, values, fold ? ba_grad_output_softmax(m, s->out_id, s->vals) : -1, active, &any, err) : err->code;
+    ba_status st =
+        active ? resid_nodes(s, nval, values, fold ? ba_grad_output_softmax(m, s->out_id, s->vals) : -1,
+                             active, &any, err)
+               : err->code;
     if (st != BA_OK || !any) {
         *none = st == BA_OK;
         free(active);

@@ -776,13 +776,15 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
         ba_loss_spec_t spec = {.kind = kinds[k], .output = 0, .ref = out[0]};
         exact_traces(m, x, &spec, tr);
         int exact = 0, folded = 0;
-        cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK, "%s",
-                     err.msg);
+        cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK,
+                     "%s", err.msg);
         cr_expect(exact && folded, "the output Softmax is counted with the loss");
         for (int l = 0; l < L; l++) {
-            cr_log_info("%s %s: Gauss-Newton %.9g, exact %.9g", k ? "kl" : "mse", m->layers[l].name, ggn[l], tr[l]);
-            cr_expect(fabs(ggn[l] - tr[l]) <= 1e-4 * fabs(tr[l]) + 1e-12, "%s %s: Gauss-Newton %.9g, exact %.9g",
-                      k ? "kl" : "mse", m->layers[l].name, ggn[l], tr[l]);
+            cr_log_info("%s %s: Gauss-Newton %.9g, exact %.9g", k ? "kl" : "mse", m->layers[l].name, ggn[l],
+                        tr[l]);
+            cr_expect(fabs(ggn[l] - tr[l]) <= 1e-4 * fabs(tr[l]) + 1e-12,
+                      "%s %s: Gauss-Newton %.9g, exact %.9g", k ? "kl" : "mse", m->layers[l].name, ggn[l],
+                      tr[l]);
             if (!k) mse_exact[l] = tr[l];
         }
     }
@@ -793,8 +795,10 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
     for (int l = 0; l < L; l++) {
         const ba_sens_layer_t *Lr = &t->layers[l];
         double want = mse_exact[l] / (double)Lr->params;
-        cr_expect(Lr->probes == 0 && Lr->se == 0, "%s: %lld probes, se %g", Lr->name, (long long)Lr->probes, Lr->se);
-        cr_expect(fabs(Lr->score - want) <= 1e-4 * fabs(want), "%s: %.9g, exact %.9g", Lr->name, Lr->score, want);
+        cr_expect(Lr->probes == 0 && Lr->se == 0, "%s: %lld probes, se %g", Lr->name, (long long)Lr->probes,
+                  Lr->se);
+        cr_expect(fabs(Lr->score - want) <= 1e-4 * fabs(want), "%s: %.9g, exact %.9g", Lr->name, Lr->score,
+                  want);
     }
     ba_sens_table_free(t);
     ba_dataset_free(ds);
@@ -836,8 +840,8 @@ Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 120) {
     for (int l = 0; l < L; l++) {
         double mean = sum[l] / N, se = sqrt((sum2[l] - sum[l] * mean) / (N - 1) / N);
         cr_log_info("sampled %s: %.6g ± %.2g, exact %.6g", m->layers[l].name, mean, se, ggn[l]);
-        cr_expect(se > 0 && fabs(mean - ggn[l]) <= 4 * se, "%s: %.6g ± %.2g, exact %.6g", m->layers[l].name, mean,
-                  se, ggn[l]);
+        cr_expect(se > 0 && fabs(mean - ggn[l]) <= 4 * se, "%s: %.6g ± %.2g, exact %.6g", m->layers[l].name,
+                  mean, se, ggn[l]);
     }
     ba_grad_session_free(s);
     ba_tensor_unref(out[0]);
@@ -877,10 +881,11 @@ Test(sensitivity, hessian_ce_split_matches_exact_traces_and_reports_its_stderr, 
             cr_expect(Lr->se == 0 && fabs(Lr->score - want) <= 1e-5 * fabs(want), "fc: %.9g ± %g, exact %.9g",
                       Lr->score, Lr->se, want);
         else
-            cr_expect(Lr->se > 0 && fabs(Lr->score - want) <= 4 * Lr->se, "%s: %.6g ± %.2g, exact %.6g", Lr->name,
-                      Lr->score, Lr->se, want);
+            cr_expect(Lr->se > 0 && fabs(Lr->score - want) <= 4 * Lr->se, "%s: %.6g ± %.2g, exact %.6g",
+                      Lr->name, Lr->score, Lr->se, want);
         const ba_sens_layer_t *B = &b4->layers[l];
-        cr_expect(fabs(B->score - Lr->score) <= 1e-5 * fabs(Lr->score) && fabs(B->se - Lr->se) <= 1e-4 * Lr->se + 1e-15,
+        cr_expect(fabs(B->score - Lr->score) <= 1e-5 * fabs(Lr->score) &&
+                      fabs(B->se - Lr->se) <= 1e-4 * Lr->se + 1e-15,
                   "%s: batch 4 %.9g ± %g, one batch %.9g ± %g", Lr->name, B->score, B->se, Lr->score, Lr->se);
     }
     ba_sens_table_free(t);
