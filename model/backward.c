@@ -999,7 +999,8 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     double *sq = ba_calloc((size_t)nreq + 1, sizeof *sq, err);
     ba_status st = vals && g && one && sq ? BA_OK : err->code;
     int64_t rows = 0;
-    for (int64_t i = 0; i < (dynamic ? N : 1) && st == BA_OK; i++) {
+    int over = 0;
+    for (int64_t i = 0; i < (dynamic ? N : 1) && st == BA_OK && !over; i++) {
         if (dynamic)
             for (int k = 0; k < m->ninputs && st == BA_OK; k++) {
                 int a = axes ? axes[k] : 0;
@@ -1020,15 +1021,15 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
             /* whole-batch backwards: a sample's rows·rank, N times that on a fixed batch */
             const int64_t rank = sm >= 0 ? C : ba_loss_hess_rank(loss->kind, C);
             const int64_t cost = rps * rank * (dynamic ? 1 : N);
-            if (cost > max_backward) break;
-            if (i == 0) {
+            over = cost > max_backward;
+            if (!over && i == 0) {
                 *exact = 1;
                 *folded = sm >= 0;
             }
-            if (sm >= 0)
+            if (!over && sm >= 0)
                 st = ggn_rows_softmax(m, vals, out_id, m->nodes[sm].inputs[0], loss, dynamic ? i * rps : 0,
                                       rows, nreq, req, g, sq, err);
-            else
+            else if (!over)
                 st = ggn_rows(m, vals, out_id, loss->kind, 0, R, rows, nreq, req, g, sq, err);
         }
         for (int v = 0; v < m->nvalues; v++) {
@@ -1042,7 +1043,7 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     }
     if (st == BA_OK && *exact)
         for (int k = 0; k < nreq; k++) tr_out[k] = sq[k];
-    if (st != BA_OK || !*exact) *exact = *folded = 0;
+    if (st != BA_OK || over) *exact = *folded = 0;
     free(vals);
     free(g);
     free(one);

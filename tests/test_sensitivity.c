@@ -826,6 +826,11 @@ Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 120) {
     cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK, "%s",
                  err.msg);
     cr_assert(exact);
+    /* past the cost cap: nothing computed, tr_out left alone */
+    double keep[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 0, keep, &exact, &folded, &err), BA_OK, "%s",
+                 err.msg);
+    cr_expect(!exact && !folded && keep[0] == -1, "a cap of 0 backwards leaves the exact part out");
     ba_grad_session_t *s = NULL;
     cr_assert_eq(ba_grad_session_new(m, in, NULL, &spec, &s, &err), BA_OK, "%s", err.msg);
     ba_rng_t rng;
