@@ -192,9 +192,9 @@ def defaults_check(a):
                               seed)
         errs = {l["name"]: l["score"] / exact[l["name"]] - 1 for l in t["layers"]}
         worst = max(worst, max(abs(e) for e in errs.values()))
-        rows.append({"seed": seed, "probes": t["layers"][0].get("probes"), "rel_err": errs, "cpu_s": cpu})
+        rows.append({"seed": seed, "probes": t["layers"][0].get("probes", 0), "rel_err": errs, "cpu_s": cpu})
         print(f"mlp seed {seed}: probes {rows[-1]['probes']}, " +
-              ", ".join(f"{k} {100 * v:+.1f}%" for k, v in errs.items()))
+              ", ".join(f"{k} {v:+.1e}" for k, v in errs.items()))
     within = sum(all(abs(e) <= EXACT_REL for e in r["rel_err"].values()) for r in rows)
     print(f"mlp: {within}/10 seeds with every layer within {EXACT_REL:g} of the exact trace (worst {worst:.2g})")
     timing = {}
