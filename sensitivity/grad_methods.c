@@ -1,6 +1,7 @@
 /* Estimators that need gradients (model/grad.h): `fisher` (empirical Fisher
- * diagonal from per-sample squared gradients), `hessian` (Hutchinson trace of
- * each layer's Hessian block, HAWQ-V2/V3). The loss is the mean over the used samples (SPEC §5); a batch's
+ * diagonal from per-sample squared gradients), `hessian` (the trace of each
+ * layer's Hessian block, HAWQ-V2/V3: its Gauss-Newton part exactly, the rest by
+ * Hutchinson). The loss is the mean over the used samples (SPEC §5); a batch's
  * gradient is weighted by its share of the samples. `lrp` lives in lrp.c. */
 #include <math.h>
 #include <stdlib.h>
