@@ -197,7 +197,7 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_SEED,
     F_SENS_SETTINGS,
     {"probe", 0, BA_CLI_T_CHOICE, 0, "P", "all|per-layer",
-     "hessian: one Hutchinson probe over all layers per HVP, or one per layer (default: all)"},
+     "hessian: exact Gauss-Newton part + one probe of the rest over all layers, or plain per-layer Hutchinson (default: all)"},
     F_QUANTIZER,
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json|csv", "output format (default: table)"},
     F_END,

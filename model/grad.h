@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "core/util.h"
 #include "model/model.h"
 #include "model/ops.h"
 
@@ -44,6 +45,18 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
  * per row (diag p − p pᵀ)/rows with p = softmax(z); MSE: 2/numel · I. */
 ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t row0, const float *tz,
                       float *htz, double *quad, ba_error *err);
+
+/* A factorisation of the loss's second derivative in z, one row at a time:
+ * ∇²_z L restricted to a row of C scores (L the mean over `rows` rows) is
+ * Σ_{c < rank} u_c u_cᵀ with rank = ba_loss_hess_rank(kind, C). CE and KL
+ * (the CE Hessian, which does not depend on the labels): u_c = sqrt(p_c/rows)
+ * (e_c − p), p = softmax(z), rank C (1 for C = 2: sqrt(p0 p1/rows)(1, −1));
+ * MSE: u_c = sqrt(2/(rows·C)) e_c. ba_loss_hess_factor writes Σ_c eps[c] u_c
+ * into u (C floats) for eps of `rank` weights: a one-hot eps gives one factor,
+ * Rademacher signs a random combination with E[u uᵀ] = ∇²_z L of the row. */
+int64_t ba_loss_hess_rank(ba_loss_kind kind, int64_t C);
+void ba_loss_hess_factor(ba_loss_kind kind, const float *zrow, int64_t C, int64_t rows, const float *eps,
+                         float *u);
 
 /* ---- backward kernels: the backward column of the op table (model/ops.h,
  * ba_op_backward_t); an op without one is BA_OPF_NOGRAD (passes no gradient)
@@ -116,6 +129,24 @@ ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, d
  * downstream nodes with piecewise-linear ops frozen on the base pattern. */
 ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v, float *hv_out,
                                  ba_error *err);
+/* Generalised Gauss-Newton G = Jᵀ ∇²_z L J of the loss (H = G + R, R the
+ * part from the ops' second derivatives weighted by dL/dz, 0 for MSE and KL
+ * at the reference point). ba_grad_session_resid_multi gives for the probe v
+ * (as hvp_multi) x[k] = v[k]ᵀ (R̃ v)_k with E[x[k]] = Tr(R_kk) for Rademacher
+ * v: R̃ = R less the second-order terms of bilinear nodes whose two operands'
+ * tangents come from disjoint sets of the constants (a layer's weight times
+ * an activation), which add only cross terms v_jᵀ R_jk v_k, j ≠ k, of zero
+ * mean. One tangent forward and one backward seeded with zero at the output.
+ * *none = 1 (x all 0, nothing run) when no such term lies on the path: then
+ * R_kk = 0 and Tr(H_kk) = Tr(G_kk) exactly. fold: the output is a Softmax
+ * counted with the loss (ba_grad_ggn_trace's *folded): its terms are in G. */
+ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
+                                      const float *const *v, int fold, double *x, int *none, ba_error *err);
+/* One sampled Tr(G_kk) per constant: u = Σ_c ε_c u_c on every row of the
+ * output (ba_loss_hess_factor with Rademacher ε from rng, drawn row by row),
+ * g = Jᵀu by one backward, sq[k] = ‖g_k‖² (E[sq[k]] = Tr(G_kk)). */
+ba_status ba_grad_session_ggn_sample(ba_grad_session_t *s, ba_rng_t *rng, int nreq, const int *req,
+                                     double *sq, ba_error *err);
 /* Bytes held by the session's kept values (to decide whether several can be kept). */
 int64_t ba_grad_session_bytes(const ba_grad_session_t *s);
 
@@ -124,6 +155,22 @@ int64_t ba_grad_session_bytes(const ba_grad_session_t *s);
  * constant's element count. overrides as in ba_grad_opts_t (may be NULL). */
 ba_status ba_grad_hvp(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                       const ba_loss_spec_t *loss, int value, const float *v, float *hv_out, ba_error *err);
+
+/* Exact Tr(G_kk) of the generalised Gauss-Newton matrix (see above) of the
+ * batch's loss for each constant req[k]: Σ over samples i, rows r of sample i
+ * and factors c of ‖(J_iᵀ u_rc)_k‖², one backward per (sample, row, factor)
+ * (a batch of one per sample when the model's batch axis is dynamic, as
+ * per_sample_sq; else the whole batch with dz on that row only). When that
+ * is more than max_backward whole-batch backwards (rank·rows per sample, or
+ * N times that for a fixed batch), *exact = 0 and tr_out is left alone;
+ * else *exact = 1. sample_axes as in ba_grad_opts_t. When the output is a
+ * Softmax over the last axis (ba_grad_output_softmax), it is counted with
+ * the loss (*folded = 1): z is then its input, ∇²_z of loss∘softmax (the
+ * Softmax's own second-order terms included, indefinite) is factored per row
+ * by its eigenvectors, each backward's ‖g‖² signed by its eigenvalue. */
+ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, const int *sample_axes,
+                            const ba_loss_spec_t *loss, int nreq, const int *req, int64_t max_backward,
+                            double *tr_out, int *exact, int *folded, ba_error *err);
 
 /* Block-diagonal variant for per-layer Hutchinson: for each k,
  * hv_out[k] = H_kk v[k] exactly (the probe restricted to constant req[k]),

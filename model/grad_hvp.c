@@ -794,8 +794,9 @@ ba_status ba_grad_frozen_backward(void *ctx, int node, const ba_node_t *n, ba_te
 
 typedef struct {
     ba_grad_session_t *s;
-    ba_tensor_t **tan;    /* tangent of every value on the path */
-    unsigned char *kinds; /* rule per node (rule_kind), set by the tangent forward */
+    ba_tensor_t **tan;           /* tangent of every value on the path */
+    unsigned char *kinds;        /* rule per node (rule_kind), set by the tangent forward */
+    const unsigned char *active; /* per node, or NULL for all: whose second-order terms are added */
 } hook_ctx;
 
 /* f''(x) of a smooth unary op into f2 (y = f(x)); pw: Pow's exponent broadcast to x. */
@@ -1016,6 +1017,7 @@ static ba_status tangent_hook(void *vctx, int node, const ba_node_t *n, ba_tenso
     hook_ctx *c = vctx;
     const ba_op_def_t *d = n->def;
     BA_TRY(d->backward(n, in, nin, out, nout, dout, need, din, err)); /* B(base)(t dout) */
+    if (c->active && !c->active[node]) return BA_OK;
     return second_order(c, n, (rule_kind)c->kinds[node], in, nin, out, need, din, err);
 }
 
@@ -1281,11 +1283,7 @@ static ba_status seeds_second(ba_grad_session_t *s, int nseed, const int *seeds,
     return BA_OK;
 }
 
-/* For the probe v (v[k] on constant values[k], the others 0): hv_out[k] =
- * (Hv)_k when hv_out is non-NULL, and *vhv = vᵀHv when non-NULL, H the
- * Hessian over all the listed constants together. */
-static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
-                           float *const *hv_out, double *vhv, ba_error *err) {
+static ba_status check_values(const ba_grad_session_t *s, int nval, const int *values, ba_error *err) {
     for (int k = 0; k < nval; k++) {
         BA_TRY(check_value(s, values[k], err));
         for (int j = 0; j < k; j++)
@@ -1293,6 +1291,15 @@ static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, co
                 return ba_error_set(err, BA_ERR_INPUT, "%s: HVP: constant '%s' listed twice", s->m->path,
                                     s->m->values[values[k]].name);
     }
+    return BA_OK;
+}
+
+/* For the probe v (v[k] on constant values[k], the others 0): hv_out[k] =
+ * (Hv)_k when hv_out is non-NULL, and *vhv = vᵀHv when non-NULL, H the
+ * Hessian over all the listed constants together. */
+static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, const float *const *v,
+                           float *const *hv_out, double *vhv, ba_error *err) {
+    BA_TRY(check_values(s, nval, values, err));
     const ba_model_t *m = s->m;
     int sec = 0;
     BA_TRY(seeds_second(s, nval, values, &sec, err));
@@ -1318,7 +1325,7 @@ static ba_status hvp_exact(ba_grad_session_t *s, int nval, const int *values, co
     if (vhv && st == BA_OK && !sec) *vhv = q; /* no second-order terms: vᵀHv = (Jv)ᵀ ∇²L (Jv) */
     if (st == BA_OK && (hv_out || (vhv && sec))) {
         if (tdz) {
-            hook_ctx c = {s, tan, kinds};
+            hook_ctx c = {s, tan, kinds, NULL};
             st = ba_grad_backward(m, s->vals, s->out_id, tdz, nval, values, g, NULL,
                                   sec ? tangent_hook : NULL, &c, err);
         }
@@ -1356,4 +1363,114 @@ ba_status ba_grad_session_hvp(ba_grad_session_t *s, int value, const float *v, f
 
 ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, double *vhv, ba_error *err) {
     return hvp_exact(s, 1, &value, &v, NULL, vhv, err);
+}
+
+/* ---- the residual R = H − G of the Gauss-Newton split ---- */
+
+/* active[i] = 1 for the nodes whose second-order terms can move the mean of
+ * some v_kᵀ(Rv)_k: every node with such terms on the seeds' tangent paths,
+ * except a bilinear node whose two operands' tangents come from disjoint sets
+ * of seeds (its terms pair v_j with v_k, j ≠ k: zero mean). *any: one is. */
+static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *seeds, int skip,
+                             unsigned char *active, int *any, ba_error *err) {
+    const ba_model_t *m = s->m;
+    const int64_t W = (nseed + 63) / 64;
+    uint64_t *dep = ba_calloc((size_t)(m->nvalues * W) + 1, sizeof *dep, err);
+    uint64_t *acc = ba_calloc((size_t)W + 1, sizeof *acc, err);
+    if (!dep || !acc) {
+        free(dep);
+        free(acc);
+        return err->code;
+    }
+    for (int k = 0; k < nseed; k++) dep[seeds[k] * W + k / 64] |= 1ull << (k % 64);
+    *any = 0;
+    for (int i = 0; i < m->nnodes; i++) {
+        const ba_node_t *n = &m->nodes[i];
+        active[i] = 0;
+        if (!ba_grad_node_ran(n, s->vals)) continue;
+        unsigned tmask = 0;
+        memset(acc, 0, (size_t)W * sizeof *acc);
+        for (int j = 0; j < n->nin; j++) {
+            int id = n->inputs[j], has = 0;
+            if (id < 0 || !is_f32(s->vals[id])) continue;
+            for (int64_t w = 0; w < W; w++) {
+                acc[w] |= dep[id * W + w];
+                has |= dep[id * W + w] != 0;
+            }
+            if (has && j < 32) tmask |= 1u << j;
+        }
+        if (!tmask) continue;
+        rule_kind k = rule_of(n, tmask);
+        if (k == R_NONE) continue;
+        int sec = k == R_UNSUPPORTED || has_second(n, k, tmask); /* unsupported: the walk names it */
+        if (sec && k == R_BILINEAR) {
+            const uint64_t *a = dep + n->inputs[0] * W, *b = dep + n->inputs[1] * W;
+            int meet = n->inputs[0] == n->inputs[1];
+            for (int64_t w = 0; w < W && !meet; w++) meet = (a[w] & b[w]) != 0;
+            sec = meet;
+        }
+        if (i == skip) sec = 0; /* the output Softmax counted with the loss */
+        active[i] = (unsigned char)sec;
+        *any |= sec;
+        for (int j = 0; j < n->nout; j++)
+            if (n->outputs[j] >= 0 && is_f32(s->vals[n->outputs[j]]))
+                for (int64_t w = 0; w < W; w++) dep[n->outputs[j] * W + w] |= acc[w];
+    }
+    free(dep);
+    free(acc);
+    return BA_OK;
+}
+
+ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
+                                      const float *const *v, int fold, double *x, int *none, ba_error *err) {
+    BA_TRY(check_values(s, nval, values, err));
+    const ba_model_t *m = s->m;
+    for (int k = 0; k < nval; k++) x[k] = 0.0;
+    *none = 0;
+    int any = 0;
+    unsigned char *active = ba_calloc((size_t)m->nnodes + 1, 1, err);
+    ba_status st =
+        active ? resid_nodes(s, nval, values, fold ? ba_grad_output_softmax(m, s->out_id, s->vals) : -1,
+                             active, &any, err)
+               : err->code;
+    if (st != BA_OK || !any) {
+        *none = st == BA_OK;
+        free(active);
+        return st;
+    }
+    st = ensure_base_grads(s, err);
+    ba_tensor_t **tan = st == BA_OK ? ba_calloc((size_t)m->nvalues + 1, sizeof *tan, err) : NULL;
+    unsigned char *kinds = tan ? ba_calloc((size_t)m->nnodes + 1, 1, err) : NULL;
+    ba_tensor_t **tv = kinds ? ba_calloc((size_t)nval + 1, sizeof *tv, err) : NULL;
+    ba_tensor_t **g = tv ? ba_calloc((size_t)nval + 1, sizeof *g, err) : NULL;
+    if (st == BA_OK && !g) st = err->code;
+    for (int k = 0; k < nval && st == BA_OK; k++) {
+        const ba_tensor_t *W = s->vals[values[k]];
+        tv[k] = ba_tensor_wrap(BA_DT_F32, W->ndim, W->shape, (void *)v[k], err);
+        if (!tv[k]) st = err->code;
+    }
+    if (st == BA_OK) st = tangent_forward(s, nval, values, tv, tan, 1, kinds, err);
+    ba_tensor_t *dz0 = st == BA_OK ? zeros_like(s->vals[s->out_id], err) : NULL;
+    if (st == BA_OK && !dz0) st = err->code;
+    if (st == BA_OK) {
+        /* the backward of a zero seed with the second-order terms added: R̃v */
+        hook_ctx c = {s, tan, kinds, active};
+        st = ba_grad_backward(m, s->vals, s->out_id, dz0, nval, values, g, NULL, tangent_hook, &c, err);
+    }
+    for (int k = 0; k < nval && st == BA_OK; k++) {
+        const float *gv = g[k] ? g[k]->data : NULL;
+        double d = 0.0;
+        for (int64_t i = 0; gv && i < s->vals[values[k]]->numel; i++) d += (double)v[k][i] * gv[i];
+        x[k] = d;
+    }
+    ba_tensor_unref(dz0);
+    for (int k = 0; g && k < nval; k++) ba_tensor_unref(g[k]);
+    for (int k = 0; tv && k < nval; k++) ba_tensor_unref(tv[k]);
+    for (int i = 0; tan && i < m->nvalues; i++) ba_tensor_unref(tan[i]);
+    free(g);
+    free(tv);
+    free(tan);
+    free(kinds);
+    free(active);
+    return st;
 }

@@ -137,3 +137,31 @@ ba_status ba_loss_hvp(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t 
     if (quad) *quad = q;
     return BA_OK;
 }
+
+int64_t ba_loss_hess_rank(ba_loss_kind kind, int64_t C) {
+    return kind != BA_LOSS_MSE && C == 2 ? 1 : C;
+}
+
+void ba_loss_hess_factor(ba_loss_kind kind, const float *zrow, int64_t C, int64_t rows, const float *eps,
+                         float *u) {
+    if (kind == BA_LOSS_MSE) { /* 2/n · I, n = rows · C */
+        const double s = sqrt(2.0 / (double)(rows * C));
+        for (int64_t c = 0; c < C; c++) u[c] = (float)(s * eps[c]);
+        return;
+    }
+    const double lse = row_lse(zrow, C), r = (double)rows;
+    if (C == 2) { /* rank one: p0 p1 (1, −1)(1, −1)ᵀ */
+        double p0 = exp((double)zrow[0] - lse), p1 = exp((double)zrow[1] - lse);
+        double a = eps[0] * sqrt(p0 * p1 / r);
+        u[0] = (float)a;
+        u[1] = (float)-a;
+        return;
+    }
+    /* diag p − p pᵀ = Σ_c p_c (e_c − p)(e_c − p)ᵀ: Σ_c eps_c sqrt(p_c)(e_c − p) */
+    double s = 0.0;
+    for (int64_t c = 0; c < C; c++) s += eps[c] * sqrt(exp((double)zrow[c] - lse));
+    for (int64_t c = 0; c < C; c++) {
+        double p = exp((double)zrow[c] - lse);
+        u[c] = (float)((eps[c] * sqrt(p) - p * s) / sqrt(r));
+    }
+}

@@ -1,6 +1,7 @@
 /* Estimators that need gradients (model/grad.h): `fisher` (empirical Fisher
- * diagonal from per-sample squared gradients), `hessian` (Hutchinson trace of
- * each layer's Hessian block, HAWQ-V2/V3). The loss is the mean over the used samples (SPEC §5); a batch's
+ * diagonal from per-sample squared gradients), `hessian` (the trace of each
+ * layer's Hessian block, HAWQ-V2/V3: its Gauss-Newton part exactly, the rest by
+ * Hutchinson). The loss is the mean over the used samples (SPEC §5); a batch's
  * gradient is weighted by its share of the samples. `lrp` lives in lrp.c. */
 #include <math.h>
 #include <stdlib.h>
@@ -220,19 +221,10 @@ static void pool_release(sess_pool_t *p, int64_t i) {
     if (!p->keep) batch_sess_clear(p->g->c, &p->b[i]);
 }
 
-static double dot(const float *a, const float *b, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-
-/* One Hutchinson sample per layer, x[l] ≈ v_lᵀ H_ll v_l (mean Tr(H_ll)),
- * with H the Hessian of the mean loss over all used samples. One HVP over all
- * layers per batch, x[l] = v_lᵀ (Hv)_l (the cross terms v_lᵀ H_lj v_j have zero
- * mean), or with per_layer one vᵀHv per layer per batch (no cross terms, L times
- * the cost). */
-static ba_status probe_all(sess_pool_t *p, int per_layer, float *const *v, float *const *hv, double *x,
-                           ba_error *err) {
+/* --probe per-layer: one Hutchinson sample per layer, x[l] = v_lᵀ H_ll v_l
+ * (mean Tr(H_ll)), H the Hessian of the mean loss over all used samples: one
+ * vᵀHv per layer per batch (no cross terms, L HVPs a probe). */
+static ba_status probe_per_layer(sess_pool_t *p, float *const *v, double *x, ba_error *err) {
     sens_ctx_t *c = p->g->c;
     const ba_model_t *m = c->m;
     const int L = m->nlayers;
@@ -246,11 +238,7 @@ static ba_status probe_all(sess_pool_t *p, int per_layer, float *const *v, float
         double w = (double)sens_batch_len(c, b) / (double)c->n;
         ba_grad_session_t *s = NULL;
         st = pool_get(p, b, &s, err);
-        if (st == BA_OK && !per_layer) {
-            st = ba_grad_session_hvp_multi(s, L, p->g->req, (const float *const *)v, hv, err);
-            for (int l = 0; l < L && st == BA_OK; l++) x[l] += w * dot(v[l], hv[l], m->layers[l].params);
-        }
-        for (int l = 0; per_layer && l < L && st == BA_OK; l++) {
+        for (int l = 0; l < L && st == BA_OK; l++) {
             double q = 0.0;
             st = ba_grad_session_vhv(s, m->layers[l].value, v[l], &q, err);
             x[l] += w * q;
@@ -266,65 +254,142 @@ static ba_status probe_all(sess_pool_t *p, int per_layer, float *const *v, float
  * of a number near zero never settles (measured: a 54-layer OCR classifier ran
  * every layer to the probe cap for one layer with a trace ~1e-4 of the largest). */
 #define HUTCH_NEGLIGIBLE 1e-2
+/* The Gauss-Newton part of the trace is computed exactly when that costs at
+ * most this many whole-batch backwards per batch (ba_grad_ggn_trace: the
+ * factors of the loss's second derivative times the rows per sample); past
+ * it (many classes × many rows) each probe adds one sampled term instead. */
+#define GGN_EXACT_BACKWARDS 64
 
-/* Whether layer l's running mean has a standard error <= tol times its
- * magnitude, or times floor when that is larger. */
-static int converged(double sum, double sum2, int64_t np, double tol, double floor) {
+/* Whether layer l's estimate offset + mean(samples) has a standard error
+ * <= tol times its magnitude, or times floor when that is larger. */
+static int converged(double sum, double sum2, int64_t np, double offset, double tol, double floor) {
     if (np < 2) return 0;
     double n = (double)np, mean = sum / n, var = (sum2 - sum * mean) / (n - 1);
     double se = sqrt(var > 0 ? var : 0) / sqrt(n);
-    return se <= tol * fmax(fabs(mean), floor);
+    return se <= tol * fmax(fabs(offset + mean), floor);
+}
+
+/* Exact Tr(G_ll) over all batches into tg (each batch weighted by its share
+ * of the samples); *exact = 0 when a batch's would cost more than GGN_EXACT_BACKWARDS. */
+static ba_status ggn_exact(grad_run_t *g, double *tg, int *exact, int *folded, ba_error *err) {
+    sens_ctx_t *c = g->c;
+    const int L = c->m->nlayers;
+    double *tb = ba_calloc((size_t)L + 1, sizeof *tb, err);
+    ba_status st = tb ? BA_OK : err->code;
+    *exact = st == BA_OK;
+    for (int64_t b = 0; b < sens_nbatch(c) && st == BA_OK && *exact; b++) {
+        double w = (double)sens_batch_len(c, b) / (double)c->n;
+        st = grad_batch(g, b, err);
+        if (st == BA_OK)
+            st = ba_grad_ggn_trace(c->m, g->inputs, c->axes, &g->spec, L, g->req, GGN_EXACT_BACKWARDS, tb,
+                                   exact, folded, err);
+        for (int l = 0; l < L && st == BA_OK && *exact; l++) tg[l] += w * tb[l];
+    }
+    if (!*exact)
+        for (int l = 0; l < L; l++) tg[l] = 0.0;
+    free(tb);
+    return st;
+}
+
+/* Default probes (all layers at once), the Gauss-Newton split H = G + R:
+ * x[l] = the probe's sample of Tr(H_ll) − tg[l]: v_lᵀ(R̃v)_l (see
+ * ba_grad_session_resid_multi), plus a sampled ‖(Jᵀu)_l‖² when tg holds no
+ * exact Gauss-Newton part. *resid: whether the residual is still probed
+ * (cleared when no batch has a residual term on its path). */
+static ba_status probe_split(sess_pool_t *p, int sampled, int folded, int *resid, ba_rng_t *urng,
+                             float *const *v, double *r, double *x, ba_error *err) {
+    sens_ctx_t *c = p->g->c;
+    const int L = c->m->nlayers;
+    for (int l = 0; l < L; l++) x[l] = 0.0;
+    ba_status st = BA_OK;
+    int64_t none = 0;
+    for (int64_t b = 0; b < p->nbatch && st == BA_OK; b++) {
+        double w = (double)sens_batch_len(c, b) / (double)c->n;
+        ba_grad_session_t *s = NULL;
+        st = pool_get(p, b, &s, err);
+        if (st == BA_OK && sampled) {
+            st = ba_grad_session_ggn_sample(s, urng, L, p->g->req, r, err);
+            for (int l = 0; l < L && st == BA_OK; l++) x[l] += w * r[l];
+        }
+        if (st == BA_OK && *resid) {
+            int zero = 0;
+            st = ba_grad_session_resid_multi(s, L, p->g->req, (const float *const *)v, folded, r, &zero, err);
+            none += zero;
+            for (int l = 0; l < L && st == BA_OK; l++) x[l] += w * r[l];
+        }
+        pool_release(p, b);
+    }
+    if (st == BA_OK && none == p->nbatch) *resid = 0;
+    return st;
 }
 
 ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
     const ba_model_t *m = c->m;
     int L = m->nlayers;
     grad_run_t g = {0};
-    float **v = ba_calloc((size_t)L, sizeof *v, err), **hv = ba_calloc((size_t)L, sizeof *hv, err);
+    float **v = ba_calloc((size_t)L, sizeof *v, err);
     double *sum = ba_calloc((size_t)L, sizeof *sum, err), *sum2 = ba_calloc((size_t)L, sizeof *sum2, err);
-    double *xs = ba_calloc((size_t)L, sizeof *xs, err);
+    double *xs = ba_calloc((size_t)L, sizeof *xs, err), *tg = ba_calloc((size_t)L, sizeof *tg, err);
+    double *r = ba_calloc((size_t)L, sizeof *r, err);
     sess_pool_t pool = {.g = &g, .nbatch = sens_nbatch(c), .keep = -1};
     pool.b = ba_calloc((size_t)pool.nbatch + 1, sizeof *pool.b, err);
     const int per_layer = c->o->per_layer_probes;
-    ba_status st = (v && hv && sum && sum2 && xs && pool.b) ? grad_run_init(&g, c, err) : BA_ERR_NOMEM;
+    ba_status st = (v && sum && sum2 && xs && tg && r && pool.b) ? grad_run_init(&g, c, err) : BA_ERR_NOMEM;
     for (int l = 0; l < L && st == BA_OK; l++) {
         size_t n = (size_t)m->layers[l].params;
-        if (!(v[l] = ba_malloc(n * sizeof(float), err)) ||
-            (!per_layer && !(hv[l] = ba_malloc(n * sizeof(float), err))))
-            st = BA_ERR_NOMEM;
+        if (!(v[l] = ba_malloc(n * sizeof(float), err))) st = BA_ERR_NOMEM;
     }
-    ba_rng_t rng;
+    /* The default splits H = G + R (G the generalised Gauss-Newton): Tr(G_ll)
+     * exactly from per-sample backwards of the factors of ∇²_z loss (or sampled,
+     * see GGN_EXACT_BACKWARDS), Tr(R_ll) by Hutchinson. MSE to the FP output has
+     * dloss/dz = 0 at the base weights, so R = 0 there: no probes at all.
+     * --probe per-layer keeps plain per-layer Hutchinson on H. */
+    int exact = 0, folded = 0, resid = !per_layer && g.kind != BA_SENS_LOSS_MSE;
+    if (st == BA_OK && !per_layer) st = ggn_exact(&g, tg, &exact, &folded, err);
+    const int sampled = !per_layer && !exact;
+    ba_rng_t rng, urng;
     ba_rng_seed(&rng, c->o->seed);
+    ba_rng_seed(&urng, c->o->seed ^ 0x9e3779b97f4a7c15ull); /* the sampled Gauss-Newton's output signs */
     int maxp = c->o->max_probes, np = 0;
     c->work_total = (uint64_t)maxp;
     /* every layer takes every probe (a probe costs one HVP whichever layers
      * still need it), so the table does not depend on the order of stops */
-    while (np < maxp && st == BA_OK) {
+    while (np < maxp && st == BA_OK && (per_layer || sampled || resid)) {
         for (int l = 0; l < L; l++)
             for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
-        st = probe_all(&pool, per_layer, v, hv, xs, err);
-        if (st != BA_OK) break;
+        st = per_layer ? probe_per_layer(&pool, v, xs, err)
+                       : probe_split(&pool, sampled, folded, &resid, &urng, v, r, xs, err);
+        if (st != BA_OK || !(per_layer || sampled || resid)) break; /* nothing random left: exact */
         np++;
         int all = np >= HUTCH_MIN_PROBES;
         double top = 0;
         for (int l = 0; l < L; l++) {
             sum[l] += xs[l];
             sum2[l] += xs[l] * xs[l];
-            top = fmax(top, fabs(sum[l] / np));
+            top = fmax(top, fabs(tg[l] + sum[l] / np));
         }
         for (int l = 0; l < L && all; l++)
-            all = converged(sum[l], sum2[l], np, c->o->tol, HUTCH_NEGLIGIBLE * top);
+            all = converged(sum[l], sum2[l], np, tg[l], c->o->tol, HUTCH_NEGLIGIBLE * top);
         sens_progress(c, 1);
         if (all) break;
     }
     for (int l = 0; l < L && st == BA_OK; l++) {
         double P = (double)m->layers[l].params, n = (double)np;
         ba_sens_layer_t *Lr = &t->layers[l];
-        Lr->score = sum[l] / n / P;
+        Lr->score = (tg[l] + (np ? sum[l] / n : 0.0)) / P;
         Lr->probes = np;
-        if (np >= 2) {
+        if (np == 0) {
+            Lr->se = 0.0; /* exact: Tr(G_ll) with no residual */
+        } else if (np >= 2) {
             double var = (sum2[l] - sum[l] * sum[l] / n) / (n - 1);
             Lr->se = sqrt(var > 0 ? var : 0) / sqrt(n) / P;
+        }
+        if (!isfinite(Lr->score)) {
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "hessian: layer '%s': the trace is not finite (the loss's derivatives "
+                              "overflow on this data)",
+                              Lr->name);
+            break;
         }
         double werr[BA_SENS_MAX_BITS + 1];
         st = weight_errors(c, l, werr, err);
@@ -336,15 +401,13 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
         double curv = Lr->score > 0 ? Lr->score : 0;
         for (int k = 0; k < t->nbits && st == BA_OK; k++) Lr->cost[k] = curv * werr[k];
     }
-    for (int l = 0; l < L; l++) {
-        if (v) free(v[l]);
-        if (hv) free(hv[l]);
-    }
+    for (int l = 0; v && l < L; l++) free(v[l]);
     free(v);
-    free(hv);
     free(sum);
     free(sum2);
     free(xs);
+    free(tg);
+    free(r);
     if (pool.b) sess_pool_free(&pool);
     grad_run_free(&g);
     return st;

@@ -541,7 +541,7 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     int bits[BA_SENS_MAX_BITS], nb = 0;
     ba_error e;
     if (bits_list(opts->bits, opts->nbits, bits, &nb, &e) != BA_OK) nb = 0;
-    int n = snprintf(buf, sizeof buf, "bitalloc.sens/5\nmodel=%s\nmethod=%s\nbits=", m->sha256,
+    int n = snprintf(buf, sizeof buf, "bitalloc.sens/6\nmodel=%s\nmethod=%s\nbits=", m->sha256,
                      ba_sens_method_name(method));
     ba_sha256_update(&h, buf, (size_t)n);
     for (int k = 0; k < nb; k++) {
