@@ -975,7 +975,7 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     if (N < 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
                             m->path);
-    pthread_once(&malloc_once, malloc_tune);
+    ba_malloc_keep_freed();
     const int out_id = m->outputs[loss->output];
     ba_tensor_t **vals = ba_calloc((size_t)m->nvalues + 1, sizeof *vals, err);
     ba_tensor_t **g = ba_calloc((size_t)nreq + 1, sizeof *g, err);
