@@ -60,4 +60,17 @@ int ba_fuse_members(const ba_fuse_plan_t *p, int i, const int **nodes);
 ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals,
                              ba_tensor_t **t, int *value, ba_error *err);
 
+/* The epilogue inside the conv kernels: the executor arms the region of
+ * anchor i right before running the anchor's kernel (and disarms it after a
+ * failure); the Conv kernel, on a path that applies an epilogue to each piece
+ * of output right after computing it (depthwise planes, panel groups), takes
+ * it for its fresh output y: *e is filled and returned, or NULL when the
+ * region's epilogue cannot run that way (then the region runs its separate
+ * pass, ba_fuse_region_run). Each element goes through the same float
+ * operations as in the separate pass. State of the calling thread. */
+struct ba_kern_epi;
+void ba_fuse_tile_arm(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals);
+void ba_fuse_tile_disarm(void);
+const struct ba_kern_epi *ba_fuse_tile_take(const ba_tensor_t *y, struct ba_kern_epi *e);
+
 #endif

@@ -452,7 +452,7 @@ __attribute__((target("avx512f"))) static void cp_pad(const float *x, int64_t n,
 /* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
  * or, with src (a pointwise image read in place), multiplied from src's rows. */
 static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
-                     int bias_last, float *y, int64_t yimg, const float *src) {
+                     int bias_last, float *y, int64_t yimg, const float *src, const ba_kern_epi_t *epi) {
     if (p0 >= p1) return 1;
     int64_t G = CP_GROUP_FLOATS / (q->K * CG_NR);
     if (G < 1) G = 1;
@@ -473,6 +473,12 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
                 cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
                            y, yimg);
         }
+        if (epi) /* columns [n0, n1) are final in every row: each image's run of them, per row */
+            for (int64_t c = n0; c < n1;) {
+                const int64_t i = c / q->P, p = c % q->P, len = q->P - p < n1 - c ? q->P - p : n1 - c;
+                for (int64_t m = 0; m < M; m++) ba_kern_epi_apply(epi, y + i * yimg + m * q->P + p, len);
+                c += len;
+            }
     }
     free(panels);
     return 1;
@@ -480,7 +486,8 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
 #endif
 
 int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
-                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg) {
+                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg,
+                        const ba_kern_epi_t *epi) {
 #if defined(__x86_64__)
     if (!ba_kern_conv_panels_ok(g) || nb <= 0 || M <= 0) return 0;
     const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
@@ -529,13 +536,13 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     if (nt > npanels) nt = (int)npanels;
     int ok = 1;
     if (nt <= 1) {
-        ok = cp_panels(&q, 0, npanels, M, w, bias, bias_last, y, yimg, in_place ? x : NULL);
+        ok = cp_panels(&q, 0, npanels, M, w, bias, bias_last, y, yimg, in_place ? x : NULL, epi);
     } else {
 #pragma omp parallel num_threads(nt) reduction(&& : ok)
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             ok = cp_panels(&q, npanels * t / T, npanels * (t + 1) / T, M, w, bias, bias_last, y, yimg,
-                           in_place ? x : NULL) &&
+                           in_place ? x : NULL, epi) &&
                  ok;
         }
     }
@@ -544,7 +551,7 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     return ok;
 #else
     (void)x, (void)nb, (void)ximg, (void)C, (void)g, (void)w, (void)M, (void)bias, (void)bias_last, (void)y,
-        (void)yimg;
+        (void)yimg, (void)epi;
     return 0;
 #endif
 }
