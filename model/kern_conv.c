@@ -268,6 +268,7 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 #define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
 #define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
 #define CP_IN_PLACE_MAX_C 16    /* unless it has at most this many channels (few streams) */
+#define CP_EPI_COLS 256         /* output columns per pass of a fused epilogue (at least; model/fuse.c's block) */
 
 int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
 #if defined(__x86_64__)
@@ -459,7 +460,7 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
     if (G > CP_MAX_GROUP) G = CP_MAX_GROUP;
     float *panels = src ? NULL : aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float));
     if (!src && !panels) return 0;
-    int64_t direct[CP_MAX_GROUP];
+    int64_t direct[CP_MAX_GROUP], e0 = p0 * CG_NR; /* e0: first column not yet through epi */
     for (int64_t pg = p0; pg < p1; pg += G) {
         const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR, n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
         if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
@@ -473,12 +474,16 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
                 cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
                            y, yimg);
         }
-        if (epi) /* columns [n0, n1) are final in every row: each image's run of them, per row */
-            for (int64_t c = n0; c < n1;) {
+        /* Columns [e0, n1) are final in every row: once there are CP_EPI_COLS of them (or at the end),
+         * each image's run of them goes through the epilogue, row by row, while still in cache. */
+        if (epi && (n1 - e0 >= CP_EPI_COLS || pe == p1)) {
+            for (int64_t c = e0; c < n1;) {
                 const int64_t i = c / q->P, p = c % q->P, len = q->P - p < n1 - c ? q->P - p : n1 - c;
                 for (int64_t m = 0; m < M; m++) ba_kern_epi_apply(epi, y + i * yimg + m * q->P + p, len);
                 c += len;
             }
+            e0 = n1;
+        }
     }
     free(panels);
     return 1;
