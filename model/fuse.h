@@ -4,7 +4,8 @@
  * Mul, Div, Max, Min, Relu, Clip, HardSigmoid, HardSwish, LeakyRelu,
  * Sigmoid, Tanh … and chains of them such as x * Clip(x + 3, 0, 6) / 6) run as
  * one step: the anchor's kernel, then an epilogue over its output in blocks
- * that stay in cache, written in place. The intermediate values are never
+ * that stay in cache, written in place; a Conv's kernel applies it itself to
+ * each piece of output right after computing it (ba_fuse_tile_take). The intermediate values are never
  * stored. Each element goes through the same float operations, in the same
  * order, as the unfused kernels (BatchNormalization's x * a + b with the
  * kernel's a and b; the unary ops through their kernel's own code), so the

@@ -134,8 +134,8 @@ static inline void ba_kern_epi_apply(const ba_kern_epi_t *e, float *y, int64_t l
     const int64_t pos = y - e->y0;
     e->fn(e->ctx, y, pos, len, pos / e->P % e->M);
 }
-/* With epi (may be NULL), each group of panels' outputs goes through it once
- * all their rows are stored. */
+/* With epi (may be NULL), the outputs go through it once all their rows are
+ * stored, at least 256 columns at a time (one or more groups of panels). */
 int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
                         const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg,
                         const ba_kern_epi_t *epi);

@@ -3,7 +3,9 @@
  * weights by packed im2col panels (ba_kern_conv_panels: AVX-512, 1-D/2-D,
  * column stride 1 or 2), else im2col + product per image (a 1x1 stride-1 conv
  * multiplies the image directly); a depthwise conv runs a direct loop;
- * ConvTranspose is a product + col2im. */
+ * ConvTranspose is a product + col2im. In a fused forward run, the panel and
+ * depthwise paths apply the region's epilogue (model/fuse.h) to their output
+ * while it is in cache. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
