@@ -8,7 +8,9 @@
  * images read in place or through panels, panels read in place from the
  * (padded) image or copied (images above 256 KiB), row counts that are no multiple of
  * a tile, narrow products (the 16-column tile), and several small images side
- * by side whose planes split a tile's half (the scratch tile). */
+ * by side whose planes split a tile's half (the scratch tile). With an
+ * epilogue (ba_kern_epi_t), every output element goes through it exactly
+ * once, after its final value is stored. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
