@@ -181,8 +181,10 @@ ba_status ba_exec_run(const ba_model_t *m, ba_tensor_t *const *inputs, const ba_
             }
         }
         for (int j = 0; j < n->nout; j++) out[j] = NULL;
+        if (role == BA_FUSE_ANCHOR) ba_fuse_tile_arm(fp, m, i, vals); /* the kernel may apply the epilogue */
         st = n->def->forward(n, in, n->nin, out, n->nout, err);
         if (st != BA_OK) {
+            ba_fuse_tile_disarm();
             for (int j = 0; j < n->nout; j++) ba_tensor_unref(out[j]);
             if (speculative) { /* that branch would fail if taken: it is not */
                 st = BA_OK;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/kern_conv.h"
 #include "model/ops.h"
 
 /* Elementwise nodes one region absorbs at most. */
@@ -439,12 +440,14 @@ static ba_status run_unfused(const region_t *r, const ba_model_t *m, ba_tensor_t
     return BA_OK;
 }
 
-ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals,
-                             ba_tensor_t **t, int *value, ba_error *err) {
-    const region_t *r = &p->regions[p->region[i]];
-    *value = m->nodes[r->nodes[r->n - 1]].outputs[0];
-    ba_tensor_t *y = *t;
-    if (y->dtype != BA_DT_F32) return run_unfused(r, m, vals, t, err);
+/* The epilogue of region r on output y (plane mode for a Conv / ConvTranspose
+ * output of rank >= 3, else rows): *ok = 0 when an operand does not fit (the
+ * nodes then run one by one); *bn gets the BatchNormalization constants (the
+ * caller frees it). */
+static ba_status epi_build(const region_t *r, const ba_model_t *m, int i, ba_tensor_t *const *vals,
+                           const ba_tensor_t *y, epi_t *out, float **bnp, int *okp, ba_error *err) {
+    *bnp = NULL;
+    *okp = 0;
     const int row =
         !((m->nodes[i].op == BA_OP_CONV || m->nodes[i].op == BA_OP_CONV_TRANSPOSE) && y->ndim >= 3);
     const int ax = y->ndim == 0 ? -1 : row ? y->ndim - 1 : 1;
@@ -460,11 +463,7 @@ ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i
     for (int k = 0; k < r->n; k++) nbn += m->nodes[r->nodes[k]].op == BA_OP_BATCH_NORMALIZATION;
     if (nbn) {
         bn = ba_malloc(sizeof(float) * 2 * (size_t)(e.C > 0 ? e.C : 1) * (size_t)nbn, err);
-        if (!bn) {
-            ba_tensor_unref(y);
-            *t = NULL;
-            return BA_ERR_NOMEM;
-        }
+        if (!bn) return BA_ERR_NOMEM;
     }
     int ok = 1, ibn = 0;
     for (int k = 0; k < r->n && ok; k++) {
@@ -510,9 +509,84 @@ ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i
     }
     if (!ok) {
         free(bn);
-        return run_unfused(r, m, vals, t, err);
+        return BA_OK;
     }
     e.nsteps = r->n;
+    *out = e;
+    *bnp = bn;
+    *okp = 1;
+    return BA_OK;
+}
+
+/* The in-kernel epilogue of this thread (ba_fuse_tile_arm). */
+static _Thread_local struct {
+    const ba_fuse_plan_t *p;
+    const ba_model_t *m;
+    ba_tensor_t *const *vals;
+    int i, armed, applied;
+    epi_t e;
+    float *bn;
+} tile;
+
+void ba_fuse_tile_arm(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals) {
+    ba_fuse_tile_disarm();
+    if (ba_fuse_role(p, i) != BA_FUSE_ANCHOR) return;
+    tile.p = p;
+    tile.m = m;
+    tile.vals = vals;
+    tile.i = i;
+    tile.armed = 1;
+}
+
+void ba_fuse_tile_disarm(void) {
+    free(tile.bn);
+    tile.bn = NULL;
+    tile.armed = tile.applied = 0;
+    tile.p = NULL;
+}
+
+/* ba_kern_epi_t's fn: len floats of channel c's plane at element pos, in blocks. */
+static void tile_apply(const void *ctx, float *y, int64_t pos, int64_t len, int64_t c) {
+    const epi_t *e = ctx;
+    for (int64_t off = 0; off < len; off += FUSE_BLOCK)
+        epi_block(e, y + off, pos + off, len - off < FUSE_BLOCK ? len - off : FUSE_BLOCK, c, 0);
+}
+
+const ba_kern_epi_t *ba_fuse_tile_take(const ba_tensor_t *y, ba_kern_epi_t *k) {
+    if (!tile.armed || tile.applied || !y || y->dtype != BA_DT_F32 || y->ndim < 3 || y->numel == 0 ||
+        tile.m->nodes[tile.i].op != BA_OP_CONV)
+        return NULL;
+    const region_t *r = &tile.p->regions[tile.p->region[tile.i]];
+    ba_error e = {0};
+    int ok = 0;
+    free(tile.bn);
+    tile.bn = NULL;
+    if (epi_build(r, tile.m, tile.i, tile.vals, y, &tile.e, &tile.bn, &ok, &e) != BA_OK || !ok ||
+        tile.e.row || tile.e.inner <= 0)
+        return NULL; /* the separate pass decides (and reports an allocation failure) */
+    tile.applied = 1;
+    *k = (ba_kern_epi_t){tile_apply, &tile.e, y->data, tile.e.C, tile.e.inner};
+    return k;
+}
+
+ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals,
+                             ba_tensor_t **t, int *value, ba_error *err) {
+    const region_t *r = &p->regions[p->region[i]];
+    *value = m->nodes[r->nodes[r->n - 1]].outputs[0];
+    const int done = tile.armed && tile.applied && tile.p == p && tile.i == i;
+    ba_fuse_tile_disarm();
+    if (done) return BA_OK; /* the anchor's kernel applied the epilogue */
+    ba_tensor_t *y = *t;
+    if (y->dtype != BA_DT_F32) return run_unfused(r, m, vals, t, err);
+    epi_t e;
+    float *bn = NULL;
+    int ok = 0;
+    if (epi_build(r, m, i, vals, y, &e, &bn, &ok, err) != BA_OK) {
+        ba_tensor_unref(y);
+        *t = NULL;
+        return err->code;
+    }
+    if (!ok) return run_unfused(r, m, vals, t, err);
     float *wide = NULL;
     if (!e.row && e.inner < FUSE_BLOCK && e.C > 1 && widen(&e, &wide, err) != BA_OK) {
         free(bn);

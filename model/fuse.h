@@ -4,7 +4,8 @@
  * Mul, Div, Max, Min, Relu, Clip, HardSigmoid, HardSwish, LeakyRelu,
  * Sigmoid, Tanh … and chains of them such as x * Clip(x + 3, 0, 6) / 6) run as
  * one step: the anchor's kernel, then an epilogue over its output in blocks
- * that stay in cache, written in place. The intermediate values are never
+ * that stay in cache, written in place; a Conv's kernel applies it itself to
+ * each piece of output right after computing it (ba_fuse_tile_take). The intermediate values are never
  * stored. Each element goes through the same float operations, in the same
  * order, as the unfused kernels (BatchNormalization's x * a + b with the
  * kernel's a and b; the unary ops through their kernel's own code), so the
@@ -59,5 +60,18 @@ int ba_fuse_members(const ba_fuse_plan_t *p, int i, const int **nodes);
  * region's nodes run one by one through their kernels instead. */
 ba_status ba_fuse_region_run(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals,
                              ba_tensor_t **t, int *value, ba_error *err);
+
+/* The epilogue inside the conv kernels: the executor arms the region of
+ * anchor i right before running the anchor's kernel (and disarms it after a
+ * failure); the Conv kernel, on a path that applies an epilogue to each piece
+ * of output right after computing it (depthwise planes, panel groups), takes
+ * it for its fresh output y: *e is filled and returned, or NULL when the
+ * region's epilogue cannot run that way (then the region runs its separate
+ * pass, ba_fuse_region_run). Each element goes through the same float
+ * operations as in the separate pass. State of the calling thread. */
+struct ba_kern_epi;
+void ba_fuse_tile_arm(const ba_fuse_plan_t *p, const ba_model_t *m, int i, ba_tensor_t *const *vals);
+void ba_fuse_tile_disarm(void);
+const struct ba_kern_epi *ba_fuse_tile_take(const ba_tensor_t *y, struct ba_kern_epi *e);
 
 #endif

@@ -268,6 +268,7 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 #define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
 #define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
 #define CP_IN_PLACE_MAX_C 16    /* unless it has at most this many channels (few streams) */
+#define CP_EPI_COLS 256         /* output columns per pass of a fused epilogue (at least; model/fuse.c's block) */
 
 int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
 #if defined(__x86_64__)
@@ -452,14 +453,14 @@ __attribute__((target("avx512f"))) static void cp_pad(const float *x, int64_t n,
 /* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
  * or, with src (a pointwise image read in place), multiplied from src's rows. */
 static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
-                     int bias_last, float *y, int64_t yimg, const float *src) {
+                     int bias_last, float *y, int64_t yimg, const float *src, const ba_kern_epi_t *epi) {
     if (p0 >= p1) return 1;
     int64_t G = CP_GROUP_FLOATS / (q->K * CG_NR);
     if (G < 1) G = 1;
     if (G > CP_MAX_GROUP) G = CP_MAX_GROUP;
     float *panels = src ? NULL : aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float));
     if (!src && !panels) return 0;
-    int64_t direct[CP_MAX_GROUP];
+    int64_t direct[CP_MAX_GROUP], e0 = p0 * CG_NR; /* e0: first column not yet through epi */
     for (int64_t pg = p0; pg < p1; pg += G) {
         const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR, n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
         if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
@@ -473,6 +474,16 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
                 cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
                            y, yimg);
         }
+        /* Columns [e0, n1) are final in every row: once there are CP_EPI_COLS of them (or at the end),
+         * each image's run of them goes through the epilogue, row by row, while still in cache. */
+        if (epi && (n1 - e0 >= CP_EPI_COLS || pe == p1)) {
+            for (int64_t c = e0; c < n1;) {
+                const int64_t i = c / q->P, p = c % q->P, len = q->P - p < n1 - c ? q->P - p : n1 - c;
+                for (int64_t m = 0; m < M; m++) ba_kern_epi_apply(epi, y + i * yimg + m * q->P + p, len);
+                c += len;
+            }
+            e0 = n1;
+        }
     }
     free(panels);
     return 1;
@@ -480,7 +491,8 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
 #endif
 
 int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
-                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg) {
+                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg,
+                        const ba_kern_epi_t *epi) {
 #if defined(__x86_64__)
     if (!ba_kern_conv_panels_ok(g) || nb <= 0 || M <= 0) return 0;
     const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2], OH = g->out[1], OW = g->out[2];
@@ -529,13 +541,13 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     if (nt > npanels) nt = (int)npanels;
     int ok = 1;
     if (nt <= 1) {
-        ok = cp_panels(&q, 0, npanels, M, w, bias, bias_last, y, yimg, in_place ? x : NULL);
+        ok = cp_panels(&q, 0, npanels, M, w, bias, bias_last, y, yimg, in_place ? x : NULL, epi);
     } else {
 #pragma omp parallel num_threads(nt) reduction(&& : ok)
         {
             const int t = omp_get_thread_num(), T = omp_get_num_threads();
             ok = cp_panels(&q, npanels * t / T, npanels * (t + 1) / T, M, w, bias, bias_last, y, yimg,
-                           in_place ? x : NULL) &&
+                           in_place ? x : NULL, epi) &&
                  ok;
         }
     }
@@ -544,7 +556,7 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     return ok;
 #else
     (void)x, (void)nb, (void)ximg, (void)C, (void)g, (void)w, (void)M, (void)bias, (void)bias_last, (void)y,
-        (void)yimg;
+        (void)yimg, (void)epi;
     return 0;
 #endif
 }

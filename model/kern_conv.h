@@ -117,8 +117,28 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
  * does. Returns 0 (nothing written) when the path does not apply or memory
  * runs out. */
 int ba_kern_conv_panels_ok(const ba_kern_geom_t *g);
+/* A per-element epilogue the conv kernels apply to each piece of output right
+ * after computing it, while it is in cache (model/fuse.c's fused BN /
+ * activation chain): fn(ctx, yp, pos, len, c) rewrites yp[0..len) in place,
+ * elements [pos, pos + len) of the output y0 (one run inside the plane of
+ * channel c: pos / P % M == c). */
+typedef struct ba_kern_epi {
+    void (*fn)(const void *ctx, float *yp, int64_t pos, int64_t len, int64_t c);
+    const void *ctx;
+    const float *y0; /* the whole output (N, M, P) */
+    int64_t M, P;
+} ba_kern_epi_t;
+/* Runs e on y[0..len) (inside one plane of e->y0); nothing when e is NULL. */
+static inline void ba_kern_epi_apply(const ba_kern_epi_t *e, float *y, int64_t len) {
+    if (!e || len <= 0) return;
+    const int64_t pos = y - e->y0;
+    e->fn(e->ctx, y, pos, len, pos / e->P % e->M);
+}
+/* With epi (may be NULL), the outputs go through it once all their rows are
+ * stored, at least 256 columns at a time (one or more groups of panels). */
 int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, const ba_kern_geom_t *g,
-                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg);
+                        const float *w, int64_t M, const float *bias, int bias_last, float *y, int64_t yimg,
+                        const ba_kern_epi_t *epi);
 
 /* Normalises a possibly negative axis for rank r; BA_ERR_INPUT when out of range. */
 ba_status ba_kern_axis(const ba_node_t *node, int64_t axis, int r, int *out, ba_error *err);

@@ -3,7 +3,9 @@
  * weights by packed im2col panels (ba_kern_conv_panels: AVX-512, 1-D/2-D,
  * column stride 1 or 2), else im2col + product per image (a 1x1 stride-1 conv
  * multiplies the image directly); a depthwise conv runs a direct loop;
- * ConvTranspose is a product + col2im. */
+ * ConvTranspose is a product + col2im. In a fused forward run, the panel and
+ * depthwise paths apply the region's epilogue (model/fuse.h) to their output
+ * while it is in cache. */
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -11,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/fuse.h"
 #include "model/kern_conv.h"
 #include "model/ops.h"
 
@@ -221,12 +224,13 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
 }
 
 static void dw_planes_generic(const dw_geom_t *d, const float *x, const float *w, const float *bias, float *y,
-                              int64_t N, int64_t C, int64_t M, int nt) {
+                              int64_t N, int64_t C, int64_t M, int nt, const ba_kern_epi_t *epi) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
                  y + nm * d->OH * d->OW, 0);
+        ba_kern_epi_apply(epi, y + nm * d->OH * d->OW, d->OH * d->OW);
     }
 }
 
@@ -235,18 +239,21 @@ static void dw_planes_generic(const dw_geom_t *d, const float *x, const float *w
  * a*b+c as two roundings, so the floats equal the generic path's). */
 __attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t *d, const float *x,
                                                                 const float *w, const float *bias, float *y,
-                                                                int64_t N, int64_t C, int64_t M, int nt) {
+                                                                int64_t N, int64_t C, int64_t M, int nt,
+                                                                const ba_kern_epi_t *epi) {
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (int64_t nm = 0; nm < N * M; nm++) {
         const int64_t n = nm / M, m = nm % M, c = m / d->mult;
         dw_plane(d, x + (n * C + c) * d->IH * d->IW, w + m * d->KH * d->KW, bias ? bias[m] : 0.0f,
                  y + nm * d->OH * d->OW, 1);
+        ba_kern_epi_apply(epi, y + nm * d->OH * d->OW, d->OH * d->OW);
     }
 }
 #endif
 
+/* With epi (may be NULL), each output plane goes through it right after it is computed. */
 static void conv_depthwise(const float *x, const float *w, const float *bias, float *y, int64_t N, int64_t C,
-                           int64_t M, const ba_kern_geom_t *g) {
+                           int64_t M, const ba_kern_geom_t *g, const ba_kern_epi_t *epi) {
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw (caller: KW <= DW_MAX_KW) */
     dw_geom_t d = {g->in[1],  g->in[2], g->k[1],  g->k[2], g->out[1], g->out[2], g->s[1], g->s[2], g->dil[1],
                    g->dil[2], g->pb[1], g->pb[2], M / C,   0,         0,         plo,     phi};
@@ -267,11 +274,11 @@ static void conv_depthwise(const float *x, const float *w, const float *bias, fl
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
 #if defined(__x86_64__)
     if (__builtin_cpu_supports("avx512f")) {
-        dw_planes_avx512(&d, x, w, bias, y, N, C, M, nt);
+        dw_planes_avx512(&d, x, w, bias, y, N, C, M, nt, epi);
         return;
     }
 #endif
-    dw_planes_generic(&d, x, w, bias, y, N, C, M, nt);
+    dw_planes_generic(&d, x, w, bias, y, N, C, M, nt, epi);
 }
 
 /* What one chunk of nb images of a grouped conv needs (ba_conv_forward). */
@@ -282,6 +289,7 @@ typedef struct {
     int64_t N, C, M, group, Cg, Mg, K, P, Pin, nb;
     int pointwise, panels; /* panels: ba_kern_conv_panels applies */
     const float *bias;     /* M values or NULL */
+    const ba_kern_epi_t *epi; /* the fused epilogue, applied by the panel path (or NULL) */
 } conv_job_t;
 
 /* Images [ci*nb, ci*nb + nb) of the conv: by panels (ba_kern_conv_panels),
@@ -298,7 +306,7 @@ static int conv_chunk(const conv_job_t *j, int64_t ci, float *ws, size_t cols_n)
          * bias added after (the two paths below); the panel product keeps each path's floats. */
         if (j->panels && ba_kern_conv_panels(j->x + (n0 * C + gi * Cg) * Pin, nbb, C * Pin, Cg, j->g, wg, Mg,
                                              j->bias ? j->bias + gi * Mg : NULL, nbb > 1,
-                                             j->y + (n0 * M + gi * Mg) * P, M * P))
+                                             j->y + (n0 * M + gi * Mg) * P, M * P, j->epi))
             continue;
         if (j->panels) return 0;
         if (nbb == 1) {
@@ -379,7 +387,8 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     }
 
     if (group == C && Cg == 1 && nsp <= 2 && g.k[1] <= DW_MAX_KW && g.k[2] <= DW_MAX_KW) {
-        conv_depthwise(x, w, B ? B->data : NULL, y, N, C, M, &g);
+        ba_kern_epi_t ep; /* the fused epilogue, per plane (model/fuse.h) */
+        conv_depthwise(x, w, B ? B->data : NULL, y, N, C, M, &g, ba_fuse_tile_take(Y, &ep));
         out[0] = Y;
         return BA_OK;
     }
@@ -414,7 +423,9 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
             return err ? err->code : BA_ERR_NOMEM;
         }
     }
-    conv_job_t job = {x, w, y, &g, N, C, M, group, Cg, Mg, K, P, Pin, nb, pointwise, panels, B ? B->data : NULL};
+    ba_kern_epi_t ep; /* the panel path applies the fused epilogue per group of panels (model/fuse.h) */
+    conv_job_t job = {x,  w,  y,         &g,     N,      C,  M,  group, Cg, Mg, K, P, Pin, nb, pointwise, panels,
+                      B ? B->data : NULL, panels ? ba_fuse_tile_take(Y, &ep) : NULL};
     int ok = 1;
     if (nthr > 1) {
 #pragma omp parallel for schedule(dynamic) num_threads(nthr) reduction(&& : ok)

@@ -3,6 +3,7 @@
  * and no others, and stays off when values are kept (gradients). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,4 +185,39 @@ Test(fuse, fixtures_bit_identical) {
         ba_tensor_unref(x);
         ba_model_free(m);
     }
+}
+
+/* The epilogue inside the conv kernels (depthwise planes, groups of packed
+ * panels: fuse/tile.onnx, see make_fuse_tile.py) gives the unfused bits: BN,
+ * HardSwish, Relu, Clip, written-out hard-swish, LeakyRelu + residual,
+ * Sigmoid, per-channel Mul / Add, Max, Tanh; three images side by side and
+ * one alone, one and two threads. */
+Test(fuse, epilogue_in_the_conv_kernels_bit_identical) {
+    ba_model_t *m = load(FUSE_DIR "tile.onnx");
+    ba_tensor_t *x3 = npy(FUSE_DIR "tile_x.npy");
+    ba_error err = {0};
+    int64_t s1[4] = {1, 8, 13, 37};
+    ba_tensor_t *x1 = ba_tensor_new(BA_DT_F32, 4, s1, &err);
+    cr_assert_not_null(x1);
+    memcpy(x1->data, x3->data, ba_tensor_nbytes(x1));
+    const int threads = omp_get_max_threads();
+    ba_tensor_t *xs[2] = {x3, x1};
+    for (int t = 1; t <= 2; t++) {
+        omp_set_num_threads(t);
+        for (int k = 0; k < 2; k++) {
+            ba_run_opts_t off = {.no_fuse = 1};
+            ba_tensor_t *yf = run1(m, xs[k], NULL), *yu = run1(m, xs[k], &off);
+            cr_assert_eq(yf->numel, xs[k]->shape[0] * 12 * 4 * 10);
+            int nonzero = 0;
+            for (int64_t i = 0; i < yu->numel; i++) nonzero += ((float *)yu->data)[i] != 0.0f;
+            cr_assert_gt(nonzero, yu->numel / 2, "the chain should not collapse to zeros");
+            assert_same_bits(yf, yu, k == 0 ? "tile.onnx, 3 images" : "tile.onnx, 1 image");
+            ba_tensor_unref(yf);
+            ba_tensor_unref(yu);
+        }
+    }
+    omp_set_num_threads(threads);
+    ba_tensor_unref(x1);
+    ba_tensor_unref(x3);
+    ba_model_free(m);
 }

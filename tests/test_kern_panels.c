@@ -8,7 +8,9 @@
  * images read in place or through panels, panels read in place from the
  * (padded) image or copied (images above 256 KiB), row counts that are no multiple of
  * a tile, narrow products (the 16-column tile), and several small images side
- * by side whose planes split a tile's half (the scratch tile). */
+ * by side whose planes split a tile's half (the scratch tile). With an
+ * epilogue (ba_kern_epi_t), every output element goes through it exactly
+ * once, after its final value is stored. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <omp.h>
@@ -56,6 +58,54 @@ static ba_kern_geom_t geom_of(const pcase_t *c) {
     return g;
 }
 
+/* An epilogue that checks what it is given: each element once, after its
+ * final value (= ref), with its channel; it rewrites it to y * 0.5 + 1. */
+typedef struct {
+    const float *ref;
+    int *seen;
+    int64_t yimg, P;
+    int bad;
+} epi_ctx_t;
+
+static void epi_check(const void *vctx, float *yp, int64_t pos, int64_t len, int64_t c) {
+    const epi_ctx_t *e = vctx;
+    for (int64_t j = 0; j < len; j++) {
+        const int64_t idx = pos + j;
+        __atomic_fetch_add(&e->seen[idx], 1, __ATOMIC_RELAXED);
+        if (memcmp(&yp[j], &e->ref[idx], sizeof(float)) != 0 || idx % e->yimg / e->P != c)
+            __atomic_fetch_add((int *)&e->bad, 1, __ATOMIC_RELAXED);
+        yp[j] = yp[j] * 0.5f + 1.0f;
+    }
+}
+
+/* The panel path with an epilogue (ba_kern_epi_t): every output element goes
+ * through it exactly once, with its final value and its channel; the gaps
+ * between images are not touched. */
+static void check_epilogue(const pcase_t *c, const ba_kern_geom_t *g, const float *x, int64_t ximg,
+                           const float *w, const float *bias, int bias_last, const float *ref, int64_t yimg) {
+    const int64_t P = g->out[1] * g->out[2], n = c->nb * yimg;
+    float *y = malloc((size_t)n * sizeof(float));
+    int *seen = calloc((size_t)n, sizeof(int));
+    cr_assert(y && seen);
+    memset(y, 0x7F, (size_t)n * sizeof(float));
+    epi_ctx_t ec = {ref, seen, yimg, P, 0};
+    const ba_kern_epi_t e = {epi_check, &ec, y, yimg / P, P}; /* yimg is a multiple of P here */
+    cr_assert(ba_kern_conv_panels(x, c->nb, ximg, c->C, g, w, c->M, bias, bias_last, y, yimg, &e));
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int plane = i % yimg < c->M * P;
+        const float want = plane ? ref[i] * 0.5f + 1.0f : ref[i];
+        wrong += seen[i] != plane || memcmp(&y[i], &want, sizeof(float)) != 0;
+    }
+    cr_expect_eq(ec.bad, 0, "nb=%lld C=%lld M=%lld %lldx%lld: the epilogue saw %d unfinished or misplaced floats",
+                 (long long)c->nb, (long long)c->C, (long long)c->M, (long long)c->IH, (long long)c->IW, ec.bad);
+    cr_expect_eq(wrong, 0, "nb=%lld C=%lld M=%lld %lldx%lld: %lld floats not run once through the epilogue",
+                 (long long)c->nb, (long long)c->C, (long long)c->M, (long long)c->IH, (long long)c->IW,
+                 (long long)wrong);
+    free(y);
+    free(seen);
+}
+
 static void check_case(const pcase_t *c, uint64_t seed) {
     const ba_kern_geom_t g = geom_of(c);
     const int64_t P = g.out[1] * g.out[2], Pin = c->IH * c->IW, K = c->C * c->KH * c->KW;
@@ -70,7 +120,7 @@ static void check_case(const pcase_t *c, uint64_t seed) {
     memcpy(ref, y, (size_t)(nb * yimg) * sizeof(float));
     const float *bias = c->bias ? b : NULL;
     const int bias_last = nb > 1;
-    cr_assert(ba_kern_conv_panels(x, nb, ximg, c->C, &g, w, M, bias, bias_last, y, yimg),
+    cr_assert(ba_kern_conv_panels(x, nb, ximg, c->C, &g, w, M, bias, bias_last, y, yimg, NULL),
               "the panel path refused an eligible geometry");
     for (int64_t i = 0; i < nb; i++) { /* the path it replaces, image by image */
         ba_kern_im2col(x + i * ximg, c->C, &g, cols, ldcol);
@@ -89,6 +139,7 @@ static void check_case(const pcase_t *c, uint64_t seed) {
                  (long long)c->KH, (long long)c->KW, (long long)c->sh, (long long)c->sw, (long long)c->dh,
                  (long long)c->dw, (long long)c->pt, (long long)c->pl, (long long)c->pb, (long long)c->pr,
                  (long long)diff, (long long)(nb * yimg));
+    check_epilogue(c, &g, x, ximg, w, bias, bias_last, ref, yimg);
     double worst = 0;
     for (int64_t i = 0; i < nb; i++)
         for (int64_t m = 0; m < M; m++)
@@ -158,7 +209,7 @@ Test(kern_panels, panels_refuse_strides_above_two_and_3d_windows) {
     ba_kern_geom_t g = geom_of(&c);
     cr_expect_not(ba_kern_conv_panels_ok(&g), "stride 3 is not a panel geometry");
     float x[4] = {0}, w[4] = {0}, y[4] = {0};
-    cr_expect_eq(ba_kern_conv_panels(x, 1, 81, 2, &g, w, 4, NULL, 0, y, 4), 0);
+    cr_expect_eq(ba_kern_conv_panels(x, 1, 81, 2, &g, w, 4, NULL, 0, y, 4, NULL), 0);
     c.sh = c.sw = 1;
     g = geom_of(&c);
     g.k[0] = 2; /* a 3-D window */
