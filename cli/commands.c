@@ -110,7 +110,9 @@ static const ba_cli_flag llm_inspect_flags[] = {
 };
 
 #define F_LLM_MODEL                                                                                          \
-    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL.gguf", NULL, "GGUF checkpoint" }
+    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL,                      \
+      "GGUF (F32/F16/BF16), or an HF llama safetensors checkpoint (folder, .safetensors or "          \
+      "model.safetensors.index.json beside config.json and tokenizer.json; converted on the fly)" }
 #define F_LLM_IMATRIX                                                                                        \
     {                                                                                                        \
         "imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,                                                        \
