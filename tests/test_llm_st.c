@@ -6,12 +6,14 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/ggml_types.h"
+#include "core/tensor.h"
 #include "core/util.h"
 #include "helpers.h"
 #include "llm/gguf.h"
@@ -83,6 +85,154 @@ Test(llm_hf, checkpoint_converts_to_the_fixture_gguf) {
     cr_expect(ba_gguf_find_tensor(g, "blk.1.attn_k.weight"));
     ba_gguf_free(g);
     cr_expect_neq(access(tmp, F_OK), 0, "%s left behind", tmp);
+    ba_test_rmtree(dir);
+}
+
+/* A one-layer GQA checkpoint written here: hidden 8, 2 query heads, 1 key/value head (head size
+ * 4), ffn 8, vocabulary 3 tokens padded to 4; every tensor BF16 with values exact in BF16 (at most
+ * 7 significant bits), distinct per row and column. */
+static float val_of(int t, int r, int c) {
+    return ldexpf((float)(r * 8 + c + 1), t - 8);
+}
+
+static void write_gqa_ckpt(const char *dir) {
+    static const struct {
+        const char *name;
+        int rows, cols;
+    } ts[] = {{"model.embed_tokens.weight", 4, 8},
+              {"model.layers.0.input_layernorm.weight", 8, 0},
+              {"model.layers.0.self_attn.q_proj.weight", 8, 8},
+              {"model.layers.0.self_attn.k_proj.weight", 4, 8},
+              {"model.layers.0.self_attn.v_proj.weight", 4, 8},
+              {"model.layers.0.self_attn.o_proj.weight", 8, 8},
+              {"model.layers.0.post_attention_layernorm.weight", 8, 0},
+              {"model.layers.0.mlp.gate_proj.weight", 8, 8},
+              {"model.layers.0.mlp.up_proj.weight", 8, 8},
+              {"model.layers.0.mlp.down_proj.weight", 8, 8},
+              {"model.norm.weight", 8, 0}};
+    int nt = (int)(sizeof ts / sizeof ts[0]);
+    char hdr[4096];
+    size_t o = (size_t)snprintf(hdr, sizeof hdr, "{");
+    uint8_t data[16384];
+    size_t off = 0;
+    for (int t = 0; t < nt; t++) {
+        int n = ts[t].rows * (ts[t].cols ? ts[t].cols : 1);
+        if (ts[t].cols)
+            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d,%d],", t ? "," : "",
+                                  ts[t].name, ts[t].rows, ts[t].cols);
+        else
+            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d],", t ? "," : "",
+                                  ts[t].name, ts[t].rows);
+        o += (size_t)snprintf(hdr + o, sizeof hdr - o, "\"data_offsets\":[%zu,%zu]}", off, off + 2 * (size_t)n);
+        for (int k = 0; k < n; k++) {
+            int cols = ts[t].cols ? ts[t].cols : 1;
+            float f = val_of(t, k / cols, k % cols);
+            uint32_t u;
+            memcpy(&u, &f, 4);
+            uint16_t h = (uint16_t)(u >> 16);
+            memcpy(data + off + 2 * (size_t)k, &h, 2);
+        }
+        off += 2 * (size_t)n;
+    }
+    o += (size_t)snprintf(hdr + o, sizeof hdr - o, "}");
+    while (o % 8) hdr[o++] = ' ';
+    char p[700];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    FILE *f = fopen(p, "wb");
+    cr_assert(f);
+    uint64_t hl = o;
+    fwrite(&hl, 8, 1, f);
+    fwrite(hdr, 1, o, f);
+    fwrite(data, 1, off, f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    cr_assert_eq(ba_test_write_file(p, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+                                       "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+                                       "\"intermediate_size\": 8, \"rms_norm_eps\": 1e-6, \"rope_theta\": 500000.0, "
+                                       "\"vocab_size\": 4, \"max_position_embeddings\": 64, "
+                                       "\"tie_word_embeddings\": true, \"bos_token_id\": 1, \"pad_token_id\": 0}"),
+                 0);
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    cr_assert_eq(ba_test_write_file(p, "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\", \"special\": true}], "
+                                       "\"normalizer\": {\"type\": \"Replace\"}, \"model\": {\"type\": \"BPE\", "
+                                       "\"byte_fallback\": true, \"unk_token\": \"<unk>\", \"merges\": [], "
+                                       "\"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"<0x41>\": 2}}}"),
+                 0);
+}
+
+Test(llm_hf, gqa_bf16_checkpoint_converts_exactly) {
+    char dir[512], out[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    write_gqa_ckpt(dir);
+    snprintf(out, sizeof out, "%s/out.gguf", dir);
+    ba_error err = {0};
+    char st_path[600];
+    snprintf(st_path, sizeof st_path, "%s/model.safetensors", dir);
+    cr_assert_eq(ba_hf_convert(st_path, out, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(out, &g, &err), BA_OK, "%s", err.msg);
+    int64_t v;
+    double d;
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.attention.head_count_kv"), &v), 0);
+    cr_expect_eq(v, 1);
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.rope.dimension_count"), &v), 0);
+    cr_expect_eq(v, 4);
+    cr_expect_eq(ba_gguf_kv_float(ba_gguf_find_kv(g, "llama.rope.freq_base"), &d), 0);
+    cr_expect_eq(d, 500000.0);
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "general.file_type"), &v), 0);
+    cr_expect_eq(v, 32); /* LLAMA_FTYPE_MOSTLY_BF16 */
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "tokenizer.ggml.padding_token_id"), &v), 0);
+    cr_expect_eq(v, 0);
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "tokenizer.ggml.unknown_token_id"), &v), 0);
+    cr_expect_eq(v, 0);
+    cr_expect_null(ba_gguf_find_kv(g, "tokenizer.ggml.eos_token_id"));
+    const ba_gguf_kv_t *sp = ba_gguf_find_kv(g, "tokenizer.ggml.add_space_prefix"); /* no Prepend */
+    cr_assert(sp);
+    cr_expect_eq(sp->type, BA_GGUF_BOOL);
+    cr_expect_eq(sp->val[0], 0);
+    const ba_gguf_kv_t *tok = ba_gguf_find_kv(g, "tokenizer.ggml.tokens"), *ty = ba_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    cr_assert(tok && ty && tok->n == 4 && ty->n == 4);
+    static const char *const want_tok[] = {"<unk>", "<s>", "<0x41>", "[PAD3]"};
+    static const int32_t want_ty[] = {2, 3, 6, 5};
+    for (int i = 0; i < 4; i++) {
+        const char *sv;
+        uint64_t len;
+        cr_assert_eq(ba_gguf_kv_arr_str(tok, (uint64_t)i, &sv, &len), 0);
+        cr_expect(len == strlen(want_tok[i]) && !memcmp(sv, want_tok[i], len), "token %d", i);
+        int32_t t;
+        memcpy(&t, ty->val + 4 * i, 4);
+        cr_expect_eq(t, want_ty[i], "token %d type %d", i, t);
+    }
+    /* norms widened to F32; matrices BF16; q (2 heads) and k (1 head) rows un-permuted per head */
+    const ba_gguf_tensor_t *n = ba_gguf_find_tensor(g, "blk.0.ffn_norm.weight");
+    cr_assert(n && n->type == 0 && n->ne[0] == 8);
+    for (int r = 0; r < 8; r++) {
+        float f;
+        memcpy(&f, n->data + 4 * r, 4);
+        cr_expect_eq(f, val_of(6, r, 0));
+    }
+    struct {
+        const char *name;
+        int t, rows, heads;
+    } qk[] = {{"blk.0.attn_q.weight", 2, 8, 2}, {"blk.0.attn_k.weight", 3, 4, 1}, {"blk.0.attn_v.weight", 4, 4, 0}};
+    for (int i = 0; i < 3; i++) {
+        const ba_gguf_tensor_t *x = ba_gguf_find_tensor(g, qk[i].name);
+        cr_assert(x && x->type == 30 && x->ne[0] == 8 && x->ne[1] == qk[i].rows, "%s", qk[i].name);
+        for (int r = 0; r < qk[i].rows; r++) {
+            int src = r;
+            if (qk[i].heads) { /* GGUF row h*4 + 2j + k = HF row h*4 + k*2 + j */
+                int h = r / 4, j = (r % 4) / 2, k = r % 2;
+                src = h * 4 + k * 2 + j;
+            }
+            for (int c = 0; c < 8; c++) {
+                uint16_t b;
+                memcpy(&b, x->data + 2 * ((size_t)r * 8 + c), 2);
+                cr_expect_eq(ba_bf16_to_f32(b), val_of(qk[i].t, src, c), "%s[%d][%d]", qk[i].name, r, c);
+            }
+        }
+    }
+    cr_expect_null(ba_gguf_find_tensor(g, "output.weight"));
+    ba_gguf_free(g);
     ba_test_rmtree(dir);
 }
 
@@ -244,6 +394,32 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
         cr_expect_str_eq(ba_ggml_type_by_id(t->type)->name, json_string_value(v), "%s", k);
     }
     ba_gguf_free(g);
+    /* resume of the finished checkpoint study: its digest still matches, nothing measured */
+    r = ba_test_cli("--db", db, "resume", "--study", "h", "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_t *c = json_loads(r.out, 0, NULL);
+    cr_assert(c);
+    cr_expect_eq(json_real_value(json_object_get(c, "kl")), json_real_value(json_object_get(b, "kl")));
+    cr_expect_eq(json_integer_value(json_object_get(c, "evaluations")), 0);
+    json_decref(c);
+    ba_test_run_free(&r);
+    /* llm-imatrix from either input: the same file */
+    char i1[600], i2[600];
+    snprintf(i1, sizeof i1, "%s/i1.gguf", dir);
+    snprintf(i2, sizeof i2, "%s/i2.gguf", dir);
+    r = ba_test_cli("-q", "llm-imatrix", TINY_GGUF, "--text", CALIB_TXT, "-o", i1, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    r = ba_test_cli("-q", "llm-imatrix", HF_DIR, "--text", CALIB_TXT, "-o", i2, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    ba_test_run_free(&r);
+    uint8_t *d1, *d2;
+    size_t n1, n2;
+    cr_assert_eq(ba_file_read(i1, &d1, &n1, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_file_read(i2, &d2, &n2, &err), BA_OK, "%s", err.msg);
+    cr_expect(n1 == n2 && !memcmp(d1, d2, n1), "imatrix of the checkpoint differs from the GGUF's");
+    free(d1);
+    free(d2);
     /* llm-sensitivity from either input: the same table */
     ba_test_run_t s1 = ba_test_cli("llm-sensitivity", TINY_GGUF, "--types", "q4_k,q8_0", "--format", "json", NULL);
     ba_test_run_t s2 = ba_test_cli("llm-sensitivity", HF_DIR, "--types", "q4_k,q8_0", "--format", "json", NULL);
