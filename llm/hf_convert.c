@@ -42,28 +42,32 @@ typedef struct {
 static ba_status load_json(const char *path, const char *what, json_t **out, ba_error *err) {
     struct stat sb;
     if (stat(path, &sb) != 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: missing (a safetensors checkpoint needs its %s)", path, what);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: missing (a safetensors checkpoint needs its %s)", path,
+                            what);
     json_error_t jerr;
     *out = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
     if (!*out || !json_is_object(*out)) {
         json_decref(*out);
         *out = NULL;
-        return ba_error_set(err, BA_ERR_INPUT, "%s: not a JSON object (line %d: %s)", path, jerr.line, jerr.text);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: not a JSON object (line %d: %s)", path, jerr.line,
+                            jerr.text);
     }
     return BA_OK;
 }
 
-/* An integer field (required unless def_ok, then *v keeps its default). */
-static ba_status cfg_int(const hf_config_t *c, json_t *j, const char *key, int required, int64_t lo, int64_t *v,
-                         ba_error *err) {
+/* An integer field of at least lo (the first element of a list); when absent, an error if
+ * required, else *v keeps its default. */
+static ba_status cfg_int(const hf_config_t *c, json_t *j, const char *key, int required, int64_t lo,
+                         int64_t *v, ba_error *err) {
     json_t *x = json_object_get(j, key);
+    if (json_is_array(x)) x = json_array_get(x, 0); /* eos_token_id: [a, b, ...] -> a */
     if (!x || json_is_null(x)) {
         if (required) return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' is missing", c->cfg_path, key);
         return BA_OK;
     }
     if (!json_is_integer(x) || json_integer_value(x) < lo || json_integer_value(x) > (int64_t)1 << 31)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' must be an integer from %lld to 2^31", c->cfg_path, key,
-                            (long long)lo);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' must be an integer from %lld to 2^31", c->cfg_path,
+                            key, (long long)lo);
     *v = json_integer_value(x);
     return BA_OK;
 }
@@ -92,18 +96,21 @@ static ba_status read_config(hf_config_t *c, ba_error *err) {
         st = ba_error_set(err, BA_ERR_UNSUPPORTED,
                           "%s: architecture '%s' is not supported (only llama: model_type \"llama\", "
                           "LlamaForCausalLM)",
-                          c->cfg_path, mts ? mts : a0 ? a0 : "(none given)");
+                          c->cfg_path,
+                          mts  ? mts
+                          : a0 ? a0
+                               : "(none given)");
         goto done;
     }
     if (a0 && strcmp(a0, "LlamaForCausalLM")) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: architectures '%s' is not supported (only LlamaForCausalLM)",
-                          c->cfg_path, a0);
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: architectures '%s' is not supported (only LlamaForCausalLM)", c->cfg_path, a0);
         goto done;
     }
     const char *act = json_string_value(json_object_get(j, "hidden_act"));
     if (act && strcmp(act, "silu")) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)", c->cfg_path,
-                          act);
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: hidden_act '%s' is not supported (only silu)",
+                          c->cfg_path, act);
         goto done;
     }
     json_t *rs = json_object_get(j, "rope_scaling");
@@ -114,7 +121,8 @@ static ba_status read_config(hf_config_t *c, ba_error *err) {
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++)
         if (json_is_true(json_object_get(j, biases[i]))) {
-            st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: %s true is not supported", c->cfg_path, biases[i]);
+            st =
+                ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: %s true is not supported", c->cfg_path, biases[i]);
             goto done;
         }
     c->n_head_kv = -1;
@@ -138,10 +146,11 @@ static ba_status read_config(hf_config_t *c, ba_error *err) {
     json_t *tie = json_object_get(j, "tie_word_embeddings");
     c->tied = json_is_true(tie);
     if (c->n_embd % c->n_head || (c->n_embd / c->n_head) % 2 || c->n_head % c->n_head_kv) {
-        st = ba_error_set(err, BA_ERR_INPUT,
-                          "%s: hidden_size %lld, num_attention_heads %lld, num_key_value_heads %lld: need an even "
-                          "head size and heads a multiple of the key/value heads",
-                          c->cfg_path, (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv);
+        st = ba_error_set(
+            err, BA_ERR_INPUT,
+            "%s: hidden_size %lld, num_attention_heads %lld, num_key_value_heads %lld: need an even "
+            "head size and heads a multiple of the key/value heads",
+            c->cfg_path, (long long)c->n_embd, (long long)c->n_head, (long long)c->n_head_kv);
         goto done;
     }
     int64_t hd = c->n_embd / c->n_head, hd_cfg = hd;
@@ -200,10 +209,11 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         char spm[4200];
         snprintf(spm, sizeof spm, "%s/tokenizer.model", c->dir);
         if (stat(spm, &sb) == 0)
-            return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                                "%s: a SentencePiece tokenizer.model is not supported; a tokenizer.json with a "
-                                "byte-level vocabulary is",
-                                spm);
+            return ba_error_set(
+                err, BA_ERR_UNSUPPORTED,
+                "%s: a SentencePiece tokenizer.model is not supported; a tokenizer.json with a "
+                "byte-level vocabulary is",
+                spm);
     }
     json_t *j = NULL;
     BA_TRY(load_json(p, "tokenizer.json", &j, err));
@@ -219,14 +229,15 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         goto done;
     }
     if (!json_is_true(json_object_get(m, "byte_fallback"))) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
-                          "%s: a BPE tokenizer without byte_fallback (GPT-2 style byte-level BPE) is not supported",
-                          p);
+        st = ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: a BPE tokenizer without byte_fallback (GPT-2 style byte-level BPE) is not supported", p);
         goto done;
     }
     if (json_array_size(merges) > 0 || (merges && !json_is_array(merges))) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
-                          "%s: BPE merges are not supported (only a byte-level vocabulary with no merges)", p);
+        st =
+            ba_error_set(err, BA_ERR_UNSUPPORTED,
+                         "%s: BPE merges are not supported (only a byte-level vocabulary with no merges)", p);
         goto done;
     }
     if (!json_is_object(vocab) || json_object_size(vocab) == 0) {
@@ -246,8 +257,8 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
     json_object_foreach(vocab, key, val) {
         json_int_t id = json_integer_value(val);
         if (!json_is_integer(val) || id < 0 || id >= c->vocab) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: token '%s': id must be from 0 to vocab_size-1 (%lld)", p, key,
-                              (long long)c->vocab - 1);
+            st = ba_error_set(err, BA_ERR_INPUT, "%s: token '%s': id must be from 0 to vocab_size-1 (%lld)",
+                              p, key, (long long)c->vocab - 1);
             goto done;
         }
         if (v->tokens[id]) {
@@ -267,13 +278,14 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         const char *content = json_string_value(json_object_get(at, "content"));
         json_int_t id = json_integer_value(idj);
         if (!json_is_integer(idj) || !content || id < 0 || id >= c->vocab) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: added_tokens[%zu]: needs an id below vocab_size and a content",
-                              p, i);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: added_tokens[%zu]: needs an id below vocab_size and a content", p, i);
             goto done;
         }
         if (v->tokens[id] && strcmp(v->tokens[id], content)) {
-            st = ba_error_set(err, BA_ERR_INPUT, "%s: added token '%s' has id %lld, which is '%s' in model.vocab", p,
-                              content, (long long)id, v->tokens[id]);
+            st = ba_error_set(err, BA_ERR_INPUT,
+                              "%s: added token '%s' has id %lld, which is '%s' in model.vocab", p, content,
+                              (long long)id, v->tokens[id]);
             goto done;
         }
         if (!v->tokens[id] && !(v->tokens[id] = strdup(content))) {
@@ -320,8 +332,9 @@ typedef struct {
 
 static ba_status check_dtype(const char *path, const ba_st_tensor_t *t, ba_error *err) {
     if (t->dtype == BA_ST_F32 || t->dtype == BA_ST_F16 || t->dtype == BA_ST_BF16) return BA_OK;
-    return ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)",
-                        path, t->name, ba_st_dtype_name(t->dtype));
+    return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                        "%s: tensor '%s': dtype %s is not supported (F32, F16, BF16)", path, t->name,
+                        ba_st_dtype_name(t->dtype));
 }
 
 /* Adds one tensor to w, converted (buffers go to *keep, freed by the caller after the write). */
@@ -414,16 +427,18 @@ static ba_status write_kvs(ba_gguf_writer_t *w, const hf_config_t *c, const hf_v
     BA_TRY(add_str_array(w, "tokenizer.ggml.tokens", v->tokens, v->n, err));
     float *scores = ba_calloc((size_t)v->n, sizeof *scores, err);
     if (!scores) return BA_ERR_NOMEM;
-    ba_status st = ba_gguf_writer_add_kv(w, "tokenizer.ggml.scores", BA_GGUF_ARRAY, BA_GGUF_F32, (uint64_t)v->n,
-                                         scores, (size_t)v->n * 4, err);
+    ba_status st = ba_gguf_writer_add_kv(w, "tokenizer.ggml.scores", BA_GGUF_ARRAY, BA_GGUF_F32,
+                                         (uint64_t)v->n, scores, (size_t)v->n * 4, err);
     free(scores);
     BA_TRY(st);
     BA_TRY(ba_gguf_writer_add_kv(w, "tokenizer.ggml.token_type", BA_GGUF_ARRAY, BA_GGUF_I32, (uint64_t)v->n,
                                  v->types, (size_t)v->n * 4, err));
     if (c->bos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos, err));
     if (c->eos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos, err));
-    if (v->unk >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk, err));
-    if (c->pad >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)c->pad, err));
+    if (v->unk >= 0)
+        BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk, err));
+    if (c->pad >= 0)
+        BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)c->pad, err));
     if (!v->add_space_prefix) {
         uint8_t no = 0;
         BA_TRY(ba_gguf_writer_add_kv(w, "tokenizer.ggml.add_space_prefix", BA_GGUF_BOOL, 0, 1, &no, 1, err));
@@ -477,10 +492,10 @@ ba_status ba_llm_model_sha256(const char *path, char hex[65], ba_error *err) {
     return st;
 }
 
-static ba_status convert(const char *path, hf_config_t *c, ba_safetensors_t *s, hf_vocab_t *v, const char *out,
-                         ba_error *err) {
+static ba_status convert(const char *path, hf_config_t *c, hf_vocab_t *v, const char *out, ba_error *err) {
     BA_TRY(read_config(c, err));
     BA_TRY(read_tokenizer(c, v, err));
+    ba_safetensors_t *s = NULL;
     BA_TRY(ba_safetensors_open(path, &s, err));
     ba_status st = BA_OK;
     int n_exp = (int)(9 * c->n_layer + 3);
@@ -494,11 +509,11 @@ static ba_status convert(const char *path, hf_config_t *c, ba_safetensors_t *s, 
     }
     int64_t hd = c->n_embd / c->n_head, E = c->n_embd;
     int k = 0;
-#define EXP(R, C, P, OPT, ...)                                                                                   \
-    do {                                                                                                         \
-        snprintf(e[k].name, sizeof e[k].name, __VA_ARGS__);                                                     \
-        e[k].rows = (R), e[k].cols = (C), e[k].permute_heads = (int)(P), e[k].optional = (OPT);                  \
-        k++;                                                                                                     \
+#define EXP(R, C, P, OPT, ...)                                                                               \
+    do {                                                                                                     \
+        snprintf(e[k].name, sizeof e[k].name, __VA_ARGS__);                                                  \
+        e[k].rows = (R), e[k].cols = (C), e[k].permute_heads = (int)(P), e[k].optional = (OPT);              \
+        k++;                                                                                                 \
     } while (0)
     EXP(c->vocab, E, 0, 0, "token_embd.weight");
     for (int64_t l = 0; l < c->n_layer; l++) {
@@ -572,7 +587,7 @@ ba_status ba_hf_convert(const char *path, const char *out, ba_error *err) {
     checkpoint_paths(path, &c);
     hf_vocab_t v;
     memset(&v, 0, sizeof v);
-    ba_status st = convert(path, &c, NULL, &v, out, err);
+    ba_status st = convert(path, &c, &v, out, err);
     vocab_free(&v);
     return st;
 }

@@ -275,7 +275,8 @@ Test(llm_st, shards_match_the_gguf_through_names) {
         cr_assert_eq(ba_hf_to_gguf_name(t->name, gn, sizeof gn), 0, "%s", t->name);
         const ba_gguf_tensor_t *gt = ba_gguf_find_tensor(g, gn);
         cr_assert(gt, "%s -> %s", t->name, gn);
-        cr_assert_eq(t->dtype, gt->type == 0 ? BA_ST_F32 : BA_ST_F16, "%s", gn); /* norms F32, as in the GGUF */
+        cr_assert_eq(t->dtype, gt->type == 0 ? BA_ST_F32 : BA_ST_F16, "%s",
+                     gn); /* norms F32, as in the GGUF */
         cr_assert_eq(t->n_dims, gt->n_dims);
         for (int d = 0; d < t->n_dims; d++) cr_assert_eq(t->shape[d], gt->ne[t->n_dims - 1 - d], "%s", gn);
         if (gt->type == 0) {

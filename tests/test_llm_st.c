@@ -118,12 +118,13 @@ static void write_gqa_ckpt(const char *dir) {
     for (int t = 0; t < nt; t++) {
         int n = ts[t].rows * (ts[t].cols ? ts[t].cols : 1);
         if (ts[t].cols)
-            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d,%d],", t ? "," : "",
-                                  ts[t].name, ts[t].rows, ts[t].cols);
+            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d,%d],",
+                                  t ? "," : "", ts[t].name, ts[t].rows, ts[t].cols);
         else
-            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d],", t ? "," : "",
-                                  ts[t].name, ts[t].rows);
-        o += (size_t)snprintf(hdr + o, sizeof hdr - o, "\"data_offsets\":[%zu,%zu]}", off, off + 2 * (size_t)n);
+            o += (size_t)snprintf(hdr + o, sizeof hdr - o, "%s\"%s\":{\"dtype\":\"BF16\",\"shape\":[%d],",
+                                  t ? "," : "", ts[t].name, ts[t].rows);
+        o += (size_t)snprintf(hdr + o, sizeof hdr - o, "\"data_offsets\":[%zu,%zu]}", off,
+                              off + 2 * (size_t)n);
         for (int k = 0; k < n; k++) {
             int cols = ts[t].cols ? ts[t].cols : 1;
             float f = val_of(t, k / cols, k % cols);
@@ -146,18 +147,21 @@ static void write_gqa_ckpt(const char *dir) {
     fwrite(data, 1, off, f);
     fclose(f);
     snprintf(p, sizeof p, "%s/config.json", dir);
-    cr_assert_eq(ba_test_write_file(p, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 1, "
-                                       "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
-                                       "\"intermediate_size\": 8, \"rms_norm_eps\": 1e-6, \"rope_theta\": 500000.0, "
-                                       "\"vocab_size\": 4, \"max_position_embeddings\": 64, "
-                                       "\"tie_word_embeddings\": true, \"bos_token_id\": 1, \"pad_token_id\": 0}"),
-                 0);
+    cr_assert_eq(
+        ba_test_write_file(p, "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_hidden_layers\": 1, "
+                              "\"num_attention_heads\": 2, \"num_key_value_heads\": 1, "
+                              "\"intermediate_size\": 8, \"rms_norm_eps\": 1e-6, \"rope_theta\": 500000.0, "
+                              "\"vocab_size\": 4, \"max_position_embeddings\": 64, "
+                              "\"tie_word_embeddings\": true, \"bos_token_id\": 1, \"eos_token_id\": [2, 1], "
+                              "\"pad_token_id\": 0}"),
+        0);
     snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    cr_assert_eq(ba_test_write_file(p, "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\", \"special\": true}], "
-                                       "\"normalizer\": {\"type\": \"Replace\"}, \"model\": {\"type\": \"BPE\", "
-                                       "\"byte_fallback\": true, \"unk_token\": \"<unk>\", \"merges\": [], "
-                                       "\"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"<0x41>\": 2}}}"),
-                 0);
+    cr_assert_eq(
+        ba_test_write_file(p, "{\"added_tokens\": [{\"id\": 1, \"content\": \"<s>\", \"special\": true}], "
+                              "\"normalizer\": {\"type\": \"Replace\"}, \"model\": {\"type\": \"BPE\", "
+                              "\"byte_fallback\": true, \"unk_token\": \"<unk>\", \"merges\": [], "
+                              "\"vocab\": {\"<unk>\": 0, \"<s>\": 1, \"<0x41>\": 2}}}"),
+        0);
 }
 
 Test(llm_hf, gqa_bf16_checkpoint_converts_exactly) {
@@ -185,12 +189,15 @@ Test(llm_hf, gqa_bf16_checkpoint_converts_exactly) {
     cr_expect_eq(v, 0);
     cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "tokenizer.ggml.unknown_token_id"), &v), 0);
     cr_expect_eq(v, 0);
-    cr_expect_null(ba_gguf_find_kv(g, "tokenizer.ggml.eos_token_id"));
+    cr_expect_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "tokenizer.ggml.eos_token_id"), &v),
+                 0); /* first of a list */
+    cr_expect_eq(v, 2);
     const ba_gguf_kv_t *sp = ba_gguf_find_kv(g, "tokenizer.ggml.add_space_prefix"); /* no Prepend */
     cr_assert(sp);
     cr_expect_eq(sp->type, BA_GGUF_BOOL);
     cr_expect_eq(sp->val[0], 0);
-    const ba_gguf_kv_t *tok = ba_gguf_find_kv(g, "tokenizer.ggml.tokens"), *ty = ba_gguf_find_kv(g, "tokenizer.ggml.token_type");
+    const ba_gguf_kv_t *tok = ba_gguf_find_kv(g, "tokenizer.ggml.tokens"),
+                       *ty = ba_gguf_find_kv(g, "tokenizer.ggml.token_type");
     cr_assert(tok && ty && tok->n == 4 && ty->n == 4);
     static const char *const want_tok[] = {"<unk>", "<s>", "<0x41>", "[PAD3]"};
     static const int32_t want_ty[] = {2, 3, 6, 5};
@@ -214,7 +221,8 @@ Test(llm_hf, gqa_bf16_checkpoint_converts_exactly) {
     struct {
         const char *name;
         int t, rows, heads;
-    } qk[] = {{"blk.0.attn_q.weight", 2, 8, 2}, {"blk.0.attn_k.weight", 3, 4, 1}, {"blk.0.attn_v.weight", 4, 4, 0}};
+    } qk[] = {
+        {"blk.0.attn_q.weight", 2, 8, 2}, {"blk.0.attn_k.weight", 3, 4, 1}, {"blk.0.attn_v.weight", 4, 4, 0}};
     for (int i = 0; i < 3; i++) {
         const ba_gguf_tensor_t *x = ba_gguf_find_tensor(g, qk[i].name);
         cr_assert(x && x->type == 30 && x->ne[0] == 8 && x->ne[1] == qk[i].rows, "%s", qk[i].name);
@@ -239,8 +247,8 @@ Test(llm_hf, gqa_bf16_checkpoint_converts_exactly) {
 /* A scratch checkpoint: the fixture's shards (links), index and tokenizer, and config text. */
 static void scratch_ckpt(char *dir, size_t cap, const char *config, const char *tokenizer) {
     cr_assert_eq(ba_test_tmpdir(dir, cap), 0);
-    static const char *const files[] = {"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                                        "model.safetensors.index.json"};
+    static const char *const files[] = {"model-00001-of-00002.safetensors",
+                                        "model-00002-of-00002.safetensors", "model.safetensors.index.json"};
     char src[1024], dst[1024];
     for (int i = 0; i < 3; i++) {
         snprintf(src, sizeof src, "%s/%s", HF_DIR, files[i]);
@@ -306,7 +314,8 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
     expect_refused(c, NULL, "architecture 'mistral' is not supported", "config.json");
     free(c);
     c = config_with("intermediate_size", "640");
-    expect_refused(c, NULL, "'model.layers.0.mlp.gate_proj.weight': shape [512, 256], config.json implies [640, 256]",
+    expect_refused(c, NULL,
+                   "'model.layers.0.mlp.gate_proj.weight': shape [512, 256], config.json implies [640, 256]",
                    NULL);
     free(c);
     c = config_with("num_hidden_layers", "3");
@@ -344,9 +353,9 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
 }
 
 static json_t *search(const char *db, const char *model, const char *study) {
-    ba_test_run_t r = ba_test_cli("--db", db, "-q", "llm-search", model, "--text", CALIB_TXT, "--budget",
-                                  "avg-bits=4.5", "--study", study, "--generations", "2", "--offspring", "4",
-                                  "--format", "json", NULL);
+    ba_test_run_t r =
+        ba_test_cli("--db", db, "-q", "llm-search", model, "--text", CALIB_TXT, "--budget", "avg-bits=4.5",
+                    "--study", study, "--generations", "2", "--offspring", "4", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     json_t *j = json_loads(r.out, 0, NULL);
     cr_assert(j, "%s", r.out);
@@ -375,7 +384,8 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
     json_t *a = search(db, TINY_GGUF, "g"), *b = search(db, HF_DIR, "h");
     cr_expect_gt(json_real_value(json_object_get(a, "kl")), 0);
     cr_expect_eq(json_real_value(json_object_get(a, "kl")), json_real_value(json_object_get(b, "kl")));
-    cr_expect_eq(json_integer_value(json_object_get(a, "bytes")), json_integer_value(json_object_get(b, "bytes")));
+    cr_expect_eq(json_integer_value(json_object_get(a, "bytes")),
+                 json_integer_value(json_object_get(b, "bytes")));
     cr_expect(json_equal(json_object_get(a, "types"), json_object_get(b, "types")));
     cr_expect_eq(json_object_size(json_object_get(b, "types")), 15);
     /* llm-quantize of the checkpoint's study: the planned types in a GGUF libllama wrote */
@@ -421,8 +431,10 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
     free(d1);
     free(d2);
     /* llm-sensitivity from either input: the same table */
-    ba_test_run_t s1 = ba_test_cli("llm-sensitivity", TINY_GGUF, "--types", "q4_k,q8_0", "--format", "json", NULL);
-    ba_test_run_t s2 = ba_test_cli("llm-sensitivity", HF_DIR, "--types", "q4_k,q8_0", "--format", "json", NULL);
+    ba_test_run_t s1 =
+        ba_test_cli("llm-sensitivity", TINY_GGUF, "--types", "q4_k,q8_0", "--format", "json", NULL);
+    ba_test_run_t s2 =
+        ba_test_cli("llm-sensitivity", HF_DIR, "--types", "q4_k,q8_0", "--format", "json", NULL);
     cr_assert_eq(s1.status, 0, "%s", s1.err);
     cr_assert_eq(s2.status, 0, "%s", s2.err);
     json_t *j1 = json_loads(s1.out, 0, NULL), *j2 = json_loads(s2.out, 0, NULL);
