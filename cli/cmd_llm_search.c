@@ -212,6 +212,11 @@ int ba_cmd_llm_export(const ba_cli_opts *o, ba_db_t *db) {
             fprintf(stderr, "bitalloc: trial %" PRId64 " of study '%s': %d tensor types in %s; apply with:\n",
                     number, study, n, out);
         fputs(cmd, stdout);
+        if (ba_cli_verbosity(o) >= 0 && !ba_hf_is_gguf(s.model))
+            fprintf(stderr,
+                    "bitalloc: note: %s is a safetensors checkpoint; llama-quantize needs it as a GGUF "
+                    "(llama.cpp's convert_hf_to_gguf.py), or run `bitalloc llm-quantize --study %s`\n",
+                    s.model, study);
     }
     free(text);
     free(cmd);

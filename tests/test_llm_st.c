@@ -404,6 +404,14 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
         cr_expect_str_eq(ba_ggml_type_by_id(t->type)->name, json_string_value(v), "%s", k);
     }
     ba_gguf_free(g);
+    /* export --format llama of the checkpoint study: the line, and a note that it needs a GGUF */
+    char tt[600];
+    snprintf(tt, sizeof tt, "%s/types.txt", dir);
+    r = ba_test_cli("--db", db, "export", "--study", "h", "--format", "llama", "-o", tt, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "llama-quantize --tensor-type-file"), "%s", r.out);
+    cr_expect(strstr(r.err, "is a safetensors checkpoint; llama-quantize needs it as a GGUF"), "%s", r.err);
+    ba_test_run_free(&r);
     /* resume of the finished checkpoint study: its digest still matches, nothing measured */
     r = ba_test_cli("--db", db, "resume", "--study", "h", "--format", "json", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
