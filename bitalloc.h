@@ -15,6 +15,7 @@
 #include "eval/metrics.h"
 #include "eval/npy.h"
 #include "llm/gguf.h"
+#include "llm/hf_convert.h"
 #include "llm/imatrix.h"
 #include "llm/kl.h"
 #include "llm/llama.h"

@@ -30,16 +30,17 @@ int ba_cmd_llm_imatrix(const ba_cli_opts *o) {
         ba_out_input_t in[1] = {{text_path, "calibration text"}};
         st = ba_cli_check_output(o, "--output", out, NULL, in, 1, &err);
     }
-    if (st == BA_OK) st = ba_gguf_open(model, &g, &err); /* a GGUF, checked before libllama sees it */
+    /* a GGUF, checked before libllama sees it; a safetensors checkpoint converted to a temporary one */
+    if (st == BA_OK) st = ba_llm_gguf_open_any(model, &g, &err);
     if (st == BA_OK) st = ba_file_read(text_path, (uint8_t **)&text, &len, &err);
     if (st == BA_OK && strlen(text) != len)
         st = ba_error_set(&err, BA_ERR_INPUT, "--text %s: holds a NUL byte", text_path);
     if (st == BA_OK) st = ba_cli_llama_open(&ll, &err);
-    if (st == BA_OK) st = ba_llama_tokenize(ll, model, text, &tok, &n, &err);
+    if (st == BA_OK) st = ba_llama_tokenize(ll, g->path, text, &tok, &n, &err);
     if (st == BA_OK && n < 2)
         st = ba_error_set(&err, BA_ERR_INPUT, "--text %s: %d token(s); at least 2 are needed", text_path, n);
     int cl = chunk < n ? chunk : n, nc = cl ? n / cl : 0;
-    if (st == BA_OK) st = ba_llama_collect_imatrix(ll, model, tok, cl, nc, threads, &im, &counts, &err);
+    if (st == BA_OK) st = ba_llama_collect_imatrix(ll, g->path, tok, cl, nc, threads, &im, &counts, &err);
     if (st == BA_OK) {
         const char *base = strrchr(text_path, '/');
         st = ba_imatrix_write_gguf(im, counts, base ? base + 1 : text_path, nc, cl, out, &err);

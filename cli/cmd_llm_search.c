@@ -212,6 +212,11 @@ int ba_cmd_llm_export(const ba_cli_opts *o, ba_db_t *db) {
             fprintf(stderr, "bitalloc: trial %" PRId64 " of study '%s': %d tensor types in %s; apply with:\n",
                     number, study, n, out);
         fputs(cmd, stdout);
+        if (ba_cli_verbosity(o) >= 0 && !ba_hf_is_gguf(s.model))
+            fprintf(stderr,
+                    "bitalloc: note: %s is a safetensors checkpoint; llama-quantize needs it as a GGUF "
+                    "(llama.cpp's convert_hf_to_gguf.py), or run `bitalloc llm-quantize --study %s`\n",
+                    s.model, study);
     }
     free(text);
     free(cmd);
@@ -227,6 +232,7 @@ int ba_cmd_llm_quantize(const ba_cli_opts *o) {
     ba_llama_t *ll = NULL;
     ba_llm_settings_t s;
     ba_imatrix_t *im = NULL;
+    ba_gguf_t *g = NULL;
     char **names = NULL, **pats = NULL;
     int *types = NULL, n = 0, have_s = 0;
     int64_t number = 0;
@@ -238,6 +244,7 @@ int ba_cmd_llm_quantize(const ba_cli_opts *o) {
         st = ba_cli_check_output(o, "--output", out, NULL, in, 3, &err);
     }
     if (st == BA_OK && s.imatrix) st = ba_imatrix_open(s.imatrix, &im, &err);
+    if (st == BA_OK) st = ba_llm_gguf_open_any(s.model, &g, &err); /* safetensors: a temporary GGUF */
     if (st == BA_OK) st = ba_cli_llama_open(&ll, &err);
     if (st == BA_OK && !(pats = ba_calloc((size_t)n + 1, sizeof *pats, &err))) st = BA_ERR_NOMEM;
     for (int i = 0; st == BA_OK && i < n; i++) {
@@ -251,7 +258,7 @@ int ba_cmd_llm_quantize(const ba_cli_opts *o) {
         fclose(fp);
     }
     if (st == BA_OK)
-        st = ba_llama_quantize(ll, s.model, out, ba_ggml_type_by_name("q8_0")->id, (const char *const *)pats,
+        st = ba_llama_quantize(ll, g->path, out, ba_ggml_type_by_name("q8_0")->id, (const char *const *)pats,
                                types, n, (int)ba_cli_get_int(o, "threads", 1), im, &err);
     int rc = BA_EXIT_OK;
     if (st != BA_OK) {
@@ -264,6 +271,7 @@ int ba_cmd_llm_quantize(const ba_cli_opts *o) {
     free(pats);
     free_names(names, n, types);
     ba_imatrix_free(im);
+    ba_gguf_free(g);
     if (have_s) ba_llm_settings_free(&s);
     ba_db_close(db);
     return rc;

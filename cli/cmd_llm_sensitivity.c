@@ -35,12 +35,7 @@ ba_status ba_cli_llm_open(const ba_cli_opts *o, ba_llama_t **ll, ba_gguf_t **g, 
     *g = NULL;
     *im = NULL;
     const char *model = ba_cli_get(o, "model");
-    ba_status st = ba_gguf_open(model, g, err);
-    if (st == BA_ERR_INPUT && strstr(err->msg, "magic"))
-        st = ba_error_set(err, BA_ERR_INPUT,
-                          "%s: not a GGUF file (convert a safetensors checkpoint with "
-                          "llama.cpp's convert_hf_to_gguf.py first)",
-                          model);
+    ba_status st = ba_llm_gguf_open_any(model, g, err); /* safetensors: a temporary GGUF */
     if (st == BA_OK && ba_cli_has(o, "imatrix")) st = ba_imatrix_open(ba_cli_get(o, "imatrix"), im, err);
     if (st == BA_OK) st = ba_cli_llama_open(ll, err);
     if (st != BA_OK) {

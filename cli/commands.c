@@ -110,7 +110,11 @@ static const ba_cli_flag llm_inspect_flags[] = {
 };
 
 #define F_LLM_MODEL                                                                                          \
-    { "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL.gguf", NULL, "GGUF checkpoint" }
+    {                                                                                                        \
+        "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL,                       \
+            "GGUF (F32/F16/BF16), or an HF llama safetensors checkpoint: its folder, index.json or "         \
+            ".safetensors, beside config.json and tokenizer.json (converted to a temporary GGUF)"            \
+    }
 #define F_LLM_IMATRIX                                                                                        \
     {                                                                                                        \
         "imatrix", 0, BA_CLI_T_PATH, 0, "FILE", NULL,                                                        \
@@ -197,7 +201,8 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_SEED,
     F_SENS_SETTINGS,
     {"probe", 0, BA_CLI_T_CHOICE, 0, "P", "all|per-layer",
-     "hessian: exact Gauss-Newton part + one probe of the rest over all layers, or plain per-layer Hutchinson (default: all)"},
+     "hessian: exact Gauss-Newton part + one probe of the rest over all layers, or plain per-layer "
+     "Hutchinson (default: all)"},
     F_QUANTIZER,
     {"format", 0, BA_CLI_T_CHOICE, 0, "F", "table|json|csv", "output format (default: table)"},
     F_END,
@@ -370,20 +375,21 @@ const ba_cli_command ba_cli_commands[] = {
      "bitalloc llm-inspect MODEL.gguf|MODEL.safetensors|DIR [--imatrix FILE] [--format table|json]",
      llm_inspect_flags, ba_cmd_llm_inspect, NULL, "bitalloc llm-inspect model.gguf --format json"},
     {"llm-sensitivity", "per-tensor error of each candidate ggml type, by libggml's own quantizers",
-     "bitalloc llm-sensitivity MODEL.gguf [--imatrix FILE] [--types LIST] [--format table|json] [-o "
+     "bitalloc llm-sensitivity MODEL.gguf|DIR [--imatrix FILE] [--types LIST] [--format table|json] [-o "
      "FILE.json]",
      llm_sensitivity_flags, ba_cmd_llm_sensitivity, NULL,
      "bitalloc llm-sensitivity model.gguf --imatrix imatrix.gguf -o errors.json"},
     {"llm-search",
-     "per-tensor ggml types of a GGUF under a budget: ILP on the errors, evolution on measured KL",
-     "bitalloc llm-search MODEL.gguf --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
+     "per-tensor ggml types of an LLM under a budget: ILP on the errors, evolution on measured KL",
+     "bitalloc llm-search MODEL.gguf|DIR --text FILE --budget KEY=VALUE... [--imatrix FILE] [--types LIST]\n"
      "                    [--method M] [--mix-seed auto|none|MIX,...] [--generations N] [--offspring N]\n"
      "                    [--chunk N] [--low-fidelity-tokens N] [--study NAME]",
      llm_search_flags, ba_cmd_llm_search, NULL,
      "bitalloc llm-search model.gguf --text calib.txt --budget avg-bits=4.5 --study q45"},
-    {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of a GGUF over a text",
-     "bitalloc llm-imatrix MODEL.gguf --text FILE -o OUT.gguf [--chunk N] [--threads N]", llm_imatrix_flags,
-     ba_cmd_llm_imatrix, NULL, "bitalloc llm-imatrix model.gguf --text calib.txt -o imatrix.gguf"},
+    {"llm-imatrix", "collect an importance matrix (mean x^2 per input column) of an LLM over a text",
+     "bitalloc llm-imatrix MODEL.gguf|DIR --text FILE -o OUT.gguf [--chunk N] [--threads N]",
+     llm_imatrix_flags, ba_cmd_llm_imatrix, NULL,
+     "bitalloc llm-imatrix model.gguf --text calib.txt -o imatrix.gguf"},
     {"llm-quantize", "write an LLM study's trial as a quantized GGUF (llama_model_quantize)",
      "bitalloc llm-quantize --study NAME [--trial N|best] -o OUT.gguf", llm_quantize_flags,
      ba_cmd_llm_quantize, NULL, "bitalloc llm-quantize --study q45 -o model-q45.gguf"},

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/ggml_types.h"
 #include "core/outfile.h"
@@ -66,6 +67,7 @@ void ba_gguf_free(ba_gguf_t *g) {
     for (int i = 0; i < g->n_tensors; i++) free(g->tensors[i].name);
     free(g->tensors);
     ba_file_unmap(&g->map);
+    if (g->temporary && g->path) unlink(g->path);
     free(g->path);
     free(g);
 }

@@ -69,12 +69,14 @@ typedef struct {
     ba_gguf_kv_t *kv;
     int n_tensors;
     ba_gguf_tensor_t *tensors;
+    int temporary; /* path is a converted copy (llm/hf_convert.h) that ba_gguf_free deletes */
 } ba_gguf_t;
 
 /* Maps path read-only and parses it. */
 ba_status ba_gguf_open(const char *path, ba_gguf_t **out, ba_error *err);
 /* Parses size bytes at data (kept alive by the caller while *out is used); name labels errors. */
 ba_status ba_gguf_parse(const uint8_t *data, size_t size, const char *name, ba_gguf_t **out, ba_error *err);
+/* Frees g (and deletes its file when g->temporary). */
 void ba_gguf_free(ba_gguf_t *g);
 
 const ba_gguf_kv_t *ba_gguf_find_kv(const ba_gguf_t *g, const char *key);

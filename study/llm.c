@@ -9,6 +9,7 @@
 
 #include "core/ggml_types.h"
 #include "core/util.h"
+#include "llm/hf_convert.h"
 #include "llm/kl.h"
 #include "quant/export.h"
 #include "study/llm_study.h"
@@ -254,7 +255,7 @@ static void choice_types(llm_ctx_t *c, const int *choice) {
  * decode yet). */
 static ba_status build(llm_ctx_t *c, ba_error *err) {
     const ba_llm_settings_t *s = c->s;
-    BA_TRY(ba_gguf_open(s->model, &c->g, err));
+    BA_TRY(ba_llm_gguf_open_any(s->model, &c->g, err)); /* safetensors: a temporary GGUF */
     if (s->imatrix) BA_TRY(ba_imatrix_open(s->imatrix, &c->im, err));
     BA_TRY(ba_llm_variants_new(c->ll, c->g, c->im, &c->v, err));
     phase(c, "sensitivity", 0, 1);
@@ -661,7 +662,10 @@ ba_status ba_llm_study_search(ba_db_t *db, const ba_llama_t *ll, const char *stu
     ba_solution_t sol = {0};
     char msha[65], tsha[65];
     ba_db_layer_t *layers = NULL;
-    ba_status st = digest(s.model, "model", msha, err);
+    ba_error e3;
+    ba_status st = ba_llm_model_sha256(s.model, msha, &e3) == BA_OK
+                       ? BA_OK
+                       : ba_error_set(err, BA_ERR_INPUT, "model %s: %s", s.model, e3.msg);
     if (st == BA_OK) st = digest(s.text, "--text", tsha, err);
     if (st == BA_OK) st = build(&c, err);
     if (st == BA_OK) {
@@ -710,7 +714,7 @@ ba_status ba_llm_study_resume(ba_db_t *db, const ba_llama_t *ll, const char *nam
     for (int i = 0; st == BA_OK && i < 3; i++) {
         if (!path[i]) continue;
         ba_error e2;
-        if (ba_sha256_file(path[i], sha, &e2) != BA_OK)
+        if ((i == 0 ? ba_llm_model_sha256(path[i], sha, &e2) : ba_sha256_file(path[i], sha, &e2)) != BA_OK)
             st = ba_error_set(err, BA_ERR_INPUT, "%s: cannot read the %s of study '%s' (%s)", path[i],
                               what[i], name, e2.msg);
         else if (strcmp(sha, want[i]) != 0)

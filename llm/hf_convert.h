@@ -1,0 +1,44 @@
+/* A Hugging Face llama-family checkpoint -> a GGUF that libllama loads, the way llama.cpp's
+ * convert_hf_to_gguf.py (LlamaModel) does it for the forms below; anything else is refused with
+ * BA_ERR_UNSUPPORTED or BA_ERR_INPUT naming the file and what is not supported.
+ *
+ * The checkpoint is a folder (or a .safetensors / model.safetensors.index.json inside it) that
+ * also holds config.json and tokenizer.json:
+ *  * config.json: model_type "llama" (or architectures ["LlamaForCausalLM"]); hidden_size,
+ *    num_hidden_layers, num_attention_heads, num_key_value_heads (default: the heads),
+ *    intermediate_size, rms_norm_eps, rope_theta (default 10000), vocab_size,
+ *    max_position_embeddings, tie_word_embeddings -> llama.* keys; hidden_act other than silu, a
+ *    rope_scaling, attention/mlp biases and a head_dim other than hidden_size/heads are refused.
+ *  * tokenizer.json: a byte-level SentencePiece-style vocabulary (model type BPE, byte_fallback,
+ *    no merges): tokens by id, scores 0, types normal/unknown/control (special added
+ *    tokens)/user-defined/byte (<0xXX>), padded to vocab_size with unused [PADn] tokens;
+ *    bos/eos/pad ids from config.json, unknown from the model's unk_token -> tokenizer.ggml.*
+ *    with tokenizer.ggml.model "llama". BPE merges, other models and a tokenizer.model
+ *    (SentencePiece protobuf) alone are refused.
+ *  * Tensors (F32, F16 or BF16) with HF names mapped by ba_hf_to_gguf_name, shapes checked
+ *    against config.json; 1-D tensors widen to F32, matrices keep their type; q_proj/k_proj rows
+ *    go from HF's rotate-half order back to llama.cpp's interleaved pairs (convert's permute:
+ *    per head, GGUF row 2i+j = HF row j*head_dim/2 + i). */
+#ifndef BA_LLM_HF_CONVERT_H
+#define BA_LLM_HF_CONVERT_H
+
+#include "core/error.h"
+#include "llm/gguf.h"
+
+/* Converts the checkpoint at path to a GGUF written at out (core/outfile: atomic replace). */
+ba_status ba_hf_convert(const char *path, const char *out, ba_error *err);
+
+/* 1 when path is a GGUF file (starts with "GGUF"). */
+int ba_hf_is_gguf(const char *path);
+
+/* The model of an LLM command: a GGUF is opened as it is; anything else is converted by
+ * ba_hf_convert into a fresh temporary GGUF ($TMPDIR, else /tmp) which *out's path names and
+ * ba_gguf_free deletes. */
+ba_status ba_llm_gguf_open_any(const char *path, ba_gguf_t **out, ba_error *err);
+
+/* A fingerprint of the model at path (a study's record of its input): a GGUF's sha256; for a
+ * safetensors checkpoint the sha256 of the lines "NAME SHA256\n" of config.json, tokenizer.json
+ * and each safetensors file in the checkpoint's order (so any change to any of them shows). */
+ba_status ba_llm_model_sha256(const char *path, char hex[65], ba_error *err);
+
+#endif
