@@ -492,6 +492,46 @@ ba_status ba_llm_model_sha256(const char *path, char hex[65], ba_error *err) {
     return st;
 }
 
+/* Whether path names a safetensors checkpoint rather than one model file (ba_llm_model_files). */
+static int is_checkpoint(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    if (S_ISDIR(sb.st_mode)) return 1;
+    size_t n = strlen(path);
+    return (n > 12 && !strcmp(path + n - 12, ".safetensors")) || (n > 5 && !strcmp(path + n - 5, ".json"));
+}
+
+static ba_status push_path(char ***files, int *n, const char *path, ba_error *err) {
+    char **f = realloc(*files, ((size_t)*n + 1) * sizeof *f);
+    if (!f) return ba_error_set(err, BA_ERR_NOMEM, "out of memory: model file list");
+    *files = f;
+    if (!(f[*n] = ba_strdup(path, err))) return err->code;
+    (*n)++;
+    return BA_OK;
+}
+
+ba_status ba_llm_model_files(const char *path, char ***files, int *n, ba_error *err) {
+    *files = NULL;
+    *n = 0;
+    ba_status st = push_path(files, n, path, err);
+    ba_safetensors_t *s = NULL;
+    if (st != BA_OK || !is_checkpoint(path) || ba_hf_is_gguf(path)) return st;
+    ba_error ignore = {0};
+    if (ba_safetensors_open(path, &s, &ignore) != BA_OK) return BA_OK;
+    hf_config_t c;
+    memset(&c, 0, sizeof c);
+    checkpoint_paths(path, &c);
+    char index[4200];
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", c.dir);
+    struct stat sb;
+    st = push_path(files, n, c.cfg_path, err);
+    if (st == BA_OK) st = push_path(files, n, c.tok_path, err);
+    if (st == BA_OK && stat(index, &sb) == 0) st = push_path(files, n, index, err);
+    for (int i = 0; st == BA_OK && i < s->n_files; i++) st = push_path(files, n, s->paths[i], err);
+    ba_safetensors_free(s);
+    return st;
+}
+
 static ba_status convert(const char *path, hf_config_t *c, hf_vocab_t *v, const char *out, ba_error *err) {
     BA_TRY(read_config(c, err));
     BA_TRY(read_tokenizer(c, v, err));

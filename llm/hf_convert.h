@@ -41,4 +41,11 @@ ba_status ba_llm_gguf_open_any(const char *path, ba_gguf_t **out, ba_error *err)
  * and each safetensors file in the checkpoint's order (so any change to any of them shows). */
 ba_status ba_llm_model_sha256(const char *path, char hex[65], ba_error *err);
 
+/* The files the model at path is read from, for the check that an output is none of them: for a
+ * safetensors checkpoint (a folder, a .safetensors file or an index .json) config.json,
+ * tokenizer.json, the index when there is one and every shard; otherwise path alone (also when
+ * the checkpoint cannot be opened: the command reports that itself). *files and each entry are
+ * the caller's to free. */
+ba_status ba_llm_model_files(const char *path, char ***files, int *n, ba_error *err);
+
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/ggml_types.h"
@@ -456,5 +457,53 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
     cr_expect_eq(leftover_temporaries(dir), 0);
     json_decref(a);
     json_decref(b);
+    ba_test_rmtree(dir);
+}
+
+/* An output may be no file the checkpoint is read from (config, tokenizer, index, a shard) nor the
+ * imatrix: exit 2 naming it, the file untouched; a new file inside the folder is fine. */
+Test(llm_hf, output_is_never_a_file_of_the_checkpoint) {
+    char dir[512], path[700];
+    char *cfg = config_with("model_type", "\"llama\"");
+    scratch_ckpt(dir, sizeof dir, cfg, NULL);
+    free(cfg);
+    static const char *const files[] = {"config.json", "tokenizer.json", "model.safetensors.index.json",
+                                        "model-00002-of-00002.safetensors"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        struct stat before, after;
+        cr_assert_eq(stat(path, &before), 0);
+        ba_test_run_t r = ba_test_cli("llm-sensitivity", dir, "--types", "q8_0", "-o", path, NULL);
+        cr_expect_eq(r.status, 2, "%s: %s", files[i], r.err);
+        cr_expect(strstr(r.err, "model's checkpoint file") || strstr(r.err, "is the model"), "%s: %s",
+                  files[i], r.err);
+        cr_assert_eq(stat(path, &after), 0);
+        cr_expect(before.st_ino == after.st_ino && before.st_size == after.st_size &&
+                      before.st_mtime == after.st_mtime,
+                  "%s was replaced", files[i]);
+        ba_test_run_free(&r);
+    }
+    /* the checkpoint given as its index file: the same files are its inputs */
+    char index[700];
+    snprintf(index, sizeof index, "%s/model.safetensors.index.json", dir);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    ba_test_run_t r = ba_test_cli("llm-sensitivity", index, "--types", "q8_0", "-o", path, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    ba_test_run_free(&r);
+    /* the imatrix is an input too */
+    snprintf(path, sizeof path, "%s/im.dat", dir);
+    cr_assert_eq(ba_test_write_file(path, "not an imatrix"), 0);
+    r = ba_test_cli("llm-sensitivity", dir, "--types", "q8_0", "--imatrix", path, "-o", path, NULL);
+    cr_expect_eq(r.status, 2, "%s", r.err);
+    cr_expect(strstr(r.err, "imatrix"), "%s", r.err);
+    ba_test_run_free(&r);
+    /* a new file beside the shards is an ordinary output */
+    if (ba_test_llama_present()) {
+        setenv(BA_LLAMA_DIR_ENV, ba_test_llama_dir(), 1);
+        snprintf(path, sizeof path, "%s/table.json", dir);
+        r = ba_test_cli("llm-sensitivity", dir, "--types", "q8_0", "--format", "json", "-o", path, NULL);
+        cr_expect_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+    }
     ba_test_rmtree(dir);
 }
