@@ -760,7 +760,7 @@ static void exact_traces(const ba_model_t *m, ba_tensor_t *x, const ba_loss_spec
  * weights, so H = G: ba_grad_ggn_trace (per-sample backwards, no probe) equals
  * the exact trace of every layer, and the sensitivity with --loss mse reports it
  * with no probe and a standard error of 0. */
-Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, .timeout = 120) {
+Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, .timeout = 400) {
     ba_model_t *m = load_model(PAD "paddle_op9.onnx");
     ba_error err;
     ba_tensor_t *x = NULL, *out[2] = {NULL, NULL};
@@ -811,7 +811,7 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
  * ‖(Jᵀu)_l‖² over Rademacher combinations u of the loss Hessian's factors is
  * the exact Gauss-Newton trace (MSE: with or without the output Softmax counted
  * with the loss, the same matrix), within 4 standard errors. */
-Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 120) {
+Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 400) {
     ba_model_t *m = load_model(PAD "paddle_op9.onnx");
     ba_error err;
     ba_tensor_t *x = NULL, *out[2] = {NULL, NULL};
