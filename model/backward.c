@@ -314,15 +314,24 @@ int ba_grad_loss_value(const ba_model_t *m, ba_loss_kind kind, int output, ba_te
     const int p = m->values[out_id].producer;
     if (p < 0) return out_id;
     const ba_node_t *n = &m->nodes[p];
-    if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 || n->inputs[0] < 0)
+    if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 || n->inputs[0] < 0 ||
+        m->values[n->inputs[0]].constant)
         return out_id;
-    const ba_tensor_t *x = vals[n->inputs[0]], *y = vals[out_id];
-    if (!is_f32(x) || !is_f32(y) || x->ndim < 1 || x->numel != y->numel || x->ndim != y->ndim) return out_id;
+    const int xid = n->inputs[0];
+    if (vals && !(is_f32(vals[xid]) && is_f32(vals[out_id]) && vals[xid]->numel == vals[out_id]->numel))
+        return out_id;
+    /* Whether its axis is the last one depends on the rank only: the Softmax
+     * kernel's layout of a tensor of that rank with every dim 2 has rows of
+     * the last axis (inner 1, len 2) exactly then. */
+    const int r = vals ? vals[xid]->ndim : m->values[xid].ndim;
+    if (r < 1 || r > BA_MAX_DIMS) return out_id;
+    ba_tensor_t probe = {.ndim = r};
+    for (int d = 0; d < r; d++) probe.shape[d] = 2;
     int64_t outer, len, inner;
-    ba_grad_softmax_layout(n, x, &outer, &len, &inner); /* the kernel's own reading of axis */
-    if (inner != 1 || len != x->shape[x->ndim - 1]) return out_id;
+    ba_grad_softmax_layout(n, &probe, &outer, &len, &inner);
+    if (inner != 1 || len != 2) return out_id;
     *on_logits = 1;
-    return n->inputs[0];
+    return xid;
 }
 
 /* feeds[v] = 1 for every value from which out_id is reached through nodes. */

@@ -43,6 +43,10 @@ static ba_status resolve_loss(grad_run_t *g, ba_error *err) {
     g->kind = k;
     g->use_labels = k == BA_SENS_LOSS_CE && c->labels;
     c->loss_name = k == BA_SENS_LOSS_CE ? "ce" : "mse";
+    /* what the sessions will read (model/grad.h: CE on an output Softmax's logits) */
+    int on_logits = 0;
+    ba_grad_loss_value(c->m, k == BA_SENS_LOSS_CE ? BA_LOSS_CE : BA_LOSS_MSE, 0, NULL, &on_logits);
+    c->loss_on = on_logits ? "logits" : "output";
     return BA_OK;
 }
 
