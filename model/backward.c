@@ -323,7 +323,8 @@ int ba_grad_loss_value(const ba_model_t *m, ba_loss_kind kind, int output, ba_te
     /* Whether its axis is the last one depends on the rank only: the Softmax
      * kernel's layout of a tensor of that rank with every dim 2 has rows of
      * the last axis (inner 1, len 2) exactly then. */
-    const int r = vals ? vals[xid]->ndim : m->values[xid].ndim;
+    int r = vals ? vals[xid]->ndim : m->values[xid].ndim;
+    if (!vals && r < 0) r = m->values[out_id].ndim; /* a Softmax keeps its input's shape */
     if (r < 1 || r > BA_MAX_DIMS) return out_id;
     ba_tensor_t probe = {.ndim = r};
     for (int d = 0; d < r; d++) probe.shape[d] = 2;

@@ -47,8 +47,8 @@ typedef struct ba_loss_spec {
  * its logits (*on_logits = 1: CE there is −log softmax(logits)_y, and the
  * Softmax node is not on the gradient path); otherwise, and always for MSE,
  * the output itself (*on_logits = 0). vals: the values of a forward (their
- * ranks), or NULL to decide on the declared rank of the Softmax's input
- * (unknown rank: the output). */
+ * ranks), or NULL to decide on the declared rank of the Softmax's input or
+ * output (both unknown: the output). */
 int ba_grad_loss_value(const ba_model_t *m, ba_loss_kind kind, int output, ba_tensor_t *const *vals,
                        int *on_logits);
 

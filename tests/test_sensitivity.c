@@ -1108,6 +1108,9 @@ Test(sensitivity, softmax_output_loss_reads_its_logits, .timeout = 180) {
     for (int k = 0; k < 2; k++) {
         ba_sens_table_t *t1 = compute(ms, ds, NULL, 0, meths[k], &o),
                         *t2 = compute(ml, ds, NULL, 0, meths[k], &o);
+        cr_expect(
+            t1->loss_on && !strcmp(t1->loss_on, "logits") && t2->loss_on && !strcmp(t2->loss_on, "output"),
+            "loss_on: %s / %s", t1->loss_on ? t1->loss_on : "(null)", t2->loss_on ? t2->loss_on : "(null)");
         for (int l = 0; l < L; l++)
             cr_expect(rel_diff(t1->layers[l].score, t2->layers[l].score) <= 1e-4 &&
                           t1->layers[l].probes == t2->layers[l].probes,
