@@ -79,8 +79,8 @@ static int print_table(const ba_sens_table_t *t) {
             return BA_EXIT_RUNTIME;
         }
     }
-    printf("method %s, loss %s, %" PRId64 " samples; cost = Omega(layer, bits)\n\n", t->method,
-           t->loss ? t->loss : "-", t->samples);
+    printf("method %s, loss %s%s%s, %" PRId64 " samples; cost = Omega(layer, bits)\n\n", t->method,
+           t->loss ? t->loss : "-", t->loss_on ? " on the " : "", t->loss_on ? t->loss_on : "", t->samples);
     ba_table_print(tb, stdout);
     ba_table_free(tb);
     return BA_EXIT_OK;

@@ -304,6 +304,53 @@ done:
     return st;
 }
 
+/* ---- the value the loss reads ---- */
+
+int ba_grad_loss_value(const ba_model_t *m, ba_loss_kind kind, int output, ba_tensor_t *const *vals,
+                       int *on_logits) {
+    const int out_id = m->outputs[output];
+    *on_logits = 0;
+    if (kind == BA_LOSS_MSE) return out_id; /* MSE compares the model's real outputs */
+    const int p = m->values[out_id].producer;
+    if (p < 0) return out_id;
+    const ba_node_t *n = &m->nodes[p];
+    if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 || n->inputs[0] < 0 ||
+        m->values[n->inputs[0]].constant)
+        return out_id;
+    const int xid = n->inputs[0];
+    if (vals && !(is_f32(vals[xid]) && is_f32(vals[out_id]) && vals[xid]->numel == vals[out_id]->numel))
+        return out_id;
+    /* Whether its axis is the last one depends on the rank only: the Softmax
+     * kernel's layout of a tensor of that rank with every dim 2 has rows of
+     * the last axis (inner 1, len 2) exactly then. */
+    int r = vals ? vals[xid]->ndim : m->values[xid].ndim;
+    if (!vals && r < 0) r = m->values[out_id].ndim; /* a Softmax keeps its input's shape */
+    if (r < 1 || r > BA_MAX_DIMS) return out_id;
+    ba_tensor_t probe = {.ndim = r};
+    for (int d = 0; d < r; d++) probe.shape[d] = 2;
+    int64_t outer, len, inner;
+    ba_grad_softmax_layout(n, &probe, &outer, &len, &inner);
+    if (inner != 1 || len != 2) return out_id;
+    *on_logits = 1;
+    return xid;
+}
+
+/* feeds[v] = 1 for every value from which out_id is reached through nodes. */
+static unsigned char *values_feeding(const ba_model_t *m, int out_id, ba_error *err) {
+    unsigned char *f = ba_calloc((size_t)m->nvalues + 1, 1, err);
+    if (!f) return NULL;
+    f[out_id] = 1;
+    for (int i = m->nnodes - 1; i >= 0; i--) {
+        const ba_node_t *n = &m->nodes[i];
+        int any = 0;
+        for (int j = 0; j < n->nout; j++) any |= n->outputs[j] >= 0 && f[n->outputs[j]];
+        if (any)
+            for (int j = 0; j < n->nin; j++)
+                if (n->inputs[j] >= 0) f[n->inputs[j]] = 1;
+    }
+    return f;
+}
+
 /* ---- sessions ---- */
 
 static ba_status check_req(const ba_model_t *m, ba_tensor_t **vals, int nreq, const int *req, ba_error *err) {
@@ -395,6 +442,14 @@ static ba_status session_make(const ba_model_t *m, ba_tensor_t *const *inputs, b
     }
     st = forward_keep(m, inputs, overrides, s->vals, err);
     if (st != BA_OK) goto fail;
+    int on_logits = 0;
+    s->out_id = ba_grad_loss_value(m, s->loss.kind, loss->output, s->vals, &on_logits);
+    if (on_logits && s->loss.kind == BA_LOSS_KL) s->loss.ref_prob = 1; /* ref: the model's probabilities */
+    s->feeds = values_feeding(m, s->out_id, err);
+    if (!s->feeds) {
+        st = err->code;
+        goto fail;
+    }
     const ba_tensor_t *z = s->vals[s->out_id];
     if (!is_f32(z)) {
         st = ba_error_set(err, BA_ERR_INPUT, "%s: loss output '%s' is not float32", m->path,
@@ -457,6 +512,7 @@ void ba_grad_session_free(ba_grad_session_t *s) {
     ba_grad_hvp_session_free(s);
     free_vals(s->m, s->vals);
     free(s->own_labels);
+    free(s->feeds);
     free(s);
 }
 
@@ -805,158 +861,10 @@ static ba_status ggn_rows(const ba_model_t *m, ba_tensor_t **vals, int out_id, b
     return st;
 }
 
-int ba_grad_output_softmax(const ba_model_t *m, int out_id, ba_tensor_t *const *vals) {
-    for (int i = 0; i < m->nnodes; i++) {
-        const ba_node_t *n = &m->nodes[i];
-        if (n->op != BA_OP_SOFTMAX || n->nout < 1 || n->outputs[0] != out_id || n->nin < 1 ||
-            n->inputs[0] < 0)
-            continue;
-        const ba_tensor_t *x = vals[n->inputs[0]], *y = vals[out_id];
-        if (!is_f32(x) || !is_f32(y) || x->ndim < 1 || x->numel != y->numel ||
-            m->values[n->inputs[0]].constant)
-            return -1;
-        int64_t outer, len, inner;
-        ba_grad_softmax_layout(n, x, &outer, &len, &inner);
-        return inner == 1 && len == x->shape[x->ndim - 1] ? i : -1;
-    }
-    return -1;
-}
-
-/* Eigen-decomposition of the symmetric C×C matrix a (destroyed) by cyclic
- * Jacobi rotations: lam[c] and the columns of q (row-major, q[i*C + c]). */
-static void sym_eigen(double *a, int64_t C, double *lam, double *q) {
-    for (int64_t i = 0; i < C * C; i++) q[i] = 0.0;
-    for (int64_t i = 0; i < C; i++) q[i * C + i] = 1.0;
-    for (int sweep = 0; sweep < 64; sweep++) {
-        double off = 0.0, diag = 0.0;
-        for (int64_t i = 0; i < C; i++)
-            for (int64_t j = 0; j < C; j++)
-                if (i != j)
-                    off += a[i * C + j] * a[i * C + j];
-                else
-                    diag += a[i * C + i] * a[i * C + i];
-        if (off <= 1e-30 * diag || off == 0.0) break;
-        for (int64_t p = 0; p < C; p++)
-            for (int64_t r = p + 1; r < C; r++) {
-                double apr = a[p * C + r];
-                if (apr == 0.0) continue;
-                double th = (a[r * C + r] - a[p * C + p]) / (2.0 * apr);
-                double t = (th >= 0 ? 1.0 : -1.0) / (fabs(th) + sqrt(th * th + 1.0));
-                double c = 1.0 / sqrt(t * t + 1.0), sn = t * c;
-                for (int64_t k = 0; k < C; k++) { /* columns p, r */
-                    double akp = a[k * C + p], akr = a[k * C + r];
-                    a[k * C + p] = c * akp - sn * akr;
-                    a[k * C + r] = sn * akp + c * akr;
-                }
-                for (int64_t k = 0; k < C; k++) { /* rows p, r */
-                    double apk = a[p * C + k], ark = a[r * C + k];
-                    a[p * C + k] = c * apk - sn * ark;
-                    a[r * C + k] = sn * apk + c * ark;
-                }
-                for (int64_t k = 0; k < C; k++) {
-                    double qkp = q[k * C + p], qkr = q[k * C + r];
-                    q[k * C + p] = c * qkp - sn * qkr;
-                    q[k * C + r] = sn * qkp + c * qkr;
-                }
-            }
-    }
-    for (int64_t i = 0; i < C; i++) lam[i] = a[i * C + i];
-}
-
-/* ∇² in x of the loss of y = softmax(x) for one row (C scores, global row
- * `row` of the batch, the loss a mean over `rows` rows) into M (C×C):
- * J Hy J + Σ_k g_k ∇²y_k with J = diag y − y yᵀ, g = dloss/dy, Hy = ∇²_y loss. */
-static ba_status softmax_loss_hess(const ba_loss_spec_t *spec, const float *yrow, int64_t C, int64_t row,
-                                   int64_t rows, double *M, double *work, ba_error *err) {
-    int64_t shape[2] = {1, C};
-    float *buf = (float *)(work + 2 * C * C); /* 3·C floats */
-    float *g = buf, *e = buf + C, *h = buf + 2 * C;
-    ba_tensor_t *y = ba_tensor_wrap(BA_DT_F32, 2, shape, (void *)yrow, err);
-    if (!y) return err->code;
-    ba_loss_spec_t ls = *spec;
-    int64_t label = 0;
-    if (ls.kind == BA_LOSS_CE_ARGMAX) { /* the FP output's argmax (this row's own without a ref) */
-        const float *r = ls.ref ? (const float *)ls.ref->data + row * C : yrow;
-        for (int64_t c = 1; c < C; c++)
-            if (r[c] > r[label]) label = c;
-        ls.kind = BA_LOSS_CE;
-        ls.labels = &label;
-        ls.nlabels = 1;
-    }
-    const int64_t r0 = spec->kind == BA_LOSS_CE_ARGMAX ? 0 : row;
-    double l, q;
-    ba_status st = ba_loss_eval(&ls, y, r0, 1.0 / (double)rows, &l, g, err);
-    double *Hy = work, *T = work + C * C;
-    for (int64_t j = 0; j < C && st == BA_OK; j++) { /* column j of ∇²_y loss */
-        for (int64_t c = 0; c < C; c++) e[c] = c == j ? 1.0f : 0.0f;
-        st = ba_loss_hvp(&ls, y, r0, e, h, &q, err);
-        for (int64_t c = 0; c < C; c++) Hy[c * C + j] = (double)h[c] / (double)rows;
-    }
-    ba_tensor_unref(y);
-    if (st != BA_OK) return st;
-    double gb = 0.0;
-    for (int64_t c = 0; c < C; c++) gb += (double)g[c] * yrow[c];
-    /* T = Hy J, then M = J T */
-    for (int64_t i = 0; i < C; i++)
-        for (int64_t j = 0; j < C; j++) {
-            double t = Hy[i * C + j] * yrow[j];
-            for (int64_t k = 0; k < C; k++) t -= Hy[i * C + k] * yrow[k] * yrow[j];
-            T[i * C + j] = t;
-        }
-    for (int64_t i = 0; i < C; i++)
-        for (int64_t j = 0; j < C; j++) {
-            double t = yrow[i] * T[i * C + j];
-            for (int64_t k = 0; k < C; k++) t -= yrow[i] * yrow[k] * T[k * C + j];
-            /* Σ_k g_k ∂²y_k/∂x_i∂x_j */
-            double sec = -(double)yrow[i] * yrow[j] * ((double)g[i] + g[j] - 2.0 * gb);
-            if (i == j) sec += (double)yrow[i] * ((double)g[i] - gb);
-            M[i * C + j] = t + sec;
-        }
-    return BA_OK;
-}
-
-/* The folded rows [0, R) of vals' output y = softmax(x), x = vals[xid]: per
- * row the eigenpairs of ∇²_x loss(softmax(x)), one backward from x per pair
- * with dz on that row = sqrt(|λ|)·q, sq[k] += sign(λ)·‖g_k‖². row_base: the
- * batch row of this tensor's row 0. */
-static ba_status ggn_rows_softmax(const ba_model_t *m, ba_tensor_t **vals, int out_id, int xid,
-                                  const ba_loss_spec_t *spec, int64_t row_base, int64_t rows, int nreq,
-                                  const int *req, ba_tensor_t **g, double *sq, ba_error *err) {
-    const ba_tensor_t *y = vals[out_id], *x = vals[xid];
-    const int64_t C = y->ndim ? y->shape[y->ndim - 1] : 1, R = C ? y->numel / C : 0;
-    double *work = ba_malloc((size_t)(5 * C * C + 2 * C) * sizeof(double) + 8, err);
-    if (!work) return err->code;
-    double *M = work + 2 * C * C + 2 * C, *Q = M + C * C, *lam = Q + C * C;
-    /* work: Hy, T (2·C²), 3·C floats (≤ 2·C doubles); then M, Q (C² each), lam (C) */
-    ba_status st = BA_OK;
-    for (int64_t r = 0; r < R && st == BA_OK; r++) {
-        st = softmax_loss_hess(spec, (const float *)y->data + r * C, C, row_base + r, rows, M, work, err);
-        if (st != BA_OK) break;
-        sym_eigen(M, C, lam, Q);
-        double top = 0.0;
-        for (int64_t c = 0; c < C; c++) top = fmax(top, fabs(lam[c]));
-        for (int64_t c = 0; c < C && st == BA_OK; c++) {
-            if (fabs(lam[c]) <= 1e-9 * top) continue; /* softmax's shift direction (1, …, 1) */
-            ba_tensor_t *dz = ba_tensor_new(BA_DT_F32, x->ndim, x->shape, err);
-            if (!dz) {
-                st = err->code;
-                break;
-            }
-            float *d = (float *)dz->data + r * C;
-            const double a = sqrt(fabs(lam[c]));
-            for (int64_t i = 0; i < C; i++) d[i] = (float)(a * Q[i * C + c]);
-            st = backward_sq(m, vals, xid, dz, nreq, req, lam[c] > 0 ? 1.0 : -1.0, g, sq, err);
-        }
-    }
-    free(work);
-    return st;
-}
-
 ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, const int *axes,
                             const ba_loss_spec_t *loss, int nreq, const int *req, int64_t max_backward,
-                            double *tr_out, int *exact, int *folded, ba_error *err) {
+                            double *tr_out, int *exact, ba_error *err) {
     *exact = 0;
-    *folded = 0;
     if (!loss || loss->output < 0 || loss->output >= m->noutputs)
         return ba_error_set(err, BA_ERR_INPUT, "%s: loss on output %d, the model has %d", m->path,
                             loss ? loss->output : -1, m->noutputs);
@@ -976,7 +884,7 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
         return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
                             m->path);
     ba_malloc_keep_freed();
-    const int out_id = m->outputs[loss->output];
+    int out_id = m->outputs[loss->output];
     ba_tensor_t **vals = ba_calloc((size_t)m->nvalues + 1, sizeof *vals, err);
     ba_tensor_t **g = ba_calloc((size_t)nreq + 1, sizeof *g, err);
     ba_tensor_t **one = ba_calloc((size_t)m->ninputs + 1, sizeof *one, err);
@@ -992,6 +900,8 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
                 if (!one[k]) st = err->code;
             }
         if (st == BA_OK) st = forward_keep(m, dynamic ? one : inputs, NULL, vals, err);
+        int on_logits = 0;
+        if (st == BA_OK) out_id = ba_grad_loss_value(m, loss->kind, loss->output, vals, &on_logits);
         const ba_tensor_t *z = st == BA_OK ? vals[out_id] : NULL;
         if (st == BA_OK && !is_f32(z))
             st = ba_error_set(err, BA_ERR_INPUT, "%s: loss output '%s' is not float32", m->path,
@@ -1001,20 +911,12 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
             const int64_t C = z->ndim ? z->shape[z->ndim - 1] : 1, R = C ? z->numel / C : 0;
             const int64_t rps = dynamic ? R : (N ? R / N : 0);
             rows = rps * N;
-            const int sm = ba_grad_output_softmax(m, out_id, vals);
             /* whole-batch backwards: a sample's rows·rank, N times that on a fixed batch */
-            const int64_t rank = sm >= 0 ? C : ba_loss_hess_rank(loss->kind, C);
+            const int64_t rank = ba_loss_hess_rank(loss->kind, C);
             const int64_t cost = rps * rank * (dynamic ? 1 : N);
             over = cost > max_backward;
-            if (!over && i == 0) {
-                *exact = 1;
-                *folded = sm >= 0;
-            }
-            if (!over && sm >= 0)
-                st = ggn_rows_softmax(m, vals, out_id, m->nodes[sm].inputs[0], loss, dynamic ? i * rps : 0,
-                                      rows, nreq, req, g, sq, err);
-            else if (!over)
-                st = ggn_rows(m, vals, out_id, loss->kind, 0, R, rows, nreq, req, g, sq, err);
+            if (!over && i == 0) *exact = 1;
+            if (!over) st = ggn_rows(m, vals, out_id, loss->kind, 0, R, rows, nreq, req, g, sq, err);
         }
         for (int v = 0; v < m->nvalues; v++) {
             ba_tensor_unref(vals[v]);
@@ -1027,7 +929,7 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     }
     if (st == BA_OK && *exact)
         for (int k = 0; k < nreq; k++) tr_out[k] = sq[k];
-    if (st != BA_OK || over) *exact = *folded = 0;
+    if (st != BA_OK || over) *exact = 0;
     free(vals);
     free(g);
     free(one);

@@ -14,7 +14,10 @@
 
 /* ---- losses (SPEC §5): all are means over the rows of the chosen output,
  * rows = every axis but the last (classification scores on the last axis);
- * MSE is the mean over all elements (torch.nn.functional.mse_loss). ---- */
+ * MSE is the mean over all elements (torch.nn.functional.mse_loss). The
+ * cross-entropy and KL of a model whose output is a Softmax over the last axis
+ * read that Softmax's input (ba_grad_loss_value): the loss is then the
+ * model's own −log p_y, not the cross-entropy of softmax(p). ---- */
 typedef enum {
     BA_LOSS_CE = 1,        /* cross-entropy with labels (one class id per row) */
     BA_LOSS_CE_ARGMAX = 2, /* cross-entropy on the argmax of reference logits (the FP model's) */
@@ -31,7 +34,23 @@ typedef struct ba_loss_spec {
      * BA_LOSS_CE_ARGMAX: reference logits whose argmax are the labels; NULL =
      * the model's own output at the unperturbed weights (computed once). */
     const ba_tensor_t *ref;
+    /* BA_LOSS_KL: ref's rows are probabilities (the model's output when the
+     * loss reads the logits under an output Softmax; the sessions set it),
+     * not logits: KL(ref ‖ softmax(z)) with ref normalised per row. */
+    int ref_prob;
 } ba_loss_spec_t;
+
+/* The value the loss reads on model output `output` (one home for every
+ * gradient estimator): for CE / CE_ARGMAX / KL on an output made by a Softmax
+ * over the last axis (opset < 13: the 2-D coercion at `axis` covering only
+ * the last axis; opset >= 13: axis = −1 or ndim − 1), that Softmax's input,
+ * its logits (*on_logits = 1: CE there is −log softmax(logits)_y, and the
+ * Softmax node is not on the gradient path); otherwise, and always for MSE,
+ * the output itself (*on_logits = 0). vals: the values of a forward (their
+ * ranks), or NULL to decide on the declared rank of the Softmax's input or
+ * output (both unknown: the output). */
+int ba_grad_loss_value(const ba_model_t *m, ba_loss_kind kind, int output, ba_tensor_t *const *vals,
+                       int *on_logits);
 
 /* Loss of output z against spec (row range [row0, row0 + rows(z)) of the
  * labels / ref, so a batch can be a slice of the whole data set). *loss gets
@@ -95,7 +114,9 @@ ba_status ba_grad_compute(const ba_model_t *m, ba_tensor_t *const *inputs, const
 typedef struct ba_grad_session ba_grad_session_t;
 
 /* Runs the model forward once, keeping every value; resolves the loss
- * (CE_ARGMAX labels; length/range checks of labels and ref). overrides as
+ * (CE_ARGMAX labels; length/range checks of labels and ref) and the value it
+ * reads (ba_grad_loss_value): gradients, HVPs and the Gauss-Newton parts
+ * all start there. overrides as
  * in ba_grad_opts_t; inputs and overrides must outlive the session. */
 ba_status ba_grad_session_new(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
                               const ba_loss_spec_t *loss, ba_grad_session_t **out, ba_error *err);
@@ -138,10 +159,9 @@ ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v
  * an activation), which add only cross terms v_jᵀ R_jk v_k, j ≠ k, of zero
  * mean. One tangent forward and one backward seeded with zero at the output.
  * *none = 1 (x all 0, nothing run) when no such term lies on the path: then
- * R_kk = 0 and Tr(H_kk) = Tr(G_kk) exactly. fold: the output is a Softmax
- * counted with the loss (ba_grad_ggn_trace's *folded): its terms are in G. */
+ * R_kk = 0 and Tr(H_kk) = Tr(G_kk) exactly. */
 ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
-                                      const float *const *v, int fold, double *x, int *none, ba_error *err);
+                                      const float *const *v, double *x, int *none, ba_error *err);
 /* One sampled Tr(G_kk) per constant: u = Σ_c ε_c u_c on every row of the
  * output (ba_loss_hess_factor with Rademacher ε from rng, drawn row by row),
  * g = Jᵀu by one backward, sq[k] = ‖g_k‖² (E[sq[k]] = Tr(G_kk)). */
@@ -163,14 +183,11 @@ ba_status ba_grad_hvp(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor
  * per_sample_sq; else the whole batch with dz on that row only). When that
  * is more than max_backward whole-batch backwards (rank·rows per sample, or
  * N times that for a fixed batch), *exact = 0 and tr_out is left alone;
- * else *exact = 1. sample_axes as in ba_grad_opts_t. When the output is a
- * Softmax over the last axis (ba_grad_output_softmax), it is counted with
- * the loss (*folded = 1): z is then its input, ∇²_z of loss∘softmax (the
- * Softmax's own second-order terms included, indefinite) is factored per row
- * by its eigenvectors, each backward's ‖g‖² signed by its eigenvalue. */
+ * else *exact = 1. sample_axes as in ba_grad_opts_t. z is the value the
+ * loss reads (ba_grad_loss_value: an output Softmax's logits). */
 ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, const int *sample_axes,
                             const ba_loss_spec_t *loss, int nreq, const int *req, int64_t max_backward,
-                            double *tr_out, int *exact, int *folded, ba_error *err);
+                            double *tr_out, int *exact, ba_error *err);
 
 /* Block-diagonal variant for per-layer Hutchinson: for each k,
  * hv_out[k] = H_kk v[k] exactly (the probe restricted to constant req[k]),

@@ -1097,6 +1097,14 @@ static int conv_w_tangent(ba_grad_session_t *s, int node, const ba_node_t *n, ba
     return 1;
 }
 
+/* Whether node n's outputs reach the value the loss reads (nodes past it, such
+ * as an output Softmax under a loss on its logits, are off every path). */
+static int node_feeds(const ba_grad_session_t *s, const ba_node_t *n) {
+    for (int j = 0; j < n->nout; j++)
+        if (n->outputs[j] >= 0 && s->feeds[n->outputs[j]]) return 1;
+    return 0;
+}
+
 /* Walks the tangent forward from the values marked in has (grown in place):
  * 1 when a node on its path has a second-order term. */
 static int tangent_meets_second(const ba_grad_session_t *s, unsigned char *has) {
@@ -1106,7 +1114,7 @@ static int tangent_meets_second(const ba_grad_session_t *s, unsigned char *has) 
         unsigned tmask = 0;
         for (int j = 0; j < n->nin; j++)
             if (n->inputs[j] >= 0 && has[n->inputs[j]]) tmask |= j < 32 ? 1u << j : 0u;
-        if (!tmask || !ba_grad_node_ran(n, s->vals)) continue;
+        if (!tmask || !ba_grad_node_ran(n, s->vals) || !node_feeds(s, n)) continue;
         rule_kind k = rule_of(n, tmask);
         if (k == R_NONE || k == R_UNSUPPORTED) continue;
         if (has_second(n, k, tmask)) return 1;
@@ -1162,6 +1170,7 @@ static ba_status tangent_forward(ba_grad_session_t *s, int nseed, const int *see
         const ba_node_t *n = &m->nodes[i];
         if (kinds) kinds[i] = R_NONE;
         if (!ba_grad_node_ran(n, s->vals)) continue; /* a branch not taken */
+        if (!node_feeds(s, n)) continue;             /* past the loss's value */
         unsigned tmask = 0;
         int any = 0;
         if (n->nin > MAX_IO || n->nout > MAX_IO) {
@@ -1371,8 +1380,8 @@ ba_status ba_grad_session_vhv(ba_grad_session_t *s, int value, const float *v, d
  * some v_kᵀ(Rv)_k: every node with such terms on the seeds' tangent paths,
  * except a bilinear node whose two operands' tangents come from disjoint sets
  * of seeds (its terms pair v_j with v_k, j ≠ k: zero mean). *any: one is. */
-static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *seeds, int skip,
-                             unsigned char *active, int *any, ba_error *err) {
+static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *seeds, unsigned char *active,
+                             int *any, ba_error *err) {
     const ba_model_t *m = s->m;
     const int64_t W = (nseed + 63) / 64;
     uint64_t *dep = ba_calloc((size_t)(m->nvalues * W) + 1, sizeof *dep, err);
@@ -1387,7 +1396,7 @@ static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *s
     for (int i = 0; i < m->nnodes; i++) {
         const ba_node_t *n = &m->nodes[i];
         active[i] = 0;
-        if (!ba_grad_node_ran(n, s->vals)) continue;
+        if (!ba_grad_node_ran(n, s->vals) || !node_feeds(s, n)) continue;
         unsigned tmask = 0;
         memset(acc, 0, (size_t)W * sizeof *acc);
         for (int j = 0; j < n->nin; j++) {
@@ -1409,7 +1418,6 @@ static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *s
             for (int64_t w = 0; w < W && !meet; w++) meet = (a[w] & b[w]) != 0;
             sec = meet;
         }
-        if (i == skip) sec = 0; /* the output Softmax counted with the loss */
         active[i] = (unsigned char)sec;
         *any |= sec;
         for (int j = 0; j < n->nout; j++)
@@ -1422,17 +1430,14 @@ static ba_status resid_nodes(const ba_grad_session_t *s, int nseed, const int *s
 }
 
 ba_status ba_grad_session_resid_multi(ba_grad_session_t *s, int nval, const int *values,
-                                      const float *const *v, int fold, double *x, int *none, ba_error *err) {
+                                      const float *const *v, double *x, int *none, ba_error *err) {
     BA_TRY(check_values(s, nval, values, err));
     const ba_model_t *m = s->m;
     for (int k = 0; k < nval; k++) x[k] = 0.0;
     *none = 0;
     int any = 0;
     unsigned char *active = ba_calloc((size_t)m->nnodes + 1, 1, err);
-    ba_status st =
-        active ? resid_nodes(s, nval, values, fold ? ba_grad_output_softmax(m, s->out_id, s->vals) : -1,
-                             active, &any, err)
-               : err->code;
+    ba_status st = active ? resid_nodes(s, nval, values, active, &any, err) : err->code;
     if (st != BA_OK || !any) {
         *none = st == BA_OK;
         free(active);

@@ -68,16 +68,12 @@ ba_status ba_grad_backward(const ba_model_t *m, ba_tensor_t **vals, int out_id, 
                            const int *req, ba_tensor_t **gres, ba_tensor_t **keep, ba_grad_node_hook hook,
                            void *ctx, ba_error *err);
 
-/* The node index of a Softmax over the last axis whose output is value
- * out_id (a classifier's probabilities), -1 when there is none: the Gauss-
- * Newton split may count it with the loss (ba_grad_ggn_trace's fold). */
-int ba_grad_output_softmax(const ba_model_t *m, int out_id, ba_tensor_t *const *vals);
-
 struct ba_grad_session {
     const ba_model_t *m;
-    ba_tensor_t **vals; /* every value at the base weights (refs) */
-    int out_id;
-    ba_loss_spec_t loss; /* resolved: CE_ARGMAX carries its labels */
+    ba_tensor_t **vals;   /* every value at the base weights (refs) */
+    int out_id;           /* the value the loss reads (ba_grad_loss_value) */
+    unsigned char *feeds; /* per value: 1 when it reaches out_id (tangent walks skip the rest) */
+    ba_loss_spec_t loss;  /* resolved: CE_ARGMAX carries its labels */
     int64_t *own_labels;
     int64_t row0; /* first row of this batch in labels/ref */
     double base_loss;

@@ -1,6 +1,6 @@
 /* Losses of SPEC §5 on one model output, and their gradient dL/dz: cross-
  * entropy (labels or the FP argmax, resolved to labels by the caller), KL to
- * FP logits and MSE to FP outputs. Rows = every axis but the last; sums in
+ * FP logits (or FP probabilities, ref_prob) and MSE to FP outputs. Rows = every axis but the last; sums in
  * double so the mean over thousands of rows keeps float32's precision. */
 #include <math.h>
 #include <string.h>
@@ -91,9 +91,17 @@ ba_status ba_loss_eval(const ba_loss_spec_t *spec, const ba_tensor_t *z, int64_t
         }
         for (int64_t r = 0; r < R; r++) {
             const float *zr = zv + r * C, *fr = pv + r * C;
-            double lz = row_lse(zr, C), lf = row_lse(fr, C);
+            double lz = row_lse(zr, C), lf = 0.0;
+            if (spec->ref_prob) { /* probabilities: lp = log(f_c / Σ f) */
+                for (int64_t c = 0; c < C; c++) lf += fr[c] > 0.0f ? (double)fr[c] : 0.0;
+                lf = lf > 0.0 ? log(lf) : 0.0;
+            } else {
+                lf = row_lse(fr, C);
+            }
             for (int64_t c = 0; c < C; c++) {
-                double lp = (double)fr[c] - lf, p = exp(lp), q = exp((double)zr[c] - lz);
+                double lp = spec->ref_prob ? (fr[c] > 0.0f ? log((double)fr[c]) - lf : -INFINITY)
+                                           : (double)fr[c] - lf;
+                double p = exp(lp), q = exp((double)zr[c] - lz);
                 if (p > 0.0) total += p * (lp - ((double)zr[c] - lz));
                 if (dz) dz[r * C + c] = (float)(scale * (q - p) / (double)R);
             }

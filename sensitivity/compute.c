@@ -235,6 +235,11 @@ ba_status ba_sens_compute(const ba_model_t *m, const ba_dataset_t *ds, const int
         t->loss = ba_strdup(c.loss_name, err);
         if (!t->loss) st = BA_ERR_NOMEM;
     }
+    if (st == BA_OK && c.loss_on) {
+        free(t->loss_on);
+        t->loss_on = ba_strdup(c.loss_on, err);
+        if (!t->loss_on) st = BA_ERR_NOMEM;
+    }
     ba_wcache_free(c.wc);
     free(c.cost);
     free(c.ds_idx);

@@ -43,6 +43,10 @@ static ba_status resolve_loss(grad_run_t *g, ba_error *err) {
     g->kind = k;
     g->use_labels = k == BA_SENS_LOSS_CE && c->labels;
     c->loss_name = k == BA_SENS_LOSS_CE ? "ce" : "mse";
+    /* what the sessions will read (model/grad.h: CE on an output Softmax's logits) */
+    int on_logits = 0;
+    ba_grad_loss_value(c->m, k == BA_SENS_LOSS_CE ? BA_LOSS_CE : BA_LOSS_MSE, 0, NULL, &on_logits);
+    c->loss_on = on_logits ? "logits" : "output";
     return BA_OK;
 }
 
@@ -271,7 +275,7 @@ static int converged(double sum, double sum2, int64_t np, double offset, double 
 
 /* Exact Tr(G_ll) over all batches into tg (each batch weighted by its share
  * of the samples); *exact = 0 when a batch's would cost more than GGN_EXACT_BACKWARDS. */
-static ba_status ggn_exact(grad_run_t *g, double *tg, int *exact, int *folded, ba_error *err) {
+static ba_status ggn_exact(grad_run_t *g, double *tg, int *exact, ba_error *err) {
     sens_ctx_t *c = g->c;
     const int L = c->m->nlayers;
     double *tb = ba_calloc((size_t)L + 1, sizeof *tb, err);
@@ -282,7 +286,7 @@ static ba_status ggn_exact(grad_run_t *g, double *tg, int *exact, int *folded, b
         st = grad_batch(g, b, err);
         if (st == BA_OK)
             st = ba_grad_ggn_trace(c->m, g->inputs, c->axes, &g->spec, L, g->req, GGN_EXACT_BACKWARDS, tb,
-                                   exact, folded, err);
+                                   exact, err);
         for (int l = 0; l < L && st == BA_OK && *exact; l++) tg[l] += w * tb[l];
     }
     if (!*exact)
@@ -296,8 +300,8 @@ static ba_status ggn_exact(grad_run_t *g, double *tg, int *exact, int *folded, b
  * ba_grad_session_resid_multi), plus a sampled ‖(Jᵀu)_l‖² when tg holds no
  * exact Gauss-Newton part. *resid: whether the residual is still probed
  * (cleared when no batch has a residual term on its path). */
-static ba_status probe_split(sess_pool_t *p, int sampled, int folded, int *resid, ba_rng_t *urng,
-                             float *const *v, double *r, double *x, ba_error *err) {
+static ba_status probe_split(sess_pool_t *p, int sampled, int *resid, ba_rng_t *urng, float *const *v,
+                             double *r, double *x, ba_error *err) {
     sens_ctx_t *c = p->g->c;
     const int L = c->m->nlayers;
     for (int l = 0; l < L; l++) x[l] = 0.0;
@@ -313,7 +317,7 @@ static ba_status probe_split(sess_pool_t *p, int sampled, int folded, int *resid
         }
         if (st == BA_OK && *resid) {
             int zero = 0;
-            st = ba_grad_session_resid_multi(s, L, p->g->req, (const float *const *)v, folded, r, &zero, err);
+            st = ba_grad_session_resid_multi(s, L, p->g->req, (const float *const *)v, r, &zero, err);
             none += zero;
             for (int l = 0; l < L && st == BA_OK; l++) x[l] += w * r[l];
         }
@@ -344,8 +348,8 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
      * see GGN_EXACT_BACKWARDS), Tr(R_ll) by Hutchinson. MSE to the FP output has
      * dloss/dz = 0 at the base weights, so R = 0 there: no probes at all.
      * --probe per-layer keeps plain per-layer Hutchinson on H. */
-    int exact = 0, folded = 0, resid = !per_layer && g.kind != BA_SENS_LOSS_MSE;
-    if (st == BA_OK && !per_layer) st = ggn_exact(&g, tg, &exact, &folded, err);
+    int exact = 0, resid = !per_layer && g.kind != BA_SENS_LOSS_MSE;
+    if (st == BA_OK && !per_layer) st = ggn_exact(&g, tg, &exact, err);
     const int sampled = !per_layer && !exact;
     ba_rng_t rng, urng;
     ba_rng_seed(&rng, c->o->seed);
@@ -358,7 +362,7 @@ ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err) {
         for (int l = 0; l < L; l++)
             for (int64_t i = 0; i < m->layers[l].params; i++) v[l][i] = (float)ba_rng_rademacher(&rng);
         st = per_layer ? probe_per_layer(&pool, v, xs, err)
-                       : probe_split(&pool, sampled, folded, &resid, &urng, v, r, xs, err);
+                       : probe_split(&pool, sampled, &resid, &urng, v, r, xs, err);
         if (st != BA_OK || !(per_layer || sampled || resid)) break; /* nothing random left: exact */
         np++;
         int all = np >= HUTCH_MIN_PROBES;

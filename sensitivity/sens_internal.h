@@ -23,6 +23,7 @@ typedef struct sens_ctx {
     ba_wcache_t *wc;
     uint64_t work_done, work_total; /* progress */
     const char *loss_name;          /* what the estimator used ("ce", "mse", "kl"), static string */
+    const char *loss_on;            /* the value its loss reads ("logits", "output"), static; NULL = none */
 } sens_ctx_t;
 
 /* Batches over the c->n used samples, and the sample count of batch b: all

@@ -46,6 +46,10 @@ typedef struct ba_sens_layer {
 typedef struct ba_sens_table {
     char *method;    /* "hessian", … or what an imported file says */
     char *loss;      /* "ce", "mse", "kl"; NULL = none (weight, act, imported CSV) */
+    /* The value fisher/hessian's loss reads: "logits" (the input of a Softmax
+     * over the last axis that makes the output: CE is −log p_y) or "output";
+     * NULL for the other estimators and files without it. */
+    char *loss_on;
     int64_t samples; /* data samples used (0: data-free) */
     int nbits;
     int bits[BA_SENS_MAX_BITS];
@@ -117,7 +121,7 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
                             int nbits, ba_sens_table_t **out, ba_error *err);
 
 /* ---- cache (SPEC §7: sensitivities cached by model sha256, method, settings) ---- */
-/* key = sha256 of "bitalloc.sens/5" + model sha256 + method + every setting
+/* key = sha256 of "bitalloc.sens/7" + model sha256 + method + every setting
  * the result depends on (bits, loss, tol, probes, probe mode, seed, quantizer, data
  * samples used, include-embeddings layer set) + data sha256 + labels digest.
  * ds / labels may be NULL. (/2: a dynamic batch axis uses every sample, not

@@ -105,6 +105,7 @@ void ba_sens_table_free(ba_sens_table_t *t) {
     free(t->layers);
     free(t->method);
     free(t->loss);
+    free(t->loss_on);
     free(t);
 }
 
@@ -124,6 +125,7 @@ static json_t *table_json(const ba_sens_table_t *t) {
     json_t *root = json_object();
     json_object_set_new(root, "method", json_string(t->method));
     json_object_set_new(root, "loss", t->loss ? json_string(t->loss) : json_null());
+    if (t->loss_on) json_object_set_new(root, "loss_on", json_string(t->loss_on));
     json_object_set_new(root, "samples", json_integer(t->samples));
     json_t *layers = json_array();
     for (int l = 0; l < t->nlayers; l++) {
@@ -226,6 +228,9 @@ static ba_status from_json_obj(const json_t *root, const char *what, const ba_mo
     }
     const json_t *loss = json_object_get(root, "loss");
     if (loss && json_is_string(loss) && !(t->loss = ba_strdup(json_string_value(loss), err)))
+        return BA_ERR_NOMEM;
+    const json_t *lon = json_object_get(root, "loss_on");
+    if (lon && json_is_string(lon) && !(t->loss_on = ba_strdup(json_string_value(lon), err)))
         return BA_ERR_NOMEM;
     const json_t *smp = json_object_get(root, "samples");
     if (smp && json_is_integer(smp)) t->samples = json_integer_value(smp);
@@ -541,7 +546,7 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     int bits[BA_SENS_MAX_BITS], nb = 0;
     ba_error e;
     if (bits_list(opts->bits, opts->nbits, bits, &nb, &e) != BA_OK) nb = 0;
-    int n = snprintf(buf, sizeof buf, "bitalloc.sens/6\nmodel=%s\nmethod=%s\nbits=", m->sha256,
+    int n = snprintf(buf, sizeof buf, "bitalloc.sens/7\nmodel=%s\nmethod=%s\nbits=", m->sha256,
                      ba_sens_method_name(method));
     ba_sha256_update(&h, buf, (size_t)n);
     for (int k = 0; k < nb; k++) {

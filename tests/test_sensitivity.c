@@ -775,10 +775,10 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
     for (int k = 0; k < 2; k++) {
         ba_loss_spec_t spec = {.kind = kinds[k], .output = 0, .ref = out[0]};
         exact_traces(m, x, &spec, tr);
-        int exact = 0, folded = 0;
-        cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK,
-                     "%s", err.msg);
-        cr_expect(exact && folded, "the output Softmax is counted with the loss");
+        int exact = 0;
+        cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &err), BA_OK, "%s",
+                     err.msg);
+        cr_expect(exact, "the Gauss-Newton trace is exact");
         for (int l = 0; l < L; l++) {
             cr_log_info("%s %s: Gauss-Newton %.9g, exact %.9g", k ? "kl" : "mse", m->layers[l].name, ggn[l],
                         tr[l]);
@@ -819,18 +819,16 @@ Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 400) {
     ba_tensor_t *in[1] = {x};
     cr_assert_eq(ba_model_run(m, in, NULL, out, &err), BA_OK, "%s", err.msg);
     const int L = m->nlayers, N = 400;
-    int req[8], exact = 0, folded = 0;
+    int req[8], exact = 0;
     double ggn[8], sq[8], sum[8] = {0}, sum2[8] = {0};
     for (int l = 0; l < L; l++) req[l] = m->layers[l].value;
     ba_loss_spec_t spec = {.kind = BA_LOSS_MSE, .output = 0, .ref = out[0]};
-    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &folded, &err), BA_OK, "%s",
-                 err.msg);
+    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 64, ggn, &exact, &err), BA_OK, "%s", err.msg);
     cr_assert(exact);
     /* past the cost cap: nothing computed, tr_out left alone */
     double keep[8] = {-1, -1, -1, -1, -1, -1, -1, -1};
-    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 0, keep, &exact, &folded, &err), BA_OK, "%s",
-                 err.msg);
-    cr_expect(!exact && !folded && keep[0] == -1, "a cap of 0 backwards leaves the exact part out");
+    cr_assert_eq(ba_grad_ggn_trace(m, in, NULL, &spec, L, req, 0, keep, &exact, &err), BA_OK, "%s", err.msg);
+    cr_expect(!exact && keep[0] == -1, "a cap of 0 backwards leaves the exact part out");
     ba_grad_session_t *s = NULL;
     cr_assert_eq(ba_grad_session_new(m, in, NULL, &spec, &s, &err), BA_OK, "%s", err.msg);
     ba_rng_t rng;
@@ -959,4 +957,173 @@ Test(sensitivity, cli_probe_flag_selects_the_probe_mode) {
     cr_expect_eq(b.status, 2);
     cr_expect(strstr(b.err, "--probe"), "%s", b.err);
     ba_test_run_free(&b);
+}
+
+/* A model whose output is a Softmax over the last axis: cross-entropy and KL
+ * read that Softmax's input (its logits), so the loss is the model's own
+ * −log p_y and every gradient estimator gives what it gives on the same model
+ * without the final Softmax (paddle_op9_logits.onnx: same graph and weights,
+ * the logits as output; make_paddle_nosoftmax.py). The loss itself equals
+ * −mean log p_y of the probabilities the model outputs. */
+static double rel_diff(double a, double b) {
+    return fabs(a - b) / fmax(fmax(fabs(a), fabs(b)), 1e-30);
+}
+
+Test(sensitivity, softmax_output_loss_reads_its_logits, .timeout = 180) {
+    ba_model_t *ms = load_model(PAD "paddle_op9.onnx"), *ml = load_model(PAD "paddle_op9_logits.onnx");
+    ba_error err;
+    ba_tensor_t *x = NULL, *ps[2] = {NULL, NULL}, *zs[2] = {NULL, NULL};
+    cr_assert_eq(ba_npy_load(PAD "x.npy", &x, &err), BA_OK, "%s", err.msg);
+    ba_tensor_t *in[1] = {x};
+    cr_assert_eq(ba_model_run(ms, in, NULL, ps, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_model_run(ml, in, NULL, zs, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ms->nlayers, 3);
+    cr_assert_eq(ml->nlayers, 3);
+    const int L = 3;
+    const int64_t N = 16, C = 10;
+    int64_t labels[16];
+    for (int64_t i = 0; i < N; i++) labels[i] = (i * 7) % C;
+    int rs[3], rl[3];
+    for (int l = 0; l < L; l++) {
+        rs[l] = ms->layers[l].value;
+        rl[l] = ml->layers[l].value;
+    }
+    /* the value the loss reads: the Softmax's input for CE/KL, the output for MSE */
+    ba_grad_session_t *s = NULL;
+    ba_loss_spec_t argmax = {.kind = BA_LOSS_CE_ARGMAX, .output = 0};
+    cr_assert_eq(ba_grad_session_new(ms, in, NULL, &argmax, &s, &err), BA_OK, "%s", err.msg);
+    const float *p = ps[0]->data;
+    double want = 0.0;
+    for (int64_t r = 0; r < N; r++) {
+        int64_t b = 0;
+        for (int64_t c = 1; c < C; c++)
+            if (p[r * C + c] > p[r * C + b]) b = c;
+        want -= log((double)p[r * C + b]) / (double)N;
+    }
+    cr_expect(rel_diff(ba_grad_session_loss(s), want) <= 1e-5, "loss %.9g, −mean log p_y %.9g",
+              ba_grad_session_loss(s), want);
+    ba_grad_session_free(s);
+    int on = 0;
+    ba_tensor_t **vals = calloc((size_t)ms->nvalues, sizeof *vals);
+    ba_run_opts_t ro = {.keep = vals};
+    ba_tensor_t *o2[2] = {NULL, NULL};
+    cr_assert_eq(ba_model_run(ms, in, &ro, o2, &err), BA_OK, "%s", err.msg);
+    int v = ba_grad_loss_value(ms, BA_LOSS_CE, 0, vals, &on);
+    cr_expect(on && v == ms->nodes[ms->values[ms->outputs[0]].producer].inputs[0], "CE reads the logits");
+    v = ba_grad_loss_value(ms, BA_LOSS_MSE, 0, vals, &on);
+    cr_expect(!on && v == ms->outputs[0], "MSE reads the output");
+    for (int i = 0; i < ms->nvalues; i++) ba_tensor_unref(vals[i]);
+    free(vals);
+    ba_tensor_unref(o2[0]);
+
+    const ba_loss_kind kinds[] = {BA_LOSS_CE_ARGMAX, BA_LOSS_CE, BA_LOSS_KL};
+    const char *names[] = {"ce-argmax", "ce", "kl"};
+    for (int k = 0; k < 3; k++) {
+        ba_loss_spec_t a = {.kind = kinds[k], .output = 0}, b = a;
+        if (kinds[k] == BA_LOSS_CE) {
+            a.labels = b.labels = labels;
+            a.nlabels = b.nlabels = N;
+        }
+        ba_tensor_t *refa = NULL, *refb = NULL;
+        if (kinds[k] == BA_LOSS_KL) { /* each model's FP output, rows rotated by one: dL/dz ≠ 0 */
+            refa = ba_tensor_new(BA_DT_F32, 2, ps[0]->shape, &err);
+            refb = ba_tensor_new(BA_DT_F32, 2, zs[0]->shape, &err);
+            cr_assert(refa && refb);
+            for (int64_t r = 0; r < N; r++) {
+                memcpy((float *)refa->data + r * C, (const float *)ps[0]->data + ((r + 1) % N) * C,
+                       C * sizeof(float));
+                memcpy((float *)refb->data + r * C, (const float *)zs[0]->data + ((r + 1) % N) * C,
+                       C * sizeof(float));
+            }
+            a.ref = refa;
+            b.ref = refb;
+        }
+        /* exact traces (unit-vector HVPs; one loss, they are slow) */
+        double ta[3] = {0}, tb[3] = {0};
+        if (k == 0) {
+            exact_traces(ms, x, &a, ta);
+            exact_traces(ml, x, &b, tb);
+        }
+        /* Gauss-Newton trace, empirical Fisher diagonal, one residual probe */
+        double ga[3], gb[3];
+        int ea = 0, eb = 0;
+        cr_assert_eq(ba_grad_ggn_trace(ms, in, NULL, &a, L, rs, 64, ga, &ea, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_grad_ggn_trace(ml, in, NULL, &b, L, rl, 64, gb, &eb, &err), BA_OK, "%s", err.msg);
+        cr_assert(ea && eb);
+        float *fa[3], *fb[3], *va[3];
+        ba_grad_opts_t go = {.per_sample_sq = 1};
+        for (int l = 0; l < L; l++) {
+            fa[l] = malloc((size_t)ms->layers[l].params * sizeof(float));
+            fb[l] = malloc((size_t)ms->layers[l].params * sizeof(float));
+            va[l] = malloc((size_t)ms->layers[l].params * sizeof(float));
+            for (int64_t i = 0; i < ms->layers[l].params; i++)
+                va[l][i] = (i * 2654435761u >> 7) & 1 ? 1.0f : -1.0f;
+        }
+        cr_assert_eq(ba_grad_compute(ms, in, &go, &a, L, rs, fa, NULL, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_grad_compute(ml, in, &go, &b, L, rl, fb, NULL, &err), BA_OK, "%s", err.msg);
+        ba_grad_session_t *sa = NULL, *sb = NULL;
+        double xa[3], xb[3];
+        int na = 0, nb = 0;
+        cr_assert_eq(ba_grad_session_new(ms, in, NULL, &a, &sa, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_grad_session_new(ml, in, NULL, &b, &sb, &err), BA_OK, "%s", err.msg);
+        cr_expect(rel_diff(ba_grad_session_loss(sa), ba_grad_session_loss(sb)) <= 1e-5,
+                  "%s: loss %.9g vs %.9g", names[k], ba_grad_session_loss(sa), ba_grad_session_loss(sb));
+        cr_assert_eq(ba_grad_session_resid_multi(sa, L, rs, (const float *const *)va, xa, &na, &err), BA_OK,
+                     "%s", err.msg);
+        cr_assert_eq(ba_grad_session_resid_multi(sb, L, rl, (const float *const *)va, xb, &nb, &err), BA_OK,
+                     "%s", err.msg);
+        cr_expect_eq(na, nb, "%s: the residual's terms are the same", names[k]);
+        ba_grad_session_free(sa);
+        ba_grad_session_free(sb);
+        for (int l = 0; l < L; l++) {
+            double fsa = 0, fsb = 0, fd = 0;
+            for (int64_t i = 0; i < ms->layers[l].params; i++) {
+                fsa += fa[l][i];
+                fsb += fb[l][i];
+                fd = fmax(fd, fabs((double)fa[l][i] - fb[l][i]));
+            }
+            cr_log_info("%s %s: trace %.9g / %.9g, GGN %.9g / %.9g, Fisher %.9g / %.9g, resid %.6g / %.6g",
+                        names[k], ms->layers[l].name, ta[l], tb[l], ga[l], gb[l], fsa, fsb, xa[l], xb[l]);
+            cr_expect(rel_diff(ta[l], tb[l]) <= 1e-4, "%s %s: trace %.9g, logits model %.9g", names[k],
+                      ms->layers[l].name, ta[l], tb[l]);
+            cr_expect(rel_diff(ga[l], gb[l]) <= 1e-4, "%s %s: Gauss-Newton %.9g, logits model %.9g", names[k],
+                      ms->layers[l].name, ga[l], gb[l]);
+            cr_expect(rel_diff(fsa, fsb) <= 1e-4 && fd <= 1e-4 * fmax(fsa, 1e-30),
+                      "%s %s: Fisher %.9g, logits model %.9g", names[k], ms->layers[l].name, fsa, fsb);
+            cr_expect(fabs(xa[l] - xb[l]) <= 1e-4 * fmax(fabs(xb[l]), fabs(ga[l])),
+                      "%s %s: residual %.9g vs %.9g", names[k], ms->layers[l].name, xa[l], xb[l]);
+            free(fa[l]);
+            free(fb[l]);
+            free(va[l]);
+        }
+        ba_tensor_unref(refa);
+        ba_tensor_unref(refb);
+    }
+    /* the estimators end to end: the same tables on both models */
+    ba_dataset_t *ds = load_data(PAD "x.npy");
+    ba_sens_opts_t o = ba_sens_opts_default();
+    o.tol = 0;
+    o.max_probes = 12;
+    const ba_sens_method_t meths[] = {BA_SENS_HESSIAN, BA_SENS_FISHER};
+    for (int k = 0; k < 2; k++) {
+        ba_sens_table_t *t1 = compute(ms, ds, NULL, 0, meths[k], &o),
+                        *t2 = compute(ml, ds, NULL, 0, meths[k], &o);
+        cr_expect(
+            t1->loss_on && !strcmp(t1->loss_on, "logits") && t2->loss_on && !strcmp(t2->loss_on, "output"),
+            "loss_on: %s / %s", t1->loss_on ? t1->loss_on : "(null)", t2->loss_on ? t2->loss_on : "(null)");
+        for (int l = 0; l < L; l++)
+            cr_expect(rel_diff(t1->layers[l].score, t2->layers[l].score) <= 1e-4 &&
+                          t1->layers[l].probes == t2->layers[l].probes,
+                      "%s %s: %.9g (%lld probes), logits model %.9g (%lld)", k ? "fisher" : "hessian",
+                      t1->layers[l].name, t1->layers[l].score, (long long)t1->layers[l].probes,
+                      t2->layers[l].score, (long long)t2->layers[l].probes);
+        ba_sens_table_free(t1);
+        ba_sens_table_free(t2);
+    }
+    ba_dataset_free(ds);
+    ba_tensor_unref(ps[0]);
+    ba_tensor_unref(zs[0]);
+    ba_tensor_unref(x);
+    ba_model_free(ms);
+    ba_model_free(ml);
 }
