@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include "core/ggml_types.h"
+#include "llm/hf_convert.h"
 
 void ba_llm_model_free(ba_llm_model_t *m) {
     if (!m) return;
@@ -15,23 +16,12 @@ void ba_llm_model_free(ba_llm_model_t *m) {
     free(m);
 }
 
-static int is_gguf(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    char magic[4] = {0};
-    size_t n = fread(magic, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(magic, "GGUF", 4) == 0;
-}
-
 ba_status ba_llm_model_open(const char *path, ba_llm_model_t **out, ba_error *err) {
     *out = NULL;
     ba_llm_model_t *m = ba_calloc(1, sizeof *m, err);
     if (!m) return err->code;
     ba_status st;
-    if (is_gguf(path)) {
+    if (ba_hf_is_gguf(path)) {
         m->format = "gguf";
         if ((st = ba_gguf_open(path, &m->gguf, err)) != BA_OK) goto fail;
         m->n = m->gguf->n_tensors;

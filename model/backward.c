@@ -680,15 +680,12 @@ ba_status ba_grad_session_hvp_fd(ba_grad_session_t *s, int value, const float *v
 
 /* ---- one-call wrappers ---- */
 
-/* Per-sample squared gradients: each sample alone (batch of 1: views or
- * slices of the inputs along their sample axes, constants whole) when the
- * model's batch axis is dynamic, else one forward of the batch and one
- * backward per sample with dL/dz non-zero on its rows only. */
-static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
-                               const int *axes, const ba_loss_spec_t *loss, int nreq, const int *req,
-                               float *const *grads_out, double *loss_out, ba_error *err) {
+/* The samples N along the inputs' sample axes (axes[k] < 0: a constant input; NULL: axis 0),
+ * and whether the model takes one sample alone (no input declares a fixed batch > 1). */
+static ba_status sample_count(const ba_model_t *m, ba_tensor_t *const *inputs, const int *axes,
+                              int64_t *N_out, int *dynamic, ba_error *err) {
     int64_t N = -1;
-    int dynamic = 1;
+    *dynamic = 1;
     for (int k = 0; k < m->ninputs; k++) {
         const ba_value_t *v = &m->values[m->inputs[k]];
         int a = axes ? axes[k] : 0;
@@ -697,11 +694,25 @@ static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, 
             return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples along axis %d",
                                 m->path, v->name, (long long)N, a);
         N = inputs[k]->shape[a];
-        if (v->ndim > a && v->shape[a] > 1) dynamic = 0; /* a fixed batch > 1 cannot take one sample */
+        if (v->ndim > a && v->shape[a] > 1) *dynamic = 0; /* a fixed batch > 1 cannot take one sample */
     }
     if (N < 0)
         return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
                             m->path);
+    *N_out = N;
+    return BA_OK;
+}
+
+/* Per-sample squared gradients: each sample alone (batch of 1: views or
+ * slices of the inputs along their sample axes, constants whole) when the
+ * model's batch axis is dynamic, else one forward of the batch and one
+ * backward per sample with dL/dz non-zero on its rows only. */
+static ba_status per_sample_sq(const ba_model_t *m, ba_tensor_t *const *inputs, ba_tensor_t *const *overrides,
+                               const int *axes, const ba_loss_spec_t *loss, int nreq, const int *req,
+                               float *const *grads_out, double *loss_out, ba_error *err) {
+    int64_t N;
+    int dynamic;
+    BA_TRY(sample_count(m, inputs, axes, &N, &dynamic, err));
     /* Resolve CE_ARGMAX labels once over the whole data (the FP model's). */
     ba_grad_session_t *full = NULL;
     ba_status st = BA_OK;
@@ -868,21 +879,9 @@ ba_status ba_grad_ggn_trace(const ba_model_t *m, ba_tensor_t *const *inputs, con
     if (!loss || loss->output < 0 || loss->output >= m->noutputs)
         return ba_error_set(err, BA_ERR_INPUT, "%s: loss on output %d, the model has %d", m->path,
                             loss ? loss->output : -1, m->noutputs);
-    int64_t N = -1;
-    int dynamic = 1;
-    for (int k = 0; k < m->ninputs; k++) {
-        const ba_value_t *v = &m->values[m->inputs[k]];
-        int a = axes ? axes[k] : 0;
-        if (a < 0) continue;
-        if (!inputs[k] || inputs[k]->ndim <= a || (N >= 0 && inputs[k]->shape[a] != N))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: input '%s' does not have %lld samples along axis %d",
-                                m->path, v->name, (long long)N, a);
-        N = inputs[k]->shape[a];
-        if (v->ndim > a && v->shape[a] > 1) dynamic = 0;
-    }
-    if (N < 0)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: per-sample gradients need an input with a sample axis",
-                            m->path);
+    int64_t N;
+    int dynamic;
+    BA_TRY(sample_count(m, inputs, axes, &N, &dynamic, err));
     ba_malloc_keep_freed();
     int out_id = m->outputs[loss->output];
     ba_tensor_t **vals = ba_calloc((size_t)m->nvalues + 1, sizeof *vals, err);
