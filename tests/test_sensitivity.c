@@ -756,17 +756,25 @@ static void exact_traces(const ba_model_t *m, ba_tensor_t *x, const ba_loss_spec
     ba_grad_session_free(s);
 }
 
+/* paddle_op9 with its inputs (*x) and its FP outputs (out[0]), the reference of MSE and KL. */
+static ba_model_t *paddle_with_output(ba_tensor_t **x, ba_tensor_t **out) {
+    ba_model_t *m = load_model(PAD "paddle_op9.onnx");
+    ba_error err;
+    cr_assert_eq(ba_npy_load(PAD "x.npy", x, &err), BA_OK, "%s", err.msg);
+    ba_tensor_t *in[1] = {*x};
+    cr_assert_eq(ba_model_run(m, in, NULL, out, &err), BA_OK, "%s", err.msg);
+    return m;
+}
+
 /* For MSE and KL to the FP output the loss's gradient in z is 0 at the base
  * weights, so H = G: ba_grad_ggn_trace (per-sample backwards, no probe) equals
  * the exact trace of every layer, and the sensitivity with --loss mse reports it
  * with no probe and a standard error of 0. */
 Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, .timeout = 400) {
-    ba_model_t *m = load_model(PAD "paddle_op9.onnx");
     ba_error err;
     ba_tensor_t *x = NULL, *out[2] = {NULL, NULL};
-    cr_assert_eq(ba_npy_load(PAD "x.npy", &x, &err), BA_OK, "%s", err.msg);
+    ba_model_t *m = paddle_with_output(&x, out);
     ba_tensor_t *in[1] = {x};
-    cr_assert_eq(ba_model_run(m, in, NULL, out, &err), BA_OK, "%s", err.msg);
     const int L = m->nlayers;
     int req[8];
     double tr[8], ggn[8], mse_exact[8] = {0};
@@ -812,12 +820,10 @@ Test(sensitivity, gauss_newton_trace_equals_exact_hessian_trace_for_mse_and_kl, 
  * the exact Gauss-Newton trace (MSE: with or without the output Softmax counted
  * with the loss, the same matrix), within 4 standard errors. */
 Test(sensitivity, sampled_gauss_newton_trace_is_unbiased, .timeout = 400) {
-    ba_model_t *m = load_model(PAD "paddle_op9.onnx");
     ba_error err;
     ba_tensor_t *x = NULL, *out[2] = {NULL, NULL};
-    cr_assert_eq(ba_npy_load(PAD "x.npy", &x, &err), BA_OK, "%s", err.msg);
+    ba_model_t *m = paddle_with_output(&x, out);
     ba_tensor_t *in[1] = {x};
-    cr_assert_eq(ba_model_run(m, in, NULL, out, &err), BA_OK, "%s", err.msg);
     const int L = m->nlayers, N = 400;
     int req[8], exact = 0;
     double ggn[8], sq[8], sum[8] = {0}, sum2[8] = {0};
