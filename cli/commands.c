@@ -49,7 +49,8 @@
      0,                                                                                                      \
      "L",                                                                                                    \
      "ce|mse",                                                                                               \
-     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse; ce on a Softmax output reads its logits)"},                               \
+     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse; ce on a Softmax output reads "   \
+     "its logits)"},                                                                                         \
         {"tol",                                                                                              \
          0,                                                                                                  \
          BA_CLI_T_FLOAT,                                                                                     \

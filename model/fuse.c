@@ -263,9 +263,9 @@ static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FU
     }
 
 __attribute__((target_clones("avx512f", "default"))) static void bin_block(int op, const float *restrict a,
-                                                                         float as, const float *restrict b,
-                                                                         float bs, float *restrict o,
-                                                                         int64_t n) {
+                                                                           float as, const float *restrict b,
+                                                                           float bs, float *restrict o,
+                                                                           int64_t n) {
     switch (op) {
     case BA_OP_ADD: BIN_LOOPS(x + y) break;
     case BA_OP_SUB: BIN_LOOPS(x - y) break;
@@ -363,7 +363,7 @@ static ba_status widen(epi_t *e, float **buf, ba_error *err) {
 #define WIDEN(SRC, DST)                                                                                      \
     do {                                                                                                     \
         for (int64_t c = 0; c < e->C; c++) {                                                                 \
-            const float v_ = (SRC)[c]; /* read once: the stores below may alias it for the compiler */      \
+            const float v_ = (SRC)[c]; /* read once: the stores below may alias it for the compiler */       \
             float *row_ = p + c * e->inner;                                                                  \
             for (int64_t i = 0; i < e->inner; i++) row_[i] = v_;                                             \
         }                                                                                                    \

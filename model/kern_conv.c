@@ -142,10 +142,9 @@ __attribute__((target("avx512f,fma"))) static void cg_tile(int64_t mr, int64_t n
 }
 
 /* Row k of B at B + boff[k] (rows of a padded image read in place). */
-__attribute__((target("avx512f,fma"))) static void cg_tile_rows(int64_t mr, int64_t nr, int64_t K, const float *A,
-                                                                int64_t lda, const float *B, const int64_t *boff,
-                                                                const float *bias, int bias_last, float *c0,
-                                                                float *c1, int64_t ldc) {
+__attribute__((target("avx512f,fma"))) static void
+cg_tile_rows(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B,
+             const int64_t *boff, const float *bias, int bias_last, float *c0, float *c1, int64_t ldc) {
     cg_tile_body(mr, nr, K, A, lda, B, 0, boff, bias, bias_last, c0, c1, ldc);
 }
 
@@ -154,10 +153,9 @@ __attribute__((target("avx512f,fma"))) static void cg_tile_rows(int64_t mr, int6
  * map of one image), where cg_tile would leave half its lanes masked. Same
  * sums and stores as cg_tile's first half. */
 #define CG_MR16 16
-__attribute__((target("avx512f,fma"))) static void cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A,
-                                                             int64_t lda, const float *B, int64_t ldb,
-                                                             const int64_t *boff, const float *bias,
-                                                             int bias_last, float *c0, int64_t ldc) {
+__attribute__((target("avx512f,fma"))) static void
+cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
+          const int64_t *boff, const float *bias, int bias_last, float *c0, int64_t ldc) {
     const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
     const float *a[CG_MR16];
     for (int i = 0; i < CG_MR16; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
@@ -262,17 +260,20 @@ void ba_kern_conv_gemm(int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 }
 
 /* Conv product by packed panels (ba_kern_conv_panels). */
-#define CP_MAX_GROUP 8           /* panels filled together */
-#define CP_DIRECT_MAX_FLOATS 65536 /* images up to 256 KiB are read in place where a panel is one row piece */
-#define CP_GROUP_FLOATS 65536    /* their size (256 KiB, well inside L2) */
+#define CP_MAX_GROUP 8 /* panels filled together */
+#define CP_DIRECT_MAX_FLOATS                                                                                 \
+    65536                     /* images up to 256 KiB are read in place where a panel is one row piece       \
+                               */
+#define CP_GROUP_FLOATS 65536 /* their size (256 KiB, well inside L2) */
 #define CP_MAX_SEGS (CP_MAX_GROUP * CG_NR) /* row pieces of a group: at most one per column */
-#define CP_IN_PLACE_MAX_P 2048  /* widest pointwise image read in place (8 KiB rows), */
-#define CP_IN_PLACE_MAX_C 16    /* unless it has at most this many channels (few streams) */
-#define CP_EPI_COLS 256         /* output columns per pass of a fused epilogue (at least; model/fuse.c's block) */
+#define CP_IN_PLACE_MAX_P 2048             /* widest pointwise image read in place (8 KiB rows), */
+#define CP_IN_PLACE_MAX_C 16               /* unless it has at most this many channels (few streams) */
+#define CP_EPI_COLS 256 /* output columns per pass of a fused epilogue (at least; model/fuse.c's block) */
 
 int ba_kern_conv_panels_ok(const ba_kern_geom_t *g) {
 #if defined(__x86_64__)
-    return cg_have_avx512() && g->k[0] == 1 && g->in[0] == 1 && g->out[0] == 1 && (g->s[2] == 1 || g->s[2] == 2);
+    return cg_have_avx512() && g->k[0] == 1 && g->in[0] == 1 && g->out[0] == 1 &&
+           (g->s[2] == 1 || g->s[2] == 2);
 #else
     (void)g;
     return 0;
@@ -286,7 +287,7 @@ typedef struct {
     int64_t OH, OW, P, sh, sw;    /* output plane (one row of P where rows follow in the source), strides */
     int64_t KH, KW, dh, dw, K, N; /* taps, K = channels * taps, N = images * P */
     const int64_t *koff;          /* per im2col row k: offset of its tap in xp */
-    int direct;                   /* panels from one source row piece are read in place (stride 1, small image) */
+    int direct; /* panels from one source row piece are read in place (stride 1, small image) */
 } cp_geom_t;
 
 typedef struct {
@@ -304,7 +305,8 @@ __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64
     __mmask16 m[CP_MAX_SEGS][2];
     int ns = 0, full = q->sw == 1;
     for (int64_t c = n; c < n + nr;) {
-        const int64_t pj = (c - n) / CG_NR, pend = n + (pj + 1) * CG_NR < n + nr ? n + (pj + 1) * CG_NR : n + nr;
+        const int64_t pj = (c - n) / CG_NR,
+                      pend = n + (pj + 1) * CG_NR < n + nr ? n + (pj + 1) * CG_NR : n + nr;
         if (q->direct && (c - n) % CG_NR == 0) { /* a panel from one source row piece is read in place */
             const int64_t i = c / q->P, p = c % q->P, oh = p / q->OW, ow = p % q->OW;
             if (q->OW - ow >= pend - c) {
@@ -351,7 +353,8 @@ __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64
             if (q->sw == 1) {
                 _mm512_mask_storeu_ps(d, m[sgi][0], _mm512_maskz_loadu_ps(m[sgi][0], x));
                 if (m[sgi][1])
-                    _mm512_mask_storeu_ps(d + CG_VEC, m[sgi][1], _mm512_maskz_loadu_ps(m[sgi][1], x + CG_VEC));
+                    _mm512_mask_storeu_ps(d + CG_VEC, m[sgi][1],
+                                          _mm512_maskz_loadu_ps(m[sgi][1], x + CG_VEC));
                 continue;
             }
             for (int h = 0; h < 2 && m[sgi][h]; h++) { /* stride 2: source lanes [0, 2l - 1) of two vectors */
@@ -370,9 +373,10 @@ __attribute__((target("avx512f"))) static void cp_fill(const cp_geom_t *q, int64
  * panel; output column c is pixel c % P of image c / P (images yimg apart,
  * rows P apart). A tile half that straddles two images goes through a
  * scratch tile. */
-__attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_geom_t *q, int64_t n, int64_t nr,
-                                                          const float *w, int64_t ldw, const float *panel,
-                                                          int64_t ldp, const int64_t *boff, const float *bias,
+__attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_geom_t *q, int64_t n,
+                                                          int64_t nr, const float *w, int64_t ldw,
+                                                          const float *panel, int64_t ldp,
+                                                          const int64_t *boff, const float *bias,
                                                           int bias_last, float *y, int64_t yimg) {
     float *c[2];
     int whole = 1;
@@ -419,33 +423,37 @@ __attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_ge
 /* Zero-padded copies (Hp x Wp, the image at row ph, column pw) of n planes
  * of IH x IW (plane ic: image ic / C, channel ic % C), by masked vectors
  * (rows are often a few floats: a memset and memcpy call each cost more). */
-__attribute__((target("avx512f"))) static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg,
-                                                      int64_t IH, int64_t IW, int64_t ph, int64_t pw, int64_t Hp,
-                                                      int64_t Wp, float *xp) {
-    const int nt = ba_kern_threads(n * Hp * Wp);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t ic = 0; ic < n; ic++) {
-        const float *src = x + ic / C * ximg + ic % C * IH * IW;
-        float *dst = xp + ic * Hp * Wp;
-        for (int64_t h = 0; h < Hp; h++) {
-            const int64_t ih = h - ph;
-            const int inside = ih >= 0 && ih < IH;
-            const float *xr = inside ? src + ih * IW : src;
-            for (int64_t w0 = 0; w0 < Wp; w0 += CG_VEC) {
-                /* lanes w0 + j with pw <= w0 + j < pw + IW come from xr[w0 + j - pw] */
-                int64_t lo = pw - w0, hi = pw + IW - w0, len = Wp - w0 < CG_VEC ? Wp - w0 : CG_VEC;
-                if (lo < 0) lo = 0;
-                if (hi > CG_VEC) hi = CG_VEC;
-                __m512 v = _mm512_setzero_ps();
-                if (inside && hi > lo) {
-                    const __mmask16 lm = (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
-                    v = _mm512_maskz_loadu_ps(lm, xr + (w0 - pw));
-                }
-                _mm512_mask_storeu_ps(dst + h * Wp + w0, (__mmask16)(len == CG_VEC ? 0xFFFFu : (1u << len) - 1u),
-                                      v);
+__attribute__((target("avx512f"))) static void cp_pad_plane(const float *src, int64_t IH, int64_t IW,
+                                                            int64_t ph, int64_t pw, int64_t Hp, int64_t Wp,
+                                                            float *dst) {
+    for (int64_t h = 0; h < Hp; h++) {
+        const int64_t ih = h - ph;
+        const int inside = ih >= 0 && ih < IH;
+        const float *xr = inside ? src + ih * IW : src;
+        for (int64_t w0 = 0; w0 < Wp; w0 += CG_VEC) {
+            /* lanes w0 + j with pw <= w0 + j < pw + IW come from xr[w0 + j - pw] */
+            int64_t lo = pw - w0, hi = pw + IW - w0, len = Wp - w0 < CG_VEC ? Wp - w0 : CG_VEC;
+            if (lo < 0) lo = 0;
+            if (hi > CG_VEC) hi = CG_VEC;
+            __m512 v = _mm512_setzero_ps();
+            if (inside && hi > lo) {
+                const __mmask16 lm = (__mmask16)(((1u << (hi - lo)) - 1u) << lo);
+                v = _mm512_maskz_loadu_ps(lm, xr + (w0 - pw));
             }
+            _mm512_mask_storeu_ps(dst + h * Wp + w0, (__mmask16)(len == CG_VEC ? 0xFFFFu : (1u << len) - 1u),
+                                  v);
         }
     }
+}
+
+/* The parallel loop lies outside the AVX-512 function: an OpenMP region is outlined into a
+ * function of its own, which clang does not give the enclosing function's target. */
+static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg, int64_t IH, int64_t IW, int64_t ph,
+                   int64_t pw, int64_t Hp, int64_t Wp, float *xp) {
+    const int nt = ba_kern_threads(n * Hp * Wp);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t ic = 0; ic < n; ic++)
+        cp_pad_plane(x + ic / C * ximg + ic % C * IH * IW, IH, IW, ph, pw, Hp, Wp, xp + ic * Hp * Wp);
 }
 #endif
 
@@ -462,17 +470,19 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
     if (!src && !panels) return 0;
     int64_t direct[CP_MAX_GROUP], e0 = p0 * CG_NR; /* e0: first column not yet through epi */
     for (int64_t pg = p0; pg < p1; pg += G) {
-        const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR, n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
+        const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR,
+                      n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
         if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
         for (int64_t pi = pg; pi < pe; pi++) {
             const int64_t n = pi * CG_NR, nr = q->N - n < CG_NR ? q->N - n : CG_NR;
             if (src)
                 cp_product(M, q, n, nr, w, q->K, src + n, q->P, NULL, bias, bias_last, y, yimg);
             else if (direct[pi - pg] >= 0)
-                cp_product(M, q, n, nr, w, q->K, q->xp + direct[pi - pg], 0, q->koff, bias, bias_last, y, yimg);
+                cp_product(M, q, n, nr, w, q->K, q->xp + direct[pi - pg], 0, q->koff, bias, bias_last, y,
+                           yimg);
             else
-                cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias, bias_last,
-                           y, yimg);
+                cp_product(M, q, n, nr, w, q->K, panels + (pi - pg) * q->K * CG_NR, CG_NR, NULL, bias,
+                           bias_last, y, yimg);
         }
         /* Columns [e0, n1) are final in every row: once there are CP_EPI_COLS of them (or at the end),
          * each image's run of them goes through the epilogue, row by row, while still in cache. */
@@ -506,8 +516,8 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     float *xp = NULL;
     if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
         const int64_t ph = g->pb[1], pw = g->pb[2];
-        xp = aligned_alloc(CG_ALIGN, ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN *
-                                         CG_ALIGN);
+        xp = aligned_alloc(CG_ALIGN,
+                           ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN);
         if (!xp) return 0;
         cp_pad(x, nb * C, C, ximg, IH, IW, ph, pw, Hp, Wp, xp);
         q.xp = xp;
@@ -725,63 +735,67 @@ void ba_kern_geom_out_shape(const ba_kern_geom_t *g, int64_t *shape) {
  * image read nothing and give 0) and stores, with the masks worked out once
  * per column buffer row, instead of a scalar pad loop, a short copy loop and
  * a memset call per output row of a few floats. */
-__attribute__((target("avx512f"))) static void im2col_2d_avx512(const float *x, int64_t C,
-                                                                const ba_kern_geom_t *g, float *cols,
-                                                                int64_t ldc, int nt) {
+__attribute__((target("avx512f"))) static void im2col_2d_row_avx512(const float *x, const ba_kern_geom_t *g,
+                                                                    float *cols, int64_t ldc, int64_t r) {
     const int64_t IH = g->in[1], IW = g->in[2], KH = g->k[1], KW = g->k[2];
     const int64_t OH = g->out[1], OW = g->out[2], sw = g->s[2], sh = g->s[1];
-    const int64_t rows = C * KH * KW, nch = (OW + 15) / 16;
+    const int64_t nch = (OW + 15) / 16;
     const __mmask16 tail = (__mmask16)(OW % 16 ? (1u << (OW % 16)) - 1u : 0xFFFFu);
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512 zero = _mm512_setzero_ps();
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t r = 0; r < rows; r++) {
-        const int64_t kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
-        float *dst = cols + r * ldc;
-        const float *xc = x + c * IH * IW;
-        const int64_t wbase = kw * g->dil[2] - g->pb[2], hbase = kh * g->dil[1] - g->pb[1];
-        int64_t wlo, whi, hlo, hhi;
-        ba_kern_window_taps(wbase, sw, OW, IW, &wlo, &whi);
-        ba_kern_window_taps(hbase, sh, OH, IH, &hlo, &hhi); /* output rows oh inside the image */
-        /* load masks per 16-column chunk: columns in [wlo, whi); for stride 2 the
-         * source lanes of two vectors (odd lanes between valid ones are inside too) */
-        __mmask16 m0[IM2COL_MAX_OW / 16], m1[IM2COL_MAX_OW / 16];
-        for (int64_t ch = 0; ch < nch; ch++) {
-            const int64_t o0 = ch * 16, n = OW - o0 < 16 ? OW - o0 : 16;
-            const int64_t l = wlo - o0 < 0 ? 0 : wlo - o0, h = whi - o0 > n ? n : whi - o0;
-            m0[ch] = m1[ch] = 0;
-            if (h <= l) continue;
-            if (sw == 1) {
-                m0[ch] = (__mmask16)(((1u << (h - l)) - 1u) << l); /* h - l <= 16 */
-            } else {
-                const uint32_t sm = (uint32_t)(((1ull << (2 * h - 1 - 2 * l)) - 1ull) << (2 * l));
-                m0[ch] = (__mmask16)(sm & 0xFFFFu);
-                m1[ch] = (__mmask16)(sm >> 16);
-            }
+    const int64_t kw = r % KW, kh = (r / KW) % KH, c = r / (KW * KH);
+    float *dst = cols + r * ldc;
+    const float *xc = x + c * IH * IW;
+    const int64_t wbase = kw * g->dil[2] - g->pb[2], hbase = kh * g->dil[1] - g->pb[1];
+    int64_t wlo, whi, hlo, hhi;
+    ba_kern_window_taps(wbase, sw, OW, IW, &wlo, &whi);
+    ba_kern_window_taps(hbase, sh, OH, IH, &hlo, &hhi); /* output rows oh inside the image */
+    /* load masks per 16-column chunk: columns in [wlo, whi); for stride 2 the
+     * source lanes of two vectors (odd lanes between valid ones are inside too) */
+    __mmask16 m0[IM2COL_MAX_OW / 16], m1[IM2COL_MAX_OW / 16];
+    for (int64_t ch = 0; ch < nch; ch++) {
+        const int64_t o0 = ch * 16, n = OW - o0 < 16 ? OW - o0 : 16;
+        const int64_t l = wlo - o0 < 0 ? 0 : wlo - o0, h = whi - o0 > n ? n : whi - o0;
+        m0[ch] = m1[ch] = 0;
+        if (h <= l) continue;
+        if (sw == 1) {
+            m0[ch] = (__mmask16)(((1u << (h - l)) - 1u) << l); /* h - l <= 16 */
+        } else {
+            const uint32_t sm = (uint32_t)(((1ull << (2 * h - 1 - 2 * l)) - 1ull) << (2 * l));
+            m0[ch] = (__mmask16)(sm & 0xFFFFu);
+            m1[ch] = (__mmask16)(sm >> 16);
         }
-        for (int64_t oh = 0; oh < OH; oh++) {
-            float *drow = dst + oh * OW;
-            if (oh < hlo || oh >= hhi) {
-                for (int64_t ch = 0; ch < nch - 1; ch++) _mm512_storeu_ps(drow + ch * 16, zero);
-                _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail, zero);
-                continue;
-            }
-            const float *xrow = xc + (oh * sh + hbase) * IW + wbase;
-            if (sw == 1) {
-                for (int64_t ch = 0; ch < nch - 1; ch++)
-                    _mm512_storeu_ps(drow + ch * 16, _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 16));
-                _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail,
-                                      _mm512_maskz_loadu_ps(m0[nch - 1], xrow + (nch - 1) * 16));
-            } else {
-                for (int64_t ch = 0; ch < nch; ch++) {
-                    const __m512 a = _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 32),
-                                 b = _mm512_maskz_loadu_ps(m1[ch], xrow + ch * 32 + 16);
-                    _mm512_mask_storeu_ps(drow + ch * 16, ch == nch - 1 ? tail : (__mmask16)0xFFFFu,
-                                          _mm512_permutex2var_ps(a, even, b));
-                }
+    }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        float *drow = dst + oh * OW;
+        if (oh < hlo || oh >= hhi) {
+            for (int64_t ch = 0; ch < nch - 1; ch++) _mm512_storeu_ps(drow + ch * 16, zero);
+            _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail, zero);
+            continue;
+        }
+        const float *xrow = xc + (oh * sh + hbase) * IW + wbase;
+        if (sw == 1) {
+            for (int64_t ch = 0; ch < nch - 1; ch++)
+                _mm512_storeu_ps(drow + ch * 16, _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 16));
+            _mm512_mask_storeu_ps(drow + (nch - 1) * 16, tail,
+                                  _mm512_maskz_loadu_ps(m0[nch - 1], xrow + (nch - 1) * 16));
+        } else {
+            for (int64_t ch = 0; ch < nch; ch++) {
+                const __m512 a = _mm512_maskz_loadu_ps(m0[ch], xrow + ch * 32),
+                             b = _mm512_maskz_loadu_ps(m1[ch], xrow + ch * 32 + 16);
+                _mm512_mask_storeu_ps(drow + ch * 16, ch == nch - 1 ? tail : (__mmask16)0xFFFFu,
+                                      _mm512_permutex2var_ps(a, even, b));
             }
         }
     }
+}
+
+/* Rows in parallel outside the AVX-512 function (see cp_pad). */
+static void im2col_2d_avx512(const float *x, int64_t C, const ba_kern_geom_t *g, float *cols, int64_t ldc,
+                             int nt) {
+    const int64_t rows = C * g->k[1] * g->k[2];
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t r = 0; r < rows; r++) im2col_2d_row_avx512(x, g, cols, ldc, r);
 }
 #endif
 

@@ -62,8 +62,6 @@ static void fill_bias(float *y, const ba_tensor_t *b, int64_t N, int64_t M, int6
 #define DW_BLOCK 16
 #define DW_GROUP 4 /* interior blocks computed together */
 typedef float dw_vec_t __attribute__((vector_size(DW_BLOCK * sizeof(float))));
-typedef int32_t dw_ivec_t __attribute__((vector_size(DW_BLOCK * sizeof(int32_t))));
-static const dw_ivec_t dw_even = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
 typedef struct {
     int64_t IH, IW, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, mult;
     int64_t lo, hi; /* columns whose taps are all inside the row */
@@ -116,8 +114,9 @@ dw_blocks_avx512(const dw_geom_t *d, const float *xp, const float *wp, float b0,
  * existing taps in order (kh, then kw) onto the bias, rounding the product
  * and the sum apart. Overlapping blocks store equal values. */
 __attribute__((target("avx512f"), noinline)) static void dw_row_avx512(const dw_geom_t *d, const float *xp,
-                                                                     const float *wp, float b0, float *yrow,
-                                                                     int64_t oh, const int64_t *khs, int64_t nkh) {
+                                                                       const float *wp, float b0, float *yrow,
+                                                                       int64_t oh, const int64_t *khs,
+                                                                       int64_t nkh) {
     const int64_t OW = d->OW, nblk = (OW + DW_BLOCK - 1) / DW_BLOCK;
     for (int64_t b = 0; b < nblk; b += DW_GROUP) {
         const int ng = nblk - b < DW_GROUP ? (int)(nblk - b) : DW_GROUP;
@@ -192,7 +191,8 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
             dw_vec_t av[DW_GROUP];
 #pragma GCC unroll 4
             for (int g = 0; g < DW_GROUP; g++) {
-                const int64_t o = lo + (b + (g < ng ? g : ng - 1)) * DW_BLOCK; /* missing blocks redo the last */
+                const int64_t o =
+                    lo + (b + (g < ng ? g : ng - 1)) * DW_BLOCK; /* missing blocks redo the last */
                 ow0[g] = o > hi - DW_BLOCK ? hi - DW_BLOCK : o;
                 av[g] = (dw_vec_t){0} + b0; /* vector values: the sums stay in registers */
             }
@@ -210,7 +210,8 @@ __attribute__((always_inline)) static inline void dw_plane(const dw_geom_t *d, c
                             dw_vec_t x0, x1;
                             memcpy(&x0, xs, sizeof x0);
                             memcpy(&x1, xs + DW_BLOCK, sizeof x1);
-                            xv = __builtin_shuffle(x0, x1, dw_even);
+                            xv = __builtin_shufflevector(x0, x1, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,
+                                                         24, 26, 28, 30);
                         } else {
                             for (int i = 0; i < DW_BLOCK; i++) xv[i] = xs[i * sw];
                         }
@@ -287,8 +288,8 @@ typedef struct {
     float *y;
     const ba_kern_geom_t *g;
     int64_t N, C, M, group, Cg, Mg, K, P, Pin, nb;
-    int pointwise, panels; /* panels: ba_kern_conv_panels applies */
-    const float *bias;     /* M values or NULL */
+    int pointwise, panels;    /* panels: ba_kern_conv_panels applies */
+    const float *bias;        /* M values or NULL */
     const ba_kern_epi_t *epi; /* the fused epilogue, applied by the panel path (or NULL) */
 } conv_job_t;
 
@@ -413,7 +414,8 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     int nthr = ba_kern_threads(N * Mg * group * P * K);
     if (nchunks < nthr) nthr = 1;
     const int panels = ba_kern_conv_panels_ok(&g);
-    const size_t cols_n = !panels && (!pointwise || nb > 1) ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
+    const size_t cols_n =
+        !panels && (!pointwise || nb > 1) ? (size_t)K * (size_t)(nb * P + BA_KERN_COL_PAD) : 0;
     const size_t tmp_n = !panels && nb > 1 ? (size_t)Mg * (size_t)(nb * P) : 0;
     float *ws = NULL;
     if (cols_n + tmp_n > 0) {
@@ -424,13 +426,30 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
         }
     }
     ba_kern_epi_t ep; /* the panel path applies the fused epilogue per group of panels (model/fuse.h) */
-    conv_job_t job = {x,  w,  y,         &g,     N,      C,  M,  group, Cg, Mg, K, P, Pin, nb, pointwise, panels,
-                      B ? B->data : NULL, panels ? ba_fuse_tile_take(Y, &ep) : NULL};
+    conv_job_t job = {x,
+                      w,
+                      y,
+                      &g,
+                      N,
+                      C,
+                      M,
+                      group,
+                      Cg,
+                      Mg,
+                      K,
+                      P,
+                      Pin,
+                      nb,
+                      pointwise,
+                      panels,
+                      B ? B->data : NULL,
+                      panels ? ba_fuse_tile_take(Y, &ep) : NULL};
     int ok = 1;
     if (nthr > 1) {
 #pragma omp parallel for schedule(dynamic) num_threads(nthr) reduction(&& : ok)
         for (int64_t ci = 0; ci < nchunks; ci++)
-            ok = conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL, cols_n) &&
+            ok = conv_chunk(&job, ci, ws ? ws + (size_t)omp_get_thread_num() * (cols_n + tmp_n) : NULL,
+                            cols_n) &&
                  ok;
     } else {
         /* No enclosing region here: im2col and sgemm may fork their own teams. */
@@ -439,7 +458,8 @@ ba_status ba_conv_forward(const ba_node_t *node, ba_tensor_t *const *in, int nin
     free(ws);
     if (!ok) {
         ba_tensor_unref(Y);
-        return ba_error_set(err, BA_ERR_NOMEM, "node %s (Conv): out of memory for the packed columns", node->name);
+        return ba_error_set(err, BA_ERR_NOMEM, "node %s (Conv): out of memory for the packed columns",
+                            node->name);
     }
     out[0] = Y;
     return BA_OK;
@@ -474,8 +494,8 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
         return BA_OK;
     }
     /* cols, then W transposed per group (wt_g (Mg*KK, Cg) = W_g^T) for ba_kern_conv_gemm's row-major A */
-    float *cols = ba_malloc(((size_t)R * (size_t)Pin + (size_t)group * (size_t)R * (size_t)Cg) * sizeof(float),
-                            err);
+    float *cols =
+        ba_malloc(((size_t)R * (size_t)Pin + (size_t)group * (size_t)R * (size_t)Cg) * sizeof(float), err);
     if (!cols) {
         ba_tensor_unref(Y);
         return err ? err->code : BA_ERR_NOMEM;
@@ -488,7 +508,8 @@ ba_status ba_convt_forward(const ba_node_t *node, ba_tensor_t *const *in, int ni
     for (int64_t n = 0; n < N; n++)
         for (int64_t gi = 0; gi < group; gi++) {
             /* cols (Mg*KK, Pin) = W_g^T · x_g with W_g (Cg, Mg*KK), x_g (Cg, Pin) */
-            ba_kern_conv_gemm(R, Pin, Cg, wt + gi * R * Cg, Cg, x + (n * C + gi * Cg) * Pin, Pin, NULL, cols, Pin);
+            ba_kern_conv_gemm(R, Pin, Cg, wt + gi * R * Cg, Cg, x + (n * C + gi * Cg) * Pin, Pin, NULL, cols,
+                              Pin);
             ba_kern_col2im_add(cols, Pin, Mg, &g, y + (n * M + gi * Mg) * P);
         }
     free(cols);

@@ -684,9 +684,8 @@ static int int_ok(int op) {
         }                                                                                                    \
         return 1;
 
-__attribute__((target_clones("avx512f", "default"))) static int unary_f32_fast(int op, const float *restrict x,
-                                                                             float *restrict o, int64_t n,
-                                                                             const uparam *p) {
+__attribute__((target_clones("avx512f", "default"))) static int
+unary_f32_fast(int op, const float *restrict x, float *restrict o, int64_t n, const uparam *p) {
     const float alpha = (float)p->alpha, beta = (float)p->beta, lo = (float)p->lo, hi = (float)p->hi;
     switch (op) {
         UN_SIMD(U_RELU, v < 0 ? 0.0f : v)

@@ -44,8 +44,8 @@ typedef struct ba_sens_layer {
 } ba_sens_layer_t;
 
 typedef struct ba_sens_table {
-    char *method;    /* "hessian", … or what an imported file says */
-    char *loss;      /* "ce", "mse", "kl"; NULL = none (weight, act, imported CSV) */
+    char *method; /* "hessian", … or what an imported file says */
+    char *loss;   /* "ce", "mse", "kl"; NULL = none (weight, act, imported CSV) */
     /* The value fisher/hessian's loss reads: "logits" (the input of a Softmax
      * over the last axis that makes the output: CE is −log p_y) or "output";
      * NULL for the other estimators and files without it. */

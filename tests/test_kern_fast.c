@@ -234,7 +234,8 @@ Test(kern_fast, conv_batched_chunks_in_parallel_match_naive) {
 /* Depthwise conv (group = C, multiplier mult, k x k, stride s, pads k / 2) against a float loop that adds
  * the taps in the kernel's order (bias, then kh, then kw; C11 mode rounds a*b and the sum apart): the
  * vector blocks, computed several at a time, must give exactly these floats. */
-static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H, int64_t W, int64_t k, int64_t s) {
+static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H, int64_t W, int64_t k,
+                                  int64_t s) {
     const int64_t M = C * mult, pad = k / 2, OH = (H + 2 * pad - k) / s + 1, OW = (W + 2 * pad - k) / s + 1;
     const int64_t xs[4] = {N, C, H, W}, ws[4] = {M, 1, k, k}, bs[1] = {M};
     ba_tensor_t *in[3] = {tensor_of(4, xs, 30), tensor_of(4, ws, 31), tensor_of(1, bs, 32)}, *out = NULL;
@@ -263,9 +264,9 @@ static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H,
                     const float got = y[((n * M + m) * OH + oh) * OW + ow];
                     bad += memcmp(&got, &acc, sizeof acc) != 0;
                 }
-    cr_expect_eq(bad, 0, "depthwise N=%lld C=%lld x%lld %lldx%lld k%lld s%lld: %lld outputs differ", (long long)N,
-                 (long long)C, (long long)mult, (long long)H, (long long)W, (long long)k, (long long)s,
-                 (long long)bad);
+    cr_expect_eq(bad, 0, "depthwise N=%lld C=%lld x%lld %lldx%lld k%lld s%lld: %lld outputs differ",
+                 (long long)N, (long long)C, (long long)mult, (long long)H, (long long)W, (long long)k,
+                 (long long)s, (long long)bad);
     for (int i = 0; i < 3; i++) ba_tensor_unref(in[i]);
     ba_tensor_unref(out);
 }
@@ -273,7 +274,8 @@ static void check_depthwise_exact(int64_t N, int64_t C, int64_t mult, int64_t H,
 Test(kern_fast, depthwise_adds_taps_in_order_bit_for_bit) {
     omp_set_num_threads(FAST_TEST_THREADS);
     check_depthwise_exact(2, 3, 1, 9, 100, 3, 1); /* six interior blocks: a group of four, then two */
-    check_depthwise_exact(2, 3, 1, 9, 101, 3, 2); /* stride 2: even lanes of two vectors, the last plane's end */
+    check_depthwise_exact(2, 3, 1, 9, 101, 3,
+                          2); /* stride 2: even lanes of two vectors, the last plane's end */
     check_depthwise_exact(1, 4, 2, 12, 70, 5, 1); /* 5x5, channel multiplier 2 */
     check_depthwise_exact(1, 4, 1, 7, 10, 3, 1);  /* interior narrower than a block */
     check_depthwise_exact(1, 2, 1, 5, 37, 5, 2);  /* 5x5 stride 2 */

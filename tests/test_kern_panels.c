@@ -97,8 +97,9 @@ static void check_epilogue(const pcase_t *c, const ba_kern_geom_t *g, const floa
         const float want = plane ? ref[i] * 0.5f + 1.0f : ref[i];
         wrong += seen[i] != plane || memcmp(&y[i], &want, sizeof(float)) != 0;
     }
-    cr_expect_eq(ec.bad, 0, "nb=%lld C=%lld M=%lld %lldx%lld: the epilogue saw %d unfinished or misplaced floats",
-                 (long long)c->nb, (long long)c->C, (long long)c->M, (long long)c->IH, (long long)c->IW, ec.bad);
+    cr_expect_eq(
+        ec.bad, 0, "nb=%lld C=%lld M=%lld %lldx%lld: the epilogue saw %d unfinished or misplaced floats",
+        (long long)c->nb, (long long)c->C, (long long)c->M, (long long)c->IH, (long long)c->IW, ec.bad);
     cr_expect_eq(wrong, 0, "nb=%lld C=%lld M=%lld %lldx%lld: %lld floats not run once through the epilogue",
                  (long long)c->nb, (long long)c->C, (long long)c->M, (long long)c->IH, (long long)c->IW,
                  (long long)wrong);
@@ -113,7 +114,8 @@ static void check_case(const pcase_t *c, uint64_t seed) {
     /* images lie one channel apart more than C: the panels must follow ximg, not C * Pin */
     const int64_t ximg = (c->C + 1) * Pin, yimg = (M + 2) * P;
     float *x = randn(nb * ximg, seed), *w = randn(M * K, seed + 1), *b = randn(M, seed + 2);
-    float *y = malloc((size_t)(nb * yimg) * sizeof(float)), *ref = malloc((size_t)(nb * yimg) * sizeof(float));
+    float *y = malloc((size_t)(nb * yimg) * sizeof(float)),
+          *ref = malloc((size_t)(nb * yimg) * sizeof(float));
     float *cols = malloc((size_t)(K * ldcol) * sizeof(float));
     cr_assert(y && ref && cols);
     memset(y, 0x7F, (size_t)(nb * yimg) * sizeof(float)); /* the gaps between images must stay as they are */
@@ -187,12 +189,13 @@ static const pcase_t cases[] = {
     {1, 12, 12, 30, 8, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 3x1 unpadded: the image read in place */
     {2, 12, 12, 10, 2, 3, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 3x1 unpadded, two images */
     {1, 9, 17, 6, 24, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise, read in place */
-    {1, 20, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, wide and deep: read in place by rows */
-    {1, 40, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, image above 256 KiB: through panels */
-    {2, 32, 9, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* padded image above 256 KiB: whole-row panels filled */
-    {1, 8, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise, wide but few channels: in place */
-    {5, 9, 17, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},    /* pointwise, five small images side by side */
-    {1, 2, 5, 1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},    /* a 1-D conv (one row) */
+    {1, 20, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, /* pointwise, wide and deep: read in place by rows */
+    {1, 40, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, /* pointwise, image above 256 KiB: through panels */
+    {2, 32, 9, 48, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1,
+     1}, /* padded image above 256 KiB: whole-row panels filled */
+    {1, 8, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, /* pointwise, wide but few channels: in place */
+    {5, 9, 17, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, five small images side by side */
+    {1, 2, 5, 1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* a 1-D conv (one row) */
 };
 
 Test(kern_panels, panels_give_the_floats_of_im2col_and_gemm) {
