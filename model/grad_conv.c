@@ -133,7 +133,7 @@ static void depthwise_backward(const float *x, const float *w, const float *dy, 
                           g->dil[1], g->dil[2], g->pb[1], g->pb[2], M / C,     plo,       phi};
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) {
+    if (ba_kern_have_avx512f()) {
         dwb_planes_avx512(&d, x, w, dy, dx, dw, N, C, M, nt);
         return;
     }

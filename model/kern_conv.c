@@ -219,10 +219,20 @@ static int cg_columns(int64_t M, int64_t n0, int64_t n1, int64_t K, const float 
 }
 #endif
 
-static int cg_have_avx512(void) {
+int ba_kern_have_avx512f(void) {
 #if defined(__x86_64__)
     static int have = -1; /* benign race: every thread computes the same value */
-    if (have < 0) have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    if (have < 0) have = __builtin_cpu_supports("avx512f");
+    return have;
+#else
+    return 0;
+#endif
+}
+
+static int cg_have_avx512(void) {
+#if defined(__x86_64__)
+    static int have = -1;
+    if (have < 0) have = ba_kern_have_avx512f() && __builtin_cpu_supports("fma");
     return have;
 #else
     return 0;

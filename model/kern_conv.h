@@ -69,6 +69,8 @@ void ba_kern_im2col(const float *x, int64_t C, const ba_kern_geom_t *g, float *c
 /* Threads a kernel may use for a loop of `work` element operations: 1 below
  * the fork-worthwhile size or inside a parallel region, else OpenMP's max. */
 int ba_kern_threads(int64_t work);
+/* Whether the CPU runs AVX-512F code (the one test the kernels' AVX-512 paths choose by). */
+int ba_kern_have_avx512f(void);
 
 /* col2im: adds cols (C*KD*KH*KW, ID*IH*IW), rows ldc floats apart (ldc >=
  * ID*IH*IW: several images side by side), into y (C, OD, OH, OW) where the

@@ -274,7 +274,7 @@ static void conv_depthwise(const float *x, const float *w, const float *bias, fl
     if (d.hi < d.lo) d.hi = d.lo;
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
 #if defined(__x86_64__)
-    if (__builtin_cpu_supports("avx512f")) {
+    if (ba_kern_have_avx512f()) {
         dw_planes_avx512(&d, x, w, bias, y, N, C, M, nt, epi);
         return;
     }
