@@ -35,6 +35,28 @@ static inline int ba_test_llama_present(void) {
                          BA_LLAMA_NPM_PACKAGE, BA_LLAMA_NPM_VERSION, BA_LLAMA_DIR_ENV);                      \
     } while (0)
 
+/* Writes a legacy llama-imatrix .dat file: n entries, entry e named names[e], one call, nval
+ * values w(e, j). */
+static inline void ba_test_write_imatrix_dat(const char *path, int32_t n, const char *const *names,
+                                             int32_t nval, float (*w)(int e, int j)) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "%s", path);
+    int32_t ncall = 1;
+    fwrite(&n, 4, 1, f);
+    for (int e = 0; e < n; e++) {
+        int32_t len = (int32_t)strlen(names[e]);
+        fwrite(&len, 4, 1, f);
+        fwrite(names[e], 1, (size_t)len, f);
+        fwrite(&ncall, 4, 1, f);
+        fwrite(&nval, 4, 1, f);
+        for (int j = 0; j < nval; j++) {
+            float v = w(e, j);
+            fwrite(&v, 4, 1, f);
+        }
+    }
+    fclose(f);
+}
+
 static inline const ba_llama_t *ba_test_llama_open(void) {
     ba_llama_t *ll;
     ba_error err = {0};

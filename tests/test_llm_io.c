@@ -11,8 +11,8 @@
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm/safetensors.h"
+#include "llm_fixture.h"
 
-#define TINY_GGUF BA_FIXTURES "/llm/tiny.gguf"
 #define TINY_ST BA_FIXTURES "/llm"
 
 static int id_of(const char *name) {
@@ -471,23 +471,17 @@ Test(llm_gguf, data_section_must_exist) {
     ba_test_rmtree(dir);
 }
 
+static float ascending_weight(int e, int j) {
+    (void)e;
+    return 1.0f + (float)j;
+}
+
 /* --imatrix makes the imatrix-only types candidates of the tensors it covers, and only those. */
 Test(llm_cli, inspect_imatrix_adds_its_types) {
     char dir[512], path[700];
     tmpfile_in(dir, sizeof dir, path, sizeof path, "i.dat");
-    FILE *f = fopen(path, "wb");
-    cr_assert(f);
-    int32_t n = 1, len = 21, ncall = 1, nval = 512;
-    fwrite(&n, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite("blk.1.ffn_down.weight", 1, 21, f);
-    fwrite(&ncall, 4, 1, f);
-    fwrite(&nval, 4, 1, f);
-    for (int i = 0; i < nval; i++) {
-        float v = 1.0f + (float)i;
-        fwrite(&v, 4, 1, f);
-    }
-    fclose(f);
+    const char *name = "blk.1.ffn_down.weight";
+    ba_test_write_imatrix_dat(path, 1, &name, 512, ascending_weight);
     ba_test_run_t r = ba_test_cli("llm-inspect", TINY_GGUF, "--imatrix", path, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     const char *down1 = strstr(r.out, "blk.1.ffn_down.weight"),

@@ -157,6 +157,10 @@ Test(llm_kl, assembled_gguf_equals_llama_model_quantize, .timeout = 120) {
     fx_close(&f);
 }
 
+static float scattered_weight(int e, int j) {
+    return 0.05f + (float)((j * 37 + e * 11) % 29);
+}
+
 /* With an imatrix (uneven column weights on two tensors): the store quantizes with the same rows
  * llama_model_quantize uses, so the bytes still match. */
 Test(llm_kl, assembled_gguf_with_imatrix_equals_llama_model_quantize, .timeout = 120) {
@@ -169,22 +173,7 @@ Test(llm_kl, assembled_gguf_with_imatrix_equals_llama_model_quantize, .timeout =
     snprintf(mine, sizeof mine, "%s/mine.gguf", dir);
     snprintf(theirs, sizeof theirs, "%s/theirs.gguf", dir);
     const char *names[2] = {"blk.0.ffn_up.weight", "blk.1.attn_k.weight"};
-    FILE *fp = fopen(dat, "wb");
-    cr_assert(fp);
-    int32_t n = 2, ncall = 1, nval = 256;
-    fwrite(&n, 4, 1, fp);
-    for (int e = 0; e < 2; e++) {
-        int32_t len = (int32_t)strlen(names[e]);
-        fwrite(&len, 4, 1, fp);
-        fwrite(names[e], 1, (size_t)len, fp);
-        fwrite(&ncall, 4, 1, fp);
-        fwrite(&nval, 4, 1, fp);
-        for (int j = 0; j < nval; j++) {
-            float w = 0.05f + (float)((j * 37 + e * 11) % 29);
-            fwrite(&w, 4, 1, fp);
-        }
-    }
-    fclose(fp);
+    ba_test_write_imatrix_dat(dat, 2, names, 256, scattered_weight);
     ba_imatrix_t *im;
     cr_assert_eq(ba_imatrix_open(dat, &im, &err), BA_OK, "%s", err.msg);
     ba_gguf_t *g;

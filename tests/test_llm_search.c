@@ -506,6 +506,11 @@ Test(llm_search, settings_json_round_trip_and_damage) {
     ba_llm_settings_free(&s);
 }
 
+static float cycling_weight(int e, int j) {
+    (void)e;
+    return 1.0f + (float)(j % 5);
+}
+
 /* With --imatrix: the study records it, export prints it in the llama-quantize line, llm-quantize
  * uses it, and a changed imatrix is refused on resume. */
 Test(llm_search, imatrix_goes_through_to_export_and_quantize, .timeout = 120) {
@@ -515,19 +520,8 @@ Test(llm_search, imatrix_goes_through_to_export_and_quantize, .timeout = 120) {
     snprintf(dat, sizeof dat, "%s/imatrix.dat", f.dir);
     snprintf(tt, sizeof tt, "%s/types.txt", f.dir);
     snprintf(q, sizeof q, "%s/q.gguf", f.dir);
-    FILE *fp = fopen(dat, "wb");
-    cr_assert(fp);
-    int32_t n = 1, ncall = 1, nval = 512, len = (int32_t)strlen("blk.0.ffn_down.weight"); /* n_ff columns */
-    fwrite(&n, 4, 1, fp);
-    fwrite(&len, 4, 1, fp);
-    fwrite("blk.0.ffn_down.weight", 1, (size_t)len, fp);
-    fwrite(&ncall, 4, 1, fp);
-    fwrite(&nval, 4, 1, fp);
-    for (int j = 0; j < nval; j++) {
-        float w = 1.0f + (float)(j % 5);
-        fwrite(&w, 4, 1, fp);
-    }
-    fclose(fp);
+    const char *name = "blk.0.ffn_down.weight";
+    ba_test_write_imatrix_dat(dat, 1, &name, 512, cycling_weight); /* n_ff columns */
     ba_test_run_t r =
         ba_test_cli("--db", f.db, "-q", "llm-search", TINY_GGUF, "--text", CALIB_TXT, "--budget",
                     "avg-bits=4", "--imatrix", dat, "--study", "i", "--method", "ilp", NULL);
@@ -542,7 +536,7 @@ Test(llm_search, imatrix_goes_through_to_export_and_quantize, .timeout = 120) {
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
     /* The imatrix changes: resume refuses. */
-    fp = fopen(dat, "r+b");
+    FILE *fp = fopen(dat, "r+b");
     cr_assert(fp);
     fseek(fp, -4, SEEK_END);
     float w = 9.0f;

@@ -81,22 +81,19 @@ Test(llm_sensitivity, errors_ordered_by_type_and_repeatable) {
 }
 
 /* A legacy .dat imatrix with weight 2 on every column of blk.0.attn_q (256 columns). */
+static float weight_two(int e, int j) {
+    (void)e, (void)j;
+    return 2.0f;
+}
+
+static float weight_one(int e, int j) {
+    (void)e, (void)j;
+    return 1.0f;
+}
+
 static void write_dat(const char *path) {
-    FILE *f = fopen(path, "wb");
-    cr_assert(f);
-    int32_t n = 1, ncall = 1, nval = 256;
     const char *name = "blk.0.attn_q.weight";
-    int32_t len = (int32_t)strlen(name);
-    fwrite(&n, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite(name, 1, (size_t)len, f);
-    fwrite(&ncall, 4, 1, f);
-    fwrite(&nval, 4, 1, f);
-    for (int i = 0; i < nval; i++) {
-        float w = 2.0f;
-        fwrite(&w, 4, 1, f);
-    }
-    fclose(f);
+    ba_test_write_imatrix_dat(path, 1, &name, 256, weight_two);
 }
 
 Test(llm_sensitivity, imatrix_weights_the_error) {
@@ -180,19 +177,8 @@ Test(llm_sensitivity, imatrix_of_the_wrong_width_is_refused) {
     char dir[512], dat[600];
     cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
     snprintf(dat, sizeof dat, "%s/imatrix.dat", dir);
-    FILE *f = fopen(dat, "wb");
-    cr_assert(f);
-    int32_t n = 1, ncall = 1, nval = 256, len = (int32_t)strlen("blk.1.ffn_down.weight");
-    fwrite(&n, 4, 1, f);
-    fwrite(&len, 4, 1, f);
-    fwrite("blk.1.ffn_down.weight", 1, (size_t)len, f);
-    fwrite(&ncall, 4, 1, f);
-    fwrite(&nval, 4, 1, f);
-    for (int i = 0; i < nval; i++) {
-        float w = 1.0f;
-        fwrite(&w, 4, 1, f);
-    }
-    fclose(f);
+    const char *name = "blk.1.ffn_down.weight";
+    ba_test_write_imatrix_dat(dat, 1, &name, 256, weight_one);
     ba_imatrix_t *im;
     cr_assert_eq(ba_imatrix_open(dat, &im, &err), BA_OK, "%s", err.msg);
     ba_gguf_t *g;
