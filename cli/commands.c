@@ -49,8 +49,8 @@
      0,                                                                                                      \
      "L",                                                                                                    \
      "ce|mse",                                                                                               \
-     "loss for hessian/fisher/lrp (default: ce for class outputs, else mse; ce on a Softmax output reads "   \
-     "its logits)"},                                                                                         \
+     "loss for hessian/fisher/lrp (default: ce when the objective is kl or top1, the default for a class "   \
+     "output, else mse; ce on a Softmax output reads its logits)"},                                          \
         {"tol",                                                                                              \
          0,                                                                                                  \
          BA_CLI_T_FLOAT,                                                                                     \
@@ -197,7 +197,8 @@ static const ba_cli_flag sensitivity_flags[] = {
     F_LABELS,
     {"method", 0, BA_CLI_T_CHOICE, 0, "M", BA_SENS_METHOD_NAMES, "sensitivity estimator (default: hessian)"},
     {"metric", 0, BA_CLI_T_CHOICE, 0, "M", BA_METRIC_CHOICES,
-     "output metric of --method measured (default: kl for a class output, relmse otherwise)"},
+     "output metric of --method measured, and the objective the default --loss follows (default: kl for a "
+     "class output, relmse otherwise)"},
     F_BITS,
     F_SEED,
     F_SENS_SETTINGS,

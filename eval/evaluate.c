@@ -381,9 +381,7 @@ ba_status ba_evaluator_new(const ba_model_t *m, const ba_dataset_t *ds, const ba
     if (st == BA_OK) st = ba_evaluator_forward(ev, ev->n, 1, NULL, fp_batch, ev, err);
     if (st == BA_OK) {
         const ba_value_t *ov = &m->values[m->outputs[0]];
-        int prod_softmax = ov->producer >= 0 && !strcmp(m->nodes[ov->producer].op_type, "Softmax");
-        ev->is_prob = -1;
-        if (prod_softmax) ev->is_prob = 1;
+        ev->is_prob = ba_output_is_softmax(m) ? 1 : -1;
         /* Decide once over every cached row so every run scores the same way. */
         ba_metrics_acc_t acc;
         ba_metrics_begin(&acc, ev->is_prob);
@@ -504,6 +502,21 @@ ba_status ba_evaluator_run(const ba_evaluator_t *ev, ba_tensor_t *const *overrid
 
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev) {
     return ba_metric_default(ev->is_prob, ev->fp->ndim, ev->fp->shape);
+}
+
+int ba_output_is_softmax(const ba_model_t *m) {
+    if (m->noutputs < 1) return 0;
+    int p = m->values[m->outputs[0]].producer;
+    return p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax");
+}
+
+ba_status ba_output_default_metric(const ba_model_t *m, const ba_tensor_t *fp, ba_metric_t *out,
+                                   ba_error *err) {
+    ba_metrics_acc_t acc;
+    ba_metrics_begin(&acc, ba_output_is_softmax(m) ? 1 : -1);
+    BA_TRY(ba_metrics_add(&acc, fp, NULL, NULL, 0, err));
+    *out = ba_metric_default(acc.is_prob, fp->ndim, fp->shape);
+    return BA_OK;
 }
 
 ba_status ba_evaluator_run_range(const ba_evaluator_t *ev, ba_tensor_t *const *overrides,

@@ -157,6 +157,16 @@ ba_status ba_eval_reuse_model_run(ba_eval_reuse_t *r, const int *keys, int save,
 /* The default --metric for the model's first output (ba_metric_default). */
 ba_metric_t ba_evaluator_default_metric(const ba_evaluator_t *ev);
 
+/* 1 when the model's first output is made by a Softmax (its rows are class
+ * distributions by construction). */
+int ba_output_is_softmax(const ba_model_t *m);
+/* The default --metric (SPEC §8, ba_metric_default) of the model's first
+ * output, decided from fp, that output of the unquantized model on some
+ * samples: made by a Softmax, or non-negative rows summing to 1, or rank-2
+ * logits [N, C]: kl; otherwise relmse. */
+ba_status ba_output_default_metric(const ba_model_t *m, const ba_tensor_t *fp, ba_metric_t *out,
+                                   ba_error *err);
+
 /* Runs the model over the first nsamples (0 = all cached) with opts and
  * calls on_batch after each pass with that pass's inputs (rows start ..
  * start+count of the data; a static batch axis is zero-padded past count

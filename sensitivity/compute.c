@@ -9,13 +9,6 @@
 #include "eval/evaluate.h"
 #include "sensitivity/sens_internal.h"
 
-int sens_output_is_prob(const ba_model_t *m) {
-    if (m->noutputs < 1) return 0;
-    int v = m->outputs[0];
-    int p = m->values[v].producer;
-    return p >= 0 && !strcmp(m->nodes[p].op_type, "Softmax");
-}
-
 void sens_progress(sens_ctx_t *c, uint64_t add) {
     c->work_done += add;
     if (c->o->progress) c->o->progress(c->o->progress_user, c->work_done, c->work_total);

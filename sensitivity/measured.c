@@ -25,7 +25,7 @@ ba_status sens_measured(sens_ctx_t *c, ba_error *err) {
     /* Each (layer, width) pass resumes from the FP pass's values before the layer's first reader. */
     ba_eval_reuse_t *reuse = NULL;
     if (st == BA_OK) st = ba_eval_reuse_new(m, BA_EVAL_REUSE_DEFAULT_CAP, &reuse, err);
-    int is_prob = sens_output_is_prob(m) ? 1 : -1;
+    int is_prob = ba_output_is_softmax(m) ? 1 : -1;
     for (size_t i = 0; st == BA_OK && i < ncell; i++) ba_metrics_begin(&acc[i], is_prob);
     int64_t nbatch = sens_nbatch(c);
     int out_ndim = 0;

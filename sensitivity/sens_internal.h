@@ -50,7 +50,4 @@ ba_status sens_fisher(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err);
 ba_status sens_hessian(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err);
 ba_status sens_lrp(sens_ctx_t *c, ba_sens_table_t *t, ba_error *err);
 
-/* 1 when output 0 of m is made by Softmax (its rows are distributions). */
-int sens_output_is_prob(const ba_model_t *m);
-
 #endif

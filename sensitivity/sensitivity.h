@@ -121,7 +121,7 @@ ba_status ba_sens_from_json(const char *text, const char *what, const ba_model_t
                             int nbits, ba_sens_table_t **out, ba_error *err);
 
 /* ---- cache (SPEC §7: sensitivities cached by model sha256, method, settings) ---- */
-/* key = sha256 of "bitalloc.sens/7" + model sha256 + method + every setting
+/* key = sha256 of "bitalloc.sens/8" + model sha256 + method + every setting
  * the result depends on (bits, loss, tol, probes, probe mode, seed, quantizer, data
  * samples used, include-embeddings layer set) + data sha256 + labels digest.
  * ds / labels may be NULL. (/2: a dynamic batch axis uses every sample, not

@@ -546,7 +546,7 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
     int bits[BA_SENS_MAX_BITS], nb = 0;
     ba_error e;
     if (bits_list(opts->bits, opts->nbits, bits, &nb, &e) != BA_OK) nb = 0;
-    int n = snprintf(buf, sizeof buf, "bitalloc.sens/7\nmodel=%s\nmethod=%s\nbits=", m->sha256,
+    int n = snprintf(buf, sizeof buf, "bitalloc.sens/8\nmodel=%s\nmethod=%s\nbits=", m->sha256,
                      ba_sens_method_name(method));
     ba_sha256_update(&h, buf, (size_t)n);
     for (int k = 0; k < nb; k++) {
@@ -561,8 +561,10 @@ void ba_sens_cache_key(const ba_model_t *m, const ba_dataset_t *ds, const int64_
         ba_quant_scheme_name(opts->quant.scheme), ba_quant_granularity_str(&opts->quant, gran, sizeof gran),
         ba_quant_clip_name(opts->quant.clip), opts->quant.act_bits, (long long)opts->max_data);
     ba_sha256_update(&h, buf, (size_t)n);
-    if (method ==
-        BA_SENS_MEASURED) { /* the output metric of `measured` (its default changed with --metric) */
+    /* The output metric: `measured`'s own, and what the gradient methods' default loss follows. */
+    if (method == BA_SENS_MEASURED ||
+        (opts->loss == BA_SENS_LOSS_AUTO &&
+         (method == BA_SENS_HESSIAN || method == BA_SENS_FISHER || method == BA_SENS_LRP))) {
         n = snprintf(buf, sizeof buf, "metric=%s\n", ba_metric_name(opts->metric));
         ba_sha256_update(&h, buf, (size_t)n);
     }

@@ -1133,3 +1133,43 @@ Test(sensitivity, softmax_output_loss_reads_its_logits, .timeout = 180) {
     ba_model_free(ms);
     ba_model_free(ml);
 }
+
+/* The default loss follows the objective (SPEC §5 and §8, one rule:
+ * ba_output_default_metric): a [N, 16, 16, 11] decoder map without a Softmax
+ * is not a class output, so its default objective is relmse and the Hessian's
+ * loss MSE to the FP output; `--metric kl` makes it cross-entropy on the
+ * argmax. The digits MLP's [N, 10] logits default to kl / ce, and `--metric
+ * relmse` turns its loss to MSE (both exact there: no probe). */
+Test(sensitivity, default_loss_follows_the_objective, .timeout = 300) {
+    static const struct {
+        const char *model, *data, *metric, *loss;
+        int exact;
+    } cases[] = {
+        {BA_FIXTURES "/grad_refs/decoder.onnx", BA_FIXTURES "/grad_refs/decoder_x.npy", NULL, "mse", -1},
+        {BA_FIXTURES "/grad_refs/decoder.onnx", BA_FIXTURES "/grad_refs/decoder_x.npy", "kl", "ce", -1},
+        {DIG "mlp_dyn.onnx", DIG "calib_x_flat.npy", NULL, "ce", 1},
+        {DIG "mlp_dyn.onnx", DIG "calib_x_flat.npy", "relmse", "mse", 1},
+        {DIG "mlp_dyn.onnx", DIG "calib_x_flat.npy", "top1", "ce", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ba_test_run_t r =
+            cases[i].metric
+                ? ba_test_cli("sensitivity", cases[i].model, "--data", cases[i].data, "--method", "hessian",
+                              "--samples", "8", "--metric", cases[i].metric, "--format", "json", NULL)
+                : ba_test_cli("sensitivity", cases[i].model, "--data", cases[i].data, "--method", "hessian",
+                              "--samples", "8", "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "case %zu: %s", i, r.err);
+        json_error_t je;
+        json_t *j = json_loads(r.out, 0, &je);
+        cr_assert(j, "case %zu: not JSON: %s", i, r.out);
+        const char *loss = json_string_value(json_object_get(j, "loss"));
+        cr_expect(loss && !strcmp(loss, cases[i].loss), "case %zu: loss %s, expected %s", i,
+                  loss ? loss : "-", cases[i].loss);
+        const json_t *L0 = json_array_get(json_object_get(j, "layers"), 0);
+        json_int_t probes = json_integer_value(json_object_get(L0, "probes"));
+        if (cases[i].exact == 1)
+            cr_expect_eq(probes, 0, "case %zu: %lld probes on an exact trace", i, (long long)probes);
+        json_decref(j);
+        ba_test_run_free(&r);
+    }
+}
