@@ -1173,3 +1173,45 @@ Test(sensitivity, default_loss_follows_the_objective, .timeout = 300) {
         ba_test_run_free(&r);
     }
 }
+
+/* The Gauss-Newton part is exact whenever it costs no more whole-batch
+ * backwards than the probe cap: the decoder's MSE has 16·16·11 = 2816 factors a
+ * sample, so `--samples 2816` computes it exactly (no probe, stderr 0) and
+ * `--samples 2815` samples it (probes, a standard error). */
+Test(sensitivity, exact_gauss_newton_when_it_costs_no_more_than_the_probe_cap, .timeout = 300) {
+    char dir[512], x2[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(x2, sizeof x2, "%s/x2.npy", dir);
+    ba_tensor_t *x = NULL, *s = NULL;
+    ba_error err;
+    cr_assert_eq(ba_npy_load(BA_FIXTURES "/grad_refs/decoder_x.npy", &x, &err), BA_OK, "%s", err.msg);
+    cr_assert_not_null(s = ba_tensor_slice_axis(x, 0, 0, 2, &err), "%s", err.msg);
+    cr_assert_eq(ba_npy_save(x2, s, &err), BA_OK, "%s", err.msg);
+    ba_tensor_unref(x);
+    ba_tensor_unref(s);
+    static const char *const caps[] = {"2816", "2815"};
+    for (int i = 0; i < 2; i++) {
+        ba_test_run_t r =
+            ba_test_cli("sensitivity", BA_FIXTURES "/grad_refs/decoder.onnx", "--data", x2, "--method",
+                        "hessian", "--tol", "0.5", "--samples", caps[i], "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "--samples %s: %s", caps[i], r.err);
+        json_error_t je;
+        json_t *j = json_loads(r.out, 0, &je);
+        cr_assert(j, "not JSON: %s", r.out);
+        const json_t *layers = json_object_get(j, "layers");
+        for (size_t l = 0; l < json_array_size(layers); l++) {
+            const json_t *L = json_array_get(layers, l);
+            json_int_t probes = json_integer_value(json_object_get(L, "probes"));
+            double se = json_real_value(json_object_get(L, "stderr"));
+            if (i == 0)
+                cr_expect(probes == 0 && se == 0.0, "--samples 2816: layer %zu: %lld probes, stderr %g", l,
+                          (long long)probes, se);
+            else
+                cr_expect(probes > 0 && se > 0.0, "--samples 2815: layer %zu: %lld probes, stderr %g", l,
+                          (long long)probes, se);
+        }
+        json_decref(j);
+        ba_test_run_free(&r);
+    }
+    ba_test_rmtree(dir);
+}
