@@ -169,10 +169,10 @@ typedef struct {
     int n;
     char **tokens;
     int32_t *types;
-    float *scores;      /* NULL: none written (gpt2) */
-    const char *model;  /* tokenizer.ggml.model: "llama" or "gpt2" */
-    const char *pre;    /* tokenizer.ggml.pre */
-    char **merges;      /* gpt2: "LEFT RIGHT" */
+    float *scores;     /* NULL: none written (gpt2) */
+    const char *model; /* tokenizer.ggml.model: "llama" or "gpt2" */
+    const char *pre;   /* tokenizer.ggml.pre */
+    char **merges;     /* gpt2: "LEFT RIGHT" */
     int n_merges;
     int64_t unk, bos, eos, pad; /* -1: none */
     int add_space_prefix;       /* llama: 0 writes tokenizer.ggml.add_space_prefix false */
@@ -246,8 +246,10 @@ static ba_status set_user_token(hf_vocab_t *v, int64_t id, const char *s, ba_err
     char *t = malloc(n + 1), *o = t;
     if (!t) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
     for (const char *p = s; *p;)
-        if (!strncmp(p, "\xe2\x96\x81", 3)) *o++ = ' ', p += 3;
-        else *o++ = *p++;
+        if (!strncmp(p, "\xe2\x96\x81", 3))
+            *o++ = ' ', p += 3;
+        else
+            *o++ = *p++;
     *o = 0;
     ba_status st = set_token(v, id, t, TOK_USER, err);
     free(t);
@@ -324,14 +326,14 @@ static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_
         goto done;
     }
     if (m->n > c->vocab) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s: %d pieces, more than config.json's vocab_size %lld", p, m->n,
-                          (long long)c->vocab);
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: %d pieces, more than config.json's vocab_size %lld", p,
+                          m->n, (long long)c->vocab);
         goto done;
     }
     if ((st = vocab_alloc(v, (int)c->vocab, 1, err)) != BA_OK) goto done;
     for (int i = 0; i < m->n; i++) {
         int t = m->pieces[i].type;
-        int32_t gt = t == BA_SPM_UNKNOWN ? TOK_UNKNOWN
+        int32_t gt = t == BA_SPM_UNKNOWN   ? TOK_UNKNOWN
                      : t == BA_SPM_CONTROL ? TOK_CONTROL
                      : t == BA_SPM_UNUSED  ? TOK_UNUSED
                      : t == BA_SPM_BYTE    ? TOK_BYTE
@@ -349,8 +351,9 @@ static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_
         json_object_foreach(added, key, val) {
             json_int_t id = json_integer_value(val);
             if (!json_is_integer(val) || id < 0 || id >= c->vocab) {
-                st = ba_error_set(err, BA_ERR_INPUT, "%s: token '%s': id must be from 0 to vocab_size-1 (%lld)",
-                                  ap, key, (long long)c->vocab - 1);
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: token '%s': id must be from 0 to vocab_size-1 (%lld)", ap, key,
+                                  (long long)c->vocab - 1);
                 goto done;
             }
             if ((st = set_token(v, id, key, TOK_USER, err)) != BA_OK) goto done;
@@ -359,8 +362,8 @@ static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_
     }
     json_t *dec = json_object_get(tcfg, "added_tokens_decoder");
     if (dec && !json_is_object(dec)) {
-        st = ba_error_set(err, BA_ERR_INPUT, "%s/tokenizer_config.json: added_tokens_decoder must be an object",
-                          c->dir);
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "%s/tokenizer_config.json: added_tokens_decoder must be an object", c->dir);
         goto done;
     }
     const char *key;
@@ -370,10 +373,11 @@ static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_
         long long id = strtoll(key, &e, 10);
         const char *content = json_string_value(json_object_get(val, "content"));
         if (!*key || *e || id < 0 || id >= c->vocab || !content || !*content) {
-            st = ba_error_set(err, BA_ERR_INPUT,
-                              "%s/tokenizer_config.json: added_tokens_decoder '%s': needs an id below vocab_size "
-                              "and a content",
-                              c->dir, key);
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s/tokenizer_config.json: added_tokens_decoder '%s': needs an id below vocab_size "
+                "and a content",
+                c->dir, key);
             goto done;
         }
         if (json_is_true(json_object_get(val, "special")) || looks_special(content))
@@ -446,10 +450,11 @@ static ba_status read_merges(const char *p, json_t *merges, hf_vocab_t *v, ba_er
         int ok = s ? sp && sp > s && sp[1] && !strchr(sp + 1, ' ')
                    : json_array_size(x) == 2 && a && b && *a && *b && !strchr(a, ' ') && !strchr(b, ' ');
         if (!ok)
-            return ba_error_set(err, BA_ERR_INPUT,
-                                "%s: model.merges[%zu]: not \"LEFT RIGHT\" or [LEFT, RIGHT] (two tokens without "
-                                "spaces)",
-                                p, i);
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: model.merges[%zu]: not \"LEFT RIGHT\" or [LEFT, RIGHT] (two tokens without "
+                "spaces)",
+                p, i);
         size_t len = s ? strlen(s) : strlen(a) + 1 + strlen(b);
         char *m = ba_malloc(len + 1, err);
         if (!m) return err->code;
@@ -499,11 +504,12 @@ static ba_status read_tokenizer_json(const hf_config_t *c, hf_vocab_t *v, ba_err
     if (!byte_fallback && !(v->pre = recognise_pre(j))) {
         char *pt = json_dumps(json_object_get(j, "pre_tokenizer"), JSON_COMPACT | JSON_ENCODE_ANY);
         json_t *norm = json_object_get(j, "normalizer");
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
-                          "%s: the byte-level BPE pre-tokenizer is not recognised (only Llama 3's, llama-bpe: "
-                          "no normalizer, a Split on its regex, then ByteLevel without a regex); found %s"
-                          "pre_tokenizer %.300s",
-                          p, norm && !json_is_null(norm) ? "a normalizer and " : "", pt ? pt : "(none)");
+        st =
+            ba_error_set(err, BA_ERR_UNSUPPORTED,
+                         "%s: the byte-level BPE pre-tokenizer is not recognised (only Llama 3's, llama-bpe: "
+                         "no normalizer, a Split on its regex, then ByteLevel without a regex); found %s"
+                         "pre_tokenizer %.300s",
+                         p, norm && !json_is_null(norm) ? "a normalizer and " : "", pt ? pt : "(none)");
         free(pt);
         goto done;
     }

@@ -63,7 +63,8 @@ static ba_status parse_piece(const uint8_t *p, const uint8_t *end, int idx, cons
     char what[64];
     snprintf(what, sizeof what, "piece %d", idx);
     while (p < end) {
-        if (!ba_pb_next(&p, end, &f)) return ba_error_set(err, BA_ERR_INPUT, "%s: %s: truncated or malformed", name, what);
+        if (!ba_pb_next(&p, end, &f))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: %s: truncated or malformed", name, what);
         if (f.field == SP_PIECE && f.wire == BA_PB_LEN) {
             free(out->piece);
             if (!(out->piece = text_copy(&f, name, what, err))) return err->code;
@@ -76,7 +77,8 @@ static ba_status parse_piece(const uint8_t *p, const uint8_t *end, int idx, cons
                                     (unsigned long long)f.value);
             out->type = (int)f.value;
         } else if (f.field <= SP_TYPE)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: %s: field %u has wire type %d", name, what, f.field, f.wire);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: %s: field %u has wire type %d", name, what, f.field,
+                                f.wire);
     }
     if (!out->piece || !out->piece[0]) return ba_error_set(err, BA_ERR_INPUT, "%s: %s is empty", name, what);
     if (!isfinite(out->score))
@@ -166,13 +168,14 @@ static ba_status parse(const uint8_t *data, size_t size, const char *name, ba_sp
     static const char *const id_names[] = {"unk_id", "bos_id", "eos_id", "pad_id"};
     for (int i = 0; i < 4; i++)
         if (*ids[i] < -1 || *ids[i] >= m->n)
-            return ba_error_set(err, BA_ERR_INPUT, "%s: trainer_spec.%s %lld is not a piece (0..%d) or -1", name,
-                                id_names[i], (long long)*ids[i], m->n - 1);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: trainer_spec.%s %lld is not a piece (0..%d) or -1",
+                                name, id_names[i], (long long)*ids[i], m->n - 1);
     if (!m->normalizer && !(m->normalizer = ba_strdup("", err))) return err->code;
     return BA_OK;
 }
 
-ba_status ba_spm_parse(const uint8_t *data, size_t size, const char *name, ba_spm_model_t **out, ba_error *err) {
+ba_status ba_spm_parse(const uint8_t *data, size_t size, const char *name, ba_spm_model_t **out,
+                       ba_error *err) {
     *out = NULL;
     if (!size) return bad(err, name, "the file is empty");
     ba_spm_model_t *m = ba_calloc(1, sizeof *m, err);

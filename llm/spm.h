@@ -17,8 +17,14 @@
 #include "core/error.h"
 
 /* ModelProto.SentencePiece.Type */
-enum { BA_SPM_NORMAL = 1, BA_SPM_UNKNOWN = 2, BA_SPM_CONTROL = 3, BA_SPM_USER_DEFINED = 4, BA_SPM_UNUSED = 5,
-       BA_SPM_BYTE = 6 };
+enum {
+    BA_SPM_NORMAL = 1,
+    BA_SPM_UNKNOWN = 2,
+    BA_SPM_CONTROL = 3,
+    BA_SPM_USER_DEFINED = 4,
+    BA_SPM_UNUSED = 5,
+    BA_SPM_BYTE = 6
+};
 /* TrainerSpec.ModelType */
 enum { BA_SPM_UNIGRAM = 1, BA_SPM_BPE = 2, BA_SPM_WORD = 3, BA_SPM_CHAR = 4 };
 
@@ -31,16 +37,17 @@ typedef struct {
 typedef struct {
     int n;
     ba_spm_piece_t *pieces;
-    int model_type;                          /* BA_SPM_UNIGRAM (the default) ... BA_SPM_CHAR */
-    int byte_fallback;                       /* default 0 */
-    int64_t unk_id, bos_id, eos_id, pad_id;  /* defaults 0, 1, 2, -1; -1: none */
-    char *normalizer;                        /* normalizer_spec.name ("" when absent) */
-    int add_dummy_prefix;                    /* default 1 */
-    int remove_extra_whitespaces;            /* default 1 */
+    int model_type;                         /* BA_SPM_UNIGRAM (the default) ... BA_SPM_CHAR */
+    int byte_fallback;                      /* default 0 */
+    int64_t unk_id, bos_id, eos_id, pad_id; /* defaults 0, 1, 2, -1; -1: none */
+    char *normalizer;                       /* normalizer_spec.name ("" when absent) */
+    int add_dummy_prefix;                   /* default 1 */
+    int remove_extra_whitespaces;           /* default 1 */
 } ba_spm_model_t;
 
 /* Parses size bytes at data; name labels errors. */
-ba_status ba_spm_parse(const uint8_t *data, size_t size, const char *name, ba_spm_model_t **out, ba_error *err);
+ba_status ba_spm_parse(const uint8_t *data, size_t size, const char *name, ba_spm_model_t **out,
+                       ba_error *err);
 /* Reads and parses the file at path. */
 ba_status ba_spm_load(const char *path, ba_spm_model_t **out, ba_error *err);
 void ba_spm_free(ba_spm_model_t *m);
