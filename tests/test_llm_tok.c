@@ -488,3 +488,43 @@ Test(llm_tok, quantize_of_a_checkpoint_whose_tokenizer_broke_exits_2, .timeout =
     ba_test_rmtree(ck);
     ba_test_rmtree(dir);
 }
+
+/* The digest and the file list cover the tokenizer files the conversion reads. */
+Test(llm_tok, digest_and_files_cover_the_tokenizer_files) {
+    char dir[512], p[700], h0[65], h1[65], h2[65];
+    scratch_copy(SPM_DIR, dir, sizeof dir, 0);
+    ba_error err = {0};
+    cr_assert_eq(ba_llm_model_sha256(dir, h0, &err), BA_OK, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    cr_assert_eq(ba_test_write_file(p, "{\"add_bos_token\": true}"), 0);
+    cr_assert_eq(ba_llm_model_sha256(dir, h1, &err), BA_OK, "%s", err.msg);
+    cr_expect_str_neq(h0, h1);
+    pb_t m = spm_model(2, 1, 1, -1.0f, 1);
+    write_bytes(dir, "tokenizer.model", m.b, m.n);
+    cr_assert_eq(ba_llm_model_sha256(dir, h2, &err), BA_OK, "%s", err.msg);
+    cr_expect_str_neq(h1, h2);
+    char **files;
+    int n;
+    cr_assert_eq(ba_llm_model_files(dir, &files, &n, &err), BA_OK, "%s", err.msg);
+    int seen = 0;
+    for (int i = 0; i < n; i++) {
+        const char *b = strrchr(files[i], '/');
+        b = b ? b + 1 : files[i];
+        if (!strcmp(b, "tokenizer.model")) seen |= 1;
+        if (!strcmp(b, "tokenizer_config.json")) seen |= 2;
+        if (!strcmp(b, "tokenizer.json")) seen |= 4;
+        free(files[i]);
+    }
+    free(files);
+    cr_expect_eq(seen, 3);
+    /* the converted GGUF says add_bos_token */
+    snprintf(p, sizeof p, "%s/m.gguf", dir);
+    cr_assert_eq(ba_hf_convert(dir, p, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(p, &g, &err), BA_OK, "%s", err.msg);
+    const ba_gguf_kv_t *kv = ba_gguf_find_kv(g, "tokenizer.ggml.add_bos_token");
+    cr_expect(kv && kv->type == BA_GGUF_BOOL && kv->val[0] == 1);
+    cr_expect_null(ba_gguf_find_kv(g, "tokenizer.ggml.add_eos_token"));
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
