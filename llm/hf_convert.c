@@ -350,10 +350,10 @@ static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_
         json_t *val;
         json_object_foreach(added, key, val) {
             json_int_t id = json_integer_value(val);
-            if (!json_is_integer(val) || id < 0 || id >= c->vocab) {
+            if (!*key || !json_is_integer(val) || id < 0 || id >= c->vocab) {
                 st = ba_error_set(err, BA_ERR_INPUT,
-                                  "%s: token '%s': id must be from 0 to vocab_size-1 (%lld)", ap, key,
-                                  (long long)c->vocab - 1);
+                                  "%s: token '%s': needs a text and an id from 0 to vocab_size-1 (%lld)", ap,
+                                  key, (long long)c->vocab - 1);
                 goto done;
             }
             if ((st = set_token(v, id, key, TOK_USER, err)) != BA_OK) goto done;

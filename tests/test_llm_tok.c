@@ -388,7 +388,8 @@ Test(llm_tok, bad_sentencepiece_models_exit_2_naming_the_problem) {
     scratch_copy(SPM_DIR, dir, sizeof dir, 0);
     snprintf(cp, sizeof cp, "%s/added_tokens.json", dir);
     cr_assert_eq(ba_test_write_file(cp, "{\"<extra>\": 700}"), 0);
-    expect_refused(dir, "added_tokens.json", "token '<extra>': id must be from 0 to vocab_size-1 (699)");
+    expect_refused(dir, "added_tokens.json",
+                   "token '<extra>': needs a text and an id from 0 to vocab_size-1 (699)");
     snprintf(cp, sizeof cp, "%s/tokenizer_config.json", dir);
     cr_assert_eq(ba_test_write_file(cp, "{\"add_bos_token\": \"yes\"}"), 0);
     expect_refused(dir, "tokenizer_config.json", "'add_bos_token' must be true or false");
