@@ -529,3 +529,34 @@ Test(llm_tok, digest_and_files_cover_the_tokenizer_files) {
     ba_gguf_free(g);
     ba_test_rmtree(dir);
 }
+
+/* added_tokens.json and tokenizer_config.json's added_tokens_decoder over the SentencePiece
+ * pieces, as convert writes them: user-defined (score -1000, '▁' as a space) or control. */
+Test(llm_tok, spm_added_tokens_as_convert_writes_them) {
+    char dir[512], p[700];
+    scratch_copy(SPM_DIR, dir, sizeof dir, 0);
+    snprintf(p, sizeof p, "%s/added_tokens.json", dir);
+    cr_assert_eq(ba_test_write_file(p, "{\"<extra>\": 697}"), 0);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", dir);
+    cr_assert_eq(ba_test_write_file(p, "{\"added_tokens_decoder\": {"
+                                       "\"698\": {\"content\": \"\xe2\x96\x81user\", \"special\": false},"
+                                       "\"699\": {\"content\": \"<|im_start|>\", \"special\": false},"
+                                       "\"2\": {\"content\": \"</s>\", \"special\": true}}}"),
+                 0);
+    snprintf(p, sizeof p, "%s/m.gguf", dir);
+    ba_error err = {0};
+    cr_assert_eq(ba_hf_convert(dir, p, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(p, &g, &err), BA_OK, "%s", err.msg);
+    const ba_gguf_kv_t *sc = ba_gguf_find_kv(g, "tokenizer.ggml.scores");
+    cr_assert(sc);
+    float s[4];
+    memcpy(s, sc->val + 4 * 697, 12);
+    memcpy(&s[3], sc->val + 4 * 2, 4);
+    cr_expect(token_is(g, 697, "<extra>") && type_of(g, 697) == 4 && s[0] == -1000.0f);
+    cr_expect(token_is(g, 698, " user") && type_of(g, 698) == 4 && s[1] == -1000.0f);
+    cr_expect(token_is(g, 699, "<|im_start|>") && type_of(g, 699) == 3 && s[2] == -1000.0f);
+    cr_expect(token_is(g, 2, "</s>") && type_of(g, 2) == 3 && s[3] == -1000.0f);
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
