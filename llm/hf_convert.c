@@ -472,7 +472,7 @@ static ba_status read_merges(const char *p, json_t *merges, hf_vocab_t *v, ba_er
 static ba_status read_tokenizer_json(const hf_config_t *c, hf_vocab_t *v, ba_error *err) {
     const char *p = c->tok_path;
     json_t *j = NULL;
-    BA_TRY(load_json(p, "tokenizer.json", &j, err));
+    BA_TRY(load_json(p, "tokenizer.model or tokenizer.json", &j, err));
     ba_status st = BA_OK;
     json_t *m = json_object_get(j, "model");
     const char *mtype = json_string_value(json_object_get(m, "type"));

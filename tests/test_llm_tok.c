@@ -560,3 +560,11 @@ Test(llm_tok, spm_added_tokens_as_convert_writes_them) {
     ba_gguf_free(g);
     ba_test_rmtree(dir);
 }
+
+Test(llm_tok, a_checkpoint_without_a_tokenizer_exits_2) {
+    char dir[512];
+    scratch_copy(SPM_DIR, dir, sizeof dir, 1);
+    expect_refused(dir, "tokenizer.json",
+                   "missing (a safetensors checkpoint needs its tokenizer.model or tokenizer.json)");
+    ba_test_rmtree(dir);
+}
