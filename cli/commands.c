@@ -114,7 +114,8 @@ static const ba_cli_flag llm_inspect_flags[] = {
     {                                                                                                        \
         "model", 0, BA_CLI_T_PATH, BA_CLI_POSITIONAL | BA_CLI_REQUIRED, "MODEL", NULL,                       \
             "GGUF (F32/F16/BF16), or an HF llama safetensors checkpoint: its folder, index.json or "         \
-            ".safetensors, beside config.json and tokenizer.json (converted to a temporary GGUF)"            \
+            ".safetensors, beside config.json and a tokenizer.model (SentencePiece) or tokenizer.json "      \
+            "(Llama 3 byte-level BPE, or a byte-fallback vocabulary); converted to a temporary GGUF"         \
     }
 #define F_LLM_IMATRIX                                                                                        \
     {                                                                                                        \

@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "core/util.h"
 #include "llm/safetensors.h"
+#include "llm/spm.h"
 
 /* ggml type ids and llama_ftype values used here */
 #define T_F32 0
@@ -168,19 +169,91 @@ typedef struct {
     int n;
     char **tokens;
     int32_t *types;
-    int64_t unk;
-    int add_space_prefix; /* 1: Prepend/Metaspace found (llama.cpp's SPM default) */
+    float *scores;     /* NULL: none written (gpt2) */
+    const char *model; /* tokenizer.ggml.model: "llama" or "gpt2" */
+    const char *pre;   /* tokenizer.ggml.pre */
+    char **merges;     /* gpt2: "LEFT RIGHT" */
+    int n_merges;
+    int64_t unk, bos, eos, pad; /* -1: none */
+    int add_space_prefix;       /* llama: 0 writes tokenizer.ggml.add_space_prefix false */
+    int add_bos, add_eos;       /* -1: not said (libllama's default) */
 } hf_vocab_t;
 
 static void vocab_free(hf_vocab_t *v) {
     for (int i = 0; v->tokens && i < v->n; i++) free(v->tokens[i]);
+    for (int i = 0; v->merges && i < v->n_merges; i++) free(v->merges[i]);
     free(v->tokens);
     free(v->types);
+    free(v->scores);
+    free(v->merges);
+}
+
+static ba_status vocab_alloc(hf_vocab_t *v, int n, int with_scores, ba_error *err) {
+    v->n = n;
+    v->tokens = ba_calloc((size_t)n, sizeof *v->tokens, err);
+    v->types = ba_calloc((size_t)n, sizeof *v->types, err);
+    if (with_scores) v->scores = ba_calloc((size_t)n, sizeof *v->scores, err);
+    return v->tokens && v->types && (v->scores || !with_scores) ? BA_OK : BA_ERR_NOMEM;
+}
+
+/* Sets token id to a copy of s (replacing what was there). */
+static ba_status set_token(hf_vocab_t *v, int64_t id, const char *s, int32_t type, ba_error *err) {
+    char *t = ba_strdup(s, err);
+    if (!t) return err->code;
+    free(v->tokens[id]);
+    v->tokens[id] = t;
+    v->types[id] = type;
+    return BA_OK;
+}
+
+/* Ids no tokenizer file names (vocab_size above the tokenizer's): unused [PADn] rows, as convert
+ * writes them. */
+static ba_status pad_unused(hf_vocab_t *v, float score, ba_error *err) {
+    for (int k = 0; k < v->n; k++)
+        if (!v->tokens[k]) {
+            char pad[32];
+            snprintf(pad, sizeof pad, "[PAD%d]", k);
+            BA_TRY(set_token(v, k, pad, TOK_UNUSED, err));
+            if (v->scores) v->scores[k] = score;
+        }
+    return BA_OK;
 }
 
 static int is_byte_token(const char *s) {
     static const char hx[] = "0123456789ABCDEFabcdef";
     return strlen(s) == 6 && !strncmp(s, "<0x", 3) && s[5] == '>' && strchr(hx, s[3]) && strchr(hx, s[4]);
+}
+
+/* convert_hf_to_gguf.py's does_token_look_special: an added token that is a control token although
+ * not marked special. */
+static int looks_special(const char *s) {
+    static const char *const names[] = {"<pad>", "<mask>", "<2mass>", "[@BOS@]"};
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(s, names[i])) return 1;
+    size_t n = strlen(s);
+    static const char *const open[] = {"<|", "<\xef\xbd\x9c"}, *const close[] = {"|>", "\xef\xbd\x9c>"};
+    for (int i = 0; i < 2; i++) {
+        size_t lo = strlen(open[i]), lc = strlen(close[i]);
+        if (n >= lo + lc && !strncmp(s, open[i], lo) && !strcmp(s + n - lc, close[i])) return 1;
+    }
+    return !strncmp(s, "<unused", 7) && n > 8 && s[n - 1] == '>'; /* gemma's <unusedN> */
+}
+
+/* A user-defined token with SentencePiece's '▁' written as the space it stands for (convert
+ * pre-normalizes them so). */
+static ba_status set_user_token(hf_vocab_t *v, int64_t id, const char *s, ba_error *err) {
+    size_t n = strlen(s);
+    char *t = malloc(n + 1), *o = t;
+    if (!t) return ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+    for (const char *p = s; *p;)
+        if (!strncmp(p, "\xe2\x96\x81", 3))
+            *o++ = ' ', p += 3;
+        else
+            *o++ = *p++;
+    *o = 0;
+    ba_status st = set_token(v, id, t, TOK_USER, err);
+    free(t);
+    return st;
 }
 
 /* 1 when the JSON node (normalizer or pre_tokenizer tree) prepends '▁' to the text. */
@@ -202,42 +275,242 @@ static int prepends_space(json_t *n) {
     return 0;
 }
 
-static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *err) {
-    const char *p = c->tok_path;
+/* tokenizer_config.json beside the checkpoint, when there is one: add_bos_token / add_eos_token
+ * (-> tokenizer.ggml.add_bos_token / add_eos_token) and, returned in *out for the SentencePiece
+ * form, its added_tokens_decoder. */
+static ba_status read_tokenizer_config(const hf_config_t *c, hf_vocab_t *v, json_t **out, ba_error *err) {
+    *out = NULL;
+    v->add_bos = v->add_eos = -1;
+    char p[4200];
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", c->dir);
     struct stat sb;
-    if (stat(p, &sb) != 0) {
-        char spm[4200];
-        snprintf(spm, sizeof spm, "%s/tokenizer.model", c->dir);
-        if (stat(spm, &sb) == 0)
-            return ba_error_set(
-                err, BA_ERR_UNSUPPORTED,
-                "%s: a SentencePiece tokenizer.model is not supported; a tokenizer.json with a "
-                "byte-level vocabulary is",
-                spm);
+    if (stat(p, &sb) != 0) return BA_OK;
+    json_t *j;
+    BA_TRY(load_json(p, "tokenizer_config.json", &j, err));
+    static const char *const keys[] = {"add_bos_token", "add_eos_token"};
+    for (int k = 0; k < 2; k++) {
+        json_t *x = json_object_get(j, keys[k]);
+        if (!x || json_is_null(x)) continue;
+        if (!json_is_boolean(x)) {
+            json_decref(j);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' must be true or false", p, keys[k]);
+        }
+        *(k ? &v->add_eos : &v->add_bos) = json_is_true(x);
     }
+    *out = j;
+    return BA_OK;
+}
+
+/* SentencePiece's tokenizer.model, as convert_hf_to_gguf.py's _create_vocab_sentencepiece reads it:
+ * pieces by id with their scores and types (user-defined pieces as normal ones), then the ids of
+ * added_tokens.json (user-defined, score -1000) and tokenizer_config.json's added_tokens_decoder
+ * (control when special or looking special, else user-defined), the rest of vocab_size unused. */
+static ba_status read_spm(const hf_config_t *c, hf_vocab_t *v, json_t *tcfg, ba_error *err) {
+    const char *p = c->tok_path;
+    ba_spm_model_t *m = NULL;
+    BA_TRY(ba_spm_load(p, &m, err));
+    ba_status st = BA_OK;
+    json_t *added = NULL;
+    if (m->model_type != BA_SPM_BPE) {
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: a SentencePiece %s model is not supported (only BPE, as Llama's: libllama's "
+                          "SentencePiece tokenizer merges pieces by score)",
+                          p, ba_spm_model_type_name(m->model_type));
+        goto done;
+    }
+    if (!m->byte_fallback) {
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: a SentencePiece model without byte_fallback is not supported (libllama spells "
+                          "unknown characters with the <0xXX> byte pieces)",
+                          p);
+        goto done;
+    }
+    if (m->n > c->vocab) {
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: %d pieces, more than config.json's vocab_size %lld", p,
+                          m->n, (long long)c->vocab);
+        goto done;
+    }
+    if ((st = vocab_alloc(v, (int)c->vocab, 1, err)) != BA_OK) goto done;
+    for (int i = 0; i < m->n; i++) {
+        int t = m->pieces[i].type;
+        int32_t gt = t == BA_SPM_UNKNOWN   ? TOK_UNKNOWN
+                     : t == BA_SPM_CONTROL ? TOK_CONTROL
+                     : t == BA_SPM_UNUSED  ? TOK_UNUSED
+                     : t == BA_SPM_BYTE    ? TOK_BYTE
+                                           : TOK_NORMAL;
+        if ((st = set_token(v, i, m->pieces[i].piece, gt, err)) != BA_OK) goto done;
+        v->scores[i] = m->pieces[i].score;
+    }
+    char ap[4200];
+    snprintf(ap, sizeof ap, "%s/added_tokens.json", c->dir);
+    struct stat sb;
+    if (stat(ap, &sb) == 0) {
+        if ((st = load_json(ap, "added_tokens.json", &added, err)) != BA_OK) goto done;
+        const char *key;
+        json_t *val;
+        json_object_foreach(added, key, val) {
+            json_int_t id = json_integer_value(val);
+            if (!*key || !json_is_integer(val) || id < 0 || id >= c->vocab) {
+                st = ba_error_set(err, BA_ERR_INPUT,
+                                  "%s: token '%s': needs a text and an id from 0 to vocab_size-1 (%lld)", ap,
+                                  key, (long long)c->vocab - 1);
+                goto done;
+            }
+            if ((st = set_token(v, id, key, TOK_USER, err)) != BA_OK) goto done;
+            v->scores[id] = -1000.0f;
+        }
+    }
+    json_t *dec = json_object_get(tcfg, "added_tokens_decoder");
+    if (dec && !json_is_object(dec)) {
+        st = ba_error_set(err, BA_ERR_INPUT,
+                          "%s/tokenizer_config.json: added_tokens_decoder must be an object", c->dir);
+        goto done;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach(dec, key, val) {
+        char *e;
+        long long id = strtoll(key, &e, 10);
+        const char *content = json_string_value(json_object_get(val, "content"));
+        if (!*key || *e || id < 0 || id >= c->vocab || !content || !*content) {
+            st = ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s/tokenizer_config.json: added_tokens_decoder '%s': needs an id below vocab_size "
+                "and a content",
+                c->dir, key);
+            goto done;
+        }
+        if (json_is_true(json_object_get(val, "special")) || looks_special(content))
+            st = set_token(v, id, content, TOK_CONTROL, err);
+        else
+            st = set_user_token(v, id, content, err);
+        if (st != BA_OK) goto done;
+        v->scores[id] = -1000.0f;
+    }
+    if ((st = pad_unused(v, -10000.0f, err)) != BA_OK) goto done;
+    v->model = "llama";
+    v->pre = "default";
+    v->unk = m->unk_id;
+    if (v->bos < 0) v->bos = m->bos_id;
+    if (v->eos < 0) v->eos = m->eos_id;
+    if (v->pad < 0) v->pad = m->pad_id;
+    v->add_space_prefix = m->add_dummy_prefix;
+done:
+    json_decref(added);
+    ba_spm_free(m);
+    return st;
+}
+
+/* The byte-level BPE pre-tokenizers recognised, by the pre_tokenizer tokenizer.json gives
+ * (llama.cpp names them by hashing a tokenization, convert_hf_to_gguf.py's get_vocab_base_pre; the
+ * same tokenizers give these configurations): a Split on regex (behavior Isolated, not inverted),
+ * then ByteLevel with no regex and no prefix space. */
+static const struct {
+    const char *pre, *regex;
+} known_pre[] = {
+    {"llama-bpe", /* Llama 3, 3.1, 3.2 */
+     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
+};
+
+static const char *json_type_is(json_t *n, const char *type) {
+    const char *t = json_string_value(json_object_get(n, "type"));
+    return t && !strcmp(t, type) ? t : NULL;
+}
+
+static const char *recognise_pre(json_t *j) {
+    json_t *norm = json_object_get(j, "normalizer"), *pt = json_object_get(j, "pre_tokenizer");
+    if (norm && !json_is_null(norm)) return NULL;
+    json_t *list = json_object_get(pt, "pretokenizers");
+    if (!json_type_is(pt, "Sequence") || json_array_size(list) != 2) return NULL;
+    json_t *split = json_array_get(list, 0), *bl = json_array_get(list, 1);
+    const char *beh = json_string_value(json_object_get(split, "behavior"));
+    const char *rx = json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex"));
+    if (!json_type_is(split, "Split") || !rx || !beh || strcmp(beh, "Isolated") ||
+        json_is_true(json_object_get(split, "invert")))
+        return NULL;
+    if (!json_type_is(bl, "ByteLevel") || json_is_true(json_object_get(bl, "add_prefix_space")) ||
+        !json_is_false(json_object_get(bl, "use_regex")))
+        return NULL;
+    for (size_t k = 0; k < sizeof known_pre / sizeof known_pre[0]; k++)
+        if (!strcmp(rx, known_pre[k].regex)) return known_pre[k].pre;
+    return NULL;
+}
+
+/* model.merges: "LEFT RIGHT" strings or [LEFT, RIGHT] pairs (tokenizers >= 0.20) -> v->merges. */
+static ba_status read_merges(const char *p, json_t *merges, hf_vocab_t *v, ba_error *err) {
+    size_t n = json_array_size(merges), i;
+    if (n > INT32_MAX) return ba_error_set(err, BA_ERR_INPUT, "%s: too many merges", p);
+    v->merges = ba_calloc(n, sizeof *v->merges, err);
+    if (!v->merges) return err->code;
+    json_t *x;
+    json_array_foreach(merges, i, x) {
+        const char *s = json_string_value(x), *sp = s ? strchr(s, ' ') : NULL;
+        const char *a = json_string_value(json_array_get(x, 0)), *b = json_string_value(json_array_get(x, 1));
+        int ok = s ? sp && sp > s && sp[1] && !strchr(sp + 1, ' ')
+                   : json_array_size(x) == 2 && a && b && *a && *b && !strchr(a, ' ') && !strchr(b, ' ');
+        if (!ok)
+            return ba_error_set(
+                err, BA_ERR_INPUT,
+                "%s: model.merges[%zu]: not \"LEFT RIGHT\" or [LEFT, RIGHT] (two tokens without "
+                "spaces)",
+                p, i);
+        size_t len = s ? strlen(s) : strlen(a) + 1 + strlen(b);
+        char *m = ba_malloc(len + 1, err);
+        if (!m) return err->code;
+        if (s)
+            memcpy(m, s, len + 1);
+        else
+            snprintf(m, len + 1, "%s %s", a, b);
+        v->merges[v->n_merges++] = m;
+    }
+    return BA_OK;
+}
+
+/* tokenizer.json: a byte-level SentencePiece-style vocabulary (BPE with byte_fallback, no merges:
+ * "llama") or a GPT-2 style byte-level BPE with merges and a recognised pre-tokenizer ("gpt2"). */
+static ba_status read_tokenizer_json(const hf_config_t *c, hf_vocab_t *v, ba_error *err) {
+    const char *p = c->tok_path;
     json_t *j = NULL;
-    BA_TRY(load_json(p, "tokenizer.json", &j, err));
+    BA_TRY(load_json(p, "tokenizer.model or tokenizer.json", &j, err));
     ba_status st = BA_OK;
     json_t *m = json_object_get(j, "model");
     const char *mtype = json_string_value(json_object_get(m, "type"));
     json_t *vocab = json_object_get(m, "vocab"), *merges = json_object_get(m, "merges");
     if (!mtype || strcmp(mtype, "BPE")) {
         st = ba_error_set(err, BA_ERR_UNSUPPORTED,
-                          "%s: tokenizer model '%s' is not supported (only a byte-level vocabulary: BPE with "
-                          "byte_fallback and no merges)",
+                          "%s: tokenizer model '%s' is not supported (only BPE: byte-level with merges, or "
+                          "with byte_fallback and no merges)",
                           p, mtype ? mtype : "(none)");
         goto done;
     }
-    if (!json_is_true(json_object_get(m, "byte_fallback"))) {
-        st = ba_error_set(
-            err, BA_ERR_UNSUPPORTED,
-            "%s: a BPE tokenizer without byte_fallback (GPT-2 style byte-level BPE) is not supported", p);
+    if (merges && !json_is_array(merges)) {
+        st = ba_error_set(err, BA_ERR_INPUT, "%s: model.merges must be a list", p);
         goto done;
     }
-    if (json_array_size(merges) > 0 || (merges && !json_is_array(merges))) {
+    int byte_fallback = json_is_true(json_object_get(m, "byte_fallback"));
+    if (byte_fallback && json_array_size(merges) > 0) {
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: BPE merges with byte_fallback (a SentencePiece vocabulary) are not supported "
+                          "from tokenizer.json; the checkpoint's tokenizer.model is",
+                          p);
+        goto done;
+    }
+    if (!byte_fallback && json_array_size(merges) == 0) {
+        st = ba_error_set(err, BA_ERR_UNSUPPORTED,
+                          "%s: a BPE tokenizer without byte_fallback and without merges is not supported", p);
+        goto done;
+    }
+    if (!byte_fallback && !(v->pre = recognise_pre(j))) {
+        char *pt = json_dumps(json_object_get(j, "pre_tokenizer"), JSON_COMPACT | JSON_ENCODE_ANY);
+        json_t *norm = json_object_get(j, "normalizer");
         st =
             ba_error_set(err, BA_ERR_UNSUPPORTED,
-                         "%s: BPE merges are not supported (only a byte-level vocabulary with no merges)", p);
+                         "%s: the byte-level BPE pre-tokenizer is not recognised (only Llama 3's, llama-bpe: "
+                         "no normalizer, a Split on its regex, then ByteLevel without a regex); found %s"
+                         "pre_tokenizer %.300s",
+                         p, norm && !json_is_null(norm) ? "a normalizer and " : "", pt ? pt : "(none)");
+        free(pt);
         goto done;
     }
     if (!json_is_object(vocab) || json_object_size(vocab) == 0) {
@@ -245,13 +518,7 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         goto done;
     }
     /* ids of model.vocab and added_tokens, all below vocab_size, each given once */
-    v->n = (int)c->vocab;
-    v->tokens = ba_calloc((size_t)v->n, sizeof *v->tokens, err);
-    v->types = ba_calloc((size_t)v->n, sizeof *v->types, err);
-    if (!v->tokens || !v->types) {
-        st = BA_ERR_NOMEM;
-        goto done;
-    }
+    if ((st = vocab_alloc(v, (int)c->vocab, byte_fallback, err)) != BA_OK) goto done;
     const char *key;
     json_t *val;
     json_object_foreach(vocab, key, val) {
@@ -265,11 +532,9 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
             st = ba_error_set(err, BA_ERR_INPUT, "%s: token id %lld given twice", p, (long long)id);
             goto done;
         }
-        if (!(v->tokens[id] = strdup(key))) {
-            st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
+        if ((st = set_token(v, id, key, byte_fallback && is_byte_token(key) ? TOK_BYTE : TOK_NORMAL, err)) !=
+            BA_OK)
             goto done;
-        }
-        v->types[id] = is_byte_token(key) ? TOK_BYTE : TOK_NORMAL;
     }
     size_t i;
     json_t *at;
@@ -277,7 +542,7 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         json_t *idj = json_object_get(at, "id");
         const char *content = json_string_value(json_object_get(at, "content"));
         json_int_t id = json_integer_value(idj);
-        if (!json_is_integer(idj) || !content || id < 0 || id >= c->vocab) {
+        if (!json_is_integer(idj) || !content || !*content || id < 0 || id >= c->vocab) {
             st = ba_error_set(err, BA_ERR_INPUT,
                               "%s: added_tokens[%zu]: needs an id below vocab_size and a content", p, i);
             goto done;
@@ -288,23 +553,16 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
                               (long long)id, v->tokens[id]);
             goto done;
         }
-        if (!v->tokens[id] && !(v->tokens[id] = strdup(content))) {
-            st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        v->types[id] = json_is_true(json_object_get(at, "special")) ? TOK_CONTROL : TOK_USER;
+        int special = json_is_true(json_object_get(at, "special"));
+        if (byte_fallback)
+            st = set_token(v, id, content, special ? TOK_CONTROL : TOK_USER, err);
+        else if (special || looks_special(content))
+            st = set_token(v, id, content, TOK_CONTROL, err);
+        else
+            st = set_user_token(v, id, content, err);
+        if (st != BA_OK) goto done;
     }
-    for (int k = 0; k < v->n; k++)
-        if (!v->tokens[k]) { /* vocab_size above the tokenizer's: padding rows, as convert writes them */
-            char pad[32];
-            snprintf(pad, sizeof pad, "[PAD%d]", k);
-            if (!(v->tokens[k] = strdup(pad))) {
-                st = ba_error_set(err, BA_ERR_NOMEM, "out of memory");
-                goto done;
-            }
-            v->types[k] = TOK_UNUSED;
-        }
-    v->unk = -1;
+    if ((st = pad_unused(v, 0.0f, err)) != BA_OK) goto done;
     const char *unk = json_string_value(json_object_get(m, "unk_token"));
     if (unk) {
         json_t *u = json_object_get(vocab, unk);
@@ -315,10 +573,28 @@ static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *e
         v->unk = json_integer_value(u);
         v->types[v->unk] = TOK_UNKNOWN;
     }
-    v->add_space_prefix = prepends_space(json_object_get(j, "normalizer")) ||
-                          prepends_space(json_object_get(j, "pre_tokenizer"));
+    if (byte_fallback) {
+        v->model = "llama";
+        v->add_space_prefix = prepends_space(json_object_get(j, "normalizer")) ||
+                              prepends_space(json_object_get(j, "pre_tokenizer"));
+    } else {
+        v->model = "gpt2";
+        st = read_merges(p, merges, v, err);
+    }
 done:
     json_decref(j);
+    return st;
+}
+
+static ba_status read_tokenizer(const hf_config_t *c, hf_vocab_t *v, ba_error *err) {
+    v->unk = -1;
+    v->bos = c->bos, v->eos = c->eos, v->pad = c->pad;
+    json_t *tcfg = NULL;
+    BA_TRY(read_tokenizer_config(c, v, &tcfg, err));
+    size_t n = strlen(c->tok_path);
+    ba_status st = n > 6 && !strcmp(c->tok_path + n - 6, ".model") ? read_spm(c, v, tcfg, err)
+                                                                   : read_tokenizer_json(c, v, err);
+    json_decref(tcfg);
     return st;
 }
 
@@ -423,25 +699,30 @@ static ba_status write_kvs(ba_gguf_writer_t *w, const hf_config_t *c, const hf_v
     BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.freq_base", (float)c->rope_theta, err));
     if (file_type >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "general.file_type", (uint32_t)file_type, err));
     BA_TRY(ba_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab, err));
-    BA_TRY(ba_gguf_writer_add_str(w, "tokenizer.ggml.model", "llama", err));
+    BA_TRY(ba_gguf_writer_add_str(w, "tokenizer.ggml.model", v->model, err));
+    if (v->pre) BA_TRY(ba_gguf_writer_add_str(w, "tokenizer.ggml.pre", v->pre, err));
     BA_TRY(add_str_array(w, "tokenizer.ggml.tokens", v->tokens, v->n, err));
-    float *scores = ba_calloc((size_t)v->n, sizeof *scores, err);
-    if (!scores) return BA_ERR_NOMEM;
-    ba_status st = ba_gguf_writer_add_kv(w, "tokenizer.ggml.scores", BA_GGUF_ARRAY, BA_GGUF_F32,
-                                         (uint64_t)v->n, scores, (size_t)v->n * 4, err);
-    free(scores);
-    BA_TRY(st);
+    if (v->scores)
+        BA_TRY(ba_gguf_writer_add_kv(w, "tokenizer.ggml.scores", BA_GGUF_ARRAY, BA_GGUF_F32, (uint64_t)v->n,
+                                     v->scores, (size_t)v->n * 4, err));
     BA_TRY(ba_gguf_writer_add_kv(w, "tokenizer.ggml.token_type", BA_GGUF_ARRAY, BA_GGUF_I32, (uint64_t)v->n,
                                  v->types, (size_t)v->n * 4, err));
-    if (c->bos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos, err));
-    if (c->eos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos, err));
+    if (v->merges) BA_TRY(add_str_array(w, "tokenizer.ggml.merges", v->merges, v->n_merges, err));
+    if (v->bos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)v->bos, err));
+    if (v->eos >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)v->eos, err));
     if (v->unk >= 0)
         BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)v->unk, err));
-    if (c->pad >= 0)
-        BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)c->pad, err));
-    if (!v->add_space_prefix) {
+    if (v->pad >= 0)
+        BA_TRY(ba_gguf_writer_add_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)v->pad, err));
+    if (!strcmp(v->model, "llama") && !v->add_space_prefix) {
         uint8_t no = 0;
         BA_TRY(ba_gguf_writer_add_kv(w, "tokenizer.ggml.add_space_prefix", BA_GGUF_BOOL, 0, 1, &no, 1, err));
+    }
+    static const char *const add_keys[] = {"tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_eos_token"};
+    for (int k = 0; k < 2; k++) {
+        int a = k ? v->add_eos : v->add_bos;
+        uint8_t b = (uint8_t)a;
+        if (a >= 0) BA_TRY(ba_gguf_writer_add_kv(w, add_keys[k], BA_GGUF_BOOL, 0, 1, &b, 1, err));
     }
     return BA_OK;
 }
@@ -456,7 +737,19 @@ static void checkpoint_paths(const char *path, hf_config_t *c) {
     size_t dl = strlen(c->dir);
     while (dl > 1 && c->dir[dl - 1] == '/') c->dir[--dl] = 0;
     snprintf(c->cfg_path, sizeof c->cfg_path, "%s/config.json", c->dir);
-    snprintf(c->tok_path, sizeof c->tok_path, "%s/tokenizer.json", c->dir);
+    /* SentencePiece's tokenizer.model first, as convert_hf_to_gguf.py tries it first */
+    snprintf(c->tok_path, sizeof c->tok_path, "%s/tokenizer.model", c->dir);
+    if (stat(c->tok_path, &sb) != 0) snprintf(c->tok_path, sizeof c->tok_path, "%s/tokenizer.json", c->dir);
+}
+
+/* Files beside the tokenizer that the conversion also reads, when present. */
+static const char *const tok_extra[] = {"tokenizer_config.json", "added_tokens.json"};
+#define N_TOK_EXTRA 2
+
+static int tok_extra_path(const hf_config_t *c, int k, char *out, size_t cap) {
+    struct stat sb;
+    snprintf(out, cap, "%s/%s", c->dir, tok_extra[k]);
+    return stat(out, &sb) == 0;
 }
 
 static ba_status sha_line(ba_sha256_t *h, const char *path, ba_error *err) {
@@ -482,6 +775,9 @@ ba_status ba_llm_model_sha256(const char *path, char hex[65], ba_error *err) {
     ba_sha256_init(&h);
     ba_status st = sha_line(&h, c.cfg_path, err);
     if (st == BA_OK) st = sha_line(&h, c.tok_path, err);
+    char extra[4300];
+    for (int k = 0; st == BA_OK && k < N_TOK_EXTRA; k++)
+        if (tok_extra_path(&c, k, extra, sizeof extra)) st = sha_line(&h, extra, err);
     for (int i = 0; st == BA_OK && i < s->n_files; i++) st = sha_line(&h, s->paths[i], err);
     ba_safetensors_free(s);
     if (st == BA_OK) {
@@ -526,6 +822,9 @@ ba_status ba_llm_model_files(const char *path, char ***files, int *n, ba_error *
     struct stat sb;
     st = push_path(files, n, c.cfg_path, err);
     if (st == BA_OK) st = push_path(files, n, c.tok_path, err);
+    char extra[4300];
+    for (int k = 0; st == BA_OK && k < N_TOK_EXTRA; k++)
+        if (tok_extra_path(&c, k, extra, sizeof extra)) st = push_path(files, n, extra, err);
     if (st == BA_OK && stat(index, &sb) == 0) st = push_path(files, n, index, err);
     for (int i = 0; st == BA_OK && i < s->n_files; i++) st = push_path(files, n, s->paths[i], err);
     ba_safetensors_free(s);

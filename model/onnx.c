@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/pbwire.h"
 #include "core/util.h"
 #include "model/graph_internal.h"
 #include "model/ops.h"
@@ -39,69 +40,10 @@ enum {
     GRAPH_VALUE_INFO = 13
 };
 enum { TENSOR_RAW_DATA = 9 };
-enum { WIRE_VARINT = 0, WIRE_I64 = 1, WIRE_LEN = 2, WIRE_I32 = 5 };
 /* Pages dropped after hashing / copying are released in chunks of this size. */
 #define DROP_CHUNK ((size_t)16 << 20)
 
-/* ---------------- wire walker ---------------- */
-
-typedef struct {
-    uint32_t field;
-    int wire;
-    const uint8_t *start;   /* first byte of the key */
-    const uint8_t *payload; /* WIRE_LEN: first byte of the payload */
-    size_t len;             /* WIRE_LEN: payload length */
-    const uint8_t *end;     /* one past the field */
-} wire_field;
-
-static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-    uint64_t r = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-        if (*p >= end) return 0;
-        uint8_t b = *(*p)++;
-        r |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *v = r;
-            return 1;
-        }
-    }
-    return 0;
-}
-
-/* Reads the field at *p; 1 on success, 0 on a malformed or truncated field. */
-static int next_field(const uint8_t **p, const uint8_t *end, wire_field *f) {
-    f->start = *p;
-    uint64_t key;
-    if (!read_varint(p, end, &key)) return 0;
-    f->field = (uint32_t)(key >> 3);
-    f->wire = (int)(key & 7);
-    if (f->field == 0) return 0;
-    f->payload = NULL;
-    f->len = 0;
-    uint64_t v;
-    switch (f->wire) {
-    case WIRE_VARINT:
-        if (!read_varint(p, end, &v)) return 0;
-        break;
-    case WIRE_I64:
-        if ((size_t)(end - *p) < 8) return 0;
-        *p += 8;
-        break;
-    case WIRE_I32:
-        if ((size_t)(end - *p) < 4) return 0;
-        *p += 4;
-        break;
-    case WIRE_LEN:
-        if (!read_varint(p, end, &v) || v > (uint64_t)(end - *p)) return 0;
-        f->payload = *p;
-        f->len = (size_t)v;
-        *p += v;
-        break;
-    default: return 0; /* groups are not used by onnx.proto */
-    }
-    f->end = *p;
-    return 1;
-}
+/* ---------------- wire walker: core/pbwire ---------------- */
 
 typedef struct {
     uint8_t *buf;
@@ -150,13 +92,13 @@ static void drop_pages(const uint8_t *base, const uint8_t *p, size_t n) {
 static int nest_scan(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end, int depth,
                      const uint8_t **bad) {
     if (depth > ONNX_MAX_DEPTH) return 1;
-    wire_field f;
+    ba_pb_field f;
     while (p < end) {
-        if (!next_field(&p, end, &f)) {
+        if (!ba_pb_next(&p, end, &f)) {
             *bad = p;
             return -1;
         }
-        if (f.wire != WIRE_LEN) continue;
+        if (f.wire != BA_PB_LEN) continue;
         const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field(d, f.field);
         if (!fd || fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
         int r = nest_scan(fd->descriptor, f.payload, f.payload + f.len, depth + 1, bad);
@@ -959,10 +901,10 @@ static ba_status load_graph(ba_model_t *m, const uint8_t *base, const uint8_t *p
 
 static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uint8_t *p, const uint8_t *end,
                                    int **four_ids, int *nfour_out, ba_error *err) {
-    wire_field f;
+    ba_pb_field f;
     while (p < end) {
-        if (!next_field(&p, end, &f)) return unpack_fail(m, "graph", (size_t)(p - base), err);
-        if (f.wire != WIRE_LEN) continue;
+        if (!ba_pb_next(&p, end, &f)) return unpack_fail(m, "graph", (size_t)(p - base), err);
+        if (f.wire != BA_PB_LEN) continue;
         size_t off = (size_t)(f.payload - base);
         if (f.field == GRAPH_NODE) {
             Onnx__NodeProto *np = onnx__node_proto__unpack(NULL, f.len, f.payload);
@@ -985,13 +927,13 @@ static ba_status load_graph_fields(ba_model_t *m, const uint8_t *base, const uin
             const uint8_t *q = f.payload, *qe = f.payload + f.len, *raw = NULL;
             size_t raw_len = 0;
             int has_raw = 0, ok = 1;
-            wire_field tf;
+            ba_pb_field tf;
             while (q < qe && ok) {
-                if (!next_field(&q, qe, &tf)) {
+                if (!ba_pb_next(&q, qe, &tf)) {
                     ok = 0;
                     break;
                 }
-                if (tf.field == TENSOR_RAW_DATA && tf.wire == WIRE_LEN) {
+                if (tf.field == TENSOR_RAW_DATA && tf.wire == BA_PB_LEN) {
                     raw = tf.payload;
                     raw_len = tf.len;
                     has_raw = 1;
@@ -1043,13 +985,13 @@ static ba_status load_mapped(ba_model_t *m, const uint8_t *data, size_t size, ba
     const uint8_t *graphs[64];
     size_t glen[64];
     int ngraph = 0;
-    wire_field f;
+    ba_pb_field f;
     while (p < end) {
-        if (!next_field(&p, end, &f)) {
+        if (!ba_pb_next(&p, end, &f)) {
             free(sk.buf);
             return unpack_fail(m, "the model", (size_t)(p - data), err);
         }
-        if (f.field == MODEL_GRAPH && f.wire == WIRE_LEN) {
+        if (f.field == MODEL_GRAPH && f.wire == BA_PB_LEN) {
             if (ngraph == 64) {
                 free(sk.buf);
                 return ba_error_set(err, BA_ERR_INPUT, "%s: too many graph fields", m->path);
