@@ -5,8 +5,10 @@
 #define BA_TESTS_LLM_FIXTURE_H
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "llm/llama.h"
@@ -62,6 +64,19 @@ static inline const ba_llama_t *ba_test_llama_open(void) {
     ba_error err = {0};
     cr_assert_eq(ba_llama_open(ba_test_llama_dir(), &ll, &err), BA_OK, "%s", err.msg);
     return ll;
+}
+
+/* How many of dir's entries are a checkpoint conversion's temporary GGUFs (bitalloc-hf-*): a
+ * command that refused or finished leaves none. */
+static inline int ba_test_hf_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    cr_assert(d, "%s", dir);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "bitalloc-hf-", 12)) n++;
+    closedir(d);
+    return n;
 }
 
 #endif

@@ -366,17 +366,6 @@ static json_t *search(const char *db, const char *model, const char *study) {
     return j;
 }
 
-static int leftover_temporaries(const char *dir) {
-    DIR *d = opendir(dir);
-    cr_assert(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "bitalloc-hf-", 12)) n++;
-    closedir(d);
-    return n;
-}
-
 Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
     BA_TEST_LLAMA_OR_SKIP();
     setenv(BA_LLAMA_DIR_ENV, ba_test_llama_dir(), 1);
@@ -456,7 +445,7 @@ Test(llm_hf, search_of_the_checkpoint_gives_the_gguf_plan, .timeout = 240) {
     ba_test_run_free(&s1);
     ba_test_run_free(&s2);
     unsetenv("TMPDIR");
-    cr_expect_eq(leftover_temporaries(dir), 0);
+    cr_expect_eq(ba_test_hf_temporaries(dir), 0);
     json_decref(a);
     json_decref(b);
     ba_test_rmtree(dir);

@@ -20,6 +20,7 @@
 #include "llm/hf_convert.h"
 #include "llm/spm.h"
 #include "llm_fixture.h"
+#include "tests/pb_write.h"
 
 #define TOK_DIR BA_FIXTURES "/llm_tok"
 #define SPM_DIR TOK_DIR "/spm"
@@ -168,17 +169,6 @@ Test(llm_tok, bpe_tokenizes_as_tokenizers_js, .timeout = 60) {
 
 /* ---- the commands on the checkpoints ---- */
 
-static int leftover_temporaries(const char *dir) {
-    DIR *d = opendir(dir);
-    cr_assert(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (!strncmp(e->d_name, "bitalloc-hf-", 12)) n++;
-    closedir(d);
-    return n;
-}
-
 /* A scratch checkpoint: config.json, model.safetensors (and the tokenizer files unless
  * bare) of the fixture checkpoint src, copied. */
 static void scratch_copy(const char *src, char *dir, size_t cap, int bare) {
@@ -251,66 +241,41 @@ Test(llm_tok, search_and_quantize_take_both_checkpoints, .timeout = 240) {
         free(t);
     }
     unsetenv("TMPDIR");
-    cr_expect_eq(leftover_temporaries(dir), 0);
+    cr_expect_eq(ba_test_hf_temporaries(dir), 0);
     json_decref(refs);
     ba_test_rmtree(dir);
 }
 
 /* ---- bad tokenizer files ---- */
 
-/* A protobuf writer for hand-made ModelProto files. */
-typedef struct {
-    uint8_t b[4096];
-    size_t n;
-} pb_t;
-
-static void pb_varint(pb_t *p, uint64_t v) {
-    do {
-        cr_assert_lt(p->n, sizeof p->b);
-        p->b[p->n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-        v >>= 7;
-    } while (v);
-}
-static void pb_key(pb_t *p, unsigned field, int wire) {
-    pb_varint(p, (uint64_t)field << 3 | (unsigned)wire);
-}
-static void pb_bytes(pb_t *p, unsigned field, const void *s, size_t n) {
-    pb_key(p, field, 2);
-    pb_varint(p, n);
-    cr_assert_leq(p->n + n, sizeof p->b);
-    memcpy(p->b + p->n, s, n);
-    p->n += n;
-}
-static void pb_piece(pb_t *p, const char *piece, float score, int type) {
-    pb_t s = {.n = 0};
-    pb_bytes(&s, 1, piece, strlen(piece));
-    uint32_t bits;
-    memcpy(&bits, &score, 4);
-    pb_key(&s, 2, 5);
-    for (int i = 0; i < 4; i++) s.b[s.n++] = (uint8_t)(bits >> (8 * i));
-    pb_key(&s, 3, 0);
-    pb_varint(&s, (uint64_t)type);
-    pb_bytes(p, 1, s.b, s.n);
+/* A SentencePiece piece {piece (1), score (2), type (3)} into pieces (field 1). */
+static void pb_piece(ba_pb_t *p, const char *piece, float score, int type) {
+    ba_pb_t s = {.n = 0};
+    ba_pb_str(&s, 1, piece);
+    ba_pb_f32(&s, 2, score);
+    ba_pb_int(&s, 3, (uint64_t)type);
+    ba_pb_msg(p, 1, &s);
+    cr_assert(!p->full);
 }
 
 /* A small SentencePiece model: <unk> <s> </s>, two byte pieces, "a" (type a_type, score a_score),
  * trainer_spec model_type / byte_fallback / bos_id. */
-static pb_t spm_model(int model_type, int byte_fallback, int a_type, float a_score, int64_t bos_id) {
-    pb_t p = {.n = 0};
+static ba_pb_t spm_model(int model_type, int byte_fallback, int a_type, float a_score, int64_t bos_id) {
+    ba_pb_t p = {.n = 0};
     pb_piece(&p, "<unk>", 0, 2);
     pb_piece(&p, "<s>", 0, 3);
     pb_piece(&p, "</s>", 0, 3);
     pb_piece(&p, "<0x00>", 0, 6);
     pb_piece(&p, "<0x01>", 0, 6);
     pb_piece(&p, "a", a_score, a_type);
-    pb_t t = {.n = 0};
-    pb_key(&t, 3, 0);
-    pb_varint(&t, (uint64_t)model_type);
-    pb_key(&t, 35, 0);
-    pb_varint(&t, (uint64_t)byte_fallback);
-    pb_key(&t, 41, 0);
-    pb_varint(&t, (uint64_t)bos_id);
-    pb_bytes(&p, 2, t.b, t.n);
+    ba_pb_t t = {.n = 0};
+    ba_pb_key(&t, 3, 0);
+    ba_pb_varint(&t, (uint64_t)model_type);
+    ba_pb_key(&t, 35, 0);
+    ba_pb_varint(&t, (uint64_t)byte_fallback);
+    ba_pb_key(&t, 41, 0);
+    ba_pb_varint(&t, (uint64_t)bos_id);
+    ba_pb_bytes(&p, 2, t.b, t.n);
     return p;
 }
 
@@ -327,7 +292,7 @@ static void expect_refused(const char *dir, const char *file, const char *want) 
     snprintf(path, sizeof path, "bitalloc: error: %s/%s", dir, file);
     cr_expect(strstr(r.err, path), "want '%s': %s", path, r.err);
     cr_expect(strstr(r.err, want), "want '%s': %s", want, r.err);
-    cr_expect_eq(leftover_temporaries(tmp), 0);
+    cr_expect_eq(ba_test_hf_temporaries(tmp), 0);
     ba_test_run_free(&r);
     ba_test_rmtree(tmp);
 }
@@ -344,7 +309,7 @@ Test(llm_tok, bad_sentencepiece_models_exit_2_naming_the_problem) {
     write_bytes(dir, "tokenizer.model", real, 0);
     expect_refused(dir, "tokenizer.model", "not a SentencePiece model: the file is empty");
     free(real);
-    pb_t p = spm_model(2, 1, 1, -1.0f, 1);
+    ba_pb_t p = spm_model(2, 1, 1, -1.0f, 1);
     write_bytes(dir, "tokenizer.model", p.b, p.n);
     /* the hand-made model itself converts (it is the base of the bad ones below) */
     char out[700];
@@ -370,7 +335,7 @@ Test(llm_tok, bad_sentencepiece_models_exit_2_naming_the_problem) {
     p.b[p.n - 1] = 0x80; /* an unterminated varint at the end */
     write_bytes(dir, "tokenizer.model", p.b, p.n);
     expect_refused(dir, "tokenizer.model", "truncated or malformed");
-    pb_t u = {.n = 0};
+    ba_pb_t u = {.n = 0};
     pb_piece(&u, "\xff\xfe", 0, 1);
     write_bytes(dir, "tokenizer.model", u.b, u.n);
     expect_refused(dir, "tokenizer.model", "piece 0 is not UTF-8 text without NUL bytes");
@@ -477,14 +442,14 @@ Test(llm_tok, quantize_of_a_checkpoint_whose_tokenizer_broke_exits_2, .timeout =
                     "--types", "q8_0,f16", "--study", "s", "--generations", "1", "--offspring", "2", NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     ba_test_run_free(&r);
-    pb_t p = spm_model(1, 1, 1, -1.0f, 1);
+    ba_pb_t p = spm_model(1, 1, 1, -1.0f, 1);
     write_bytes(ck, "tokenizer.model", p.b, p.n);
     r = ba_test_cli("--db", db, "-q", "llm-quantize", "--study", "s", "-o", q, NULL);
     unsetenv("TMPDIR");
     cr_expect_eq(r.status, 2, "%s", r.err);
     cr_expect(strstr(r.err, "tokenizer.model: a SentencePiece UNIGRAM model is not supported"), "%s", r.err);
     cr_expect_neq(access(q, F_OK), 0);
-    cr_expect_eq(leftover_temporaries(dir), 0);
+    cr_expect_eq(ba_test_hf_temporaries(dir), 0);
     ba_test_run_free(&r);
     ba_test_rmtree(ck);
     ba_test_rmtree(dir);
@@ -500,7 +465,7 @@ Test(llm_tok, digest_and_files_cover_the_tokenizer_files) {
     cr_assert_eq(ba_test_write_file(p, "{\"add_bos_token\": true}"), 0);
     cr_assert_eq(ba_llm_model_sha256(dir, h1, &err), BA_OK, "%s", err.msg);
     cr_expect_str_neq(h0, h1);
-    pb_t m = spm_model(2, 1, 1, -1.0f, 1);
+    ba_pb_t m = spm_model(2, 1, 1, -1.0f, 1);
     write_bytes(dir, "tokenizer.model", m.b, m.n);
     cr_assert_eq(ba_llm_model_sha256(dir, h2, &err), BA_OK, "%s", err.msg);
     cr_expect_str_neq(h1, h2);

@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include "core/util.h"
+#include "tests/pb_write.h"
 
 static ba_hostile_t *push(ba_hostile_set_t *s) {
     if (s->n == s->cap) {
@@ -220,79 +221,49 @@ int ba_hostile_onnx_nested(const char *path, int depth) {
     return rc;
 }
 
-/* Forward protobuf writing for small messages. */
-typedef struct {
-    uint8_t b[4096];
-    size_t n;
-} pb_t;
-
-static void pb_varint(pb_t *p, uint64_t v) {
-    do {
-        uint8_t c = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v) c |= 0x80;
-        if (p->n < sizeof p->b) p->b[p->n++] = c;
-    } while (v);
-}
-static void pb_int(pb_t *p, unsigned field, uint64_t v) {
-    pb_varint(p, (uint64_t)field << 3);
-    pb_varint(p, v);
-}
-static void pb_bytes(pb_t *p, unsigned field, const void *d, size_t n) {
-    pb_varint(p, (uint64_t)field << 3 | 2);
-    pb_varint(p, n);
-    if (p->n + n <= sizeof p->b) memcpy(p->b + p->n, d, n), p->n += n;
-}
-static void pb_str(pb_t *p, unsigned field, const char *s) {
-    pb_bytes(p, field, s, strlen(s));
-}
-static void pb_msg(pb_t *p, unsigned field, const pb_t *m) {
-    pb_bytes(p, field, m->b, m->n);
-}
-
 int ba_hostile_onnx_external(const char *path, const char *location, int64_t offset, int64_t length) {
-    pb_t kv = {0}, tensor = {0}, node = {0}, dim = {0}, shape = {0}, tt = {0}, type = {0}, out = {0},
-         graph = {0}, opset = {0}, model = {0};
+    ba_pb_t kv = {0}, tensor = {0}, node = {0}, dim = {0}, shape = {0}, tt = {0}, type = {0}, out = {0},
+            graph = {0}, opset = {0}, model = {0};
     char num[32];
     /* TensorProto { dims (1): 2, data_type (2): FLOAT, name (8): "w", external_data (13), data_location (14)
      * } */
-    pb_int(&tensor, 1, 2);
-    pb_int(&tensor, 2, 1);
-    pb_str(&tensor, 8, "w");
-    pb_str(&kv, 1, "location"), pb_str(&kv, 2, location);
-    pb_msg(&tensor, 13, &kv);
+    ba_pb_int(&tensor, 1, 2);
+    ba_pb_int(&tensor, 2, 1);
+    ba_pb_str(&tensor, 8, "w");
+    ba_pb_str(&kv, 1, "location"), ba_pb_str(&kv, 2, location);
+    ba_pb_msg(&tensor, 13, &kv);
     if (offset >= 0) {
         kv.n = 0;
         snprintf(num, sizeof num, "%lld", (long long)offset);
-        pb_str(&kv, 1, "offset"), pb_str(&kv, 2, num);
-        pb_msg(&tensor, 13, &kv);
+        ba_pb_str(&kv, 1, "offset"), ba_pb_str(&kv, 2, num);
+        ba_pb_msg(&tensor, 13, &kv);
     }
     if (length >= 0) {
         kv.n = 0;
         snprintf(num, sizeof num, "%lld", (long long)length);
-        pb_str(&kv, 1, "length"), pb_str(&kv, 2, num);
-        pb_msg(&tensor, 13, &kv);
+        ba_pb_str(&kv, 1, "length"), ba_pb_str(&kv, 2, num);
+        ba_pb_msg(&tensor, 13, &kv);
     }
-    pb_int(&tensor, 14, 1);
+    ba_pb_int(&tensor, 14, 1);
     /* NodeProto { input (1): "w", output (2): "y", op_type (4): "Identity" } */
-    pb_str(&node, 1, "w"), pb_str(&node, 2, "y"), pb_str(&node, 4, "Identity");
+    ba_pb_str(&node, 1, "w"), ba_pb_str(&node, 2, "y"), ba_pb_str(&node, 4, "Identity");
     /* ValueInfoProto { name (1): "y", type (2): { tensor_type (1): { elem_type (1), shape (2) } } } */
-    pb_int(&dim, 1, 2);
-    pb_msg(&shape, 1, &dim);
-    pb_int(&tt, 1, 1);
-    pb_msg(&tt, 2, &shape);
-    pb_msg(&type, 1, &tt);
-    pb_str(&out, 1, "y");
-    pb_msg(&out, 2, &type);
+    ba_pb_int(&dim, 1, 2);
+    ba_pb_msg(&shape, 1, &dim);
+    ba_pb_int(&tt, 1, 1);
+    ba_pb_msg(&tt, 2, &shape);
+    ba_pb_msg(&type, 1, &tt);
+    ba_pb_str(&out, 1, "y");
+    ba_pb_msg(&out, 2, &type);
     /* GraphProto { node (1), name (2), initializer (5), output (12) } */
-    pb_msg(&graph, 1, &node);
-    pb_str(&graph, 2, "g");
-    pb_msg(&graph, 5, &tensor);
-    pb_msg(&graph, 12, &out);
-    pb_int(&opset, 2, 13);
-    pb_int(&model, 1, 8);
-    pb_msg(&model, 8, &opset);
-    pb_msg(&model, 7, &graph);
+    ba_pb_msg(&graph, 1, &node);
+    ba_pb_str(&graph, 2, "g");
+    ba_pb_msg(&graph, 5, &tensor);
+    ba_pb_msg(&graph, 12, &out);
+    ba_pb_int(&opset, 2, 13);
+    ba_pb_int(&model, 1, 8);
+    ba_pb_msg(&model, 8, &opset);
+    ba_pb_msg(&model, 7, &graph);
     return write_all(path, model.b, model.n);
 }
 
