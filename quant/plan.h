@@ -60,7 +60,7 @@ typedef struct ba_plan_search {
     ba_plan_budget_t *budgets;
     int has_seed; /* 0: "seed": null */
     int64_t seed; /* >= 0 (JSON integers are signed 64-bit) */
-    char *choice; /* "choice": what decided an evolution's final choice (a JSON object, compact text); NULL = absent */
+    char *choice; /* what decided an evolution's final choice (JSON object text); NULL = absent */
 } ba_plan_search_t;
 
 typedef struct ba_plan {

@@ -804,13 +804,13 @@ double ba_evo_paired_p(const double *a, const double *b, int k, uint64_t seed, i
 
 /* One candidate of the final choice. */
 typedef struct final_cand {
-    int i;            /* candidate() index */
+    int i; /* candidate() index */
     int64_t trial;
-    double v;         /* objective on the whole validation part */
-    double full;      /* objective on the search part */
-    double *win;      /* [k] objective on each validation window */
-    int ok;           /* v and every window finite */
-    double p, delta;  /* against the default: paired bootstrap p, mean window difference (cand − default) */
+    double v;        /* objective on the whole validation part */
+    double full;     /* objective on the search part */
+    double *win;     /* [k] objective on each validation window */
+    int ok;          /* v and every window finite */
+    double p, delta; /* against the default: paired bootstrap p, mean window difference (cand − default) */
 } final_cand_t;
 
 /* A candidate's mean over the search and validation parts together (each figure weighted by its samples). */
@@ -823,17 +823,21 @@ static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, i
                            const char *rule) {
     json_t *cands = json_array();
     for (int i = 0; cands && i < nc; i++) {
-        const char *role = c[i].i < 0 ? "seed" : c[i].i == nelite ? "uniform" : c[i].i == 0 ? "best" : "elite";
-        json_array_append_new(cands, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "trial", (json_int_t)c[i].trial,
-                                               "role", role, "objective", real_or_null(c[i].full),
-                                               "validation", real_or_null(c[i].v), "delta",
-                                               i == def ? json_null() : real_or_null(c[i].delta), "p",
-                                               i == def ? json_null() : real_or_null(c[i].p)));
+        const char *role = c[i].i < 0         ? "seed"
+                           : c[i].i == nelite ? "uniform"
+                           : c[i].i == 0      ? "best"
+                                              : "elite";
+        json_array_append_new(cands, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "trial",
+                                               (json_int_t)c[i].trial, "role", role, "objective",
+                                               real_or_null(c[i].full), "validation", real_or_null(c[i].v),
+                                               "delta", i == def ? json_null() : real_or_null(c[i].delta),
+                                               "p", i == def ? json_null() : real_or_null(c[i].p)));
     }
     return evo_dump(json_pack("{s:s, s:s, s:f, s:i, s:i, s:i, s:I, s:I, s:o}", "rule", rule, "test",
                               "paired-bootstrap", "confidence", BA_EVO_CHOICE_CONFIDENCE, "windows", k,
                               "resamples", BA_EVO_CHOICE_RESAMPLES, "challengers", m, "default",
-                              (json_int_t)c[def].trial, "trial", (json_int_t)c[win].trial, "candidates", cands));
+                              (json_int_t)c[def].trial, "trial", (json_int_t)c[win].trial, "candidates",
+                              cands));
 }
 
 /* The final choice on the validation part (search/evo.h): the seed (trial 1), the elites and
@@ -865,7 +869,8 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         /* The same evaluations as the loop below, in its order. */
         int m = 0, cap = (s->nelite + 3) * (k + 2);
         int *ch = ba_malloc((size_t)cap * L * sizeof *ch, err);
-        int64_t *fi = ba_malloc((size_t)cap * sizeof *fi, err), *ns = ba_malloc((size_t)cap * sizeof *ns, err);
+        int64_t *fi = ba_malloc((size_t)cap * sizeof *fi, err),
+                *ns = ba_malloc((size_t)cap * sizeof *ns, err);
         if (!ch || !fi || !ns) st = BA_ERR_NOMEM;
         for (int i = -1; st == BA_OK && i <= last; i++) {
             if (i < 0 && seed_elite >= 0) continue;
@@ -894,7 +899,8 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         double t0 = ba_now();
         st = h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err);
         if (i < 0) {
-            if (st == BA_OK) st = h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err); /* its search figure */
+            if (st == BA_OK)
+                st = h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err); /* its search figure */
         } else
             full = i < s->nelite ? s->elite[i].res : s->ures;
         final_cand_t *cd = &c[ncand];

@@ -133,15 +133,15 @@ typedef struct ba_search_opts {
 } ba_search_opts_t;
 
 typedef struct ba_search_result {
-    int *choice;          /* [nlayers] best configuration found */
-    ba_eval_result_t res; /* its full-fidelity result */
-    int64_t trial;        /* its trial number */
-    double validation;    /* its objective on the validation part (NaN when there is none) */
+    int *choice;            /* [nlayers] best configuration found */
+    ba_eval_result_t res;   /* its full-fidelity result */
+    int64_t trial;          /* its trial number */
+    double validation;      /* its objective on the validation part (NaN when there is none) */
     int64_t choice_default; /* the final choice's default (the best elite's trial); -1: no validation */
-    double choice_p;        /* the paired test's p of the candidate that replaced it (NaN: the default stayed) */
-    int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
-    int64_t nevals; /* evaluations made by this process (stored results reused on resume are not counted) */
-    double seconds; /* evolution only: wall time of ba_evo_run, and the part of it */
+    double choice_p; /* the paired test's p of the candidate that replaced it (NaN: the default stayed) */
+    int64_t ntrials; /* trials stored (this run and earlier ones of the study) */
+    int64_t nevals;  /* evaluations made by this process (stored results reused on resume are not counted) */
+    double seconds;  /* evolution only: wall time of ba_evo_run, and the part of it */
     double eval_seconds; /* spent inside the evaluate hook (the rest is the search's own bookkeeping) */
 } ba_search_result_t;
 

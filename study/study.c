@@ -867,7 +867,7 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
                            .nsamples = c.Nsearch,
                            .nvalid = c.Nvalid};
     ba_search_hooks_t h = {
-        hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL,
+        hook_eval,  hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL,
         hook_chosen};
     if (st == BA_OK && work) st = ba_db_set_client_name(db, c.worker, err);
     if (st == BA_OK && work) st = heartbeat_start(&c, err);

@@ -725,7 +725,7 @@ Test(evo, paired_bootstrap_p_tells_a_consistent_difference_from_noise) {
     double a[32], b[32], z[32];
     for (int i = 0; i < 32; i++) {
         b[i] = 1 + 0.1 * sin(i * 1.7);
-        a[i] = b[i] - 0.01;               /* lower in every pair */
+        a[i] = b[i] - 0.01;                 /* lower in every pair */
         z[i] = b[i] + (i % 2 ? 0.3 : -0.3); /* lower in half the pairs, higher in the other half */
     }
     double p = ba_evo_paired_p(a, b, 32, 7, 2000);

@@ -249,7 +249,8 @@ Test(objective, validation_choice_is_recorded_and_switches_only_on_a_significant
         cr_expect(seed_in, "the ILP seed is a candidate");
         if (best != def) {
             cr_expect_str_eq(rule, "significant");
-            cr_expect_leq(best_p, (1 - BA_EVO_CHOICE_CONFIDENCE) / (double)m, "switched only when significant");
+            cr_expect_leq(best_p, (1 - BA_EVO_CHOICE_CONFIDENCE) / (double)m,
+                          "switched only when significant");
             cr_expect_lt(val, def_v, "and lower on validation");
         } else
             cr_expect_str_eq(rule, "default");
@@ -267,8 +268,8 @@ Test(objective, validation_choice_is_recorded_and_switches_only_on_a_significant
         cr_assert_eq(r.status, 0, "%s", r.err);
         j = parse(r.out);
         cr_expect_eq(json_integer_value(json_object_get(j, "trial")), best, "resume of the finished study");
-        cr_expect(json_is_object(
-            json_object_get(json_object_get(json_object_get(j, "plan"), "search"), "choice")));
+        cr_expect(
+            json_is_object(json_object_get(json_object_get(json_object_get(j, "plan"), "search"), "choice")));
         json_decref(j);
         ba_test_run_free(&r);
         char out[700];
@@ -279,7 +280,8 @@ Test(objective, validation_choice_is_recorded_and_switches_only_on_a_significant
         j = json_load_file(out, 0, &je);
         cr_assert(j, "%s", je.text);
         ch = json_object_get(json_object_get(j, "search"), "choice");
-        cr_expect_eq(json_integer_value(json_object_get(ch, "trial")), best, "export --trial best records it too");
+        cr_expect_eq(json_integer_value(json_object_get(ch, "trial")), best,
+                     "export --trial best records it too");
         json_decref(j);
         ba_test_run_free(&r);
     }

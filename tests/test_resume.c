@@ -138,7 +138,8 @@ static void expect_same_trials(const char *a, const char *b, const char *study) 
                   tb[i].kl);
         cr_expect(ta[i].agreement == tb[i].agreement, "trial %lld", (long long)ta[i].number);
         cr_expect(ta[i].predicted == tb[i].predicted, "trial %lld", (long long)ta[i].number);
-        cr_expect(ta[i].validation == tb[i].validation || (isnan(ta[i].validation) && isnan(tb[i].validation)),
+        cr_expect(ta[i].validation == tb[i].validation ||
+                      (isnan(ta[i].validation) && isnan(tb[i].validation)),
                   "trial %lld: validation %.17g vs %.17g", (long long)ta[i].number, ta[i].validation,
                   tb[i].validation);
         cr_assert_eq(ta[i].nlayers, tb[i].nlayers);
