@@ -820,7 +820,7 @@ static double pooled(const ba_search_opts_t *o, const final_cand_t *c) {
 
 /* The record of the final choice (search/evo.h, ba_search_hooks_t.chosen) as compact JSON. */
 static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, int win, int k, int m,
-                           const char *rule) {
+                           const char *rule, int stat) {
     json_t *cands = json_array();
     for (int i = 0; cands && i < nc; i++) {
         const char *role = c[i].i < 0         ? "seed"
@@ -833,11 +833,11 @@ static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, i
                                                "delta", i == def ? json_null() : real_or_null(c[i].delta),
                                                "p", i == def ? json_null() : real_or_null(c[i].p)));
     }
-    return evo_dump(json_pack("{s:s, s:s, s:f, s:i, s:i, s:i, s:I, s:I, s:o}", "rule", rule, "test",
-                              "paired-bootstrap", "confidence", BA_EVO_CHOICE_CONFIDENCE, "windows", k,
-                              "resamples", BA_EVO_CHOICE_RESAMPLES, "challengers", m, "default",
-                              (json_int_t)c[def].trial, "trial", (json_int_t)c[win].trial, "candidates",
-                              cands));
+    return evo_dump(json_pack(
+        "{s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:I, s:I, s:o}", "rule", rule, "test", "paired-bootstrap",
+        "statistic", stat == BA_EVO_WINDOW_MSE ? "mse" : "objective", "confidence", BA_EVO_CHOICE_CONFIDENCE,
+        "windows", k, "resamples", BA_EVO_CHOICE_RESAMPLES, "challengers", m, "default",
+        (json_int_t)c[def].trial, "trial", (json_int_t)c[win].trial, "candidates", cands));
 }
 
 /* The final choice on the validation part (search/evo.h): the seed (trial 1), the elites and
@@ -911,8 +911,8 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
             ba_eval_result_t rw;
             choice_window(o, k, w, &fw, &nw);
             st = h->evaluate_at(h->ctx, choice, fw, nw, &rw, err);
-            cd->win[w] = rw.objective;
-            cd->ok &= isfinite(rw.objective);
+            cd->win[w] = o->window_stat == BA_EVO_WINDOW_MSE ? rw.mse : rw.objective;
+            cd->ok &= isfinite(cd->win[w]) && isfinite(rw.objective);
         }
         s->t_eval += ba_now() - t0;
         if (st != BA_OK) break;
@@ -978,7 +978,8 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         out->choice_p = w == &c[def] || def < 0 ? NAN : w->p;
         out->choice_default = def >= 0 ? c[def].trial : -1;
         if (h->chosen) {
-            char *rec = choice_record(c, ncand, s->nelite, def >= 0 ? def : win, win, k, m, rule);
+            char *rec =
+                choice_record(c, ncand, s->nelite, def >= 0 ? def : win, win, k, m, rule, o->window_stat);
             st = rec ? h->chosen(h->ctx, w->trial, rec, err)
                      : ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory recording the final choice");
             free(rec);

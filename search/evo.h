@@ -56,6 +56,8 @@
  * pass over the validation part. Fewer than BA_EVO_CHOICE_MIN_WINDOWS windows: no test, the best
  * elite stays (a bootstrap over a handful of values cannot tell noise from a difference). */
 #define BA_EVO_CHOICE_WINDOWS 32
+#define BA_EVO_WINDOW_OBJECTIVE 0
+#define BA_EVO_WINDOW_MSE 1
 #define BA_EVO_CHOICE_MIN_WINDOWS 8
 #define BA_EVO_CHOICE_CONFIDENCE 0.95
 #define BA_EVO_CHOICE_RESAMPLES 2000
@@ -116,7 +118,7 @@ typedef struct ba_search_hooks {
     ba_status (*prepare)(void *ctx, const int *choices, const int64_t *first, const int64_t *nsamples, int n,
                          ba_error *err);
     /* Optional: the final choice on the validation part picked trial `trial`; record is its
-     * account as compact JSON ({"rule", "test", "confidence", "windows", "resamples",
+     * account as compact JSON ({"rule", "test", "statistic", "confidence", "windows", "resamples",
      * "challengers", "default", "trial", "candidates": [{"trial", "role", "objective",
      * "validation", "delta", "p"}]}, docs/search.md). Called after the last validated call. */
     ba_status (*chosen)(void *ctx, int64_t trial, const char *record, ba_error *err);
@@ -130,6 +132,11 @@ typedef struct ba_search_opts {
     int64_t nsamples; /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
     int64_t nvalid;   /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
     int64_t min_stage; /* evo: fewest samples of a low-fidelity stage (0 = BA_EVO_MIN_STAGE_SAMPLES) */
+    /* evo: the figure of each validation window the final choice's paired test compares: one
+     * whose mean over the windows orders configurations as the objective on their union does
+     * (BA_EVO_WINDOW_OBJECTIVE for a mean over samples such as KL; BA_EVO_WINDOW_MSE for relmse
+     * and sqnr, ratios whose denominator, the FP output's energy, is the same for every configuration). */
+    int window_stat;
 } ba_search_opts_t;
 
 typedef struct ba_search_result {

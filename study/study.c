@@ -865,7 +865,12 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
                            .generations = s->generations,
                            .offspring = s->offspring,
                            .nsamples = c.Nsearch,
-                           .nvalid = c.Nvalid};
+                           .nvalid = c.Nvalid,
+                           /* relmse and sqnr are Σ(q − fp)² over the FP energy of the samples scored: the
+                            * windows' MSE sums to the whole part's numerator, their own ratios do not */
+                           .window_stat = c.metric == BA_METRIC_RELMSE || c.metric == BA_METRIC_SQNR
+                                              ? BA_EVO_WINDOW_MSE
+                                              : BA_EVO_WINDOW_OBJECTIVE};
     ba_search_hooks_t h = {
         hook_eval,  hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL,
         hook_chosen};

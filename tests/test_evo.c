@@ -747,6 +747,8 @@ typedef struct {
     double noise;       /* amplitude of the per-sample validation noise */
     double uni_gain;    /* uniform's validation base is lower by this much (others: 1) */
     double uni_penalty; /* uniform's search objective is higher by this much */
+    double uni_mse;     /* uniform's validation MSE is higher by this much (others: 1) */
+    int window_stat;    /* ba_search_opts_t.window_stat */
     int64_t validated[16];
     double vobj[16];
     int nval;
@@ -768,16 +770,19 @@ static ba_status nz_eval_at(void *ctx, const int *choice, int64_t first, int64_t
     (void)err;
     nz_t *z = ctx;
     int is_uni = !memcmp(choice, z->uni, sizeof z->uni);
-    double s = 0;
+    double s = 0, mse = 0;
     if (first < 384) {
         s = 0.001 + (is_uni ? z->uni_penalty : 0);
         for (int l = 0; l < L; l++) s += 0.01 * (l + 1) * abs(choice[l] - z->seed[l]);
+        mse = s;
     } else {
-        for (int64_t i = first; i < first + n; i++)
+        for (int64_t i = first; i < first + n; i++) {
             s += (1 - (is_uni ? z->uni_gain : 0)) + z->noise * nz_u(choice, i);
-        s /= (double)n;
+            mse += (1 + (is_uni ? z->uni_mse : 0)) + z->noise * nz_u(choice, i + 7);
+        }
+        s /= (double)n, mse /= (double)n;
     }
-    *out = (ba_eval_result_t){s, s, s, NAN, NAN, n};
+    *out = (ba_eval_result_t){s, s, mse, NAN, NAN, n};
     return BA_OK;
 }
 
@@ -817,7 +822,7 @@ static void nz_run(const ba_problem_t *p, uint64_t seed, const char *ck, nz_t *z
     z->lg.p = p;
     ba_search_hooks_t h = {nz_eval, nz_store, NULL, z, nz_eval_at, nz_validated, NULL, nz_chosen};
     ba_search_opts_t o = opts(seed);
-    o.generations = 6, o.nsamples = 384, o.nvalid = 128;
+    o.generations = 6, o.nsamples = 384, o.nvalid = 128, o.window_stat = z->window_stat;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, ck, r, &err), BA_OK, "%s", err.msg);
     ba_solution_free(&sol);
 }
@@ -924,5 +929,30 @@ Test(evo, final_choice_keeps_the_default_when_the_search_part_outweighs_a_tiny_v
     cr_expect(rec_rule_is(z.record, "default"), "%s", z.record);
     log_free(&z.lg);
     ba_search_result_free(&r);
+    ba_problem_free(p);
+}
+
+Test(evo, final_choice_tests_the_window_statistic_the_objective_sums) {
+    /* Uniform is lower on every window's own objective but higher on its MSE: with a ratio
+     * objective (relmse) the windows' MSE is what adds up to the whole part's figure. */
+    ba_problem_t *p = make_problem(3.5);
+    static nz_t z;
+    for (int stat = BA_EVO_WINDOW_OBJECTIVE; stat <= BA_EVO_WINDOW_MSE; stat++) {
+        memset(&z, 0, sizeof z);
+        z.noise = 1.0, z.uni_gain = 0.5, z.uni_mse = 0.5, z.window_stat = stat;
+        ba_search_result_t r;
+        nz_run(p, 3, NULL, &z, &r);
+        int u = uniform_trial(&z.lg, z.uni);
+        cr_assert_geq(u, 0);
+        if (stat == BA_EVO_WINDOW_OBJECTIVE) {
+            cr_expect_eq(r.trial, z.lg.t[u].number, "the windows' objective favours uniform");
+            cr_expect(strstr(z.record, "\"statistic\":\"objective\""), "%s", z.record);
+        } else {
+            cr_expect_eq(r.trial, 1, "the windows' MSE does not");
+            cr_expect(strstr(z.record, "\"statistic\":\"mse\""), "%s", z.record);
+        }
+        log_free(&z.lg);
+        ba_search_result_free(&r);
+    }
     ba_problem_free(p);
 }
