@@ -163,8 +163,8 @@ void ba_search_result_free(ba_search_result_t *r);
  * validation windows by the paired test and on all samples together; of those
  * that are, the lowest on the validation part (ties: the lower search
  * objective, then the earlier trial).
- * The result is therefore never significantly worse than the seed or uniform on
- * validation. Without a test (fewer than BA_EVO_CHOICE_MIN_WINDOWS windows) the
+ * The result is therefore not always the validation minimum, nor always at
+ * least as good as the seed there. Without a test (fewer than BA_EVO_CHOICE_MIN_WINDOWS windows) the
  * best elite stays; when its validation is not finite, the lowest validation
  * wins. Low-fidelity stages score a window of the
  * search part drawn from the seed, the generation and the stage (with
