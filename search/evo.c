@@ -975,7 +975,7 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         else if (w->i == s->nelite)
             out->res = s->ures;
         if (w->i < 0 || w->i == s->nelite) out->res.samples = o->nsamples;
-        out->choice_p = w == &c[def] || def < 0 ? NAN : w->p;
+        out->choice_p = def < 0 || w == &c[def] ? NAN : w->p;
         out->choice_default = def >= 0 ? c[def].trial : -1;
         if (h->chosen) {
             char *rec =
