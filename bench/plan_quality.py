@@ -212,7 +212,7 @@ def main():
                 print("| %s | - | - | failed: %s | | | |" % (name, str(e)[:150]))
                 continue
             for b in [int(s) for s in args.bits.split(",")]:
-                scores, fits, secs = {}, {}, {}
+                scores, fits, secs, choice = {}, {}, {}, None
                 for meth in METHODS:
                     t = time.time()
                     try:
@@ -228,6 +228,7 @@ def main():
                             plan = evopress(mdl, b, evals)
                         else:
                             plan = mdl.search("ilp+evo", b, "hessian", args.gens, args.offspring)
+                            choice = (json.load(open(plan)).get("search") or {}).get("choice")
                         fits[meth] = mdl.fitness(plan)
                         scores[meth] = mdl.test_scores(plan)
                     except Exception as e:
@@ -249,6 +250,18 @@ def main():
                     rows.append({"model": name, "bits": b, "method": meth, "test_mean": float(np.mean(s)),
                                  "delta_vs_ilp_evo": ci, "calib_fitness": fits[meth], "seconds": secs[meth],
                                  "test_samples": int(len(s))})
+                    if meth == "ilp+evo" and choice:
+                        rows[-1]["choice"] = choice
+                if choice:
+                    # What decided ilp+evo's final choice (search.choice of its plan), and the trial the
+                    # lowest validation figure alone would have picked.
+                    low = min((c for c in choice["candidates"] if c["validation"] is not None),
+                              key=lambda c: (c["validation"], c["objective"], c["trial"]))
+                    print("<!-- %s %d ilp+evo choice: %s, default trial %d, chosen %d, lowest validation %d; %s -->"
+                          % (name, b, choice["rule"], choice["default"], choice["trial"], low["trial"],
+                             ", ".join("%d %s v=%.4g p=%s" % (c["trial"], c["role"], c["validation"],
+                                                             "-" if c["p"] is None else "%.3g" % c["p"])
+                                       for c in choice["candidates"] if c["validation"] is not None)))
                 sys.stdout.flush()
             print("<!-- %s: %.0f s -->" % (name, time.time() - t0))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

@@ -185,6 +185,13 @@ int ba_cmd_export(const ba_cli_opts *o) {
     if (st == BA_OK)
         st = ba_study_trial_plan(c.model, c.info.name, c.info.metric, (const char *const *)c.names, c.nnames,
                                  &c.trial, &set, &c.plan, &err);
+    if (st == BA_OK) {
+        /* The evolution's final choice, when this trial is it: what decided (docs/search.md). */
+        char *rec = NULL;
+        st = ba_db_trial_chosen(c.db, c.info.id, c.trial.number, &rec, &err);
+        if (st == BA_OK && rec) st = ba_plan_set_choice(c.plan, rec, &err);
+        free(rec);
+    }
     const char *prof = ba_cli_get_or(o, "qdq-profile", "ort");
     ba_qdq_profile_t profile = strcmp(prof, "tensorrt") == 0 ? BA_QDQ_TENSORRT : BA_QDQ_ORT;
     int named_fmt = !onnx && (fmt == BA_EXPORT_HAWQ || fmt == BA_EXPORT_MODELOPT ||

@@ -134,8 +134,13 @@ static ba_status set_wal(ba_db_t *db, ba_error *err) {
     " PRIMARY KEY(study_id, config, first, samples));"                                                       \
     "CREATE INDEX work_open ON work(study_id, state, seq);"
 
+/* Version 4: the evolution's final choice on the validation part: the chosen trial holds its
+ * account (JSON: the default, the paired test, each candidate's figures), the others NULL; the
+ * best-trial order (BA_DB_BEST_ORDER) puts it first. */
+#define SCHEMA_V4 "ALTER TABLE trials ADD COLUMN chosen TEXT;"
+
 /* Forward migrations: index i upgrades schema i to i+1. */
-const char *const ba_db_migrations[] = {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3};
+const char *const ba_db_migrations[] = {SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4};
 #define MIGRATIONS ba_db_migrations
 
 /* "file:PATH?immutable=1" with PATH percent-encoded where URI syntax needs it. */
@@ -1066,7 +1071,8 @@ ba_status ba_db_trials_query(ba_db_t *db, int64_t study_id, const ba_trial_query
     if (q && q->best) {
         o += (size_t)snprintf(sql + o, sizeof sql - o, " AND state = 'complete'");
         order = NULL;
-        o += (size_t)snprintf(sql + o, sizeof sql - o, " ORDER BY %s LIMIT 1",
+        o += (size_t)snprintf(sql + o, sizeof sql - o, " ORDER BY %s%s LIMIT 1",
+                              db->version >= 4 ? "(chosen IS NULL), " : "",
                               db->version >= 2 ? BA_DB_BEST_ORDER : BA_DB_BEST_ORDER_V1);
     } else {
         if (pareto) {
@@ -1166,6 +1172,41 @@ ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t numb
     ba_db_bind_int(s, 2, study_id);
     ba_db_bind_int(s, 3, number);
     ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot store a validation figure");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_trial_set_chosen(ba_db_t *db, int64_t study_id, int64_t number, const char *record,
+                                 ba_error *err) {
+    if (db->version < 4) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db,
+                "UPDATE trials SET chosen = CASE WHEN number = ? THEN ? ELSE NULL END WHERE study_id = ?"
+                " AND (number = ? OR chosen IS NOT NULL)",
+                &s, err));
+    ba_db_bind_int(s, 1, number);
+    ba_db_bind_text(s, 2, record);
+    ba_db_bind_int(s, 3, study_id);
+    ba_db_bind_int(s, 4, number);
+    ba_status st = ba_db_step(s) == BA_DB_DONE ? BA_OK : dberr(db, err, "cannot store the final choice");
+    ba_db_finalize(s);
+    return st;
+}
+
+ba_status ba_db_trial_chosen(ba_db_t *db, int64_t study_id, int64_t number, char **record, ba_error *err) {
+    *record = NULL;
+    if (db->version < 4) return BA_OK;
+    ba_db_stmt_t *s;
+    BA_TRY(prep(db, "SELECT chosen FROM trials WHERE study_id = ? AND number = ?", &s, err));
+    ba_db_bind_int(s, 1, study_id);
+    ba_db_bind_int(s, 2, number);
+    int rc = ba_db_step(s);
+    ba_status st = BA_OK;
+    if (rc == BA_DB_ROW) {
+        const char *t = ba_db_col_text(s, 0);
+        if (t && !(*record = ba_strdup(t, err))) st = BA_ERR_NOMEM;
+    } else if (rc != BA_DB_DONE)
+        st = dberr(db, err, "cannot read the final choice");
     ba_db_finalize(s);
     return st;
 }

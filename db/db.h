@@ -13,7 +13,7 @@
 /* PRAGMA application_id of a bitalloc database ("balc"). */
 #define BA_DB_APPLICATION_ID 0x62616c63
 /* Schema version written by this build (PRAGMA user_version). */
-#define BA_DB_SCHEMA_VERSION 3
+#define BA_DB_SCHEMA_VERSION 4
 
 typedef struct ba_db ba_db_t;
 
@@ -124,8 +124,9 @@ typedef struct ba_trial_query {
 #define BA_DB_PARETO_MAX 8
 
 /* The one order that picks a study's best trial (search, `trials --best`,
- * `studies`, `export --trial best`): the lowest validation figure (the final
- * choice of an evolution), then the lowest objective (the study's metric,
+ * `studies`, `export --trial best`): the trial the evolution's final choice
+ * marked (schema 4, ba_db_trial_set_chosen; put before this order), then the
+ * lowest validation figure, then the lowest objective (the study's metric,
  * signed: lower is better), then kl (studies of schema 1), Σ Ω, the earliest. */
 #define BA_DB_BEST_ORDER                                                                                     \
     "(validation IS NULL), validation, (objective IS NULL), objective, (kl IS NULL), kl, (predicted IS "     \
@@ -145,6 +146,14 @@ ba_status ba_db_study_set_metric(ba_db_t *db, int64_t study_id, const char *metr
 /* Sets the validation figure of trial `number` (NaN = NULL). */
 ba_status ba_db_trial_set_validation(ba_db_t *db, int64_t study_id, int64_t number, double validation,
                                      ba_error *err);
+
+/* Marks trial `number` as the evolution's final choice with its account (JSON text) and
+ * unmarks any other trial of the study (schema 4; a file of an older schema is left as is). */
+ba_status ba_db_trial_set_chosen(ba_db_t *db, int64_t study_id, int64_t number, const char *record,
+                                 ba_error *err);
+/* The account of the final choice when trial `number` is the chosen one (*record: caller frees),
+ * else NULL. */
+ba_status ba_db_trial_chosen(ba_db_t *db, int64_t study_id, int64_t number, char **record, ba_error *err);
 
 /* The memo of measured configurations: config is the configuration's text
  * (e.g. "4,8,2"), [first, first + samples) the calibration samples it was

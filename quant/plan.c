@@ -25,6 +25,7 @@ static void free_search(ba_plan_search_t *s) {
     free(s->budgets);
     free(s->study);
     free(s->method);
+    free(s->choice);
     free(s);
 }
 
@@ -206,6 +207,10 @@ static ba_status read_search(const char *file, const json_t *s, ba_plan_t *p, ba
         BA_TRY(int_field(file, s, "search", "seed", 0, INT64_MAX, &ps->seed, err));
         ps->has_seed = 1;
     }
+    v = NULL;
+    if (json_object_get(s, "choice")) BA_TRY(field(file, s, "search", "choice", K_OBJECT, 1, &v, err));
+    if (v && !(ps->choice = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17))))
+        return ba_error_set(err, BA_ERR_NOMEM, "%s: search.choice: out of memory", file);
     return BA_OK;
 }
 
@@ -468,6 +473,11 @@ ba_status ba_plan_to_json(const ba_plan_t *p, char **text, ba_error *err) {
             put(bud, s->budgets[i].key, num_or_null(s->budgets[i].value), &bad);
         put(o, "budgets", bud, &bad);
         put(o, "seed", s->has_seed ? json_integer(s->seed) : json_null(), &bad);
+        if (s->choice) {
+            json_error_t je;
+            json_t *ch = json_loads(s->choice, 0, &je);
+            if (ch) put(o, "choice", ch, &bad);
+        }
         sb_json(&b, o, &bad);
     } else {
         ba_sbuf_put(&b, "null");
@@ -677,6 +687,15 @@ ba_status ba_plan_set_metrics(ba_plan_t *p, double kl, double agreement, double 
     p->metrics->agreement = agreement;
     p->metrics->accuracy = accuracy;
     p->metrics->objective = p->metrics->validation = NAN;
+    return BA_OK;
+}
+
+ba_status ba_plan_set_choice(ba_plan_t *p, const char *record, ba_error *err) {
+    if (!p->search) return ba_error_set(err, BA_ERR_INPUT, "plan: search.choice without a search section");
+    char *t = record ? ba_strdup(record, err) : NULL;
+    if (record && !t) return BA_ERR_NOMEM;
+    free(p->search->choice);
+    p->search->choice = t;
     return BA_OK;
 }
 

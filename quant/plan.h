@@ -60,6 +60,7 @@ typedef struct ba_plan_search {
     ba_plan_budget_t *budgets;
     int has_seed; /* 0: "seed": null */
     int64_t seed; /* >= 0 (JSON integers are signed 64-bit) */
+    char *choice; /* what decided an evolution's final choice (JSON object text); NULL = absent */
 } ba_plan_search_t;
 
 typedef struct ba_plan {
@@ -109,6 +110,8 @@ ba_status ba_plan_bits(const ba_plan_t *plan, const ba_model_t *m, int *bits_out
  * method NULL = null; trial < 0 = null; seed < 0 = null). */
 ba_status ba_plan_set_metrics(ba_plan_t *plan, double kl, double agreement, double accuracy, ba_error *err);
 /* Records the search metric's name and its values (after ba_plan_set_metrics). */
+/* Records search.choice (record: a JSON object as text, copied; needs search set first). */
+ba_status ba_plan_set_choice(ba_plan_t *plan, const char *record, ba_error *err);
 ba_status ba_plan_set_objective(ba_plan_t *plan, const char *metric, double value, double validation,
                                 ba_error *err);
 ba_status ba_plan_set_search(ba_plan_t *plan, const char *study, int64_t trial, const char *method,

@@ -382,6 +382,7 @@ typedef struct evo_state {
     double t_eval;  /* seconds inside the evaluate hook (the rest is bookkeeping) */
     int64_t utrial; /* the uniform configuration's trial, added for the final choice (0: not stored yet) */
     ba_eval_result_t ures; /* its result on all N samples (objective NaN: it failed) */
+    ba_eval_result_t sres; /* the seed's result on all N samples, when the final choice scored it */
 } evo_state_t;
 
 static json_t *elite_json(const evo_state_t *s, int i) {
@@ -775,13 +776,81 @@ static const int *candidate(const evo_state_t *s, int i, const int *seed, const 
     return i < 0 ? seed : i < s->nelite ? s->echoice + (size_t)i * s->L : uni;
 }
 
-/* The final choice on the validation part: the seed (trial 1), the elites and
- * the uniform configuration (add_uniform), each scored on samples
- * [N, N + nvalid); the lowest validation objective wins, ties broken by the
- * search objective, then the trial number (the order of BA_DB_BEST_ORDER, so
- * `trials --best` names the same trial). *pick = the winning elite, -1 for a
- * seed that is no elite any more, -2 for the uniform configuration (out->res
- * and out->trial set for those two). */
+/* Window w of the k windows the validation part [N, N + nvalid) is cut into (sizes differ by one at most). */
+static void choice_window(const ba_search_opts_t *o, int k, int w, int64_t *first, int64_t *n) {
+    int64_t a = o->nvalid * w / k, b = o->nvalid * (w + 1) / k;
+    *first = o->nsamples + a, *n = b - a;
+}
+
+int ba_evo_choice_windows(int64_t nvalid) {
+    return nvalid < BA_EVO_CHOICE_WINDOWS ? (int)nvalid : BA_EVO_CHOICE_WINDOWS;
+}
+
+double ba_evo_paired_p(const double *a, const double *b, int k, uint64_t seed, int resamples) {
+    if (k < 1 || resamples < 1) return 1;
+    ba_rng_t r;
+    ba_rng_seed(&r, seed);
+    int64_t worse = 0; /* resamples whose mean difference a − b is not below 0 */
+    for (int t = 0; t < resamples; t++) {
+        double sum = 0;
+        for (int i = 0; i < k; i++) {
+            uint64_t j = ba_rng_below(&r, (uint64_t)k);
+            sum += a[j] - b[j];
+        }
+        worse += !(sum < 0);
+    }
+    return (double)(worse + 1) / (double)(resamples + 1);
+}
+
+/* One candidate of the final choice. */
+typedef struct final_cand {
+    int i; /* candidate() index */
+    int64_t trial;
+    double v;        /* objective on the whole validation part */
+    double full;     /* objective on the search part */
+    double *win;     /* [k] objective on each validation window */
+    int ok;          /* v and every window finite */
+    double p, delta; /* against the default: paired bootstrap p, mean window difference (cand − default) */
+} final_cand_t;
+
+/* A candidate's mean over the search and validation parts together (each figure weighted by its samples). */
+static double pooled(const ba_search_opts_t *o, const final_cand_t *c) {
+    return ((double)o->nsamples * c->full + (double)o->nvalid * c->v) / (double)(o->nsamples + o->nvalid);
+}
+
+/* The record of the final choice (search/evo.h, ba_search_hooks_t.chosen) as compact JSON. */
+static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, int win, int k, int m,
+                           const char *rule, int stat) {
+    json_t *cands = json_array();
+    for (int i = 0; cands && i < nc; i++) {
+        const char *role = c[i].i < 0         ? "seed"
+                           : c[i].i == nelite ? "uniform"
+                           : c[i].i == 0      ? "best"
+                                              : "elite";
+        json_array_append_new(cands, json_pack("{s:I, s:s, s:o, s:o, s:o, s:o}", "trial",
+                                               (json_int_t)c[i].trial, "role", role, "objective",
+                                               real_or_null(c[i].full), "validation", real_or_null(c[i].v),
+                                               "delta", i == def ? json_null() : real_or_null(c[i].delta),
+                                               "p", i == def ? json_null() : real_or_null(c[i].p)));
+    }
+    return evo_dump(json_pack(
+        "{s:s, s:s, s:s, s:f, s:i, s:i, s:i, s:I, s:I, s:o}", "rule", rule, "test", "paired-bootstrap",
+        "statistic", stat == BA_EVO_WINDOW_MSE ? "mse" : "objective", "confidence", BA_EVO_CHOICE_CONFIDENCE,
+        "windows", k, "resamples", BA_EVO_CHOICE_RESAMPLES, "challengers", m, "default",
+        (json_int_t)c[def].trial, "trial", (json_int_t)c[win].trial, "candidates", cands));
+}
+
+/* The final choice on the validation part (search/evo.h): the seed (trial 1), the elites and
+ * the uniform configuration (add_uniform) are each scored on samples [N, N + nvalid) and on
+ * k windows of it. The default is the best elite on the search part; another candidate replaces
+ * it only when a one-sided paired bootstrap over the windows says it is better at
+ * BA_EVO_CHOICE_CONFIDENCE, Bonferroni-corrected over the m challengers (p <= (1 − confidence) / m),
+ * and its mean over the search and validation parts together is lower too; of those, the lowest
+ * validation objective wins (ties: search objective, trial). With fewer than
+ * BA_EVO_CHOICE_MIN_WINDOWS windows no test is made and the default stays; when the default's
+ * validation is not finite, the lowest validation wins as before. *pick = the winning elite, -1
+ * for a seed that is no elite any more, -2 for the uniform configuration (out->res and out->trial
+ * set for those two). */
 static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int has_uni, int *pick,
                           ba_search_result_t *out, ba_error *err) {
     const ba_search_opts_t *o = s->o;
@@ -789,16 +858,21 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
     int seed_elite = -1, last = s->nelite - 1 + (has_uni ? 1 : 0);
     for (int e = 0; e < s->nelite && seed_elite < 0; e++)
         if (!memcmp(s->echoice + (size_t)e * s->L, seed, (size_t)s->L * sizeof *seed)) seed_elite = e;
-    double bv = NAN, bo = NAN;
-    int64_t bt = -1;
+    int k = ba_evo_choice_windows(o->nvalid), L = s->L;
+    int ncand = 0;
+    final_cand_t c[BA_EVO_ELITES + 2];
+    double *wins = ba_calloc((size_t)(BA_EVO_ELITES + 2) * (size_t)(k + 1), sizeof *wins, err);
+    if (!wins) return BA_ERR_NOMEM;
+    ba_status st = BA_OK;
     *pick = 0;
     if (h->prepare) {
         /* The same evaluations as the loop below, in its order. */
-        int L = s->L, m = 0;
-        int *ch = ba_malloc((size_t)(s->nelite + 3) * L * sizeof *ch, err);
-        int64_t fi[BA_EVO_ELITES + 3], ns[BA_EVO_ELITES + 3];
-        if (!ch) return BA_ERR_NOMEM;
-        for (int i = -1; i <= last; i++) {
+        int m = 0, cap = (s->nelite + 3) * (k + 2);
+        int *ch = ba_malloc((size_t)cap * L * sizeof *ch, err);
+        int64_t *fi = ba_malloc((size_t)cap * sizeof *fi, err),
+                *ns = ba_malloc((size_t)cap * sizeof *ns, err);
+        if (!ch || !fi || !ns) st = BA_ERR_NOMEM;
+        for (int i = -1; st == BA_OK && i <= last; i++) {
             if (i < 0 && seed_elite >= 0) continue;
             const int *choice = candidate(s, i, seed, uni);
             memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
@@ -807,39 +881,112 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
                 memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
                 fi[m] = 0, ns[m++] = o->nsamples;
             }
+            for (int w = 0; k >= BA_EVO_CHOICE_MIN_WINDOWS && w < k; w++) {
+                memcpy(ch + (size_t)m * L, choice, (size_t)L * sizeof *ch);
+                choice_window(o, k, w, &fi[m], &ns[m]);
+                m++;
+            }
         }
-        ba_status st = h->prepare(h->ctx, ch, fi, ns, m, err);
+        if (st == BA_OK) st = h->prepare(h->ctx, ch, fi, ns, m, err);
         free(ch);
-        BA_TRY(st);
+        free(fi);
+        free(ns);
     }
-    for (int i = -1; i <= last; i++) {
+    for (int i = -1; st == BA_OK && i <= last; i++) {
         if (i < 0 && seed_elite >= 0) continue; /* the seed is an elite: scored as one */
         const int *choice = candidate(s, i, seed, uni);
         ba_eval_result_t v, full;
         double t0 = ba_now();
-        BA_TRY(h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err));
-        if (i < 0)
-            BA_TRY(h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err)); /* the seed's search figure */
-        else
+        st = h->evaluate_at(h->ctx, choice, o->nsamples, o->nvalid, &v, err);
+        if (i < 0) {
+            if (st == BA_OK)
+                st = h->evaluate_at(h->ctx, choice, 0, o->nsamples, &full, err); /* its search figure */
+        } else
             full = i < s->nelite ? s->elite[i].res : s->ures;
+        final_cand_t *cd = &c[ncand];
+        *cd = (final_cand_t){.i = i, .win = wins + (size_t)ncand * (size_t)(k + 1), .p = NAN, .delta = NAN};
+        cd->ok = 1;
+        for (int w = 0; st == BA_OK && k >= BA_EVO_CHOICE_MIN_WINDOWS && w < k; w++) {
+            int64_t fw, nw;
+            ba_eval_result_t rw;
+            choice_window(o, k, w, &fw, &nw);
+            st = h->evaluate_at(h->ctx, choice, fw, nw, &rw, err);
+            cd->win[w] = o->window_stat == BA_EVO_WINDOW_MSE ? rw.mse : rw.objective;
+            cd->ok &= isfinite(cd->win[w]) && isfinite(rw.objective);
+        }
         s->t_eval += ba_now() - t0;
+        if (st != BA_OK) break;
         v.samples = o->nvalid;
-        int64_t trial = i < 0 ? 1 : i < s->nelite ? s->elite[i].trial : s->utrial;
-        if (h->validated) BA_TRY(h->validated(h->ctx, trial, &v, err));
-        if (!isfinite(v.objective)) continue;
-        int better = bt < 0 || v.objective < bv ||
-                     (v.objective == bv && (full.objective < bo || (full.objective == bo && trial < bt)));
-        if (!better) continue;
-        bv = v.objective, bo = full.objective, bt = trial;
-        *pick = i < s->nelite ? i : -2;
-        out->validation = v.objective;
-        if (i < 0 || i == s->nelite) {
-            full.samples = o->nsamples;
-            out->res = full;
-            out->trial = trial;
+        full.samples = o->nsamples;
+        cd->trial = i < 0 ? 1 : i < s->nelite ? s->elite[i].trial : s->utrial;
+        cd->v = v.objective;
+        cd->full = full.objective;
+        cd->ok &= isfinite(v.objective);
+        if (st == BA_OK && h->validated) st = h->validated(h->ctx, cd->trial, &v, err);
+        if (i < 0) s->sres = full; /* the seed's search figure (no elite holds it) */
+        ncand++;
+    }
+    /* The default: the best elite on the search part (candidate 0, or the seed scored as it). */
+    int def = -1;
+    for (int j = 0; j < ncand; j++)
+        if (c[j].i == 0) def = j;
+    int win = def, m = 0;
+    const char *rule = "default";
+    if (st == BA_OK && (def < 0 || !isfinite(c[def].v))) {
+        /* No default to test against: the lowest validation, as without a test. */
+        win = -1;
+        rule = "lowest-validation";
+        for (int j = 0; j < ncand; j++) {
+            if (!isfinite(c[j].v)) continue;
+            if (win < 0 || c[j].v < c[win].v ||
+                (c[j].v == c[win].v &&
+                 (c[j].full < c[win].full || (c[j].full == c[win].full && c[j].trial < c[win].trial))))
+                win = j;
+        }
+    } else if (st == BA_OK && k >= BA_EVO_CHOICE_MIN_WINDOWS && c[def].ok) {
+        for (int j = 0; j < ncand; j++) m += j != def && c[j].ok;
+        double alpha = (1 - BA_EVO_CHOICE_CONFIDENCE) / (m > 0 ? m : 1);
+        uint64_t bs = o->seed ^ 0x6a09e667f3bcc909ull; /* the bootstrap's own stream, not the search's */
+        for (int j = 0; j < ncand; j++) {
+            if (j == def || !c[j].ok) continue;
+            double d = 0;
+            for (int w = 0; w < k; w++) d += c[j].win[w] - c[def].win[w];
+            c[j].delta = d / k;
+            c[j].p = ba_evo_paired_p(c[j].win, c[def].win, k, bs, BA_EVO_CHOICE_RESAMPLES);
+            /* Better on validation beyond its noise, and not undone by the search part: the mean
+             * over all N + nvalid samples must be lower too (a validation part of near-zero scores
+             * can rank the other way with consistent but tiny differences, and the search part's
+             * rare large ones decide the mean). */
+            if (!(c[j].p <= alpha && c[j].v < c[def].v && pooled(o, &c[j]) < pooled(o, &c[def]))) continue;
+            if (win == def || c[j].v < c[win].v ||
+                (c[j].v == c[win].v &&
+                 (c[j].full < c[win].full || (c[j].full == c[win].full && c[j].trial < c[win].trial))))
+                win = j, rule = "significant";
+        }
+    } else if (st == BA_OK)
+        rule = k < BA_EVO_CHOICE_MIN_WINDOWS ? "default-few-windows" : "default-untestable";
+    if (st == BA_OK && win >= 0) {
+        const final_cand_t *w = &c[win];
+        *pick = w->i >= 0 && w->i < s->nelite ? w->i : w->i < 0 ? -1 : -2;
+        out->validation = w->v;
+        out->trial = w->trial;
+        if (w->i < 0)
+            out->res = s->sres;
+        else if (w->i == s->nelite)
+            out->res = s->ures;
+        if (w->i < 0 || w->i == s->nelite) out->res.samples = o->nsamples;
+        out->choice_p = def < 0 || w == &c[def] ? NAN : w->p;
+        out->choice_default = def >= 0 ? c[def].trial : -1;
+        if (h->chosen) {
+            char *rec =
+                choice_record(c, ncand, s->nelite, def >= 0 ? def : win, win, k, m, rule, o->window_stat);
+            st = rec ? h->chosen(h->ctx, w->trial, rec, err)
+                     : ba_error_set(err, BA_ERR_NOMEM, "evolution: out of memory recording the final choice");
+            free(rec);
         }
     }
-    return BA_OK;
+    free(wins);
+    return st;
 }
 
 /* Trials 1..: the distinct seeds, each on all N samples; the best is the first elite. All are
@@ -955,6 +1102,8 @@ ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, 
     int *uni = st == BA_OK ? ba_malloc((size_t)s.L * sizeof *uni + 1, err) : NULL;
     if (st == BA_OK && !uni) st = BA_ERR_NOMEM;
     out->validation = NAN;
+    out->choice_p = NAN;
+    out->choice_default = -1;
     if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) {
         st = add_uniform(&s, seed, uni, &has_uni, err);
         if (st == BA_OK) st = validate(&s, seed, uni, has_uni, &pick, out, err);

@@ -46,6 +46,21 @@
  * samples; each child mutates one of them (the better ones more often). The
  * best elite is the result, so it is never worse than the seed. */
 #define BA_EVO_ELITES 4
+/* The final choice on the validation part (ba_evo_run): the validation part is cut into
+ * min(nvalid, BA_EVO_CHOICE_WINDOWS) windows, each scored alone, and another candidate replaces the
+ * best elite only when a one-sided paired bootstrap (BA_EVO_CHOICE_RESAMPLES resamples of the
+ * per-window differences, seeded from the search seed) says it is better at BA_EVO_CHOICE_CONFIDENCE,
+ * Bonferroni-corrected over the challengers, and its mean over the search and validation parts
+ * together is lower as well. 32 windows: one per sample at the default split of 128
+ * samples (32 validation samples), few enough that scoring them costs about as much as one more
+ * pass over the validation part. Fewer than BA_EVO_CHOICE_MIN_WINDOWS windows: no test, the best
+ * elite stays (a bootstrap over a handful of values cannot tell noise from a difference). */
+#define BA_EVO_CHOICE_WINDOWS 32
+#define BA_EVO_WINDOW_OBJECTIVE 0
+#define BA_EVO_WINDOW_MSE 1
+#define BA_EVO_CHOICE_MIN_WINDOWS 8
+#define BA_EVO_CHOICE_CONFIDENCE 0.95
+#define BA_EVO_CHOICE_RESAMPLES 2000
 /* An offspring applies 1..BA_EVO_MAX_SWAPS level switches (EvoPress samples a
  * small number of mutations per child). */
 #define BA_EVO_MAX_SWAPS 2
@@ -102,6 +117,11 @@ typedef struct ba_search_hooks {
      * once; the evaluate_at calls that follow come in the same order whatever it did. */
     ba_status (*prepare)(void *ctx, const int *choices, const int64_t *first, const int64_t *nsamples, int n,
                          ba_error *err);
+    /* Optional: the final choice on the validation part picked trial `trial`; record is its
+     * account as compact JSON ({"rule", "test", "statistic", "confidence", "windows", "resamples",
+     * "challengers", "default", "trial", "candidates": [{"trial", "role", "objective",
+     * "validation", "delta", "p"}]}, docs/search.md). Called after the last validated call. */
+    ba_status (*chosen)(void *ctx, int64_t trial, const char *record, ba_error *err);
 } ba_search_hooks_t;
 
 typedef struct ba_search_opts {
@@ -112,16 +132,23 @@ typedef struct ba_search_opts {
     int64_t nsamples; /* N: calibration samples of a full-fidelity evaluation (the search part: 0..N-1) */
     int64_t nvalid;   /* evo: samples N .. N+nvalid-1 are the validation part (0 = none; needs evaluate_at) */
     int64_t min_stage; /* evo: fewest samples of a low-fidelity stage (0 = BA_EVO_MIN_STAGE_SAMPLES) */
+    /* evo: the figure of each validation window the final choice's paired test compares: one
+     * whose mean over the windows orders configurations as the objective on their union does
+     * (BA_EVO_WINDOW_OBJECTIVE for a mean over samples such as KL; BA_EVO_WINDOW_MSE for relmse
+     * and sqnr, ratios whose denominator, the FP output's energy, is the same for every configuration). */
+    int window_stat;
 } ba_search_opts_t;
 
 typedef struct ba_search_result {
-    int *choice;          /* [nlayers] best configuration found */
-    ba_eval_result_t res; /* its full-fidelity result */
-    int64_t trial;        /* its trial number */
-    double validation;    /* its objective on the validation part (NaN when there is none) */
-    int64_t ntrials;      /* trials stored (this run and earlier ones of the study) */
-    int64_t nevals; /* evaluations made by this process (stored results reused on resume are not counted) */
-    double seconds; /* evolution only: wall time of ba_evo_run, and the part of it */
+    int *choice;            /* [nlayers] best configuration found */
+    ba_eval_result_t res;   /* its full-fidelity result */
+    int64_t trial;          /* its trial number */
+    double validation;      /* its objective on the validation part (NaN when there is none) */
+    int64_t choice_default; /* the final choice's default (the best elite's trial); -1: no validation */
+    double choice_p; /* the paired test's p of the candidate that replaced it (NaN: the default stayed) */
+    int64_t ntrials; /* trials stored (this run and earlier ones of the study) */
+    int64_t nevals;  /* evaluations made by this process (stored results reused on resume are not counted) */
+    double seconds;  /* evolution only: wall time of ba_evo_run, and the part of it */
     double eval_seconds; /* spent inside the evaluate hook (the rest is the search's own bookkeeping) */
 } ba_search_result_t;
 
@@ -131,9 +158,15 @@ void ba_search_result_free(ba_search_result_t *r);
  * uniform configuration (ba_search_uniform_choice; when one fits and is neither
  * the seed nor an elite) is measured on all N samples and stored as the next
  * trial (method "uniform"), then the seed, every elite and it are scored on the
- * validation part and the lowest one (ties: the lower search objective, then
- * the earlier trial) is the result, so the result is never worse than the seed
- * or uniform on validation. Low-fidelity stages score a window of the
+ * validation part and on its windows (BA_EVO_CHOICE_WINDOWS). The best elite on
+ * the search part is the result unless another candidate is better on the
+ * validation windows by the paired test and on all samples together; of those
+ * that are, the lowest on the validation part (ties: the lower search
+ * objective, then the earlier trial).
+ * The result is therefore not always the validation minimum, nor always at
+ * least as good as the seed there. Without a test (fewer than BA_EVO_CHOICE_MIN_WINDOWS windows) the
+ * best elite stays; when its validation is not finite, the lowest validation
+ * wins. Low-fidelity stages score a window of the
  * search part drawn from the seed, the generation and the stage (with
  * evaluate_at; else the first samples).
  *
@@ -154,6 +187,13 @@ ba_status ba_evo_run(const ba_problem_t *p, const int *seed, const ba_search_opt
 ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, const ba_search_opts_t *o,
                            const ba_search_hooks_t *h, const char *checkpoint, ba_search_result_t *out,
                            ba_error *err);
+
+/* Windows of the final choice's paired test for a validation part of nvalid samples. */
+int ba_evo_choice_windows(int64_t nvalid);
+/* One-sided paired bootstrap: the share (with the +1 correction, (c + 1) / (resamples + 1)) of
+ * `resamples` resamples of the k pairs whose mean difference a − b is not below 0; small when a
+ * is lower than b beyond the noise of the pairs. Deterministic for a seed. */
+double ba_evo_paired_p(const double *a, const double *b, int k, uint64_t seed, int resamples);
 
 /* `random`: 1 + generations·offspring random feasible configurations (ba_search_random_choice),
  * each a complete trial on all N samples; the best is the result. */

@@ -345,6 +345,11 @@ static ba_status hook_validated(void *ctx, int64_t trial, const ba_eval_result_t
     return ba_db_trial_set_validation(c->db, c->sid, trial, res->objective, err);
 }
 
+static ba_status hook_chosen(void *ctx, int64_t trial, const char *record, ba_error *err) {
+    run_ctx_t *c = ctx;
+    return ba_db_trial_set_chosen(c->db, c->sid, trial, record, err);
+}
+
 static int same_bits(const ba_trial_t *t, const int *bits, int n) {
     if (t->nlayers != n) return 0;
     for (int l = 0; l < n; l++)
@@ -631,6 +636,10 @@ static ba_status report_best(run_ctx_t *c, const char *name, ba_study_result_t *
         if (info.metric[0] && ba_metric_parse(info.metric, &mk, &e2) == BA_OK)
             out->validation = ba_metric_from_objective(mk, t[0].validation);
         st = make_plan(c, name, choice, t[0].number, &r, out, err);
+        char *rec = NULL;
+        if (st == BA_OK) st = ba_db_trial_chosen(c->db, c->sid, t[0].number, &rec, err);
+        if (st == BA_OK && rec) st = ba_plan_set_choice(out->plan, rec, err);
+        free(rec);
         if (st == BA_OK && info.metric[0] && mk != BA_METRIC_AUTO)
             st = ba_plan_set_objective(out->plan, info.metric, ba_metric_from_objective(mk, r.objective),
                                        out->validation, err);
@@ -856,9 +865,15 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
                            .generations = s->generations,
                            .offspring = s->offspring,
                            .nsamples = c.Nsearch,
-                           .nvalid = c.Nvalid};
+                           .nvalid = c.Nvalid,
+                           /* relmse and sqnr are Σ(q − fp)² over the FP energy of the samples scored: the
+                            * windows' MSE sums to the whole part's numerator, their own ratios do not */
+                           .window_stat = c.metric == BA_METRIC_RELMSE || c.metric == BA_METRIC_SQNR
+                                              ? BA_EVO_WINDOW_MSE
+                                              : BA_EVO_WINDOW_OBJECTIVE};
     ba_search_hooks_t h = {
-        hook_eval, hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL};
+        hook_eval,  hook_store, hook_progress, &c, hook_eval_at, hook_validated, work ? hook_prepare : NULL,
+        hook_chosen};
     if (st == BA_OK && work) st = ba_db_set_client_name(db, c.worker, err);
     if (st == BA_OK && work) st = heartbeat_start(&c, err);
     const ba_study_method_t *meth = ba_study_method_find(s->method);

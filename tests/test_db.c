@@ -122,6 +122,43 @@ BOTH_BACKENDS(trials_round_trip_with_numbers_and_bits) {
     cr_assert(integrity_ok(dbpath));
 }
 
+static int64_t best_number(ba_db_t *db, int64_t sid) {
+    ba_trial_query_t q = {.best = 1};
+    ba_trial_t *t;
+    int n;
+    ba_error err;
+    cr_assert_eq(ba_db_trials_query(db, sid, &q, &t, &n, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    int64_t b = t[0].number;
+    ba_db_trials_free(t, n);
+    return b;
+}
+
+BOTH_BACKENDS(the_chosen_trial_is_the_best_and_carries_its_record) {
+    ba_db_t *db;
+    ba_error err;
+    cr_assert_eq(ba_db_open(dbpath, 1, &db, &err), BA_OK, "%s", err.msg);
+    int64_t sid = make_study(db, "s");
+    add_trial(db, sid, 4.0, 0.02, 4, 4);
+    add_trial(db, sid, 3.5, 0.005, 3, 4);
+    add_trial(db, sid, 5.0, 0.001, 8, 4);
+    for (int k = 1; k <= 3; k++)
+        cr_assert_eq(ba_db_trial_set_validation(db, sid, k, 0.1 * k, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(best_number(db, sid), 1, "lowest validation while nothing is chosen");
+    cr_assert_eq(ba_db_trial_set_chosen(db, sid, 3, "{\"trial\":3}", &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(best_number(db, sid), 3, "the chosen trial first, whatever its validation");
+    char *rec;
+    cr_assert_eq(ba_db_trial_chosen(db, sid, 3, &rec, &err), BA_OK, "%s", err.msg);
+    cr_expect_str_eq(rec, "{\"trial\":3}");
+    free(rec);
+    /* Choosing again (a resumed choice) moves the mark: one chosen trial at most. */
+    cr_assert_eq(ba_db_trial_set_chosen(db, sid, 2, "{\"trial\":2}", &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(best_number(db, sid), 2);
+    cr_assert_eq(ba_db_trial_chosen(db, sid, 3, &rec, &err), BA_OK, "%s", err.msg);
+    cr_expect_null(rec, "the old mark is gone");
+    ba_db_close(db);
+}
+
 BOTH_BACKENDS(where_answers_which_plans_under_4_bits_had_small_kl) {
     ba_db_t *db;
     ba_error err;

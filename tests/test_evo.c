@@ -24,7 +24,7 @@ static void run_evo(const ba_problem_t *p, uint64_t seed, const char *ck, log_t 
     ba_error err;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = opts(seed);
     ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
     ba_solution_free(&sol);
@@ -111,7 +111,7 @@ Test(evo, random_draws_feasible_configurations_and_uniform_takes_the_widest_fitt
     for (int l = 0; l < L; l++) cr_expect_eq(p->bits[p->start[l] + choice[l]], 4);
     static log_t a;
     a.p = p;
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = opts(3);
     o.method = "random";
     ba_search_result_t r;
@@ -167,14 +167,14 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     cr_assert_neq(p->bits[p->start[L - 1] + sol.choice[L - 1]], 2, "the seed itself is finite");
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = opts(11);
     ba_search_result_t r;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&a, &r);
     ba_search_result_free(&r);
     /* random: the failed draws are never its best either. */
-    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL, NULL};
+    ba_search_hooks_t hb = {nan_eval, fake_store, NULL, &b, NULL, NULL, NULL, NULL};
     o.method = "random";
     cr_assert_eq(ba_search_random(p, &o, &hb, NULL, &r, &err), BA_OK, "%s", err.msg);
     expect_failed_never_best(&b, &r);
@@ -184,7 +184,7 @@ Test(evo, non_finite_trials_are_failed_and_never_the_result) {
         static log_t c;
         c.p = p;
         c.n = 0;
-        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL, NULL};
+        ba_search_hooks_t hc = {nan_eval, fake_store, NULL, &c, NULL, NULL, NULL, NULL};
         ba_search_result_t rr;
         cr_assert_eq(ba_search_random(p, &o, &hc, b.t[i].ckpt, &rr, &err), BA_OK, "after trial %d: %s", i + 1,
                      err.msg);
@@ -207,7 +207,7 @@ Test(evo, a_failed_seed_or_single_trial_is_stored_failed_and_gives_no_result) {
     ba_solution_t sol;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = opts(2);
     ba_search_result_t r;
     cr_expect_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &r, &err), BA_ERR_RUNTIME);
@@ -248,7 +248,7 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     memcpy(seeds + L, sol.choice, L * sizeof *seeds);
     memcpy(seeds + 2 * L, sol.choice, L * sizeof *seeds);          /* a duplicate */
     for (int l = 0; l < L; l++) seeds[3 * L + l] = l == 1 ? 1 : 0; /* b at 3 bits, f at 2: fails too */
-    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_hooks_t h = {nan_eval, fake_store, NULL, &a, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = opts(3);
     ba_search_result_t r;
     cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
@@ -267,7 +267,7 @@ Test(evo, several_seeds_are_the_first_trials_and_the_result_beats_each) {
     cr_expect_leq(r.res.objective, a.t[1].obj);
     cr_expect(isfinite(r.res.objective));
     /* A resume from trial 2's checkpoint retraces the rest. */
-    ba_search_hooks_t hr = {nan_eval, fake_store, NULL, &rest, NULL, NULL, NULL};
+    ba_search_hooks_t hr = {nan_eval, fake_store, NULL, &rest, NULL, NULL, NULL, NULL};
     ba_search_result_t rr;
     cr_assert_eq(ba_evo_run_seeds(p, seeds, 3, &o, &hr, a.t[1].ckpt, &rr, &err), BA_OK, "%s", err.msg);
     cr_assert_eq(rest.n + 2, a.n);
@@ -318,7 +318,7 @@ Test(evo, min_stage_lowers_the_floor_of_the_low_fidelity_stages) {
     ba_solution_t sol;
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &a, NULL, NULL, NULL, NULL};
     for (int floor = 0; floor <= 2; floor += 2) {
         ba_search_opts_t o = opts(4);
         o.nsamples = 10;
@@ -453,7 +453,7 @@ static ba_status run_win_from(const ba_problem_t *p, uint64_t seed, const char *
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     w->lg.p = p;
-    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated, NULL};
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, w, win_eval_at, win_validated, NULL, NULL};
     ba_search_opts_t o = opts(seed);
     o.nsamples = 384, o.nvalid = 128;
     ba_status st = ba_evo_run(p, sol.choice, &o, &h, ck, res, &err);
@@ -543,7 +543,7 @@ Test(evo, prepare_announces_each_batch_in_the_order_it_is_then_asked_for) {
     ba_ilp_opts_t io = ba_ilp_opts_default();
     cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
     q.w.lg.p = p;
-    ba_search_hooks_t h = {fake_eval, prep_store, NULL, &q, prep_eval_at, prep_validated, prep_prepare};
+    ba_search_hooks_t h = {fake_eval, prep_store, NULL, &q, prep_eval_at, prep_validated, prep_prepare, NULL};
     ba_search_opts_t o = opts(4);
     o.nsamples = 384, o.nvalid = 128;
     cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, NULL, &rq, &err), BA_OK, "%s", err.msg);
@@ -648,7 +648,7 @@ Test(evo, uniform_that_is_the_seed_adds_no_trial) {
     memset(&w, 0, sizeof w);
     /* `evo` starts from uniform: it is the seed (trial 1), scored on validation as such, stored once. */
     w.lg.p = p;
-    ba_search_hooks_t h = {fake_eval, win_store, NULL, &w, win_eval_at, win_validated, NULL};
+    ba_search_hooks_t h = {fake_eval, win_store, NULL, &w, win_eval_at, win_validated, NULL, NULL};
     ba_search_opts_t o = opts(2);
     o.method = "evo", o.nsamples = 384, o.nvalid = 128;
     ba_search_result_t r;
@@ -716,5 +716,243 @@ Test(evo, resume_after_any_trial_or_during_validation_gives_the_same_trials_and_
     }
     ba_search_result_free(&rf);
     log_free(&full.lg);
+    ba_problem_free(p);
+}
+
+/* ---- the final choice: a paired test on validation windows ---- */
+
+Test(evo, paired_bootstrap_p_tells_a_consistent_difference_from_noise) {
+    double a[32], b[32], z[32];
+    for (int i = 0; i < 32; i++) {
+        b[i] = 1 + 0.1 * sin(i * 1.7);
+        a[i] = b[i] - 0.01;                 /* lower in every pair */
+        z[i] = b[i] + (i % 2 ? 0.3 : -0.3); /* lower in half the pairs, higher in the other half */
+    }
+    double p = ba_evo_paired_p(a, b, 32, 7, 2000);
+    cr_expect_float_eq(p, 1.0 / 2001, 1e-15, "every resample favours a: the smallest p");
+    cr_expect_eq(ba_evo_paired_p(b, b, 32, 7, 2000), 1.0, "no difference: p = 1");
+    double pz = ba_evo_paired_p(z, b, 32, 7, 2000);
+    cr_expect_gt(pz, 0.3, "a difference that changes sign pair to pair is noise: p = %g", pz);
+    cr_expect_eq(pz, ba_evo_paired_p(z, b, 32, 7, 2000), "deterministic for a seed");
+    cr_expect_eq(ba_evo_choice_windows(128), BA_EVO_CHOICE_WINDOWS);
+    cr_expect_eq(ba_evo_choice_windows(20), 20, "one window per sample when fewer");
+}
+
+/* The search part ranks by the distance from the seed's widths (the seed is the best elite);
+ * sample i of the validation part scores base(choice) + noise · u(choice, i), u uniform in
+ * [-0.5, 0.5) from a hash: the validation means of equal candidates differ by noise alone. */
+typedef struct {
+    log_t lg;
+    int seed[L], uni[L];
+    double noise;       /* amplitude of the per-sample validation noise */
+    double uni_gain;    /* uniform's validation base is lower by this much (others: 1) */
+    double uni_penalty; /* uniform's search objective is higher by this much */
+    double uni_mse;     /* uniform's validation MSE is higher by this much (others: 1) */
+    int window_stat;    /* ba_search_opts_t.window_stat */
+    int64_t validated[16];
+    double vobj[16];
+    int nval;
+    int64_t chosen;
+    char record[4096];
+} nz_t;
+
+static double nz_u(const int *choice, int64_t i) {
+    uint64_t h = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+    for (int l = 0; l < L; l++) h = (h ^ (uint64_t)choice[l]) * 0xbf58476d1ce4e5b9ull + (uint64_t)l;
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebull;
+    h ^= h >> 29;
+    return (double)(h >> 11) / 9007199254740992.0 - 0.5;
+}
+
+static ba_status nz_eval_at(void *ctx, const int *choice, int64_t first, int64_t n, ba_eval_result_t *out,
+                            ba_error *err) {
+    (void)err;
+    nz_t *z = ctx;
+    int is_uni = !memcmp(choice, z->uni, sizeof z->uni);
+    double s = 0, mse = 0;
+    if (first < 384) {
+        s = 0.001 + (is_uni ? z->uni_penalty : 0);
+        for (int l = 0; l < L; l++) s += 0.01 * (l + 1) * abs(choice[l] - z->seed[l]);
+        mse = s;
+    } else {
+        for (int64_t i = first; i < first + n; i++) {
+            s += (1 - (is_uni ? z->uni_gain : 0)) + z->noise * nz_u(choice, i);
+            mse += (1 + (is_uni ? z->uni_mse : 0)) + z->noise * nz_u(choice, i + 7);
+        }
+        s /= (double)n, mse /= (double)n;
+    }
+    *out = (ba_eval_result_t){s, s, mse, NAN, NAN, n};
+    return BA_OK;
+}
+
+static ba_status nz_eval(void *ctx, const int *choice, int64_t n, ba_eval_result_t *out, ba_error *err) {
+    return nz_eval_at(ctx, choice, 0, n ? n : 384, out, err);
+}
+
+static ba_status nz_store(void *ctx, const ba_search_trial_t *t, const char *ck, ba_error *err) {
+    return fake_store(&((nz_t *)ctx)->lg, t, ck, err);
+}
+
+static ba_status nz_validated(void *ctx, int64_t trial, const ba_eval_result_t *res, ba_error *err) {
+    (void)err;
+    nz_t *z = ctx;
+    cr_assert_lt(z->nval, 16);
+    z->validated[z->nval] = trial, z->vobj[z->nval++] = res->objective;
+    return BA_OK;
+}
+
+static ba_status nz_chosen(void *ctx, int64_t trial, const char *record, ba_error *err) {
+    (void)err;
+    nz_t *z = ctx;
+    z->chosen = trial;
+    snprintf(z->record, sizeof z->record, "%s", record);
+    return BA_OK;
+}
+
+static void nz_run(const ba_problem_t *p, uint64_t seed, const char *ck, nz_t *z, ba_search_result_t *r) {
+    ba_solution_t sol;
+    ba_error err;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    int bits = 0;
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    memcpy(z->seed, sol.choice, sizeof z->seed);
+    cr_assert_eq(ba_search_uniform_choice(p, z->uni, &bits, &err), BA_OK, "%s", err.msg);
+    cr_assert(memcmp(z->seed, z->uni, sizeof z->uni), "the fixture needs uniform apart from the seed");
+    z->lg.p = p;
+    ba_search_hooks_t h = {nz_eval, nz_store, NULL, z, nz_eval_at, nz_validated, NULL, nz_chosen};
+    ba_search_opts_t o = opts(seed);
+    o.generations = 6, o.nsamples = 384, o.nvalid = 128, o.window_stat = z->window_stat;
+    cr_assert_eq(ba_evo_run(p, sol.choice, &o, &h, ck, r, &err), BA_OK, "%s", err.msg);
+    ba_solution_free(&sol);
+}
+
+/* The record's field `key` (an integer) and the p of trial t's candidate entry. */
+static int64_t rec_int(const char *rec, const char *key) {
+    json_error_t je;
+    json_t *j = json_loads(rec, 0, &je);
+    cr_assert(j, "record: %s", je.text);
+    int64_t v = json_integer_value(json_object_get(j, key));
+    json_decref(j);
+    return v;
+}
+
+static int rec_rule_is(const char *rec, const char *rule) {
+    json_error_t je;
+    json_t *j = json_loads(rec, 0, &je);
+    cr_assert(j, "record: %s", je.text);
+    int is = !strcmp(json_string_value(json_object_get(j, "rule")), rule);
+    json_decref(j);
+    return is;
+}
+
+Test(evo, final_choice_keeps_the_seed_when_validation_means_differ_by_noise) {
+    ba_problem_t *p = make_problem(3.5);
+    int lower_elsewhere = 0;
+    for (uint64_t seed = 0; seed < 4; seed++) {
+        static nz_t z;
+        memset(&z, 0, sizeof z);
+        z.noise = 1.0;
+        ba_search_result_t r;
+        nz_run(p, seed, NULL, &z, &r);
+        double seed_v = NAN, min_v = INFINITY;
+        for (int i = 0; i < z.nval; i++) {
+            if (z.validated[i] == 1) seed_v = z.vobj[i];
+            min_v = fmin(min_v, z.vobj[i]);
+        }
+        cr_assert(isfinite(seed_v));
+        lower_elsewhere += min_v < seed_v;
+        cr_expect_eq(r.trial, 1, "seed %llu: the seed (the best elite) stays", (unsigned long long)seed);
+        cr_expect(memcmp(r.choice, z.seed, sizeof z.seed) == 0);
+        cr_expect_eq(r.validation, seed_v);
+        cr_expect_eq(r.choice_default, 1);
+        cr_expect(isnan(r.choice_p));
+        cr_expect_eq(z.chosen, 1, "the hook names the chosen trial");
+        cr_expect(rec_rule_is(z.record, "default"), "%s", z.record);
+        cr_expect_eq(rec_int(z.record, "default"), 1);
+        cr_expect_eq(rec_int(z.record, "windows"), BA_EVO_CHOICE_WINDOWS);
+        log_free(&z.lg);
+        ba_search_result_free(&r);
+    }
+    /* Else the lowest validation mean would have been the seed anyway and nothing was tested. */
+    cr_expect_gt(lower_elsewhere, 0, "some candidate's validation mean is below the seed's by noise");
+    ba_problem_free(p);
+}
+
+Test(evo, final_choice_takes_a_candidate_that_is_clearly_better_on_validation) {
+    ba_problem_t *p = make_problem(3.5);
+    static nz_t z, again;
+    memset(&z, 0, sizeof z);
+    z.noise = 1.0, z.uni_gain = 0.5;
+    ba_search_result_t r;
+    nz_run(p, 3, NULL, &z, &r);
+    int u = uniform_trial(&z.lg, z.uni);
+    cr_assert_geq(u, 0);
+    cr_expect_eq(r.trial, z.lg.t[u].number, "uniform is better beyond the noise: chosen");
+    cr_expect(memcmp(r.choice, z.uni, sizeof z.uni) == 0);
+    cr_expect_eq(r.choice_default, 1);
+    cr_expect_lt(r.choice_p, 0.01, "p %g", r.choice_p);
+    cr_expect_eq(z.chosen, r.trial);
+    cr_expect(rec_rule_is(z.record, "significant"), "%s", z.record);
+    cr_expect_eq(rec_int(z.record, "trial"), r.trial);
+    /* A resume from the last checkpoint (after the uniform trial) decides the same, recorded the same. */
+    memset(&again, 0, sizeof again);
+    again.noise = 1.0, again.uni_gain = 0.5;
+    ba_search_result_t rr;
+    nz_run(p, 3, z.lg.t[z.lg.n - 1].ckpt, &again, &rr);
+    cr_expect_eq(again.lg.n, 0);
+    cr_expect_eq(rr.trial, r.trial);
+    cr_expect_str_eq(again.record, z.record);
+    ba_search_result_free(&rr);
+    log_free(&z.lg);
+    ba_search_result_free(&r);
+    ba_problem_free(p);
+}
+
+Test(evo, final_choice_keeps_the_default_when_the_search_part_outweighs_a_tiny_validation_gain) {
+    ba_problem_t *p = make_problem(3.5);
+    static nz_t z;
+    memset(&z, 0, sizeof z);
+    /* Uniform is lower on every validation window, by 1e-6, and far worse on the search part. */
+    z.noise = 0, z.uni_gain = 1e-6, z.uni_penalty = 1.0;
+    ba_search_result_t r;
+    nz_run(p, 2, NULL, &z, &r);
+    int u = uniform_trial(&z.lg, z.uni);
+    cr_assert_geq(u, 0);
+    double uv = NAN, sv = NAN;
+    for (int i = 0; i < z.nval; i++) {
+        if (z.validated[i] == z.lg.t[u].number) uv = z.vobj[i];
+        if (z.validated[i] == 1) sv = z.vobj[i];
+    }
+    cr_assert_lt(uv, sv, "uniform is the validation minimum");
+    cr_expect_eq(r.trial, 1, "kept: the pooled mean favours the seed");
+    cr_expect(rec_rule_is(z.record, "default"), "%s", z.record);
+    log_free(&z.lg);
+    ba_search_result_free(&r);
+    ba_problem_free(p);
+}
+
+Test(evo, final_choice_tests_the_window_statistic_the_objective_sums) {
+    /* Uniform is lower on every window's own objective but higher on its MSE: with a ratio
+     * objective (relmse) the windows' MSE is what adds up to the whole part's figure. */
+    ba_problem_t *p = make_problem(3.5);
+    static nz_t z;
+    for (int stat = BA_EVO_WINDOW_OBJECTIVE; stat <= BA_EVO_WINDOW_MSE; stat++) {
+        memset(&z, 0, sizeof z);
+        z.noise = 1.0, z.uni_gain = 0.5, z.uni_mse = 0.5, z.window_stat = stat;
+        ba_search_result_t r;
+        nz_run(p, 3, NULL, &z, &r);
+        int u = uniform_trial(&z.lg, z.uni);
+        cr_assert_geq(u, 0);
+        if (stat == BA_EVO_WINDOW_OBJECTIVE) {
+            cr_expect_eq(r.trial, z.lg.t[u].number, "the windows' objective favours uniform");
+            cr_expect(strstr(z.record, "\"statistic\":\"objective\""), "%s", z.record);
+        } else {
+            cr_expect_eq(r.trial, 1, "the windows' MSE does not");
+            cr_expect(strstr(z.record, "\"statistic\":\"mse\""), "%s", z.record);
+        }
+        log_free(&z.lg);
+        ba_search_result_free(&r);
+    }
     ba_problem_free(p);
 }

@@ -15,7 +15,7 @@
 #include "search_fake.h"
 static void run_nsga2(const ba_problem_t *p, uint64_t seed, const char *ck, log_t *lg,
                       ba_search_result_t *res) {
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, lg, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = {.method = "nsga2", .seed = seed, .generations = 6, .offspring = 8, .nsamples = 512};
     ba_error err;
     ba_status st = ba_nsga2_run(p, &o, &h, ck, res, &err);
@@ -102,7 +102,7 @@ Test(nsga2, resuming_from_any_checkpoint_gives_the_uninterrupted_trials) {
         log_free(&rest);
     }
     /* A checkpoint of another method is refused. */
-    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &rest, NULL, NULL, NULL};
+    ba_search_hooks_t h = {fake_eval, fake_store, NULL, &rest, NULL, NULL, NULL, NULL};
     ba_search_opts_t o = {.method = "nsga2", .seed = 5, .generations = 1, .offspring = 4, .nsamples = 512};
     ba_search_result_t rr;
     ba_error err;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "eval/metrics.h"
+#include "search/evo.h"
 #include "tests/helpers.h"
 
 #define DIGITS BA_FIXTURES "/digits/"
@@ -211,7 +212,7 @@ Test(objective, nothing_is_measured_twice, .timeout = 120) {
 
 /* ---- validation ---- */
 
-Test(objective, validation_choice_is_never_worse_than_the_seed, .timeout = 240) {
+Test(objective, validation_choice_is_recorded_and_switches_only_on_a_significant_difference, .timeout = 240) {
     env_t e = env();
     const char *seeds[] = {"1", "2", "3"};
     for (int k = 0; k < 3; k++) {
@@ -225,25 +226,62 @@ Test(objective, validation_choice_is_never_worse_than_the_seed, .timeout = 240) 
         json_t *j = parse(r.out);
         int64_t best = json_integer_value(json_object_get(j, "trial"));
         double val = json_real_value(json_object_get(j, "validation"));
+        /* The plan records what decided: the default (the best elite on the search part), the test, each
+         * candidate's figures. */
+        json_t *ch = json_object_get(json_object_get(json_object_get(j, "plan"), "search"), "choice");
+        cr_assert(json_is_object(ch), "search.choice in the plan: %s", r.out);
+        cr_expect_eq(json_integer_value(json_object_get(ch, "trial")), best);
+        cr_expect_str_eq(json_string_value(json_object_get(ch, "test")), "paired-bootstrap");
+        cr_expect_float_eq(json_real_value(json_object_get(ch, "confidence")), BA_EVO_CHOICE_CONFIDENCE, 0);
+        int64_t def = json_integer_value(json_object_get(ch, "default"));
+        int64_t m = json_integer_value(json_object_get(ch, "challengers"));
+        const char *rule = json_string_value(json_object_get(ch, "rule"));
+        double def_v = NAN, best_p = NAN;
+        json_t *cands = json_object_get(ch, "candidates");
+        int seed_in = 0;
+        for (size_t i = 0; i < json_array_size(cands); i++) {
+            json_t *c = json_array_get(cands, i);
+            int64_t t = json_integer_value(json_object_get(c, "trial"));
+            seed_in |= t == 1;
+            if (t == def) def_v = json_real_value(json_object_get(c, "validation"));
+            if (t == best) best_p = json_real_value(json_object_get(c, "p"));
+        }
+        cr_expect(seed_in, "the ILP seed is a candidate");
+        if (best != def) {
+            cr_expect_str_eq(rule, "significant");
+            cr_expect_leq(best_p, (1 - BA_EVO_CHOICE_CONFIDENCE) / (double)m,
+                          "switched only when significant");
+            cr_expect_lt(val, def_v, "and lower on validation");
+        } else
+            cr_expect_str_eq(rule, "default");
         json_decref(j);
         ba_test_run_free(&r);
-        r = ba_test_cli("--db", e.db, "trials", "--study", study, "--where", "validation>=0", "--format",
-                        "json", NULL);
+        /* Every command that names the best trial names the chosen one. */
+        r = ba_test_cli("--db", e.db, "trials", "--study", study, "--best", "--format", "json", NULL);
         cr_assert_eq(r.status, 0, "%s", r.err);
         j = parse(r.out);
-        double seed_v = NAN, best_v = NAN, min_v = INFINITY;
-        for (size_t i = 0; i < json_array_size(j); i++) {
-            json_t *t = json_array_get(j, i);
-            double v = json_real_value(json_object_get(t, "validation"));
-            int64_t n = json_integer_value(json_object_get(t, "number"));
-            if (n == 1) seed_v = v;
-            if (n == best) best_v = v;
-            min_v = v < min_v ? v : min_v;
-        }
-        cr_expect(isfinite(seed_v), "the ILP seed is scored on validation: %s", r.out);
-        cr_expect_leq(best_v, seed_v, "seed %d", k);
-        cr_expect_eq(best_v, min_v, "the chosen trial is the validation minimum");
-        cr_expect_float_eq(val, best_v, 1e-12, "the plan's figure (kl: same sign)");
+        cr_expect_eq(json_integer_value(json_object_get(json_array_get(j, 0), "number")), best, "%s", r.out);
+        cr_expect_float_eq(json_real_value(json_object_get(json_array_get(j, 0), "validation")), val, 1e-12);
+        json_decref(j);
+        ba_test_run_free(&r);
+        r = ba_test_cli("--db", e.db, "-q", "resume", "--study", study, "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        j = parse(r.out);
+        cr_expect_eq(json_integer_value(json_object_get(j, "trial")), best, "resume of the finished study");
+        cr_expect(
+            json_is_object(json_object_get(json_object_get(json_object_get(j, "plan"), "search"), "choice")));
+        json_decref(j);
+        ba_test_run_free(&r);
+        char out[700];
+        snprintf(out, sizeof out, "%s/%s.plan.json", e.dir, study);
+        r = ba_test_cli("--db", e.db, "export", "--study", study, "--format", "plan", "-o", out, NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        json_error_t je;
+        j = json_load_file(out, 0, &je);
+        cr_assert(j, "%s", je.text);
+        ch = json_object_get(json_object_get(j, "search"), "choice");
+        cr_expect_eq(json_integer_value(json_object_get(ch, "trial")), best,
+                     "export --trial best records it too");
         json_decref(j);
         ba_test_run_free(&r);
     }

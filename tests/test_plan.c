@@ -189,6 +189,52 @@ Test(plan, round_trip_keeps_every_field) {
     qm_free(m);
 }
 
+Test(plan, search_choice_round_trips_and_a_non_object_is_an_error) {
+    ba_model_t *m = qm_new();
+    ba_quant_cfg_t cfg = ba_quant_cfg_default();
+    ba_error err;
+    int bits[QM_NLAYERS] = {4, 8, 8};
+    ba_plan_t *p, *q;
+    cr_assert_eq(ba_plan_from_bits(m, bits, &cfg, &p, &err), BA_OK);
+    cr_expect_neq(ba_plan_set_choice(p, "{}", &err), BA_OK, "needs the search section");
+    const char *keys[] = {"avg-bits"};
+    const double vals[] = {4.0};
+    cr_assert_eq(ba_plan_set_search(p, "s1", 7, "ilp+evo", 1, keys, vals, 0, &err), BA_OK);
+    const char *rec = "{\"rule\":\"significant\",\"default\":3,\"trial\":7,\"candidates\":[{\"trial\":7,"
+                      "\"p\":0.0005}]}";
+    cr_assert_eq(ba_plan_set_choice(p, rec, &err), BA_OK, "%s", err.msg);
+    char path[256];
+    snprintf(path, sizeof path, "%s", tmp_path("c.json"));
+    cr_assert_eq(ba_plan_write(path, p, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_plan_read(path, &q, &err), BA_OK, "%s", err.msg);
+    cr_assert(q->search->choice);
+    cr_expect(strstr(q->search->choice, "{\"rule\":\"significant\",\"default\":3,\"trial\":7,"), "%s",
+              q->search->choice);
+    char *t1, *t2;
+    cr_assert_eq(ba_plan_to_json(p, &t1, &err), BA_OK);
+    cr_assert_eq(ba_plan_to_json(q, &t2, &err), BA_OK);
+    cr_expect_str_eq(t1, t2, "the same bytes");
+    cr_expect(strstr(t1, "\"choice\": {\"rule\": \"significant\""), "%s", t1);
+    /* A plan without it reads as before; a choice that is no object is refused, naming the field. */
+    char *bad = strdup(t1);
+    char *at = strstr(bad, "\"choice\": {");
+    cr_assert(at);
+    at[10] = '7', at[11] = '}';
+    memset(at + 12, ' ', strlen(at + 12) - 2);
+    FILE *f = fopen(path, "w");
+    fputs(bad, f);
+    fclose(f);
+    ba_plan_t *r;
+    cr_expect_neq(ba_plan_read(path, &r, &err), BA_OK);
+    cr_expect(strstr(err.msg, "search.choice"), "%s", err.msg);
+    free(bad);
+    free(t1);
+    free(t2);
+    ba_plan_free(p);
+    ba_plan_free(q);
+    qm_free(m);
+}
+
 Test(plan, reads_the_spec_example) {
     const char *text =
         "{\"format\": \"bitalloc.plan/1\",\n"

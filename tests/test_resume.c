@@ -138,12 +138,37 @@ static void expect_same_trials(const char *a, const char *b, const char *study) 
                   tb[i].kl);
         cr_expect(ta[i].agreement == tb[i].agreement, "trial %lld", (long long)ta[i].number);
         cr_expect(ta[i].predicted == tb[i].predicted, "trial %lld", (long long)ta[i].number);
+        cr_expect(ta[i].validation == tb[i].validation ||
+                      (isnan(ta[i].validation) && isnan(tb[i].validation)),
+                  "trial %lld: validation %.17g vs %.17g", (long long)ta[i].number, ta[i].validation,
+                  tb[i].validation);
         cr_assert_eq(ta[i].nlayers, tb[i].nlayers);
         for (int l = 0; l < ta[i].nlayers; l++)
             cr_expect_eq(ta[i].w_bits[l], tb[i].w_bits[l], "trial %lld layer %d", (long long)ta[i].number, l);
     }
     ba_db_trials_free(ta, na);
     ba_db_trials_free(tb, nb);
+    /* The final choice's mark and account (an evolution with a validation part), byte for byte. */
+    ba_db_t *da, *dbb;
+    ba_error err;
+    ba_study_info_t ia, ib;
+    cr_assert_eq(ba_db_open(a, 0, &da, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_open(b, 0, &dbb, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_study_get(da, study, &ia, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_study_get(dbb, study, &ib, &err), BA_OK, "%s", err.msg);
+    for (int64_t k = 1; k <= na; k++) {
+        char *ra, *rb;
+        cr_assert_eq(ba_db_trial_chosen(da, ia.id, k, &ra, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_db_trial_chosen(dbb, ib.id, k, &rb, &err), BA_OK, "%s", err.msg);
+        cr_expect((!ra && !rb) || (ra && rb && !strcmp(ra, rb)), "trial %lld: chosen %s vs %s", (long long)k,
+                  ra ? ra : "NULL", rb ? rb : "NULL");
+        free(ra);
+        free(rb);
+    }
+    ba_db_study_info_free(&ia);
+    ba_db_study_info_free(&ib);
+    ba_db_close(da);
+    ba_db_close(dbb);
 }
 
 static void expect_integrity(const char *dbpath) {
