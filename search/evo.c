@@ -848,7 +848,8 @@ static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, i
  * and its mean over the search and validation parts together is lower too; of those, the lowest
  * validation objective wins (ties: search objective, trial). With fewer than
  * BA_EVO_CHOICE_MIN_WINDOWS windows no test is made and the default stays; when the default's
- * validation is not finite, the lowest validation wins as before. *pick = the winning elite, -1
+ * validation is not finite, the lowest validation wins as before. Last, a choice whose validation
+ * objective is above the seed's gives way to the seed (rule "seed"). *pick = the winning elite, -1
  * for a seed that is no elite any more, -2 for the uniform configuration (out->res and out->trial
  * set for those two). */
 static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int has_uni, int *pick,
@@ -965,6 +966,15 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         }
     } else if (st == BA_OK)
         rule = k < BA_EVO_CHOICE_MIN_WINDOWS ? "default-few-windows" : "default-untestable";
+    /* Never worse than the ILP seed on validation: when the choice's validation figure is above
+     * the seed's, the seed is returned (the evolution's elites are ranked on the search part they
+     * were selected on; the seed was not selected on it). */
+    int seed_c = -1;
+    for (int j = 0; j < ncand; j++)
+        if (c[j].i == (seed_elite >= 0 ? seed_elite : -1)) seed_c = j;
+    if (st == BA_OK && win >= 0 && seed_c >= 0 && win != seed_c && isfinite(c[seed_c].v) &&
+        !(c[win].v <= c[seed_c].v))
+        win = seed_c, rule = "seed";
     if (st == BA_OK && win >= 0) {
         const final_cand_t *w = &c[win];
         *pick = w->i >= 0 && w->i < s->nelite ? w->i : w->i < 0 ? -1 : -2;
