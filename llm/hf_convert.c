@@ -41,13 +41,14 @@ typedef struct {
     int64_t bos, eos, pad; /* -1: absent */
     /* rope_scaling: ROPE_LINEAR -> llama.rope.scaling.type/factor; ROPE_LLAMA3 -> the
      * rope_freqs.weight tensor of per-frequency divisors (from factor, the low/high frequency
-     * factors and the original context length). */
+     * factors and the original context length); ROPE_YARN -> llama.rope.scaling.type/factor/
+     * original_context_length and the betas when given (0: not given). */
     int rope_kind;
-    double rope_factor, rope_low, rope_high;
+    double rope_factor, rope_low, rope_high, rope_beta_fast, rope_beta_slow;
     int64_t rope_orig_ctx;
 } hf_config_t;
 
-enum { ROPE_NONE = 0, ROPE_LINEAR = 1, ROPE_LLAMA3 = 2 };
+enum { ROPE_NONE = 0, ROPE_LINEAR = 1, ROPE_LLAMA3 = 2, ROPE_YARN = 3 };
 
 static ba_status load_json(const char *path, const char *what, json_t **out, ba_error *err) {
     struct stat sb;
@@ -96,8 +97,10 @@ static ba_status cfg_real(const hf_config_t *c, json_t *j, const char *key, int 
 }
 
 /* rope_scaling (transformers 5 writes it as rope_parameters, rope_theta inside) as
- * convert_hf_to_gguf.py's LlamaModel reads it: "linear" and "llama3"; "default" is none. The type
- * is spelled rope_type or type. Other types (yarn, dynamic, longrope, ...) are refused. */
+ * convert_hf_to_gguf.py reads it for LlamaModel: "linear", "llama3" and "yarn"; "default" is none.
+ * The type is spelled rope_type or type. Other types (dynamic, longrope, ...) are refused, and so
+ * are yarn's attention-factor keys, which transformers and libllama do not read alike, and betas
+ * other than the defaults. */
 static ba_status read_rope_scaling(hf_config_t *c, json_t *j, ba_error *err) {
     const char *key = "rope_scaling";
     json_t *rs = json_object_get(j, key);
@@ -117,41 +120,66 @@ static ba_status read_rope_scaling(hf_config_t *c, json_t *j, ba_error *err) {
         return ba_error_set(err, BA_ERR_INPUT, "%s: %s has no 'rope_type' (or 'type') string", c->cfg_path,
                             key);
     if (!strcmp(type, "default")) return BA_OK;
-    int linear = !strcmp(type, "linear");
-    if (!linear && strcmp(type, "llama3"))
-        return ba_error_set(err, BA_ERR_UNSUPPORTED,
-                            "%s: %s type '%s' is not supported (only linear and llama3; convert it with "
-                            "llama.cpp's convert_hf_to_gguf.py)",
-                            c->cfg_path, key, type);
-    char k2[64];
-    snprintf(k2, sizeof k2, "%s.factor", key);
-    json_t *x = json_object_get(rs, "factor");
-    if (!json_is_number(x) || !(json_number_value(x) > 0))
-        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' must be a positive number (%s type '%s')",
-                            c->cfg_path, k2, key, type);
-    c->rope_factor = json_number_value(x);
-    c->rope_kind = linear ? ROPE_LINEAR : ROPE_LLAMA3;
-    if (linear) return BA_OK;
-    static const char *const reals[] = {"low_freq_factor", "high_freq_factor"};
-    double *dst[] = {&c->rope_low, &c->rope_high};
-    for (int i = 0; i < 2; i++) {
-        x = json_object_get(rs, reals[i]);
+    int kind = !strcmp(type, "linear")   ? ROPE_LINEAR
+               : !strcmp(type, "llama3") ? ROPE_LLAMA3
+               : !strcmp(type, "yarn")   ? ROPE_YARN
+                                         : ROPE_NONE;
+    if (kind == ROPE_NONE)
+        return ba_error_set(
+            err, BA_ERR_UNSUPPORTED,
+            "%s: %s type '%s' is not supported (only linear, llama3 and yarn; convert it with "
+            "llama.cpp's convert_hf_to_gguf.py)",
+            c->cfg_path, key, type);
+    /* positive numbers: factor always, llama3's frequency factors, yarn's optional betas */
+    static const char *const reals[] = {"factor", "low_freq_factor", "high_freq_factor", "beta_fast",
+                                        "beta_slow"};
+    double *dst[] = {&c->rope_factor, &c->rope_low, &c->rope_high, &c->rope_beta_fast, &c->rope_beta_slow};
+    for (int i = 0; i < 5; i++) {
+        int wanted = i == 0 || (kind == ROPE_LLAMA3 && i < 3) || (kind == ROPE_YARN && i >= 3);
+        json_t *x = json_object_get(rs, reals[i]);
+        if (!wanted || (i >= 3 && (!x || json_is_null(x)))) continue;
         if (!json_is_number(x) || !(json_number_value(x) > 0))
-            return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' must be a positive number (%s type 'llama3')",
-                                c->cfg_path, key, reals[i], key);
+            return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' must be a positive number (%s type '%s')",
+                                c->cfg_path, key, reals[i], key, type);
         *dst[i] = json_number_value(x);
     }
-    if (!(c->rope_high > c->rope_low))
+    c->rope_kind = kind;
+    if (kind == ROPE_LINEAR) return BA_OK;
+    if (kind == ROPE_LLAMA3 && !(c->rope_high > c->rope_low))
         return ba_error_set(err, BA_ERR_INPUT, "%s: %s: high_freq_factor %g must exceed low_freq_factor %g",
                             c->cfg_path, key, c->rope_high, c->rope_low);
+    if (kind == ROPE_YARN) {
+        static const char *const refused[] = {"attention_factor", "attn_factor", "mscale", "mscale_all_dim",
+                                              "extrapolation_factor"};
+        for (int i = 0; i < 5; i++)
+            if (json_object_get(rs, refused[i]))
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: %s type 'yarn' with '%s' is not supported (only factor, "
+                                    "original_max_position_embeddings, beta_fast, beta_slow)",
+                                    c->cfg_path, key, refused[i]);
+        /* libllama 0.5.0's llama architecture does not read the yarn_beta keys: only its defaults hold */
+        static const char *const betas[] = {"beta_fast", "beta_slow"};
+        const double beta[] = {c->rope_beta_fast, c->rope_beta_slow}, beta_def[] = {32.0, 1.0};
+        for (int i = 0; i < 2; i++)
+            if (beta[i] > 0 && beta[i] != beta_def[i])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: %s type 'yarn' with %s %g is not supported (libllama's llama "
+                                    "architecture keeps its default %g)",
+                                    c->cfg_path, key, betas[i], beta[i], beta_def[i]);
+        if (json_is_false(json_object_get(rs, "truncate")))
+            return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                "%s: %s type 'yarn' with truncate false is not supported (libllama rounds "
+                                "the correction range as truncate true does)",
+                                c->cfg_path, key);
+    }
     /* transformers reads it from rope_scaling; older configs put it beside */
     const char *ok = "original_max_position_embeddings";
     json_t *orig = json_object_get(rs, ok) ? rs : j;
     c->rope_orig_ctx = 0;
     BA_TRY(cfg_int(c, orig, ok, 0, 1, &c->rope_orig_ctx, err));
     if (!c->rope_orig_ctx)
-        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' is missing (%s type 'llama3')", c->cfg_path, key,
-                            ok, key);
+        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' is missing (%s type '%s')", c->cfg_path, key, ok,
+                            key, type);
     return BA_OK;
 }
 
@@ -782,9 +810,20 @@ static ba_status write_kvs(ba_gguf_writer_t *w, const hf_config_t *c, const hf_v
     BA_TRY(ba_gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv, err));
     BA_TRY(ba_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->eps, err));
     BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.freq_base", (float)c->rope_theta, err));
-    if (c->rope_kind == ROPE_LINEAR) {
-        BA_TRY(ba_gguf_writer_add_str(w, "llama.rope.scaling.type", "linear", err));
+    if (c->rope_kind == ROPE_LINEAR || c->rope_kind == ROPE_YARN) {
+        const char *ty = c->rope_kind == ROPE_LINEAR ? "linear" : "yarn";
+        BA_TRY(ba_gguf_writer_add_str(w, "llama.rope.scaling.type", ty, err));
         BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.factor", (float)c->rope_factor, err));
+    }
+    if (c->rope_kind == ROPE_YARN) {
+        BA_TRY(ba_gguf_writer_add_u32(w, "llama.rope.scaling.original_context_length",
+                                      (uint32_t)c->rope_orig_ctx, err));
+        if (c->rope_beta_fast > 0)
+            BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.yarn_beta_fast", (float)c->rope_beta_fast,
+                                          err));
+        if (c->rope_beta_slow > 0)
+            BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.yarn_beta_slow", (float)c->rope_beta_slow,
+                                          err));
     }
     if (file_type >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "general.file_type", (uint32_t)file_type, err));
     BA_TRY(ba_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab, err));

@@ -12,9 +12,12 @@
  *    LlamaModel writes it: "linear" -> llama.rope.scaling.type "linear" + llama.rope.scaling.factor,
  *    "llama3" (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) -> the
  *    F32 tensor rope_freqs.weight of head_dim/2 frequency divisors (transformers'
- *    _compute_llama3_parameters), "default" -> nothing; other types (yarn, dynamic, longrope, ...),
- *    hidden_act other than silu, attention/mlp biases and a head_dim other than hidden_size/heads
- *    are refused.
+ *    _compute_llama3_parameters), "yarn" (factor, original_max_position_embeddings, beta_fast 32
+ *    and beta_slow 1 when given: libllama's llama architecture reads no other betas) ->
+ *    llama.rope.scaling.type "yarn", .factor, .original_context_length (+ .yarn_beta_fast/slow),
+ *    "default" -> nothing; other types (dynamic, longrope, ...), yarn with an attention factor,
+ *    mscale or truncate false, hidden_act other than silu, attention/mlp biases and a head_dim
+ *    other than hidden_size/heads are refused.
  *  * The tokenizer, the first of (as convert tries them; tokens padded to vocab_size with unused
  *    [PADn] tokens, bos/eos/pad ids from config.json):
  *    - tokenizer.model, SentencePiece (llm/spm.h; convert's _create_vocab_sentencepiece): a BPE

@@ -2,7 +2,7 @@
  * tokenizer.json, two safetensors shards with HF names and HF's rotate-half q/k rows) converts to
  * a GGUF with the fixture GGUF's tensors, hyperparameters and vocabulary; libllama loads it; an
  * llm-search of the checkpoint gives the plan the same search of the GGUF gives; bad checkpoints
- * exit 2 naming what is wrong. rope_scaling llama3 and linear (tests/fixtures/llm_rope) convert as
+ * exit 2 naming what is wrong. rope_scaling llama3, linear and yarn (tests/fixtures/llm_rope) convert as
  * convert_hf_to_gguf.py writes them and libllama's logits match an HF-style PyTorch forward. */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -331,17 +331,38 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
     c = config_with("tie_word_embeddings", "false");
     expect_refused(c, NULL, "tensor 'output.weight' (GGUF name) is missing", "tie_word_embeddings");
     free(c);
-    /* rope scalings libllama's llama architecture is not given here (llm_hf rope tests: llama3, linear) */
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, "
-                                    "\"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL, "rope_scaling type 'yarn' is not supported (only linear and llama3",
+    /* rope scalings not converted (llm_hf rope tests: llama3, linear, yarn), or malformed */
+    c = config_with("rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1.0]}");
+    expect_refused(c, NULL, "rope_scaling type 'longrope' is not supported (only linear, llama3 and yarn",
                    "config.json");
     free(c);
     c = config_with("rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}");
     expect_refused(c, NULL, "rope_scaling type 'dynamic' is not supported", NULL);
     free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1.0]}");
-    expect_refused(c, NULL, "rope_scaling type 'longrope' is not supported", NULL);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"attention_factor\": 1.2, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "rope_scaling type 'yarn' with 'attention_factor' is not supported", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"truncate\": false, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "rope_scaling type 'yarn' with truncate false is not supported", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}");
+    expect_refused(c, NULL,
+                   "'rope_scaling.original_max_position_embeddings' is missing (rope_scaling type 'yarn')",
+                   NULL);
+    free(c);
+    /* libllama's llama architecture ignores the betas: a beta_slow of 2 gave the logits of 1 */
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": 2.0, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL,
+                   "'yarn' with beta_slow 2 is not supported (libllama's llama architecture keeps its "
+                   "default 1)",
+                   NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": -1, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "'rope_scaling.beta_slow' must be a positive number", NULL);
     free(c);
     c = config_with("rope_scaling", "{\"factor\": 2.0}");
     expect_refused(c, NULL, "rope_scaling has no 'rope_type' (or 'type') string", NULL);
@@ -357,8 +378,8 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
                                     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}");
     expect_refused(c, NULL, "high_freq_factor 4 must exceed low_freq_factor 4", NULL);
     free(c);
-    c = config_with("rope_parameters", "{\"rope_type\": \"yarn\", \"factor\": 4.0}");
-    expect_refused(c, NULL, "rope_parameters type 'yarn' is not supported", NULL);
+    c = config_with("rope_parameters", "{\"rope_type\": \"dynamic\", \"factor\": 4.0}");
+    expect_refused(c, NULL, "rope_parameters type 'dynamic' is not supported", NULL);
     free(c);
     c = config_with("vocab_size", "300");
     expect_refused(c, NULL, "id must be from 0 to vocab_size-1 (299)", "tokenizer.json");
@@ -613,6 +634,47 @@ Test(llm_hf, linear_rope_scaling_writes_the_scaling_keys) {
     ba_test_rmtree(dir);
 }
 
+/* convert's set_gguf_parameters for yarn: type, factor, original context, the betas when given. */
+Test(llm_hf, yarn_rope_scaling_writes_the_scaling_keys) {
+    for (int k = 0; k < 2; k++) {
+        char dir[512], gguf[700];
+        if (!k)
+            rope_convert(ROPE_DIR "/yarn/config.json", dir, sizeof dir, gguf, sizeof gguf);
+        else { /* the betas given, at their defaults (others are refused) */
+            char *c =
+                config_with("rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0, \"beta_fast\": 32, "
+                                            "\"beta_slow\": 1.0, \"original_max_position_embeddings\": 64}");
+            scratch_ckpt(dir, sizeof dir, c, NULL);
+            free(c);
+            snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+            ba_error e = {0};
+            cr_assert_eq(ba_hf_convert(dir, gguf, &e), BA_OK, "%s", e.msg);
+        }
+        ba_gguf_t *g;
+        ba_error err = {0};
+        cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+        const char *s;
+        uint64_t n;
+        cr_assert_eq(ba_gguf_kv_str(ba_gguf_find_kv(g, "llama.rope.scaling.type"), &s, &n), 0);
+        cr_expect(n == 4 && !memcmp(s, "yarn", 4), "%.*s", (int)n, s);
+        cr_expect_eq(kv_real(g, "llama.rope.scaling.factor"), 4.0);
+        int64_t orig = 0;
+        cr_assert_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.rope.scaling.original_context_length"), &orig),
+                     0);
+        cr_expect_eq(orig, 64);
+        if (k) {
+            cr_expect_eq(kv_real(g, "llama.rope.scaling.yarn_beta_fast"), 32.0);
+            cr_expect_eq(kv_real(g, "llama.rope.scaling.yarn_beta_slow"), 1.0);
+        } else {
+            cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.yarn_beta_fast"));
+            cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.yarn_beta_slow"));
+        }
+        cr_expect_null(ba_gguf_find_tensor(g, "rope_freqs.weight"));
+        ba_gguf_free(g);
+        ba_test_rmtree(dir);
+    }
+}
+
 /* transformers 5 writes rope_parameters (rope_theta inside); "default" is no scaling. */
 Test(llm_hf, rope_parameters_give_theta_and_scaling) {
     char dir[512], gguf[700];
@@ -694,18 +756,19 @@ static double rope_logits_error(const ba_llama_t *ll, const char *config_path, c
 Test(llm_hf, rope_scaled_logits_match_the_pytorch_reference, .timeout = 120) {
     BA_TEST_LLAMA_OR_SKIP();
     const ba_llama_t *ll = ba_test_llama_open();
-    double apart;
-    double e0 = rope_logits_error(ll, HF_DIR "/config.json", ROPE_DIR "/logits_none.npy", &apart);
-    double e3 = rope_logits_error(ll, ROPE_DIR "/llama3/config.json", ROPE_DIR "/logits_llama3.npy", &apart);
-    double apart3 = apart;
-    double el = rope_logits_error(ll, ROPE_DIR "/linear/config.json", ROPE_DIR "/logits_linear.npy", &apart);
-    cr_log_info("max |logit error|: none %.4f, llama3 %.4f (scaling moves them %.3f), linear %.4f (%.3f)", e0,
-                e3, apart3, el, apart);
-    /* libllama multiplies the F16 matrices with F16-rounded activations: errors of about 0.03 on
-     * logits up to 8.2 (measured: 0.028 unscaled, 0.006 llama3, 0.023 linear); a llama3 factor of
-     * 7.5 instead of 8 would move them 0.72, no scaling 4.9 */
-    cr_expect(e0 < 0.05, "unscaled: %g", e0);
-    cr_expect(e3 < 0.05, "llama3: %g", e3);
-    cr_expect(el < 0.05, "linear: %g", el);
-    cr_expect(apart3 > 1.0 && apart > 1.0, "%g %g", apart3, apart);
+    static const char *const cases[] = {NULL, "llama3", "linear", "yarn"};
+    for (int k = 0; k < 4; k++) {
+        char cfg[512], ref[512];
+        snprintf(cfg, sizeof cfg, "%s/%s/config.json", k ? ROPE_DIR : HF_DIR, k ? cases[k] : "");
+        snprintf(ref, sizeof ref, "%s/logits_%s.npy", ROPE_DIR, k ? cases[k] : "none");
+        double apart, e = rope_logits_error(ll, k ? cfg : HF_DIR "/config.json", ref, &apart);
+        const char *name = k ? cases[k] : "none";
+        cr_log_info("%s: max |logit error| %.4f (the scaling moves the logits up to %.3f)", name, e, apart);
+        /* libllama multiplies the F16 matrices with F16-rounded activations: errors up to about
+         * 0.03 on logits up to 8.2 (measured: 0.028 unscaled, 0.006 llama3, 0.023 linear, 0.006
+         * yarn); a llama3 factor of 7.5 instead of 8 would move them 0.72, yarn without its
+         * attention factor 0.22, no scaling 4.6 to 7.4 */
+        cr_expect(e < 0.05, "%s: %g", name, e);
+        if (k) cr_expect(apart > 1.0, "%s: %g", name, apart);
+    }
 }
