@@ -125,11 +125,9 @@ static ba_status read_rope_scaling(hf_config_t *c, json_t *j, ba_error *err) {
                : !strcmp(type, "yarn")   ? ROPE_YARN
                                          : ROPE_NONE;
     if (kind == ROPE_NONE)
-        return ba_error_set(
-            err, BA_ERR_UNSUPPORTED,
-            "%s: %s type '%s' is not supported (only linear, llama3 and yarn; convert it with "
-            "llama.cpp's convert_hf_to_gguf.py)",
-            c->cfg_path, key, type);
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: %s type '%s' is not supported (only linear, llama3 and yarn)", c->cfg_path,
+                            key, type);
     /* positive numbers: factor always, llama3's frequency factors, yarn's optional betas */
     static const char *const reals[] = {"factor", "low_freq_factor", "high_freq_factor", "beta_fast",
                                         "beta_slow"};
