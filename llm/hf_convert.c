@@ -1,6 +1,7 @@
 #include "llm/hf_convert.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,16 @@ typedef struct {
     double eps, rope_theta;
     int tied;
     int64_t bos, eos, pad; /* -1: absent */
+    /* rope_scaling: ROPE_LINEAR -> llama.rope.scaling.type/factor; ROPE_LLAMA3 -> the
+     * rope_freqs.weight tensor of per-frequency divisors (from factor, the low/high frequency
+     * factors and the original context length); ROPE_YARN -> llama.rope.scaling.type/factor/
+     * original_context_length and the betas when given (0: not given). */
+    int rope_kind;
+    double rope_factor, rope_low, rope_high, rope_beta_fast, rope_beta_slow;
+    int64_t rope_orig_ctx;
 } hf_config_t;
+
+enum { ROPE_NONE = 0, ROPE_LINEAR = 1, ROPE_LLAMA3 = 2, ROPE_YARN = 3 };
 
 static ba_status load_json(const char *path, const char *what, json_t **out, ba_error *err) {
     struct stat sb;
@@ -86,6 +96,111 @@ static ba_status cfg_real(const hf_config_t *c, json_t *j, const char *key, int 
     return BA_OK;
 }
 
+/* rope_scaling (transformers 5 writes it as rope_parameters, rope_theta inside) as
+ * convert_hf_to_gguf.py reads it for LlamaModel: "linear", "llama3" and "yarn"; "default" is none.
+ * The type is spelled rope_type or type. Other types (dynamic, longrope, ...) are refused, and so
+ * are yarn's attention-factor keys, which transformers and libllama do not read alike, and betas
+ * other than the defaults. */
+static ba_status read_rope_scaling(hf_config_t *c, json_t *j, ba_error *err) {
+    const char *key = "rope_scaling";
+    json_t *rs = json_object_get(j, key);
+    if (!rs || json_is_null(rs)) {
+        key = "rope_parameters";
+        rs = json_object_get(j, key);
+        if (!rs || json_is_null(rs)) return BA_OK;
+        if (json_is_object(rs) && !json_object_get(j, "rope_theta"))
+            BA_TRY(cfg_real(c, rs, "rope_theta", 0, &c->rope_theta, err));
+    }
+    if (!json_is_object(rs))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s' must be an object or null", c->cfg_path, key);
+    json_t *ty = json_object_get(rs, "rope_type");
+    if (!ty || json_is_null(ty)) ty = json_object_get(rs, "type");
+    const char *type = json_string_value(ty);
+    if (!type)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: %s has no 'rope_type' (or 'type') string", c->cfg_path,
+                            key);
+    if (!strcmp(type, "default")) return BA_OK;
+    int kind = !strcmp(type, "linear")   ? ROPE_LINEAR
+               : !strcmp(type, "llama3") ? ROPE_LLAMA3
+               : !strcmp(type, "yarn")   ? ROPE_YARN
+                                         : ROPE_NONE;
+    if (kind == ROPE_NONE)
+        return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                            "%s: %s type '%s' is not supported (only linear, llama3 and yarn)", c->cfg_path,
+                            key, type);
+    /* positive numbers: factor always, llama3's frequency factors, yarn's optional betas */
+    static const char *const reals[] = {"factor", "low_freq_factor", "high_freq_factor", "beta_fast",
+                                        "beta_slow"};
+    double *dst[] = {&c->rope_factor, &c->rope_low, &c->rope_high, &c->rope_beta_fast, &c->rope_beta_slow};
+    for (int i = 0; i < 5; i++) {
+        int wanted = i == 0 || (kind == ROPE_LLAMA3 && i < 3) || (kind == ROPE_YARN && i >= 3);
+        json_t *x = json_object_get(rs, reals[i]);
+        if (!wanted || (i >= 3 && (!x || json_is_null(x)))) continue;
+        if (!json_is_number(x) || !(json_number_value(x) > 0))
+            return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' must be a positive number (%s type '%s')",
+                                c->cfg_path, key, reals[i], key, type);
+        *dst[i] = json_number_value(x);
+    }
+    c->rope_kind = kind;
+    if (kind == ROPE_LINEAR) return BA_OK;
+    if (kind == ROPE_LLAMA3 && !(c->rope_high > c->rope_low))
+        return ba_error_set(err, BA_ERR_INPUT, "%s: %s: high_freq_factor %g must exceed low_freq_factor %g",
+                            c->cfg_path, key, c->rope_high, c->rope_low);
+    if (kind == ROPE_YARN) {
+        static const char *const refused[] = {"attention_factor", "attn_factor", "mscale", "mscale_all_dim",
+                                              "extrapolation_factor"};
+        for (int i = 0; i < 5; i++)
+            if (json_object_get(rs, refused[i]))
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: %s type 'yarn' with '%s' is not supported (only factor, "
+                                    "original_max_position_embeddings, beta_fast, beta_slow)",
+                                    c->cfg_path, key, refused[i]);
+        /* libllama 0.5.0's llama architecture does not read the yarn_beta keys: only its defaults hold */
+        static const char *const betas[] = {"beta_fast", "beta_slow"};
+        const double beta[] = {c->rope_beta_fast, c->rope_beta_slow}, beta_def[] = {32.0, 1.0};
+        for (int i = 0; i < 2; i++)
+            if (beta[i] > 0 && beta[i] != beta_def[i])
+                return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                    "%s: %s type 'yarn' with %s %g is not supported (libllama's llama "
+                                    "architecture keeps its default %g)",
+                                    c->cfg_path, key, betas[i], beta[i], beta_def[i]);
+        if (json_is_false(json_object_get(rs, "truncate")))
+            return ba_error_set(err, BA_ERR_UNSUPPORTED,
+                                "%s: %s type 'yarn' with truncate false is not supported (libllama rounds "
+                                "the correction range as truncate true does)",
+                                c->cfg_path, key);
+    }
+    /* transformers reads it from rope_scaling; older configs put it beside */
+    const char *ok = "original_max_position_embeddings";
+    json_t *orig = json_object_get(rs, ok) ? rs : j;
+    c->rope_orig_ctx = 0;
+    BA_TRY(cfg_int(c, orig, ok, 0, 1, &c->rope_orig_ctx, err));
+    if (!c->rope_orig_ctx)
+        return ba_error_set(err, BA_ERR_INPUT, "%s: '%s.%s' is missing (%s type '%s')", c->cfg_path, key, ok,
+                            key, type);
+    return BA_OK;
+}
+
+/* llama3 rope scaling: the divisor of each of the n rotary frequencies base^(-2i/dim) (libllama's
+ * rope_freqs.weight): 1 for wavelengths under orig_ctx/high_freq_factor, factor above
+ * orig_ctx/low_freq_factor, and between them the reciprocal of the smooth blend of 1/factor and 1. */
+static void llama3_rope_factors(const hf_config_t *c, int64_t dim, float *out) {
+    const double pi = 3.14159265358979323846;
+    double lo_wave = (double)c->rope_orig_ctx / c->rope_low,
+           hi_wave = (double)c->rope_orig_ctx / c->rope_high;
+    for (int64_t i = 0; i < dim / 2; i++) {
+        double freq = pow(c->rope_theta, -(double)(2 * i) / (double)dim), wave = 2 * pi / freq;
+        if (wave < hi_wave)
+            out[i] = 1.0f;
+        else if (wave > lo_wave)
+            out[i] = (float)c->rope_factor;
+        else {
+            double smooth = ((double)c->rope_orig_ctx / wave - c->rope_low) / (c->rope_high - c->rope_low);
+            out[i] = (float)(1.0 / ((1.0 - smooth) / c->rope_factor + smooth));
+        }
+    }
+}
+
 static ba_status read_config(hf_config_t *c, ba_error *err) {
     json_t *j = NULL;
     BA_TRY(load_json(c->cfg_path, "config.json", &j, err));
@@ -114,11 +229,6 @@ static ba_status read_config(hf_config_t *c, ba_error *err) {
                           c->cfg_path, act);
         goto done;
     }
-    json_t *rs = json_object_get(j, "rope_scaling");
-    if (rs && !json_is_null(rs)) {
-        st = ba_error_set(err, BA_ERR_UNSUPPORTED, "%s: rope_scaling is not supported", c->cfg_path);
-        goto done;
-    }
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++)
         if (json_is_true(json_object_get(j, biases[i]))) {
@@ -141,7 +251,8 @@ static ba_status read_config(hf_config_t *c, ba_error *err) {
         (st = cfg_int(c, j, "eos_token_id", 0, 0, &c->eos, err)) != BA_OK ||
         (st = cfg_int(c, j, "pad_token_id", 0, 0, &c->pad, err)) != BA_OK ||
         (st = cfg_real(c, j, "rms_norm_eps", 1, &c->eps, err)) != BA_OK ||
-        (st = cfg_real(c, j, "rope_theta", 0, &c->rope_theta, err)) != BA_OK)
+        (st = cfg_real(c, j, "rope_theta", 0, &c->rope_theta, err)) != BA_OK ||
+        (st = read_rope_scaling(c, j, err)) != BA_OK)
         goto done;
     if (c->n_head_kv < 0) c->n_head_kv = c->n_head;
     json_t *tie = json_object_get(j, "tie_word_embeddings");
@@ -697,6 +808,21 @@ static ba_status write_kvs(ba_gguf_writer_t *w, const hf_config_t *c, const hf_v
     BA_TRY(ba_gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_head_kv, err));
     BA_TRY(ba_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", (float)c->eps, err));
     BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.freq_base", (float)c->rope_theta, err));
+    if (c->rope_kind == ROPE_LINEAR || c->rope_kind == ROPE_YARN) {
+        const char *ty = c->rope_kind == ROPE_LINEAR ? "linear" : "yarn";
+        BA_TRY(ba_gguf_writer_add_str(w, "llama.rope.scaling.type", ty, err));
+        BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.factor", (float)c->rope_factor, err));
+    }
+    if (c->rope_kind == ROPE_YARN) {
+        BA_TRY(ba_gguf_writer_add_u32(w, "llama.rope.scaling.original_context_length",
+                                      (uint32_t)c->rope_orig_ctx, err));
+        if (c->rope_beta_fast > 0)
+            BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.yarn_beta_fast", (float)c->rope_beta_fast,
+                                          err));
+        if (c->rope_beta_slow > 0)
+            BA_TRY(ba_gguf_writer_add_f32(w, "llama.rope.scaling.yarn_beta_slow", (float)c->rope_beta_slow,
+                                          err));
+    }
     if (file_type >= 0) BA_TRY(ba_gguf_writer_add_u32(w, "general.file_type", (uint32_t)file_type, err));
     BA_TRY(ba_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->vocab, err));
     BA_TRY(ba_gguf_writer_add_str(w, "tokenizer.ggml.model", v->model, err));
@@ -842,6 +968,7 @@ static ba_status convert(const char *path, hf_config_t *c, hf_vocab_t *v, const 
     void **keep = ba_calloc((size_t)n_exp, sizeof *keep, err);
     const ba_st_tensor_t **src = ba_calloc((size_t)n_exp, sizeof *src, err);
     ba_gguf_writer_t *w = NULL;
+    float *rope_freqs = NULL;
     if (!e || !keep || !src) {
         st = BA_ERR_NOMEM;
         goto done;
@@ -905,11 +1032,23 @@ static ba_status convert(const char *path, hf_config_t *c, hf_vocab_t *v, const 
     if (st != BA_OK) goto done;
     if ((st = ba_gguf_writer_new(&w, err)) != BA_OK) goto done;
     if ((st = write_kvs(w, c, v, file_type < 0 ? -1 : file_type, err)) != BA_OK) goto done;
+    if (c->rope_kind == ROPE_LLAMA3) { /* convert's generate_extra_tensors: first */
+        int64_t ne = hd / 2;
+        if (!(rope_freqs = ba_malloc((size_t)ne * sizeof *rope_freqs, err))) {
+            st = BA_ERR_NOMEM;
+            goto done;
+        }
+        llama3_rope_factors(c, hd, rope_freqs);
+        if ((st = ba_gguf_writer_add_tensor(w, "rope_freqs.weight", 1, &ne, T_F32, rope_freqs,
+                                            (uint64_t)ne * sizeof *rope_freqs, err)) != BA_OK)
+            goto done;
+    }
     for (int q = 0; q < n_exp && st == BA_OK; q++)
         if (src[q]) st = add_tensor(w, path, &e[q], src[q], &keep[q], err);
     if (st == BA_OK) st = ba_gguf_writer_write(w, out, err);
 done:
     ba_gguf_writer_free(w);
+    free(rope_freqs);
     for (int q = 0; keep && q < n_exp; q++) free(keep[q]);
     free(keep);
     free(src);

@@ -7,8 +7,17 @@
  *  * config.json: model_type "llama" (or architectures ["LlamaForCausalLM"]); hidden_size,
  *    num_hidden_layers, num_attention_heads, num_key_value_heads (default: the heads),
  *    intermediate_size, rms_norm_eps, rope_theta (default 10000), vocab_size,
- *    max_position_embeddings, tie_word_embeddings -> llama.* keys; hidden_act other than silu, a
- *    rope_scaling, attention/mlp biases and a head_dim other than hidden_size/heads are refused.
+ *    max_position_embeddings, tie_word_embeddings -> llama.* keys; rope_scaling (or transformers
+ *    5's rope_parameters, rope_theta inside; type spelled rope_type or type) as convert's
+ *    LlamaModel writes it: "linear" -> llama.rope.scaling.type "linear" + llama.rope.scaling.factor,
+ *    "llama3" (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) -> the
+ *    F32 tensor rope_freqs.weight of head_dim/2 frequency divisors (transformers'
+ *    _compute_llama3_parameters), "yarn" (factor, original_max_position_embeddings, beta_fast 32
+ *    and beta_slow 1 when given: libllama's llama architecture reads no other betas) ->
+ *    llama.rope.scaling.type "yarn", .factor, .original_context_length (+ .yarn_beta_fast/slow),
+ *    "default" -> nothing; other types (dynamic, longrope, ...), yarn with an attention factor,
+ *    mscale or truncate false, hidden_act other than silu, attention/mlp biases and a head_dim
+ *    other than hidden_size/heads are refused.
  *  * The tokenizer, the first of (as convert tries them; tokens padded to vocab_size with unused
  *    [PADn] tokens, bos/eos/pad ids from config.json):
  *    - tokenizer.model, SentencePiece (llm/spm.h; convert's _create_vocab_sentencepiece): a BPE

@@ -2,7 +2,8 @@
  * tokenizer.json, two safetensors shards with HF names and HF's rotate-half q/k rows) converts to
  * a GGUF with the fixture GGUF's tensors, hyperparameters and vocabulary; libllama loads it; an
  * llm-search of the checkpoint gives the plan the same search of the GGUF gives; bad checkpoints
- * exit 2 naming what is wrong. */
+ * exit 2 naming what is wrong. rope_scaling llama3, linear and yarn (tests/fixtures/llm_rope) convert as
+ * convert_hf_to_gguf.py writes them and libllama's logits match an HF-style PyTorch forward. */
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <jansson.h>
@@ -16,9 +17,11 @@
 #include "core/ggml_types.h"
 #include "core/tensor.h"
 #include "core/util.h"
+#include "eval/npy.h"
 #include "helpers.h"
 #include "llm/gguf.h"
 #include "llm/hf_convert.h"
+#include "llm/llama.h"
 #include "llm_fixture.h"
 
 #define HF_DIR BA_FIXTURES "/llm"
@@ -328,8 +331,55 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
     c = config_with("tie_word_embeddings", "false");
     expect_refused(c, NULL, "tensor 'output.weight' (GGUF name) is missing", "tie_word_embeddings");
     free(c);
-    c = config_with("rope_scaling", "{\"type\": \"linear\", \"factor\": 2.0}");
-    expect_refused(c, NULL, "rope_scaling is not supported", NULL);
+    /* rope scalings not converted (llm_hf rope tests: llama3, linear, yarn), or malformed */
+    c = config_with("rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1.0]}");
+    expect_refused(c, NULL, "rope_scaling type 'longrope' is not supported (only linear, llama3 and yarn",
+                   "config.json");
+    free(c);
+    c = config_with("rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}");
+    expect_refused(c, NULL, "rope_scaling type 'dynamic' is not supported", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"attention_factor\": 1.2, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "rope_scaling type 'yarn' with 'attention_factor' is not supported", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"truncate\": false, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "rope_scaling type 'yarn' with truncate false is not supported", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}");
+    expect_refused(c, NULL,
+                   "'rope_scaling.original_max_position_embeddings' is missing (rope_scaling type 'yarn')",
+                   NULL);
+    free(c);
+    /* libllama's llama architecture ignores the betas: a beta_slow of 2 gave the logits of 1 */
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": 2.0, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL,
+                   "'yarn' with beta_slow 2 is not supported (libllama's llama architecture keeps its "
+                   "default 1)",
+                   NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": -1, "
+                                    "\"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "'rope_scaling.beta_slow' must be a positive number", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"factor\": 2.0}");
+    expect_refused(c, NULL, "rope_scaling has no 'rope_type' (or 'type') string", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"type\": \"linear\"}");
+    expect_refused(c, NULL, "'rope_scaling.factor' must be a positive number", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                                    "\"high_freq_factor\": 4.0}");
+    expect_refused(c, NULL, "'rope_scaling.original_max_position_embeddings' is missing", NULL);
+    free(c);
+    c = config_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, "
+                                    "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}");
+    expect_refused(c, NULL, "high_freq_factor 4 must exceed low_freq_factor 4", NULL);
+    free(c);
+    c = config_with("rope_parameters", "{\"rope_type\": \"dynamic\", \"factor\": 4.0}");
+    expect_refused(c, NULL, "rope_parameters type 'dynamic' is not supported", NULL);
     free(c);
     c = config_with("vocab_size", "300");
     expect_refused(c, NULL, "id must be from 0 to vocab_size-1 (299)", "tokenizer.json");
@@ -497,4 +547,217 @@ Test(llm_hf, output_is_never_a_file_of_the_checkpoint) {
         ba_test_run_free(&r);
     }
     ba_test_rmtree(dir);
+}
+
+/* ---- rope_scaling: tests/fixtures/llm_rope (make_llm_rope.py) ---- */
+#define ROPE_DIR BA_FIXTURES "/llm_rope"
+
+/* The tiny checkpoint with the config.json at config_path, converted into dir/m.gguf (gguf). */
+static void rope_convert(const char *config_path, char *dir, size_t cap, char *gguf, size_t gcap) {
+    uint8_t *text;
+    size_t n;
+    ba_error err = {0};
+    cr_assert_eq(ba_file_read(config_path, &text, &n, &err), BA_OK, "%s", err.msg);
+    scratch_ckpt(dir, cap, (const char *)text, NULL);
+    free(text);
+    snprintf(gguf, gcap, "%s/m.gguf", dir);
+    cr_assert_eq(ba_hf_convert(dir, gguf, &err), BA_OK, "%s", err.msg);
+}
+
+static double kv_real(const ba_gguf_t *g, const char *key) {
+    double v = NAN;
+    cr_assert_eq(ba_gguf_kv_float(ba_gguf_find_kv(g, key), &v), 0, "%s", key);
+    return v;
+}
+
+/* convert's generate_extra_tensors for rope_type llama3 (factor 8, low/high frequency factors 1/4,
+ * original context 64): rope_freqs.weight, one F32 divisor per frequency 10000^(-2i/64); no scaling
+ * keys. Wavelengths 2*pi*10000^(i/32): under 64/4 = 16 for i < 4 (divisor 1), over 64 from i = 9
+ * (divisor 8), blended between: i = 4, wavelength 2*pi*sqrt(10) = 19.8692, s = (64/19.8692 - 1)/3
+ * = 0.740370, divisor 1/((1 - s)/8 + s) = 1.293975. */
+static void check_llama3_freqs(const ba_gguf_t *g) {
+    const ba_gguf_tensor_t *t = ba_gguf_find_tensor(g, "rope_freqs.weight");
+    cr_assert(t, "no rope_freqs.weight");
+    cr_assert_eq(t->type, 0);
+    cr_assert_eq(t->n_dims, 1);
+    cr_assert_eq(t->ne[0], 32);
+    float f[32];
+    memcpy(f, t->data, sizeof f);
+    for (int i = 0; i < 4; i++) cr_expect_eq(f[i], 1.0f, "%d: %g", i, f[i]);
+    cr_expect(fabsf(f[4] - 1.293975f) < 1e-5f, "%g", f[4]);
+    for (int i = 5; i < 9; i++) cr_expect(f[i] > f[i - 1] && f[i] < 8.0f, "%d: %g", i, f[i]);
+    for (int i = 9; i < 32; i++) cr_expect_eq(f[i], 8.0f, "%d: %g", i, f[i]);
+    cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.type"));
+    cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.factor"));
+}
+
+Test(llm_hf, llama3_rope_scaling_writes_rope_freqs) {
+    char dir[512], gguf[700];
+    rope_convert(ROPE_DIR "/llama3/config.json", dir, sizeof dir, gguf, sizeof gguf);
+    ba_gguf_t *g, *plain;
+    ba_error err = {0};
+    cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+    check_llama3_freqs(g);
+    /* everything else as without scaling */
+    cr_assert_eq(ba_gguf_open(TINY_GGUF, &plain, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(g->n_tensors, plain->n_tensors + 1);
+    cr_expect_eq(kv_real(g, "llama.rope.freq_base"), 10000.0);
+    ba_gguf_free(plain);
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
+
+Test(llm_hf, linear_rope_scaling_writes_the_scaling_keys) {
+    char dir[512], gguf[700];
+    rope_convert(ROPE_DIR "/linear/config.json", dir, sizeof dir, gguf, sizeof gguf);
+    ba_gguf_t *g;
+    ba_error err = {0};
+    cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+    const char *s;
+    uint64_t n;
+    cr_assert_eq(ba_gguf_kv_str(ba_gguf_find_kv(g, "llama.rope.scaling.type"), &s, &n), 0);
+    cr_expect(n == 6 && !memcmp(s, "linear", 6), "%.*s", (int)n, s);
+    cr_expect_eq(kv_real(g, "llama.rope.scaling.factor"), 4.0);
+    cr_expect_null(ba_gguf_find_tensor(g, "rope_freqs.weight"));
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
+
+/* convert's set_gguf_parameters for yarn: type, factor, original context, the betas when given. */
+Test(llm_hf, yarn_rope_scaling_writes_the_scaling_keys) {
+    for (int k = 0; k < 2; k++) {
+        char dir[512], gguf[700];
+        if (!k)
+            rope_convert(ROPE_DIR "/yarn/config.json", dir, sizeof dir, gguf, sizeof gguf);
+        else { /* the betas given, at their defaults (others are refused) */
+            char *c =
+                config_with("rope_scaling", "{\"type\": \"yarn\", \"factor\": 4.0, \"beta_fast\": 32, "
+                                            "\"beta_slow\": 1.0, \"original_max_position_embeddings\": 64}");
+            scratch_ckpt(dir, sizeof dir, c, NULL);
+            free(c);
+            snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+            ba_error e = {0};
+            cr_assert_eq(ba_hf_convert(dir, gguf, &e), BA_OK, "%s", e.msg);
+        }
+        ba_gguf_t *g;
+        ba_error err = {0};
+        cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+        const char *s;
+        uint64_t n;
+        cr_assert_eq(ba_gguf_kv_str(ba_gguf_find_kv(g, "llama.rope.scaling.type"), &s, &n), 0);
+        cr_expect(n == 4 && !memcmp(s, "yarn", 4), "%.*s", (int)n, s);
+        cr_expect_eq(kv_real(g, "llama.rope.scaling.factor"), 4.0);
+        int64_t orig = 0;
+        cr_assert_eq(ba_gguf_kv_int(ba_gguf_find_kv(g, "llama.rope.scaling.original_context_length"), &orig),
+                     0);
+        cr_expect_eq(orig, 64);
+        if (k) {
+            cr_expect_eq(kv_real(g, "llama.rope.scaling.yarn_beta_fast"), 32.0);
+            cr_expect_eq(kv_real(g, "llama.rope.scaling.yarn_beta_slow"), 1.0);
+        } else {
+            cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.yarn_beta_fast"));
+            cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.yarn_beta_slow"));
+        }
+        cr_expect_null(ba_gguf_find_tensor(g, "rope_freqs.weight"));
+        ba_gguf_free(g);
+        ba_test_rmtree(dir);
+    }
+}
+
+/* transformers 5 writes rope_parameters (rope_theta inside); "default" is no scaling. */
+Test(llm_hf, rope_parameters_give_theta_and_scaling) {
+    char dir[512], gguf[700];
+    char *c = config_with("rope_scaling", NULL);
+    json_t *j = json_loads(c, 0, NULL);
+    free(c);
+    cr_assert(j);
+    json_object_del(j, "rope_theta");
+    json_object_set_new(j, "rope_parameters",
+                        json_pack("{s:s, s:f, s:f, s:f, s:f, s:i}", "rope_type", "llama3", "rope_theta",
+                                  10000.0, "factor", 8.0, "low_freq_factor", 1.0, "high_freq_factor", 4.0,
+                                  "original_max_position_embeddings", 64));
+    c = json_dumps(j, 0);
+    scratch_ckpt(dir, sizeof dir, c, NULL);
+    free(c);
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    ba_error err = {0};
+    cr_assert_eq(ba_hf_convert(dir, gguf, &err), BA_OK, "%s", err.msg);
+    ba_gguf_t *g;
+    cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+    check_llama3_freqs(g);
+    cr_expect_eq(kv_real(g, "llama.rope.freq_base"), 10000.0);
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+    json_object_set_new(j, "rope_parameters",
+                        json_pack("{s:s, s:f}", "rope_type", "default", "rope_theta", 5e5));
+    c = json_dumps(j, 0);
+    json_decref(j);
+    scratch_ckpt(dir, sizeof dir, c, NULL);
+    free(c);
+    snprintf(gguf, sizeof gguf, "%s/m.gguf", dir);
+    cr_assert_eq(ba_hf_convert(dir, gguf, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_gguf_open(gguf, &g, &err), BA_OK, "%s", err.msg);
+    cr_expect_eq(kv_real(g, "llama.rope.freq_base"), 5e5);
+    cr_expect_null(ba_gguf_find_tensor(g, "rope_freqs.weight"));
+    cr_expect_null(ba_gguf_find_kv(g, "llama.rope.scaling.type"));
+    ba_gguf_free(g);
+    ba_test_rmtree(dir);
+}
+
+/* libllama's logits of the converted checkpoint (llm_rope/tokens.npy, 128 tokens) against
+ * make_llm_rope.py's HF-style PyTorch forward (transformers' llama3 / linear inverse frequencies,
+ * rotate-half q/k, float64): max |difference|; *vs_none: max |difference| from the unscaled
+ * reference. */
+static double rope_logits_error(const ba_llama_t *ll, const char *config_path, const char *ref_npy,
+                                double *vs_none) {
+    char dir[512], gguf[700];
+    rope_convert(config_path, dir, sizeof dir, gguf, sizeof gguf);
+    ba_error err = {0};
+    ba_tensor_t *tok, *ref, *none;
+    cr_assert_eq(ba_npy_load(ROPE_DIR "/tokens.npy", &tok, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_npy_load(ref_npy, &ref, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_npy_load(ROPE_DIR "/logits_none.npy", &none, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(tok->dtype, BA_DT_I32);
+    int n = (int)tok->numel;
+    cr_assert_eq(n, 128);
+    float *lg;
+    int nv;
+    cr_assert_eq(ba_llama_logits(ll, gguf, (const int32_t *)tok->data, n, 2, &lg, &nv, &err), BA_OK, "%s",
+                 err.msg);
+    cr_assert_eq(nv, 354);
+    cr_assert_eq(ref->numel, (int64_t)n * nv);
+    cr_assert_eq(ref->dtype, BA_DT_F32);
+    const float *r = ref->data, *r0 = none->data;
+    double worst = 0, apart = 0;
+    for (int64_t i = 0; i < ref->numel; i++) {
+        worst = fmax(worst, fabs((double)lg[i] - r[i]));
+        apart = fmax(apart, fabs((double)r[i] - r0[i]));
+    }
+    *vs_none = apart;
+    free(lg);
+    ba_tensor_unref(tok);
+    ba_tensor_unref(ref);
+    ba_tensor_unref(none);
+    ba_test_rmtree(dir);
+    return worst;
+}
+
+Test(llm_hf, rope_scaled_logits_match_the_pytorch_reference, .timeout = 120) {
+    BA_TEST_LLAMA_OR_SKIP();
+    const ba_llama_t *ll = ba_test_llama_open();
+    static const char *const cases[] = {NULL, "llama3", "linear", "yarn"};
+    for (int k = 0; k < 4; k++) {
+        char cfg[512], ref[512];
+        snprintf(cfg, sizeof cfg, "%s/%s/config.json", k ? ROPE_DIR : HF_DIR, k ? cases[k] : "");
+        snprintf(ref, sizeof ref, "%s/logits_%s.npy", ROPE_DIR, k ? cases[k] : "none");
+        double apart, e = rope_logits_error(ll, k ? cfg : HF_DIR "/config.json", ref, &apart);
+        const char *name = k ? cases[k] : "none";
+        cr_log_info("%s: max |logit error| %.4f (the scaling moves the logits up to %.3f)", name, e, apart);
+        /* libllama multiplies the F16 matrices with F16-rounded activations: errors up to about
+         * 0.03 on logits up to 8.2 (measured: 0.028 unscaled, 0.006 llama3, 0.023 linear, 0.006
+         * yarn); a llama3 factor of 7.5 instead of 8 would move them 0.72, yarn without its
+         * attention factor 0.22, no scaling 4.6 to 7.4 */
+        cr_expect(e < 0.05, "%s: %g", name, e);
+        if (k) cr_expect(apart > 1.0, "%s: %g", name, apart);
+    }
 }
