@@ -196,6 +196,14 @@ static const pcase_t cases[] = {
     {1, 8, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, /* pointwise, wide but few channels: in place */
     {5, 9, 17, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, five small images side by side */
     {1, 2, 5, 1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* a 1-D conv (one row) */
+    /* panels read in place by row pieces: halves of one output row (16x16), of two (8x8, 12 wide) */
+    {1, 6, 20, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* 16x16: one row per half */
+    {2, 5, 11, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* 8x8, two images: two rows per half */
+    {1, 4, 9, 10, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* 12 wide: pieces of 12 + 4, 8 + 8, 4 + 12 */
+    {1, 3, 8, 8, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0},    /* 8x8, dilation 2 */
+    {1, 3, 8, 9, 9, 3, 3, 1, 1, 1, 1, 0, 1, 2, 0, 1},    /* uneven pads: 9x8 output */
+    {3, 4, 10, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* three 16x16 images side by side */
+    {1, 4, 9, 16, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* 1x3 on 16x16 */
 };
 
 Test(kern_panels, panels_give_the_floats_of_im2col_and_gemm) {
