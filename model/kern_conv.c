@@ -522,7 +522,7 @@ __attribute__((target("avx512f"))) static void cp_product_pieces(int64_t M, cons
         for (int pc = 0; pc < 2 && l0 < len; pc++) { /* piece pc: lanes [l0, l1) of output row oh */
             const int64_t l1 = l0 + (q->OW - ow0 < len - l0 ? q->OW - ow0 : len - l0);
             if (pc) two = 1;
-            s.off[h][pc] = i * q->img + oh * q->row + ow0 - l0;
+            s.off[h][pc] = i * q->img + oh * q->sh * q->row + ow0 - l0;
             s.mk[h][pc] = (__mmask16)((((1u << (l1 - l0)) - 1u) << l0) & 0xFFFFu);
             l0 = l1;
             oh++;
@@ -592,6 +592,50 @@ static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg, int64_t I
 #endif
 
 #if defined(__x86_64__)
+/* Widest padded row that cp_pad_split takes (its row buffer lives on the stack). */
+#define CP_SPLIT_MAX_W 1024
+/* Zero-padded copies of n planes as cp_pad_plane, each row of Wp columns stored split: its even
+ * columns at [0, We), its odd columns at [We, 2 We) (We = (Wp + 1) / 2, rows 2 We floats apart), so
+ * that the taps of a stride-2 window read consecutive floats (cp_product_pieces). */
+__attribute__((target("avx512f"))) static void cp_pad_split_plane(const float *src, int64_t IH, int64_t IW,
+                                                                  int64_t ph, int64_t pw, int64_t Hp,
+                                                                  int64_t Wp, float *dst) {
+    const int64_t We = (Wp + 1) / 2, rs = 2 * We;
+    float row[CP_SPLIT_MAX_W + 2 * CG_NR] __attribute__((aligned(64)));
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
+                  odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    for (int64_t h = 0; h < Hp; h++) {
+        const int64_t ih = h - ph;
+        float *d = dst + h * rs;
+        for (int64_t j = 0; j < rs + CG_NR; j += CG_VEC) _mm512_store_ps(row + j, _mm512_setzero_ps());
+        if (ih >= 0 && ih < IH) {
+            const int64_t n = IW < Wp - pw ? IW : Wp - pw; /* columns of the image inside the rows */
+            for (int64_t j = 0; j < n; j += CG_VEC) {
+                const __mmask16 m = n - j >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+                _mm512_mask_storeu_ps(row + pw + j, m, _mm512_maskz_loadu_ps(m, src + ih * IW + j));
+            }
+        }
+        for (int64_t j = 0; j < We; j += CG_VEC) {
+            const __mmask16 m = We - j >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << (We - j)) - 1u);
+            const __m512 a = _mm512_load_ps(row + 2 * j), b = _mm512_load_ps(row + 2 * j + CG_VEC);
+            _mm512_mask_storeu_ps(d + j, m, _mm512_permutex2var_ps(a, even, b));
+            _mm512_mask_storeu_ps(d + We + j, m, _mm512_permutex2var_ps(a, odd, b));
+        }
+    }
+}
+
+/* The parallel loop outside the AVX-512 function (see cp_pad). */
+static void cp_pad_split(const float *x, int64_t n, int64_t C, int64_t ximg, int64_t IH, int64_t IW,
+                         int64_t ph, int64_t pw, int64_t Hp, int64_t Wp, float *xp) {
+    const int64_t plane = Hp * ((Wp + 1) / 2) * 2;
+    const int nt = ba_kern_threads(n * plane);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t ic = 0; ic < n; ic++)
+        cp_pad_split_plane(x + ic / C * ximg + ic % C * IH * IW, IH, IW, ph, pw, Hp, Wp, xp + ic * plane);
+}
+#endif
+
+#if defined(__x86_64__)
 /* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
  * or, with src (a pointwise image read in place), multiplied from src's rows. */
 static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
@@ -651,7 +695,21 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     const int unpadded = g->pb[1] == 0 && g->pb[2] == 0 && Hp <= IH && Wp <= IW;
     cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL, 0, 0};
     float *xp = NULL;
-    if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
+    /* Stride-2 windows (wider than one column) of small images: a zero-padded copy with even and odd
+     * columns apart, read in place by row pieces (no panel copies). */
+    const int64_t rs = (Wp + 1) / 2 * 2; /* its row stride */
+    const int split = sw == 2 && KW > 1 && Wp <= CP_SPLIT_MAX_W && C * Hp * rs <= CP_DIRECT_MAX_FLOATS &&
+                      cp_pieces_ok(nb, P, OW);
+    if (split) {
+        xp = aligned_alloc(CG_ALIGN,
+                           ((size_t)(nb * C * Hp * rs) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN);
+        if (!xp) return 0;
+        cp_pad_split(x, nb * C, C, ximg, IH, IW, g->pb[1], g->pb[2], Hp, Wp, xp);
+        q.xp = xp;
+        q.img = C * Hp * rs;
+        q.ch = Hp * rs;
+        q.row = rs;
+    } else if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
         const int64_t ph = g->pb[1], pw = g->pb[2];
         xp = aligned_alloc(CG_ALIGN,
                            ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN);
@@ -679,13 +737,15 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
         }
         for (int64_t c = 0, k = 0; c < C; c++) /* row k = (c, kh, kw) */
             for (int64_t kh = 0; kh < KH; kh++)
-                for (int64_t kw = 0; kw < KW; kw++) koff[k++] = c * q.ch + kh * dh * q.row + kw * dw;
+                for (int64_t kw = 0; kw < KW; kw++) /* split rows: column kw * dw in its half */
+                    koff[k++] = c * q.ch + kh * dh * q.row +
+                                (split ? kw * dw / 2 + (kw * dw % 2) * (q.row / 2) : kw * dw);
     }
     q.koff = koff;
     q.direct = sw == 1 && C * q.ch <= CP_DIRECT_MAX_FLOATS;
     /* Small stride-1 images whose panels span output rows (16x16, 8x8 maps) are read in place by row
      * pieces instead of copied into panels. */
-    q.pieces = q.direct && !in_place && sh == 1 && q.OW < CG_NR && cp_pieces_ok(nb, P, q.OW);
+    q.pieces = split || (q.direct && !in_place && sh == 1 && q.OW < CG_NR && cp_pieces_ok(nb, P, q.OW));
     const int64_t npanels = (q.N + CG_NR - 1) / CG_NR;
     int nt = M * q.N * q.K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
     if (nt > npanels) nt = (int)npanels;

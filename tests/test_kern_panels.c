@@ -204,6 +204,14 @@ static const pcase_t cases[] = {
     {1, 3, 8, 9, 9, 3, 3, 1, 1, 1, 1, 0, 1, 2, 0, 1},    /* uneven pads: 9x8 output */
     {3, 4, 10, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* three 16x16 images side by side */
     {1, 4, 9, 16, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* 1x3 on 16x16 */
+    /* stride 2 through the split copy (even and odd columns apart), read by row pieces */
+    {2, 5, 12, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1}, /* 32x32 -> 16x16, two images */
+    {1, 6, 9, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},  /* 16x16 -> 8x8 */
+    {3, 4, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0},    /* 8x8 -> 4x4, three images */
+    {1, 3, 8, 20, 22, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1},  /* 5x5 */
+    {1, 3, 8, 17, 19, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1},  /* dilation 2, odd sizes */
+    {1, 3, 8, 16, 33, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 1},  /* uneven pads, odd width */
+    {1, 3, 8, 12, 32, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1},  /* stride 1 x 2 */
 };
 
 Test(kern_panels, panels_give_the_floats_of_im2col_and_gemm) {
