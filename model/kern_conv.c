@@ -176,75 +176,6 @@ cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const 
     }
 }
 
-/* Row-piece tiles (ba_kern_conv_panels, stride-1 windows of small images): row k of the im2col
- * panel is read in place from the (padded) image at koff[k], each 16-column half by one or two
- * masked loads, one per output row it covers (a 16x16 map: one row per half; 8x8: two), at
- * offsets and with masks that are the same for every k. Same sums in the same order as cg_tile. */
-typedef struct {
-    int64_t off[2][2];  /* per half and piece: offset of lane 0 from koff[k] */
-    __mmask16 mk[2][2]; /* per half and piece: its lanes */
-} cg_pieces_t;
-
-__attribute__((target("avx512f,fma"), always_inline)) static inline void
-cg_tile_pieces_body(int two, int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B,
-                    const int64_t *koff, const cg_pieces_t *s, const float *bias, int bias_last, float *c0,
-                    float *c1, int64_t ldc) {
-    const __mmask16 k0 = nr >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
-    const __mmask16 k1 = nr >= CG_NR   ? (__mmask16)0xFFFF
-                         : nr > CG_VEC ? (__mmask16)((1u << (nr - CG_VEC)) - 1u)
-                                       : (__mmask16)0;
-    const float *a[CG_MR];
-    for (int i = 0; i < CG_MR; i++) a[i] = A + (i < mr ? i : mr - 1) * lda;
-    __m512 acc0[CG_MR], acc1[CG_MR];
-#pragma GCC unroll 8
-    for (int i = 0; i < CG_MR; i++)
-        acc0[i] = acc1[i] = _mm512_set1_ps(bias_last || !bias ? 0.0f : bias[i < mr ? i : mr - 1]);
-    const __mmask16 m00 = s->mk[0][0], m01 = s->mk[0][1], m10 = s->mk[1][0], m11 = s->mk[1][1];
-    const float *p00 = B + s->off[0][0], *p01 = B + s->off[0][1], *p10 = B + s->off[1][0],
-                *p11 = B + s->off[1][1];
-    for (int64_t k = 0; k < K; k++) {
-        const int64_t o = koff[k];
-        __m512 b0 = _mm512_maskz_loadu_ps(m00, p00 + o), b1 = _mm512_maskz_loadu_ps(m10, p10 + o);
-        if (two) {
-            b0 = _mm512_mask_loadu_ps(b0, m01, p01 + o);
-            b1 = _mm512_mask_loadu_ps(b1, m11, p11 + o);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < CG_MR; i++) {
-            const __m512 av = _mm512_set1_ps(a[i][k]);
-            acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);
-            acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);
-        }
-    }
-#pragma GCC unroll 8
-    for (int i = 0; i < CG_MR; i++) {
-        if (i >= mr) break;
-        if (bias_last) {
-            const __m512 bv = _mm512_set1_ps(bias ? bias[i] : 0.0f);
-            acc0[i] = _mm512_add_ps(acc0[i], bv);
-            acc1[i] = _mm512_add_ps(acc1[i], bv);
-        }
-        _mm512_mask_storeu_ps(c0 + i * ldc, k0, acc0[i]);
-        if (k1) _mm512_mask_storeu_ps(c1 + i * ldc, k1, acc1[i]);
-    }
-}
-
-/* Each half from one output row. */
-__attribute__((target("avx512f,fma"))) static void
-cg_tile_pieces1(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B,
-                const int64_t *koff, const cg_pieces_t *s, const float *bias, int bias_last, float *c0,
-                float *c1, int64_t ldc) {
-    cg_tile_pieces_body(0, mr, nr, K, A, lda, B, koff, s, bias, bias_last, c0, c1, ldc);
-}
-
-/* A half from two output rows. */
-__attribute__((target("avx512f,fma"))) static void
-cg_tile_pieces2(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const float *B,
-                const int64_t *koff, const cg_pieces_t *s, const float *bias, int bias_last, float *c0,
-                float *c1, int64_t ldc) {
-    cg_tile_pieces_body(1, mr, nr, K, A, lda, B, koff, s, bias, bias_last, c0, c1, ldc);
-}
-
 /* Copies columns [n, n + nr) of B (K rows) into a zero-padded K x CG_NR panel. */
 __attribute__((target("avx512f"))) static void cg_pack(int64_t K, int64_t nr, const float *B, int64_t ldb,
                                                        float *panel) {
@@ -367,7 +298,6 @@ typedef struct {
     int64_t KH, KW, dh, dw, K, N; /* taps, K = channels * taps, N = images * P */
     const int64_t *koff;          /* per im2col row k: offset of its tap in xp */
     int direct; /* panels from one source row piece are read in place (stride 1, small image) */
-    int pieces; /* stride 1, small image: every panel is read in place by row pieces (cp_product_pieces) */
 } cp_geom_t;
 
 typedef struct {
@@ -497,60 +427,6 @@ __attribute__((target("avx512f"))) static void cp_product(int64_t M, const cp_ge
         }
     }
 }
-
-/* Columns [n, n + nr) of the output for every row block, read in place from the (padded) image by
- * row pieces (q->pieces): each 16-column half lies in one image and covers at most two output rows
- * (cp_pieces_ok). */
-__attribute__((target("avx512f"))) static void cp_product_pieces(int64_t M, const cp_geom_t *q, int64_t n,
-                                                                 int64_t nr, const float *w,
-                                                                 const float *bias, int bias_last, float *y,
-                                                                 int64_t yimg) {
-    cg_pieces_t s;
-    float *c[2];
-    int two = 0;
-    for (int h = 0; h < 2; h++) {
-        const int64_t a = n + h * CG_VEC;
-        s.off[h][0] = s.off[h][1] = 0;
-        s.mk[h][0] = s.mk[h][1] = 0;
-        if (a >= n + nr) {
-            c[h] = y; /* not stored */
-            continue;
-        }
-        const int64_t len = n + nr - a < CG_VEC ? n + nr - a : CG_VEC, i = a / q->P, p = a % q->P;
-        c[h] = y + i * yimg + p;
-        int64_t oh = p / q->OW, ow0 = p % q->OW, l0 = 0;
-        for (int pc = 0; pc < 2 && l0 < len; pc++) { /* piece pc: lanes [l0, l1) of output row oh */
-            const int64_t l1 = l0 + (q->OW - ow0 < len - l0 ? q->OW - ow0 : len - l0);
-            if (pc) two = 1;
-            s.off[h][pc] = i * q->img + oh * q->sh * q->row + ow0 - l0;
-            s.mk[h][pc] = (__mmask16)((((1u << (l1 - l0)) - 1u) << l0) & 0xFFFFu);
-            l0 = l1;
-            oh++;
-            ow0 = 0;
-        }
-    }
-    for (int64_t m = 0; m < M; m += CG_MR) {
-        const int64_t mr = M - m < CG_MR ? M - m : CG_MR;
-        const float *bm = bias ? bias + m : NULL;
-        if (two)
-            cg_tile_pieces2(mr, nr, q->K, w + m * q->K, q->K, q->xp, q->koff, &s, bm, bias_last,
-                            c[0] + m * q->P, c[1] + m * q->P, q->P);
-        else
-            cg_tile_pieces1(mr, nr, q->K, w + m * q->K, q->K, q->xp, q->koff, &s, bm, bias_last,
-                            c[0] + m * q->P, c[1] + m * q->P, q->P);
-    }
-}
-
-/* Whether every 16-column half of every panel lies in one image and covers at most two output rows
- * (panels start at multiples of 32 columns, images P columns apart). */
-static int cp_pieces_ok(int64_t nb, int64_t P, int64_t OW) {
-    if (nb > 1 && P % CG_VEC != 0) return 0;
-    for (int64_t p = 0; p < P; p += CG_VEC) {
-        const int64_t len = P - p < CG_VEC ? P - p : CG_VEC;
-        if ((p + len - 1) / OW - p / OW > 1) return 0;
-    }
-    return 1;
-}
 #endif
 
 #if defined(__x86_64__)
@@ -592,50 +468,6 @@ static void cp_pad(const float *x, int64_t n, int64_t C, int64_t ximg, int64_t I
 #endif
 
 #if defined(__x86_64__)
-/* Widest padded row that cp_pad_split takes (its row buffer lives on the stack). */
-#define CP_SPLIT_MAX_W 1024
-/* Zero-padded copies of n planes as cp_pad_plane, each row of Wp columns stored split: its even
- * columns at [0, We), its odd columns at [We, 2 We) (We = (Wp + 1) / 2, rows 2 We floats apart), so
- * that the taps of a stride-2 window read consecutive floats (cp_product_pieces). */
-__attribute__((target("avx512f"))) static void cp_pad_split_plane(const float *src, int64_t IH, int64_t IW,
-                                                                  int64_t ph, int64_t pw, int64_t Hp,
-                                                                  int64_t Wp, float *dst) {
-    const int64_t We = (Wp + 1) / 2, rs = 2 * We;
-    float row[CP_SPLIT_MAX_W + 2 * CG_NR] __attribute__((aligned(64)));
-    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30),
-                  odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for (int64_t h = 0; h < Hp; h++) {
-        const int64_t ih = h - ph;
-        float *d = dst + h * rs;
-        for (int64_t j = 0; j < rs + CG_NR; j += CG_VEC) _mm512_store_ps(row + j, _mm512_setzero_ps());
-        if (ih >= 0 && ih < IH) {
-            const int64_t n = IW < Wp - pw ? IW : Wp - pw; /* columns of the image inside the rows */
-            for (int64_t j = 0; j < n; j += CG_VEC) {
-                const __mmask16 m = n - j >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
-                _mm512_mask_storeu_ps(row + pw + j, m, _mm512_maskz_loadu_ps(m, src + ih * IW + j));
-            }
-        }
-        for (int64_t j = 0; j < We; j += CG_VEC) {
-            const __mmask16 m = We - j >= CG_VEC ? (__mmask16)0xFFFF : (__mmask16)((1u << (We - j)) - 1u);
-            const __m512 a = _mm512_load_ps(row + 2 * j), b = _mm512_load_ps(row + 2 * j + CG_VEC);
-            _mm512_mask_storeu_ps(d + j, m, _mm512_permutex2var_ps(a, even, b));
-            _mm512_mask_storeu_ps(d + We + j, m, _mm512_permutex2var_ps(a, odd, b));
-        }
-    }
-}
-
-/* The parallel loop outside the AVX-512 function (see cp_pad). */
-static void cp_pad_split(const float *x, int64_t n, int64_t C, int64_t ximg, int64_t IH, int64_t IW,
-                         int64_t ph, int64_t pw, int64_t Hp, int64_t Wp, float *xp) {
-    const int64_t plane = Hp * ((Wp + 1) / 2) * 2;
-    const int nt = ba_kern_threads(n * plane);
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-    for (int64_t ic = 0; ic < n; ic++)
-        cp_pad_split_plane(x + ic / C * ximg + ic % C * IH * IW, IH, IW, ph, pw, Hp, Wp, xp + ic * plane);
-}
-#endif
-
-#if defined(__x86_64__)
 /* Panels [p0, p1): each filled into a buffer of this thread and multiplied,
  * or, with src (a pointwise image read in place), multiplied from src's rows. */
 static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, const float *w, const float *bias,
@@ -644,19 +476,16 @@ static int cp_panels(const cp_geom_t *q, int64_t p0, int64_t p1, int64_t M, cons
     int64_t G = CP_GROUP_FLOATS / (q->K * CG_NR);
     if (G < 1) G = 1;
     if (G > CP_MAX_GROUP) G = CP_MAX_GROUP;
-    const int fill = !src && !q->pieces; /* panels are copied into a buffer of this thread */
-    float *panels = fill ? aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float)) : NULL;
-    if (fill && !panels) return 0;
+    float *panels = src ? NULL : aligned_alloc(CG_ALIGN, (size_t)(G * q->K * CG_NR) * sizeof(float));
+    if (!src && !panels) return 0;
     int64_t direct[CP_MAX_GROUP], e0 = p0 * CG_NR; /* e0: first column not yet through epi */
     for (int64_t pg = p0; pg < p1; pg += G) {
         const int64_t pe = pg + G < p1 ? pg + G : p1, n0 = pg * CG_NR,
                       n1 = pe * CG_NR < q->N ? pe * CG_NR : q->N;
-        if (fill) cp_fill(q, n0, n1 - n0, panels, direct);
+        if (!src) cp_fill(q, n0, n1 - n0, panels, direct);
         for (int64_t pi = pg; pi < pe; pi++) {
             const int64_t n = pi * CG_NR, nr = q->N - n < CG_NR ? q->N - n : CG_NR;
-            if (q->pieces)
-                cp_product_pieces(M, q, n, nr, w, bias, bias_last, y, yimg);
-            else if (src)
+            if (src)
                 cp_product(M, q, n, nr, w, q->K, src + n, q->P, NULL, bias, bias_last, y, yimg);
             else if (direct[pi - pg] >= 0)
                 cp_product(M, q, n, nr, w, q->K, q->xp + direct[pi - pg], 0, q->koff, bias, bias_last, y,
@@ -693,23 +522,9 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
     /* rows [0, Hp) x columns [0, Wp) of the (padded) image that the windows reach */
     const int64_t Hp = (OH - 1) * sh + (KH - 1) * dh + 1, Wp = (OW - 1) * sw + (KW - 1) * dw + 1;
     const int unpadded = g->pb[1] == 0 && g->pb[2] == 0 && Hp <= IH && Wp <= IW;
-    cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL, 0, 0};
+    cp_geom_t q = {x, ximg, IH * IW, IW, OH, OW, P, sh, sw, KH, KW, dh, dw, C * KH * KW, nb * P, NULL, 0};
     float *xp = NULL;
-    /* Stride-2 windows (wider than one column) of small images: a zero-padded copy with even and odd
-     * columns apart, read in place by row pieces (no panel copies). */
-    const int64_t rs = (Wp + 1) / 2 * 2; /* its row stride */
-    const int split = sw == 2 && KW > 1 && Wp <= CP_SPLIT_MAX_W && C * Hp * rs <= CP_DIRECT_MAX_FLOATS &&
-                      cp_pieces_ok(nb, P, OW);
-    if (split) {
-        xp = aligned_alloc(CG_ALIGN,
-                           ((size_t)(nb * C * Hp * rs) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN);
-        if (!xp) return 0;
-        cp_pad_split(x, nb * C, C, ximg, IH, IW, g->pb[1], g->pb[2], Hp, Wp, xp);
-        q.xp = xp;
-        q.img = C * Hp * rs;
-        q.ch = Hp * rs;
-        q.row = rs;
-    } else if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
+    if (!unpadded) { /* zero-padded copy (else the windows read the image itself) */
         const int64_t ph = g->pb[1], pw = g->pb[2];
         xp = aligned_alloc(CG_ALIGN,
                            ((size_t)(nb * C * Hp * Wp) * sizeof(float) + CG_ALIGN - 1) / CG_ALIGN * CG_ALIGN);
@@ -737,15 +552,10 @@ int ba_kern_conv_panels(const float *x, int64_t nb, int64_t ximg, int64_t C, con
         }
         for (int64_t c = 0, k = 0; c < C; c++) /* row k = (c, kh, kw) */
             for (int64_t kh = 0; kh < KH; kh++)
-                for (int64_t kw = 0; kw < KW; kw++) /* split rows: column kw * dw in its half */
-                    koff[k++] = c * q.ch + kh * dh * q.row +
-                                (split ? kw * dw / 2 + (kw * dw % 2) * (q.row / 2) : kw * dw);
+                for (int64_t kw = 0; kw < KW; kw++) koff[k++] = c * q.ch + kh * dh * q.row + kw * dw;
     }
     q.koff = koff;
     q.direct = sw == 1 && C * q.ch <= CP_DIRECT_MAX_FLOATS;
-    /* Small stride-1 images whose panels span output rows (16x16, 8x8 maps) are read in place by row
-     * pieces instead of copied into panels. */
-    q.pieces = split || (q.direct && !in_place && sh == 1 && q.OW < CG_NR && cp_pieces_ok(nb, P, q.OW));
     const int64_t npanels = (q.N + CG_NR - 1) / CG_NR;
     int nt = M * q.N * q.K < SGEMM_PAR_MIN_MACS || omp_get_level() > 0 ? 1 : omp_get_max_threads();
     if (nt > npanels) nt = (int)npanels;
