@@ -4,9 +4,6 @@
 
 #include <math.h>
 #include <omp.h>
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -265,49 +262,6 @@ static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FU
         }                                                                                                    \
     }
 
-/* x / d for the divisors whose quotient by reciprocal and one correction step gives the floats of
- * the division itself for every float32 x with 2^-100 <= |x| <= 2^100 (checked over all 2^32 inputs;
- * tests/test_fuse.c checks every mantissa of the binades at that range's ends and in its middle):
- * q = x * RN(1/d), r = x - q * d (exact, one FMA), q + r * RN(1/d) (one FMA) = RN(x / d). Vectors
- * with a lane outside that range (subnormal, huge, inf, NaN) divide; +-0 stays +-0. 6: the
- * hard-swish written out (x * Clip(x + 3, 0, 6) / 6), whose vdivps was two thirds of the epilogue. */
-int ba_fuse_div_exact_by_recip(float d) {
-    return d == 6.0f;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx512f,fma"))) static void div_recip_avx512(const float *a, float d, float *o,
-                                                                    int64_t n) {
-    const __m512 dv = _mm512_set1_ps(d), rv = _mm512_set1_ps(1.0f / d), lo = _mm512_set1_ps(0x1p-100f),
-                 hi = _mm512_set1_ps(0x1p100f);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
-        const __m512 x = _mm512_maskz_loadu_ps(m, a + i), ax = _mm512_abs_ps(x);
-        const __mmask16 in = _mm512_cmp_ps_mask(ax, lo, _CMP_GE_OQ) & _mm512_cmp_ps_mask(ax, hi, _CMP_LE_OQ),
-                        z = _mm512_cmp_ps_mask(ax, _mm512_setzero_ps(), _CMP_EQ_OQ);
-        __m512 q;
-        if (((in | z) & m) == m) {
-            q = _mm512_mul_ps(x, rv);
-            const __m512 r = _mm512_fnmadd_ps(q, dv, x);
-            q = _mm512_mask_mov_ps(_mm512_fmadd_ps(r, rv, q), z, x); /* +-0 / d = +-0 */
-        } else {
-            q = _mm512_div_ps(x, dv);
-        }
-        _mm512_mask_storeu_ps(o + i, m, q);
-    }
-}
-#endif
-
-void ba_fuse_div_scalar(const float *a, float d, float *o, int64_t n) {
-#if defined(__x86_64__)
-    if (ba_fuse_div_exact_by_recip(d) && ba_kern_have_avx512f() && __builtin_cpu_supports("fma")) {
-        div_recip_avx512(a, d, o, n);
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; i++) o[i] = a[i] / d;
-}
-
 __attribute__((target_clones("avx512f", "default"))) static void bin_block(int op, const float *restrict a,
                                                                            float as, const float *restrict b,
                                                                            float bs, float *restrict o,
@@ -316,13 +270,7 @@ __attribute__((target_clones("avx512f", "default"))) static void bin_block(int o
     case BA_OP_ADD: BIN_LOOPS(x + y) break;
     case BA_OP_SUB: BIN_LOOPS(x - y) break;
     case BA_OP_MUL: BIN_LOOPS(x * y) break;
-    case BA_OP_DIV:
-        if (a && !b && ba_fuse_div_exact_by_recip(bs)) {
-            ba_fuse_div_scalar(a, bs, o, n);
-            break;
-        }
-        BIN_LOOPS(x / y)
-        break;
+    case BA_OP_DIV: BIN_LOOPS(x / y) break;
     case BA_OP_MAX: BIN_LOOPS((x != x || x > y) ? x : y) break;
     case BA_OP_MIN: BIN_LOOPS((x != x || x < y) ? x : y) break;
     default: break;

@@ -48,13 +48,6 @@ ba_status ba_fuse_plan_new(const ba_model_t *m, const ba_run_opts_t *opts, ba_te
                            const int *uses, ba_fuse_plan_t **out, ba_error *err);
 void ba_fuse_plan_free(ba_fuse_plan_t *p);
 
-/* Whether the epilogue divides by the scalar d as x * (1/d) plus one FMA correction step, which
- * gives the division's own floats (model/fuse.c; tests/test_fuse.c). */
-int ba_fuse_div_exact_by_recip(float d);
-/* o[i] = a[i] / d for i < n (a == o allowed): the epilogue's division by a scalar, the same floats
- * as the division. */
-void ba_fuse_div_scalar(const float *a, float d, float *o, int64_t n);
-
 enum { BA_FUSE_NONE = 0, BA_FUSE_ANCHOR = 1, BA_FUSE_ABSORBED = 2 };
 /* Role of node i in the plan (p may be NULL: BA_FUSE_NONE). */
 int ba_fuse_role(const ba_fuse_plan_t *p, int i);

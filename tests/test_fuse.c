@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "eval/npy.h"
-#include "model/fuse.h"
 #include "model/model.h"
 #include "tests/helpers.h"
 
@@ -221,52 +220,4 @@ Test(fuse, epilogue_in_the_conv_kernels_bit_identical) {
     ba_tensor_unref(x1);
     ba_tensor_unref(x3);
     ba_model_free(m);
-}
-
-/* The epilogue's division by a scalar (ba_fuse_div_scalar): the reciprocal + correction path gives
- * the division's floats bit for bit, over every mantissa of the binades at the ends and in the middle
- * of its range (2^-100, 2^100) and of results, both signs, and at the special values around it
- * (zeros, subnormals, values past the range, inf, NaN) where it divides; a divisor it was not checked
- * for divides. Scaling x by a power of two inside the range scales the quotient alike, so these
- * binades stand for the rest (an exhaustive run over all 2^32 floats agreed too). */
-Test(fuse, scalar_division_by_reciprocal_gives_the_quotient_bits) {
-    cr_expect(ba_fuse_div_exact_by_recip(6.0f));
-    cr_expect_not(ba_fuse_div_exact_by_recip(3.0f));
-    const int64_t n = 1 << 23;
-    float *x = malloc((size_t)n * sizeof(float)), *q = malloc((size_t)n * sizeof(float));
-    cr_assert(x && q);
-    const int exps[] = {-100, -99, -1, 0, 1, 2, 98, 99};
-    for (size_t ei = 0; ei < sizeof exps / sizeof exps[0]; ei++)
-        for (int sign = 0; sign < 2; sign++) {
-            for (int64_t i = 0; i < n; i++) {
-                const uint32_t b = (uint32_t)sign << 31 | (uint32_t)(exps[ei] + 127) << 23 | (uint32_t)i;
-                memcpy(&x[i], &b, sizeof b);
-            }
-            ba_fuse_div_scalar(x, 6.0f, q, n);
-            int64_t bad = 0;
-            for (int64_t i = 0; i < n; i++) {
-                const float want = x[i] / 6.0f;
-                bad += memcmp(&q[i], &want, sizeof want) != 0;
-            }
-            cr_expect_eq(bad, 0, "binade 2^%d, sign %d: %lld quotients differ from x / 6", exps[ei], sign,
-                         (long long)bad);
-        }
-    const float special[] = {
-        0.0f,      -0.0f,    0x1p-149f,       -0x1p-149f, 0x1.8p-127f,   0x1p-126f, 0x1.fffffep-101f,
-        0x1p-100f, 0x1p100f, 0x1.000002p100f, -0x1p127f,  3.4028235e38f, INFINITY,  -INFINITY,
-        NAN,       1.0f,     -7.5f,           6.0f,       1e-30f,        -2.5e25f};
-    const int64_t ns = (int64_t)(sizeof special / sizeof special[0]);
-    for (int64_t len = 1; len <= ns; len++) { /* every tail length, specials mixed with ordinary lanes */
-        ba_fuse_div_scalar(special, 6.0f, q, len);
-        for (int64_t i = 0; i < len; i++) {
-            const float want = special[i] / 6.0f;
-            cr_expect(memcmp(&q[i], &want, sizeof want) == 0 || (isnan(want) && isnan(q[i])),
-                      "%a / 6: got %a, want %a (length %lld)", special[i], q[i], want, (long long)len);
-        }
-    }
-    for (int64_t i = 0; i < 1000; i++) x[i] = (float)(i - 500) * 0.37f;
-    ba_fuse_div_scalar(x, 3.0f, q, 1000);
-    for (int64_t i = 0; i < 1000; i++) cr_expect(q[i] == x[i] / 3.0f);
-    free(x);
-    free(q);
 }
