@@ -230,10 +230,10 @@ typedef struct {
 /* An operand of a step for block [c0, c0 + len) of channel c (plane mode) or
  * of the channel run starting at c0 (row mode): a pointer to len floats, or
  * NULL with *s the scalar. */
-static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FUSE_BLOCK], int64_t pos,
-                            int64_t c, int64_t c0, float *s) {
+static const float *operand(const epi_t *e, const operand_t *o, float (*regs)[FUSE_BLOCK], const float *y,
+                            int64_t pos, int64_t c, int64_t c0, float *s) {
     switch (o->kind) {
-    case O_REG: return regs[o->reg];
+    case O_REG: return o->reg ? regs[o->reg] : y;
     case O_FULL: return o->v + pos;
     case O_SCALAR: *s = o->s; return NULL;
     default:
@@ -280,15 +280,19 @@ __attribute__((target_clones("avx512f", "default"))) static void bin_block(int o
 /* One block: len floats at y (element pos of the output; channel c in plane
  * mode, channels c0.. in row mode), in place. */
 static void epi_block(const epi_t *e, float *y, int64_t pos, int64_t len, int64_t c, int64_t c0) {
+    /* register 0 is y itself (read until the last step); the last step writes y unless it reads
+     * register 0 (then it writes its register and y gets a copy) */
     float regs[FUSE_MAX_NODES + 1][FUSE_BLOCK];
-    memcpy(regs[0], y, (size_t)len * sizeof(float));
+    const step_t *last = e->nsteps > 0 ? &e->steps[e->nsteps - 1] : NULL;
+    const int direct = last && !(last->a.kind == O_REG && last->a.reg == 0) &&
+                       !(last->kind == S_BINARY && last->b.kind == O_REG && last->b.reg == 0);
     for (int k = 0; k < e->nsteps; k++) {
         const step_t *s = &e->steps[k];
-        float *o = regs[k + 1];
+        float *o = direct && k + 1 == e->nsteps ? y : regs[k + 1];
         if (s->kind == S_UNARY) {
-            ba_ew_unary_f32(s->u, regs[s->a.reg], o, len);
+            ba_ew_unary_f32(s->u, s->a.reg ? regs[s->a.reg] : y, o, len);
         } else if (s->kind == S_BN) {
-            const float *x = regs[s->a.reg];
+            const float *x = s->a.reg ? regs[s->a.reg] : y;
             if (e->row) {
                 const float *sa = s->bn_a + c0, *sb = s->bn_b + c0;
 #pragma omp simd
@@ -300,12 +304,12 @@ static void epi_block(const epi_t *e, float *y, int64_t pos, int64_t len, int64_
             }
         } else {
             float as = 0.0f, bs = 0.0f;
-            const float *a = operand(e, &s->a, regs, pos, c, c0, &as),
-                        *b = operand(e, &s->b, regs, pos, c, c0, &bs);
+            const float *a = operand(e, &s->a, regs, y, pos, c, c0, &as),
+                        *b = operand(e, &s->b, regs, y, pos, c, c0, &bs);
             bin_block(s->op, a, as, b, bs, o, len); /* a member reads a region value: a or b is set */
         }
     }
-    memcpy(y, regs[e->nsteps], (size_t)len * sizeof(float));
+    if (!direct && e->nsteps > 0) memcpy(y, regs[e->nsteps], (size_t)len * sizeof(float));
 }
 
 static void epi_run(const epi_t *e, float *y) {

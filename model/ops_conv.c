@@ -66,6 +66,10 @@ typedef struct {
     int64_t IH, IW, KH, KW, OH, OW, sh, sw, dh, dw, ph, pw, mult;
     int64_t lo, hi; /* columns whose taps are all inside the row */
     const int64_t *plo, *phi;
+    /* AVX-512 rows (stride 1): per 16-column block of a row, its first column, its lanes and its
+     * per-kw tap masks (block-major, KW each), the same for every row of the conv */
+    const int64_t *bow0;
+    const uint16_t *blive, *bmk;
 } dw_geom_t;
 
 #if defined(__x86_64__)
@@ -73,22 +77,13 @@ typedef struct {
  * at ow0[], sums in registers; see dw_row_avx512. */
 __attribute__((target("avx512f"), always_inline)) static inline void
 dw_blocks_avx512(const dw_geom_t *d, const float *xp, const float *wp, float b0, float *yrow, int64_t oh,
-                 const int64_t *khs, int64_t nkh, const int64_t *ow0, const int ng) {
-    const int64_t IW = d->IW, KW = d->KW, OW = d->OW;
-    __mmask16 mk[DW_GROUP][DW_MAX_KW], live[DW_GROUP];
+                 const int64_t *khs, int64_t nkh, int64_t b, const int ng) {
+    const int64_t IW = d->IW, KW = d->KW;
+    const int64_t *ow0 = d->bow0 + b;
+    const uint16_t *mk = d->bmk + b * KW, *live = d->blive + b;
     __m512 av[DW_GROUP];
 #pragma GCC unroll 4
-    for (int g = 0; g < ng; g++) {
-        const int64_t o = ow0[g], n = OW - o < DW_BLOCK ? OW - o : DW_BLOCK;
-        live[g] = (__mmask16)(n == DW_BLOCK ? 0xFFFFu : (1u << n) - 1u);
-        for (int64_t kw = 0; kw < KW; kw++) { /* lanes o + j in [plo, phi) */
-            int64_t l = d->plo[kw] - o, h = d->phi[kw] - o;
-            if (l < 0) l = 0;
-            if (h > n) h = n;
-            mk[g][kw] = h > l ? (__mmask16)(((1u << (h - l)) - 1u) << l) : (__mmask16)0;
-        }
-        av[g] = _mm512_set1_ps(b0);
-    }
+    for (int g = 0; g < ng; g++) av[g] = _mm512_set1_ps(b0);
     for (int64_t t = 0; t < nkh; t++) {
         const int64_t kh = khs[t], ih = oh * d->sh - d->ph + kh * d->dh;
         const float *xr = xp + ih * IW - d->pw, *wk = wp + kh * KW;
@@ -96,14 +91,14 @@ dw_blocks_avx512(const dw_geom_t *d, const float *xp, const float *wp, float b0,
             const __m512 wv = _mm512_set1_ps(wk[kw]);
 #pragma GCC unroll 4
             for (int g = 0; g < ng; g++) {
-                const __mmask16 m = mk[g][kw];
+                const __mmask16 m = (__mmask16)mk[g * KW + kw];
                 const __m512 xv = _mm512_maskz_loadu_ps(m, xr + ow0[g] + kw * d->dw);
                 av[g] = _mm512_mask_add_ps(av[g], m, av[g], _mm512_mul_ps(xv, wv));
             }
         }
     }
 #pragma GCC unroll 4
-    for (int g = 0; g < ng; g++) _mm512_mask_storeu_ps(yrow + ow0[g], live[g], av[g]);
+    for (int g = 0; g < ng; g++) _mm512_mask_storeu_ps(yrow + ow0[g], (__mmask16)live[g], av[g]);
 }
 
 /* One output row of a stride-1 depthwise conv, AVX-512, every column in
@@ -117,19 +112,14 @@ __attribute__((target("avx512f"), noinline)) static void dw_row_avx512(const dw_
                                                                        const float *wp, float b0, float *yrow,
                                                                        int64_t oh, const int64_t *khs,
                                                                        int64_t nkh) {
-    const int64_t OW = d->OW, nblk = (OW + DW_BLOCK - 1) / DW_BLOCK;
+    const int64_t nblk = (d->OW + DW_BLOCK - 1) / DW_BLOCK;
     for (int64_t b = 0; b < nblk; b += DW_GROUP) {
         const int ng = nblk - b < DW_GROUP ? (int)(nblk - b) : DW_GROUP;
-        int64_t ow0[DW_GROUP];
-        for (int g = 0; g < ng; g++) {
-            const int64_t o = (b + g) * DW_BLOCK;
-            ow0[g] = o > OW - DW_BLOCK ? (OW - DW_BLOCK > 0 ? OW - DW_BLOCK : 0) : o;
-        }
         switch (ng) {
-        case 4: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 4); break;
-        case 3: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 3); break;
-        case 2: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 2); break;
-        default: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, ow0, 1); break;
+        case 4: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, b, 4); break;
+        case 3: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, b, 3); break;
+        case 2: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, b, 2); break;
+        default: dw_blocks_avx512(d, xp, wp, b0, yrow, oh, khs, nkh, b, 1); break;
         }
     }
 }
@@ -256,8 +246,9 @@ __attribute__((target("avx512f"))) static void dw_planes_avx512(const dw_geom_t 
 static void conv_depthwise(const float *x, const float *w, const float *bias, float *y, int64_t N, int64_t C,
                            int64_t M, const ba_kern_geom_t *g, const ba_kern_epi_t *epi) {
     int64_t plo[DW_MAX_KW], phi[DW_MAX_KW]; /* valid ow range per kw (caller: KW <= DW_MAX_KW) */
-    dw_geom_t d = {g->in[1],  g->in[2], g->k[1],  g->k[2], g->out[1], g->out[2], g->s[1], g->s[2], g->dil[1],
-                   g->dil[2], g->pb[1], g->pb[2], M / C,   0,         0,         plo,     phi};
+    dw_geom_t d = {g->in[1], g->in[2],  g->k[1],   g->k[2],  g->out[1], g->out[2], g->s[1],
+                   g->s[2],  g->dil[1], g->dil[2], g->pb[1], g->pb[2],  M / C,     0,
+                   0,        plo,       phi,       NULL,     NULL,      NULL};
     d.lo = 0;
     d.hi = d.OW;
     for (int64_t kw = 0; kw < d.KW; kw++) {
@@ -275,8 +266,34 @@ static void conv_depthwise(const float *x, const float *w, const float *bias, fl
     const int nt = ba_kern_threads(N * M * d.OH * d.OW * d.KH * d.KW);
 #if defined(__x86_64__)
     if (ba_kern_have_avx512f()) {
-        dw_planes_avx512(&d, x, w, bias, y, N, C, M, nt, epi);
-        return;
+        /* the block table of the AVX-512 rows, once per conv instead of once per row */
+        const int64_t nblk = (d.OW + DW_BLOCK - 1) / DW_BLOCK;
+        int64_t *bow0 = malloc((size_t)nblk * sizeof(int64_t));
+        uint16_t *bm = malloc((size_t)(nblk * (d.KW + 1)) * sizeof(uint16_t));
+        if (bow0 && bm) {
+            for (int64_t bi = 0; bi < nblk; bi++) {
+                const int64_t o0 = bi * DW_BLOCK,
+                              o = o0 > d.OW - DW_BLOCK ? (d.OW - DW_BLOCK > 0 ? d.OW - DW_BLOCK : 0) : o0,
+                              n = d.OW - o < DW_BLOCK ? d.OW - o : DW_BLOCK;
+                bow0[bi] = o;
+                bm[bi] = (uint16_t)(n == DW_BLOCK ? 0xFFFFu : (1u << n) - 1u);
+                for (int64_t kw = 0; kw < d.KW; kw++) { /* lanes o + j in [plo, phi) */
+                    int64_t l = plo[kw] - o, h = phi[kw] - o;
+                    if (l < 0) l = 0;
+                    if (h > n) h = n;
+                    bm[nblk + bi * d.KW + kw] = (uint16_t)(h > l ? ((1u << (h - l)) - 1u) << l : 0u);
+                }
+            }
+            d.bow0 = bow0;
+            d.blive = bm;
+            d.bmk = bm + nblk;
+            dw_planes_avx512(&d, x, w, bias, y, N, C, M, nt, epi);
+            free(bow0);
+            free(bm);
+            return;
+        }
+        free(bow0);
+        free(bm);
     }
 #endif
     dw_planes_generic(&d, x, w, bias, y, N, C, M, nt, epi);

@@ -6,7 +6,9 @@
  * terms' magnitudes). Geometries: padded and unpadded
  * windows, stride 2, dilation, uneven pads, 1x3 / 3x1 kernels, pointwise
  * images read in place or through panels, panels read in place from the
- * (padded) image or copied (images above 256 KiB), row counts that are no multiple of
+ * (padded) image or copied (images above 256 KiB), panels spanning two or
+ * more output rows of small maps (16x16, 8x8, 12 wide; stride 1 and 2, ResNet's
+ * shapes), row counts that are no multiple of
  * a tile, narrow products (the 16-column tile), and several small images side
  * by side whose planes split a tile's half (the scratch tile). With an
  * epilogue (ba_kern_epi_t), every output element goes through it exactly
@@ -196,6 +198,22 @@ static const pcase_t cases[] = {
     {1, 8, 8, 48, 48, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1}, /* pointwise, wide but few channels: in place */
     {5, 9, 17, 3, 5, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* pointwise, five small images side by side */
     {1, 2, 5, 1, 50, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* a 1-D conv (one row) */
+    /* small maps whose panels span output rows: halves of one output row (16x16), of two (8x8, 12 wide) */
+    {1, 6, 20, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* 16x16: one row per half */
+    {2, 5, 11, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* 8x8, two images: two rows per half */
+    {1, 4, 9, 10, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* 12 wide: pieces of 12 + 4, 8 + 8, 4 + 12 */
+    {1, 3, 8, 8, 8, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 0},    /* 8x8, dilation 2 */
+    {1, 3, 8, 9, 9, 3, 3, 1, 1, 1, 1, 0, 1, 2, 0, 1},    /* uneven pads: 9x8 output */
+    {3, 4, 10, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* three 16x16 images side by side */
+    {1, 4, 9, 16, 16, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 1},  /* 1x3 on 16x16 */
+    /* stride 2 on small maps (ResNet's downsampling convs) and odd geometries */
+    {2, 5, 12, 32, 32, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1}, /* 32x32 -> 16x16, two images */
+    {1, 6, 9, 16, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},  /* 16x16 -> 8x8 */
+    {3, 4, 8, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0},    /* 8x8 -> 4x4, three images */
+    {1, 3, 8, 20, 22, 5, 5, 2, 2, 1, 1, 2, 2, 2, 2, 1},  /* 5x5 */
+    {1, 3, 8, 17, 19, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1},  /* dilation 2, odd sizes */
+    {1, 3, 8, 16, 33, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 1},  /* uneven pads, odd width */
+    {1, 3, 8, 12, 32, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1},  /* stride 1 x 2 */
 };
 
 Test(kern_panels, panels_give_the_floats_of_im2col_and_gemm) {
