@@ -27,8 +27,12 @@
  *    bound at the LP duals drop every column whose bound exceeds the incumbent
  *    (reduced-cost fixing, model_reduce); what is left (the core, typically a
  *    few hundred groups of 2–4 widths) goes to GLPK in an incremental encoding
- *    whose branches split a group's widths in two (core_build); two short probes
- *    of the core find better incumbents, each shrinking the core again.
+ *    whose branches split a group's widths in two (core_build); a short probe
+ *    of the core finds better incumbents, each shrinking the core again;
+ *  - the core's proof is an own branch-and-bound (core_bnb) on GLPK's LP: each node
+ *    re-solved by the dual simplex from the last basis, best bound first with diving,
+ *    reduced-cost fixing and a rounding of the LP at every node, Driebeck-Tomlin
+ *    branching on small cores; glp_intopt spent 2-3x as long per node.
  * tests/test_ilp.c checks the result against enumeration, against the whole model
  * (ba_ilp_opts_t.plain) and against CBC. */
 #include "search/ilp.h"
@@ -612,7 +616,8 @@ static int improve_choice(const model_t *m, int *pick, const unsigned char *skip
 
 /* Nodes of the first probe for a better incumbent before the core is reduced again. */
 #define CORE_PROBE_NODES 40
-/* Probes (each twice as long as the one before) before the core is solved to the end. */
+/* Probes (each twice as long as the one before) before the core is solved to the end: one;
+ * a second (80 nodes) cost more than it saved once the proof rounds every node's LP. */
 #define CORE_PROBE_ROUNDS 1
 
 /* Relative slack of reduced-cost fixing: a column is fixed only when its bound
@@ -1011,8 +1016,8 @@ typedef struct {
     int *cols;  /* [ngroups] scratch choice */
     int *choice;
     double ub[BA_BUDGET_NKINDS]; /* the model's budget rows' bounds */
-    int *ind;    /* [rows+nz+1] scratch of glp_eval_tab_row */
-    double *val; /* [rows+nz+1] */
+    int *ind;                    /* [rows+nz+1] scratch of glp_eval_tab_row */
+    double *val;                 /* [rows+nz+1] */
 } bnb_t;
 
 static void bnb_set(bnb_t *d, int z, int v) {
@@ -1032,7 +1037,8 @@ static void bnb_move(bnb_t *d, int x) {
     for (int a = x; a >= 0; a = d->nd[a].parent) {
         const bnb_node_t *n = &d->nd[a];
         if (n->z > 0) d->tg[n->z] = (signed char)n->v, d->path[np++] = n->z;
-        for (int f = n->rs; f < n->re; f++) d->tg[d->fix[f] >> 1] = (signed char)(d->fix[f] & 1), d->path[np++] = d->fix[f] >> 1;
+        for (int f = n->rs; f < n->re; f++)
+            d->tg[d->fix[f] >> 1] = (signed char)(d->fix[f] & 1), d->path[np++] = d->fix[f] >> 1;
     }
     for (int i = 0; i < d->ncur; i++)
         if (d->tg[d->cur[i]] != d->fx[d->cur[i]]) bnb_set(d, d->cur[i], -1);
@@ -1052,7 +1058,8 @@ static void bnb_leaf(bnb_t *d) {
     double z = 0;
     for (int i = 0; i < k->ngr; i++) {
         int p = 0;
-        for (int kk = 1; kk < k->first[i + 1] - k->first[i]; kk++) p += glp_get_col_prim(k->lp, core_z(k, i, kk)) > 0.5;
+        for (int kk = 1; kk < k->first[i + 1] - k->first[i]; kk++)
+            p += glp_get_col_prim(k->lp, core_z(k, i, kk)) > 0.5;
         for (int kk = 1; kk <= p; kk++) z += glp_get_obj_coef(k->lp, core_z(k, i, kk));
         d->cols[k->group[i]] = k->col[k->first[i] + p];
     }
@@ -1335,6 +1342,8 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
             *res = SOLVE_INFEASIBLE;
             break;
         }
+        /* The proof: the own branch-and-bound, glp_intopt when it hands over. */
+        if (node_limit == 0 && core_bnb(m, &k, t0, time_ms, col_of_group, choice, res)) break;
         glp_iocp ip;
         glp_init_iocp(&ip);
         ip.msg_lev = GLP_MSG_OFF;
@@ -1344,8 +1353,8 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
         ip.tm_lim = left_ms;
         ip.cb_func = core_heur_cb;
         ip.cb_info = &k;
+        ip.pp_tech = GLP_PP_ROOT; /* preprocessing at every node cost more than it saved (probes: 2-3 ms) */
         k.inc_used = 0;
-        if (node_limit == 0 && core_bnb(m, &k, t0, time_ms, col_of_group, choice, res)) break;
         rc = glp_intopt(k.lp, &ip);
         int ms = glp_mip_status(k.lp);
         if (rc == GLP_ESTOP) { /* the probe's node limit */
