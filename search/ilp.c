@@ -1018,6 +1018,8 @@ typedef struct {
     double ub[BA_BUDGET_NKINDS]; /* the model's budget rows' bounds */
     int *ind;                    /* [rows+nz+1] scratch of glp_eval_tab_row */
     double *val;                 /* [rows+nz+1] */
+    move_t *mv;                  /* [core columns] scratch of bnb_spend */
+    unsigned char *moved;        /* [ngr] */
 } bnb_t;
 
 static void bnb_set(bnb_t *d, int z, int v) {
@@ -1075,12 +1077,71 @@ static void bnb_leaf(bnb_t *d) {
 
 /* Cores of at most this many rows branch by Driebeck-Tomlin on at most BNB_DTH_MAX_CAND
  * fractional z (half the nodes of the first fractional z on seeds 1000 and 1009 of bench_ilp);
- * larger ones on the first fractional z: a tableau row costs more there than the nodes it saves. */
+ * larger ones on the fractional z of the largest |objective coefficient| × fractionality (a
+ * tableau row costs more there than the nodes it saves; the first fractional z instead took
+ * 30,000 nodes without finishing on a 150-layer instance that this rule proves in 92). */
 #define BNB_DTH_MAX_ROWS 200
 #define BNB_DTH_MAX_CAND 4
 
+/* Nodes after which the branch-and-bound hands the core, with its best incumbent, to
+ * glp_intopt (none of the bench_ilp instances needs a third of them). */
+#define BNB_MAX_NODES 2000
+
 /* Fractional groups whose roundings (each to its lower or upper LP position) are all tried. */
 #define BNB_ROUND_MAX 6
+
+/* Passes of bnb_spend at most; it runs on every BNB_SPEND_EVERY-th node (the root first):
+ * on every node it cost seed 1009 of bench_ilp a fifth more time. */
+#define BNB_SPEND_PASSES 4
+#define BNB_SPEND_EVERY 32
+
+/* Spends the slack of cand (r: its budget rows) within the core: in passes, the moves to a
+ * cheaper width of a core group, most first, each taken when it keeps every row. */
+static void bnb_spend(bnb_t *d, int *cand, double *r) {
+    const core_t *k = d->k;
+    const model_t *m = d->m;
+    int nb = m->g.p->nbudgets;
+    for (int pass = 0; pass < BNB_SPEND_PASSES; pass++) {
+        int n = 0, changed = 0;
+        for (int i = 0; i < k->ngr; i++) {
+            int cur = cand[k->group[i]];
+            d->moved[i] = 0;
+            for (int t = k->first[i]; t < k->first[i + 1]; t++) {
+                double dobj = m->obj[k->col[t]] - m->obj[cur];
+                if (dobj < 0) d->mv[n].gi = i, d->mv[n].c = k->col[t], d->mv[n++].dobj = dobj;
+            }
+        }
+        qsort(d->mv, (size_t)n, sizeof *d->mv, move_cmp);
+        for (int q = 0; q < n; q++) {
+            int i = d->mv[q].gi, gi = k->group[i], c = d->mv[q].c, cur = cand[gi], fits = !d->moved[i];
+            for (int j = 0; j < nb && fits; j++)
+                fits = !m->budget_row[j] || r[j] - m->a[j][cur] + m->a[j][c] <= d->ub[j];
+            if (!fits) continue;
+            for (int j = 0; j < nb; j++)
+                if (m->budget_row[j]) r[j] += m->a[j][c] - m->a[j][cur];
+            cand[gi] = c;
+            d->moved[i] = changed = 1;
+        }
+        if (!changed) break;
+    }
+}
+
+/* Takes cand (per model group a column; the core groups' among the core's) as the incumbent
+ * when its core objective is lower and it keeps every budget exactly. */
+static int bnb_offer(bnb_t *d, const int *cand) {
+    const core_t *k = d->k;
+    double z = 0;
+    for (int i = 0; i < k->ngr; i++) {
+        int pos = core_pos(k, i, cand[k->group[i]]);
+        for (int kk = 1; kk <= pos; kk++) z += glp_get_obj_coef(k->lp, core_z(k, i, kk));
+    }
+    if (!(z < d->zinc)) return 0;
+    groups_decode(&d->m->g, cand, d->choice);
+    if (!model_feasible(d->m, d->choice)) return 0;
+    for (int i = 0; i < k->ngr; i++) d->pos[i] = core_pos(k, i, cand[k->group[i]]);
+    d->zinc = z;
+    return 1;
+}
 
 /* Simple rounding of a node's LP optimum (glp_intopt's sr_heur finds most of its incumbents
  * this way): each group the LP splits goes to the lowest or the highest width it uses, every
@@ -1089,7 +1150,7 @@ static void bnb_leaf(bnb_t *d) {
 static void bnb_round(bnb_t *d) {
     core_t *k = d->k;
     model_t *m = d->m;
-    int nb = m->g.p->nbudgets, fr[BNB_ROUND_MAX], hi[BNB_ROUND_MAX], nf = 0;
+    int nb = m->g.p->nbudgets, fr[BNB_ROUND_MAX], hi[BNB_ROUND_MAX], nf = 0, found = 0;
     double base = 0, dz[BNB_ROUND_MAX], rowv[BA_BUDGET_NKINDS];
     memcpy(d->cols, m->inc, (size_t)m->g.ngroups * sizeof *d->cols);
     for (int i = 0; i < k->ngr; i++) {
@@ -1132,11 +1193,17 @@ static void bnb_round(bnb_t *d) {
         memcpy(cand, d->cols, (size_t)m->g.ngroups * sizeof *cand);
         for (int f = 0; f < nf; f++)
             if (mask >> f & 1) cand[k->group[fr[f]]] = k->col[k->first[fr[f]] + hi[f]];
-        groups_decode(&m->g, cand, d->choice);
-        if (!model_feasible(m, d->choice)) continue;
-        for (int i = 0; i < k->ngr; i++) d->pos[i] = core_pos(k, i, cand[k->group[i]]);
-        d->zinc = z;
+        found |= bnb_offer(d, cand);
     }
+    /* None lower: the split groups at their lower widths, the slack spent elsewhere in the core
+     * (a large layer split by the LP moves the budgets too far either way for a rounding alone). */
+    int fits = !found && d->nodes % BNB_SPEND_EVERY == 1;
+    for (int j = 0; j < nb && fits; j++) fits = !m->budget_row[j] || rowv[j] <= d->ub[j];
+    if (!fits) return;
+    int *cand = m->tmp;
+    memcpy(cand, d->cols, (size_t)m->g.ngroups * sizeof *cand);
+    bnb_spend(d, cand, rowv);
+    bnb_offer(d, cand);
 }
 
 static int bnb_child(bnb_t *d, int parent, int z, int v, double bound) {
@@ -1167,14 +1234,20 @@ static int bnb_node(bnb_t *d, int x) {
     double obj = glp_get_obj_val(lp), eps = ILP_TOL_OBJ * (1.0 + fabs(d->zinc));
     if (obj >= d->zinc - eps) return -1;
     int br = 0, up = 0, nrows = glp_get_num_rows(lp);
-    double dmax = -1;
+    double dmax = -1, wmax = -1;
     int ncand = 0, capc = nrows <= BNB_DTH_MAX_ROWS ? BNB_DTH_MAX_CAND : 0;
     for (int z = 1; z <= k->nz; z++) {
         if (d->fx[z] >= 0) continue;
         double xv = glp_get_col_prim(lp, z);
         if (!(fmin(xv, 1 - xv) > BNB_INT_TOL)) continue;
-        if (!br) br = z, up = xv >= 0.5;
-        if (ncand++ >= capc || glp_get_col_stat(lp, z) != GLP_BS || !glp_bf_exists(lp)) break;
+        if (capc == 0 || ncand >= capc || glp_get_col_stat(lp, z) != GLP_BS || !glp_bf_exists(lp)) {
+            /* the largest objective step times its fractionality */
+            double w = fabs(glp_get_obj_coef(lp, z)) * fmin(xv, 1 - xv);
+            if (!br || (dmax < 0 && w > wmax)) br = z, up = xv >= 0.5, wmax = w;
+            if (ncand < capc) ncand = capc; /* no tableau rows after one was refused */
+            continue;
+        }
+        ncand++;
         /* Driebeck-Tomlin: the objective change of one dual simplex step in each direction */
         int len = glp_eval_tab_row(lp, nrows + z, d->ind, d->val);
         double dd[2];
@@ -1250,8 +1323,10 @@ static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_g
     size_t nt = (size_t)glp_get_num_rows(k->lp) + nz1;
     d.ind = malloc(nt * sizeof *d.ind);
     d.val = malloc(nt * sizeof *d.val);
+    d.mv = malloc(((size_t)k->ncols + 1) * sizeof *d.mv);
+    d.moved = malloc((size_t)k->ngr + 1);
     int ok = 0;
-    if (d.pos && d.cur && d.path && d.fx && d.tg && d.cols && d.ind && d.val) {
+    if (d.pos && d.cur && d.path && d.fx && d.tg && d.cols && d.ind && d.val && d.mv && d.moved) {
         memset(d.fx, -1, nz1);
         memset(d.tg, -1, nz1);
         for (int j = 0; j < m->g.p->nbudgets; j++)
@@ -1267,6 +1342,10 @@ static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_g
                 d.status = 1;
                 break;
             }
+            if (d.nodes >= BNB_MAX_NODES) {
+                d.status = 2;
+                break;
+            }
             x = bnb_node(&d, x);
             if (x >= 0 || d.status) continue;
             double eps = ILP_TOL_OBJ * (1.0 + fabs(d.zinc));
@@ -1277,7 +1356,9 @@ static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_g
             if (x < 0) break; /* nothing open: the incumbent is optimal */
         }
         for (int i = 0; i < d.ncur; i++) bnb_set(&d, d.cur[i], -1); /* glp_intopt may take over */
-        if (d.status != 2) {
+        if (d.status == 2) { /* glp_intopt starts from the best found */
+            for (int i = 0; i < k->ngr; i++) m->inc[k->group[i]] = k->col[k->first[i] + d.pos[i]];
+        } else {
             memcpy(col_of_group, m->inc, (size_t)m->g.ngroups * sizeof *col_of_group);
             for (int i = 0; i < k->ngr; i++) col_of_group[k->group[i]] = k->col[k->first[i] + d.pos[i]];
             groups_decode(&m->g, col_of_group, choice);
@@ -1293,6 +1374,8 @@ static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_g
     free(d.cols);
     free(d.ind);
     free(d.val);
+    free(d.mv);
+    free(d.moved);
     free(d.nd);
     free(d.fix);
     free(d.heap);
