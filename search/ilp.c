@@ -1576,8 +1576,7 @@ static ba_status model_solve(model_t *m, const ba_ilp_opts_t *opts, const int *s
                                   glp_get_status(m->lp));
                 break;
             }
-            int mr = model_reduce(m, choice, 1);
-            if (mr) {
+            if (model_reduce(m, choice, 1)) {
                 /* A short probe of the core finds a better incumbent than the rounding; with it
                  * the reduction leaves a far smaller core to prove optimal. */
                 int done = 0;
