@@ -683,6 +683,21 @@ static int model_reduce(model_t *m, int *choice, int first) {
     int *base = malloc((size_t)g->ngroups * sizeof *base), nfrac = 0, frac[ROUND_MAX_SPLIT];
     if (!base) return 0;
     for (int gi = 0; gi < g->ngroups; gi++) {
+        double mn = INFINITY;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            if (m->off[c]) continue;
+            double v = m->obj[c];
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) v += lam[j] * m->a[j][c];
+            m->val[c] = v;
+            mn = fmin(mn, v);
+        }
+        bound += mn;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            if (!m->off[c]) m->val[c] -= mn;
+    }
+
+    for (int gi = 0; gi < g->ngroups; gi++) {
         int best = -1;
         double bx = -1;
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
@@ -703,7 +718,8 @@ static int model_reduce(model_t *m, int *choice, int first) {
     for (int f = 0; first && f < nfrac; f++) {
         int gi = frac[f], keep = base[gi];
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-            if (c == keep || m->off[c]) continue;
+            /* every choice holding c costs at least bound + val[c]: no better than the incumbent */
+            if (c == keep || m->off[c] || bound + m->val[c] > zinc) continue;
             base[gi] = c;
             offer_rounding(m, base, choice, &zinc, &have);
         }
@@ -713,20 +729,6 @@ static int model_reduce(model_t *m, int *choice, int first) {
     if (!have) return 0;
     if (!m->start_col && !(m->start_col = malloc((size_t)g->ngroups * sizeof *m->start_col))) return 0;
     memcpy(m->start_col, m->inc, (size_t)g->ngroups * sizeof *m->inc);
-    for (int gi = 0; gi < g->ngroups; gi++) {
-        double mn = INFINITY;
-        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-            if (m->off[c]) continue;
-            double v = m->obj[c];
-            for (int j = 0; j < p->nbudgets; j++)
-                if (m->budget_row[j]) v += lam[j] * m->a[j][c];
-            m->val[c] = v;
-            mn = fmin(mn, v);
-        }
-        bound += mn;
-        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
-            if (!m->off[c]) m->val[c] -= mn;
-    }
     mark_cut(m, bound, zinc);
     /* Exchanges among the columns left can only lower the incumbent; a lower one
      * fixes more columns. */
