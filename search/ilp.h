@@ -1,6 +1,6 @@
 /* Exact bit allocation by integer linear programming (SPEC §6 `ilp`, `--sweep`):
  * minimise Σ Ω(l,b)·x_lb subject to one width per layer, pins, ties and every
- * budget, with GLPK's branch-and-cut at MIP gap 0. Before branching, two exact
+ * budget, by branch-and-bound at MIP gap 0 on GLPK's LP. Before branching, two exact
  * reductions (neither removes a configuration that could be optimal): a width
  * that costs more than another of its layer and needs no less of any budget is
  * dropped, and after the LP relaxation, a width whose Lagrangian bound exceeds
