@@ -1085,10 +1085,6 @@ static void bnb_leaf(bnb_t *d) {
 #define BNB_DTH_MAX_ROWS 200
 #define BNB_DTH_MAX_CAND 4
 
-/* Nodes after which the branch-and-bound hands the core, with its best incumbent, to
- * glp_intopt (none of the bench_ilp instances needs a third of them). */
-#define BNB_MAX_NODES 2000
-
 /* Fractional groups whose roundings (each to its lower or upper LP position) are all tried. */
 #define BNB_ROUND_MAX 6
 
@@ -1306,10 +1302,10 @@ static int bnb_node(bnb_t *d, int x) {
 
 /* Proves the core (its LP just solved) optimal by branch-and-bound. Returns 1 with
  * col_of_group the optimum (*res OPTIMAL) or the best found (*res TIMEOUT); 0 when
- * glp_intopt has to take over (a candidate that breaks a budget exactly, an LP failure,
- * out of memory). */
-static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_group, int *choice,
-                    solve_result_t *res) {
+ * glp_intopt has to take over, with m->inc the best found (after max_nodes nodes, a
+ * candidate that breaks a budget exactly, an LP failure, out of memory). */
+static int core_bnb(model_t *m, core_t *k, long max_nodes, double t0, int time_ms, int *col_of_group,
+                    int *choice, solve_result_t *res) {
     bnb_t d = {.k = k, .m = m, .choice = choice};
     glp_init_smcp(&d.sp);
     d.sp.msg_lev = GLP_MSG_OFF;
@@ -1344,7 +1340,7 @@ static int core_bnb(model_t *m, core_t *k, double t0, int time_ms, int *col_of_g
                 d.status = 1;
                 break;
             }
-            if (d.nodes >= BNB_MAX_NODES) {
+            if (d.nodes >= max_nodes) {
                 d.status = 2;
                 break;
             }
@@ -1428,7 +1424,9 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
             break;
         }
         /* The proof: the own branch-and-bound, glp_intopt when it hands over. */
-        if (node_limit == 0 && core_bnb(m, &k, t0, time_ms, col_of_group, choice, res)) break;
+        if (node_limit == 0 && core_bnb(m, &k, opts->bnb_nodes > 0 ? opts->bnb_nodes : BA_ILP_BNB_NODES, t0,
+                                        time_ms, col_of_group, choice, res))
+            break;
         glp_iocp ip;
         glp_init_iocp(&ip);
         ip.msg_lev = GLP_MSG_OFF;

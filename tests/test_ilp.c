@@ -594,3 +594,38 @@ Test(ilp, bench_like_instances_match_the_whole_model, .timeout = 240) {
         ba_problem_free(p);
     }
 }
+
+/* The own branch-and-bound hands the core to glp_intopt after bnb_nodes nodes (a larger core
+ * than expected, a candidate that breaks a budget exactly): with one node, every proof goes
+ * that way, from the best incumbent it found, and reaches the same optima. */
+Test(ilp, handing_the_core_to_glp_intopt_keeps_the_optimum, .timeout = 240) {
+    ba_ilp_opts_t one = ba_ilp_opts_default();
+    one.bnb_nodes = 1;
+    for (int i = 0; i < 10; i += 3) {
+        ba_problem_t *p = bench_ilp_instance(1000, 1000 + (uint64_t)i, 3);
+        cr_assert_not_null(p);
+        ba_solution_t sol;
+        ba_error err;
+        cr_assert_eq(ba_ilp_solve(p, &one, &sol, &err), BA_OK, "seed %d: %s", 1000 + i, err.msg);
+        cr_expect(sol.optimal && ba_problem_feasible(p, sol.choice), "seed %d", 1000 + i);
+        cr_expect_leq(fabs(sol.objective - BENCH_OPTIMA[i]), 1e-12 * BENCH_OPTIMA[i],
+                      "seed %d: %.17g, optimum %.17g", 1000 + i, sol.objective, BENCH_OPTIMA[i]);
+        ba_solution_free(&sol);
+        ba_problem_free(p);
+    }
+    int solved = 0;
+    for (int s = 0; s < 40; s++) {
+        ba_problem_t *p = bench_ilp_instance(6, 500 + (uint64_t)s, 3);
+        cr_assert_not_null(p);
+        double want = enumerate_problem(p);
+        ba_solution_t sol;
+        ba_error err;
+        ba_status st = ba_ilp_solve(p, &one, &sol, &err);
+        cr_assert_eq(st, isinf(want) ? BA_ERR_INFEASIBLE : BA_OK, "seed %d", 500 + s);
+        if (st != BA_OK) continue;
+        cr_expect_eq(sol.objective, want, "seed %d: %.17g, enumeration %.17g", 500 + s, sol.objective, want);
+        ba_solution_free(&sol);
+        solved++;
+    }
+    cr_expect_gt(solved, 30);
+}
