@@ -1,9 +1,7 @@
 /* Benchmark of search/ilp: one ILP on 1,000 layers × 7 candidates × 3 budgets
  * per seed (target: worst of 10 seeds < 0.1 s, proven optimal; --compare also
  * times the whole model handed to GLPK without the reductions) and a 100-point
- * avg-bits sweep on 200 layers (target < 10 s).
- * Instances look like sensitivity tables: Ω(l,b) = s_l·params_l·4^-b·noise
- * (quantization noise power falls 4× per bit), log-normal layer sizes and scores. */
+ * avg-bits sweep on 200 layers (target < 10 s); the instances are bench/ilp_instance.h's. */
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -12,70 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/ilp_instance.h"
 #include "core/util.h"
 #include "search/ilp.h"
 #include "search/problem.h"
-
-#define NBITS 7
-static const int BITS[NBITS] = {2, 3, 4, 5, 6, 7, 8};
-
-/* Budgets set so that all three bind near 4.2 bits on average. */
-#define AVG_BITS_LIMIT 4.2
-#define MEMORY_BITS 4.3 /* memory limit as if every weight had this many bits */
-#define BOPS_BITS 4.25  /* bops limit as if every weight had this many bits (activations 8) */
-
-static ba_problem_t *make(int L, uint64_t seed, int nbudgets) {
-    ba_rng_t r;
-    ba_rng_seed(&r, seed);
-    char **names = malloc((size_t)L * sizeof *names);
-    const char **cn = malloc((size_t)L * sizeof *cn);
-    int *ncand = malloc((size_t)L * sizeof *ncand), *bits = malloc((size_t)L * NBITS * sizeof *bits);
-    double *cost = malloc((size_t)L * NBITS * sizeof *cost);
-    double *c[3];
-    for (int j = 0; j < 3; j++) c[j] = malloc((size_t)L * NBITS * sizeof(double));
-    double *params = malloc((size_t)L * sizeof *params), *macs = malloc((size_t)L * sizeof *macs);
-    double total = 0, total_macs = 0;
-    for (int l = 0; l < L; l++) {
-        names[l] = malloc(32);
-        snprintf(names[l], 32, "layer%d.weight", l);
-        cn[l] = names[l];
-        ncand[l] = NBITS;
-        params[l] = floor(exp(11 + 1.5 * ba_rng_normal(&r))) + 1;
-        macs[l] = params[l] * floor(exp(3 + 2 * ba_rng_uniform(&r)));
-        total += params[l];
-        total_macs += macs[l];
-    }
-    for (int l = 0; l < L; l++) {
-        double s = exp(2 * ba_rng_normal(&r));
-        for (int k = 0; k < NBITS; k++) {
-            int i = l * NBITS + k, b = BITS[k];
-            bits[i] = b;
-            cost[i] = s * params[l] * pow(4.0, -b) * (0.8 + 0.4 * ba_rng_uniform(&r));
-            c[0][i] = b * params[l] / total;
-            c[1][i] = ceil(b * params[l] / 8) + 4 * floor(sqrt(params[l]));
-            c[2][i] = macs[l] * b * 8;
-        }
-    }
-    ba_problem_t *p;
-    ba_error err;
-    if (ba_problem_create(L, cn, ncand, bits, cost, &p, &err) != BA_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    double scales = 0;
-    for (int l = 0; l < L; l++) scales += 4 * floor(sqrt(params[l]));
-    ba_budget_kind_t kinds[3] = {BA_BUDGET_AVG_BITS, BA_BUDGET_MEMORY, BA_BUDGET_BOPS};
-    double limits[3] = {AVG_BITS_LIMIT, MEMORY_BITS * total / 8 + scales, BOPS_BITS * total_macs * 8};
-    for (int j = 0; j < nbudgets; j++)
-        if (ba_problem_add_budget(p, kinds[j], limits[j], 0, c[j], &err) != BA_OK) {
-            fprintf(stderr, "%s\n", err.msg);
-            exit(1);
-        }
-    for (int l = 0; l < L; l++) free(names[l]);
-    free(names), free(cn), free(ncand), free(bits), free(cost), free(params), free(macs);
-    for (int j = 0; j < 3; j++) free(c[j]);
-    return p;
-}
 
 /* CPU seconds of this process (the machine may be shared: wall time alone would
  * charge the solver for other processes). */
@@ -160,7 +98,8 @@ int main(int argc, char **argv) {
     int mismatches = 0;
     printf("ILP, 1000 layers x 7 candidates x 3 budgets (avg-bits, memory, bops), %d seeds:\n", reps);
     for (int i = 0; i < reps; i++) {
-        ba_problem_t *p = make(1000, 1000 + (uint64_t)i, 3);
+        ba_problem_t *p = bench_ilp_instance(1000, 1000 + (uint64_t)i, 3);
+        if (!p) return 1;
         if (lp_dir) {
             char path[4096];
             snprintf(path, sizeof path, "%s/seed-%d.lp", lp_dir, 1000 + i);
@@ -211,7 +150,8 @@ int main(int argc, char **argv) {
     printf("\n");
 
     printf("Sweep, 200 layers x 7 candidates, avg-bits 2.05..7.0 step 0.05 (100 ILPs), memory held:\n");
-    ba_problem_t *p = make(200, 7, 2);
+    ba_problem_t *p = bench_ilp_instance(200, 7, 2);
+    if (!p) return 1;
     p->limit[1] *= 1.2; /* memory binds only at the top of the sweep */
     ba_sweep_t *s;
     double t0 = ba_now();

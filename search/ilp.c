@@ -27,8 +27,12 @@
  *    bound at the LP duals drop every column whose bound exceeds the incumbent
  *    (reduced-cost fixing, model_reduce); what is left (the core, typically a
  *    few hundred groups of 2–4 widths) goes to GLPK in an incremental encoding
- *    whose branches split a group's widths in two (core_build); two short probes
- *    of the core find better incumbents, each shrinking the core again.
+ *    whose branches split a group's widths in two (core_build); a short probe
+ *    of the core finds better incumbents, each shrinking the core again;
+ *  - the core's proof is an own branch-and-bound (core_bnb) on GLPK's LP: each node
+ *    re-solved by the dual simplex from the last basis, best bound first with diving,
+ *    reduced-cost fixing and a rounding of the LP at every node, Driebeck-Tomlin
+ *    branching on small cores; glp_intopt spent 2-3x as long per node.
  * tests/test_ilp.c checks the result against enumeration, against the whole model
  * (ba_ilp_opts_t.plain) and against CBC. */
 #include "search/ilp.h"
@@ -612,8 +616,9 @@ static int improve_choice(const model_t *m, int *pick, const unsigned char *skip
 
 /* Nodes of the first probe for a better incumbent before the core is reduced again. */
 #define CORE_PROBE_NODES 40
-/* Probes (each twice as long as the one before) before the core is solved to the end. */
-#define CORE_PROBE_ROUNDS 2
+/* Probes (each twice as long as the one before) before the core is solved to the end: one;
+ * a second (80 nodes) cost more than it saved once the proof rounds every node's LP. */
+#define CORE_PROBE_ROUNDS 1
 
 /* Relative slack of reduced-cost fixing: a column is fixed only when its bound
  * exceeds the incumbent by more than this (far above the rounding of the sums). */
@@ -678,6 +683,21 @@ static int model_reduce(model_t *m, int *choice, int first) {
     int *base = malloc((size_t)g->ngroups * sizeof *base), nfrac = 0, frac[ROUND_MAX_SPLIT];
     if (!base) return 0;
     for (int gi = 0; gi < g->ngroups; gi++) {
+        double mn = INFINITY;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
+            if (m->off[c]) continue;
+            double v = m->obj[c];
+            for (int j = 0; j < p->nbudgets; j++)
+                if (m->budget_row[j]) v += lam[j] * m->a[j][c];
+            m->val[c] = v;
+            mn = fmin(mn, v);
+        }
+        bound += mn;
+        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
+            if (!m->off[c]) m->val[c] -= mn;
+    }
+
+    for (int gi = 0; gi < g->ngroups; gi++) {
         int best = -1;
         double bx = -1;
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
@@ -698,7 +718,8 @@ static int model_reduce(model_t *m, int *choice, int first) {
     for (int f = 0; first && f < nfrac; f++) {
         int gi = frac[f], keep = base[gi];
         for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-            if (c == keep || m->off[c]) continue;
+            /* every choice holding c costs at least bound + val[c]: no better than the incumbent */
+            if (c == keep || m->off[c] || bound + m->val[c] > zinc) continue;
             base[gi] = c;
             offer_rounding(m, base, choice, &zinc, &have);
         }
@@ -708,20 +729,6 @@ static int model_reduce(model_t *m, int *choice, int first) {
     if (!have) return 0;
     if (!m->start_col && !(m->start_col = malloc((size_t)g->ngroups * sizeof *m->start_col))) return 0;
     memcpy(m->start_col, m->inc, (size_t)g->ngroups * sizeof *m->inc);
-    for (int gi = 0; gi < g->ngroups; gi++) {
-        double mn = INFINITY;
-        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++) {
-            if (m->off[c]) continue;
-            double v = m->obj[c];
-            for (int j = 0; j < p->nbudgets; j++)
-                if (m->budget_row[j]) v += lam[j] * m->a[j][c];
-            m->val[c] = v;
-            mn = fmin(mn, v);
-        }
-        bound += mn;
-        for (int c = g->gstart[gi]; c < g->gstart[gi + 1]; c++)
-            if (!m->off[c]) m->val[c] -= mn;
-    }
     mark_cut(m, bound, zinc);
     /* Exchanges among the columns left can only lower the incumbent; a lower one
      * fixes more columns. */
@@ -941,6 +948,438 @@ static int choice_ends(const model_t *m, const int *col_of_group, int *choice, i
     return 0;
 }
 
+/* ---- the core's proof: branch-and-bound on GLPK's LP ---- */
+
+/* A z is integral within this (GLPK's tol_int is 1e-5; the choice is re-checked exactly). */
+#define BNB_INT_TOL 1e-6
+
+/* One node of the core's branch-and-bound: its parent, the z its branch fixes, and the
+ * z the reduced costs fixed when it was solved (fix[rs..re), for its descendants). */
+typedef struct {
+    int parent, z, v, rs, re;
+    double bound; /* parent's LP optimum */
+} bnb_node_t;
+
+/* a with room for need elements of sz bytes (*cap of them now): a itself, a larger block
+ * (a freed), or NULL when out of memory (a still held). */
+static void *bnb_grow(void *a, int *cap, int need, size_t sz) {
+    if (need <= *cap) return a;
+    int nc = *cap ? 2 * *cap : 256;
+    while (nc < need) nc *= 2;
+    void *p = realloc(a, (size_t)nc * sz);
+    if (p) *cap = nc;
+    return p;
+}
+
+/* Heap of open nodes by bound (smallest first). */
+static void heap_push(int *h, int *n, const bnb_node_t *nd, int x) {
+    int i = (*n)++;
+    while (i > 0 && nd[h[(i - 1) / 2]].bound > nd[x].bound) h[i] = h[(i - 1) / 2], i = (i - 1) / 2;
+    h[i] = x;
+}
+
+static int heap_pop(int *h, int *n, const bnb_node_t *nd) {
+    int top = h[0], x = h[--*n], i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && nd[h[c + 1]].bound < nd[h[c]].bound) c++;
+        if (nd[h[c]].bound >= nd[x].bound) break;
+        h[i] = h[c], i = c;
+    }
+    if (*n > 0) h[i] = x;
+    return top;
+}
+
+/* Branch-and-bound over the core's z binaries in glp_intopt's order (dive into the child the
+ * LP leans to; when a node is fathomed, go on from the open node of least bound), each node's
+ * LP re-solved by GLPK's dual simplex from the last basis after changing only the bounds that
+ * differ: glp_intopt spends two to three times as long per node (node bookkeeping,
+ * preprocessing, its branching heuristic) for the same bound. glp_intopt's rules: a node is
+ * pruned when its LP bound is within tol_obj of the incumbent, a nonbasic z whose reduced cost
+ * exceeds the gap is fixed for the node's subtree, an integral LP optimum is a candidate. */
+typedef struct {
+    core_t *k;
+    model_t *m;
+    glp_smcp sp;
+    int *pos;        /* [ngr] position of the incumbent in each core group */
+    double zinc;     /* core objective of the incumbent */
+    signed char *fx; /* [nz+1] value each z is fixed at now (-1: free) */
+    signed char *tg; /* [nz+1] scratch: the fixings of the node to move to */
+    int *cur, ncur;  /* [nz] the z fixed now */
+    int *path;       /* [nz] scratch */
+    bnb_node_t *nd;
+    int nn, ncap;
+    int *fix, nfix, fcap; /* reduced-cost fixings, 2·z + value */
+    int *heap, nh, hcap;
+    double deadline; /* ba_now() limit */
+    long nodes;
+    int status; /* 0 running / proven, 1 time limit, 2 hand over to glp_intopt */
+    int *cols;  /* [ngroups] scratch choice */
+    int *choice;
+    double ub[BA_BUDGET_NKINDS]; /* the model's budget rows' bounds */
+    int *ind;                    /* [rows+nz+1] scratch of glp_eval_tab_row */
+    double *val;                 /* [rows+nz+1] */
+    move_t *mv;                  /* [core columns] scratch of bnb_spend */
+    unsigned char *moved;        /* [ngr] */
+} bnb_t;
+
+static void bnb_set(bnb_t *d, int z, int v) {
+    if (v >= 0) {
+        glp_set_col_bnds(d->k->lp, z, GLP_FX, v, v);
+    } else {
+        glp_set_col_bnds(d->k->lp, z, GLP_DB, 0.0, 1.0);
+        /* a nonbasic z stays at the bound it was fixed at: the basis stays primal feasible */
+        if (d->fx[z] == 1 && glp_get_col_stat(d->k->lp, z) != GLP_BS) glp_set_col_stat(d->k->lp, z, GLP_NU);
+    }
+    d->fx[z] = (signed char)v;
+}
+
+/* Sets the bounds of node x: its ancestors' branches and reduced-cost fixings. */
+static void bnb_move(bnb_t *d, int x) {
+    int np = 0;
+    for (int a = x; a >= 0; a = d->nd[a].parent) {
+        const bnb_node_t *n = &d->nd[a];
+        if (n->z > 0) d->tg[n->z] = (signed char)n->v, d->path[np++] = n->z;
+        for (int f = n->rs; f < n->re; f++)
+            d->tg[d->fix[f] >> 1] = (signed char)(d->fix[f] & 1), d->path[np++] = d->fix[f] >> 1;
+    }
+    for (int i = 0; i < d->ncur; i++)
+        if (d->tg[d->cur[i]] != d->fx[d->cur[i]]) bnb_set(d, d->cur[i], -1);
+    for (int i = 0; i < np; i++) {
+        int z = d->path[i];
+        if (d->fx[z] != d->tg[z]) bnb_set(d, z, d->tg[z]);
+        d->tg[z] = -1;
+        d->cur[i] = z;
+    }
+    d->ncur = np;
+}
+
+/* An integral LP optimum: the incumbent when it is lower and keeps every budget exactly. */
+static void bnb_leaf(bnb_t *d) {
+    core_t *k = d->k;
+    memcpy(d->cols, d->m->inc, (size_t)d->m->g.ngroups * sizeof *d->cols);
+    double z = 0;
+    for (int i = 0; i < k->ngr; i++) {
+        int p = 0;
+        for (int kk = 1; kk < k->first[i + 1] - k->first[i]; kk++)
+            p += glp_get_col_prim(k->lp, core_z(k, i, kk)) > 0.5;
+        for (int kk = 1; kk <= p; kk++) z += glp_get_obj_coef(k->lp, core_z(k, i, kk));
+        d->cols[k->group[i]] = k->col[k->first[i] + p];
+    }
+    if (!(z < d->zinc)) return;
+    groups_decode(&d->m->g, d->cols, d->choice);
+    if (!model_feasible(d->m, d->choice)) {
+        d->status = 2; /* a no-good cut is needed: glp_intopt's loop does that */
+        return;
+    }
+    for (int i = 0; i < k->ngr; i++) d->pos[i] = core_pos(k, i, d->cols[k->group[i]]);
+    d->zinc = z;
+}
+
+/* Cores of at most this many rows branch by Driebeck-Tomlin on at most BNB_DTH_MAX_CAND
+ * fractional z (half the nodes of the first fractional z on seeds 1000 and 1009 of bench_ilp);
+ * larger ones on the fractional z of the largest |objective coefficient| × fractionality (a
+ * tableau row costs more there than the nodes it saves; the first fractional z instead took
+ * 30,000 nodes without finishing on a 150-layer instance that this rule proves in 92). */
+#define BNB_DTH_MAX_ROWS 200
+#define BNB_DTH_MAX_CAND 4
+
+/* Fractional groups whose roundings (each to its lower or upper LP position) are all tried. */
+#define BNB_ROUND_MAX 6
+
+/* Passes of bnb_spend at most; it runs on every BNB_SPEND_EVERY-th node (the root first):
+ * on every node it cost seed 1009 of bench_ilp a fifth more time. */
+#define BNB_SPEND_PASSES 4
+#define BNB_SPEND_EVERY 32
+
+/* Spends the slack of cand (r: its budget rows) within the core: in passes, the moves to a
+ * cheaper width of a core group, most first, each taken when it keeps every row. */
+static void bnb_spend(bnb_t *d, int *cand, double *r) {
+    const core_t *k = d->k;
+    const model_t *m = d->m;
+    int nb = m->g.p->nbudgets;
+    for (int pass = 0; pass < BNB_SPEND_PASSES; pass++) {
+        int n = 0, changed = 0;
+        for (int i = 0; i < k->ngr; i++) {
+            int cur = cand[k->group[i]];
+            d->moved[i] = 0;
+            for (int t = k->first[i]; t < k->first[i + 1]; t++) {
+                double dobj = m->obj[k->col[t]] - m->obj[cur];
+                if (dobj < 0) d->mv[n].gi = i, d->mv[n].c = k->col[t], d->mv[n++].dobj = dobj;
+            }
+        }
+        qsort(d->mv, (size_t)n, sizeof *d->mv, move_cmp);
+        for (int q = 0; q < n; q++) {
+            int i = d->mv[q].gi, gi = k->group[i], c = d->mv[q].c, cur = cand[gi], fits = !d->moved[i];
+            for (int j = 0; j < nb && fits; j++)
+                fits = !m->budget_row[j] || r[j] - m->a[j][cur] + m->a[j][c] <= d->ub[j];
+            if (!fits) continue;
+            for (int j = 0; j < nb; j++)
+                if (m->budget_row[j]) r[j] += m->a[j][c] - m->a[j][cur];
+            cand[gi] = c;
+            d->moved[i] = changed = 1;
+        }
+        if (!changed) break;
+    }
+}
+
+/* Takes cand (per model group a column; the core groups' among the core's) as the incumbent
+ * when its core objective is lower and it keeps every budget exactly. */
+static int bnb_offer(bnb_t *d, const int *cand) {
+    const core_t *k = d->k;
+    double z = 0;
+    for (int i = 0; i < k->ngr; i++) {
+        int pos = core_pos(k, i, cand[k->group[i]]);
+        for (int kk = 1; kk <= pos; kk++) z += glp_get_obj_coef(k->lp, core_z(k, i, kk));
+    }
+    if (!(z < d->zinc)) return 0;
+    groups_decode(&d->m->g, cand, d->choice);
+    if (!model_feasible(d->m, d->choice)) return 0;
+    for (int i = 0; i < k->ngr; i++) d->pos[i] = core_pos(k, i, cand[k->group[i]]);
+    d->zinc = z;
+    return 1;
+}
+
+/* Simple rounding of a node's LP optimum (glp_intopt's sr_heur finds most of its incumbents
+ * this way): each group the LP splits goes to the lowest or the highest width it uses, every
+ * combination of those tried; one that lowers the incumbent and keeps every budget exactly
+ * becomes the incumbent. */
+static void bnb_round(bnb_t *d) {
+    core_t *k = d->k;
+    model_t *m = d->m;
+    int nb = m->g.p->nbudgets, fr[BNB_ROUND_MAX], hi[BNB_ROUND_MAX], nf = 0, found = 0;
+    double base = 0, dz[BNB_ROUND_MAX], rowv[BA_BUDGET_NKINDS];
+    memcpy(d->cols, m->inc, (size_t)m->g.ngroups * sizeof *d->cols);
+    for (int i = 0; i < k->ngr; i++) {
+        /* a: the z at 1 from the first on; b: the last z above 0 */
+        int a = 0, b = 0, n = k->first[i + 1] - k->first[i];
+        double dzi = 0;
+        for (int kk = 1; kk < n; kk++) {
+            double x = glp_get_col_prim(k->lp, core_z(k, i, kk));
+            if (x >= 1 - BNB_INT_TOL && a == kk - 1) a = kk;
+            if (x > BNB_INT_TOL) b = kk;
+        }
+        for (int kk = 1; kk <= b; kk++) {
+            double c = glp_get_obj_coef(k->lp, core_z(k, i, kk));
+            if (kk <= a)
+                base += c;
+            else
+                dzi += c;
+        }
+        if (b > a) {
+            if (nf == BNB_ROUND_MAX) return;
+            fr[nf] = i, hi[nf] = b, dz[nf++] = dzi;
+        }
+        d->cols[k->group[i]] = k->col[k->first[i] + a];
+    }
+    choice_rows(m, d->cols, rowv);
+    for (int mask = 0; mask < 1 << nf; mask++) {
+        double z = base, r[BA_BUDGET_NKINDS];
+        for (int j = 0; j < nb; j++) r[j] = rowv[j];
+        for (int f = 0; f < nf; f++) {
+            if (!(mask >> f & 1)) continue;
+            int gi = k->group[fr[f]], c = k->col[k->first[fr[f]] + hi[f]];
+            z += dz[f];
+            for (int j = 0; j < nb; j++)
+                if (m->budget_row[j]) r[j] += m->a[j][c] - m->a[j][d->cols[gi]];
+        }
+        int fits = z < d->zinc;
+        for (int j = 0; j < nb && fits; j++) fits = !m->budget_row[j] || r[j] <= d->ub[j];
+        if (!fits) continue;
+        int *cand = m->tmp;
+        memcpy(cand, d->cols, (size_t)m->g.ngroups * sizeof *cand);
+        for (int f = 0; f < nf; f++)
+            if (mask >> f & 1) cand[k->group[fr[f]]] = k->col[k->first[fr[f]] + hi[f]];
+        found |= bnb_offer(d, cand);
+    }
+    /* None lower: the split groups at their lower widths, the slack spent elsewhere in the core
+     * (a large layer split by the LP moves the budgets too far either way for a rounding alone). */
+    int fits = !found && d->nodes % BNB_SPEND_EVERY == 1;
+    for (int j = 0; j < nb && fits; j++) fits = !m->budget_row[j] || rowv[j] <= d->ub[j];
+    if (!fits) return;
+    int *cand = m->tmp;
+    memcpy(cand, d->cols, (size_t)m->g.ngroups * sizeof *cand);
+    bnb_spend(d, cand, rowv);
+    bnb_offer(d, cand);
+}
+
+static int bnb_child(bnb_t *d, int parent, int z, int v, double bound) {
+    bnb_node_t *nd = bnb_grow(d->nd, &d->ncap, d->nn + 1, sizeof *d->nd);
+    if (!nd) return -1;
+    d->nd = nd;
+    d->nd[d->nn] = (bnb_node_t){.parent = parent, .z = z, .v = v, .bound = bound};
+    return d->nn++;
+}
+
+/* Solves node x; returns the child to dive into, or -1 when x is fathomed. */
+static int bnb_node(bnb_t *d, int x) {
+    core_t *k = d->k;
+    glp_prob *lp = k->lp;
+    bnb_move(d, x);
+    d->nodes++;
+    int rc = glp_simplex(lp, &d->sp);
+    if (rc == GLP_EBADB || rc == GLP_ESING || rc == GLP_ECOND) {
+        glp_std_basis(lp);
+        rc = glp_simplex(lp, &d->sp);
+    }
+    int st = glp_get_status(lp);
+    if (rc != 0 || (st != GLP_OPT && st != GLP_NOFEAS)) {
+        d->status = rc == GLP_ETMLIM ? 1 : 2;
+        return -1;
+    }
+    if (st == GLP_NOFEAS) return -1;
+    double obj = glp_get_obj_val(lp), eps = ILP_TOL_OBJ * (1.0 + fabs(d->zinc));
+    if (obj >= d->zinc - eps) return -1;
+    int br = 0, up = 0, nrows = glp_get_num_rows(lp);
+    double dmax = -1, wmax = -1;
+    int ncand = 0, capc = nrows <= BNB_DTH_MAX_ROWS ? BNB_DTH_MAX_CAND : 0;
+    for (int z = 1; z <= k->nz; z++) {
+        if (d->fx[z] >= 0) continue;
+        double xv = glp_get_col_prim(lp, z);
+        if (!(fmin(xv, 1 - xv) > BNB_INT_TOL)) continue;
+        if (capc == 0 || ncand >= capc || glp_get_col_stat(lp, z) != GLP_BS || !glp_bf_exists(lp)) {
+            /* the largest objective step times its fractionality */
+            double w = fabs(glp_get_obj_coef(lp, z)) * fmin(xv, 1 - xv);
+            if (!br || (dmax < 0 && w > wmax)) br = z, up = xv >= 0.5, wmax = w;
+            if (ncand < capc) ncand = capc; /* no tableau rows after one was refused */
+            continue;
+        }
+        ncand++;
+        /* Driebeck-Tomlin: the objective change of one dual simplex step in each direction */
+        int len = glp_eval_tab_row(lp, nrows + z, d->ind, d->val);
+        double dd[2];
+        for (int kase = 0; kase < 2; kase++) {
+            int t = glp_dual_rtest(lp, len, d->ind, d->val, kase ? 1 : -1, 1e-9);
+            if (t == 0) {
+                dd[kase] = DBL_MAX;
+                continue;
+            }
+            int q = d->ind[t];
+            double dq = q <= nrows ? glp_get_row_dual(lp, q) : glp_get_col_dual(lp, q - nrows);
+            dd[kase] = fabs(dq * ((kase ? 1.0 : 0.0) - xv) / d->val[t]);
+        }
+        if (dd[0] > dmax || dd[1] > dmax) br = z, up = dd[1] < dd[0], dmax = fmax(dd[0], dd[1]);
+    }
+    if (!br) {
+        bnb_leaf(d);
+        return -1;
+    }
+    bnb_round(d); /* a better incumbent may prune the node */
+    eps = ILP_TOL_OBJ * (1.0 + fabs(d->zinc));
+    if (obj >= d->zinc - eps) return -1;
+    double gap = d->zinc - eps - obj;
+    d->nd[x].rs = d->nfix;
+    for (int z = 1; z <= k->nz; z++) {
+        if (d->fx[z] >= 0) continue;
+        int s = glp_get_col_stat(lp, z), v;
+        double dj = glp_get_col_dual(lp, z);
+        if (s == GLP_NL && dj > gap)
+            v = 0;
+        else if (s == GLP_NU && -dj > gap)
+            v = 1;
+        else
+            continue;
+        int *fix = bnb_grow(d->fix, &d->fcap, d->nfix + 1, sizeof *d->fix);
+        if (!fix) {
+            d->status = 2;
+            return -1;
+        }
+        d->fix = fix;
+        d->fix[d->nfix++] = 2 * z + v;
+    }
+    d->nd[x].re = d->nfix;
+    int dive = bnb_child(d, x, br, up, obj), other = bnb_child(d, x, br, !up, obj);
+    int *heap = dive < 0 || other < 0 ? NULL : bnb_grow(d->heap, &d->hcap, d->nh + 1, sizeof *d->heap);
+    if (!heap) {
+        d->status = 2;
+        return -1;
+    }
+    d->heap = heap;
+    heap_push(d->heap, &d->nh, d->nd, other);
+    return dive;
+}
+
+/* Proves the core (its LP just solved) optimal by branch-and-bound. Returns 1 with
+ * col_of_group the optimum (*res OPTIMAL) or the best found (*res TIMEOUT); 0 when
+ * glp_intopt has to take over, with m->inc the best found (after max_nodes nodes, a
+ * candidate that breaks a budget exactly, an LP failure, out of memory). */
+static int core_bnb(model_t *m, core_t *k, long max_nodes, double t0, int time_ms, int *col_of_group,
+                    int *choice, solve_result_t *res) {
+    bnb_t d = {.k = k, .m = m, .choice = choice};
+    glp_init_smcp(&d.sp);
+    d.sp.msg_lev = GLP_MSG_OFF;
+    d.sp.meth = GLP_DUALP;
+    d.deadline = time_ms == INT32_MAX ? INFINITY : t0 + time_ms / 1000.0;
+    size_t nz1 = (size_t)k->nz + 1;
+    d.pos = malloc((size_t)k->ngr * sizeof *d.pos);
+    d.cur = malloc(nz1 * sizeof *d.cur);
+    d.path = malloc(nz1 * sizeof *d.path);
+    d.fx = malloc(nz1);
+    d.tg = malloc(nz1);
+    d.cols = malloc((size_t)m->g.ngroups * sizeof *d.cols);
+    size_t nt = (size_t)glp_get_num_rows(k->lp) + nz1;
+    d.ind = malloc(nt * sizeof *d.ind);
+    d.val = malloc(nt * sizeof *d.val);
+    d.mv = malloc(((size_t)k->ncols + 1) * sizeof *d.mv);
+    d.moved = malloc((size_t)k->ngr + 1);
+    int ok = 0;
+    if (d.pos && d.cur && d.path && d.fx && d.tg && d.cols && d.ind && d.val && d.mv && d.moved) {
+        memset(d.fx, -1, nz1);
+        memset(d.tg, -1, nz1);
+        for (int j = 0; j < m->g.p->nbudgets; j++)
+            if (m->budget_row[j]) d.ub[j] = glp_get_row_ub(m->lp, m->budget_row[j]);
+        for (int i = 0; i < k->ngr; i++) d.pos[i] = core_pos(k, i, m->inc[k->group[i]]);
+        d.zinc = 0;
+        for (int i = 0; i < k->ngr; i++)
+            for (int kk = 1; kk <= d.pos[i]; kk++) d.zinc += glp_get_obj_coef(k->lp, core_z(k, i, kk));
+        int x = bnb_child(&d, -1, 0, 0, -INFINITY);
+        if (x < 0) d.status = 2;
+        while (!d.status) {
+            if ((d.nodes & 31) == 31 && ba_now() > d.deadline) {
+                d.status = 1;
+                break;
+            }
+            if (d.nodes >= max_nodes) {
+                d.status = 2;
+                break;
+            }
+            x = bnb_node(&d, x);
+            if (x >= 0 || d.status) continue;
+            double eps = ILP_TOL_OBJ * (1.0 + fabs(d.zinc));
+            while (d.nh > 0 && x < 0) {
+                int y = heap_pop(d.heap, &d.nh, d.nd);
+                if (d.nd[y].bound < d.zinc - eps) x = y;
+            }
+            if (x < 0) break; /* nothing open: the incumbent is optimal */
+        }
+        for (int i = 0; i < d.ncur; i++) bnb_set(&d, d.cur[i], -1); /* glp_intopt may take over */
+        if (d.status == 2) { /* glp_intopt starts from the best found */
+            for (int i = 0; i < k->ngr; i++) m->inc[k->group[i]] = k->col[k->first[i] + d.pos[i]];
+        } else {
+            memcpy(col_of_group, m->inc, (size_t)m->g.ngroups * sizeof *col_of_group);
+            for (int i = 0; i < k->ngr; i++) col_of_group[k->group[i]] = k->col[k->first[i] + d.pos[i]];
+            groups_decode(&m->g, col_of_group, choice);
+            *res = d.status == 0 ? SOLVE_OPTIMAL : SOLVE_TIMEOUT;
+            ok = 1;
+        }
+    }
+    free(d.pos);
+    free(d.cur);
+    free(d.path);
+    free(d.fx);
+    free(d.tg);
+    free(d.cols);
+    free(d.ind);
+    free(d.val);
+    free(d.mv);
+    free(d.moved);
+    free(d.nd);
+    free(d.fix);
+    free(d.heap);
+    return ok;
+}
+
 /* Solves the core at MIP gap 0, cutting off (no-good rows) a choice that breaks a budget
  * on the exact tables, as the whole model does; *done = 1. With node_limit > 0 it is a
  * probe: branch-and-bound stops after that many nodes and, unless it had finished
@@ -984,6 +1423,10 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
             *res = SOLVE_INFEASIBLE;
             break;
         }
+        /* The proof: the own branch-and-bound, glp_intopt when it hands over. */
+        if (node_limit == 0 && core_bnb(m, &k, opts->bnb_nodes > 0 ? opts->bnb_nodes : BA_ILP_BNB_NODES, t0,
+                                        time_ms, col_of_group, choice, res))
+            break;
         glp_iocp ip;
         glp_init_iocp(&ip);
         ip.msg_lev = GLP_MSG_OFF;
@@ -993,6 +1436,7 @@ static ba_status core_solve(model_t *m, const ba_ilp_opts_t *opts, double t0, in
         ip.tm_lim = left_ms;
         ip.cb_func = core_heur_cb;
         ip.cb_info = &k;
+        ip.pp_tech = GLP_PP_ROOT; /* preprocessing at every node cost more than it saved (probes: 2-3 ms) */
         k.inc_used = 0;
         rc = glp_intopt(k.lp, &ip);
         int ms = glp_mip_status(k.lp);

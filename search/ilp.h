@@ -1,6 +1,6 @@
 /* Exact bit allocation by integer linear programming (SPEC §6 `ilp`, `--sweep`):
  * minimise Σ Ω(l,b)·x_lb subject to one width per layer, pins, ties and every
- * budget, with GLPK's branch-and-cut at MIP gap 0. Before branching, two exact
+ * budget, by branch-and-bound at MIP gap 0 on GLPK's LP. Before branching, two exact
  * reductions (neither removes a configuration that could be optimal): a width
  * that costs more than another of its layer and needs no less of any budget is
  * dropped, and after the LP relaxation, a width whose Lagrangian bound exceeds
@@ -15,7 +15,12 @@
 typedef struct ba_ilp_opts {
     double time_limit_s; /* per ILP; reaching it with a solution in hand returns it with optimal = 0 */
     int plain;           /* 1: hand GLPK the whole model, without the exact reductions below (tests, bench) */
+    long bnb_nodes;      /* nodes of the own branch-and-bound before glp_intopt takes over the rest of the
+                            proof from its best incumbent; 0: BA_ILP_BNB_NODES (tests set 1) */
 } ba_ilp_opts_t;
+
+/* Default of bnb_nodes: none of bench_ilp's instances needs a third of them. */
+#define BA_ILP_BNB_NODES 2000
 
 /* Default time limit per ILP: far above the fraction of a second that 1,000 layers × 7
  * candidates × 3 budgets take (bench/ilp.c), so hitting it means a pathological instance. */
