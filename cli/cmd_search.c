@@ -320,6 +320,8 @@ static ba_status settings_from_opts(const ba_cli_opts *o, ba_study_settings_t *s
     if (ba_cli_has(o, "metric")) snprintf(s->metric, sizeof s->metric, "%s", ba_cli_get(o, "metric"));
     s->validation_fraction =
         ba_cli_get_double(o, "validation-fraction", BA_STUDY_DEFAULT_VALIDATION_FRACTION);
+    if (ba_cli_has(o, "extra-seed"))
+        snprintf(s->extra_seed, sizeof s->extra_seed, "%s", ba_cli_get(o, "extra-seed"));
     if (!(s->validation_fraction < 1))
         return ba_error_set(err, BA_ERR_INPUT, "--validation-fraction: %g is not below 1",
                             s->validation_fraction);

@@ -246,6 +246,8 @@ static const ba_cli_flag search_flags[] = {
      "seconds one --evaluator answer may take (default: 600)"},
     {"validation-fraction", 0, BA_CLI_T_FLOAT, 0, "F", NULL,
      "share of --data kept out of the evolution's ranking for its final choice (default: 0.25; 0: none)"},
+    {"extra-seed", 0, BA_CLI_T_CHOICE, 0, "S", "measured|none",
+     "ilp+evo: also start from the ILP plan of the measured-sensitivity table (default: measured)"},
     {"lease", 0, BA_CLI_T_FLOAT, 0, "S", NULL,
      "PostgreSQL --db: a claimed measurement's lease, as `worker --lease` (default: 30)"},
     {"max-attempts", 0, BA_CLI_T_INT, 0, "N", NULL,

@@ -849,11 +849,13 @@ static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, i
  * validation objective wins (ties: search objective, trial). With fewer than
  * BA_EVO_CHOICE_MIN_WINDOWS windows no test is made and the default stays; when the default's
  * validation is not finite, the lowest validation wins as before. Last, a choice whose validation
- * objective is above the seed's gives way to the seed (rule "seed"). *pick = the winning elite, -1
+ * objective is above that of a seed among the candidates gives way to the lowest such seed (rule
+ * "seed"). *pick = the winning elite, -1
  * for a seed that is no elite any more, -2 for the uniform configuration (out->res and out->trial
  * set for those two). */
-static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int has_uni, int *pick,
-                          ba_search_result_t *out, ba_error *err) {
+static ba_status validate(evo_state_t *s, const int *seeds, int nseeds, const int *uni, int has_uni,
+                          int *pick, ba_search_result_t *out, ba_error *err) {
+    const int *seed = seeds; /* trial 1 */
     const ba_search_opts_t *o = s->o;
     const ba_search_hooks_t *h = s->h;
     int seed_elite = -1, last = s->nelite - 1 + (has_uni ? 1 : 0);
@@ -966,14 +968,18 @@ static ba_status validate(evo_state_t *s, const int *seed, const int *uni, int h
         }
     } else if (st == BA_OK)
         rule = k < BA_EVO_CHOICE_MIN_WINDOWS ? "default-few-windows" : "default-untestable";
-    /* Never worse than the ILP seed on validation: when the choice's validation figure is above
-     * the seed's, the seed is returned (the evolution's elites are ranked on the search part they
-     * were selected on; the seed was not selected on it). */
+    /* Never worse than a seed on validation: when the choice's validation figure is above the best
+     * seed candidate's, that seed is returned (the evolution's elites are ranked on the search part
+     * they were selected on; the seeds were not selected on it). */
     int seed_c = -1;
-    for (int j = 0; j < ncand; j++)
-        if (c[j].i == (seed_elite >= 0 ? seed_elite : -1)) seed_c = j;
-    if (st == BA_OK && win >= 0 && seed_c >= 0 && win != seed_c && isfinite(c[seed_c].v) &&
-        !(c[win].v <= c[seed_c].v))
+    for (int j = 0; j < ncand; j++) {
+        const int *cj = candidate(s, c[j].i, seed, uni);
+        int is_seed = 0;
+        for (int q = 0; q < nseeds && !is_seed; q++)
+            is_seed = !memcmp(cj, seeds + (size_t)q * L, (size_t)L * sizeof *cj);
+        if (is_seed && isfinite(c[j].v) && (seed_c < 0 || c[j].v < c[seed_c].v)) seed_c = j;
+    }
+    if (st == BA_OK && win >= 0 && seed_c >= 0 && win != seed_c && !(c[win].v <= c[seed_c].v))
         win = seed_c, rule = "seed";
     if (st == BA_OK && win >= 0) {
         const final_cand_t *w = &c[win];
@@ -1116,7 +1122,7 @@ ba_status ba_evo_run_seeds(const ba_problem_t *p, const int *seeds, int nseeds, 
     out->choice_default = -1;
     if (st == BA_OK && o->nvalid > 0 && h->evaluate_at) {
         st = add_uniform(&s, seed, uni, &has_uni, err);
-        if (st == BA_OK) st = validate(&s, seed, uni, has_uni, &pick, out, err);
+        if (st == BA_OK) st = validate(&s, seeds, nseeds, uni, has_uni, &pick, out, err);
     }
     if (st == BA_OK) {
         out->choice = ba_malloc((size_t)s.L * sizeof *out->choice, err);

@@ -27,6 +27,7 @@ void ba_study_settings_init(ba_study_settings_t *s) {
     s->loss = BA_SENS_LOSS_AUTO;
     snprintf(s->metric, sizeof s->metric, "auto");
     s->validation_fraction = BA_STUDY_DEFAULT_VALIDATION_FRACTION;
+    snprintf(s->extra_seed, sizeof s->extra_seed, "measured");
 }
 
 void ba_study_settings_free(ba_study_settings_t *s) {
@@ -136,6 +137,7 @@ ba_status ba_study_settings_to_json(const ba_study_settings_t *s, char **out, ba
         json_object_set_new(j, "metric", json_string(s->metric));
         json_object_set_new(j, "validation_fraction", json_real(s->validation_fraction));
     }
+    if (j && strcmp(s->extra_seed, "none")) json_object_set_new(j, "extra_seed", json_string(s->extra_seed));
     if (j && s->evaluator) {
         json_object_set_new(j, "evaluator", json_string(s->evaluator));
         json_object_set_new(j, "evaluator_timeout", json_real(s->evaluator_timeout));
@@ -324,6 +326,13 @@ ba_status ba_study_settings_from_json(const char *text, ba_study_settings_t *s, 
         s->metric[0] = '\0'; /* a study from before --metric: its objective and no validation part */
         s->validation_fraction = 0;
     }
+    v = json_object_get(j, "extra_seed"); /* absent: a study from before --extra-seed */
+    if (json_is_string(v) && strcmp(json_string_value(v), "measured") &&
+        strcmp(json_string_value(v), "none")) {
+        BAD("bad extra_seed");
+        goto done;
+    }
+    snprintf(s->extra_seed, sizeof s->extra_seed, "%s", json_is_string(v) ? json_string_value(v) : "none");
     v = json_object_get(j, "input_shapes");
     for (size_t i = 0; json_is_array(v) && i < json_array_size(v) && i < BA_STUDY_MAX_DATA && st == BA_OK;
          i++)

@@ -39,6 +39,7 @@ typedef struct run_ctx {
     int64_t *labels;
     int64_t nlabels;
     ba_problem_t *p;
+    ba_problem_t *p_extra; /* --extra-seed: p with the measured table's Ω (NULL: none) */
     int has_sens;
     ba_evaluator_t *ev;
     ba_wcache_t *wc;
@@ -427,21 +428,23 @@ static void sens_progress(void *user, uint64_t done, uint64_t total) {
     phase(user, "sensitivity", (int64_t)done, (int64_t)total);
 }
 
-/* Ω table from the file, the cache, or the estimator (then cached). */
-static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
+/* Ω table from the file, the cache, or the estimator (then cached); method: an estimator to use
+ * instead of the study's --sensitivity / --sensitivity-file (NULL: the study's). */
+static ba_status cost_table(run_ctx_t *c, const char *method, double **cost, ba_error *err) {
     const ba_study_settings_t *s = c->s;
     int L = c->m->nlayers, nb = s->nbits;
     *cost = ba_calloc((size_t)L * nb, sizeof **cost, err);
     if (!*cost) return BA_ERR_NOMEM;
-    if (c->zero_costs || (!s->sensitivity_file && !s->sensitivity[0])) return BA_OK; /* no Ω needed: zeros */
-    c->has_sens = 1;
+    if (!method && (c->zero_costs || (!s->sensitivity_file && !s->sensitivity[0])))
+        return BA_OK; /* no Ω needed: zeros */
+    if (!method) c->has_sens = 1;
     ba_sens_table_t *t = NULL;
     ba_status st;
-    if (s->sensitivity_file)
+    if (!method && s->sensitivity_file)
         st = ba_sens_read_file(s->sensitivity_file, c->m, s->bits, nb, &s->quant, &t, err);
     else {
         ba_sens_method_t meth;
-        BA_TRY(ba_sens_method_parse(s->sensitivity, &meth, err));
+        BA_TRY(ba_sens_method_parse(method ? method : s->sensitivity, &meth, err));
         ba_sens_opts_t o = ba_sens_opts_default();
         o.bits = s->bits, o.nbits = nb, o.seed = s->seed, o.tol = s->tol, o.max_probes = s->probes;
         o.loss = s->loss, o.quant = s->quant;
@@ -449,7 +452,9 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         o.progress = sens_progress, o.progress_user = c;
         ba_study_sens_info_t info;
         st = ba_study_sensitivity(c->db, c->m, c->ds, c->labels, c->nlabels, meth, &o, &t, &info, err);
-        if (st != BA_OK) ba_error_prefix(err, "--sensitivity %s", s->sensitivity);
+        if (st != BA_OK)
+            ba_error_prefix(err, "%s %s", method ? "--extra-seed" : "--sensitivity",
+                            method ? method : s->sensitivity);
         if (st == BA_OK && info.cache_write_failed && c->cb && c->cb->warning)
             c->cb->warning(c->cb->user, info.warning.msg);
     }
@@ -460,6 +465,14 @@ static ba_status cost_table(run_ctx_t *c, double **cost, ba_error *err) {
         }
     ba_sens_table_free(t);
     return st;
+}
+
+/* ilp+evo with --extra-seed measured also starts from the ILP plan of the measured-sensitivity
+ * table (unless that is the study's own table, or an --evaluator scores the plans). */
+static int wants_extra_seed(const run_ctx_t *c) {
+    const ba_study_settings_t *s = c->s;
+    return !strcmp(s->extra_seed, "measured") && !strcmp(s->method, "ilp+evo") && !s->has_sweep &&
+           !s->evaluator && !c->zero_costs && (s->sensitivity_file || strcmp(s->sensitivity, "measured"));
 }
 
 static ba_status build_problem(run_ctx_t *c, ba_error *err) {
@@ -476,7 +489,7 @@ static ba_status build_problem(run_ctx_t *c, ba_error *err) {
     }
     if (s->latency_table) st = ba_latency_table_load(s->latency_table, &lt, err);
     if (st == BA_OK && s->hw) st = ba_hw_profile_load(s->hw, &hw, err);
-    if (st == BA_OK) st = cost_table(c, &cost, err);
+    if (st == BA_OK) st = cost_table(c, NULL, &cost, err);
     if (st == BA_OK) {
         ba_study_problem_spec_t spec = {.bits = s->bits,
                                         .nbits = s->nbits,
@@ -490,6 +503,14 @@ static ba_status build_problem(run_ctx_t *c, ba_error *err) {
                                         .ties = (const char *const *)s->ties,
                                         .nties = s->nties};
         st = ba_study_problem_from_model(c->m, &spec, &c->p, err);
+        /* The second seed's problem: the same candidates and budgets, the measured table's Ω. */
+        if (st == BA_OK && wants_extra_seed(c)) {
+            free(cost);
+            cost = NULL;
+            st = cost_table(c, s->extra_seed, &cost, err);
+            spec.cost = cost;
+            if (st == BA_OK) st = ba_study_problem_from_model(c->m, &spec, &c->p_extra, err);
+        }
     }
     c->latency_j = -1;
     for (int j = 0; st == BA_OK && j < c->p->nbudgets; j++)
@@ -558,6 +579,7 @@ static void ctx_free(run_ctx_t *c) {
     ba_eval_reuse_free(c->reuse);
     ba_evaluator_free(c->ev);
     ba_problem_free(c->p);
+    ba_problem_free(c->p_extra);
     free(c->labels);
     ba_dataset_free(c->ds);
     ba_model_free(c->m);
@@ -739,6 +761,37 @@ static ba_status run_sweep(run_ctx_t *c, ba_study_result_t *out, ba_error *err) 
     return st;
 }
 
+/* The evolution's seeds with --extra-seed: the ILP plan of the study's table first (trial 1, the
+ * final choice's reference), then the ILP plan of p_extra's when it differs; *nseeds = 1 when not. */
+static ba_status extra_seed(run_ctx_t *c, const int *first, int **seeds, int *nseeds, ba_error *err) {
+    const int L = c->p->nlayers;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    ba_solution_t sol = {0};
+    *seeds = NULL, *nseeds = 1;
+    phase(c, "ilp", 0, 1);
+    BA_TRY(ba_ilp_solve(c->p_extra, &io, &sol, err));
+    int *s = ba_malloc(2 * (size_t)L * sizeof *s, err);
+    ba_status st = s ? BA_OK : BA_ERR_NOMEM;
+    int same = 1;
+    for (int l = 0; st == BA_OK && l < L; l++) {
+        s[l] = first[l];
+        /* the same candidates in both problems; matched by width all the same */
+        int b = c->p_extra->bits[c->p_extra->start[l] + sol.choice[l]];
+        s[L + l] = ba_problem_find(c->p, l, b);
+        if (s[L + l] < 0)
+            st = ba_error_set(err, BA_ERR_RUNTIME, "--extra-seed: layer %s has no %d-bit candidate",
+                              c->p->names[l], b);
+        same &= s[L + l] == s[l];
+    }
+    ba_solution_free(&sol);
+    if (st != BA_OK || same) {
+        free(s);
+        return st;
+    }
+    *seeds = s, *nseeds = 2;
+    return BA_OK;
+}
+
 /* ---- the methods ---- */
 
 static ba_status run_ilp(const ba_problem_t *p, const int *ilp, const ba_search_opts_t *so,
@@ -879,7 +932,13 @@ static ba_status run_study(ba_db_t *db, int64_t sid, const char *name, const ba_
     const ba_study_method_t *meth = ba_study_method_find(s->method);
     if (st == BA_OK && !meth)
         st = ba_error_set(err, BA_ERR_INPUT, "--method %s: not one of %s", s->method, BA_STUDY_METHOD_NAMES);
-    if (st == BA_OK) st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
+    int *seeds = NULL, nseeds = 1;
+    if (st == BA_OK && c.p_extra) st = extra_seed(&c, sol.choice, &seeds, &nseeds, err);
+    if (st == BA_OK && nseeds > 1)
+        st = ba_evo_run_seeds(c.p, seeds, nseeds, &so, &h, ck, &sr, err);
+    else if (st == BA_OK)
+        st = meth->run(c.p, sol.choice, &so, &h, ck, &sr, err);
+    free(seeds);
     if (st == BA_OK) {
         out->search_seconds = sr.seconds;
         out->eval_seconds = sr.eval_seconds;

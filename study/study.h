@@ -65,6 +65,8 @@ typedef struct ba_study_settings {
     char *evaluator;            /* --evaluator CMD (NULL = none): the objective is its score */
     double evaluator_timeout;   /* --evaluator-timeout seconds (0 = BA_EXTEV_DEFAULT_TIMEOUT) */
     double validation_fraction; /* --validation-fraction: share of the data kept for the final choice (evo) */
+    char extra_seed[16];        /* --extra-seed: "measured" (ilp+evo also starts from the ILP plan of the
+                                 * measured-sensitivity table) or "none"; "none" for studies made before it */
     int ninput_shapes; /* --input-shape NAME=D0xD1x…: costs at these shapes instead of the data's */
     char *input_shapes[BA_STUDY_MAX_DATA];
 } ba_study_settings_t;

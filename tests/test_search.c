@@ -182,3 +182,70 @@ Test(search, the_same_search_again_reports_its_study_other_settings_are_refused,
     cr_expect(strstr(c.err, "--study d") && strstr(c.err, "other settings"), "%s", c.err);
     res_free(&a), res_free(&b), res_free(&c);
 }
+
+/* Bits of trial `number` of study `study` in db (as `trials --format json` prints them) into bits[3]. */
+static void trial_bits(const char *db, const char *study, int number, int bits[3]) {
+    ba_test_run_t r = ba_test_cli("--db", db, "trials", "--study", study, "--format", "json", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    json_error_t je;
+    json_t *j = json_loads(r.out, 0, &je);
+    cr_assert(j, "not JSON: %s", r.out);
+    int found = 0;
+    for (size_t i = 0; i < json_array_size(j); i++) {
+        const json_t *t = json_array_get(j, i);
+        if (json_integer_value(json_object_get(t, "number")) != number) continue;
+        const json_t *b = json_object_get(t, "bits");
+        static const char *const names[3] = {"fc1.weight", "fc2.weight", "fc3.weight"};
+        for (int l = 0; l < 3; l++) bits[l] = (int)json_integer_value(json_object_get(b, names[l]));
+        found = 1;
+    }
+    cr_assert(found, "trial %d not in %s", number, r.out);
+    json_decref(j);
+    ba_test_run_free(&r);
+}
+
+/* ilp+evo starts from the ILP plans of both the Hessian and the measured table (--extra-seed
+ * measured, the default): on the digits MLP at 4 bits they differ ([4,3,8] and [3,4,8]), so they
+ * are trials 1 and 2; with --extra-seed none trial 1 is still the Hessian's; the plan records its
+ * final choice. */
+Test(search, extra_seed_is_the_measured_ilp_plan) {
+    char dir[512], db[600];
+    cr_assert_eq(ba_test_tmpdir(dir, sizeof dir), 0);
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    int hess[3], meas[3], t1[3], t2[3];
+    static const struct { const char *sens, *study; } ilps[] = {{"hessian", "h"}, {"measured", "m"}};
+    for (int i = 0; i < 2; i++) {
+        ba_test_run_t r = ba_test_cli("--db", db, "-q", "search", DIGITS "mlp_dyn.onnx", "--data",
+                                      DIGITS "calib_x_flat.npy", "--method", "ilp", "--sensitivity",
+                                      ilps[i].sens, "--budget", "avg-bits=4", "--study", ilps[i].study, NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        ba_test_run_free(&r);
+        trial_bits(db, ilps[i].study, 1, i ? meas : hess);
+    }
+    cr_assert(memcmp(hess, meas, sizeof hess), "the fixture needs two different ILP plans");
+    static const char *const extra[] = {"measured", "none"};
+    for (int i = 0; i < 2; i++) {
+        char study[32];
+        snprintf(study, sizeof study, "e%d", i);
+        ba_test_run_t r =
+            ba_test_cli("--db", db, "-q", "search", DIGITS "mlp_dyn.onnx", "--data",
+                        DIGITS "calib_x_flat.npy", "--budget", "avg-bits=4", "--generations", "1",
+                        "--extra-seed", extra[i], "--study", study, "--format", "json", NULL);
+        cr_assert_eq(r.status, 0, "%s", r.err);
+        trial_bits(db, study, 1, t1);
+        trial_bits(db, study, 2, t2);
+        cr_expect(!memcmp(t1, hess, sizeof t1), "--extra-seed %s: trial 1 is the Hessian ILP plan", extra[i]);
+        if (i == 0)
+            cr_expect(!memcmp(t2, meas, sizeof t2), "trial 2 is the measured ILP plan: %d,%d,%d", t2[0],
+                      t2[1], t2[2]);
+        json_error_t je;
+        json_t *j = json_loads(r.out, 0, &je);
+        cr_assert(j, "not JSON: %s", r.out);
+        const char *rule = json_string_value(json_object_get(
+            json_object_get(json_object_get(json_object_get(j, "plan"), "search"), "choice"), "rule"));
+        cr_expect(rule != NULL, "the plan records its final choice");
+        json_decref(j);
+        ba_test_run_free(&r);
+    }
+    ba_test_rmtree(dir);
+}
