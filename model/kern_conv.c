@@ -200,7 +200,8 @@ cg_tile16(int64_t mr, int64_t nr, int64_t K, const float *A, int64_t lda, const 
         r0 += sizeof(float), r5 += sizeof(float), r10 += sizeof(float);                                      \
     }
     if (mr == CG_MR16 && !boff) { /* all 16 rows of a panel: the row pointers fit in registers */
-        const char *r0 = (const char *)A, *r5 = (const char *)(A + 5 * lda), *r10 = (const char *)(A + 10 * lda);
+        const char *r0 = (const char *)A, *r5 = (const char *)(A + 5 * lda),
+                   *r10 = (const char *)(A + 10 * lda);
         if (nr >= CG_VEC)
             for (int64_t k = 0; k < K; k++) CG16_STEP(_mm512_loadu_ps(B + k * ldb))
         else

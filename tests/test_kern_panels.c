@@ -151,7 +151,8 @@ static void check_case(const pcase_t *c, uint64_t seed) {
                 seqdiff += memcmp(&acc, &y[i * yimg + m * P + p], sizeof(float)) != 0;
             }
     }
-    cr_expect_eq(seqdiff, 0, "nb=%lld C=%lld M=%lld %lldx%lld k%lldx%lld s%lld: %lld floats differ from the in-order sum",
+    cr_expect_eq(seqdiff, 0,
+                 "nb=%lld C=%lld M=%lld %lldx%lld k%lldx%lld s%lld: %lld floats differ from the in-order sum",
                  (long long)nb, (long long)c->C, (long long)M, (long long)c->IH, (long long)c->IW,
                  (long long)c->KH, (long long)c->KW, (long long)c->sh, (long long)seqdiff);
     int64_t diff = 0;
@@ -235,10 +236,10 @@ static const pcase_t cases[] = {
     {1, 3, 8, 16, 33, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 1},  /* uneven pads, odd width */
     {1, 3, 8, 12, 32, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1},  /* stride 1 x 2 */
     /* whole 16-row tiles of the narrow product (unmasked and masked columns) and full 8x32 tiles */
-    {1, 8, 48, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* 4x4, 16 columns, three 16-row tiles */
-    {1, 7, 32, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   /* 3x3: 9 columns, masked, two 16-row tiles */
-    {1, 16, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},  /* 8x8 -> 4x4 stride 2 (ResNet) */
-    {1, 9, 16, 4, 4, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* pointwise 4x4 read in place */
+    {1, 8, 48, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* 4x4, 16 columns, three 16-row tiles */
+    {1, 7, 32, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* 3x3: 9 columns, masked, two 16-row tiles */
+    {1, 16, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},   /* 8x8 -> 4x4 stride 2 (ResNet) */
+    {1, 9, 16, 4, 4, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},    /* pointwise 4x4 read in place */
     {1, 12, 24, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0}, /* 16x16: full 32-column tiles, 8-row tiles */
 };
 
