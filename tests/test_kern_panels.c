@@ -10,7 +10,10 @@
  * more output rows of small maps (16x16, 8x8, 12 wide; stride 1 and 2, ResNet's
  * shapes), row counts that are no multiple of
  * a tile, narrow products (the 16-column tile), and several small images side
- * by side whose planes split a tile's half (the scratch tile). With an
+ * by side whose planes split a tile's half (the scratch tile). Every output
+ * is also checked bit for bit against the scalar in-order fmaf sum over the
+ * im2col columns (independent of the vector tiles that both paths share:
+ * full tiles load unmasked, 16-row narrow tiles address rows by offsets). With an
  * epilogue (ba_kern_epi_t), every output element goes through it exactly
  * once, after its final value is stored. */
 #include <criterion/criterion.h>
@@ -134,6 +137,24 @@ static void check_case(const pcase_t *c, uint64_t seed) {
             for (int64_t m = 0; m < M; m++)
                 for (int64_t p = 0; p < P; p++) yi[m * P + p] = yi[m * P + p] + (bias ? bias[m] : 0.0f);
     }
+    /* independent of the vector kernels (the gemm above shares their tiles): each output as the scalar
+     * in-order sum fmaf(w, x, acc) over k from the bias (from 0 with the bias after) */
+    int64_t seqdiff = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        ba_kern_im2col(x + i * ximg, c->C, &g, cols, ldcol);
+        for (int64_t m = 0; m < M; m++)
+            for (int64_t p = 0; p < P; p++) {
+                const float b0 = bias ? bias[m] : 0.0f;
+                float acc = bias_last ? 0.0f : b0;
+                for (int64_t k = 0; k < K; k++) acc = fmaf(w[m * K + k], cols[k * ldcol + p], acc);
+                if (bias_last) acc = acc + b0;
+                seqdiff += memcmp(&acc, &y[i * yimg + m * P + p], sizeof(float)) != 0;
+            }
+    }
+    cr_expect_eq(seqdiff, 0,
+                 "nb=%lld C=%lld M=%lld %lldx%lld k%lldx%lld s%lld: %lld floats differ from the in-order sum",
+                 (long long)nb, (long long)c->C, (long long)M, (long long)c->IH, (long long)c->IW,
+                 (long long)c->KH, (long long)c->KW, (long long)c->sh, (long long)seqdiff);
     int64_t diff = 0;
     for (int64_t i = 0; i < nb * yimg; i++) diff += memcmp(&y[i], &ref[i], sizeof(float)) != 0;
     cr_expect_eq(diff, 0,
@@ -214,6 +235,12 @@ static const pcase_t cases[] = {
     {1, 3, 8, 17, 19, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1},  /* dilation 2, odd sizes */
     {1, 3, 8, 16, 33, 3, 3, 2, 2, 1, 1, 0, 1, 1, 0, 1},  /* uneven pads, odd width */
     {1, 3, 8, 12, 32, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 1},  /* stride 1 x 2 */
+    /* whole 16-row tiles of the narrow product (unmasked and masked columns) and full 8x32 tiles */
+    {1, 8, 48, 4, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* 4x4, 16 columns, three 16-row tiles */
+    {1, 7, 32, 3, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* 3x3: 9 columns, masked, two 16-row tiles */
+    {1, 16, 32, 8, 8, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},   /* 8x8 -> 4x4 stride 2 (ResNet) */
+    {1, 9, 16, 4, 4, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},    /* pointwise 4x4 read in place */
+    {1, 12, 24, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 0}, /* 16x16: full 32-column tiles, 8-row tiles */
 };
 
 Test(kern_panels, panels_give_the_floats_of_im2col_and_gemm) {
