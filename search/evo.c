@@ -849,10 +849,9 @@ static char *choice_record(const final_cand_t *c, int nc, int nelite, int def, i
  * validation objective wins (ties: search objective, trial). With fewer than
  * BA_EVO_CHOICE_MIN_WINDOWS windows no test is made and the default stays; when the default's
  * validation is not finite, the lowest validation wins as before. Last, a choice whose validation
- * objective is above that of a seed among the candidates gives way to the lowest such seed (rule
- * "seed"). *pick = the winning elite, -1
- * for a seed that is no elite any more, -2 for the uniform configuration (out->res and out->trial
- * set for those two). */
+ * objective is above the first seed's gives way to the seed lowest on validation (rule "seed"). *pick = the
+ * winning elite, -1 for a seed that is no elite any more, -2 for the uniform configuration (out->res and
+ * out->trial set for those two). */
 static ba_status validate(evo_state_t *s, const int *seeds, int nseeds, const int *uni, int has_uni,
                           int *pick, ba_search_result_t *out, ba_error *err) {
     const int *seed = seeds; /* trial 1 */
@@ -968,18 +967,22 @@ static ba_status validate(evo_state_t *s, const int *seeds, int nseeds, const in
         }
     } else if (st == BA_OK)
         rule = k < BA_EVO_CHOICE_MIN_WINDOWS ? "default-few-windows" : "default-untestable";
-    /* Never worse than a seed on validation: when the choice's validation figure is above the best
-     * seed candidate's, that seed is returned (the evolution's elites are ranked on the search part
-     * they were selected on; the seeds were not selected on it). */
-    int seed_c = -1;
+    /* Never worse than the first seed (trial 1) on validation: when the choice's validation figure
+     * is above its, the seed lowest on validation is returned (the evolution's elites are ranked on
+     * the search part they were selected on; the seeds were not). Other seeds take part in the test
+     * above as elites only: a validation part of near-zero scores may rank them against the search
+     * part, as on a wake-word head of bench/zoo. */
+    int seed1 = -1, seed_c = -1;
     for (int j = 0; j < ncand; j++) {
         const int *cj = candidate(s, c[j].i, seed, uni);
         int is_seed = 0;
         for (int q = 0; q < nseeds && !is_seed; q++)
             is_seed = !memcmp(cj, seeds + (size_t)q * L, (size_t)L * sizeof *cj);
+        if (!memcmp(cj, seed, (size_t)L * sizeof *cj)) seed1 = j;
         if (is_seed && isfinite(c[j].v) && (seed_c < 0 || c[j].v < c[seed_c].v)) seed_c = j;
     }
-    if (st == BA_OK && win >= 0 && seed_c >= 0 && win != seed_c && !(c[win].v <= c[seed_c].v))
+    if (st == BA_OK && win >= 0 && seed1 >= 0 && isfinite(c[seed1].v) && !(c[win].v <= c[seed1].v) &&
+        win != seed_c)
         win = seed_c, rule = "seed";
     if (st == BA_OK && win >= 0) {
         const final_cand_t *w = &c[win];
