@@ -744,13 +744,15 @@ Test(evo, paired_bootstrap_p_tells_a_consistent_difference_from_noise) {
 typedef struct {
     log_t lg;
     int seed[L], uni[L];
-    double noise;        /* amplitude of the per-sample validation noise */
-    double uni_gain;     /* uniform's validation base is lower by this much (others: 1) */
-    double uni_penalty;  /* uniform's search objective is higher by this much */
-    double uni_mse;      /* uniform's validation MSE is higher by this much (others: 1) */
-    int window_stat;     /* ba_search_opts_t.window_stat */
-    double seed_penalty; /* the seed's search objective is higher by this much */
-    double seed_gain;    /* the seed's validation base is lower by this much */
+    double noise;                     /* amplitude of the per-sample validation noise */
+    double uni_gain;                  /* uniform's validation base is lower by this much (others: 1) */
+    double uni_penalty;               /* uniform's search objective is higher by this much */
+    double uni_mse;                   /* uniform's validation MSE is higher by this much (others: 1) */
+    int window_stat;                  /* ba_search_opts_t.window_stat */
+    double seed_penalty;              /* the seed's search objective is higher by this much */
+    double seed_gain;                 /* the seed's validation base is lower by this much */
+    int seed2[L];                     /* a second seed (nz_run2) */
+    double seed2_penalty, seed2_gain; /* as seed_penalty and seed_gain, for seed2 */
     int64_t validated[16];
     double vobj[16];
     int nval;
@@ -772,14 +774,19 @@ static ba_status nz_eval_at(void *ctx, const int *choice, int64_t first, int64_t
     (void)err;
     nz_t *z = ctx;
     int is_uni = !memcmp(choice, z->uni, sizeof z->uni), is_seed = !memcmp(choice, z->seed, sizeof z->seed);
+    int is_seed2 =
+        (z->seed2_penalty != 0 || z->seed2_gain != 0) && !memcmp(choice, z->seed2, sizeof z->seed2);
     double s = 0, mse = 0;
     if (first < 384) {
-        s = 0.001 + (is_uni ? z->uni_penalty : 0) + (is_seed ? z->seed_penalty : 0);
+        s = 0.001 + (is_uni ? z->uni_penalty : 0) + (is_seed ? z->seed_penalty : 0) +
+            (is_seed2 ? z->seed2_penalty : 0);
         for (int l = 0; l < L; l++) s += 0.01 * (l + 1) * abs(choice[l] - z->seed[l]);
         mse = s;
     } else {
         for (int64_t i = first; i < first + n; i++) {
-            s += (1 - (is_uni ? z->uni_gain : 0) - (is_seed ? z->seed_gain : 0)) + z->noise * nz_u(choice, i);
+            s += (1 - (is_uni ? z->uni_gain : 0) - (is_seed ? z->seed_gain : 0) -
+                  (is_seed2 ? z->seed2_gain : 0)) +
+                 z->noise * nz_u(choice, i);
             mse += (1 + (is_uni ? z->uni_mse : 0)) + z->noise * nz_u(choice, i + 7);
         }
         s /= (double)n, mse /= (double)n;
@@ -983,5 +990,48 @@ Test(evo, final_choice_is_never_worse_than_the_seed_on_validation) {
     cr_expect(rec_rule_is(z.record, "seed"), "%s", z.record);
     log_free(&z.lg);
     ba_search_result_free(&r);
+    ba_problem_free(p);
+}
+
+/* Two seeds (ba_evo_run_seeds): the first is worse on the search part (another elite is the
+ * default) and a little better on validation, so the seed rule triggers; the second seed, also worse
+ * on the search part, is lower still on validation, so it is the one returned. */
+Test(evo, seed_rule_returns_the_seed_lowest_on_validation) {
+    ba_problem_t *p = make_problem(3.5);
+    static nz_t z;
+    memset(&z, 0, sizeof z);
+    ba_solution_t sol;
+    ba_error err;
+    ba_ilp_opts_t io = ba_ilp_opts_default();
+    int bits = 0;
+    cr_assert_eq(ba_ilp_solve(p, &io, &sol, &err), BA_OK, "%s", err.msg);
+    memcpy(z.seed, sol.choice, sizeof z.seed);
+    cr_assert_eq(ba_search_uniform_choice(p, z.uni, &bits, &err), BA_OK, "%s", err.msg);
+    /* the second seed: the first with one layer a width lower (still within the budget) */
+    memcpy(z.seed2, z.seed, sizeof z.seed2);
+    int moved = 0;
+    for (int l = 0; l < L && !moved; l++)
+        if (z.seed2[l] > 0) {
+            z.seed2[l]--;
+            moved = ba_problem_feasible(p, z.seed2) && memcmp(z.seed2, z.uni, sizeof z.uni);
+            if (!moved) z.seed2[l]++;
+        }
+    cr_assert(moved, "the fixture needs a second feasible seed");
+    z.noise = 0, z.seed_penalty = 0.5, z.seed_gain = 1e-3, z.seed2_penalty = 0.035, z.seed2_gain = 2e-3;
+    z.lg.p = p;
+    ba_search_hooks_t h = {nz_eval, nz_store, NULL, &z, nz_eval_at, nz_validated, NULL, nz_chosen};
+    ba_search_opts_t o = opts(1);
+    o.generations = 6, o.nsamples = 384, o.nvalid = 128;
+    int seeds[2 * L];
+    memcpy(seeds, z.seed, sizeof z.seed);
+    memcpy(seeds + L, z.seed2, sizeof z.seed2);
+    ba_search_result_t r;
+    cr_assert_eq(ba_evo_run_seeds(p, seeds, 2, &o, &h, NULL, &r, &err), BA_OK, "%s", err.msg);
+    cr_expect(memcmp(r.choice, z.seed2, sizeof z.seed2) == 0, "the second seed is returned");
+    cr_expect(rec_rule_is(z.record, "seed"), "%s", z.record);
+    cr_expect_neq(r.choice_default, 1);
+    log_free(&z.lg);
+    ba_search_result_free(&r);
+    ba_solution_free(&sol);
     ba_problem_free(p);
 }
