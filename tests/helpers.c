@@ -3,6 +3,8 @@
  * streams can never block on a full pipe. */
 #include "tests/helpers.h"
 
+#include "db/db.h"
+
 #include <criterion/criterion.h>
 #include <stdarg.h>
 
@@ -283,4 +285,30 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats) {
     }
     ba_test_rmtree(dir);
     unlink(lockp);
+}
+
+int ba_test_expect_same_choice(const char *a, const char *b, const char *study, int64_t ntrials) {
+    ba_db_t *da, *dbb;
+    ba_error err;
+    ba_study_info_t ia, ib;
+    cr_assert_eq(ba_db_open(a, BA_DB_OPEN_READONLY, &da, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_open(b, BA_DB_OPEN_READONLY, &dbb, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_study_get(da, study, &ia, &err), BA_OK, "%s", err.msg);
+    cr_assert_eq(ba_db_study_get(dbb, study, &ib, &err), BA_OK, "%s", err.msg);
+    int marked = 0;
+    for (int64_t k = 1; k <= ntrials; k++) {
+        char *ra, *rb;
+        cr_assert_eq(ba_db_trial_chosen(da, ia.id, k, &ra, &err), BA_OK, "%s", err.msg);
+        cr_assert_eq(ba_db_trial_chosen(dbb, ib.id, k, &rb, &err), BA_OK, "%s", err.msg);
+        cr_expect((!ra && !rb) || (ra && rb && !strcmp(ra, rb)), "trial %lld: chosen %s vs %s", (long long)k,
+                  ra ? ra : "NULL", rb ? rb : "NULL");
+        marked += ra != NULL;
+        free(ra);
+        free(rb);
+    }
+    ba_db_study_info_free(&ia);
+    ba_db_study_info_free(&ib);
+    ba_db_close(da);
+    ba_db_close(dbb);
+    return marked;
 }

@@ -49,4 +49,8 @@ int ba_test_pg_db(char *url, size_t cap, char *why, size_t wcap);
             cr_skip_test("PostgreSQL tests skipped: %s", ba_pg_why_);                                        \
     } while (0)
 
+/* Expects the final-choice marks and accounts (trials.chosen) of trials 1..ntrials of `study` in
+ * the databases a and b to be the same byte for byte; returns how many trials of a are marked. */
+int ba_test_expect_same_choice(const char *a, const char *b, const char *study, int64_t ntrials);
+
 #endif

@@ -546,8 +546,9 @@ Test(ilp, bench_instances_keep_their_optimum, .timeout = 300) {
     }
 }
 
-/* The same generator small enough to enumerate (7^6 configurations), three budgets binding. */
-Test(ilp, bench_like_small_instances_equal_enumeration, .timeout = 120) {
+/* 40 instances of the bench generator small enough to enumerate (7^6 configurations, three budgets
+ * binding), solved with o: each optimum equals enumeration's, each infeasible one is refused. */
+static void small_instances_equal_enumeration(const ba_ilp_opts_t *o) {
     int solved = 0;
     for (int s = 0; s < 40; s++) {
         ba_problem_t *p = bench_ilp_instance(6, 500 + (uint64_t)s, 3);
@@ -555,12 +556,11 @@ Test(ilp, bench_like_small_instances_equal_enumeration, .timeout = 120) {
         double want = enumerate_problem(p);
         ba_solution_t sol;
         ba_error err;
-        ba_status st = ba_ilp_solve(p, NULL, &sol, &err);
-        if (isinf(want)) {
-            cr_expect_eq(st, BA_ERR_INFEASIBLE, "seed %d", 500 + s);
-        } else {
-            cr_assert_eq(st, BA_OK, "seed %d: %s", 500 + s, err.msg);
-            cr_expect(sol.optimal);
+        ba_status st = ba_ilp_solve(p, o, &sol, &err);
+        cr_assert_eq(st, isinf(want) ? BA_ERR_INFEASIBLE : BA_OK, "seed %d: %s", 500 + s,
+                     st == BA_OK ? "solved" : err.msg);
+        if (st == BA_OK) {
+            cr_expect(sol.optimal, "seed %d", 500 + s);
             cr_expect_eq(sol.objective, want, "seed %d: %.17g, enumeration %.17g", 500 + s, sol.objective,
                          want);
             ba_solution_free(&sol);
@@ -569,6 +569,10 @@ Test(ilp, bench_like_small_instances_equal_enumeration, .timeout = 120) {
         ba_problem_free(p);
     }
     cr_expect_gt(solved, 30);
+}
+
+Test(ilp, bench_like_small_instances_equal_enumeration, .timeout = 120) {
+    small_instances_equal_enumeration(NULL);
 }
 
 /* Between the two: 150 layers, against the whole model handed to glp_intopt (never worse;
@@ -613,19 +617,5 @@ Test(ilp, handing_the_core_to_glp_intopt_keeps_the_optimum, .timeout = 240) {
         ba_solution_free(&sol);
         ba_problem_free(p);
     }
-    int solved = 0;
-    for (int s = 0; s < 40; s++) {
-        ba_problem_t *p = bench_ilp_instance(6, 500 + (uint64_t)s, 3);
-        cr_assert_not_null(p);
-        double want = enumerate_problem(p);
-        ba_solution_t sol;
-        ba_error err;
-        ba_status st = ba_ilp_solve(p, &one, &sol, &err);
-        cr_assert_eq(st, isinf(want) ? BA_ERR_INFEASIBLE : BA_OK, "seed %d", 500 + s);
-        if (st != BA_OK) continue;
-        cr_expect_eq(sol.objective, want, "seed %d: %.17g, enumeration %.17g", 500 + s, sol.objective, want);
-        ba_solution_free(&sol);
-        solved++;
-    }
-    cr_expect_gt(solved, 30);
+    small_instances_equal_enumeration(&one);
 }

@@ -149,26 +149,7 @@ static void expect_same_trials(const char *a, const char *b, const char *study) 
     ba_db_trials_free(ta, na);
     ba_db_trials_free(tb, nb);
     /* The final choice's mark and account (an evolution with a validation part), byte for byte. */
-    ba_db_t *da, *dbb;
-    ba_error err;
-    ba_study_info_t ia, ib;
-    cr_assert_eq(ba_db_open(a, 0, &da, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_open(b, 0, &dbb, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_study_get(da, study, &ia, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_study_get(dbb, study, &ib, &err), BA_OK, "%s", err.msg);
-    for (int64_t k = 1; k <= na; k++) {
-        char *ra, *rb;
-        cr_assert_eq(ba_db_trial_chosen(da, ia.id, k, &ra, &err), BA_OK, "%s", err.msg);
-        cr_assert_eq(ba_db_trial_chosen(dbb, ib.id, k, &rb, &err), BA_OK, "%s", err.msg);
-        cr_expect((!ra && !rb) || (ra && rb && !strcmp(ra, rb)), "trial %lld: chosen %s vs %s", (long long)k,
-                  ra ? ra : "NULL", rb ? rb : "NULL");
-        free(ra);
-        free(rb);
-    }
-    ba_db_study_info_free(&ia);
-    ba_db_study_info_free(&ib);
-    ba_db_close(da);
-    ba_db_close(dbb);
+    ba_test_expect_same_choice(a, b, study, na);
 }
 
 static void expect_integrity(const char *dbpath) {

@@ -160,29 +160,7 @@ static void expect_same_trials(const char *ref, const char *db) {
     ba_db_trials_free(a, na);
     ba_db_trials_free(b, nb);
     /* The final choice's mark and account, byte for byte. */
-    ba_db_t *da, *dbb;
-    ba_error err;
-    ba_study_info_t ia, ib;
-    cr_assert_eq(ba_db_open(ref, BA_DB_OPEN_READONLY, &da, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_open(db, BA_DB_OPEN_READONLY, &dbb, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_study_get(da, STUDY, &ia, &err), BA_OK, "%s", err.msg);
-    cr_assert_eq(ba_db_study_get(dbb, STUDY, &ib, &err), BA_OK, "%s", err.msg);
-    int marked = 0;
-    for (int64_t k = 1; k <= na; k++) {
-        char *ra, *rb;
-        cr_assert_eq(ba_db_trial_chosen(da, ia.id, k, &ra, &err), BA_OK, "%s", err.msg);
-        cr_assert_eq(ba_db_trial_chosen(dbb, ib.id, k, &rb, &err), BA_OK, "%s", err.msg);
-        cr_expect((!ra && !rb) || (ra && rb && !strcmp(ra, rb)), "trial %lld: chosen %s vs %s", (long long)k,
-                  ra ? ra : "NULL", rb ? rb : "NULL");
-        marked += ra != NULL;
-        free(ra);
-        free(rb);
-    }
-    cr_expect_eq(marked, 1, "one trial is the final choice");
-    ba_db_study_info_free(&ia);
-    ba_db_study_info_free(&ib);
-    ba_db_close(da);
-    ba_db_close(dbb);
+    cr_expect_eq(ba_test_expect_same_choice(ref, db, STUDY, na), 1, "one trial is the final choice");
 }
 
 static void expect_same_file(const char *ref, const char *path) {
