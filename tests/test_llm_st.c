@@ -331,56 +331,53 @@ Test(llm_hf, bad_checkpoints_exit_2_naming_the_problem) {
     c = config_with("tie_word_embeddings", "false");
     expect_refused(c, NULL, "tensor 'output.weight' (GGUF name) is missing", "tie_word_embeddings");
     free(c);
-    /* rope scalings not converted (llm_hf rope tests: llama3, linear, yarn), or malformed */
-    c = config_with("rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1.0]}");
-    expect_refused(c, NULL, "rope_scaling type 'longrope' is not supported (only linear, llama3 and yarn",
-                   "config.json");
-    free(c);
-    c = config_with("rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}");
-    expect_refused(c, NULL, "rope_scaling type 'dynamic' is not supported", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"attention_factor\": 1.2, "
-                                    "\"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL, "rope_scaling type 'yarn' with 'attention_factor' is not supported", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"truncate\": false, "
-                                    "\"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL, "rope_scaling type 'yarn' with truncate false is not supported", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}");
-    expect_refused(c, NULL,
-                   "'rope_scaling.original_max_position_embeddings' is missing (rope_scaling type 'yarn')",
-                   NULL);
-    free(c);
-    /* libllama's llama architecture ignores the betas: a beta_slow of 2 gave the logits of 1 */
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": 2.0, "
-                                    "\"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL,
-                   "'yarn' with beta_slow 2 is not supported (libllama's llama architecture keeps its "
-                   "default 1)",
-                   NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": -1, "
-                                    "\"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL, "'rope_scaling.beta_slow' must be a positive number", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"factor\": 2.0}");
-    expect_refused(c, NULL, "rope_scaling has no 'rope_type' (or 'type') string", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"type\": \"linear\"}");
-    expect_refused(c, NULL, "'rope_scaling.factor' must be a positive number", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
-                                    "\"high_freq_factor\": 4.0}");
-    expect_refused(c, NULL, "'rope_scaling.original_max_position_embeddings' is missing", NULL);
-    free(c);
-    c = config_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, "
-                                    "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}");
-    expect_refused(c, NULL, "high_freq_factor 4 must exceed low_freq_factor 4", NULL);
-    free(c);
-    c = config_with("rope_parameters", "{\"rope_type\": \"dynamic\", \"factor\": 4.0}");
-    expect_refused(c, NULL, "rope_parameters type 'dynamic' is not supported", NULL);
-    free(c);
+    /* rope scalings not converted (llm_hf rope tests: llama3, linear, yarn), or malformed;
+     * libllama's llama architecture ignores the yarn betas (a beta_slow of 2 gave the logits of 1) */
+    static const struct {
+        const char *key, *value, *want, *want2;
+    } ropes[] = {
+        {"rope_scaling", "{\"rope_type\": \"longrope\", \"long_factor\": [1.0]}",
+         "rope_scaling type 'longrope' is not supported (only linear, llama3 and yarn", "config.json"},
+        {"rope_scaling", "{\"type\": \"dynamic\", \"factor\": 2.0}",
+         "rope_scaling type 'dynamic' is not supported", NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"attention_factor\": 1.2, "
+         "\"original_max_position_embeddings\": 64}",
+         "rope_scaling type 'yarn' with 'attention_factor' is not supported", NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"truncate\": false, "
+         "\"original_max_position_embeddings\": 64}",
+         "rope_scaling type 'yarn' with truncate false is not supported", NULL},
+        {"rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}",
+         "'rope_scaling.original_max_position_embeddings' is missing (rope_scaling type 'yarn')", NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": 2.0, "
+         "\"original_max_position_embeddings\": 64}",
+         "'yarn' with beta_slow 2 is not supported (libllama's llama architecture keeps its "
+         "default 1)",
+         NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"yarn\", \"factor\": 4.0, \"beta_slow\": -1, "
+         "\"original_max_position_embeddings\": 64}",
+         "'rope_scaling.beta_slow' must be a positive number", NULL},
+        {"rope_scaling", "{\"factor\": 2.0}", "rope_scaling has no 'rope_type' (or 'type') string", NULL},
+        {"rope_scaling", "{\"type\": \"linear\"}", "'rope_scaling.factor' must be a positive number", NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+         "\"high_freq_factor\": 4.0}",
+         "'rope_scaling.original_max_position_embeddings' is missing", NULL},
+        {"rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, "
+         "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}",
+         "high_freq_factor 4 must exceed low_freq_factor 4", NULL},
+        {"rope_parameters", "{\"rope_type\": \"dynamic\", \"factor\": 4.0}",
+         "rope_parameters type 'dynamic' is not supported", NULL},
+    };
+    for (size_t i = 0; i < sizeof ropes / sizeof ropes[0]; i++) {
+        c = config_with(ropes[i].key, ropes[i].value);
+        expect_refused(c, NULL, ropes[i].want, ropes[i].want2);
+        free(c);
+    }
     c = config_with("vocab_size", "300");
     expect_refused(c, NULL, "id must be from 0 to vocab_size-1 (299)", "tokenizer.json");
     free(c);
